@@ -1,0 +1,195 @@
+"""The one async adapter between Twisted's resource API and our handlers.
+
+It routes, authenticates (per the route's declared scheme), rate-limits,
+renders errors once, adds CORS headers and logs one line per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+from twisted.internet import defer
+from twisted.web import resource, server
+from twisted.web.http import Request
+
+from homeserver.errors import MatrixError
+from homeserver.http.router import (AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, AUTH_USER, ApiRequest,
+                                    Requester, Router)
+
+logger = logging.getLogger("homeserver.access")
+
+CORS_HEADERS = {
+    b"Access-Control-Allow-Origin": b"*",
+    b"Access-Control-Allow-Methods": b"GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    b"Access-Control-Allow-Headers": b"X-Requested-With, Content-Type, Authorization, Date",
+}
+
+TokenResolver = Callable[[str], Awaitable[Requester]]
+ServerAuthenticator = Callable[[ApiRequest], Awaitable[str]]
+RateLimitCheck = Callable[[ApiRequest], None]
+
+
+def access_token_of(req: ApiRequest) -> str | None:
+    """Spec "Using access tokens": the Authorization header, or the access_token query parameter."""
+    header = req.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        if scheme != "X-Matrix":
+            raise MatrixError(401, "M_MISSING_TOKEN", "Invalid Authorization header")
+    return req.arg("access_token")
+
+
+class MatrixResource(resource.Resource):
+    """A leaf resource serving every path through the router."""
+
+    isLeaf = True
+
+    def __init__(self, router: Router, resolve_token: TokenResolver,
+                 authenticate_server: ServerAuthenticator | None = None,
+                 rate_limit: RateLimitCheck | None = None,
+                 max_body: int = 100 * 1024 * 1024):
+        super().__init__()
+        self._router = router
+        self._resolve_token = resolve_token
+        self._authenticate_server = authenticate_server
+        self._rate_limit = rate_limit
+        self._max_body = max_body
+        self.in_flight: set[Request] = set()
+        self._drained: list[defer.Deferred] = []
+
+    def render(self, request: Request):  # Twisted entry point
+        self.in_flight.add(request)
+        request.notifyFinish().addBoth(self._finished, request)
+        d = defer.ensureDeferred(self._handle(request))
+        d.addErrback(self._unexpected, request)
+        return server.NOT_DONE_YET
+
+    def _finished(self, result, request: Request):
+        self.in_flight.discard(request)
+        if not self.in_flight:
+            waiters, self._drained = self._drained, []
+            for d in waiters:
+                d.callback(None)
+        return None
+
+    def wait_drained(self) -> defer.Deferred:
+        """Fires once no request is in flight (used for a clean shutdown)."""
+        if not self.in_flight:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._drained.append(d)
+        return d
+
+    async def _handle(self, request: Request) -> None:
+        start = time.monotonic()
+        status = 500
+        method = request.method.decode("ascii")
+        try:
+            if method == "OPTIONS":
+                status, body = 200, {}
+            else:
+                status, body = await self._dispatch(request, method)
+        except MatrixError as e:
+            status, body = e.status, e.to_json()
+        except Exception:
+            logger.exception("Unhandled error on %s %s", method, request.path.decode("utf-8", "replace"))
+            status, body = 500, {"errcode": "M_UNKNOWN", "error": "Internal server error"}
+        self._respond(request, status, body)
+        logger.info("%s %s %s %d %.1fms", request.getClientAddress().host, method,
+                    _loggable_path(request), status, (time.monotonic() - start) * 1000)
+
+    async def _dispatch(self, request: Request, method: str) -> tuple[int, Any]:
+        path = request.path.decode("utf-8", "replace")
+        route, found = self._router.match("GET" if method == "HEAD" else method, path)
+        if route is None:
+            if found:
+                raise MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request")
+            raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
+        body = request.content.read() if request.content is not None else b""
+        if len(body) > self._max_body:
+            raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
+        req = ApiRequest(
+            method=method, path=path, path_params=found,
+            args={k.decode(): [v.decode("utf-8", "replace") for v in vs] for k, vs in request.args.items()},
+            headers={k.decode().lower(): v[-1].decode("latin-1") for k, v in request.requestHeaders.getAllRawHeaders()},
+            body=body, client_ip=request.getClientAddress().host,
+        )
+        request.notifyFinish().addErrback(lambda _: [cb() for cb in req.on_disconnect])
+        await self._authenticate(route.auth, req)
+        if route.rate_limited and self._rate_limit is not None:
+            self._rate_limit(req)
+        result = await route.handler(req)
+        if isinstance(result, tuple):
+            return result
+        return 200, result
+
+    async def _authenticate(self, scheme: str, req: ApiRequest) -> None:
+        if scheme == AUTH_NONE:
+            return
+        if scheme == AUTH_SERVER:
+            if self._authenticate_server is None:
+                raise MatrixError(401, "M_UNAUTHORIZED", "Federation is not enabled")
+            req.origin = await self._authenticate_server(req)
+            return
+        token = access_token_of(req)
+        if token is None:
+            if scheme == AUTH_OPTIONAL:
+                return
+            raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+        req.requester = await self._resolve_token(token)
+
+    def _respond(self, request: Request, status: int, body: Any) -> None:
+        if request.finished or request._disconnected:
+            return
+        if isinstance(body, (bytes, RawBody)):
+            payload = body.data if isinstance(body, RawBody) else body
+            content_type = body.content_type if isinstance(body, RawBody) else b"application/octet-stream"
+        else:
+            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            content_type = b"application/json"
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", content_type)
+        request.setHeader(b"Content-Length", str(len(payload)).encode())
+        for k, v in CORS_HEADERS.items():
+            request.setHeader(k, v)
+        if request.method != b"HEAD":
+            request.write(payload)
+        request.finish()
+
+    def _unexpected(self, failure, request: Request):
+        logger.error("Request failed: %s", failure.getTraceback())
+        if not request.finished and not request._disconnected:
+            request.setResponseCode(500)
+            request.finish()
+
+
+class RawBody:
+    """A non-JSON response body (e.g. media, HTML)."""
+
+    def __init__(self, data: bytes, content_type: bytes):
+        self.data = data
+        self.content_type = content_type
+
+
+def _loggable_path(request: Request) -> str:
+    """The request path with secrets (access_token) removed from the query string."""
+    uri = request.uri.decode("utf-8", "replace")
+    path, _, query = uri.partition("?")
+    if not query:
+        return path
+    parts = [p if not p.startswith("access_token=") else "access_token=<redacted>" for p in query.split("&")]
+    return path + "?" + "&".join(parts)
+
+
+def make_site(root: MatrixResource) -> server.Site:
+    site = server.Site(root)
+    site.noisy = False
+    site.displayTracebacks = False
+    # Access logging is ours (one line per request, secrets removed).
+    site.log = lambda request: None
+    return site

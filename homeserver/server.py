@@ -1,0 +1,207 @@
+"""The composition root: builds every store and service from the configuration.
+
+Nothing here is module-level state, so several homeservers can run in one
+process (federation tests do). ``run_server`` is what ``hexagone run`` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer
+
+from homeserver import config as config_module
+from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
+from homeserver.api.client import sync as sync_api
+from homeserver.http.router import Router
+from homeserver.http.site import MatrixResource, make_site
+from homeserver.services.auth import AuthService
+from homeserver.services.directory import DirectoryService
+from homeserver.services.history import RoomHistoryService
+from homeserver.services.notifier import Notifier
+from homeserver.services.profiles import ProfileService
+from homeserver.services.ratelimit import Ratelimiter
+from homeserver.services.registration import RegistrationService
+from homeserver.services.room_events import RoomEventService
+from homeserver.services.rooms import RoomService
+from homeserver.services.serialize import EventSerializer
+from homeserver.services.sync import SyncService
+from homeserver.storage import accounts as accounts_storage
+from homeserver.storage import directory as directory_storage
+from homeserver.storage import events as events_storage
+from homeserver.storage import filters as filters_storage
+from homeserver.storage.database import Database, open_engine
+from homeserver.storage.schema import apply_migrations
+from homeserver.storage.streams import StreamIdGenerator
+
+logger = logging.getLogger(__name__)
+
+STORAGE_DOMAINS = {
+    "accounts": accounts_storage.MIGRATIONS,
+    "events": events_storage.MIGRATIONS,
+    "directory": directory_storage.MIGRATIONS,
+    "filters": filters_storage.MIGRATIONS,
+}
+
+CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api]
+
+RATE_LIMITS = {
+    "message": "rc_message", "registration": "rc_registration",
+    "registration_token_validity": "rc_registration_token_validity",
+    "login_address": "rc_login_address", "login_account": "rc_login_account",
+    "login_failed": "rc_login_failed_attempts", "joins_local": "rc_joins_local",
+    "invites_per_room": "rc_invites_per_room", "room_creation": "rc_room_creation",
+    "presence": "rc_presence_per_user", "user_directory": "rc_user_directory",
+}
+
+
+@dataclass
+class HomeServer:
+    """Every service of one homeserver, built once, passed to the API modules."""
+
+    config: Any
+    reactor: Any
+    signing_key: Any
+    db: Database
+    accounts_store: accounts_storage.AccountStore
+    event_store: events_storage.EventStore
+    filter_store: filters_storage.FilterStore
+    notifier: Notifier
+    auth: AuthService
+    registration: RegistrationService
+    profiles: ProfileService
+    room_events: RoomEventService
+    serializer: EventSerializer
+    sync: SyncService
+    directory: DirectoryService
+    rooms: RoomService
+    history: RoomHistoryService
+    ratelimit: dict[str, Ratelimiter]
+    router: Router
+    presence: Any = None
+    resource: MatrixResource | None = None
+    ports: list = field(default_factory=list)
+
+    @property
+    def server_name(self) -> str:
+        return self.config.server_name
+
+
+def build_server(config, reactor) -> HomeServer:
+    """Open the database, apply migrations, and wire every service."""
+    signing_key = config_module.read_signing_key(config.signing_key_path)
+    if config.database.engine == "sqlite" and os.path.dirname(config.database.sqlite_path):
+        os.makedirs(os.path.dirname(config.database.sqlite_path), exist_ok=True)
+    db = Database(open_engine(config.database), reactor)
+    apply_migrations(db, STORAGE_DOMAINS)
+    server_name = config.server_name
+
+    accounts_store = accounts_storage.AccountStore(db)
+    event_store = events_storage.EventStore(db)
+    filter_store = filters_storage.FilterStore(db)
+    directory_store = directory_storage.DirectoryStore(db)
+
+    notifier = Notifier(reactor)
+    auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
+                       bcrypt_rounds=config.bcrypt_rounds, reactor=reactor)
+    registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor)
+    room_events = RoomEventService(
+        clock=reactor, store=event_store, server_name=server_name, signing_key=signing_key,
+        stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
+        state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()))
+    profiles = ProfileService(accounts=accounts_store, events=event_store, server_name=server_name)
+    profiles.room_events = room_events
+    serializer = EventSerializer(room_events, event_store)
+    sync = SyncService(room_events=room_events, store=event_store, serializer=serializer, notifier=notifier,
+                       clock=reactor)
+    directory = DirectoryService(store=directory_store, events=event_store, room_events=room_events,
+                                 server_name=server_name)
+    rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
+                        default_room_version=config.default_room_version, directory=directory)
+    history = RoomHistoryService(room_events=room_events, store=event_store, serializer=serializer, sync=sync)
+    room_events.listeners.append(lambda events: _notify_room_events(notifier, events))
+    ratelimit = {name: Ratelimiter(reactor, getattr(config, key).per_second, getattr(config, key).burst_count)
+                 for name, key in RATE_LIMITS.items()}
+
+    hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
+                    accounts_store=accounts_store, event_store=event_store, filter_store=filter_store,
+                    notifier=notifier, auth=auth, registration=registration, profiles=profiles,
+                    room_events=room_events, serializer=serializer, sync=sync, directory=directory,
+                    rooms=rooms, history=history, ratelimit=ratelimit, router=Router())
+    for module in CLIENT_API_MODULES:
+        module.register(hs.router, hs)
+    hs.resource = MatrixResource(hs.router, auth.resolve_token, max_body=max(config.max_upload_size, 1 << 20))
+    return hs
+
+
+def _notify_room_events(notifier: Notifier, events) -> None:
+    rooms = {e.room_id for e in events}
+    users = {e.state_key for e in events if e.type == "m.room.member" and e.state_key}
+    notifier.notify(users=users, rooms=rooms)
+
+
+def listen(hs: HomeServer) -> list:
+    """Start every configured http listener (TLS listeners come with federation)."""
+    site = make_site(hs.resource)
+    ports = []
+    for listener in hs.config.listeners:
+        addresses = listener.bind_addresses or ["127.0.0.1"]
+        bound_any = False
+        for address in addresses:
+            try:
+                ports.append(hs.reactor.listenTCP(listener.port, site, interface=address))
+                bound_any = True
+            except Exception as e:  # e.g. "::" and "0.0.0.0" both binding one port
+                if not bound_any and address == addresses[-1]:
+                    raise
+                logger.info("Not listening on %s:%d: %s", address, listener.port, e)
+        logger.info("Listening on %s port %d", ",".join(addresses), listener.port)
+    hs.ports = ports
+    return ports
+
+
+async def shutdown(hs: HomeServer) -> None:
+    """Stop accepting, let in-flight requests finish (waking long-polls), then close the database."""
+    for port in hs.ports:
+        await port.stopListening()
+    hs.notifier.wake_all()
+    if hs.resource is not None:
+        await hs.resource.wait_drained()
+    hs.db.close()
+    logger.info("Shut down cleanly")
+
+
+def _setup_logging(config) -> None:
+    if config.log_config and os.path.exists(config.log_config):
+        import logging.config
+
+        import yaml
+        with open(config.log_config) as f:
+            logging.config.dictConfig(yaml.safe_load(f))
+
+
+def run_server(config) -> int:
+    """``hexagone run``: serve in the foreground until SIGTERM or SIGINT."""
+    from twisted.internet import reactor
+
+    _setup_logging(config)
+    hs = build_server(config, reactor)
+    listen(hs)
+    stopping = []
+
+    def on_signal(signum, frame):
+        if stopping:
+            return
+        stopping.append(signum)
+        logger.info("Received signal %d, shutting down", signum)
+        reactor.callFromThread(lambda: defer.ensureDeferred(shutdown(hs)).addBoth(lambda _: reactor.stop()))
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logger.info("Hexagone serving %s", config.server_name)
+    reactor.run(installSignalHandlers=False)
+    return 0

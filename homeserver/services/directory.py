@@ -1,0 +1,137 @@
+"""Room aliases and the public room directory (client-server "Room aliases", "Listing rooms")."""
+
+from __future__ import annotations
+
+import re
+
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.events.auth_rules import get_power_level
+from homeserver.storage.directory import DirectoryStore
+from homeserver.storage.events import EventStore
+
+ALIAS_RE = re.compile(r"^#[^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
+
+
+class DirectoryService:
+    def __init__(self, *, store: DirectoryStore, events: EventStore, room_events, server_name: str):
+        self._store = store
+        self._events = events
+        self._room_events = room_events
+        self.server_name = server_name
+
+    def _check_local_alias(self, alias: str) -> None:
+        if not ALIAS_RE.match(alias) or len(alias) > 255:
+            raise MatrixError(400, "M_INVALID_PARAM", "Invalid room alias")
+        if alias.split(":", 1)[1] != self.server_name:
+            raise MatrixError(400, "M_INVALID_PARAM", "Room alias must be on this server")
+
+    async def resolve_local(self, alias: str) -> str | None:
+        found = await self._store.get_alias(alias)
+        return None if found is None else found[0]
+
+    async def resolve(self, alias: str) -> dict:
+        """Spec GET /directory/room/{roomAlias}."""
+        room_id = await self.resolve_local(alias)
+        if room_id is None:
+            raise not_found(f"Room alias {alias} not found")
+        return {"room_id": room_id, "servers": [self.server_name]}
+
+    async def create_alias(self, alias: str, room_id: str, user_id: str) -> None:
+        self._check_local_alias(alias)
+        if await self._room_events.room_version(room_id) is None:
+            raise not_found("Unknown room")
+        if not await self._store.create_alias(alias, room_id, user_id):
+            raise MatrixError(409, "M_UNKNOWN", "Room alias already exists")
+
+    async def delete_alias(self, alias: str, requester) -> None:
+        """The alias's creator, a room admin (may send m.room.canonical_alias) or a server admin may delete it."""
+        found = await self._store.get_alias(alias)
+        if found is None:
+            raise not_found("Room alias not found")
+        room_id, creator = found
+        if creator != requester.user_id and not requester.is_admin and not await self._may_edit(room_id, requester.user_id):
+            raise forbidden("You may not delete this alias")
+        await self._store.delete_alias(alias)
+
+    async def _may_edit(self, room_id: str, user_id: str) -> bool:
+        state = await self._room_events.current_state(room_id, {("m.room.create", ""), ("m.room.power_levels", "")})
+        version = await self._room_events.room_version(room_id)
+        create = state.get(("m.room.create", ""))
+        pl = state.get(("m.room.power_levels", ""))
+        level = get_power_level(version, create.pdu if create else None, pl.pdu if pl else None, user_id)
+        needed = 50
+        if pl is not None:
+            needed = pl.content.get("events", {}).get("m.room.canonical_alias", pl.content.get("state_default", 50))
+        return level >= int(needed)
+
+    async def room_aliases(self, room_id: str, user_id: str) -> list[str]:
+        """Spec GET /rooms/{roomId}/aliases: members (or anyone for world_readable rooms)."""
+        if await self._room_events.membership(room_id, user_id) != "join":
+            vis = await self._room_events.current_state_event(room_id, "m.room.history_visibility")
+            if vis is None or vis.content.get("history_visibility") != "world_readable":
+                raise forbidden("You are not in this room")
+        return await self._store.aliases_for_room(room_id)
+
+    # -- public room directory ----------------------------------------------------------------
+    async def get_visibility(self, room_id: str) -> str:
+        if await self._room_events.room_version(room_id) is None:
+            raise not_found("Unknown room")
+        return "public" if await self._events.is_room_public(room_id) else "private"
+
+    async def set_visibility(self, room_id: str, visibility, requester) -> None:
+        if visibility not in ("public", "private"):
+            raise bad_json("visibility must be public or private")
+        if await self._room_events.room_version(room_id) is None:
+            raise not_found("Unknown room")
+        if not requester.is_admin and not await self._may_edit(room_id, requester.user_id):
+            raise forbidden("You may not change this room's visibility")
+        await self._events.set_room_public(room_id, visibility == "public")
+
+    async def public_rooms(self, *, limit: int | None, since: str | None, search: str | None) -> dict:
+        """Spec GET/POST /publicRooms: largest rooms first, offset tokens for pagination."""
+        entries = []
+        for room_id in await self._events.public_room_ids():
+            entry = await self.room_entry(room_id)
+            if search and not _matches(entry, search):
+                continue
+            entries.append(entry)
+        entries.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
+        try:
+            offset = int(since[1:]) if since else 0
+        except ValueError:
+            raise MatrixError(400, "M_INVALID_PARAM", "Invalid since token")
+        end = len(entries) if limit is None else offset + limit
+        result = {"chunk": entries[offset:end], "total_room_count_estimate": len(entries)}
+        if end < len(entries):
+            result["next_batch"] = f"n{end}"
+        if offset > 0:
+            result["prev_batch"] = f"n{max(0, offset - (limit or offset))}"
+        return result
+
+    async def room_entry(self, room_id: str) -> dict:
+        """A PublishedRoomsChunk / room summary from current state."""
+        state = await self._room_events.current_state(room_id)
+        joined = sum(1 for (t, _), ev in state.items()
+                     if t == "m.room.member" and ev.content.get("membership") == "join")
+        entry = {"room_id": room_id, "num_joined_members": joined,
+                 "world_readable": _content(state, "m.room.history_visibility", "history_visibility") == "world_readable",
+                 "guest_can_join": _content(state, "m.room.guest_access", "guest_access") == "can_join",
+                 "join_rule": _content(state, "m.room.join_rules", "join_rule") or "invite"}
+        for key, event_type, field in (("name", "m.room.name", "name"), ("topic", "m.room.topic", "topic"),
+                                       ("canonical_alias", "m.room.canonical_alias", "alias"),
+                                       ("avatar_url", "m.room.avatar", "url"),
+                                       ("room_type", "m.room.create", "type")):
+            value = _content(state, event_type, field)
+            if isinstance(value, str) and value:
+                entry[key] = value
+        return entry
+
+
+def _content(state: dict, event_type: str, field: str):
+    ev = state.get((event_type, ""))
+    return None if ev is None else ev.content.get(field)
+
+
+def _matches(entry: dict, term: str) -> bool:
+    term = term.lower()
+    return any(term in str(entry.get(k, "")).lower() for k in ("name", "topic", "canonical_alias", "room_id"))

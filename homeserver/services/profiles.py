@@ -1,0 +1,62 @@
+"""Profiles (client-server "Profiles"): set, read, and propagated to member events."""
+
+from __future__ import annotations
+
+import logging
+
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.services.room_events import EventSpec, RoomEventService
+from homeserver.storage.accounts import AccountStore
+from homeserver.storage.events import EventStore
+
+logger = logging.getLogger(__name__)
+
+PROFILE_FIELDS = ("displayname", "avatar_url")
+MAX_DISPLAYNAME = 256
+MAX_AVATAR_URL = 1000
+
+
+class ProfileService:
+    def __init__(self, *, accounts: AccountStore, events: EventStore, server_name: str):
+        self._accounts = accounts
+        self._events = events
+        self.server_name = server_name
+        self.room_events: RoomEventService | None = None  # set by the composition root (cycle with rooms)
+
+    async def get(self, user_id: str) -> dict:
+        profile = await self._accounts.get_profile(user_id)
+        if profile is None:
+            raise not_found("Profile not found")
+        return profile
+
+    async def member_content(self, user_id: str) -> dict:
+        """displayname / avatar_url to put in the user's member events."""
+        return await self._accounts.get_profile(user_id) or {}
+
+    async def set_field(self, requester_id: str, user_id: str, field: str, value) -> None:
+        """Spec PUT /profile/{userId}/{keyName}; then update each joined room's member event."""
+        if requester_id != user_id:
+            raise forbidden("You may only change your own profile")
+        if field not in PROFILE_FIELDS:
+            raise MatrixError(400, "M_UNRECOGNIZED", f"Unknown profile field {field}")
+        if value is not None and not isinstance(value, str):
+            raise bad_json(f"{field} must be a string")
+        limit = MAX_DISPLAYNAME if field == "displayname" else MAX_AVATAR_URL
+        if value is not None and len(value) > limit:
+            raise MatrixError(400, "M_TOO_LARGE", f"{field} is too long")
+        await self._accounts.set_profile_field(user_id, field, value or None)
+        await self._propagate(user_id)
+
+    async def _propagate(self, user_id: str) -> None:
+        profile = await self.member_content(user_id)
+        rooms = await self._events.rooms_for_user(user_id)
+        for room_id, (membership, _, _) in rooms.items():
+            if membership != "join":
+                continue
+            current = await self.room_events.current_state_event(room_id, "m.room.member", user_id)
+            content = {k: v for k, v in (current.content if current else {}).items() if k not in PROFILE_FIELDS}
+            content.update(profile, membership="join")
+            try:
+                await self.room_events.send(room_id, EventSpec(user_id, "m.room.member", content, user_id))
+            except MatrixError as e:
+                logger.warning("Could not update profile in %s: %s", room_id, e.error)

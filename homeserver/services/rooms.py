@@ -1,0 +1,227 @@
+"""Room creation and membership (client-server "Creation", "Room membership", "Room upgrades")."""
+
+from __future__ import annotations
+
+import copy
+
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.services.room_events import EventSpec, RoomEventService
+from homeserver.storage.events import EventStore, StoredEvent
+
+CREATABLE_VERSIONS = ("10", "11", "12")
+
+PRESETS = {
+    "private_chat": {"join_rule": "invite", "history_visibility": "shared", "guest_access": "can_join",
+                     "invitees_admin": False},
+    "trusted_private_chat": {"join_rule": "invite", "history_visibility": "shared", "guest_access": "can_join",
+                             "invitees_admin": True},
+    "public_chat": {"join_rule": "public", "history_visibility": "shared", "guest_access": None,
+                    "invitees_admin": False},
+}
+
+
+def default_power_levels(creator: str, version: RoomVersion, invitees_admin: list[str]) -> dict:
+    users = {} if version.creators_infinite_power else {creator: 100}
+    for invitee in invitees_admin:
+        users[invitee] = 100
+    return {
+        "users": users, "users_default": 0,
+        "events": {"m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
+                   "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+                   "m.room.server_acl": 100, "m.room.encryption": 100},
+        "events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "redact": 50, "invite": 0,
+        "notifications": {"room": 50},
+    }
+
+
+class RoomService:
+    def __init__(self, *, room_events: RoomEventService, store: EventStore, profiles, server_name: str,
+                 default_room_version: str, directory=None):
+        self._events = room_events
+        self._store = store
+        self._profiles = profiles
+        self.server_name = server_name
+        self.default_room_version = default_room_version
+        self.directory = directory
+
+    # -- creation -------------------------------------------------------------------------
+    async def create_room(self, creator: str, body: dict) -> str:
+        """Spec POST /createRoom: the events are sent in the order the spec lists."""
+        version_id = body.get("room_version", self.default_room_version)
+        if not isinstance(version_id, str) or version_id not in KNOWN_ROOM_VERSIONS:
+            raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version {version_id!r}")
+        version = KNOWN_ROOM_VERSIONS[version_id]
+        preset_name = body.get("preset") or ("public_chat" if body.get("visibility") == "public" else "private_chat")
+        if preset_name not in PRESETS:
+            raise bad_json(f"Unknown preset {preset_name!r}")
+        preset = PRESETS[preset_name]
+        invitees = _string_list(body, "invite")
+        alias = await self._check_alias(body.get("room_alias_name"))
+        creation_content = body.get("creation_content") or {}
+        if not isinstance(creation_content, dict):
+            raise bad_json("creation_content must be an object")
+        create_content = dict(creation_content, room_version=version_id)
+        if not version.implicit_room_creator:
+            create_content["creator"] = creator
+        if version.creators_infinite_power and preset_name == "trusted_private_chat":
+            create_content.setdefault("additional_creators", invitees)
+        profile = await self._profiles.member_content(creator)
+        specs = [EventSpec(creator, "m.room.member", dict(profile, membership="join"), creator)]
+        pl = default_power_levels(creator, version,
+                                  invitees if preset["invitees_admin"] and not version.creators_infinite_power else [])
+        override = body.get("power_level_content_override")
+        if override is not None:
+            if not isinstance(override, dict):
+                raise bad_json("power_level_content_override must be an object")
+            pl.update(copy.deepcopy(override))
+        specs.append(EventSpec(creator, "m.room.power_levels", pl, ""))
+        if alias is not None:
+            specs.append(EventSpec(creator, "m.room.canonical_alias", {"alias": alias}, ""))
+        specs.append(EventSpec(creator, "m.room.join_rules", {"join_rule": preset["join_rule"]}, ""))
+        specs.append(EventSpec(creator, "m.room.history_visibility",
+                               {"history_visibility": preset["history_visibility"]}, ""))
+        if preset["guest_access"]:
+            specs.append(EventSpec(creator, "m.room.guest_access", {"guest_access": preset["guest_access"]}, ""))
+        specs += self._initial_state(creator, body.get("initial_state"))
+        for key, event_type, field in (("name", "m.room.name", "name"), ("topic", "m.room.topic", "topic")):
+            if key in body:
+                if not isinstance(body[key], str):
+                    raise bad_json(f"{key} must be a string")
+                specs.append(EventSpec(creator, event_type, {field: body[key]}, ""))
+        for invitee in invitees:
+            content = {"membership": "invite"}
+            if body.get("is_direct"):
+                content["is_direct"] = True
+            specs.append(EventSpec(creator, "m.room.member", content, invitee))
+        create = EventSpec(creator, "m.room.create", create_content, "")
+        room_id, _ = await self._events.create_room(version, create, specs, None,
+                                                    is_public=body.get("visibility") == "public")
+        if alias is not None:
+            await self.directory.create_alias(alias, room_id, creator)
+        return room_id
+
+    def _initial_state(self, creator: str, initial_state) -> list[EventSpec]:
+        if initial_state is None:
+            return []
+        if not isinstance(initial_state, list):
+            raise bad_json("initial_state must be a list")
+        specs = []
+        for item in initial_state:
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str) \
+                    or not isinstance(item.get("content"), dict):
+                raise bad_json("initial_state entries need a type and a content object")
+            state_key = item.get("state_key", "")
+            if not isinstance(state_key, str):
+                raise bad_json("initial_state state_key must be a string")
+            if item["type"] == "m.room.member":
+                raise bad_json("initial_state may not contain membership events")
+            specs.append(EventSpec(creator, item["type"], item["content"], state_key))
+        return specs
+
+    async def _check_alias(self, name) -> str | None:
+        if name is None:
+            return None
+        if not isinstance(name, str) or not name or ":" in name or " " in name:
+            raise MatrixError(400, "M_INVALID_PARAM", "Invalid room_alias_name")
+        alias = f"#{name}:{self.server_name}"
+        if self.directory is not None and await self.directory.resolve_local(alias) is not None:
+            raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+        return alias
+
+    # -- membership -------------------------------------------------------------------------
+    async def set_membership(self, room_id: str, sender: str, target: str, membership: str,
+                             reason: str | None = None, extra: dict | None = None) -> StoredEvent:
+        """Send an m.room.member event; the room version's auth rules decide whether it is allowed."""
+        if await self._events.room_version(room_id) is None:
+            raise not_found("Unknown room") if membership != "join" else forbidden("Unknown room")
+        content: dict = {"membership": membership}
+        if membership in ("join", "knock") or (membership == "invite" and target == sender):
+            content.update(await self._profiles.member_content(target))
+        if reason is not None:
+            if not isinstance(reason, str):
+                raise bad_json("reason must be a string")
+            content["reason"] = reason
+        if extra:
+            content.update(extra)
+        if membership == "join":
+            current = await self._events.current_state_event(room_id, "m.room.member", target)
+            if current is not None and current.content.get("membership") == "join" \
+                    and all(current.content.get(k) == v for k, v in content.items()):
+                return current  # already joined: joining again is a no-op
+        return await self._events.send(room_id, EventSpec(sender, "m.room.member", content, target))
+
+    async def leave_all_rooms(self, user_id: str) -> None:
+        """Leave every joined, invited or knocked room (account deactivation)."""
+        for room_id, (membership, _, _) in (await self._store.rooms_for_user(user_id)).items():
+            if membership in ("join", "invite", "knock"):
+                try:
+                    await self.set_membership(room_id, user_id, user_id, "leave")
+                except MatrixError:
+                    pass
+
+    async def join(self, user_id: str, room_id_or_alias: str, reason: str | None = None,
+                   extra: dict | None = None) -> str:
+        """Spec POST /join/{roomIdOrAlias}: resolve an alias, then join (the auth rules decide)."""
+        room_id = room_id_or_alias
+        if room_id_or_alias.startswith("#"):
+            room_id = await self.directory.resolve_local(room_id_or_alias)
+            if room_id is None:
+                raise not_found(f"Room alias {room_id_or_alias} not found")
+        elif not room_id_or_alias.startswith("!"):
+            raise MatrixError(400, "M_INVALID_PARAM", "Expected a room id or alias")
+        if await self._events.room_version(room_id) is None:
+            raise not_found("No known servers for this room")
+        await self.set_membership(room_id, user_id, user_id, "join", reason, extra)
+        return room_id
+
+    async def upgrade(self, user_id: str, room_id: str, new_version_id: str) -> str:
+        """Spec "Room Upgrades": tombstone the old room, copy its key state into a new one."""
+        if new_version_id not in KNOWN_ROOM_VERSIONS:
+            raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version {new_version_id!r}")
+        state = await self._events.current_state(room_id)
+        if await self._events.membership(room_id, user_id) != "join":
+            raise forbidden("You are not in this room")
+        # Check the user may send a tombstone before creating anything.
+        pl = state.get(("m.room.power_levels", ""))
+        body = {"room_version": new_version_id,
+                "creation_content": {"predecessor": {"room_id": room_id}},
+                "initial_state": [
+                    {"type": t, "state_key": k, "content": ev.content} for (t, k), ev in state.items()
+                    if t in ("m.room.join_rules", "m.room.history_visibility", "m.room.guest_access",
+                             "m.room.name", "m.room.topic", "m.room.avatar", "m.room.encryption",
+                             "m.room.server_acl")]}
+        if pl is not None:
+            override = dict(pl.content)
+            if KNOWN_ROOM_VERSIONS[new_version_id].creators_infinite_power:
+                users = dict(override.get("users", {}))
+                users.pop(user_id, None)
+                override["users"] = users
+            body["power_level_content_override"] = override
+        await self._events.send(room_id, EventSpec(user_id, "m.room.tombstone",
+                                                   {"body": "This room has been replaced",
+                                                    "replacement_room": "!pending"}, ""), dry_run=True)
+        new_room = await self.create_room(user_id, body)
+        await self._events.send(room_id, EventSpec(user_id, "m.room.tombstone",
+                                                   {"body": "This room has been replaced",
+                                                    "replacement_room": new_room}, ""))
+        alias_ev = state.get(("m.room.canonical_alias", ""))
+        if alias_ev is not None and alias_ev.content:
+            await self._events.send(new_room, EventSpec(user_id, "m.room.canonical_alias", alias_ev.content, ""))
+        if pl is not None:
+            restricted = dict(pl.content)
+            needed = max(50, int(restricted.get("users_default", 0)) + 1)
+            restricted["events_default"] = needed
+            restricted["invite"] = needed
+            try:
+                await self._events.send(room_id, EventSpec(user_id, "m.room.power_levels", restricted, ""))
+            except MatrixError:
+                pass  # the upgrader may lack the right to restrict the old room; the upgrade still stands
+        return new_room
+
+
+def _string_list(body: dict, key: str) -> list[str]:
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_json(f"{key} must be a list of strings")
+    return value

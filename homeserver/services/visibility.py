@@ -1,0 +1,52 @@
+"""History visibility (client-server "Room History Visibility"), as pure decisions.
+
+Given a user's membership events and the room's history_visibility events
+(both in stream order), decide which events the user may see.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A sorted list of (stream position, value): the value in force at any position."""
+
+    positions: list[int]
+    values: list[str]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[int, str]]) -> "Timeline":
+        pairs = sorted(pairs)
+        return cls([p for p, _ in pairs], [v for _, v in pairs])
+
+    def at(self, position: int, default: str) -> str:
+        """The value in force just before ``position`` (state before the event)."""
+        i = bisect_right(self.positions, position - 1)
+        return self.values[i - 1] if i else default
+
+    def any_after(self, position: int, value: str) -> bool:
+        """Whether ``value`` takes force at or after ``position``."""
+        i = bisect_right(self.positions, position - 1)
+        return value in self.values[i:]
+
+
+def visible(position: int, *, event_sender: str, event_state_key: str | None, event_type: str,
+            user_id: str, memberships: Timeline, visibilities: Timeline) -> bool:
+    """Spec "Visibility of events": world_readable; joined at the event; shared and joined at any point
+    after the event; invited at the event while the visibility is invited."""
+    if event_type == "m.room.member" and event_state_key == user_id:
+        return True
+    visibility = visibilities.at(position, "shared")
+    if visibility == "world_readable":
+        return True
+    membership = memberships.at(position, "leave")
+    if membership == "join":
+        return True
+    if visibility == "shared" and memberships.any_after(position, "join"):
+        return True
+    if visibility == "invited" and membership == "invite":
+        return True
+    return False

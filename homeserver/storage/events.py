@@ -1,0 +1,473 @@
+"""Rooms, events, the event graph's edges, current state and state groups.
+
+State is kept as state groups (the state after an event): each state event
+makes a group holding only its delta over the previous group, with a full
+snapshot every ``SNAPSHOT_EVERY`` deltas so that reading a group is two
+queries at most.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+StateKey = tuple[str, str]
+
+SNAPSHOT_EVERY = 100
+
+MIGRATIONS = [
+    """
+    CREATE TABLE rooms (
+        room_id TEXT PRIMARY KEY,
+        room_version TEXT NOT NULL,
+        creator TEXT,
+        is_public INTEGER NOT NULL DEFAULT 0,
+        creation_ts BIGINT NOT NULL
+    );
+    CREATE TABLE events (
+        stream_ordering BIGINT PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        room_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        state_key TEXT,
+        sender TEXT NOT NULL,
+        depth BIGINT NOT NULL,
+        origin_server_ts BIGINT NOT NULL,
+        json TEXT NOT NULL,
+        outlier INTEGER NOT NULL DEFAULT 0,
+        state_group BIGINT,
+        replaces_state TEXT,
+        redacted_by TEXT,
+        relates_to TEXT,
+        rel_type TEXT,
+        thread_id TEXT,
+        txn_device TEXT,
+        txn_id TEXT
+    );
+    CREATE INDEX events_room_stream ON events (room_id, stream_ordering);
+    CREATE INDEX events_relates ON events (relates_to, rel_type);
+    CREATE INDEX events_room_ts ON events (room_id, origin_server_ts);
+    CREATE INDEX events_room_type_key ON events (room_id, type, state_key);
+    CREATE TABLE event_txn_ids (
+        room_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        txn_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        PRIMARY KEY (room_id, user_id, device_id, txn_id)
+    );
+    CREATE TABLE forward_extremities (
+        room_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        PRIMARY KEY (room_id, event_id)
+    );
+    CREATE TABLE current_state (
+        room_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        state_key TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        membership TEXT,
+        stream_ordering BIGINT NOT NULL,
+        PRIMARY KEY (room_id, type, state_key)
+    );
+    CREATE INDEX current_state_member ON current_state (state_key, type);
+    CREATE TABLE state_groups (
+        id BIGINT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        prev_group BIGINT,
+        chain_length INTEGER NOT NULL
+    );
+    CREATE TABLE state_group_entries (
+        state_group BIGINT NOT NULL,
+        type TEXT NOT NULL,
+        state_key TEXT NOT NULL,
+        event_id TEXT NOT NULL
+    );
+    CREATE INDEX state_group_entries_group ON state_group_entries (state_group);
+    CREATE TABLE room_forgotten (
+        user_id TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        PRIMARY KEY (user_id, room_id)
+    )
+    """,
+]
+
+
+@dataclass
+class StoredEvent:
+    """A persisted PDU with the metadata the server keeps beside it."""
+
+    event_id: str
+    pdu: dict
+    stream_ordering: int
+    room_id: str
+    outlier: bool = False
+    state_group: int | None = None
+    replaces_state: str | None = None
+    redacted_by: str | None = None
+    txn_device: str | None = None
+    txn_id: str | None = None
+
+    @property
+    def type(self) -> str:
+        return self.pdu["type"]
+
+    @property
+    def state_key(self) -> str | None:
+        return self.pdu.get("state_key")
+
+    @property
+    def sender(self) -> str:
+        return self.pdu["sender"]
+
+    @property
+    def content(self) -> dict:
+        return self.pdu.get("content", {})
+
+
+@dataclass
+class NewEvent:
+    """Everything one persisted event writes."""
+
+    event: StoredEvent
+    txn: tuple[str, str, str] | None = None          # (user_id, device_id, txn_id)
+    state_delta: dict[StateKey, str] | None = None   # for a state event: the new entry
+    prev_state_group: int | None = None
+    new_state_group: int | None = None               # allocated id when state_delta is set
+    extremities_replaced: list[str] = field(default_factory=list)
+    redacts: str | None = None                       # event redacted by this one (if authorised)
+
+
+_EVENT_COLUMNS = ("event_id, json, stream_ordering, room_id, outlier, state_group, replaces_state, redacted_by,"
+                  " txn_device, txn_id")
+
+
+def _row_to_event(row) -> StoredEvent:
+    pdu = json.loads(row[1])
+    pdu["event_id"] = row[0]
+    return StoredEvent(row[0], pdu, row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8], row[9])
+
+
+def _relation_of(pdu: dict) -> tuple[str | None, str | None, str | None]:
+    rel = pdu.get("content", {}).get("m.relates_to")
+    if not isinstance(rel, dict):
+        return None, None, None
+    target = rel.get("event_id") if isinstance(rel.get("event_id"), str) else None
+    rel_type = rel.get("rel_type") if isinstance(rel.get("rel_type"), str) else None
+    thread_id = target if rel_type == "m.thread" else None
+    return target, rel_type, thread_id
+
+
+class EventStore:
+    def __init__(self, db):
+        self.db = db
+
+    # -- start-up ------------------------------------------------------------
+    def max_stream_ordering_sync(self) -> int:
+        return self.db.run_sync("max_stream", lambda t: t.select_value(
+            "SELECT MAX(stream_ordering) FROM events", default=0))
+
+    def max_state_group_sync(self) -> int:
+        return self.db.run_sync("max_state_group", lambda t: t.select_value(
+            "SELECT MAX(id) FROM state_groups", default=0))
+
+    # -- rooms -----------------------------------------------------------------
+    async def store_room(self, room_id: str, room_version: str, creator: str, is_public: bool, now_ms: int) -> None:
+        await self.db.run("store_room", lambda t: t.execute(
+            "INSERT INTO rooms (room_id, room_version, creator, is_public, creation_ts) VALUES (?, ?, ?, ?, ?)",
+            (room_id, room_version, creator, int(is_public), now_ms)))
+
+    async def get_room_version(self, room_id: str) -> str | None:
+        return await self.db.run("get_room_version", lambda t: t.select_value(
+            "SELECT room_version FROM rooms WHERE room_id = ?", (room_id,)))
+
+    async def set_room_public(self, room_id: str, is_public: bool) -> None:
+        await self.db.run("set_room_public", lambda t: t.execute(
+            "UPDATE rooms SET is_public = ? WHERE room_id = ?", (int(is_public), room_id)))
+
+    async def is_room_public(self, room_id: str) -> bool:
+        return bool(await self.db.run("is_room_public", lambda t: t.select_value(
+            "SELECT is_public FROM rooms WHERE room_id = ?", (room_id,), default=0)))
+
+    async def public_room_ids(self) -> list[str]:
+        return [r[0] for r in await self.db.run("public_room_ids", lambda t: t.select_all(
+            "SELECT room_id FROM rooms WHERE is_public = 1"))]
+
+    # -- events ----------------------------------------------------------------
+    async def get_events(self, event_ids) -> dict[str, StoredEvent]:
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return {}
+
+        def txn_fn(txn):
+            found = {}
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                rows = txn.select_all(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk)
+                for row in rows:
+                    found[row[0]] = _row_to_event(row)
+            return found
+
+        return await self.db.run("get_events", txn_fn)
+
+    async def get_event_id_for_txn(self, room_id: str, user_id: str, device_id: str, txn_id: str) -> str | None:
+        return await self.db.run("get_txn", lambda t: t.select_value(
+            "SELECT event_id FROM event_txn_ids WHERE room_id = ? AND user_id = ? AND device_id = ? AND txn_id = ?",
+            (room_id, user_id, device_id, txn_id)))
+
+    async def get_forward_extremities(self, room_id: str) -> list[str]:
+        return [r[0] for r in await self.db.run("get_extremities", lambda t: t.select_all(
+            "SELECT event_id FROM forward_extremities WHERE room_id = ?", (room_id,)))]
+
+    async def get_current_state_ids(self, room_id: str) -> dict[StateKey, str]:
+        rows = await self.db.run("get_current_state", lambda t: t.select_all(
+            "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,)))
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    async def persist_events(self, new_events: list[NewEvent]) -> None:
+        """Write a batch of events, their state and the room's new extremities in one transaction."""
+
+        def txn_fn(txn):
+            for new in new_events:
+                self._persist_event_txn(txn, new)
+
+        await self.db.run("persist_events", txn_fn)
+
+    def _persist_event_txn(self, txn, new: NewEvent) -> None:
+        ev = new.event
+        pdu = _pdu_for_storage(ev.pdu)
+        relates_to, rel_type, thread_id = _relation_of(ev.pdu)
+        state_group = new.prev_state_group
+        if new.state_delta is not None:
+            state_group = new.new_state_group
+            self._store_state_group_txn(txn, ev.room_id, state_group, new.prev_state_group, new.state_delta)
+        ev.state_group = state_group
+        txn.execute(
+            "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth, origin_server_ts,"
+            " json, outlier, state_group, replaces_state, relates_to, rel_type, thread_id, txn_device, txn_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ev.stream_ordering, ev.event_id, ev.room_id, ev.type, ev.state_key, ev.sender, ev.pdu.get("depth", 0),
+             ev.pdu.get("origin_server_ts", 0), json.dumps(pdu, separators=(",", ":"), ensure_ascii=False),
+             int(ev.outlier), state_group, ev.replaces_state, relates_to, rel_type, thread_id,
+             new.txn[1] if new.txn else None, new.txn[2] if new.txn else None))
+        if new.txn is not None:
+            txn.execute("INSERT INTO event_txn_ids (room_id, user_id, device_id, txn_id, event_id)"
+                        " VALUES (?, ?, ?, ?, ?)", (ev.room_id, *new.txn, ev.event_id))
+        if ev.outlier:
+            return
+        for old in new.extremities_replaced:
+            txn.execute("DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?", (ev.room_id, old))
+        txn.execute("INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?)", (ev.room_id, ev.event_id))
+        if ev.state_key is not None and new.state_delta is not None:
+            membership = ev.content.get("membership") if ev.type == "m.room.member" else None
+            txn.execute("DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
+                        (ev.room_id, ev.type, ev.state_key))
+            txn.execute("INSERT INTO current_state (room_id, type, state_key, event_id, membership, stream_ordering)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (ev.room_id, ev.type, ev.state_key, ev.event_id, membership, ev.stream_ordering))
+            if membership == "join":
+                txn.execute("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?", (ev.state_key, ev.room_id))
+        if new.redacts is not None:
+            txn.execute("UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
+                        (ev.event_id, new.redacts))
+
+    def _store_state_group_txn(self, txn, room_id, group, prev_group, delta: dict[StateKey, str]) -> None:
+        chain = 0
+        if prev_group is not None:
+            chain = txn.select_value("SELECT chain_length FROM state_groups WHERE id = ?", (prev_group,), default=0) + 1
+        if prev_group is not None and chain >= SNAPSHOT_EVERY:
+            full = self._state_group_txn(txn, prev_group)
+            full.update(delta)
+            prev_group, chain, delta = None, 0, full
+        txn.execute("INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES (?, ?, ?, ?)",
+                    (group, room_id, prev_group, chain))
+        txn.executemany("INSERT INTO state_group_entries (state_group, type, state_key, event_id) VALUES (?, ?, ?, ?)",
+                        [(group, t, k, e) for (t, k), e in delta.items()])
+
+    def _state_group_txn(self, txn, group: int) -> dict[StateKey, str]:
+        rows = txn.select_all(
+            "WITH RECURSIVE chain(id, prev_group, n) AS ("
+            " SELECT id, prev_group, 0 FROM state_groups WHERE id = ?"
+            " UNION ALL SELECT g.id, g.prev_group, c.n + 1 FROM state_groups g JOIN chain c ON g.id = c.prev_group)"
+            " SELECT e.type, e.state_key, e.event_id, c.n FROM chain c"
+            " JOIN state_group_entries e ON e.state_group = c.id ORDER BY c.n DESC", (group,))
+        state: dict[StateKey, str] = {}
+        for typ, key, event_id, _ in rows:
+            state[(typ, key)] = event_id
+        return state
+
+    async def get_state_group(self, group: int | None) -> dict[StateKey, str]:
+        if group is None:
+            return {}
+        return await self.db.run("get_state_group", self._state_group_txn, group)
+
+    async def store_state_group(self, room_id: str, group: int, prev_group: int | None,
+                                delta: dict[StateKey, str]) -> None:
+        await self.db.run("store_state_group", self._store_state_group_txn, room_id, group, prev_group, delta)
+
+    async def mark_redacted(self, event_id: str, redaction_id: str) -> None:
+        await self.db.run("mark_redacted", lambda t: t.execute(
+            "UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL", (redaction_id, event_id)))
+
+    # -- timelines -----------------------------------------------------------------
+    async def room_events_between(self, room_id: str, from_pos: int, to_pos: int, limit: int,
+                                  *, backwards: bool) -> list[StoredEvent]:
+        """Events with from < stream_ordering <= to (forwards) or to < so <= from (backwards), newest first when backwards."""
+
+        def txn_fn(txn):
+            if backwards:
+                sql = (f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = ? AND outlier = 0"
+                       " AND stream_ordering <= ? AND stream_ordering > ? ORDER BY stream_ordering DESC LIMIT ?")
+            else:
+                sql = (f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = ? AND outlier = 0"
+                       " AND stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering ASC LIMIT ?")
+            return [_row_to_event(r) for r in txn.select_all(sql, (room_id, from_pos, to_pos, limit))]
+
+        return await self.db.run("room_events_between", txn_fn)
+
+    async def rooms_with_events_between(self, room_ids: list[str], from_pos: int, to_pos: int) -> set[str]:
+        if not room_ids or from_pos >= to_pos:
+            return set()
+
+        def txn_fn(txn):
+            rows = txn.select_all("SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
+                                  " AND outlier = 0", (from_pos, to_pos))
+            wanted = set(room_ids)
+            return {r[0] for r in rows if r[0] in wanted}
+
+        return await self.db.run("rooms_with_events_between", txn_fn)
+
+    async def state_group_at_position(self, room_id: str, pos: int) -> int | None:
+        """The state group after the last event of the room at or before a stream position."""
+        return await self.db.run("state_group_at_position", lambda t: t.select_value(
+            "SELECT state_group FROM events WHERE room_id = ? AND outlier = 0 AND stream_ordering <= ?"
+            " ORDER BY stream_ordering DESC LIMIT 1", (room_id, pos)))
+
+    async def event_position_by_ts(self, room_id: str, ts: int, forwards: bool) -> tuple[str, int] | None:
+        """Spec /timestamp_to_event: closest event at or after (forwards) / at or before ts."""
+        if forwards:
+            sql = ("SELECT event_id, origin_server_ts FROM events WHERE room_id = ? AND outlier = 0"
+                   " AND origin_server_ts >= ? ORDER BY origin_server_ts ASC, stream_ordering ASC LIMIT 1")
+        else:
+            sql = ("SELECT event_id, origin_server_ts FROM events WHERE room_id = ? AND outlier = 0"
+                   " AND origin_server_ts <= ? ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1")
+        row = await self.db.run("timestamp_to_event", lambda t: t.select_one(sql, (room_id, ts)))
+        return None if row is None else (row[0], row[1])
+
+    async def visibility_timelines(self, room_id: str, user_id: str) -> tuple[list, list]:
+        """The user's membership changes and the room's history_visibility changes, as (position, value)."""
+
+        def txn_fn(txn):
+            rows = txn.select_all(
+                "SELECT stream_ordering, type, json FROM events WHERE room_id = ? AND outlier = 0 AND"
+                " ((type = 'm.room.member' AND state_key = ?) OR (type = 'm.room.history_visibility' AND state_key = ''))",
+                (room_id, user_id))
+            members, visibilities = [], []
+            for pos, typ, raw in rows:
+                content = json.loads(raw).get("content", {})
+                if typ == "m.room.member":
+                    members.append((pos, content.get("membership", "leave")))
+                else:
+                    visibilities.append((pos, content.get("history_visibility", "shared")))
+            return members, visibilities
+
+        return await self.db.run("visibility_timelines", txn_fn)
+
+    # -- relations -------------------------------------------------------------------
+    async def get_relations(self, event_id: str, rel_type: str | None, event_type: str | None,
+                            from_pos: int | None, limit: int, backwards: bool) -> list[StoredEvent]:
+        def txn_fn(txn):
+            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE relates_to = ?"
+            args: list = [event_id]
+            if rel_type is not None:
+                sql += " AND rel_type = ?"
+                args.append(rel_type)
+            if event_type is not None:
+                sql += " AND type = ?"
+                args.append(event_type)
+            if from_pos is not None:
+                sql += " AND stream_ordering < ?" if backwards else " AND stream_ordering > ?"
+                args.append(from_pos)
+            sql += f" ORDER BY stream_ordering {'DESC' if backwards else 'ASC'} LIMIT ?"
+            args.append(limit)
+            return [_row_to_event(r) for r in txn.select_all(sql, args)]
+
+        return await self.db.run("get_relations", txn_fn)
+
+    async def get_relation_summaries(self, event_ids: list[str]) -> dict[str, dict]:
+        """For bundling (spec "Aggregations of child events"): latest edit and thread summary per parent."""
+        if not event_ids:
+            return {}
+
+        def txn_fn(txn):
+            marks = ",".join("?" * len(event_ids))
+            out: dict[str, dict] = {}
+            rows = txn.select_all(
+                f"SELECT relates_to, event_id, sender FROM events WHERE relates_to IN ({marks}) AND rel_type = 'm.replace'"
+                " AND redacted_by IS NULL ORDER BY origin_server_ts ASC, event_id ASC", event_ids)
+            for parent, edit_id, sender in rows:
+                out.setdefault(parent, {})["edit"] = (edit_id, sender)
+            rows = txn.select_all(
+                f"SELECT relates_to, COUNT(*), MAX(stream_ordering) FROM events WHERE relates_to IN ({marks})"
+                " AND rel_type = 'm.thread' GROUP BY relates_to", event_ids)
+            for parent, count, latest_pos in rows:
+                latest = txn.select_value("SELECT event_id FROM events WHERE stream_ordering = ?", (latest_pos,))
+                out.setdefault(parent, {})["thread"] = (count, latest)
+            return out
+
+        return await self.db.run("get_relation_summaries", txn_fn)
+
+    async def threads_of_room(self, room_id: str, from_pos: int | None, limit: int) -> list[tuple[str, int]]:
+        """Thread roots of a room, most recently active first: (root event id, latest position)."""
+
+        def txn_fn(txn):
+            sql = ("SELECT relates_to, MAX(stream_ordering) AS latest FROM events WHERE room_id = ? AND rel_type = 'm.thread'"
+                   " GROUP BY relates_to")
+            args: list = [room_id]
+            if from_pos is not None:
+                sql += " HAVING MAX(stream_ordering) < ?"
+                args.append(from_pos)
+            sql += " ORDER BY latest DESC LIMIT ?"
+            args.append(limit)
+            return [(r[0], r[1]) for r in txn.select_all(sql, args)]
+
+        return await self.db.run("threads_of_room", txn_fn)
+
+    # -- memberships -------------------------------------------------------------------
+    async def rooms_for_user(self, user_id: str) -> dict[str, tuple[str, str, int]]:
+        """room_id -> (membership, event_id, stream_ordering) from current state."""
+        rows = await self.db.run("rooms_for_user", lambda t: t.select_all(
+            "SELECT room_id, membership, event_id, stream_ordering FROM current_state"
+            " WHERE type = 'm.room.member' AND state_key = ?", (user_id,)))
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    async def joined_members(self, room_id: str) -> list[str]:
+        return [r[0] for r in await self.db.run("joined_members", lambda t: t.select_all(
+            "SELECT state_key FROM current_state WHERE room_id = ? AND type = 'm.room.member' AND membership = 'join'",
+            (room_id,)))]
+
+    async def users_sharing_rooms(self, user_id: str) -> set[str]:
+        rows = await self.db.run("users_sharing_rooms", lambda t: t.select_all(
+            "SELECT DISTINCT b.state_key FROM current_state a JOIN current_state b ON a.room_id = b.room_id"
+            " WHERE a.type = 'm.room.member' AND a.state_key = ? AND a.membership = 'join'"
+            " AND b.type = 'm.room.member' AND b.membership = 'join'", (user_id,)))
+        return {r[0] for r in rows}
+
+    async def forget_room(self, user_id: str, room_id: str) -> None:
+        def txn_fn(txn):
+            txn.execute("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?", (user_id, room_id))
+            txn.execute("INSERT INTO room_forgotten (user_id, room_id) VALUES (?, ?)", (user_id, room_id))
+
+        await self.db.run("forget_room", txn_fn)
+
+    async def forgotten_rooms(self, user_id: str) -> set[str]:
+        return {r[0] for r in await self.db.run("forgotten_rooms", lambda t: t.select_all(
+            "SELECT room_id FROM room_forgotten WHERE user_id = ?", (user_id,)))}
+
+
+def _pdu_for_storage(pdu: dict) -> dict:
+    """Room versions 1 and 2 carry ``event_id`` in the PDU ("$x:server"); later ones derive it, so drop it."""
+    if ":" in pdu.get("event_id", ""):
+        return pdu
+    return {k: v for k, v in pdu.items() if k != "event_id"}

@@ -1,0 +1,38 @@
+"""Versioned schema with forward migrations, one list per storage domain.
+
+Each storage module declares ``MIGRATIONS``: a list of SQL scripts; entry N
+brings that domain from version N to N+1. Scripts use portable SQL (TEXT,
+BIGINT, INTEGER) so the same files serve SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def apply_migrations(db, domains: dict[str, list[str]]) -> None:
+    """Bring every domain's tables up to date (synchronously, at start-up)."""
+
+    def txn_fn(txn):
+        txn.execute("CREATE TABLE IF NOT EXISTS schema_versions (domain TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        current = dict(txn.select_all("SELECT domain, version FROM schema_versions"))
+        for domain, migrations in domains.items():
+            version = current.get(domain, 0)
+            if version > len(migrations):
+                raise RuntimeError(f"database schema for {domain!r} is at version {version}, newer than this "
+                                   f"server ({len(migrations)}): refusing to start")
+            for index in range(version, len(migrations)):
+                for statement in _statements(migrations[index]):
+                    txn.execute(statement)
+                logger.info("Applied migration %s/%d", domain, index + 1)
+            if version != len(migrations):
+                txn.execute("DELETE FROM schema_versions WHERE domain = ?", (domain,))
+                txn.execute("INSERT INTO schema_versions (domain, version) VALUES (?, ?)", (domain, len(migrations)))
+
+    db.run_sync("apply_migrations", txn_fn)

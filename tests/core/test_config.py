@@ -1,0 +1,667 @@
+"""Configuration parsing: Synapse-shaped YAML, validation, warnings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import textwrap
+
+import pytest
+import yaml
+from psycopg.conninfo import conninfo_to_dict
+from signedjson.key import generate_signing_key, write_signing_keys
+
+from homeserver.config import (
+    DEFAULT_IP_RANGE_BLACKLIST,
+    Config,
+    ConfigError,
+    RateLimit,
+    generate_config_yaml,
+    load_config,
+    parse_config,
+    parse_duration_ms,
+    parse_size,
+    read_signing_key,
+)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG_LOGGER = "homeserver.config"
+
+
+@pytest.fixture
+def cfg_dir(tmp_path):
+    key = generate_signing_key("a_test")
+    with open(tmp_path / "signing.key", "w") as f:
+        write_signing_keys(f, [key])
+    return tmp_path
+
+
+def minimal(**extra) -> dict:
+    raw = {"server_name": "example.org", "signing_key_path": "signing.key"}
+    raw.update(extra)
+    return raw
+
+
+def parse(cfg_dir, **extra) -> Config:
+    return parse_config(minimal(**extra), str(cfg_dir / "homeserver.yaml"))
+
+
+def refused(cfg_dir, key_prefix: str, **extra) -> str:
+    with pytest.raises(ConfigError) as exc:
+        parse(cfg_dir, **extra)
+    msg = str(exc.value)
+    assert msg.startswith(key_prefix), msg
+    return msg
+
+
+def config_warnings(caplog) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == CONFIG_LOGGER and r.levelno == logging.WARNING
+    ]
+
+
+# ---------------------------------------------------------------------------
+# defaults
+# ---------------------------------------------------------------------------
+
+
+def test_minimal_config_defaults(cfg_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    c = parse(cfg_dir)
+    d = str(cfg_dir)
+    assert c.server_name == "example.org"
+    assert c.config_dir == d
+    assert c.config_path == os.path.join(d, "homeserver.yaml")
+    assert c.public_baseurl == "https://example.org/"
+    assert c.signing_key_path == os.path.join(d, "signing.key")
+
+    assert len(c.listeners) == 1
+    lc = c.listeners[0]
+    assert (lc.port, lc.type, lc.tls, lc.x_forwarded) == (8008, "http", False, False)
+    assert lc.bind_addresses == ["127.0.0.1"]
+    assert {"client", "federation", "keys", "media", "openid"} <= set(lc.resources)
+
+    assert c.database.engine == "sqlite"
+    assert c.database.sqlite_path == os.path.join(d, "homeserver.db")
+    assert c.database.pg_dsn is None
+
+    assert c.enable_registration is False
+    assert c.enable_registration_without_verification is False
+    assert c.registration_shared_secret is None
+    assert c.registration_requires_token is False
+    assert c.bcrypt_rounds == 12
+    assert c.turn_uris == []
+    assert c.turn_shared_secret is None
+    assert c.turn_username is None and c.turn_password is None
+    assert c.turn_user_lifetime_ms == 3_600_000
+    assert c.turn_allow_guests is True
+
+    assert c.rc_message == RateLimit(0.2, 10)
+    assert c.rc_registration == RateLimit(0.17, 3)
+    assert c.rc_login_address == RateLimit(0.003, 5)
+    assert c.rc_login_account == RateLimit(0.003, 5)
+    assert c.rc_login_failed_attempts == RateLimit(0.17, 3)
+    assert c.rc_joins_local == RateLimit(0.1, 10)
+    assert c.rc_joins_remote == RateLimit(0.01, 10)
+    assert c.rc_invites_per_room == RateLimit(0.3, 10)
+    assert c.rc_invites_per_user == RateLimit(0.003, 5)
+    assert c.rc_admin_redaction == c.rc_message
+    assert c.rc_3pid_validation == RateLimit(0.003, 5)
+
+    assert c.app_service_config_files == []
+    assert c.max_upload_size == 50 * 1024 * 1024
+    assert c.media_store_path == os.path.join(d, "media_store")
+    assert c.default_room_version == "12"
+    assert c.allow_public_rooms_without_auth is False
+    assert c.require_auth_for_profile_requests is False
+    assert c.limit_profile_requests_to_users_who_share_rooms is False
+    assert c.presence_enabled is True
+    assert c.user_directory_search_all_users is False
+    assert c.serve_server_wellknown is False
+    assert c.log_config is None and c.pid_file is None
+    assert c.form_secret is None and c.macaroon_secret_key is None
+    assert c.federation_domain_whitelist is None
+    assert c.trusted_key_servers == [{"server_name": "matrix.org"}]
+    assert c.federation_verify_certificates is True
+    assert c.federation_custom_ca_list == []
+    assert c.ip_range_blacklist == list(DEFAULT_IP_RANGE_BLACKLIST)
+    assert c.ip_range_whitelist == []
+    assert c.tls_certificate_path is None and c.tls_private_key_path is None
+    assert c.suppress_key_server_warning is False
+    assert c.raw == minimal()
+
+    assert config_warnings(caplog) == []
+
+
+def test_signing_key_path_defaults_like_synapse(tmp_path):
+    c = parse_config({"server_name": "example.org"}, str(tmp_path / "hs.yaml"))
+    assert c.signing_key_path == str(tmp_path / "example.org.signing.key")
+
+
+def test_values_are_read(cfg_dir, tmp_path):
+    c = parse(
+        cfg_dir,
+        public_baseurl="https://matrix.example.org",
+        enable_registration=True,
+        registration_requires_token=True,
+        registration_shared_secret="s3cret",
+        bcrypt_rounds=4,
+        turn_uris=["turn:turn.example.org"],
+        turn_shared_secret="turnsecret",
+        turn_user_lifetime="1d",
+        turn_allow_guests=False,
+        rc_message={"per_second": 1, "burst_count": 20.0},
+        rc_login={"failed_attempts": {"per_second": 0.5}},
+        rc_joins={"remote": {"burst_count": 3}},
+        rc_invites={"per_user": {"per_second": 0.01, "burst_count": 2}},
+        app_service_config_files=["bridges/irc.yaml", "/abs/tg.yaml"],
+        max_upload_size="100K",
+        media_store_path="media",
+        default_room_version=11,
+        presence={"enabled": False},
+        user_directory={"search_all_users": True},
+        federation_domain_whitelist=["a.example", "b.example:8448"],
+        trusted_key_servers=[
+            {"server_name": "keys.example", "verify_keys": {"ed25519:auto": "abcd"}}
+        ],
+        ip_range_whitelist=["192.168.1.1"],
+        serve_server_wellknown=True,
+        macaroon_secret_key="mac",
+        form_secret="form",
+        report_stats=True,
+    )
+    d = str(cfg_dir)
+    assert c.public_baseurl == "https://matrix.example.org/"
+    assert c.enable_registration and c.registration_requires_token
+    assert c.registration_shared_secret == "s3cret"
+    assert c.bcrypt_rounds == 4
+    assert c.turn_uris == ["turn:turn.example.org"]
+    assert c.turn_shared_secret == "turnsecret"
+    assert c.turn_user_lifetime_ms == 86_400_000
+    assert c.turn_allow_guests is False
+    assert c.rc_message == RateLimit(1.0, 20)
+    assert c.rc_admin_redaction == RateLimit(1.0, 20)  # follows rc_message
+    assert c.rc_login_failed_attempts == RateLimit(0.5, 3)
+    assert c.rc_login_address == RateLimit(0.003, 5)
+    assert c.rc_joins_remote == RateLimit(0.01, 3)
+    assert c.rc_invites_per_user == RateLimit(0.01, 2)
+    assert c.app_service_config_files == [os.path.join(d, "bridges/irc.yaml"), "/abs/tg.yaml"]
+    assert c.max_upload_size == 100 * 1024
+    assert c.media_store_path == os.path.join(d, "media")
+    assert c.default_room_version == "11"
+    assert c.presence_enabled is False
+    assert c.user_directory_search_all_users is True
+    assert c.federation_domain_whitelist == ["a.example", "b.example:8448"]
+    assert c.trusted_key_servers[0]["verify_keys"] == {"ed25519:auto": "abcd"}
+    assert c.ip_range_whitelist == ["192.168.1.1"]
+    assert c.serve_server_wellknown is True
+    assert c.macaroon_secret_key == "mac" and c.form_secret == "form"
+
+
+def test_secrets_are_not_in_repr(cfg_dir):
+    c = parse(
+        cfg_dir,
+        macaroon_secret_key="MACAROON-XYZ",
+        form_secret="FORM-XYZ",
+        registration_shared_secret="REG-XYZ",
+        turn_shared_secret="TURN-XYZ",
+        database={"name": "psycopg2", "args": {"password": "PG-XYZ"}},
+    )
+    text = repr(c)
+    for secret in ("MACAROON-XYZ", "FORM-XYZ", "REG-XYZ", "TURN-XYZ", "PG-XYZ"):
+        assert secret not in text
+
+
+def test_secret_path_keys(cfg_dir):
+    (cfg_dir / "reg.secret").write_text("from-file\n")
+    c = parse(cfg_dir, registration_shared_secret_path="reg.secret")
+    assert c.registration_shared_secret == "from-file"
+    refused(
+        cfg_dir, "registration_shared_secret:",
+        registration_shared_secret="x", registration_shared_secret_path="reg.secret",
+    )
+    refused(cfg_dir, "macaroon_secret_key_path:", macaroon_secret_key_path="missing")
+
+
+def test_listeners_synapse_shape(cfg_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    c = parse(
+        cfg_dir,
+        listeners=[
+            {
+                "port": 8008,
+                "tls": False,
+                "type": "http",
+                "x_forwarded": True,
+                "bind_addresses": ["::1", "127.0.0.1"],
+                "resources": [{"names": ["client", "federation"], "compress": False}],
+            },
+            {"port": 9000, "bind_addresses": ["127.0.0.1"], "type": "manhole"},
+            {"port": 9001, "type": "metrics"},
+            {"port": 8448, "type": "http", "resources": [{"names": ["federation"]}]},
+        ],
+    )
+    assert [lc.port for lc in c.listeners] == [8008, 8448]
+    first, second = c.listeners
+    assert first.x_forwarded is True
+    assert first.bind_addresses == ["::1", "127.0.0.1"]
+    assert first.resources[:1] == ["client"]
+    assert {"client", "federation", "media", "keys", "openid"} <= set(first.resources)
+    assert second.bind_addresses == ["::", "0.0.0.0"]  # Synapse: all interfaces
+    assert "client" not in second.resources and "keys" in second.resources
+    warnings = config_warnings(caplog)
+    assert len(warnings) == 2
+    assert any("manhole" in w for w in warnings)
+    assert any("metrics" in w for w in warnings)
+
+
+def test_unknown_resource_name_warned(cfg_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    c = parse(
+        cfg_dir,
+        listeners=[{"port": 8008, "type": "http",
+                    "resources": [{"names": ["client", "clinet", "metrics"]}]}],
+    )
+    assert "clinet" not in c.listeners[0].resources
+    warnings = config_warnings(caplog)
+    assert len(warnings) == 2
+    assert any("clinet" in w and "typo" in w for w in warnings)
+    assert any("metrics" in w and "not implement" in w for w in warnings)
+
+
+# ---------------------------------------------------------------------------
+# refusals: every message starts with the key path
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "server_name",
+    ["", "   ", "https://example.org", "example.org/path", "exa mple.org",
+     "example.org:0", "example.org:99999", "example.org:http", "::1", None, 42],
+)
+def test_bad_server_name(cfg_dir, server_name):
+    raw = minimal()
+    raw["server_name"] = server_name
+    with pytest.raises(ConfigError) as exc:
+        parse_config(raw, str(cfg_dir / "homeserver.yaml"))
+    assert str(exc.value).startswith("server_name:")
+
+
+def test_missing_server_name(cfg_dir):
+    with pytest.raises(ConfigError, match=r"^server_name:"):
+        parse_config({}, str(cfg_dir / "homeserver.yaml"))
+
+
+@pytest.mark.parametrize("server_name", ["example.org", "localhost:8080", "[::1]:8448", "10.0.0.1"])
+def test_good_server_names(cfg_dir, server_name):
+    assert parse(cfg_dir, server_name=server_name).server_name == server_name
+
+
+@pytest.mark.parametrize("port", [0, 65536, -1, "http", 8008.5, True, None])
+def test_bad_listener_port(cfg_dir, port):
+    msg = refused(
+        cfg_dir, "listeners[1].port:",
+        listeners=[{"port": 8008, "type": "http"}, {"port": port, "type": "http"}],
+    )
+    if port is not None:
+        assert msg == "listeners[1].port: must be an integer between 1 and 65535"
+
+
+def test_other_listener_refusals(cfg_dir):
+    refused(cfg_dir, "listeners:", listeners="8008")
+    refused(cfg_dir, "listeners[0]:", listeners=["8008"])
+    refused(cfg_dir, "listeners[0].bind_addresses[0]:",
+            listeners=[{"port": 8008, "bind_addresses": ["localhost"]}])
+    refused(cfg_dir, "listeners[0].tls:", listeners=[{"port": 8448, "tls": True}])
+    refused(cfg_dir, "listeners[0].x_forwarded:", listeners=[{"port": 8008, "x_forwarded": "yes"}])
+    refused(cfg_dir, "listeners[0].resources[0].names:",
+            listeners=[{"port": 8008, "resources": [{"names": "client"}]}])
+    refused(cfg_dir, "listeners:", listeners=[{"port": 9000, "type": "metrics"}])
+
+
+def test_unknown_database_name(cfg_dir):
+    msg = refused(cfg_dir, "database.name:", database={"name": "mysql", "args": {}})
+    assert "mysql" in msg
+
+
+def test_bad_database_values(cfg_dir):
+    refused(cfg_dir, "database:", database="sqlite")
+    refused(cfg_dir, "database.args.cp_max:",
+            database={"name": "psycopg2", "args": {"cp_max": 0}})
+    refused(cfg_dir, "database.args.cp_min:",
+            database={"name": "psycopg2", "args": {"cp_min": 20, "cp_max": 10}})
+    refused(cfg_dir, "database.args.port:",
+            database={"name": "psycopg2", "args": {"port": 70000}})
+
+
+@pytest.mark.parametrize(
+    "key,value,prefix",
+    [
+        ("rc_message", {"per_second": -1}, "rc_message.per_second:"),
+        ("rc_message", {"burst_count": -5}, "rc_message.burst_count:"),
+        ("rc_registration", {"per_second": "fast"}, "rc_registration.per_second:"),
+        ("rc_login", {"address": {"per_second": -0.1}}, "rc_login.address.per_second:"),
+        ("rc_joins", {"local": {"burst_count": -1}}, "rc_joins.local.burst_count:"),
+        ("rc_invites", {"per_room": {"per_second": -2}}, "rc_invites.per_room.per_second:"),
+        ("rc_admin_redaction", "lots", "rc_admin_redaction:"),
+        ("rc_3pid_validation", {"burst_count": True}, "rc_3pid_validation.burst_count:"),
+    ],
+)
+def test_bad_ratelimits(cfg_dir, key, value, prefix):
+    refused(cfg_dir, prefix, **{key: value})
+
+
+@pytest.mark.parametrize("value", ["50Q", "big", "-1", -1, "1.5M", True, [50]])
+def test_bad_max_upload_size(cfg_dir, value):
+    refused(cfg_dir, "max_upload_size:", max_upload_size=value)
+
+
+@pytest.mark.parametrize("value", ["1 fortnight", "h", "-5m", -1, "5 minutes", False, {}])
+def test_bad_duration(cfg_dir, value):
+    refused(cfg_dir, "turn_user_lifetime:", turn_user_lifetime=value)
+
+
+def test_default_room_version_refusals(cfg_dir):
+    msg = refused(cfg_dir, "default_room_version:", default_room_version="99")
+    assert "99" in msg and "unknown" in msg
+    msg = refused(cfg_dir, "default_room_version:", default_room_version="9")
+    assert "known" in msg
+    assert parse(cfg_dir, default_room_version="10").default_room_version == "10"
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("enable_registration", "yes"),
+        ("allow_public_rooms_without_auth", 1),
+        ("federation_verify_certificates", "false"),
+        ("bcrypt_rounds", 3),
+        ("bcrypt_rounds", "many"),
+        ("turn_uris", "turn:example.org"),
+        ("public_baseurl", "example.org"),
+        ("ip_range_blacklist", ["not-an-ip"]),
+        ("federation_domain_whitelist", ["https://bad"]),
+        ("trusted_key_servers", [{"server_name": ""}]),
+        ("presence", {"enabled": "sometimes"}),
+        ("user_directory", {"search_all_users": "all"}),
+        ("app_service_config_files", [1]),
+    ],
+)
+def test_wrong_types_refused_with_key(cfg_dir, key, value):
+    msg = refused(cfg_dir, key, **{key: value})
+    assert msg.split(":")[0].split(".")[0].split("[")[0] == key
+
+
+def test_open_registration_without_verification_refused(cfg_dir):
+    refused(cfg_dir, "enable_registration:", enable_registration=True)
+    c = parse(cfg_dir, enable_registration=True, enable_registration_without_verification=True)
+    assert c.enable_registration
+
+
+# ---------------------------------------------------------------------------
+# warnings
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("url_preview_enabled", True),
+        ("email", {"smtp_host": "mail.example.org", "notif_from": "x <x@example.org>"}),
+        ("oidc_providers", [{"idp_id": "google", "issuer": "https://accounts.google.com/"}]),
+    ],
+)
+def test_unimplemented_synapse_key_warned_once(cfg_dir, caplog, key, value):
+    caplog.set_level(logging.WARNING)
+    parse(cfg_dir, **{key: value})
+    warnings = config_warnings(caplog)
+    assert len(warnings) == 1
+    assert key in warnings[0]
+    assert "Synapse" in warnings[0]
+
+
+def test_unknown_key_warned_as_typo(cfg_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    parse(cfg_dir, enable_registraton=True)
+    warnings = config_warnings(caplog)
+    assert len(warnings) == 1
+    assert "enable_registraton" in warnings[0] and "typo" in warnings[0]
+
+
+def test_unknown_nested_keys_warned(cfg_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    parse(cfg_dir, rc_login={"adress": {"per_second": 1}},
+          presence={"enabled": True, "include_offline_users_on_sync": True})
+    warnings = config_warnings(caplog)
+    assert len(warnings) == 2
+    assert any("rc_login.adress" in w and "typo" in w for w in warnings)
+    assert any("presence.include_offline_users_on_sync" in w and "Synapse" in w for w in warnings)
+
+
+def test_report_stats_ignored_silently(cfg_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    parse(cfg_dir, report_stats=False)
+    parse(cfg_dir, report_stats=True)
+    assert config_warnings(caplog) == []
+
+
+# ---------------------------------------------------------------------------
+# databases and a real Synapse-shaped file
+# ---------------------------------------------------------------------------
+
+SYNAPSE_SAMPLE = """\
+# Configuration file for Synapse.
+server_name: "matrix.example.com"
+pid_file: /data/homeserver.pid
+listeners:
+  - port: 8008
+    tls: false
+    type: http
+    x_forwarded: true
+    bind_addresses: ['::1', '127.0.0.1']
+    resources:
+      - names: [client, federation]
+        compress: false
+database:
+  name: psycopg2
+  txn_limit: 10000
+  args:
+    user: synapse_user
+    password: "secret pass'word"
+    database: synapse
+    host: db.internal
+    port: 5432
+    cp_min: 5
+    cp_max: 10
+log_config: "/data/matrix.example.com.log.config"
+media_store_path: /data/media_store
+registration_shared_secret: "reg-secret"
+report_stats: false
+macaroon_secret_key: "mac-secret"
+form_secret: "form-secret"
+signing_key_path: "/data/matrix.example.com.signing.key"
+trusted_key_servers:
+  - server_name: "matrix.org"
+suppress_key_server_warning: true
+max_upload_size: 100M
+url_preview_enabled: true
+url_preview_ip_range_blacklist:
+  - '127.0.0.0/8'
+enable_registration: false
+"""
+
+
+def test_synapse_sample_with_postgres(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    path = tmp_path / "homeserver.yaml"
+    path.write_text(SYNAPSE_SAMPLE)
+    c = load_config(str(path))
+    assert c.server_name == "matrix.example.com"
+    assert c.database.engine == "postgresql"
+    assert c.database.sqlite_path is None
+    assert (c.database.cp_min, c.database.cp_max) == (5, 10)
+    assert conninfo_to_dict(c.database.pg_dsn) == {
+        "user": "synapse_user",
+        "password": "secret pass'word",
+        "dbname": "synapse",
+        "host": "db.internal",
+        "port": "5432",
+    }
+    assert c.listeners[0].x_forwarded is True
+    assert c.pid_file == "/data/homeserver.pid"
+    assert c.signing_key_path == "/data/matrix.example.com.signing.key"
+    assert c.max_upload_size == 100 * 1024 * 1024
+    assert c.suppress_key_server_warning is True
+    warnings = config_warnings(caplog)
+    assert sorted(w.split()[1].rstrip(":") for w in warnings) == [
+        "url_preview_enabled", "url_preview_ip_range_blacklist",
+    ]
+
+
+def test_postgres_password_sources(cfg_dir, monkeypatch):
+    args = {"user": "u", "dbname": "d", "host": "h"}
+    monkeypatch.setenv("PGPASSWORD", "from-env")
+    c = parse(cfg_dir, database={"name": "psycopg", "args": dict(args)})
+    assert conninfo_to_dict(c.database.pg_dsn)["password"] == "from-env"
+
+    (cfg_dir / "pgpass").write_text("from-file\n")
+    c = parse(cfg_dir, database={"name": "psycopg2", "args": {**args, "password_file": "pgpass"}})
+    assert conninfo_to_dict(c.database.pg_dsn)["password"] == "from-file"
+
+    c = parse(cfg_dir, database={"name": "psycopg2", "args": {**args, "password": "inline"}})
+    assert conninfo_to_dict(c.database.pg_dsn)["password"] == "inline"
+
+    monkeypatch.delenv("PGPASSWORD")
+    c = parse(cfg_dir, database={"name": "psycopg2", "args": dict(args)})
+    assert "password" not in conninfo_to_dict(c.database.pg_dsn)
+
+    refused(cfg_dir, "database.args.password_file:",
+            database={"name": "psycopg2", "args": {**args, "password_file": "nope"}})
+
+
+def test_sqlite_relative_path(cfg_dir):
+    c = parse(cfg_dir, database={"name": "sqlite3", "args": {"database": "data/hs.db"}})
+    assert c.database.sqlite_path == os.path.join(str(cfg_dir), "data/hs.db")
+    assert (c.database.cp_min, c.database.cp_max) == (1, 1)
+
+
+def test_load_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="^config file:"):
+        load_config(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server_name: [unclosed\n")
+    with pytest.raises(ConfigError, match="^config file:"):
+        load_config(str(bad))
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="^config file:"):
+        load_config(str(listy))
+
+
+# ---------------------------------------------------------------------------
+# durations, sizes, signing keys, generation
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value,ms",
+    [(1000, 1000), ("86400000", 86_400_000), ("5m", 300_000), ("1h", 3_600_000),
+     ("30s", 30_000), ("2d", 172_800_000), ("1w", 604_800_000), ("1y", 31_536_000_000)],
+)
+def test_durations(value, ms):
+    assert parse_duration_ms(value, "k") == ms
+
+
+@pytest.mark.parametrize(
+    "value,size", [(1024, 1024), ("2048", 2048), ("100K", 102_400), ("50M", 52_428_800),
+                   ("1G", 1024**3), ("1T", 1024**4)],
+)
+def test_sizes(value, size):
+    assert parse_size(value, "k") == size
+
+
+def test_read_signing_key(cfg_dir, tmp_path):
+    key = read_signing_key(str(cfg_dir / "signing.key"))
+    assert key.alg == "ed25519" and key.version == "a_test"
+    with pytest.raises(ConfigError, match="^signing_key_path:"):
+        read_signing_key(str(tmp_path / "none.key"))
+    (tmp_path / "bad.key").write_text("ed25519 a_x not-base64!!\n")
+    with pytest.raises(ConfigError, match="^signing_key_path:"):
+        read_signing_key(str(tmp_path / "bad.key"))
+    (tmp_path / "empty.key").write_text("")
+    with pytest.raises(ConfigError, match="^signing_key_path:"):
+        read_signing_key(str(tmp_path / "empty.key"))
+
+
+def test_generated_config_parses_without_warnings(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    text = generate_config_yaml("example.org", str(tmp_path), port=8448)
+    raw = yaml.safe_load(text)
+    c = parse_config(raw, str(tmp_path / "homeserver.yaml"))
+    assert config_warnings(caplog) == []
+    assert c.listeners[0].port == 8448
+    assert c.listeners[0].bind_addresses == ["127.0.0.1"]
+    assert raw["listeners"][0]["resources"] == [{"names": ["client", "federation"], "compress": False}]
+    assert raw["database"] == {"name": "sqlite3", "args": {"database": str(tmp_path / "homeserver.db")}}
+    assert c.database.sqlite_path == str(tmp_path / "homeserver.db")
+    assert c.signing_key_path == str(tmp_path / "signing.key")
+    # fresh random secrets every time
+    other = yaml.safe_load(generate_config_yaml("example.org", str(tmp_path)))
+    for key in ("registration_shared_secret", "macaroon_secret_key", "form_secret"):
+        assert len(raw[key]) >= 32
+        assert raw[key] != other[key]
+    # every key line is preceded by a comment explaining it
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line and not line[0].isspace() and not line.startswith("#"):
+            assert lines[i - 1].startswith("#"), f"no comment above {line!r}"
+
+
+def test_generated_config_postgres_url(tmp_path):
+    text = generate_config_yaml(
+        "example.org", str(tmp_path),
+        database_url="postgresql://hx:p%40ss@db.internal:5433/hexagone",
+    )
+    raw = yaml.safe_load(text)
+    assert raw["database"] == {
+        "name": "psycopg2",
+        "args": {"user": "hx", "password": "p@ss", "dbname": "hexagone",
+                 "host": "db.internal", "port": 5433, "cp_min": 5, "cp_max": 10},
+    }
+    c = parse_config(raw, str(tmp_path / "homeserver.yaml"))
+    assert conninfo_to_dict(c.database.pg_dsn) == {
+        "user": "hx", "password": "p@ss", "dbname": "hexagone",
+        "host": "db.internal", "port": "5433",
+    }
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///srv/hx/hs.db", "sqlite:////srv/hx/hs.db", "/srv/hx/hs.db"]
+)
+def test_generated_config_sqlite_url(tmp_path, url):
+    raw = yaml.safe_load(generate_config_yaml("example.org", str(tmp_path), database_url=url))
+    assert raw["database"] == {"name": "sqlite3", "args": {"database": "/srv/hx/hs.db"}}
+
+
+def test_generated_config_refuses_bad_input(tmp_path):
+    with pytest.raises(ConfigError, match="^server_name:"):
+        generate_config_yaml("https://example.org", str(tmp_path))
+    with pytest.raises(ConfigError, match="^database:"):
+        generate_config_yaml("example.org", str(tmp_path), database_url="mysql://x/y")
+
+
+def test_sample_config_is_current():
+    with open(os.path.join(REPO_ROOT, "conf", "homeserver.sample.yaml")) as f:
+        sample = f.read()
+    expected = generate_config_yaml(
+        "example.org", "/var/lib/hexagone", placeholder_secret="CHANGE_ME"
+    )
+    assert sample == expected, (
+        "conf/homeserver.sample.yaml is stale; regenerate it with generate_config_yaml"
+    )
+    raw = yaml.safe_load(sample)
+    assert raw["registration_shared_secret"] == "CHANGE_ME"
+    assert raw["macaroon_secret_key"] == "CHANGE_ME"
+    assert raw["form_secret"] == "CHANGE_ME"
