@@ -53,6 +53,8 @@ class EventSerializer:
             pdu = redact_event(pdu, version)
         client = to_client_event(pdu, include_room_id=include_room_id)
         client["event_id"] = ev.event_id
+        if include_room_id:
+            client["room_id"] = ev.room_id  # a v12 create event's PDU has none
         unsigned = client.setdefault("unsigned", {})
         unsigned["age"] = max(0, now - pdu.get("origin_server_ts", now))
         if (requester is not None and ev.txn_id is not None and requester.user_id == ev.sender

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from homeserver.events.state_res import _Events, _conflicted_subgraph, resolve_state, separate
+from homeserver.events.builder import event_id_list
 from homeserver.events.room_versions import get_room_version
 
 from .roomkit import standard_room
@@ -192,12 +193,12 @@ def test_auth_chains_callback_matches_walk(v):
 
     def chains(ids):
         calls.append(ids)
-        out, stack = set(), [x for i in ids for x in room.events[i]["auth_events"]]
+        out, stack = set(), [x for i in ids for x in event_id_list(room.events[i]["auth_events"])]
         while stack:
             e = stack.pop()
             if e not in out:
                 out.add(e)
-                stack.extend(room.events[e]["auth_events"])
+                stack.extend(event_id_list(room.events[e]["auth_events"]))
         return out
 
     assert resolve(room, heads, auth_chains=chains) == resolve(room, heads)
