@@ -19,6 +19,7 @@ from homeserver.config import (
     load_config,
     parse_config,
 )
+from homeserver.storage.database import DatabaseSetupError
 
 CONFIG_FILENAME = "homeserver.yaml"
 SIGNING_KEY_FILENAME = "signing.key"
@@ -178,6 +179,38 @@ def cmd_register_user(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
+# port-db
+# ---------------------------------------------------------------------------
+
+
+def _port_db_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", required=True, help="path to homeserver.yaml (its database is the source)")
+    p.add_argument("--to", required=True, metavar="URL",
+                   help="the new PostgreSQL database: postgresql://user:pw@host:port/db")
+    p.add_argument("--batch-size", type=int, default=5000, help="rows per transaction (default 5000)")
+
+
+def cmd_port_db(args: argparse.Namespace) -> int:
+    _setup_logging("WARNING")
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if not args.to.startswith(("postgresql://", "postgres://")):
+        return _error("--to must be a postgresql:// URL")
+    if args.batch_size < 1:
+        return _error("--batch-size must be at least 1")
+    from homeserver.storage.port_db import PortError, port_database
+
+    try:
+        return port_database(config, args.to, args.batch_size)
+    except PortError as e:
+        return _error(str(e))
+    except KeyboardInterrupt:
+        print("Interrupted. Run the same command again to continue where it stopped.", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------
 # dispatch
 # ---------------------------------------------------------------------------
 
@@ -187,6 +220,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Han
     "init": ("write a new homeserver.yaml and signing key", _init_arguments, cmd_init),
     "run": ("run the homeserver", _run_arguments, cmd_run),
     "register-user": ("create a user account", _register_user_arguments, cmd_register_user),
+    "port-db": ("copy this server's SQLite database into PostgreSQL", _port_db_arguments, cmd_port_db),
 }
 
 
@@ -209,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         # e.g. read_signing_key failing inside run_server
         print(f"Configuration error: {e}", file=sys.stderr)
+        return 1
+    except DatabaseSetupError as e:
+        print(f"Database error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -17,23 +17,38 @@ from twisted.internet import defer
 from homeserver import config as config_module
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
+from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
+from homeserver.api.client import account_data as account_data_api, receipts as receipts_api
 from homeserver.http.router import Router
 from homeserver.http.site import MatrixResource, make_site
+from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
+from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
+from homeserver.services.e2e_keys import E2eKeysService
 from homeserver.services.history import RoomHistoryService
+from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import Notifier
 from homeserver.services.profiles import ProfileService
 from homeserver.services.ratelimit import Ratelimiter
+from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
 from homeserver.services.room_events import RoomEventService
 from homeserver.services.rooms import RoomService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.sync import SyncService
+from homeserver.services.to_device import ToDeviceService, ToDeviceSource
+from homeserver.services.typing import TypingService
+from homeserver.storage import account_data as account_data_storage
 from homeserver.storage import accounts as accounts_storage
+from homeserver.storage import device_inbox as device_inbox_storage
+from homeserver.storage import device_lists as device_lists_storage
 from homeserver.storage import directory as directory_storage
+from homeserver.storage import e2e_keys as e2e_keys_storage
 from homeserver.storage import events as events_storage
 from homeserver.storage import filters as filters_storage
+from homeserver.storage import key_backup as key_backup_storage
+from homeserver.storage import receipts as receipts_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
@@ -45,9 +60,16 @@ STORAGE_DOMAINS = {
     "events": events_storage.MIGRATIONS,
     "directory": directory_storage.MIGRATIONS,
     "filters": filters_storage.MIGRATIONS,
+    "e2e_keys": e2e_keys_storage.MIGRATIONS,
+    "device_lists": device_lists_storage.MIGRATIONS,
+    "device_inbox": device_inbox_storage.MIGRATIONS,
+    "key_backup": key_backup_storage.MIGRATIONS,
+    "receipts": receipts_storage.MIGRATIONS,
+    "account_data": account_data_storage.MIGRATIONS,
 }
 
-CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api]
+CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
+                      account_data_api, keys_api, to_device_api, key_backup_api]
 
 RATE_LIMITS = {
     "message": "rc_message", "registration": "rc_registration",
@@ -83,6 +105,13 @@ class HomeServer:
     ratelimit: dict[str, Ratelimiter]
     router: Router
     presence: Any = None
+    e2e_keys: E2eKeysService | None = None
+    device_lists: DeviceListService | None = None
+    to_device: ToDeviceService | None = None
+    key_backup: KeyBackupService | None = None
+    account_data: AccountDataService | None = None
+    receipts: ReceiptService | None = None
+    typing: TypingService | None = None
     resource: MatrixResource | None = None
     ports: list = field(default_factory=list)
 
@@ -124,6 +153,13 @@ def build_server(config, reactor) -> HomeServer:
                         default_room_version=config.default_room_version, directory=directory)
     history = RoomHistoryService(room_events=room_events, store=event_store, serializer=serializer, sync=sync)
     room_events.listeners.append(lambda events: _notify_room_events(notifier, events))
+    account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
+    receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_events=room_events,
+                              account_data=account_data, notifier=notifier, clock=reactor)
+    typing = TypingService(reactor=reactor, room_events=room_events, notifier=notifier)
+    room_events.listeners.append(typing.on_room_events)
+    for source in (account_data, receipts, typing):
+        sync.add_source(source)
     ratelimit = {name: Ratelimiter(reactor, getattr(config, key).per_second, getattr(config, key).burst_count)
                  for name, key in RATE_LIMITS.items()}
 
@@ -131,11 +167,32 @@ def build_server(config, reactor) -> HomeServer:
                     accounts_store=accounts_store, event_store=event_store, filter_store=filter_store,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
                     room_events=room_events, serializer=serializer, sync=sync, directory=directory,
-                    rooms=rooms, history=history, ratelimit=ratelimit, router=Router())
+                    rooms=rooms, history=history, ratelimit=ratelimit, router=Router(),
+                    account_data=account_data, receipts=receipts, typing=typing)
+    _attach_e2ee(hs)
     for module in CLIENT_API_MODULES:
         module.register(hs.router, hs)
     hs.resource = MatrixResource(hs.router, auth.resolve_token, max_body=max(config.max_upload_size, 1 << 20))
     return hs
+
+
+def _attach_e2ee(hs: HomeServer) -> None:
+    """End-to-end encryption: device lists, keys, to-device messages and key backups."""
+    device_list_store = device_lists_storage.DeviceListStore(hs.db)
+    inbox_store = device_inbox_storage.DeviceInboxStore(hs.db)
+    hs.device_lists = DeviceListService(store=device_list_store, events=hs.event_store, room_events=hs.room_events,
+                                        notifier=hs.notifier,
+                                        stream=StreamIdGenerator(device_list_store.max_position_sync()))
+    hs.e2e_keys = E2eKeysService(store=e2e_keys_storage.E2eKeyStore(hs.db), accounts=hs.accounts_store,
+                                 device_lists=hs.device_lists, server_name=hs.server_name, clock=hs.reactor)
+    hs.to_device = ToDeviceService(store=inbox_store, accounts=hs.accounts_store, notifier=hs.notifier,
+                                   server_name=hs.server_name,
+                                   stream=StreamIdGenerator(inbox_store.max_position_sync()))
+    hs.key_backup = KeyBackupService(store=key_backup_storage.KeyBackupStore(hs.db))
+    hs.room_events.listeners.append(hs.device_lists.on_room_events)
+    hs.auth.on_devices_removed += [hs.e2e_keys.on_devices_removed, hs.to_device.on_devices_removed]
+    hs.sync.add_source(DeviceListSource(hs.device_lists, hs.e2e_keys))
+    hs.sync.add_source(ToDeviceSource(hs.to_device))
 
 
 def _notify_room_events(notifier: Notifier, events) -> None:

@@ -46,6 +46,7 @@ class ApiRequest:
     client_ip: str
     requester: Requester | None = None
     origin: str | None = None  # authenticated federation origin
+    uri: str = ""  # the request target as sent (path and query), signed by X-Matrix
     _json: Any = field(default=None, repr=False)
     on_disconnect: list[Callable[[], None]] = field(default_factory=list, repr=False)
 

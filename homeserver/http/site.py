@@ -117,7 +117,7 @@ class MatrixResource(resource.Resource):
             method=method, path=path, path_params=found,
             args={k.decode(): [v.decode("utf-8", "replace") for v in vs] for k, vs in request.args.items()},
             headers={k.decode().lower(): v[-1].decode("latin-1") for k, v in request.requestHeaders.getAllRawHeaders()},
-            body=body, client_ip=request.getClientAddress().host,
+            body=body, client_ip=request.getClientAddress().host, uri=request.uri.decode("utf-8", "replace"),
         )
         request.notifyFinish().addErrback(lambda _: [cb() for cb in req.on_disconnect])
         await self._authenticate(route.auth, req)

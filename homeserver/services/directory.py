@@ -29,8 +29,19 @@ class DirectoryService:
         found = await self._store.get_alias(alias)
         return None if found is None else found[0]
 
-    async def resolve(self, alias: str) -> dict:
-        """Spec GET /directory/room/{roomAlias}."""
+    async def resolve(self, alias: str, federation=None) -> dict:
+        """Spec GET /directory/room/{roomAlias}; aliases of other servers through /query/directory."""
+        server = alias.split(":", 1)[1] if ":" in alias else ""
+        if server != self.server_name and federation is not None:
+            try:
+                result = await federation.client.get_json(server, "/_matrix/federation/v1/query/directory",
+                                                          {"room_alias": alias})
+            except Exception:
+                raise not_found(f"Room alias {alias} not found")
+            if not isinstance(result.get("room_id"), str):
+                raise not_found(f"Room alias {alias} not found")
+            return {"room_id": result["room_id"], "servers": [s for s in result.get("servers", [])
+                                                              if isinstance(s, str)] or [server]}
         room_id = await self.resolve_local(alias)
         if room_id is None:
             raise not_found(f"Room alias {alias} not found")

@@ -14,6 +14,7 @@ from homeserver.services.room_events import RoomEventService
 from homeserver.storage.events import EventStore, StoredEvent
 
 MAX_LIMIT = 1000
+OLDEST_POSITION = -(2 ** 62)  # backfilled history has negative stream positions
 
 
 class RoomHistoryService:
@@ -22,6 +23,7 @@ class RoomHistoryService:
         self._store = store
         self._serializer = serializer
         self._sync = sync
+        self.backfill = None  # async (room_id) -> bool: fetch older history from other servers
 
     async def _check_room(self, room_id: str, user_id: str) -> str | None:
         """The user's current membership; 403 if they were never in a non-world-readable room."""
@@ -63,10 +65,15 @@ class RoomHistoryService:
         if to_token is not None:
             end_bound = self._position_of(to_token)
         else:
-            end_bound = 0 if backwards else ceiling
+            end_bound = OLDEST_POSITION if backwards else ceiling
         limit = max(0, min(limit, MAX_LIMIT))
         chunk, position, more = await self._collect(requester.user_id, room_id, start, end_bound, limit,
                                                     backwards, event_filter)
+        if backwards and not more and to_token is None and self.backfill is not None \
+                and await self.backfill(room_id):
+            extra, position, more = await self._collect(requester.user_id, room_id, position, end_bound,
+                                                        limit - len(chunk), backwards, event_filter)
+            chunk += extra
         result = {"chunk": await self._serializer.serialize(chunk, requester), "start": self._token(start)}
         if more:
             result["end"] = self._token(position)
@@ -121,7 +128,8 @@ class RoomHistoryService:
         before_n, after_n = limit // 2, limit - limit // 2
         membership = await self._events.membership(room_id, requester.user_id)
         ceiling = await self._position_limit(room_id, requester.user_id, membership)
-        before = await self._store.room_events_between(room_id, ev.stream_ordering - 1, 0, before_n, backwards=True)
+        before = await self._store.room_events_between(room_id, ev.stream_ordering - 1, OLDEST_POSITION, before_n,
+                                                       backwards=True)
         after = await self._store.room_events_between(room_id, ev.stream_ordering, ceiling, after_n, backwards=False)
         before = [e for e in await self._sync.visible_events(requester.user_id, room_id, before)
                   if event_filter.allows(e.pdu | {"room_id": room_id})]

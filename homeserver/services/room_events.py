@@ -11,17 +11,19 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 from twisted.internet import defer
 
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.services.auth import random_string
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, get_power_level
-from homeserver.events.builder import build_event, room_id_from_create_event, validate_pdu
+from homeserver.events.builder import build_event, event_id_list, room_id_from_create_event, validate_pdu
+from homeserver.events.hashing import event_id_of
+from homeserver.events.state_res import resolve_state
 from homeserver.events.errors import AuthError, EventFormatError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
-from homeserver.storage.events import EventStore, NewEvent, StateKey, StoredEvent
+from homeserver.storage.events import CurrentStateEntry, EventStore, NewEvent, StateKey, StoredEvent
 from homeserver.storage.streams import StreamIdGenerator
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,24 @@ class EventSpec:
     state_key: str | None = None
     redacts: str | None = None
     txn: tuple[str, str, str] | None = None
-    extra_unsigned: dict = field(default_factory=dict)
+    # Called with the built, authorised PDU before it is written; returns the PDU to store
+    # (an invite co-signed by the invitee's server).
+    countersign: Callable[[dict], Awaitable[dict]] | None = None
+
+
+@dataclass
+class ExternalEvent:
+    """A PDU from another server, already checked, to persist.
+
+    Outliers are stored without state. Other events need the state before them;
+    ``state_before_group`` names a stored group equal to ``state_before`` when there is one.
+    """
+
+    pdu: dict
+    outlier: bool = False
+    state_before: dict[StateKey, str] | None = None
+    state_before_group: int | None = None
+    soft_failed: bool = False
 
 
 class EventCache:
@@ -93,6 +112,7 @@ class RoomEventService:
         self._heads: dict[str, RoomHead] = {}
         self._locks: dict[str, defer.DeferredLock] = {}
         self.cache = EventCache()
+        self._backfill_floor: int | None = None  # backfilled events count down from below every other
         self.listeners: list[Callable[[list[StoredEvent]], None]] = []
 
     def now_ms(self) -> int:
@@ -140,6 +160,16 @@ class RoomEventService:
         ev = await self.current_state_event(room_id, "m.room.member", user_id)
         return None if ev is None else ev.content.get("membership")
 
+    async def forward_extremities(self, room_id: str) -> list[str]:
+        head = await self._head(room_id)
+        return [] if head is None else list(head.extremities)
+
+    async def oldest_events(self, room_id: str) -> list[StoredEvent]:
+        return await self._store.oldest_events(room_id)
+
+    async def event_by_timestamp(self, room_id: str, ts: int, forwards: bool) -> tuple[str, int] | None:
+        return await self._store.event_position_by_ts(room_id, ts, forwards)
+
     async def state_at_group(self, group: int | None) -> dict[StateKey, str]:
         return await self._store.get_state_group(group)
 
@@ -154,7 +184,7 @@ class RoomEventService:
         extremities = await self._store.get_forward_extremities(room_id)
         ext_events = await self.get_events(extremities)
         depth = max((e.pdu.get("depth", 0) for e in ext_events.values()), default=0)
-        group = max((e.state_group for e in ext_events.values() if e.state_group is not None), default=None)
+        group = next(iter(ext_events.values())).state_group if len(ext_events) == 1 else None
         head = RoomHead(room_id, KNOWN_ROOM_VERSIONS[version_id], state, extremities, depth, group)
         # Another coroutine may have loaded it meanwhile; keep the first.
         return self._heads.setdefault(room_id, head)
@@ -225,10 +255,15 @@ class RoomEventService:
         news: list[NewEvent] = []
         pending: dict[str, StoredEvent] = {}
         for spec in specs:
-            news.append(await self._prepare(work, spec, now, pending))
+            new = await self._prepare(work, spec, now, pending)
+            if spec.countersign is not None:
+                new.event.pdu = await spec.countersign(new.event.pdu)
+            news.append(new)
         positions = self.stream.allocate(len(news))
         for new, pos in zip(news, positions):
             new.event.stream_ordering = pos
+            new.current_state_delta = {k: CurrentStateEntry(e.event_id, e.membership, pos)
+                                       for k, e in new.current_state_delta.items()}
         try:
             await self._store.persist_events(news)
         finally:
@@ -240,9 +275,17 @@ class RoomEventService:
             self.cache.put(new.event)
             if new.redacts:
                 self.cache.invalidate(new.redacts)
-        for listener in self.listeners:
-            listener(events)
+        self._announce(events)
         return events
+
+    def _announce(self, events: list[StoredEvent]) -> None:
+        """Call the listeners once the stream shows these events (a lower position may still be committing)."""
+        def call_listeners() -> None:
+            for listener in self.listeners:
+                listener(events)
+
+        if events:
+            self.stream.when_visible(max(e.stream_ordering for e in events), call_listeners)
 
     async def _prepare(self, work: RoomHead, spec: EventSpec, now: int,
                        pending: dict[str, StoredEvent]) -> NewEvent:
@@ -269,20 +312,195 @@ class RoomEventService:
         event = StoredEvent(pdu["event_id"], pdu, 0, work.room_id,
                             txn_device=spec.txn[1] if spec.txn else None, txn_id=spec.txn[2] if spec.txn else None)
         new = NewEvent(event=event, txn=spec.txn, prev_state_group=work.state_group,
-                       extremities_replaced=list(work.extremities), redacts=redacts)
+                       extremities_remove=list(work.extremities), redacts=redacts)
         if spec.state_key is not None:
             key = (spec.type, spec.state_key)
             event.replaces_state = work.state.get(key)
-            new.state_delta = {key: event.event_id}
-            new.new_state_group = self._state_group_ids.allocate()[0]
-            self._state_group_ids.done([new.new_state_group])
             work.state[key] = event.event_id
-            work.state_group = new.new_state_group
+            new.current_state_delta = {key: CurrentStateEntry(
+                event.event_id, spec.content.get("membership") if spec.type == "m.room.member" else None, 0)}
+            new.state_group_delta = {key: event.event_id} if work.state_group is not None else dict(work.state)
+            work.state_group = self._new_state_group()
+        elif work.state_group is None:
+            # After a merge of several extremities no group holds the resolved state yet: snapshot it.
+            new.state_group_delta = dict(work.state)
+            work.state_group = self._new_state_group()
         event.state_group = work.state_group
         work.extremities = [event.event_id]
         work.depth = pdu["depth"]
         pending[event.event_id] = event
         return new
+
+    async def template(self, room_id: str, spec: EventSpec) -> tuple[RoomVersion, dict]:
+        """An unsigned event template for another server to complete (make_join, make_leave, make_knock)."""
+        head = await self._head(room_id)
+        if head is None or not head.extremities:
+            raise not_found("Unknown room")
+        work = head.copy()
+        auth_keys = set(auth_types_for_event(work.version, {"type": spec.type, "sender": spec.sender,
+                                                            "state_key": spec.state_key, "content": spec.content}))
+        auth_keys.add(CREATE_KEY)
+        auth_state = {k: work.state[k] for k in auth_keys if k in work.state}
+        pdu = self._build(work, spec, auth_state, self.now_ms())
+        template = {k: v for k, v in pdu.items() if k not in ("hashes", "signatures", "event_id")}
+        return work.version, template
+
+    # -- events from other servers -------------------------------------------------------------
+    async def persist_external(self, room_id: str, version: RoomVersion, items: list[ExternalEvent]
+                               ) -> list[StoredEvent]:
+        """Persist checked remote events in order; the room is created if we did not know it."""
+        lock = self._lock(room_id)
+        await lock.acquire()
+        try:
+            head = await self._head(room_id)
+            if head is None:
+                await self._store.store_room(room_id, version.identifier, None, False, self.now_ms())
+                head = self._heads[room_id] = RoomHead(room_id, version, {}, [], 0, None)
+            work = head.copy()
+            positions = self.stream.allocate(len(items))
+            news = []
+            pending: dict[str, StoredEvent] = {}
+            try:  # done() even if preparing fails: an unfinished position would hold the stream back
+                for item, pos in zip(items, positions):
+                    news.append(await self._prepare_external(work, item, pos, pending))
+                await self._store.persist_events(news)
+            finally:
+                self.stream.done(positions)
+            head.state, head.extremities, head.depth, head.state_group = (
+                work.state, work.extremities, work.depth, work.state_group)
+        finally:
+            lock.release()
+        events = [n.event for n in news]
+        for ev in events:
+            self.cache.put(ev)
+        self._announce([e for e in events if not e.outlier])
+        return events
+
+    async def store_out_of_band_membership(self, room_id: str, version: RoomVersion, pdu: dict) -> StoredEvent:
+        """An invite, knock or rejection for a room this server is not in (spec "Inviting to a room"):
+        stored as an outlier that sets the local user's membership, so /sync shows it."""
+        lock = self._lock(room_id)
+        await lock.acquire()
+        try:
+            head = await self._head(room_id)
+            if head is None:
+                await self._store.store_room(room_id, version.identifier, None, False, self.now_ms())
+                head = self._heads[room_id] = RoomHead(room_id, version, {}, [], 0, None)
+            pos = self.stream.allocate()[0]
+            event = StoredEvent(event_id_of(pdu, version), pdu, pos, room_id, outlier=True)
+            key = ("m.room.member", pdu["state_key"])
+            try:
+                await self._store.persist_out_of_band_membership(event, CurrentStateEntry(
+                    event.event_id, pdu["content"]["membership"], pos))
+            finally:
+                self.stream.done([pos])
+            head.state[key] = event.event_id
+        finally:
+            lock.release()
+        self.cache.put(event)
+        self._announce([event])
+        return event
+
+    async def persist_backfilled(self, room_id: str, version: RoomVersion, pdus: list[dict]) -> list[StoredEvent]:
+        """History fetched with /backfill: stored before everything we hold (negative stream
+        positions, newest first), never in /sync, without changing the room's current state."""
+        lock = self._lock(room_id)
+        await lock.acquire()
+        try:
+            if self._backfill_floor is None:
+                self._backfill_floor = min(await self._store.min_stream_ordering(), 0)
+            known = await self.get_events(event_id_of(p, version) for p in pdus)
+            news = []
+            for pdu in sorted(pdus, key=lambda p: -p.get("depth", 0)):
+                self._backfill_floor -= 1
+                event_id = event_id_of(pdu, version)
+                news.append(NewEvent(event=StoredEvent(event_id, pdu, self._backfill_floor, room_id),
+                                     add_extremity=False, was_outlier=event_id in known))
+            await self._store.persist_events(news)
+        finally:
+            lock.release()
+        for new in news:
+            self.cache.put(new.event)
+        return [n.event for n in news]
+
+    async def _prepare_external(self, work: RoomHead, item: ExternalEvent, pos: int,
+                                pending: dict[str, StoredEvent]) -> NewEvent:
+        pdu = item.pdu
+        event = StoredEvent(event_id_of(pdu, work.version), pdu, pos, work.room_id,
+                            outlier=item.outlier or item.soft_failed)
+        new = NewEvent(event=event, add_extremity=not event.outlier)
+        pending[event.event_id] = event
+        if item.state_before is None:
+            return new
+        key = (pdu["type"], pdu["state_key"]) if "state_key" in pdu else None
+        state_after = dict(item.state_before)
+        if key is not None:
+            event.replaces_state = item.state_before.get(key)
+            state_after[key] = event.event_id
+        if key is None and item.state_before_group is not None:
+            event.state_group = item.state_before_group
+        else:
+            event.state_group = self._new_state_group()
+            new.prev_state_group = item.state_before_group
+            new.state_group_delta = {key: event.event_id} if item.state_before_group is not None else state_after
+        if event.outlier:
+            return new
+        prevs = set(event_id_list(pdu.get("prev_events", [])))
+        new.extremities_remove = [e for e in work.extremities if e in prevs]
+        work.extremities = [e for e in work.extremities if e not in prevs] + [event.event_id]
+        work.depth = max(work.depth, pdu.get("depth", 0))
+        if work.extremities == [event.event_id]:
+            resolved, work.state_group = state_after, event.state_group
+        else:
+            resolved = await self._resolve_extremities(work, pending)
+            work.state_group = None
+        changed = {k: v for k, v in resolved.items() if work.state.get(k) != v}
+        changed_events = await self._events_incl_pending(changed.values(), pending)
+        new.current_state_delta = {
+            k: CurrentStateEntry(v, changed_events[v].content.get("membership") if k[0] == "m.room.member" else None,
+                                 changed_events[v].stream_ordering)
+            for k, v in changed.items() if v in changed_events}
+        work.state = resolved
+        return new
+
+    async def _resolve_extremities(self, work: RoomHead, pending: dict[str, StoredEvent]) -> dict[StateKey, str]:
+        """The room's state: the resolution of the state after each forward extremity."""
+        ext = await self._events_incl_pending(work.extremities, pending)
+        state_sets = []
+        for ev in ext.values():
+            group_state = await self._store.get_state_group(ev.state_group)
+            if ev.state_key is not None and ev.event_id in pending and ev.state_group is not None:
+                group_state[(ev.type, ev.state_key)] = ev.event_id
+            state_sets.append(group_state)
+        return await self.resolve(work.version, state_sets, pending)
+
+    async def resolve(self, version: RoomVersion, state_sets: list[dict], pending=None) -> dict[StateKey, str]:
+        """State resolution over stored events (preloads the events and auth chains it needs)."""
+        state_sets = [s for s in state_sets if s] or [{}]
+        if len(state_sets) == 1:
+            return dict(state_sets[0])
+        ids = {i for s in state_sets for i in s.values()}
+        loaded = await self.auth_closure(ids, pending or {})
+        return resolve_state(version, state_sets, lambda i: loaded.get(i))
+
+    async def auth_closure(self, event_ids, pending=None) -> dict[str, dict]:
+        """The given events and every event reachable through their auth_events, as PDUs."""
+        pending = pending or {}
+        found: dict[str, dict] = {}
+        frontier = set(event_ids)
+        while frontier:
+            events = await self._events_incl_pending(frontier, pending)
+            frontier = set()
+            for eid, ev in events.items():
+                found[eid] = ev.pdu
+                frontier.update(a for a in event_id_list(ev.pdu.get("auth_events", [])) if a not in found)
+            frontier -= found.keys()
+        return found
+
+    def _new_state_group(self) -> int:
+        group = self._state_group_ids.allocate()[0]
+        self._state_group_ids.done([group])
+        return group
 
     def _build(self, work: RoomHead, spec: EventSpec, auth_state, now: int) -> dict:
         auth_ids = [] if auth_state is None else [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.events.auth_rules import get_named_level, get_power_level
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.services.room_events import EventSpec, RoomEventService
 from homeserver.storage.events import EventStore, StoredEvent
@@ -44,6 +45,7 @@ class RoomService:
         self.server_name = server_name
         self.default_room_version = default_room_version
         self.directory = directory
+        self.federation = None  # set by the composition root when federation is configured
 
     # -- creation -------------------------------------------------------------------------
     async def create_room(self, creator: str, body: dict) -> str:
@@ -65,7 +67,9 @@ class RoomService:
         if not version.implicit_room_creator:
             create_content["creator"] = creator
         if version.creators_infinite_power and preset_name == "trusted_private_chat":
-            create_content.setdefault("additional_creators", invitees)
+            # Spec: combine creation_content's additional_creators with the invitees, deduplicated.
+            listed = _string_list(create_content, "additional_creators")
+            create_content["additional_creators"] = list(dict.fromkeys(listed + invitees))
         profile = await self._profiles.member_content(creator)
         specs = [EventSpec(creator, "m.room.member", dict(profile, membership="join"), creator)]
         pl = default_power_levels(creator, version,
@@ -84,11 +88,14 @@ class RoomService:
         if preset["guest_access"]:
             specs.append(EventSpec(creator, "m.room.guest_access", {"guest_access": preset["guest_access"]}, ""))
         specs += self._initial_state(creator, body.get("initial_state"))
-        for key, event_type, field in (("name", "m.room.name", "name"), ("topic", "m.room.topic", "topic")):
+        for key, event_type in (("name", "m.room.name"), ("topic", "m.room.topic")):
             if key in body:
                 if not isinstance(body[key], str):
                     raise bad_json(f"{key} must be a string")
-                specs.append(EventSpec(creator, event_type, {field: body[key]}, ""))
+                content = {key: body[key]}
+                if key == "topic":  # spec: a text/plain m.topic block too (v1.15)
+                    content["m.topic"] = {"m.text": [{"body": body[key], "mimetype": "text/plain"}]}
+                specs.append(EventSpec(creator, event_type, content, ""))
         for invitee in invitees:
             content = {"membership": "invite"}
             if body.get("is_direct"):
@@ -131,10 +138,14 @@ class RoomService:
 
     # -- membership -------------------------------------------------------------------------
     async def set_membership(self, room_id: str, sender: str, target: str, membership: str,
-                             reason: str | None = None, extra: dict | None = None) -> StoredEvent:
-        """Send an m.room.member event; the room version's auth rules decide whether it is allowed."""
-        if await self._events.room_version(room_id) is None:
-            raise not_found("Unknown room") if membership != "join" else forbidden("Unknown room")
+                             reason: str | None = None, extra: dict | None = None,
+                             servers: list[str] | None = None) -> str:
+        """Send an m.room.member event; the room version's auth rules decide whether it is allowed.
+
+        Rooms this server is not in go through a resident server (join, knock, leave); invites of
+        users of other servers are co-signed by their server. Returns the event id.
+        """
+        version = await self._events.room_version(room_id)
         content: dict = {"membership": membership}
         if membership in ("join", "knock") or (membership == "invite" and target == sender):
             content.update(await self._profiles.member_content(target))
@@ -144,12 +155,67 @@ class RoomService:
             content["reason"] = reason
         if extra:
             content.update(extra)
+        if version is None or not await self._events.forward_extremities(room_id):
+            return await self._remote_membership(room_id, sender, target, membership, content, servers or [])
+        current = await self._events.current_state_event(room_id, "m.room.member", target)
         if membership == "join":
-            current = await self._events.current_state_event(room_id, "m.room.member", target)
             if current is not None and current.content.get("membership") == "join" \
                     and all(current.content.get(k) == v for k, v in content.items()):
-                return current  # already joined: joining again is a no-op
-        return await self._events.send(room_id, EventSpec(sender, "m.room.member", content, target))
+                return current.event_id  # already joined: joining again is a no-op
+            authoriser = await self.restricted_join_authoriser(room_id, version, target)
+            if authoriser is not None:
+                content["join_authorised_via_users_server"] = authoriser
+        spec = EventSpec(sender, "m.room.member", content, target)
+        if membership == "invite" and self.federation is not None and not self._is_local(target):
+            spec.countersign = lambda pdu: self.federation.membership.invite_remote(room_id, pdu, version)
+        return (await self._events.send(room_id, spec)).event_id
+
+    def _is_local(self, user_id: str) -> bool:
+        return user_id.rsplit(":", 1)[-1] == self.server_name if ":" in user_id else False
+
+    async def _remote_membership(self, room_id: str, sender: str, target: str, membership: str, content: dict,
+                                 servers: list[str]) -> str:
+        if self.federation is None or sender != target or membership not in ("join", "leave", "knock"):
+            raise not_found("Unknown room") if membership != "join" else forbidden("Unknown room")
+        current = await self._events.current_state_event(room_id, "m.room.member", target)
+        candidates = list(servers)
+        if current is not None:  # the server that invited us, or that we knocked through
+            candidates.append(current.sender.rsplit(":", 1)[-1])
+        if ":" in room_id:
+            candidates.append(room_id.split(":", 1)[1])
+        if membership == "leave" and (current is None or current.content.get("membership") not in ("invite", "knock")):
+            raise not_found("You are not in this room")
+        if not candidates:
+            raise not_found("No known servers for this room")
+        return await self.federation.membership.remote_membership(target, room_id, candidates, membership, content)
+
+    async def restricted_join_authoriser(self, room_id: str, version: RoomVersion, user_id: str) -> str | None:
+        """Spec "Restricted rooms": a local member who may invite, when a join needs one; refuses joins
+        the allow list does not permit."""
+        if not version.restricted_join_rule:
+            return None
+        rules = await self._events.current_state_event(room_id, "m.room.join_rules")
+        if rules is None or rules.content.get("join_rule") not in ("restricted", "knock_restricted"):
+            return None
+        if await self._events.membership(room_id, user_id) in ("join", "invite"):
+            return None
+        allowed = False
+        for entry in rules.content.get("allow", []):
+            if isinstance(entry, dict) and entry.get("type") == "m.room_membership" \
+                    and await self._events.membership(str(entry.get("room_id", "")), user_id) == "join":
+                allowed = True
+        if not allowed:
+            raise forbidden("You are not allowed to join this restricted room")
+        state = await self._events.current_state(room_id)
+        create = state.get(("m.room.create", ""))
+        pl = state.get(("m.room.power_levels", ""))
+        invite_level = get_named_level(version, pl.pdu if pl else None, "invite")
+        for (t, member), ev in sorted(state.items()):
+            if t == "m.room.member" and self._is_local(member) and ev.content.get("membership") == "join" \
+                    and get_power_level(version, create.pdu if create else None, pl.pdu if pl else None,
+                                        member) >= invite_level:
+                return member
+        raise MatrixError(400, "M_UNABLE_TO_AUTHORISE_JOIN", "No local user can authorise this join")
 
     async def leave_all_rooms(self, user_id: str) -> None:
         """Leave every joined, invited or knocked room (account deactivation)."""
@@ -160,19 +226,21 @@ class RoomService:
                 except MatrixError:
                     pass
 
-    async def join(self, user_id: str, room_id_or_alias: str, reason: str | None = None,
-                   extra: dict | None = None) -> str:
-        """Spec POST /join/{roomIdOrAlias}: resolve an alias, then join (the auth rules decide)."""
-        room_id = room_id_or_alias
-        if room_id_or_alias.startswith("#"):
-            room_id = await self.directory.resolve_local(room_id_or_alias)
-            if room_id is None:
-                raise not_found(f"Room alias {room_id_or_alias} not found")
-        elif not room_id_or_alias.startswith("!"):
+    async def resolve_room(self, room_id_or_alias: str) -> tuple[str, list[str]]:
+        """A room id and servers to try, from a room id or a (local or remote) alias."""
+        if room_id_or_alias.startswith("!"):
+            return room_id_or_alias, []
+        if not room_id_or_alias.startswith("#") or ":" not in room_id_or_alias:
             raise MatrixError(400, "M_INVALID_PARAM", "Expected a room id or alias")
-        if await self._events.room_version(room_id) is None:
-            raise not_found("No known servers for this room")
-        await self.set_membership(room_id, user_id, user_id, "join", reason, extra)
+        result = await self.directory.resolve(room_id_or_alias, federation=self.federation)
+        return result["room_id"], result.get("servers", [])
+
+    async def join(self, user_id: str, room_id_or_alias: str, reason: str | None = None,
+                   extra: dict | None = None, servers: list[str] | None = None) -> str:
+        """Spec POST /join/{roomIdOrAlias}: resolve an alias, then join (the auth rules decide)."""
+        room_id, alias_servers = await self.resolve_room(room_id_or_alias)
+        await self.set_membership(room_id, user_id, user_id, "join", reason, extra,
+                                  servers=list(servers or []) + alias_servers)
         return room_id
 
     async def upgrade(self, user_id: str, room_id: str, new_version_id: str) -> str:

@@ -113,20 +113,18 @@ class SyncService:
         deadline = self._clock.seconds() + timeout_ms / 1000.0
         while True:
             to = self.current_positions()
-            ctx = SyncContext(requester, since, to, sync_filter, full_state)
+            ctx = SyncContext(requester, since, dict(to), sync_filter, full_state)
             response = await self._build(ctx)
             remaining_ms = (deadline - self._clock.seconds()) * 1000
             if since is None or full_state or _has_content(response) or remaining_ms <= 0:
                 return response
             if self.current_positions() != to:
                 continue  # something committed while we were building: look again
-            await self._notifier.wait(requester.user_id, ctx.joined_rooms, remaining_ms)
-            if self.current_positions() == to and self._clock.seconds() >= deadline:
-                return response
+            if not await self._notifier.wait(requester.user_id, ctx.joined_rooms, remaining_ms):
+                return response  # timed out, or woken by shutdown: answer now with the empty response
 
     async def _build(self, ctx: SyncContext) -> SyncResponse:
         response = SyncResponse({
-            "next_batch": self.encode_token(ctx.to),
             "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}},
             "presence": {"events": []}, "account_data": {"events": []}, "to_device": {"events": []},
             "device_lists": {"changed": [], "left": []}, "device_one_time_keys_count": {},
@@ -135,6 +133,8 @@ class SyncService:
         await self._rooms(ctx, response)
         for source in self.sources:
             await source.contribute(ctx, response)
+        # After the sources: one may stop short of ctx.to (e.g. the to-device limit per sync).
+        response["next_batch"] = self.encode_token(ctx.to)
         return response
 
     async def _rooms(self, ctx: SyncContext, response: SyncResponse) -> None:
@@ -155,7 +155,8 @@ class SyncService:
                 if is_new or ctx.full_state:
                     if since_pos is not None and is_new:
                         ctx.newly_joined.add(room_id)
-                    await self._room_timeline(ctx, response, "join", room_id, None, to_pos)
+                    # Spec full_state: every state event, but the timeline still starts at since.
+                    await self._room_timeline(ctx, response, "join", room_id, None if is_new else since_pos, to_pos)
                 elif room_id in changed:
                     await self._room_timeline(ctx, response, "join", room_id, since_pos, to_pos)
             elif membership in ("invite", "knock") and is_new:
@@ -165,13 +166,17 @@ class SyncService:
                 if since_pos is None and not ctx.filter.include_leave:
                     continue
                 if is_new or ctx.full_state:
-                    start = None if (since_pos is None or ctx.full_state) else since_pos
-                    await self._room_timeline(ctx, response, "leave", room_id, start, so)
+                    await self._room_timeline(ctx, response, "leave", room_id, since_pos, so)
 
     async def _stripped_room(self, response: SyncResponse, section: str, room_id: str, event_id: str) -> None:
-        state = await self._room_events.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
-        events = [stripped(ev) for ev in state.values()]
+        """Stripped state for an invite or knock: what the inviting server sent, or our own current state."""
         own = await self._room_events.get_event(event_id)
+        carried = (own.pdu.get("unsigned") or {}).get(f"{section}_room_state") if own is not None else None
+        if isinstance(carried, list):
+            events = [e for e in carried if isinstance(e, dict)]
+        else:
+            state = await self._room_events.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
+            events = [stripped(ev) for ev in state.values()]
         if own is not None:
             events.append(stripped(own))
         response.room(section, room_id)["invite_state" if section == "invite" else "knock_state"]["events"] = events
@@ -189,7 +194,8 @@ class SyncService:
             self._room_events.cache.put(ev)
         timeline = [e for e in raw if f.timeline.allows(e.pdu | {"room_id": room_id})]
         start_pos = raw[0].stream_ordering - 1 if raw else to_pos
-        state_ids = await self._state_for_timeline(room_id, since_pos, start_pos, limited)
+        state_ids = await self._state_for_timeline(room_id, None if ctx.full_state else since_pos, start_pos,
+                                                   limited)
         if f.state.lazy_load_members:
             senders = {e.sender for e in timeline} | {ctx.user_id}
             state_ids = {k: v for k, v in state_ids.items() if k[0] != "m.room.member" or k[1] in senders}

@@ -2,42 +2,65 @@
 
 Every storage module writes its SQL with ``?`` placeholders and runs it
 through ``Database.run(name, fn, ...)`` where ``fn(txn, ...)`` is synchronous.
-The engine (SQLite now) translates the dialect; nothing above storage sees SQL.
+The engine (SQLite or PostgreSQL) translates the dialect; nothing above
+storage sees SQL.
+
+PostgreSQL transactions run SERIALIZABLE: the store code is written as if
+transactions ran one after another (as they do on SQLite), and PostgreSQL
+guarantees exactly that, reporting any conflict as a serialization failure,
+which is retried here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import random
+import re
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from twisted.internet import threads
 from twisted.python.threadpool import ThreadPool
 
 logger = logging.getLogger(__name__)
 
+MAX_ATTEMPTS = 10
+SAFE_LOCALES = ("C", "POSIX", "C.UTF-8", "C.utf8")
+
+
+class DatabaseSetupError(Exception):
+    """The database cannot be used (unreachable, or unsafe encoding/collation): the server must not start."""
+
 
 class Txn:
     """A cursor inside one transaction, counting its round trips."""
 
-    def __init__(self, cursor, translate: Callable[[str], str]):
+    def __init__(self, cursor, engine):
         self._cursor = cursor
-        self._translate = translate
+        self._engine = engine
         self.round_trips = 0
         self.after_commit: list[Callable[[], None]] = []
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> "Txn":
         self.round_trips += 1
-        self._cursor.execute(self._translate(sql), tuple(args))
+        self._cursor.execute(self._engine.translate(sql), self._engine.adapt(args))
         return self
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        rows = [tuple(r) for r in rows]
+        rows = [self._engine.adapt(r) for r in rows]
         if rows:
             self.round_trips += 1
-            self._cursor.executemany(self._translate(sql), rows)
+            self._cursor.executemany(self._engine.translate(sql), rows)
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Bulk-insert rows (PostgreSQL COPY, or one executemany on SQLite); for ``hexagone port-db``."""
+        if rows:
+            self.round_trips += 1
+            self._engine.copy_rows(self._cursor, table, columns, rows)
 
     def fetchone(self):
         return self._cursor.fetchone()
@@ -73,7 +96,8 @@ class SqliteEngine:
     def threadpool_size(self) -> int:
         return 1
 
-    def connection(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -83,7 +107,7 @@ class SqliteEngine:
             conn.execute("PRAGMA busy_timeout=5000")
             self._local.conn = conn
             self._connections.append(conn)
-        return conn
+        yield conn
 
     def begin(self, conn) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -98,14 +122,167 @@ class SqliteEngine:
     def translate(sql: str) -> str:
         return sql
 
+    @staticmethod
+    def adapt(args: Sequence[Any]) -> tuple:
+        return tuple(args)
+
+    @staticmethod
+    def copy_rows(cursor, table: str, columns: Sequence[str], rows) -> None:
+        marks = ", ".join("?" * len(columns))
+        cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    @staticmethod
+    def retryable(e: Exception, committing: bool) -> bool:
+        return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+
     def close(self) -> None:
         for conn in self._connections:
             conn.close()
         self._connections.clear()
 
 
+class PostgresEngine:
+    """PostgreSQL through psycopg 3 and a ``psycopg_pool.ConnectionPool`` of ``cp_min``..``cp_max`` connections.
+
+    A connection is taken from the pool for one transaction and given back after it.
+    """
+
+    name = "postgresql"
+
+    def __init__(self, dsn: str, cp_min: int = 1, cp_max: int = 10):
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        self._psycopg = psycopg
+        self.cp_max = cp_max
+        self.database = check_postgres_database(dsn)
+        self._pool = ConnectionPool(dsn, min_size=cp_min, max_size=cp_max, configure=self._configure,
+                                    name="hexagone", open=True, timeout=60)
+
+    def _configure(self, conn) -> None:
+        conn.isolation_level = self._psycopg.IsolationLevel.SERIALIZABLE
+        conn.autocommit = False
+
+    def threadpool_size(self) -> int:
+        return self.cp_max
+
+    @contextlib.contextmanager
+    def connection(self):
+        with self._pool.connection() as conn:
+            yield conn
+
+    def begin(self, conn) -> None:
+        """psycopg opens the transaction with the first statement."""
+
+    def commit(self, conn) -> None:
+        conn.commit()
+
+    def rollback(self, conn) -> None:
+        if not conn.closed:
+            conn.rollback()
+
+    @staticmethod
+    def translate(sql: str) -> str:
+        return translate_for_postgres(sql)
+
+    @staticmethod
+    def adapt(args: Sequence[Any]) -> tuple:
+        """Booleans are stored as INTEGER 0/1 (as SQLite does), never as PostgreSQL booleans."""
+        return tuple(int(a) if isinstance(a, bool) else a for a in args)
+
+    def copy_rows(self, cursor, table: str, columns: Sequence[str], rows) -> None:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(self.adapt(row))
+
+    def retryable(self, e: Exception, committing: bool) -> bool:
+        """Serialization failures and deadlocks; a lost connection unless the COMMIT itself was under way."""
+        errors = self._psycopg.errors
+        if isinstance(e, (errors.SerializationFailure, errors.DeadlockDetected)):
+            return True
+        return isinstance(e, self._psycopg.OperationalError) and not committing and _connection_lost(e)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _connection_lost(e: Exception) -> bool:
+    state = getattr(e, "sqlstate", None)
+    return state is None or state.startswith("08")
+
+
+def check_postgres_database(dsn: str) -> str:
+    """Connect once and refuse a database whose encoding is not UTF8 or whose collation/ctype is not C.
+
+    Matrix identifiers are case-sensitive and compared byte by byte; other collations
+    order (and may even compare) them differently. Returns the database name.
+    """
+    import psycopg
+
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    except psycopg.Error as e:
+        raise DatabaseSetupError(f"Cannot connect to PostgreSQL: {str(e).strip()}") from None
+    with conn:
+        cur = conn.execute("SELECT d.*, pg_encoding_to_char(d.encoding) AS encoding_name FROM pg_database d"
+                           " WHERE d.datname = current_database()")
+        info = dict(zip([c.name for c in cur.description], cur.fetchone()))
+    name, encoding = info["datname"], info["encoding_name"]
+    collation, ctype = info["datcollate"], info["datctype"]
+    provider = info.get("datlocprovider", "c")
+    if provider == "i":
+        collation = ctype = f"ICU {info.get('daticulocale') or info.get('datlocale')}"
+    elif provider == "b":
+        collation = ctype = info.get("datlocale")
+    if encoding != "UTF8" or collation not in SAFE_LOCALES or ctype not in SAFE_LOCALES:
+        raise DatabaseSetupError(
+            f"PostgreSQL database {name!r} has encoding {encoding}, collation {collation!r} and ctype "
+            f"{ctype!r}; Hexagone needs encoding UTF8 with collation and ctype C, because Matrix "
+            f"identifiers are case-sensitive and must sort byte by byte. Create the database with:\n"
+            f"  CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C';")
+    return name
+
+
+_DDL = re.compile(r"^\s*(CREATE|ALTER)\s+TABLE\b", re.IGNORECASE)
+_DDL_TYPES = {"BLOB": "BYTEA", "REAL": "DOUBLE PRECISION"}
+_DDL_TYPE_WORDS = re.compile(r"\b(BLOB|REAL)\b", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)
+def translate_for_postgres(sql: str) -> str:
+    """``?`` -> ``%s`` outside literals and comments, ``%`` -> ``%%`` everywhere (psycopg scans all of it);
+    in CREATE/ALTER TABLE, SQLite's BLOB and REAL become BYTEA and DOUBLE PRECISION."""
+    ddl = bool(_DDL.match(sql))
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"":
+            end = sql.find(c, i + 1)
+            while end != -1 and sql.startswith(c, end + 1):  # '' or "" inside the quotes
+                end = sql.find(c, end + 2)
+            end = n if end == -1 else end + 1
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+        elif sql.startswith("--", i) or sql.startswith("/*", i):
+            end = sql.find("\n", i) if c == "-" else sql.find("*/", i + 2)
+            end = n if end == -1 else end + (1 if c == "-" else 2)
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+        else:
+            j = i
+            while j < n and sql[j] not in "'\"" and not sql.startswith("--", j) and not sql.startswith("/*", j):
+                j += 1
+            plain = sql[i:j].replace("%", "%%").replace("?", "%s")
+            if ddl:
+                plain = _DDL_TYPE_WORDS.sub(lambda m: _DDL_TYPES[m.group(1).upper()], plain)
+            out.append(plain)
+            i = j
+    return "".join(out)
+
+
 class Database:
-    """Runs named transactions on the engine's thread pool."""
+    """Runs named transactions on a thread pool as large as the engine's connection pool."""
 
     def __init__(self, engine, reactor):
         self.engine = engine
@@ -115,6 +292,7 @@ class Database:
         self._pool.start()
         self.txn_count = 0
         self.round_trips = 0
+        self.retries = 0
         self._closed = False
 
     @property
@@ -133,32 +311,34 @@ class Database:
         return self._run_sync(name, fn, args, kwargs)[1]
 
     def _run_sync(self, name, fn, args, kwargs):
-        conn = self.engine.connection()
         start = time.monotonic()
-        for attempt in range(5):
-            cursor = conn.cursor()
-            txn = Txn(cursor, self.engine.translate)
-            try:
-                self.engine.begin(conn)
-                result = fn(txn, *args, **kwargs)
-                self.engine.commit(conn)
-                break
-            except Exception as e:
+        attempt = 0
+        while True:
+            attempt += 1
+            committing = False
+            with self.engine.connection() as conn:
+                cursor = conn.cursor()
+                txn = Txn(cursor, self.engine)
                 try:
-                    self.engine.rollback(conn)
-                except Exception:
-                    pass
-                if attempt < 4 and _is_retryable(e):
-                    logger.warning("Transaction %s retried after %s", name, e)
-                    continue
-                raise
-            finally:
-                cursor.close()
+                    self.engine.begin(conn)
+                    result = fn(txn, *args, **kwargs)
+                    committing = True
+                    self.engine.commit(conn)
+                    break
+                except Exception as e:
+                    _rollback_quietly(self.engine, conn)
+                    if attempt >= MAX_ATTEMPTS or not self.engine.retryable(e, committing):
+                        raise
+                    self.retries += 1
+                    logger.info("Transaction %s retried (attempt %d) after %s", name, attempt, str(e).strip())
+                finally:
+                    cursor.close()
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
         self.txn_count += 1
         self.round_trips += txn.round_trips
         elapsed = (time.monotonic() - start) * 1000
         if elapsed > 500:
-            logger.warning("Slow transaction %s: %.0fms", name, elapsed)
+            logger.warning("Slow transaction %s: %.0fms (%d attempts)", name, elapsed, attempt)
         return txn, result
 
     def close(self) -> None:
@@ -169,12 +349,17 @@ class Database:
         self.engine.close()
 
 
-def _is_retryable(e: Exception) -> bool:
-    return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+def _rollback_quietly(engine, conn) -> None:
+    try:
+        engine.rollback(conn)
+    except Exception as e:  # the connection may be gone; the pool discards broken ones
+        logger.debug("Rollback failed: %s", e)
 
 
 def open_engine(db_config):
     """Build the engine named by the ``database`` configuration."""
     if db_config.engine == "sqlite":
         return SqliteEngine(db_config.sqlite_path)
+    if db_config.engine == "postgresql":
+        return PostgresEngine(db_config.pg_dsn, db_config.cp_min, db_config.cp_max)
     raise ValueError(f"database: engine {db_config.engine!r} is not available")

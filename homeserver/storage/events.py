@@ -84,6 +84,11 @@ MIGRATIONS = [
         event_id TEXT NOT NULL
     );
     CREATE INDEX state_group_entries_group ON state_group_entries (state_group);
+    CREATE TABLE rejections (
+        event_id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
     CREATE TABLE room_forgotten (
         user_id TEXT NOT NULL,
         room_id TEXT NOT NULL,
@@ -125,17 +130,30 @@ class StoredEvent:
         return self.pdu.get("content", {})
 
 
+@dataclass(frozen=True)
+class CurrentStateEntry:
+    event_id: str
+    membership: str | None
+    stream_ordering: int
+
+
 @dataclass
 class NewEvent:
-    """Everything one persisted event writes."""
+    """Everything one persisted event writes.
+
+    When ``state_group_delta`` is set, a new state group ``event.state_group`` is
+    stored as ``prev_state_group`` plus that delta.
+    """
 
     event: StoredEvent
     txn: tuple[str, str, str] | None = None          # (user_id, device_id, txn_id)
-    state_delta: dict[StateKey, str] | None = None   # for a state event: the new entry
+    state_group_delta: dict[StateKey, str] | None = None
     prev_state_group: int | None = None
-    new_state_group: int | None = None               # allocated id when state_delta is set
-    extremities_replaced: list[str] = field(default_factory=list)
+    extremities_remove: list[str] = field(default_factory=list)
+    add_extremity: bool = True
+    current_state_delta: dict[StateKey, CurrentStateEntry] = field(default_factory=dict)
     redacts: str | None = None                       # event redacted by this one (if authorised)
+    was_outlier: bool = False                        # an outlier joining the timeline (backfill)
 
 
 _EVENT_COLUMNS = ("event_id, json, stream_ordering, room_id, outlier, state_group, replaces_state, redacted_by,"
@@ -216,6 +234,17 @@ class EventStore:
             "SELECT event_id FROM event_txn_ids WHERE room_id = ? AND user_id = ? AND device_id = ? AND txn_id = ?",
             (room_id, user_id, device_id, txn_id)))
 
+    async def min_stream_ordering(self) -> int:
+        return await self.db.run("min_stream_ordering", lambda t: t.select_value(
+            "SELECT MIN(stream_ordering) FROM events", default=0))
+
+    async def oldest_events(self, room_id: str, limit: int = 5) -> list[StoredEvent]:
+        """The room's earliest timeline events (where backfill starts)."""
+        rows = await self.db.run("oldest_events", lambda t: t.select_all(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = ? AND outlier = 0"
+            " ORDER BY stream_ordering ASC LIMIT ?", (room_id, limit)))
+        return [_row_to_event(r) for r in rows]
+
     async def get_forward_extremities(self, room_id: str) -> list[str]:
         return [r[0] for r in await self.db.run("get_extremities", lambda t: t.select_all(
             "SELECT event_id FROM forward_extremities WHERE room_id = ?", (room_id,)))]
@@ -236,41 +265,53 @@ class EventStore:
 
     def _persist_event_txn(self, txn, new: NewEvent) -> None:
         ev = new.event
-        pdu = _pdu_for_storage(ev.pdu)
         relates_to, rel_type, thread_id = _relation_of(ev.pdu)
-        state_group = new.prev_state_group
-        if new.state_delta is not None:
-            state_group = new.new_state_group
-            self._store_state_group_txn(txn, ev.room_id, state_group, new.prev_state_group, new.state_delta)
-        ev.state_group = state_group
+        if new.state_group_delta is not None:
+            self._store_state_group_txn(txn, ev.room_id, ev.state_group, new.prev_state_group,
+                                        new.state_group_delta)
+        if new.was_outlier:
+            txn.execute("UPDATE events SET outlier = 0, stream_ordering = ? WHERE event_id = ?",
+                        (ev.stream_ordering, ev.event_id))
+            return
         txn.execute(
             "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth, origin_server_ts,"
             " json, outlier, state_group, replaces_state, relates_to, rel_type, thread_id, txn_device, txn_id)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (ev.stream_ordering, ev.event_id, ev.room_id, ev.type, ev.state_key, ev.sender, ev.pdu.get("depth", 0),
-             ev.pdu.get("origin_server_ts", 0), json.dumps(pdu, separators=(",", ":"), ensure_ascii=False),
-             int(ev.outlier), state_group, ev.replaces_state, relates_to, rel_type, thread_id,
+             ev.pdu.get("origin_server_ts", 0), json.dumps(_pdu_for_storage(ev.pdu), separators=(",", ":"),
+                                                           ensure_ascii=False),
+             int(ev.outlier), ev.state_group, ev.replaces_state, relates_to, rel_type, thread_id,
              new.txn[1] if new.txn else None, new.txn[2] if new.txn else None))
         if new.txn is not None:
             txn.execute("INSERT INTO event_txn_ids (room_id, user_id, device_id, txn_id, event_id)"
                         " VALUES (?, ?, ?, ?, ?)", (ev.room_id, *new.txn, ev.event_id))
         if ev.outlier:
             return
-        for old in new.extremities_replaced:
+        for old in new.extremities_remove:
             txn.execute("DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?", (ev.room_id, old))
-        txn.execute("INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?)", (ev.room_id, ev.event_id))
-        if ev.state_key is not None and new.state_delta is not None:
-            membership = ev.content.get("membership") if ev.type == "m.room.member" else None
-            txn.execute("DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
-                        (ev.room_id, ev.type, ev.state_key))
-            txn.execute("INSERT INTO current_state (room_id, type, state_key, event_id, membership, stream_ordering)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (ev.room_id, ev.type, ev.state_key, ev.event_id, membership, ev.stream_ordering))
-            if membership == "join":
-                txn.execute("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?", (ev.state_key, ev.room_id))
+        if new.add_extremity:
+            txn.execute("INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?)", (ev.room_id, ev.event_id))
+        self._update_current_state_txn(txn, ev.room_id, new.current_state_delta)
         if new.redacts is not None:
             txn.execute("UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
                         (ev.event_id, new.redacts))
+
+    async def persist_out_of_band_membership(self, event: StoredEvent, entry: CurrentStateEntry) -> None:
+        def txn_fn(txn):
+            self._persist_event_txn(txn, NewEvent(event=event, add_extremity=False))
+            self._update_current_state_txn(txn, event.room_id, {("m.room.member", event.state_key): entry})
+
+        await self.db.run("persist_out_of_band_membership", txn_fn)
+
+    def _update_current_state_txn(self, txn, room_id: str, delta: dict[StateKey, CurrentStateEntry]) -> None:
+        for (typ, key), entry in delta.items():
+            txn.execute("DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
+                        (room_id, typ, key))
+            txn.execute("INSERT INTO current_state (room_id, type, state_key, event_id, membership, stream_ordering)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (room_id, typ, key, entry.event_id, entry.membership, entry.stream_ordering))
+            if entry.membership == "join":
+                txn.execute("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?", (key, room_id))
 
     def _store_state_group_txn(self, txn, room_id, group, prev_group, delta: dict[StateKey, str]) -> None:
         chain = 0
@@ -403,9 +444,12 @@ class EventStore:
         def txn_fn(txn):
             marks = ",".join("?" * len(event_ids))
             out: dict[str, dict] = {}
+            # Spec "Event replacements": only edits by the original's sender, of its type, in its room count.
             rows = txn.select_all(
-                f"SELECT relates_to, event_id, sender FROM events WHERE relates_to IN ({marks}) AND rel_type = 'm.replace'"
-                " AND redacted_by IS NULL ORDER BY origin_server_ts ASC, event_id ASC", event_ids)
+                "SELECT e.relates_to, e.event_id, e.sender FROM events e JOIN events p ON p.event_id = e.relates_to"
+                f" WHERE e.relates_to IN ({marks}) AND e.rel_type = 'm.replace' AND e.redacted_by IS NULL"
+                " AND e.sender = p.sender AND e.type = p.type AND e.room_id = p.room_id"
+                " ORDER BY e.origin_server_ts ASC, e.event_id ASC", event_ids)
             for parent, edit_id, sender in rows:
                 out.setdefault(parent, {})["edit"] = (edit_id, sender)
             rows = txn.select_all(

@@ -1,11 +1,23 @@
 """Stream position generators (DEVELOPERS.md "Small, explicit streams").
 
-A writer takes a position before its transaction and marks it done after;
-readers only see ``current()``, the highest position below which every
-position is done, so a reader never skips a row that commits late.
+A writer takes a position before its transaction and marks it done after it
+commits (or fails); readers only see ``current()``, the highest position below
+which every position is done, so a reader never skips a row that commits late.
+With several database connections, transactions commit out of order: a
+position done early stays invisible until every lower one is done, and
+``when_visible`` defers work (waking readers) until then.
+
+A generator lives on the reactor thread; nothing here is thread-safe.
 """
 
 from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from typing import Callable
+
+logger = logging.getLogger(__name__)
 
 
 class StreamIdGenerator:
@@ -13,6 +25,8 @@ class StreamIdGenerator:
         self._current = start   # highest position handed out
         self._persisted = start  # every position <= this is done
         self._unfinished: set[int] = set()
+        self._waiting: list[tuple[int, int, Callable[[], None]]] = []  # heap of (position, seq, callback)
+        self._seq = itertools.count()
 
     def allocate(self, count: int = 1) -> list[int]:
         first = self._current + 1
@@ -22,11 +36,28 @@ class StreamIdGenerator:
         return positions
 
     def done(self, positions) -> None:
+        """Mark positions finished (committed or abandoned), then run the callbacks they made visible."""
         self._unfinished.difference_update(positions)
         self._persisted = (min(self._unfinished) - 1) if self._unfinished else self._current
+        while self._waiting and self._waiting[0][0] <= self._persisted:
+            _run(heapq.heappop(self._waiting)[2])
 
     def current(self) -> int:
         return self._persisted
+
+    def when_visible(self, position: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once ``current()`` reaches ``position`` (now, if it already has)."""
+        if position <= self._persisted:
+            _run(callback)
+        else:
+            heapq.heappush(self._waiting, (position, next(self._seq), callback))
+
+
+def _run(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:  # one failing listener must not stop the others, nor fail the write
+        logger.exception("Stream visibility callback failed")
 
 
 def max_position(txn, table: str, column: str) -> int:

@@ -41,7 +41,8 @@ def register(router: Router, hs) -> None:
         body = req.json(allow_empty=True)
         hs.ratelimit["joins_local"].check(req.user_id)
         target = req.path_params.get("roomIdOrAlias") or req.path_params["roomId"]
-        room_id = await rooms.join(req.user_id, target, _reason(body))
+        servers = req.args.get("via", []) + req.args.get("server_name", [])
+        room_id = await rooms.join(req.user_id, target, _reason(body), servers=servers)
         return {"room_id": room_id}
 
     def membership_change(membership: str, *, target_from_body: bool):
@@ -79,11 +80,9 @@ def register(router: Router, hs) -> None:
 
     async def knock(req: ApiRequest):
         body = req.json(allow_empty=True)
-        target = req.path_params["roomIdOrAlias"]
-        room_id = target
-        if target.startswith("#"):
-            room_id = (await directory.resolve(target))["room_id"]
-        await rooms.set_membership(room_id, req.user_id, req.user_id, "knock", _reason(body))
+        room_id, servers = await rooms.resolve_room(req.path_params["roomIdOrAlias"])
+        servers += req.args.get("via", []) + req.args.get("server_name", [])
+        await rooms.set_membership(room_id, req.user_id, req.user_id, "knock", _reason(body), servers=servers)
         return {"room_id": room_id}
 
     async def forget(req: ApiRequest):
@@ -109,7 +108,7 @@ def register(router: Router, hs) -> None:
 
     # -- aliases and directory ---------------------------------------------------------------
     async def get_alias(req: ApiRequest):
-        return await directory.resolve(req.path_params["roomAlias"])
+        return await directory.resolve(req.path_params["roomAlias"], federation=rooms.federation)
 
     async def put_alias(req: ApiRequest):
         body = req.json()

@@ -1,0 +1,147 @@
+"""Inbound server-server endpoints (spec v1.19 server-server API), all behind X-Matrix auth."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from homeserver.errors import MatrixError, forbidden
+from homeserver.http.router import AUTH_NONE, AUTH_SERVER, ApiRequest, Router
+
+PREFIX = "/_matrix/federation"
+
+
+def register(router: Router, hs) -> None:
+    fed = hs.federation
+    seen_txns: OrderedDict[tuple[str, str], dict] = OrderedDict()
+
+    def add(method: str, path: str, handler, auth: str = AUTH_SERVER) -> None:
+        router.add(method, PREFIX + path, handler, auth=auth)
+
+    async def room_allowed(req: ApiRequest, room_id: str) -> None:
+        if not await fed.origin_allowed_in_room(req.origin, room_id):
+            raise forbidden("Server is banned from this room by its server ACL")
+
+    async def send_transaction(req: ApiRequest):
+        """PUT /v1/send/{txnId}: a transaction is processed once per (origin, txnId)."""
+        body = req.json()
+        if not isinstance(body.get("pdus", []), list) or not isinstance(body.get("edus", []), list):
+            raise MatrixError(400, "M_BAD_JSON", "pdus and edus must be lists")
+        key = (req.origin, req.path_params["txnId"])
+        if key in seen_txns:
+            return seen_txns[key]
+        result = await fed.receiver.on_transaction(req.origin, body)
+        seen_txns[key] = result
+        if len(seen_txns) > 10_000:
+            seen_txns.popitem(last=False)
+        fed.peer_is_up(req.origin)
+        return result
+
+    def make(membership: str):
+        async def handler(req: ApiRequest):
+            room_id = req.path_params["roomId"]
+            await room_allowed(req, room_id)
+            # Spec: without ?ver= the joining server supports room version 1 only.
+            versions = (req.args.get("ver") or ["1"]) if membership != "leave" else None
+            return await fed.membership.make_membership(req.origin, room_id, req.path_params["userId"],
+                                                        membership, versions)
+        return handler
+
+    def send(membership: str):
+        async def handler(req: ApiRequest):
+            room_id = req.path_params["roomId"]
+            await room_allowed(req, room_id)
+            result = await fed.membership.send_membership(req.origin, room_id, req.path_params["eventId"],
+                                                          req.json(), membership)
+            if membership == "knock":
+                result = {"knock_room_state": await fed.stripped_state(room_id)}
+            return result
+        return handler
+
+    async def invite(req: ApiRequest):
+        await room_allowed(req, req.path_params["roomId"])
+        return await fed.membership.on_invite(req.origin, req.path_params["roomId"], req.path_params["eventId"],
+                                              req.json())
+
+    async def event(req: ApiRequest):
+        return await fed.queries.event(req.origin, req.path_params["eventId"])
+
+    def state_query(method_name: str):
+        async def handler(req: ApiRequest):
+            event_id = req.arg("event_id")
+            if event_id is None:
+                raise MatrixError(400, "M_MISSING_PARAM", "Missing event_id")
+            await room_allowed(req, req.path_params["roomId"])
+            return await getattr(fed.queries, method_name)(req.origin, req.path_params["roomId"], event_id)
+        return handler
+
+    async def event_auth(req: ApiRequest):
+        return await fed.queries.event_auth(req.origin, req.path_params["roomId"], req.path_params["eventId"])
+
+    async def missing_events(req: ApiRequest):
+        await room_allowed(req, req.path_params["roomId"])
+        return await fed.queries.get_missing_events(req.origin, req.path_params["roomId"], req.json())
+
+    async def backfill(req: ApiRequest):
+        await room_allowed(req, req.path_params["roomId"])
+        return await fed.queries.backfill(req.origin, req.path_params["roomId"], req.args.get("v", []),
+                                          req.int_arg("limit", 10, minimum=0))
+
+    async def query_directory(req: ApiRequest):
+        alias = req.arg("room_alias")
+        if alias is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing room_alias")
+        return await fed.queries.query_directory(alias)
+
+    async def query_profile(req: ApiRequest):
+        user_id = req.arg("user_id")
+        if user_id is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing user_id")
+        return await fed.queries.query_profile(user_id, req.arg("field"))
+
+    async def public_rooms(req: ApiRequest):
+        if req.method == "POST":
+            body = req.json(allow_empty=True)
+            limit, since = body.get("limit"), body.get("since")
+            search = (body.get("filter") or {}).get("generic_search_term")
+        else:
+            limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
+        return await hs.directory.public_rooms(limit=limit, since=since, search=search)
+
+    async def hierarchy(req: ApiRequest):
+        if not await hs.event_store.is_room_public(req.path_params["roomId"]):
+            await fed.queries.check_server_in_room(req.origin, req.path_params["roomId"])
+        return await fed.queries.hierarchy(req.origin, req.path_params["roomId"], req.bool_arg("suggested_only"))
+
+    async def timestamp_to_event(req: ApiRequest):
+        ts = req.int_arg("ts")
+        if ts is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing ts")
+        return await fed.queries.timestamp_to_event(req.origin, req.path_params["roomId"], ts, req.arg("dir", "f"))
+
+    async def openid_userinfo(req: ApiRequest):
+        token = req.arg("access_token")
+        user_id = hs.openid.user_for_token(token) if token else None
+        if user_id is None:
+            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown OpenID token")
+        return {"sub": user_id}
+
+    add("PUT", "/v1/send/{txnId}", send_transaction)
+    for membership in ("join", "leave", "knock"):
+        add("GET", f"/v1/make_{membership}/{{roomId}}/{{userId}}", make(membership))
+    add("PUT", "/v2/send_join/{roomId}/{eventId}", send("join"))
+    add("PUT", "/v2/send_leave/{roomId}/{eventId}", send("leave"))
+    add("PUT", "/v1/send_knock/{roomId}/{eventId}", send("knock"))
+    add("PUT", "/v2/invite/{roomId}/{eventId}", invite)
+    add("GET", "/v1/event/{eventId}", event)
+    add("GET", "/v1/state/{roomId}", state_query("state"))
+    add("GET", "/v1/state_ids/{roomId}", state_query("state_ids"))
+    add("GET", "/v1/event_auth/{roomId}/{eventId}", event_auth)
+    add("POST", "/v1/get_missing_events/{roomId}", missing_events)
+    add("GET", "/v1/backfill/{roomId}", backfill)
+    add("GET", "/v1/query/directory", query_directory)
+    add("GET", "/v1/query/profile", query_profile)
+    add("GET", "/v1/publicRooms", public_rooms)
+    add("POST", "/v1/publicRooms", public_rooms)
+    add("GET", "/v1/hierarchy/{roomId}", hierarchy)
+    add("GET", "/v1/timestamp_to_event/{roomId}", timestamp_to_event)
+    add("GET", "/v1/openid/userinfo", openid_userinfo, auth=AUTH_NONE)

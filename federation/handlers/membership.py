@@ -1,0 +1,258 @@
+"""Membership across servers (server-server "Joining Rooms", "Inviting to a room",
+"Leaving Rooms (Rejecting Invites)", "Knocking upon a room").
+
+Both sides: answering make_*/send_* as a resident server, and joining,
+leaving, knocking or inviting through a resident server.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from federation.handlers.pdu_checks import PduRejected, check_signatures_and_hashes, normalise_pdu
+from federation.handlers.receive import PduReceiver, create_event_id
+from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.events.auth_rules import check_auth, check_auth_events
+from homeserver.events.builder import build_event, event_id_list
+from homeserver.events.errors import AuthError
+from homeserver.events.hashing import strip_convenience_keys
+from homeserver.events.identifiers import domain_of
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.signing import sign_event
+from homeserver.services.room_events import EventSpec, ExternalEvent, RoomEventService
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_VERSIONS = list(KNOWN_ROOM_VERSIONS)
+STRIPPED_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
+                  "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
+
+
+class FederationMembership:
+    def __init__(self, *, room_events: RoomEventService, rooms, receiver: PduReceiver, client, server_name: str,
+                 signing_key, sender=None, clock=None):
+        self._events = room_events
+        self._rooms = rooms
+        self._receiver = receiver
+        self._client = client
+        self.server_name = server_name
+        self._key = signing_key
+        self._sender = sender
+        self._clock = clock
+
+    def is_local(self, user_id: str) -> bool:
+        return domain_of(user_id) == self.server_name
+
+    async def is_resident(self, room_id: str) -> bool:
+        """Whether this server takes part in the room (has its event graph)."""
+        return bool(await self._events.forward_extremities(room_id))
+
+    async def servers_in_room(self, room_id: str) -> list[str]:
+        state = await self._events.current_state(room_id)
+        servers = {domain_of(k[1]) for k, ev in state.items()
+                   if k[0] == "m.room.member" and ev.content.get("membership") == "join"}
+        return sorted(servers)
+
+    # -- resident side -------------------------------------------------------------------------
+    async def make_membership(self, origin: str, room_id: str, user_id: str, membership: str,
+                              versions: list[str] | None = None) -> dict:
+        """Spec GET /make_join, /make_leave, /make_knock: a template for the remote user."""
+        if domain_of(user_id) != origin:
+            raise forbidden("The user does not belong to the requesting server")
+        if not await self.is_resident(room_id):
+            raise not_found("Unknown room")
+        version = await self._events.room_version(room_id)
+        if versions is not None and version.identifier not in versions:
+            raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "Your server does not support this room version",
+                              room_version=version.identifier)
+        content: dict = {"membership": membership}
+        if membership == "join":
+            authoriser = await self._rooms.restricted_join_authoriser(room_id, version, user_id)
+            if authoriser is not None:
+                content["join_authorised_via_users_server"] = authoriser
+        _, template = await self._events.template(room_id, EventSpec(user_id, "m.room.member", content, user_id))
+        return {"room_version": version.identifier, "event": template}
+
+    async def send_membership(self, origin: str, room_id: str, event_id: str, raw: dict, membership: str) -> dict:
+        """Spec PUT /v2/send_join, /v2/send_leave, /v1/send_knock: accept the signed event into the room."""
+        version = await self._events.room_version(room_id)
+        if version is None or not await self.is_resident(room_id):
+            raise not_found("Unknown room")
+        try:
+            pdu = normalise_pdu(raw, version)
+        except PduRejected as e:
+            raise MatrixError(400, "M_BAD_JSON", e.reason)
+        content = pdu.get("content") or {}
+        if pdu.get("type") != "m.room.member" or content.get("membership") != membership \
+                or pdu.get("event_id") != event_id or pdu.get("room_id") != room_id \
+                or domain_of(pdu.get("sender", "")) != origin or pdu.get("state_key") != pdu.get("sender"):
+            raise MatrixError(400, "M_BAD_JSON", f"Not a {membership} event of a user of {origin}")
+        authoriser = content.get("join_authorised_via_users_server")
+        if membership == "join" and isinstance(authoriser, str) and self.is_local(authoriser):
+            pdu = sign_event(pdu, self.server_name, self._key, version)
+        try:
+            await self._receiver.handle_pdu(origin, version, pdu, depth_budget=0)
+        except PduRejected as e:
+            raise forbidden(e.reason)
+        stored = await self._events.get_event(pdu["event_id"])
+        if stored is None or stored.outlier:
+            raise forbidden("The event is not allowed by the room's current state")
+        await self._forward(stored, exclude={origin})
+        if membership != "join":
+            return {}
+        return await self._join_response(stored, version, signed=pdu if isinstance(authoriser, str) else None)
+
+    async def _join_response(self, stored, version: RoomVersion, signed: dict | None) -> dict:
+        state_after = await self._events.state_at_group(stored.state_group)
+        state_before = dict(state_after)
+        key = ("m.room.member", stored.state_key)
+        if stored.replaces_state:
+            state_before[key] = stored.replaces_state
+        else:
+            state_before.pop(key, None)
+        chain = await self._events.auth_closure(list(state_before.values()) + [stored.event_id])
+        state_events = await self._events.get_events(state_before.values())
+        response = {
+            "state": [strip_convenience_keys(e.pdu, version) for e in state_events.values()],
+            "auth_chain": [strip_convenience_keys(p, version) for eid, p in chain.items()
+                           if eid not in state_before.values() and eid != stored.event_id],
+            "members_omitted": False,
+            "servers_in_room": await self.servers_in_room(stored.room_id),
+        }
+        if signed is not None:
+            response["event"] = strip_convenience_keys(signed, version)
+        return response
+
+    async def _forward(self, stored, exclude: set[str]) -> None:
+        """Send an event we accepted as resident to every other server in the room."""
+        if self._sender is None:
+            return
+        destinations = set(await self.servers_in_room(stored.room_id)) - exclude - {self.server_name}
+        if destinations:
+            version = await self._events.room_version(stored.room_id)
+            await self._sender.send_pdu(sorted(destinations), strip_convenience_keys(stored.pdu, version))
+
+    async def on_invite(self, origin: str, room_id: str, event_id: str, body: dict) -> dict:
+        """Spec PUT /v2/invite: co-sign an invite for a local user and remember it."""
+        version = KNOWN_ROOM_VERSIONS.get(body.get("room_version", "1"))
+        if version is None:
+            raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "Unsupported room version",
+                              room_version=body.get("room_version"))
+        try:
+            pdu = normalise_pdu(body.get("event"), version)
+        except PduRejected as e:
+            raise MatrixError(400, "M_BAD_JSON", e.reason)
+        if pdu.get("type") != "m.room.member" or (pdu.get("content") or {}).get("membership") != "invite" \
+                or not self.is_local(pdu.get("state_key", "")) or pdu.get("event_id") != event_id \
+                or pdu.get("room_id") != room_id or domain_of(pdu.get("sender", "")) != origin:
+            raise MatrixError(400, "M_BAD_JSON", "Not an invite of a local user from the requesting server")
+        accepted, rejected = await check_signatures_and_hashes([pdu], version, self._receiver._keys)
+        if not accepted:
+            raise forbidden(f"Bad invite: {next(iter(rejected.values()), 'signature check failed')}")
+        signed = sign_event(pdu, self.server_name, self._key, version)
+        if not await self.is_resident(room_id):
+            stripped = body.get("invite_room_state") or (pdu.get("unsigned") or {}).get("invite_room_state") or []
+            stored = dict(signed, unsigned=dict(signed.get("unsigned") or {}, invite_room_state=stripped))
+            await self._events.store_out_of_band_membership(room_id, version, stored)
+        return {"event": strip_convenience_keys(signed, version)}
+
+    # -- joining side -----------------------------------------------------------------------------
+    async def remote_membership(self, user_id: str, room_id: str, servers: list[str], membership: str,
+                                content: dict) -> str:
+        """Join, leave or knock through the first resident server that answers. Returns the event id."""
+        errors = []
+        for server in [s for s in dict.fromkeys(servers) if s != self.server_name]:
+            try:
+                return await self._remote_membership_via(server, user_id, room_id, membership, content)
+            except MatrixError as e:
+                if e.errcode in ("M_FORBIDDEN", "M_INCOMPATIBLE_ROOM_VERSION"):
+                    raise
+                errors.append(f"{server}: {e.error}")
+            except Exception as e:
+                errors.append(f"{server}: {e}")
+                logger.info("%s via %s failed: %s", membership, server, e)
+        raise MatrixError(404, "M_NOT_FOUND", "No server could complete the request: " + "; ".join(errors))
+
+    async def _remote_membership_via(self, server: str, user_id: str, room_id: str, membership: str,
+                                     content: dict) -> str:
+        make = {"join": "make_join", "leave": "make_leave", "knock": "make_knock"}[membership]
+        args = {"ver": SUPPORTED_VERSIONS} if membership in ("join", "knock") else None
+        body = await self._client.get_json(
+            server, f"/_matrix/federation/v1/{make}/{quote(room_id)}/{quote(user_id)}", args)
+        version = KNOWN_ROOM_VERSIONS.get(body.get("room_version", "1"))
+        template = body.get("event")
+        if version is None or not isinstance(template, dict):
+            raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "Unsupported room version")
+        pdu = build_event(
+            version, server_name=self.server_name, signing_key=self._key, room_id=room_id, sender=user_id,
+            event_type="m.room.member", content=dict(template.get("content") or {}, **content),
+            state_key=user_id, prev_events=event_id_list(template.get("prev_events", [])),
+            auth_events=event_id_list(template.get("auth_events", [])), depth=int(template.get("depth", 1)),
+            origin_server_ts=int(self._clock.seconds() * 1000))
+        send = {"join": "v2/send_join", "leave": "v2/send_leave", "knock": "v1/send_knock"}[membership]
+        response = await self._client.put_json(
+            server, f"/_matrix/federation/{send}/{quote(room_id)}/{quote(pdu['event_id'])}",
+            strip_convenience_keys(pdu, version))
+        if membership == "join":
+            if isinstance(response.get("event"), dict):  # co-signed by the authorising server
+                pdu = normalise_pdu(response["event"], version)
+            await self._complete_join(server, version, room_id, pdu, response)
+        elif membership == "knock":
+            stripped = response.get("knock_room_state") or response.get("knock_state_events") or []
+            await self._events.store_out_of_band_membership(
+                room_id, version, dict(pdu, unsigned={"knock_room_state": stripped}))
+        else:
+            await self._events.store_out_of_band_membership(room_id, version, pdu)
+        return pdu["event_id"]
+
+    async def _complete_join(self, server: str, version: RoomVersion, room_id: str, join: dict,
+                             response: dict) -> None:
+        """Check the room state and auth chain the resident sent, then persist them and our join."""
+        raw = [p for p in (response.get("auth_chain") or []) + (response.get("state") or []) if isinstance(p, dict)]
+        pdus = {}
+        for p in raw:
+            try:
+                n = normalise_pdu(p, version)
+            except PduRejected:
+                continue
+            if n.get("room_id", room_id) == room_id:
+                pdus[n["event_id"]] = n
+        stored_ids = set(await self._receiver.store_outliers(version, room_id, list(pdus.values())))
+        state = {}
+        for p in response.get("state") or []:
+            eid = normalise_pdu(p, version)["event_id"] if isinstance(p, dict) else None
+            if eid in stored_ids or (eid and await self._events.get_event(eid)):
+                ev = pdus.get(eid) or (await self._events.get_event(eid)).pdu
+                if "state_key" in ev:
+                    state[(ev["type"], ev["state_key"])] = eid
+        create_id = create_event_id(version, room_id)
+        if create_id is not None and ("m.room.create", "") not in state:
+            state[("m.room.create", "")] = create_id
+        state_events = await self._events.get_events(state.values())
+        auth_events = await self._events.get_events(event_id_list(join.get("auth_events", [])))
+        try:
+            check_auth_events(version, join, {i: e.pdu for i, e in auth_events.items()})
+            from federation.handlers.receive import _auth_state
+            check_auth(version, join, _auth_state(version, join, [e.pdu for e in state_events.values()]))
+        except AuthError as e:
+            raise forbidden(f"The resident server's state does not allow our join: {e.reason}")
+        await self._events.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])
+
+    async def invite_remote(self, room_id: str, pdu: dict, version: RoomVersion) -> dict:
+        """Spec PUT /v2/invite to the invitee's server; returns the event with their signature added."""
+        target_server = domain_of(pdu["state_key"])
+        state = await self._events.current_state(room_id, {(t, "") for t in STRIPPED_TYPES})
+        stripped = [{"type": e.type, "state_key": e.state_key, "content": e.content, "sender": e.sender}
+                    for e in state.values()]
+        body = await self._client.put_json(
+            target_server, f"/_matrix/federation/v2/invite/{quote(room_id)}/{quote(pdu['event_id'])}",
+            {"event": strip_convenience_keys(pdu, version), "room_version": version.identifier,
+             "invite_room_state": stripped})
+        signed = normalise_pdu(body.get("event"), version)
+        if signed["event_id"] != pdu["event_id"]:
+            raise forbidden("The invitee's server changed the invite")
+        accepted, _ = await check_signatures_and_hashes([signed], version, self._receiver._keys)
+        if not accepted or target_server not in (signed.get("signatures") or {}):
+            raise forbidden("The invitee's server did not sign the invite")
+        return signed

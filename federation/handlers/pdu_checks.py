@@ -1,0 +1,81 @@
+"""Checks on a received PDU that need no room state (server-server "Checks performed on receipt of a PDU").
+
+1. Is a valid event (format, size) for the room version;
+2. passes signature checks (keys fetched first, then verified synchronously);
+3. passes hash checks: on a mismatch the event is redacted before use.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from homeserver.events.builder import validate_pdu
+from homeserver.events.errors import EventFormatError, SignatureError
+from homeserver.events.hashing import check_content_hash, compute_event_id, strip_convenience_keys
+from homeserver.events.redaction import redact_event
+from homeserver.events.room_versions import RoomVersion
+from homeserver.events.signing import required_signers, verify_event_signatures
+
+logger = logging.getLogger(__name__)
+
+
+class PduRejected(Exception):
+    """A PDU that failed a check; ``reason`` goes into the per-PDU result."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def normalise_pdu(pdu: dict, version: RoomVersion) -> dict:
+    """The PDU with its event id as a convenience key (computed for v3+, never trusted from the sender)."""
+    if not isinstance(pdu, dict):
+        raise PduRejected("PDU is not an object")
+    clean = strip_convenience_keys(pdu, version)
+    try:
+        clean["event_id"] = compute_event_id(clean, version)
+    except Exception as e:
+        raise PduRejected(f"cannot compute event id: {e}")
+    return clean
+
+
+async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, key_fetcher) -> tuple[list[dict], dict]:
+    """Steps 1-3 for a batch. Returns (accepted PDUs, possibly redacted; {event_id: reason} rejections)."""
+    keys: dict[tuple[str, str], object] = {}
+    wanted = set()
+    for pdu in pdus:
+        for server in _signers(pdu, version):
+            for key_id in (pdu.get("signatures", {}).get(server) or {}):
+                wanted.add((server, key_id, pdu.get("origin_server_ts", 0)))
+    for server, key_id, ts in wanted:
+        if (server, key_id) in keys:
+            continue
+        try:
+            keys[(server, key_id)] = await key_fetcher.get_verify_key(
+                server, key_id, ts if version.enforce_key_validity else 0)
+        except Exception as e:  # unreachable server, bad key response...
+            logger.info("No key %s for %s: %s", key_id, server, e)
+            keys[(server, key_id)] = None
+    accepted, rejected = [], {}
+    for pdu in pdus:
+        eid = pdu.get("event_id", "?")
+        try:
+            validate_pdu(pdu, version)
+            verify_event_signatures(pdu, version, lambda s, k: keys.get((s, k)))
+        except (EventFormatError, SignatureError) as e:
+            rejected[eid] = str(e) or e.__class__.__name__
+            continue
+        if not check_content_hash(pdu, version):
+            logger.info("Content hash mismatch on %s: redacting", eid)
+            redacted = redact_event(pdu, version)
+            redacted["event_id"] = eid
+            pdu = redacted
+        accepted.append(pdu)
+    return accepted, rejected
+
+
+def _signers(pdu: dict, version: RoomVersion) -> set[str]:
+    try:
+        return set(required_signers(pdu, version))
+    except Exception:
+        return set()

@@ -1,0 +1,337 @@
+"""Receiving PDUs from other servers (server-server "Checks performed on receipt of a PDU").
+
+The numbered steps follow the spec:
+1-3. format, signatures, hashes (pdu_checks);
+4. auth against the event's own auth events;
+5. auth against the state before the event (state resolution over its prev events;
+   missing prev events come from /get_missing_events, missing state from /state_ids);
+6. auth against the current state: failing only this soft-fails the event.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from federation.handlers.pdu_checks import PduRejected, check_signatures_and_hashes, normalise_pdu
+from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
+from homeserver.events.builder import create_event_id_from_room_id, event_id_list
+from homeserver.events.errors import AuthError
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.services.room_events import ExternalEvent, RoomEventService
+
+logger = logging.getLogger(__name__)
+
+MAX_MISSING_EVENTS = 20
+MAX_AUTH_FETCH = 200
+
+
+def room_id_of(pdu: dict) -> str | None:
+    room_id = pdu.get("room_id") if isinstance(pdu, dict) else None
+    return room_id if isinstance(room_id, str) else None
+
+
+class PduReceiver:
+    def __init__(self, *, room_events: RoomEventService, key_fetcher, client, server_name: str, acl=None):
+        self._events = room_events
+        self._keys = key_fetcher
+        self._client = client
+        self.server_name = server_name
+        self._acl = acl  # callable(origin, room_id) -> awaitable bool, or None
+        self.edu_handlers: dict[str, object] = {}
+
+    # -- /send ----------------------------------------------------------------------------------
+    async def on_transaction(self, origin: str, body: dict) -> dict:
+        """Spec PUT /_matrix/federation/v1/send/{txnId}: per-PDU results; EDUs dispatched by type."""
+        results: dict[str, dict] = {}
+        for raw in (body.get("pdus") or [])[:50]:
+            room_id = room_id_of(raw)
+            version = await self._events.room_version(room_id) if room_id else None
+            if version is None:
+                continue  # a room we are not in: nothing to say about it
+            try:
+                pdu = normalise_pdu(raw, version)
+            except PduRejected as e:
+                logger.info("Dropped PDU from %s: %s", origin, e.reason)
+                continue
+            try:
+                if self._acl is not None and not await self._acl(origin, room_id):
+                    raise PduRejected("server is denied by the room's server ACL")
+                await self.handle_pdu(origin, version, pdu)
+                results[pdu["event_id"]] = {}
+            except PduRejected as e:
+                results[pdu["event_id"]] = {"error": e.reason}
+            except Exception as e:
+                logger.exception("Failed to handle PDU %s from %s", pdu.get("event_id"), origin)
+                results[pdu["event_id"]] = {"error": f"internal error: {e}"}
+        for edu in (body.get("edus") or [])[:100]:
+            await self._dispatch_edu(origin, edu)
+        return {"pdus": results}
+
+    async def _dispatch_edu(self, origin: str, edu) -> None:
+        if not isinstance(edu, dict) or not isinstance(edu.get("content"), dict):
+            return
+        handler = self.edu_handlers.get(edu.get("edu_type"))
+        if handler is None:
+            return
+        try:
+            await handler(origin, edu["content"])
+        except Exception:
+            logger.exception("EDU %s from %s failed", edu.get("edu_type"), origin)
+
+    # -- one PDU ---------------------------------------------------------------------------------
+    async def handle_pdu(self, origin: str, version: RoomVersion, pdu: dict, *, depth_budget: int = 2) -> None:
+        room_id = pdu["room_id"]
+        if await self._events.get_event(pdu["event_id"]) is not None:
+            return
+        accepted, rejected = await check_signatures_and_hashes([pdu], version, self._keys)
+        if not accepted:
+            raise PduRejected(next(iter(rejected.values()), "signature check failed"))
+        pdu = accepted[0]
+        auth_events = await self._auth_events(origin, version, pdu)
+        create = await self._create_pdu(version, room_id)
+        try:
+            check_auth_events(version, pdu, auth_events)
+            check_auth(version, pdu, _auth_state(version, pdu, list(auth_events.values()) + [create]))
+        except AuthError as e:
+            raise PduRejected(f"auth events forbid it: {e.reason}")
+        state_before, group = await self._state_before(origin, version, pdu, depth_budget)
+        state_events = await self._events.get_events(
+            state_before[k] for k in _auth_keys(version, pdu) if k in state_before)
+        try:
+            check_auth(version, pdu, _auth_state(version, pdu, [e.pdu for e in state_events.values()]))
+        except AuthError as e:
+            raise PduRejected(f"state before the event forbids it: {e.reason}")
+        soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
+        if soft_failed:
+            logger.info("Soft-failed %s from %s", pdu["event_id"], origin)
+        await self._events.persist_external(room_id, version, [ExternalEvent(
+            pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed)])
+
+    async def _create_pdu(self, version: RoomVersion, room_id: str) -> dict | None:
+        """The room's create event (room v12 no longer lists it among auth events)."""
+        create_id = create_event_id(version, room_id)
+        if create_id is not None:
+            ev = await self._events.get_event(create_id)
+        else:
+            ev = await self._events.current_state_event(room_id, "m.room.create", "")
+        return None if ev is None else ev.pdu
+
+    async def _allowed_by_current_state(self, room_id: str, version: RoomVersion, pdu: dict) -> bool:
+        current = await self._events.current_state(room_id, _auth_keys(version, pdu))
+        try:
+            check_auth(version, pdu, _auth_state(version, pdu, [e.pdu for e in current.values()]))
+            return True
+        except AuthError:
+            return False
+
+    async def _auth_events(self, origin: str, version: RoomVersion, pdu: dict) -> dict[str, dict]:
+        """The event's auth events, fetched from the origin (and stored as outliers) when we lack them."""
+        ids = event_id_list(pdu.get("auth_events", []))
+        have = await self._events.get_events(ids)
+        missing = [i for i in ids if i not in have]
+        if missing:
+            await self.fetch_outliers(origin, version, pdu["room_id"], missing)
+            have = await self._events.get_events(ids)
+        return {i: have[i].pdu for i in ids if i in have}
+
+    async def fetch_outliers(self, origin: str, version: RoomVersion, room_id: str, event_ids: list[str]) -> None:
+        """Fetch events and their missing auth chains with /event, check them, store them as outliers."""
+        fetched: dict[str, dict] = {}
+        queue = list(event_ids)
+        while queue and len(fetched) < MAX_AUTH_FETCH:
+            eid = queue.pop()
+            if eid in fetched or await self._events.get_event(eid) is not None:
+                continue
+            try:
+                body = await self._client.get_json(origin, f"/_matrix/federation/v1/event/{quote(eid)}")
+                pdu = normalise_pdu((body.get("pdus") or [None])[0], version)
+            except PduRejected:
+                continue
+            except Exception as e:
+                logger.info("Could not fetch %s from %s: %s", eid, origin, e)
+                continue
+            if pdu["event_id"] != eid or room_id_of(pdu) not in (room_id, None):
+                continue
+            fetched[eid] = pdu
+            queue.extend(event_id_list(pdu.get("auth_events", [])))
+        await self.store_outliers(version, room_id, list(fetched.values()))
+
+    async def store_outliers(self, version: RoomVersion, room_id: str, pdus: list[dict]) -> list[str]:
+        """Check outliers and store the good ones. Returns the ids stored."""
+        good = await self.check_batch(version, room_id, pdus)
+        if good:
+            await self._events.persist_external(room_id, version, [ExternalEvent(p, outlier=True) for p in good])
+        return [p["event_id"] for p in good]
+
+    async def check_batch(self, version: RoomVersion, room_id: str, pdus: list[dict]) -> list[dict]:
+        """Signatures, hashes, and auth against each event's own auth events (from the batch or stored),
+        in auth order. Returns the PDUs that pass."""
+        accepted, rejected = await check_signatures_and_hashes(pdus, version, self._keys)
+        for eid, reason in rejected.items():
+            logger.info("Rejected %s: %s", eid, reason)
+        by_id = {p["event_id"]: p for p in accepted}
+        available = {eid: ev.pdu for eid, ev in (await self._events.get_events(
+            a for p in accepted for a in event_id_list(p.get("auth_events", [])))).items()}
+        create = by_id.get(create_event_id(version, room_id)) or await self._create_pdu(version, room_id)
+        good: list[dict] = []
+        for pdu in _auth_order(by_id):
+            auth = {a: available[a] for a in event_id_list(pdu.get("auth_events", [])) if a in available}
+            try:
+                check_auth_events(version, pdu, auth)
+                check_auth(version, pdu, _auth_state(version, pdu, list(auth.values()) + [create]))
+            except AuthError as e:
+                logger.info("Rejected %s: %s", pdu["event_id"], e.reason)
+                continue
+            available[pdu["event_id"]] = pdu
+            good.append(pdu)
+        return good
+
+    async def backfill(self, room_id: str, servers: list[str]) -> bool:
+        """Spec GET /backfill: fetch history older than the earliest events we hold. True if any came."""
+        version = await self._events.room_version(room_id)
+        oldest = await self._events.oldest_events(room_id)
+        have = await self._events.get_events(p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", [])))
+        missing = sorted({p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", []))
+                          if p not in have or have[p].outlier})
+        if version is None or not missing:
+            return False
+        for server in servers:
+            try:
+                body = await self._client.get_json(server, f"/_matrix/federation/v1/backfill/{quote(room_id)}",
+                                                   {"v": missing, "limit": "50"})
+            except Exception as e:
+                logger.info("Backfill from %s failed: %s", server, e)
+                continue
+            pdus = []
+            for raw in body.get("pdus") or []:
+                try:
+                    pdu = normalise_pdu(raw, version)
+                except PduRejected:
+                    continue
+                if room_id_of(pdu) == room_id and pdu["event_id"] not in have:
+                    pdus.append(pdu)
+            known = await self._events.get_events(p["event_id"] for p in pdus)
+            pdus = [p for p in pdus if p["event_id"] not in known or known[p["event_id"]].outlier]  # outliers join the timeline
+            await self._fetch_auth_events_for(server, version, room_id, pdus)
+            good = await self.check_batch(version, room_id, pdus)
+            if good:
+                await self._events.persist_backfilled(room_id, version, good)
+                return True
+        return False
+
+    async def _fetch_auth_events_for(self, origin: str, version: RoomVersion, room_id: str, pdus: list[dict]) -> None:
+        ids = {a for p in pdus for a in event_id_list(p.get("auth_events", []))} - {p["event_id"] for p in pdus}
+        have = await self._events.get_events(ids)
+        missing = [i for i in ids if i not in have]
+        if missing:
+            await self.fetch_outliers(origin, version, room_id, missing)
+
+    async def _state_before(self, origin: str, version: RoomVersion, pdu: dict,
+                            depth_budget: int) -> tuple[dict, int | None]:
+        """State before the event: the resolution of the state after each prev event."""
+        prev_ids = event_id_list(pdu.get("prev_events", []))
+        prevs = await self._events.get_events(prev_ids)
+        missing = [p for p in prev_ids if p not in prevs or prevs[p].outlier]
+        if missing and depth_budget > 0:
+            await self._fetch_missing(origin, version, pdu, depth_budget - 1)
+            prevs = await self._events.get_events(prev_ids)
+            missing = [p for p in prev_ids if p not in prevs or prevs[p].outlier]
+        state_sets = []
+        for pid in prev_ids:
+            if pid in missing:
+                state_sets.append(await self._remote_state_after(origin, version, pdu["room_id"], pid))
+            else:
+                state_sets.append(await self._events.state_at_group(prevs[pid].state_group))
+        if len(prev_ids) == 1 and not missing:
+            return state_sets[0], prevs[prev_ids[0]].state_group
+        return await self._events.resolve(version, state_sets), None
+
+    async def _fetch_missing(self, origin: str, version: RoomVersion, pdu: dict, depth_budget: int) -> None:
+        """Spec POST /get_missing_events: fill the gap between our extremities and the event."""
+        room_id = pdu["room_id"]
+        extremities = await self._events.forward_extremities(room_id)
+        try:
+            body = await self._client.post_json(
+                origin, f"/_matrix/federation/v1/get_missing_events/{quote(room_id)}",
+                {"earliest_events": extremities, "latest_events": [pdu["event_id"]],
+                 "limit": MAX_MISSING_EVENTS, "min_depth": 0})
+        except Exception as e:
+            logger.info("get_missing_events from %s failed: %s", origin, e)
+            return
+        events = []
+        for raw in body.get("events") or []:
+            try:
+                events.append(normalise_pdu(raw, version))
+            except PduRejected:
+                continue
+        for missing_pdu in sorted(events, key=lambda p: p.get("depth", 0)):
+            if room_id_of(missing_pdu) != room_id:
+                continue
+            try:
+                await self.handle_pdu(origin, version, missing_pdu, depth_budget=depth_budget)
+            except PduRejected as e:
+                logger.info("Missing event %s rejected: %s", missing_pdu.get("event_id"), e.reason)
+
+    async def _remote_state_after(self, origin: str, version: RoomVersion, room_id: str, event_id: str) -> dict:
+        """Spec GET /state_ids: the state before ``event_id``, plus the event itself if it is state."""
+        body = await self._client.get_json(origin, f"/_matrix/federation/v1/state_ids/{quote(room_id)}",
+                                           {"event_id": event_id})
+        ids = [i for i in (body.get("pdu_ids") or []) if isinstance(i, str)]
+        wanted = ids + [event_id] + [i for i in (body.get("auth_chain_ids") or []) if isinstance(i, str)]
+        have = await self._events.get_events(wanted)
+        missing = [i for i in wanted if i not in have]
+        if missing:
+            await self.fetch_outliers(origin, version, room_id, missing)
+            have = await self._events.get_events(wanted)
+        state = {}
+        for eid in ids + [event_id]:
+            ev = have.get(eid)
+            if ev is not None and ev.state_key is not None:
+                state[(ev.type, ev.state_key)] = eid
+        return state
+
+
+def create_event_id(version: RoomVersion, room_id: str) -> str | None:
+    """For room versions whose room id is the create event's hash, that event's id."""
+    return create_event_id_from_room_id(room_id) if version.room_id_from_create_event else None
+
+
+def _auth_keys(version: RoomVersion, pdu: dict) -> set:
+    return set(auth_types_for_event(version, pdu)) | {("m.room.create", "")}
+
+
+def _auth_state(version: RoomVersion, pdu: dict, events) -> dict:
+    """The (type, state_key) -> PDU map that check_auth wants, from a list of candidate events."""
+    keys = _auth_keys(version, pdu)
+    state = {}
+    for ev in events:
+        if ev is None or "state_key" not in ev:
+            continue
+        key = (ev["type"], ev["state_key"])
+        if key in keys:
+            state[key] = ev
+    return state
+
+
+def _auth_order(by_id: dict[str, dict]) -> list[dict]:
+    """Events ordered so that each comes after the auth events it has in the batch."""
+    ordered, seen = [], set()
+
+    def visit(eid: str, stack: set) -> None:
+        if eid in seen or eid in stack or eid not in by_id:
+            return
+        stack.add(eid)
+        for a in event_id_list(by_id[eid].get("auth_events", [])):
+            visit(a, stack)
+        stack.discard(eid)
+        seen.add(eid)
+        ordered.append(by_id[eid])
+
+    for eid in sorted(by_id, key=lambda i: by_id[i].get("depth", 0)):
+        visit(eid, set())
+    return ordered
+
+
+def version_of(identifier: str) -> RoomVersion | None:
+    return KNOWN_ROOM_VERSIONS.get(identifier)

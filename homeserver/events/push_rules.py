@@ -1,0 +1,351 @@
+"""Push rules as pure data: the predefined rule set and the evaluator.
+
+Spec v1.19 client-server "Push Rules", "Conditions", "Predefined Rules",
+appendices "Glob-style matching" and "Dot-separated property paths". Events
+are plain dicts; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+KINDS = ("override", "content", "room", "sender", "underride")
+MASTER_RULE = ".m.rule.master"
+HISTORICAL_ACTIONS = ("dont_notify", "coalesce")
+MAX_SAFE_INT = 2**53 - 1
+_USER = "[the user's Matrix ID]"  # placeholder replaced per user, as the spec writes it
+
+
+def _cond(kind: str, **params) -> dict:
+    return {"kind": kind, **params}
+
+
+def _match(key: str, pattern: str) -> dict:
+    return _cond("event_match", key=key, pattern=pattern)
+
+
+_SOUND_DEFAULT = {"set_tweak": "sound", "value": "default"}
+_HIGHLIGHT = {"set_tweak": "highlight"}
+
+# Spec "Default Override Rules", in priority order (.m.rule.master always first).
+_DEFAULT_OVERRIDE = [
+    (MASTER_RULE, False, [], []),
+    (".m.rule.suppress_notices", True, [_match("content.msgtype", "m.notice")], []),
+    (".m.rule.invite_for_me", True,
+     [_match("type", "m.room.member"), _match("content.membership", "invite"), _match("state_key", _USER)],
+     ["notify", _SOUND_DEFAULT]),
+    (".m.rule.member_event", True, [_match("type", "m.room.member")], []),
+    (".m.rule.is_user_mention", True,
+     [_cond("event_property_contains", key="content.m\\.mentions.user_ids", value=_USER)],
+     ["notify", _SOUND_DEFAULT, _HIGHLIGHT]),
+    (".m.rule.is_room_mention", True,
+     [_cond("event_property_is", key="content.m\\.mentions.room", value=True),
+      _cond("sender_notification_permission", key="room")],
+     ["notify", _HIGHLIGHT]),
+    (".m.rule.tombstone", True, [_match("type", "m.room.tombstone"), _match("state_key", "")],
+     ["notify", _HIGHLIGHT]),
+    (".m.rule.reaction", True, [_match("type", "m.reaction")], []),
+    (".m.rule.room.server_acl", True, [_match("type", "m.room.server_acl"), _match("state_key", "")], []),
+    (".m.rule.suppress_edits", True,
+     [_cond("event_property_is", key="content.m\\.relates_to.rel_type", value="m.replace")], []),
+]
+
+# Spec "Default Underride Rules", in priority order.
+_DEFAULT_UNDERRIDE = [
+    (".m.rule.call", True, [_match("type", "m.call.invite")],
+     ["notify", {"set_tweak": "sound", "value": "ring"}]),
+    (".m.rule.encrypted_room_one_to_one", True,
+     [_cond("room_member_count", **{"is": "2"}), _match("type", "m.room.encrypted")],
+     ["notify", _SOUND_DEFAULT]),
+    (".m.rule.room_one_to_one", True,
+     [_cond("room_member_count", **{"is": "2"}), _match("type", "m.room.message")],
+     ["notify", _SOUND_DEFAULT]),
+    (".m.rule.message", True, [_match("type", "m.room.message")], ["notify"]),
+    (".m.rule.encrypted", True, [_match("type", "m.room.encrypted")], ["notify"]),
+]
+
+
+def _substitute(value: Any, user_id: str) -> Any:
+    if value == _USER:
+        return user_id
+    if isinstance(value, dict):
+        return {k: _substitute(v, user_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, user_id) for v in value]
+    return value
+
+
+def default_rules(user_id: str) -> dict[str, list[dict]]:
+    """The server-default rules of every kind for one user, in priority order."""
+    def rules(table):
+        return [{"rule_id": rid, "default": True, "enabled": enabled,
+                 "conditions": _substitute(conds, user_id), "actions": _substitute(actions, user_id)}
+                for rid, enabled, conds, actions in table]
+
+    return {"override": rules(_DEFAULT_OVERRIDE), "content": [], "room": [], "sender": [],
+            "underride": rules(_DEFAULT_UNDERRIDE)}
+
+
+def is_default_rule_id(rule_id: str) -> bool:
+    return rule_id.startswith(".")
+
+
+def merge_ruleset(user_id: str, user_rules: dict[str, list[dict]],
+                  default_overrides: dict[tuple[str, str], dict]) -> dict[str, list[dict]]:
+    """Spec "Predefined Rules": user rules outrank server defaults, except ``.m.rule.master``.
+
+    ``user_rules`` maps a kind to the user's rules, most important first;
+    ``default_overrides`` maps (kind, rule_id) to the user's ``enabled``/``actions`` for a default rule.
+    """
+    merged: dict[str, list[dict]] = {}
+    for kind, defaults in default_rules(user_id).items():
+        for rule in defaults:
+            rule.update(default_overrides.get((kind, rule["rule_id"]), {}))
+        own = [dict(r, default=False) for r in user_rules.get(kind, [])]
+        if kind == "override":
+            merged[kind] = defaults[:1] + own + defaults[1:]
+        else:
+            merged[kind] = own + defaults
+    return merged
+
+
+def find_rule(ruleset: dict[str, list[dict]], kind: str, rule_id: str) -> dict | None:
+    return next((r for r in ruleset.get(kind, []) if r["rule_id"] == rule_id), None)
+
+
+def client_rule(kind: str, rule: dict) -> dict:
+    """A rule as the client API shows it: room/sender rules carry no conditions, content rules a pattern."""
+    out = {"rule_id": rule["rule_id"], "default": rule["default"], "enabled": rule["enabled"],
+           "actions": rule["actions"]}
+    if kind in ("override", "underride"):
+        out["conditions"] = rule.get("conditions", [])
+    elif kind == "content":
+        out["pattern"] = rule.get("pattern", "")
+    return out
+
+
+def client_ruleset(ruleset: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    return {kind: [client_rule(kind, r) for r in ruleset.get(kind, [])] for kind in KINDS}
+
+
+# -- validation of client-supplied rules -------------------------------------------------
+
+class InvalidRule(ValueError):
+    """A client-supplied rule or action list the spec does not allow (``errcode`` for the API)."""
+
+    def __init__(self, message: str, errcode: str = "M_BAD_JSON"):
+        super().__init__(message)
+        self.errcode = errcode
+
+
+def validate_actions(actions: Any) -> list:
+    """Spec "Actions": strings or ``set_tweak`` objects; historical actions are stripped."""
+    if not isinstance(actions, list):
+        raise InvalidRule("actions must be a list")
+    out = []
+    for action in actions:
+        if isinstance(action, str):
+            if action in HISTORICAL_ACTIONS:
+                continue
+            if action != "notify":
+                raise InvalidRule(f"Unrecognised action {action!r}", "M_INVALID_PARAM")
+        elif isinstance(action, dict):
+            if not isinstance(action.get("set_tweak"), str):
+                raise InvalidRule("An object action must have a string 'set_tweak'")
+        else:
+            raise InvalidRule("Each action must be a string or an object")
+        out.append(action)
+    return out
+
+
+def validate_rule_body(kind: str, body: dict) -> dict:
+    """The stored form of a PUT rule body: actions plus conditions (override/underride) or pattern (content)."""
+    if "actions" not in body:
+        raise InvalidRule("Missing 'actions'")
+    rule = {"actions": validate_actions(body["actions"])}
+    if kind in ("override", "underride"):
+        conditions = body.get("conditions", [])
+        if not isinstance(conditions, list) or not all(
+                isinstance(c, dict) and isinstance(c.get("kind"), str) for c in conditions):
+            raise InvalidRule("conditions must be a list of objects with a string 'kind'")
+        rule["conditions"] = conditions
+    elif kind == "content":
+        if not isinstance(body.get("pattern"), str):
+            raise InvalidRule("A content rule needs a string 'pattern'")
+        rule["pattern"] = body["pattern"]
+    return rule
+
+
+# -- evaluation -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PushContext:
+    """What conditions need besides the event: the user and the room at the event."""
+
+    user_id: str
+    display_name: str | None
+    member_count: int
+    sender_power_level: int | float
+    power_levels: dict | None  # content of m.room.power_levels, if any
+
+
+def split_path(key: str) -> list[str]:
+    """Spec "Dot-separated property paths": ``\\.`` is a literal dot, ``\\\\`` a backslash."""
+    parts, current, i = [], "", 0
+    while i < len(key):
+        ch = key[i]
+        if ch == "\\" and i + 1 < len(key) and key[i + 1] in ".\\":
+            current += key[i + 1]
+            i += 2
+            continue
+        if ch == ".":
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+        i += 1
+    parts.append(current)
+    return parts
+
+
+_MISSING = object()
+
+
+def lookup(event: dict, key: Any) -> Any:
+    """The value at a dotted path, or ``_MISSING``."""
+    if not isinstance(key, str):
+        return _MISSING
+    value: Any = event
+    for part in split_path(key):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+@lru_cache(maxsize=4096)
+def _glob_regex(pattern: str, word_boundary: bool) -> re.Pattern:
+    body = "".join(".*?" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    if word_boundary:
+        return re.compile(rf"(?:^|[^A-Za-z0-9_])(?:{body})(?:[^A-Za-z0-9_]|$)", re.IGNORECASE | re.DOTALL)
+    return re.compile(rf"(?:{body})\Z", re.IGNORECASE | re.DOTALL)
+
+
+def glob_matches(pattern: str, value: str, *, word_boundary: bool = False) -> bool:
+    """Spec "Glob-style matching", case-insensitive; whole value, or a word-bounded substring."""
+    regex = _glob_regex(pattern, word_boundary)
+    return bool(regex.search(value) if word_boundary else regex.match(value))
+
+
+def _is_simple_value(value: Any) -> bool:
+    if value is None or isinstance(value, (str, bool)):
+        return True
+    return isinstance(value, int) and -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Exact equality of canonical JSON scalars: ``true`` is not ``1``."""
+    return _is_simple_value(a) and _is_simple_value(b) and type(a) is type(b) and a == b
+
+
+_MEMBER_COUNT = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)$")
+
+
+def _member_count_matches(spec: Any, count: int) -> bool:
+    if not isinstance(spec, str):
+        return False
+    m = _MEMBER_COUNT.match(spec)
+    if m is None:
+        return False
+    op, number = m.group(1) or "==", int(m.group(2))
+    return {"==": count == number, "<": count < number, ">": count > number,
+            "<=": count <= number, ">=": count >= number}[op]
+
+
+def _notification_level(power_levels: dict | None, key: str) -> int | float:
+    levels = (power_levels or {}).get("notifications")
+    value = levels.get(key, 50) if isinstance(levels, dict) else 50
+    if isinstance(value, bool):
+        return 50
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value.strip()):
+        return int(value)
+    return 50
+
+
+def condition_matches(cond: Any, event: dict, ctx: PushContext) -> bool:
+    """Spec "Conditions"; an unrecognised or malformed condition never matches."""
+    if not isinstance(cond, dict):
+        return False
+    kind = cond.get("kind")
+    if kind == "event_match":
+        value, pattern = lookup(event, cond.get("key")), cond.get("pattern")
+        if not isinstance(value, str) or not isinstance(pattern, str):
+            return False
+        return glob_matches(pattern, value, word_boundary=cond.get("key") == "content.body")
+    if kind == "event_property_is":
+        value = lookup(event, cond.get("key"))
+        return value is not _MISSING and "value" in cond and _same_value(value, cond["value"])
+    if kind == "event_property_contains":
+        value = lookup(event, cond.get("key"))
+        return isinstance(value, list) and "value" in cond and any(_same_value(v, cond["value"]) for v in value)
+    if kind == "contains_display_name":
+        body = lookup(event, "content.body")
+        if not isinstance(body, str) or not ctx.display_name:
+            return False
+        return _display_name_in(ctx.display_name, body)
+    if kind == "room_member_count":
+        return _member_count_matches(cond.get("is"), ctx.member_count)
+    if kind == "sender_notification_permission":
+        key = cond.get("key")
+        return isinstance(key, str) and ctx.sender_power_level >= _notification_level(ctx.power_levels, key)
+    return False
+
+
+def _display_name_in(display_name: str, body: str) -> bool:
+    """The display name, literally and case-insensitively, between word boundaries of the body."""
+    pattern = rf"(?:^|[^A-Za-z0-9_]){re.escape(display_name)}(?:[^A-Za-z0-9_]|$)"
+    return re.search(pattern, body, re.IGNORECASE) is not None
+
+
+def rule_matches(kind: str, rule: dict, event: dict, ctx: PushContext) -> bool:
+    """Whether an enabled rule matches: room/sender rules by their id, content rules on the body."""
+    if not rule.get("enabled", True):
+        return False
+    if kind == "room":
+        return event.get("room_id") == rule["rule_id"]
+    if kind == "sender":
+        return event.get("sender") == rule["rule_id"]
+    if kind == "content":
+        body = lookup(event, "content.body")
+        pattern = rule.get("pattern")
+        return isinstance(body, str) and isinstance(pattern, str) and glob_matches(pattern, body, word_boundary=True)
+    conditions = rule.get("conditions", [])
+    return isinstance(conditions, list) and all(condition_matches(c, event, ctx) for c in conditions)
+
+
+def evaluate(ruleset: dict[str, list[dict]], event: dict, ctx: PushContext) -> tuple[str | None, list]:
+    """The first matching rule (kinds in spec order) and its actions; ``(None, [])`` if none matches."""
+    for kind in KINDS:
+        for rule in ruleset.get(kind, []):
+            if rule_matches(kind, rule, event, ctx):
+                actions = rule.get("actions", [])
+                return rule["rule_id"], [a for a in actions if a not in HISTORICAL_ACTIONS] \
+                    if isinstance(actions, list) else []
+    return None, []
+
+
+def notifies(actions: list) -> bool:
+    return "notify" in actions
+
+
+def highlights(actions: list) -> bool:
+    """Spec "highlight" tweak: true when present without a value, false when absent."""
+    for action in actions:
+        if isinstance(action, dict) and action.get("set_tweak") == "highlight":
+            return action.get("value", True) is True
+    return False

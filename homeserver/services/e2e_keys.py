@@ -1,0 +1,326 @@
+"""Device keys, one-time keys, fallback keys and cross-signing (spec v1.19 "End-to-End Encryption").
+
+The server stores what clients publish and hands it out; the only crypto it
+does is checking ed25519 signatures, so that nobody can publish keys for a
+device that is not theirs and no unverifiable signature is ever stored.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+
+from nacl.exceptions import BadSignatureError, CryptoError
+from signedjson.key import decode_verify_key_bytes
+from signedjson.sign import SignatureVerifyException, verify_signed_json
+from unpaddedbase64 import decode_base64
+
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
+from homeserver.storage.accounts import AccountStore
+from homeserver.storage.e2e_keys import E2eKeyStore, OneTimeKeyConflict, Signature, canonical
+
+CROSS_SIGNING_FIELDS = {"master_key": "master", "self_signing_key": "self_signing",
+                        "user_signing_key": "user_signing"}
+FALLBACK_FIELDS = ("fallback_keys", "org.matrix.msc2732.fallback_keys")
+DEFAULT_OTK_ALGORITHM = "signed_curve25519"
+
+
+def invalid_signature(msg: str = "Invalid signature") -> MatrixError:
+    return MatrixError(400, "M_INVALID_SIGNATURE", msg)
+
+
+def signature_valid(obj: dict, user_id: str, key_id: str, public_key: str) -> bool:
+    """Whether ``obj`` carries a valid ed25519 signature by ``user_id``'s key ``key_id`` (Appendices "Signing JSON")."""
+    if not key_id.startswith("ed25519:") or not isinstance(public_key, str):
+        return False
+    try:
+        verify_key = decode_verify_key_bytes(key_id, decode_base64(public_key))
+        verify_signed_json(obj, user_id, verify_key)
+    except (SignatureVerifyException, BadSignatureError, CryptoError, ValueError, binascii.Error, KeyError,
+            TypeError):
+        return False
+    return True
+
+
+def _is_signatures(value) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(v, dict) and all(isinstance(s, str) for s in v.values()) for v in value.values())
+
+
+def _is_str_map(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+def _without_signatures(obj: dict) -> dict:
+    return {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
+
+
+def _check_device_keys(keys, user_id: str, device_id: str) -> str:
+    """Validate uploaded device keys; returns the device's ed25519 public key."""
+    if not isinstance(keys, dict) or not isinstance(keys.get("algorithms"), list) \
+            or not all(isinstance(a, str) for a in keys["algorithms"]) or not _is_str_map(keys.get("keys")) \
+            or not _is_signatures(keys.get("signatures")):
+        raise bad_json("device_keys must have algorithms, keys and signatures")
+    if keys.get("user_id") != user_id:
+        raise bad_json("Provided user_id in device_keys does not match that of the authenticated user")
+    if keys.get("device_id") != device_id:
+        raise bad_json("Provided device_id in device_keys does not match that of the authenticated device")
+    key_id = f"ed25519:{device_id}"
+    public_key = keys["keys"].get(key_id)
+    if public_key is None:
+        raise invalid_param(f"device_keys must include the device's {key_id} key")
+    if not signature_valid(keys, user_id, key_id, public_key):
+        raise invalid_param("device_keys must be signed by the device's own ed25519 key")
+    return public_key
+
+
+def _parse_key_objects(field: str, keys) -> list[tuple[str, str, object]]:
+    """``{"<algorithm>:<key_id>": key}`` of /keys/upload into (algorithm, key_id, key)."""
+    if not isinstance(keys, dict):
+        raise bad_json(f"{field} must be an object")
+    parsed = []
+    for name, key in keys.items():
+        parts = name.split(":")
+        if len(parts) != 2 or not all(parts):
+            raise bad_json(f'Invalid {field} key {name!r}: expected "<algorithm>:<key_id>"')
+        if not isinstance(key, str) and not (
+                isinstance(key, dict) and isinstance(key.get("key"), str)
+                and _is_signatures(key.get("signatures", {})) and isinstance(key.get("fallback", False), bool)):
+            raise bad_json(f"Invalid key object for {name!r} in {field}")
+        parsed.append((parts[0], parts[1], key))
+    return parsed
+
+
+def _check_key_object_signatures(keys: list[tuple[str, str, object]], user_id: str, device_id: str,
+                                 device_key: str | None) -> None:
+    """A signature by the device itself on a signed key object must verify."""
+    key_id = f"ed25519:{device_id}"
+    for algorithm, kid, key in keys:
+        if isinstance(key, dict) and key_id in key.get("signatures", {}).get(user_id, {}) and device_key is not None:
+            if not signature_valid(key, user_id, key_id, device_key):
+                raise invalid_param(f"Invalid signature on key {algorithm}:{kid}")
+
+
+def _key_of_cross_signing_key(key) -> tuple[str, str]:
+    """(key id, public key) of a cross-signing key object (exactly one ed25519 key)."""
+    keys = key.get("keys") if isinstance(key, dict) else None
+    if not _is_str_map(keys) or len(keys) != 1:
+        raise invalid_param("A cross-signing key must have exactly one key")
+    ((key_id, public_key),) = keys.items()
+    if key_id != f"ed25519:{public_key}":
+        raise invalid_param("A cross-signing key id must be ed25519:<public key>")
+    return key_id, public_key
+
+
+class E2eKeysService:
+    def __init__(self, *, store: E2eKeyStore, accounts: AccountStore, device_lists, server_name: str, clock):
+        self._store = store
+        self._accounts = accounts
+        self._device_lists = device_lists
+        self.server_name = server_name
+        self._clock = clock
+
+    def _is_local(self, user_id: str) -> bool:
+        return user_id.split(":", 1)[-1] == self.server_name
+
+    # -- /keys/upload ----------------------------------------------------------------------
+    async def upload(self, user_id: str, device_id: str | None, body: dict) -> dict:
+        """POST /keys/upload: everything is validated before anything is stored."""
+        if device_id is None:
+            raise MatrixError(400, "M_UNKNOWN", "To upload keys, you must pass device_id when authenticating")
+        device_keys = body.get("device_keys")
+        device_key = None
+        if "device_keys" in body:
+            device_key = _check_device_keys(device_keys, user_id, device_id)
+        one_time = _parse_key_objects("one_time_keys", body.get("one_time_keys") or {})
+        fallback_field = next((f for f in FALLBACK_FIELDS if body.get(f) is not None), FALLBACK_FIELDS[0])
+        fallback = _parse_key_objects(fallback_field, body.get(fallback_field) or {})
+        if device_key is None and (one_time or fallback):
+            stored = await self._store.get_device_keys([(user_id, device_id)])
+            device_key = stored.get(user_id, {}).get(device_id, {}).get("keys", {}).get(f"ed25519:{device_id}")
+        _check_key_object_signatures(one_time + fallback, user_id, device_id, device_key)
+        if one_time:
+            try:
+                await self._store.add_one_time_keys(user_id, device_id, one_time)
+            except OneTimeKeyConflict as e:
+                raise invalid_param(f"One time key {e.key} already exists with different content")
+        if fallback:
+            await self._store.set_fallback_keys(user_id, device_id, fallback)
+        if device_keys is not None and await self._store.set_device_keys(
+                user_id, device_id, device_keys, int(self._clock.seconds() * 1000)):
+            await self._device_lists.mark_changed(user_id)
+        return {"one_time_key_counts": await self.one_time_key_counts(user_id, device_id)}
+
+    async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
+        """Unclaimed one-time keys per algorithm; signed_curve25519 is always listed (as Synapse does)."""
+        counts = await self._store.count_one_time_keys(user_id, device_id)
+        counts.setdefault(DEFAULT_OTK_ALGORITHM, 0)
+        return counts
+
+    async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
+        return await self._store.unused_fallback_key_types(user_id, device_id)
+
+    # -- /keys/query -------------------------------------------------------------------------
+    async def query(self, requester_id: str, body: dict) -> dict:
+        """POST /keys/query for local users; remote servers are reported in ``failures``."""
+        wanted = body.get("device_keys")
+        if not isinstance(wanted, dict) or not all(
+                v is None or (isinstance(v, list) and all(isinstance(d, str) for d in v)) for v in wanted.values()):
+            raise bad_json("device_keys must map user ids to lists of device ids")
+        if "timeout" in body and (not isinstance(body["timeout"], int) or isinstance(body["timeout"], bool)):
+            raise bad_json("timeout must be an integer")
+        local = [u for u in wanted if self._is_local(u)]
+        # Federation fills this in later: until then every remote server is reported unreachable.
+        failures = {u.split(":", 1)[-1]: {"status": 503, "message": "Federation is not available"}
+                    for u in wanted if not self._is_local(u)}
+        query = [(u, d) for u in local for d in (wanted[u] or [None])]
+        found = await self._store.get_device_keys(query)
+        cross_signing = await self._store.get_cross_signing_keys(local)
+        signatures = await self._store.signatures_of(local, requester_id)
+        result = {"device_keys": {u: {} for u in local}, "failures": failures, "master_keys": {},
+                  "self_signing_keys": {}, "user_signing_keys": {}}
+        for user_id in local:
+            names = {d["device_id"]: d.get("display_name") for d in await self._accounts.list_devices(user_id)}
+            for device_id, keys in found.get(user_id, {}).items():
+                if names.get(device_id) is not None:
+                    keys["unsigned"] = {"device_display_name": names[device_id]}
+                result["device_keys"][user_id][device_id] = keys
+            for field, key_type in CROSS_SIGNING_FIELDS.items():
+                key = cross_signing.get(user_id, {}).get(key_type)
+                if key is not None and (key_type != "user_signing" or user_id == requester_id):
+                    result[field + "s"][user_id] = key
+        _merge_signatures(result, signatures)
+        return result
+
+    # -- /keys/claim ---------------------------------------------------------------------------
+    async def claim(self, body: dict) -> dict:
+        """POST /keys/claim: a one-time key each, or the fallback key once none remain."""
+        wanted = body.get("one_time_keys")
+        if not isinstance(wanted, dict) or not all(_is_str_map(v) for v in wanted.values()):
+            raise bad_json("one_time_keys must map user ids to device ids to algorithms")
+        query = [(u, d, alg) for u, devices in wanted.items() if self._is_local(u) for d, alg in devices.items()]
+        # Federation fills this in later: until then every remote server is reported unreachable.
+        failures = {u.split(":", 1)[-1]: {"status": 503, "message": "Federation is not available"}
+                    for u in wanted if not self._is_local(u)}
+        return {"one_time_keys": await self._store.claim_keys(query), "failures": failures}
+
+    # -- cross-signing ----------------------------------------------------------------------------
+    async def check_signing_keys(self, user_id: str, body: dict) -> tuple[dict[str, dict], bool]:
+        """Validate /keys/device_signing/upload: (keys by type, whether user-interactive auth is needed).
+
+        No auth is needed for the first master key, nor to upload again exactly the keys stored (spec v1.11).
+        """
+        keys = {key_type: body[field] for field, key_type in CROSS_SIGNING_FIELDS.items() if field in body}
+        stored = (await self._store.get_cross_signing_keys([user_id])).get(user_id, {})
+        master = keys.get("master", stored.get("master"))
+        if master is None:
+            raise MatrixError(400, "M_MISSING_PARAM", "No master key available")
+        device_ids = {d["device_id"] for d in await self._accounts.list_devices(user_id)}
+        master_key_id, master_public = _key_of_cross_signing_key(master)
+        for key_type, key in keys.items():
+            key_id, public_key = _key_of_cross_signing_key(key)
+            if key.get("user_id") != user_id or key_type not in (key.get("usage") or []):
+                raise invalid_param(f"Invalid {key_type} key")
+            if public_key in device_ids:
+                raise forbidden("Key ID in use")
+            if key_type != "master" and not signature_valid(key, user_id, master_key_id, master_public):
+                raise invalid_signature(f"Invalid signature on {key_type} key")
+        unchanged = all(canonical(stored.get(t)) == canonical(k) for t, k in keys.items())
+        return keys, "master" in stored and not unchanged
+
+    async def store_signing_keys(self, user_id: str, keys: dict[str, dict]) -> None:
+        if keys:
+            await self._store.set_cross_signing_keys(user_id, keys)
+            await self._device_lists.mark_changed(user_id)
+
+    async def upload_signatures(self, user_id: str, body: dict) -> dict:
+        """POST /keys/signatures/upload: each valid signature is stored, each bad one reported in ``failures``."""
+        if not all(isinstance(objs, dict) and all(isinstance(o, dict) for o in objs.values())
+                   for objs in body.values()):
+            raise invalid_param("Expected a map of user ids to key ids to signed objects")
+        stored = await self._store.get_cross_signing_keys(list({user_id, *body}))
+        own_devices = (await self._store.get_device_keys([(user_id, None)])).get(user_id, {})
+        accepted: list[Signature] = []
+        failures: dict[str, dict[str, dict]] = {}
+        for target_user, objects in body.items():
+            for key_id, signed in objects.items():
+                try:
+                    if target_user == user_id:
+                        accepted += self._own_signatures(user_id, key_id, signed, stored.get(user_id, {}),
+                                                         own_devices)
+                    else:
+                        accepted.append(self._other_signature(user_id, target_user, key_id, signed, stored))
+                except MatrixError as e:
+                    failures.setdefault(target_user, {})[key_id] = e.to_json()
+        if accepted:
+            await self._store.store_signatures(accepted)
+            await self._device_lists.mark_changed(user_id)
+        return {"failures": failures}
+
+    def _own_signatures(self, user_id: str, key_id: str, signed: dict, cross_signing: dict,
+                        devices: dict[str, dict]) -> list[Signature]:
+        """A device signed by our self-signing key, or our master key signed by our devices."""
+        master = cross_signing.get("master")
+        if master is not None and key_id == _key_of_cross_signing_key(master)[1]:
+            sigs = signed.get("signatures", {}).get(user_id, {})
+            by_devices = {k: v for k, v in sigs.items() if k.startswith("ed25519:") and k[8:] in devices}
+            if not by_devices:
+                raise invalid_signature("No signature by one of your devices")
+            if _without_signatures(signed) != _without_signatures(master):
+                raise invalid_param("The signed key does not match the stored master key")
+            for signing_key_id in by_devices:
+                if not signature_valid(signed, user_id, signing_key_id,
+                                       devices[signing_key_id[8:]]["keys"].get(signing_key_id)):
+                    raise invalid_signature()
+            return [Signature(user_id, k, user_id, key_id, v) for k, v in by_devices.items()]
+        if key_id not in devices:
+            raise not_found("Unknown device")
+        return [self._signature_by(user_id, cross_signing.get("self_signing"), "self-signing", signed,
+                                   devices[key_id], user_id, key_id)]
+
+    def _other_signature(self, user_id: str, target_user: str, key_id: str, signed: dict,
+                         stored: dict[str, dict]) -> Signature:
+        """Another user's master key signed by our user-signing key."""
+        master = stored.get(target_user, {}).get("master")
+        if master is None or key_id != _key_of_cross_signing_key(master)[1]:
+            raise not_found("Unknown master key")
+        return self._signature_by(user_id, stored.get(user_id, {}).get("user_signing"), "user-signing", signed,
+                                  master, target_user, key_id)
+
+    @staticmethod
+    def _signature_by(user_id: str, signing_key: dict | None, kind: str, signed: dict, stored_obj: dict,
+                      target_user: str, target_key_id: str) -> Signature:
+        if signing_key is None:
+            raise not_found(f"No {kind} key uploaded")
+        signing_key_id, public_key = _key_of_cross_signing_key(signing_key)
+        signature = signed.get("signatures", {}).get(user_id, {}).get(signing_key_id)
+        if not isinstance(signature, str):
+            raise invalid_signature(f"No signature by your {kind} key")
+        if _without_signatures(signed) != _without_signatures(stored_obj):
+            raise invalid_param("The signed key does not match the stored key")
+        if not signature_valid(signed, user_id, signing_key_id, public_key):
+            raise invalid_signature()
+        return Signature(user_id, signing_key_id, target_user, target_key_id, signature)
+
+    # -- devices removed -----------------------------------------------------------------------------
+    async def on_devices_removed(self, user_id: str, device_ids: list[str]) -> None:
+        """AuthService hook: a removed device's keys go, and the user's device list changed."""
+        if device_ids:
+            await self._store.delete_device_keys(user_id, device_ids)
+            await self._device_lists.mark_changed(user_id)
+
+
+def _merge_signatures(result: dict, signatures: list[Signature]) -> None:
+    """Add stored signatures to the device keys and master keys of a /keys/query result."""
+    for s in signatures:
+        target = result["device_keys"].get(s.target_user_id, {}).get(s.target_key_id)
+        master = result["master_keys"].get(s.target_user_id)
+        if target is None and master is not None and f"ed25519:{s.target_key_id}" in master.get("keys", {}):
+            target = master
+        if target is not None:
+            target.setdefault("signatures", {}).setdefault(s.signer_user_id, {})[s.signing_key_id] = s.signature
+
+
+def request_fingerprint(user_id: str, keys: dict) -> str:
+    """The user-interactive auth fingerprint of a cross-signing upload: the same keys, the same session."""
+    return f"device_signing:{user_id}:" + hashlib.sha256(canonical(keys).encode()).hexdigest()

@@ -1,0 +1,323 @@
+"""Push rules, push actions and notification counts.
+
+Spec v1.19 client-server "Push Notifications": each user's rules (the
+/pushrules API, echoed as the ``m.push_rules`` account data), evaluated for
+every local member but the sender of each new room event. Notifying results
+are stored as push actions; /sync's ``unread_notifications`` counts those after
+the user's read receipt, and GET /notifications lists them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+from twisted.internet import defer
+
+from homeserver.errors import MatrixError, invalid_param, not_found
+from homeserver.events.auth_rules import get_power_level
+from homeserver.events.push_rules import (KINDS, InvalidRule, PushContext, client_rule, client_ruleset, evaluate,
+                                          find_rule, highlights, is_default_rule_id, merge_ruleset, notifies,
+                                          validate_actions, validate_rule_body)
+from homeserver.storage.events import StoredEvent
+from homeserver.storage.push import PushAction, PushStore
+
+logger = logging.getLogger(__name__)
+
+MAIN_THREAD = "main"
+MAX_RELATION_HOPS = 3  # spec "Marking notifications as read": hops to find a thread
+RULESET_CACHE_SIZE = 10_000
+MAX_NOTIFICATIONS_LIMIT = 500
+
+ReadPositions = Callable[[str, str], Awaitable[dict]]  # (room, user) -> {thread or None: stream ordering}
+
+
+class PushService:
+    """The push rules API, the room event listener computing push actions, and the sync source of counts.
+
+    As a sync source ("notifications") its position is the events stream's: counts are a function of
+    events and receipts, and the rooms whose counts change are in the response for those reasons.
+    """
+
+    name = "notifications"
+
+    def __init__(self, *, store: PushStore, room_events, event_store, account_data, serializer,
+                 read_positions: ReadPositions, server_name: str):
+        self._store = store
+        self._room_events = room_events
+        self._event_store = event_store
+        self._account_data = account_data
+        self._serializer = serializer
+        self._read_positions = read_positions
+        self._server_suffix = ":" + server_name
+        self._rulesets: dict[str, dict] = {}
+        self._generation = 0
+        self._locks: dict[str, defer.DeferredLock] = {}
+        self._in_flight: dict[int, list[defer.Deferred]] = {}
+
+    # -- rules -------------------------------------------------------------------------
+    async def ruleset(self, user_id: str) -> dict[str, list[dict]]:
+        """The user's merged rules (defaults included), in evaluation order."""
+        cached = self._rulesets.get(user_id)
+        if cached is None:
+            generation = self._generation
+            own, defaults = await self._store.get_rules(user_id)
+            cached = merge_ruleset(user_id, own, defaults)
+            if generation == self._generation:  # no rule changed while loading: safe to cache
+                if len(self._rulesets) >= RULESET_CACHE_SIZE:
+                    self._rulesets.clear()
+                self._rulesets[user_id] = cached
+        return cached
+
+    async def client_rules(self, user_id: str) -> dict:
+        """Spec GET /pushrules/: the ``global`` ruleset."""
+        return {"global": client_ruleset(await self.ruleset(user_id))}
+
+    async def get_rule(self, user_id: str, kind: str, rule_id: str) -> dict:
+        return client_rule(kind, await self._existing(user_id, kind, rule_id))
+
+    async def _existing(self, user_id: str, kind: str, rule_id: str) -> dict:
+        if kind not in KINDS:
+            raise not_found(f"Unknown push rule kind {kind!r}")
+        rule = find_rule(await self.ruleset(user_id), kind, rule_id)
+        if rule is None:
+            raise not_found("The push rule was not found.")
+        return rule
+
+    async def put_rule(self, user_id: str, kind: str, rule_id: str, body: dict, *,
+                       before: str | None, after: str | None) -> None:
+        """Spec PUT /pushrules/global/{kind}/{ruleId}: create or replace a user rule, optionally placed."""
+        if kind not in KINDS:
+            raise invalid_param(f"Unknown push rule kind {kind!r}")
+        if is_default_rule_id(rule_id):
+            raise invalid_param("Rule ids starting with '.' are reserved for server-default rules")
+        if "/" in rule_id or "\\" in rule_id:
+            raise invalid_param("Rule ids may not contain slashes")
+        try:
+            stored = validate_rule_body(kind, body)
+        except InvalidRule as e:
+            raise MatrixError(400, e.errcode, str(e))
+        async with self._user_lock(user_id):
+            own, _ = await self._store.get_rules(user_id)
+            rules = own.get(kind, [])
+            existing = next((r for r in rules if r["rule_id"] == rule_id), None)
+            new = dict(stored, rule_id=rule_id, enabled=existing["enabled"] if existing else True)
+            if existing is not None and before is None and after is None:
+                rules = [new if r["rule_id"] == rule_id else r for r in rules]
+            else:
+                rules = [r for r in rules if r["rule_id"] != rule_id]
+                rules.insert(_insert_index(rules, before, after), new)
+            await self._store.replace_kind(user_id, kind, rules)
+            await self._rules_changed(user_id)
+
+    async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
+        """Spec DELETE /pushrules/global/{kind}/{ruleId}; server-default rules cannot be deleted (404, as Synapse)."""
+        if kind not in KINDS:
+            raise not_found(f"Unknown push rule kind {kind!r}")
+        async with self._user_lock(user_id):
+            own, _ = await self._store.get_rules(user_id)
+            rules = own.get(kind, [])
+            if not any(r["rule_id"] == rule_id for r in rules):
+                raise not_found("The push rule was not found.")
+            await self._store.replace_kind(user_id, kind, [r for r in rules if r["rule_id"] != rule_id])
+            await self._rules_changed(user_id)
+
+    async def set_attribute(self, user_id: str, kind: str, rule_id: str, attr: str, value) -> None:
+        """Spec PUT .../enabled and .../actions, for user and server-default rules alike."""
+        if attr == "enabled":
+            if not isinstance(value, bool):
+                raise MatrixError(400, "M_BAD_JSON", "'enabled' must be a boolean")
+        else:
+            try:
+                value = validate_actions(value)
+            except InvalidRule as e:
+                raise MatrixError(400, e.errcode, str(e))
+        async with self._user_lock(user_id):
+            await self._existing(user_id, kind, rule_id)
+            if is_default_rule_id(rule_id):
+                await self._store.change_default(user_id, kind, rule_id, **{attr: value})
+            else:
+                own, _ = await self._store.get_rules(user_id)
+                rules = [dict(r, **{attr: value}) if r["rule_id"] == rule_id else r for r in own.get(kind, [])]
+                await self._store.replace_kind(user_id, kind, rules)
+            await self._rules_changed(user_id)
+
+    async def get_attribute(self, user_id: str, kind: str, rule_id: str, attr: str) -> dict:
+        return {attr: (await self._existing(user_id, kind, rule_id))[attr]}
+
+    async def _rules_changed(self, user_id: str) -> None:
+        """Spec "Push Rules: Events": the new rules reach the user's clients as ``m.push_rules`` account data."""
+        self._generation += 1
+        self._rulesets.pop(user_id, None)
+        await self._account_data.put(user_id, None, "m.push_rules", await self.client_rules(user_id))
+
+    def _user_lock(self, user_id: str) -> defer.DeferredLock:
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = defer.DeferredLock()
+        return lock
+
+    # -- push actions ----------------------------------------------------------------------
+    def on_room_events(self, events: list[StoredEvent]) -> None:
+        """Room event listener: compute push actions off the write path; syncs up to them wait for them."""
+        events = [e for e in events if not e.outlier]
+        if not events:
+            return
+        top = max(e.stream_ordering for e in events)
+        self._in_flight[top] = []
+        d = defer.ensureDeferred(self._store_push_actions(events))
+        d.addErrback(lambda f: logger.error("Computing push actions up to %d failed: %s", top, f.getTraceback()))
+        d.addBoth(lambda _: self._settled(top))
+
+    def _settled(self, top: int) -> None:
+        for waiter in self._in_flight.pop(top, []):
+            waiter.callback(None)
+
+    async def wait_for_actions(self, upto: int) -> None:
+        """Return once the push actions of every event at or before ``upto`` are stored."""
+        waiters = []
+        for top, pending in self._in_flight.items():
+            if top <= upto:
+                waiters.append(defer.Deferred())
+                pending.append(waiters[-1])
+        for waiter in waiters:
+            await waiter
+
+    async def _store_push_actions(self, events: list[StoredEvent]) -> None:
+        actions: list[PushAction] = []
+        for ev in events:
+            actions += await self._actions_for_event(ev)
+        await self._store.add_actions(actions)
+
+    def _is_local(self, user_id: str | None) -> bool:
+        return bool(user_id) and user_id.endswith(self._server_suffix)
+
+    async def _actions_for_event(self, ev: StoredEvent) -> list[PushAction]:
+        """Spec "Server behaviour": evaluate the rules of each local member (and a local invitee) but the sender."""
+        members = await self._event_store.joined_members(ev.room_id)
+        recipients = {u for u in members if self._is_local(u)}
+        if ev.type == "m.room.member" and ev.content.get("membership") == "invite" and self._is_local(ev.state_key):
+            recipients.add(ev.state_key)
+        recipients.discard(ev.sender)
+        version = await self._room_events.room_version(ev.room_id)
+        if not recipients or version is None:
+            return []
+        keys = {("m.room.create", ""), ("m.room.power_levels", "")} | {("m.room.member", u) for u in recipients}
+        state = await self._room_events.current_state(ev.room_id, keys)
+        create, power = state.get(("m.room.create", "")), state.get(("m.room.power_levels", ""))
+        sender_level = get_power_level(version, create.pdu if create else None, power.pdu if power else None,
+                                       ev.sender)
+        thread_id = await self._thread_of(ev)
+        event = dict(ev.pdu, room_id=ev.room_id, event_id=ev.event_id)
+        out = []
+        for user_id in sorted(recipients):
+            member = state.get(("m.room.member", user_id))
+            name = member.content.get("displayname") if member is not None else None
+            ctx = PushContext(user_id, name if isinstance(name, str) else None, len(members), sender_level,
+                              power.content if power is not None else None)
+            _, actions = evaluate(await self.ruleset(user_id), event, ctx)
+            if notifies(actions):
+                out.append(PushAction(user_id, ev.stream_ordering, ev.room_id, ev.event_id, thread_id,
+                                      highlights(actions), actions, ev.pdu.get("origin_server_ts", 0)))
+        return out
+
+    async def _thread_of(self, ev: StoredEvent) -> str:
+        """Spec "Marking notifications as read": the thread root found within three relation hops, or "main"."""
+        current = ev
+        for _ in range(MAX_RELATION_HOPS):
+            relation = current.content.get("m.relates_to")
+            if not isinstance(relation, dict) or not isinstance(relation.get("event_id"), str):
+                break
+            if relation.get("rel_type") == "m.thread":
+                return relation["event_id"]
+            parent = await self._room_events.get_event(relation["event_id"])
+            if parent is None or parent.room_id != ev.room_id:
+                break
+            current = parent
+        return MAIN_THREAD
+
+    # -- counts ------------------------------------------------------------------------------
+    async def unread_counts(self, user_id: str, room_ids: list[str], upto: int
+                            ) -> dict[str, dict[str, tuple[int, int]]]:
+        """room -> thread -> (notifications, highlights) after the user's read receipts.
+
+        Spec "Receiving notifications": an unthreaded receipt reads every thread, a threaded one its
+        own thread; the later of the two applies.
+        """
+        positions = {r: await self._read_positions(r, user_id) for r in room_ids}
+        floors = {r: p.get(None, 0) for r, p in positions.items()}
+        counts = await self._store.counts_after(user_id, floors, upto)
+        for room_id, threads in counts.items():
+            for thread_id in list(threads):
+                own = positions[room_id].get(thread_id)
+                if own is not None and own > floors[room_id]:
+                    threads[thread_id] = await self._store.thread_counts_after(user_id, room_id, thread_id, own,
+                                                                               upto)
+        return counts
+
+    def current(self) -> int:
+        return self._room_events.stream.current()
+
+    async def contribute(self, ctx, response) -> None:
+        """Spec /sync ``unread_notifications`` (and ``unread_thread_notifications``) of each joined room sent."""
+        rooms = response["rooms"]["join"]
+        if not rooms:
+            return
+        await self.wait_for_actions(ctx.to["events"])
+        counts = await self.unread_counts(ctx.user_id, list(rooms), ctx.to["events"])
+        by_thread = ctx.filter.timeline.unread_thread_notifications
+        for room_id, room in rooms.items():
+            threads = counts.get(room_id, {})
+            if by_thread:
+                room["unread_notifications"] = _counts_json(threads.get(MAIN_THREAD, (0, 0)))
+                others = {t: _counts_json(c) for t, c in threads.items() if t != MAIN_THREAD and c[0]}
+                if others:
+                    room["unread_thread_notifications"] = others
+            else:
+                room["unread_notifications"] = _counts_json(
+                    (sum(c[0] for c in threads.values()), sum(c[1] for c in threads.values())))
+
+    # -- listing -----------------------------------------------------------------------------
+    async def notifications(self, requester, from_token: str | None, limit: int, only: str | None) -> dict:
+        """Spec GET /notifications: newest first, ``read`` after the user's receipt for the event's thread."""
+        before = None
+        if from_token is not None:
+            try:
+                before = int(from_token)
+            except ValueError:
+                raise invalid_param("Unrecognised 'from' token")
+        limit = max(0, min(limit, MAX_NOTIFICATIONS_LIMIT))
+        actions = await self._store.notifications(requester.user_id, before, limit, only == "highlight")
+        events = await self._room_events.get_events(a.event_id for a in actions)
+        shown = [a for a in actions if a.event_id in events]
+        serialized = await self._serializer.serialize([events[a.event_id] for a in shown], requester,
+                                                      include_room_id=False)
+        positions: dict[str, dict] = {}
+        out = []
+        for action, event in zip(shown, serialized):
+            if action.room_id not in positions:
+                positions[action.room_id] = await self._read_positions(action.room_id, requester.user_id)
+            read_at = max(positions[action.room_id].get(None, 0), positions[action.room_id].get(action.thread_id, 0))
+            out.append({"room_id": action.room_id, "actions": action.actions, "ts": action.ts,
+                        "read": action.stream_ordering <= read_at, "event": event})
+        result: dict = {"notifications": out}
+        if actions and len(actions) == limit:
+            result["next_token"] = str(actions[-1].stream_ordering)
+        return result
+
+
+def _insert_index(rules: list[dict], before: str | None, after: str | None) -> int:
+    """Where a placed rule goes among the user's rules (most important first); ``before`` wins."""
+    anchor = before if before is not None else after
+    if anchor is None:
+        return 0
+    if is_default_rule_id(anchor):
+        raise invalid_param("A rule cannot be placed relative to a server-default rule")
+    for i, rule in enumerate(rules):
+        if rule["rule_id"] == anchor:
+            return i if before is not None else i + 1
+    raise invalid_param(f"before/after rule not found: {anchor}")
+
+
+def _counts_json(counts: tuple[int, int]) -> dict:
+    return {"notification_count": counts[0], "highlight_count": counts[1]}

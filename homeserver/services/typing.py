@@ -1,0 +1,91 @@
+"""Typing notifications (client-server "Typing Notifications"), in memory, and the typing sync stream.
+
+Each change (start, stop, expiry) bumps an in-memory position and records it
+for the room. The position restarts at 0 with the server, so a token ahead of
+it comes from before a restart: such a sync gets the current typing state of
+every room touched since start-up instead of an error.
+"""
+
+from __future__ import annotations
+
+from homeserver.errors import forbidden
+
+DEFAULT_TIMEOUT_MS = 30_000
+MAX_TIMEOUT_MS = 120_000  # as Synapse: no silly long typing timeouts
+
+
+class TypingService:
+    name = "typing"
+
+    def __init__(self, *, reactor, room_events, notifier):
+        self._reactor = reactor
+        self._room_events = room_events
+        self._notifier = notifier
+        self._position = 0
+        self._room_positions: dict[str, int] = {}
+        self._typers: dict[str, dict[str, object]] = {}  # room -> user -> expiry DelayedCall
+
+    def current(self) -> int:
+        return self._position
+
+    def typing_users(self, room_id: str) -> list[str]:
+        return sorted(self._typers.get(room_id, {}))
+
+    async def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
+        """PUT /rooms/{roomId}/typing/{userId} for a joined user; refreshing a typer only moves its expiry."""
+        if await self._room_events.membership(room_id, user_id) != "join":
+            raise forbidden("You are not joined to this room")
+        if not typing:
+            self._stop(room_id, user_id)
+            return
+        typers = self._typers.setdefault(room_id, {})
+        timer = typers.get(user_id)
+        delay = min(max(timeout_ms, 0), MAX_TIMEOUT_MS) / 1000.0
+        if timer is not None:
+            timer.reset(delay)
+            return
+        typers[user_id] = self._reactor.callLater(delay, self._expire, room_id, user_id)
+        self._changed(room_id, user_id)
+
+    def on_room_events(self, events) -> None:
+        """Room event listener: a member who leaves (or is kicked or banned) stops typing."""
+        for ev in events:
+            if ev.type == "m.room.member" and ev.state_key and ev.content.get("membership") != "join":
+                self._stop(ev.room_id, ev.state_key)
+
+    def _stop(self, room_id: str, user_id: str) -> None:
+        timer = self._typers.get(room_id, {}).pop(user_id, None)
+        if timer is None:
+            return
+        if timer.active():
+            timer.cancel()
+        self._changed(room_id, user_id)
+
+    def _expire(self, room_id: str, user_id: str) -> None:
+        self._typers.get(room_id, {}).pop(user_id, None)
+        self._changed(room_id, user_id)
+
+    def _changed(self, room_id: str, user_id: str) -> None:
+        if not self._typers.get(room_id):
+            self._typers.pop(room_id, None)
+        self._position += 1
+        self._room_positions[room_id] = self._position
+        self._notifier.notify(users=[user_id], rooms=[room_id])
+
+    async def contribute(self, ctx, response) -> None:
+        """Spec "m.typing" in ``ephemeral`` of each joined room whose typers changed since the token.
+
+        An initial sync gets the rooms with typers; a token from before a restart gets every room
+        touched since start-up.
+        """
+        since, to = ctx.since_of(self.name), ctx.to[self.name]
+        for room_id in ctx.joined_rooms:
+            if since is None or room_id in ctx.newly_joined:
+                send = room_id in self._typers
+            elif since > to:
+                send = room_id in self._room_positions
+            else:
+                send = self._room_positions.get(room_id, 0) > since
+            if send and ctx.filter.ephemeral.allows({"type": "m.typing", "room_id": room_id}):
+                event = {"type": "m.typing", "content": {"user_ids": self.typing_users(room_id)}}
+                response.room("join", room_id)["ephemeral"]["events"].append(event)

@@ -1,0 +1,63 @@
+"""The device list stream: whose device list changed, and who joined or left which room, by position.
+
+Spec v1.19 client-server "Tracking the device list for a user". Both tables
+share the positions of one stream ("device_lists" in the sync token).
+"""
+
+from __future__ import annotations
+
+from homeserver.storage.streams import max_position
+
+MIGRATIONS = [
+    """
+    CREATE TABLE device_list_changes (
+        stream_id BIGINT NOT NULL,
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (stream_id, user_id)
+    );
+    CREATE TABLE device_list_memberships (
+        stream_id BIGINT NOT NULL,
+        room_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        membership TEXT NOT NULL
+    );
+    CREATE INDEX device_list_memberships_stream ON device_list_memberships (stream_id)
+    """,
+]
+
+
+class DeviceListStore:
+    def __init__(self, db):
+        self.db = db
+
+    def max_position_sync(self) -> int:
+        """The stream's highest stored position (start-up only)."""
+        return self.db.run_sync("device_lists_max", lambda t: max(
+            max_position(t, "device_list_changes", "stream_id"),
+            max_position(t, "device_list_memberships", "stream_id")))
+
+    async def add_change(self, stream_id: int, user_id: str) -> None:
+        await self.db.run("add_device_list_change", lambda t: t.execute(
+            "INSERT INTO device_list_changes (stream_id, user_id) VALUES (?, ?)", (stream_id, user_id)))
+
+    async def add_memberships(self, stream_id: int, rows: list[tuple[str, str, str]]) -> None:
+        """(room_id, user_id, membership) rows, all at one position."""
+        await self.db.run("add_device_list_memberships", lambda t: t.executemany(
+            "INSERT INTO device_list_memberships (stream_id, room_id, user_id, membership) VALUES (?, ?, ?, ?)",
+            [(stream_id, *row) for row in rows]))
+
+    async def changed_users(self, from_pos: int, to_pos: int) -> set[str]:
+        rows = await self.db.run("device_list_changed_users", lambda t: t.select_all(
+            "SELECT DISTINCT user_id FROM device_list_changes WHERE stream_id > ? AND stream_id <= ?",
+            (from_pos, to_pos)))
+        return {r[0] for r in rows}
+
+    async def memberships(self, from_pos: int, to_pos: int, user_id: str,
+                          room_ids: list[str]) -> list[tuple[str, str, str]]:
+        """(room_id, user_id, membership) changes in (from_pos, to_pos] of ``user_id`` or in ``room_ids``."""
+        marks = ",".join("?" for _ in room_ids) or "NULL"
+        rows = await self.db.run("device_list_memberships", lambda t: t.select_all(
+            "SELECT room_id, user_id, membership FROM device_list_memberships "
+            f"WHERE stream_id > ? AND stream_id <= ? AND (user_id = ? OR room_id IN ({marks})) ORDER BY stream_id",
+            (from_pos, to_pos, user_id, *room_ids)))
+        return [(r[0], r[1], r[2]) for r in rows]

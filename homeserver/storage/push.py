@@ -1,0 +1,175 @@
+"""Users' push rules and the push actions computed for each event (notification counts).
+
+Spec v1.19 client-server "Push Rules", "Receiving notifications", "Listing
+Notifications". A user's rules of one kind are stored with a priority
+(highest first); a server-default rule only stores what the user changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+MIGRATIONS = [
+    """
+    CREATE TABLE push_rules (
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        enabled INTEGER NOT NULL,
+        rule_json TEXT NOT NULL,
+        PRIMARY KEY (user_id, kind, rule_id)
+    );
+    CREATE TABLE push_rule_defaults (
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        enabled INTEGER,
+        actions_json TEXT,
+        PRIMARY KEY (user_id, kind, rule_id)
+    );
+    CREATE TABLE push_actions (
+        user_id TEXT NOT NULL,
+        stream_ordering BIGINT NOT NULL,
+        room_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        highlight INTEGER NOT NULL,
+        actions_json TEXT NOT NULL,
+        ts BIGINT NOT NULL,
+        PRIMARY KEY (user_id, stream_ordering)
+    );
+    CREATE INDEX push_actions_room ON push_actions (user_id, room_id, stream_ordering)
+    """,
+]
+
+_COUNT_CHUNK = 200
+
+
+@dataclass(frozen=True)
+class PushAction:
+    """The actions of one notifying event for one user."""
+
+    user_id: str
+    stream_ordering: int
+    room_id: str
+    event_id: str
+    thread_id: str
+    highlight: bool
+    actions: list
+    ts: int
+
+
+class PushStore:
+    def __init__(self, db):
+        self.db = db
+
+    # -- rules -------------------------------------------------------------------------
+    async def get_rules(self, user_id: str) -> tuple[dict[str, list[dict]], dict[tuple[str, str], dict]]:
+        """The user's own rules by kind (most important first) and their changes to default rules."""
+
+        def txn_fn(txn):
+            own: dict[str, list[dict]] = {}
+            for kind, rule_id, enabled, raw in txn.select_all(
+                    "SELECT kind, rule_id, enabled, rule_json FROM push_rules WHERE user_id = ?"
+                    " ORDER BY kind, priority DESC", (user_id,)):
+                own.setdefault(kind, []).append(dict(json.loads(raw), rule_id=rule_id, enabled=bool(enabled)))
+            defaults: dict[tuple[str, str], dict] = {}
+            for kind, rule_id, enabled, actions in txn.select_all(
+                    "SELECT kind, rule_id, enabled, actions_json FROM push_rule_defaults WHERE user_id = ?",
+                    (user_id,)):
+                change: dict = {}
+                if enabled is not None:
+                    change["enabled"] = bool(enabled)
+                if actions is not None:
+                    change["actions"] = json.loads(actions)
+                defaults[(kind, rule_id)] = change
+            return own, defaults
+
+        return await self.db.run("get_push_rules", txn_fn)
+
+    async def replace_kind(self, user_id: str, kind: str, rules: list[dict]) -> None:
+        """Store the user's rules of one kind, most important first (each has rule_id and enabled)."""
+
+        def txn_fn(txn):
+            txn.execute("DELETE FROM push_rules WHERE user_id = ? AND kind = ?", (user_id, kind))
+            txn.executemany(
+                "INSERT INTO push_rules (user_id, kind, rule_id, priority, enabled, rule_json)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(user_id, kind, r["rule_id"], len(rules) - i, int(r["enabled"]),
+                  json.dumps({k: v for k, v in r.items() if k not in ("rule_id", "enabled", "default")}))
+                 for i, r in enumerate(rules)])
+
+        await self.db.run("replace_push_rules", txn_fn)
+
+    async def change_default(self, user_id: str, kind: str, rule_id: str, *, enabled: bool | None = None,
+                             actions: list | None = None) -> None:
+        """Record the user's ``enabled`` or ``actions`` for a server-default rule."""
+
+        def txn_fn(txn):
+            row = txn.select_one("SELECT enabled, actions_json FROM push_rule_defaults"
+                                 " WHERE user_id = ? AND kind = ? AND rule_id = ?", (user_id, kind, rule_id))
+            old_enabled, old_actions = row if row is not None else (None, None)
+            txn.execute("DELETE FROM push_rule_defaults WHERE user_id = ? AND kind = ? AND rule_id = ?",
+                        (user_id, kind, rule_id))
+            txn.execute("INSERT INTO push_rule_defaults (user_id, kind, rule_id, enabled, actions_json)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (user_id, kind, rule_id, old_enabled if enabled is None else int(enabled),
+                         old_actions if actions is None else json.dumps(actions)))
+
+        await self.db.run("change_default_push_rule", txn_fn)
+
+    # -- push actions ---------------------------------------------------------------------
+    async def add_actions(self, actions: list[PushAction]) -> None:
+        if not actions:
+            return
+        await self.db.run("add_push_actions", lambda t: t.executemany(
+            "INSERT INTO push_actions (user_id, stream_ordering, room_id, event_id, thread_id, highlight,"
+            " actions_json, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(a.user_id, a.stream_ordering, a.room_id, a.event_id, a.thread_id, int(a.highlight),
+              json.dumps(a.actions), a.ts) for a in actions]))
+
+    async def counts_after(self, user_id: str, after: dict[str, int], upto: int
+                           ) -> dict[str, dict[str, tuple[int, int]]]:
+        """room -> thread -> (notifications, highlights) for actions after each room's position, up to ``upto``."""
+        rooms = list(after.items())
+
+        def txn_fn(txn):
+            out: dict[str, dict[str, tuple[int, int]]] = {}
+            for i in range(0, len(rooms), _COUNT_CHUNK):
+                chunk = rooms[i:i + _COUNT_CHUNK]
+                where = " OR ".join("(room_id = ? AND stream_ordering > ?)" for _ in chunk)
+                args: list = [user_id, upto] + [v for pair in chunk for v in pair]
+                for room_id, thread_id, count, highlights in txn.select_all(
+                        "SELECT room_id, thread_id, COUNT(*), SUM(highlight) FROM push_actions"
+                        f" WHERE user_id = ? AND stream_ordering <= ? AND ({where}) GROUP BY room_id, thread_id",
+                        args):
+                    out.setdefault(room_id, {})[thread_id] = (int(count), int(highlights or 0))
+            return out
+
+        return await self.db.run("push_counts_after", txn_fn)
+
+    async def thread_counts_after(self, user_id: str, room_id: str, thread_id: str, after: int,
+                                  upto: int) -> tuple[int, int]:
+        row = await self.db.run("push_thread_counts", lambda t: t.select_one(
+            "SELECT COUNT(*), SUM(highlight) FROM push_actions WHERE user_id = ? AND room_id = ?"
+            " AND thread_id = ? AND stream_ordering > ? AND stream_ordering <= ?",
+            (user_id, room_id, thread_id, after, upto)))
+        return int(row[0]), int(row[1] or 0)
+
+    async def notifications(self, user_id: str, before: int | None, limit: int,
+                            only_highlight: bool) -> list[PushAction]:
+        """The user's push actions, newest first, below ``before`` (spec GET /notifications)."""
+        sql = ("SELECT user_id, stream_ordering, room_id, event_id, thread_id, highlight, actions_json, ts"
+               " FROM push_actions WHERE user_id = ?")
+        args: list = [user_id]
+        if before is not None:
+            sql += " AND stream_ordering < ?"
+            args.append(before)
+        if only_highlight:
+            sql += " AND highlight = 1"
+        sql += " ORDER BY stream_ordering DESC LIMIT ?"
+        args.append(limit)
+        rows = await self.db.run("get_notifications", lambda t: t.select_all(sql, args))
+        return [PushAction(r[0], r[1], r[2], r[3], r[4], bool(r[5]), json.loads(r[6]), r[7]) for r in rows]

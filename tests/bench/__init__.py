@@ -1,0 +1,1 @@
+"""Client-server benchmarks of Hexagone side by side with Synapse (see README.md)."""

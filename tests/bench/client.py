@@ -1,0 +1,177 @@
+"""A small Matrix client-server API client on plain asyncio sockets.
+
+The benchmarks run the client and the server on the same 2 cores, so the
+client must cost little: one keep-alive HTTP/1.1 connection per simulated
+user, no TLS, stdlib ``json``. It only speaks the public client-server API
+(spec v1.19), so it can measure any homeserver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import urllib.parse
+from dataclasses import dataclass
+
+DEFAULT_TIMEOUT_S = 60.0
+_txn_ids = itertools.count(1)
+
+
+class RequestFailed(Exception):
+    """A request that did not return 2xx (or did not return at all)."""
+
+    def __init__(self, method: str, path: str, status: int | None, detail: str):
+        super().__init__(f"{method} {path.split('?')[0]}: {status or 'no response'} {detail}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    json: dict
+    size: int  # body bytes on the wire
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection; requests on it are sequential."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+                      ) -> tuple[int, bytes]:
+        """Send one request; a reused connection the server closed while idle is reopened once."""
+        reused = self._writer is not None
+        try:
+            return await self._exchange(method, path, body, headers)
+        except (ConnectionError, asyncio.IncompleteReadError) as e:
+            self.close()
+            if not reused or getattr(e, "partial", b"") != b"":
+                raise
+            return await self._exchange(method, path, body, headers)
+
+    async def _exchange(self, method, path, body, headers) -> tuple[int, bytes]:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        payload = body or b""
+        if body is not None or method in ("POST", "PUT"):
+            head.append(f"Content-Length: {len(payload)}")
+        self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+        await self._writer.drain()
+        status, response_headers = await self._read_head()
+        data = await self._read_body(response_headers)
+        if response_headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, data
+
+    async def _read_head(self) -> tuple[int, dict[str, str]]:
+        status_line = await self._reader.readuntil(b"\r\n")
+        status = int(status_line.split(b" ", 2)[1])
+        headers: dict[str, str] = {}
+        while (line := await self._reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers
+
+    async def _read_body(self, headers: dict[str, str]) -> bytes:
+        if "content-length" in headers:
+            return await self._reader.readexactly(int(headers["content-length"]))
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                chunks.append(await self._reader.readexactly(size))
+                await self._reader.readexactly(2)
+            while await self._reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                pass
+            return b"".join(chunks)
+        data = await self._reader.read()
+        self.close()
+        return data
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+def quote(segment: str) -> str:
+    return urllib.parse.quote(segment, safe="")
+
+
+class MatrixClient:
+    """One simulated user: an access token and its own connection."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S):
+        parsed = urllib.parse.urlsplit(base_url)
+        self.base_url = base_url
+        self._conn = HttpConnection(parsed.hostname, parsed.port)
+        self.timeout_s = timeout_s
+        self.user_id: str | None = None
+        self.access_token: str | None = None
+
+    def clone(self) -> MatrixClient:
+        """The same user on a connection of its own, for concurrent requests."""
+        other = MatrixClient(self.base_url, timeout_s=self.timeout_s)
+        other.user_id, other.access_token = self.user_id, self.access_token
+        return other
+
+    async def call(self, method: str, path: str, body: dict | None = None, *,
+                   timeout_s: float | None = None) -> Reply:
+        """One client-server API call under /_matrix/client/v3; non-2xx raises RequestFailed."""
+        full = "/_matrix/client/v3" + path
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.access_token:
+            headers["Authorization"] = f"Bearer {self.access_token}"
+        data = json.dumps(body).encode() if body is not None else None
+        try:
+            status, raw = await asyncio.wait_for(self._conn.request(method, full, data, headers),
+                                                 timeout_s or self.timeout_s)
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
+            self._conn.close()
+            raise RequestFailed(method, full, None, type(e).__name__) from e
+        if not 200 <= status < 300:
+            raise RequestFailed(method, full, status, raw[:200].decode("utf-8", "replace"))
+        return Reply(status, json.loads(raw) if raw else {}, len(raw))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- the endpoints the workloads use -------------------------------------------------
+
+    async def register(self, username: str, password: str) -> None:
+        """POST /register with the m.login.dummy stage."""
+        body = {"username": username, "password": password, "auth": {"type": "m.login.dummy"}}
+        result = (await self.call("POST", "/register", body)).json
+        self.user_id, self.access_token = result["user_id"], result["access_token"]
+
+    async def login(self, username: str, password: str) -> None:
+        """POST /login with m.login.password."""
+        result = (await self.call("POST", "/login", {
+            "type": "m.login.password", "password": password,
+            "identifier": {"type": "m.id.user", "user": username}})).json
+        self.user_id, self.access_token = result["user_id"], result["access_token"]
+
+    async def create_room(self, **body) -> str:
+        return (await self.call("POST", "/createRoom", body)).json["room_id"]
+
+    async def send_text(self, room_id: str, text: str) -> str:
+        path = f"/rooms/{quote(room_id)}/send/m.room.message/bench{next(_txn_ids)}"
+        return (await self.call("PUT", path, {"msgtype": "m.text", "body": text})).json["event_id"]
+
+    async def join(self, room_id: str) -> None:
+        await self.call("POST", f"/join/{quote(room_id)}", {})
+
+    async def sync(self, since: str | None = None, timeout_ms: int = 0) -> Reply:
+        query = {"timeout": str(timeout_ms)}
+        if since is not None:
+            query["since"] = since
+        return await self.call("GET", "/sync?" + urllib.parse.urlencode(query),
+                               timeout_s=self.timeout_s + timeout_ms / 1000)
+
+    async def members(self, room_id: str) -> Reply:
+        return await self.call("GET", f"/rooms/{quote(room_id)}/members")

@@ -1,0 +1,277 @@
+"""Start and stop the homeservers under test: Hexagone and Synapse, side by side.
+
+Each server runs as its own process on a free 127.0.0.1 port in a fresh
+temporary directory, with the same database kind, the same bcrypt cost, the
+same raised rate limits, the same log level and presence left on. Synapse
+lives in its own venv (``tests/bench/.venv-synapse``), created here on first
+use from ``requirements.txt`` so its dependencies never meet ours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from typing import Iterator
+
+import yaml
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(BENCH_DIR))
+SYNAPSE_VENV = os.path.join(BENCH_DIR, ".venv-synapse")
+REQUIREMENTS = os.path.join(BENCH_DIR, "requirements.txt")
+
+SERVER_NAME = "bench.local"
+BCRYPT_ROUNDS = 12  # the same real cost on both sides, never weakened on one
+LOG_LEVEL = "WARNING"  # both servers log warnings and errors only
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 30.0
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+PG_USER = os.environ.get("BENCH_PGUSER", "postgres")
+
+_RATE = {"per_second": 10000, "burst_count": 10000}
+# Applied identically to both homeserver.yaml files (Synapse's key names).
+SHARED_CONFIG = {
+    "enable_registration": True,
+    "enable_registration_without_verification": True,
+    "bcrypt_rounds": BCRYPT_ROUNDS,
+    "trusted_key_servers": [],
+    "suppress_key_server_warning": True,
+    "rc_message": _RATE,
+    "rc_registration": _RATE,
+    "rc_login": {"address": _RATE, "account": _RATE, "failed_attempts": _RATE},
+    "rc_joins": {"local": _RATE, "remote": _RATE},
+    "rc_joins_per_room": _RATE,
+    "rc_invites": {"per_room": _RATE, "per_user": _RATE, "per_issuer": _RATE},
+    "rc_room_creation": _RATE,
+    "rc_presence": {"per_user": _RATE},
+}
+
+
+class ServerError(Exception):
+    """A server that could not be set up, started or reached."""
+
+
+@dataclass
+class RunningServer:
+    """A started homeserver: where to reach it and which process to measure."""
+
+    label: str
+    base_url: str
+    process: subprocess.Popen
+    workdir: str
+    startup_s: float = 0.0  # from process start to the first answer of /versions
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+# -- process measurements (/proc) ------------------------------------------------------
+
+
+def _status_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise ServerError(f"no {field} in /proc/{pid}/status")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size now (VmRSS)."""
+    return _status_kb(pid, "VmRSS") / 1024
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size since start or since the last reset_peak_rss (VmHWM)."""
+    return _status_kb(pid, "VmHWM") / 1024
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Reset VmHWM to the current RSS (Linux clear_refs value 5), so a workload gets its own peak."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid: int) -> float:
+    """User plus system CPU time of the process, all its threads, so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / _CLOCK_TICKS  # utime, stime
+
+
+# -- shared setup ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listener(port: int) -> dict:
+    return {"port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
+            "x_forwarded": False, "resources": [{"names": ["client", "federation"], "compress": False}]}
+
+
+def _database_section(kind: str, workdir: str, pg_name: str | None) -> dict:
+    if kind == "sqlite":
+        return {"name": "sqlite3", "args": {"database": os.path.join(workdir, "homeserver.db")}}
+    return {"name": "psycopg2", "args": {"user": PG_USER, "host": PG_HOST, "port": PG_PORT,
+                                         "dbname": pg_name, "cp_min": 5, "cp_max": 10}}
+
+
+def _patch_yaml(path: str, changes: dict) -> None:
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    data.update(changes)
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+
+
+def _run(argv: list[str], **kwargs) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise ServerError(f"{' '.join(argv[:4])} failed: {result.stderr[-2000:] or result.stdout[-2000:]}")
+
+
+def _pg_admin(sql: str) -> None:
+    """Run one statement on the maintenance database (CREATE/DROP DATABASE)."""
+    import psycopg
+
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@contextlib.contextmanager
+def _postgres_database(label: str) -> Iterator[str]:
+    """A fresh database for one server, dropped afterwards (C collation, as Synapse requires)."""
+    name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+    _pg_admin(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
+    try:
+        yield name
+    finally:
+        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# -- the two servers -------------------------------------------------------------------
+
+
+def prepare_hexagone(workdir: str, port: int, database: dict) -> list[str]:
+    """``hexagone init``, then the shared settings; returns the ``hexagone run`` command."""
+    hexagone = [sys.executable, "-m", "homeserver.cli"]
+    _run(hexagone + ["init", "--server-name", SERVER_NAME, "--dir", workdir, "--port", str(port)], cwd=REPO_ROOT)
+    config = os.path.join(workdir, "homeserver.yaml")
+    _patch_yaml(config, SHARED_CONFIG | {"listeners": [_listener(port)], "database": database})
+    return hexagone + ["run", "--config", config, "--log-level", LOG_LEVEL]
+
+
+def synapse_python() -> str:
+    """The Synapse venv's interpreter, creating or updating the venv when requirements.txt changed."""
+    python = os.path.join(SYNAPSE_VENV, "bin", "python")
+    marker = os.path.join(SYNAPSE_VENV, ".requirements.sha256")
+    with open(REQUIREMENTS, "rb") as f:
+        wanted = hashlib.sha256(f.read()).hexdigest()
+    if os.path.exists(marker):
+        with open(marker) as f:
+            if f.read() == wanted:
+                return python
+    print(f"Installing Synapse into {SYNAPSE_VENV} (first run only)...", file=sys.stderr, flush=True)
+    if not os.path.exists(python):
+        _run([sys.executable, "-m", "venv", SYNAPSE_VENV])
+    _run([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    _run([python, "-m", "pip", "install", "--quiet", "-r", REQUIREMENTS])
+    with open(marker, "w") as f:
+        f.write(wanted)
+    return python
+
+
+def prepare_synapse(workdir: str, port: int, database: dict) -> list[str]:
+    """``--generate-config``, then the shared settings; returns the Synapse command."""
+    python = synapse_python()
+    config = os.path.join(workdir, "homeserver.yaml")
+    _run([python, "-m", "synapse.app.homeserver", "--generate-config", "--server-name", SERVER_NAME,
+          "--config-path", config, "--data-directory", workdir, "--report-stats=no"], cwd=workdir)
+    log_config = os.path.join(workdir, f"{SERVER_NAME}.log.config")
+    with open(log_config) as f:
+        logging_dict = yaml.safe_load(f)
+    logging_dict["root"]["level"] = LOG_LEVEL
+    for logger in logging_dict.get("loggers", {}).values():
+        logger["level"] = LOG_LEVEL
+    with open(log_config, "w") as f:
+        yaml.safe_dump(logging_dict, f)
+    _patch_yaml(config, SHARED_CONFIG | {"listeners": [_listener(port)], "database": database})
+    return [python, "-m", "synapse.app.homeserver", "--config-path", config]
+
+
+PREPARERS = {"hexagone": prepare_hexagone, "synapse": prepare_synapse}
+
+
+def _wait_ready(server: RunningServer, log_path: str) -> None:
+    """Poll /_matrix/client/versions until it answers 200, the process dies, or time runs out."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise ServerError(f"{server.label} exited with {server.process.returncode}:\n{_tail(log_path)}")
+        try:
+            with urllib.request.urlopen(server.base_url + "/_matrix/client/versions", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise ServerError(f"{server.label} did not answer within {START_TIMEOUT_S:.0f}s:\n{_tail(log_path)}")
+
+
+def _tail(path: str, lines: int = 30) -> str:
+    with open(path, errors="replace") as f:
+        return "".join(f.readlines()[-lines:])
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def running(label: str, database_kind: str = "sqlite") -> Iterator[RunningServer]:
+    """A freshly set-up ``label`` server ("hexagone" or "synapse"), stopped and removed on exit."""
+    workdir = tempfile.mkdtemp(prefix=f"bench-{label}-")
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        pg_name = stack.enter_context(_postgres_database(label)) if database_kind == "postgresql" else None
+        port = free_port()
+        argv = PREPARERS[label](workdir, port, _database_section(database_kind, workdir, pg_name))
+        log_path = os.path.join(workdir, "server.log")
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if label == "hexagone":
+            env["PYTHONPATH"] = REPO_ROOT
+        started = time.monotonic()
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        stack.callback(_stop, process)
+        server = RunningServer(label, f"http://127.0.0.1:{port}", process, workdir)
+        _wait_ready(server, log_path)
+        server.startup_s = time.monotonic() - started
+        yield server

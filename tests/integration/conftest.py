@@ -1,0 +1,57 @@
+"""Fixtures starting real Hexagone processes (see ``harness.py``).
+
+``homeserver_factory`` starts servers for one test module and stops them all
+(SIGTERM, clean exit required) when the module is done; ``homeserver`` is the
+module's shared default server. The log of every running server is attached
+to a failing test's report.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.harness import LIVE_SERVERS, ServerError, ServerProcess
+
+
+class ServerFactory:
+    """Creates and starts servers in fresh directories; stops them all on close()."""
+
+    def __init__(self, tmp_path_factory):
+        self._tmp = tmp_path_factory
+        self.servers: list[ServerProcess] = []
+
+    def __call__(self, *, start: bool = True, throttled: bool = False, **overrides) -> ServerProcess:
+        server = ServerProcess(self._tmp.mktemp("hs"), throttled=throttled, **overrides)
+        self.servers.append(server)
+        return server.start() if start else server
+
+    def close(self) -> None:
+        errors = []
+        for server in self.servers:
+            try:
+                server.stop()
+            except ServerError as e:
+                errors.append(str(e))
+        if errors:
+            pytest.fail("\n\n".join(errors), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def homeserver_factory(tmp_path_factory):
+    factory = ServerFactory(tmp_path_factory)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def homeserver(homeserver_factory) -> ServerProcess:
+    return homeserver_factory()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for server in LIVE_SERVERS:
+            report.sections.append((f"server log ({server.base_url}, {server.dir})", server.log()))

@@ -1,0 +1,337 @@
+"""Run real Hexagone processes for the integration tests, and talk to them over HTTP.
+
+A :class:`ServerProcess` runs ``hexagone init`` once in its own directory,
+adjusts the YAML for testing, then ``hexagone run`` as a subprocess on a free
+127.0.0.1 port; it can be stopped (SIGTERM) and started again on the same
+directory. :class:`HttpClient` is a tiny raw-HTTP client returning
+``(status, json)``; :class:`User` is a logged-in client with a few helpers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import yaml
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVER_NAME = "test.local"
+PASSWORD = "correct horse battery staple"
+CLIENT_V3 = "/_matrix/client/v3"
+CLIENT_V1 = "/_matrix/client/v1"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+# Every ratelimit raised so the suite is never throttled (one test starts its own server without this).
+UNTHROTTLED = {"per_second": 10000, "burst_count": 100000}
+
+# Servers alive in this pytest process; conftest attaches their logs to failing tests.
+LIVE_SERVERS: list["ServerProcess"] = []
+
+_counter = itertools.count(1)
+
+
+def unique(prefix: str = "u") -> str:
+    """A name unique within this test run (user localparts, aliases, txn ids)."""
+    return f"{prefix}{os.getpid()}x{next(_counter)}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_config_for_test(tmp_dir: str) -> dict:
+    """The Synapse-shaped ``database`` section for a fresh test database.
+
+    SQLite in ``tmp_dir`` by default; when ``HEXAGONE_TEST_DATABASE`` holds a
+    ``postgresql://`` URL, ``tests/integration/pg.py: create_test_database()``
+    creates a fresh PostgreSQL database and returns its section.
+    """
+    url = os.environ.get("HEXAGONE_TEST_DATABASE", "")
+    if not url.startswith("postgresql://"):
+        return {"name": "sqlite3", "args": {"database": os.path.join(tmp_dir, "homeserver.db")}}
+    try:
+        from tests.integration import pg
+    except ImportError:
+        raise RuntimeError("HEXAGONE_TEST_DATABASE is a PostgreSQL URL but tests/integration/pg.py "
+                           "(create_test_database) does not exist yet")
+    return pg.create_test_database()
+
+
+def _unthrottle(section: Any) -> Any:
+    if isinstance(section, dict):
+        if "per_second" in section or "burst_count" in section:
+            return dict(UNTHROTTLED)
+        return {k: _unthrottle(v) for k, v in section.items()}
+    return section
+
+
+def hexagone_cli(*args: str, cwd: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``python -m homeserver.cli ARGS`` (the real ``hexagone`` command)."""
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "homeserver.cli", *args], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=timeout)
+
+
+class ServerError(AssertionError):
+    """The server did not start or stop as it must."""
+
+
+class ServerProcess:
+    """One homeserver directory and the process serving it (if running)."""
+
+    def __init__(self, base_dir: str, *, throttled: bool = False, **overrides: Any):
+        self.dir = str(base_dir)
+        self.port = free_port()
+        self.config_path = os.path.join(self.dir, "homeserver.yaml")
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.process: subprocess.Popen | None = None
+        self._init_config(throttled, overrides)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _init_config(self, throttled: bool, overrides: dict) -> None:
+        r = hexagone_cli("init", "--server-name", SERVER_NAME, "--dir", self.dir, "--port", str(self.port),
+                         cwd=self.dir)
+        if r.returncode != 0:
+            raise ServerError(f"hexagone init failed:\n{r.stdout}\n{r.stderr}")
+        with open(self.config_path) as f:
+            config = yaml.safe_load(f)
+        config.update(enable_registration=True, enable_registration_without_verification=True,
+                      bcrypt_rounds=4, database=database_config_for_test(self.dir))
+        if not throttled:
+            for key in [k for k in config if k.startswith("rc_") and k != "rc_federation"]:
+                config[key] = _unthrottle(config[key])
+        config.update(overrides)
+        with open(self.config_path, "w") as f:
+            yaml.safe_dump(config, f)
+        self.config = config
+
+    def start(self) -> "ServerProcess":
+        """``hexagone run``, then wait for /_matrix/client/versions to answer."""
+        assert self.process is None, "already running"
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        with open(self.log_path, "ab") as log:
+            log.write(f"---- hexagone run (port {self.port}) ----\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "homeserver.cli", "run", "--config", self.config_path],
+                cwd=self.dir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        LIVE_SERVERS.append(self)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                self.process = None
+                LIVE_SERVERS.remove(self)
+                raise ServerError(f"server exited with {code} while starting:\n{self.log()}")
+            try:
+                status, _ = self.client().request("GET", "/_matrix/client/versions", timeout=2)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise ServerError(f"server did not answer within {START_TIMEOUT_S}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        """SIGTERM the process we started; it must exit with status 0 within STOP_TIMEOUT_S."""
+        if self.process is None:
+            return
+        proc, self.process = self.process, None
+        LIVE_SERVERS.remove(self)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise ServerError(f"server pid {proc.pid} ignored SIGTERM for {STOP_TIMEOUT_S}s:\n{self.log()}")
+        if code != 0:
+            raise ServerError(f"server pid {proc.pid} exited with status {code} on SIGTERM:\n{self.log()}")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+            LIVE_SERVERS.remove(self)
+
+    def log(self, tail: int = 300) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return "".join(f.readlines()[-tail:])
+        except OSError:
+            return "(no server log)"
+
+    # -- clients ---------------------------------------------------------------------------
+    def client(self) -> "HttpClient":
+        return HttpClient(self.base_url)
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None,
+                **kwargs) -> tuple[int, Any]:
+        return self.client().request(method, path, body, token, **kwargs)
+
+    def register(self, localpart: str | None = None, password: str = PASSWORD, **extra) -> "User":
+        """Register through the m.login.dummy flow (one request, as Synapse accepts) and log in."""
+        localpart = localpart or unique()
+        body = {"username": localpart, "password": password, "auth": {"type": "m.login.dummy"}, **extra}
+        status, resp = self.request("POST", "/register", body)
+        assert status == 200, (status, resp)
+        return User(self, resp["user_id"], resp["access_token"], resp["device_id"], password)
+
+    def login(self, user_id: str, password: str = PASSWORD, **extra) -> "User":
+        body = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user_id},
+                "password": password, **extra}
+        status, resp = self.request("POST", "/login", body)
+        assert status == 200, (status, resp)
+        return User(self, resp["user_id"], resp["access_token"], resp["device_id"], password)
+
+    def shared_secret_register(self, localpart: str, password: str = PASSWORD, admin: bool = False) -> dict:
+        """Synapse's /_synapse/admin/v1/register: nonce, then HMAC-SHA1 over the fields."""
+        status, resp = self.request("GET", "/_synapse/admin/v1/register")
+        assert status == 200, (status, resp)
+        nonce = resp["nonce"]
+        mac = hmac.new(self.config["registration_shared_secret"].encode(), digestmod=hashlib.sha1)
+        mac.update("\x00".join([nonce, localpart, password, "admin" if admin else "notadmin"]).encode())
+        body = {"nonce": nonce, "username": localpart, "password": password, "admin": admin,
+                "mac": mac.hexdigest()}
+        return dict(zip(("status", "body"), self.request("POST", "/_synapse/admin/v1/register", body)))
+
+
+class HttpClient:
+    """``request(method, path, body=None, token=None) -> (status, json)`` over a fresh connection.
+
+    A path not starting with ``/_`` or ``/.`` is taken relative to ``/_matrix/client/v3``.
+    ``body`` may be a JSON value, or ``bytes``/``str`` sent as they are.
+    """
+
+    def __init__(self, base_url: str):
+        parts = urllib.parse.urlsplit(base_url)
+        self.host, self.port = parts.hostname, parts.port
+
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None, *,
+                params: dict | None = None, headers: dict | None = None,
+                timeout: float = 60) -> tuple[int, Any]:
+        if not path.startswith(("/_", "/.")):
+            path = CLIENT_V3 + path
+        if params:
+            query = {k: json.dumps(v) if isinstance(v, (dict, list)) else
+                     (str(v).lower() if isinstance(v, bool) else v) for k, v in params.items() if v is not None}
+            path += ("&" if "?" in path else "?") + urllib.parse.urlencode(query)
+        all_headers = dict(headers or {})
+        payload = None
+        if body is not None:
+            if isinstance(body, (bytes, str)):
+                payload = body.encode() if isinstance(body, str) else body
+            else:
+                payload = json.dumps(body).encode()
+            all_headers.setdefault("Content-Type", "application/json")
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=payload, headers=all_headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        try:
+            return resp.status, json.loads(raw) if raw else None
+        except ValueError:
+            return resp.status, raw
+
+
+def q(value: str) -> str:
+    """Percent-encode one path segment (room ids, aliases, event ids, user ids)."""
+    return urllib.parse.quote(value, safe="")
+
+
+@dataclass
+class User:
+    """A logged-in user of one server, with helpers for the common calls."""
+
+    server: ServerProcess
+    user_id: str
+    token: str
+    device_id: str
+    password: str = PASSWORD
+
+    def request(self, method: str, path: str, body: Any = None, **kwargs) -> tuple[int, Any]:
+        return self.server.request(method, path, body, self.token, **kwargs)
+
+    def ok(self, method: str, path: str, body: Any = None, **kwargs) -> Any:
+        """A request that must answer 200; returns its JSON body."""
+        status, resp = self.request(method, path, body, **kwargs)
+        assert status == 200, (method, path, status, resp)
+        return resp
+
+    def create_room(self, **body) -> str:
+        return self.ok("POST", "/createRoom", body)["room_id"]
+
+    def send(self, room_id: str, body: str | dict = "hello", event_type: str = "m.room.message",
+             txn_id: str | None = None) -> str:
+        content = {"msgtype": "m.text", "body": body} if isinstance(body, str) else body
+        path = f"/rooms/{q(room_id)}/send/{q(event_type)}/{q(txn_id or unique('txn'))}"
+        return self.ok("PUT", path, content)["event_id"]
+
+    def put_state(self, room_id: str, event_type: str, content: dict, state_key: str = "") -> str:
+        return self.ok("PUT", f"/rooms/{q(room_id)}/state/{q(event_type)}/{q(state_key)}", content)["event_id"]
+
+    def state(self, room_id: str, event_type: str, state_key: str = "") -> tuple[int, Any]:
+        return self.request("GET", f"/rooms/{q(room_id)}/state/{q(event_type)}/{q(state_key)}")
+
+    def invite(self, room_id: str, user: "User | str") -> None:
+        user_id = user if isinstance(user, str) else user.user_id
+        self.ok("POST", f"/rooms/{q(room_id)}/invite", {"user_id": user_id})
+
+    def join(self, room_id_or_alias: str) -> str:
+        return self.ok("POST", f"/join/{q(room_id_or_alias)}", {})["room_id"]
+
+    def leave(self, room_id: str) -> None:
+        self.ok("POST", f"/rooms/{q(room_id)}/leave", {})
+
+    def sync(self, since: str | None = None, timeout_ms: int = 0, **params) -> dict:
+        return self.ok("GET", "/sync", params={"since": since, "timeout": timeout_ms, **params},
+                       timeout=timeout_ms / 1000 + 30)
+
+    def sync_until(self, predicate: Callable[[dict], Any], since: str | None = None,
+                   deadline_s: float = 15.0, **params) -> tuple[Any, str]:
+        """Long-poll /sync until ``predicate(response)`` is truthy; returns (its value, next_batch)."""
+        end = time.monotonic() + deadline_s
+        while True:
+            remaining = end - time.monotonic()
+            assert remaining > 0, f"sync condition not met within {deadline_s}s"
+            resp = self.sync(since, timeout_ms=int(min(remaining, 5) * 1000), **params)
+            found = predicate(resp)
+            since = resp["next_batch"]
+            if found:
+                return found, since
+
+    def timeline_until(self, room_id: str, predicate: Callable[[dict], bool], since: str | None = None,
+                       **params) -> tuple[dict, str]:
+        """Sync until an event of ``room_id``'s timeline matches; returns (event, next_batch)."""
+        def find(resp):
+            room = resp["rooms"]["join"].get(room_id, {})
+            return next((e for e in room.get("timeline", {}).get("events", []) if predicate(e)), None)
+        return self.sync_until(find, since, **params)
+
+    def messages(self, room_id: str, **params) -> dict:
+        return self.ok("GET", f"/rooms/{q(room_id)}/messages", params=params)

@@ -1,0 +1,259 @@
+"""Accounts over real HTTP: registration, login, passwords, deactivation, devices.
+
+Spec v1.19 client-server "Account registration and management", "Login",
+"User-Interactive Authentication API", "Device management"; Synapse's
+shared-secret registration admin API.
+"""
+
+from __future__ import annotations
+
+from tests.integration.harness import CLIENT_V1, PASSWORD, hexagone_cli, q, unique
+
+
+def password_auth(user, session: str | None = None, password: str | None = None) -> dict:
+    auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user.user_id},
+            "password": password or user.password}
+    if session:
+        auth["session"] = session
+    return auth
+
+
+# -- registration --------------------------------------------------------------------------
+
+def test_register_dummy_flow_uia_dance(homeserver):
+    localpart = unique("dance")
+    body = {"username": localpart, "password": PASSWORD, "initial_device_display_name": "phone"}
+    status, challenge = homeserver.request("POST", "/register", body)
+    assert status == 401, challenge
+    assert {"stages": ["m.login.dummy"]} in challenge["flows"]
+    assert challenge["session"] and challenge["completed"] == []
+
+    body["auth"] = {"type": "m.login.dummy", "session": challenge["session"]}
+    status, done = homeserver.request("POST", "/register", body)
+    assert status == 200, done
+    assert done["user_id"] == f"@{localpart}:test.local"
+    assert done["access_token"] and done["device_id"]
+    status, me = homeserver.request("GET", "/account/whoami", token=done["access_token"])
+    assert (status, me["user_id"], me["device_id"]) == (200, done["user_id"], done["device_id"])
+    status, device = homeserver.request("GET", f"/devices/{done['device_id']}", token=done["access_token"])
+    assert status == 200 and device["display_name"] == "phone"
+
+    # the same session cannot be replayed for a second account
+    status, again = homeserver.request("POST", "/register", body)
+    assert status in (400, 401) and "access_token" not in again
+
+
+def test_register_inhibit_login_and_user_in_use(homeserver):
+    localpart = unique("inhibit")
+    body = {"username": localpart, "password": PASSWORD, "auth": {"type": "m.login.dummy"}, "inhibit_login": True}
+    status, resp = homeserver.request("POST", "/register", body)
+    assert status == 200 and "access_token" not in resp and "device_id" not in resp
+    status, resp = homeserver.request("POST", "/register", body)
+    assert (status, resp["errcode"]) == (400, "M_USER_IN_USE")
+
+
+def test_username_available_in_use_invalid(homeserver):
+    free = unique("free")
+    assert homeserver.request("GET", "/register/available", params={"username": free}) == (200, {"available": True})
+    taken = homeserver.register().user_id[1:].split(":")[0]
+    status, resp = homeserver.request("GET", "/register/available", params={"username": taken})
+    assert (status, resp["errcode"]) == (400, "M_USER_IN_USE")
+    status, resp = homeserver.request("GET", "/register/available", params={"username": taken.upper()})
+    assert (status, resp["errcode"]) == (400, "M_USER_IN_USE")
+    for invalid in ("has space", "ümlaut", "a:b", "#hash"):
+        status, resp = homeserver.request("GET", "/register/available", params={"username": invalid})
+        assert (status, resp["errcode"]) == (400, "M_INVALID_USERNAME"), invalid
+    status, resp = homeserver.request("POST", "/register", {"username": "bad name", "password": PASSWORD,
+                                                            "auth": {"type": "m.login.dummy"}})
+    assert (status, resp["errcode"]) == (400, "M_INVALID_USERNAME")
+
+
+def test_registration_disabled(homeserver_factory):
+    closed = homeserver_factory(enable_registration=False)
+    status, resp = closed.request("POST", "/register", {"username": "nobody", "password": PASSWORD,
+                                                        "auth": {"type": "m.login.dummy"}})
+    assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
+    status, resp = closed.request("POST", "/register", {"username": "nobody", "password": PASSWORD},
+                                  params={"kind": "guest"})
+    assert (status, resp["errcode"]) == (403, "M_GUEST_ACCESS_FORBIDDEN")
+    closed.stop()
+
+
+def test_registration_token_required(homeserver_factory):
+    """Spec "Token-authenticated registration": the flow is offered and bad tokens are refused.
+
+    Creating a valid token needs an admin API or CLI command, which the server does not have yet.
+    """
+    gated = homeserver_factory(registration_requires_token=True)
+    status, challenge = gated.request("POST", "/register", {"username": "gated", "password": PASSWORD})
+    assert status == 401
+    assert challenge["flows"] == [{"stages": ["m.login.registration_token"]}]
+    status, resp = gated.request("POST", "/register", {
+        "username": "gated", "password": PASSWORD,
+        "auth": {"type": "m.login.registration_token", "token": "wrong", "session": challenge["session"]}})
+    assert status == 401 and resp["errcode"] == "M_FORBIDDEN" and resp["completed"] == []
+    status, resp = gated.request("POST", "/register", {"username": "gated", "password": PASSWORD,
+                                                       "auth": {"type": "m.login.dummy"}})
+    assert status == 401 and "access_token" not in resp
+    validity = CLIENT_V1 + "/register/m.login.registration_token/validity"
+    assert gated.request("GET", validity, params={"token": "wrong"}) == (200, {"valid": False})
+    status, resp = gated.request("GET", validity)
+    assert (status, resp["errcode"]) == (400, "M_MISSING_PARAM")
+    gated.stop()
+
+
+def test_shared_secret_registration(homeserver):
+    localpart = unique("admin")
+    result = homeserver.shared_secret_register(localpart, admin=True)
+    assert result["status"] == 200, result
+    assert result["body"]["user_id"] == f"@{localpart}:test.local"
+    status, me = homeserver.request("GET", "/account/whoami", token=result["body"]["access_token"])
+    assert (status, me["user_id"]) == (200, f"@{localpart}:test.local")
+    homeserver.login(f"@{localpart}:test.local")
+
+    # a wrong MAC and a replayed nonce are refused
+    status, nonce = homeserver.request("GET", "/_synapse/admin/v1/register")
+    bad = {"nonce": nonce["nonce"], "username": unique("x"), "password": PASSWORD, "mac": "00" * 20}
+    status, resp = homeserver.request("POST", "/_synapse/admin/v1/register", bad)
+    assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
+    status, resp = homeserver.request("POST", "/_synapse/admin/v1/register", bad)
+    assert status == 400
+
+
+def test_cli_register_user(homeserver):
+    localpart = unique("cli")
+    r = hexagone_cli("register-user", "--config", homeserver.config_path, "--user", localpart,
+                     "--password", "s3cret-cli", cwd=homeserver.dir)
+    assert r.returncode == 0, r.stderr
+    assert f"@{localpart}:test.local" in r.stdout
+    user = homeserver.login(localpart, "s3cret-cli")
+    assert user.ok("GET", "/account/whoami")["user_id"] == f"@{localpart}:test.local"
+    again = hexagone_cli("register-user", "--config", homeserver.config_path, "--user", localpart,
+                         "--password", "x", cwd=homeserver.dir)
+    assert again.returncode == 1 and "M_USER_IN_USE" in again.stderr
+
+
+# -- login, logout, whoami -----------------------------------------------------------------------
+
+def test_login_logout_whoami(homeserver):
+    alice = homeserver.register()
+    assert homeserver.request("GET", "/login")[1]["flows"] == [{"type": "m.login.password"}]
+    localpart = alice.user_id[1:].split(":")[0]
+    status, resp = homeserver.request("POST", "/login", {"type": "m.login.password", "user": localpart,
+                                                         "password": PASSWORD, "device_id": "MYDEVICE"})
+    assert status == 200 and resp["device_id"] == "MYDEVICE" and resp["user_id"] == alice.user_id
+    second = resp["access_token"]
+    assert homeserver.request("GET", "/account/whoami", token=second)[1]["device_id"] == "MYDEVICE"
+
+    status, resp = homeserver.request("POST", "/login", {"type": "m.login.password", "user": localpart,
+                                                         "password": "wrong"})
+    assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
+    status, resp = homeserver.request("POST", "/login", {"type": "m.login.password",
+                                                         "identifier": {"type": "m.id.user", "user": "nobody"},
+                                                         "password": PASSWORD})
+    assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
+
+    assert homeserver.request("POST", "/logout", {}, token=second) == (200, {})
+    status, resp = homeserver.request("GET", "/account/whoami", token=second)
+    assert (status, resp["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    assert "MYDEVICE" not in [d["device_id"] for d in alice.ok("GET", "/devices")["devices"]]
+    assert alice.ok("GET", "/account/whoami")["user_id"] == alice.user_id
+
+
+def test_logout_all(homeserver):
+    alice = homeserver.register()
+    other = homeserver.login(alice.user_id)
+    assert alice.ok("POST", "/logout/all", {}) == {}
+    for token in (alice.token, other.token):
+        status, resp = homeserver.request("GET", "/account/whoami", token=token)
+        assert (status, resp["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    assert homeserver.login(alice.user_id).ok("GET", "/devices")["devices"][0]["device_id"]
+
+
+def test_password_change(homeserver):
+    alice = homeserver.register()
+    laptop = homeserver.login(alice.user_id)
+    body = {"new_password": "new password 2"}
+    status, challenge = alice.request("POST", "/account/password", body)
+    assert status == 401 and {"stages": ["m.login.password"]} in challenge["flows"]
+    body["auth"] = password_auth(alice, challenge["session"], "not my password")
+    status, resp = alice.request("POST", "/account/password", body)
+    assert status == 401 and resp["errcode"] == "M_FORBIDDEN"
+    body["auth"] = password_auth(alice, resp["session"])
+    assert alice.ok("POST", "/account/password", body) == {}
+
+    status, resp = laptop.request("GET", "/account/whoami")
+    assert (status, resp["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    assert alice.ok("GET", "/account/whoami")["user_id"] == alice.user_id
+    status, resp = homeserver.request("POST", "/login", {"type": "m.login.password", "user": alice.user_id,
+                                                         "password": PASSWORD})
+    assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
+    homeserver.login(alice.user_id, "new password 2")
+
+
+def test_deactivate(homeserver):
+    alice = homeserver.register()
+    bob = homeserver.register()
+    room = alice.create_room(preset="public_chat")
+    status, challenge = alice.request("POST", "/account/deactivate", {})
+    assert status == 401 and {"stages": ["m.login.password"]} in challenge["flows"]
+    body = {"auth": password_auth(alice, challenge["session"])}
+    assert alice.ok("POST", "/account/deactivate", body)["id_server_unbind_result"] in ("success", "no-support")
+
+    status, resp = alice.request("GET", "/account/whoami")
+    assert (status, resp["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    status, resp = homeserver.request("POST", "/login", {"type": "m.login.password", "user": alice.user_id,
+                                                         "password": PASSWORD})
+    assert status == 403 and resp["errcode"] in ("M_FORBIDDEN", "M_USER_DEACTIVATED")
+    # the account left its rooms, and its name stays taken
+    bob.join(room)
+    members = bob.ok("GET", f"/rooms/{q(room)}/joined_members")["joined"]
+    assert alice.user_id not in members
+    status, resp = homeserver.request("GET", "/register/available",
+                                      params={"username": alice.user_id[1:].split(":")[0]})
+    assert (status, resp["errcode"]) == (400, "M_USER_IN_USE")
+
+
+# -- devices ---------------------------------------------------------------------------------
+
+def test_devices_list_get_rename_delete(homeserver):
+    alice = homeserver.register()
+    tablet = homeserver.login(alice.user_id, initial_device_display_name="tablet")
+    devices = {d["device_id"]: d for d in alice.ok("GET", "/devices")["devices"]}
+    assert set(devices) == {alice.device_id, tablet.device_id}
+    assert devices[tablet.device_id]["display_name"] == "tablet"
+    assert "last_seen_ts" in devices[tablet.device_id]
+
+    assert alice.ok("PUT", f"/devices/{tablet.device_id}", {"display_name": "old tablet"}) == {}
+    assert alice.ok("GET", f"/devices/{tablet.device_id}")["display_name"] == "old tablet"
+    status, resp = alice.request("GET", "/devices/NOSUCHDEVICE")
+    assert (status, resp["errcode"]) == (404, "M_NOT_FOUND")
+    status, resp = alice.request("PUT", "/devices/NOSUCHDEVICE", {"display_name": "x"})
+    assert (status, resp["errcode"]) == (404, "M_NOT_FOUND")
+
+    # another user's device is not visible
+    bob = homeserver.register()
+    assert bob.request("GET", f"/devices/{tablet.device_id}")[0] == 404
+
+    path = f"/devices/{tablet.device_id}"
+    status, challenge = alice.request("DELETE", path, {})
+    assert status == 401 and {"stages": ["m.login.password"]} in challenge["flows"]
+    assert tablet.ok("GET", "/account/whoami")["device_id"] == tablet.device_id  # not deleted yet
+    assert alice.ok("DELETE", path, {"auth": password_auth(alice, challenge["session"])}) == {}
+    status, resp = tablet.request("GET", "/account/whoami")
+    assert (status, resp["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    assert alice.request("GET", path)[0] == 404
+    assert [d["device_id"] for d in alice.ok("GET", "/devices")["devices"]] == [alice.device_id]
+
+
+def test_delete_devices_bulk(homeserver):
+    alice = homeserver.register()
+    others = [homeserver.login(alice.user_id) for _ in range(2)]
+    body = {"devices": [u.device_id for u in others]}
+    status, challenge = alice.request("POST", "/delete_devices", body)
+    assert status == 401
+    body["auth"] = password_auth(alice, challenge["session"])
+    assert alice.ok("POST", "/delete_devices", body) == {}
+    for other in others:
+        assert other.request("GET", "/account/whoami")[0] == 401
+    assert [d["device_id"] for d in alice.ok("GET", "/devices")["devices"]] == [alice.device_id]

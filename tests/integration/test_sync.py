@@ -1,0 +1,209 @@
+"""/sync over real HTTP: tokens, long-polling, filters, full_state, profile propagation.
+
+Spec v1.19 client-server "Syncing", "Filtering" (including lazy-loading
+room members), "Profiles" (changes reach the member events of joined rooms).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.integration.harness import q
+
+
+def timeline(resp: dict, room_id: str) -> list[dict]:
+    return resp["rooms"]["join"].get(room_id, {}).get("timeline", {}).get("events", [])
+
+
+def bodies(events: list[dict]) -> list[str]:
+    return [e["content"]["body"] for e in events if e["type"] == "m.room.message"]
+
+
+def test_initial_then_incremental(homeserver):
+    alice, bob = homeserver.register(), homeserver.register()
+    room = alice.create_room(preset="public_chat", name="Syncing")
+    bob.join(room)
+    alice.send(room, "before")
+    initial = bob.sync()
+    joined = initial["rooms"]["join"][room]
+    state_types = {e["type"] for e in joined["state"]["events"]} | {e["type"] for e in joined["timeline"]["events"]}
+    assert {"m.room.create", "m.room.name", "m.room.power_levels"} <= state_types
+    assert bodies(joined["timeline"]["events"]) == ["before"]
+    assert joined["summary"]["m.joined_member_count"] == 2
+    assert "room_id" not in joined["timeline"]["events"][0]
+    since = initial["next_batch"]
+
+    quiet = bob.sync(since)
+    assert room not in quiet["rooms"]["join"] or not timeline(quiet, room)
+    alice.send(room, "after 1")
+    alice.send(room, "after 2")
+    incremental = bob.sync(since)
+    assert bodies(timeline(incremental, room)) == ["after 1", "after 2"]
+    assert incremental["rooms"]["join"][room]["timeline"]["limited"] is False
+    assert incremental["rooms"]["join"][room]["state"]["events"] == []
+    # the same since token gives the same answer; the new one gives nothing
+    assert bodies(timeline(bob.sync(since), room)) == ["after 1", "after 2"]
+    assert not timeline(bob.sync(incremental["next_batch"]), room)
+
+    status, resp = bob.request("GET", "/sync", params={"since": "not a token"})
+    assert status == 400 and resp["errcode"] in ("M_INVALID_PARAM", "M_UNKNOWN")
+
+
+def test_long_poll_wakes_on_new_event(homeserver):
+    alice, bob = homeserver.register(), homeserver.register()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    since = bob.sync()["next_batch"]
+    result = {}
+
+    def poll():
+        started = time.monotonic()
+        result["resp"] = bob.sync(since, timeout_ms=20_000)
+        result["elapsed"] = time.monotonic() - started
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    alice.send(room, "wake up")
+    poller.join(30)
+    assert not poller.is_alive()
+    assert bodies(timeline(result["resp"], room)) == ["wake up"]
+    assert result["elapsed"] < 15
+
+    # with nothing new, a long-poll returns empty after its timeout
+    started = time.monotonic()
+    empty = bob.sync(result["resp"]["next_batch"], timeout_ms=600)
+    assert 0.5 <= time.monotonic() - started < 10
+    assert not timeline(empty, room)
+
+
+def test_sync_sees_invite_join_and_leave(homeserver):
+    alice, bob = homeserver.register(), homeserver.register()
+    since = bob.sync()["next_batch"]
+    room = alice.create_room()
+    alice.invite(room, bob)
+    invite, since = bob.sync_until(lambda r: r["rooms"]["invite"].get(room), since)
+    assert any(e["type"] == "m.room.create" for e in invite["invite_state"]["events"])
+    bob.join(room)
+    joined, since = bob.sync_until(lambda r: r["rooms"]["join"].get(room), since)
+    assert any(e["type"] == "m.room.create" for e in joined["state"]["events"] + joined["timeline"]["events"])
+    alice.ok("POST", f"/rooms/{q(room)}/kick", {"user_id": bob.user_id, "reason": "bye"})
+    left, _ = bob.sync_until(lambda r: r["rooms"]["leave"].get(room), since)
+    own = [e for e in left["timeline"]["events"] if e["type"] == "m.room.member" and e["state_key"] == bob.user_id]
+    assert own[-1]["content"]["membership"] == "leave"
+
+
+def test_timeline_limit_and_types_filters(homeserver):
+    alice = homeserver.register()
+    room = alice.create_room()
+    for i in range(8):
+        alice.send(room, f"m{i}")
+        alice.send(room, {"n": i}, event_type="org.example.other")
+    limited = alice.sync(filter={"room": {"timeline": {"limit": 3}}})["rooms"]["join"][room]["timeline"]
+    assert limited["limited"] is True and len(limited["events"]) == 3
+    only_messages = alice.sync(filter={"room": {"timeline": {"limit": 4, "types": ["m.room.message"]}}})
+    events = timeline(only_messages, room)
+    assert events and {e["type"] for e in events} == {"m.room.message"}
+    not_messages = alice.sync(filter={"room": {"timeline": {"not_types": ["m.room.message"]}}})
+    assert "m.room.message" not in {e["type"] for e in timeline(not_messages, room)}
+    other_room = alice.create_room()
+    scoped = alice.sync(filter={"room": {"rooms": [other_room]}})
+    assert room not in scoped["rooms"]["join"] and other_room in scoped["rooms"]["join"]
+    fields = alice.sync(filter={"event_fields": ["type", "content.body"], "room": {"timeline": {"limit": 1}}})
+    assert timeline(fields, room)[-1] == {"type": "org.example.other", "content": {}} or \
+        set(timeline(fields, room)[-1]) <= {"type", "content"}
+
+
+def test_lazy_load_members(homeserver):
+    alice, bob, carol, dave = (homeserver.register() for _ in range(4))
+    room = alice.create_room(preset="public_chat")
+    for user in (bob, carol, dave):
+        user.join(room)
+    for i in range(12):
+        carol.send(room, f"carol {i}")
+    lazy = {"room": {"timeline": {"limit": 5}, "state": {"lazy_load_members": True}}}
+    joined = bob.sync(filter=lazy)["rooms"]["join"][room]
+    members = {e["state_key"] for e in joined["state"]["events"] if e["type"] == "m.room.member"}
+    assert carol.user_id in members and dave.user_id not in members and alice.user_id not in members
+    assert joined["summary"]["m.joined_member_count"] == 4
+    eager = bob.sync(filter={"room": {"timeline": {"limit": 5}}})["rooms"]["join"][room]
+    members = {e["state_key"] for e in eager["state"]["events"] if e["type"] == "m.room.member"}
+    assert members == {alice.user_id, bob.user_id, carol.user_id, dave.user_id}
+
+
+def test_stored_filter(homeserver):
+    alice, bob = homeserver.register(), homeserver.register()
+    definition = {"room": {"timeline": {"limit": 2, "types": ["m.room.message"]}}}
+    filter_id = alice.ok("POST", f"/user/{q(alice.user_id)}/filter", definition)["filter_id"]
+    assert isinstance(filter_id, str)
+    assert alice.ok("GET", f"/user/{q(alice.user_id)}/filter/{filter_id}")["room"]["timeline"]["limit"] == 2
+    room = alice.create_room()
+    for i in range(4):
+        alice.send(room, f"s{i}")
+    joined = alice.sync(filter=filter_id)["rooms"]["join"][room]
+    assert bodies(joined["timeline"]["events"]) == ["s2", "s3"] and joined["timeline"]["limited"] is True
+
+    status, resp = bob.request("GET", f"/user/{q(alice.user_id)}/filter/{filter_id}")
+    assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
+    status, resp = bob.request("POST", f"/user/{q(alice.user_id)}/filter", definition)
+    assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
+    status, resp = alice.request("GET", f"/user/{q(alice.user_id)}/filter/999999")
+    assert (status, resp["errcode"]) == (404, "M_NOT_FOUND")
+    status, resp = alice.request("GET", "/sync", params={"filter": "999999"})
+    assert status in (400, 404)
+    status, resp = alice.request("POST", f"/user/{q(alice.user_id)}/filter", {"room": {"timeline": {"limit": "x"}}})
+    assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
+
+
+def test_full_state(homeserver):
+    alice = homeserver.register()
+    room = alice.create_room(name="Full")
+    since = alice.sync()["next_batch"]
+    alice.send(room, "one")
+    resp = alice.sync(since, full_state="true")
+    joined = resp["rooms"]["join"][room]
+    types = {e["type"] for e in joined["state"]["events"]}
+    assert {"m.room.create", "m.room.name", "m.room.member"} <= types
+    assert [e["content"].get("body") for e in joined["timeline"]["events"]] == ["one"]  # still since-limited
+    quiet_room = alice.create_room(name="Quiet")
+    since = alice.sync()["next_batch"]
+    resp = alice.sync(since, full_state="true")
+    assert quiet_room in resp["rooms"]["join"] and room in resp["rooms"]["join"]
+
+
+def test_profile_change_reaches_member_events(homeserver):
+    alice, bob = homeserver.register(), homeserver.register()
+    rooms = [alice.create_room(preset="public_chat") for _ in range(2)]
+    for room in rooms:
+        bob.join(room)
+    since = bob.sync()["next_batch"]
+    alice.ok("PUT", f"/profile/{q(alice.user_id)}/displayname", {"displayname": "Alice Liddell"})
+    alice.ok("PUT", f"/profile/{q(alice.user_id)}/avatar_url", {"avatar_url": "mxc://test.local/alice"})
+    assert homeserver.request("GET", f"/profile/{q(alice.user_id)}")[1] == {
+        "displayname": "Alice Liddell", "avatar_url": "mxc://test.local/alice"}
+
+    def latest_member_contents(resp):
+        found = {}
+        for room in rooms:
+            for e in timeline(resp, room):
+                if e["type"] == "m.room.member" and e["state_key"] == alice.user_id:
+                    found[room] = e["content"]
+        return found
+
+    seen = {}
+
+    def both_rooms_updated(resp):
+        seen.update(latest_member_contents(resp))
+        return len(seen) == 2 and all(c.get("avatar_url") for c in seen.values()) and seen
+
+    contents, _ = bob.sync_until(both_rooms_updated, since)
+    for content in contents.values():
+        assert content == {"membership": "join", "displayname": "Alice Liddell",
+                           "avatar_url": "mxc://test.local/alice"}
+    assert bob.ok("GET", f"/rooms/{q(rooms[0])}/joined_members")["joined"][alice.user_id] == {
+        "display_name": "Alice Liddell", "avatar_url": "mxc://test.local/alice"}
+
+    status, resp = bob.request("PUT", f"/profile/{q(alice.user_id)}/displayname", {"displayname": "x"})
+    assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
+    status, resp = alice.request("PUT", f"/profile/{q(alice.user_id)}/displayname", {"displayname": 5})
+    assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
