@@ -266,20 +266,20 @@ class KeyRing:
             {key_id: (encode_base64(key.encode()), until) for key_id, (key, until) in keys.items()})
 
     # -- notary -------------------------------------------------------------------------------
-    async def query(self, criteria: dict[str, dict[str, int]]) -> list[dict]:
-        """Answer ``/_matrix/key/v2/query``: ``criteria`` maps server -> {key id: minimum valid until}
-        (an empty map: any key, valid now). Each response is countersigned by us."""
+    async def query(self, criteria: dict[str, tuple[list[str], int]]) -> list[dict]:
+        """Answer ``/_matrix/key/v2/query``: ``criteria`` maps server -> (key ids wanted, none
+        meaning any; the time they must be valid until). Each response is countersigned by us."""
         results = await defer.gatherResults(
-            [defer.ensureDeferred(self._query_one(server, wanted)) for server, wanted in criteria.items()],
+            [defer.ensureDeferred(self._query_one(server, key_ids, minimum))
+             for server, (key_ids, minimum) in criteria.items()],
             consumeErrors=True)
         return [response for server_results in results for response in server_results]
 
-    async def _query_one(self, server_name: str, wanted: dict[str, int]) -> list[dict]:
+    async def _query_one(self, server_name: str, key_ids: list[str], minimum: int) -> list[dict]:
         if server_name == self._own.server_name:
             return [self._own.key_response()]
         now = self._now_ms()
-        minimum = max(wanted.values(), default=now)
-        if not _answerable(await self._store.get_responses(server_name), wanted, minimum, now) \
+        if not _answerable(await self._store.get_responses(server_name), key_ids, minimum, now) \
                 and self._fetch_due(server_name):
             self._last_round[server_name] = now
             try:
@@ -297,7 +297,7 @@ def _without_signatures_of_others(response: dict, server_name: str) -> dict:
     return dict(response, signatures={server_name: sigs[server_name]} if server_name in sigs else {})
 
 
-def _answerable(stored, wanted: dict[str, int], minimum: int, now: int) -> bool:
+def _answerable(stored, wanted: list[str], minimum: int, now: int) -> bool:
     """Whether cached responses cover the query: valid long enough and younger than half their life."""
     fresh = {r.key_id for r in stored
              if r.valid_until_ts >= minimum and now < r.ts_fetched + (r.valid_until_ts - r.ts_fetched) // 2}

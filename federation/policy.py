@@ -57,12 +57,6 @@ def is_ip_literal(host: str) -> bool:
     return True
 
 
-def host_of(server_name: str) -> str:
-    """The host part of a server name without port (and without IPv6 brackets)."""
-    host, _ = split_server_name(server_name)
-    return host[1:-1] if host.startswith("[") else host
-
-
 @functools.lru_cache(maxsize=4096)
 def _glob_regex(glob: str) -> re.Pattern:
     """Appendices "Glob-style matching": ``*`` any run of characters, ``?`` exactly one; case-insensitive."""

@@ -68,7 +68,7 @@ def parse_x_matrix(header: str) -> XMatrix:
     if not isinstance(header, str):
         raise AuthHeaderError("no Authorization header")
     scheme, _, rest = header.partition(" ")
-    if scheme != "X-Matrix":
+    if scheme.lower() != "x-matrix":  # RFC 7235: schemes are case-insensitive
         raise AuthHeaderError("Authorization scheme is not X-Matrix")
     params = _parse_params(rest)
     missing = [name for name in ("origin", "key", "sig") if not params.get(name)]

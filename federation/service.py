@@ -68,6 +68,11 @@ class Federation:
         acl = await self._events.current_state_event(room_id, "m.room.server_acl")
         return server_acl_allows(acl.content if acl is not None else None, origin)
 
+    async def backfill(self, room_id: str) -> bool:
+        """Fetch older history of a room from the other servers in it."""
+        servers = [s for s in await self.membership.servers_in_room(room_id) if s != self.server_name]
+        return await self.receiver.backfill(room_id, servers)
+
     def peer_is_up(self, origin: str) -> None:
         if self.sender is not None:
             self.sender.wake(origin)

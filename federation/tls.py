@@ -9,8 +9,8 @@ literals). Trust comes from the system's CAs, or from
 
 from __future__ import annotations
 
-import re
-
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -19,7 +19,6 @@ from zope.interface import implementer
 
 from homeserver.config import ConfigError
 
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 MINIMUM_TLS = ssl.TLSVersion.TLSv1_2
 
 
@@ -31,27 +30,25 @@ def _read(path: str, what: str) -> bytes:
         raise ConfigError(f"{what}: cannot read {path}: {e.strerror or e}") from None
 
 
-def _certificates(path: str, what: str) -> list[ssl.Certificate]:
-    blocks = _PEM_CERT.findall(_read(path, what))
-    if not blocks:
-        raise ConfigError(f"{what}: {path} holds no PEM certificate")
+def _certificates(path: str, what: str) -> list[x509.Certificate]:
     try:
-        return [ssl.Certificate.loadPEM(block) for block in blocks]
-    except Exception as e:
-        raise ConfigError(f"{what}: {path} holds an invalid certificate: {e}") from None
+        return x509.load_pem_x509_certificates(_read(path, what))
+    except ValueError as e:
+        raise ConfigError(f"{what}: {path} holds no valid PEM certificate: {e}") from None
 
 
 def server_context_factory(certificate_path: str, private_key_path: str) -> ssl.CertificateOptions:
     """The context factory of a ``tls: true`` listener: the first certificate of the file is
     ours, the following ones its chain."""
     chain = _certificates(certificate_path, "tls_certificate_path")
-    key_pem = _read(private_key_path, "tls_private_key_path")
     try:
-        key = ssl.KeyPair.load(key_pem, ssl.FILETYPE_PEM)
-    except Exception as e:
-        raise ConfigError(f"tls_private_key_path: {private_key_path} is not a PEM private key: {e}") from None
-    return ssl.CertificateOptions(privateKey=key.original, certificate=chain[0].original,
-                                  extraCertChain=[c.original for c in chain[1:]], raiseMinimumTo=MINIMUM_TLS)
+        key = serialization.load_pem_private_key(_read(private_key_path, "tls_private_key_path"), password=None)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"tls_private_key_path: {private_key_path} is not an unencrypted PEM private key: "
+                          f"{e}") from None
+    # ALPN: we speak HTTP/1.1 (Twisted fails the handshake when a client offers ALPN and nothing matches).
+    return ssl.CertificateOptions(privateKey=key, certificate=chain[0], extraCertChain=chain[1:],
+                                  raiseMinimumTo=MINIMUM_TLS, acceptableProtocols=[b"http/1.1"])
 
 
 class ClientTlsPolicy:
@@ -61,8 +58,9 @@ class ClientTlsPolicy:
         self._verify = verify
         self._trust = None
         if ca_files:
-            certs = [c for path in ca_files for c in _certificates(path, "federation_custom_ca_list")]
-            self._trust = ssl.trustRootFromCertificates(certs)
+            pems = [c.public_bytes(serialization.Encoding.PEM)
+                    for path in ca_files for c in _certificates(path, "federation_custom_ca_list")]
+            self._trust = ssl.trustRootFromCertificates([ssl.Certificate.loadPEM(pem) for pem in pems])
         self._creators: dict[str, IOpenSSLClientConnectionCreator] = {}
         self._unverified_options = ssl.CertificateOptions(verify=False, raiseMinimumTo=MINIMUM_TLS)
 

@@ -14,13 +14,19 @@ from typing import Any
 
 from twisted.internet import defer
 
+from federation import transport as federation_transport
+from federation.api import server as federation_api
+from federation.service import Federation, OpenIdTokens
+from federation.tls import server_context_factory
 from homeserver import config as config_module
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
 from homeserver.api.client import account_data as account_data_api, receipts as receipts_api
+from homeserver.api.client import presence as presence_api, push_rules as push_rules_api
+from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.http.router import Router
-from homeserver.http.site import MatrixResource, make_site
+from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
@@ -29,16 +35,20 @@ from homeserver.services.e2e_keys import E2eKeysService
 from homeserver.services.history import RoomHistoryService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import Notifier
+from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
+from homeserver.services.push import PushService
 from homeserver.services.ratelimit import Ratelimiter
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
 from homeserver.services.room_events import RoomEventService
 from homeserver.services.rooms import RoomService
+from homeserver.services.search import SearchService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.sync import SyncService
 from homeserver.services.to_device import ToDeviceService, ToDeviceSource
 from homeserver.services.typing import TypingService
+from homeserver.services.user_directory import UserDirectoryService
 from homeserver.storage import account_data as account_data_storage
 from homeserver.storage import accounts as accounts_storage
 from homeserver.storage import device_inbox as device_inbox_storage
@@ -46,9 +56,15 @@ from homeserver.storage import device_lists as device_lists_storage
 from homeserver.storage import directory as directory_storage
 from homeserver.storage import e2e_keys as e2e_keys_storage
 from homeserver.storage import events as events_storage
+from homeserver.storage import federation_queue as federation_queue_storage
 from homeserver.storage import filters as filters_storage
 from homeserver.storage import key_backup as key_backup_storage
+from homeserver.storage import presence as presence_storage
+from homeserver.storage import push as push_storage
 from homeserver.storage import receipts as receipts_storage
+from homeserver.storage import search as search_storage
+from homeserver.storage import server_keys as server_keys_storage
+from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
@@ -66,10 +82,18 @@ STORAGE_DOMAINS = {
     "key_backup": key_backup_storage.MIGRATIONS,
     "receipts": receipts_storage.MIGRATIONS,
     "account_data": account_data_storage.MIGRATIONS,
+    "server_keys": server_keys_storage.MIGRATIONS,
+    "federation_queue": federation_queue_storage.MIGRATIONS,
+    "push": push_storage.MIGRATIONS,
+    "presence": presence_storage.MIGRATIONS,
+    "user_directory": user_directory_storage.MIGRATIONS,
+    "search": search_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
-                      account_data_api, keys_api, to_device_api, key_backup_api]
+                      account_data_api, keys_api, to_device_api, key_backup_api, federation_transport,
+                      federation_api,
+                      push_rules_api, presence_api, user_directory_api, search_api]
 
 RATE_LIMITS = {
     "message": "rc_message", "registration": "rc_registration",
@@ -112,6 +136,12 @@ class HomeServer:
     account_data: AccountDataService | None = None
     receipts: ReceiptService | None = None
     typing: TypingService | None = None
+    push: PushService | None = None
+    user_directory: UserDirectoryService | None = None
+    search: SearchService | None = None
+    federation: federation_transport.FederationTransport | None = None
+    federation_handler: Federation | None = None
+    openid: OpenIdTokens | None = None
     resource: MatrixResource | None = None
     ports: list = field(default_factory=list)
 
@@ -170,10 +200,26 @@ def build_server(config, reactor) -> HomeServer:
                     rooms=rooms, history=history, ratelimit=ratelimit, router=Router(),
                     account_data=account_data, receipts=receipts, typing=typing)
     _attach_e2ee(hs)
+    _attach_push_presence_search(hs)
+    hs.federation = federation_transport.build_transport(config, reactor, db, signing_key)
+    _attach_federation(hs)
     for module in CLIENT_API_MODULES:
         module.register(hs.router, hs)
-    hs.resource = MatrixResource(hs.router, auth.resolve_token, max_body=max(config.max_upload_size, 1 << 20))
+    hs.resource = MatrixResource(hs.router, auth.resolve_token, max_body=max(config.max_upload_size, 1 << 20),
+                                 authenticate_server=hs.federation.authenticator.authenticate)
     return hs
+
+
+def _attach_federation(hs: HomeServer) -> None:
+    """Rooms over federation: receiving and answering PDUs, remote membership, backfill."""
+    transport = hs.federation
+    hs.federation_handler = Federation(
+        room_events=hs.room_events, rooms=hs.rooms, directory=hs.directory, profiles=hs.profiles,
+        server_name=hs.server_name, signing_key=hs.signing_key, clock=hs.reactor, client=transport.client,
+        key_fetcher=transport.keyring, sender=transport.sender)
+    hs.rooms.federation = hs.federation_handler
+    hs.history.backfill = hs.federation_handler.backfill
+    hs.openid = OpenIdTokens(hs.reactor)
 
 
 def _attach_e2ee(hs: HomeServer) -> None:
@@ -195,6 +241,32 @@ def _attach_e2ee(hs: HomeServer) -> None:
     hs.sync.add_source(ToDeviceSource(hs.to_device))
 
 
+def _attach_push_presence_search(hs: HomeServer) -> None:
+    """Presence, user directory, search, then push: its sync source fills the notification counts of
+    every joined room the other sources put in the response, so it is added last."""
+    config = hs.config
+    hs.presence = PresenceService(store=presence_storage.PresenceStore(hs.db), event_store=hs.event_store,
+                                  notifier=hs.notifier, clock=hs.reactor, enabled=config.presence_enabled,
+                                  server_name=hs.server_name)
+    hs.user_directory = UserDirectoryService(
+        store=user_directory_storage.UserDirectoryStore(hs.db), room_events=hs.room_events,
+        enabled=config.user_directory_enabled, search_all_users=config.user_directory_search_all_users)
+    search_store = search_storage.SearchStore(hs.db)
+    search_store.prepare_sync()
+    hs.search = SearchService(store=search_store, room_events=hs.room_events, event_store=hs.event_store,
+                              serializer=hs.serializer, sync=hs.sync)
+    hs.push = PushService(store=push_storage.PushStore(hs.db), room_events=hs.room_events,
+                          event_store=hs.event_store, account_data=hs.account_data, serializer=hs.serializer,
+                          read_positions=receipts_storage.ReceiptStore(hs.db).read_positions,
+                          server_name=hs.server_name)
+    # Push actions first: a sync woken by the event waits for them (counts come with the event).
+    hs.room_events.listeners.insert(0, hs.push.on_room_events)
+    hs.room_events.listeners += [hs.presence.on_room_events, hs.user_directory.on_room_events,
+                                 hs.search.on_room_events]
+    hs.sync.add_source(hs.presence)
+    hs.sync.add_source(hs.push)
+
+
 def _notify_room_events(notifier: Notifier, events) -> None:
     rooms = {e.room_id for e in events}
     users = {e.state_key for e in events if e.type == "m.room.member" and e.state_key}
@@ -202,23 +274,40 @@ def _notify_room_events(notifier: Notifier, events) -> None:
 
 
 def listen(hs: HomeServer) -> list:
-    """Start every configured http listener (TLS listeners come with federation)."""
+    """Start every configured http listener (``tls: true`` ones with the configured certificate),
+    then resume the federation queues."""
     site = make_site(hs.resource)
     ports = []
-    for listener in hs.config.listeners:
+    contexts = [server_context_factory(hs.config.tls_certificate_path, hs.config.tls_private_key_path)
+                if listener.tls else None for listener in hs.config.listeners]  # bad files refused before binding
+    for listener, tls in zip(hs.config.listeners, contexts):
         addresses = listener.bind_addresses or ["127.0.0.1"]
         bound_any = False
         for address in addresses:
             try:
-                ports.append(hs.reactor.listenTCP(listener.port, site, interface=address))
+                ports.append(hs.reactor.listenSSL(listener.port, site, tls, interface=address) if tls else
+                             hs.reactor.listenTCP(listener.port, site, interface=address))
                 bound_any = True
             except Exception as e:  # e.g. "::" and "0.0.0.0" both binding one port
                 if not bound_any and address == addresses[-1]:
                     raise
                 logger.info("Not listening on %s:%d: %s", address, listener.port, e)
-        logger.info("Listening on %s port %d", ",".join(addresses), listener.port)
+        logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
+    hs.reactor.callWhenRunning(hs.federation.sender.resume)
     return ports
+
+
+def _connection_trackers(ports) -> set[ConnectionTracker]:
+    """The ConnectionTracker of each port, found under any wrapping factory (e.g. TLS)."""
+    found = set()
+    for port in ports:
+        factory = port.factory
+        while factory is not None and not isinstance(factory, ConnectionTracker):
+            factory = getattr(factory, "wrappedFactory", None)
+        if factory is not None:
+            found.add(factory)
+    return found
 
 
 async def shutdown(hs: HomeServer) -> None:
@@ -228,6 +317,13 @@ async def shutdown(hs: HomeServer) -> None:
     hs.notifier.wake_all()
     if hs.resource is not None:
         await hs.resource.wait_drained()
+    for tracker in _connection_trackers(hs.ports):
+        try:  # let the answers just given reach their clients before the reactor stops
+            await tracker.close_connections().addTimeout(5, hs.reactor)
+        except defer.TimeoutError:
+            logger.warning("Some client connections did not close within 5s")
+    hs.federation.sender.stop()
+    await hs.federation.client.close()
     hs.db.close()
     logger.info("Shut down cleanly")
 
@@ -247,7 +343,11 @@ def run_server(config) -> int:
 
     _setup_logging(config)
     hs = build_server(config, reactor)
-    listen(hs)
+    try:
+        listen(hs)
+    except Exception:
+        hs.db.close()  # its threads would keep the process alive
+        raise
     stopping = []
 
     def on_signal(signum, frame):

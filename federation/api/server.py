@@ -11,7 +11,7 @@ PREFIX = "/_matrix/federation"
 
 
 def register(router: Router, hs) -> None:
-    fed = hs.federation
+    fed = hs.federation_handler
     seen_txns: OrderedDict[tuple[str, str], dict] = OrderedDict()
 
     def add(method: str, path: str, handler, auth: str = AUTH_SERVER) -> None:

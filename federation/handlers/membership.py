@@ -232,7 +232,7 @@ class FederationMembership:
         state_events = await self._events.get_events(state.values())
         auth_events = await self._events.get_events(event_id_list(join.get("auth_events", [])))
         try:
-            check_auth_events(version, join, {i: e.pdu for i, e in auth_events.items()})
+            check_auth_events(version, join, [e.pdu for e in auth_events.values()])
             from federation.handlers.receive import _auth_state
             check_auth(version, join, _auth_state(version, join, [e.pdu for e in state_events.values()]))
         except AuthError as e:

@@ -91,7 +91,7 @@ class PduReceiver:
         auth_events = await self._auth_events(origin, version, pdu)
         create = await self._create_pdu(version, room_id)
         try:
-            check_auth_events(version, pdu, auth_events)
+            check_auth_events(version, pdu, auth_events.values())
             check_auth(version, pdu, _auth_state(version, pdu, list(auth_events.values()) + [create]))
         except AuthError as e:
             raise PduRejected(f"auth events forbid it: {e.reason}")
@@ -178,7 +178,7 @@ class PduReceiver:
         for pdu in _auth_order(by_id):
             auth = {a: available[a] for a in event_id_list(pdu.get("auth_events", [])) if a in available}
             try:
-                check_auth_events(version, pdu, auth)
+                check_auth_events(version, pdu, auth.values())
                 check_auth(version, pdu, _auth_state(version, pdu, list(auth.values()) + [create]))
             except AuthError as e:
                 logger.info("Rejected %s: %s", pdu["event_id"], e.reason)

@@ -12,6 +12,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import defer
+from twisted.protocols import policies
 from twisted.web import resource, server
 from twisted.web.http import Request
 
@@ -186,10 +187,35 @@ def _loggable_path(request: Request) -> str:
     return path + "?" + "&".join(parts)
 
 
-def make_site(root: MatrixResource) -> server.Site:
+class ConnectionTracker(policies.WrappingFactory):
+    """Wraps the Site to know its open connections, so a shutdown can close them after their bytes are sent."""
+
+    def __init__(self, site: server.Site):
+        super().__init__(site)
+        self._closed_waiters: list[defer.Deferred] = []
+
+    def unregisterProtocol(self, p) -> None:
+        super().unregisterProtocol(p)
+        if not self.protocols:
+            waiters, self._closed_waiters = self._closed_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def close_connections(self) -> defer.Deferred:
+        """loseConnection (which flushes first) on every connection; fires when all are closed."""
+        if not self.protocols:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._closed_waiters.append(d)
+        for wrapper in list(self.protocols):
+            wrapper.loseConnection()
+        return d
+
+
+def make_site(root: MatrixResource) -> ConnectionTracker:
     site = server.Site(root)
     site.noisy = False
     site.displayTracebacks = False
     # Access logging is ours (one line per request, secrets removed).
     site.log = lambda request: None
-    return site
+    return ConnectionTracker(site)

@@ -219,7 +219,8 @@ class E2eKeysService:
         master_key_id, master_public = _key_of_cross_signing_key(master)
         for key_type, key in keys.items():
             key_id, public_key = _key_of_cross_signing_key(key)
-            if key.get("user_id") != user_id or key_type not in (key.get("usage") or []):
+            if key.get("user_id") != user_id or not isinstance(key.get("usage"), list) \
+                    or key_type not in key["usage"]:
                 raise invalid_param(f"Invalid {key_type} key")
             if public_key in device_ids:
                 raise forbidden("Key ID in use")
@@ -245,6 +246,8 @@ class E2eKeysService:
         for target_user, objects in body.items():
             for key_id, signed in objects.items():
                 try:
+                    if not _is_signatures(signed.get("signatures", {})):
+                        raise invalid_param("signatures must map user ids to key ids to signatures")
                     if target_user == user_id:
                         accepted += self._own_signatures(user_id, key_id, signed, stored.get(user_id, {}),
                                                          own_devices)

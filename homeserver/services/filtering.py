@@ -24,6 +24,7 @@ class EventFilter:
     contains_url: bool | None = None
     lazy_load_members: bool = False
     include_redundant_members: bool = False
+    unread_thread_notifications: bool = False
 
     @classmethod
     def parse(cls, raw: dict | None, where: str = "filter") -> "EventFilter":
@@ -48,7 +49,8 @@ class EventFilter:
                    rooms=strings("rooms"), not_rooms=strings("not_rooms") or (),
                    contains_url=raw.get("contains_url"),
                    lazy_load_members=bool(raw.get("lazy_load_members", False)),
-                   include_redundant_members=bool(raw.get("include_redundant_members", False)))
+                   include_redundant_members=bool(raw.get("include_redundant_members", False)),
+                   unread_thread_notifications=raw.get("unread_thread_notifications") is True)
 
     def allows_room(self, room_id: str) -> bool:
         if room_id in self.not_rooms:

@@ -15,6 +15,7 @@ class Notifier:
         self._by_user: dict[str, set[defer.Deferred]] = {}
         self._by_room: dict[str, set[defer.Deferred]] = {}
         self._all: set[defer.Deferred] = set()
+        self._stopping = False
 
     def notify(self, *, users=(), rooms=()) -> None:
         woken: set[defer.Deferred] = set()
@@ -27,13 +28,16 @@ class Notifier:
                 d.callback(True)
 
     def wake_all(self) -> None:
-        """Release every waiter (server shutdown)."""
+        """Release every waiter, and make later waits return at once (server shutdown)."""
+        self._stopping = True
         for d in list(self._all):
             if not d.called:
                 d.callback(False)
 
     async def wait(self, user_id: str, room_ids, timeout_ms: int) -> bool:
         """Wait until notified for the user or one of the rooms, or until the timeout. True if notified."""
+        if self._stopping:
+            return False
         d: defer.Deferred = defer.Deferred()
         rooms = list(room_ids)
         self._by_user.setdefault(user_id, set()).add(d)

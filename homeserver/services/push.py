@@ -32,6 +32,36 @@ MAX_NOTIFICATIONS_LIMIT = 500
 ReadPositions = Callable[[str, str], Awaitable[dict]]  # (room, user) -> {thread or None: stream ordering}
 
 
+class ListenerWork:
+    """Work that a room event listener (synchronous) starts in the background and readers wait for.
+
+    Each piece of work is tagged with the highest stream position it handles, so a reader can wait for
+    what concerns the positions it is about to read. Failures are logged.
+    """
+
+    def __init__(self, what: str):
+        self._what = what
+        self._running: dict[defer.Deferred, int] = {}
+
+    def start(self, coro, position: int) -> None:
+        d = defer.ensureDeferred(coro)
+        d.addErrback(lambda f: logger.error("%s up to %d failed: %s", self._what, position, f.getTraceback()))
+        if not d.called:
+            self._running[d] = position
+            d.addBoth(lambda _: self._running.pop(d, None))
+
+    async def wait(self, upto: int | None = None) -> None:
+        """Return once the work started for positions up to ``upto`` (all, if None) is over."""
+        waiters = []
+        for d, position in list(self._running.items()):
+            if upto is None or position <= upto:
+                waiter: defer.Deferred = defer.Deferred()
+                d.addBoth(lambda result, w=waiter: (w.callback(None), result)[1])
+                waiters.append(waiter)
+        for waiter in waiters:
+            await waiter
+
+
 class PushService:
     """The push rules API, the room event listener computing push actions, and the sync source of counts.
 
@@ -53,7 +83,7 @@ class PushService:
         self._rulesets: dict[str, dict] = {}
         self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
-        self._in_flight: dict[int, list[defer.Deferred]] = {}
+        self.work = ListenerWork("Computing push actions")
 
     # -- rules -------------------------------------------------------------------------
     async def ruleset(self, user_id: str) -> dict[str, list[dict]]:
@@ -161,27 +191,8 @@ class PushService:
     def on_room_events(self, events: list[StoredEvent]) -> None:
         """Room event listener: compute push actions off the write path; syncs up to them wait for them."""
         events = [e for e in events if not e.outlier]
-        if not events:
-            return
-        top = max(e.stream_ordering for e in events)
-        self._in_flight[top] = []
-        d = defer.ensureDeferred(self._store_push_actions(events))
-        d.addErrback(lambda f: logger.error("Computing push actions up to %d failed: %s", top, f.getTraceback()))
-        d.addBoth(lambda _: self._settled(top))
-
-    def _settled(self, top: int) -> None:
-        for waiter in self._in_flight.pop(top, []):
-            waiter.callback(None)
-
-    async def wait_for_actions(self, upto: int) -> None:
-        """Return once the push actions of every event at or before ``upto`` are stored."""
-        waiters = []
-        for top, pending in self._in_flight.items():
-            if top <= upto:
-                waiters.append(defer.Deferred())
-                pending.append(waiters[-1])
-        for waiter in waiters:
-            await waiter
+        if events:
+            self.work.start(self._store_push_actions(events), max(e.stream_ordering for e in events))
 
     async def _store_push_actions(self, events: list[StoredEvent]) -> None:
         actions: list[PushAction] = []
@@ -194,16 +205,16 @@ class PushService:
 
     async def _actions_for_event(self, ev: StoredEvent) -> list[PushAction]:
         """Spec "Server behaviour": evaluate the rules of each local member (and a local invitee) but the sender."""
-        members = await self._event_store.joined_members(ev.room_id)
-        recipients = {u for u in members if self._is_local(u)}
+        state = await self._room_events.current_state(ev.room_id)  # from memory and the event cache
+        members = {k[1]: e for k, e in state.items() if k[0] == "m.room.member"}
+        joined = [u for u, e in members.items() if e.content.get("membership") == "join"]
+        recipients = {u for u in joined if self._is_local(u)}
         if ev.type == "m.room.member" and ev.content.get("membership") == "invite" and self._is_local(ev.state_key):
             recipients.add(ev.state_key)
         recipients.discard(ev.sender)
         version = await self._room_events.room_version(ev.room_id)
         if not recipients or version is None:
             return []
-        keys = {("m.room.create", ""), ("m.room.power_levels", "")} | {("m.room.member", u) for u in recipients}
-        state = await self._room_events.current_state(ev.room_id, keys)
         create, power = state.get(("m.room.create", "")), state.get(("m.room.power_levels", ""))
         sender_level = get_power_level(version, create.pdu if create else None, power.pdu if power else None,
                                        ev.sender)
@@ -211,9 +222,9 @@ class PushService:
         event = dict(ev.pdu, room_id=ev.room_id, event_id=ev.event_id)
         out = []
         for user_id in sorted(recipients):
-            member = state.get(("m.room.member", user_id))
+            member = members.get(user_id)
             name = member.content.get("displayname") if member is not None else None
-            ctx = PushContext(user_id, name if isinstance(name, str) else None, len(members), sender_level,
+            ctx = PushContext(user_id, name if isinstance(name, str) else None, len(joined), sender_level,
                               power.content if power is not None else None)
             _, actions = evaluate(await self.ruleset(user_id), event, ctx)
             if notifies(actions):
@@ -242,10 +253,12 @@ class PushService:
         """room -> thread -> (notifications, highlights) after the user's read receipts.
 
         Spec "Receiving notifications": an unthreaded receipt reads every thread, a threaded one its
-        own thread; the later of the two applies.
+        own thread; the later of the two applies. Without an unthreaded receipt, what came before the
+        user's membership event is read (as Synapse).
         """
+        memberships = await self._event_store.rooms_for_user(user_id)
         positions = {r: await self._read_positions(r, user_id) for r in room_ids}
-        floors = {r: p.get(None, 0) for r, p in positions.items()}
+        floors = {r: p[None] if None in p else memberships.get(r, (None, None, 0))[2] for r, p in positions.items()}
         counts = await self._store.counts_after(user_id, floors, upto)
         for room_id, threads in counts.items():
             for thread_id in list(threads):
@@ -259,11 +272,20 @@ class PushService:
         return self._room_events.stream.current()
 
     async def contribute(self, ctx, response) -> None:
-        """Spec /sync ``unread_notifications`` (and ``unread_thread_notifications``) of each joined room sent."""
+        """Spec /sync ``unread_notifications`` (and ``unread_thread_notifications``) of each joined room sent.
+
+        An initial sync also always carries the ``m.push_rules`` account data (as Synapse), even for a
+        user who never changed a rule.
+        """
+        rules_event = {"type": "m.push_rules"}
+        global_data = response["account_data"]["events"]
+        if ctx.since_of(self.name) is None and ctx.filter.account_data.allows(rules_event) and not any(
+                e["type"] == "m.push_rules" for e in global_data):
+            global_data.append(dict(rules_event, content=await self.client_rules(ctx.user_id)))
         rooms = response["rooms"]["join"]
         if not rooms:
             return
-        await self.wait_for_actions(ctx.to["events"])
+        await self.work.wait(ctx.to["events"])
         counts = await self.unread_counts(ctx.user_id, list(rooms), ctx.to["events"])
         by_thread = ctx.filter.timeline.unread_thread_notifications
         for room_id, room in rooms.items():
@@ -287,6 +309,7 @@ class PushService:
             except ValueError:
                 raise invalid_param("Unrecognised 'from' token")
         limit = max(0, min(limit, MAX_NOTIFICATIONS_LIMIT))
+        await self.work.wait()  # events sent before the request are listed
         actions = await self._store.notifications(requester.user_id, before, limit, only == "highlight")
         events = await self._room_events.get_events(a.event_id for a in actions)
         shown = [a for a in actions if a.event_id in events]

@@ -36,7 +36,7 @@ class ReceiptService:
     def current(self) -> int:
         return self._stream.current()
 
-    async def check_target(self, room_id: str, user_id: str, event_id: str) -> StoredEvent:
+    async def _check_target(self, room_id: str, user_id: str, event_id: str) -> StoredEvent:
         """The event a receipt or marker points at: the user must be joined and the event in the room."""
         if await self._room_events.membership(room_id, user_id) != "join":
             raise forbidden("You are not joined to this room")
@@ -49,16 +49,19 @@ class ReceiptService:
                            thread_id: str | None = None) -> None:
         """POST /rooms/{roomId}/receipt/{receiptType}/{eventId}, ``m.fully_read`` included."""
         if receipt_type == FULLY_READ:
-            await self.set_fully_read(room_id, user_id, event_id)
+            await self.set_read_markers(room_id, user_id, {FULLY_READ: event_id})
             return
-        event = await self.check_target(room_id, user_id, event_id)
+        event = await self._check_target(room_id, user_id, event_id)
         if thread_id is not None and not await self._in_thread(event, thread_id):
             raise invalid_param(f"event_id {event_id} is not related to thread {thread_id}")
         await self._store_receipt(event, receipt_type, user_id, thread_id)
 
     async def set_read_markers(self, room_id: str, user_id: str, markers: dict[str, str]) -> None:
-        """POST /rooms/{roomId}/read_markers: every target is checked before anything is written."""
-        events = {rtype: await self.check_target(room_id, user_id, event_id) for rtype, event_id in markers.items()}
+        """POST /rooms/{roomId}/read_markers: every target is checked before anything is written.
+
+        Spec "Fully read markers": ``m.fully_read`` is stored as the room account data of that type.
+        """
+        events = {rtype: await self._check_target(room_id, user_id, event_id) for rtype, event_id in markers.items()}
         for rtype, event in events.items():
             if rtype == FULLY_READ:
                 await self._account_data.put(user_id, room_id, FULLY_READ, {"event_id": event.event_id})
@@ -81,12 +84,8 @@ class ReceiptService:
         finally:
             self._stream.done([position])
         if stored:
-            self._stream.when_visible(position, lambda: self._notifier.notify(users=[user_id], rooms=[event.room_id]))
-
-    async def set_fully_read(self, room_id: str, user_id: str, event_id: str) -> None:
-        """Spec "Fully read markers": stored as the room account data ``m.fully_read``."""
-        await self.check_target(room_id, user_id, event_id)
-        await self._account_data.put(user_id, room_id, FULLY_READ, {"event_id": event_id})
+            self._stream.when_visible(
+                position, lambda: self._notifier.notify(users=[user_id], rooms=[event.room_id]))
 
     async def _in_thread(self, event: StoredEvent, thread_id: str) -> bool:
         """Spec "Threaded read receipts": whether ``event`` belongs to ``thread_id`` ("main" or a root).

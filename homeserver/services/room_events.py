@@ -112,6 +112,7 @@ class RoomEventService:
         self._heads: dict[str, RoomHead] = {}
         self._locks: dict[str, defer.DeferredLock] = {}
         self.cache = EventCache()
+        self._last_create_ts = 0
         self._backfill_floor: int | None = None  # backfilled events count down from below every other
         self.listeners: list[Callable[[list[StoredEvent]], None]] = []
 
@@ -232,8 +233,11 @@ class RoomEventService:
 
     async def create_room(self, version: RoomVersion, create: EventSpec, rest: list[EventSpec],
                           room_id: str | None, is_public: bool) -> tuple[str, list[StoredEvent]]:
-        """Write a new room: the create event first (for v12 it names the room), then its initial events."""
-        now = self.now_ms()
+        """Write a new room: the create event first (for v12 it names the room), then its initial events.
+
+        Create timestamps are kept strictly increasing so that two identical v12 create events made in
+        the same millisecond still name two rooms."""
+        now = self._last_create_ts = max(self.now_ms(), self._last_create_ts + 1)
         if room_id is None and version.room_id_from_create_event:
             probe = self._build(RoomHead("", version, {}, [], 0, None), create, None, now)
             room_id = room_id_from_create_event(probe["event_id"])
@@ -357,12 +361,18 @@ class RoomEventService:
                 await self._store.store_room(room_id, version.identifier, None, False, self.now_ms())
                 head = self._heads[room_id] = RoomHead(room_id, version, {}, [], 0, None)
             work = head.copy()
+            known = await self.get_events(event_id_of(i.pdu, version) for i in items)
+            # An event we hold is stored once; an outlier we hold may join the timeline now.
+            items = [i for i in items if event_id_of(i.pdu, version) not in known
+                     or (not i.outlier and known[event_id_of(i.pdu, version)].outlier)]
             positions = self.stream.allocate(len(items))
             news = []
             pending: dict[str, StoredEvent] = {}
             try:  # done() even if preparing fails: an unfinished position would hold the stream back
                 for item, pos in zip(items, positions):
-                    news.append(await self._prepare_external(work, item, pos, pending))
+                    new = await self._prepare_external(work, item, pos, pending)
+                    new.was_outlier = new.event.event_id in known
+                    news.append(new)
                 await self._store.persist_events(news)
             finally:
                 self.stream.done(positions)

@@ -6,6 +6,7 @@ import copy
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.auth_rules import get_named_level, get_power_level
+from homeserver.events.identifiers import domain_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.services.room_events import EventSpec, RoomEventService
 from homeserver.storage.events import EventStore, StoredEvent
@@ -171,7 +172,7 @@ class RoomService:
         return (await self._events.send(room_id, spec)).event_id
 
     def _is_local(self, user_id: str) -> bool:
-        return user_id.rsplit(":", 1)[-1] == self.server_name if ":" in user_id else False
+        return ":" in user_id and domain_of(user_id) == self.server_name
 
     async def _remote_membership(self, room_id: str, sender: str, target: str, membership: str, content: dict,
                                  servers: list[str]) -> str:
@@ -180,9 +181,9 @@ class RoomService:
         current = await self._events.current_state_event(room_id, "m.room.member", target)
         candidates = list(servers)
         if current is not None:  # the server that invited us, or that we knocked through
-            candidates.append(current.sender.rsplit(":", 1)[-1])
+            candidates.append(domain_of(current.sender))
         if ":" in room_id:
-            candidates.append(room_id.split(":", 1)[1])
+            candidates.append(domain_of(room_id))
         if membership == "leave" and (current is None or current.content.get("membership") not in ("invite", "knock")):
             raise not_found("You are not in this room")
         if not candidates:

@@ -17,6 +17,8 @@ from homeserver.services.filtering import SyncFilter
 from homeserver.services.visibility import Timeline, visible
 from homeserver.storage.events import EventStore, StoredEvent
 
+MAX_TIMELINE_SCAN = 2000  # events looked at per room for one sync timeline (filters may skip most)
+
 STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
                         "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
 
@@ -185,15 +187,8 @@ class SyncService:
                              since_pos: int | None, to_pos: int) -> None:
         f = ctx.filter
         limit = f.timeline.limit if f.timeline.limit is not None else 10
-        raw = await self._store.room_events_between(room_id, to_pos, since_pos or 0, limit + 1, backwards=True)
-        limited = len(raw) > limit
-        raw = list(reversed(raw[:limit]))
-        if since_pos is None:
-            raw = await self.visible_events(ctx.user_id, room_id, raw)
-        for ev in raw:
-            self._room_events.cache.put(ev)
-        timeline = [e for e in raw if f.timeline.allows(e.pdu | {"room_id": room_id})]
-        start_pos = raw[0].stream_ordering - 1 if raw else to_pos
+        timeline, limited = await self._load_timeline(ctx, room_id, since_pos, to_pos, limit)
+        start_pos = timeline[0].stream_ordering - 1 if timeline else to_pos
         state_ids = await self._state_for_timeline(room_id, None if ctx.full_state else since_pos, start_pos,
                                                    limited)
         if f.state.lazy_load_members:
@@ -213,6 +208,28 @@ class SyncService:
             state, ctx.requester, bundle=False, event_fields=f.event_fields, include_room_id=False)}
         if section == "join":
             room["summary"] = await self.room_summary(room_id, ctx.user_id)
+
+    async def _load_timeline(self, ctx: SyncContext, room_id: str, since_pos: int | None, to_pos: int,
+                             limit: int) -> tuple[list[StoredEvent], bool]:
+        """The newest ``limit`` events in (since, to] that the filter allows (and, on an initial sync, the user
+        may see), oldest first; and whether older such events were left out (``limited``)."""
+        found: list[StoredEvent] = []
+        position, batch_size, scanned = to_pos, limit + 1, 0
+        while True:
+            raw = await self._store.room_events_between(room_id, position, since_pos or 0, batch_size,
+                                                        backwards=True)
+            candidates = raw if since_pos is not None else await self.visible_events(ctx.user_id, room_id, raw)
+            for ev in candidates:
+                if ctx.filter.timeline.allows(ev.pdu | {"room_id": room_id}):
+                    if len(found) == limit:
+                        return found[::-1], True
+                    self._room_events.cache.put(ev)
+                    found.append(ev)
+            scanned += batch_size
+            if len(raw) < batch_size or scanned >= MAX_TIMELINE_SCAN:
+                return found[::-1], len(raw) == batch_size
+            position = raw[-1].stream_ordering - 1
+            batch_size = min(batch_size * 2, MAX_TIMELINE_SCAN)
 
     async def _state_for_timeline(self, room_id: str, since_pos: int | None, start_pos: int,
                                   limited: bool) -> dict:

@@ -40,7 +40,7 @@ class TypingService:
             return
         typers = self._typers.setdefault(room_id, {})
         timer = typers.get(user_id)
-        delay = min(max(timeout_ms, 0), MAX_TIMEOUT_MS) / 1000.0
+        delay = min(timeout_ms, MAX_TIMEOUT_MS) / 1000.0
         if timer is not None:
             timer.reset(delay)
             return

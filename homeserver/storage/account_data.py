@@ -36,14 +36,11 @@ class AccountDataStore:
         return self.db.run_sync("account_data_max_stream_id", max_position, "account_data", "stream_id")
 
     async def put(self, user_id: str, room_id: str | None, data_type: str, content: dict, stream_id: int) -> None:
-        key = (user_id, room_id or GLOBAL, data_type)
-
-        def txn_fn(txn):
-            txn.execute("DELETE FROM account_data WHERE user_id = ? AND room_id = ? AND data_type = ?", key)
-            txn.execute("INSERT INTO account_data (user_id, room_id, data_type, content, stream_id)"
-                        " VALUES (?, ?, ?, ?, ?)", key + (json.dumps(content), stream_id))
-
-        await self.db.run("put_account_data", txn_fn)
+        row = (user_id, room_id or GLOBAL, data_type, json.dumps(content), stream_id)
+        await self.db.run("put_account_data", lambda txn: txn.execute(
+            "INSERT INTO account_data (user_id, room_id, data_type, content, stream_id) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET"
+            " content = excluded.content, stream_id = excluded.stream_id", row))
 
     async def get(self, user_id: str, room_id: str | None, data_type: str) -> dict | None:
         raw = await self.db.run("get_account_data", lambda txn: txn.select_value(

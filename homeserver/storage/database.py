@@ -132,7 +132,7 @@ class SqliteEngine:
         cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     @staticmethod
-    def retryable(e: Exception, committing: bool) -> bool:
+    def retryable(e: Exception, conn, committing: bool) -> bool:
         return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
 
     def close(self) -> None:
@@ -155,9 +155,10 @@ class PostgresEngine:
 
         self._psycopg = psycopg
         self.cp_max = cp_max
-        self.database = check_postgres_database(dsn)
+        database = check_postgres_database(dsn)
         self._pool = ConnectionPool(dsn, min_size=cp_min, max_size=cp_max, configure=self._configure,
                                     name="hexagone", open=True, timeout=60)
+        logger.info("Using PostgreSQL database %s with %d to %d connections", database, cp_min, cp_max)
 
     def _configure(self, conn) -> None:
         conn.isolation_level = self._psycopg.IsolationLevel.SERIALIZABLE
@@ -195,20 +196,16 @@ class PostgresEngine:
             for row in rows:
                 copy.write_row(self.adapt(row))
 
-    def retryable(self, e: Exception, committing: bool) -> bool:
-        """Serialization failures and deadlocks; a lost connection unless the COMMIT itself was under way."""
+    def retryable(self, e: Exception, conn, committing: bool) -> bool:
+        """Serialization failures and deadlocks; a lost connection (the pool then drops it) unless the
+        COMMIT itself was under way, when the transaction may or may not have committed."""
         errors = self._psycopg.errors
         if isinstance(e, (errors.SerializationFailure, errors.DeadlockDetected)):
             return True
-        return isinstance(e, self._psycopg.OperationalError) and not committing and _connection_lost(e)
+        return isinstance(e, self._psycopg.OperationalError) and conn.closed and not committing
 
     def close(self) -> None:
         self._pool.close()
-
-
-def _connection_lost(e: Exception) -> bool:
-    state = getattr(e, "sqlstate", None)
-    return state is None or state.startswith("08")
 
 
 def check_postgres_database(dsn: str) -> str:
@@ -231,7 +228,7 @@ def check_postgres_database(dsn: str) -> str:
     collation, ctype = info["datcollate"], info["datctype"]
     provider = info.get("datlocprovider", "c")
     if provider == "i":
-        collation = ctype = f"ICU {info.get('daticulocale') or info.get('datlocale')}"
+        collation = f"ICU {info.get('daticulocale') or info.get('datlocale')}"
     elif provider == "b":
         collation = ctype = info.get("datlocale")
     if encoding != "UTF8" or collation not in SAFE_LOCALES or ctype not in SAFE_LOCALES:
@@ -327,7 +324,7 @@ class Database:
                     break
                 except Exception as e:
                     _rollback_quietly(self.engine, conn)
-                    if attempt >= MAX_ATTEMPTS or not self.engine.retryable(e, committing):
+                    if attempt >= MAX_ATTEMPTS or not self.engine.retryable(e, conn, committing):
                         raise
                     self.retries += 1
                     logger.info("Transaction %s retried (attempt %d) after %s", name, attempt, str(e).strip())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 from homeserver.storage.e2e_keys import canonical
-from homeserver.storage.streams import max_position
 
 MIGRATIONS = [
     """
@@ -35,6 +34,17 @@ MIGRATIONS = [
         PRIMARY KEY (destination, stream_id)
     )
     """,
+    # Delivered messages are deleted, so the highest position handed out is kept on its own.
+    """
+    CREATE TABLE to_device_stream (
+        position BIGINT NOT NULL
+    );
+    INSERT INTO to_device_stream (position) SELECT MAX(p) FROM (
+        SELECT COALESCE(MAX(stream_id), 0) AS p FROM device_inbox
+        UNION ALL SELECT COALESCE(MAX(stream_id), 0) AS p FROM device_federation_outbox
+        UNION ALL SELECT COALESCE(MAX(stream_id), 0) AS p FROM to_device_txns
+    ) AS positions
+    """,
 ]
 
 
@@ -43,10 +53,13 @@ class DeviceInboxStore:
         self.db = db
 
     def max_position_sync(self) -> int:
-        """The stream's highest stored position (start-up only)."""
-        return self.db.run_sync("device_inbox_max", lambda t: max(
-            max_position(t, "device_inbox", "stream_id"),
-            max_position(t, "device_federation_outbox", "stream_id")))
+        """The stream's highest position handed out (start-up only).
+
+        Delivered messages are deleted, so the position is kept on its own: the stream never goes back
+        below a token a client holds.
+        """
+        return self.db.run_sync("device_inbox_max", lambda t: int(t.select_value(
+            "SELECT position FROM to_device_stream", default=0)))
 
     async def add_messages(self, stream_id: int, sender: str, sender_device: str, txn_id: str,
                            local: list[tuple[str, str, dict]], remote: list[tuple[str, dict]]) -> bool:
@@ -56,6 +69,7 @@ class DeviceInboxStore:
         """
 
         def txn_fn(txn):
+            txn.execute("UPDATE to_device_stream SET position = ? WHERE position < ?", (stream_id, stream_id))
             if txn.select_one("SELECT 1 FROM to_device_txns WHERE user_id = ? AND device_id = ? AND txn_id = ?",
                               (sender, sender_device, txn_id)):
                 return False

@@ -60,7 +60,7 @@ MIGRATIONS = [
     """,
 ]
 
-KeyTriple = tuple[str, str, dict]  # (algorithm, key_id, key object or string)
+KeyTriple = tuple[str, str, object]  # (algorithm, key_id, key object or string)
 
 
 class OneTimeKeyConflict(Exception):

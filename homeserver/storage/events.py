@@ -270,18 +270,19 @@ class EventStore:
             self._store_state_group_txn(txn, ev.room_id, ev.state_group, new.prev_state_group,
                                         new.state_group_delta)
         if new.was_outlier:
-            txn.execute("UPDATE events SET outlier = 0, stream_ordering = ? WHERE event_id = ?",
-                        (ev.stream_ordering, ev.event_id))
-            return
-        txn.execute(
-            "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth, origin_server_ts,"
-            " json, outlier, state_group, replaces_state, relates_to, rel_type, thread_id, txn_device, txn_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ev.stream_ordering, ev.event_id, ev.room_id, ev.type, ev.state_key, ev.sender, ev.pdu.get("depth", 0),
-             ev.pdu.get("origin_server_ts", 0), json.dumps(_pdu_for_storage(ev.pdu), separators=(",", ":"),
-                                                           ensure_ascii=False),
-             int(ev.outlier), ev.state_group, ev.replaces_state, relates_to, rel_type, thread_id,
-             new.txn[1] if new.txn else None, new.txn[2] if new.txn else None))
+            txn.execute("UPDATE events SET outlier = ?, stream_ordering = ?, state_group = ?, replaces_state = ?"
+                        " WHERE event_id = ?", (int(ev.outlier), ev.stream_ordering, ev.state_group,
+                                                ev.replaces_state, ev.event_id))
+        else:
+            txn.execute(
+                "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth,"
+                " origin_server_ts, json, outlier, state_group, replaces_state, relates_to, rel_type, thread_id,"
+                " txn_device, txn_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (ev.stream_ordering, ev.event_id, ev.room_id, ev.type, ev.state_key, ev.sender,
+                 ev.pdu.get("depth", 0), ev.pdu.get("origin_server_ts", 0),
+                 json.dumps(_pdu_for_storage(ev.pdu), separators=(",", ":"), ensure_ascii=False),
+                 int(ev.outlier), ev.state_group, ev.replaces_state, relates_to, rel_type, thread_id,
+                 new.txn[1] if new.txn else None, new.txn[2] if new.txn else None))
         if new.txn is not None:
             txn.execute("INSERT INTO event_txn_ids (room_id, user_id, device_id, txn_id, event_id)"
                         " VALUES (?, ?, ?, ?, ?)", (ev.room_id, *new.txn, ev.event_id))

@@ -73,6 +73,11 @@ class Porter:
 
     # -- preparation -------------------------------------------------------------------
     def check_source(self, domains: dict[str, list[str]]) -> None:
+        present = {r[0] for r in self.source.run_sync("source_tables", lambda t: t.select_all(
+            "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'"
+            " AND name NOT LIKE 'sqlite_%'"))}  # not virtual tables (a search index) nor their shadows
+        if SCHEMA_TABLE not in present:
+            raise PortError("The SQLite database is not a Hexagone database (it has no schema_versions table).")
         versions = dict(self.source.run_sync("source_versions", lambda t: t.select_all(
             f"SELECT domain, version FROM {SCHEMA_TABLE}")))
         stale = [f"{d} (at {versions.get(d, 0)}, this version needs {len(m)})"
@@ -81,8 +86,6 @@ class Porter:
             raise PortError("The SQLite database's schema does not match this version of Hexagone: "
                             + ", ".join(stale) + ". Start the server on it once with this version "
                             "(it migrates at start-up), stop it, then port.")
-        present = {r[0] for r in self.source.run_sync("source_tables", lambda t: t.select_all(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))}
         for name in sorted(present - set(self.tables) - {SCHEMA_TABLE}):
             print(f"warning: table {name} is not created by any migration; not copied", file=self.err)
 
@@ -143,11 +146,12 @@ class Porter:
         while not done:
             rows = self._read_batch(plan, last_key)
             done = len(rows) < self.batch_size
+            first = last_key is None
             if rows:
                 last_key = list(rows[-1][:len(plan.key)])
             values = [self._clean(r[len(plan.key):]) for r in rows]
             copied += len(values)
-            self.target.run_sync("port_batch", self._write_batch_txn, plan, values, last_key, copied, done)
+            self.target.run_sync("port_batch", self._write_batch_txn, plan, values, first, last_key, copied, done)
             bar.show(copied)
         bar.finish(copied)
 
@@ -157,7 +161,10 @@ class Porter:
         sql = (f"SELECT {key}, {', '.join(plan.columns)} FROM {plan.name}{where} ORDER BY {key} LIMIT ?")
         return self.source.run_sync("port_read", lambda t: t.select_all(sql, [*(last_key or []), self.batch_size]))
 
-    def _write_batch_txn(self, txn, plan: TablePlan, values: list, last_key, copied: int, done: bool) -> None:
+    def _write_batch_txn(self, txn, plan: TablePlan, values: list, first: bool, last_key, copied: int,
+                         done: bool) -> None:
+        if first:  # rows a migration seeded: the source has them too, as they are now
+            txn.execute(f"DELETE FROM {plan.name}")
         txn.copy_rows(plan.name, plan.columns, values)
         txn.execute(f"DELETE FROM {PROGRESS_TABLE} WHERE table_name = ?", (plan.name,))
         txn.execute(f"INSERT INTO {PROGRESS_TABLE} (table_name, last_key, copied, done) VALUES (?, ?, ?, ?)",
@@ -253,6 +260,18 @@ def port_database(config, target_url: str, batch_size: int, out=sys.stdout, err=
     finally:
         source.close()
         target.close()
-    print(f"\nPort complete. Now set `database` in {config.config_path} to this PostgreSQL database "
-          "(name: psycopg2, args: user, password, dbname, host, port) and start the server.", file=out)
+    print(f"\nPort complete. Now set `database` in {config.config_path} to the new database, then start "
+          f"the server:\n\n{database_yaml(target_url, config.config_dir)}", file=out)
     return 0
+
+
+def database_yaml(url: str, config_dir: str) -> str:
+    """The ``database`` section for ``url``, its password left out (give password or password_file)."""
+    import yaml
+
+    from homeserver.config import _database_from_url
+
+    name, args = _database_from_url(url, config_dir)
+    if args.pop("password", None) is not None:
+        args["password"] = "..."
+    return yaml.safe_dump({"database": {"name": name, "args": args}}, sort_keys=False)

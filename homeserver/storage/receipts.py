@@ -58,21 +58,18 @@ class ReceiptStore:
 
         Returns whether it was stored (an older receipt never replaces a newer one).
         """
-        key = (receipt.room_id, receipt.receipt_type, receipt.user_id, receipt.thread_id or UNTHREADED)
+        row = (receipt.room_id, receipt.receipt_type, receipt.user_id, receipt.thread_id or UNTHREADED,
+               receipt.event_id, receipt.event_stream_ordering, json.dumps(receipt.data), stream_id)
 
         def txn_fn(txn):
-            existing = txn.select_value(
-                "SELECT event_stream_ordering FROM receipts"
-                " WHERE room_id = ? AND receipt_type = ? AND user_id = ? AND thread_id = ?", key)
-            if existing is not None and existing >= receipt.event_stream_ordering:
-                return False
-            txn.execute("DELETE FROM receipts WHERE room_id = ? AND receipt_type = ? AND user_id = ? AND thread_id = ?",
-                        key)
             txn.execute(
                 "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_stream_ordering,"
-                " data, stream_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                key + (receipt.event_id, receipt.event_stream_ordering, json.dumps(receipt.data), stream_id))
-            return True
+                " data, stream_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET"
+                " event_id = excluded.event_id, event_stream_ordering = excluded.event_stream_ordering,"
+                " data = excluded.data, stream_id = excluded.stream_id"
+                " WHERE receipts.event_stream_ordering < excluded.event_stream_ordering", row)
+            return txn.rowcount > 0
 
         return await self.db.run("upsert_receipt", txn_fn)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from tests.bench.workloads import HIGHER, LOWER, Figure, Outcome
+from tests.bench.workloads import HIGHER, INFO, LOWER, Figure, Outcome
 
 RATIO = ("hexagone", "synapse")  # the ratio column is Hexagone's median over Synapse's
 
@@ -99,7 +99,7 @@ def summarize(records: list[Record], servers: list[str]) -> list[Row]:
     return rows
 
 
-_BETTER = {HIGHER: "higher", LOWER: "lower", "info": "neither"}
+_BETTER = {HIGHER: "higher", LOWER: "lower", INFO: "neither"}
 
 
 def render(rows: list[Row], servers: list[str]) -> str:

@@ -15,12 +15,13 @@ import argparse
 import asyncio
 import datetime
 import json
+import os
 import sys
 import time
 
 from tests.bench import servers
 from tests.bench.report import Record, failures, render, summarize
-from tests.bench.workloads import INFO, LOWER, WORKLOADS, Outcome, Workload, run_workload
+from tests.bench.workloads import LOWER, WORKLOADS, Outcome, Workload, run_workload
 
 IDLE_SETTLE_S = 2.0  # let start-up work finish before reading the idle RSS
 SERVER_ROW = "server"
@@ -40,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the same kind for every server (postgresql: 127.0.0.1:5432, a fresh database each)")
     p.add_argument("--json", metavar="OUT", help="also write every figure of every run to this file")
     for w in WORKLOADS.values():
-        group = p.add_argument_group(f"{w.name}: {w.doc}")
+        group = p.add_argument_group(f"{w.name}: {w.doc.rstrip('.')}")
         for size, default in w.sizes.items():
             group.add_argument(_flag(w.name, size), dest=f"{w.name}.{size}", type=int, default=default,
                                metavar="N", help=f"default {default}")
@@ -103,7 +104,7 @@ def _progress(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.monotonic()
+    started, load_before = time.monotonic(), os.getloadavg()[0]
     records: list[Record] = []
     for repetition in range(1, args.repetitions + 1):
         for label in args.servers:
@@ -114,13 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     problems = failures(records)
     for line in problems:
         print("FAILED: " + line)
+    load = (load_before, os.getloadavg()[0])
     print(f"\n{args.repetitions} repetitions, database {args.database}, bcrypt rounds {servers.BCRYPT_ROUNDS}, "
-          f"{time.monotonic() - started:.0f}s in all; 'neither' ({INFO}) figures are context, not scores.")
+          f"{time.monotonic() - started:.0f}s in all, 1-minute load average {load[0]:.1f} before and "
+          f"{load[1]:.1f} after on {os.cpu_count()} CPUs; 'neither' figures are context, not scores.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                        "servers": args.servers, "database": args.database, "repetitions": args.repetitions,
-                       "bcrypt_rounds": servers.BCRYPT_ROUNDS,
+                       "bcrypt_rounds": servers.BCRYPT_ROUNDS, "load_average": load,
                        "sizes": {name: sizes_of(args, WORKLOADS[name]) for name in args.workloads},
                        "summary": [row.to_json(args.servers) for row in rows],
                        "runs": [r.to_json() for r in records]}, f, indent=1)

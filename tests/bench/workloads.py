@@ -196,7 +196,7 @@ async def run_workload(w: Workload, server: servers.RunningServer, sizes: dict[s
 
 
 @workload
-async def send(bench: Bench, out: Outcome, *, rooms: int = 4, senders: int = 2, messages: int = 50):
+async def send(bench: Bench, out: Outcome, *, rooms: int = 4, senders: int = 2, messages: int = 40):
     """Concurrent senders in several rooms: messages/s and per-request latency."""
     writers: list[tuple[MatrixClient, str]] = []
     for _ in range(rooms):
@@ -259,7 +259,7 @@ async def delivery(bench: Bench, out: Outcome, *, messages: int = 30):
 
 
 @workload
-async def initial_sync(bench: Bench, out: Outcome, *, rooms: int = 20, history: int = 20, syncs: int = 5):
+async def initial_sync(bench: Bench, out: Outcome, *, rooms: int = 20, history: int = 10, syncs: int = 5):
     """A user in many rooms with history does fresh (initial) /sync requests: time and size."""
     owner = await bench.user()
     room_ids = [await public_room(owner) for _ in range(rooms)]
@@ -290,7 +290,7 @@ async def initial_sync(bench: Bench, out: Outcome, *, rooms: int = 20, history: 
 
 
 @workload
-async def joins(bench: Bench, out: Outcome, *, users: int = 50, concurrency: int = 4, member_lists: int = 5):
+async def joins(bench: Bench, out: Outcome, *, users: int = 30, concurrency: int = 4, member_lists: int = 5):
     """Many users join one public room: joins/s, then the time of /members."""
     owner = await bench.user()
     room_id = await public_room(owner)
@@ -311,7 +311,7 @@ async def joins(bench: Bench, out: Outcome, *, users: int = 50, concurrency: int
 
 
 @workload
-async def register_login(bench: Bench, out: Outcome, *, registrations: int = 10, logins: int = 10,
+async def register_login(bench: Bench, out: Outcome, *, registrations: int = 8, logins: int = 8,
                          concurrency: int = 2):
     """Registrations/s and logins/s with passwords hashed at the same bcrypt cost on both servers."""
     names = [bench.name() for _ in range(registrations)]

@@ -124,12 +124,30 @@ class ServerProcess:
         self.config = config
 
     def start(self) -> "ServerProcess":
-        """``hexagone run``, then wait for /_matrix/client/versions to answer."""
+        """``hexagone run``, then wait until it listens and /_matrix/client/versions answers.
+
+        If another process took our port meanwhile, start again on a fresh one.
+        """
+        for _ in range(3):
+            if self._start_once():
+                return self
+            self._set_port(free_port())
+        raise ServerError(f"no free port after 3 attempts:\n{self.log()}")
+
+    def _set_port(self, port: int) -> None:
+        self.port = port
+        self.config["listeners"][0]["port"] = port
+        with open(self.config_path, "w") as f:
+            yaml.safe_dump(self.config, f)
+
+    def _start_once(self) -> bool:
+        """False if the port was taken; raises ServerError on any other failure."""
         assert self.process is None, "already running"
         env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
         with open(self.log_path, "ab") as log:
             log.write(f"---- hexagone run (port {self.port}) ----\n".encode())
             log.flush()
+            log_start = log.tell()
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "homeserver.cli", "run", "--config", self.config_path],
                 cwd=self.dir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -140,16 +158,24 @@ class ServerProcess:
                 code = self.process.returncode
                 self.process = None
                 LIVE_SERVERS.remove(self)
+                if "Address already in use" in self._log_since(log_start):
+                    return False
                 raise ServerError(f"server exited with {code} while starting:\n{self.log()}")
-            try:
-                status, _ = self.client().request("GET", "/_matrix/client/versions", timeout=2)
-                if status == 200:
-                    return self
-            except OSError:
-                pass
+            # Our own process must have bound the port: another server may answer on it too.
+            if f" port {self.port}" in self._log_since(log_start):
+                try:
+                    if self.client().request("GET", "/_matrix/client/versions", timeout=2)[0] == 200:
+                        return True
+                except OSError:
+                    pass
             time.sleep(0.05)
         self.kill()
         raise ServerError(f"server did not answer within {START_TIMEOUT_S}s:\n{self.log()}")
+
+    def _log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
 
     def stop(self) -> None:
         """SIGTERM the process we started; it must exit with status 0 within STOP_TIMEOUT_S."""

@@ -353,9 +353,10 @@ def test_tags(homeserver):
     alice.ok("PUT", f"{tags_path}/m.favourite", {"order": 0.25})
     alice.ok("PUT", f"{tags_path}/u.work", {})
     alice.ok("PUT", f"{tags_path}/u.edge", {"order": 1})
-    assert alice.ok("GET", tags_path) == {"tags": {"m.favourite": {"order": 0.25}, "u.work": {}, "u.edge": {"order": 1}}}
+    tags = {"m.favourite": {"order": 0.25}, "u.work": {}, "u.edge": {"order": 1}}
+    assert alice.ok("GET", tags_path) == {"tags": tags}
     found, token = alice.sync_until(lambda r: room_account_data(r, room).get("m.tag"), since=token)
-    assert found == {"tags": {"m.favourite": {"order": 0.25}, "u.work": {}, "u.edge": {"order": 1}}}
+    assert found == {"tags": tags}
 
     alice.ok("DELETE", f"{tags_path}/u.work")
     alice.ok("DELETE", f"{tags_path}/u.never-set")
@@ -375,6 +376,31 @@ def test_tags(homeserver):
     assert_error(alice.request("DELETE", f"{other_tags}/u.x"), 403, "M_FORBIDDEN")
     assert_error(alice.request("GET", f"/user/{q(alice.user_id)}/rooms/bad/tags"), 400, "M_INVALID_PARAM")
     assert "u.bad" not in alice.ok("GET", tags_path)["tags"]
+
+
+# -- sync filters ---------------------------------------------------------------------------------
+
+def test_sync_filters_apply_to_ephemeral_and_account_data(homeserver):
+    alice, bob, room = shared_room(homeserver)
+    event_id = bob.send(room)
+    bob.ok("POST", receipt_path(room, "m.read", event_id), {})
+    bob.ok("PUT", typing_path(room, bob.user_id), {"typing": True})
+    me = q(alice.user_id)
+    alice.ok("PUT", f"/user/{me}/account_data/org.example.keep", {"k": 1})
+    alice.ok("PUT", f"/user/{me}/account_data/org.example.drop", {"d": 1})
+    alice.ok("PUT", f"/user/{me}/rooms/{q(room)}/account_data/org.example.room", {"r": 1})
+
+    unfiltered = alice.sync()
+    assert receipts_of(unfiltered, room) and typers(unfiltered, room) == [bob.user_id]
+    sync_filter = {"account_data": {"not_types": ["org.example.drop"]},
+                   "room": {"ephemeral": {"not_types": ["m.typing"]}, "account_data": {"types": ["m.tag"]}}}
+    filtered = alice.sync(filter=sync_filter)
+    assert receipts_of(filtered, room) and typers(filtered, room) is None
+    assert "org.example.keep" in global_account_data(filtered)
+    assert "org.example.drop" not in global_account_data(filtered)
+    assert room_account_data(filtered, room) == {}
+    nothing = alice.sync(filter={"room": {"ephemeral": {"types": []}}})
+    assert ephemeral(nothing, room, "m.receipt") == ephemeral(nothing, room, "m.typing") == []
 
 
 # -- matrix-nio ---------------------------------------------------------------------------------

@@ -385,7 +385,7 @@ def test_room_upgrade(homeserver):
     assert (status, resp["errcode"]) == (400, "M_MISSING_PARAM")
 
 
-def test_room_summary_endpoints_reject_strangers(homeserver):
+def test_strangers_cannot_read_a_private_room(homeserver):
     alice, stranger = homeserver.register(), homeserver.register()
     room = alice.create_room()
     for path in (f"/rooms/{q(room)}/messages", f"/rooms/{q(room)}/state/m.room.create/"):

@@ -170,6 +170,15 @@ def register(router: Router, hs) -> None:
         return {"user_id": user_id, "access_token": token, "device_id": device_id,
                 "home_server": config.server_name}
 
+    async def openid_token(req: ApiRequest):
+        """POST /user/{userId}/openid/request_token (spec "OpenID")."""
+        if req.path_params["userId"] != req.user_id:
+            raise forbidden("You may only request tokens for yourself")
+        token, expires_in = hs.openid.issue(req.user_id)
+        return {"access_token": token, "token_type": "Bearer", "matrix_server_name": config.server_name,
+                "expires_in": expires_in}
+
+    router.client("POST", "/user/{userId}/openid/request_token", openid_token)
     router.client("POST", "/register", post_register, auth=AUTH_NONE)
     router.client("GET", "/register/available", available, auth=AUTH_NONE)
     router.client("GET", "/register/m.login.registration_token/validity", token_validity, auth=AUTH_NONE,

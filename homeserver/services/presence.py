@@ -1,0 +1,219 @@
+"""Presence (client-server "Presence") and its sync stream.
+
+Each user has one state (online, unavailable, offline), a status message and
+the time of their last activity. Explicit changes (PUT, ``set_presence`` on
+/sync, sending events) update it; a timer applies Synapse's timeouts: idle
+after five minutes, not ``currently_active`` after one, offline when the user
+stops syncing. Only a change others should see is written to the stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from twisted.internet import defer
+
+from homeserver.errors import forbidden, invalid_param
+from homeserver.storage.presence import PresenceRow, PresenceStore
+from homeserver.storage.streams import StreamIdGenerator
+
+logger = logging.getLogger(__name__)
+
+STATES = ("online", "unavailable", "offline")
+ACTIVE_GRANULARITY_MS = 60_000      # Synapse's LAST_ACTIVE_GRANULARITY
+IDLE_TIMEOUT_MS = 5 * 60_000        # Synapse's IDLE_TIMER
+# Synapse's SYNC_ONLINE_TIMEOUT is 30 s counted from the end of a sync; we only see syncs start,
+# and a long-poll lasts up to ~30 s, hence twice that.
+SYNC_ONLINE_TIMEOUT_MS = 60_000
+TIMER_INTERVAL_S = 5.0
+
+
+class PresenceService:
+    """The presence of local users, kept in memory once loaded, persisted when it visibly changes."""
+
+    name = "presence"
+
+    def __init__(self, *, store: PresenceStore, event_store, notifier, clock, enabled: bool, server_name: str):
+        self._store = store
+        self._event_store = event_store
+        self._notifier = notifier
+        self._clock = clock
+        self.enabled = enabled
+        self._server_suffix = ":" + server_name
+        self._stream = StreamIdGenerator(store.max_stream_id_sync())
+        self._states: dict[str, PresenceRow] = {}
+        self._last_sync: dict[str, int] = {}
+        self._timer = None
+        self._restored = False
+
+    def now_ms(self) -> int:
+        return int(self._clock.seconds() * 1000)
+
+    def current(self) -> int:
+        return self._stream.current()
+
+    # -- reading -----------------------------------------------------------------------
+    async def _state(self, user_id: str) -> PresenceRow:
+        """The user's state: from memory while not offline, else from the store."""
+        state = self._states.get(user_id)
+        if state is None:
+            state = (await self._store.get([user_id])).get(user_id) or PresenceRow(user_id, "offline", None, 0, False)
+            if state.state != "offline":
+                state = self._states.setdefault(user_id, state)
+        return state
+
+    async def get_presence(self, observer: str, user_id: str) -> dict:
+        """Spec GET /presence/{userId}/status: only for users sharing a room (as Synapse); offline when disabled."""
+        if not self.enabled:
+            return {"presence": "offline"}
+        if observer != user_id and user_id not in await self._event_store.users_sharing_rooms(observer):
+            raise forbidden("You are not allowed to see their presence")
+        return self.format(await self._state(user_id))
+
+    def format(self, state: PresenceRow) -> dict:
+        """The ``m.presence`` content of a state."""
+        content: dict = {"presence": state.state}
+        if state.last_active_ts:
+            content["last_active_ago"] = max(0, self.now_ms() - state.last_active_ts)
+        if state.state == "online":
+            content["currently_active"] = state.currently_active
+        if state.status_msg is not None:
+            content["status_msg"] = state.status_msg
+        return content
+
+    # -- writing -----------------------------------------------------------------------------
+    async def set_presence(self, user_id: str, presence: str, status_msg: str | None) -> None:
+        """Spec PUT /presence/{userId}/status (the caller checked it is the user's own)."""
+        if presence not in STATES:
+            raise invalid_param(f"presence must be one of {', '.join(STATES)}")
+        if not self.enabled:
+            return
+        state = await self._state(user_id)
+        await self._change(state, state=presence, status_msg=status_msg, **self._activity(presence))
+
+    async def user_syncing(self, user_id: str, set_presence: str) -> None:
+        """/sync ``set_presence``: online or unavailable set the state (keeping the message); offline changes nothing."""
+        if not self.enabled or set_presence == "offline":
+            return
+        self._last_sync[user_id] = self.now_ms()
+        state = await self._state(user_id)
+        await self._change(state, state=set_presence, **self._activity(set_presence))
+
+    def on_room_events(self, events) -> None:
+        """Room event listener: sending an event is activity (Synapse bumps the sender's presence)."""
+        if not self.enabled:
+            return
+        for sender in {e.sender for e in events if not e.outlier and e.sender.endswith(self._server_suffix)}:
+            _spawn(self._bump_active(sender), "presence bump")
+
+    async def _bump_active(self, user_id: str) -> None:
+        state = await self._state(user_id)
+        if state.state != "offline":
+            await self._change(state, state="online", **self._activity("online"))
+
+    def _activity(self, presence: str) -> dict:
+        """What an explicit change to ``presence`` also sets: being online is activity now."""
+        if presence != "online":
+            return {}
+        return {"last_active_ts": self.now_ms(), "currently_active": True}
+
+    async def _change(self, old: PresenceRow, **fields) -> None:
+        """Apply fields; persist, stream and wake observers if the change is one they should see."""
+        new = dataclasses.replace(old, **fields)
+        if new.state != "online":
+            new.currently_active = False
+        self._states[old.user_id] = new
+        self._ensure_timer()
+        if not _should_notify(old, new):
+            return
+        (position,) = self._stream.allocate()
+        try:
+            await self._store.put(new, position)
+        finally:
+            self._stream.done([position])
+        self._stream.when_visible(position, lambda: _spawn(self._wake(new.user_id), "presence wake-up"))
+
+    async def _wake(self, user_id: str) -> None:
+        rooms = [r for r, (m, _, _) in (await self._event_store.rooms_for_user(user_id)).items() if m == "join"]
+        self._notifier.notify(users=[user_id], rooms=rooms)
+
+    # -- timeouts ----------------------------------------------------------------------------
+    def _ensure_timer(self) -> None:
+        if self._timer is None or not self._timer.active():
+            self._timer = self._clock.callLater(TIMER_INTERVAL_S, self._tick)
+
+    def _tick(self) -> None:
+        _spawn(self._apply_timeouts(), "presence timeouts")
+
+    async def _apply_timeouts(self) -> None:
+        """Run while any user is not offline; the first run also takes over those a previous run left online."""
+        now = self.now_ms()
+        if not self._restored:
+            self._restored = True
+            for row in await self._store.not_offline():
+                self._states.setdefault(row.user_id, row)
+        for user_id, state in list(self._states.items()):
+            if state.state == "offline":
+                del self._states[user_id]
+                self._last_sync.pop(user_id, None)
+                continue
+            self._last_sync.setdefault(user_id, now)
+            fields = _timed_out(state, now, self._last_sync[user_id])
+            if fields:
+                await self._change(self._states[user_id], **fields)
+        if self._states:
+            self._ensure_timer()
+
+    # -- sync ------------------------------------------------------------------------------------
+    async def contribute(self, ctx, response) -> None:
+        """Spec /sync ``presence``: users sharing a room with the syncing user, and the user.
+
+        An initial sync has everyone not offline; an incremental one the changes since the token, and
+        the members of rooms joined since then (as Synapse).
+        """
+        if not self.enabled:
+            return
+        since, to = ctx.since_of(self.name), ctx.to[self.name]
+        interested = await self._event_store.users_sharing_rooms(ctx.user_id) | {ctx.user_id}
+        if since is None:
+            rows = [r for r in (await self._store.get(interested)).values() if r.state != "offline"]
+        else:
+            rows = await self._store.changed_between(since, to) if since < to else []
+            rows = [r for r in rows if r.user_id in interested]
+            newcomers = set()
+            for room_id in ctx.newly_joined:
+                newcomers.update(await self._event_store.joined_members(room_id))
+            newcomers -= {r.user_id for r in rows}
+            rows += [r for r in (await self._store.get(newcomers)).values() if r.state != "offline"]
+        events = []
+        for row in sorted(rows, key=lambda r: r.user_id):
+            event = {"type": "m.presence", "sender": row.user_id,
+                     "content": self.format(self._states.get(row.user_id, row))}
+            if ctx.filter.presence.allows(event):
+                events.append(event)
+        limit = ctx.filter.presence.limit
+        response["presence"]["events"] = events if limit is None else events[:limit]
+
+
+def _spawn(coro, what: str) -> None:
+    d = defer.ensureDeferred(coro)
+    d.addErrback(lambda f: logger.error("%s failed: %s", what, f.getTraceback()))
+
+
+def _timed_out(state: PresenceRow, now: int, last_sync: int) -> dict:
+    """Synapse's presence timeouts: offline without syncs, idle without activity, no longer currently active."""
+    if now - max(last_sync, state.last_active_ts) > SYNC_ONLINE_TIMEOUT_MS:
+        return {"state": "offline"}
+    if state.state == "online" and now - state.last_active_ts > IDLE_TIMEOUT_MS:
+        return {"state": "unavailable"}
+    if state.currently_active and now - state.last_active_ts > ACTIVE_GRANULARITY_MS:
+        return {"currently_active": False}
+    return {}
+
+
+def _should_notify(old: PresenceRow, new: PresenceRow) -> bool:
+    """Whether observers should hear of a change (Synapse's rule: last_active alone only when not active)."""
+    if (old.state, old.status_msg, old.currently_active) != (new.state, new.status_msg, new.currently_active):
+        return True
+    return new.last_active_ts - old.last_active_ts > ACTIVE_GRANULARITY_MS and not new.currently_active

@@ -1,0 +1,83 @@
+"""The benchmark suite (tests/bench) keeps working: every workload, Hexagone only, tiny sizes.
+
+Not a timed test: it checks that the suite runs end to end and reports
+figures, that failed requests are counted, and that a workload with errors
+is shown as FAILED rather than as a figure. It never needs the Synapse venv.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from tests.bench import run
+from tests.bench.client import MatrixClient
+from tests.bench.report import Record, render, summarize
+from tests.bench.workloads import LOWER, WORKLOADS, Outcome
+
+TINY = ["--send-rooms", "2", "--send-senders", "2", "--send-messages", "5",
+        "--delivery-messages", "5",
+        "--initial-sync-rooms", "3", "--initial-sync-history", "3", "--initial-sync-syncs", "2",
+        "--joins-users", "3", "--joins-member-lists", "1",
+        "--register-login-registrations", "2", "--register-login-logins", "2"]
+# The PostgreSQL pass of .ci/run sets HEXAGONE_TEST_DATABASE; the suite then uses 127.0.0.1:5432 too.
+DATABASE = "postgresql" if os.environ.get("HEXAGONE_TEST_DATABASE", "").startswith("postgresql://") else "sqlite"
+
+MAIN_FIGURES = {
+    "server": "idle RSS after start",
+    "send": "send throughput",
+    "delivery": "send-to-receive p50",
+    "initial_sync": "initial sync (median)",
+    "joins": "/members (median)",
+    "register_login": "login throughput",
+}
+
+
+def test_every_workload_runs_against_hexagone(tmp_path, capsys):
+    out_path = tmp_path / "bench.json"
+    code = run.main(["--servers", "hexagone", "--repetitions", "1", "--database", DATABASE,
+                     "--json", str(out_path), *TINY])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    data = json.loads(out_path.read_text())
+    assert [r["workload"] for r in data["runs"]] == ["server", *WORKLOADS]
+    assert [r["errors"] for r in data["runs"]] == [0] * (1 + len(WORKLOADS)), data["runs"]
+    figures = {(row["workload"], row["figure"]): row["hexagone"] for row in data["summary"]}
+    for workload, figure in MAIN_FIGURES.items():
+        assert figures[(workload, figure)]["median"] > 0, (workload, figure)
+    for workload in WORKLOADS:
+        assert figures[(workload, "server peak RSS")]["median"] > 0
+    assert data["sizes"]["send"] == {"rooms": 2, "senders": 2, "messages": 5}
+    assert "| send | send throughput | msg/s | higher |" in printed
+    assert "FAILED" not in printed
+
+
+def test_failed_requests_are_counted(homeserver):
+    """A real error answer (403 M_FORBIDDEN on a bad login) is counted, not timed."""
+    async def bad_login() -> Outcome:
+        out = Outcome()
+        client = MatrixClient(homeserver.base_url)
+        try:
+            result = await out.timed("login", client.login("nobody-here", "wrong password"))
+        finally:
+            client.close()
+        assert result is None
+        return out
+
+    out = asyncio.run(bad_login())
+    assert out.errors == 1
+    assert "403" in out.first_error and "M_FORBIDDEN" in out.first_error
+    assert "login" not in out.samples
+
+
+def test_a_workload_with_errors_is_failed_not_faster():
+    fast_but_broken, slow = Outcome(), Outcome()
+    fast_but_broken.add("send latency p50", "ms", LOWER, 1.0)
+    fast_but_broken.fail("PUT /send: 500")
+    slow.add("send latency p50", "ms", LOWER, 100.0)
+    records = [Record("hexagone", 1, "send", fast_but_broken), Record("synapse", 1, "send", slow)]
+    rows = summarize(records, ["hexagone", "synapse"])
+    assert rows[0].ratio() is None
+    table = render(rows, ["hexagone", "synapse"])
+    assert "| send | send latency p50 | ms | lower | FAILED (1 errors) | 100 (100–100) | — |" in table

@@ -1,0 +1,126 @@
+"""Rooms shared between two Hexagone servers over real TLS federation: joins by alias and by
+invite, messages and state both ways, back-pagination of history from before the join, bans,
+room versions, and forged events."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
+from tests.integration.harness import q, unique
+
+
+@pytest.fixture(scope="module")
+def a(fed):
+    return fed()
+
+
+@pytest.fixture(scope="module")
+def b(fed):
+    return fed()
+
+
+def register(server):
+    return server.process.register()
+
+
+def in_timeline(room_id, predicate):
+    def find(resp):
+        events = resp["rooms"]["join"].get(room_id, {}).get("timeline", {}).get("events", [])
+        return next((e for e in events if predicate(e)), None)
+    return find
+
+
+def body_is(text):
+    return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == text
+
+
+@pytest.mark.parametrize("version", ["10", "11", "12"])
+def test_join_by_alias_and_chat_both_ways(a, b, version):
+    alice, bob = register(a), register(b)
+    alias_name = unique("fed")
+    room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name, room_version=version,
+                                name="Federated")
+    alice.send(room_id, "before bob joined")
+    alias = f"#{alias_name}:{a.name}"
+    assert bob.join(alias) == room_id
+
+    # Bob sees the room's state and the history from before the join.
+    event, since_b = bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.member"
+                                                and e["state_key"] == bob.user_id))
+    status, name = bob.state(room_id, "m.room.name")
+    assert status == 200 and name == {"name": "Federated"}
+    history = bob.messages(room_id, dir="b", limit=50)
+    assert any(body_is("before bob joined")(e) for e in history["chunk"]), history
+
+    # Alice sees Bob's join, then messages flow both ways.
+    alice.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.member"
+                                 and e["state_key"] == bob.user_id))
+    alice.send(room_id, "hello bob")
+    bob.sync_until(in_timeline(room_id, body_is("hello bob")), since_b)
+    bob.send(room_id, "hello alice")
+    alice.sync_until(in_timeline(room_id, body_is("hello alice")))
+
+    # State changes flow too.
+    alice.put_state(room_id, "m.room.topic", {"topic": "federated topic"})
+    bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.topic"))
+    assert bob.state(room_id, "m.room.topic") == (200, {"topic": "federated topic"})
+
+
+def test_invite_across_servers(a, b):
+    alice, bob = register(a), register(b)
+    room_id = bob.create_room(preset="private_chat")
+    bob.invite(room_id, alice)
+    invite, _ = alice.sync_until(lambda r: r["rooms"]["invite"].get(room_id))
+    assert any(e["type"] == "m.room.member" and e["content"]["membership"] == "invite"
+               for e in invite["invite_state"]["events"])
+    assert alice.join(room_id) == room_id
+    bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.member"
+                               and e["state_key"] == alice.user_id and e["content"]["membership"] == "join"))
+    alice.send(room_id, "thanks for the invite")
+    bob.sync_until(in_timeline(room_id, body_is("thanks for the invite")))
+
+
+def test_rejecting_a_remote_invite(a, b):
+    alice, bob = register(a), register(b)
+    room_id = bob.create_room(preset="private_chat")
+    bob.invite(room_id, alice)
+    alice.sync_until(lambda r: r["rooms"]["invite"].get(room_id))
+    alice.leave(room_id)
+    bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.member"
+                               and e["state_key"] == alice.user_id and e["content"]["membership"] == "leave"))
+
+
+def test_ban_keeps_a_remote_user_out(a, b):
+    alice, bob = register(a), register(b)
+    alias_name = unique("ban")
+    room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name)
+    bob.join(f"#{alias_name}:{a.name}")
+    alice.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == bob.user_id))
+    alice.ok("POST", f"/rooms/{q(room_id)}/ban", {"user_id": bob.user_id, "reason": "spam"})
+    bob.sync_until(lambda r: r["rooms"]["leave"].get(room_id))
+    status, err = bob.request("POST", f"/join/{q(room_id)}", {}, params={"via": a.name})
+    assert status == 403, err
+    status, err = bob.request("PUT", f"/rooms/{q(room_id)}/send/m.room.message/{unique('t')}",
+                              {"msgtype": "m.text", "body": "let me in"})
+    assert status == 403, err
+
+
+def test_back_pagination_fetches_older_history(a, b):
+    alice, bob = register(a), register(b)
+    alias_name = unique("hist")
+    room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name)
+    for i in range(30):
+        alice.send(room_id, f"old {i}")
+    bob.join(f"#{alias_name}:{a.name}")
+    seen, token = [], None
+    for _ in range(20):
+        params = {"dir": "b", "limit": 10}
+        if token:
+            params["from"] = token
+        page = bob.messages(room_id, **params)
+        seen += [e["content"].get("body") for e in page["chunk"] if e["type"] == "m.room.message"]
+        token = page.get("end")
+        if not token:
+            break
+    assert [f"old {i}" for i in range(29, -1, -1)] == [s for s in seen if s and s.startswith("old")]

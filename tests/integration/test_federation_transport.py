@@ -1,0 +1,514 @@
+"""Federation transport between real Hexagone processes over TLS (keys, notary, signed
+requests, allow-list), and, in this process on a reactor thread, the outbound client
+(certificate checks, IP ranges) and the transaction sender against a small recording peer."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import yaml
+from signedjson.key import generate_signing_key, get_verify_key
+from twisted.internet import defer, threads
+from twisted.web import resource, server
+from unpaddedbase64 import encode_base64
+
+from federation.client import (BlockedAddressError, FederationClient, FederationDeniedError, HttpResponseError,
+                               RequestSendFailed)
+from federation.keys import keys_from_response
+from federation.policy import IpRangeFilter
+from federation.request_auth import AuthHeaderError, parse_x_matrix, sign_request, verify_request
+from federation.sender import FederationSender
+from federation.tls import ClientTlsPolicy, server_context_factory
+from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST, parse_config, read_signing_key
+from homeserver.events.signing import verify_signed_json
+from homeserver.storage import federation_queue
+from homeserver.storage.database import Database, open_engine
+from homeserver.storage.schema import apply_migrations
+from homeserver.storage.streams import StreamIdGenerator
+from tests.integration.fedtls import CertificateAuthority
+from tests.integration.federation import FedServer, ca, fed, start_fed_server  # noqa: F401 (fixtures)
+from tests.integration.harness import database_config_for_test, free_port
+
+VERSION_PATH = "/_matrix/federation/v1/version"
+DEADLINE_S = 20.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def wait_for(predicate, what: str, deadline_s: float = DEADLINE_S):
+    end = time.monotonic() + deadline_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+# -- real servers -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def a(fed) -> FedServer:
+    return fed()
+
+
+@pytest.fixture(scope="module")
+def b(fed) -> FedServer:
+    return fed()
+
+
+def countersigned_by(response: dict, server: FedServer) -> None:
+    verify_signed_json(response, server.name, lambda _s, key_id: get_verify_key(server.signing_key)
+                       if key_id == server.key_id else None)
+
+
+def test_key_server_publishes_self_signed_keys(a):
+    status, body = a.https("GET", "/_matrix/key/v2/server")
+    assert status == 200, body
+    keys = keys_from_response(body, a.name, now_ms())
+    assert keys[a.key_id][0].encode() == get_verify_key(a.signing_key).encode()
+    assert body["valid_until_ts"] > now_ms() + 3600_000  # spec: not less than an hour ahead
+    assert a.https("GET", f"/_matrix/key/v2/server/{a.key_id}")[1]["verify_keys"] == body["verify_keys"]
+    assert a.process.request("GET", "/_matrix/key/v2/server")[0] == 200  # also on the plain listener
+
+
+def test_notary_fetches_directly_and_countersigns(a, b):
+    status, body = a.https("GET", f"/_matrix/key/v2/query/{quote(b.name)}")
+    assert status == 200, body
+    (response,) = body["server_keys"]
+    assert keys_from_response(response, b.name, now_ms())[b.key_id][0].encode() == \
+        get_verify_key(b.signing_key).encode()
+    countersigned_by(response, a)
+
+    criteria = {b.name: {b.key_id: {"minimum_valid_until_ts": now_ms()}}, a.name: {}}
+    status, body = a.https("POST", "/_matrix/key/v2/query", {"server_keys": criteria})
+    assert status == 200, body
+    by_name = {r["server_name"]: r for r in body["server_keys"]}
+    assert set(by_name) == {a.name, b.name}
+    for response in by_name.values():
+        countersigned_by(response, a)
+    countersigned_by(by_name[b.name], b)
+
+
+@pytest.mark.parametrize("method, path, body, status, errcode", [
+    ("POST", "/_matrix/key/v2/query", {}, 400, "M_BAD_JSON"),
+    ("POST", "/_matrix/key/v2/query", {"server_keys": {"x.example": []}}, 400, "M_BAD_JSON"),
+    ("POST", "/_matrix/key/v2/query", {"server_keys": {"x.example": {"ed25519:a": {"minimum_valid_until_ts": "x"}}}},
+     400, "M_BAD_JSON"),
+    ("POST", "/_matrix/key/v2/query", {"server_keys": {"bad name!": {}}}, 400, "M_INVALID_PARAM"),
+    ("GET", "/_matrix/key/v2/query/bad%20name", None, 400, "M_INVALID_PARAM"),
+    ("GET", "/_matrix/key/v2/query/x.example?minimum_valid_until_ts=soon", None, 400, "M_INVALID_PARAM"),
+    ("PUT", "/_matrix/key/v2/server", {}, 405, "M_UNRECOGNIZED"),
+])
+def test_notary_errors(a, method, path, body, status, errcode):
+    got_status, got = a.https(method, path, body)
+    assert (got_status, got["errcode"]) == (status, errcode), got
+
+
+def test_notary_answers_empty_for_unreachable_servers(a):
+    assert a.https("GET", f"/_matrix/key/v2/query/localhost:{free_port()}") == (200, {"server_keys": []})
+    assert a.https("POST", "/_matrix/key/v2/query", {"server_keys": {}}) == (200, {"server_keys": []})
+
+
+def test_signed_request_between_servers(a, b):
+    status, body = b.signed("GET", VERSION_PATH, origin=a.name, key=a.signing_key)
+    assert status == 200, body
+    assert body["server"]["name"] == "Hexagone" and body["server"]["version"]
+    assert b.https("GET", VERSION_PATH)[0] == 200  # the endpoint needs no authentication
+
+
+def test_forged_requests_are_refused(a, b):
+    header = sign_request(a.signing_key, a.name, b.name, "GET", VERSION_PATH)
+    sig = parse_x_matrix(header).signature
+    one_byte = header.replace(sig, sig[:5] + ("A" if sig[5] != "A" else "B") + sig[6:])
+    impostor = generate_signing_key(a.signing_key.version)  # A's key id, another key
+    forged = {
+        "one byte of the signature changed": one_byte,
+        "signed for another destination": sign_request(a.signing_key, a.name, "elsewhere.example", "GET",
+                                                       VERSION_PATH).replace("elsewhere.example", b.name),
+        "destination is not this server": sign_request(a.signing_key, a.name, "elsewhere.example", "GET",
+                                                       VERSION_PATH),
+        "unknown key id": sign_request(generate_signing_key("nope"), a.name, b.name, "GET", VERSION_PATH),
+        "another key under a known key id": sign_request(impostor, a.name, b.name, "GET", VERSION_PATH),
+        "signed for another path": sign_request(a.signing_key, a.name, b.name, "GET", "/_matrix/key/v2/server"),
+        "garbled header": "X-Matrix this is not it",
+        "origin missing": f'X-Matrix key="{a.key_id}",sig="{sig}"',
+    }
+    for what, header in forged.items():
+        status, body = b.https("GET", VERSION_PATH, headers={"Authorization": header})
+        assert (status, body["errcode"]) == (401, "M_UNAUTHORIZED"), what
+
+
+def test_origin_outside_allow_list_is_refused(fed, a, b):
+    c = fed(federation_domain_whitelist=[a.name])
+    status, body = c.signed("GET", VERSION_PATH, origin=b.name, key=b.signing_key)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    assert c.signed("GET", VERSION_PATH, origin=a.name, key=a.signing_key)[0] == 200
+    # outbound too: c does not even fetch b's keys
+    assert c.https("GET", f"/_matrix/key/v2/query/{quote(b.name)}") == (200, {"server_keys": []})
+    assert "not in federation_domain_whitelist" in c.process.log()
+
+
+def test_keys_through_a_notary(fed, a):
+    gone = fed()
+    assert len(a.https("GET", f"/_matrix/key/v2/query/{quote(gone.name)}")[1]["server_keys"]) == 1  # a caches it
+    gone.process.stop()
+
+    d = fed(trusted_key_servers=[{"server_name": a.name}])
+    status, body = d.signed("GET", VERSION_PATH, origin=gone.name, key=gone.signing_key)
+    assert status == 200, body  # gone is unreachable: its key came from a, checked against a's own key
+    status, body = d.https("GET", f"/_matrix/key/v2/query/{quote(gone.name)}")
+    (response,) = body["server_keys"]  # d now serves what a vouched for, countersigned by d
+    assert keys_from_response(response, gone.name, now_ms())[gone.key_id][0].encode() == \
+        get_verify_key(gone.signing_key).encode()
+    countersigned_by(response, d)
+
+    wrong_key = encode_base64(get_verify_key(generate_signing_key("x")).encode())
+    distrusting = fed(trusted_key_servers=[{"server_name": a.name, "verify_keys": {a.key_id: wrong_key}}])
+    status, body = distrusting.signed("GET", VERSION_PATH, origin=gone.name, key=gone.signing_key)
+    assert (status, body["errcode"]) == (401, "M_UNAUTHORIZED")
+    assert "not signed by it" in distrusting.process.log()
+
+
+# -- in this process: client and sender -------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def reactor():
+    """The global reactor, running on a thread for the rest of the session."""
+    from twisted.internet import reactor as global_reactor
+
+    thread = None
+    if not global_reactor.running:
+        thread = threading.Thread(target=global_reactor.run, kwargs={"installSignalHandlers": False}, daemon=True)
+        thread.start()
+        wait_for(lambda: global_reactor.running, "the reactor to start")
+    yield global_reactor
+    if thread is not None:
+        global_reactor.callFromThread(global_reactor.stop)
+        thread.join(10)
+
+
+def on_reactor(reactor, make_coroutine):
+    """Run ``make_coroutine()`` on the reactor thread and return its result here."""
+    return threads.blockingCallFromThread(reactor, lambda: defer.ensureDeferred(make_coroutine()))
+
+
+def make_client(reactor, server_name: str, key, *, ca_files=(), verify=True, ip_whitelist=("127.0.0.0/8",),
+                whitelist=None, timeout_s: float = 15) -> FederationClient:
+    return FederationClient(reactor=reactor, server_name=server_name, signing_key=key,
+                            tls_policy=ClientTlsPolicy(verify=verify, ca_files=list(ca_files)),
+                            ip_filter=IpRangeFilter(DEFAULT_IP_RANGE_BLACKLIST, ip_whitelist),
+                            whitelist=whitelist, now_ms=lambda: int(reactor.seconds() * 1000),
+                            timeout_s=timeout_s, connect_timeout_s=5)
+
+
+class RecordingPeer(resource.Resource):
+    """A federation peer that checks X-Matrix signatures and records ``/send`` transactions."""
+
+    isLeaf = True
+
+    def __init__(self, reactor, name: str, origin: str, origin_key):
+        super().__init__()
+        self.reactor = reactor
+        self.name = name
+        self.origin = origin
+        self.origin_verify_key = get_verify_key(origin_key)
+        self.transactions: list[tuple[str, dict]] = []
+        self.statuses: list[int] = []  # statuses to answer with, in order, before 200s
+        self.in_flight = self.max_in_flight = 0
+
+    def render_PUT(self, request):
+        body = json.loads(request.content.read())
+        try:
+            auth = parse_x_matrix(request.getHeader(b"authorization").decode())
+            assert (auth.origin, auth.destination) == (self.origin, self.name)
+            verify_request(auth, self.origin_verify_key, "PUT", request.uri.decode(), self.name, body)
+        except (AuthHeaderError, AssertionError, AttributeError):
+            request.setResponseCode(401)
+            return b'{"errcode": "M_UNAUTHORIZED", "error": "bad signature"}'
+        prefix = b"/_matrix/federation/v1/send/"
+        assert request.path.startswith(prefix)
+        self.transactions.append((request.path[len(prefix):].decode(), body))
+        status = self.statuses.pop(0) if self.statuses else 200
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+        def answer():
+            self.in_flight -= 1
+            request.setResponseCode(status)
+            request.setHeader(b"Content-Type", b"application/json")
+            request.write(json.dumps({"pdus": {p["event_id"]: {} for p in body["pdus"]}} if status == 200
+                                     else {"errcode": "M_UNKNOWN", "error": "try again"}).encode())
+            request.finish()
+
+        self.reactor.callLater(0.005, answer)
+        return server.NOT_DONE_YET
+
+    def pdu_ids(self) -> list[str]:
+        seen, out = set(), []
+        for txn_id, body in self.transactions:
+            if txn_id not in seen:
+                seen.add(txn_id)
+                out += [p["event_id"] for p in body["pdus"]]
+        return out
+
+
+class PeerListener:
+    """Starts and stops a TLS listener for a peer resource on a fixed port."""
+
+    def __init__(self, reactor, ca: CertificateAuthority, peer_resource, port: int | None = None, **issue):
+        self.reactor = reactor
+        self.port = port or free_port()
+        self.cert, self.key = ca.issue(f"peer{self.port}", **issue)
+        self.resource = peer_resource
+        self._listening = None
+
+    def start(self) -> None:
+        site = server.Site(self.resource)
+        context = server_context_factory(self.cert, self.key)
+        self._listening = threads.blockingCallFromThread(
+            self.reactor, lambda: self.reactor.listenSSL(self.port, site, context, interface="127.0.0.1"))
+
+    def stop(self) -> None:
+        port, self._listening = self._listening, None
+        if port is not None:
+            threads.blockingCallFromThread(self.reactor, port.stopListening)
+
+
+def test_client_signs_requests_that_a_real_server_accepts(reactor, a, b, ca):
+    client = make_client(reactor, a.name, a.signing_key, ca_files=[ca.cert_path])
+    body = on_reactor(reactor, lambda: client.get_json(b.name, VERSION_PATH))
+    assert body["server"]["name"] == "Hexagone"
+    keys = on_reactor(reactor, lambda: client.post_json(b.name, "/_matrix/key/v2/query",
+                                                        {"server_keys": {b.name: {}}}))
+    assert [r["server_name"] for r in keys["server_keys"]] == [b.name]
+    with pytest.raises(HttpResponseError) as e:
+        on_reactor(reactor, lambda: client.get_json(b.name, "/_matrix/federation/v1/nothing/here", {"x": "1"}))
+    assert (e.value.status, e.value.errcode) == (404, "M_UNRECOGNIZED")
+    stranger = make_client(reactor, "stranger.example", generate_signing_key("s"), ca_files=[ca.cert_path])
+    with pytest.raises(HttpResponseError) as e:  # b cannot fetch the keys of stranger.example
+        on_reactor(reactor, lambda: stranger.get_json(b.name, VERSION_PATH))
+    assert (e.value.status, e.value.errcode) == (401, "M_UNAUTHORIZED")
+
+
+def test_client_allow_list_applies_outbound(reactor, a, b, ca):
+    client = make_client(reactor, a.name, a.signing_key, ca_files=[ca.cert_path], whitelist=[a.name])
+    with pytest.raises(FederationDeniedError):
+        on_reactor(reactor, lambda: client.get_json(b.name, VERSION_PATH))
+
+
+def test_client_refuses_plain_http_peer(reactor, a, b, ca):
+    client = make_client(reactor, a.name, a.signing_key, ca_files=[ca.cert_path], timeout_s=2)
+    with pytest.raises(RequestSendFailed):  # no TLS handshake ever completes
+        on_reactor(reactor, lambda: client.get_json(f"localhost:{b.process.port}", VERSION_PATH))
+
+
+def test_client_checks_certificates(reactor, tmp_path, ca):
+    foreign_ca = CertificateAuthority(str(tmp_path / "foreign"), name="Untrusted CA")
+    key = generate_signing_key("k")
+    peer = resource.Resource()
+    peer.putChild(b"ping", _Json({"pong": True}))
+    untrusted = PeerListener(reactor, foreign_ca, peer)
+    wrong_name = PeerListener(reactor, ca, peer, dns_names=("otherhost",), ips=())
+    untrusted.start()
+    wrong_name.start()
+    try:
+        checking = make_client(reactor, "me.example", key, ca_files=[ca.cert_path])
+        for listener in (untrusted, wrong_name):
+            with pytest.raises(RequestSendFailed):
+                on_reactor(reactor, lambda: checking.get_json(f"localhost:{listener.port}", "/ping"))
+        trusting_foreign = make_client(reactor, "me.example", key, ca_files=[foreign_ca.cert_path])
+        assert on_reactor(reactor, lambda: trusting_foreign.get_json(f"localhost:{untrusted.port}", "/ping")) == \
+            {"pong": True}
+        unchecked = make_client(reactor, "me.example", key, verify=False)
+        for listener in (untrusted, wrong_name):
+            assert on_reactor(reactor, lambda: unchecked.get_json(f"localhost:{listener.port}", "/ping")) == \
+                {"pong": True}
+    finally:
+        untrusted.stop()
+        wrong_name.stop()
+
+
+def test_client_refuses_blacklisted_addresses(reactor, a, ca):
+    client = make_client(reactor, a.name, a.signing_key, ca_files=[ca.cert_path], ip_whitelist=())
+    for destination in (a.name, f"127.0.0.1:{a.tls_port}", f"[::1]:{a.tls_port}"):
+        with pytest.raises(BlockedAddressError, match="ip_range_blacklist"):
+            on_reactor(reactor, lambda: client.get_json(destination, VERSION_PATH))
+
+
+class _Json(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, body: dict):
+        super().__init__()
+        self.body = body
+
+    def render_GET(self, request):
+        request.setHeader(b"Content-Type", b"application/json")
+        return json.dumps(self.body).encode()
+
+
+@dataclass
+class SenderRig:
+    reactor: Any
+    db: Database
+    store: federation_queue.FederationQueueStore
+    client: FederationClient
+    origin: str
+    key: Any
+
+    def sender(self, **retry) -> FederationSender:
+        return FederationSender(reactor=self.reactor, store=self.store, client=self.client, server_name=self.origin,
+                                whitelist=None, now_ms=lambda: int(self.reactor.seconds() * 1000),
+                                positions=StreamIdGenerator(self.store.max_position_sync()), **retry)
+
+    def pending(self) -> dict[str, int]:
+        states = on_reactor(self.reactor, self.store.pending_destinations)
+        return {s.destination: s.retry_interval_ms for s in states}
+
+
+@pytest.fixture
+def rig(reactor, tmp_path, ca):
+    config = parse_config({"server_name": "origin.example", "database": database_config_for_test(str(tmp_path))},
+                          str(tmp_path / "homeserver.yaml"))  # SQLite, or PostgreSQL per HEXAGONE_TEST_DATABASE
+    db = Database(open_engine(config.database), reactor)
+    apply_migrations(db, {"federation_queue": federation_queue.MIGRATIONS})
+    key = generate_signing_key("o")
+    client = make_client(reactor, "origin.example", key, ca_files=[ca.cert_path])
+    yield SenderRig(reactor, db, federation_queue.FederationQueueStore(db), client, "origin.example", key)
+    db.close()
+
+
+def peer_for(rig: SenderRig, ca) -> tuple[RecordingPeer, PeerListener, str]:
+    port = free_port()
+    name = f"localhost:{port}"
+    peer = RecordingPeer(rig.reactor, name, rig.origin, rig.key)
+    return peer, PeerListener(rig.reactor, ca, peer, port), name
+
+
+def pdu(i: int) -> dict:
+    return {"event_id": f"$event{i}", "type": "m.room.message", "content": {"body": str(i)}}
+
+
+def test_sender_catches_up_in_order_when_the_peer_comes_up(rig, ca):
+    peer, listener, dest = peer_for(rig, ca)
+    sender = rig.sender(min_retry_ms=200, max_retry_ms=1000)
+    for i in range(120):
+        on_reactor(rig.reactor, lambda: sender.send_pdu([dest, rig.origin], pdu(i)))
+        if i % 4 == 0:
+            on_reactor(rig.reactor, lambda: sender.send_edu(dest, "m.test", {"n": i}))
+    wait_for(lambda: rig.pending().get(dest), "a failed attempt to the peer that is down")
+    listener.start()
+    try:
+        wait_for(lambda: len(peer.pdu_ids()) == 120, "every PDU to arrive")
+        assert peer.pdu_ids() == [f"$event{i}" for i in range(120)]
+        edus = [e for _, body in peer.transactions for e in body.get("edus", [])]
+        assert [e["content"]["n"] for e in edus] == list(range(0, 120, 4))
+        assert all(e["edu_type"] == "m.test" for e in edus)
+        for txn_id, body in peer.transactions:
+            assert len(body["pdus"]) <= 50 and len(body.get("edus", [])) <= 100
+            assert body["origin"] == rig.origin and isinstance(body["origin_server_ts"], int)
+        assert len({t for t, _ in peer.transactions}) == len(peer.transactions) >= 3
+        assert peer.max_in_flight == 1
+        wait_for(lambda: rig.pending() == {}, "the queue to empty")
+    finally:
+        sender.stop()
+        listener.stop()
+
+
+def test_sender_resends_the_same_transaction_until_acknowledged(rig, ca):
+    peer, listener, dest = peer_for(rig, ca)
+    peer.statuses = [500, 429]
+    listener.start()
+    sender = rig.sender(min_retry_ms=100, max_retry_ms=400)
+    try:
+        on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(1)))
+        wait_for(lambda: len(peer.transactions) >= 3, "two retries")
+        first, second, third = peer.transactions[:3]
+        assert first[0] == second[0] == third[0]
+        assert first[1]["pdus"] == second[1]["pdus"] == third[1]["pdus"] == [pdu(1)]
+        wait_for(lambda: rig.pending() == {}, "the queue to empty")
+        on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(2)))
+        wait_for(lambda: peer.pdu_ids() == ["$event1", "$event2"], "the next transaction")
+        assert peer.transactions[-1][0] != first[0]
+    finally:
+        sender.stop()
+        listener.stop()
+
+
+def test_sender_gives_up_refused_transactions_and_moves_on(rig, ca):
+    peer, listener, dest = peer_for(rig, ca)
+    peer.statuses = [400]
+    listener.start()
+    sender = rig.sender(min_retry_ms=100)
+    try:
+        on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(1)))
+        wait_for(lambda: rig.pending() == {}, "the refused transaction to be dropped")
+        on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(2)))
+        wait_for(lambda: len(peer.transactions) == 2, "the next transaction")
+        assert [body["pdus"] for _, body in peer.transactions] == [[pdu(1)], [pdu(2)]]
+    finally:
+        sender.stop()
+        listener.stop()
+
+
+def test_wake_retries_a_backed_off_peer_at_once(rig, ca):
+    peer, listener, dest = peer_for(rig, ca)
+    sender = rig.sender(min_retry_ms=600_000)  # only wake() can bring it back within the test
+    try:
+        on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(1)))
+        wait_for(lambda: rig.pending().get(dest) == 600_000, "the peer to be backed off")
+        on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(2)))  # queued behind the backoff
+        listener.start()
+        threads.blockingCallFromThread(rig.reactor, sender.wake, dest)
+        wait_for(lambda: peer.pdu_ids() == ["$event1", "$event2"], "delivery after wake")
+        wait_for(lambda: rig.pending() == {}, "the queue to empty")
+    finally:
+        sender.stop()
+        listener.stop()
+
+
+def test_queue_survives_a_restart(rig, ca):
+    peer, listener, dest = peer_for(rig, ca)
+    first = rig.sender(min_retry_ms=300)
+    for i in range(3):
+        on_reactor(rig.reactor, lambda: first.send_pdu([dest], pdu(i)))
+    wait_for(lambda: rig.pending().get(dest), "a failed attempt")
+    threads.blockingCallFromThread(rig.reactor, first.stop)
+
+    listener.start()
+    second = rig.sender(min_retry_ms=300)
+    try:
+        threads.blockingCallFromThread(rig.reactor, second.resume)
+        wait_for(lambda: peer.pdu_ids() == ["$event0", "$event1", "$event2"], "delivery after the restart")
+        on_reactor(rig.reactor, lambda: second.send_pdu([dest], pdu(3)))
+        wait_for(lambda: peer.pdu_ids()[-1:] == ["$event3"], "new PDUs after the old ones")
+        assert peer.pdu_ids() == [f"$event{i}" for i in range(4)]
+    finally:
+        second.stop()
+        listener.stop()
+
+
+def test_sender_respects_the_allow_list(rig):
+    friend = f"localhost:{free_port()}"  # allowed, but nobody listens there
+    sender = FederationSender(reactor=rig.reactor, store=rig.store, client=rig.client, server_name=rig.origin,
+                              whitelist=[friend], now_ms=lambda: int(rig.reactor.seconds() * 1000),
+                              positions=StreamIdGenerator(rig.store.max_position_sync()), min_retry_ms=600_000)
+    try:
+        on_reactor(rig.reactor, lambda: sender.send_pdu(["stranger.example", rig.origin], pdu(1)))
+        assert rig.pending() == {}
+        on_reactor(rig.reactor, lambda: sender.send_edu(friend, "m.test", {}))
+        assert set(rig.pending()) == {friend}
+    finally:
+        sender.stop()
