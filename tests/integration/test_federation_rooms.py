@@ -1,6 +1,6 @@
-"""Rooms shared between two Hexagone servers over real TLS federation: joins by alias and by
-invite, messages and state both ways, back-pagination of history from before the join, bans,
-room versions, and forged events."""
+"""Rooms shared over real TLS federation between Hexagone and a peer that is another Hexagone
+or a real Synapse, in both directions: joins by alias and by invite, messages and state both ways,
+back-pagination of history from before the join, bans, room versions 10 to 12."""
 
 from __future__ import annotations
 
@@ -8,16 +8,28 @@ import pytest
 
 from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
 from tests.integration.harness import q, unique
+from tests.integration.synapse import SynapsePeer, SynapseProcess
 
 
 @pytest.fixture(scope="module")
-def a(fed):
+def home(fed):
     return fed()
 
 
-@pytest.fixture(scope="module")
-def b(fed):
-    return fed()
+@pytest.fixture(scope="module", params=["hexagone", "synapse"])
+def peer(request, fed, ca, tmp_path_factory):
+    if request.param == "hexagone":
+        yield fed()
+        return
+    process = SynapseProcess(str(tmp_path_factory.mktemp("synapse")), ca).start()
+    yield SynapsePeer(process)
+    process.stop()
+
+
+@pytest.fixture(params=["home_hosts", "peer_hosts"])
+def pair(request, home, peer):
+    """(the server hosting the room, the other one)."""
+    return (home, peer) if request.param == "home_hosts" else (peer, home)
 
 
 def register(server):
@@ -26,7 +38,7 @@ def register(server):
 
 def in_timeline(room_id, predicate):
     def find(resp):
-        events = resp["rooms"]["join"].get(room_id, {}).get("timeline", {}).get("events", [])
+        events = resp.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {}).get("events", [])
         return next((e for e in events if predicate(e)), None)
     return find
 
@@ -36,7 +48,8 @@ def body_is(text):
 
 
 @pytest.mark.parametrize("version", ["10", "11", "12"])
-def test_join_by_alias_and_chat_both_ways(a, b, version):
+def test_join_by_alias_and_chat_both_ways(pair, version):
+    a, b = pair
     alice, bob = register(a), register(b)
     alias_name = unique("fed")
     room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name, room_version=version,
@@ -67,11 +80,12 @@ def test_join_by_alias_and_chat_both_ways(a, b, version):
     assert bob.state(room_id, "m.room.topic") == (200, {"topic": "federated topic"})
 
 
-def test_invite_across_servers(a, b):
+def test_invite_across_servers(pair):
+    a, b = pair
     alice, bob = register(a), register(b)
     room_id = bob.create_room(preset="private_chat")
     bob.invite(room_id, alice)
-    invite, _ = alice.sync_until(lambda r: r["rooms"]["invite"].get(room_id))
+    invite, _ = alice.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room_id))
     assert any(e["type"] == "m.room.member" and e["content"]["membership"] == "invite"
                for e in invite["invite_state"]["events"])
     assert alice.join(room_id) == room_id
@@ -81,24 +95,26 @@ def test_invite_across_servers(a, b):
     bob.sync_until(in_timeline(room_id, body_is("thanks for the invite")))
 
 
-def test_rejecting_a_remote_invite(a, b):
+def test_rejecting_a_remote_invite(pair):
+    a, b = pair
     alice, bob = register(a), register(b)
     room_id = bob.create_room(preset="private_chat")
     bob.invite(room_id, alice)
-    alice.sync_until(lambda r: r["rooms"]["invite"].get(room_id))
+    alice.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room_id))
     alice.leave(room_id)
     bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.member"
                                and e["state_key"] == alice.user_id and e["content"]["membership"] == "leave"))
 
 
-def test_ban_keeps_a_remote_user_out(a, b):
+def test_ban_keeps_a_remote_user_out(pair):
+    a, b = pair
     alice, bob = register(a), register(b)
     alias_name = unique("ban")
     room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name)
     bob.join(f"#{alias_name}:{a.name}")
     alice.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == bob.user_id))
     alice.ok("POST", f"/rooms/{q(room_id)}/ban", {"user_id": bob.user_id, "reason": "spam"})
-    bob.sync_until(lambda r: r["rooms"]["leave"].get(room_id))
+    bob.sync_until(lambda r: r.get("rooms", {}).get("leave", {}).get(room_id))
     status, err = bob.request("POST", f"/join/{q(room_id)}", {}, params={"via": a.name})
     assert status == 403, err
     status, err = bob.request("PUT", f"/rooms/{q(room_id)}/send/m.room.message/{unique('t')}",
@@ -106,7 +122,8 @@ def test_ban_keeps_a_remote_user_out(a, b):
     assert status == 403, err
 
 
-def test_back_pagination_fetches_older_history(a, b):
+def test_back_pagination_fetches_older_history(pair):
+    a, b = pair
     alice, bob = register(a), register(b)
     alias_name = unique("hist")
     room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name)
