@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
 import os
 import re
 import sys
@@ -79,8 +80,12 @@ def build_router():
         with contextlib.redirect_stdout(io.StringIO()):
             if hexagone(["init", "--server-name", "coverage.invalid", "--dir", tmp]) != 0:
                 raise SystemExit("hexagone init failed")
-        hs = build_server(load_config(os.path.join(tmp, "homeserver.yaml")), reactor)
-        hs.db.close()
+        logging.disable(logging.WARNING)  # start-up advice (e.g. trusted key servers) is noise here
+        try:
+            hs = build_server(load_config(os.path.join(tmp, "homeserver.yaml")), reactor)
+            hs.db.close()
+        finally:
+            logging.disable(logging.NOTSET)
     return hs.router
 
 

@@ -8,8 +8,9 @@ leaving, knocking or inviting through a resident server.
 from __future__ import annotations
 
 import logging
-from urllib.parse import quote
+from federation.paths import segment as quote
 
+from federation.client import HttpResponseError
 from federation.handlers.pdu_checks import PduRejected, check_signatures_and_hashes, normalise_pdu
 from federation.handlers.receive import PduReceiver, create_event_id
 from homeserver.errors import MatrixError, forbidden, not_found
@@ -25,6 +26,7 @@ from homeserver.services.room_events import EventSpec, ExternalEvent, RoomEventS
 logger = logging.getLogger(__name__)
 
 SUPPORTED_VERSIONS = list(KNOWN_ROOM_VERSIONS)
+FINAL_ERRCODES = ("M_FORBIDDEN", "M_INCOMPATIBLE_ROOM_VERSION", "M_UNABLE_TO_AUTHORISE_JOIN")
 STRIPPED_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
                   "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
 
@@ -166,9 +168,14 @@ class FederationMembership:
             try:
                 return await self._remote_membership_via(server, user_id, room_id, membership, content)
             except MatrixError as e:
-                if e.errcode in ("M_FORBIDDEN", "M_INCOMPATIBLE_ROOM_VERSION"):
+                if e.errcode in FINAL_ERRCODES:
                     raise
                 errors.append(f"{server}: {e.error}")
+            except HttpResponseError as e:
+                if e.errcode in FINAL_ERRCODES:  # the resident server's refusal is the answer
+                    body = e.body if isinstance(e.body, dict) else {}
+                    raise MatrixError(e.status, e.errcode, str(body.get("error", "Refused by the room's server")))
+                errors.append(f"{server}: {e}")
             except Exception as e:
                 errors.append(f"{server}: {e}")
                 logger.info("%s via %s failed: %s", membership, server, e)

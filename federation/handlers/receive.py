@@ -11,7 +11,7 @@ The numbered steps follow the spec:
 from __future__ import annotations
 
 import logging
-from urllib.parse import quote
+from federation.paths import segment as quote
 
 from federation.handlers.pdu_checks import PduRejected, check_signatures_and_hashes, normalise_pdu
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events

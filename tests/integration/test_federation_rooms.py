@@ -47,7 +47,7 @@ def body_is(text):
     return lambda e: e.get("type") == "m.room.message" and e["content"].get("body") == text
 
 
-@pytest.mark.parametrize("version", ["10", "11", "12"])
+@pytest.mark.parametrize("version", [str(v) for v in range(1, 13)])
 def test_join_by_alias_and_chat_both_ways(pair, version):
     a, b = pair
     alice, bob = register(a), register(b)
@@ -141,3 +141,38 @@ def test_back_pagination_fetches_older_history(pair):
         if not token:
             break
     assert [f"old {i}" for i in range(29, -1, -1)] == [s for s in seen if s and s.startswith("old")]
+
+
+def test_knock_then_invite_across_servers(pair):
+    host, other = pair
+    owner, knocker = register(host), register(other)
+    room_id = owner.create_room(preset="private_chat", room_version="12",
+                                initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}])
+    knocker.ok("POST", f"/knock/{q(room_id)}", {"reason": "let me in"}, params={"via": host.name})
+    knocks, _ = knocker.sync_until(lambda r: r.get("rooms", {}).get("knock", {}).get(room_id))
+    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == knocker.user_id
+                                 and e["content"].get("membership") == "knock"))
+    owner.invite(room_id, knocker)
+    knocker.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room_id))
+    assert knocker.join(room_id) == room_id
+    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == knocker.user_id
+                                 and e["content"].get("membership") == "join"))
+
+
+def test_restricted_join_across_servers(pair):
+    host, other = pair
+    owner, joiner = register(host), register(other)
+    space_alias = unique("space")
+    space_id = owner.create_room(preset="public_chat", room_alias_name=space_alias, room_version="10")
+    room_id = owner.create_room(preset="private_chat", room_version="10", initial_state=[{
+        "type": "m.room.join_rules",
+        "content": {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space_id}]}}])
+    status, err = joiner.request("POST", f"/join/{q(room_id)}", {}, params={"via": host.name})
+    assert status == 403, err  # not a member of the space yet
+    joiner.join(f"#{space_alias}:{host.name}")
+    owner.sync_until(in_timeline(space_id, lambda e: e.get("state_key") == joiner.user_id))
+    status, body = joiner.request("POST", f"/join/{q(room_id)}", {}, params={"via": host.name})
+    assert status == 200, body
+    event, _ = owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == joiner.user_id))
+    assert event["content"]["membership"] == "join"
+    assert event["content"].get("join_authorised_via_users_server") == owner.user_id
