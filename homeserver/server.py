@@ -19,6 +19,7 @@ from federation.api import server as federation_api
 from federation.service import Federation, OpenIdTokens
 from federation.tls import server_context_factory
 from homeserver import config as config_module
+from homeserver.api import admin as admin_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
@@ -92,7 +93,7 @@ STORAGE_DOMAINS = {
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_transport,
-                      federation_api,
+                      federation_api, admin_api,
                       push_rules_api, presence_api, user_directory_api, search_api]
 
 RATE_LIMITS = {

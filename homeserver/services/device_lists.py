@@ -30,16 +30,30 @@ class DeviceListService:
         self._room_events = room_events
         self._notifier = notifier
         self.stream = stream
+        # Called with (user_id, [(device_id, stream_id, prev_id)]) after devices of a local user changed
+        # (the federation sends them as m.device_list_update).
+        self.device_update_listeners: list = []
 
-    async def mark_changed(self, user_id: str) -> None:
-        """Record that ``user_id``'s device list changed and wake the syncs that care."""
-        (pos,) = self.stream.allocate()
+    async def mark_changed(self, user_id: str, device_ids=()) -> None:
+        """Record that ``user_id``'s device list changed (``device_ids``: the local devices that did), and
+        wake the syncs that care."""
+        device_ids = list(device_ids)
+        positions = self.stream.allocate(max(1, len(device_ids)))
         try:
-            await self._store.add_change(pos, user_id)
+            updates = await self._store.add_change(positions, user_id, device_ids)
         finally:
-            self.stream.done([pos])
+            self.stream.done(positions)
         rooms = await self._events.rooms_for_user(user_id)
         self._notifier.notify(users=[user_id], rooms=[r for r, (m, _, _) in rooms.items() if m == "join"])
+        if updates:
+            for listener in self.device_update_listeners:
+                try:
+                    await listener(user_id, updates)
+                except Exception:  # the change is stored: it must not fail the request that made it
+                    logger.exception("Device update listener failed for %s", user_id)
+
+    async def last_device_update(self, user_id: str) -> int:
+        return await self._store.last_device_update(user_id)
 
     def on_room_events(self, events: list[StoredEvent]) -> None:
         """RoomEventService listener: record membership changes (runs after the events committed)."""

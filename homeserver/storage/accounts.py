@@ -225,10 +225,43 @@ class AccountStore:
         uses_allowed, completed, expiry = row
         return (expiry is None or expiry >= now_ms) and (uses_allowed is None or completed < uses_allowed)
 
-    async def create_registration_token(self, token: str, uses_allowed: int | None, expiry_time: int | None) -> None:
-        await self.db.run("create_registration_token", lambda t: t.execute(
-            "INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES (?, ?, ?)",
-            (token, uses_allowed, expiry_time)))
+    async def create_registration_token(self, token: str, uses_allowed: int | None, expiry_time: int | None) -> bool:
+        """False if the token already exists."""
+
+        def txn_fn(txn):
+            if txn.select_one("SELECT 1 FROM registration_tokens WHERE token = ?", (token,)):
+                return False
+            txn.execute("INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES (?, ?, ?)",
+                        (token, uses_allowed, expiry_time))
+            return True
+
+        return await self.db.run("create_registration_token", txn_fn)
+
+    async def registration_tokens(self, token: str | None = None) -> list[dict]:
+        """Every registration token (or the one named), in Synapse's admin API shape."""
+        sql = "SELECT token, uses_allowed, pending, completed, expiry_time FROM registration_tokens"
+        args: tuple = ()
+        if token is not None:
+            sql, args = sql + " WHERE token = ?", (token,)
+        rows = await self.db.run("registration_tokens", lambda t: t.select_all(sql + " ORDER BY token", args))
+        return [dict(zip(("token", "uses_allowed", "pending", "completed", "expiry_time"), r)) for r in rows]
+
+    async def update_registration_token(self, token: str, changes: dict) -> bool:
+        assert set(changes) <= {"uses_allowed", "expiry_time"}
+
+        def txn_fn(txn):
+            for column, value in changes.items():
+                txn.execute(f"UPDATE registration_tokens SET {column} = ? WHERE token = ?", (value, token))
+            return txn.select_one("SELECT 1 FROM registration_tokens WHERE token = ?", (token,)) is not None
+
+        return await self.db.run("update_registration_token", txn_fn)
+
+    async def delete_registration_token(self, token: str) -> bool:
+        def txn_fn(txn):
+            txn.execute("DELETE FROM registration_tokens WHERE token = ?", (token,))
+            return txn.rowcount > 0
+
+        return await self.db.run("delete_registration_token", txn_fn)
 
 
 def _delete_devices_txn(txn, user_id: str, except_device: str | None) -> list[str]:

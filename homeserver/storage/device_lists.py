@@ -23,6 +23,16 @@ MIGRATIONS = [
     );
     CREATE INDEX device_list_memberships_stream ON device_list_memberships (stream_id)
     """,
+    # Server-server "Device Management": each change of a local user's device is one
+    # m.device_list_update, its stream_id a position of this stream, chained per user by prev_id.
+    """
+    CREATE TABLE device_list_device_updates (
+        user_id TEXT NOT NULL,
+        stream_id BIGINT NOT NULL,
+        device_id TEXT NOT NULL,
+        PRIMARY KEY (user_id, stream_id)
+    )
+    """,
 ]
 
 
@@ -34,11 +44,36 @@ class DeviceListStore:
         """The stream's highest stored position (start-up only)."""
         return self.db.run_sync("device_lists_max", lambda t: max(
             max_position(t, "device_list_changes", "stream_id"),
-            max_position(t, "device_list_memberships", "stream_id")))
+            max_position(t, "device_list_memberships", "stream_id"),
+            max_position(t, "device_list_device_updates", "stream_id")))
 
-    async def add_change(self, stream_id: int, user_id: str) -> None:
-        await self.db.run("add_device_list_change", lambda t: t.execute(
-            "INSERT INTO device_list_changes (stream_id, user_id) VALUES (?, ?)", (stream_id, user_id)))
+    async def add_change(self, positions: list[int], user_id: str,
+                         device_ids: list[str]) -> list[tuple[str, int, int | None]]:
+        """Record a change of ``user_id``'s device list, one position per changed device (at least one).
+
+        Returns (device_id, stream_id, prev_id) of each device update: prev_id is the user's
+        previous device update (None for the first), the chain of ``m.device_list_update``.
+        """
+
+        def txn_fn(txn):
+            txn.executemany("INSERT INTO device_list_changes (stream_id, user_id) VALUES (?, ?)",
+                            [(pos, user_id) for pos in positions])
+            prev = txn.select_value("SELECT MAX(stream_id) FROM device_list_device_updates WHERE user_id = ?",
+                                    (user_id,))
+            updates = []
+            for device_id, pos in zip(device_ids, positions):
+                txn.execute("INSERT INTO device_list_device_updates (user_id, stream_id, device_id) VALUES (?, ?, ?)",
+                            (user_id, pos, device_id))
+                updates.append((device_id, pos, prev))
+                prev = pos
+            return updates
+
+        return await self.db.run("add_device_list_change", txn_fn)
+
+    async def last_device_update(self, user_id: str) -> int:
+        """The stream_id of the user's latest device update (0 if none): the version of their device list."""
+        return int(await self.db.run("last_device_update", lambda t: t.select_value(
+            "SELECT MAX(stream_id) FROM device_list_device_updates WHERE user_id = ?", (user_id,), default=0)))
 
     async def add_memberships(self, stream_id: int, rows: list[tuple[str, str, str]]) -> None:
         """(room_id, user_id, membership) rows, all at one position."""

@@ -81,10 +81,8 @@ def test_registration_disabled(homeserver_factory):
 
 
 def test_registration_token_required(homeserver_factory):
-    """Spec "Token-authenticated registration": the flow is offered and bad tokens are refused.
-
-    Creating a valid token needs an admin API or CLI command, which the server does not have yet.
-    """
+    """Spec "Token-authenticated registration": the flow is offered, bad tokens are refused, and a
+    token created with Synapse's admin API registers exactly as many users as it allows."""
     gated = homeserver_factory(registration_requires_token=True)
     status, challenge = gated.request("POST", "/register", {"username": "gated", "password": PASSWORD})
     assert status == 401
@@ -100,6 +98,34 @@ def test_registration_token_required(homeserver_factory):
     assert gated.request("GET", validity, params={"token": "wrong"}) == (200, {"valid": False})
     status, resp = gated.request("GET", validity)
     assert (status, resp["errcode"]) == (400, "M_MISSING_PARAM")
+
+    admin = gated.shared_secret_register(unique("admin"), admin=True)["body"]
+    tokens = "/_synapse/admin/v1/registration_tokens"
+    assert gated.request("POST", tokens + "/new", {"uses_allowed": 1})[0] == 401  # no token at all
+    status, created = gated.request("POST", tokens + "/new", {"token": "letmein", "uses_allowed": 1},
+                                    token=admin["access_token"])
+    assert status == 200 and created["token"] == "letmein" and created["completed"] == 0, created
+    status, resp = gated.request("POST", tokens + "/new", {"token": "letmein"}, token=admin["access_token"])
+    assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM")
+    assert gated.request("GET", validity, params={"token": "letmein"}) == (200, {"valid": True})
+
+    def register_with_token(username):
+        status, challenge = gated.request("POST", "/register", {"username": username, "password": PASSWORD})
+        assert status == 401
+        return gated.request("POST", "/register", {
+            "username": username, "password": PASSWORD,
+            "auth": {"type": "m.login.registration_token", "token": "letmein", "session": challenge["session"]}})
+
+    status, resp = register_with_token(unique("tok"))
+    assert status == 200 and resp["access_token"], resp
+    assert gated.request("GET", tokens + "/letmein", token=admin["access_token"])[1]["completed"] == 1
+    status, resp = register_with_token(unique("tok"))  # the one use is spent
+    assert status == 401 and "access_token" not in resp
+    non_admin = gated.shared_secret_register(unique("plain"))["body"]
+    status, resp = gated.request("GET", tokens, token=non_admin["access_token"])
+    assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
+    status, resp = gated.request("GET", tokens, token=admin["access_token"])
+    assert status == 200 and [t["token"] for t in resp["registration_tokens"]] == ["letmein"]
     gated.stop()
 
 
