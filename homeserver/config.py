@@ -197,6 +197,7 @@ class Config:
     # rooms, profiles, presence, directory
     default_room_version: str = DEFAULT_ROOM_VERSION
     allow_public_rooms_without_auth: bool = False
+    allow_public_rooms_over_federation: bool = False
     require_auth_for_profile_requests: bool = False
     limit_profile_requests_to_users_who_share_rooms: bool = False
     presence_enabled: bool = True
@@ -683,6 +684,7 @@ class _Parser:
         kwargs["default_room_version"] = self.parse_room_version()
         for key in (
             "allow_public_rooms_without_auth",
+            "allow_public_rooms_over_federation",
             "require_auth_for_profile_requests",
             "limit_profile_requests_to_users_who_share_rooms",
             "serve_server_wellknown",
@@ -1095,12 +1097,12 @@ _IMPLEMENTED_TOP_LEVEL_KEYS = frozenset(
     rc_third_party_invite rc_media_create rc_federation rc_presence
     rc_delayed_event_mgmt rc_reports rc_room_creation rc_user_directory
     app_service_config_files max_upload_size media_store_path
-    default_room_version allow_public_rooms_without_auth
+    default_room_version allow_public_rooms_without_auth allow_public_rooms_over_federation
     require_auth_for_profile_requests
     limit_profile_requests_to_users_who_share_rooms presence use_presence
     user_directory serve_server_wellknown log_config pid_file
     form_secret form_secret_path macaroon_secret_key macaroon_secret_key_path
-    federation_domain_whitelist trusted_key_servers suppress_key_server_warning
+    federation_domain_whitelist trusted_key_servers suppress_key_server_warning old_signing_keys
     federation_verify_certificates federation_custom_ca_list
     ip_range_blacklist ip_range_whitelist tls_certificate_path
     tls_private_key_path
@@ -1409,6 +1411,9 @@ user_directory:
 
 # Let anyone, without an access token, read this server's public room list.
 allow_public_rooms_without_auth: false
+
+# Let other servers read this server's public room list (their users browse it).
+allow_public_rooms_over_federation: false
 
 # Require an access token to read other users' profiles.
 require_auth_for_profile_requests: false

@@ -15,7 +15,8 @@ from typing import Any
 from twisted.internet import defer
 
 from federation import transport as federation_transport
-from federation.api import server as federation_api
+from federation.api import keys as federation_keys_api, server as federation_api
+from federation.handlers.edus import EduFederation, RemoteDeviceLists
 from federation.service import Federation, OpenIdTokens
 from federation.tls import server_context_factory
 from homeserver import config as config_module
@@ -93,7 +94,7 @@ STORAGE_DOMAINS = {
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_transport,
-                      federation_api, admin_api,
+                      federation_api, federation_keys_api, admin_api,
                       push_rules_api, presence_api, user_directory_api, search_api]
 
 RATE_LIMITS = {
@@ -221,6 +222,22 @@ def _attach_federation(hs: HomeServer) -> None:
     hs.rooms.federation = hs.federation_handler
     hs.history.backfill = hs.federation_handler.backfill
     hs.openid = OpenIdTokens(hs.reactor)
+    _attach_federation_edus(hs)
+
+
+def _attach_federation_edus(hs: HomeServer) -> None:
+    """Typing, receipts, presence, to-device messages and device lists to and from other servers."""
+    remote_devices = RemoteDeviceLists(
+        server_name=hs.server_name, client=hs.federation.client, cache=e2e_keys_storage.RemoteDeviceCache(hs.db),
+        e2e_store=e2e_keys_storage.E2eKeyStore(hs.db), event_store=hs.event_store, device_lists=hs.device_lists)
+    hs.e2e_keys.remote = remote_devices
+    hs.room_events.listeners.append(remote_devices.on_room_events)
+    edus = EduFederation(
+        server_name=hs.server_name, sender=hs.federation.sender, membership=hs.federation_handler.membership,
+        event_store=hs.event_store, accounts=hs.accounts_store, typing=hs.typing, receipts=hs.receipts,
+        presence=hs.presence, to_device=hs.to_device, device_lists=hs.device_lists, e2e_keys=hs.e2e_keys,
+        remote_devices=remote_devices)
+    hs.federation_handler.receiver.edu_handlers.update(edus.handlers())
 
 
 def _attach_e2ee(hs: HomeServer) -> None:

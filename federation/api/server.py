@@ -99,6 +99,8 @@ def register(router: Router, hs) -> None:
         return await fed.queries.query_profile(user_id, req.arg("field"))
 
     async def public_rooms(req: ApiRequest):
+        if not hs.config.allow_public_rooms_over_federation:
+            raise forbidden("This server does not publish its room directory over federation")
         if req.method == "POST":
             body = req.json(allow_empty=True)
             limit, since = body.get("limit"), body.get("since")

@@ -3,12 +3,14 @@
 The server stores what clients publish and hands it out; the only crypto it
 does is checking ed25519 signatures, so that nobody can publish keys for a
 device that is not theirs and no unverifiable signature is ever stored.
+Remote users' keys come through ``remote`` (the federation's device lists).
 """
 
 from __future__ import annotations
 
 import binascii
 import hashlib
+import logging
 
 from nacl.exceptions import BadSignatureError, CryptoError
 from signedjson.key import decode_verify_key_bytes
@@ -23,6 +25,8 @@ CROSS_SIGNING_FIELDS = {"master_key": "master", "self_signing_key": "self_signin
                         "user_signing_key": "user_signing"}
 FALLBACK_FIELDS = ("fallback_keys", "org.matrix.msc2732.fallback_keys")
 DEFAULT_OTK_ALGORITHM = "signed_curve25519"
+logger = logging.getLogger(__name__)
+DEFAULT_FEDERATION_TIMEOUT_MS = 10_000  # spec /keys/query and /keys/claim ``timeout``
 
 
 def invalid_signature(msg: str = "Invalid signature") -> MatrixError:
@@ -119,6 +123,8 @@ class E2eKeysService:
         self._device_lists = device_lists
         self.server_name = server_name
         self._clock = clock
+        self.remote = None  # query(requester, wanted, timeout_s) and claim(wanted, timeout_s) for remote users
+        self.signing_key_listeners: list = []  # async (user_id): a local user's master/self-signing key changed
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.split(":", 1)[-1] == self.server_name
@@ -148,7 +154,7 @@ class E2eKeysService:
             await self._store.set_fallback_keys(user_id, device_id, fallback)
         if device_keys is not None and await self._store.set_device_keys(
                 user_id, device_id, device_keys, int(self._clock.seconds() * 1000)):
-            await self._device_lists.mark_changed(user_id)
+            await self._device_lists.mark_changed(user_id, [device_id])
         return {"one_time_key_counts": await self.one_time_key_counts(user_id, device_id)}
 
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
@@ -160,49 +166,84 @@ class E2eKeysService:
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         return await self._store.unused_fallback_key_types(user_id, device_id)
 
-    # -- /keys/query -------------------------------------------------------------------------
+    # -- /keys/query ---------------------------------------------------------------------------
     async def query(self, requester_id: str, body: dict) -> dict:
-        """POST /keys/query for local users; remote servers are reported in ``failures``."""
+        """POST /keys/query: local users from the store, remote ones from their servers (``failures``)."""
         wanted = body.get("device_keys")
         if not isinstance(wanted, dict) or not all(
                 v is None or (isinstance(v, list) and all(isinstance(d, str) for d in v)) for v in wanted.values()):
             raise bad_json("device_keys must map user ids to lists of device ids")
-        if "timeout" in body and (not isinstance(body["timeout"], int) or isinstance(body["timeout"], bool)):
-            raise bad_json("timeout must be an integer")
-        local = [u for u in wanted if self._is_local(u)]
-        # Federation fills this in later: until then every remote server is reported unreachable.
-        failures = {u.split(":", 1)[-1]: {"status": 503, "message": "Federation is not available"}
-                    for u in wanted if not self._is_local(u)}
-        query = [(u, d) for u in local for d in (wanted[u] or [None])]
-        found = await self._store.get_device_keys(query)
-        cross_signing = await self._store.get_cross_signing_keys(local)
-        signatures = await self._store.signatures_of(local, requester_id)
-        result = {"device_keys": {u: {} for u in local}, "failures": failures, "master_keys": {},
-                  "self_signing_keys": {}, "user_signing_keys": {}}
-        for user_id in local:
+        timeout_s = _timeout_s(body)
+        result = await self.local_keys({u: d for u, d in wanted.items() if self._is_local(u)}, requester_id)
+        result["failures"] = {}
+        remote = {u: d for u, d in wanted.items() if not self._is_local(u)}
+        if remote:
+            found = await self.remote.query(requester_id, remote, timeout_s)
+            for field in ("device_keys", "master_keys", "self_signing_keys", "failures"):
+                result[field].update(found[field])
+        return result
+
+    async def local_keys(self, wanted: dict[str, list[str] | None], viewer: str | None) -> dict:
+        """Device and cross-signing keys of local users (an empty or null device list: every device), with
+        the signatures ``viewer`` may see; for a remote server (``viewer`` None) the users' own only."""
+        users = list(wanted)
+        found = await self._store.get_device_keys([(u, d) for u in users for d in (wanted[u] or [None])])
+        cross_signing = await self._store.get_cross_signing_keys(users)
+        signatures = await self._store.signatures_of(users, viewer or "")
+        result = {"device_keys": {u: {} for u in users}, "master_keys": {}, "self_signing_keys": {},
+                  "user_signing_keys": {}}
+        for user_id in users:
             names = {d["device_id"]: d.get("display_name") for d in await self._accounts.list_devices(user_id)}
             for device_id, keys in found.get(user_id, {}).items():
-                if names.get(device_id) is not None:
+                if names.get(device_id) is not None and viewer is not None:
                     keys["unsigned"] = {"device_display_name": names[device_id]}
                 result["device_keys"][user_id][device_id] = keys
             for field, key_type in CROSS_SIGNING_FIELDS.items():
                 key = cross_signing.get(user_id, {}).get(key_type)
-                if key is not None and (key_type != "user_signing" or user_id == requester_id):
+                if key is not None and (key_type != "user_signing" or user_id == viewer):
                     result[field + "s"][user_id] = key
         _merge_signatures(result, signatures)
         return result
 
+    async def federation_device_list(self, user_id: str) -> dict:
+        """Server-server GET /user/devices/{userId}: a local user's devices, keys and cross-signing keys.
+
+        Device names are not shared with other servers (Synapse's default,
+        ``allow_device_name_lookup_over_federation: false``).
+        """
+        keys = await self.local_keys({user_id: None}, None)
+        devices = []
+        for device in await self._accounts.list_devices(user_id):
+            entry = {"device_id": device["device_id"]}
+            if device["device_id"] in keys["device_keys"][user_id]:
+                entry["keys"] = keys["device_keys"][user_id][device["device_id"]]
+            devices.append(entry)
+        result = {"user_id": user_id, "stream_id": await self._device_lists.last_device_update(user_id),
+                  "devices": devices}
+        for field in ("master_key", "self_signing_key"):
+            if user_id in keys[field + "s"]:
+                result[field] = keys[field + "s"][user_id]
+        return result
+
     # -- /keys/claim ---------------------------------------------------------------------------
     async def claim(self, body: dict) -> dict:
-        """POST /keys/claim: a one-time key each, or the fallback key once none remain."""
+        """POST /keys/claim: a one-time key each, or the fallback key once none remain; remote users'
+        from their servers."""
         wanted = body.get("one_time_keys")
         if not isinstance(wanted, dict) or not all(_is_str_map(v) for v in wanted.values()):
             raise bad_json("one_time_keys must map user ids to device ids to algorithms")
-        query = [(u, d, alg) for u, devices in wanted.items() if self._is_local(u) for d, alg in devices.items()]
-        # Federation fills this in later: until then every remote server is reported unreachable.
-        failures = {u.split(":", 1)[-1]: {"status": 503, "message": "Federation is not available"}
-                    for u in wanted if not self._is_local(u)}
-        return {"one_time_keys": await self._store.claim_keys(query), "failures": failures}
+        timeout_s = _timeout_s(body)
+        claimed = await self.claim_local({u: d for u, d in wanted.items() if self._is_local(u)})
+        result = {"one_time_keys": claimed, "failures": {}}
+        remote = {u: d for u, d in wanted.items() if not self._is_local(u)}
+        if remote:
+            found = await self.remote.claim(remote, timeout_s)
+            result["one_time_keys"].update(found["one_time_keys"])
+            result["failures"] = found["failures"]
+        return result
+
+    async def claim_local(self, wanted: dict[str, dict[str, str]]) -> dict:
+        return await self._store.claim_keys([(u, d, alg) for u, devices in wanted.items() for d, alg in devices.items()])
 
     # -- cross-signing ----------------------------------------------------------------------------
     async def check_signing_keys(self, user_id: str, body: dict) -> tuple[dict[str, dict], bool]:
@@ -233,6 +274,15 @@ class E2eKeysService:
         if keys:
             await self._store.set_cross_signing_keys(user_id, keys)
             await self._device_lists.mark_changed(user_id)
+            if "master" in keys or "self_signing" in keys:  # the user-signing key is private
+                await self._signing_keys_changed(user_id)
+
+    async def _signing_keys_changed(self, user_id: str) -> None:
+        for listener in self.signing_key_listeners:
+            try:
+                await listener(user_id)
+            except Exception:  # the keys are stored: this must not fail the request
+                logger.exception("Signing key listener failed for %s", user_id)
 
     async def upload_signatures(self, user_id: str, body: dict) -> dict:
         """POST /keys/signatures/upload: each valid signature is stored, each bad one reported in ``failures``."""
@@ -257,7 +307,11 @@ class E2eKeysService:
                     failures.setdefault(target_user, {})[key_id] = e.to_json()
         if accepted:
             await self._store.store_signatures(accepted)
-            await self._device_lists.mark_changed(user_id)
+            own = {s.target_key_id for s in accepted if s.target_user_id == user_id}
+            # Spec: a device's new cross-signing signature is an m.device_list_update of that device.
+            await self._device_lists.mark_changed(user_id, sorted(own & set(own_devices)))
+            if own - set(own_devices):  # our master key, signed by one of our devices
+                await self._signing_keys_changed(user_id)
         return {"failures": failures}
 
     def _own_signatures(self, user_id: str, key_id: str, signed: dict, cross_signing: dict,
@@ -310,7 +364,15 @@ class E2eKeysService:
         """AuthService hook: a removed device's keys go, and the user's device list changed."""
         if device_ids:
             await self._store.delete_device_keys(user_id, device_ids)
-            await self._device_lists.mark_changed(user_id)
+            await self._device_lists.mark_changed(user_id, device_ids)
+
+
+def _timeout_s(body: dict) -> float:
+    """The request's ``timeout`` for remote servers, in seconds (10 by default, at most 60)."""
+    timeout = body.get("timeout", DEFAULT_FEDERATION_TIMEOUT_MS)
+    if not isinstance(timeout, int) or isinstance(timeout, bool):
+        raise bad_json("timeout must be an integer")
+    return min(max(timeout, 100), 60_000) / 1000
 
 
 def _merge_signatures(result: dict, signatures: list[Signature]) -> None:

@@ -5,6 +5,11 @@ the time of their last activity. Explicit changes (PUT, ``set_presence`` on
 /sync, sending events) update it; a timer applies Synapse's timeouts: idle
 after five minutes, not ``currently_active`` after one, offline when the user
 stops syncing. Only a change others should see is written to the stream.
+
+Over federation (server-server "Presence"), ``listeners`` hear every such
+change of a local user (and, every 25 minutes, the state of those still not
+offline, as Synapse pings); remote users' states come from their servers and
+turn offline after 30 minutes without news, as Synapse does.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ IDLE_TIMEOUT_MS = 5 * 60_000        # Synapse's IDLE_TIMER
 # and a long-poll lasts up to ~30 s, hence twice that.
 SYNC_ONLINE_TIMEOUT_MS = 60_000
 TIMER_INTERVAL_S = 5.0
+FEDERATION_TIMEOUT_MS = 30 * 60_000        # Synapse's FEDERATION_TIMEOUT
+FEDERATION_PING_INTERVAL_MS = 25 * 60_000  # Synapse's FEDERATION_PING_INTERVAL
 
 
 class PresenceService:
@@ -42,8 +49,11 @@ class PresenceService:
         self.enabled = enabled
         self._server_suffix = ":" + server_name
         self._stream = StreamIdGenerator(store.max_stream_id_sync())
-        self._states: dict[str, PresenceRow] = {}
+        self._states: dict[str, PresenceRow] = {}  # local users not offline
         self._last_sync: dict[str, int] = {}
+        self._last_pushed: dict[str, int] = {}  # local user -> when listeners last heard of them
+        self._remote_updated: dict[str, int] = {}  # remote user not offline -> when their server last told us
+        self.listeners: list = []  # called with the PresenceRow of each visible change of a local user
         self._timer = None
         self._restored = False
 
@@ -53,13 +63,16 @@ class PresenceService:
     def current(self) -> int:
         return self._stream.current()
 
+    def _is_local(self, user_id: str) -> bool:
+        return user_id.endswith(self._server_suffix)
+
     # -- reading -----------------------------------------------------------------------
     async def _state(self, user_id: str) -> PresenceRow:
         """The user's state: from memory while not offline, else from the store."""
         state = self._states.get(user_id)
         if state is None:
             state = (await self._store.get([user_id])).get(user_id) or PresenceRow(user_id, "offline", None, 0, False)
-            if state.state != "offline":
+            if state.state != "offline" and self._is_local(user_id):
                 state = self._states.setdefault(user_id, state)
         return state
 
@@ -104,7 +117,7 @@ class PresenceService:
         """Room event listener: sending an event is activity (Synapse bumps the sender's presence)."""
         if not self.enabled:
             return
-        for sender in {e.sender for e in events if not e.outlier and e.sender.endswith(self._server_suffix)}:
+        for sender in {e.sender for e in events if not e.outlier and self._is_local(e.sender)}:
             _spawn(self._bump_active(sender), "presence bump")
 
     async def _bump_active(self, user_id: str) -> None:
@@ -127,12 +140,36 @@ class PresenceService:
         self._ensure_timer()
         if not _should_notify(old, new):
             return
+        await self._persist(new)
+        self._push(new)
+
+    def _push(self, row: PresenceRow) -> None:
+        self._last_pushed[row.user_id] = self.now_ms()
+        for listener in self.listeners:
+            listener(row)
+
+    async def _persist(self, row: PresenceRow) -> None:
         (position,) = self._stream.allocate()
         try:
-            await self._store.put(new, position)
+            await self._store.put(row, position)
         finally:
             self._stream.done([position])
-        self._stream.when_visible(position, lambda: _spawn(self._wake(new.user_id), "presence wake-up"))
+        self._stream.when_visible(position, lambda: _spawn(self._wake(row.user_id), "presence wake-up"))
+
+    async def receive_remote(self, rows: list[PresenceRow]) -> None:
+        """States of remote users from their server's ``m.presence`` EDU (the caller checked the origin)."""
+        if not self.enabled:
+            return
+        now = self.now_ms()
+        for row in rows:
+            if row.state == "offline":
+                self._remote_updated.pop(row.user_id, None)
+            else:
+                self._remote_updated[row.user_id] = now
+            old = (await self._store.get([row.user_id])).get(row.user_id)
+            if old is None or _should_notify(old, row):
+                await self._persist(row)
+        self._ensure_timer()
 
     async def _wake(self, user_id: str) -> None:
         rooms = [r for r, (m, _, _) in (await self._event_store.rooms_for_user(user_id)).items() if m == "join"]
@@ -152,17 +189,29 @@ class PresenceService:
         if not self._restored:
             self._restored = True
             for row in await self._store.not_offline():
-                self._states.setdefault(row.user_id, row)
+                if self._is_local(row.user_id):
+                    self._states.setdefault(row.user_id, row)
+                else:
+                    self._remote_updated.setdefault(row.user_id, now)
         for user_id, state in list(self._states.items()):
             if state.state == "offline":
                 del self._states[user_id]
                 self._last_sync.pop(user_id, None)
+                self._last_pushed.pop(user_id, None)
                 continue
             self._last_sync.setdefault(user_id, now)
             fields = _timed_out(state, now, self._last_sync[user_id])
             if fields:
                 await self._change(self._states[user_id], **fields)
-        if self._states:
+            elif now - self._last_pushed.setdefault(user_id, now) > FEDERATION_PING_INTERVAL_MS:
+                self._push(state)
+        for user_id, updated in list(self._remote_updated.items()):
+            if now - updated > FEDERATION_TIMEOUT_MS:
+                del self._remote_updated[user_id]
+                old = (await self._store.get([user_id])).get(user_id)
+                if old is not None and old.state != "offline":
+                    await self._persist(dataclasses.replace(old, state="offline", currently_active=False))
+        if self._states or self._remote_updated:
             self._ensure_timer()
 
     # -- sync ------------------------------------------------------------------------------------

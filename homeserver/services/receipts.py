@@ -32,6 +32,7 @@ class ReceiptService:
         self._clock = clock
         self._stream = StreamIdGenerator(store.max_stream_id_sync())
         self._changes = ChangeTracker(self._stream.current())
+        self.listeners: list = []  # called with each Receipt stored
 
     def current(self) -> int:
         return self._stream.current()
@@ -68,12 +69,24 @@ class ReceiptService:
             else:
                 await self._store_receipt(event, rtype, user_id, None)
 
+    async def receive_remote(self, room_id: str, user_id: str, event_id: str, data: dict) -> None:
+        """An ``m.read`` receipt of a remote user (server-server "Receipts"): kept if the user is joined and
+        the event known; the thread and timestamp come from ``data``."""
+        if await self._room_events.membership(room_id, user_id) != "join":
+            return
+        event = await self._room_events.get_event(event_id)
+        if event is None or event.room_id != room_id or event.outlier:
+            return
+        thread_id = data.get("thread_id") if isinstance(data.get("thread_id"), str) else None
+        await self._store_receipt(event, READ, user_id, thread_id, data)
+
     async def _store_receipt(self, event: StoredEvent, receipt_type: str, user_id: str,
-                             thread_id: str | None) -> None:
+                             thread_id: str | None, data: dict | None = None) -> None:
         """Persist an already checked receipt, advance the stream and wake the room."""
-        data = {"ts": int(self._clock.seconds() * 1000)}
-        if thread_id is not None:
-            data["thread_id"] = thread_id
+        if data is None:
+            data = {"ts": int(self._clock.seconds() * 1000)}
+            if thread_id is not None:
+                data["thread_id"] = thread_id
         receipt = Receipt(event.room_id, receipt_type, user_id, thread_id, event.event_id, event.stream_ordering,
                           data)
         (position,) = self._stream.allocate()
@@ -86,6 +99,8 @@ class ReceiptService:
         if stored:
             self._stream.when_visible(
                 position, lambda: self._notifier.notify(users=[user_id], rooms=[event.room_id]))
+            for listener in self.listeners:
+                listener(receipt)
 
     async def _in_thread(self, event: StoredEvent, thread_id: str) -> bool:
         """Spec "Threaded read receipts": whether ``event`` belongs to ``thread_id`` ("main" or a root).

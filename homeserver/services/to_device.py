@@ -2,8 +2,8 @@
 
 Delivery is at least once: a message stays in its device's inbox until the
 device syncs with a ``since`` token whose to_device position covers it.
-Messages for remote users wait in an outbox per destination server for the
-federation sender (an ``m.direct_to_device`` EDU each).
+Messages for remote users go to their servers as one ``m.direct_to_device`` EDU
+per server (server-server "Send-to-device messaging"), through ``remote_sender``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ class ToDeviceService:
         self._notifier = notifier
         self.server_name = server_name
         self.stream = stream
+        self.remote_sender = None  # async (destination, m.direct_to_device content), set by the federation
+
+    def _is_local(self, user_id: str) -> bool:
+        return user_id.split(":", 1)[-1] == self.server_name
 
     async def send(self, sender: str, sender_device: str | None, event_type: str, txn_id: str,
                    messages) -> None:
@@ -34,28 +38,42 @@ class ToDeviceService:
                 isinstance(by_device, dict) and all(isinstance(c, dict) for c in by_device.values())
                 for by_device in messages.values()):
             raise bad_json("messages must map user ids to device ids to message contents")
-        local, remote, recipients = [], {}, set()
+        remote: dict[str, dict] = {}
         for user_id, by_device in messages.items():
-            domain = user_id.split(":", 1)[-1]
-            if domain != self.server_name:
-                edu = remote.setdefault(domain, {"sender": sender, "type": event_type,
-                                                 "message_id": random_string(16), "messages": {}})
+            if not self._is_local(user_id):
+                edu = remote.setdefault(user_id.split(":", 1)[-1], {
+                    "sender": sender, "type": event_type, "message_id": random_string(16), "messages": {}})
                 edu["messages"][user_id] = by_device
+        stored = await self._deliver(sender, sender_device or "", txn_id, event_type, messages)
+        if stored and self.remote_sender is not None:
+            for destination, edu in sorted(remote.items()):
+                await self.remote_sender(destination, edu)
+
+    async def receive_remote(self, sender: str, event_type: str, message_id: str, messages: dict) -> None:
+        """An ``m.direct_to_device`` EDU from the sender's server: idempotent per (sender, message_id)."""
+        await self._deliver(sender, "", message_id, event_type,
+                            {u: d for u, d in messages.items() if self._is_local(u)})
+
+    async def _deliver(self, sender: str, sender_device: str, txn_id: str, event_type: str,
+                       messages: dict) -> bool:
+        """Put the messages for local devices ("*": every device of the user) in their inboxes."""
+        local, recipients = [], set()
+        for user_id, by_device in messages.items():
+            if not self._is_local(user_id):
                 continue
             devices = {d["device_id"] for d in await self._accounts.list_devices(user_id)}
             for device_id, content in by_device.items():
-                targets = devices if device_id == "*" else devices & {device_id}
-                for target in targets:
+                for target in (devices if device_id == "*" else devices & {device_id}):
                     local.append((user_id, target, {"sender": sender, "type": event_type, "content": content}))
                     recipients.add(user_id)
         (pos,) = self.stream.allocate()
         try:
-            stored = await self._store.add_messages(pos, sender, sender_device or "", txn_id, local,
-                                                    list(remote.items()))
+            stored = await self._store.add_messages(pos, sender, sender_device, txn_id, local)
         finally:
             self.stream.done([pos])
         if stored and recipients:
             self._notifier.notify(users=recipients)
+        return stored
 
     async def on_devices_removed(self, user_id: str, device_ids: list[str]) -> None:
         """AuthService hook: a removed device's inbox goes."""

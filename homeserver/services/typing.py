@@ -12,6 +12,7 @@ from homeserver.errors import forbidden
 
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 120_000  # as Synapse: no silly long typing timeouts
+FEDERATION_TIMEOUT_MS = 60_000  # a remote typer whose server goes quiet stops typing (as Synapse)
 
 
 class TypingService:
@@ -24,6 +25,7 @@ class TypingService:
         self._position = 0
         self._room_positions: dict[str, int] = {}
         self._typers: dict[str, dict[str, object]] = {}  # room -> user -> expiry DelayedCall
+        self.listeners: list = []  # called with (room_id, user_id, typing) on every change
 
     def current(self) -> int:
         return self._position
@@ -35,6 +37,10 @@ class TypingService:
         """PUT /rooms/{roomId}/typing/{userId} for a joined user; refreshing a typer only moves its expiry."""
         if await self._room_events.membership(room_id, user_id) != "join":
             raise forbidden("You are not joined to this room")
+        self.update(room_id, user_id, typing, timeout_ms)
+
+    def update(self, room_id: str, user_id: str, typing: bool, timeout_ms: int = FEDERATION_TIMEOUT_MS) -> None:
+        """Start, refresh or stop a joined user's typing (a local request, or a remote server's m.typing)."""
         if not typing:
             self._stop(room_id, user_id)
             return
@@ -71,6 +77,9 @@ class TypingService:
         self._position += 1
         self._room_positions[room_id] = self._position
         self._notifier.notify(users=[user_id], rooms=[room_id])
+        typing = user_id in self._typers.get(room_id, {})
+        for listener in self.listeners:
+            listener(room_id, user_id, typing)
 
     async def contribute(self, ctx, response) -> None:
         """Spec "m.typing" in ``ephemeral`` of each joined room whose typers changed since the token.

@@ -1,4 +1,4 @@
-"""Send-to-device messages: each device's inbox, the transaction ids seen, and the federation outbox.
+"""Send-to-device messages: each device's inbox and the transaction ids seen.
 
 Spec v1.19 client-server "Send-to-Device messaging". One stream ("to_device"
 in the sync token) orders every inbox; a message stays in its inbox until the
@@ -45,6 +45,10 @@ MIGRATIONS = [
         UNION ALL SELECT COALESCE(MAX(stream_id), 0) AS p FROM to_device_txns
     ) AS positions
     """,
+    # Messages for remote users go to the federation sender's queue (m.direct_to_device EDUs).
+    """
+    DROP TABLE device_federation_outbox
+    """,
 ]
 
 
@@ -62,10 +66,11 @@ class DeviceInboxStore:
             "SELECT position FROM to_device_stream", default=0)))
 
     async def add_messages(self, stream_id: int, sender: str, sender_device: str, txn_id: str,
-                           local: list[tuple[str, str, dict]], remote: list[tuple[str, dict]]) -> bool:
-        """Store one /sendToDevice request: local (user_id, device_id, message) and remote (destination, edu).
+                           local: list[tuple[str, str, dict]]) -> bool:
+        """Store the (user_id, device_id, message) of one /sendToDevice request or m.direct_to_device EDU.
 
-        False, storing nothing, if the sender's device already used ``txn_id``.
+        False, storing nothing, if the sender's device already used ``txn_id`` (a remote sender: its
+        server's ``message_id``, with no device).
         """
 
         def txn_fn(txn):
@@ -78,8 +83,6 @@ class DeviceInboxStore:
             txn.executemany("INSERT INTO device_inbox (user_id, device_id, stream_id, message_json) "
                             "VALUES (?, ?, ?, ?)",
                             [(user_id, device_id, stream_id, canonical(msg)) for user_id, device_id, msg in local])
-            txn.executemany("INSERT INTO device_federation_outbox (destination, stream_id, edu_json) "
-                            "VALUES (?, ?, ?)", [(dest, stream_id, canonical(edu)) for dest, edu in remote])
             return True
 
         return await self.db.run("add_to_device_messages", txn_fn)

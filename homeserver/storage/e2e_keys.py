@@ -58,6 +58,22 @@ MIGRATIONS = [
     CREATE INDEX e2e_cross_signing_signatures_target
         ON e2e_cross_signing_signatures (target_user_id, target_key_id)
     """,
+    # Server-server "Device Management": the cached device lists of remote users sharing a room with
+    # ours, each at the stream_id of its latest update (their cross-signing keys go in
+    # e2e_cross_signing_keys with the local users').
+    """
+    CREATE TABLE e2e_remote_users (
+        user_id TEXT PRIMARY KEY,
+        stream_id BIGINT NOT NULL
+    );
+    CREATE TABLE e2e_remote_devices (
+        user_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        display_name TEXT,
+        key_json TEXT,
+        PRIMARY KEY (user_id, device_id)
+    )
+    """,
 ]
 
 KeyTriple = tuple[str, str, object]  # (algorithm, key_id, key object or string)
@@ -260,6 +276,96 @@ class E2eKeyStore:
             f"FROM e2e_cross_signing_signatures WHERE target_user_id IN ({_in(target_user_ids)}) "
             "AND (signer_user_id = target_user_id OR signer_user_id = ?)", [*target_user_ids, viewer]))
         return [Signature(*r) for r in rows]
+
+
+@dataclass(frozen=True)
+class RemoteDevice:
+    device_id: str
+    display_name: str | None
+    keys: dict | None  # None: a device without identity keys
+
+
+def _put_remote_device(txn, user_id: str, device: RemoteDevice) -> None:
+    txn.execute("DELETE FROM e2e_remote_devices WHERE user_id = ? AND device_id = ?", (user_id, device.device_id))
+    txn.execute("INSERT INTO e2e_remote_devices (user_id, device_id, display_name, key_json) VALUES (?, ?, ?, ?)",
+                (user_id, device.device_id, device.display_name,
+                 canonical(device.keys) if device.keys is not None else None))
+
+
+class RemoteDeviceCache:
+    """The device lists of remote users (server-server "Device Management"), kept by their updates."""
+
+    def __init__(self, db):
+        self.db = db
+
+    async def positions(self, user_ids) -> dict[str, int]:
+        """user_id -> stream_id of the cached list, for the users whose list is cached."""
+        ids = list(user_ids)
+        if not ids:
+            return {}
+        rows = await self.db.run("remote_device_list_positions", lambda t: t.select_all(
+            f"SELECT user_id, stream_id FROM e2e_remote_users WHERE user_id IN ({_in(ids)})", ids))
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def replace(self, user_id: str, stream_id: int, devices: list[RemoteDevice],
+                      cross_signing: dict[str, dict]) -> None:
+        """A full snapshot of the user's devices and cross-signing keys (a resync)."""
+
+        def txn_fn(txn):
+            _drop_txn(txn, user_id)
+            txn.execute("INSERT INTO e2e_remote_users (user_id, stream_id) VALUES (?, ?)", (user_id, stream_id))
+            for device in devices:
+                _put_remote_device(txn, user_id, device)
+            for key_type, key in cross_signing.items():
+                txn.execute("INSERT INTO e2e_cross_signing_keys (user_id, key_type, key_json) VALUES (?, ?, ?)",
+                            (user_id, key_type, canonical(key)))
+
+        await self.db.run("replace_remote_device_list", txn_fn)
+
+    async def update_device(self, user_id: str, stream_id: int, device: RemoteDevice, deleted: bool) -> bool:
+        """Apply one update to a cached list; False (nothing done) when the list is not cached."""
+
+        def txn_fn(txn):
+            txn.execute("UPDATE e2e_remote_users SET stream_id = ? WHERE user_id = ?", (stream_id, user_id))
+            if txn.rowcount != 1:
+                return False
+            if deleted:
+                txn.execute("DELETE FROM e2e_remote_devices WHERE user_id = ? AND device_id = ?",
+                            (user_id, device.device_id))
+            else:
+                _put_remote_device(txn, user_id, device)
+            return True
+
+        return await self.db.run("update_remote_device", txn_fn)
+
+    async def drop(self, user_id: str) -> None:
+        """Forget a remote user's cached devices and cross-signing keys (never call it for a local user)."""
+        await self.db.run("drop_remote_device_list", _drop_txn, user_id)
+
+    async def device_keys(self, query: list[tuple[str, str | None]]) -> dict[str, dict[str, dict]]:
+        """user_id -> device_id -> keys (with ``unsigned.device_display_name``) of cached devices that have keys."""
+
+        def txn_fn(txn):
+            found: dict[str, dict[str, dict]] = {}
+            for user_id, device_id in query:
+                sql = "SELECT device_id, display_name, key_json FROM e2e_remote_devices " \
+                      "WHERE user_id = ? AND key_json IS NOT NULL"
+                args: tuple = (user_id,)
+                if device_id is not None:
+                    sql, args = sql + " AND device_id = ?", (user_id, device_id)
+                for dev, name, text in txn.select_all(sql, args):
+                    keys = json.loads(text)
+                    if name is not None:
+                        keys["unsigned"] = {"device_display_name": name}
+                    found.setdefault(user_id, {})[dev] = keys
+            return found
+
+        return await self.db.run("remote_device_keys", txn_fn)
+
+
+def _drop_txn(txn, user_id: str) -> None:
+    for table in ("e2e_remote_users", "e2e_remote_devices", "e2e_cross_signing_keys"):
+        txn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
 
 
 def _claim_one_time_key(txn, user_id: str, device_id: str, algorithm: str) -> tuple[str, dict] | None:

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import yaml
@@ -34,6 +34,8 @@ REQUIREMENTS = os.path.join(BENCH_DIR, "requirements.txt")
 
 SERVER_NAME = "bench.local"
 BCRYPT_ROUNDS = 12  # the same real cost on both sides, never weakened on one
+# Federation pairs register thousands of setup users: a lower cost, the same on all four servers.
+PAIR_BCRYPT_ROUNDS = 4
 LOG_LEVEL = "WARNING"  # both servers log warnings and errors only
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
@@ -57,6 +59,14 @@ SHARED_CONFIG = {
     "rc_room_creation": _RATE,
     "rc_presence": {"per_user": _RATE},
 }
+# Added for the servers of a federation pair (both kinds): federation itself unthrottled too.
+PAIR_CONFIG = {
+    "bcrypt_rounds": PAIR_BCRYPT_ROUNDS,
+    "ip_range_whitelist": ["127.0.0.0/8"],
+    "rc_federation": {"window_size": 1000, "sleep_limit": 10000, "sleep_delay": 500, "reject_limit": 10000,
+                      "concurrent": 1000},
+    "federation_rr_transactions_per_room_per_second": 10000,
+}
 
 
 class ServerError(Exception):
@@ -71,6 +81,7 @@ class RunningServer:
     base_url: str
     process: subprocess.Popen
     workdir: str
+    server_name: str = SERVER_NAME
     startup_s: float = 0.0  # from process start to the first answer of /versions
 
     @property
@@ -124,9 +135,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _listener(port: int) -> dict:
-    return {"port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
-            "x_forwarded": False, "resources": [{"names": ["client", "federation"], "compress": False}]}
+def _listener(port: int, names=("client", "federation"), tls: bool = False) -> dict:
+    return {"port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": tls,
+            "x_forwarded": False, "resources": [{"names": list(names), "compress": False}]}
+
+
+@dataclass
+class Setup:
+    """What one server is started with: its name and the settings beyond SHARED_CONFIG."""
+
+    server_name: str = SERVER_NAME
+    extra: dict = field(default_factory=dict)
+
+    def config(self, port: int, database: dict) -> dict:
+        return SHARED_CONFIG | {"listeners": [_listener(port)]} | self.extra | {"database": database}
+
+
+def federating_setup(ca, port: int) -> Setup:
+    """A server named ``localhost:<tls port>``: client API on ``port``, federation over TLS with a
+    certificate from the throwaway ``ca`` that every server of the pair trusts."""
+    tls_port = free_port()
+    cert, key = ca.issue(f"bench{tls_port}")
+    extra = PAIR_CONFIG | {
+        "listeners": [_listener(port, ("client",)), _listener(tls_port, ("federation",), tls=True)],
+        "tls_certificate_path": cert, "tls_private_key_path": key, "federation_custom_ca_list": [ca.cert_path]}
+    return Setup(f"localhost:{tls_port}", extra)
 
 
 def _database_section(kind: str, workdir: str, pg_name: str | None) -> dict:
@@ -172,12 +205,13 @@ def _postgres_database(label: str) -> Iterator[str]:
 # -- the two servers -------------------------------------------------------------------
 
 
-def prepare_hexagone(workdir: str, port: int, database: dict) -> list[str]:
+def prepare_hexagone(workdir: str, port: int, database: dict, setup: Setup) -> list[str]:
     """``hexagone init``, then the shared settings; returns the ``hexagone run`` command."""
     hexagone = [sys.executable, "-m", "homeserver.cli"]
-    _run(hexagone + ["init", "--server-name", SERVER_NAME, "--dir", workdir, "--port", str(port)], cwd=REPO_ROOT)
+    _run(hexagone + ["init", "--server-name", setup.server_name, "--dir", workdir, "--port", str(port)],
+         cwd=REPO_ROOT)
     config = os.path.join(workdir, "homeserver.yaml")
-    _patch_yaml(config, SHARED_CONFIG | {"listeners": [_listener(port)], "database": database})
+    _patch_yaml(config, setup.config(port, database))
     return hexagone + ["run", "--config", config, "--log-level", LOG_LEVEL]
 
 
@@ -201,13 +235,13 @@ def synapse_python() -> str:
     return python
 
 
-def prepare_synapse(workdir: str, port: int, database: dict) -> list[str]:
+def prepare_synapse(workdir: str, port: int, database: dict, setup: Setup) -> list[str]:
     """``--generate-config``, then the shared settings; returns the Synapse command."""
     python = synapse_python()
     config = os.path.join(workdir, "homeserver.yaml")
-    _run([python, "-m", "synapse.app.homeserver", "--generate-config", "--server-name", SERVER_NAME,
+    _run([python, "-m", "synapse.app.homeserver", "--generate-config", "--server-name", setup.server_name,
           "--config-path", config, "--data-directory", workdir, "--report-stats=no"], cwd=workdir)
-    log_config = os.path.join(workdir, f"{SERVER_NAME}.log.config")
+    log_config = os.path.join(workdir, f"{setup.server_name}.log.config")
     with open(log_config) as f:
         logging_dict = yaml.safe_load(f)
     logging_dict["root"]["level"] = LOG_LEVEL
@@ -215,7 +249,7 @@ def prepare_synapse(workdir: str, port: int, database: dict) -> list[str]:
         logger["level"] = LOG_LEVEL
     with open(log_config, "w") as f:
         yaml.safe_dump(logging_dict, f)
-    _patch_yaml(config, SHARED_CONFIG | {"listeners": [_listener(port)], "database": database})
+    _patch_yaml(config, setup.config(port, database))
     return [python, "-m", "synapse.app.homeserver", "--config-path", config]
 
 
@@ -254,14 +288,16 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running(label: str, database_kind: str = "sqlite") -> Iterator[RunningServer]:
-    """A freshly set-up ``label`` server ("hexagone" or "synapse"), stopped and removed on exit."""
+def running(label: str, database_kind: str = "sqlite", *, ca=None) -> Iterator[RunningServer]:
+    """A freshly set-up ``label`` server ("hexagone" or "synapse"), stopped and removed on exit;
+    with a certificate authority ``ca``, one that federates over TLS (see :func:`federating_setup`)."""
     workdir = tempfile.mkdtemp(prefix=f"bench-{label}-")
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         pg_name = stack.enter_context(_postgres_database(label)) if database_kind == "postgresql" else None
         port = free_port()
-        argv = PREPARERS[label](workdir, port, _database_section(database_kind, workdir, pg_name))
+        setup = federating_setup(ca, port) if ca is not None else Setup()
+        argv = PREPARERS[label](workdir, port, _database_section(database_kind, workdir, pg_name), setup)
         log_path = os.path.join(workdir, "server.log")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         if label == "hexagone":
@@ -271,7 +307,18 @@ def running(label: str, database_kind: str = "sqlite") -> Iterator[RunningServer
             process = subprocess.Popen(argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)
         stack.callback(_stop, process)
-        server = RunningServer(label, f"http://127.0.0.1:{port}", process, workdir)
+        server = RunningServer(label, f"http://127.0.0.1:{port}", process, workdir, setup.server_name)
         _wait_ready(server, log_path)
         server.startup_s = time.monotonic() - started
         yield server
+
+
+@contextlib.contextmanager
+def running_pair(label: str, database_kind: str = "sqlite") -> Iterator[tuple[RunningServer, RunningServer]]:
+    """Two fresh ``label`` servers federating with each other over TLS on 127.0.0.1."""
+    from tests.integration.fedtls import CertificateAuthority
+
+    with tempfile.TemporaryDirectory(prefix="bench-ca-") as ca_dir:
+        ca = CertificateAuthority(ca_dir)
+        with running(label, database_kind, ca=ca) as a, running(label, database_kind, ca=ca) as b:
+            yield a, b

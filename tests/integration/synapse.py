@@ -62,7 +62,8 @@ class SynapseProcess:
             rc_login={"address": UNTHROTTLED, "account": UNTHROTTLED, "failed_attempts": UNTHROTTLED},
             rc_invites={"per_room": UNTHROTTLED, "per_user": UNTHROTTLED, "per_issuer": UNTHROTTLED},
             rc_federation={"window_size": 1000, "sleep_limit": 10000, "reject_limit": 10000, "concurrent": 100},
-            federation_rr_transactions_per_room_per_second=10000, presence={"enabled": False})
+            federation_rr_transactions_per_room_per_second=10000, presence={"enabled": False},
+            allow_public_rooms_over_federation=True, room_list_publication_rules=[{"action": "allow"}])
         config.pop("log_config", None)
         with open(self.config_path, "w") as f:
             yaml.safe_dump(config, f)

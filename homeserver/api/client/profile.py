@@ -16,15 +16,26 @@ def register(router: Router, hs) -> None:
                 and req.user_id != user_id and user_id not in await hs.event_store.users_sharing_rooms(req.user_id):
             raise forbidden("You do not share a room with this user")
 
+    async def lookup(user_id: str) -> dict:
+        """A local profile, or a remote one through federation's /query/profile."""
+        if ":" not in user_id or user_id.split(":", 1)[1] == config.server_name or hs.federation is None:
+            return await profiles.get(user_id)
+        try:
+            result = await hs.federation.client.get_json(
+                user_id.split(":", 1)[1], "/_matrix/federation/v1/query/profile", {"user_id": user_id})
+        except Exception:
+            raise not_found("Profile not found")
+        return {k: v for k, v in result.items() if k in ("displayname", "avatar_url") and isinstance(v, str)}
+
     async def get_profile(req: ApiRequest):
         user_id = req.path_params["userId"]
         await check_access(req, user_id)
-        return await profiles.get(user_id)
+        return await lookup(user_id)
 
     async def get_field(req: ApiRequest):
         user_id, field = req.path_params["userId"], req.path_params["keyName"]
         await check_access(req, user_id)
-        profile = await profiles.get(user_id)
+        profile = await lookup(user_id)
         if field not in profile:
             raise not_found("Profile field not set")
         return {field: profile[field]}

@@ -148,8 +148,22 @@ def register(router: Router, hs) -> None:
             limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
         server = req.arg("server")
         if server is not None and server != hs.config.server_name:
-            raise MatrixError(404, "M_NOT_FOUND", "Listing remote directories is not supported yet")
+            return await remote_public_rooms(server, limit, since, search)
         return await directory.public_rooms(limit=limit, since=since, search=search)
+
+    async def remote_public_rooms(server: str, limit, since, search) -> dict:
+        """Another server's directory, through federation's POST /publicRooms."""
+        body: dict = {}
+        if limit is not None:
+            body["limit"] = limit
+        if since is not None:
+            body["since"] = since
+        if search:
+            body["filter"] = {"generic_search_term": search}
+        try:
+            return await hs.federation.client.post_json(server, "/_matrix/federation/v1/publicRooms", body)
+        except Exception as e:
+            raise MatrixError(502, "M_UNKNOWN", f"Could not list the rooms of {server}: {e}")
 
     router.client("POST", "/createRoom", create_room)
     router.client("POST", "/join/{roomIdOrAlias}", join)

@@ -1,0 +1,462 @@
+"""EDUs between servers, and the device lists of remote users.
+
+Spec v1.19 server-server "Typing Notifications", "Receipts", "Presence",
+"Device Management", "End-to-End Encryption" and "Send-to-device messaging".
+
+:class:`EduFederation` sends the EDUs about local users to the servers that
+share a room with them (through the persisted, retried federation sender) and
+applies the EDUs other servers send about theirs. A server only speaks for
+its own users: an EDU about anyone else is ignored.
+
+:class:`RemoteDeviceLists` keeps the device lists of remote users who share a
+room with a local user, up to date from their ``m.device_list_update`` EDUs;
+when one is missed (a ``prev_id`` we never saw) the list is dropped and fetched
+again whole (``GET /user/devices/{userId}``). Users we do not track are asked of
+their server at each query (``POST /user/keys/query``).
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from twisted.internet import defer
+
+from federation.client import FederationDeniedError, HttpResponseError
+from homeserver.events.identifiers import domain_of, is_valid_user_id
+from homeserver.storage.e2e_keys import RemoteDevice
+from homeserver.storage.presence import PresenceRow
+
+logger = logging.getLogger(__name__)
+
+PRESENCE_STATES = ("online", "unavailable", "offline")
+RESYNC_TIMEOUT_S = 30.0
+MAX_SEEN_UPDATES = 100  # stream ids remembered per remote user (Synapse's _seen_updates)
+MAX_MESSAGE_ID_LENGTH = 32  # spec m.direct_to_device message_id
+
+
+def _spawn(coro, what: str) -> None:
+    defer.ensureDeferred(coro).addErrback(lambda f: logger.error("%s failed: %s", what, f.getTraceback()))
+
+
+def _is_str_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class EduFederation:
+    """Outbound and inbound typing, receipts, presence, to-device messages and device list EDUs."""
+
+    def __init__(self, *, server_name: str, sender, membership, event_store, accounts, typing, receipts, presence,
+                 to_device, device_lists, e2e_keys, remote_devices: "RemoteDeviceLists"):
+        self.server_name = server_name
+        self._sender = sender
+        self._membership = membership
+        self._event_store = event_store
+        self._accounts = accounts
+        self._typing = typing
+        self._receipts = receipts
+        self._presence = presence
+        self._to_device = to_device
+        self._e2e_keys = e2e_keys
+        self._remote_devices = remote_devices
+        typing.listeners.append(self._on_typing)
+        receipts.listeners.append(self._on_receipt)
+        presence.listeners.append(self._on_presence)
+        to_device.remote_sender = self._send_to_device
+        device_lists.device_update_listeners.append(self._on_device_updates)
+        e2e_keys.signing_key_listeners.append(self._on_signing_keys)
+
+    def handlers(self) -> dict:
+        """EDU type -> async handler(origin, content), for the transaction receiver."""
+        return {"m.typing": self._receive_typing, "m.receipt": self._receive_receipts,
+                "m.presence": self._receive_presence, "m.direct_to_device": self._receive_to_device,
+                "m.device_list_update": self._remote_devices.on_device_list_update,
+                "m.signing_key_update": self._remote_devices.on_signing_key_update}
+
+    def _is_local(self, user_id: str) -> bool:
+        return domain_of(user_id) == self.server_name
+
+    # -- destinations -----------------------------------------------------------------------------
+    async def _servers_in_room(self, room_id: str) -> list[str]:
+        return [s for s in await self._membership.servers_in_room(room_id) if s != self.server_name]
+
+    async def _servers_sharing(self, user_id: str) -> list[str]:
+        """The other servers with a member in a room the user is joined to."""
+        servers: set[str] = set()
+        for room_id, (membership, _, _) in (await self._event_store.rooms_for_user(user_id)).items():
+            if membership == "join":
+                servers.update(await self._servers_in_room(room_id))
+        return sorted(servers)
+
+    async def _send(self, destinations, edu_type: str, content: dict) -> None:
+        for destination in destinations:
+            await self._sender.send_edu(destination, edu_type, content)
+
+    # -- outbound ----------------------------------------------------------------------------------
+    def _on_typing(self, room_id: str, user_id: str, typing: bool) -> None:
+        """Spec "Typing Notifications": a local user started or stopped typing."""
+        if self._is_local(user_id):
+            _spawn(self._send_to_room(room_id, "m.typing", {"room_id": room_id, "user_id": user_id,
+                                                            "typing": typing}), "sending m.typing")
+
+    def _on_receipt(self, receipt) -> None:
+        """Spec "Receipts": a local user's public read receipt (private ones stay here)."""
+        if self._is_local(receipt.user_id) and receipt.receipt_type == "m.read":
+            content = {receipt.room_id: {"m.read": {receipt.user_id: {"event_ids": [receipt.event_id],
+                                                                      "data": receipt.data}}}}
+            _spawn(self._send_to_room(receipt.room_id, "m.receipt", content), "sending m.receipt")
+
+    async def _send_to_room(self, room_id: str, edu_type: str, content: dict) -> None:
+        await self._send(await self._servers_in_room(room_id), edu_type, content)
+
+    def _on_presence(self, row: PresenceRow) -> None:
+        """Spec "Presence": a local user's presence changed, for the servers sharing a room with them."""
+        if self._is_local(row.user_id):
+            push = {"user_id": row.user_id, **self._presence.format(row)}
+            push.setdefault("last_active_ago", 0)
+            push.setdefault("currently_active", False)
+            _spawn(self._send_presence(row.user_id, push), "sending m.presence")
+
+    async def _send_presence(self, user_id: str, push: dict) -> None:
+        await self._send(await self._servers_sharing(user_id), "m.presence", {"push": [push]})
+
+    async def _send_to_device(self, destination: str, content: dict) -> None:
+        await self._sender.send_edu(destination, "m.direct_to_device", content)
+
+    async def _on_device_updates(self, user_id: str, updates: list[tuple[str, int, int | None]]) -> None:
+        """Spec "Device Management": one m.device_list_update per changed device of a local user."""
+        if not self._is_local(user_id):
+            return
+        destinations = await self._servers_sharing(user_id)
+        if not destinations:
+            return
+        keys = (await self._e2e_keys.local_keys({user_id: [u[0] for u in updates]}, None))["device_keys"][user_id]
+        existing = {d["device_id"] for d in await self._accounts.list_devices(user_id)}
+        for device_id, stream_id, prev_id in updates:
+            content = {"user_id": user_id, "device_id": device_id, "stream_id": stream_id,
+                       "prev_id": [prev_id] if prev_id is not None else []}
+            if device_id not in existing:
+                content["deleted"] = True
+            elif device_id in keys:
+                content["keys"] = keys[device_id]
+            await self._send(destinations, "m.device_list_update", content)
+
+    async def _on_signing_keys(self, user_id: str) -> None:
+        """Spec "End-to-End Encryption": a local user's master or self-signing key changed (or got signed)."""
+        destinations = await self._servers_sharing(user_id)
+        if not destinations:
+            return
+        keys = await self._e2e_keys.local_keys({user_id: []}, None)
+        content = {"user_id": user_id}
+        for field in ("master_key", "self_signing_key"):
+            if user_id in keys[field + "s"]:
+                content[field] = keys[field + "s"][user_id]
+        await self._send(destinations, "m.signing_key_update", content)
+
+    # -- inbound -----------------------------------------------------------------------------------
+    async def _receive_typing(self, origin: str, content: dict) -> None:
+        room_id, user_id, typing = content.get("room_id"), content.get("user_id"), content.get("typing")
+        if not isinstance(room_id, str) or not isinstance(typing, bool) or domain_of(user_id) != origin:
+            logger.info("Ignoring m.typing from %s: %r", origin, content)
+            return
+        if (await self._event_store.rooms_for_user(user_id)).get(room_id, (None,))[0] == "join":
+            self._typing.update(room_id, user_id, typing)
+
+    async def _receive_receipts(self, origin: str, content: dict) -> None:
+        for room_id, by_type in content.items():
+            if not isinstance(by_type, dict) or origin not in await self._membership.servers_in_room(room_id):
+                continue
+            reads = by_type.get("m.read")
+            for user_id, receipt in (reads.items() if isinstance(reads, dict) else ()):
+                if domain_of(user_id) != origin or not isinstance(receipt, dict) \
+                        or not _is_str_list(receipt.get("event_ids")) or not receipt["event_ids"]:
+                    logger.info("Ignoring receipt of %r from %s", user_id, origin)
+                    continue
+                data = receipt.get("data") if isinstance(receipt.get("data"), dict) else {}
+                await self._receipts.receive_remote(room_id, user_id, receipt["event_ids"][-1], data)
+
+    async def _receive_presence(self, origin: str, content: dict) -> None:
+        rows = []
+        for push in content.get("push") or []:
+            if not isinstance(push, dict) or domain_of(push.get("user_id")) != origin \
+                    or push.get("presence") not in PRESENCE_STATES:
+                logger.info("Ignoring presence from %s: %r", origin, push)
+                continue
+            ago = push.get("last_active_ago")
+            status_msg = push.get("status_msg")
+            rows.append(PresenceRow(
+                push["user_id"], push["presence"], status_msg if isinstance(status_msg, str) else None,
+                self._presence.now_ms() - ago if _is_int(ago) and ago >= 0 else 0,
+                push.get("currently_active") is True))
+        if rows:
+            await self._presence.receive_remote(rows)
+
+    async def _receive_to_device(self, origin: str, content: dict) -> None:
+        sender, event_type, message_id = content.get("sender"), content.get("type"), content.get("message_id")
+        messages = content.get("messages")
+        if domain_of(sender) != origin or not isinstance(event_type, str) or not isinstance(message_id, str) \
+                or len(message_id) > MAX_MESSAGE_ID_LENGTH or not isinstance(messages, dict):
+            logger.info("Ignoring m.direct_to_device from %s", origin)
+            return
+        messages = {u: {d: c for d, c in by_device.items() if isinstance(c, dict)}
+                    for u, by_device in messages.items() if isinstance(by_device, dict)}
+        await self._to_device.receive_remote(sender, event_type, message_id, messages)
+
+
+class RemoteDeviceLists:
+    """Remote users' devices and cross-signing keys: cached while they share a room with a local user."""
+
+    def __init__(self, *, server_name: str, client, cache, e2e_store, event_store, device_lists):
+        self.server_name = server_name
+        self._client = client
+        self._cache = cache
+        self._e2e_store = e2e_store
+        self._event_store = event_store
+        self._device_lists = device_lists
+        self._seen: dict[str, list[int]] = {}  # user -> stream ids of the updates received lately
+        self._generation: dict[str, int] = {}  # user -> updates received (a resync started before one is stale)
+        self._resyncs: dict[str, list[defer.Deferred]] = {}  # user -> waiters of the resync in flight
+        self._resync_again: set[str] = set()
+
+    async def shares_room(self, user_id: str) -> bool:
+        return any(domain_of(u) == self.server_name for u in await self._event_store.users_sharing_rooms(user_id))
+
+    # -- inbound EDUs ------------------------------------------------------------------------------
+    async def on_device_list_update(self, origin: str, content: dict) -> None:
+        """Spec m.device_list_update: applied to the cached list if we saw its prev_id, else the list is
+        dropped and fetched again; either way local users sharing a room see the user in device_lists.changed."""
+        user_id, device_id, stream_id = content.get("user_id"), content.get("device_id"), content.get("stream_id")
+        prev_ids = content.get("prev_id") or []
+        if domain_of(user_id) != origin or not is_valid_user_id(user_id) or not isinstance(device_id, str) \
+                or not _is_int(stream_id) or not isinstance(prev_ids, list):
+            logger.info("Ignoring m.device_list_update from %s: %r", origin, content)
+            return
+        if not await self.shares_room(user_id):
+            return
+        seen = self._seen.setdefault(user_id, [])
+        if stream_id in seen:
+            return
+        self._generation[user_id] = self._generation.get(user_id, 0) + 1
+        extremity = (await self._cache.positions([user_id])).get(user_id)
+        applied = False
+        if extremity is not None and prev_ids and all(p == extremity or p in seen for p in prev_ids):
+            name = content.get("device_display_name")
+            device = RemoteDevice(device_id, name if isinstance(name, str) else None,
+                                  _device_keys(content.get("keys"), user_id, device_id))
+            applied = await self._cache.update_device(user_id, stream_id, device, content.get("deleted") is True)
+        if not applied:
+            await self._cache.drop(user_id)
+            self._schedule_resync(user_id)
+        seen.append(stream_id)
+        del seen[:-MAX_SEEN_UPDATES]
+        await self._device_lists.mark_changed(user_id)
+
+    async def on_signing_key_update(self, origin: str, content: dict) -> None:
+        """Spec m.signing_key_update: a remote user's new master or self-signing key."""
+        user_id = content.get("user_id")
+        if domain_of(user_id) != origin or not await self.shares_room(user_id):
+            return
+        keys = _cross_signing_keys(content, user_id)
+        if keys and user_id in await self._cache.positions([user_id]):
+            await self._e2e_store.set_cross_signing_keys(user_id, keys)
+        await self._device_lists.mark_changed(user_id)
+
+    def on_room_events(self, events) -> None:
+        """Room event listener: a remote user who no longer shares a room with ours is no longer tracked
+        (we would miss their updates)."""
+        gone = [e for e in events if e.type == "m.room.member" and e.state_key
+                and e.content.get("membership") in ("leave", "ban")]
+        if gone:
+            _spawn(self._forget_unshared(gone), "forgetting remote device lists")
+
+    async def _forget_unshared(self, events) -> None:
+        candidates: set[str] = set()
+        for ev in events:
+            if domain_of(ev.state_key) != self.server_name:
+                candidates.add(ev.state_key)
+            else:
+                candidates.update(await self._event_store.joined_members(ev.room_id))
+        for user_id in await self._cache.positions(u for u in candidates if domain_of(u) != self.server_name):
+            if not await self.shares_room(user_id):
+                await self._cache.drop(user_id)
+                self._seen.pop(user_id, None)
+
+    # -- resync ------------------------------------------------------------------------------------
+    def _schedule_resync(self, user_id: str) -> None:
+        if user_id in self._resyncs:
+            self._resync_again.add(user_id)
+        else:
+            _spawn(self.resync(user_id), f"resyncing the device list of {user_id}")
+
+    async def resync(self, user_id: str, timeout_s: float = RESYNC_TIMEOUT_S) -> dict | None:
+        """Spec GET /user/devices/{userId}: the user's devices and keys as a /keys/query answer for one user
+        (None if their server did not give them). Cached unless an update came meanwhile."""
+        waiters = self._resyncs.get(user_id)
+        if waiters is not None:
+            d: defer.Deferred = defer.Deferred()
+            waiters.append(d)
+            return await d
+        self._resyncs[user_id] = waiters = []
+        result = None
+        try:
+            result = await self._fetch_device_list(user_id, timeout_s)
+        except Exception as e:
+            logger.info("Could not fetch the devices of %s: %s", user_id, e)
+        finally:
+            del self._resyncs[user_id]
+            for d in waiters:
+                d.callback(result)
+            if user_id in self._resync_again:
+                self._resync_again.discard(user_id)
+                self._schedule_resync(user_id)
+        return result
+
+    async def _fetch_device_list(self, user_id: str, timeout_s: float) -> dict:
+        generation = self._generation.get(user_id, 0)
+        body = await self._client.get_json(domain_of(user_id), "/_matrix/federation/v1/user/devices/"
+                                           + quote(user_id, safe=""), timeout_s=timeout_s)
+        if body.get("user_id") != user_id or not _is_int(body.get("stream_id")) \
+                or not isinstance(body.get("devices"), list):
+            raise ValueError(f"malformed /user/devices answer for {user_id}")
+        devices = []
+        for entry in body["devices"]:
+            if isinstance(entry, dict) and isinstance(entry.get("device_id"), str):
+                name = entry.get("device_display_name")
+                devices.append(RemoteDevice(entry["device_id"], name if isinstance(name, str) else None,
+                                            _device_keys(entry.get("keys"), user_id, entry["device_id"])))
+        cross_signing = _cross_signing_keys(body, user_id)
+        if self._generation.get(user_id, 0) == generation and await self.shares_room(user_id):
+            await self._cache.replace(user_id, body["stream_id"], devices, cross_signing)
+        answer = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
+        for device in devices:
+            if device.keys is not None:
+                keys = dict(device.keys)
+                if device.display_name is not None:
+                    keys["unsigned"] = {"device_display_name": device.display_name}
+                answer["device_keys"][device.device_id] = keys
+        for key_type, key in cross_signing.items():
+            answer[f"{key_type}_keys"] = key
+        return answer
+
+    # -- client queries ----------------------------------------------------------------------------
+    async def query(self, requester: str, wanted: dict[str, list[str] | None], timeout_s: float) -> dict:
+        """/keys/query for remote users: tracked ones from the cache, the others from their servers."""
+        result = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}, "failures": {}}
+        by_domain: dict[str, dict] = {}
+        for user_id, devices in wanted.items():
+            if is_valid_user_id(user_id):
+                by_domain.setdefault(domain_of(user_id), {})[user_id] = devices or []
+        await defer.gatherResults([defer.ensureDeferred(self._query_server(domain, users, timeout_s, result))
+                                   for domain, users in by_domain.items()], consumeErrors=True)
+        signatures = await self._e2e_store.signatures_of(list(result["master_keys"]), requester)
+        for s in signatures:  # the requester's own signatures of their master keys (user-signing key)
+            master = result["master_keys"].get(s.target_user_id)
+            if s.signer_user_id == requester and f"ed25519:{s.target_key_id}" in master.get("keys", {}):
+                master.setdefault("signatures", {}).setdefault(requester, {})[s.signing_key_id] = s.signature
+        return result
+
+    async def _query_server(self, domain: str, users: dict[str, list[str]], timeout_s: float, result: dict) -> None:
+        cached = await self._cache.positions(users)
+        ask = {}
+        for user_id, devices in users.items():
+            if user_id not in cached and not devices and await self.shares_room(user_id):
+                snapshot = await self.resync(user_id, timeout_s)
+                if snapshot is not None:
+                    _merge_user(result, user_id, snapshot)
+                    continue
+            if user_id not in cached:
+                ask[user_id] = devices
+        await self._from_cache([u for u in users if u in cached], users, result)
+        if not ask:
+            return
+        try:
+            body = await self._client.post_json(domain, "/_matrix/federation/v1/user/keys/query",
+                                                {"device_keys": ask}, timeout_s=timeout_s)
+        except Exception as e:
+            result["failures"][domain] = _failure(e)
+            return
+        for user_id in ask:
+            found = body.get("device_keys", {}).get(user_id) if isinstance(body.get("device_keys"), dict) else None
+            snapshot = {"device_keys": {d: k for d, k in (found.items() if isinstance(found, dict) else ())
+                                        if _device_keys(k, user_id, d) is not None}}
+            for key_type, key in _cross_signing_keys(
+                    {f"{t}_key": (body.get(f"{t}_keys") or {}).get(user_id) for t in ("master", "self_signing")},
+                    user_id).items():
+                snapshot[f"{key_type}_keys"] = key
+            _merge_user(result, user_id, snapshot)
+
+    async def _from_cache(self, user_ids: list[str], users: dict[str, list[str]], result: dict) -> None:
+        if not user_ids:
+            return
+        found = await self._cache.device_keys([(u, d) for u in user_ids for d in (users[u] or [None])])
+        cross_signing = await self._e2e_store.get_cross_signing_keys(user_ids)
+        for user_id in user_ids:
+            snapshot = {"device_keys": found.get(user_id, {})}
+            for key_type in ("master", "self_signing"):
+                if key_type in cross_signing.get(user_id, {}):
+                    snapshot[f"{key_type}_keys"] = cross_signing[user_id][key_type]
+            _merge_user(result, user_id, snapshot)
+
+    async def claim(self, wanted: dict[str, dict[str, str]], timeout_s: float) -> dict:
+        """/keys/claim for remote users: one POST /user/keys/claim per server."""
+        result = {"one_time_keys": {}, "failures": {}}
+        by_domain: dict[str, dict] = {}
+        for user_id, devices in wanted.items():
+            if is_valid_user_id(user_id):
+                by_domain.setdefault(domain_of(user_id), {})[user_id] = devices
+
+        async def claim_from(domain: str, users: dict) -> None:
+            try:
+                body = await self._client.post_json(domain, "/_matrix/federation/v1/user/keys/claim",
+                                                    {"one_time_keys": users}, timeout_s=timeout_s)
+            except Exception as e:
+                result["failures"][domain] = _failure(e)
+                return
+            claimed = body.get("one_time_keys") if isinstance(body.get("one_time_keys"), dict) else {}
+            for user_id in users:
+                if isinstance(claimed.get(user_id), dict):
+                    result["one_time_keys"][user_id] = {d: k for d, k in claimed[user_id].items()
+                                                        if d in users[user_id] and isinstance(k, dict)}
+
+        await defer.gatherResults([defer.ensureDeferred(claim_from(domain, users))
+                                   for domain, users in by_domain.items()], consumeErrors=True)
+        return result
+
+
+def _merge_user(result: dict, user_id: str, snapshot: dict) -> None:
+    result["device_keys"][user_id] = snapshot["device_keys"]
+    for field in ("master_keys", "self_signing_keys"):
+        if field in snapshot:
+            result[field][user_id] = snapshot[field]
+
+
+def _device_keys(keys, user_id: str, device_id: str) -> dict | None:
+    """Device keys as another server gave them, if they are for that user's device."""
+    if isinstance(keys, dict) and keys.get("user_id") == user_id and keys.get("device_id") == device_id \
+            and isinstance(keys.get("keys"), dict):
+        return keys
+    return None
+
+
+def _cross_signing_keys(body: dict, user_id: str) -> dict[str, dict]:
+    """key type -> key of the ``master_key`` and ``self_signing_key`` of ``body`` that are the user's."""
+    found = {}
+    for key_type in ("master", "self_signing"):
+        key = body.get(f"{key_type}_key")
+        if isinstance(key, dict) and key.get("user_id") == user_id and _is_str_list(key.get("usage")) \
+                and key_type in key["usage"] and isinstance(key.get("keys"), dict):
+            found[key_type] = key
+    return found
+
+
+def _failure(e: Exception) -> dict:
+    """A /keys/query or /keys/claim ``failures`` entry for a server that did not answer (as Synapse)."""
+    if isinstance(e, HttpResponseError):
+        return {"status": e.status, "message": str(e)}
+    if isinstance(e, FederationDeniedError):
+        return {"status": 403, "message": "Federation Denied"}
+    return {"status": 503, "message": str(e) or e.__class__.__name__}

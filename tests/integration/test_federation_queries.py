@@ -1,0 +1,102 @@
+"""Federation queries: profiles and room directories across servers (Hexagone and Synapse),
+OpenID userinfo, hierarchy and timestamp_to_event answered to a signed peer."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
+from tests.integration.harness import q, unique
+from tests.integration.synapse import SynapsePeer, SynapseProcess
+
+
+@pytest.fixture(scope="module")
+def home(fed):
+    return fed(allow_public_rooms_over_federation=True)
+
+
+@pytest.fixture(scope="module", params=["hexagone", "synapse"])
+def peer(request, fed, ca, tmp_path_factory):
+    if request.param == "hexagone":
+        yield fed(allow_public_rooms_over_federation=True)
+        return
+    process = SynapseProcess(str(tmp_path_factory.mktemp("synapse")), ca).start()
+    yield SynapsePeer(process)
+    process.stop()
+
+
+@pytest.fixture(params=["home_asks", "peer_asks"])
+def pair(request, home, peer):
+    """(the server asking, the server answering)."""
+    return (home, peer) if request.param == "home_asks" else (peer, home)
+
+
+def test_remote_profile(pair):
+    asking, answering = pair
+    remote, local = answering.process.register(), asking.process.register()
+    name = unique("Name ")
+    remote.ok("PUT", f"/profile/{q(remote.user_id)}/displayname", {"displayname": name})
+    assert local.ok("GET", f"/profile/{q(remote.user_id)}")["displayname"] == name
+    assert local.ok("GET", f"/profile/{q(remote.user_id)}/displayname") == {"displayname": name}
+
+
+def test_remote_public_room_directory(pair):
+    asking, answering = pair
+    owner, browser = answering.process.register(), asking.process.register()
+    topic = unique("topic")
+    room_id = owner.create_room(visibility="public", preset="public_chat", name="Listed", topic=topic)
+    deadline = time.monotonic() + 30  # Synapse refreshes its room list in the background
+    while True:
+        listing = browser.ok("POST", "/publicRooms", {"filter": {"generic_search_term": topic}},
+                             params={"server": answering.name})
+        if listing["chunk"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [r["room_id"] for r in listing["chunk"]] == [room_id], listing
+
+
+def test_room_directory_is_private_to_other_servers_by_default(fed, home):
+    closed = fed()
+    owner, browser = closed.process.register(), home.process.register()
+    owner.create_room(visibility="public", preset="public_chat", name="Listed")
+    status, err = browser.request("GET", "/publicRooms", params={"server": closed.name})
+    assert status == 502 and "403" in err["error"], err
+
+
+def test_openid_userinfo(home):
+    user = home.process.register()
+    token = user.ok("POST", f"/user/{q(user.user_id)}/openid/request_token", {})
+    assert token["matrix_server_name"] == home.name and token["token_type"] == "Bearer"
+    status, info = home.https("GET", f"/_matrix/federation/v1/openid/userinfo?access_token={token['access_token']}")
+    assert (status, info) == (200, {"sub": user.user_id})
+    status, err = home.https("GET", "/_matrix/federation/v1/openid/userinfo?access_token=forged")
+    assert (status, err["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+
+
+def test_hierarchy_and_timestamp_to_event_for_a_signed_peer(fed, home):
+    other = fed()
+    owner = home.process.register()
+    space_id = owner.create_room(preset="public_chat", visibility="public", name="Space",
+                                 creation_content={"type": "m.space"}, initial_state=[{
+                                     "type": "m.room.history_visibility",
+                                     "content": {"history_visibility": "world_readable"}}])
+    child_id = owner.create_room(preset="public_chat", name="Child")
+    owner.put_state(space_id, "m.space.child", {"via": [home.name]}, state_key=child_id)
+    status, body = home.signed("GET", f"/_matrix/federation/v1/hierarchy/{q(space_id)}",
+                               origin=other.name, key=other.signing_key)
+    assert status == 200, body
+    assert body["room"]["room_type"] == "m.space" and [c["room_id"] for c in body["children"]] == [child_id]
+
+    before = int(time.time() * 1000)
+    event_id = owner.send(space_id, "at a known time")
+    status, body = home.signed("GET", f"/_matrix/federation/v1/timestamp_to_event/{q(space_id)}?ts={before}&dir=f",
+                               origin=other.name, key=other.signing_key)
+    assert status == 200 and body["event_id"] == event_id, body
+    status, body = home.signed("GET", f"/_matrix/federation/v1/timestamp_to_event/{q(child_id)}?ts={before}&dir=f",
+                               origin=other.name, key=other.signing_key)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")  # not world-readable, and no member there
+    status, body = home.signed("GET", f"/_matrix/federation/v1/timestamp_to_event/{q(space_id)}?ts={before}",
+                               origin=other.name, key=other.signing_key, destination="someone.else")
+    assert status == 401, body
