@@ -190,6 +190,14 @@ class RoomEventService:
         # Another coroutine may have loaded it meanwhile; keep the first.
         return self._heads.setdefault(room_id, head)
 
+    async def _head_or_new(self, room_id: str, version: RoomVersion) -> RoomHead:
+        """The room's head, recording the room first if this server has never seen it (call under the lock)."""
+        head = await self._head(room_id)
+        if head is None:
+            await self._store.store_room(room_id, version.identifier, None, False, self.now_ms())
+            head = self._heads[room_id] = RoomHead(room_id, version, {}, [], 0, None)
+        return head
+
     def _lock(self, room_id: str) -> defer.DeferredLock:
         lock = self._locks.get(room_id)
         if lock is None:
@@ -356,10 +364,7 @@ class RoomEventService:
         lock = self._lock(room_id)
         await lock.acquire()
         try:
-            head = await self._head(room_id)
-            if head is None:
-                await self._store.store_room(room_id, version.identifier, None, False, self.now_ms())
-                head = self._heads[room_id] = RoomHead(room_id, version, {}, [], 0, None)
+            head = await self._head_or_new(room_id, version)
             work = head.copy()
             known = await self.get_events(event_id_of(i.pdu, version) for i in items)
             # An event we hold is stored once; an outlier we hold may join the timeline now.
@@ -392,10 +397,7 @@ class RoomEventService:
         lock = self._lock(room_id)
         await lock.acquire()
         try:
-            head = await self._head(room_id)
-            if head is None:
-                await self._store.store_room(room_id, version.identifier, None, False, self.now_ms())
-                head = self._heads[room_id] = RoomHead(room_id, version, {}, [], 0, None)
+            head = await self._head_or_new(room_id, version)
             pos = self.stream.allocate()[0]
             event = StoredEvent(event_id_of(pdu, version), pdu, pos, room_id, outlier=True)
             key = ("m.room.member", pdu["state_key"])

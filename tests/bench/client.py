@@ -163,15 +163,26 @@ class MatrixClient:
         path = f"/rooms/{quote(room_id)}/send/m.room.message/bench{next(_txn_ids)}"
         return (await self.call("PUT", path, {"msgtype": "m.text", "body": text})).json["event_id"]
 
-    async def join(self, room_id: str) -> None:
-        await self.call("POST", f"/join/{quote(room_id)}", {})
+    async def join(self, room_id: str, via: tuple[str, ...] = (), timeout_s: float | None = None) -> None:
+        """POST /join/{roomIdOrAlias}, through the ``via`` servers for a room this server is not in."""
+        query = "?" + urllib.parse.urlencode([("via", v) for v in via]) if via else ""
+        await self.call("POST", f"/join/{quote(room_id)}{query}", {}, timeout_s=timeout_s)
 
-    async def sync(self, since: str | None = None, timeout_ms: int = 0) -> Reply:
+    async def put_state(self, room_id: str, event_type: str, state_key: str, content: dict) -> str:
+        path = f"/rooms/{quote(room_id)}/state/{quote(event_type)}/{quote(state_key)}"
+        return (await self.call("PUT", path, content)).json["event_id"]
+
+    async def state(self, room_id: str) -> Reply:
+        return await self.call("GET", f"/rooms/{quote(room_id)}/state")
+
+    async def sync(self, since: str | None = None, timeout_ms: int = 0, sync_filter: dict | None = None) -> Reply:
         query = {"timeout": str(timeout_ms)}
         if since is not None:
             query["since"] = since
+        if sync_filter is not None:
+            query["filter"] = json.dumps(sync_filter, separators=(",", ":"))
         return await self.call("GET", "/sync?" + urllib.parse.urlencode(query),
                                timeout_s=self.timeout_s + timeout_ms / 1000)
 
-    async def members(self, room_id: str) -> Reply:
-        return await self.call("GET", f"/rooms/{quote(room_id)}/members")
+    async def members(self, room_id: str, timeout_s: float | None = None) -> Reply:
+        return await self.call("GET", f"/rooms/{quote(room_id)}/members", timeout_s=timeout_s)

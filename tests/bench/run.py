@@ -1,12 +1,12 @@
 """Run the client-server benchmarks against Hexagone and Synapse and print one table.
 
-    .venv/bin/python -m tests.bench.run [--workloads send,delivery,initial_sync,joins,register_login]
-        [--repetitions N] [--json OUT] [--servers hexagone,synapse] [--database sqlite|postgresql]
+    .venv/bin/python -m tests.bench.run [--workloads send,delivery,...,federation_join] [--repetitions N] [--json OUT] [--servers hexagone,synapse] [--database sqlite|postgresql]
         [--<workload>-<size> N ...]
 
 Each repetition starts every server afresh, one after the other (H, S, H, S…),
 so machine noise hits both alike, and runs the selected workloads on it in
-order. See README.md for what each figure means.
+order; the federation workloads run on a fresh pair of servers of that kind.
+See README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -77,24 +77,34 @@ def _failed(message: str) -> Outcome:
     return out
 
 
-def run_one_server(label: str, repetition: int, args: argparse.Namespace) -> list[Record]:
-    """Start ``label`` afresh and run every selected workload on it."""
-    records = []
+def _run_workloads(label: str, repetition: int, args: argparse.Namespace, names: list[str],
+                   running: list[servers.RunningServer], records: list[Record]) -> None:
+    for name in names:
+        w = WORKLOADS[name]
+        started = time.monotonic()
+        outcome = asyncio.run(run_workload(w, running, sizes_of(args, w)))
+        status = f"{outcome.errors} errors" if outcome.errors else "ok"
+        _progress(f"  {label} {name}: {time.monotonic() - started:.1f}s, {status}")
+        records.append(Record(label, repetition, name, outcome))
+
+
+def run_servers(label: str, repetition: int, args: argparse.Namespace, names: list[str]) -> list[Record]:
+    """Start ``label`` afresh (one server, or a federating pair for federation workloads) and run ``names``."""
+    records: list[Record] = []
+    pair = WORKLOADS[names[0]].servers == 2 if names else False
+    rows = names if pair else [SERVER_ROW, *names]
     try:
-        with servers.running(label, args.database) as server:
-            records.append(Record(label, repetition, SERVER_ROW, _server_outcome(server)))
-            for name in args.workloads:
-                w = WORKLOADS[name]
-                started = time.monotonic()
-                outcome = asyncio.run(run_workload(w, server, sizes_of(args, w)))
-                status = f"{outcome.errors} errors" if outcome.errors else "ok"
-                _progress(f"  {label} {name}: {time.monotonic() - started:.1f}s, {status}")
-                records.append(Record(label, repetition, name, outcome))
+        if pair:
+            with servers.running_pair(label, args.database) as (a, b):
+                _run_workloads(label, repetition, args, names, [a, b], records)
+        else:
+            with servers.running(label, args.database) as server:
+                records.append(Record(label, repetition, SERVER_ROW, _server_outcome(server)))
+                _run_workloads(label, repetition, args, names, [server], records)
     except servers.ServerError as e:
         _progress(f"  {label}: {e}")
         done = {r.workload for r in records}
-        records += [Record(label, repetition, name, _failed(f"server: {e}"))
-                    for name in [SERVER_ROW, *args.workloads] if name not in done]
+        records += [Record(label, repetition, name, _failed(f"server: {e}")) for name in rows if name not in done]
     return records
 
 
@@ -106,10 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started, load_before = time.monotonic(), os.getloadavg()[0]
     records: list[Record] = []
+    single = [n for n in args.workloads if WORKLOADS[n].servers == 1]
+    paired = [n for n in args.workloads if WORKLOADS[n].servers == 2]
     for repetition in range(1, args.repetitions + 1):
         for label in args.servers:
-            _progress(f"repetition {repetition}/{args.repetitions}: {label} ({args.database})")
-            records += run_one_server(label, repetition, args)
+            if single or not paired:
+                _progress(f"repetition {repetition}/{args.repetitions}: {label} ({args.database})")
+                records += run_servers(label, repetition, args, single)
+            if paired:
+                _progress(f"repetition {repetition}/{args.repetitions}: {label} pair ({args.database})")
+                records += run_servers(label, repetition, args, paired)
     rows = summarize(records, args.servers)
     print(render(rows, args.servers))
     problems = failures(records)

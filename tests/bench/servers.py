@@ -27,6 +27,8 @@ from typing import Iterator
 
 import yaml
 
+from tests.integration.fedtls import CertificateAuthority
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(BENCH_DIR))
 SYNAPSE_VENV = os.path.join(BENCH_DIR, ".venv-synapse")
@@ -316,8 +318,6 @@ def running(label: str, database_kind: str = "sqlite", *, ca=None) -> Iterator[R
 @contextlib.contextmanager
 def running_pair(label: str, database_kind: str = "sqlite") -> Iterator[tuple[RunningServer, RunningServer]]:
     """Two fresh ``label`` servers federating with each other over TLS on 127.0.0.1."""
-    from tests.integration.fedtls import CertificateAuthority
-
     with tempfile.TemporaryDirectory(prefix="bench-ca-") as ca_dir:
         ca = CertificateAuthority(ca_dir)
         with running(label, database_kind, ca=ca) as a, running(label, database_kind, ca=ca) as b:

@@ -4,8 +4,9 @@ A workload gets a :class:`Bench` (the server under test, fresh clients) and an
 :class:`Outcome` to fill with figures. Every failed request is counted in the
 outcome; a workload with any error is reported as FAILED, never as a figure.
 Its keyword arguments are its sizes; ``run.py`` turns each into a
-``--<workload>-<size>`` flag. Adding a workload (federation ones later) is
-one more decorated function here.
+``--<workload>-<size>`` flag. A ``@federation_workload`` gets a :class:`Pair`
+instead: two servers of the same kind federating (A and B), each measured.
+Adding a workload is one more decorated function here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from tests.bench.client import MatrixClient, RequestFailed
 ROOM_VERSION = "12"  # created explicitly, so both servers run the same room version
 LONG_POLL_MS = 30_000
 DELIVERY_TIMEOUT_S = 30.0
+FEDERATION_TIMEOUT_S = 600.0  # a join of a big room over federation, the full member list after it
+MEMBERS_POLL_S = 0.05
+BASE_STATE = 8  # at least the state events createRoom writes itself on either server
 PASSWORD = "correct horse battery staple"
 HIGHER, LOWER, INFO = "higher", "lower", "info"  # which way a figure is better
 
@@ -77,25 +81,28 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Phase:
-    """Wall time and server CPU time of the measured part of a workload."""
+    """Wall time and the CPU time of each server (figure prefix -> pid) over the measured part of a workload."""
 
-    def __init__(self, pid: int):
-        self._pid = pid
-        self.wall_s = self.cpu_ms = 0.0
+    def __init__(self, pids: dict[str, int]):
+        self._pids = pids
+        self.wall_s = 0.0
+        self.cpu_ms = dict.fromkeys(pids, 0.0)
 
     def __enter__(self) -> Phase:
-        self._wall, self._cpu = time.perf_counter(), servers.cpu_ms(self._pid)
+        self._wall = time.perf_counter()
+        self._cpu = {name: servers.cpu_ms(pid) for name, pid in self._pids.items()}
         return self
 
     def __exit__(self, *exc) -> None:
         self.wall_s = time.perf_counter() - self._wall
-        self.cpu_ms = servers.cpu_ms(self._pid) - self._cpu
+        self.cpu_ms = {name: servers.cpu_ms(pid) - self._cpu[name] for name, pid in self._pids.items()}
 
     def report(self, out: Outcome, operation: str, operations: int, rate: str | None = None) -> None:
-        """Add the server CPU ms per ``operation`` and, when ``rate`` names it, the operations per second."""
+        """Add each server's CPU ms per ``operation`` and, when ``rate`` names it, the operations per second."""
         if rate is not None:
             out.add(rate, f"{operation}/s", HIGHER, operations / self.wall_s)
-        out.add(f"server CPU per {operation}", "ms", LOWER, self.cpu_ms / max(operations, 1))
+        for name, cpu in self.cpu_ms.items():
+            out.add(f"{name} CPU per {operation}", "ms", LOWER, cpu / max(operations, 1))
 
 
 class Bench:
@@ -126,12 +133,29 @@ class Bench:
     async def users(self, count: int, concurrency: int = 4) -> list[MatrixClient]:
         return await bounded(concurrency, [self.user() for _ in range(count)])
 
+    async def member(self, room_id: str) -> None:
+        """A new user who joins ``room_id`` and hangs up (setup of big rooms: no connection kept)."""
+        c = await self.user()
+        await c.join(room_id)
+        c.close()
+
     def phase(self) -> Phase:
-        return Phase(self.server.pid)
+        return Phase({"server": self.server.pid})
 
     def close(self) -> None:
         for c in self._clients:
             c.close()
+
+
+@dataclass
+class Pair:
+    """Two servers of one kind federating: ``a`` hosts the rooms, ``b`` joins them."""
+
+    a: Bench
+    b: Bench
+
+    def phase(self) -> Phase:
+        return Phase({f"server {side}": bench.server.pid for side, bench in (("A", self.a), ("B", self.b))})
 
 
 async def bounded(concurrency: int, calls: list[Awaitable]) -> list:
@@ -149,6 +173,70 @@ async def public_room(owner: MatrixClient) -> str:
     return await owner.create_room(preset="public_chat", room_version=ROOM_VERSION)
 
 
+def joined_count(members: dict) -> int:
+    return sum(1 for e in members.get("chunk", []) if e.get("content", {}).get("membership") == "join")
+
+
+async def members_listed(client: MatrixClient, room_id: str, expected: int, timeout_s: float) -> int:
+    """Poll /members until it lists ``expected`` joined members or time runs out; the last count.
+
+    (Synapse answers /members of a room it joined with partial state only once it has the full state.)"""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        reply = await client.members(room_id, timeout_s=max(deadline - time.perf_counter(), 1.0))
+        joined = joined_count(reply.json)
+        if joined >= expected or time.perf_counter() >= deadline:
+            return joined
+        await asyncio.sleep(MEMBERS_POLL_S)
+
+
+class Receiver:
+    """One user long-polling /sync, noting when each awaited message body first shows in one room's timeline."""
+
+    def __init__(self, out: Outcome, client: MatrixClient, room_id: str, sync_filter: dict | None = None):
+        self._out, self._client, self._room_id, self._filter = out, client, room_id, sync_filter
+        self.arrivals: dict[str, asyncio.Future] = {}
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        since = (await self._client.sync(sync_filter=self._filter)).json["next_batch"]
+        self._task = asyncio.create_task(self._poll(since))
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def expect(self, body: str) -> asyncio.Future:
+        """The future arrival time (perf_counter) of a message with this body."""
+        future = self.arrivals[body] = asyncio.get_running_loop().create_future()
+        return future
+
+    async def _poll(self, since: str) -> None:
+        """Long-poll until cancelled; a failed /sync ends it (and the waits on it)."""
+        while True:
+            reply = await self._out.timed("sync", self._client.sync(since, LONG_POLL_MS, self._filter))
+            if reply is None:
+                return
+            since = reply.json["next_batch"]
+            room = reply.json.get("rooms", {}).get("join", {}).get(self._room_id, {})
+            for event in room.get("timeline", {}).get("events", []):
+                future = self.arrivals.get(event.get("content", {}).get("body"))
+                if future is not None and not future.done():
+                    future.set_result(time.perf_counter())
+
+    async def arrived(self, bodies: list[str], timeout_s: float) -> bool:
+        """Wait until every one of ``bodies`` arrived (True), or time ran out or /sync failed (False)."""
+        deadline = time.perf_counter() + timeout_s
+        for body in bodies:
+            future = self.arrivals[body]
+            remaining = deadline - time.perf_counter()
+            if not future.done() and remaining > 0:
+                await asyncio.wait([future, self._task], timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if not future.done():
+                return False
+        return True
+
+
 # -- the registry ----------------------------------------------------------------------
 
 
@@ -158,37 +246,57 @@ class Workload:
     doc: str
     sizes: dict[str, int]
     run: Callable[..., Awaitable[None]]
+    servers: int  # 1: one server (a Bench); 2: a federating pair (a Pair)
 
 
 WORKLOADS: dict[str, Workload] = {}
 
 
-def workload(fn):
-    """Register ``fn(bench, out, **sizes)``; its keyword defaults are the default sizes."""
+def _register(fn, server_count: int):
     sizes = {name: p.default for name, p in inspect.signature(fn).parameters.items()
              if p.kind is p.KEYWORD_ONLY}
-    WORKLOADS[fn.__name__] = Workload(fn.__name__, inspect.getdoc(fn).splitlines()[0], sizes, fn)
+    WORKLOADS[fn.__name__] = Workload(fn.__name__, inspect.getdoc(fn).splitlines()[0], sizes, fn, server_count)
     return fn
 
 
-async def run_workload(w: Workload, server: servers.RunningServer, sizes: dict[str, int]) -> Outcome:
-    """One workload on one server: its own users and rooms, its own peak RSS; never raises."""
+def workload(fn):
+    """Register ``fn(bench, out, **sizes)``; its keyword defaults are the default sizes."""
+    return _register(fn, 1)
+
+
+def federation_workload(fn):
+    """Register ``fn(pair, out, **sizes)``, run on two servers of one kind federating."""
+    return _register(fn, 2)
+
+
+def _server_names(count: int) -> list[str]:
+    return ["server"] if count == 1 else [f"server {side}" for side in "AB"[:count]]
+
+
+async def run_workload(w: Workload, running: list[servers.RunningServer], sizes: dict[str, int]) -> Outcome:
+    """One workload on its server(s): its own users and rooms, its own peak RSS; never raises."""
     out = Outcome()
-    if server.process.poll() is not None:
-        out.fail(f"server exited with {server.process.returncode}")
+    names = _server_names(len(running))
+    for name, server in zip(names, running):
+        if server.process.poll() is not None:
+            out.fail(f"{name} exited with {server.process.returncode}")
+    if out.errors:
         return out
-    bench = Bench(server, w.name.replace("_", ""))
-    servers.reset_peak_rss(server.pid)
+    benches = [Bench(server, w.name.replace("_", "")) for server in running]
+    for server in running:
+        servers.reset_peak_rss(server.pid)
     try:
-        await w.run(bench, out, **sizes)
+        await w.run(benches[0] if w.servers == 1 else Pair(*benches), out, **sizes)
     except (RequestFailed, KeyError, TypeError, ValueError, OSError, asyncio.TimeoutError) as e:
         out.fail(f"{type(e).__name__}: {e}")
     finally:
-        bench.close()
-    if server.process.poll() is None:
-        out.add("server peak RSS", "MB", LOWER, servers.peak_rss_mb(server.pid))
-    else:
-        out.fail(f"server exited with {server.process.returncode}")
+        for bench in benches:
+            bench.close()
+    for name, server in zip(names, running):
+        if server.process.poll() is None:
+            out.add(f"{name} peak RSS", "MB", LOWER, servers.peak_rss_mb(server.pid))
+        else:
+            out.fail(f"{name} exited with {server.process.returncode}")
     return out
 
 
@@ -219,41 +327,24 @@ async def send(bench: Bench, out: Outcome, *, rooms: int = 4, senders: int = 2, 
 @workload
 async def delivery(bench: Bench, out: Outcome, *, messages: int = 30):
     """One user long-polls /sync while another sends one message at a time: send-to-receive latency."""
-    sender, receiver = await bench.users(2)
+    sender, user = await bench.users(2)
     room_id = await public_room(sender)
-    await receiver.join(room_id)
-    since = (await receiver.sync()).json["next_batch"]
-    waiting: dict[str, asyncio.Future] = {}
-
-    async def receive(since: str):
-        """Long-poll until cancelled; a failed /sync ends it (the sender then stops too)."""
-        while True:
-            reply = await out.timed("sync", receiver.sync(since, LONG_POLL_MS))
-            if reply is None:
-                return
-            since = reply.json["next_batch"]
-            room = reply.json.get("rooms", {}).get("join", {}).get(room_id, {})
-            for event in room.get("timeline", {}).get("events", []):
-                future = waiting.get(event.get("content", {}).get("body"))
-                if future is not None and not future.done():
-                    future.set_result(time.perf_counter())
-
-    task = asyncio.create_task(receive(since))
+    await user.join(room_id)
+    receiver = Receiver(out, user, room_id)
+    await receiver.start()
     try:
         with bench.phase() as phase:
             for i in range(messages):
                 body = f"delivery {i}"
-                waiting[body] = asyncio.get_running_loop().create_future()
+                arrival = receiver.expect(body)
                 start = time.perf_counter()
                 await out.timed("send", sender.send_text(room_id, body))
-                await asyncio.wait([waiting[body], task], timeout=DELIVERY_TIMEOUT_S,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                if not waiting[body].done():
+                if not await receiver.arrived([body], DELIVERY_TIMEOUT_S):
                     out.fail(f"{body!r} not delivered by /sync within {DELIVERY_TIMEOUT_S:.0f}s")
                     break
-                out.samples.setdefault("delivery", []).append((waiting[body].result() - start) * 1000)
+                out.samples.setdefault("delivery", []).append((arrival.result() - start) * 1000)
     finally:
-        task.cancel()
+        receiver.stop()
     out.add_percentiles("delivery", "send-to-receive")
     phase.report(out, "msg", messages)
 
@@ -303,9 +394,8 @@ async def joins(bench: Bench, out: Outcome, *, users: int = 30, concurrency: int
         reply = await out.timed("members", owner.members(room_id))
         if reply is None:
             continue
-        joined = [e for e in reply.json.get("chunk", []) if e.get("content", {}).get("membership") == "join"]
-        if len(joined) != users + 1:
-            out.fail(f"/members lists {len(joined)} joined members, expected {users + 1}")
+        if joined_count(reply.json) != users + 1:
+            out.fail(f"/members lists {joined_count(reply.json)} joined members, expected {users + 1}")
     if out.samples.get("members"):
         out.add("/members (median)", "ms", LOWER, percentile(out.samples["members"], 50))
 
@@ -322,3 +412,71 @@ async def register_login(bench: Bench, out: Outcome, *, registrations: int = 8, 
         await bounded(concurrency, [out.timed("login", bench.client().login(names[i % len(names)], PASSWORD))
                                     for i in range(logins)])
     phase.report(out, "login", logins, rate="login throughput")
+
+
+# -- federation: two servers of one kind --------------------------------------------------
+
+
+@federation_workload
+async def federation_send(pair: Pair, out: Outcome, *, messages: int = 200):
+    """A user of A sends messages back to back into a room a user of B long-polls: msg/s crossing, latency."""
+    alice, bob = await pair.a.user(), await pair.b.user()
+    room_id = await public_room(alice)
+    await bob.join(room_id, via=(pair.a.server.server_name,), timeout_s=FEDERATION_TIMEOUT_S)
+    if await members_listed(bob, room_id, 2, FEDERATION_TIMEOUT_S) != 2:
+        out.fail("B does not list both members after joining")
+        return
+    receiver = Receiver(out, bob, room_id, {"room": {"timeline": {"limit": messages}}})
+    await receiver.start()
+    bodies = [f"federated {i}" for i in range(messages)]
+    sent_at: dict[str, float] = {}
+    try:
+        with pair.phase() as phase:
+            for body in bodies:
+                receiver.expect(body)
+                sent_at[body] = time.perf_counter()
+                await out.timed("send", alice.send_text(room_id, body))
+            complete = await receiver.arrived(bodies, DELIVERY_TIMEOUT_S)
+    finally:
+        receiver.stop()
+    arrivals = {b: receiver.arrivals[b].result() for b in bodies if receiver.arrivals[b].done()}
+    if not complete:
+        out.fail(f"{messages - len(arrivals)} of {messages} messages not in B's /sync "
+                 f"{DELIVERY_TIMEOUT_S:.0f}s after the last send")
+        return
+    out.add("messages crossing", "msg/s", HIGHER, messages / (max(arrivals.values()) - sent_at[bodies[0]]))
+    out.samples["delivery"] = [(arrivals[b] - sent_at[b]) * 1000 for b in bodies]
+    out.add_percentiles("delivery", "send-to-receive")
+    phase.report(out, "msg", messages)
+
+
+CUSTOM_STATE = "org.example.state"
+
+
+@federation_workload
+async def federation_join(pair: Pair, out: Outcome, *, members: int = 2000, state: int = 5000,
+                          concurrency: int = 8):
+    """A user of B joins a big room of A (members member events, state events in all): join time, full list."""
+    owner = await pair.a.user()
+    custom = max(0, state - members - BASE_STATE)
+    room_id = await owner.create_room(preset="public_chat", room_version=ROOM_VERSION,
+                                      initial_state=[{"type": CUSTOM_STATE, "state_key": f"key {i}",
+                                                      "content": {"n": i}} for i in range(custom)])
+    await bounded(concurrency, [pair.a.member(room_id) for _ in range(members - 1)])
+    have = len((await owner.state(room_id)).json)
+    for i in range(custom, custom + state - have):  # top up to exactly ``state``
+        await owner.put_state(room_id, CUSTOM_STATE, f"key {i}", {"n": i})
+    out.add("room state events", "events", INFO, max(have, state))
+    joiner = await pair.b.user()
+    with pair.phase() as phase:
+        start = time.perf_counter()
+        await joiner.join(room_id, via=(pair.a.server.server_name,), timeout_s=FEDERATION_TIMEOUT_S)
+        joined = time.perf_counter()
+        listed = await members_listed(joiner, room_id, members + 1, FEDERATION_TIMEOUT_S)
+        complete = time.perf_counter()
+    if listed != members + 1:
+        out.fail(f"B's /members lists {listed} joined members, expected {members + 1}")
+        return
+    out.add("join (POST /join to 200)", "s", LOWER, joined - start)
+    out.add("join until B lists every member", "s", LOWER, complete - start)
+    phase.report(out, "join", 1)

@@ -84,3 +84,27 @@ def fed(homeserver_factory, ca):
     return lambda **overrides: start_fed_server(homeserver_factory, ca, **overrides)
 
 
+
+
+@pytest.fixture(scope="module")
+def home(fed) -> FedServer:
+    """The Hexagone server under test (it publishes its room directory over federation)."""
+    return fed(allow_public_rooms_over_federation=True)
+
+
+@pytest.fixture(scope="module", params=["hexagone", "synapse"])
+def peer(request, fed, ca, tmp_path_factory):
+    """The other server: a second Hexagone, or a real Synapse."""
+    if request.param == "hexagone":
+        yield fed(allow_public_rooms_over_federation=True)
+        return
+    from tests.integration.synapse import SynapsePeer, SynapseProcess
+    process = SynapseProcess(str(tmp_path_factory.mktemp("synapse")), ca).start()
+    yield SynapsePeer(process)
+    process.stop()
+
+
+@pytest.fixture(params=["home_first", "peer_first"])
+def pair(request, home, peer):
+    """(home, peer) and (peer, home): each test runs in both directions."""
+    return (home, peer) if request.param == "home_first" else (peer, home)

@@ -25,7 +25,7 @@ UNTHROTTLED = {"per_second": 10000, "burst_count": 100000}
 class SynapseProcess:
     """One Synapse home directory and the process serving it; quacks like harness.ServerProcess."""
 
-    def __init__(self, base_dir: str, ca: CertificateAuthority):
+    def __init__(self, base_dir: str, ca: CertificateAuthority, *, presence: bool = False):
         self.dir = base_dir
         self.port = free_port()
         self.tls_port = free_port()
@@ -33,13 +33,13 @@ class SynapseProcess:
         self.config_path = os.path.join(base_dir, "homeserver.yaml")
         self.log_path = os.path.join(base_dir, "synapse.log")
         self.process: subprocess.Popen | None = None
-        self._configure(ca)
+        self._configure(ca, presence)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _configure(self, ca: CertificateAuthority) -> None:
+    def _configure(self, ca: CertificateAuthority, presence: bool) -> None:
         python = synapse_python()
         subprocess.run([python, "-m", "synapse.app.homeserver", "--generate-config", "--server-name", self.name,
                         "--config-path", self.config_path, "--data-directory", self.dir, "--report-stats=no"],
@@ -62,7 +62,7 @@ class SynapseProcess:
             rc_login={"address": UNTHROTTLED, "account": UNTHROTTLED, "failed_attempts": UNTHROTTLED},
             rc_invites={"per_room": UNTHROTTLED, "per_user": UNTHROTTLED, "per_issuer": UNTHROTTLED},
             rc_federation={"window_size": 1000, "sleep_limit": 10000, "reject_limit": 10000, "concurrent": 100},
-            federation_rr_transactions_per_room_per_second=10000, presence={"enabled": False},
+            federation_rr_transactions_per_room_per_second=10000, presence={"enabled": presence},
             allow_public_rooms_over_federation=True, room_list_publication_rules=[{"action": "allow"}])
         config.pop("log_config", None)
         with open(self.config_path, "w") as f:

@@ -10,9 +10,8 @@ import pytest
 from homeserver.events.builder import build_event
 from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
+from tests.integration.federation import ca, fed, home, pair, peer  # noqa: F401 (fixtures)
 from tests.integration.harness import unique
-from tests.integration.synapse import SynapsePeer, SynapseProcess
 
 
 def in_timeline(room_id, predicate):
@@ -30,21 +29,6 @@ def shared_room(host, guest):
     visitor.join(f"#{alias}:{host.name}")
     owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == visitor.user_id))
     return owner, visitor, room_id
-
-
-@pytest.fixture(scope="module")
-def home(fed):
-    return fed()
-
-
-@pytest.fixture(scope="module", params=["hexagone", "synapse"])
-def peer(request, fed, ca, tmp_path_factory):
-    if request.param == "hexagone":
-        yield fed()
-        return
-    process = SynapseProcess(str(tmp_path_factory.mktemp("synapse")), ca).start()
-    yield SynapsePeer(process)
-    process.stop()
 
 
 def test_messages_sent_while_the_peer_is_down_arrive_in_order(home, peer):

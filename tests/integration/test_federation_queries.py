@@ -7,30 +7,8 @@ import time
 
 import pytest
 
-from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
+from tests.integration.federation import ca, fed, home, pair, peer  # noqa: F401 (fixtures)
 from tests.integration.harness import q, unique
-from tests.integration.synapse import SynapsePeer, SynapseProcess
-
-
-@pytest.fixture(scope="module")
-def home(fed):
-    return fed(allow_public_rooms_over_federation=True)
-
-
-@pytest.fixture(scope="module", params=["hexagone", "synapse"])
-def peer(request, fed, ca, tmp_path_factory):
-    if request.param == "hexagone":
-        yield fed(allow_public_rooms_over_federation=True)
-        return
-    process = SynapseProcess(str(tmp_path_factory.mktemp("synapse")), ca).start()
-    yield SynapsePeer(process)
-    process.stop()
-
-
-@pytest.fixture(params=["home_asks", "peer_asks"])
-def pair(request, home, peer):
-    """(the server asking, the server answering)."""
-    return (home, peer) if request.param == "home_asks" else (peer, home)
 
 
 def test_remote_profile(pair):

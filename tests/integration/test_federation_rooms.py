@@ -6,30 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
+from tests.integration.federation import ca, fed, home, pair, peer  # noqa: F401 (fixtures)
 from tests.integration.harness import q, unique
-from tests.integration.synapse import SynapsePeer, SynapseProcess
-
-
-@pytest.fixture(scope="module")
-def home(fed):
-    return fed()
-
-
-@pytest.fixture(scope="module", params=["hexagone", "synapse"])
-def peer(request, fed, ca, tmp_path_factory):
-    if request.param == "hexagone":
-        yield fed()
-        return
-    process = SynapseProcess(str(tmp_path_factory.mktemp("synapse")), ca).start()
-    yield SynapsePeer(process)
-    process.stop()
-
-
-@pytest.fixture(params=["home_hosts", "peer_hosts"])
-def pair(request, home, peer):
-    """(the server hosting the room, the other one)."""
-    return (home, peer) if request.param == "home_hosts" else (peer, home)
 
 
 def register(server):
@@ -74,10 +52,41 @@ def test_join_by_alias_and_chat_both_ways(pair, version):
     bob.send(room_id, "hello alice")
     alice.sync_until(in_timeline(room_id, body_is("hello alice")))
 
-    # State changes flow too.
+    # State changes flow too, and both servers compute the same room state.
     alice.put_state(room_id, "m.room.topic", {"topic": "federated topic"})
     bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.topic"))
     assert bob.state(room_id, "m.room.topic") == (200, {"topic": "federated topic"})
+    assert_same_state(alice, bob, room_id)
+
+
+def state_ids(user, room_id):
+    return {(e["type"], e["state_key"]): e["event_id"] for e in user.ok("GET", f"/rooms/{q(room_id)}/state")}
+
+
+def assert_same_state(first, second, room_id):
+    assert state_ids(first, room_id) == state_ids(second, room_id)
+
+
+def test_concurrent_state_changes_resolve_identically(pair):
+    """Both servers change the same state at once; state resolution must agree on each side."""
+    a, b = pair
+    alice, bob = register(a), register(b)
+    alias_name = unique("conflict")
+    room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name)
+    bob.join(f"#{alias_name}:{a.name}")
+    alice.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == bob.user_id))
+    levels = alice.ok("GET", f"/rooms/{q(room_id)}/state/m.room.power_levels")
+    levels.setdefault("users", {})[bob.user_id] = 50
+    alice.put_state(room_id, "m.room.power_levels", levels)
+    bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.power_levels"))
+    for i in range(3):  # topics sent from both sides without waiting for each other: forks to resolve
+        alice.put_state(room_id, "m.room.topic", {"topic": f"alice {i}"})
+        bob.put_state(room_id, "m.room.topic", {"topic": f"bob {i}"})
+    final_a = alice.put_state(room_id, "m.room.name", {"name": "settled by alice"})
+    bob.sync_until(in_timeline(room_id, lambda e: e["event_id"] == final_a), deadline_s=30)
+    final_b = bob.put_state(room_id, "org.example.marker", {"done": True})
+    alice.sync_until(in_timeline(room_id, lambda e: e["event_id"] == final_b), deadline_s=30)
+    assert_same_state(alice, bob, room_id)
 
 
 def test_invite_across_servers(pair):
