@@ -208,7 +208,8 @@ def build_server(config, reactor) -> HomeServer:
     for module in CLIENT_API_MODULES:
         module.register(hs.router, hs)
     hs.resource = MatrixResource(hs.router, auth.resolve_token, max_body=max(config.max_upload_size, 1 << 20),
-                                 authenticate_server=hs.federation.authenticator.authenticate)
+                                 authenticate_server=hs.federation.authenticator.authenticate,
+                                 db_counters=lambda: (db.txn_count, db.round_trips))
     return hs
 
 
@@ -233,8 +234,9 @@ def _attach_federation_edus(hs: HomeServer) -> None:
     hs.e2e_keys.remote = remote_devices
     hs.room_events.listeners.append(remote_devices.on_room_events)
     edus = EduFederation(
-        server_name=hs.server_name, sender=hs.federation.sender, membership=hs.federation_handler.membership,
-        event_store=hs.event_store, accounts=hs.accounts_store, typing=hs.typing, receipts=hs.receipts,
+        server_name=hs.server_name, clock=hs.reactor, sender=hs.federation.sender,
+        membership=hs.federation_handler.membership, room_events=hs.room_events, event_store=hs.event_store,
+        accounts=hs.accounts_store, typing=hs.typing, receipts=hs.receipts,
         presence=hs.presence, to_device=hs.to_device, device_lists=hs.device_lists, e2e_keys=hs.e2e_keys,
         remote_devices=remote_devices)
     hs.federation_handler.receiver.edu_handlers.update(edus.handlers())
@@ -255,7 +257,7 @@ def _attach_e2ee(hs: HomeServer) -> None:
     hs.key_backup = KeyBackupService(store=key_backup_storage.KeyBackupStore(hs.db))
     hs.room_events.listeners.append(hs.device_lists.on_room_events)
     hs.auth.on_devices_removed += [hs.e2e_keys.on_devices_removed, hs.to_device.on_devices_removed]
-    hs.sync.add_source(DeviceListSource(hs.device_lists, hs.e2e_keys))
+    hs.sync.add_source(DeviceListSource(hs.device_lists, hs.e2e_keys), volatile=True)  # one-time key counts
     hs.sync.add_source(ToDeviceSource(hs.to_device))
 
 
@@ -276,7 +278,7 @@ def _attach_push_presence_search(hs: HomeServer) -> None:
     hs.push = PushService(store=push_storage.PushStore(hs.db), room_events=hs.room_events,
                           event_store=hs.event_store, account_data=hs.account_data, serializer=hs.serializer,
                           read_positions=receipts_storage.ReceiptStore(hs.db).read_positions,
-                          server_name=hs.server_name)
+                          server_name=hs.server_name, clock=hs.reactor)
     # Push actions first: a sync woken by the event waits for them (counts come with the event).
     hs.room_events.listeners.insert(0, hs.push.on_room_events)
     hs.room_events.listeners += [hs.presence.on_room_events, hs.user_directory.on_room_events,
@@ -342,6 +344,8 @@ async def shutdown(hs: HomeServer) -> None:
             logger.warning("Some client connections did not close within 5s")
     hs.federation.sender.stop()
     await hs.federation.client.close()
+    for service in (hs.push, hs.search, hs.user_directory):  # their room event listeners' writes
+        await service.flush()
     hs.db.close()
     logger.info("Shut down cleanly")
 

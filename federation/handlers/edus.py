@@ -33,6 +33,7 @@ PRESENCE_STATES = ("online", "unavailable", "offline")
 RESYNC_TIMEOUT_S = 30.0
 MAX_SEEN_UPDATES = 100  # stream ids remembered per remote user (Synapse's _seen_updates)
 MAX_MESSAGE_ID_LENGTH = 32  # spec m.direct_to_device message_id
+TYPING_PING_INTERVAL_MS = 40_000  # Synapse's: a local user still typing is announced again this often
 
 
 def _spawn(coro, what: str) -> None:
@@ -50,11 +51,13 @@ def _is_int(value) -> bool:
 class EduFederation:
     """Outbound and inbound typing, receipts, presence, to-device messages and device list EDUs."""
 
-    def __init__(self, *, server_name: str, sender, membership, event_store, accounts, typing, receipts, presence,
-                 to_device, device_lists, e2e_keys, remote_devices: "RemoteDeviceLists"):
+    def __init__(self, *, server_name: str, clock, sender, membership, room_events, event_store, accounts, typing,
+                 receipts, presence, to_device, device_lists, e2e_keys, remote_devices: "RemoteDeviceLists"):
         self.server_name = server_name
+        self._clock = clock
         self._sender = sender
         self._membership = membership
+        self._room_events = room_events
         self._event_store = event_store
         self._accounts = accounts
         self._typing = typing
@@ -63,6 +66,9 @@ class EduFederation:
         self._to_device = to_device
         self._e2e_keys = e2e_keys
         self._remote_devices = remote_devices
+        self._typing_sent: dict[tuple[str, str], int] = {}  # (room, local typer) -> when last announced
+        self._outbound: defer.Deferred = defer.succeed(None)  # queues ephemeral EDUs in the order they happen
+        room_events.listeners.append(self._on_room_events)
         typing.listeners.append(self._on_typing)
         receipts.listeners.append(self._on_receipt)
         presence.listeners.append(self._on_presence)
@@ -96,19 +102,34 @@ class EduFederation:
         for destination in destinations:
             await self._sender.send_edu(destination, edu_type, content)
 
+    def _in_order(self, coro_factory, what: str) -> None:
+        """Run ``coro_factory()`` once those before it are done, so that e.g. a stop follows its start."""
+        def run(_):
+            return defer.ensureDeferred(coro_factory()).addErrback(
+                lambda f: logger.error("%s failed: %s", what, f.getTraceback()))
+        self._outbound.addCallback(run)
+
     # -- outbound ----------------------------------------------------------------------------------
     def _on_typing(self, room_id: str, user_id: str, typing: bool) -> None:
-        """Spec "Typing Notifications": a local user started or stopped typing."""
-        if self._is_local(user_id):
-            _spawn(self._send_to_room(room_id, "m.typing", {"room_id": room_id, "user_id": user_id,
-                                                            "typing": typing}), "sending m.typing")
+        """Spec "Typing Notifications": a local user started, is still (every 40 s) or stopped typing."""
+        if not self._is_local(user_id):
+            return
+        now = int(self._clock.seconds() * 1000)
+        if not typing:
+            self._typing_sent.pop((room_id, user_id), None)
+        elif now - self._typing_sent.get((room_id, user_id), -TYPING_PING_INTERVAL_MS) < TYPING_PING_INTERVAL_MS:
+            return
+        else:
+            self._typing_sent[(room_id, user_id)] = now
+        content = {"room_id": room_id, "user_id": user_id, "typing": typing}
+        self._in_order(lambda: self._send_to_room(room_id, "m.typing", content), "sending m.typing")
 
     def _on_receipt(self, receipt) -> None:
         """Spec "Receipts": a local user's public read receipt (private ones stay here)."""
         if self._is_local(receipt.user_id) and receipt.receipt_type == "m.read":
             content = {receipt.room_id: {"m.read": {receipt.user_id: {"event_ids": [receipt.event_id],
                                                                       "data": receipt.data}}}}
-            _spawn(self._send_to_room(receipt.room_id, "m.receipt", content), "sending m.receipt")
+            self._in_order(lambda: self._send_to_room(receipt.room_id, "m.receipt", content), "sending m.receipt")
 
     async def _send_to_room(self, room_id: str, edu_type: str, content: dict) -> None:
         await self._send(await self._servers_in_room(room_id), edu_type, content)
@@ -116,13 +137,41 @@ class EduFederation:
     def _on_presence(self, row: PresenceRow) -> None:
         """Spec "Presence": a local user's presence changed, for the servers sharing a room with them."""
         if self._is_local(row.user_id):
-            push = {"user_id": row.user_id, **self._presence.format(row)}
-            push.setdefault("last_active_ago", 0)
-            push.setdefault("currently_active", False)
-            _spawn(self._send_presence(row.user_id, push), "sending m.presence")
+            self._in_order(lambda: self._send_presence(row), "sending m.presence")
 
-    async def _send_presence(self, user_id: str, push: dict) -> None:
-        await self._send(await self._servers_sharing(user_id), "m.presence", {"push": [push]})
+    async def _send_presence(self, row: PresenceRow) -> None:
+        await self._send(await self._servers_sharing(row.user_id), "m.presence", {"push": [self._push_entry(row)]})
+
+    def _push_entry(self, row: PresenceRow) -> dict:
+        push = {"user_id": row.user_id, **self._presence.format(row)}
+        push.setdefault("last_active_ago", 0)
+        push.setdefault("currently_active", False)
+        return push
+
+    def _on_room_events(self, events) -> None:
+        joins = [e for e in events if e.type == "m.room.member" and e.state_key and not e.outlier
+                 and e.content.get("membership") == "join"]
+        if joins and self._presence.enabled:
+            self._in_order(lambda: self._presence_on_joins(joins), "sending presence to a room's new members")
+
+    async def _presence_on_joins(self, joins) -> None:
+        """As Synapse: a local user who joins a room is announced to its servers; a server joining a room
+        hears of the local users in it (those not offline)."""
+        for ev in joins:
+            previous = await self._room_events.get_event(ev.replaces_state) if ev.replaces_state else None
+            if previous is not None and previous.content.get("membership") == "join":
+                continue  # a profile change
+            members = await self._event_store.joined_members(ev.room_id)
+            if self._is_local(ev.state_key):
+                users, destinations = [ev.state_key], await self._servers_in_room(ev.room_id)
+            elif any(domain_of(u) == domain_of(ev.state_key) and u != ev.state_key for u in members):
+                continue  # that server was in the room already
+            else:
+                users, destinations = [u for u in members if self._is_local(u)], [domain_of(ev.state_key)]
+            rows = [await self._presence.state_of(u) for u in users]
+            push = [self._push_entry(r) for r in rows if r.state != "offline"]
+            if push:
+                await self._send(destinations, "m.presence", {"push": push})
 
     async def _send_to_device(self, destination: str, content: dict) -> None:
         await self._sender.send_edu(destination, "m.direct_to_device", content)
@@ -360,7 +409,7 @@ class RemoteDeviceLists:
         return result
 
     async def _query_server(self, domain: str, users: dict[str, list[str]], timeout_s: float, result: dict) -> None:
-        cached = await self._cache.positions(users)
+        cached = [u for u in await self._cache.positions(users) if await self.shares_room(u)]
         ask = {}
         for user_id, devices in users.items():
             if user_id not in cached and not devices and await self.shares_room(user_id):

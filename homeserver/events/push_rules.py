@@ -7,10 +7,11 @@ are plain dicts; nothing here does I/O.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 KINDS = ("override", "content", "room", "sender", "underride")
 MASTER_RULE = ".m.rule.master"
@@ -212,14 +213,15 @@ def split_path(key: str) -> list[str]:
 
 
 _MISSING = object()
+_BODY = ("content", "body")
+
+Test = Callable[[dict, PushContext], bool]
 
 
-def lookup(event: dict, key: Any) -> Any:
-    """The value at a dotted path, or ``_MISSING``."""
-    if not isinstance(key, str):
-        return _MISSING
+def _lookup(event: dict, parts: tuple[str, ...]) -> Any:
+    """The value at a split dotted path, or ``_MISSING``."""
     value: Any = event
-    for part in split_path(key):
+    for part in parts:
         if not isinstance(value, dict) or part not in value:
             return _MISSING
         value = value[part]
@@ -240,6 +242,12 @@ def glob_matches(pattern: str, value: str, *, word_boundary: bool = False) -> bo
     return bool(regex.search(value) if word_boundary else regex.match(value))
 
 
+@lru_cache(maxsize=4096)
+def _display_name_regex(display_name: str) -> re.Pattern:
+    """The display name, literally and case-insensitively, between word boundaries."""
+    return re.compile(rf"(?:^|[^A-Za-z0-9_]){re.escape(display_name)}(?:[^A-Za-z0-9_]|$)", re.IGNORECASE)
+
+
 def _is_simple_value(value: Any) -> bool:
     if value is None or isinstance(value, (str, bool)):
         return True
@@ -252,17 +260,8 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 _MEMBER_COUNT = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)$")
-
-
-def _member_count_matches(spec: Any, count: int) -> bool:
-    if not isinstance(spec, str):
-        return False
-    m = _MEMBER_COUNT.match(spec)
-    if m is None:
-        return False
-    op, number = m.group(1) or "==", int(m.group(2))
-    return {"==": count == number, "<": count < number, ">": count > number,
-            "<=": count <= number, ">=": count >= number}[op]
+_COMPARISONS = {"==": lambda a, b: a == b, "<": lambda a, b: a < b, ">": lambda a, b: a > b,
+                "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b}
 
 
 def _notification_level(power_levels: dict | None, key: str) -> int | float:
@@ -277,66 +276,129 @@ def _notification_level(power_levels: dict | None, key: str) -> int | float:
     return 50
 
 
-def condition_matches(cond: Any, event: dict, ctx: PushContext) -> bool:
-    """Spec "Conditions"; an unrecognised or malformed condition never matches."""
-    if not isinstance(cond, dict):
-        return False
-    kind = cond.get("kind")
+def _contains_display_name(event: dict, ctx: PushContext) -> bool:
+    body = _lookup(event, _BODY)
+    return isinstance(body, str) and bool(ctx.display_name) and \
+        _display_name_regex(ctx.display_name).search(body) is not None
+
+
+def _property_condition(kind: str, parts: tuple[str, ...], cond: dict) -> Test | None:
+    """``event_match``, ``event_property_is`` and ``event_property_contains`` over a path."""
     if kind == "event_match":
-        value, pattern = lookup(event, cond.get("key")), cond.get("pattern")
-        if not isinstance(value, str) or not isinstance(pattern, str):
-            return False
-        return glob_matches(pattern, value, word_boundary=cond.get("key") == "content.body")
+        pattern = cond.get("pattern")
+        if not isinstance(pattern, str):
+            return None
+        on_body = parts == _BODY  # spec: content.body matches a word-bounded substring
+        regex = _glob_regex(pattern, on_body)
+        find = regex.search if on_body else regex.match
+        return lambda event, ctx: isinstance(value := _lookup(event, parts), str) and find(value) is not None
+    if "value" not in cond or not _is_simple_value(cond["value"]):
+        return None
+    expected = cond["value"]
     if kind == "event_property_is":
-        value = lookup(event, cond.get("key"))
-        return value is not _MISSING and "value" in cond and _same_value(value, cond["value"])
-    if kind == "event_property_contains":
-        value = lookup(event, cond.get("key"))
-        return isinstance(value, list) and "value" in cond and any(_same_value(v, cond["value"]) for v in value)
+        return lambda event, ctx: _same_value(_lookup(event, parts), expected)
+    return lambda event, ctx: isinstance(value := _lookup(event, parts), list) and any(
+        _same_value(v, expected) for v in value)
+
+
+def compile_condition(cond: Any) -> Test | None:
+    """Spec "Conditions" as a predicate; None for an unrecognised or malformed one (it never matches)."""
+    if not isinstance(cond, dict):
+        return None
+    kind, key = cond.get("kind"), cond.get("key")
+    if kind in ("event_match", "event_property_is", "event_property_contains"):
+        return _property_condition(kind, tuple(split_path(key)), cond) if isinstance(key, str) else None
     if kind == "contains_display_name":
-        body = lookup(event, "content.body")
-        if not isinstance(body, str) or not ctx.display_name:
-            return False
-        return _display_name_in(ctx.display_name, body)
+        return _contains_display_name
     if kind == "room_member_count":
-        return _member_count_matches(cond.get("is"), ctx.member_count)
-    if kind == "sender_notification_permission":
-        key = cond.get("key")
-        return isinstance(key, str) and ctx.sender_power_level >= _notification_level(ctx.power_levels, key)
-    return False
+        m = _MEMBER_COUNT.match(cond["is"]) if isinstance(cond.get("is"), str) else None
+        if m is None:
+            return None
+        compare, number = _COMPARISONS[m.group(1) or "=="], int(m.group(2))
+        return lambda event, ctx: compare(ctx.member_count, number)
+    if kind == "sender_notification_permission" and isinstance(key, str):
+        return lambda event, ctx: ctx.sender_power_level >= _notification_level(ctx.power_levels, key)
+    return None
 
 
-def _display_name_in(display_name: str, body: str) -> bool:
-    """The display name, literally and case-insensitively, between word boundaries of the body."""
-    pattern = rf"(?:^|[^A-Za-z0-9_]){re.escape(display_name)}(?:[^A-Za-z0-9_]|$)"
-    return re.search(pattern, body, re.IGNORECASE) is not None
+def condition_matches(cond: Any, event: dict, ctx: PushContext) -> bool:
+    test = compile_condition(cond)
+    return test is not None and test(event, ctx)
 
 
-def rule_matches(kind: str, rule: dict, event: dict, ctx: PushContext) -> bool:
-    """Whether an enabled rule matches: room/sender rules by their id, content rules on the body."""
+@dataclass(frozen=True, eq=False)
+class CompiledRule:
+    """An enabled rule that can match, ready to test events against (hashed by identity)."""
+
+    rule_id: str
+    actions: tuple
+    test: Test
+    per_user: bool  # uses the user's display name: its result is not the same for every user
+
+
+def compile_rule(kind: str, rule: dict) -> CompiledRule | None:
+    """None for a disabled rule or one that can never match (an unrecognised condition, a bad pattern).
+
+    Room and sender rules match their id exactly; content rules their pattern on the body. Equal rules
+    (the defaults most users share) compile to the same object.
+    """
+    return _compile_rule(kind, json.dumps(rule, sort_keys=True, separators=(",", ":")))
+
+
+@lru_cache(maxsize=65536)
+def _compile_rule(kind: str, canonical: str) -> CompiledRule | None:
+    rule = json.loads(canonical)
     if not rule.get("enabled", True):
-        return False
+        return None
+    rule_id, actions = rule["rule_id"], rule.get("actions", [])
+    actions = tuple(a for a in actions if a not in HISTORICAL_ACTIONS) if isinstance(actions, list) else ()
+    per_user = False
     if kind == "room":
-        return event.get("room_id") == rule["rule_id"]
-    if kind == "sender":
-        return event.get("sender") == rule["rule_id"]
-    if kind == "content":
-        body = lookup(event, "content.body")
-        pattern = rule.get("pattern")
-        return isinstance(body, str) and isinstance(pattern, str) and glob_matches(pattern, body, word_boundary=True)
-    conditions = rule.get("conditions", [])
-    return isinstance(conditions, list) and all(condition_matches(c, event, ctx) for c in conditions)
+        test: Test = lambda event, ctx: event.get("room_id") == rule_id
+    elif kind == "sender":
+        test = lambda event, ctx: event.get("sender") == rule_id
+    elif kind == "content":
+        if not isinstance(rule.get("pattern"), str):
+            return None
+        regex = _glob_regex(rule["pattern"], True)
+        test = lambda event, ctx: isinstance(body := _lookup(event, _BODY), str) and regex.search(body) is not None
+    else:
+        conditions = rule.get("conditions", [])
+        tests = [compile_condition(c) for c in conditions] if isinstance(conditions, list) else [None]
+        if None in tests:
+            return None
+        per_user = _contains_display_name in tests
+        test = lambda event, ctx: all(t(event, ctx) for t in tests)
+    return CompiledRule(rule_id, actions, test, per_user)
+
+
+def compile_ruleset(ruleset: dict[str, list[dict]]) -> list[CompiledRule]:
+    """The rules that can match, in evaluation order (kinds in spec order)."""
+    compiled = (compile_rule(kind, rule) for kind in KINDS for rule in ruleset.get(kind, []))
+    return [rule for rule in compiled if rule is not None]
+
+
+def evaluate_compiled(rules: list[CompiledRule], event: dict, ctx: PushContext,
+                      shared: dict | None = None) -> tuple[str | None, list]:
+    """The first matching rule and its actions; ``(None, [])`` if none matches.
+
+    ``shared`` (one dict per event, reused for every user of the room) remembers the results of rules
+    that do not depend on the user, so the defaults everyone has are tested once per event.
+    """
+    for rule in rules:
+        if shared is None or rule.per_user:
+            matched = rule.test(event, ctx)
+        else:
+            matched = shared.get(rule)
+            if matched is None:
+                matched = shared[rule] = rule.test(event, ctx)
+        if matched:
+            return rule.rule_id, list(rule.actions)
+    return None, []
 
 
 def evaluate(ruleset: dict[str, list[dict]], event: dict, ctx: PushContext) -> tuple[str | None, list]:
-    """The first matching rule (kinds in spec order) and its actions; ``(None, [])`` if none matches."""
-    for kind in KINDS:
-        for rule in ruleset.get(kind, []):
-            if rule_matches(kind, rule, event, ctx):
-                actions = rule.get("actions", [])
-                return rule["rule_id"], [a for a in actions if a not in HISTORICAL_ACTIONS] \
-                    if isinstance(actions, list) else []
-    return None, []
+    return evaluate_compiled(compile_ruleset(ruleset), event, ctx)
 
 
 def notifies(actions: list) -> bool:

@@ -31,6 +31,7 @@ CORS_HEADERS = {
 TokenResolver = Callable[[str], Awaitable[Requester]]
 ServerAuthenticator = Callable[[ApiRequest], Awaitable[str]]
 RateLimitCheck = Callable[[ApiRequest], None]
+DbCounters = Callable[[], tuple[int, int]]  # (transactions, round trips) so far
 
 
 def access_token_of(req: ApiRequest) -> str | None:
@@ -53,9 +54,11 @@ class MatrixResource(resource.Resource):
     def __init__(self, router: Router, resolve_token: TokenResolver,
                  authenticate_server: ServerAuthenticator | None = None,
                  rate_limit: RateLimitCheck | None = None,
-                 max_body: int = 100 * 1024 * 1024):
+                 max_body: int = 100 * 1024 * 1024,
+                 db_counters: DbCounters | None = None):
         super().__init__()
         self._router = router
+        self._db_counters = db_counters
         self._resolve_token = resolve_token
         self._authenticate_server = authenticate_server
         self._rate_limit = rate_limit
@@ -88,6 +91,7 @@ class MatrixResource(resource.Resource):
 
     async def _handle(self, request: Request) -> None:
         start = time.monotonic()
+        db_before = self._db_counters() if self._db_counters is not None else None
         status = 500
         method = request.method.decode("ascii")
         try:
@@ -103,6 +107,10 @@ class MatrixResource(resource.Resource):
         self._respond(request, status, body)
         logger.info("%s %s %s %d %.1fms", request.getClientAddress().host, method,
                     _loggable_path(request), status, (time.monotonic() - start) * 1000)
+        if db_before is not None and logger.isEnabledFor(logging.DEBUG):
+            txns, trips = (now - before for now, before in zip(self._db_counters(), db_before))
+            logger.debug("%s %s: %d database transactions, %d round trips (with any concurrent request's)",
+                         method, request.path.decode("utf-8", "replace"), txns, trips)
 
     async def _dispatch(self, request: Request, method: str) -> tuple[int, Any]:
         path = request.path.decode("utf-8", "replace")

@@ -243,7 +243,9 @@ class E2eKeysService:
         return result
 
     async def claim_local(self, wanted: dict[str, dict[str, str]]) -> dict:
-        return await self._store.claim_keys([(u, d, alg) for u, devices in wanted.items() for d, alg in devices.items()])
+        """One key per (local user, device, algorithm), as /keys/claim and server-server /user/keys/claim give."""
+        return await self._store.claim_keys(
+            [(u, d, alg) for u, devices in wanted.items() for d, alg in devices.items()])
 
     # -- cross-signing ----------------------------------------------------------------------------
     async def check_signing_keys(self, user_id: str, body: dict) -> tuple[dict[str, dict], bool]:
@@ -290,6 +292,11 @@ class E2eKeysService:
                    for objs in body.values()):
             raise invalid_param("Expected a map of user ids to key ids to signed objects")
         stored = await self._store.get_cross_signing_keys(list({user_id, *body}))
+        unknown = [u for u in body if not self._is_local(u) and "master" not in stored.get(u, {})]
+        if unknown:  # as Synapse: a remote user's master key we do not hold is asked of their server
+            found = await self.remote.query(user_id, {u: [] for u in unknown}, DEFAULT_FEDERATION_TIMEOUT_MS / 1000)
+            for target, key in found["master_keys"].items():
+                stored.setdefault(target, {})["master"] = key
         own_devices = (await self._store.get_device_keys([(user_id, None)])).get(user_id, {})
         accepted: list[Signature] = []
         failures: dict[str, dict[str, dict]] = {}

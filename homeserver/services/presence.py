@@ -76,6 +76,9 @@ class PresenceService:
                 state = self._states.setdefault(user_id, state)
         return state
 
+    async def state_of(self, user_id: str) -> PresenceRow:
+        return await self._state(user_id)
+
     async def get_presence(self, observer: str, user_id: str) -> dict:
         """Spec GET /presence/{userId}/status: only for users sharing a room (as Synapse); offline when disabled."""
         if not self.enabled:

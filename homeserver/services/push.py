@@ -3,22 +3,25 @@
 Spec v1.19 client-server "Push Notifications": each user's rules (the
 /pushrules API, echoed as the ``m.push_rules`` account data), evaluated for
 every local member but the sender of each new room event. Notifying results
-are stored as push actions; /sync's ``unread_notifications`` counts those after
-the user's read receipt, and GET /notifications lists them.
+are push actions, staged in memory and written in batches; /sync's
+``unread_notifications`` counts those after the user's read receipt (in the
+same response as the event), and GET /notifications lists them.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from twisted.internet import defer
 
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.auth_rules import get_power_level
-from homeserver.events.push_rules import (KINDS, InvalidRule, PushContext, client_rule, client_ruleset, evaluate,
-                                          find_rule, highlights, is_default_rule_id, merge_ruleset, notifies,
-                                          validate_actions, validate_rule_body)
+from homeserver.events.push_rules import (KINDS, CompiledRule, InvalidRule, PushContext, client_rule, client_ruleset,
+                                          compile_ruleset, evaluate_compiled, find_rule, highlights,
+                                          is_default_rule_id, merge_ruleset, notifies, validate_actions,
+                                          validate_rule_body)
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.push import PushAction, PushStore
 
@@ -28,6 +31,8 @@ MAIN_THREAD = "main"
 MAX_RELATION_HOPS = 3  # spec "Marking notifications as read": hops to find a thread
 RULESET_CACHE_SIZE = 10_000
 MAX_NOTIFICATIONS_LIMIT = 500
+FLUSH_DELAY_S = 0.05
+COUNT_MEMO_SIZE = 100_000
 
 ReadPositions = Callable[[str, str], Awaitable[dict]]  # (room, user) -> {thread or None: stream ordering}
 
@@ -62,6 +67,140 @@ class ListenerWork:
             await waiter
 
 
+class BatchWriter:
+    """Coalesces the rows that concurrent listeners write into one transaction at a time.
+
+    Under load, the rows queued while a transaction runs go together in the next one, instead of
+    each event's rows taking a transaction of its own on the (single-writer) database.
+    """
+
+    def __init__(self, write: Callable[[list], Awaitable[None]]):
+        self._write = write
+        self._rows: list = []
+        self._waiters: list[defer.Deferred] = []
+        self._writing = False
+
+    async def write(self, rows: list) -> None:
+        """Return once ``rows`` are committed (or raise what their transaction raised)."""
+        if not rows:
+            return
+        done: defer.Deferred = defer.Deferred()
+        self._rows += rows
+        self._waiters.append(done)
+        if not self._writing:
+            self._writing = True
+            defer.ensureDeferred(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._rows:
+                rows, waiters = self._rows, self._waiters
+                self._rows, self._waiters = [], []
+                try:
+                    await self._write(rows)
+                except Exception as e:
+                    for waiter in waiters:
+                        waiter.errback(e)
+                else:
+                    for waiter in waiters:
+                        waiter.callback(None)
+        finally:
+            self._writing = False
+
+
+class StagedActions:
+    """Push actions computed but not yet in the database.
+
+    They are written in batches ``FLUSH_DELAY_S`` after the first is staged, so that the rows of a busy
+    room's events share a transaction (each row lands at a random place of the per-user index, which
+    is what writing them costs). Meanwhile ``read`` returns a database result together with the staged
+    rows, every action being in exactly one of the two.
+    """
+
+    def __init__(self, store: PushStore, clock):
+        self._store = store
+        self._clock = clock
+        self._rows: list[PushAction] = []
+        self._timer = None
+        self._writing = False
+        self._writes = 0
+        self._waiters: list[defer.Deferred] = []
+
+    def add(self, actions: list[PushAction]) -> None:
+        self._rows += actions
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._rows and self._timer is None and not self._writing:
+            self._timer = self._clock.callLater(FLUSH_DELAY_S, self._write)
+
+    def _write(self) -> None:
+        self._timer = None
+        self._writing = True
+        batch = list(self._rows)
+        d = defer.ensureDeferred(self._store.add_actions(batch))
+        d.addErrback(lambda f: logger.error("Storing %d push actions failed; they are lost: %s", len(batch),
+                                            f.getTraceback()))
+        d.addBoth(lambda _: self._written(len(batch)))
+
+    def _written(self, count: int) -> None:
+        del self._rows[:count]
+        self._writes += 1
+        self._writing = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+        self._schedule()
+
+    async def _write_ended(self) -> None:
+        waiter: defer.Deferred = defer.Deferred()
+        self._waiters.append(waiter)
+        await waiter
+
+    async def flush(self) -> None:
+        """Write every staged row now (at shutdown)."""
+        while self._rows or self._writing:
+            if not self._writing:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._write()
+            await self._write_ended()
+
+    async def read(self, query: Callable[[], Awaitable]) -> tuple:
+        """``(await query(), staged rows)``, retrying the query if a write overlapped it."""
+        while True:
+            if self._writing:
+                await self._write_ended()
+                continue
+            writes = self._writes
+            result = await query()
+            if writes == self._writes and not self._writing:
+                return result, list(self._rows)
+
+
+@dataclass
+class _RoomCount:
+    """One room's count under way: what comes after ``start`` is added to ``counts`` (per thread).
+
+    ``start`` is the read position, or where a remembered count computed with the same receipts
+    stopped; a thread whose own receipt is later counts from there instead.
+    """
+
+    key: tuple
+    receipts: dict
+    start: int
+    counts: dict[str, tuple[int, int]]
+
+    def threshold(self, thread_id: str) -> int:
+        own = self.receipts.get(thread_id)
+        return own if own is not None and own > self.start else self.start
+
+    def add(self, thread_id: str, counts: tuple[int, int]) -> None:
+        old = self.counts.get(thread_id, (0, 0))
+        self.counts[thread_id] = (old[0] + counts[0], old[1] + counts[1])
+
+
 class PushService:
     """The push rules API, the room event listener computing push actions, and the sync source of counts.
 
@@ -72,7 +211,7 @@ class PushService:
     name = "notifications"
 
     def __init__(self, *, store: PushStore, room_events, event_store, account_data, serializer,
-                 read_positions: ReadPositions, server_name: str):
+                 read_positions: ReadPositions, server_name: str, clock):
         self._store = store
         self._room_events = room_events
         self._event_store = event_store
@@ -80,19 +219,26 @@ class PushService:
         self._serializer = serializer
         self._read_positions = read_positions
         self._server_suffix = ":" + server_name
-        self._rulesets: dict[str, dict] = {}
+        self._rulesets: dict[str, tuple[dict, list[CompiledRule]]] = {}
         self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
         self.work = ListenerWork("Computing push actions")
+        self._staged = StagedActions(store, clock)
+        self._count_memo: dict[tuple[str, str], tuple[tuple, int, dict]] = {}
 
     # -- rules -------------------------------------------------------------------------
     async def ruleset(self, user_id: str) -> dict[str, list[dict]]:
         """The user's merged rules (defaults included), in evaluation order."""
+        return (await self._rules(user_id))[0]
+
+    async def _rules(self, user_id: str) -> tuple[dict, list[CompiledRule]]:
+        """The merged ruleset and its compiled form, cached until the user changes a rule."""
         cached = self._rulesets.get(user_id)
         if cached is None:
             generation = self._generation
             own, defaults = await self._store.get_rules(user_id)
-            cached = merge_ruleset(user_id, own, defaults)
+            ruleset = merge_ruleset(user_id, own, defaults)
+            cached = (ruleset, compile_ruleset(ruleset))
             if generation == self._generation:  # no rule changed while loading: safe to cache
                 if len(self._rulesets) >= RULESET_CACHE_SIZE:
                     self._rulesets.clear()
@@ -198,7 +344,12 @@ class PushService:
         actions: list[PushAction] = []
         for ev in events:
             actions += await self._actions_for_event(ev)
-        await self._store.add_actions(actions)
+        self._staged.add(actions)
+
+    async def flush(self) -> None:
+        """Finish computing and write every push action (at shutdown)."""
+        await self.work.wait()
+        await self._staged.flush()
 
     def _is_local(self, user_id: str | None) -> bool:
         return bool(user_id) and user_id.endswith(self._server_suffix)
@@ -220,13 +371,13 @@ class PushService:
                                        ev.sender)
         thread_id = await self._thread_of(ev)
         event = dict(ev.pdu, room_id=ev.room_id, event_id=ev.event_id)
-        out = []
+        out, shared = [], {}
         for user_id in sorted(recipients):
             member = members.get(user_id)
             name = member.content.get("displayname") if member is not None else None
             ctx = PushContext(user_id, name if isinstance(name, str) else None, len(joined), sender_level,
                               power.content if power is not None else None)
-            _, actions = evaluate(await self.ruleset(user_id), event, ctx)
+            _, actions = evaluate_compiled((await self._rules(user_id))[1], event, ctx, shared)
             if notifies(actions):
                 out.append(PushAction(user_id, ev.stream_ordering, ev.room_id, ev.event_id, thread_id,
                                       highlights(actions), actions, ev.pdu.get("origin_server_ts", 0)))
@@ -254,19 +405,49 @@ class PushService:
 
         Spec "Receiving notifications": an unthreaded receipt reads every thread, a threaded one its
         own thread; the later of the two applies. Without an unthreaded receipt, what came before the
-        user's membership event is read (as Synapse).
+        user's membership event is read (as Synapse). A room's last count is remembered with the
+        receipts it used: while they stay, only the actions since are counted.
         """
         memberships = await self._event_store.rooms_for_user(user_id)
-        positions = {r: await self._read_positions(r, user_id) for r in room_ids}
-        floors = {r: p[None] if None in p else memberships.get(r, (None, None, 0))[2] for r, p in positions.items()}
-        counts = await self._store.counts_after(user_id, floors, upto)
-        for room_id, threads in counts.items():
-            for thread_id in list(threads):
-                own = positions[room_id].get(thread_id)
-                if own is not None and own > floors[room_id]:
-                    threads[thread_id] = await self._store.thread_counts_after(user_id, room_id, thread_id, own,
-                                                                               upto)
-        return counts
+        rooms: dict[str, _RoomCount] = {}
+        for room_id in room_ids:
+            receipts = await self._read_positions(room_id, user_id)
+            floor = receipts[None] if None in receipts else memberships.get(room_id, (None, None, 0))[2]
+            key = (floor, sorted(receipts.items(), key=str))
+            memo = self._count_memo.get((user_id, room_id))
+            if memo is not None and memo[0] == key and memo[1] <= upto:
+                rooms[room_id] = _RoomCount(key, receipts, memo[1], dict(memo[2]))
+            else:
+                rooms[room_id] = _RoomCount(key, receipts, floor, {})
+
+        async def query():
+            delta = await self._store.counts_after(user_id, {r: c.start for r, c in rooms.items()}, upto)
+            recounted = {}
+            for room_id, threads in delta.items():
+                for thread_id in threads:
+                    threshold = rooms[room_id].threshold(thread_id)
+                    if threshold != rooms[room_id].start:
+                        recounted[(room_id, thread_id)] = await self._store.thread_counts_after(
+                            user_id, room_id, thread_id, threshold, upto)
+            return delta, recounted
+
+        (delta, recounted), staged = await self._staged.read(query)
+        for room_id, threads in delta.items():
+            for thread_id, counts in threads.items():
+                if (room_id, thread_id) in recounted:
+                    rooms[room_id].counts[thread_id] = recounted[(room_id, thread_id)]
+                else:
+                    rooms[room_id].add(thread_id, counts)
+        for action in staged:
+            room = rooms.get(action.room_id)
+            if action.user_id == user_id and room is not None and \
+                    room.threshold(action.thread_id) < action.stream_ordering <= upto:
+                room.add(action.thread_id, (1, int(action.highlight)))
+        if len(self._count_memo) >= COUNT_MEMO_SIZE:
+            self._count_memo.clear()
+        for room_id, room in rooms.items():
+            self._count_memo[(user_id, room_id)] = (room.key, upto, dict(room.counts))
+        return {room_id: room.counts for room_id, room in rooms.items()}
 
     def current(self) -> int:
         return self._room_events.stream.current()
@@ -310,7 +491,12 @@ class PushService:
                 raise invalid_param("Unrecognised 'from' token")
         limit = max(0, min(limit, MAX_NOTIFICATIONS_LIMIT))
         await self.work.wait()  # events sent before the request are listed
-        actions = await self._store.notifications(requester.user_id, before, limit, only == "highlight")
+        user_id, only_highlight = requester.user_id, only == "highlight"
+        stored, staged = await self._staged.read(
+            lambda: self._store.notifications(user_id, before, limit, only_highlight))
+        staged = [a for a in staged if a.user_id == user_id and (before is None or a.stream_ordering < before)
+                  and (a.highlight or not only_highlight)]
+        actions = sorted(stored + staged, key=lambda a: a.stream_ordering, reverse=True)[:limit]
         events = await self._room_events.get_events(a.event_id for a in actions)
         shown = [a for a in actions if a.event_id in events]
         serialized = await self._serializer.serialize([events[a.event_id] for a in shown], requester,

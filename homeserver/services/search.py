@@ -13,9 +13,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from homeserver.errors import MatrixError, bad_json, invalid_param, missing_param
+from homeserver.errors import bad_json, invalid_param, missing_param
 from homeserver.services.filtering import EventFilter
-from homeserver.services.push import ListenerWork
+from homeserver.services.push import BatchWriter, ListenerWork
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.search import SearchQuery, SearchStore
 
@@ -114,6 +114,7 @@ class SearchService:
         self._serializer = serializer
         self._sync = sync
         self._work = ListenerWork("Indexing events for search")
+        self._writer = BatchWriter(store.index)
 
     # -- indexing ------------------------------------------------------------------------
     def on_room_events(self, events: list[StoredEvent]) -> None:
@@ -132,8 +133,12 @@ class SearchService:
         if rows or redactions:
             self._work.start(self._index(rows, redactions), max(e.stream_ordering for e in events))
 
+    async def flush(self) -> None:
+        """Finish indexing what was persisted (at shutdown)."""
+        await self._work.wait()
+
     async def _index(self, rows: list, redactions: list[StoredEvent]) -> None:
-        await self._store.index(rows)
+        await self._writer.write(rows)
         for ev in redactions:
             target = ev.pdu.get("redacts", ev.content.get("redacts"))
             if isinstance(target, str):

@@ -8,6 +8,7 @@ that adds its part of the response. A waiting sync sleeps on the notifier.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +19,10 @@ from homeserver.services.visibility import Timeline, visible
 from homeserver.storage.events import EventStore, StoredEvent
 
 MAX_TIMELINE_SCAN = 2000  # events looked at per room for one sync timeline (filters may skip most)
+# Initial syncs answered again while no stream has moved (Synapse keeps any /sync answer for 2 minutes,
+# "caches.sync_response_cache_duration"; here only while it is still exactly what a new sync would build).
+RESPONSE_CACHE_S = 120.0
+RESPONSE_CACHE_SIZE = 64
 
 STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
                         "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
@@ -39,6 +44,23 @@ class SyncContext:
 
     def since_of(self, stream: str) -> int | None:
         return None if self.since is None else self.since.get(stream, 0)
+
+
+@dataclass
+class RoomPart:
+    """A room whose timeline and state go into the response: the bounds, then what was loaded."""
+
+    section: str
+    room_id: str
+    since_pos: int | None  # the timeline starts after it; None: from the start, under history visibility
+    to_pos: int
+    timeline: list[StoredEvent] = field(default_factory=list)
+    limited: bool = False
+
+    @property
+    def start_pos(self) -> int:
+        """The position just before the timeline."""
+        return self.timeline[0].stream_ordering - 1 if self.timeline else self.to_pos
 
 
 class SyncResponse(dict):
@@ -75,6 +97,16 @@ def stripped(ev: StoredEvent) -> dict:
     return {"type": ev.type, "state_key": ev.state_key, "content": ev.content, "sender": ev.sender}
 
 
+@dataclass
+class CachedResponse:
+    """An initial sync's answer, valid while every stream is still at ``positions``."""
+
+    positions: dict[str, int]
+    response: SyncResponse
+    built_ms: int
+    aged_ms: int  # the time its events' unsigned.age values are for
+
+
 class SyncService:
     def __init__(self, *, room_events, store: EventStore, serializer, notifier, clock):
         self._room_events = room_events
@@ -83,9 +115,15 @@ class SyncService:
         self._notifier = notifier
         self._clock = clock
         self.sources: list[SyncSource] = []
+        self._volatile: list[SyncSource] = []
+        self._responses: OrderedDict[tuple, CachedResponse] = OrderedDict()
 
-    def add_source(self, source: SyncSource) -> None:
+    def add_source(self, source: SyncSource, *, volatile: bool = False) -> None:
+        """``volatile``: its part can change while its position does not (e.g. one-time key counts); it is then
+        run again on a cached initial sync answer, and may only set top-level values of the response."""
         self.sources.append(source)
+        if volatile:
+            self._volatile.append(source)
 
     # -- tokens ---------------------------------------------------------------------
     def current_positions(self) -> dict[str, int]:
@@ -112,18 +150,55 @@ class SyncService:
     async def sync(self, requester: Requester, since_token: str | None, timeout_ms: int,
                    sync_filter: SyncFilter, full_state: bool) -> dict:
         since = self.parse_token(since_token) if since_token else None
+        key = (requester.user_id, requester.device_id, sync_filter) if since is None else None
+        if key is not None and (cached := await self._cached_answer(key, requester, sync_filter)) is not None:
+            return cached
         deadline = self._clock.seconds() + timeout_ms / 1000.0
         while True:
             to = self.current_positions()
             ctx = SyncContext(requester, since, dict(to), sync_filter, full_state)
             response = await self._build(ctx)
             remaining_ms = (deadline - self._clock.seconds()) * 1000
-            if since is None or full_state or _has_content(response) or remaining_ms <= 0:
+            if since is None:
+                self._remember(key, to, ctx, response)
+                return response
+            if full_state or _has_content(response) or remaining_ms <= 0:
                 return response
             if self.current_positions() != to:
                 continue  # something committed while we were building: look again
             if not await self._notifier.wait(requester.user_id, ctx.joined_rooms, remaining_ms):
                 return response  # timed out, or woken by shutdown: answer now with the empty response
+
+    async def _cached_answer(self, key: tuple, requester: Requester, sync_filter: SyncFilter) -> SyncResponse | None:
+        """The remembered answer to this initial sync, if no stream moved since it was built: its volatile
+        parts made again and its events' ages brought up to now."""
+        entry = self._responses.get(key)
+        if entry is None:
+            return None
+        now_ms = int(self._clock.seconds() * 1000)
+        if entry.positions != self.current_positions() or now_ms - entry.built_ms > RESPONSE_CACHE_S * 1000:
+            del self._responses[key]
+            return None
+        self._responses.move_to_end(key)
+        answer = SyncResponse(entry.response)
+        ctx = SyncContext(requester, None, dict(entry.positions), sync_filter, False)
+        for source in self._volatile:
+            await source.contribute(ctx, answer)
+        now_ms = int(self._clock.seconds() * 1000)
+        _add_to_ages(entry.response, now_ms - entry.aged_ms)
+        entry.aged_ms = now_ms
+        return answer
+
+    def _remember(self, key: tuple, to: dict[str, int], ctx: SyncContext, response: SyncResponse) -> None:
+        """Keep an initial sync's answer, unless it carries what must be delivered once (to-device messages),
+        rooms that forgetting (which moves no stream) would take out, or stops short of ``to``."""
+        if response["to_device"]["events"] or ctx.filter.include_leave or ctx.to != to:
+            return
+        now_ms = int(self._clock.seconds() * 1000)
+        self._responses[key] = CachedResponse(to, response, now_ms, now_ms)
+        self._responses.move_to_end(key)
+        while len(self._responses) > RESPONSE_CACHE_SIZE:
+            self._responses.popitem(last=False)
 
     async def _build(self, ctx: SyncContext) -> SyncResponse:
         response = SyncResponse({
@@ -148,6 +223,7 @@ class SyncService:
         if since_pos is not None:
             joined_ids = [r for r, (m, _, so) in memberships.items() if m == "join"]
             changed = await self._store.rooms_with_events_between(joined_ids, since_pos, to_pos)
+        parts: list[RoomPart] = []
         for room_id, (membership, event_id, so) in memberships.items():
             if so > to_pos or not ctx.filter.allows_room(room_id):
                 continue
@@ -158,9 +234,9 @@ class SyncService:
                     if since_pos is not None and is_new:
                         ctx.newly_joined.add(room_id)
                     # Spec full_state: every state event, but the timeline still starts at since.
-                    await self._room_timeline(ctx, response, "join", room_id, None if is_new else since_pos, to_pos)
+                    parts.append(RoomPart("join", room_id, None if is_new else since_pos, to_pos))
                 elif room_id in changed:
-                    await self._room_timeline(ctx, response, "join", room_id, since_pos, to_pos)
+                    parts.append(RoomPart("join", room_id, since_pos, to_pos))
             elif membership in ("invite", "knock") and is_new:
                 await self._stripped_room(response, "invite" if membership == "invite" else "knock",
                                           room_id, event_id)
@@ -168,7 +244,8 @@ class SyncService:
                 if since_pos is None and not ctx.filter.include_leave:
                     continue
                 if is_new or ctx.full_state:
-                    await self._room_timeline(ctx, response, "leave", room_id, since_pos, so)
+                    parts.append(RoomPart("leave", room_id, since_pos, so))
+        await self._room_timelines(ctx, response, parts)
 
     async def _stripped_room(self, response: SyncResponse, section: str, room_id: str, event_id: str) -> None:
         """Stripped state for an invite or knock: what the inviting server sent, or our own current state."""
@@ -183,44 +260,63 @@ class SyncService:
             events.append(stripped(own))
         response.room(section, room_id)["invite_state" if section == "invite" else "knock_state"]["events"] = events
 
-    async def _room_timeline(self, ctx: SyncContext, response: SyncResponse, section: str, room_id: str,
-                             since_pos: int | None, to_pos: int) -> None:
+    async def _room_timelines(self, ctx: SyncContext, response: SyncResponse, parts: list[RoomPart]) -> None:
+        """Timeline, state and summary of each room in ``parts``: a few transactions for all of them."""
+        if not parts:
+            return
         f = ctx.filter
         limit = f.timeline.limit if f.timeline.limit is not None else 10
-        timeline, limited = await self._load_timeline(ctx, room_id, since_pos, to_pos, limit)
-        start_pos = timeline[0].stream_ordering - 1 if timeline else to_pos
-        state_ids = await self._state_for_timeline(room_id, None if ctx.full_state else since_pos, start_pos,
-                                                   limited)
+        newest_ids = await self._store.latest_room_event_ids(
+            {p.room_id: (p.to_pos, p.since_pos or 0) for p in parts}, limit + 1)
+        loaded = await self._room_events.get_events(i for ids in newest_ids.values() for i in ids)
+        newest = {room_id: [loaded[i] for i in ids if i in loaded] for room_id, ids in newest_ids.items()}
+        visibility = await self._store.visibility_timelines_in_rooms(
+            [p.room_id for p in parts if p.since_pos is None], ctx.user_id)
+        for p in parts:
+            p.timeline, p.limited = await self._load_timeline(ctx, p, limit, newest[p.room_id],
+                                                              visibility.get(p.room_id))
+        state_ids = await self._states_for_timelines(parts, ctx.full_state)
         if f.state.lazy_load_members:
-            senders = {e.sender for e in timeline} | {ctx.user_id}
-            state_ids = {k: v for k, v in state_ids.items() if k[0] != "m.room.member" or k[1] in senders}
-        state_events = await self._room_events.get_events(state_ids.values())
-        state = [ev for ev in state_events.values() if f.state.allows(ev.pdu | {"room_id": room_id})]
-        room = response.room(section, room_id)
-        prev_positions = dict(ctx.to, events=start_pos)
-        room["timeline"] = {
-            "events": await self._serializer.serialize(timeline, ctx.requester, event_fields=f.event_fields,
-                                                       include_room_id=False),
-            "limited": limited,
-            "prev_batch": self.encode_token(prev_positions),
-        }
-        room["state"] = {"events": await self._serializer.serialize(
-            state, ctx.requester, bundle=False, event_fields=f.event_fields, include_room_id=False)}
-        if section == "join":
-            room["summary"] = await self.room_summary(room_id, ctx.user_id)
+            for p in parts:
+                senders = {e.sender for e in p.timeline} | {ctx.user_id}
+                state_ids[p.room_id] = {k: v for k, v in state_ids[p.room_id].items()
+                                        if k[0] != "m.room.member" or k[1] in senders}
+        state_events = await self._room_events.get_events(v for ids in state_ids.values() for v in ids.values())
+        states = {p.room_id: [state_events[v] for v in state_ids[p.room_id].values() if v in state_events
+                              and f.state.allows(state_events[v].pdu | {"room_id": p.room_id})] for p in parts}
+        timelines = await self._serialize_per_room(ctx, [p.timeline for p in parts], bundle=True)
+        state_json = await self._serialize_per_room(ctx, [states[p.room_id] for p in parts], bundle=False)
+        for p, timeline, state in zip(parts, timelines, state_json):
+            room = response.room(p.section, p.room_id)
+            room["timeline"] = {"events": timeline, "limited": p.limited,
+                                "prev_batch": self.encode_token(dict(ctx.to, events=p.start_pos))}
+            room["state"] = {"events": state}
+            if p.section == "join":
+                room["summary"] = await self.room_summary(p.room_id, ctx.user_id)
 
-    async def _load_timeline(self, ctx: SyncContext, room_id: str, since_pos: int | None, to_pos: int,
-                             limit: int) -> tuple[list[StoredEvent], bool]:
+    async def _serialize_per_room(self, ctx: SyncContext, per_room: list[list[StoredEvent]], *,
+                                  bundle: bool) -> list[list[dict]]:
+        """Serialize the events of every room in one call, then split them by room again."""
+        serialized = await self._serializer.serialize([e for events in per_room for e in events], ctx.requester,
+                                                      bundle=bundle, event_fields=ctx.filter.event_fields,
+                                                      include_room_id=False)
+        out, i = [], 0
+        for events in per_room:
+            out.append(serialized[i:i + len(events)])
+            i += len(events)
+        return out
+
+    async def _load_timeline(self, ctx: SyncContext, part: RoomPart, limit: int, newest: list[StoredEvent],
+                             visibility: tuple[list, list] | None) -> tuple[list[StoredEvent], bool]:
         """The newest ``limit`` events in (since, to] that the filter allows (and, on an initial sync, the user
-        may see), oldest first; and whether older such events were left out (``limited``)."""
+        may see), oldest first; and whether older such events were left out (``limited``).
+        ``newest`` is the first batch, the room's newest ``limit + 1`` events."""
         found: list[StoredEvent] = []
-        position, batch_size, scanned = to_pos, limit + 1, 0
+        raw, position, batch_size, scanned = newest, part.to_pos, limit + 1, 0
         while True:
-            raw = await self._store.room_events_between(room_id, position, since_pos or 0, batch_size,
-                                                        backwards=True)
-            candidates = raw if since_pos is not None else await self.visible_events(ctx.user_id, room_id, raw)
+            candidates = raw if part.since_pos is not None else visible_to(ctx.user_id, raw, visibility)
             for ev in candidates:
-                if ctx.filter.timeline.allows(ev.pdu | {"room_id": room_id}):
+                if ctx.filter.timeline.allows(ev.pdu | {"room_id": part.room_id}):
                     if len(found) == limit:
                         return found[::-1], True
                     self._room_events.cache.put(ev)
@@ -230,19 +326,36 @@ class SyncService:
                 return found[::-1], len(raw) == batch_size
             position = raw[-1].stream_ordering - 1
             batch_size = min(batch_size * 2, MAX_TIMELINE_SCAN)
+            raw = await self._store.room_events_between(part.room_id, position, part.since_pos or 0, batch_size,
+                                                        backwards=True)
 
-    async def _state_for_timeline(self, room_id: str, since_pos: int | None, start_pos: int,
-                                  limited: bool) -> dict:
-        """State at the start of the timeline; on an incremental sync only what changed since ``since``."""
-        if since_pos is not None and not limited:
-            return {}
-        start_group = await self._store.state_group_at_position(room_id, start_pos)
-        start_state = await self._store.get_state_group(start_group)
-        if since_pos is None:
-            return start_state
-        since_state = await self._store.get_state_group(
-            await self._store.state_group_at_position(room_id, since_pos))
-        return {k: v for k, v in start_state.items() if since_state.get(k) != v}
+    async def _states_for_timelines(self, parts: list[RoomPart], full_state: bool) -> dict[str, dict]:
+        """room -> state at the start of its timeline; on an incremental sync only what changed since ``since``.
+
+        A room joined over federation has nothing before its join here: the state is the join's, less the join.
+        """
+        since = {p.room_id: None if full_state else p.since_pos for p in parts}
+        needed = [p for p in parts if since[p.room_id] is None or p.limited]
+        at = await self._store.state_groups_at_positions(
+            [(p.room_id, p.start_pos) for p in needed]
+            + [(p.room_id, since[p.room_id]) for p in needed if since[p.room_id] is not None])
+        joined_here = {p.room_id: p.timeline[0] for p in needed
+                       if at[(p.room_id, p.start_pos)] is None and p.timeline}
+        groups = await self._store.get_state_groups(
+            [at[key] for key in at] + [first.state_group for first in joined_here.values()])
+        states: dict[str, dict] = {p.room_id: {} for p in parts}
+        for p in needed:
+            first = joined_here.get(p.room_id)
+            if first is not None:
+                start_state = {k: v for k, v in groups[first.state_group].items() if v != first.event_id}
+            else:
+                start_state = groups[at[(p.room_id, p.start_pos)]]
+            if since[p.room_id] is None:
+                states[p.room_id] = start_state
+            else:
+                since_state = groups[at[(p.room_id, since[p.room_id])]]
+                states[p.room_id] = {k: v for k, v in start_state.items() if since_state.get(k) != v}
+        return states
 
     async def room_summary(self, room_id: str, user_id: str) -> dict:
         """Spec "m.heroes", joined and invited member counts."""
@@ -259,10 +372,34 @@ class SyncService:
         """Drop the events the user may not see under the room's history visibility."""
         if not events:
             return events
-        members, visibilities = await self._store.visibility_timelines(room_id, user_id)
-        mt, vt = Timeline.of(members), Timeline.of(visibilities)
-        return [e for e in events if visible(e.stream_ordering, event_sender=e.sender, event_state_key=e.state_key,
-                                             event_type=e.type, user_id=user_id, memberships=mt, visibilities=vt)]
+        return visible_to(user_id, events, await self._store.visibility_timelines(room_id, user_id))
+
+
+def visible_to(user_id: str, events: list[StoredEvent], timelines: tuple[list, list]) -> list[StoredEvent]:
+    """The events the user may see, given their membership and the room's history_visibility changes."""
+    if not events:
+        return events
+    members, visibilities = timelines
+    mt, vt = Timeline.of(members), Timeline.of(visibilities)
+    return [e for e in events if visible(e.stream_ordering, event_sender=e.sender, event_state_key=e.state_key,
+                                         event_type=e.type, user_id=user_id, memberships=mt, visibilities=vt)]
+
+
+def _add_to_ages(response: dict, delta_ms: int) -> None:
+    """Add ``delta_ms`` to ``unsigned.age`` of every room event of a sync response (bundled ones too)."""
+    if delta_ms <= 0:
+        return
+    for section in ("join", "leave"):
+        for room in response["rooms"][section].values():
+            for ev in room["timeline"]["events"] + room["state"]["events"]:
+                unsigned = ev.get("unsigned")
+                if not isinstance(unsigned, dict):
+                    continue
+                relations = unsigned.get("m.relations") or {}
+                bundled = [relations.get("m.replace"), (relations.get("m.thread") or {}).get("latest_event")]
+                for target in [unsigned] + [b.get("unsigned") for b in bundled if isinstance(b, dict)]:
+                    if isinstance(target, dict) and isinstance(target.get("age"), int):
+                        target["age"] += delta_ms
 
 
 def _has_content(response: dict) -> bool:

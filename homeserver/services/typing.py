@@ -25,7 +25,7 @@ class TypingService:
         self._position = 0
         self._room_positions: dict[str, int] = {}
         self._typers: dict[str, dict[str, object]] = {}  # room -> user -> expiry DelayedCall
-        self.listeners: list = []  # called with (room_id, user_id, typing) on every change
+        self.listeners: list = []  # called with (room_id, user_id, typing) on every change and refresh
 
     def current(self) -> int:
         return self._position
@@ -49,6 +49,8 @@ class TypingService:
         delay = min(timeout_ms, MAX_TIMEOUT_MS) / 1000.0
         if timer is not None:
             timer.reset(delay)
+            for listener in self.listeners:  # still typing (the federation pings other servers now and then)
+                listener(room_id, user_id, True)
             return
         typers[user_id] = self._reactor.callLater(delay, self._expire, room_id, user_id)
         self._changed(room_id, user_id)

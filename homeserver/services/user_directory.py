@@ -52,6 +52,10 @@ class UserDirectoryService:
         if relevant:
             self._work.start(self._update(relevant), max(e.stream_ordering for e in relevant))
 
+    async def flush(self) -> None:
+        """Finish the updates from what was persisted (at shutdown)."""
+        await self._work.wait()
+
     async def _update(self, events) -> None:
         for ev in events:
             if ev.type == "m.room.member":

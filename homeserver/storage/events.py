@@ -344,6 +344,12 @@ class EventStore:
             return {}
         return await self.db.run("get_state_group", self._state_group_txn, group)
 
+    async def get_state_groups(self, groups) -> dict[int, dict[StateKey, str]]:
+        """Several state groups in one transaction (None is the empty state)."""
+        wanted = set(groups)
+        return await self.db.run("get_state_groups", lambda txn: {
+            g: (self._state_group_txn(txn, g) if g is not None else {}) for g in wanted})
+
     async def store_state_group(self, room_id: str, group: int, prev_group: int | None,
                                 delta: dict[StateKey, str]) -> None:
         await self.db.run("store_state_group", self._store_state_group_txn, room_id, group, prev_group, delta)
@@ -356,17 +362,18 @@ class EventStore:
     async def room_events_between(self, room_id: str, from_pos: int, to_pos: int, limit: int,
                                   *, backwards: bool) -> list[StoredEvent]:
         """Events with from < stream_ordering <= to (forwards) or to < so <= from (backwards), newest first when backwards."""
+        return await self.db.run("room_events_between", _room_events_txn, room_id, from_pos, to_pos, limit,
+                                 backwards)
 
-        def txn_fn(txn):
-            if backwards:
-                sql = (f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = ? AND outlier = 0"
-                       " AND stream_ordering <= ? AND stream_ordering > ? ORDER BY stream_ordering DESC LIMIT ?")
-            else:
-                sql = (f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = ? AND outlier = 0"
-                       " AND stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering ASC LIMIT ?")
-            return [_row_to_event(r) for r in txn.select_all(sql, (room_id, from_pos, to_pos, limit))]
-
-        return await self.db.run("room_events_between", txn_fn)
+    async def latest_room_event_ids(self, ranges: dict[str, tuple[int, int]], limit: int) -> dict[str, list[str]]:
+        """For each room, ``room_id -> (from, to)``: the ids of its newest ``limit`` events with
+        to < stream_ordering <= from, newest first, all in one transaction (the timelines of a /sync,
+        whose events are mostly cached already)."""
+        sql = ("SELECT event_id FROM events WHERE room_id = ? AND outlier = 0 AND stream_ordering <= ?"
+               " AND stream_ordering > ? ORDER BY stream_ordering DESC LIMIT ?")
+        return await self.db.run("latest_room_event_ids", lambda txn: {
+            room_id: [r[0] for r in txn.select_all(sql, (room_id, from_pos, to_pos, limit))]
+            for room_id, (from_pos, to_pos) in ranges.items()})
 
     async def rooms_with_events_between(self, room_ids: list[str], from_pos: int, to_pos: int) -> set[str]:
         if not room_ids or from_pos >= to_pos:
@@ -382,9 +389,13 @@ class EventStore:
 
     async def state_group_at_position(self, room_id: str, pos: int) -> int | None:
         """The state group after the last event of the room at or before a stream position."""
-        return await self.db.run("state_group_at_position", lambda t: t.select_value(
-            "SELECT state_group FROM events WHERE room_id = ? AND outlier = 0 AND stream_ordering <= ?"
-            " ORDER BY stream_ordering DESC LIMIT 1", (room_id, pos)))
+        return await self.db.run("state_group_at_position", _state_group_at_txn, room_id, pos)
+
+    async def state_groups_at_positions(self, wanted) -> dict[tuple[str, int], int | None]:
+        """:meth:`state_group_at_position` of several ``(room_id, position)`` in one transaction."""
+        wanted = set(wanted)
+        return await self.db.run("state_groups_at_positions", lambda txn: {
+            (room_id, pos): _state_group_at_txn(txn, room_id, pos) for room_id, pos in wanted})
 
     async def event_position_by_ts(self, room_id: str, ts: int, forwards: bool) -> tuple[str, int] | None:
         """Spec /timestamp_to_event: closest event at or after (forwards) / at or before ts."""
@@ -399,22 +410,12 @@ class EventStore:
 
     async def visibility_timelines(self, room_id: str, user_id: str) -> tuple[list, list]:
         """The user's membership changes and the room's history_visibility changes, as (position, value)."""
+        return await self.db.run("visibility_timelines", _visibility_timelines_txn, room_id, user_id)
 
-        def txn_fn(txn):
-            rows = txn.select_all(
-                "SELECT stream_ordering, type, json FROM events WHERE room_id = ? AND outlier = 0 AND"
-                " ((type = 'm.room.member' AND state_key = ?) OR (type = 'm.room.history_visibility' AND state_key = ''))",
-                (room_id, user_id))
-            members, visibilities = [], []
-            for pos, typ, raw in rows:
-                content = json.loads(raw).get("content", {})
-                if typ == "m.room.member":
-                    members.append((pos, content.get("membership", "leave")))
-                else:
-                    visibilities.append((pos, content.get("history_visibility", "shared")))
-            return members, visibilities
-
-        return await self.db.run("visibility_timelines", txn_fn)
+    async def visibility_timelines_in_rooms(self, room_ids, user_id: str) -> dict[str, tuple[list, list]]:
+        """:meth:`visibility_timelines` of several rooms in one transaction."""
+        return await self.db.run("visibility_timelines_in_rooms", lambda txn: {
+            room_id: _visibility_timelines_txn(txn, room_id, user_id) for room_id in set(room_ids)})
 
     # -- relations -------------------------------------------------------------------
     async def get_relations(self, event_id: str, rel_type: str | None, event_type: str | None,
@@ -509,6 +510,38 @@ class EventStore:
     async def forgotten_rooms(self, user_id: str) -> set[str]:
         return {r[0] for r in await self.db.run("forgotten_rooms", lambda t: t.select_all(
             "SELECT room_id FROM room_forgotten WHERE user_id = ?", (user_id,)))}
+
+
+def _room_events_txn(txn, room_id: str, from_pos: int, to_pos: int, limit: int,
+                     backwards: bool) -> list[StoredEvent]:
+    if backwards:
+        sql = (f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = ? AND outlier = 0"
+               " AND stream_ordering <= ? AND stream_ordering > ? ORDER BY stream_ordering DESC LIMIT ?")
+    else:
+        sql = (f"SELECT {_EVENT_COLUMNS} FROM events WHERE room_id = ? AND outlier = 0"
+               " AND stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering ASC LIMIT ?")
+    return [_row_to_event(r) for r in txn.select_all(sql, (room_id, from_pos, to_pos, limit))]
+
+
+def _state_group_at_txn(txn, room_id: str, pos: int) -> int | None:
+    return txn.select_value(
+        "SELECT state_group FROM events WHERE room_id = ? AND outlier = 0 AND stream_ordering <= ?"
+        " ORDER BY stream_ordering DESC LIMIT 1", (room_id, pos))
+
+
+def _visibility_timelines_txn(txn, room_id: str, user_id: str) -> tuple[list, list]:
+    rows = txn.select_all(
+        "SELECT stream_ordering, type, json FROM events WHERE room_id = ? AND outlier = 0 AND"
+        " ((type = 'm.room.member' AND state_key = ?) OR (type = 'm.room.history_visibility' AND state_key = ''))",
+        (room_id, user_id))
+    members, visibilities = [], []
+    for pos, typ, raw in rows:
+        content = json.loads(raw).get("content", {})
+        if typ == "m.room.member":
+            members.append((pos, content.get("membership", "leave")))
+        else:
+            visibilities.append((pos, content.get("history_visibility", "shared")))
+    return members, visibilities
 
 
 def _pdu_for_storage(pdu: dict) -> dict:

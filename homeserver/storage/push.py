@@ -42,6 +42,26 @@ MIGRATIONS = [
     );
     CREATE INDEX push_actions_room ON push_actions (user_id, room_id, stream_ordering)
     """,
+    # One index instead of two: rows go to a random place of each per-user index, the cost that
+    # dominates writing an event's actions for every member of a large room.
+    """
+    CREATE TABLE push_actions_by_room (
+        user_id TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        stream_ordering BIGINT NOT NULL,
+        event_id TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        highlight INTEGER NOT NULL,
+        actions_json TEXT NOT NULL,
+        ts BIGINT NOT NULL,
+        PRIMARY KEY (user_id, room_id, stream_ordering)
+    );
+    INSERT INTO push_actions_by_room (user_id, room_id, stream_ordering, event_id, thread_id, highlight,
+                                      actions_json, ts)
+        SELECT user_id, room_id, stream_ordering, event_id, thread_id, highlight, actions_json, ts FROM push_actions;
+    DROP TABLE push_actions;
+    ALTER TABLE push_actions_by_room RENAME TO push_actions
+    """,
 ]
 
 _COUNT_CHUNK = 200

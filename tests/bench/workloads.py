@@ -26,6 +26,7 @@ DELIVERY_TIMEOUT_S = 30.0
 FEDERATION_TIMEOUT_S = 600.0  # a join of a big room over federation, the full member list after it
 MEMBERS_POLL_S = 0.05
 BASE_STATE = 8  # at least the state events createRoom writes itself on either server
+SETTLE_WINDOW_S, SETTLE_CPU_SHARE, SETTLE_TIMEOUT_S = 0.5, 0.05, 120.0
 PASSWORD = "correct horse battery staple"
 HIGHER, LOWER, INFO = "higher", "lower", "info"  # which way a figure is better
 
@@ -156,6 +157,18 @@ class Pair:
 
     def phase(self) -> Phase:
         return Phase({f"server {side}": bench.server.pid for side, bench in (("A", self.a), ("B", self.b))})
+
+    async def settle(self) -> None:
+        """Wait (at most SETTLE_TIMEOUT_S) until both servers are idle: what the setup left them to do in the
+        background is done before a timed phase starts."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        pids = [self.a.server.pid, self.b.server.pid]
+        while time.monotonic() < deadline:
+            before = [servers.cpu_ms(pid) for pid in pids]
+            await asyncio.sleep(SETTLE_WINDOW_S)
+            if all(servers.cpu_ms(pid) - cpu <= SETTLE_WINDOW_S * 1000 * SETTLE_CPU_SHARE
+                   for pid, cpu in zip(pids, before)):
+                return
 
 
 async def bounded(concurrency: int, calls: list[Awaitable]) -> list:
@@ -428,6 +441,7 @@ async def federation_send(pair: Pair, out: Outcome, *, messages: int = 200):
         return
     receiver = Receiver(out, bob, room_id, {"room": {"timeline": {"limit": messages}}})
     await receiver.start()
+    await pair.settle()
     bodies = [f"federated {i}" for i in range(messages)]
     sent_at: dict[str, float] = {}
     try:
@@ -450,7 +464,9 @@ async def federation_send(pair: Pair, out: Outcome, *, messages: int = 200):
     phase.report(out, "msg", messages)
 
 
-CUSTOM_STATE = "org.example.state"
+async def _put_custom_state(writer: MatrixClient, room_id: str, keys: range) -> None:
+    for i in keys:
+        await writer.put_state(room_id, "org.example.state", f"key {i}", {"n": i})
 
 
 @federation_workload
@@ -458,16 +474,18 @@ async def federation_join(pair: Pair, out: Outcome, *, members: int = 2000, stat
                           concurrency: int = 8):
     """A user of B joins a big room of A (members member events, state events in all): join time, full list."""
     owner = await pair.a.user()
+    room_id = await public_room(owner)
+    writers = [pair.a.client(owner) for _ in range(concurrency)]
     custom = max(0, state - members - BASE_STATE)
-    room_id = await owner.create_room(preset="public_chat", room_version=ROOM_VERSION,
-                                      initial_state=[{"type": CUSTOM_STATE, "state_key": f"key {i}",
-                                                      "content": {"n": i}} for i in range(custom)])
+    # Custom state first, while the room is small (cheaper for both servers), then the members.
+    await asyncio.gather(*(_put_custom_state(w, room_id, range(k, custom, concurrency))
+                           for k, w in enumerate(writers)))
     await bounded(concurrency, [pair.a.member(room_id) for _ in range(members - 1)])
     have = len((await owner.state(room_id)).json)
-    for i in range(custom, custom + state - have):  # top up to exactly ``state``
-        await owner.put_state(room_id, CUSTOM_STATE, f"key {i}", {"n": i})
+    await _put_custom_state(owner, room_id, range(custom, custom + state - have))  # to exactly ``state``
     out.add("room state events", "events", INFO, max(have, state))
     joiner = await pair.b.user()
+    await pair.settle()
     with pair.phase() as phase:
         start = time.perf_counter()
         await joiner.join(room_id, via=(pair.a.server.server_name,), timeout_s=FEDERATION_TIMEOUT_S)

@@ -16,7 +16,7 @@ import yaml
 
 from tests.bench.servers import synapse_python
 from tests.integration.fedtls import CertificateAuthority
-from tests.integration.harness import PASSWORD, HttpClient, User, free_port, unique
+from tests.integration.harness import PASSWORD, HttpClient, ServerProcess, User, free_port, unique
 
 START_TIMEOUT_S = 90.0
 UNTHROTTLED = {"per_second": 10000, "burst_count": 100000}
@@ -118,6 +118,8 @@ class SynapseProcess:
             status, resp = self.request("POST", "/register", body)
         assert status == 200, (status, resp)
         return User(self, resp["user_id"], resp["access_token"], resp["device_id"], PASSWORD)
+
+    login = ServerProcess.login  # the same m.login.password request
 
 
 class SynapsePeer:

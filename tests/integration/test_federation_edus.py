@@ -126,6 +126,23 @@ def test_presence_both_ways(pair):
     assert seen["status_msg"] == "away"
 
 
+def test_presence_is_shared_when_a_room_is_joined(pair):
+    """Whoever newly shares a room hears the presence of the other side's users (as Synapse does)."""
+    a, b = pair
+    alice, bob = a.process.register(), b.process.register()
+    alice.ok("PUT", f"/presence/{q(alice.user_id)}/status", {"presence": "online", "status_msg": "here first"})
+    bob.ok("PUT", f"/presence/{q(bob.user_id)}/status", {"presence": "unavailable", "status_msg": "joining"})
+    alias = unique("pres")
+    room_id = alice.create_room(preset="public_chat", room_alias_name=alias)
+    assert bob.join(f"#{alias}:{a.name}") == room_id
+
+    def status_of(user):
+        return lambda r: (presence_of(r, user.user_id) or {}).get("status_msg")
+
+    assert bob.sync_until(status_of(alice))[0] == "here first"
+    assert alice.sync_until(status_of(bob))[0] == "joining"
+
+
 def send_transaction(target, origin, edus: list[dict]) -> None:
     """A /send transaction signed by ``origin`` (a Hexagone whose key the test holds)."""
     status, resp = target.signed("PUT", f"/_matrix/federation/v1/send/{unique('txn')}", origin=origin.name,

@@ -160,6 +160,23 @@ def test_notifications_listing(trio):
     assert error(bob.request("GET", "/notifications", params={"limit": "x"})) == (400, "M_INVALID_PARAM")
 
 
+def test_counts_and_notifications_survive_a_restart(homeserver_factory):
+    server = homeserver_factory()
+    alice, bob = server.register(), server.register()
+    room = alice.create_room()
+    alice.invite(room, bob)
+    bob.join(room)
+    since = bob.sync()["next_batch"]
+    event = alice.send(room, mention(bob.user_id))
+    server.stop()  # at once: the push actions may still be staged, and must be written on the way out
+    server.start()
+    entry = room_of(bob.sync(), room)
+    assert event in event_ids(entry) and entry["unread_notifications"] == counts(1, 1)
+    assert [n["event"]["event_id"] for n in bob.ok("GET", "/notifications")["notifications"]][0] == event
+    entry, _ = room_with_event(bob, room, alice.send(room, "again"), since)
+    assert entry["unread_notifications"] == counts(2, 1)
+
+
 # -- push rules ---------------------------------------------------------------------------------
 
 def rule_ids(user, kind: str) -> list[str]:

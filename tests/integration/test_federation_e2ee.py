@@ -1,0 +1,408 @@
+"""End-to-end encryption across servers: Hexagone and a peer that is another Hexagone or a real Synapse,
+over real TLS federation, in both directions.
+
+Spec v1.19 server-server "Device Management", "End-to-End Encryption" and "Send-to-device messaging";
+client-server "End-to-End Encryption". Raw HTTP with real ed25519 signatures for keys, device lists,
+cross-signing and to-device messages; matrix-nio with real Olm/Megolm for encrypted conversations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import statistics
+import threading
+import time
+
+import pytest
+from nio import EncryptionError, MegolmEvent
+from signedjson.sign import sign_json
+
+from tests.integration.federation import FedServer, ca, fed, home, pair, peer  # noqa: F401 (fixtures)
+from tests.integration.harness import q, unique
+from tests.integration.test_e2ee import (NioDevice, RawDevice, assert_stored_encrypted, claim, cross_signing_key,
+                                         password_auth, query)
+
+LATENCY_SAMPLES = 7
+
+
+def shared_room(owner, *others) -> str:
+    """An encrypted room of ``owner``'s that each of ``others`` joins once their server has the invite."""
+    state = [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]
+    room_id = owner.create_room(preset="private_chat", initial_state=state)
+    for other in others:
+        owner.invite(room_id, other)
+        other.sync_until(lambda r: room_id in r["rooms"]["invite"])
+        other.join(room_id)
+    return room_id
+
+
+def sync_token(user) -> str:
+    return user.sync()["next_batch"]
+
+
+def query_until(user, target: str, predicate, since: str, deadline_s: float = 20.0) -> tuple[dict, str]:
+    """Sync until ``target`` is in device_lists.changed and a /keys/query answer satisfies ``predicate``."""
+    end = time.monotonic() + deadline_s
+    while True:
+        _, since = user.sync_until(lambda r: target in r["device_lists"]["changed"], since,
+                                   deadline_s=max(end - time.monotonic(), 0.1))
+        found = query(user, target)
+        if predicate(found):
+            return found, since
+
+
+def devices_of(found: dict, user_id: str) -> dict:
+    return found["device_keys"].get(user_id, {})
+
+
+def without_unsigned(keys: dict) -> dict:
+    return {k: v for k, v in keys.items() if k != "unsigned"}
+
+
+# -- keys across servers -------------------------------------------------------------------------------
+
+def test_keys_query_and_claim_then_fallback_across_servers(pair):
+    a, b = pair
+    alice = RawDevice(a.process.register())
+    bob = b.process.register()
+    keys = alice.device_keys()
+    otks = alice.one_time_keys(2)
+    fallback = alice.one_time_keys(1, fallback=True)
+    assert alice.upload(device_keys=keys, one_time_keys=otks, fallback_keys=fallback)[0] == 200
+
+    # No shared room: Bob's server asks Alice's each time.
+    found = query(bob, alice.user_id)
+    assert found["failures"] == {}
+    assert without_unsigned(devices_of(found, alice.user_id)[alice.user.device_id]) == keys
+    one = query(bob, devices={alice.user_id: [alice.user.device_id, "NO_SUCH_DEVICE"]})
+    assert list(devices_of(one, alice.user_id)) == [alice.user.device_id]
+
+    # Each one-time key goes once, then the fallback key, again and again.
+    claimed = [claim(bob, alice.user) for _ in range(2)]
+    assert sorted(k for c in claimed for k in c) == sorted(otks)
+    assert all(c[k] == otks[k] for c in claimed for k in c)
+    assert claim(bob, alice.user) == fallback
+    assert claim(bob, alice.user) == fallback
+    counts = alice.user.sync()
+    assert counts["device_one_time_keys_count"].get("signed_curve25519", 0) == 0
+    assert counts["device_unused_fallback_key_types"] == []
+
+
+def test_device_list_follows_new_and_deleted_devices(pair):
+    a, b = pair
+    alice = a.process.register()
+    bob = RawDevice(b.process.register())
+    room_id = shared_room(alice, bob.user)
+    first = since = sync_token(alice)
+    bob.upload(device_keys=bob.device_keys())
+    found, since = query_until(alice, bob.user_id, lambda f: bob.user.device_id in devices_of(f, bob.user_id), since)
+    assert without_unsigned(devices_of(found, bob.user_id)[bob.user.device_id]) == \
+        without_unsigned(query(bob.user, bob.user_id)["device_keys"][bob.user_id][bob.user.device_id])
+
+    laptop = RawDevice(b.process.login(bob.user_id))
+    laptop.upload(device_keys=laptop.device_keys())
+    both = {bob.user.device_id, laptop.user.device_id}
+    _, since = query_until(alice, bob.user_id, lambda f: set(devices_of(f, bob.user_id)) == both, since)
+
+    laptop.user.ok("POST", "/logout", {})
+    _, since = query_until(alice, bob.user_id, lambda f: set(devices_of(f, bob.user_id)) == {bob.user.device_id},
+                           since)
+    assert alice.ok("GET", "/keys/changes", params={"from": first, "to": since}) == {
+        "changed": [bob.user_id], "left": []}
+
+    # Once Bob shares no room with Alice, his server no longer tells hers: she asks it again.
+    bob.user.leave(room_id)
+    alice.sync_until(lambda r: bob.user_id in r["device_lists"]["left"], since)
+    fresh = bob.device_keys()
+    bob.upload(device_keys=fresh)
+    assert without_unsigned(devices_of(query(alice, bob.user_id), bob.user_id)[bob.user.device_id]) == fresh
+
+
+def test_cross_signing_keys_and_signatures_across_servers(pair):
+    a, b = pair
+    alice = RawDevice(a.process.register())
+    bob = RawDevice(b.process.register())
+    for device in (alice, bob):
+        device.upload(device_keys=device.device_keys())
+    shared_room(alice.user, bob.user)
+    since = sync_token(bob.user)
+
+    master, master_pub = cross_signing_key(alice.user_id, "master")
+    ssk, ssk_pub = cross_signing_key(alice.user_id, "self_signing", master)
+    usk, usk_pub = cross_signing_key(alice.user_id, "user_signing", master)
+    upload_signing_keys(alice, {"master_key": master_pub, "self_signing_key": ssk_pub, "user_signing_key": usk_pub})
+    stored = without_unsigned(query(alice.user, alice.user_id)["device_keys"][alice.user_id][alice.user.device_id])
+    signed_device = sign_json(copy.deepcopy(stored), alice.user_id, ssk)
+    signed_master = sign_json(copy.deepcopy(master_pub), alice.user_id, alice.signing_key)
+    resp = alice.user.ok("POST", "/keys/signatures/upload", {alice.user_id: {
+        alice.user.device_id: signed_device, public_key_of(master): signed_master}})
+    assert resp["failures"] == {}
+
+    device_sig = signed_device["signatures"][alice.user_id][f"ed25519:{ssk.version}"]
+    master_sig = signed_master["signatures"][alice.user_id][f"ed25519:{alice.user.device_id}"]
+
+    # Hexagone shares Alice's device signature of her master key; Synapse shares the bare key.
+    master_seen = {**master_pub, "signatures": {alice.user_id: {f"ed25519:{alice.user.device_id}": master_sig}}} \
+        if isinstance(a, FedServer) else master_pub
+
+    def complete(found: dict) -> bool:
+        device = devices_of(found, alice.user_id).get(alice.user.device_id, {})
+        return device.get("signatures", {}).get(alice.user_id, {}).get(f"ed25519:{ssk.version}") == device_sig \
+            and found["master_keys"].get(alice.user_id) == master_seen \
+            and found["self_signing_keys"].get(alice.user_id) == ssk_pub
+
+    found, since = query_until(bob.user, alice.user_id, complete, since)
+    assert alice.user_id not in found.get("user_signing_keys", {})  # private to Alice
+
+    # Bob signs Alice's master key with his own user-signing key: only Bob sees that signature.
+    bob_master, bob_master_pub = cross_signing_key(bob.user_id, "master")
+    bob_usk, bob_usk_pub = cross_signing_key(bob.user_id, "user_signing", bob_master)
+    upload_signing_keys(bob, {"master_key": bob_master_pub, "user_signing_key": bob_usk_pub})
+    bob_signed = sign_json(without_unsigned(copy.deepcopy(found["master_keys"][alice.user_id])), bob.user_id, bob_usk)
+    assert bob.user.ok("POST", "/keys/signatures/upload", {alice.user_id: {public_key_of(master): bob_signed}}) == \
+        {"failures": {}}
+    seen = query(bob.user, alice.user_id)["master_keys"][alice.user_id]["signatures"]
+    assert seen[bob.user_id] == {f"ed25519:{bob_usk.version}":
+                                 bob_signed["signatures"][bob.user_id][f"ed25519:{bob_usk.version}"]}
+    assert bob.user_id not in query(alice.user, alice.user_id)["master_keys"][alice.user_id]["signatures"]
+
+
+def public_key_of(key) -> str:
+    """A cross-signing key's id in /keys/signatures/upload: its public key."""
+    return key.version
+
+
+def upload_signing_keys(device: RawDevice, body: dict) -> None:
+    status, resp = device.user.request("POST", "/keys/device_signing/upload", body)
+    if status == 401:  # a server that wants the password even for the first keys
+        status, resp = device.user.request("POST", "/keys/device_signing/upload",
+                                           {**body, "auth": password_auth(device.user, resp["session"])})
+    assert status == 200, resp
+
+
+@pytest.fixture(scope="module")
+def other(fed):
+    """A second Hexagone whose signing key the tests use to make server-server requests."""
+    return fed()
+
+
+def test_server_endpoints_answer_for_local_users_only(home, other):
+    alice = RawDevice(home.process.register())
+    otks = alice.one_time_keys(1)
+    first_keys = alice.device_keys()
+    alice.upload(device_keys=first_keys, one_time_keys=otks)
+    master, master_pub = cross_signing_key(alice.user_id, "master")
+    _, ssk_pub = cross_signing_key(alice.user_id, "self_signing", master)
+    _, usk_pub = cross_signing_key(alice.user_id, "user_signing", master)
+    upload_signing_keys(alice, {"master_key": master_pub, "self_signing_key": ssk_pub, "user_signing_key": usk_pub})
+    devices_path = f"/_matrix/federation/v1/user/devices/{q(alice.user_id)}"
+
+    def signed(method: str, path: str, content=None):
+        return home.signed(method, path, origin=other.name, key=other.signing_key, content=content)
+
+    status, listed = signed("GET", devices_path)
+    assert status == 200, listed
+    assert listed == {"user_id": alice.user_id, "stream_id": listed["stream_id"], "master_key": master_pub,
+                      "self_signing_key": ssk_pub, "devices": [{"device_id": alice.user.device_id,
+                                                                 "keys": first_keys}]}
+    keys = alice.device_keys()
+    assert alice.upload(device_keys=keys)[0] == 200  # new keys: a later version of the list
+    status, relisted = signed("GET", devices_path)
+    assert relisted["devices"] == [{"device_id": alice.user.device_id, "keys": keys}]
+    assert relisted["stream_id"] > listed["stream_id"] > 0
+
+    status, found = signed("POST", "/_matrix/federation/v1/user/keys/query", {"device_keys": {alice.user_id: []}})
+    assert status == 200 and found == {"device_keys": {alice.user_id: {alice.user.device_id: keys}},
+                                       "master_keys": {alice.user_id: master_pub},
+                                       "self_signing_keys": {alice.user_id: ssk_pub}}
+    status, claimed = signed("POST", "/_matrix/federation/v1/user/keys/claim", {"one_time_keys": {
+        alice.user_id: {alice.user.device_id: "signed_curve25519"}, "@x:elsewhere.example": {"D": "x"}}})
+    assert (status, claimed) == (200, {"one_time_keys": {alice.user_id: {alice.user.device_id: otks}}})
+
+    for method, path, body, errcode in (
+            ("GET", f"/_matrix/federation/v1/user/devices/{q('@bob:' + other.name)}", None, "M_UNKNOWN"),
+            ("POST", "/_matrix/federation/v1/user/keys/query", {"device_keys": {"@x:elsewhere.example": []}},
+             "M_UNKNOWN"),
+            ("POST", "/_matrix/federation/v1/user/keys/query", {"device_keys": [alice.user_id]}, "M_BAD_JSON"),
+            ("POST", "/_matrix/federation/v1/user/keys/claim", {"one_time_keys": {alice.user_id: "x"}}, "M_BAD_JSON")):
+        status, err = signed(method, path, body)
+        assert (status, err["errcode"]) == (400, errcode), (path, err)
+    status, err = home.https("GET", devices_path)  # not signed
+    assert status == 401, err
+
+
+def test_unreachable_servers_are_reported_in_failures(home):
+    alice = home.process.register()
+    nobody = "@nobody:unreachable.invalid"
+    found = alice.ok("POST", "/keys/query", {"device_keys": {nobody: []}, "timeout": 5000})
+    assert found["device_keys"] == {} and found["failures"]["unreachable.invalid"]["status"] == 503
+    claimed = alice.ok("POST", "/keys/claim", {"one_time_keys": {nobody: {"D": "signed_curve25519"}}})
+    assert claimed["one_time_keys"] == {} and claimed["failures"]["unreachable.invalid"]["status"] == 503
+    for path, body in (("/keys/query", {"device_keys": {nobody: []}, "timeout": "soon"}),
+                       ("/keys/claim", {"one_time_keys": {nobody: {"D": "x"}}, "timeout": True})):
+        status, err = alice.request("POST", path, body)
+        assert (status, err["errcode"]) == (400, "M_BAD_JSON"), err
+
+
+# -- send-to-device ------------------------------------------------------------------------------------
+
+def test_to_device_round_trip_across_servers(pair):
+    a, b = pair
+    alice = a.process.register()
+    bob = b.process.register()
+    bob_laptop = b.process.login(bob.user_id)
+    since = {u.device_id: sync_token(u) for u in (alice, bob, bob_laptop)}
+    txn = unique("txn")
+    content = {"body": "psst", "nested": {"n": [1, 2]}}
+    alice.ok("PUT", f"/sendToDevice/com.example.secret/{txn}", {"messages": {bob.user_id: {bob.device_id: content}}})
+    alice.ok("PUT", f"/sendToDevice/com.example.secret/{txn}", {"messages": {bob.user_id: {bob.device_id: {"x": 1}}}})
+    alice.ok("PUT", f"/sendToDevice/com.example.all/{unique('txn')}", {"messages": {bob.user_id: {"*": {"all": 1}}}})
+
+    expected = [{"sender": alice.user_id, "type": "com.example.secret", "content": content},
+                {"sender": alice.user_id, "type": "com.example.all", "content": {"all": 1}}]
+    received: list = []
+    bob.sync_until(lambda r: received.extend(r["to_device"]["events"]) or len(received) >= 2, since[bob.device_id])
+    assert received == expected  # in order, and the repeated transaction id sent nothing
+    laptop_got, _ = bob_laptop.sync_until(lambda r: r["to_device"]["events"], since[bob_laptop.device_id])
+    assert laptop_got == expected[1:]
+
+    bob.ok("PUT", f"/sendToDevice/com.example.reply/{unique('txn')}",
+           {"messages": {alice.user_id: {alice.device_id: {"thanks": True}}}})
+    reply, _ = alice.sync_until(lambda r: r["to_device"]["events"], since[alice.device_id])
+    assert reply == [{"sender": bob.user_id, "type": "com.example.reply", "content": {"thanks": True}}]
+
+
+# -- real clients ----------------------------------------------------------------------------------------
+
+def nio_device(server, user, tmp_path, name: str) -> NioDevice:
+    return NioDevice(server.process, user.user_id, tmp_path / name)
+
+
+async def knows_device(device: NioDevice, other: NioDevice) -> None:
+    await device.sync_until(lambda r: other.client.device_id in device.device_ids_of(other.client.user_id))
+
+
+def test_encrypted_conversation_across_servers(pair, tmp_path):
+    a, b = pair
+    alice, bob = a.process.register(), b.process.register()
+    room_id = shared_room(alice, bob)
+
+    async def scenario():
+        alice_nio = await nio_device(a, alice, tmp_path, "alice").login()
+        bob_nio = await nio_device(b, bob, tmp_path, "bob").login()
+        try:
+            for sender, receiver, text in ((alice_nio, bob_nio, "hello from the first server 🔐"),
+                                           (bob_nio, alice_nio, "and back from the second"),
+                                           (alice_nio, bob_nio, "same session, next message")):
+                await knows_device(sender, receiver)
+                event_id = await sender.send_text(room_id, text)
+                got = await receiver.receive_text(room_id, text)
+                assert got.decrypted and got.sender == sender.client.user_id and got.event_id == event_id
+                assert got.source["content"]["body"] == text
+                assert_stored_encrypted(alice, room_id, event_id, text)
+                assert_stored_encrypted(bob, room_id, event_id, text)
+        finally:
+            await alice_nio.close()
+            await bob_nio.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_second_device_logging_in_later_decrypts_new_messages(pair, tmp_path):
+    a, b = pair
+    alice, bob = a.process.register(), b.process.register()
+    room_id = shared_room(alice, bob)
+
+    async def scenario():
+        alice_nio = await nio_device(a, alice, tmp_path, "alice").login()
+        bob_nio = await nio_device(b, bob, tmp_path, "bob").login()
+        devices = [alice_nio, bob_nio]
+        try:
+            await knows_device(alice_nio, bob_nio)
+            await alice_nio.send_text(room_id, "before the laptop")
+            await bob_nio.receive_text(room_id, "before the laptop")
+
+            laptop = await nio_device(b, bob, tmp_path, "bob-laptop").login()
+            devices.append(laptop)
+            await knows_device(alice_nio, laptop)  # through m.device_list_update, then /keys/query
+            await alice_nio.send_text(room_id, "after the laptop")
+            for receiver in (laptop, bob_nio):
+                assert (await receiver.receive_text(room_id, "after the laptop")).decrypted
+        finally:
+            for device in devices:
+                await device.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_member_who_left_cannot_decrypt_the_next_message(pair, tmp_path):
+    a, b = pair
+    alice, bob, carol = a.process.register(), b.process.register(), b.process.register()
+    room_id = shared_room(alice, bob, carol)
+
+    async def scenario():
+        alice_nio = await nio_device(a, alice, tmp_path, "alice").login()
+        bob_nio = await nio_device(b, bob, tmp_path, "bob").login()
+        carol_nio = await nio_device(b, carol, tmp_path, "carol").login()
+        try:
+            await knows_device(alice_nio, bob_nio)
+            await knows_device(alice_nio, carol_nio)
+            await alice_nio.send_text(room_id, "while bob is here")
+            for receiver in (bob_nio, carol_nio):
+                await receiver.receive_text(room_id, "while bob is here")
+
+            bob.leave(room_id)
+            await alice_nio.sync_until(lambda r: bob.user_id not in alice_nio.client.rooms[room_id].users)
+            event_id = await alice_nio.send_text(room_id, "after bob left")
+            assert (await carol_nio.receive_text(room_id, "after bob left")).decrypted
+            # Bob's server still holds the event (Carol is there); Bob's device has no key for it.
+            await bob_nio.sync()
+            raw = carol.ok("GET", f"/rooms/{q(room_id)}/event/{q(event_id)}")
+            event = MegolmEvent.from_dict({**raw, "room_id": room_id})
+            with pytest.raises(EncryptionError):
+                bob_nio.client.decrypt_event(event)
+        finally:
+            for device in (alice_nio, bob_nio, carol_nio):
+                await device.close()
+
+    asyncio.run(scenario())
+
+
+# -- latency ----------------------------------------------------------------------------------------------
+
+def kind(server) -> str:
+    return "Hexagone" if isinstance(server, FedServer) else "Synapse"
+
+
+def test_device_list_latency(pair, capsys):
+    """Time from a device's key upload to the other server's /sync listing its user in device_lists.changed."""
+    a, b = pair
+    uploader = RawDevice(a.process.register())
+    observer = b.process.register()
+    shared_room(uploader.user, observer)
+    since = sync_token(observer)
+    uploader.upload(device_keys=uploader.device_keys())
+    _, since = observer.sync_until(lambda r: uploader.user_id in r["device_lists"]["changed"], since)
+    samples = []
+    for _ in range(LATENCY_SAMPLES):
+        seen: dict = {}
+
+        def watch(token=since):
+            seen["result"] = observer.sync_until(
+                lambda r: uploader.user_id in r["device_lists"]["changed"] and seen.setdefault("t", time.monotonic()),
+                token)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        start = time.monotonic()
+        assert uploader.upload(device_keys=uploader.device_keys())[0] == 200
+        watcher.join(30)
+        assert "result" in seen, "the change never reached the other server"
+        samples.append((seen["t"] - start) * 1000)
+        since = seen["result"][1]
+    with capsys.disabled():
+        print(f"\ndevice list latency {kind(a)} {a.name} -> {kind(b)} {b.name}: "
+              f"median {statistics.median(samples):.0f} ms "
+              f"(samples: {', '.join(f'{s:.0f}' for s in samples)})")
+    assert statistics.median(samples) < 5000
