@@ -149,11 +149,17 @@ class FederationMembership:
                 or not self.is_local(pdu.get("state_key", "")) or pdu.get("event_id") != event_id \
                 or pdu.get("room_id") != room_id or domain_of(pdu.get("sender", "")) != origin:
             raise MatrixError(400, "M_BAD_JSON", "Not an invite of a local user from the requesting server")
-        accepted, rejected = await check_signatures_and_hashes([pdu], version, self._receiver._keys)
+        accepted, rejected = await check_signatures_and_hashes([pdu], version, self._receiver.keys)
         if not accepted:
             raise forbidden(f"Bad invite: {next(iter(rejected.values()), 'signature check failed')}")
         signed = sign_event(pdu, self.server_name, self._key, version)
-        if not await self.is_resident(room_id):
+        if await self.is_resident(room_id):
+            # Take the invite into the room now, so the invitee can join before /send brings it.
+            try:
+                await self._receiver.handle_pdu(origin, version, signed, depth_budget=1)
+            except PduRejected as e:
+                logger.info("Invite %s not accepted into the room yet: %s", event_id, e.reason)
+        else:
             stripped = body.get("invite_room_state") or (pdu.get("unsigned") or {}).get("invite_room_state") or []
             stored = dict(signed, unsigned=dict(signed.get("unsigned") or {}, invite_room_state=stripped))
             await self._events.store_out_of_band_membership(room_id, version, stored)
@@ -259,7 +265,7 @@ class FederationMembership:
         signed = normalise_pdu(body.get("event"), version)
         if signed["event_id"] != pdu["event_id"]:
             raise forbidden("The invitee's server changed the invite")
-        accepted, _ = await check_signatures_and_hashes([signed], version, self._receiver._keys)
+        accepted, _ = await check_signatures_and_hashes([signed], version, self._receiver.keys)
         if not accepted or target_server not in (signed.get("signatures") or {}):
             raise forbidden("The invitee's server did not sign the invite")
         return signed

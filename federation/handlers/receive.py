@@ -34,7 +34,7 @@ def room_id_of(pdu: dict) -> str | None:
 class PduReceiver:
     def __init__(self, *, room_events: RoomEventService, key_fetcher, client, server_name: str, acl=None):
         self._events = room_events
-        self._keys = key_fetcher
+        self.keys = key_fetcher
         self._client = client
         self.server_name = server_name
         self._acl = acl  # callable(origin, room_id) -> awaitable bool, or None
@@ -84,7 +84,7 @@ class PduReceiver:
         room_id = pdu["room_id"]
         if await self._events.get_event(pdu["event_id"]) is not None:
             return
-        accepted, rejected = await check_signatures_and_hashes([pdu], version, self._keys)
+        accepted, rejected = await check_signatures_and_hashes([pdu], version, self.keys)
         if not accepted:
             raise PduRejected(next(iter(rejected.values()), "signature check failed"))
         pdu = accepted[0]
@@ -167,7 +167,7 @@ class PduReceiver:
     async def check_batch(self, version: RoomVersion, room_id: str, pdus: list[dict]) -> list[dict]:
         """Signatures, hashes, and auth against each event's own auth events (from the batch or stored),
         in auth order. Returns the PDUs that pass."""
-        accepted, rejected = await check_signatures_and_hashes(pdus, version, self._keys)
+        accepted, rejected = await check_signatures_and_hashes(pdus, version, self.keys)
         for eid, reason in rejected.items():
             logger.info("Rejected %s: %s", eid, reason)
         by_id = {p["event_id"]: p for p in accepted}

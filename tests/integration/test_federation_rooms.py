@@ -185,3 +185,17 @@ def test_restricted_join_across_servers(pair):
     event, _ = owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == joiner.user_id))
     assert event["content"]["membership"] == "join"
     assert event["content"].get("join_authorised_via_users_server") == owner.user_id
+
+
+def test_join_right_after_an_invite_to_a_room_this_server_is_in(pair):
+    """The invitee's server already takes part in the room: joining at once must not wait for /send."""
+    host, other = pair
+    owner, first, second = register(host), register(other), register(other)
+    alias_name = unique("resident")
+    room_id = owner.create_room(preset="public_chat", room_alias_name=alias_name)
+    first.join(f"#{alias_name}:{host.name}")
+    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == first.user_id))
+    owner.ok("PUT", f"/rooms/{q(room_id)}/state/m.room.join_rules", {"join_rule": "invite"})
+    first.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.join_rules"))
+    owner.invite(room_id, second)
+    assert second.join(room_id) == room_id
