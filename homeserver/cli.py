@@ -12,13 +12,8 @@ import os
 import sys
 from typing import Callable
 
-from homeserver.config import (
-    ConfigError,
-    generate_config_yaml,
-    generate_signing_key_version,
-    load_config,
-    parse_config,
-)
+from homeserver.config import ConfigError, load_config, parse_config
+from homeserver.config_sample import generate_config_yaml, generate_signing_key_version
 from homeserver.storage.database import DatabaseSetupError
 
 CONFIG_FILENAME = "homeserver.yaml"

@@ -269,9 +269,9 @@ def database_yaml(url: str, config_dir: str) -> str:
     """The ``database`` section for ``url``, its password left out (give password or password_file)."""
     import yaml
 
-    from homeserver.config import _database_from_url
+    from homeserver.config_sample import database_from_url
 
-    name, args = _database_from_url(url, config_dir)
+    name, args = database_from_url(url, config_dir)
     if args.pop("password", None) is not None:
         args["password"] = "..."
     return yaml.safe_dump({"database": {"name": name, "args": args}}, sort_keys=False)

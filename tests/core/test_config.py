@@ -11,12 +11,12 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 from signedjson.key import generate_signing_key, write_signing_keys
 
+from homeserver.config_sample import generate_config_yaml
 from homeserver.config import (
     DEFAULT_IP_RANGE_BLACKLIST,
     Config,
     ConfigError,
     RateLimit,
-    generate_config_yaml,
     load_config,
     parse_config,
     parse_duration_ms,
