@@ -339,9 +339,9 @@ async def shutdown(hs: HomeServer) -> None:
         await hs.resource.wait_drained()
     for tracker in _connection_trackers(hs.ports):
         try:  # let the answers just given reach their clients before the reactor stops
-            await tracker.close_connections().addTimeout(5, hs.reactor)
+            await tracker.close_connections().addTimeout(1, hs.reactor)
         except defer.TimeoutError:
-            logger.warning("Some client connections did not close within 5s")
+            tracker.abort_connections()
     hs.federation.sender.stop()
     await hs.federation.client.close()
     for service in (hs.push, hs.search, hs.user_directory):  # their room event listeners' writes

@@ -159,7 +159,7 @@ class MatrixResource(resource.Resource):
             payload = body.data if isinstance(body, RawBody) else body
             content_type = body.content_type if isinstance(body, RawBody) else b"application/octet-stream"
         else:
-            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            payload = encode_json(body)
             content_type = b"application/json"
         request.setResponseCode(status)
         request.setHeader(b"Content-Type", content_type)
@@ -175,6 +175,11 @@ class MatrixResource(resource.Resource):
         if not request.finished and not request._disconnected:
             request.setResponseCode(500)
             request.finish()
+
+
+def encode_json(body: Any) -> bytes:
+    """The JSON of every answer: compact, UTF-8 rather than ASCII escapes."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 class RawBody:
@@ -218,6 +223,11 @@ class ConnectionTracker(policies.WrappingFactory):
         for wrapper in list(self.protocols):
             wrapper.loseConnection()
         return d
+
+    def abort_connections(self) -> None:
+        """Drop whatever is still open (e.g. a TLS peer that never answers our close_notify)."""
+        for wrapper in list(self.protocols):
+            wrapper.abortConnection()
 
 
 def make_site(root: MatrixResource) -> ConnectionTracker:

@@ -8,12 +8,15 @@ that adds its part of the response. A waiting sync sleeps on the notifier.
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from homeserver.errors import MatrixError
 from homeserver.http.router import Requester
+from homeserver.http.site import RawBody, encode_json
 from homeserver.services.filtering import SyncFilter
 from homeserver.services.visibility import Timeline, visible
 from homeserver.storage.events import EventStore, StoredEvent
@@ -22,7 +25,10 @@ MAX_TIMELINE_SCAN = 2000  # events looked at per room for one sync timeline (fil
 # Initial syncs answered again while no stream has moved (Synapse keeps any /sync answer for 2 minutes,
 # "caches.sync_response_cache_duration"; here only while it is still exactly what a new sync would build).
 RESPONSE_CACHE_S = 120.0
-RESPONSE_CACHE_SIZE = 64
+RESPONSE_CACHE_BYTES = 16 * 1024 * 1024
+# Where an event's unsigned.age goes in a remembered answer: a marker no sender can guess.
+_AGE_MARK = "\ue000" + secrets.token_hex(8)
+_AGE_HOLE = re.compile(b'"' + re.escape(_AGE_MARK.encode()) + rb"(\d+)" + re.escape(_AGE_MARK.encode()) + b'"')
 
 STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
                         "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
@@ -98,13 +104,37 @@ def stripped(ev: StoredEvent) -> dict:
 
 
 @dataclass
-class CachedResponse:
-    """An initial sync's answer, valid while every stream is still at ``positions``."""
+class EncodedAnswer:
+    """An initial sync's answer as JSON, its events' ``unsigned.age`` values left as holes; it stands while every
+    stream is still at ``positions`` and the volatile sources still give ``volatile``."""
 
     positions: dict[str, int]
-    response: SyncResponse
+    volatile: dict
     built_ms: int
-    aged_ms: int  # the time its events' unsigned.age values are for
+    pieces: list[bytes]  # the JSON around the holes
+    ages: list[int]  # each hole's age when built
+
+    @classmethod
+    def of(cls, response: SyncResponse, positions: dict[str, int], volatile: dict, built_ms: int) -> "EncodedAnswer":
+        ages: list[int] = []
+        for unsigned in _unsigned_of_events(response):
+            age = unsigned.get("age")
+            if isinstance(age, int):
+                unsigned["age"] = f"{_AGE_MARK}{len(ages)}{_AGE_MARK}"
+                ages.append(age)
+        parts = _AGE_HOLE.split(encode_json(response))
+        return cls(positions, volatile, built_ms, parts[0::2], [ages[int(i)] for i in parts[1::2]])
+
+    @property
+    def size(self) -> int:
+        return sum(len(p) for p in self.pieces)
+
+    def render(self, now_ms: int) -> RawBody:
+        delta = max(0, now_ms - self.built_ms)
+        out = [self.pieces[0]]
+        for age, piece in zip(self.ages, self.pieces[1:]):
+            out += (str(age + delta).encode(), piece)
+        return RawBody(b"".join(out), b"application/json")
 
 
 class SyncService:
@@ -116,11 +146,12 @@ class SyncService:
         self._clock = clock
         self.sources: list[SyncSource] = []
         self._volatile: list[SyncSource] = []
-        self._responses: OrderedDict[tuple, CachedResponse] = OrderedDict()
+        self._answers: OrderedDict[tuple, EncodedAnswer] = OrderedDict()
+        self._answers_size = 0
 
     def add_source(self, source: SyncSource, *, volatile: bool = False) -> None:
-        """``volatile``: its part can change while its position does not (e.g. one-time key counts); it is then
-        run again on a cached initial sync answer, and may only set top-level values of the response."""
+        """``volatile``: its part can change while its position does not (e.g. one-time key counts), so a
+        remembered initial sync answer stands only while that part is unchanged too."""
         self.sources.append(source)
         if volatile:
             self._volatile.append(source)
@@ -148,20 +179,16 @@ class SyncService:
 
     # -- sync --------------------------------------------------------------------------
     async def sync(self, requester: Requester, since_token: str | None, timeout_ms: int,
-                   sync_filter: SyncFilter, full_state: bool) -> dict:
-        since = self.parse_token(since_token) if since_token else None
-        key = (requester.user_id, requester.device_id, sync_filter) if since is None else None
-        if key is not None and (cached := await self._cached_answer(key, requester, sync_filter)) is not None:
-            return cached
+                   sync_filter: SyncFilter, full_state: bool) -> dict | RawBody:
+        if not since_token:
+            return await self._initial_sync(requester, sync_filter)
+        since = self.parse_token(since_token)
         deadline = self._clock.seconds() + timeout_ms / 1000.0
         while True:
             to = self.current_positions()
             ctx = SyncContext(requester, since, dict(to), sync_filter, full_state)
             response = await self._build(ctx)
             remaining_ms = (deadline - self._clock.seconds()) * 1000
-            if since is None:
-                self._remember(key, to, ctx, response)
-                return response
             if full_state or _has_content(response) or remaining_ms <= 0:
                 return response
             if self.current_positions() != to:
@@ -169,44 +196,46 @@ class SyncService:
             if not await self._notifier.wait(requester.user_id, ctx.joined_rooms, remaining_ms):
                 return response  # timed out, or woken by shutdown: answer now with the empty response
 
-    async def _cached_answer(self, key: tuple, requester: Requester, sync_filter: SyncFilter) -> SyncResponse | None:
-        """The remembered answer to this initial sync, if no stream moved since it was built: its volatile
-        parts made again and its events' ages brought up to now."""
-        entry = self._responses.get(key)
-        if entry is None:
-            return None
+    async def _initial_sync(self, requester: Requester, sync_filter: SyncFilter) -> dict | RawBody:
+        """An initial sync (full_state changes nothing then). Its answer is given again, ages brought up to date,
+        while no stream has moved and the volatile parts are the same; unless it carries what must be
+        delivered once (to-device messages), rooms that forgetting (which moves no stream) takes out, or
+        stops short of the positions it was built for."""
+        key = (requester.user_id, requester.device_id, sync_filter)
+        to = self.current_positions()
+        volatile = await self._volatile_parts(requester, sync_filter, to)  # before building: never newer
+        entry = self._answers.get(key)
         now_ms = int(self._clock.seconds() * 1000)
-        if entry.positions != self.current_positions() or now_ms - entry.built_ms > RESPONSE_CACHE_S * 1000:
-            del self._responses[key]
-            return None
-        self._responses.move_to_end(key)
-        answer = SyncResponse(entry.response)
-        ctx = SyncContext(requester, None, dict(entry.positions), sync_filter, False)
-        for source in self._volatile:
-            await source.contribute(ctx, answer)
-        now_ms = int(self._clock.seconds() * 1000)
-        _add_to_ages(entry.response, now_ms - entry.aged_ms)
-        entry.aged_ms = now_ms
-        return answer
+        if entry is not None:
+            if entry.positions == to and entry.volatile == volatile \
+                    and now_ms - entry.built_ms <= RESPONSE_CACHE_S * 1000:
+                self._answers.move_to_end(key)
+                return entry.render(now_ms)
+            self._forget_answer(key)
+        ctx = SyncContext(requester, None, dict(to), sync_filter, False)
+        response = await self._build(ctx)
+        if response["to_device"]["events"] or sync_filter.include_leave or ctx.to != to:
+            return response
+        entry = EncodedAnswer.of(response, to, volatile, int(self._clock.seconds() * 1000))
+        self._answers[key] = entry
+        self._answers_size += entry.size
+        while self._answers_size > RESPONSE_CACHE_BYTES:
+            self._forget_answer(next(iter(self._answers)))
+        return entry.render(int(self._clock.seconds() * 1000))
 
-    def _remember(self, key: tuple, to: dict[str, int], ctx: SyncContext, response: SyncResponse) -> None:
-        """Keep an initial sync's answer, unless it carries what must be delivered once (to-device messages),
-        rooms that forgetting (which moves no stream) would take out, or stops short of ``to``."""
-        if response["to_device"]["events"] or ctx.filter.include_leave or ctx.to != to:
-            return
-        now_ms = int(self._clock.seconds() * 1000)
-        self._responses[key] = CachedResponse(to, response, now_ms, now_ms)
-        self._responses.move_to_end(key)
-        while len(self._responses) > RESPONSE_CACHE_SIZE:
-            self._responses.popitem(last=False)
+    async def _volatile_parts(self, requester: Requester, sync_filter: SyncFilter, to: dict[str, int]) -> dict:
+        """What the volatile sources add to an empty initial sync answer."""
+        parts = _skeleton()
+        ctx = SyncContext(requester, None, dict(to), sync_filter, False)
+        for source in self._volatile:
+            await source.contribute(ctx, parts)
+        return parts
+
+    def _forget_answer(self, key: tuple) -> None:
+        self._answers_size -= self._answers.pop(key).size
 
     async def _build(self, ctx: SyncContext) -> SyncResponse:
-        response = SyncResponse({
-            "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}},
-            "presence": {"events": []}, "account_data": {"events": []}, "to_device": {"events": []},
-            "device_lists": {"changed": [], "left": []}, "device_one_time_keys_count": {},
-            "device_unused_fallback_key_types": [],
-        })
+        response = _skeleton()
         await self._rooms(ctx, response)
         for source in self.sources:
             await source.contribute(ctx, response)
@@ -385,21 +414,28 @@ def visible_to(user_id: str, events: list[StoredEvent], timelines: tuple[list, l
                                          event_type=e.type, user_id=user_id, memberships=mt, visibilities=vt)]
 
 
-def _add_to_ages(response: dict, delta_ms: int) -> None:
-    """Add ``delta_ms`` to ``unsigned.age`` of every room event of a sync response (bundled ones too)."""
-    if delta_ms <= 0:
-        return
+def _skeleton() -> SyncResponse:
+    return SyncResponse({
+        "rooms": {"join": {}, "invite": {}, "leave": {}, "knock": {}},
+        "presence": {"events": []}, "account_data": {"events": []}, "to_device": {"events": []},
+        "device_lists": {"changed": [], "left": []}, "device_one_time_keys_count": {},
+        "device_unused_fallback_key_types": [],
+    })
+
+
+def _unsigned_of_events(response: dict):
+    """The ``unsigned`` object of every room event of a sync response, bundled ones included."""
     for section in ("join", "leave"):
         for room in response["rooms"][section].values():
             for ev in room["timeline"]["events"] + room["state"]["events"]:
                 unsigned = ev.get("unsigned")
                 if not isinstance(unsigned, dict):
                     continue
+                yield unsigned
                 relations = unsigned.get("m.relations") or {}
-                bundled = [relations.get("m.replace"), (relations.get("m.thread") or {}).get("latest_event")]
-                for target in [unsigned] + [b.get("unsigned") for b in bundled if isinstance(b, dict)]:
-                    if isinstance(target, dict) and isinstance(target.get("age"), int):
-                        target["age"] += delta_ms
+                for bundled in (relations.get("m.replace"), (relations.get("m.thread") or {}).get("latest_event")):
+                    if isinstance(bundled, dict) and isinstance(bundled.get("unsigned"), dict):
+                        yield bundled["unsigned"]
 
 
 def _has_content(response: dict) -> bool:

@@ -166,6 +166,17 @@ def _row_to_event(row) -> StoredEvent:
     return StoredEvent(row[0], pdu, row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8], row[9])
 
 
+def _event_row(new: NewEvent) -> tuple:
+    """The ``events`` row of a new event (its PDU as stored JSON, its relation, its transaction id)."""
+    ev = new.event
+    relates_to, rel_type, thread_id = _relation_of(ev.pdu)
+    return (ev.stream_ordering, ev.event_id, ev.room_id, ev.type, ev.state_key, ev.sender,
+            ev.pdu.get("depth", 0), ev.pdu.get("origin_server_ts", 0),
+            json.dumps(_pdu_for_storage(ev.pdu), separators=(",", ":"), ensure_ascii=False),
+            int(ev.outlier), ev.state_group, ev.replaces_state, relates_to, rel_type, thread_id,
+            new.txn[1] if new.txn else None, new.txn[2] if new.txn else None)
+
+
 def _relation_of(pdu: dict) -> tuple[str | None, str | None, str | None]:
     rel = pdu.get("content", {}).get("m.relates_to")
     if not isinstance(rel, dict):
@@ -256,63 +267,57 @@ class EventStore:
 
     async def persist_events(self, new_events: list[NewEvent]) -> None:
         """Write a batch of events, their state and the room's new extremities in one transaction."""
+        await self.db.run("persist_events", self._persist_events_txn, new_events)
 
-        def txn_fn(txn):
-            for new in new_events:
-                self._persist_event_txn(txn, new)
-
-        await self.db.run("persist_events", txn_fn)
-
-    def _persist_event_txn(self, txn, new: NewEvent) -> None:
-        ev = new.event
-        relates_to, rel_type, thread_id = _relation_of(ev.pdu)
-        if new.state_group_delta is not None:
-            self._store_state_group_txn(txn, ev.room_id, ev.state_group, new.prev_state_group,
-                                        new.state_group_delta)
-        if new.was_outlier:
-            txn.execute("UPDATE events SET outlier = ?, stream_ordering = ?, state_group = ?, replaces_state = ?"
-                        " WHERE event_id = ?", (int(ev.outlier), ev.stream_ordering, ev.state_group,
-                                                ev.replaces_state, ev.event_id))
-        else:
-            txn.execute(
-                "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth,"
-                " origin_server_ts, json, outlier, state_group, replaces_state, relates_to, rel_type, thread_id,"
-                " txn_device, txn_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (ev.stream_ordering, ev.event_id, ev.room_id, ev.type, ev.state_key, ev.sender,
-                 ev.pdu.get("depth", 0), ev.pdu.get("origin_server_ts", 0),
-                 json.dumps(_pdu_for_storage(ev.pdu), separators=(",", ":"), ensure_ascii=False),
-                 int(ev.outlier), ev.state_group, ev.replaces_state, relates_to, rel_type, thread_id,
-                 new.txn[1] if new.txn else None, new.txn[2] if new.txn else None))
-        if new.txn is not None:
-            txn.execute("INSERT INTO event_txn_ids (room_id, user_id, device_id, txn_id, event_id)"
-                        " VALUES (?, ?, ?, ?, ?)", (ev.room_id, *new.txn, ev.event_id))
-        if ev.outlier:
-            return
-        for old in new.extremities_remove:
-            txn.execute("DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?", (ev.room_id, old))
-        if new.add_extremity:
-            txn.execute("INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?)", (ev.room_id, ev.event_id))
-        self._update_current_state_txn(txn, ev.room_id, new.current_state_delta)
-        if new.redacts is not None:
-            txn.execute("UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
-                        (ev.event_id, new.redacts))
+    def _persist_events_txn(self, txn, new_events: list[NewEvent]) -> None:
+        """State groups and events first (new rows in one statement), then what refers to them, in order."""
+        for new in new_events:
+            ev = new.event
+            if new.state_group_delta is not None:
+                self._store_state_group_txn(txn, ev.room_id, ev.state_group, new.prev_state_group,
+                                            new.state_group_delta)
+            if new.was_outlier:
+                txn.execute("UPDATE events SET outlier = ?, stream_ordering = ?, state_group = ?, replaces_state = ?"
+                            " WHERE event_id = ?", (int(ev.outlier), ev.stream_ordering, ev.state_group,
+                                                    ev.replaces_state, ev.event_id))
+        txn.executemany(
+            "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth,"
+            " origin_server_ts, json, outlier, state_group, replaces_state, relates_to, rel_type, thread_id,"
+            " txn_device, txn_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_event_row(new) for new in new_events if not new.was_outlier])
+        for new in new_events:
+            ev = new.event
+            if new.txn is not None:
+                txn.execute("INSERT INTO event_txn_ids (room_id, user_id, device_id, txn_id, event_id)"
+                            " VALUES (?, ?, ?, ?, ?)", (ev.room_id, *new.txn, ev.event_id))
+            if ev.outlier:
+                continue
+            for old in new.extremities_remove:
+                txn.execute("DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?", (ev.room_id, old))
+            if new.add_extremity:
+                txn.execute("INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?)",
+                            (ev.room_id, ev.event_id))
+            self._update_current_state_txn(txn, ev.room_id, new.current_state_delta)
+            if new.redacts is not None:
+                txn.execute("UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
+                            (ev.event_id, new.redacts))
 
     async def persist_out_of_band_membership(self, event: StoredEvent, entry: CurrentStateEntry) -> None:
         def txn_fn(txn):
-            self._persist_event_txn(txn, NewEvent(event=event, add_extremity=False))
+            self._persist_events_txn(txn, [NewEvent(event=event, add_extremity=False)])
             self._update_current_state_txn(txn, event.room_id, {("m.room.member", event.state_key): entry})
 
         await self.db.run("persist_out_of_band_membership", txn_fn)
 
     def _update_current_state_txn(self, txn, room_id: str, delta: dict[StateKey, CurrentStateEntry]) -> None:
-        for (typ, key), entry in delta.items():
-            txn.execute("DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
-                        (room_id, typ, key))
-            txn.execute("INSERT INTO current_state (room_id, type, state_key, event_id, membership, stream_ordering)"
+        txn.executemany("DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
+                        [(room_id, typ, key) for typ, key in delta])
+        txn.executemany("INSERT INTO current_state (room_id, type, state_key, event_id, membership, stream_ordering)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
-                        (room_id, typ, key, entry.event_id, entry.membership, entry.stream_ordering))
-            if entry.membership == "join":
-                txn.execute("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?", (key, room_id))
+                        [(room_id, typ, key, e.event_id, e.membership, e.stream_ordering)
+                         for (typ, key), e in delta.items()])
+        txn.executemany("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?",
+                        [(key, room_id) for (_, key), e in delta.items() if e.membership == "join"])
 
     def _store_state_group_txn(self, txn, room_id, group, prev_group, delta: dict[StateKey, str]) -> None:
         chain = 0

@@ -63,7 +63,9 @@ class SynapseProcess:
             rc_invites={"per_room": UNTHROTTLED, "per_user": UNTHROTTLED, "per_issuer": UNTHROTTLED},
             rc_federation={"window_size": 1000, "sleep_limit": 10000, "reject_limit": 10000, "concurrent": 100},
             federation_rr_transactions_per_room_per_second=10000, presence={"enabled": presence},
-            allow_public_rooms_over_federation=True, room_list_publication_rules=[{"action": "allow"}])
+            allow_public_rooms_over_federation=True,
+            federation={"destination_min_retry_interval": 500, "destination_max_retry_interval": 2000,
+                        "destination_retry_multiplier": 2}, room_list_publication_rules=[{"action": "allow"}])
         config.pop("log_config", None)
         with open(self.config_path, "w") as f:
             yaml.safe_dump(config, f)

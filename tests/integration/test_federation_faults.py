@@ -31,14 +31,17 @@ def shared_room(host, guest):
     return owner, visitor, room_id
 
 
-def test_messages_sent_while_the_peer_is_down_arrive_in_order(home, peer):
-    owner, visitor, room_id = shared_room(home, peer)
+def test_messages_sent_while_the_peer_is_down_arrive_in_order(pair):
+    """Both directions: a Synapse host catches a returning Hexagone up with only the newest event,
+    so this also exercises /get_missing_events on our side."""
+    host, guest = pair
+    owner, visitor, room_id = shared_room(host, guest)
     _, since = visitor.sync_until(lambda r: r.get("next_batch"))
-    peer.process.stop()
+    guest.process.stop()
     sent = [f"while down {i}" for i in range(10)]
     for text in sent:
         owner.send(room_id, text)
-    peer.process.start()
+    guest.process.start()
     bodies: list[str] = []
 
     def all_arrived(resp):
@@ -50,44 +53,77 @@ def test_messages_sent_while_the_peer_is_down_arrive_in_order(home, peer):
     assert bodies == sent
 
 
+class EventForge:
+    """Builds PDUs as a given server (with its signing key) on top of a room's newest event."""
+
+    def __init__(self, host, owner, room_id, server, member):
+        self.server, self.room_id = server, room_id
+        self.version = KNOWN_ROOM_VERSIONS[
+            owner.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.create")["room_version"]]
+        state = {(e["type"], e["state_key"]): e["event_id"]
+                 for e in owner.ok("GET", f"/rooms/{quote(room_id)}/state")}
+        self.latest = owner.messages(room_id, dir="b", limit=1)["chunk"][0]["event_id"]
+        status, body = host.signed("GET", f"/_matrix/federation/v1/event/{quote(self.latest)}",
+                                   origin=server.name, key=server.signing_key)
+        assert status == 200, body
+        self.depth = body["pdus"][0]["depth"]
+        self.auth = [state[("m.room.power_levels", "")], state[("m.room.member", member.user_id)]]
+        if self.version.create_event_in_auth_events:
+            self.auth.append(state[("m.room.create", "")])
+
+    def message(self, sender, body, *, prev=None, member=True, **changes) -> dict:
+        pdu = build_event(self.version, server_name=self.server.name, signing_key=self.server.signing_key,
+                          room_id=self.room_id, sender=sender, event_type="m.room.message",
+                          content={"msgtype": "m.text", "body": body}, prev_events=[prev or self.latest],
+                          auth_events=self.auth if member else self.auth[:1], depth=self.depth + 1,
+                          origin_server_ts=int(time.time() * 1000))
+        self.depth += 1
+        event_id = pdu["event_id"]
+        pdu = strip_convenience_keys(pdu, self.version)
+        pdu.update(changes)
+        return pdu if changes else dict(pdu, _id=event_id)
+
+
+def send_transaction(to, origin, pdus) -> dict:
+    pdus = [{k: v for k, v in p.items() if k != "_id"} for p in pdus]
+    txn = {"origin": origin.name, "origin_server_ts": int(time.time() * 1000), "pdus": pdus, "edus": []}
+    status, result = to.signed("PUT", f"/_matrix/federation/v1/send/{unique('txn')}", origin=origin.name,
+                               key=origin.signing_key, content=txn)
+    assert status == 200, result
+    return result["pdus"]
+
+
 def test_forged_events_are_rejected(fed):
     host, forger = fed(), fed()
     owner, visitor, room_id = shared_room(host, forger)
-    version = KNOWN_ROOM_VERSIONS[owner.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.create")["room_version"]]
-    state = {(e["type"], e["state_key"]): e["event_id"] for e in owner.ok("GET", f"/rooms/{quote(room_id)}/state")}
-    latest = owner.messages(room_id, dir="b", limit=1)["chunk"][0]["event_id"]
-    status, latest_pdu = host.signed("GET", f"/_matrix/federation/v1/event/{quote(latest)}",
-                                     origin=forger.name, key=forger.signing_key)
-    assert status == 200, latest_pdu
-    depth = latest_pdu["pdus"][0]["depth"] + 1
-    auth = [state[("m.room.power_levels", "")], state[("m.room.member", visitor.user_id)]]
-    if version.create_event_in_auth_events:
-        auth.append(state[("m.room.create", "")])
-
-    def message(sender, body, **changes):
-        pdu = build_event(version, server_name=forger.name, signing_key=forger.signing_key, room_id=room_id,
-                          sender=sender, event_type="m.room.message", content={"msgtype": "m.text", "body": body},
-                          prev_events=[latest], auth_events=auth if sender == visitor.user_id else auth[:1],
-                          depth=depth, origin_server_ts=int(time.time() * 1000))
-        pdu = strip_convenience_keys(pdu, version)
-        pdu.update(changes)
-        return pdu
-
-    stranger = f"@{unique('stranger')}:{forger.name}"
-    bad_signature = message(visitor.user_id, "forged signature", origin_server_ts=1)
-    bad_hash = message(visitor.user_id, "original")
-    bad_hash["content"] = {"msgtype": "m.text", "body": "tampered"}
-    not_a_member = message(stranger, "not in the room")
-    txn = {"origin": forger.name, "origin_server_ts": int(time.time() * 1000),
-           "pdus": [bad_signature, bad_hash, not_a_member], "edus": []}
-    status, result = host.signed("PUT", f"/_matrix/federation/v1/send/{unique('txn')}", origin=forger.name,
-                                 key=forger.signing_key, content=txn)
-    assert status == 200, result
-    errors = {k: v for k, v in result["pdus"].items() if "error" in v}
+    forge = EventForge(host, owner, room_id, forger, visitor)
+    bad_signature = forge.message(visitor.user_id, "forged signature", origin_server_ts=1)
+    bad_hash = forge.message(visitor.user_id, "original", content={"msgtype": "m.text", "body": "tampered"})
+    not_a_member = forge.message(f"@{unique('stranger')}:{forger.name}", "not in the room", member=False)
+    result = send_transaction(host, forger, [bad_signature, bad_hash, not_a_member])
+    errors = {k: v for k, v in result.items() if "error" in v}
     assert len(errors) == 2, result  # the bad signature and the non-member are refused
     bodies = [e["content"].get("body") for e in owner.messages(room_id, dir="b", limit=20)["chunk"]]
     assert "forged signature" not in bodies and "not in the room" not in bodies and "tampered" not in bodies
     assert "original" not in bodies  # a hash mismatch is accepted only in its redacted form
+
+
+def test_a_gap_is_filled_with_get_missing_events(fed):
+    """An event whose parent we lack: the parent is fetched from the sending server before it is accepted."""
+    host, relay, author = fed(), fed(), fed()
+    owner, relay_user, room_id = shared_room(host, relay)
+    writer = author.process.register()
+    writer.ok("POST", f"/join/{quote(room_id)}", {}, params={"via": host.name})
+    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == writer.user_id))
+    relay_user.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == writer.user_id))
+    forge = EventForge(host, owner, room_id, author, writer)
+    parent = forge.message(writer.user_id, "the parent")
+    child = forge.message(writer.user_id, "the child", prev=parent["_id"])
+    # The relay holds both; the host gets only the child and must ask the relay for the parent.
+    assert send_transaction(relay, author, [parent, child]) == {parent["_id"]: {}, child["_id"]: {}}
+    assert send_transaction(host, relay, [child]) == {child["_id"]: {}}
+    bodies = [e["content"].get("body") for e in owner.messages(room_id, dir="b", limit=5)["chunk"]]
+    assert bodies[:2] == ["the child", "the parent"], bodies
 
 
 def test_servers_outside_the_allow_list_are_refused(fed, home):
