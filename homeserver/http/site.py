@@ -17,7 +17,7 @@ from twisted.web import resource, server
 from twisted.web.http import Request
 
 from homeserver.errors import MatrixError
-from homeserver.http.router import (AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, AUTH_USER, ApiRequest,
+from homeserver.http.router import (AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest,
                                     Requester, Router)
 
 logger = logging.getLogger("homeserver.access")

@@ -10,26 +10,9 @@ from __future__ import annotations
 from twisted.internet import defer
 
 from homeserver.storage.account_data import AccountDataStore
-from homeserver.storage.streams import StreamIdGenerator
+from homeserver.storage.streams import ChangeTracker, StreamIdGenerator
 
 TAG_TYPE = "m.tag"
-
-
-class ChangeTracker:
-    """Which keys (users, rooms) had a stream write after a position, remembered since start-up.
-
-    Nothing is known before ``start``, so a position older than it counts every key as changed.
-    """
-
-    def __init__(self, start: int):
-        self._start = start
-        self._last: dict[str, int] = {}
-
-    def record(self, key: str, position: int) -> None:
-        self._last[key] = max(position, self._last.get(key, 0))
-
-    def changed_since(self, key: str, since: int) -> bool:
-        return since < self._start or self._last.get(key, 0) > since
 
 
 class AccountDataService:

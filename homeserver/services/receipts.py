@@ -8,7 +8,8 @@ receipt of the same (room, type, user, thread) is ignored, as in Synapse.
 from __future__ import annotations
 
 from homeserver.errors import forbidden, invalid_param, not_found
-from homeserver.services.account_data import AccountDataService, ChangeTracker
+from homeserver.services.account_data import AccountDataService
+from homeserver.storage.streams import ChangeTracker
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.receipts import Receipt, ReceiptStore
 from homeserver.storage.streams import StreamIdGenerator

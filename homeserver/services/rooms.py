@@ -9,7 +9,7 @@ from homeserver.events.auth_rules import get_named_level, get_power_level
 from homeserver.events.identifiers import domain_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.services.room_events import EventSpec, RoomEventService
-from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.storage.events import EventStore
 
 CREATABLE_VERSIONS = ("10", "11", "12")
 

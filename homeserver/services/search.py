@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from homeserver.errors import bad_json, invalid_param, missing_param
 from homeserver.services.filtering import EventFilter
-from homeserver.services.push import BatchWriter, ListenerWork
+from homeserver.services.background import BatchWriter, ListenerWork
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.search import SearchQuery, SearchStore
 

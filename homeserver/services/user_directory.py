@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from homeserver.services.push import ListenerWork
+from homeserver.services.background import ListenerWork
 from homeserver.storage.user_directory import UserDirectoryStore
 
 MAX_LIMIT = 50          # as Synapse

@@ -63,3 +63,20 @@ def _run(callback: Callable[[], None]) -> None:
 def max_position(txn, table: str, column: str) -> int:
     """The highest stored position of a stream (start-up only)."""
     return int(txn.select_value(f"SELECT MAX({column}) FROM {table}", default=0))
+
+
+class ChangeTracker:
+    """Which keys (users, rooms) had a stream write after a position, remembered since start-up.
+
+    Nothing is known before ``start``, so a position older than it counts every key as changed.
+    """
+
+    def __init__(self, start: int):
+        self._start = start
+        self._last: dict[str, int] = {}
+
+    def record(self, key: str, position: int) -> None:
+        self._last[key] = max(position, self._last.get(key, 0))
+
+    def changed_since(self, key: str, since: int) -> bool:
+        return since < self._start or self._last.get(key, 0) > since

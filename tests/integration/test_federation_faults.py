@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
-import pytest
 
 from homeserver.events.builder import build_event
 from homeserver.events.hashing import strip_convenience_keys

@@ -4,10 +4,7 @@ requests, allow-list), and, in this process on a reactor thread, the outbound cl
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -15,7 +12,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import yaml
 from signedjson.key import generate_signing_key, get_verify_key
 from twisted.internet import defer, threads
 from twisted.web import resource, server
@@ -28,7 +24,7 @@ from federation.policy import IpRangeFilter
 from federation.request_auth import AuthHeaderError, parse_x_matrix, sign_request, verify_request
 from federation.sender import FederationSender
 from federation.tls import ClientTlsPolicy, server_context_factory
-from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST, parse_config, read_signing_key
+from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST, parse_config
 from homeserver.events.signing import verify_signed_json
 from homeserver.storage import federation_queue
 from homeserver.storage.database import Database, open_engine
