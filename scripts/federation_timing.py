@@ -1,0 +1,92 @@
+"""Time federation between real servers on this machine: one federated join, and N messages crossing.
+
+    .venv/bin/python scripts/federation_timing.py [--messages 1000] [--joins 3]
+
+Pairs: Hexagone→Hexagone, Hexagone→Synapse and Synapse→Hexagone (the room's host first). Servers
+federate over TLS on 127.0.0.1 exactly as in the integration tests (tests/integration/federation.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.integration.federation import start_fed_server  # noqa: E402
+from tests.integration.fedtls import CertificateAuthority  # noqa: E402
+from tests.integration.harness import ServerProcess, unique  # noqa: E402
+from tests.integration.synapse import SynapsePeer, SynapseProcess  # noqa: E402
+
+
+def hexagone(base: str, ca: CertificateAuthority):
+    def factory(start: bool = True, **overrides):
+        server = ServerProcess(tempfile.mkdtemp(dir=base), **overrides)
+        return server.start() if start else server
+    return start_fed_server(factory, ca, allow_public_rooms_over_federation=True)
+
+
+def time_join(host, guest) -> float:
+    owner, visitor = host.process.register(), guest.process.register()
+    alias = unique("join")
+    owner.create_room(preset="public_chat", room_alias_name=alias)
+    start = time.monotonic()
+    visitor.join(f"#{alias}:{host.name}")
+    return time.monotonic() - start
+
+
+def time_messages(host, guest, count: int) -> float:
+    """First send to last receipt in the guest's /sync, sending from 4 concurrent senders."""
+    owner, visitor = host.process.register(), guest.process.register()
+    alias = unique("flow")
+    room_id = owner.create_room(preset="public_chat", room_alias_name=alias)
+    visitor.join(f"#{alias}:{host.name}")
+    _, since = visitor.sync_until(lambda r: r.get("next_batch"))
+    texts = [f"m{i}" for i in range(count)]
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        sent = pool.map(lambda t: owner.send(room_id, t), texts)
+        seen: set[str] = set()
+
+        def arrived(resp):
+            room = resp.get("rooms", {}).get("join", {}).get(room_id, {})
+            seen.update(e["content"].get("body") for e in room.get("timeline", {}).get("events", [])
+                        if e.get("type") == "m.room.message")
+            return len(seen) >= count
+
+        visitor.sync_until(arrived, since, deadline_s=600, filter={"room": {"timeline": {"limit": 1000}}})
+        list(sent)
+    return time.monotonic() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--joins", type=int, default=3)
+    args = parser.parse_args()
+    base = tempfile.mkdtemp(prefix="fedtiming-")
+    ca = CertificateAuthority(os.path.join(base, "ca"))
+    first, second = hexagone(base, ca), hexagone(base, ca)
+    synapse = SynapsePeer(SynapseProcess(tempfile.mkdtemp(dir=base), ca).start())
+    pairs = [("Hexagone→Hexagone", first, second), ("Hexagone→Synapse", first, synapse),
+             ("Synapse→Hexagone", synapse, first)]
+    try:
+        print(f"{'pair (host→joiner)':22} {'join median (s)':>16} {f'{args.messages} msgs (s)':>14} {'msg/s':>8}")
+        for label, host, guest in pairs:
+            joins = [time_join(host, guest) for _ in range(args.joins)]
+            flow = time_messages(host, guest, args.messages)
+            print(f"{label:22} {statistics.median(joins):16.3f} {flow:14.2f} {args.messages / flow:8.1f}",
+                  flush=True)
+    finally:
+        for server in (first, second, synapse):
+            server.process.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
