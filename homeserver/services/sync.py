@@ -217,6 +217,8 @@ class SyncService:
         if response["to_device"]["events"] or sync_filter.include_leave or ctx.to != to:
             return response
         entry = EncodedAnswer.of(response, to, volatile, int(self._clock.seconds() * 1000))
+        if key in self._answers:  # an identical sync built meanwhile
+            self._forget_answer(key)
         self._answers[key] = entry
         self._answers_size += entry.size
         while self._answers_size > RESPONSE_CACHE_BYTES:

@@ -132,14 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems:
         print("FAILED: " + line)
     load = (load_before, os.getloadavg()[0])
-    print(f"\n{args.repetitions} repetitions, database {args.database}, bcrypt rounds {servers.BCRYPT_ROUNDS}, "
+    print(f"\n{args.repetitions} repetitions, database {args.database}, bcrypt rounds {servers.BCRYPT_ROUNDS} "
+          f"({servers.PAIR_BCRYPT_ROUNDS} on both kinds of federation pair), "
           f"{time.monotonic() - started:.0f}s in all, 1-minute load average {load[0]:.1f} before and "
           f"{load[1]:.1f} after on {os.cpu_count()} CPUs; 'neither' figures are context, not scores.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                        "servers": args.servers, "database": args.database, "repetitions": args.repetitions,
-                       "bcrypt_rounds": servers.BCRYPT_ROUNDS, "load_average": load,
+                       "bcrypt_rounds": servers.BCRYPT_ROUNDS, "pair_bcrypt_rounds": servers.PAIR_BCRYPT_ROUNDS,
+                       "load_average": load,
                        "sizes": {name: sizes_of(args, WORKLOADS[name]) for name in args.workloads},
                        "summary": [row.to_json(args.servers) for row in rows],
                        "runs": [r.to_json() for r in records]}, f, indent=1)

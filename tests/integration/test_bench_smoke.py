@@ -20,7 +20,8 @@ TINY = ["--send-rooms", "2", "--send-senders", "2", "--send-messages", "5",
         "--delivery-messages", "5",
         "--initial-sync-rooms", "3", "--initial-sync-history", "3", "--initial-sync-syncs", "2",
         "--joins-users", "3", "--joins-member-lists", "1",
-        "--register-login-registrations", "2", "--register-login-logins", "2"]
+        "--register-login-registrations", "2", "--register-login-logins", "2",
+        "--federation-send-messages", "5", "--federation-join-members", "5", "--federation-join-state", "20"]
 # The PostgreSQL pass of .ci/run sets HEXAGONE_TEST_DATABASE; the suite then uses 127.0.0.1:5432 too.
 DATABASE = "postgresql" if os.environ.get("HEXAGONE_TEST_DATABASE", "").startswith("postgresql://") else "sqlite"
 
@@ -31,6 +32,8 @@ MAIN_FIGURES = {
     "initial_sync": "initial sync (median)",
     "joins": "/members (median)",
     "register_login": "login throughput",
+    "federation_send": "messages crossing",
+    "federation_join": "join until B lists every member",
 }
 
 
@@ -46,8 +49,9 @@ def test_every_workload_runs_against_hexagone(tmp_path, capsys):
     figures = {(row["workload"], row["figure"]): row["hexagone"] for row in data["summary"]}
     for workload, figure in MAIN_FIGURES.items():
         assert figures[(workload, figure)]["median"] > 0, (workload, figure)
-    for workload in WORKLOADS:
-        assert figures[(workload, "server peak RSS")]["median"] > 0
+    for workload, w in WORKLOADS.items():
+        for server in (["server"] if w.servers == 1 else ["server A", "server B"]):
+            assert figures[(workload, f"{server} peak RSS")]["median"] > 0
     assert data["sizes"]["send"] == {"rooms": 2, "senders": 2, "messages": 5}
     assert "| send | send throughput | msg/s | higher |" in printed
     assert "FAILED" not in printed
