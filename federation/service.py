@@ -61,6 +61,8 @@ class Federation:
                                                clock=clock)
         self.queries = FederationQueries(room_events=room_events, directory=directory, profiles=profiles,
                                          server_name=server_name, clock=clock)
+        self._outbox: list[list] = []
+        self._draining = False
         room_events.listeners.append(self._on_new_events)
 
     async def origin_allowed_in_room(self, origin: str, room_id: str) -> bool:
@@ -83,10 +85,25 @@ class Federation:
 
     # -- outbound -----------------------------------------------------------------------------------
     def _on_new_events(self, events) -> None:
+        """Queue local events for the other servers, strictly in the order they were persisted
+        (a peer receiving an event before its parent would have to fetch the gap)."""
         local = [e for e in events if not e.outlier and domain_of(e.sender) == self.server_name]
         if local and self.sender is not None:
-            defer.ensureDeferred(self._send(local)).addErrback(
-                lambda f: logger.error("Queueing events for federation failed: %s", f.getTraceback()))
+            self._outbox.append(local)
+            if not self._draining:
+                self._draining = True
+                defer.ensureDeferred(self._drain_outbox())
+
+    async def _drain_outbox(self) -> None:
+        try:
+            while self._outbox:
+                batch = self._outbox.pop(0)
+                try:
+                    await self._send(batch)
+                except Exception:
+                    logger.exception("Queueing events for federation failed")
+        finally:
+            self._draining = False
 
     async def _send(self, events) -> None:
         for ev in events:
