@@ -113,12 +113,13 @@ class FederationMembership:
             state_before[key] = stored.replaces_state
         else:
             state_before.pop(key, None)
-        chain = await self._events.auth_closure(list(state_before.values()) + [stored.event_id])
-        state_events = await self._events.get_events(state_before.values())
+        state_ids = set(state_before.values())
+        chain = await self._events.auth_closure(list(state_ids) + [stored.event_id])
+        state_events = await self._events.get_events(state_ids)
         response = {
             "state": [strip_convenience_keys(e.pdu, version) for e in state_events.values()],
             "auth_chain": [strip_convenience_keys(p, version) for eid, p in chain.items()
-                           if eid not in state_before.values() and eid != stored.event_id],
+                           if eid not in state_ids and eid != stored.event_id],
             "members_omitted": False,
             "servers_in_room": await self.servers_in_room(stored.room_id),
         }
