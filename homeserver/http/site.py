@@ -6,7 +6,6 @@ renders errors once, adds CORS headers and logs one line per request.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, Awaitable, Callable
@@ -16,6 +15,7 @@ from twisted.protocols import policies
 from twisted.web import resource, server
 from twisted.web.http import Request
 
+from homeserver.bodies import RawBody, encode_json
 from homeserver.errors import MatrixError
 from homeserver.http.router import (AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest,
                                     Requester, Router)
@@ -175,19 +175,6 @@ class MatrixResource(resource.Resource):
         if not request.finished and not request._disconnected:
             request.setResponseCode(500)
             request.finish()
-
-
-def encode_json(body: Any) -> bytes:
-    """The JSON of every answer: compact, UTF-8 rather than ASCII escapes."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-class RawBody:
-    """A non-JSON response body (e.g. media, HTML)."""
-
-    def __init__(self, data: bytes, content_type: bytes):
-        self.data = data
-        self.content_type = content_type
 
 
 def _loggable_path(request: Request) -> str:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from homeserver.errors import MatrixError
 from homeserver.http.router import Requester
-from homeserver.http.site import RawBody, encode_json
+from homeserver.bodies import RawBody, encode_json
 from homeserver.services.filtering import SyncFilter
 from homeserver.services.visibility import Timeline, visible
 from homeserver.storage.events import EventStore, StoredEvent
