@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 OWN_KEY_VALIDITY_MS = 24 * 60 * 60 * 1000  # Synapse's key_refresh_interval default
 MAX_KEY_VALIDITY_MS = 7 * 24 * 60 * 60 * 1000  # spec: the lesser of valid_until_ts and 7 days
-REFETCH_INTERVAL_MS = 30 * 1000  # at most one fetch round per server per interval
+REFETCH_INTERVAL_MS = 30 * 1000  # at most one fetch round per (server, key id) per interval
 KEY_PATH = "/_matrix/key/v2/server"
 QUERY_PATH = "/_matrix/key/v2/query"
 
@@ -139,7 +139,7 @@ class KeyRing:
         self._now_ms = now_ms
         self.client = None  # the FederationClient, set once built
         self._inflight: dict[str, list[defer.Deferred]] = {}
-        self._last_round: dict[str, int] = {}
+        self._last_round: dict[tuple[str, str], int] = {}
 
     async def get_verify_key(self, server_name: str, key_id: str, minimum_valid_until_ts: int = 0) -> VerifyKey:
         """A key of ``server_name`` valid until at least ``minimum_valid_until_ts``
@@ -149,7 +149,7 @@ class KeyRing:
             return own[0]
         if server_name != self._own.server_name:
             key = await self._cached(server_name, key_id, minimum_valid_until_ts)
-            if key is None and self._fetch_due(server_name):
+            if key is None and self._fetch_due(server_name, key_id):
                 await self._shared(server_name, lambda: self._fetch_round(server_name, key_id,
                                                                           minimum_valid_until_ts))
                 key = await self._cached(server_name, key_id, minimum_valid_until_ts)
@@ -163,12 +163,15 @@ class KeyRing:
             return None
         return VerifyKey(decode_base64(stored.verify_key))
 
-    def _fetch_due(self, server_name: str) -> bool:
-        return self._now_ms() - self._last_round.get(server_name, -REFETCH_INTERVAL_MS) >= REFETCH_INTERVAL_MS
+    def _fetch_due(self, server_name: str, key_id: str) -> bool:
+        """A key id we have not asked for lately: a new key (a rotation, or a server
+        reinstalled under the same name) is fetched at once, a missing one not in a loop."""
+        last = self._last_round.get((server_name, key_id), -REFETCH_INTERVAL_MS)
+        return self._now_ms() - last >= REFETCH_INTERVAL_MS
 
     async def _fetch_round(self, server_name: str, key_id: str, minimum: int) -> None:
         """The server itself first, then each notary until one gives a usable key."""
-        self._last_round[server_name] = self._now_ms()
+        self._last_round[server_name, key_id] = self._now_ms()
         try:
             await self.fetch_direct(server_name)
             if await self._cached(server_name, key_id, minimum) is not None:
@@ -279,9 +282,10 @@ class KeyRing:
         if server_name == self._own.server_name:
             return [self._own.key_response()]
         now = self._now_ms()
+        wanted = ",".join(sorted(key_ids))
         if not _answerable(await self._store.get_responses(server_name), key_ids, minimum, now) \
-                and self._fetch_due(server_name):
-            self._last_round[server_name] = now
+                and self._fetch_due(server_name, wanted):
+            self._last_round[server_name, wanted] = now
             try:
                 await self._shared(server_name, lambda: self.fetch_direct(server_name))
             except Exception as e:  # serve what we have cached (spec: notaries keep old responses)
