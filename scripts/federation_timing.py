@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -71,24 +72,38 @@ def time_messages(host, guest, count: int) -> float:
             break
     missing = count - len({b for b in bodies if b and b.startswith("m") and b[1:].isdigit()})
     if missing:
-        print(f"  ({missing} of {count} messages missing from the guest's history)", flush=True)
+        print(f"  ({missing} of {count} messages missing from the guest's history{shed_by(guest)})", flush=True)
     return elapsed
+
+
+def shed_by(guest) -> str:
+    """Synapse keeps at most ~100 received events per room waiting to be processed and drops the
+    older ones ("Pruning N events in room ... from federation queue"), leaving them to backfill."""
+    log_path = getattr(guest.process, "log_path", None)
+    if not log_path:
+        return ""
+    with open(log_path, errors="replace") as log:
+        pruned = sum(int(m.group(1)) for m in re.finditer(r"Pruning (\d+) events in room", log.read()))
+    return f"; Synapse pruned {pruned} events from its inbound federation queue" if pruned else ""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--joins", type=int, default=3)
+    parser.add_argument("--pairs", nargs="+", choices=["HH", "HS", "SH"], default=["HH", "HS", "SH"],
+                        help="which pairs to time (H: Hexagone, S: Synapse; the host first)")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="fedtiming-")
+    print(f"servers' data and logs: {base}")
     ca = CertificateAuthority(os.path.join(base, "ca"))
     first, second = hexagone(base, ca), hexagone(base, ca)
     synapse = SynapsePeer(SynapseProcess(tempfile.mkdtemp(dir=base), ca).start())
-    pairs = [("Hexagone→Hexagone", first, second), ("Hexagone→Synapse", first, synapse),
-             ("Synapse→Hexagone", synapse, first)]
+    pairs = {"HH": ("Hexagone→Hexagone", first, second), "HS": ("Hexagone→Synapse", first, synapse),
+             "SH": ("Synapse→Hexagone", synapse, first)}
     try:
         print(f"{'pair (host→joiner)':22} {'join median (s)':>16} {f'{args.messages} msgs (s)':>14} {'msg/s':>8}")
-        for label, host, guest in pairs:
+        for label, host, guest in (pairs[p] for p in args.pairs):
             joins = [time_join(host, guest) for _ in range(args.joins)]
             flow = time_messages(host, guest, args.messages)
             print(f"{label:22} {statistics.median(joins):16.3f} {flow:14.2f} {args.messages / flow:8.1f}",
