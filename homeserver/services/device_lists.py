@@ -127,6 +127,6 @@ class DeviceListSource:
             response["device_lists"] = {"changed": changed, "left": left}
         device_id = ctx.requester.device_id
         if device_id is not None:
-            response["device_one_time_keys_count"] = await self._e2e_keys.one_time_key_counts(ctx.user_id, device_id)
-            response["device_unused_fallback_key_types"] = await self._e2e_keys.unused_fallback_key_types(
-                ctx.user_id, device_id)
+            counts, fallback_types = await self._e2e_keys.counts_for_sync(ctx.user_id, device_id)
+            response["device_one_time_keys_count"] = counts
+            response["device_unused_fallback_key_types"] = fallback_types

@@ -163,8 +163,11 @@ class E2eKeysService:
         counts.setdefault(DEFAULT_OTK_ALGORITHM, 0)
         return counts
 
-    async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
-        return await self._store.unused_fallback_key_types(user_id, device_id)
+    async def counts_for_sync(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+        """/sync's ``device_one_time_keys_count`` and ``device_unused_fallback_key_types``."""
+        counts, fallback_types = await self._store.key_counts_for_sync(user_id, device_id)
+        counts.setdefault(DEFAULT_OTK_ALGORITHM, 0)
+        return counts, fallback_types
 
     # -- /keys/query ---------------------------------------------------------------------------
     async def query(self, requester_id: str, body: dict) -> dict:

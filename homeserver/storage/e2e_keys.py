@@ -195,11 +195,15 @@ class E2eKeyStore:
 
         await self.db.run("set_fallback_keys", txn_fn)
 
-    async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
-        rows = await self.db.run("unused_fallback_key_types", lambda t: t.select_all(
-            "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND used = 0 "
-            "ORDER BY algorithm", (user_id, device_id)))
-        return [r[0] for r in rows]
+    async def key_counts_for_sync(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+        """Unclaimed one-time keys per algorithm and the unused fallback key algorithms, in one statement."""
+        rows = await self.db.run("key_counts_for_sync", lambda t: t.select_all(
+            "SELECT 0, algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ? "
+            "GROUP BY algorithm "
+            "UNION ALL SELECT 1, algorithm, 0 FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND used = 0",
+            (user_id, device_id, user_id, device_id)))
+        counts = {r[1]: int(r[2]) for r in rows if r[0] == 0}
+        return counts, sorted(r[1] for r in rows if r[0] == 1)
 
     async def claim_keys(self, query: list[tuple[str, str, str]]) -> dict[str, dict[str, dict]]:
         """Claim one key per (user_id, device_id, algorithm): the oldest one-time key, else the fallback key.
