@@ -12,9 +12,9 @@ from federation.paths import segment as quote
 
 from federation.client import HttpResponseError
 from federation.handlers.pdu_checks import PduRejected, check_signatures_and_hashes, normalise_pdu
-from federation.handlers.receive import PduReceiver, create_event_id
+from federation.handlers.receive import PduReceiver, auth_state, create_event_id
 from homeserver.errors import MatrixError, forbidden, not_found
-from homeserver.events.auth_rules import check_auth, check_auth_events
+from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
 from homeserver.events.builder import build_event, event_id_list
 from homeserver.events.errors import AuthError
 from homeserver.events.hashing import strip_convenience_keys
@@ -223,32 +223,36 @@ class FederationMembership:
     async def _complete_join(self, server: str, version: RoomVersion, room_id: str, join: dict,
                              response: dict) -> None:
         """Check the room state and auth chain the resident sent, then persist them and our join."""
-        raw = [p for p in (response.get("auth_chain") or []) + (response.get("state") or []) if isinstance(p, dict)]
-        pdus = {}
-        for p in raw:
-            try:
-                n = normalise_pdu(p, version)
-            except PduRejected:
-                continue
-            if n.get("room_id", room_id) == room_id:
-                pdus[n["event_id"]] = n
-        stored_ids = set(await self._receiver.store_outliers(version, room_id, list(pdus.values())))
+        references: dict[str, bytes] = {}
+        pdus: dict[str, dict] = {}
+        state_ids: list[str] = []
+        for section in ("auth_chain", "state"):
+            for raw in response.get(section) or []:
+                try:
+                    pdu = normalise_pdu(raw, version, references)
+                except PduRejected:
+                    continue
+                if pdu.get("room_id", room_id) != room_id:
+                    continue
+                pdus[pdu["event_id"]] = pdu
+                if section == "state":
+                    state_ids.append(pdu["event_id"])
+        stored_ids = set(await self._receiver.store_outliers(version, room_id, list(pdus.values()), references))
+        known = await self._events.get_events(eid for eid in state_ids if eid not in stored_ids)
         state = {}
-        for p in response.get("state") or []:
-            eid = normalise_pdu(p, version)["event_id"] if isinstance(p, dict) else None
-            if eid in stored_ids or (eid and await self._events.get_event(eid)):
-                ev = pdus.get(eid) or (await self._events.get_event(eid)).pdu
-                if "state_key" in ev:
-                    state[(ev["type"], ev["state_key"])] = eid
+        for eid in state_ids:
+            ev = pdus[eid] if eid in stored_ids else known[eid].pdu if eid in known else None
+            if ev is not None and "state_key" in ev:
+                state[(ev["type"], ev["state_key"])] = eid
         create_id = create_event_id(version, room_id)
         if create_id is not None and ("m.room.create", "") not in state:
             state[("m.room.create", "")] = create_id
-        state_events = await self._events.get_events(state.values())
+        auth_keys = auth_types_for_event(version, join) | {("m.room.create", "")}
+        state_events = await self._events.get_events(state[k] for k in auth_keys if k in state)
         auth_events = await self._events.get_events(event_id_list(join.get("auth_events", [])))
         try:
             check_auth_events(version, join, [e.pdu for e in auth_events.values()])
-            from federation.handlers.receive import _auth_state
-            check_auth(version, join, _auth_state(version, join, [e.pdu for e in state_events.values()]))
+            check_auth(version, join, auth_state(version, join, [e.pdu for e in state_events.values()]))
         except AuthError as e:
             raise forbidden(f"The resident server's state does not allow our join: {e.reason}")
         await self._events.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])

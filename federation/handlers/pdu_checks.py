@@ -11,7 +11,8 @@ import logging
 
 from homeserver.events.builder import validate_pdu
 from homeserver.events.errors import EventFormatError, SignatureError
-from homeserver.events.hashing import check_content_hash, compute_event_id, strip_convenience_keys
+from homeserver.events.hashing import (check_content_hash, event_id_from_reference, reference_bytes,
+                                       strip_convenience_keys)
 from homeserver.events.redaction import redact_event
 from homeserver.events.room_versions import RoomVersion
 from homeserver.events.signing import required_signers, verify_event_signatures
@@ -27,20 +28,31 @@ class PduRejected(Exception):
         self.reason = reason
 
 
-def normalise_pdu(pdu: dict, version: RoomVersion) -> dict:
-    """The PDU with its event id as a convenience key (computed for v3+, never trusted from the sender)."""
+def normalise_pdu(pdu: dict, version: RoomVersion, references: dict[str, bytes] | None = None) -> dict:
+    """The PDU with its event id as a convenience key (computed for v3+, never trusted from the sender).
+    ``references`` collects each computed id's reference bytes, for :func:`check_signatures_and_hashes`."""
     if not isinstance(pdu, dict):
         raise PduRejected("PDU is not an object")
     clean = strip_convenience_keys(pdu, version)
+    if version.event_id_in_pdu:
+        if not isinstance(clean.get("event_id"), str):
+            raise PduRejected("cannot compute event id: no event_id")
+        return clean
     try:
-        clean["event_id"] = compute_event_id(clean, version)
+        reference = reference_bytes(clean, version)
     except Exception as e:
         raise PduRejected(f"cannot compute event id: {e}")
+    clean["event_id"] = event_id_from_reference(reference, version)
+    if references is not None:
+        references[clean["event_id"]] = reference
     return clean
 
 
-async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, key_fetcher) -> tuple[list[dict], dict]:
-    """Steps 1-3 for a batch. Returns (accepted PDUs, possibly redacted; {event_id: reason} rejections)."""
+async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, key_fetcher,
+                                      references: dict[str, bytes] | None = None) -> tuple[list[dict], dict]:
+    """Steps 1-3 for a batch. Returns (accepted PDUs, possibly redacted; {event_id: reason} rejections).
+    ``references``: reference bytes that :func:`normalise_pdu` computed, so they are not encoded again."""
+    references = references or {}
     keys: dict[tuple[str, str], object] = {}
     wanted = set()
     for pdu in pdus:
@@ -61,7 +73,7 @@ async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, ke
         eid = pdu.get("event_id", "?")
         try:
             validate_pdu(pdu, version)
-            verify_event_signatures(pdu, version, lambda s, k: keys.get((s, k)))
+            verify_event_signatures(pdu, version, lambda s, k: keys.get((s, k)), references.get(eid))
         except (EventFormatError, SignatureError) as e:
             rejected[eid] = str(e) or e.__class__.__name__
             continue

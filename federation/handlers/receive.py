@@ -44,20 +44,21 @@ class PduReceiver:
     async def on_transaction(self, origin: str, body: dict) -> dict:
         """Spec PUT /_matrix/federation/v1/send/{txnId}: per-PDU results; EDUs dispatched by type."""
         results: dict[str, dict] = {}
+        references: dict[str, bytes] = {}
         for raw in (body.get("pdus") or [])[:50]:
             room_id = room_id_of(raw)
             version = await self._events.room_version(room_id) if room_id else None
             if version is None:
                 continue  # a room we are not in: nothing to say about it
             try:
-                pdu = normalise_pdu(raw, version)
+                pdu = normalise_pdu(raw, version, references)
             except PduRejected as e:
                 logger.info("Dropped PDU from %s: %s", origin, e.reason)
                 continue
             try:
                 if self._acl is not None and not await self._acl(origin, room_id):
                     raise PduRejected("server is denied by the room's server ACL")
-                await self.handle_pdu(origin, version, pdu)
+                await self.handle_pdu(origin, version, pdu, references=references)
                 results[pdu["event_id"]] = {}
             except PduRejected as e:
                 results[pdu["event_id"]] = {"error": e.reason}
@@ -80,11 +81,12 @@ class PduReceiver:
             logger.exception("EDU %s from %s failed", edu.get("edu_type"), origin)
 
     # -- one PDU ---------------------------------------------------------------------------------
-    async def handle_pdu(self, origin: str, version: RoomVersion, pdu: dict, *, depth_budget: int = 2) -> None:
+    async def handle_pdu(self, origin: str, version: RoomVersion, pdu: dict, *, depth_budget: int = 2,
+                         references: dict[str, bytes] | None = None) -> None:
         room_id = pdu["room_id"]
         if await self._events.get_event(pdu["event_id"]) is not None:
             return
-        accepted, rejected = await check_signatures_and_hashes([pdu], version, self.keys)
+        accepted, rejected = await check_signatures_and_hashes([pdu], version, self.keys, references)
         if not accepted:
             raise PduRejected(next(iter(rejected.values()), "signature check failed"))
         pdu = accepted[0]
@@ -92,14 +94,14 @@ class PduReceiver:
         create = await self._create_pdu(version, room_id)
         try:
             check_auth_events(version, pdu, auth_events.values())
-            check_auth(version, pdu, _auth_state(version, pdu, list(auth_events.values()) + [create]))
+            check_auth(version, pdu, auth_state(version, pdu, list(auth_events.values()) + [create]))
         except AuthError as e:
             raise PduRejected(f"auth events forbid it: {e.reason}")
         state_before, group = await self._state_before(origin, version, pdu, depth_budget)
         state_events = await self._events.get_events(
             state_before[k] for k in _auth_keys(version, pdu) if k in state_before)
         try:
-            check_auth(version, pdu, _auth_state(version, pdu, [e.pdu for e in state_events.values()]))
+            check_auth(version, pdu, auth_state(version, pdu, [e.pdu for e in state_events.values()]))
         except AuthError as e:
             raise PduRejected(f"state before the event forbids it: {e.reason}")
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
@@ -120,7 +122,7 @@ class PduReceiver:
     async def _allowed_by_current_state(self, room_id: str, version: RoomVersion, pdu: dict) -> bool:
         current = await self._events.current_state(room_id, _auth_keys(version, pdu))
         try:
-            check_auth(version, pdu, _auth_state(version, pdu, [e.pdu for e in current.values()]))
+            check_auth(version, pdu, auth_state(version, pdu, [e.pdu for e in current.values()]))
             return True
         except AuthError:
             return False
@@ -157,17 +159,19 @@ class PduReceiver:
             queue.extend(event_id_list(pdu.get("auth_events", [])))
         await self.store_outliers(version, room_id, list(fetched.values()))
 
-    async def store_outliers(self, version: RoomVersion, room_id: str, pdus: list[dict]) -> list[str]:
+    async def store_outliers(self, version: RoomVersion, room_id: str, pdus: list[dict],
+                             references: dict[str, bytes] | None = None) -> list[str]:
         """Check outliers and store the good ones. Returns the ids stored."""
-        good = await self.check_batch(version, room_id, pdus)
+        good = await self.check_batch(version, room_id, pdus, references)
         if good:
             await self._events.persist_external(room_id, version, [ExternalEvent(p, outlier=True) for p in good])
         return [p["event_id"] for p in good]
 
-    async def check_batch(self, version: RoomVersion, room_id: str, pdus: list[dict]) -> list[dict]:
+    async def check_batch(self, version: RoomVersion, room_id: str, pdus: list[dict],
+                          references: dict[str, bytes] | None = None) -> list[dict]:
         """Signatures, hashes, and auth against each event's own auth events (from the batch or stored),
         in auth order. Returns the PDUs that pass."""
-        accepted, rejected = await check_signatures_and_hashes(pdus, version, self.keys)
+        accepted, rejected = await check_signatures_and_hashes(pdus, version, self.keys, references)
         for eid, reason in rejected.items():
             logger.info("Rejected %s: %s", eid, reason)
         by_id = {p["event_id"]: p for p in accepted}
@@ -179,7 +183,7 @@ class PduReceiver:
             auth = {a: available[a] for a in event_id_list(pdu.get("auth_events", [])) if a in available}
             try:
                 check_auth_events(version, pdu, auth.values())
-                check_auth(version, pdu, _auth_state(version, pdu, list(auth.values()) + [create]))
+                check_auth(version, pdu, auth_state(version, pdu, list(auth.values()) + [create]))
             except AuthError as e:
                 logger.info("Rejected %s: %s", pdu["event_id"], e.reason)
                 continue
@@ -301,7 +305,7 @@ def _auth_keys(version: RoomVersion, pdu: dict) -> set:
     return set(auth_types_for_event(version, pdu)) | {("m.room.create", "")}
 
 
-def _auth_state(version: RoomVersion, pdu: dict, events) -> dict:
+def auth_state(version: RoomVersion, pdu: dict, events) -> dict:
     """The (type, state_key) -> PDU map that check_auth wants, from a list of candidate events."""
     keys = _auth_keys(version, pdu)
     state = {}

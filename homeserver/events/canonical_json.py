@@ -28,9 +28,28 @@ def encode_canonical_json(obj: Any) -> bytes:
     need strictness use :func:`check_canonical_values`). NaN/Infinity are refused.
     """
     try:
-        return _ENCODER.encode(_normalise(obj)).encode("utf-8")
+        return _ENCODER.encode(_normalise(obj) if _has_float(obj) else obj).encode("utf-8")
     except (TypeError, ValueError) as e:
         raise EventFormatError(f"cannot encode as canonical JSON: {e}") from e
+
+
+def _has_float(obj: Any) -> bool:
+    """Whether a float is anywhere in ``obj`` (a walk that copies nothing: events rarely hold one)."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            stack.extend(value.values())
+        elif kind is list or kind is tuple:
+            stack.extend(value)
+        elif isinstance(value, float):
+            return True
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return False
 
 
 def _normalise(obj: Any) -> Any:

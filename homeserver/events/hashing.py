@@ -89,27 +89,38 @@ def check_content_hash(event: dict[str, Any], room_version: RoomVersion | str | 
     return expected == _content_hash_bytes(event, rv)
 
 
-def reference_hash(event: dict[str, Any], room_version: RoomVersion | str) -> bytes:
-    """SHA-256 reference hash ("Calculating the reference hash for an event"):
-    redact, remove ``signatures`` and ``unsigned``, canonical JSON, sha256."""
+def reference_bytes(event: dict[str, Any], room_version: RoomVersion | str) -> bytes:
+    """What the reference hash digests ("Calculating the reference hash for an event": the redacted
+    event without ``signatures`` and ``unsigned``, as canonical JSON). It is also exactly what the
+    event's signatures sign, so a receiver can encode it once for both."""
     rv = get_room_version(room_version)
     redacted = redact_event(_drop_convenience_event_id(event, rv), rv)
     redacted.pop("signatures", None)
     redacted.pop("unsigned", None)
-    return hashlib.sha256(encode_canonical_json(redacted)).digest()
+    return encode_canonical_json(redacted)
+
+
+def reference_hash(event: dict[str, Any], room_version: RoomVersion | str) -> bytes:
+    """SHA-256 reference hash ("Calculating the reference hash for an event")."""
+    return hashlib.sha256(reference_bytes(event, room_version)).digest()
+
+
+def event_id_from_reference(reference: bytes, room_version: RoomVersion | str) -> str:
+    """The v3+ event ID of an event whose :func:`reference_bytes` are ``reference``
+    (v3: standard unpadded base64; v4+: URL-safe)."""
+    rv = get_room_version(room_version)
+    return "$" + encode_base64(hashlib.sha256(reference).digest(), urlsafe=rv.event_format is EventFormat.V4)
 
 
 def compute_event_id(event: dict[str, Any], room_version: RoomVersion | str) -> str:
     """The event ID of ``event`` (room v1 "Event IDs", v3 and v4 "Event IDs").
 
-    v1/v2: the PDU's own ``event_id``; v3: ``$`` + standard unpadded base64 of the
-    reference hash; v4+: ``$`` + URL-safe unpadded base64.
+    v1/v2: the PDU's own ``event_id``; v3 and later: from the reference hash.
     """
     rv = get_room_version(room_version)
     if rv.event_id_in_pdu:
         return event["event_id"]
-    digest = encode_base64(reference_hash(event, rv), urlsafe=rv.event_format is EventFormat.V4)
-    return "$" + digest
+    return event_id_from_reference(reference_bytes(event, rv), rv)
 
 
 def event_id_of(event: dict[str, Any], room_version: RoomVersion | str) -> str:

@@ -65,16 +65,16 @@ def redact_event(event: dict[str, Any], room_version: RoomVersion | str) -> dict
     """
     rv = get_room_version(room_version)
     allowed_top = _TOP_LEVEL_V11 if rv.updated_redaction_rules else _TOP_LEVEL_V1
-    out = {k: copy.deepcopy(v) for k, v in event.items() if k in allowed_top}
+    out = {k: _copy(v) for k, v in event.items() if k in allowed_top and k != "content"}
     content = event.get("content")
     if not isinstance(content, dict):
         out["content"] = {}
         return out
     keep = _allowed_content_keys(event.get("type", ""), rv)
     if keep is None:
-        new_content = copy.deepcopy(content)
+        new_content = _copy(content)
     else:
-        new_content = {k: copy.deepcopy(content[k]) for k in keep if k in content}
+        new_content = {k: _copy(content[k]) for k in keep if k in content}
     if (
         rv.updated_redaction_rules
         and event.get("type") == "m.room.member"
@@ -82,7 +82,16 @@ def redact_event(event: dict[str, Any], room_version: RoomVersion | str) -> dict
         and "signed" in content["third_party_invite"]
     ):
         new_content["third_party_invite"] = {
-            "signed": copy.deepcopy(content["third_party_invite"]["signed"])
+            "signed": _copy(content["third_party_invite"]["signed"])
         }
     out["content"] = new_content
     return out
+
+
+def _copy(value: Any) -> Any:
+    """A deep copy of JSON data (its leaves are immutable, so only objects and arrays are copied)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return copy.deepcopy(value) if not isinstance(value, (str, int, float, type(None))) else value

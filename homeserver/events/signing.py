@@ -13,7 +13,7 @@ from unpaddedbase64 import decode_base64, encode_base64
 
 from .canonical_json import encode_canonical_json
 from .errors import EventFormatError, InvalidSignatureError, MissingSignatureError
-from .hashing import _drop_convenience_event_id, add_content_hash
+from .hashing import _drop_convenience_event_id, add_content_hash, reference_bytes
 from .redaction import redact_event
 from .room_versions import RoomVersion, get_room_version
 
@@ -100,11 +100,13 @@ def _as_verify_key(key) -> VerifyKey:
     raise TypeError(f"unsupported verify key {key!r}")
 
 
-def verify_signed_json(obj: dict[str, Any], server_name: str, get_verify_key: Callable) -> None:
+def verify_signed_json(obj: dict[str, Any], server_name: str, get_verify_key: Callable,
+                       data: bytes | None = None) -> None:
     """Check that ``server_name`` signed ``obj`` (appendices "Checking for a Signature").
 
     Signatures with unknown algorithms or keys (``get_verify_key`` returns ``None``)
-    are skipped; at least one known key must verify and none may fail.
+    are skipped; at least one known key must verify and none may fail. ``data``: the
+    :func:`signing_bytes` of ``obj`` when the caller has them already.
     """
     sigs = obj.get("signatures")
     if not isinstance(sigs, dict):
@@ -114,7 +116,6 @@ def verify_signed_json(obj: dict[str, Any], server_name: str, get_verify_key: Ca
         raise MissingSignatureError(server_name, "no signature from this server")
     if not isinstance(server_sigs, dict):
         raise EventFormatError(f"signatures of {server_name} must be an object")
-    data = None
     verified = False
     for key_id in sorted(server_sigs):
         if not key_id.startswith("ed25519:"):
@@ -138,19 +139,22 @@ def verify_signed_json(obj: dict[str, Any], server_name: str, get_verify_key: Ca
         raise MissingSignatureError(server_name, "no signature with a known ed25519 key")
 
 
-def verify_event_signatures(event: dict[str, Any], room_version: RoomVersion | str, get_verify_key: Callable) -> None:
+def verify_event_signatures(event: dict[str, Any], room_version: RoomVersion | str, get_verify_key: Callable,
+                            reference: bytes | None = None) -> None:
     """Verify the signatures of every :func:`required_signers` server on the redacted
     event ("Validating hashes and signatures on received events").
 
     ``get_verify_key(server_name, key_id)`` returns a nacl/signedjson ``VerifyKey``
     (or 32 raw bytes) or ``None`` when the key is unknown/expired (then skipped).
+    ``reference``: the event's :func:`~.hashing.reference_bytes` if the caller computed
+    them for its event ID (they are what the signatures sign).
     Raises ``EventFormatError`` for malformed input, else a ``SignatureError`` subclass.
     Does not check the content hash (see ``hashing.check_content_hash``).
     """
     rv = get_room_version(room_version)
     if not isinstance(event, dict) or not isinstance(event.get("signatures"), dict):
         raise EventFormatError("event has no 'signatures' object")
-    redacted = _redacted_for_signing(event, rv)
-    redacted["signatures"] = event["signatures"]
+    signed = {"signatures": event["signatures"]}
+    data = reference if reference is not None else reference_bytes(event, rv)
     for server in sorted(required_signers(event, rv)):
-        verify_signed_json(redacted, server, get_verify_key)
+        verify_signed_json(signed, server, get_verify_key, data)

@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
                    help="the same kind for every server (postgresql: 127.0.0.1:5432, a fresh database each)")
     p.add_argument("--json", metavar="OUT", help="also write every figure of every run to this file")
+    p.add_argument("--profile", metavar="DIR", help="sample each server with py-spy over every measured phase, "
+                   "one raw (collapsed-stack) file per workload, server and repetition in DIR")
     for w in WORKLOADS.values():
         group = p.add_argument_group(f"{w.name}: {w.doc.rstrip('.')}")
         for size, default in w.sizes.items():
@@ -50,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.servers = [_known(p, name, servers.PREPARERS, "server") for name in args.servers.split(",")]
     if args.repetitions < 1:
         p.error("--repetitions must be at least 1")
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
     return args
 
 
@@ -82,7 +86,8 @@ def _run_workloads(label: str, repetition: int, args: argparse.Namespace, names:
     for name in names:
         w = WORKLOADS[name]
         started = time.monotonic()
-        outcome = asyncio.run(run_workload(w, running, sizes_of(args, w)))
+        profile = os.path.join(args.profile, f"{name}-{label}-r{repetition}") if args.profile else None
+        outcome = asyncio.run(run_workload(w, running, sizes_of(args, w), profile))
         status = f"{outcome.errors} errors" if outcome.errors else "ok"
         _progress(f"  {label} {name}: {time.monotonic() - started:.1f}s, {status}")
         records.append(Record(label, repetition, name, outcome))

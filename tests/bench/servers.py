@@ -322,3 +322,19 @@ def running_pair(label: str, database_kind: str = "sqlite") -> Iterator[tuple[Ru
         ca = CertificateAuthority(ca_dir)
         with running(label, database_kind, ca=ca) as a, running(label, database_kind, ca=ca) as b:
             yield a, b
+
+
+def start_profiler(pid: int, out_path: str) -> subprocess.Popen:
+    """py-spy (from the project's venv) sampling every thread of ``pid`` until :func:`stop_profiler`."""
+    py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    if not os.path.exists(py_spy):
+        raise ServerError(f"--profile needs py-spy: {os.path.dirname(sys.executable)}/pip install py-spy")
+    profiler = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+                                 "--output", out_path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # py-spy attaches before the phase starts
+    return profiler
+
+
+def stop_profiler(profiler: subprocess.Popen) -> None:
+    profiler.send_signal(signal.SIGINT)
+    profiler.wait(timeout=60)

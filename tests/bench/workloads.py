@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -82,14 +83,20 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Phase:
-    """Wall time and the CPU time of each server (figure prefix -> pid) over the measured part of a workload."""
+    """Wall time and the CPU time of each server (figure prefix -> pid) over the measured part of a workload;
+    with ``profile`` (a path prefix), py-spy samples each server over that part into ``<prefix>-<server>.txt``."""
 
-    def __init__(self, pids: dict[str, int]):
+    def __init__(self, pids: dict[str, int], profile: str | None = None):
         self._pids = pids
+        self._profile = profile
+        self._profilers: list[subprocess.Popen] = []
         self.wall_s = 0.0
         self.cpu_ms = dict.fromkeys(pids, 0.0)
 
     def __enter__(self) -> Phase:
+        if self._profile:
+            self._profilers = [servers.start_profiler(pid, f"{self._profile}-{name.replace(' ', '')}.txt")
+                               for name, pid in self._pids.items()]
         self._wall = time.perf_counter()
         self._cpu = {name: servers.cpu_ms(pid) for name, pid in self._pids.items()}
         return self
@@ -97,6 +104,8 @@ class Phase:
     def __exit__(self, *exc) -> None:
         self.wall_s = time.perf_counter() - self._wall
         self.cpu_ms = {name: servers.cpu_ms(pid) - self._cpu[name] for name, pid in self._pids.items()}
+        for profiler in self._profilers:
+            servers.stop_profiler(profiler)
 
     def report(self, out: Outcome, operation: str, operations: int, rate: str | None = None) -> None:
         """Add each server's CPU ms per ``operation`` and, when ``rate`` names it, the operations per second."""
@@ -109,9 +118,10 @@ class Phase:
 class Bench:
     """The server under test, seen from the workloads."""
 
-    def __init__(self, server: servers.RunningServer, prefix: str):
+    def __init__(self, server: servers.RunningServer, prefix: str, profile: str | None = None):
         self.server = server
         self.prefix = prefix
+        self.profile = profile  # where phase() has py-spy write its samples, if anywhere
         self._clients: list[MatrixClient] = []
         self._names = 0
 
@@ -141,7 +151,7 @@ class Bench:
         c.close()
 
     def phase(self) -> Phase:
-        return Phase({"server": self.server.pid})
+        return Phase({"server": self.server.pid}, self.profile)
 
     def close(self) -> None:
         for c in self._clients:
@@ -156,7 +166,8 @@ class Pair:
     b: Bench
 
     def phase(self) -> Phase:
-        return Phase({f"server {side}": bench.server.pid for side, bench in (("A", self.a), ("B", self.b))})
+        return Phase({f"server {side}": bench.server.pid for side, bench in (("A", self.a), ("B", self.b))},
+                     self.a.profile)
 
     async def settle(self) -> None:
         """Wait (at most SETTLE_TIMEOUT_S) until both servers are idle: what the setup left them to do in the
@@ -286,8 +297,10 @@ def _server_names(count: int) -> list[str]:
     return ["server"] if count == 1 else [f"server {side}" for side in "AB"[:count]]
 
 
-async def run_workload(w: Workload, running: list[servers.RunningServer], sizes: dict[str, int]) -> Outcome:
-    """One workload on its server(s): its own users and rooms, its own peak RSS; never raises."""
+async def run_workload(w: Workload, running: list[servers.RunningServer], sizes: dict[str, int],
+                       profile: str | None = None) -> Outcome:
+    """One workload on its server(s): its own users and rooms, its own peak RSS; never raises.
+    ``profile``: a path prefix for py-spy samples of the measured phase."""
     out = Outcome()
     names = _server_names(len(running))
     for name, server in zip(names, running):
@@ -295,7 +308,7 @@ async def run_workload(w: Workload, running: list[servers.RunningServer], sizes:
             out.fail(f"{name} exited with {server.process.returncode}")
     if out.errors:
         return out
-    benches = [Bench(server, w.name.replace("_", "")) for server in running]
+    benches = [Bench(server, w.name.replace("_", ""), profile) for server in running]
     for server in running:
         servers.reset_peak_rss(server.pid)
     try:
