@@ -38,17 +38,12 @@ def _has_float(obj: Any) -> bool:
     stack = [obj]
     while stack:
         value = stack.pop()
-        kind = type(value)
-        if kind is dict:
-            stack.extend(value.values())
-        elif kind is list or kind is tuple:
-            stack.extend(value)
-        elif isinstance(value, float):
-            return True
-        elif isinstance(value, dict):
+        if isinstance(value, dict):
             stack.extend(value.values())
         elif isinstance(value, (list, tuple)):
             stack.extend(value)
+        elif isinstance(value, float):
+            return True
     return False
 
 

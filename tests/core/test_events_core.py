@@ -1,6 +1,7 @@
 """Redaction, hashing, event IDs, building/validation, signing, client format."""
 
 import copy
+import hashlib
 import json
 
 import pytest
@@ -20,6 +21,8 @@ from homeserver.events.hashing import (
     check_content_hash,
     compute_content_hash,
     compute_event_id,
+    event_id_from_reference,
+    reference_bytes,
     reference_hash,
     strip_convenience_keys,
 )
@@ -280,6 +283,14 @@ def test_sign_verify_and_failures(v):
     changed = dict(ev, content={"body": "other"})
     verify_event_signatures(changed, v, verify_key_lookup)
     assert not check_content_hash(changed, v)
+    # the reference bytes (what the reference hash digests) are what the signatures sign
+    reference = reference_bytes(ev, v)
+    assert hashlib.sha256(reference).digest() == reference_hash(ev, v)
+    verify_event_signatures(ev, v, verify_key_lookup, reference)
+    with pytest.raises(InvalidSignatureError):
+        verify_event_signatures(ev, v, verify_key_lookup, reference_bytes(tampered, v))
+    if v != "1":
+        assert event_id_from_reference(reference, v) == compute_event_id(ev, v)
 
 
 _SIGNED = make("10", "m.room.topic", {"topic": "hello world"}, "", room_id="!r:a.test")
