@@ -120,6 +120,10 @@ class DeviceListSource:
     def current(self) -> int:
         return self._device_lists.stream.current()
 
+    def volatile_marker(self, requester) -> int:
+        """Changes whenever the key counts this source adds for ``requester`` may have changed."""
+        return self._e2e_keys.key_counts_version(requester.user_id)
+
     async def contribute(self, ctx: SyncContext, response: SyncResponse) -> None:
         since = ctx.since_of(self.name)
         if since is not None:

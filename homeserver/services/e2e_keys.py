@@ -125,6 +125,16 @@ class E2eKeysService:
         self._clock = clock
         self.remote = None  # query(requester, wanted, timeout_s) and claim(wanted, timeout_s) for remote users
         self.signing_key_listeners: list = []  # async (user_id): a local user's master/self-signing key changed
+        # Per user, how often the one-time or fallback keys of their devices changed (uploads and claims, all
+        # through this service): a remembered /sync answer carrying their counts stands while this is unchanged.
+        self._key_changes: dict[str, int] = {}
+
+    def key_counts_version(self, user_id: str) -> int:
+        return self._key_changes.get(user_id, 0)
+
+    def _key_counts_changed(self, user_ids) -> None:
+        for user_id in user_ids:
+            self._key_changes[user_id] = self._key_changes.get(user_id, 0) + 1
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.split(":", 1)[-1] == self.server_name
@@ -150,8 +160,11 @@ class E2eKeysService:
                 await self._store.add_one_time_keys(user_id, device_id, one_time)
             except OneTimeKeyConflict as e:
                 raise invalid_param(f"One time key {e.key} already exists with different content")
+            finally:
+                self._key_counts_changed([user_id])
         if fallback:
             await self._store.set_fallback_keys(user_id, device_id, fallback)
+            self._key_counts_changed([user_id])
         if device_keys is not None and await self._store.set_device_keys(
                 user_id, device_id, device_keys, int(self._clock.seconds() * 1000)):
             await self._device_lists.mark_changed(user_id, [device_id])
@@ -247,8 +260,11 @@ class E2eKeysService:
 
     async def claim_local(self, wanted: dict[str, dict[str, str]]) -> dict:
         """One key per (local user, device, algorithm), as /keys/claim and server-server /user/keys/claim give."""
-        return await self._store.claim_keys(
-            [(u, d, alg) for u, devices in wanted.items() for d, alg in devices.items()])
+        try:
+            return await self._store.claim_keys(
+                [(u, d, alg) for u, devices in wanted.items() for d, alg in devices.items()])
+        finally:
+            self._key_counts_changed(wanted)
 
     # -- cross-signing ----------------------------------------------------------------------------
     async def check_signing_keys(self, user_id: str, body: dict) -> tuple[dict[str, dict], bool]:

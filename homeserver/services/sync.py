@@ -106,16 +106,16 @@ def stripped(ev: StoredEvent) -> dict:
 @dataclass
 class EncodedAnswer:
     """An initial sync's answer as JSON, its events' ``unsigned.age`` values left as holes; it stands while every
-    stream is still at ``positions`` and the volatile sources still give ``volatile``."""
+    stream is still at ``positions`` and the volatile sources' markers are still ``volatile``."""
 
     positions: dict[str, int]
-    volatile: dict
+    volatile: list
     built_ms: int
     pieces: list[bytes]  # the JSON around the holes
     ages: list[int]  # each hole's age when built
 
     @classmethod
-    def of(cls, response: SyncResponse, positions: dict[str, int], volatile: dict, built_ms: int) -> "EncodedAnswer":
+    def of(cls, response: SyncResponse, positions: dict[str, int], volatile: list, built_ms: int) -> "EncodedAnswer":
         ages: list[int] = []
         for unsigned in _unsigned_of_events(response):
             age = unsigned.get("age")
@@ -151,7 +151,7 @@ class SyncService:
 
     def add_source(self, source: SyncSource, *, volatile: bool = False) -> None:
         """``volatile``: its part can change while its position does not (e.g. one-time key counts), so a
-        remembered initial sync answer stands only while that part is unchanged too."""
+        remembered initial sync answer stands only while its ``volatile_marker(requester)`` is unchanged too."""
         self.sources.append(source)
         if volatile:
             self._volatile.append(source)
@@ -203,7 +203,7 @@ class SyncService:
         stops short of the positions it was built for."""
         key = (requester.user_id, requester.device_id, sync_filter)
         to = self.current_positions()
-        volatile = await self._volatile_parts(requester, sync_filter, to)  # before building: never newer
+        volatile = [source.volatile_marker(requester) for source in self._volatile]  # before building
         entry = self._answers.get(key)
         now_ms = int(self._clock.seconds() * 1000)
         if entry is not None:
@@ -224,14 +224,6 @@ class SyncService:
         while self._answers_size > RESPONSE_CACHE_BYTES:
             self._forget_answer(next(iter(self._answers)))
         return entry.render(int(self._clock.seconds() * 1000))
-
-    async def _volatile_parts(self, requester: Requester, sync_filter: SyncFilter, to: dict[str, int]) -> dict:
-        """What the volatile sources add to an empty initial sync answer."""
-        parts = _skeleton()
-        ctx = SyncContext(requester, None, dict(to), sync_filter, False)
-        for source in self._volatile:
-            await source.contribute(ctx, parts)
-        return parts
 
     def _forget_answer(self, key: tuple) -> None:
         self._answers_size -= self._answers.pop(key).size

@@ -189,6 +189,10 @@ def test_one_time_keys_run_out_then_fallback_key(homeserver):
     after = alice.user.sync(first["next_batch"])
     assert after["device_one_time_keys_count"] == {"signed_curve25519": 0}
     assert after["device_unused_fallback_key_types"] == []
+    # Claims move no stream: a fresh initial sync is not the one remembered from before them.
+    fresh = alice.user.sync()
+    assert fresh["device_one_time_keys_count"] == {"signed_curve25519": 0}
+    assert fresh["device_unused_fallback_key_types"] == []
     # A new fallback key (the unstable field name works too) is unused again.
     assert alice.upload(**{"org.matrix.msc2732.fallback_keys": alice.one_time_keys(1, fallback=True)})[0] == 200
     assert alice.user.sync()["device_unused_fallback_key_types"] == ["signed_curve25519"]
