@@ -227,12 +227,14 @@ class PresenceService:
         if not self.enabled:
             return
         since, to = ctx.since_of(self.name), ctx.to[self.name]
-        interested = await self._event_store.users_sharing_rooms(ctx.user_id) | {ctx.user_id}
         if since is None:
+            interested = await self._event_store.users_sharing_rooms(ctx.user_id) | {ctx.user_id}
             rows = [r for r in (await self._store.get(interested)).values() if r.state != "offline"]
         else:
             rows = await self._store.changed_between(since, to) if since < to else []
-            rows = [r for r in rows if r.user_id in interested]
+            if rows:
+                interested = await self._event_store.users_sharing_rooms(ctx.user_id) | {ctx.user_id}
+                rows = [r for r in rows if r.user_id in interested]
             newcomers = set()
             for room_id in ctx.newly_joined:
                 newcomers.update(await self._event_store.joined_members(room_id))

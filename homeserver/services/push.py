@@ -35,7 +35,7 @@ MAX_NOTIFICATIONS_LIMIT = 500
 FLUSH_DELAY_S = 0.05
 COUNT_MEMO_SIZE = 100_000
 
-ReadPositions = Callable[[str, str], Awaitable[dict]]  # (room, user) -> {thread or None: stream ordering}
+ReadPositions = Callable[[list[str], str], Awaitable[dict]]  # (rooms, user) -> room -> {thread or None: position}
 
 
 class StagedActions:
@@ -328,19 +328,22 @@ class PushService:
         return MAIN_THREAD
 
     # -- counts ------------------------------------------------------------------------------
-    async def unread_counts(self, user_id: str, room_ids: list[str], upto: int
+    async def unread_counts(self, user_id: str, room_ids: list[str], upto: int, memberships: dict | None = None
                             ) -> dict[str, dict[str, tuple[int, int]]]:
         """room -> thread -> (notifications, highlights) after the user's read receipts.
 
         Spec "Receiving notifications": an unthreaded receipt reads every thread, a threaded one its
         own thread; the later of the two applies. Without an unthreaded receipt, what came before the
         user's membership event is read (as Synapse). A room's last count is remembered with the
-        receipts it used: while they stay, only the actions since are counted.
+        receipts it used: while they stay, only the actions since are counted. ``memberships``: the
+        user's ``rooms_for_user``, when the caller has them.
         """
-        memberships = await self._event_store.rooms_for_user(user_id)
+        if memberships is None:
+            memberships = await self._event_store.rooms_for_user(user_id)
+        read_positions = await self._read_positions(room_ids, user_id)
         rooms: dict[str, _RoomCount] = {}
         for room_id in room_ids:
-            receipts = await self._read_positions(room_id, user_id)
+            receipts = read_positions[room_id]
             floor = receipts[None] if None in receipts else memberships.get(room_id, (None, None, 0))[2]
             key = (floor, sorted(receipts.items(), key=str))
             memo = self._count_memo.get((user_id, room_id))
@@ -396,7 +399,7 @@ class PushService:
         if not rooms:
             return
         await self.work.wait(ctx.to["events"])
-        counts = await self.unread_counts(ctx.user_id, list(rooms), ctx.to["events"])
+        counts = await self.unread_counts(ctx.user_id, list(rooms), ctx.to["events"], ctx.memberships)
         by_thread = ctx.filter.timeline.unread_thread_notifications
         for room_id, room in rooms.items():
             threads = counts.get(room_id, {})
@@ -430,11 +433,9 @@ class PushService:
         shown = [a for a in actions if a.event_id in events]
         serialized = await self._serializer.serialize([events[a.event_id] for a in shown], requester,
                                                       include_room_id=False)
-        positions: dict[str, dict] = {}
+        positions = await self._read_positions(sorted({a.room_id for a in shown}), requester.user_id)
         out = []
         for action, event in zip(shown, serialized):
-            if action.room_id not in positions:
-                positions[action.room_id] = await self._read_positions(action.room_id, requester.user_id)
             read_at = max(positions[action.room_id].get(None, 0), positions[action.room_id].get(action.thread_id, 0))
             out.append({"room_id": action.room_id, "actions": action.actions, "ts": action.ts,
                         "read": action.stream_ordering <= read_at, "event": event})

@@ -131,7 +131,7 @@ class ReceiptService:
         With ``thread_id`` None every receipt counts (unthreaded or in any thread); with a thread
         ("main" or a root id) the unthreaded receipts and that thread's count. None when there is none.
         """
-        positions = await self._store.read_positions(room_id, user_id)
+        positions = (await self._store.read_positions([room_id], user_id))[room_id]
         if thread_id is not None:
             positions = {k: v for k, v in positions.items() if k is None or k == thread_id}
         return max(positions.values(), default=None)

@@ -43,6 +43,7 @@ class SyncContext:
     full_state: bool
     joined_rooms: list[str] = field(default_factory=list)
     newly_joined: set[str] = field(default_factory=set)
+    memberships: dict | None = None  # the user's rooms_for_user, once the rooms part has read them
 
     @property
     def user_id(self) -> str:
@@ -240,12 +241,8 @@ class SyncService:
     async def _rooms(self, ctx: SyncContext, response: SyncResponse) -> None:
         to_pos = ctx.to["events"]
         since_pos = ctx.since_of("events")
-        memberships = await self._store.rooms_for_user(ctx.user_id)
-        forgotten = await self._store.forgotten_rooms(ctx.user_id)
-        changed = set()
-        if since_pos is not None:
-            joined_ids = [r for r, (m, _, so) in memberships.items() if m == "join"]
-            changed = await self._store.rooms_with_events_between(joined_ids, since_pos, to_pos)
+        memberships, forgotten, changed = await self._store.rooms_for_sync(ctx.user_id, since_pos, to_pos)
+        ctx.memberships = memberships
         parts: list[RoomPart] = []
         for room_id, (membership, event_id, so) in memberships.items():
             if so > to_pos or not ctx.filter.allows_room(room_id):

@@ -380,17 +380,20 @@ class EventStore:
             room_id: [r[0] for r in txn.select_all(sql, (room_id, from_pos, to_pos, limit))]
             for room_id, (from_pos, to_pos) in ranges.items()})
 
-    async def rooms_with_events_between(self, room_ids: list[str], from_pos: int, to_pos: int) -> set[str]:
-        if not room_ids or from_pos >= to_pos:
-            return set()
+    async def rooms_for_sync(self, user_id: str, from_pos: int | None, to_pos: int
+                             ) -> tuple[dict[str, tuple[str, str, int]], set[str], set[str]]:
+        """What each /sync starts from, in one transaction: the user's :meth:`rooms_for_user`, the rooms
+        they forgot, and (after ``from_pos``) which of their joined rooms have events in (from_pos, to_pos]."""
 
         def txn_fn(txn):
-            rows = txn.select_all("SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
-                                  " AND outlier = 0", (from_pos, to_pos))
-            wanted = set(room_ids)
-            return {r[0] for r in rows if r[0] in wanted}
+            memberships = _rooms_for_user_txn(txn, user_id)
+            forgotten = _forgotten_rooms_txn(txn, user_id)
+            joined = {r for r, (m, _, _) in memberships.items() if m == "join"}
+            changed = set() if from_pos is None or not joined or from_pos >= to_pos \
+                else _rooms_with_events_txn(txn, joined, from_pos, to_pos)
+            return memberships, forgotten, changed
 
-        return await self.db.run("rooms_with_events_between", txn_fn)
+        return await self.db.run("rooms_for_sync", txn_fn)
 
     async def state_group_at_position(self, room_id: str, pos: int) -> int | None:
         """The state group after the last event of the room at or before a stream position."""
@@ -488,10 +491,7 @@ class EventStore:
     # -- memberships -------------------------------------------------------------------
     async def rooms_for_user(self, user_id: str) -> dict[str, tuple[str, str, int]]:
         """room_id -> (membership, event_id, stream_ordering) from current state."""
-        rows = await self.db.run("rooms_for_user", lambda t: t.select_all(
-            "SELECT room_id, membership, event_id, stream_ordering FROM current_state"
-            " WHERE type = 'm.room.member' AND state_key = ?", (user_id,)))
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return await self.db.run("rooms_for_user", _rooms_for_user_txn, user_id)
 
     async def joined_members(self, room_id: str) -> list[str]:
         return [r[0] for r in await self.db.run("joined_members", lambda t: t.select_all(
@@ -512,9 +512,21 @@ class EventStore:
 
         await self.db.run("forget_room", txn_fn)
 
-    async def forgotten_rooms(self, user_id: str) -> set[str]:
-        return {r[0] for r in await self.db.run("forgotten_rooms", lambda t: t.select_all(
-            "SELECT room_id FROM room_forgotten WHERE user_id = ?", (user_id,)))}
+
+def _rooms_for_user_txn(txn, user_id: str) -> dict[str, tuple[str, str, int]]:
+    rows = txn.select_all("SELECT room_id, membership, event_id, stream_ordering FROM current_state"
+                          " WHERE type = 'm.room.member' AND state_key = ?", (user_id,))
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def _forgotten_rooms_txn(txn, user_id: str) -> set[str]:
+    return {r[0] for r in txn.select_all("SELECT room_id FROM room_forgotten WHERE user_id = ?", (user_id,))}
+
+
+def _rooms_with_events_txn(txn, room_ids: set[str], from_pos: int, to_pos: int) -> set[str]:
+    rows = txn.select_all("SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
+                          " AND outlier = 0", (from_pos, to_pos))
+    return {r[0] for r in rows if r[0] in room_ids}
 
 
 def _room_events_txn(txn, room_id: str, from_pos: int, to_pos: int, limit: int,

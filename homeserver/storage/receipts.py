@@ -92,10 +92,17 @@ class ReceiptStore:
         return [Receipt(room, rtype, user, thread or None, event_id, so, json.loads(data))
                 for room, rtype, user, thread, event_id, so, data in await self.db.run("receipts_for_rooms", txn_fn)]
 
-    async def read_positions(self, room_id: str, user_id: str) -> dict[str | None, int]:
-        """Per thread (None: unthreaded), the stream ordering of the user's latest m.read/m.read.private event."""
+    async def read_positions(self, room_ids: list[str], user_id: str) -> dict[str, dict[str | None, int]]:
+        """Per room, per thread (None: unthreaded), the stream ordering of the event of the user's latest
+        m.read/m.read.private receipt; every room in one statement."""
+        positions: dict[str, dict[str | None, int]] = {room_id: {} for room_id in room_ids}
+        if not room_ids:
+            return positions
+        marks = ",".join("?" for _ in room_ids)
         rows = await self.db.run("read_positions", lambda txn: txn.select_all(
-            "SELECT thread_id, MAX(event_stream_ordering) FROM receipts"
-            " WHERE room_id = ? AND user_id = ? AND receipt_type IN (?, ?) GROUP BY thread_id",
-            (room_id, user_id, *READ_TYPES)))
-        return {thread or None: int(pos) for thread, pos in rows}
+            "SELECT room_id, thread_id, MAX(event_stream_ordering) FROM receipts"
+            f" WHERE room_id IN ({marks}) AND user_id = ? AND receipt_type IN (?, ?) GROUP BY room_id, thread_id",
+            (*room_ids, user_id, *READ_TYPES)))
+        for room_id, thread, pos in rows:
+            positions[room_id][thread or None] = int(pos)
+        return positions

@@ -329,7 +329,7 @@ def start_profiler(pid: int, out_path: str) -> subprocess.Popen:
     py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
     if not os.path.exists(py_spy):
         raise ServerError(f"--profile needs py-spy: {os.path.dirname(sys.executable)}/pip install py-spy")
-    profiler = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+    profiler = subprocess.Popen([py_spy, "record", "--nonblocking", "--pid", str(pid), "--format", "raw", "--rate", "250",
                                  "--output", out_path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # py-spy attaches before the phase starts
     return profiler
