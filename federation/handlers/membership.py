@@ -11,7 +11,7 @@ import logging
 from federation.paths import segment as quote
 
 from federation.client import HttpResponseError
-from federation.handlers.pdu_checks import PduRejected, check_signatures_and_hashes, normalise_pdu
+from federation.handlers.pdu_checks import Encodings, PduRejected, check_signatures_and_hashes, normalise_pdu
 from federation.handlers.receive import PduReceiver, auth_state, create_event_id
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
@@ -223,13 +223,13 @@ class FederationMembership:
     async def _complete_join(self, server: str, version: RoomVersion, room_id: str, join: dict,
                              response: dict) -> None:
         """Check the room state and auth chain the resident sent, then persist them and our join."""
-        references: dict[str, bytes] = {}
+        encodings = Encodings()
         pdus: dict[str, dict] = {}
         state_ids: list[str] = []
         for section in ("auth_chain", "state"):
             for raw in response.get(section) or []:
                 try:
-                    pdu = normalise_pdu(raw, version, references)
+                    pdu = normalise_pdu(raw, version, encodings)
                 except PduRejected:
                     continue
                 if pdu.get("room_id", room_id) != room_id:
@@ -237,7 +237,7 @@ class FederationMembership:
                 pdus[pdu["event_id"]] = pdu
                 if section == "state":
                     state_ids.append(pdu["event_id"])
-        stored_ids = set(await self._receiver.store_outliers(version, room_id, list(pdus.values()), references))
+        stored_ids = set(await self._receiver.store_outliers(version, room_id, list(pdus.values()), encodings))
         known = await self._events.get_events(eid for eid in state_ids if eid not in stored_ids)
         state = {}
         for eid in state_ids:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from homeserver.events.builder import validate_pdu
 from homeserver.events.errors import EventFormatError, SignatureError
@@ -28,9 +29,17 @@ class PduRejected(Exception):
         self.reason = reason
 
 
-def normalise_pdu(pdu: dict, version: RoomVersion, references: dict[str, bytes] | None = None) -> dict:
+@dataclass
+class Encodings:
+    """Canonical JSON already computed for received PDUs, by event id, so that no PDU is encoded twice."""
+
+    reference: dict[str, bytes] = field(default_factory=dict)  # what its event id and signatures cover
+    whole: dict[str, bytes] = field(default_factory=dict)  # the whole PDU: its size, and its stored form
+
+
+def normalise_pdu(pdu: dict, version: RoomVersion, encodings: Encodings | None = None) -> dict:
     """The PDU with its event id as a convenience key (computed for v3+, never trusted from the sender).
-    ``references`` collects each computed id's reference bytes, for :func:`check_signatures_and_hashes`."""
+    ``encodings`` keeps the reference bytes it computed, for :func:`check_signatures_and_hashes`."""
     if not isinstance(pdu, dict):
         raise PduRejected("PDU is not an object")
     clean = strip_convenience_keys(pdu, version)
@@ -43,16 +52,17 @@ def normalise_pdu(pdu: dict, version: RoomVersion, references: dict[str, bytes] 
     except Exception as e:
         raise PduRejected(f"cannot compute event id: {e}")
     clean["event_id"] = event_id_from_reference(reference, version)
-    if references is not None:
-        references[clean["event_id"]] = reference
+    if encodings is not None:
+        encodings.reference[clean["event_id"]] = reference
     return clean
 
 
 async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, key_fetcher,
-                                      references: dict[str, bytes] | None = None) -> tuple[list[dict], dict]:
+                                      encodings: Encodings | None = None) -> tuple[list[dict], dict]:
     """Steps 1-3 for a batch. Returns (accepted PDUs, possibly redacted; {event_id: reason} rejections).
-    ``references``: reference bytes that :func:`normalise_pdu` computed, so they are not encoded again."""
-    references = references or {}
+    ``encodings``: what :func:`normalise_pdu` encoded is used, and each accepted PDU's whole
+    canonical JSON is added (unless it was redacted)."""
+    encodings = encodings if encodings is not None else Encodings()
     keys: dict[tuple[str, str], object] = {}
     wanted = set()
     for pdu in pdus:
@@ -72,12 +82,14 @@ async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, ke
     for pdu in pdus:
         eid = pdu.get("event_id", "?")
         try:
-            validate_pdu(pdu, version)
-            verify_event_signatures(pdu, version, lambda s, k: keys.get((s, k)), references.get(eid))
+            whole = validate_pdu(pdu, version)
+            verify_event_signatures(pdu, version, lambda s, k: keys.get((s, k)), encodings.reference.get(eid))
         except (EventFormatError, SignatureError) as e:
             rejected[eid] = str(e) or e.__class__.__name__
             continue
-        if not check_content_hash(pdu, version):
+        if check_content_hash(pdu, version):
+            encodings.whole[eid] = whole
+        else:
             logger.info("Content hash mismatch on %s: redacting", eid)
             redacted = redact_event(pdu, version)
             redacted["event_id"] = eid

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from federation.paths import segment as quote
 
-from federation.handlers.pdu_checks import PduRejected, check_signatures_and_hashes, normalise_pdu
+from federation.handlers.pdu_checks import Encodings, PduRejected, check_signatures_and_hashes, normalise_pdu
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
 from homeserver.events.builder import create_event_id_from_room_id, event_id_list
 from homeserver.events.errors import AuthError
@@ -44,21 +44,21 @@ class PduReceiver:
     async def on_transaction(self, origin: str, body: dict) -> dict:
         """Spec PUT /_matrix/federation/v1/send/{txnId}: per-PDU results; EDUs dispatched by type."""
         results: dict[str, dict] = {}
-        references: dict[str, bytes] = {}
+        encodings = Encodings()
         for raw in (body.get("pdus") or [])[:50]:
             room_id = room_id_of(raw)
             version = await self._events.room_version(room_id) if room_id else None
             if version is None:
                 continue  # a room we are not in: nothing to say about it
             try:
-                pdu = normalise_pdu(raw, version, references)
+                pdu = normalise_pdu(raw, version, encodings)
             except PduRejected as e:
                 logger.info("Dropped PDU from %s: %s", origin, e.reason)
                 continue
             try:
                 if self._acl is not None and not await self._acl(origin, room_id):
                     raise PduRejected("server is denied by the room's server ACL")
-                await self.handle_pdu(origin, version, pdu, references=references)
+                await self.handle_pdu(origin, version, pdu, encodings=encodings)
                 results[pdu["event_id"]] = {}
             except PduRejected as e:
                 results[pdu["event_id"]] = {"error": e.reason}
@@ -82,11 +82,12 @@ class PduReceiver:
 
     # -- one PDU ---------------------------------------------------------------------------------
     async def handle_pdu(self, origin: str, version: RoomVersion, pdu: dict, *, depth_budget: int = 2,
-                         references: dict[str, bytes] | None = None) -> None:
+                         encodings: Encodings | None = None) -> None:
         room_id = pdu["room_id"]
         if await self._events.get_event(pdu["event_id"]) is not None:
             return
-        accepted, rejected = await check_signatures_and_hashes([pdu], version, self.keys, references)
+        encodings = encodings if encodings is not None else Encodings()
+        accepted, rejected = await check_signatures_and_hashes([pdu], version, self.keys, encodings)
         if not accepted:
             raise PduRejected(next(iter(rejected.values()), "signature check failed"))
         pdu = accepted[0]
@@ -108,7 +109,8 @@ class PduReceiver:
         if soft_failed:
             logger.info("Soft-failed %s from %s", pdu["event_id"], origin)
         await self._events.persist_external(room_id, version, [ExternalEvent(
-            pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed)])
+            pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
+            encoded=encodings.whole.get(pdu["event_id"]))])
 
     async def _create_pdu(self, version: RoomVersion, room_id: str) -> dict | None:
         """The room's create event (room v12 no longer lists it among auth events)."""
@@ -160,18 +162,20 @@ class PduReceiver:
         await self.store_outliers(version, room_id, list(fetched.values()))
 
     async def store_outliers(self, version: RoomVersion, room_id: str, pdus: list[dict],
-                             references: dict[str, bytes] | None = None) -> list[str]:
+                             encodings: Encodings | None = None) -> list[str]:
         """Check outliers and store the good ones. Returns the ids stored."""
-        good = await self.check_batch(version, room_id, pdus, references)
+        encodings = encodings if encodings is not None else Encodings()
+        good = await self.check_batch(version, room_id, pdus, encodings)
         if good:
-            await self._events.persist_external(room_id, version, [ExternalEvent(p, outlier=True) for p in good])
+            await self._events.persist_external(room_id, version, [
+                ExternalEvent(p, outlier=True, encoded=encodings.whole.get(p["event_id"])) for p in good])
         return [p["event_id"] for p in good]
 
     async def check_batch(self, version: RoomVersion, room_id: str, pdus: list[dict],
-                          references: dict[str, bytes] | None = None) -> list[dict]:
+                          encodings: Encodings | None = None) -> list[dict]:
         """Signatures, hashes, and auth against each event's own auth events (from the batch or stored),
         in auth order. Returns the PDUs that pass."""
-        accepted, rejected = await check_signatures_and_hashes(pdus, version, self.keys, references)
+        accepted, rejected = await check_signatures_and_hashes(pdus, version, self.keys, encodings)
         for eid, reason in rejected.items():
             logger.info("Rejected %s: %s", eid, reason)
         by_id = {p["event_id"]: p for p in accepted}

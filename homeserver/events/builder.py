@@ -191,9 +191,10 @@ def _check_signatures_shape(event: dict) -> None:
             raise EventFormatError(f"signatures of {server!r} must map key IDs to strings")
 
 
-def validate_pdu(event: dict[str, Any], room_version: RoomVersion | str) -> None:
+def validate_pdu(event: dict[str, Any], room_version: RoomVersion | str) -> bytes:
     """Check a PDU's format (room version "Event format", "Size limits"); raise
-    ``EventFormatError`` naming the problem.
+    ``EventFormatError`` naming the problem. Returns the PDU's canonical JSON (without the
+    v3+ convenience ``event_id``), which its size was measured on: callers may store it.
 
     Checks required keys and types, 65536-byte canonical JSON size (without the
     v3+ convenience ``event_id``), 255-byte limits on ``sender``, ``room_id``,
@@ -229,5 +230,7 @@ def validate_pdu(event: dict[str, Any], room_version: RoomVersion | str) -> None
         raise EventFormatError("'redacts' must be a string")
     pdu = event if rv.event_id_in_pdu else {k: v for k, v in event.items() if k != "event_id"}
     check_canonical_values(pdu, rv)
-    if len(encode_canonical_json(pdu)) > MAX_PDU_SIZE:
+    encoded = encode_canonical_json(pdu)
+    if len(encoded) > MAX_PDU_SIZE:
         raise EventFormatError(f"event exceeds {MAX_PDU_SIZE} bytes as canonical JSON")
+    return encoded

@@ -75,6 +75,7 @@ class ExternalEvent:
     state_before: dict[StateKey, str] | None = None
     state_before_group: int | None = None
     soft_failed: bool = False
+    encoded: bytes | None = None  # the PDU's canonical JSON, when the checks encoded it already
 
 
 class EventCache:
@@ -270,6 +271,7 @@ class RoomEventService:
             new = await self._prepare(work, spec, now, pending)
             if spec.countersign is not None:
                 new.event.pdu = await spec.countersign(new.event.pdu)
+                new.encoded = None  # it has another signature now
             news.append(new)
         positions = self.stream.allocate(len(news))
         for new, pos in zip(news, positions):
@@ -309,7 +311,7 @@ class RoomEventService:
         auth_state = {k: auth_events[v].pdu for k, v in auth_ids.items()}
         pdu = self._build(work, spec, auth_state, now)
         try:
-            validate_pdu(pdu, work.version)
+            encoded = validate_pdu(pdu, work.version)
         except EventFormatError as e:
             if "too large" in str(e).lower() or "65536" in str(e):
                 raise MatrixError(413, "M_TOO_LARGE", str(e))
@@ -324,7 +326,7 @@ class RoomEventService:
         event = StoredEvent(pdu["event_id"], pdu, 0, work.room_id,
                             txn_device=spec.txn[1] if spec.txn else None, txn_id=spec.txn[2] if spec.txn else None)
         new = NewEvent(event=event, txn=spec.txn, prev_state_group=work.state_group,
-                       extremities_remove=list(work.extremities), redacts=redacts)
+                       extremities_remove=list(work.extremities), redacts=redacts, encoded=encoded)
         if spec.state_key is not None:
             key = (spec.type, spec.state_key)
             event.replaces_state = work.state.get(key)
@@ -440,7 +442,7 @@ class RoomEventService:
         pdu = item.pdu
         event = StoredEvent(event_id_of(pdu, work.version), pdu, pos, work.room_id,
                             outlier=item.outlier or item.soft_failed)
-        new = NewEvent(event=event, add_extremity=not event.outlier)
+        new = NewEvent(event=event, add_extremity=not event.outlier, encoded=item.encoded)
         pending[event.event_id] = event
         if item.state_before is None:
             return new

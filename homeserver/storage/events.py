@@ -154,6 +154,7 @@ class NewEvent:
     current_state_delta: dict[StateKey, CurrentStateEntry] = field(default_factory=dict)
     redacts: str | None = None                       # event redacted by this one (if authorised)
     was_outlier: bool = False                        # an outlier joining the timeline (backfill)
+    encoded: bytes | None = None                     # the PDU's JSON, if encoded already (see validate_pdu)
 
 
 _EVENT_COLUMNS = ("event_id, json, stream_ordering, room_id, outlier, state_group, replaces_state, redacted_by,"
@@ -172,7 +173,8 @@ def _event_row(new: NewEvent) -> tuple:
     relates_to, rel_type, thread_id = _relation_of(ev.pdu)
     return (ev.stream_ordering, ev.event_id, ev.room_id, ev.type, ev.state_key, ev.sender,
             ev.pdu.get("depth", 0), ev.pdu.get("origin_server_ts", 0),
-            json.dumps(_pdu_for_storage(ev.pdu), separators=(",", ":"), ensure_ascii=False),
+            new.encoded.decode("utf-8") if new.encoded is not None
+            else json.dumps(_pdu_for_storage(ev.pdu), separators=(",", ":"), ensure_ascii=False),
             int(ev.outlier), ev.state_group, ev.replaces_state, relates_to, rel_type, thread_id,
             new.txn[1] if new.txn else None, new.txn[2] if new.txn else None)
 

@@ -14,7 +14,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import Iterator
 import yaml
 
 from tests.integration.fedtls import CertificateAuthority
+from tests.integration.harness import free_port
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(BENCH_DIR))
@@ -131,12 +131,6 @@ def cpu_ms(pid: int) -> float:
 # -- shared setup ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _listener(port: int, names=("client", "federation"), tls: bool = False) -> dict:
     return {"port": port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": tls,
             "x_forwarded": False, "resources": [{"names": list(names), "compress": False}]}
@@ -156,7 +150,7 @@ class Setup:
 def federating_setup(ca, port: int) -> Setup:
     """A server named ``localhost:<tls port>``: client API on ``port``, federation over TLS with a
     certificate from the throwaway ``ca`` that every server of the pair trusts."""
-    tls_port = free_port()
+    tls_port = free_port(port)
     cert, key = ca.issue(f"bench{tls_port}")
     extra = PAIR_CONFIG | {
         "listeners": [_listener(port, ("client",)), _listener(tls_port, ("federation",), tls=True)],

@@ -198,7 +198,10 @@ def test_event_id_list():
 
 @pytest.mark.parametrize("v", ALL)
 def test_validate_good_pdu(v):
-    validate_pdu(make(v, "m.room.topic", {"topic": "t"}, ""), v)
+    ev = make(v, "m.room.topic", {"topic": "t"}, "")
+    encoded = validate_pdu(ev, v)
+    # what it returns is the PDU as sent over federation, in canonical JSON
+    assert encoded == encode_canonical_json(strip_convenience_keys(ev, v))
 
 
 @pytest.mark.parametrize("mutation,needle", [

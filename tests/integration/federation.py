@@ -57,7 +57,7 @@ class FedServer:
 def start_fed_server(factory, ca: CertificateAuthority, **overrides) -> FedServer:
     """A Hexagone process named ``localhost:<tls port>`` with a TLS federation listener."""
     process = factory(start=False)
-    tls_port = free_port()
+    tls_port = free_port(process.port)
     cert, key = ca.issue(f"hs{tls_port}")
     config = process.config
     config["server_name"] = f"localhost:{tls_port}"

@@ -48,10 +48,14 @@ def unique(prefix: str = "u") -> str:
     return f"{prefix}{os.getpid()}x{next(_counter)}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(*taken: int) -> int:
+    """A port free now on 127.0.0.1, other than ``taken`` (which the OS may hand out again once closed)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            return port
 
 
 def database_config_for_test(tmp_dir: str) -> dict:
@@ -131,7 +135,7 @@ class ServerProcess:
         for _ in range(3):
             if self._start_once():
                 return self
-            self._set_port(free_port())
+            self._set_port(free_port(*(listener["port"] for listener in self.config["listeners"])))
         raise ServerError(f"no free port after 3 attempts:\n{self.log()}")
 
     def _set_port(self, port: int) -> None:
