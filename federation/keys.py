@@ -11,6 +11,7 @@ server's verify key: cache, then the server itself, then the configured
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any, Awaitable, Callable
@@ -149,6 +150,10 @@ class KeyRing:
             return own[0]
         if server_name != self._own.server_name:
             key = await self._cached(server_name, key_id, minimum_valid_until_ts)
+            if key is None and server_name in self._inflight:  # a fetch under way may bring it: wait for it
+                with contextlib.suppress(Exception):
+                    await self._shared(server_name, lambda: self.fetch_direct(server_name))
+                key = await self._cached(server_name, key_id, minimum_valid_until_ts)
             if key is None and self._fetch_due(server_name, key_id):
                 await self._shared(server_name, lambda: self._fetch_round(server_name, key_id,
                                                                           minimum_valid_until_ts))

@@ -19,7 +19,7 @@ from unpaddedbase64 import encode_base64
 
 from federation.client import (BlockedAddressError, FederationClient, FederationDeniedError, HttpResponseError,
                                RequestSendFailed)
-from federation.keys import keys_from_response
+from federation.keys import KeyLookupError, KeyRing, ServerKeys, keys_from_response
 from federation.policy import IpRangeFilter
 from federation.request_auth import AuthHeaderError, parse_x_matrix, sign_request, verify_request
 from federation.sender import FederationSender
@@ -27,6 +27,7 @@ from federation.tls import ClientTlsPolicy, server_context_factory
 from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST, parse_config
 from homeserver.events.signing import verify_signed_json
 from homeserver.storage import federation_queue
+from homeserver.storage import server_keys as server_keys_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
@@ -508,3 +509,30 @@ def test_sender_respects_the_allow_list(rig):
         assert set(rig.pending()) == {friend}
     finally:
         sender.stop()
+
+
+def test_concurrent_key_lookups_share_one_fetch(reactor, tmp_path, ca, a):
+    """Lookups of a server's key that arrive while a fetch of its keys is under way wait for that fetch
+    (an inbound request and a join checking events at once): none fails for want of the key."""
+    config = parse_config({"server_name": "origin.example", "database": database_config_for_test(str(tmp_path))},
+                          str(tmp_path / "homeserver.yaml"))
+    db = Database(open_engine(config.database), reactor)
+    try:
+        apply_migrations(db, {"server_keys": server_keys_storage.MIGRATIONS})
+        key = generate_signing_key("o")
+        keyring = KeyRing(store=server_keys_storage.ServerKeyStore(db),
+                          own=ServerKeys("origin.example", key, {}, now_ms), trusted_key_servers=[], now_ms=now_ms)
+        keyring.client = make_client(reactor, "origin.example", key, ca_files=[ca.cert_path])
+        expected = get_verify_key(a.signing_key).encode()
+
+        async def lookups():
+            found = await defer.gatherResults([defer.ensureDeferred(keyring.get_verify_key(a.name, a.key_id))
+                                               for _ in range(3)])
+            # a key id the server never published is looked up once, then refused without a new fetch
+            with pytest.raises(KeyLookupError):
+                await keyring.get_verify_key(a.name, "ed25519:never")
+            return found
+
+        assert [k.encode() for k in on_reactor(reactor, lookups)] == [expected] * 3
+    finally:
+        db.close()
