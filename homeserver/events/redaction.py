@@ -9,7 +9,6 @@ such as ``redacted_because`` must re-attach it themselves for clients).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from .room_versions import RoomVersion, get_room_version
@@ -89,9 +88,9 @@ def redact_event(event: dict[str, Any], room_version: RoomVersion | str) -> dict
 
 
 def _copy(value: Any) -> Any:
-    """A deep copy of JSON data (its leaves are immutable, so only objects and arrays are copied)."""
+    """A deep copy of JSON data: its leaves are immutable, so only objects and arrays are copied."""
     if isinstance(value, dict):
         return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return [_copy(v) for v in value]
-    return copy.deepcopy(value) if not isinstance(value, (str, int, float, type(None))) else value
+    return value

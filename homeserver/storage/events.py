@@ -389,11 +389,14 @@ class EventStore:
 
         def txn_fn(txn):
             memberships = _rooms_for_user_txn(txn, user_id)
-            forgotten = _forgotten_rooms_txn(txn, user_id)
+            forgotten = {r[0] for r in txn.select_all("SELECT room_id FROM room_forgotten WHERE user_id = ?",
+                                                      (user_id,))}
             joined = {r for r, (m, _, _) in memberships.items() if m == "join"}
-            changed = set() if from_pos is None or not joined or from_pos >= to_pos \
-                else _rooms_with_events_txn(txn, joined, from_pos, to_pos)
-            return memberships, forgotten, changed
+            if from_pos is None or not joined or from_pos >= to_pos:
+                return memberships, forgotten, set()
+            rows = txn.select_all("SELECT DISTINCT room_id FROM events WHERE stream_ordering > ?"
+                                  " AND stream_ordering <= ? AND outlier = 0", (from_pos, to_pos))
+            return memberships, forgotten, {r[0] for r in rows if r[0] in joined}
 
         return await self.db.run("rooms_for_sync", txn_fn)
 
@@ -519,16 +522,6 @@ def _rooms_for_user_txn(txn, user_id: str) -> dict[str, tuple[str, str, int]]:
     rows = txn.select_all("SELECT room_id, membership, event_id, stream_ordering FROM current_state"
                           " WHERE type = 'm.room.member' AND state_key = ?", (user_id,))
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
-
-
-def _forgotten_rooms_txn(txn, user_id: str) -> set[str]:
-    return {r[0] for r in txn.select_all("SELECT room_id FROM room_forgotten WHERE user_id = ?", (user_id,))}
-
-
-def _rooms_with_events_txn(txn, room_ids: set[str], from_pos: int, to_pos: int) -> set[str]:
-    rows = txn.select_all("SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
-                          " AND outlier = 0", (from_pos, to_pos))
-    return {r[0] for r in rows if r[0] in room_ids}
 
 
 def _room_events_txn(txn, room_id: str, from_pos: int, to_pos: int, limit: int,
