@@ -17,3 +17,11 @@ class RawBody:
     def __init__(self, data: bytes, content_type: bytes):
         self.data = data
         self.content_type = content_type
+
+
+def with_encoded_arrays(body: dict, **arrays: list[bytes]) -> RawBody:
+    """``body`` plus members that are arrays of values already encoded as JSON (stored PDUs), as
+    one JSON answer: those values are copied as they are, never decoded and encoded again."""
+    members = [encode_json(name) + b":[" + b",".join(values) + b"]" for name, values in arrays.items()]
+    joint = b"," if body and members else b""
+    return RawBody(encode_json(body)[:-1] + joint + b",".join(members) + b"}", b"application/json")

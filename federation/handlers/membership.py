@@ -13,6 +13,7 @@ from federation.paths import segment as quote
 from federation.client import HttpResponseError
 from federation.handlers.pdu_checks import Encodings, PduRejected, check_signatures_and_hashes, normalise_pdu
 from federation.handlers.receive import PduReceiver, auth_state, create_event_id
+from homeserver.bodies import RawBody, with_encoded_arrays
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
 from homeserver.events.builder import build_event, event_id_list
@@ -76,7 +77,8 @@ class FederationMembership:
         _, template = await self._events.template(room_id, EventSpec(user_id, "m.room.member", content, user_id))
         return {"room_version": version.identifier, "event": template}
 
-    async def send_membership(self, origin: str, room_id: str, event_id: str, raw: dict, membership: str) -> dict:
+    async def send_membership(self, origin: str, room_id: str, event_id: str, raw: dict,
+                              membership: str) -> dict | RawBody:
         """Spec PUT /v2/send_join, /v2/send_leave, /v1/send_knock: accept the signed event into the room."""
         version = await self._events.room_version(room_id)
         if version is None or not await self.is_resident(room_id):
@@ -105,7 +107,7 @@ class FederationMembership:
             return {}
         return await self._join_response(stored, version, signed=pdu if isinstance(authoriser, str) else None)
 
-    async def _join_response(self, stored, version: RoomVersion, signed: dict | None) -> dict:
+    async def _join_response(self, stored, version: RoomVersion, signed: dict | None) -> RawBody:
         state_after = await self._events.state_at_group(stored.state_group)
         state_before = dict(state_after)
         key = ("m.room.member", stored.state_key)
@@ -115,17 +117,13 @@ class FederationMembership:
             state_before.pop(key, None)
         state_ids = set(state_before.values())
         chain = await self._events.auth_closure(list(state_ids) + [stored.event_id])
-        state_events = await self._events.get_events(state_ids)
-        response = {
-            "state": [strip_convenience_keys(e.pdu, version) for e in state_events.values()],
-            "auth_chain": [strip_convenience_keys(p, version) for eid, p in chain.items()
-                           if eid not in state_ids and eid != stored.event_id],
-            "members_omitted": False,
-            "servers_in_room": await self.servers_in_room(stored.room_id),
-        }
+        chain_ids = [eid for eid in chain if eid not in state_ids and eid != stored.event_id]
+        encoded = await self._events.federation_json([*state_ids, *chain_ids], version)
+        body = {"members_omitted": False, "servers_in_room": await self.servers_in_room(stored.room_id)}
         if signed is not None:
-            response["event"] = strip_convenience_keys(signed, version)
-        return response
+            body["event"] = strip_convenience_keys(signed, version)
+        return with_encoded_arrays(body, state=[encoded[i] for i in state_ids if i in encoded],
+                                   auth_chain=[encoded[i] for i in chain_ids if i in encoded])
 
     async def _forward(self, stored, exclude: set[str]) -> None:
         """Send an event we accepted as resident to every other server in the room."""

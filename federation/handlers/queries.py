@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+from homeserver.bodies import RawBody, with_encoded_arrays
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.builder import event_id_list
-from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.identifiers import domain_of
-from homeserver.services.room_events import RoomEventService
+from homeserver.services.room_events import RoomEventService, federation_form
 
 MAX_EVENTS = 100
 
@@ -24,7 +24,7 @@ class FederationQueries:
         return int(self._clock.seconds() * 1000)
 
     async def _pdu(self, ev) -> dict:
-        return strip_convenience_keys(ev.pdu, await self._events.room_version(ev.room_id))
+        return federation_form(ev, await self._events.room_version(ev.room_id))
 
     async def check_server_in_room(self, origin: str, room_id: str) -> None:
         """The requesting server must have (or have had) a member in the room, unless it is world-readable."""
@@ -64,22 +64,23 @@ class FederationQueries:
         chain = await self._events.auth_closure(state.values())
         return {"pdu_ids": sorted(state.values()), "auth_chain_ids": sorted(set(chain) - set(state.values()))}
 
-    async def state(self, origin: str, room_id: str, event_id: str) -> dict:
-        state = await self._state_before(origin, room_id, event_id)
-        chain = await self._events.auth_closure(state.values())
-        version = await self._events.room_version(room_id)
-        return {"pdus": [strip_convenience_keys(chain[i], version) for i in state.values() if i in chain],
-                "auth_chain": [strip_convenience_keys(p, version) for i, p in chain.items()
-                               if i not in set(state.values())]}
+    async def state(self, origin: str, room_id: str, event_id: str) -> RawBody:
+        """Spec GET /state: the state before the event and its auth chain, as PDUs."""
+        state_ids = set((await self._state_before(origin, room_id, event_id)).values())
+        chain = await self._events.auth_closure(state_ids)
+        chain_ids = [i for i in chain if i not in state_ids]
+        encoded = await self._events.federation_json(chain, await self._events.room_version(room_id))
+        return with_encoded_arrays({}, pdus=[encoded[i] for i in state_ids if i in encoded],
+                                   auth_chain=[encoded[i] for i in chain_ids if i in encoded])
 
-    async def event_auth(self, origin: str, room_id: str, event_id: str) -> dict:
+    async def event_auth(self, origin: str, room_id: str, event_id: str) -> RawBody:
         await self.check_server_in_room(origin, room_id)
         ev = await self._events.get_event(event_id)
         if ev is None or ev.room_id != room_id:
             raise not_found("Event not found")
         chain = await self._events.auth_closure(event_id_list(ev.pdu.get("auth_events", [])))
-        version = await self._events.room_version(room_id)
-        return {"auth_chain": [strip_convenience_keys(p, version) for p in chain.values()]}
+        encoded = await self._events.federation_json(chain, await self._events.room_version(room_id))
+        return with_encoded_arrays({}, auth_chain=[encoded[i] for i in chain if i in encoded])
 
     async def _walk_back(self, room_id: str, start: list[str], stop: set[str], limit: int,
                          min_depth: int = 0) -> list:

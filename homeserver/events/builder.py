@@ -230,7 +230,7 @@ def validate_pdu(event: dict[str, Any], room_version: RoomVersion | str) -> byte
         raise EventFormatError("'redacts' must be a string")
     pdu = event if rv.event_id_in_pdu else {k: v for k, v in event.items() if k != "event_id"}
     check_canonical_values(pdu, rv)
-    encoded = encode_canonical_json(pdu)
+    encoded = encode_canonical_json(pdu, may_hold_floats=not rv.strict_canonical_json)
     if len(encoded) > MAX_PDU_SIZE:
         raise EventFormatError(f"event exceeds {MAX_PDU_SIZE} bytes as canonical JSON")
     return encoded

@@ -11,6 +11,8 @@ from .room_versions import RoomVersion, get_room_version
 MIN_CANONICAL_INT = -(2**53) + 1
 MAX_CANONICAL_INT = 2**53 - 1
 
+_PLAIN_LEAVES = frozenset((str, bool, type(None)))
+
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False,
     separators=(",", ":"),
@@ -19,31 +21,41 @@ _ENCODER = json.JSONEncoder(
 )
 
 
-def encode_canonical_json(obj: Any) -> bytes:
+def encode_canonical_json(obj: Any, *, may_hold_floats: bool = True) -> bytes:
     """Encode ``obj`` as canonical JSON bytes (appendices: "Canonical JSON").
 
     Keys are sorted by code point, no insignificant whitespace, UTF-8 output.
     Floats with an integral value (e.g. ``1e10``, ``-0.0``) are written as integers,
     as in the spec's examples; other floats are encoded as-is (callers that
     need strictness use :func:`check_canonical_values`). NaN/Infinity are refused.
+    ``may_hold_floats=False`` skips the search for integral floats: for events of room
+    versions whose number rules refuse every float (an event holding one is rejected anyway).
     """
     try:
-        return _ENCODER.encode(_normalise(obj) if _has_float(obj) else obj).encode("utf-8")
+        return _ENCODER.encode(_normalise(obj) if may_hold_floats and _has_float(obj) else obj).encode("utf-8")
     except (TypeError, ValueError) as e:
         raise EventFormatError(f"cannot encode as canonical JSON: {e}") from e
 
 
 def _has_float(obj: Any) -> bool:
-    """Whether a float is anywhere in ``obj`` (a walk that copies nothing: events rarely hold one)."""
+    """Whether a float is anywhere in ``obj`` (a walk that copies nothing: events rarely hold one).
+    Dispatches on exact types first, the common case of decoded JSON; subclasses take ``isinstance``."""
     stack = [obj]
     while stack:
         value = stack.pop()
-        if isinstance(value, dict):
+        kind = type(value)
+        if kind is dict:
             stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
+        elif kind in _PLAIN_LEAVES or kind is int:
+            continue
+        elif kind is list or kind is tuple:
             stack.extend(value)
         elif isinstance(value, float):
             return True
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
     return False
 
 
@@ -66,8 +78,48 @@ def check_canonical_values(obj: Any, room_version: RoomVersion | str) -> None:
     Room versions 1-5 are not checked. Non-string keys are always an error.
     """
     rv = get_room_version(room_version)
-    if not rv.strict_canonical_json:
-        return
+    if rv.strict_canonical_json and not _canonical_values(obj):
+        _raise_first_bad_value(obj)
+
+
+def _canonical_values(obj: Any) -> bool:
+    """Whether ``obj`` holds only strings, booleans, nulls, in-range integers, string-keyed objects and
+    arrays: the fast walk, on exact types (:func:`_canonical_value` takes subclasses);
+    :func:`_raise_first_bad_value` finds where it fails."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            for key in value:
+                if type(key) is not str and not isinstance(key, str):
+                    return False
+            stack.extend(value.values())
+        elif kind in _PLAIN_LEAVES:
+            continue
+        elif kind is int:
+            if not MIN_CANONICAL_INT <= value <= MAX_CANONICAL_INT:
+                return False
+        elif kind is list:
+            stack.extend(value)
+        elif not _canonical_value(value):
+            return False
+    return True
+
+
+def _canonical_value(value: Any) -> bool:
+    if isinstance(value, (str, bool)) or value is None:
+        return True
+    if isinstance(value, int):
+        return MIN_CANONICAL_INT <= value <= MAX_CANONICAL_INT
+    if isinstance(value, dict):
+        return all(isinstance(k, str) for k in value) and all(_canonical_values(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_canonical_values(v) for v in value)
+    return False
+
+
+def _raise_first_bad_value(obj: Any) -> None:
     stack: list[tuple[Any, str]] = [(obj, "")]
     while stack:
         value, path = stack.pop()

@@ -17,7 +17,7 @@ from typing import Any
 from unpaddedbase64 import decode_base64, encode_base64
 
 from .canonical_json import encode_canonical_json
-from .redaction import redact_event
+from .redaction import redacted_view
 from .room_versions import EventFormat, RoomVersion, get_room_version
 
 
@@ -52,7 +52,8 @@ def _content_hash_bytes(event: dict[str, Any], rv: RoomVersion | None) -> bytes:
         for k, v in _drop_convenience_event_id(event, rv).items()
         if k not in ("unsigned", "signatures", "hashes")
     }
-    return hashlib.sha256(encode_canonical_json(obj)).digest()
+    return hashlib.sha256(encode_canonical_json(
+        obj, may_hold_floats=rv is None or not rv.strict_canonical_json)).digest()
 
 
 def compute_content_hash(event: dict[str, Any], room_version: RoomVersion | str | None = None) -> str:
@@ -94,10 +95,10 @@ def reference_bytes(event: dict[str, Any], room_version: RoomVersion | str) -> b
     event without ``signatures`` and ``unsigned``, as canonical JSON). It is also exactly what the
     event's signatures sign, so a receiver can encode it once for both."""
     rv = get_room_version(room_version)
-    redacted = redact_event(_drop_convenience_event_id(event, rv), rv)
+    redacted = redacted_view(_drop_convenience_event_id(event, rv), rv)
     redacted.pop("signatures", None)
     redacted.pop("unsigned", None)
-    return encode_canonical_json(redacted)
+    return encode_canonical_json(redacted, may_hold_floats=not rv.strict_canonical_json)
 
 
 def reference_hash(event: dict[str, Any], room_version: RoomVersion | str) -> bytes:

@@ -62,27 +62,28 @@ def redact_event(event: dict[str, Any], room_version: RoomVersion | str) -> dict
     ``invite`` in power levels, ``third_party_invite.signed`` in members and
     ``redacts`` in redactions. Idempotent.
     """
+    return _copy(redacted_view(event, room_version))
+
+
+def redacted_view(event: dict[str, Any], room_version: RoomVersion | str) -> dict[str, Any]:
+    """What :func:`redact_event` returns, but sharing the kept values with ``event`` (only the
+    top level and ``content`` are new): to encode at once, never to keep or change."""
     rv = get_room_version(room_version)
     allowed_top = _TOP_LEVEL_V11 if rv.updated_redaction_rules else _TOP_LEVEL_V1
-    out = {k: _copy(v) for k, v in event.items() if k in allowed_top and k != "content"}
+    out = {k: v for k, v in event.items() if k in allowed_top and k != "content"}
     content = event.get("content")
     if not isinstance(content, dict):
         out["content"] = {}
         return out
     keep = _allowed_content_keys(event.get("type", ""), rv)
-    if keep is None:
-        new_content = _copy(content)
-    else:
-        new_content = {k: _copy(content[k]) for k in keep if k in content}
+    new_content = dict(content) if keep is None else {k: content[k] for k in keep if k in content}
     if (
         rv.updated_redaction_rules
         and event.get("type") == "m.room.member"
         and isinstance(content.get("third_party_invite"), dict)
         and "signed" in content["third_party_invite"]
     ):
-        new_content["third_party_invite"] = {
-            "signed": _copy(content["third_party_invite"]["signed"])
-        }
+        new_content["third_party_invite"] = {"signed": content["third_party_invite"]["signed"]}
     out["content"] = new_content
     return out
 

@@ -14,7 +14,7 @@ from unpaddedbase64 import decode_base64, encode_base64
 from .canonical_json import encode_canonical_json
 from .errors import EventFormatError, InvalidSignatureError, MissingSignatureError
 from .hashing import _drop_convenience_event_id, add_content_hash, reference_bytes
-from .redaction import redact_event
+from .redaction import redacted_view
 from .room_versions import RoomVersion, get_room_version
 
 
@@ -44,7 +44,7 @@ def sign_json(obj: dict[str, Any], server_name: str, signing_key) -> dict[str, A
 
 
 def _redacted_for_signing(event: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
-    return redact_event(_drop_convenience_event_id(event, rv), rv)
+    return redacted_view(_drop_convenience_event_id(event, rv), rv)
 
 
 def sign_event(event: dict[str, Any], server_name: str, signing_key, room_version: RoomVersion | str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ transaction that changes them has committed.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,7 +20,9 @@ from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.services.auth import random_string
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, get_power_level
 from homeserver.events.builder import build_event, event_id_list, room_id_from_create_event, validate_pdu
-from homeserver.events.hashing import event_id_of
+from homeserver.events.canonical_json import encode_canonical_json
+from homeserver.events.hashing import event_id_of, strip_convenience_keys
+from homeserver.events.redaction import redact_event
 from homeserver.events.state_res import resolve_state
 from homeserver.events.errors import AuthError, EventFormatError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
@@ -29,6 +32,17 @@ from homeserver.storage.streams import StreamIdGenerator
 logger = logging.getLogger(__name__)
 
 CREATE_KEY: StateKey = ("m.room.create", "")
+
+
+def federation_form(ev: StoredEvent, version: RoomVersion) -> dict:
+    """The PDU as other servers are sent it: pruned once redacted (server-server "Redactions"),
+    without the v3+ convenience ``event_id``."""
+    return strip_convenience_keys(redact_event(ev.pdu, version) if ev.redacted_by else ev.pdu, version)
+
+
+def redact_encoded(text: str, version: RoomVersion) -> bytes:
+    """The pruned form of a stored PDU's JSON."""
+    return encode_canonical_json(redact_event(json.loads(text), version))
 
 
 @dataclass
@@ -510,6 +524,12 @@ class RoomEventService:
                 frontier.update(a for a in event_id_list(ev.pdu.get("auth_events", [])) if a not in found)
             frontier -= found.keys()
         return found
+
+    async def federation_json(self, event_ids, version: RoomVersion) -> dict[str, bytes]:
+        """The events as other servers are sent them, as JSON (see :func:`federation_form`): the stored
+        encoding itself, never decoded, unless the event was redacted."""
+        return {eid: redact_encoded(text, version) if redacted else text.encode("utf-8")
+                for eid, (text, redacted) in (await self._store.get_pdu_json(event_ids)).items()}
 
     def _new_state_group(self) -> int:
         group = self._state_group_ids.allocate()[0]

@@ -179,6 +179,15 @@ def _event_row(new: NewEvent) -> tuple:
             new.txn[1] if new.txn else None, new.txn[2] if new.txn else None)
 
 
+def _rows_by_event_id(txn, columns: str, ids: list[str]) -> list[tuple]:
+    """``events`` rows of ``ids`` (500 per statement, under every engine's parameter limit)."""
+    rows = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        rows += txn.select_all(f"SELECT {columns} FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk)
+    return rows
+
+
 def _relation_of(pdu: dict) -> tuple[str | None, str | None, str | None]:
     rel = pdu.get("content", {}).get("m.relates_to")
     if not isinstance(rel, dict):
@@ -229,18 +238,17 @@ class EventStore:
         ids = list(dict.fromkeys(event_ids))
         if not ids:
             return {}
+        return await self.db.run("get_events", lambda txn: {
+            row[0]: _row_to_event(row) for row in _rows_by_event_id(txn, _EVENT_COLUMNS, ids)})
 
-        def txn_fn(txn):
-            found = {}
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                rows = txn.select_all(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE event_id IN ({','.join('?' * len(chunk))})", chunk)
-                for row in rows:
-                    found[row[0]] = _row_to_event(row)
-            return found
-
-        return await self.db.run("get_events", txn_fn)
+    async def get_pdu_json(self, event_ids) -> dict[str, tuple[str, bool]]:
+        """Each event's PDU as stored (its JSON text, without decoding it) and whether it was redacted."""
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return {}
+        return await self.db.run("get_pdu_json", lambda txn: {
+            eid: (text, redacted_by is not None)
+            for eid, text, redacted_by in _rows_by_event_id(txn, "event_id, json, redacted_by", ids)})
 
     async def get_event_id_for_txn(self, room_id: str, user_id: str, device_id: str, txn_id: str) -> str | None:
         return await self.db.run("get_txn", lambda t: t.select_value(

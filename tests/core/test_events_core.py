@@ -14,7 +14,8 @@ from homeserver.events.builder import (
     room_id_from_create_event,
     validate_pdu,
 )
-from homeserver.events.canonical_json import check_canonical_values, encode_canonical_json
+from homeserver.events.canonical_json import (_canonical_values, _has_float, _raise_first_bad_value,
+                                              check_canonical_values, encode_canonical_json)
 from homeserver.events.client_format import to_client_event
 from homeserver.events.errors import EventFormatError, InvalidSignatureError, MissingSignatureError, SignatureError
 from homeserver.events.hashing import (
@@ -26,7 +27,7 @@ from homeserver.events.hashing import (
     reference_hash,
     strip_convenience_keys,
 )
-from homeserver.events.redaction import redact_event
+from homeserver.events.redaction import redact_event, redacted_view
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import required_signers, sign_event, verify_event_signatures
 
@@ -107,6 +108,7 @@ def test_redaction_idempotent(v, etype, content, extra):
     event = {**extra, "type": etype, "content": content, "sender": "@u:a", "room_id": "!r:a"}
     once = redact_event(event, v)
     assert redact_event(once, v) == once
+    assert redacted_view(event, v) == once  # the shared-values form hashing and signing encode
     assert event["content"] == content  # input not mutated
 
 
@@ -117,6 +119,39 @@ def test_canonical_json_round_trip(value):
     assert json.loads(encoded) == value
     assert encode_canonical_json(json.loads(encoded)) == encoded
     check_canonical_values(value, "12")
+
+
+any_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda children: st.lists(children, max_size=4) | st.lists(children, max_size=3).map(tuple)
+    | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    max_leaves=12,
+)
+
+
+def _naive_has_float(value) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_naive_has_float(v) for v in value.values())
+    return isinstance(value, (list, tuple)) and any(_naive_has_float(v) for v in value)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=any_values)
+def test_fast_number_walks_agree_with_the_reporting_walk(value):
+    """The exact-type fast paths (float detection before encoding, v6+ number rules) judge every value
+    as the path-reporting walk does."""
+    assert _has_float(value) == _naive_has_float(value)
+    try:
+        _raise_first_bad_value(value)
+        reported = None
+    except EventFormatError as e:
+        reported = e
+    assert _canonical_values(value) == (reported is None)
+    if reported is not None:
+        with pytest.raises(EventFormatError, match="at /"):
+            check_canonical_values(value, "6")
 
 
 def test_check_canonical_values():

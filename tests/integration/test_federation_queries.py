@@ -77,3 +77,31 @@ def test_hierarchy_and_timestamp_to_event_for_a_signed_peer(fed, home):
     status, body = home.signed("GET", f"/_matrix/federation/v1/timestamp_to_event/{q(space_id)}?ts={before}",
                                origin=other.name, key=other.signing_key, destination="someone.else")
     assert status == 401, body
+
+
+def test_a_redacted_event_reaches_other_servers_pruned(fed, home):
+    """Server-server "Redactions": /event, /state and /event_auth send a redacted event in its pruned form."""
+    other = fed()
+    owner = home.process.register()
+    room_id = owner.create_room(preset="public_chat", initial_state=[{
+        "type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}])
+    message_id = owner.send(room_id, "said, then taken back")
+    topic_id = owner.put_state(room_id, "m.room.topic", {"topic": "secret topic"})
+    later_id = owner.send(room_id, "after")
+    for redacted in (message_id, topic_id):
+        owner.ok("PUT", f"/rooms/{q(room_id)}/redact/{q(redacted)}/{unique('txn')}", {"reason": "oops"})
+
+    def get(path):
+        status, body = home.signed("GET", f"/_matrix/federation/v1/{path}", origin=other.name, key=other.signing_key)
+        assert status == 200, body
+        return body
+
+    (message,) = get(f"event/{q(message_id)}")["pdus"]
+    assert message["content"] == {} and message["type"] == "m.room.message"
+    state = get(f"state/{q(room_id)}?event_id={q(later_id)}")
+    (topic,) = [p for p in state["pdus"] if p["type"] == "m.room.topic"]
+    assert topic["content"] == {}
+    assert {p["type"] for p in state["pdus"]} >= {"m.room.create", "m.room.power_levels", "m.room.member"}
+    assert all(p["type"] != "m.room.topic" for p in state["auth_chain"])
+    (untouched,) = get(f"event/{q(later_id)}")["pdus"]
+    assert untouched["content"]["body"] == "after"

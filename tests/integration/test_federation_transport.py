@@ -536,3 +536,47 @@ def test_concurrent_key_lookups_share_one_fetch(reactor, tmp_path, ca, a):
         assert [k.encode() for k in on_reactor(reactor, lookups)] == [expected] * 3
     finally:
         db.close()
+
+
+def test_a_big_batch_is_checked_on_worker_threads_like_a_small_one(reactor):
+    """Steps 1-3 of receiving PDUs give the same verdicts, in the same order, whether a batch is checked
+    on two worker threads (PARALLEL_BATCH or more PDUs) or in the reactor thread."""
+    from federation.handlers.pdu_checks import PARALLEL_BATCH, Encodings, check_signatures_and_hashes, normalise_pdu
+    from homeserver.events.builder import build_event
+    from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+
+    version = KNOWN_ROOM_VERSIONS["11"]
+    key = generate_signing_key("k")
+
+    class Keys:
+        async def get_verify_key(self, server, key_id, minimum_valid_until_ts=0):
+            return get_verify_key(key)
+
+    pdus = []
+    for i in range(PARALLEL_BATCH + 16):
+        pdu = build_event(version, server_name="origin.example", signing_key=key, room_id="!r:origin.example",
+                          sender="@u:origin.example", event_type="m.room.message", content={"body": f"m{i}"},
+                          prev_events=["$p"], auth_events=["$a"], depth=i + 2, origin_server_ts=1000 + i)
+        pdus.append({k: v for k, v in pdu.items() if k != "event_id"})
+    pdus[3]["signatures"] = {"origin.example": {"ed25519:k": encode_base64(b"\0" * 64)}}  # forged: rejected
+    pdus[70]["content"] = {"body": "tampered"}  # the hash no longer matches: kept, redacted
+    pdus[71]["depth"] = "deep"  # not an event: rejected
+
+    def check(batch):
+        encodings = Encodings()
+        normalised = [normalise_pdu(p, version, encodings) for p in batch]
+        accepted, rejected = on_reactor(reactor, lambda: check_signatures_and_hashes(
+            normalised, version, Keys(), encodings))
+        return accepted, rejected, encodings.whole
+
+    accepted, rejected, whole = check(pdus)
+    small = [check(pdus[i:i + PARALLEL_BATCH // 2]) for i in range(0, len(pdus), PARALLEL_BATCH // 2)]
+    assert accepted == [p for part in small for p in part[0]]
+    assert rejected == {k: v for part in small for k, v in part[1].items()}
+    assert whole == {k: v for part in small for k, v in part[2].items()}
+    assert len(accepted) == len(pdus) - 2 and len(rejected) == 2
+    reasons = " | ".join(sorted(rejected.values()))
+    assert "depth" in reasons and "does not verify" in reasons, reasons
+    tampered = next(p for p in accepted if p["depth"] == 72)
+    assert tampered["content"] == {} and tampered["event_id"] not in whole
+    assert all(p["event_id"] in whole for p in accepted if p is not tampered)
