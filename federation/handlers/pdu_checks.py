@@ -67,31 +67,20 @@ async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, ke
     ``encodings``: what :func:`normalise_pdu` encoded is used, and each accepted PDU's whole
     canonical JSON is added (unless it was redacted)."""
     encodings = encodings if encodings is not None else Encodings()
-    keys: dict[tuple[str, str], object] = {}
-    wanted = set()
+    stamps: dict[tuple[str, str], set[int]] = {}  # the times each key must be valid at (room v5+)
     for pdu in pdus:
+        ts = pdu.get("origin_server_ts", 0) if version.enforce_key_validity else 0
         for server in _signers(pdu, version):
             for key_id in (pdu.get("signatures", {}).get(server) or {}):
-                wanted.add((server, key_id, pdu.get("origin_server_ts", 0)))
-    for server, key_id, ts in wanted:
-        if (server, key_id) in keys:
-            continue
-        try:
-            keys[(server, key_id)] = await key_fetcher.get_verify_key(
-                server, key_id, ts if version.enforce_key_validity else 0)
-        except Exception as e:  # unreachable server, bad key response...
-            logger.info("No key %s for %s: %s", key_id, server, e)
-            keys[(server, key_id)] = None
-
-    def lookup(server: str, key_id: str):
-        return keys.get((server, key_id))
+                stamps.setdefault((server, key_id), set()).add(ts if isinstance(ts, int) else 0)
+    keys = {signer: await _key_and_horizon(key_fetcher, *signer, sorted(times)) for signer, times in stamps.items()}
 
     if len(pdus) < PARALLEL_BATCH:
-        outcomes = _check_each(pdus, version, lookup, encodings.reference)
+        outcomes = _check_each(pdus, version, keys, encodings.reference)
     else:  # libsodium releases the GIL: one half's signature checks overlap the other half's Python
         middle = (len(pdus) + 1) // 2
         halves = await defer.gatherResults([
-            threads.deferToThread(_check_each, part, version, lookup, encodings.reference)
+            threads.deferToThread(_check_each, part, version, keys, encodings.reference)
             for part in (pdus[:middle], pdus[middle:])], consumeErrors=True)
         outcomes = halves[0] + halves[1]
     accepted, rejected = [], {}
@@ -105,13 +94,38 @@ async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, ke
     return accepted, rejected
 
 
-def _check_each(pdus: list[dict], version: RoomVersion, lookup, references: dict[str, bytes]) -> list[tuple]:
+async def _key_and_horizon(key_fetcher, server: str, key_id: str, stamps: list[int]) -> tuple[object, int]:
+    """The key and the latest of ``stamps`` (ascending) it is valid at, found with as few lookups as
+    the stamps need (one when the key is valid at them all); (None, -1) when there is no such key."""
+    found: tuple[object, int] = (None, -1)
+    low, high = 0, len(stamps) - 1
+    probe = high  # the latest first: usually every event falls within the key's validity
+    while low <= high:
+        try:
+            found = (await key_fetcher.get_verify_key(server, key_id, stamps[probe]), stamps[probe])
+            low = probe + 1
+        except Exception as e:  # unreachable server, bad key response, or not valid that late
+            logger.info("No key %s of %s valid at %d: %s", key_id, server, stamps[probe], e)
+            high = probe - 1
+        probe = (low + high) // 2
+    return found
+
+
+def _check_each(pdus: list[dict], version: RoomVersion, keys: dict[tuple[str, str], tuple[object, int]],
+                references: dict[str, bytes]) -> list[tuple]:
     """Format, signatures and content hash of each PDU (pure: safe on a worker thread).
     One (PDU, its canonical JSON or None, rejection reason or None) per PDU, in order; a PDU
-    whose content hash does not match comes back redacted, without its encoding."""
+    whose content hash does not match comes back redacted, without its encoding. A key counts
+    for an event only if it is valid at the event's time (``keys``: key and latest valid time)."""
     outcomes = []
     for pdu in pdus:
         eid = pdu.get("event_id", "?")
+        ts = pdu.get("origin_server_ts", 0) if version.enforce_key_validity else 0
+
+        def lookup(server: str, key_id: str):
+            key, horizon = keys.get((server, key_id), (None, -1))
+            return key if isinstance(ts, int) and ts <= horizon else None
+
         try:
             whole = validate_pdu(pdu, version)
             verify_event_signatures(pdu, version, lookup, references.get(eid))

@@ -538,39 +538,49 @@ def test_concurrent_key_lookups_share_one_fetch(reactor, tmp_path, ca, a):
         db.close()
 
 
+class FixedKeys:
+    """A key fetcher holding one key, valid until ``valid_until_ts``."""
+
+    def __init__(self, key, valid_until_ts: int = 2**62):
+        self.key, self.valid_until_ts = key, valid_until_ts
+
+    async def get_verify_key(self, server, key_id, minimum_valid_until_ts=0):
+        if minimum_valid_until_ts > self.valid_until_ts:
+            raise KeyLookupError(f"{key_id} expired")
+        return get_verify_key(self.key)
+
+
+def _messages(key, count: int, version) -> list[dict]:
+    from homeserver.events.builder import build_event
+    return [{k: v for k, v in build_event(
+        version, server_name="origin.example", signing_key=key, room_id="!r:origin.example",
+        sender="@u:origin.example", event_type="m.room.message", content={"body": f"m{i}"}, prev_events=["$p"],
+        auth_events=["$a"], depth=i + 2, origin_server_ts=1000 + i).items() if k != "event_id"} for i in range(count)]
+
+
+def _check_on_reactor(reactor, pdus: list[dict], version, keys) -> tuple[list, dict, dict]:
+    from federation.handlers.pdu_checks import Encodings, check_signatures_and_hashes, normalise_pdu
+    encodings = Encodings()
+    normalised = [normalise_pdu(p, version, encodings) for p in pdus]
+    accepted, rejected = on_reactor(reactor, lambda: check_signatures_and_hashes(normalised, version, keys, encodings))
+    return accepted, rejected, encodings.whole
+
+
 def test_a_big_batch_is_checked_on_worker_threads_like_a_small_one(reactor):
     """Steps 1-3 of receiving PDUs give the same verdicts, in the same order, whether a batch is checked
     on two worker threads (PARALLEL_BATCH or more PDUs) or in the reactor thread."""
-    from federation.handlers.pdu_checks import PARALLEL_BATCH, Encodings, check_signatures_and_hashes, normalise_pdu
-    from homeserver.events.builder import build_event
+    from federation.handlers.pdu_checks import PARALLEL_BATCH
     from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 
-    version = KNOWN_ROOM_VERSIONS["11"]
-    key = generate_signing_key("k")
-
-    class Keys:
-        async def get_verify_key(self, server, key_id, minimum_valid_until_ts=0):
-            return get_verify_key(key)
-
-    pdus = []
-    for i in range(PARALLEL_BATCH + 16):
-        pdu = build_event(version, server_name="origin.example", signing_key=key, room_id="!r:origin.example",
-                          sender="@u:origin.example", event_type="m.room.message", content={"body": f"m{i}"},
-                          prev_events=["$p"], auth_events=["$a"], depth=i + 2, origin_server_ts=1000 + i)
-        pdus.append({k: v for k, v in pdu.items() if k != "event_id"})
+    version, key = KNOWN_ROOM_VERSIONS["11"], generate_signing_key("k")
+    pdus = _messages(key, PARALLEL_BATCH + 16, version)
     pdus[3]["signatures"] = {"origin.example": {"ed25519:k": encode_base64(b"\0" * 64)}}  # forged: rejected
     pdus[70]["content"] = {"body": "tampered"}  # the hash no longer matches: kept, redacted
     pdus[71]["depth"] = "deep"  # not an event: rejected
 
-    def check(batch):
-        encodings = Encodings()
-        normalised = [normalise_pdu(p, version, encodings) for p in batch]
-        accepted, rejected = on_reactor(reactor, lambda: check_signatures_and_hashes(
-            normalised, version, Keys(), encodings))
-        return accepted, rejected, encodings.whole
-
-    accepted, rejected, whole = check(pdus)
-    small = [check(pdus[i:i + PARALLEL_BATCH // 2]) for i in range(0, len(pdus), PARALLEL_BATCH // 2)]
+    accepted, rejected, whole = _check_on_reactor(reactor, pdus, version, FixedKeys(key))
+    small = [_check_on_reactor(reactor, pdus[i:i + PARALLEL_BATCH // 2], version, FixedKeys(key))
+             for i in range(0, len(pdus), PARALLEL_BATCH // 2)]
     assert accepted == [p for part in small for p in part[0]]
     assert rejected == {k: v for part in small for k, v in part[1].items()}
     assert whole == {k: v for part in small for k, v in part[2].items()}
@@ -580,3 +590,21 @@ def test_a_big_batch_is_checked_on_worker_threads_like_a_small_one(reactor):
     tampered = next(p for p in accepted if p["depth"] == 72)
     assert tampered["content"] == {} and tampered["event_id"] not in whole
     assert all(p["event_id"] in whole for p in accepted if p is not tampered)
+
+
+@pytest.mark.parametrize("count", [10, 100])
+def test_a_key_counts_only_for_events_within_its_validity(reactor, count):
+    """Room v5+ "Validating hashes and signatures": an event signed after its key's valid_until_ts is
+    rejected; the batch's earlier events are accepted (small batches and worker-thread batches alike)."""
+    from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+
+    key = generate_signing_key("k")
+    version = KNOWN_ROOM_VERSIONS["11"]
+    pdus = _messages(key, count, version)  # origin_server_ts 1000, 1001, ...
+    valid_until = 1000 + count // 2
+    accepted, rejected, _ = _check_on_reactor(reactor, pdus, version, FixedKeys(key, valid_until))
+    assert [p["origin_server_ts"] for p in accepted] == list(range(1000, valid_until + 1))
+    assert len(rejected) == count - len(accepted)
+    v4 = KNOWN_ROOM_VERSIONS["4"]
+    accepted, rejected, _ = _check_on_reactor(reactor, _messages(key, count, v4), v4, FixedKeys(key, valid_until))
+    assert len(accepted) == count and not rejected  # before v5, a key is not bound to a time
