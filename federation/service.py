@@ -75,6 +75,14 @@ class Federation:
         servers = [s for s in await self.membership.servers_in_room(room_id) if s != self.server_name]
         return await self.receiver.backfill(room_id, servers)
 
+    async def resume_partial_joins(self) -> None:
+        """Joins accepted with partial state before a restart: their rooms' requests wait again while they complete."""
+        for room_id, event_id, servers in await self._events.partial_joins():
+            version = await self._events.room_version(room_id)
+            if version is not None:
+                self._events.complete_later(room_id)
+                self.membership.finish_partial_join(room_id, version, event_id, servers)
+
     def peer_is_up(self, origin: str) -> None:
         if self.sender is not None:
             self.sender.wake(origin)

@@ -209,7 +209,8 @@ def build_server(config, reactor) -> HomeServer:
         module.register(hs.router, hs)
     hs.resource = MatrixResource(hs.router, auth.resolve_token, max_body=max(config.max_upload_size, 1 << 20),
                                  authenticate_server=hs.federation.authenticator.authenticate,
-                                 db_counters=lambda: (db.txn_count, db.round_trips))
+                                 db_counters=lambda: (db.txn_count, db.round_trips),
+                                 room_gate=hs.room_events.settled)
     return hs
 
 
@@ -315,6 +316,7 @@ def listen(hs: HomeServer) -> list:
         logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
+    hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
 
 

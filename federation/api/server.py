@@ -51,7 +51,8 @@ def register(router: Router, hs) -> None:
             room_id = req.path_params["roomId"]
             await room_allowed(req, room_id)
             result = await fed.membership.send_membership(req.origin, room_id, req.path_params["eventId"],
-                                                          req.json(), membership)
+                                                          req.json(), membership,
+                                                          omit_members=req.arg("omit_members") == "true")
             if membership == "knock":
                 result = {"knock_room_state": await fed.stripped_state(room_id)}
             return result

@@ -8,6 +8,9 @@ leaving, knocking or inviting through a resident server.
 from __future__ import annotations
 
 import logging
+
+from twisted.internet import defer, task
+
 from federation.paths import segment as quote
 
 from federation.client import HttpResponseError
@@ -25,6 +28,10 @@ from homeserver.events.signing import sign_event
 from homeserver.services.room_events import EventSpec, ExternalEvent, RoomEventService
 
 logger = logging.getLogger(__name__)
+
+HEROES = 5
+PARTIAL_JOIN_RETRY_S = 2  # first wait before asking the room's servers again for its state after our join
+PARTIAL_JOIN_RETRY_MAX_S = 300
 
 SUPPORTED_VERSIONS = list(KNOWN_ROOM_VERSIONS)
 FINAL_ERRCODES = ("M_FORBIDDEN", "M_INCOMPATIBLE_ROOM_VERSION", "M_UNABLE_TO_AUTHORISE_JOIN")
@@ -78,8 +85,9 @@ class FederationMembership:
         return {"room_version": version.identifier, "event": template}
 
     async def send_membership(self, origin: str, room_id: str, event_id: str, raw: dict,
-                              membership: str) -> dict | RawBody:
-        """Spec PUT /v2/send_join, /v2/send_leave, /v1/send_knock: accept the signed event into the room."""
+                              membership: str, omit_members: bool = False) -> dict | RawBody:
+        """Spec PUT /v2/send_join, /v2/send_leave, /v1/send_knock: accept the signed event into the room.
+        ``omit_members``: the joining server takes the room's state without its member events."""
         version = await self._events.room_version(room_id)
         if version is None or not await self.is_resident(room_id):
             raise not_found("Unknown room")
@@ -105,9 +113,13 @@ class FederationMembership:
         await self._forward(stored, exclude={origin})
         if membership != "join":
             return {}
-        return await self._join_response(stored, version, signed=pdu if isinstance(authoriser, str) else None)
+        return await self._join_response(stored, version, signed=pdu if isinstance(authoriser, str) else None,
+                                         omit_members=omit_members)
 
-    async def _join_response(self, stored, version: RoomVersion, signed: dict | None) -> RawBody:
+    async def _join_response(self, stored, version: RoomVersion, signed: dict | None,
+                             omit_members: bool) -> RawBody:
+        """The state before the join and its auth chain; with ``omit_members``, the state keeps only the member
+        events of the room's heroes (when it has no name), and the auth chain only what that state needs."""
         state_after = await self._events.state_at_group(stored.state_group)
         state_before = dict(state_after)
         key = ("m.room.member", stored.state_key)
@@ -115,15 +127,27 @@ class FederationMembership:
             state_before[key] = stored.replaces_state
         else:
             state_before.pop(key, None)
+        if omit_members:
+            heroes = await self._heroes(state_before)
+            state_before = {k: v for k, v in state_before.items() if k[0] != "m.room.member" or k[1] in heroes}
         state_ids = set(state_before.values())
         chain = await self._events.auth_closure(list(state_ids) + [stored.event_id])
         chain_ids = [eid for eid in chain if eid not in state_ids and eid != stored.event_id]
         encoded = await self._events.federation_json([*state_ids, *chain_ids], version)
-        body = {"members_omitted": False, "servers_in_room": await self.servers_in_room(stored.room_id)}
+        body = {"members_omitted": omit_members, "servers_in_room": await self.servers_in_room(stored.room_id)}
         if signed is not None:
             body["event"] = strip_convenience_keys(signed, version)
         return with_encoded_arrays(body, state=[encoded[i] for i in state_ids if i in encoded],
                                    auth_chain=[encoded[i] for i in chain_ids if i in encoded])
+
+    async def _heroes(self, state: dict) -> set[str]:
+        """Spec send_join ``omit_members``: in a room without a name or canonical alias, the members a
+        client names it after (client-server "m.heroes": up to 5 joined or invited members)."""
+        if ("m.room.name", "") in state or ("m.room.canonical_alias", "") in state:
+            return set()
+        members = await self._events.get_events(v for k, v in state.items() if k[0] == "m.room.member")
+        return set(sorted(e.state_key for e in members.values()
+                          if e.content.get("membership") in ("join", "invite"))[:HEROES])
 
     async def _forward(self, stored, exclude: set[str]) -> None:
         """Send an event we accepted as resident to every other server in the room."""
@@ -205,7 +229,7 @@ class FederationMembership:
         send = {"join": "v2/send_join", "leave": "v2/send_leave", "knock": "v1/send_knock"}[membership]
         response = await self._client.put_json(
             server, f"/_matrix/federation/{send}/{quote(room_id)}/{quote(pdu['event_id'])}",
-            strip_convenience_keys(pdu, version))
+            strip_convenience_keys(pdu, version), {"omit_members": "true"} if membership == "join" else None)
         if membership == "join":
             if isinstance(response.get("event"), dict):  # co-signed by the authorising server
                 pdu = normalise_pdu(response["event"], version)
@@ -220,7 +244,34 @@ class FederationMembership:
 
     async def _complete_join(self, server: str, version: RoomVersion, room_id: str, join: dict,
                              response: dict) -> None:
-        """Check the room state and auth chain the resident sent, then persist them and our join."""
+        """Check the room state and auth chain the resident sent, then persist them and our join.
+        When the resident left the member events out (``members_omitted``), the join is stored aside
+        and completes in the background (:meth:`_finish_partial_join`): the room's requests wait meanwhile."""
+        state = await self._store_state(version, room_id, response)
+        auth_events = [e.pdu for e in (await self._events.get_events(
+            event_id_list(join.get("auth_events", [])))).values()]
+        try:  # the join's own auth events stand in for the member events the state may omit
+            check_auth_events(version, join, auth_events)
+            await self._check_join(version, join, state, auth_events)
+        except AuthError as e:
+            raise forbidden(f"The resident server's state does not allow our join: {e.reason}")
+        if response.get("members_omitted") is not True:
+            await self._events.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])
+            return
+        await self._events.persist_external(room_id, version, [ExternalEvent(join, outlier=True)])
+        servers = [server] + [s for s in response.get("servers_in_room") or []
+                              if isinstance(s, str) and s not in (server, self.server_name)]
+        await self._events.begin_partial_join(room_id, join["event_id"], servers)
+        self.finish_partial_join(room_id, version, join["event_id"], servers)
+
+    async def _check_join(self, version: RoomVersion, join: dict, state: dict, fallback: list[dict] = ()) -> None:
+        """Raise AuthError unless the room ``state`` (events of ``fallback`` for keys it lacks) allows the join."""
+        auth_keys = auth_types_for_event(version, join) | {("m.room.create", "")}
+        state_events = await self._events.get_events(state[k] for k in auth_keys if k in state)
+        check_auth(version, join, auth_state(version, join, [*fallback, *(e.pdu for e in state_events.values())]))
+
+    async def _store_state(self, version: RoomVersion, room_id: str, response: dict) -> dict:
+        """Check and store the send_join answer's state and auth chain; the state it gives, by key."""
         encodings = Encodings()
         pdus: dict[str, dict] = {}
         state_ids: list[str] = []
@@ -245,15 +296,32 @@ class FederationMembership:
         create_id = create_event_id(version, room_id)
         if create_id is not None and ("m.room.create", "") not in state:
             state[("m.room.create", "")] = create_id
-        auth_keys = auth_types_for_event(version, join) | {("m.room.create", "")}
-        state_events = await self._events.get_events(state[k] for k in auth_keys if k in state)
-        auth_events = await self._events.get_events(event_id_list(join.get("auth_events", [])))
-        try:
-            check_auth_events(version, join, [e.pdu for e in auth_events.values()])
-            check_auth(version, join, auth_state(version, join, [e.pdu for e in state_events.values()]))
-        except AuthError as e:
-            raise forbidden(f"The resident server's state does not allow our join: {e.reason}")
-        await self._events.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])
+        return state
+
+    def finish_partial_join(self, room_id: str, version: RoomVersion, join_id: str, servers: list[str]) -> None:
+        """Complete a join accepted with partial state, in the background (also after a restart)."""
+        d = defer.ensureDeferred(self._finish_partial_join(room_id, version, join_id, servers))
+        d.addErrback(lambda f: logger.error("Completing the join of %s failed: %s", room_id, f.getTraceback()))
+
+    async def _finish_partial_join(self, room_id: str, version: RoomVersion, join_id: str,
+                                   servers: list[str]) -> None:
+        """Fetch the whole state before our join from a server of the room, check it allows the join, and put
+        the join into the room with it; the room's waiting requests then go on. Retried with a growing delay."""
+        delay = PARTIAL_JOIN_RETRY_S
+        while True:
+            for server in servers:
+                try:
+                    state = await self._receiver.remote_state_before(server, version, room_id, join_id)
+                    join = (await self._events.get_event(join_id)).pdu
+                    await self._check_join(version, join, state)
+                    await self._events.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])
+                    await self._events.end_partial_join(room_id)
+                    logger.info("Joined %s with its whole state (%d events) from %s", room_id, len(state), server)
+                    return
+                except Exception as e:
+                    logger.warning("Could not complete the join of %s through %s: %s", room_id, server, e)
+            await task.deferLater(self._clock, delay, lambda: None)
+            delay = min(delay * 2, PARTIAL_JOIN_RETRY_MAX_S)
 
     async def invite_remote(self, room_id: str, pdu: dict, version: RoomVersion) -> dict:
         """Spec PUT /v2/invite to the invitee's server; returns the event with their signature added."""

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MISSING_EVENTS = 20
 MAX_AUTH_FETCH = 200
+FETCH_ONE_BY_ONE = 20  # more missing state events than this are fetched with one GET /state
 
 
 def room_id_of(pdu: dict) -> str | None:
@@ -84,6 +85,7 @@ class PduReceiver:
     async def handle_pdu(self, origin: str, version: RoomVersion, pdu: dict, *, depth_budget: int = 2,
                          encodings: Encodings | None = None) -> None:
         room_id = pdu["room_id"]
+        await self._events.settled(room_id)  # a join of ours still completing decides the state before it
         if await self._events.get_event(pdu["event_id"]) is not None:
             return
         encodings = encodings if encodings is not None else Encodings()
@@ -282,22 +284,47 @@ class PduReceiver:
                 logger.info("Missing event %s rejected: %s", missing_pdu.get("event_id"), e.reason)
 
     async def _remote_state_after(self, origin: str, version: RoomVersion, room_id: str, event_id: str) -> dict:
-        """Spec GET /state_ids: the state before ``event_id``, plus the event itself if it is state."""
+        """The state after ``event_id`` according to ``origin``: the state before it, plus the event itself."""
+        state = await self.remote_state_before(origin, version, room_id, event_id)
+        if await self._events.get_event(event_id) is None:
+            await self.fetch_outliers(origin, version, room_id, [event_id])
+        ev = await self._events.get_event(event_id)
+        if ev is not None and ev.state_key is not None:
+            state[(ev.type, ev.state_key)] = event_id
+        return state
+
+    async def remote_state_before(self, origin: str, version: RoomVersion, room_id: str, event_id: str) -> dict:
+        """Spec GET /state_ids: the state before ``event_id``; the events we lack are fetched, checked and
+        stored (all at once with GET /state when there are many, else one by one with GET /event)."""
         body = await self._client.get_json(origin, f"/_matrix/federation/v1/state_ids/{quote(room_id)}",
                                            {"event_id": event_id})
         ids = [i for i in (body.get("pdu_ids") or []) if isinstance(i, str)]
-        wanted = ids + [event_id] + [i for i in (body.get("auth_chain_ids") or []) if isinstance(i, str)]
+        wanted = ids + [i for i in (body.get("auth_chain_ids") or []) if isinstance(i, str)]
         have = await self._events.get_events(wanted)
         missing = [i for i in wanted if i not in have]
-        if missing:
+        if len(missing) > FETCH_ONE_BY_ONE:
+            await self._fetch_state(origin, version, room_id, event_id, set(missing))
+        elif missing:
             await self.fetch_outliers(origin, version, room_id, missing)
-            have = await self._events.get_events(wanted)
-        state = {}
-        for eid in ids + [event_id]:
-            ev = have.get(eid)
-            if ev is not None and ev.state_key is not None:
-                state[(ev.type, ev.state_key)] = eid
-        return state
+        have = await self._events.get_events(ids)
+        return {(ev.type, ev.state_key): eid for eid in ids
+                if (ev := have.get(eid)) is not None and ev.state_key is not None}
+
+    async def _fetch_state(self, origin: str, version: RoomVersion, room_id: str, event_id: str,
+                           wanted: set[str]) -> None:
+        """Spec GET /state: check and store the ``wanted`` events of the state before ``event_id`` and its auth chain."""
+        body = await self._client.get_json(origin, f"/_matrix/federation/v1/state/{quote(room_id)}",
+                                           {"event_id": event_id})
+        encodings = Encodings()
+        pdus = []
+        for raw in (body.get("pdus") or []) + (body.get("auth_chain") or []):
+            try:
+                pdu = normalise_pdu(raw, version, encodings)
+            except PduRejected:
+                continue
+            if pdu["event_id"] in wanted and room_id_of(pdu) in (room_id, None):
+                pdus.append(pdu)
+        await self.store_outliers(version, room_id, pdus, encodings)
 
 
 def create_event_id(version: RoomVersion, room_id: str) -> str | None:

@@ -55,9 +55,11 @@ class MatrixResource(resource.Resource):
                  authenticate_server: ServerAuthenticator | None = None,
                  rate_limit: RateLimitCheck | None = None,
                  max_body: int = 100 * 1024 * 1024,
-                 db_counters: DbCounters | None = None):
+                 db_counters: DbCounters | None = None,
+                 room_gate: Callable[[str], Awaitable[None]] | None = None):
         super().__init__()
         self._router = router
+        self._room_gate = room_gate  # awaited before a request about a room (a join still completing)
         self._db_counters = db_counters
         self._resolve_token = resolve_token
         self._authenticate_server = authenticate_server
@@ -132,6 +134,8 @@ class MatrixResource(resource.Resource):
         await self._authenticate(route.auth, req)
         if route.rate_limited and self._rate_limit is not None:
             self._rate_limit(req)
+        if self._room_gate is not None and "roomId" in found:
+            await self._room_gate(found["roomId"])
         result = await route.handler(req)
         if isinstance(result, tuple):
             return result

@@ -32,6 +32,7 @@ from homeserver.storage.streams import StreamIdGenerator
 logger = logging.getLogger(__name__)
 
 CREATE_KEY: StateKey = ("m.room.create", "")
+JOIN_WAIT_S = 60  # longest a request about a room waits for its join to complete
 
 
 def federation_form(ev: StoredEvent, version: RoomVersion) -> dict:
@@ -130,9 +131,49 @@ class RoomEventService:
         self._last_create_ts = 0
         self._backfill_floor: int | None = None  # backfilled events count down from below every other
         self.listeners: list[Callable[[list[StoredEvent]], None]] = []
+        self._completing: dict[str, list[defer.Deferred]] = {}  # rooms whose join is completing: waiters
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
+
+    # -- joins completing in the background -------------------------------------------
+    def complete_later(self, room_id: str) -> None:
+        """A join of ``room_id`` was accepted with the room's member events left out (server-server
+        send_join ``omit_members``): until :meth:`completed`, requests about the room wait in
+        :meth:`settled` while the rest of its state is fetched."""
+        self._completing.setdefault(room_id, [])
+
+    def completed(self, room_id: str) -> None:
+        for waiter in self._completing.pop(room_id, []):
+            waiter.callback(None)
+
+    async def begin_partial_join(self, room_id: str, event_id: str, servers: list[str]) -> None:
+        """Record a join accepted with partial state (so a restart completes it) and hold requests about the room."""
+        await self._store.add_partial_join(room_id, event_id, servers)
+        self.complete_later(room_id)
+
+    async def end_partial_join(self, room_id: str) -> None:
+        await self._store.remove_partial_join(room_id)
+        self.completed(room_id)
+
+    async def partial_joins(self) -> list[tuple[str, str, list[str]]]:
+        return await self._store.partial_joins()
+
+    async def settled(self, room_id: str) -> None:
+        """Return once no join of the room is completing, or after JOIN_WAIT_S (the request then
+        finds the room as it is)."""
+        waiters = self._completing.get(room_id)
+        if waiters is None:
+            return
+        waiter: defer.Deferred = defer.Deferred()
+        waiters.append(waiter)
+        waiter.addTimeout(JOIN_WAIT_S, self._clock)
+        try:
+            await waiter
+        except defer.TimeoutError:
+            logger.warning("Still completing the join of %s after %ds", room_id, JOIN_WAIT_S)
+            if waiter in waiters:
+                waiters.remove(waiter)
 
     # -- reads -----------------------------------------------------------------------
     async def get_events(self, event_ids) -> dict[str, StoredEvent]:

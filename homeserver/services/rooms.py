@@ -146,6 +146,7 @@ class RoomService:
         Rooms this server is not in go through a resident server (join, knock, leave); invites of
         users of other servers are co-signed by their server. Returns the event id.
         """
+        await self._events.settled(room_id)  # a join still completing here decides what comes next
         version = await self._events.room_version(room_id)
         content: dict = {"membership": membership}
         if membership in ("join", "knock") or (membership == "invite" and target == sender):

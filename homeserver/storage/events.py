@@ -95,6 +95,13 @@ MIGRATIONS = [
         PRIMARY KEY (user_id, room_id)
     )
     """,
+    """
+    CREATE TABLE partial_joins (
+        room_id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        servers TEXT NOT NULL
+    )
+    """,
 ]
 
 
@@ -311,6 +318,22 @@ class EventStore:
             if new.redacts is not None:
                 txn.execute("UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
                             (ev.event_id, new.redacts))
+
+    # -- joins whose room state is still being fetched (server-server "omit_members") ------------
+    async def add_partial_join(self, room_id: str, event_id: str, servers: list[str]) -> None:
+        await self.db.run("add_partial_join", lambda t: t.execute(
+            "INSERT INTO partial_joins (room_id, event_id, servers) VALUES (?, ?, ?)",
+            (room_id, event_id, json.dumps(servers))))
+
+    async def remove_partial_join(self, room_id: str) -> None:
+        await self.db.run("remove_partial_join", lambda t: t.execute(
+            "DELETE FROM partial_joins WHERE room_id = ?", (room_id,)))
+
+    async def partial_joins(self) -> list[tuple[str, str, list[str]]]:
+        """(room id, join event id, servers in the room) of every join still completing."""
+        rows = await self.db.run("partial_joins", lambda t: t.select_all(
+            "SELECT room_id, event_id, servers FROM partial_joins"))
+        return [(room_id, event_id, json.loads(servers)) for room_id, event_id, servers in rows]
 
     async def persist_out_of_band_membership(self, event: StoredEvent, entry: CurrentStateEntry) -> None:
         def txn_fn(txn):

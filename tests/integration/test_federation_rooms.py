@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.federation import ca, fed, home, pair, peer  # noqa: F401 (fixtures)
+from tests.integration.federation import FedServer, ca, fed, home, pair, peer  # noqa: F401 (fixtures)
 from tests.integration.harness import q, unique
 
 
@@ -199,3 +199,31 @@ def test_join_right_after_an_invite_to_a_room_this_server_is_in(pair):
     first.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.join_rules"))
     owner.invite(room_id, second)
     assert second.join(room_id) == room_id
+
+
+def test_a_join_without_member_events_completes_before_the_room_is_used(pair):
+    """Server-server send_join ``omit_members``: the joining server is answered without the room's member
+    events and fetches them after the join is accepted; requests about the room wait for that, so the
+    joiner never sees a partial member list, and what it sends reaches the room."""
+    a, b = pair
+    alice, bob = register(a), register(b)
+    others = [register(a) for _ in range(6)]
+    alias_name = unique("partial")
+    room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name)  # no name: heroes come along
+    for user in others:
+        user.join(room_id)
+    alice.put_state(room_id, "org.example.setting", {"n": 1}, state_key="k")
+
+    assert bob.join(f"#{alias_name}:{a.name}") == room_id
+    bob.send(room_id, "first words")  # at once: it waits for the join to complete
+    joined = bob.ok("GET", f"/rooms/{q(room_id)}/joined_members")["joined"]
+    assert set(joined) == {alice.user_id, bob.user_id, *(u.user_id for u in others)}
+    alice.sync_until(in_timeline(room_id, body_is("first words")))
+    sync = bob.sync(timeout_ms=0)
+    room = sync["rooms"]["join"][room_id]
+    seen = {e["state_key"] for e in room["state"]["events"] + room["timeline"]["events"]
+            if e["type"] == "m.room.member"}
+    assert seen == set(joined), seen
+    assert_same_state(alice, bob, room_id)
+    if isinstance(a, FedServer) and isinstance(b, FedServer):  # Hexagone on both sides: the partial path ran
+        assert f"Joined {room_id} with its whole state" in b.process.log(tail=2000)
