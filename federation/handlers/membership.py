@@ -244,25 +244,33 @@ class FederationMembership:
 
     async def _complete_join(self, server: str, version: RoomVersion, room_id: str, join: dict,
                              response: dict) -> None:
-        """Check the room state and auth chain the resident sent, then persist them and our join.
-        When the resident left the member events out (``members_omitted``), the join is stored aside
-        and completes in the background (:meth:`_finish_partial_join`): the room's requests wait meanwhile."""
-        state = await self._store_state(version, room_id, response)
-        auth_events = [e.pdu for e in (await self._events.get_events(
-            event_id_list(join.get("auth_events", [])))).values()]
-        try:  # the join's own auth events stand in for the member events the state may omit
-            check_auth_events(version, join, auth_events)
-            await self._check_join(version, join, state, auth_events)
-        except AuthError as e:
-            raise forbidden(f"The resident server's state does not allow our join: {e.reason}")
-        if response.get("members_omitted") is not True:
-            await self._events.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])
-            return
-        await self._events.persist_external(room_id, version, [ExternalEvent(join, outlier=True)])
-        servers = [server] + [s for s in response.get("servers_in_room") or []
-                              if isinstance(s, str) and s not in (server, self.server_name)]
-        await self._events.begin_partial_join(room_id, join["event_id"], servers)
-        self.finish_partial_join(room_id, version, join["event_id"], servers)
+        """Check the room state and auth chain the resident sent, then persist them and our join; requests
+        and PDUs about the room wait until the join is in. When the resident left the member events out
+        (``members_omitted``), the join is stored aside and completes in the background
+        (:meth:`_finish_partial_join`)."""
+        self._events.complete_later(room_id)
+        completing = False
+        try:
+            state = await self._store_state(version, room_id, response)
+            auth_events = [e.pdu for e in (await self._events.get_events(
+                event_id_list(join.get("auth_events", [])))).values()]
+            try:  # the join's own auth events stand in for the member events the state may omit
+                check_auth_events(version, join, auth_events)
+                await self._check_join(version, join, state, auth_events)
+            except AuthError as e:
+                raise forbidden(f"The resident server's state does not allow our join: {e.reason}")
+            if response.get("members_omitted") is not True:
+                await self._events.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])
+                return
+            await self._events.persist_external(room_id, version, [ExternalEvent(join, outlier=True)])
+            servers = [server] + [s for s in response.get("servers_in_room") or []
+                                  if isinstance(s, str) and s not in (server, self.server_name)]
+            await self._events.record_partial_join(room_id, join["event_id"], servers)
+            self.finish_partial_join(room_id, version, join["event_id"], servers)
+            completing = True
+        finally:
+            if not completing:
+                self._events.completed(room_id)
 
     async def _check_join(self, version: RoomVersion, join: dict, state: dict, fallback: list[dict] = ()) -> None:
         """Raise AuthError unless the room ``state`` (events of ``fallback`` for keys it lacks) allows the join."""

@@ -138,19 +138,18 @@ class RoomEventService:
 
     # -- joins completing in the background -------------------------------------------
     def complete_later(self, room_id: str) -> None:
-        """A join of ``room_id`` was accepted with the room's member events left out (server-server
-        send_join ``omit_members``): until :meth:`completed`, requests about the room wait in
-        :meth:`settled` while the rest of its state is fetched."""
+        """A join of ``room_id`` through another server is being completed (its state checked and stored;
+        with send_join ``omit_members``, the member events fetched afterwards): until :meth:`completed`,
+        requests about the room wait in :meth:`settled`."""
         self._completing.setdefault(room_id, [])
 
     def completed(self, room_id: str) -> None:
         for waiter in self._completing.pop(room_id, []):
             waiter.callback(None)
 
-    async def begin_partial_join(self, room_id: str, event_id: str, servers: list[str]) -> None:
-        """Record a join accepted with partial state (so a restart completes it) and hold requests about the room."""
+    async def record_partial_join(self, room_id: str, event_id: str, servers: list[str]) -> None:
+        """A join accepted with partial state, to complete again after a restart."""
         await self._store.add_partial_join(room_id, event_id, servers)
-        self.complete_later(room_id)
 
     async def end_partial_join(self, room_id: str) -> None:
         await self._store.remove_partial_join(room_id)
