@@ -244,42 +244,53 @@ class FederationMembership:
 
     async def _complete_join(self, server: str, version: RoomVersion, room_id: str, join: dict,
                              response: dict) -> None:
-        """Check the room state and auth chain the resident sent, then persist them and our join; requests
-        and PDUs about the room wait until the join is in. When the resident left the member events out
-        (``members_omitted``), the join is stored aside and completes in the background
-        (:meth:`_finish_partial_join`)."""
+        """Check the room state and auth chain the resident sent and our join against them, then persist
+        them and the join; requests and PDUs about the room wait until the join is in. When the resident
+        left the member events out (``members_omitted``), only the join is stored (aside) before we answer:
+        the checked state is stored and the join completed in the background (:meth:`_finish_partial_join`)."""
         self._events.complete_later(room_id)
         completing = False
         try:
-            state = await self._store_state(version, room_id, response)
-            auth_events = [e.pdu for e in (await self._events.get_events(
-                event_id_list(join.get("auth_events", [])))).values()]
+            checked, state = await self._checked_state(version, room_id, response)
+            auth_events = list((await self._events_by_id(event_id_list(join.get("auth_events", [])),
+                                                         checked)).values())
             try:  # the join's own auth events stand in for the member events the state may omit
                 check_auth_events(version, join, auth_events)
-                await self._check_join(version, join, state, auth_events)
+                await self._check_join(version, join, state, auth_events, checked)
             except AuthError as e:
                 raise forbidden(f"The resident server's state does not allow our join: {e.reason}")
             if response.get("members_omitted") is not True:
-                await self._events.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])
+                await self._events.persist_external(room_id, version, [*checked.values(),
+                                                                       ExternalEvent(join, state_before=state)])
                 return
             await self._events.persist_external(room_id, version, [ExternalEvent(join, outlier=True)])
             servers = [server] + [s for s in response.get("servers_in_room") or []
                                   if isinstance(s, str) and s not in (server, self.server_name)]
             await self._events.record_partial_join(room_id, join["event_id"], servers)
-            self.finish_partial_join(room_id, version, join["event_id"], servers)
+            self.finish_partial_join(room_id, version, join["event_id"], servers, list(checked.values()))
             completing = True
         finally:
             if not completing:
                 self._events.completed(room_id)
 
-    async def _check_join(self, version: RoomVersion, join: dict, state: dict, fallback: list[dict] = ()) -> None:
-        """Raise AuthError unless the room ``state`` (events of ``fallback`` for keys it lacks) allows the join."""
-        auth_keys = auth_types_for_event(version, join) | {("m.room.create", "")}
-        state_events = await self._events.get_events(state[k] for k in auth_keys if k in state)
-        check_auth(version, join, auth_state(version, join, [*fallback, *(e.pdu for e in state_events.values())]))
+    async def _events_by_id(self, event_ids, checked: dict[str, ExternalEvent]) -> dict[str, dict]:
+        """PDUs by id, from the ``checked`` ones not stored yet, else from the database."""
+        found = {eid: checked[eid].pdu for eid in event_ids if eid in checked}
+        stored = await self._events.get_events(eid for eid in event_ids if eid not in found)
+        return {**found, **{eid: ev.pdu for eid, ev in stored.items()}}
 
-    async def _store_state(self, version: RoomVersion, room_id: str, response: dict) -> dict:
-        """Check and store the send_join answer's state and auth chain; the state it gives, by key."""
+    async def _check_join(self, version: RoomVersion, join: dict, state: dict, fallback: list[dict] = (),
+                          checked: dict[str, ExternalEvent] | None = None) -> None:
+        """Raise AuthError unless the room ``state`` (events of ``fallback`` for keys it lacks) allows the join;
+        its events are stored or among ``checked``."""
+        auth_keys = auth_types_for_event(version, join) | {("m.room.create", "")}
+        state_events = await self._events_by_id([state[k] for k in auth_keys if k in state], checked or {})
+        check_auth(version, join, auth_state(version, join, [*fallback, *state_events.values()]))
+
+    async def _checked_state(self, version: RoomVersion, room_id: str, response: dict
+                             ) -> tuple[dict[str, ExternalEvent], dict]:
+        """Check the send_join answer's state and auth chain. Returns the events that passed, ready to store
+        as outliers, and the state it gives, by key (events we hold already count too)."""
         encodings = Encodings()
         pdus: dict[str, dict] = {}
         state_ids: list[str] = []
@@ -294,27 +305,37 @@ class FederationMembership:
                 pdus[pdu["event_id"]] = pdu
                 if section == "state":
                     state_ids.append(pdu["event_id"])
-        stored_ids = set(await self._receiver.store_outliers(version, room_id, list(pdus.values()), encodings))
-        known = await self._events.get_events(eid for eid in state_ids if eid not in stored_ids)
+        good = await self._receiver.check_batch(version, room_id, list(pdus.values()), encodings)
+        checked = {p["event_id"]: ExternalEvent(p, outlier=True, encoded=encodings.whole.get(p["event_id"]))
+                   for p in good}
+        known = await self._events.get_events(eid for eid in state_ids if eid not in checked)
         state = {}
         for eid in state_ids:
-            ev = pdus[eid] if eid in stored_ids else known[eid].pdu if eid in known else None
+            ev = checked[eid].pdu if eid in checked else known[eid].pdu if eid in known else None
             if ev is not None and "state_key" in ev:
                 state[(ev["type"], ev["state_key"])] = eid
         create_id = create_event_id(version, room_id)
         if create_id is not None and ("m.room.create", "") not in state:
             state[("m.room.create", "")] = create_id
-        return state
+        return checked, state
 
-    def finish_partial_join(self, room_id: str, version: RoomVersion, join_id: str, servers: list[str]) -> None:
-        """Complete a join accepted with partial state, in the background (also after a restart)."""
-        d = defer.ensureDeferred(self._finish_partial_join(room_id, version, join_id, servers))
+    def finish_partial_join(self, room_id: str, version: RoomVersion, join_id: str, servers: list[str],
+                            outliers: list[ExternalEvent] = ()) -> None:
+        """Complete a join accepted with partial state, in the background (also after a restart), storing
+        first the ``outliers`` its answer brought."""
+        d = defer.ensureDeferred(self._finish_partial_join(room_id, version, join_id, servers, outliers))
         d.addErrback(lambda f: logger.error("Completing the join of %s failed: %s", room_id, f.getTraceback()))
 
     async def _finish_partial_join(self, room_id: str, version: RoomVersion, join_id: str,
-                                   servers: list[str]) -> None:
-        """Fetch the whole state before our join from a server of the room, check it allows the join, and put
-        the join into the room with it; the room's waiting requests then go on. Retried with a growing delay."""
+                                   servers: list[str], outliers: list[ExternalEvent] = ()) -> None:
+        """Store the checked ``outliers``, fetch the whole state before our join from a server of the room
+        (what is not stored yet), check it allows the join, and put the join into the room with it; the room's
+        waiting requests then go on. Retried with a growing delay."""
+        if outliers:
+            try:
+                await self._events.persist_external(room_id, version, list(outliers))
+            except Exception as e:  # what is missing is fetched with the rest of the state
+                logger.warning("Could not store the state of %s from the join: %s", room_id, e)
         delay = PARTIAL_JOIN_RETRY_S
         while True:
             for server in servers:

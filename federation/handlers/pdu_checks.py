@@ -18,7 +18,7 @@ from homeserver.events.hashing import (check_content_hash, event_id_from_referen
                                        strip_convenience_keys)
 from homeserver.events.redaction import redact_event
 from homeserver.events.room_versions import RoomVersion
-from homeserver.events.signing import required_signers, verify_event_signatures
+from homeserver.events.signing import event_signature_checks, required_signers
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +76,12 @@ async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, ke
     keys = {signer: await _key_and_horizon(key_fetcher, *signer, sorted(times)) for signer, times in stamps.items()}
 
     if len(pdus) < PARALLEL_BATCH:
-        outcomes = _check_each(pdus, version, keys, encodings.reference)
-    else:  # libsodium releases the GIL: one half's signature checks overlap the other half's Python
-        middle = (len(pdus) + 1) // 2
-        halves = await defer.gatherResults([
-            threads.deferToThread(_check_each, part, version, keys, encodings.reference)
-            for part in (pdus[:middle], pdus[middle:])], consumeErrors=True)
+        outcomes = _verify_each(_prepare_each(pdus, version, keys, encodings.reference))
+    else:  # the Python on a worker thread, then the cryptography (libsodium releases the GIL) on two
+        prepared = await threads.deferToThread(_prepare_each, pdus, version, keys, encodings.reference)
+        middle = (len(prepared) + 1) // 2
+        halves = await defer.gatherResults([threads.deferToThread(_verify_each, part)
+                                            for part in (prepared[:middle], prepared[middle:])], consumeErrors=True)
         outcomes = halves[0] + halves[1]
     accepted, rejected = [], {}
     for pdu, whole, reason in outcomes:
@@ -111,12 +111,12 @@ async def _key_and_horizon(key_fetcher, server: str, key_id: str, stamps: list[i
     return found
 
 
-def _check_each(pdus: list[dict], version: RoomVersion, keys: dict[tuple[str, str], tuple[object, int]],
-                references: dict[str, bytes]) -> list[tuple]:
-    """Format, signatures and content hash of each PDU (pure: safe on a worker thread).
-    One (PDU, its canonical JSON or None, rejection reason or None) per PDU, in order; a PDU
-    whose content hash does not match comes back redacted, without its encoding. A key counts
-    for an event only if it is valid at the event's time (``keys``: key and latest valid time)."""
+def _prepare_each(pdus: list[dict], version: RoomVersion, keys: dict[tuple[str, str], tuple[object, int]],
+                  references: dict[str, bytes]) -> list[tuple]:
+    """Format, content hash, and the signature checks of each PDU short of their cryptography (pure: safe
+    on a worker thread). One (PDU, its canonical JSON or None, rejection reason or None, signature checks)
+    per PDU, in order; a PDU whose content hash does not match comes back redacted, without its encoding.
+    A key counts for an event only if it is valid at the event's time (``keys``: key and latest valid time)."""
     outcomes = []
     for pdu in pdus:
         eid = pdu.get("event_id", "?")
@@ -128,17 +128,31 @@ def _check_each(pdus: list[dict], version: RoomVersion, keys: dict[tuple[str, st
 
         try:
             whole = validate_pdu(pdu, version)
-            verify_event_signatures(pdu, version, lookup, references.get(eid))
+            checks = event_signature_checks(pdu, version, lookup, references.get(eid))
         except (EventFormatError, SignatureError) as e:
-            outcomes.append((pdu, None, str(e) or e.__class__.__name__))
+            outcomes.append((pdu, None, str(e) or e.__class__.__name__, ()))
             continue
         if check_content_hash(pdu, version):
-            outcomes.append((pdu, whole, None))
+            outcomes.append((pdu, whole, None, checks))
         else:
             logger.info("Content hash mismatch on %s: redacting", eid)
             redacted = redact_event(pdu, version)
             redacted["event_id"] = eid
-            outcomes.append((redacted, None, None))
+            outcomes.append((redacted, None, None, checks))
+    return outcomes
+
+
+def _verify_each(prepared: list[tuple]) -> list[tuple]:
+    """The signature cryptography of :func:`_prepare_each`'s outcomes: (PDU, canonical JSON or None,
+    rejection reason or None) each."""
+    outcomes = []
+    for pdu, whole, reason, checks in prepared:
+        try:
+            for check in checks:
+                check.verify()
+        except SignatureError as e:
+            whole, reason = None, str(e) or e.__class__.__name__
+        outcomes.append((pdu, whole, reason))
     return outcomes
 
 

@@ -5,6 +5,7 @@ signatures on received events"; appendices "Signing JSON", "Checking for a Signa
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from nacl.exceptions import BadSignatureError
@@ -100,13 +101,33 @@ def _as_verify_key(key) -> VerifyKey:
     raise TypeError(f"unsupported verify key {key!r}")
 
 
-def verify_signed_json(obj: dict[str, Any], server_name: str, get_verify_key: Callable,
-                       data: bytes | None = None) -> None:
-    """Check that ``server_name`` signed ``obj`` (appendices "Checking for a Signature").
+@dataclass(frozen=True)
+class SignatureCheck:
+    """One signature to verify: ``signature`` by ``server_name``'s key ``key_id`` over ``data``."""
 
-    Signatures with unknown algorithms or keys (``get_verify_key`` returns ``None``)
-    are skipped; at least one known key must verify and none may fail. ``data``: the
-    :func:`signing_bytes` of ``obj`` when the caller has them already.
+    server_name: str
+    key_id: str
+    key: Any
+    signature: bytes
+    data: bytes
+
+    def verify(self) -> None:
+        """The cryptography alone (libsodium, which releases the GIL); raise InvalidSignatureError."""
+        try:
+            _as_verify_key(self.key).verify(self.data, self.signature)
+        except (BadSignatureError, ValueError) as e:
+            raise InvalidSignatureError(self.server_name, f"{self.key_id}: signature does not verify") from e
+
+
+def signed_json_checks(obj: dict[str, Any], server_name: str, get_verify_key: Callable,
+                       data: bytes | None = None) -> list[SignatureCheck]:
+    """What checking that ``server_name`` signed ``obj`` takes (appendices "Checking for a Signature"),
+    the cryptography left to :meth:`SignatureCheck.verify` of each.
+
+    Signatures with unknown algorithms or keys (``get_verify_key`` returns ``None``) are
+    skipped; at least one known key must be there (else MissingSignatureError), and every
+    check returned must verify. ``data``: the :func:`signing_bytes` of ``obj`` when the
+    caller has them already.
     """
     sigs = obj.get("signatures")
     if not isinstance(sigs, dict):
@@ -116,27 +137,44 @@ def verify_signed_json(obj: dict[str, Any], server_name: str, get_verify_key: Ca
         raise MissingSignatureError(server_name, "no signature from this server")
     if not isinstance(server_sigs, dict):
         raise EventFormatError(f"signatures of {server_name} must be an object")
-    verified = False
+    checks = []
     for key_id in sorted(server_sigs):
         if not key_id.startswith("ed25519:"):
             continue
         key = get_verify_key(server_name, key_id)
         if key is None:
             continue
-        sig_b64 = server_sigs[key_id]
         try:
-            sig = decode_base64(sig_b64)
+            sig = decode_base64(server_sigs[key_id])
         except Exception as e:
             raise InvalidSignatureError(server_name, f"{key_id}: bad base64 ({e})") from e
         if data is None:
             data = signing_bytes(obj)
-        try:
-            _as_verify_key(key).verify(data, sig)
-        except (BadSignatureError, ValueError) as e:
-            raise InvalidSignatureError(server_name, f"{key_id}: signature does not verify") from e
-        verified = True
-    if not verified:
+        checks.append(SignatureCheck(server_name, key_id, key, sig, data))
+    if not checks:
         raise MissingSignatureError(server_name, "no signature with a known ed25519 key")
+    return checks
+
+
+def verify_signed_json(obj: dict[str, Any], server_name: str, get_verify_key: Callable,
+                       data: bytes | None = None) -> None:
+    """Check that ``server_name`` signed ``obj`` (appendices "Checking for a Signature"); see
+    :func:`signed_json_checks`."""
+    for check in signed_json_checks(obj, server_name, get_verify_key, data):
+        check.verify()
+
+
+def event_signature_checks(event: dict[str, Any], room_version: RoomVersion | str, get_verify_key: Callable,
+                           reference: bytes | None = None) -> list[SignatureCheck]:
+    """The signatures :func:`verify_event_signatures` verifies, without verifying them: raises
+    ``EventFormatError`` or ``MissingSignatureError`` as it does, and each check returned must verify."""
+    rv = get_room_version(room_version)
+    if not isinstance(event, dict) or not isinstance(event.get("signatures"), dict):
+        raise EventFormatError("event has no 'signatures' object")
+    signed = {"signatures": event["signatures"]}
+    data = reference if reference is not None else reference_bytes(event, rv)
+    return [check for server in sorted(required_signers(event, rv))
+            for check in signed_json_checks(signed, server, get_verify_key, data)]
 
 
 def verify_event_signatures(event: dict[str, Any], room_version: RoomVersion | str, get_verify_key: Callable,
@@ -151,10 +189,5 @@ def verify_event_signatures(event: dict[str, Any], room_version: RoomVersion | s
     Raises ``EventFormatError`` for malformed input, else a ``SignatureError`` subclass.
     Does not check the content hash (see ``hashing.check_content_hash``).
     """
-    rv = get_room_version(room_version)
-    if not isinstance(event, dict) or not isinstance(event.get("signatures"), dict):
-        raise EventFormatError("event has no 'signatures' object")
-    signed = {"signatures": event["signatures"]}
-    data = reference if reference is not None else reference_bytes(event, rv)
-    for server in sorted(required_signers(event, rv)):
-        verify_signed_json(signed, server, get_verify_key, data)
+    for check in event_signature_checks(event, room_version, get_verify_key, reference):
+        check.verify()

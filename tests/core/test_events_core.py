@@ -29,7 +29,7 @@ from homeserver.events.hashing import (
 )
 from homeserver.events.redaction import redact_event, redacted_view
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
-from homeserver.events.signing import required_signers, sign_event, verify_event_signatures
+from homeserver.events.signing import event_signature_checks, required_signers, sign_event, verify_event_signatures
 
 from .roomkit import key_for, verify_key_lookup
 
@@ -330,6 +330,26 @@ def test_sign_verify_and_failures(v):
     if v != "1":
         assert event_id_from_reference(reference, v) == compute_event_id(ev, v)
 
+
+
+@pytest.mark.parametrize("v", ["1", "10", "12"])
+def test_signature_checks_leave_only_the_cryptography_for_later(v):
+    """event_signature_checks finds what to verify (missing signatures and bad shapes fail at once);
+    a forged signature fails only when its check is verified."""
+    ev = sign_event(make(v, room_id="!r:a.test"), "b.test", key_for("b.test"), v)
+    checks = event_signature_checks(ev, v, verify_key_lookup)
+    assert {(c.server_name, c.key_id) for c in checks} >= {("a.test", f"ed25519:{key_for('a.test').version}")}
+    for check in checks:
+        check.verify()
+    with pytest.raises(MissingSignatureError):
+        event_signature_checks(dict(ev, signatures={}), v, verify_key_lookup)
+    with pytest.raises(EventFormatError):
+        event_signature_checks(dict(ev, signatures=None), v, verify_key_lookup)
+    tampered = dict(ev, origin_server_ts=ev["origin_server_ts"] + 1)
+    forged = event_signature_checks(tampered, v, verify_key_lookup)
+    with pytest.raises(InvalidSignatureError):
+        for check in forged:
+            check.verify()
 
 _SIGNED = make("10", "m.room.topic", {"topic": "hello world"}, "", room_id="!r:a.test")
 _SIGNED_FIELDS = ["type", "sender", "room_id", "state_key", "origin_server_ts", "depth", "prev_events", "hashes"]

@@ -10,7 +10,9 @@ import http.client
 import json
 import os
 import ssl
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -54,13 +56,14 @@ class FedServer:
         return self.https(method, path, content, {"Authorization": header})
 
 
-def start_fed_server(factory, ca: CertificateAuthority, **overrides) -> FedServer:
-    """A Hexagone process named ``localhost:<tls port>`` with a TLS federation listener."""
+def start_fed_server(factory, ca: CertificateAuthority, name_port: int | None = None, **overrides) -> FedServer:
+    """A Hexagone process named ``localhost:<tls port>`` with a TLS federation listener; with ``name_port``,
+    named ``localhost:<name_port>`` (where a proxy forwards to its listener) instead."""
     process = factory(start=False)
     tls_port = free_port(process.port)
     cert, key = ca.issue(f"hs{tls_port}")
     config = process.config
-    config["server_name"] = f"localhost:{tls_port}"
+    config["server_name"] = f"localhost:{name_port or tls_port}"
     config["listeners"] = config["listeners"] + [{
         "port": tls_port, "tls": True, "type": "http", "x_forwarded": False, "bind_addresses": ["127.0.0.1"],
         "resources": [{"names": ["federation"], "compress": False}]}]
@@ -82,6 +85,65 @@ def ca(tmp_path_factory) -> CertificateAuthority:
 @pytest.fixture(scope="module")
 def fed(homeserver_factory, ca):
     return lambda **overrides: start_fed_server(homeserver_factory, ca, **overrides)
+
+
+class FederationProxy:
+    """A TLS front for one server's federation listener that can refuse chosen requests (503), as a
+    network fault would, while it forwards the others unchanged; it notes which requests it refused."""
+
+    def __init__(self, ca: CertificateAuthority):
+        self.ca_path = ca.cert_path
+        self.target_port: int | None = None
+        self.refused_prefixes: tuple[str, ...] = ()
+        self.refused = threading.Event()
+        cert, key = ca.issue(f"proxy{id(self)}")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith(proxy.refused_prefixes):
+                    proxy.refused.set()
+                    status, data, content_type = 503, b'{"errcode":"M_UNKNOWN","error":"unavailable"}', "application/json"
+                else:
+                    conn = http.client.HTTPSConnection("localhost", proxy.target_port, timeout=60,
+                                                       context=ssl.create_default_context(cafile=proxy.ca_path))
+                    try:
+                        headers = {k: v for k, v in self.headers.items()
+                                   if k.lower() in ("authorization", "content-type", "host")}
+                        conn.request(self.command, self.path, body=body or None, headers=headers)
+                        response = conn.getresponse()
+                        status, data = response.status, response.read()
+                        content_type = response.getheader("Content-Type") or "application/json"
+                    finally:
+                        conn.close()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = _forward
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 

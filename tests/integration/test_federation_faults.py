@@ -1,4 +1,5 @@
-"""Federation faults: a peer down while messages are sent, forged events, and the allow-list."""
+"""Federation faults: a peer down while messages are sent, forged events, the allow-list, and a restart
+in the middle of a join."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from urllib.parse import quote
 from homeserver.events.builder import build_event
 from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from tests.integration.federation import ca, fed, home, pair, peer  # noqa: F401 (fixtures)
+from tests.integration.federation import FederationProxy, ca, fed, home, pair, peer  # noqa: F401 (fixtures)
 from tests.integration.harness import unique
 
 
@@ -140,3 +141,35 @@ def test_servers_outside_the_allow_list_are_refused(fed, home):
     assert status in (403, 404), body
     assert member.user_id in owner.ok("GET", f"/rooms/{quote(room_id)}/joined_members")["joined"]
     assert visitor.user_id not in owner.ok("GET", f"/rooms/{quote(room_id)}/joined_members")["joined"]
+
+
+def test_a_join_cut_short_by_a_restart_completes_when_the_server_is_back(fed, ca):
+    """A join answered without the member events (send_join ``omit_members``) whose state cannot be fetched
+    yet: the joining server stops, and when it starts again it resumes the join; requests about the room wait
+    until the join is in."""
+    proxy = FederationProxy(ca)
+    try:
+        host = fed(name_port=proxy.port)  # reached by the other server through the proxy only
+        proxy.target_port = host.tls_port
+        guest = fed()
+        owner, visitor = host.process.register(), guest.process.register()
+        members = [host.process.register() for _ in range(4)]
+        alias = unique("resume")
+        room_id = owner.create_room(preset="public_chat", room_alias_name=alias)
+        for member in members:
+            member.join(room_id)
+        proxy.refused_prefixes = ("/_matrix/federation/v1/state_ids/", "/_matrix/federation/v1/state/")
+
+        assert visitor.join(f"#{alias}:{host.name}") == room_id
+        assert proxy.refused.wait(30), "the joining server never asked for the room's state"
+        guest.process.stop()
+        proxy.refused_prefixes = ()
+        guest.process.start()
+
+        joined = visitor.ok("GET", f"/rooms/{quote(room_id)}/joined_members")["joined"]
+        assert set(joined) == {owner.user_id, visitor.user_id, *(m.user_id for m in members)}
+        visitor.send(room_id, "back after the restart")
+        owner.sync_until(in_timeline(room_id, lambda e: e.get("content", {}).get("body") == "back after the restart"))
+        assert f"Joined {room_id} with its whole state" in guest.process.log(tail=2000)
+    finally:
+        proxy.close()
