@@ -41,11 +41,16 @@ def sync_token(user) -> str:
     return user.sync()["next_batch"]
 
 
+def device_list(sync: dict, kind: str) -> list:
+    """``device_lists.changed`` or ``.left`` of a /sync answer; Synapse leaves ``device_lists`` out when empty."""
+    return sync.get("device_lists", {}).get(kind, [])
+
+
 def query_until(user, target: str, predicate, since: str, deadline_s: float = 20.0) -> tuple[dict, str]:
     """Sync until ``target`` is in device_lists.changed and a /keys/query answer satisfies ``predicate``."""
     end = time.monotonic() + deadline_s
     while True:
-        _, since = user.sync_until(lambda r: target in r["device_lists"]["changed"], since,
+        _, since = user.sync_until(lambda r: target in device_list(r, "changed"), since,
                                    deadline_s=max(end - time.monotonic(), 0.1))
         found = query(user, target)
         if predicate(found):
@@ -113,7 +118,7 @@ def test_device_list_follows_new_and_deleted_devices(pair):
 
     # Once Bob shares no room with Alice, his server no longer tells hers: she asks it again.
     bob.user.leave(room_id)
-    alice.sync_until(lambda r: bob.user_id in r["device_lists"]["left"], since)
+    alice.sync_until(lambda r: bob.user_id in device_list(r, "left"), since)
     fresh = bob.device_keys()
     bob.upload(device_keys=fresh)
     assert without_unsigned(devices_of(query(alice, bob.user_id), bob.user_id)[bob.user.device_id]) == fresh
@@ -383,14 +388,14 @@ def test_device_list_latency(pair, capsys):
     shared_room(uploader.user, observer)
     since = sync_token(observer)
     uploader.upload(device_keys=uploader.device_keys())
-    _, since = observer.sync_until(lambda r: uploader.user_id in r["device_lists"]["changed"], since)
+    _, since = observer.sync_until(lambda r: uploader.user_id in device_list(r, "changed"), since)
     samples = []
     for _ in range(LATENCY_SAMPLES):
         seen: dict = {}
 
         def watch(token=since):
             seen["result"] = observer.sync_until(
-                lambda r: uploader.user_id in r["device_lists"]["changed"] and seen.setdefault("t", time.monotonic()),
+                lambda r: uploader.user_id in device_list(r, "changed") and seen.setdefault("t", time.monotonic()),
                 token)
 
         watcher = threading.Thread(target=watch)
