@@ -76,12 +76,17 @@ class Federation:
         return await self.receiver.backfill(room_id, servers)
 
     async def resume_partial_joins(self) -> None:
-        """Joins accepted with partial state before a restart: their rooms' requests wait again while they complete."""
-        for room_id, event_id, servers in await self._events.partial_joins():
-            version = await self._events.room_version(room_id)
-            if version is not None:
-                self._events.complete_later(room_id)
-                self.membership.finish_partial_join(room_id, version, event_id, servers)
+        """Joins accepted with partial state before a restart: their rooms' requests wait again while they
+        complete (and any room's requests wait until the joins are read)."""
+        self._events.hold_until_partial_joins_known()
+        try:
+            for room_id, event_id, servers in await self._events.partial_joins():
+                version = await self._events.room_version(room_id)
+                if version is not None:
+                    self._events.complete_later(room_id)
+                    self.membership.finish_partial_join(room_id, version, event_id, servers)
+        finally:
+            self._events.partial_joins_known()
 
     def peer_is_up(self, origin: str) -> None:
         if self.sender is not None:

@@ -132,6 +132,7 @@ class RoomEventService:
         self._backfill_floor: int | None = None  # backfilled events count down from below every other
         self.listeners: list[Callable[[list[StoredEvent]], None]] = []
         self._completing: dict[str, list[defer.Deferred]] = {}  # rooms whose join is completing: waiters
+        self._until_known: list[defer.Deferred] | None = None  # start-up: partial joins not read yet
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
@@ -158,9 +159,23 @@ class RoomEventService:
     async def partial_joins(self) -> list[tuple[str, str, list[str]]]:
         return await self._store.partial_joins()
 
+    def hold_until_partial_joins_known(self) -> None:
+        """At start-up, before serving: requests about any room wait in :meth:`settled` until
+        :meth:`partial_joins_known` (the joins to resume are read from the database first)."""
+        self._until_known = []
+
+    def partial_joins_known(self) -> None:
+        waiters, self._until_known = self._until_known or [], None
+        for waiter in waiters:
+            waiter.callback(None)
+
     async def settled(self, room_id: str) -> None:
         """Return once no join of the room is completing, or after JOIN_WAIT_S (the request then
         finds the room as it is)."""
+        if self._until_known is not None:
+            known: defer.Deferred = defer.Deferred()
+            self._until_known.append(known)
+            await known
         waiters = self._completing.get(room_id)
         if waiters is None:
             return
