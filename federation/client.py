@@ -18,7 +18,7 @@ from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
 from twisted.internet import defer, protocol, threads
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectingCancelledError, DNSLookupError, TimeoutError as TwistedTimeoutError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseDone
@@ -30,6 +30,7 @@ from zope.interface import implementer
 from federation.discovery import ServerResolver, WellKnownResponse, tls_name_of, twisted_srv_lookup
 from federation.policy import IpRangeFilter, federation_allowed, is_ip_literal
 from federation.request_auth import sign_request
+from federation.tls import TlsClientEndpoint
 from homeserver.events.canonical_json import encode_canonical_json
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,8 @@ class _CheckedTlsEndpoint:
                     continue
                 tcp_class = TCP6ClientEndpoint if family == socket.AF_INET6 else TCP4ClientEndpoint
                 tcp = tcp_class(client.reactor, ip, port, timeout=client.connect_timeout_s)
-                endpoint = wrapClientTLS(client.tls_policy.creator_for(self._tls_name), tcp)
+                endpoint = TlsClientEndpoint(tcp, client.tls_policy.context, self._tls_name, client.reactor,
+                                             client.connect_timeout_s)
                 try:
                     return await endpoint.connect(factory)
                 except _CANCELLED:

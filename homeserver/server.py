@@ -18,7 +18,7 @@ from federation import transport as federation_transport
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.handlers.edus import EduFederation, RemoteDeviceLists
 from federation.service import Federation, OpenIdTokens
-from federation.tls import server_context_factory
+from federation.tls import TlsServerFactory, server_context
 from homeserver import config as config_module
 from homeserver.api import admin as admin_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
@@ -299,15 +299,15 @@ def listen(hs: HomeServer) -> list:
     then resume the federation queues."""
     site = make_site(hs.resource)
     ports = []
-    contexts = [server_context_factory(hs.config.tls_certificate_path, hs.config.tls_private_key_path)
+    contexts = [server_context(hs.config.tls_certificate_path, hs.config.tls_private_key_path)
                 if listener.tls else None for listener in hs.config.listeners]  # bad files refused before binding
     for listener, tls in zip(hs.config.listeners, contexts):
         addresses = listener.bind_addresses or ["127.0.0.1"]
+        factory = TlsServerFactory(site, tls, hs.reactor) if tls else site
         bound_any = False
         for address in addresses:
             try:
-                ports.append(hs.reactor.listenSSL(listener.port, site, tls, interface=address) if tls else
-                             hs.reactor.listenTCP(listener.port, site, interface=address))
+                ports.append(hs.reactor.listenTCP(listener.port, factory, interface=address))
                 bound_any = True
             except Exception as e:  # e.g. "::" and "0.0.0.0" both binding one port
                 if not bound_any and address == addresses[-1]:

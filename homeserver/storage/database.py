@@ -18,13 +18,15 @@ import functools
 import logging
 import random
 import re
-import sqlite3
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from twisted.internet import threads
 from twisted.python.threadpool import ThreadPool
+
+if TYPE_CHECKING:
+    import sqlite3
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +86,10 @@ class Txn:
 
 
 class SqliteEngine:
-    """SQLite in WAL mode, one connection on one dedicated thread (writes are serial anyway)."""
+    """SQLite in WAL mode, one connection on one dedicated thread (writes are serial anyway).
+
+    ``sqlite3`` is imported here only: a server on PostgreSQL does not load it.
+    """
 
     name = "sqlite"
 
@@ -100,6 +105,8 @@ class SqliteEngine:
     def connection(self) -> Iterator[sqlite3.Connection]:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            import sqlite3
+
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -133,6 +140,8 @@ class SqliteEngine:
 
     @staticmethod
     def retryable(e: Exception, conn, committing: bool) -> bool:
+        import sqlite3
+
         return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
 
     def close(self) -> None:

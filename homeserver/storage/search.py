@@ -10,7 +10,6 @@ with LIKE, and on PostgreSQL with ILIKE (every result then ranks the same).
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -66,6 +65,7 @@ class SearchStore:
         """At start-up: on SQLite, create (and fill) the FTS5 index when the library has FTS5."""
         if self.db.engine_name != "sqlite":
             return
+        import sqlite3
 
         def txn_fn(txn):
             exists = txn.select_value("SELECT COUNT(*) FROM sqlite_master WHERE name = ?", (FTS_TABLE,))

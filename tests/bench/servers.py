@@ -2,9 +2,11 @@
 
 Each server runs as its own process on a free 127.0.0.1 port in a fresh
 temporary directory, with the same database kind, the same bcrypt cost, the
-same raised rate limits, the same log level and presence left on. Synapse
-lives in its own venv (``tests/bench/.venv-synapse``), created here on first
-use from ``requirements.txt`` so its dependencies never meet ours.
+same raised rate limits, the same log level and presence left on. Each runs
+from a venv of its own run-time dependencies, created here on first use:
+Synapse's (``tests/bench/.venv-synapse``, from ``requirements.txt``) and
+Hexagone's (``tests/bench/.venv-hexagone``, from ``pyproject.toml``), so
+neither meets the other's or the tests' packages.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.request
 import uuid
@@ -32,6 +35,8 @@ from tests.integration.harness import free_port
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(BENCH_DIR))
 SYNAPSE_VENV = os.path.join(BENCH_DIR, ".venv-synapse")
+HEXAGONE_VENV = os.path.join(BENCH_DIR, ".venv-hexagone")
+PYPROJECT = os.path.join(REPO_ROOT, "pyproject.toml")
 REQUIREMENTS = os.path.join(BENCH_DIR, "requirements.txt")
 
 SERVER_NAME = "bench.local"
@@ -203,7 +208,7 @@ def _postgres_database(label: str) -> Iterator[str]:
 
 def prepare_hexagone(workdir: str, port: int, database: dict, setup: Setup) -> list[str]:
     """``hexagone init``, then the shared settings; returns the ``hexagone run`` command."""
-    hexagone = [sys.executable, "-m", "homeserver.cli"]
+    hexagone = [hexagone_python(), "-m", "homeserver.cli"]
     _run(hexagone + ["init", "--server-name", setup.server_name, "--dir", workdir, "--port", str(port)],
          cwd=REPO_ROOT)
     config = os.path.join(workdir, "homeserver.yaml")
@@ -211,24 +216,39 @@ def prepare_hexagone(workdir: str, port: int, database: dict, setup: Setup) -> l
     return hexagone + ["run", "--config", config, "--log-level", LOG_LEVEL]
 
 
-def synapse_python() -> str:
-    """The Synapse venv's interpreter, creating or updating the venv when requirements.txt changed."""
-    python = os.path.join(SYNAPSE_VENV, "bin", "python")
-    marker = os.path.join(SYNAPSE_VENV, ".requirements.sha256")
-    with open(REQUIREMENTS, "rb") as f:
-        wanted = hashlib.sha256(f.read()).hexdigest()
+def _venv_python(venv: str, label: str, requirements: list[str]) -> str:
+    """The interpreter of ``venv`` holding exactly ``requirements``, (re)installed when they changed."""
+    python = os.path.join(venv, "bin", "python")
+    marker = os.path.join(venv, ".requirements.sha256")
+    wanted = hashlib.sha256("\n".join(requirements).encode()).hexdigest()
     if os.path.exists(marker):
         with open(marker) as f:
             if f.read() == wanted:
                 return python
-    print(f"Installing Synapse into {SYNAPSE_VENV} (first run only)...", file=sys.stderr, flush=True)
+    print(f"Installing {label} into {venv} (first run only)...", file=sys.stderr, flush=True)
     if not os.path.exists(python):
-        _run([sys.executable, "-m", "venv", SYNAPSE_VENV])
+        _run([sys.executable, "-m", "venv", venv])
     _run([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-    _run([python, "-m", "pip", "install", "--quiet", "-r", REQUIREMENTS])
+    _run([python, "-m", "pip", "install", "--quiet", *requirements])
     with open(marker, "w") as f:
         f.write(wanted)
     return python
+
+
+def synapse_python() -> str:
+    """The Synapse venv's interpreter, creating or updating the venv when requirements.txt changed."""
+    with open(REQUIREMENTS) as f:
+        requirements = [line.split("#")[0].strip() for line in f]
+    return _venv_python(SYNAPSE_VENV, "Synapse", [r for r in requirements if r])
+
+
+def hexagone_python() -> str:
+    """An interpreter with Hexagone's run-time dependencies only, as a deployment has (the code itself
+    comes from the source tree through PYTHONPATH): test-only packages that Twisted would pick up on
+    import, such as h2, stay out of the measured server."""
+    with open(PYPROJECT, "rb") as f:
+        requirements = tomllib.load(f)["project"]["dependencies"]
+    return _venv_python(HEXAGONE_VENV, "Hexagone's dependencies", requirements)
 
 
 def prepare_synapse(workdir: str, port: int, database: dict, setup: Setup) -> list[str]:

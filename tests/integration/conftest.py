@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration import pg
 from tests.integration.harness import LIVE_SERVERS, ServerError, ServerProcess
 
 
@@ -55,3 +56,12 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         for server in LIVE_SERVERS:
             report.sections.append((f"server log ({server.base_url}, {server.dir})", server.log()))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    """Drop this process's test databases once its servers are stopped.
+
+    pytest-xdist workers leave with ``os._exit``, which skips ``atexit``.
+    """
+    pg.drop_all()

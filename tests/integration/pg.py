@@ -81,7 +81,8 @@ def create_test_database() -> dict:
 
 
 @atexit.register
-def _drop_all() -> None:
+def drop_all() -> None:
+    """Drop every database this process created and has not dropped yet."""
     for name in list(_created):
         try:
             drop_database(name)

@@ -23,7 +23,7 @@ from federation.keys import KeyLookupError, KeyRing, ServerKeys, keys_from_respo
 from federation.policy import IpRangeFilter
 from federation.request_auth import AuthHeaderError, parse_x_matrix, sign_request, verify_request
 from federation.sender import FederationSender
-from federation.tls import ClientTlsPolicy, server_context_factory
+from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST, parse_config
 from homeserver.events.signing import verify_signed_json
 from homeserver.storage import federation_queue
@@ -273,9 +273,9 @@ class PeerListener:
 
     def start(self) -> None:
         site = server.Site(self.resource)
-        context = server_context_factory(self.cert, self.key)
+        factory = TlsServerFactory(site, server_context(self.cert, self.key), self.reactor)
         self._listening = threads.blockingCallFromThread(
-            self.reactor, lambda: self.reactor.listenSSL(self.port, site, context, interface="127.0.0.1"))
+            self.reactor, lambda: self.reactor.listenTCP(self.port, factory, interface="127.0.0.1"))
 
     def stop(self) -> None:
         port, self._listening = self._listening, None
