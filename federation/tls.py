@@ -23,6 +23,8 @@ from zope.interface import implementer
 from homeserver.config import ConfigError
 
 MINIMUM_TLS = ssl.TLSVersion.TLSv1_2
+# federation_client_minimum_tls_version
+CLIENT_MINIMUM_TLS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 SERVER_HANDSHAKE_TIMEOUT_S = 30.0
 _READ_SIZE = 64 * 1024
 
@@ -60,8 +62,9 @@ def server_context(certificate_path: str, private_key_path: str) -> ssl.SSLConte
 class ClientTlsPolicy:
     """The context of outbound TLS connections, built on first use (loading CAs costs memory)."""
 
-    def __init__(self, *, verify: bool = True, ca_files: list[str] = ()):
+    def __init__(self, *, verify: bool = True, ca_files: list[str] = (), minimum_version: str = "1.2"):
         self._verify = verify
+        self._minimum = CLIENT_MINIMUM_TLS[minimum_version]
         self._ca_files = list(ca_files)
         for path in self._ca_files:  # refuse a bad file at start, not at the first connection
             self._load_cas(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), path)
@@ -79,7 +82,7 @@ class ClientTlsPolicy:
     def context(self) -> ssl.SSLContext:
         if self._context is None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # certificate and host name checked
-            context.minimum_version = MINIMUM_TLS
+            context.minimum_version = self._minimum
             if not self._verify:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE

@@ -49,7 +49,8 @@ def build_transport(config, reactor, db, signing_key) -> FederationTransport:
     client = FederationClient(
         reactor=reactor, server_name=config.server_name, signing_key=signing_key,
         tls_policy=ClientTlsPolicy(verify=config.federation_verify_certificates,
-                                   ca_files=config.federation_custom_ca_list),
+                                   ca_files=config.federation_custom_ca_list,
+                                   minimum_version=config.federation_client_minimum_tls_version),
         ip_filter=IpRangeFilter(config.ip_range_blacklist, config.ip_range_whitelist),
         whitelist=config.federation_domain_whitelist, now_ms=now_ms)
     keyring.client = client

@@ -219,6 +219,7 @@ class Config:
     suppress_key_server_warning: bool = False
     federation_verify_certificates: bool = True
     federation_custom_ca_list: list[str] = field(default_factory=list)
+    federation_client_minimum_tls_version: str = "1.2"  # "1.2" or "1.3": never below 1.2
     ip_range_blacklist: list[str] = field(
         default_factory=lambda: list(DEFAULT_IP_RANGE_BLACKLIST)
     )
@@ -690,6 +691,7 @@ class _Parser:
         ):
             kwargs[key] = self.bool_(key, False)
         kwargs["federation_verify_certificates"] = self.bool_("federation_verify_certificates", True)
+        kwargs["federation_client_minimum_tls_version"] = self.parse_minimum_tls_version()
         kwargs["presence_enabled"] = self.parse_presence()
         ud = self.dict_("user_directory")
         self.check_subkeys(
@@ -1025,6 +1027,21 @@ class _Parser:
             )
         return value
 
+    def parse_minimum_tls_version(self) -> str:
+        """Synapse's values ("1", "1.1", "1.2", "1.3", also as YAML numbers); below 1.2 means 1.2 here."""
+        key = "federation_client_minimum_tls_version"
+        value = self.raw.get(key)
+        if value is None:
+            return "1.2"
+        text = str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+        if text not in ("1", "1.0", "1.1", "1.2", "1.3"):
+            raise ConfigError(f"{key}: must be one of 1, 1.1, 1.2 or 1.3, got {value!r}")
+        if text in ("1", "1.0", "1.1"):
+            self.warn_once(key, f"{key}: Hexagone never federates over TLS older than 1.2; using 1.2 "
+                                f"instead of {text}")
+            return "1.2"
+        return text
+
     def parse_trusted_key_servers(self) -> list[dict]:
         value = self.raw.get("trusted_key_servers", _MISSING)
         if value is _MISSING or value is None:
@@ -1101,7 +1118,7 @@ _IMPLEMENTED_TOP_LEVEL_KEYS = frozenset(
     user_directory serve_server_wellknown log_config pid_file
     form_secret form_secret_path macaroon_secret_key macaroon_secret_key_path
     federation_domain_whitelist trusted_key_servers suppress_key_server_warning old_signing_keys
-    federation_verify_certificates federation_custom_ca_list
+    federation_verify_certificates federation_custom_ca_list federation_client_minimum_tls_version
     ip_range_blacklist ip_range_whitelist tls_certificate_path
     tls_private_key_path
     """.split()

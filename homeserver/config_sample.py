@@ -369,5 +369,9 @@ federation_verify_certificates: true
 # Extra CA certificates (PEM files) trusted for federation; replaces the
 # system list when set.
 federation_custom_ca_list: []
+
+# Lowest TLS version used to reach other servers: "1.2" or "1.3". Synapse's
+# "1" and "1.1" are read as "1.2": Hexagone never federates below TLS 1.2.
+federation_client_minimum_tls_version: "1.2"
 """
     return re.sub(r"\n{3,}", "\n\n", text)

@@ -328,19 +328,24 @@ class FederationMembership:
 
     async def _finish_partial_join(self, room_id: str, version: RoomVersion, join_id: str,
                                    servers: list[str], outliers: list[ExternalEvent] = ()) -> None:
-        """Store the checked ``outliers``, fetch the whole state before our join from a server of the room
-        (what is not stored yet), check it allows the join, and put the join into the room with it; the room's
-        waiting requests then go on. Retried with a growing delay."""
+        """Fetch the whole state before our join from a server of the room (GET /state, the first time while
+        the checked ``outliers`` of the join's answer are stored), check and store what we lack, check it allows
+        the join, and put the join into the room with it; the room's waiting requests then go on. Retried with a
+        growing delay."""
+        first_fetch = None
+        if servers:
+            first_fetch = defer.ensureDeferred(self._receiver.fetch_state(servers[0], room_id, join_id))
         if outliers:
             try:
                 await self._events.persist_external(room_id, version, list(outliers))
-            except Exception as e:  # what is missing is fetched with the rest of the state
+            except Exception as e:  # what is missing is stored with the rest of the state
                 logger.warning("Could not store the state of %s from the join: %s", room_id, e)
         delay = PARTIAL_JOIN_RETRY_S
         while True:
             for server in servers:
                 try:
-                    state = await self._receiver.remote_state_before(server, version, room_id, join_id)
+                    fetching, first_fetch = first_fetch or self._receiver.fetch_state(server, room_id, join_id), None
+                    state = await self._receiver.store_state(version, room_id, await fetching)
                     join = (await self._events.get_event(join_id)).pdu
                     await self._check_join(version, join, state)
                     await self._events.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])

@@ -303,28 +303,42 @@ class PduReceiver:
         have = await self._events.get_events(wanted)
         missing = [i for i in wanted if i not in have]
         if len(missing) > FETCH_ONE_BY_ONE:
-            await self._fetch_state(origin, version, room_id, event_id, set(missing))
+            await self.store_state(version, room_id, await self.fetch_state(origin, room_id, event_id), set(missing))
         elif missing:
             await self.fetch_outliers(origin, version, room_id, missing)
-        have = await self._events.get_events(ids)
-        return {(ev.type, ev.state_key): eid for eid in ids
-                if (ev := have.get(eid)) is not None and ev.state_key is not None}
+        return await self._state_by_key(ids)
 
-    async def _fetch_state(self, origin: str, version: RoomVersion, room_id: str, event_id: str,
-                           wanted: set[str]) -> None:
-        """Spec GET /state: check and store the ``wanted`` events of the state before ``event_id`` and its auth chain."""
-        body = await self._client.get_json(origin, f"/_matrix/federation/v1/state/{quote(room_id)}",
+    async def fetch_state(self, origin: str, room_id: str, event_id: str) -> dict:
+        """Spec GET /state: the state before ``event_id`` and its auth chain, as the server sent them."""
+        return await self._client.get_json(origin, f"/_matrix/federation/v1/state/{quote(room_id)}",
                                            {"event_id": event_id})
+
+    async def store_state(self, version: RoomVersion, room_id: str, body: dict,
+                          wanted: set[str] | None = None) -> dict:
+        """Check and store the events of a GET /state answer (the ``wanted`` ones, else those we lack). Returns
+        the state it gives, by key, of the events we now hold."""
         encodings = Encodings()
-        pdus = []
-        for raw in (body.get("pdus") or []) + (body.get("auth_chain") or []):
-            try:
-                pdu = normalise_pdu(raw, version, encodings)
-            except PduRejected:
-                continue
-            if pdu["event_id"] in wanted and room_id_of(pdu) in (room_id, None):
-                pdus.append(pdu)
-        await self.store_outliers(version, room_id, pdus, encodings)
+        pdus, state_ids = [], []
+        for section in ("pdus", "auth_chain"):
+            for raw in body.get(section) or []:
+                try:
+                    pdu = normalise_pdu(raw, version, encodings)
+                except PduRejected:
+                    continue
+                if room_id_of(pdu) in (room_id, None):
+                    pdus.append(pdu)
+                    if section == "pdus":
+                        state_ids.append(pdu["event_id"])
+        if wanted is None:
+            held = await self._events.get_events(p["event_id"] for p in pdus)
+            wanted = {p["event_id"] for p in pdus} - held.keys()
+        await self.store_outliers(version, room_id, [p for p in pdus if p["event_id"] in wanted], encodings)
+        return await self._state_by_key(state_ids)
+
+    async def _state_by_key(self, event_ids: list[str]) -> dict:
+        have = await self._events.get_events(event_ids)
+        return {(ev.type, ev.state_key): eid for eid in event_ids
+                if (ev := have.get(eid)) is not None and ev.state_key is not None}
 
 
 def create_event_id(version: RoomVersion, room_id: str) -> str | None:

@@ -125,6 +125,7 @@ def test_minimal_config_defaults(cfg_dir, caplog):
     assert c.trusted_key_servers == [{"server_name": "matrix.org"}]
     assert c.federation_verify_certificates is True
     assert c.federation_custom_ca_list == []
+    assert c.federation_client_minimum_tls_version == "1.2"
     assert c.ip_range_blacklist == list(DEFAULT_IP_RANGE_BLACKLIST)
     assert c.ip_range_whitelist == []
     assert c.tls_certificate_path is None and c.tls_private_key_path is None
@@ -391,6 +392,24 @@ def test_default_room_version_refusals(cfg_dir):
 def test_wrong_types_refused_with_key(cfg_dir, key, value):
     msg = refused(cfg_dir, key, **{key: value})
     assert msg.split(":")[0].split(".")[0].split("[")[0] == key
+
+
+@pytest.mark.parametrize("value,expected", [("1.3", "1.3"), (1.3, "1.3"), ("1.2", "1.2"), (1.2, "1.2")])
+def test_federation_client_minimum_tls_version(cfg_dir, caplog, value, expected):
+    c = parse(cfg_dir, federation_client_minimum_tls_version=value)
+    assert c.federation_client_minimum_tls_version == expected
+    assert config_warnings(caplog) == []
+
+
+@pytest.mark.parametrize("value", ["1", 1, "1.1", 1.1])
+def test_federation_client_minimum_tls_below_1_2_means_1_2(cfg_dir, caplog, value):
+    assert parse(cfg_dir, federation_client_minimum_tls_version=value).federation_client_minimum_tls_version == "1.2"
+    assert [w for w in config_warnings(caplog) if "federation_client_minimum_tls_version" in w and "1.2" in w]
+
+
+@pytest.mark.parametrize("value", ["1.4", "tls1.3", True, [1.3]])
+def test_federation_client_minimum_tls_version_refusals(cfg_dir, value):
+    refused(cfg_dir, "federation_client_minimum_tls_version:", federation_client_minimum_tls_version=value)
 
 
 def test_open_registration_without_verification_refused(cfg_dir):

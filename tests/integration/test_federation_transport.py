@@ -202,9 +202,10 @@ def on_reactor(reactor, make_coroutine):
 
 
 def make_client(reactor, server_name: str, key, *, ca_files=(), verify=True, ip_whitelist=("127.0.0.0/8",),
-                whitelist=None, timeout_s: float = 15) -> FederationClient:
+                whitelist=None, timeout_s: float = 15, minimum_tls: str = "1.2") -> FederationClient:
     return FederationClient(reactor=reactor, server_name=server_name, signing_key=key,
-                            tls_policy=ClientTlsPolicy(verify=verify, ca_files=list(ca_files)),
+                            tls_policy=ClientTlsPolicy(verify=verify, ca_files=list(ca_files),
+                                                       minimum_version=minimum_tls),
                             ip_filter=IpRangeFilter(DEFAULT_IP_RANGE_BLACKLIST, ip_whitelist),
                             whitelist=whitelist, now_ms=lambda: int(reactor.seconds() * 1000),
                             timeout_s=timeout_s, connect_timeout_s=5)

@@ -21,6 +21,7 @@ from signedjson.key import generate_signing_key
 from twisted.internet import threads
 from twisted.web import resource, server
 
+from federation.client import RequestSendFailed
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from homeserver.config import ConfigError
 from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
@@ -110,6 +111,25 @@ def test_a_client_that_never_finishes_its_handshake_is_dropped(peer):
         started = time.monotonic()
         assert sock.recv(1024) == b""  # closed by the server, without a word
         assert time.monotonic() - started < 5
+
+
+def test_the_client_keeps_to_its_minimum_tls_version(reactor, ca):  # noqa: F811
+    port = free_port()
+    cert, key = ca.issue(f"old{port}")
+    context = server_context(cert, key)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # a peer that cannot speak TLS 1.3
+    site = server.Site(_Peer({"old": True}))
+    listening = threads.blockingCallFromThread(
+        reactor, lambda: reactor.listenTCP(port, TlsServerFactory(site, context, reactor), interface="127.0.0.1"))
+    try:
+        signing_key = generate_signing_key("k")
+        default = make_client(reactor, "me.example", signing_key, ca_files=[ca.cert_path])
+        assert on_reactor(reactor, lambda: default.get_json(f"localhost:{port}", "/")) == {"old": True}
+        strict = make_client(reactor, "me.example", signing_key, ca_files=[ca.cert_path], minimum_tls="1.3")
+        with pytest.raises(RequestSendFailed, match="VERSION|version"):
+            on_reactor(reactor, lambda: strict.get_json(f"localhost:{port}", "/"))
+    finally:
+        threads.blockingCallFromThread(reactor, listening.stopListening)
 
 
 def _write_key(path, key, encryption=serialization.NoEncryption()) -> str:
