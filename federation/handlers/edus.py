@@ -168,7 +168,7 @@ class EduFederation:
                 continue  # that server was in the room already
             else:
                 users, destinations = [u for u in members if self._is_local(u)], [domain_of(ev.state_key)]
-            rows = [await self._presence.state_of(u) for u in users]
+            rows = await self._presence.states_of(users)
             push = [self._push_entry(r) for r in rows if r.state != "offline"]
             if push:
                 await self._send(destinations, "m.presence", {"push": push})

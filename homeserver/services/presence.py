@@ -67,17 +67,24 @@ class PresenceService:
         return user_id.endswith(self._server_suffix)
 
     # -- reading -----------------------------------------------------------------------
-    async def _state(self, user_id: str) -> PresenceRow:
-        """The user's state: from memory while not offline, else from the store."""
-        state = self._states.get(user_id)
-        if state is None:
-            state = (await self._store.get([user_id])).get(user_id) or PresenceRow(user_id, "offline", None, 0, False)
+    async def _states_by_user(self, user_ids) -> dict[str, PresenceRow]:
+        """Users' states: from memory while not offline, else from the store (one query for them all)."""
+        found = {u: state for u in user_ids if (state := self._states.get(u)) is not None}
+        missing = [u for u in user_ids if u not in found]
+        stored = await self._store.get(missing)
+        for user_id in missing:
+            state = stored.get(user_id) or PresenceRow(user_id, "offline", None, 0, False)
             if state.state != "offline" and self._is_local(user_id):
                 state = self._states.setdefault(user_id, state)
-        return state
+            found[user_id] = state
+        return found
 
-    async def state_of(self, user_id: str) -> PresenceRow:
-        return await self._state(user_id)
+    async def _state(self, user_id: str) -> PresenceRow:
+        return (await self._states_by_user([user_id]))[user_id]
+
+    async def states_of(self, user_ids: list[str]) -> list[PresenceRow]:
+        states = await self._states_by_user(user_ids)
+        return [states[u] for u in user_ids]
 
     async def get_presence(self, observer: str, user_id: str) -> dict:
         """Spec GET /presence/{userId}/status: only for users sharing a room (as Synapse); offline when disabled."""

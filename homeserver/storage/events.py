@@ -174,8 +174,14 @@ def _row_to_event(row) -> StoredEvent:
     return StoredEvent(row[0], pdu, row[2], row[3], bool(row[4]), row[5], row[6], row[7], row[8], row[9])
 
 
+_EVENT_ROW_COLUMNS = ("stream_ordering", "event_id", "room_id", "type", "state_key", "sender", "depth",
+                      "origin_server_ts", "json", "outlier", "state_group", "replaces_state", "relates_to",
+                      "rel_type", "thread_id", "txn_device", "txn_id")
+
+
 def _event_row(new: NewEvent) -> tuple:
-    """The ``events`` row of a new event (its PDU as stored JSON, its relation, its transaction id)."""
+    """The ``events`` row (:data:`_EVENT_ROW_COLUMNS`) of a new event: its PDU as stored JSON, its relation, its
+    transaction id."""
     ev = new.event
     relates_to, rel_type, thread_id = _relation_of(ev.pdu)
     return (ev.stream_ordering, ev.event_id, ev.room_id, ev.type, ev.state_key, ev.sender,
@@ -297,11 +303,7 @@ class EventStore:
                 txn.execute("UPDATE events SET outlier = ?, stream_ordering = ?, state_group = ?, replaces_state = ?"
                             " WHERE event_id = ?", (int(ev.outlier), ev.stream_ordering, ev.state_group,
                                                     ev.replaces_state, ev.event_id))
-        txn.executemany(
-            "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth,"
-            " origin_server_ts, json, outlier, state_group, replaces_state, relates_to, rel_type, thread_id,"
-            " txn_device, txn_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_event_row(new) for new in new_events if not new.was_outlier])
+        txn.insert_rows("events", _EVENT_ROW_COLUMNS, [_event_row(new) for new in new_events if not new.was_outlier])
         for new in new_events:
             ev = new.event
             if new.txn is not None:
@@ -345,8 +347,7 @@ class EventStore:
     def _update_current_state_txn(self, txn, room_id: str, delta: dict[StateKey, CurrentStateEntry]) -> None:
         txn.executemany("DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
                         [(room_id, typ, key) for typ, key in delta])
-        txn.executemany("INSERT INTO current_state (room_id, type, state_key, event_id, membership, stream_ordering)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
+        txn.insert_rows("current_state", ("room_id", "type", "state_key", "event_id", "membership", "stream_ordering"),
                         [(room_id, typ, key, e.event_id, e.membership, e.stream_ordering)
                          for (typ, key), e in delta.items()])
         txn.executemany("DELETE FROM room_forgotten WHERE user_id = ? AND room_id = ?",
@@ -362,7 +363,7 @@ class EventStore:
             prev_group, chain, delta = None, 0, full
         txn.execute("INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES (?, ?, ?, ?)",
                     (group, room_id, prev_group, chain))
-        txn.executemany("INSERT INTO state_group_entries (state_group, type, state_key, event_id) VALUES (?, ?, ?, ?)",
+        txn.insert_rows("state_group_entries", ("state_group", "type", "state_key", "event_id"),
                         [(group, t, k, e) for (t, k), e in delta.items()])
 
     def _state_group_txn(self, txn, group: int) -> dict[StateKey, str]:
