@@ -15,7 +15,7 @@ from federation.paths import segment as quote
 
 from federation.client import HttpResponseError
 from federation.handlers.pdu_checks import Encodings, PduRejected, check_signatures_and_hashes, normalise_pdu
-from federation.handlers.receive import PduReceiver, auth_state, create_event_id
+from federation.handlers.receive import PduReceiver, auth_state, create_event_id, state_answer_pdus
 from homeserver.bodies import RawBody, with_encoded_arrays
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
@@ -292,19 +292,7 @@ class FederationMembership:
         """Check the send_join answer's state and auth chain. Returns the events that passed, ready to store
         as outliers, and the state it gives, by key (events we hold already count too)."""
         encodings = Encodings()
-        pdus: dict[str, dict] = {}
-        state_ids: list[str] = []
-        for section in ("auth_chain", "state"):
-            for raw in response.get(section) or []:
-                try:
-                    pdu = normalise_pdu(raw, version, encodings)
-                except PduRejected:
-                    continue
-                if pdu.get("room_id", room_id) != room_id:
-                    continue
-                pdus[pdu["event_id"]] = pdu
-                if section == "state":
-                    state_ids.append(pdu["event_id"])
+        pdus, state_ids = state_answer_pdus(response, "state", version, room_id, encodings)
         good = await self._receiver.check_batch(version, room_id, list(pdus.values()), encodings)
         checked = {p["event_id"]: ExternalEvent(p, outlier=True, encoded=encodings.whole.get(p["event_id"]))
                    for p in good}

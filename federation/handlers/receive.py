@@ -32,6 +32,25 @@ def room_id_of(pdu: dict) -> str | None:
     return room_id if isinstance(room_id, str) else None
 
 
+def state_answer_pdus(body: dict, state_section: str, version: RoomVersion, room_id: str,
+                      encodings: Encodings) -> tuple[dict[str, dict], list[str]]:
+    """The PDUs of an answer carrying room state (GET /state's ``pdus``, send_join's ``state``) and its
+    ``auth_chain``, normalised, of this room only, by event id (auth chain first); and the state's ids."""
+    pdus: dict[str, dict] = {}
+    state_ids: list[str] = []
+    for section in ("auth_chain", state_section):
+        for raw in body.get(section) or []:
+            try:
+                pdu = normalise_pdu(raw, version, encodings)
+            except PduRejected:
+                continue
+            if room_id_of(pdu) in (room_id, None):
+                pdus[pdu["event_id"]] = pdu
+                if section == state_section:
+                    state_ids.append(pdu["event_id"])
+    return pdus, state_ids
+
+
 class PduReceiver:
     def __init__(self, *, room_events: RoomEventService, key_fetcher, client, server_name: str, acl=None):
         self._events = room_events
@@ -318,21 +337,10 @@ class PduReceiver:
         """Check and store the events of a GET /state answer (the ``wanted`` ones, else those we lack). Returns
         the state it gives, by key, of the events we now hold."""
         encodings = Encodings()
-        pdus, state_ids = [], []
-        for section in ("pdus", "auth_chain"):
-            for raw in body.get(section) or []:
-                try:
-                    pdu = normalise_pdu(raw, version, encodings)
-                except PduRejected:
-                    continue
-                if room_id_of(pdu) in (room_id, None):
-                    pdus.append(pdu)
-                    if section == "pdus":
-                        state_ids.append(pdu["event_id"])
+        pdus, state_ids = state_answer_pdus(body, "pdus", version, room_id, encodings)
         if wanted is None:
-            held = await self._events.get_events(p["event_id"] for p in pdus)
-            wanted = {p["event_id"] for p in pdus} - held.keys()
-        await self.store_outliers(version, room_id, [p for p in pdus if p["event_id"] in wanted], encodings)
+            wanted = pdus.keys() - (await self._events.get_events(pdus)).keys()
+        await self.store_outliers(version, room_id, [p for eid, p in pdus.items() if eid in wanted], encodings)
         return await self._state_by_key(state_ids)
 
     async def _state_by_key(self, event_ids: list[str]) -> dict:
