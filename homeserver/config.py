@@ -70,6 +70,8 @@ class ListenerConfig:
     resources: list[str]
     x_forwarded: bool
     compress: bool = False
+    # Peers whose X-Forwarded-For is believed when x_forwarded is on (Hexagone's key; Synapse has none).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass(frozen=True)
@@ -792,7 +794,7 @@ class _Parser:
                 continue
             self.check_subkeys(
                 item, path,
-                ("port", "bind_addresses", "type", "tls", "x_forwarded", "resources"),
+                ("port", "bind_addresses", "type", "tls", "x_forwarded", "resources", "trusted_proxies"),
                 ("tag", "request_id_header", "additional_resources", "path", "mode"),
             )
             if "port" not in item or item["port"] is None:
@@ -812,6 +814,8 @@ class _Parser:
                 raise ConfigError(f"{path}.bind_addresses: must not be empty")
             tls = self.bool_("tls", False, item, f"{path}.tls")
             x_forwarded = self.bool_("x_forwarded", False, item, f"{path}.x_forwarded")
+            proxies = self.ip_ranges(f"{path}.trusted_proxies", list(ListenerConfig.trusted_proxies),
+                                     item, "trusted_proxies")
             names, compress = self.parse_resources(item.get("resources"), f"{path}.resources")
             result.append(
                 ListenerConfig(
@@ -822,6 +826,7 @@ class _Parser:
                     resources=names,
                     x_forwarded=x_forwarded,
                     compress=compress,
+                    trusted_proxies=tuple(proxies),
                 )
             )
         if not result:
@@ -1077,8 +1082,10 @@ class _Parser:
             out.append(entry)
         return out
 
-    def ip_ranges(self, key: str, default: list[str]) -> list[str]:
-        ranges = self.str_list(key, default)
+    def ip_ranges(self, key: str, default: list[str], section: dict | None = None,
+                  name: str | None = None) -> list[str]:
+        """A list of CIDR ranges at ``key`` (or at ``name`` of ``section``, reported as ``key``)."""
+        ranges = self.str_list(key, default) if section is None else self.str_list(name, default, section, key)
         for i, r in enumerate(ranges):
             try:
                 ipaddress.ip_network(r, strict=False)

@@ -189,14 +189,19 @@ ip_range_whitelist: []
 #   client     client-server API (also serves media and static)
 #   federation server-server API (also serves media, keys and openid)
 #   keys, media, openid, static, health  individual APIs
+#   (/health is served on every listener; other paths outside a listener's
+#   resources are answered 404 M_UNRECOGNIZED.)
 # Put TLS and public ports on a reverse proxy and set x_forwarded: true so the
-# client address is taken from X-Forwarded-For.
+# client address is taken from X-Forwarded-For (read right to left, skipping
+# trusted_proxies), only for connections from trusted_proxies (Hexagone's key,
+# loopback by default; Synapse believes the header from any peer).
 listeners:
   - port: {port}
     bind_addresses: ["127.0.0.1"]
     type: http
     tls: false
     x_forwarded: false
+    trusted_proxies: ["127.0.0.0/8", "::1/128"]
     resources:
       - names: [client, federation]
         compress: false

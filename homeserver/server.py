@@ -207,8 +207,7 @@ def build_server(config, reactor) -> HomeServer:
     _attach_federation(hs)
     for module in CLIENT_API_MODULES:
         module.register(hs.router, hs)
-    hs.resource = MatrixResource(hs.router, auth.resolve_token, max_body=max(config.max_upload_size, 1 << 20),
-                                 authenticate_server=hs.federation.authenticator.authenticate,
+    hs.resource = MatrixResource(hs.router, auth.resolve_token, authenticate_server=hs.federation.authenticator.authenticate,
                                  db_counters=lambda: (db.txn_count, db.round_trips),
                                  room_gate=hs.room_events.settled)
     return hs
@@ -295,13 +294,13 @@ def _notify_room_events(notifier: Notifier, events) -> None:
 
 
 def listen(hs: HomeServer) -> list:
-    """Start every configured http listener (``tls: true`` ones with the configured certificate),
-    then resume the federation queues."""
-    site = make_site(hs.resource)
+    """Start every configured http listener (``tls: true`` ones with the configured certificate), each
+    serving only its ``resources``, then resume the federation queues."""
     ports = []
     contexts = [server_context(hs.config.tls_certificate_path, hs.config.tls_private_key_path)
                 if listener.tls else None for listener in hs.config.listeners]  # bad files refused before binding
     for listener, tls in zip(hs.config.listeners, contexts):
+        site = make_site(hs.resource, listener)  # its resources, x_forwarded and trusted proxies
         addresses = listener.bind_addresses or ["127.0.0.1"]
         factory = TlsServerFactory(site, tls, hs.reactor) if tls else site
         bound_any = False

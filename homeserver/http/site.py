@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import unquote_plus
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import defer
@@ -16,11 +17,20 @@ from twisted.web import resource, server
 from twisted.web.http import Request
 
 from homeserver.bodies import RawBody, encode_json
+from homeserver.config import ListenerConfig
 from homeserver.errors import MatrixError
 from homeserver.http.router import (AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest,
                                     Requester, Router)
+from homeserver.http.listener import ListenerPolicy, ListenerRequest, listener_site
 
 logger = logging.getLogger("homeserver.access")
+
+# Body limits, unless a route declares its own (Route.max_body, e.g. media uploads). As in Synapse, the
+# largest JSON body expected is a full federation transaction: 50 PDUs of 64 KiB and their EDUs.
+JSON_BODY_LIMIT = 200 * 65536
+UNAUTHENTICATED_BODY_LIMIT = 64 * 1024  # AUTH_NONE routes (login, register): small JSON objects
+# Query parameters that are secrets, never written to the access log.
+SECRET_PARAMS = frozenset({"access_token", "token", "client_secret", "loginToken", "login_token", "password"})
 
 CORS_HEADERS = {
     b"Access-Control-Allow-Origin": b"*",
@@ -54,7 +64,7 @@ class MatrixResource(resource.Resource):
     def __init__(self, router: Router, resolve_token: TokenResolver,
                  authenticate_server: ServerAuthenticator | None = None,
                  rate_limit: RateLimitCheck | None = None,
-                 max_body: int = 100 * 1024 * 1024,
+                 max_body: int = JSON_BODY_LIMIT,
                  db_counters: DbCounters | None = None,
                  room_gate: Callable[[str], Awaitable[None]] | None = None):
         super().__init__()
@@ -114,19 +124,28 @@ class MatrixResource(resource.Resource):
             logger.debug("%s %s: %d database transactions, %d round trips (with any concurrent request's)",
                          method, request.path.decode("utf-8", "replace"), txns, trips)
 
-    async def _dispatch(self, request: Request, method: str) -> tuple[int, Any]:
+    def route_for(self, method: str, path: str) -> tuple[tuple, int]:
+        """The router's answer for a request line, and the largest body that request may send."""
+        matched = self._router.match("GET" if method == "HEAD" else method, path)
+        route = matched[0]
+        if route is None:
+            return matched, self._max_body
+        if route.max_body is not None:
+            return matched, route.max_body
+        return matched, UNAUTHENTICATED_BODY_LIMIT if route.auth == AUTH_NONE else self._max_body
+
+    async def _dispatch(self, request: ListenerRequest, method: str) -> tuple[int, Any]:
         path = request.path.decode("utf-8", "replace")
-        route, found = self._router.match("GET" if method == "HEAD" else method, path)
+        if not request.serves(path):
+            raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
+        route, found = request.matched
         if route is None:
             if found:
                 raise MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request")
             raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
-        body = request.content.read() if request.content is not None else b""
-        if len(body) > self._max_body:
-            raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
+        body = request.content.read() if request.content is not None else b""  # at most route_for's limit
         req = ApiRequest(
-            method=method, path=path, path_params=found,
-            args={k.decode(): [v.decode("utf-8", "replace") for v in vs] for k, vs in request.args.items()},
+            method=method, path=path, path_params=found, args=_query_args(request.args),
             headers={k.decode().lower(): v[-1].decode("latin-1") for k, v in request.requestHeaders.getAllRawHeaders()},
             body=body, client_ip=request.getClientAddress().host, uri=request.uri.decode("utf-8", "replace"),
         )
@@ -181,13 +200,24 @@ class MatrixResource(resource.Resource):
             request.finish()
 
 
+def _query_args(args: dict[bytes, list[bytes]]) -> dict[str, list[str]]:
+    """Query parameters as text: names and values must be UTF-8 (spec "API standards")."""
+    try:
+        return {k.decode("utf-8"): [v.decode("utf-8") for v in vs] for k, vs in args.items()}
+    except UnicodeDecodeError:
+        raise MatrixError(400, "M_INVALID_PARAM", "Query parameters must be UTF-8") from None
+
+
 def _loggable_path(request: Request) -> str:
-    """The request path with secrets (access_token) removed from the query string."""
+    """The request path with secret query parameters (SECRET_PARAMS, however encoded) redacted."""
     uri = request.uri.decode("utf-8", "replace")
     path, _, query = uri.partition("?")
     if not query:
         return path
-    parts = [p if not p.startswith("access_token=") else "access_token=<redacted>" for p in query.split("&")]
+    parts = []
+    for part in query.split("&"):
+        name = unquote_plus(part.partition("=")[0])
+        parts.append(f"{name}=<redacted>" if name in SECRET_PARAMS else part)
     return path + "?" + "&".join(parts)
 
 
@@ -221,8 +251,11 @@ class ConnectionTracker(policies.WrappingFactory):
             wrapper.abortConnection()
 
 
-def make_site(root: MatrixResource) -> ConnectionTracker:
-    site = server.Site(root)
+def make_site(root: MatrixResource, listener: ListenerConfig) -> ConnectionTracker:
+    """The site of one listener: its resources, x_forwarded and trusted proxies."""
+    policy = ListenerPolicy.build(root.route_for, listener.resources, listener.x_forwarded,
+                                  listener.trusted_proxies)
+    site = listener_site(root, policy)
     site.noisy = False
     site.displayTracebacks = False
     # Access logging is ours (one line per request, secrets removed).

@@ -246,6 +246,7 @@ def test_listeners_synapse_shape(cfg_dir, caplog):
     assert [lc.port for lc in c.listeners] == [8008, 8448]
     first, second = c.listeners
     assert first.x_forwarded is True
+    assert first.trusted_proxies == ("127.0.0.0/8", "::1/128")  # loopback unless listed
     assert first.bind_addresses == ["::1", "127.0.0.1"]
     assert first.resources[:1] == ["client"]
     assert {"client", "federation", "media", "keys", "openid"} <= set(first.resources)
@@ -316,6 +317,10 @@ def test_other_listener_refusals(cfg_dir):
             listeners=[{"port": 8008, "bind_addresses": ["localhost"]}])
     refused(cfg_dir, "listeners[0].tls:", listeners=[{"port": 8448, "tls": True}])
     refused(cfg_dir, "listeners[0].x_forwarded:", listeners=[{"port": 8008, "x_forwarded": "yes"}])
+    refused(cfg_dir, "listeners[0].trusted_proxies[1]:",
+            listeners=[{"port": 8008, "trusted_proxies": ["10.0.0.0/8", "proxy.internal"]}])
+    assert parse(cfg_dir, listeners=[{"port": 8008, "trusted_proxies": ["10.1.2.3"]}]).listeners[0] \
+        .trusted_proxies == ("10.1.2.3",)
     refused(cfg_dir, "listeners[0].resources[0].names:",
             listeners=[{"port": 8008, "resources": [{"names": "client"}]}])
     refused(cfg_dir, "listeners:", listeners=[{"port": 9000, "type": "metrics"}])

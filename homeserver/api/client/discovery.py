@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 
+from homeserver.bodies import RawBody
 from homeserver.http.router import AUTH_NONE, ApiRequest, Router
 
 SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
@@ -22,6 +23,11 @@ def turn_credentials(secret: str, user_id: str, now_ms: int, lifetime_ms: int) -
     username = f"{expiry}:{user_id}"
     mac = hmac.new(secret.encode("utf-8"), username.encode("utf-8"), hashlib.sha1).digest()
     return username, base64.b64encode(mac).decode("ascii")
+
+
+async def health(req: ApiRequest) -> RawBody:
+    """GET /health: the process answers (Synapse's load-balancer check, served on every listener)."""
+    return RawBody(b"OK", b"text/plain; charset=utf-8")
 
 
 def register(router: Router, hs) -> None:
@@ -66,6 +72,7 @@ def register(router: Router, hs) -> None:
         return {"username": username, "password": password, "uris": list(config.turn_uris), "ttl": ttl // 1000}
 
     router.add("GET", "/_matrix/client/versions", versions, auth=AUTH_NONE)
+    router.add("GET", "/health", health, auth=AUTH_NONE)
     router.add("GET", "/.well-known/matrix/client", well_known_client, auth=AUTH_NONE)
     router.add("GET", "/.well-known/matrix/server", well_known_server, auth=AUTH_NONE)
     router.client("GET", "/capabilities", capabilities)

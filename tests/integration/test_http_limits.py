@@ -1,0 +1,120 @@
+"""Request body limits over real sockets (spec v1.19 client-server "API standards": 413 M_TOO_LARGE).
+
+A declared Content-Length above the route's limit is answered before the body is read; a chunked body
+is cut at the limit; the server's peak memory does not follow what a client sends. Client and
+federation endpoints alike.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import time
+
+from tests.integration.harness import q, unique
+
+GB = 1024**3
+MB = 1024**2
+SEND_LIMIT_S = 60.0
+
+
+def _head(method: str, path: str, port: int, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _upload(port: int, method: str, path: str, *, length: int | None, total: int,
+            token: str | None = None) -> tuple[int, dict | None, int]:
+    """Send a body of ``total`` bytes (declared as ``length``, or chunked when None), reading any early
+    answer as we go, like a careful HTTP client. Returns (status, JSON body, bytes of body sent)."""
+    headers = {"Content-Length": str(length)} if length is not None else {"Transfer-Encoding": "chunked"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    piece = b"x" * (256 * 1024)
+    frame = piece if length is not None else b"%x\r\n%s\r\n" % (len(piece), piece)
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(_head(method, path, port, headers))
+        deadline = time.monotonic() + SEND_LIMIT_S
+        while time.monotonic() < deadline:
+            readable, writable, _ = select.select([sock], [sock] if sent < total else [], [], 1.0)
+            if readable:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+                if _complete(answer):
+                    break
+            elif writable:
+                try:
+                    sent += sock.send(frame)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+        else:
+            raise AssertionError(f"no answer after sending {sent} bytes")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head else 0
+    return status, json.loads(body) if body else None, sent
+
+
+def _complete(answer: bytes) -> bool:
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return False
+
+
+def _peak_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_a_declared_ten_gigabytes_is_refused_before_the_body(homeserver):
+    status, body, sent = _upload(homeserver.port, "POST", "/_matrix/client/v3/login", length=10 * GB, total=MB)
+    assert (status, body["errcode"]) == (413, "M_TOO_LARGE"), (status, body)
+    # an authenticated route, and federation's transaction endpoint (refused before any signature check)
+    alice = homeserver.register()
+    room = alice.create_room()
+    status, body, _ = _upload(homeserver.port, "PUT", f"/_matrix/client/v3/rooms/{q(room)}/send/m.room.message/"
+                              f"{unique()}", length=10 * GB, total=MB, token=alice.token)
+    assert (status, body["errcode"]) == (413, "M_TOO_LARGE")
+    status, body, _ = _upload(homeserver.port, "PUT", f"/_matrix/federation/v1/send/{unique()}",
+                              length=10 * GB, total=MB)
+    assert (status, body["errcode"]) == (413, "M_TOO_LARGE")
+
+
+def test_a_chunked_body_is_cut_at_the_route_limit(homeserver):
+    status, body, sent = _upload(homeserver.port, "POST", "/_matrix/client/v3/login", length=None, total=200 * MB)
+    assert (status, body["errcode"]) == (413, "M_TOO_LARGE")
+    assert sent < 100 * MB, sent
+    status, body, sent = _upload(homeserver.port, "PUT", f"/_matrix/federation/v1/send/{unique()}",
+                                 length=None, total=200 * MB)
+    assert (status, body["errcode"]) == (413, "M_TOO_LARGE")
+    assert sent < 100 * MB, sent
+    # the server still answers, and a body under the limit still works
+    assert homeserver.request("GET", "/_matrix/client/versions")[0] == 200
+    alice = homeserver.register()
+    assert alice.send(alice.create_room(), "y" * 60_000)
+
+
+def test_peak_memory_does_not_follow_the_body(homeserver):
+    pid = homeserver.process.pid
+    assert homeserver.request("GET", "/_matrix/client/versions")[0] == 200
+    before = _peak_rss_kb(pid)
+    for length in (200 * MB, None):  # declared and sent; chunked
+        status, body, _ = _upload(homeserver.port, "PUT", f"/_matrix/federation/v1/send/{unique()}",
+                                  length=length, total=200 * MB)
+        assert (status, body["errcode"]) == (413, "M_TOO_LARGE")
+    assert homeserver.request("GET", "/_matrix/client/versions")[0] == 200
+    grown_mb = (_peak_rss_kb(pid) - before) / 1024
+    print(f"peak RSS {before / 1024:.1f} MB before, grew by {grown_mb:.1f} MB after 2 x 200 MB bodies")
+    assert grown_mb < 20, grown_mb
