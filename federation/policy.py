@@ -99,18 +99,36 @@ def federation_allowed(whitelist: Iterable[str] | None, server_name: str) -> boo
     return whitelist is None or server_name in whitelist
 
 
+# Refused whatever ip_range_blacklist says ("this network" and the unspecified address reach our own
+# host on Linux). Synapse always adds 0.0.0.0 and ::; we refuse all of 0.0.0.0/8.
+ALWAYS_BLOCKED = ("0.0.0.0/8", "::/128")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for: IPv4-mapped, IPv4-compatible (RFC 4291 2.5.5) or 6to4."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _IPV4_COMPATIBLE and int(address) > 1:  # not :: or ::1
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 class IpRangeFilter:
-    """Outbound IP policy: refused if in ``blacklist`` unless also in ``whitelist``."""
+    """Outbound IP policy: refused if in ``blacklist`` (or ALWAYS_BLOCKED) unless also in ``whitelist``.
+    An IPv6 address standing for an IPv4 one is judged as both, as in Synapse."""
 
     def __init__(self, blacklist: Iterable[str], whitelist: Iterable[str] = ()):
-        self._black = [ipaddress.ip_network(r, strict=False) for r in blacklist]
+        self._black = [ipaddress.ip_network(r, strict=False) for r in (*ALWAYS_BLOCKED, *blacklist)]
         self._white = [ipaddress.ip_network(r, strict=False) for r in whitelist]
 
     def allows(self, ip: str) -> bool:
         address = ipaddress.ip_address(ip.split("%", 1)[0])
         candidates = [address]
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            candidates.append(address.ipv4_mapped)
+        if isinstance(address, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(address)) is not None:
+            candidates.append(embedded)
         if any(a in net for a in candidates for net in self._white if a.version == net.version):
             return True
         return not any(a in net for a in candidates for net in self._black if a.version == net.version)

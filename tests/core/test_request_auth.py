@@ -3,10 +3,12 @@ server ACLs and outbound IP ranges (no network, no reactor)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
 
 import pytest
+from hypothesis import given, strategies as st
 from signedjson.key import generate_signing_key, get_verify_key
 from unpaddedbase64 import encode_base64
 
@@ -17,7 +19,7 @@ from federation.keys import MAX_KEY_VALIDITY_MS, KeyLookupError, ServerKeys, key
     parse_old_signing_keys
 from federation.policy import IpRangeFilter, federation_allowed, glob_matches, server_acl_allows, split_server_name
 from federation.request_auth import AuthHeaderError, XMatrix, parse_x_matrix, sign_request, verify_request
-from homeserver.config import ConfigError
+from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST, ConfigError
 from homeserver.events.signing import sign_json
 
 ORIGIN, DEST = "origin.example", "dest.example:8448"
@@ -364,6 +366,32 @@ def test_ip_range_filter():
     assert not f.allows("10.1.2.3") and f.allows("8.8.8.8")
     assert not f.allows("::1") and not f.allows("fd00::1") and f.allows("2001:db8::1")
     assert not f.allows("::ffff:10.0.0.1")  # IPv4-mapped addresses are checked as IPv4
+
+
+def test_ip_range_filter_always_refuses_this_host():
+    f = IpRangeFilter([])  # even with an empty ip_range_blacklist
+    for ip in ("0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0", "2002::1"):
+        assert not f.allows(ip), ip
+    assert f.allows("8.8.8.8") and f.allows("2001:4860::1")
+    assert IpRangeFilter([], ["0.0.0.0/8"]).allows("0.0.0.0")  # ip_range_whitelist still overrides
+
+
+def test_default_blacklist_matches_synapse():
+    f = IpRangeFilter(DEFAULT_IP_RANGE_BLACKLIST)
+    for ip in ("100.64.0.1", "192.0.0.8", "198.18.0.1", "fe80::1", "fc00::1", "fd12::1", "::ffff:127.0.0.1",
+               "::127.0.0.1", "2002:7f00:1::1", "2002:a00:1::", "::ffff:169.254.169.254"):
+        assert not f.allows(ip), ip
+    assert f.allows("1.1.1.1") and f.allows("2606:4700::1111") and f.allows("::ffff:1.1.1.1")
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_an_ipv4_address_is_judged_alike_in_every_ipv6_form(n):
+    f = IpRangeFilter(DEFAULT_IP_RANGE_BLACKLIST)
+    v4 = ipaddress.IPv4Address(n)
+    forms = [f"::ffff:{v4}", f"2002:{n >> 16:x}:{n & 0xFFFF:x}::1"]
+    if n > 1:
+        forms.append(str(ipaddress.IPv6Address(n)))
+    assert all(f.allows(form) == f.allows(str(v4)) for form in forms), (v4, forms)
 
 
 @pytest.mark.parametrize("name, parts", [

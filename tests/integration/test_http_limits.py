@@ -118,3 +118,41 @@ def test_peak_memory_does_not_follow_the_body(homeserver):
     grown_mb = (_peak_rss_kb(pid) - before) / 1024
     print(f"peak RSS {before / 1024:.1f} MB before, grew by {grown_mb:.1f} MB after 2 x 200 MB bodies")
     assert grown_mb < 20, grown_mb
+
+
+class _CountingListener:
+    """A TCP listener on 127.0.0.1 that counts the connections it receives (and closes them)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+
+    def connections(self) -> int:
+        count = 0
+        while select.select([self.sock], [], [], 0)[0]:
+            conn, _ = self.sock.accept()
+            conn.close()
+            count += 1
+        return count
+
+
+def test_public_rooms_of_a_local_address_neither_connects_nor_tells(homeserver):
+    """/publicRooms?server=: 0.0.0.0 and :: reach this host; a connection error must not be echoed."""
+    alice = homeserver.register()
+    target = _CountingListener()
+    try:
+        answers = {server: alice.request("GET", "/publicRooms", params={"server": server})
+                   for server in (f"0.0.0.0:{target.port}", f"[::]:{target.port}", f"127.0.0.1:{target.port}",
+                                  f"[::ffff:127.0.0.1]:{target.port}", "nothing.invalid")}
+        assert target.connections() == 0
+    finally:
+        target.sock.close()
+    for server, (status, body) in answers.items():
+        assert (status, body) == (502, {"errcode": "M_UNKNOWN",
+                                        "error": "Could not fetch that server's room directory"}), server
+    # anonymous users never make us ask another server
+    status, body = homeserver.request("GET", "/publicRooms", params={"server": "example.org"})
+    assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")

@@ -6,8 +6,13 @@ Spec v1.19 client-server: "Creation", "Room membership", "Room upgrades",
 
 from __future__ import annotations
 
+import logging
+
+from federation.client import HttpResponseError
 from homeserver.errors import MatrixError, bad_json, forbidden
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, ApiRequest, Router
+
+logger = logging.getLogger(__name__)
 
 
 def _reason(body: dict) -> str | None:
@@ -148,10 +153,12 @@ def register(router: Router, hs) -> None:
             limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
         server = req.arg("server")
         if server is not None and server != hs.config.server_name:
-            return await remote_public_rooms(server, limit, since, search)
+            if req.requester is None:  # as Synapse: only users make us ask other servers
+                raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+            return await remote_public_rooms(server, limit, since, search, req.user_id)
         return await directory.public_rooms(limit=limit, since=since, search=search)
 
-    async def remote_public_rooms(server: str, limit, since, search) -> dict:
+    async def remote_public_rooms(server: str, limit, since, search, req_user: str) -> dict:
         """Another server's directory, through federation's POST /publicRooms."""
         body: dict = {}
         if limit is not None:
@@ -162,8 +169,11 @@ def register(router: Router, hs) -> None:
             body["filter"] = {"generic_search_term": search}
         try:
             return await hs.federation.client.post_json(server, "/_matrix/federation/v1/publicRooms", body)
-        except Exception as e:
-            raise MatrixError(502, "M_UNKNOWN", f"Could not list the rooms of {server}: {e}")
+        except HttpResponseError as e:  # a Matrix server answered: its refusal is no secret
+            raise MatrixError(502, "M_UNKNOWN", f"{server} answered {e.status} {e.errcode or ''}".rstrip())
+        except Exception as e:  # DNS, connection, TLS, blocked address: echoed, we would be a port scanner
+            logger.info("publicRooms of %s for %s failed: %s", server, req_user, e)
+            raise MatrixError(502, "M_UNKNOWN", "Could not fetch that server's room directory")
 
     router.client("POST", "/createRoom", create_room)
     router.client("POST", "/join/{roomIdOrAlias}", join)
