@@ -51,7 +51,7 @@ class ApiRequest:
     on_disconnect: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def json(self, *, allow_empty: bool = False) -> dict:
-        """Parse the body as a JSON object (``M_NOT_JSON`` / ``M_BAD_JSON`` otherwise)."""
+        """Parse the body as a JSON object (``M_NOT_JSON`` / ``M_BAD_JSON`` otherwise, see parse_json)."""
         if self._json is not None:
             return self._json
         if not self.body.strip():
@@ -59,10 +59,7 @@ class ApiRequest:
                 self._json = {}
                 return self._json
             raise MatrixError(400, "M_NOT_JSON", "Content not JSON.")
-        try:
-            value = json.loads(self.body, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError):
-            raise MatrixError(400, "M_NOT_JSON", "Content not JSON.")
+        value = parse_json(self.body)
         if not isinstance(value, dict):
             raise bad_json("Content must be a JSON object.")
         self._json = value
@@ -114,8 +111,71 @@ class Route:
     max_body: int | None = None  # bytes; None: the site's default for the route's auth scheme
 
 
+MAX_JSON_DEPTH = 100  # nested objects and arrays; deeper is refused before any handler sees it
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+
+
+def parse_json(raw: bytes, what: str = "Content") -> Any:
+    """Spec v1.19 "API standards": JSON text in UTF-8. Not UTF-8 (UTF-16/32 included), not JSON, or
+    NaN/Infinity: 400 ``M_NOT_JSON``. JSON we refuse to hold: 400 ``M_BAD_JSON`` for a key twice in one
+    object (parsers disagree on which value wins, so signed or canonical JSON must not have any), nesting
+    deeper than MAX_JSON_DEPTH, or an escaped lone surrogate (no UTF-8 can carry it back out)."""
+    try:
+        value = _DECODER.decode(raw.decode("utf-8"))
+    except _DuplicateKey as e:
+        raise bad_json(f"{what}: key {e.args[0]!r} appears twice in one object") from None
+    except RecursionError:
+        raise bad_json(f"{what}: JSON nested too deeply") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise MatrixError(400, "M_NOT_JSON", f"{what} not JSON.") from None
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH or _SURROGATE_ESCAPE.search(raw):
+        _check_depth_and_text(value, what)  # only when the bytes say it may be needed: cheap otherwise
+    return value
+
+
+def _check_depth_and_text(value: Any, what: str) -> None:
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise bad_json(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH}")
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in children:
+                if isinstance(key, str):
+                    _check_text(key, what)
+                stack.append((child, depth + 1))
+        elif isinstance(item, str):
+            _check_text(item, what)
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_json(f"{what}: a string holds a lone surrogate (\\uD800-\\uDFFF)") from None
 
 
 _PARAM = re.compile(r"\{(\w+)\}")

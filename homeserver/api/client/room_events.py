@@ -7,10 +7,8 @@ Spec v1.19 client-server: "Sending events to a room", "Redactions",
 
 from __future__ import annotations
 
-import json
-
 from homeserver.errors import MatrixError, bad_json
-from homeserver.http.router import ApiRequest, Router
+from homeserver.http.router import ApiRequest, Router, parse_json
 from homeserver.services.filtering import EventFilter
 from homeserver.services.room_events import EventSpec
 
@@ -19,10 +17,7 @@ def _json_arg(req: ApiRequest, name: str) -> dict | None:
     raw = req.arg(name)
     if raw is None:
         return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise MatrixError(400, "M_NOT_JSON", f"{name} is not valid JSON")
+    value = parse_json(raw.encode("utf-8"), name)
     if not isinstance(value, dict):
         raise bad_json(f"{name} must be a JSON object")
     return value

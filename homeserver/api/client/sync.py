@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from homeserver.errors import MatrixError, forbidden, not_found
-from homeserver.http.router import ApiRequest, Router
+from homeserver.http.router import ApiRequest, Router, parse_json
 from homeserver.services.filtering import SyncFilter
 
 MAX_TIMEOUT_MS = 5 * 60 * 1000
@@ -19,10 +17,7 @@ def register(router: Router, hs) -> None:
         if raw is None:
             return SyncFilter()
         if raw.lstrip().startswith("{"):
-            try:
-                definition = json.loads(raw)
-            except ValueError:
-                raise MatrixError(400, "M_NOT_JSON", "filter is not valid JSON")
+            definition = parse_json(raw.encode("utf-8"), "filter")
         else:
             try:
                 filter_id = int(raw)
