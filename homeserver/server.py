@@ -207,7 +207,8 @@ def build_server(config, reactor) -> HomeServer:
     _attach_federation(hs)
     for module in CLIENT_API_MODULES:
         module.register(hs.router, hs)
-    hs.resource = MatrixResource(hs.router, auth.resolve_token, authenticate_server=hs.federation.authenticator.authenticate,
+    hs.resource = MatrixResource(hs.router, auth.resolve_token,
+                                 authenticate_server=hs.federation.authenticator.authenticate,
                                  db_counters=lambda: (db.txn_count, db.round_trips),
                                  room_gate=hs.room_events.settled)
     return hs

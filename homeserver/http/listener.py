@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -26,6 +27,8 @@ from twisted.web import server
 from twisted.web.http import HTTPChannel
 from twisted.web.iweb import INonQueuedRequestFactory
 from zope.interface import directlyProvides
+
+logger = logging.getLogger("homeserver.access")
 
 # Synapse's listener resource names and the path prefixes each one serves.
 RESOURCE_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -112,7 +115,9 @@ class ListenerRequest(server.Request):
     _forwarded_https = False
 
     def route_headers(self, command: bytes, path: bytes, length: int | None) -> bool:
-        """Route the request from its request line; False if its declared body is too large."""
+        """Route the request from its request line and headers; False if its declared body is too large."""
+        if self.policy.x_forwarded:
+            self._resolve_forwarded()
         self.matched, self.body_limit = self.policy.route(
             command.decode("ascii", "replace"), path.split(b"?", 1)[0].decode("utf-8", "replace"))
         return length is None or length <= self.body_limit
@@ -123,11 +128,6 @@ class ListenerRequest(server.Request):
             self.channel.refuse_too_large()
             return
         super().handleContentChunk(data)
-
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        if self.policy.x_forwarded:
-            self._resolve_forwarded()
-        super().requestReceived(command, path, version)
 
     def _resolve_forwarded(self) -> None:
         peer = super().getClientAddress()
@@ -170,6 +170,9 @@ class ListenerChannel(HTTPChannel):
         if self._refused:
             return
         self._refused = True
+        logger.info("%s 413 %s %s: body over %d bytes", self.requests[-1].getClientAddress().host,
+                    self._command.decode("ascii", "replace"),
+                    self._path.split(b"?", 1)[0].decode("utf-8", "replace"), self.requests[-1].body_limit)
         self.dataReceived = self.rawDataReceived = self.lineReceived = _drop
         body = json.dumps({"errcode": "M_TOO_LARGE", "error": "Request body too large"}).encode()
         self.transport.write(
