@@ -74,8 +74,7 @@ def forwarded_client(peer: str, forwarded_for: Sequence[str], trusted: Sequence[
     saw), skipping trusted proxies; the first untrusted address is the client. A malformed entry ends the
     walk at the last address we could check."""
     client = peer
-    address = _address(peer)
-    if address is None or not any(address in net for net in trusted if net.version == address.version):
+    if not is_trusted(peer, trusted):
         return client
     hops = [hop for value in forwarded_for for hop in value.split(",")]
     for hop in reversed(hops):
@@ -86,6 +85,11 @@ def forwarded_client(peer: str, forwarded_for: Sequence[str], trusted: Sequence[
         if not any(address in net for net in trusted if net.version == address.version):
             return client
     return client
+
+
+def is_trusted(peer: str, trusted: Sequence[Network]) -> bool:
+    address = _address(peer)
+    return address is not None and any(address in net for net in trusted if net.version == address.version)
 
 
 @dataclass(frozen=True)
@@ -133,13 +137,11 @@ class ListenerRequest(server.Request):
         peer = super().getClientAddress()
         host = getattr(peer, "host", None)
         values = self.requestHeaders.getRawHeaders(b"x-forwarded-for")
-        if host is None or not values:
+        if host is None or not values or not is_trusted(host, self.policy.trusted_proxies):
             return
         client = forwarded_client(host, [v.decode("latin-1") for v in values], self.policy.trusted_proxies)
-        if client == host:
-            return
-        address_class = IPv6Address if ":" in client else IPv4Address
-        self._client = address_class("TCP", client, 0)
+        if client != host:
+            self._client = (IPv6Address if ":" in client else IPv4Address)("TCP", client, 0)
         proto = self.getHeader(b"x-forwarded-proto")
         self._forwarded_https = proto is not None and proto.strip().lower() == b"https"
 
