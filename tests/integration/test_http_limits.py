@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import select
 import socket
+import ssl
 import time
 
+from tests.integration.federation import ca, fed, home  # noqa: F401 (fixtures)
 from tests.integration.harness import q, unique
 
 GB = 1024**3
@@ -26,32 +28,41 @@ def _head(method: str, path: str, port: int, headers: dict[str, str]) -> bytes:
 
 
 def _upload(port: int, method: str, path: str, *, length: int | None, total: int,
-            token: str | None = None) -> tuple[int, dict | None, int]:
+            token: str | None = None, ca_path: str | None = None) -> tuple[int, dict | None, int]:
     """Send a body of ``total`` bytes (declared as ``length``, or chunked when None), reading any early
-    answer as we go, like a careful HTTP client. Returns (status, JSON body, bytes of body sent)."""
+    answer as we go, like a careful HTTP client; over TLS when ``ca_path`` is given.
+    Returns (status, JSON body, bytes of body sent)."""
     headers = {"Content-Length": str(length)} if length is not None else {"Transfer-Encoding": "chunked"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     piece = b"x" * (256 * 1024)
     frame = piece if length is not None else b"%x\r\n%s\r\n" % (len(piece), piece)
-    sent, answer = 0, b""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    sent, answer, pending = 0, b"", b""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if ca_path is not None:
+        sock = ssl.create_default_context(cafile=ca_path).wrap_socket(sock, server_hostname="localhost")
+    with sock:
         sock.sendall(_head(method, path, port, headers))
+        sock.setblocking(False)  # readable may only mean a TLS session ticket
         deadline = time.monotonic() + SEND_LIMIT_S
         while time.monotonic() < deadline:
             readable, writable, _ = select.select([sock], [sock] if sent < total else [], [], 1.0)
-            if readable:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                answer += data
-                if _complete(answer):
-                    break
-            elif writable:
-                try:
-                    sent += sock.send(frame)
-                except (BrokenPipeError, ConnectionResetError):
-                    break
+            try:
+                if readable or (ca_path is not None and sock.pending()):
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    answer += data
+                    if _complete(answer):
+                        break
+                elif writable:
+                    pending = pending or frame  # a frame is sent whole before the next one starts
+                    n = sock.send(pending)
+                    pending, sent = pending[n:], sent + n
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
         else:
             raise AssertionError(f"no answer after sending {sent} bytes")
     head, _, body = answer.partition(b"\r\n\r\n")
@@ -104,6 +115,15 @@ def test_a_chunked_body_is_cut_at_the_route_limit(homeserver):
     assert homeserver.request("GET", "/_matrix/client/versions")[0] == 200
     alice = homeserver.register()
     assert alice.send(alice.create_room(), "y" * 60_000)
+
+
+def test_a_federation_tls_listener_refuses_before_the_body(home):
+    for length in (10 * GB, None):
+        status, body, sent = _upload(home.tls_port, "PUT", f"/_matrix/federation/v1/send/{unique()}",
+                                     length=length, total=100 * MB, ca_path=home.ca_path)
+        assert (status, body["errcode"]) == (413, "M_TOO_LARGE"), length
+        assert sent < 50 * MB, sent
+    assert home.https("GET", "/_matrix/federation/v1/version")[0] == 200
 
 
 def test_peak_memory_does_not_follow_the_body(homeserver):
