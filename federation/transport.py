@@ -51,7 +51,9 @@ def build_transport(config, reactor, db, signing_key) -> FederationTransport:
         tls_policy=ClientTlsPolicy(verify=config.federation_verify_certificates,
                                    ca_files=config.federation_custom_ca_list,
                                    minimum_version=config.federation_client_minimum_tls_version),
-        ip_filter=IpRangeFilter(config.ip_range_blacklist, config.ip_range_whitelist),
+        ip_filter=(IpRangeFilter(config.ip_range_blacklist, config.ip_range_whitelist)
+                   if config.federation_ip_range_blacklist is None
+                   else IpRangeFilter(config.federation_ip_range_blacklist)),
         whitelist=config.federation_domain_whitelist, now_ms=now_ms)
     keyring.client = client
     queue = FederationQueueStore(db)

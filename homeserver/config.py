@@ -226,6 +226,8 @@ class Config:
         default_factory=lambda: list(DEFAULT_IP_RANGE_BLACKLIST)
     )
     ip_range_whitelist: list[str] = field(default_factory=list)
+    # Synapse's older key: when set, federation uses it (and no whitelist) instead of the two above.
+    federation_ip_range_blacklist: list[str] | None = None
     tls_certificate_path: str | None = None
     tls_private_key_path: str | None = None
 
@@ -315,7 +317,7 @@ SYNAPSE_TOP_LEVEL_KEYS: frozenset[str] = frozenset(
     worker_app worker_name worker_listeners worker_manhole worker_daemonize
     worker_pid_file worker_log_config background_updates auto_accept_invites
     experimental_features
-    use_presence perspectives federation_ip_range_blacklist
+    use_presence perspectives
     url_preview_ip_range_blacklist limit_profile_requests_to_known_users
     no_tls tls_fingerprints acme enable_group_creation group_creation_prefix
     uploads_path media_storage_providers public_baseurl web_client
@@ -727,6 +729,7 @@ class _Parser:
             "ip_range_blacklist", list(DEFAULT_IP_RANGE_BLACKLIST)
         )
         kwargs["ip_range_whitelist"] = self.ip_ranges("ip_range_whitelist", [])
+        kwargs["federation_ip_range_blacklist"] = self.ip_ranges("federation_ip_range_blacklist", None)
         kwargs["tls_certificate_path"] = self.path_("tls_certificate_path")
         kwargs["tls_private_key_path"] = self.path_("tls_private_key_path")
         for i, lc in enumerate(listeners):
@@ -1082,11 +1085,11 @@ class _Parser:
             out.append(entry)
         return out
 
-    def ip_ranges(self, key: str, default: list[str], section: dict | None = None,
-                  name: str | None = None) -> list[str]:
+    def ip_ranges(self, key: str, default: list[str] | None, section: dict | None = None,
+                  name: str | None = None) -> list[str] | None:
         """A list of CIDR ranges at ``key`` (or at ``name`` of ``section``, reported as ``key``)."""
         ranges = self.str_list(key, default) if section is None else self.str_list(name, default, section, key)
-        for i, r in enumerate(ranges):
+        for i, r in enumerate(ranges or ()):
             try:
                 ipaddress.ip_network(r, strict=False)
             except ValueError:
@@ -1126,7 +1129,7 @@ _IMPLEMENTED_TOP_LEVEL_KEYS = frozenset(
     form_secret form_secret_path macaroon_secret_key macaroon_secret_key_path
     federation_domain_whitelist trusted_key_servers suppress_key_server_warning old_signing_keys
     federation_verify_certificates federation_custom_ca_list federation_client_minimum_tls_version
-    ip_range_blacklist ip_range_whitelist tls_certificate_path
+    ip_range_blacklist ip_range_whitelist federation_ip_range_blacklist tls_certificate_path
     tls_private_key_path
     """.split()
 )

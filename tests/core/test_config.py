@@ -128,6 +128,7 @@ def test_minimal_config_defaults(cfg_dir, caplog):
     assert c.federation_client_minimum_tls_version == "1.2"
     assert c.ip_range_blacklist == list(DEFAULT_IP_RANGE_BLACKLIST)
     assert c.ip_range_whitelist == []
+    assert c.federation_ip_range_blacklist is None
     assert c.tls_certificate_path is None and c.tls_private_key_path is None
     assert c.suppress_key_server_warning is False
     assert c.raw == minimal()
@@ -317,6 +318,8 @@ def test_other_listener_refusals(cfg_dir):
             listeners=[{"port": 8008, "bind_addresses": ["localhost"]}])
     refused(cfg_dir, "listeners[0].tls:", listeners=[{"port": 8448, "tls": True}])
     refused(cfg_dir, "listeners[0].x_forwarded:", listeners=[{"port": 8008, "x_forwarded": "yes"}])
+    refused(cfg_dir, "federation_ip_range_blacklist[0]:", federation_ip_range_blacklist=["10.0.0.300/8"])
+    assert parse(cfg_dir, federation_ip_range_blacklist=[]).federation_ip_range_blacklist == []
     refused(cfg_dir, "listeners[0].trusted_proxies[1]:",
             listeners=[{"port": 8008, "trusted_proxies": ["10.0.0.0/8", "proxy.internal"]}])
     assert parse(cfg_dir, listeners=[{"port": 8008, "trusted_proxies": ["10.1.2.3"]}]).listeners[0] \

@@ -11,6 +11,7 @@ import json
 import select
 import socket
 import ssl
+import threading
 import time
 
 from tests.integration.federation import ca, fed, home  # noqa: F401 (fixtures)
@@ -141,22 +142,34 @@ def test_peak_memory_does_not_follow_the_body(homeserver):
 
 
 class _CountingListener:
-    """A TCP listener on 127.0.0.1 that counts the connections it receives (and closes them)."""
+    """A TCP listener on 127.0.0.1 that accepts, counts and at once closes connections (in a thread, so
+    a TLS client gets its answer, a reset, without waiting for a handshake timeout)."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.setblocking(False)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
+        self.count = 0
+        self._open = True
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while self._open:
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.count += 1
+            conn.close()
 
     def connections(self) -> int:
-        count = 0
-        while select.select([self.sock], [], [], 0)[0]:
-            conn, _ = self.sock.accept()
-            conn.close()
-            count += 1
-        return count
+        return self.count
+
+    def close(self) -> None:
+        self._open = False
+        self._thread.join()
+        self.sock.close()
 
 
 def test_public_rooms_of_a_local_address_neither_connects_nor_tells(homeserver):
@@ -169,10 +182,26 @@ def test_public_rooms_of_a_local_address_neither_connects_nor_tells(homeserver):
                                   f"[::ffff:127.0.0.1]:{target.port}", "nothing.invalid")}
         assert target.connections() == 0
     finally:
-        target.sock.close()
+        target.close()
     for server, (status, body) in answers.items():
         assert (status, body) == (502, {"errcode": "M_UNKNOWN",
                                         "error": "Could not fetch that server's room directory"}), server
     # anonymous users never make us ask another server
     status, body = homeserver.request("GET", "/publicRooms", params={"server": "example.org"})
     assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
+
+
+def test_federation_ip_range_blacklist_replaces_the_ranges_but_not_this_host(homeserver_factory):
+    """Synapse's older key: it alone decides for federation (ip_range_blacklist no longer applies),
+    and 0.0.0.0 and :: stay refused."""
+    server = homeserver_factory(federation_ip_range_blacklist=["192.0.2.0/24"])
+    alice = server.register()
+    target = _CountingListener()
+    try:
+        for host in ("0.0.0.0", "[::]"):
+            assert alice.request("GET", "/publicRooms", params={"server": f"{host}:{target.port}"})[0] == 502
+            assert target.connections() == 0, host
+        assert alice.request("GET", "/publicRooms", params={"server": f"127.0.0.1:{target.port}"})[0] == 502
+        assert target.connections() >= 1  # ip_range_blacklist (loopback) no longer applies
+    finally:
+        target.close()
