@@ -110,7 +110,6 @@ class Route:
     regex: re.Pattern
     handler: Handler
     auth: str
-    rate_limited: bool
 
 
 def _reject_constant(name: str):
@@ -139,15 +138,14 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def add(self, method: str, template: str, handler: Handler, *, auth: str = AUTH_USER,
-            rate_limited: bool = False) -> None:
-        self.routes.append(Route(method, template, _compile(template), handler, auth, rate_limited))
+    def add(self, method: str, template: str, handler: Handler, *, auth: str = AUTH_USER) -> None:
+        self.routes.append(Route(method, template, _compile(template), handler, auth))
 
     def client(self, method: str, path: str, handler: Handler, *, auth: str = AUTH_USER,
-               rate_limited: bool = False, versions: tuple[str, ...] = CLIENT_PREFIXES) -> None:
+               versions: tuple[str, ...] = CLIENT_PREFIXES) -> None:
         """Register a client-server endpoint under each of its version prefixes."""
         for prefix in versions:
-            self.add(method, prefix + path, handler, auth=auth, rate_limited=rate_limited)
+            self.add(method, prefix + path, handler, auth=auth)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | tuple[None, list[str]]:
         allowed: list[str] = []
