@@ -49,6 +49,7 @@ class Ratelimiter:
         self.per_second = per_second
         self.burst_count = burst_count
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (level, last time)
+        self._prune_at = 100_000  # doubles while the buckets in use do: pruning stays amortised O(1)
 
     @classmethod
     def of(cls, clock, setting) -> "Ratelimiter":
@@ -66,13 +67,15 @@ class Ratelimiter:
             wait = (level + cost - self.burst_count) / self.per_second if self.per_second > 0 else 60.0
             raise limit_exceeded(int(wait * 1000) + 1)
         self._buckets[key] = (level + cost, now)
-        if len(self._buckets) > 100_000:
+        if len(self._buckets) > self._prune_at:
             self._prune(now)
 
     def _prune(self, now: float) -> None:
+        """Forget the keys whose actions have all drained (keys chosen by remote users must not grow memory forever)."""
         for key, (level, last) in list(self._buckets.items()):
             if level - (now - last) * self.per_second <= 0:
                 del self._buckets[key]
+        self._prune_at = max(100_000, 2 * len(self._buckets))
 
 
 @dataclass

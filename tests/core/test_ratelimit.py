@@ -24,6 +24,16 @@ def test_bucket_refills_and_keys_are_independent():
     limiter.check("a")
 
 
+def test_bucket_memory_is_bounded_by_pruning_drained_keys():
+    clock = task.Clock()
+    limiter = Ratelimiter(clock, per_second=1, burst_count=5)
+    for n in range(100_000):
+        limiter.check(f"@spammer{n}:example.org")
+    clock.advance(2)
+    limiter.check("@late:example.org")  # one key too many: every drained one is forgotten
+    assert len(limiter._buckets) == 1
+
+
 class Host:
     """Requests of one host through a limiter, each held open until released."""
 

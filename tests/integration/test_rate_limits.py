@@ -157,6 +157,21 @@ def test_rc_invites_per_user_and_per_issuer(limited):
                              {"user_id": limited.process.register().user_id}))
 
 
+def test_rc_invites_per_user_on_invites_from_other_servers(limited, peer):
+    """Synapse limits an invite arriving over federation by its invitee only (the room is the sender's job)."""
+    invitee = limited.process.register()
+    inviters = [peer.process.register() for _ in range(3)]
+    for inviter in inviters[:2]:
+        inviter.invite(inviter.create_room(), invitee)
+    room_id = inviters[2].create_room()
+    status, err = inviters[2].request("POST", f"/rooms/{q(room_id)}/invite", {"user_id": invitee.user_id})
+    assert status != 200, err  # (the inviting Hexagone answers 500 for any refusal by the invitee's server)
+    invited, _ = invitee.sync_until(lambda r: len(r["rooms"]["invite"]) >= 2 and r["rooms"]["invite"])
+    assert room_id not in invited
+    other = limited.process.register()
+    inviters[2].invite(room_id, other)
+
+
 # -- rc_federation: per origin, and per IP on the key server -----------------------------------------------
 def _burst(call, count: int) -> list[tuple[int, object, float]]:
     """``count`` calls at once; each one's (status, body, seconds taken)."""
