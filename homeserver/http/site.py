@@ -133,18 +133,15 @@ class MatrixResource(resource.Resource):
         )
         request.notifyFinish().addErrback(lambda _: [cb() for cb in req.on_disconnect])
         await self._authenticate(route.auth, req)
+        if self._room_gate is not None and "roomId" in found:
+            await self._room_gate(found["roomId"])
         if route.auth == AUTH_SERVER and self._federation_limit is not None:
-            result = await self._federation_limit(req.origin, lambda: self._run(route, req))
+            result = await self._federation_limit(req.origin, lambda: route.handler(req))
         else:
-            result = await self._run(route, req)
+            result = await route.handler(req)
         if isinstance(result, tuple):
             return result
         return 200, result
-
-    async def _run(self, route, req: ApiRequest) -> Any:
-        if self._room_gate is not None and "roomId" in req.path_params:
-            await self._room_gate(req.path_params["roomId"])
-        return await route.handler(req)
 
     async def _authenticate(self, scheme: str, req: ApiRequest) -> None:
         if scheme == AUTH_NONE:
