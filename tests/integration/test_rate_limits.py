@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
-from tests.integration.harness import q, unique
+from tests.integration.harness import PASSWORD, User, q, unique
 
 NO_REFILL = 0.0001  # per second: nothing comes back during a test
 
@@ -24,8 +24,15 @@ MESSAGE_BURST, ADMIN_REDACTION_BURST = 3, 2
 LIMITS = dict(
     rc_message=bucket(MESSAGE_BURST), rc_admin_redaction=bucket(ADMIN_REDACTION_BURST),
     rc_joins={"local": bucket(2), "remote": bucket(1)}, rc_joins_per_room=bucket(3),
-    rc_invites={"per_room": bucket(100), "per_user": bucket(2), "per_issuer": bucket(3)},
+    rc_invites={"per_room": bucket(4), "per_user": bucket(2), "per_issuer": bucket(3)},
 )
+# A server of its own for the limits keyed by client IP (every test client is 127.0.0.1) and the per-account ones.
+GATE_LIMITS = dict(
+    rc_registration=bucket(3), rc_login={"address": bucket(100), "account": bucket(3), "failed_attempts": bucket(2)},
+    rc_room_creation=bucket(2), rc_presence={"per_user": bucket(2)}, rc_user_directory=bucket(2),
+)
+TOKEN_LIMITS = dict(registration_requires_token=True, rc_registration_token_validity=bucket(2),
+                    rc_login={"address": bucket(2)})
 # rc_federation: from the third request in a minute each one waits SLEEP_MS, one at a time; past one request
 # asleep or waiting, refused.
 SLEEP_MS = 4000
@@ -37,6 +44,17 @@ FEDERATION_LIMITS = dict(rc_federation={"window_size": 60_000, "sleep_limit": 2,
 def limited(fed):
     """A server with tight client limits (it also serves federation, for remote joins)."""
     return fed(**LIMITS)
+
+
+@pytest.fixture(scope="module")
+def gate(homeserver_factory):
+    return homeserver_factory(**GATE_LIMITS)
+
+
+def account(server) -> User:
+    """A user made with the shared-secret API (no /register, no /login), logged in by it."""
+    body = server.shared_secret_register(unique())["body"]
+    return User(server, body["user_id"], body["access_token"], body["device_id"])
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +175,17 @@ def test_rc_invites_per_user_and_per_issuer(limited):
                              {"user_id": limited.process.register().user_id}))
 
 
+def test_rc_invites_per_room(limited):
+    issuers = [limited.process.register() for _ in range(2)]
+    room_id = issuers[0].create_room(preset="public_chat")
+    issuers[1].join(room_id)
+    for n in range(4):
+        issuers[n // 3].invite(room_id, limited.process.register())  # 3 from the first (per_issuer), 1 more
+    assert_limited(*exchange(issuers[1], "POST", f"/rooms/{q(room_id)}/invite",
+                             {"user_id": limited.process.register().user_id}))
+    issuers[1].invite(issuers[1].create_room(), limited.process.register())
+
+
 def test_rc_invites_per_user_on_invites_from_other_servers(limited, peer):
     """Synapse limits an invite arriving over federation by its invitee only (the room is the sender's job)."""
     invitee = limited.process.register()
@@ -170,6 +199,73 @@ def test_rc_invites_per_user_on_invites_from_other_servers(limited, peer):
     assert room_id not in invited
     other = limited.process.register()
     inviters[2].invite(room_id, other)
+
+
+# -- registration, login, room creation, presence, user directory ---------------------------------------------
+def test_rc_registration_per_ip(gate):
+    for _ in range(3):
+        gate.register()
+    body = {"username": unique(), "password": PASSWORD, "auth": {"type": "m.login.dummy"}}
+    assert_limited(*gate.client().exchange("POST", "/register", body))
+
+
+def test_rc_registration_token_validity_and_rc_login_address_per_ip(homeserver_factory):
+    server = homeserver_factory(**TOKEN_LIMITS)
+    path = "/_matrix/client/v1/register/m.login.registration_token/validity"
+    for _ in range(2):
+        assert server.request("GET", path, params={"token": "nope"}) == (200, {"valid": False})
+    assert_limited(*server.client().exchange("GET", path, params={"token": "nope"}))
+    user = account(server)
+    for _ in range(2):
+        server.login(user.user_id)
+    assert_limited(*server.client().exchange("POST", "/login", {
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": user.user_id}, "password": PASSWORD}))
+
+
+def _login(server, user_id: str, password: str = PASSWORD):
+    return server.client().exchange("POST", "/login", {
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": user_id}, "password": password})
+
+
+def test_rc_login_account(gate):
+    user, other = account(gate), account(gate)
+    for _ in range(3):
+        gate.login(user.user_id)
+    assert_limited(*_login(gate, user.user_id))
+    gate.login(other.user_id)
+
+
+def test_rc_login_failed_attempts(gate):
+    user, other = account(gate), account(gate)
+    for _ in range(2):
+        status, _, body = _login(gate, user.user_id, "wrong password")
+        assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
+    assert_limited(*_login(gate, user.user_id, "wrong password"))
+    assert _login(gate, other.user_id, "wrong password")[0] == 403
+
+
+def test_rc_room_creation(gate):
+    user, other = account(gate), account(gate)
+    for _ in range(2):
+        user.create_room()
+    assert_limited(*exchange(user, "POST", "/createRoom", {}))
+    other.create_room()
+
+
+def test_rc_presence_per_user(gate):
+    user, other = account(gate), account(gate)
+    for state in ("online", "unavailable"):
+        user.ok("PUT", f"/presence/{q(user.user_id)}/status", {"presence": state})
+    assert_limited(*exchange(user, "PUT", f"/presence/{q(user.user_id)}/status", {"presence": "online"}))
+    other.ok("PUT", f"/presence/{q(other.user_id)}/status", {"presence": "online"})
+
+
+def test_rc_user_directory(gate):
+    user, other = account(gate), account(gate)
+    for _ in range(2):
+        user.ok("POST", "/user_directory/search", {"search_term": "someone"})
+    assert_limited(*exchange(user, "POST", "/user_directory/search", {"search_term": "someone"}))
+    other.ok("POST", "/user_directory/search", {"search_term": "someone"})
 
 
 # -- rc_federation: per origin, and per IP on the key server -----------------------------------------------
