@@ -31,6 +31,7 @@ An exemption (Synapse's appservice ``rate_limited: false``) belongs in :meth:`Ra
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
@@ -40,6 +41,7 @@ from twisted.internet import defer, task
 from homeserver.errors import limit_exceeded
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 class Ratelimiter:
     """One bucket per key: ``burst_count`` actions at once, refilled at ``per_second``."""
@@ -106,6 +108,8 @@ class FederationRateLimiter:
         while state.times and now - state.times[0] >= s.window_size:
             state.times.popleft()
         if len(state.waiting) + state.sleeping > s.reject_limit:
+            logger.warning("rc_federation: refusing a request from %s (%d waiting)", host,
+                           len(state.waiting) + state.sleeping)
             raise limit_exceeded(max(1, s.window_size // max(1, s.sleep_limit)))
         state.times.append(now)
         if len(state.times) > s.sleep_limit:
