@@ -15,7 +15,7 @@ Where each key applies (Synapse's choices; ours where Synapse has none, marked *
 =========================  ==================================================================================
 ``rc_message``             events a user sends (messages, state, redactions), profile changes; with the
                            same figures but buckets of their own, to-device sends* and ``/keys/upload``*
-``rc_admin_redaction``     redactions by server admins, instead of ``rc_message``
+``rc_admin_redaction``     redactions of another user's event (a moderator's), instead of ``rc_message``
 ``rc_joins.local/remote``  joins per user, by whether this server is already in the room
 ``rc_joins_per_room``      joins per room, whoever joins
 ``rc_invites.*``           invites per room, per invitee (``per_user``) and per inviter (``per_issuer``)
@@ -171,8 +171,8 @@ class RateLimits:
         return False
 
     def event(self, user_id: str, *, admin_redaction: bool = False) -> None:
-        """An event a user sends (Synapse's request ratelimiter): ``rc_admin_redaction`` for an admin's
-        redaction, else ``rc_message``."""
+        """An event a user sends (Synapse's request ratelimiter): ``rc_admin_redaction`` for a redaction of
+        another user's event, else ``rc_message``."""
         if not self.exempt(user_id):
             (self.admin_redaction if admin_redaction else self.message).check(user_id)
 
