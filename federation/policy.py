@@ -8,10 +8,11 @@ Pure functions, no I/O. Spec v1.19: client-server "Server Access Control Lists
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 from typing import Iterable
+
+from homeserver.events.glob import glob_matches
 
 DEFAULT_FEDERATION_PORT = 8448
 
@@ -55,17 +56,6 @@ def is_ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-@functools.lru_cache(maxsize=4096)
-def _glob_regex(glob: str) -> re.Pattern:
-    """Appendices "Glob-style matching": ``*`` any run of characters, ``?`` exactly one; case-insensitive."""
-    parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob]
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
-
-
-def glob_matches(glob: str, value: str) -> bool:
-    return _glob_regex(glob).fullmatch(value) is not None
 
 
 def server_acl_allows(acl_content: dict | None, server_name: str) -> bool:

@@ -102,13 +102,19 @@ def register(router: Router, hs) -> None:
     async def server_keys(req: ApiRequest):
         return transport.server_keys.key_response()
 
+    async def notary(req: ApiRequest, criteria: dict) -> dict:
+        """Spec "Querying Keys Through Another Server": each query may fetch from other servers, so the
+        unauthenticated asker is held to ``rc_federation`` by its IP address."""
+        return await hs.ratelimit.key_server.run(
+            req.client_ip, lambda: transport.keyring.query(criteria))
+
     async def query_one(req: ApiRequest):
         server_name = _server_name_param(req.path_params["serverName"])
         minimum = req.int_arg("minimum_valid_until_ts", now_ms())
-        return {"server_keys": await transport.keyring.query({server_name: ([], minimum)})}
+        return {"server_keys": await notary(req, {server_name: ([], minimum)})}
 
     async def query_batch(req: ApiRequest):
-        return {"server_keys": await transport.keyring.query(_criteria(req.json(), now_ms()))}
+        return {"server_keys": await notary(req, _criteria(req.json(), now_ms()))}
 
     async def version(req: ApiRequest):
         # Needs no authentication, but a request that is signed must be signed correctly (as Synapse does).

@@ -114,6 +114,10 @@ DEFAULT_ROOM_VERSION = "12"
 DEFAULT_MAX_UPLOAD_SIZE = 50 * 1024 * 1024
 DEFAULT_TURN_USER_LIFETIME_MS = 60 * 60 * 1000
 
+# Synapse ratelimits of features Hexagone does not have yet: parsed, reported at start-up, not enforced.
+RC_NOT_ENFORCED = ("rc_third_party_invite", "rc_3pid_validation", "rc_media_create", "rc_delayed_event_mgmt",
+                   "rc_reports")
+
 # Synapse's documented ratelimit defaults.
 RC_DEFAULTS: dict[str, tuple[float, float]] = {
     "rc_message": (0.2, 10),
@@ -963,6 +967,9 @@ class _Parser:
             "rc_room_creation", "rc_user_directory",
         ):
             out[key] = self.ratelimit(raw.get(key), key, d(key))
+        for key in RC_NOT_ENFORCED:
+            if key in raw:
+                self.warn_not_implemented(key, "a Synapse rate limit of a feature")
         out["rc_admin_redaction"] = self.ratelimit(
             raw.get("rc_admin_redaction"), "rc_admin_redaction", out["rc_message"]
         )

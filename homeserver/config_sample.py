@@ -295,7 +295,7 @@ turn_allow_guests: true
 # per_second: sustained requests per second; burst_count: requests allowed
 # in a burst before throttling.
 
-{ratelimit("rc_message", "Sending messages, per account.")}
+{ratelimit("rc_message", "Events sent and profile changes, per account (and to-device sends, key uploads).")}
 {ratelimit("rc_registration", "Registration attempts, per client IP.")}
 {ratelimit("rc_registration_token_validity", "Registration token validity checks, per client IP.")}
 {nested_ratelimit("rc_login", "Login attempts.", [
@@ -303,7 +303,7 @@ turn_allow_guests: true
     ("account", "per account being logged into"),
     ("failed_attempts", "failed attempts, per account"),
 ])}
-# Redactions by room admins (defaults to the rc_message limits).
+# Redactions of other users' events, by moderators (defaults to the rc_message limits).
 rc_admin_redaction:
   per_second: {RC_DEFAULTS["rc_message"][0]}
   burst_count: {int(RC_DEFAULTS["rc_message"][1])}
@@ -318,17 +318,13 @@ rc_admin_redaction:
     ("per_user", "per invited user (receiver)"),
     ("per_issuer", "per inviting user (sender)"),
 ])}
-{ratelimit("rc_third_party_invite", "Third-party (email/phone) invites, per sender.")}
-{ratelimit("rc_3pid_validation", "Third-party ID validation attempts.")}
-{ratelimit("rc_media_create", "Creation of media IDs (async uploads), per account.")}
 {nested_ratelimit("rc_presence", "Presence updates.", [("per_user", "per user")])}
-{ratelimit("rc_delayed_event_mgmt", "Delayed event management, per account.")}
-{ratelimit("rc_reports", "Content reports, per account.")}
 {ratelimit("rc_room_creation", "Room creation, per account.")}
 {ratelimit("rc_user_directory", "User directory searches, per account.")}
 # Inbound federation requests, per remote server: after sleep_limit requests
 # in window_size ms, each is delayed by sleep_delay ms; at most concurrent are
 # processed at once and beyond reject_limit queued requests are refused.
+# The same limits apply per client IP to the key server (/_matrix/key/v2/query).
 rc_federation:
   window_size: 1000
   sleep_limit: 10

@@ -40,7 +40,7 @@ from homeserver.services.notifier import Notifier
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
-from homeserver.services.ratelimit import Ratelimiter
+from homeserver.services.ratelimit import RateLimits
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
 from homeserver.services.room_events import RoomEventService
@@ -97,16 +97,6 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       federation_api, federation_keys_api, admin_api,
                       push_rules_api, presence_api, user_directory_api, search_api]
 
-RATE_LIMITS = {
-    "message": "rc_message", "registration": "rc_registration",
-    "registration_token_validity": "rc_registration_token_validity",
-    "login_address": "rc_login_address", "login_account": "rc_login_account",
-    "login_failed": "rc_login_failed_attempts", "joins_local": "rc_joins_local",
-    "invites_per_room": "rc_invites_per_room", "room_creation": "rc_room_creation",
-    "presence": "rc_presence_per_user", "user_directory": "rc_user_directory",
-}
-
-
 @dataclass
 class HomeServer:
     """Every service of one homeserver, built once, passed to the API modules."""
@@ -128,7 +118,7 @@ class HomeServer:
     directory: DirectoryService
     rooms: RoomService
     history: RoomHistoryService
-    ratelimit: dict[str, Ratelimiter]
+    ratelimit: RateLimits
     router: Router
     presence: Any = None
     e2e_keys: E2eKeysService | None = None
@@ -181,8 +171,10 @@ def build_server(config, reactor) -> HomeServer:
                        clock=reactor)
     directory = DirectoryService(store=directory_store, events=event_store, room_events=room_events,
                                  server_name=server_name)
+    ratelimit = RateLimits(config, reactor)
     rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
-                        default_room_version=config.default_room_version, directory=directory)
+                        default_room_version=config.default_room_version, directory=directory,
+                        join_limits=ratelimit)
     history = RoomHistoryService(room_events=room_events, store=event_store, serializer=serializer, sync=sync)
     room_events.listeners.append(lambda events: _notify_room_events(notifier, events))
     account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
@@ -192,8 +184,6 @@ def build_server(config, reactor) -> HomeServer:
     room_events.listeners.append(typing.on_room_events)
     for source in (account_data, receipts, typing):
         sync.add_source(source)
-    ratelimit = {name: Ratelimiter(reactor, getattr(config, key).per_second, getattr(config, key).burst_count)
-                 for name, key in RATE_LIMITS.items()}
 
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
                     accounts_store=accounts_store, event_store=event_store, filter_store=filter_store,
@@ -210,7 +200,7 @@ def build_server(config, reactor) -> HomeServer:
     hs.resource = MatrixResource(hs.router, auth.resolve_token,
                                  authenticate_server=hs.federation.authenticator.authenticate,
                                  db_counters=lambda: (db.txn_count, db.round_trips),
-                                 room_gate=hs.room_events.settled)
+                                 room_gate=hs.room_events.settled, federation_limit=ratelimit.federation.run)
     return hs
 
 

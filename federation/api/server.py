@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from homeserver.errors import MatrixError, forbidden
+from homeserver.events.identifiers import domain_of
 from homeserver.http.router import AUTH_NONE, AUTH_SERVER, ApiRequest, Router
 
 PREFIX = "/_matrix/federation"
@@ -60,8 +61,11 @@ def register(router: Router, hs) -> None:
 
     async def invite(req: ApiRequest):
         await room_allowed(req, req.path_params["roomId"])
-        return await fed.membership.on_invite(req.origin, req.path_params["roomId"], req.path_params["eventId"],
-                                              req.json())
+        body = req.json()
+        invitee = body["event"].get("state_key") if isinstance(body.get("event"), dict) else None
+        if isinstance(invitee, str) and domain_of(invitee) == hs.config.server_name:
+            hs.ratelimit.invites_per_user.check(invitee)  # rc_invites.per_user; per room is the sender's (Synapse)
+        return await fed.membership.on_invite(req.origin, req.path_params["roomId"], req.path_params["eventId"], body)
 
     async def event(req: ApiRequest):
         return await fed.queries.event(req.origin, req.path_params["eventId"])

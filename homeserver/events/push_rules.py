@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
+from homeserver.events.glob import compile_glob
+
 KINDS = ("override", "content", "room", "sender", "underride")
 MASTER_RULE = ".m.rule.master"
 HISTORICAL_ACTIONS = ("dont_notify", "coalesce")
@@ -229,20 +231,6 @@ def _lookup(event: dict, parts: tuple[str, ...]) -> Any:
 
 
 @lru_cache(maxsize=4096)
-def _glob_regex(pattern: str, word_boundary: bool) -> re.Pattern:
-    body = "".join(".*?" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    if word_boundary:
-        return re.compile(rf"(?:^|[^A-Za-z0-9_])(?:{body})(?:[^A-Za-z0-9_]|$)", re.IGNORECASE | re.DOTALL)
-    return re.compile(rf"(?:{body})\Z", re.IGNORECASE | re.DOTALL)
-
-
-def glob_matches(pattern: str, value: str, *, word_boundary: bool = False) -> bool:
-    """Spec "Glob-style matching", case-insensitive; whole value, or a word-bounded substring."""
-    regex = _glob_regex(pattern, word_boundary)
-    return bool(regex.search(value) if word_boundary else regex.match(value))
-
-
-@lru_cache(maxsize=4096)
 def _display_name_regex(display_name: str) -> re.Pattern:
     """The display name, literally and case-insensitively, between word boundaries."""
     return re.compile(rf"(?:^|[^A-Za-z0-9_]){re.escape(display_name)}(?:[^A-Za-z0-9_]|$)", re.IGNORECASE)
@@ -289,9 +277,9 @@ def _property_condition(kind: str, parts: tuple[str, ...], cond: dict) -> Test |
         if not isinstance(pattern, str):
             return None
         on_body = parts == _BODY  # spec: content.body matches a word-bounded substring
-        regex = _glob_regex(pattern, on_body)
-        find = regex.search if on_body else regex.match
-        return lambda event, ctx: isinstance(value := _lookup(event, parts), str) and find(value) is not None
+        glob = compile_glob(pattern)
+        matches = glob.matches_word if on_body else glob.matches
+        return lambda event, ctx: isinstance(value := _lookup(event, parts), str) and matches(value)
     if "value" not in cond or not _is_simple_value(cond["value"]):
         return None
     expected = cond["value"]
@@ -360,8 +348,8 @@ def _compile_rule(kind: str, canonical: str) -> CompiledRule | None:
     elif kind == "content":
         if not isinstance(rule.get("pattern"), str):
             return None
-        regex = _glob_regex(rule["pattern"], True)
-        test = lambda event, ctx: isinstance(body := _lookup(event, _BODY), str) and regex.search(body) is not None
+        glob = compile_glob(rule["pattern"])
+        test = lambda event, ctx: isinstance(body := _lookup(event, _BODY), str) and glob.matches_word(body)
     else:
         conditions = rule.get("conditions", [])
         tests = [compile_condition(c) for c in conditions] if isinstance(conditions, list) else [None]

@@ -107,7 +107,6 @@ class Route:
     regex: re.Pattern
     handler: Handler
     auth: str
-    rate_limited: bool
     max_body: int | None = None  # bytes; None: the site's default for the route's auth scheme
 
 
@@ -201,15 +200,14 @@ class Router:
         self.routes: list[Route] = []
 
     def add(self, method: str, template: str, handler: Handler, *, auth: str = AUTH_USER,
-            rate_limited: bool = False, max_body: int | None = None) -> None:
-        self.routes.append(Route(method, template, _compile(template), handler, auth, rate_limited, max_body))
+            max_body: int | None = None) -> None:
+        self.routes.append(Route(method, template, _compile(template), handler, auth, max_body))
 
     def client(self, method: str, path: str, handler: Handler, *, auth: str = AUTH_USER,
-               rate_limited: bool = False, versions: tuple[str, ...] = CLIENT_PREFIXES,
-               max_body: int | None = None) -> None:
+               versions: tuple[str, ...] = CLIENT_PREFIXES, max_body: int | None = None) -> None:
         """Register a client-server endpoint under each of its version prefixes."""
         for prefix in versions:
-            self.add(method, prefix + path, handler, auth=auth, rate_limited=rate_limited, max_body=max_body)
+            self.add(method, prefix + path, handler, auth=auth, max_body=max_body)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | tuple[None, list[str]]:
         allowed: list[str] = []

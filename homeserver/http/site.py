@@ -40,7 +40,8 @@ CORS_HEADERS = {
 
 TokenResolver = Callable[[str], Awaitable[Requester]]
 ServerAuthenticator = Callable[[ApiRequest], Awaitable[str]]
-RateLimitCheck = Callable[[ApiRequest], None]
+# rc_federation: run(origin, call) runs a federation request under its origin's limits.
+FederationLimit = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 DbCounters = Callable[[], tuple[int, int]]  # (transactions, round trips) so far
 
 
@@ -63,17 +64,17 @@ class MatrixResource(resource.Resource):
 
     def __init__(self, router: Router, resolve_token: TokenResolver,
                  authenticate_server: ServerAuthenticator | None = None,
-                 rate_limit: RateLimitCheck | None = None,
                  max_body: int = JSON_BODY_LIMIT,
                  db_counters: DbCounters | None = None,
-                 room_gate: Callable[[str], Awaitable[None]] | None = None):
+                 room_gate: Callable[[str], Awaitable[None]] | None = None,
+                 federation_limit: FederationLimit | None = None):
         super().__init__()
         self._router = router
         self._room_gate = room_gate  # awaited before a request about a room (a join still completing)
         self._db_counters = db_counters
         self._resolve_token = resolve_token
         self._authenticate_server = authenticate_server
-        self._rate_limit = rate_limit
+        self._federation_limit = federation_limit
         self._max_body = max_body
         self.in_flight: set[Request] = set()
         self._drained: list[defer.Deferred] = []
@@ -151,11 +152,12 @@ class MatrixResource(resource.Resource):
         )
         request.notifyFinish().addErrback(lambda _: [cb() for cb in req.on_disconnect])
         await self._authenticate(route.auth, req)
-        if route.rate_limited and self._rate_limit is not None:
-            self._rate_limit(req)
         if self._room_gate is not None and "roomId" in found:
             await self._room_gate(found["roomId"])
-        result = await route.handler(req)
+        if route.auth == AUTH_SERVER and self._federation_limit is not None:
+            result = await self._federation_limit(req.origin, lambda: route.handler(req))
+        else:
+            result = await route.handler(req)
         if isinstance(result, tuple):
             return result
         return 200, result
@@ -187,6 +189,9 @@ class MatrixResource(resource.Resource):
         request.setResponseCode(status)
         request.setHeader(b"Content-Type", content_type)
         request.setHeader(b"Content-Length", str(len(payload)).encode())
+        if status == 429 and isinstance(body, dict) and isinstance(body.get("retry_after_ms"), int):
+            # MSC4041, as Synapse sends it: the wait in whole seconds, rounded up.
+            request.setHeader(b"Retry-After", str(-(-body["retry_after_ms"] // 1000)).encode())
         for k, v in CORS_HEADERS.items():
             request.setHeader(k, v)
         if request.method != b"HEAD":

@@ -1,9 +1,47 @@
-"""Token-bucket rate limiting (Synapse's ``rc_*`` settings: per_second, burst_count)."""
+"""Rate limits: every ``rc_*`` key of the configuration, enforced where Synapse enforces it.
+
+One object, :class:`RateLimits`, built once by the composition root and given to what needs it; each
+limit is a named attribute (no string keys). Two kinds:
+
+* :class:`Ratelimiter`, a token bucket per key (Synapse's ``per_second`` and ``burst_count``): the action
+  is refused with 429 ``M_LIMIT_EXCEEDED`` and ``retry_after_ms`` (spec client-server "Rate limiting");
+  the HTTP layer adds the ``Retry-After`` header, as Synapse does.
+* :class:`FederationRateLimiter`, Synapse's ``rc_federation`` semantics per remote host: requests beyond
+  ``sleep_limit`` in a ``window_size`` are delayed by ``sleep_delay``, at most ``concurrent`` run at once
+  (the others wait their turn), and a host with more than ``reject_limit`` requests waiting is refused.
+
+Where each key applies (Synapse's choices; ours where Synapse has none, marked *):
+
+=========================  ==================================================================================
+``rc_message``             events a user sends (messages, state, redactions), profile changes; with the
+                           same figures but buckets of their own, to-device sends* and ``/keys/upload``*
+``rc_admin_redaction``     redactions of another user's event (a moderator's), instead of ``rc_message``
+``rc_joins.local/remote``  joins per user, by whether this server is already in the room
+``rc_joins_per_room``      joins per room, whoever joins
+``rc_invites.*``           invites per room, per invitee (``per_user``) and per inviter (``per_issuer``)
+``rc_federation``          every authenticated federation request, per origin; the unauthenticated key
+                           server (``/_matrix/key/v2/query``) per client IP*
+others                     registration, login, room creation, presence, user directory: at their endpoint
+=========================  ==================================================================================
+
+The keys of features Hexagone does not have yet are parsed and reported at start-up (``config.RC_NOT_ENFORCED``).
+
+An exemption (Synapse's appservice ``rate_limited: false``) belongs in :meth:`RateLimits.exempt`.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, TypeVar
+
+from twisted.internet import defer, task
+
 from homeserver.errors import limit_exceeded
 
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 class Ratelimiter:
     """One bucket per key: ``burst_count`` actions at once, refilled at ``per_second``."""
@@ -13,6 +51,12 @@ class Ratelimiter:
         self.per_second = per_second
         self.burst_count = burst_count
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (level, last time)
+        self._prune_at = 100_000  # doubles while the buckets in use do: pruning stays amortised O(1)
+
+    @classmethod
+    def of(cls, clock, setting) -> "Ratelimiter":
+        """From a configuration ``RateLimit`` (per_second, burst_count)."""
+        return cls(clock, setting.per_second, setting.burst_count)
 
     def check(self, key: str, *, cost: float = 1.0) -> None:
         """Take one action for ``key`` or raise M_LIMIT_EXCEEDED with retry_after_ms."""
@@ -25,10 +69,124 @@ class Ratelimiter:
             wait = (level + cost - self.burst_count) / self.per_second if self.per_second > 0 else 60.0
             raise limit_exceeded(int(wait * 1000) + 1)
         self._buckets[key] = (level + cost, now)
-        if len(self._buckets) > 100_000:
+        if len(self._buckets) > self._prune_at:
             self._prune(now)
 
     def _prune(self, now: float) -> None:
+        """Forget the keys whose actions have all drained (keys chosen by remote users must not grow memory forever)."""
         for key, (level, last) in list(self._buckets.items()):
             if level - (now - last) * self.per_second <= 0:
                 del self._buckets[key]
+        self._prune_at = max(100_000, 2 * len(self._buckets))
+
+
+@dataclass
+class _Host:
+    times: deque = field(default_factory=deque)  # start times (ms) of its requests in the current window
+    running: int = 0
+    sleeping: int = 0
+    waiting: deque = field(default_factory=deque)  # Deferreds of requests waiting for a free slot
+
+
+class FederationRateLimiter:
+    """Synapse's ``rc_federation`` per remote host (window_size, sleep_limit, sleep_delay, reject_limit,
+    concurrent); ``run(host, call)`` runs ``call`` under the host's limits."""
+
+    def __init__(self, clock, settings):
+        self._clock = clock
+        self._settings = settings
+        self._hosts: dict[str, _Host] = {}
+
+    async def run(self, host: str, call: Callable[[], Awaitable[T]]) -> T:
+        s = self._settings
+        state = self._hosts.get(host)
+        if state is None:
+            if len(self._hosts) > 10_000:
+                self._prune()
+            state = self._hosts[host] = _Host()
+        now = self._clock.seconds() * 1000
+        while state.times and now - state.times[0] >= s.window_size:
+            state.times.popleft()
+        if len(state.waiting) + state.sleeping > s.reject_limit:
+            logger.warning("rc_federation: refusing a request from %s (%d waiting)", host,
+                           len(state.waiting) + state.sleeping)
+            raise limit_exceeded(max(1, s.window_size // max(1, s.sleep_limit)))
+        state.times.append(now)
+        if len(state.times) > s.sleep_limit:
+            state.sleeping += 1
+            try:
+                await task.deferLater(self._clock, s.sleep_delay / 1000)
+            finally:
+                state.sleeping -= 1
+        if state.running >= max(1, s.concurrent):
+            turn: defer.Deferred = defer.Deferred()
+            state.waiting.append(turn)
+            await turn  # the slot is handed over by the request that frees it
+        else:
+            state.running += 1
+        try:
+            return await call()
+        finally:
+            if state.waiting:
+                state.waiting.popleft().callback(None)
+            else:
+                state.running -= 1
+
+    def _prune(self) -> None:
+        now = self._clock.seconds() * 1000
+        for host, state in list(self._hosts.items()):
+            if not (state.running or state.sleeping or state.waiting) and \
+                    (not state.times or now - state.times[-1] >= self._settings.window_size):
+                del self._hosts[host]
+
+
+class RateLimits:
+    """Every enforced limit of one server, built from its configuration (see the module docstring)."""
+
+    def __init__(self, config: Any, clock):
+        bucket = lambda key: Ratelimiter.of(clock, getattr(config, key))  # noqa: E731
+        self.message = bucket("rc_message")
+        self.admin_redaction = bucket("rc_admin_redaction")
+        self.registration = bucket("rc_registration")
+        self.registration_token_validity = bucket("rc_registration_token_validity")
+        self.login_address = bucket("rc_login_address")
+        self.login_account = bucket("rc_login_account")
+        self.login_failed = bucket("rc_login_failed_attempts")
+        self.joins_local = bucket("rc_joins_local")
+        self.joins_remote = bucket("rc_joins_remote")
+        self.joins_per_room = bucket("rc_joins_per_room")
+        self.invites_per_room = bucket("rc_invites_per_room")
+        self.invites_per_user = bucket("rc_invites_per_user")
+        self.invites_per_issuer = bucket("rc_invites_per_issuer")
+        self.to_device = bucket("rc_message")
+        self.key_upload = bucket("rc_message")
+        self.room_creation = bucket("rc_room_creation")
+        self.presence = bucket("rc_presence_per_user")
+        self.user_directory = bucket("rc_user_directory")
+        self.federation = FederationRateLimiter(clock, config.rc_federation)
+        self.key_server = FederationRateLimiter(clock, config.rc_federation)  # by client IP
+
+    def exempt(self, user_id: str) -> bool:
+        """Users no limit applies to; none yet (appservices with ``rate_limited: false`` will be)."""
+        return False
+
+    def event(self, user_id: str, *, admin_redaction: bool = False) -> None:
+        """An event a user sends (Synapse's request ratelimiter): ``rc_admin_redaction`` for a redaction of
+        another user's event, else ``rc_message``."""
+        if not self.exempt(user_id):
+            (self.admin_redaction if admin_redaction else self.message).check(user_id)
+
+    def join(self, user_id: str, room_id: str, *, remote: bool) -> None:
+        """A join: ``rc_joins_per_room`` for the room, ``rc_joins.remote`` or ``.local`` for the user."""
+        if self.exempt(user_id):
+            return
+        self.joins_per_room.check(room_id)
+        (self.joins_remote if remote else self.joins_local).check(user_id)
+
+    def invite(self, inviter: str, room_id: str, invitee: str) -> None:
+        """An invite: ``rc_invites.per_room``, ``.per_user`` (the invitee) and ``.per_issuer`` (the inviter)."""
+        if self.exempt(inviter):
+            return
+        self.invites_per_room.check(room_id)
+        self.invites_per_user.check(invitee)
+        self.invites_per_issuer.check(inviter)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.auth_rules import get_named_level, get_power_level
@@ -37,10 +38,17 @@ def default_power_levels(creator: str, version: RoomVersion, invitees_admin: lis
     }
 
 
+class JoinLimits(Protocol):
+    """``rc_joins`` and ``rc_joins_per_room`` (``services/ratelimit.py``)."""
+
+    def join(self, user_id: str, room_id: str, *, remote: bool) -> None: ...
+
+
 class RoomService:
     def __init__(self, *, room_events: RoomEventService, store: EventStore, profiles, server_name: str,
-                 default_room_version: str, directory=None):
+                 default_room_version: str, directory=None, join_limits: JoinLimits | None = None):
         self._events = room_events
+        self._join_limits = join_limits
         self._store = store
         self._profiles = profiles
         self.server_name = server_name
@@ -157,7 +165,7 @@ class RoomService:
             content["reason"] = reason
         if extra:
             content.update(extra)
-        if version is None or not await self._events.forward_extremities(room_id):
+        if version is None or not await self.is_resident(room_id):
             return await self._remote_membership(room_id, sender, target, membership, content, servers or [])
         current = await self._events.current_state_event(room_id, "m.room.member", target)
         if membership == "join":
@@ -171,6 +179,10 @@ class RoomService:
         if membership == "invite" and self.federation is not None and not self._is_local(target):
             spec.countersign = lambda pdu: self.federation.membership.invite_remote(room_id, pdu, version)
         return (await self._events.send(room_id, spec)).event_id
+
+    async def is_resident(self, room_id: str) -> bool:
+        """This server is in the room (it has the room's latest events), so a join needs no other server."""
+        return bool(await self._events.forward_extremities(room_id))
 
     def _is_local(self, user_id: str) -> bool:
         return ":" in user_id and domain_of(user_id) == self.server_name
@@ -241,6 +253,8 @@ class RoomService:
                    extra: dict | None = None, servers: list[str] | None = None) -> str:
         """Spec POST /join/{roomIdOrAlias}: resolve an alias, then join (the auth rules decide)."""
         room_id, alias_servers = await self.resolve_room(room_id_or_alias)
+        if self._join_limits is not None:
+            self._join_limits.join(user_id, room_id, remote=not await self.is_resident(room_id))
         await self.set_membership(room_id, user_id, user_id, "join", reason, extra,
                                   servers=list(servers or []) + alias_servers)
         return room_id

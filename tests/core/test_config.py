@@ -437,6 +437,12 @@ def test_open_registration_without_verification_refused(cfg_dir):
         ("url_preview_enabled", True),
         ("email", {"smtp_host": "mail.example.org", "notif_from": "x <x@example.org>"}),
         ("oidc_providers", [{"idp_id": "google", "issuer": "https://accounts.google.com/"}]),
+        # rate limits of features Hexagone does not have yet: parsed, never enforced
+        ("rc_media_create", {"per_second": 1, "burst_count": 2}),
+        ("rc_third_party_invite", {"per_second": 1}),
+        ("rc_3pid_validation", {"burst_count": 2}),
+        ("rc_delayed_event_mgmt", {"per_second": 1}),
+        ("rc_reports", {"per_second": 1}),
     ],
 )
 def test_unimplemented_synapse_key_warned_once(cfg_dir, caplog, key, value):

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from homeserver.events.push_rules import (InvalidRule, PushContext, client_ruleset, condition_matches, default_rules,
-                                          evaluate, glob_matches, highlights, merge_ruleset, notifies, split_path,
+                                          evaluate, highlights, merge_ruleset, notifies, split_path,
                                           validate_actions, validate_rule_body)
 
 ME = "@me:example.org"
@@ -60,12 +60,6 @@ def test_event_match_needs_a_string_even_for_star(value):
 def test_event_match_body_is_word_bounded(body, expected):
     cond = {"kind": "event_match", "key": "content.body", "pattern": "ex*ple"}
     assert condition_matches(cond, {"content": {"body": body}}, ctx()) is expected
-
-
-def test_glob_has_only_star_and_question_mark():
-    assert glob_matches("a.b", "a.b") and not glob_matches("a.b", "axb")
-    assert glob_matches("a+(b)", "A+(B)")
-    assert glob_matches("?", "\n")
 
 
 @pytest.mark.parametrize("key, parts", [

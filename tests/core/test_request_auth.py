@@ -17,7 +17,7 @@ from federation.discovery import (WELL_KNOWN_DEFAULT_CACHE_MS, WELL_KNOWN_MAX_CA
                                   parse_well_known)
 from federation.keys import MAX_KEY_VALIDITY_MS, KeyLookupError, ServerKeys, keys_from_response, \
     parse_old_signing_keys
-from federation.policy import IpRangeFilter, federation_allowed, glob_matches, server_acl_allows, split_server_name
+from federation.policy import IpRangeFilter, federation_allowed, server_acl_allows, split_server_name
 from federation.request_auth import AuthHeaderError, XMatrix, parse_x_matrix, sign_request, verify_request
 from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST, ConfigError
 from homeserver.events.signing import sign_json
@@ -345,12 +345,6 @@ def test_parse_well_known():
 ])
 def test_server_acl(acl, server, allowed):
     assert server_acl_allows(acl, server) is allowed
-
-
-def test_glob_matching():
-    assert glob_matches("*.example.org", "a.b.example.org")
-    assert not glob_matches("*.example.org", "example.org")
-    assert glob_matches("a*z", "az") and not glob_matches("a?z", "az")
 
 
 def test_federation_allow_list():

@@ -34,8 +34,10 @@ CLIENT_V1 = "/_matrix/client/v1"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 
-# Every ratelimit raised so the suite is never throttled (one test starts its own server without this).
+# Every ratelimit raised so the suite is never throttled (tests of the limits start servers without this).
 UNTHROTTLED = {"per_second": 10000, "burst_count": 100000}
+UNTHROTTLED_FEDERATION = {"window_size": 1000, "sleep_limit": 10000, "sleep_delay": 500, "reject_limit": 10000,
+                          "concurrent": 100}
 
 # Servers alive in this pytest process; conftest attaches their logs to failing tests.
 LIVE_SERVERS: list["ServerProcess"] = []
@@ -122,6 +124,7 @@ class ServerProcess:
         if not throttled:
             for key in [k for k in config if k.startswith("rc_") and k != "rc_federation"]:
                 config[key] = _unthrottle(config[key])
+            config["rc_federation"] = dict(UNTHROTTLED_FEDERATION)
         config.update(overrides)
         with open(self.config_path, "w") as f:
             yaml.safe_dump(config, f)
@@ -257,9 +260,15 @@ class HttpClient:
         parts = urllib.parse.urlsplit(base_url)
         self.host, self.port = parts.hostname, parts.port
 
-    def request(self, method: str, path: str, body: Any = None, token: str | None = None, *,
-                params: dict | None = None, headers: dict | None = None,
-                timeout: float = 60) -> tuple[int, Any]:
+    def request(self, method: str, path: str, body: Any = None, token: str | None = None, **kwargs
+                ) -> tuple[int, Any]:
+        status, _, resp = self.exchange(method, path, body, token, **kwargs)
+        return status, resp
+
+    def exchange(self, method: str, path: str, body: Any = None, token: str | None = None, *,
+                 params: dict | None = None, headers: dict | None = None,
+                 timeout: float = 60) -> tuple[int, http.client.HTTPMessage, Any]:
+        """Like ``request``, with the response headers: (status, headers, json)."""
         if not path.startswith(("/_", "/.")):
             path = CLIENT_V3 + path
         if params:
@@ -284,9 +293,9 @@ class HttpClient:
         finally:
             conn.close()
         try:
-            return resp.status, json.loads(raw) if raw else None
+            return resp.status, resp.headers, json.loads(raw) if raw else None
         except ValueError:
-            return resp.status, raw
+            return resp.status, resp.headers, raw
 
 
 def q(value: str) -> str:

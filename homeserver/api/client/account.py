@@ -30,7 +30,7 @@ def register(router: Router, hs) -> None:
             raise MatrixError(400, "M_INVALID_PARAM", "kind must be user or guest")
         if not config.enable_registration:
             raise forbidden("Registration has been disabled")
-        hs.ratelimit["registration"].check(req.client_ip)
+        hs.ratelimit.registration.check(req.client_ip)
         username = _opt_str(body, "username")
         password = _opt_str(body, "password")
         device_id = _opt_str(body, "device_id")
@@ -61,7 +61,7 @@ def register(router: Router, hs) -> None:
             raise MatrixError(400, "M_MISSING_PARAM", "Missing token")
         if not config.registration_requires_token:
             raise forbidden("Registration tokens are not enabled")
-        hs.ratelimit["registration_token_validity"].check(req.client_ip)
+        hs.ratelimit.registration_token_validity.check(req.client_ip)
         return {"valid": await hs.accounts_store.registration_token_valid(token, auth.now_ms())}
 
     async def get_login(req: ApiRequest):
@@ -72,12 +72,12 @@ def register(router: Router, hs) -> None:
         body = req.json()
         if body.get("type") != "m.login.password":
             raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
-        hs.ratelimit["login_address"].check(req.client_ip)
+        hs.ratelimit.login_address.check(req.client_ip)
         user_id = await auth.user_from_identifier(body)
-        hs.ratelimit["login_account"].check(user_id)
+        hs.ratelimit.login_account.check(user_id)
         password = body.get("password")
         if not isinstance(password, str) or not await auth.check_password(user_id, password):
-            hs.ratelimit["login_failed"].check(user_id)
+            hs.ratelimit.login_failed.check(user_id)
             raise forbidden("Invalid username or password")
         device_id, token = await auth.login_device(user_id, _opt_str(body, "device_id"),
                                                    _opt_str(body, "initial_device_display_name"), req.client_ip)

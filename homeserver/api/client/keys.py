@@ -17,6 +17,7 @@ def register(router: Router, hs) -> None:
     e2e = hs.e2e_keys
 
     async def upload(req: ApiRequest):
+        hs.ratelimit.key_upload.check(req.user_id)
         return await e2e.upload(req.user_id, req.requester.device_id, req.json())
 
     async def query(req: ApiRequest):

@@ -23,7 +23,7 @@ def register(router: Router, hs) -> None:
             raise bad_json("'status_msg' must be a string")
         if body:
             raise bad_json(f"Unknown keys: {', '.join(sorted(body))}")
-        hs.ratelimit["presence"].check(req.user_id)
+        hs.ratelimit.presence.check(req.user_id)
         await presence.set_presence(req.user_id, state, status_msg)
         return {}
 

@@ -45,10 +45,12 @@ def register(router: Router, hs) -> None:
         body = req.json()
         if field not in body:
             raise MatrixError(400, "M_MISSING_PARAM", f"Missing {field}")
+        hs.ratelimit.event(req.user_id)  # a profile change is sent to every room of the user (Synapse)
         await profiles.set_field(req.user_id, req.path_params["userId"], field, body[field])
         return {}
 
     async def delete_field(req: ApiRequest):
+        hs.ratelimit.event(req.user_id)
         await profiles.set_field(req.user_id, req.path_params["userId"], req.path_params["keyName"], None)
         return {}
 

@@ -32,7 +32,7 @@ def register(router: Router, hs) -> None:
     async def send(req: ApiRequest):
         """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId)."""
         content = req.json()
-        hs.ratelimit["message"].check(req.user_id)
+        hs.ratelimit.event(req.user_id)
         spec = EventSpec(req.user_id, req.path_params["eventType"], content, txn=txn_key(req))
         ev = await room_events.send(req.path_params["roomId"], spec)
         return {"event_id": ev.event_id}
@@ -50,6 +50,7 @@ def register(router: Router, hs) -> None:
         current = await room_events.current_state_event(room_id, event_type, state_key)
         if current is not None and current.sender == req.user_id and current.content == content:
             return {"event_id": current.event_id}  # unchanged state is not sent again
+        hs.ratelimit.event(req.user_id)
         ev = await room_events.send(room_id, EventSpec(req.user_id, event_type, content, state_key))
         return {"event_id": ev.event_id}
 
@@ -61,6 +62,8 @@ def register(router: Router, hs) -> None:
             if not isinstance(body["reason"], str):
                 raise bad_json("reason must be a string")
             content["reason"] = body["reason"]
+        redacted = await room_events.get_event(target)  # someone else's: a moderator's redaction (Synapse)
+        hs.ratelimit.event(req.user_id, admin_redaction=redacted is not None and redacted.sender != req.user_id)
         version = await room_events.room_version(room_id)
         if version is not None and version.redacts_in_content:
             content["redacts"] = target

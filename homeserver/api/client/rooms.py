@@ -34,7 +34,7 @@ def register(router: Router, hs) -> None:
 
     async def create_room(req: ApiRequest):
         body = req.json(allow_empty=True)
-        hs.ratelimit["room_creation"].check(req.user_id)
+        hs.ratelimit.room_creation.check(req.user_id)
         room_id = await rooms.create_room(req.user_id, body)
         result = {"room_id": room_id}
         alias = body.get("room_alias_name")
@@ -44,7 +44,6 @@ def register(router: Router, hs) -> None:
 
     async def join(req: ApiRequest):
         body = req.json(allow_empty=True)
-        hs.ratelimit["joins_local"].check(req.user_id)
         target = req.path_params.get("roomIdOrAlias") or req.path_params["roomId"]
         servers = req.args.get("via", []) + req.args.get("server_name", [])
         room_id = await rooms.join(req.user_id, target, _reason(body), servers=servers)
@@ -56,7 +55,7 @@ def register(router: Router, hs) -> None:
             room_id = req.path_params["roomId"]
             target = _user_id(body) if target_from_body else req.user_id
             if membership == "invite":
-                hs.ratelimit["invites_per_room"].check(room_id)
+                hs.ratelimit.invite(req.user_id, room_id, target)
             if membership == "unban":
                 current = await hs.room_events.membership(room_id, target)
                 if current != "ban":

@@ -13,7 +13,7 @@ def register(router: Router, hs) -> None:
 
     async def search(req: ApiRequest):
         body = req.json()
-        hs.ratelimit["user_directory"].check(req.user_id)
+        hs.ratelimit.user_directory.check(req.user_id)
         if "search_term" not in body:
             raise missing_param("Missing 'search_term'")
         term, limit = body["search_term"], body.get("limit", DEFAULT_LIMIT)

@@ -1,0 +1,93 @@
+"""The rate limiters on a fake clock: token buckets, and Synapse's rc_federation semantics per host."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet import defer, task
+
+from homeserver.config import FederationRateLimit
+from homeserver.errors import MatrixError
+from homeserver.services.ratelimit import FederationRateLimiter, Ratelimiter
+
+
+def test_bucket_refills_and_keys_are_independent():
+    clock = task.Clock()
+    limiter = Ratelimiter(clock, per_second=0.5, burst_count=2)
+    limiter.check("a")
+    limiter.check("a")
+    with pytest.raises(MatrixError) as refused:
+        limiter.check("a")
+    assert (refused.value.status, refused.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+    assert refused.value.extra["retry_after_ms"] == 2001  # one action back after 2 s
+    limiter.check("b")
+    clock.advance(2)
+    limiter.check("a")
+
+
+def test_bucket_memory_is_bounded_by_pruning_drained_keys():
+    clock = task.Clock()
+    limiter = Ratelimiter(clock, per_second=1, burst_count=5)
+    for n in range(100_000):
+        limiter.check(f"@spammer{n}:example.org")
+    clock.advance(2)
+    limiter.check("@late:example.org")  # one key too many: every drained one is forgotten
+    assert len(limiter._buckets) == 1
+
+
+class Host:
+    """Requests of one host through a limiter, each held open until released."""
+
+    def __init__(self, limiter: FederationRateLimiter, name: str = "remote.example"):
+        self.limiter, self.name = limiter, name
+        self.started: list[int] = []
+        self._gates: dict[int, defer.Deferred] = {}
+
+    def request(self, n: int) -> defer.Deferred:
+        async def handler():
+            self.started.append(n)
+            self._gates[n] = defer.Deferred()
+            await self._gates[n]
+            return n
+        return defer.ensureDeferred(self.limiter.run(self.name, handler))
+
+    def release(self, n: int) -> None:
+        self._gates.pop(n).callback(None)
+
+
+SETTINGS = FederationRateLimit(window_size=1000, sleep_limit=2, sleep_delay=500, reject_limit=1, concurrent=2)
+
+
+def test_federation_limiter_sleeps_queues_and_rejects():
+    clock = task.Clock()
+    host = Host(FederationRateLimiter(clock, SETTINGS))
+    results = [host.request(n) for n in range(4)]
+    assert host.started == [0, 1]  # the third and fourth are past sleep_limit: asleep for sleep_delay
+    refused = host.request(4)  # two asleep: past reject_limit
+    assert isinstance(refused.result.value, MatrixError) and refused.result.value.extra["retry_after_ms"] == 500
+    refused.addErrback(lambda _: None)
+    clock.advance(0.5)
+    assert host.started == [0, 1]  # awake, but two run already (concurrent): they wait their turn
+    host.release(0)
+    assert host.started == [0, 1, 2] and results[0].result == 0
+    host.release(1)
+    assert host.started == [0, 1, 2, 3]
+    host.release(2)
+    host.release(3)
+    assert [d.result for d in results] == [0, 1, 2, 3]
+
+
+def test_federation_limiter_window_and_hosts_are_independent():
+    clock = task.Clock()
+    limiter = FederationRateLimiter(clock, SETTINGS)
+    busy, other = Host(limiter), Host(limiter, "other.example")
+    for n in range(2):
+        busy.request(n)
+        busy.release(n)
+    busy.request(2)
+    assert busy.started == [0, 1]  # third in the window: asleep
+    other.request(0)
+    assert other.started == [0]  # another host is not held back
+    clock.advance(1.0)
+    assert busy.started == [0, 1, 2]
+    busy.request(3)
+    assert busy.started == [0, 1, 2, 3]  # a new window
