@@ -194,6 +194,7 @@ def build_server(config, reactor) -> HomeServer:
         sync.add_source(source)
     ratelimit = {name: Ratelimiter(reactor, getattr(config, key).per_second, getattr(config, key).burst_count)
                  for name, key in RATE_LIMITS.items()}
+    auth.failed_logins = ratelimit["login_failed"]
 
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
                     accounts_store=accounts_store, event_store=event_store, filter_store=filter_store,

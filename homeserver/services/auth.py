@@ -6,6 +6,8 @@ Spec: client-server "Client Authentication", "User-Interactive Authentication AP
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -13,11 +15,17 @@ from dataclasses import dataclass, field
 import bcrypt
 from twisted.internet import threads
 
-from homeserver.errors import InteractiveAuthRequired, MatrixError, forbidden, unknown_token
+from homeserver.errors import InteractiveAuthRequired, MatrixError, bad_json, forbidden, unknown_token
 from homeserver.http.router import Requester
+from homeserver.services.ratelimit import Ratelimiter
 from homeserver.storage.accounts import AccountStore
 
 UIA_SESSION_LIFETIME_MS = 15 * 60 * 1000
+UIA_SESSIONS_PER_OWNER = 5          # a user's (or, for /register, an address's) sessions alive at once
+UIA_SESSIONS_TOTAL = 10_000
+UIA_SESSION_ID_LENGTH = 24
+# A password longer than this cannot be set: bcrypt only reads the first 72 bytes.
+MAX_PASSWORD_BYTES = 72
 
 
 def random_string(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
@@ -26,11 +34,67 @@ def random_string(length: int, alphabet: str = string.ascii_letters + string.dig
 
 @dataclass
 class UiaSession:
+    """What a user-interactive auth session keeps: who opened it, for which request, and its progress."""
+
+    owner: str
     created_ms: int
-    request_fingerprint: str
+    request_digest: bytes
     completed: list[str] = field(default_factory=list)
-    user_id: str | None = None
-    extra: dict = field(default_factory=dict)
+    registration_token: str | None = None
+
+
+class UiaSessions:
+    """The live UIA sessions, in memory and oldest first, bounded per owner and in total.
+
+    Spec "User-Interactive Authentication API": the server makes up session ids; a session it did not
+    hand out (or one handed out to someone else) is unknown. Past the bounds, the oldest session goes.
+    """
+
+    def __init__(self, clock_ms, *, lifetime_ms: int = UIA_SESSION_LIFETIME_MS,
+                 per_owner: int = UIA_SESSIONS_PER_OWNER, total: int = UIA_SESSIONS_TOTAL):
+        self._now_ms = clock_ms
+        self._lifetime_ms = lifetime_ms
+        self._per_owner = per_owner
+        self._total = total
+        self._sessions: dict[str, UiaSession] = {}   # insertion order is creation order
+        self._by_owner: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session_id: str, owner: str) -> UiaSession | None:
+        self._expire()
+        session = self._sessions.get(session_id)
+        return session if session is not None and session.owner == owner else None
+
+    def create(self, owner: str, request_digest: bytes) -> tuple[str, UiaSession]:
+        self._expire()
+        owned = self._by_owner.get(owner, [])
+        while len(owned) >= self._per_owner:
+            self.remove(owned[0])
+        while len(self._sessions) >= self._total:
+            self.remove(next(iter(self._sessions)))
+        session_id = random_string(UIA_SESSION_ID_LENGTH)
+        self._sessions[session_id] = session = UiaSession(owner, self._now_ms(), request_digest)
+        self._by_owner.setdefault(owner, []).append(session_id)
+        return session_id, session
+
+    def remove(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return
+        owned = self._by_owner[session.owner]
+        owned.remove(session_id)
+        if not owned:
+            del self._by_owner[session.owner]
+
+    def _expire(self) -> None:
+        cutoff = self._now_ms() - self._lifetime_ms
+        while self._sessions:
+            session_id, session = next(iter(self._sessions.items()))
+            if session.created_ms >= cutoff:
+                return
+            self.remove(session_id)
 
 
 class AuthService:
@@ -41,24 +105,59 @@ class AuthService:
         self._rounds = bcrypt_rounds
         self._reactor = reactor
         self._token_cache: dict[str, Requester] = {}
-        self._uia: dict[str, UiaSession] = {}
+        self._uia = UiaSessions(self.now_ms)
+        self._password_checks: dict[str, int] = {}   # user id -> password checks under way
+        self.failed_logins: Ratelimiter | None = None  # rc_login.failed_attempts, shared with /login
         self.on_devices_removed: list = []   # callbacks(user_id, device_ids)
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
 
     # -- passwords ---------------------------------------------------------------------
+    @staticmethod
+    def check_new_password(password) -> None:
+        """A password to set: a string bcrypt reads whole (at most 72 bytes), else 400 M_WEAK_PASSWORD."""
+        if not isinstance(password, str):
+            raise bad_json("password must be a string")
+        if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+            raise MatrixError(400, "M_WEAK_PASSWORD", f"Password must be at most {MAX_PASSWORD_BYTES} bytes")
+
     async def hash_password(self, password: str) -> str:
+        self.check_new_password(password)
         salt = bcrypt.gensalt(self._rounds)
         hashed = await threads.deferToThread(bcrypt.hashpw, password.encode("utf-8"), salt)
         return hashed.decode("ascii")
 
     async def check_password(self, user_id: str, password: str) -> bool:
+        """Whether ``password`` is the user's; one too long to have been set is no one's."""
+        encoded = password.encode("utf-8")
+        if len(encoded) > MAX_PASSWORD_BYTES:
+            return False
         user = await self._store.get_user(user_id)
         if user is None or user["deactivated"] or not user["password_hash"]:
             return False
-        stored = user["password_hash"].encode("ascii")
-        return await threads.deferToThread(bcrypt.checkpw, password.encode("utf-8"), stored)
+        return await threads.deferToThread(bcrypt.checkpw, encoded, user["password_hash"].encode("ascii"))
+
+    async def validate_password(self, user_id: str, password) -> None:
+        """Spec "Login" and the UIA m.login.password stage: 403 M_FORBIDDEN for a wrong password, and
+        429 M_LIMIT_EXCEEDED before any hashing once ``rc_login.failed_attempts`` has run out for the
+        user (password checks under way count as failures until they are known not to be)."""
+        limiter = self.failed_logins
+        under_way = self._password_checks.get(user_id, 0)
+        if limiter is not None:
+            limiter.check(user_id, cost=under_way + 1, update=False)
+        self._password_checks[user_id] = under_way + 1
+        try:
+            ok = isinstance(password, str) and await self.check_password(user_id, password)
+        finally:
+            if self._password_checks[user_id] == 1:
+                del self._password_checks[user_id]
+            else:
+                self._password_checks[user_id] -= 1
+        if not ok:
+            if limiter is not None:
+                limiter.check(user_id)
+            raise forbidden("Invalid username or password")
 
     # -- tokens ------------------------------------------------------------------------
     async def resolve_token(self, token: str) -> Requester:
@@ -145,31 +244,37 @@ class AuthService:
 
     # -- user-interactive auth ---------------------------------------------------------------
     async def check_uia(self, body: dict, flows: list[list[str]], *, fingerprint: str,
-                        requester: Requester | None, stage_checker=None) -> UiaSession:
-        """Spec "User-Interactive Authentication API": complete a stage per call until a flow is done."""
-        self._expire_uia()
+                        requester: Requester | None, client_ip: str | None = None,
+                        stage_checker=None) -> UiaSession:
+        """Spec "User-Interactive Authentication API": complete a stage per call until a flow is done.
+
+        ``fingerprint`` names the operation and its parameters (a session is bound to one); a session
+        belongs to the requester, or for /register to the client's address. Only the stages of ``flows``
+        are accepted: m.login.password checks the requester's own password only.
+        """
         auth = body.get("auth")
-        session: UiaSession | None = None
-        session_id = None
-        if isinstance(auth, dict) and isinstance(auth.get("session"), str):
+        owner = requester.user_id if requester is not None else f"address:{client_ip}"
+        digest = hashlib.sha256(fingerprint.encode("utf-8")).digest()
+        if isinstance(auth, dict) and "session" in auth:
             session_id = auth["session"]
-            session = self._uia.get(session_id)
+            session = self._uia.get(session_id, owner) if isinstance(session_id, str) else None
             if session is None:
                 raise MatrixError(400, "M_UNKNOWN", "Unknown UIA session")
-            if session.request_fingerprint != fingerprint:
+            if not hmac.compare_digest(session.request_digest, digest):
                 raise forbidden("Requested operation has changed during the UI authentication session")
-        if session is None:
-            session_id = random_string(24)
-            session = self._uia[session_id] = UiaSession(self.now_ms(), fingerprint)
+        else:
+            session_id, session = self._uia.create(owner, digest)
         error = None
         if isinstance(auth, dict) and auth.get("type"):
             try:
-                await self._complete_stage(session, auth, requester, stage_checker)
+                await self._complete_stage(session, auth, requester, {s for f in flows for s in f}, stage_checker)
             except MatrixError as e:
+                if e.status == 429:
+                    raise
                 error = e
         for flow in flows:
             if all(stage in session.completed for stage in flow):
-                del self._uia[session_id]
+                self._uia.remove(session_id)
                 return session
         body_out = {"flows": [{"stages": f} for f in flows], "params": {}, "session": session_id,
                     "completed": list(session.completed)}
@@ -178,25 +283,18 @@ class AuthService:
         raise InteractiveAuthRequired(body_out)
 
     async def _complete_stage(self, session: UiaSession, auth: dict, requester: Requester | None,
-                              stage_checker) -> None:
+                              offered: set[str], stage_checker) -> None:
         stage = auth["type"]
+        if not isinstance(stage, str) or stage not in offered:
+            raise MatrixError(400, "M_UNRECOGNIZED", "That auth stage is not offered here")
         if stage == "m.login.password":
-            user_id = await self.user_from_identifier(auth)
-            if requester is not None and user_id != requester.user_id:
+            # Only ever offered to a logged-in user, to confirm their own password.
+            if requester is None or await self.user_from_identifier(auth) != requester.user_id:
                 raise forbidden("Invalid username or password")
-            if not isinstance(auth.get("password"), str) or not await self.check_password(user_id, auth["password"]):
-                raise forbidden("Invalid username or password")
-            session.user_id = user_id
+            await self.validate_password(requester.user_id, auth.get("password"))
         elif stage == "m.login.dummy":
             pass
-        elif stage_checker is not None:
-            await stage_checker(stage, auth, session)
         else:
-            raise MatrixError(400, "M_UNRECOGNIZED", f"Unknown auth stage {stage}")
+            await stage_checker(stage, auth, session)
         if stage not in session.completed:
             session.completed.append(stage)
-
-    def _expire_uia(self) -> None:
-        cutoff = self.now_ms() - UIA_SESSION_LIFETIME_MS
-        for sid in [s for s, v in self._uia.items() if v.created_ms < cutoff]:
-            del self._uia[sid]

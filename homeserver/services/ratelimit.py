@@ -14,8 +14,10 @@ class Ratelimiter:
         self.burst_count = burst_count
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (level, last time)
 
-    def check(self, key: str, *, cost: float = 1.0) -> None:
-        """Take one action for ``key`` or raise M_LIMIT_EXCEEDED with retry_after_ms."""
+    def check(self, key: str, *, cost: float = 1.0, update: bool = True) -> None:
+        """Take one action for ``key`` or raise M_LIMIT_EXCEEDED with retry_after_ms.
+
+        ``update=False`` only checks that ``cost`` actions would be allowed, taking none (Synapse's ``update``)."""
         if self.per_second <= 0 and self.burst_count <= 0:
             return
         now = self._clock.seconds()
@@ -24,6 +26,8 @@ class Ratelimiter:
         if level + cost > self.burst_count:
             wait = (level + cost - self.burst_count) / self.per_second if self.per_second > 0 else 60.0
             raise limit_exceeded(int(wait * 1000) + 1)
+        if not update:
+            return
         self._buckets[key] = (level + cost, now)
         if len(self._buckets) > 100_000:
             self._prune(now)
