@@ -97,6 +97,45 @@ class UiaSessions:
             self.remove(session_id)
 
 
+class TokenCache:
+    """The requesters of recently used access tokens, by token and by user.
+
+    Every ``forget`` (after the database change it reflects) moves ``generation`` on; a lookup that read
+    the database before it stores nothing, since the token it read may be gone by now.
+    """
+
+    MAX_TOKENS = 100_000
+
+    def __init__(self):
+        self.generation = 0
+        self._by_token: dict[str, Requester] = {}
+        self._by_user: dict[str, set[str]] = {}
+
+    def get(self, token: str) -> Requester | None:
+        return self._by_token.get(token)
+
+    def put(self, requester: Requester, generation: int) -> None:
+        if generation != self.generation:
+            return
+        if len(self._by_token) >= self.MAX_TOKENS:
+            self._by_token.clear()
+            self._by_user.clear()
+        self._by_token[requester.access_token] = requester
+        self._by_user.setdefault(requester.user_id, set()).add(requester.access_token)
+
+    def forget(self, user_id: str, device_ids: set[str] | None = None, *, only_token: str | None = None,
+               keep_token: str | None = None) -> None:
+        """Drop the user's tokens (of ``device_ids``, or ``only_token``, but never ``keep_token``)."""
+        self.generation += 1
+        tokens = self._by_user.get(user_id, set())
+        for token in [t for t in tokens if t != keep_token and (only_token is None or t == only_token)
+                      and (device_ids is None or self._by_token[t].device_id in device_ids)]:
+            tokens.discard(token)
+            del self._by_token[token]
+        if not tokens:
+            self._by_user.pop(user_id, None)
+
+
 class AuthService:
     def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, reactor):
         self._store = store
@@ -104,7 +143,7 @@ class AuthService:
         self.server_name = server_name
         self._rounds = bcrypt_rounds
         self._reactor = reactor
-        self._token_cache: dict[str, Requester] = {}
+        self._token_cache = TokenCache()
         self._uia = UiaSessions(self.now_ms)
         self._password_checks: dict[str, int] = {}   # user id -> password checks under way
         self.failed_logins: Ratelimiter | None = None  # rc_login.failed_attempts, shared with /login
@@ -164,13 +203,12 @@ class AuthService:
         cached = self._token_cache.get(token)
         if cached is not None:
             return cached
+        generation = self._token_cache.generation
         info = await self._store.get_token(token)
         if info is None or info.deactivated:
             raise unknown_token()
         requester = Requester(info.user_id, info.device_id, token, info.is_admin)
-        if len(self._token_cache) > 100_000:
-            self._token_cache.clear()
-        self._token_cache[token] = requester
+        self._token_cache.put(requester, generation)
         return requester
 
     async def login_device(self, user_id: str, device_id: str | None, display_name: str | None,
@@ -178,11 +216,9 @@ class AuthService:
         """Create or reuse a device and issue an access token: (device_id, token)."""
         device_id = device_id or random_string(10, string.ascii_uppercase)
         token = "syt_" + random_string(40)
-        for cached_token, req in list(self._token_cache.items()):
-            if req.user_id == user_id and req.device_id == device_id:
-                del self._token_cache[cached_token]
-        await self._store.add_device_and_token(user_id, device_id, token, display_name=display_name,
-                                               now_ms=self.now_ms(), client_ip=client_ip)
+        if not await self._store.add_device_and_token(user_id, device_id, token, display_name=display_name,
+                                                      now_ms=self.now_ms(), client_ip=client_ip):
+            self._token_cache.forget(user_id, {device_id})   # the device's earlier tokens are gone
         return device_id, token
 
     async def logout(self, requester: Requester) -> None:
@@ -191,32 +227,27 @@ class AuthService:
             await self.delete_devices(requester.user_id, [requester.device_id])
         else:
             await self._store.delete_token(requester.access_token)
-        self._token_cache.pop(requester.access_token, None)
+            self._token_cache.forget(requester.user_id, only_token=requester.access_token)
 
     async def delete_devices(self, user_id: str, device_ids: list[str] | None) -> list[str]:
         removed = await self._store.delete_devices(user_id, device_ids)
-        self._forget_tokens(user_id, None if device_ids is None else set(device_ids))
+        self._token_cache.forget(user_id, None if device_ids is None else set(device_ids))
         for callback in self.on_devices_removed:
             await callback(user_id, removed)
         return removed
-
-    def _forget_tokens(self, user_id: str, device_ids: set[str] | None, keep_token: str | None = None) -> None:
-        for token, req in list(self._token_cache.items()):
-            if req.user_id == user_id and token != keep_token and (device_ids is None or req.device_id in device_ids):
-                del self._token_cache[token]
 
     async def set_password(self, requester: Requester, new_password: str, logout_devices: bool) -> None:
         hashed = await self.hash_password(new_password)
         removed = await self._store.set_password_hash(requester.user_id, hashed, keep_device=requester.device_id,
                                                       logout_devices=logout_devices)
         if logout_devices:
-            self._forget_tokens(requester.user_id, None, keep_token=requester.access_token)
+            self._token_cache.forget(requester.user_id, keep_token=requester.access_token)
             for callback in self.on_devices_removed:
                 await callback(requester.user_id, removed)
 
     async def deactivate(self, user_id: str) -> None:
         removed = await self._store.deactivate(user_id)
-        self._forget_tokens(user_id, None)
+        self._token_cache.forget(user_id)
         for callback in self.on_devices_removed:
             await callback(user_id, removed)
 

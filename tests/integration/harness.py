@@ -76,6 +76,23 @@ def database_config_for_test(tmp_dir: str) -> dict:
     return pg.create_test_database()
 
 
+def database_rows(server: "ServerProcess", sql: str, args: tuple = ()) -> list[tuple]:
+    """Run one statement (``?`` placeholders) on a server's own database, SQLite or PostgreSQL; its rows."""
+    section = server.config["database"]
+    if section["name"] == "sqlite3":
+        import sqlite3
+
+        with sqlite3.connect(section["args"]["database"]) as conn:
+            return conn.execute(sql, args).fetchall()
+    import psycopg
+
+    from tests.integration import pg
+
+    with psycopg.connect(pg.database_url(section["args"]["dbname"])) as conn:
+        cursor = conn.execute(sql.replace("?", "%s"), args)
+        return cursor.fetchall() if cursor.description else []
+
+
 def _unthrottle(section: Any) -> Any:
     if isinstance(section, dict):
         if "per_second" in section or "burst_count" in section:

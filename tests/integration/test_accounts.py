@@ -7,7 +7,9 @@ shared-secret registration admin API.
 
 from __future__ import annotations
 
-from tests.integration.harness import CLIENT_V1, PASSWORD, hexagone_cli, q, unique
+import hashlib
+
+from tests.integration.harness import CLIENT_V1, PASSWORD, database_rows, hexagone_cli, q, unique
 
 
 def password_auth(user, session: str | None = None, password: str | None = None) -> dict:
@@ -400,3 +402,32 @@ def test_passwords_over_72_bytes_are_refused(homeserver):
                                                                    "auth": password_auth(alice)})
         assert (status, resp["errcode"]) == (400, "M_WEAK_PASSWORD"), resp
     homeserver.login(alice.user_id, exact)
+
+
+# -- access tokens at rest --------------------------------------------------------------------------
+
+def test_access_tokens_are_stored_hashed_and_clear_ones_migrated(homeserver_factory):
+    """The database holds the SHA-256 of each access token, never the token; a database whose tokens are
+    still in clear (accounts schema version 1) has them hashed at start-up, and they keep working."""
+    server = homeserver_factory()
+    alice, bob = server.register(), server.register()
+    hashes = {r[0] for r in database_rows(server, "SELECT token_hash FROM access_tokens")}
+    assert hashlib.sha256(alice.token.encode()).hexdigest() in hashes
+    assert not {alice.token, bob.token} & hashes
+
+    server.stop()  # back to version 1: the tokens in clear, in a column named token
+    database_rows(server, "ALTER TABLE access_tokens RENAME COLUMN token_hash TO token")
+    for user in (alice, bob):
+        database_rows(server, "UPDATE access_tokens SET token = ? WHERE token = ?",
+                      (user.token, hashlib.sha256(user.token.encode()).hexdigest()))
+    database_rows(server, "UPDATE schema_versions SET version = 1 WHERE domain = 'accounts'")
+    assert {alice.token, bob.token} <= {r[0] for r in database_rows(server, "SELECT token FROM access_tokens")}
+    server.start()
+    for user in (alice, bob):
+        assert user.ok("GET", "/account/whoami")["user_id"] == user.user_id
+    hashes = {r[0] for r in database_rows(server, "SELECT token_hash FROM access_tokens")}
+    assert {hashlib.sha256(u.token.encode()).hexdigest() for u in (alice, bob)} <= hashes
+    assert not {alice.token, bob.token} & hashes
+    assert alice.ok("POST", "/logout", {}) == {}
+    assert alice.request("GET", "/account/whoami")[0] == 401
+    server.stop()
