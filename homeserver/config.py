@@ -154,6 +154,7 @@ class Config:
     registration_shared_secret: str | None = field(default=None, repr=False)
     registration_requires_token: bool = False
     bcrypt_rounds: int = 12
+    filter_timeline_limit: int = 100
 
     # VoIP
     turn_uris: list[str] = field(default_factory=list)
@@ -246,7 +247,7 @@ SYNAPSE_TOP_LEVEL_KEYS: frozenset[str] = frozenset(
     require_auth_for_profile_requests
     limit_profile_requests_to_users_who_share_rooms include_profile_data_on_invite
     allow_public_rooms_without_auth allow_public_rooms_over_federation
-    default_room_version gc_thresholds gc_min_interval filter_timeline_limit
+    default_room_version gc_thresholds gc_min_interval
     block_non_admin_invites enable_search ip_range_blacklist ip_range_whitelist
     listeners manhole manhole_settings http_proxy https_proxy no_proxy_hosts
     matrix_authentication_service dummy_events_threshold delete_stale_devices_after
@@ -638,6 +639,7 @@ class _Parser:
         kwargs["registration_requires_token"] = self.bool_("registration_requires_token", False)
         kwargs["registration_shared_secret"] = self.secret("registration_shared_secret")
         kwargs["bcrypt_rounds"] = self.int_("bcrypt_rounds", 12, 4, 31)
+        kwargs["filter_timeline_limit"] = self.int_("filter_timeline_limit", 100, -1)
         if (
             kwargs["enable_registration"]
             and not kwargs["enable_registration_without_verification"]
@@ -1121,6 +1123,7 @@ _IMPLEMENTED_TOP_LEVEL_KEYS = frozenset(
     federation_verify_certificates federation_custom_ca_list federation_client_minimum_tls_version
     ip_range_blacklist ip_range_whitelist tls_certificate_path
     tls_private_key_path
+    filter_timeline_limit
     """.split()
 )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from homeserver.errors import bad_json
 
@@ -94,7 +94,8 @@ class SyncFilter:
     event_fields: tuple[str, ...] | None = None
 
     @classmethod
-    def parse(cls, raw: dict | None) -> "SyncFilter":
+    def parse(cls, raw: dict | None, timeline_cap: int = -1) -> "SyncFilter":
+        """``timeline_cap``: Synapse's ``filter_timeline_limit``, the largest room.timeline.limit (-1: none)."""
         if raw is None:
             return cls()
         if not isinstance(raw, dict):
@@ -106,8 +107,11 @@ class SyncFilter:
         fields = raw.get("event_fields")
         if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
             raise bad_json("filter.event_fields must be a list of strings")
+        timeline = EventFilter.parse(room.get("timeline"), "filter.room.timeline")
+        if timeline_cap >= 0 and timeline.limit is not None and timeline.limit > timeline_cap:
+            timeline = replace(timeline, limit=timeline_cap)
         return cls(
-            timeline=EventFilter.parse(room.get("timeline"), "filter.room.timeline"),
+            timeline=timeline,
             state=EventFilter.parse(room.get("state"), "filter.room.state"),
             ephemeral=EventFilter.parse(room.get("ephemeral"), "filter.room.ephemeral"),
             room_account_data=EventFilter.parse(room.get("account_data"), "filter.room.account_data"),

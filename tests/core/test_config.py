@@ -91,6 +91,7 @@ def test_minimal_config_defaults(cfg_dir, caplog):
     assert c.registration_shared_secret is None
     assert c.registration_requires_token is False
     assert c.bcrypt_rounds == 12
+    assert c.filter_timeline_limit == 100
     assert c.turn_uris == []
     assert c.turn_shared_secret is None
     assert c.turn_username is None and c.turn_password is None
@@ -148,6 +149,7 @@ def test_values_are_read(cfg_dir, tmp_path):
         registration_requires_token=True,
         registration_shared_secret="s3cret",
         bcrypt_rounds=4,
+        filter_timeline_limit=20,
         turn_uris=["turn:turn.example.org"],
         turn_shared_secret="turnsecret",
         turn_user_lifetime="1d",
@@ -177,6 +179,7 @@ def test_values_are_read(cfg_dir, tmp_path):
     assert c.enable_registration and c.registration_requires_token
     assert c.registration_shared_secret == "s3cret"
     assert c.bcrypt_rounds == 4
+    assert c.filter_timeline_limit == 20
     assert c.turn_uris == ["turn:turn.example.org"]
     assert c.turn_shared_secret == "turnsecret"
     assert c.turn_user_lifetime_ms == 86_400_000
@@ -379,6 +382,8 @@ def test_default_room_version_refusals(cfg_dir):
         ("federation_verify_certificates", "false"),
         ("bcrypt_rounds", 3),
         ("bcrypt_rounds", "many"),
+        ("filter_timeline_limit", -2),
+        ("filter_timeline_limit", "many"),
         ("turn_uris", "turn:example.org"),
         ("public_baseurl", "example.org"),
         ("ip_range_blacklist", ["not-an-ip"]),

@@ -31,7 +31,7 @@ def register(router: Router, hs) -> None:
             definition = await filters.get_filter(req.user_id, filter_id)
             if definition is None:
                 raise not_found("No such filter")
-        return SyncFilter.parse(definition)
+        return SyncFilter.parse(definition, hs.config.filter_timeline_limit)
 
     async def sync(req: ApiRequest):
         sync_filter = await load_filter(req)
