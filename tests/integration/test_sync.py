@@ -129,6 +129,11 @@ def test_timeline_limit_is_capped_and_checked(homeserver):
     for limit in ("10", 2.5, -1, True, [1]):
         status, resp = alice.request("GET", "/sync", params={"filter": {"room": {"timeline": {"limit": limit}}}})
         assert (status, resp["errcode"]) == (400, "M_BAD_JSON"), (limit, resp)
+    huge_id = "9" * 30  # not an id we hand out: refused, not a 500
+    status, resp = alice.request("GET", "/sync", params={"filter": huge_id})
+    assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM"), resp
+    status, resp = alice.request("GET", f"/user/{q(alice.user_id)}/filter/{huge_id}")
+    assert (status, resp["errcode"]) == (404, "M_NOT_FOUND"), resp
 
 
 def test_lazy_load_members(homeserver):
