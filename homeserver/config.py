@@ -573,7 +573,9 @@ class _Parser:
         return os.path.normpath(os.path.join(self.config_dir, p))
 
     def secret(self, key: str) -> str | None:
-        """``key`` or ``key_path`` (a file holding the secret)."""
+        """``key`` or ``key_path`` (a file holding the secret); an error never quotes the value."""
+        if not isinstance(self.raw.get(key), (str, type(None))):
+            raise ConfigError(f"{key}: must be a string")
         inline = self.str_(key)
         file_key = f"{key}_path"
         file_path = self.path_(file_key)
@@ -923,7 +925,8 @@ class _Parser:
             if isinstance(value, bool):
                 value = "1" if value else "0"
             if not isinstance(value, (str, int, float)):
-                raise ConfigError(f"{kpath}: must be a string or number, got {value!r}")
+                shown = "" if key == "password" else f", got {value!r}"
+                raise ConfigError(f"{kpath}: must be a string or number{shown}")
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ConfigError(f"{kpath}: not a valid connection parameter name")
             params[key] = str(value)

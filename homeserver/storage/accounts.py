@@ -243,11 +243,10 @@ class AccountStore:
         """False if the token already exists."""
 
         def txn_fn(txn):
-            if txn.select_one("SELECT 1 FROM registration_tokens WHERE token = ?", (token,)):
-                return False
-            txn.execute("INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES (?, ?, ?)",
-                        (token, uses_allowed, expiry_time))
-            return True
+            # ON CONFLICT, not a SELECT first: a concurrent creation must not fail with the token in its error.
+            txn.execute("INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES (?, ?, ?) "
+                        "ON CONFLICT (token) DO NOTHING", (token, uses_allowed, expiry_time))
+            return txn.rowcount == 1
 
         return await self.db.run("create_registration_token", txn_fn)
 

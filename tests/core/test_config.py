@@ -399,6 +399,15 @@ def test_wrong_types_refused_with_key(cfg_dir, key, value):
     assert msg.split(":")[0].split(".")[0].split("[")[0] == key
 
 
+@pytest.mark.parametrize("key", ["registration_shared_secret", "macaroon_secret_key", "form_secret"])
+def test_a_misconfigured_secret_is_never_quoted(cfg_dir, key):
+    msg = refused(cfg_dir, key, **{key: 98765432123})
+    assert "98765432123" not in msg
+    msg = refused(cfg_dir, "database.args.password", database={
+        "name": "psycopg2", "args": {"database": "hs", "password": ["hunter2-secret"]}})
+    assert "hunter2-secret" not in msg
+
+
 @pytest.mark.parametrize("value,expected", [("1.3", "1.3"), (1.3, "1.3"), ("1.2", "1.2"), (1.2, "1.2")])
 def test_federation_client_minimum_tls_version(cfg_dir, caplog, value, expected):
     c = parse(cfg_dir, federation_client_minimum_tls_version=value)

@@ -101,11 +101,12 @@ def _unthrottle(section: Any) -> Any:
     return section
 
 
-def hexagone_cli(*args: str, cwd: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run ``python -m homeserver.cli ARGS`` (the real ``hexagone`` command)."""
+def hexagone_cli(*args: str, cwd: str, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m homeserver.cli ARGS`` (the real ``hexagone`` command), ``stdin`` as its input."""
     env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "homeserver.cli", *args], cwd=cwd, env=env,
-                           capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "homeserver.cli", *args], cwd=cwd, env=env, input=stdin,
+                          stdin=None if stdin is not None else subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 class ServerError(AssertionError):

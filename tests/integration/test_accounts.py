@@ -162,6 +162,25 @@ def test_cli_register_user(homeserver):
     assert again.returncode == 1 and "M_USER_IN_USE" in again.stderr
 
 
+def test_cli_register_user_password_off_the_command_line(homeserver, tmp_path):
+    """``register-user --password-file FILE|-``: the password need not be on the command line, where other
+    local users can read it; a password over 72 bytes is refused there as well."""
+    path = tmp_path / "password"
+    path.write_text("from a file\n")
+    for source, stdin, password in ((str(path), None, "from a file"), ("-", "from stdin\n", "from stdin")):
+        localpart = unique("clifile")
+        r = hexagone_cli("register-user", "--config", homeserver.config_path, "--user", localpart,
+                         "--password-file", source, cwd=homeserver.dir, stdin=stdin)
+        assert r.returncode == 0, r.stderr
+        homeserver.login(localpart, password)
+    r = hexagone_cli("register-user", "--config", homeserver.config_path, "--user", unique("clilong"),
+                     "--password-file", "-", cwd=homeserver.dir, stdin="x" * 73 + "\n")
+    assert r.returncode == 1 and "M_WEAK_PASSWORD" in r.stderr
+    r = hexagone_cli("register-user", "--config", homeserver.config_path, "--user", unique("clinone"),
+                     cwd=homeserver.dir)
+    assert r.returncode == 2 and "--password-file" in r.stderr
+
+
 # -- login, logout, whoami -----------------------------------------------------------------------
 
 def test_login_logout_whoami(homeserver):
@@ -431,3 +450,21 @@ def test_access_tokens_are_stored_hashed_and_clear_ones_migrated(homeserver_fact
     assert alice.ok("POST", "/logout", {}) == {}
     assert alice.request("GET", "/account/whoami")[0] == 401
     server.stop()
+
+
+def test_no_secret_reaches_the_log(homeserver):
+    """Passwords (right, wrong, too long, new), access tokens and the shared-secret API's fields appear in
+    no line of the server's log, whatever the request's outcome (a guard: nothing logs them today)."""
+    secrets = ["pw-register-0xC0FFEE", "pw-wrong-0xBADBAD", "pw-new-0xFACADE", "pw-long-" + "L" * 70]
+    alice = homeserver.register(password=secrets[0])
+    homeserver.request("POST", "/login", {"type": "m.login.password", "user": alice.user_id, "password": secrets[1]})
+    homeserver.request("POST", "/login", {"type": "m.login.password", "user": alice.user_id, "password": secrets[3]})
+    laptop = homeserver.login(alice.user_id, secrets[0])
+    alice.request("POST", "/account/password", {"new_password": secrets[3], "auth": password_auth(alice)})
+    alice.ok("POST", "/account/password", {"new_password": secrets[2], "auth": password_auth(alice)})
+    admin = homeserver.shared_secret_register(unique("admin"), password="pw-admin-0xDEC0DE")["body"]
+    homeserver.request("GET", "/account/whoami", params={"access_token": admin["access_token"]})
+    log = homeserver.log(tail=100_000)
+    for secret in secrets + ["pw-admin-0xDEC0DE", alice.token, laptop.token, admin["access_token"],
+                             homeserver.config["registration_shared_secret"]]:
+        assert secret not in log, secret
