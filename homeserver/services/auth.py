@@ -21,7 +21,8 @@ from homeserver.services.ratelimit import Ratelimiter
 from homeserver.storage.accounts import AccountStore
 
 UIA_SESSION_LIFETIME_MS = 15 * 60 * 1000
-UIA_SESSIONS_PER_OWNER = 5          # a user's (or, for /register, an address's) sessions alive at once
+UIA_SESSIONS_PER_USER = 5           # sessions alive at once for one user
+UIA_SESSIONS_PER_ADDRESS = 50       # ... for /register from one address (several people behind one NAT)
 UIA_SESSIONS_TOTAL = 10_000
 UIA_SESSION_ID_LENGTH = 24
 # A password longer than this cannot be set: bcrypt only reads the first 72 bytes.
@@ -51,10 +52,9 @@ class UiaSessions:
     """
 
     def __init__(self, clock_ms, *, lifetime_ms: int = UIA_SESSION_LIFETIME_MS,
-                 per_owner: int = UIA_SESSIONS_PER_OWNER, total: int = UIA_SESSIONS_TOTAL):
+                 total: int = UIA_SESSIONS_TOTAL):
         self._now_ms = clock_ms
         self._lifetime_ms = lifetime_ms
-        self._per_owner = per_owner
         self._total = total
         self._sessions: dict[str, UiaSession] = {}   # insertion order is creation order
         self._by_owner: dict[str, list[str]] = {}
@@ -67,10 +67,11 @@ class UiaSessions:
         session = self._sessions.get(session_id)
         return session if session is not None and session.owner == owner else None
 
-    def create(self, owner: str, request_digest: bytes) -> tuple[str, UiaSession]:
+    def create(self, owner: str, request_digest: bytes, per_owner: int) -> tuple[str, UiaSession]:
+        """A new session; past ``per_owner`` live sessions of ``owner``, its oldest goes."""
         self._expire()
         owned = self._by_owner.get(owner, [])
-        while len(owned) >= self._per_owner:
+        while len(owned) >= per_owner:
             self.remove(owned[0])
         while len(self._sessions) >= self._total:
             self.remove(next(iter(self._sessions)))
@@ -294,7 +295,8 @@ class AuthService:
             if not hmac.compare_digest(session.request_digest, digest):
                 raise forbidden("Requested operation has changed during the UI authentication session")
         else:
-            session_id, session = self._uia.create(owner, digest)
+            session_id, session = self._uia.create(
+                owner, digest, UIA_SESSIONS_PER_USER if requester is not None else UIA_SESSIONS_PER_ADDRESS)
         error = None
         if isinstance(auth, dict) and auth.get("type"):
             try:
