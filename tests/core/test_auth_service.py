@@ -1,17 +1,21 @@
-"""The access-token cache of AuthService against logouts (spec "Client Authentication", "Logout").
+"""AuthService against concurrent requests, with a store that holds its reads until the test lets them go,
+so that interleavings are exact.
 
-A lookup reads the database, then caches what it read; a logout deletes the token, then forgets it from
-the cache. A logout landing between the read and the caching must not leave the token in the cache. The
-store below holds its read until the test lets it go, so the interleaving is exact.
+Spec "Client Authentication", "Logout": a lookup reads the database, then caches what it read; a logout
+deletes the token, then forgets it from the cache. A logout landing between the read and the caching must
+not leave the token in the cache. "Login" and UIA m.login.password: rc_login.failed_attempts is checked
+before any password is hashed, with the checks under way counted.
 """
 
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import Clock
 
 from homeserver.errors import MatrixError
 from homeserver.http.router import Requester
 from homeserver.services.auth import AuthService
+from homeserver.services.ratelimit import Ratelimiter
 from homeserver.storage.accounts import TokenInfo
 
 ALICE = "@alice:test.local"
@@ -32,6 +36,12 @@ class Store:
         if self.hold is not None:
             await self.hold
         return info
+
+    async def get_user(self, user_id):
+        self.reads += 1
+        if self.hold is not None:
+            await self.hold
+        return None  # no such user: a wrong password, with no hashing needed
 
     async def delete_devices(self, user_id, device_ids):
         gone = [t for t, i in self.tokens.items() if i.user_id == user_id and (
@@ -87,3 +97,24 @@ def test_a_token_whose_device_logs_out_is_forgotten():
     failed = ensureDeferred(auth.resolve_token("tok1"))
     assert failed.result.value.errcode == "M_UNKNOWN_TOKEN"
     failed.addErrback(lambda f: None)
+
+
+def test_guesses_under_way_count_against_the_failed_attempts_limit():
+    """Five concurrent guesses with three failures allowed: two are refused before their password is
+    looked at; once the three are known wrong, even one more is refused."""
+    auth, store = service()
+    auth.failed_logins = Ratelimiter(Clock(), per_second=0.001, burst_count=3)
+    store.hold = Deferred()
+    guesses = [ensureDeferred(auth.validate_password(ALICE, f"guess {i}")) for i in range(5)]
+    assert store.reads == 3 and [g.called for g in guesses] == [False, False, False, True, True]
+    for refused in guesses[3:]:
+        assert refused.result.value.errcode == "M_LIMIT_EXCEEDED"
+        refused.addErrback(lambda f: None)
+    release, store.hold = store.hold, None
+    release.callback(None)
+    for wrong in guesses[:3]:
+        assert (wrong.result.value.status, wrong.result.value.errcode) == (403, "M_FORBIDDEN")
+        wrong.addErrback(lambda f: None)
+    late = ensureDeferred(auth.validate_password(ALICE, "guess 6"))
+    assert late.result.value.errcode == "M_LIMIT_EXCEEDED" and store.reads == 3
+    late.addErrback(lambda f: None)
