@@ -116,7 +116,8 @@ def test_timeline_limit_and_types_filters(homeserver):
 
 def test_timeline_limit_is_capped_and_checked(homeserver):
     """Synapse's filter_timeline_limit (100 by default): a larger room.timeline.limit, inline or stored,
-    is lowered to it, however large; a limit that is not a non-negative integer is M_BAD_JSON."""
+    is lowered to it, however large; a limit that is not a non-negative integer, or a flag that is not a
+    boolean, is M_BAD_JSON."""
     alice = homeserver.register()
     room = alice.create_room()
     for i in range(101):
@@ -129,6 +130,10 @@ def test_timeline_limit_is_capped_and_checked(homeserver):
     for limit in ("10", 2.5, -1, True, [1]):
         status, resp = alice.request("GET", "/sync", params={"filter": {"room": {"timeline": {"limit": limit}}}})
         assert (status, resp["errcode"]) == (400, "M_BAD_JSON"), (limit, resp)
+    for flag in ({"room": {"include_leave": "yes"}}, {"room": {"timeline": {"contains_url": 1}}},
+                 {"room": {"state": {"lazy_load_members": "true"}}}):
+        status, resp = alice.request("GET", "/sync", params={"filter": flag})
+        assert (status, resp["errcode"]) == (400, "M_BAD_JSON"), (flag, resp)
     huge_id = "9" * 30  # not an id we hand out: refused, not a 500
     status, resp = alice.request("GET", "/sync", params={"filter": huge_id})
     assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM"), resp
