@@ -115,7 +115,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     print("Review the configuration, then start the server with:")
     print(f"  hexagone run --config {config_path}")
     print("and create a first admin account with:")
-    print(f"  hexagone register-user --config {config_path} --user admin --password ... --admin")
+    print(f"  hexagone register-user --config {config_path} --user admin --password-file - --admin")
     return 0
 
 
@@ -149,7 +149,12 @@ def _register_user_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", required=True, help="path to homeserver.yaml")
     p.add_argument("--user", "-u", required=True,
                    help="localpart (alice) or full user ID (@alice:example.org)")
-    p.add_argument("--password", "-p", required=True, help="the new user's password")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--password-file", metavar="FILE",
+                        help="read the password from FILE's first line ('-': standard input)")
+    source.add_argument("--password", "-p",
+                        help="the new user's password (other local users can read it in the process list: "
+                             "prefer --password-file)")
     p.add_argument("--admin", action="store_true", help="make the user a server admin")
 
 
@@ -168,9 +173,22 @@ def cmd_register_user(args: argparse.Namespace) -> int:
         localpart = local
     if not localpart:
         return _error("--user must not be empty.")
+    password = args.password
+    if args.password_file is not None:
+        try:
+            if args.password_file == "-":
+                password = sys.stdin.readline()
+            else:
+                with open(args.password_file, encoding="utf-8") as f:
+                    password = f.readline()
+        except OSError as e:
+            return _error(f"Cannot read {args.password_file}: {e.strerror or e}")
+        password = password.rstrip("\r\n")
+    if not password:
+        return _error("The password must not be empty.")
     from homeserver.admin_tasks import register_user
 
-    return register_user(config, localpart, args.password, args.admin)
+    return register_user(config, localpart, password, args.admin)
 
 
 # ---------------------------------------------------------------------------

@@ -160,6 +160,7 @@ class Config:
     registration_shared_secret: str | None = field(default=None, repr=False)
     registration_requires_token: bool = False
     bcrypt_rounds: int = 12
+    filter_timeline_limit: int = 100
 
     # VoIP
     turn_uris: list[str] = field(default_factory=list)
@@ -254,7 +255,7 @@ SYNAPSE_TOP_LEVEL_KEYS: frozenset[str] = frozenset(
     require_auth_for_profile_requests
     limit_profile_requests_to_users_who_share_rooms include_profile_data_on_invite
     allow_public_rooms_without_auth allow_public_rooms_over_federation
-    default_room_version gc_thresholds gc_min_interval filter_timeline_limit
+    default_room_version gc_thresholds gc_min_interval
     block_non_admin_invites enable_search ip_range_blacklist ip_range_whitelist
     listeners manhole manhole_settings http_proxy https_proxy no_proxy_hosts
     matrix_authentication_service dummy_events_threshold delete_stale_devices_after
@@ -580,7 +581,9 @@ class _Parser:
         return os.path.normpath(os.path.join(self.config_dir, p))
 
     def secret(self, key: str) -> str | None:
-        """``key`` or ``key_path`` (a file holding the secret)."""
+        """``key`` or ``key_path`` (a file holding the secret); an error never quotes the value."""
+        if not isinstance(self.raw.get(key), (str, type(None))):
+            raise ConfigError(f"{key}: must be a string")
         inline = self.str_(key)
         file_key = f"{key}_path"
         file_path = self.path_(file_key)
@@ -646,6 +649,7 @@ class _Parser:
         kwargs["registration_requires_token"] = self.bool_("registration_requires_token", False)
         kwargs["registration_shared_secret"] = self.secret("registration_shared_secret")
         kwargs["bcrypt_rounds"] = self.int_("bcrypt_rounds", 12, 4, 31)
+        kwargs["filter_timeline_limit"] = self.int_("filter_timeline_limit", 100, -1)
         if (
             kwargs["enable_registration"]
             and not kwargs["enable_registration_without_verification"]
@@ -933,7 +937,8 @@ class _Parser:
             if isinstance(value, bool):
                 value = "1" if value else "0"
             if not isinstance(value, (str, int, float)):
-                raise ConfigError(f"{kpath}: must be a string or number, got {value!r}")
+                shown = "" if key == "password" else f", got {value!r}"
+                raise ConfigError(f"{kpath}: must be a string or number{shown}")
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ConfigError(f"{kpath}: not a valid connection parameter name")
             params[key] = str(value)
@@ -1138,6 +1143,7 @@ _IMPLEMENTED_TOP_LEVEL_KEYS = frozenset(
     federation_verify_certificates federation_custom_ca_list federation_client_minimum_tls_version
     ip_range_blacklist ip_range_whitelist federation_ip_range_blacklist tls_certificate_path
     tls_private_key_path
+    filter_timeline_limit
     """.split()
 )
 

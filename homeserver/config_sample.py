@@ -174,6 +174,10 @@ serve_server_wellknown: false
 # to stderr at the level given by `hexagone run --log-level`.
 #log_config: {_q(os.path.join(config_dir, "log.config"))}
 
+# The largest room.timeline.limit a /sync filter may ask for; a larger one is
+# lowered to it (-1: no limit).
+filter_timeline_limit: 100
+
 # The room version used for new rooms. Hexagone creates rooms in versions
 # 10, 11 and 12.
 default_room_version: "{DEFAULT_ROOM_VERSION}"

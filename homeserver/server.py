@@ -157,8 +157,9 @@ def build_server(config, reactor) -> HomeServer:
     directory_store = directory_storage.DirectoryStore(db)
 
     notifier = Notifier(reactor)
+    ratelimit = RateLimits(config, reactor)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
-                       bcrypt_rounds=config.bcrypt_rounds, reactor=reactor)
+                       bcrypt_rounds=config.bcrypt_rounds, reactor=reactor, failed_logins=ratelimit.login_failed)
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor)
     room_events = RoomEventService(
         clock=reactor, store=event_store, server_name=server_name, signing_key=signing_key,
@@ -171,7 +172,6 @@ def build_server(config, reactor) -> HomeServer:
                        clock=reactor)
     directory = DirectoryService(store=directory_store, events=event_store, room_events=room_events,
                                  server_name=server_name)
-    ratelimit = RateLimits(config, reactor)
     rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, directory=directory,
                         join_limits=ratelimit)

@@ -6,6 +6,8 @@ Spec: client-server "Client Authentication", "User-Interactive Authentication AP
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -13,11 +15,18 @@ from dataclasses import dataclass, field
 import bcrypt
 from twisted.internet import threads
 
-from homeserver.errors import InteractiveAuthRequired, MatrixError, forbidden, unknown_token
+from homeserver.errors import InteractiveAuthRequired, MatrixError, bad_json, forbidden, unknown_token
 from homeserver.http.router import Requester
+from homeserver.services.ratelimit import Ratelimiter
 from homeserver.storage.accounts import AccountStore
 
 UIA_SESSION_LIFETIME_MS = 15 * 60 * 1000
+UIA_SESSIONS_PER_USER = 5           # sessions alive at once for one user
+UIA_SESSIONS_PER_ADDRESS = 50       # ... for /register from one address (several people behind one NAT)
+UIA_SESSIONS_TOTAL = 10_000
+UIA_SESSION_ID_LENGTH = 24
+# A password longer than this cannot be set: bcrypt only reads the first 72 bytes.
+MAX_PASSWORD_BYTES = 72
 
 
 def random_string(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
@@ -26,52 +35,182 @@ def random_string(length: int, alphabet: str = string.ascii_letters + string.dig
 
 @dataclass
 class UiaSession:
+    """What a user-interactive auth session keeps: who opened it, for which request, and its progress."""
+
+    owner: str
     created_ms: int
-    request_fingerprint: str
+    request_digest: bytes
     completed: list[str] = field(default_factory=list)
-    user_id: str | None = None
-    extra: dict = field(default_factory=dict)
+    registration_token: str | None = None
+
+
+class UiaSessions:
+    """The live UIA sessions, in memory and oldest first, bounded per owner and in total.
+
+    Spec "User-Interactive Authentication API": the server makes up session ids; a session it did not
+    hand out (or one handed out to someone else) is unknown. Past the bounds, the oldest session goes.
+    """
+
+    def __init__(self, clock_ms, *, lifetime_ms: int = UIA_SESSION_LIFETIME_MS,
+                 total: int = UIA_SESSIONS_TOTAL):
+        self._now_ms = clock_ms
+        self._lifetime_ms = lifetime_ms
+        self._total = total
+        self._sessions: dict[str, UiaSession] = {}   # insertion order is creation order
+        self._by_owner: dict[str, list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session_id: str, owner: str) -> UiaSession | None:
+        self._expire()
+        session = self._sessions.get(session_id)
+        return session if session is not None and session.owner == owner else None
+
+    def create(self, owner: str, request_digest: bytes, per_owner: int) -> tuple[str, UiaSession]:
+        """A new session; past ``per_owner`` live sessions of ``owner``, its oldest goes."""
+        self._expire()
+        owned = self._by_owner.get(owner, [])
+        while len(owned) >= per_owner:
+            self.remove(owned[0])
+        while len(self._sessions) >= self._total:
+            self.remove(next(iter(self._sessions)))
+        session_id = random_string(UIA_SESSION_ID_LENGTH)
+        self._sessions[session_id] = session = UiaSession(owner, self._now_ms(), request_digest)
+        self._by_owner.setdefault(owner, []).append(session_id)
+        return session_id, session
+
+    def remove(self, session_id: str) -> None:
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return
+        owned = self._by_owner[session.owner]
+        owned.remove(session_id)
+        if not owned:
+            del self._by_owner[session.owner]
+
+    def _expire(self) -> None:
+        cutoff = self._now_ms() - self._lifetime_ms
+        while self._sessions:
+            session_id, session = next(iter(self._sessions.items()))
+            if session.created_ms >= cutoff:
+                return
+            self.remove(session_id)
+
+
+class TokenCache:
+    """The requesters of recently used access tokens, by token and by user.
+
+    Every ``forget`` (after the database change it reflects) moves ``generation`` on; a lookup that read
+    the database before it stores nothing, since the token it read may be gone by now.
+    """
+
+    MAX_TOKENS = 100_000
+
+    def __init__(self):
+        self.generation = 0
+        self._by_token: dict[str, Requester] = {}
+        self._by_user: dict[str, set[str]] = {}
+
+    def get(self, token: str) -> Requester | None:
+        return self._by_token.get(token)
+
+    def put(self, requester: Requester, generation: int) -> None:
+        if generation != self.generation:
+            return
+        if len(self._by_token) >= self.MAX_TOKENS:
+            self._by_token.clear()
+            self._by_user.clear()
+        self._by_token[requester.access_token] = requester
+        self._by_user.setdefault(requester.user_id, set()).add(requester.access_token)
+
+    def forget(self, user_id: str, device_ids: set[str] | None = None, *, only_token: str | None = None,
+               keep_token: str | None = None) -> None:
+        """Drop the user's tokens (of ``device_ids``, or ``only_token``, but never ``keep_token``)."""
+        self.generation += 1
+        tokens = self._by_user.get(user_id, set())
+        for token in [t for t in tokens if t != keep_token and (only_token is None or t == only_token)
+                      and (device_ids is None or self._by_token[t].device_id in device_ids)]:
+            tokens.discard(token)
+            del self._by_token[token]
+        if not tokens:
+            self._by_user.pop(user_id, None)
 
 
 class AuthService:
-    def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, reactor):
+    def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, reactor,
+                 failed_logins: Ratelimiter | None = None):
         self._store = store
         self._clock = clock
         self.server_name = server_name
         self._rounds = bcrypt_rounds
         self._reactor = reactor
-        self._token_cache: dict[str, Requester] = {}
-        self._uia: dict[str, UiaSession] = {}
+        self._token_cache = TokenCache()
+        self._uia = UiaSessions(self.now_ms)
+        self._password_checks: dict[str, int] = {}   # user id -> password checks under way
+        self._failed_logins = failed_logins  # rc_login.failed_attempts, shared with /login
         self.on_devices_removed: list = []   # callbacks(user_id, device_ids)
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
 
     # -- passwords ---------------------------------------------------------------------
+    @staticmethod
+    def check_new_password(password) -> None:
+        """A password to set: a string bcrypt reads whole (at most 72 bytes), else 400 M_WEAK_PASSWORD."""
+        if not isinstance(password, str):
+            raise bad_json("password must be a string")
+        if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+            raise MatrixError(400, "M_WEAK_PASSWORD", f"Password must be at most {MAX_PASSWORD_BYTES} bytes")
+
     async def hash_password(self, password: str) -> str:
+        self.check_new_password(password)
         salt = bcrypt.gensalt(self._rounds)
         hashed = await threads.deferToThread(bcrypt.hashpw, password.encode("utf-8"), salt)
         return hashed.decode("ascii")
 
     async def check_password(self, user_id: str, password: str) -> bool:
+        """Whether ``password`` is the user's; one too long to have been set is no one's."""
+        encoded = password.encode("utf-8")
+        if len(encoded) > MAX_PASSWORD_BYTES:
+            return False
         user = await self._store.get_user(user_id)
         if user is None or user["deactivated"] or not user["password_hash"]:
             return False
-        stored = user["password_hash"].encode("ascii")
-        return await threads.deferToThread(bcrypt.checkpw, password.encode("utf-8"), stored)
+        return await threads.deferToThread(bcrypt.checkpw, encoded, user["password_hash"].encode("ascii"))
+
+    async def validate_password(self, user_id: str, password) -> None:
+        """Spec "Login" and the UIA m.login.password stage: 403 M_FORBIDDEN for a wrong password, and
+        429 M_LIMIT_EXCEEDED before any hashing once ``rc_login.failed_attempts`` has run out for the
+        user (password checks under way count as failures until they are known not to be)."""
+        limiter = self._failed_logins
+        under_way = self._password_checks.get(user_id, 0)
+        if limiter is not None:
+            limiter.check(user_id, cost=under_way + 1, update=False)
+        self._password_checks[user_id] = under_way + 1
+        try:
+            ok = isinstance(password, str) and await self.check_password(user_id, password)
+        finally:
+            if self._password_checks[user_id] == 1:
+                del self._password_checks[user_id]
+            else:
+                self._password_checks[user_id] -= 1
+        if not ok:
+            if limiter is not None:
+                limiter.check(user_id)
+            raise forbidden("Invalid username or password")
 
     # -- tokens ------------------------------------------------------------------------
     async def resolve_token(self, token: str) -> Requester:
         cached = self._token_cache.get(token)
         if cached is not None:
             return cached
+        generation = self._token_cache.generation
         info = await self._store.get_token(token)
         if info is None or info.deactivated:
             raise unknown_token()
         requester = Requester(info.user_id, info.device_id, token, info.is_admin)
-        if len(self._token_cache) > 100_000:
-            self._token_cache.clear()
-        self._token_cache[token] = requester
+        self._token_cache.put(requester, generation)
         return requester
 
     async def login_device(self, user_id: str, device_id: str | None, display_name: str | None,
@@ -79,11 +218,9 @@ class AuthService:
         """Create or reuse a device and issue an access token: (device_id, token)."""
         device_id = device_id or random_string(10, string.ascii_uppercase)
         token = "syt_" + random_string(40)
-        for cached_token, req in list(self._token_cache.items()):
-            if req.user_id == user_id and req.device_id == device_id:
-                del self._token_cache[cached_token]
-        await self._store.add_device_and_token(user_id, device_id, token, display_name=display_name,
-                                               now_ms=self.now_ms(), client_ip=client_ip)
+        if not await self._store.add_device_and_token(user_id, device_id, token, display_name=display_name,
+                                                      now_ms=self.now_ms(), client_ip=client_ip):
+            self._token_cache.forget(user_id, {device_id})   # the device's earlier tokens are gone
         return device_id, token
 
     async def logout(self, requester: Requester) -> None:
@@ -92,32 +229,27 @@ class AuthService:
             await self.delete_devices(requester.user_id, [requester.device_id])
         else:
             await self._store.delete_token(requester.access_token)
-        self._token_cache.pop(requester.access_token, None)
+            self._token_cache.forget(requester.user_id, only_token=requester.access_token)
 
     async def delete_devices(self, user_id: str, device_ids: list[str] | None) -> list[str]:
         removed = await self._store.delete_devices(user_id, device_ids)
-        self._forget_tokens(user_id, None if device_ids is None else set(device_ids))
+        self._token_cache.forget(user_id, None if device_ids is None else set(device_ids))
         for callback in self.on_devices_removed:
             await callback(user_id, removed)
         return removed
-
-    def _forget_tokens(self, user_id: str, device_ids: set[str] | None, keep_token: str | None = None) -> None:
-        for token, req in list(self._token_cache.items()):
-            if req.user_id == user_id and token != keep_token and (device_ids is None or req.device_id in device_ids):
-                del self._token_cache[token]
 
     async def set_password(self, requester: Requester, new_password: str, logout_devices: bool) -> None:
         hashed = await self.hash_password(new_password)
         removed = await self._store.set_password_hash(requester.user_id, hashed, keep_device=requester.device_id,
                                                       logout_devices=logout_devices)
         if logout_devices:
-            self._forget_tokens(requester.user_id, None, keep_token=requester.access_token)
+            self._token_cache.forget(requester.user_id, keep_token=requester.access_token)
             for callback in self.on_devices_removed:
                 await callback(requester.user_id, removed)
 
     async def deactivate(self, user_id: str) -> None:
         removed = await self._store.deactivate(user_id)
-        self._forget_tokens(user_id, None)
+        self._token_cache.forget(user_id)
         for callback in self.on_devices_removed:
             await callback(user_id, removed)
 
@@ -145,31 +277,38 @@ class AuthService:
 
     # -- user-interactive auth ---------------------------------------------------------------
     async def check_uia(self, body: dict, flows: list[list[str]], *, fingerprint: str,
-                        requester: Requester | None, stage_checker=None) -> UiaSession:
-        """Spec "User-Interactive Authentication API": complete a stage per call until a flow is done."""
-        self._expire_uia()
+                        requester: Requester | None, client_ip: str | None = None,
+                        stage_checker=None) -> UiaSession:
+        """Spec "User-Interactive Authentication API": complete a stage per call until a flow is done.
+
+        ``fingerprint`` names the operation and its parameters (a session is bound to one); a session
+        belongs to the requester, or for /register to the client's address. Only the stages of ``flows``
+        are accepted: m.login.password checks the requester's own password only.
+        """
         auth = body.get("auth")
-        session: UiaSession | None = None
-        session_id = None
-        if isinstance(auth, dict) and isinstance(auth.get("session"), str):
+        owner = requester.user_id if requester is not None else f"address:{client_ip}"
+        digest = hashlib.sha256(fingerprint.encode("utf-8")).digest()
+        if isinstance(auth, dict) and "session" in auth:
             session_id = auth["session"]
-            session = self._uia.get(session_id)
+            session = self._uia.get(session_id, owner) if isinstance(session_id, str) else None
             if session is None:
                 raise MatrixError(400, "M_UNKNOWN", "Unknown UIA session")
-            if session.request_fingerprint != fingerprint:
+            if not hmac.compare_digest(session.request_digest, digest):
                 raise forbidden("Requested operation has changed during the UI authentication session")
-        if session is None:
-            session_id = random_string(24)
-            session = self._uia[session_id] = UiaSession(self.now_ms(), fingerprint)
+        else:
+            session_id, session = self._uia.create(
+                owner, digest, UIA_SESSIONS_PER_USER if requester is not None else UIA_SESSIONS_PER_ADDRESS)
         error = None
         if isinstance(auth, dict) and auth.get("type"):
             try:
-                await self._complete_stage(session, auth, requester, stage_checker)
+                await self._complete_stage(session, auth, requester, {s for f in flows for s in f}, stage_checker)
             except MatrixError as e:
+                if e.status == 429:
+                    raise
                 error = e
         for flow in flows:
             if all(stage in session.completed for stage in flow):
-                del self._uia[session_id]
+                self._uia.remove(session_id)
                 return session
         body_out = {"flows": [{"stages": f} for f in flows], "params": {}, "session": session_id,
                     "completed": list(session.completed)}
@@ -178,25 +317,18 @@ class AuthService:
         raise InteractiveAuthRequired(body_out)
 
     async def _complete_stage(self, session: UiaSession, auth: dict, requester: Requester | None,
-                              stage_checker) -> None:
+                              offered: set[str], stage_checker) -> None:
         stage = auth["type"]
+        if not isinstance(stage, str) or stage not in offered:
+            raise MatrixError(400, "M_UNRECOGNIZED", "That auth stage is not offered here")
         if stage == "m.login.password":
-            user_id = await self.user_from_identifier(auth)
-            if requester is not None and user_id != requester.user_id:
+            # Only ever offered to a logged-in user, to confirm their own password.
+            if requester is None or await self.user_from_identifier(auth) != requester.user_id:
                 raise forbidden("Invalid username or password")
-            if not isinstance(auth.get("password"), str) or not await self.check_password(user_id, auth["password"]):
-                raise forbidden("Invalid username or password")
-            session.user_id = user_id
+            await self.validate_password(requester.user_id, auth.get("password"))
         elif stage == "m.login.dummy":
             pass
-        elif stage_checker is not None:
-            await stage_checker(stage, auth, session)
         else:
-            raise MatrixError(400, "M_UNRECOGNIZED", f"Unknown auth stage {stage}")
+            await stage_checker(stage, auth, session)
         if stage not in session.completed:
             session.completed.append(stage)
-
-    def _expire_uia(self) -> None:
-        cutoff = self.now_ms() - UIA_SESSION_LIFETIME_MS
-        for sid in [s for s, v in self._uia.items() if v.created_ms < cutoff]:
-            del self._uia[sid]

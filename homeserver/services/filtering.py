@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from homeserver.errors import bad_json
 
@@ -47,10 +47,10 @@ class EventFilter:
         return cls(limit=limit, types=strings("types"), not_types=strings("not_types") or (),
                    senders=strings("senders"), not_senders=strings("not_senders") or (),
                    rooms=strings("rooms"), not_rooms=strings("not_rooms") or (),
-                   contains_url=raw.get("contains_url"),
-                   lazy_load_members=bool(raw.get("lazy_load_members", False)),
-                   include_redundant_members=bool(raw.get("include_redundant_members", False)),
-                   unread_thread_notifications=raw.get("unread_thread_notifications") is True)
+                   contains_url=_flag(raw, "contains_url", where),
+                   lazy_load_members=_flag(raw, "lazy_load_members", where) is True,
+                   include_redundant_members=_flag(raw, "include_redundant_members", where) is True,
+                   unread_thread_notifications=_flag(raw, "unread_thread_notifications", where) is True)
 
     def allows_room(self, room_id: str) -> bool:
         if room_id in self.not_rooms:
@@ -94,7 +94,8 @@ class SyncFilter:
     event_fields: tuple[str, ...] | None = None
 
     @classmethod
-    def parse(cls, raw: dict | None) -> "SyncFilter":
+    def parse(cls, raw: dict | None, timeline_cap: int = -1) -> "SyncFilter":
+        """``timeline_cap``: Synapse's ``filter_timeline_limit``, the largest room.timeline.limit (-1: none)."""
         if raw is None:
             return cls()
         if not isinstance(raw, dict):
@@ -106,21 +107,32 @@ class SyncFilter:
         fields = raw.get("event_fields")
         if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
             raise bad_json("filter.event_fields must be a list of strings")
+        timeline = EventFilter.parse(room.get("timeline"), "filter.room.timeline")
+        if timeline_cap >= 0 and timeline.limit is not None and timeline.limit > timeline_cap:
+            timeline = replace(timeline, limit=timeline_cap)
         return cls(
-            timeline=EventFilter.parse(room.get("timeline"), "filter.room.timeline"),
+            timeline=timeline,
             state=EventFilter.parse(room.get("state"), "filter.room.state"),
             ephemeral=EventFilter.parse(room.get("ephemeral"), "filter.room.ephemeral"),
             room_account_data=EventFilter.parse(room.get("account_data"), "filter.room.account_data"),
             account_data=EventFilter.parse(raw.get("account_data"), "filter.account_data"),
             presence=EventFilter.parse(raw.get("presence"), "filter.presence"),
             rooms=top.rooms, not_rooms=top.not_rooms,
-            include_leave=bool(room.get("include_leave", False)),
+            include_leave=_flag(room, "include_leave", "filter.room") is True,
             event_fields=tuple(fields) if fields is not None else None)
 
     def allows_room(self, room_id: str) -> bool:
         if room_id in self.not_rooms:
             return False
         return self.rooms is None or room_id in self.rooms
+
+
+def _flag(raw: dict, key: str, where: str) -> bool | None:
+    """An optional boolean of a filter definition (spec "Filtering"); any other value is M_BAD_JSON."""
+    value = raw.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise bad_json(f"{where}.{key} must be true or false")
+    return value
 
 
 def apply_event_fields(event: dict, fields: tuple[str, ...] | None) -> dict:

@@ -58,8 +58,10 @@ class Ratelimiter:
         """From a configuration ``RateLimit`` (per_second, burst_count)."""
         return cls(clock, setting.per_second, setting.burst_count)
 
-    def check(self, key: str, *, cost: float = 1.0) -> None:
-        """Take one action for ``key`` or raise M_LIMIT_EXCEEDED with retry_after_ms."""
+    def check(self, key: str, *, cost: float = 1.0, update: bool = True) -> None:
+        """Take one action for ``key`` or raise M_LIMIT_EXCEEDED with retry_after_ms.
+
+        ``update=False`` only checks that ``cost`` actions would be allowed, taking none (Synapse's ``update``)."""
         if self.per_second <= 0 and self.burst_count <= 0:
             return
         now = self._clock.seconds()
@@ -68,6 +70,8 @@ class Ratelimiter:
         if level + cost > self.burst_count:
             wait = (level + cost - self.burst_count) / self.per_second if self.per_second > 0 else 60.0
             raise limit_exceeded(int(wait * 1000) + 1)
+        if not update:
+            return
         self._buckets[key] = (level + cost, now)
         if len(self._buckets) > self._prune_at:
             self._prune(now)

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 
-from homeserver.errors import MatrixError, bad_json, forbidden
+from homeserver.errors import MatrixError, forbidden
 from homeserver.services.auth import AuthService, random_string
 from homeserver.storage.accounts import AccountStore
 
@@ -58,15 +58,13 @@ class RegistrationService:
         token = auth.get("token")
         if not isinstance(token, str) or not await self._store.registration_token_valid(token, self._auth.now_ms()):
             raise MatrixError(401, "M_FORBIDDEN", "Invalid registration token")
-        session.extra["registration_token"] = token
+        session.registration_token = token
 
     async def register(self, localpart: str | None, password: str | None, *, admin: bool = False,
                        registration_token: str | None = None) -> str:
         if localpart is None:
             localpart = await self._free_numeric_localpart()
         user_id = await self.check_available(localpart)
-        if password is not None and (not isinstance(password, str) or len(password) > 512):
-            raise bad_json("password must be a string of at most 512 characters")
         hashed = await self._auth.hash_password(password) if password else None
         if registration_token is not None and not await self._store.use_registration_token(
                 registration_token, self._auth.now_ms()):

@@ -1,8 +1,24 @@
-"""Users, devices, access tokens, profiles and registration tokens."""
+"""Users, devices, access tokens, profiles and registration tokens.
+
+Access tokens are stored as their SHA-256 (hex): a token carries enough entropy (40 random characters)
+that a salt or a slow hash would add nothing, and a copy of the database logs no one in.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _hash_stored_tokens(txn) -> None:
+    """Migration 2: the access tokens stored in clear become their hashes."""
+    rows = txn.select_all("SELECT token FROM access_tokens")
+    txn.executemany("UPDATE access_tokens SET token = ? WHERE token = ?", [(token_hash(t), t) for (t,) in rows])
+    txn.execute("ALTER TABLE access_tokens RENAME COLUMN token TO token_hash")
 
 MIGRATIONS = [
     """
@@ -42,6 +58,7 @@ MIGRATIONS = [
         expiry_time BIGINT
     )
     """,
+    _hash_stored_tokens,
 ]
 
 
@@ -127,8 +144,8 @@ class AccountStore:
             else:
                 txn.execute("INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip) "
                             "VALUES (?, ?, ?, ?, ?)", (user_id, device_id, display_name, now_ms, client_ip))
-            txn.execute("INSERT INTO access_tokens (token, user_id, device_id, creation_ts) VALUES (?, ?, ?, ?)",
-                        (token, user_id, device_id, now_ms))
+            txn.execute("INSERT INTO access_tokens (token_hash, user_id, device_id, creation_ts) VALUES (?, ?, ?, ?)",
+                        (token_hash(token), user_id, device_id, now_ms))
             return not exists
 
         return await self.db.run("add_device_and_token", txn_fn)
@@ -137,13 +154,14 @@ class AccountStore:
         def txn_fn(txn):
             row = txn.select_one(
                 "SELECT t.user_id, t.device_id, u.admin, u.deactivated FROM access_tokens t "
-                "JOIN users u ON u.user_id = t.user_id WHERE t.token = ?", (token,))
+                "JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?", (token_hash(token),))
             return None if row is None else TokenInfo(row[0], row[1], bool(row[2]), bool(row[3]))
 
         return await self.db.run("get_token", txn_fn)
 
     async def delete_token(self, token: str) -> None:
-        await self.db.run("delete_token", lambda t: t.execute("DELETE FROM access_tokens WHERE token = ?", (token,)))
+        await self.db.run("delete_token", lambda t: t.execute("DELETE FROM access_tokens WHERE token_hash = ?",
+                                                              (token_hash(token),)))
 
     async def delete_devices(self, user_id: str, device_ids: list[str] | None) -> list[str]:
         """Delete the given devices (all when None) with their tokens; returns the ids removed."""
@@ -160,10 +178,6 @@ class AccountStore:
             return removed
 
         return await self.db.run("delete_devices", txn_fn)
-
-    async def tokens_of_devices(self, user_id: str) -> list[str]:
-        return [r[0] for r in await self.db.run("tokens_of_user", lambda t: t.select_all(
-            "SELECT token FROM access_tokens WHERE user_id = ?", (user_id,)))]
 
     async def list_devices(self, user_id: str) -> list[dict]:
         rows = await self.db.run("list_devices", lambda t: t.select_all(
@@ -229,11 +243,10 @@ class AccountStore:
         """False if the token already exists."""
 
         def txn_fn(txn):
-            if txn.select_one("SELECT 1 FROM registration_tokens WHERE token = ?", (token,)):
-                return False
-            txn.execute("INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES (?, ?, ?)",
-                        (token, uses_allowed, expiry_time))
-            return True
+            # ON CONFLICT, not a SELECT first: a concurrent creation must not fail with the token in its error.
+            txn.execute("INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES (?, ?, ?) "
+                        "ON CONFLICT (token) DO NOTHING", (token, uses_allowed, expiry_time))
+            return txn.rowcount == 1
 
         return await self.db.run("create_registration_token", txn_fn)
 

@@ -36,7 +36,7 @@ def tables_from_migrations(domains: dict[str, list[str]]) -> list[str]:
     """Every table the migrations leave behind, in creation order."""
     tables: list[str] = []
     for migrations in domains.values():
-        for script in migrations:
+        for script in filter(lambda m: isinstance(m, str), migrations):
             for statement in script.split(";"):
                 m = _TABLE_DDL.match(statement)
                 if m is None:

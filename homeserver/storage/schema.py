@@ -2,7 +2,9 @@
 
 Each storage module declares ``MIGRATIONS``: a list of SQL scripts; entry N
 brings that domain from version N to N+1. Scripts use portable SQL (TEXT,
-BIGINT, INTEGER) so the same files serve SQLite and PostgreSQL.
+BIGINT, INTEGER) so the same files serve SQLite and PostgreSQL. An entry may
+also be a function ``fn(txn)``, for a change of rows that SQL cannot compute
+on both engines (a hash, say).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def apply_migrations(db, domains: dict[str, list[str]]) -> None:
+def apply_migrations(db, domains: dict[str, list]) -> None:
     """Bring every domain's tables up to date (synchronously, at start-up)."""
 
     def txn_fn(txn):
@@ -28,8 +30,12 @@ def apply_migrations(db, domains: dict[str, list[str]]) -> None:
                 raise RuntimeError(f"database schema for {domain!r} is at version {version}, newer than this "
                                    f"server ({len(migrations)}): refusing to start")
             for index in range(version, len(migrations)):
-                for statement in _statements(migrations[index]):
-                    txn.execute(statement)
+                migration = migrations[index]
+                if callable(migration):
+                    migration(txn)
+                else:
+                    for statement in _statements(migration):
+                        txn.execute(statement)
                 logger.info("Applied migration %s/%d", domain, index + 1)
             if version != len(migrations):
                 txn.execute("DELETE FROM schema_versions WHERE domain = ?", (domain,))

@@ -91,6 +91,7 @@ def test_minimal_config_defaults(cfg_dir, caplog):
     assert c.registration_shared_secret is None
     assert c.registration_requires_token is False
     assert c.bcrypt_rounds == 12
+    assert c.filter_timeline_limit == 100
     assert c.turn_uris == []
     assert c.turn_shared_secret is None
     assert c.turn_username is None and c.turn_password is None
@@ -149,6 +150,7 @@ def test_values_are_read(cfg_dir, tmp_path):
         registration_requires_token=True,
         registration_shared_secret="s3cret",
         bcrypt_rounds=4,
+        filter_timeline_limit=20,
         turn_uris=["turn:turn.example.org"],
         turn_shared_secret="turnsecret",
         turn_user_lifetime="1d",
@@ -178,6 +180,7 @@ def test_values_are_read(cfg_dir, tmp_path):
     assert c.enable_registration and c.registration_requires_token
     assert c.registration_shared_secret == "s3cret"
     assert c.bcrypt_rounds == 4
+    assert c.filter_timeline_limit == 20
     assert c.turn_uris == ["turn:turn.example.org"]
     assert c.turn_shared_secret == "turnsecret"
     assert c.turn_user_lifetime_ms == 86_400_000
@@ -387,6 +390,8 @@ def test_default_room_version_refusals(cfg_dir):
         ("federation_verify_certificates", "false"),
         ("bcrypt_rounds", 3),
         ("bcrypt_rounds", "many"),
+        ("filter_timeline_limit", -2),
+        ("filter_timeline_limit", "many"),
         ("turn_uris", "turn:example.org"),
         ("public_baseurl", "example.org"),
         ("ip_range_blacklist", ["not-an-ip"]),
@@ -400,6 +405,15 @@ def test_default_room_version_refusals(cfg_dir):
 def test_wrong_types_refused_with_key(cfg_dir, key, value):
     msg = refused(cfg_dir, key, **{key: value})
     assert msg.split(":")[0].split(".")[0].split("[")[0] == key
+
+
+@pytest.mark.parametrize("key", ["registration_shared_secret", "macaroon_secret_key", "form_secret"])
+def test_a_misconfigured_secret_is_never_quoted(cfg_dir, key):
+    msg = refused(cfg_dir, key, **{key: 98765432123})
+    assert "98765432123" not in msg
+    msg = refused(cfg_dir, "database.args.password", database={
+        "name": "psycopg2", "args": {"database": "hs", "password": ["hunter2-secret"]}})
+    assert "hunter2-secret" not in msg
 
 
 @pytest.mark.parametrize("value,expected", [("1.3", "1.3"), (1.3, "1.3"), ("1.2", "1.2"), (1.2, "1.2")])

@@ -78,6 +78,23 @@ def database_config_for_test(tmp_dir: str) -> dict:
     return pg.create_test_database()
 
 
+def database_rows(server: "ServerProcess", sql: str, args: tuple = ()) -> list[tuple]:
+    """Run one statement (``?`` placeholders) on a server's own database, SQLite or PostgreSQL; its rows."""
+    section = server.config["database"]
+    if section["name"] == "sqlite3":
+        import sqlite3
+
+        with sqlite3.connect(section["args"]["database"]) as conn:
+            return conn.execute(sql, args).fetchall()
+    import psycopg
+
+    from tests.integration import pg
+
+    with psycopg.connect(pg.database_url(section["args"]["dbname"])) as conn:
+        cursor = conn.execute(sql.replace("?", "%s"), args)
+        return cursor.fetchall() if cursor.description else []
+
+
 def _unthrottle(section: Any) -> Any:
     if isinstance(section, dict):
         if "per_second" in section or "burst_count" in section:
@@ -86,11 +103,12 @@ def _unthrottle(section: Any) -> Any:
     return section
 
 
-def hexagone_cli(*args: str, cwd: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run ``python -m homeserver.cli ARGS`` (the real ``hexagone`` command)."""
+def hexagone_cli(*args: str, cwd: str, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m homeserver.cli ARGS`` (the real ``hexagone`` command), ``stdin`` as its input."""
     env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "homeserver.cli", *args], cwd=cwd, env=env,
-                           capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "homeserver.cli", *args], cwd=cwd, env=env, input=stdin,
+                          stdin=None if stdin is not None else subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 class ServerError(AssertionError):

@@ -7,7 +7,9 @@ shared-secret registration admin API.
 
 from __future__ import annotations
 
-from tests.integration.harness import CLIENT_V1, PASSWORD, hexagone_cli, q, unique
+import hashlib
+
+from tests.integration.harness import CLIENT_V1, PASSWORD, database_rows, hexagone_cli, q, unique
 
 
 def password_auth(user, session: str | None = None, password: str | None = None) -> dict:
@@ -160,6 +162,25 @@ def test_cli_register_user(homeserver):
     assert again.returncode == 1 and "M_USER_IN_USE" in again.stderr
 
 
+def test_cli_register_user_password_off_the_command_line(homeserver, tmp_path):
+    """``register-user --password-file FILE|-``: the password need not be on the command line, where other
+    local users can read it; a password over 72 bytes is refused there as well."""
+    path = tmp_path / "password"
+    path.write_text("from a file\n")
+    for source, stdin, password in ((str(path), None, "from a file"), ("-", "from stdin\n", "from stdin")):
+        localpart = unique("clifile")
+        r = hexagone_cli("register-user", "--config", homeserver.config_path, "--user", localpart,
+                         "--password-file", source, cwd=homeserver.dir, stdin=stdin)
+        assert r.returncode == 0, r.stderr
+        homeserver.login(localpart, password)
+    r = hexagone_cli("register-user", "--config", homeserver.config_path, "--user", unique("clilong"),
+                     "--password-file", "-", cwd=homeserver.dir, stdin="x" * 73 + "\n")
+    assert r.returncode == 1 and "M_WEAK_PASSWORD" in r.stderr
+    r = hexagone_cli("register-user", "--config", homeserver.config_path, "--user", unique("clinone"),
+                     cwd=homeserver.dir)
+    assert r.returncode == 2 and "--password-file" in r.stderr
+
+
 # -- login, logout, whoami -----------------------------------------------------------------------
 
 def test_login_logout_whoami(homeserver):
@@ -284,3 +305,166 @@ def test_delete_devices_bulk(homeserver):
     for other in others:
         assert other.request("GET", "/account/whoami")[0] == 401
     assert [d["device_id"] for d in alice.ok("GET", "/devices")["devices"]] == [alice.device_id]
+
+
+# -- user-interactive auth: sessions, stages, the failed-attempt limiter (issue 13) ---------------
+
+def test_uia_sessions_are_bounded_per_user_and_bound_to_their_owner(homeserver):
+    """Spec "User-Interactive Authentication API": the server makes up session ids, so an unknown one is
+    refused (400), and a user's live sessions are bounded (the oldest goes): six password-change
+    challenges leave the first one unknown."""
+    alice, bob = homeserver.register(), homeserver.register()
+    body = {"new_password": "new password 3"}
+    sessions = []
+    for _ in range(6):
+        status, challenge = alice.request("POST", "/account/password", body)
+        assert status == 401, challenge
+        sessions.append(challenge["session"])
+    assert len(set(sessions)) == 6 and all(len(s) <= 32 for s in sessions)
+
+    status, resp = alice.request("POST", "/account/password", {**body, "auth": password_auth(alice, sessions[0])})
+    assert (status, resp["errcode"]) == (400, "M_UNKNOWN"), resp
+    status, resp = alice.request("POST", "/account/password", {**body, "auth": password_auth(alice, "x" * 10_000)})
+    assert (status, resp["errcode"]) == (400, "M_UNKNOWN"), resp
+    assert "x" * 100 not in resp["error"]
+    # another user's session is unknown to bob, whatever he sends with it
+    status, resp = bob.request("POST", "/account/password", {**body, "auth": password_auth(bob, sessions[-1])})
+    assert (status, resp["errcode"]) == (400, "M_UNKNOWN"), resp
+    assert alice.ok("POST", "/account/password", {**body, "auth": password_auth(alice, sessions[-1])}) == {}
+    homeserver.login(alice.user_id, "new password 3")
+
+
+def test_register_does_not_check_existing_users_passwords(homeserver):
+    """/register offers no m.login.password stage (as Synapse): a password stage naming an existing user
+    is refused the same way whether the password is right or wrong, so it is no guessing oracle."""
+    alice = homeserver.register()
+    answers = []
+    for password in (PASSWORD, "wrong guess"):
+        body = {"username": unique("oracle"), "password": PASSWORD,
+                "auth": {"type": "m.login.password", "password": password,
+                         "identifier": {"type": "m.id.user", "user": alice.user_id}}}
+        status, resp = homeserver.request("POST", "/register", body)
+        assert status == 401 and "access_token" not in resp, resp
+        answers.append((resp["completed"], resp.get("errcode"), resp.get("error")))
+    assert answers[0] == answers[1] == ([], "M_UNRECOGNIZED", answers[0][2]), answers
+
+
+LOCKOUT = {"rc_login": {"address": {"per_second": 10000, "burst_count": 100000},
+                        "account": {"per_second": 10000, "burst_count": 100000},
+                        "failed_attempts": {"per_second": 0.001, "burst_count": 3}}}
+
+
+def test_password_confirmation_shares_the_failed_login_limiter(homeserver_factory):
+    """Wrong passwords in UIA count against rc_login.failed_attempts like /login ones; once it is spent,
+    even the right password is refused (429) before it is checked, in UIA and at /login alike."""
+    server = homeserver_factory(**LOCKOUT)
+    alice = server.register()
+    device = server.login(alice.user_id)
+    path = f"/devices/{device.device_id}"
+    status, challenge = alice.request("DELETE", path, {})
+    session = challenge["session"]
+    for _ in range(3):
+        status, resp = alice.request("DELETE", path, {"auth": password_auth(alice, session, "wrong")})
+        assert (status, resp["errcode"]) == (401, "M_FORBIDDEN"), resp
+        session = resp["session"]
+    status, resp = alice.request("DELETE", path, {"auth": password_auth(alice, session)})
+    assert (status, resp["errcode"]) == (429, "M_LIMIT_EXCEEDED") and resp["retry_after_ms"] > 0, resp
+    status, resp = server.request("POST", "/login", {"type": "m.login.password", "user": alice.user_id,
+                                                     "password": PASSWORD})
+    assert (status, resp["errcode"]) == (429, "M_LIMIT_EXCEEDED"), resp
+    assert device.ok("GET", "/account/whoami")["device_id"] == device.device_id
+    server.stop()
+
+
+def test_failed_login_limiter_counts_failures_only_and_is_checked_first(homeserver_factory):
+    """rc_login.failed_attempts: successful logins take nothing from it; after three failures the right
+    password gets 429 too, so a locked-out guesser learns nothing and costs no password hash."""
+    server = homeserver_factory(**LOCKOUT)
+    alice = server.register()
+    for _ in range(5):
+        server.login(alice.user_id)
+    login = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.user_id}}
+    for _ in range(3):
+        status, resp = server.request("POST", "/login", {**login, "password": "wrong"})
+        assert (status, resp["errcode"]) == (403, "M_FORBIDDEN"), resp
+    for password in ("wrong", PASSWORD):
+        status, resp = server.request("POST", "/login", {**login, "password": password})
+        assert (status, resp["errcode"]) == (429, "M_LIMIT_EXCEEDED"), resp
+    bob = server.register()  # another account is not locked out
+    server.login(bob.user_id)
+    server.stop()
+
+
+# -- passwords longer than bcrypt reads (72 bytes) ----------------------------------------------------
+
+def test_passwords_over_72_bytes_are_refused(homeserver):
+    """bcrypt reads 72 bytes: a longer password is refused when set (400 M_WEAK_PASSWORD: /register, the
+    shared-secret API, password change), and matches no account at /login; 72 bytes work."""
+    too_long = ["x" * 73, "é" * 37]  # 73 and 74 bytes
+    for password in too_long:
+        body = {"username": unique("long"), "password": password, "auth": {"type": "m.login.dummy"}}
+        status, resp = homeserver.request("POST", "/register", body)
+        assert (status, resp["errcode"]) == (400, "M_WEAK_PASSWORD"), resp
+    result = homeserver.shared_secret_register(unique("long"), password=too_long[0])
+    assert (result["status"], result["body"]["errcode"]) == (400, "M_WEAK_PASSWORD"), result
+
+    exact = "y" * 70 + "é"  # 72 bytes
+    alice = homeserver.register(password=exact)
+    homeserver.login(alice.user_id, exact)
+    for password in (exact + "z", exact + "é"):
+        status, resp = homeserver.request("POST", "/login", {"type": "m.login.password", "user": alice.user_id,
+                                                             "password": password})
+        assert (status, resp["errcode"]) == (403, "M_FORBIDDEN"), resp
+
+    for password in too_long:
+        status, resp = alice.request("POST", "/account/password", {"new_password": password,
+                                                                   "auth": password_auth(alice)})
+        assert (status, resp["errcode"]) == (400, "M_WEAK_PASSWORD"), resp
+    homeserver.login(alice.user_id, exact)
+
+
+# -- access tokens at rest --------------------------------------------------------------------------
+
+def test_access_tokens_are_stored_hashed_and_clear_ones_migrated(homeserver_factory):
+    """The database holds the SHA-256 of each access token, never the token; a database whose tokens are
+    still in clear (accounts schema version 1) has them hashed at start-up, and they keep working."""
+    server = homeserver_factory()
+    alice, bob = server.register(), server.register()
+    hashes = {r[0] for r in database_rows(server, "SELECT token_hash FROM access_tokens")}
+    assert hashlib.sha256(alice.token.encode()).hexdigest() in hashes
+    assert not {alice.token, bob.token} & hashes
+
+    server.stop()  # back to version 1: the tokens in clear, in a column named token
+    database_rows(server, "ALTER TABLE access_tokens RENAME COLUMN token_hash TO token")
+    for user in (alice, bob):
+        database_rows(server, "UPDATE access_tokens SET token = ? WHERE token = ?",
+                      (user.token, hashlib.sha256(user.token.encode()).hexdigest()))
+    database_rows(server, "UPDATE schema_versions SET version = 1 WHERE domain = 'accounts'")
+    assert {alice.token, bob.token} <= {r[0] for r in database_rows(server, "SELECT token FROM access_tokens")}
+    server.start()
+    for user in (alice, bob):
+        assert user.ok("GET", "/account/whoami")["user_id"] == user.user_id
+    hashes = {r[0] for r in database_rows(server, "SELECT token_hash FROM access_tokens")}
+    assert {hashlib.sha256(u.token.encode()).hexdigest() for u in (alice, bob)} <= hashes
+    assert not {alice.token, bob.token} & hashes
+    assert alice.ok("POST", "/logout", {}) == {}
+    assert alice.request("GET", "/account/whoami")[0] == 401
+    server.stop()
+
+
+def test_no_secret_reaches_the_log(homeserver):
+    """Passwords (right, wrong, too long, new), access tokens and the shared-secret API's fields appear in
+    no line of the server's log, whatever the request's outcome (a guard: nothing logs them today)."""
+    secrets = ["pw-register-0xC0FFEE", "pw-wrong-0xBADBAD", "pw-new-0xFACADE", "pw-long-" + "L" * 70]
+    alice = homeserver.register(password=secrets[0])
+    homeserver.request("POST", "/login", {"type": "m.login.password", "user": alice.user_id, "password": secrets[1]})
+    homeserver.request("POST", "/login", {"type": "m.login.password", "user": alice.user_id, "password": secrets[3]})
+    laptop = homeserver.login(alice.user_id, secrets[0])
+    alice.request("POST", "/account/password", {"new_password": secrets[3], "auth": password_auth(alice)})
+    alice.ok("POST", "/account/password", {"new_password": secrets[2], "auth": password_auth(alice)})
+    admin = homeserver.shared_secret_register(unique("admin"), password="pw-admin-0xDEC0DE")["body"]
+    homeserver.request("GET", "/account/whoami", params={"access_token": admin["access_token"]})
+    log = homeserver.log(tail=100_000)
+    for secret in secrets + ["pw-admin-0xDEC0DE", alice.token, laptop.token, admin["access_token"],
+                             homeserver.config["registration_shared_secret"]]:
+        assert secret not in log, secret

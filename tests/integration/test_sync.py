@@ -114,6 +114,33 @@ def test_timeline_limit_and_types_filters(homeserver):
     assert timeline(fields, room) == [{"type": "m.room.message", "content": {"body": "m7"}}]
 
 
+def test_timeline_limit_is_capped_and_checked(homeserver):
+    """Synapse's filter_timeline_limit (100 by default): a larger room.timeline.limit, inline or stored,
+    is lowered to it, however large; a limit that is not a non-negative integer, or a flag that is not a
+    boolean, is M_BAD_JSON."""
+    alice = homeserver.register()
+    room = alice.create_room()
+    for i in range(101):
+        alice.send(room, f"c{i}")
+    stored = alice.ok("POST", f"/user/{q(alice.user_id)}/filter", {"room": {"timeline": {"limit": 10**30}}})
+    for sync_filter in ({"room": {"timeline": {"limit": 1000}}}, {"room": {"timeline": {"limit": 10**30}}},
+                        stored["filter_id"]):
+        joined = alice.sync(filter=sync_filter)["rooms"]["join"][room]["timeline"]
+        assert joined["limited"] is True and bodies(joined["events"]) == [f"c{i}" for i in range(1, 101)]
+    for limit in ("10", 2.5, -1, True, [1]):
+        status, resp = alice.request("GET", "/sync", params={"filter": {"room": {"timeline": {"limit": limit}}}})
+        assert (status, resp["errcode"]) == (400, "M_BAD_JSON"), (limit, resp)
+    for flag in ({"room": {"include_leave": "yes"}}, {"room": {"timeline": {"contains_url": 1}}},
+                 {"room": {"state": {"lazy_load_members": "true"}}}):
+        status, resp = alice.request("GET", "/sync", params={"filter": flag})
+        assert (status, resp["errcode"]) == (400, "M_BAD_JSON"), (flag, resp)
+    huge_id = "9" * 30  # not an id we hand out: refused, not a 500
+    status, resp = alice.request("GET", "/sync", params={"filter": huge_id})
+    assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM"), resp
+    status, resp = alice.request("GET", f"/user/{q(alice.user_id)}/filter/{huge_id}")
+    assert (status, resp["errcode"]) == (404, "M_NOT_FOUND"), resp
+
+
 def test_lazy_load_members(homeserver):
     alice, bob, carol, dave = (homeserver.register() for _ in range(4))
     room = alice.create_room(preset="public_chat")

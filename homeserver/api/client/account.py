@@ -32,16 +32,17 @@ def register(router: Router, hs) -> None:
             raise forbidden("Registration has been disabled")
         hs.ratelimit.registration.check(req.client_ip)
         username = _opt_str(body, "username")
-        password = _opt_str(body, "password")
+        password = body.get("password")
+        if password is not None:
+            auth.check_new_password(password)
         device_id = _opt_str(body, "device_id")
         display_name = _opt_str(body, "initial_device_display_name")
         if username is not None:
             await registration.check_available(username)
         fingerprint = f"register:{username}"
         session = await auth.check_uia(body, registration.flows(), fingerprint=fingerprint, requester=None,
-                                       stage_checker=registration.token_stage)
-        user_id = await registration.register(username, password,
-                                              registration_token=session.extra.get("registration_token"))
+                                       client_ip=req.client_ip, stage_checker=registration.token_stage)
+        user_id = await registration.register(username, password, registration_token=session.registration_token)
         result = {"user_id": user_id, "home_server": config.server_name}
         if not body.get("inhibit_login"):
             device_id, token = await auth.login_device(user_id, device_id, display_name, req.client_ip)
@@ -75,10 +76,7 @@ def register(router: Router, hs) -> None:
         hs.ratelimit.login_address.check(req.client_ip)
         user_id = await auth.user_from_identifier(body)
         hs.ratelimit.login_account.check(user_id)
-        password = body.get("password")
-        if not isinstance(password, str) or not await auth.check_password(user_id, password):
-            hs.ratelimit.login_failed.check(user_id)
-            raise forbidden("Invalid username or password")
+        await auth.validate_password(user_id, body.get("password"))
         device_id, token = await auth.login_device(user_id, _opt_str(body, "device_id"),
                                                    _opt_str(body, "initial_device_display_name"), req.client_ip)
         return {"user_id": user_id, "access_token": token, "device_id": device_id,
@@ -104,6 +102,7 @@ def register(router: Router, hs) -> None:
         new_password = body.get("new_password")
         if not isinstance(new_password, str) or not new_password:
             raise MatrixError(400, "M_MISSING_PARAM", "Missing new_password")
+        auth.check_new_password(new_password)
         await auth.check_uia(body, [["m.login.password"]], fingerprint=f"password:{req.user_id}",
                              requester=req.requester)
         await auth.set_password(req.requester, new_password, bool(body.get("logout_devices", True)))

@@ -9,6 +9,15 @@ from homeserver.services.filtering import SyncFilter
 MAX_TIMEOUT_MS = 5 * 60 * 1000
 
 
+def _filter_id(raw: str) -> int | None:
+    """A filter id as we hand them out (a non-negative 64-bit integer), else None."""
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if 0 <= value < 2**63 else None
+
+
 def register(router: Router, hs) -> None:
     filters = hs.filter_store
 
@@ -19,14 +28,13 @@ def register(router: Router, hs) -> None:
         if raw.lstrip().startswith("{"):
             definition = parse_json(raw.encode("utf-8"), "filter")
         else:
-            try:
-                filter_id = int(raw)
-            except ValueError:
+            filter_id = _filter_id(raw)
+            if filter_id is None:
                 raise MatrixError(400, "M_INVALID_PARAM", "filter must be a filter id or a JSON object")
             definition = await filters.get_filter(req.user_id, filter_id)
             if definition is None:
                 raise not_found("No such filter")
-        return SyncFilter.parse(definition)
+        return SyncFilter.parse(definition, hs.config.filter_timeline_limit)
 
     async def sync(req: ApiRequest):
         sync_filter = await load_filter(req)
@@ -49,9 +57,8 @@ def register(router: Router, hs) -> None:
     async def get_filter(req: ApiRequest):
         if req.path_params["userId"] != req.user_id:
             raise forbidden("You may only read your own filters")
-        try:
-            filter_id = int(req.path_params["filterId"])
-        except ValueError:
+        filter_id = _filter_id(req.path_params["filterId"])
+        if filter_id is None:
             raise not_found("No such filter")
         definition = await filters.get_filter(req.user_id, filter_id)
         if definition is None:
