@@ -104,10 +104,10 @@ class EventForge:
         return self.event(sender, "m.room.message", {"msgtype": "m.text", "body": body}, prev=prev, member=member,
                           **changes)
 
-    def event(self, sender, event_type, content, *, prev=None, member=True, redacts=None, **changes) -> dict:
+    def event(self, sender, event_type, event_content, *, prev=None, member=True, redacts=None, **changes) -> dict:
         """A signed PDU (with its id as ``_id`` unless ``changes`` tamper with it after signing)."""
         pdu = build_event(self.version, server_name=self.server.name, signing_key=self.server.signing_key,
-                          room_id=self.room_id, sender=sender, event_type=event_type, content=content,
+                          room_id=self.room_id, sender=sender, event_type=event_type, content=event_content,
                           prev_events=[prev or self.latest], auth_events=self.auth if member else self.auth[:1],
                           depth=self.depth + 1, origin_server_ts=int(time.time() * 1000), redacts=redacts)
         self.depth += 1

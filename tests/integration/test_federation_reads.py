@@ -80,19 +80,22 @@ def test_a_knocking_server_reads_nothing(home, peer):
     assert_nothing_readable(home, peer, room_id, secret)
 
 
-def test_an_invited_server_reads_nothing(home, peer):
+def invited_room(home, peer):
+    """A private room with a secret in it, a user of ``peer`` invited: (owner, guest, room id, secret id)."""
     owner, guest = home.process.register(), peer.process.register()
     room_id, secret = secret_room(owner, preset="private_chat")
     owner.invite(room_id, guest)
     wait_membership(owner, room_id, guest.user_id, "invite")
+    return owner, guest, room_id, secret
+
+
+def test_an_invited_server_reads_nothing(home, peer):
+    _, _, room_id, secret = invited_room(home, peer)
     assert_nothing_readable(home, peer, room_id, secret)
 
 
 def test_a_server_that_left_reads_nothing(home, peer):
-    owner, guest = home.process.register(), peer.process.register()
-    room_id, _ = secret_room(owner, preset="private_chat")
-    owner.invite(room_id, guest)
-    wait_membership(owner, room_id, guest.user_id, "invite")
+    owner, guest, room_id, _ = invited_room(home, peer)
     guest.join(room_id)
     wait_membership(owner, room_id, guest.user_id, "join")
     guest.leave(room_id)
