@@ -67,7 +67,8 @@ class FederationQueries:
     async def _for_server(self, origin: str, events: list, joined_now: bool) -> list[dict]:
         """The events as the origin may read them (Synapse's ``filter_events_for_server`` with redaction):
         each one it cannot see under the history visibility at the event comes pruned. The state at all
-        the events is read in one query; an event stored without state (an outlier) counts as ``shared``."""
+        the events is read in one query; an event stored without state (an outlier, a backfilled one) counts
+        as ``shared`` (as Synapse does for outliers)."""
         views = await self._events.server_view_of_state(
             {e.state_group for e in events if e.state_group is not None}, origin)
         ids = {v for view in views.values() for (t, k), v in view.items()
