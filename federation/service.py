@@ -60,7 +60,7 @@ class Federation:
                                                server_name=server_name, signing_key=signing_key, sender=sender,
                                                clock=clock)
         self.queries = FederationQueries(room_events=room_events, directory=directory, profiles=profiles,
-                                         server_name=server_name, clock=clock)
+                                         server_name=server_name, clock=clock, acl=self.origin_allowed_in_room)
         self._outbox: list[list] = []
         self._draining = False
         room_events.listeners.append(self._on_new_events)

@@ -229,7 +229,7 @@ def _attach_federation_edus(hs: HomeServer) -> None:
         membership=hs.federation_handler.membership, room_events=hs.room_events, event_store=hs.event_store,
         accounts=hs.accounts_store, typing=hs.typing, receipts=hs.receipts,
         presence=hs.presence, to_device=hs.to_device, device_lists=hs.device_lists, e2e_keys=hs.e2e_keys,
-        remote_devices=remote_devices)
+        remote_devices=remote_devices, acl=hs.federation_handler.origin_allowed_in_room)
     hs.federation_handler.receiver.edu_handlers.update(edus.handlers())
 
 

@@ -75,7 +75,6 @@ def register(router: Router, hs) -> None:
             event_id = req.arg("event_id")
             if event_id is None:
                 raise MatrixError(400, "M_MISSING_PARAM", "Missing event_id")
-            await room_allowed(req, req.path_params["roomId"])
             return await getattr(fed.queries, method_name)(req.origin, req.path_params["roomId"], event_id)
         return handler
 
@@ -83,11 +82,9 @@ def register(router: Router, hs) -> None:
         return await fed.queries.event_auth(req.origin, req.path_params["roomId"], req.path_params["eventId"])
 
     async def missing_events(req: ApiRequest):
-        await room_allowed(req, req.path_params["roomId"])
         return await fed.queries.get_missing_events(req.origin, req.path_params["roomId"], req.json())
 
     async def backfill(req: ApiRequest):
-        await room_allowed(req, req.path_params["roomId"])
         return await fed.queries.backfill(req.origin, req.path_params["roomId"], req.args.get("v", []),
                                           req.int_arg("limit", 10, minimum=0))
 
@@ -115,8 +112,6 @@ def register(router: Router, hs) -> None:
         return await hs.directory.public_rooms(limit=limit, since=since, search=search)
 
     async def hierarchy(req: ApiRequest):
-        if not await hs.event_store.is_room_public(req.path_params["roomId"]):
-            await fed.queries.check_server_in_room(req.origin, req.path_params["roomId"])
         return await fed.queries.hierarchy(req.origin, req.path_params["roomId"], req.bool_arg("suggested_only"))
 
     async def timestamp_to_event(req: ApiRequest):

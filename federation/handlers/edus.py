@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 PRESENCE_STATES = ("online", "unavailable", "offline")
 RESYNC_TIMEOUT_S = 30.0
 MAX_SEEN_UPDATES = 100  # stream ids remembered per remote user (Synapse's _seen_updates)
+MAX_EVENT_ID_LENGTH = 255  # spec "Event IDs"
 MAX_MESSAGE_ID_LENGTH = 32  # spec m.direct_to_device message_id
 TYPING_PING_INTERVAL_MS = 40_000  # Synapse's: a local user still typing is announced again this often
 
@@ -48,12 +49,24 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _receipt_data(data) -> dict:
+    """Of a remote receipt's ``data``, the fields the spec defines: ``ts`` (an integer) and ``thread_id``
+    ("main" or an event id, at most 255 characters as every event id)."""
+    if not isinstance(data, dict):
+        return {}
+    kept = {"ts": data["ts"]} if _is_int(data.get("ts")) else {}
+    if isinstance(data.get("thread_id"), str) and len(data["thread_id"]) <= MAX_EVENT_ID_LENGTH:
+        kept["thread_id"] = data["thread_id"]
+    return kept
+
+
 class EduFederation:
     """Outbound and inbound typing, receipts, presence, to-device messages and device list EDUs."""
 
     def __init__(self, *, server_name: str, clock, sender, membership, room_events, event_store, accounts, typing,
-                 receipts, presence, to_device, device_lists, e2e_keys, remote_devices: "RemoteDeviceLists"):
+                 receipts, presence, to_device, device_lists, e2e_keys, remote_devices: "RemoteDeviceLists", acl):
         self.server_name = server_name
+        self._acl = acl  # callable(origin, room_id) -> awaitable bool: the room's m.room.server_acl
         self._clock = clock
         self._sender = sender
         self._membership = membership
@@ -208,16 +221,26 @@ class EduFederation:
 
     # -- inbound -----------------------------------------------------------------------------------
     async def _receive_typing(self, origin: str, content: dict) -> None:
+        """Spec m.typing; dropped when the room's server ACL denies the origin (spec "Server Access Control
+        Lists", MSC4163)."""
         room_id, user_id, typing = content.get("room_id"), content.get("user_id"), content.get("typing")
         if not isinstance(room_id, str) or not isinstance(typing, bool) or domain_of(user_id) != origin:
             logger.info("Ignoring m.typing from %s: %r", origin, content)
+            return
+        if not await self._acl(origin, room_id):
+            logger.info("Ignoring m.typing from %s in %s: denied by the room's server ACL", origin, room_id)
             return
         if (await self._event_store.rooms_for_user(user_id)).get(room_id, (None,))[0] == "join":
             self._typing.update(room_id, user_id, typing)
 
     async def _receive_receipts(self, origin: str, content: dict) -> None:
+        """Spec m.receipt: the rooms whose server ACL denies the origin are dropped (MSC4163), and of each
+        receipt's ``data`` only what the spec defines (``ts``, ``thread_id``) is kept."""
         for room_id, by_type in content.items():
             if not isinstance(by_type, dict) or origin not in await self._membership.servers_in_room(room_id):
+                continue
+            if not await self._acl(origin, room_id):
+                logger.info("Ignoring receipts from %s in %s: denied by the room's server ACL", origin, room_id)
                 continue
             reads = by_type.get("m.read")
             for user_id, receipt in (reads.items() if isinstance(reads, dict) else ()):
@@ -225,7 +248,7 @@ class EduFederation:
                         or not _is_str_list(receipt.get("event_ids")) or not receipt["event_ids"]:
                     logger.info("Ignoring receipt of %r from %s", user_id, origin)
                     continue
-                data = receipt.get("data") if isinstance(receipt.get("data"), dict) else {}
+                data = _receipt_data(receipt.get("data"))
                 await self._receipts.receive_remote(room_id, user_id, receipt["event_ids"][-1], data)
 
     async def _receive_presence(self, origin: str, content: dict) -> None:

@@ -7,45 +7,98 @@ from homeserver.bodies import RawBody, with_encoded_arrays
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.builder import event_id_list
 from homeserver.events.identifiers import domain_of
+from homeserver.events.hashing import strip_convenience_keys
+from homeserver.events.redaction import redact_event
 from homeserver.services.room_events import RoomEventService, federation_form
+from homeserver.services.visibility import visible_to_server
 
 MAX_EVENTS = 100
+PEEKABLE_JOIN_RULES = ("public", "knock", "knock_restricted")
+MAX_MISSING_EVENTS = 20  # Synapse's cap on one /get_missing_events answer
+
+
+def _int_field(body: dict, key: str, default: int) -> int:
+    value = body.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MatrixError(400, "M_BAD_JSON", f"{key} must be an integer")
+    return value
+
+
+def _event_ids_field(body: dict, key: str) -> list[str]:
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(e, str) for e in value):
+        raise MatrixError(400, "M_BAD_JSON", f"{key} must be a list of event ids")
+    return value
 
 
 class FederationQueries:
-    def __init__(self, *, room_events: RoomEventService, directory, profiles, server_name: str, clock):
+    def __init__(self, *, room_events: RoomEventService, directory, profiles, server_name: str, clock, acl):
         self._events = room_events
         self._directory = directory
         self._profiles = profiles
         self.server_name = server_name
         self._clock = clock
+        self._acl = acl  # callable(origin, room_id) -> awaitable bool: the room's m.room.server_acl
 
     def _now(self) -> int:
         return int(self._clock.seconds() * 1000)
 
-    async def _pdu(self, ev) -> dict:
-        return federation_form(ev, await self._events.room_version(ev.room_id))
+    async def _memberships_now(self, origin: str, room_id: str) -> set[str]:
+        """The current memberships of the origin's users in the room."""
+        ids = [v for (t, k), v in (await self._events.current_state_ids(room_id)).items()
+               if t == "m.room.member" and domain_of(k) == origin]
+        return {ev.content.get("membership") for ev in (await self._events.get_events(ids)).values()}
 
-    async def check_server_in_room(self, origin: str, room_id: str) -> None:
-        """The requesting server must have (or have had) a member in the room, unless it is world-readable."""
+    async def room_access(self, origin: str, room_id: str) -> bool:
+        """Whether the origin may read the room at all (server-server "Retrieving events", "Server Access
+        Control Lists"): never when the room's ACL denies it; else if one of its users is joined now (True),
+        or, peeking, while the room is world-readable (False). A knock, invite, leave or ban gives nothing."""
         if await self._events.room_version(room_id) is None:
             raise not_found("Unknown room")
-        state = await self._events.current_state(room_id)
-        if any(k[0] == "m.room.member" and domain_of(k[1]) == origin for k in state):
-            return
-        vis = state.get(("m.room.history_visibility", ""))
+        if not await self._acl(origin, room_id):
+            raise forbidden("Server is banned from this room by its server ACL")
+        if "join" in await self._memberships_now(origin, room_id):
+            return True
+        vis = await self._events.current_state_event(room_id, "m.room.history_visibility")
         if vis is None or vis.content.get("history_visibility") != "world_readable":
             raise forbidden("Your server is not in this room")
+        return False
+
+    async def _for_server(self, origin: str, events: list, joined_now: bool) -> list[dict]:
+        """The events as the origin may read them (Synapse's ``filter_events_for_server`` with redaction):
+        each one it cannot see under the history visibility at the event comes pruned. The state at all
+        the events is read in one query; an event stored without state (an outlier, a backfilled one) counts
+        as ``shared`` (as Synapse does for outliers)."""
+        views = await self._events.server_view_of_state(
+            {e.state_group for e in events if e.state_group is not None}, origin)
+        ids = {v for view in views.values() for (t, k), v in view.items()
+               if t == "m.room.history_visibility" or domain_of(k) == origin}
+        state_events = await self._events.get_events(ids)
+        out = []
+        for ev in events:
+            view = views.get(ev.state_group, {})
+            vis_event = state_events.get(view.get(("m.room.history_visibility", "")))
+            visibility = vis_event.content.get("history_visibility", "shared") if vis_event else "shared"
+            memberships = [state_events[v].content.get("membership") for (t, k), v in view.items()
+                           if t == "m.room.member" and domain_of(k) == origin and v in state_events]
+            version = await self._events.room_version(ev.room_id)
+            if visible_to_server(visibility, memberships, joined_now=joined_now):
+                out.append(federation_form(ev, version))
+            else:
+                out.append(strip_convenience_keys(redact_event(ev.pdu, version), version))
+        return out
 
     async def event(self, origin: str, event_id: str) -> dict:
+        """Spec GET /event: the event, pruned if the origin could not see it."""
         ev = await self._events.get_event(event_id)
         if ev is None:
             raise not_found("Event not found")
-        await self.check_server_in_room(origin, ev.room_id)
-        return {"origin": self.server_name, "origin_server_ts": self._now(), "pdus": [await self._pdu(ev)]}
+        joined_now = await self.room_access(origin, ev.room_id)
+        return {"origin": self.server_name, "origin_server_ts": self._now(),
+                "pdus": await self._for_server(origin, [ev], joined_now)}
 
     async def _state_before(self, origin: str, room_id: str, event_id: str) -> dict:
-        await self.check_server_in_room(origin, room_id)
+        await self.room_access(origin, room_id)
         ev = await self._events.get_event(event_id)
         if ev is None or ev.room_id != room_id or ev.state_group is None:
             raise not_found("Event not found")
@@ -74,7 +127,7 @@ class FederationQueries:
                                    auth_chain=[encoded[i] for i in chain_ids if i in encoded])
 
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> RawBody:
-        await self.check_server_in_room(origin, room_id)
+        await self.room_access(origin, room_id)
         ev = await self._events.get_event(event_id)
         if ev is None or ev.room_id != room_id:
             raise not_found("Event not found")
@@ -100,24 +153,28 @@ class FederationQueries:
         return [e for e in found if e.pdu.get("depth", 0) >= min_depth]
 
     async def get_missing_events(self, origin: str, room_id: str, body: dict) -> dict:
-        """Spec POST /get_missing_events: events between earliest_events and latest_events, oldest first."""
-        await self.check_server_in_room(origin, room_id)
-        earliest = [e for e in body.get("earliest_events") or [] if isinstance(e, str)]
-        latest = [e for e in body.get("latest_events") or [] if isinstance(e, str)]
-        limit = min(int(body.get("limit", 10)), MAX_EVENTS)
-        min_depth = int(body.get("min_depth", 0))
+        """Spec POST /get_missing_events: events between earliest_events and latest_events, oldest first
+        (at most 20, as Synapse), pruned where the origin could not see them."""
+        earliest, latest = _event_ids_field(body, "earliest_events"), _event_ids_field(body, "latest_events")
+        limit, min_depth = _int_field(body, "limit", 10), _int_field(body, "min_depth", 0)
+        if limit < 0:
+            raise MatrixError(400, "M_INVALID_PARAM", "limit must not be negative")
+        joined_now = await self.room_access(origin, room_id)
         latest_events = await self._events.get_events(latest)
-        start = [p for ev in latest_events.values() for p in event_id_list(ev.pdu.get("prev_events", []))]
-        found = await self._walk_back(room_id, start, set(earliest) | set(latest), limit, min_depth)
+        start = [p for ev in latest_events.values() if ev.room_id == room_id
+                 for p in event_id_list(ev.pdu.get("prev_events", []))]
+        found = await self._walk_back(room_id, start, set(earliest) | set(latest), min(limit, MAX_MISSING_EVENTS),
+                                      min_depth)
         found.sort(key=lambda e: (e.pdu.get("depth", 0), e.stream_ordering))
-        return {"events": [await self._pdu(e) for e in found]}
+        return {"events": await self._for_server(origin, found, joined_now)}
 
     async def backfill(self, origin: str, room_id: str, from_ids: list[str], limit: int) -> dict:
-        """Spec GET /backfill: up to ``limit`` events before (and including) the given ones."""
-        await self.check_server_in_room(origin, room_id)
+        """Spec GET /backfill: up to ``limit`` events before (and including) the given ones, pruned where
+        the origin could not see them."""
+        joined_now = await self.room_access(origin, room_id)
         found = await self._walk_back(room_id, from_ids, set(), min(limit, MAX_EVENTS))
         return {"origin": self.server_name, "origin_server_ts": self._now(),
-                "pdus": [await self._pdu(e) for e in found]}
+                "pdus": await self._for_server(origin, found, joined_now)}
 
     async def query_directory(self, alias: str) -> dict:
         room_id = await self._directory.resolve_local(alias)
@@ -140,8 +197,15 @@ class FederationQueries:
         return profile
 
     async def hierarchy(self, origin: str, room_id: str, suggested_only: bool) -> dict:
-        """Spec GET /hierarchy: the room and the rooms its m.space.child events name."""
+        """Spec GET /hierarchy: the room and the rooms its m.space.child events name. As Synapse, the room
+        must be joinable or knockable by anyone, world-readable, or hold a user of the origin joined or
+        invited; else, or if its ACL denies the origin, 404 as for an unknown room."""
+        if await self._events.room_version(room_id) is None or not await self._acl(origin, room_id):
+            raise not_found("Unknown room")
         entry = await self._directory.room_entry(room_id)
+        if entry["join_rule"] not in PEEKABLE_JOIN_RULES and not entry["world_readable"] \
+                and not {"join", "invite"} & await self._memberships_now(origin, room_id):
+            raise not_found("Unknown room")
         state = await self._events.current_state(room_id)
         children_state = [
             {"type": ev.type, "state_key": ev.state_key, "content": ev.content, "sender": ev.sender,
@@ -157,14 +221,15 @@ class FederationQueries:
                 inaccessible.append(child_id)
                 continue
             child_entry = await self._directory.room_entry(child_id)
-            if child_entry.get("join_rule") in ("public", "knock") or child_entry.get("world_readable"):
+            if child_entry.get("join_rule") in PEEKABLE_JOIN_RULES or child_entry.get("world_readable"):
                 children.append(child_entry)
             else:
                 inaccessible.append(child_id)
         return {"room": entry, "children": children, "inaccessible_children": inaccessible}
 
     async def timestamp_to_event(self, origin: str, room_id: str, ts: int, direction: str) -> dict:
-        await self.check_server_in_room(origin, room_id)
+        """Spec GET /timestamp_to_event: for a server that may read the room (see :meth:`room_access`)."""
+        await self.room_access(origin, room_id)
         found = await self._events.event_by_timestamp(room_id, ts, direction == "f")
         if found is None:
             raise not_found("No event found")

@@ -22,6 +22,7 @@ from homeserver.events.auth_rules import auth_types_for_event, check_auth, get_p
 from homeserver.events.builder import build_event, event_id_list, room_id_from_create_event, validate_pdu
 from homeserver.events.canonical_json import encode_canonical_json
 from homeserver.events.hashing import event_id_of, strip_convenience_keys
+from homeserver.events.identifiers import domain_of
 from homeserver.events.redaction import redact_event
 from homeserver.events.state_res import resolve_state
 from homeserver.events.errors import AuthError, EventFormatError
@@ -244,6 +245,10 @@ class RoomEventService:
     async def state_at_group(self, group: int | None) -> dict[StateKey, str]:
         return await self._store.get_state_group(group)
 
+    async def server_view_of_state(self, groups, server_name: str) -> dict[int, dict[StateKey, str]]:
+        """The history visibility and a server's memberships in each state group (a superset: see the store)."""
+        return await self._store.server_view_of_state_groups(groups, server_name)
+
     async def _head(self, room_id: str) -> RoomHead | None:
         head = self._heads.get(room_id)
         if head is not None:
@@ -449,7 +454,7 @@ class RoomEventService:
                     new = await self._prepare_external(work, item, pos, pending)
                     new.was_outlier = new.event.event_id in known
                     news.append(new)
-                await self._store.persist_events(news)
+                redacted = await self._store.persist_events(news, apply_pending_redactions=True)
             finally:
                 self.stream.done(positions)
             head.state, head.extremities, head.depth, head.state_group = (
@@ -458,7 +463,11 @@ class RoomEventService:
             lock.release()
         events = [n.event for n in news]
         for ev in events:
+            ev.redacted_by = redacted.get(ev.event_id, ev.redacted_by)
             self.cache.put(ev)
+        for new in news:
+            if new.redacts:
+                self.cache.invalidate(new.redacts)
         self._announce([e for e in events if not e.outlier])
         return events
 
@@ -528,6 +537,8 @@ class RoomEventService:
             new.state_group_delta = {key: event.event_id} if item.state_before_group is not None else state_after
         if event.outlier:
             return new
+        if pdu["type"] == "m.room.redaction":
+            await self._external_redaction(work, new, item.state_before, pending)
         prevs = set(event_id_list(pdu.get("prev_events", [])))
         new.extremities_remove = [e for e in work.extremities if e in prevs]
         work.extremities = [e for e in work.extremities if e not in prevs] + [event.event_id]
@@ -613,14 +624,37 @@ class RoomEventService:
         target = await self.get_event(target_id)
         if target is None or target.room_id != work.room_id:
             return None
-        if target.sender == spec.sender:
-            return target_id
-        create = auth_state.get(CREATE_KEY)
-        pl_event = auth_state.get(("m.room.power_levels", ""))
-        level = get_power_level(work.version, create, pl_event, spec.sender)
-        redact_level = 50
-        if pl_event is not None:
-            redact_level = int(pl_event.get("content", {}).get("redact", 50))
-        if level >= redact_level:
+        if target.sender == spec.sender or _may_redact_others(work.version, auth_state, spec.sender):
             return target_id
         raise forbidden("You may not redact other users' events")
+
+    async def _external_redaction(self, work: RoomHead, new: NewEvent, state_before: dict[StateKey, str],
+                                  pending: dict[str, StoredEvent]) -> None:
+        """Spec room versions, "Redactions": a remote redaction (``redacts`` top-level up to v10, in ``content``
+        from v11) applies to an event of its room whose sender has its sender's domain, or to any if its
+        sender may redact others by the power levels before it. One whose target we lack yet waits for it."""
+        pdu = new.event.pdu
+        target_id = pdu.get("content", {}).get("redacts") if work.version.redacts_in_content else pdu.get("redacts")
+        if not isinstance(target_id, str):
+            return
+        keys = [CREATE_KEY, ("m.room.power_levels", "")]
+        auth_events = await self._events_incl_pending([state_before[k] for k in keys if k in state_before], pending)
+        auth_state = {k: auth_events[state_before[k]].pdu for k in keys if state_before.get(k) in auth_events}
+        by_power = _may_redact_others(work.version, auth_state, pdu["sender"])
+        target = (await self._events_incl_pending([target_id], pending)).get(target_id)
+        if target is None:
+            new.pending_redaction = (target_id, None if by_power else domain_of(pdu["sender"]))
+        elif target.room_id == work.room_id and (by_power or domain_of(target.sender) == domain_of(pdu["sender"])):
+            new.redacts = target_id
+
+
+def _may_redact_others(version: RoomVersion, auth_state: dict[StateKey, dict], sender: str) -> bool:
+    """Whether ``sender`` has the power level's ``redact`` level (default 50)."""
+    create = auth_state.get(CREATE_KEY)
+    pl_event = auth_state.get(("m.room.power_levels", ""))
+    level = get_power_level(version, create, pl_event, sender)
+    try:
+        redact_level = int((pl_event or {}).get("content", {}).get("redact", 50))
+    except (TypeError, ValueError):
+        redact_level = 50
+    return level >= redact_level

@@ -50,3 +50,18 @@ def visible(position: int, *, event_sender: str, event_state_key: str | None, ev
     if visibility == "invited" and membership == "invite":
         return True
     return False
+
+
+def visible_to_server(visibility: str, memberships: list[str], *, joined_now: bool) -> bool:
+    """Server-server "Retrieving events" and Synapse's ``filter_events_for_server``: whether a server may
+    read an event, given the room's history visibility at the event and its users' memberships there.
+
+    ``world_readable`` is readable by any server; ``shared`` (the default, also for an unknown value) by
+    a server with a user joined now; ``invited`` by one with a user invited or joined at the event;
+    ``joined`` by one with a user joined at the event.
+    """
+    if visibility == "joined":
+        return "join" in memberships
+    if visibility == "invited":
+        return "join" in memberships or "invite" in memberships
+    return visibility == "world_readable" or joined_now

@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from homeserver.events.identifiers import domain_of
+from homeserver.storage.user_directory import like_pattern
+
 StateKey = tuple[str, str]
 
 SNAPSHOT_EVERY = 100
@@ -102,6 +105,15 @@ MIGRATIONS = [
         servers TEXT NOT NULL
     )
     """,
+    """
+    CREATE TABLE pending_redactions (
+        redacts TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        sender_domain TEXT
+    );
+    CREATE INDEX pending_redactions_redacts ON pending_redactions (redacts)
+    """,
 ]
 
 
@@ -160,6 +172,9 @@ class NewEvent:
     add_extremity: bool = True
     current_state_delta: dict[StateKey, CurrentStateEntry] = field(default_factory=dict)
     redacts: str | None = None                       # event redacted by this one (if authorised)
+    # A remote redaction of an event we do not hold yet: (target id, the domain whose users' events it may
+    # redact, or None when its sender may redact anyone's), applied when the target comes (see persist_events).
+    pending_redaction: tuple[str, str | None] | None = None
     was_outlier: bool = False                        # an outlier joining the timeline (backfill)
     encoded: bytes | None = None                     # the PDU's JSON, if encoded already (see validate_pdu)
 
@@ -288,9 +303,41 @@ class EventStore:
             "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,)))
         return {(r[0], r[1]): r[2] for r in rows}
 
-    async def persist_events(self, new_events: list[NewEvent]) -> None:
-        """Write a batch of events, their state and the room's new extremities in one transaction."""
-        await self.db.run("persist_events", self._persist_events_txn, new_events)
+    async def persist_events(self, new_events: list[NewEvent], *, apply_pending_redactions: bool = False
+                             ) -> dict[str, str]:
+        """Write a batch of events, their state and the room's new extremities in one transaction. With
+        ``apply_pending_redactions`` (events from other servers), the redactions received before these
+        events are applied to them: returns target id -> redaction id of those."""
+        def txn_fn(txn):
+            self._persist_events_txn(txn, new_events)
+            return self._apply_pending_redactions_txn(txn, new_events) if apply_pending_redactions else {}
+
+        return await self.db.run("persist_events", txn_fn)
+
+    def _apply_pending_redactions_txn(self, txn, new_events: list[NewEvent]) -> dict[str, str]:
+        """Spec room versions, "Redactions": a redaction waiting for its target applies if the target is in
+        the same room and its sender's domain is the one the redaction may redact (or any, by power)."""
+        txn.insert_rows("pending_redactions", ("redacts", "event_id", "room_id", "sender_domain"), [
+            (target_id, new.event.event_id, new.event.room_id, sender_domain)
+            for new in new_events if new.pending_redaction is not None
+            for target_id, sender_domain in [new.pending_redaction]])
+        targets = {new.event.event_id: new.event for new in new_events if not new.was_outlier}
+        rows = []
+        ids = list(targets)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows += txn.select_all("SELECT redacts, event_id, room_id, sender_domain FROM pending_redactions"
+                                   f" WHERE redacts IN ({','.join('?' * len(chunk))})", chunk)
+        applied: dict[str, str] = {}
+        for target_id, redaction_id, room_id, sender_domain in rows:
+            target = targets[target_id]
+            if target_id not in applied and target.room_id == room_id \
+                    and sender_domain in (None, domain_of(target.sender)):
+                applied[target_id] = redaction_id
+        txn.executemany("UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
+                        [(redaction_id, target_id) for target_id, redaction_id in applied.items()])
+        txn.executemany("DELETE FROM pending_redactions WHERE redacts = ?", [(t,) for t in {r[0] for r in rows}])
+        return applied
 
     def _persist_events_txn(self, txn, new_events: list[NewEvent]) -> None:
         """State groups and events first (new rows in one statement), then what refers to them, in order."""
@@ -366,13 +413,13 @@ class EventStore:
         txn.insert_rows("state_group_entries", ("state_group", "type", "state_key", "event_id"),
                         [(group, t, k, e) for (t, k), e in delta.items()])
 
-    def _state_group_txn(self, txn, group: int) -> dict[StateKey, str]:
+    def _state_group_txn(self, txn, group: int, where: str = "", args: tuple = ()) -> dict[StateKey, str]:
         rows = txn.select_all(
             "WITH RECURSIVE chain(id, prev_group, n) AS ("
             " SELECT id, prev_group, 0 FROM state_groups WHERE id = ?"
             " UNION ALL SELECT g.id, g.prev_group, c.n + 1 FROM state_groups g JOIN chain c ON g.id = c.prev_group)"
             " SELECT e.type, e.state_key, e.event_id, c.n FROM chain c"
-            " JOIN state_group_entries e ON e.state_group = c.id ORDER BY c.n DESC", (group,))
+            f" JOIN state_group_entries e ON e.state_group = c.id {where} ORDER BY c.n DESC", (group, *args))
         state: dict[StateKey, str] = {}
         for typ, key, event_id, _ in rows:
             state[(typ, key)] = event_id
@@ -388,6 +435,16 @@ class EventStore:
         wanted = set(groups)
         return await self.db.run("get_state_groups", lambda txn: {
             g: (self._state_group_txn(txn, g) if g is not None else {}) for g in wanted})
+
+    async def server_view_of_state_groups(self, groups, server_name: str) -> dict[int, dict[StateKey, str]]:
+        """Of each state group, only the history visibility and the memberships whose state key contains
+        ``:server_name`` (a superset of that server's users' memberships), all in one transaction."""
+        pattern = like_pattern(":" + server_name)
+        where = ("WHERE e.type = 'm.room.history_visibility'"
+                 " OR (e.type = 'm.room.member' AND e.state_key LIKE ? ESCAPE '\\')")
+        wanted = set(groups)
+        return await self.db.run("server_view_of_state_groups", lambda txn: {
+            g: self._state_group_txn(txn, g, where, (pattern,)) for g in wanted})
 
     async def store_state_group(self, room_id: str, group: int, prev_group: int | None,
                                 delta: dict[StateKey, str]) -> None:

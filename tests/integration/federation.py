@@ -11,17 +11,22 @@ import json
 import os
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
 
 from federation.request_auth import sign_request
 from homeserver.config import read_signing_key
+from homeserver.events.builder import build_event
+from homeserver.events.hashing import strip_convenience_keys
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from tests.integration.fedtls import CertificateAuthority
-from tests.integration.harness import free_port
+from tests.integration.harness import free_port, unique
 
 
 @dataclass
@@ -75,6 +80,51 @@ def start_fed_server(factory, ca: CertificateAuthority, name_port: int | None = 
     process.start()
     return FedServer(process, config["server_name"], tls_port,
                      read_signing_key(os.path.join(process.dir, "signing.key")), ca.cert_path)
+
+
+class EventForge:
+    """Builds PDUs as a given server (with its signing key) on top of a room's newest event."""
+
+    def __init__(self, host, owner, room_id, server, member):
+        self.server, self.room_id = server, room_id
+        self.version = KNOWN_ROOM_VERSIONS[
+            owner.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.create")["room_version"]]
+        state = {(e["type"], e["state_key"]): e["event_id"]
+                 for e in owner.ok("GET", f"/rooms/{quote(room_id)}/state")}
+        self.latest = owner.messages(room_id, dir="b", limit=1)["chunk"][0]["event_id"]
+        status, body = host.signed("GET", f"/_matrix/federation/v1/event/{quote(self.latest)}",
+                                   origin=server.name, key=server.signing_key)
+        assert status == 200, body
+        self.depth = body["pdus"][0]["depth"]
+        self.auth = [state[("m.room.power_levels", "")], state[("m.room.member", member.user_id)]]
+        if self.version.create_event_in_auth_events:
+            self.auth.append(state[("m.room.create", "")])
+
+    def message(self, sender, body, *, prev=None, member=True, **changes) -> dict:
+        return self.event(sender, "m.room.message", {"msgtype": "m.text", "body": body}, prev=prev, member=member,
+                          **changes)
+
+    def event(self, sender, event_type, event_content, *, prev=None, member=True, redacts=None, **changes) -> dict:
+        """A signed PDU (with its id as ``_id`` unless ``changes`` tamper with it after signing)."""
+        pdu = build_event(self.version, server_name=self.server.name, signing_key=self.server.signing_key,
+                          room_id=self.room_id, sender=sender, event_type=event_type, content=event_content,
+                          prev_events=[prev or self.latest], auth_events=self.auth if member else self.auth[:1],
+                          depth=self.depth + 1, origin_server_ts=int(time.time() * 1000), redacts=redacts)
+        self.depth += 1
+        event_id = pdu["event_id"]
+        pdu = strip_convenience_keys(pdu, self.version)
+        pdu.update(changes)
+        return pdu if changes else dict(pdu, _id=event_id)
+
+
+def send_transaction(to, origin, pdus, edus=()) -> dict:
+    """A /send transaction signed by ``origin`` (a server whose key the test holds); returns its PDU results."""
+    pdus = [{k: v for k, v in p.items() if k != "_id"} for p in pdus]
+    txn = {"origin": origin.name, "origin_server_ts": int(time.time() * 1000), "pdus": pdus, "edus": list(edus)}
+    status, result = to.signed("PUT", f"/_matrix/federation/v1/send/{unique('txn')}", origin=origin.name,
+                               key=origin.signing_key, content=txn)
+    assert status == 200, result
+    return result["pdus"]
 
 
 @pytest.fixture(scope="module")
