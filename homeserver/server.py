@@ -29,6 +29,7 @@ from homeserver.api.client import presence as presence_api, push_rules as push_r
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
+from homeserver.metrics import Counter
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
@@ -143,6 +144,7 @@ class HomeServer:
     search: SearchService | None = None
     federation: federation_transport.FederationTransport | None = None
     federation_handler: Federation | None = None
+    federation_rejections: Counter | None = None  # PDUs refused or soft-failed, by reason
     openid: OpenIdTokens | None = None
     resource: MatrixResource | None = None
     ports: list = field(default_factory=list)
@@ -217,10 +219,11 @@ def build_server(config, reactor) -> HomeServer:
 def _attach_federation(hs: HomeServer) -> None:
     """Rooms over federation: receiving and answering PDUs, remote membership, backfill."""
     transport = hs.federation
+    hs.federation_rejections = Counter("federation_rejected_pdus", "reason")
     hs.federation_handler = Federation(
         room_events=hs.room_events, rooms=hs.rooms, directory=hs.directory, profiles=hs.profiles,
         server_name=hs.server_name, signing_key=hs.signing_key, clock=hs.reactor, client=transport.client,
-        key_fetcher=transport.keyring, sender=transport.sender)
+        key_fetcher=transport.keyring, sender=transport.sender, rejections=hs.federation_rejections)
     hs.rooms.federation = hs.federation_handler
     hs.history.backfill = hs.federation_handler.backfill
     hs.openid = OpenIdTokens(hs.reactor)

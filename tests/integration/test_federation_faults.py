@@ -3,32 +3,11 @@ in the middle of a join."""
 
 from __future__ import annotations
 
-import time
 from urllib.parse import quote
 
-
-from homeserver.events.builder import build_event
-from homeserver.events.hashing import strip_convenience_keys
-from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from tests.integration.federation import FederationProxy, ca, fed, home, pair, peer  # noqa: F401 (fixtures)
+from tests.integration.federation import (EventForge, FederationProxy, ca, fed, home, in_timeline, pair,  # noqa: F401
+                                          peer, send_transaction, shared_room)
 from tests.integration.harness import unique
-
-
-def in_timeline(room_id, predicate):
-    def find(resp):
-        events = resp.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {}).get("events", [])
-        return [e for e in events if predicate(e)] or None
-    return find
-
-
-def shared_room(host, guest):
-    """A public room on ``host`` that a user of ``guest`` has joined: (host user, guest user, room id)."""
-    owner, visitor = host.process.register(), guest.process.register()
-    alias = unique("room")
-    room_id = owner.create_room(preset="public_chat", room_alias_name=alias)
-    visitor.join(f"#{alias}:{host.name}")
-    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == visitor.user_id))
-    return owner, visitor, room_id
 
 
 def test_messages_sent_while_the_peer_is_down_arrive_in_order(pair):
@@ -51,46 +30,6 @@ def test_messages_sent_while_the_peer_is_down_arrive_in_order(pair):
 
     visitor.sync_until(all_arrived, since, deadline_s=60, filter={"room": {"timeline": {"limit": 50}}})
     assert bodies == sent
-
-
-class EventForge:
-    """Builds PDUs as a given server (with its signing key) on top of a room's newest event."""
-
-    def __init__(self, host, owner, room_id, server, member):
-        self.server, self.room_id = server, room_id
-        self.version = KNOWN_ROOM_VERSIONS[
-            owner.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.create")["room_version"]]
-        state = {(e["type"], e["state_key"]): e["event_id"]
-                 for e in owner.ok("GET", f"/rooms/{quote(room_id)}/state")}
-        self.latest = owner.messages(room_id, dir="b", limit=1)["chunk"][0]["event_id"]
-        status, body = host.signed("GET", f"/_matrix/federation/v1/event/{quote(self.latest)}",
-                                   origin=server.name, key=server.signing_key)
-        assert status == 200, body
-        self.depth = body["pdus"][0]["depth"]
-        self.auth = [state[("m.room.power_levels", "")], state[("m.room.member", member.user_id)]]
-        if self.version.create_event_in_auth_events:
-            self.auth.append(state[("m.room.create", "")])
-
-    def message(self, sender, body, *, prev=None, member=True, **changes) -> dict:
-        pdu = build_event(self.version, server_name=self.server.name, signing_key=self.server.signing_key,
-                          room_id=self.room_id, sender=sender, event_type="m.room.message",
-                          content={"msgtype": "m.text", "body": body}, prev_events=[prev or self.latest],
-                          auth_events=self.auth if member else self.auth[:1], depth=self.depth + 1,
-                          origin_server_ts=int(time.time() * 1000))
-        self.depth += 1
-        event_id = pdu["event_id"]
-        pdu = strip_convenience_keys(pdu, self.version)
-        pdu.update(changes)
-        return pdu if changes else dict(pdu, _id=event_id)
-
-
-def send_transaction(to, origin, pdus) -> dict:
-    pdus = [{k: v for k, v in p.items() if k != "_id"} for p in pdus]
-    txn = {"origin": origin.name, "origin_server_ts": int(time.time() * 1000), "pdus": pdus, "edus": []}
-    status, result = to.signed("PUT", f"/_matrix/federation/v1/send/{unique('txn')}", origin=origin.name,
-                               key=origin.signing_key, content=txn)
-    assert status == 200, result
-    return result["pdus"]
 
 
 def test_forged_events_are_rejected(fed):
