@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from twisted.internet import defer
-
 from homeserver.errors import MatrixError, forbidden
 from homeserver.http.router import AUTH_NONE, AUTH_SERVER, ApiRequest, Router
 
@@ -16,7 +14,7 @@ MAX_TXN_EDUS = 100
 
 def register(router: Router, hs) -> None:
     fed = hs.federation_handler
-    seen_txns: OrderedDict[tuple[str, str], dict | list[defer.Deferred]] = OrderedDict()  # answer, or waiters
+    seen_txns: OrderedDict[tuple[str, str], dict] = OrderedDict()
 
     def add(method: str, path: str, handler, auth: str = AUTH_SERVER) -> None:
         router.add(method, PREFIX + path, handler, auth=auth)
@@ -26,8 +24,8 @@ def register(router: Router, hs) -> None:
             raise forbidden("Server is banned from this room by its server ACL")
 
     async def send_transaction(req: ApiRequest):
-        """PUT /v1/send/{txnId}: at most 50 PDUs and 100 EDUs (else 400, as Synapse); a transaction is
-        processed once per (origin, txnId), a repeat (even while the first is in progress) gets its answer."""
+        """PUT /v1/send/{txnId}: at most 50 PDUs and 100 EDUs (spec "Transactions"; more is a 400, as in
+        Synapse); a transaction is processed once per (origin, txnId)."""
         body = req.json()
         pdus, edus = body.get("pdus", []), body.get("edus", [])
         if not isinstance(pdus, list) or not isinstance(edus, list):
@@ -36,26 +34,12 @@ def register(router: Router, hs) -> None:
             raise MatrixError(400, "M_BAD_JSON", f"Too many PDUs or EDUs: a transaction holds at most "
                                                  f"{MAX_TXN_PDUS} PDUs and {MAX_TXN_EDUS} EDUs")
         key = (req.origin, req.path_params["txnId"])
-        entry = seen_txns.get(key)
-        if isinstance(entry, dict):
-            return entry
-        if entry is not None:  # the same transaction, still in progress
-            waiter = defer.Deferred()
-            entry.append(waiter)
-            return await waiter
-        waiters = seen_txns[key] = []
-        try:
-            result = await fed.receiver.on_transaction(req.origin, body)
-        except Exception as e:
-            seen_txns.pop(key, None)  # not answered: the sender will retry it
-            for waiter in waiters:
-                waiter.errback(e)
-            raise
+        if key in seen_txns:
+            return seen_txns[key]
+        result = await fed.receiver.on_transaction(req.origin, body)
         seen_txns[key] = result
         if len(seen_txns) > 10_000:
             seen_txns.popitem(last=False)
-        for waiter in waiters:
-            waiter.callback(result)
         fed.peer_is_up(req.origin)
         return result
 

@@ -23,7 +23,7 @@ import yaml
 from federation.request_auth import sign_request
 from homeserver.config import read_signing_key
 from homeserver.events.builder import build_event
-from homeserver.events.hashing import strip_convenience_keys
+from homeserver.events.hashing import compute_event_id, strip_convenience_keys
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from tests.integration.fedtls import CertificateAuthority
 from tests.integration.harness import free_port, unique
@@ -219,17 +219,16 @@ class EventForge:
     def event(self, sender, event_type, event_content, /, *, state_key=None, prev=None, auth=None,
               **changes) -> dict:
         """A PDU (after ``prev`` or the newest event), signed by the server; ``changes`` are made after signing
-        (a forgery). Unchanged, it carries its event id as ``_id``."""
+        (a forgery). Its event id (as a receiver computes it) is under ``_id``, which is never sent."""
         pdu = build_event(self.version, server_name=self.server.name, signing_key=self.server.signing_key,
                           room_id=self.room_id, sender=sender, event_type=event_type, content=event_content,
                           state_key=state_key, prev_events=prev or [self.latest],
                           auth_events=self.auth if auth is None else auth, depth=self.depth + 1,
                           origin_server_ts=int(time.time() * 1000))
         self.depth += 1
-        event_id = pdu["event_id"]
         pdu = strip_convenience_keys(pdu, self.version)
         pdu.update(changes)
-        return pdu if changes else dict(pdu, _id=event_id)
+        return dict(pdu, _id=compute_event_id(pdu, self.version))
 
     def message(self, sender, body, *, prev=None, member=True, **changes) -> dict:
         return self.event(sender, "m.room.message", {"msgtype": "m.text", "body": body},
