@@ -15,9 +15,9 @@ from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
 from federation.policy import server_acl_allows
+from federation.rejections import FederationRejections
 from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.identifiers import domain_of
-from homeserver.metrics import Counter
 from homeserver.services.room_events import RoomEventService
 from homeserver.services.sync import STRIPPED_STATE_TYPES, stripped
 
@@ -49,7 +49,7 @@ class OpenIdTokens:
 
 class Federation:
     def __init__(self, *, room_events: RoomEventService, rooms, directory, profiles, server_name: str,
-                 signing_key, clock, client, key_fetcher, sender, rejections: Counter):
+                 signing_key, clock, client, key_fetcher, sender, rejections: FederationRejections):
         self._events = room_events
         self.server_name = server_name
         self.client = client

@@ -15,11 +15,11 @@ from federation.paths import segment as quote
 
 from federation.handlers.pdu_checks import (Encodings, PduRejected, Reason, check_signatures_and_hashes,
                                             normalise_pdu)
+from federation.rejections import FederationRejections
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
 from homeserver.events.builder import create_event_id_from_room_id, event_id_list
 from homeserver.events.errors import AuthError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
-from homeserver.metrics import Counter
 from homeserver.services.room_events import ExternalEvent, RoomEventService
 
 logger = logging.getLogger(__name__)
@@ -54,13 +54,13 @@ def state_answer_pdus(body: dict, state_section: str, version: RoomVersion, room
 
 
 class PduReceiver:
-    def __init__(self, *, room_events: RoomEventService, key_fetcher, client, server_name: str, rejections: Counter,
-                 acl=None):
+    def __init__(self, *, room_events: RoomEventService, key_fetcher, client, server_name: str,
+                 rejections: FederationRejections, acl=None):
         self._events = room_events
         self.keys = key_fetcher
         self._client = client
         self.server_name = server_name
-        self._rejections = rejections  # PDUs refused (or soft-failed) from other servers, by PduRejected.kind
+        self._rejections = rejections
         self._acl = acl  # callable(origin, room_id) -> awaitable bool, or None
         self.edu_handlers: dict[str, object] = {}
 
@@ -77,21 +77,15 @@ class PduReceiver:
                 await self.handle_pdu(origin, version, pdu, encodings=encodings)
                 results[pdu["event_id"]] = {}
             except PduRejected as e:
-                self.rejected(origin, pdu.get("event_id"), e)
+                self._rejections.pdu(origin, pdu["event_id"], e.reason, e.kind)
                 results[pdu["event_id"]] = {"error": e.reason}
             except Exception as e:
                 logger.exception("Failed to handle PDU %s from %s", pdu.get("event_id"), origin)
-                self._rejections.inc("internal_error")
+                self._rejections.counter.inc("internal_error")
                 results[pdu["event_id"]] = {"error": f"internal error: {e}"}
         for edu in body.get("edus") or []:
             await self._dispatch_edu(origin, edu)
         return {"pdus": results}
-
-    def rejected(self, origin: str, event_id: str | None, rejection: PduRejected) -> None:
-        """Count a refused PDU by the check it failed, and log it with the server that sent it."""
-        count = self._rejections.inc(rejection.kind)
-        logger.info("rejected PDU %s from %s: %s [%s #%d]", event_id or "(no event id)", origin, rejection.reason,
-                    rejection.kind, count)
 
     async def _transaction_pdus(self, origin: str, raws: list, encodings: Encodings) -> list[tuple]:
         """(room version, normalised PDU) for each PDU of a transaction about a room we are in, each once,
@@ -103,10 +97,10 @@ class PduReceiver:
             version = await self._events.room_version(room_id) if room_id else None
             try:
                 if version is None:
-                    raise PduRejected(f"not a room this server is in: {room_id!r}", "unknown_room")
+                    raise PduRejected(f"not a room this server is in: {room_id!r:.200}", "unknown_room")
                 pdu = normalise_pdu(raw, version, encodings)
             except PduRejected as e:
-                self.rejected(origin, raw.get("event_id") if isinstance(raw, dict) else None, e)
+                self._rejections.pdu(origin, raw.get("event_id") if isinstance(raw, dict) else None, e.reason, e.kind)
                 continue
             by_id.setdefault(pdu["event_id"], pdu)
             versions[pdu["event_id"]] = version
@@ -114,6 +108,7 @@ class PduReceiver:
 
     async def _dispatch_edu(self, origin: str, edu) -> None:
         if not isinstance(edu, dict) or not isinstance(edu.get("content"), dict):
+            self._rejections.edu(origin, "(unknown)", f"not an EDU: {edu!r:.200}", "edu_invalid")
             return
         handler = self.edu_handlers.get(edu.get("edu_type"))
         if handler is None:
@@ -151,10 +146,8 @@ class PduReceiver:
         except AuthError as e:
             raise PduRejected(f"state before the event forbids it: {e.reason}", "state_before")
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
-        if soft_failed:  # step 6: kept out of the timeline and the forward extremities, not rejected
-            count = self._rejections.inc("soft_failed")
-            logger.info("soft-failed PDU %s from %s: the current state forbids it [soft_failed #%d]",
-                        pdu["event_id"], origin, count)
+        if soft_failed:
+            self._rejections.soft_failed(origin, pdu["event_id"])
         await self._events.persist_external(room_id, version, [ExternalEvent(
             pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
             encoded=encodings.whole.get(pdu["event_id"]))])
@@ -329,7 +322,7 @@ class PduReceiver:
             try:
                 await self.handle_pdu(origin, version, missing_pdu, depth_budget=depth_budget)
             except PduRejected as e:
-                self.rejected(origin, missing_pdu.get("event_id"), e)
+                self._rejections.pdu(origin, missing_pdu["event_id"], e.reason, e.kind)
 
     async def _remote_state_after(self, origin: str, version: RoomVersion, room_id: str, event_id: str) -> dict:
         """The state after ``event_id`` according to ``origin``: the state before it, plus the event itself."""

@@ -151,7 +151,7 @@ def test_replayed_transactions_change_nothing(host, attacker, room):
 
 def test_edus_for_rooms_and_users_not_the_origins_are_ignored(host, attacker, room):
     """Spec "Typing Notifications", "Receipts", "Send-to-device messaging", "Device Management": a server
-    speaks for its own users, in rooms where they are joined."""
+    speaks for its own users, in rooms where they are joined. Each EDU refused is counted and logged."""
     owner, mallory, room_id, forge = room
     private = owner.create_room()  # no user of the attacker is in it
     private_event = owner.send(private, "private")
@@ -182,6 +182,10 @@ def test_edus_for_rooms_and_users_not_the_origins_are_ignored(host, attacker, ro
     assert resp.get("to_device", {}).get("events", []) == []
     devices = owner.ok("POST", "/keys/query", {"device_keys": {owner.user_id: []}})["device_keys"][owner.user_id]
     assert "EVIL" not in devices
+    origin = re.escape(attacker.name)
+    for edu_type, kind in [("m.typing", "edu_not_in_room"), ("m.receipt", "edu_not_in_room"),
+                           ("m.direct_to_device", "edu_invalid"), ("m.device_list_update", "edu_invalid")]:
+        log_lines(host, rf"rejected EDU {re.escape(edu_type)} from {origin}: .* \[{kind} #\d+\]")
 
 
 def test_overfull_transactions_are_refused(host, attacker, room):
