@@ -100,7 +100,8 @@ class PduReceiver:
                     raise PduRejected(f"not a room this server is in: {room_id!r:.200}", "unknown_room")
                 pdu = normalise_pdu(raw, version, encodings)
             except PduRejected as e:
-                self._rejections.pdu(origin, raw.get("event_id") if isinstance(raw, dict) else None, e.reason, e.kind)
+                claimed_id = raw.get("event_id") if isinstance(raw, dict) else None
+                self._rejections.pdu(origin, claimed_id if isinstance(claimed_id, str) else None, e.reason, e.kind)
                 continue
             by_id.setdefault(pdu["event_id"], pdu)
             versions[pdu["event_id"]] = version
@@ -291,7 +292,7 @@ class PduReceiver:
                 try:
                     state_sets.append(await self._remote_state_after(origin, version, pdu["room_id"], pid))
                 except Exception as e:  # the origin cannot (or will not) say what the state was there
-                    raise PduRejected(f"no state for its prev event {pid}: {e}", "missing_prev")
+                    raise PduRejected(f"no state for its prev event {pid}: {str(e)[:200]}", "missing_prev")
             else:
                 state_sets.append(await self._events.state_at_group(prevs[pid].state_group))
         if len(prev_ids) == 1 and not missing:
