@@ -125,8 +125,8 @@ def test_forged_request_signatures_are_refused(host, attacker, room):
 
 
 def test_replayed_transactions_change_nothing(host, attacker, room):
-    """Spec PUT /send/{txnId}: a transaction id is processed once (a repeat gets the first answer, even while
-    the first is still being processed); PDUs sent again in a new transaction are stored once."""
+    """Spec PUT /send/{txnId}: a transaction id is processed once (a repeat gets the first answer, whatever it
+    carries); PDUs sent again, in a new transaction or in several at once, are stored once."""
     owner, mallory, room_id, forge = room
     first, second = forge.message(mallory.user_id, "first"), forge.message(mallory.user_id, "second")
     txn_id = unique("txn")
