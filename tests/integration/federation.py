@@ -168,13 +168,15 @@ def fed(homeserver_factory, ca):
 
 class FederationProxy:
     """A TLS front for one server's federation listener that can refuse chosen requests (503), as a
-    network fault would, while it forwards the others unchanged; it notes which requests it refused."""
+    network fault would, or answer them itself (``answers``: path prefix -> (status, JSON body)), as a lying
+    server would, while it forwards the others unchanged; it notes which requests it refused."""
 
     def __init__(self, ca: CertificateAuthority):
         self.ca_path = ca.cert_path
         self.target_port: int | None = None
         self.refused_prefixes: tuple[str, ...] = ()
         self.refused = threading.Event()
+        self.answers: dict[str, tuple[int, Any]] = {}
         cert, key = ca.issue(f"proxy{id(self)}")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
@@ -192,7 +194,10 @@ class FederationProxy:
 
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.startswith(proxy.refused_prefixes):
+                answer = next((a for prefix, a in proxy.answers.items() if self.path.startswith(prefix)), None)
+                if answer is not None:
+                    status, data, content_type = answer[0], json.dumps(answer[1]).encode(), "application/json"
+                elif self.path.startswith(proxy.refused_prefixes):
                     proxy.refused.set()
                     status, data, content_type = 503, b'{"errcode":"M_UNKNOWN","error":"unavailable"}', "application/json"
                 else:

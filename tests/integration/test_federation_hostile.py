@@ -17,8 +17,8 @@ from urllib.parse import quote
 import pytest
 
 from federation.request_auth import sign_request
-from tests.integration.federation import (EventForge, ca, fed, in_timeline, put_transaction,  # noqa: F401
-                                          send_transaction, shared_room)
+from tests.integration.federation import (EventForge, FederationProxy, ca, fed, in_timeline,  # noqa: F401
+                                          put_transaction, send_transaction, shared_room)
 from tests.integration.harness import free_port, unique
 
 DEADLINE_S = 15.0
@@ -259,32 +259,57 @@ def test_power_level_changes_without_power_are_rejected(host, attacker, room):
     assert_rejected(host, attacker, [in_owners_name], "signature")
 
 
-def test_an_old_state_fork_does_not_take_power_back(host, attacker, room):
-    """State resolution v2 against a demoted user: an event built on the state from before the demotion is
-    soft-failed (spec step 6: never shown, never a forward extremity), one built on today's state with the old
-    power levels as auth events is rejected (step 5), and an event that merges the fork back leaves the room's
-    state as the owner set it."""
-    owner, mallory, room_id, _ = room
+@pytest.fixture(scope="module")
+def liar(fed, ca):
+    """Another hostile server, reached through a proxy that answers for it where a test says: (server, proxy)."""
+    proxy = FederationProxy(ca)
+    server = fed(name_port=proxy.port)
+    proxy.target_port = server.tls_port
+    yield server, proxy
+    proxy.close()
+
+
+@pytest.mark.parametrize("lying", [False, True], ids=["fork_in_the_dag", "state_lied_about"])
+def test_an_old_state_does_not_take_power_back(host, attacker, liar, lying):
+    """State resolution v2 against a demoted user. An event built on the state from before the demotion (after
+    an old event of the room, or after an event nobody has, its server lying that the state there is the old
+    one) is soft-failed (spec step 6: never shown, never a forward extremity); one built on today's state with
+    the old power levels as auth events is rejected (step 5); an event that merges the fork back leaves the
+    room's state as the owner set it."""
+    server, proxy = liar if lying else (attacker, None)
+    owner, mallory, room_id = shared_room(host, server)
     levels = owner.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.power_levels")
     topic = owner.put_state(room_id, "m.room.topic", {"topic": "the owner's topic"})
     promoted = owner.put_state(room_id, "m.room.power_levels",
                                dict(levels, users={**levels.get("users", {}), mallory.user_id: 50}))
+    old_state = state_of(owner, room_id)
     owner.put_state(room_id, "m.room.power_levels", dict(levels, users={**levels.get("users", {}),
                                                                          mallory.user_id: 0}))
     _, since = owner.sync_until(lambda r: r.get("next_batch"))
-    forge = EventForge(host, owner, room_id, attacker, mallory)
+    forge = EventForge(host, owner, room_id, server, mallory)
     old_power = [promoted] + forge.auth_of(("m.room.member", mallory.user_id))
-    fork = forge.event(mallory.user_id, "m.room.topic", {"topic": "pwned"}, state_key="", prev=[promoted],
-                       auth=old_power)
     stale = forge.event(mallory.user_id, "m.room.topic", {"topic": "stale power"}, state_key="", auth=old_power)
-    assert "error" in send_transaction(host, attacker, [stale])[stale["_id"]]  # the state before it forbids it
-    assert_rejected(host, attacker, [stale], "state_before")
-    assert send_transaction(host, attacker, [fork]) == {fork["_id"]: {}}  # soft-failed: accepted, not applied
-    log_lines(host, rf"soft-failed PDU {re.escape(fork['_id'])} from {re.escape(attacker.name)}: "
+    assert "error" in send_transaction(host, server, [stale])[stale["_id"]]  # the state before it forbids it
+    assert_rejected(host, server, [stale], "state_before")
+    fork_after = promoted
+    if lying:
+        fork_after = f"${unique('nowhere')}"
+        proxy.answers = {
+            "/_matrix/federation/v1/get_missing_events/": (200, {"events": []}),
+            "/_matrix/federation/v1/state_ids/": (200, {"pdu_ids": list(old_state.values()), "auth_chain_ids": []}),
+            "/_matrix/federation/v1/event/": (404, {"errcode": "M_NOT_FOUND", "error": "Event not found"})}
+    try:
+        fork = forge.event(mallory.user_id, "m.room.topic", {"topic": "pwned"}, state_key="", prev=fork_after,
+                           auth=old_power)
+        assert send_transaction(host, server, [fork]) == {fork["_id"]: {}}  # soft-failed: accepted, not applied
+    finally:
+        if proxy is not None:
+            proxy.answers = {}
+    log_lines(host, rf"soft-failed PDU {re.escape(fork['_id'])} from {re.escape(server.name)}: "
                     r".* \[soft_failed #\d+\]")
     merge = forge.event(mallory.user_id, "m.room.message", {"msgtype": "m.text", "body": "merge"},
                         prev=[fork["_id"], forge.latest])
-    assert send_transaction(host, attacker, [merge]) == {merge["_id"]: {}}
+    assert send_transaction(host, server, [merge]) == {merge["_id"]: {}}
     assert_unseen(owner, room_id, since, [stale, fork], merge)
     assert state_of(owner, room_id)[("m.room.topic", "")] == topic
     assert owner.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.topic") == {"topic": "the owner's topic"}
