@@ -15,6 +15,7 @@ from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
 from federation.policy import server_acl_allows
+from federation.rejections import FederationRejections
 from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.identifiers import domain_of
 from homeserver.services.room_events import RoomEventService
@@ -48,13 +49,14 @@ class OpenIdTokens:
 
 class Federation:
     def __init__(self, *, room_events: RoomEventService, rooms, directory, profiles, server_name: str,
-                 signing_key, clock, client, key_fetcher, sender):
+                 signing_key, clock, client, key_fetcher, sender, rejections: FederationRejections):
         self._events = room_events
         self.server_name = server_name
         self.client = client
         self.sender = sender
         self.receiver = PduReceiver(room_events=room_events, key_fetcher=key_fetcher, client=client,
-                                    server_name=server_name, acl=self.origin_allowed_in_room)
+                                    server_name=server_name, acl=self.origin_allowed_in_room,
+                                    rejections=rejections)
         self.membership = FederationMembership(room_events=room_events, rooms=rooms, receiver=self.receiver,
                                                client=client,
                                                server_name=server_name, signing_key=signing_key, sender=sender,

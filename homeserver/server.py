@@ -17,6 +17,7 @@ from twisted.internet import defer
 from federation import transport as federation_transport
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.handlers.edus import EduFederation, RemoteDeviceLists
+from federation.rejections import FederationRejections
 from federation.service import Federation, OpenIdTokens
 from federation.tls import TlsServerFactory, server_context
 from homeserver import config as config_module
@@ -29,6 +30,7 @@ from homeserver.api.client import presence as presence_api, push_rules as push_r
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
+from homeserver.metrics import Counter
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
@@ -133,6 +135,7 @@ class HomeServer:
     search: SearchService | None = None
     federation: federation_transport.FederationTransport | None = None
     federation_handler: Federation | None = None
+    federation_rejections: FederationRejections | None = None  # PDUs and EDUs refused, counted by reason
     openid: OpenIdTokens | None = None
     resource: MatrixResource | None = None
     ports: list = field(default_factory=list)
@@ -207,10 +210,11 @@ def build_server(config, reactor) -> HomeServer:
 def _attach_federation(hs: HomeServer) -> None:
     """Rooms over federation: receiving and answering PDUs, remote membership, backfill."""
     transport = hs.federation
+    hs.federation_rejections = FederationRejections(Counter("federation_rejected", "reason"))
     hs.federation_handler = Federation(
         room_events=hs.room_events, rooms=hs.rooms, directory=hs.directory, profiles=hs.profiles,
         server_name=hs.server_name, signing_key=hs.signing_key, clock=hs.reactor, client=transport.client,
-        key_fetcher=transport.keyring, sender=transport.sender)
+        key_fetcher=transport.keyring, sender=transport.sender, rejections=hs.federation_rejections)
     hs.rooms.federation = hs.federation_handler
     hs.history.backfill = hs.federation_handler.backfill
     hs.openid = OpenIdTokens(hs.reactor)
@@ -221,7 +225,8 @@ def _attach_federation_edus(hs: HomeServer) -> None:
     """Typing, receipts, presence, to-device messages and device lists to and from other servers."""
     remote_devices = RemoteDeviceLists(
         server_name=hs.server_name, client=hs.federation.client, cache=e2e_keys_storage.RemoteDeviceCache(hs.db),
-        e2e_store=e2e_keys_storage.E2eKeyStore(hs.db), event_store=hs.event_store, device_lists=hs.device_lists)
+        e2e_store=e2e_keys_storage.E2eKeyStore(hs.db), event_store=hs.event_store, device_lists=hs.device_lists,
+        rejections=hs.federation_rejections)
     hs.e2e_keys.remote = remote_devices
     hs.room_events.listeners.append(remote_devices.on_room_events)
     edus = EduFederation(
@@ -229,7 +234,8 @@ def _attach_federation_edus(hs: HomeServer) -> None:
         membership=hs.federation_handler.membership, room_events=hs.room_events, event_store=hs.event_store,
         accounts=hs.accounts_store, typing=hs.typing, receipts=hs.receipts,
         presence=hs.presence, to_device=hs.to_device, device_lists=hs.device_lists, e2e_keys=hs.e2e_keys,
-        remote_devices=remote_devices, acl=hs.federation_handler.origin_allowed_in_room)
+        remote_devices=remote_devices, acl=hs.federation_handler.origin_allowed_in_room,
+        rejections=hs.federation_rejections)
     hs.federation_handler.receiver.edu_handlers.update(edus.handlers())
 
 

@@ -9,6 +9,8 @@ from homeserver.events.identifiers import domain_of
 from homeserver.http.router import AUTH_NONE, AUTH_SERVER, ApiRequest, Router
 
 PREFIX = "/_matrix/federation"
+MAX_TXN_PDUS = 50  # spec "Transactions"
+MAX_TXN_EDUS = 100
 
 
 def register(router: Router, hs) -> None:
@@ -23,10 +25,15 @@ def register(router: Router, hs) -> None:
             raise forbidden("Server is banned from this room by its server ACL")
 
     async def send_transaction(req: ApiRequest):
-        """PUT /v1/send/{txnId}: a transaction is processed once per (origin, txnId)."""
+        """PUT /v1/send/{txnId}: at most 50 PDUs and 100 EDUs (spec "Transactions"; more is a 400, as in
+        Synapse); a transaction is processed once per (origin, txnId)."""
         body = req.json()
-        if not isinstance(body.get("pdus", []), list) or not isinstance(body.get("edus", []), list):
+        pdus, edus = body.get("pdus", []), body.get("edus", [])
+        if not isinstance(pdus, list) or not isinstance(edus, list):
             raise MatrixError(400, "M_BAD_JSON", "pdus and edus must be lists")
+        if len(pdus) > MAX_TXN_PDUS or len(edus) > MAX_TXN_EDUS:
+            raise MatrixError(400, "M_BAD_JSON", f"Too many PDUs or EDUs: a transaction holds at most "
+                                                 f"{MAX_TXN_PDUS} PDUs and {MAX_TXN_EDUS} EDUs")
         key = (req.origin, req.path_params["txnId"])
         if key in seen_txns:
             return seen_txns[key]

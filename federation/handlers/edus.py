@@ -23,6 +23,7 @@ from urllib.parse import quote
 from twisted.internet import defer
 
 from federation.client import FederationDeniedError, HttpResponseError
+from federation.rejections import FederationRejections
 from homeserver.events.identifiers import domain_of, is_valid_user_id
 from homeserver.storage.e2e_keys import RemoteDevice
 from homeserver.storage.presence import PresenceRow
@@ -64,9 +65,11 @@ class EduFederation:
     """Outbound and inbound typing, receipts, presence, to-device messages and device list EDUs."""
 
     def __init__(self, *, server_name: str, clock, sender, membership, room_events, event_store, accounts, typing,
-                 receipts, presence, to_device, device_lists, e2e_keys, remote_devices: "RemoteDeviceLists", acl):
+                 receipts, presence, to_device, device_lists, e2e_keys, remote_devices: "RemoteDeviceLists",
+                 acl, rejections: FederationRejections):
         self.server_name = server_name
         self._acl = acl  # callable(origin, room_id) -> awaitable bool: the room's m.room.server_acl
+        self._rejections = rejections
         self._clock = clock
         self._sender = sender
         self._membership = membership
@@ -225,28 +228,35 @@ class EduFederation:
         Lists", MSC4163)."""
         room_id, user_id, typing = content.get("room_id"), content.get("user_id"), content.get("typing")
         if not isinstance(room_id, str) or not isinstance(typing, bool) or domain_of(user_id) != origin:
-            logger.info("Ignoring m.typing from %s: %r", origin, content)
+            self._rejections.edu(origin, "m.typing", f"not a typing notice of its own user: {content!r:.200}",
+                                 "edu_invalid")
             return
         if not await self._acl(origin, room_id):
-            logger.info("Ignoring m.typing from %s in %s: denied by the room's server ACL", origin, room_id)
+            self._rejections.edu(origin, "m.typing", f"denied by the server ACL of {room_id}", "server_acl")
             return
         if (await self._event_store.rooms_for_user(user_id)).get(room_id, (None,))[0] == "join":
             self._typing.update(room_id, user_id, typing)
+        else:
+            self._rejections.edu(origin, "m.typing", f"{user_id} is not joined to {room_id}", "edu_not_in_room")
 
     async def _receive_receipts(self, origin: str, content: dict) -> None:
         """Spec m.receipt: the rooms whose server ACL denies the origin are dropped (MSC4163), and of each
         receipt's ``data`` only what the spec defines (``ts``, ``thread_id``) is kept."""
         for room_id, by_type in content.items():
             if not isinstance(by_type, dict) or origin not in await self._membership.servers_in_room(room_id):
+                self._rejections.edu(origin, "m.receipt", f"no user of the origin is joined to {room_id!r:.200}",
+                                     "edu_not_in_room")
                 continue
             if not await self._acl(origin, room_id):
-                logger.info("Ignoring receipts from %s in %s: denied by the room's server ACL", origin, room_id)
+                self._rejections.edu(origin, "m.receipt", f"denied by the server ACL of {room_id!r:.200}",
+                                     "server_acl")
                 continue
             reads = by_type.get("m.read")
             for user_id, receipt in (reads.items() if isinstance(reads, dict) else ()):
                 if domain_of(user_id) != origin or not isinstance(receipt, dict) \
                         or not _is_str_list(receipt.get("event_ids")) or not receipt["event_ids"]:
-                    logger.info("Ignoring receipt of %r from %s", user_id, origin)
+                    self._rejections.edu(origin, "m.receipt", f"not a receipt of its own user: {user_id!r:.200}",
+                                         "edu_invalid")
                     continue
                 data = _receipt_data(receipt.get("data"))
                 await self._receipts.receive_remote(room_id, user_id, receipt["event_ids"][-1], data)
@@ -256,7 +266,8 @@ class EduFederation:
         for push in content.get("push") or []:
             if not isinstance(push, dict) or domain_of(push.get("user_id")) != origin \
                     or push.get("presence") not in PRESENCE_STATES:
-                logger.info("Ignoring presence from %s: %r", origin, push)
+                self._rejections.edu(origin, "m.presence", f"not a presence of its own user: {push!r:.200}",
+                                     "edu_invalid")
                 continue
             ago = push.get("last_active_ago")
             status_msg = push.get("status_msg")
@@ -272,7 +283,8 @@ class EduFederation:
         messages = content.get("messages")
         if domain_of(sender) != origin or not isinstance(event_type, str) or not isinstance(message_id, str) \
                 or len(message_id) > MAX_MESSAGE_ID_LENGTH or not isinstance(messages, dict):
-            logger.info("Ignoring m.direct_to_device from %s", origin)
+            self._rejections.edu(origin, "m.direct_to_device", f"not a message of its own user: {sender!r:.200}",
+                                 "edu_invalid")
             return
         messages = {u: {d: c for d, c in by_device.items() if isinstance(c, dict)}
                     for u, by_device in messages.items() if isinstance(by_device, dict)}
@@ -282,8 +294,10 @@ class EduFederation:
 class RemoteDeviceLists:
     """Remote users' devices and cross-signing keys: cached while they share a room with a local user."""
 
-    def __init__(self, *, server_name: str, client, cache, e2e_store, event_store, device_lists):
+    def __init__(self, *, server_name: str, client, cache, e2e_store, event_store, device_lists,
+                 rejections: FederationRejections):
         self.server_name = server_name
+        self._rejections = rejections
         self._client = client
         self._cache = cache
         self._e2e_store = e2e_store
@@ -305,7 +319,8 @@ class RemoteDeviceLists:
         prev_ids = content.get("prev_id") or []
         if domain_of(user_id) != origin or not is_valid_user_id(user_id) or not isinstance(device_id, str) \
                 or not _is_int(stream_id) or not isinstance(prev_ids, list):
-            logger.info("Ignoring m.device_list_update from %s: %r", origin, content)
+            self._rejections.edu(origin, "m.device_list_update",
+                                 f"not a device of its own user: {content!r:.200}", "edu_invalid")
             return
         if not await self.shares_room(user_id):
             return
@@ -330,7 +345,11 @@ class RemoteDeviceLists:
     async def on_signing_key_update(self, origin: str, content: dict) -> None:
         """Spec m.signing_key_update: a remote user's new master or self-signing key."""
         user_id = content.get("user_id")
-        if domain_of(user_id) != origin or not await self.shares_room(user_id):
+        if domain_of(user_id) != origin:
+            self._rejections.edu(origin, "m.signing_key_update", f"not a key of its own user: {user_id!r:.200}",
+                                 "edu_invalid")
+            return
+        if not await self.shares_room(user_id):
             return
         keys = _cross_signing_keys(content, user_id)
         if keys and user_id in await self._cache.positions([user_id]):

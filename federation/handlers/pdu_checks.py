@@ -26,11 +26,24 @@ PARALLEL_BATCH = 64  # from this many PDUs, checking them on two worker threads 
 
 
 class PduRejected(Exception):
-    """A PDU that failed a check; ``reason`` goes into the per-PDU result."""
+    """A PDU that failed a check; ``reason`` goes into the per-PDU result and the log, ``kind`` (which check
+    failed: a short, fixed word) keys the rejection counter."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, kind: str = "format"):
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
+
+
+class Reason(str):
+    """Why :func:`check_signatures_and_hashes` refused a PDU (the text), with ``kind`` as in PduRejected."""
+
+    kind: str
+
+    def __new__(cls, text: str, kind: str) -> "Reason":
+        reason = super().__new__(cls, text)
+        reason.kind = kind
+        return reason
 
 
 @dataclass
@@ -130,7 +143,8 @@ def _prepare_each(pdus: list[dict], version: RoomVersion, keys: dict[tuple[str, 
             whole = validate_pdu(pdu, version)
             checks = event_signature_checks(pdu, version, lookup, references.get(eid))
         except (EventFormatError, SignatureError) as e:
-            outcomes.append((pdu, None, str(e) or e.__class__.__name__, ()))
+            kind = "format" if isinstance(e, EventFormatError) else "signature"
+            outcomes.append((pdu, None, Reason(str(e) or e.__class__.__name__, kind), ()))
             continue
         if check_content_hash(pdu, version):
             outcomes.append((pdu, whole, None, checks))
@@ -151,7 +165,7 @@ def _verify_each(prepared: list[tuple]) -> list[tuple]:
             for check in checks:
                 check.verify()
         except SignatureError as e:
-            whole, reason = None, str(e) or e.__class__.__name__
+            whole, reason = None, Reason(str(e) or e.__class__.__name__, "signature")
         outcomes.append((pdu, whole, reason))
     return outcomes
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 from federation.paths import segment as quote
 
-from federation.handlers.pdu_checks import Encodings, PduRejected, check_signatures_and_hashes, normalise_pdu
+from federation.handlers.pdu_checks import (Encodings, PduRejected, Reason, check_signatures_and_hashes,
+                                            normalise_pdu)
+from federation.rejections import FederationRejections
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
 from homeserver.events.builder import create_event_id_from_room_id, event_id_list
 from homeserver.events.errors import AuthError
@@ -52,45 +54,62 @@ def state_answer_pdus(body: dict, state_section: str, version: RoomVersion, room
 
 
 class PduReceiver:
-    def __init__(self, *, room_events: RoomEventService, key_fetcher, client, server_name: str, acl=None):
+    def __init__(self, *, room_events: RoomEventService, key_fetcher, client, server_name: str,
+                 rejections: FederationRejections, acl=None):
         self._events = room_events
         self.keys = key_fetcher
         self._client = client
         self.server_name = server_name
+        self._rejections = rejections
         self._acl = acl  # callable(origin, room_id) -> awaitable bool, or None
         self.edu_handlers: dict[str, object] = {}
 
     # -- /send ----------------------------------------------------------------------------------
     async def on_transaction(self, origin: str, body: dict) -> dict:
-        """Spec PUT /_matrix/federation/v1/send/{txnId}: per-PDU results; EDUs dispatched by type."""
+        """Spec PUT /_matrix/federation/v1/send/{txnId}: per-PDU results; EDUs dispatched by type.
+        The PDUs of a room are handled parents first, whatever their order in the transaction."""
         results: dict[str, dict] = {}
         encodings = Encodings()
-        for raw in (body.get("pdus") or [])[:50]:
-            room_id = room_id_of(raw)
-            version = await self._events.room_version(room_id) if room_id else None
-            if version is None:
-                continue  # a room we are not in: nothing to say about it
+        for version, pdu in await self._transaction_pdus(origin, body.get("pdus") or [], encodings):
             try:
-                pdu = normalise_pdu(raw, version, encodings)
-            except PduRejected as e:
-                logger.info("Dropped PDU from %s: %s", origin, e.reason)
-                continue
-            try:
-                if self._acl is not None and not await self._acl(origin, room_id):
-                    raise PduRejected("server is denied by the room's server ACL")
+                if self._acl is not None and not await self._acl(origin, pdu["room_id"]):
+                    raise PduRejected("server is denied by the room's server ACL", "server_acl")
                 await self.handle_pdu(origin, version, pdu, encodings=encodings)
                 results[pdu["event_id"]] = {}
             except PduRejected as e:
+                self._rejections.pdu(origin, pdu["event_id"], e.reason, e.kind)
                 results[pdu["event_id"]] = {"error": e.reason}
             except Exception as e:
                 logger.exception("Failed to handle PDU %s from %s", pdu.get("event_id"), origin)
+                self._rejections.counter.inc("internal_error")
                 results[pdu["event_id"]] = {"error": f"internal error: {e}"}
-        for edu in (body.get("edus") or [])[:100]:
+        for edu in body.get("edus") or []:
             await self._dispatch_edu(origin, edu)
         return {"pdus": results}
 
+    async def _transaction_pdus(self, origin: str, raws: list, encodings: Encodings) -> list[tuple]:
+        """(room version, normalised PDU) for each PDU of a transaction about a room we are in, each once,
+        every PDU after those of the transaction it names as prev events."""
+        by_id: dict[str, dict] = {}
+        versions: dict[str, RoomVersion] = {}
+        for raw in raws:
+            room_id = room_id_of(raw)
+            version = await self._events.room_version(room_id) if room_id else None
+            try:
+                if version is None:
+                    raise PduRejected(f"not a room this server is in: {room_id!r:.200}", "unknown_room")
+                pdu = normalise_pdu(raw, version, encodings)
+            except PduRejected as e:
+                claimed_id = raw.get("event_id") if isinstance(raw, dict) else None
+                self._rejections.pdu(origin, claimed_id if isinstance(claimed_id, str) else None, e.reason, e.kind)
+                continue
+            by_id.setdefault(pdu["event_id"], pdu)
+            versions[pdu["event_id"]] = version
+        return [(versions[p["event_id"]], p) for p in _dag_order(by_id, "prev_events")]
+
     async def _dispatch_edu(self, origin: str, edu) -> None:
         if not isinstance(edu, dict) or not isinstance(edu.get("content"), dict):
+            self._rejections.edu(origin, "(unknown)", f"not an EDU: {edu!r:.200}", "edu_invalid")
             return
         handler = self.edu_handlers.get(edu.get("edu_type"))
         if handler is None:
@@ -110,7 +129,8 @@ class PduReceiver:
         encodings = encodings if encodings is not None else Encodings()
         accepted, rejected = await check_signatures_and_hashes([pdu], version, self.keys, encodings)
         if not accepted:
-            raise PduRejected(next(iter(rejected.values()), "signature check failed"))
+            reason = next(iter(rejected.values()), Reason("signature check failed", "signature"))
+            raise PduRejected(reason, reason.kind)
         pdu = accepted[0]
         auth_events = await self._auth_events(origin, version, pdu)
         create = await self._create_pdu(version, room_id)
@@ -118,17 +138,17 @@ class PduReceiver:
             check_auth_events(version, pdu, auth_events.values())
             check_auth(version, pdu, auth_state(version, pdu, list(auth_events.values()) + [create]))
         except AuthError as e:
-            raise PduRejected(f"auth events forbid it: {e.reason}")
+            raise PduRejected(f"auth events forbid it: {e.reason}", "auth_events")
         state_before, group = await self._state_before(origin, version, pdu, depth_budget)
         state_events = await self._events.get_events(
             state_before[k] for k in _auth_keys(version, pdu) if k in state_before)
         try:
             check_auth(version, pdu, auth_state(version, pdu, [e.pdu for e in state_events.values()]))
         except AuthError as e:
-            raise PduRejected(f"state before the event forbids it: {e.reason}")
+            raise PduRejected(f"state before the event forbids it: {e.reason}", "state_before")
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
         if soft_failed:
-            logger.info("Soft-failed %s from %s", pdu["event_id"], origin)
+            self._rejections.soft_failed(origin, pdu["event_id"])
         await self._events.persist_external(room_id, version, [ExternalEvent(
             pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
             encoded=encodings.whole.get(pdu["event_id"]))])
@@ -204,7 +224,7 @@ class PduReceiver:
             a for p in accepted for a in event_id_list(p.get("auth_events", [])))).items()}
         create = by_id.get(create_event_id(version, room_id)) or await self._create_pdu(version, room_id)
         good: list[dict] = []
-        for pdu in _auth_order(by_id):
+        for pdu in _dag_order(by_id, "auth_events"):
             auth = {a: available[a] for a in event_id_list(pdu.get("auth_events", [])) if a in available}
             try:
                 check_auth_events(version, pdu, auth.values())
@@ -261,15 +281,18 @@ class PduReceiver:
         """State before the event: the resolution of the state after each prev event."""
         prev_ids = event_id_list(pdu.get("prev_events", []))
         prevs = await self._events.get_events(prev_ids)
-        missing = [p for p in prev_ids if p not in prevs or prevs[p].outlier]
+        missing = [p for p in prev_ids if p not in prevs or _without_state(prevs[p])]
         if missing and depth_budget > 0:
             await self._fetch_missing(origin, version, pdu, depth_budget - 1)
             prevs = await self._events.get_events(prev_ids)
-            missing = [p for p in prev_ids if p not in prevs or prevs[p].outlier]
+            missing = [p for p in prev_ids if p not in prevs or _without_state(prevs[p])]
         state_sets = []
         for pid in prev_ids:
             if pid in missing:
-                state_sets.append(await self._remote_state_after(origin, version, pdu["room_id"], pid))
+                try:
+                    state_sets.append(await self._remote_state_after(origin, version, pdu["room_id"], pid))
+                except Exception as e:  # the origin cannot (or will not) say what the state was there
+                    raise PduRejected(f"no state for its prev event {pid}: {str(e)[:200]}", "missing_prev")
             else:
                 state_sets.append(await self._events.state_at_group(prevs[pid].state_group))
         if len(prev_ids) == 1 and not missing:
@@ -300,7 +323,7 @@ class PduReceiver:
             try:
                 await self.handle_pdu(origin, version, missing_pdu, depth_budget=depth_budget)
             except PduRejected as e:
-                logger.info("Missing event %s rejected: %s", missing_pdu.get("event_id"), e.reason)
+                self._rejections.pdu(origin, missing_pdu["event_id"], e.reason, e.kind)
 
     async def _remote_state_after(self, origin: str, version: RoomVersion, room_id: str, event_id: str) -> dict:
         """The state after ``event_id`` according to ``origin``: the state before it, plus the event itself."""
@@ -354,6 +377,11 @@ def create_event_id(version: RoomVersion, room_id: str) -> str | None:
     return create_event_id_from_room_id(room_id) if version.room_id_from_create_event else None
 
 
+def _without_state(event) -> bool:
+    """An outlier: an event whose state we do not know (a soft-failed event has its state, and counts)."""
+    return event.outlier and event.state_group is None
+
+
 def _auth_keys(version: RoomVersion, pdu: dict) -> set:
     return set(auth_types_for_event(version, pdu)) | {("m.room.create", "")}
 
@@ -371,21 +399,22 @@ def auth_state(version: RoomVersion, pdu: dict, events) -> dict:
     return state
 
 
-def _auth_order(by_id: dict[str, dict]) -> list[dict]:
-    """Events ordered so that each comes after the auth events it has in the batch."""
+def _dag_order(by_id: dict[str, dict], parents: str) -> list[dict]:
+    """Events ordered so that each comes after those of the batch it names in ``parents`` (``auth_events``
+    or ``prev_events``)."""
     ordered, seen = [], set()
 
     def visit(eid: str, stack: set) -> None:
         if eid in seen or eid in stack or eid not in by_id:
             return
         stack.add(eid)
-        for a in event_id_list(by_id[eid].get("auth_events", [])):
-            visit(a, stack)
+        for parent in event_id_list(by_id[eid].get(parents, [])):
+            visit(parent, stack)
         stack.discard(eid)
         seen.add(eid)
         ordered.append(by_id[eid])
 
-    for eid in sorted(by_id, key=lambda i: by_id[i].get("depth", 0)):
+    for eid in sorted(by_id, key=lambda i: d if isinstance(d := by_id[i].get("depth"), int) else 0):
         visit(eid, set())
     return ordered
 

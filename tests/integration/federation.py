@@ -23,7 +23,7 @@ import yaml
 from federation.request_auth import sign_request
 from homeserver.config import read_signing_key
 from homeserver.events.builder import build_event
-from homeserver.events.hashing import strip_convenience_keys
+from homeserver.events.hashing import compute_event_id, strip_convenience_keys
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from tests.integration.fedtls import CertificateAuthority
 from tests.integration.harness import free_port, unique
@@ -82,6 +82,24 @@ def start_fed_server(factory, ca: CertificateAuthority, name_port: int | None = 
                      read_signing_key(os.path.join(process.dir, "signing.key")), ca.cert_path)
 
 
+def in_timeline(room_id, predicate):
+    """For ``User.sync_until``: the events of ``room_id``'s timeline that match, or None."""
+    def find(resp):
+        events = resp.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {}).get("events", [])
+        return [e for e in events if predicate(e)] or None
+    return find
+
+
+def shared_room(host, guest):
+    """A public room on ``host`` that a user of ``guest`` has joined: (host user, guest user, room id)."""
+    owner, visitor = host.process.register(), guest.process.register()
+    alias = unique("room")
+    room_id = owner.create_room(preset="public_chat", room_alias_name=alias)
+    visitor.join(f"#{alias}:{host.name}")
+    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == visitor.user_id))
+    return owner, visitor, room_id
+
+
 class EventForge:
     """Builds PDUs as a given server (with its signing key) on top of a room's newest event."""
 
@@ -89,40 +107,51 @@ class EventForge:
         self.server, self.room_id = server, room_id
         self.version = KNOWN_ROOM_VERSIONS[
             owner.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.create")["room_version"]]
-        state = {(e["type"], e["state_key"]): e["event_id"]
-                 for e in owner.ok("GET", f"/rooms/{quote(room_id)}/state")}
+        self.state = {(e["type"], e["state_key"]): e["event_id"]
+                      for e in owner.ok("GET", f"/rooms/{quote(room_id)}/state")}
         self.latest = owner.messages(room_id, dir="b", limit=1)["chunk"][0]["event_id"]
         status, body = host.signed("GET", f"/_matrix/federation/v1/event/{quote(self.latest)}",
                                    origin=server.name, key=server.signing_key)
         assert status == 200, body
         self.depth = body["pdus"][0]["depth"]
-        self.auth = [state[("m.room.power_levels", "")], state[("m.room.member", member.user_id)]]
-        if self.version.create_event_in_auth_events:
-            self.auth.append(state[("m.room.create", "")])
+        self.auth = self.auth_of(("m.room.power_levels", ""), ("m.room.member", member.user_id))
+
+    def auth_of(self, *keys) -> list[str]:
+        """The current state's events at ``keys`` (and the create event where the room version lists it)."""
+        create = [("m.room.create", "")] if self.version.create_event_in_auth_events else []
+        return [self.state[k] for k in (*keys, *create)]
 
     def message(self, sender, body, *, prev=None, member=True, **changes) -> dict:
         return self.event(sender, "m.room.message", {"msgtype": "m.text", "body": body}, prev=prev, member=member,
                           **changes)
 
-    def event(self, sender, event_type, event_content, *, prev=None, member=True, redacts=None, **changes) -> dict:
-        """A signed PDU (with its id as ``_id`` unless ``changes`` tamper with it after signing)."""
+    def event(self, sender, event_type, content, /, *, prev=None, member=True, redacts=None, state_key=None,
+              auth=None, **changes) -> dict:
+        """A signed PDU after ``prev`` (an event id or a list of them; else the newest event), with ``auth`` as its
+        auth events (else the power levels, the member's event (unless not ``member``) and the create event);
+        ``changes`` are made after signing (a forgery). Its id, as a receiver computes it, is under ``_id``."""
         pdu = build_event(self.version, server_name=self.server.name, signing_key=self.server.signing_key,
-                          room_id=self.room_id, sender=sender, event_type=event_type, content=event_content,
-                          prev_events=[prev or self.latest], auth_events=self.auth if member else self.auth[:1],
+                          room_id=self.room_id, sender=sender, event_type=event_type, content=content,
+                          state_key=state_key, prev_events=[prev] if isinstance(prev, str) else prev or [self.latest],
+                          auth_events=auth if auth is not None else self.auth if member else self.auth[:1],
                           depth=self.depth + 1, origin_server_ts=int(time.time() * 1000), redacts=redacts)
         self.depth += 1
-        event_id = pdu["event_id"]
         pdu = strip_convenience_keys(pdu, self.version)
         pdu.update(changes)
-        return pdu if changes else dict(pdu, _id=event_id)
+        return dict(pdu, _id=compute_event_id(pdu, self.version))
+
+
+def put_transaction(to, origin, pdus=(), edus=(), txn_id: str | None = None) -> tuple[int, Any]:
+    """PUT /send as ``origin`` (a server whose signing key the test holds): (status, body)."""
+    pdus = [{k: v for k, v in p.items() if k != "_id"} for p in pdus]
+    txn = {"origin": origin.name, "origin_server_ts": int(time.time() * 1000), "pdus": pdus, "edus": list(edus)}
+    return to.signed("PUT", f"/_matrix/federation/v1/send/{txn_id or unique('txn')}", origin=origin.name,
+                     key=origin.signing_key, content=txn)
 
 
 def send_transaction(to, origin, pdus, edus=()) -> dict:
-    """A /send transaction signed by ``origin`` (a server whose key the test holds); returns its PDU results."""
-    pdus = [{k: v for k, v in p.items() if k != "_id"} for p in pdus]
-    txn = {"origin": origin.name, "origin_server_ts": int(time.time() * 1000), "pdus": pdus, "edus": list(edus)}
-    status, result = to.signed("PUT", f"/_matrix/federation/v1/send/{unique('txn')}", origin=origin.name,
-                               key=origin.signing_key, content=txn)
+    """A /send transaction signed by ``origin`` that must be answered 200; returns its PDU results."""
+    status, result = put_transaction(to, origin, pdus, edus)
     assert status == 200, result
     return result["pdus"]
 
@@ -139,13 +168,15 @@ def fed(homeserver_factory, ca):
 
 class FederationProxy:
     """A TLS front for one server's federation listener that can refuse chosen requests (503), as a
-    network fault would, while it forwards the others unchanged; it notes which requests it refused."""
+    network fault would, or answer them itself (``answers``: path prefix -> (status, JSON body)), as a lying
+    server would, while it forwards the others unchanged; it notes which requests it refused."""
 
     def __init__(self, ca: CertificateAuthority):
         self.ca_path = ca.cert_path
         self.target_port: int | None = None
         self.refused_prefixes: tuple[str, ...] = ()
         self.refused = threading.Event()
+        self.answers: dict[str, tuple[int, Any]] = {}
         cert, key = ca.issue(f"proxy{id(self)}")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
@@ -163,7 +194,10 @@ class FederationProxy:
 
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.startswith(proxy.refused_prefixes):
+                answer = next((a for prefix, a in proxy.answers.items() if self.path.startswith(prefix)), None)
+                if answer is not None:
+                    status, data, content_type = answer[0], json.dumps(answer[1]).encode(), "application/json"
+                elif self.path.startswith(proxy.refused_prefixes):
                     proxy.refused.set()
                     status, data, content_type = 503, b'{"errcode":"M_UNKNOWN","error":"unavailable"}', "application/json"
                 else:
@@ -220,3 +254,4 @@ def peer(request, fed, ca, tmp_path_factory):
 def pair(request, home, peer):
     """(home, peer) and (peer, home): each test runs in both directions."""
     return (home, peer) if request.param == "home_first" else (peer, home)
+

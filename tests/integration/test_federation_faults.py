@@ -3,30 +3,11 @@ in the middle of a join."""
 
 from __future__ import annotations
 
-import time
 from urllib.parse import quote
 
-
-from tests.integration.federation import (EventForge, FederationProxy, ca, fed, home, pair, peer,  # noqa: F401
-                                          send_transaction)
+from tests.integration.federation import (EventForge, FederationProxy, ca, fed, home, in_timeline, pair,  # noqa: F401
+                                          peer, send_transaction, shared_room)
 from tests.integration.harness import unique
-
-
-def in_timeline(room_id, predicate):
-    def find(resp):
-        events = resp.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {}).get("events", [])
-        return [e for e in events if predicate(e)] or None
-    return find
-
-
-def shared_room(host, guest):
-    """A public room on ``host`` that a user of ``guest`` has joined: (host user, guest user, room id)."""
-    owner, visitor = host.process.register(), guest.process.register()
-    alias = unique("room")
-    room_id = owner.create_room(preset="public_chat", room_alias_name=alias)
-    visitor.join(f"#{alias}:{host.name}")
-    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == visitor.user_id))
-    return owner, visitor, room_id
 
 
 def test_messages_sent_while_the_peer_is_down_arrive_in_order(pair):

@@ -1,0 +1,39 @@
+"""What other servers send that is refused (spec server-server "Checks performed on receipt of a PDU", and
+the EDUs a server may send): each counted by reason, for the metrics to come, and logged with its origin."""
+
+from __future__ import annotations
+
+import logging
+
+from homeserver.metrics import Counter
+
+logger = logging.getLogger(__name__)
+
+MAX_LOGGED = 300  # characters of an event id or reason in a log line
+
+
+def _safe(text: str) -> str:
+    """Remote text as it may go into one log line: printable (a newline could forge another line), bounded."""
+    return (text if text.isprintable() else repr(text))[:MAX_LOGGED]
+
+
+class FederationRejections:
+    """One log line per refused PDU or EDU, naming the server that sent it and ending with the reason's count."""
+
+    def __init__(self, counter: Counter):
+        self.counter = counter
+
+    def pdu(self, origin: str, event_id: str | None, reason: str, kind: str) -> None:
+        count = self.counter.inc(kind)
+        logger.info("rejected PDU %s from %s: %s [%s #%d]", _safe(event_id or "(no event id)"), origin, _safe(reason),
+                    kind, count)
+
+    def soft_failed(self, origin: str, event_id: str) -> None:
+        """Step 6: accepted but kept out of the timeline and the forward extremities."""
+        count = self.counter.inc("soft_failed")
+        logger.info("soft-failed PDU %s from %s: the current state forbids it [soft_failed #%d]",
+                    event_id, origin, count)
+
+    def edu(self, origin: str, edu_type: str, reason: str, kind: str) -> None:
+        count = self.counter.inc(kind)
+        logger.info("rejected EDU %s from %s: %s [%s #%d]", _safe(edu_type), origin, _safe(reason), kind, count)
