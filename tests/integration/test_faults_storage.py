@@ -23,7 +23,7 @@ import pytest
 
 from tests.integration import pg
 from tests.integration.faults import Answer, Senders, check_room_intact
-from tests.integration.harness import free_port
+from tests.integration.harness import free_port, q
 
 ON_POSTGRES = os.environ.get("HEXAGONE_TEST_DATABASE", "").startswith("postgresql://")
 ANSWER_WITHIN_S = 15.0  # the longest an error answer may take while the database is gone
@@ -85,3 +85,65 @@ def test_postgres_restart_under_load(homeserver_factory, private_postgres):
     server.stop()  # SIGTERM with the database gone: a clean exit all the same, in time
     print(f"PostgreSQL stopped for {outage_s:.1f}s under load: {len(load.failures())} requests failed cleanly; "
           f"sends succeed again {recovery_s:.2f}s after it is back (startup included); {counts}")
+
+
+@pytest.fixture
+def tiny_disk():
+    """A mounted 8 MB tmpfs (root only), unmounted afterwards."""
+    if ON_POSTGRES:
+        pytest.skip("runs once, in the SQLite pass of the suite (a SQLite database on a tiny file system)")
+    path = tempfile.mkdtemp(prefix="hexagone-full-")
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", path], capture_output=True, text=True)
+    if result.returncode != 0:
+        os.rmdir(path)
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", path], check=True)
+        os.rmdir(path)
+
+
+def fill(path: str) -> str:
+    """Fill the file system holding ``path`` with one file; returns its name."""
+    filler = os.path.join(path, "filler")
+    chunk = b"\0" * 65536
+    with open(filler, "wb", buffering=0) as f:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(chunk[:size])
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+    return filler
+
+
+def test_disk_full(homeserver_factory, tiny_disk):
+    """A SQLite database on a full disk: writes refused with an error, reads served, the server up; once space
+    is freed, writes work again in the same process and the database passes PRAGMA integrity_check."""
+    db_path = os.path.join(tiny_disk, "homeserver.db")
+    server = homeserver_factory(database={"name": "sqlite3", "args": {"database": db_path}})
+    alice, bob = server.register(), server.register()
+    room_id = alice.create_room(preset="public_chat", power_level_content_override={"state_default": 0})
+    bob.join(room_id)
+    with Senders([alice, bob], room_id, timeout_s=ANSWER_WITHIN_S + 15) as load:
+        load.wait_acked(10)
+        filler = fill(tiny_disk)
+        wait_until(lambda: len(load.failures()) >= 20, RECOVERY_DEADLINE_S, "writes refused")
+        assert server.process.poll() is None, "the server died of a full disk"
+        status, _ = bob.request("GET", f"/rooms/{q(room_id)}/messages", params={"dir": "b", "limit": 5})
+        refused = len(load.failures())
+        os.remove(filler)
+        acked = len(load.acked)
+        recovery_s = wait_until(lambda: len(load.acked) >= acked + 10, RECOVERY_DEADLINE_S, "writes succeeding")
+    assert status == 200, "reads fail on a full disk"
+    assert_clean_failures(load.failures())
+    counts = check_room_intact(load, bob)
+    conn = sqlite3.connect(db_path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+    server.stop()
+    print(f"disk full: {refused} writes refused cleanly; writes succeed again {recovery_s:.2f}s after space is freed; "
+          f"{counts}")
