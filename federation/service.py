@@ -65,6 +65,7 @@ class Federation:
         self._outbox: list[list] = []
         self._drain: defer.Deferred | None = None  # the outbox being emptied, if it is
         self._handled = 0  # the stream ordering of the newest local event handled by the outbox
+        self._stored = 0  # ... and the newest known stored as such (see catch_up)
         room_events.listeners.append(self._on_new_events)
 
     async def origin_allowed_in_room(self, origin: str, room_id: str) -> bool:
@@ -125,6 +126,11 @@ class Federation:
                     await self._send(batch)
                 except Exception:
                     logger.exception("Queueing events for federation failed")
+            if self._handled - self._stored >= CATCH_UP_BATCH:  # events of rooms with no other server
+                try:
+                    await self._store_handled()
+                except Exception:
+                    logger.exception("Storing the federation stream position failed")
         finally:
             self._drain = None
 
@@ -147,7 +153,8 @@ class Federation:
                 await self._send(local)
                 queued += len(local)
                 after = events[-1].stream_ordering
-            await self.sender.advance_stream_position(upto)
+            self._handled = max(self._handled, upto)
+            await self._store_handled()
             if queued:
                 logger.info("Federation catch-up: %d local events since the last queued one re-examined", queued)
         except Exception:
@@ -160,8 +167,14 @@ class Federation:
         """Shutdown: queue what the outbox still holds, then store how far it got."""
         while self._drain is not None:
             await self._drain
-        if self.sender is not None and self._handled:
-            await self.sender.advance_stream_position(self._handled)
+        if self.sender is not None and self._handled > self._stored:
+            await self._store_handled()
+
+    async def _store_handled(self) -> None:
+        """Store how far the outbox got, so that a catch-up after a crash reads no more than it must."""
+        handled = self._handled
+        await self.sender.advance_stream_position(handled)
+        self._stored = max(self._stored, handled)
 
     async def _send(self, events) -> None:
         for ev in events:
@@ -177,6 +190,7 @@ class Federation:
                 version = await self._events.room_version(ev.room_id)
                 await self.sender.send_pdu(sorted(destinations), strip_convenience_keys(ev.pdu, version),
                                            ev.stream_ordering)
+                self._stored = max(self._stored, ev.stream_ordering)
             self._handled = max(self._handled, ev.stream_ordering)
 
     async def _acl_filtered(self, room_id: str, destinations: set[str]) -> set[str]:

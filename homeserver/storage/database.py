@@ -175,6 +175,9 @@ class ConnectionPool:
     """
 
     def __init__(self, connect: Callable[[], Any], min_size: int):
+        from psycopg.pq import TransactionStatus
+
+        self._idle_status = TransactionStatus.IDLE
         self._connect = connect
         self._lock = threading.Lock()
         self._idle: list = [connect() for _ in range(min_size)]
@@ -192,9 +195,7 @@ class ConnectionPool:
             self._give_back(conn)
 
     def _give_back(self, conn) -> None:
-        from psycopg.pq import TransactionStatus
-
-        healthy = not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE
+        healthy = not conn.closed and conn.info.transaction_status == self._idle_status
         with self._lock:
             if healthy and not self._closed:
                 self._idle.append(conn)
