@@ -12,7 +12,7 @@ import json
 from tests.bench import flood
 from tests.integration.test_bench_smoke import DATABASE
 
-TINY = ["--seconds", "1", "--victims", "2", "--flood-connections", "2", "--max-flood", "400",
+TINY = ["--seconds", "1", "--victims", "2", "--flood-connections", "2", "--max-flood", "2000",
         "--rc-message-per-second", "10", "--rc-message-burst", "5"]
 
 
