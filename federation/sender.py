@@ -51,9 +51,10 @@ class FederationSender:
         self._stopping = False
 
     # -- API ------------------------------------------------------------------------------------
-    async def send_pdu(self, destinations, pdu: dict) -> None:
-        """Queue ``pdu`` (its federation JSON) for each destination; returns once it is stored."""
-        await self._enqueue(destinations, PDU, pdu)
+    async def send_pdu(self, destinations, pdu: dict, stream_ordering: int | None = None) -> None:
+        """Queue ``pdu`` (its federation JSON) for each destination; returns once it is stored. With
+        ``stream_ordering`` (a local room event's), the event is recorded as queued in the same transaction."""
+        await self._enqueue(destinations, PDU, pdu, stream_ordering)
 
     async def send_edu(self, destination: str, edu_type: str, content: dict) -> None:
         """Queue one EDU for ``destination``."""
@@ -81,6 +82,13 @@ class FederationSender:
                 self._retry[state.destination] = (state.retry_last_ts, state.retry_interval_ms)
             self._kick(state.destination)
 
+    async def stream_position(self) -> int | None:
+        """The stream ordering of the newest local room event known queued (see :meth:`send_pdu`)."""
+        return await self._store.stream_position()
+
+    async def advance_stream_position(self, stream_ordering: int) -> None:
+        await self._store.advance_stream_position(stream_ordering)
+
     def stop(self) -> None:
         """Stop sending (shutdown): timers cancelled, requests in flight abandoned (they are resent later)."""
         self._stopping = True
@@ -92,7 +100,7 @@ class FederationSender:
             d.cancel()
 
     # -- queueing -------------------------------------------------------------------------------
-    async def _enqueue(self, destinations, kind: str, payload: dict) -> None:
+    async def _enqueue(self, destinations, kind: str, payload: dict, stream_ordering: int | None = None) -> None:
         targets = sorted({d for d in destinations if d != self._server_name})
         allowed = [d for d in targets if federation_allowed(self._whitelist, d)]
         if len(allowed) < len(targets):
@@ -101,7 +109,7 @@ class FederationSender:
             return
         (position,) = self._positions.allocate()
         try:
-            await self._store.enqueue(allowed, position, kind, payload)
+            await self._store.enqueue(allowed, position, kind, payload, stream_ordering)
         finally:
             self._positions.done([position])
         for destination in allowed:

@@ -24,6 +24,7 @@ from homeserver.services.sync import STRIPPED_STATE_TYPES, stripped
 logger = logging.getLogger(__name__)
 
 OPENID_TOKEN_LIFETIME_MS = 3600 * 1000
+CATCH_UP_BATCH = 500
 
 
 class OpenIdTokens:
@@ -64,7 +65,9 @@ class Federation:
         self.queries = FederationQueries(room_events=room_events, directory=directory, profiles=profiles,
                                          server_name=server_name, clock=clock, acl=self.origin_allowed_in_room)
         self._outbox: list[list] = []
-        self._draining = False
+        self._drain: defer.Deferred | None = None  # the outbox being emptied, if it is
+        self._handled = 0  # the stream ordering of the newest local event handled by the outbox
+        self._stored = 0  # ... and the newest known stored as such (see catch_up)
         room_events.listeners.append(self._on_new_events)
 
     async def origin_allowed_in_room(self, origin: str, room_id: str) -> bool:
@@ -105,9 +108,17 @@ class Federation:
         local = [e for e in events if not e.outlier and domain_of(e.sender) == self.server_name]
         if local and self.sender is not None:
             self._outbox.append(local)
-            if not self._draining:
-                self._draining = True
-                defer.ensureDeferred(self._drain_outbox())
+            self._start_draining()
+
+    def _start_draining(self) -> None:
+        if self._drain is None and self._outbox:
+            self._run_outbox(self._drain_outbox())
+
+    def _run_outbox(self, work) -> None:
+        """Run ``work`` (which resets ``_drain`` when it ends) as the one outbox task."""
+        d = defer.ensureDeferred(work)
+        if not d.called:
+            self._drain = d
 
     async def _drain_outbox(self) -> None:
         try:
@@ -117,8 +128,55 @@ class Federation:
                     await self._send(batch)
                 except Exception:
                     logger.exception("Queueing events for federation failed")
+            if self._handled - self._stored >= CATCH_UP_BATCH:  # events of rooms with no other server
+                try:
+                    await self._store_handled()
+                except Exception:
+                    logger.exception("Storing the federation stream position failed")
         finally:
-            self._draining = False
+            self._drain = None
+
+    def catch_up(self) -> None:
+        """At start-up, queue the local events that a crash left persisted (and acknowledged to their
+        senders) but not queued: those after the stream position stored with the last queued one, up to
+        the newest event persisted before this start. Events sent meanwhile wait behind them, in order."""
+        if self.sender is not None:
+            self._run_outbox(self._catch_up(self._events.stream.current()))
+
+    async def _catch_up(self, upto: int) -> None:
+        try:
+            after = await self.sender.stream_position()
+            queued = 0
+            while after is not None and after < upto:
+                events = await self._events.timeline_events_after(after, upto, CATCH_UP_BATCH)
+                if not events:
+                    break
+                local = [e for e in events if domain_of(e.sender) == self.server_name]
+                await self._send(local)
+                queued += len(local)
+                after = events[-1].stream_ordering
+            self._handled = max(self._handled, upto)
+            await self._store_handled()
+            if queued:
+                logger.info("Federation catch-up: %d local events since the last queued one re-examined", queued)
+        except Exception:
+            logger.exception("Catching up the federation queues failed")
+        finally:
+            self._drain = None
+        self._start_draining()
+
+    async def flush(self) -> None:
+        """Shutdown: queue what the outbox still holds, then store how far it got."""
+        while self._drain is not None:
+            await self._drain
+        if self.sender is not None and self._handled > self._stored:
+            await self._store_handled()
+
+    async def _store_handled(self) -> None:
+        """Store how far the outbox got, so that a catch-up after a crash reads no more than it must."""
+        handled = self._handled
+        await self.sender.advance_stream_position(handled)
+        self._stored = max(self._stored, handled)
 
     async def _send(self, events) -> None:
         for ev in events:
@@ -132,7 +190,10 @@ class Federation:
             destinations = await self._acl_filtered(ev.room_id, destinations - {self.server_name})
             if destinations:
                 version = await self._events.room_version(ev.room_id)
-                await self.sender.send_pdu(sorted(destinations), strip_convenience_keys(ev.pdu, version))
+                await self.sender.send_pdu(sorted(destinations), strip_convenience_keys(ev.pdu, version),
+                                           ev.stream_ordering)
+                self._stored = max(self._stored, ev.stream_ordering)
+            self._handled = max(self._handled, ev.stream_ordering)
 
     async def _acl_filtered(self, room_id: str, destinations: set[str]) -> set[str]:
         acl = await self._events.current_state_event(room_id, "m.room.server_acl")

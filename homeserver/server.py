@@ -311,6 +311,7 @@ def listen(hs: HomeServer) -> list:
                 logger.info("Not listening on %s:%d: %s", address, listener.port, e)
         logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
+    hs.reactor.callWhenRunning(hs.federation_handler.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
@@ -342,8 +343,11 @@ async def shutdown(hs: HomeServer) -> None:
             tracker.abort_connections()
     hs.federation.sender.stop()
     await hs.federation.client.close()
-    for service in (hs.push, hs.search, hs.user_directory):  # their room event listeners' writes
-        await service.flush()
+    try:
+        for service in (hs.push, hs.search, hs.user_directory, hs.federation_handler):  # their listeners' writes
+            await service.flush()
+    except Exception:  # e.g. the database is gone: still close it, or its threads keep the process alive
+        logger.exception("Writes pending at shutdown could not be stored")
     hs.db.close()
     logger.info("Shut down cleanly")
 

@@ -236,6 +236,10 @@ class RoomEventService:
         head = await self._head(room_id)
         return [] if head is None else list(head.extremities)
 
+    async def timeline_events_after(self, after: int, upto: int, limit: int) -> list[StoredEvent]:
+        """Timeline events of every room with after < stream ordering <= upto, oldest first."""
+        return await self._store.timeline_events_after(after, upto, limit)
+
     async def oldest_events(self, room_id: str) -> list[StoredEvent]:
         return await self._store.oldest_events(room_id)
 

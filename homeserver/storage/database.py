@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 10
+CONNECT_TIMEOUT_S = 5  # opening a PostgreSQL connection: a request waits no longer for an unreachable server
 SAFE_LOCALES = ("C", "POSIX", "C.UTF-8", "C.utf8")
 
 
@@ -162,36 +163,86 @@ class SqliteEngine:
         self._connections.clear()
 
 
-class PostgresEngine:
-    """PostgreSQL through psycopg 3 and a ``psycopg_pool.ConnectionPool`` of ``cp_min``..``cp_max`` connections.
+class ConnectionPool:
+    """The idle PostgreSQL connections of the database threads: a thread takes one for a transaction and
+    gives it back after it.
 
-    A connection is taken from the pool for one transaction and given back after it.
+    There are never more connections than database threads, so no thread ever waits for one: when none is
+    idle, one is opened, and while the database server is down that fails at once (the request gets its
+    error now rather than after a timeout). A connection given back broken is closed together with every
+    idle one (they were most likely cut by the same restart), so the next transactions open fresh ones:
+    the pool recovers by itself as soon as the database answers again.
     """
+
+    def __init__(self, connect: Callable[[], Any], min_size: int):
+        from psycopg.pq import TransactionStatus
+
+        self._idle_status = TransactionStatus.IDLE
+        self._connect = connect
+        self._lock = threading.Lock()
+        self._idle: list = [connect() for _ in range(min_size)]
+        self._closed = False
+
+    @contextlib.contextmanager
+    def connection(self):
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            self._give_back(conn)
+
+    def _give_back(self, conn) -> None:
+        healthy = not conn.closed and conn.info.transaction_status == self._idle_status
+        with self._lock:
+            if healthy and not self._closed:
+                self._idle.append(conn)
+                return
+            stale = [] if healthy else self._idle
+            if not healthy:
+                self._idle = []
+        for c in [conn, *stale]:
+            c.close()
+        if stale:
+            logger.warning("Lost a database connection: %d idle connections dropped, new ones will be opened",
+                           len(stale))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class PostgresEngine:
+    """PostgreSQL through psycopg 3 and a :class:`ConnectionPool` of ``cp_min``..``cp_max`` connections
+    (connections opened with a ``CONNECT_TIMEOUT_S`` timeout)."""
 
     name = "postgresql"
 
     def __init__(self, dsn: str, cp_min: int = 1, cp_max: int = 10):
         import psycopg
-        from psycopg_pool import ConnectionPool
 
         self._psycopg = psycopg
+        self._dsn = dsn
         self.cp_max = cp_max
         database = check_postgres_database(dsn)
-        self._pool = ConnectionPool(dsn, min_size=cp_min, max_size=cp_max, configure=self._configure,
-                                    name="hexagone", open=True, timeout=60)
+        self._pool = ConnectionPool(self._open, min(cp_min, cp_max))
         logger.info("Using PostgreSQL database %s with %d to %d connections", database, cp_min, cp_max)
 
-    def _configure(self, conn) -> None:
+    def _open(self):
+        conn = self._psycopg.connect(self._dsn, autocommit=False, connect_timeout=CONNECT_TIMEOUT_S)
         conn.isolation_level = self._psycopg.IsolationLevel.SERIALIZABLE
-        conn.autocommit = False
+        return conn
 
     def threadpool_size(self) -> int:
         return self.cp_max
 
-    @contextlib.contextmanager
     def connection(self):
-        with self._pool.connection() as conn:
-            yield conn
+        return self._pool.connection()
 
     def begin(self, conn) -> None:
         """psycopg opens the transaction with the first statement."""

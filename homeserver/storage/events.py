@@ -461,6 +461,13 @@ class EventStore:
         return await self.db.run("room_events_between", _room_events_txn, room_id, from_pos, to_pos, limit,
                                  backwards)
 
+    async def timeline_events_after(self, after: int, upto: int, limit: int) -> list[StoredEvent]:
+        """Timeline events of every room with after < stream_ordering <= upto, oldest first."""
+        rows = await self.db.run("timeline_events_after", lambda t: t.select_all(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
+            " AND outlier = 0 ORDER BY stream_ordering LIMIT ?", (after, upto, limit)))
+        return [_row_to_event(r) for r in rows]
+
     async def latest_room_event_ids(self, ranges: dict[str, tuple[int, int]], limit: int) -> dict[str, list[str]]:
         """For each room, ``room_id -> (from, to)``: the ids of its newest ``limit`` events with
         to < stream_ordering <= from, newest first, all in one transaction (the timelines of a /sync,

@@ -3,7 +3,9 @@
 Server-server "Transactions": a transaction is resent unchanged (same txnId)
 until the destination answers 200; only then are its entries deleted. Each
 destination row keeps the transaction in flight and the retry backoff, so both
-survive a restart.
+survive a restart. ``federation_stream_position`` holds the stream ordering of
+the newest local room event queued, written in the same transaction as its
+entries, so that the events a crash left unqueued are found again at start-up.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ MIGRATIONS = [
         txn_id TEXT,
         txn_ts BIGINT,
         txn_upto BIGINT
+    )
+    """,
+    """
+    CREATE TABLE federation_stream_position (
+        stream_ordering BIGINT NOT NULL
     )
     """,
 ]
@@ -58,11 +65,15 @@ class FederationQueueStore:
         return self.db.run_sync("federation_outbox_max", lambda t: t.select_value(
             "SELECT MAX(position) FROM federation_outbox", default=0))
 
-    async def enqueue(self, destinations: list[str], position: int, kind: str, payload: dict) -> None:
-        """Append one entry at ``position`` to each destination's queue."""
+    async def enqueue(self, destinations: list[str], position: int, kind: str, payload: dict,
+                      stream_ordering: int | None = None) -> None:
+        """Append one entry at ``position`` to each destination's queue; with ``stream_ordering`` (a local
+        room event's), record it as queued in the same transaction."""
         raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
         def txn_fn(txn):
+            if stream_ordering is not None:
+                _advance_stream_position_txn(txn, stream_ordering)
             txn.executemany("INSERT INTO federation_outbox (destination, position, kind, payload) VALUES (?, ?, ?, ?)",
                             [(d, position, kind, raw) for d in destinations])
             known = {r[0] for r in txn.select_all(
@@ -127,6 +138,24 @@ class FederationQueueStore:
             "SELECT d.destination, d.retry_last_ts, d.retry_interval_ms FROM federation_destinations d"
             " WHERE EXISTS (SELECT 1 FROM federation_outbox o WHERE o.destination = d.destination)"))
         return [RetryState(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+    async def stream_position(self) -> int | None:
+        """The stream ordering of the newest local room event known queued (None before the first start)."""
+        return await self.db.run("federation_stream_position", lambda t: t.select_value(
+            "SELECT stream_ordering FROM federation_stream_position"))
+
+    async def advance_stream_position(self, stream_ordering: int) -> None:
+        """Every local room event up to ``stream_ordering`` is queued (or needs no queueing)."""
+        await self.db.run("federation_advance_stream_position", _advance_stream_position_txn, stream_ordering)
+
+
+def _advance_stream_position_txn(txn, stream_ordering: int) -> None:
+    """Move the position forwards only; the first call creates it."""
+    txn.execute("UPDATE federation_stream_position SET stream_ordering = ? WHERE stream_ordering < ?",
+                (stream_ordering, stream_ordering))
+    if txn.rowcount == 0 and txn.select_one("SELECT 1 FROM federation_stream_position") is None:
+        txn.execute("INSERT INTO federation_stream_position (stream_ordering) VALUES (?)", (stream_ordering,))
 
 
 def _build(txn_id: str, ts: int, entries) -> OutboundTransaction:

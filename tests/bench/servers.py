@@ -304,15 +304,18 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running(label: str, database_kind: str = "sqlite", *, ca=None) -> Iterator[RunningServer]:
+def running(label: str, database_kind: str = "sqlite", *, ca=None, config: dict | None = None
+            ) -> Iterator[RunningServer]:
     """A freshly set-up ``label`` server ("hexagone" or "synapse"), stopped and removed on exit;
-    with a certificate authority ``ca``, one that federates over TLS (see :func:`federating_setup`)."""
+    with a certificate authority ``ca``, one that federates over TLS (see :func:`federating_setup`);
+    ``config`` overrides settings of homeserver.yaml (e.g. real rate limits instead of the raised ones)."""
     workdir = tempfile.mkdtemp(prefix=f"bench-{label}-")
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         pg_name = stack.enter_context(_postgres_database(label)) if database_kind == "postgresql" else None
         port = free_port()
         setup = federating_setup(ca, port) if ca is not None else Setup()
+        setup.extra.update(config or {})
         argv = PREPARERS[label](workdir, port, _database_section(database_kind, workdir, pg_name), setup)
         log_path = os.path.join(workdir, "server.log")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -330,11 +333,14 @@ def running(label: str, database_kind: str = "sqlite", *, ca=None) -> Iterator[R
 
 
 @contextlib.contextmanager
-def running_pair(label: str, database_kind: str = "sqlite") -> Iterator[tuple[RunningServer, RunningServer]]:
-    """Two fresh ``label`` servers federating with each other over TLS on 127.0.0.1."""
+def running_pair(label: str, database_kind: str = "sqlite", configs: tuple[dict, dict] = ({}, {})
+                 ) -> Iterator[tuple[RunningServer, RunningServer]]:
+    """Two fresh ``label`` servers federating with each other over TLS on 127.0.0.1 (``configs``: the
+    overrides of each, see :func:`running`)."""
     with tempfile.TemporaryDirectory(prefix="bench-ca-") as ca_dir:
         ca = CertificateAuthority(ca_dir)
-        with running(label, database_kind, ca=ca) as a, running(label, database_kind, ca=ca) as b:
+        with running(label, database_kind, ca=ca, config=configs[0]) as a, \
+                running(label, database_kind, ca=ca, config=configs[1]) as b:
             yield a, b
 
 

@@ -88,3 +88,79 @@ def drop_all() -> None:
             drop_database(name)
         except Exception:  # the server may already be gone; nothing else to clean
             pass
+
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+class PrivateCluster:
+    """A PostgreSQL server of our own (``initdb`` into a fresh directory, a free port, its own socket
+    directory), run as the ``postgres`` OS user, for the tests that stop and start the database server:
+    the machine's shared server is never touched. :meth:`close` stops it and removes its files."""
+
+    def __init__(self, port: int):
+        import shutil
+        import tempfile
+
+        self.port = port
+        self.dir = tempfile.mkdtemp(prefix="hexagone-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.log = os.path.join(self.dir, "postgres.log")
+        self._rmtree = lambda: shutil.rmtree(self.dir, ignore_errors=True)
+        if os.geteuid() == 0:  # initdb refuses to run as root
+            import pwd
+
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+        self._pg("initdb", "-D", self.data, "-U", "postgres", "-E", "UTF8", "--locale=C", "-A", "trust")
+
+    @staticmethod
+    def available() -> str | None:
+        """Why a private cluster cannot be made here, or None if it can."""
+        if not os.path.exists(os.path.join(PG_BIN, "initdb")):
+            return f"no PostgreSQL server binaries in {PG_BIN}"
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                return "running as root and there is no postgres OS user for initdb"
+        return None
+
+    def _pg(self, tool: str, *args: str) -> None:
+        import subprocess
+
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        result = subprocess.run([*prefix, os.path.join(PG_BIN, tool), *args], capture_output=True, text=True,
+                                timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {result.stdout}{result.stderr}")
+
+    def start(self) -> None:
+        self._pg("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-o",
+                 f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: open sessions are cut, the server exits at once."""
+        self._pg("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def url(self, name: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def create_database(self) -> dict:
+        """A new database on this cluster, as a ``database`` section of homeserver.yaml."""
+        import psycopg
+
+        name = f"hexagone_test_{secrets.token_hex(6)}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
+        return {"name": "psycopg2", "args": {"dbname": name, "host": "127.0.0.1", "port": self.port,
+                                             "user": "postgres", "cp_min": 1, "cp_max": 10}}
+
+    def close(self) -> None:
+        try:
+            if os.path.exists(os.path.join(self.data, "postmaster.pid")):
+                self.stop()
+        finally:
+            self._rmtree()
