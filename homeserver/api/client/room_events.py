@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from homeserver.errors import MatrixError, bad_json
+from homeserver.events.identifiers import is_valid_user_id
 from homeserver.http.router import ApiRequest, Router
 from homeserver.services.filtering import EventFilter
 from homeserver.services.room_events import EventSpec
@@ -47,6 +48,8 @@ def register(router: Router, hs) -> None:
         room_id, event_type = req.path_params["roomId"], req.path_params["eventType"]
         state_key = req.path_params.get("stateKey", "")
         if event_type == "m.room.member":
+            if not is_valid_user_id(state_key):
+                raise MatrixError(400, "M_INVALID_PARAM", "The state key of a membership event must be a user ID")
             membership = content.get("membership")
             if not isinstance(membership, str):
                 raise bad_json("membership must be a string")

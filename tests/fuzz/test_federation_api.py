@@ -1,0 +1,63 @@
+"""Every server-server operation of the spec's OpenAPI fuzzed against a running Hexagone (issue 13).
+
+The server under test (``home``) federates over TLS with a second Hexagone (``peer``) whose user
+joined a room on ``home``; the fuzzer signs requests as ``peer`` with its real key (``home`` fetches
+that key from ``peer``), so authenticated operations pass the signature check and path parameters
+often name that room, one of its events, the peer's user. One request in three carries no
+Authorization, a signature by another key, or a signature for another destination.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import strategies as st
+from signedjson.key import generate_signing_key
+
+from federation.request_auth import sign_request
+from tests.fuzz.driver import (assert_clean, examples_per_operation, fuzz, json_or_none, log_size, prepare,
+                               send_prepared)
+from tests.fuzz.spec import merged_document, operation_count, spec_data_dir
+from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
+from tests.integration.harness import unique
+
+CI_EXAMPLES = 6
+AUTH_MODES = ("signed", "signed", "signed", "signed", "none", "other key", "other destination")
+
+
+@pytest.fixture(scope="module")
+def federation_schema():
+    data_dir = spec_data_dir()
+    if data_dir is None:
+        pytest.skip("the Matrix spec checkout (<repo>/../shared/matrix-spec/data) is absent")
+    document = merged_document("server-server", data_dir)
+    return schemathesis.openapi.from_dict(document), operation_count(document)
+
+
+def test_every_server_server_operation(fed, federation_schema):
+    schema, total = federation_schema
+    home, peer = fed(allow_public_rooms_over_federation=True), fed()
+    owner, guest = home.process.register(), peer.process.register()
+    alias_name = unique("fuzz")
+    room_id = owner.create_room(preset="public_chat", visibility="public", room_alias_name=alias_name)
+    assert guest.join(f"#{alias_name}:{home.name}") == room_id
+    event_id = owner.send(room_id, "fuzz me")
+    real_values = {"roomId": [room_id], "eventId": [event_id], "userId": [guest.user_id, owner.user_id],
+                   "serverName": [home.name, peer.name], "queryType": ["profile", "directory"]}
+    impostor = generate_signing_key(peer.signing_key.version)
+    session = requests.Session()
+
+    def send(case, draw):
+        request = prepare(case, f"https://{home.name}", {})
+        mode = draw(st.sampled_from(AUTH_MODES))
+        if mode != "none":
+            key = impostor if mode == "other key" else peer.signing_key
+            destination = "elsewhere.example" if mode == "other destination" else home.name
+            request.headers["Authorization"] = sign_request(key, peer.name, destination, request.method,
+                                                            request.path_url, json_or_none(request.body))
+        return send_prepared(session, request, verify=home.ca_path)
+
+    log_offset = log_size(home.process)
+    report = fuzz(schema, send, examples=examples_per_operation(CI_EXAMPLES), real_values=real_values)
+    assert_clean(report, home.process, log_offset, "server-server", total)
