@@ -175,7 +175,8 @@ def log_tracebacks(log_text: str) -> list[Failure]:
     for i, line in enumerate(lines):
         if line.startswith("Traceback (most recent call last)"):
             end = next((j for j in range(i + 1, len(lines)) if not lines[j].startswith(" ")), len(lines) - 1)
-            found.setdefault(lines[end], Failure("server log", "server traceback",
+            where = next((lines[j] for j in range(end, i, -1) if lines[j].lstrip().startswith("File ")), "")
+            found.setdefault((where, lines[end].split(":")[0]), Failure("server log", "server traceback",
                                                  "\n    ".join(lines[max(0, i - 1):end + 1])))
     return list(found.values())
 
