@@ -80,6 +80,8 @@ class ApiRequest:
             value = int(raw)
         except ValueError:
             raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be an integer")
+        if not -2 ** 63 <= value < 2 ** 63:  # what the databases store
+            raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} is out of range")
         if minimum is not None and value < minimum:
             raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be >= {minimum}")
         return value

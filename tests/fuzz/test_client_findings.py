@@ -68,3 +68,13 @@ def test_public_rooms_body_types(alice, no_traceback, body):
 def test_public_rooms_of_a_malformed_server_name(alice, no_traceback):
     status, resp = alice.request("GET", "/publicRooms", params={"server": "bad\\name"})
     assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM"), resp
+
+
+@pytest.mark.parametrize("ts", ["-14064005247578375454720", str(2 ** 63)])
+def test_timestamp_out_of_range(alice, no_traceback, ts):
+    room_id = alice.create_room()
+    status, resp = alice.request("GET", f"/_matrix/client/v1/rooms/{q(room_id)}/timestamp_to_event",
+                                 params={"ts": ts, "dir": "f"})
+    assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM"), resp
+    status, resp = alice.request("GET", f"/rooms/{q(room_id)}/messages", params={"limit": ts, "dir": "b"})
+    assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM"), resp

@@ -19,6 +19,7 @@ from federation.request_auth import sign_request
 from tests.fuzz.driver import (assert_clean, examples_per_operation, fuzz, json_or_none, log_size, prepare,
                                send_prepared)
 from tests.fuzz.spec import merged_document, operation_count, spec_data_dir
+from tests.integration.harness import q
 
 CI_EXAMPLES = 6
 AUTH_MODES = ("signed", "signed", "signed", "signed", "none", "other key", "other destination")
@@ -71,3 +72,10 @@ def test_public_rooms_body_types(federated_room, body):
     """Found by the fuzzer: a non-string since or search term was a 500."""
     status, resp = federated_room.signed("POST", "/_matrix/federation/v1/publicRooms", body)
     assert (status, resp["errcode"]) == (400, "M_BAD_JSON"), resp
+
+
+def test_timestamp_out_of_range(federated_room):
+    """Found by the fuzzer (client API, the same query parser): a ts beyond 64 bits was a 500."""
+    path = f"/_matrix/federation/v1/timestamp_to_event/{q(federated_room.room_id)}?dir=f&ts={2 ** 70}"
+    status, resp = federated_room.signed("GET", path)
+    assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM"), resp
