@@ -70,7 +70,7 @@ class ApiRequest:
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.args.get(name)
-        return values[-1] if values else default
+        return _no_nul(values[-1], f"Query parameter {name!r}") if values else default
 
     def int_arg(self, name: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
         raw = self.arg(name)
@@ -113,6 +113,13 @@ class Route:
     handler: Handler
     auth: str
     rate_limited: bool
+
+
+def _no_nul(value: str, what: str) -> str:
+    """No identifier or token holds U+0000, and PostgreSQL text cannot: 400, not a failed query."""
+    if "\x00" in value:
+        raise MatrixError(400, "M_INVALID_PARAM", f"{what} contains a NUL character")
+    return value
 
 
 def _reject_constant(name: str):
@@ -158,6 +165,6 @@ class Router:
             if m is None:
                 continue
             if route.method == method:
-                return route, {k: unquote(v) for k, v in m.groupdict().items()}
+                return route, {k: _no_nul(unquote(v), "Path parameter") for k, v in m.groupdict().items()}
             allowed.append(route.method)
         return None, allowed
