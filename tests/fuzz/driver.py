@@ -47,16 +47,21 @@ class FuzzReport:
     operations: int = 0
     cases: int = 0
     statuses: Counter = field(default_factory=Counter)
-    unrecognized: set[str] = field(default_factory=set)  # operations answering 404 M_UNRECOGNIZED
+    answered: Counter = field(default_factory=Counter)  # operation -> cases answered
+    unrecognized_cases: Counter = field(default_factory=Counter)  # operation -> 404 M_UNRECOGNIZED answers
     not_generated: dict[str, str] = field(default_factory=dict)  # operation -> why no case was drawn
     remote_unreachable: set[str] = field(default_factory=set)  # 502/504 M_: a remote server did not answer
     failures: dict[tuple[str, str], Failure] = field(default_factory=dict)
     seconds: float = 0.0
 
+    @property
+    def unrecognized(self) -> set[str]:
+        return {op for op, n in self.answered.items() if n and self.unrecognized_cases[op] == n}
+
     def summary(self) -> str:
         lines = [f"{self.operations} operations, {self.cases} cases in {self.seconds:.1f}s; statuses "
                  + ", ".join(f"{s}: {n}" for s, n in sorted(self.statuses.items())),
-                 f"{len(self.unrecognized)} operations not implemented (404 M_UNRECOGNIZED): "
+                 f"{len(self.unrecognized)} operations not implemented (every case 404 M_UNRECOGNIZED): "
                  + ", ".join(sorted(self.unrecognized))]
         lines.append(f"{len(self.remote_unreachable)} operations answered 502/504 (a remote server named in "
                      "the request could not be reached): " + ", ".join(sorted(self.remote_unreachable)))
@@ -108,6 +113,7 @@ def _check(report: FuzzReport, label: str, sent: Sent) -> None:
         return
     status = response.status_code
     report.statuses[status] += 1
+    report.answered[label] += 1
     try:
         body = response.json()
     except ValueError:
@@ -121,7 +127,7 @@ def _check(report: FuzzReport, label: str, sent: Sent) -> None:
     elif status >= 400 and not has_errcode and not (status == 401 and isinstance(body, dict) and "flows" in body):
         fail("no M_ errcode", f"{status} {response.text[:300]!r}")  # (a UIA 401 lists flows instead)
     elif status == 404 and errcode == "M_UNRECOGNIZED":
-        report.unrecognized.add(label)
+        report.unrecognized_cases[label] += 1
 
 
 def fuzz(schema, send: Callable[[Any, Any], Sent], *, examples: int,
