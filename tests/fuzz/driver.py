@@ -3,7 +3,7 @@
 For each operation of a schema, hypothesis draws ``examples`` cases from schemathesis' positive
 (schema-valid) and negative (schema-violating) strategies; some path parameters are replaced by
 real objects of the server (a room the fuzzing user created, one of its events, ...). Each case
-is sent by ``send`` with a per-request timeout. A failure is a 5xx (but a 502/504 with an ``M_``
+is sent by ``send`` with a per-request timeout (plus the wait a long poll asks for). A failure is a 5xx (but a 502/504 with an ``M_``
 errcode, a remote server named in the request not answering, is counted apart), a connection error
 or timeout (a crash or a hung connection), an error answer whose body has no ``M_`` errcode, or a
 traceback in the server's log; the first failure of each kind per operation is kept with its
@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from hypothesis import HealthCheck, Phase, given, settings
@@ -85,10 +86,20 @@ class Sent:
         return f"{self.method} {self.url}{body}" + (f" -> {self.error}" if self.error else "")
 
 
+def _long_poll_s(url: str) -> float:
+    """The wait a long-polling request asks for (``timeout`` in ms, as /sync takes it), at most 5 minutes."""
+    values = parse_qs(urlsplit(url).query).get("timeout") or ["0"]
+    try:
+        return min(max(int(values[-1]), 0), 300_000) / 1000
+    except ValueError:
+        return 0.0
+
+
 def send_prepared(session: requests.Session, request: requests.PreparedRequest, **kwargs) -> Sent:
     body = request.body.encode() if isinstance(request.body, str) else request.body
     try:
-        response = session.send(request, timeout=REQUEST_TIMEOUT_S, allow_redirects=False, **kwargs)
+        response = session.send(request, timeout=REQUEST_TIMEOUT_S + _long_poll_s(request.url),
+                                allow_redirects=False, **kwargs)
     except requests.RequestException as e:
         return Sent(request.method, request.url, body, None, f"{type(e).__name__}: {e}")
     return Sent(request.method, request.url, body, response)

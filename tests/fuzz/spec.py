@@ -94,3 +94,15 @@ def merged_document(api: str, data_dir: str) -> dict:
 
 def operation_count(document: dict) -> int:
     return sum(1 for item in document["paths"].values() for method in item if method in HTTP_METHODS)
+
+
+def load_schema(api: str):
+    """(schemathesis schema, operation count) of ``api``; the test is skipped when the spec is absent."""
+    import pytest
+    import schemathesis
+
+    data_dir = spec_data_dir()
+    if data_dir is None:
+        pytest.skip("the Matrix spec checkout (<repo>/../shared/matrix-spec/data) is absent")
+    document = merged_document(api, data_dir)
+    return schemathesis.openapi.from_dict(document), operation_count(document)

@@ -7,13 +7,11 @@ one of its events, its device. ``HEXAGONE_FUZZ_EXAMPLES`` raises the number of c
 
 from __future__ import annotations
 
-import pytest
 import requests
-import schemathesis
 from hypothesis import strategies as st
 
 from tests.fuzz.driver import assert_clean, examples_per_operation, fuzz, log_size, prepare, send_prepared
-from tests.fuzz.spec import merged_document, operation_count, spec_data_dir
+from tests.fuzz.spec import load_schema
 from tests.integration.harness import SERVER_NAME, unique
 
 CI_EXAMPLES = 6
@@ -21,17 +19,8 @@ CI_EXAMPLES = 6
 RUN_LAST = ("/kick", "/ban", "/upgrade", "/leave", "/forget", "/deactivate", "/logout")
 
 
-@pytest.fixture(scope="module")
-def client_schema():
-    data_dir = spec_data_dir()
-    if data_dir is None:
-        pytest.skip("the Matrix spec checkout (<repo>/../shared/matrix-spec/data) is absent")
-    document = merged_document("client-server", data_dir)
-    return schemathesis.openapi.from_dict(document), operation_count(document)
-
-
-def test_every_client_server_operation(homeserver, client_schema):
-    schema, total = client_schema
+def test_every_client_server_operation(homeserver):
+    schema, total = load_schema("client-server")
     user = homeserver.register()
     other = homeserver.register()
     alias = f"#{unique('fuzz')}:{SERVER_NAME}"

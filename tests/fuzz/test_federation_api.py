@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import pytest
 import requests
-import schemathesis
 from hypothesis import strategies as st
 from signedjson.key import generate_signing_key
 
 from federation.request_auth import sign_request
 from tests.fuzz.driver import (assert_clean, examples_per_operation, fuzz, json_or_none, log_size, prepare,
                                send_prepared)
-from tests.fuzz.spec import merged_document, operation_count, spec_data_dir
+from tests.fuzz.spec import load_schema
 from tests.integration.harness import q
 
 CI_EXAMPLES = 6
@@ -34,17 +33,8 @@ def signed_header(key, origin: str, destination: str, request) -> str:
         return sign_request(key, origin, destination, request.method, request.path_url)
 
 
-@pytest.fixture(scope="module")
-def federation_schema():
-    data_dir = spec_data_dir()
-    if data_dir is None:
-        pytest.skip("the Matrix spec checkout (<repo>/../shared/matrix-spec/data) is absent")
-    document = merged_document("server-server", data_dir)
-    return schemathesis.openapi.from_dict(document), operation_count(document)
-
-
-def test_every_server_server_operation(federated_room, federation_schema):
-    schema, total = federation_schema
+def test_every_server_server_operation(federated_room):
+    schema, total = load_schema("server-server")
     home, peer = federated_room.home, federated_room.peer
     real_values = {"roomId": [federated_room.room_id], "eventId": [federated_room.event_id],
                    "userId": [federated_room.guest.user_id, federated_room.owner.user_id],
