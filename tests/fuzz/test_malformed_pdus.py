@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from federation.request_auth import sign_request
 from homeserver.events.builder import build_event
-from homeserver.events.hashing import strip_convenience_keys
+from homeserver.events.hashing import compute_event_id, strip_convenience_keys
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from tests.fuzz.driver import REQUEST_TIMEOUT_S, examples_per_operation, log_size, log_tracebacks
 from tests.fuzz.pdus import malformed_transaction
@@ -49,7 +49,6 @@ def room_pdu_factory(room):
 
 
 def _event_id(pdu: dict, version) -> str:
-    from homeserver.events.hashing import compute_event_id
     return pdu["event_id"] if version.event_id_in_pdu else compute_event_id(pdu, version)
 
 
