@@ -69,3 +69,13 @@ def test_timestamp_out_of_range(federated_room):
     path = f"/_matrix/federation/v1/timestamp_to_event/{q(federated_room.room_id)}?dir=f&ts={2 ** 70}"
     status, resp = federated_room.signed("GET", path)
     assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM"), resp
+
+
+def test_nul_in_event_ids(federated_room):
+    """Found fuzzing on PostgreSQL (its text cannot hold U+0000): a NUL in an event id looked up was a 500."""
+    path = f"/_matrix/federation/v1/get_missing_events/{q(federated_room.room_id)}"
+    status, resp = federated_room.signed("POST", path, {"latest_events": ["$a\x00"], "earliest_events": [],
+                                                        "limit": 10})
+    assert status < 500 and (status == 200 or resp["errcode"].startswith("M_")), resp
+    status, resp = federated_room.signed("GET", f"/_matrix/federation/v1/event/{q('$a' + chr(0))}")
+    assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM"), resp
