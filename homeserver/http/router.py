@@ -50,6 +50,10 @@ class ApiRequest:
     _json: Any = field(default=None, repr=False)
     on_disconnect: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
+    def __post_init__(self) -> None:
+        for value in self.path_params.values():
+            _no_nul(value, "Path parameter")
+
     def json(self, *, allow_empty: bool = False) -> dict:
         """Parse the body as a JSON object (``M_NOT_JSON`` / ``M_BAD_JSON`` otherwise)."""
         if self._json is not None:
@@ -165,6 +169,6 @@ class Router:
             if m is None:
                 continue
             if route.method == method:
-                return route, {k: _no_nul(unquote(v), "Path parameter") for k, v in m.groupdict().items()}
+                return route, {k: unquote(v) for k, v in m.groupdict().items()}
             allowed.append(route.method)
         return None, allowed
