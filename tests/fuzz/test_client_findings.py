@@ -110,3 +110,13 @@ def test_nul_in_stored_text(homeserver, alice, no_traceback):
     while (count := alice.ok("POST", "/search", query)["search_categories"]["room_events"]["count"]) < 2:
         assert time.monotonic() < deadline, count
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("version", ["1\u00b2", "9" * 30])
+def test_key_backup_version_that_is_no_integer(alice, no_traceback, version):
+    """Found by the fuzzer: ``"1²".isdigit()`` holds but int() refuses it, a 500."""
+    room_id = alice.create_room()
+    for method, path, body in (("PUT", f"/room_keys/keys/{q(room_id)}", {"sessions": {}}),
+                               ("GET", "/room_keys/keys", None), ("GET", f"/room_keys/version/{q(version)}", None)):
+        status, resp = alice.request(method, path, body, params=None if "version/" in path else {"version": version})
+        assert (status, resp["errcode"]) == (404, "M_NOT_FOUND"), (method, path, resp)
