@@ -120,3 +120,18 @@ def test_key_backup_version_that_is_no_integer(alice, no_traceback, version):
                                ("GET", "/room_keys/keys", None), ("GET", f"/room_keys/version/{q(version)}", None)):
         status, resp = alice.request(method, path, body, params=None if "version/" in path else {"version": version})
         assert (status, resp["errcode"]) == (404, "M_NOT_FOUND"), (method, path, resp)
+
+
+@pytest.mark.parametrize("token", ["1\u00b2", "9" * 30])
+def test_pagination_and_filter_ids_that_are_no_64_bit_integers(alice, no_traceback, token):
+    """Like the key backup versions: what isdigit() accepts but int() or the database refuses was a 500."""
+    room_id = alice.create_room()
+    event_id = alice.send(room_id, "root")
+    for path in (f"/_matrix/client/v1/rooms/{q(room_id)}/relations/{q(event_id)}",
+                 f"/_matrix/client/v1/rooms/{q(room_id)}/threads"):
+        status, resp = alice.request("GET", path, params={"from": token})
+        assert status == 200, (path, resp)
+    status, resp = alice.request("GET", "/sync", params={"filter": token})
+    assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM"), resp
+    status, resp = alice.request("GET", f"/user/{q(alice.user_id)}/filter/{q(token)}")
+    assert (status, resp["errcode"]) == (404, "M_NOT_FOUND"), resp

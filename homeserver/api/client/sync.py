@@ -27,6 +27,8 @@ def register(router: Router, hs) -> None:
             try:
                 filter_id = int(raw)
             except ValueError:
+                filter_id = -1
+            if not 0 <= filter_id < 2 ** 63:
                 raise MatrixError(400, "M_INVALID_PARAM", "filter must be a filter id or a JSON object")
             definition = await filters.get_filter(req.user_id, filter_id)
             if definition is None:
@@ -57,6 +59,8 @@ def register(router: Router, hs) -> None:
         try:
             filter_id = int(req.path_params["filterId"])
         except ValueError:
+            filter_id = -1
+        if not 0 <= filter_id < 2 ** 63:
             raise not_found("No such filter")
         definition = await filters.get_filter(req.user_id, filter_id)
         if definition is None:
