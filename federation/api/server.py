@@ -7,6 +7,7 @@ from collections import OrderedDict
 from homeserver.errors import MatrixError, forbidden
 from homeserver.events.identifiers import domain_of
 from homeserver.http.router import AUTH_NONE, AUTH_SERVER, ApiRequest, Router
+from homeserver.services.directory import public_rooms_body
 
 PREFIX = "/_matrix/federation"
 MAX_TXN_PDUS = 50  # spec "Transactions"
@@ -111,9 +112,7 @@ def register(router: Router, hs) -> None:
         if not hs.config.allow_public_rooms_over_federation:
             raise forbidden("This server does not publish its room directory over federation")
         if req.method == "POST":
-            body = req.json(allow_empty=True)
-            limit, since = body.get("limit"), body.get("since")
-            search = (body.get("filter") or {}).get("generic_search_term")
+            limit, since, search = public_rooms_body(req.json(allow_empty=True))
         else:
             limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
         return await hs.directory.public_rooms(limit=limit, since=since, search=search)

@@ -13,7 +13,7 @@ from twisted.internet import defer, task
 
 from federation.paths import segment as quote
 
-from federation.client import HttpResponseError
+from federation.client import FederationDeniedError, FederationRequestError, HttpResponseError
 from federation.handlers.pdu_checks import Encodings, PduRejected, check_signatures_and_hashes, normalise_pdu
 from federation.handlers.receive import PduReceiver, auth_state, create_event_id, state_answer_pdus
 from homeserver.bodies import RawBody, with_encoded_arrays
@@ -351,11 +351,21 @@ class FederationMembership:
         state = await self._events.current_state(room_id, {(t, "") for t in STRIPPED_TYPES})
         stripped = [{"type": e.type, "state_key": e.state_key, "content": e.content, "sender": e.sender}
                     for e in state.values()]
-        body = await self._client.put_json(
-            target_server, f"/_matrix/federation/v2/invite/{quote(room_id)}/{quote(pdu['event_id'])}",
-            {"event": strip_convenience_keys(pdu, version), "room_version": version.identifier,
-             "invite_room_state": stripped})
-        signed = normalise_pdu(body.get("event"), version)
+        try:
+            body = await self._client.put_json(
+                target_server, f"/_matrix/federation/v2/invite/{quote(room_id)}/{quote(pdu['event_id'])}",
+                {"event": strip_convenience_keys(pdu, version), "room_version": version.identifier,
+                 "invite_room_state": stripped})
+            signed = normalise_pdu(body.get("event"), version)
+        except HttpResponseError as e:
+            if 400 <= e.status < 500 and (e.errcode or "").startswith("M_"):  # the invitee's server refuses
+                raise MatrixError(e.status, e.errcode, str(e.body.get("error", "Refused by the invitee's server")))
+            raise MatrixError(502, "M_UNKNOWN", f"The invitee's server {target_server} failed: HTTP {e.status}")
+        except FederationDeniedError:
+            raise forbidden(f"Federation with {target_server} is not allowed")
+        except (FederationRequestError, PduRejected) as e:
+            logger.info("Invite to %s failed: %s", target_server, e)
+            raise MatrixError(502, "M_UNKNOWN", f"The invitee's server {target_server} gave no signed invite")
         if signed["event_id"] != pdu["event_id"]:
             raise forbidden("The invitee's server changed the invite")
         accepted, _ = await check_signatures_and_hashes([signed], version, self._receiver.keys)

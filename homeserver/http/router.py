@@ -50,6 +50,10 @@ class ApiRequest:
     _json: Any = field(default=None, repr=False)
     on_disconnect: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
+    def __post_init__(self) -> None:
+        for value in self.path_params.values():
+            _no_nul(value, "Path parameter")
+
     def json(self, *, allow_empty: bool = False) -> dict:
         """Parse the body as a JSON object (``M_NOT_JSON`` / ``M_BAD_JSON`` otherwise, see parse_json)."""
         if self._json is not None:
@@ -67,7 +71,7 @@ class ApiRequest:
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.args.get(name)
-        return values[-1] if values else default
+        return _no_nul(values[-1], f"Query parameter {name!r}") if values else default
 
     def int_arg(self, name: str, default: int | None = None, *, minimum: int | None = None) -> int | None:
         raw = self.arg(name)
@@ -77,6 +81,8 @@ class ApiRequest:
             value = int(raw)
         except ValueError:
             raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be an integer")
+        if not -2 ** 63 <= value < 2 ** 63:  # what the databases store
+            raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} is out of range")
         if minimum is not None and value < minimum:
             raise MatrixError(400, "M_INVALID_PARAM", f"Query parameter {name!r} must be >= {minimum}")
         return value
@@ -116,6 +122,13 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 class _DuplicateKey(Exception):
     pass
+
+
+def _no_nul(value: str, what: str) -> str:
+    """No identifier or token holds U+0000, and PostgreSQL text cannot: 400, not a failed query."""
+    if "\x00" in value:
+        raise MatrixError(400, "M_INVALID_PARAM", f"{what} contains a NUL character")
+    return value
 
 
 def _reject_constant(name: str):

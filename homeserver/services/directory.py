@@ -138,6 +138,21 @@ class DirectoryService:
         return entry
 
 
+def public_rooms_body(body: dict) -> tuple[int | None, str | None, str | None]:
+    """(limit, since, generic_search_term) of a POST /publicRooms body (client and federation APIs)."""
+    limit, since, room_filter = body.get("limit"), body.get("since"), body.get("filter")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise bad_json("limit must be a non-negative integer")
+    if since is not None and not isinstance(since, str):
+        raise bad_json("since must be a string")
+    if room_filter is not None and not isinstance(room_filter, dict):
+        raise bad_json("filter must be an object")
+    search = (room_filter or {}).get("generic_search_term")
+    if search is not None and not isinstance(search, str):
+        raise bad_json("generic_search_term must be a string")
+    return limit, since, search
+
+
 def _content(state: dict, event_type: str, field: str):
     ev = state.get((event_type, ""))
     return None if ev is None else ev.content.get(field)

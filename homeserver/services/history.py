@@ -198,7 +198,7 @@ class RoomHistoryService:
         """Spec GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]."""
         await self._visible_event(requester.user_id, room_id, event_id)
         backwards = direction != "f"
-        from_pos = int(from_token) if from_token and from_token.isdigit() else None
+        from_pos = _position(from_token)
         limit = max(1, min(limit, MAX_LIMIT))
         found = await self._store.get_relations(event_id, rel_type, event_type, from_pos, limit + 1, backwards)
         found = [e for e in found if e.room_id == room_id]
@@ -212,7 +212,7 @@ class RoomHistoryService:
                       limit: int) -> dict:
         """Spec GET /rooms/{roomId}/threads."""
         await self._check_room(room_id, requester.user_id)
-        from_pos = int(from_token) if from_token and from_token.isdigit() else None
+        from_pos = _position(from_token)
         limit = max(1, min(limit, MAX_LIMIT))
         roots = await self._store.threads_of_room(room_id, from_pos, limit + 1)
         events = await self._events.get_events(r for r, _ in roots)
@@ -241,3 +241,8 @@ class RoomHistoryService:
         if found is None:
             raise not_found("No event found")
         return {"event_id": found[0], "origin_server_ts": found[1]}
+
+
+def _position(token: str | None) -> int | None:
+    """A pagination token of relations and threads: a stream position (ASCII digits, within 64 bits)."""
+    return int(token) if token and token.isascii() and token.isdigit() and len(token) <= 18 else None

@@ -21,8 +21,8 @@ def is_better(old: SessionKey, new: SessionKey) -> bool:
 
 
 def _parse_version(version: str) -> int:
-    """Versions are integers; any other string names no backup."""
-    if not version.isdigit():
+    """Versions are integers; any other string (``"1²"`` is no integer, nor a number past 64 bits) names no backup."""
+    if not (version.isascii() and version.isdigit() and len(version) <= 18):
         raise not_found("Unknown backup version")
     return int(version)
 

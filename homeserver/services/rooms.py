@@ -7,7 +7,7 @@ from typing import Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.auth_rules import get_named_level, get_power_level
-from homeserver.events.identifiers import domain_of
+from homeserver.events.identifiers import domain_of, is_valid_user_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.services.room_events import EventSpec, RoomEventService
 from homeserver.storage.events import EventStore
@@ -68,6 +68,8 @@ class RoomService:
             raise bad_json(f"Unknown preset {preset_name!r}")
         preset = PRESETS[preset_name]
         invitees = _string_list(body, "invite")
+        if not all(is_valid_user_id(i) for i in invitees):
+            raise MatrixError(400, "M_INVALID_PARAM", "invite must list user IDs")
         alias = await self._check_alias(body.get("room_alias_name"))
         creation_content = body.get("creation_content") or {}
         if not isinstance(creation_content, dict):

@@ -127,7 +127,8 @@ class SearchService:
             key = INDEXED.get(ev.type)
             text = ev.content.get(key.split(".", 1)[1]) if key else None
             if isinstance(text, str) and text and (ev.type == "m.room.message") == (ev.state_key is None):
-                rows.append((ev.stream_ordering, ev.event_id, ev.room_id, key, text))
+                # A NUL is no search term, and PostgreSQL text cannot hold one.
+                rows.append((ev.stream_ordering, ev.event_id, ev.room_id, key, text.replace("\x00", "")))
             elif ev.type == "m.room.redaction":
                 redactions.append(ev)
         if rows or redactions:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 from twisted.internet import threads
 from twisted.python.threadpool import ThreadPool
 
+from homeserver.errors import MatrixError
+
 if TYPE_CHECKING:
     import sqlite3
 
@@ -157,6 +159,10 @@ class SqliteEngine:
 
         return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
 
+    @staticmethod
+    def unstorable(e: Exception) -> bool:
+        return False
+
     def close(self) -> None:
         for conn in self._connections:
             conn.close()
@@ -275,6 +281,11 @@ class PostgresEngine:
         if isinstance(e, (errors.SerializationFailure, errors.DeadlockDetected)):
             return True
         return isinstance(e, self._psycopg.OperationalError) and conn.closed and not committing
+
+    def unstorable(self, e: Exception) -> bool:
+        """A value PostgreSQL cannot hold: a NUL character in text, or ``\\u0000`` in JSON."""
+        return isinstance(e, self._psycopg.errors.UntranslatableCharacter) or (
+            isinstance(e, self._psycopg.DataError) and "NUL" in str(e))
 
     def close(self) -> None:
         self._pool.close()
@@ -396,6 +407,8 @@ class Database:
                     break
                 except Exception as e:
                     _rollback_quietly(self.engine, conn)
+                    if self.engine.unstorable(e):
+                        raise MatrixError(400, "M_INVALID_PARAM", "Text with a NUL character cannot be stored") from e
                     if attempt >= MAX_ATTEMPTS or not self.engine.retryable(e, conn, committing):
                         raise
                     self.retries += 1

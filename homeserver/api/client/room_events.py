@@ -8,6 +8,7 @@ Spec v1.19 client-server: "Sending events to a room", "Redactions",
 from __future__ import annotations
 
 from homeserver.errors import MatrixError, bad_json
+from homeserver.events.identifiers import is_valid_user_id
 from homeserver.http.router import ApiRequest, Router, parse_json
 from homeserver.services.filtering import EventFilter
 from homeserver.services.room_events import EventSpec
@@ -42,6 +43,8 @@ def register(router: Router, hs) -> None:
         room_id, event_type = req.path_params["roomId"], req.path_params["eventType"]
         state_key = req.path_params.get("stateKey", "")
         if event_type == "m.room.member":
+            if not is_valid_user_id(state_key):
+                raise MatrixError(400, "M_INVALID_PARAM", "The state key of a membership event must be a user ID")
             membership = content.get("membership")
             if not isinstance(membership, str):
                 raise bad_json("membership must be a string")

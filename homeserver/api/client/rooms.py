@@ -10,7 +10,9 @@ import logging
 
 from federation.client import HttpResponseError
 from homeserver.errors import MatrixError, bad_json, forbidden
+from homeserver.events.identifiers import is_valid_server_name, is_valid_user_id
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, ApiRequest, Router
+from homeserver.services.directory import public_rooms_body
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +26,7 @@ def _reason(body: dict) -> str | None:
 
 def _user_id(body: dict) -> str:
     user_id = body.get("user_id")
-    if not isinstance(user_id, str) or not user_id.startswith("@") or ":" not in user_id:
+    if not is_valid_user_id(user_id):
         raise MatrixError(400, "M_MISSING_PARAM" if user_id is None else "M_INVALID_PARAM", "Missing or invalid user_id")
     return user_id
 
@@ -143,14 +145,12 @@ def register(router: Router, hs) -> None:
         if req.requester is None and not hs.config.allow_public_rooms_without_auth:
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
         if req.method == "POST":
-            body = req.json(allow_empty=True)
-            limit, since = body.get("limit"), body.get("since")
-            search = (body.get("filter") or {}).get("generic_search_term")
-            if limit is not None and (not isinstance(limit, int) or limit < 0):
-                raise bad_json("limit must be a non-negative integer")
+            limit, since, search = public_rooms_body(req.json(allow_empty=True))
         else:
             limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
         server = req.arg("server")
+        if server is not None and not is_valid_server_name(server):
+            raise MatrixError(400, "M_INVALID_PARAM", "server is not a server name")
         if server is not None and server != hs.config.server_name:
             if req.requester is None:  # as Synapse: only users make us ask other servers
                 raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
