@@ -83,8 +83,9 @@ async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, ke
     stamps: dict[tuple[str, str], set[int]] = {}  # the times each key must be valid at (room v5+)
     for pdu in pdus:
         ts = pdu.get("origin_server_ts", 0) if version.enforce_key_validity else 0
-        for server in _signers(pdu, version):
-            for key_id in (pdu.get("signatures", {}).get(server) or {}):
+        signatures = pdu.get("signatures")
+        for server in _signers(pdu, version) if isinstance(signatures, dict) else ():
+            for key_id in (signatures.get(server) or {}):
                 stamps.setdefault((server, key_id), set()).add(ts if isinstance(ts, int) else 0)
     keys = {signer: await _key_and_horizon(key_fetcher, *signer, sorted(times)) for signer, times in stamps.items()}
 
