@@ -13,19 +13,15 @@ import time
 
 import pytest
 
-from tests.integration.federation import EventForge, ca, fed, send_transaction  # noqa: F401 (fixtures)
+from tests.integration.federation import EventForge, ca, fed, home, send_transaction  # noqa: F401 (fixtures)
 from tests.integration.harness import q, unique
 
 F = "/_matrix/federation/v1"
 
 
 @pytest.fixture(scope="module")
-def home(fed):
-    return fed()
-
-
-@pytest.fixture(scope="module")
 def peer(fed):
+    """A peer Hexagone (the shared ``peer`` fixture is also parametrised with Synapse, whose key we lack)."""
     return fed()
 
 
