@@ -96,6 +96,7 @@ class ToDeviceSource:
     """The "to_device" sync stream (per device)."""
 
     name = "to_device"
+    token_key = "x"  # in sync tokens (services/sync.py)
 
     def __init__(self, to_device: ToDeviceService):
         self._to_device = to_device
