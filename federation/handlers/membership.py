@@ -25,6 +25,7 @@ from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.identifiers import domain_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
+from homeserver.services.restricted_joins import RestrictedJoins
 from homeserver.services.room_events import EventSpec, ExternalEvent, RoomEventService
 
 logger = logging.getLogger(__name__)
@@ -40,10 +41,10 @@ STRIPPED_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.a
 
 
 class FederationMembership:
-    def __init__(self, *, room_events: RoomEventService, rooms, receiver: PduReceiver, client, server_name: str,
+    def __init__(self, *, room_events: RoomEventService, restricted_joins: RestrictedJoins, receiver: PduReceiver, client, server_name: str,
                  signing_key, sender=None, clock=None):
         self._events = room_events
-        self._rooms = rooms
+        self._restricted_joins = restricted_joins
         self._receiver = receiver
         self._client = client
         self.server_name = server_name
@@ -78,7 +79,7 @@ class FederationMembership:
                               room_version=version.identifier)
         content: dict = {"membership": membership}
         if membership == "join":
-            authoriser = await self._rooms.restricted_join_authoriser(room_id, version, user_id)
+            authoriser = await self._restricted_joins.authoriser(room_id, version, user_id)
             if authoriser is not None:
                 content["join_authorised_via_users_server"] = authoriser
         _, template = await self._events.template(room_id, EventSpec(user_id, "m.room.member", content, user_id))

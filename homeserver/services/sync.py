@@ -9,7 +9,9 @@ A sync token (``next_batch``, ``since``, and the ``from``/``to`` of /messages,
 ``s<events>`` then ``_<key><position>`` for each other stream whose position
 is not 0, ``key`` being the source's ``token_key`` (lower-case letters), e.g.
 ``s1204_a3_r17_t9_d2_p40``. Missing streams are at 0; unknown keys (a token of
-a newer server) are ignored. Only ``[a-z0-9_]``, so the token is URL-safe.
+a newer server) are ignored. A position may be negative (the events of history
+fetched over federation are numbered down from 0). Only ``[a-z0-9_-]``: the
+token is URL-safe.
 
 | key | stream        |   | key | stream        |
 |-----|---------------|---|-----|---------------|
@@ -163,7 +165,8 @@ class EncodedAnswer:
 # The streams of a token before they were named, in the order their parts came (the sources' order then).
 LEGACY_ORDER = ("events", "account_data", "receipts", "typing", "device_lists", "to_device", "presence",
                 "notifications")
-_TOKEN_PART = re.compile(r"([a-z]+)([0-9]+)")
+_TOKEN_PART = re.compile(r"([a-z]+)(-?[0-9]+)")
+_POSITION = re.compile(r"-?[0-9]+")
 
 
 class SyncService:
@@ -203,7 +206,7 @@ class SyncService:
         """Every stream's position in ``token`` (0 where it has none), in either format."""
         positions = dict.fromkeys(["events"] + [s.name for s in self.sources], 0)
         parts = token.split("_")
-        if all(p.isascii() and p.isdigit() for p in parts[1:]) and re.fullmatch("s[0-9]+", parts[0]):
+        if parts[0].startswith("s") and all(_POSITION.fullmatch(p) for p in [parts[0][1:], *parts[1:]]):
             legacy = dict(zip(LEGACY_ORDER, [parts[0][1:]] + parts[1:]))
             return {name: int(legacy.get(name, 0)) for name in positions}
         for i, part in enumerate(parts):
