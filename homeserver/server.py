@@ -18,10 +18,14 @@ from federation import transport as federation_transport
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.client import FederationClient
 from federation.handlers.edus import EduFederation, RemoteDeviceLists
+from federation.handlers.membership import FederationMembership
+from federation.handlers.queries import FederationQueries
+from federation.handlers.receive import PduReceiver
 from federation.keys import KeyRing, ServerKeys, parse_old_signing_keys
 from federation.policy import IpRangeFilter
 from federation.rejections import FederationRejections
 from federation.request_auth import FederationAuthenticator
+from federation.room_servers import RoomServers
 from federation.sender import FederationSender
 from federation.service import Federation, OpenIdTokens
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
@@ -51,6 +55,7 @@ from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimits
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
+from homeserver.services.restricted_joins import RestrictedJoins
 from homeserver.services.room_events import RoomEventService
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
@@ -178,17 +183,6 @@ def build_server(config, reactor) -> HomeServer:
     serializer = EventSerializer(room_events, event_store)
     directory = DirectoryService(store=directory_store, events=event_store, room_events=room_events,
                                  server_name=server_name)
-    rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
-                        default_room_version=config.default_room_version, directory=directory,
-                        join_limits=ratelimit)
-    # The federation's joins ask the rooms service for a restricted join's authoriser and the rooms service
-    # sends remote joins through the federation: a real cycle, closed by this one assignment.
-    federation_handler = Federation(
-        room_events=room_events, rooms=rooms, directory=directory, profiles=profiles,
-        server_name=server_name, signing_key=signing_key, clock=reactor, client=transport.client,
-        key_fetcher=transport.keyring, sender=transport.sender, rejections=rejections)
-    rooms.federation = federation_handler
-    room_events.listeners.append(lambda events: _notify_room_events(notifier, events))
     e2ee = _build_e2ee(config, reactor, db, event_store, accounts_store, room_events, notifier, transport,
                        rejections)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
@@ -199,8 +193,6 @@ def build_server(config, reactor) -> HomeServer:
     receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_events=room_events,
                               account_data=account_data, notifier=notifier, clock=reactor)
     typing = TypingService(reactor=reactor, room_events=room_events, notifier=notifier)
-    room_events.listeners.append(typing.on_room_events)
-    room_events.listeners.append(e2ee.device_lists.on_room_events)
     presence = PresenceService(store=presence_storage.PresenceStore(db), event_store=event_store,
                                notifier=notifier, clock=reactor, enabled=config.presence_enabled,
                                server_name=server_name)
@@ -214,6 +206,36 @@ def build_server(config, reactor) -> HomeServer:
     sync = SyncService(room_events=room_events, store=event_store, serializer=serializer, notifier=notifier,
                        clock=reactor, sources=[account_data, receipts, typing, e2ee.device_list_source,
                                                ToDeviceSource(e2ee.to_device), presence, push])
+
+    room_servers = RoomServers(room_events)
+    edus = EduFederation(
+        server_name=server_name, clock=reactor, sender=transport.sender, room_servers=room_servers,
+        room_events=room_events, event_store=event_store, accounts=accounts_store, typing=typing,
+        receipts=receipts, presence=presence, to_device=e2ee.to_device, e2e_keys=e2ee.e2e_keys,
+        remote_devices=e2ee.remote_devices, rejections=rejections)
+    # A real cycle: the EDUs received go to these services, whose local changes go out as EDUs.
+    typing.listeners.append(edus.on_typing)
+    receipts.listeners.append(edus.on_receipt)
+    presence.listeners.append(edus.on_presence)
+    e2ee.to_device.remote_sender = edus.send_to_device
+    e2ee.device_lists.device_update_listeners.append(edus.on_device_updates)
+    e2ee.e2e_keys.signing_key_listeners.append(edus.on_signing_keys)
+    receiver = PduReceiver(room_events=room_events, key_fetcher=transport.keyring, client=transport.client,
+                           server_name=server_name, acl=room_servers.origin_allowed, rejections=rejections,
+                           edu_handlers=edus.handlers())
+    restricted_joins = RestrictedJoins(room_events=room_events, server_name=server_name)
+    federation_handler = Federation(
+        room_events=room_events, room_servers=room_servers, receiver=receiver,
+        membership=FederationMembership(room_events=room_events, room_servers=room_servers,
+                                        restricted_joins=restricted_joins, receiver=receiver,
+                                        client=transport.client, server_name=server_name,
+                                        signing_key=signing_key, sender=transport.sender, clock=reactor),
+        queries=FederationQueries(room_events=room_events, directory=directory, profiles=profiles,
+                                  server_name=server_name, clock=reactor, acl=room_servers.origin_allowed),
+        server_name=server_name, client=transport.client, sender=transport.sender)
+    rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
+                        default_room_version=config.default_room_version, restricted_joins=restricted_joins,
+                        federation=federation_handler, directory=directory, join_limits=ratelimit)
     history = RoomHistoryService(room_events=room_events, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
     user_directory = UserDirectoryService(
@@ -223,19 +245,16 @@ def build_server(config, reactor) -> HomeServer:
     search_store.prepare_sync()
     search = SearchService(store=search_store, room_events=room_events, event_store=event_store,
                            serializer=serializer, sync=sync)
+
+    room_events.listeners.append(lambda events: _notify_room_events(notifier, events))
+    room_events.listeners.append(typing.on_room_events)
+    room_events.listeners.append(e2ee.device_lists.on_room_events)
     # Push actions first: a sync woken by the event waits for them (counts come with the event).
     room_events.listeners.insert(0, push.on_room_events)
     room_events.listeners += [presence.on_room_events, user_directory.on_room_events, search.on_room_events]
     room_events.listeners.append(federation_handler.on_new_events)
     room_events.listeners.append(e2ee.remote_devices.on_room_events)
-    edus = EduFederation(
-        server_name=server_name, clock=reactor, sender=transport.sender, membership=federation_handler.membership,
-        room_events=room_events, event_store=event_store, accounts=accounts_store, typing=typing,
-        receipts=receipts, presence=presence, to_device=e2ee.to_device, device_lists=e2ee.device_lists,
-        e2e_keys=e2ee.e2e_keys, remote_devices=e2ee.remote_devices, acl=federation_handler.origin_allowed_in_room,
-        rejections=rejections)
     room_events.listeners.append(edus.on_room_events)
-    federation_handler.receiver.edu_handlers.update(edus.handlers())
 
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,

@@ -15,6 +15,7 @@ from federation.paths import segment as quote
 
 from federation.client import FederationDeniedError, FederationRequestError, HttpResponseError
 from federation.handlers.pdu_checks import Encodings, PduRejected, check_signatures_and_hashes, normalise_pdu
+from federation.room_servers import RoomServers
 from federation.handlers.receive import PduReceiver, auth_state, create_event_id, state_answer_pdus
 from homeserver.bodies import RawBody, with_encoded_arrays
 from homeserver.errors import MatrixError, forbidden, not_found
@@ -41,10 +42,12 @@ STRIPPED_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.a
 
 
 class FederationMembership:
-    def __init__(self, *, room_events: RoomEventService, restricted_joins: RestrictedJoins, receiver: PduReceiver, client, server_name: str,
+    def __init__(self, *, room_events: RoomEventService, room_servers: RoomServers, restricted_joins: RestrictedJoins,
+                 receiver: PduReceiver, client, server_name: str,
                  signing_key, sender=None, clock=None):
         self._events = room_events
         self._restricted_joins = restricted_joins
+        self._room_servers = room_servers
         self._receiver = receiver
         self._client = client
         self.server_name = server_name
@@ -58,12 +61,6 @@ class FederationMembership:
     async def is_resident(self, room_id: str) -> bool:
         """Whether this server takes part in the room (has its event graph)."""
         return bool(await self._events.forward_extremities(room_id))
-
-    async def servers_in_room(self, room_id: str) -> list[str]:
-        state = await self._events.current_state(room_id)
-        servers = {domain_of(k[1]) for k, ev in state.items()
-                   if k[0] == "m.room.member" and ev.content.get("membership") == "join"}
-        return sorted(servers)
 
     # -- resident side -------------------------------------------------------------------------
     async def make_membership(self, origin: str, room_id: str, user_id: str, membership: str,
@@ -135,7 +132,7 @@ class FederationMembership:
         chain = await self._events.auth_closure(list(state_ids) + [stored.event_id])
         chain_ids = [eid for eid in chain if eid not in state_ids and eid != stored.event_id]
         encoded = await self._events.federation_json([*state_ids, *chain_ids], version)
-        body = {"members_omitted": omit_members, "servers_in_room": await self.servers_in_room(stored.room_id)}
+        body = {"members_omitted": omit_members, "servers_in_room": await self._room_servers.joined(stored.room_id)}
         if signed is not None:
             body["event"] = strip_convenience_keys(signed, version)
         return with_encoded_arrays(body, state=[encoded[i] for i in state_ids if i in encoded],
@@ -154,7 +151,7 @@ class FederationMembership:
         """Send an event we accepted as resident to every other server in the room."""
         if self._sender is None:
             return
-        destinations = set(await self.servers_in_room(stored.room_id)) - exclude - {self.server_name}
+        destinations = set(await self._room_servers.joined(stored.room_id)) - exclude - {self.server_name}
         if destinations:
             version = await self._events.room_version(stored.room_id)
             await self._sender.send_pdu(sorted(destinations), strip_convenience_keys(stored.pdu, version))

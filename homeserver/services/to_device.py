@@ -26,7 +26,7 @@ class ToDeviceService:
         self._notifier = notifier
         self.server_name = server_name
         self.stream = stream
-        self.remote_sender = None  # async (destination, m.direct_to_device content), set by the federation
+        self.remote_sender = None  # async (destination, m.direct_to_device content), set by the composition root
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.split(":", 1)[-1] == self.server_name
