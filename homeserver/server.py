@@ -217,7 +217,6 @@ def build_server(config, reactor) -> HomeServer:
     typing.listeners.append(edus.on_typing)
     receipts.listeners.append(edus.on_receipt)
     presence.listeners.append(edus.on_presence)
-    e2ee.to_device.remote_sender = edus.send_to_device
     e2ee.device_lists.device_update_listeners.append(edus.on_device_updates)
     e2ee.e2e_keys.signing_key_listeners.append(edus.on_signing_keys)
     receiver = PduReceiver(room_events=room_events, key_fetcher=transport.keyring, client=transport.client,
@@ -331,7 +330,8 @@ def _build_e2ee(config, reactor, db, event_store, accounts_store, room_events, n
     e2e_keys = E2eKeysService(store=e2e_store, accounts=accounts_store, device_lists=device_lists,
                               remote=remote_devices, server_name=server_name, clock=reactor)
     to_device = ToDeviceService(store=inbox_store, accounts=accounts_store, notifier=notifier,
-                                server_name=server_name, stream=StreamIdGenerator(inbox_store.max_position_sync()))
+                                server_name=server_name, stream=StreamIdGenerator(inbox_store.max_position_sync()),
+                                federation=transport.sender)
     return _E2ee(device_lists, DeviceListSource(device_lists, e2e_keys), remote_devices, e2e_keys, to_device)
 
 

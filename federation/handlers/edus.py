@@ -184,9 +184,6 @@ class EduFederation:
             if push:
                 await self._send(destinations, "m.presence", {"push": push})
 
-    async def send_to_device(self, destination: str, content: dict) -> None:
-        await self._sender.send_edu(destination, "m.direct_to_device", content)
-
     async def on_device_updates(self, user_id: str, updates: list[tuple[str, int, int | None]]) -> None:
         """Spec "Device Management": one m.device_list_update per changed device of a local user."""
         if not self._is_local(user_id):
