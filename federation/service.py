@@ -1,7 +1,8 @@
 """The federation side of a homeserver: receiving, answering, and sending room events.
 
-Built by the composition root with the transport pieces (client, key fetcher,
-sender) and the room services it shares with the client-server API.
+Given by the composition root (``homeserver/server.py``) its parts, built there:
+the PDU receiver, remote membership, queries, the rooms' servers and ACLs, and
+the transport's client and sender.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from federation.paths import segment as quote
 
 from federation.client import FederationDeniedError, FederationRequestError, HttpResponseError
 from federation.handlers.pdu_checks import Encodings, PduRejected, check_signatures_and_hashes, normalise_pdu
-from federation.room_servers import RoomServers
 from federation.handlers.receive import PduReceiver, auth_state, create_event_id, state_answer_pdus
+from federation.room_servers import RoomServers
 from homeserver.bodies import RawBody, with_encoded_arrays
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
@@ -43,8 +43,7 @@ STRIPPED_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.a
 
 class FederationMembership:
     def __init__(self, *, room_events: RoomEventService, room_servers: RoomServers, restricted_joins: RestrictedJoins,
-                 receiver: PduReceiver, client, server_name: str,
-                 signing_key, sender=None, clock=None):
+                 receiver: PduReceiver, client, server_name: str, signing_key, sender=None, clock=None):
         self._events = room_events
         self._restricted_joins = restricted_joins
         self._room_servers = room_servers
