@@ -133,12 +133,12 @@ def _decode_keys(section: Any, server_name: str) -> dict[str, VerifyKey]:
 class KeyRing:
     """Finds, verifies and caches other servers' verify keys; answers notary queries."""
 
-    def __init__(self, *, store, own: ServerKeys, trusted_key_servers: list[dict], now_ms: Callable[[], int]):
+    def __init__(self, *, store, own: ServerKeys, client, trusted_key_servers: list[dict], now_ms: Callable[[], int]):
         self._store = store
         self._own = own
         self._notaries = [n for n in trusted_key_servers if n["server_name"] != own.server_name]
         self._now_ms = now_ms
-        self.client = None  # the FederationClient, set once built
+        self.client = client  # the FederationClient
         self._inflight: dict[str, list[defer.Deferred]] = {}
         self._last_round: dict[tuple[str, str], int] = {}
 

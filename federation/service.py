@@ -1,7 +1,8 @@
 """The federation side of a homeserver: receiving, answering, and sending room events.
 
-Built by the composition root with the transport pieces (client, key fetcher,
-sender) and the room services it shares with the client-server API.
+Given by the composition root (``homeserver/server.py``) its parts, built there:
+the PDU receiver, remote membership, queries, the rooms' servers and ACLs, and
+the transport's client and sender.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
 from federation.policy import server_acl_allows
-from federation.rejections import FederationRejections
+from federation.room_servers import RoomServers
 from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.identifiers import domain_of
 from homeserver.services.room_events import RoomEventService
@@ -49,35 +50,28 @@ class OpenIdTokens:
 
 
 class Federation:
-    def __init__(self, *, room_events: RoomEventService, rooms, directory, profiles, server_name: str,
-                 signing_key, clock, client, key_fetcher, sender, rejections: FederationRejections):
+    def __init__(self, *, room_events: RoomEventService, room_servers: RoomServers, receiver: PduReceiver,
+                 membership: FederationMembership, queries: FederationQueries, server_name: str, client, sender):
         self._events = room_events
+        self._room_servers = room_servers
         self.server_name = server_name
         self.client = client
         self.sender = sender
-        self.receiver = PduReceiver(room_events=room_events, key_fetcher=key_fetcher, client=client,
-                                    server_name=server_name, acl=self.origin_allowed_in_room,
-                                    rejections=rejections)
-        self.membership = FederationMembership(room_events=room_events, rooms=rooms, receiver=self.receiver,
-                                               client=client,
-                                               server_name=server_name, signing_key=signing_key, sender=sender,
-                                               clock=clock)
-        self.queries = FederationQueries(room_events=room_events, directory=directory, profiles=profiles,
-                                         server_name=server_name, clock=clock, acl=self.origin_allowed_in_room)
+        self.receiver = receiver
+        self.membership = membership
+        self.queries = queries
         self._outbox: list[list] = []
         self._drain: defer.Deferred | None = None  # the outbox being emptied, if it is
         self._handled = 0  # the stream ordering of the newest local event handled by the outbox
         self._stored = 0  # ... and the newest known stored as such (see catch_up)
-        room_events.listeners.append(self._on_new_events)
 
     async def origin_allowed_in_room(self, origin: str, room_id: str) -> bool:
         """Spec "Server Access Control Lists": enforced on everything a server sends us about a room."""
-        acl = await self._events.current_state_event(room_id, "m.room.server_acl")
-        return server_acl_allows(acl.content if acl is not None else None, origin)
+        return await self._room_servers.origin_allowed(origin, room_id)
 
     async def backfill(self, room_id: str) -> bool:
         """Fetch older history of a room from the other servers in it."""
-        servers = [s for s in await self.membership.servers_in_room(room_id) if s != self.server_name]
+        servers = [s for s in await self._room_servers.joined(room_id) if s != self.server_name]
         return await self.receiver.backfill(room_id, servers)
 
     async def resume_partial_joins(self) -> None:
@@ -102,7 +96,7 @@ class Federation:
         return [stripped(ev) for ev in state.values()]
 
     # -- outbound -----------------------------------------------------------------------------------
-    def _on_new_events(self, events) -> None:
+    def on_new_events(self, events) -> None:
         """Queue local events for the other servers, strictly in the order they were persisted
         (a peer receiving an event before its parent would have to fetch the gap)."""
         local = [e for e in events if not e.outlier and domain_of(e.sender) == self.server_name]
@@ -180,7 +174,7 @@ class Federation:
 
     async def _send(self, events) -> None:
         for ev in events:
-            destinations = set(await self.membership.servers_in_room(ev.room_id))
+            destinations = set(await self._room_servers.joined(ev.room_id))
             if ev.type == "m.room.member" and ev.state_key:
                 destinations.add(domain_of(ev.state_key))
                 if ev.replaces_state:  # a leave or ban still reaches the server that was in the room

@@ -16,10 +16,20 @@ from twisted.internet import defer
 
 from federation import transport as federation_transport
 from federation.api import keys as federation_keys_api, server as federation_api
+from federation.client import FederationClient
 from federation.handlers.edus import EduFederation, RemoteDeviceLists
+from federation.handlers.membership import FederationMembership
+from federation.handlers.queries import FederationQueries
+from federation.handlers.receive import PduReceiver
+from federation.keys import KeyRing, ServerKeys, parse_old_signing_keys
+from federation.policy import IpRangeFilter
 from federation.rejections import FederationRejections
+from federation.request_auth import FederationAuthenticator
+from federation.room_servers import RoomServers
+from federation.sender import FederationSender
 from federation.service import Federation, OpenIdTokens
-from federation.tls import TlsServerFactory, server_context
+from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
+from federation.transport import FederationTransport
 from homeserver import config as config_module
 from homeserver.api import admin as admin_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
@@ -45,6 +55,7 @@ from homeserver.services.push import PushService
 from homeserver.services.ratelimit import RateLimits
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
+from homeserver.services.restricted_joins import RestrictedJoins
 from homeserver.services.room_events import RoomEventService
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
@@ -101,7 +112,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
 
 @dataclass
 class HomeServer:
-    """Every service of one homeserver, built once, passed to the API modules."""
+    """Every service of one homeserver, built once by ``build_server``, passed to the API modules."""
 
     config: Any
     reactor: Any
@@ -122,23 +133,23 @@ class HomeServer:
     history: RoomHistoryService
     ratelimit: RateLimits
     router: Router
-    presence: Any = None
-    e2e_keys: E2eKeysService | None = None
-    device_lists: DeviceListService | None = None
-    to_device: ToDeviceService | None = None
-    key_backup: KeyBackupService | None = None
-    account_data: AccountDataService | None = None
-    receipts: ReceiptService | None = None
-    typing: TypingService | None = None
-    push: PushService | None = None
-    user_directory: UserDirectoryService | None = None
-    search: SearchService | None = None
-    federation: federation_transport.FederationTransport | None = None
-    federation_handler: Federation | None = None
-    federation_rejections: FederationRejections | None = None  # PDUs and EDUs refused, counted by reason
-    openid: OpenIdTokens | None = None
-    resource: MatrixResource | None = None
-    ports: list = field(default_factory=list)
+    presence: PresenceService
+    e2e_keys: E2eKeysService
+    device_lists: DeviceListService
+    to_device: ToDeviceService
+    key_backup: KeyBackupService
+    account_data: AccountDataService
+    receipts: ReceiptService
+    typing: TypingService
+    push: PushService
+    user_directory: UserDirectoryService
+    search: SearchService
+    federation: FederationTransport
+    federation_handler: Federation
+    federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
+    openid: OpenIdTokens
+    resource: MatrixResource
+    ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
     @property
     def server_name(self) -> str:
@@ -146,7 +157,7 @@ class HomeServer:
 
 
 def build_server(config, reactor) -> HomeServer:
-    """Open the database, apply migrations, and wire every service."""
+    """Open the database, apply migrations, and build every object, each given its collaborators."""
     signing_key = config_module.read_signing_key(config.signing_key_path)
     if config.database.engine == "sqlite" and os.path.dirname(config.database.sqlite_path):
         os.makedirs(os.path.dirname(config.database.sqlite_path), exist_ok=True)
@@ -161,127 +172,167 @@ def build_server(config, reactor) -> HomeServer:
 
     notifier = Notifier(reactor)
     ratelimit = RateLimits(config, reactor)
-    auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
-                       bcrypt_rounds=config.bcrypt_rounds, reactor=reactor, failed_logins=ratelimit.login_failed)
-    registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor)
+    transport = _build_transport(config, reactor, db, signing_key)
+    rejections = FederationRejections(Counter("federation_rejected", "reason"))
     room_events = RoomEventService(
         clock=reactor, store=event_store, server_name=server_name, signing_key=signing_key,
         stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
         state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()))
-    profiles = ProfileService(accounts=accounts_store, events=event_store, server_name=server_name)
-    profiles.room_events = room_events
+    profiles = ProfileService(accounts=accounts_store, events=event_store, room_events=room_events,
+                              server_name=server_name)
     serializer = EventSerializer(room_events, event_store)
-    sync = SyncService(room_events=room_events, store=event_store, serializer=serializer, notifier=notifier,
-                       clock=reactor)
     directory = DirectoryService(store=directory_store, events=event_store, room_events=room_events,
                                  server_name=server_name)
-    rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
-                        default_room_version=config.default_room_version, directory=directory,
-                        join_limits=ratelimit)
-    history = RoomHistoryService(room_events=room_events, store=event_store, serializer=serializer, sync=sync)
-    room_events.listeners.append(lambda events: _notify_room_events(notifier, events))
+    e2ee = _build_e2ee(config, reactor, db, event_store, accounts_store, room_events, notifier, transport,
+                       rejections)
+    auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
+                       bcrypt_rounds=config.bcrypt_rounds, reactor=reactor, failed_logins=ratelimit.login_failed,
+                       on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed])
+    registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor)
     account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
     receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_events=room_events,
                               account_data=account_data, notifier=notifier, clock=reactor)
     typing = TypingService(reactor=reactor, room_events=room_events, notifier=notifier)
-    room_events.listeners.append(typing.on_room_events)
-    for source in (account_data, receipts, typing):
-        sync.add_source(source)
+    presence = PresenceService(store=presence_storage.PresenceStore(db), event_store=event_store,
+                               notifier=notifier, clock=reactor, enabled=config.presence_enabled,
+                               server_name=server_name)
+    push = PushService(store=push_storage.PushStore(db), room_events=room_events, event_store=event_store,
+                       account_data=account_data, serializer=serializer,
+                       read_positions=receipts_storage.ReceiptStore(db).read_positions,
+                       server_name=server_name, clock=reactor)
+    # Each source adds its part of a /sync response in this order: the push source last, as it fills the
+    # notification counts of every joined room the others put in. (A token names each stream, so this order
+    # is free otherwise.)
+    sync = SyncService(room_events=room_events, store=event_store, serializer=serializer, notifier=notifier,
+                       clock=reactor, sources=[account_data, receipts, typing, e2ee.device_list_source,
+                                               ToDeviceSource(e2ee.to_device), presence, push])
 
+    room_servers = RoomServers(room_events)
+    edus = EduFederation(
+        server_name=server_name, clock=reactor, sender=transport.sender, room_servers=room_servers,
+        room_events=room_events, event_store=event_store, accounts=accounts_store, typing=typing,
+        receipts=receipts, presence=presence, to_device=e2ee.to_device, e2e_keys=e2ee.e2e_keys,
+        remote_devices=e2ee.remote_devices, rejections=rejections)
+    # A real cycle: the EDUs received go to these services, whose local changes go out as EDUs.
+    typing.listeners.append(edus.on_typing)
+    receipts.listeners.append(edus.on_receipt)
+    presence.listeners.append(edus.on_presence)
+    e2ee.device_lists.device_update_listeners.append(edus.on_device_updates)
+    e2ee.e2e_keys.signing_key_listeners.append(edus.on_signing_keys)
+    receiver = PduReceiver(room_events=room_events, key_fetcher=transport.keyring, client=transport.client,
+                           server_name=server_name, acl=room_servers.origin_allowed, rejections=rejections,
+                           edu_handlers=edus.handlers())
+    restricted_joins = RestrictedJoins(room_events=room_events, server_name=server_name)
+    federation_handler = Federation(
+        room_events=room_events, room_servers=room_servers, receiver=receiver,
+        membership=FederationMembership(room_events=room_events, room_servers=room_servers,
+                                        restricted_joins=restricted_joins, receiver=receiver,
+                                        client=transport.client, server_name=server_name,
+                                        signing_key=signing_key, sender=transport.sender, clock=reactor),
+        queries=FederationQueries(room_events=room_events, directory=directory, profiles=profiles,
+                                  server_name=server_name, clock=reactor, acl=room_servers.origin_allowed),
+        server_name=server_name, client=transport.client, sender=transport.sender)
+    rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
+                        default_room_version=config.default_room_version, restricted_joins=restricted_joins,
+                        federation=federation_handler, directory=directory, join_limits=ratelimit)
+    history = RoomHistoryService(room_events=room_events, store=event_store, serializer=serializer, sync=sync,
+                                 backfill=federation_handler.backfill)
+    user_directory = UserDirectoryService(
+        store=user_directory_storage.UserDirectoryStore(db), room_events=room_events,
+        enabled=config.user_directory_enabled, search_all_users=config.user_directory_search_all_users)
+    search_store = search_storage.SearchStore(db)
+    search_store.prepare_sync()
+    search = SearchService(store=search_store, room_events=room_events, event_store=event_store,
+                           serializer=serializer, sync=sync)
+
+    room_events.listeners.append(lambda events: _notify_room_events(notifier, events))
+    room_events.listeners.append(typing.on_room_events)
+    room_events.listeners.append(e2ee.device_lists.on_room_events)
+    # Push actions first: a sync woken by the event waits for them (counts come with the event).
+    room_events.listeners.insert(0, push.on_room_events)
+    room_events.listeners += [presence.on_room_events, user_directory.on_room_events, search.on_room_events]
+    room_events.listeners.append(federation_handler.on_new_events)
+    room_events.listeners.append(e2ee.remote_devices.on_room_events)
+    room_events.listeners.append(edus.on_room_events)
+
+    router = Router()
+    resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
+                              db_counters=lambda: (db.txn_count, db.round_trips),
+                              room_gate=room_events.settled, federation_limit=ratelimit.federation.run)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
                     accounts_store=accounts_store, event_store=event_store, filter_store=filter_store,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
                     room_events=room_events, serializer=serializer, sync=sync, directory=directory,
-                    rooms=rooms, history=history, ratelimit=ratelimit, router=Router(),
-                    account_data=account_data, receipts=receipts, typing=typing)
-    _attach_e2ee(hs)
-    _attach_push_presence_search(hs)
-    hs.federation = federation_transport.build_transport(config, reactor, db, signing_key)
-    _attach_federation(hs)
+                    rooms=rooms, history=history, ratelimit=ratelimit, router=router, presence=presence,
+                    e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
+                    key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
+                    account_data=account_data, receipts=receipts, typing=typing, push=push,
+                    user_directory=user_directory, search=search, federation=transport,
+                    federation_handler=federation_handler, federation_rejections=rejections,
+                    openid=OpenIdTokens(reactor), resource=resource)
     for module in CLIENT_API_MODULES:
-        module.register(hs.router, hs)
-    hs.resource = MatrixResource(hs.router, auth.resolve_token,
-                                 authenticate_server=hs.federation.authenticator.authenticate,
-                                 db_counters=lambda: (db.txn_count, db.round_trips),
-                                 room_gate=hs.room_events.settled, federation_limit=ratelimit.federation.run)
+        module.register(router, hs)
     return hs
 
 
-def _attach_federation(hs: HomeServer) -> None:
-    """Rooms over federation: receiving and answering PDUs, remote membership, backfill."""
-    transport = hs.federation
-    hs.federation_rejections = FederationRejections(Counter("federation_rejected", "reason"))
-    hs.federation_handler = Federation(
-        room_events=hs.room_events, rooms=hs.rooms, directory=hs.directory, profiles=hs.profiles,
-        server_name=hs.server_name, signing_key=hs.signing_key, clock=hs.reactor, client=transport.client,
-        key_fetcher=transport.keyring, sender=transport.sender, rejections=hs.federation_rejections)
-    hs.rooms.federation = hs.federation_handler
-    hs.history.backfill = hs.federation_handler.backfill
-    hs.openid = OpenIdTokens(hs.reactor)
-    _attach_federation_edus(hs)
+def _build_transport(config, reactor, db, signing_key) -> FederationTransport:
+    """Federation keys, the outbound client, the sender and the inbound request authenticator."""
+    def now_ms() -> int:
+        return int(reactor.seconds() * 1000)
+
+    server_keys = ServerKeys(config.server_name, signing_key, parse_old_signing_keys(config.raw), now_ms)
+    if any(n["server_name"] == "matrix.org" for n in config.trusted_key_servers) \
+            and not config.suppress_key_server_warning:
+        logger.warning("This server trusts matrix.org to vouch for other servers' signing keys "
+                       "(trusted_key_servers); set suppress_key_server_warning: true to silence this")
+    client = FederationClient(
+        reactor=reactor, server_name=config.server_name, signing_key=signing_key,
+        tls_policy=ClientTlsPolicy(verify=config.federation_verify_certificates,
+                                   ca_files=config.federation_custom_ca_list,
+                                   minimum_version=config.federation_client_minimum_tls_version),
+        ip_filter=(IpRangeFilter(config.ip_range_blacklist, config.ip_range_whitelist)
+                   if config.federation_ip_range_blacklist is None
+                   else IpRangeFilter(config.federation_ip_range_blacklist)),
+        whitelist=config.federation_domain_whitelist, now_ms=now_ms)
+    keyring = KeyRing(store=server_keys_storage.ServerKeyStore(db), own=server_keys, client=client,
+                      trusted_key_servers=config.trusted_key_servers, now_ms=now_ms)
+    queue = federation_queue_storage.FederationQueueStore(db)
+    sender = FederationSender(reactor=reactor, store=queue, client=client, server_name=config.server_name,
+                              whitelist=config.federation_domain_whitelist, now_ms=now_ms,
+                              positions=StreamIdGenerator(queue.max_position_sync()))
+    authenticator = FederationAuthenticator(server_name=config.server_name, keyring=keyring,
+                                            whitelist=config.federation_domain_whitelist, now_ms=now_ms,
+                                            on_origin=sender.wake)
+    return FederationTransport(server_keys, keyring, client, sender, authenticator)
 
 
-def _attach_federation_edus(hs: HomeServer) -> None:
-    """Typing, receipts, presence, to-device messages and device lists to and from other servers."""
+@dataclass
+class _E2ee:
+    device_lists: DeviceListService
+    device_list_source: DeviceListSource
+    remote_devices: RemoteDeviceLists
+    e2e_keys: E2eKeysService
+    to_device: ToDeviceService
+
+
+def _build_e2ee(config, reactor, db, event_store, accounts_store, room_events, notifier, transport,
+                rejections) -> _E2ee:
+    """End-to-end encryption: device lists (local, and remote ones over federation), keys, to-device messages."""
+    server_name = config.server_name
+    device_list_store = device_lists_storage.DeviceListStore(db)
+    inbox_store = device_inbox_storage.DeviceInboxStore(db)
+    e2e_store = e2e_keys_storage.E2eKeyStore(db)
+    device_lists = DeviceListService(store=device_list_store, events=event_store, room_events=room_events,
+                                     notifier=notifier, stream=StreamIdGenerator(device_list_store.max_position_sync()))
     remote_devices = RemoteDeviceLists(
-        server_name=hs.server_name, client=hs.federation.client, cache=e2e_keys_storage.RemoteDeviceCache(hs.db),
-        e2e_store=e2e_keys_storage.E2eKeyStore(hs.db), event_store=hs.event_store, device_lists=hs.device_lists,
-        rejections=hs.federation_rejections)
-    hs.e2e_keys.remote = remote_devices
-    hs.room_events.listeners.append(remote_devices.on_room_events)
-    edus = EduFederation(
-        server_name=hs.server_name, clock=hs.reactor, sender=hs.federation.sender,
-        membership=hs.federation_handler.membership, room_events=hs.room_events, event_store=hs.event_store,
-        accounts=hs.accounts_store, typing=hs.typing, receipts=hs.receipts,
-        presence=hs.presence, to_device=hs.to_device, device_lists=hs.device_lists, e2e_keys=hs.e2e_keys,
-        remote_devices=remote_devices, acl=hs.federation_handler.origin_allowed_in_room,
-        rejections=hs.federation_rejections)
-    hs.federation_handler.receiver.edu_handlers.update(edus.handlers())
-
-
-def _attach_e2ee(hs: HomeServer) -> None:
-    """End-to-end encryption: device lists, keys, to-device messages and key backups."""
-    device_list_store = device_lists_storage.DeviceListStore(hs.db)
-    inbox_store = device_inbox_storage.DeviceInboxStore(hs.db)
-    hs.device_lists = DeviceListService(store=device_list_store, events=hs.event_store, room_events=hs.room_events,
-                                        notifier=hs.notifier,
-                                        stream=StreamIdGenerator(device_list_store.max_position_sync()))
-    hs.e2e_keys = E2eKeysService(store=e2e_keys_storage.E2eKeyStore(hs.db), accounts=hs.accounts_store,
-                                 device_lists=hs.device_lists, server_name=hs.server_name, clock=hs.reactor)
-    hs.to_device = ToDeviceService(store=inbox_store, accounts=hs.accounts_store, notifier=hs.notifier,
-                                   server_name=hs.server_name,
-                                   stream=StreamIdGenerator(inbox_store.max_position_sync()))
-    hs.key_backup = KeyBackupService(store=key_backup_storage.KeyBackupStore(hs.db))
-    hs.room_events.listeners.append(hs.device_lists.on_room_events)
-    hs.auth.on_devices_removed += [hs.e2e_keys.on_devices_removed, hs.to_device.on_devices_removed]
-    hs.sync.add_source(DeviceListSource(hs.device_lists, hs.e2e_keys), volatile=True)  # one-time key counts
-    hs.sync.add_source(ToDeviceSource(hs.to_device))
-
-
-def _attach_push_presence_search(hs: HomeServer) -> None:
-    """Presence, user directory, search, then push: its sync source fills the notification counts of
-    every joined room the other sources put in the response, so it is added last."""
-    config = hs.config
-    hs.presence = PresenceService(store=presence_storage.PresenceStore(hs.db), event_store=hs.event_store,
-                                  notifier=hs.notifier, clock=hs.reactor, enabled=config.presence_enabled,
-                                  server_name=hs.server_name)
-    hs.user_directory = UserDirectoryService(
-        store=user_directory_storage.UserDirectoryStore(hs.db), room_events=hs.room_events,
-        enabled=config.user_directory_enabled, search_all_users=config.user_directory_search_all_users)
-    search_store = search_storage.SearchStore(hs.db)
-    search_store.prepare_sync()
-    hs.search = SearchService(store=search_store, room_events=hs.room_events, event_store=hs.event_store,
-                              serializer=hs.serializer, sync=hs.sync)
-    hs.push = PushService(store=push_storage.PushStore(hs.db), room_events=hs.room_events,
-                          event_store=hs.event_store, account_data=hs.account_data, serializer=hs.serializer,
-                          read_positions=receipts_storage.ReceiptStore(hs.db).read_positions,
-                          server_name=hs.server_name, clock=hs.reactor)
-    # Push actions first: a sync woken by the event waits for them (counts come with the event).
-    hs.room_events.listeners.insert(0, hs.push.on_room_events)
-    hs.room_events.listeners += [hs.presence.on_room_events, hs.user_directory.on_room_events,
-                                 hs.search.on_room_events]
-    hs.sync.add_source(hs.presence)
-    hs.sync.add_source(hs.push)
+        server_name=server_name, client=transport.client, cache=e2e_keys_storage.RemoteDeviceCache(db),
+        e2e_store=e2e_store, event_store=event_store, device_lists=device_lists, rejections=rejections)
+    e2e_keys = E2eKeysService(store=e2e_store, accounts=accounts_store, device_lists=device_lists,
+                              remote=remote_devices, server_name=server_name, clock=reactor)
+    to_device = ToDeviceService(store=inbox_store, accounts=accounts_store, notifier=notifier,
+                                server_name=server_name, stream=StreamIdGenerator(inbox_store.max_position_sync()),
+                                federation=transport.sender)
+    return _E2ee(device_lists, DeviceListSource(device_lists, e2e_keys), remote_devices, e2e_keys, to_device)
 
 
 def _notify_room_events(notifier: Notifier, events) -> None:

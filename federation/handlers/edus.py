@@ -24,6 +24,7 @@ from twisted.internet import defer
 
 from federation.client import FederationDeniedError, HttpResponseError
 from federation.rejections import FederationRejections
+from federation.room_servers import RoomServers
 from homeserver.events.identifiers import domain_of, is_valid_user_id
 from homeserver.storage.e2e_keys import RemoteDevice
 from homeserver.storage.presence import PresenceRow
@@ -64,15 +65,16 @@ def _receipt_data(data) -> dict:
 class EduFederation:
     """Outbound and inbound typing, receipts, presence, to-device messages and device list EDUs."""
 
-    def __init__(self, *, server_name: str, clock, sender, membership, room_events, event_store, accounts, typing,
-                 receipts, presence, to_device, device_lists, e2e_keys, remote_devices: "RemoteDeviceLists",
-                 acl, rejections: FederationRejections):
+    def __init__(self, *, server_name: str, clock, sender, room_servers: RoomServers, room_events, event_store,
+                 accounts, typing, receipts, presence, to_device, e2e_keys, remote_devices: "RemoteDeviceLists",
+                 rejections: FederationRejections):
+        """The services whose changes go out (typing, receipts, presence, to-device, device lists, signing keys)
+        are told of them through ``on_*`` methods the composition root gives them."""
         self.server_name = server_name
-        self._acl = acl  # callable(origin, room_id) -> awaitable bool: the room's m.room.server_acl
+        self._room_servers = room_servers
         self._rejections = rejections
         self._clock = clock
         self._sender = sender
-        self._membership = membership
         self._room_events = room_events
         self._event_store = event_store
         self._accounts = accounts
@@ -84,13 +86,6 @@ class EduFederation:
         self._remote_devices = remote_devices
         self._typing_sent: dict[tuple[str, str], int] = {}  # (room, local typer) -> when last announced
         self._outbound: defer.Deferred = defer.succeed(None)  # queues ephemeral EDUs in the order they happen
-        room_events.listeners.append(self._on_room_events)
-        typing.listeners.append(self._on_typing)
-        receipts.listeners.append(self._on_receipt)
-        presence.listeners.append(self._on_presence)
-        to_device.remote_sender = self._send_to_device
-        device_lists.device_update_listeners.append(self._on_device_updates)
-        e2e_keys.signing_key_listeners.append(self._on_signing_keys)
 
     def handlers(self) -> dict:
         """EDU type -> async handler(origin, content), for the transaction receiver."""
@@ -104,7 +99,7 @@ class EduFederation:
 
     # -- destinations -----------------------------------------------------------------------------
     async def _servers_in_room(self, room_id: str) -> list[str]:
-        return [s for s in await self._membership.servers_in_room(room_id) if s != self.server_name]
+        return [s for s in await self._room_servers.joined(room_id) if s != self.server_name]
 
     async def _servers_sharing(self, user_id: str) -> list[str]:
         """The other servers with a member in a room the user is joined to."""
@@ -126,7 +121,7 @@ class EduFederation:
         self._outbound.addCallback(run)
 
     # -- outbound ----------------------------------------------------------------------------------
-    def _on_typing(self, room_id: str, user_id: str, typing: bool) -> None:
+    def on_typing(self, room_id: str, user_id: str, typing: bool) -> None:
         """Spec "Typing Notifications": a local user started, is still (every 40 s) or stopped typing."""
         if not self._is_local(user_id):
             return
@@ -140,7 +135,7 @@ class EduFederation:
         content = {"room_id": room_id, "user_id": user_id, "typing": typing}
         self._in_order(lambda: self._send_to_room(room_id, "m.typing", content), "sending m.typing")
 
-    def _on_receipt(self, receipt) -> None:
+    def on_receipt(self, receipt) -> None:
         """Spec "Receipts": a local user's public read receipt (private ones stay here)."""
         if self._is_local(receipt.user_id) and receipt.receipt_type == "m.read":
             content = {receipt.room_id: {"m.read": {receipt.user_id: {"event_ids": [receipt.event_id],
@@ -150,7 +145,7 @@ class EduFederation:
     async def _send_to_room(self, room_id: str, edu_type: str, content: dict) -> None:
         await self._send(await self._servers_in_room(room_id), edu_type, content)
 
-    def _on_presence(self, row: PresenceRow) -> None:
+    def on_presence(self, row: PresenceRow) -> None:
         """Spec "Presence": a local user's presence changed, for the servers sharing a room with them."""
         if self._is_local(row.user_id):
             self._in_order(lambda: self._send_presence(row), "sending m.presence")
@@ -164,7 +159,7 @@ class EduFederation:
         push.setdefault("currently_active", False)
         return push
 
-    def _on_room_events(self, events) -> None:
+    def on_room_events(self, events) -> None:
         joins = [e for e in events if e.type == "m.room.member" and e.state_key and not e.outlier
                  and e.content.get("membership") == "join"]
         if joins and self._presence.enabled:
@@ -189,10 +184,7 @@ class EduFederation:
             if push:
                 await self._send(destinations, "m.presence", {"push": push})
 
-    async def _send_to_device(self, destination: str, content: dict) -> None:
-        await self._sender.send_edu(destination, "m.direct_to_device", content)
-
-    async def _on_device_updates(self, user_id: str, updates: list[tuple[str, int, int | None]]) -> None:
+    async def on_device_updates(self, user_id: str, updates: list[tuple[str, int, int | None]]) -> None:
         """Spec "Device Management": one m.device_list_update per changed device of a local user."""
         if not self._is_local(user_id):
             return
@@ -210,7 +202,7 @@ class EduFederation:
                 content["keys"] = keys[device_id]
             await self._send(destinations, "m.device_list_update", content)
 
-    async def _on_signing_keys(self, user_id: str) -> None:
+    async def on_signing_keys(self, user_id: str) -> None:
         """Spec "End-to-End Encryption": a local user's master or self-signing key changed (or got signed)."""
         destinations = await self._servers_sharing(user_id)
         if not destinations:
@@ -231,7 +223,7 @@ class EduFederation:
             self._rejections.edu(origin, "m.typing", f"not a typing notice of its own user: {content!r:.200}",
                                  "edu_invalid")
             return
-        if not await self._acl(origin, room_id):
+        if not await self._room_servers.origin_allowed(origin, room_id):
             self._rejections.edu(origin, "m.typing", f"denied by the server ACL of {room_id}", "server_acl")
             return
         if (await self._event_store.rooms_for_user(user_id)).get(room_id, (None,))[0] == "join":
@@ -243,11 +235,11 @@ class EduFederation:
         """Spec m.receipt: the rooms whose server ACL denies the origin are dropped (MSC4163), and of each
         receipt's ``data`` only what the spec defines (``ts``, ``thread_id``) is kept."""
         for room_id, by_type in content.items():
-            if not isinstance(by_type, dict) or origin not in await self._membership.servers_in_room(room_id):
+            if not isinstance(by_type, dict) or origin not in await self._room_servers.joined(room_id):
                 self._rejections.edu(origin, "m.receipt", f"no user of the origin is joined to {room_id!r:.200}",
                                      "edu_not_in_room")
                 continue
-            if not await self._acl(origin, room_id):
+            if not await self._room_servers.origin_allowed(origin, room_id):
                 self._rejections.edu(origin, "m.receipt", f"denied by the server ACL of {room_id!r:.200}",
                                      "server_acl")
                 continue

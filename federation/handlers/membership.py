@@ -16,6 +16,7 @@ from federation.paths import segment as quote
 from federation.client import FederationDeniedError, FederationRequestError, HttpResponseError
 from federation.handlers.pdu_checks import Encodings, PduRejected, check_signatures_and_hashes, normalise_pdu
 from federation.handlers.receive import PduReceiver, auth_state, create_event_id, state_answer_pdus
+from federation.room_servers import RoomServers
 from homeserver.bodies import RawBody, with_encoded_arrays
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
@@ -25,6 +26,7 @@ from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.identifiers import domain_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
+from homeserver.services.restricted_joins import RestrictedJoins
 from homeserver.services.room_events import EventSpec, ExternalEvent, RoomEventService
 
 logger = logging.getLogger(__name__)
@@ -40,10 +42,11 @@ STRIPPED_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.a
 
 
 class FederationMembership:
-    def __init__(self, *, room_events: RoomEventService, rooms, receiver: PduReceiver, client, server_name: str,
-                 signing_key, sender=None, clock=None):
+    def __init__(self, *, room_events: RoomEventService, room_servers: RoomServers, restricted_joins: RestrictedJoins,
+                 receiver: PduReceiver, client, server_name: str, signing_key, sender=None, clock=None):
         self._events = room_events
-        self._rooms = rooms
+        self._restricted_joins = restricted_joins
+        self._room_servers = room_servers
         self._receiver = receiver
         self._client = client
         self.server_name = server_name
@@ -57,12 +60,6 @@ class FederationMembership:
     async def is_resident(self, room_id: str) -> bool:
         """Whether this server takes part in the room (has its event graph)."""
         return bool(await self._events.forward_extremities(room_id))
-
-    async def servers_in_room(self, room_id: str) -> list[str]:
-        state = await self._events.current_state(room_id)
-        servers = {domain_of(k[1]) for k, ev in state.items()
-                   if k[0] == "m.room.member" and ev.content.get("membership") == "join"}
-        return sorted(servers)
 
     # -- resident side -------------------------------------------------------------------------
     async def make_membership(self, origin: str, room_id: str, user_id: str, membership: str,
@@ -78,7 +75,7 @@ class FederationMembership:
                               room_version=version.identifier)
         content: dict = {"membership": membership}
         if membership == "join":
-            authoriser = await self._rooms.restricted_join_authoriser(room_id, version, user_id)
+            authoriser = await self._restricted_joins.authoriser(room_id, version, user_id)
             if authoriser is not None:
                 content["join_authorised_via_users_server"] = authoriser
         _, template = await self._events.template(room_id, EventSpec(user_id, "m.room.member", content, user_id))
@@ -134,7 +131,7 @@ class FederationMembership:
         chain = await self._events.auth_closure(list(state_ids) + [stored.event_id])
         chain_ids = [eid for eid in chain if eid not in state_ids and eid != stored.event_id]
         encoded = await self._events.federation_json([*state_ids, *chain_ids], version)
-        body = {"members_omitted": omit_members, "servers_in_room": await self.servers_in_room(stored.room_id)}
+        body = {"members_omitted": omit_members, "servers_in_room": await self._room_servers.joined(stored.room_id)}
         if signed is not None:
             body["event"] = strip_convenience_keys(signed, version)
         return with_encoded_arrays(body, state=[encoded[i] for i in state_ids if i in encoded],
@@ -153,7 +150,7 @@ class FederationMembership:
         """Send an event we accepted as resident to every other server in the room."""
         if self._sender is None:
             return
-        destinations = set(await self.servers_in_room(stored.room_id)) - exclude - {self.server_name}
+        destinations = set(await self._room_servers.joined(stored.room_id)) - exclude - {self.server_name}
         if destinations:
             version = await self._events.room_version(stored.room_id)
             await self._sender.send_pdu(sorted(destinations), strip_convenience_keys(stored.pdu, version))

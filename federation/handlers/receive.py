@@ -11,6 +11,8 @@ The numbered steps follow the spec:
 from __future__ import annotations
 
 import logging
+from typing import Awaitable, Callable
+
 from federation.paths import segment as quote
 
 from federation.handlers.pdu_checks import (Encodings, PduRejected, Reason, check_signatures_and_hashes,
@@ -55,14 +57,16 @@ def state_answer_pdus(body: dict, state_section: str, version: RoomVersion, room
 
 class PduReceiver:
     def __init__(self, *, room_events: RoomEventService, key_fetcher, client, server_name: str,
-                 rejections: FederationRejections, acl=None):
+                 rejections: FederationRejections, edu_handlers: dict[str, Callable[[str, dict], Awaitable]],
+                 acl=None):
+        """``edu_handlers``: EDU type -> async handler(origin, content) (``federation.handlers.edus``)."""
         self._events = room_events
         self.keys = key_fetcher
         self._client = client
         self.server_name = server_name
         self._rejections = rejections
         self._acl = acl  # callable(origin, room_id) -> awaitable bool, or None
-        self.edu_handlers: dict[str, object] = {}
+        self.edu_handlers = edu_handlers
 
     # -- /send ----------------------------------------------------------------------------------
     async def on_transaction(self, origin: str, body: dict) -> dict:

@@ -19,6 +19,7 @@ class AccountDataService:
     """Writes account data, serialising read-modify-writes (tags) per user and room."""
 
     name = "account_data"
+    token_key = "a"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: AccountDataStore, notifier):
         self._store = store

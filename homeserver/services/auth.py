@@ -139,7 +139,7 @@ class TokenCache:
 
 class AuthService:
     def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, reactor,
-                 failed_logins: Ratelimiter | None = None):
+                 failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None):
         self._store = store
         self._clock = clock
         self.server_name = server_name
@@ -149,7 +149,7 @@ class AuthService:
         self._uia = UiaSessions(self.now_ms)
         self._password_checks: dict[str, int] = {}   # user id -> password checks under way
         self._failed_logins = failed_logins  # rc_login.failed_attempts, shared with /login
-        self.on_devices_removed: list = []   # callbacks(user_id, device_ids)
+        self.on_devices_removed = on_devices_removed or []   # async callbacks(user_id, device_ids)
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)

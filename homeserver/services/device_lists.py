@@ -112,6 +112,7 @@ class DeviceListSource:
     """The "device_lists" sync stream, plus the syncing device's key counts (spec "Extensions to /sync")."""
 
     name = "device_lists"
+    token_key = "d"  # in sync tokens (services/sync.py)
 
     def __init__(self, device_lists: DeviceListService, e2e_keys):
         self._device_lists = device_lists

@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import logging
+from typing import Protocol
 
 from nacl.exceptions import BadSignatureError, CryptoError
 from signedjson.key import decode_verify_key_bytes
@@ -116,14 +117,23 @@ def _key_of_cross_signing_key(key) -> tuple[str, str]:
     return key_id, public_key
 
 
+class RemoteKeys(Protocol):
+    """Remote users' devices and keys, asked of their servers (``federation.handlers.edus.RemoteDeviceLists``)."""
+
+    async def query(self, requester_id: str, wanted: dict, timeout_s: float) -> dict: ...
+
+    async def claim(self, wanted: dict, timeout_s: float) -> dict: ...
+
+
 class E2eKeysService:
-    def __init__(self, *, store: E2eKeyStore, accounts: AccountStore, device_lists, server_name: str, clock):
+    def __init__(self, *, store: E2eKeyStore, accounts: AccountStore, device_lists, remote: RemoteKeys,
+                 server_name: str, clock):
         self._store = store
         self._accounts = accounts
         self._device_lists = device_lists
         self.server_name = server_name
         self._clock = clock
-        self.remote = None  # query(requester, wanted, timeout_s) and claim(wanted, timeout_s) for remote users
+        self.remote = remote
         self.signing_key_listeners: list = []  # async (user_id): a local user's master/self-signing key changed
         # Per user, how often the one-time or fallback keys of their devices changed (uploads and claims, all
         # through this service): a remembered /sync answer carrying their counts stands while this is unchanged.

@@ -7,6 +7,8 @@ positions: "after event N"; pagination backwards from P returns events <= P.
 
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.http.router import Requester
 from homeserver.services.filtering import EventFilter
@@ -18,12 +20,13 @@ OLDEST_POSITION = -(2 ** 62)  # backfilled history has negative stream positions
 
 
 class RoomHistoryService:
-    def __init__(self, *, room_events: RoomEventService, store: EventStore, serializer, sync):
+    def __init__(self, *, room_events: RoomEventService, store: EventStore, serializer, sync,
+                 backfill: Callable[[str], Awaitable[bool]] | None = None):
         self._events = room_events
         self._store = store
         self._serializer = serializer
         self._sync = sync
-        self.backfill = None  # async (room_id) -> bool: fetch older history from other servers
+        self.backfill = backfill  # async (room_id) -> bool: fetch older history from other servers
 
     async def _check_room(self, room_id: str, user_id: str) -> str | None:
         """The user's current membership; 403 if they were never in a non-world-readable room."""

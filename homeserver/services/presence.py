@@ -40,6 +40,7 @@ class PresenceService:
     """The presence of local users, kept in memory once loaded, persisted when it visibly changes."""
 
     name = "presence"
+    token_key = "p"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: PresenceStore, event_store, notifier, clock, enabled: bool, server_name: str):
         self._store = store

@@ -17,11 +17,12 @@ MAX_AVATAR_URL = 1000
 
 
 class ProfileService:
-    def __init__(self, *, accounts: AccountStore, events: EventStore, server_name: str):
+    def __init__(self, *, accounts: AccountStore, events: EventStore, room_events: RoomEventService,
+                 server_name: str):
         self._accounts = accounts
         self._events = events
+        self.room_events = room_events
         self.server_name = server_name
-        self.room_events: RoomEventService | None = None  # set by the composition root (cycle with rooms)
 
     async def get(self, user_id: str) -> dict:
         profile = await self._accounts.get_profile(user_id)

@@ -138,6 +138,7 @@ class PushService:
     """
 
     name = "notifications"
+    token_key = "n"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: PushStore, room_events, event_store, account_data, serializer,
                  read_positions: ReadPositions, server_name: str, clock):

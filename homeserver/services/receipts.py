@@ -24,6 +24,7 @@ MAX_RELATION_HOPS = 3  # spec "Threaded read receipts"
 
 class ReceiptService:
     name = "receipts"
+    token_key = "r"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: ReceiptStore, room_events, account_data: AccountDataService, notifier, clock):
         self._store = store

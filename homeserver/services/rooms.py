@@ -6,9 +6,9 @@ import copy
 from typing import Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
-from homeserver.events.auth_rules import get_named_level, get_power_level
 from homeserver.events.identifiers import domain_of, is_valid_user_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.services.restricted_joins import RestrictedJoins
 from homeserver.services.room_events import EventSpec, RoomEventService
 from homeserver.storage.events import EventStore
 
@@ -46,7 +46,9 @@ class JoinLimits(Protocol):
 
 class RoomService:
     def __init__(self, *, room_events: RoomEventService, store: EventStore, profiles, server_name: str,
-                 default_room_version: str, directory=None, join_limits: JoinLimits | None = None):
+                 default_room_version: str, restricted_joins: RestrictedJoins, federation=None, directory=None,
+                 join_limits: JoinLimits | None = None):
+        """``federation`` (``federation.service.Federation``): joins, leaves and knocks through other servers."""
         self._events = room_events
         self._join_limits = join_limits
         self._store = store
@@ -54,7 +56,8 @@ class RoomService:
         self.server_name = server_name
         self.default_room_version = default_room_version
         self.directory = directory
-        self.federation = None  # set by the composition root when federation is configured
+        self._restricted_joins = restricted_joins
+        self.federation = federation
 
     # -- creation -------------------------------------------------------------------------
     async def create_room(self, creator: str, body: dict) -> str:
@@ -174,7 +177,7 @@ class RoomService:
             if current is not None and current.content.get("membership") == "join" \
                     and all(current.content.get(k) == v for k, v in content.items()):
                 return current.event_id  # already joined: joining again is a no-op
-            authoriser = await self.restricted_join_authoriser(room_id, version, target)
+            authoriser = await self._restricted_joins.authoriser(room_id, version, target)
             if authoriser is not None:
                 content["join_authorised_via_users_server"] = authoriser
         spec = EventSpec(sender, "m.room.member", content, target)
@@ -204,34 +207,6 @@ class RoomService:
         if not candidates:
             raise not_found("No known servers for this room")
         return await self.federation.membership.remote_membership(target, room_id, candidates, membership, content)
-
-    async def restricted_join_authoriser(self, room_id: str, version: RoomVersion, user_id: str) -> str | None:
-        """Spec "Restricted rooms": a local member who may invite, when a join needs one; refuses joins
-        the allow list does not permit."""
-        if not version.restricted_join_rule:
-            return None
-        rules = await self._events.current_state_event(room_id, "m.room.join_rules")
-        if rules is None or rules.content.get("join_rule") not in ("restricted", "knock_restricted"):
-            return None
-        if await self._events.membership(room_id, user_id) in ("join", "invite"):
-            return None
-        allowed = False
-        for entry in rules.content.get("allow", []):
-            if isinstance(entry, dict) and entry.get("type") == "m.room_membership" \
-                    and await self._events.membership(str(entry.get("room_id", "")), user_id) == "join":
-                allowed = True
-        if not allowed:
-            raise forbidden("You are not allowed to join this restricted room")
-        state = await self._events.current_state(room_id)
-        create = state.get(("m.room.create", ""))
-        pl = state.get(("m.room.power_levels", ""))
-        invite_level = get_named_level(version, pl.pdu if pl else None, "invite")
-        for (t, member), ev in sorted(state.items()):
-            if t == "m.room.member" and self._is_local(member) and ev.content.get("membership") == "join" \
-                    and get_power_level(version, create.pdu if create else None, pl.pdu if pl else None,
-                                        member) >= invite_level:
-                return member
-        raise MatrixError(400, "M_UNABLE_TO_AUTHORISE_JOIN", "No local user can authorise this join")
 
     async def leave_all_rooms(self, user_id: str) -> None:
         """Leave every joined, invited or knocked room (account deactivation)."""

@@ -1,9 +1,28 @@
 """/sync (client-server "Syncing"): rooms from the events stream, the rest from sync sources.
 
-A sync token is the position of every stream, in a fixed order:
-``s<events>_<source1>_<source2>...``. Each other stream (account data,
-receipts, typing, to-device, device lists, presence, ...) is a ``SyncSource``
-that adds its part of the response. A waiting sync sleeps on the notifier.
+Each stream other than the events (account data, receipts, typing, to-device,
+device lists, presence, ...) is a ``SyncSource`` that adds its part of the
+response. A waiting sync sleeps on the notifier.
+
+A sync token (``next_batch``, ``since``, and the ``from``/``to`` of /messages,
+/search and /keys/changes) names the position of every stream:
+``s<events>`` then ``_<key><position>`` for each other stream whose position
+is not 0, ``key`` being the source's ``token_key`` (lower-case letters), e.g.
+``s1204_a3_r17_t9_d2_p40``. Missing streams are at 0; unknown keys (a token of
+a newer server) are ignored. A position may be negative (the events of history
+fetched over federation are numbered down from 0). Only ``[a-z0-9_-]``: the
+token is URL-safe.
+
+| key | stream        |   | key | stream        |
+|-----|---------------|---|-----|---------------|
+| s   | events        |   | x   | to_device     |
+| a   | account_data  |   | d   | device_lists  |
+| r   | receipts      |   | p   | presence      |
+| t   | typing        |   | n   | notifications |
+
+Tokens issued before the streams were named (``s<events>_<n1>_<n2>...``, every
+part a number) are read in the order the streams had then, ``LEGACY_ORDER``,
+so clients keep their ``since`` across the upgrade.
 """
 
 from __future__ import annotations
@@ -79,7 +98,12 @@ class SyncResponse(dict):
 
 
 class SyncSource(Protocol):
+    """One stream of /sync. ``name`` keys its position in ``SyncContext``; ``token_key`` in the token. A source
+    whose part can change while its position does not (e.g. one-time key counts) also has
+    ``volatile_marker(requester)``: a remembered initial sync answer stands only while that is unchanged too."""
+
     name: str
+    token_key: str
 
     def current(self) -> int: ...
 
@@ -138,24 +162,29 @@ class EncodedAnswer:
         return RawBody(b"".join(out), b"application/json")
 
 
+# The streams of a token before they were named, in the order their parts came (the sources' order then).
+LEGACY_ORDER = ("events", "account_data", "receipts", "typing", "device_lists", "to_device", "presence",
+                "notifications")
+_TOKEN_PART = re.compile(r"([a-z]+)(-?[0-9]+)")
+_POSITION = re.compile(r"-?[0-9]+")
+
+
 class SyncService:
-    def __init__(self, *, room_events, store: EventStore, serializer, notifier, clock):
+    def __init__(self, *, room_events, store: EventStore, serializer, notifier, clock, sources: list[SyncSource]):
+        """``sources`` contribute to a response in this order."""
         self._room_events = room_events
         self._store = store
         self._serializer = serializer
         self._notifier = notifier
         self._clock = clock
-        self.sources: list[SyncSource] = []
-        self._volatile: list[SyncSource] = []
+        self.sources = list(sources)
+        keys = ["s"] + [s.token_key for s in self.sources]
+        if len(set(keys)) != len(keys) or not all(re.fullmatch("[a-z]+", k) for k in keys):
+            raise ValueError(f"sync token keys must be distinct lower-case words: {keys}")
+        self._name_of_key = {s.token_key: s.name for s in self.sources}
+        self._volatile = [s for s in self.sources if hasattr(s, "volatile_marker")]
         self._answers: OrderedDict[tuple, EncodedAnswer] = OrderedDict()
         self._answers_size = 0
-
-    def add_source(self, source: SyncSource, *, volatile: bool = False) -> None:
-        """``volatile``: its part can change while its position does not (e.g. one-time key counts), so a
-        remembered initial sync answer stands only while its ``volatile_marker(requester)`` is unchanged too."""
-        self.sources.append(source)
-        if volatile:
-            self._volatile.append(source)
 
     # -- tokens ---------------------------------------------------------------------
     def current_positions(self) -> dict[str, int]:
@@ -165,18 +194,29 @@ class SyncService:
         return positions
 
     def encode_token(self, positions: dict[str, int]) -> str:
-        names = ["events"] + [s.name for s in self.sources]
-        return "s" + "_".join(str(positions.get(n, 0)) for n in names)
+        """The module docstring's format: the events' position, then each other stream not at 0."""
+        parts = [f"s{positions.get('events', 0)}"]
+        for source in self.sources:
+            position = positions.get(source.name, 0)
+            if position:
+                parts.append(f"{source.token_key}{position}")
+        return "_".join(parts)
 
     def parse_token(self, token: str) -> dict[str, int]:
-        names = ["events"] + [s.name for s in self.sources]
-        try:
-            if not token.startswith("s"):
-                raise ValueError
-            values = [int(v) for v in token[1:].split("_")]
-        except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", "Invalid since token")
-        return {name: (values[i] if i < len(values) else 0) for i, name in enumerate(names)}
+        """Every stream's position in ``token`` (0 where it has none), in either format."""
+        positions = dict.fromkeys(["events"] + [s.name for s in self.sources], 0)
+        parts = token.split("_")
+        if parts[0].startswith("s") and all(_POSITION.fullmatch(p) for p in [parts[0][1:], *parts[1:]]):
+            legacy = dict(zip(LEGACY_ORDER, [parts[0][1:]] + parts[1:]))
+            return {name: int(legacy.get(name, 0)) for name in positions}
+        for i, part in enumerate(parts):
+            match = _TOKEN_PART.fullmatch(part)
+            if match is None or (i == 0) != (match[1] == "s"):
+                raise MatrixError(400, "M_INVALID_PARAM", "Invalid since token")
+            name = "events" if i == 0 else self._name_of_key.get(match[1])
+            if name is not None:
+                positions[name] = int(match[2])
+        return positions
 
     # -- sync --------------------------------------------------------------------------
     async def sync(self, requester: Requester, since_token: str | None, timeout_ms: int,

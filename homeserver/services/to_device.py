@@ -3,10 +3,12 @@
 Delivery is at least once: a message stays in its device's inbox until the
 device syncs with a ``since`` token whose to_device position covers it.
 Messages for remote users go to their servers as one ``m.direct_to_device`` EDU
-per server (server-server "Send-to-device messaging"), through ``remote_sender``.
+per server (server-server "Send-to-device messaging"), queued on the federation sender.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from homeserver.errors import bad_json
 from homeserver.services.auth import random_string
@@ -18,15 +20,21 @@ from homeserver.storage.streams import StreamIdGenerator
 MESSAGES_PER_SYNC = 100
 
 
+class EduQueue(Protocol):
+    """The federation's outbound queue (``federation.sender.FederationSender``)."""
+
+    async def send_edu(self, destination: str, edu_type: str, content: dict) -> None: ...
+
+
 class ToDeviceService:
     def __init__(self, *, store: DeviceInboxStore, accounts: AccountStore, notifier, server_name: str,
-                 stream: StreamIdGenerator):
+                 stream: StreamIdGenerator, federation: EduQueue):
         self._store = store
         self._accounts = accounts
         self._notifier = notifier
         self.server_name = server_name
         self.stream = stream
-        self.remote_sender = None  # async (destination, m.direct_to_device content), set by the federation
+        self._federation = federation
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.split(":", 1)[-1] == self.server_name
@@ -45,9 +53,9 @@ class ToDeviceService:
                     "sender": sender, "type": event_type, "message_id": random_string(16), "messages": {}})
                 edu["messages"][user_id] = by_device
         stored = await self._deliver(sender, sender_device or "", txn_id, event_type, messages)
-        if stored and self.remote_sender is not None:
+        if stored:
             for destination, edu in sorted(remote.items()):
-                await self.remote_sender(destination, edu)
+                await self._federation.send_edu(destination, "m.direct_to_device", edu)
 
     async def receive_remote(self, sender: str, event_type: str, message_id: str, messages: dict) -> None:
         """An ``m.direct_to_device`` EDU from the sender's server: idempotent per (sender, message_id)."""
@@ -96,6 +104,7 @@ class ToDeviceSource:
     """The "to_device" sync stream (per device)."""
 
     name = "to_device"
+    token_key = "x"  # in sync tokens (services/sync.py)
 
     def __init__(self, to_device: ToDeviceService):
         self._to_device = to_device

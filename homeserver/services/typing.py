@@ -17,6 +17,7 @@ FEDERATION_TIMEOUT_MS = 60_000  # a remote typer whose server goes quiet stops t
 
 class TypingService:
     name = "typing"
+    token_key = "t"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, reactor, room_events, notifier):
         self._reactor = reactor

@@ -522,8 +522,9 @@ def test_concurrent_key_lookups_share_one_fetch(reactor, tmp_path, ca, a):
         apply_migrations(db, {"server_keys": server_keys_storage.MIGRATIONS})
         key = generate_signing_key("o")
         keyring = KeyRing(store=server_keys_storage.ServerKeyStore(db),
-                          own=ServerKeys("origin.example", key, {}, now_ms), trusted_key_servers=[], now_ms=now_ms)
-        keyring.client = make_client(reactor, "origin.example", key, ca_files=[ca.cert_path])
+                          own=ServerKeys("origin.example", key, {}, now_ms),
+                          client=make_client(reactor, "origin.example", key, ca_files=[ca.cert_path]),
+                          trusted_key_servers=[], now_ms=now_ms)
         expected = get_verify_key(a.signing_key).encode()
 
         async def lookups():

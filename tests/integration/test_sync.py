@@ -234,3 +234,26 @@ def test_profile_change_reaches_member_events(homeserver):
     assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
     status, resp = alice.request("PUT", f"/profile/{q(alice.user_id)}/displayname", {"displayname": 5})
     assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
+
+
+def test_token_issued_before_streams_were_named_still_works(homeserver):
+    """A ``since`` in the positional format of earlier releases (``s<events>_<account_data>_<receipts>_<typing>_
+    <device_lists>_<to_device>_<presence>_<notifications>``) is an incremental sync from those positions: after an
+    upgrade, clients neither start over nor get again what they had (here: messages, account data, to-device)."""
+    alice, bob = homeserver.register(), homeserver.register()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    alice.send(room, "before")
+    bob.ok("PUT", f"/user/{q(bob.user_id)}/account_data/com.example.seen", {"n": 1})
+    alice.ok("PUT", "/sendToDevice/m.test/old-token-txn", {"messages": {bob.user_id: {bob.device_id: {"n": 1}}}})
+    _, token = bob.sync_until(lambda r: r["to_device"]["events"])
+    named = dict((part[0], int(part[1:])) for part in token.split("_"))  # s12_a3_x4...: key, then position
+    assert set(named) >= {"s", "a", "x"}, token
+    old = "s" + "_".join(str(named.get(key, 0)) for key in ("s", "a", "r", "t", "d", "x", "p", "n"))
+    alice.send(room, "after")
+
+    resp = bob.sync(old)
+    assert bodies(timeline(resp, room)) == ["after"]
+    assert resp["account_data"]["events"] == [] and resp["to_device"]["events"] == []
+    # its next_batch is in the named format, and equivalent
+    assert not timeline(bob.sync(resp["next_batch"]), room)

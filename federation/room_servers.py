@@ -1,0 +1,28 @@
+"""The servers of a room, read from its current state: who is in it, and whom its server ACL lets in.
+
+Spec v1.19 server-server "Server Access Control Lists" (``m.room.server_acl``, enforced on everything a server
+sends about a room) and "Sending events": the other servers with a joined member are a room's destinations.
+Built first by the composition root and shared by the receiver, joins, queries and EDUs.
+"""
+
+from __future__ import annotations
+
+from federation.policy import server_acl_allows
+from homeserver.events.identifiers import domain_of
+from homeserver.services.room_events import RoomEventService
+
+
+class RoomServers:
+    def __init__(self, room_events: RoomEventService):
+        self._events = room_events
+
+    async def joined(self, room_id: str) -> list[str]:
+        """The servers with a joined member (this one included, if it has one), sorted."""
+        state = await self._events.current_state(room_id)
+        servers = {domain_of(k[1]) for k, ev in state.items()
+                   if k[0] == "m.room.member" and ev.content.get("membership") == "join"}
+        return sorted(servers)
+
+    async def origin_allowed(self, origin: str, room_id: str) -> bool:
+        acl = await self._events.current_state_event(room_id, "m.room.server_acl")
+        return server_acl_allows(acl.content if acl is not None else None, origin)
