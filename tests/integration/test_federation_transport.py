@@ -34,7 +34,7 @@ from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
 from tests.integration.fedtls import CertificateAuthority
-from tests.integration.federation import FedServer, ca, fed, start_fed_server  # noqa: F401 (fixtures)
+from tests.integration.federation import FedServer
 from tests.integration.harness import database_config_for_test, free_port
 
 VERSION_PATH = "/_matrix/federation/v1/version"
