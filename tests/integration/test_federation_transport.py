@@ -382,8 +382,9 @@ class SenderRig:
         return {s.destination: s.retry_interval_ms for s in states}
 
     def timers(self) -> list[float]:
-        """The delays (s) of the back-off timers armed, from now on the fake clock."""
-        return sorted(call.getTime() - self.clock.seconds() for call in self.clock.getDelayedCalls())
+        """The delays (s) of the back-off timers armed, from now on the fake clock (read on the reactor thread)."""
+        return threads.blockingCallFromThread(self.reactor, lambda: sorted(
+            call.getTime() - self.clock.seconds() for call in self.clock.getDelayedCalls()))
 
     def advance(self, seconds: float) -> None:
         """Move the fake clock on the reactor thread (where the timers' callbacks must run)."""
@@ -397,7 +398,7 @@ class SenderRig:
 
 def rig_state(rig: SenderRig, dest: str) -> tuple[int | None, list[float]]:
     """(the back-off interval persisted for ``dest``, the delays of the timers armed)."""
-    return rig.pending().get(dest), threads.blockingCallFromThread(rig.reactor, rig.timers)
+    return rig.pending().get(dest), rig.timers()
 
 
 @pytest.fixture
@@ -505,7 +506,7 @@ def test_wake_retries_a_backed_off_peer_at_once(rig, ca):
         threads.blockingCallFromThread(rig.reactor, sender.wake, dest)
         wait_for(lambda: peer.pdu_ids() == ["$event1", "$event2"], "delivery after wake")
         wait_for(lambda: rig.pending() == {}, "the queue to empty")
-        assert threads.blockingCallFromThread(rig.reactor, rig.timers) == []  # the timer is cancelled
+        assert rig.timers() == []  # the timer is cancelled
     finally:
         sender.stop()
         listener.stop()
@@ -519,14 +520,14 @@ def test_queue_survives_a_restart(rig, ca):
         on_reactor(rig.reactor, lambda: first.send_pdu([dest], pdu(i)))
     rig.backed_off(dest, 300)
     threads.blockingCallFromThread(rig.reactor, first.stop)
-    assert threads.blockingCallFromThread(rig.reactor, rig.timers) == []
+    assert rig.timers() == []
 
     listener.start()
     rig.advance(0.1)
     second = rig.sender(min_retry_ms=300)
     try:
         threads.blockingCallFromThread(rig.reactor, second.resume)
-        wait_for(lambda: threads.blockingCallFromThread(rig.reactor, rig.timers) == [pytest.approx(0.2)],
+        wait_for(lambda: rig.timers() == [pytest.approx(0.2)],
                  "the rest of the back-off to be armed")
         assert peer.transactions == []
         rig.advance(0.2)
