@@ -344,7 +344,7 @@ def shared_room(owner: "User", *others: "User", public: bool = False, encrypted:
         room_id = owner.create_room(preset="public_chat", room_alias_name=alias_name, initial_state=state)
         alias = f"#{alias_name}:{owner.user_id.split(':', 1)[1]}"
         for other in others:
-            other.join(alias)
+            assert other.join(alias) == room_id
             owner.timeline_until(room_id, lambda e: e.get("state_key") == other.user_id)
         return room_id
     room_id = owner.create_room(preset="private_chat", initial_state=state)
