@@ -4,8 +4,9 @@ being tested: no subprocess and no socket, the same requests and answers as :cla
 (``request``, ``register``, ``client``), and the services at hand (``server.hs``).
 
 Each request goes through the listener's real site (``homeserver.http.site.make_site``) over an in-memory
-transport. The reactor's clock only moves when a test says so; the database threads hand their results back
-through ``callFromThread``, which :meth:`ThreadedMemoryReactor.run_until` runs on the test's thread.
+transport. The reactor's clock moves 1 ms before each request and otherwise only when a test says so; the
+database threads hand their results back through ``callFromThread``, which
+:meth:`ThreadedMemoryReactor.run_until` runs on the test's thread.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from homeserver.server import build_server
 from tests.integration.harness import SERVER_NAME, HttpClient, User, configure_for_test, unique
 
 CLIENT_ADDRESS = IPv4Address("TCP", "127.0.0.1", 40000)
+# Each request comes this long after the previous one on the fake clock (events sent one after the other have
+# increasing timestamps, as on a real server).
+REQUEST_INTERVAL_S = 0.001
 
 
 class ThreadedMemoryReactor(MemoryReactorClock):
@@ -74,6 +78,7 @@ class InProcessClient(HttpClient):
 
     def send(self, method, path, payload, headers, timeout):
         transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8008), peerAddress=CLIENT_ADDRESS)
+        self.server.reactor.advance(REQUEST_INTERVAL_S)
         protocol = self.server.site.buildProtocol(CLIENT_ADDRESS)
         protocol.makeConnection(transport)
         lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close",
