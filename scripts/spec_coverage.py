@@ -23,20 +23,40 @@ import tempfile
 import yaml
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_SPEC_DIRS = (
-    os.path.join(REPO_ROOT, "..", "shared", "matrix-spec", "data", "api", "client-server"),
-    "/work/shared/matrix-spec/data/api/client-server",
-)
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 _PARAM = re.compile(r"\{[^}]+\}")
 
 
+def repository_roots() -> list[str]:
+    """This checkout and, when it is a git worktree, the main checkout its ``.git`` file points to."""
+    roots = [REPO_ROOT]
+    dot_git = os.path.join(REPO_ROOT, ".git")
+    if os.path.isfile(dot_git):
+        with open(dot_git, encoding="utf-8") as f:
+            gitdir = os.path.join(REPO_ROOT, f.read().partition("gitdir:")[2].strip())
+        commondir = os.path.join(gitdir, "commondir")
+        if os.path.isfile(commondir):
+            with open(commondir, encoding="utf-8") as f:
+                roots.append(os.path.dirname(os.path.normpath(os.path.join(gitdir, f.read().strip()))))
+    return roots
+
+
+def spec_data_candidates() -> list[str]:
+    """Where the spec's ``data`` directory may be: ``<repository>/../shared/matrix-spec/data``."""
+    return [os.path.normpath(os.path.join(root, "..", "shared", "matrix-spec", "data")) for root in repository_roots()]
+
+
+def spec_data_dir() -> str | None:
+    """The spec's ``data`` directory next to the repository, or None when there is no checkout."""
+    return next((d for d in spec_data_candidates() if os.path.isdir(os.path.join(d, "api"))), None)
+
+
 def find_spec_dir(explicit: str | None) -> str:
-    for candidate in ([explicit] if explicit else DEFAULT_SPEC_DIRS):
+    candidates = [explicit] if explicit else [os.path.join(d, "api", "client-server") for d in spec_data_candidates()]
+    for candidate in candidates:
         if os.path.isdir(candidate):
             return os.path.abspath(candidate)
-    raise SystemExit(f"spec directory not found (tried {explicit or ', '.join(DEFAULT_SPEC_DIRS)}); "
-                     "use --spec-dir")
+    raise SystemExit(f"spec directory not found (tried {', '.join(candidates)}); use --spec-dir")
 
 
 def base_path(document: dict) -> str:

@@ -10,6 +10,7 @@ inlines every reference (a recursive one becomes ``{}``, any value), prefixes ea
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from typing import Any
 
@@ -17,14 +18,17 @@ import yaml
 
 from tests.integration.harness import REPO_ROOT
 
-SPEC_DATA_DIRS = (os.path.join(REPO_ROOT, "..", "shared", "matrix-spec", "data"),
-                  "/work/shared/matrix-spec/data")
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 
 def spec_data_dir() -> str | None:
-    """The spec's ``data`` directory, or None when no checkout is next to the repository."""
-    return next((os.path.abspath(d) for d in SPEC_DATA_DIRS if os.path.isdir(os.path.join(d, "api"))), None)
+    """The spec's ``data`` directory as ``scripts/spec_coverage.py`` finds it (``<repository>/../shared/
+    matrix-spec/data``, the repository being this checkout or the main one of a git worktree), or None."""
+    loader = importlib.util.spec_from_file_location("spec_coverage",
+                                                    os.path.join(REPO_ROOT, "scripts", "spec_coverage.py"))
+    script = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(script)
+    return script.spec_data_dir()
 
 
 @functools.lru_cache(maxsize=None)

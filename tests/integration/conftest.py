@@ -2,8 +2,11 @@
 
 ``homeserver_factory`` starts servers for one test module and stops them all
 (SIGTERM, clean exit required) when the module is done; ``homeserver`` is the
-module's shared default server. The log of every running server is attached
-to a failing test's report.
+module's shared default server. The federation fixtures (``fed``, ``home``,
+``hexagone_peer``, ``synapse_peer``, ``peer``, ``pair``, ``topology``) come from
+``federation.py``; ``inprocess_server`` is a server built in this process on a
+fake reactor. The log of every running server is attached to a failing
+test's report.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import pytest
 
 from tests.integration import pg
+from tests.integration.federation import (ca, fed, hexagone_peer, home, pair, peer,  # noqa: F401 (fixtures)
+                                          synapse_peer, synapse_presence, topology)
 from tests.integration.harness import LIVE_SERVERS, ServerError, ServerProcess
+from tests.integration.inprocess import InProcessServer
 
 
 class ServerFactory:
@@ -47,6 +53,15 @@ def homeserver_factory(tmp_path_factory):
 @pytest.fixture(scope="module")
 def homeserver(homeserver_factory) -> ServerProcess:
     return homeserver_factory()
+
+
+@pytest.fixture(scope="module")
+def inprocess_server(tmp_path_factory) -> InProcessServer:
+    """The module's server built in this process on a fake reactor (``inprocess.py``): for service behaviour
+    through the client API where the process itself is not what is being tested."""
+    server = InProcessServer(tmp_path_factory.mktemp("inprocess"))
+    yield server
+    server.close()
 
 
 @pytest.hookimpl(hookwrapper=True)

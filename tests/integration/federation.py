@@ -82,24 +82,6 @@ def start_fed_server(factory, ca: CertificateAuthority, name_port: int | None = 
                      read_signing_key(os.path.join(process.dir, "signing.key")), ca.cert_path)
 
 
-def in_timeline(room_id, predicate):
-    """For ``User.sync_until``: the events of ``room_id``'s timeline that match, or None."""
-    def find(resp):
-        events = resp.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {}).get("events", [])
-        return [e for e in events if predicate(e)] or None
-    return find
-
-
-def shared_room(host, guest):
-    """A public room on ``host`` that a user of ``guest`` has joined: (host user, guest user, room id)."""
-    owner, visitor = host.process.register(), guest.process.register()
-    alias = unique("room")
-    room_id = owner.create_room(preset="public_chat", room_alias_name=alias)
-    visitor.join(f"#{alias}:{host.name}")
-    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == visitor.user_id))
-    return owner, visitor, room_id
-
-
 class EventForge:
     """Builds PDUs as a given server (with its signing key) on top of a room's newest event."""
 
@@ -238,20 +220,46 @@ def home(fed) -> FedServer:
     return fed(allow_public_rooms_over_federation=True)
 
 
-@pytest.fixture(scope="module", params=["hexagone", "synapse"])
-def peer(request, fed, ca, tmp_path_factory):
-    """The other server: a second Hexagone, or a real Synapse."""
-    if request.param == "hexagone":
-        yield fed(allow_public_rooms_over_federation=True)
-        return
+@pytest.fixture(scope="module")
+def hexagone_peer(fed) -> FedServer:
+    """A second Hexagone, whose signing key the tests hold (to sign requests as it)."""
+    return fed(allow_public_rooms_over_federation=True)
+
+
+@pytest.fixture(scope="module")
+def synapse_presence() -> bool:
+    """Whether the Synapse peer enables presence; a module that tests presence overrides it."""
+    return False
+
+
+@pytest.fixture(scope="module")
+def synapse_peer(ca, tmp_path_factory, synapse_presence):
+    """A real Synapse federating with the others (see ``synapse.py``)."""
     from tests.integration.synapse import SynapsePeer, SynapseProcess
-    process = SynapseProcess(str(tmp_path_factory.mktemp("synapse")), ca).start()
+    process = SynapseProcess(str(tmp_path_factory.mktemp("synapse")), ca, presence=synapse_presence).start()
     yield SynapsePeer(process)
     process.stop()
 
 
+@pytest.fixture(scope="module", params=["hexagone", "synapse"])
+def peer(request):
+    """The other server: :func:`hexagone_peer` or :func:`synapse_peer`."""
+    return request.getfixturevalue(f"{request.param}_peer")
+
+
 @pytest.fixture(params=["home_first", "peer_first"])
 def pair(request, home, peer):
-    """(home, peer) and (peer, home): each test runs in both directions."""
+    """(home, peer) and (peer, home): each test runs in both directions (the first server hosts the room)."""
     return (home, peer) if request.param == "home_first" else (peer, home)
 
+
+@pytest.fixture(params=["one_server", "hexagone-home_first", "hexagone-peer_first", "synapse-home_first",
+                        "synapse-peer_first"])
+def topology(request, home):
+    """(the server of the room's creator, the server of the other users) for a scenario that must hold the same
+    on one server (``home`` twice), between two Hexagones, and between Hexagone and Synapse, each way."""
+    if request.param == "one_server":
+        return home, home
+    kind, order = request.param.split("-")
+    other = request.getfixturevalue(f"{kind}_peer")
+    return (home, other) if order == "home_first" else (other, home)

@@ -103,6 +103,24 @@ def _unthrottle(section: Any) -> Any:
     return section
 
 
+def configure_for_test(base_dir: str, throttled: bool, overrides: dict) -> dict:
+    """Adjust the ``homeserver.yaml`` that ``hexagone init`` wrote in ``base_dir`` for a test server (open
+    registration, cheap bcrypt, the test database, rate limits off unless ``throttled``); returns it."""
+    config_path = os.path.join(base_dir, "homeserver.yaml")
+    with open(config_path) as f:
+        config = yaml.safe_load(f)
+    config.update(enable_registration=True, enable_registration_without_verification=True,
+                  bcrypt_rounds=4, database=database_config_for_test(base_dir))
+    if not throttled:
+        for key in [k for k in config if k.startswith("rc_") and k != "rc_federation"]:
+            config[key] = _unthrottle(config[key])
+        config["rc_federation"] = dict(UNTHROTTLED_FEDERATION)
+    config.update(overrides)
+    with open(config_path, "w") as f:
+        yaml.safe_dump(config, f)
+    return config
+
+
 def hexagone_cli(*args: str, cwd: str, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m homeserver.cli ARGS`` (the real ``hexagone`` command), ``stdin`` as its input."""
     env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -135,18 +153,7 @@ class ServerProcess:
                          cwd=self.dir)
         if r.returncode != 0:
             raise ServerError(f"hexagone init failed:\n{r.stdout}\n{r.stderr}")
-        with open(self.config_path) as f:
-            config = yaml.safe_load(f)
-        config.update(enable_registration=True, enable_registration_without_verification=True,
-                      bcrypt_rounds=4, database=database_config_for_test(self.dir))
-        if not throttled:
-            for key in [k for k in config if k.startswith("rc_") and k != "rc_federation"]:
-                config[key] = _unthrottle(config[key])
-            config["rc_federation"] = dict(UNTHROTTLED_FEDERATION)
-        config.update(overrides)
-        with open(self.config_path, "w") as f:
-            yaml.safe_dump(config, f)
-        self.config = config
+        self.config = configure_for_test(self.dir, throttled, overrides)
 
     def start(self) -> "ServerProcess":
         """``hexagone run``, then wait until it listens and /_matrix/client/versions answers.
@@ -303,17 +310,54 @@ class HttpClient:
             all_headers.setdefault("Content-Type", "application/json")
         if token is not None:
             all_headers["Authorization"] = f"Bearer {token}"
+        status, response_headers, raw = self.send(method, path, payload, all_headers, timeout)
+        try:
+            return status, response_headers, json.loads(raw) if raw else None
+        except ValueError:
+            return status, response_headers, raw
+
+    def send(self, method: str, path: str, payload: bytes | None, headers: dict,
+             timeout: float) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """One HTTP exchange: (status, headers, body)."""
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
-            conn.request(method, path, body=payload, headers=all_headers)
+            conn.request(method, path, body=payload, headers=headers)
             resp = conn.getresponse()
-            raw = resp.read()
+            return resp.status, resp.headers, resp.read()
         finally:
             conn.close()
-        try:
-            return resp.status, resp.headers, json.loads(raw) if raw else None
-        except ValueError:
-            return resp.status, resp.headers, raw
+
+
+MEGOLM = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
+
+
+def shared_room(owner: "User", *others: "User", public: bool = False, encrypted: bool = False) -> str:
+    """A room of ``owner``'s that each of ``others`` (users of the same server or of others) has joined.
+
+    ``public``: a public_chat room with an alias that each joins (from another server, over federation), the
+    owner's /sync having shown each join; otherwise a private_chat room each is invited to and joins once
+    their /sync shows the invite. ``encrypted``: Megolm from the start (m.room.encryption in its initial state).
+    """
+    state = [MEGOLM] if encrypted else []
+    if public:
+        alias_name = unique("room")
+        room_id = owner.create_room(preset="public_chat", room_alias_name=alias_name, initial_state=state)
+        alias = f"#{alias_name}:{owner.user_id.split(':', 1)[1]}"
+        for other in others:
+            assert other.join(alias) == room_id
+            owner.timeline_until(room_id, lambda e: e.get("state_key") == other.user_id)
+        return room_id
+    room_id = owner.create_room(preset="private_chat", initial_state=state)
+    for other in others:
+        owner.invite(room_id, other)
+        other.sync_until(lambda r: room_id in r.get("rooms", {}).get("invite", {}))
+        other.join(room_id)
+    return room_id
+
+
+def timeline_events(resp: dict, room_id: str) -> list[dict]:
+    """The timeline of joined room ``room_id`` in a /sync answer (Synapse leaves out empty sections)."""
+    return resp.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {}).get("events", [])
 
 
 def q(value: str) -> str:
@@ -385,10 +429,8 @@ class User:
     def timeline_until(self, room_id: str, predicate: Callable[[dict], bool], since: str | None = None,
                        **params) -> tuple[dict, str]:
         """Sync until an event of ``room_id``'s timeline matches; returns (event, next_batch)."""
-        def find(resp):
-            room = resp["rooms"]["join"].get(room_id, {})
-            return next((e for e in room.get("timeline", {}).get("events", []) if predicate(e)), None)
-        return self.sync_until(find, since, **params)
+        return self.sync_until(lambda resp: next((e for e in timeline_events(resp, room_id) if predicate(e)), None),
+                               since, **params)
 
     def messages(self, room_id: str, **params) -> dict:
         return self.ok("GET", f"/rooms/{q(room_id)}/messages", params=params)

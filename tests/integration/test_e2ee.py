@@ -3,8 +3,8 @@
 Spec v1.19 client-server "End-to-End Encryption" (key management, device
 lists, cross-signing), "Send-to-Device messaging", "Server-side key backups".
 Raw HTTP with real ed25519 signatures (signedjson) for the protocol details
-and error paths; matrix-nio with real Olm/Megolm (vodozemac) for encrypted
-conversations.
+and error paths. The encrypted conversations with matrix-nio (real Olm/Megolm)
+run on one server and across servers in ``test_federation_e2ee.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from signedjson.key import encode_verify_key_base64, generate_signing_key, get_v
 from signedjson.sign import sign_json
 from unpaddedbase64 import encode_base64
 
-from tests.integration.harness import PASSWORD, User, q, unique
+from tests.integration.harness import PASSWORD, User, q, shared_room, unique
 
 
 def random_key() -> str:
@@ -81,15 +81,6 @@ def claim(user: User, target: User, algorithm: str = "signed_curve25519") -> dic
 def password_auth(user: User, session: str) -> dict:
     return {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user.user_id},
             "password": user.password, "session": session}
-
-
-def shared_room(owner: User, *others: User, encrypted: bool = True) -> str:
-    state = [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]
-    room_id = owner.create_room(preset="private_chat", initial_state=state if encrypted else [])
-    for other in others:
-        owner.invite(room_id, other)
-        other.join(room_id)
-    return room_id
 
 
 def assert_error(result: tuple[int, dict], status: int, errcode: str) -> dict:
@@ -206,7 +197,7 @@ def test_device_list_changes_in_sync_and_keys_changes(homeserver):
     bob = RawDevice(homeserver.register())
     carol = homeserver.register()
     stranger = RawDevice(homeserver.register())
-    room_id = shared_room(alice, bob.user)
+    room_id = shared_room(alice, bob.user, encrypted=True)
     token = alice.sync()["next_batch"]
 
     bob.upload(device_keys=bob.device_keys())
@@ -233,7 +224,7 @@ def test_deleting_a_device_removes_its_keys_and_changes_the_list(homeserver):
     bob = homeserver.register()
     bob2 = RawDevice(homeserver.login(bob.user_id))
     bob2.upload(device_keys=bob2.device_keys(), one_time_keys=bob2.one_time_keys(1))
-    shared_room(alice, bob)
+    shared_room(alice, bob, encrypted=True)
     token = alice.sync()["next_batch"]
     assert list(query(alice, bob.user_id)["device_keys"][bob.user_id]) == [bob2.user.device_id]
 
@@ -553,61 +544,6 @@ def assert_stored_encrypted(user: User, room_id: str, event_id: str, plaintext: 
     assert event["type"] == "m.room.encrypted"
     assert event["content"]["algorithm"] == "m.megolm.v1.aes-sha2"
     assert plaintext not in str(event)
-
-
-def test_encrypted_conversation_with_nio(homeserver, tmp_path):
-    alice = homeserver.register()
-    bob = homeserver.register()
-    room_id = shared_room(alice, bob)
-
-    async def scenario():
-        alice_nio = await NioDevice(homeserver, alice.user_id, tmp_path / "alice").login()
-        bob_nio = await NioDevice(homeserver, bob.user_id, tmp_path / "bob").login()
-        try:
-            await alice_nio.sync_until(lambda r: room_id in alice_nio.client.rooms
-                                       and alice_nio.client.rooms[room_id].encrypted)
-            for sender, receiver, text in ((alice_nio, bob_nio, "hello bob 🔐"), (bob_nio, alice_nio, "hi alice"),
-                                           (alice_nio, bob_nio, "second message, same session")):
-                await sender.sync_until(lambda r: receiver.client.device_id
-                                        in sender.device_ids_of(receiver.client.user_id))
-                event_id = await sender.send_text(room_id, text)
-                got = await receiver.receive_text(room_id, text)
-                assert got.decrypted and got.sender == sender.client.user_id and got.event_id == event_id
-                assert got.source["content"]["body"] == text
-                assert_stored_encrypted(alice, room_id, event_id, text)
-        finally:
-            await alice_nio.close()
-            await bob_nio.close()
-
-    asyncio.run(scenario())
-
-
-def test_second_device_logging_in_later_decrypts_new_messages(homeserver, tmp_path):
-    alice = homeserver.register()
-    bob = homeserver.register()
-    room_id = shared_room(alice, bob)
-
-    async def scenario():
-        alice_nio = await NioDevice(homeserver, alice.user_id, tmp_path / "alice").login()
-        bob_nio = await NioDevice(homeserver, bob.user_id, tmp_path / "bob").login()
-        devices = [alice_nio, bob_nio]
-        try:
-            await alice_nio.sync_until(lambda r: bob_nio.client.device_id in alice_nio.device_ids_of(bob.user_id))
-            await alice_nio.send_text(room_id, "before")
-            await bob_nio.receive_text(room_id, "before")
-
-            bob_later = await NioDevice(homeserver, bob.user_id, tmp_path / "bob2").login()
-            devices.append(bob_later)
-            # Alice learns of the new device through device_lists.changed, then encrypts for it too.
-            await alice_nio.sync_until(lambda r: bob_later.client.device_id in alice_nio.device_ids_of(bob.user_id))
-            await alice_nio.send_text(room_id, "after")
-            for receiver in (bob_later, bob_nio):
-                assert (await receiver.receive_text(room_id, "after")).decrypted
-        finally:
-            for device in devices:
-                await device.close()
-
-    asyncio.run(scenario())
 
 
 def test_to_device_and_keys_survive_a_restart(homeserver_factory):

@@ -12,15 +12,7 @@ import time
 
 import nio
 
-from tests.integration.harness import PASSWORD, q
-
-
-def shared_room(server):
-    """Alice's public room, joined by Bob; returns (alice, bob, room_id)."""
-    alice, bob = server.register(), server.register()
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
-    return alice, bob, room
+from tests.integration.harness import PASSWORD, q, shared_room
 
 
 def ephemeral(resp: dict, room_id: str, event_type: str) -> list[dict]:
@@ -77,7 +69,8 @@ def assert_error(resp: tuple, status: int, errcode: str) -> None:
 # -- receipts ----------------------------------------------------------------------------------
 
 def test_receipts_in_sync_and_private_ones_only_for_their_owner(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     first, second = bob.send(room, "one"), bob.send(room, "two")
     bob_token = bob.sync()["next_batch"]
 
@@ -110,7 +103,8 @@ def test_receipts_in_sync_and_private_ones_only_for_their_owner(homeserver):
 
 
 def test_threaded_receipts(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     root = alice.send(room, "root")
     reply = alice.send(room, {"msgtype": "m.text", "body": "in thread",
                               "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
@@ -149,7 +143,8 @@ def test_threaded_receipts(homeserver):
 
 
 def test_receipt_errors(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     event_id = alice.send(room)
     elsewhere_room = alice.create_room()
     elsewhere = alice.send(elsewhere_room)
@@ -175,7 +170,8 @@ def test_receipt_errors(homeserver):
 # -- read markers --------------------------------------------------------------------------------
 
 def test_read_markers(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     first, second = alice.send(room, "one"), alice.send(room, "two")
     alice_token, bob_token = alice.sync()["next_batch"], bob.sync()["next_batch"]
 
@@ -211,7 +207,8 @@ def test_read_markers(homeserver):
 # -- typing --------------------------------------------------------------------------------------
 
 def test_typing_on_off_and_expiry(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     token = bob.sync()["next_batch"]
     assert typers(bob.sync(), room) is None
 
@@ -245,7 +242,8 @@ def test_typing_on_off_and_expiry(homeserver):
 
 
 def test_typing_errors(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     stranger = homeserver.register()
     assert_error(alice.request("PUT", typing_path(room, bob.user_id), {"typing": True}), 403, "M_FORBIDDEN")
     assert_error(stranger.request("PUT", typing_path(room, stranger.user_id), {"typing": True}), 403, "M_FORBIDDEN")
@@ -259,7 +257,8 @@ def test_typing_errors(homeserver):
 
 def test_typing_token_from_before_restart(homeserver_factory):
     server = homeserver_factory()
-    alice, bob, room = shared_room(server)
+    alice, bob = server.register(), server.register()
+    room = shared_room(alice, bob, public=True)
     for state in (True, False, True, False):
         alice.ok("PUT", typing_path(room, alice.user_id), {"typing": state})
     old_token = bob.sync()["next_batch"]
@@ -279,7 +278,8 @@ def test_typing_token_from_before_restart(homeserver_factory):
 # -- account data ---------------------------------------------------------------------------------
 
 def test_account_data_global_and_room(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     me = q(alice.user_id)
     alice.ok("PUT", f"/user/{me}/account_data/org.example.one", {"n": 1})
     alice.ok("PUT", f"/user/{me}/rooms/{q(room)}/account_data/org.example.room", {"r": 1})
@@ -319,7 +319,8 @@ def test_account_data_global_and_room(homeserver):
 
 
 def test_account_data_errors(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     me, other = q(alice.user_id), q(bob.user_id)
     bob.ok("PUT", f"/user/{other}/account_data/org.example.secret", {"s": 1})
     for method, body in (("PUT", {"x": 1}), ("GET", None)):
@@ -345,7 +346,8 @@ def test_account_data_errors(homeserver):
 # -- tags -----------------------------------------------------------------------------------------
 
 def test_tags(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     tags_path = f"/user/{q(alice.user_id)}/rooms/{q(room)}/tags"
     assert alice.ok("GET", tags_path) == {"tags": {}}
     token = alice.sync()["next_batch"]
@@ -381,7 +383,8 @@ def test_tags(homeserver):
 # -- sync filters ---------------------------------------------------------------------------------
 
 def test_sync_filters_apply_to_ephemeral_and_account_data(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     event_id = bob.send(room)
     bob.ok("POST", receipt_path(room, "m.read", event_id), {})
     bob.ok("PUT", typing_path(room, bob.user_id), {"typing": True})
@@ -406,7 +409,8 @@ def test_sync_filters_apply_to_ephemeral_and_account_data(homeserver):
 # -- matrix-nio ---------------------------------------------------------------------------------
 
 def test_nio_client_receipts_typing_and_tags(homeserver):
-    alice, bob, room = shared_room(homeserver)
+    alice, bob = homeserver.register(), homeserver.register()
+    room = shared_room(alice, bob, public=True)
     message = alice.send(room, "read me")
     alice_token = alice.sync()["next_batch"]
 

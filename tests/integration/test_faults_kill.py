@@ -20,9 +20,7 @@ import sqlite3
 import time
 
 from tests.integration.faults import FAULT_STATE_TYPE, TRIALS, Senders, check_room_intact, room_history
-from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
-from tests.integration.harness import q
-from tests.integration.test_federation_faults import shared_room
+from tests.integration.harness import q, shared_room
 
 DELIVERY_DEADLINE_S = 60.0
 
@@ -79,7 +77,8 @@ def wait_delivered(user, room_id: str, event_ids, deadline_s: float = DELIVERY_D
 def test_kill_during_federation_sends(fed):
     """Alternately the sending server and the receiving one is killed in the middle of the sends."""
     sender, receiver = fed(), fed()
-    owner, visitor, room_id = shared_room(sender, receiver)
+    owner, visitor = sender.process.register(), receiver.process.register()
+    room_id = shared_room(owner, visitor, public=True)
     rng = random.Random(31)
     for trial in range(TRIALS):
         victim = sender if trial % 2 == 0 else receiver

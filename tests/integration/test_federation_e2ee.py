@@ -1,5 +1,6 @@
 """End-to-end encryption across servers: Hexagone and a peer that is another Hexagone or a real Synapse,
-over real TLS federation, in both directions.
+over real TLS federation, in both directions; the encrypted conversations with real clients also on one server
+(the ``topology`` fixture), with the same assertions.
 
 Spec v1.19 server-server "Device Management", "End-to-End Encryption" and "Send-to-device messaging";
 client-server "End-to-End Encryption". Raw HTTP with real ed25519 signatures for keys, device lists,
@@ -18,23 +19,12 @@ import pytest
 from nio import EncryptionError, MegolmEvent
 from signedjson.sign import sign_json
 
-from tests.integration.federation import FedServer, ca, fed, home, pair, peer  # noqa: F401 (fixtures)
-from tests.integration.harness import q, unique
+from tests.integration.federation import FedServer
+from tests.integration.harness import q, shared_room, unique
 from tests.integration.test_e2ee import (NioDevice, RawDevice, assert_stored_encrypted, claim, cross_signing_key,
                                          password_auth, query)
 
 LATENCY_SAMPLES = 7
-
-
-def shared_room(owner, *others) -> str:
-    """An encrypted room of ``owner``'s that each of ``others`` joins once their server has the invite."""
-    state = [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]
-    room_id = owner.create_room(preset="private_chat", initial_state=state)
-    for other in others:
-        owner.invite(room_id, other)
-        other.sync_until(lambda r: room_id in r["rooms"]["invite"])
-        other.join(room_id)
-    return room_id
 
 
 def sync_token(user) -> str:
@@ -98,7 +88,7 @@ def test_device_list_follows_new_and_deleted_devices(pair):
     a, b = pair
     alice = a.process.register()
     bob = RawDevice(b.process.register())
-    room_id = shared_room(alice, bob.user)
+    room_id = shared_room(alice, bob.user, encrypted=True)
     first = since = sync_token(alice)
     bob.upload(device_keys=bob.device_keys())
     found, since = query_until(alice, bob.user_id, lambda f: bob.user.device_id in devices_of(f, bob.user_id), since)
@@ -130,7 +120,7 @@ def test_cross_signing_keys_and_signatures_across_servers(pair):
     bob = RawDevice(b.process.register())
     for device in (alice, bob):
         device.upload(device_keys=device.device_keys())
-    shared_room(alice.user, bob.user)
+    shared_room(alice.user, bob.user, encrypted=True)
     since = sync_token(bob.user)
 
     master, master_pub = cross_signing_key(alice.user_id, "master")
@@ -186,13 +176,7 @@ def upload_signing_keys(device: RawDevice, body: dict) -> None:
     assert status == 200, resp
 
 
-@pytest.fixture(scope="module")
-def other(fed):
-    """A second Hexagone whose signing key the tests use to make server-server requests."""
-    return fed()
-
-
-def test_server_endpoints_answer_for_local_users_only(home, other):
+def test_server_endpoints_answer_for_local_users_only(home, hexagone_peer):
     alice = RawDevice(home.process.register())
     otks = alice.one_time_keys(1)
     first_keys = alice.device_keys()
@@ -204,7 +188,7 @@ def test_server_endpoints_answer_for_local_users_only(home, other):
     devices_path = f"/_matrix/federation/v1/user/devices/{q(alice.user_id)}"
 
     def signed(method: str, path: str, content=None):
-        return home.signed(method, path, origin=other.name, key=other.signing_key, content=content)
+        return home.signed(method, path, origin=hexagone_peer.name, key=hexagone_peer.signing_key, content=content)
 
     status, listed = signed("GET", devices_path)
     assert status == 200, listed
@@ -226,7 +210,7 @@ def test_server_endpoints_answer_for_local_users_only(home, other):
     assert (status, claimed) == (200, {"one_time_keys": {alice.user_id: {alice.user.device_id: otks}}})
 
     for method, path, body, errcode in (
-            ("GET", f"/_matrix/federation/v1/user/devices/{q('@bob:' + other.name)}", None, "M_UNKNOWN"),
+            ("GET", f"/_matrix/federation/v1/user/devices/{q('@bob:' + hexagone_peer.name)}", None, "M_UNKNOWN"),
             ("POST", "/_matrix/federation/v1/user/keys/query", {"device_keys": {"@x:elsewhere.example": []}},
              "M_UNKNOWN"),
             ("POST", "/_matrix/federation/v1/user/keys/query", {"device_keys": [alice.user_id]}, "M_BAD_JSON"),
@@ -288,15 +272,17 @@ async def knows_device(device: NioDevice, other: NioDevice) -> None:
     await device.sync_until(lambda r: other.client.device_id in device.device_ids_of(other.client.user_id))
 
 
-def test_encrypted_conversation_across_servers(pair, tmp_path):
-    a, b = pair
+def test_encrypted_conversation(topology, tmp_path):
+    a, b = topology
     alice, bob = a.process.register(), b.process.register()
-    room_id = shared_room(alice, bob)
+    room_id = shared_room(alice, bob, encrypted=True)
 
     async def scenario():
         alice_nio = await nio_device(a, alice, tmp_path, "alice").login()
         bob_nio = await nio_device(b, bob, tmp_path, "bob").login()
         try:
+            await alice_nio.sync_until(lambda r: room_id in alice_nio.client.rooms
+                                       and alice_nio.client.rooms[room_id].encrypted)
             for sender, receiver, text in ((alice_nio, bob_nio, "hello from the first server 🔐"),
                                            (bob_nio, alice_nio, "and back from the second"),
                                            (alice_nio, bob_nio, "same session, next message")):
@@ -314,10 +300,10 @@ def test_encrypted_conversation_across_servers(pair, tmp_path):
     asyncio.run(scenario())
 
 
-def test_a_second_device_logging_in_later_decrypts_new_messages(pair, tmp_path):
-    a, b = pair
+def test_a_second_device_logging_in_later_decrypts_new_messages(topology, tmp_path):
+    a, b = topology
     alice, bob = a.process.register(), b.process.register()
-    room_id = shared_room(alice, bob)
+    room_id = shared_room(alice, bob, encrypted=True)
 
     async def scenario():
         alice_nio = await nio_device(a, alice, tmp_path, "alice").login()
@@ -344,7 +330,7 @@ def test_a_second_device_logging_in_later_decrypts_new_messages(pair, tmp_path):
 def test_a_member_who_left_cannot_decrypt_the_next_message(pair, tmp_path):
     a, b = pair
     alice, bob, carol = a.process.register(), b.process.register(), b.process.register()
-    room_id = shared_room(alice, bob, carol)
+    room_id = shared_room(alice, bob, carol, encrypted=True)
 
     async def scenario():
         alice_nio = await nio_device(a, alice, tmp_path, "alice").login()
@@ -385,7 +371,7 @@ def test_device_list_latency(pair, capsys):
     a, b = pair
     uploader = RawDevice(a.process.register())
     observer = b.process.register()
-    shared_room(uploader.user, observer)
+    shared_room(uploader.user, observer, encrypted=True)
     since = sync_token(observer)
     uploader.upload(device_keys=uploader.device_keys())
     _, since = observer.sync_until(lambda r: uploader.user_id in device_list(r, "changed"), since)

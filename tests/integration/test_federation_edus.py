@@ -9,37 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
-from tests.integration.harness import q, unique
-from tests.integration.synapse import SynapsePeer, SynapseProcess
+from tests.integration.harness import q, shared_room, unique
 from tests.integration.test_ephemeral import ephemeral, receipts_of
 from tests.integration.test_push_presence_search import presence_of
 
 
 @pytest.fixture(scope="module")
-def home(fed):
-    return fed()
-
-
-@pytest.fixture(scope="module")
-def hexagone_peer(fed):
-    return fed()
-
-
-@pytest.fixture(scope="module", params=["hexagone", "synapse"])
-def peer(request, ca, tmp_path_factory):
-    if request.param == "hexagone":
-        yield request.getfixturevalue("hexagone_peer")
-        return
-    process = SynapseProcess(str(tmp_path_factory.mktemp("synapse")), ca, presence=True).start()
-    yield SynapsePeer(process)
-    process.stop()
-
-
-@pytest.fixture(params=["home_hosts", "peer_hosts"])
-def pair(request, home, peer):
-    """(the server hosting the room, the other one)."""
-    return (home, peer) if request.param == "home_hosts" else (peer, home)
+def synapse_presence() -> bool:
+    return True
 
 
 def joined_pair(a, b):
@@ -48,18 +25,10 @@ def joined_pair(a, b):
     Returns (alice, bob, room_id, alice's sync token, bob's sync token).
     """
     alice, bob = a.process.register(), b.process.register()
-    alias = unique("edu")
-    room_id = alice.create_room(preset="public_chat", room_alias_name=alias)
-    assert bob.join(f"#{alias}:{a.name}") == room_id
-
-    def bob_joined(resp):
-        events = resp.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {}).get("events", [])
-        return any(e["type"] == "m.room.member" and e["state_key"] == bob.user_id for e in events)
-
-    _, since_a = alice.sync_until(bob_joined)
+    room_id = shared_room(alice, bob, public=True)
     # (Synapse leaves out a room it joined with partial state, and then an empty "rooms", until it has the state.)
     _, since_b = bob.sync_until(lambda r: room_id in r.get("rooms", {}).get("join", {}))
-    return alice, bob, room_id, since_a, since_b
+    return alice, bob, room_id, alice.sync()["next_batch"], since_b
 
 
 def typing_in(room_id):

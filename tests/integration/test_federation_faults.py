@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from tests.integration.federation import (EventForge, FederationProxy, ca, fed, home, in_timeline, pair,  # noqa: F401
-                                          peer, send_transaction, shared_room)
-from tests.integration.harness import unique
+from tests.integration.federation import EventForge, FederationProxy, send_transaction
+from tests.integration.harness import shared_room, timeline_events, unique
 
 
 def test_messages_sent_while_the_peer_is_down_arrive_in_order(pair):
     """Both directions: a Synapse host catches a returning Hexagone up with only the newest event,
     so this also exercises /get_missing_events on our side."""
     host, guest = pair
-    owner, visitor, room_id = shared_room(host, guest)
+    owner, visitor = host.process.register(), guest.process.register()
+    room_id = shared_room(owner, visitor, public=True)
     _, since = visitor.sync_until(lambda r: r.get("next_batch"))
     guest.process.stop()
     sent = [f"while down {i}" for i in range(10)]
@@ -24,8 +24,7 @@ def test_messages_sent_while_the_peer_is_down_arrive_in_order(pair):
     bodies: list[str] = []
 
     def all_arrived(resp):
-        for e in in_timeline(room_id, lambda e: e.get("type") == "m.room.message")(resp) or []:
-            bodies.append(e["content"]["body"])
+        bodies.extend(e["content"]["body"] for e in timeline_events(resp, room_id) if e.get("type") == "m.room.message")
         return bodies[-1:] == sent[-1:]
 
     visitor.sync_until(all_arrived, since, deadline_s=60, filter={"room": {"timeline": {"limit": 50}}})
@@ -34,7 +33,8 @@ def test_messages_sent_while_the_peer_is_down_arrive_in_order(pair):
 
 def test_forged_events_are_rejected(fed):
     host, forger = fed(), fed()
-    owner, visitor, room_id = shared_room(host, forger)
+    owner, visitor = host.process.register(), forger.process.register()
+    room_id = shared_room(owner, visitor, public=True)
     forge = EventForge(host, owner, room_id, forger, visitor)
     bad_signature = forge.message(visitor.user_id, "forged signature", origin_server_ts=1)
     bad_hash = forge.message(visitor.user_id, "original", content={"msgtype": "m.text", "body": "tampered"})
@@ -50,11 +50,12 @@ def test_forged_events_are_rejected(fed):
 def test_a_gap_is_filled_with_get_missing_events(fed):
     """An event whose parent we lack: the parent is fetched from the sending server before it is accepted."""
     host, relay, author = fed(), fed(), fed()
-    owner, relay_user, room_id = shared_room(host, relay)
+    owner, relay_user = host.process.register(), relay.process.register()
+    room_id = shared_room(owner, relay_user, public=True)
     writer = author.process.register()
     writer.ok("POST", f"/join/{quote(room_id)}", {}, params={"via": host.name})
-    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == writer.user_id))
-    relay_user.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == writer.user_id))
+    owner.timeline_until(room_id, lambda e: e.get("state_key") == writer.user_id)
+    relay_user.timeline_until(room_id, lambda e: e.get("state_key") == writer.user_id)
     forge = EventForge(host, owner, room_id, author, writer)
     parent = forge.message(writer.user_id, "the parent")
     child = forge.message(writer.user_id, "the child", prev=parent["_id"])
@@ -68,7 +69,8 @@ def test_a_gap_is_filled_with_get_missing_events(fed):
 def test_servers_outside_the_allow_list_are_refused(fed, home):
     outsider = fed()
     gated = fed(federation_domain_whitelist=[home.name])
-    owner, member, room_id = shared_room(gated, home)  # the listed server federates as usual
+    owner, member = gated.process.register(), home.process.register()  # the listed server federates as usual
+    room_id = shared_room(owner, member, public=True)
     alias = unique("gated")
     owner.ok("PUT", f"/directory/room/{quote(f'#{alias}:{gated.name}')}", {"room_id": room_id})
     status, body = gated.signed("GET", f"/_matrix/federation/v1/query/directory?room_alias="
@@ -108,7 +110,7 @@ def test_a_join_cut_short_by_a_restart_completes_when_the_server_is_back(fed, ca
         joined = visitor.ok("GET", f"/rooms/{quote(room_id)}/joined_members")["joined"]
         assert set(joined) == {owner.user_id, visitor.user_id, *(m.user_id for m in members)}
         visitor.send(room_id, "back after the restart")
-        owner.sync_until(in_timeline(room_id, lambda e: e.get("content", {}).get("body") == "back after the restart"))
+        owner.timeline_until(room_id, lambda e: e.get("content", {}).get("body") == "back after the restart")
         assert f"Joined {room_id} with its whole state" in guest.process.log(tail=2000)
     finally:
         proxy.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 
-from tests.integration.federation import ca, fed, home, pair, peer  # noqa: F401 (fixtures)
 from tests.integration.harness import q, unique
 
 

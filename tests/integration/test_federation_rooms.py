@@ -6,19 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.federation import FedServer, ca, fed, home, pair, peer  # noqa: F401 (fixtures)
+from tests.integration.federation import FedServer
 from tests.integration.harness import q, unique
 
 
 def register(server):
     return server.process.register()
-
-
-def in_timeline(room_id, predicate):
-    def find(resp):
-        events = resp.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {}).get("events", [])
-        return next((e for e in events if predicate(e)), None)
-    return find
 
 
 def body_is(text):
@@ -37,24 +30,24 @@ def test_join_by_alias_and_chat_both_ways(pair, version):
     assert bob.join(alias) == room_id
 
     # Bob sees the room's state and the history from before the join.
-    event, since_b = bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.member"
-                                                and e["state_key"] == bob.user_id))
+    event, since_b = bob.timeline_until(room_id, lambda e: e["type"] == "m.room.member"
+                                        and e["state_key"] == bob.user_id)
     status, name = bob.state(room_id, "m.room.name")
     assert status == 200 and name == {"name": "Federated"}
     history = bob.messages(room_id, dir="b", limit=50)
     assert any(body_is("before bob joined")(e) for e in history["chunk"]), history
 
     # Alice sees Bob's join, then messages flow both ways.
-    alice.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.member"
-                                 and e["state_key"] == bob.user_id))
+    alice.timeline_until(room_id, lambda e: e["type"] == "m.room.member"
+                         and e["state_key"] == bob.user_id)
     alice.send(room_id, "hello bob")
-    bob.sync_until(in_timeline(room_id, body_is("hello bob")), since_b)
+    bob.timeline_until(room_id, body_is("hello bob"), since_b)
     bob.send(room_id, "hello alice")
-    alice.sync_until(in_timeline(room_id, body_is("hello alice")))
+    alice.timeline_until(room_id, body_is("hello alice"))
 
     # State changes flow too, and both servers compute the same room state.
     alice.put_state(room_id, "m.room.topic", {"topic": "federated topic"})
-    bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.topic"))
+    bob.timeline_until(room_id, lambda e: e["type"] == "m.room.topic")
     assert bob.state(room_id, "m.room.topic") == (200, {"topic": "federated topic"})
     assert_same_state(alice, bob, room_id)
 
@@ -74,18 +67,18 @@ def test_concurrent_state_changes_resolve_identically(pair):
     alias_name = unique("conflict")
     room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name)
     bob.join(f"#{alias_name}:{a.name}")
-    alice.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == bob.user_id))
+    alice.timeline_until(room_id, lambda e: e.get("state_key") == bob.user_id)
     levels = alice.ok("GET", f"/rooms/{q(room_id)}/state/m.room.power_levels")
     levels.setdefault("users", {})[bob.user_id] = 50
     alice.put_state(room_id, "m.room.power_levels", levels)
-    bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.power_levels"))
+    bob.timeline_until(room_id, lambda e: e["type"] == "m.room.power_levels")
     for i in range(3):  # topics sent from both sides without waiting for each other: forks to resolve
         alice.put_state(room_id, "m.room.topic", {"topic": f"alice {i}"})
         bob.put_state(room_id, "m.room.topic", {"topic": f"bob {i}"})
     final_a = alice.put_state(room_id, "m.room.name", {"name": "settled by alice"})
-    bob.sync_until(in_timeline(room_id, lambda e: e["event_id"] == final_a), deadline_s=30)
+    bob.timeline_until(room_id, lambda e: e["event_id"] == final_a, deadline_s=30)
     final_b = bob.put_state(room_id, "org.example.marker", {"done": True})
-    alice.sync_until(in_timeline(room_id, lambda e: e["event_id"] == final_b), deadline_s=30)
+    alice.timeline_until(room_id, lambda e: e["event_id"] == final_b, deadline_s=30)
     assert_same_state(alice, bob, room_id)
 
 
@@ -98,10 +91,10 @@ def test_invite_across_servers(pair):
     assert any(e["type"] == "m.room.member" and e["content"]["membership"] == "invite"
                for e in invite["invite_state"]["events"])
     assert alice.join(room_id) == room_id
-    bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.member"
-                               and e["state_key"] == alice.user_id and e["content"]["membership"] == "join"))
+    bob.timeline_until(room_id, lambda e: e["type"] == "m.room.member"
+                       and e["state_key"] == alice.user_id and e["content"]["membership"] == "join")
     alice.send(room_id, "thanks for the invite")
-    bob.sync_until(in_timeline(room_id, body_is("thanks for the invite")))
+    bob.timeline_until(room_id, body_is("thanks for the invite"))
 
 
 def test_rejecting_a_remote_invite(pair):
@@ -111,8 +104,8 @@ def test_rejecting_a_remote_invite(pair):
     bob.invite(room_id, alice)
     alice.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room_id))
     alice.leave(room_id)
-    bob.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.member"
-                               and e["state_key"] == alice.user_id and e["content"]["membership"] == "leave"))
+    bob.timeline_until(room_id, lambda e: e["type"] == "m.room.member"
+                       and e["state_key"] == alice.user_id and e["content"]["membership"] == "leave")
 
 
 def test_ban_keeps_a_remote_user_out(pair):
@@ -121,7 +114,7 @@ def test_ban_keeps_a_remote_user_out(pair):
     alias_name = unique("ban")
     room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name)
     bob.join(f"#{alias_name}:{a.name}")
-    alice.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == bob.user_id))
+    alice.timeline_until(room_id, lambda e: e.get("state_key") == bob.user_id)
     alice.ok("POST", f"/rooms/{q(room_id)}/ban", {"user_id": bob.user_id, "reason": "spam"})
     bob.sync_until(lambda r: r.get("rooms", {}).get("leave", {}).get(room_id))
     status, err = bob.request("POST", f"/join/{q(room_id)}", {}, params={"via": a.name})
@@ -159,13 +152,13 @@ def test_knock_then_invite_across_servers(pair):
                                 initial_state=[{"type": "m.room.join_rules", "content": {"join_rule": "knock"}}])
     knocker.ok("POST", f"/knock/{q(room_id)}", {"reason": "let me in"}, params={"via": host.name})
     knocks, _ = knocker.sync_until(lambda r: r.get("rooms", {}).get("knock", {}).get(room_id))
-    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == knocker.user_id
-                                 and e["content"].get("membership") == "knock"))
+    owner.timeline_until(room_id, lambda e: e.get("state_key") == knocker.user_id
+                         and e["content"].get("membership") == "knock")
     owner.invite(room_id, knocker)
     knocker.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room_id))
     assert knocker.join(room_id) == room_id
-    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == knocker.user_id
-                                 and e["content"].get("membership") == "join"))
+    owner.timeline_until(room_id, lambda e: e.get("state_key") == knocker.user_id
+                         and e["content"].get("membership") == "join")
 
 
 def test_restricted_join_across_servers(pair):
@@ -179,10 +172,10 @@ def test_restricted_join_across_servers(pair):
     status, err = joiner.request("POST", f"/join/{q(room_id)}", {}, params={"via": host.name})
     assert status == 403, err  # not a member of the space yet
     joiner.join(f"#{space_alias}:{host.name}")
-    owner.sync_until(in_timeline(space_id, lambda e: e.get("state_key") == joiner.user_id))
+    owner.timeline_until(space_id, lambda e: e.get("state_key") == joiner.user_id)
     status, body = joiner.request("POST", f"/join/{q(room_id)}", {}, params={"via": host.name})
     assert status == 200, body
-    event, _ = owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == joiner.user_id))
+    event, _ = owner.timeline_until(room_id, lambda e: e.get("state_key") == joiner.user_id)
     assert event["content"]["membership"] == "join"
     assert event["content"].get("join_authorised_via_users_server") == owner.user_id
 
@@ -194,9 +187,9 @@ def test_join_right_after_an_invite_to_a_room_this_server_is_in(pair):
     alias_name = unique("resident")
     room_id = owner.create_room(preset="public_chat", room_alias_name=alias_name)
     first.join(f"#{alias_name}:{host.name}")
-    owner.sync_until(in_timeline(room_id, lambda e: e.get("state_key") == first.user_id))
+    owner.timeline_until(room_id, lambda e: e.get("state_key") == first.user_id)
     owner.ok("PUT", f"/rooms/{q(room_id)}/state/m.room.join_rules", {"join_rule": "invite"})
-    first.sync_until(in_timeline(room_id, lambda e: e["type"] == "m.room.join_rules"))
+    first.timeline_until(room_id, lambda e: e["type"] == "m.room.join_rules")
     owner.invite(room_id, second)
     assert second.join(room_id) == room_id
 
@@ -218,7 +211,7 @@ def test_a_join_without_member_events_completes_before_the_room_is_used(pair):
     bob.send(room_id, "first words")  # at once: it waits for the join to complete
     joined = bob.ok("GET", f"/rooms/{q(room_id)}/joined_members")["joined"]
     assert set(joined) == {alice.user_id, bob.user_id, *(u.user_id for u in others)}
-    alice.sync_until(in_timeline(room_id, body_is("first words")))
+    alice.timeline_until(room_id, body_is("first words"))
     sync = bob.sync(timeout_ms=0)
     room = sync["rooms"]["join"][room_id]
     seen = {e["state_key"] for e in room["state"]["events"] + room["timeline"]["events"]

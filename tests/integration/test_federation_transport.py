@@ -1,6 +1,7 @@
 """Federation transport between real Hexagone processes over TLS (keys, notary, signed
 requests, allow-list), and, in this process on a reactor thread, the outbound client
-(certificate checks, IP ranges) and the transaction sender against a small recording peer."""
+(certificate checks, IP ranges) and the transaction sender against a small recording peer; the
+sender's back-off timers run on a fake clock that the tests advance."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from urllib.parse import quote
 import pytest
 from signedjson.key import generate_signing_key, get_verify_key
 from twisted.internet import defer, threads
+from twisted.internet.task import Clock
 from twisted.web import resource, server
 from unpaddedbase64 import encode_base64
 
@@ -32,7 +34,7 @@ from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
 from tests.integration.fedtls import CertificateAuthority
-from tests.integration.federation import FedServer, ca, fed, start_fed_server  # noqa: F401 (fixtures)
+from tests.integration.federation import FedServer
 from tests.integration.harness import database_config_for_test, free_port
 
 VERSION_PATH = "/_matrix/federation/v1/version"
@@ -359,21 +361,44 @@ class _Json(resource.Resource):
 
 @dataclass
 class SenderRig:
+    """A sender's collaborators: the store and client run on the real reactor (thread), its timers and
+    ``now_ms`` on ``clock``, a fake clock that only :meth:`advance` moves."""
+
     reactor: Any
+    clock: Clock
     db: Database
     store: federation_queue.FederationQueueStore
     client: FederationClient
     origin: str
     key: Any
 
-    def sender(self, **retry) -> FederationSender:
-        return FederationSender(reactor=self.reactor, store=self.store, client=self.client, server_name=self.origin,
-                                whitelist=None, now_ms=lambda: int(self.reactor.seconds() * 1000),
+    def sender(self, whitelist=None, **retry) -> FederationSender:
+        return FederationSender(reactor=self.clock, store=self.store, client=self.client, server_name=self.origin,
+                                whitelist=whitelist, now_ms=lambda: int(self.clock.seconds() * 1000),
                                 positions=StreamIdGenerator(self.store.max_position_sync()), **retry)
 
     def pending(self) -> dict[str, int]:
         states = on_reactor(self.reactor, self.store.pending_destinations)
         return {s.destination: s.retry_interval_ms for s in states}
+
+    def timers(self) -> list[float]:
+        """The delays (s) of the back-off timers armed, from now on the fake clock (read on the reactor thread)."""
+        return threads.blockingCallFromThread(self.reactor, lambda: sorted(
+            call.getTime() - self.clock.seconds() for call in self.clock.getDelayedCalls()))
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake clock on the reactor thread (where the timers' callbacks must run)."""
+        threads.blockingCallFromThread(self.reactor, self.clock.advance, seconds)
+
+    def backed_off(self, dest: str, interval_ms: int) -> None:
+        """Wait until ``dest`` is backed off for ``interval_ms`` and its timer is armed for exactly that."""
+        wait_for(lambda: rig_state(self, dest) == (interval_ms, [pytest.approx(interval_ms / 1000)]),
+                 f"a back-off of {interval_ms} ms")
+
+
+def rig_state(rig: SenderRig, dest: str) -> tuple[int | None, list[float]]:
+    """(the back-off interval persisted for ``dest``, the delays of the timers armed)."""
+    return rig.pending().get(dest), rig.timers()
 
 
 @pytest.fixture
@@ -384,7 +409,7 @@ def rig(reactor, tmp_path, ca):
     apply_migrations(db, {"federation_queue": federation_queue.MIGRATIONS})
     key = generate_signing_key("o")
     client = make_client(reactor, "origin.example", key, ca_files=[ca.cert_path])
-    yield SenderRig(reactor, db, federation_queue.FederationQueueStore(db), client, "origin.example", key)
+    yield SenderRig(reactor, Clock(), db, federation_queue.FederationQueueStore(db), client, "origin.example", key)
     db.close()
 
 
@@ -406,9 +431,12 @@ def test_sender_catches_up_in_order_when_the_peer_comes_up(rig, ca):
         on_reactor(rig.reactor, lambda: sender.send_pdu([dest, rig.origin], pdu(i)))
         if i % 4 == 0:
             on_reactor(rig.reactor, lambda: sender.send_edu(dest, "m.test", {"n": i}))
-    wait_for(lambda: rig.pending().get(dest), "a failed attempt to the peer that is down")
+    rig.backed_off(dest, 200)  # the peer is down
     listener.start()
     try:
+        rig.advance(0.199)
+        assert rig_state(rig, dest) == (200, [pytest.approx(0.001)]) and peer.transactions == []
+        rig.advance(0.001)
         wait_for(lambda: len(peer.pdu_ids()) == 120, "every PDU to arrive")
         assert peer.pdu_ids() == [f"$event{i}" for i in range(120)]
         edus = [e for _, body in peer.transactions for e in body.get("edus", [])]
@@ -426,20 +454,24 @@ def test_sender_catches_up_in_order_when_the_peer_comes_up(rig, ca):
 
 
 def test_sender_resends_the_same_transaction_until_acknowledged(rig, ca):
+    """The interval doubles from the minimum at each failure, up to the maximum."""
     peer, listener, dest = peer_for(rig, ca)
-    peer.statuses = [500, 429]
+    peer.statuses = [500, 429, 503, 500]
     listener.start()
     sender = rig.sender(min_retry_ms=100, max_retry_ms=400)
     try:
         on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(1)))
-        wait_for(lambda: len(peer.transactions) >= 3, "two retries")
-        first, second, third = peer.transactions[:3]
-        assert first[0] == second[0] == third[0]
-        assert first[1]["pdus"] == second[1]["pdus"] == third[1]["pdus"] == [pdu(1)]
+        for attempt, interval_ms in enumerate([100, 200, 400, 400], start=1):
+            rig.backed_off(dest, interval_ms)
+            assert len(peer.transactions) == attempt
+            rig.advance(interval_ms / 1000)
         wait_for(lambda: rig.pending() == {}, "the queue to empty")
+        assert len(peer.transactions) == 5 and rig_state(rig, dest) == (None, [])
+        assert len({txn_id for txn_id, _ in peer.transactions}) == 1
+        assert all(body["pdus"] == [pdu(1)] for _, body in peer.transactions)
         on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(2)))
         wait_for(lambda: peer.pdu_ids() == ["$event1", "$event2"], "the next transaction")
-        assert peer.transactions[-1][0] != first[0]
+        assert peer.transactions[-1][0] != peer.transactions[0][0]
     finally:
         sender.stop()
         listener.stop()
@@ -452,7 +484,8 @@ def test_sender_gives_up_refused_transactions_and_moves_on(rig, ca):
     sender = rig.sender(min_retry_ms=100)
     try:
         on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(1)))
-        wait_for(lambda: rig.pending() == {}, "the refused transaction to be dropped")
+        wait_for(lambda: peer.transactions and rig.pending() == {}, "the refused transaction to be dropped")
+        assert rig_state(rig, dest) == (None, [])  # no back-off
         on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(2)))
         wait_for(lambda: len(peer.transactions) == 2, "the next transaction")
         assert [body["pdus"] for _, body in peer.transactions] == [[pdu(1)], [pdu(2)]]
@@ -463,32 +496,41 @@ def test_sender_gives_up_refused_transactions_and_moves_on(rig, ca):
 
 def test_wake_retries_a_backed_off_peer_at_once(rig, ca):
     peer, listener, dest = peer_for(rig, ca)
-    sender = rig.sender(min_retry_ms=600_000)  # only wake() can bring it back within the test
+    sender = rig.sender(min_retry_ms=600_000)
     try:
         on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(1)))
-        wait_for(lambda: rig.pending().get(dest) == 600_000, "the peer to be backed off")
+        rig.backed_off(dest, 600_000)
         on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(2)))  # queued behind the backoff
+        assert rig_state(rig, dest) == (600_000, [600.0])  # one timer, not re-armed
         listener.start()
         threads.blockingCallFromThread(rig.reactor, sender.wake, dest)
         wait_for(lambda: peer.pdu_ids() == ["$event1", "$event2"], "delivery after wake")
         wait_for(lambda: rig.pending() == {}, "the queue to empty")
+        assert rig.timers() == []  # the timer is cancelled
     finally:
         sender.stop()
         listener.stop()
 
 
 def test_queue_survives_a_restart(rig, ca):
+    """The back-off is persisted: the restarted sender waits for the rest of it."""
     peer, listener, dest = peer_for(rig, ca)
     first = rig.sender(min_retry_ms=300)
     for i in range(3):
         on_reactor(rig.reactor, lambda: first.send_pdu([dest], pdu(i)))
-    wait_for(lambda: rig.pending().get(dest), "a failed attempt")
+    rig.backed_off(dest, 300)
     threads.blockingCallFromThread(rig.reactor, first.stop)
+    assert rig.timers() == []
 
     listener.start()
+    rig.advance(0.1)
     second = rig.sender(min_retry_ms=300)
     try:
         threads.blockingCallFromThread(rig.reactor, second.resume)
+        wait_for(lambda: rig.timers() == [pytest.approx(0.2)],
+                 "the rest of the back-off to be armed")
+        assert peer.transactions == []
+        rig.advance(0.2)
         wait_for(lambda: peer.pdu_ids() == ["$event0", "$event1", "$event2"], "delivery after the restart")
         on_reactor(rig.reactor, lambda: second.send_pdu([dest], pdu(3)))
         wait_for(lambda: peer.pdu_ids()[-1:] == ["$event3"], "new PDUs after the old ones")
@@ -500,9 +542,7 @@ def test_queue_survives_a_restart(rig, ca):
 
 def test_sender_respects_the_allow_list(rig):
     friend = f"localhost:{free_port()}"  # allowed, but nobody listens there
-    sender = FederationSender(reactor=rig.reactor, store=rig.store, client=rig.client, server_name=rig.origin,
-                              whitelist=[friend], now_ms=lambda: int(rig.reactor.seconds() * 1000),
-                              positions=StreamIdGenerator(rig.store.max_position_sync()), min_retry_ms=600_000)
+    sender = rig.sender(whitelist=[friend], min_retry_ms=600_000)
     try:
         on_reactor(rig.reactor, lambda: sender.send_pdu(["stranger.example", rig.origin], pdu(1)))
         assert rig.pending() == {}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from tests.integration.federation import ca, fed, home  # noqa: F401 (fixtures)
 from tests.integration.harness import q, unique
 
 PATHOLOGICAL = "*" * 40 + "x"  # a backtracking regex took 0.9 s for 28 stars on 8 characters

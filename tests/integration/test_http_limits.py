@@ -14,7 +14,6 @@ import ssl
 import threading
 import time
 
-from tests.integration.federation import ca, fed, home  # noqa: F401 (fixtures)
 from tests.integration.harness import q, unique
 
 GB = 1024**3

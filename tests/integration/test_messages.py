@@ -1,4 +1,5 @@
-"""Messages over real HTTP: sending, pagination, context, relations, redaction, timestamps.
+"""Messages over real HTTP: sending, pagination, context, relations, redaction, timestamps (relations and
+redaction on a server built in this process, ``inprocess_server``, through the same client API).
 
 Spec v1.19 client-server "Sending events to a room" (transaction ids),
 "Getting events for a room" (/messages, /context, /event), "Relationships"
@@ -176,10 +177,10 @@ def test_send_to_unknown_room_and_as_non_member(homeserver):
     assert status in (403, 404) and resp["errcode"] in ("M_FORBIDDEN", "M_NOT_FOUND")
 
 
-# -- relations ------------------------------------------------------------------------------
+# -- relations (relation and redaction service behaviour: on a server built in this process) -----
 
-def test_edit_bundled_in_messages_and_event(homeserver):
-    alice, bob = homeserver.register(), homeserver.register()
+def test_edit_bundled_in_messages_and_event(inprocess_server):
+    alice, bob = inprocess_server.register(), inprocess_server.register()
     room = alice.create_room(preset="public_chat")
     bob.join(room)
     original = alice.send(room, "helo")
@@ -206,8 +207,8 @@ def test_edit_bundled_in_messages_and_event(homeserver):
     assert edit in [e["event_id"] for e in relations["chunk"]]
 
 
-def test_threads(homeserver):
-    alice, bob = homeserver.register(), homeserver.register()
+def test_threads(inprocess_server):
+    alice, bob = inprocess_server.register(), inprocess_server.register()
     room = alice.create_room(preset="public_chat")
     bob.join(room)
     root = alice.send(room, "thread root")
@@ -242,8 +243,8 @@ def test_threads(homeserver):
     assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM")
 
 
-def test_annotations(homeserver):
-    alice, bob = homeserver.register(), homeserver.register()
+def test_annotations(inprocess_server):
+    alice, bob = inprocess_server.register(), inprocess_server.register()
     room = alice.create_room(preset="public_chat")
     bob.join(room)
     target = alice.send(room, "react to me")
@@ -268,8 +269,8 @@ def test_annotations(homeserver):
 
 # -- redaction -------------------------------------------------------------------------------
 
-def test_redaction(homeserver):
-    alice, bob = homeserver.register(), homeserver.register()
+def test_redaction(inprocess_server):
+    alice, bob = inprocess_server.register(), inprocess_server.register()
     room = alice.create_room(preset="public_chat")
     bob.join(room)
     secret = bob.send(room, {"msgtype": "m.text", "body": "my password is hunter2", "extra": "x"})
@@ -299,8 +300,8 @@ def test_redaction(homeserver):
     assert bob.ok("GET", f"/rooms/{q(room)}/event/{q(other)}")["content"] == {}
 
 
-def test_redacted_state_keeps_protected_keys(homeserver):
-    alice = homeserver.register()
+def test_redacted_state_keeps_protected_keys(inprocess_server):
+    alice = inprocess_server.register()
     room = alice.create_room(preset="public_chat", room_version="11")
     event_id = alice.put_state(room, "m.room.join_rules", {"join_rule": "public", "extra": 1})
     alice.ok("PUT", f"/rooms/{q(room)}/redact/{q(event_id)}/{unique()}", {})

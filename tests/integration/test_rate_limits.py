@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
 from tests.integration.harness import PASSWORD, User, q, unique
 
 NO_REFILL = 0.0001  # per second: nothing comes back during a test
@@ -55,12 +54,6 @@ def account(server) -> User:
     """A user made with the shared-secret API (no /register, no /login), logged in by it."""
     body = server.shared_secret_register(unique())["body"]
     return User(server, body["user_id"], body["access_token"], body["device_id"])
-
-
-@pytest.fixture(scope="module")
-def peer(fed):
-    """Another server, without limits: rooms to join remotely, an origin of federation requests."""
-    return fed()
 
 
 def assert_limited(status: int, headers, body) -> None:
@@ -149,12 +142,12 @@ def test_rc_joins_per_room(limited):
     late.join(quiet)
 
 
-def test_rc_joins_remote_per_user(limited, peer):
-    host = peer.process.register()
+def test_rc_joins_remote_per_user(limited, hexagone_peer):
+    host = hexagone_peer.process.register()
     remote_rooms = [host.create_room(preset="public_chat") for _ in range(2)]
     joiner = limited.process.register()
-    joiner.ok("POST", f"/join/{q(remote_rooms[0])}", {}, params={"via": peer.name})
-    assert_limited(*exchange(joiner, "POST", f"/join/{q(remote_rooms[1])}", {}, params={"via": peer.name}))
+    joiner.ok("POST", f"/join/{q(remote_rooms[0])}", {}, params={"via": hexagone_peer.name})
+    assert_limited(*exchange(joiner, "POST", f"/join/{q(remote_rooms[1])}", {}, params={"via": hexagone_peer.name}))
     joiner.join(limited.process.register().create_room(preset="public_chat"))  # local joins: rc_joins.local
 
 
@@ -186,10 +179,10 @@ def test_rc_invites_per_room(limited):
     issuers[1].invite(issuers[1].create_room(), limited.process.register())
 
 
-def test_rc_invites_per_user_on_invites_from_other_servers(limited, peer):
+def test_rc_invites_per_user_on_invites_from_other_servers(limited, hexagone_peer):
     """Synapse limits an invite arriving over federation by its invitee only (the room is the sender's job)."""
     invitee = limited.process.register()
-    inviters = [peer.process.register() for _ in range(3)]
+    inviters = [hexagone_peer.process.register() for _ in range(3)]
     for inviter in inviters[:2]:
         inviter.invite(inviter.create_room(), invitee)
     room_id = inviters[2].create_room()
@@ -288,13 +281,13 @@ def _assert_flood_limited(results) -> None:
     assert max(took for status, _, took in results if status == 200) >= SLEEP_MS / 1000 * 0.9  # one slept
 
 
-def test_rc_federation_per_origin(fed, peer, limited):
+def test_rc_federation_per_origin(fed, hexagone_peer, limited):
     guarded = fed(**FEDERATION_LIMITS)
     user = guarded.process.register()
     path = f"/_matrix/federation/v1/query/profile?user_id={q(user.user_id)}"
 
     def from_peer():
-        return guarded.signed("GET", path, origin=peer.name, key=peer.signing_key)
+        return guarded.signed("GET", path, origin=hexagone_peer.name, key=hexagone_peer.signing_key)
 
     assert from_peer()[0] == 200  # the peer's key fetched once, outside the burst
     _assert_flood_limited(_burst(from_peer, 5))

@@ -1,4 +1,5 @@
-"""Rooms over real HTTP: creation options, state, membership, aliases, upgrades, member lists.
+"""Rooms over real HTTP: creation options, state, membership, aliases, upgrades, member lists (creation on
+a server built in this process, ``inprocess_server``, through the same client API).
 
 Spec v1.19 client-server "Creation", "Room membership", "Room aliases",
 "Room upgrades", "Getting events for a room" (state, members).
@@ -30,11 +31,11 @@ def membership_of(user, room_id: str, target: str) -> str | None:
     return None if content is None else content["membership"]
 
 
-# -- creation ---------------------------------------------------------------------------------
+# -- creation (room service behaviour: on a server built in this process) --------------------------
 
 @pytest.mark.parametrize("version", ["10", "11", "12"])
-def test_create_room_versions(homeserver, version):
-    alice = homeserver.register()
+def test_create_room_versions(inprocess_server, version):
+    alice = inprocess_server.register()
     room = alice.create_room(room_version=version)
     create = alice.ok("GET", f"/rooms/{q(room)}/state/m.room.create/", params={"format": "event"})
     assert create["content"]["room_version"] == version
@@ -55,16 +56,16 @@ def test_create_room_versions(homeserver, version):
     assert state_content(alice, room, "m.room.name") == {"name": f"v{version}"}
 
 
-def test_create_room_unsupported_version(homeserver):
-    alice = homeserver.register()
+def test_create_room_unsupported_version(inprocess_server):
+    alice = inprocess_server.register()
     for version in ("999", "", 11):
         status, resp = alice.request("POST", "/createRoom", {"room_version": version})
         assert (status, resp["errcode"]) == (400, "M_UNSUPPORTED_ROOM_VERSION"), version
 
 
-def test_create_room_event_order_and_options(homeserver):
+def test_create_room_event_order_and_options(inprocess_server):
     """Spec /createRoom: create, creator join, power levels, alias, preset, initial_state, name/topic, invites."""
-    alice, bob = homeserver.register(), homeserver.register()
+    alice, bob = inprocess_server.register(), inprocess_server.register()
     alias_name = unique("opts")
     body = {
         "preset": "private_chat", "room_alias_name": alias_name, "name": "Options", "topic": "All of them",
@@ -97,7 +98,8 @@ def test_create_room_event_order_and_options(homeserver):
     assert state_content(alice, room, "m.room.canonical_alias")["alias"] == f"#{alias_name}:test.local"
     power = state_content(alice, room, "m.room.power_levels")
     assert power["events_default"] == 10 and power["users"][bob.user_id] == 60
-    assert homeserver.request("GET", f"/directory/room/{q('#' + alias_name + ':test.local')}")[1]["room_id"] == room
+    alias = f"#{alias_name}:test.local"
+    assert inprocess_server.request("GET", f"/directory/room/{q(alias)}")[1]["room_id"] == room
 
     # the invitee sees a direct invite
     invite, _ = bob.sync_until(lambda r: r["rooms"]["invite"].get(room))
@@ -106,8 +108,8 @@ def test_create_room_event_order_and_options(homeserver):
     assert own and own[0]["content"]["membership"] == "invite" and own[0]["content"]["is_direct"] is True
 
 
-def test_create_room_presets(homeserver):
-    alice, bob = homeserver.register(), homeserver.register()
+def test_create_room_presets(inprocess_server):
+    alice, bob = inprocess_server.register(), inprocess_server.register()
     public = alice.create_room(preset="public_chat")
     assert state_content(alice, public, "m.room.join_rules") == {"join_rule": "public"}
     assert state_content(alice, public, "m.room.history_visibility") == {"history_visibility": "shared"}
@@ -119,7 +121,7 @@ def test_create_room_presets(homeserver):
     default = alice.create_room()
     assert state_content(alice, default, "m.room.join_rules") == {"join_rule": "invite"}
 
-    carol = homeserver.register()
+    carol = inprocess_server.register()
     for version in ("11", "12"):
         trusted = alice.create_room(preset="trusted_private_chat", invite=[bob.user_id], room_version=version,
                                     creation_content={"additional_creators": [carol.user_id, bob.user_id]})
@@ -134,8 +136,8 @@ def test_create_room_presets(homeserver):
     assert status == 400 and resp["errcode"] in ("M_BAD_JSON", "M_INVALID_PARAM")
 
 
-def test_create_room_bad_requests(homeserver):
-    alice = homeserver.register()
+def test_create_room_bad_requests(inprocess_server):
+    alice = inprocess_server.register()
     alias_name = unique("taken")
     alice.create_room(room_alias_name=alias_name)
     status, resp = alice.request("POST", "/createRoom", {"room_alias_name": alias_name})

@@ -9,11 +9,10 @@ import sys
 
 import pytest
 
+from tests.fuzz.spec import spec_data_dir
 from tests.integration.harness import REPO_ROOT
 
 SCRIPT = os.path.join(REPO_ROOT, "scripts", "spec_coverage.py")
-SPEC_DIRS = [os.path.join(REPO_ROOT, "..", "shared", "matrix-spec", "data", "api", "client-server"),
-             "/work/shared/matrix-spec/data/api/client-server"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -21,7 +20,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-@pytest.mark.skipif(not any(os.path.isdir(d) for d in SPEC_DIRS), reason="the Matrix spec checkout is absent")
+@pytest.mark.skipif(spec_data_dir() is None,
+                    reason="the Matrix spec checkout (<repository>/../shared/matrix-spec/data) is absent")
 def test_spec_coverage_report():
     r = run()
     assert r.returncode == 0, r.stderr

@@ -24,7 +24,6 @@ from twisted.web import resource, server
 from federation.client import RequestSendFailed
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from homeserver.config import ConfigError
-from tests.integration.federation import ca, fed  # noqa: F401 (fixtures)
 from tests.integration.harness import free_port, hexagone_cli
 from tests.integration.test_federation_transport import make_client, on_reactor, reactor  # noqa: F401
 
