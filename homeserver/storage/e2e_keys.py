@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from canonicaljson import encode_canonical_json
 
 MIGRATIONS = [
     """
