@@ -22,14 +22,13 @@ from homeserver.events.push_rules import (KINDS, CompiledRule, InvalidRule, Push
                                           compile_ruleset, evaluate_compiled, find_rule, highlights,
                                           is_default_rule_id, merge_ruleset, notifies, validate_actions,
                                           validate_rule_body)
+from homeserver.events.threads import MAIN_THREAD, thread_walk
 from homeserver.services.background import ListenerWork
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.push import PushAction, PushStore
 
 logger = logging.getLogger(__name__)
 
-MAIN_THREAD = "main"
-MAX_RELATION_HOPS = 3  # spec "Marking notifications as read": hops to find a thread
 RULESET_CACHE_SIZE = 10_000
 MAX_NOTIFICATIONS_LIMIT = 500
 FLUSH_DELAY_S = 0.05
@@ -314,18 +313,8 @@ class PushService:
 
     async def _thread_of(self, ev: StoredEvent) -> str:
         """Spec "Marking notifications as read": the thread root found within three relation hops, or "main"."""
-        current = ev
-        for _ in range(MAX_RELATION_HOPS):
-            relation = current.content.get("m.relates_to")
-            if not isinstance(relation, dict) or not isinstance(relation.get("event_id"), str):
-                break
-            if relation.get("rel_type") == "m.thread":
-                return relation["event_id"]
-            parent = await self._room_events.get_event(relation["event_id"])
-            if parent is None or parent.room_id != ev.room_id:
-                break
-            current = parent
-        return MAIN_THREAD
+        root, _ = await thread_walk(ev, self._room_events.get_event)
+        return MAIN_THREAD if root is None else root
 
     # -- counts ------------------------------------------------------------------------------
     async def unread_counts(self, user_id: str, room_ids: list[str], upto: int, memberships: dict | None = None
