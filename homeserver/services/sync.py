@@ -17,6 +17,7 @@ from typing import Protocol
 from homeserver.errors import MatrixError
 from homeserver.http.router import Requester
 from homeserver.bodies import RawBody, encode_json
+from homeserver.events.stripped_state import STRIPPED_STATE_TYPES, stripped
 from homeserver.services.filtering import SyncFilter
 from homeserver.services.visibility import Timeline, visible
 from homeserver.storage.events import EventStore, StoredEvent
@@ -29,10 +30,6 @@ RESPONSE_CACHE_BYTES = 16 * 1024 * 1024
 # Where an event's unsigned.age goes in a remembered answer: a marker no sender can guess.
 _AGE_MARK = "\ue000" + secrets.token_hex(8)
 _AGE_HOLE = re.compile(b'"' + re.escape(_AGE_MARK.encode()) + rb"(\d+)" + re.escape(_AGE_MARK.encode()) + b'"')
-
-STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
-                        "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
-
 
 @dataclass
 class SyncContext:
@@ -97,11 +94,6 @@ def _empty_room(section: str) -> dict:
     if section == "invite":
         return {"invite_state": {"events": []}}
     return {"knock_state": {"events": []}}
-
-
-def stripped(ev: StoredEvent) -> dict:
-    """Spec "Stripped state"."""
-    return {"type": ev.type, "state_key": ev.state_key, "content": ev.content, "sender": ev.sender}
 
 
 @dataclass
