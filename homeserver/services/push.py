@@ -23,6 +23,7 @@ from homeserver.events.push_rules import (KINDS, CompiledRule, InvalidRule, Push
                                           is_default_rule_id, merge_ruleset, notifies, validate_actions,
                                           validate_rule_body)
 from homeserver.events.threads import MAIN_THREAD, thread_walk
+from homeserver.lru import LruCache
 from homeserver.services.background import ListenerWork
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.push import PushAction, PushStore
@@ -147,12 +148,12 @@ class PushService:
         self._serializer = serializer
         self._read_positions = read_positions
         self._server_suffix = ":" + server_name
-        self._rulesets: dict[str, tuple[dict, list[CompiledRule]]] = {}
+        self._rulesets: LruCache[str, tuple[dict, list[CompiledRule]]] = LruCache(RULESET_CACHE_SIZE)
         self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
         self.work = ListenerWork("Computing push actions")
         self._staged = StagedActions(store, clock)
-        self._count_memo: dict[tuple[str, str], tuple[tuple, int, dict]] = {}
+        self._count_memo: LruCache[tuple[str, str], tuple[tuple, int, dict]] = LruCache(COUNT_MEMO_SIZE)
 
     # -- rules -------------------------------------------------------------------------
     async def ruleset(self, user_id: str) -> dict[str, list[dict]]:
@@ -168,9 +169,7 @@ class PushService:
             ruleset = merge_ruleset(user_id, own, defaults)
             cached = (ruleset, compile_ruleset(ruleset))
             if generation == self._generation:  # no rule changed while loading: safe to cache
-                if len(self._rulesets) >= RULESET_CACHE_SIZE:
-                    self._rulesets.clear()
-                self._rulesets[user_id] = cached
+                self._rulesets.put(user_id, cached)
         return cached
 
     async def client_rules(self, user_id: str) -> dict:
@@ -364,10 +363,8 @@ class PushService:
             if action.user_id == user_id and room is not None and \
                     room.threshold(action.thread_id) < action.stream_ordering <= upto:
                 room.add(action.thread_id, (1, int(action.highlight)))
-        if len(self._count_memo) >= COUNT_MEMO_SIZE:
-            self._count_memo.clear()
         for room_id, room in rooms.items():
-            self._count_memo[(user_id, room_id)] = (room.key, upto, dict(room.counts))
+            self._count_memo.put((user_id, room_id), (room.key, upto, dict(room.counts)))
         return {room_id: room.counts for room_id, room in rooms.items()}
 
     def current(self) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +17,7 @@ from homeserver.errors import MatrixError
 from homeserver.http.router import Requester
 from homeserver.bodies import RawBody, encode_json
 from homeserver.events.stripped_state import STRIPPED_STATE_TYPES, stripped
+from homeserver.lru import LruCache
 from homeserver.services.filtering import SyncFilter
 from homeserver.services.visibility import Timeline, visible
 from homeserver.storage.events import EventStore, StoredEvent
@@ -139,8 +139,7 @@ class SyncService:
         self._clock = clock
         self.sources: list[SyncSource] = []
         self._volatile: list[SyncSource] = []
-        self._answers: OrderedDict[tuple, EncodedAnswer] = OrderedDict()
-        self._answers_size = 0
+        self._answers: LruCache[tuple, EncodedAnswer] = LruCache(RESPONSE_CACHE_BYTES, lambda entry: entry.size)
 
     def add_source(self, source: SyncSource, *, volatile: bool = False) -> None:
         """``volatile``: its part can change while its position does not (e.g. one-time key counts), so a
@@ -202,24 +201,15 @@ class SyncService:
         if entry is not None:
             if entry.positions == to and entry.volatile == volatile \
                     and now_ms - entry.built_ms <= RESPONSE_CACHE_S * 1000:
-                self._answers.move_to_end(key)
                 return entry.render(now_ms)
-            self._forget_answer(key)
+            self._answers.pop(key)
         ctx = SyncContext(requester, None, dict(to), sync_filter, False)
         response = await self._build(ctx)
         if response["to_device"]["events"] or sync_filter.include_leave or ctx.to != to:
             return response
         entry = EncodedAnswer.of(response, to, volatile, int(self._clock.seconds() * 1000))
-        if key in self._answers:  # an identical sync built meanwhile
-            self._forget_answer(key)
-        self._answers[key] = entry
-        self._answers_size += entry.size
-        while self._answers_size > RESPONSE_CACHE_BYTES:
-            self._forget_answer(next(iter(self._answers)))
+        self._answers.put(key, entry)  # replaces an identical sync built meanwhile
         return entry.render(int(self._clock.seconds() * 1000))
-
-    def _forget_answer(self, key: tuple) -> None:
-        self._answers_size -= self._answers.pop(key).size
 
     async def _build(self, ctx: SyncContext) -> SyncResponse:
         response = _skeleton()
@@ -331,7 +321,7 @@ class SyncService:
                 if ctx.filter.timeline.allows(ev.pdu | {"room_id": part.room_id}):
                     if len(found) == limit:
                         return found[::-1], True
-                    self._room_events.cache.put(ev)
+                    self._room_events.cache.put(ev.event_id, ev)
                     found.append(ev)
             scanned += batch_size
             if len(raw) < batch_size or scanned >= MAX_TIMELINE_SCAN:

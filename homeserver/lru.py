@@ -1,0 +1,63 @@
+"""The one in-memory cache class: a bounded map that evicts the least recently used entries first."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable, Generic, Hashable, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LruCache(Generic[K, V]):
+    """A map bounded by weight. Eviction policy: after a :meth:`put`, while the total weight of the entries
+    exceeds ``max_weight``, the least recently used entry goes (the new one last, should it alone be too
+    heavy). :meth:`get` and :meth:`put` make an entry the most recently used; :meth:`peek` and ``in`` do not,
+    so a cache read only with :meth:`peek` evicts in insertion order. An entry weighs ``weigh(value)``,
+    1 by default (then ``max_weight`` is a number of entries)."""
+
+    def __init__(self, max_weight: int, weigh: Callable[[V], int] | None = None):
+        self.max_weight = max_weight
+        self._weigh = weigh
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self.weight = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._items
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        """The value of ``key`` (now the most recently used), or ``default``."""
+        value = self._items.get(key, default)
+        if key in self._items:
+            self._items.move_to_end(key)
+        return value
+
+    def peek(self, key: K, default: V | None = None) -> V | None:
+        """The value of ``key``, or ``default``, its place in the eviction order unchanged."""
+        return self._items.get(key, default)
+
+    def put(self, key: K, value: V) -> None:
+        """Store ``value`` as the most recently used, replacing any value of ``key``, then evict."""
+        self.pop(key)
+        self._items[key] = value
+        self.weight += self._weight_of(value)
+        while self.weight > self.max_weight:
+            self.pop(next(iter(self._items)))
+
+    def pop(self, key: K, default: V | None = None) -> V | None:
+        """Remove ``key``; its value, or ``default``."""
+        if key not in self._items:
+            return default
+        value = self._items.pop(key)
+        self.weight -= self._weight_of(value)
+        return value
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.weight = 0
+
+    def _weight_of(self, value: V) -> int:
+        return 1 if self._weigh is None else self._weigh(value)
