@@ -7,6 +7,7 @@ from typing import Callable, Generic, Hashable, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+_ABSENT = object()
 
 
 class LruCache(Generic[K, V]):
@@ -30,9 +31,10 @@ class LruCache(Generic[K, V]):
 
     def get(self, key: K, default: V | None = None) -> V | None:
         """The value of ``key`` (now the most recently used), or ``default``."""
-        value = self._items.get(key, default)
-        if key in self._items:
-            self._items.move_to_end(key)
+        value = self._items.get(key, _ABSENT)
+        if value is _ABSENT:
+            return default
+        self._items.move_to_end(key)
         return value
 
     def peek(self, key: K, default: V | None = None) -> V | None:
@@ -41,11 +43,13 @@ class LruCache(Generic[K, V]):
 
     def put(self, key: K, value: V) -> None:
         """Store ``value`` as the most recently used, replacing any value of ``key``, then evict."""
-        self.pop(key)
-        self._items[key] = value
+        items = self._items
+        if key in items:
+            self.weight -= self._weight_of(items.pop(key))
+        items[key] = value
         self.weight += self._weight_of(value)
         while self.weight > self.max_weight:
-            self.pop(next(iter(self._items)))
+            self.weight -= self._weight_of(items.popitem(last=False)[1])
 
     def pop(self, key: K, default: V | None = None) -> V | None:
         """Remove ``key``; its value, or ``default``."""
@@ -60,4 +64,5 @@ class LruCache(Generic[K, V]):
         self.weight = 0
 
     def _weight_of(self, value: V) -> int:
-        return 1 if self._weigh is None else self._weigh(value)
+        weigh = self._weigh
+        return 1 if weigh is None else weigh(value)
