@@ -15,11 +15,14 @@ class LruCache(Generic[K, V]):
     exceeds ``max_weight``, the least recently used entry goes (the new one last, should it alone be too
     heavy). :meth:`get` and :meth:`put` make an entry the most recently used; :meth:`peek` and ``in`` do not,
     so a cache read only with :meth:`peek` evicts in insertion order. An entry weighs ``weigh(value)``,
-    1 by default (then ``max_weight`` is a number of entries)."""
+    1 by default (then ``max_weight`` is a number of entries). ``on_evict(key, value)`` is told of each
+    entry evicted (not of those :meth:`pop` or :meth:`clear` remove)."""
 
-    def __init__(self, max_weight: int, weigh: Callable[[V], int] | None = None):
+    def __init__(self, max_weight: int, weigh: Callable[[V], int] | None = None,
+                 on_evict: Callable[[K, V], None] | None = None):
         self.max_weight = max_weight
         self._weigh = weigh
+        self._on_evict = on_evict
         self._items: OrderedDict[K, V] = OrderedDict()
         self.weight = 0
 
@@ -49,7 +52,10 @@ class LruCache(Generic[K, V]):
         items[key] = value
         self.weight += self._weight_of(value)
         while self.weight > self.max_weight:
-            self.weight -= self._weight_of(items.popitem(last=False)[1])
+            evicted_key, evicted = items.popitem(last=False)
+            self.weight -= self._weight_of(evicted)
+            if self._on_evict is not None:
+                self._on_evict(evicted_key, evicted)
 
     def pop(self, key: K, default: V | None = None) -> V | None:
         """Remove ``key``; its value, or ``default``."""

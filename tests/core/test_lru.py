@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from homeserver.http.router import Requester
 from homeserver.lru import LruCache
+from homeserver.services.auth import TokenCache
 
 
 def test_least_recently_used_goes_first():
@@ -75,3 +77,34 @@ def test_same_as_a_reference_model(size, ops):
             if op == "get" and found:
                 model = [kv for kv in model if kv[0] != key] + found
         assert [k for k, _ in model] == list(cache._items) and cache.weight == len(model)
+
+
+def test_on_evict_is_told_of_evictions_only():
+    evicted = []
+    cache: LruCache[str, int] = LruCache(1, on_evict=lambda k, v: evicted.append((k, v)))
+    cache.put("a", 1)
+    cache.put("a", 2)  # a replacement, not an eviction
+    cache.pop("a")
+    cache.put("b", 3)
+    cache.put("c", 4)
+    assert evicted == [("b", 3)]
+
+
+def test_token_cache_evicts_least_recently_used_and_keeps_its_user_index():
+    """services.auth.TokenCache on LruCache: an evicted token leaves the user's index too, so a later
+    ``forget`` of that user still works."""
+
+    class SmallTokenCache(TokenCache):
+        MAX_TOKENS = 2
+
+    cache = SmallTokenCache()
+    for token in ("t1", "t2"):
+        cache.put(Requester("@a:x", token.upper(), token), cache.generation)
+    assert cache.get("t1").device_id == "T1"  # t2 is now the least recently used
+    cache.put(Requester("@b:x", "B", "t3"), cache.generation)
+    assert cache.get("t2") is None and cache.get("t1") is not None and cache.get("t3") is not None
+    cache.forget("@a:x", {"T2"})  # the evicted device: nothing to drop, no error
+    cache.forget("@a:x", {"T1"})
+    assert cache.get("t1") is None and cache.get("t3") is not None
+    cache.forget("@b:x")
+    assert cache.get("t3") is None
