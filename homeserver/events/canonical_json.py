@@ -27,7 +27,7 @@ def encode_canonical_json(obj: Any, *, may_hold_floats: bool = True) -> bytes:
     ``may_hold_floats=False`` skips the search for integral floats: for events of room versions whose
     number rules refuse every float (an event holding one is rejected anyway).
 
-    Measured (CPython 3.11, ``timeit``, best of 5; /tmp bench of the r2-primitives report), microseconds:
+    Measured by ``tests/bench/bench_primitives.py`` (CPython 3.11, ``timeit``, best of 5), microseconds:
 
     ===================================  =======  =====================  =============
     input                                default  may_hold_floats=False  canonicaljson
