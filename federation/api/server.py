@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from homeserver.errors import MatrixError, forbidden
 from homeserver.events.identifiers import domain_of
-from homeserver.lru import LruCache
 from homeserver.http.router import AUTH_NONE, AUTH_SERVER, ApiRequest, Router
+from homeserver.lru import LruCache
 from homeserver.services.directory import public_rooms_body
 
 PREFIX = "/_matrix/federation"

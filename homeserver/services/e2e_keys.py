@@ -15,9 +15,9 @@ import logging
 from nacl.signing import VerifyKey
 from unpaddedbase64 import decode_base64
 
+from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.events.errors import EventFormatError, SignatureError
 from homeserver.events.signing import verify_signed_json
-from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.e2e_keys import E2eKeyStore, OneTimeKeyConflict, Signature, canonical
 
