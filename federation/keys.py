@@ -22,6 +22,7 @@ from twisted.internet import defer
 from unpaddedbase64 import decode_base64, encode_base64
 
 from homeserver.config import ConfigError
+from homeserver.events.canonical_json import encode_canonical_json
 from homeserver.events.errors import EventFormatError, SignatureError
 from homeserver.events.signing import sign_json, verify_signed_json
 
@@ -270,7 +271,7 @@ class KeyRing:
         keys = keys_from_response(response, server_name, now)
         await self._store.store_response(
             server_name, from_server, now, response["valid_until_ts"],
-            json.dumps(response, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            encode_canonical_json(response).decode("utf-8"),
             {key_id: (encode_base64(key.encode()), until) for key_id, (key, until) in keys.items()})
 
     # -- notary -------------------------------------------------------------------------------

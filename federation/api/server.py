@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from homeserver.errors import MatrixError, forbidden
 from homeserver.events.identifiers import domain_of
 from homeserver.http.router import AUTH_NONE, AUTH_SERVER, ApiRequest, Router
+from homeserver.lru import LruCache
 from homeserver.services.directory import public_rooms_body
 
 PREFIX = "/_matrix/federation"
@@ -16,7 +15,7 @@ MAX_TXN_EDUS = 100
 
 def register(router: Router, hs) -> None:
     fed = hs.federation_handler
-    seen_txns: OrderedDict[tuple[str, str], dict] = OrderedDict()
+    seen_txns: LruCache[tuple[str, str], dict] = LruCache(10_000)  # read with peek: the oldest go first
 
     def add(method: str, path: str, handler, auth: str = AUTH_SERVER) -> None:
         router.add(method, PREFIX + path, handler, auth=auth)
@@ -37,11 +36,9 @@ def register(router: Router, hs) -> None:
                                                  f"{MAX_TXN_PDUS} PDUs and {MAX_TXN_EDUS} EDUs")
         key = (req.origin, req.path_params["txnId"])
         if key in seen_txns:
-            return seen_txns[key]
+            return seen_txns.peek(key)
         result = await fed.receiver.on_transaction(req.origin, body)
-        seen_txns[key] = result
-        if len(seen_txns) > 10_000:
-            seen_txns.popitem(last=False)
+        seen_txns.put(key, result)
         fed.peer_is_up(req.origin)
         return result
 

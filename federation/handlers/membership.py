@@ -26,6 +26,7 @@ from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.identifiers import domain_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
+from homeserver.events.stripped_state import STRIPPED_STATE_TYPES, stripped
 from homeserver.services.restricted_joins import RestrictedJoins
 from homeserver.services.room_events import EventSpec, ExternalEvent, RoomEventService
 
@@ -37,8 +38,6 @@ PARTIAL_JOIN_RETRY_MAX_S = 300
 
 SUPPORTED_VERSIONS = list(KNOWN_ROOM_VERSIONS)
 FINAL_ERRCODES = ("M_FORBIDDEN", "M_INCOMPATIBLE_ROOM_VERSION", "M_UNABLE_TO_AUTHORISE_JOIN")
-STRIPPED_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
-                  "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
 
 
 class FederationMembership:
@@ -345,14 +344,13 @@ class FederationMembership:
     async def invite_remote(self, room_id: str, pdu: dict, version: RoomVersion) -> dict:
         """Spec PUT /v2/invite to the invitee's server; returns the event with their signature added."""
         target_server = domain_of(pdu["state_key"])
-        state = await self._events.current_state(room_id, {(t, "") for t in STRIPPED_TYPES})
-        stripped = [{"type": e.type, "state_key": e.state_key, "content": e.content, "sender": e.sender}
-                    for e in state.values()]
+        state = await self._events.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
+        invite_room_state = [stripped(e) for e in state.values()]
         try:
             body = await self._client.put_json(
                 target_server, f"/_matrix/federation/v2/invite/{quote(room_id)}/{quote(pdu['event_id'])}",
                 {"event": strip_convenience_keys(pdu, version), "room_version": version.identifier,
-                 "invite_room_state": stripped})
+                 "invite_room_state": invite_room_state})
             signed = normalise_pdu(body.get("event"), version)
         except HttpResponseError as e:
             if 400 <= e.status < 500 and (e.errcode or "").startswith("M_"):  # the invitee's server refuses

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
+from homeserver.events.dotted_paths import split_dotted_path
 from homeserver.events.glob import compile_glob
 
 KINDS = ("override", "content", "room", "sender", "underride")
@@ -195,25 +196,6 @@ class PushContext:
     power_levels: dict | None  # content of m.room.power_levels, if any
 
 
-def split_path(key: str) -> list[str]:
-    """Spec "Dot-separated property paths": ``\\.`` is a literal dot, ``\\\\`` a backslash."""
-    parts, current, i = [], "", 0
-    while i < len(key):
-        ch = key[i]
-        if ch == "\\" and i + 1 < len(key) and key[i + 1] in ".\\":
-            current += key[i + 1]
-            i += 2
-            continue
-        if ch == ".":
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-        i += 1
-    parts.append(current)
-    return parts
-
-
 _MISSING = object()
 _BODY = ("content", "body")
 
@@ -295,7 +277,7 @@ def compile_condition(cond: Any) -> Test | None:
         return None
     kind, key = cond.get("kind"), cond.get("key")
     if kind in ("event_match", "event_property_is", "event_property_contains"):
-        return _property_condition(kind, tuple(split_path(key)), cond) if isinstance(key, str) else None
+        return _property_condition(kind, tuple(split_dotted_path(key)), cond) if isinstance(key, str) else None
     if kind == "contains_display_name":
         return _contains_display_name
     if kind == "room_member_count":

@@ -1,5 +1,23 @@
 """Event signatures (server-server API "Signing Events", "Validating hashes and
 signatures on received events"; appendices "Signing JSON", "Checking for a Signature").
+
+The one JSON signing code of the tree (federation keys, events, end-to-end device keys), kept over
+``signedjson`` because it signs the bytes of the one :func:`~.canonical_json.encode_canonical_json`
+(``signedjson`` signs ``canonicaljson``'s, which differ on integral floats) and splits finding the
+checks from the cryptography (:func:`signed_json_checks`, which federation verifies in a thread pool).
+Measured by ``tests/bench/bench_primitives.py`` (CPython 3.11, best of 5, microseconds, ours / signedjson):
+
+====================================  ===========  ===========
+input                                 sign         verify
+====================================  ===========  ===========
+event, 1.1 KB                         30.2 / 27.1  52.9 / 48.9
+device keys, 0.3 KB                   22.7 / 20.4  46.9 / 43.8
+power levels of 2000 users, 70 KB     740 / 638    644 / 544
+====================================  ===========  ===========
+
+signedjson is faster by the canonical JSON's search for integral floats, the spec's number rule: with
+``canonicaljson``'s encoder alone ours signs in 28.6, 21.8, 663 and verifies in 52.4, 46.6, 565.
+ed25519 itself is 39 of the 47 to verify device keys.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from twisted.internet import threads
 
 from homeserver.errors import InteractiveAuthRequired, MatrixError, bad_json, forbidden, unknown_token
 from homeserver.http.router import Requester
+from homeserver.lru import LruCache
 from homeserver.services.ratelimit import Ratelimiter
 from homeserver.storage.accounts import AccountStore
 
@@ -99,7 +100,8 @@ class UiaSessions:
 
 
 class TokenCache:
-    """The requesters of recently used access tokens, by token and by user.
+    """The requesters of recently used access tokens, by token (the least recently used evicted first) and
+    by user.
 
     Every ``forget`` (after the database change it reflects) moves ``generation`` on; a lookup that read
     the database before it stores nothing, since the token it read may be gone by now.
@@ -109,7 +111,7 @@ class TokenCache:
 
     def __init__(self):
         self.generation = 0
-        self._by_token: dict[str, Requester] = {}
+        self._by_token: LruCache[str, Requester] = LruCache(self.MAX_TOKENS, on_evict=self._unindex)
         self._by_user: dict[str, set[str]] = {}
 
     def get(self, token: str) -> Requester | None:
@@ -118,11 +120,14 @@ class TokenCache:
     def put(self, requester: Requester, generation: int) -> None:
         if generation != self.generation:
             return
-        if len(self._by_token) >= self.MAX_TOKENS:
-            self._by_token.clear()
-            self._by_user.clear()
-        self._by_token[requester.access_token] = requester
+        self._by_token.put(requester.access_token, requester)
         self._by_user.setdefault(requester.user_id, set()).add(requester.access_token)
+
+    def _unindex(self, token: str, requester: Requester) -> None:
+        tokens = self._by_user.get(requester.user_id, set())
+        tokens.discard(token)
+        if not tokens:
+            self._by_user.pop(requester.user_id, None)
 
     def forget(self, user_id: str, device_ids: set[str] | None = None, *, only_token: str | None = None,
                keep_token: str | None = None) -> None:
@@ -130,9 +135,9 @@ class TokenCache:
         self.generation += 1
         tokens = self._by_user.get(user_id, set())
         for token in [t for t in tokens if t != keep_token and (only_token is None or t == only_token)
-                      and (device_ids is None or self._by_token[t].device_id in device_ids)]:
+                      and (device_ids is None or self._by_token.peek(t).device_id in device_ids)]:
             tokens.discard(token)
-            del self._by_token[token]
+            self._by_token.pop(token)
         if not tokens:
             self._by_user.pop(user_id, None)
 

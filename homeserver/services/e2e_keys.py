@@ -13,12 +13,12 @@ import hashlib
 import logging
 from typing import Protocol
 
-from nacl.exceptions import BadSignatureError, CryptoError
-from signedjson.key import decode_verify_key_bytes
-from signedjson.sign import SignatureVerifyException, verify_signed_json
+from nacl.signing import VerifyKey
 from unpaddedbase64 import decode_base64
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
+from homeserver.events.errors import EventFormatError, SignatureError
+from homeserver.events.signing import verify_signed_json
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.e2e_keys import E2eKeyStore, OneTimeKeyConflict, Signature, canonical
 
@@ -39,10 +39,9 @@ def signature_valid(obj: dict, user_id: str, key_id: str, public_key: str) -> bo
     if not key_id.startswith("ed25519:") or not isinstance(public_key, str):
         return False
     try:
-        verify_key = decode_verify_key_bytes(key_id, decode_base64(public_key))
-        verify_signed_json(obj, user_id, verify_key)
-    except (SignatureVerifyException, BadSignatureError, CryptoError, ValueError, binascii.Error, KeyError,
-            TypeError):
+        verify_key = VerifyKey(decode_base64(public_key))
+        verify_signed_json(obj, user_id, lambda _user, signed_by: verify_key if signed_by == key_id else None)
+    except (SignatureError, EventFormatError, ValueError, binascii.Error, TypeError, AttributeError):
         return False
     return True
 

@@ -6,6 +6,7 @@ import fnmatch
 from dataclasses import dataclass, replace
 
 from homeserver.errors import bad_json
+from homeserver.events.dotted_paths import split_dotted_path
 
 
 def _type_matches(pattern: str, value: str) -> bool:
@@ -141,7 +142,7 @@ def apply_event_fields(event: dict, fields: tuple[str, ...] | None) -> dict:
         return event
     out: dict = {}
     for field in fields:
-        parts = [p.replace("\\.", ".") for p in _split_dotted(field)]
+        parts = split_dotted_path(field)
         src, dst = event, out
         for i, part in enumerate(parts):
             if not isinstance(src, dict) or part not in src:
@@ -152,20 +153,3 @@ def apply_event_fields(event: dict, fields: tuple[str, ...] | None) -> dict:
                 src = src[part]
                 dst = dst.setdefault(part, {})
     return out
-
-
-def _split_dotted(field: str) -> list[str]:
-    parts, current, escaped = [], "", False
-    for ch in field:
-        if escaped:
-            current += "\\" + ch
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ".":
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    parts.append(current)
-    return parts

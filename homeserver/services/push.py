@@ -22,14 +22,14 @@ from homeserver.events.push_rules import (KINDS, CompiledRule, InvalidRule, Push
                                           compile_ruleset, evaluate_compiled, find_rule, highlights,
                                           is_default_rule_id, merge_ruleset, notifies, validate_actions,
                                           validate_rule_body)
+from homeserver.events.threads import MAIN_THREAD, thread_walk
+from homeserver.lru import LruCache
 from homeserver.services.background import ListenerWork
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.push import PushAction, PushStore
 
 logger = logging.getLogger(__name__)
 
-MAIN_THREAD = "main"
-MAX_RELATION_HOPS = 3  # spec "Marking notifications as read": hops to find a thread
 RULESET_CACHE_SIZE = 10_000
 MAX_NOTIFICATIONS_LIMIT = 500
 FLUSH_DELAY_S = 0.05
@@ -149,12 +149,12 @@ class PushService:
         self._serializer = serializer
         self._read_positions = read_positions
         self._server_suffix = ":" + server_name
-        self._rulesets: dict[str, tuple[dict, list[CompiledRule]]] = {}
+        self._rulesets: LruCache[str, tuple[dict, list[CompiledRule]]] = LruCache(RULESET_CACHE_SIZE)
         self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
         self.work = ListenerWork("Computing push actions")
         self._staged = StagedActions(store, clock)
-        self._count_memo: dict[tuple[str, str], tuple[tuple, int, dict]] = {}
+        self._count_memo: LruCache[tuple[str, str], tuple[tuple, int, dict]] = LruCache(COUNT_MEMO_SIZE)
 
     # -- rules -------------------------------------------------------------------------
     async def ruleset(self, user_id: str) -> dict[str, list[dict]]:
@@ -170,9 +170,7 @@ class PushService:
             ruleset = merge_ruleset(user_id, own, defaults)
             cached = (ruleset, compile_ruleset(ruleset))
             if generation == self._generation:  # no rule changed while loading: safe to cache
-                if len(self._rulesets) >= RULESET_CACHE_SIZE:
-                    self._rulesets.clear()
-                self._rulesets[user_id] = cached
+                self._rulesets.put(user_id, cached)
         return cached
 
     async def client_rules(self, user_id: str) -> dict:
@@ -315,18 +313,8 @@ class PushService:
 
     async def _thread_of(self, ev: StoredEvent) -> str:
         """Spec "Marking notifications as read": the thread root found within three relation hops, or "main"."""
-        current = ev
-        for _ in range(MAX_RELATION_HOPS):
-            relation = current.content.get("m.relates_to")
-            if not isinstance(relation, dict) or not isinstance(relation.get("event_id"), str):
-                break
-            if relation.get("rel_type") == "m.thread":
-                return relation["event_id"]
-            parent = await self._room_events.get_event(relation["event_id"])
-            if parent is None or parent.room_id != ev.room_id:
-                break
-            current = parent
-        return MAIN_THREAD
+        root, _ = await thread_walk(ev, self._room_events.get_event)
+        return MAIN_THREAD if root is None else root
 
     # -- counts ------------------------------------------------------------------------------
     async def unread_counts(self, user_id: str, room_ids: list[str], upto: int, memberships: dict | None = None
@@ -376,10 +364,8 @@ class PushService:
             if action.user_id == user_id and room is not None and \
                     room.threshold(action.thread_id) < action.stream_ordering <= upto:
                 room.add(action.thread_id, (1, int(action.highlight)))
-        if len(self._count_memo) >= COUNT_MEMO_SIZE:
-            self._count_memo.clear()
         for room_id, room in rooms.items():
-            self._count_memo[(user_id, room_id)] = (room.key, upto, dict(room.counts))
+            self._count_memo.put((user_id, room_id), (room.key, upto, dict(room.counts)))
         return {room_id: room.counts for room_id, room in rooms.items()}
 
     def current(self) -> int:

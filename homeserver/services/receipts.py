@@ -8,6 +8,7 @@ receipt of the same (room, type, user, thread) is ignored, as in Synapse.
 from __future__ import annotations
 
 from homeserver.errors import forbidden, invalid_param, not_found
+from homeserver.events.threads import MAIN_THREAD, thread_walk
 from homeserver.services.account_data import AccountDataService
 from homeserver.storage.streams import ChangeTracker
 from homeserver.storage.events import StoredEvent
@@ -18,8 +19,6 @@ READ = "m.read"
 READ_PRIVATE = "m.read.private"
 FULLY_READ = "m.fully_read"
 RECEIPT_TYPES = (READ, READ_PRIVATE, FULLY_READ)
-MAIN_TIMELINE = "main"
-MAX_RELATION_HOPS = 3  # spec "Threaded read receipts"
 
 
 class ReceiptService:
@@ -111,20 +110,10 @@ class ReceiptService:
         other event is in the main timeline. A thread root, and events hanging from it by other
         relations, also take receipts for their own thread.
         """
-        chain = {event.event_id}
-        current = event
-        for _ in range(MAX_RELATION_HOPS):
-            relation = current.content.get("m.relates_to")
-            if not isinstance(relation, dict) or not isinstance(relation.get("event_id"), str):
-                break
-            if relation.get("rel_type") == "m.thread":
-                return relation["event_id"] == thread_id
-            parent = await self._room_events.get_event(relation["event_id"])
-            if parent is None or parent.room_id != event.room_id:
-                break
-            chain.add(parent.event_id)
-            current = parent
-        return thread_id == MAIN_TIMELINE or thread_id in chain
+        root, chain = await thread_walk(event, self._room_events.get_event)
+        if root is not None:
+            return root == thread_id
+        return thread_id == MAIN_THREAD or thread_id in chain
 
     async def latest_read_position(self, room_id: str, user_id: str, thread_id: str | None = None) -> int | None:
         """Stream ordering of the event of the user's latest ``m.read``/``m.read.private`` receipt in the room.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -27,12 +26,14 @@ from homeserver.events.redaction import redact_event
 from homeserver.events.state_res import resolve_state
 from homeserver.events.errors import AuthError, EventFormatError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.lru import LruCache
 from homeserver.storage.events import CurrentStateEntry, EventStore, NewEvent, StateKey, StoredEvent
 from homeserver.storage.streams import StreamIdGenerator
 
 logger = logging.getLogger(__name__)
 
 CREATE_KEY: StateKey = ("m.room.create", "")
+EVENT_CACHE_SIZE = 50_000  # persisted events kept in memory
 JOIN_WAIT_S = 60  # longest a request about a room waits for its join to complete
 
 
@@ -94,29 +95,6 @@ class ExternalEvent:
     encoded: bytes | None = None  # the PDU's canonical JSON, when the checks encoded it already
 
 
-class EventCache:
-    """An LRU of persisted events by id."""
-
-    def __init__(self, size: int = 50_000):
-        self._size = size
-        self._items: OrderedDict[str, StoredEvent] = OrderedDict()
-
-    def get(self, event_id: str) -> StoredEvent | None:
-        ev = self._items.get(event_id)
-        if ev is not None:
-            self._items.move_to_end(event_id)
-        return ev
-
-    def put(self, ev: StoredEvent) -> None:
-        self._items[ev.event_id] = ev
-        self._items.move_to_end(ev.event_id)
-        if len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-    def invalidate(self, event_id: str) -> None:
-        self._items.pop(event_id, None)
-
-
 class RoomEventService:
     def __init__(self, *, clock, store: EventStore, server_name: str, signing_key,
                  stream: StreamIdGenerator, state_group_ids: StreamIdGenerator):
@@ -128,7 +106,7 @@ class RoomEventService:
         self._state_group_ids = state_group_ids
         self._heads: dict[str, RoomHead] = {}
         self._locks: dict[str, defer.DeferredLock] = {}
-        self.cache = EventCache()
+        self.cache: LruCache[str, StoredEvent] = LruCache(EVENT_CACHE_SIZE)  # persisted events by ID
         self._last_create_ts = 0
         self._backfill_floor: int | None = None  # backfilled events count down from below every other
         self.listeners: list[Callable[[list[StoredEvent]], None]] = []
@@ -202,7 +180,7 @@ class RoomEventService:
                 found[eid] = ev
         if missing:
             for eid, ev in (await self._store.get_events(missing)).items():
-                self.cache.put(ev)
+                self.cache.put(ev.event_id, ev)
                 found[eid] = ev
         return found
 
@@ -364,9 +342,9 @@ class RoomEventService:
             work.state, work.extremities, work.depth, work.state_group)
         events = [n.event for n in news]
         for new in news:
-            self.cache.put(new.event)
+            self.cache.put(new.event.event_id, new.event)
             if new.redacts:
-                self.cache.invalidate(new.redacts)
+                self.cache.pop(new.redacts)
         self._announce(events)
         return events
 
@@ -468,10 +446,10 @@ class RoomEventService:
         events = [n.event for n in news]
         for ev in events:
             ev.redacted_by = redacted.get(ev.event_id, ev.redacted_by)
-            self.cache.put(ev)
+            self.cache.put(ev.event_id, ev)
         for new in news:
             if new.redacts:
-                self.cache.invalidate(new.redacts)
+                self.cache.pop(new.redacts)
         self._announce([e for e in events if not e.outlier])
         return events
 
@@ -493,7 +471,7 @@ class RoomEventService:
             head.state[key] = event.event_id
         finally:
             lock.release()
-        self.cache.put(event)
+        self.cache.put(event.event_id, event)
         self._announce([event])
         return event
 
@@ -516,7 +494,7 @@ class RoomEventService:
         finally:
             lock.release()
         for new in news:
-            self.cache.put(new.event)
+            self.cache.put(new.event.event_id, new.event)
         return [n.event for n in news]
 
     async def _prepare_external(self, work: RoomHead, item: ExternalEvent, pos: int,

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from homeserver.errors import MatrixError
 from homeserver.http.router import Requester
 from homeserver.bodies import RawBody, encode_json
+from homeserver.events.stripped_state import STRIPPED_STATE_TYPES, stripped
+from homeserver.lru import LruCache
 from homeserver.services.filtering import SyncFilter
 from homeserver.services.visibility import Timeline, visible
 from homeserver.storage.events import EventStore, StoredEvent
@@ -48,10 +49,6 @@ RESPONSE_CACHE_BYTES = 16 * 1024 * 1024
 # Where an event's unsigned.age goes in a remembered answer: a marker no sender can guess.
 _AGE_MARK = "\ue000" + secrets.token_hex(8)
 _AGE_HOLE = re.compile(b'"' + re.escape(_AGE_MARK.encode()) + rb"(\d+)" + re.escape(_AGE_MARK.encode()) + b'"')
-
-STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
-                        "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
-
 
 @dataclass
 class SyncContext:
@@ -123,11 +120,6 @@ def _empty_room(section: str) -> dict:
     return {"knock_state": {"events": []}}
 
 
-def stripped(ev: StoredEvent) -> dict:
-    """Spec "Stripped state"."""
-    return {"type": ev.type, "state_key": ev.state_key, "content": ev.content, "sender": ev.sender}
-
-
 @dataclass
 class EncodedAnswer:
     """An initial sync's answer as JSON, its events' ``unsigned.age`` values left as holes; it stands while every
@@ -183,8 +175,7 @@ class SyncService:
             raise ValueError(f"sync token keys must be distinct lower-case words: {keys}")
         self._name_of_key = {s.token_key: s.name for s in self.sources}
         self._volatile = [s for s in self.sources if hasattr(s, "volatile_marker")]
-        self._answers: OrderedDict[tuple, EncodedAnswer] = OrderedDict()
-        self._answers_size = 0
+        self._answers: LruCache[tuple, EncodedAnswer] = LruCache(RESPONSE_CACHE_BYTES, lambda entry: entry.size)
 
     # -- tokens ---------------------------------------------------------------------
     def current_positions(self) -> dict[str, int]:
@@ -250,24 +241,15 @@ class SyncService:
         if entry is not None:
             if entry.positions == to and entry.volatile == volatile \
                     and now_ms - entry.built_ms <= RESPONSE_CACHE_S * 1000:
-                self._answers.move_to_end(key)
                 return entry.render(now_ms)
-            self._forget_answer(key)
+            self._answers.pop(key)
         ctx = SyncContext(requester, None, dict(to), sync_filter, False)
         response = await self._build(ctx)
         if response["to_device"]["events"] or sync_filter.include_leave or ctx.to != to:
             return response
         entry = EncodedAnswer.of(response, to, volatile, int(self._clock.seconds() * 1000))
-        if key in self._answers:  # an identical sync built meanwhile
-            self._forget_answer(key)
-        self._answers[key] = entry
-        self._answers_size += entry.size
-        while self._answers_size > RESPONSE_CACHE_BYTES:
-            self._forget_answer(next(iter(self._answers)))
+        self._answers.put(key, entry)  # replaces an identical sync built meanwhile
         return entry.render(int(self._clock.seconds() * 1000))
-
-    def _forget_answer(self, key: tuple) -> None:
-        self._answers_size -= self._answers.pop(key).size
 
     async def _build(self, ctx: SyncContext) -> SyncResponse:
         response = _skeleton()
@@ -379,7 +361,7 @@ class SyncService:
                 if ctx.filter.timeline.allows(ev.pdu | {"room_id": part.room_id}):
                     if len(found) == limit:
                         return found[::-1], True
-                    self._room_events.cache.put(ev)
+                    self._room_events.cache.put(ev.event_id, ev)
                     found.append(ev)
             scanned += batch_size
             if len(raw) < batch_size or scanned >= MAX_TIMELINE_SCAN:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from canonicaljson import encode_canonical_json
+from homeserver.events.canonical_json import encode_canonical_json
+
 
 MIGRATIONS = [
     """

@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from homeserver.events.push_rules import (InvalidRule, PushContext, client_ruleset, condition_matches, default_rules,
-                                          evaluate, highlights, merge_ruleset, notifies, split_path,
-                                          validate_actions, validate_rule_body)
+                                          evaluate, highlights, merge_ruleset, notifies, validate_actions, validate_rule_body)
 
 ME = "@me:example.org"
 OTHER = "@other:example.org"
@@ -60,15 +59,6 @@ def test_event_match_needs_a_string_even_for_star(value):
 def test_event_match_body_is_word_bounded(body, expected):
     cond = {"kind": "event_match", "key": "content.body", "pattern": "ex*ple"}
     assert condition_matches(cond, {"content": {"body": body}}, ctx()) is expected
-
-
-@pytest.mark.parametrize("key, parts", [
-    ("content.body", ["content", "body"]), ("content.m\\.relates_to", ["content", "m.relates_to"]),
-    ("content.m\\\\foo", ["content", "m\\foo"]), ("content.m\\xfoo", ["content", "m\\xfoo"]),
-    ("a..b", ["a", "", "b"]),
-])
-def test_dotted_paths(key, parts):
-    assert split_path(key) == parts
 
 
 @pytest.mark.parametrize("value, expected", [(True, True), ("true", False), (1, False), (None, False)])

@@ -1,14 +1,21 @@
 """Spec test vectors: appendices "Canonical JSON" examples, "Cryptographic Test Vectors"."""
 
+import copy
 import json
 
+import canonicaljson
 import pytest
-from signedjson.key import decode_signing_key_base64
+import signedjson.sign
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from signedjson.key import decode_signing_key_base64, get_verify_key
+from unpaddedbase64 import encode_base64
 
 from homeserver.events.canonical_json import decode_json, encode_canonical_json
 from homeserver.events.errors import EventFormatError
 from homeserver.events.hashing import check_content_hash, compute_content_hash
 from homeserver.events.signing import sign_event, sign_json, verify_event_signatures, verify_signed_json
+from homeserver.services.e2e_keys import signature_valid
 
 SEED = "YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1"
 KEY = decode_signing_key_base64("ed25519", "1", SEED)
@@ -123,3 +130,67 @@ def test_key_server_example_signature_verifies_shape():
     signed = sign_json({"name": "example.org", "unsigned": {"age_ts": 1}}, "domain", KEY)
     signed["unsigned"] = {"age_ts": 2}
     verify_signed_json(signed, "domain", lookup)
+
+
+# --- The one canonical JSON and the one signing code against the libraries (canonicaljson, signedjson) ---
+
+_LIBRARY_FAILS = {'{"a": -0, "b": 1e10}'}  # 1e10 parses to a float: the library writes 10000000000.0
+
+
+@pytest.mark.parametrize("given,expected", CANONICAL_CASES)
+def test_canonical_json_examples_same_as_library(given, expected):
+    """Ours gives the library's bytes on every spec example but the integral float, where only ours is right."""
+    ours, library = encode_canonical_json(json.loads(given)), canonicaljson.encode_canonical_json(json.loads(given))
+    assert ours == expected.encode("utf-8")
+    assert (library == ours) is (given not in _LIBRARY_FAILS)
+
+
+_CANONICAL_INT = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+_CANONICAL_JSON = st.recursive(
+    st.none() | st.booleans() | _CANONICAL_INT | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_CANONICAL_JSON)
+def test_canonical_json_same_bytes_as_library(value):
+    """Any JSON within the spec's constraints (appendices "Canonical JSON": integers in
+    [-(2**53)+1, 2**53-1], no floats) encodes to the library's bytes, and decodes back to itself."""
+    encoded = encode_canonical_json(value)
+    assert encoded == canonicaljson.encode_canonical_json(value)
+    assert encode_canonical_json(value, may_hold_floats=False) == encoded
+    assert decode_json(encoded) == value
+
+
+@pytest.mark.parametrize("obj", [{}, {"one": 1, "two": "Two"}])
+def test_json_signing_examples_same_as_signedjson(obj):
+    """appendices "Signing JSON" examples: signedjson signs them as ours does, and each verifies the other's."""
+    ours = sign_json(obj, "domain", KEY)
+    library = signedjson.sign.sign_json(copy.deepcopy(obj), "domain", KEY)
+    assert ours == library
+    signedjson.sign.verify_signed_json(ours, "domain", get_verify_key(KEY))
+    verify_signed_json(library, "domain", lookup)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(), _CANONICAL_JSON, max_size=5))
+def test_json_signing_same_as_signedjson(obj):
+    obj.pop("signatures", None)
+    ours = sign_json(obj, "domain", KEY)
+    assert ours == signedjson.sign.sign_json(copy.deepcopy(obj), "domain", KEY)
+    signedjson.sign.verify_signed_json(copy.deepcopy(ours), "domain", get_verify_key(KEY))
+    verify_signed_json(ours, "domain", lookup)
+
+
+def test_device_key_signature_check():
+    """services.e2e_keys.signature_valid (ours) accepts what signedjson signs, and nothing else."""
+    public = encode_base64(KEY.verify_key.encode())
+    device = signedjson.sign.sign_json({"user_id": "@a:domain", "device_id": "D", "keys": {}}, "@a:domain", KEY)
+    assert signature_valid(device, "@a:domain", "ed25519:1", public)
+    assert not signature_valid(device, "@a:domain", "ed25519:2", public)
+    assert not signature_valid(device, "@b:domain", "ed25519:1", public)
+    assert not signature_valid(dict(device, device_id="E"), "@a:domain", "ed25519:1", public)
+    assert not signature_valid(device, "@a:domain", "ed25519:1", "not base64!")
+    assert not signature_valid(dict(device, signatures={"@a:domain": "x"}), "@a:domain", "ed25519:1", public)

@@ -114,6 +114,17 @@ def test_timeline_limit_and_types_filters(homeserver):
     assert timeline(fields, room) == [{"type": "m.room.message", "content": {"body": "m7"}}]
 
 
+def test_event_fields_escape_dots_and_backslashes_as_push_rules_do(homeserver):
+    """Spec "Filtering" ``event_fields`` (v1.8, MSC3980): ``\\.`` is a literal dot and ``\\\\`` a literal
+    backslash, the escapes of push rule keys (one splitter, ``homeserver/events/dotted_paths.py``)."""
+    alice = homeserver.register()
+    room = alice.create_room()
+    alice.send(room, {"msgtype": "m.text", "body": "b", "m.x\\y": {"a.b": "hit", "c": 1}})
+    fields = alice.sync(filter={"event_fields": ["type", "content.m\\.x\\\\y.a\\.b"],
+                                "room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}})
+    assert timeline(fields, room) == [{"type": "m.room.message", "content": {"m.x\\y": {"a.b": "hit"}}}]
+
+
 def test_timeline_limit_is_capped_and_checked(homeserver):
     """Synapse's filter_timeline_limit (100 by default): a larger room.timeline.limit, inline or stored,
     is lowered to it, however large; a limit that is not a non-negative integer, or a flag that is not a
