@@ -85,6 +85,11 @@ class Reader:
         value = src.get(leaf)
         return k.default if value is None else parse_duration_ms(value, k.name)
 
+    def kind_verbatim(self, k: Key, src: dict, leaf: str) -> Any:
+        """A value checked where it is used (the table's description says where)."""
+        value = src.get(leaf)
+        return k.default if value is None else value
+
     def kind_ratelimit(self, k: Key, src: dict, leaf: str) -> RateLimit:
         return self.ratelimit(src.get(leaf), k.name, k.default)
 

@@ -221,6 +221,12 @@ KEYS: tuple[Key, ...] = (
         "This server's ed25519 signing key, in Synapse's format. Back it up: losing\n"
         "it makes other servers distrust this one for a while.",
         sample=_in_dir("signing.key")),
+    Key("old_signing_keys", "verbatim", None, _KEYS,
+        "Public keys this server signed with before, still served to other servers\n"
+        "(checked at start by federation/keys.py:parse_old_signing_keys).",
+        sample=lambda ctx: {"ed25519:a_old": {"key": "<unpadded base64 public key>",
+                                             "expired_ts": 1700000000000}},
+        commented=True),
 
     Key("trusted_key_servers", "trusted_key_servers", ({"server_name": "matrix.org"},), _FED,
         "Servers asked for other servers' signing keys when those cannot be fetched\n"

@@ -452,7 +452,6 @@ def test_open_registration_without_verification_refused(cfg_dir):
         ("macaroon_secret_key_path", "mac.secret"),
         ("pid_file", "/run/hexagone.pid"),
         ("turn_allow_guests", False),
-        ("old_signing_keys", {"ed25519:old": {"key": "abcd", "expired_ts": 1}}),
     ],
 )
 def test_unimplemented_synapse_key_warned_once(cfg_dir, caplog, key, value):
@@ -475,6 +474,13 @@ def test_every_key_is_declared_once_and_synapse_keys_are_synapse_s():
         assert k.doc, k.name
         if k.origin == SYNAPSE:
             assert k.top in SYNAPSE_TOP_LEVEL_KEYS, k.name
+
+
+def test_old_signing_keys_stay_implemented(cfg_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    old = {"ed25519:old": {"key": "abcd", "expired_ts": 1}}
+    assert parse(cfg_dir, old_signing_keys=old).old_signing_keys == old
+    assert config_warnings(caplog) == []
 
 
 def test_room_versions_come_from_the_events_module(cfg_dir):
