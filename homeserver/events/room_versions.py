@@ -120,6 +120,8 @@ def _make(n: int) -> RoomVersion:
 
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {str(n): _make(n) for n in range(1, 13)}
 DEFAULT_ROOM_VERSION = "12"
+# The versions Hexagone creates rooms in; it joins and serves rooms of every known version.
+CREATABLE_ROOM_VERSIONS: tuple[str, ...] = ("10", "11", "12")
 
 
 def get_room_version(room_version: RoomVersion | str) -> RoomVersion:

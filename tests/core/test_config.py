@@ -11,6 +11,8 @@ from psycopg.conninfo import conninfo_to_dict
 from signedjson.key import generate_signing_key, write_signing_keys
 
 from homeserver.config_sample import generate_config_yaml
+from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
+from homeserver.config.table import HEXAGONE, KEYS, SYNAPSE
 from homeserver.config import (
     DEFAULT_IP_RANGE_BLACKLIST,
     Config,
@@ -19,7 +21,6 @@ from homeserver.config import (
     load_config,
     parse_config,
     parse_duration_ms,
-    parse_size,
     read_signing_key,
 )
 
@@ -96,7 +97,6 @@ def test_minimal_config_defaults(cfg_dir, caplog):
     assert c.turn_shared_secret is None
     assert c.turn_username is None and c.turn_password is None
     assert c.turn_user_lifetime_ms == 3_600_000
-    assert c.turn_allow_guests is True
 
     assert c.rc_message == RateLimit(0.2, 10)
     assert c.rc_registration == RateLimit(0.17, 3)
@@ -108,11 +108,9 @@ def test_minimal_config_defaults(cfg_dir, caplog):
     assert c.rc_invites_per_room == RateLimit(0.3, 10)
     assert c.rc_invites_per_user == RateLimit(0.003, 5)
     assert c.rc_admin_redaction == c.rc_message
-    assert c.rc_3pid_validation == RateLimit(0.003, 5)
+    assert c.rc_presence_per_user == RateLimit(0.1, 1)
+    assert c.rc_user_directory == RateLimit(0.016, 200)
 
-    assert c.app_service_config_files == []
-    assert c.max_upload_size == 50 * 1024 * 1024
-    assert c.media_store_path == os.path.join(d, "media_store")
     assert c.default_room_version == "12"
     assert c.allow_public_rooms_without_auth is False
     assert c.require_auth_for_profile_requests is False
@@ -120,8 +118,7 @@ def test_minimal_config_defaults(cfg_dir, caplog):
     assert c.presence_enabled is True
     assert c.user_directory_search_all_users is False
     assert c.serve_server_wellknown is False
-    assert c.log_config is None and c.pid_file is None
-    assert c.form_secret is None and c.macaroon_secret_key is None
+    assert c.log_config is None
     assert c.federation_domain_whitelist is None
     assert c.trusted_key_servers == [{"server_name": "matrix.org"}]
     assert c.federation_verify_certificates is True
@@ -154,14 +151,10 @@ def test_values_are_read(cfg_dir, tmp_path):
         turn_uris=["turn:turn.example.org"],
         turn_shared_secret="turnsecret",
         turn_user_lifetime="1d",
-        turn_allow_guests=False,
         rc_message={"per_second": 1, "burst_count": 20.0},
         rc_login={"failed_attempts": {"per_second": 0.5}},
         rc_joins={"remote": {"burst_count": 3}},
         rc_invites={"per_user": {"per_second": 0.01, "burst_count": 2}},
-        app_service_config_files=["bridges/irc.yaml", "/abs/tg.yaml"],
-        max_upload_size="100K",
-        media_store_path="media",
         default_room_version=11,
         presence={"enabled": False},
         user_directory={"search_all_users": True},
@@ -171,8 +164,6 @@ def test_values_are_read(cfg_dir, tmp_path):
         ],
         ip_range_whitelist=["192.168.1.1"],
         serve_server_wellknown=True,
-        macaroon_secret_key="mac",
-        form_secret="form",
         report_stats=True,
     )
     d = str(cfg_dir)
@@ -184,16 +175,12 @@ def test_values_are_read(cfg_dir, tmp_path):
     assert c.turn_uris == ["turn:turn.example.org"]
     assert c.turn_shared_secret == "turnsecret"
     assert c.turn_user_lifetime_ms == 86_400_000
-    assert c.turn_allow_guests is False
     assert c.rc_message == RateLimit(1.0, 20)
     assert c.rc_admin_redaction == RateLimit(1.0, 20)  # follows rc_message
     assert c.rc_login_failed_attempts == RateLimit(0.5, 3)
     assert c.rc_login_address == RateLimit(0.003, 5)
     assert c.rc_joins_remote == RateLimit(0.01, 3)
     assert c.rc_invites_per_user == RateLimit(0.01, 2)
-    assert c.app_service_config_files == [os.path.join(d, "bridges/irc.yaml"), "/abs/tg.yaml"]
-    assert c.max_upload_size == 100 * 1024
-    assert c.media_store_path == os.path.join(d, "media")
     assert c.default_room_version == "11"
     assert c.presence_enabled is False
     assert c.user_directory_search_all_users is True
@@ -201,7 +188,6 @@ def test_values_are_read(cfg_dir, tmp_path):
     assert c.trusted_key_servers[0]["verify_keys"] == {"ed25519:auto": "abcd"}
     assert c.ip_range_whitelist == ["192.168.1.1"]
     assert c.serve_server_wellknown is True
-    assert c.macaroon_secret_key == "mac" and c.form_secret == "form"
 
 
 def test_secrets_are_not_in_repr(cfg_dir):
@@ -211,10 +197,11 @@ def test_secrets_are_not_in_repr(cfg_dir):
         form_secret="FORM-XYZ",
         registration_shared_secret="REG-XYZ",
         turn_shared_secret="TURN-XYZ",
+        turn_password="TURNPW-XYZ",
         database={"name": "psycopg2", "args": {"password": "PG-XYZ"}},
     )
     text = repr(c)
-    for secret in ("MACAROON-XYZ", "FORM-XYZ", "REG-XYZ", "TURN-XYZ", "PG-XYZ"):
+    for secret in ("MACAROON-XYZ", "FORM-XYZ", "REG-XYZ", "TURN-XYZ", "TURNPW-XYZ", "PG-XYZ"):
         assert secret not in text
 
 
@@ -226,7 +213,7 @@ def test_secret_path_keys(cfg_dir):
         cfg_dir, "registration_shared_secret:",
         registration_shared_secret="x", registration_shared_secret_path="reg.secret",
     )
-    refused(cfg_dir, "macaroon_secret_key_path:", macaroon_secret_key_path="missing")
+    refused(cfg_dir, "turn_shared_secret_path:", turn_shared_secret_path="missing")
 
 
 def test_listeners_synapse_shape(cfg_dir, caplog):
@@ -357,16 +344,13 @@ def test_bad_database_values(cfg_dir):
         ("rc_joins", {"local": {"burst_count": -1}}, "rc_joins.local.burst_count:"),
         ("rc_invites", {"per_room": {"per_second": -2}}, "rc_invites.per_room.per_second:"),
         ("rc_admin_redaction", "lots", "rc_admin_redaction:"),
-        ("rc_3pid_validation", {"burst_count": True}, "rc_3pid_validation.burst_count:"),
+        ("rc_user_directory", {"burst_count": True}, "rc_user_directory.burst_count:"),
+        ("rc_presence", {"per_user": {"per_second": "often"}}, "rc_presence.per_user.per_second:"),
+        ("rc_federation", {"concurrent": -1}, "rc_federation.concurrent:"),
     ],
 )
 def test_bad_ratelimits(cfg_dir, key, value, prefix):
     refused(cfg_dir, prefix, **{key: value})
-
-
-@pytest.mark.parametrize("value", ["50Q", "big", "-1", -1, "1.5M", True, [50]])
-def test_bad_max_upload_size(cfg_dir, value):
-    refused(cfg_dir, "max_upload_size:", max_upload_size=value)
 
 
 @pytest.mark.parametrize("value", ["1 fortnight", "h", "-5m", -1, "5 minutes", False, {}])
@@ -399,7 +383,8 @@ def test_default_room_version_refusals(cfg_dir):
         ("trusted_key_servers", [{"server_name": ""}]),
         ("presence", {"enabled": "sometimes"}),
         ("user_directory", {"search_all_users": "all"}),
-        ("app_service_config_files", [1]),
+        ("federation_custom_ca_list", [1]),
+        ("turn_username", 5),
     ],
 )
 def test_wrong_types_refused_with_key(cfg_dir, key, value):
@@ -407,7 +392,7 @@ def test_wrong_types_refused_with_key(cfg_dir, key, value):
     assert msg.split(":")[0].split(".")[0].split("[")[0] == key
 
 
-@pytest.mark.parametrize("key", ["registration_shared_secret", "macaroon_secret_key", "form_secret"])
+@pytest.mark.parametrize("key", ["registration_shared_secret", "turn_shared_secret"])
 def test_a_misconfigured_secret_is_never_quoted(cfg_dir, key):
     msg = refused(cfg_dir, key, **{key: 98765432123})
     assert "98765432123" not in msg
@@ -451,21 +436,62 @@ def test_open_registration_without_verification_refused(cfg_dir):
         ("url_preview_enabled", True),
         ("email", {"smtp_host": "mail.example.org", "notif_from": "x <x@example.org>"}),
         ("oidc_providers", [{"idp_id": "google", "issuer": "https://accounts.google.com/"}]),
-        # rate limits of features Hexagone does not have yet: parsed, never enforced
+        # rate limits of features Hexagone does not have yet
         ("rc_media_create", {"per_second": 1, "burst_count": 2}),
         ("rc_third_party_invite", {"per_second": 1}),
         ("rc_3pid_validation", {"burst_count": 2}),
         ("rc_delayed_event_mgmt", {"per_second": 1}),
         ("rc_reports", {"per_second": 1}),
+        # keys read by no code: reported, not silently accepted
+        ("app_service_config_files", ["bridges/irc.yaml"]),
+        ("media_store_path", "media"),
+        ("max_upload_size", "100K"),
+        ("form_secret", "form"),
+        ("form_secret_path", "form.secret"),
+        ("macaroon_secret_key", "mac"),
+        ("macaroon_secret_key_path", "mac.secret"),
+        ("pid_file", "/run/hexagone.pid"),
+        ("turn_allow_guests", False),
     ],
 )
 def test_unimplemented_synapse_key_warned_once(cfg_dir, caplog, key, value):
     caplog.set_level(logging.WARNING)
-    parse(cfg_dir, **{key: value})
+    c = parse(cfg_dir, **{key: value})
     warnings = config_warnings(caplog)
     assert len(warnings) == 1
     assert key in warnings[0]
-    assert "Synapse" in warnings[0]
+    assert "Synapse" in warnings[0] and "not implement" in warnings[0]
+    assert not hasattr(c, key)
+
+
+def test_every_key_is_declared_once_and_synapse_keys_are_synapse_s():
+    names = [k.name for k in KEYS]
+    assert len(names) == len(set(names))
+    attrs = [k.attribute for k in KEYS]
+    assert len(attrs) == len(set(attrs))
+    for k in KEYS:
+        assert k.origin in (SYNAPSE, HEXAGONE), k.name
+        assert k.doc, k.name
+        if k.origin == SYNAPSE:
+            assert k.top in SYNAPSE_TOP_LEVEL_KEYS, k.name
+
+
+def test_old_signing_keys_stay_implemented(cfg_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    old = {"ed25519:old": {"key": "abcd", "expired_ts": 1}}
+    assert parse(cfg_dir, old_signing_keys=old).old_signing_keys == old
+    assert config_warnings(caplog) == []
+
+
+def test_room_versions_come_from_the_events_module(cfg_dir):
+    from homeserver.events import room_versions
+
+    for version in room_versions.KNOWN_ROOM_VERSIONS:
+        if version in room_versions.CREATABLE_ROOM_VERSIONS:
+            assert parse(cfg_dir, default_room_version=version).default_room_version == version
+        else:
+            refused(cfg_dir, "default_room_version:", default_room_version=version)
+    assert parse(cfg_dir).default_room_version == room_versions.DEFAULT_ROOM_VERSION
 
 
 def test_unknown_key_warned_as_typo(cfg_dir, caplog):
@@ -556,12 +582,11 @@ def test_synapse_sample_with_postgres(tmp_path, caplog):
         "port": "5432",
     }
     assert c.listeners[0].x_forwarded is True
-    assert c.pid_file == "/data/homeserver.pid"
     assert c.signing_key_path == "/data/matrix.example.com.signing.key"
-    assert c.max_upload_size == 100 * 1024 * 1024
     assert c.suppress_key_server_warning is True
     warnings = config_warnings(caplog)
     assert sorted(w.split()[1].rstrip(":") for w in warnings) == [
+        "form_secret", "macaroon_secret_key", "max_upload_size", "media_store_path", "pid_file",
         "url_preview_enabled", "url_preview_ip_range_blacklist",
     ]
 
@@ -620,14 +645,6 @@ def test_durations(value, ms):
     assert parse_duration_ms(value, "k") == ms
 
 
-@pytest.mark.parametrize(
-    "value,size", [(1024, 1024), ("2048", 2048), ("100K", 102_400), ("50M", 52_428_800),
-                   ("1G", 1024**3), ("1T", 1024**4)],
-)
-def test_sizes(value, size):
-    assert parse_size(value, "k") == size
-
-
 def test_read_signing_key(cfg_dir, tmp_path):
     key = read_signing_key(str(cfg_dir / "signing.key"))
     assert key.alg == "ed25519" and key.version == "a_test"
@@ -655,7 +672,7 @@ def test_generated_config_parses_without_warnings(tmp_path, caplog):
     assert c.signing_key_path == str(tmp_path / "signing.key")
     # fresh random secrets every time
     other = yaml.safe_load(generate_config_yaml("example.org", str(tmp_path)))
-    for key in ("registration_shared_secret", "macaroon_secret_key", "form_secret"):
+    for key in ("registration_shared_secret",):
         assert len(raw[key]) >= 32
         assert raw[key] != other[key]
     # every key line is preceded by a comment explaining it
@@ -709,5 +726,3 @@ def test_sample_config_is_current():
     )
     raw = yaml.safe_load(sample)
     assert raw["registration_shared_secret"] == "CHANGE_ME"
-    assert raw["macaroon_secret_key"] == "CHANGE_ME"
-    assert raw["form_secret"] == "CHANGE_ME"

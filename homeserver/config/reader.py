@@ -1,0 +1,617 @@
+"""The parser: reads each key of the table (:mod:`homeserver.config.table`) with the parser its
+kind names, checks the rules that span keys, warns once about each key it ignores.
+
+A wrong value raises :class:`ConfigError` whose message starts with the key path and never
+quotes a secret.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+import urllib.parse
+from typing import Any, Iterable
+
+from homeserver.config.table import (IMPLEMENTED_TOP_LEVEL_KEYS, KEYS, SILENTLY_IGNORED_KEYS, SYNAPSE_SUBKEYS,
+                                     Key)
+from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
+from homeserver.config.values import (IMPLEMENTED_RESOURCES, SYNAPSE_RESOURCES, ConfigError, DatabaseConfig,
+                                      FederationRateLimit, ListenerConfig, RateLimit, check_int,
+                                      conninfo_quote, expand_resources, is_empty, parse_duration_ms,
+                                      read_secret_file, validate_server_name)
+from homeserver.events.room_versions import CREATABLE_ROOM_VERSIONS, KNOWN_ROOM_VERSIONS
+
+logger = logging.getLogger("homeserver.config")
+
+
+class Reader:
+    """Reads one YAML mapping; ``values`` holds what is parsed so far, by attribute name."""
+
+    def __init__(self, raw: dict, config_path: str):
+        self.raw = raw
+        self.config_path = os.path.abspath(config_path)
+        self.config_dir = os.path.dirname(self.config_path)
+        self.values: dict[str, Any] = {}
+        self._warned: set[str] = set()
+
+    def parse(self) -> dict[str, Any]:
+        """Every key of the table, then the rules spanning keys; returns the values by attribute."""
+        sections: dict[str, dict] = {}
+        for key in KEYS:
+            if "." in key.name:
+                top, leaf = key.name.split(".", 1)
+                if top not in sections:
+                    sections[top] = self.dict_(top)
+                    subs = [k.name.split(".", 1)[1] for k in KEYS if k.top == top]
+                    self.check_subkeys(sections[top], top, subs, SYNAPSE_SUBKEYS.get(top, ()))
+                src = sections[top]
+            else:
+                src, leaf = self.raw, key.name
+            self.values[key.attribute] = getattr(self, f"kind_{key.kind}")(key, src, leaf)
+        self.check_registration()
+        self.check_listener_tls()
+        self.warn_ignored_top_level()
+        return self.values
+
+    # -- kinds: (key, mapping holding it, name in that mapping) -> value -------------
+
+    def kind_bool(self, k: Key, src: dict, leaf: str) -> bool:
+        return self.bool_(leaf, k.default, src, k.name)
+
+    def kind_int(self, k: Key, src: dict, leaf: str) -> int:
+        return self.int_(leaf, k.default, *k.bounds, src, k.name)
+
+    def kind_str(self, k: Key, src: dict, leaf: str) -> str | None:
+        return self.str_(leaf, k.default, src, k.name)
+
+    def kind_path(self, k: Key, src: dict, leaf: str) -> str | None:
+        return self.path_(leaf, k.default, src, k.name)
+
+    def kind_str_list(self, k: Key, src: dict, leaf: str) -> list[str]:
+        return self.str_list(leaf, list(k.default), src, k.name)
+
+    def kind_path_list(self, k: Key, src: dict, leaf: str) -> list[str]:
+        return [self.resolve(p) for p in self.str_list(leaf, list(k.default), src, k.name)]
+
+    def kind_ip_ranges(self, k: Key, src: dict, leaf: str) -> list[str] | None:
+        return self.ip_ranges(k.name, None if k.default is None else list(k.default), src, leaf)
+
+    def kind_secret(self, k: Key, src: dict, leaf: str) -> str | None:
+        return self.secret(k.name)
+
+    def kind_duration(self, k: Key, src: dict, leaf: str) -> int:
+        value = src.get(leaf)
+        return k.default if value is None else parse_duration_ms(value, k.name)
+
+    def kind_verbatim(self, k: Key, src: dict, leaf: str) -> Any:
+        """A value checked where it is used (the table's description says where)."""
+        value = src.get(leaf)
+        return k.default if value is None else value
+
+    def kind_ratelimit(self, k: Key, src: dict, leaf: str) -> RateLimit:
+        return self.ratelimit(src.get(leaf), k.name, k.default)
+
+    def kind_admin_redaction(self, k: Key, src: dict, leaf: str) -> RateLimit:
+        """Synapse's default for ``rc_admin_redaction`` is whatever ``rc_message`` is."""
+        return self.ratelimit(src.get(leaf), k.name, self.values["rc_message"])
+
+    def kind_rc_federation(self, k: Key, src: dict, leaf: str) -> FederationRateLimit:
+        fed = self.dict_(leaf, src, k.name)
+        fields = tuple(FederationRateLimit.__dataclass_fields__)
+        self.check_subkeys(fed, k.name, fields)
+        return FederationRateLimit(
+            **{f: self.int_(f, getattr(k.default, f), 0, None, fed, f"{k.name}.{f}") for f in fields})
+
+    def kind_server_name(self, k: Key, src: dict, leaf: str) -> str:
+        return validate_server_name(src.get(leaf), k.name)
+
+    def kind_server_names(self, k: Key, src: dict, leaf: str) -> list[str] | None:
+        names = self.str_list(leaf, k.default, src, k.name)
+        for i, name in enumerate(names or ()):
+            validate_server_name(name, f"{k.name}[{i}]")
+        return names
+
+    def kind_public_baseurl(self, k: Key, src: dict, leaf: str) -> str:
+        url = self.str_(leaf, None, src, k.name)
+        if url is None:
+            return f"https://{self.values['server_name']}/"
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"{k.name}: must be an http:// or https:// URL, got {url!r}")
+        return url if url.endswith("/") else url + "/"
+
+    def kind_signing_key_path(self, k: Key, src: dict, leaf: str) -> str:
+        default = os.path.join(self.config_dir, f"{self.values['server_name']}.signing.key")
+        return self.path_(leaf, default, src, k.name)
+
+    def kind_listeners(self, k: Key, src: dict, leaf: str) -> list[ListenerConfig]:
+        return self.parse_listeners()
+
+    def kind_database(self, k: Key, src: dict, leaf: str) -> DatabaseConfig:
+        return self.parse_database()
+
+    def kind_room_version(self, k: Key, src: dict, leaf: str) -> str:
+        return self.parse_room_version(k.default)
+
+    def kind_presence(self, k: Key, src: dict, leaf: str) -> bool:
+        return self.parse_presence(src)
+
+    def kind_tls_version(self, k: Key, src: dict, leaf: str) -> str:
+        return self.parse_minimum_tls_version(k.default)
+
+    def kind_trusted_key_servers(self, k: Key, src: dict, leaf: str) -> list[dict]:
+        return self.parse_trusted_key_servers([dict(d) for d in k.default])
+
+    # -- rules spanning keys -------------------------------------------------
+
+    def check_registration(self) -> None:
+        v = self.values
+        if v["enable_registration"] and not (
+            v["enable_registration_without_verification"] or v["registration_requires_token"]
+        ):
+            raise ConfigError(
+                "enable_registration: open registration without any verification "
+                "is refused; also set registration_requires_token: true, or "
+                "enable_registration_without_verification: true if you really "
+                "want anyone to register"
+            )
+
+    def check_listener_tls(self) -> None:
+        for i, lc in enumerate(self.values["listeners"]):
+            if lc.tls and not (self.values["tls_certificate_path"] and self.values["tls_private_key_path"]):
+                raise ConfigError(
+                    f"listeners[{i}].tls: needs tls_certificate_path and "
+                    "tls_private_key_path to be set"
+                )
+
+    # -- warnings --------------------------------------------------------
+
+    def warn_once(self, key: str, message: str) -> None:
+        """Log ``config <message>`` once per ``key`` (per parse)."""
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        logger.warning("config %s", message)
+
+    def warn_not_implemented(self, key: str, what: str = "a Synapse option") -> None:
+        self.warn_once(
+            key, f"{key}: is {what} that Hexagone does not implement yet; ignored"
+        )
+
+    def warn_unknown(self, key: str) -> None:
+        self.warn_once(
+            key, f"{key}: is not a known Hexagone or Synapse option (typo?); ignored"
+        )
+
+    def check_subkeys(
+        self,
+        value: dict,
+        path: str,
+        implemented: Iterable[str],
+        synapse_only: Iterable[str] = (),
+    ) -> None:
+        implemented = set(implemented)
+        synapse_only = set(synapse_only)
+        for k in value:
+            if k in implemented:
+                continue
+            sub = f"{path}.{k}"
+            if k in synapse_only:
+                if not is_empty(value[k]):
+                    self.warn_not_implemented(sub)
+            else:
+                self.warn_unknown(sub)
+
+    # -- typed getters ---------------------------------------------------
+
+    def bool_(self, key: str, default: bool, src: dict | None = None, path: str | None = None) -> bool:
+        src = self.raw if src is None else src
+        path = path or key
+        value = src.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: must be true or false, got {value!r}")
+        return value
+
+    def str_(self, key: str, default: str | None = None, src: dict | None = None, path: str | None = None) -> str | None:
+        src = self.raw if src is None else src
+        path = path or key
+        value = src.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: must be a string, got {value!r}")
+        return value
+
+    def int_(self, key: str, default: int, lo: int | None = None, hi: int | None = None,
+             src: dict | None = None, path: str | None = None) -> int:
+        src = self.raw if src is None else src
+        path = path or key
+        value = src.get(key)
+        if value is None:
+            return default
+        return check_int(value, path, lo, hi)
+
+    def str_list(self, key: str, default: list[str] | None, src: dict | None = None,
+                 path: str | None = None) -> list[str] | None:
+        src = self.raw if src is None else src
+        path = path or key
+        value = src.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: must be a list of strings, got {value!r}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ConfigError(f"{path}[{i}]: must be a string, got {item!r}")
+        return list(value)
+
+    def dict_(self, key: str, src: dict | None = None, path: str | None = None) -> dict:
+        src = self.raw if src is None else src
+        path = path or key
+        value = src.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: must be a mapping, got {value!r}")
+        return value
+
+    def path_(self, key: str, default: str | None = None, src: dict | None = None,
+              path: str | None = None) -> str | None:
+        value = self.str_(key, None, src, path)
+        if value is None:
+            return default
+        if not value.strip():
+            raise ConfigError(f"{path or key}: must be a non-empty path")
+        return self.resolve(value)
+
+    def resolve(self, p: str) -> str:
+        p = os.path.expanduser(p)
+        if os.path.isabs(p):
+            return os.path.normpath(p)
+        return os.path.normpath(os.path.join(self.config_dir, p))
+
+    def secret(self, key: str) -> str | None:
+        """``key`` or ``key_path`` (a file holding the secret); an error never quotes the value."""
+        if not isinstance(self.raw.get(key), (str, type(None))):
+            raise ConfigError(f"{key}: must be a string")
+        inline = self.str_(key)
+        file_key = f"{key}_path"
+        file_path = self.path_(file_key)
+        if inline is not None and file_path is not None:
+            raise ConfigError(f"{key}: set either {key} or {file_key}, not both")
+        if file_path is not None:
+            return read_secret_file(file_path, file_key)
+        if inline is not None and not inline:
+            raise ConfigError(f"{key}: must not be empty (remove the key instead)")
+        return inline
+
+    def ratelimit(self, value: Any, path: str, default: RateLimit) -> RateLimit:
+        if value is None:
+            return default
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: must be a mapping with per_second and burst_count")
+        self.check_subkeys(value, path, ("per_second", "burst_count"))
+        per_second = value.get("per_second")
+        burst = value.get("burst_count")
+        if per_second is None:
+            per_second = default.per_second
+        elif isinstance(per_second, bool) or not isinstance(per_second, (int, float)) or per_second < 0:
+            raise ConfigError(f"{path}.per_second: must be a non-negative number, got {per_second!r}")
+        if burst is None:
+            burst = default.burst_count
+        elif isinstance(burst, bool) or not isinstance(burst, (int, float)) or burst < 0:
+            raise ConfigError(f"{path}.burst_count: must be a non-negative number, got {burst!r}")
+        return RateLimit(per_second=float(per_second), burst_count=int(burst))
+
+    def parse_listeners(self) -> list[ListenerConfig]:
+        value = self.raw.get("listeners")
+        if value is None:
+            return [
+                ListenerConfig(
+                    port=8008,
+                    bind_addresses=["127.0.0.1"],
+                    type="http",
+                    tls=False,
+                    resources=expand_resources(["client", "federation"]),
+                    x_forwarded=False,
+                )
+            ]
+        if not isinstance(value, list):
+            raise ConfigError("listeners: must be a list of listener mappings")
+        result = []
+        for i, item in enumerate(value):
+            path = f"listeners[{i}]"
+            if not isinstance(item, dict):
+                raise ConfigError(f"{path}: must be a mapping")
+            ltype = self.str_("type", "http", item, f"{path}.type")
+            if ltype != "http":
+                if ltype in ("metrics", "manhole", "replication"):
+                    self.warn_once(
+                        f"{path}.type",
+                        f"{path}.type: {ltype!r} is a Synapse listener type that "
+                        "Hexagone does not implement yet; this listener is ignored",
+                    )
+                else:
+                    self.warn_once(
+                        f"{path}.type",
+                        f"{path}.type: unknown listener type {ltype!r} (typo? "
+                        "expected http); this listener is ignored",
+                    )
+                continue
+            if item.get("path") is not None:
+                self.warn_once(
+                    f"{path}.path",
+                    f"{path}.path: UNIX socket listeners are a Synapse feature that Hexagone does "
+                    "not implement yet; this listener is ignored",
+                )
+                continue
+            self.check_subkeys(
+                item, path,
+                ("port", "bind_addresses", "type", "tls", "x_forwarded", "resources", "trusted_proxies"),
+                ("tag", "request_id_header", "additional_resources", "path", "mode"),
+            )
+            if "port" not in item or item["port"] is None:
+                raise ConfigError(f"{path}.port: is required")
+            port = check_int(item["port"], f"{path}.port", 1, 65535)
+            binds = self.str_list("bind_addresses", None, item, f"{path}.bind_addresses")
+            if binds is None:
+                binds = ["::", "0.0.0.0"]
+            for j, addr in enumerate(binds):
+                try:
+                    ipaddress.ip_address(addr)
+                except ValueError:
+                    raise ConfigError(
+                        f"{path}.bind_addresses[{j}]: {addr!r} is not an IP address"
+                    ) from None
+            if not binds:
+                raise ConfigError(f"{path}.bind_addresses: must not be empty")
+            tls = self.bool_("tls", False, item, f"{path}.tls")
+            x_forwarded = self.bool_("x_forwarded", False, item, f"{path}.x_forwarded")
+            proxies = self.ip_ranges(f"{path}.trusted_proxies", list(ListenerConfig.trusted_proxies),
+                                     item, "trusted_proxies")
+            names, compress = self.parse_resources(item.get("resources"), f"{path}.resources")
+            result.append(
+                ListenerConfig(
+                    port=port,
+                    bind_addresses=binds,
+                    type="http",
+                    tls=tls,
+                    resources=names,
+                    x_forwarded=x_forwarded,
+                    compress=compress,
+                    trusted_proxies=tuple(proxies),
+                )
+            )
+        if not result:
+            raise ConfigError(
+                "listeners: no usable listener; at least one entry with type: http "
+                "and a port is needed"
+            )
+        seen: dict[tuple[str, int], int] = {}
+        for i, lc in enumerate(result):
+            for addr in lc.bind_addresses:
+                if (addr, lc.port) in seen:
+                    raise ConfigError(
+                        f"listeners: port {lc.port} on {addr} is configured twice"
+                    )
+                seen[(addr, lc.port)] = i
+        return result
+
+    def parse_resources(self, value: Any, path: str) -> tuple[list[str], bool]:
+        if value is None:
+            return [], False
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: must be a list of mappings with 'names'")
+        names: list[str] = []
+        compress = False
+        for i, res in enumerate(value):
+            rpath = f"{path}[{i}]"
+            if not isinstance(res, dict):
+                raise ConfigError(f"{rpath}: must be a mapping with 'names'")
+            self.check_subkeys(res, rpath, ("names", "compress"))
+            compress = self.bool_("compress", False, res, f"{rpath}.compress") or compress
+            res_names = self.str_list("names", [], res, f"{rpath}.names")
+            for j, name in enumerate(res_names):
+                npath = f"{rpath}.names[{j}]"
+                if name in IMPLEMENTED_RESOURCES:
+                    names.append(name)
+                elif name in SYNAPSE_RESOURCES:
+                    self.warn_once(
+                        f"resource:{name}",
+                        f"{npath}: resource {name!r} is a Synapse resource that "
+                        "Hexagone does not implement yet; ignored",
+                    )
+                else:
+                    self.warn_once(
+                        f"resource:{name}",
+                        f"{npath}: unknown resource name {name!r} (typo?); ignored",
+                    )
+        return expand_resources(names), compress
+
+    def parse_database(self) -> DatabaseConfig:
+        if self.raw.get("databases") is not None:
+            self.warn_not_implemented("databases")
+        db = self.dict_("database")
+        self.check_subkeys(db, "database", ("name", "args", "txn_limit", "allow_unsafe_locale"))
+        name = self.str_("name", "sqlite3", db, "database.name")
+        args = self.dict_("args", db, "database.args")
+        if name == "sqlite3":
+            dbfile = args.get("database", "homeserver.db")
+            if not isinstance(dbfile, str) or not dbfile:
+                raise ConfigError("database.args.database: must be a file path")
+            sqlite_path = dbfile if dbfile == ":memory:" else self.resolve(dbfile)
+            cp_min, cp_max = self.pool_sizes(args, 1, 1)
+            return DatabaseConfig("sqlite", sqlite_path, None, cp_min, cp_max)
+        if name in ("psycopg2", "psycopg"):
+            cp_min, cp_max = self.pool_sizes(args, 5, 10)
+            return DatabaseConfig("postgresql", None, self.pg_dsn(args), cp_min, cp_max)
+        raise ConfigError(
+            f"database.name: unknown database engine {name!r}; use sqlite3 or psycopg2"
+        )
+
+    def pool_sizes(self, args: dict, dmin: int, dmax: int) -> tuple[int, int]:
+        cp_min = self.int_("cp_min", dmin, 0, None, args, "database.args.cp_min")
+        cp_max = self.int_("cp_max", dmax, 1, None, args, "database.args.cp_max")
+        if cp_min > cp_max:
+            raise ConfigError(
+                f"database.args.cp_min: must not exceed cp_max ({cp_min} > {cp_max})"
+            )
+        return cp_min, cp_max
+
+    def pg_dsn(self, args: dict) -> str:
+        params: dict[str, str] = {}
+        dbname = args.get("dbname")
+        database = args.get("database")
+        if dbname is not None and database is not None and dbname != database:
+            raise ConfigError(
+                "database.args.dbname: conflicts with database.args.database; set only one"
+            )
+        for key, value in args.items():
+            if key.startswith("cp_") or value is None:
+                continue
+            kpath = f"database.args.{key}"
+            if key == "password_file":
+                continue
+            if key == "database":
+                key = "dbname"
+            if key == "port":
+                value = check_int(value, kpath, 1, 65535)
+            if isinstance(value, bool):
+                value = "1" if value else "0"
+            if not isinstance(value, (str, int, float)):
+                shown = "" if key == "password" else f", got {value!r}"
+                raise ConfigError(f"{kpath}: must be a string or number{shown}")
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ConfigError(f"{kpath}: not a valid connection parameter name")
+            params[key] = str(value)
+        password_file = args.get("password_file")
+        if password_file is not None:
+            if "password" in params:
+                raise ConfigError(
+                    "database.args.password_file: set either password or password_file, not both"
+                )
+            if not isinstance(password_file, str):
+                raise ConfigError("database.args.password_file: must be a file path")
+            params["password"] = read_secret_file(
+                self.resolve(password_file), "database.args.password_file"
+            )
+        elif "password" not in params and os.environ.get("PGPASSWORD"):
+            params["password"] = os.environ["PGPASSWORD"]
+        return " ".join(f"{k}={conninfo_quote(v)}" for k, v in sorted(params.items()))
+
+    def parse_room_version(self, default: str) -> str:
+        value = self.raw.get("default_room_version")
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ConfigError(f"default_room_version: must be a string such as \"12\", got {value!r}")
+        version = str(value)
+        if version not in KNOWN_ROOM_VERSIONS:
+            raise ConfigError(
+                f"default_room_version: unknown room version {version!r} "
+                f"(known: {', '.join(KNOWN_ROOM_VERSIONS)})"
+            )
+        if version not in CREATABLE_ROOM_VERSIONS:
+            raise ConfigError(
+                f"default_room_version: room version {version!r} is known but "
+                f"Hexagone creates rooms only in versions "
+                f"{', '.join(CREATABLE_ROOM_VERSIONS)}"
+            )
+        return version
+
+    def parse_presence(self, presence: dict) -> bool:
+        if "enabled" not in presence and self.raw.get("use_presence") is not None:
+            # Synapse's older spelling.
+            return self.bool_("use_presence", True)
+        value = presence.get("enabled")
+        if value is None:
+            return True
+        if value == "untracked":
+            self.warn_once(
+                "presence.enabled",
+                "presence.enabled: 'untracked' presence is a Synapse mode that Hexagone does not "
+                "implement yet; presence is treated as enabled",
+            )
+            return True
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"presence.enabled: must be true, false or \"untracked\", got {value!r}"
+            )
+        return value
+
+    def parse_minimum_tls_version(self, default: str) -> str:
+        """Synapse's values ("1", "1.1", "1.2", "1.3", also as YAML numbers); below 1.2 means 1.2 here."""
+        key = "federation_client_minimum_tls_version"
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        text = str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+        if text not in ("1", "1.0", "1.1", "1.2", "1.3"):
+            raise ConfigError(f"{key}: must be one of 1, 1.1, 1.2 or 1.3, got {value!r}")
+        if text in ("1", "1.0", "1.1"):
+            self.warn_once(key, f"{key}: Hexagone never federates over TLS older than 1.2; using 1.2 "
+                                f"instead of {text}")
+            return "1.2"
+        return text
+
+    def parse_trusted_key_servers(self, default: list[dict]) -> list[dict]:
+        value = self.raw.get("trusted_key_servers")
+        if value is None:
+            return default
+        if not isinstance(value, list):
+            raise ConfigError("trusted_key_servers: must be a list of {server_name: ...} mappings")
+        out = []
+        for i, item in enumerate(value):
+            path = f"trusted_key_servers[{i}]"
+            if not isinstance(item, dict):
+                raise ConfigError(f"{path}: must be a mapping with server_name")
+            self.check_subkeys(item, path, ("server_name", "verify_keys", "accept_keys_insecurely"))
+            validate_server_name(item.get("server_name"), f"{path}.server_name")
+            entry: dict[str, Any] = {"server_name": item["server_name"]}
+            vk = item.get("verify_keys")
+            if vk is not None:
+                if not isinstance(vk, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in vk.items()
+                ):
+                    raise ConfigError(
+                        f"{path}.verify_keys: must map key ids (ed25519:...) to "
+                        "unpadded base64 public keys"
+                    )
+                for k in vk:
+                    if not k.startswith("ed25519:"):
+                        raise ConfigError(
+                            f"{path}.verify_keys: unsupported key id {k!r} (expected ed25519:...)"
+                        )
+                entry["verify_keys"] = dict(vk)
+            insecure = self.bool_("accept_keys_insecurely", False, item, f"{path}.accept_keys_insecurely")
+            if insecure:
+                entry["accept_keys_insecurely"] = True
+            out.append(entry)
+        return out
+
+    def ip_ranges(self, key: str, default: list[str] | None, section: dict | None = None,
+                  name: str | None = None) -> list[str] | None:
+        """A list of CIDR ranges at ``key`` (or at ``name`` of ``section``, reported as ``key``)."""
+        ranges = self.str_list(key, default) if section is None else self.str_list(name, default, section, key)
+        for i, r in enumerate(ranges or ()):
+            try:
+                ipaddress.ip_network(r, strict=False)
+            except ValueError:
+                raise ConfigError(f"{key}[{i}]: {r!r} is not an IP address or CIDR range") from None
+        return ranges
+
+    def warn_ignored_top_level(self) -> None:
+        for key, value in self.raw.items():
+            if key in IMPLEMENTED_TOP_LEVEL_KEYS or key in SILENTLY_IGNORED_KEYS:
+                continue
+            if not isinstance(key, str):
+                self.warn_unknown(str(key))
+            elif key in SYNAPSE_TOP_LEVEL_KEYS:
+                if not is_empty(value):
+                    self.warn_not_implemented(key)
+            else:
+                self.warn_unknown(key)

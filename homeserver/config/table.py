@@ -1,0 +1,268 @@
+"""The configuration keys Hexagone implements, each declared once.
+
+Everything else derives from :data:`KEYS`: the attributes and defaults of the parsed
+:class:`~homeserver.config.Config`, the set of implemented keys (any other Synapse key is
+warned about at start), the parser used for each value and the sample ``homeserver.yaml``
+(``homeserver/config_sample.py``).
+
+Adding a key: append one :class:`Key` to :data:`KEYS` in the section it belongs to, then
+regenerate ``conf/homeserver.sample.yaml`` (``tests/core/test_config.py`` says how).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from homeserver.config.values import DEFAULT_IP_RANGE_BLACKLIST, FederationRateLimit, RateLimit
+from homeserver.events.room_versions import DEFAULT_ROOM_VERSION
+
+SYNAPSE = "synapse"  # a key of Synapse's homeserver.yaml, same name and shape
+HEXAGONE = "hexagone"  # Hexagone's own key
+
+
+@dataclass(frozen=True)
+class SampleContext:
+    """What ``hexagone init`` knows when it writes a sample: the values a key's sample may use."""
+
+    server_name: str
+    config_dir: str
+    port: int
+    db_name: str
+    db_args: dict
+    secret: Callable[[], str]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key.
+
+    ``name`` is the YAML path (``rc_login.address`` is ``address`` inside the ``rc_login``
+    mapping); ``kind`` names the parser (``Reader.kind_<kind>``); ``attr`` is the attribute of
+    the parsed config (``name`` with dots as underscores unless given); ``sample`` gives the
+    value shown in the sample file (default: ``default``), ``commented`` shows it commented out.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    section: str
+    doc: str
+    origin: str = SYNAPSE
+    attr: str = ""
+    bounds: tuple[int | None, int | None] = (None, None)
+    secret: bool = False
+    sample: Callable[[SampleContext], Any] | None = None
+    commented: bool = False
+
+    @property
+    def attribute(self) -> str:
+        return self.attr or self.name.replace(".", "_")
+
+    @property
+    def top(self) -> str:
+        return self.name.split(".", 1)[0]
+
+
+def _ratelimits(group: str, section: str, subs: list[tuple[str, float, int, str]]) -> list[Key]:
+    return [Key(f"{group}.{sub}" if sub else group, "ratelimit", RateLimit(ps, bc), section, doc)
+            for sub, ps, bc, doc in subs]
+
+
+def _in_dir(name: str) -> Callable[[SampleContext], str]:
+    return lambda ctx: os.path.join(ctx.config_dir, name)
+
+
+_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RC, _KEYS, _FED = (
+    "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
+    "Rate limiting", "Secrets and keys", "Federation",
+)
+
+KEYS: tuple[Key, ...] = (
+    Key("server_name", "server_name", None, _SERVER,
+        "The public domain of this server: user IDs look like @alice:<server_name>.\n"
+        "It cannot be changed once users and rooms exist. No scheme, no path; an\n"
+        "explicit :port is allowed.", sample=lambda ctx: ctx.server_name),
+    Key("public_baseurl", "public_baseurl", None, _SERVER,
+        "The URL clients use to reach this server (as entered in a client's\n"
+        "\"homeserver URL\" field), usually behind a reverse proxy.\n"
+        "Defaults to https://<server_name>/.", sample=lambda ctx: f"https://{ctx.server_name}/"),
+    Key("serve_server_wellknown", "bool", False, _SERVER,
+        "Serve /.well-known/matrix/server so other servers reach us on port 443\n"
+        "(through public_baseurl's host) instead of 8448."),
+    Key("log_config", "path", None, _SERVER,
+        "A Python logging configuration file (YAML dictConfig). Without it, logs go\n"
+        "to stderr at the level given by `hexagone run --log-level`.",
+        sample=_in_dir("log.config"), commented=True),
+    Key("filter_timeline_limit", "int", 100, _SERVER,
+        "The largest room.timeline.limit a /sync filter may ask for; a larger one is\n"
+        "lowered to it (-1: no limit).", origin=HEXAGONE, bounds=(-1, None)),
+    Key("default_room_version", "room_version", DEFAULT_ROOM_VERSION, _SERVER,
+        "The room version used for new rooms."),
+
+    Key("ip_range_blacklist", "ip_ranges", DEFAULT_IP_RANGE_BLACKLIST, _NET,
+        "IP ranges this server never sends outbound requests to (federation, push,\n"
+        "key checks). Defaults to private and special-use ranges."),
+    Key("ip_range_whitelist", "ip_ranges", (), _NET,
+        "Exceptions to ip_range_blacklist (e.g. a push gateway on the LAN)."),
+    Key("listeners", "listeners", None, _NET,
+        "Network listeners. Only type: http is implemented. Resource names:\n"
+        "  client     client-server API (also serves media and static)\n"
+        "  federation server-server API (also serves media, keys and openid)\n"
+        "  keys, media, openid, static, health  individual APIs\n"
+        "  (/health is served on every listener; other paths outside a listener's\n"
+        "  resources are answered 404 M_UNRECOGNIZED.)\n"
+        "Put TLS and public ports on a reverse proxy and set x_forwarded: true so the\n"
+        "client address is taken from X-Forwarded-For (read right to left, skipping\n"
+        "trusted_proxies), only for connections from trusted_proxies (Hexagone's key,\n"
+        "loopback by default; Synapse believes the header from any peer).",
+        sample=lambda ctx: [{
+            "port": ctx.port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
+            "x_forwarded": False, "trusted_proxies": ["127.0.0.0/8", "::1/128"],
+            "resources": [{"names": ["client", "federation"], "compress": False}],
+        }]),
+    Key("tls_certificate_path", "path", None, _NET,
+        "Certificate (full chain) in PEM format, needed only by listeners with tls: true.",
+        sample=_in_dir("tls.crt"), commented=True),
+    Key("tls_private_key_path", "path", None, _NET,
+        "Private key of tls_certificate_path, in PEM format.",
+        sample=_in_dir("tls.key"), commented=True),
+
+    Key("presence.enabled", "presence", True, _DIR,
+        "Presence (online/offline status) tracking; false turns it off entirely."),
+    Key("user_directory.enabled", "bool", True, _DIR,
+        "User directory search; false returns empty results to every search."),
+    Key("user_directory.search_all_users", "bool", False, _DIR,
+        "true: search every user this server knows; false: only users in public\n"
+        "rooms or sharing a room with the searcher."),
+    Key("allow_public_rooms_without_auth", "bool", False, _DIR,
+        "Let anyone, without an access token, read this server's public room list."),
+    Key("allow_public_rooms_over_federation", "bool", False, _DIR,
+        "Let other servers read this server's public room list (their users browse it)."),
+    Key("require_auth_for_profile_requests", "bool", False, _DIR,
+        "Require an access token to read other users' profiles."),
+    Key("limit_profile_requests_to_users_who_share_rooms", "bool", False, _DIR,
+        "Only show profiles of users who share a room with the requester (or are in\n"
+        "the user directory)."),
+
+    Key("database", "database", None, _DB,
+        "SQLite (name: sqlite3) is fine for trying things out and small servers.\n"
+        "PostgreSQL: name: psycopg2 (psycopg is accepted too); args are libpq\n"
+        "connection parameters (user, password, dbname, host, port, sslmode, ...)\n"
+        "except cp_min/cp_max, the connection pool size. Instead of password you may\n"
+        "set password_file (a file holding it) or leave both out and export PGPASSWORD.",
+        sample=lambda ctx: {"name": ctx.db_name, "args": ctx.db_args}),
+
+    Key("enable_registration", "bool", False, _REG,
+        "Let anyone create an account through the client API. Refused at start\n"
+        "unless registration_requires_token or\n"
+        "enable_registration_without_verification is also true."),
+    Key("enable_registration_without_verification", "bool", False, _REG,
+        "Allow open registration with no verification at all (spam risk)."),
+    Key("registration_requires_token", "bool", False, _REG,
+        "Require a registration token (created with the admin API) to register."),
+    Key("registration_shared_secret", "secret", None, _REG,
+        "Shared secret for the admin registration API and `hexagone register-user`.\n"
+        "Anyone who knows it can create admin accounts: keep it private.\n"
+        "(Or put it in a file and set registration_shared_secret_path instead.)",
+        secret=True, sample=lambda ctx: ctx.secret()),
+    Key("bcrypt_rounds", "int", 12, _REG,
+        "bcrypt cost for password hashes (4-31; each +1 doubles the time).", bounds=(4, 31)),
+
+    Key("turn_uris", "str_list", (), _TURN,
+        "TURN server URIs given to clients, e.g. \"turn:turn.example.org:3478?transport=udp\"."),
+    Key("turn_shared_secret", "secret", None, _TURN,
+        "Shared secret of the TURN server (coturn's static-auth-secret), used to mint\n"
+        "time-limited credentials. (Or turn_shared_secret_path: a file holding it.)",
+        secret=True, sample=lambda ctx: "...", commented=True),
+    Key("turn_username", "str", None, _TURN,
+        "Static TURN credentials, instead of turn_shared_secret.",
+        sample=lambda ctx: "...", commented=True),
+    Key("turn_password", "str", None, _TURN, "Password of turn_username.",
+        secret=True, sample=lambda ctx: "...", commented=True),
+    Key("turn_user_lifetime", "duration", 60 * 60 * 1000, _TURN,
+        "How long generated TURN credentials stay valid.", attr="turn_user_lifetime_ms",
+        sample=lambda ctx: "1h"),
+
+    *_ratelimits("rc_message", _RC, [
+        ("", 0.2, 10, "Events sent and profile changes, per account (and to-device sends, key uploads).")]),
+    *_ratelimits("rc_registration", _RC, [("", 0.17, 3, "Registration attempts, per client IP.")]),
+    *_ratelimits("rc_registration_token_validity", _RC, [
+        ("", 0.1, 5, "Registration token validity checks, per client IP.")]),
+    *_ratelimits("rc_login", _RC, [
+        ("address", 0.003, 5, "Login attempts per client IP."),
+        ("account", 0.003, 5, "Login attempts per account being logged into."),
+        ("failed_attempts", 0.17, 3, "Failed login attempts, per account."),
+    ]),
+    Key("rc_admin_redaction", "admin_redaction", None, _RC,
+        "Redactions of other users' events, by moderators (defaults to the rc_message limits).",
+        sample=lambda ctx: RateLimit(0.2, 10)),
+    *_ratelimits("rc_joins", _RC, [
+        ("local", 0.1, 10, "Room joins per account, to rooms this server is already in."),
+        ("remote", 0.01, 10, "Room joins per account, to rooms needing a federated join."),
+    ]),
+    *_ratelimits("rc_joins_per_room", _RC, [("", 1.0, 10, "Joins to a single room, from any user.")]),
+    *_ratelimits("rc_invites", _RC, [
+        ("per_room", 0.3, 10, "Invites per room."),
+        ("per_user", 0.003, 5, "Invites per invited user (receiver)."),
+        ("per_issuer", 0.3, 10, "Invites per inviting user (sender)."),
+    ]),
+    *_ratelimits("rc_presence", _RC, [("per_user", 0.1, 1, "Presence updates, per user.")]),
+    *_ratelimits("rc_room_creation", _RC, [("", 0.016, 10, "Room creation, per account.")]),
+    *_ratelimits("rc_user_directory", _RC, [("", 0.016, 200, "User directory searches, per account.")]),
+    Key("rc_federation", "rc_federation", FederationRateLimit(), _RC,
+        "Inbound federation requests, per remote server: after sleep_limit requests\n"
+        "in window_size ms, each is delayed by sleep_delay ms; at most concurrent are\n"
+        "processed at once and beyond reject_limit queued requests are refused.\n"
+        "The same limits apply per client IP to the key server (/_matrix/key/v2/query)."),
+
+    Key("signing_key_path", "signing_key_path", None, _KEYS,
+        "This server's ed25519 signing key, in Synapse's format. Back it up: losing\n"
+        "it makes other servers distrust this one for a while.",
+        sample=_in_dir("signing.key")),
+    Key("old_signing_keys", "verbatim", None, _KEYS,
+        "Public keys this server signed with before, still served to other servers\n"
+        "(checked at start by federation/keys.py:parse_old_signing_keys).",
+        sample=lambda ctx: {"ed25519:a_old": {"key": "<unpadded base64 public key>",
+                                             "expired_ts": 1700000000000}},
+        commented=True),
+
+    Key("trusted_key_servers", "trusted_key_servers", ({"server_name": "matrix.org"},), _FED,
+        "Servers asked for other servers' signing keys when those cannot be fetched\n"
+        "directly. Set to [] to fetch keys only from their owners."),
+    Key("suppress_key_server_warning", "bool", False, _FED,
+        "Silence the start-up warning about trusting matrix.org as key server."),
+    Key("federation_domain_whitelist", "server_names", None, _FED,
+        "If set, federate only with these server names (a private federation).",
+        sample=lambda ctx: ["example.com"], commented=True),
+    Key("federation_verify_certificates", "bool", True, _FED,
+        "Verify TLS certificates of other servers. Only turn off for testing."),
+    Key("federation_custom_ca_list", "path_list", (), _FED,
+        "Extra CA certificates (PEM files) trusted for federation; replaces the\n"
+        "system list when set."),
+    Key("federation_client_minimum_tls_version", "tls_version", "1.2", _FED,
+        "Lowest TLS version used to reach other servers: \"1.2\" or \"1.3\". Synapse's\n"
+        "\"1\" and \"1.1\" are read as \"1.2\": Hexagone never federates below TLS 1.2."),
+    Key("federation_ip_range_blacklist", "ip_ranges", None, _FED,
+        "Synapse's older key: when set, federation uses it (and no whitelist) instead\n"
+        "of ip_range_blacklist and ip_range_whitelist.",
+        sample=lambda ctx: ["10.0.0.0/8"], commented=True),
+)
+
+# Sub-keys of implemented sections that Synapse knows and Hexagone does not implement yet.
+SYNAPSE_SUBKEYS: dict[str, tuple[str, ...]] = {
+    "presence": ("include_offline_users_on_sync", "last_active_granularity", "sync_online_timeout",
+                 "idle_timeout"),
+    "user_directory": ("prefer_local_users", "exclude_remote_users", "show_locked_users"),
+}
+
+# Spellings read by the parser of an implemented key: a secret's file, Synapse's older names.
+ALIASES: frozenset[str] = frozenset(
+    {f"{k.name}_path" for k in KEYS if k.kind == "secret"} | {"use_presence", "databases"}
+)
+
+# Top-level keys read silently and deliberately ignored.
+SILENTLY_IGNORED_KEYS = frozenset({"report_stats"})
+
+IMPLEMENTED_TOP_LEVEL_KEYS: frozenset[str] = frozenset({k.top for k in KEYS} | ALIASES)
