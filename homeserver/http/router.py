@@ -14,23 +14,13 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
 
 from homeserver.errors import MatrixError, bad_json
+from homeserver.requester import Requester
 
 # Auth schemes an endpoint can declare.
 AUTH_NONE = "none"          # public endpoint
 AUTH_USER = "user"          # access token required
 AUTH_OPTIONAL = "optional"  # access token used when present
 AUTH_SERVER = "server"      # X-Matrix signed federation request
-
-
-@dataclass(frozen=True)
-class Requester:
-    """Who is making a client request."""
-
-    user_id: str
-    device_id: str | None
-    access_token: str
-    is_admin: bool = False
-    appservice_id: str | None = None
 
 
 @dataclass

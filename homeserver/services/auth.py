@@ -16,7 +16,7 @@ import bcrypt
 from twisted.internet import threads
 
 from homeserver.errors import InteractiveAuthRequired, MatrixError, bad_json, forbidden, unknown_token
-from homeserver.http.router import Requester
+from homeserver.requester import Requester
 from homeserver.services.ratelimit import Ratelimiter
 from homeserver.storage.accounts import AccountStore
 

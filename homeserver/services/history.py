@@ -8,7 +8,7 @@ positions: "after event N"; pagination backwards from P returns events <= P.
 from __future__ import annotations
 
 from homeserver.errors import MatrixError, forbidden, not_found
-from homeserver.http.router import Requester
+from homeserver.requester import Requester
 from homeserver.services.filtering import EventFilter
 from homeserver.services.room_events import RoomEventService
 from homeserver.storage.events import EventStore, StoredEvent

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from homeserver.errors import MatrixError
-from homeserver.http.router import Requester
+from homeserver.requester import Requester
 from homeserver.bodies import RawBody, encode_json
 from homeserver.services.filtering import SyncFilter
 from homeserver.services.visibility import Timeline, visible
