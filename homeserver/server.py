@@ -199,7 +199,10 @@ def build_server(config, reactor) -> HomeServer:
     hs.federation = federation_transport.build_transport(config, reactor, db, signing_key)
     _attach_federation(hs)
     for module in CLIENT_API_MODULES:
-        module.register(hs.router, hs)
+        if hasattr(module, "ROUTES"):
+            hs.router.bind(hs, module.ROUTES)
+        else:
+            module.register(hs.router, hs)
     hs.resource = MatrixResource(hs.router, auth.resolve_token,
                                  authenticate_server=hs.federation.authenticator.authenticate,
                                  db_counters=lambda: (db.txn_count, db.round_trips),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
 
@@ -106,6 +107,25 @@ class Route:
     max_body: int | None = None  # bytes; None: the site's default for the route's auth scheme
 
 
+CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
+NO_PREFIX = ("",)  # the endpoint's path is absolute (federation, keys, /_synapse/admin, /.well-known)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One row of an API module's ``ROUTES`` table.
+
+    ``handler`` is a module-level ``async def handler(hs, req)``; the route is served under each of
+    ``prefixes`` (a client-server endpoint under its version prefixes by default)."""
+
+    method: str
+    path: str
+    handler: Callable[[Any, ApiRequest], Awaitable[Any]]
+    auth: str = AUTH_USER
+    prefixes: tuple[str, ...] = CLIENT_PREFIXES
+    max_body: int | None = None
+
+
 MAX_JSON_DEPTH = 100  # nested objects and arrays; deeper is refused before any handler sees it
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -197,8 +217,6 @@ def _compile(template: str) -> re.Pattern:
 class Router:
     """Maps (method, path) to a route; tells 404 (no path) from 405 (wrong method)."""
 
-    CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
-
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
@@ -211,6 +229,14 @@ class Router:
         """Register a client-server endpoint under each of its version prefixes."""
         for prefix in versions:
             self.add(method, prefix + path, handler, auth=auth, max_body=max_body)
+
+    def bind(self, hs: Any, routes: list[Endpoint]) -> None:
+        """Register an API module's ``ROUTES`` table, each handler bound to the homeserver ``hs``."""
+        for endpoint in routes:
+            handler = partial(endpoint.handler, hs)
+            for prefix in endpoint.prefixes:
+                self.add(endpoint.method, prefix + endpoint.path, handler, auth=endpoint.auth,
+                         max_body=endpoint.max_body)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | tuple[None, list[str]]:
         allowed: list[str] = []

@@ -231,6 +231,17 @@ class AuthService:
             await self._store.delete_token(requester.access_token)
             self._token_cache.forget(requester.user_id, only_token=requester.access_token)
 
+    async def list_devices(self, user_id: str) -> list[dict]:
+        """Spec "Device management": GET /devices."""
+        return await self._store.list_devices(user_id)
+
+    async def get_device(self, user_id: str, device_id: str) -> dict | None:
+        return await self._store.get_device(user_id, device_id)
+
+    async def rename_device(self, user_id: str, device_id: str, display_name: str) -> bool:
+        """False when the user has no such device."""
+        return await self._store.rename_device(user_id, device_id, display_name)
+
     async def delete_devices(self, user_id: str, device_ids: list[str] | None) -> list[str]:
         removed = await self._store.delete_devices(user_id, device_ids)
         self._token_cache.forget(user_id, None if device_ids is None else set(device_ids))
