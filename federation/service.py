@@ -14,6 +14,7 @@ from twisted.internet import defer
 from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
+from federation.handlers.remote_queries import RemoteQueries
 from federation.policy import server_acl_allows
 from federation.rejections import FederationRejections
 from homeserver.events.hashing import strip_convenience_keys
@@ -62,6 +63,7 @@ class Federation:
                                                client=client,
                                                server_name=server_name, signing_key=signing_key, sender=sender,
                                                clock=clock)
+        self.remote = RemoteQueries(client=client)
         self.queries = FederationQueries(room_events=room_events, directory=directory, profiles=profiles,
                                          server_name=server_name, clock=clock, acl=self.origin_allowed_in_room)
         self._outbox: list[list] = []
