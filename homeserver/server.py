@@ -36,6 +36,7 @@ from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService
+from homeserver.services.filters import FilterService
 from homeserver.services.history import RoomHistoryService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import Notifier
@@ -109,7 +110,7 @@ class HomeServer:
     db: Database
     accounts_store: accounts_storage.AccountStore
     event_store: events_storage.EventStore
-    filter_store: filters_storage.FilterStore
+    filters: FilterService
     notifier: Notifier
     auth: AuthService
     registration: RegistrationService
@@ -156,7 +157,7 @@ def build_server(config, reactor) -> HomeServer:
 
     accounts_store = accounts_storage.AccountStore(db)
     event_store = events_storage.EventStore(db)
-    filter_store = filters_storage.FilterStore(db)
+    filters = FilterService(store=filters_storage.FilterStore(db), timeline_cap=config.filter_timeline_limit)
     directory_store = directory_storage.DirectoryStore(db)
 
     notifier = Notifier(reactor)
@@ -189,7 +190,7 @@ def build_server(config, reactor) -> HomeServer:
         sync.add_source(source)
 
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
-                    accounts_store=accounts_store, event_store=event_store, filter_store=filter_store,
+                    accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
                     room_events=room_events, serializer=serializer, sync=sync, directory=directory,
                     rooms=rooms, history=history, ratelimit=ratelimit, router=Router(),

@@ -11,6 +11,8 @@ The numbered steps follow the spec:
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+
 from federation.paths import segment as quote
 
 from federation.handlers.pdu_checks import (Encodings, PduRejected, Reason, check_signatures_and_hashes,
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 MAX_MISSING_EVENTS = 20
 MAX_AUTH_FETCH = 200
 FETCH_ONE_BY_ONE = 20  # more missing state events than this are fetched with one GET /state
+ANSWERED_TRANSACTIONS = 10_000  # answers kept to answer a retried /send the same
 
 
 def room_id_of(pdu: dict) -> str | None:
@@ -63,8 +66,21 @@ class PduReceiver:
         self._rejections = rejections
         self._acl = acl  # callable(origin, room_id) -> awaitable bool, or None
         self.edu_handlers: dict[str, object] = {}
+        self._answered: OrderedDict[tuple[str, str], dict] = OrderedDict()  # (origin, txnId) -> answer
 
     # -- /send ----------------------------------------------------------------------------------
+    async def on_transaction_once(self, origin: str, txn_id: str, body: dict) -> tuple[dict, bool]:
+        """A transaction is processed once per (origin, txnId) (spec "Transactions"): the answer, and
+        whether this was its first delivery. The last ANSWERED_TRANSACTIONS answers are kept."""
+        key = (origin, txn_id)
+        if key in self._answered:
+            return self._answered[key], False
+        result = await self.on_transaction(origin, body)
+        self._answered[key] = result
+        if len(self._answered) > ANSWERED_TRANSACTIONS:
+            self._answered.popitem(last=False)
+        return result, True
+
     async def on_transaction(self, origin: str, body: dict) -> dict:
         """Spec PUT /_matrix/federation/v1/send/{txnId}: per-PDU results; EDUs dispatched by type.
         The PDUs of a room are handled parents first, whatever their order in the transaction."""
