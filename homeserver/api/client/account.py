@@ -38,7 +38,7 @@ async def post_register(hs, req: ApiRequest):
         await hs.registration.check_available(username)
     fingerprint = f"register:{username}"
     session = await hs.auth.check_uia(body, hs.registration.flows(), fingerprint=fingerprint, requester=None,
-                                   client_ip=req.client_ip, stage_checker=hs.registration.token_stage)
+                                      client_ip=req.client_ip, stage_checker=hs.registration.token_stage)
     user_id = await hs.registration.register(username, password, registration_token=session.registration_token)
     result = {"user_id": user_id, "home_server": hs.config.server_name}
     if not body.get("inhibit_login"):
@@ -79,7 +79,7 @@ async def post_login(hs, req: ApiRequest):
     hs.ratelimit.login_account.check(user_id)
     await hs.auth.validate_password(user_id, body.get("password"))
     device_id, token = await hs.auth.login_device(user_id, _opt_str(body, "device_id"),
-                                               _opt_str(body, "initial_device_display_name"), req.client_ip)
+                                                  _opt_str(body, "initial_device_display_name"), req.client_ip)
     return {"user_id": user_id, "access_token": token, "device_id": device_id,
             "home_server": hs.config.server_name}
 
@@ -109,7 +109,7 @@ async def password(hs, req: ApiRequest):
         raise MatrixError(400, "M_MISSING_PARAM", "Missing new_password")
     hs.auth.check_new_password(new_password)
     await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"password:{req.user_id}",
-                         requester=req.requester)
+                            requester=req.requester)
     await hs.auth.set_password(req.requester, new_password, bool(body.get("logout_devices", True)))
     return {}
 
@@ -117,7 +117,7 @@ async def password(hs, req: ApiRequest):
 async def deactivate(hs, req: ApiRequest):
     body = req.json(allow_empty=True)
     await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"deactivate:{req.user_id}",
-                         requester=req.requester)
+                            requester=req.requester)
     await hs.rooms.leave_all_rooms(req.user_id)
     await hs.auth.deactivate(req.user_id)
     return {"id_server_unbind_result": "no-support"}
@@ -152,7 +152,7 @@ async def delete_device(hs, req: ApiRequest):
     if await hs.auth.get_device(req.user_id, device_id) is None:
         raise not_found("Device not found")
     await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"delete_device:{device_id}",
-                         requester=req.requester)
+                            requester=req.requester)
     await hs.auth.delete_devices(req.user_id, [device_id])
     return {}
 
@@ -163,7 +163,7 @@ async def delete_devices(hs, req: ApiRequest):
     if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
         raise MatrixError(400, "M_MISSING_PARAM", "devices must be a list of device ids")
     await hs.auth.check_uia(body, [["m.login.password"]], fingerprint="delete_devices:" + ",".join(sorted(devices)),
-                         requester=req.requester)
+                            requester=req.requester)
     await hs.auth.delete_devices(req.user_id, devices)
     return {}
 
