@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet import defer
 
 from federation import transport as federation_transport
+from federation.api import key_server as federation_key_server_api
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.handlers.edus import EduFederation, RemoteDeviceLists
 from federation.rejections import FederationRejections
@@ -96,7 +97,7 @@ STORAGE_DOMAINS = {
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
-                      account_data_api, keys_api, to_device_api, key_backup_api, federation_transport,
+                      account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api,
                       push_rules_api, presence_api, user_directory_api, search_api]
 
@@ -200,10 +201,7 @@ def build_server(config, reactor) -> HomeServer:
     hs.federation = federation_transport.build_transport(config, reactor, db, signing_key)
     _attach_federation(hs)
     for module in CLIENT_API_MODULES:
-        if hasattr(module, "ROUTES"):
-            hs.router.bind(hs, module.ROUTES)
-        else:
-            module.register(hs.router, hs)
+        hs.router.bind(hs, module.ROUTES)
     hs.resource = MatrixResource(hs.router, auth.resolve_token,
                                  authenticate_server=hs.federation.authenticator.authenticate,
                                  db_counters=lambda: (db.txn_count, db.round_trips),

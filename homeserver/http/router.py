@@ -1,8 +1,9 @@
 """Route table and the request model handed to endpoint handlers.
 
-Handlers are plain ``async def handler(request: ApiRequest) -> (status, body)``
-functions (or return just a body for 200). Each route declares its auth scheme;
-the site enforces it once, so handlers never parse tokens.
+Each API module declares one ``ROUTES`` table of :class:`Endpoint` rows; its handlers are
+module-level ``async def handler(hs, request: ApiRequest) -> (status, body)`` functions (or return
+just a body for 200), bound to the homeserver by :meth:`Router.bind`. Each route declares its auth
+scheme; the site enforces it once, so handlers never parse tokens.
 """
 
 from __future__ import annotations
@@ -223,12 +224,6 @@ class Router:
     def add(self, method: str, template: str, handler: Handler, *, auth: str = AUTH_USER,
             max_body: int | None = None) -> None:
         self.routes.append(Route(method, template, _compile(template), handler, auth, max_body))
-
-    def client(self, method: str, path: str, handler: Handler, *, auth: str = AUTH_USER,
-               versions: tuple[str, ...] = CLIENT_PREFIXES, max_body: int | None = None) -> None:
-        """Register a client-server endpoint under each of its version prefixes."""
-        for prefix in versions:
-            self.add(method, prefix + path, handler, auth=auth, max_body=max_body)
 
     def bind(self, hs: Any, routes: list[Endpoint]) -> None:
         """Register an API module's ``ROUTES`` table, each handler bound to the homeserver ``hs``."""
