@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from homeserver.errors import MatrixError, forbidden
 from homeserver.events.identifiers import domain_of
 from homeserver.http.router import AUTH_NONE, AUTH_SERVER, NO_PREFIX, ApiRequest, Endpoint
@@ -34,7 +36,7 @@ async def send_transaction(hs, req: ApiRequest):
     return result
 
 
-async def _make_membership(hs, req: ApiRequest, membership: str):
+async def make_membership(hs, req: ApiRequest, membership: str):
     """GET /v1/make_{join,leave,knock}/{roomId}/{userId}."""
     room_id = req.path_params["roomId"]
     await _room_allowed(hs, req, room_id)
@@ -44,19 +46,7 @@ async def _make_membership(hs, req: ApiRequest, membership: str):
                                                                   membership, versions)
 
 
-async def make_join(hs, req: ApiRequest):
-    return await _make_membership(hs, req, "join")
-
-
-async def make_leave(hs, req: ApiRequest):
-    return await _make_membership(hs, req, "leave")
-
-
-async def make_knock(hs, req: ApiRequest):
-    return await _make_membership(hs, req, "knock")
-
-
-async def _send_membership(hs, req: ApiRequest, membership: str):
+async def send_membership(hs, req: ApiRequest, membership: str):
     """PUT /v2/send_join, /v2/send_leave, /v1/send_knock."""
     fed = hs.federation_handler
     room_id = req.path_params["roomId"]
@@ -67,18 +57,6 @@ async def _send_membership(hs, req: ApiRequest, membership: str):
     if membership == "knock":
         result = {"knock_room_state": await fed.stripped_state(room_id)}
     return result
-
-
-async def send_join(hs, req: ApiRequest):
-    return await _send_membership(hs, req, "join")
-
-
-async def send_leave(hs, req: ApiRequest):
-    return await _send_membership(hs, req, "leave")
-
-
-async def send_knock(hs, req: ApiRequest):
-    return await _send_membership(hs, req, "knock")
 
 
 async def invite(hs, req: ApiRequest):
@@ -175,12 +153,12 @@ def _federation(method: str, path: str, handler, auth: str = AUTH_SERVER) -> End
 
 ROUTES = [
     _federation("PUT", "/v1/send/{txnId}", send_transaction),
-    _federation("GET", "/v1/make_join/{roomId}/{userId}", make_join),
-    _federation("GET", "/v1/make_leave/{roomId}/{userId}", make_leave),
-    _federation("GET", "/v1/make_knock/{roomId}/{userId}", make_knock),
-    _federation("PUT", "/v2/send_join/{roomId}/{eventId}", send_join),
-    _federation("PUT", "/v2/send_leave/{roomId}/{eventId}", send_leave),
-    _federation("PUT", "/v1/send_knock/{roomId}/{eventId}", send_knock),
+    _federation("GET", "/v1/make_join/{roomId}/{userId}", partial(make_membership, membership="join")),
+    _federation("GET", "/v1/make_leave/{roomId}/{userId}", partial(make_membership, membership="leave")),
+    _federation("GET", "/v1/make_knock/{roomId}/{userId}", partial(make_membership, membership="knock")),
+    _federation("PUT", "/v2/send_join/{roomId}/{eventId}", partial(send_membership, membership="join")),
+    _federation("PUT", "/v2/send_leave/{roomId}/{eventId}", partial(send_membership, membership="leave")),
+    _federation("PUT", "/v1/send_knock/{roomId}/{eventId}", partial(send_membership, membership="knock")),
     _federation("PUT", "/v2/invite/{roomId}/{eventId}", invite),
     _federation("GET", "/v1/event/{eventId}", event),
     _federation("GET", "/v1/state/{roomId}", state),

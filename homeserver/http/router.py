@@ -116,7 +116,8 @@ NO_PREFIX = ("",)  # the endpoint's path is absolute (federation, keys, /_synaps
 class Endpoint:
     """One row of an API module's ``ROUTES`` table.
 
-    ``handler`` is a module-level ``async def handler(hs, req)``; the route is served under each of
+    ``handler`` is a module-level ``async def handler(hs, req)`` (one shared by several routes takes
+    its differences as keywords through ``functools.partial``); the route is served under each of
     ``prefixes`` (a client-server endpoint under its version prefixes by default)."""
 
     method: str

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from homeserver.errors import MatrixError
 from homeserver.events.push_rules import client_ruleset
 from homeserver.http.router import ApiRequest, Endpoint
-
 
 
 def _rule_path(req: ApiRequest) -> tuple[str, str]:
@@ -35,32 +36,16 @@ async def delete_rule(hs, req: ApiRequest):
     return {}
 
 
-async def _get_attribute(hs, req: ApiRequest, attr: str):
+async def get_attribute(hs, req: ApiRequest, attr: str):
     return await hs.push.get_attribute(req.user_id, *_rule_path(req), attr)
 
 
-async def _put_attribute(hs, req: ApiRequest, attr: str):
+async def put_attribute(hs, req: ApiRequest, attr: str):
     body = req.json()
     if attr not in body:
         raise MatrixError(400, "M_MISSING_PARAM", f"Missing '{attr}'")
     await hs.push.set_attribute(req.user_id, *_rule_path(req), attr, body[attr])
     return {}
-
-
-async def get_enabled(hs, req: ApiRequest):
-    return await _get_attribute(hs, req, "enabled")
-
-
-async def put_enabled(hs, req: ApiRequest):
-    return await _put_attribute(hs, req, "enabled")
-
-
-async def get_actions(hs, req: ApiRequest):
-    return await _get_attribute(hs, req, "actions")
-
-
-async def put_actions(hs, req: ApiRequest):
-    return await _put_attribute(hs, req, "actions")
 
 
 async def notifications(hs, req: ApiRequest):
@@ -74,9 +59,9 @@ ROUTES = [
     Endpoint("GET", "/pushrules/global/{kind}/{ruleId}", get_rule),
     Endpoint("PUT", "/pushrules/global/{kind}/{ruleId}", put_rule),
     Endpoint("DELETE", "/pushrules/global/{kind}/{ruleId}", delete_rule),
-    Endpoint("GET", "/pushrules/global/{kind}/{ruleId}/enabled", get_enabled),
-    Endpoint("PUT", "/pushrules/global/{kind}/{ruleId}/enabled", put_enabled),
-    Endpoint("GET", "/pushrules/global/{kind}/{ruleId}/actions", get_actions),
-    Endpoint("PUT", "/pushrules/global/{kind}/{ruleId}/actions", put_actions),
+    Endpoint("GET", "/pushrules/global/{kind}/{ruleId}/enabled", partial(get_attribute, attr="enabled")),
+    Endpoint("PUT", "/pushrules/global/{kind}/{ruleId}/enabled", partial(put_attribute, attr="enabled")),
+    Endpoint("GET", "/pushrules/global/{kind}/{ruleId}/actions", partial(get_attribute, attr="actions")),
+    Endpoint("PUT", "/pushrules/global/{kind}/{ruleId}/actions", partial(put_attribute, attr="actions")),
     Endpoint("GET", "/notifications", notifications),
 ]
