@@ -25,7 +25,7 @@ def turn_credentials(secret: str, user_id: str, now_ms: int, lifetime_ms: int) -
     return username, base64.b64encode(mac).decode("ascii")
 
 
-async def health(req: ApiRequest) -> RawBody:
+async def health(hs, req: ApiRequest) -> RawBody:
     """GET /health: the process answers (Synapse's load-balancer check, served on every listener)."""
     return RawBody(b"OK", b"text/plain; charset=utf-8")
 
