@@ -15,6 +15,7 @@ from twisted.internet import defer
 from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
+from federation.handlers.remote_queries import RemoteQueries
 from federation.policy import server_acl_allows
 from federation.room_servers import RoomServers
 from homeserver.events.hashing import strip_convenience_keys
@@ -51,7 +52,8 @@ class OpenIdTokens:
 
 class Federation:
     def __init__(self, *, room_events: RoomEventService, room_servers: RoomServers, receiver: PduReceiver,
-                 membership: FederationMembership, queries: FederationQueries, server_name: str, client, sender):
+                 membership: FederationMembership, queries: FederationQueries, remote: RemoteQueries,
+                 server_name: str, client, sender):
         self._events = room_events
         self._room_servers = room_servers
         self.server_name = server_name
@@ -60,6 +62,7 @@ class Federation:
         self.receiver = receiver
         self.membership = membership
         self.queries = queries
+        self.remote = remote
         self._outbox: list[list] = []
         self._drain: defer.Deferred | None = None  # the outbox being emptied, if it is
         self._handled = 0  # the stream ordering of the newest local event handled by the outbox

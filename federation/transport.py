@@ -1,24 +1,19 @@
-"""The federation transport of one homeserver, and its own endpoints.
+"""The federation transport of one homeserver.
 
 :class:`FederationTransport` holds keys, the outbound client, the sender and
-the inbound request authenticator (built by the composition root,
-``homeserver/server.py``). :func:`register` adds the key server / notary (spec
-v1.19 server-server "Retrieving server keys") and
-``GET /_matrix/federation/v1/version`` ("Server implementation").
+the inbound request authenticator, all built by the composition root
+(``homeserver/server.py``). Its endpoints (key server, notary, version) are in
+``federation/api/key_server.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from federation.client import HEXAGONE_VERSION, FederationClient
+from federation.client import FederationClient
 from federation.keys import KeyRing, ServerKeys
-from federation.policy import split_server_name
 from federation.request_auth import FederationAuthenticator
 from federation.sender import FederationSender
-from homeserver.errors import MatrixError, bad_json
-from homeserver.http.router import AUTH_NONE, ApiRequest, Router
-
 
 
 @dataclass
@@ -28,66 +23,3 @@ class FederationTransport:
     client: FederationClient
     sender: FederationSender
     authenticator: FederationAuthenticator
-
-
-def _server_name_param(value: str) -> str:
-    try:
-        split_server_name(value)
-    except ValueError:
-        raise MatrixError(400, "M_INVALID_PARAM", f"{value!r} is not a server name") from None
-    return value
-
-
-def _criteria(body: dict, now: int) -> dict[str, tuple[list[str], int]]:
-    """``POST /query`` body -> server -> (key ids, the latest minimum_valid_until_ts; now if none)."""
-    server_keys = body.get("server_keys")
-    if not isinstance(server_keys, dict):
-        raise bad_json("server_keys must be an object")
-    out = {}
-    for server_name, keys in server_keys.items():
-        if not isinstance(keys, dict):
-            raise bad_json(f"server_keys.{server_name} must be an object")
-        minimum = now
-        for key_id, criteria in keys.items():
-            ts = criteria.get("minimum_valid_until_ts") if isinstance(criteria, dict) else None
-            if not isinstance(criteria, dict) or ts is not None and (isinstance(ts, bool) or not isinstance(ts, int)):
-                raise bad_json(f"server_keys.{server_name}.{key_id} must be {{minimum_valid_until_ts: int}}")
-            minimum = max(minimum, ts or 0)
-        out[_server_name_param(server_name)] = (list(keys), minimum)
-    return out
-
-
-def register(router: Router, hs) -> None:
-    transport: FederationTransport = hs.federation
-
-    def now_ms() -> int:
-        return int(hs.reactor.seconds() * 1000)
-
-    async def server_keys(req: ApiRequest):
-        return transport.server_keys.key_response()
-
-    async def notary(req: ApiRequest, criteria: dict) -> dict:
-        """Spec "Querying Keys Through Another Server": each query may fetch from other servers, so the
-        unauthenticated asker is held to ``rc_federation`` by its IP address."""
-        return await hs.ratelimit.key_server.run(
-            req.client_ip, lambda: transport.keyring.query(criteria))
-
-    async def query_one(req: ApiRequest):
-        server_name = _server_name_param(req.path_params["serverName"])
-        minimum = req.int_arg("minimum_valid_until_ts", now_ms())
-        return {"server_keys": await notary(req, {server_name: ([], minimum)})}
-
-    async def query_batch(req: ApiRequest):
-        return {"server_keys": await notary(req, _criteria(req.json(), now_ms()))}
-
-    async def version(req: ApiRequest):
-        # Needs no authentication, but a request that is signed must be signed correctly (as Synapse does).
-        if req.headers.get("authorization", "").lower().startswith("x-matrix"):
-            req.origin = await transport.authenticator.authenticate(req)
-        return {"server": {"name": "Hexagone", "version": HEXAGONE_VERSION}}
-
-    router.add("GET", "/_matrix/key/v2/server", server_keys, auth=AUTH_NONE)
-    router.add("GET", "/_matrix/key/v2/server/{keyId}", server_keys, auth=AUTH_NONE)
-    router.add("GET", "/_matrix/key/v2/query/{serverName}", query_one, auth=AUTH_NONE)
-    router.add("POST", "/_matrix/key/v2/query", query_batch, auth=AUTH_NONE)
-    router.add("GET", "/_matrix/federation/v1/version", version, auth=AUTH_NONE)

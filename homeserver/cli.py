@@ -212,7 +212,7 @@ def cmd_port_db(args: argparse.Namespace) -> int:
         return _error("--to must be a postgresql:// URL")
     if args.batch_size < 1:
         return _error("--batch-size must be at least 1")
-    from homeserver.storage.port_db import PortError, port_database
+    from homeserver.commands.port_db import PortError, port_database
 
     try:
         return port_database(config, args.to, args.batch_size)

@@ -14,13 +14,14 @@ from typing import Any
 
 from twisted.internet import defer
 
-from federation import transport as federation_transport
+from federation.api import key_server as federation_key_server_api
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.client import FederationClient
 from federation.handlers.edus import EduFederation, RemoteDeviceLists
 from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
+from federation.handlers.remote_queries import RemoteQueries
 from federation.keys import KeyRing, ServerKeys, parse_old_signing_keys
 from federation.policy import IpRangeFilter
 from federation.rejections import FederationRejections
@@ -46,6 +47,7 @@ from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService
+from homeserver.services.filters import FilterService
 from homeserver.services.history import RoomHistoryService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import Notifier
@@ -106,7 +108,7 @@ STORAGE_DOMAINS = {
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
-                      account_data_api, keys_api, to_device_api, key_backup_api, federation_transport,
+                      account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api,
                       push_rules_api, presence_api, user_directory_api, search_api]
 
@@ -120,7 +122,7 @@ class HomeServer:
     db: Database
     accounts_store: accounts_storage.AccountStore
     event_store: events_storage.EventStore
-    filter_store: filters_storage.FilterStore
+    filters: FilterService
     notifier: Notifier
     auth: AuthService
     registration: RegistrationService
@@ -167,7 +169,7 @@ def build_server(config, reactor) -> HomeServer:
 
     accounts_store = accounts_storage.AccountStore(db)
     event_store = events_storage.EventStore(db)
-    filter_store = filters_storage.FilterStore(db)
+    filters = FilterService(store=filters_storage.FilterStore(db), timeline_cap=config.filter_timeline_limit)
     directory_store = directory_storage.DirectoryStore(db)
 
     notifier = Notifier(reactor)
@@ -231,6 +233,7 @@ def build_server(config, reactor) -> HomeServer:
                                         signing_key=signing_key, sender=transport.sender, clock=reactor),
         queries=FederationQueries(room_events=room_events, directory=directory, profiles=profiles,
                                   server_name=server_name, clock=reactor, acl=room_servers.origin_allowed),
+        remote=RemoteQueries(client=transport.client),
         server_name=server_name, client=transport.client, sender=transport.sender)
     rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
@@ -260,7 +263,7 @@ def build_server(config, reactor) -> HomeServer:
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=room_events.settled, federation_limit=ratelimit.federation.run)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
-                    accounts_store=accounts_store, event_store=event_store, filter_store=filter_store,
+                    accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
                     room_events=room_events, serializer=serializer, sync=sync, directory=directory,
                     rooms=rooms, history=history, ratelimit=ratelimit, router=router, presence=presence,
@@ -271,7 +274,7 @@ def build_server(config, reactor) -> HomeServer:
                     federation_handler=federation_handler, federation_rejections=rejections,
                     openid=OpenIdTokens(reactor), resource=resource)
     for module in CLIENT_API_MODULES:
-        module.register(router, hs)
+        router.bind(hs, module.ROUTES)
     return hs
 
 

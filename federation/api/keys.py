@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from homeserver.errors import MatrixError, bad_json
 from homeserver.events.identifiers import domain_of
-from homeserver.http.router import AUTH_SERVER, ApiRequest, Router
+from homeserver.http.router import AUTH_SERVER, NO_PREFIX, ApiRequest, Endpoint
 
 PREFIX = "/_matrix/federation/v1"
 
@@ -18,36 +18,39 @@ def _not_local(user_id: str) -> MatrixError:
     return MatrixError(400, "M_UNKNOWN", f"{user_id} is not a user of this server")  # as Synapse
 
 
-def register(router: Router, hs) -> None:
-    e2e = hs.e2e_keys
+def _is_local(hs, user_id: str) -> bool:
+    return domain_of(user_id) == hs.server_name
 
-    def is_local(user_id) -> bool:
-        return domain_of(user_id) == hs.server_name
 
-    async def user_devices(req: ApiRequest):
-        user_id = req.path_params["userId"]
-        if not is_local(user_id):
+async def user_devices(hs, req: ApiRequest):
+    user_id = req.path_params["userId"]
+    if not _is_local(hs, user_id):
+        raise _not_local(user_id)
+    return await hs.e2e_keys.federation_device_list(user_id)
+
+
+async def keys_query(hs, req: ApiRequest):
+    wanted = req.json().get("device_keys")
+    if not isinstance(wanted, dict) or not all(
+            v is None or isinstance(v, list) and all(isinstance(d, str) for d in v) for v in wanted.values()):
+        raise bad_json("device_keys must map user ids to lists of device ids")
+    for user_id in wanted:
+        if not _is_local(hs, user_id):
             raise _not_local(user_id)
-        return await e2e.federation_device_list(user_id)
+    keys = await hs.e2e_keys.local_keys(wanted, None)
+    return {field: keys[field] for field in ("device_keys", "master_keys", "self_signing_keys")}
 
-    async def keys_query(req: ApiRequest):
-        wanted = req.json().get("device_keys")
-        if not isinstance(wanted, dict) or not all(
-                v is None or isinstance(v, list) and all(isinstance(d, str) for d in v) for v in wanted.values()):
-            raise bad_json("device_keys must map user ids to lists of device ids")
-        for user_id in wanted:
-            if not is_local(user_id):
-                raise _not_local(user_id)
-        keys = await e2e.local_keys(wanted, None)
-        return {field: keys[field] for field in ("device_keys", "master_keys", "self_signing_keys")}
 
-    async def keys_claim(req: ApiRequest):
-        wanted = req.json().get("one_time_keys")
-        if not isinstance(wanted, dict) or not all(
-                isinstance(v, dict) and all(isinstance(a, str) for a in v.values()) for v in wanted.values()):
-            raise bad_json("one_time_keys must map user ids to device ids to algorithms")
-        return {"one_time_keys": await e2e.claim_local({u: d for u, d in wanted.items() if is_local(u)})}
+async def keys_claim(hs, req: ApiRequest):
+    wanted = req.json().get("one_time_keys")
+    if not isinstance(wanted, dict) or not all(
+            isinstance(v, dict) and all(isinstance(a, str) for a in v.values()) for v in wanted.values()):
+        raise bad_json("one_time_keys must map user ids to device ids to algorithms")
+    return {"one_time_keys": await hs.e2e_keys.claim_local({u: d for u, d in wanted.items() if _is_local(hs, u)})}
 
-    router.add("GET", PREFIX + "/user/devices/{userId}", user_devices, auth=AUTH_SERVER)
-    router.add("POST", PREFIX + "/user/keys/query", keys_query, auth=AUTH_SERVER)
-    router.add("POST", PREFIX + "/user/keys/claim", keys_claim, auth=AUTH_SERVER)
+
+ROUTES = [
+    Endpoint("GET", PREFIX + "/user/devices/{userId}", user_devices, auth=AUTH_SERVER, prefixes=NO_PREFIX),
+    Endpoint("POST", PREFIX + "/user/keys/query", keys_query, auth=AUTH_SERVER, prefixes=NO_PREFIX),
+    Endpoint("POST", PREFIX + "/user/keys/claim", keys_claim, auth=AUTH_SERVER, prefixes=NO_PREFIX),
+]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from homeserver.errors import MatrixError, forbidden
 from homeserver.events.identifiers import domain_of
-from homeserver.http.router import AUTH_NONE, AUTH_SERVER, ApiRequest, Router
-from homeserver.lru import LruCache
+from homeserver.http.router import AUTH_NONE, AUTH_SERVER, NO_PREFIX, ApiRequest, Endpoint
 from homeserver.services.directory import public_rooms_body
 
 PREFIX = "/_matrix/federation"
@@ -13,140 +14,163 @@ MAX_TXN_PDUS = 50  # spec "Transactions"
 MAX_TXN_EDUS = 100
 
 
-def register(router: Router, hs) -> None:
+async def _room_allowed(hs, req: ApiRequest, room_id: str) -> None:
+    if not await hs.federation_handler.origin_allowed_in_room(req.origin, room_id):
+        raise forbidden("Server is banned from this room by its server ACL")
+
+
+async def send_transaction(hs, req: ApiRequest):
+    """PUT /v1/send/{txnId}: at most 50 PDUs and 100 EDUs (spec "Transactions"; more is a 400, as in
+    Synapse); a transaction is processed once per (origin, txnId)."""
+    body = req.json()
+    pdus, edus = body.get("pdus", []), body.get("edus", [])
+    if not isinstance(pdus, list) or not isinstance(edus, list):
+        raise MatrixError(400, "M_BAD_JSON", "pdus and edus must be lists")
+    if len(pdus) > MAX_TXN_PDUS or len(edus) > MAX_TXN_EDUS:
+        raise MatrixError(400, "M_BAD_JSON", f"Too many PDUs or EDUs: a transaction holds at most "
+                                             f"{MAX_TXN_PDUS} PDUs and {MAX_TXN_EDUS} EDUs")
     fed = hs.federation_handler
-    seen_txns: LruCache[tuple[str, str], dict] = LruCache(10_000)  # read with peek: the oldest go first
-
-    def add(method: str, path: str, handler, auth: str = AUTH_SERVER) -> None:
-        router.add(method, PREFIX + path, handler, auth=auth)
-
-    async def room_allowed(req: ApiRequest, room_id: str) -> None:
-        if not await fed.origin_allowed_in_room(req.origin, room_id):
-            raise forbidden("Server is banned from this room by its server ACL")
-
-    async def send_transaction(req: ApiRequest):
-        """PUT /v1/send/{txnId}: at most 50 PDUs and 100 EDUs (spec "Transactions"; more is a 400, as in
-        Synapse); a transaction is processed once per (origin, txnId)."""
-        body = req.json()
-        pdus, edus = body.get("pdus", []), body.get("edus", [])
-        if not isinstance(pdus, list) or not isinstance(edus, list):
-            raise MatrixError(400, "M_BAD_JSON", "pdus and edus must be lists")
-        if len(pdus) > MAX_TXN_PDUS or len(edus) > MAX_TXN_EDUS:
-            raise MatrixError(400, "M_BAD_JSON", f"Too many PDUs or EDUs: a transaction holds at most "
-                                                 f"{MAX_TXN_PDUS} PDUs and {MAX_TXN_EDUS} EDUs")
-        key = (req.origin, req.path_params["txnId"])
-        if key in seen_txns:
-            return seen_txns.peek(key)
-        result = await fed.receiver.on_transaction(req.origin, body)
-        seen_txns.put(key, result)
+    result, first = await fed.receiver.on_transaction_once(req.origin, req.path_params["txnId"], body)
+    if first:
         fed.peer_is_up(req.origin)
-        return result
+    return result
 
-    def make(membership: str):
-        async def handler(req: ApiRequest):
-            room_id = req.path_params["roomId"]
-            await room_allowed(req, room_id)
-            # Spec: without ?ver= the joining server supports room version 1 only.
-            versions = (req.args.get("ver") or ["1"]) if membership != "leave" else None
-            return await fed.membership.make_membership(req.origin, room_id, req.path_params["userId"],
-                                                        membership, versions)
-        return handler
 
-    def send(membership: str):
-        async def handler(req: ApiRequest):
-            room_id = req.path_params["roomId"]
-            await room_allowed(req, room_id)
-            result = await fed.membership.send_membership(req.origin, room_id, req.path_params["eventId"],
-                                                          req.json(), membership,
-                                                          omit_members=req.arg("omit_members") == "true")
-            if membership == "knock":
-                result = {"knock_room_state": await fed.stripped_state(room_id)}
-            return result
-        return handler
+async def make_membership(hs, req: ApiRequest, membership: str):
+    """GET /v1/make_{join,leave,knock}/{roomId}/{userId}."""
+    room_id = req.path_params["roomId"]
+    await _room_allowed(hs, req, room_id)
+    # Spec: without ?ver= the joining server supports room version 1 only.
+    versions = (req.args.get("ver") or ["1"]) if membership != "leave" else None
+    return await hs.federation_handler.membership.make_membership(req.origin, room_id, req.path_params["userId"],
+                                                                  membership, versions)
 
-    async def invite(req: ApiRequest):
-        await room_allowed(req, req.path_params["roomId"])
-        body = req.json()
-        invitee = body["event"].get("state_key") if isinstance(body.get("event"), dict) else None
-        if isinstance(invitee, str) and domain_of(invitee) == hs.config.server_name:
-            hs.ratelimit.invites_per_user.check(invitee)  # rc_invites.per_user; per room is the sender's (Synapse)
-        return await fed.membership.on_invite(req.origin, req.path_params["roomId"], req.path_params["eventId"], body)
 
-    async def event(req: ApiRequest):
-        return await fed.queries.event(req.origin, req.path_params["eventId"])
+async def send_membership(hs, req: ApiRequest, membership: str):
+    """PUT /v2/send_join, /v2/send_leave, /v1/send_knock."""
+    fed = hs.federation_handler
+    room_id = req.path_params["roomId"]
+    await _room_allowed(hs, req, room_id)
+    result = await fed.membership.send_membership(req.origin, room_id, req.path_params["eventId"],
+                                                  req.json(), membership,
+                                                  omit_members=req.arg("omit_members") == "true")
+    if membership == "knock":
+        result = {"knock_room_state": await fed.stripped_state(room_id)}
+    return result
 
-    def state_query(method_name: str):
-        async def handler(req: ApiRequest):
-            event_id = req.arg("event_id")
-            if event_id is None:
-                raise MatrixError(400, "M_MISSING_PARAM", "Missing event_id")
-            return await getattr(fed.queries, method_name)(req.origin, req.path_params["roomId"], event_id)
-        return handler
 
-    async def event_auth(req: ApiRequest):
-        return await fed.queries.event_auth(req.origin, req.path_params["roomId"], req.path_params["eventId"])
+async def invite(hs, req: ApiRequest):
+    await _room_allowed(hs, req, req.path_params["roomId"])
+    body = req.json()
+    invitee = body["event"].get("state_key") if isinstance(body.get("event"), dict) else None
+    if isinstance(invitee, str) and domain_of(invitee) == hs.config.server_name:
+        hs.ratelimit.invites_per_user.check(invitee)  # rc_invites.per_user; per room is the sender's (Synapse)
+    return await hs.federation_handler.membership.on_invite(req.origin, req.path_params["roomId"],
+                                                            req.path_params["eventId"], body)
 
-    async def missing_events(req: ApiRequest):
-        return await fed.queries.get_missing_events(req.origin, req.path_params["roomId"], req.json())
 
-    async def backfill(req: ApiRequest):
-        return await fed.queries.backfill(req.origin, req.path_params["roomId"], req.args.get("v", []),
-                                          req.int_arg("limit", 10, minimum=0))
+async def event(hs, req: ApiRequest):
+    return await hs.federation_handler.queries.event(req.origin, req.path_params["eventId"])
 
-    async def query_directory(req: ApiRequest):
-        alias = req.arg("room_alias")
-        if alias is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing room_alias")
-        return await fed.queries.query_directory(alias)
 
-    async def query_profile(req: ApiRequest):
-        user_id = req.arg("user_id")
-        if user_id is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing user_id")
-        return await fed.queries.query_profile(user_id, req.arg("field"))
+def _event_id_arg(req: ApiRequest) -> str:
+    event_id = req.arg("event_id")
+    if event_id is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing event_id")
+    return event_id
 
-    async def public_rooms(req: ApiRequest):
-        if not hs.config.allow_public_rooms_over_federation:
-            raise forbidden("This server does not publish its room directory over federation")
-        if req.method == "POST":
-            limit, since, search = public_rooms_body(req.json(allow_empty=True))
-        else:
-            limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
-        return await hs.directory.public_rooms(limit=limit, since=since, search=search)
 
-    async def hierarchy(req: ApiRequest):
-        return await fed.queries.hierarchy(req.origin, req.path_params["roomId"], req.bool_arg("suggested_only"))
+async def state(hs, req: ApiRequest):
+    return await hs.federation_handler.queries.state(req.origin, req.path_params["roomId"], _event_id_arg(req))
 
-    async def timestamp_to_event(req: ApiRequest):
-        ts = req.int_arg("ts")
-        if ts is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing ts")
-        return await fed.queries.timestamp_to_event(req.origin, req.path_params["roomId"], ts, req.arg("dir", "f"))
 
-    async def openid_userinfo(req: ApiRequest):
-        token = req.arg("access_token")
-        user_id = hs.openid.user_for_token(token) if token else None
-        if user_id is None:
-            raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown OpenID token")
-        return {"sub": user_id}
+async def state_ids(hs, req: ApiRequest):
+    return await hs.federation_handler.queries.state_ids(req.origin, req.path_params["roomId"], _event_id_arg(req))
 
-    add("PUT", "/v1/send/{txnId}", send_transaction)
-    for membership in ("join", "leave", "knock"):
-        add("GET", f"/v1/make_{membership}/{{roomId}}/{{userId}}", make(membership))
-    add("PUT", "/v2/send_join/{roomId}/{eventId}", send("join"))
-    add("PUT", "/v2/send_leave/{roomId}/{eventId}", send("leave"))
-    add("PUT", "/v1/send_knock/{roomId}/{eventId}", send("knock"))
-    add("PUT", "/v2/invite/{roomId}/{eventId}", invite)
-    add("GET", "/v1/event/{eventId}", event)
-    add("GET", "/v1/state/{roomId}", state_query("state"))
-    add("GET", "/v1/state_ids/{roomId}", state_query("state_ids"))
-    add("GET", "/v1/event_auth/{roomId}/{eventId}", event_auth)
-    add("POST", "/v1/get_missing_events/{roomId}", missing_events)
-    add("GET", "/v1/backfill/{roomId}", backfill)
-    add("GET", "/v1/query/directory", query_directory)
-    add("GET", "/v1/query/profile", query_profile)
-    add("GET", "/v1/publicRooms", public_rooms)
-    add("POST", "/v1/publicRooms", public_rooms)
-    add("GET", "/v1/hierarchy/{roomId}", hierarchy)
-    add("GET", "/v1/timestamp_to_event/{roomId}", timestamp_to_event)
-    add("GET", "/v1/openid/userinfo", openid_userinfo, auth=AUTH_NONE)
+
+async def event_auth(hs, req: ApiRequest):
+    return await hs.federation_handler.queries.event_auth(req.origin, req.path_params["roomId"],
+                                                          req.path_params["eventId"])
+
+
+async def missing_events(hs, req: ApiRequest):
+    return await hs.federation_handler.queries.get_missing_events(req.origin, req.path_params["roomId"], req.json())
+
+
+async def backfill(hs, req: ApiRequest):
+    return await hs.federation_handler.queries.backfill(req.origin, req.path_params["roomId"], req.args.get("v", []),
+                                                        req.int_arg("limit", 10, minimum=0))
+
+
+async def query_directory(hs, req: ApiRequest):
+    alias = req.arg("room_alias")
+    if alias is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing room_alias")
+    return await hs.federation_handler.queries.query_directory(alias)
+
+
+async def query_profile(hs, req: ApiRequest):
+    user_id = req.arg("user_id")
+    if user_id is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing user_id")
+    return await hs.federation_handler.queries.query_profile(user_id, req.arg("field"))
+
+
+async def public_rooms(hs, req: ApiRequest):
+    if not hs.config.allow_public_rooms_over_federation:
+        raise forbidden("This server does not publish its room directory over federation")
+    if req.method == "POST":
+        limit, since, search = public_rooms_body(req.json(allow_empty=True))
+    else:
+        limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
+    return await hs.directory.public_rooms(limit=limit, since=since, search=search)
+
+
+async def hierarchy(hs, req: ApiRequest):
+    return await hs.federation_handler.queries.hierarchy(req.origin, req.path_params["roomId"],
+                                                         req.bool_arg("suggested_only"))
+
+
+async def timestamp_to_event(hs, req: ApiRequest):
+    ts = req.int_arg("ts")
+    if ts is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing ts")
+    return await hs.federation_handler.queries.timestamp_to_event(req.origin, req.path_params["roomId"], ts,
+                                                                  req.arg("dir", "f"))
+
+
+async def openid_userinfo(hs, req: ApiRequest):
+    token = req.arg("access_token")
+    user_id = hs.openid.user_for_token(token) if token else None
+    if user_id is None:
+        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown OpenID token")
+    return {"sub": user_id}
+
+
+def _federation(method: str, path: str, handler, auth: str = AUTH_SERVER) -> Endpoint:
+    return Endpoint(method, PREFIX + path, handler, auth=auth, prefixes=NO_PREFIX)
+
+
+ROUTES = [
+    _federation("PUT", "/v1/send/{txnId}", send_transaction),
+    _federation("GET", "/v1/make_join/{roomId}/{userId}", partial(make_membership, membership="join")),
+    _federation("GET", "/v1/make_leave/{roomId}/{userId}", partial(make_membership, membership="leave")),
+    _federation("GET", "/v1/make_knock/{roomId}/{userId}", partial(make_membership, membership="knock")),
+    _federation("PUT", "/v2/send_join/{roomId}/{eventId}", partial(send_membership, membership="join")),
+    _federation("PUT", "/v2/send_leave/{roomId}/{eventId}", partial(send_membership, membership="leave")),
+    _federation("PUT", "/v1/send_knock/{roomId}/{eventId}", partial(send_membership, membership="knock")),
+    _federation("PUT", "/v2/invite/{roomId}/{eventId}", invite),
+    _federation("GET", "/v1/event/{eventId}", event),
+    _federation("GET", "/v1/state/{roomId}", state),
+    _federation("GET", "/v1/state_ids/{roomId}", state_ids),
+    _federation("GET", "/v1/event_auth/{roomId}/{eventId}", event_auth),
+    _federation("POST", "/v1/get_missing_events/{roomId}", missing_events),
+    _federation("GET", "/v1/backfill/{roomId}", backfill),
+    _federation("GET", "/v1/query/directory", query_directory),
+    _federation("GET", "/v1/query/profile", query_profile),
+    _federation("GET", "/v1/publicRooms", public_rooms),
+    _federation("POST", "/v1/publicRooms", public_rooms),
+    _federation("GET", "/v1/hierarchy/{roomId}", hierarchy),
+    _federation("GET", "/v1/timestamp_to_event/{roomId}", timestamp_to_event),
+    _federation("GET", "/v1/openid/userinfo", openid_userinfo, auth=AUTH_NONE),
+]

@@ -22,6 +22,7 @@ from homeserver.events.auth_rules import auth_types_for_event, check_auth, check
 from homeserver.events.builder import create_event_id_from_room_id, event_id_list
 from homeserver.events.errors import AuthError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.lru import LruCache
 from homeserver.services.room_events import ExternalEvent, RoomEventService
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 MAX_MISSING_EVENTS = 20
 MAX_AUTH_FETCH = 200
 FETCH_ONE_BY_ONE = 20  # more missing state events than this are fetched with one GET /state
+ANSWERED_TRANSACTIONS = 10_000  # answers kept to answer a retried /send the same
 
 
 def room_id_of(pdu: dict) -> str | None:
@@ -67,8 +69,19 @@ class PduReceiver:
         self._rejections = rejections
         self._acl = acl  # callable(origin, room_id) -> awaitable bool, or None
         self.edu_handlers = edu_handlers
+        self._answered: LruCache[tuple[str, str], dict] = LruCache(ANSWERED_TRANSACTIONS)  # (origin, txnId)
 
     # -- /send ----------------------------------------------------------------------------------
+    async def on_transaction_once(self, origin: str, txn_id: str, body: dict) -> tuple[dict, bool]:
+        """A transaction is processed once per (origin, txnId) (spec "Transactions"): the answer, and
+        whether this was its first delivery. The last ANSWERED_TRANSACTIONS answers are kept."""
+        key = (origin, txn_id)
+        if key in self._answered:
+            return self._answered.peek(key), False  # peek: the oldest answers go first
+        result = await self.on_transaction(origin, body)
+        self._answered.put(key, result)
+        return result, True
+
     async def on_transaction(self, origin: str, body: dict) -> dict:
         """Spec PUT /_matrix/federation/v1/send/{txnId}: per-PDU results; EDUs dispatched by type.
         The PDUs of a room are handled parents first, whatever their order in the transaction."""

@@ -1,7 +1,9 @@
-"""The parts of Synapse's admin API that admin tooling relies on (server admins only).
+"""The parts of Synapse's admin API that admin tooling relies on.
 
-Registration tokens: /_synapse/admin/v1/registration_tokens (Synapse's shape), used with
-``registration_requires_token`` (client-server "Token-authenticated registration").
+Registration tokens: /_synapse/admin/v1/registration_tokens (Synapse's shape, server admins only), used
+with ``registration_requires_token`` (client-server "Token-authenticated registration").
+Shared-secret registration: /_synapse/admin/v1/register (``registration_shared_secret``), which
+``register_new_matrix_user`` uses.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import re
 
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
-from homeserver.http.router import ApiRequest, Router
+from homeserver.http.router import AUTH_NONE, NO_PREFIX, ApiRequest, Endpoint
 from homeserver.services.auth import random_string
 
 PREFIX = "/_synapse/admin/v1"
@@ -25,64 +27,83 @@ def _optional_int(body: dict, key: str, minimum: int = 0) -> int | None:
     return value
 
 
-def register(router: Router, hs) -> None:
-    store = hs.accounts_store
+def _require_admin(req: ApiRequest) -> None:
+    if not req.requester.is_admin:
+        raise forbidden("You are not a server admin")
 
-    def admin_only(handler):
-        async def wrapped(req: ApiRequest):
-            if not req.requester.is_admin:
-                raise forbidden("You are not a server admin")
-            return await handler(req)
-        return wrapped
 
-    async def list_tokens(req: ApiRequest):
-        tokens = await store.registration_tokens()
-        valid = req.arg("valid")
-        if valid is not None:
-            now = hs.auth.now_ms()
-            is_valid = [t for t in tokens if (t["expiry_time"] is None or t["expiry_time"] > now)
-                        and (t["uses_allowed"] is None or t["completed"] + t["pending"] < t["uses_allowed"])]
-            tokens = is_valid if valid == "true" else [t for t in tokens if t not in is_valid]
-        return {"registration_tokens": tokens}
+async def list_tokens(hs, req: ApiRequest):
+    _require_admin(req)
+    valid = req.arg("valid")
+    return {"registration_tokens": await hs.registration.registration_tokens(
+        None if valid is None else valid == "true")}
 
-    async def new_token(req: ApiRequest):
-        body = req.json(allow_empty=True)
-        token = body.get("token")
-        if token is None:
-            length = _optional_int(body, "length", 1) or 16
-            if length > 64:
-                raise invalid_param("length must be at most 64")
-            token = random_string(length)
-        elif not isinstance(token, str) or not TOKEN_RE.match(token):
-            raise invalid_param("token must be 1-64 characters of [A-Za-z0-9._~-]")
-        uses_allowed = _optional_int(body, "uses_allowed")
-        expiry_time = _optional_int(body, "expiry_time")
-        if expiry_time is not None and expiry_time < hs.auth.now_ms():
-            raise invalid_param("expiry_time must not be in the past")
-        if not await store.create_registration_token(token, uses_allowed, expiry_time):
-            raise MatrixError(400, "M_INVALID_PARAM", f"Token already exists: {token}")
-        return (await store.registration_tokens(token))[0]
 
-    async def get_token(req: ApiRequest):
-        found = await store.registration_tokens(req.path_params["token"])
-        if not found:
-            raise not_found("No such registration token")
-        return found[0]
+async def new_token(hs, req: ApiRequest):
+    _require_admin(req)
+    body = req.json(allow_empty=True)
+    token = body.get("token")
+    if token is None:
+        length = _optional_int(body, "length", 1) or 16
+        if length > 64:
+            raise invalid_param("length must be at most 64")
+        token = random_string(length)
+    elif not isinstance(token, str) or not TOKEN_RE.match(token):
+        raise invalid_param("token must be 1-64 characters of [A-Za-z0-9._~-]")
+    uses_allowed = _optional_int(body, "uses_allowed")
+    expiry_time = _optional_int(body, "expiry_time")
+    if expiry_time is not None and expiry_time < hs.auth.now_ms():
+        raise invalid_param("expiry_time must not be in the past")
+    if not await hs.registration.create_registration_token(token, uses_allowed, expiry_time):
+        raise MatrixError(400, "M_INVALID_PARAM", f"Token already exists: {token}")
+    return await hs.registration.registration_token(token)
 
-    async def update_token(req: ApiRequest):
-        body = req.json()
-        changes = {k: _optional_int(body, k) for k in ("uses_allowed", "expiry_time") if k in body}
-        if not await store.update_registration_token(req.path_params["token"], changes):
-            raise not_found("No such registration token")
-        return (await store.registration_tokens(req.path_params["token"]))[0]
 
-    async def delete_token(req: ApiRequest):
-        if not await store.delete_registration_token(req.path_params["token"]):
-            raise not_found("No such registration token")
-        return {}
+async def get_token(hs, req: ApiRequest):
+    _require_admin(req)
+    found = await hs.registration.registration_token(req.path_params["token"])
+    if found is None:
+        raise not_found("No such registration token")
+    return found
 
-    router.add("GET", PREFIX + "/registration_tokens", admin_only(list_tokens))
-    router.add("POST", PREFIX + "/registration_tokens/new", admin_only(new_token))
-    router.add("GET", PREFIX + "/registration_tokens/{token}", admin_only(get_token))
-    router.add("PUT", PREFIX + "/registration_tokens/{token}", admin_only(update_token))
-    router.add("DELETE", PREFIX + "/registration_tokens/{token}", admin_only(delete_token))
+
+async def update_token(hs, req: ApiRequest):
+    _require_admin(req)
+    body = req.json()
+    changes = {k: _optional_int(body, k) for k in ("uses_allowed", "expiry_time") if k in body}
+    if not await hs.registration.update_registration_token(req.path_params["token"], changes):
+        raise not_found("No such registration token")
+    return await hs.registration.registration_token(req.path_params["token"])
+
+
+async def delete_token(hs, req: ApiRequest):
+    _require_admin(req)
+    if not await hs.registration.delete_registration_token(req.path_params["token"]):
+        raise not_found("No such registration token")
+    return {}
+
+
+async def shared_secret_nonce(hs, req: ApiRequest):
+    if not hs.config.registration_shared_secret:
+        raise MatrixError(400, "M_UNKNOWN", "Shared secret registration is not enabled")
+    return {"nonce": hs.registration.new_nonce()}
+
+
+async def shared_secret_register(hs, req: ApiRequest):
+    """Synapse's /_synapse/admin/v1/register, which admin tooling uses."""
+    body = req.json()
+    user_id = await hs.registration.register_with_shared_secret(body)
+    device_id, token = await hs.auth.login_device(user_id, None, None, req.client_ip)
+    return {"user_id": user_id, "access_token": token, "device_id": device_id,
+            "home_server": hs.config.server_name}
+
+
+ROUTES = [
+    Endpoint("GET", PREFIX + "/registration_tokens", list_tokens, prefixes=NO_PREFIX),
+    Endpoint("POST", PREFIX + "/registration_tokens/new", new_token, prefixes=NO_PREFIX),
+    Endpoint("GET", PREFIX + "/registration_tokens/{token}", get_token, prefixes=NO_PREFIX),
+    Endpoint("PUT", PREFIX + "/registration_tokens/{token}", update_token, prefixes=NO_PREFIX),
+    Endpoint("DELETE", PREFIX + "/registration_tokens/{token}", delete_token, prefixes=NO_PREFIX),
+    Endpoint("GET", PREFIX + "/register", shared_secret_nonce, auth=AUTH_NONE, prefixes=NO_PREFIX),
+    Endpoint("POST", PREFIX + "/register", shared_secret_register, auth=AUTH_NONE, prefixes=NO_PREFIX),
+]

@@ -1,8 +1,9 @@
 """Route table and the request model handed to endpoint handlers.
 
-Handlers are plain ``async def handler(request: ApiRequest) -> (status, body)``
-functions (or return just a body for 200). Each route declares its auth scheme;
-the site enforces it once, so handlers never parse tokens.
+Each API module declares one ``ROUTES`` table of :class:`Endpoint` rows; its handlers are
+module-level ``async def handler(hs, request: ApiRequest) -> (status, body)`` functions (or return
+just a body for 200), bound to the homeserver by :meth:`Router.bind`. Each route declares its auth
+scheme; the site enforces it once, so handlers never parse tokens.
 """
 
 from __future__ import annotations
@@ -10,27 +11,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
 
 from homeserver.errors import MatrixError, bad_json
+from homeserver.requester import Requester
 
 # Auth schemes an endpoint can declare.
 AUTH_NONE = "none"          # public endpoint
 AUTH_USER = "user"          # access token required
 AUTH_OPTIONAL = "optional"  # access token used when present
 AUTH_SERVER = "server"      # X-Matrix signed federation request
-
-
-@dataclass(frozen=True)
-class Requester:
-    """Who is making a client request."""
-
-    user_id: str
-    device_id: str | None
-    access_token: str
-    is_admin: bool = False
-    appservice_id: str | None = None
 
 
 @dataclass
@@ -114,6 +106,26 @@ class Route:
     handler: Handler
     auth: str
     max_body: int | None = None  # bytes; None: the site's default for the route's auth scheme
+
+
+CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
+NO_PREFIX = ("",)  # the endpoint's path is absolute (federation, keys, /_synapse/admin, /.well-known)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One row of an API module's ``ROUTES`` table.
+
+    ``handler`` is a module-level ``async def handler(hs, req)`` (one shared by several routes takes
+    its differences as keywords through ``functools.partial``); the route is served under each of
+    ``prefixes`` (a client-server endpoint under its version prefixes by default)."""
+
+    method: str
+    path: str
+    handler: Callable[[Any, ApiRequest], Awaitable[Any]]
+    auth: str = AUTH_USER
+    prefixes: tuple[str, ...] = CLIENT_PREFIXES
+    max_body: int | None = None
 
 
 MAX_JSON_DEPTH = 100  # nested objects and arrays; deeper is refused before any handler sees it
@@ -207,8 +219,6 @@ def _compile(template: str) -> re.Pattern:
 class Router:
     """Maps (method, path) to a route; tells 404 (no path) from 405 (wrong method)."""
 
-    CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
-
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
@@ -216,11 +226,13 @@ class Router:
             max_body: int | None = None) -> None:
         self.routes.append(Route(method, template, _compile(template), handler, auth, max_body))
 
-    def client(self, method: str, path: str, handler: Handler, *, auth: str = AUTH_USER,
-               versions: tuple[str, ...] = CLIENT_PREFIXES, max_body: int | None = None) -> None:
-        """Register a client-server endpoint under each of its version prefixes."""
-        for prefix in versions:
-            self.add(method, prefix + path, handler, auth=auth, max_body=max_body)
+    def bind(self, hs: Any, routes: list[Endpoint]) -> None:
+        """Register an API module's ``ROUTES`` table, each handler bound to the homeserver ``hs``."""
+        for endpoint in routes:
+            handler = partial(endpoint.handler, hs)
+            for prefix in endpoint.prefixes:
+                self.add(endpoint.method, prefix + endpoint.path, handler, auth=endpoint.auth,
+                         max_body=endpoint.max_body)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | tuple[None, list[str]]:
         allowed: list[str] = []

@@ -19,9 +19,9 @@ from twisted.web.http import Request
 from homeserver.bodies import RawBody, encode_json
 from homeserver.config import ListenerConfig
 from homeserver.errors import MatrixError
-from homeserver.http.router import (AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest,
-                                    Requester, Router)
+from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest, Router
 from homeserver.http.listener import ListenerPolicy, ListenerRequest, listener_site
+from homeserver.requester import Requester
 
 logger = logging.getLogger("homeserver.access")
 

@@ -16,8 +16,8 @@ import bcrypt
 from twisted.internet import threads
 
 from homeserver.errors import InteractiveAuthRequired, MatrixError, bad_json, forbidden, unknown_token
-from homeserver.http.router import Requester
 from homeserver.lru import LruCache
+from homeserver.requester import Requester
 from homeserver.services.ratelimit import Ratelimiter
 from homeserver.storage.accounts import AccountStore
 
@@ -235,6 +235,17 @@ class AuthService:
         else:
             await self._store.delete_token(requester.access_token)
             self._token_cache.forget(requester.user_id, only_token=requester.access_token)
+
+    async def list_devices(self, user_id: str) -> list[dict]:
+        """Spec "Device management": GET /devices."""
+        return await self._store.list_devices(user_id)
+
+    async def get_device(self, user_id: str, device_id: str) -> dict | None:
+        return await self._store.get_device(user_id, device_id)
+
+    async def rename_device(self, user_id: str, device_id: str, display_name: str) -> bool:
+        """False when the user has no such device."""
+        return await self._store.rename_device(user_id, device_id, display_name)
 
     async def delete_devices(self, user_id: str, device_ids: list[str] | None) -> list[str]:
         removed = await self._store.delete_devices(user_id, device_ids)

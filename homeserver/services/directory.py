@@ -30,22 +30,21 @@ class DirectoryService:
         return None if found is None else found[0]
 
     async def resolve(self, alias: str, federation=None) -> dict:
-        """Spec GET /directory/room/{roomAlias}; aliases of other servers through /query/directory."""
+        """Spec GET /directory/room/{roomAlias}; aliases of other servers through ``federation``'s
+        /query/directory."""
         server = alias.split(":", 1)[1] if ":" in alias else ""
         if server != self.server_name and federation is not None:
-            try:
-                result = await federation.client.get_json(server, "/_matrix/federation/v1/query/directory",
-                                                          {"room_alias": alias})
-            except Exception:
-                raise not_found(f"Room alias {alias} not found")
-            if not isinstance(result.get("room_id"), str):
-                raise not_found(f"Room alias {alias} not found")
-            return {"room_id": result["room_id"], "servers": [s for s in result.get("servers", [])
-                                                              if isinstance(s, str)] or [server]}
+            return await federation.remote.room_alias(alias, server)
         room_id = await self.resolve_local(alias)
         if room_id is None:
             raise not_found(f"Room alias {alias} not found")
         return {"room_id": room_id, "servers": [self.server_name]}
+
+    async def add_alias(self, alias: str, room_id: str, user_id: str) -> None:
+        """Spec PUT /directory/room/{roomAlias}: a member of the room may add an alias to it."""
+        if await self._room_events.membership(room_id, user_id) != "join":
+            raise forbidden("You must be in the room to add an alias")
+        await self.create_alias(alias, room_id, user_id)
 
     async def create_alias(self, alias: str, room_id: str, user_id: str) -> None:
         self._check_local_alias(alias)

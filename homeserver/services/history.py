@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable
 
 from homeserver.errors import MatrixError, forbidden, not_found
-from homeserver.http.router import Requester
+from homeserver.requester import Requester
 from homeserver.services.filtering import EventFilter
 from homeserver.services.room_events import RoomEventService
 from homeserver.storage.events import EventStore, StoredEvent

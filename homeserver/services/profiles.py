@@ -30,6 +30,17 @@ class ProfileService:
             raise not_found("Profile not found")
         return profile
 
+    async def lookup(self, user_id: str, remote=None) -> dict:
+        """Spec GET /profile/{userId}: a local profile, or a remote one through ``remote`` (the
+        federation's RemoteQueries; None when federation is off)."""
+        if ":" not in user_id or user_id.split(":", 1)[1] == self.server_name or remote is None:
+            return await self.get(user_id)
+        return await remote.profile(user_id)
+
+    async def shares_room(self, user_id: str, other_id: str) -> bool:
+        """Whether the two users are both in some room (``limit_profile_requests_to_users_who_share_rooms``)."""
+        return other_id in await self._events.users_sharing_rooms(user_id)
+
     async def member_content(self, user_id: str) -> dict:
         """displayname / avatar_url to put in the user's member events."""
         return await self._accounts.get_profile(user_id) or {}

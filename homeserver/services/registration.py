@@ -83,6 +83,35 @@ class RegistrationService:
                 return str(n)
         return random_string(12).lower()
 
+    # -- registration tokens (spec "Token-authenticated registration"; Synapse's admin API) --------
+    async def token_valid(self, token: str) -> bool:
+        return await self._store.registration_token_valid(token, self._auth.now_ms())
+
+    async def registration_tokens(self, valid: bool | None = None) -> list[dict]:
+        """Every token; with ``valid``, only those that can (True) or cannot (False) still be used."""
+        tokens = await self._store.registration_tokens()
+        if valid is None:
+            return tokens
+        now = self._auth.now_ms()
+        usable = [t for t in tokens if (t["expiry_time"] is None or t["expiry_time"] > now)
+                  and (t["uses_allowed"] is None or t["completed"] + t["pending"] < t["uses_allowed"])]
+        return usable if valid else [t for t in tokens if t not in usable]
+
+    async def registration_token(self, token: str) -> dict | None:
+        found = await self._store.registration_tokens(token)
+        return found[0] if found else None
+
+    async def create_registration_token(self, token: str, uses_allowed: int | None,
+                                        expiry_time: int | None) -> bool:
+        """False when the token already exists."""
+        return await self._store.create_registration_token(token, uses_allowed, expiry_time)
+
+    async def update_registration_token(self, token: str, changes: dict) -> bool:
+        return await self._store.update_registration_token(token, changes)
+
+    async def delete_registration_token(self, token: str) -> bool:
+        return await self._store.delete_registration_token(token)
+
     # -- Synapse's shared-secret registration (/_synapse/admin/v1/register) ---------------------
     def new_nonce(self) -> str:
         now = self._auth.now_ms()

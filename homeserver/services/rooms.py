@@ -208,6 +208,53 @@ class RoomService:
             raise not_found("No known servers for this room")
         return await self.federation.membership.remote_membership(target, room_id, candidates, membership, content)
 
+    async def invite(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:
+        """Spec POST /rooms/{roomId}/invite: not someone already joined or banned."""
+        current = await self._events.membership(room_id, target)
+        if current == "join":
+            raise forbidden("The user is already in the room")
+        if current == "ban":
+            raise forbidden("The user is banned from the room")
+        await self.set_membership(room_id, sender, target, "invite", reason)
+
+    async def kick(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:
+        """Spec POST /rooms/{roomId}/kick: only someone joined, invited or knocking."""
+        if await self._events.membership(room_id, target) not in ("join", "invite", "knock"):
+            raise forbidden("The user is not in the room")
+        await self.set_membership(room_id, sender, target, "leave", reason)
+
+    async def ban(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:
+        """Spec POST /rooms/{roomId}/ban (the auth rules check the sender's power)."""
+        await self.set_membership(room_id, sender, target, "ban", reason)
+
+    async def unban(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:
+        """Spec POST /rooms/{roomId}/unban: only someone banned."""
+        if await self._events.membership(room_id, target) != "ban":
+            raise forbidden("The user is not banned")
+        await self.set_membership(room_id, sender, target, "leave", reason)
+
+    async def leave(self, room_id: str, user_id: str, reason: str | None = None) -> None:
+        """Spec POST /rooms/{roomId}/leave: leaving a known room one is not in does nothing."""
+        if await self._events.membership(room_id, user_id) in (None, "leave"):
+            if await self._events.room_version(room_id) is None:
+                raise not_found("Unknown room")
+            return
+        await self.set_membership(room_id, user_id, user_id, "leave", reason)
+
+    async def forget(self, user_id: str, room_id: str) -> None:
+        """Spec POST /rooms/{roomId}/forget: only a room one has left."""
+        membership = await self._events.membership(room_id, user_id)
+        if membership in ("join", "invite", "knock"):
+            raise MatrixError(400, "M_UNKNOWN", "You must leave the room before forgetting it")
+        if membership is None:
+            raise not_found("You have never been in this room")
+        await self._store.forget_room(user_id, room_id)
+
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        """Spec GET /joined_rooms, sorted."""
+        memberships = await self._store.rooms_for_user(user_id)
+        return sorted(r for r, (m, _, _) in memberships.items() if m == "join")
+
     async def leave_all_rooms(self, user_id: str) -> None:
         """Leave every joined, invited or knocked room (account deactivation)."""
         for room_id, (membership, _, _) in (await self._store.rooms_for_user(user_id)).items():
@@ -225,6 +272,15 @@ class RoomService:
             raise MatrixError(400, "M_INVALID_PARAM", "Expected a room id or alias")
         result = await self.directory.resolve(room_id_or_alias, federation=self.federation)
         return result["room_id"], result.get("servers", [])
+
+    async def resolve_alias(self, alias: str) -> dict:
+        """Spec GET /directory/room/{roomAlias}: local, or asked of the alias's server."""
+        return await self.directory.resolve(alias, federation=self.federation)
+
+    async def remote_public_rooms(self, server: str, limit: int | None, since: str | None,
+                                  search: str | None, requester_id: str) -> dict:
+        """Spec GET/POST /publicRooms with ``server``: that server's directory, over federation."""
+        return await self.federation.remote.public_rooms(server, limit, since, search, requester_id)
 
     async def join(self, user_id: str, room_id_or_alias: str, reason: str | None = None,
                    extra: dict | None = None, servers: list[str] | None = None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from homeserver.events.client_format import to_client_event
 from homeserver.events.redaction import redact_event
-from homeserver.http.router import Requester
+from homeserver.requester import Requester
 from homeserver.services.filtering import apply_event_fields
 from homeserver.storage.events import EventStore, StoredEvent
 

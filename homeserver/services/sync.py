@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from homeserver.errors import MatrixError
-from homeserver.http.router import Requester
+from homeserver.requester import Requester
 from homeserver.bodies import RawBody, encode_json
 from homeserver.events.stripped_state import STRIPPED_STATE_TYPES, stripped
 from homeserver.lru import LruCache

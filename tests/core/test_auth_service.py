@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 
 from homeserver.errors import MatrixError
-from homeserver.http.router import Requester
+from homeserver.requester import Requester
 from homeserver.services.auth import AuthService
 from homeserver.services.ratelimit import Ratelimiter
 from homeserver.storage.accounts import TokenInfo

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import yaml
 
-from homeserver.storage.port_db import tables_from_migrations
+from homeserver.storage.porting import tables_from_migrations
 from tests.integration import pg
 from tests.integration.harness import REPO_ROOT, hexagone_cli, q
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
-from homeserver.http.router import ApiRequest, Router
+from homeserver.http.router import ApiRequest, Endpoint
 
 # Spec "Client Config", server behaviour: types the server manages are refused with 405 M_BAD_JSON.
 SERVER_MANAGED_TYPES = {
@@ -49,50 +49,56 @@ def _tag_content(req: ApiRequest) -> dict:
     return body
 
 
-def register(router: Router, hs) -> None:
-    account_data = hs.account_data
+async def put_global(hs, req: ApiRequest):
+    user_id = _own_user(req)
+    data_type = _settable(req.path_params["type"])
+    await hs.account_data.put(user_id, None, data_type, req.json())
+    return {}
 
-    async def put_global(req: ApiRequest):
-        user_id = _own_user(req)
-        data_type = _settable(req.path_params["type"])
-        await account_data.put(user_id, None, data_type, req.json())
-        return {}
 
-    async def get_global(req: ApiRequest):
-        content = await account_data.get(_own_user(req), None, req.path_params["type"])
-        if content is None:
-            raise not_found("Account data not found.")
-        return content
+async def get_global(hs, req: ApiRequest):
+    content = await hs.account_data.get(_own_user(req), None, req.path_params["type"])
+    if content is None:
+        raise not_found("Account data not found.")
+    return content
 
-    async def put_room(req: ApiRequest):
-        user_id, room_id = _own_user(req), path_room_id(req)
-        data_type = _settable(req.path_params["type"])
-        await account_data.put(user_id, room_id, data_type, req.json())
-        return {}
 
-    async def get_room(req: ApiRequest):
-        user_id, room_id = _own_user(req), path_room_id(req)
-        content = await account_data.get(user_id, room_id, req.path_params["type"])
-        if content is None:
-            raise not_found("Room account data not found.")
-        return content
+async def put_room(hs, req: ApiRequest):
+    user_id, room_id = _own_user(req), path_room_id(req)
+    data_type = _settable(req.path_params["type"])
+    await hs.account_data.put(user_id, room_id, data_type, req.json())
+    return {}
 
-    async def get_tags(req: ApiRequest):
-        return {"tags": await account_data.get_tags(_own_user(req), path_room_id(req))}
 
-    async def put_tag(req: ApiRequest):
-        user_id, room_id, tag = _own_user(req), path_room_id(req), _tag(req)
-        await account_data.set_tag(user_id, room_id, tag, _tag_content(req))
-        return {}
+async def get_room(hs, req: ApiRequest):
+    user_id, room_id = _own_user(req), path_room_id(req)
+    content = await hs.account_data.get(user_id, room_id, req.path_params["type"])
+    if content is None:
+        raise not_found("Room account data not found.")
+    return content
 
-    async def delete_tag(req: ApiRequest):
-        await account_data.set_tag(_own_user(req), path_room_id(req), _tag(req), None)
-        return {}
 
-    router.client("PUT", "/user/{userId}/account_data/{type}", put_global)
-    router.client("GET", "/user/{userId}/account_data/{type}", get_global)
-    router.client("PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", put_room)
-    router.client("GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", get_room)
-    router.client("GET", "/user/{userId}/rooms/{roomId}/tags", get_tags)
-    router.client("PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", put_tag)
-    router.client("DELETE", "/user/{userId}/rooms/{roomId}/tags/{tag}", delete_tag)
+async def get_tags(hs, req: ApiRequest):
+    return {"tags": await hs.account_data.get_tags(_own_user(req), path_room_id(req))}
+
+
+async def put_tag(hs, req: ApiRequest):
+    user_id, room_id, tag = _own_user(req), path_room_id(req), _tag(req)
+    await hs.account_data.set_tag(user_id, room_id, tag, _tag_content(req))
+    return {}
+
+
+async def delete_tag(hs, req: ApiRequest):
+    await hs.account_data.set_tag(_own_user(req), path_room_id(req), _tag(req), None)
+    return {}
+
+
+ROUTES = [
+    Endpoint("PUT", "/user/{userId}/account_data/{type}", put_global),
+    Endpoint("GET", "/user/{userId}/account_data/{type}", get_global),
+    Endpoint("PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", put_room),
+    Endpoint("GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", get_room),
+    Endpoint("GET", "/user/{userId}/rooms/{roomId}/tags", get_tags),
+    Endpoint("PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", put_tag),
+    Endpoint("DELETE", "/user/{userId}/rooms/{roomId}/tags/{tag}", delete_tag),
+]

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 
 from homeserver.bodies import RawBody
-from homeserver.http.router import AUTH_NONE, ApiRequest, Router
+from homeserver.http.router import AUTH_NONE, NO_PREFIX, ApiRequest, Endpoint
 
 SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
                       "v1.10", "v1.11"]
@@ -25,55 +25,59 @@ def turn_credentials(secret: str, user_id: str, now_ms: int, lifetime_ms: int) -
     return username, base64.b64encode(mac).decode("ascii")
 
 
-async def health(req: ApiRequest) -> RawBody:
+async def health(hs, req: ApiRequest) -> RawBody:
     """GET /health: the process answers (Synapse's load-balancer check, served on every listener)."""
     return RawBody(b"OK", b"text/plain; charset=utf-8")
 
 
-def register(router: Router, hs) -> None:
-    config = hs.config
+async def versions(hs, req: ApiRequest):
+    return {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
 
-    async def versions(req: ApiRequest):
-        return {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
 
-    async def well_known_client(req: ApiRequest):
-        return {"m.homeserver": {"base_url": config.public_baseurl}}
+async def well_known_client(hs, req: ApiRequest):
+    return {"m.homeserver": {"base_url": hs.config.public_baseurl}}
 
-    async def well_known_server(req: ApiRequest):
-        if not config.serve_server_wellknown:
-            return 404, {"errcode": "M_NOT_FOUND", "error": "No .well-known/matrix/server configured"}
-        port = 443 if config.public_baseurl.startswith("https") else 8448
-        return {"m.server": f"{config.server_name}:{port}"}
 
-    async def capabilities(req: ApiRequest):
-        from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-        return {"capabilities": {
-            "m.change_password": {"enabled": True},
-            "m.room_versions": {"default": config.default_room_version,
-                                "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS}},
-            "m.set_displayname": {"enabled": True},
-            "m.set_avatar_url": {"enabled": True},
-            "m.3pid_changes": {"enabled": False},
-            "m.get_login_token": {"enabled": False},
-        }}
+async def well_known_server(hs, req: ApiRequest):
+    if not hs.config.serve_server_wellknown:
+        return 404, {"errcode": "M_NOT_FOUND", "error": "No .well-known/matrix/server configured"}
+    port = 443 if hs.config.public_baseurl.startswith("https") else 8448
+    return {"m.server": f"{hs.config.server_name}:{port}"}
 
-    async def turn_server(req: ApiRequest):
-        """GET /voip/turnServer: time-limited credentials from turn_shared_secret (or static ones)."""
-        if not config.turn_uris:
-            return {}
-        ttl = config.turn_user_lifetime_ms
-        if config.turn_shared_secret:
-            username, password = turn_credentials(config.turn_shared_secret, req.user_id,
-                                                  hs.auth.now_ms(), ttl)
-        elif config.turn_username and config.turn_password:
-            username, password = config.turn_username, config.turn_password
-        else:
-            return {}
-        return {"username": username, "password": password, "uris": list(config.turn_uris), "ttl": ttl // 1000}
 
-    router.add("GET", "/_matrix/client/versions", versions, auth=AUTH_NONE)
-    router.add("GET", "/health", health, auth=AUTH_NONE)
-    router.add("GET", "/.well-known/matrix/client", well_known_client, auth=AUTH_NONE)
-    router.add("GET", "/.well-known/matrix/server", well_known_server, auth=AUTH_NONE)
-    router.client("GET", "/capabilities", capabilities)
-    router.client("GET", "/voip/turnServer", turn_server)
+async def capabilities(hs, req: ApiRequest):
+    from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+    return {"capabilities": {
+        "m.change_password": {"enabled": True},
+        "m.room_versions": {"default": hs.config.default_room_version,
+                            "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS}},
+        "m.set_displayname": {"enabled": True},
+        "m.set_avatar_url": {"enabled": True},
+        "m.3pid_changes": {"enabled": False},
+        "m.get_login_token": {"enabled": False},
+    }}
+
+
+async def turn_server(hs, req: ApiRequest):
+    """GET /voip/turnServer: time-limited credentials from turn_shared_secret (or static ones)."""
+    if not hs.config.turn_uris:
+        return {}
+    ttl = hs.config.turn_user_lifetime_ms
+    if hs.config.turn_shared_secret:
+        username, password = turn_credentials(hs.config.turn_shared_secret, req.user_id,
+                                              hs.auth.now_ms(), ttl)
+    elif hs.config.turn_username and hs.config.turn_password:
+        username, password = hs.config.turn_username, hs.config.turn_password
+    else:
+        return {}
+    return {"username": username, "password": password, "uris": list(hs.config.turn_uris), "ttl": ttl // 1000}
+
+
+ROUTES = [
+    Endpoint("GET", "/_matrix/client/versions", versions, auth=AUTH_NONE, prefixes=NO_PREFIX),
+    Endpoint("GET", "/health", health, auth=AUTH_NONE, prefixes=NO_PREFIX),
+    Endpoint("GET", "/.well-known/matrix/client", well_known_client, auth=AUTH_NONE, prefixes=NO_PREFIX),
+    Endpoint("GET", "/.well-known/matrix/server", well_known_server, auth=AUTH_NONE, prefixes=NO_PREFIX),
+    Endpoint("GET", "/capabilities", capabilities),
+    Endpoint("GET", "/voip/turnServer", turn_server),
+]

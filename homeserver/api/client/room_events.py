@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from homeserver.errors import MatrixError, bad_json
 from homeserver.events.identifiers import is_valid_user_id
-from homeserver.http.router import ApiRequest, Router, parse_json
+from homeserver.http.router import ApiRequest, Endpoint, parse_json
 from homeserver.services.filtering import EventFilter
 from homeserver.services.room_events import EventSpec
+
+V1 = ("/_matrix/client/v1",)
+
+
+def _txn_key(req: ApiRequest) -> tuple[str, str, str]:
+    return (req.user_id, req.requester.device_id or "", req.path_params["txnId"])
 
 
 def _json_arg(req: ApiRequest, name: str) -> dict | None:
@@ -24,129 +30,114 @@ def _json_arg(req: ApiRequest, name: str) -> dict | None:
     return value
 
 
-def register(router: Router, hs) -> None:
-    room_events, history = hs.room_events, hs.history
+async def send(hs, req: ApiRequest):
+    """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId)."""
+    content = req.json()
+    hs.ratelimit.event(req.user_id)
+    spec = EventSpec(req.user_id, req.path_params["eventType"], content, txn=_txn_key(req))
+    ev = await hs.room_events.send(req.path_params["roomId"], spec)
+    return {"event_id": ev.event_id}
 
-    def txn_key(req: ApiRequest) -> tuple[str, str, str]:
-        return (req.user_id, req.requester.device_id or "", req.path_params["txnId"])
 
-    async def send(req: ApiRequest):
-        """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId)."""
-        content = req.json()
-        hs.ratelimit.event(req.user_id)
-        spec = EventSpec(req.user_id, req.path_params["eventType"], content, txn=txn_key(req))
-        ev = await room_events.send(req.path_params["roomId"], spec)
-        return {"event_id": ev.event_id}
+async def put_state(hs, req: ApiRequest):
+    content = req.json()
+    room_id, event_type = req.path_params["roomId"], req.path_params["eventType"]
+    state_key = req.path_params.get("stateKey", "")
+    if event_type == "m.room.member":
+        if not is_valid_user_id(state_key):
+            raise MatrixError(400, "M_INVALID_PARAM", "The state key of a membership event must be a user ID")
+        membership = content.get("membership")
+        if not isinstance(membership, str):
+            raise bad_json("membership must be a string")
+    if event_type == "m.room.canonical_alias":
+        await _check_canonical_alias(hs, room_id, content)
+    current = await hs.room_events.current_state_event(room_id, event_type, state_key)
+    if current is not None and current.sender == req.user_id and current.content == content:
+        return {"event_id": current.event_id}  # unchanged state is not sent again
+    hs.ratelimit.event(req.user_id)
+    ev = await hs.room_events.send(room_id, EventSpec(req.user_id, event_type, content, state_key))
+    return {"event_id": ev.event_id}
 
-    async def put_state(req: ApiRequest):
-        content = req.json()
-        room_id, event_type = req.path_params["roomId"], req.path_params["eventType"]
-        state_key = req.path_params.get("stateKey", "")
-        if event_type == "m.room.member":
-            if not is_valid_user_id(state_key):
-                raise MatrixError(400, "M_INVALID_PARAM", "The state key of a membership event must be a user ID")
-            membership = content.get("membership")
-            if not isinstance(membership, str):
-                raise bad_json("membership must be a string")
-        if event_type == "m.room.canonical_alias":
-            await _check_canonical_alias(hs, room_id, content)
-        current = await room_events.current_state_event(room_id, event_type, state_key)
-        if current is not None and current.sender == req.user_id and current.content == content:
-            return {"event_id": current.event_id}  # unchanged state is not sent again
-        hs.ratelimit.event(req.user_id)
-        ev = await room_events.send(room_id, EventSpec(req.user_id, event_type, content, state_key))
-        return {"event_id": ev.event_id}
 
-    async def redact(req: ApiRequest):
-        body = req.json(allow_empty=True)
-        room_id, target = req.path_params["roomId"], req.path_params["eventId"]
-        content = {}
-        if "reason" in body:
-            if not isinstance(body["reason"], str):
-                raise bad_json("reason must be a string")
-            content["reason"] = body["reason"]
-        redacted = await room_events.get_event(target)  # someone else's: a moderator's redaction (Synapse)
-        hs.ratelimit.event(req.user_id, admin_redaction=redacted is not None and redacted.sender != req.user_id)
-        version = await room_events.room_version(room_id)
-        if version is not None and version.redacts_in_content:
-            content["redacts"] = target
-        ev = await room_events.send(room_id, EventSpec(req.user_id, "m.room.redaction", content, redacts=target,
-                                                       txn=txn_key(req)))
-        return {"event_id": ev.event_id}
+async def redact(hs, req: ApiRequest):
+    body = req.json(allow_empty=True)
+    room_id, target = req.path_params["roomId"], req.path_params["eventId"]
+    content = {}
+    if "reason" in body:
+        if not isinstance(body["reason"], str):
+            raise bad_json("reason must be a string")
+        content["reason"] = body["reason"]
+    redacted = await hs.room_events.get_event(target)  # someone else's: a moderator's redaction (Synapse)
+    hs.ratelimit.event(req.user_id, admin_redaction=redacted is not None and redacted.sender != req.user_id)
+    version = await hs.room_events.room_version(room_id)
+    if version is not None and version.redacts_in_content:
+        content["redacts"] = target
+    ev = await hs.room_events.send(room_id, EventSpec(req.user_id, "m.room.redaction", content, redacts=target,
+                                                      txn=_txn_key(req)))
+    return {"event_id": ev.event_id}
 
-    async def get_state(req: ApiRequest):
-        events = await history.state(req.requester, req.path_params["roomId"])
-        return 200, await hs.serializer.serialize(events, req.requester, bundle=False)
 
-    async def get_state_event(req: ApiRequest):
-        ev = await history.state_event(req.requester, req.path_params["roomId"], req.path_params["eventType"],
-                                       req.path_params.get("stateKey", ""))
-        if req.arg("format") == "event":
-            return await hs.serializer.serialize_one(ev, req.requester)
-        if ev.redacted_by:
-            return (await hs.serializer.serialize_one(ev, req.requester))["content"]
-        return ev.content
+async def get_state(hs, req: ApiRequest):
+    events = await hs.history.state(req.requester, req.path_params["roomId"])
+    return 200, await hs.serializer.serialize(events, req.requester, bundle=False)
 
-    async def get_event(req: ApiRequest):
-        return await history.event(req.requester, req.path_params["roomId"], req.path_params["eventId"])
 
-    async def messages(req: ApiRequest):
-        return await history.messages(
-            req.requester, req.path_params["roomId"], from_token=req.arg("from"), to_token=req.arg("to"),
-            direction=req.arg("dir", "b"), limit=req.int_arg("limit", 10, minimum=0),
-            event_filter=EventFilter.parse(_json_arg(req, "filter")))
+async def get_state_event(hs, req: ApiRequest):
+    ev = await hs.history.state_event(req.requester, req.path_params["roomId"], req.path_params["eventType"],
+                                      req.path_params.get("stateKey", ""))
+    if req.arg("format") == "event":
+        return await hs.serializer.serialize_one(ev, req.requester)
+    if ev.redacted_by:
+        return (await hs.serializer.serialize_one(ev, req.requester))["content"]
+    return ev.content
 
-    async def context(req: ApiRequest):
-        return await history.context(req.requester, req.path_params["roomId"], req.path_params["eventId"],
-                                     req.int_arg("limit", 10, minimum=0), EventFilter.parse(_json_arg(req, "filter")))
 
-    async def members(req: ApiRequest):
-        chunk = await history.members(req.requester, req.path_params["roomId"], at=req.arg("at"),
-                                      membership=req.arg("membership"), not_membership=req.arg("not_membership"))
-        return {"chunk": chunk}
+async def get_event(hs, req: ApiRequest):
+    return await hs.history.event(req.requester, req.path_params["roomId"], req.path_params["eventId"])
 
-    async def joined_members(req: ApiRequest):
-        return await history.joined_members(req.requester, req.path_params["roomId"])
 
-    async def relations(req: ApiRequest):
-        return await history.relations(
-            req.requester, req.path_params["roomId"], req.path_params["eventId"],
-            rel_type=req.path_params.get("relType"), event_type=req.path_params.get("eventType"),
-            from_token=req.arg("from"), limit=req.int_arg("limit", 50, minimum=0), direction=req.arg("dir", "b"))
+async def messages(hs, req: ApiRequest):
+    return await hs.history.messages(
+        req.requester, req.path_params["roomId"], from_token=req.arg("from"), to_token=req.arg("to"),
+        direction=req.arg("dir", "b"), limit=req.int_arg("limit", 10, minimum=0),
+        event_filter=EventFilter.parse(_json_arg(req, "filter")))
 
-    async def threads(req: ApiRequest):
-        include = req.arg("include", "all")
-        if include not in ("all", "participated"):
-            raise MatrixError(400, "M_INVALID_PARAM", "include must be all or participated")
-        return await history.threads(req.requester, req.path_params["roomId"], include=include,
-                                     from_token=req.arg("from"), limit=req.int_arg("limit", 50, minimum=0))
 
-    async def timestamp_to_event(req: ApiRequest):
-        ts = req.int_arg("ts")
-        if ts is None:
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing ts")
-        return await history.timestamp_to_event(req.requester, req.path_params["roomId"], ts, req.arg("dir", "f"))
+async def context(hs, req: ApiRequest):
+    return await hs.history.context(req.requester, req.path_params["roomId"], req.path_params["eventId"],
+                                    req.int_arg("limit", 10, minimum=0), EventFilter.parse(_json_arg(req, "filter")))
 
-    router.client("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", send)
-    router.client("PUT", "/rooms/{roomId}/state/{eventType}", put_state)
-    router.client("PUT", "/rooms/{roomId}/state/{eventType}/", put_state)
-    router.client("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}", put_state)
-    router.client("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", redact)
-    router.client("GET", "/rooms/{roomId}/state", get_state)
-    router.client("GET", "/rooms/{roomId}/state/{eventType}", get_state_event)
-    router.client("GET", "/rooms/{roomId}/state/{eventType}/", get_state_event)
-    router.client("GET", "/rooms/{roomId}/state/{eventType}/{stateKey}", get_state_event)
-    router.client("GET", "/rooms/{roomId}/event/{eventId}", get_event)
-    router.client("GET", "/rooms/{roomId}/messages", messages)
-    router.client("GET", "/rooms/{roomId}/context/{eventId}", context)
-    router.client("GET", "/rooms/{roomId}/members", members)
-    router.client("GET", "/rooms/{roomId}/joined_members", joined_members)
-    v1 = ("/_matrix/client/v1",)
-    router.client("GET", "/rooms/{roomId}/relations/{eventId}", relations, versions=v1)
-    router.client("GET", "/rooms/{roomId}/relations/{eventId}/{relType}", relations, versions=v1)
-    router.client("GET", "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", relations, versions=v1)
-    router.client("GET", "/rooms/{roomId}/threads", threads, versions=v1)
-    router.client("GET", "/rooms/{roomId}/timestamp_to_event", timestamp_to_event, versions=v1)
+
+async def members(hs, req: ApiRequest):
+    chunk = await hs.history.members(req.requester, req.path_params["roomId"], at=req.arg("at"),
+                                     membership=req.arg("membership"), not_membership=req.arg("not_membership"))
+    return {"chunk": chunk}
+
+
+async def joined_members(hs, req: ApiRequest):
+    return await hs.history.joined_members(req.requester, req.path_params["roomId"])
+
+
+async def relations(hs, req: ApiRequest):
+    return await hs.history.relations(
+        req.requester, req.path_params["roomId"], req.path_params["eventId"],
+        rel_type=req.path_params.get("relType"), event_type=req.path_params.get("eventType"),
+        from_token=req.arg("from"), limit=req.int_arg("limit", 50, minimum=0), direction=req.arg("dir", "b"))
+
+
+async def threads(hs, req: ApiRequest):
+    include = req.arg("include", "all")
+    if include not in ("all", "participated"):
+        raise MatrixError(400, "M_INVALID_PARAM", "include must be all or participated")
+    return await hs.history.threads(req.requester, req.path_params["roomId"], include=include,
+                                    from_token=req.arg("from"), limit=req.int_arg("limit", 50, minimum=0))
+
+
+async def timestamp_to_event(hs, req: ApiRequest):
+    ts = req.int_arg("ts")
+    if ts is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing ts")
+    return await hs.history.timestamp_to_event(req.requester, req.path_params["roomId"], ts, req.arg("dir", "f"))
 
 
 async def _check_canonical_alias(hs, room_id: str, content: dict) -> None:
@@ -164,3 +155,26 @@ async def _check_canonical_alias(hs, room_id: str, content: dict) -> None:
         if alias.endswith(":" + hs.config.server_name):
             if await hs.directory.resolve_local(alias) != room_id:
                 raise MatrixError(400, "M_BAD_ALIAS", f"{alias} does not point to this room")
+
+
+ROUTES = [
+    Endpoint("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", send),
+    Endpoint("PUT", "/rooms/{roomId}/state/{eventType}", put_state),
+    Endpoint("PUT", "/rooms/{roomId}/state/{eventType}/", put_state),
+    Endpoint("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}", put_state),
+    Endpoint("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", redact),
+    Endpoint("GET", "/rooms/{roomId}/state", get_state),
+    Endpoint("GET", "/rooms/{roomId}/state/{eventType}", get_state_event),
+    Endpoint("GET", "/rooms/{roomId}/state/{eventType}/", get_state_event),
+    Endpoint("GET", "/rooms/{roomId}/state/{eventType}/{stateKey}", get_state_event),
+    Endpoint("GET", "/rooms/{roomId}/event/{eventId}", get_event),
+    Endpoint("GET", "/rooms/{roomId}/messages", messages),
+    Endpoint("GET", "/rooms/{roomId}/context/{eventId}", context),
+    Endpoint("GET", "/rooms/{roomId}/members", members),
+    Endpoint("GET", "/rooms/{roomId}/joined_members", joined_members),
+    Endpoint("GET", "/rooms/{roomId}/relations/{eventId}", relations, prefixes=V1),
+    Endpoint("GET", "/rooms/{roomId}/relations/{eventId}/{relType}", relations, prefixes=V1),
+    Endpoint("GET", "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", relations, prefixes=V1),
+    Endpoint("GET", "/rooms/{roomId}/threads", threads, prefixes=V1),
+    Endpoint("GET", "/rooms/{roomId}/timestamp_to_event", timestamp_to_event, prefixes=V1),
+]

@@ -6,15 +6,10 @@ Spec v1.19 client-server: "Creation", "Room membership", "Room upgrades",
 
 from __future__ import annotations
 
-import logging
-
-from federation.client import HttpResponseError
-from homeserver.errors import MatrixError, bad_json, forbidden
+from homeserver.errors import MatrixError, bad_json
 from homeserver.events.identifiers import is_valid_server_name, is_valid_user_id
-from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, ApiRequest, Router
+from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, ApiRequest, Endpoint
 from homeserver.services.directory import public_rooms_body
-
-logger = logging.getLogger(__name__)
 
 
 def _reason(body: dict) -> str | None:
@@ -31,166 +26,151 @@ def _user_id(body: dict) -> str:
     return user_id
 
 
-def register(router: Router, hs) -> None:
-    rooms, directory = hs.rooms, hs.directory
+async def create_room(hs, req: ApiRequest):
+    body = req.json(allow_empty=True)
+    hs.ratelimit.room_creation.check(req.user_id)
+    room_id = await hs.rooms.create_room(req.user_id, body)
+    result = {"room_id": room_id}
+    alias = body.get("room_alias_name")
+    if alias:
+        result["room_alias"] = f"#{alias}:{hs.config.server_name}"
+    return result
 
-    async def create_room(req: ApiRequest):
-        body = req.json(allow_empty=True)
-        hs.ratelimit.room_creation.check(req.user_id)
-        room_id = await rooms.create_room(req.user_id, body)
-        result = {"room_id": room_id}
-        alias = body.get("room_alias_name")
-        if alias:
-            result["room_alias"] = f"#{alias}:{hs.config.server_name}"
-        return result
 
-    async def join(req: ApiRequest):
-        body = req.json(allow_empty=True)
-        target = req.path_params.get("roomIdOrAlias") or req.path_params["roomId"]
-        servers = req.args.get("via", []) + req.args.get("server_name", [])
-        room_id = await rooms.join(req.user_id, target, _reason(body), servers=servers)
-        return {"room_id": room_id}
+async def join(hs, req: ApiRequest):
+    body = req.json(allow_empty=True)
+    target = req.path_params.get("roomIdOrAlias") or req.path_params["roomId"]
+    servers = req.args.get("via", []) + req.args.get("server_name", [])
+    room_id = await hs.rooms.join(req.user_id, target, _reason(body), servers=servers)
+    return {"room_id": room_id}
 
-    def membership_change(membership: str, *, target_from_body: bool):
-        async def handler(req: ApiRequest):
-            body = req.json(allow_empty=not target_from_body)
-            room_id = req.path_params["roomId"]
-            target = _user_id(body) if target_from_body else req.user_id
-            if membership == "invite":
-                hs.ratelimit.invite(req.user_id, room_id, target)
-            if membership == "unban":
-                current = await hs.room_events.membership(room_id, target)
-                if current != "ban":
-                    raise forbidden("The user is not banned")
-                await rooms.set_membership(room_id, req.user_id, target, "leave", _reason(body))
-            elif membership == "kick":
-                current = await hs.room_events.membership(room_id, target)
-                if current not in ("join", "invite", "knock"):
-                    raise forbidden("The user is not in the room")
-                await rooms.set_membership(room_id, req.user_id, target, "leave", _reason(body))
-            elif membership == "invite":
-                current = await hs.room_events.membership(room_id, target)
-                if current == "join":
-                    raise forbidden("The user is already in the room")
-                if current == "ban":
-                    raise forbidden("The user is banned from the room")
-                await rooms.set_membership(room_id, req.user_id, target, "invite", _reason(body))
-            else:
-                if membership == "leave" and await hs.room_events.membership(room_id, target) in (None, "leave"):
-                    if await hs.room_events.room_version(room_id) is None:
-                        raise MatrixError(404, "M_NOT_FOUND", "Unknown room")
-                    return {}
-                await rooms.set_membership(room_id, req.user_id, target, membership, _reason(body))
-            return {}
-        return handler
 
-    async def knock(req: ApiRequest):
-        body = req.json(allow_empty=True)
-        room_id, servers = await rooms.resolve_room(req.path_params["roomIdOrAlias"])
-        servers += req.args.get("via", []) + req.args.get("server_name", [])
-        await rooms.set_membership(room_id, req.user_id, req.user_id, "knock", _reason(body), servers=servers)
-        return {"room_id": room_id}
+async def invite(hs, req: ApiRequest):
+    body = req.json()
+    room_id, target = req.path_params["roomId"], _user_id(body)
+    hs.ratelimit.invite(req.user_id, room_id, target)
+    await hs.rooms.invite(room_id, req.user_id, target, _reason(body))
+    return {}
 
-    async def forget(req: ApiRequest):
-        room_id = req.path_params["roomId"]
-        membership = await hs.room_events.membership(room_id, req.user_id)
-        if membership in ("join", "invite", "knock"):
-            raise MatrixError(400, "M_UNKNOWN", "You must leave the room before forgetting it")
-        if membership is None:
-            raise MatrixError(404, "M_NOT_FOUND", "You have never been in this room")
-        await hs.event_store.forget_room(req.user_id, room_id)
-        return {}
 
-    async def joined_rooms(req: ApiRequest):
-        memberships = await hs.event_store.rooms_for_user(req.user_id)
-        return {"joined_rooms": sorted(r for r, (m, _, _) in memberships.items() if m == "join")}
+async def leave(hs, req: ApiRequest):
+    body = req.json(allow_empty=True)
+    await hs.rooms.leave(req.path_params["roomId"], req.user_id, _reason(body))
+    return {}
 
-    async def upgrade(req: ApiRequest):
-        body = req.json()
-        version = body.get("new_version")
-        if not isinstance(version, str):
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing new_version")
-        return {"replacement_room": await rooms.upgrade(req.user_id, req.path_params["roomId"], version)}
 
-    # -- aliases and directory ---------------------------------------------------------------
-    async def get_alias(req: ApiRequest):
-        return await directory.resolve(req.path_params["roomAlias"], federation=rooms.federation)
+async def kick(hs, req: ApiRequest):
+    body = req.json()
+    await hs.rooms.kick(req.path_params["roomId"], req.user_id, _user_id(body), _reason(body))
+    return {}
 
-    async def put_alias(req: ApiRequest):
-        body = req.json()
-        room_id = body.get("room_id")
-        if not isinstance(room_id, str):
-            raise MatrixError(400, "M_MISSING_PARAM", "Missing room_id")
-        if await hs.room_events.membership(room_id, req.user_id) != "join":
-            raise forbidden("You must be in the room to add an alias")
-        await directory.create_alias(req.path_params["roomAlias"], room_id, req.user_id)
-        return {}
 
-    async def delete_alias(req: ApiRequest):
-        await directory.delete_alias(req.path_params["roomAlias"], req.requester)
-        return {}
+async def ban(hs, req: ApiRequest):
+    body = req.json()
+    await hs.rooms.ban(req.path_params["roomId"], req.user_id, _user_id(body), _reason(body))
+    return {}
 
-    async def room_aliases(req: ApiRequest):
-        return {"aliases": await directory.room_aliases(req.path_params["roomId"], req.user_id)}
 
-    async def get_visibility(req: ApiRequest):
-        return {"visibility": await directory.get_visibility(req.path_params["roomId"])}
+async def unban(hs, req: ApiRequest):
+    body = req.json()
+    await hs.rooms.unban(req.path_params["roomId"], req.user_id, _user_id(body), _reason(body))
+    return {}
 
-    async def put_visibility(req: ApiRequest):
-        body = req.json()
-        await directory.set_visibility(req.path_params["roomId"], body.get("visibility", "public"), req.requester)
-        return {}
 
-    async def public_rooms(req: ApiRequest):
-        if req.requester is None and not hs.config.allow_public_rooms_without_auth:
+async def knock(hs, req: ApiRequest):
+    body = req.json(allow_empty=True)
+    room_id, servers = await hs.rooms.resolve_room(req.path_params["roomIdOrAlias"])
+    servers += req.args.get("via", []) + req.args.get("server_name", [])
+    await hs.rooms.set_membership(room_id, req.user_id, req.user_id, "knock", _reason(body), servers=servers)
+    return {"room_id": room_id}
+
+
+async def forget(hs, req: ApiRequest):
+    await hs.rooms.forget(req.user_id, req.path_params["roomId"])
+    return {}
+
+
+async def joined_rooms(hs, req: ApiRequest):
+    return {"joined_rooms": await hs.rooms.joined_rooms(req.user_id)}
+
+
+async def upgrade(hs, req: ApiRequest):
+    body = req.json()
+    version = body.get("new_version")
+    if not isinstance(version, str):
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing new_version")
+    return {"replacement_room": await hs.rooms.upgrade(req.user_id, req.path_params["roomId"], version)}
+
+
+# -- aliases and directory -------------------------------------------------------------------
+async def get_alias(hs, req: ApiRequest):
+    return await hs.rooms.resolve_alias(req.path_params["roomAlias"])
+
+
+async def put_alias(hs, req: ApiRequest):
+    body = req.json()
+    room_id = body.get("room_id")
+    if not isinstance(room_id, str):
+        raise MatrixError(400, "M_MISSING_PARAM", "Missing room_id")
+    await hs.directory.add_alias(req.path_params["roomAlias"], room_id, req.user_id)
+    return {}
+
+
+async def delete_alias(hs, req: ApiRequest):
+    await hs.directory.delete_alias(req.path_params["roomAlias"], req.requester)
+    return {}
+
+
+async def room_aliases(hs, req: ApiRequest):
+    return {"aliases": await hs.directory.room_aliases(req.path_params["roomId"], req.user_id)}
+
+
+async def get_visibility(hs, req: ApiRequest):
+    return {"visibility": await hs.directory.get_visibility(req.path_params["roomId"])}
+
+
+async def put_visibility(hs, req: ApiRequest):
+    body = req.json()
+    await hs.directory.set_visibility(req.path_params["roomId"], body.get("visibility", "public"), req.requester)
+    return {}
+
+
+async def public_rooms(hs, req: ApiRequest):
+    if req.requester is None and not hs.config.allow_public_rooms_without_auth:
+        raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+    if req.method == "POST":
+        limit, since, search = public_rooms_body(req.json(allow_empty=True))
+    else:
+        limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
+    server = req.arg("server")
+    if server is not None and not is_valid_server_name(server):
+        raise MatrixError(400, "M_INVALID_PARAM", "server is not a server name")
+    if server is not None and server != hs.config.server_name:
+        if req.requester is None:  # as Synapse: only users make us ask other servers
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-        if req.method == "POST":
-            limit, since, search = public_rooms_body(req.json(allow_empty=True))
-        else:
-            limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
-        server = req.arg("server")
-        if server is not None and not is_valid_server_name(server):
-            raise MatrixError(400, "M_INVALID_PARAM", "server is not a server name")
-        if server is not None and server != hs.config.server_name:
-            if req.requester is None:  # as Synapse: only users make us ask other servers
-                raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-            return await remote_public_rooms(server, limit, since, search, req.user_id)
-        return await directory.public_rooms(limit=limit, since=since, search=search)
+        return await hs.rooms.remote_public_rooms(server, limit, since, search, req.user_id)
+    return await hs.directory.public_rooms(limit=limit, since=since, search=search)
 
-    async def remote_public_rooms(server: str, limit, since, search, req_user: str) -> dict:
-        """Another server's directory, through federation's POST /publicRooms."""
-        body: dict = {}
-        if limit is not None:
-            body["limit"] = limit
-        if since is not None:
-            body["since"] = since
-        if search:
-            body["filter"] = {"generic_search_term": search}
-        try:
-            return await hs.federation.client.post_json(server, "/_matrix/federation/v1/publicRooms", body)
-        except HttpResponseError as e:  # a Matrix server answered: its refusal is no secret
-            raise MatrixError(502, "M_UNKNOWN", f"{server} answered {e.status} {e.errcode or ''}".rstrip())
-        except Exception as e:  # DNS, connection, TLS, blocked address: echoed, we would be a port scanner
-            logger.info("publicRooms of %s for %s failed: %s", server, req_user, e)
-            raise MatrixError(502, "M_UNKNOWN", "Could not fetch that server's room directory")
 
-    router.client("POST", "/createRoom", create_room)
-    router.client("POST", "/join/{roomIdOrAlias}", join)
-    router.client("POST", "/rooms/{roomId}/join", join)
-    router.client("POST", "/rooms/{roomId}/invite", membership_change("invite", target_from_body=True))
-    router.client("POST", "/rooms/{roomId}/leave", membership_change("leave", target_from_body=False))
-    router.client("POST", "/rooms/{roomId}/kick", membership_change("kick", target_from_body=True))
-    router.client("POST", "/rooms/{roomId}/ban", membership_change("ban", target_from_body=True))
-    router.client("POST", "/rooms/{roomId}/unban", membership_change("unban", target_from_body=True))
-    router.client("POST", "/knock/{roomIdOrAlias}", knock)
-    router.client("POST", "/rooms/{roomId}/forget", forget)
-    router.client("GET", "/joined_rooms", joined_rooms)
-    router.client("POST", "/rooms/{roomId}/upgrade", upgrade)
-    router.client("GET", "/directory/room/{roomAlias}", get_alias, auth=AUTH_NONE)
-    router.client("PUT", "/directory/room/{roomAlias}", put_alias)
-    router.client("DELETE", "/directory/room/{roomAlias}", delete_alias)
-    router.client("GET", "/rooms/{roomId}/aliases", room_aliases)
-    router.client("GET", "/directory/list/room/{roomId}", get_visibility, auth=AUTH_NONE)
-    router.client("PUT", "/directory/list/room/{roomId}", put_visibility)
-    router.client("GET", "/publicRooms", public_rooms, auth=AUTH_OPTIONAL)
-    router.client("POST", "/publicRooms", public_rooms)
+ROUTES = [
+    Endpoint("POST", "/createRoom", create_room),
+    Endpoint("POST", "/join/{roomIdOrAlias}", join),
+    Endpoint("POST", "/rooms/{roomId}/join", join),
+    Endpoint("POST", "/rooms/{roomId}/invite", invite),
+    Endpoint("POST", "/rooms/{roomId}/leave", leave),
+    Endpoint("POST", "/rooms/{roomId}/kick", kick),
+    Endpoint("POST", "/rooms/{roomId}/ban", ban),
+    Endpoint("POST", "/rooms/{roomId}/unban", unban),
+    Endpoint("POST", "/knock/{roomIdOrAlias}", knock),
+    Endpoint("POST", "/rooms/{roomId}/forget", forget),
+    Endpoint("GET", "/joined_rooms", joined_rooms),
+    Endpoint("POST", "/rooms/{roomId}/upgrade", upgrade),
+    Endpoint("GET", "/directory/room/{roomAlias}", get_alias, auth=AUTH_NONE),
+    Endpoint("PUT", "/directory/room/{roomAlias}", put_alias),
+    Endpoint("DELETE", "/directory/room/{roomAlias}", delete_alias),
+    Endpoint("GET", "/rooms/{roomId}/aliases", room_aliases),
+    Endpoint("GET", "/directory/list/room/{roomId}", get_visibility, auth=AUTH_NONE),
+    Endpoint("PUT", "/directory/list/room/{roomId}", put_visibility),
+    Endpoint("GET", "/publicRooms", public_rooms, auth=AUTH_OPTIONAL),
+    Endpoint("POST", "/publicRooms", public_rooms),
+]

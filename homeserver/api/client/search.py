@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from homeserver.http.router import ApiRequest, Router
+from homeserver.http.router import ApiRequest, Endpoint
 
 
-def register(router: Router, hs) -> None:
-    async def search(req: ApiRequest):
-        return await hs.search.search(req.requester, req.json(), req.arg("next_batch"))
+async def search(hs, req: ApiRequest):
+    return await hs.search.search(req.requester, req.json(), req.arg("next_batch"))
 
-    router.client("POST", "/search", search)
+
+ROUTES = [
+    Endpoint("POST", "/search", search),
+]

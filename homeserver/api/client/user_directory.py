@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from homeserver.errors import bad_json, missing_param
-from homeserver.http.router import ApiRequest, Router
+from homeserver.http.router import ApiRequest, Endpoint
 
 DEFAULT_LIMIT = 10
 
 
-def register(router: Router, hs) -> None:
-    directory = hs.user_directory
+async def search(hs, req: ApiRequest):
+    body = req.json()
+    hs.ratelimit.user_directory.check(req.user_id)
+    if "search_term" not in body:
+        raise missing_param("Missing 'search_term'")
+    term, limit = body["search_term"], body.get("limit", DEFAULT_LIMIT)
+    if not isinstance(term, str):
+        raise bad_json("'search_term' must be a string")
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise bad_json("'limit' must be an integer")
+    return await hs.user_directory.search(req.user_id, term, limit)
 
-    async def search(req: ApiRequest):
-        body = req.json()
-        hs.ratelimit.user_directory.check(req.user_id)
-        if "search_term" not in body:
-            raise missing_param("Missing 'search_term'")
-        term, limit = body["search_term"], body.get("limit", DEFAULT_LIMIT)
-        if not isinstance(term, str):
-            raise bad_json("'search_term' must be a string")
-        if not isinstance(limit, int) or isinstance(limit, bool):
-            raise bad_json("'limit' must be an integer")
-        return await directory.search(req.user_id, term, limit)
 
-    router.client("POST", "/user_directory/search", search)
+ROUTES = [
+    Endpoint("POST", "/user_directory/search", search),
+]

@@ -1,4 +1,5 @@
-"""``hexagone port-db``: copy a stopped server's SQLite database into a new PostgreSQL database.
+"""The copy behind ``hexagone port-db`` (``homeserver/commands/port_db.py``): a stopped server's SQLite
+database into a new PostgreSQL database.
 
 The target's schema is made by applying every domain's migrations; rows are
 then copied table by table in batches, in the order of the source's rowid.
@@ -11,13 +12,12 @@ progress table is dropped once all match.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
 from dataclasses import dataclass
 
-from homeserver.storage.database import Database, PostgresEngine, SqliteEngine
+from homeserver.storage.database import Database
 from homeserver.storage.schema import apply_migrations
 
 PROGRESS_TABLE = "port_db_progress"
@@ -227,51 +227,3 @@ class ProgressBar:
         if self.long and self.tty:
             print(file=self.stream)
         print(f"{self.table}: {copied} rows copied ({elapsed:.1f}s)", file=self.stream, flush=True)
-
-
-def port_database(config, target_url: str, batch_size: int, out=sys.stdout, err=sys.stderr) -> int:
-    """``hexagone port-db``: returns the process exit status."""
-    from homeserver.server import STORAGE_DOMAINS
-
-    if config.database.engine != "sqlite":
-        raise PortError(f"port-db copies a SQLite database, but this configuration uses {config.database.engine}.")
-    if not os.path.isfile(config.database.sqlite_path):
-        raise PortError(f"No SQLite database at {config.database.sqlite_path}.")
-    source = Database(SqliteEngine(config.database.sqlite_path), None)
-    try:
-        target = Database(PostgresEngine(target_url, 1, 1), None)
-    except BaseException:
-        source.close()
-        raise
-    try:
-        porter = Porter(source, target, tables_from_migrations(STORAGE_DOMAINS), batch_size, err)
-        porter.check_source(STORAGE_DOMAINS)
-        if porter.prepare_target(STORAGE_DOMAINS):
-            print("Resuming an interrupted port.", file=err)
-        for table in porter.tables:
-            porter.copy_table(porter.plan(table))
-        if porter.nul_stripped:
-            print(f"warning: removed NUL characters from {porter.nul_stripped} values "
-                  "(PostgreSQL text cannot hold them)", file=err)
-        if not porter.verify(out):
-            print("Row counts differ: the port is incomplete. Was the server running during the port?", file=err)
-            return 1
-        porter.finish()
-    finally:
-        source.close()
-        target.close()
-    print(f"\nPort complete. Now set `database` in {config.config_path} to the new database, then start "
-          f"the server:\n\n{database_yaml(target_url, config.config_dir)}", file=out)
-    return 0
-
-
-def database_yaml(url: str, config_dir: str) -> str:
-    """The ``database`` section for ``url``, its password left out (give password or password_file)."""
-    import yaml
-
-    from homeserver.config_sample import database_from_url
-
-    name, args = database_from_url(url, config_dir)
-    if args.pop("password", None) is not None:
-        args["password"] = "..."
-    return yaml.safe_dump({"database": {"name": name, "args": args}}, sort_keys=False)

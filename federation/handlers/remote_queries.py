@@ -1,0 +1,56 @@
+"""Asking other servers for information on behalf of local users: server-server "Querying for
+information" (``/query/directory``, ``/query/profile``) and the public room directory
+(``POST /publicRooms``). The services call these; the raw federation paths stay in this layer."""
+
+from __future__ import annotations
+
+import logging
+
+from federation.client import HttpResponseError
+from homeserver.errors import MatrixError, not_found
+
+logger = logging.getLogger(__name__)
+
+
+class RemoteQueries:
+    def __init__(self, *, client):
+        self._client = client
+
+    async def room_alias(self, alias: str, server: str) -> dict:
+        """Spec GET /query/directory: ``{"room_id", "servers"}``, or 404 M_NOT_FOUND on any failure."""
+        try:
+            result = await self._client.get_json(server, "/_matrix/federation/v1/query/directory",
+                                                 {"room_alias": alias})
+        except Exception:
+            raise not_found(f"Room alias {alias} not found")
+        if not isinstance(result.get("room_id"), str):
+            raise not_found(f"Room alias {alias} not found")
+        return {"room_id": result["room_id"], "servers": [s for s in result.get("servers", [])
+                                                          if isinstance(s, str)] or [server]}
+
+    async def profile(self, user_id: str) -> dict:
+        """Spec GET /query/profile: the display name and avatar, or 404 M_NOT_FOUND on any failure."""
+        try:
+            result = await self._client.get_json(user_id.split(":", 1)[1], "/_matrix/federation/v1/query/profile",
+                                                 {"user_id": user_id})
+        except Exception:
+            raise not_found("Profile not found")
+        return {k: v for k, v in result.items() if k in ("displayname", "avatar_url") and isinstance(v, str)}
+
+    async def public_rooms(self, server: str, limit: int | None, since: str | None, search: str | None,
+                           requester_id: str) -> dict:
+        """Another server's directory, through federation's POST /publicRooms (502 when it fails)."""
+        body: dict = {}
+        if limit is not None:
+            body["limit"] = limit
+        if since is not None:
+            body["since"] = since
+        if search:
+            body["filter"] = {"generic_search_term": search}
+        try:
+            return await self._client.post_json(server, "/_matrix/federation/v1/publicRooms", body)
+        except HttpResponseError as e:  # a Matrix server answered: its refusal is no secret
+            raise MatrixError(502, "M_UNKNOWN", f"{server} answered {e.status} {e.errcode or ''}".rstrip())
+        except Exception as e:  # DNS, connection, TLS, blocked address: echoed, we would be a port scanner
+            logger.info("publicRooms of %s for %s failed: %s", server, requester_id, e)
+            raise MatrixError(502, "M_UNKNOWN", "Could not fetch that server's room directory")

@@ -1,0 +1,1 @@
+"""Administration commands run by ``hexagone`` (homeserver/cli.py) besides serving."""
