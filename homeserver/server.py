@@ -203,7 +203,8 @@ def build_server(config, reactor) -> HomeServer:
     hs.resource = MatrixResource(hs.router, auth.resolve_token,
                                  authenticate_server=hs.federation.authenticator.authenticate,
                                  db_counters=lambda: (db.txn_count, db.round_trips),
-                                 room_gate=hs.room_events.settled, federation_limit=ratelimit.federation.run)
+                                 room_gate=hs.room_events.settled, federation_limit=ratelimit.federation.run,
+                                 tarpit=ratelimit.tarpit)
     return hs
 
 
