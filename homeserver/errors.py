@@ -42,6 +42,11 @@ def invalid_param(msg: str) -> MatrixError:
     return MatrixError(400, "M_INVALID_PARAM", msg)
 
 
+def too_large(msg: str) -> MatrixError:
+    """413 M_TOO_LARGE: the request names more than the server handles at once (spec "Standard error response")."""
+    return MatrixError(413, "M_TOO_LARGE", msg)
+
+
 def unknown_token(msg: str = "Unknown access token", soft_logout: bool = False) -> MatrixError:
     return MatrixError(401, "M_UNKNOWN_TOKEN", msg, soft_logout=soft_logout)
 

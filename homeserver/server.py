@@ -261,7 +261,8 @@ def build_server(config, reactor) -> HomeServer:
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
                               db_counters=lambda: (db.txn_count, db.round_trips),
-                              room_gate=room_events.settled, federation_limit=ratelimit.federation.run)
+                              room_gate=room_events.settled, federation_limit=ratelimit.federation.run,
+                              tarpit=ratelimit.tarpit)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,

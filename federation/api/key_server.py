@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from federation.client import HEXAGONE_VERSION
 from federation.policy import split_server_name
-from homeserver.errors import MatrixError, bad_json
+from homeserver.errors import MatrixError, bad_json, too_large
 from homeserver.http.router import AUTH_NONE, NO_PREFIX, ApiRequest, Endpoint
 
 
@@ -17,11 +17,22 @@ def _server_name_param(value: str) -> str:
     return value
 
 
+# One unauthenticated notary query fans out to each server it names: at most this many servers, key ids in all.
+MAX_QUERY_SERVERS = 100
+MAX_QUERY_KEY_IDS = 1000
+
+
 def _criteria(body: dict, now: int) -> dict[str, tuple[list[str], int]]:
-    """``POST /query`` body -> server -> (key ids, the latest minimum_valid_until_ts; now if none)."""
+    """``POST /query`` body -> server -> (key ids, the latest minimum_valid_until_ts; now if none).
+
+    More than ``MAX_QUERY_SERVERS`` servers or ``MAX_QUERY_KEY_IDS`` key ids: 413 M_TOO_LARGE (the spec sets
+    no limit; the request is refused as too large rather than cut)."""
     server_keys = body.get("server_keys")
     if not isinstance(server_keys, dict):
         raise bad_json("server_keys must be an object")
+    if len(server_keys) > MAX_QUERY_SERVERS or \
+            sum(len(k) for k in server_keys.values() if isinstance(k, dict)) > MAX_QUERY_KEY_IDS:
+        raise too_large(f"at most {MAX_QUERY_SERVERS} servers and {MAX_QUERY_KEY_IDS} key ids per query")
     out = {}
     for server_name, keys in server_keys.items():
         if not isinstance(keys, dict):

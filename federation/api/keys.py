@@ -7,11 +7,14 @@ behind X-Matrix auth, about local users only.
 
 from __future__ import annotations
 
-from homeserver.errors import MatrixError, bad_json
+from homeserver.errors import MatrixError, bad_json, too_large
 from homeserver.events.identifiers import domain_of
 from homeserver.http.router import AUTH_SERVER, NO_PREFIX, ApiRequest, Endpoint
 
 PREFIX = "/_matrix/federation/v1"
+# Users (query) and devices (claim) one request may name; more: 413 M_TOO_LARGE, not a partial answer.
+MAX_KEYS_USERS = 1000
+MAX_KEYS_DEVICES = 10000
 
 
 def _not_local(user_id: str) -> MatrixError:
@@ -34,6 +37,8 @@ async def keys_query(hs, req: ApiRequest):
     if not isinstance(wanted, dict) or not all(
             v is None or isinstance(v, list) and all(isinstance(d, str) for d in v) for v in wanted.values()):
         raise bad_json("device_keys must map user ids to lists of device ids")
+    if len(wanted) > MAX_KEYS_USERS or sum(len(v or ()) for v in wanted.values()) > MAX_KEYS_DEVICES:
+        raise too_large(f"at most {MAX_KEYS_USERS} users and {MAX_KEYS_DEVICES} devices per query")
     for user_id in wanted:
         if not _is_local(hs, user_id):
             raise _not_local(user_id)
@@ -46,6 +51,8 @@ async def keys_claim(hs, req: ApiRequest):
     if not isinstance(wanted, dict) or not all(
             isinstance(v, dict) and all(isinstance(a, str) for a in v.values()) for v in wanted.values()):
         raise bad_json("one_time_keys must map user ids to device ids to algorithms")
+    if len(wanted) > MAX_KEYS_USERS or sum(len(v) for v in wanted.values()) > MAX_KEYS_DEVICES:
+        raise too_large(f"at most {MAX_KEYS_USERS} users and {MAX_KEYS_DEVICES} devices per claim")
     return {"one_time_keys": await hs.e2e_keys.claim_local({u: d for u, d in wanted.items() if _is_local(hs, u)})}
 
 

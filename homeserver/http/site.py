@@ -22,6 +22,7 @@ from homeserver.errors import MatrixError
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest, Router
 from homeserver.http.listener import ListenerPolicy, ListenerRequest, listener_site
 from homeserver.requester import Requester
+from homeserver.services.ratelimit import Tarpit
 
 logger = logging.getLogger("homeserver.access")
 
@@ -67,7 +68,8 @@ class MatrixResource(resource.Resource):
                  max_body: int = JSON_BODY_LIMIT,
                  db_counters: DbCounters | None = None,
                  room_gate: Callable[[str], Awaitable[None]] | None = None,
-                 federation_limit: FederationLimit | None = None):
+                 federation_limit: FederationLimit | None = None,
+                 tarpit: Tarpit | None = None):
         super().__init__()
         self._router = router
         self._room_gate = room_gate  # awaited before a request about a room (a join still completing)
@@ -75,6 +77,7 @@ class MatrixResource(resource.Resource):
         self._resolve_token = resolve_token
         self._authenticate_server = authenticate_server
         self._federation_limit = federation_limit
+        self._tarpit = tarpit  # delays the 429s of a client that ignores retry_after_ms
         self._max_body = max_body
         self.in_flight: set[Request] = set()
         self._drained: list[defer.Deferred] = []
@@ -151,16 +154,24 @@ class MatrixResource(resource.Resource):
             body=body, client_ip=request.getClientAddress().host, uri=request.uri.decode("utf-8", "replace"),
         )
         request.notifyFinish().addErrback(lambda _: [cb() for cb in req.on_disconnect])
+        try:
+            result = await self._call(route, found, req)
+        except MatrixError as e:
+            if e.errcode == "M_LIMIT_EXCEEDED" and self._tarpit is not None:
+                client = req.requester.user_id if req.requester is not None else req.origin or req.client_ip
+                await self._tarpit.refused(client, e.extra.get("retry_after_ms", 1000))
+            raise
+        if isinstance(result, tuple):
+            return result
+        return 200, result
+
+    async def _call(self, route, found: dict, req: ApiRequest) -> Any:
         await self._authenticate(route.auth, req)
         if self._room_gate is not None and "roomId" in found:
             await self._room_gate(found["roomId"])
         if route.auth == AUTH_SERVER and self._federation_limit is not None:
-            result = await self._federation_limit(req.origin, lambda: route.handler(req))
-        else:
-            result = await route.handler(req)
-        if isinstance(result, tuple):
-            return result
-        return 200, result
+            return await self._federation_limit(req.origin, lambda: route.handler(req))
+        return await route.handler(req)
 
     async def _authenticate(self, scheme: str, req: ApiRequest) -> None:
         if scheme == AUTH_NONE:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, replace
 
 from homeserver.errors import bad_json
 from homeserver.events.dotted_paths import split_dotted_path
+from homeserver.events.glob import glob_matches
 
 
 def _type_matches(pattern: str, value: str) -> bool:
-    return fnmatch.fnmatchcase(value, pattern) if "*" in pattern else pattern == value
+    """Spec "Filtering": ``*`` matches any sequence of characters, everything else itself (case-sensitive)."""
+    return glob_matches(pattern, value, case_sensitive=True, single_char=False) if "*" in pattern \
+        else pattern == value
 
 
 @dataclass(frozen=True)

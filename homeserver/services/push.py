@@ -18,8 +18,8 @@ from twisted.internet import defer
 
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.auth_rules import get_power_level
-from homeserver.events.push_rules import (KINDS, CompiledRule, InvalidRule, PushContext, client_rule, client_ruleset,
-                                          compile_ruleset, evaluate_compiled, find_rule, highlights,
+from homeserver.events.push_rules import (KINDS, CompiledRule, InvalidRule, PushContext, check_ruleset_size,
+                                          client_rule, client_ruleset, compile_ruleset, evaluate_compiled, find_rule, highlights,
                                           is_default_rule_id, merge_ruleset, notifies, validate_actions,
                                           validate_rule_body)
 from homeserver.events.threads import MAIN_THREAD, thread_walk
@@ -200,7 +200,7 @@ class PushService:
         try:
             stored = validate_rule_body(kind, body)
         except InvalidRule as e:
-            raise MatrixError(400, e.errcode, str(e))
+            raise _rule_error(e)
         async with self._user_lock(user_id):
             own, _ = await self._store.get_rules(user_id)
             rules = own.get(kind, [])
@@ -211,6 +211,10 @@ class PushService:
             else:
                 rules = [r for r in rules if r["rule_id"] != rule_id]
                 rules.insert(_insert_index(rules, before, after), new)
+            try:
+                check_ruleset_size({**own, kind: rules})
+            except InvalidRule as e:
+                raise _rule_error(e)
             await self._store.replace_kind(user_id, kind, rules)
             await self._rules_changed(user_id)
 
@@ -235,7 +239,7 @@ class PushService:
             try:
                 value = validate_actions(value)
             except InvalidRule as e:
-                raise MatrixError(400, e.errcode, str(e))
+                raise _rule_error(e)
         async with self._user_lock(user_id):
             await self._existing(user_id, kind, rule_id)
             if is_default_rule_id(rule_id):
@@ -430,6 +434,11 @@ class PushService:
         if actions and len(actions) == limit:
             result["next_token"] = str(actions[-1].stream_ordering)
         return result
+
+
+def _rule_error(e: InvalidRule) -> MatrixError:
+    """413 for a rule set past its size caps (M_TOO_LARGE), else 400 with the rule's errcode."""
+    return MatrixError(413 if e.errcode == "M_TOO_LARGE" else 400, e.errcode, str(e))
 
 
 def _insert_index(rules: list[dict], before: str | None, after: str | None) -> int:

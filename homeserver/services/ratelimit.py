@@ -27,6 +27,13 @@ others                     registration, login, room creation, presence, user di
 The keys of features Hexagone does not have yet are parsed and reported at start-up (``config.RC_NOT_ENFORCED``).
 
 An exemption (Synapse's appservice ``rate_limited: false``) belongs in :meth:`RateLimits.exempt`.
+
+A client that ignores ``retry_after_ms`` and keeps sending is slowed down by :class:`Tarpit`: its first 429 is
+answered at once, each later one (while it was still told to wait) only after its wait, up to
+``TARPIT_MAX_DELAY_S``; a client that waits for its answers before sending again (HTTP/1.1) then sends at
+about the limit instead of thousands of refused requests a second, each costing the reactor. Held answers are
+bounded in time and in number (per client and in all), so the tarpit cannot itself exhaust memory: past the
+bound, refusals are answered at once. ``rc_federation`` already delays a remote server's requests.
 """
 
 from __future__ import annotations
@@ -144,6 +151,50 @@ class FederationRateLimiter:
                 del self._hosts[host]
 
 
+TARPIT_MAX_DELAY_S = 1.0
+TARPIT_MAX_HELD = 1000  # 429 answers held at once, all clients together
+TARPIT_MAX_HELD_PER_CLIENT = 16
+
+
+class Tarpit:
+    """Delays the 429 answers of a client that keeps sending while told to wait (see the module docstring)."""
+
+    def __init__(self, clock):
+        self._clock = clock
+        self._told: dict[str, float] = {}  # client -> when the wait of its last 429 ends
+        self._held: dict[str, int] = {}  # client -> answers held now
+        self.held = 0
+        self._prune_at = 100_000
+
+    async def refused(self, client: str, retry_after_ms: int) -> None:
+        """``client`` is refused with ``retry_after_ms``: returns at once, or after the wait if it hammers."""
+        now = self._clock.seconds()
+        told_until = self._told.get(client, 0.0)
+        self._told[client] = max(told_until, now + retry_after_ms / 1000)
+        if len(self._told) > self._prune_at:
+            self._prune(now)
+        held = self._held.get(client, 0)
+        if told_until <= now or self.held >= TARPIT_MAX_HELD or held >= TARPIT_MAX_HELD_PER_CLIENT:
+            return
+        self._held[client] = held + 1
+        self.held += 1
+        try:
+            await task.deferLater(self._clock, min(retry_after_ms / 1000, TARPIT_MAX_DELAY_S))
+        finally:
+            self.held -= 1
+            if self._held[client] == 1:
+                del self._held[client]
+            else:
+                self._held[client] -= 1
+
+    def _prune(self, now: float) -> None:
+        """Forget the clients whose wait is over (client keys come from the network: memory stays bounded)."""
+        for client, until in list(self._told.items()):
+            if until <= now:
+                del self._told[client]
+        self._prune_at = max(100_000, 2 * len(self._told))
+
+
 class RateLimits:
     """Every enforced limit of one server, built from its configuration (see the module docstring)."""
 
@@ -169,6 +220,7 @@ class RateLimits:
         self.user_directory = bucket("rc_user_directory")
         self.federation = FederationRateLimiter(clock, config.rc_federation)
         self.key_server = FederationRateLimiter(clock, config.rc_federation)  # by client IP
+        self.tarpit = Tarpit(clock)
 
     def exempt(self, user_id: str) -> bool:
         """Users no limit applies to; none yet (appservices with ``rate_limited: false`` will be)."""

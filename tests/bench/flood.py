@@ -49,10 +49,12 @@ class Phase:
     round_trip_ms: list[float] = field(default_factory=list)
     victim_errors: list[str] = field(default_factory=list)
     flood: Counter = field(default_factory=Counter)
+    client_cpu_pct: float = 0.0  # this script's own CPU (victims and flooder) over the phase: it shares the cores
 
     def figures(self) -> dict:
         out = {"round_trips": len(self.round_trip_ms), "victim_errors": len(self.victim_errors),
-               "first_victim_error": self.victim_errors[0] if self.victim_errors else None}
+               "first_victim_error": self.victim_errors[0] if self.victim_errors else None,
+               "client_cpu_pct": round(self.client_cpu_pct, 1)}
         for name, values in (("send", self.send_ms), ("round_trip", self.round_trip_ms)):
             for p in (50, 99):
                 out[f"{name}_p{p}_ms"] = round(percentile(values, p), 2) if values else None
@@ -105,11 +107,13 @@ async def flooder(clients: list[MatrixClient], room_id: str, until: float, max_r
 async def measure(victims: list[tuple[MatrixClient, str]], flood: tuple[list[MatrixClient], str] | None,
                   args: argparse.Namespace) -> Phase:
     phase = Phase()
-    until = time.perf_counter() + args.seconds
+    started, cpu = time.perf_counter(), time.process_time()
+    until = started + args.seconds
     tasks = [victim(c, room, until, args.interval_ms / 1000, phase) for c, room in victims]
     if flood is not None:
         tasks.append(flooder(flood[0], flood[1], until, args.max_flood, phase.flood))
     await asyncio.gather(*tasks)
+    phase.client_cpu_pct = 100 * (time.process_time() - cpu) / (time.perf_counter() - started)
     return phase
 
 
@@ -178,7 +182,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Phase]:
 
 def report(results: dict[str, dict[str, Phase]]) -> tuple[str, dict]:
     lines = ["| scenario | phase | victim round trips | send p50 / p99 (ms) | send→/sync p50 / p99 (ms) "
-             "| victim errors | flooder |", "|---|---|---|---|---|---|---|"]
+             "| victim errors | flooder | script CPU |", "|---|---|---|---|---|---|---|---|"]
     data: dict = {}
     verdicts = []
     for scenario, phases in results.items():
@@ -186,7 +190,8 @@ def report(results: dict[str, dict[str, Phase]]) -> tuple[str, dict]:
         for name, f in data[scenario].items():
             flood = ", ".join(f"{k}: {v}" for k, v in f["flood"].items()) or "—"
             lines.append(f"| {scenario} | {name} | {f['round_trips']} | {f['send_p50_ms']} / {f['send_p99_ms']} "
-                         f"| {f['round_trip_p50_ms']} / {f['round_trip_p99_ms']} | {f['victim_errors']} | {flood} |")
+                         f"| {f['round_trip_p50_ms']} / {f['round_trip_p99_ms']} | {f['victim_errors']} | {flood} "
+                         f"| {f['client_cpu_pct']}% |")
         idle, flood = data[scenario]["idle"]["round_trip_p99_ms"], data[scenario]["flood"]["round_trip_p99_ms"]
         ratio = flood / idle if idle and flood else None
         data[scenario]["p99_ratio"] = ratio

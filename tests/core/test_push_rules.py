@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from homeserver.events.push_rules import (InvalidRule, PushContext, client_ruleset, condition_matches, default_rules,
-                                          evaluate, highlights, merge_ruleset, notifies, validate_actions, validate_rule_body)
+from homeserver.events.push_rules import (MAX_PATTERN_CHARS, MAX_PATTERN_LENGTH, MAX_USER_RULES, InvalidRule,
+                                          PushContext, check_ruleset_size, client_ruleset, condition_matches,
+                                          default_rules, evaluate, highlights, merge_ruleset, notifies,
+                                          validate_actions, validate_rule_body)
 
 ME = "@me:example.org"
 OTHER = "@other:example.org"
@@ -311,3 +313,20 @@ def test_arbitrary_conditions_never_raise(conditions, content):
     own = {"override": [{"rule_id": "fuzz", "enabled": True, "conditions": conditions, "actions": ["notify"]}]}
     rule_id, actions = evaluate(rules(own), {"type": "m.room.message", "sender": OTHER, "content": content}, ctx())
     assert rule_id in (None, "fuzz") or rule_id.startswith(".")
+
+
+def test_ruleset_size_caps():
+    """One pattern, a user's rule count and their patterns in all are capped (each message is matched on them)."""
+    condition = {"kind": "event_match", "key": "content.body", "pattern": "x" * (MAX_PATTERN_LENGTH + 1)}
+    for kind, body in (("content", {"pattern": condition["pattern"]}), ("underride", {"conditions": [condition]})):
+        with pytest.raises(InvalidRule) as refused:
+            validate_rule_body(kind, dict(body, actions=[]))
+        assert refused.value.errcode == "M_INVALID_PARAM"
+    full = {"content": [{"pattern": "x" * MAX_PATTERN_LENGTH}] * (MAX_PATTERN_CHARS // MAX_PATTERN_LENGTH),
+            "room": [{}] * (MAX_USER_RULES - MAX_PATTERN_CHARS // MAX_PATTERN_LENGTH)}
+    check_ruleset_size(full)
+    for over in ({**full, "override": [{"conditions": [dict(condition, pattern="x")]}]},
+                 {**full, "sender": [{}]}):
+        with pytest.raises(InvalidRule) as refused:
+            check_ruleset_size(over)
+        assert refused.value.errcode == "M_TOO_LARGE"

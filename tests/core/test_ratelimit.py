@@ -7,7 +7,8 @@ from twisted.internet import defer, task
 
 from homeserver.config import FederationRateLimit
 from homeserver.errors import MatrixError
-from homeserver.services.ratelimit import FederationRateLimiter, Ratelimiter
+from homeserver.services.ratelimit import (TARPIT_MAX_DELAY_S, TARPIT_MAX_HELD, TARPIT_MAX_HELD_PER_CLIENT,
+                                           FederationRateLimiter, Ratelimiter, Tarpit)
 
 
 def test_bucket_refills_and_keys_are_independent():
@@ -91,3 +92,38 @@ def test_federation_limiter_window_and_hosts_are_independent():
     assert busy.started == [0, 1, 2]
     busy.request(3)
     assert busy.started == [0, 1, 2, 3]  # a new window
+
+
+def test_tarpit_holds_a_hammering_client_bounded_in_time_and_number():
+    clock = task.Clock()
+    tarpit = Tarpit(clock)
+    first = defer.ensureDeferred(tarpit.refused("@a:x", 5000))
+    assert first.called  # the first refusal is answered at once
+    held = [defer.ensureDeferred(tarpit.refused("@a:x", 5000)) for _ in range(TARPIT_MAX_HELD_PER_CLIENT + 3)]
+    assert [d.called for d in held] == [False] * TARPIT_MAX_HELD_PER_CLIENT + [True] * 3
+    assert tarpit.held == TARPIT_MAX_HELD_PER_CLIENT
+    assert defer.ensureDeferred(tarpit.refused("@b:x", 5000)).called  # another client: told first
+    clock.advance(TARPIT_MAX_DELAY_S)  # the hold never exceeds the cap, whatever retry_after_ms says
+    assert all(d.called for d in held) and tarpit.held == 0
+    # a short wait is held for that wait only
+    short = defer.ensureDeferred(tarpit.refused("@b:x", 100))
+    clock.advance(0.099)
+    assert not short.called
+    clock.advance(0.002)
+    assert short.called
+
+
+def test_tarpit_total_held_is_bounded_and_told_clients_are_pruned():
+    clock = task.Clock()
+    tarpit = Tarpit(clock)
+    clients = [f"@u{i}:x" for i in range(TARPIT_MAX_HELD // 2 + 1)]
+    for client in clients:
+        defer.ensureDeferred(tarpit.refused(client, 1000))
+    held = [defer.ensureDeferred(tarpit.refused(c, 1000)) for c in clients for _ in range(2)]
+    assert sum(not d.called for d in held) == TARPIT_MAX_HELD == tarpit.held
+    clock.advance(TARPIT_MAX_DELAY_S)
+    assert tarpit.held == 0
+    for n in range(100_001):  # clients come from the network: the told ones whose wait is over are forgotten
+        defer.ensureDeferred(tarpit.refused(f"ip{n}", 1))
+        clock.advance(0.01)
+    assert len(tarpit._told) < 1000

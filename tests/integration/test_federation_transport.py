@@ -19,6 +19,7 @@ from twisted.internet.task import Clock
 from twisted.web import resource, server
 from unpaddedbase64 import encode_base64
 
+from federation.api.keys import MAX_KEYS_DEVICES, MAX_KEYS_USERS
 from federation.client import (BlockedAddressError, FederationClient, FederationDeniedError, HttpResponseError,
                                RequestSendFailed)
 from federation.keys import KeyLookupError, KeyRing, ServerKeys, keys_from_response
@@ -26,6 +27,7 @@ from federation.policy import IpRangeFilter
 from federation.request_auth import AuthHeaderError, parse_x_matrix, sign_request, verify_request
 from federation.sender import FederationSender
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
+from federation.transport import MAX_QUERY_KEY_IDS, MAX_QUERY_SERVERS
 from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST, parse_config
 from homeserver.events.signing import verify_signed_json
 from homeserver.storage import federation_queue
@@ -113,6 +115,29 @@ def test_notary_fetches_directly_and_countersigns(a, b):
 def test_notary_errors(a, method, path, body, status, errcode):
     got_status, got = a.https(method, path, body)
     assert (got_status, got["errcode"]) == (status, errcode), got
+
+
+def test_notary_query_naming_too_many_servers_or_keys_is_refused(a):
+    """One unauthenticated query may not fan out to any number of servers: 413 M_TOO_LARGE past the caps."""
+    too_many_servers = {f"s{i}.invalid": {} for i in range(MAX_QUERY_SERVERS + 1)}
+    too_many_keys = {"x.invalid": {f"ed25519:{i}": {} for i in range(MAX_QUERY_KEY_IDS + 1)}}
+    for criteria in (too_many_servers, too_many_keys):
+        status, body = a.https("POST", "/_matrix/key/v2/query", {"server_keys": criteria})
+        assert (status, body["errcode"]) == (413, "M_TOO_LARGE"), body
+
+
+def test_federation_keys_query_and_claim_naming_too_many_users_are_refused(a, b):
+    users = [f"@u{i}:{b.name}" for i in range(MAX_KEYS_USERS + 1)]
+    for path, content in (("/user/keys/query", {"device_keys": {u: [] for u in users}}),
+                          ("/user/keys/claim", {"one_time_keys": {u: {"D": "signed_curve25519"} for u in users}}),
+                          ("/user/keys/claim", {"one_time_keys": {users[0]: {
+                              f"D{i}": "signed_curve25519" for i in range(MAX_KEYS_DEVICES + 1)}}})):
+        status, body = b.signed("POST", "/_matrix/federation/v1" + path, origin=a.name, key=a.signing_key,
+                                content=content)
+        assert (status, body["errcode"]) == (413, "M_TOO_LARGE"), body
+    status, body = b.signed("POST", "/_matrix/federation/v1/user/keys/query", origin=a.name, key=a.signing_key,
+                            content={"device_keys": {u: [] for u in users[:MAX_KEYS_USERS]}})
+    assert status == 200, body
 
 
 def test_notary_answers_empty_for_unreachable_servers(a):

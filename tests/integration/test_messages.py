@@ -101,6 +101,26 @@ def test_messages_filter(long_room):
     assert {e["sender"] for e in lazy["chunk"]} <= {e["state_key"] for e in lazy["state"]}
 
 
+def test_filter_types_star_is_the_only_wildcard(homeserver):
+    """Spec "Filtering": in ``types``/``not_types`` only ``*`` is special (no ``?`` nor ``[...]`` as fnmatch has),
+    and the match is case-sensitive."""
+    alice = homeserver.register()
+    room = alice.create_room()
+    sent = ["org.ex.a?c", "org.ex.abc", "org.ex.[ab]x", "org.ex.ax", "Org.Ex.ABCD"]
+    for event_type in sent:
+        alice.send(room, {"n": event_type}, event_type=event_type)
+
+    def types(**event_filter):
+        chunk = alice.messages(room, dir="b", limit=50, filter=event_filter)["chunk"]
+        return sorted(e["type"] for e in chunk if e["type"] in sent)
+
+    assert types(types=["org.ex.a?c*"]) == ["org.ex.a?c"]
+    assert types(types=["org.ex.[ab]x*"]) == ["org.ex.[ab]x"]
+    assert types(types=["org.ex.abc*"]) == ["org.ex.abc"]
+    assert types(types=["Org.*"]) == ["Org.Ex.ABCD"]
+    assert types(types=["org.*"], not_types=["*?c", "*]x"]) == ["org.ex.abc", "org.ex.ax"]
+
+
 def test_context_and_event(long_room):
     alice, bob, room, ids = long_room
     ctx = alice.ok("GET", f"/rooms/{q(room)}/context/{q(ids[30])}", params={"limit": 6})

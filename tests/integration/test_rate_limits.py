@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from homeserver.services.ratelimit import TARPIT_MAX_DELAY_S, TARPIT_MAX_HELD_PER_CLIENT
 from tests.integration.harness import PASSWORD, User, q, unique
 
 NO_REFILL = 0.0001  # per second: nothing comes back during a test
@@ -88,6 +89,43 @@ def test_rc_message_counts_every_event_and_profile_change(limited, action):
     own = [user.send(room_id, f"message {i}") for i in range(MESSAGE_BURST)]
     assert_limited(*exchange(user, *ACTIONS[action](user, room_id, own[0])))
     other.send(room_id, "others are unaffected")
+
+
+def test_a_client_that_keeps_sending_gets_delayed_429s_and_others_are_served_promptly(limited):
+    """The tarpit: the first 429 at once, each later one (still told to wait) after up to TARPIT_MAX_DELAY_S;
+    at most TARPIT_MAX_HELD_PER_CLIENT held at once (the others answered at once), all released, and another
+    user's send is not queued behind them."""
+    user, other = limited.process.register(), limited.process.register()
+    room_id = user.create_room(preset="public_chat")
+    other.join(room_id)
+    for i in range(MESSAGE_BURST):
+        user.send(room_id, f"message {i}")
+    message = {"msgtype": "m.text", "body": "one more"}
+
+    def hammer() -> tuple[float, tuple]:
+        started = time.monotonic()
+        answer = exchange(user, "PUT", send_path(room_id), message)
+        return time.monotonic() - started, answer
+
+    told, answer = hammer()
+    assert_limited(*answer)
+    assert told < TARPIT_MAX_DELAY_S, told
+    again, answer = hammer()
+    assert_limited(*answer)
+    assert again >= TARPIT_MAX_DELAY_S * 0.99, again
+
+    n = 2 * TARPIT_MAX_HELD_PER_CLIENT
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(hammer) for _ in range(n)]
+        started = time.monotonic()
+        other.send(room_id, "served while the hammering user's requests are held")
+        prompt = time.monotonic() - started
+        assert prompt < TARPIT_MAX_DELAY_S and not all(f.done() for f in futures), prompt
+        answers = [f.result() for f in futures]
+    for _, answer in answers:
+        assert_limited(*answer)
+    held = sorted(round(d, 2) for d, _ in answers if d >= TARPIT_MAX_DELAY_S * 0.99)
+    assert len(held) == TARPIT_MAX_HELD_PER_CLIENT, sorted(round(d, 2) for d, _ in answers)
 
 
 def test_rc_admin_redaction_for_redactions_of_others_events(limited):
