@@ -27,7 +27,7 @@ from federation.policy import IpRangeFilter
 from federation.request_auth import AuthHeaderError, parse_x_matrix, sign_request, verify_request
 from federation.sender import FederationSender
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
-from federation.transport import MAX_QUERY_KEY_IDS, MAX_QUERY_SERVERS
+from federation.api.key_server import MAX_QUERY_KEY_IDS, MAX_QUERY_SERVERS
 from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST, parse_config
 from homeserver.events.signing import verify_signed_json
 from homeserver.storage import federation_queue
