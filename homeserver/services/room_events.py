@@ -290,9 +290,7 @@ class RoomEventService:
         The transaction id is checked under the room lock, so concurrent retries make one event.
         With ``dry_run`` the event is built and authorised but not written.
         """
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             if spec.txn is not None:
                 existing = await self._store.get_event_id_for_txn(room_id, *spec.txn)
                 if existing is not None:
@@ -303,20 +301,14 @@ class RoomEventService:
             if dry_run:
                 return (await self._prepare(head.copy(), spec, self.now_ms(), {})).event
             return (await self._append(head, [spec], self.now_ms()))[0]
-        finally:
-            lock.release()
 
     async def send_batch(self, room_id: str, specs: list[EventSpec]) -> list[StoredEvent]:
         """Append events to a room in order, in one transaction. All are authorised before any is written."""
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             head = await self._head(room_id)
             if head is None:
                 raise not_found("Unknown room")
             return await self._append(head, specs, self.now_ms())
-        finally:
-            lock.release()
 
     async def create_room(self, version: RoomVersion, create: EventSpec, rest: list[EventSpec],
                           room_id: str | None, is_public: bool) -> tuple[str, list[StoredEvent]]:
@@ -331,14 +323,10 @@ class RoomEventService:
         elif room_id is None:
             room_id = f"!{random_string(18)}:{self.server_name}"
         head = RoomHead(room_id, version, {}, [], 0, None)
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             await self._store.store_room(room_id, version.identifier, create.sender, is_public, now)
             self._heads[room_id] = head
             events = await self._append(head, [create] + rest, now)
-        finally:
-            lock.release()
         return room_id, events
 
     async def _append(self, head: RoomHead, specs: list[EventSpec], now: int) -> list[StoredEvent]:
@@ -441,9 +429,7 @@ class RoomEventService:
     async def persist_external(self, room_id: str, version: RoomVersion, items: list[ExternalEvent]
                                ) -> list[StoredEvent]:
         """Persist checked remote events in order; the room is created if we did not know it."""
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             head = await self._head_or_new(room_id, version)
             work = head.copy()
             known = await self.get_events(event_id_of(i.pdu, version) for i in items)
@@ -463,8 +449,6 @@ class RoomEventService:
                 self.stream.done(positions)
             head.state, head.extremities, head.depth, head.state_group = (
                 work.state, work.extremities, work.depth, work.state_group)
-        finally:
-            lock.release()
         events = [n.event for n in news]
         for ev in events:
             ev.redacted_by = redacted.get(ev.event_id, ev.redacted_by)
@@ -478,9 +462,7 @@ class RoomEventService:
     async def store_out_of_band_membership(self, room_id: str, version: RoomVersion, pdu: dict) -> StoredEvent:
         """An invite, knock or rejection for a room this server is not in (spec "Inviting to a room"):
         stored as an outlier that sets the local user's membership, so /sync shows it."""
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             head = await self._head_or_new(room_id, version)
             pos = self.stream.allocate()[0]
             event = StoredEvent(event_id_of(pdu, version), pdu, pos, room_id, outlier=True)
@@ -491,8 +473,6 @@ class RoomEventService:
             finally:
                 self.stream.done([pos])
             head.state[key] = event.event_id
-        finally:
-            lock.release()
         self.cache.put(event)
         self._announce([event])
         return event
@@ -500,9 +480,7 @@ class RoomEventService:
     async def persist_backfilled(self, room_id: str, version: RoomVersion, pdus: list[dict]) -> list[StoredEvent]:
         """History fetched with /backfill: stored before everything we hold (negative stream
         positions, newest first), never in /sync, without changing the room's current state."""
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             if self._backfill_floor is None:
                 self._backfill_floor = min(await self._store.min_stream_ordering(), 0)
             known = await self.get_events(event_id_of(p, version) for p in pdus)
@@ -513,8 +491,6 @@ class RoomEventService:
                 news.append(NewEvent(event=StoredEvent(event_id, pdu, self._backfill_floor, room_id),
                                      add_extremity=False, was_outlier=event_id in known))
             await self._store.persist_events(news)
-        finally:
-            lock.release()
         for new in news:
             self.cache.put(new.event)
         return [n.event for n in news]
