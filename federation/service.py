@@ -68,7 +68,6 @@ class Federation:
         self._drain: defer.Deferred | None = None  # the outbox being emptied, if it is
         self._handled = 0  # the stream ordering of the newest local event handled by the outbox
         self._stored = 0  # ... and the newest known stored as such (see catch_up)
-        room_events.listeners.append(self._on_new_events)
 
     async def origin_allowed_in_room(self, origin: str, room_id: str) -> bool:
         """Spec "Server Access Control Lists": enforced on everything a server sends us about a room."""
@@ -102,7 +101,7 @@ class Federation:
         return [stripped(ev) for ev in state.values()]
 
     # -- outbound -----------------------------------------------------------------------------------
-    def _on_new_events(self, events) -> None:
+    def on_new_events(self, events) -> None:
         """Queue local events for the other servers, strictly in the order they were persisted
         (a peer receiving an event before its parent would have to fetch the gap)."""
         local = [e for e in events if not e.outlier and domain_of(e.sender) == self.server_name]

@@ -164,10 +164,12 @@ def build_server(config, reactor) -> HomeServer:
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, reactor=reactor, failed_logins=ratelimit.login_failed)
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor)
+    # Filled once every listener is built (they read rooms through room_events): see _room_event_listeners.
+    room_event_listeners: list = []
     room_events = RoomEventService(
         clock=reactor, store=event_store, server_name=server_name, signing_key=signing_key,
         stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
-        state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()))
+        state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()), listeners=room_event_listeners)
     profiles = ProfileService(accounts=accounts_store, events=event_store, server_name=server_name)
     profiles.room_events = room_events
     serializer = EventSerializer(room_events, event_store)
@@ -179,12 +181,10 @@ def build_server(config, reactor) -> HomeServer:
                         default_room_version=config.default_room_version, directory=directory,
                         join_limits=ratelimit)
     history = RoomHistoryService(room_events=room_events, store=event_store, serializer=serializer, sync=sync)
-    room_events.listeners.append(lambda events: _notify_room_events(notifier, events))
     account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
     receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_events=room_events,
                               account_data=account_data, notifier=notifier, clock=reactor)
     typing = TypingService(reactor=reactor, room_events=room_events, notifier=notifier)
-    room_events.listeners.append(typing.on_room_events)
     for source in (account_data, receipts, typing):
         sync.add_source(source)
 
@@ -197,7 +197,8 @@ def build_server(config, reactor) -> HomeServer:
     _attach_e2ee(hs)
     _attach_push_presence_search(hs)
     hs.federation = federation_transport.build_transport(config, reactor, db, signing_key)
-    _attach_federation(hs)
+    edus = _attach_federation(hs)
+    room_event_listeners.extend(_room_event_listeners(hs, edus))
     for module in CLIENT_API_MODULES:
         module.register(hs.router, hs)
     hs.resource = MatrixResource(hs.router, auth.resolve_token,
@@ -207,7 +208,24 @@ def build_server(config, reactor) -> HomeServer:
     return hs
 
 
-def _attach_federation(hs: HomeServer) -> None:
+def _room_event_listeners(hs: HomeServer, edus: EduFederation) -> list:
+    """Who is told of new room events (local, remote, out-of-band memberships), in this order, once the
+    stream shows them. Only the first two depend on their places; the rest keep the order they had."""
+    return [
+        hs.push.on_room_events,  # first: a sync woken by the event waits for its push actions (counts come with it)
+        lambda events: _notify_room_events(hs.notifier, events),  # wakes /sync; after push, see above
+        hs.typing.on_room_events,  # a member who leaves stops typing
+        hs.device_lists.on_room_events,  # membership changes change who shares our users' device lists
+        hs.presence.on_room_events,
+        hs.user_directory.on_room_events,
+        hs.search.on_room_events,
+        hs.federation_handler.on_new_events,  # local events to the other servers of the room
+        hs.e2e_keys.remote.on_room_events,  # remote users who no longer share a room are no longer tracked
+        edus.on_room_events,  # presence to a room's new members, after the join PDU is queued to them
+    ]
+
+
+def _attach_federation(hs: HomeServer) -> EduFederation:
     """Rooms over federation: receiving and answering PDUs, remote membership, backfill."""
     transport = hs.federation
     hs.federation_rejections = FederationRejections(Counter("federation_rejected", "reason"))
@@ -218,17 +236,16 @@ def _attach_federation(hs: HomeServer) -> None:
     hs.rooms.federation = hs.federation_handler
     hs.history.backfill = hs.federation_handler.backfill
     hs.openid = OpenIdTokens(hs.reactor)
-    _attach_federation_edus(hs)
+    return _attach_federation_edus(hs)
 
 
-def _attach_federation_edus(hs: HomeServer) -> None:
+def _attach_federation_edus(hs: HomeServer) -> EduFederation:
     """Typing, receipts, presence, to-device messages and device lists to and from other servers."""
     remote_devices = RemoteDeviceLists(
         server_name=hs.server_name, client=hs.federation.client, cache=e2e_keys_storage.RemoteDeviceCache(hs.db),
         e2e_store=e2e_keys_storage.E2eKeyStore(hs.db), event_store=hs.event_store, device_lists=hs.device_lists,
         rejections=hs.federation_rejections)
     hs.e2e_keys.remote = remote_devices
-    hs.room_events.listeners.append(remote_devices.on_room_events)
     edus = EduFederation(
         server_name=hs.server_name, clock=hs.reactor, sender=hs.federation.sender,
         membership=hs.federation_handler.membership, room_events=hs.room_events, event_store=hs.event_store,
@@ -237,6 +254,7 @@ def _attach_federation_edus(hs: HomeServer) -> None:
         remote_devices=remote_devices, acl=hs.federation_handler.origin_allowed_in_room,
         rejections=hs.federation_rejections)
     hs.federation_handler.receiver.edu_handlers.update(edus.handlers())
+    return edus
 
 
 def _attach_e2ee(hs: HomeServer) -> None:
@@ -252,7 +270,6 @@ def _attach_e2ee(hs: HomeServer) -> None:
                                    server_name=hs.server_name,
                                    stream=StreamIdGenerator(inbox_store.max_position_sync()))
     hs.key_backup = KeyBackupService(store=key_backup_storage.KeyBackupStore(hs.db))
-    hs.room_events.listeners.append(hs.device_lists.on_room_events)
     hs.auth.on_devices_removed += [hs.e2e_keys.on_devices_removed, hs.to_device.on_devices_removed]
     hs.sync.add_source(DeviceListSource(hs.device_lists, hs.e2e_keys), volatile=True)  # one-time key counts
     hs.sync.add_source(ToDeviceSource(hs.to_device))
@@ -276,10 +293,6 @@ def _attach_push_presence_search(hs: HomeServer) -> None:
                           event_store=hs.event_store, account_data=hs.account_data, serializer=hs.serializer,
                           read_positions=receipts_storage.ReceiptStore(hs.db).read_positions,
                           server_name=hs.server_name, clock=hs.reactor)
-    # Push actions first: a sync woken by the event waits for them (counts come with the event).
-    hs.room_events.listeners.insert(0, hs.push.on_room_events)
-    hs.room_events.listeners += [hs.presence.on_room_events, hs.user_directory.on_room_events,
-                                 hs.search.on_room_events]
     hs.sync.add_source(hs.presence)
     hs.sync.add_source(hs.push)
 

@@ -84,7 +84,6 @@ class EduFederation:
         self._remote_devices = remote_devices
         self._typing_sent: dict[tuple[str, str], int] = {}  # (room, local typer) -> when last announced
         self._outbound: defer.Deferred = defer.succeed(None)  # queues ephemeral EDUs in the order they happen
-        room_events.listeners.append(self._on_room_events)
         typing.listeners.append(self._on_typing)
         receipts.listeners.append(self._on_receipt)
         presence.listeners.append(self._on_presence)
@@ -164,7 +163,7 @@ class EduFederation:
         push.setdefault("currently_active", False)
         return push
 
-    def _on_room_events(self, events) -> None:
+    def on_room_events(self, events) -> None:
         joins = [e for e in events if e.type == "m.room.member" and e.state_key and not e.outlier
                  and e.content.get("membership") == "join"]
         if joins and self._presence.enabled:

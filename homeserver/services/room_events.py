@@ -12,7 +12,7 @@ import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from twisted.internet import defer
 
@@ -119,7 +119,8 @@ class EventCache:
 
 class RoomEventService:
     def __init__(self, *, clock, store: EventStore, server_name: str, signing_key,
-                 stream: StreamIdGenerator, state_group_ids: StreamIdGenerator):
+                 stream: StreamIdGenerator, state_group_ids: StreamIdGenerator,
+                 listeners: Sequence[Callable[[list[StoredEvent]], None]]):
         self._clock = clock
         self._store = store
         self.server_name = server_name
@@ -131,7 +132,7 @@ class RoomEventService:
         self.cache = EventCache()
         self._last_create_ts = 0
         self._backfill_floor: int | None = None  # backfilled events count down from below every other
-        self.listeners: list[Callable[[list[StoredEvent]], None]] = []
+        self._listeners = listeners  # called in order with each batch of new events (see server.py)
         self._completing: dict[str, list[defer.Deferred]] = {}  # rooms whose join is completing: waiters
         self._until_known: list[defer.Deferred] | None = None  # start-up: partial joins not read yet
 
@@ -361,7 +362,7 @@ class RoomEventService:
     def _announce(self, events: list[StoredEvent]) -> None:
         """Call the listeners once the stream shows these events (a lower position may still be committing)."""
         def call_listeners() -> None:
-            for listener in self.listeners:
+            for listener in self._listeners:
                 listener(events)
 
         if events:
