@@ -24,6 +24,7 @@ from homeserver.events.canonical_json import encode_canonical_json
 from homeserver.events.hashing import event_id_of, strip_convenience_keys
 from homeserver.events.identifiers import domain_of
 from homeserver.events.redaction import redact_event
+from homeserver.events.room_head import advance, state_after, state_delta
 from homeserver.events.state_res import resolve_state
 from homeserver.events.errors import AuthError, EventFormatError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
@@ -506,30 +507,28 @@ class RoomEventService:
         if item.state_before is None:
             return new
         key = (pdu["type"], pdu["state_key"]) if "state_key" in pdu else None
-        state_after = dict(item.state_before)
+        after = state_after(item.state_before, key, event.event_id)
         if key is not None:
             event.replaces_state = item.state_before.get(key)
-            state_after[key] = event.event_id
         if key is None and item.state_before_group is not None:
             event.state_group = item.state_before_group
         else:
             event.state_group = self._new_state_group()
             new.prev_state_group = item.state_before_group
-            new.state_group_delta = {key: event.event_id} if item.state_before_group is not None else state_after
+            new.state_group_delta = {key: event.event_id} if item.state_before_group is not None else after
         if event.outlier:
             return new
         if pdu["type"] == "m.room.redaction":
             await self._external_redaction(work, new, item.state_before, pending)
-        prevs = set(event_id_list(pdu.get("prev_events", [])))
-        new.extremities_remove = [e for e in work.extremities if e in prevs]
-        work.extremities = [e for e in work.extremities if e not in prevs] + [event.event_id]
-        work.depth = max(work.depth, pdu.get("depth", 0))
+        moved = advance(work.extremities, work.depth, event.event_id, event_id_list(pdu.get("prev_events", [])),
+                        pdu.get("depth", 0))
+        new.extremities_remove, work.extremities, work.depth = moved.removed, moved.extremities, moved.depth
         if work.extremities == [event.event_id]:
-            resolved, work.state_group = state_after, event.state_group
+            resolved, work.state_group = after, event.state_group
         else:
             resolved = await self._resolve_extremities(work, pending)
             work.state_group = None
-        changed = {k: v for k, v in resolved.items() if work.state.get(k) != v}
+        changed = state_delta(work.state, resolved)
         changed_events = await self._events_incl_pending(changed.values(), pending)
         new.current_state_delta = {
             k: CurrentStateEntry(v, changed_events[v].content.get("membership") if k[0] == "m.room.member" else None,
