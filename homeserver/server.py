@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import defer
 
@@ -176,10 +176,12 @@ def build_server(config, reactor) -> HomeServer:
     ratelimit = RateLimits(config, reactor)
     transport = _build_transport(config, reactor, db, signing_key)
     rejections = FederationRejections(Counter("federation_rejected", "reason"))
+    # Filled at the end, once every listener is built (they read rooms through room_events).
+    room_event_listeners: list[Callable[[list], None]] = []
     room_events = RoomEventService(
         clock=reactor, store=event_store, server_name=server_name, signing_key=signing_key,
         stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
-        state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()))
+        state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()), listeners=room_event_listeners)
     profiles = ProfileService(accounts=accounts_store, events=event_store, room_events=room_events,
                               server_name=server_name)
     serializer = EventSerializer(room_events, event_store)
@@ -248,15 +250,20 @@ def build_server(config, reactor) -> HomeServer:
     search = SearchService(store=search_store, room_events=room_events, event_store=event_store,
                            serializer=serializer, sync=sync)
 
-    room_events.listeners.append(lambda events: _notify_room_events(notifier, events))
-    room_events.listeners.append(typing.on_room_events)
-    room_events.listeners.append(e2ee.device_lists.on_room_events)
-    # Push actions first: a sync woken by the event waits for them (counts come with the event).
-    room_events.listeners.insert(0, push.on_room_events)
-    room_events.listeners += [presence.on_room_events, user_directory.on_room_events, search.on_room_events]
-    room_events.listeners.append(federation_handler.on_new_events)
-    room_events.listeners.append(e2ee.remote_devices.on_room_events)
-    room_events.listeners.append(edus.on_room_events)
+    # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
+    # shows them. Only the first two depend on their places; the rest keep the order they had.
+    room_event_listeners.extend([
+        push.on_room_events,  # first: a sync woken by the event waits for its push actions (counts come with it)
+        lambda events: _notify_room_events(notifier, events),  # wakes /sync; after push, see above
+        typing.on_room_events,  # a member who leaves stops typing
+        e2ee.device_lists.on_room_events,  # membership changes change who shares our users' device lists
+        presence.on_room_events,
+        user_directory.on_room_events,
+        search.on_room_events,
+        federation_handler.on_new_events,  # local events to the other servers of the room
+        e2ee.remote_devices.on_room_events,  # remote users who no longer share a room are no longer tracked
+        edus.on_room_events,  # presence to a room's new members, after the join PDU is queued to them
+    ])
 
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,

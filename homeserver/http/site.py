@@ -167,8 +167,9 @@ class MatrixResource(resource.Resource):
 
     async def _call(self, route, found: dict, req: ApiRequest) -> Any:
         await self._authenticate(route.auth, req)
-        if self._room_gate is not None and "roomId" in found:
-            await self._room_gate(found["roomId"])
+        room = found.get("roomId") or found.get("roomIdOrAlias")  # an alias waits only for the start-up hold
+        if self._room_gate is not None and room is not None:
+            await self._room_gate(room)
         if route.auth == AUTH_SERVER and self._federation_limit is not None:
             return await self._federation_limit(req.origin, lambda: route.handler(req))
         return await route.handler(req)

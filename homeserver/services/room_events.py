@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from twisted.internet import defer
 
@@ -23,6 +23,7 @@ from homeserver.events.canonical_json import encode_canonical_json
 from homeserver.events.hashing import event_id_of, strip_convenience_keys
 from homeserver.events.identifiers import domain_of
 from homeserver.events.redaction import redact_event
+from homeserver.events.room_head import advance, state_after, state_delta
 from homeserver.events.state_res import resolve_state
 from homeserver.events.errors import AuthError, EventFormatError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
@@ -97,7 +98,8 @@ class ExternalEvent:
 
 class RoomEventService:
     def __init__(self, *, clock, store: EventStore, server_name: str, signing_key,
-                 stream: StreamIdGenerator, state_group_ids: StreamIdGenerator):
+                 stream: StreamIdGenerator, state_group_ids: StreamIdGenerator,
+                 listeners: Sequence[Callable[[list[StoredEvent]], None]]):
         self._clock = clock
         self._store = store
         self.server_name = server_name
@@ -109,7 +111,7 @@ class RoomEventService:
         self.cache: LruCache[str, StoredEvent] = LruCache(EVENT_CACHE_SIZE)  # persisted events by ID
         self._last_create_ts = 0
         self._backfill_floor: int | None = None  # backfilled events count down from below every other
-        self.listeners: list[Callable[[list[StoredEvent]], None]] = []
+        self._listeners = listeners  # called in order with each batch of new events (see server.py)
         self._completing: dict[str, list[defer.Deferred]] = {}  # rooms whose join is completing: waiters
         self._until_known: list[defer.Deferred] | None = None  # start-up: partial joins not read yet
 
@@ -268,9 +270,7 @@ class RoomEventService:
         The transaction id is checked under the room lock, so concurrent retries make one event.
         With ``dry_run`` the event is built and authorised but not written.
         """
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             if spec.txn is not None:
                 existing = await self._store.get_event_id_for_txn(room_id, *spec.txn)
                 if existing is not None:
@@ -281,20 +281,14 @@ class RoomEventService:
             if dry_run:
                 return (await self._prepare(head.copy(), spec, self.now_ms(), {})).event
             return (await self._append(head, [spec], self.now_ms()))[0]
-        finally:
-            lock.release()
 
     async def send_batch(self, room_id: str, specs: list[EventSpec]) -> list[StoredEvent]:
         """Append events to a room in order, in one transaction. All are authorised before any is written."""
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             head = await self._head(room_id)
             if head is None:
                 raise not_found("Unknown room")
             return await self._append(head, specs, self.now_ms())
-        finally:
-            lock.release()
 
     async def create_room(self, version: RoomVersion, create: EventSpec, rest: list[EventSpec],
                           room_id: str | None, is_public: bool) -> tuple[str, list[StoredEvent]]:
@@ -309,14 +303,10 @@ class RoomEventService:
         elif room_id is None:
             room_id = f"!{random_string(18)}:{self.server_name}"
         head = RoomHead(room_id, version, {}, [], 0, None)
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             await self._store.store_room(room_id, version.identifier, create.sender, is_public, now)
             self._heads[room_id] = head
             events = await self._append(head, [create] + rest, now)
-        finally:
-            lock.release()
         return room_id, events
 
     async def _append(self, head: RoomHead, specs: list[EventSpec], now: int) -> list[StoredEvent]:
@@ -351,7 +341,7 @@ class RoomEventService:
     def _announce(self, events: list[StoredEvent]) -> None:
         """Call the listeners once the stream shows these events (a lower position may still be committing)."""
         def call_listeners() -> None:
-            for listener in self.listeners:
+            for listener in self._listeners:
                 listener(events)
 
         if events:
@@ -419,9 +409,7 @@ class RoomEventService:
     async def persist_external(self, room_id: str, version: RoomVersion, items: list[ExternalEvent]
                                ) -> list[StoredEvent]:
         """Persist checked remote events in order; the room is created if we did not know it."""
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             head = await self._head_or_new(room_id, version)
             work = head.copy()
             known = await self.get_events(event_id_of(i.pdu, version) for i in items)
@@ -441,8 +429,6 @@ class RoomEventService:
                 self.stream.done(positions)
             head.state, head.extremities, head.depth, head.state_group = (
                 work.state, work.extremities, work.depth, work.state_group)
-        finally:
-            lock.release()
         events = [n.event for n in news]
         for ev in events:
             ev.redacted_by = redacted.get(ev.event_id, ev.redacted_by)
@@ -456,9 +442,7 @@ class RoomEventService:
     async def store_out_of_band_membership(self, room_id: str, version: RoomVersion, pdu: dict) -> StoredEvent:
         """An invite, knock or rejection for a room this server is not in (spec "Inviting to a room"):
         stored as an outlier that sets the local user's membership, so /sync shows it."""
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             head = await self._head_or_new(room_id, version)
             pos = self.stream.allocate()[0]
             event = StoredEvent(event_id_of(pdu, version), pdu, pos, room_id, outlier=True)
@@ -469,8 +453,6 @@ class RoomEventService:
             finally:
                 self.stream.done([pos])
             head.state[key] = event.event_id
-        finally:
-            lock.release()
         self.cache.put(event.event_id, event)
         self._announce([event])
         return event
@@ -478,9 +460,7 @@ class RoomEventService:
     async def persist_backfilled(self, room_id: str, version: RoomVersion, pdus: list[dict]) -> list[StoredEvent]:
         """History fetched with /backfill: stored before everything we hold (negative stream
         positions, newest first), never in /sync, without changing the room's current state."""
-        lock = self._lock(room_id)
-        await lock.acquire()
-        try:
+        async with self._lock(room_id):
             if self._backfill_floor is None:
                 self._backfill_floor = min(await self._store.min_stream_ordering(), 0)
             known = await self.get_events(event_id_of(p, version) for p in pdus)
@@ -491,8 +471,6 @@ class RoomEventService:
                 news.append(NewEvent(event=StoredEvent(event_id, pdu, self._backfill_floor, room_id),
                                      add_extremity=False, was_outlier=event_id in known))
             await self._store.persist_events(news)
-        finally:
-            lock.release()
         for new in news:
             self.cache.put(new.event.event_id, new.event)
         return [n.event for n in news]
@@ -507,30 +485,28 @@ class RoomEventService:
         if item.state_before is None:
             return new
         key = (pdu["type"], pdu["state_key"]) if "state_key" in pdu else None
-        state_after = dict(item.state_before)
+        after = state_after(item.state_before, key, event.event_id)
         if key is not None:
             event.replaces_state = item.state_before.get(key)
-            state_after[key] = event.event_id
         if key is None and item.state_before_group is not None:
             event.state_group = item.state_before_group
         else:
             event.state_group = self._new_state_group()
             new.prev_state_group = item.state_before_group
-            new.state_group_delta = {key: event.event_id} if item.state_before_group is not None else state_after
+            new.state_group_delta = {key: event.event_id} if item.state_before_group is not None else after
         if event.outlier:
             return new
         if pdu["type"] == "m.room.redaction":
             await self._external_redaction(work, new, item.state_before, pending)
-        prevs = set(event_id_list(pdu.get("prev_events", [])))
-        new.extremities_remove = [e for e in work.extremities if e in prevs]
-        work.extremities = [e for e in work.extremities if e not in prevs] + [event.event_id]
-        work.depth = max(work.depth, pdu.get("depth", 0))
+        moved = advance(work.extremities, work.depth, event.event_id, event_id_list(pdu.get("prev_events", [])),
+                        pdu.get("depth", 0))
+        new.extremities_remove, work.extremities, work.depth = moved.removed, moved.extremities, moved.depth
         if work.extremities == [event.event_id]:
-            resolved, work.state_group = state_after, event.state_group
+            resolved, work.state_group = after, event.state_group
         else:
             resolved = await self._resolve_extremities(work, pending)
             work.state_group = None
-        changed = {k: v for k, v in resolved.items() if work.state.get(k) != v}
+        changed = state_delta(work.state, resolved)
         changed_events = await self._events_incl_pending(changed.values(), pending)
         new.current_state_delta = {
             k: CurrentStateEntry(v, changed_events[v].content.get("membership") if k[0] == "m.room.member" else None,

@@ -3,6 +3,8 @@ in the middle of a join."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 from tests.integration.federation import EventForge, FederationProxy, send_transaction
@@ -111,6 +113,36 @@ def test_a_join_cut_short_by_a_restart_completes_when_the_server_is_back(fed, ca
         assert set(joined) == {owner.user_id, visitor.user_id, *(m.user_id for m in members)}
         visitor.send(room_id, "back after the restart")
         owner.timeline_until(room_id, lambda e: e.get("content", {}).get("body") == "back after the restart")
+        assert f"Joined {room_id} with its whole state" in guest.process.log(tail=2000)
+    finally:
+        proxy.close()
+
+
+def test_a_join_by_room_id_or_alias_waits_for_a_join_completing(fed, ca):
+    """Routes whose path names ``{roomIdOrAlias}`` (POST /join) are held while a join of the room completes,
+    as the ``{roomId}`` ones are: the second join is answered only once the first has its whole state."""
+    proxy = FederationProxy(ca)
+    try:
+        host = fed(name_port=proxy.port)
+        proxy.target_port = host.tls_port
+        guest = fed()
+        owner, first, second = host.process.register(), guest.process.register(), guest.process.register()
+        alias = unique("held")
+        room_id = owner.create_room(preset="public_chat", room_alias_name=alias)
+        proxy.refused_prefixes = ("/_matrix/federation/v1/state_ids/", "/_matrix/federation/v1/state/")
+        assert first.join(f"#{alias}:{host.name}") == room_id
+        assert proxy.refused.wait(30), "the joining server never asked for the room's state"
+
+        released = threading.Event()
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(lambda: (second.join(room_id), released.is_set()))
+            proxy.refused.clear()  # the next refusal is the retry, PARTIAL_JOIN_RETRY_S later
+            assert proxy.refused.wait(30), "the joining server never asked again for the room's state"
+            released.set()
+            proxy.refused_prefixes = ()
+            joined, answered_after_release = answer.result(timeout=60)
+        assert joined == room_id
+        assert answered_after_release, "POST /join/{roomIdOrAlias} was answered while the join was completing"
         assert f"Joined {room_id} with its whole state" in guest.process.log(tail=2000)
     finally:
         proxy.close()
