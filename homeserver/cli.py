@@ -186,7 +186,7 @@ def cmd_register_user(args: argparse.Namespace) -> int:
         password = password.rstrip("\r\n")
     if not password:
         return _error("The password must not be empty.")
-    from homeserver.admin_tasks import register_user
+    from homeserver.commands.register_user import register_user
 
     return register_user(config, localpart, password, args.admin)
 

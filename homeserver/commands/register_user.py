@@ -1,4 +1,4 @@
-"""One-off admin commands run against a configured server's database."""
+"""``hexagone register-user``: create an account in a configured server's database."""
 
 from __future__ import annotations
 
