@@ -12,7 +12,6 @@ from homeserver.services.restricted_joins import RestrictedJoins
 from homeserver.services.room_events import EventSpec, RoomEventService
 from homeserver.storage.events import EventStore
 
-CREATABLE_VERSIONS = ("10", "11", "12")
 
 PRESETS = {
     "private_chat": {"join_rule": "invite", "history_visibility": "shared", "guest_access": "can_join",
