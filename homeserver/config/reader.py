@@ -206,58 +206,41 @@ class Reader:
 
     # -- typed getters ---------------------------------------------------
 
-    def bool_(self, key: str, default: bool, src: dict | None = None, path: str | None = None) -> bool:
-        src = self.raw if src is None else src
-        path = path or key
-        value = src.get(key)
+    def _get(self, key: str, src: dict | None, path: str | None) -> tuple[Any, str]:
+        """The raw value of ``key`` in ``src`` (the whole file by default), and its path for errors."""
+        return (self.raw if src is None else src).get(key), path or key
+
+    def _typed(self, key: str, default: Any, src: dict | None, path: str | None, kind: type, what: str) -> Any:
+        value, path = self._get(key, src, path)
         if value is None:
             return default
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: must be true or false, got {value!r}")
+        if not isinstance(value, kind):
+            raise ConfigError(f"{path}: must be {what}, got {value!r}")
         return value
 
+    def bool_(self, key: str, default: bool, src: dict | None = None, path: str | None = None) -> bool:
+        return self._typed(key, default, src, path, bool, "true or false")
+
     def str_(self, key: str, default: str | None = None, src: dict | None = None, path: str | None = None) -> str | None:
-        src = self.raw if src is None else src
-        path = path or key
-        value = src.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: must be a string, got {value!r}")
-        return value
+        return self._typed(key, default, src, path, str, "a string")
 
     def int_(self, key: str, default: int, lo: int | None = None, hi: int | None = None,
              src: dict | None = None, path: str | None = None) -> int:
-        src = self.raw if src is None else src
-        path = path or key
-        value = src.get(key)
-        if value is None:
-            return default
-        return check_int(value, path, lo, hi)
+        value, path = self._get(key, src, path)
+        return default if value is None else check_int(value, path, lo, hi)
 
     def str_list(self, key: str, default: list[str] | None, src: dict | None = None,
                  path: str | None = None) -> list[str] | None:
-        src = self.raw if src is None else src
-        path = path or key
-        value = src.get(key)
+        value = self._typed(key, None, src, path, list, "a list of strings")
         if value is None:
             return default
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: must be a list of strings, got {value!r}")
         for i, item in enumerate(value):
             if not isinstance(item, str):
-                raise ConfigError(f"{path}[{i}]: must be a string, got {item!r}")
+                raise ConfigError(f"{path or key}[{i}]: must be a string, got {item!r}")
         return list(value)
 
     def dict_(self, key: str, src: dict | None = None, path: str | None = None) -> dict:
-        src = self.raw if src is None else src
-        path = path or key
-        value = src.get(key)
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: must be a mapping, got {value!r}")
-        return value
+        return self._typed(key, {}, src, path, dict, "a mapping")
 
     def path_(self, key: str, default: str | None = None, src: dict | None = None,
               path: str | None = None) -> str | None:
