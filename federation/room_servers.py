@@ -9,20 +9,20 @@ from __future__ import annotations
 
 from federation.policy import server_acl_allows
 from homeserver.events.identifiers import domain_of
-from homeserver.services.room_events import RoomEventService
+from homeserver.services.room_events.heads import RoomHeads
 
 
 class RoomServers:
-    def __init__(self, room_events: RoomEventService):
-        self._events = room_events
+    def __init__(self, room_heads: RoomHeads):
+        self._heads = room_heads
 
     async def joined(self, room_id: str) -> list[str]:
         """The servers with a joined member (this one included, if it has one), sorted."""
-        state = await self._events.current_state(room_id)
+        state = await self._heads.current_state(room_id)
         servers = {domain_of(k[1]) for k, ev in state.items()
                    if k[0] == "m.room.member" and ev.content.get("membership") == "join"}
         return sorted(servers)
 
     async def origin_allowed(self, origin: str, room_id: str) -> bool:
-        acl = await self._events.current_state_event(room_id, "m.room.server_acl")
+        acl = await self._heads.current_state_event(room_id, "m.room.server_acl")
         return server_acl_allows(acl.content if acl is not None else None, origin)

@@ -20,7 +20,8 @@ from federation.policy import server_acl_allows
 from federation.room_servers import RoomServers
 from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.identifiers import domain_of
-from homeserver.services.room_events import RoomEventService
+from homeserver.services.room_events.gate import JoinGate
+from homeserver.services.room_events.heads import RoomHeads
 from homeserver.services.sync import STRIPPED_STATE_TYPES, stripped
 
 logger = logging.getLogger(__name__)
@@ -51,10 +52,11 @@ class OpenIdTokens:
 
 
 class Federation:
-    def __init__(self, *, room_events: RoomEventService, room_servers: RoomServers, receiver: PduReceiver,
+    def __init__(self, *, room_heads: RoomHeads, join_gate: JoinGate, room_servers: RoomServers, receiver: PduReceiver,
                  membership: FederationMembership, queries: FederationQueries, remote: RemoteQueries,
                  server_name: str, client, sender):
-        self._events = room_events
+        self._heads = room_heads
+        self._join_gate = join_gate
         self._room_servers = room_servers
         self.server_name = server_name
         self.client = client
@@ -80,22 +82,22 @@ class Federation:
     async def resume_partial_joins(self) -> None:
         """Joins accepted with partial state before a restart: their rooms' requests wait again while they
         complete (and any room's requests wait until the joins are read)."""
-        self._events.hold_until_partial_joins_known()
+        self._join_gate.hold_until_partial_joins_known()
         try:
-            for room_id, event_id, servers in await self._events.partial_joins():
-                version = await self._events.room_version(room_id)
+            for room_id, event_id, servers in await self._join_gate.partial_joins():
+                version = await self._heads.room_version(room_id)
                 if version is not None:
-                    self._events.complete_later(room_id)
+                    self._join_gate.complete_later(room_id)
                     self.membership.finish_partial_join(room_id, version, event_id, servers)
         finally:
-            self._events.partial_joins_known()
+            self._join_gate.partial_joins_known()
 
     def peer_is_up(self, origin: str) -> None:
         if self.sender is not None:
             self.sender.wake(origin)
 
     async def stripped_state(self, room_id: str) -> list[dict]:
-        state = await self._events.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
+        state = await self._heads.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
         return [stripped(ev) for ev in state.values()]
 
     # -- outbound -----------------------------------------------------------------------------------
@@ -138,14 +140,14 @@ class Federation:
         senders) but not queued: those after the stream position stored with the last queued one, up to
         the newest event persisted before this start. Events sent meanwhile wait behind them, in order."""
         if self.sender is not None:
-            self._run_outbox(self._catch_up(self._events.stream.current()))
+            self._run_outbox(self._catch_up(self._heads.stream.current()))
 
     async def _catch_up(self, upto: int) -> None:
         try:
             after = await self.sender.stream_position()
             queued = 0
             while after is not None and after < upto:
-                events = await self._events.timeline_events_after(after, upto, CATCH_UP_BATCH)
+                events = await self._heads.timeline_events_after(after, upto, CATCH_UP_BATCH)
                 if not events:
                     break
                 local = [e for e in events if domain_of(e.sender) == self.server_name]
@@ -181,19 +183,19 @@ class Federation:
             if ev.type == "m.room.member" and ev.state_key:
                 destinations.add(domain_of(ev.state_key))
                 if ev.replaces_state:  # a leave or ban still reaches the server that was in the room
-                    prev = await self._events.get_event(ev.replaces_state)
+                    prev = await self._heads.get_event(ev.replaces_state)
                     if prev is not None:
                         destinations.add(domain_of(prev.state_key))
             destinations = await self._acl_filtered(ev.room_id, destinations - {self.server_name})
             if destinations:
-                version = await self._events.room_version(ev.room_id)
+                version = await self._heads.room_version(ev.room_id)
                 await self.sender.send_pdu(sorted(destinations), strip_convenience_keys(ev.pdu, version),
                                            ev.stream_ordering)
                 self._stored = max(self._stored, ev.stream_ordering)
             self._handled = max(self._handled, ev.stream_ordering)
 
     async def _acl_filtered(self, room_id: str, destinations: set[str]) -> set[str]:
-        acl = await self._events.current_state_event(room_id, "m.room.server_acl")
+        acl = await self._heads.current_state_event(room_id, "m.room.server_acl")
         if acl is None:
             return destinations
         return {d for d in destinations if server_acl_allows(acl.content, d)}

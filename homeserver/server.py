@@ -17,7 +17,7 @@ from twisted.internet import defer
 from federation.api import key_server as federation_key_server_api
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.client import FederationClient
-from federation.handlers.edus import EduFederation, RemoteDeviceLists
+from federation.handlers.edus import InboundEdus, OutboundEdus, RemoteDeviceLists
 from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
@@ -46,7 +46,7 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
-from homeserver.services.e2e_keys import E2eKeysService
+from homeserver.services.e2e_keys import E2eKeysService, LocalKeys
 from homeserver.services.filters import FilterService
 from homeserver.services.history import RoomHistoryService
 from homeserver.services.key_backup import KeyBackupService
@@ -58,7 +58,10 @@ from homeserver.services.ratelimit import RateLimits
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
 from homeserver.services.restricted_joins import RestrictedJoins
-from homeserver.services.room_events import RoomEventService
+from homeserver.services.room_events.gate import JoinGate
+from homeserver.services.room_events.heads import RoomHeads
+from homeserver.services.room_events.local import LocalAppends
+from homeserver.services.room_events.remote import RemotePersistence
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.serialize import EventSerializer
@@ -127,7 +130,9 @@ class HomeServer:
     auth: AuthService
     registration: RegistrationService
     profiles: ProfileService
-    room_events: RoomEventService
+    room_heads: RoomHeads
+    local_appends: LocalAppends
+    join_gate: JoinGate
     serializer: EventSerializer
     sync: SyncService
     directory: DirectoryService
@@ -176,82 +181,87 @@ def build_server(config, reactor) -> HomeServer:
     ratelimit = RateLimits(config, reactor)
     transport = _build_transport(config, reactor, db, signing_key)
     rejections = FederationRejections(Counter("federation_rejected", "reason"))
-    # Filled at the end, once every listener is built (they read rooms through room_events).
+    room_heads = RoomHeads(clock=reactor, store=event_store,
+                           stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
+                           state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()))
+    # Filled at the end, once every listener is built (they read rooms through room_heads).
     room_event_listeners: list[Callable[[list], None]] = []
-    room_events = RoomEventService(
-        clock=reactor, store=event_store, server_name=server_name, signing_key=signing_key,
-        stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
-        state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()), listeners=room_event_listeners)
-    profiles = ProfileService(accounts=accounts_store, events=event_store, room_events=room_events,
+    appends = LocalAppends(heads=room_heads, store=event_store, server_name=server_name, signing_key=signing_key,
+                           listeners=room_event_listeners)
+    remote_events = RemotePersistence(heads=room_heads, store=event_store, listeners=room_event_listeners)
+    remote_queries = RemoteQueries(client=transport.client)
+    directory = DirectoryService(store=directory_store, events=event_store, room_heads=room_heads,
+                                 server_name=server_name, remote=remote_queries)
+    join_gate = JoinGate(clock=reactor, store=event_store, aliases=directory)
+    profiles = ProfileService(accounts=accounts_store, events=event_store, room_heads=room_heads, appends=appends,
                               server_name=server_name)
-    serializer = EventSerializer(room_events, event_store)
-    directory = DirectoryService(store=directory_store, events=event_store, room_events=room_events,
-                                 server_name=server_name)
-    e2ee = _build_e2ee(config, reactor, db, event_store, accounts_store, room_events, notifier, transport,
-                       rejections)
+    serializer = EventSerializer(room_heads, event_store)
+    room_servers = RoomServers(room_heads)
+    # Local changes go out as EDUs through this, built before the services that make them; the EDUs received
+    # are applied to those services by the InboundEdus built after them.
+    e2e_store = e2e_keys_storage.E2eKeyStore(db)
+    local_keys = LocalKeys(store=e2e_store, accounts=accounts_store)
+    outbound_edus = OutboundEdus(server_name=server_name, clock=reactor, sender=transport.sender,
+                                 room_servers=room_servers, room_heads=room_heads, event_store=event_store,
+                                 accounts=accounts_store, keys=local_keys)
+    e2ee = _build_e2ee(config, reactor, db, event_store, accounts_store, room_heads, notifier, transport,
+                       rejections, e2e_store, local_keys, outbound_edus)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, reactor=reactor, failed_logins=ratelimit.login_failed,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed])
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor)
     account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
-    receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_events=room_events,
-                              account_data=account_data, notifier=notifier, clock=reactor)
-    typing = TypingService(reactor=reactor, room_events=room_events, notifier=notifier)
+    receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_heads=room_heads,
+                              account_data=account_data, notifier=notifier, clock=reactor, federation=outbound_edus)
+    typing = TypingService(reactor=reactor, room_heads=room_heads, notifier=notifier, federation=outbound_edus)
     presence = PresenceService(store=presence_storage.PresenceStore(db), event_store=event_store,
                                notifier=notifier, clock=reactor, enabled=config.presence_enabled,
-                               server_name=server_name)
-    push = PushService(store=push_storage.PushStore(db), room_events=room_events, event_store=event_store,
+                               server_name=server_name, federation=outbound_edus)
+    push = PushService(store=push_storage.PushStore(db), room_heads=room_heads, event_store=event_store,
                        account_data=account_data, serializer=serializer,
                        read_positions=receipts_storage.ReceiptStore(db).read_positions,
                        server_name=server_name, clock=reactor)
     # Each source adds its part of a /sync response in this order: the push source last, as it fills the
     # notification counts of every joined room the others put in. (A token names each stream, so this order
     # is free otherwise.)
-    sync = SyncService(room_events=room_events, store=event_store, serializer=serializer, notifier=notifier,
+    sync = SyncService(room_heads=room_heads, store=event_store, serializer=serializer, notifier=notifier,
                        clock=reactor, sources=[account_data, receipts, typing, e2ee.device_list_source,
                                                ToDeviceSource(e2ee.to_device), presence, push])
 
-    room_servers = RoomServers(room_events)
-    edus = EduFederation(
-        server_name=server_name, clock=reactor, sender=transport.sender, room_servers=room_servers,
-        room_events=room_events, event_store=event_store, accounts=accounts_store, typing=typing,
-        receipts=receipts, presence=presence, to_device=e2ee.to_device, e2e_keys=e2ee.e2e_keys,
-        remote_devices=e2ee.remote_devices, rejections=rejections)
-    # A real cycle: the EDUs received go to these services, whose local changes go out as EDUs.
-    typing.listeners.append(edus.on_typing)
-    receipts.listeners.append(edus.on_receipt)
-    presence.listeners.append(edus.on_presence)
-    e2ee.device_lists.device_update_listeners.append(edus.on_device_updates)
-    e2ee.e2e_keys.signing_key_listeners.append(edus.on_signing_keys)
-    receiver = PduReceiver(room_events=room_events, key_fetcher=transport.keyring, client=transport.client,
+    inbound_edus = InboundEdus(
+        room_servers=room_servers, event_store=event_store, typing=typing, receipts=receipts, presence=presence,
+        to_device=e2ee.to_device, remote_devices=e2ee.remote_devices, rejections=rejections)
+    receiver = PduReceiver(room_heads=room_heads, remote=remote_events, join_gate=join_gate,
+                           key_fetcher=transport.keyring, client=transport.client,
                            server_name=server_name, acl=room_servers.origin_allowed, rejections=rejections,
-                           edu_handlers=edus.handlers())
-    restricted_joins = RestrictedJoins(room_events=room_events, server_name=server_name)
+                           edu_handlers=inbound_edus.handlers())
+    restricted_joins = RestrictedJoins(room_heads=room_heads, server_name=server_name)
     federation_handler = Federation(
-        room_events=room_events, room_servers=room_servers, receiver=receiver,
-        membership=FederationMembership(room_events=room_events, room_servers=room_servers,
+        room_heads=room_heads, join_gate=join_gate, room_servers=room_servers, receiver=receiver,
+        membership=FederationMembership(room_heads=room_heads, appends=appends, remote=remote_events,
+                                        join_gate=join_gate, room_servers=room_servers,
                                         restricted_joins=restricted_joins, receiver=receiver,
                                         client=transport.client, server_name=server_name,
                                         signing_key=signing_key, sender=transport.sender, clock=reactor),
-        queries=FederationQueries(room_events=room_events, directory=directory, profiles=profiles,
+        queries=FederationQueries(room_heads=room_heads, directory=directory, profiles=profiles,
                                   server_name=server_name, clock=reactor, acl=room_servers.origin_allowed),
-        remote=RemoteQueries(client=transport.client),
-        server_name=server_name, client=transport.client, sender=transport.sender)
-    rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
+        remote=remote_queries, server_name=server_name, client=transport.client, sender=transport.sender)
+    rooms = RoomService(room_heads=room_heads, appends=appends, join_gate=join_gate, store=event_store,
+                        profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
                         federation=federation_handler, directory=directory, join_limits=ratelimit)
-    history = RoomHistoryService(room_events=room_events, store=event_store, serializer=serializer, sync=sync,
+    history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
     user_directory = UserDirectoryService(
-        store=user_directory_storage.UserDirectoryStore(db), room_events=room_events,
+        store=user_directory_storage.UserDirectoryStore(db), room_heads=room_heads,
         enabled=config.user_directory_enabled, search_all_users=config.user_directory_search_all_users)
     search_store = search_storage.SearchStore(db)
     search_store.prepare_sync()
-    search = SearchService(store=search_store, room_events=room_events, event_store=event_store,
+    search = SearchService(store=search_store, room_heads=room_heads, event_store=event_store,
                            serializer=serializer, sync=sync)
 
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
-    # shows them. Only the first two depend on their places; the rest keep the order they had.
+    # shows them. Only the first two and the last depend on their places; the rest keep the order they had.
     room_event_listeners.extend([
         push.on_room_events,  # first: a sync woken by the event waits for its push actions (counts come with it)
         lambda events: _notify_room_events(notifier, events),  # wakes /sync; after push, see above
@@ -262,18 +272,19 @@ def build_server(config, reactor) -> HomeServer:
         search.on_room_events,
         federation_handler.on_new_events,  # local events to the other servers of the room
         e2ee.remote_devices.on_room_events,  # remote users who no longer share a room are no longer tracked
-        edus.on_room_events,  # presence to a room's new members, after the join PDU is queued to them
+        presence.on_joins,  # presence to a room's new members, after the join PDU is queued to them
     ])
 
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
                               db_counters=lambda: (db.txn_count, db.round_trips),
-                              room_gate=room_events.settled, federation_limit=ratelimit.federation.run,
+                              room_gate=join_gate.settled, federation_limit=ratelimit.federation.run,
                               tarpit=ratelimit.tarpit)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
-                    room_events=room_events, serializer=serializer, sync=sync, directory=directory,
+                    room_heads=room_heads, local_appends=appends, join_gate=join_gate,
+                    serializer=serializer, sync=sync, directory=directory,
                     rooms=rooms, history=history, ratelimit=ratelimit, router=router, presence=presence,
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
@@ -326,20 +337,20 @@ class _E2ee:
     to_device: ToDeviceService
 
 
-def _build_e2ee(config, reactor, db, event_store, accounts_store, room_events, notifier, transport,
-                rejections) -> _E2ee:
+def _build_e2ee(config, reactor, db, event_store, accounts_store, room_heads, notifier, transport,
+                rejections, e2e_store, local_keys, federation) -> _E2ee:
     """End-to-end encryption: device lists (local, and remote ones over federation), keys, to-device messages."""
     server_name = config.server_name
     device_list_store = device_lists_storage.DeviceListStore(db)
     inbox_store = device_inbox_storage.DeviceInboxStore(db)
-    e2e_store = e2e_keys_storage.E2eKeyStore(db)
-    device_lists = DeviceListService(store=device_list_store, events=event_store, room_events=room_events,
-                                     notifier=notifier, stream=StreamIdGenerator(device_list_store.max_position_sync()))
+    device_lists = DeviceListService(store=device_list_store, events=event_store, room_heads=room_heads,
+                                     notifier=notifier, stream=StreamIdGenerator(device_list_store.max_position_sync()),
+                                     federation=federation)
     remote_devices = RemoteDeviceLists(
         server_name=server_name, client=transport.client, cache=e2e_keys_storage.RemoteDeviceCache(db),
         e2e_store=e2e_store, event_store=event_store, device_lists=device_lists, rejections=rejections)
-    e2e_keys = E2eKeysService(store=e2e_store, accounts=accounts_store, device_lists=device_lists,
-                              remote=remote_devices, server_name=server_name, clock=reactor)
+    e2e_keys = E2eKeysService(store=e2e_store, keys=local_keys, accounts=accounts_store, device_lists=device_lists,
+                              remote=remote_devices, server_name=server_name, clock=reactor, federation=federation)
     to_device = ToDeviceService(store=inbox_store, accounts=accounts_store, notifier=notifier,
                                 server_name=server_name, stream=StreamIdGenerator(inbox_store.max_position_sync()),
                                 federation=transport.sender)

@@ -3,10 +3,10 @@
 Spec v1.19 server-server "Typing Notifications", "Receipts", "Presence",
 "Device Management", "End-to-End Encryption" and "Send-to-device messaging".
 
-:class:`EduFederation` sends the EDUs about local users to the servers that
-share a room with them (through the persisted, retried federation sender) and
-applies the EDUs other servers send about theirs. A server only speaks for
-its own users: an EDU about anyone else is ignored.
+:class:`OutboundEdus` sends the EDUs about local users to the servers that
+share a room with them (through the persisted, retried federation sender);
+:class:`InboundEdus` applies the EDUs other servers send about theirs. A server
+only speaks for its own users: an EDU about anyone else is ignored.
 
 :class:`RemoteDeviceLists` keeps the device lists of remote users who share a
 room with a local user, up to date from their ``m.device_list_update`` EDUs;
@@ -26,6 +26,9 @@ from federation.client import FederationDeniedError, HttpResponseError
 from federation.rejections import FederationRejections
 from federation.room_servers import RoomServers
 from homeserver.events.identifiers import domain_of, is_valid_user_id
+from homeserver.services.e2e_keys import LocalKeys
+from homeserver.services.presence import presence_content
+from homeserver.services.room_events.heads import RoomHeads
 from homeserver.storage.e2e_keys import RemoteDevice
 from homeserver.storage.presence import PresenceRow
 
@@ -62,40 +65,28 @@ def _receipt_data(data) -> dict:
     return kept
 
 
-class EduFederation:
-    """Outbound and inbound typing, receipts, presence, to-device messages and device list EDUs."""
+class OutboundEdus:
+    """The typing, receipts, presence and device list EDUs of local users, to the servers sharing a room with
+    them, through the persisted, retried federation sender (``homeserver/services/edu_outbox.py``)."""
 
-    def __init__(self, *, server_name: str, clock, sender, room_servers: RoomServers, room_events, event_store,
-                 accounts, typing, receipts, presence, to_device, e2e_keys, remote_devices: "RemoteDeviceLists",
-                 rejections: FederationRejections):
-        """The services whose changes go out (typing, receipts, presence, to-device, device lists, signing keys)
-        are told of them through ``on_*`` methods the composition root gives them."""
+    def __init__(self, *, server_name: str, clock, sender, room_servers: RoomServers, room_heads: RoomHeads,
+                 event_store, accounts, keys: LocalKeys):
         self.server_name = server_name
-        self._room_servers = room_servers
-        self._rejections = rejections
         self._clock = clock
         self._sender = sender
-        self._room_events = room_events
+        self._room_servers = room_servers
+        self._heads = room_heads
         self._event_store = event_store
         self._accounts = accounts
-        self._typing = typing
-        self._receipts = receipts
-        self._presence = presence
-        self._to_device = to_device
-        self._e2e_keys = e2e_keys
-        self._remote_devices = remote_devices
+        self._keys = keys
         self._typing_sent: dict[tuple[str, str], int] = {}  # (room, local typer) -> when last announced
         self._outbound: defer.Deferred = defer.succeed(None)  # queues ephemeral EDUs in the order they happen
 
-    def handlers(self) -> dict:
-        """EDU type -> async handler(origin, content), for the transaction receiver."""
-        return {"m.typing": self._receive_typing, "m.receipt": self._receive_receipts,
-                "m.presence": self._receive_presence, "m.direct_to_device": self._receive_to_device,
-                "m.device_list_update": self._remote_devices.on_device_list_update,
-                "m.signing_key_update": self._remote_devices.on_signing_key_update}
-
     def _is_local(self, user_id: str) -> bool:
         return domain_of(user_id) == self.server_name
+
+    def _now_ms(self) -> int:
+        return int(self._clock.seconds() * 1000)
 
     # -- destinations -----------------------------------------------------------------------------
     async def _servers_in_room(self, room_id: str) -> list[str]:
@@ -120,12 +111,12 @@ class EduFederation:
                 lambda f: logger.error("%s failed: %s", what, f.getTraceback()))
         self._outbound.addCallback(run)
 
-    # -- outbound ----------------------------------------------------------------------------------
+    # -- typing and receipts ------------------------------------------------------------------------
     def on_typing(self, room_id: str, user_id: str, typing: bool) -> None:
         """Spec "Typing Notifications": a local user started, is still (every 40 s) or stopped typing."""
         if not self._is_local(user_id):
             return
-        now = int(self._clock.seconds() * 1000)
+        now = self._now_ms()
         if not typing:
             self._typing_sent.pop((room_id, user_id), None)
         elif now - self._typing_sent.get((room_id, user_id), -TYPING_PING_INTERVAL_MS) < TYPING_PING_INTERVAL_MS:
@@ -145,6 +136,7 @@ class EduFederation:
     async def _send_to_room(self, room_id: str, edu_type: str, content: dict) -> None:
         await self._send(await self._servers_in_room(room_id), edu_type, content)
 
+    # -- presence ------------------------------------------------------------------------------------
     def on_presence(self, row: PresenceRow) -> None:
         """Spec "Presence": a local user's presence changed, for the servers sharing a room with them."""
         if self._is_local(row.user_id):
@@ -154,22 +146,24 @@ class EduFederation:
         await self._send(await self._servers_sharing(row.user_id), "m.presence", {"push": [self._push_entry(row)]})
 
     def _push_entry(self, row: PresenceRow) -> dict:
-        push = {"user_id": row.user_id, **self._presence.format(row)}
+        push = {"user_id": row.user_id, **presence_content(row, self._now_ms())}
         push.setdefault("last_active_ago", 0)
         push.setdefault("currently_active", False)
         return push
 
-    def on_room_events(self, events) -> None:
+    def on_joins(self, events, states_of) -> None:
+        """New members of rooms (``events``, any room events): presence for them, read with ``states_of``."""
         joins = [e for e in events if e.type == "m.room.member" and e.state_key and not e.outlier
                  and e.content.get("membership") == "join"]
-        if joins and self._presence.enabled:
-            self._in_order(lambda: self._presence_on_joins(joins), "sending presence to a room's new members")
+        if joins:
+            self._in_order(lambda: self._presence_on_joins(joins, states_of),
+                           "sending presence to a room's new members")
 
-    async def _presence_on_joins(self, joins) -> None:
+    async def _presence_on_joins(self, joins, states_of) -> None:
         """As Synapse: a local user who joins a room is announced to its servers; a server joining a room
         hears of the local users in it (those not offline)."""
         for ev in joins:
-            previous = await self._room_events.get_event(ev.replaces_state) if ev.replaces_state else None
+            previous = await self._heads.get_event(ev.replaces_state) if ev.replaces_state else None
             if previous is not None and previous.content.get("membership") == "join":
                 continue  # a profile change
             members = await self._event_store.joined_members(ev.room_id)
@@ -179,11 +173,12 @@ class EduFederation:
                 continue  # that server was in the room already
             else:
                 users, destinations = [u for u in members if self._is_local(u)], [domain_of(ev.state_key)]
-            rows = await self._presence.states_of(users)
+            rows = await states_of(users)
             push = [self._push_entry(r) for r in rows if r.state != "offline"]
             if push:
                 await self._send(destinations, "m.presence", {"push": push})
 
+    # -- device lists and keys ------------------------------------------------------------------------
     async def on_device_updates(self, user_id: str, updates: list[tuple[str, int, int | None]]) -> None:
         """Spec "Device Management": one m.device_list_update per changed device of a local user."""
         if not self._is_local(user_id):
@@ -191,7 +186,7 @@ class EduFederation:
         destinations = await self._servers_sharing(user_id)
         if not destinations:
             return
-        keys = (await self._e2e_keys.local_keys({user_id: [u[0] for u in updates]}, None))["device_keys"][user_id]
+        keys = (await self._keys.get({user_id: [u[0] for u in updates]}, None))["device_keys"][user_id]
         existing = {d["device_id"] for d in await self._accounts.list_devices(user_id)}
         for device_id, stream_id, prev_id in updates:
             content = {"user_id": user_id, "device_id": device_id, "stream_id": stream_id,
@@ -207,12 +202,35 @@ class EduFederation:
         destinations = await self._servers_sharing(user_id)
         if not destinations:
             return
-        keys = await self._e2e_keys.local_keys({user_id: []}, None)
+        keys = await self._keys.get({user_id: []}, None)
         content = {"user_id": user_id}
         for field in ("master_key", "self_signing_key"):
             if user_id in keys[field + "s"]:
                 content[field] = keys[field + "s"][user_id]
         await self._send(destinations, "m.signing_key_update", content)
+
+
+class InboundEdus:
+    """The typing, receipts, presence and to-device EDUs other servers send about their users, applied to the
+    services (device lists and keys: :class:`RemoteDeviceLists`)."""
+
+    def __init__(self, *, room_servers: RoomServers, event_store, typing, receipts, presence, to_device,
+                 remote_devices: "RemoteDeviceLists", rejections: FederationRejections):
+        self._room_servers = room_servers
+        self._event_store = event_store
+        self._typing = typing
+        self._receipts = receipts
+        self._presence = presence
+        self._to_device = to_device
+        self._remote_devices = remote_devices
+        self._rejections = rejections
+
+    def handlers(self) -> dict:
+        """EDU type -> async handler(origin, content), for the transaction receiver."""
+        return {"m.typing": self._receive_typing, "m.receipt": self._receive_receipts,
+                "m.presence": self._receive_presence, "m.direct_to_device": self._receive_to_device,
+                "m.device_list_update": self._remote_devices.on_device_list_update,
+                "m.signing_key_update": self._remote_devices.on_signing_key_update}
 
     # -- inbound -----------------------------------------------------------------------------------
     async def _receive_typing(self, origin: str, content: dict) -> None:

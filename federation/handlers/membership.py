@@ -28,7 +28,10 @@ from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
 from homeserver.events.stripped_state import STRIPPED_STATE_TYPES, stripped
 from homeserver.services.restricted_joins import RestrictedJoins
-from homeserver.services.room_events import EventSpec, ExternalEvent, RoomEventService
+from homeserver.services.room_events.gate import JoinGate
+from homeserver.services.room_events.heads import RoomHeads
+from homeserver.services.room_events.local import EventSpec, LocalAppends
+from homeserver.services.room_events.remote import ExternalEvent, RemotePersistence
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +44,13 @@ FINAL_ERRCODES = ("M_FORBIDDEN", "M_INCOMPATIBLE_ROOM_VERSION", "M_UNABLE_TO_AUT
 
 
 class FederationMembership:
-    def __init__(self, *, room_events: RoomEventService, room_servers: RoomServers, restricted_joins: RestrictedJoins,
+    def __init__(self, *, room_heads: RoomHeads, appends: LocalAppends, remote: RemotePersistence,
+                 join_gate: JoinGate, room_servers: RoomServers, restricted_joins: RestrictedJoins,
                  receiver: PduReceiver, client, server_name: str, signing_key, sender=None, clock=None):
-        self._events = room_events
+        self._heads = room_heads
+        self._appends = appends
+        self._remote = remote
+        self._join_gate = join_gate
         self._restricted_joins = restricted_joins
         self._room_servers = room_servers
         self._receiver = receiver
@@ -58,7 +65,7 @@ class FederationMembership:
 
     async def is_resident(self, room_id: str) -> bool:
         """Whether this server takes part in the room (has its event graph)."""
-        return bool(await self._events.forward_extremities(room_id))
+        return bool(await self._heads.forward_extremities(room_id))
 
     # -- resident side -------------------------------------------------------------------------
     async def make_membership(self, origin: str, room_id: str, user_id: str, membership: str,
@@ -68,7 +75,7 @@ class FederationMembership:
             raise forbidden("The user does not belong to the requesting server")
         if not await self.is_resident(room_id):
             raise not_found("Unknown room")
-        version = await self._events.room_version(room_id)
+        version = await self._heads.room_version(room_id)
         if versions is not None and version.identifier not in versions:
             raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "Your server does not support this room version",
                               room_version=version.identifier)
@@ -77,14 +84,14 @@ class FederationMembership:
             authoriser = await self._restricted_joins.authoriser(room_id, version, user_id)
             if authoriser is not None:
                 content["join_authorised_via_users_server"] = authoriser
-        _, template = await self._events.template(room_id, EventSpec(user_id, "m.room.member", content, user_id))
+        _, template = await self._appends.template(room_id, EventSpec(user_id, "m.room.member", content, user_id))
         return {"room_version": version.identifier, "event": template}
 
     async def send_membership(self, origin: str, room_id: str, event_id: str, raw: dict,
                               membership: str, omit_members: bool = False) -> dict | RawBody:
         """Spec PUT /v2/send_join, /v2/send_leave, /v1/send_knock: accept the signed event into the room.
         ``omit_members``: the joining server takes the room's state without its member events."""
-        version = await self._events.room_version(room_id)
+        version = await self._heads.room_version(room_id)
         if version is None or not await self.is_resident(room_id):
             raise not_found("Unknown room")
         try:
@@ -103,7 +110,7 @@ class FederationMembership:
             await self._receiver.handle_pdu(origin, version, pdu, depth_budget=0)
         except PduRejected as e:
             raise forbidden(e.reason)
-        stored = await self._events.get_event(pdu["event_id"])
+        stored = await self._heads.get_event(pdu["event_id"])
         if stored is None or stored.outlier:
             raise forbidden("The event is not allowed by the room's current state")
         await self._forward(stored, exclude={origin})
@@ -116,7 +123,7 @@ class FederationMembership:
                              omit_members: bool) -> RawBody:
         """The state before the join and its auth chain; with ``omit_members``, the state keeps only the member
         events of the room's heroes (when it has no name), and the auth chain only what that state needs."""
-        state_after = await self._events.state_at_group(stored.state_group)
+        state_after = await self._heads.state_at_group(stored.state_group)
         state_before = dict(state_after)
         key = ("m.room.member", stored.state_key)
         if stored.replaces_state:
@@ -127,9 +134,9 @@ class FederationMembership:
             heroes = await self._heroes(state_before)
             state_before = {k: v for k, v in state_before.items() if k[0] != "m.room.member" or k[1] in heroes}
         state_ids = set(state_before.values())
-        chain = await self._events.auth_closure(list(state_ids) + [stored.event_id])
+        chain = await self._heads.auth_closure(list(state_ids) + [stored.event_id])
         chain_ids = [eid for eid in chain if eid not in state_ids and eid != stored.event_id]
-        encoded = await self._events.federation_json([*state_ids, *chain_ids], version)
+        encoded = await self._heads.federation_json([*state_ids, *chain_ids], version)
         body = {"members_omitted": omit_members, "servers_in_room": await self._room_servers.joined(stored.room_id)}
         if signed is not None:
             body["event"] = strip_convenience_keys(signed, version)
@@ -141,7 +148,7 @@ class FederationMembership:
         client names it after (client-server "m.heroes": up to 5 joined or invited members)."""
         if ("m.room.name", "") in state or ("m.room.canonical_alias", "") in state:
             return set()
-        members = await self._events.get_events(v for k, v in state.items() if k[0] == "m.room.member")
+        members = await self._heads.get_events(v for k, v in state.items() if k[0] == "m.room.member")
         return set(sorted(e.state_key for e in members.values()
                           if e.content.get("membership") in ("join", "invite"))[:HEROES])
 
@@ -151,7 +158,7 @@ class FederationMembership:
             return
         destinations = set(await self._room_servers.joined(stored.room_id)) - exclude - {self.server_name}
         if destinations:
-            version = await self._events.room_version(stored.room_id)
+            version = await self._heads.room_version(stored.room_id)
             await self._sender.send_pdu(sorted(destinations), strip_convenience_keys(stored.pdu, version))
 
     async def on_invite(self, origin: str, room_id: str, event_id: str, body: dict) -> dict:
@@ -181,7 +188,7 @@ class FederationMembership:
         else:
             stripped = body.get("invite_room_state") or (pdu.get("unsigned") or {}).get("invite_room_state") or []
             stored = dict(signed, unsigned=dict(signed.get("unsigned") or {}, invite_room_state=stripped))
-            await self._events.store_out_of_band_membership(room_id, version, stored)
+            await self._remote.store_out_of_band_membership(room_id, version, stored)
         return {"event": strip_convenience_keys(signed, version)}
 
     # -- joining side -----------------------------------------------------------------------------
@@ -232,10 +239,10 @@ class FederationMembership:
             await self._complete_join(server, version, room_id, pdu, response)
         elif membership == "knock":
             stripped = response.get("knock_room_state") or response.get("knock_state_events") or []
-            await self._events.store_out_of_band_membership(
+            await self._remote.store_out_of_band_membership(
                 room_id, version, dict(pdu, unsigned={"knock_room_state": stripped}))
         else:
-            await self._events.store_out_of_band_membership(room_id, version, pdu)
+            await self._remote.store_out_of_band_membership(room_id, version, pdu)
         return pdu["event_id"]
 
     async def _complete_join(self, server: str, version: RoomVersion, room_id: str, join: dict,
@@ -244,7 +251,7 @@ class FederationMembership:
         them and the join; requests and PDUs about the room wait until the join is in. When the resident
         left the member events out (``members_omitted``), only the join is stored (aside) before we answer:
         the checked state is stored and the join completed in the background (:meth:`_finish_partial_join`)."""
-        self._events.complete_later(room_id)
+        self._join_gate.complete_later(room_id)
         completing = False
         try:
             checked, state = await self._checked_state(version, room_id, response)
@@ -256,23 +263,23 @@ class FederationMembership:
             except AuthError as e:
                 raise forbidden(f"The resident server's state does not allow our join: {e.reason}")
             if response.get("members_omitted") is not True:
-                await self._events.persist_external(room_id, version, [*checked.values(),
+                await self._remote.persist_external(room_id, version, [*checked.values(),
                                                                        ExternalEvent(join, state_before=state)])
                 return
-            await self._events.persist_external(room_id, version, [ExternalEvent(join, outlier=True)])
+            await self._remote.persist_external(room_id, version, [ExternalEvent(join, outlier=True)])
             servers = [server] + [s for s in response.get("servers_in_room") or []
                                   if isinstance(s, str) and s not in (server, self.server_name)]
-            await self._events.record_partial_join(room_id, join["event_id"], servers)
+            await self._join_gate.record_partial_join(room_id, join["event_id"], servers)
             self.finish_partial_join(room_id, version, join["event_id"], servers, list(checked.values()))
             completing = True
         finally:
             if not completing:
-                self._events.completed(room_id)
+                self._join_gate.completed(room_id)
 
     async def _events_by_id(self, event_ids, checked: dict[str, ExternalEvent]) -> dict[str, dict]:
         """PDUs by id, from the ``checked`` ones not stored yet, else from the database."""
         found = {eid: checked[eid].pdu for eid in event_ids if eid in checked}
-        stored = await self._events.get_events(eid for eid in event_ids if eid not in found)
+        stored = await self._heads.get_events(eid for eid in event_ids if eid not in found)
         return {**found, **{eid: ev.pdu for eid, ev in stored.items()}}
 
     async def _check_join(self, version: RoomVersion, join: dict, state: dict, fallback: list[dict] = (),
@@ -292,7 +299,7 @@ class FederationMembership:
         good = await self._receiver.check_batch(version, room_id, list(pdus.values()), encodings)
         checked = {p["event_id"]: ExternalEvent(p, outlier=True, encoded=encodings.whole.get(p["event_id"]))
                    for p in good}
-        known = await self._events.get_events(eid for eid in state_ids if eid not in checked)
+        known = await self._heads.get_events(eid for eid in state_ids if eid not in checked)
         state = {}
         for eid in state_ids:
             ev = checked[eid].pdu if eid in checked else known[eid].pdu if eid in known else None
@@ -321,7 +328,7 @@ class FederationMembership:
             first_fetch = defer.ensureDeferred(self._receiver.fetch_state(servers[0], room_id, join_id))
         if outliers:
             try:
-                await self._events.persist_external(room_id, version, list(outliers))
+                await self._remote.persist_external(room_id, version, list(outliers))
             except Exception as e:  # what is missing is stored with the rest of the state
                 logger.warning("Could not store the state of %s from the join: %s", room_id, e)
         delay = PARTIAL_JOIN_RETRY_S
@@ -330,10 +337,10 @@ class FederationMembership:
                 try:
                     fetching, first_fetch = first_fetch or self._receiver.fetch_state(server, room_id, join_id), None
                     state = await self._receiver.store_state(version, room_id, await fetching)
-                    join = (await self._events.get_event(join_id)).pdu
+                    join = (await self._heads.get_event(join_id)).pdu
                     await self._check_join(version, join, state)
-                    await self._events.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])
-                    await self._events.end_partial_join(room_id)
+                    await self._remote.persist_external(room_id, version, [ExternalEvent(join, state_before=state)])
+                    await self._join_gate.end_partial_join(room_id)
                     logger.info("Joined %s with its whole state (%d events) from %s", room_id, len(state), server)
                     return
                 except Exception as e:
@@ -344,7 +351,7 @@ class FederationMembership:
     async def invite_remote(self, room_id: str, pdu: dict, version: RoomVersion) -> dict:
         """Spec PUT /v2/invite to the invitee's server; returns the event with their signature added."""
         target_server = domain_of(pdu["state_key"])
-        state = await self._events.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
+        state = await self._heads.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
         invite_room_state = [stripped(e) for e in state.values()]
         try:
             body = await self._client.put_json(

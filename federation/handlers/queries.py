@@ -9,7 +9,7 @@ from homeserver.events.builder import event_id_list
 from homeserver.events.identifiers import domain_of
 from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.redaction import redact_event
-from homeserver.services.room_events import RoomEventService, federation_form
+from homeserver.services.room_events.heads import RoomHeads, federation_form
 from homeserver.services.visibility import visible_to_server
 
 MAX_EVENTS = 100
@@ -32,8 +32,8 @@ def _event_ids_field(body: dict, key: str) -> list[str]:
 
 
 class FederationQueries:
-    def __init__(self, *, room_events: RoomEventService, directory, profiles, server_name: str, clock, acl):
-        self._events = room_events
+    def __init__(self, *, room_heads: RoomHeads, directory, profiles, server_name: str, clock, acl):
+        self._heads = room_heads
         self._directory = directory
         self._profiles = profiles
         self.server_name = server_name
@@ -45,21 +45,21 @@ class FederationQueries:
 
     async def _memberships_now(self, origin: str, room_id: str) -> set[str]:
         """The current memberships of the origin's users in the room."""
-        ids = [v for (t, k), v in (await self._events.current_state_ids(room_id)).items()
+        ids = [v for (t, k), v in (await self._heads.current_state_ids(room_id)).items()
                if t == "m.room.member" and domain_of(k) == origin]
-        return {ev.content.get("membership") for ev in (await self._events.get_events(ids)).values()}
+        return {ev.content.get("membership") for ev in (await self._heads.get_events(ids)).values()}
 
     async def room_access(self, origin: str, room_id: str) -> bool:
         """Whether the origin may read the room at all (server-server "Retrieving events", "Server Access
         Control Lists"): never when the room's ACL denies it; else if one of its users is joined now (True),
         or, peeking, while the room is world-readable (False). A knock, invite, leave or ban gives nothing."""
-        if await self._events.room_version(room_id) is None:
+        if await self._heads.room_version(room_id) is None:
             raise not_found("Unknown room")
         if not await self._acl(origin, room_id):
             raise forbidden("Server is banned from this room by its server ACL")
         if "join" in await self._memberships_now(origin, room_id):
             return True
-        vis = await self._events.current_state_event(room_id, "m.room.history_visibility")
+        vis = await self._heads.current_state_event(room_id, "m.room.history_visibility")
         if vis is None or vis.content.get("history_visibility") != "world_readable":
             raise forbidden("Your server is not in this room")
         return False
@@ -69,11 +69,11 @@ class FederationQueries:
         each one it cannot see under the history visibility at the event comes pruned. The state at all
         the events is read in one query; an event stored without state (an outlier, a backfilled one) counts
         as ``shared`` (as Synapse does for outliers)."""
-        views = await self._events.server_view_of_state(
+        views = await self._heads.server_view_of_state(
             {e.state_group for e in events if e.state_group is not None}, origin)
         ids = {v for view in views.values() for (t, k), v in view.items()
                if t == "m.room.history_visibility" or domain_of(k) == origin}
-        state_events = await self._events.get_events(ids)
+        state_events = await self._heads.get_events(ids)
         out = []
         for ev in events:
             view = views.get(ev.state_group, {})
@@ -81,7 +81,7 @@ class FederationQueries:
             visibility = vis_event.content.get("history_visibility", "shared") if vis_event else "shared"
             memberships = [state_events[v].content.get("membership") for (t, k), v in view.items()
                            if t == "m.room.member" and domain_of(k) == origin and v in state_events]
-            version = await self._events.room_version(ev.room_id)
+            version = await self._heads.room_version(ev.room_id)
             if visible_to_server(visibility, memberships, joined_now=joined_now):
                 out.append(federation_form(ev, version))
             else:
@@ -90,7 +90,7 @@ class FederationQueries:
 
     async def event(self, origin: str, event_id: str) -> dict:
         """Spec GET /event: the event, pruned if the origin could not see it."""
-        ev = await self._events.get_event(event_id)
+        ev = await self._heads.get_event(event_id)
         if ev is None:
             raise not_found("Event not found")
         joined_now = await self.room_access(origin, ev.room_id)
@@ -99,10 +99,10 @@ class FederationQueries:
 
     async def _state_before(self, origin: str, room_id: str, event_id: str) -> dict:
         await self.room_access(origin, room_id)
-        ev = await self._events.get_event(event_id)
+        ev = await self._heads.get_event(event_id)
         if ev is None or ev.room_id != room_id or ev.state_group is None:
             raise not_found("Event not found")
-        state = await self._events.state_at_group(ev.state_group)
+        state = await self._heads.state_at_group(ev.state_group)
         if ev.state_key is not None:
             key = (ev.type, ev.state_key)
             if ev.replaces_state:
@@ -114,25 +114,25 @@ class FederationQueries:
     async def state_ids(self, origin: str, room_id: str, event_id: str) -> dict:
         """Spec GET /state_ids: the state before the event and its auth chain, as ids."""
         state = await self._state_before(origin, room_id, event_id)
-        chain = await self._events.auth_closure(state.values())
+        chain = await self._heads.auth_closure(state.values())
         return {"pdu_ids": sorted(state.values()), "auth_chain_ids": sorted(set(chain) - set(state.values()))}
 
     async def state(self, origin: str, room_id: str, event_id: str) -> RawBody:
         """Spec GET /state: the state before the event and its auth chain, as PDUs."""
         state_ids = set((await self._state_before(origin, room_id, event_id)).values())
-        chain = await self._events.auth_closure(state_ids)
+        chain = await self._heads.auth_closure(state_ids)
         chain_ids = [i for i in chain if i not in state_ids]
-        encoded = await self._events.federation_json(chain, await self._events.room_version(room_id))
+        encoded = await self._heads.federation_json(chain, await self._heads.room_version(room_id))
         return with_encoded_arrays({}, pdus=[encoded[i] for i in state_ids if i in encoded],
                                    auth_chain=[encoded[i] for i in chain_ids if i in encoded])
 
     async def event_auth(self, origin: str, room_id: str, event_id: str) -> RawBody:
         await self.room_access(origin, room_id)
-        ev = await self._events.get_event(event_id)
+        ev = await self._heads.get_event(event_id)
         if ev is None or ev.room_id != room_id:
             raise not_found("Event not found")
-        chain = await self._events.auth_closure(event_id_list(ev.pdu.get("auth_events", [])))
-        encoded = await self._events.federation_json(chain, await self._events.room_version(room_id))
+        chain = await self._heads.auth_closure(event_id_list(ev.pdu.get("auth_events", [])))
+        encoded = await self._heads.federation_json(chain, await self._heads.room_version(room_id))
         return with_encoded_arrays({}, auth_chain=[encoded[i] for i in chain if i in encoded])
 
     async def _walk_back(self, room_id: str, start: list[str], stop: set[str], limit: int,
@@ -140,7 +140,7 @@ class FederationQueries:
         """Events reachable backwards through prev_events from ``start``, newest first."""
         found, frontier, seen = [], list(start), set(start) | stop
         while frontier and len(found) < limit:
-            events = await self._events.get_events(frontier)
+            events = await self._heads.get_events(frontier)
             frontier = []
             for ev in sorted(events.values(), key=lambda e: -e.pdu.get("depth", 0)):
                 if ev.room_id != room_id or len(found) >= limit:
@@ -160,7 +160,7 @@ class FederationQueries:
         if limit < 0:
             raise MatrixError(400, "M_INVALID_PARAM", "limit must not be negative")
         joined_now = await self.room_access(origin, room_id)
-        latest_events = await self._events.get_events(latest)
+        latest_events = await self._heads.get_events(latest)
         start = [p for ev in latest_events.values() if ev.room_id == room_id
                  for p in event_id_list(ev.pdu.get("prev_events", []))]
         found = await self._walk_back(room_id, start, set(earliest) | set(latest), min(limit, MAX_MISSING_EVENTS),
@@ -181,7 +181,7 @@ class FederationQueries:
         if room_id is None:
             raise not_found("Room alias not found")
         servers = {self.server_name}
-        state = await self._events.current_state(room_id)
+        state = await self._heads.current_state(room_id)
         servers |= {domain_of(k[1]) for k, ev in state.items()
                     if k[0] == "m.room.member" and ev.content.get("membership") == "join"}
         return {"room_id": room_id, "servers": [self.server_name] + sorted(servers - {self.server_name})}
@@ -200,13 +200,13 @@ class FederationQueries:
         """Spec GET /hierarchy: the room and the rooms its m.space.child events name. As Synapse, the room
         must be joinable or knockable by anyone, world-readable, or hold a user of the origin joined or
         invited; else, or if its ACL denies the origin, 404 as for an unknown room."""
-        if await self._events.room_version(room_id) is None or not await self._acl(origin, room_id):
+        if await self._heads.room_version(room_id) is None or not await self._acl(origin, room_id):
             raise not_found("Unknown room")
         entry = await self._directory.room_entry(room_id)
         if entry["join_rule"] not in PEEKABLE_JOIN_RULES and not entry["world_readable"] \
                 and not {"join", "invite"} & await self._memberships_now(origin, room_id):
             raise not_found("Unknown room")
-        state = await self._events.current_state(room_id)
+        state = await self._heads.current_state(room_id)
         children_state = [
             {"type": ev.type, "state_key": ev.state_key, "content": ev.content, "sender": ev.sender,
              "origin_server_ts": ev.pdu.get("origin_server_ts", 0)}
@@ -217,7 +217,7 @@ class FederationQueries:
         inaccessible = []
         for child in children_state:
             child_id = child["state_key"]
-            if await self._events.room_version(child_id) is None:
+            if await self._heads.room_version(child_id) is None:
                 inaccessible.append(child_id)
                 continue
             child_entry = await self._directory.room_entry(child_id)
@@ -230,7 +230,7 @@ class FederationQueries:
     async def timestamp_to_event(self, origin: str, room_id: str, ts: int, direction: str) -> dict:
         """Spec GET /timestamp_to_event: for a server that may read the room (see :meth:`room_access`)."""
         await self.room_access(origin, room_id)
-        found = await self._events.event_by_timestamp(room_id, ts, direction == "f")
+        found = await self._heads.event_by_timestamp(room_id, ts, direction == "f")
         if found is None:
             raise not_found("No event found")
         return {"event_id": found[0], "origin_server_ts": found[1]}

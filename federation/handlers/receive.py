@@ -23,7 +23,9 @@ from homeserver.events.builder import create_event_id_from_room_id, event_id_lis
 from homeserver.events.errors import AuthError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.lru import LruCache
-from homeserver.services.room_events import ExternalEvent, RoomEventService
+from homeserver.services.room_events.gate import JoinGate
+from homeserver.services.room_events.heads import RoomHeads
+from homeserver.services.room_events.remote import ExternalEvent, RemotePersistence
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +60,13 @@ def state_answer_pdus(body: dict, state_section: str, version: RoomVersion, room
 
 
 class PduReceiver:
-    def __init__(self, *, room_events: RoomEventService, key_fetcher, client, server_name: str,
-                 rejections: FederationRejections, edu_handlers: dict[str, Callable[[str, dict], Awaitable]],
-                 acl=None):
+    def __init__(self, *, room_heads: RoomHeads, remote: RemotePersistence, join_gate: JoinGate, key_fetcher,
+                 client, server_name: str, rejections: FederationRejections,
+                 edu_handlers: dict[str, Callable[[str, dict], Awaitable]], acl=None):
         """``edu_handlers``: EDU type -> async handler(origin, content) (``federation.handlers.edus``)."""
-        self._events = room_events
+        self._heads = room_heads
+        self._remote = remote
+        self._join_gate = join_gate
         self.keys = key_fetcher
         self._client = client
         self.server_name = server_name
@@ -111,7 +115,7 @@ class PduReceiver:
         versions: dict[str, RoomVersion] = {}
         for raw in raws:
             room_id = room_id_of(raw)
-            version = await self._events.room_version(room_id) if room_id else None
+            version = await self._heads.room_version(room_id) if room_id else None
             try:
                 if version is None:
                     raise PduRejected(f"not a room this server is in: {room_id!r:.200}", "unknown_room")
@@ -140,8 +144,8 @@ class PduReceiver:
     async def handle_pdu(self, origin: str, version: RoomVersion, pdu: dict, *, depth_budget: int = 2,
                          encodings: Encodings | None = None) -> None:
         room_id = pdu["room_id"]
-        await self._events.settled(room_id)  # a join of ours still completing decides the state before it
-        if await self._events.get_event(pdu["event_id"]) is not None:
+        await self._join_gate.settled(room_id)  # a join of ours still completing decides the state before it
+        if await self._heads.get_event(pdu["event_id"]) is not None:
             return
         encodings = encodings if encodings is not None else Encodings()
         accepted, rejected = await check_signatures_and_hashes([pdu], version, self.keys, encodings)
@@ -157,7 +161,7 @@ class PduReceiver:
         except AuthError as e:
             raise PduRejected(f"auth events forbid it: {e.reason}", "auth_events")
         state_before, group = await self._state_before(origin, version, pdu, depth_budget)
-        state_events = await self._events.get_events(
+        state_events = await self._heads.get_events(
             state_before[k] for k in _auth_keys(version, pdu) if k in state_before)
         try:
             check_auth(version, pdu, auth_state(version, pdu, [e.pdu for e in state_events.values()]))
@@ -166,7 +170,7 @@ class PduReceiver:
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
         if soft_failed:
             self._rejections.soft_failed(origin, pdu["event_id"])
-        await self._events.persist_external(room_id, version, [ExternalEvent(
+        await self._remote.persist_external(room_id, version, [ExternalEvent(
             pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
             encoded=encodings.whole.get(pdu["event_id"]))])
 
@@ -174,13 +178,13 @@ class PduReceiver:
         """The room's create event (room v12 no longer lists it among auth events)."""
         create_id = create_event_id(version, room_id)
         if create_id is not None:
-            ev = await self._events.get_event(create_id)
+            ev = await self._heads.get_event(create_id)
         else:
-            ev = await self._events.current_state_event(room_id, "m.room.create", "")
+            ev = await self._heads.current_state_event(room_id, "m.room.create", "")
         return None if ev is None else ev.pdu
 
     async def _allowed_by_current_state(self, room_id: str, version: RoomVersion, pdu: dict) -> bool:
-        current = await self._events.current_state(room_id, _auth_keys(version, pdu))
+        current = await self._heads.current_state(room_id, _auth_keys(version, pdu))
         try:
             check_auth(version, pdu, auth_state(version, pdu, [e.pdu for e in current.values()]))
             return True
@@ -190,11 +194,11 @@ class PduReceiver:
     async def _auth_events(self, origin: str, version: RoomVersion, pdu: dict) -> dict[str, dict]:
         """The event's auth events, fetched from the origin (and stored as outliers) when we lack them."""
         ids = event_id_list(pdu.get("auth_events", []))
-        have = await self._events.get_events(ids)
+        have = await self._heads.get_events(ids)
         missing = [i for i in ids if i not in have]
         if missing:
             await self.fetch_outliers(origin, version, pdu["room_id"], missing)
-            have = await self._events.get_events(ids)
+            have = await self._heads.get_events(ids)
         return {i: have[i].pdu for i in ids if i in have}
 
     async def fetch_outliers(self, origin: str, version: RoomVersion, room_id: str, event_ids: list[str]) -> None:
@@ -203,7 +207,7 @@ class PduReceiver:
         queue = list(event_ids)
         while queue and len(fetched) < MAX_AUTH_FETCH:
             eid = queue.pop()
-            if eid in fetched or await self._events.get_event(eid) is not None:
+            if eid in fetched or await self._heads.get_event(eid) is not None:
                 continue
             try:
                 body = await self._client.get_json(origin, f"/_matrix/federation/v1/event/{quote(eid)}")
@@ -225,7 +229,7 @@ class PduReceiver:
         encodings = encodings if encodings is not None else Encodings()
         good = await self.check_batch(version, room_id, pdus, encodings)
         if good:
-            await self._events.persist_external(room_id, version, [
+            await self._remote.persist_external(room_id, version, [
                 ExternalEvent(p, outlier=True, encoded=encodings.whole.get(p["event_id"])) for p in good])
         return [p["event_id"] for p in good]
 
@@ -237,7 +241,7 @@ class PduReceiver:
         for eid, reason in rejected.items():
             logger.info("Rejected %s: %s", eid, reason)
         by_id = {p["event_id"]: p for p in accepted}
-        available = {eid: ev.pdu for eid, ev in (await self._events.get_events(
+        available = {eid: ev.pdu for eid, ev in (await self._heads.get_events(
             a for p in accepted for a in event_id_list(p.get("auth_events", [])))).items()}
         create = by_id.get(create_event_id(version, room_id)) or await self._create_pdu(version, room_id)
         good: list[dict] = []
@@ -255,9 +259,9 @@ class PduReceiver:
 
     async def backfill(self, room_id: str, servers: list[str]) -> bool:
         """Spec GET /backfill: fetch history older than the earliest events we hold. True if any came."""
-        version = await self._events.room_version(room_id)
-        oldest = await self._events.oldest_events(room_id)
-        have = await self._events.get_events(p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", [])))
+        version = await self._heads.room_version(room_id)
+        oldest = await self._heads.oldest_events(room_id)
+        have = await self._heads.get_events(p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", [])))
         missing = sorted({p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", []))
                           if p not in have or have[p].outlier})
         if version is None or not missing:
@@ -277,18 +281,18 @@ class PduReceiver:
                     continue
                 if room_id_of(pdu) == room_id and pdu["event_id"] not in have:
                     pdus.append(pdu)
-            known = await self._events.get_events(p["event_id"] for p in pdus)
+            known = await self._heads.get_events(p["event_id"] for p in pdus)
             pdus = [p for p in pdus if p["event_id"] not in known or known[p["event_id"]].outlier]  # outliers join the timeline
             await self._fetch_auth_events_for(server, version, room_id, pdus)
             good = await self.check_batch(version, room_id, pdus)
             if good:
-                await self._events.persist_backfilled(room_id, version, good)
+                await self._remote.persist_backfilled(room_id, version, good)
                 return True
         return False
 
     async def _fetch_auth_events_for(self, origin: str, version: RoomVersion, room_id: str, pdus: list[dict]) -> None:
         ids = {a for p in pdus for a in event_id_list(p.get("auth_events", []))} - {p["event_id"] for p in pdus}
-        have = await self._events.get_events(ids)
+        have = await self._heads.get_events(ids)
         missing = [i for i in ids if i not in have]
         if missing:
             await self.fetch_outliers(origin, version, room_id, missing)
@@ -297,11 +301,11 @@ class PduReceiver:
                             depth_budget: int) -> tuple[dict, int | None]:
         """State before the event: the resolution of the state after each prev event."""
         prev_ids = event_id_list(pdu.get("prev_events", []))
-        prevs = await self._events.get_events(prev_ids)
+        prevs = await self._heads.get_events(prev_ids)
         missing = [p for p in prev_ids if p not in prevs or _without_state(prevs[p])]
         if missing and depth_budget > 0:
             await self._fetch_missing(origin, version, pdu, depth_budget - 1)
-            prevs = await self._events.get_events(prev_ids)
+            prevs = await self._heads.get_events(prev_ids)
             missing = [p for p in prev_ids if p not in prevs or _without_state(prevs[p])]
         state_sets = []
         for pid in prev_ids:
@@ -311,15 +315,15 @@ class PduReceiver:
                 except Exception as e:  # the origin cannot (or will not) say what the state was there
                     raise PduRejected(f"no state for its prev event {pid}: {str(e)[:200]}", "missing_prev")
             else:
-                state_sets.append(await self._events.state_at_group(prevs[pid].state_group))
+                state_sets.append(await self._heads.state_at_group(prevs[pid].state_group))
         if len(prev_ids) == 1 and not missing:
             return state_sets[0], prevs[prev_ids[0]].state_group
-        return await self._events.resolve(version, state_sets), None
+        return await self._heads.resolve(version, state_sets), None
 
     async def _fetch_missing(self, origin: str, version: RoomVersion, pdu: dict, depth_budget: int) -> None:
         """Spec POST /get_missing_events: fill the gap between our extremities and the event."""
         room_id = pdu["room_id"]
-        extremities = await self._events.forward_extremities(room_id)
+        extremities = await self._heads.forward_extremities(room_id)
         try:
             body = await self._client.post_json(
                 origin, f"/_matrix/federation/v1/get_missing_events/{quote(room_id)}",
@@ -345,9 +349,9 @@ class PduReceiver:
     async def _remote_state_after(self, origin: str, version: RoomVersion, room_id: str, event_id: str) -> dict:
         """The state after ``event_id`` according to ``origin``: the state before it, plus the event itself."""
         state = await self.remote_state_before(origin, version, room_id, event_id)
-        if await self._events.get_event(event_id) is None:
+        if await self._heads.get_event(event_id) is None:
             await self.fetch_outliers(origin, version, room_id, [event_id])
-        ev = await self._events.get_event(event_id)
+        ev = await self._heads.get_event(event_id)
         if ev is not None and ev.state_key is not None:
             state[(ev.type, ev.state_key)] = event_id
         return state
@@ -359,7 +363,7 @@ class PduReceiver:
                                            {"event_id": event_id})
         ids = [i for i in (body.get("pdu_ids") or []) if isinstance(i, str)]
         wanted = ids + [i for i in (body.get("auth_chain_ids") or []) if isinstance(i, str)]
-        have = await self._events.get_events(wanted)
+        have = await self._heads.get_events(wanted)
         missing = [i for i in wanted if i not in have]
         if len(missing) > FETCH_ONE_BY_ONE:
             await self.store_state(version, room_id, await self.fetch_state(origin, room_id, event_id), set(missing))
@@ -379,12 +383,12 @@ class PduReceiver:
         encodings = Encodings()
         pdus, state_ids = state_answer_pdus(body, "pdus", version, room_id, encodings)
         if wanted is None:
-            wanted = pdus.keys() - (await self._events.get_events(pdus)).keys()
+            wanted = pdus.keys() - (await self._heads.get_events(pdus)).keys()
         await self.store_outliers(version, room_id, [p for eid, p in pdus.items() if eid in wanted], encodings)
         return await self._state_by_key(state_ids)
 
     async def _state_by_key(self, event_ids: list[str]) -> dict:
-        have = await self._events.get_events(event_ids)
+        have = await self._heads.get_events(event_ids)
         return {(ev.type, ev.state_key): eid for eid in event_ids
                 if (ev := have.get(eid)) is not None and ev.state_key is not None}
 

@@ -616,12 +616,18 @@ def user_can_send(room_version: RoomVersion | str, state: AuthState, user_id: st
     return user_power_level(room_version, state, user_id) >= required
 
 
+def may_redact_others(room_version: RoomVersion | str, state: AuthState, sender: str) -> bool:
+    """Whether ``sender`` has the power levels' *redact level* (spec "Redactions"; default 50), so that their
+    redactions of other users' events apply."""
+    return user_power_level(room_version, state, sender) >= get_named_level(
+        room_version, state.get((POWER_LEVELS, "")), "redact")
+
+
 def user_can_redact(room_version: RoomVersion | str, state: AuthState, redaction_sender: str,
                     original_event: dict) -> bool:
     """Whether a redaction should be applied (room v3 "Handling redactions"): the
     sender has the redact level, or is on the same server as the original sender."""
-    if user_power_level(room_version, state, redaction_sender) >= get_named_level(
-            room_version, state.get((POWER_LEVELS, "")), "redact"):
+    if may_redact_others(room_version, state, redaction_sender):
         return True
     return domain_of(redaction_sender) == domain_of(original_event.get("sender"))
 

@@ -16,6 +16,8 @@ from homeserver.services.sync import SyncContext, SyncResponse
 from homeserver.storage.device_lists import DeviceListStore
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.streams import StreamIdGenerator
+from homeserver.services.edu_outbox import EduOutbox
+from homeserver.services.room_events.heads import RoomHeads
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +25,14 @@ TRACKED_MEMBERSHIPS = ("join", "leave", "ban")
 
 
 class DeviceListService:
-    def __init__(self, *, store: DeviceListStore, events: EventStore, room_events, notifier,
-                 stream: StreamIdGenerator):
+    def __init__(self, *, store: DeviceListStore, events: EventStore, room_heads: RoomHeads, notifier,
+                 stream: StreamIdGenerator, federation: EduOutbox):
         self._store = store
         self._events = events
-        self._room_events = room_events
+        self._heads = room_heads
         self._notifier = notifier
         self.stream = stream
-        # Called with (user_id, [(device_id, stream_id, prev_id)]) after devices of a local user changed
-        # (the federation sends them as m.device_list_update).
-        self.device_update_listeners: list = []
+        self._federation = federation  # told of the changed devices of local users (m.device_list_update)
 
     async def mark_changed(self, user_id: str, device_ids=()) -> None:
         """Record that ``user_id``'s device list changed (``device_ids``: the local devices that did), and
@@ -46,17 +46,16 @@ class DeviceListService:
         rooms = await self._events.rooms_for_user(user_id)
         self._notifier.notify(users=[user_id], rooms=[r for r, (m, _, _) in rooms.items() if m == "join"])
         if updates:
-            for listener in self.device_update_listeners:
-                try:
-                    await listener(user_id, updates)
-                except Exception:  # the change is stored: it must not fail the request that made it
-                    logger.exception("Device update listener failed for %s", user_id)
+            try:
+                await self._federation.on_device_updates(user_id, updates)
+            except Exception:  # the change is stored: it must not fail the request that made it
+                logger.exception("Sending the device updates of %s failed", user_id)
 
     async def last_device_update(self, user_id: str) -> int:
         return await self._store.last_device_update(user_id)
 
     def on_room_events(self, events: list[StoredEvent]) -> None:
-        """RoomEventService listener: record membership changes (runs after the events committed)."""
+        """Room-event listener: record membership changes (runs after the events committed)."""
         members = [e for e in events if e.type == "m.room.member" and e.state_key
                    and e.content.get("membership") in TRACKED_MEMBERSHIPS]
         if members:
@@ -68,7 +67,7 @@ class DeviceListService:
         for ev in members:
             membership = ev.content["membership"]
             if ev.replaces_state:
-                previous = await self._room_events.get_event(ev.replaces_state)
+                previous = await self._heads.get_event(ev.replaces_state)
                 if previous is not None and _side(previous.content.get("membership")) == _side(membership):
                     continue  # a profile change, or ban after leave: nobody starts or stops sharing
             rows.append((ev.room_id, ev.state_key, membership))

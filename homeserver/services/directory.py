@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.auth_rules import get_power_level
 from homeserver.storage.directory import DirectoryStore
 from homeserver.storage.events import EventStore
+from homeserver.services.room_events.heads import RoomHeads
 
 ALIAS_RE = re.compile(r"^#[^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
 
 
+class RemoteAliases(Protocol):
+    async def room_alias(self, alias: str, server: str) -> dict: ...
+
+
 class DirectoryService:
-    def __init__(self, *, store: DirectoryStore, events: EventStore, room_events, server_name: str):
+    def __init__(self, *, store: DirectoryStore, events: EventStore, room_heads: RoomHeads, server_name: str,
+                 remote: RemoteAliases | None = None):
+        """``remote``: other servers' aliases (``federation.handlers.remote_queries.RemoteQueries``)."""
         self._store = store
         self._events = events
-        self._room_events = room_events
+        self._heads = room_heads
         self.server_name = server_name
+        self._remote = remote
 
     def _check_local_alias(self, alias: str) -> None:
         if not ALIAS_RE.match(alias) or len(alias) > 255:
@@ -29,12 +38,11 @@ class DirectoryService:
         found = await self._store.get_alias(alias)
         return None if found is None else found[0]
 
-    async def resolve(self, alias: str, federation=None) -> dict:
-        """Spec GET /directory/room/{roomAlias}; aliases of other servers through ``federation``'s
-        /query/directory."""
+    async def resolve(self, alias: str) -> dict:
+        """Spec GET /directory/room/{roomAlias}; aliases of other servers through their /query/directory."""
         server = alias.split(":", 1)[1] if ":" in alias else ""
-        if server != self.server_name and federation is not None:
-            return await federation.remote.room_alias(alias, server)
+        if server != self.server_name and self._remote is not None:
+            return await self._remote.room_alias(alias, server)
         room_id = await self.resolve_local(alias)
         if room_id is None:
             raise not_found(f"Room alias {alias} not found")
@@ -42,13 +50,13 @@ class DirectoryService:
 
     async def add_alias(self, alias: str, room_id: str, user_id: str) -> None:
         """Spec PUT /directory/room/{roomAlias}: a member of the room may add an alias to it."""
-        if await self._room_events.membership(room_id, user_id) != "join":
+        if await self._heads.membership(room_id, user_id) != "join":
             raise forbidden("You must be in the room to add an alias")
         await self.create_alias(alias, room_id, user_id)
 
     async def create_alias(self, alias: str, room_id: str, user_id: str) -> None:
         self._check_local_alias(alias)
-        if await self._room_events.room_version(room_id) is None:
+        if await self._heads.room_version(room_id) is None:
             raise not_found("Unknown room")
         if not await self._store.create_alias(alias, room_id, user_id):
             raise MatrixError(409, "M_UNKNOWN", "Room alias already exists")
@@ -64,8 +72,8 @@ class DirectoryService:
         await self._store.delete_alias(alias)
 
     async def _may_edit(self, room_id: str, user_id: str) -> bool:
-        state = await self._room_events.current_state(room_id, {("m.room.create", ""), ("m.room.power_levels", "")})
-        version = await self._room_events.room_version(room_id)
+        state = await self._heads.current_state(room_id, {("m.room.create", ""), ("m.room.power_levels", "")})
+        version = await self._heads.room_version(room_id)
         create = state.get(("m.room.create", ""))
         pl = state.get(("m.room.power_levels", ""))
         level = get_power_level(version, create.pdu if create else None, pl.pdu if pl else None, user_id)
@@ -76,22 +84,22 @@ class DirectoryService:
 
     async def room_aliases(self, room_id: str, user_id: str) -> list[str]:
         """Spec GET /rooms/{roomId}/aliases: members (or anyone for world_readable rooms)."""
-        if await self._room_events.membership(room_id, user_id) != "join":
-            vis = await self._room_events.current_state_event(room_id, "m.room.history_visibility")
+        if await self._heads.membership(room_id, user_id) != "join":
+            vis = await self._heads.current_state_event(room_id, "m.room.history_visibility")
             if vis is None or vis.content.get("history_visibility") != "world_readable":
                 raise forbidden("You are not in this room")
         return await self._store.aliases_for_room(room_id)
 
     # -- public room directory ----------------------------------------------------------------
     async def get_visibility(self, room_id: str) -> str:
-        if await self._room_events.room_version(room_id) is None:
+        if await self._heads.room_version(room_id) is None:
             raise not_found("Unknown room")
         return "public" if await self._events.is_room_public(room_id) else "private"
 
     async def set_visibility(self, room_id: str, visibility, requester) -> None:
         if visibility not in ("public", "private"):
             raise bad_json("visibility must be public or private")
-        if await self._room_events.room_version(room_id) is None:
+        if await self._heads.room_version(room_id) is None:
             raise not_found("Unknown room")
         if not requester.is_admin and not await self._may_edit(room_id, requester.user_id):
             raise forbidden("You may not change this room's visibility")
@@ -120,7 +128,7 @@ class DirectoryService:
 
     async def room_entry(self, room_id: str) -> dict:
         """A PublishedRoomsChunk / room summary from current state."""
-        state = await self._room_events.current_state(room_id)
+        state = await self._heads.current_state(room_id)
         joined = sum(1 for (t, _), ev in state.items()
                      if t == "m.room.member" and ev.content.get("membership") == "join")
         entry = {"room_id": room_id, "num_joined_members": joined,

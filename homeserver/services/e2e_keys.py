@@ -19,6 +19,7 @@ from unpaddedbase64 import decode_base64
 from homeserver.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.events.errors import EventFormatError, SignatureError
 from homeserver.events.signing import verify_signed_json
+from homeserver.services.edu_outbox import EduOutbox
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.e2e_keys import E2eKeyStore, OneTimeKeyConflict, Signature, canonical
 
@@ -124,16 +125,48 @@ class RemoteKeys(Protocol):
     async def claim(self, wanted: dict, timeout_s: float) -> dict: ...
 
 
+class LocalKeys:
+    """Local users' device and cross-signing keys as others see them: read by key queries (local and over
+    federation) and by the device list EDUs sent to other servers."""
+
+    def __init__(self, *, store: E2eKeyStore, accounts: AccountStore):
+        self._store = store
+        self._accounts = accounts
+
+    async def get(self, wanted: dict[str, list[str] | None], viewer: str | None) -> dict:
+        """Device and cross-signing keys of local users (an empty or null device list: every device), with
+        the signatures ``viewer`` may see; for a remote server (``viewer`` None) the users' own only."""
+        users = list(wanted)
+        found = await self._store.get_device_keys([(u, d) for u in users for d in (wanted[u] or [None])])
+        cross_signing = await self._store.get_cross_signing_keys(users)
+        signatures = await self._store.signatures_of(users, viewer or "")
+        result = {"device_keys": {u: {} for u in users}, "master_keys": {}, "self_signing_keys": {},
+                  "user_signing_keys": {}}
+        for user_id in users:
+            names = {d["device_id"]: d.get("display_name") for d in await self._accounts.list_devices(user_id)}
+            for device_id, keys in found.get(user_id, {}).items():
+                if names.get(device_id) is not None and viewer is not None:
+                    keys["unsigned"] = {"device_display_name": names[device_id]}
+                result["device_keys"][user_id][device_id] = keys
+            for field, key_type in CROSS_SIGNING_FIELDS.items():
+                key = cross_signing.get(user_id, {}).get(key_type)
+                if key is not None and (key_type != "user_signing" or user_id == viewer):
+                    result[field + "s"][user_id] = key
+        _merge_signatures(result, signatures)
+        return result
+
+
 class E2eKeysService:
-    def __init__(self, *, store: E2eKeyStore, accounts: AccountStore, device_lists, remote: RemoteKeys,
-                 server_name: str, clock):
+    def __init__(self, *, store: E2eKeyStore, keys: LocalKeys, accounts: AccountStore, device_lists,
+                 remote: RemoteKeys, server_name: str, clock, federation: EduOutbox):
         self._store = store
         self._accounts = accounts
         self._device_lists = device_lists
         self.server_name = server_name
         self._clock = clock
         self.remote = remote
-        self.signing_key_listeners: list = []  # async (user_id): a local user's master/self-signing key changed
+        self._keys = keys
+        self._federation = federation  # told when a local user's master or self-signing key changes
         # Per user, how often the one-time or fallback keys of their devices changed (uploads and claims, all
         # through this service): a remembered /sync answer carrying their counts stands while this is unchanged.
         self._key_changes: dict[str, int] = {}
@@ -209,26 +242,8 @@ class E2eKeysService:
         return result
 
     async def local_keys(self, wanted: dict[str, list[str] | None], viewer: str | None) -> dict:
-        """Device and cross-signing keys of local users (an empty or null device list: every device), with
-        the signatures ``viewer`` may see; for a remote server (``viewer`` None) the users' own only."""
-        users = list(wanted)
-        found = await self._store.get_device_keys([(u, d) for u in users for d in (wanted[u] or [None])])
-        cross_signing = await self._store.get_cross_signing_keys(users)
-        signatures = await self._store.signatures_of(users, viewer or "")
-        result = {"device_keys": {u: {} for u in users}, "master_keys": {}, "self_signing_keys": {},
-                  "user_signing_keys": {}}
-        for user_id in users:
-            names = {d["device_id"]: d.get("display_name") for d in await self._accounts.list_devices(user_id)}
-            for device_id, keys in found.get(user_id, {}).items():
-                if names.get(device_id) is not None and viewer is not None:
-                    keys["unsigned"] = {"device_display_name": names[device_id]}
-                result["device_keys"][user_id][device_id] = keys
-            for field, key_type in CROSS_SIGNING_FIELDS.items():
-                key = cross_signing.get(user_id, {}).get(key_type)
-                if key is not None and (key_type != "user_signing" or user_id == viewer):
-                    result[field + "s"][user_id] = key
-        _merge_signatures(result, signatures)
-        return result
+        """See :meth:`LocalKeys.get`."""
+        return await self._keys.get(wanted, viewer)
 
     async def federation_device_list(self, user_id: str) -> dict:
         """Server-server GET /user/devices/{userId}: a local user's devices, keys and cross-signing keys.
@@ -308,11 +323,10 @@ class E2eKeysService:
                 await self._signing_keys_changed(user_id)
 
     async def _signing_keys_changed(self, user_id: str) -> None:
-        for listener in self.signing_key_listeners:
-            try:
-                await listener(user_id)
-            except Exception:  # the keys are stored: this must not fail the request
-                logger.exception("Signing key listener failed for %s", user_id)
+        try:
+            await self._federation.on_signing_keys(user_id)
+        except Exception:  # the keys are stored: this must not fail the request
+            logger.exception("Sending the signing keys of %s failed", user_id)
 
     async def upload_signatures(self, user_id: str, body: dict) -> dict:
         """POST /keys/signatures/upload: each valid signature is stored, each bad one reported in ``failures``."""

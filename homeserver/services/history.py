@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.requester import Requester
 from homeserver.services.filtering import EventFilter
-from homeserver.services.room_events import RoomEventService
+from homeserver.services.room_events.heads import RoomHeads
 from homeserver.storage.events import EventStore, StoredEvent
 
 MAX_LIMIT = 1000
@@ -20,9 +20,9 @@ OLDEST_POSITION = -(2 ** 62)  # backfilled history has negative stream positions
 
 
 class RoomHistoryService:
-    def __init__(self, *, room_events: RoomEventService, store: EventStore, serializer, sync,
+    def __init__(self, *, room_heads: RoomHeads, store: EventStore, serializer, sync,
                  backfill: Callable[[str], Awaitable[bool]] | None = None):
-        self._events = room_events
+        self._heads = room_heads
         self._store = store
         self._serializer = serializer
         self._sync = sync
@@ -30,20 +30,20 @@ class RoomHistoryService:
 
     async def _check_room(self, room_id: str, user_id: str) -> str | None:
         """The user's current membership; 403 if they were never in a non-world-readable room."""
-        if await self._events.room_version(room_id) is None:
+        if await self._heads.room_version(room_id) is None:
             raise forbidden("You are not in this room")
-        membership = await self._events.membership(room_id, user_id)
+        membership = await self._heads.membership(room_id, user_id)
         if membership is None or membership in ("invite", "knock"):
-            vis = await self._events.current_state_event(room_id, "m.room.history_visibility")
+            vis = await self._heads.current_state_event(room_id, "m.room.history_visibility")
             if vis is None or vis.content.get("history_visibility") != "world_readable":
                 raise forbidden("You are not in this room")
         return membership
 
     async def _position_limit(self, room_id: str, user_id: str, membership: str | None) -> int:
         """A user who left sees the room up to their leave event."""
-        current = self._events.stream.current()
+        current = self._heads.stream.current()
         if membership in ("leave", "ban"):
-            ev = await self._events.current_state_event(room_id, "m.room.member", user_id)
+            ev = await self._heads.current_state_event(room_id, "m.room.member", user_id)
             if ev is not None:
                 return min(current, ev.stream_ordering)
         return current
@@ -106,7 +106,7 @@ class RoomHistoryService:
         return chunk, position, more
 
     async def _member_state(self, room_id: str, users: set[str], requester) -> list[dict]:
-        state = await self._events.current_state(room_id, {("m.room.member", u) for u in users})
+        state = await self._heads.current_state(room_id, {("m.room.member", u) for u in users})
         return await self._serializer.serialize(list(state.values()), requester, bundle=False)
 
     async def event(self, requester: Requester, room_id: str, event_id: str) -> dict:
@@ -115,7 +115,7 @@ class RoomHistoryService:
 
     async def _visible_event(self, user_id: str, room_id: str, event_id: str) -> StoredEvent:
         membership = await self._check_room(room_id, user_id)
-        ev = await self._events.get_event(event_id)
+        ev = await self._heads.get_event(event_id)
         if ev is None or ev.room_id != room_id or ev.outlier:
             raise not_found("Event not found")
         if ev.stream_ordering > await self._position_limit(room_id, user_id, membership) \
@@ -129,7 +129,7 @@ class RoomHistoryService:
         ev = await self._visible_event(requester.user_id, room_id, event_id)
         limit = max(0, min(limit, MAX_LIMIT))
         before_n, after_n = limit // 2, limit - limit // 2
-        membership = await self._events.membership(room_id, requester.user_id)
+        membership = await self._heads.membership(room_id, requester.user_id)
         ceiling = await self._position_limit(room_id, requester.user_id, membership)
         before = await self._store.room_events_between(room_id, ev.stream_ordering - 1, OLDEST_POSITION, before_n,
                                                        backwards=True)
@@ -144,7 +144,7 @@ class RoomHistoryService:
         if event_filter.lazy_load_members:
             senders = {e.sender for e in before + after + [ev]}
             state_ids = {k: v for k, v in state_ids.items() if k[0] != "m.room.member" or k[1] in senders}
-        state = await self._events.get_events(state_ids.values())
+        state = await self._heads.get_events(state_ids.values())
         return {
             "event": await self._serializer.serialize_one(ev, requester),
             "events_before": await self._serializer.serialize(before, requester),
@@ -157,10 +157,10 @@ class RoomHistoryService:
         """Current state for members; the state when they left for former members."""
         membership = await self._check_room(room_id, requester.user_id)
         if membership in ("leave", "ban"):
-            own = await self._events.current_state_event(room_id, "m.room.member", requester.user_id)
+            own = await self._heads.current_state_event(room_id, "m.room.member", requester.user_id)
             ids = await self._store.get_state_group(own.state_group if own else None)
-            return list((await self._events.get_events(ids.values())).values())
-        return list((await self._events.current_state(room_id)).values())
+            return list((await self._heads.get_events(ids.values())).values())
+        return list((await self._heads.current_state(room_id)).values())
 
     async def state_event(self, requester: Requester, room_id: str, event_type: str, state_key: str) -> StoredEvent:
         for ev in await self.state(requester, room_id):
@@ -175,7 +175,7 @@ class RoomHistoryService:
             await self._check_room(room_id, requester.user_id)
             group = await self._store.state_group_at_position(room_id, self._position_of(at))
             ids = await self._store.get_state_group(group)
-            events = list((await self._events.get_events(
+            events = list((await self._heads.get_events(
                 v for k, v in ids.items() if k[0] == "m.room.member")).values())
         else:
             events = [e for e in await self.state(requester, room_id) if e.type == "m.room.member"]
@@ -187,7 +187,7 @@ class RoomHistoryService:
     async def joined_members(self, requester: Requester, room_id: str) -> dict:
         if await self._check_room(room_id, requester.user_id) != "join":
             raise forbidden("You are not in this room")
-        state = await self._events.current_state(room_id)
+        state = await self._heads.current_state(room_id)
         joined = {}
         for (t, user_id), ev in state.items():
             if t == "m.room.member" and ev.content.get("membership") == "join":
@@ -218,7 +218,7 @@ class RoomHistoryService:
         from_pos = _position(from_token)
         limit = max(1, min(limit, MAX_LIMIT))
         roots = await self._store.threads_of_room(room_id, from_pos, limit + 1)
-        events = await self._events.get_events(r for r, _ in roots)
+        events = await self._heads.get_events(r for r, _ in roots)
         chunk = []
         for root_id, _ in roots[:limit]:
             ev = events.get(root_id)

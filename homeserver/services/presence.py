@@ -6,7 +6,7 @@ the time of their last activity. Explicit changes (PUT, ``set_presence`` on
 after five minutes, not ``currently_active`` after one, offline when the user
 stops syncing. Only a change others should see is written to the stream.
 
-Over federation (server-server "Presence"), ``listeners`` hear every such
+Over federation (server-server "Presence"), ``federation`` hears of every such
 change of a local user (and, every 25 minutes, the state of those still not
 offline, as Synapse pings); remote users' states come from their servers and
 turn offline after 30 minutes without news, as Synapse does.
@@ -20,6 +20,7 @@ import logging
 from twisted.internet import defer
 
 from homeserver.errors import forbidden, invalid_param
+from homeserver.services.edu_outbox import EduOutbox
 from homeserver.storage.presence import PresenceRow, PresenceStore
 from homeserver.storage.streams import StreamIdGenerator
 
@@ -36,13 +37,26 @@ FEDERATION_TIMEOUT_MS = 30 * 60_000        # Synapse's FEDERATION_TIMEOUT
 FEDERATION_PING_INTERVAL_MS = 25 * 60_000  # Synapse's FEDERATION_PING_INTERVAL
 
 
+def presence_content(state: PresenceRow, now_ms: int) -> dict:
+    """The ``m.presence`` content of a state (spec "Presence": ``last_active_ago`` counted from ``now_ms``)."""
+    content: dict = {"presence": state.state}
+    if state.last_active_ts:
+        content["last_active_ago"] = max(0, now_ms - state.last_active_ts)
+    if state.state == "online":
+        content["currently_active"] = state.currently_active
+    if state.status_msg is not None:
+        content["status_msg"] = state.status_msg
+    return content
+
+
 class PresenceService:
     """The presence of local users, kept in memory once loaded, persisted when it visibly changes."""
 
     name = "presence"
     token_key = "p"  # in sync tokens (services/sync.py)
 
-    def __init__(self, *, store: PresenceStore, event_store, notifier, clock, enabled: bool, server_name: str):
+    def __init__(self, *, store: PresenceStore, event_store, notifier, clock, enabled: bool, server_name: str,
+                 federation: EduOutbox):
         self._store = store
         self._event_store = event_store
         self._notifier = notifier
@@ -52,9 +66,9 @@ class PresenceService:
         self._stream = StreamIdGenerator(store.max_stream_id_sync())
         self._states: dict[str, PresenceRow] = {}  # local users not offline
         self._last_sync: dict[str, int] = {}
-        self._last_pushed: dict[str, int] = {}  # local user -> when listeners last heard of them
+        self._last_pushed: dict[str, int] = {}  # local user -> when the federation last heard of them
         self._remote_updated: dict[str, int] = {}  # remote user not offline -> when their server last told us
-        self.listeners: list = []  # called with the PresenceRow of each visible change of a local user
+        self._federation = federation  # told of each visible change of a local user
         self._timer = None
         self._restored = False
 
@@ -97,14 +111,7 @@ class PresenceService:
 
     def format(self, state: PresenceRow) -> dict:
         """The ``m.presence`` content of a state."""
-        content: dict = {"presence": state.state}
-        if state.last_active_ts:
-            content["last_active_ago"] = max(0, self.now_ms() - state.last_active_ts)
-        if state.state == "online":
-            content["currently_active"] = state.currently_active
-        if state.status_msg is not None:
-            content["status_msg"] = state.status_msg
-        return content
+        return presence_content(state, self.now_ms())
 
     # -- writing -----------------------------------------------------------------------------
     async def set_presence(self, user_id: str, presence: str, status_msg: str | None) -> None:
@@ -131,6 +138,12 @@ class PresenceService:
         for sender in {e.sender for e in events if not e.outlier and self._is_local(e.sender)}:
             _spawn(self._bump_active(sender), "presence bump")
 
+    def on_joins(self, events) -> None:
+        """Room event listener (after the join PDUs are queued to other servers): a room's new members and
+        its servers hear of each other's presence over federation."""
+        if self.enabled:
+            self._federation.on_joins(events, self.states_of)
+
     async def _bump_active(self, user_id: str) -> None:
         state = await self._state(user_id)
         if state.state != "offline":
@@ -156,8 +169,7 @@ class PresenceService:
 
     def _push(self, row: PresenceRow) -> None:
         self._last_pushed[row.user_id] = self.now_ms()
-        for listener in self.listeners:
-            listener(row)
+        self._federation.on_presence(row)
 
     async def _persist(self, row: PresenceRow) -> None:
         (position,) = self._stream.allocate()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
-from homeserver.services.room_events import EventSpec, RoomEventService
+from homeserver.services.room_events.heads import RoomHeads
+from homeserver.services.room_events.local import EventSpec, LocalAppends
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.events import EventStore
 
@@ -17,11 +18,12 @@ MAX_AVATAR_URL = 1000
 
 
 class ProfileService:
-    def __init__(self, *, accounts: AccountStore, events: EventStore, room_events: RoomEventService,
-                 server_name: str):
+    def __init__(self, *, accounts: AccountStore, events: EventStore, room_heads: RoomHeads,
+                 appends: LocalAppends, server_name: str):
         self._accounts = accounts
         self._events = events
-        self.room_events = room_events
+        self._heads = room_heads
+        self._appends = appends
         self.server_name = server_name
 
     async def get(self, user_id: str) -> dict:
@@ -65,10 +67,10 @@ class ProfileService:
         for room_id, (membership, _, _) in rooms.items():
             if membership != "join":
                 continue
-            current = await self.room_events.current_state_event(room_id, "m.room.member", user_id)
+            current = await self._heads.current_state_event(room_id, "m.room.member", user_id)
             content = {k: v for k, v in (current.content if current else {}).items() if k not in PROFILE_FIELDS}
             content.update(profile, membership="join")
             try:
-                await self.room_events.send(room_id, EventSpec(user_id, "m.room.member", content, user_id))
+                await self._appends.send(room_id, EventSpec(user_id, "m.room.member", content, user_id))
             except MatrixError as e:
                 logger.warning("Could not update profile in %s: %s", room_id, e.error)

@@ -27,6 +27,7 @@ from homeserver.lru import LruCache
 from homeserver.services.background import ListenerWork
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.push import PushAction, PushStore
+from homeserver.services.room_events.heads import RoomHeads
 
 logger = logging.getLogger(__name__)
 
@@ -140,10 +141,10 @@ class PushService:
     name = "notifications"
     token_key = "n"  # in sync tokens (services/sync.py)
 
-    def __init__(self, *, store: PushStore, room_events, event_store, account_data, serializer,
+    def __init__(self, *, store: PushStore, room_heads: RoomHeads, event_store, account_data, serializer,
                  read_positions: ReadPositions, server_name: str, clock):
         self._store = store
-        self._room_events = room_events
+        self._heads = room_heads
         self._event_store = event_store
         self._account_data = account_data
         self._serializer = serializer
@@ -288,14 +289,14 @@ class PushService:
 
     async def _actions_for_event(self, ev: StoredEvent) -> list[PushAction]:
         """Spec "Server behaviour": evaluate the rules of each local member (and a local invitee) but the sender."""
-        state = await self._room_events.current_state(ev.room_id)  # from memory and the event cache
+        state = await self._heads.current_state(ev.room_id)  # from memory and the event cache
         members = {k[1]: e for k, e in state.items() if k[0] == "m.room.member"}
         joined = [u for u, e in members.items() if e.content.get("membership") == "join"]
         recipients = {u for u in joined if self._is_local(u)}
         if ev.type == "m.room.member" and ev.content.get("membership") == "invite" and self._is_local(ev.state_key):
             recipients.add(ev.state_key)
         recipients.discard(ev.sender)
-        version = await self._room_events.room_version(ev.room_id)
+        version = await self._heads.room_version(ev.room_id)
         if not recipients or version is None:
             return []
         create, power = state.get(("m.room.create", "")), state.get(("m.room.power_levels", ""))
@@ -317,7 +318,7 @@ class PushService:
 
     async def _thread_of(self, ev: StoredEvent) -> str:
         """Spec "Marking notifications as read": the thread root found within three relation hops, or "main"."""
-        root, _ = await thread_walk(ev, self._room_events.get_event)
+        root, _ = await thread_walk(ev, self._heads.get_event)
         return MAIN_THREAD if root is None else root
 
     # -- counts ------------------------------------------------------------------------------
@@ -373,7 +374,7 @@ class PushService:
         return {room_id: room.counts for room_id, room in rooms.items()}
 
     def current(self) -> int:
-        return self._room_events.stream.current()
+        return self._heads.stream.current()
 
     async def contribute(self, ctx, response) -> None:
         """Spec /sync ``unread_notifications`` (and ``unread_thread_notifications``) of each joined room sent.
@@ -420,7 +421,7 @@ class PushService:
         staged = [a for a in staged if a.user_id == user_id and (before is None or a.stream_ordering < before)
                   and (a.highlight or not only_highlight)]
         actions = sorted(stored + staged, key=lambda a: a.stream_ordering, reverse=True)[:limit]
-        events = await self._room_events.get_events(a.event_id for a in actions)
+        events = await self._heads.get_events(a.event_id for a in actions)
         shown = [a for a in actions if a.event_id in events]
         serialized = await self._serializer.serialize([events[a.event_id] for a in shown], requester,
                                                       include_room_id=False)

@@ -14,6 +14,8 @@ from homeserver.storage.streams import ChangeTracker
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.receipts import Receipt, ReceiptStore
 from homeserver.storage.streams import StreamIdGenerator
+from homeserver.services.edu_outbox import EduOutbox
+from homeserver.services.room_events.heads import RoomHeads
 
 READ = "m.read"
 READ_PRIVATE = "m.read.private"
@@ -25,24 +27,25 @@ class ReceiptService:
     name = "receipts"
     token_key = "r"  # in sync tokens (services/sync.py)
 
-    def __init__(self, *, store: ReceiptStore, room_events, account_data: AccountDataService, notifier, clock):
+    def __init__(self, *, store: ReceiptStore, room_heads: RoomHeads, account_data: AccountDataService, notifier, clock,
+                 federation: EduOutbox):
         self._store = store
-        self._room_events = room_events
+        self._heads = room_heads
         self._account_data = account_data
         self._notifier = notifier
         self._clock = clock
         self._stream = StreamIdGenerator(store.max_stream_id_sync())
         self._changes = ChangeTracker(self._stream.current())
-        self.listeners: list = []  # called with each Receipt stored
+        self._federation = federation  # told of each receipt stored
 
     def current(self) -> int:
         return self._stream.current()
 
     async def _check_target(self, room_id: str, user_id: str, event_id: str) -> StoredEvent:
         """The event a receipt or marker points at: the user must be joined and the event in the room."""
-        if await self._room_events.membership(room_id, user_id) != "join":
+        if await self._heads.membership(room_id, user_id) != "join":
             raise forbidden("You are not joined to this room")
-        event = await self._room_events.get_event(event_id)
+        event = await self._heads.get_event(event_id)
         if event is None or event.room_id != room_id or event.outlier:
             raise not_found("Event not found in this room")
         return event
@@ -73,9 +76,9 @@ class ReceiptService:
     async def receive_remote(self, room_id: str, user_id: str, event_id: str, data: dict) -> None:
         """An ``m.read`` receipt of a remote user (server-server "Receipts"): kept if the user is joined and
         the event known; the thread and timestamp come from ``data``."""
-        if await self._room_events.membership(room_id, user_id) != "join":
+        if await self._heads.membership(room_id, user_id) != "join":
             return
-        event = await self._room_events.get_event(event_id)
+        event = await self._heads.get_event(event_id)
         if event is None or event.room_id != room_id or event.outlier:
             return
         thread_id = data.get("thread_id") if isinstance(data.get("thread_id"), str) else None
@@ -100,8 +103,7 @@ class ReceiptService:
         if stored:
             self._stream.when_visible(
                 position, lambda: self._notifier.notify(users=[user_id], rooms=[event.room_id]))
-            for listener in self.listeners:
-                listener(receipt)
+            self._federation.on_receipt(receipt)
 
     async def _in_thread(self, event: StoredEvent, thread_id: str) -> bool:
         """Spec "Threaded read receipts": whether ``event`` belongs to ``thread_id`` ("main" or a root).
@@ -110,7 +112,7 @@ class ReceiptService:
         other event is in the main timeline. A thread root, and events hanging from it by other
         relations, also take receipts for their own thread.
         """
-        root, chain = await thread_walk(event, self._room_events.get_event)
+        root, chain = await thread_walk(event, self._heads.get_event)
         if root is not None:
             return root == thread_id
         return thread_id == MAIN_THREAD or thread_id in chain

@@ -11,12 +11,12 @@ from homeserver.errors import MatrixError, forbidden
 from homeserver.events.auth_rules import get_named_level, get_power_level
 from homeserver.events.identifiers import domain_of
 from homeserver.events.room_versions import RoomVersion
-from homeserver.services.room_events import RoomEventService
+from homeserver.services.room_events.heads import RoomHeads
 
 
 class RestrictedJoins:
-    def __init__(self, *, room_events: RoomEventService, server_name: str):
-        self._events = room_events
+    def __init__(self, *, room_heads: RoomHeads, server_name: str):
+        self._heads = room_heads
         self.server_name = server_name
 
     async def authoriser(self, room_id: str, version: RoomVersion, user_id: str) -> str | None:
@@ -24,19 +24,19 @@ class RestrictedJoins:
         the allow list does not permit."""
         if not version.restricted_join_rule:
             return None
-        rules = await self._events.current_state_event(room_id, "m.room.join_rules")
+        rules = await self._heads.current_state_event(room_id, "m.room.join_rules")
         if rules is None or rules.content.get("join_rule") not in ("restricted", "knock_restricted"):
             return None
-        if await self._events.membership(room_id, user_id) in ("join", "invite"):
+        if await self._heads.membership(room_id, user_id) in ("join", "invite"):
             return None
         allowed = False
         for entry in rules.content.get("allow", []):
             if isinstance(entry, dict) and entry.get("type") == "m.room_membership" \
-                    and await self._events.membership(str(entry.get("room_id", "")), user_id) == "join":
+                    and await self._heads.membership(str(entry.get("room_id", "")), user_id) == "join":
                 allowed = True
         if not allowed:
             raise forbidden("You are not allowed to join this restricted room")
-        state = await self._events.current_state(room_id)
+        state = await self._heads.current_state(room_id)
         create = state.get(("m.room.create", ""))
         pl = state.get(("m.room.power_levels", ""))
         invite_level = get_named_level(version, pl.pdu if pl else None, "invite")

@@ -9,7 +9,9 @@ from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.identifiers import domain_of, is_valid_user_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.services.restricted_joins import RestrictedJoins
-from homeserver.services.room_events import EventSpec, RoomEventService
+from homeserver.services.room_events.gate import JoinGate
+from homeserver.services.room_events.heads import RoomHeads
+from homeserver.services.room_events.local import EventSpec, LocalAppends
 from homeserver.storage.events import EventStore
 
 
@@ -44,11 +46,13 @@ class JoinLimits(Protocol):
 
 
 class RoomService:
-    def __init__(self, *, room_events: RoomEventService, store: EventStore, profiles, server_name: str,
+    def __init__(self, *, room_heads: RoomHeads, appends: LocalAppends, join_gate: JoinGate, store: EventStore, profiles, server_name: str,
                  default_room_version: str, restricted_joins: RestrictedJoins, federation=None, directory=None,
                  join_limits: JoinLimits | None = None):
         """``federation`` (``federation.service.Federation``): joins, leaves and knocks through other servers."""
-        self._events = room_events
+        self._heads = room_heads
+        self._appends = appends
+        self._join_gate = join_gate
         self._join_limits = join_limits
         self._store = store
         self._profiles = profiles
@@ -115,7 +119,7 @@ class RoomService:
                 content["is_direct"] = True
             specs.append(EventSpec(creator, "m.room.member", content, invitee))
         create = EventSpec(creator, "m.room.create", create_content, "")
-        room_id, _ = await self._events.create_room(version, create, specs, None,
+        room_id, _ = await self._appends.create_room(version, create, specs, None,
                                                     is_public=body.get("visibility") == "public")
         if alias is not None:
             await self.directory.create_alias(alias, room_id, creator)
@@ -158,8 +162,8 @@ class RoomService:
         Rooms this server is not in go through a resident server (join, knock, leave); invites of
         users of other servers are co-signed by their server. Returns the event id.
         """
-        await self._events.settled(room_id)  # a join still completing here decides what comes next
-        version = await self._events.room_version(room_id)
+        await self._join_gate.settled(room_id)  # a join still completing here decides what comes next
+        version = await self._heads.room_version(room_id)
         content: dict = {"membership": membership}
         if membership in ("join", "knock") or (membership == "invite" and target == sender):
             content.update(await self._profiles.member_content(target))
@@ -171,7 +175,7 @@ class RoomService:
             content.update(extra)
         if version is None or not await self.is_resident(room_id):
             return await self._remote_membership(room_id, sender, target, membership, content, servers or [])
-        current = await self._events.current_state_event(room_id, "m.room.member", target)
+        current = await self._heads.current_state_event(room_id, "m.room.member", target)
         if membership == "join":
             if current is not None and current.content.get("membership") == "join" \
                     and all(current.content.get(k) == v for k, v in content.items()):
@@ -182,11 +186,11 @@ class RoomService:
         spec = EventSpec(sender, "m.room.member", content, target)
         if membership == "invite" and self.federation is not None and not self._is_local(target):
             spec.countersign = lambda pdu: self.federation.membership.invite_remote(room_id, pdu, version)
-        return (await self._events.send(room_id, spec)).event_id
+        return (await self._appends.send(room_id, spec)).event_id
 
     async def is_resident(self, room_id: str) -> bool:
         """This server is in the room (it has the room's latest events), so a join needs no other server."""
-        return bool(await self._events.forward_extremities(room_id))
+        return bool(await self._heads.forward_extremities(room_id))
 
     def _is_local(self, user_id: str) -> bool:
         return ":" in user_id and domain_of(user_id) == self.server_name
@@ -195,7 +199,7 @@ class RoomService:
                                  servers: list[str]) -> str:
         if self.federation is None or sender != target or membership not in ("join", "leave", "knock"):
             raise not_found("Unknown room") if membership != "join" else forbidden("Unknown room")
-        current = await self._events.current_state_event(room_id, "m.room.member", target)
+        current = await self._heads.current_state_event(room_id, "m.room.member", target)
         candidates = list(servers)
         if current is not None:  # the server that invited us, or that we knocked through
             candidates.append(domain_of(current.sender))
@@ -209,7 +213,7 @@ class RoomService:
 
     async def invite(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:
         """Spec POST /rooms/{roomId}/invite: not someone already joined or banned."""
-        current = await self._events.membership(room_id, target)
+        current = await self._heads.membership(room_id, target)
         if current == "join":
             raise forbidden("The user is already in the room")
         if current == "ban":
@@ -218,7 +222,7 @@ class RoomService:
 
     async def kick(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:
         """Spec POST /rooms/{roomId}/kick: only someone joined, invited or knocking."""
-        if await self._events.membership(room_id, target) not in ("join", "invite", "knock"):
+        if await self._heads.membership(room_id, target) not in ("join", "invite", "knock"):
             raise forbidden("The user is not in the room")
         await self.set_membership(room_id, sender, target, "leave", reason)
 
@@ -228,21 +232,21 @@ class RoomService:
 
     async def unban(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:
         """Spec POST /rooms/{roomId}/unban: only someone banned."""
-        if await self._events.membership(room_id, target) != "ban":
+        if await self._heads.membership(room_id, target) != "ban":
             raise forbidden("The user is not banned")
         await self.set_membership(room_id, sender, target, "leave", reason)
 
     async def leave(self, room_id: str, user_id: str, reason: str | None = None) -> None:
         """Spec POST /rooms/{roomId}/leave: leaving a known room one is not in does nothing."""
-        if await self._events.membership(room_id, user_id) in (None, "leave"):
-            if await self._events.room_version(room_id) is None:
+        if await self._heads.membership(room_id, user_id) in (None, "leave"):
+            if await self._heads.room_version(room_id) is None:
                 raise not_found("Unknown room")
             return
         await self.set_membership(room_id, user_id, user_id, "leave", reason)
 
     async def forget(self, user_id: str, room_id: str) -> None:
         """Spec POST /rooms/{roomId}/forget: only a room one has left."""
-        membership = await self._events.membership(room_id, user_id)
+        membership = await self._heads.membership(room_id, user_id)
         if membership in ("join", "invite", "knock"):
             raise MatrixError(400, "M_UNKNOWN", "You must leave the room before forgetting it")
         if membership is None:
@@ -269,12 +273,12 @@ class RoomService:
             return room_id_or_alias, []
         if not room_id_or_alias.startswith("#") or ":" not in room_id_or_alias:
             raise MatrixError(400, "M_INVALID_PARAM", "Expected a room id or alias")
-        result = await self.directory.resolve(room_id_or_alias, federation=self.federation)
+        result = await self.directory.resolve(room_id_or_alias)
         return result["room_id"], result.get("servers", [])
 
     async def resolve_alias(self, alias: str) -> dict:
         """Spec GET /directory/room/{roomAlias}: local, or asked of the alias's server."""
-        return await self.directory.resolve(alias, federation=self.federation)
+        return await self.directory.resolve(alias)
 
     async def remote_public_rooms(self, server: str, limit: int | None, since: str | None,
                                   search: str | None, requester_id: str) -> dict:
@@ -295,8 +299,8 @@ class RoomService:
         """Spec "Room Upgrades": tombstone the old room, copy its key state into a new one."""
         if new_version_id not in KNOWN_ROOM_VERSIONS:
             raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version {new_version_id!r}")
-        state = await self._events.current_state(room_id)
-        if await self._events.membership(room_id, user_id) != "join":
+        state = await self._heads.current_state(room_id)
+        if await self._heads.membership(room_id, user_id) != "join":
             raise forbidden("You are not in this room")
         # Check the user may send a tombstone before creating anything.
         pl = state.get(("m.room.power_levels", ""))
@@ -314,23 +318,23 @@ class RoomService:
                 users.pop(user_id, None)
                 override["users"] = users
             body["power_level_content_override"] = override
-        await self._events.send(room_id, EventSpec(user_id, "m.room.tombstone",
+        await self._appends.send(room_id, EventSpec(user_id, "m.room.tombstone",
                                                    {"body": "This room has been replaced",
                                                     "replacement_room": "!pending"}, ""), dry_run=True)
         new_room = await self.create_room(user_id, body)
-        await self._events.send(room_id, EventSpec(user_id, "m.room.tombstone",
+        await self._appends.send(room_id, EventSpec(user_id, "m.room.tombstone",
                                                    {"body": "This room has been replaced",
                                                     "replacement_room": new_room}, ""))
         alias_ev = state.get(("m.room.canonical_alias", ""))
         if alias_ev is not None and alias_ev.content:
-            await self._events.send(new_room, EventSpec(user_id, "m.room.canonical_alias", alias_ev.content, ""))
+            await self._appends.send(new_room, EventSpec(user_id, "m.room.canonical_alias", alias_ev.content, ""))
         if pl is not None:
             restricted = dict(pl.content)
             needed = max(50, int(restricted.get("users_default", 0)) + 1)
             restricted["events_default"] = needed
             restricted["invite"] = needed
             try:
-                await self._events.send(room_id, EventSpec(user_id, "m.room.power_levels", restricted, ""))
+                await self._appends.send(room_id, EventSpec(user_id, "m.room.power_levels", restricted, ""))
             except MatrixError:
                 pass  # the upgrader may lack the right to restrict the old room; the upgrade still stands
         return new_room

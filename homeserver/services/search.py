@@ -18,6 +18,7 @@ from homeserver.services.filtering import EventFilter
 from homeserver.services.background import BatchWriter, ListenerWork
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.search import SearchQuery, SearchStore
+from homeserver.services.room_events.heads import RoomHeads
 
 INDEXED = {"m.room.message": "content.body", "m.room.name": "content.name", "m.room.topic": "content.topic"}
 KEYS = tuple(INDEXED.values())
@@ -107,9 +108,9 @@ def _decode_batch(token: str, by_rank: bool) -> dict:
 
 
 class SearchService:
-    def __init__(self, *, store: SearchStore, room_events, event_store, serializer, sync):
+    def __init__(self, *, store: SearchStore, room_heads: RoomHeads, event_store, serializer, sync):
         self._store = store
-        self._room_events = room_events
+        self._heads = room_heads
         self._event_store = event_store
         self._serializer = serializer
         self._sync = sync
@@ -174,7 +175,7 @@ class SearchService:
         more, count = False, 0
         for _ in range(MAX_FETCHES):
             hits, count = await self._store.search(query)
-            events = await self._room_events.get_events(h.event_id for h in hits)
+            events = await self._heads.get_events(h.event_id for h in hits)
             allowed = await self._allowed(user_id, c.filter, [events[h.event_id] for h in hits if h.event_id in events])
             taken = 0
             for hit in hits:
@@ -248,7 +249,7 @@ class SearchService:
     async def _context(self, requester, ev: StoredEvent, c: RoomEventsCriteria) -> dict:
         """Spec "event_context": visible events around a result, and optionally their senders' profiles then."""
         user_id, room_id = requester.user_id, ev.room_id
-        current = self._room_events.stream.current()
+        current = self._heads.stream.current()
         before = await self._event_store.room_events_between(room_id, ev.stream_ordering - 1, 0, c.before_limit,
                                                              backwards=True)
         after = await self._event_store.room_events_between(room_id, ev.stream_ordering, current, c.after_limit,
@@ -269,8 +270,8 @@ class SearchService:
         return context
 
     async def _profiles_at(self, ev: StoredEvent, senders: set[str]) -> dict:
-        state = await self._room_events.state_at_group(ev.state_group)
-        members = await self._room_events.get_events(
+        state = await self._heads.state_at_group(ev.state_group)
+        members = await self._heads.get_events(
             state[("m.room.member", s)] for s in senders if ("m.room.member", s) in state)
         profiles = {}
         for member in members.values():
@@ -283,6 +284,6 @@ class SearchService:
         """Spec ``include_state``: the current state of each room with results."""
         out = {}
         for room_id in sorted(room_ids):
-            state = await self._room_events.current_state(room_id)
+            state = await self._heads.current_state(room_id)
             out[room_id] = await self._serializer.serialize(list(state.values()), requester, bundle=False)
         return out

@@ -12,25 +12,26 @@ from homeserver.events.redaction import redact_event
 from homeserver.requester import Requester
 from homeserver.services.filtering import apply_event_fields
 from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.services.room_events.heads import RoomHeads
 
 
 class EventSerializer:
-    def __init__(self, room_events, store: EventStore):
-        self._room_events = room_events
+    def __init__(self, room_heads: RoomHeads, store: EventStore):
+        self._heads = room_heads
         self._store = store
 
     async def serialize(self, events: list[StoredEvent], requester: Requester | None, *,
                         bundle: bool = True, event_fields=None, include_room_id: bool = True) -> list[dict]:
         if not events:
             return []
-        now = self._room_events.now_ms()
+        now = self._heads.now_ms()
         related_ids = [e.replaces_state for e in events if e.replaces_state] + [
             e.redacted_by for e in events if e.redacted_by]
-        related = await self._room_events.get_events(related_ids)
+        related = await self._heads.get_events(related_ids)
         summaries = await self._store.get_relation_summaries([e.event_id for e in events]) if bundle else {}
-        edits = await self._room_events.get_events(
+        edits = await self._heads.get_events(
             s["edit"][0] for s in summaries.values() if "edit" in s)
-        threads = await self._room_events.get_events(
+        threads = await self._heads.get_events(
             s["thread"][1] for s in summaries.values() if "thread" in s)
         out = []
         for ev in events:
@@ -49,7 +50,7 @@ class EventSerializer:
     async def _one(self, ev: StoredEvent, requester, now: int, related: dict, include_room_id: bool) -> dict:
         pdu = ev.pdu
         if ev.redacted_by:
-            version = await self._room_events.room_version(ev.room_id)
+            version = await self._heads.room_version(ev.room_id)
             pdu = redact_event(pdu, version)
         client = to_client_event(pdu, include_room_id=include_room_id)
         client["event_id"] = ev.event_id
@@ -65,7 +66,7 @@ class EventSerializer:
             prev = related.get(ev.replaces_state)
             if prev is not None:
                 unsigned["prev_content"] = prev.content if not prev.redacted_by else redact_event(
-                    prev.pdu, await self._room_events.room_version(ev.room_id)).get("content", {})
+                    prev.pdu, await self._heads.room_version(ev.room_id)).get("content", {})
                 unsigned["prev_sender"] = prev.sender
         if ev.redacted_by:
             because = related.get(ev.redacted_by)

@@ -40,6 +40,7 @@ from homeserver.lru import LruCache
 from homeserver.services.filtering import SyncFilter
 from homeserver.services.visibility import Timeline, visible
 from homeserver.storage.events import EventStore, StoredEvent
+from homeserver.services.room_events.heads import RoomHeads
 
 MAX_TIMELINE_SCAN = 2000  # events looked at per room for one sync timeline (filters may skip most)
 # Initial syncs answered again while no stream has moved (Synapse keeps any /sync answer for 2 minutes,
@@ -162,9 +163,9 @@ _POSITION = re.compile(r"-?[0-9]+")
 
 
 class SyncService:
-    def __init__(self, *, room_events, store: EventStore, serializer, notifier, clock, sources: list[SyncSource]):
+    def __init__(self, *, room_heads: RoomHeads, store: EventStore, serializer, notifier, clock, sources: list[SyncSource]):
         """``sources`` contribute to a response in this order."""
-        self._room_events = room_events
+        self._heads = room_heads
         self._store = store
         self._serializer = serializer
         self._notifier = notifier
@@ -179,7 +180,7 @@ class SyncService:
 
     # -- tokens ---------------------------------------------------------------------
     def current_positions(self) -> dict[str, int]:
-        positions = {"events": self._room_events.stream.current()}
+        positions = {"events": self._heads.stream.current()}
         for source in self.sources:
             positions[source.name] = source.current()
         return positions
@@ -291,12 +292,12 @@ class SyncService:
 
     async def _stripped_room(self, response: SyncResponse, section: str, room_id: str, event_id: str) -> None:
         """Stripped state for an invite or knock: what the inviting server sent, or our own current state."""
-        own = await self._room_events.get_event(event_id)
+        own = await self._heads.get_event(event_id)
         carried = (own.pdu.get("unsigned") or {}).get(f"{section}_room_state") if own is not None else None
         if isinstance(carried, list):
             events = [e for e in carried if isinstance(e, dict)]
         else:
-            state = await self._room_events.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
+            state = await self._heads.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
             events = [stripped(ev) for ev in state.values()]
         if own is not None:
             events.append(stripped(own))
@@ -310,7 +311,7 @@ class SyncService:
         limit = f.timeline.limit if f.timeline.limit is not None else 10
         newest_ids = await self._store.latest_room_event_ids(
             {p.room_id: (p.to_pos, p.since_pos or 0) for p in parts}, limit + 1)
-        loaded = await self._room_events.get_events(i for ids in newest_ids.values() for i in ids)
+        loaded = await self._heads.get_events(i for ids in newest_ids.values() for i in ids)
         newest = {room_id: [loaded[i] for i in ids if i in loaded] for room_id, ids in newest_ids.items()}
         visibility = await self._store.visibility_timelines_in_rooms(
             [p.room_id for p in parts if p.since_pos is None], ctx.user_id)
@@ -323,7 +324,7 @@ class SyncService:
                 senders = {e.sender for e in p.timeline} | {ctx.user_id}
                 state_ids[p.room_id] = {k: v for k, v in state_ids[p.room_id].items()
                                         if k[0] != "m.room.member" or k[1] in senders}
-        state_events = await self._room_events.get_events(v for ids in state_ids.values() for v in ids.values())
+        state_events = await self._heads.get_events(v for ids in state_ids.values() for v in ids.values())
         states = {p.room_id: [state_events[v] for v in state_ids[p.room_id].values() if v in state_events
                               and f.state.allows(state_events[v].pdu | {"room_id": p.room_id})] for p in parts}
         timelines = await self._serialize_per_room(ctx, [p.timeline for p in parts], bundle=True)
@@ -361,7 +362,7 @@ class SyncService:
                 if ctx.filter.timeline.allows(ev.pdu | {"room_id": part.room_id}):
                     if len(found) == limit:
                         return found[::-1], True
-                    self._room_events.cache.put(ev.event_id, ev)
+                    self._heads.cache.put(ev.event_id, ev)
                     found.append(ev)
             scanned += batch_size
             if len(raw) < batch_size or scanned >= MAX_TIMELINE_SCAN:
@@ -401,8 +402,8 @@ class SyncService:
 
     async def room_summary(self, room_id: str, user_id: str) -> dict:
         """Spec "m.heroes", joined and invited member counts."""
-        state = await self._room_events.current_state_ids(room_id)
-        members = await self._room_events.get_events(v for k, v in state.items() if k[0] == "m.room.member")
+        state = await self._heads.current_state_ids(room_id)
+        members = await self._heads.get_events(v for k, v in state.items() if k[0] == "m.room.member")
         joined = sorted(e.state_key for e in members.values() if e.content.get("membership") == "join")
         invited = sorted(e.state_key for e in members.values() if e.content.get("membership") == "invite")
         summary = {"m.joined_member_count": len(joined), "m.invited_member_count": len(invited)}

@@ -9,6 +9,8 @@ every room touched since start-up instead of an error.
 from __future__ import annotations
 
 from homeserver.errors import forbidden
+from homeserver.services.edu_outbox import EduOutbox
+from homeserver.services.room_events.heads import RoomHeads
 
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 120_000  # as Synapse: no silly long typing timeouts
@@ -19,14 +21,14 @@ class TypingService:
     name = "typing"
     token_key = "t"  # in sync tokens (services/sync.py)
 
-    def __init__(self, *, reactor, room_events, notifier):
+    def __init__(self, *, reactor, room_heads: RoomHeads, notifier, federation: EduOutbox):
         self._reactor = reactor
-        self._room_events = room_events
+        self._heads = room_heads
         self._notifier = notifier
         self._position = 0
         self._room_positions: dict[str, int] = {}
         self._typers: dict[str, dict[str, object]] = {}  # room -> user -> expiry DelayedCall
-        self.listeners: list = []  # called with (room_id, user_id, typing) on every change and refresh
+        self._federation = federation  # told of every change and refresh of a typer
 
     def current(self) -> int:
         return self._position
@@ -36,7 +38,7 @@ class TypingService:
 
     async def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> None:
         """PUT /rooms/{roomId}/typing/{userId} for a joined user; refreshing a typer only moves its expiry."""
-        if await self._room_events.membership(room_id, user_id) != "join":
+        if await self._heads.membership(room_id, user_id) != "join":
             raise forbidden("You are not joined to this room")
         self.update(room_id, user_id, typing, timeout_ms)
 
@@ -50,8 +52,7 @@ class TypingService:
         delay = min(timeout_ms, MAX_TIMEOUT_MS) / 1000.0
         if timer is not None:
             timer.reset(delay)
-            for listener in self.listeners:  # still typing (the federation pings other servers now and then)
-                listener(room_id, user_id, True)
+            self._federation.on_typing(room_id, user_id, True)  # still typing (other servers are pinged now and then)
             return
         typers[user_id] = self._reactor.callLater(delay, self._expire, room_id, user_id)
         self._changed(room_id, user_id)
@@ -81,8 +82,7 @@ class TypingService:
         self._room_positions[room_id] = self._position
         self._notifier.notify(users=[user_id], rooms=[room_id])
         typing = user_id in self._typers.get(room_id, {})
-        for listener in self.listeners:
-            listener(room_id, user_id, typing)
+        self._federation.on_typing(room_id, user_id, typing)
 
     async def contribute(self, ctx, response) -> None:
         """Spec "m.typing" in ``ephemeral`` of each joined room whose typers changed since the token.

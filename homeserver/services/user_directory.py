@@ -12,6 +12,7 @@ import re
 
 from homeserver.services.background import ListenerWork
 from homeserver.storage.user_directory import UserDirectoryStore
+from homeserver.services.room_events.heads import RoomHeads
 
 MAX_LIMIT = 50          # as Synapse
 CANDIDATES_PER_RESULT = 20
@@ -37,9 +38,9 @@ def rank_key(term: str, user_id: str, display_name: str | None) -> tuple:
 
 
 class UserDirectoryService:
-    def __init__(self, *, store: UserDirectoryStore, room_events, enabled: bool, search_all_users: bool):
+    def __init__(self, *, store: UserDirectoryStore, room_heads: RoomHeads, enabled: bool, search_all_users: bool):
         self._store = store
-        self._room_events = room_events
+        self._heads = room_heads
         self.enabled = enabled
         self.search_all_users = search_all_users
         self._work = ListenerWork("Updating the user directory")
@@ -68,8 +69,8 @@ class UserDirectoryService:
 
     async def _is_public(self, room_id: str) -> bool:
         """Joinable by anyone, or readable by anyone (Synapse's rule for "users in public rooms")."""
-        join_rules = await self._room_events.current_state_event(room_id, "m.room.join_rules")
-        visibility = await self._room_events.current_state_event(room_id, "m.room.history_visibility")
+        join_rules = await self._heads.current_state_event(room_id, "m.room.join_rules")
+        visibility = await self._heads.current_state_event(room_id, "m.room.history_visibility")
         return (join_rules is not None and join_rules.content.get("join_rule") == "public") or (
             visibility is not None and visibility.content.get("history_visibility") == "world_readable")
 

@@ -9,6 +9,7 @@ from homeserver.events.auth_rules import (
     check_auth,
     check_auth_events,
     get_power_level,
+    may_redact_others,
     user_can_redact,
     user_can_send,
 )
@@ -470,6 +471,22 @@ def test_user_can_redact_and_send_helpers():
     assert user_can_send("11", st, BOB, "m.room.message", False)
     assert not user_can_send("11", st, BOB, "m.room.name", True)
     assert not user_can_send("11", st, CAROL, "m.room.message", False)
+
+
+@pytest.mark.parametrize("v", ["1", "6", "11", "12"])
+def test_redacting_others_takes_the_redact_level(v):
+    """Spec "Redactions": the power levels' ``redact`` (default 50); v1-v9 also read stringy levels; the
+    creator has 100 without power levels (v12: infinite power, always)."""
+    users = {BOB: 50, CAROL: 49} if v == "12" else {ALICE: 100, BOB: 50, CAROL: 49}
+    room = standard_room(v, pl_users=users)
+    st = {k: room.events[e] for k, e in room.current_state().items()}
+    assert may_redact_others(v, st, ALICE) and may_redact_others(v, st, BOB)
+    assert not may_redact_others(v, st, CAROL) and not may_redact_others(v, st, DAVE)
+    room.power_levels(ALICE, users, content={"redact": 80 if v in ("11", "12") else "80"})
+    st = {k: room.events[e] for k, e in room.current_state().items()}
+    assert may_redact_others(v, st, ALICE) and not may_redact_others(v, st, BOB)
+    without_levels = {k: e for k, e in st.items() if k[0] != "m.room.power_levels"}
+    assert may_redact_others(v, without_levels, ALICE) and not may_redact_others(v, without_levels, BOB)
 
 
 # ------------------------------------------------------------------ power levels

@@ -11,7 +11,7 @@ from homeserver.errors import MatrixError, bad_json
 from homeserver.events.identifiers import is_valid_user_id
 from homeserver.http.router import ApiRequest, Endpoint, parse_json
 from homeserver.services.filtering import EventFilter
-from homeserver.services.room_events import EventSpec
+from homeserver.services.room_events.local import EventSpec
 
 V1 = ("/_matrix/client/v1",)
 
@@ -35,7 +35,7 @@ async def send(hs, req: ApiRequest):
     content = req.json()
     hs.ratelimit.event(req.user_id)
     spec = EventSpec(req.user_id, req.path_params["eventType"], content, txn=_txn_key(req))
-    ev = await hs.room_events.send(req.path_params["roomId"], spec)
+    ev = await hs.local_appends.send(req.path_params["roomId"], spec)
     return {"event_id": ev.event_id}
 
 
@@ -51,11 +51,11 @@ async def put_state(hs, req: ApiRequest):
             raise bad_json("membership must be a string")
     if event_type == "m.room.canonical_alias":
         await _check_canonical_alias(hs, room_id, content)
-    current = await hs.room_events.current_state_event(room_id, event_type, state_key)
+    current = await hs.room_heads.current_state_event(room_id, event_type, state_key)
     if current is not None and current.sender == req.user_id and current.content == content:
         return {"event_id": current.event_id}  # unchanged state is not sent again
     hs.ratelimit.event(req.user_id)
-    ev = await hs.room_events.send(room_id, EventSpec(req.user_id, event_type, content, state_key))
+    ev = await hs.local_appends.send(room_id, EventSpec(req.user_id, event_type, content, state_key))
     return {"event_id": ev.event_id}
 
 
@@ -67,13 +67,13 @@ async def redact(hs, req: ApiRequest):
         if not isinstance(body["reason"], str):
             raise bad_json("reason must be a string")
         content["reason"] = body["reason"]
-    redacted = await hs.room_events.get_event(target)  # someone else's: a moderator's redaction (Synapse)
+    redacted = await hs.room_heads.get_event(target)  # someone else's: a moderator's redaction (Synapse)
     hs.ratelimit.event(req.user_id, admin_redaction=redacted is not None and redacted.sender != req.user_id)
-    version = await hs.room_events.room_version(room_id)
+    version = await hs.room_heads.room_version(room_id)
     if version is not None and version.redacts_in_content:
         content["redacts"] = target
-    ev = await hs.room_events.send(room_id, EventSpec(req.user_id, "m.room.redaction", content, redacts=target,
-                                                      txn=_txn_key(req)))
+    ev = await hs.local_appends.send(room_id, EventSpec(req.user_id, "m.room.redaction", content, redacts=target,
+                                                        txn=_txn_key(req)))
     return {"event_id": ev.event_id}
 
 

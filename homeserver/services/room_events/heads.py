@@ -1,0 +1,230 @@
+"""Every room's head (version, current state, forward extremities, depth, state group) and the room events
+read through one event cache: the object the writers share and every service reads.
+
+Spec server-server "Room state resolution" and "Forward extremities". A head is loaded once, then changed
+only by a writer holding the room's lock, after the transaction that changes it has committed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from twisted.internet import defer
+
+from homeserver.events.builder import event_id_list
+from homeserver.events.canonical_json import encode_canonical_json
+from homeserver.events.hashing import strip_convenience_keys
+from homeserver.events.redaction import redact_event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.state_res import resolve_state
+from homeserver.lru import LruCache
+from homeserver.storage.events import EventStore, NewEvent, StateKey, StoredEvent
+from homeserver.storage.streams import StreamIdGenerator
+
+CREATE_KEY: StateKey = ("m.room.create", "")
+EVENT_CACHE_SIZE = 50_000  # persisted events kept in memory
+
+RoomEventListener = Callable[[list[StoredEvent]], None]
+
+
+def federation_form(ev: StoredEvent, version: RoomVersion) -> dict:
+    """The PDU as other servers are sent it: pruned once redacted (server-server "Redactions"),
+    without the v3+ convenience ``event_id``."""
+    return strip_convenience_keys(redact_event(ev.pdu, version) if ev.redacted_by else ev.pdu, version)
+
+
+def redact_encoded(text: str, version: RoomVersion) -> bytes:
+    """The pruned form of a stored PDU's JSON."""
+    return encode_canonical_json(redact_event(json.loads(text), version))
+
+
+@dataclass
+class RoomHead:
+    """What appending to a room needs: its version, current state, extremities and depth."""
+
+    room_id: str
+    version: RoomVersion
+    state: dict[StateKey, str]
+    extremities: list[str]
+    depth: int
+    state_group: int | None
+
+    def copy(self) -> "RoomHead":
+        return RoomHead(self.room_id, self.version, dict(self.state), list(self.extremities), self.depth,
+                        self.state_group)
+
+    def take(self, work: "RoomHead") -> None:
+        """Become ``work`` (a copy changed by events now committed)."""
+        self.state, self.extremities, self.depth, self.state_group = (
+            work.state, work.extremities, work.depth, work.state_group)
+
+
+def announce(stream: StreamIdGenerator, listeners: Sequence[RoomEventListener], events: list[StoredEvent]) -> None:
+    """Call the listeners, in order, once the stream shows these events (a lower position may still be
+    committing)."""
+    def call_listeners() -> None:
+        for listener in listeners:
+            listener(events)
+
+    if events:
+        stream.when_visible(max(e.stream_ordering for e in events), call_listeners)
+
+
+class RoomHeads:
+    def __init__(self, *, clock, store: EventStore, stream: StreamIdGenerator, state_group_ids: StreamIdGenerator):
+        self._clock = clock
+        self._store = store
+        self.stream = stream  # stream orderings of room events
+        self._state_group_ids = state_group_ids
+        self._heads: dict[str, RoomHead] = {}
+        self._locks: dict[str, defer.DeferredLock] = {}
+        self.cache: LruCache[str, StoredEvent] = LruCache(EVENT_CACHE_SIZE)  # persisted events by ID
+
+    def now_ms(self) -> int:
+        return int(self._clock.seconds() * 1000)
+
+    # -- events ------------------------------------------------------------------------
+    async def get_events(self, event_ids) -> dict[str, StoredEvent]:
+        found: dict[str, StoredEvent] = {}
+        missing = []
+        for eid in event_ids:
+            ev = self.cache.get(eid)
+            if ev is None:
+                missing.append(eid)
+            else:
+                found[eid] = ev
+        if missing:
+            for eid, ev in (await self._store.get_events(missing)).items():
+                self.cache.put(ev.event_id, ev)
+                found[eid] = ev
+        return found
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        return (await self.get_events([event_id])).get(event_id)
+
+    async def events_incl_pending(self, ids, pending: dict[str, StoredEvent]) -> dict[str, StoredEvent]:
+        """The events, from ``pending`` (being persisted) or stored."""
+        ids = list(ids)
+        found = {i: pending[i] for i in ids if i in pending}
+        found.update(await self.get_events([i for i in ids if i not in pending]))
+        return found
+
+    def remember(self, news: list[NewEvent]) -> None:
+        """Events just committed join the cache; the events they redact leave it."""
+        for new in news:
+            self.cache.put(new.event.event_id, new.event)
+            if new.redacts:
+                self.cache.pop(new.redacts)
+
+    async def timeline_events_after(self, after: int, upto: int, limit: int) -> list[StoredEvent]:
+        """Timeline events of every room with after < stream ordering <= upto, oldest first."""
+        return await self._store.timeline_events_after(after, upto, limit)
+
+    async def oldest_events(self, room_id: str) -> list[StoredEvent]:
+        return await self._store.oldest_events(room_id)
+
+    async def event_by_timestamp(self, room_id: str, ts: int, forwards: bool) -> tuple[str, int] | None:
+        return await self._store.event_position_by_ts(room_id, ts, forwards)
+
+    async def federation_json(self, event_ids, version: RoomVersion) -> dict[str, bytes]:
+        """The events as other servers are sent them, as JSON (see :func:`federation_form`): the stored
+        encoding itself, never decoded, unless the event was redacted."""
+        return {eid: redact_encoded(text, version) if redacted else text.encode("utf-8")
+                for eid, (text, redacted) in (await self._store.get_pdu_json(event_ids)).items()}
+
+    async def auth_closure(self, event_ids, pending=None) -> dict[str, dict]:
+        """The given events and every event reachable through their auth_events, as PDUs."""
+        pending = pending or {}
+        found: dict[str, dict] = {}
+        frontier = set(event_ids)
+        while frontier:
+            events = await self.events_incl_pending(frontier, pending)
+            frontier = set()
+            for eid, ev in events.items():
+                found[eid] = ev.pdu
+                frontier.update(a for a in event_id_list(ev.pdu.get("auth_events", [])) if a not in found)
+            frontier -= found.keys()
+        return found
+
+    # -- state ---------------------------------------------------------------------------
+    async def room_version(self, room_id: str) -> RoomVersion | None:
+        head = await self.head(room_id)
+        return None if head is None else head.version
+
+    async def current_state_ids(self, room_id: str) -> dict[StateKey, str]:
+        head = await self.head(room_id)
+        return {} if head is None else dict(head.state)
+
+    async def current_state(self, room_id: str, keys=None) -> dict[StateKey, StoredEvent]:
+        ids = await self.current_state_ids(room_id)
+        if keys is not None:
+            ids = {k: v for k, v in ids.items() if k in keys}
+        events = await self.get_events(ids.values())
+        return {k: events[v] for k, v in ids.items() if v in events}
+
+    async def current_state_event(self, room_id: str, event_type: str, state_key: str = "") -> StoredEvent | None:
+        state = await self.current_state(room_id, {(event_type, state_key)})
+        return state.get((event_type, state_key))
+
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        ev = await self.current_state_event(room_id, "m.room.member", user_id)
+        return None if ev is None else ev.content.get("membership")
+
+    async def forward_extremities(self, room_id: str) -> list[str]:
+        head = await self.head(room_id)
+        return [] if head is None else list(head.extremities)
+
+    async def state_at_group(self, group: int | None) -> dict[StateKey, str]:
+        return await self._store.get_state_group(group)
+
+    async def server_view_of_state(self, groups, server_name: str) -> dict[int, dict[StateKey, str]]:
+        """The history visibility and a server's memberships in each state group (a superset: see the store)."""
+        return await self._store.server_view_of_state_groups(groups, server_name)
+
+    async def resolve(self, version: RoomVersion, state_sets: list[dict], pending=None) -> dict[StateKey, str]:
+        """State resolution over stored events (preloads the events and auth chains it needs)."""
+        state_sets = [s for s in state_sets if s] or [{}]
+        if len(state_sets) == 1:
+            return dict(state_sets[0])
+        ids = {i for s in state_sets for i in s.values()}
+        loaded = await self.auth_closure(ids, pending or {})
+        return resolve_state(version, state_sets, lambda i: loaded.get(i))
+
+    def new_state_group(self) -> int:
+        group = self._state_group_ids.allocate()[0]
+        self._state_group_ids.done([group])
+        return group
+
+    # -- heads (the writers') -------------------------------------------------------------------
+    async def head(self, room_id: str) -> RoomHead | None:
+        """The room's head, loaded from the store the first time; None for a room this server never saw."""
+        head = self._heads.get(room_id)
+        if head is not None:
+            return head
+        version_id = await self._store.get_room_version(room_id)
+        if version_id is None:
+            return None
+        state = await self._store.get_current_state_ids(room_id)
+        extremities = await self._store.get_forward_extremities(room_id)
+        ext_events = await self.get_events(extremities)
+        depth = max((e.pdu.get("depth", 0) for e in ext_events.values()), default=0)
+        group = next(iter(ext_events.values())).state_group if len(ext_events) == 1 else None
+        head = RoomHead(room_id, KNOWN_ROOM_VERSIONS[version_id], state, extremities, depth, group)
+        # Another coroutine may have loaded it meanwhile; keep the first.
+        return self._heads.setdefault(room_id, head)
+
+    async def new_room(self, room_id: str, version: RoomVersion, creator: str | None, is_public: bool,
+                       now: int) -> RoomHead:
+        """Record a room this server has never seen, with an empty head (call under the room's lock)."""
+        await self._store.store_room(room_id, version.identifier, creator, is_public, now)
+        head = self._heads[room_id] = RoomHead(room_id, version, {}, [], 0, None)
+        return head
+
+    def lock(self, room_id: str) -> defer.DeferredLock:
+        """The lock that serialises the writes to one room."""
+        lock = self._locks.get(room_id)
+        if lock is None:
+            lock = self._locks[room_id] = defer.DeferredLock()
+        return lock

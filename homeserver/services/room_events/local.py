@@ -1,0 +1,193 @@
+"""Local room events: built, authorised and persisted in order.
+
+Spec client-server "Events" (sending, transaction ids), room versions "Authorization rules" and
+"Redactions". One per-room lock (:meth:`RoomHeads.lock`) serialises appends; the room's head moves only after
+the transaction that writes the events has committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Sequence
+
+from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.events.auth_rules import auth_types_for_event, check_auth, may_redact_others
+from homeserver.events.builder import build_event, room_id_from_create_event, validate_pdu
+from homeserver.events.errors import AuthError, EventFormatError
+from homeserver.events.room_versions import RoomVersion
+from homeserver.services.auth import random_string
+from homeserver.services.room_events.heads import CREATE_KEY, RoomEventListener, RoomHead, RoomHeads, announce
+from homeserver.storage.events import CurrentStateEntry, EventStore, NewEvent, StoredEvent
+
+
+@dataclass
+class EventSpec:
+    """A local event to create."""
+
+    sender: str
+    type: str
+    content: dict
+    state_key: str | None = None
+    redacts: str | None = None
+    txn: tuple[str, str, str] | None = None
+    # Called with the built, authorised PDU before it is written; returns the PDU to store
+    # (an invite co-signed by the invitee's server).
+    countersign: Callable[[dict], Awaitable[dict]] | None = None
+
+
+class LocalAppends:
+    def __init__(self, *, heads: RoomHeads, store: EventStore, server_name: str, signing_key,
+                 listeners: Sequence[RoomEventListener]):
+        self._heads = heads
+        self._store = store
+        self.server_name = server_name
+        self._signing_key = signing_key
+        self._listeners = listeners  # called in order with each batch of new events (see server.py)
+        self._last_create_ts = 0
+
+    async def send(self, room_id: str, spec: EventSpec, *, dry_run: bool = False) -> StoredEvent:
+        """Create, authorise and persist one local event (idempotent per transaction id).
+
+        The transaction id is checked under the room lock, so concurrent retries make one event.
+        With ``dry_run`` the event is built and authorised but not written.
+        """
+        async with self._heads.lock(room_id):
+            if spec.txn is not None:
+                existing = await self._store.get_event_id_for_txn(room_id, *spec.txn)
+                if existing is not None:
+                    return await self._heads.get_event(existing)
+            head = await self._heads.head(room_id)
+            if head is None:
+                raise not_found("Unknown room")
+            if dry_run:
+                return (await self._prepare(head.copy(), spec, self._heads.now_ms(), {})).event
+            return (await self._append(head, [spec], self._heads.now_ms()))[0]
+
+    async def send_batch(self, room_id: str, specs: list[EventSpec]) -> list[StoredEvent]:
+        """Append events to a room in order, in one transaction. All are authorised before any is written."""
+        async with self._heads.lock(room_id):
+            head = await self._heads.head(room_id)
+            if head is None:
+                raise not_found("Unknown room")
+            return await self._append(head, specs, self._heads.now_ms())
+
+    async def create_room(self, version: RoomVersion, create: EventSpec, rest: list[EventSpec],
+                          room_id: str | None, is_public: bool) -> tuple[str, list[StoredEvent]]:
+        """Write a new room: the create event first (for v12 it names the room), then its initial events.
+
+        Create timestamps are kept strictly increasing so that two identical v12 create events made in
+        the same millisecond still name two rooms."""
+        now = self._last_create_ts = max(self._heads.now_ms(), self._last_create_ts + 1)
+        if room_id is None and version.room_id_from_create_event:
+            probe = self._build(RoomHead("", version, {}, [], 0, None), create, None, now)
+            room_id = room_id_from_create_event(probe["event_id"])
+        elif room_id is None:
+            room_id = f"!{random_string(18)}:{self.server_name}"
+        async with self._heads.lock(room_id):
+            head = await self._heads.new_room(room_id, version, create.sender, is_public, now)
+            events = await self._append(head, [create] + rest, now)
+        return room_id, events
+
+    async def template(self, room_id: str, spec: EventSpec) -> tuple[RoomVersion, dict]:
+        """An unsigned event template for another server to complete (make_join, make_leave, make_knock)."""
+        head = await self._heads.head(room_id)
+        if head is None or not head.extremities:
+            raise not_found("Unknown room")
+        work = head.copy()
+        auth_keys = set(auth_types_for_event(work.version, {"type": spec.type, "sender": spec.sender,
+                                                            "state_key": spec.state_key, "content": spec.content}))
+        auth_keys.add(CREATE_KEY)
+        auth_state = {k: work.state[k] for k in auth_keys if k in work.state}
+        pdu = self._build(work, spec, auth_state, self._heads.now_ms())
+        template = {k: v for k, v in pdu.items() if k not in ("hashes", "signatures", "event_id")}
+        return work.version, template
+
+    async def _append(self, head: RoomHead, specs: list[EventSpec], now: int) -> list[StoredEvent]:
+        work = head.copy()
+        news: list[NewEvent] = []
+        pending: dict[str, StoredEvent] = {}
+        for spec in specs:
+            new = await self._prepare(work, spec, now, pending)
+            if spec.countersign is not None:
+                new.event.pdu = await spec.countersign(new.event.pdu)
+                new.encoded = None  # it has another signature now
+            news.append(new)
+        stream = self._heads.stream
+        positions = stream.allocate(len(news))
+        for new, pos in zip(news, positions):
+            new.event.stream_ordering = pos
+            new.current_state_delta = {k: CurrentStateEntry(e.event_id, e.membership, pos)
+                                       for k, e in new.current_state_delta.items()}
+        try:
+            await self._store.persist_events(news)
+        finally:
+            stream.done(positions)
+        head.take(work)
+        self._heads.remember(news)
+        events = [n.event for n in news]
+        announce(stream, self._listeners, events)
+        return events
+
+    async def _prepare(self, work: RoomHead, spec: EventSpec, now: int,
+                       pending: dict[str, StoredEvent]) -> NewEvent:
+        auth_keys = auth_types_for_event(work.version, {"type": spec.type, "sender": spec.sender,
+                                                        "state_key": spec.state_key, "content": spec.content})
+        auth_keys = set(auth_keys) | {CREATE_KEY}
+        auth_ids = {k: work.state[k] for k in auth_keys if k in work.state}
+        auth_events = await self._heads.events_incl_pending(auth_ids.values(), pending)
+        auth_state = {k: auth_events[v].pdu for k, v in auth_ids.items()}
+        pdu = self._build(work, spec, auth_state, now)
+        try:
+            encoded = validate_pdu(pdu, work.version)
+        except EventFormatError as e:
+            if "too large" in str(e).lower() or "65536" in str(e):
+                raise MatrixError(413, "M_TOO_LARGE", str(e))
+            raise MatrixError(400, "M_BAD_JSON", str(e))
+        try:
+            check_auth(work.version, pdu, auth_state)
+        except AuthError as e:
+            raise forbidden(e.reason)
+        redacts = spec.redacts if spec.type == "m.room.redaction" else None
+        if redacts is not None:
+            redacts = await self._authorised_redaction(work, spec, redacts, auth_state)
+        event = StoredEvent(pdu["event_id"], pdu, 0, work.room_id,
+                            txn_device=spec.txn[1] if spec.txn else None, txn_id=spec.txn[2] if spec.txn else None)
+        new = NewEvent(event=event, txn=spec.txn, prev_state_group=work.state_group,
+                       extremities_remove=list(work.extremities), redacts=redacts, encoded=encoded)
+        if spec.state_key is not None:
+            key = (spec.type, spec.state_key)
+            event.replaces_state = work.state.get(key)
+            work.state[key] = event.event_id
+            new.current_state_delta = {key: CurrentStateEntry(
+                event.event_id, spec.content.get("membership") if spec.type == "m.room.member" else None, 0)}
+            new.state_group_delta = {key: event.event_id} if work.state_group is not None else dict(work.state)
+            work.state_group = self._heads.new_state_group()
+        elif work.state_group is None:
+            # After a merge of several extremities no group holds the resolved state yet: snapshot it.
+            new.state_group_delta = dict(work.state)
+            work.state_group = self._heads.new_state_group()
+        event.state_group = work.state_group
+        work.extremities = [event.event_id]
+        work.depth = pdu["depth"]
+        pending[event.event_id] = event
+        return new
+
+    def _build(self, work: RoomHead, spec: EventSpec, auth_state, now: int) -> dict:
+        auth_ids = [] if auth_state is None else [
+            work.state[k] for k in sorted(auth_state) if k in work.state
+            and not (k == CREATE_KEY and not work.version.create_event_in_auth_events)]
+        return build_event(
+            work.version, server_name=self.server_name, signing_key=self._signing_key,
+            room_id=None if (spec.type == "m.room.create" and work.version.room_id_from_create_event) else work.room_id,
+            sender=spec.sender, event_type=spec.type, content=spec.content, state_key=spec.state_key,
+            prev_events=list(work.extremities), auth_events=auth_ids, depth=min(work.depth + 1, 2**63 - 1),
+            origin_server_ts=now, redacts=spec.redacts)
+
+    async def _authorised_redaction(self, work: RoomHead, spec: EventSpec, target_id: str, auth_state) -> str | None:
+        """Spec "Redactions": a redaction takes effect if the sender may redact others or the target is theirs."""
+        target = await self._heads.get_event(target_id)
+        if target is None or target.room_id != work.room_id:
+            return None
+        if target.sender == spec.sender or may_redact_others(work.version, auth_state, spec.sender):
+            return target_id
+        raise forbidden("You may not redact other users' events")
