@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer
 
@@ -23,6 +23,7 @@ from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
 from federation.handlers.remote_queries import RemoteQueries
 from federation.keys import KeyRing, ServerKeys, parse_old_signing_keys
+from federation.outbox import PduOutbox
 from federation.policy import IpRangeFilter
 from federation.rejections import FederationRejections
 from federation.request_auth import FederationAuthenticator
@@ -153,6 +154,7 @@ class HomeServer:
     search: SearchService
     federation: FederationTransport
     federation_handler: Federation
+    pdu_outbox: PduOutbox
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
     openid: OpenIdTokens
     resource: MatrixResource
@@ -184,19 +186,12 @@ def build_server(config, reactor) -> HomeServer:
     room_heads = RoomHeads(clock=reactor, store=event_store,
                            stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
                            state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()))
-    # Filled at the end, once every listener is built (they read rooms through room_heads).
-    room_event_listeners: list[Callable[[list], None]] = []
-    appends = LocalAppends(heads=room_heads, store=event_store, server_name=server_name, signing_key=signing_key,
-                           listeners=room_event_listeners)
-    remote_events = RemotePersistence(heads=room_heads, store=event_store, listeners=room_event_listeners)
+    room_servers = RoomServers(room_heads)
+    serializer = EventSerializer(room_heads, event_store)
     remote_queries = RemoteQueries(client=transport.client)
     directory = DirectoryService(store=directory_store, events=event_store, room_heads=room_heads,
                                  server_name=server_name, remote=remote_queries)
     join_gate = JoinGate(clock=reactor, store=event_store, aliases=directory)
-    profiles = ProfileService(accounts=accounts_store, events=event_store, room_heads=room_heads, appends=appends,
-                              server_name=server_name)
-    serializer = EventSerializer(room_heads, event_store)
-    room_servers = RoomServers(room_heads)
     # Local changes go out as EDUs through this, built before the services that make them; the EDUs received
     # are applied to those services by the InboundEdus built after them.
     e2e_store = e2e_keys_storage.E2eKeyStore(db)
@@ -227,7 +222,36 @@ def build_server(config, reactor) -> HomeServer:
     sync = SyncService(room_heads=room_heads, store=event_store, serializer=serializer, notifier=notifier,
                        clock=reactor, sources=[account_data, receipts, typing, e2ee.device_list_source,
                                                ToDeviceSource(e2ee.to_device), presence, push])
+    user_directory = UserDirectoryService(
+        store=user_directory_storage.UserDirectoryStore(db), room_heads=room_heads,
+        enabled=config.user_directory_enabled, search_all_users=config.user_directory_search_all_users)
+    search_store = search_storage.SearchStore(db)
+    search_store.prepare_sync()
+    search = SearchService(store=search_store, room_heads=room_heads, event_store=event_store,
+                           serializer=serializer, sync=sync)
+    pdu_outbox = PduOutbox(room_heads=room_heads, room_servers=room_servers, server_name=server_name,
+                           sender=transport.sender)
 
+    # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
+    # shows them. Only the first two and the last depend on their places; the rest keep the order they had.
+    room_event_listeners = (
+        push.on_room_events,  # first: a sync woken by the event waits for its push actions (counts come with it)
+        lambda events: _notify_room_events(notifier, events),  # wakes /sync; after push, see above
+        typing.on_room_events,  # a member who leaves stops typing
+        e2ee.device_lists.on_room_events,  # membership changes change who shares our users' device lists
+        presence.on_room_events,
+        user_directory.on_room_events,
+        search.on_room_events,
+        pdu_outbox.on_new_events,  # local events to the other servers of the room
+        e2ee.remote_devices.on_room_events,  # remote users who no longer share a room are no longer tracked
+        presence.on_joins,  # presence to a room's new members, after the join PDU is queued to them
+    )
+    appends = LocalAppends(heads=room_heads, store=event_store, server_name=server_name, signing_key=signing_key,
+                           listeners=room_event_listeners)
+    remote_events = RemotePersistence(heads=room_heads, store=event_store, listeners=room_event_listeners)
+
+    profiles = ProfileService(accounts=accounts_store, events=event_store, room_heads=room_heads, appends=appends,
+                              server_name=server_name)
     inbound_edus = InboundEdus(
         room_servers=room_servers, event_store=event_store, typing=typing, receipts=receipts, presence=presence,
         to_device=e2ee.to_device, remote_devices=e2ee.remote_devices, rejections=rejections)
@@ -252,28 +276,6 @@ def build_server(config, reactor) -> HomeServer:
                         federation=federation_handler, directory=directory, join_limits=ratelimit)
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
-    user_directory = UserDirectoryService(
-        store=user_directory_storage.UserDirectoryStore(db), room_heads=room_heads,
-        enabled=config.user_directory_enabled, search_all_users=config.user_directory_search_all_users)
-    search_store = search_storage.SearchStore(db)
-    search_store.prepare_sync()
-    search = SearchService(store=search_store, room_heads=room_heads, event_store=event_store,
-                           serializer=serializer, sync=sync)
-
-    # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
-    # shows them. Only the first two and the last depend on their places; the rest keep the order they had.
-    room_event_listeners.extend([
-        push.on_room_events,  # first: a sync woken by the event waits for its push actions (counts come with it)
-        lambda events: _notify_room_events(notifier, events),  # wakes /sync; after push, see above
-        typing.on_room_events,  # a member who leaves stops typing
-        e2ee.device_lists.on_room_events,  # membership changes change who shares our users' device lists
-        presence.on_room_events,
-        user_directory.on_room_events,
-        search.on_room_events,
-        federation_handler.on_new_events,  # local events to the other servers of the room
-        e2ee.remote_devices.on_room_events,  # remote users who no longer share a room are no longer tracked
-        presence.on_joins,  # presence to a room's new members, after the join PDU is queued to them
-    ])
 
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
@@ -290,7 +292,7 @@ def build_server(config, reactor) -> HomeServer:
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push,
                     user_directory=user_directory, search=search, federation=transport,
-                    federation_handler=federation_handler, federation_rejections=rejections,
+                    federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
                     openid=OpenIdTokens(reactor), resource=resource)
     for module in CLIENT_API_MODULES:
         router.bind(hs, module.ROUTES)
@@ -384,7 +386,7 @@ def listen(hs: HomeServer) -> list:
                 logger.info("Not listening on %s:%d: %s", address, listener.port, e)
         logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
-    hs.reactor.callWhenRunning(hs.federation_handler.catch_up)
+    hs.reactor.callWhenRunning(hs.pdu_outbox.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
@@ -417,7 +419,7 @@ async def shutdown(hs: HomeServer) -> None:
     hs.federation.sender.stop()
     await hs.federation.client.close()
     try:
-        for service in (hs.push, hs.search, hs.user_directory, hs.federation_handler):  # their listeners' writes
+        for service in (hs.push, hs.search, hs.user_directory, hs.pdu_outbox):  # their listeners' writes
             await service.flush()
     except Exception:  # e.g. the database is gone: still close it, or its threads keep the process alive
         logger.exception("Writes pending at shutdown could not be stored")

@@ -46,9 +46,9 @@ class JoinLimits(Protocol):
 
 
 class RoomService:
-    def __init__(self, *, room_heads: RoomHeads, appends: LocalAppends, join_gate: JoinGate, store: EventStore, profiles, server_name: str,
-                 default_room_version: str, restricted_joins: RestrictedJoins, federation=None, directory=None,
-                 join_limits: JoinLimits | None = None):
+    def __init__(self, *, room_heads: RoomHeads, appends: LocalAppends, join_gate: JoinGate, store: EventStore,
+                 profiles, server_name: str, default_room_version: str, restricted_joins: RestrictedJoins,
+                 federation=None, directory=None, join_limits: JoinLimits | None = None):
         """``federation`` (``federation.service.Federation``): joins, leaves and knocks through other servers."""
         self._heads = room_heads
         self._appends = appends

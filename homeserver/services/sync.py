@@ -163,7 +163,8 @@ _POSITION = re.compile(r"-?[0-9]+")
 
 
 class SyncService:
-    def __init__(self, *, room_heads: RoomHeads, store: EventStore, serializer, notifier, clock, sources: list[SyncSource]):
+    def __init__(self, *, room_heads: RoomHeads, store: EventStore, serializer, notifier, clock,
+                 sources: list[SyncSource]):
         """``sources`` contribute to a response in this order."""
         self._heads = room_heads
         self._store = store
