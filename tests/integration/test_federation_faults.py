@@ -7,6 +7,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
+import pytest
+
 from tests.integration.federation import EventForge, FederationProxy, send_transaction
 from tests.integration.harness import shared_room, timeline_events, unique
 
@@ -118,9 +120,11 @@ def test_a_join_cut_short_by_a_restart_completes_when_the_server_is_back(fed, ca
         proxy.close()
 
 
-def test_a_join_by_room_id_or_alias_waits_for_a_join_completing(fed, ca):
+@pytest.mark.parametrize("by_alias", [False, True], ids=["room_id", "alias"])
+def test_a_join_by_room_id_or_alias_waits_for_a_join_completing(fed, ca, by_alias):
     """Routes whose path names ``{roomIdOrAlias}`` (POST /join) are held while a join of the room completes,
-    as the ``{roomId}`` ones are: the second join is answered only once the first has its whole state."""
+    as the ``{roomId}`` ones are (an alias, here another server's, resolved by the gate): the second join is
+    answered only once the first has its whole state."""
     proxy = FederationProxy(ca)
     try:
         host = fed(name_port=proxy.port)
@@ -135,7 +139,8 @@ def test_a_join_by_room_id_or_alias_waits_for_a_join_completing(fed, ca):
 
         released = threading.Event()
         with ThreadPoolExecutor(1) as pool:
-            answer = pool.submit(lambda: (second.join(room_id), released.is_set()))
+            target = f"#{alias}:{host.name}" if by_alias else room_id
+            answer = pool.submit(lambda: (second.join(target), released.is_set()))
             proxy.refused.clear()  # the next refusal is the retry, PARTIAL_JOIN_RETRY_S later
             assert proxy.refused.wait(30), "the joining server never asked again for the room's state"
             released.set()
