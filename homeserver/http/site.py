@@ -167,7 +167,7 @@ class MatrixResource(resource.Resource):
 
     async def _call(self, route, found: dict, req: ApiRequest) -> Any:
         await self._authenticate(route.auth, req)
-        room = found.get("roomId") or found.get("roomIdOrAlias")  # an alias waits only for the start-up hold
+        room = found.get("roomId") or found.get("roomIdOrAlias")  # the gate resolves an alias
         if self._room_gate is not None and room is not None:
             await self._room_gate(room)
         if route.auth == AUTH_SERVER and self._federation_limit is not None:
