@@ -85,6 +85,7 @@ from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
+from homeserver.worker_threads import WorkerThreads
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class HomeServer:
     reactor: Any
     signing_key: Any
     db: Database
+    threads: WorkerThreads  # blocking work other than the database's (bcrypt, getaddrinfo, signature checks)
     accounts_store: accounts_storage.AccountStore
     event_store: events_storage.EventStore
     filters: FilterService
@@ -157,6 +159,11 @@ class HomeServer:
     def server_name(self) -> str:
         return self.config.server_name
 
+    def close(self) -> None:
+        """Close the database and stop the worker threads (their threads would keep the process alive)."""
+        self.db.close()
+        self.threads.stop()
+
 
 def build_server(config, reactor) -> HomeServer:
     """Open the database, apply migrations, and build every object, each given its collaborators."""
@@ -166,6 +173,7 @@ def build_server(config, reactor) -> HomeServer:
     db = Database(open_engine(config.database), reactor)
     apply_migrations(db, STORAGE_DOMAINS)
     server_name = config.server_name
+    threads = WorkerThreads(reactor)
 
     accounts_store = accounts_storage.AccountStore(db)
     event_store = events_storage.EventStore(db)
@@ -174,7 +182,7 @@ def build_server(config, reactor) -> HomeServer:
 
     notifier = Notifier(reactor)
     ratelimit = RateLimits(config, reactor)
-    transport = _build_transport(config, reactor, db, signing_key)
+    transport = _build_transport(config, reactor, threads, db, signing_key)
     rejections = FederationRejections(Counter("federation_rejected", "reason"))
     # Filled at the end, once every listener is built (they read rooms through room_events).
     room_event_listeners: list[Callable[[list], None]] = []
@@ -190,7 +198,7 @@ def build_server(config, reactor) -> HomeServer:
     e2ee = _build_e2ee(config, reactor, db, event_store, accounts_store, room_events, notifier, transport,
                        rejections)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
-                       bcrypt_rounds=config.bcrypt_rounds, reactor=reactor, failed_logins=ratelimit.login_failed,
+                       bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed])
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor)
     account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
@@ -223,9 +231,9 @@ def build_server(config, reactor) -> HomeServer:
     presence.listeners.append(edus.on_presence)
     e2ee.device_lists.device_update_listeners.append(edus.on_device_updates)
     e2ee.e2e_keys.signing_key_listeners.append(edus.on_signing_keys)
-    receiver = PduReceiver(room_events=room_events, key_fetcher=transport.keyring, client=transport.client,
-                           server_name=server_name, acl=room_servers.origin_allowed, rejections=rejections,
-                           edu_handlers=edus.handlers())
+    receiver = PduReceiver(room_events=room_events, key_fetcher=transport.keyring, threads=threads,
+                           client=transport.client, server_name=server_name, acl=room_servers.origin_allowed,
+                           rejections=rejections, edu_handlers=edus.handlers())
     restricted_joins = RestrictedJoins(room_events=room_events, server_name=server_name)
     federation_handler = Federation(
         room_events=room_events, room_servers=room_servers, receiver=receiver,
@@ -270,7 +278,7 @@ def build_server(config, reactor) -> HomeServer:
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=room_events.settled, federation_limit=ratelimit.federation.run,
                               tarpit=ratelimit.tarpit)
-    hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
+    hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db, threads=threads,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
                     room_events=room_events, serializer=serializer, sync=sync, directory=directory,
@@ -286,7 +294,7 @@ def build_server(config, reactor) -> HomeServer:
     return hs
 
 
-def _build_transport(config, reactor, db, signing_key) -> FederationTransport:
+def _build_transport(config, reactor, threads, db, signing_key) -> FederationTransport:
     """Federation keys, the outbound client, the sender and the inbound request authenticator."""
     def now_ms() -> int:
         return int(reactor.seconds() * 1000)
@@ -297,7 +305,7 @@ def _build_transport(config, reactor, db, signing_key) -> FederationTransport:
         logger.warning("This server trusts matrix.org to vouch for other servers' signing keys "
                        "(trusted_key_servers); set suppress_key_server_warning: true to silence this")
     client = FederationClient(
-        reactor=reactor, server_name=config.server_name, signing_key=signing_key,
+        reactor=reactor, threads=threads, server_name=config.server_name, signing_key=signing_key,
         tls_policy=ClientTlsPolicy(verify=config.federation_verify_certificates,
                                    ca_files=config.federation_custom_ca_list,
                                    minimum_version=config.federation_client_minimum_tls_version),
@@ -410,7 +418,7 @@ async def shutdown(hs: HomeServer) -> None:
             await service.flush()
     except Exception:  # e.g. the database is gone: still close it, or its threads keep the process alive
         logger.exception("Writes pending at shutdown could not be stored")
-    hs.db.close()
+    hs.close()
     logger.info("Shut down cleanly")
 
 
@@ -432,7 +440,7 @@ def run_server(config) -> int:
     try:
         listen(hs)
     except Exception:
-        hs.db.close()  # its threads would keep the process alive
+        hs.close()
         raise
     stopping = []
 
