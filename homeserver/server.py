@@ -190,8 +190,9 @@ def build_server(config, reactor) -> HomeServer:
         clock=reactor, store=event_store, server_name=server_name, signing_key=signing_key,
         stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
         state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()), listeners=room_event_listeners)
+    remote_queries = RemoteQueries(client=transport.client)
     profiles = ProfileService(accounts=accounts_store, events=event_store, room_events=room_events,
-                              server_name=server_name)
+                              remote=remote_queries, server_name=server_name)
     serializer = EventSerializer(room_events, event_store)
     directory = DirectoryService(store=directory_store, events=event_store, room_events=room_events,
                                  server_name=server_name)
@@ -243,7 +244,7 @@ def build_server(config, reactor) -> HomeServer:
                                         signing_key=signing_key, sender=transport.sender, clock=reactor),
         queries=FederationQueries(room_events=room_events, directory=directory, profiles=profiles,
                                   server_name=server_name, clock=reactor, acl=room_servers.origin_allowed),
-        remote=RemoteQueries(client=transport.client),
+        remote=remote_queries,
         server_name=server_name, client=transport.client, sender=transport.sender)
     rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
