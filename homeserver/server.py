@@ -22,7 +22,7 @@ from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
 from federation.handlers.remote_queries import RemoteQueries
-from federation.keys import KeyRing, ServerKeys, parse_old_signing_keys
+from federation.keys import KeyRing, ServerKeys
 from federation.policy import IpRangeFilter
 from federation.rejections import FederationRejections
 from federation.request_auth import FederationAuthenticator
@@ -300,7 +300,7 @@ def _build_transport(config, reactor, threads, db, signing_key) -> FederationTra
     def now_ms() -> int:
         return int(reactor.seconds() * 1000)
 
-    server_keys = ServerKeys(config.server_name, signing_key, parse_old_signing_keys(config.raw), now_ms)
+    server_keys = ServerKeys(config.server_name, signing_key, config.old_signing_keys, now_ms)
     if any(n["server_name"] == "matrix.org" for n in config.trusted_key_servers) \
             and not config.suppress_key_server_warning:
         logger.warning("This server trusts matrix.org to vouch for other servers' signing keys "
