@@ -169,6 +169,11 @@ class ServerProcess:
     def _set_port(self, port: int) -> None:
         self.port = port
         self.config["listeners"][0]["port"] = port
+        self.reconfigure()
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Set top-level keys of its ``homeserver.yaml`` (read at the next start) and write it."""
+        self.config.update(changes)
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f)
 
