@@ -27,6 +27,8 @@ from homeserver.config import ConfigError
 from tests.integration.harness import free_port, hexagone_cli
 from tests.integration.test_federation_transport import make_client, on_reactor, reactor, workers  # noqa: F401
 
+pytestmark = pytest.mark.engine_independent  # TLS on the wire, whatever the server stores
+
 VERSION_PATH = "/_matrix/federation/v1/version"
 
 
