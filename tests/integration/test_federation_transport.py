@@ -38,24 +38,13 @@ from homeserver.storage.streams import StreamIdGenerator
 from homeserver.worker_threads import WorkerThreads
 from tests.integration.fedtls import CertificateAuthority
 from tests.integration.federation import FedServer
-from tests.integration.harness import database_config_for_test, free_port
+from tests.integration.harness import database_config_for_test, free_port, wait_for
 
 VERSION_PATH = "/_matrix/federation/v1/version"
-DEADLINE_S = 20.0
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def wait_for(predicate, what: str, deadline_s: float = DEADLINE_S):
-    end = time.monotonic() + deadline_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 # -- real servers -----------------------------------------------------------------------------
