@@ -17,7 +17,7 @@ from io import BytesIO
 from typing import Any, Callable
 from urllib.parse import urlencode, urlsplit
 
-from twisted.internet import defer, protocol, threads
+from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectingCancelledError, DNSLookupError, TimeoutError as TwistedTimeoutError
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -169,10 +169,11 @@ class _BodyReader(protocol.Protocol):
 class FederationClient:
     """``get_json`` / ``put_json`` / ``post_json`` to another homeserver, signed as this server."""
 
-    def __init__(self, *, reactor, server_name: str, signing_key, tls_policy, ip_filter: IpRangeFilter,
+    def __init__(self, *, reactor, threads, server_name: str, signing_key, tls_policy, ip_filter: IpRangeFilter,
                  whitelist: list[str] | None, now_ms: Callable[[], int], lookup_srv=twisted_srv_lookup,
                  timeout_s: float = 60.0, connect_timeout_s: float = 10.0):
         self.reactor = reactor
+        self._threads = threads  # WorkerThreads: getaddrinfo off the reactor thread
         self.server_name = server_name
         self.signing_key = signing_key
         self.tls_policy = tls_policy
@@ -278,7 +279,7 @@ class FederationClient:
             bare = host.strip("[]")
             return [(socket.AF_INET6 if ":" in bare else socket.AF_INET, bare)]
         try:
-            infos = await threads.deferToThread(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+            infos = await self._threads.run(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
         except socket.gaierror as e:
             raise DNSLookupError(f"{host}: {e}") from None
         seen, out = set(), []

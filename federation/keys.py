@@ -21,7 +21,6 @@ from signedjson.key import get_verify_key as verify_key_of
 from twisted.internet import defer
 from unpaddedbase64 import decode_base64, encode_base64
 
-from homeserver.config import ConfigError
 from homeserver.events.canonical_json import encode_canonical_json
 from homeserver.events.errors import EventFormatError, SignatureError
 from homeserver.events.signing import sign_json, verify_signed_json
@@ -37,28 +36,6 @@ QUERY_PATH = "/_matrix/key/v2/query"
 
 class KeyLookupError(Exception):
     """No usable verify key could be found (or a key response was invalid)."""
-
-
-def parse_old_signing_keys(raw_config: dict) -> dict[str, tuple[VerifyKey, int]]:
-    """Synapse's ``old_signing_keys``: ``{"ed25519:id": {"key": <base64 public key>, "expired_ts": ms}}``."""
-    value = raw_config.get("old_signing_keys")
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError("old_signing_keys: must map key ids to {key, expired_ts}")
-    out = {}
-    for key_id, entry in value.items():
-        path = f"old_signing_keys.{key_id}"
-        if not isinstance(key_id, str) or not key_id.startswith("ed25519:"):
-            raise ConfigError(f"{path}: unsupported key id (expected ed25519:<version>)")
-        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) \
-                or isinstance(entry.get("expired_ts"), bool) or not isinstance(entry.get("expired_ts"), int):
-            raise ConfigError(f"{path}: must be a mapping with key (base64) and expired_ts (milliseconds)")
-        try:
-            out[key_id] = (VerifyKey(decode_base64(entry["key"])), entry["expired_ts"])
-        except Exception:
-            raise ConfigError(f"{path}.key: not an unpadded base64 ed25519 public key") from None
-    return out
 
 
 class ServerKeys:

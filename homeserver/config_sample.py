@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import dataclasses
+import json
 import secrets
 import string
 import urllib.parse
@@ -13,7 +14,7 @@ from typing import Any
 import yaml
 
 from homeserver.config import ConfigError, RateLimit, check_int, validate_server_name
-from homeserver.config.table import KEYS, Key, SampleContext
+from homeserver.config.table import KEYS, Field, Key, SampleContext
 
 def generate_signing_key_version() -> str:
     """A key id version in Synapse's style: ``a_`` plus 4 random characters."""
@@ -95,6 +96,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _field_docs(fields: tuple[Field, ...], indent: str, depth: int = 1) -> str:
+    """A comment line (or more) per declared sub-key: its description, then whether it is required or
+    its default; nested sub-keys below their key, indented further."""
+    out = []
+    for f in fields:
+        pad = f"{indent}#{'  ' * depth} "
+        note = " Required." if f.required else (
+            "" if f.default in (None, ()) else f" Default: {json.dumps(_plain(f.default))}.")
+        first, *rest = (f.doc + note).splitlines()
+        out.append(f"{pad}{f.name}: {first}\n" + "".join(f"{pad}  {line}\n" for line in rest))
+        out.append(_field_docs(f.items, indent, depth + 1))
+    return "".join(out)
+
+
 def _render(key: Key, ctx: SampleContext, indent: str) -> str:
     """``# description`` lines, then the key with its sample value (commented out if optional)."""
     leaf = key.name.split(".", 1)[-1]
@@ -105,6 +120,8 @@ def _render(key: Key, ctx: SampleContext, indent: str) -> str:
         text = first + "\n" + "".join(f"  {line}\n" for line in rest.splitlines())
     prefix = indent + ("#" if key.commented else "")
     doc = "".join(f"{indent}# {line}\n" for line in key.doc.splitlines())
+    if key.items:
+        doc += f"{indent}# Sub-keys:\n" + _field_docs(key.items, indent)
     return doc + "".join(f"{prefix}{line}\n" for line in text.splitlines())
 
 

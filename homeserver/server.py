@@ -22,7 +22,7 @@ from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
 from federation.handlers.remote_queries import RemoteQueries
-from federation.keys import KeyRing, ServerKeys, parse_old_signing_keys
+from federation.keys import KeyRing, ServerKeys
 from federation.outbox import PduOutbox
 from federation.policy import IpRangeFilter
 from federation.rejections import FederationRejections
@@ -89,6 +89,7 @@ from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
+from homeserver.worker_threads import WorkerThreads
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class HomeServer:
     reactor: Any
     signing_key: Any
     db: Database
+    threads: WorkerThreads  # blocking work other than the database's (bcrypt, getaddrinfo, signature checks)
     accounts_store: accounts_storage.AccountStore
     event_store: events_storage.EventStore
     filters: FilterService
@@ -164,6 +166,11 @@ class HomeServer:
     def server_name(self) -> str:
         return self.config.server_name
 
+    def close(self) -> None:
+        """Close the database and stop the worker threads (their threads would keep the process alive)."""
+        self.db.close()
+        self.threads.stop()
+
 
 def build_server(config, reactor) -> HomeServer:
     """Open the database, apply migrations, and build every object, each given its collaborators."""
@@ -173,6 +180,7 @@ def build_server(config, reactor) -> HomeServer:
     db = Database(open_engine(config.database), reactor)
     apply_migrations(db, STORAGE_DOMAINS)
     server_name = config.server_name
+    threads = WorkerThreads(reactor)
 
     accounts_store = accounts_storage.AccountStore(db)
     event_store = events_storage.EventStore(db)
@@ -181,7 +189,7 @@ def build_server(config, reactor) -> HomeServer:
 
     notifier = Notifier(reactor)
     ratelimit = RateLimits(config, reactor)
-    transport = _build_transport(config, reactor, db, signing_key)
+    transport = _build_transport(config, reactor, threads, db, signing_key)
     rejections = FederationRejections(Counter("federation_rejected", "reason"))
     room_heads = RoomHeads(clock=reactor, store=event_store,
                            stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
@@ -202,7 +210,7 @@ def build_server(config, reactor) -> HomeServer:
     e2ee = _build_e2ee(config, reactor, db, event_store, accounts_store, room_heads, notifier, transport,
                        rejections, e2e_store, local_keys, outbound_edus)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
-                       bcrypt_rounds=config.bcrypt_rounds, reactor=reactor, failed_logins=ratelimit.login_failed,
+                       bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed])
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor)
     account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
@@ -251,12 +259,12 @@ def build_server(config, reactor) -> HomeServer:
     remote_events = RemotePersistence(heads=room_heads, store=event_store, listeners=room_event_listeners)
 
     profiles = ProfileService(accounts=accounts_store, events=event_store, room_heads=room_heads, appends=appends,
-                              server_name=server_name)
+                              remote=remote_queries, server_name=server_name)
     inbound_edus = InboundEdus(
         room_servers=room_servers, event_store=event_store, typing=typing, receipts=receipts, presence=presence,
         to_device=e2ee.to_device, remote_devices=e2ee.remote_devices, rejections=rejections)
     receiver = PduReceiver(room_heads=room_heads, remote=remote_events, join_gate=join_gate,
-                           key_fetcher=transport.keyring, client=transport.client,
+                           key_fetcher=transport.keyring, threads=threads, client=transport.client,
                            server_name=server_name, acl=room_servers.origin_allowed, rejections=rejections,
                            edu_handlers=inbound_edus.handlers())
     restricted_joins = RestrictedJoins(room_heads=room_heads, server_name=server_name)
@@ -282,7 +290,7 @@ def build_server(config, reactor) -> HomeServer:
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=join_gate.settled, federation_limit=ratelimit.federation.run,
                               tarpit=ratelimit.tarpit)
-    hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
+    hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db, threads=threads,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
                     room_heads=room_heads, local_appends=appends, join_gate=join_gate,
@@ -299,18 +307,18 @@ def build_server(config, reactor) -> HomeServer:
     return hs
 
 
-def _build_transport(config, reactor, db, signing_key) -> FederationTransport:
+def _build_transport(config, reactor, threads, db, signing_key) -> FederationTransport:
     """Federation keys, the outbound client, the sender and the inbound request authenticator."""
     def now_ms() -> int:
         return int(reactor.seconds() * 1000)
 
-    server_keys = ServerKeys(config.server_name, signing_key, parse_old_signing_keys(config.raw), now_ms)
+    server_keys = ServerKeys(config.server_name, signing_key, config.old_signing_keys, now_ms)
     if any(n["server_name"] == "matrix.org" for n in config.trusted_key_servers) \
             and not config.suppress_key_server_warning:
         logger.warning("This server trusts matrix.org to vouch for other servers' signing keys "
                        "(trusted_key_servers); set suppress_key_server_warning: true to silence this")
     client = FederationClient(
-        reactor=reactor, server_name=config.server_name, signing_key=signing_key,
+        reactor=reactor, threads=threads, server_name=config.server_name, signing_key=signing_key,
         tls_policy=ClientTlsPolicy(verify=config.federation_verify_certificates,
                                    ca_files=config.federation_custom_ca_list,
                                    minimum_version=config.federation_client_minimum_tls_version),
@@ -423,7 +431,7 @@ async def shutdown(hs: HomeServer) -> None:
             await service.flush()
     except Exception:  # e.g. the database is gone: still close it, or its threads keep the process alive
         logger.exception("Writes pending at shutdown could not be stored")
-    hs.db.close()
+    hs.close()
     logger.info("Shut down cleanly")
 
 
@@ -445,7 +453,7 @@ def run_server(config) -> int:
     try:
         listen(hs)
     except Exception:
-        hs.db.close()  # its threads would keep the process alive
+        hs.close()
         raise
     stopping = []
 

@@ -103,7 +103,7 @@ def build_router():
         logging.disable(logging.WARNING)  # start-up advice (e.g. trusted key servers) is noise here
         try:
             hs = build_server(load_config(os.path.join(tmp, "homeserver.yaml")), reactor)
-            hs.db.close()
+            hs.close()
         finally:
             logging.disable(logging.NOTSET)
     return hs.router

@@ -14,7 +14,7 @@ from twisted.internet import defer, task
 from federation.paths import segment as quote
 
 from federation.client import FederationDeniedError, FederationRequestError, HttpResponseError
-from federation.handlers.pdu_checks import Encodings, PduRejected, check_signatures_and_hashes, normalise_pdu
+from federation.handlers.pdu_checks import Encodings, PduRejected, normalise_pdu
 from federation.handlers.receive import PduReceiver, auth_state, create_event_id, state_answer_pdus
 from federation.room_servers import RoomServers
 from homeserver.bodies import RawBody, with_encoded_arrays
@@ -175,7 +175,7 @@ class FederationMembership:
                 or not self.is_local(pdu.get("state_key", "")) or pdu.get("event_id") != event_id \
                 or pdu.get("room_id") != room_id or domain_of(pdu.get("sender", "")) != origin:
             raise MatrixError(400, "M_BAD_JSON", "Not an invite of a local user from the requesting server")
-        accepted, rejected = await check_signatures_and_hashes([pdu], version, self._receiver.keys)
+        accepted, rejected = await self._receiver.check_signatures([pdu], version)
         if not accepted:
             raise forbidden(f"Bad invite: {next(iter(rejected.values()), 'signature check failed')}")
         signed = sign_event(pdu, self.server_name, self._key, version)
@@ -370,7 +370,7 @@ class FederationMembership:
             raise MatrixError(502, "M_UNKNOWN", f"The invitee's server {target_server} gave no signed invite")
         if signed["event_id"] != pdu["event_id"]:
             raise forbidden("The invitee's server changed the invite")
-        accepted, _ = await check_signatures_and_hashes([signed], version, self._receiver.keys)
+        accepted, _ = await self._receiver.check_signatures([signed], version)
         if not accepted or target_server not in (signed.get("signatures") or {}):
             raise forbidden("The invitee's server did not sign the invite")
         return signed

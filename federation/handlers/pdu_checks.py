@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 
 from homeserver.events.builder import validate_pdu
 from homeserver.events.errors import EventFormatError, SignatureError
@@ -74,9 +74,10 @@ def normalise_pdu(pdu: dict, version: RoomVersion, encodings: Encodings | None =
     return clean
 
 
-async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, key_fetcher,
+async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, key_fetcher, threads,
                                       encodings: Encodings | None = None) -> tuple[list[dict], dict]:
     """Steps 1-3 for a batch. Returns (accepted PDUs, possibly redacted; {event_id: reason} rejections).
+    ``threads`` (:class:`homeserver.worker_threads.WorkerThreads`) checks batches of PARALLEL_BATCH or more.
     ``encodings``: what :func:`normalise_pdu` encoded is used, and each accepted PDU's whole
     canonical JSON is added (unless it was redacted)."""
     encodings = encodings if encodings is not None else Encodings()
@@ -92,9 +93,9 @@ async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, ke
     if len(pdus) < PARALLEL_BATCH:
         outcomes = _verify_each(_prepare_each(pdus, version, keys, encodings.reference))
     else:  # the Python on a worker thread, then the cryptography (libsodium releases the GIL) on two
-        prepared = await threads.deferToThread(_prepare_each, pdus, version, keys, encodings.reference)
+        prepared = await threads.run(_prepare_each, pdus, version, keys, encodings.reference)
         middle = (len(prepared) + 1) // 2
-        halves = await defer.gatherResults([threads.deferToThread(_verify_each, part)
+        halves = await defer.gatherResults([threads.run(_verify_each, part)
                                             for part in (prepared[:middle], prepared[middle:])], consumeErrors=True)
         outcomes = halves[0] + halves[1]
     accepted, rejected = [], {}

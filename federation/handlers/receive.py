@@ -61,13 +61,15 @@ def state_answer_pdus(body: dict, state_section: str, version: RoomVersion, room
 
 class PduReceiver:
     def __init__(self, *, room_heads: RoomHeads, remote: RemotePersistence, join_gate: JoinGate, key_fetcher,
-                 client, server_name: str, rejections: FederationRejections,
+                 threads, client, server_name: str, rejections: FederationRejections,
                  edu_handlers: dict[str, Callable[[str, dict], Awaitable]], acl=None):
-        """``edu_handlers``: EDU type -> async handler(origin, content) (``federation.handlers.edus``)."""
+        """``edu_handlers``: EDU type -> async handler(origin, content) (``federation.handlers.edus``);
+        ``threads``: the worker threads that check large batches of PDUs."""
         self._heads = room_heads
         self._remote = remote
         self._join_gate = join_gate
-        self.keys = key_fetcher
+        self._keys = key_fetcher
+        self._threads = threads
         self._client = client
         self.server_name = server_name
         self._rejections = rejections
@@ -148,7 +150,7 @@ class PduReceiver:
         if await self._heads.get_event(pdu["event_id"]) is not None:
             return
         encodings = encodings if encodings is not None else Encodings()
-        accepted, rejected = await check_signatures_and_hashes([pdu], version, self.keys, encodings)
+        accepted, rejected = await self.check_signatures([pdu], version, encodings)
         if not accepted:
             reason = next(iter(rejected.values()), Reason("signature check failed", "signature"))
             raise PduRejected(reason, reason.kind)
@@ -233,11 +235,16 @@ class PduReceiver:
                 ExternalEvent(p, outlier=True, encoded=encodings.whole.get(p["event_id"])) for p in good])
         return [p["event_id"] for p in good]
 
+    async def check_signatures(self, pdus: list[dict], version: RoomVersion,
+                               encodings: Encodings | None = None) -> tuple[list[dict], dict]:
+        """Steps 1-3 of "Checks performed on receipt of a PDU" (:func:`check_signatures_and_hashes`)."""
+        return await check_signatures_and_hashes(pdus, version, self._keys, self._threads, encodings)
+
     async def check_batch(self, version: RoomVersion, room_id: str, pdus: list[dict],
                           encodings: Encodings | None = None) -> list[dict]:
         """Signatures, hashes, and auth against each event's own auth events (from the batch or stored),
         in auth order. Returns the PDUs that pass."""
-        accepted, rejected = await check_signatures_and_hashes(pdus, version, self.keys, encodings)
+        accepted, rejected = await self.check_signatures(pdus, version, encodings)
         for eid, reason in rejected.items():
             logger.info("Rejected %s: %s", eid, reason)
         by_id = {p["event_id"]: p for p in accepted}

@@ -21,7 +21,7 @@ def register_user(config, localpart: str, password: str, admin: bool) -> int:
             print(f"Could not register {localpart}: {e.error} ({e.errcode})", file=sys.stderr)
             raise SystemExit(1)
         finally:
-            hs.db.close()
+            hs.close()
         print(f"Registered {user_id}{' (admin)' if admin else ''}")
 
     task.react(lambda reactor: defer.ensureDeferred(main(reactor)))  # exits the process with main's status

@@ -7,6 +7,7 @@ quotes a secret.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -14,8 +15,11 @@ import re
 import urllib.parse
 from typing import Any, Iterable
 
+from nacl.signing import VerifyKey
+from unpaddedbase64 import decode_base64
+
 from homeserver.config.table import (IMPLEMENTED_TOP_LEVEL_KEYS, KEYS, SILENTLY_IGNORED_KEYS, SYNAPSE_SUBKEYS,
-                                     Key)
+                                     Field, Key)
 from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
 from homeserver.config.values import (IMPLEMENTED_RESOURCES, SYNAPSE_RESOURCES, ConfigError, DatabaseConfig,
                                       FederationRateLimit, ListenerConfig, RateLimit, check_int,
@@ -127,10 +131,97 @@ class Reader:
         return self.path_(leaf, default, src, k.name)
 
     def kind_listeners(self, k: Key, src: dict, leaf: str) -> list[ListenerConfig]:
-        return self.parse_listeners()
+        """Each listener of type http; the others are ignored with a warning (before their other sub-keys
+        are read). None configured: one on 127.0.0.1:8008."""
+        value = src.get(leaf)
+        if value is None:
+            return [ListenerConfig(port=8008, bind_addresses=["127.0.0.1"], type="http", tls=False,
+                                   resources=expand_resources(["client", "federation"]), x_forwarded=False)]
+        if not isinstance(value, list):
+            raise ConfigError(f"{k.name}: must be a list of listener mappings")
+        result = []
+        for i, item in enumerate(value):
+            path = f"{k.name}[{i}]"
+            if isinstance(item, dict) and self.listener_ignored(k, item, path):
+                continue
+            f = self.fields(k, item, path)
+            result.append(ListenerConfig(
+                port=f["port"], bind_addresses=f["bind_addresses"], type="http", tls=f["tls"],
+                resources=expand_resources([name for r in f["resources"] for name in r["names"]]),
+                x_forwarded=f["x_forwarded"], compress=any(r["compress"] for r in f["resources"]),
+                trusted_proxies=tuple(f["trusted_proxies"])))
+        if not result:
+            raise ConfigError(f"{k.name}: no usable listener; at least one entry with type: http and a port is needed")
+        seen: set[tuple[str, int]] = set()
+        for lc in result:
+            for addr in lc.bind_addresses:
+                if (addr, lc.port) in seen:
+                    raise ConfigError(f"{k.name}: port {lc.port} on {addr} is configured twice")
+                seen.add((addr, lc.port))
+        return result
+
+    def listener_ignored(self, k: Key, item: dict, path: str) -> bool:
+        """Whether a listener is of a type (or on a UNIX socket) Hexagone does not serve: warned about."""
+        ltype = self.sub(next(f for f in k.items if f.name == "type"), item, path)
+        if ltype in ("metrics", "manhole", "replication"):
+            self.warn_once(f"{path}.type", f"{path}.type: {ltype!r} is a Synapse listener type that Hexagone "
+                                           "does not implement yet; this listener is ignored")
+        elif ltype != "http":
+            self.warn_once(f"{path}.type", f"{path}.type: unknown listener type {ltype!r} (typo? expected http); "
+                                           "this listener is ignored")
+        elif item.get("path") is not None:
+            self.warn_once(f"{path}.path", f"{path}.path: UNIX socket listeners are a Synapse feature that "
+                                           "Hexagone does not implement yet; this listener is ignored")
+        else:
+            return False
+        return True
+
+    def kind_resources(self, k, src: dict, leaf: str) -> list[dict]:
+        return self.list_of(k, src, leaf) or []
+
+    def kind_resource_names(self, k, src: dict, leaf: str) -> list[str]:
+        """The resource names Hexagone serves; the others are ignored with a warning."""
+        names = []
+        for j, name in enumerate(self.str_list(leaf, list(k.default), src, k.name)):
+            if name in IMPLEMENTED_RESOURCES:
+                names.append(name)
+            elif name in SYNAPSE_RESOURCES:
+                self.warn_once(f"resource:{name}", f"{k.name}[{j}]: resource {name!r} is a Synapse resource that "
+                                                   "Hexagone does not implement yet; ignored")
+            else:
+                self.warn_once(f"resource:{name}", f"{k.name}[{j}]: unknown resource name {name!r} (typo?); ignored")
+        return names
+
+    def kind_ip_addresses(self, k, src: dict, leaf: str) -> list[str]:
+        addresses = self.str_list(leaf, list(k.default), src, k.name)
+        for j, addr in enumerate(addresses):
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError:
+                raise ConfigError(f"{k.name}[{j}]: {addr!r} is not an IP address") from None
+        if not addresses:
+            raise ConfigError(f"{k.name}: must not be empty")
+        return addresses
 
     def kind_database(self, k: Key, src: dict, leaf: str) -> DatabaseConfig:
-        return self.parse_database()
+        if self.raw.get("databases") is not None:
+            self.warn_not_implemented("databases")
+        db = self.fields(k, self.dict_(leaf, src, k.name), k.name)
+        name, args = db["name"], db["args"]
+        if name == "sqlite3":
+            dbfile = "homeserver.db" if args["database"] is None else args["database"]
+            if not isinstance(dbfile, str) or not dbfile:
+                raise ConfigError(f"{k.name}.args.database: must be a file path")
+            sqlite_path = dbfile if dbfile == ":memory:" else self.resolve(dbfile)
+            return DatabaseConfig("sqlite", sqlite_path, None, *self.pool_sizes(k, args, 1, 1))
+        if name in ("psycopg2", "psycopg"):
+            return DatabaseConfig("postgresql", None, self.pg_dsn(args), *self.pool_sizes(k, args, 5, 10))
+        raise ConfigError(f"{k.name}.name: unknown database engine {name!r}; use sqlite3 or psycopg2")
+
+    def kind_connection_args(self, k, src: dict, leaf: str) -> dict:
+        """The declared sub-keys, read; the others as they are (libpq parameters)."""
+        args = self.dict_(leaf, src, k.name)
+        return {**args, **self.fields(k, args, k.name)}
 
     def kind_room_version(self, k: Key, src: dict, leaf: str) -> str:
         return self.parse_room_version(k.default)
@@ -142,7 +233,67 @@ class Reader:
         return self.parse_minimum_tls_version(k.default)
 
     def kind_trusted_key_servers(self, k: Key, src: dict, leaf: str) -> list[dict]:
-        return self.parse_trusted_key_servers([dict(d) for d in k.default])
+        """Each as a mapping of the sub-keys set (``accept_keys_insecurely`` only when true)."""
+        servers = self.list_of(k, src, leaf)
+        if servers is None:
+            return [dict(d) for d in k.default]
+        return [{name: v for name, v in server.items() if v is not None and v is not False} for server in servers]
+
+    def kind_verify_keys(self, k, src: dict, leaf: str) -> dict[str, str] | None:
+        value = src.get(leaf)
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not all(isinstance(i, str) and isinstance(v, str) for i, v in value.items()):
+            raise ConfigError(f"{k.name}: must map key ids (ed25519:...) to unpadded base64 public keys")
+        for key_id in value:
+            if not key_id.startswith("ed25519:"):
+                raise ConfigError(f"{k.name}: unsupported key id {key_id!r} (expected ed25519:...)")
+        return dict(value)
+
+    def kind_old_signing_keys(self, k: Key, src: dict, leaf: str) -> dict[str, tuple[VerifyKey, int]]:
+        """Synapse's ``old_signing_keys``: key id -> (public key, expired_ts)."""
+        value = self._typed(leaf, {}, src, k.name, dict, "a mapping of key ids to {key, expired_ts}")
+        out = {}
+        for key_id, entry in value.items():
+            path = f"{k.name}.{key_id}"
+            if not isinstance(key_id, str) or not key_id.startswith("ed25519:"):
+                raise ConfigError(f"{path}: unsupported key id (expected ed25519:<version>)")
+            f = self.fields(k, entry, path)
+            out[key_id] = (f["key"], f["expired_ts"])
+        return out
+
+    def kind_ed25519_public_key(self, k, src: dict, leaf: str) -> VerifyKey:
+        value = self.str_(leaf, None, src, k.name)
+        try:
+            return VerifyKey(decode_base64(value))
+        except Exception:
+            raise ConfigError(f"{k.name}: not an unpadded base64 ed25519 public key") from None
+
+    # -- sub-keys (table.Field): read by the same kinds, the item's path in errors ----------
+
+    def sub(self, field: Field, item: dict, path: str) -> Any:
+        """One declared sub-key of the mapping ``item`` found at ``path``."""
+        at = dataclasses.replace(field, name=f"{path}.{field.name}")
+        if field.required and item.get(field.name) is None:
+            raise ConfigError(f"{at.name}: is required")
+        return getattr(self, f"kind_{field.kind}")(at, item, field.name)
+
+    def fields(self, k, item: Any, path: str) -> dict[str, Any]:
+        """Every sub-key ``k.items`` declares, of the mapping ``item`` found at ``path``, by name."""
+        if not isinstance(item, dict):
+            raise ConfigError(f"{path}: must be a mapping ({', '.join(f.name for f in k.items)})")
+        if not k.open:
+            self.check_subkeys(item, path, (f.name for f in k.items), k.synapse_items)
+        return {f.name: self.sub(f, item, path) for f in k.items}
+
+    def list_of(self, k, src: dict, leaf: str) -> list[dict] | None:
+        """A list of mappings, each read by :meth:`fields`; None when absent."""
+        value = src.get(leaf)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise ConfigError(f"{k.name}: must be a list of mappings ({', '.join(f.name for f in k.items)})")
+        return [self.fields(k, item, f"{k.name}[{i}]") for i, item in enumerate(value)]
 
     # -- rules spanning keys -------------------------------------------------
 
@@ -290,159 +441,11 @@ class Reader:
             raise ConfigError(f"{path}.burst_count: must be a non-negative number, got {burst!r}")
         return RateLimit(per_second=float(per_second), burst_count=int(burst))
 
-    def parse_listeners(self) -> list[ListenerConfig]:
-        value = self.raw.get("listeners")
-        if value is None:
-            return [
-                ListenerConfig(
-                    port=8008,
-                    bind_addresses=["127.0.0.1"],
-                    type="http",
-                    tls=False,
-                    resources=expand_resources(["client", "federation"]),
-                    x_forwarded=False,
-                )
-            ]
-        if not isinstance(value, list):
-            raise ConfigError("listeners: must be a list of listener mappings")
-        result = []
-        for i, item in enumerate(value):
-            path = f"listeners[{i}]"
-            if not isinstance(item, dict):
-                raise ConfigError(f"{path}: must be a mapping")
-            ltype = self.str_("type", "http", item, f"{path}.type")
-            if ltype != "http":
-                if ltype in ("metrics", "manhole", "replication"):
-                    self.warn_once(
-                        f"{path}.type",
-                        f"{path}.type: {ltype!r} is a Synapse listener type that "
-                        "Hexagone does not implement yet; this listener is ignored",
-                    )
-                else:
-                    self.warn_once(
-                        f"{path}.type",
-                        f"{path}.type: unknown listener type {ltype!r} (typo? "
-                        "expected http); this listener is ignored",
-                    )
-                continue
-            if item.get("path") is not None:
-                self.warn_once(
-                    f"{path}.path",
-                    f"{path}.path: UNIX socket listeners are a Synapse feature that Hexagone does "
-                    "not implement yet; this listener is ignored",
-                )
-                continue
-            self.check_subkeys(
-                item, path,
-                ("port", "bind_addresses", "type", "tls", "x_forwarded", "resources", "trusted_proxies"),
-                ("tag", "request_id_header", "additional_resources", "path", "mode"),
-            )
-            if "port" not in item or item["port"] is None:
-                raise ConfigError(f"{path}.port: is required")
-            port = check_int(item["port"], f"{path}.port", 1, 65535)
-            binds = self.str_list("bind_addresses", None, item, f"{path}.bind_addresses")
-            if binds is None:
-                binds = ["::", "0.0.0.0"]
-            for j, addr in enumerate(binds):
-                try:
-                    ipaddress.ip_address(addr)
-                except ValueError:
-                    raise ConfigError(
-                        f"{path}.bind_addresses[{j}]: {addr!r} is not an IP address"
-                    ) from None
-            if not binds:
-                raise ConfigError(f"{path}.bind_addresses: must not be empty")
-            tls = self.bool_("tls", False, item, f"{path}.tls")
-            x_forwarded = self.bool_("x_forwarded", False, item, f"{path}.x_forwarded")
-            proxies = self.ip_ranges(f"{path}.trusted_proxies", list(ListenerConfig.trusted_proxies),
-                                     item, "trusted_proxies")
-            names, compress = self.parse_resources(item.get("resources"), f"{path}.resources")
-            result.append(
-                ListenerConfig(
-                    port=port,
-                    bind_addresses=binds,
-                    type="http",
-                    tls=tls,
-                    resources=names,
-                    x_forwarded=x_forwarded,
-                    compress=compress,
-                    trusted_proxies=tuple(proxies),
-                )
-            )
-        if not result:
-            raise ConfigError(
-                "listeners: no usable listener; at least one entry with type: http "
-                "and a port is needed"
-            )
-        seen: dict[tuple[str, int], int] = {}
-        for i, lc in enumerate(result):
-            for addr in lc.bind_addresses:
-                if (addr, lc.port) in seen:
-                    raise ConfigError(
-                        f"listeners: port {lc.port} on {addr} is configured twice"
-                    )
-                seen[(addr, lc.port)] = i
-        return result
-
-    def parse_resources(self, value: Any, path: str) -> tuple[list[str], bool]:
-        if value is None:
-            return [], False
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: must be a list of mappings with 'names'")
-        names: list[str] = []
-        compress = False
-        for i, res in enumerate(value):
-            rpath = f"{path}[{i}]"
-            if not isinstance(res, dict):
-                raise ConfigError(f"{rpath}: must be a mapping with 'names'")
-            self.check_subkeys(res, rpath, ("names", "compress"))
-            compress = self.bool_("compress", False, res, f"{rpath}.compress") or compress
-            res_names = self.str_list("names", [], res, f"{rpath}.names")
-            for j, name in enumerate(res_names):
-                npath = f"{rpath}.names[{j}]"
-                if name in IMPLEMENTED_RESOURCES:
-                    names.append(name)
-                elif name in SYNAPSE_RESOURCES:
-                    self.warn_once(
-                        f"resource:{name}",
-                        f"{npath}: resource {name!r} is a Synapse resource that "
-                        "Hexagone does not implement yet; ignored",
-                    )
-                else:
-                    self.warn_once(
-                        f"resource:{name}",
-                        f"{npath}: unknown resource name {name!r} (typo?); ignored",
-                    )
-        return expand_resources(names), compress
-
-    def parse_database(self) -> DatabaseConfig:
-        if self.raw.get("databases") is not None:
-            self.warn_not_implemented("databases")
-        db = self.dict_("database")
-        self.check_subkeys(db, "database", ("name", "args", "txn_limit", "allow_unsafe_locale"))
-        name = self.str_("name", "sqlite3", db, "database.name")
-        args = self.dict_("args", db, "database.args")
-        if name == "sqlite3":
-            dbfile = args.get("database", "homeserver.db")
-            if not isinstance(dbfile, str) or not dbfile:
-                raise ConfigError("database.args.database: must be a file path")
-            sqlite_path = dbfile if dbfile == ":memory:" else self.resolve(dbfile)
-            cp_min, cp_max = self.pool_sizes(args, 1, 1)
-            return DatabaseConfig("sqlite", sqlite_path, None, cp_min, cp_max)
-        if name in ("psycopg2", "psycopg"):
-            cp_min, cp_max = self.pool_sizes(args, 5, 10)
-            return DatabaseConfig("postgresql", None, self.pg_dsn(args), cp_min, cp_max)
-        raise ConfigError(
-            f"database.name: unknown database engine {name!r}; use sqlite3 or psycopg2"
-        )
-
-    def pool_sizes(self, args: dict, dmin: int, dmax: int) -> tuple[int, int]:
-        cp_min = self.int_("cp_min", dmin, 0, None, args, "database.args.cp_min")
-        cp_max = self.int_("cp_max", dmax, 1, None, args, "database.args.cp_max")
+    def pool_sizes(self, k: Key, args: dict, dmin: int, dmax: int) -> tuple[int, int]:
+        cp_min = dmin if args["cp_min"] is None else args["cp_min"]
+        cp_max = dmax if args["cp_max"] is None else args["cp_max"]
         if cp_min > cp_max:
-            raise ConfigError(
-                f"database.args.cp_min: must not exceed cp_max ({cp_min} > {cp_max})"
-            )
+            raise ConfigError(f"{k.name}.args.cp_min: must not exceed cp_max ({cp_min} > {cp_max})")
         return cp_min, cp_max
 
     def pg_dsn(self, args: dict) -> str:
@@ -461,8 +464,6 @@ class Reader:
                 continue
             if key == "database":
                 key = "dbname"
-            if key == "port":
-                value = check_int(value, kpath, 1, 65535)
             if isinstance(value, bool):
                 value = "1" if value else "0"
             if not isinstance(value, (str, int, float)):
@@ -477,11 +478,7 @@ class Reader:
                 raise ConfigError(
                     "database.args.password_file: set either password or password_file, not both"
                 )
-            if not isinstance(password_file, str):
-                raise ConfigError("database.args.password_file: must be a file path")
-            params["password"] = read_secret_file(
-                self.resolve(password_file), "database.args.password_file"
-            )
+            params["password"] = read_secret_file(password_file, "database.args.password_file")
         elif "password" not in params and os.environ.get("PGPASSWORD"):
             params["password"] = os.environ["PGPASSWORD"]
         return " ".join(f"{k}={conninfo_quote(v)}" for k, v in sorted(params.items()))
@@ -540,41 +537,6 @@ class Reader:
                                 f"instead of {text}")
             return "1.2"
         return text
-
-    def parse_trusted_key_servers(self, default: list[dict]) -> list[dict]:
-        value = self.raw.get("trusted_key_servers")
-        if value is None:
-            return default
-        if not isinstance(value, list):
-            raise ConfigError("trusted_key_servers: must be a list of {server_name: ...} mappings")
-        out = []
-        for i, item in enumerate(value):
-            path = f"trusted_key_servers[{i}]"
-            if not isinstance(item, dict):
-                raise ConfigError(f"{path}: must be a mapping with server_name")
-            self.check_subkeys(item, path, ("server_name", "verify_keys", "accept_keys_insecurely"))
-            validate_server_name(item.get("server_name"), f"{path}.server_name")
-            entry: dict[str, Any] = {"server_name": item["server_name"]}
-            vk = item.get("verify_keys")
-            if vk is not None:
-                if not isinstance(vk, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in vk.items()
-                ):
-                    raise ConfigError(
-                        f"{path}.verify_keys: must map key ids (ed25519:...) to "
-                        "unpadded base64 public keys"
-                    )
-                for k in vk:
-                    if not k.startswith("ed25519:"):
-                        raise ConfigError(
-                            f"{path}.verify_keys: unsupported key id {k!r} (expected ed25519:...)"
-                        )
-                entry["verify_keys"] = dict(vk)
-            insecure = self.bool_("accept_keys_insecurely", False, item, f"{path}.accept_keys_insecurely")
-            if insecure:
-                entry["accept_keys_insecurely"] = True
-            out.append(entry)
-        return out
 
     def ip_ranges(self, key: str, default: list[str] | None, section: dict | None = None,
                   name: str | None = None) -> list[str] | None:

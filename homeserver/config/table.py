@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from homeserver.config.values import DEFAULT_IP_RANGE_BLACKLIST, FederationRateLimit, RateLimit
+from homeserver.config.values import DEFAULT_IP_RANGE_BLACKLIST, FederationRateLimit, ListenerConfig, RateLimit
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION
 
 SYNAPSE = "synapse"  # a key of Synapse's homeserver.yaml, same name and shape
@@ -35,13 +35,37 @@ class SampleContext:
 
 
 @dataclass(frozen=True)
+class Field:
+    """One sub-key of a key's items: of each list item (``listeners[].port``), of the mapping itself
+    (``database.args``) or of each value of a mapping by id (``old_signing_keys.<key id>.key``).
+
+    Read by the same ``Reader.kind_<kind>`` parsers as keys, its path in errors naming the item
+    (``listeners[0].port: ...``). ``items`` declares its own sub-keys; ``synapse_items`` names the
+    sub-keys Synapse has and Hexagone does not implement (warned about); ``open``: other sub-keys are
+    passed on (``database.args`` to libpq), not warned about.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    doc: str
+    origin: str = SYNAPSE
+    bounds: tuple[int | None, int | None] = (None, None)
+    required: bool = False
+    items: tuple["Field", ...] = ()
+    synapse_items: tuple[str, ...] = ()
+    open: bool = False
+
+
+@dataclass(frozen=True)
 class Key:
     """One configuration key.
 
     ``name`` is the YAML path (``rc_login.address`` is ``address`` inside the ``rc_login``
     mapping); ``kind`` names the parser (``Reader.kind_<kind>``); ``attr`` is the attribute of
     the parsed config (``name`` with dots as underscores unless given); ``sample`` gives the
-    value shown in the sample file (default: ``default``), ``commented`` shows it commented out.
+    value shown in the sample file (default: ``default``), ``commented`` shows it commented out;
+    ``items``, ``synapse_items`` and ``open`` declare its sub-keys as for a :class:`Field`.
     """
 
     name: str
@@ -55,6 +79,9 @@ class Key:
     secret: bool = False
     sample: Callable[[SampleContext], Any] | None = None
     commented: bool = False
+    items: tuple[Field, ...] = ()
+    synapse_items: tuple[str, ...] = ()
+    open: bool = False
 
     @property
     def attribute(self) -> str:
@@ -77,6 +104,60 @@ def _in_dir(name: str) -> Callable[[SampleContext], str]:
 _SERVER, _NET, _DIR, _DB, _REG, _TURN, _RC, _KEYS, _FED = (
     "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
     "Rate limiting", "Secrets and keys", "Federation",
+)
+
+# -- the sub-keys of list items and mappings ------------------------------------------
+
+_RESOURCE = (
+    Field("names", "resource_names", (), "Resource names (see above); unknown ones are ignored with a warning."),
+    Field("compress", "bool", False, "Gzip the responses of these resources."),
+)
+
+_LISTENER = (
+    Field("port", "int", None, "The TCP port (1-65535).", bounds=(1, 65535), required=True),
+    Field("bind_addresses", "ip_addresses", ("::", "0.0.0.0"), "The IP addresses to listen on."),
+    Field("type", "str", "http", "Only http is implemented; a listener of another type is ignored\n"
+          "with a warning."),
+    Field("tls", "bool", False, "Serve TLS with tls_certificate_path and tls_private_key_path."),
+    Field("x_forwarded", "bool", False, "Take the client address from X-Forwarded-For."),
+    Field("trusted_proxies", "ip_ranges", ListenerConfig.trusted_proxies,
+          "The peers whose X-Forwarded-For is believed.", origin=HEXAGONE),
+    Field("resources", "resources", (), "What the listener serves: a list of mappings.", items=_RESOURCE),
+)
+
+_DATABASE_ARGS = (
+    Field("database", "verbatim", None, "SQLite: the database file (homeserver.db by default);\n"
+          "PostgreSQL: the database name (as dbname)."),
+    Field("cp_min", "int", None, "Fewest connections in the pool (1 for SQLite, 5 for PostgreSQL\n"
+          "by default).", bounds=(0, None)),
+    Field("cp_max", "int", None, "Most connections in the pool (1 for SQLite, 10 for PostgreSQL\n"
+          "by default).", bounds=(1, None)),
+    Field("port", "int", None, "PostgreSQL: the server's port.", bounds=(1, 65535)),
+    Field("password_file", "path", None, "PostgreSQL: a file holding the password, instead of password.",
+          origin=HEXAGONE),
+)
+
+_DATABASE = (
+    Field("name", "str", "sqlite3", "sqlite3, or psycopg2 for PostgreSQL (psycopg is accepted too)."),
+    Field("args", "connection_args", None, "Connection parameters; for PostgreSQL any other libpq\n"
+          "parameter (user, password, host, sslmode, ...) is passed on.", items=_DATABASE_ARGS, open=True),
+    Field("txn_limit", "verbatim", None, "Accepted for Synapse's sake; no effect."),
+    Field("allow_unsafe_locale", "verbatim", None, "Accepted for Synapse's sake; Hexagone does not\n"
+          "check the database's locale."),
+)
+
+_KEY_SERVER = (
+    Field("server_name", "server_name", None, "The key server's name.", required=True),
+    Field("verify_keys", "verify_keys", None, "Its public keys by key id (ed25519:...), unpadded base64:\n"
+          "when set, its answers must be signed by one of them."),
+    Field("accept_keys_insecurely", "bool", False, "Accepted for Synapse's sake: Hexagone never\n"
+          "requires verify_keys."),
+)
+
+_OLD_SIGNING_KEY = (
+    Field("key", "ed25519_public_key", None, "The public key, unpadded base64.", required=True),
+    Field("expired_ts", "int", None, "When it stopped being used, in milliseconds since the epoch.",
+          required=True),
 )
 
 KEYS: tuple[Key, ...] = (
@@ -117,6 +198,7 @@ KEYS: tuple[Key, ...] = (
         "client address is taken from X-Forwarded-For (read right to left, skipping\n"
         "trusted_proxies), only for connections from trusted_proxies (Hexagone's key,\n"
         "loopback by default; Synapse believes the header from any peer).",
+        items=_LISTENER, synapse_items=("tag", "request_id_header", "additional_resources", "path", "mode"),
         sample=lambda ctx: [{
             "port": ctx.port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
             "x_forwarded": False, "trusted_proxies": ["127.0.0.0/8", "::1/128"],
@@ -148,11 +230,8 @@ KEYS: tuple[Key, ...] = (
 
     Key("database", "database", None, _DB,
         "SQLite (name: sqlite3) is fine for trying things out and small servers.\n"
-        "PostgreSQL: name: psycopg2 (psycopg is accepted too); args are libpq\n"
-        "connection parameters (user, password, dbname, host, port, sslmode, ...)\n"
-        "except cp_min/cp_max, the connection pool size. Instead of password you may\n"
-        "set password_file (a file holding it) or leave both out and export PGPASSWORD.",
-        sample=lambda ctx: {"name": ctx.db_name, "args": ctx.db_args}),
+        "PostgreSQL: without password or password_file, libpq reads PGPASSWORD.",
+        items=_DATABASE, sample=lambda ctx: {"name": ctx.db_name, "args": ctx.db_args}),
 
     Key("enable_registration", "bool", False, _REG,
         "Let anyone create an account through the client API. Refused at start\n"
@@ -221,16 +300,16 @@ KEYS: tuple[Key, ...] = (
         "This server's ed25519 signing key, in Synapse's format. Back it up: losing\n"
         "it makes other servers distrust this one for a while.",
         sample=_in_dir("signing.key")),
-    Key("old_signing_keys", "verbatim", None, _KEYS,
-        "Public keys this server signed with before, still served to other servers\n"
-        "(checked at start by federation/keys.py:parse_old_signing_keys).",
+    Key("old_signing_keys", "old_signing_keys", None, _KEYS,
+        "Public keys this server signed with before, still served to other servers,\n"
+        "by key id (ed25519:...).", items=_OLD_SIGNING_KEY,
         sample=lambda ctx: {"ed25519:a_old": {"key": "<unpadded base64 public key>",
                                              "expired_ts": 1700000000000}},
         commented=True),
 
     Key("trusted_key_servers", "trusted_key_servers", ({"server_name": "matrix.org"},), _FED,
         "Servers asked for other servers' signing keys when those cannot be fetched\n"
-        "directly. Set to [] to fetch keys only from their owners."),
+        "directly. Set to [] to fetch keys only from their owners.", items=_KEY_SERVER),
     Key("suppress_key_server_warning", "bool", False, _FED,
         "Silence the start-up warning about trusting matrix.org as key server."),
     Key("federation_domain_whitelist", "server_names", None, _FED,

@@ -13,7 +13,6 @@ import string
 from dataclasses import dataclass, field
 
 import bcrypt
-from twisted.internet import threads
 
 from homeserver.errors import InteractiveAuthRequired, MatrixError, bad_json, forbidden, unknown_token
 from homeserver.lru import LruCache
@@ -143,13 +142,13 @@ class TokenCache:
 
 
 class AuthService:
-    def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, reactor,
+    def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, threads,
                  failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None):
         self._store = store
         self._clock = clock
         self.server_name = server_name
         self._rounds = bcrypt_rounds
-        self._reactor = reactor
+        self._threads = threads  # WorkerThreads: bcrypt off the reactor thread
         self._token_cache = TokenCache()
         self._uia = UiaSessions(self.now_ms)
         self._password_checks: dict[str, int] = {}   # user id -> password checks under way
@@ -171,7 +170,7 @@ class AuthService:
     async def hash_password(self, password: str) -> str:
         self.check_new_password(password)
         salt = bcrypt.gensalt(self._rounds)
-        hashed = await threads.deferToThread(bcrypt.hashpw, password.encode("utf-8"), salt)
+        hashed = await self._threads.run(bcrypt.hashpw, password.encode("utf-8"), salt)
         return hashed.decode("ascii")
 
     async def check_password(self, user_id: str, password: str) -> bool:
@@ -182,7 +181,7 @@ class AuthService:
         user = await self._store.get_user(user_id)
         if user is None or user["deactivated"] or not user["password_hash"]:
             return False
-        return await threads.deferToThread(bcrypt.checkpw, encoded, user["password_hash"].encode("ascii"))
+        return await self._threads.run(bcrypt.checkpw, encoded, user["password_hash"].encode("ascii"))
 
     async def validate_password(self, user_id: str, password) -> None:
         """Spec "Login" and the UIA m.login.password stage: 403 M_FORBIDDEN for a wrong password, and

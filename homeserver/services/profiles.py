@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.services.room_events.heads import RoomHeads
@@ -17,10 +18,17 @@ MAX_DISPLAYNAME = 256
 MAX_AVATAR_URL = 1000
 
 
+class RemoteProfiles(Protocol):
+    """Another server's profiles (the federation's RemoteQueries)."""
+
+    async def profile(self, user_id: str) -> dict: ...
+
+
 class ProfileService:
     def __init__(self, *, accounts: AccountStore, events: EventStore, room_heads: RoomHeads,
-                 appends: LocalAppends, server_name: str):
+                 appends: LocalAppends, remote: RemoteProfiles, server_name: str):
         self._accounts = accounts
+        self._remote = remote
         self._events = events
         self._heads = room_heads
         self._appends = appends
@@ -32,12 +40,11 @@ class ProfileService:
             raise not_found("Profile not found")
         return profile
 
-    async def lookup(self, user_id: str, remote=None) -> dict:
-        """Spec GET /profile/{userId}: a local profile, or a remote one through ``remote`` (the
-        federation's RemoteQueries; None when federation is off)."""
-        if ":" not in user_id or user_id.split(":", 1)[1] == self.server_name or remote is None:
+    async def lookup(self, user_id: str) -> dict:
+        """Spec GET /profile/{userId}: a local profile, or a remote one asked of its server."""
+        if ":" not in user_id or user_id.split(":", 1)[1] == self.server_name:
             return await self.get(user_id)
-        return await remote.profile(user_id)
+        return await self._remote.profile(user_id)
 
     async def shares_room(self, user_id: str, other_id: str) -> bool:
         """Whether the two users are both in some room (``limit_profile_requests_to_users_who_share_rooms``)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from homeserver.storage.database import Store
 from homeserver.storage.streams import max_position
 
 GLOBAL = ""
@@ -27,10 +28,7 @@ MIGRATIONS = [
 ]
 
 
-class AccountDataStore:
-    def __init__(self, db):
-        self.db = db
-
+class AccountDataStore(Store):
     def max_stream_id_sync(self) -> int:
         """The account data stream position at start-up."""
         return self.db.run_sync("account_data_max_stream_id", max_position, "account_data", "stream_id")

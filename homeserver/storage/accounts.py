@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from homeserver.storage.database import Store
+
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -70,10 +72,7 @@ class TokenInfo:
     deactivated: bool
 
 
-class AccountStore:
-    def __init__(self, db):
-        self.db = db
-
+class AccountStore(Store):
     # -- users -------------------------------------------------------------
     async def create_user(self, user_id: str, password_hash: str | None, *, admin: bool, now_ms: int,
                           displayname: str | None) -> bool:

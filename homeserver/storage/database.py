@@ -445,3 +445,10 @@ def open_engine(db_config):
     if db_config.engine == "postgresql":
         return PostgresEngine(db_config.pg_dsn, db_config.cp_min, db_config.cp_max)
     raise ValueError(f"database: engine {db_config.engine!r} is not available")
+
+
+class Store:
+    """The base of each domain's store: its SQL, run as named transactions on ``db``."""
+
+    def __init__(self, db: Database):
+        self.db = db

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from homeserver.storage.database import Store
 from homeserver.storage.e2e_keys import canonical
 
 MIGRATIONS = [
@@ -52,10 +53,7 @@ MIGRATIONS = [
 ]
 
 
-class DeviceInboxStore:
-    def __init__(self, db):
-        self.db = db
-
+class DeviceInboxStore(Store):
     def max_position_sync(self) -> int:
         """The stream's highest position handed out (start-up only).
 

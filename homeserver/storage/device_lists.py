@@ -6,6 +6,7 @@ share the positions of one stream ("device_lists" in the sync token).
 
 from __future__ import annotations
 
+from homeserver.storage.database import Store
 from homeserver.storage.streams import max_position
 
 MIGRATIONS = [
@@ -36,10 +37,7 @@ MIGRATIONS = [
 ]
 
 
-class DeviceListStore:
-    def __init__(self, db):
-        self.db = db
-
+class DeviceListStore(Store):
     def max_position_sync(self) -> int:
         """The stream's highest stored position (start-up only)."""
         return self.db.run_sync("device_lists_max", lambda t: max(

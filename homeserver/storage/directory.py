@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from homeserver.storage.database import Store
+
 MIGRATIONS = [
     """
     CREATE TABLE room_aliases (
@@ -14,10 +16,7 @@ MIGRATIONS = [
 ]
 
 
-class DirectoryStore:
-    def __init__(self, db):
-        self.db = db
-
+class DirectoryStore(Store):
     async def create_alias(self, alias: str, room_id: str, creator: str) -> bool:
         def txn_fn(txn):
             if txn.select_one("SELECT 1 FROM room_aliases WHERE room_alias = ?", (alias,)):

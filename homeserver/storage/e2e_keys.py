@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from homeserver.events.canonical_json import encode_canonical_json
+from homeserver.storage.database import Store
 
 
 MIGRATIONS = [
@@ -105,10 +106,7 @@ def _in(values) -> str:
     return ",".join("?" for _ in values)
 
 
-class E2eKeyStore:
-    def __init__(self, db):
-        self.db = db
-
+class E2eKeyStore(Store):
     # -- device keys -------------------------------------------------------------------
     async def set_device_keys(self, user_id: str, device_id: str, keys: dict, now_ms: int) -> bool:
         """Store a device's identity keys; True if they differ from what was stored.
@@ -297,11 +295,8 @@ def _put_remote_device(txn, user_id: str, device: RemoteDevice) -> None:
                  canonical(device.keys) if device.keys is not None else None))
 
 
-class RemoteDeviceCache:
+class RemoteDeviceCache(Store):
     """The device lists of remote users (server-server "Device Management"), kept by their updates."""
-
-    def __init__(self, db):
-        self.db = db
 
     async def positions(self, user_ids) -> dict[str, int]:
         """user_id -> stream_id of the cached list, for the users whose list is cached."""

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 
 from homeserver.events.identifiers import domain_of
+from homeserver.storage.database import Store
+from homeserver.storage.streams import max_position
 from homeserver.storage.user_directory import like_pattern
 
 StateKey = tuple[str, str]
@@ -226,18 +228,13 @@ def _relation_of(pdu: dict) -> tuple[str | None, str | None, str | None]:
     return target, rel_type, thread_id
 
 
-class EventStore:
-    def __init__(self, db):
-        self.db = db
-
+class EventStore(Store):
     # -- start-up ------------------------------------------------------------
     def max_stream_ordering_sync(self) -> int:
-        return self.db.run_sync("max_stream", lambda t: t.select_value(
-            "SELECT MAX(stream_ordering) FROM events", default=0))
+        return self.db.run_sync("max_stream", max_position, "events", "stream_ordering")
 
     def max_state_group_sync(self) -> int:
-        return self.db.run_sync("max_state_group", lambda t: t.select_value(
-            "SELECT MAX(id) FROM state_groups", default=0))
+        return self.db.run_sync("max_state_group", max_position, "state_groups", "id")
 
     # -- rooms -----------------------------------------------------------------
     async def store_room(self, room_id: str, room_version: str, creator: str, is_public: bool, now_ms: int) -> None:

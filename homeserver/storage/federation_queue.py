@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from homeserver.storage.database import Store
+from homeserver.storage.streams import max_position
+
 MIGRATIONS = [
     """
     CREATE TABLE federation_outbox (
@@ -57,13 +60,9 @@ class RetryState:
     retry_interval_ms: int
 
 
-class FederationQueueStore:
-    def __init__(self, db):
-        self.db = db
-
+class FederationQueueStore(Store):
     def max_position_sync(self) -> int:
-        return self.db.run_sync("federation_outbox_max", lambda t: t.select_value(
-            "SELECT MAX(position) FROM federation_outbox", default=0))
+        return self.db.run_sync("federation_outbox_max", max_position, "federation_outbox", "position")
 
     async def enqueue(self, destinations: list[str], position: int, kind: str, payload: dict,
                       stream_ordering: int | None = None) -> None:

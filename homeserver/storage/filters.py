@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from homeserver.storage.database import Store
+
 MIGRATIONS = [
     """
     CREATE TABLE user_filters (
@@ -16,10 +18,7 @@ MIGRATIONS = [
 ]
 
 
-class FilterStore:
-    def __init__(self, db):
-        self.db = db
-
+class FilterStore(Store):
     async def add_filter(self, user_id: str, definition: dict) -> int:
         """Store a filter (the same definition twice gets the same id)."""
         raw = json.dumps(definition, sort_keys=True, separators=(",", ":"))

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
+from homeserver.storage.database import Store
 from homeserver.storage.e2e_keys import canonical
 
 MIGRATIONS = [
@@ -88,10 +89,7 @@ def _scope(room_id: str | None, session_id: str | None) -> tuple[str, list]:
     return sql, args
 
 
-class KeyBackupStore:
-    def __init__(self, db):
-        self.db = db
-
+class KeyBackupStore(Store):
     # -- versions ----------------------------------------------------------------------
     async def create_version(self, user_id: str, algorithm: str, auth_data: dict) -> int:
         def txn_fn(txn):

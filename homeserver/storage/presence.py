@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from homeserver.storage.database import Store
+from homeserver.storage.streams import max_position
+
 MIGRATIONS = [
     """
     CREATE TABLE presence (
@@ -35,13 +38,9 @@ def _row(r) -> PresenceRow:
     return PresenceRow(r[0], r[1], r[2], r[3], bool(r[4]))
 
 
-class PresenceStore:
-    def __init__(self, db):
-        self.db = db
-
+class PresenceStore(Store):
     def max_stream_id_sync(self) -> int:
-        return self.db.run_sync("max_presence_stream", lambda t: t.select_value(
-            "SELECT MAX(stream_id) FROM presence", default=0))
+        return self.db.run_sync("max_presence_stream", max_position, "presence", "stream_id")
 
     async def get(self, user_ids) -> dict[str, PresenceRow]:
         ids = list(dict.fromkeys(user_ids))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from homeserver.storage.database import Store
+
 MIGRATIONS = [
     """
     CREATE TABLE push_rules (
@@ -81,10 +83,7 @@ class PushAction:
     ts: int
 
 
-class PushStore:
-    def __init__(self, db):
-        self.db = db
-
+class PushStore(Store):
     # -- rules -------------------------------------------------------------------------
     async def get_rules(self, user_id: str) -> tuple[dict[str, list[dict]], dict[tuple[str, str], dict]]:
         """The user's own rules by kind (most important first) and their changes to default rules."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from homeserver.storage.database import Store
 from homeserver.storage.streams import max_position
 
 UNTHREADED = ""
@@ -45,10 +46,7 @@ class Receipt:
     data: dict
 
 
-class ReceiptStore:
-    def __init__(self, db):
-        self.db = db
-
+class ReceiptStore(Store):
     def max_stream_id_sync(self) -> int:
         """The receipts stream position at start-up."""
         return self.db.run_sync("receipts_max_stream_id", max_position, "receipts", "stream_id")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from homeserver.storage.database import Store
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = [
@@ -56,9 +58,9 @@ def _escape_like(word: str) -> str:
     return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-class SearchStore:
+class SearchStore(Store):
     def __init__(self, db):
-        self.db = db
+        super().__init__(db)
         self.fts = False
 
     def prepare_sync(self) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from homeserver.storage.database import Store
+
 MIGRATIONS = [
     """
     CREATE TABLE server_verify_keys (
@@ -49,10 +51,7 @@ class StoredResponse:
     key_json: str
 
 
-class ServerKeyStore:
-    def __init__(self, db):
-        self.db = db
-
+class ServerKeyStore(Store):
     async def get_verify_key(self, server_name: str, key_id: str) -> StoredKey | None:
         row = await self.db.run("get_server_verify_key", lambda t: t.select_one(
             "SELECT verify_key, valid_until_ts, ts_fetched FROM server_verify_keys"

@@ -9,6 +9,8 @@ them, those in public rooms and, when configured, every local user.
 
 from __future__ import annotations
 
+from homeserver.storage.database import Store
+
 MIGRATIONS = [
     """
     CREATE TABLE user_directory_profiles (
@@ -37,10 +39,7 @@ def like_pattern(word: str) -> str:
     return f"%{escaped}%"
 
 
-class UserDirectoryStore:
-    def __init__(self, db):
-        self.db = db
-
+class UserDirectoryStore(Store):
     async def set_profile(self, user_id: str, display_name: str | None, avatar_url: str | None) -> None:
         def txn_fn(txn):
             txn.execute("DELETE FROM user_directory_profiles WHERE user_id = ?", (user_id,))

@@ -62,7 +62,7 @@ def resolve(auth: AuthService, token: str) -> Requester:
 
 def service(failed_logins: Ratelimiter | None = None) -> tuple[AuthService, Store]:
     store = Store()
-    return AuthService(store=store, clock=None, server_name="test.local", bcrypt_rounds=4, reactor=None,
+    return AuthService(store=store, clock=None, server_name="test.local", bcrypt_rounds=4, threads=None,
                        failed_logins=failed_logins), store
 
 

@@ -8,10 +8,12 @@ import os
 import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
-from signedjson.key import generate_signing_key, write_signing_keys
+from signedjson.key import generate_signing_key, get_verify_key, write_signing_keys
+from unpaddedbase64 import encode_base64
 
 from homeserver.config_sample import generate_config_yaml
 from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
+from homeserver.config.reader import Reader
 from homeserver.config.table import HEXAGONE, KEYS, SYNAPSE
 from homeserver.config import (
     DEFAULT_IP_RANGE_BLACKLIST,
@@ -478,9 +480,73 @@ def test_every_key_is_declared_once_and_synapse_keys_are_synapse_s():
 
 def test_old_signing_keys_stay_implemented(cfg_dir, caplog):
     caplog.set_level(logging.WARNING)
-    old = {"ed25519:old": {"key": "abcd", "expired_ts": 1}}
-    assert parse(cfg_dir, old_signing_keys=old).old_signing_keys == old
+    public = get_verify_key(generate_signing_key("old"))
+    old = {"ed25519:old": {"key": encode_base64(public.encode()), "expired_ts": 1}}
+    ((key_id, (key, expired_ts)),) = parse(cfg_dir, old_signing_keys=old).old_signing_keys.items()
+    assert (key_id, key.encode(), expired_ts) == ("ed25519:old", public.encode(), 1)
     assert config_warnings(caplog) == []
+
+
+GOOD_KEY = encode_base64(b"k" * 32)
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"listeners": [{"port": 8008}, {"type": "http"}]}, "listeners[1].port: is required"),
+    ({"listeners": [{"port": "eighty"}]}, "listeners[0].port: must be an integer between 1 and 65535"),
+    ({"listeners": [{"port": 8008, "bind_addresses": []}]}, "listeners[0].bind_addresses: must not be empty"),
+    ({"listeners": [{"port": 8008, "bind_addresses": "::"}]},
+     "listeners[0].bind_addresses: must be a list of strings, got '::'"),
+    ({"listeners": [{"port": 8008, "type": 7}]}, "listeners[0].type: must be a string, got 7"),
+    ({"listeners": [{"port": 8008, "tls": "no"}]}, "listeners[0].tls: must be true or false, got 'no'"),
+    ({"listeners": [{"port": 8008, "resources": {"names": ["client"]}}]},
+     "listeners[0].resources: must be a list of mappings (names, compress)"),
+    ({"listeners": [{"port": 8008, "resources": [{"names": ["client"], "compress": 1}]}]},
+     "listeners[0].resources[0].compress: must be true or false, got 1"),
+    ({"database": {"name": "sqlite3", "args": ["homeserver.db"]}}, "database.args: must be a mapping, got"),
+    ({"database": {"name": "sqlite3", "args": {"database": ""}}}, "database.args.database: must be a file path"),
+    ({"database": {"name": "psycopg2", "args": {"port": "x"}}},
+     "database.args.port: must be an integer between 1 and 65535"),
+    ({"database": {"name": "psycopg2", "args": {"cp_min": -1}}}, "database.args.cp_min: must be an integer >= 0"),
+    ({"database": {"name": "psycopg2", "args": {"password_file": 3}}},
+     "database.args.password_file: must be a string, got 3"),
+    ({"database": {"name": "psycopg2", "args": {"host": ["a"]}}},
+     "database.args.host: must be a string or number, got ['a']"),
+    ({"trusted_key_servers": [{"server_name": "a.example"}, {"verify_keys": {}}]},
+     "trusted_key_servers[1].server_name: is required"),
+    ({"trusted_key_servers": [{"server_name": "https://a.example"}]},
+     "trusted_key_servers[0].server_name: must be a bare hostname"),
+    ({"trusted_key_servers": [{"server_name": "a.example", "verify_keys": {"rsa:1": "abc"}}]},
+     "trusted_key_servers[0].verify_keys: unsupported key id 'rsa:1'"),
+    ({"trusted_key_servers": [{"server_name": "a.example", "verify_keys": ["abc"]}]},
+     "trusted_key_servers[0].verify_keys: must map key ids"),
+    ({"trusted_key_servers": {"server_name": "a.example"}},
+     "trusted_key_servers: must be a list of mappings (server_name, verify_keys, accept_keys_insecurely)"),
+    ({"old_signing_keys": ["x"]}, "old_signing_keys: must be a mapping of key ids to {key, expired_ts}"),
+    ({"old_signing_keys": {"rsa:1": {"key": GOOD_KEY, "expired_ts": 1}}},
+     "old_signing_keys.rsa:1: unsupported key id (expected ed25519:<version>)"),
+    ({"old_signing_keys": {"ed25519:a": "abc"}}, "old_signing_keys.ed25519:a: must be a mapping (key, expired_ts)"),
+    ({"old_signing_keys": {"ed25519:a": {"key": GOOD_KEY}}}, "old_signing_keys.ed25519:a.expired_ts: is required"),
+    ({"old_signing_keys": {"ed25519:a": {"key": "not base64!", "expired_ts": 1}}},
+     "old_signing_keys.ed25519:a.key: not an unpadded base64 ed25519 public key"),
+    ({"old_signing_keys": {"ed25519:a": {"key": "abc", "expired_ts": 1}}},
+     "old_signing_keys.ed25519:a.key: not an unpadded base64 ed25519 public key"),
+    ({"old_signing_keys": {"ed25519:a": {"key": GOOD_KEY, "expired_ts": True}}},
+     "old_signing_keys.ed25519:a.expired_ts: must be an integer"),
+])
+def test_a_wrong_sub_key_is_refused_with_its_path_and_reason(cfg_dir, extra, message):
+    """Sub-keys of list items and mappings (table.Field) are refused like keys: path, then reason."""
+    assert refused(cfg_dir, message, **extra).startswith(message)
+
+
+def test_sub_keys_are_declared_once_with_a_description():
+    def check(fields, path):
+        names = [f.name for f in fields]
+        assert len(names) == len(set(names)), path
+        for f in fields:
+            assert f.doc and hasattr(Reader, f"kind_{f.kind}"), f"{path}.{f.name}"
+            check(f.items, f"{path}.{f.name}")
+    for k in KEYS:
+        check(k.items, k.name)
 
 
 def test_room_versions_come_from_the_events_module(cfg_dir):

@@ -15,11 +15,10 @@ from unpaddedbase64 import encode_base64
 from federation.discovery import (WELL_KNOWN_DEFAULT_CACHE_MS, WELL_KNOWN_MAX_CACHE_MS, WELL_KNOWN_MIN_CACHE_MS,
                                   Route, ServerResolver, SrvRecord, WellKnownResponse, cache_period_ms, order_srv,
                                   parse_well_known)
-from federation.keys import MAX_KEY_VALIDITY_MS, KeyLookupError, ServerKeys, keys_from_response, \
-    parse_old_signing_keys
+from federation.keys import MAX_KEY_VALIDITY_MS, KeyLookupError, ServerKeys, keys_from_response
 from federation.policy import IpRangeFilter, federation_allowed, server_acl_allows, split_server_name
 from federation.request_auth import AuthHeaderError, XMatrix, parse_x_matrix, sign_request, verify_request
-from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST, ConfigError
+from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST
 from homeserver.events.signing import sign_json
 
 ORIGIN, DEST = "origin.example", "dest.example:8448"
@@ -162,23 +161,12 @@ def test_key_response_signed_only_by_another_server_is_refused(key):
 
 def test_own_key_response_is_self_signed_with_old_keys(key):
     old = generate_signing_key("old")
-    old_keys = parse_old_signing_keys({"old_signing_keys": {
-        "ed25519:old": {"key": encode_base64(get_verify_key(old).encode()), "expired_ts": NOW - 1}}})
-    own = ServerKeys("me.example", key, old_keys, lambda: NOW)
+    own = ServerKeys("me.example", key, {"ed25519:old": (get_verify_key(old), NOW - 1)}, lambda: NOW)
     response = own.key_response()
     assert response["valid_until_ts"] > NOW
     assert response["old_verify_keys"]["ed25519:old"]["expired_ts"] == NOW - 1
     assert set(keys_from_response(response, "me.example", NOW)) == {"ed25519:k1", "ed25519:old"}
     assert own.lookup("ed25519:old")[1] == NOW - 1 and own.lookup("ed25519:nope") is None
-
-
-@pytest.mark.parametrize("value", [
-    ["x"], {"rsa:1": {"key": "abc", "expired_ts": 1}}, {"ed25519:a": {"key": "abc"}},
-    {"ed25519:a": {"key": "not base64!", "expired_ts": 1}}, {"ed25519:a": {"key": "abc", "expired_ts": True}},
-])
-def test_bad_old_signing_keys_config_is_refused(value):
-    with pytest.raises(ConfigError, match="old_signing_keys"):
-        parse_old_signing_keys({"old_signing_keys": value})
 
 
 # -- discovery --------------------------------------------------------------------------------

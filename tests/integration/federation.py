@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import yaml
 
 from federation.request_auth import sign_request
 from homeserver.config import read_signing_key
@@ -67,18 +66,16 @@ def start_fed_server(factory, ca: CertificateAuthority, name_port: int | None = 
     process = factory(start=False)
     tls_port = free_port(process.port)
     cert, key = ca.issue(f"hs{tls_port}")
-    config = process.config
-    config["server_name"] = f"localhost:{name_port or tls_port}"
-    config["listeners"] = config["listeners"] + [{
-        "port": tls_port, "tls": True, "type": "http", "x_forwarded": False, "bind_addresses": ["127.0.0.1"],
-        "resources": [{"names": ["federation"], "compress": False}]}]
-    config.update(tls_certificate_path=cert, tls_private_key_path=key, federation_custom_ca_list=[ca.cert_path],
-                  ip_range_whitelist=["127.0.0.0/8"], trusted_key_servers=[], suppress_key_server_warning=True)
-    config.update(overrides)
-    with open(process.config_path, "w") as f:
-        yaml.safe_dump(config, f)
+    process.reconfigure(**{
+        "server_name": f"localhost:{name_port or tls_port}",
+        "listeners": process.config["listeners"] + [{
+            "port": tls_port, "tls": True, "type": "http", "x_forwarded": False, "bind_addresses": ["127.0.0.1"],
+            "resources": [{"names": ["federation"], "compress": False}]}],
+        "tls_certificate_path": cert, "tls_private_key_path": key, "federation_custom_ca_list": [ca.cert_path],
+        "ip_range_whitelist": ["127.0.0.0/8"], "trusted_key_servers": [], "suppress_key_server_warning": True,
+        **overrides})
     process.start()
-    return FedServer(process, config["server_name"], tls_port,
+    return FedServer(process, process.config["server_name"], tls_port,
                      read_signing_key(os.path.join(process.dir, "signing.key")), ca.cert_path)
 
 

@@ -50,6 +50,18 @@ def unique(prefix: str = "u") -> str:
     return f"{prefix}{os.getpid()}x{next(_counter)}"
 
 
+def wait_for(predicate: Callable[[], Any], what: str, deadline_s: float = 20.0) -> Any:
+    """The first truthy value of ``predicate()``, asked again every 20 ms (for a condition no request can
+    long-poll); fails after ``deadline_s`` naming ``what`` was awaited."""
+    end = time.monotonic() + deadline_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def free_port(*taken: int) -> int:
     """A port free now on 127.0.0.1, other than ``taken`` (which the OS may hand out again once closed)."""
     while True:
@@ -169,6 +181,11 @@ class ServerProcess:
     def _set_port(self, port: int) -> None:
         self.port = port
         self.config["listeners"][0]["port"] = port
+        self.reconfigure()
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Set top-level keys of its ``homeserver.yaml`` (read at the next start) and write it."""
+        self.config.update(changes)
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f)
 

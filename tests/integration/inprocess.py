@@ -123,11 +123,11 @@ class InProcessServer:
         return self.client().request(method, path, body, token, **kwargs)
 
     def register(self, localpart: str | None = None) -> User:
-        """A new account without a password (no bcrypt, which runs on the global reactor's threads) and a
+        """A new account without a password (no bcrypt: it is slow) and a
         device with an access token, made by the registration and auth services."""
         user_id = self.run(self.hs.registration.register(localpart or unique(), None))
         device_id, token = self.run(self.hs.auth.login_device(user_id, None, None, "127.0.0.1"))
         return User(self, user_id, token, device_id, password=None)
 
     def close(self) -> None:
-        self.hs.db.close()
+        self.hs.close()

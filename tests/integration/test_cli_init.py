@@ -7,10 +7,13 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 from signedjson.key import get_verify_key, read_signing_keys
 
 from homeserver.config import load_config, read_signing_key
+
+pytestmark = pytest.mark.engine_independent  # what is tested happens before any database is opened
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

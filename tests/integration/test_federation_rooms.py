@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.federation import FedServer
-from tests.integration.harness import q, unique
+from tests.integration.harness import q, shared_room, unique
 
 
 def register(server):
@@ -64,10 +64,7 @@ def test_concurrent_state_changes_resolve_identically(pair):
     """Both servers change the same state at once; state resolution must agree on each side."""
     a, b = pair
     alice, bob = register(a), register(b)
-    alias_name = unique("conflict")
-    room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name)
-    bob.join(f"#{alias_name}:{a.name}")
-    alice.timeline_until(room_id, lambda e: e.get("state_key") == bob.user_id)
+    room_id = shared_room(alice, bob, public=True)
     levels = alice.ok("GET", f"/rooms/{q(room_id)}/state/m.room.power_levels")
     levels.setdefault("users", {})[bob.user_id] = 50
     alice.put_state(room_id, "m.room.power_levels", levels)
@@ -111,12 +108,10 @@ def test_rejecting_a_remote_invite(pair):
 def test_ban_keeps_a_remote_user_out(pair):
     a, b = pair
     alice, bob = register(a), register(b)
-    alias_name = unique("ban")
-    room_id = alice.create_room(preset="public_chat", room_alias_name=alias_name)
-    bob.join(f"#{alias_name}:{a.name}")
-    alice.timeline_until(room_id, lambda e: e.get("state_key") == bob.user_id)
+    room_id = shared_room(alice, bob, public=True)
+    since = bob.sync()["next_batch"]  # an initial /sync would leave the room out once Bob is banned
     alice.ok("POST", f"/rooms/{q(room_id)}/ban", {"user_id": bob.user_id, "reason": "spam"})
-    bob.sync_until(lambda r: r.get("rooms", {}).get("leave", {}).get(room_id))
+    bob.sync_until(lambda r: r.get("rooms", {}).get("leave", {}).get(room_id), since)
     status, err = bob.request("POST", f"/join/{q(room_id)}", {}, params={"via": a.name})
     assert status == 403, err
     status, err = bob.request("PUT", f"/rooms/{q(room_id)}/send/m.room.message/{unique('t')}",
@@ -184,10 +179,7 @@ def test_join_right_after_an_invite_to_a_room_this_server_is_in(pair):
     """The invitee's server already takes part in the room: joining at once must not wait for /send."""
     host, other = pair
     owner, first, second = register(host), register(other), register(other)
-    alias_name = unique("resident")
-    room_id = owner.create_room(preset="public_chat", room_alias_name=alias_name)
-    first.join(f"#{alias_name}:{host.name}")
-    owner.timeline_until(room_id, lambda e: e.get("state_key") == first.user_id)
+    room_id = shared_room(owner, first, public=True)
     owner.ok("PUT", f"/rooms/{q(room_id)}/state/m.room.join_rules", {"join_rule": "invite"})
     first.timeline_until(room_id, lambda e: e["type"] == "m.room.join_rules")
     owner.invite(room_id, second)

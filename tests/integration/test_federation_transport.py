@@ -35,26 +35,16 @@ from homeserver.storage import server_keys as server_keys_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
+from homeserver.worker_threads import WorkerThreads
 from tests.integration.fedtls import CertificateAuthority
 from tests.integration.federation import FedServer
-from tests.integration.harness import database_config_for_test, free_port
+from tests.integration.harness import database_config_for_test, free_port, wait_for
 
 VERSION_PATH = "/_matrix/federation/v1/version"
-DEADLINE_S = 20.0
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def wait_for(predicate, what: str, deadline_s: float = DEADLINE_S):
-    end = time.monotonic() + deadline_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 # -- real servers -----------------------------------------------------------------------------
@@ -223,14 +213,23 @@ def reactor():
         thread.join(10)
 
 
+@pytest.fixture(scope="session")
+def workers(reactor):
+    """The worker threads of the clients and PDU checks made here, stopped at the end of the session."""
+    threads = WorkerThreads(reactor)
+    yield threads
+    threads.stop()
+
+
 def on_reactor(reactor, make_coroutine):
     """Run ``make_coroutine()`` on the reactor thread and return its result here."""
     return threads.blockingCallFromThread(reactor, lambda: defer.ensureDeferred(make_coroutine()))
 
 
-def make_client(reactor, server_name: str, key, *, ca_files=(), verify=True, ip_whitelist=("127.0.0.0/8",),
-                whitelist=None, timeout_s: float = 15, minimum_tls: str = "1.2") -> FederationClient:
-    return FederationClient(reactor=reactor, server_name=server_name, signing_key=key,
+def make_client(reactor, workers, server_name: str, key, *, ca_files=(), verify=True,
+                ip_whitelist=("127.0.0.0/8",), whitelist=None, timeout_s: float = 15,
+                minimum_tls: str = "1.2") -> FederationClient:
+    return FederationClient(reactor=reactor, threads=workers, server_name=server_name, signing_key=key,
                             tls_policy=ClientTlsPolicy(verify=verify, ca_files=list(ca_files),
                                                        minimum_version=minimum_tls),
                             ip_filter=IpRangeFilter(DEFAULT_IP_RANGE_BLACKLIST, ip_whitelist),
@@ -311,8 +310,8 @@ class PeerListener:
             threads.blockingCallFromThread(self.reactor, port.stopListening)
 
 
-def test_client_signs_requests_that_a_real_server_accepts(reactor, a, b, ca):
-    client = make_client(reactor, a.name, a.signing_key, ca_files=[ca.cert_path])
+def test_client_signs_requests_that_a_real_server_accepts(reactor, workers, a, b, ca):
+    client = make_client(reactor, workers, a.name, a.signing_key, ca_files=[ca.cert_path])
     body = on_reactor(reactor, lambda: client.get_json(b.name, VERSION_PATH))
     assert body["server"]["name"] == "Hexagone"
     keys = on_reactor(reactor, lambda: client.post_json(b.name, "/_matrix/key/v2/query",
@@ -321,25 +320,26 @@ def test_client_signs_requests_that_a_real_server_accepts(reactor, a, b, ca):
     with pytest.raises(HttpResponseError) as e:
         on_reactor(reactor, lambda: client.get_json(b.name, "/_matrix/federation/v1/nothing/here", {"x": "1"}))
     assert (e.value.status, e.value.errcode) == (404, "M_UNRECOGNIZED")
-    stranger = make_client(reactor, "stranger.example", generate_signing_key("s"), ca_files=[ca.cert_path])
+    stranger = make_client(reactor, workers, "stranger.example", generate_signing_key("s"),
+                           ca_files=[ca.cert_path])
     with pytest.raises(HttpResponseError) as e:  # b cannot fetch the keys of stranger.example
         on_reactor(reactor, lambda: stranger.get_json(b.name, VERSION_PATH))
     assert (e.value.status, e.value.errcode) == (401, "M_UNAUTHORIZED")
 
 
-def test_client_allow_list_applies_outbound(reactor, a, b, ca):
-    client = make_client(reactor, a.name, a.signing_key, ca_files=[ca.cert_path], whitelist=[a.name])
+def test_client_allow_list_applies_outbound(reactor, workers, a, b, ca):
+    client = make_client(reactor, workers, a.name, a.signing_key, ca_files=[ca.cert_path], whitelist=[a.name])
     with pytest.raises(FederationDeniedError):
         on_reactor(reactor, lambda: client.get_json(b.name, VERSION_PATH))
 
 
-def test_client_refuses_plain_http_peer(reactor, a, b, ca):
-    client = make_client(reactor, a.name, a.signing_key, ca_files=[ca.cert_path], timeout_s=2)
+def test_client_refuses_plain_http_peer(reactor, workers, a, b, ca):
+    client = make_client(reactor, workers, a.name, a.signing_key, ca_files=[ca.cert_path], timeout_s=2)
     with pytest.raises(RequestSendFailed):  # no TLS handshake ever completes
         on_reactor(reactor, lambda: client.get_json(f"localhost:{b.process.port}", VERSION_PATH))
 
 
-def test_client_checks_certificates(reactor, tmp_path, ca):
+def test_client_checks_certificates(reactor, workers, tmp_path, ca):
     foreign_ca = CertificateAuthority(str(tmp_path / "foreign"), name="Untrusted CA")
     key = generate_signing_key("k")
     peer = resource.Resource()
@@ -349,14 +349,14 @@ def test_client_checks_certificates(reactor, tmp_path, ca):
     untrusted.start()
     wrong_name.start()
     try:
-        checking = make_client(reactor, "me.example", key, ca_files=[ca.cert_path])
+        checking = make_client(reactor, workers, "me.example", key, ca_files=[ca.cert_path])
         for listener in (untrusted, wrong_name):
             with pytest.raises(RequestSendFailed):
                 on_reactor(reactor, lambda: checking.get_json(f"localhost:{listener.port}", "/ping"))
-        trusting_foreign = make_client(reactor, "me.example", key, ca_files=[foreign_ca.cert_path])
+        trusting_foreign = make_client(reactor, workers, "me.example", key, ca_files=[foreign_ca.cert_path])
         assert on_reactor(reactor, lambda: trusting_foreign.get_json(f"localhost:{untrusted.port}", "/ping")) == \
             {"pong": True}
-        unchecked = make_client(reactor, "me.example", key, verify=False)
+        unchecked = make_client(reactor, workers, "me.example", key, verify=False)
         for listener in (untrusted, wrong_name):
             assert on_reactor(reactor, lambda: unchecked.get_json(f"localhost:{listener.port}", "/ping")) == \
                 {"pong": True}
@@ -365,8 +365,8 @@ def test_client_checks_certificates(reactor, tmp_path, ca):
         wrong_name.stop()
 
 
-def test_client_refuses_blacklisted_addresses(reactor, a, ca):
-    client = make_client(reactor, a.name, a.signing_key, ca_files=[ca.cert_path], ip_whitelist=())
+def test_client_refuses_blacklisted_addresses(reactor, workers, a, ca):
+    client = make_client(reactor, workers, a.name, a.signing_key, ca_files=[ca.cert_path], ip_whitelist=())
     for destination in (a.name, f"127.0.0.1:{a.tls_port}", f"[::1]:{a.tls_port}"):
         with pytest.raises(BlockedAddressError, match="ip_range_blacklist"):
             on_reactor(reactor, lambda: client.get_json(destination, VERSION_PATH))
@@ -427,13 +427,13 @@ def rig_state(rig: SenderRig, dest: str) -> tuple[int | None, list[float]]:
 
 
 @pytest.fixture
-def rig(reactor, tmp_path, ca):
+def rig(reactor, workers, tmp_path, ca):
     config = parse_config({"server_name": "origin.example", "database": database_config_for_test(str(tmp_path))},
                           str(tmp_path / "homeserver.yaml"))  # SQLite, or PostgreSQL per HEXAGONE_TEST_DATABASE
     db = Database(open_engine(config.database), reactor)
     apply_migrations(db, {"federation_queue": federation_queue.MIGRATIONS})
     key = generate_signing_key("o")
-    client = make_client(reactor, "origin.example", key, ca_files=[ca.cert_path])
+    client = make_client(reactor, workers, "origin.example", key, ca_files=[ca.cert_path])
     yield SenderRig(reactor, Clock(), db, federation_queue.FederationQueueStore(db), client, "origin.example", key)
     db.close()
 
@@ -577,7 +577,7 @@ def test_sender_respects_the_allow_list(rig):
         sender.stop()
 
 
-def test_concurrent_key_lookups_share_one_fetch(reactor, tmp_path, ca, a):
+def test_concurrent_key_lookups_share_one_fetch(reactor, workers, tmp_path, ca, a):
     """Lookups of a server's key that arrive while a fetch of its keys is under way wait for that fetch
     (an inbound request and a join checking events at once): none fails for want of the key."""
     config = parse_config({"server_name": "origin.example", "database": database_config_for_test(str(tmp_path))},
@@ -588,7 +588,7 @@ def test_concurrent_key_lookups_share_one_fetch(reactor, tmp_path, ca, a):
         key = generate_signing_key("o")
         keyring = KeyRing(store=server_keys_storage.ServerKeyStore(db),
                           own=ServerKeys("origin.example", key, {}, now_ms),
-                          client=make_client(reactor, "origin.example", key, ca_files=[ca.cert_path]),
+                          client=make_client(reactor, workers, "origin.example", key, ca_files=[ca.cert_path]),
                           trusted_key_servers=[], now_ms=now_ms)
         expected = get_verify_key(a.signing_key).encode()
 
@@ -625,15 +625,16 @@ def _messages(key, count: int, version) -> list[dict]:
         auth_events=["$a"], depth=i + 2, origin_server_ts=1000 + i).items() if k != "event_id"} for i in range(count)]
 
 
-def _check_on_reactor(reactor, pdus: list[dict], version, keys) -> tuple[list, dict, dict]:
+def _check_on_reactor(reactor, workers, pdus: list[dict], version, keys) -> tuple[list, dict, dict]:
     from federation.handlers.pdu_checks import Encodings, check_signatures_and_hashes, normalise_pdu
     encodings = Encodings()
     normalised = [normalise_pdu(p, version, encodings) for p in pdus]
-    accepted, rejected = on_reactor(reactor, lambda: check_signatures_and_hashes(normalised, version, keys, encodings))
+    accepted, rejected = on_reactor(
+        reactor, lambda: check_signatures_and_hashes(normalised, version, keys, workers, encodings))
     return accepted, rejected, encodings.whole
 
 
-def test_a_big_batch_is_checked_on_worker_threads_like_a_small_one(reactor):
+def test_a_big_batch_is_checked_on_worker_threads_like_a_small_one(reactor, workers):
     """Steps 1-3 of receiving PDUs give the same verdicts, in the same order, whether a batch is checked
     on two worker threads (PARALLEL_BATCH or more PDUs) or in the reactor thread."""
     from federation.handlers.pdu_checks import PARALLEL_BATCH
@@ -645,8 +646,8 @@ def test_a_big_batch_is_checked_on_worker_threads_like_a_small_one(reactor):
     pdus[70]["content"] = {"body": "tampered"}  # the hash no longer matches: kept, redacted
     pdus[71]["depth"] = "deep"  # not an event: rejected
 
-    accepted, rejected, whole = _check_on_reactor(reactor, pdus, version, FixedKeys(key))
-    small = [_check_on_reactor(reactor, pdus[i:i + PARALLEL_BATCH // 2], version, FixedKeys(key))
+    accepted, rejected, whole = _check_on_reactor(reactor, workers, pdus, version, FixedKeys(key))
+    small = [_check_on_reactor(reactor, workers, pdus[i:i + PARALLEL_BATCH // 2], version, FixedKeys(key))
              for i in range(0, len(pdus), PARALLEL_BATCH // 2)]
     assert accepted == [p for part in small for p in part[0]]
     assert rejected == {k: v for part in small for k, v in part[1].items()}
@@ -660,7 +661,7 @@ def test_a_big_batch_is_checked_on_worker_threads_like_a_small_one(reactor):
 
 
 @pytest.mark.parametrize("count", [10, 100])
-def test_a_key_counts_only_for_events_within_its_validity(reactor, count):
+def test_a_key_counts_only_for_events_within_its_validity(reactor, workers, count):
     """Room v5+ "Validating hashes and signatures": an event signed after its key's valid_until_ts is
     rejected; the batch's earlier events are accepted (small batches and worker-thread batches alike)."""
     from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
@@ -669,9 +670,10 @@ def test_a_key_counts_only_for_events_within_its_validity(reactor, count):
     version = KNOWN_ROOM_VERSIONS["11"]
     pdus = _messages(key, count, version)  # origin_server_ts 1000, 1001, ...
     valid_until = 1000 + count // 2
-    accepted, rejected, _ = _check_on_reactor(reactor, pdus, version, FixedKeys(key, valid_until))
+    accepted, rejected, _ = _check_on_reactor(reactor, workers, pdus, version, FixedKeys(key, valid_until))
     assert [p["origin_server_ts"] for p in accepted] == list(range(1000, valid_until + 1))
     assert len(rejected) == count - len(accepted)
     v4 = KNOWN_ROOM_VERSIONS["4"]
-    accepted, rejected, _ = _check_on_reactor(reactor, _messages(key, count, v4), v4, FixedKeys(key, valid_until))
+    accepted, rejected, _ = _check_on_reactor(reactor, workers, _messages(key, count, v4), v4,
+                                              FixedKeys(key, valid_until))
     assert len(accepted) == count and not rejected  # before v5, a key is not bound to a time

@@ -28,15 +28,6 @@ MESSAGES = 120
 BATCH = 50
 
 
-def set_database(server, section: dict) -> None:
-    with open(server.config_path) as f:
-        config = yaml.safe_load(f)
-    config["database"] = section
-    with open(server.config_path, "w") as f:
-        yaml.safe_dump(config, f)
-    server.config = config
-
-
 def port_db(server, url: str, *extra: str) -> subprocess.CompletedProcess:
     return hexagone_cli("port-db", "--config", server.config_path, "--to", url, *extra, cwd=server.dir, timeout=300)
 
@@ -80,7 +71,7 @@ def test_tables_listed_from_migrations():
 def sqlite_server(homeserver_factory):
     """A stopped server whose SQLite database holds _populate's data: (server, what was seen)."""
     server = homeserver_factory(start=False)
-    set_database(server, {"name": "sqlite3", "args": {"database": os.path.join(server.dir, "homeserver.db")}})
+    server.reconfigure(database={"name": "sqlite3", "args": {"database": os.path.join(server.dir, "homeserver.db")}})
     server.start()
     seen = _populate(server)
     server.stop()
@@ -108,7 +99,7 @@ def test_port_then_run_on_postgresql(sqlite_server):
     section = yaml.safe_load(r.stdout.split("then start the server:", 1)[1])["database"]
     assert section["name"] == "psycopg2" and section["args"]["dbname"] == name
 
-    set_database(server, section)  # what the operator does next
+    server.reconfigure(database=section)  # what the operator does next
     server.start()
     alice = server.login(seen["alice"].user_id, seen["alice"].password)
     assert set(alice.ok("GET", "/joined_rooms")["joined_rooms"]) == {seen["room"], seen["private"]}
@@ -129,7 +120,7 @@ def test_port_then_run_on_postgresql(sqlite_server):
     event, _ = bob.timeline_until(seen["room"], lambda e: e["type"] == "m.room.message", since=since)
     assert event["event_id"] == new_id
     server.stop()
-    set_database(server, {"name": "sqlite3", "args": {"database": os.path.join(server.dir, "homeserver.db")}})
+    server.reconfigure(database={"name": "sqlite3", "args": {"database": os.path.join(server.dir, "homeserver.db")}})
 
 
 def _start_port(server, url: str) -> subprocess.Popen:
@@ -223,7 +214,7 @@ def test_port_refuses_bad_targets_and_sources(sqlite_server, homeserver_factory)
     assert r.returncode == 1 and "copies a SQLite database" in r.stderr
 
     fresh = homeserver_factory(start=False)
-    set_database(fresh, {"name": "sqlite3", "args": {"database": os.path.join(fresh.dir, "none.db")}})
+    fresh.reconfigure(database={"name": "sqlite3", "args": {"database": os.path.join(fresh.dir, "none.db")}})
     r = port_db(fresh, pg.database_url(pg.create_database()))
     assert r.returncode == 1 and "No SQLite database at" in r.stderr
 

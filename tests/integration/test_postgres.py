@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-import yaml
 
 from homeserver.storage.database import translate_for_postgres
 from tests.integration import pg
@@ -90,17 +89,9 @@ def test_lost_connections_are_replaced_transparently(pg_server):
     assert [e["event_id"] for e in history if e["type"] == "m.room.message"] == sent[::-1]
 
 
-def _write_config(server, database: dict) -> None:
-    with open(server.config_path) as f:
-        config = yaml.safe_load(f)
-    config["database"] = database
-    with open(server.config_path, "w") as f:
-        yaml.safe_dump(config, f)
-
-
 def _refused_start(homeserver_factory, database: dict) -> str:
     server = homeserver_factory(start=False)
-    _write_config(server, database)
+    server.reconfigure(database=database)
     r = hexagone_cli("run", "--config", server.config_path, cwd=server.dir, timeout=60)
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr, r.stderr

@@ -12,6 +12,8 @@ import pytest
 from tests.fuzz.spec import spec_data_dir
 from tests.integration.harness import REPO_ROOT
 
+pytestmark = pytest.mark.engine_independent  # the script's throwaway server is always on SQLite
+
 SCRIPT = os.path.join(REPO_ROOT, "scripts", "spec_coverage.py")
 
 

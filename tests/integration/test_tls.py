@@ -25,7 +25,9 @@ from federation.client import RequestSendFailed
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from homeserver.config import ConfigError
 from tests.integration.harness import free_port, hexagone_cli
-from tests.integration.test_federation_transport import make_client, on_reactor, reactor  # noqa: F401
+from tests.integration.test_federation_transport import make_client, on_reactor, reactor, workers  # noqa: F401
+
+pytestmark = pytest.mark.engine_independent  # TLS on the wire, whatever the server stores
 
 VERSION_PATH = "/_matrix/federation/v1/version"
 
@@ -94,9 +96,9 @@ def peer(reactor, ca):  # noqa: F811
     threads.blockingCallFromThread(reactor, listening.stopListening)
 
 
-def test_big_bodies_cross_both_ways(reactor, ca, peer):  # noqa: F811
+def test_big_bodies_cross_both_ways(reactor, workers, ca, peer):  # noqa: F811
     port, big = peer
-    client = make_client(reactor, "me.example", generate_signing_key("k"), ca_files=[ca.cert_path])
+    client = make_client(reactor, workers, "me.example", generate_signing_key("k"), ca_files=[ca.cert_path])
     for _ in range(2):  # the second request reuses the pooled TLS connection
         assert on_reactor(reactor, lambda: client.get_json(f"localhost:{port}", "/big")) == big
     sent = {"items": ["y" * 1000] * 3000}
@@ -112,7 +114,7 @@ def test_a_client_that_never_finishes_its_handshake_is_dropped(peer):
         assert time.monotonic() - started < 5
 
 
-def test_the_client_keeps_to_its_minimum_tls_version(reactor, ca):  # noqa: F811
+def test_the_client_keeps_to_its_minimum_tls_version(reactor, workers, ca):  # noqa: F811
     port = free_port()
     cert, key = ca.issue(f"old{port}")
     context = server_context(cert, key)
@@ -122,9 +124,9 @@ def test_the_client_keeps_to_its_minimum_tls_version(reactor, ca):  # noqa: F811
         reactor, lambda: reactor.listenTCP(port, TlsServerFactory(site, context, reactor), interface="127.0.0.1"))
     try:
         signing_key = generate_signing_key("k")
-        default = make_client(reactor, "me.example", signing_key, ca_files=[ca.cert_path])
+        default = make_client(reactor, workers, "me.example", signing_key, ca_files=[ca.cert_path])
         assert on_reactor(reactor, lambda: default.get_json(f"localhost:{port}", "/")) == {"old": True}
-        strict = make_client(reactor, "me.example", signing_key, ca_files=[ca.cert_path], minimum_tls="1.3")
+        strict = make_client(reactor, workers, "me.example", signing_key, ca_files=[ca.cert_path], minimum_tls="1.3")
         with pytest.raises(RequestSendFailed, match="VERSION|version"):
             on_reactor(reactor, lambda: strict.get_json(f"localhost:{port}", "/"))
     finally:

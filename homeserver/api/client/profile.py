@@ -15,21 +15,16 @@ async def _check_access(hs, req: ApiRequest, user_id: str) -> None:
         raise forbidden("You do not share a room with this user")
 
 
-async def _lookup(hs, user_id: str) -> dict:
-    remote = None if hs.federation is None or hs.federation_handler is None else hs.federation_handler.remote
-    return await hs.profiles.lookup(user_id, remote)
-
-
 async def get_profile(hs, req: ApiRequest):
     user_id = req.path_params["userId"]
     await _check_access(hs, req, user_id)
-    return await _lookup(hs, user_id)
+    return await hs.profiles.lookup(user_id)
 
 
 async def get_field(hs, req: ApiRequest):
     user_id, field = req.path_params["userId"], req.path_params["keyName"]
     await _check_access(hs, req, user_id)
-    profile = await _lookup(hs, user_id)
+    profile = await hs.profiles.lookup(user_id)
     if field not in profile:
         raise not_found("Profile field not set")
     return {field: profile[field]}

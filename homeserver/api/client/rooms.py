@@ -6,10 +6,14 @@ Spec v1.19 client-server: "Creation", "Room membership", "Room upgrades",
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Awaitable, Callable
+
 from homeserver.errors import MatrixError, bad_json
 from homeserver.events.identifiers import is_valid_server_name, is_valid_user_id
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, ApiRequest, Endpoint
 from homeserver.services.directory import public_rooms_body
+from homeserver.services.rooms import RoomService
 
 
 def _reason(body: dict) -> str | None:
@@ -59,21 +63,10 @@ async def leave(hs, req: ApiRequest):
     return {}
 
 
-async def kick(hs, req: ApiRequest):
+async def moderate(hs, req: ApiRequest, *, action: Callable[..., Awaitable[None]]):
+    """Spec POST /rooms/{roomId}/kick, /ban and /unban: ``action`` is the rooms service's method."""
     body = req.json()
-    await hs.rooms.kick(req.path_params["roomId"], req.user_id, _user_id(body), _reason(body))
-    return {}
-
-
-async def ban(hs, req: ApiRequest):
-    body = req.json()
-    await hs.rooms.ban(req.path_params["roomId"], req.user_id, _user_id(body), _reason(body))
-    return {}
-
-
-async def unban(hs, req: ApiRequest):
-    body = req.json()
-    await hs.rooms.unban(req.path_params["roomId"], req.user_id, _user_id(body), _reason(body))
+    await action(hs.rooms, req.path_params["roomId"], req.user_id, _user_id(body), _reason(body))
     return {}
 
 
@@ -158,9 +151,9 @@ ROUTES = [
     Endpoint("POST", "/rooms/{roomId}/join", join),
     Endpoint("POST", "/rooms/{roomId}/invite", invite),
     Endpoint("POST", "/rooms/{roomId}/leave", leave),
-    Endpoint("POST", "/rooms/{roomId}/kick", kick),
-    Endpoint("POST", "/rooms/{roomId}/ban", ban),
-    Endpoint("POST", "/rooms/{roomId}/unban", unban),
+    Endpoint("POST", "/rooms/{roomId}/kick", partial(moderate, action=RoomService.kick)),
+    Endpoint("POST", "/rooms/{roomId}/ban", partial(moderate, action=RoomService.ban)),
+    Endpoint("POST", "/rooms/{roomId}/unban", partial(moderate, action=RoomService.unban)),
     Endpoint("POST", "/knock/{roomIdOrAlias}", knock),
     Endpoint("POST", "/rooms/{roomId}/forget", forget),
     Endpoint("GET", "/joined_rooms", joined_rooms),
