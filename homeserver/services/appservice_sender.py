@@ -1,0 +1,266 @@
+"""Pushing events to application services (spec v1.19 application service API, "Pushing events",
+PUT /_matrix/app/v1/transactions/{txnId}), with MSC2409 ephemeral events.
+
+Guarantees, per appservice:
+- every room event it is interested in (its namespaces match the sender, the member a membership is
+  about, the room id, one of the room's aliases, or a member of the room) is sent, in stream order;
+- one transaction in flight at a time; a failed one is resent unchanged (same id, same events) after
+  a backoff (1 s doubling to 32 s), so an appservice that was down is caught up when it is back;
+- the position acknowledged is stored (:mod:`homeserver.storage.appservices`): after a restart the
+  events after it are read from the event stream again, and the ephemeral events still queued are
+  sent; nothing acknowledged is sent twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from twisted.internet import defer, task
+
+from federation.appservice_client import AppServiceClient, AppServiceUnreachable, quote_part
+from homeserver.config.appservices import Registration
+from homeserver.storage.appservices import AppServiceStore
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS = 100  # room events per transaction (as Synapse)
+MAX_EPHEMERAL = 100
+SCAN_PAGE = 500
+BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 32.0
+PUSH_TIMEOUT_S = 60.0
+
+
+class _RoomFacts:
+    """Aliases and members of the rooms met in one scan, each read once."""
+
+    def __init__(self, event_store, directory_store):
+        self._events = event_store
+        self._directory = directory_store
+        self._aliases: dict[str, list[str]] = {}
+        self._members: dict[str, list[str]] = {}
+
+    async def aliases(self, room_id: str) -> list[str]:
+        if room_id not in self._aliases:
+            self._aliases[room_id] = await self._directory.aliases_for_room(room_id)
+        return self._aliases[room_id]
+
+    async def members(self, room_id: str) -> list[str]:
+        if room_id not in self._members:
+            self._members[room_id] = await self._events.joined_members(room_id)
+        return self._members[room_id]
+
+
+async def room_interests(registration: Registration, room_id: str, facts: _RoomFacts) -> bool:
+    """Spec "Pushing events": the room is the appservice's by id, alias or one of its members."""
+    if registration.is_room_in_namespace(room_id):
+        return True
+    if registration.aliases and any(registration.is_alias_in_namespace(a) for a in await facts.aliases(room_id)):
+        return True
+    return any(registration.is_user_in_namespace(m) for m in await facts.members(room_id))
+
+
+async def event_interests(registration: Registration, ev, facts: _RoomFacts) -> bool:
+    if registration.is_user_in_namespace(ev.sender):
+        return True
+    if ev.type == "m.room.member" and ev.state_key and registration.is_user_in_namespace(ev.state_key):
+        return True
+    return await room_interests(registration, ev.room_id, facts)
+
+
+class _Sender:
+    """The transaction loop of one appservice."""
+
+    def __init__(self, owner: "AppServiceSender", registration: Registration):
+        self.owner = owner
+        self.registration = registration
+        self._wake: defer.Deferred | None = None
+        self._running: defer.Deferred | None = None
+        self.stopped = False
+
+    def start(self) -> None:
+        self._running = defer.ensureDeferred(self._loop())
+        self._running.addErrback(lambda f: None if f.check(defer.CancelledError) else logger.error(
+            "Transactions to application service %s stopped: %s", self.registration.id, f.getTraceback()))
+
+    def wake(self) -> None:
+        if self._wake is not None and not self._wake.called:
+            self._wake.callback(None)
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self._running is not None:
+            self._running.cancel()
+
+    async def _loop(self) -> None:
+        owner, as_id = self.owner, self.registration.id
+        backoff = BACKOFF_START_S
+        while not self.stopped:
+            self._wake = defer.Deferred()
+            position = await owner.store.position(as_id, start_at=owner.upto)
+            if position.pending_txn_id is not None:
+                txn_id = position.pending_txn_id
+                events_upto, ephemeral_upto = position.pending_events_upto, position.pending_ephemeral_upto
+                events, _ = await owner.scan(self.registration, position.events_upto, events_upto, None)
+                ephemeral = await owner.store.ephemeral(as_id, 0, ephemeral_upto, 10 * MAX_EPHEMERAL)
+            else:
+                events, events_upto = await owner.scan(self.registration, position.events_upto, owner.upto,
+                                                       MAX_EVENTS)
+                ephemeral = await owner.store.ephemeral(as_id, 0, None, MAX_EPHEMERAL)
+                ephemeral_upto = ephemeral[-1][0] if ephemeral else 0
+                if not events and not ephemeral:
+                    if events_upto > position.events_upto:  # nothing of interest: move on without a transaction
+                        await owner.store.acknowledge(as_id, position.last_txn_id, events_upto, 0)
+                        continue
+                    await self._wake
+                    continue
+                txn_id = position.last_txn_id + 1
+                await owner.store.fix_transaction(as_id, txn_id, events_upto, ephemeral_upto)
+            if await owner.push(self.registration, txn_id, events, ephemeral):
+                await owner.store.acknowledge(as_id, txn_id, events_upto, ephemeral_upto)
+                backoff = BACKOFF_START_S
+            else:
+                await task.deferLater(owner.reactor, backoff, lambda: None)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+
+class AppServiceSender:
+    """Room event listener and ephemeral listeners feeding one :class:`_Sender` per appservice with a URL."""
+
+    def __init__(self, *, registrations: tuple[Registration, ...], client: AppServiceClient,
+                 store: AppServiceStore, event_store, directory_store, serializer, typing, reactor,
+                 start_position: int):
+        self.reactor, self.store, self._client = reactor, store, client
+        self._event_store, self._directory_store = event_store, directory_store
+        self._serializer, self._typing = serializer, typing
+        self.upto = start_position  # the newest room event the stream has shown
+        self._senders = {r.id: _Sender(self, r) for r in registrations if r.url is not None}
+        self._ephemeral_ids = store.max_ephemeral_position_sync()
+        self._ephemeral_todo: list[tuple[str, Any]] = []
+        self._draining: defer.Deferred | None = None
+
+    def start(self) -> None:
+        for sender in self._senders.values():
+            sender.start()
+
+    async def stop(self) -> None:
+        """At shutdown: stop the loops (a transaction cut short is resent at start), close the connections."""
+        for sender in self._senders.values():
+            sender.stop()
+        if self._draining is not None:
+            await self._draining
+        await self._client.close()
+
+    # -- room events -------------------------------------------------------------------------------
+    def on_room_events(self, events) -> None:
+        """Room event listener: the stream now shows these; wake every appservice's loop."""
+        if not self._senders:
+            return
+        self.upto = max([self.upto] + [e.stream_ordering for e in events if not e.outlier])
+        for sender in self._senders.values():
+            sender.wake()
+
+    async def scan(self, registration: Registration, after: int, upto: int, limit: int | None
+                   ) -> tuple[list, int]:
+        """The events after < stream_ordering <= upto the appservice is interested in, at most ``limit``,
+        and the position scanned to (the last event taken when the limit is reached)."""
+        facts = _RoomFacts(self._event_store, self._directory_store)
+        found: list = []
+        while after < upto:
+            page = await self._event_store.timeline_events_after(after, upto, SCAN_PAGE)
+            if not page:
+                break
+            for ev in page:
+                after = ev.stream_ordering
+                if await event_interests(registration, ev, facts):
+                    found.append(ev)
+                    if limit is not None and len(found) >= limit:
+                        return found, after
+            if len(page) < SCAN_PAGE:
+                break
+        return found, max(after, upto)
+
+    async def push(self, registration: Registration, txn_id: int, events: list, ephemeral: list) -> bool:
+        """One PUT /transactions/{txnId}; False when it has to be retried."""
+        body: dict[str, Any] = {"events": await self._serializer.serialize(events, None, bundle=False)}
+        edus = [b for _, kind, b in ephemeral if kind == "ephemeral"]
+        if registration.receive_ephemeral:
+            body["ephemeral"] = edus
+        elif registration.push_ephemeral_legacy:
+            body["de.sorunome.msc2409.ephemeral"] = edus
+        try:
+            response = await self._client.request(registration, "PUT", "/transactions/" + quote_part(str(txn_id)),
+                                                  body, timeout_s=PUSH_TIMEOUT_S)
+        except AppServiceUnreachable as e:
+            logger.warning("Transaction %d to application service %s failed: %s", txn_id, registration.id, e)
+            return False
+        if not response.ok:
+            logger.warning("Transaction %d to application service %s answered %d", txn_id, registration.id,
+                           response.status)
+        return response.ok
+
+    # -- ephemeral events (MSC2409) -----------------------------------------------------------------
+    def on_typing(self, room_id: str, user_id: str, typing: bool) -> None:
+        self._ephemeral("typing", room_id)
+
+    def on_receipt(self, receipt) -> None:
+        self._ephemeral("receipt", receipt)
+
+    def on_presence(self, row) -> None:
+        self._ephemeral("presence", row)
+
+    def _ephemeral(self, kind: str, value) -> None:
+        if not any(s.registration.wants_ephemeral for s in self._senders.values()):
+            return
+        self._ephemeral_todo.append((kind, value))
+        if self._draining is None:
+            self._draining = defer.ensureDeferred(self._drain())
+            self._draining.addErrback(lambda f: logger.error("Queueing ephemeral events failed: %s",
+                                                             f.getTraceback()))
+
+    async def _drain(self) -> None:
+        """Queue the ephemeral events in the order they happened, one batch after the other."""
+        try:
+            while self._ephemeral_todo:
+                todo, self._ephemeral_todo = self._ephemeral_todo, []
+                facts = _RoomFacts(self._event_store, self._directory_store)
+                rows, woken = [], set()
+                for kind, value in todo:
+                    edu, room_id, user_id = self._edu(kind, value)
+                    for sender in self._senders.values():
+                        registration = sender.registration
+                        if not registration.wants_ephemeral:
+                            continue
+                        if room_id is not None:
+                            wanted = await room_interests(registration, room_id, facts)
+                        else:
+                            wanted = registration.is_user_in_namespace(user_id) or any(
+                                registration.is_user_in_namespace(u)
+                                for u in await self._event_store.users_sharing_rooms(user_id))
+                        if wanted:
+                            self._ephemeral_ids += 1
+                            rows.append((registration.id, self._ephemeral_ids, "ephemeral", edu))
+                            woken.add(sender)
+                await self.store.enqueue_ephemeral(rows)
+                for sender in woken:
+                    sender.wake()
+        finally:
+            self._draining = None
+
+    def _edu(self, kind: str, value) -> tuple[dict, str | None, str | None]:
+        """The event as a client would see it in /sync, the room it is about, or the user (presence)."""
+        if kind == "typing":
+            return ({"type": "m.typing", "room_id": value,
+                     "content": {"user_ids": self._typing.typing_users(value)}}, value, None)
+        if kind == "receipt":
+            data = dict(value.data)
+            if value.thread_id is not None:
+                data["thread_id"] = value.thread_id
+            return ({"type": "m.receipt", "room_id": value.room_id,
+                     "content": {value.event_id: {value.receipt_type: {value.user_id: data}}}}, value.room_id, None)
+        now = int(self.reactor.seconds() * 1000)
+        content = {"presence": value.state, "currently_active": value.currently_active,
+                   "last_active_ago": max(0, now - value.last_active_ts)}
+        if value.status_msg is not None:
+            content["status_msg"] = value.status_msg
+        return {"type": "m.presence", "sender": value.user_id, "content": content}, None, value.user_id
