@@ -265,10 +265,14 @@ def build_server(config, reactor) -> HomeServer:
     appservice_sender = AppServiceSender(
         registrations=tuple(config.app_services), client=appservice_client,
         store=appservices_storage.AppServiceStore(db), event_store=event_store, directory_store=directory_store,
-        serializer=serializer, typing=typing, reactor=reactor, start_position=event_store.max_stream_ordering_sync())
+        serializer=serializer, typing=typing, device_lists=e2ee.device_lists,
+        e2e_store=e2e_keys_storage.E2eKeyStore(db), accounts=accounts_store, reactor=reactor,
+        start_position=event_store.max_stream_ordering_sync())
     typing.listeners.append(appservice_sender.on_typing)  # MSC2409: ephemeral events to appservices
     receipts.listeners.append(appservice_sender.on_receipt)
     presence.listeners.append(appservice_sender.on_presence)
+    e2ee.to_device.listeners.append(appservice_sender.on_to_device)  # MSC4203
+    e2ee.device_lists.device_update_listeners.append(appservice_sender.on_device_updates)  # MSC3202
 
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
     # shows them. Only the first two depend on their places; the rest keep the order they had.

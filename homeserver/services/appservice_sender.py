@@ -14,13 +14,14 @@ Guarantees, per appservice:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import defer, task
 
 from federation.appservice_client import AppServiceClient, AppServiceUnreachable, quote_part
 from homeserver.config.appservices import Registration
-from homeserver.storage.appservices import AppServiceStore
+from homeserver.storage.appservices import AppServiceStore, Positions
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ class _RoomFacts:
             self._aliases[room_id] = await self._directory.aliases_for_room(room_id)
         return self._aliases[room_id]
 
+    async def rooms_of(self, user_id: str) -> list[str]:
+        """The rooms a user is joined to."""
+        return [r for r, (m, _, _) in (await self._events.rooms_for_user(user_id)).items() if m == "join"]
+
     async def members(self, room_id: str) -> list[str]:
         if room_id not in self._members:
             self._members[room_id] = await self._events.joined_members(room_id)
@@ -66,6 +71,19 @@ async def event_interests(registration: Registration, ev, facts: _RoomFacts) -> 
     if ev.type == "m.room.member" and ev.state_key and registration.is_user_in_namespace(ev.state_key):
         return True
     return await room_interests(registration, ev.room_id, facts)
+
+
+@dataclass
+class _Transaction:
+    txn_id: int
+    upto: Positions
+    events: list = field(default_factory=list)
+    ephemeral: list = field(default_factory=list)  # (position, kind, body) queued rows
+    device_lists_changed: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.events or self.ephemeral or self.device_lists_changed)
 
 
 class _Sender:
@@ -97,27 +115,22 @@ class _Sender:
         backoff = BACKOFF_START_S
         while not self.stopped:
             self._wake = defer.Deferred()
-            position = await owner.store.position(as_id, start_at=owner.upto)
-            if position.pending_txn_id is not None:
-                txn_id = position.pending_txn_id
-                events_upto, ephemeral_upto = position.pending_events_upto, position.pending_ephemeral_upto
-                events, _ = await owner.scan(self.registration, position.events_upto, events_upto, None)
-                ephemeral = await owner.store.ephemeral(as_id, 0, ephemeral_upto, 10 * MAX_EPHEMERAL)
+            state = await owner.store.position(as_id, owner.current_positions())
+            if state.pending is not None:  # fixed before a failure or a restart: the same again
+                txn = await owner.collect(self.registration, state.pending_txn_id, state.acknowledged,
+                                          state.pending, limit=None)
             else:
-                events, events_upto = await owner.scan(self.registration, position.events_upto, owner.upto,
-                                                       MAX_EVENTS)
-                ephemeral = await owner.store.ephemeral(as_id, 0, None, MAX_EPHEMERAL)
-                ephemeral_upto = ephemeral[-1][0] if ephemeral else 0
-                if not events and not ephemeral:
-                    if events_upto > position.events_upto:  # nothing of interest: move on without a transaction
-                        await owner.store.acknowledge(as_id, position.last_txn_id, events_upto, 0)
+                txn = await owner.collect(self.registration, state.last_txn_id + 1, state.acknowledged,
+                                          owner.current_positions(), limit=MAX_EVENTS)
+                if txn.empty:
+                    if txn.upto != state.acknowledged:  # nothing of interest: move on without a transaction
+                        await owner.store.acknowledge(as_id, state.last_txn_id, txn.upto)
                         continue
                     await self._wake
                     continue
-                txn_id = position.last_txn_id + 1
-                await owner.store.fix_transaction(as_id, txn_id, events_upto, ephemeral_upto)
-            if await owner.push(self.registration, txn_id, events, ephemeral):
-                await owner.store.acknowledge(as_id, txn_id, events_upto, ephemeral_upto)
+                await owner.store.fix_transaction(as_id, txn.txn_id, txn.upto)
+            if await owner.push(self.registration, txn):
+                await owner.store.acknowledge(as_id, txn.txn_id, txn.upto)
                 backoff = BACKOFF_START_S
             else:
                 await task.deferLater(owner.reactor, backoff, lambda: None)
@@ -128,11 +141,12 @@ class AppServiceSender:
     """Room event listener and ephemeral listeners feeding one :class:`_Sender` per appservice with a URL."""
 
     def __init__(self, *, registrations: tuple[Registration, ...], client: AppServiceClient,
-                 store: AppServiceStore, event_store, directory_store, serializer, typing, reactor,
-                 start_position: int):
+                 store: AppServiceStore, event_store, directory_store, serializer, typing, device_lists,
+                 e2e_store, accounts, reactor, start_position: int):
         self.reactor, self.store, self._client = reactor, store, client
         self._event_store, self._directory_store = event_store, directory_store
         self._serializer, self._typing = serializer, typing
+        self._device_lists, self._e2e_store, self._accounts = device_lists, e2e_store, accounts
         self.upto = start_position  # the newest room event the stream has shown
         self._senders = {r.id: _Sender(self, r) for r in registrations if r.url is not None}
         self._ephemeral_ids = store.max_ephemeral_position_sync()
@@ -151,6 +165,9 @@ class AppServiceSender:
             await self._draining
         await self._client.close()
 
+    def current_positions(self) -> Positions:
+        return Positions(self.upto, self._ephemeral_ids, self._device_lists.stream.current())
+
     # -- room events -------------------------------------------------------------------------------
     def on_room_events(self, events) -> None:
         """Room event listener: the stream now shows these; wake every appservice's loop."""
@@ -159,6 +176,31 @@ class AppServiceSender:
         self.upto = max([self.upto] + [e.stream_ordering for e in events if not e.outlier])
         for sender in self._senders.values():
             sender.wake()
+
+    async def on_device_updates(self, user_id: str, updates) -> None:
+        """Device list listener (MSC3202): wake the appservices that want device list changes."""
+        for sender in self._senders.values():
+            if sender.registration.msc3202:
+                sender.wake()
+
+    async def collect(self, registration: Registration, txn_id: int, after: Positions, upto: Positions,
+                      limit: int | None) -> _Transaction:
+        """What the appservice is owed between two positions (at most ``limit`` room events: the positions
+        reached are the transaction's ``upto``)."""
+        events, events_upto = await self.scan(registration, after.events, upto.events, limit)
+        ephemeral = await self.store.ephemeral(registration.id, 0, upto.ephemeral, MAX_EPHEMERAL)
+        # Rows are committed in position order: those read are all there is up to the last one. (Nothing
+        # read: nothing to delete at the acknowledgement, as a row may be on its way.)
+        ephemeral_upto = upto.ephemeral if limit is None else (ephemeral[-1][0] if ephemeral else 0)
+        changed: list[str] = []
+        if registration.msc3202 and upto.device_lists > after.device_lists:
+            facts = _RoomFacts(self._event_store, self._directory_store)
+            for user_id in sorted(await self._device_lists.changed_users(after.device_lists, upto.device_lists)):
+                if registration.is_user_in_namespace(user_id) or any(
+                        [await room_interests(registration, r, facts) for r in await facts.rooms_of(user_id)]):
+                    changed.append(user_id)
+        return _Transaction(txn_id, Positions(events_upto, ephemeral_upto, upto.device_lists),
+                            events, ephemeral, changed)
 
     async def scan(self, registration: Registration, after: int, upto: int, limit: int | None
                    ) -> tuple[list, int]:
@@ -180,26 +222,52 @@ class AppServiceSender:
                 break
         return found, max(after, upto)
 
-    async def push(self, registration: Registration, txn_id: int, events: list, ephemeral: list) -> bool:
+    async def push(self, registration: Registration, txn: _Transaction) -> bool:
         """One PUT /transactions/{txnId}; False when it has to be retried."""
-        body: dict[str, Any] = {"events": await self._serializer.serialize(events, None, bundle=False)}
-        edus = [b for _, kind, b in ephemeral if kind == "ephemeral"]
-        if registration.receive_ephemeral:
-            body["ephemeral"] = edus
-        elif registration.push_ephemeral_legacy:
-            body["de.sorunome.msc2409.ephemeral"] = edus
+        body: dict[str, Any] = {"events": await self._serializer.serialize(txn.events, None, bundle=False)}
+        edus = [b for _, kind, b in txn.ephemeral if kind == "ephemeral"]
+        to_device = [b for _, kind, b in txn.ephemeral if kind == "to_device"]
+        if registration.wants_ephemeral:
+            # MSC2409 (ephemeral; its older unstable name) and MSC4203 (to-device, under the name
+            # Synapse and mautrix use).
+            body["ephemeral" if registration.receive_ephemeral else "de.sorunome.msc2409.ephemeral"] = edus
+            body["de.sorunome.msc2409.to_device"] = to_device
+        if registration.msc3202:
+            body.update(await self._msc3202(registration, txn, to_device))
         try:
-            response = await self._client.request(registration, "PUT", "/transactions/" + quote_part(str(txn_id)),
+            response = await self._client.request(registration, "PUT", "/transactions/" + quote_part(str(txn.txn_id)),
                                                   body, timeout_s=PUSH_TIMEOUT_S)
         except AppServiceUnreachable as e:
-            logger.warning("Transaction %d to application service %s failed: %s", txn_id, registration.id, e)
+            logger.warning("Transaction %d to application service %s failed: %s", txn.txn_id, registration.id, e)
             return False
         if not response.ok:
-            logger.warning("Transaction %d to application service %s answered %d", txn_id, registration.id,
+            logger.warning("Transaction %d to application service %s answered %d", txn.txn_id, registration.id,
                            response.status)
         return response.ok
 
-    # -- ephemeral events (MSC2409) -----------------------------------------------------------------
+    async def _msc3202(self, registration: Registration, txn: _Transaction, to_device: list[dict]) -> dict:
+        """MSC3202 "Encrypted appservices": the device lists changed, and the one-time key counts and unused
+        fallback key types of the appservice's users concerned (its sender, the senders of its events, the
+        recipients of its to-device messages), under the unstable names Synapse and mautrix use."""
+        users = {registration.sender} | {m["to_user_id"] for m in to_device} | {
+            e.sender for e in txn.events if registration.is_user_in_namespace(e.sender)}
+        counts: dict[str, dict] = {}
+        fallback: dict[str, dict] = {}
+        for user_id in sorted(users):
+            for device in await self._accounts.list_devices(user_id):
+                otks, unused = await self._e2e_store.key_counts_for_sync(user_id, device["device_id"])
+                counts.setdefault(user_id, {})[device["device_id"]] = otks
+                fallback.setdefault(user_id, {})[device["device_id"]] = unused
+        body: dict[str, Any] = {}
+        if counts:
+            body["org.matrix.msc3202.device_one_time_keys_count"] = counts
+            body["org.matrix.msc3202.device_one_time_key_counts"] = counts  # the older name, still read
+            body["org.matrix.msc3202.device_unused_fallback_key_types"] = fallback
+        if txn.device_lists_changed:
+            body["org.matrix.msc3202.device_lists"] = {"changed": txn.device_lists_changed, "left": []}
+        return body
+
+    # -- ephemeral events (MSC2409) and to-device messages (MSC4203) --------------------------------
     def on_typing(self, room_id: str, user_id: str, typing: bool) -> None:
         self._ephemeral("typing", room_id)
 
@@ -208,6 +276,10 @@ class AppServiceSender:
 
     def on_presence(self, row) -> None:
         self._ephemeral("presence", row)
+
+    def on_to_device(self, messages: list[tuple[str, str, dict]]) -> None:
+        """To-device listener: (user_id, device_id, message) delivered to local devices."""
+        self._ephemeral("to_device", messages)
 
     def _ephemeral(self, kind: str, value) -> None:
         if not any(s.registration.wants_ephemeral for s in self._senders.values()):
@@ -226,41 +298,45 @@ class AppServiceSender:
                 facts = _RoomFacts(self._event_store, self._directory_store)
                 rows, woken = [], set()
                 for kind, value in todo:
-                    edu, room_id, user_id = self._edu(kind, value)
-                    for sender in self._senders.values():
-                        registration = sender.registration
-                        if not registration.wants_ephemeral:
-                            continue
-                        if room_id is not None:
-                            wanted = await room_interests(registration, room_id, facts)
-                        else:
-                            wanted = registration.is_user_in_namespace(user_id) or any(
-                                registration.is_user_in_namespace(u)
-                                for u in await self._event_store.users_sharing_rooms(user_id))
-                        if wanted:
-                            self._ephemeral_ids += 1
-                            rows.append((registration.id, self._ephemeral_ids, "ephemeral", edu))
-                            woken.add(sender)
+                    for store_kind, body, about in self._entries(kind, value):
+                        for sender in self._senders.values():
+                            registration = sender.registration
+                            if registration.wants_ephemeral and await self._wanted(registration, kind, about, facts):
+                                self._ephemeral_ids += 1
+                                rows.append((registration.id, self._ephemeral_ids, store_kind, body))
+                                woken.add(sender)
                 await self.store.enqueue_ephemeral(rows)
                 for sender in woken:
                     sender.wake()
         finally:
             self._draining = None
 
-    def _edu(self, kind: str, value) -> tuple[dict, str | None, str | None]:
-        """The event as a client would see it in /sync, the room it is about, or the user (presence)."""
+    async def _wanted(self, registration: Registration, kind: str, about: str, facts: _RoomFacts) -> bool:
+        """Typing and receipts: the appservice's rooms; to-device: its users; presence: its users and
+        those sharing a room with one of them."""
+        if kind in ("typing", "receipt"):
+            return await room_interests(registration, about, facts)
+        if registration.is_user_in_namespace(about):
+            return True
+        return kind == "presence" and any(registration.is_user_in_namespace(u) for u in await self._event_store.users_sharing_rooms(about))
+
+    def _entries(self, kind: str, value) -> list[tuple[str, dict, str]]:
+        """(stored kind, the event as a client would see it in /sync, the room or user it is about)."""
+        if kind == "to_device":
+            return [("to_device", {**message, "to_user_id": user_id, "to_device_id": device_id}, user_id)
+                    for user_id, device_id, message in value]
         if kind == "typing":
-            return ({"type": "m.typing", "room_id": value,
-                     "content": {"user_ids": self._typing.typing_users(value)}}, value, None)
+            return [("ephemeral", {"type": "m.typing", "room_id": value,
+                                   "content": {"user_ids": self._typing.typing_users(value)}}, value)]
         if kind == "receipt":
             data = dict(value.data)
             if value.thread_id is not None:
                 data["thread_id"] = value.thread_id
-            return ({"type": "m.receipt", "room_id": value.room_id,
-                     "content": {value.event_id: {value.receipt_type: {value.user_id: data}}}}, value.room_id, None)
+            return [("ephemeral", {"type": "m.receipt", "room_id": value.room_id, "content": {
+                value.event_id: {value.receipt_type: {value.user_id: data}}}}, value.room_id)]
         now = int(self.reactor.seconds() * 1000)
         content = {"presence": value.state, "currently_active": value.currently_active,
                    "last_active_ago": max(0, now - value.last_active_ts)}
         if value.status_msg is not None:
             content["status_msg"] = value.status_msg
-        return {"type": "m.presence", "sender": value.user_id, "content": content}, None, value.user_id
+        return [("ephemeral", {"type": "m.presence", "sender": value.user_id, "content": content}, value.user_id)]

@@ -216,6 +216,8 @@ class RoomService:
             raise forbidden("The user is already in the room")
         if current == "ban":
             raise forbidden("The user is banned from the room")
+        if self._is_local(target):
+            await self._profiles.local_profile(target)  # an appservice's user may be created on demand
         await self.set_membership(room_id, sender, target, "invite", reason)
 
     async def kick(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:

@@ -22,9 +22,11 @@ MIGRATIONS = [
         as_id TEXT NOT NULL PRIMARY KEY,
         events_upto BIGINT NOT NULL,
         last_txn_id BIGINT NOT NULL,
+        device_lists_upto BIGINT NOT NULL,
         pending_txn_id BIGINT,
         pending_events_upto BIGINT,
-        pending_ephemeral_upto BIGINT
+        pending_ephemeral_upto BIGINT,
+        pending_device_lists_upto BIGINT
     );
     CREATE TABLE appservice_ephemeral (
         as_id TEXT NOT NULL,
@@ -38,12 +40,20 @@ MIGRATIONS = [
 
 
 @dataclass(frozen=True)
+class Positions:
+    """What a transaction covers: room events, queued ephemeral events, device list changes (MSC3202)."""
+
+    events: int  # stream ordering
+    ephemeral: int  # appservice_ephemeral position
+    device_lists: int  # device list stream position
+
+
+@dataclass(frozen=True)
 class AppServicePosition:
-    events_upto: int  # room events with a stream ordering up to this one are acknowledged
+    acknowledged: Positions  # everything up to these was acknowledged (the ephemeral part: deleted)
     last_txn_id: int
     pending_txn_id: int | None  # a transaction fixed and not yet acknowledged
-    pending_events_upto: int | None
-    pending_ephemeral_upto: int | None
+    pending: Positions | None
 
 
 class AppServiceStore:
@@ -54,29 +64,35 @@ class AppServiceStore:
         return self.db.run_sync("appservice_ephemeral_max", lambda t: t.select_value(
             "SELECT MAX(position) FROM appservice_ephemeral", default=0) or 0)
 
-    async def position(self, as_id: str, start_at: int) -> AppServicePosition:
-        """The appservice's row, created at ``start_at`` (today's stream) the first time it is seen."""
+    async def position(self, as_id: str, start_at: Positions) -> AppServicePosition:
+        """The appservice's row, created at ``start_at`` (today's streams) the first time it is seen."""
         def txn_fn(txn):
-            row = txn.select_one("SELECT events_upto, last_txn_id, pending_txn_id, pending_events_upto,"
-                                 " pending_ephemeral_upto FROM appservice_positions WHERE as_id = ?", (as_id,))
+            row = txn.select_one(
+                "SELECT events_upto, device_lists_upto, last_txn_id, pending_txn_id, pending_events_upto,"
+                " pending_ephemeral_upto, pending_device_lists_upto FROM appservice_positions WHERE as_id = ?",
+                (as_id,))
             if row is None:
-                txn.execute("INSERT INTO appservice_positions (as_id, events_upto, last_txn_id) VALUES (?, ?, 0)",
-                            (as_id, start_at))
-                row = (start_at, 0, None, None, None)
-            return AppServicePosition(*row)
+                txn.execute("INSERT INTO appservice_positions (as_id, events_upto, device_lists_upto, last_txn_id)"
+                            " VALUES (?, ?, ?, 0)", (as_id, start_at.events, start_at.device_lists))
+                row = (start_at.events, start_at.device_lists, 0, None, None, None, None)
+            events, device_lists, last_txn_id, pending_txn_id, *pending = row
+            return AppServicePosition(Positions(events, 0, device_lists), last_txn_id, pending_txn_id,
+                                      None if pending_txn_id is None else Positions(*pending))
         return await self.db.run("appservice_position", txn_fn)
 
-    async def fix_transaction(self, as_id: str, txn_id: int, events_upto: int, ephemeral_upto: int) -> None:
+    async def fix_transaction(self, as_id: str, txn_id: int, upto: Positions) -> None:
         await self.db.run("appservice_fix_txn", lambda t: t.execute(
             "UPDATE appservice_positions SET pending_txn_id = ?, pending_events_upto = ?,"
-            " pending_ephemeral_upto = ? WHERE as_id = ?", (txn_id, events_upto, ephemeral_upto, as_id)))
+            " pending_ephemeral_upto = ?, pending_device_lists_upto = ? WHERE as_id = ?",
+            (txn_id, upto.events, upto.ephemeral, upto.device_lists, as_id)))
 
-    async def acknowledge(self, as_id: str, txn_id: int, events_upto: int, ephemeral_upto: int) -> None:
+    async def acknowledge(self, as_id: str, txn_id: int, upto: Positions) -> None:
         def txn_fn(txn):
-            txn.execute("UPDATE appservice_positions SET events_upto = ?, last_txn_id = ?, pending_txn_id = NULL,"
-                        " pending_events_upto = NULL, pending_ephemeral_upto = NULL WHERE as_id = ?",
-                        (events_upto, txn_id, as_id))
-            txn.execute("DELETE FROM appservice_ephemeral WHERE as_id = ? AND position <= ?", (as_id, ephemeral_upto))
+            txn.execute("UPDATE appservice_positions SET events_upto = ?, device_lists_upto = ?, last_txn_id = ?,"
+                        " pending_txn_id = NULL, pending_events_upto = NULL, pending_ephemeral_upto = NULL,"
+                        " pending_device_lists_upto = NULL WHERE as_id = ?",
+                        (upto.events, upto.device_lists, txn_id, as_id))
+            txn.execute("DELETE FROM appservice_ephemeral WHERE as_id = ? AND position <= ?", (as_id, upto.ephemeral))
         await self.db.run("appservice_ack_txn", txn_fn)
 
     async def enqueue_ephemeral(self, rows: list[tuple[str, int, str, dict]]) -> None:

@@ -20,14 +20,14 @@ GHOSTS = "ghost_"
 DEFAULT_TIMEOUT_S = 30.0
 
 
-def registration(as_id: str, url: str | None, domain: str, **extra: Any) -> dict:
-    """A registration file's content: ghosts @ghost_*, aliases #ghost_* (both exclusive)."""
+def registration(as_id: str, url: str | None, domain: str, prefix: str = GHOSTS, **extra: Any) -> dict:
+    """A registration file's content: ghosts @<prefix>*, aliases #<prefix>* (both exclusive)."""
     return {
         "id": as_id, "url": url, "as_token": f"as_{as_id}_token", "hs_token": f"hs_{as_id}_token",
         "sender_localpart": f"{as_id}bot", "rate_limited": False, "receive_ephemeral": True,
         "protocols": ["testproto"],
-        "namespaces": {"users": [{"regex": f"@{GHOSTS}.*:{domain}", "exclusive": True}],
-                       "aliases": [{"regex": f"#{GHOSTS}.*:{domain}", "exclusive": True}],
+        "namespaces": {"users": [{"regex": f"@{prefix}.*:{domain}", "exclusive": True}],
+                       "aliases": [{"regex": f"#{prefix}.*:{domain}", "exclusive": True}],
                        "rooms": []},
         **extra,
     }
@@ -36,10 +36,15 @@ def registration(as_id: str, url: str | None, domain: str, **extra: Any) -> dict
 class Bridge:
     """The mautrix AppService, its loop thread, and what it received (guarded by ``changed``)."""
 
-    def __init__(self, reg: dict, homeserver_url: str, domain: str, port: int):
+    def __init__(self, reg: dict, homeserver_url: str, domain: str, port: int, prefix: str = GHOSTS):
         self.reg, self.homeserver_url, self.domain, self.port = reg, homeserver_url, domain, port
+        self.prefix = prefix
+        self.encryption = bool(reg.get("org.matrix.msc3202"))  # mautrix reads to-device, OTKs, device lists
         self.events: list[dict] = []  # room events, in the order handled
         self.ephemeral: list[dict] = []
+        self.to_device: list[dict] = []
+        self.otk_counts: list[dict] = []
+        self.device_lists: list[list[str]] = []  # the "changed" list of each transaction that had one
         self.queried: list[str] = []
         self.changed = threading.Condition()
         self.loop = asyncio.new_event_loop()
@@ -59,9 +64,14 @@ class Bridge:
         appservice = AppService(
             server=self.homeserver_url, domain=self.domain, as_token=self.reg["as_token"],
             hs_token=self.reg["hs_token"], bot_localpart=self.reg["sender_localpart"], id=self.reg["id"],
-            loop=self.loop, ephemeral_events=True, query_user=self._query_user, query_alias=self._query_alias)
+            loop=self.loop, ephemeral_events=True, encryption_events=self.encryption,
+            query_user=self._query_user, query_alias=self._query_alias)
         appservice.synchronous_handlers = True  # handled in transaction order
         appservice.matrix_event_handler(self._on_event)
+        appservice.to_device_handler = lambda ev: self._record(self.to_device, ev.serialize())
+        appservice.otk_handler = lambda counts: self._record(
+            self.otk_counts, {u: {d: c.serialize() for d, c in ds.items()} for u, ds in counts.items()})
+        appservice.device_list_handler = lambda lists: self._record(self.device_lists, list(lists.changed))
         await appservice.start(host="127.0.0.1", port=self.port)
         self.appservice = appservice
 
@@ -82,12 +92,16 @@ class Bridge:
         return self.appservice.intent
 
     def ghost(self, localpart: str):
-        return self.appservice.intent.user(f"@{GHOSTS}{localpart}:{self.domain}")
+        return self.appservice.intent.user(f"@{self.prefix}{localpart}:{self.domain}")
 
     async def _on_event(self, event) -> None:
         raw = event.serialize()
+        await self._record(self.ephemeral if raw.get("type") in ("m.typing", "m.receipt", "m.presence")
+                           else self.events, raw)
+
+    async def _record(self, into: list, value) -> None:
         with self.changed:
-            (self.ephemeral if raw.get("type") in ("m.typing", "m.receipt", "m.presence") else self.events).append(raw)
+            into.append(value)
             self.changed.notify_all()
 
     async def _query_user(self, user_id: str):

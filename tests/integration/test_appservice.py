@@ -16,6 +16,7 @@ import yaml
 
 from tests.integration.appservice_bridge import Bridge, registration
 from tests.integration.harness import CLIENT_V1, SERVER_NAME, ServerError, free_port, q, unique
+from tests.integration.test_e2ee import RawDevice
 
 mautrix = pytest.importorskip("mautrix")
 
@@ -33,12 +34,17 @@ def setup(homeserver_factory, tmp_path_factory):
     bridge_port = free_port()
     reg = registration("bridge", f"http://127.0.0.1:{bridge_port}", SERVER_NAME)
     no_url = registration("nourl", None, SERVER_NAME, namespaces={"users": [], "aliases": [], "rooms": []})
-    down = registration("down", f"http://127.0.0.1:{free_port(bridge_port)}", SERVER_NAME,
+    crypto_port = free_port(bridge_port)
+    down = registration("down", f"http://127.0.0.1:{free_port(bridge_port, crypto_port)}", SERVER_NAME,
                         namespaces={"users": [], "aliases": [], "rooms": []})
-    files = [_write_registration(directory, f"{r['id']}.yaml", r) for r in (reg, no_url, down)]
+    crypto = registration("crypto", f"http://127.0.0.1:{crypto_port}", SERVER_NAME, prefix="crypt_",
+                          **{"org.matrix.msc3202": True, "io.element.msc4190": True})
+    files = [_write_registration(directory, f"{r['id']}.yaml", r) for r in (reg, no_url, down, crypto)]
     server = homeserver_factory(app_service_config_files=files)
     bridge = Bridge(reg, server.base_url, SERVER_NAME, bridge_port).start()
-    yield server, bridge, {"nourl": no_url, "down": down}
+    crypto_bridge = Bridge(crypto, server.base_url, SERVER_NAME, crypto_port, prefix="crypt_").start()
+    yield server, bridge, {"nourl": no_url, "down": down, "crypto": crypto_bridge}
+    crypto_bridge.close()
     bridge.close()
 
 
@@ -159,6 +165,13 @@ def test_user_and_alias_queries(setup):
     alias = f"#ghost_room{unique('r')}:{SERVER_NAME}"
     room_id = user.join(alias)
     assert alias in bridge.queried and user.ok("GET", f"/directory/room/{q(alias)}")["room_id"] == room_id
+    # Inviting an unknown ghost asks the bridge first; the invite then reaches it in a transaction.
+    invited = f"@ghost_auto{unique('i')}:{SERVER_NAME}"
+    own_room = user.create_room()
+    user.invite(own_room, invited)
+    assert invited in bridge.queried
+    bridge.wait_for(lambda: any(e.get("state_key") == invited and e["content"].get("membership") == "invite"
+                                for e in bridge.events), "the ghost's invite")
 
 
 def test_ping_both_ways(setup):
@@ -185,6 +198,48 @@ def test_ephemeral_events(setup, portal):
     alice.ok("POST", f"/rooms/{q(room_id)}/receipt/m.read/{q(event_id)}", {})
     bridge.wait_for(lambda: any(e["type"] == "m.receipt" and event_id in e["content"] for e in bridge.ephemeral),
                     "alice's receipt")
+
+
+def test_encrypted_appservice_extensions(setup):
+    """MSC4190 device management by the appservice, MSC4203 to-device messages, MSC3202 one-time key
+    counts and device list changes, as mautrix reads them (its encryption_events mode)."""
+    server, _, others = setup
+    bridge = others["crypto"]
+    token = bridge.reg["as_token"]
+    ghost_id = f"@crypt_{unique('g')}:{SERVER_NAME}"
+    status, body = server.request("POST", "/register", {"type": "m.login.application_service",
+                                                        "username": ghost_id[1:].split(":")[0]}, token)
+    assert status == 200 and "access_token" not in body  # MSC4190: the appservice manages devices
+    as_ghost = {"user_id": ghost_id}
+    status, _ = server.request("PUT", "/devices/GHOSTDEV", {"display_name": "bridge"}, token, params=as_ghost)
+    assert status == 201
+    status, _ = server.request("PUT", "/devices/SPARE", {}, token, params=as_ghost)
+    assert status == 201
+    assert server.request("DELETE", "/devices/SPARE", {}, token, params=as_ghost)[0] == 200  # no UIA
+    devices = server.request("GET", "/devices", token=token, params=as_ghost)[1]["devices"]
+    assert [d["device_id"] for d in devices] == ["GHOSTDEV"]
+    status, body = server.request("POST", "/keys/upload", {"one_time_keys": {
+        f"signed_curve25519:K{i}": {"key": f"key{i}"} for i in range(3)}}, token,
+        params={**as_ghost, "org.matrix.msc3202.device_id": "GHOSTDEV"})
+    assert status == 200 and body["one_time_key_counts"] == {"signed_curve25519": 3}
+    status, body = server.request("GET", "/account/whoami", token=token, params={**as_ghost, "device_id": "NOPE"})
+    assert (status, body["errcode"]) == (400, "M_UNKNOWN_DEVICE")
+
+    alice = server.register(unique("alice"))
+    alice.ok("PUT", f"/sendToDevice/m.test/{unique('t')}", {"messages": {ghost_id: {"GHOSTDEV": {"n": 1}}}})
+    message = bridge.wait_for(lambda: next((m for m in bridge.to_device if m["content"] == {"n": 1}), None),
+                              "the to-device message")
+    assert (message["sender"], message["to_user_id"], message["to_device_id"]) == (alice.user_id, ghost_id,
+                                                                                     "GHOSTDEV")
+    bridge.wait_for(lambda: any(c.get(ghost_id, {}).get("GHOSTDEV", {}).get("signed_curve25519") == 3
+                                for c in bridge.otk_counts), "the ghost's one-time key count")
+    # Alice shares a room with the ghost; her new device keys show in the bridge's device lists.
+    room_id = alice.create_room(invite=[ghost_id])
+    server.request("POST", f"/join/{q(room_id)}", {}, token, params=as_ghost)
+    device = RawDevice(alice)
+    assert device.upload(device_keys=device.device_keys())[0] == 200
+    bridge.wait_for(lambda: any(alice.user_id in changed for changed in bridge.device_lists),
+                    "alice in device_lists.changed")
 
 
 def test_thirdparty_protocol_lookup_reaches_the_bridge(setup):
