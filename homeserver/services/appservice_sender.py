@@ -30,6 +30,7 @@ MAX_EPHEMERAL = 100
 SCAN_PAGE = 500
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 32.0
 PUSH_TIMEOUT_S = 60.0
+SKIP_PERSIST_EVERY = 1000  # stream positions skipped (nothing of interest) between two stored positions
 
 
 class _RoomFacts:
@@ -111,26 +112,34 @@ class _Sender:
             self._running.cancel()
 
     async def _loop(self) -> None:
-        owner, as_id = self.owner, self.registration.id
+        owner, as_id, registration = self.owner, self.registration.id, self.registration
+        state = await owner.store.position(as_id, owner.current_positions())
+        acked, persisted, last_txn_id = state.acknowledged, state.acknowledged, state.last_txn_id
+        pending = None if state.pending is None else (state.pending_txn_id, state.pending)
         backoff = BACKOFF_START_S
         while not self.stopped:
             self._wake = defer.Deferred()
-            state = await owner.store.position(as_id, owner.current_positions())
-            if state.pending is not None:  # fixed before a failure or a restart: the same again
-                txn = await owner.collect(self.registration, state.pending_txn_id, state.acknowledged,
-                                          state.pending, limit=None)
+            if pending is not None:  # fixed before a failure or a restart: the same again
+                txn = await owner.collect(registration, pending[0], acked, pending[1], limit=None)
             else:
-                txn = await owner.collect(self.registration, state.last_txn_id + 1, state.acknowledged,
-                                          owner.current_positions(), limit=MAX_EVENTS)
+                txn = await owner.collect(registration, last_txn_id + 1, acked, owner.current_positions(),
+                                          limit=MAX_EVENTS)
                 if txn.empty:
-                    if txn.upto != state.acknowledged:  # nothing of interest: move on without a transaction
-                        await owner.store.acknowledge(as_id, state.last_txn_id, txn.upto)
+                    if (txn.upto.events, txn.upto.device_lists) == (acked.events, acked.device_lists):
+                        await self._wake
                         continue
-                    await self._wake
+                    # Nothing of interest: move on without a transaction, storing the position now and then
+                    # (a restart scans again from the one stored).
+                    acked = txn.upto
+                    if acked.events - persisted.events > SKIP_PERSIST_EVERY:
+                        await owner.store.acknowledge(as_id, last_txn_id, acked)
+                        persisted = acked
                     continue
                 await owner.store.fix_transaction(as_id, txn.txn_id, txn.upto)
-            if await owner.push(self.registration, txn):
+                pending = (txn.txn_id, txn.upto)
+            if await owner.push(registration, txn):
                 await owner.store.acknowledge(as_id, txn.txn_id, txn.upto)
+                acked, persisted, last_txn_id, pending = txn.upto, txn.upto, txn.txn_id, None
                 backoff = BACKOFF_START_S
             else:
                 await task.deferLater(owner.reactor, backoff, lambda: None)
@@ -152,6 +161,7 @@ class AppServiceSender:
         self._ephemeral_ids = store.max_ephemeral_position_sync()
         self._ephemeral_todo: list[tuple[str, Any]] = []
         self._draining: defer.Deferred | None = None
+        self._typers_sent: dict[str, tuple] = {}  # room -> the typers last queued (rooms with typers only)
 
     def start(self) -> None:
         for sender in self._senders.values():
@@ -269,7 +279,12 @@ class AppServiceSender:
 
     # -- ephemeral events (MSC2409) and to-device messages (MSC4203) --------------------------------
     def on_typing(self, room_id: str, user_id: str, typing: bool) -> None:
-        self._ephemeral("typing", room_id)
+        typers = tuple(self._typing.typing_users(room_id))
+        if self._typers_sent.get(room_id) != typers:  # not a mere refresh of someone still typing
+            self._typers_sent[room_id] = typers
+            if not typers:
+                del self._typers_sent[room_id]
+            self._ephemeral("typing", room_id)
 
     def on_receipt(self, receipt) -> None:
         self._ephemeral("receipt", receipt)

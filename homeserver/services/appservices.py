@@ -168,8 +168,9 @@ class AppServices:
                 raise MatrixError(504, "M_CONNECTION_TIMEOUT", "The application service did not answer in time")
             raise MatrixError(502, "M_CONNECTION_FAILED", "The application service could not be reached")
         if not response.ok:
-            raise MatrixError(502, "M_BAD_STATUS", "The application service answered with an error",
-                              status=response.status, body=response.body.decode("utf-8", "replace")[:1000])
+            error = MatrixError(502, "M_BAD_STATUS", "The application service answered with an error")
+            error.extra.update(status=response.status, body=response.body.decode("utf-8", "replace")[:1000])
+            raise error
         if not isinstance(response.json, dict):
             raise MatrixError(502, "M_NOT_JSON", "The application service's answer is not JSON")
         return {"duration_ms": int((time.monotonic() - start) * 1000)}

@@ -9,7 +9,11 @@ and a homeserver restart with nothing lost nor duplicated; and the error paths.
 from __future__ import annotations
 
 import os
+import statistics
+import threading
+import time
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -28,8 +32,34 @@ def _write_registration(directory: str, name: str, content: dict) -> str:
     return path
 
 
+class _Misbehaving(BaseHTTPRequestHandler):
+    """A stand-in appservice that answers /badstatus/... with a 500 and /notjson/... with HTML."""
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, body = (500, b'{"errcode": "M_UNKNOWN"}') if self.path.startswith("/badstatus") else (200, b"<html>")
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture(scope="module")
-def setup(homeserver_factory, tmp_path_factory):
+def misbehaving():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def setup(homeserver_factory, tmp_path_factory, misbehaving):
     directory = str(tmp_path_factory.mktemp("appservices"))
     bridge_port = free_port()
     reg = registration("bridge", f"http://127.0.0.1:{bridge_port}", SERVER_NAME)
@@ -39,11 +69,16 @@ def setup(homeserver_factory, tmp_path_factory):
                         namespaces={"users": [], "aliases": [], "rooms": []})
     crypto = registration("crypto", f"http://127.0.0.1:{crypto_port}", SERVER_NAME, prefix="crypt_",
                           **{"org.matrix.msc3202": True, "io.element.msc4190": True})
-    files = [_write_registration(directory, f"{r['id']}.yaml", r) for r in (reg, no_url, down, crypto)]
+    empty = {"users": [], "aliases": [], "rooms": []}
+    bad_status = registration("badstatus", f"{misbehaving}/badstatus", SERVER_NAME, namespaces=empty)
+    not_json = registration("notjson", f"{misbehaving}/notjson", SERVER_NAME, namespaces=empty)
+    files = [_write_registration(directory, f"{r['id']}.yaml", r)
+             for r in (reg, no_url, down, crypto, bad_status, not_json)]
     server = homeserver_factory(app_service_config_files=files)
     bridge = Bridge(reg, server.base_url, SERVER_NAME, bridge_port).start()
     crypto_bridge = Bridge(crypto, server.base_url, SERVER_NAME, crypto_port, prefix="crypt_").start()
-    yield server, bridge, {"nourl": no_url, "down": down, "crypto": crypto_bridge}
+    yield server, bridge, {"nourl": no_url, "down": down, "crypto": crypto_bridge, "badstatus": bad_status,
+                           "notjson": not_json}
     crypto_bridge.close()
     bridge.close()
 
@@ -84,6 +119,21 @@ def test_transactions_in_order_and_once(setup, portal):
     bridge.wait_for(lambda: bodies[-1] in bridge.bodies(room_id), "the last message")
     got = [b for b in bridge.bodies(room_id) if b in bodies]
     assert got == bodies
+
+
+def test_latency_to_the_bridge(setup, portal):
+    """From a user's send returning to the bridge's handler: median and p99 over 100 messages."""
+    server, bridge, _ = setup
+    room_id, alice, _ = portal
+    delays = []
+    for i in range(100):
+        start = time.monotonic()
+        event_id = alice.send(room_id, f"latency {i}")
+        bridge.wait_for(lambda: any(e.get("event_id") == event_id for e in bridge.events[-5:]), "the message")
+        delays.append((time.monotonic() - start) * 1000)
+    p99 = sorted(delays)[98]
+    print(f"\nappservice latency over 100 messages: median {statistics.median(delays):.1f} ms, p99 {p99:.1f} ms")
+    assert p99 < 2000
 
 
 def test_outage_and_homeserver_restart_lose_nothing(setup, portal):
@@ -186,6 +236,10 @@ def test_ping_both_ways(setup):
     assert (status, body["errcode"]) == (502, "M_CONNECTION_FAILED")
     status, body = server.request("POST", path.format("bridge"), {}, others["down"]["as_token"])
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = server.request("POST", path.format("badstatus"), {}, others["badstatus"]["as_token"])
+    assert (status, body["errcode"], body["status"]) == (502, "M_BAD_STATUS", 500) and "M_UNKNOWN" in body["body"]
+    status, body = server.request("POST", path.format("notjson"), {}, others["notjson"]["as_token"])
+    assert (status, body["errcode"]) == (502, "M_NOT_JSON")
 
 
 def test_ephemeral_events(setup, portal):
