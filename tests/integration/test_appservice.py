@@ -199,9 +199,14 @@ def test_exclusive_namespaces(setup):
     assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
     status, body = user.request("POST", "/createRoom", {"room_alias_name": alias[1:].split(":")[0]})
     assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
-    # The bridge itself may take it.
+    # The bridge itself may take it, and publish its room (application service room directory).
     bridge_room = bridge.run(bridge.bot.create_room(alias_localpart=alias[1:].split(":")[0]))
     assert user.ok("GET", f"/directory/room/{q(alias)}")["room_id"] == bridge_room
+    path = f"/directory/list/appservice/testproto/{q(bridge_room)}"
+    assert server.request("PUT", path, {"visibility": "public"}, bridge.reg["as_token"]) == (200, {})
+    assert user.ok("GET", f"/directory/list/room/{q(bridge_room)}") == {"visibility": "public"}
+    status, body = user.request("PUT", path, {"visibility": "private"})
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 
 
 def test_user_and_alias_queries(setup):
