@@ -257,6 +257,10 @@ def test_ephemeral_events(setup, portal):
     alice.ok("POST", f"/rooms/{q(room_id)}/receipt/m.read/{q(event_id)}", {})
     bridge.wait_for(lambda: any(e["type"] == "m.receipt" and event_id in e["content"] for e in bridge.ephemeral),
                     "alice's receipt")
+    alice.ok("PUT", f"/presence/{q(alice.user_id)}/status", {"presence": "unavailable", "status_msg": "away"})
+    bridge.wait_for(lambda: any(e["type"] == "m.presence" and e["sender"] == alice.user_id
+                                and e["content"].get("status_msg") == "away" for e in bridge.ephemeral),
+                    "alice's presence")
 
 
 def test_encrypted_appservice_extensions(setup):
