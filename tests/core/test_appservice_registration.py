@@ -145,3 +145,12 @@ def test_which_events_an_appservice_is_sent(event, facts, wanted):
     registration = parse_registration(GOOD, "f", "example.org")
     result = defer.ensureDeferred(event_interests(registration, event, facts))
     assert result.result is wanted
+
+
+def test_ip_range_whitelist_limits_where_the_as_token_is_used_from():
+    r = parse_registration(dict(GOOD, ip_range_whitelist=["127.0.0.0/8", "::1/128"]), "f", "example.org")
+    assert r.allows_address("127.0.0.1") and r.allows_address("::1")
+    assert not r.allows_address("10.1.2.3") and not r.allows_address("not an address")
+    assert parse_registration(GOOD, "f", "example.org").allows_address("10.1.2.3")
+    with pytest.raises(ConfigError, match="ip_range_whitelist"):
+        parse_registration(dict(GOOD, ip_range_whitelist=["300.0.0.0/8"]), "f", "example.org")
