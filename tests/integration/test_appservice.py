@@ -182,6 +182,10 @@ def test_masquerading_and_tokens(setup):
     status, body = server.request("POST", "/login", {"type": "m.login.application_service",
                                                      "identifier": {"type": "m.id.user", "user": ghost_id}}, token)
     assert status == 200 and body["user_id"] == ghost_id
+    assert server.request("GET", "/account/whoami", token=body["access_token"])[1]["user_id"] == ghost_id
+    status, body = server.request("POST", "/login", {"type": "m.login.application_service", "identifier": {
+        "type": "m.id.user", "user": f"@ghost_{unique('never')}:{SERVER_NAME}"}}, token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")  # not registered (Synapse's answer too)
     status, body = server.request("POST", "/register", {"type": "m.login.application_service",
                                                         "username": unique("ghost_x")}, "as_wrong_token")
     assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
