@@ -1,5 +1,7 @@
 """Pushing events to application services (spec v1.19 application service API, "Pushing events",
-PUT /_matrix/app/v1/transactions/{txnId}), with MSC2409 ephemeral events.
+PUT /_matrix/app/v1/transactions/{txnId}), with what a registration asks for besides: MSC2409 ephemeral
+events (typing, receipts, presence) and MSC4203 to-device messages (``receive_ephemeral``), MSC3202 device
+list changes, one-time key counts and unused fallback key types (``org.matrix.msc3202``).
 
 Guarantees, per appservice:
 - every room event it is interested in (its namespaces match the sender, the member a membership is
@@ -8,7 +10,8 @@ Guarantees, per appservice:
   a backoff (1 s doubling to 32 s), so an appservice that was down is caught up when it is back;
 - the position acknowledged is stored (:mod:`homeserver.storage.appservices`): after a restart the
   events after it are read from the event stream again, and the ephemeral events still queued are
-  sent; nothing acknowledged is sent twice.
+  sent; nothing acknowledged is sent twice (a transaction whose answer was lost is resent with its id,
+  which the appservice recognises).
 """
 
 from __future__ import annotations
