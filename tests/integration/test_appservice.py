@@ -88,7 +88,9 @@ def setup(homeserver_factory, tmp_path_factory, misbehaving):
     down = registration("down", f"http://127.0.0.1:{free_port(bridge_port, crypto_port)}", SERVER_NAME,
                         namespaces={"users": [], "aliases": [], "rooms": []})
     crypto = registration("crypto", f"http://127.0.0.1:{crypto_port}", SERVER_NAME, prefix="crypt_",
-                          **{"org.matrix.msc3202": True, "io.element.msc4190": True})
+                          receive_ephemeral=False,  # the older MSC2409 flag instead: the unstable field name
+                          **{"org.matrix.msc3202": True, "io.element.msc4190": True,
+                             "de.sorunome.msc2409.push_ephemeral": True})
     empty = {"users": [], "aliases": [], "rooms": []}
     bad_status = registration("badstatus", f"{misbehaving}/badstatus", SERVER_NAME, namespaces=empty)
     not_json = registration("notjson", f"{misbehaving}/notjson", SERVER_NAME, namespaces=empty)
@@ -331,6 +333,10 @@ def test_encrypted_appservice_extensions(setup):
     assert device.upload(device_keys=device.device_keys())[0] == 200
     bridge.wait_for(lambda: any(alice.user_id in changed for changed in bridge.device_lists),
                     "alice in device_lists.changed")
+    # Registered with de.sorunome.msc2409.push_ephemeral: typing comes as de.sorunome.msc2409.ephemeral.
+    alice.ok("PUT", f"/rooms/{q(room_id)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 30000})
+    bridge.wait_for(lambda: any(e["type"] == "m.typing" and e["room_id"] == room_id for e in bridge.ephemeral),
+                    "alice typing, under the unstable name")
 
 
 def test_thirdparty_lookups(setup):
