@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet import defer
 
 from federation.api import key_server as federation_key_server_api
+from federation.appservice_client import AppServiceClient
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.client import FederationClient
 from federation.handlers.edus import InboundEdus, OutboundEdus, RemoteDeviceLists
@@ -40,10 +41,13 @@ from homeserver.api.client import key_backup as key_backup_api, keys as keys_api
 from homeserver.api.client import account_data as account_data_api, receipts as receipts_api
 from homeserver.api.client import presence as presence_api, push_rules as push_rules_api
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
+from homeserver.api.client import appservice as appservice_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Counter
 from homeserver.services.account_data import AccountDataService
+from homeserver.services.appservice_sender import AppServiceSender
+from homeserver.services.appservices import AppServices
 from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
@@ -71,6 +75,7 @@ from homeserver.services.to_device import ToDeviceService, ToDeviceSource
 from homeserver.services.typing import TypingService
 from homeserver.services.user_directory import UserDirectoryService
 from homeserver.storage import account_data as account_data_storage
+from homeserver.storage import appservices as appservices_storage
 from homeserver.storage import accounts as accounts_storage
 from homeserver.storage import device_inbox as device_inbox_storage
 from homeserver.storage import device_lists as device_lists_storage
@@ -110,12 +115,13 @@ STORAGE_DOMAINS = {
     "presence": presence_storage.MIGRATIONS,
     "user_directory": user_directory_storage.MIGRATIONS,
     "search": search_storage.MIGRATIONS,
+    "appservices": appservices_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api,
-                      push_rules_api, presence_api, user_directory_api, search_api]
+                      push_rules_api, presence_api, user_directory_api, search_api, appservice_api]
 
 @dataclass
 class HomeServer:
@@ -154,6 +160,8 @@ class HomeServer:
     push: PushService
     user_directory: UserDirectoryService
     search: SearchService
+    appservices: AppServices
+    appservice_sender: AppServiceSender
     federation: FederationTransport
     federation_handler: Federation
     pdu_outbox: PduOutbox
@@ -188,6 +196,9 @@ def build_server(config, reactor) -> HomeServer:
     directory_store = directory_storage.DirectoryStore(db)
 
     notifier = Notifier(reactor)
+    appservice_client = AppServiceClient(reactor)
+    appservices = AppServices(registrations=tuple(config.app_services), client=appservice_client,
+                              accounts=accounts_store)
     ratelimit = RateLimits(config, reactor)
     transport = _build_transport(config, reactor, threads, db, signing_key)
     rejections = FederationRejections(Counter("federation_rejected", "reason"))
@@ -198,28 +209,42 @@ def build_server(config, reactor) -> HomeServer:
     serializer = EventSerializer(room_heads, event_store)
     remote_queries = RemoteQueries(client=transport.client)
     directory = DirectoryService(store=directory_store, events=event_store, room_heads=room_heads,
-                                 server_name=server_name, remote=remote_queries)
+                                 server_name=server_name, appservices=appservices, remote=remote_queries)
     join_gate = JoinGate(clock=reactor, store=event_store, aliases=directory)
-    # Local changes go out as EDUs through this, built before the services that make them; the EDUs received
-    # are applied to those services by the InboundEdus built after them.
+    # Local changes go out as EDUs through OutboundEdus and to the application services (MSC2409 ephemeral
+    # events, MSC4203 to-device, MSC3202 device lists) through the AppServiceSender, both built before the
+    # services that make the changes; the EDUs received are applied to those services by the InboundEdus
+    # built after them.
     e2e_store = e2e_keys_storage.E2eKeyStore(db)
+    device_list_store = device_lists_storage.DeviceListStore(db)
+    device_list_stream = StreamIdGenerator(device_list_store.max_position_sync())
+    appservice_sender = AppServiceSender(
+        registrations=tuple(config.app_services), client=appservice_client,
+        store=appservices_storage.AppServiceStore(db), event_store=event_store, directory_store=directory_store,
+        serializer=serializer, device_list_store=device_list_store, device_list_stream=device_list_stream,
+        e2e_store=e2e_store, accounts=accounts_store, reactor=reactor,
+        start_position=event_store.max_stream_ordering_sync())
     local_keys = LocalKeys(store=e2e_store, accounts=accounts_store)
     outbound_edus = OutboundEdus(server_name=server_name, clock=reactor, sender=transport.sender,
                                  room_servers=room_servers, room_heads=room_heads, event_store=event_store,
                                  accounts=accounts_store, keys=local_keys)
     e2ee = _build_e2ee(config, reactor, db, event_store, accounts_store, room_heads, notifier, transport,
-                       rejections, e2e_store, local_keys, outbound_edus)
+                       rejections, e2e_store, local_keys, outbound_edus, appservice_sender,
+                       device_list_store, device_list_stream)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed])
-    registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor)
+    registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor,
+                                       appservices=appservices)
     account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
     receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_heads=room_heads,
-                              account_data=account_data, notifier=notifier, clock=reactor, federation=outbound_edus)
-    typing = TypingService(reactor=reactor, room_heads=room_heads, notifier=notifier, federation=outbound_edus)
+                              account_data=account_data, notifier=notifier, clock=reactor, federation=outbound_edus,
+                              appservices=appservice_sender)
+    typing = TypingService(reactor=reactor, room_heads=room_heads, notifier=notifier, federation=outbound_edus,
+                           appservices=appservice_sender)
     presence = PresenceService(store=presence_storage.PresenceStore(db), event_store=event_store,
                                notifier=notifier, clock=reactor, enabled=config.presence_enabled,
-                               server_name=server_name, federation=outbound_edus)
+                               server_name=server_name, federation=outbound_edus, appservices=appservice_sender)
     push = PushService(store=push_storage.PushStore(db), room_heads=room_heads, event_store=event_store,
                        account_data=account_data, serializer=serializer,
                        read_positions=receipts_storage.ReceiptStore(db).read_positions,
@@ -253,13 +278,14 @@ def build_server(config, reactor) -> HomeServer:
         pdu_outbox.on_new_events,  # local events to the other servers of the room
         e2ee.remote_devices.on_room_events,  # remote users who no longer share a room are no longer tracked
         presence.on_joins,  # presence to a room's new members, after the join PDU is queued to them
+        appservice_sender.on_room_events,  # only wakes the appservices' loops, which read the stream themselves
     )
     appends = LocalAppends(heads=room_heads, store=event_store, server_name=server_name, signing_key=signing_key,
                            listeners=room_event_listeners)
     remote_events = RemotePersistence(heads=room_heads, store=event_store, listeners=room_event_listeners)
 
     profiles = ProfileService(accounts=accounts_store, events=event_store, room_heads=room_heads, appends=appends,
-                              remote=remote_queries, server_name=server_name)
+                              remote=remote_queries, server_name=server_name, appservices=appservices)
     inbound_edus = InboundEdus(
         room_servers=room_servers, event_store=event_store, typing=typing, receipts=receipts, presence=presence,
         to_device=e2ee.to_device, remote_devices=e2ee.remote_devices, rejections=rejections)
@@ -289,7 +315,7 @@ def build_server(config, reactor) -> HomeServer:
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=join_gate.settled, federation_limit=ratelimit.federation.run,
-                              tarpit=ratelimit.tarpit)
+                              tarpit=ratelimit.tarpit, authenticate_appservice=appservices.authenticate)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db, threads=threads,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
@@ -299,7 +325,8 @@ def build_server(config, reactor) -> HomeServer:
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push,
-                    user_directory=user_directory, search=search, federation=transport,
+                    user_directory=user_directory, search=search, appservices=appservices,
+                    appservice_sender=appservice_sender, federation=transport,
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
                     openid=OpenIdTokens(reactor), resource=resource)
     for module in CLIENT_API_MODULES:
@@ -348,14 +375,14 @@ class _E2ee:
 
 
 def _build_e2ee(config, reactor, db, event_store, accounts_store, room_heads, notifier, transport,
-                rejections, e2e_store, local_keys, federation) -> _E2ee:
+                rejections, e2e_store, local_keys, federation, appservices, device_list_store,
+                device_list_stream) -> _E2ee:
     """End-to-end encryption: device lists (local, and remote ones over federation), keys, to-device messages."""
     server_name = config.server_name
-    device_list_store = device_lists_storage.DeviceListStore(db)
     inbox_store = device_inbox_storage.DeviceInboxStore(db)
     device_lists = DeviceListService(store=device_list_store, events=event_store, room_heads=room_heads,
-                                     notifier=notifier, stream=StreamIdGenerator(device_list_store.max_position_sync()),
-                                     federation=federation)
+                                     notifier=notifier, stream=device_list_stream, federation=federation,
+                                     appservices=appservices)
     remote_devices = RemoteDeviceLists(
         server_name=server_name, client=transport.client, cache=e2e_keys_storage.RemoteDeviceCache(db),
         e2e_store=e2e_store, event_store=event_store, device_lists=device_lists, rejections=rejections)
@@ -363,7 +390,7 @@ def _build_e2ee(config, reactor, db, event_store, accounts_store, room_heads, no
                               remote=remote_devices, server_name=server_name, clock=reactor, federation=federation)
     to_device = ToDeviceService(store=inbox_store, accounts=accounts_store, notifier=notifier,
                                 server_name=server_name, stream=StreamIdGenerator(inbox_store.max_position_sync()),
-                                federation=transport.sender)
+                                federation=transport.sender, appservices=appservices)
     return _E2ee(device_lists, DeviceListSource(device_lists, e2e_keys), remote_devices, e2e_keys, to_device)
 
 
@@ -396,6 +423,7 @@ def listen(hs: HomeServer) -> list:
     hs.ports = ports
     hs.reactor.callWhenRunning(hs.pdu_outbox.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
+    hs.reactor.callWhenRunning(hs.appservice_sender.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
 
@@ -426,6 +454,7 @@ async def shutdown(hs: HomeServer) -> None:
             tracker.abort_connections()
     hs.federation.sender.stop()
     await hs.federation.client.close()
+    await hs.appservice_sender.stop()
     try:
         for service in (hs.push, hs.search, hs.user_directory, hs.pdu_outbox):  # their listeners' writes
             await service.flush()

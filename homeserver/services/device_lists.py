@@ -16,7 +16,7 @@ from homeserver.services.sync import SyncContext, SyncResponse
 from homeserver.storage.device_lists import DeviceListStore
 from homeserver.storage.events import EventStore, StoredEvent
 from homeserver.storage.streams import StreamIdGenerator
-from homeserver.services.edu_outbox import EduOutbox
+from homeserver.services.edu_outbox import EduOutbox, EphemeralFeed
 from homeserver.services.room_events.heads import RoomHeads
 
 logger = logging.getLogger(__name__)
@@ -26,13 +26,14 @@ TRACKED_MEMBERSHIPS = ("join", "leave", "ban")
 
 class DeviceListService:
     def __init__(self, *, store: DeviceListStore, events: EventStore, room_heads: RoomHeads, notifier,
-                 stream: StreamIdGenerator, federation: EduOutbox):
+                 stream: StreamIdGenerator, federation: EduOutbox, appservices: EphemeralFeed):
         self._store = store
         self._events = events
         self._heads = room_heads
         self._notifier = notifier
         self.stream = stream
         self._federation = federation  # told of the changed devices of local users (m.device_list_update)
+        self._appservices = appservices  # the application services' ephemeral events
 
     async def mark_changed(self, user_id: str, device_ids=()) -> None:
         """Record that ``user_id``'s device list changed (``device_ids``: the local devices that did), and
@@ -48,6 +49,7 @@ class DeviceListService:
         if updates:
             try:
                 await self._federation.on_device_updates(user_id, updates)
+                await self._appservices.on_device_updates(user_id, updates)
             except Exception:  # the change is stored: it must not fail the request that made it
                 logger.exception("Sending the device updates of %s failed", user_id)
 

@@ -20,9 +20,10 @@ class RemoteAliases(Protocol):
 
 class DirectoryService:
     def __init__(self, *, store: DirectoryStore, events: EventStore, room_heads: RoomHeads, server_name: str,
-                 remote: RemoteAliases | None = None):
+                 appservices, remote: RemoteAliases | None = None):
         """``remote``: other servers' aliases (``federation.handlers.remote_queries.RemoteQueries``)."""
         self._store = store
+        self._appservices = appservices  # exclusive alias namespaces, and alias queries
         self._events = events
         self._heads = room_heads
         self.server_name = server_name
@@ -34,8 +35,12 @@ class DirectoryService:
         if alias.split(":", 1)[1] != self.server_name:
             raise MatrixError(400, "M_INVALID_PARAM", "Room alias must be on this server")
 
-    async def resolve_local(self, alias: str) -> str | None:
+    async def resolve_local(self, alias: str, *, ask_appservices: bool = True) -> str | None:
+        """The room of a local alias; an unknown one in an application service's namespace is first asked
+        of the appservice (application service API GET /rooms/{roomAlias}), which may create it."""
         found = await self._store.get_alias(alias)
+        if found is None and ask_appservices and await self._appservices.query_alias(alias):
+            found = await self._store.get_alias(alias)
         return None if found is None else found[0]
 
     async def resolve(self, alias: str) -> dict:
@@ -54,8 +59,13 @@ class DirectoryService:
             raise forbidden("You must be in the room to add an alias")
         await self.create_alias(alias, room_id, user_id)
 
+    def check_alias_free(self, alias: str, user_id: str) -> None:
+        """``M_EXCLUSIVE`` when an application service reserves the alias and ``user_id`` is not acting for it."""
+        self._appservices.check_alias(alias, user_id)
+
     async def create_alias(self, alias: str, room_id: str, user_id: str) -> None:
         self._check_local_alias(alias)
+        self.check_alias_free(alias, user_id)
         if await self._heads.room_version(room_id) is None:
             raise not_found("Unknown room")
         if not await self._store.create_alias(alias, room_id, user_id):
@@ -96,12 +106,18 @@ class DirectoryService:
             raise not_found("Unknown room")
         return "public" if await self._events.is_room_public(room_id) else "private"
 
-    async def set_visibility(self, room_id: str, visibility, requester) -> None:
+    async def set_visibility(self, room_id: str, visibility, requester, *, appservice: bool = False) -> None:
+        """Spec PUT /directory/list/room/{roomId}; with ``appservice``, the application service room
+        directory (PUT /directory/list/appservice/{networkId}/{roomId}: one public list, the network
+        is not kept apart)."""
         if visibility not in ("public", "private"):
             raise bad_json("visibility must be public or private")
         if await self._heads.room_version(room_id) is None:
             raise not_found("Unknown room")
-        if not requester.is_admin and not await self._may_edit(room_id, requester.user_id):
+        if appservice:
+            if requester.appservice_id is None:
+                raise forbidden("Only an application service may use this endpoint")
+        elif not requester.is_admin and not await self._may_edit(room_id, requester.user_id):
             raise forbidden("You may not change this room's visibility")
         await self._events.set_room_public(room_id, visibility == "public")
 

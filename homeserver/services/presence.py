@@ -20,7 +20,7 @@ import logging
 from twisted.internet import defer
 
 from homeserver.errors import forbidden, invalid_param
-from homeserver.services.edu_outbox import EduOutbox
+from homeserver.services.edu_outbox import EduOutbox, EphemeralFeed
 from homeserver.storage.presence import PresenceRow, PresenceStore
 from homeserver.storage.streams import StreamIdGenerator
 
@@ -56,7 +56,7 @@ class PresenceService:
     token_key = "p"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: PresenceStore, event_store, notifier, clock, enabled: bool, server_name: str,
-                 federation: EduOutbox):
+                 federation: EduOutbox, appservices: EphemeralFeed):
         self._store = store
         self._event_store = event_store
         self._notifier = notifier
@@ -69,6 +69,7 @@ class PresenceService:
         self._last_pushed: dict[str, int] = {}  # local user -> when the federation last heard of them
         self._remote_updated: dict[str, int] = {}  # remote user not offline -> when their server last told us
         self._federation = federation  # told of each visible change of a local user
+        self._appservices = appservices  # the application services' ephemeral events
         self._timer = None
         self._restored = False
 
@@ -170,6 +171,7 @@ class PresenceService:
     def _push(self, row: PresenceRow) -> None:
         self._last_pushed[row.user_id] = self.now_ms()
         self._federation.on_presence(row)
+        self._appservices.on_presence(row)
 
     async def _persist(self, row: PresenceRow) -> None:
         (position,) = self._stream.allocate()

@@ -14,7 +14,7 @@ from homeserver.storage.streams import ChangeTracker
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.receipts import Receipt, ReceiptStore
 from homeserver.storage.streams import StreamIdGenerator
-from homeserver.services.edu_outbox import EduOutbox
+from homeserver.services.edu_outbox import EduOutbox, EphemeralFeed
 from homeserver.services.room_events.heads import RoomHeads
 
 READ = "m.read"
@@ -28,7 +28,7 @@ class ReceiptService:
     token_key = "r"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: ReceiptStore, room_heads: RoomHeads, account_data: AccountDataService, notifier, clock,
-                 federation: EduOutbox):
+                 federation: EduOutbox, appservices: EphemeralFeed):
         self._store = store
         self._heads = room_heads
         self._account_data = account_data
@@ -37,6 +37,7 @@ class ReceiptService:
         self._stream = StreamIdGenerator(store.max_stream_id_sync())
         self._changes = ChangeTracker(self._stream.current())
         self._federation = federation  # told of each receipt stored
+        self._appservices = appservices  # the application services' ephemeral events
 
     def current(self) -> int:
         return self._stream.current()
@@ -104,6 +105,7 @@ class ReceiptService:
             self._stream.when_visible(
                 position, lambda: self._notifier.notify(users=[user_id], rooms=[event.room_id]))
             self._federation.on_receipt(receipt)
+            self._appservices.on_receipt(receipt)
 
     async def _in_thread(self, event: StoredEvent, thread_id: str) -> bool:
         """Spec "Threaded read receipts": whether ``event`` belongs to ``thread_id`` ("main" or a root).

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from homeserver.errors import bad_json
 from homeserver.services.auth import random_string
+from homeserver.services.edu_outbox import EphemeralFeed
 from homeserver.services.sync import SyncContext, SyncResponse
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.device_inbox import DeviceInboxStore
@@ -28,13 +29,14 @@ class EduQueue(Protocol):
 
 class ToDeviceService:
     def __init__(self, *, store: DeviceInboxStore, accounts: AccountStore, notifier, server_name: str,
-                 stream: StreamIdGenerator, federation: EduQueue):
+                 stream: StreamIdGenerator, federation: EduQueue, appservices: EphemeralFeed):
         self._store = store
         self._accounts = accounts
         self._notifier = notifier
         self.server_name = server_name
         self.stream = stream
         self._federation = federation
+        self._appservices = appservices  # told of the messages put in local inboxes (MSC4203)
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.split(":", 1)[-1] == self.server_name
@@ -81,6 +83,7 @@ class ToDeviceService:
             self.stream.done([pos])
         if stored and recipients:
             self._notifier.notify(users=recipients)
+            self._appservices.on_to_device(local)
         return stored
 
     async def on_devices_removed(self, user_id: str, device_ids: list[str]) -> None:

@@ -9,7 +9,7 @@ every room touched since start-up instead of an error.
 from __future__ import annotations
 
 from homeserver.errors import forbidden
-from homeserver.services.edu_outbox import EduOutbox
+from homeserver.services.edu_outbox import EduOutbox, EphemeralFeed
 from homeserver.services.room_events.heads import RoomHeads
 
 DEFAULT_TIMEOUT_MS = 30_000
@@ -21,7 +21,8 @@ class TypingService:
     name = "typing"
     token_key = "t"  # in sync tokens (services/sync.py)
 
-    def __init__(self, *, reactor, room_heads: RoomHeads, notifier, federation: EduOutbox):
+    def __init__(self, *, reactor, room_heads: RoomHeads, notifier, federation: EduOutbox,
+                 appservices: EphemeralFeed):
         self._reactor = reactor
         self._heads = room_heads
         self._notifier = notifier
@@ -29,6 +30,7 @@ class TypingService:
         self._room_positions: dict[str, int] = {}
         self._typers: dict[str, dict[str, object]] = {}  # room -> user -> expiry DelayedCall
         self._federation = federation  # told of every change and refresh of a typer
+        self._appservices = appservices  # the application services' ephemeral events
 
     def current(self) -> int:
         return self._position
@@ -83,6 +85,7 @@ class TypingService:
         self._notifier.notify(users=[user_id], rooms=[room_id])
         typing = user_id in self._typers.get(room_id, {})
         self._federation.on_typing(room_id, user_id, typing)
+        self._appservices.on_typing(room_id, tuple(self.typing_users(room_id)))
 
     async def contribute(self, ctx, response) -> None:
         """Spec "m.typing" in ``ephemeral`` of each joined room whose typers changed since the token.

@@ -32,7 +32,7 @@ def _user_id(body: dict) -> str:
 
 async def create_room(hs, req: ApiRequest):
     body = req.json(allow_empty=True)
-    hs.ratelimit.room_creation.check(req.user_id)
+    hs.ratelimit.check_user(hs.ratelimit.room_creation, req.user_id)
     room_id = await hs.rooms.create_room(req.user_id, body)
     result = {"room_id": room_id}
     alias = body.get("room_alias_name")
@@ -122,9 +122,11 @@ async def get_visibility(hs, req: ApiRequest):
     return {"visibility": await hs.directory.get_visibility(req.path_params["roomId"])}
 
 
-async def put_visibility(hs, req: ApiRequest):
+async def put_visibility(hs, req: ApiRequest, *, appservice: bool = False):
+    """PUT /directory/list/room/{roomId}, and the application service's /directory/list/appservice/..."""
     body = req.json()
-    await hs.directory.set_visibility(req.path_params["roomId"], body.get("visibility", "public"), req.requester)
+    await hs.directory.set_visibility(req.path_params["roomId"], body.get("visibility", "public"), req.requester,
+                                      appservice=appservice)
     return {}
 
 
@@ -164,6 +166,7 @@ ROUTES = [
     Endpoint("GET", "/rooms/{roomId}/aliases", room_aliases),
     Endpoint("GET", "/directory/list/room/{roomId}", get_visibility, auth=AUTH_NONE),
     Endpoint("PUT", "/directory/list/room/{roomId}", put_visibility),
+    Endpoint("PUT", "/directory/list/appservice/{networkId}/{roomId}", partial(put_visibility, appservice=True)),
     Endpoint("GET", "/publicRooms", public_rooms, auth=AUTH_OPTIONAL),
     Endpoint("POST", "/publicRooms", public_rooms),
 ]

@@ -33,6 +33,7 @@ class EventSpec:
     # Called with the built, authorised PDU before it is written; returns the PDU to store
     # (an invite co-signed by the invitee's server).
     countersign: Callable[[dict], Awaitable[dict]] | None = None
+    origin_server_ts: int | None = None  # an appservice's ?ts= (application service API "Timestamp massaging")
 
 
 class LocalAppends:
@@ -181,7 +182,7 @@ class LocalAppends:
             room_id=None if (spec.type == "m.room.create" and work.version.room_id_from_create_event) else work.room_id,
             sender=spec.sender, event_type=spec.type, content=spec.content, state_key=spec.state_key,
             prev_events=list(work.extremities), auth_events=auth_ids, depth=min(work.depth + 1, 2**63 - 1),
-            origin_server_ts=now, redacts=spec.redacts)
+            origin_server_ts=now if spec.origin_server_ts is None else spec.origin_server_ts, redacts=spec.redacts)
 
     async def _authorised_redaction(self, work: RoomHead, spec: EventSpec, target_id: str, auth_state) -> str | None:
         """Spec "Redactions": a redaction takes effect if the sender may redact others or the target is theirs."""
