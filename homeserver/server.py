@@ -37,6 +37,7 @@ from homeserver.api.client import account, discovery, profile, room_events as ro
 from homeserver.api.client import sync as sync_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
 from homeserver.api.client import account_data as account_data_api, receipts as receipts_api
+from homeserver.api.client import delayed_events as delayed_events_api
 from homeserver.api.client import presence as presence_api, push_rules as push_rules_api
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.http.router import Router
@@ -44,6 +45,7 @@ from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Counter
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
+from homeserver.services.delayed_events import DelayedEventService
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService
@@ -68,6 +70,7 @@ from homeserver.services.typing import TypingService
 from homeserver.services.user_directory import UserDirectoryService
 from homeserver.storage import account_data as account_data_storage
 from homeserver.storage import accounts as accounts_storage
+from homeserver.storage import delayed_events as delayed_events_storage
 from homeserver.storage import device_inbox as device_inbox_storage
 from homeserver.storage import device_lists as device_lists_storage
 from homeserver.storage import directory as directory_storage
@@ -105,12 +108,13 @@ STORAGE_DOMAINS = {
     "presence": presence_storage.MIGRATIONS,
     "user_directory": user_directory_storage.MIGRATIONS,
     "search": search_storage.MIGRATIONS,
+    "delayed_events": delayed_events_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api,
-                      push_rules_api, presence_api, user_directory_api, search_api]
+                      push_rules_api, presence_api, user_directory_api, search_api, delayed_events_api]
 
 @dataclass
 class HomeServer:
@@ -146,6 +150,7 @@ class HomeServer:
     push: PushService
     user_directory: UserDirectoryService
     search: SearchService
+    delayed_events: DelayedEventService
     federation: FederationTransport
     federation_handler: Federation
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
@@ -249,6 +254,9 @@ def build_server(config, reactor) -> HomeServer:
     search_store.prepare_sync()
     search = SearchService(store=search_store, room_events=room_events, event_store=event_store,
                            serializer=serializer, sync=sync)
+    delayed_events = DelayedEventService(
+        store=delayed_events_storage.DelayedEventStore(db), room_events=room_events, reactor=reactor,
+        max_delay_ms=config.max_event_delay_ms, max_per_user=config.max_delayed_events_per_user)
 
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
     # shows them. Only the first two depend on their places; the rest keep the order they had.
@@ -263,6 +271,7 @@ def build_server(config, reactor) -> HomeServer:
         federation_handler.on_new_events,  # local events to the other servers of the room
         e2ee.remote_devices.on_room_events,  # remote users who no longer share a room are no longer tracked
         edus.on_room_events,  # presence to a room's new members, after the join PDU is queued to them
+        delayed_events.on_room_events,  # state set by a user cancels others' delayed events for it
     ])
 
     router = Router()
@@ -278,7 +287,8 @@ def build_server(config, reactor) -> HomeServer:
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push,
-                    user_directory=user_directory, search=search, federation=transport,
+                    user_directory=user_directory, search=search, delayed_events=delayed_events,
+                    federation=transport,
                     federation_handler=federation_handler, federation_rejections=rejections,
                     openid=OpenIdTokens(reactor), resource=resource)
     for module in CLIENT_API_MODULES:
@@ -375,6 +385,7 @@ def listen(hs: HomeServer) -> list:
     hs.ports = ports
     hs.reactor.callWhenRunning(hs.federation_handler.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
+    hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.delayed_events.start()))
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
 
@@ -406,7 +417,7 @@ async def shutdown(hs: HomeServer) -> None:
     hs.federation.sender.stop()
     await hs.federation.client.close()
     try:
-        for service in (hs.push, hs.search, hs.user_directory, hs.federation_handler):  # their listeners' writes
+        for service in (hs.push, hs.search, hs.user_directory, hs.federation_handler, hs.delayed_events):  # their listeners' writes
             await service.flush()
     except Exception:  # e.g. the database is gone: still close it, or its threads keep the process alive
         logger.exception("Writes pending at shutdown could not be stored")

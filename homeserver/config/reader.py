@@ -83,7 +83,16 @@ class Reader:
 
     def kind_duration(self, k: Key, src: dict, leaf: str) -> int:
         value = src.get(leaf)
-        return k.default if value is None else parse_duration_ms(value, k.name)
+        if value is None:
+            return k.default
+        ms = parse_duration_ms(value, k.name)
+        if k.bounds[0] is not None and ms < k.bounds[0]:
+            raise ConfigError(f"{k.name}: must be at least {k.bounds[0]} ms")
+        return ms
+
+    def kind_mapping(self, k: Key, src: dict, leaf: str) -> dict:
+        """A mapping (empty when unset)."""
+        return self.dict_(leaf, src, k.name)
 
     def kind_verbatim(self, k: Key, src: dict, leaf: str) -> Any:
         """A value checked where it is used (the table's description says where)."""

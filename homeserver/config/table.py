@@ -74,9 +74,9 @@ def _in_dir(name: str) -> Callable[[SampleContext], str]:
     return lambda ctx: os.path.join(ctx.config_dir, name)
 
 
-_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RC, _KEYS, _FED = (
+_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED = (
     "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
-    "Rate limiting", "Secrets and keys", "Federation",
+    "Calls (MatrixRTC)", "Rate limiting", "Secrets and keys", "Federation",
 )
 
 KEYS: tuple[Key, ...] = (
@@ -184,6 +184,21 @@ KEYS: tuple[Key, ...] = (
     Key("turn_user_lifetime", "duration", 60 * 60 * 1000, _TURN,
         "How long generated TURN credentials stay valid.", attr="turn_user_lifetime_ms",
         sample=lambda ctx: "1h"),
+
+    Key("extra_well_known_client_content", "mapping", None, _RTC,
+        "Extra fields of /.well-known/matrix/client, e.g. the MatrixRTC focus of\n"
+        "Element Call: {\"org.matrix.msc4143.rtc_foci\": [{\"type\": \"livekit\",\n"
+        "\"livekit_service_url\": \"https://jwt.example.org\"}]}. m.homeserver stays ours.",
+        sample=lambda ctx: {"org.matrix.msc4143.rtc_foci": [
+            {"type": "livekit", "livekit_service_url": "https://livekit-jwt.example.org"}]}, commented=True),
+    Key("max_event_delay_duration", "duration", None, _RTC,
+        "Delayed events (MSC4140, which MatrixRTC calls use to leave a call whose\n"
+        "client vanished): the longest delay a client may ask for. Unset: delayed\n"
+        "events are refused.", attr="max_event_delay_ms", bounds=(1, None),
+        sample=lambda ctx: "24h", commented=True),
+    Key("experimental_features.msc4140_max_delayed_events_per_user", "int", 100, _RTC,
+        "How many delayed events one user may have pending (0: delayed events are refused).",
+        attr="max_delayed_events_per_user", bounds=(0, None)),
 
     *_ratelimits("rc_message", _RC, [
         ("", 0.2, 10, "Events sent and profile changes, per account (and to-device sends, key uploads).")]),

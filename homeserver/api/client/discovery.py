@@ -35,7 +35,9 @@ async def versions(hs, req: ApiRequest):
 
 
 async def well_known_client(hs, req: ApiRequest):
-    return {"m.homeserver": {"base_url": hs.config.public_baseurl}}
+    """GET /.well-known/matrix/client, with ``extra_well_known_client_content`` (e.g. MatrixRTC's
+    ``org.matrix.msc4143.rtc_foci``) beside the fields we set, which it cannot override (Synapse)."""
+    return {**hs.config.extra_well_known_client_content, "m.homeserver": {"base_url": hs.config.public_baseurl}}
 
 
 async def well_known_server(hs, req: ApiRequest):

@@ -7,8 +7,10 @@ Spec v1.19 client-server: "Sending events to a room", "Redactions",
 
 from __future__ import annotations
 
-from homeserver.errors import MatrixError, bad_json
+from homeserver.api.client.delayed_events import schedule_if_delayed
+from homeserver.errors import MatrixError, bad_json, forbidden
 from homeserver.events.identifiers import is_valid_user_id
+from homeserver.events.rtc import call_member_refusal
 from homeserver.http.router import ApiRequest, Endpoint, parse_json
 from homeserver.services.filtering import EventFilter
 from homeserver.services.room_events import EventSpec
@@ -33,6 +35,9 @@ def _json_arg(req: ApiRequest, name: str) -> dict | None:
 async def send(hs, req: ApiRequest):
     """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId)."""
     content = req.json()
+    delayed = await schedule_if_delayed(hs, req, req.path_params["eventType"], content, None)
+    if delayed is not None:
+        return delayed
     hs.ratelimit.event(req.user_id)
     spec = EventSpec(req.user_id, req.path_params["eventType"], content, txn=_txn_key(req))
     ev = await hs.room_events.send(req.path_params["roomId"], spec)
@@ -51,6 +56,12 @@ async def put_state(hs, req: ApiRequest):
             raise bad_json("membership must be a string")
     if event_type == "m.room.canonical_alias":
         await _check_canonical_alias(hs, room_id, content)
+    refusal = call_member_refusal(event_type, state_key, req.user_id, req.requester.device_id)
+    if refusal is not None:
+        raise forbidden(refusal)
+    delayed = await schedule_if_delayed(hs, req, event_type, content, state_key)
+    if delayed is not None:
+        return delayed
     current = await hs.room_events.current_state_event(room_id, event_type, state_key)
     if current is not None and current.sender == req.user_id and current.content == content:
         return {"event_id": current.event_id}  # unchanged state is not sent again
