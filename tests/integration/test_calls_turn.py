@@ -1,0 +1,136 @@
+"""1:1 calls through a real coturn with the TURN credentials Hexagone issues (issue 17).
+
+Two aiortc peers, each driven by a matrix-nio client, call each other over Matrix with ICE limited to relay
+candidates: data and audio flow through coturn, on one server and between two federated Hexagones. coturn
+refuses a wrong or expired credential, and accepts Synapse's static ``turn_username``/``turn_password``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.integration.coturn import Coturn, coturn_available
+
+pytestmark = pytest.mark.skipif(not coturn_available(), reason="coturn (turnserver) is not installed")
+
+aioice = pytest.importorskip("aioice")
+from aioice import stun, turn as aioice_turn  # noqa: E402
+
+from tests.integration.calls import call  # noqa: E402
+from tests.integration.harness import q  # noqa: E402
+
+SECRET = "coturn-test-secret"
+
+
+@pytest.fixture(scope="module")
+def coturn(tmp_path_factory):
+    server = Coturn(tmp_path_factory.mktemp("coturn"), secret=SECRET).start()
+    yield server
+    server.stop()
+
+
+def turn_config(coturn: Coturn, **extra) -> dict:
+    return {"turn_uris": [coturn.uri], "turn_shared_secret": SECRET, **extra}
+
+
+@pytest.fixture(scope="module")
+def server(homeserver_factory, coturn):
+    return homeserver_factory(**turn_config(coturn))
+
+
+def turn_of(user) -> dict:
+    creds = user.ok("GET", "/voip/turnServer")
+    assert set(creds) == {"username", "password", "uris", "ttl"}, creds
+    return creds
+
+
+async def allocate(coturn: Coturn, username: str, password: str) -> None:
+    """One TURN allocation on coturn (raises stun.TransactionFailed if refused)."""
+    transport, _ = await aioice_turn.create_turn_endpoint(asyncio.DatagramProtocol, ("127.0.0.1", coturn.port),
+                                                          username=username, password=password)
+    transport.close()
+
+
+def refused(coturn: Coturn, username: str, password: str) -> int:
+    """The STUN error code coturn answers an ALLOCATE with these credentials."""
+    with pytest.raises(stun.TransactionFailed) as failure:
+        asyncio.run(allocate(coturn, username, password))
+    return failure.value.response.attributes["ERROR-CODE"][0]
+
+
+def dm(caller, callee) -> str:
+    room = caller.ok("POST", "/createRoom", {"is_direct": True, "invite": [callee.user_id],
+                                             "preset": "trusted_private_chat"})["room_id"]
+    callee.ok("POST", f"/join/{q(room)}", {})
+    return room
+
+
+def report(label: str, result) -> None:
+    print(f"\n{label}: call set-up (invite sent -> data through TURN) {result.data_s * 1000:.0f} ms, "
+          f"-> first audio frame {result.audio_s * 1000:.0f} ms")
+
+
+def check_relayed(result, coturn: Coturn, *turns: dict) -> None:
+    assert result.reply == "got: hello through TURN"
+    assert result.caller_pairs and all(p == ("relay", "relay") for p in result.caller_pairs), result.caller_pairs
+    assert result.callee_pairs and all(p == ("relay", "relay") for p in result.callee_pairs), result.callee_pairs
+    assert result.event_types[0] == "m.call.invite" and result.event_types[-1] == "m.call.hangup"
+    assert {"m.call.candidates", "m.call.select_answer"} <= set(result.event_types)
+    for creds in turns:  # each caller's allocation on coturn received the other's packets
+        assert coturn.allocations(creds["username"]) >= 1, coturn.log()[-3000:]
+        assert coturn.relayed_bytes(creds["username"]) > 0, coturn.log()[-3000:]
+
+
+def test_turn_credentials_are_accepted_by_coturn_and_wrong_or_expired_ones_refused(homeserver_factory, coturn):
+    short = homeserver_factory(**turn_config(coturn, turn_user_lifetime="1s"))
+    alice = short.register()
+    creds = turn_of(alice)
+    assert creds["uris"] == [coturn.uri] and creds["ttl"] == 1
+    expiry = int(creds["username"].split(":", 1)[0])
+    asyncio.run(allocate(coturn, creds["username"], creds["password"]))
+    assert coturn.allocations(creds["username"]) == 1
+    assert refused(coturn, creds["username"], creds["password"][:-4] + "AAA=") == 401
+    while time.time() < expiry + 2:  # past the credential's expiry on coturn's clock (whole seconds, ticking)
+        time.sleep(0.1)
+    assert refused(coturn, creds["username"], creds["password"]) == 401
+
+
+def test_static_turn_credentials(homeserver_factory, tmp_path_factory):
+    static = Coturn(tmp_path_factory.mktemp("coturn-static"), static=("caller", "static-pass")).start()
+    try:
+        hs = homeserver_factory(turn_uris=[static.uri], turn_username="caller", turn_password="static-pass")
+        creds = turn_of(hs.register())
+        assert (creds["username"], creds["password"]) == ("caller", "static-pass")
+        asyncio.run(allocate(static, creds["username"], creds["password"]))
+        assert static.allocations("caller") == 1
+        assert refused(static, "caller", "wrong") == 401
+    finally:
+        static.stop()
+
+
+def test_a_call_on_one_server_flows_through_turn(server, coturn):
+    caller, callee = server.register(), server.register()
+    room = dm(caller, callee)
+    turns = turn_of(caller), turn_of(callee)
+    result = asyncio.run(call(caller, callee, room, *turns))
+    report("one server", result)
+    check_relayed(result, coturn, *turns)
+
+
+def test_a_call_between_two_federated_servers_flows_through_turn(fed, coturn):
+    home, other = fed(**turn_config(coturn)), fed(**turn_config(coturn))
+    caller, callee = home.process.register(), other.process.register()
+    room = caller.create_room(is_direct=True, preset="trusted_private_chat")
+    caller.invite(room, callee)  # (createRoom's own invite list does not reach a remote invitee yet)
+    callee.sync_until(lambda r: room in r.get("rooms", {}).get("invite", {}))
+    callee.join(room)
+    caller.timeline_until(room, lambda e: e.get("state_key") == callee.user_id
+                          and e["content"].get("membership") == "join")
+    turns = turn_of(caller), turn_of(callee)
+    assert turns[0]["username"].endswith(":" + caller.user_id) and turns[1]["username"].endswith(callee.user_id)
+    result = asyncio.run(call(caller, callee, room, *turns))
+    report("two federated Hexagones", result)
+    check_relayed(result, coturn, *turns)
