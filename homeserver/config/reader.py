@@ -150,6 +150,17 @@ class Reader:
     def kind_tls_version(self, k: Key, src: dict, leaf: str) -> str:
         return self.parse_minimum_tls_version(k.default)
 
+    def kind_rtc_transports(self, k: Key, src: dict, leaf: str) -> list[dict]:
+        """Synapse's matrix_rtc.transports: mappings with a string ``type``; a ``livekit`` one needs its
+        ``livekit_service_url``."""
+        value = self._typed(leaf, list(k.default), src, k.name, list, "a list of mappings")
+        for i, item in enumerate(value):
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                raise ConfigError(f"{k.name}[{i}]: must be a mapping with a string type")
+            if item["type"] == "livekit" and not isinstance(item.get("livekit_service_url"), str):
+                raise ConfigError(f"{k.name}[{i}]: a livekit transport needs its livekit_service_url")
+        return value
+
     def kind_trusted_key_servers(self, k: Key, src: dict, leaf: str) -> list[dict]:
         return self.parse_trusted_key_servers([dict(d) for d in k.default])
 

@@ -191,6 +191,13 @@ KEYS: tuple[Key, ...] = (
         "\"livekit_service_url\": \"https://jwt.example.org\"}]}. m.homeserver stays ours.",
         sample=lambda ctx: {"org.matrix.msc4143.rtc_foci": [
             {"type": "livekit", "livekit_service_url": "https://livekit-jwt.example.org"}]}, commented=True),
+    Key("matrix_rtc.transports", "rtc_transports", (), _RTC,
+        "MatrixRTC transports offered to clients on\n"
+        "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports (MSC4143), each a\n"
+        "mapping with a type; a livekit one also names its livekit_service_url (the\n"
+        "SFU's token service, e.g. lk-jwt-service).",
+        sample=lambda ctx: [{"type": "livekit", "livekit_service_url": "https://livekit-jwt.example.org"}],
+        commented=True),
     Key("max_event_delay_duration", "duration", None, _RTC,
         "Delayed events (MSC4140, which MatrixRTC calls use to leave a call whose\n"
         "client vanished): the longest delay a client may ask for. Unset: delayed\n"

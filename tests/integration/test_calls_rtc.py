@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -30,7 +31,8 @@ CALL_POWER = {"events": {CALL_MEMBER: 0}}  # as Element Call sets up a room for 
 @pytest.fixture(scope="module")
 def server(homeserver_factory):
     return homeserver_factory(max_event_delay_duration=f"{MAX_DELAY_MS}ms", extra_well_known_client_content=FOCI,
-                              experimental_features={"msc4140_max_delayed_events_per_user": PER_USER})
+                              experimental_features={"msc4140_max_delayed_events_per_user": PER_USER},
+                              matrix_rtc={"transports": FOCI["org.matrix.msc4143.rtc_foci"]})
 
 
 def member_key(user) -> str:
@@ -57,6 +59,41 @@ def test_well_known_carries_the_rtc_foci(server):
     assert status == 200
     assert body["org.matrix.msc4143.rtc_foci"] == FOCI["org.matrix.msc4143.rtc_foci"]
     assert body["m.homeserver"]["base_url"]
+
+
+def test_clients_discover_delayed_events_and_rtc_transports(server):
+    """What Element Call reads before it uses delayed events and a LiveKit transport (Synapse's shapes)."""
+    alice = server.register()
+    unstable = server.request("GET", "/_matrix/client/versions")[1]["unstable_features"]
+    assert unstable["org.matrix.msc4140"] is True and unstable["org.matrix.msc4143"] is True
+    caps = alice.ok("GET", "/capabilities")["capabilities"]
+    assert caps["org.matrix.msc4140.delayed_events"] == {"max_delay_ms": MAX_DELAY_MS, "max_scheduled": PER_USER}
+    status, body = alice.request("GET", "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports")
+    assert (status, body) == (200, {"rtc_transports": FOCI["org.matrix.msc4143.rtc_foci"]})
+    assert server.request("GET", "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports")[0] == 401
+
+
+def test_call_state_and_ringing_reach_a_long_poll_in_one_round(server):
+    """A member joining the call and its m.rtc.notification (ringing) wake a /sync long-poll already waiting:
+    the one response carries them."""
+    alice, bob = server.register(), server.register()
+    room = alice.create_room(preset="public_chat", power_level_content_override=CALL_POWER)
+    bob.join(room)
+    since = bob.sync()["next_batch"]
+    with ThreadPoolExecutor(1) as pool:
+        poll = pool.submit(bob.sync, since, 20_000)
+        time.sleep(0.2)  # (the long-poll is then waiting; if not yet, the events are in its first answer anyway)
+        started = time.monotonic()
+        alice.ok("PUT", state_path(room, member_key(alice)), member_content(alice, call_id=""))
+        events = timeline_events(poll.result(), room)
+    print(f"\ncall member state reached the waiting long-poll in {(time.monotonic() - started) * 1000:.0f} ms")
+    assert [e["state_key"] for e in events if e["type"] == CALL_MEMBER] == [member_key(alice)]
+    since = bob.sync()["next_batch"]
+    with ThreadPoolExecutor(1) as pool:
+        poll = pool.submit(bob.sync, since, 20_000)
+        ring = alice.send(room, {"notification_type": "ring", "sender_ts": int(time.time() * 1000), "lifetime": 30_000,
+                                 "m.mentions": {"user_ids": [bob.user_id]}}, event_type="m.rtc.notification")
+        assert [e["event_id"] for e in timeline_events(poll.result(), room)] == [ring]
 
 
 def test_openid_token_is_checked_by_userinfo(server):
