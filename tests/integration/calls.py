@@ -112,6 +112,8 @@ class Signaller:
 
 @dataclass
 class CallResult:
+    invite_s: float = 0.0  # invite sent -> the callee's /sync has it
+    answer_s: float = 0.0  # invite sent -> the caller's /sync has the answer
     data_s: float = 0.0  # invite sent -> the callee has the caller's data channel message
     audio_s: float = 0.0  # invite sent -> the callee has the caller's first audio frame
     reply: str = ""  # what the caller got back on the data channel
@@ -137,6 +139,7 @@ async def _caller(sig: Signaller, turn: dict, call_id: str, result: CallResult, 
         await sig.send("m.call.invite", {**base, "lifetime": 60000, "offer": {"type": "offer", "sdp": sdp}})
         await sig.send("m.call.candidates", {**base, "candidates": candidates + [END_OF_CANDIDATES]})
         answer = await sig.next("m.call.answer")
+        result.answer_s = time.monotonic() - started[0]
         await pc.setRemoteDescription(RTCSessionDescription(answer["content"]["answer"]["sdp"], "answer"))
         await sig.send("m.call.select_answer", {**base, "selected_party_id": answer["content"]["party_id"]})
         theirs = await sig.next("m.call.candidates")
@@ -177,6 +180,7 @@ async def _callee(sig: Signaller, turn: dict, result: CallResult, started: list)
     pc.on("track", on_track)
     try:
         invite = await sig.next("m.call.invite")
+        result.invite_s = time.monotonic() - started[0]
         result.event_types.append(invite["type"])
         base = {"call_id": invite["content"]["call_id"], "party_id": unique("party"), "version": VERSION}
         await pc.setRemoteDescription(RTCSessionDescription(invite["content"]["offer"]["sdp"], "offer"))
