@@ -69,34 +69,64 @@ def nominated_pairs(pc: RTCPeerConnection) -> list[tuple[str, str]]:
 
 
 class Signaller:
-    """A matrix-nio client in one room: sends call events, and queues the other party's ``m.call.*`` events."""
+    """A matrix-nio client in one room: sends call events, and queues the other party's ``m.call.*`` events.
 
-    def __init__(self, user, room_id: str):
-        self.client = nio.AsyncClient(user.server.base_url, user.user_id, device_id=user.device_id)
-        self.client.access_token = user.token
+    ``sync`` is the client's sync call (an encrypting client's uploads and queries keys too); call events that
+    arrive encrypted are decrypted, retried when their room key comes later."""
+
+    def __init__(self, client: nio.AsyncClient, room_id: str, sync=None):
+        self.client = client
         self.room_id = room_id
+        self.sent: list[tuple[str, str]] = []  # (type, event id) of each call event sent
         self.events: asyncio.Queue = asyncio.Queue()
+        self._sync = sync or (lambda timeout_ms: client.sync(timeout=timeout_ms))
+        self._undecrypted: list = []
         self._task: asyncio.Task | None = None
 
+    @classmethod
+    def plain(cls, user, room_id: str) -> "Signaller":
+        """Signalling as the harness user's own device (its access token)."""
+        client = nio.AsyncClient(user.server.base_url, user.user_id, device_id=user.device_id)
+        client.access_token = user.token
+        return cls(client, room_id)
+
     async def start(self) -> None:
-        first = await self.client.sync(timeout=0)
+        first = await self._sync(0)
         assert isinstance(first, nio.SyncResponse), first
         self._task = asyncio.create_task(self._sync_forever())
 
     async def _sync_forever(self) -> None:
         while True:
-            resp = await self.client.sync(timeout=5000)
+            resp = await self._sync(5000)
             if not isinstance(resp, nio.SyncResponse):
                 continue
             room = resp.rooms.join.get(self.room_id)
-            for event in room.timeline.events if room else []:
+            events = self._decrypted(list(room.timeline.events) if room else [])
+            for event in events:
                 source = event.source
                 if source.get("type", "").startswith("m.call.") and source["sender"] != self.client.user_id:
                     self.events.put_nowait(source)
 
+    def _decrypted(self, events: list) -> list:
+        """The events, the undecryptable ones held back until their key arrives."""
+        out = []
+        for event in self._undecrypted + events:
+            if isinstance(event, nio.MegolmEvent):
+                try:
+                    event = self.client.decrypt_event(event)
+                except nio.EncryptionError:
+                    if event not in self._undecrypted:
+                        self._undecrypted.append(event)
+                    continue
+                if event in self._undecrypted:
+                    self._undecrypted.remove(event)
+            out.append(event)
+        return out
+
     async def send(self, event_type: str, content: dict) -> None:
-        resp = await self.client.room_send(self.room_id, event_type, content)
+        resp = await self.client.room_send(self.room_id, event_type, content, ignore_unverified_devices=True)
         assert isinstance(resp, nio.RoomSendResponse), resp
+        self.sent.append((event_type, resp.event_id))
 
     async def next(self, *types: str) -> dict:
         while True:
@@ -201,9 +231,8 @@ async def _callee(sig: Signaller, turn: dict, result: CallResult, started: list)
         await pc.close()
 
 
-async def call(caller_user, callee_user, room_id: str, caller_turn: dict, callee_turn: dict) -> CallResult:
-    """Place a call from ``caller_user`` to ``callee_user`` in ``room_id`` and hang up once data went both ways."""
-    caller, callee = Signaller(caller_user, room_id), Signaller(callee_user, room_id)
+async def call(caller: Signaller, callee: Signaller, caller_turn: dict, callee_turn: dict) -> CallResult:
+    """Place a call from ``caller`` to ``callee`` and hang up once data and audio went through; closes both."""
     result, started = CallResult(), []
     try:
         await asyncio.gather(caller.start(), callee.start())
@@ -212,3 +241,8 @@ async def call(caller_user, callee_user, room_id: str, caller_turn: dict, callee
     finally:
         await asyncio.gather(caller.close(), callee.close())
     return result
+
+
+async def plain_call(caller_user, callee_user, room_id: str, caller_turn: dict, callee_turn: dict) -> CallResult:
+    return await call(Signaller.plain(caller_user, room_id), Signaller.plain(callee_user, room_id),
+                      caller_turn, callee_turn)

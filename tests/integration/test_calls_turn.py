@@ -19,8 +19,9 @@ pytestmark = pytest.mark.skipif(not coturn_available(), reason="coturn (turnserv
 aioice = pytest.importorskip("aioice")
 from aioice import stun, turn as aioice_turn  # noqa: E402
 
-from tests.integration.calls import call  # noqa: E402
-from tests.integration.harness import q  # noqa: E402
+from tests.integration.calls import Signaller, call, plain_call  # noqa: E402
+from tests.integration.harness import shared_room  # noqa: E402
+from tests.integration.test_e2ee import NioDevice, assert_stored_encrypted  # noqa: E402
 
 SECRET = "coturn-test-secret"
 
@@ -59,13 +60,6 @@ def refused(coturn: Coturn, username: str, password: str) -> int:
     with pytest.raises(stun.TransactionFailed) as failure:
         asyncio.run(allocate(coturn, username, password))
     return failure.value.response.attributes["ERROR-CODE"][0]
-
-
-def dm(caller, callee) -> str:
-    room = caller.ok("POST", "/createRoom", {"is_direct": True, "invite": [callee.user_id],
-                                             "preset": "trusted_private_chat"})["room_id"]
-    callee.ok("POST", f"/join/{q(room)}", {})
-    return room
 
 
 def report(label: str, result) -> None:
@@ -116,9 +110,9 @@ def test_static_turn_credentials(homeserver_factory, tmp_path_factory):
 
 def test_a_call_on_one_server_flows_through_turn(server, coturn):
     caller, callee = server.register(), server.register()
-    room = dm(caller, callee)
+    room = shared_room(caller, callee)
     turns = turn_of(caller), turn_of(callee)
-    result = asyncio.run(call(caller, callee, room, *turns))
+    result = asyncio.run(plain_call(caller, callee, room, *turns))
     report("one server", result)
     check_relayed(result, coturn, *turns)
 
@@ -126,23 +120,12 @@ def test_a_call_on_one_server_flows_through_turn(server, coturn):
 def test_a_call_between_two_federated_servers_flows_through_turn(fed, coturn):
     home, other = fed(**turn_config(coturn)), fed(**turn_config(coturn))
     caller, callee = home.process.register(), other.process.register()
-    room = federated_dm(caller, callee)
+    room = shared_room(caller, callee)
     turns = turn_of(caller), turn_of(callee)
     assert turns[0]["username"].endswith(":" + caller.user_id) and turns[1]["username"].endswith(callee.user_id)
-    result = asyncio.run(call(caller, callee, room, *turns))
+    result = asyncio.run(plain_call(caller, callee, room, *turns))
     report("two federated Hexagones", result)
     check_relayed(result, coturn, *turns)
-
-
-def federated_dm(caller, callee) -> str:
-    """A direct chat of ``caller`` that ``callee`` (on another server) joined by invite."""
-    room = caller.create_room(is_direct=True, preset="trusted_private_chat")
-    caller.invite(room, callee)  # (createRoom's own invite list does not reach a remote invitee yet)
-    callee.sync_until(lambda r: room in r.get("rooms", {}).get("invite", {}))
-    callee.join(room)
-    caller.timeline_until(room, lambda e: e.get("state_key") == callee.user_id
-                          and e["content"].get("membership") == "join")
-    return room
 
 
 def test_calls_between_hexagone_and_synapse_flow_through_turn(fed, ca, coturn, tmp_path_factory):
@@ -153,10 +136,36 @@ def test_calls_between_hexagone_and_synapse_flow_through_turn(fed, ca, coturn, t
     try:
         ours, theirs = home.process.register(), synapse.register()
         for label, caller, callee in (("Hexagone -> Synapse", ours, theirs), ("Synapse -> Hexagone", theirs, ours)):
-            room = federated_dm(caller, callee)
+            room = shared_room(caller, callee)
             turns = turn_of(caller), turn_of(callee)
-            result = asyncio.run(call(caller, callee, room, *turns))
+            result = asyncio.run(plain_call(caller, callee, room, *turns))
             report(label, result)
             check_relayed(result, coturn, *turns)
     finally:
         synapse.stop()
+
+
+@pytest.mark.parametrize("where", ["one server", "two federated Hexagones"])
+def test_a_call_in_an_encrypted_room_flows_through_turn(where, server, fed, coturn, tmp_path):
+    """The call events go Megolm-encrypted (the server stores m.room.encrypted only); each side decrypts them."""
+    a = b = server
+    if where != "one server":
+        a, b = fed(**turn_config(coturn)).process, fed(**turn_config(coturn)).process
+    caller, callee = a.register(), b.register()
+    room = shared_room(caller, callee, encrypted=True)
+    turns = turn_of(caller), turn_of(callee)
+
+    async def scenario():
+        ours = await NioDevice(a, caller.user_id, tmp_path / "caller").login()
+        theirs = await NioDevice(b, callee.user_id, tmp_path / "callee").login()
+        for device, other in ((ours, theirs), (theirs, ours)):
+            await device.sync_until(lambda r: other.client.device_id in device.device_ids_of(other.client.user_id))
+        sigs = Signaller(ours.client, room, ours.sync), Signaller(theirs.client, room, theirs.sync)
+        return await call(*sigs, *turns), sigs[0].sent + sigs[1].sent
+
+    result, sent = asyncio.run(scenario())
+    report(f"encrypted, {where}", result)
+    check_relayed(result, coturn, *turns)
+    assert {t for t, _ in sent} >= {"m.call.invite", "m.call.answer", "m.call.candidates", "m.call.hangup"}
+    for _, event_id in sent:
+        assert_stored_encrypted(caller, room, event_id, "m.call")
