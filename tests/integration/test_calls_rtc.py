@@ -308,3 +308,37 @@ def test_delayed_event_lateness(roomy):
     print(f"\ndelayed event lateness over 100 events: median {statistics.median(late):.0f} ms, "
           f"max {late[-1]} ms, min {late[0]} ms")
     assert late[0] >= 0 and late[-1] < 1000
+
+
+def test_call_members_of_three_servers_leave_by_their_own_servers_delayed_events(fed, ca, tmp_path_factory):
+    """A room call with members on two Hexagones and a Synapse: each member's server sends its delayed leave
+    (none of them restarts it: three vanished clients), and the room's other servers see every leave."""
+    from tests.integration.synapse import SynapseProcess
+    home, other = fed(max_event_delay_duration="1h"), fed(max_event_delay_duration="1h")
+    synapse = SynapseProcess(str(tmp_path_factory.mktemp("synapse-rtc")), ca,
+                             extra={"max_event_delay_duration": "1h"}).start()
+    try:
+        owner = home.process.register()
+        members = [owner, other.process.register(), synapse.register()]
+        alias = unique("call")
+        room = owner.create_room(preset="public_chat", room_alias_name=alias, power_level_content_override=CALL_POWER)
+        for m in members[1:]:
+            m.join(f"#{alias}:{home.name}")
+            owner.timeline_until(room, lambda e: e.get("state_key") == m.user_id)
+        since = members[1].sync()["next_batch"]
+        for i, m in enumerate(members):
+            m.ok("PUT", state_path(room, member_key(m)), member_content(m))
+            assert schedule_leave(m, room, 2000 + 500 * i).startswith("syd_")
+        keys = {member_key(m) for m in members}
+        left: set[str] = set()
+
+        def all_left(resp) -> bool:
+            left.update(e["state_key"] for e in timeline_events(resp, room)
+                        if e["type"] == CALL_MEMBER and e["content"] == {})
+            return left == keys
+
+        members[1].sync_until(all_left, since, deadline_s=30)  # seen from the second Hexagone
+        for m in members:
+            assert m.ok("GET", state_path(room, member_key(m))) == {}
+    finally:
+        synapse.stop()
