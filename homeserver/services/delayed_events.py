@@ -19,11 +19,14 @@ import secrets
 from twisted.internet import defer
 
 from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.lru import LruCache
 from homeserver.services.background import ListenerWork
 from homeserver.services.room_events import EventSpec, RoomEventService
 from homeserver.storage.delayed_events import DelayedEvent, DelayedEventStore, TooManyDelayedEvents
 
 logger = logging.getLogger(__name__)
+
+TXN_MEMORY = 10_000  # delayed sends remembered by transaction ID, so that a retried PUT schedules once
 
 
 class DelayedEventService:
@@ -39,6 +42,7 @@ class DelayedEventService:
         self._sending: set[str] = set()
         self._state_rooms: set[str] = set()  # rooms with a delayed state event pending
         self._work = ListenerWork("cancelling delayed state events")
+        self._txns: LruCache[tuple, str] = LruCache(TXN_MEMORY)
 
     @property
     def enabled(self) -> bool:
@@ -53,8 +57,9 @@ class DelayedEventService:
         await self._rearm()
 
     async def schedule(self, user_id: str, device_id: str | None, room_id: str, event_type: str,
-                       content: dict, state_key: str | None, delay_ms: int) -> str:
-        """Store an event to send ``delay_ms`` from now; returns its ``delay_id``.
+                       content: dict, state_key: str | None, delay_ms: int, txn: tuple | None = None) -> str:
+        """Store an event to send ``delay_ms`` from now; returns its ``delay_id`` (the same one again for a
+        request retried with the same transaction ID ``txn``).
 
         403 M_FORBIDDEN when delayed events are off or the delay is above ``max_event_delay_duration``,
         429 M_LIMIT_EXCEEDED when the user has ``msc4140_max_delayed_events_per_user`` pending."""
@@ -63,6 +68,8 @@ class DelayedEventService:
         if delay_ms > self._max_delay_ms:
             raise forbidden(f"The requested delay ({delay_ms}ms) exceeds the allowed maximum "
                             f"({self._max_delay_ms}ms)")
+        if txn is not None and txn in self._txns:
+            return self._txns.get(txn)
         now = self.now_ms()
         event = DelayedEvent(f"syd_{secrets.token_urlsafe(15)}", user_id, device_id, room_id, event_type,
                              state_key, content, delay_ms, now + delay_ms)
@@ -73,6 +80,8 @@ class DelayedEventService:
                               retry_after_ms=e.retry_after_ms)
         if state_key is not None:
             self._state_rooms.add(room_id)
+        if txn is not None:
+            self._txns.put(txn, event.delay_id)
         self._arm(event.send_ts)
         return event.delay_id
 

@@ -140,8 +140,10 @@ def test_delayed_event_lifecycle_and_refusals(server):
     room = alice.create_room(preset="public_chat")
     bob.join(room)
     since = bob.sync()["next_batch"]
-    message = alice.ok("PUT", f"/rooms/{q(room)}/send/m.room.message/{unique('t')}",
-                       {"msgtype": "m.text", "body": "later"}, params={DELAY: 50_000})["delay_id"]
+    txn = f"/rooms/{q(room)}/send/m.room.message/{unique('t')}"
+    message = alice.ok("PUT", txn, {"msgtype": "m.text", "body": "later"}, params={DELAY: 50_000})["delay_id"]
+    assert alice.ok("PUT", txn, {"msgtype": "m.text", "body": "later"}, params={DELAY: 50_000}) == {
+        "delay_id": message}  # a retried request schedules once
     state = schedule_leave(alice, room, 40_000)
     listed = alice.ok("GET", DELAYED)["delayed_events"]
     assert [e["delay_id"] for e in listed] == [state, message]

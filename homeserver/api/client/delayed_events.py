@@ -17,16 +17,16 @@ DELAY_ARG = "org.matrix.msc4140.delay"
 ACTIONS = ("restart", "cancel", "send")
 
 
-async def schedule_if_delayed(hs, req: ApiRequest, event_type: str, content: dict,
-                              state_key: str | None) -> dict | None:
+async def schedule_if_delayed(hs, req: ApiRequest, event_type: str, content: dict, state_key: str | None,
+                              txn: tuple | None = None) -> dict | None:
     """The ``{"delay_id"}`` answer when the request asks for a delay (the event is then scheduled, not
-    sent); None when it does not."""
+    sent; once per transaction ID ``txn``); None when it does not."""
     delay = req.int_arg(DELAY_ARG, minimum=0)
     if delay is None:
         return None
     hs.ratelimit.event(req.user_id)
     delay_id = await hs.delayed_events.schedule(req.user_id, req.requester.device_id, req.path_params["roomId"],
-                                                event_type, content, state_key, delay)
+                                                event_type, content, state_key, delay, txn)
     return {"delay_id": delay_id}
 
 

@@ -35,7 +35,7 @@ def _json_arg(req: ApiRequest, name: str) -> dict | None:
 async def send(hs, req: ApiRequest):
     """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId)."""
     content = req.json()
-    delayed = await schedule_if_delayed(hs, req, req.path_params["eventType"], content, None)
+    delayed = await schedule_if_delayed(hs, req, req.path_params["eventType"], content, None, _txn_key(req))
     if delayed is not None:
         return delayed
     hs.ratelimit.event(req.user_id)
