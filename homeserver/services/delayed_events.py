@@ -112,6 +112,7 @@ class DelayedEventService:
     async def send_now(self, delay_id: str, user_id: str | None) -> None:
         event = await self._owned(delay_id, user_id)
         await self._send(event)
+        await self._rearm()
 
     # -- delivery --------------------------------------------------------------------------------
     def _arm(self, send_ts: int) -> None:
@@ -126,7 +127,7 @@ class DelayedEventService:
 
     async def _rearm(self) -> None:
         """Set the timer for the earliest pending event (or none)."""
-        next_ts = await self._store.next_send_ts()
+        next_ts = await self._store.next_send_ts(frozenset(self._sending))
         if self._timer is not None and self._timer.active():
             if next_ts == self._timer_ts:
                 return

@@ -108,9 +108,12 @@ class DelayedEventStore:
             f"SELECT {_COLUMNS} FROM delayed_events WHERE send_ts <= ? ORDER BY send_ts, delay_id", (now_ms,)))
         return [_row(r) for r in rows]
 
-    async def next_send_ts(self) -> int | None:
+    async def next_send_ts(self, excluding: frozenset[str] = frozenset()) -> int | None:
+        """When the first delayed event is due, not counting those ``excluding`` names (being sent)."""
+        marks = ", ".join("?" * len(excluding))
+        where = f" WHERE delay_id NOT IN ({marks})" if excluding else ""
         return await self.db.run("next_delayed_event", lambda t: t.select_value(
-            "SELECT MIN(send_ts) FROM delayed_events"))
+            f"SELECT MIN(send_ts) FROM delayed_events{where}", tuple(excluding)))
 
     async def rooms_with_state(self) -> set[str]:
         """The rooms with a delayed state event pending."""
