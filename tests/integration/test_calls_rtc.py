@@ -344,3 +344,31 @@ def test_call_members_of_three_servers_leave_by_their_own_servers_delayed_events
             assert m.ok("GET", state_path(room, member_key(m))) == {}
     finally:
         synapse.stop()
+
+
+def test_a_fork_from_before_a_member_left_does_not_bring_it_back(fed):
+    """State resolution after a branch from before the delayed leave: the member stays out of the call (no state
+    reset), in the room state and in /sync."""
+    from tests.integration.federation import EventForge, send_transaction
+    host, forger = fed(max_event_delay_duration="1h"), fed()
+    owner, visitor = host.process.register(), forger.process.register()
+    alias = unique("call")
+    room = owner.create_room(preset="public_chat", room_alias_name=alias, power_level_content_override=CALL_POWER)
+    visitor.join(f"#{alias}:{host.name}")
+    owner.timeline_until(room, lambda e: e.get("state_key") == visitor.user_id)
+    owner.ok("PUT", state_path(room, member_key(owner)), member_content(owner))
+    forge = EventForge(host, owner, room, forger, visitor)  # on top of the newest event: owner in the call
+    since = owner.sync()["next_batch"]
+    owner.ok("POST", f"{DELAYED}/{schedule_leave(owner, room, 60_000)}/send", {})
+    owner.timeline_until(room, lambda e: e.get("state_key") == member_key(owner) and e["content"] == {}, since)
+    since = owner.sync()["next_batch"]
+    fork = forge.event(visitor.user_id, CALL_MEMBER, member_content(visitor), state_key=member_key(visitor))
+    assert send_transaction(host, forger, [fork]) == {fork["_id"]: {}}
+    owner.timeline_until(room, lambda e: e["event_id"] == fork["_id"], since)
+    assert owner.ok("GET", state_path(room, member_key(owner))) == {}
+    assert owner.ok("GET", state_path(room, member_key(visitor)))["device_id"] == visitor.device_id
+    resp = owner.sync(since)
+    room_sync = resp["rooms"]["join"].get(room, {})
+    back = [e for e in room_sync.get("state", {}).get("events", []) + room_sync.get("timeline", {}).get("events", [])
+            if e.get("state_key") == member_key(owner) and e["content"]]
+    assert back == []
