@@ -233,6 +233,9 @@ KEYS: tuple[Key, ...] = (
     *_ratelimits("rc_presence", _RC, [("per_user", 0.1, 1, "Presence updates, per user.")]),
     *_ratelimits("rc_room_creation", _RC, [("", 0.016, 10, "Room creation, per account.")]),
     *_ratelimits("rc_user_directory", _RC, [("", 0.016, 200, "User directory searches, per account.")]),
+    *_ratelimits("rc_delayed_event_mgmt", _RC, [
+        ("", 1.0, 5, "Listing, restarting, cancelling and sending delayed events, per account\n"
+                     "(per client IP without an access token).")]),
     Key("rc_federation", "rc_federation", FederationRateLimit(), _RC,
         "Inbound federation requests, per remote server: after sleep_limit requests\n"
         "in window_size ms, each is delayed by sleep_delay ms; at most concurrent are\n"

@@ -190,6 +190,18 @@ def test_delayed_events_are_refused_when_not_configured(homeserver_factory):
     assert (status, err["errcode"]) == (403, "M_FORBIDDEN")
 
 
+def test_delayed_event_management_is_rate_limited(homeserver_factory):
+    """rc_delayed_event_mgmt (Synapse's default: 1/s, burst 5), per user."""
+    throttled = homeserver_factory(throttled=True, max_event_delay_duration="1h")
+    alice = throttled.register()
+    room = alice.create_room()
+    delay_id = alice.ok("PUT", f"/rooms/{q(room)}/send/m.room.message/{unique('t')}", {"body": "x"},
+                        params={DELAY: 60_000})["delay_id"]
+    answers = [alice.request("POST", f"{DELAYED}/{delay_id}/restart", {}) for _ in range(6)]
+    assert [status for status, _ in answers[:5]] == [200] * 5
+    assert answers[5][0] == 429 and answers[5][1]["errcode"] == "M_LIMIT_EXCEEDED"
+
+
 def test_state_set_by_another_user_cancels_a_pending_delayed_state(server):
     """Synapse's rule: newer state from someone else wins over a pending delayed state event."""
     alice, bob = server.register(), server.register()

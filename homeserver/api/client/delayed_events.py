@@ -32,6 +32,7 @@ async def schedule_if_delayed(hs, req: ApiRequest, event_type: str, content: dic
 
 async def list_delayed(hs, req: ApiRequest):
     """GET /delayed_events: the requester's scheduled events, soonest first."""
+    hs.ratelimit.delayed_event_mgmt.check(req.user_id)
     return {"delayed_events": await hs.delayed_events.pending(req.user_id)}
 
 
@@ -47,6 +48,7 @@ async def update_delayed(hs, req: ApiRequest, action: str | None = None):
         if action not in ACTIONS:
             raise MatrixError(400, "M_INVALID_PARAM", "'action' is not one of 'restart', 'cancel', 'send'")
     owner = req.requester.user_id if req.requester is not None else None
+    hs.ratelimit.delayed_event_mgmt.check(owner or req.client_ip)
     delay_id = req.path_params["delayId"]
     if action == "restart":
         await hs.delayed_events.restart(delay_id, owner)
