@@ -8,6 +8,7 @@ refuses a wrong or expired credential, and accepts Synapse's static ``turn_usern
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 
 import pytest
@@ -108,24 +109,35 @@ def test_static_turn_credentials(homeserver_factory, tmp_path_factory):
         static.stop()
 
 
-def test_a_call_on_one_server_flows_through_turn(server, coturn):
-    caller, callee = server.register(), server.register()
+CALLS_MEASURED = 5
+
+
+def calls_measured(label: str, caller, callee, coturn: Coturn) -> None:
+    """CALLS_MEASURED calls in one room, each checked; prints the median and maximum set-up times."""
     room = shared_room(caller, callee)
     turns = turn_of(caller), turn_of(callee)
-    result = asyncio.run(plain_call(caller, callee, room, *turns))
-    report("one server", result)
-    check_relayed(result, coturn, *turns)
+    results = []
+    for _ in range(CALLS_MEASURED):
+        results.append(asyncio.run(plain_call(caller, callee, room, *turns)))
+        check_relayed(results[-1], coturn, *turns)
+    for what, name in (("invite_s", "invite at the callee"), ("data_s", "data through TURN at the callee"),
+                       ("audio_s", "first audio frame at the callee")):
+        values = sorted(getattr(r, what) * 1000 for r in results)
+        print(f"\n{label}: invite sent -> {name}, over {len(values)} calls: "
+              f"median {statistics.median(values):.0f} ms, max {values[-1]:.0f} ms", end="")
+    print()
 
 
-def test_a_call_between_two_federated_servers_flows_through_turn(fed, coturn):
+def test_calls_on_one_server_flow_through_turn(server, coturn):
+    calls_measured("one server", server.register(), server.register(), coturn)
+
+
+def test_calls_between_two_federated_servers_flow_through_turn(fed, coturn):
     home, other = fed(**turn_config(coturn)), fed(**turn_config(coturn))
     caller, callee = home.process.register(), other.process.register()
-    room = shared_room(caller, callee)
     turns = turn_of(caller), turn_of(callee)
     assert turns[0]["username"].endswith(":" + caller.user_id) and turns[1]["username"].endswith(callee.user_id)
-    result = asyncio.run(plain_call(caller, callee, room, *turns))
-    report("two federated Hexagones", result)
-    check_relayed(result, coturn, *turns)
+    calls_measured("two federated Hexagones", caller, callee, coturn)
 
 
 def test_calls_between_hexagone_and_synapse_flow_through_turn(fed, ca, coturn, tmp_path_factory):
