@@ -28,7 +28,7 @@ from federation.rejections import FederationRejections
 from federation.request_auth import FederationAuthenticator
 from federation.room_servers import RoomServers
 from federation.sender import FederationSender
-from federation.service import Federation, OpenIdTokens
+from federation.service import Federation
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from federation.transport import FederationTransport
 from homeserver import config as config_module
@@ -53,6 +53,7 @@ from homeserver.services.filters import FilterService
 from homeserver.services.history import RoomHistoryService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import Notifier
+from homeserver.services.openid import OpenIdTokens
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
@@ -79,6 +80,7 @@ from homeserver.storage import events as events_storage
 from homeserver.storage import federation_queue as federation_queue_storage
 from homeserver.storage import filters as filters_storage
 from homeserver.storage import key_backup as key_backup_storage
+from homeserver.storage import openid as openid_storage
 from homeserver.storage import presence as presence_storage
 from homeserver.storage import push as push_storage
 from homeserver.storage import receipts as receipts_storage
@@ -109,6 +111,7 @@ STORAGE_DOMAINS = {
     "user_directory": user_directory_storage.MIGRATIONS,
     "search": search_storage.MIGRATIONS,
     "delayed_events": delayed_events_storage.MIGRATIONS,
+    "openid": openid_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
@@ -290,7 +293,8 @@ def build_server(config, reactor) -> HomeServer:
                     user_directory=user_directory, search=search, delayed_events=delayed_events,
                     federation=transport,
                     federation_handler=federation_handler, federation_rejections=rejections,
-                    openid=OpenIdTokens(reactor), resource=resource)
+                    openid=OpenIdTokens(store=openid_storage.OpenIdTokenStore(db), clock=reactor),
+                    resource=resource)
     for module in CLIENT_API_MODULES:
         router.bind(hs, module.ROUTES)
     return hs

@@ -110,6 +110,15 @@ def test_openid_token_is_checked_by_userinfo(server):
     assert bob.request("POST", f"/user/{q(alice.user_id)}/openid/request_token", {})[0] == 403
 
 
+def test_openid_tokens_survive_a_restart(roomy):
+    alice = roomy.register()
+    token = alice.ok("POST", f"/user/{q(alice.user_id)}/openid/request_token", {})["access_token"]
+    roomy.stop()
+    roomy.start()
+    assert roomy.request("GET", "/_matrix/federation/v1/openid/userinfo", params={"access_token": token}) == (
+        200, {"sub": alice.user_id})
+
+
 def test_call_member_keys_name_only_the_sender_and_its_device(server):
     alice, bob = server.register(), server.register()
     room = alice.create_room(preset="public_chat")
