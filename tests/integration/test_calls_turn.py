@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -21,7 +22,7 @@ aioice = pytest.importorskip("aioice")
 from aioice import stun, turn as aioice_turn  # noqa: E402
 
 from tests.integration.calls import Signaller, call, plain_call  # noqa: E402
-from tests.integration.harness import shared_room  # noqa: E402
+from tests.integration.harness import shared_room, timeline_events  # noqa: E402
 from tests.integration.test_e2ee import NioDevice, assert_stored_encrypted  # noqa: E402
 
 SECRET = "coturn-test-secret"
@@ -181,3 +182,22 @@ def test_a_call_in_an_encrypted_room_flows_through_turn(where, server, fed, cotu
     assert {t for t, _ in sent} >= {"m.call.invite", "m.call.answer", "m.call.candidates", "m.call.hangup"}
     for _, event_id in sent:
         assert_stored_encrypted(caller, room, event_id, "m.call")
+
+
+def test_reject_and_negotiate_reach_the_other_party_in_one_long_poll(server):
+    """The call events with no media of their own: a callee rejecting, a renegotiation mid-call."""
+    caller, callee = server.register(), server.register()
+    room = shared_room(caller, callee)
+    base = {"call_id": "c1", "version": "1"}
+    for sender, receiver, event_type, content in (
+            (caller, callee, "m.call.invite", {"party_id": "p1", "lifetime": 60000,
+                                               "offer": {"type": "offer", "sdp": "v=0\r\n"}}),
+            (callee, caller, "m.call.reject", {"party_id": "p2"}),
+            (caller, callee, "m.call.negotiate", {"party_id": "p1", "lifetime": 10000,
+                                                  "description": {"type": "offer", "sdp": "v=0\r\n"}})):
+        since = receiver.sync()["next_batch"]
+        with ThreadPoolExecutor(1) as pool:
+            poll = pool.submit(receiver.sync, since, 20_000)
+            event_id = sender.send(room, {**base, **content}, event_type=event_type)
+            got = [e for e in timeline_events(poll.result(), room) if e["event_id"] == event_id]
+        assert got and got[0]["type"] == event_type and got[0]["content"]["call_id"] == "c1"
