@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+
 from twisted.internet import defer
 
 from homeserver.errors import MatrixError, forbidden, not_found

@@ -276,12 +276,14 @@ def test_a_killed_member_leaves_the_call_within_its_delay_across_a_server_restar
     members = [start_member(u, room, delay_ms, heartbeat_s) for u in users]
     try:
         assert all(delay_id.startswith("syd_") for _, delay_id in members)
-        # every member's state reaches a long-polling client in one round
         keys = {member_key(u) for u in users}
         seen: set[str] = set()
-        _, since = watcher.sync_until(lambda r: keys <= seen.union(
-            e["state_key"] for e in timeline_events(r, room) if e["type"] == CALL_MEMBER) and not
-            seen.update(e["state_key"] for e in timeline_events(r, room) if e["type"] == CALL_MEMBER), since)
+
+        def all_joined(resp) -> bool:
+            seen.update(e["state_key"] for e in timeline_events(resp, room) if e["type"] == CALL_MEMBER and e["content"])
+            return seen == keys
+
+        _, since = watcher.sync_until(all_joined, since)
 
         victim, victim_proc = users[1], members[1][0]
         victim_proc.send_signal(signal.SIGKILL)  # no hangup, no more heartbeats

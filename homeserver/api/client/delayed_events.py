@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from homeserver.errors import MatrixError, missing_param
+from homeserver.errors import invalid_param, missing_param
 from homeserver.http.router import AUTH_OPTIONAL, ApiRequest, Endpoint
 
 UNSTABLE = ("/_matrix/client/unstable/org.matrix.msc4140",)
@@ -46,7 +46,7 @@ async def update_delayed(hs, req: ApiRequest, action: str | None = None):
         if action is None:
             raise missing_param("'action' is missing")
         if action not in ACTIONS:
-            raise MatrixError(400, "M_INVALID_PARAM", "'action' is not one of 'restart', 'cancel', 'send'")
+            raise invalid_param("'action' is not one of 'restart', 'cancel', 'send'")
     owner = req.requester.user_id if req.requester is not None else None
     hs.ratelimit.delayed_event_mgmt.check(owner or req.client_ip)
     delay_id = req.path_params["delayId"]
