@@ -45,7 +45,7 @@ from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Counter
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.auth import AuthService
-from homeserver.services.delayed_events import DelayedEventService
+from homeserver.services.delayed_events import DelayedEventService, DelayedStateCancels
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService
@@ -154,6 +154,7 @@ class HomeServer:
     user_directory: UserDirectoryService
     search: SearchService
     delayed_events: DelayedEventService
+    delayed_cancels: DelayedStateCancels
     federation: FederationTransport
     federation_handler: Federation
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
@@ -257,8 +258,10 @@ def build_server(config, reactor) -> HomeServer:
     search_store.prepare_sync()
     search = SearchService(store=search_store, room_events=room_events, event_store=event_store,
                            serializer=serializer, sync=sync)
+    delayed_store = delayed_events_storage.DelayedEventStore(db)
+    delayed_cancels = DelayedStateCancels(delayed_store)
     delayed_events = DelayedEventService(
-        store=delayed_events_storage.DelayedEventStore(db), room_events=room_events, reactor=reactor,
+        store=delayed_store, cancels=delayed_cancels, appends=room_events, reactor=reactor,
         max_delay_ms=config.max_event_delay_ms, max_per_user=config.max_delayed_events_per_user)
 
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
@@ -274,7 +277,7 @@ def build_server(config, reactor) -> HomeServer:
         federation_handler.on_new_events,  # local events to the other servers of the room
         e2ee.remote_devices.on_room_events,  # remote users who no longer share a room are no longer tracked
         edus.on_room_events,  # presence to a room's new members, after the join PDU is queued to them
-        delayed_events.on_room_events,  # state set by a user cancels others' delayed events for it
+        delayed_cancels.on_room_events,  # state set by a user cancels others' delayed events for it
     ])
 
     router = Router()
@@ -291,6 +294,7 @@ def build_server(config, reactor) -> HomeServer:
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push,
                     user_directory=user_directory, search=search, delayed_events=delayed_events,
+                    delayed_cancels=delayed_cancels,
                     federation=transport,
                     federation_handler=federation_handler, federation_rejections=rejections,
                     openid=OpenIdTokens(store=openid_storage.OpenIdTokenStore(db), clock=reactor),
@@ -421,7 +425,8 @@ async def shutdown(hs: HomeServer) -> None:
     hs.federation.sender.stop()
     await hs.federation.client.close()
     try:
-        for service in (hs.push, hs.search, hs.user_directory, hs.federation_handler, hs.delayed_events):  # their listeners' writes
+        # their listeners' writes
+        for service in (hs.push, hs.search, hs.user_directory, hs.federation_handler, hs.delayed_cancels):
             await service.flush()
     except Exception:  # e.g. the database is gone: still close it, or its threads keep the process alive
         logger.exception("Writes pending at shutdown could not be stored")

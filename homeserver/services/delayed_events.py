@@ -9,20 +9,23 @@ Guarantees: a scheduled event is stored before its ``delay_id`` is returned, so 
 restart of the server (at once, if it fell due meanwhile). One reactor timer is armed for the earliest
 due time; no polling. An event is removed once sent, so a crash between the two sends it twice at
 worst. A state event set by another user cancels the delayed events that would overwrite it
-(Synapse's rule: the newer state wins over a pending leave).
+(Synapse's rule: the newer state wins over a pending leave): :class:`DelayedStateCancels`, a room-event
+listener that needs only the store (built before the event writers it listens to; a timer left armed for
+an event it cancelled finds nothing due and re-arms).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any, Protocol
 
 from twisted.internet import defer
 
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.lru import LruCache
 from homeserver.services.background import ListenerWork
-from homeserver.services.room_events import EventSpec, RoomEventService
+from homeserver.services.room_events import EventSpec
 from homeserver.storage.delayed_events import DelayedEvent, DelayedEventStore, TooManyDelayedEvents
 
 logger = logging.getLogger(__name__)
@@ -30,19 +33,49 @@ logger = logging.getLogger(__name__)
 TXN_MEMORY = 10_000  # delayed sends remembered by transaction ID, so that a retried PUT schedules once
 
 
+class EventSender(Protocol):
+    """What sends a local event (the room-event writer)."""
+
+    async def send(self, room_id: str, spec: EventSpec) -> Any: ...
+
+
+class DelayedStateCancels:
+    """Room-event listener: state set by a user cancels the other users' delayed events for the same state."""
+
+    def __init__(self, store: DelayedEventStore):
+        self._store = store
+        # Rooms where a delayed state event was scheduled (since the start): events of the others cost nothing.
+        self._rooms: set[str] = set()
+        self._work = ListenerWork("cancelling delayed state events")
+
+    async def load(self) -> None:
+        self._rooms = await self._store.rooms_with_state()
+
+    def watch(self, room_id: str) -> None:
+        self._rooms.add(room_id)
+
+    def on_room_events(self, events) -> None:
+        for ev in events:
+            if ev.state_key is not None and ev.room_id in self._rooms:
+                self._work.start(self._store.cancel_state(ev.room_id, ev.type, ev.state_key, ev.sender),
+                                 ev.stream_ordering)
+
+    async def flush(self) -> None:
+        await self._work.wait()
+
+
 class DelayedEventService:
-    def __init__(self, *, store: DelayedEventStore, room_events: RoomEventService, reactor,
+    def __init__(self, *, store: DelayedEventStore, cancels: DelayedStateCancels, appends: EventSender, reactor,
                  max_delay_ms: int | None, max_per_user: int):
         self._store = store
-        self._room_events = room_events
+        self._cancels = cancels
+        self._appends = appends
         self._reactor = reactor
         self._max_delay_ms = max_delay_ms
         self._max_per_user = max_per_user
         self._timer = None  # the armed IDelayedCall, for the earliest send_ts
         self._timer_ts: int | None = None
         self._sending: set[str] = set()
-        self._state_rooms: set[str] = set()  # rooms with a delayed state event pending
-        self._work = ListenerWork("cancelling delayed state events")
         self._txns: LruCache[tuple, str] = LruCache(TXN_MEMORY)
 
     @property
@@ -54,7 +87,7 @@ class DelayedEventService:
 
     async def start(self) -> None:
         """Arm the timer for what was scheduled before this process started (due ones go at once)."""
-        self._state_rooms = await self._store.rooms_with_state()
+        await self._cancels.load()
         await self._rearm()
 
     async def schedule(self, user_id: str, device_id: str | None, room_id: str, event_type: str,
@@ -80,7 +113,7 @@ class DelayedEventService:
             raise MatrixError(429, "M_LIMIT_EXCEEDED", "The maximum number of delayed events has been reached.",
                               retry_after_ms=e.retry_after_ms)
         if state_key is not None:
-            self._state_rooms.add(room_id)
+            self._cancels.watch(room_id)
         if txn is not None:
             self._txns.put(txn, event.delay_id)
         self._arm(event.send_ts)
@@ -150,29 +183,13 @@ class DelayedEventService:
         """Send the event as its user (a refusal, e.g. the user left the room, drops it), then forget it."""
         self._sending.add(event.delay_id)
         try:
-            await self._room_events.send(event.room_id, EventSpec(event.user_id, event.type, event.content,
+            await self._appends.send(event.room_id, EventSpec(event.user_id, event.type, event.content,
                                                                   event.state_key))
         except MatrixError as e:
             logger.info("Delayed event %s of %s not sent: %s", event.delay_id, event.user_id, e)
         finally:
             await self._store.delete(event.delay_id)
             self._sending.discard(event.delay_id)
-
-    # -- room event listener -----------------------------------------------------------------------
-    def on_room_events(self, events) -> None:
-        """State set by a user cancels the other users' delayed events for the same state (Synapse)."""
-        for ev in events:
-            if ev.state_key is not None and ev.room_id in self._state_rooms:
-                self._work.start(self._cancel_state(ev.room_id, ev.type, ev.state_key, ev.sender),
-                                 ev.stream_ordering)
-
-    async def _cancel_state(self, room_id: str, event_type: str, state_key: str, sender: str) -> None:
-        if not await self._store.cancel_state(room_id, event_type, state_key, sender):
-            self._state_rooms.discard(room_id)
-        await self._rearm()
-
-    async def flush(self) -> None:
-        await self._work.wait()
 
 
 def _listed(e: DelayedEvent) -> dict:

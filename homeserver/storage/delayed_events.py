@@ -121,13 +121,8 @@ class DelayedEventStore:
             "SELECT DISTINCT room_id FROM delayed_events WHERE state_key IS NOT NULL"))
         return {r[0] for r in rows}
 
-    async def cancel_state(self, room_id: str, event_type: str, state_key: str, except_user: str) -> bool:
-        """Drop the delayed events of other users than ``except_user`` that would set this state; returns
-        whether the room still has delayed state events pending."""
-        def txn_fn(txn):
-            txn.execute("DELETE FROM delayed_events WHERE room_id = ? AND event_type = ? AND state_key = ?"
-                        " AND user_id <> ?", (room_id, event_type, state_key, except_user))
-            return txn.select_value("SELECT COUNT(*) FROM delayed_events WHERE room_id = ? AND state_key IS NOT NULL",
-                                    (room_id,)) > 0
-
-        return await self.db.run("cancel_delayed_state_events", txn_fn)
+    async def cancel_state(self, room_id: str, event_type: str, state_key: str, except_user: str) -> None:
+        """Drop the delayed events of other users than ``except_user`` that would set this state."""
+        await self.db.run("cancel_delayed_state_events", lambda t: t.execute(
+            "DELETE FROM delayed_events WHERE room_id = ? AND event_type = ? AND state_key = ? AND user_id <> ?",
+            (room_id, event_type, state_key, except_user)))

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from homeserver.errors import MatrixError
-from homeserver.services.delayed_events import DelayedEventService
+from homeserver.services.delayed_events import DelayedEventService, DelayedStateCancels
 from homeserver.storage.delayed_events import DelayedEvent, TooManyDelayedEvents
 
 
@@ -55,7 +55,6 @@ class MemoryStore:
         for e in list(self.rows.values()):
             if (e.room_id, e.type, e.state_key) == (room_id, event_type, state_key) and e.user_id != except_user:
                 del self.rows[e.delay_id]
-        return any(e.room_id == room_id and e.state_key is not None for e in self.rows.values())
 
 
 class Room:
@@ -78,29 +77,31 @@ def run(coro):
     return outcome[0]
 
 
-def service(clock, store, max_per_user=3):
-    return DelayedEventService(store=store, room_events=Room(clock), reactor=clock, max_delay_ms=60_000,
-                               max_per_user=max_per_user)
+def service(clock, store, max_per_user=3) -> tuple[DelayedEventService, Room, DelayedStateCancels]:
+    room, cancels = Room(clock), DelayedStateCancels(store)
+    svc = DelayedEventService(store=store, cancels=cancels, appends=room, reactor=clock, max_delay_ms=60_000,
+                              max_per_user=max_per_user)
+    return svc, room, cancels
 
 
 def test_one_timer_at_the_earliest_due_time():
     clock, store = Clock(), MemoryStore()
-    svc = service(clock, store)
+    svc, room, cancels = service(clock, store)
     run(svc.schedule("@a:x", "D", "!r:x", "m.room.message", {"n": 2}, None, 2000))
     run(svc.schedule("@a:x", "D", "!r:x", "m.room.message", {"n": 1}, None, 1000))
     assert [round(c.getTime(), 3) for c in clock.getDelayedCalls()] == [1.0]
     clock.advance(0.999)
-    assert svc._room_events.sent == []
+    assert room.sent == []
     clock.advance(0.001)
-    assert [s[3] for s in svc._room_events.sent] == [{"n": 1}]
+    assert [s[3] for s in room.sent] == [{"n": 1}]
     assert [round(c.getTime(), 3) for c in clock.getDelayedCalls()] == [2.0]
     clock.advance(1)
-    assert [s[3] for s in svc._room_events.sent] == [{"n": 1}, {"n": 2}] and clock.getDelayedCalls() == []
+    assert [s[3] for s in room.sent] == [{"n": 1}, {"n": 2}] and clock.getDelayedCalls() == []
 
 
 def test_restart_moves_the_timer_and_cancel_disarms_it():
     clock, store = Clock(), MemoryStore()
-    svc = service(clock, store)
+    svc, room, cancels = service(clock, store)
     delay_id = run(svc.schedule("@a:x", "D", "!r:x", "m.call.member", {}, "_@a:x_D_m.call", 1000))
     clock.advance(0.8)
     run(svc.restart(delay_id, "@a:x"))  # a heartbeat
@@ -114,7 +115,7 @@ def test_restart_moves_the_timer_and_cancel_disarms_it():
 
 def test_limits():
     clock, store = Clock(), MemoryStore()
-    svc = service(clock, store, max_per_user=2)
+    svc, _, _ = service(clock, store, max_per_user=2)
     for ms in (5000, 3000):
         run(svc.schedule("@a:x", "D", "!r:x", "t", {}, None, ms))
     with pytest.raises(MatrixError) as e:
@@ -127,22 +128,22 @@ def test_limits():
 
 def test_state_set_by_another_user_cancels_and_a_new_service_picks_up_the_rest():
     clock, store = Clock(), MemoryStore()
-    svc = service(clock, store)
+    svc, room, cancels = service(clock, store)
     run(svc.start())
     run(svc.schedule("@a:x", "D", "!r:x", "m.room.topic", {"topic": "a"}, "", 4000))
     kept = run(svc.schedule("@a:x", "D", "!r:x", "m.room.name", {"name": "a"}, "", 5000))
     own = type("Ev", (), {"room_id": "!r:x", "type": "m.room.topic", "state_key": "", "sender": "@a:x",
                           "stream_ordering": 1})
-    svc.on_room_events([own])  # alice's own topic change leaves her delayed topic
+    cancels.on_room_events([own])  # alice's own topic change leaves her delayed topic
     assert len(store.rows) == 2
     other = type("Ev", (), {"room_id": "!r:x", "type": "m.room.topic", "state_key": "", "sender": "@b:x",
                             "stream_ordering": 2})
-    svc.on_room_events([other])
+    cancels.on_room_events([other])
     assert list(store.rows) == [kept]
     # the server stops; 10 s later a new process starts on the same store: the overdue event goes at once
     restarted = Clock()  # the old process and its timer are gone
     restarted.advance(clock.seconds() + 10)
-    later = service(restarted, store)
+    later, later_room, _ = service(restarted, store)
     run(later.start())
     restarted.advance(0)
-    assert [s[2] for s in later._room_events.sent] == ["m.room.name"] and store.rows == {}
+    assert [s[2] for s in later_room.sent] == ["m.room.name"] and store.rows == {}
