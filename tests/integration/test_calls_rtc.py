@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.harness import REPO_ROOT, q, timeline_events, unique
+from tests.integration.harness import REPO_ROOT, next_timeline, q, timeline_events, unique
 
 CALL_MEMBER = "org.matrix.msc3401.call.member"
 DELAY = "org.matrix.msc4140.delay"
@@ -81,19 +81,18 @@ def test_call_state_and_ringing_reach_a_long_poll_in_one_round(server):
     bob.join(room)
     since = bob.sync()["next_batch"]
     with ThreadPoolExecutor(1) as pool:
-        poll = pool.submit(bob.sync, since, 20_000)
-        time.sleep(0.2)  # (the long-poll is then waiting; if not yet, the events are in its first answer anyway)
+        poll = pool.submit(next_timeline, bob, room, since)
         started = time.monotonic()
         alice.ok("PUT", state_path(room, member_key(alice)), member_content(alice, call_id=""))
-        events = timeline_events(poll.result(), room)
+        events = poll.result()
     print(f"\ncall member state reached the waiting long-poll in {(time.monotonic() - started) * 1000:.0f} ms")
     assert [e["state_key"] for e in events if e["type"] == CALL_MEMBER] == [member_key(alice)]
     since = bob.sync()["next_batch"]
     with ThreadPoolExecutor(1) as pool:
-        poll = pool.submit(bob.sync, since, 20_000)
+        poll = pool.submit(next_timeline, bob, room, since)
         ring = alice.send(room, {"notification_type": "ring", "sender_ts": int(time.time() * 1000), "lifetime": 30_000,
                                  "m.mentions": {"user_ids": [bob.user_id]}}, event_type="m.rtc.notification")
-        assert [e["event_id"] for e in timeline_events(poll.result(), room)] == [ring]
+        assert [e["event_id"] for e in poll.result()] == [ring]
 
 
 def test_openid_token_is_checked_by_userinfo(server):

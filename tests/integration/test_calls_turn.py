@@ -22,7 +22,7 @@ aioice = pytest.importorskip("aioice")
 from aioice import stun, turn as aioice_turn  # noqa: E402
 
 from tests.integration.calls import Signaller, call, plain_call  # noqa: E402
-from tests.integration.harness import shared_room, timeline_events  # noqa: E402
+from tests.integration.harness import next_timeline, shared_room  # noqa: E402
 from tests.integration.test_e2ee import NioDevice, assert_stored_encrypted  # noqa: E402
 
 SECRET = "coturn-test-secret"
@@ -197,7 +197,7 @@ def test_reject_and_negotiate_reach_the_other_party_in_one_long_poll(server):
                                                   "description": {"type": "offer", "sdp": "v=0\r\n"}})):
         since = receiver.sync()["next_batch"]
         with ThreadPoolExecutor(1) as pool:
-            poll = pool.submit(receiver.sync, since, 20_000)
+            poll = pool.submit(next_timeline, receiver, room, since)
             event_id = sender.send(room, {**base, **content}, event_type=event_type)
-            got = [e for e in timeline_events(poll.result(), room) if e["event_id"] == event_id]
+            got = [e for e in poll.result() if e["event_id"] == event_id]
         assert got and got[0]["type"] == event_type and got[0]["content"]["call_id"] == "c1"
