@@ -8,9 +8,12 @@ no ``_``, so the first ``_`` after the user ID's ``:`` ends the user ID (MSC3757
 
 from __future__ import annotations
 
+from homeserver.events.auth_rules import AuthState, user_power_level
 from homeserver.events.identifiers import is_valid_user_id
+from homeserver.events.room_versions import RoomVersion
 
 CALL_MEMBER_TYPES = frozenset({"org.matrix.msc3401.call.member", "m.rtc.member"})
+POWER_STATE = frozenset({("m.room.create", ""), ("m.room.power_levels", "")})  # what a refusal may read
 
 
 def call_member_owner(state_key: str) -> tuple[str, str | None] | None:
@@ -29,12 +32,15 @@ def call_member_owner(state_key: str) -> tuple[str, str | None] | None:
     return user_id, rest
 
 
-def call_member_refusal(event_type: str, state_key: str, user_id: str, device_id: str | None) -> str | None:
+def call_member_refusal(event_type: str, state_key: str, user_id: str, device_id: str | None,
+                        version: RoomVersion | None = None, power_state: AuthState | None = None) -> str | None:
     """Why ``user_id`` on ``device_id`` may not set this call-member state, or None when it may.
 
     A member sets the state of its own devices only: the key must name the sender and, when it names a
     device, the sending device (the part after the user ID is the device ID, possibly followed by
-    ``_`` and an application suffix such as ``m.call``)."""
+    ``_`` and an application suffix such as ``m.call``). As in MSC3757, someone whose power level is above
+    the named user's may set it too (a moderator clearing a stale member), given the room's ``version`` and
+    its create and power levels events (``power_state``, keyed by :data:`POWER_STATE`)."""
     if event_type not in CALL_MEMBER_TYPES:
         return None
     owner = call_member_owner(state_key)
@@ -42,6 +48,9 @@ def call_member_refusal(event_type: str, state_key: str, user_id: str, device_id
         return "A call member state key must name the sender and its device"
     owner_user, rest = owner
     if owner_user != user_id:
+        if version is not None and power_state is not None and \
+                user_power_level(version, power_state, user_id) > user_power_level(version, power_state, owner_user):
+            return None
         return "A call member state key may name only the sender"
     if rest is not None and not (device_id and (rest == device_id or rest.startswith(device_id + "_"))):
         return "A call member state key may name only the sending device"

@@ -39,3 +39,17 @@ def test_a_user_may_always_set_its_own_device(local, device, suffix):
     user = f"@{local}:example.org"
     assert call_member_refusal(CALL, f"_@{local}:example.org_{device}{suffix}", user, device) is None
     assert call_member_refusal(CALL, f"_@{local}:example.org_{device}{suffix}", "@someone:else.org", device)
+
+
+def test_a_user_with_more_power_may_clear_someone_elses_member_state():
+    """MSC3757's rule: a moderator may overwrite the call state of a user with a lower power level."""
+    from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+    version = KNOWN_ROOM_VERSIONS["10"]
+    state = {("m.room.create", ""): {"type": "m.room.create", "sender": "@mod:ex.org", "content": {}},
+             ("m.room.power_levels", ""): {"type": "m.room.power_levels",
+                                           "content": {"users": {"@mod:ex.org": 100, "@peer:ex.org": 100}}}}
+    key = "_@alice:ex.org_DEV_m.call"
+    assert call_member_refusal(CALL, key, "@mod:ex.org", "M", version, state) is None
+    assert call_member_refusal(CALL, "_@peer:ex.org_D_m.call", "@mod:ex.org", "M", version, state)  # equal power
+    assert call_member_refusal(CALL, key, "@bob:ex.org", "B", version, state)
+    assert call_member_refusal(CALL, key, "@mod:ex.org", "M")  # without the room's state: no override

@@ -141,6 +141,12 @@ def test_call_member_keys_name_only_the_sender_and_its_device(server):
     # ... and a delayed event may not name them either
     status, err = bob.request("PUT", state_path(room, member_key(alice)), {}, params={DELAY: 1000})
     assert (status, err["errcode"]) == (403, "M_FORBIDDEN")
+    # the room's admin outranks bob: it may clear his stale call state (MSC3757), not the other way round
+    levels = alice.ok("GET", f"/rooms/{q(room)}/state/m.room.power_levels/")
+    alice.put_state(room, "m.room.power_levels", {**levels, "events": {**levels.get("events", {}), CALL_MEMBER: 0}})
+    bob.ok("PUT", state_path(room, member_key(bob)), member_content(bob))
+    alice.ok("PUT", state_path(room, member_key(bob)), {})
+    assert bob.ok("GET", state_path(room, member_key(bob))) == {}
 
 
 def test_delayed_event_lifecycle_and_refusals(server):

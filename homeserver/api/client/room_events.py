@@ -10,7 +10,7 @@ from __future__ import annotations
 from homeserver.api.client.delayed_events import schedule_if_delayed
 from homeserver.errors import MatrixError, bad_json, forbidden
 from homeserver.events.identifiers import is_valid_user_id
-from homeserver.events.rtc import call_member_refusal
+from homeserver.events.rtc import CALL_MEMBER_TYPES, POWER_STATE, call_member_refusal
 from homeserver.http.router import ApiRequest, Endpoint, parse_json
 from homeserver.services.filtering import EventFilter
 from homeserver.services.room_events import EventSpec
@@ -56,9 +56,8 @@ async def put_state(hs, req: ApiRequest):
             raise bad_json("membership must be a string")
     if event_type == "m.room.canonical_alias":
         await _check_canonical_alias(hs, room_id, content)
-    refusal = call_member_refusal(event_type, state_key, req.user_id, req.requester.device_id)
-    if refusal is not None:
-        raise forbidden(refusal)
+    if event_type in CALL_MEMBER_TYPES:
+        await _check_call_member(hs, room_id, event_type, state_key, req)
     delayed = await schedule_if_delayed(hs, req, event_type, content, state_key)
     if delayed is not None:
         return delayed
@@ -149,6 +148,15 @@ async def timestamp_to_event(hs, req: ApiRequest):
     if ts is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing ts")
     return await hs.history.timestamp_to_event(req.requester, req.path_params["roomId"], ts, req.arg("dir", "f"))
+
+
+async def _check_call_member(hs, room_id: str, event_type: str, state_key: str, req: ApiRequest) -> None:
+    """MatrixRTC call-member state: the sender's own device, or a user it outranks (homeserver/events/rtc.py)."""
+    power_state = {k: e.pdu for k, e in (await hs.room_events.current_state(room_id, POWER_STATE)).items()}
+    refusal = call_member_refusal(event_type, state_key, req.user_id, req.requester.device_id,
+                                  await hs.room_events.room_version(room_id), power_state)
+    if refusal is not None:
+        raise forbidden(refusal)
 
 
 async def _check_canonical_alias(hs, room_id: str, content: dict) -> None:
