@@ -8,8 +8,6 @@ the transport's client and sender.
 
 from __future__ import annotations
 
-import secrets
-
 from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
@@ -18,29 +16,6 @@ from federation.room_servers import RoomServers
 from homeserver.services.room_events.gate import JoinGate
 from homeserver.services.room_events.heads import RoomHeads
 from homeserver.services.sync import STRIPPED_STATE_TYPES, stripped
-
-OPENID_TOKEN_LIFETIME_MS = 3600 * 1000
-
-
-class OpenIdTokens:
-    """Spec "OpenID": short-lived tokens a user hands to a third party, checked by /openid/userinfo."""
-
-    def __init__(self, clock):
-        self._clock = clock
-        self._tokens: dict[str, tuple[str, float]] = {}
-
-    def issue(self, user_id: str) -> tuple[str, int]:
-        now = self._clock.seconds()
-        self._tokens = {t: v for t, v in self._tokens.items() if v[1] > now}
-        token = secrets.token_urlsafe(32)
-        self._tokens[token] = (user_id, now + OPENID_TOKEN_LIFETIME_MS / 1000)
-        return token, OPENID_TOKEN_LIFETIME_MS // 1000
-
-    def user_for_token(self, token: str) -> str | None:
-        entry = self._tokens.get(token)
-        if entry is None or entry[1] < self._clock.seconds():
-            return None
-        return entry[0]
 
 
 class Federation:

@@ -30,7 +30,7 @@ from federation.rejections import FederationRejections
 from federation.request_auth import FederationAuthenticator
 from federation.room_servers import RoomServers
 from federation.sender import FederationSender
-from federation.service import Federation, OpenIdTokens
+from federation.service import Federation
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from federation.transport import FederationTransport
 from homeserver import config as config_module
@@ -39,6 +39,7 @@ from homeserver.api.client import account, discovery, profile, room_events as ro
 from homeserver.api.client import sync as sync_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
 from homeserver.api.client import account_data as account_data_api, receipts as receipts_api
+from homeserver.api.client import delayed_events as delayed_events_api
 from homeserver.api.client import presence as presence_api, push_rules as push_rules_api
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.api.client import appservice as appservice_api
@@ -49,6 +50,7 @@ from homeserver.services.account_data import AccountDataService
 from homeserver.services.appservice_sender import AppServiceSender
 from homeserver.services.appservices import AppServices
 from homeserver.services.auth import AuthService
+from homeserver.services.delayed_events import DelayedEventService, DelayedStateCancels
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService, LocalKeys
@@ -56,6 +58,7 @@ from homeserver.services.filters import FilterService
 from homeserver.services.history import RoomHistoryService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import Notifier
+from homeserver.services.openid import OpenIdTokens
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
@@ -77,6 +80,7 @@ from homeserver.services.user_directory import UserDirectoryService
 from homeserver.storage import account_data as account_data_storage
 from homeserver.storage import appservices as appservices_storage
 from homeserver.storage import accounts as accounts_storage
+from homeserver.storage import delayed_events as delayed_events_storage
 from homeserver.storage import device_inbox as device_inbox_storage
 from homeserver.storage import device_lists as device_lists_storage
 from homeserver.storage import directory as directory_storage
@@ -85,6 +89,7 @@ from homeserver.storage import events as events_storage
 from homeserver.storage import federation_queue as federation_queue_storage
 from homeserver.storage import filters as filters_storage
 from homeserver.storage import key_backup as key_backup_storage
+from homeserver.storage import openid as openid_storage
 from homeserver.storage import presence as presence_storage
 from homeserver.storage import push as push_storage
 from homeserver.storage import receipts as receipts_storage
@@ -116,12 +121,15 @@ STORAGE_DOMAINS = {
     "user_directory": user_directory_storage.MIGRATIONS,
     "search": search_storage.MIGRATIONS,
     "appservices": appservices_storage.MIGRATIONS,
+    "delayed_events": delayed_events_storage.MIGRATIONS,
+    "openid": openid_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api,
-                      push_rules_api, presence_api, user_directory_api, search_api, appservice_api]
+                      push_rules_api, presence_api, user_directory_api, search_api, appservice_api,
+                      delayed_events_api]
 
 @dataclass
 class HomeServer:
@@ -162,6 +170,8 @@ class HomeServer:
     search: SearchService
     appservices: AppServices
     appservice_sender: AppServiceSender
+    delayed_events: DelayedEventService
+    delayed_cancels: DelayedStateCancels
     federation: FederationTransport
     federation_handler: Federation
     pdu_outbox: PduOutbox
@@ -264,6 +274,8 @@ def build_server(config, reactor) -> HomeServer:
                            serializer=serializer, sync=sync)
     pdu_outbox = PduOutbox(room_heads=room_heads, room_servers=room_servers, server_name=server_name,
                            sender=transport.sender)
+    delayed_store = delayed_events_storage.DelayedEventStore(db)
+    delayed_cancels = DelayedStateCancels(delayed_store)
 
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
     # shows them. Only the first two and the last depend on their places; the rest keep the order they had.
@@ -278,10 +290,14 @@ def build_server(config, reactor) -> HomeServer:
         pdu_outbox.on_new_events,  # local events to the other servers of the room
         e2ee.remote_devices.on_room_events,  # remote users who no longer share a room are no longer tracked
         presence.on_joins,  # presence to a room's new members, after the join PDU is queued to them
+        delayed_cancels.on_room_events,  # state set by a user cancels others' delayed events for it
         appservice_sender.on_room_events,  # only wakes the appservices' loops, which read the stream themselves
     )
     appends = LocalAppends(heads=room_heads, store=event_store, server_name=server_name, signing_key=signing_key,
                            listeners=room_event_listeners)
+    delayed_events = DelayedEventService(
+        store=delayed_store, cancels=delayed_cancels, appends=appends, reactor=reactor,
+        max_delay_ms=config.max_event_delay_ms, max_per_user=config.max_delayed_events_per_user)
     remote_events = RemotePersistence(heads=room_heads, store=event_store, listeners=room_event_listeners)
 
     profiles = ProfileService(accounts=accounts_store, events=event_store, room_heads=room_heads, appends=appends,
@@ -326,9 +342,11 @@ def build_server(config, reactor) -> HomeServer:
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push,
                     user_directory=user_directory, search=search, appservices=appservices,
-                    appservice_sender=appservice_sender, federation=transport,
+                    appservice_sender=appservice_sender, delayed_events=delayed_events,
+                    delayed_cancels=delayed_cancels, federation=transport,
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
-                    openid=OpenIdTokens(reactor), resource=resource)
+                    openid=OpenIdTokens(store=openid_storage.OpenIdTokenStore(db), clock=reactor),
+                    resource=resource)
     for module in CLIENT_API_MODULES:
         router.bind(hs, module.ROUTES)
     return hs
@@ -424,6 +442,7 @@ def listen(hs: HomeServer) -> list:
     hs.reactor.callWhenRunning(hs.pdu_outbox.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
     hs.reactor.callWhenRunning(hs.appservice_sender.start)
+    hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.delayed_events.start()))
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
 
@@ -456,7 +475,7 @@ async def shutdown(hs: HomeServer) -> None:
     await hs.federation.client.close()
     await hs.appservice_sender.stop()
     try:
-        for service in (hs.push, hs.search, hs.user_directory, hs.pdu_outbox):  # their listeners' writes
+        for service in (hs.push, hs.search, hs.user_directory, hs.pdu_outbox, hs.delayed_cancels):  # their listeners' writes
             await service.flush()
     except Exception:  # e.g. the database is gone: still close it, or its threads keep the process alive
         logger.exception("Writes pending at shutdown could not be stored")

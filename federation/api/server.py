@@ -140,8 +140,9 @@ async def timestamp_to_event(hs, req: ApiRequest):
 
 
 async def openid_userinfo(hs, req: ApiRequest):
+    """GET /openid/userinfo?access_token=: whose OpenID token this is (server-server "OpenID")."""
     token = req.arg("access_token")
-    user_id = hs.openid.user_for_token(token) if token else None
+    user_id = await hs.openid.user_for_token(token) if token else None
     if user_id is None:
         raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown OpenID token")
     return {"sub": user_id}

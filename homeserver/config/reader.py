@@ -88,7 +88,16 @@ class Reader:
 
     def kind_duration(self, k: Key, src: dict, leaf: str) -> int:
         value = src.get(leaf)
-        return k.default if value is None else parse_duration_ms(value, k.name)
+        if value is None:
+            return k.default
+        ms = parse_duration_ms(value, k.name)
+        if k.bounds[0] is not None and ms < k.bounds[0]:
+            raise ConfigError(f"{k.name}: must be at least {k.bounds[0]} ms")
+        return ms
+
+    def kind_mapping(self, k: Key, src: dict, leaf: str) -> dict:
+        """A mapping (empty when unset)."""
+        return self.dict_(leaf, src, k.name)
 
     def kind_verbatim(self, k: Key, src: dict, leaf: str) -> Any:
         """A value checked where it is used (the table's description says where)."""
@@ -237,6 +246,17 @@ class Reader:
 
     def kind_tls_version(self, k: Key, src: dict, leaf: str) -> str:
         return self.parse_minimum_tls_version(k.default)
+
+    def kind_rtc_transports(self, k: Key, src: dict, leaf: str) -> list[dict]:
+        """Synapse's matrix_rtc.transports: mappings with a string ``type``; a ``livekit`` one needs its
+        ``livekit_service_url``."""
+        value = self._typed(leaf, list(k.default), src, k.name, list, "a list of mappings")
+        for i, item in enumerate(value):
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                raise ConfigError(f"{k.name}[{i}]: must be a mapping with a string type")
+            if item["type"] == "livekit" and not isinstance(item.get("livekit_service_url"), str):
+                raise ConfigError(f"{k.name}[{i}]: a livekit transport needs its livekit_service_url")
+        return value
 
     def kind_trusted_key_servers(self, k: Key, src: dict, leaf: str) -> list[dict]:
         """Each as a mapping of the sub-keys set (``accept_keys_insecurely`` only when true)."""

@@ -101,9 +101,9 @@ def _in_dir(name: str) -> Callable[[SampleContext], str]:
     return lambda ctx: os.path.join(ctx.config_dir, name)
 
 
-_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RC, _KEYS, _FED, _AS = (
+_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS = (
     "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
-    "Rate limiting", "Secrets and keys", "Federation", "Application services",
+    "Calls (MatrixRTC)", "Rate limiting", "Secrets and keys", "Federation", "Application services",
 )
 
 # -- the sub-keys of list items and mappings ------------------------------------------
@@ -264,6 +264,28 @@ KEYS: tuple[Key, ...] = (
         "How long generated TURN credentials stay valid.", attr="turn_user_lifetime_ms",
         sample=lambda ctx: "1h"),
 
+    Key("extra_well_known_client_content", "mapping", None, _RTC,
+        "Extra fields of /.well-known/matrix/client, e.g. the MatrixRTC focus of\n"
+        "Element Call: {\"org.matrix.msc4143.rtc_foci\": [{\"type\": \"livekit\",\n"
+        "\"livekit_service_url\": \"https://jwt.example.org\"}]}. m.homeserver stays ours.",
+        sample=lambda ctx: {"org.matrix.msc4143.rtc_foci": [
+            {"type": "livekit", "livekit_service_url": "https://livekit-jwt.example.org"}]}, commented=True),
+    Key("matrix_rtc.transports", "rtc_transports", (), _RTC,
+        "MatrixRTC transports offered to clients on\n"
+        "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports (MSC4143), each a\n"
+        "mapping with a type; a livekit one also names its livekit_service_url (the\n"
+        "SFU's token service, e.g. lk-jwt-service).",
+        sample=lambda ctx: [{"type": "livekit", "livekit_service_url": "https://livekit-jwt.example.org"}],
+        commented=True),
+    Key("max_event_delay_duration", "duration", None, _RTC,
+        "Delayed events (MSC4140, which MatrixRTC calls use to leave a call whose\n"
+        "client vanished): the longest delay a client may ask for. Unset: delayed\n"
+        "events are refused.", attr="max_event_delay_ms", bounds=(1, None),
+        sample=lambda ctx: "24h", commented=True),
+    Key("experimental_features.msc4140_max_delayed_events_per_user", "int", 100, _RTC,
+        "How many delayed events one user may have pending (0: delayed events are refused).",
+        attr="max_delayed_events_per_user", bounds=(0, None)),
+
     *_ratelimits("rc_message", _RC, [
         ("", 0.2, 10, "Events sent and profile changes, per account (and to-device sends, key uploads).")]),
     *_ratelimits("rc_registration", _RC, [("", 0.17, 3, "Registration attempts, per client IP.")]),
@@ -290,6 +312,9 @@ KEYS: tuple[Key, ...] = (
     *_ratelimits("rc_presence", _RC, [("per_user", 0.1, 1, "Presence updates, per user.")]),
     *_ratelimits("rc_room_creation", _RC, [("", 0.016, 10, "Room creation, per account.")]),
     *_ratelimits("rc_user_directory", _RC, [("", 0.016, 200, "User directory searches, per account.")]),
+    *_ratelimits("rc_delayed_event_mgmt", _RC, [
+        ("", 1.0, 5, "Listing, restarting, cancelling and sending delayed events, per account\n"
+                     "(per client IP without an access token).")]),
     Key("rc_federation", "rc_federation", FederationRateLimit(), _RC,
         "Inbound federation requests, per remote server: after sleep_limit requests\n"
         "in window_size ms, each is delayed by sleep_delay ms; at most concurrent are\n"

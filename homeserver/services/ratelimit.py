@@ -19,6 +19,7 @@ Where each key applies (Synapse's choices; ours where Synapse has none, marked *
 ``rc_joins.local/remote``  joins per user, by whether this server is already in the room
 ``rc_joins_per_room``      joins per room, whoever joins
 ``rc_invites.*``           invites per room, per invitee (``per_user``) and per inviter (``per_issuer``)
+``rc_delayed_event_mgmt``  delayed-event listing and actions, per user (per client IP without a token)
 ``rc_federation``          every authenticated federation request, per origin; the unauthenticated key
                            server (``/_matrix/key/v2/query``) per client IP*
 others                     registration, login, room creation, presence, user directory: at their endpoint
@@ -219,6 +220,7 @@ class RateLimits:
         self.room_creation = bucket("rc_room_creation")
         self.presence = bucket("rc_presence_per_user")
         self.user_directory = bucket("rc_user_directory")
+        self.delayed_event_mgmt = bucket("rc_delayed_event_mgmt")
         self.federation = FederationRateLimiter(clock, config.rc_federation)
         self.key_server = FederationRateLimiter(clock, config.rc_federation)  # by client IP
         self.tarpit = Tarpit(clock)

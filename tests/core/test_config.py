@@ -442,7 +442,6 @@ def test_open_registration_without_verification_refused(cfg_dir):
         ("rc_media_create", {"per_second": 1, "burst_count": 2}),
         ("rc_third_party_invite", {"per_second": 1}),
         ("rc_3pid_validation", {"burst_count": 2}),
-        ("rc_delayed_event_mgmt", {"per_second": 1}),
         ("rc_reports", {"per_second": 1}),
         # keys read by no code: reported, not silently accepted
         ("track_appservice_user_ips", True),
@@ -792,3 +791,31 @@ def test_sample_config_is_current():
     )
     raw = yaml.safe_load(sample)
     assert raw["registration_shared_secret"] == "CHANGE_ME"
+
+
+@pytest.mark.parametrize(
+    "key,value,prefix",
+    [
+        ("max_event_delay_duration", 0, "max_event_delay_duration:"),
+        ("max_event_delay_duration", "soon", "max_event_delay_duration:"),
+        ("experimental_features", {"msc4140_max_delayed_events_per_user": -1},
+         "experimental_features.msc4140_max_delayed_events_per_user:"),
+        ("extra_well_known_client_content", ["org.matrix.msc4143.rtc_foci"], "extra_well_known_client_content:"),
+        ("matrix_rtc", {"transports": {"type": "livekit"}}, "matrix_rtc.transports:"),
+        ("matrix_rtc", {"transports": [{"type": "livekit"}]}, "matrix_rtc.transports[0]:"),
+        ("matrix_rtc", {"transports": ["livekit"]}, "matrix_rtc.transports[0]:"),
+    ],
+)
+def test_bad_matrixrtc_keys(cfg_dir, key, value, prefix):
+    """Issue 17: delayed events, the RTC focus in .well-known, the MSC4143 transports."""
+    refused(cfg_dir, prefix, **{key: value})
+
+
+def test_matrixrtc_keys(cfg_dir):
+    foci = {"org.matrix.msc4143.rtc_foci": [{"type": "livekit", "livekit_service_url": "https://j.example.org"}]}
+    c = parse(cfg_dir, max_event_delay_duration="1d", extra_well_known_client_content=foci,
+              matrix_rtc={"transports": foci["org.matrix.msc4143.rtc_foci"]})
+    assert (c.max_event_delay_ms, c.max_delayed_events_per_user) == (86_400_000, 100)
+    assert c.extra_well_known_client_content == foci
+    assert c.matrix_rtc_transports == foci["org.matrix.msc4143.rtc_foci"]
+    assert parse(cfg_dir).max_event_delay_ms is None

@@ -377,6 +377,17 @@ def timeline_events(resp: dict, room_id: str) -> list[dict]:
     return resp.get("rooms", {}).get("join", {}).get(room_id, {}).get("timeline", {}).get("events", [])
 
 
+def next_timeline(user: "User", room_id: str, since: str, timeout_ms: int = 20_000) -> list[dict]:
+    """Long-poll /sync from ``since`` until an answer carries timeline events of ``room_id``; returns them. (An
+    answer woken by something else, e.g. a device-list change, is skipped: it could not have carried them.)"""
+    while True:
+        resp = user.sync(since, timeout_ms)
+        events = timeline_events(resp, room_id)
+        if events:
+            return events
+        since = resp["next_batch"]
+
+
 def q(value: str) -> str:
     """Percent-encode one path segment (room ids, aliases, event ids, user ids)."""
     return urllib.parse.quote(value, safe="")

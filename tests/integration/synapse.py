@@ -25,7 +25,8 @@ UNTHROTTLED = {"per_second": 10000, "burst_count": 100000}
 class SynapseProcess:
     """One Synapse home directory and the process serving it; quacks like harness.ServerProcess."""
 
-    def __init__(self, base_dir: str, ca: CertificateAuthority, *, presence: bool = False):
+    def __init__(self, base_dir: str, ca: CertificateAuthority, *, presence: bool = False,
+                 extra: dict | None = None):
         self.dir = base_dir
         self.port = free_port()
         self.tls_port = free_port()
@@ -33,13 +34,14 @@ class SynapseProcess:
         self.config_path = os.path.join(base_dir, "homeserver.yaml")
         self.log_path = os.path.join(base_dir, "synapse.log")
         self.process: subprocess.Popen | None = None
-        self._configure(ca, presence)
+        self._configure(ca, presence, extra or {})
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _configure(self, ca: CertificateAuthority, presence: bool) -> None:
+    def _configure(self, ca: CertificateAuthority, presence: bool, extra: dict) -> None:
+        """Synapse's generated config with our listeners, CA, test limits, then ``extra`` keys on top."""
         python = synapse_python()
         subprocess.run([python, "-m", "synapse.app.homeserver", "--generate-config", "--server-name", self.name,
                         "--config-path", self.config_path, "--data-directory", self.dir, "--report-stats=no"],
@@ -66,6 +68,7 @@ class SynapseProcess:
             allow_public_rooms_over_federation=True,
             federation={"destination_min_retry_interval": 500, "destination_max_retry_interval": 2000,
                         "destination_retry_multiplier": 2}, room_list_publication_rules=[{"action": "allow"}])
+        config.update(extra)
         config.pop("log_config", None)
         with open(self.config_path, "w") as f:
             yaml.safe_dump(config, f)

@@ -230,7 +230,7 @@ async def openid_token(hs, req: ApiRequest):
     """POST /user/{userId}/openid/request_token (spec "OpenID")."""
     if req.path_params["userId"] != req.user_id:
         raise forbidden("You may only request tokens for yourself")
-    token, expires_in = hs.openid.issue(req.user_id)
+    token, expires_in = await hs.openid.issue(req.user_id)
     return {"access_token": token, "token_type": "Bearer", "matrix_server_name": hs.config.server_name,
             "expires_in": expires_in}
 

@@ -31,11 +31,16 @@ async def health(hs, req: ApiRequest) -> RawBody:
 
 
 async def versions(hs, req: ApiRequest):
-    return {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
+    """GET /versions; unstable features as Synapse names them: delayed events (MSC4140) when enabled, RTC
+    transports (MSC4143) when configured."""
+    return {"versions": SUPPORTED_VERSIONS, "unstable_features": {
+        "org.matrix.msc4140": hs.delayed_events.enabled, "org.matrix.msc4143": bool(hs.config.matrix_rtc_transports)}}
 
 
 async def well_known_client(hs, req: ApiRequest):
-    return {"m.homeserver": {"base_url": hs.config.public_baseurl}}
+    """GET /.well-known/matrix/client, with ``extra_well_known_client_content`` (e.g. MatrixRTC's
+    ``org.matrix.msc4143.rtc_foci``) beside the fields we set, which it cannot override (Synapse)."""
+    return {**hs.config.extra_well_known_client_content, "m.homeserver": {"base_url": hs.config.public_baseurl}}
 
 
 async def well_known_server(hs, req: ApiRequest):
@@ -55,6 +60,8 @@ async def capabilities(hs, req: ApiRequest):
         "m.set_avatar_url": {"enabled": True},
         "m.3pid_changes": {"enabled": False},
         "m.get_login_token": {"enabled": False},
+        "org.matrix.msc4140.delayed_events": {"max_delay_ms": hs.config.max_event_delay_ms or 0,
+                                              "max_scheduled": hs.config.max_delayed_events_per_user},
     }}
 
 
@@ -73,6 +80,13 @@ async def turn_server(hs, req: ApiRequest):
     return {"username": username, "password": password, "uris": list(hs.config.turn_uris), "ttl": ttl // 1000}
 
 
+async def rtc_transports(hs, req: ApiRequest):
+    """GET /_matrix/client/unstable/org.matrix.msc4143/rtc/transports: the configured ``matrix_rtc.transports``
+    (MSC4143, as Synapse serves it: empty when none)."""
+    transports = hs.config.matrix_rtc_transports
+    return {"rtc_transports": transports} if transports else {}
+
+
 ROUTES = [
     Endpoint("GET", "/_matrix/client/versions", versions, auth=AUTH_NONE, prefixes=NO_PREFIX),
     Endpoint("GET", "/health", health, auth=AUTH_NONE, prefixes=NO_PREFIX),
@@ -80,4 +94,6 @@ ROUTES = [
     Endpoint("GET", "/.well-known/matrix/server", well_known_server, auth=AUTH_NONE, prefixes=NO_PREFIX),
     Endpoint("GET", "/capabilities", capabilities),
     Endpoint("GET", "/voip/turnServer", turn_server),
+    Endpoint("GET", "/org.matrix.msc4143/rtc/transports", rtc_transports,
+             prefixes=("/_matrix/client/unstable",)),
 ]

@@ -7,8 +7,10 @@ Spec v1.19 client-server: "Sending events to a room", "Redactions",
 
 from __future__ import annotations
 
-from homeserver.errors import MatrixError, bad_json
+from homeserver.api.client.delayed_events import schedule_if_delayed
+from homeserver.errors import MatrixError, bad_json, forbidden
 from homeserver.events.identifiers import is_valid_user_id
+from homeserver.events.rtc import CALL_MEMBER_TYPES, POWER_STATE, call_member_refusal
 from homeserver.http.router import ApiRequest, Endpoint, parse_json
 from homeserver.services.filtering import EventFilter
 from homeserver.services.room_events.local import EventSpec
@@ -38,6 +40,9 @@ def _massaged_ts(req: ApiRequest) -> int | None:
 async def send(hs, req: ApiRequest):
     """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId)."""
     content = req.json()
+    delayed = await schedule_if_delayed(hs, req, req.path_params["eventType"], content, None, _txn_key(req))
+    if delayed is not None:
+        return delayed
     hs.ratelimit.event(req.user_id)
     spec = EventSpec(req.user_id, req.path_params["eventType"], content, txn=_txn_key(req),
                      origin_server_ts=_massaged_ts(req))
@@ -57,6 +62,11 @@ async def put_state(hs, req: ApiRequest):
             raise bad_json("membership must be a string")
     if event_type == "m.room.canonical_alias":
         await _check_canonical_alias(hs, room_id, content)
+    if event_type in CALL_MEMBER_TYPES:
+        await _check_call_member(hs, room_id, event_type, state_key, req)
+    delayed = await schedule_if_delayed(hs, req, event_type, content, state_key)
+    if delayed is not None:
+        return delayed
     current = await hs.room_heads.current_state_event(room_id, event_type, state_key)
     if current is not None and current.sender == req.user_id and current.content == content:
         return {"event_id": current.event_id}  # unchanged state is not sent again
@@ -145,6 +155,15 @@ async def timestamp_to_event(hs, req: ApiRequest):
     if ts is None:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing ts")
     return await hs.history.timestamp_to_event(req.requester, req.path_params["roomId"], ts, req.arg("dir", "f"))
+
+
+async def _check_call_member(hs, room_id: str, event_type: str, state_key: str, req: ApiRequest) -> None:
+    """MatrixRTC call-member state: the sender's own device, or a user it outranks (homeserver/events/rtc.py)."""
+    power_state = {k: e.pdu for k, e in (await hs.room_heads.current_state(room_id, POWER_STATE)).items()}
+    refusal = call_member_refusal(event_type, state_key, req.user_id, req.requester.device_id,
+                                  await hs.room_heads.room_version(room_id), power_state)
+    if refusal is not None:
+        raise forbidden(refusal)
 
 
 async def _check_canonical_alias(hs, room_id: str, content: dict) -> None:
