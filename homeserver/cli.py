@@ -65,6 +65,9 @@ def _init_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database", default=None, metavar="URL",
                    help="postgresql://user:pw@host:port/db, sqlite:///path or a file path "
                         "(default: SQLite in --dir)")
+    p.add_argument("--federate-with", default="", metavar="NAMES",
+                   help="comma-separated server names of the agencies to federate with "
+                        "(default: none; federation_domain_whitelist in homeserver.yaml)")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -84,7 +87,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     try:
         text = generate_config_yaml(
-            args.server_name, config_dir, port=args.port, database_url=args.database
+            args.server_name, config_dir, port=args.port, database_url=args.database,
+            federate_with=tuple(n.strip() for n in args.federate_with.split(",") if n.strip()),
         )
         # Validate what we are about to write (server name, port, database URL).
         import yaml

@@ -23,6 +23,7 @@ from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
 from federation.handlers.remote_queries import RemoteQueries
 from federation.keys import KeyRing, ServerKeys, parse_old_signing_keys
+from federation.peers import FederationPeers
 from federation.policy import IpRangeFilter
 from federation.rejections import FederationRejections
 from federation.request_auth import FederationAuthenticator
@@ -32,7 +33,7 @@ from federation.service import Federation, OpenIdTokens
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from federation.transport import FederationTransport
 from homeserver import config as config_module
-from homeserver.api import admin as admin_api
+from homeserver.api import admin as admin_api, hexagone_admin as hexagone_admin_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
@@ -43,7 +44,9 @@ from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Counter
 from homeserver.services.account_data import AccountDataService
+from homeserver.services.audit import AuditLog
 from homeserver.services.auth import AuthService
+from homeserver.services.config_reload import ConfigReloader
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService
@@ -68,6 +71,7 @@ from homeserver.services.typing import TypingService
 from homeserver.services.user_directory import UserDirectoryService
 from homeserver.storage import account_data as account_data_storage
 from homeserver.storage import accounts as accounts_storage
+from homeserver.storage import audit as audit_storage
 from homeserver.storage import device_inbox as device_inbox_storage
 from homeserver.storage import device_lists as device_lists_storage
 from homeserver.storage import directory as directory_storage
@@ -105,11 +109,12 @@ STORAGE_DOMAINS = {
     "presence": presence_storage.MIGRATIONS,
     "user_directory": user_directory_storage.MIGRATIONS,
     "search": search_storage.MIGRATIONS,
+    "audit": audit_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
-                      federation_api, federation_keys_api, admin_api,
+                      federation_api, federation_keys_api, admin_api, hexagone_admin_api,
                       push_rules_api, presence_api, user_directory_api, search_api]
 
 @dataclass
@@ -150,6 +155,8 @@ class HomeServer:
     federation_handler: Federation
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
     openid: OpenIdTokens
+    audit: AuditLog
+    config_reload: ConfigReloader
     resource: MatrixResource
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
@@ -173,9 +180,15 @@ def build_server(config, reactor) -> HomeServer:
     directory_store = directory_storage.DirectoryStore(db)
 
     notifier = Notifier(reactor)
-    ratelimit = RateLimits(config, reactor)
-    transport = _build_transport(config, reactor, db, signing_key)
-    rejections = FederationRejections(Counter("federation_rejected", "reason"))
+    audit = AuditLog(store=audit_storage.AuditStore(db), clock=reactor)
+    peers = FederationPeers(config.federation_domain_whitelist, config.federation_peer_policy)
+    config_reload = ConfigReloader(
+        path=config.config_path, load=config_module.load_config,
+        apply=[lambda new: peers.update(new.federation_domain_whitelist, new.federation_peer_policy)],
+        on_reloaded=lambda actor, applied: audit.note("config_reload", actor, None, None, applied))
+    ratelimit = RateLimits(config, reactor, federation_per_host=peers.rc_federation)
+    transport = _build_transport(config, reactor, db, signing_key, peers, audit)
+    rejections = FederationRejections(Counter("federation_rejected", "reason"), audit=audit.note)
     # Filled at the end, once every listener is built (they read rooms through room_events).
     room_event_listeners: list[Callable[[list], None]] = []
     room_events = RoomEventService(
@@ -280,14 +293,15 @@ def build_server(config, reactor) -> HomeServer:
                     account_data=account_data, receipts=receipts, typing=typing, push=push,
                     user_directory=user_directory, search=search, federation=transport,
                     federation_handler=federation_handler, federation_rejections=rejections,
-                    openid=OpenIdTokens(reactor), resource=resource)
+                    openid=OpenIdTokens(reactor), audit=audit, config_reload=config_reload, resource=resource)
     for module in CLIENT_API_MODULES:
         router.bind(hs, module.ROUTES)
     return hs
 
 
-def _build_transport(config, reactor, db, signing_key) -> FederationTransport:
-    """Federation keys, the outbound client, the sender and the inbound request authenticator."""
+def _build_transport(config, reactor, db, signing_key, peers: FederationPeers, audit: AuditLog) -> FederationTransport:
+    """Federation keys, the outbound client, the sender and the inbound request authenticator, all under
+    ``peers`` (whom we federate with); inbound refusals go to the audit trail."""
     def now_ms() -> int:
         return int(reactor.seconds() * 1000)
 
@@ -304,17 +318,17 @@ def _build_transport(config, reactor, db, signing_key) -> FederationTransport:
         ip_filter=(IpRangeFilter(config.ip_range_blacklist, config.ip_range_whitelist)
                    if config.federation_ip_range_blacklist is None
                    else IpRangeFilter(config.federation_ip_range_blacklist)),
-        whitelist=config.federation_domain_whitelist, now_ms=now_ms)
+        peers=peers, now_ms=now_ms)
     keyring = KeyRing(store=server_keys_storage.ServerKeyStore(db), own=server_keys, client=client,
                       trusted_key_servers=config.trusted_key_servers, now_ms=now_ms)
     queue = federation_queue_storage.FederationQueueStore(db)
     sender = FederationSender(reactor=reactor, store=queue, client=client, server_name=config.server_name,
-                              whitelist=config.federation_domain_whitelist, now_ms=now_ms,
+                              peers=peers, now_ms=now_ms,
                               positions=StreamIdGenerator(queue.max_position_sync()))
-    authenticator = FederationAuthenticator(server_name=config.server_name, keyring=keyring,
-                                            whitelist=config.federation_domain_whitelist, now_ms=now_ms,
-                                            on_origin=sender.wake)
-    return FederationTransport(server_keys, keyring, client, sender, authenticator)
+    authenticator = FederationAuthenticator(
+        server_name=config.server_name, keyring=keyring, peers=peers, now_ms=now_ms, on_origin=sender.wake,
+        on_refused=lambda origin, reason: audit.note("federation_refused", origin, None, origin, {"reason": reason}))
+    return FederationTransport(server_keys, keyring, client, sender, authenticator, peers)
 
 
 @dataclass
@@ -424,7 +438,7 @@ def _setup_logging(config) -> None:
 
 
 def run_server(config) -> int:
-    """``hexagone run``: serve in the foreground until SIGTERM or SIGINT."""
+    """``hexagone run``: serve in the foreground until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
     from twisted.internet import reactor
 
     _setup_logging(config)
@@ -445,6 +459,8 @@ def run_server(config) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP: read the configuration file again and apply what can change live (services/config_reload.py).
+    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(hs.config_reload.reload_logged))
     logger.info("Hexagone serving %s", config.server_name)
     reactor.run(installSignalHandlers=False)
     return 0

@@ -19,6 +19,14 @@ async def _room_allowed(hs, req: ApiRequest, room_id: str) -> None:
         raise forbidden("Server is banned from this room by its server ACL")
 
 
+def _peer_may(hs, req: ApiRequest, term: str, what: str) -> None:
+    """``federation_peer_policy``: 403 M_FORBIDDEN (and an audit event) unless the origin's ``term`` is true."""
+    if not getattr(hs.federation.peers.policy(req.origin), term):
+        hs.audit.note("federation_refused", req.origin, req.path_params.get("roomId"), req.origin,
+                      {"reason": f"federation_peer_policy: {term} is false", "path": req.path})
+        raise forbidden(f"This server does not let users of {req.origin} {what}")
+
+
 async def send_transaction(hs, req: ApiRequest):
     """PUT /v1/send/{txnId}: at most 50 PDUs and 100 EDUs (spec "Transactions"; more is a 400, as in
     Synapse); a transaction is processed once per (origin, txnId)."""
@@ -39,6 +47,8 @@ async def send_transaction(hs, req: ApiRequest):
 async def make_membership(hs, req: ApiRequest, membership: str):
     """GET /v1/make_{join,leave,knock}/{roomId}/{userId}."""
     room_id = req.path_params["roomId"]
+    if membership != "leave":
+        _peer_may(hs, req, "join_rooms", "join its rooms")
     await _room_allowed(hs, req, room_id)
     # Spec: without ?ver= the joining server supports room version 1 only.
     versions = (req.args.get("ver") or ["1"]) if membership != "leave" else None
@@ -50,6 +60,8 @@ async def send_membership(hs, req: ApiRequest, membership: str):
     """PUT /v2/send_join, /v2/send_leave, /v1/send_knock."""
     fed = hs.federation_handler
     room_id = req.path_params["roomId"]
+    if membership != "leave":
+        _peer_may(hs, req, "join_rooms", "join its rooms")
     await _room_allowed(hs, req, room_id)
     result = await fed.membership.send_membership(req.origin, room_id, req.path_params["eventId"],
                                                   req.json(), membership,
@@ -60,6 +72,7 @@ async def send_membership(hs, req: ApiRequest, membership: str):
 
 
 async def invite(hs, req: ApiRequest):
+    _peer_may(hs, req, "invite_users", "invite its users")
     await _room_allowed(hs, req, req.path_params["roomId"])
     body = req.json()
     invitee = body["event"].get("state_key") if isinstance(body.get("event"), dict) else None

@@ -27,20 +27,20 @@ def _optional_int(body: dict, key: str, minimum: int = 0) -> int | None:
     return value
 
 
-def _require_admin(req: ApiRequest) -> None:
+def require_admin(req: ApiRequest) -> None:
     if not req.requester.is_admin:
         raise forbidden("You are not a server admin")
 
 
 async def list_tokens(hs, req: ApiRequest):
-    _require_admin(req)
+    require_admin(req)
     valid = req.arg("valid")
     return {"registration_tokens": await hs.registration.registration_tokens(
         None if valid is None else valid == "true")}
 
 
 async def new_token(hs, req: ApiRequest):
-    _require_admin(req)
+    require_admin(req)
     body = req.json(allow_empty=True)
     token = body.get("token")
     if token is None:
@@ -60,7 +60,7 @@ async def new_token(hs, req: ApiRequest):
 
 
 async def get_token(hs, req: ApiRequest):
-    _require_admin(req)
+    require_admin(req)
     found = await hs.registration.registration_token(req.path_params["token"])
     if found is None:
         raise not_found("No such registration token")
@@ -68,7 +68,7 @@ async def get_token(hs, req: ApiRequest):
 
 
 async def update_token(hs, req: ApiRequest):
-    _require_admin(req)
+    require_admin(req)
     body = req.json()
     changes = {k: _optional_int(body, k) for k in ("uses_allowed", "expiry_time") if k in body}
     if not await hs.registration.update_registration_token(req.path_params["token"], changes):
@@ -77,7 +77,7 @@ async def update_token(hs, req: ApiRequest):
 
 
 async def delete_token(hs, req: ApiRequest):
-    _require_admin(req)
+    require_admin(req)
     if not await hs.registration.delete_registration_token(req.path_params["token"]):
         raise not_found("No such registration token")
     return {}
@@ -93,6 +93,8 @@ async def shared_secret_register(hs, req: ApiRequest):
     """Synapse's /_synapse/admin/v1/register, which admin tooling uses."""
     body = req.json()
     user_id = await hs.registration.register_with_shared_secret(body)
+    await hs.audit.record("registration", user_id, user_id, req.client_ip, {"shared_secret": True,
+                                                                           "admin": bool(body.get("admin"))})
     device_id, token = await hs.auth.login_device(user_id, None, None, req.client_ip)
     return {"user_id": user_id, "access_token": token, "device_id": device_id,
             "home_server": hs.config.server_name}

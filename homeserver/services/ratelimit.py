@@ -101,15 +101,20 @@ class _Host:
 
 class FederationRateLimiter:
     """Synapse's ``rc_federation`` per remote host (window_size, sleep_limit, sleep_delay, reject_limit,
-    concurrent); ``run(host, call)`` runs ``call`` under the host's limits."""
+    concurrent); ``run(host, call)`` runs ``call`` under the host's limits: ``settings``, or what
+    ``per_host(host, settings)`` gives (``federation_peer_policy``, read at each request so a reload applies)."""
 
-    def __init__(self, clock, settings):
+    def __init__(self, clock, settings, per_host: Callable[[str, Any], Any] | None = None):
         self._clock = clock
         self._settings = settings
+        self._per_host = per_host
         self._hosts: dict[str, _Host] = {}
 
+    def settings(self, host: str):
+        return self._settings if self._per_host is None else self._per_host(host, self._settings)
+
     async def run(self, host: str, call: Callable[[], Awaitable[T]]) -> T:
-        s = self._settings
+        s = self.settings(host)
         state = self._hosts.get(host)
         if state is None:
             if len(self._hosts) > 10_000:
@@ -147,7 +152,7 @@ class FederationRateLimiter:
         now = self._clock.seconds() * 1000
         for host, state in list(self._hosts.items()):
             if not (state.running or state.sleeping or state.waiting) and \
-                    (not state.times or now - state.times[-1] >= self._settings.window_size):
+                    (not state.times or now - state.times[-1] >= self.settings(host).window_size):
                 del self._hosts[host]
 
 
@@ -198,7 +203,7 @@ class Tarpit:
 class RateLimits:
     """Every enforced limit of one server, built from its configuration (see the module docstring)."""
 
-    def __init__(self, config: Any, clock):
+    def __init__(self, config: Any, clock, federation_per_host: Callable[[str, Any], Any] | None = None):
         bucket = lambda key: Ratelimiter.of(clock, getattr(config, key))  # noqa: E731
         self.message = bucket("rc_message")
         self.admin_redaction = bucket("rc_admin_redaction")
@@ -218,7 +223,7 @@ class RateLimits:
         self.room_creation = bucket("rc_room_creation")
         self.presence = bucket("rc_presence_per_user")
         self.user_directory = bucket("rc_user_directory")
-        self.federation = FederationRateLimiter(clock, config.rc_federation)
+        self.federation = FederationRateLimiter(clock, config.rc_federation, federation_per_host)
         self.key_server = FederationRateLimiter(clock, config.rc_federation)  # by client IP
         self.tarpit = Tarpit(clock)
 
