@@ -34,6 +34,7 @@ from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from federation.transport import FederationTransport
 from homeserver import config as config_module
 from homeserver.api import admin as admin_api, hexagone_admin as hexagone_admin_api
+from homeserver.api import admin_federation, admin_rooms, admin_users
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
@@ -44,6 +45,7 @@ from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Counter
 from homeserver.services.account_data import AccountDataService
+from homeserver.services.admin import AdminService
 from homeserver.services.audit import AuditLog
 from homeserver.services.auth import AuthService
 from homeserver.services.config_reload import ConfigReloader
@@ -57,7 +59,7 @@ from homeserver.services.notifier import Notifier
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
-from homeserver.services.ratelimit import RateLimits
+from homeserver.services.ratelimit import RateLimits, RatelimitOverrides
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
 from homeserver.services.restricted_joins import RestrictedJoins
@@ -70,6 +72,7 @@ from homeserver.services.to_device import ToDeviceService, ToDeviceSource
 from homeserver.services.typing import TypingService
 from homeserver.services.user_directory import UserDirectoryService
 from homeserver.storage import account_data as account_data_storage
+from homeserver.storage import admin as admin_storage
 from homeserver.storage import accounts as accounts_storage
 from homeserver.storage import audit as audit_storage
 from homeserver.storage import device_inbox as device_inbox_storage
@@ -110,11 +113,13 @@ STORAGE_DOMAINS = {
     "user_directory": user_directory_storage.MIGRATIONS,
     "search": search_storage.MIGRATIONS,
     "audit": audit_storage.MIGRATIONS,
+    "admin": admin_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
-                      federation_api, federation_keys_api, admin_api, hexagone_admin_api,
+                      federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
+                      admin_federation,
                       push_rules_api, presence_api, user_directory_api, search_api]
 
 @dataclass
@@ -157,6 +162,7 @@ class HomeServer:
     openid: OpenIdTokens
     audit: AuditLog
     config_reload: ConfigReloader
+    admin: AdminService
     resource: MatrixResource
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
@@ -186,7 +192,9 @@ def build_server(config, reactor) -> HomeServer:
         path=config.config_path, load=config_module.load_config,
         apply=[lambda new: peers.update(new.federation_domain_whitelist, new.federation_peer_policy)],
         on_reloaded=lambda actor, applied: audit.note("config_reload", actor, None, None, applied))
-    ratelimit = RateLimits(config, reactor, federation_per_host=peers.rc_federation)
+    admin_store = admin_storage.AdminStore(db)
+    ratelimit = RateLimits(config, reactor, federation_per_host=peers.rc_federation,
+                           overrides=RatelimitOverrides(reactor, admin_store.ratelimit_overrides_sync()))
     transport = _build_transport(config, reactor, db, signing_key, peers, audit)
     rejections = FederationRejections(Counter("federation_rejected", "reason"), audit=audit.note)
     # Filled at the end, once every listener is built (they read rooms through room_events).
@@ -252,7 +260,8 @@ def build_server(config, reactor) -> HomeServer:
         server_name=server_name, client=transport.client, sender=transport.sender)
     rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
-                        federation=federation_handler, directory=directory, join_limits=ratelimit)
+                        federation=federation_handler, directory=directory, join_limits=ratelimit,
+                        blocked_by=admin_store.room_blocked_by)
     history = RoomHistoryService(room_events=room_events, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
     user_directory = UserDirectoryService(
@@ -293,7 +302,13 @@ def build_server(config, reactor) -> HomeServer:
                     account_data=account_data, receipts=receipts, typing=typing, push=push,
                     user_directory=user_directory, search=search, federation=transport,
                     federation_handler=federation_handler, federation_rejections=rejections,
-                    openid=OpenIdTokens(reactor), audit=audit, config_reload=config_reload, resource=resource)
+                    openid=OpenIdTokens(reactor), audit=audit, config_reload=config_reload,
+                    admin=AdminService(store=admin_store, server_name=server_name, auth=auth,
+                                       registration=registration, profiles=profiles, rooms=rooms,
+                                       room_events=room_events, event_store=event_store, serializer=serializer,
+                                       sync=sync, sender=transport.sender, ratelimit_overrides=ratelimit.overrides,
+                                       clock=reactor),
+                    resource=resource)
     for module in CLIENT_API_MODULES:
         router.bind(hs, module.ROUTES)
     return hs

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 
 from homeserver.errors import MatrixError, forbidden, invalid_param, not_found
-from homeserver.http.router import AUTH_NONE, NO_PREFIX, ApiRequest, Endpoint
+from homeserver.http.router import AUTH_ADMIN, AUTH_NONE, NO_PREFIX, ApiRequest, Endpoint
 from homeserver.services.auth import random_string
 
-PREFIX = "/_synapse/admin/v1"
+PREFIX = V1 = "/_synapse/admin/v1"
+V2 = "/_synapse/admin/v2"
 TOKEN_RE = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 
 
@@ -27,9 +28,37 @@ def _optional_int(body: dict, key: str, minimum: int = 0) -> int | None:
     return value
 
 
+def admin_route(method: str, path: str, handler) -> Endpoint:
+    """An admin API endpoint: a server admin's access token required (``AUTH_ADMIN``), under no client prefix."""
+    return Endpoint(method, path, handler, auth=AUTH_ADMIN, prefixes=NO_PREFIX)
+
+
 def require_admin(req: ApiRequest) -> None:
     if not req.requester.is_admin:
         raise forbidden("You are not a server admin")
+
+
+async def audited(hs, req: ApiRequest, action: str, target: str | None, **details) -> None:
+    """An admin's change, in the audit trail (kind ``admin_action``)."""
+    await hs.audit.record("admin_action", req.user_id, target, req.client_ip, {"action": action, **details})
+
+
+def bool_arg(req: ApiRequest, name: str, default: bool | None) -> bool | None:
+    """A ``true``/``false`` query parameter (Synapse's admin API spelling)."""
+    value = req.arg(name)
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise invalid_param(f"Query parameter {name!r} must be true or false")
+    return value == "true"
+
+
+def page_args(req: ApiRequest, default_limit: int = 100) -> tuple[int, int, bool]:
+    """``from`` (an offset), ``limit`` and ``dir`` (f or b) of a paginated admin list."""
+    direction = req.arg("dir", "f")
+    if direction not in ("f", "b"):
+        raise invalid_param("dir must be f or b")
+    return req.int_arg("from", 0, minimum=0), req.int_arg("limit", default_limit, minimum=0), direction == "b"
 
 
 async def list_tokens(hs, req: ApiRequest):

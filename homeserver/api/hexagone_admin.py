@@ -1,4 +1,4 @@
-"""Hexagone's own admin API (server admins only), beside Synapse's: configuration reload and the audit trail.
+"""Hexagone's own admin API (server admins only: ``AUTH_ADMIN``), beside Synapse's: configuration reload and the audit trail.
 
 ``POST /_hexagone/admin/v1/reload``: read homeserver.yaml again and apply what can change live
 (``services/config_reload.py``), as SIGHUP does; a wrong file changes nothing and is answered 400 with the key
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 
-from homeserver.api.admin import require_admin
+from homeserver.api.admin import admin_route
 from homeserver.bodies import RawBody
 from homeserver.config import ConfigError
 from homeserver.errors import MatrixError
-from homeserver.http.router import NO_PREFIX, ApiRequest, Endpoint
+from homeserver.http.router import ApiRequest
 from homeserver.services.audit import AuditQuery
 
 PREFIX = "/_hexagone/admin/v1"
@@ -25,7 +25,6 @@ MAX_EXPORT = 1_000_000
 
 
 async def reload_config(hs, req: ApiRequest):
-    require_admin(req)
     try:
         applied = hs.config_reload.reload(req.user_id)
     except ConfigError as e:
@@ -40,7 +39,6 @@ def _query(req: ApiRequest, limit: int) -> AuditQuery:
 
 
 async def audit(hs, req: ApiRequest):
-    require_admin(req)
     limit = min(req.int_arg("limit", 100, minimum=1), MAX_PAGE)
     events = await hs.audit.query(_query(req, limit + 1))  # one more: is there a next page?
     body = {"events": events[:limit]}
@@ -50,7 +48,6 @@ async def audit(hs, req: ApiRequest):
 
 
 async def audit_export(hs, req: ApiRequest):
-    require_admin(req)
     query, lines = _query(req, EXPORT_PAGE), []
     while len(lines) < MAX_EXPORT:
         page = await hs.audit.query(query)
@@ -62,7 +59,7 @@ async def audit_export(hs, req: ApiRequest):
 
 
 ROUTES = [
-    Endpoint("POST", PREFIX + "/reload", reload_config, prefixes=NO_PREFIX),
-    Endpoint("GET", PREFIX + "/audit", audit, prefixes=NO_PREFIX),
-    Endpoint("GET", PREFIX + "/audit/export", audit_export, prefixes=NO_PREFIX),
+    admin_route("POST", PREFIX + "/reload", reload_config),
+    admin_route("GET", PREFIX + "/audit", audit),
+    admin_route("GET", PREFIX + "/audit/export", audit_export),
 ]

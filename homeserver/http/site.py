@@ -19,7 +19,7 @@ from twisted.web.http import Request
 from homeserver.bodies import RawBody, encode_json
 from homeserver.config import ListenerConfig
 from homeserver.errors import MatrixError
-from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest, Router
+from homeserver.http.router import AUTH_ADMIN, AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest, Router
 from homeserver.http.listener import ListenerPolicy, ListenerRequest, listener_site
 from homeserver.requester import Requester
 from homeserver.services.ratelimit import Tarpit
@@ -188,6 +188,8 @@ class MatrixResource(resource.Resource):
                 return
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
         req.requester = await self._resolve_token(token)
+        if scheme == AUTH_ADMIN and not req.requester.is_admin:
+            raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
 
     def _respond(self, request: Request, status: int, body: Any) -> None:
         if request.finished or request._disconnected:

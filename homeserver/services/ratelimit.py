@@ -200,10 +200,43 @@ class Tarpit:
         self._prune_at = max(100_000, 2 * len(self._told))
 
 
+class RatelimitOverrides:
+    """Per-user overrides of ``rc_message`` (Synapse's admin API ``override_ratelimit``): (messages per second,
+    burst count); 0 per second means no limit. Loaded at start, changed by the admin API."""
+
+    def __init__(self, clock, overrides: dict[str, tuple[int, int]]):
+        self._clock = clock
+        self._overrides = dict(overrides)
+        self._limiters: dict[str, Ratelimiter] = {}
+
+    def get(self, user_id: str) -> tuple[int, int] | None:
+        return self._overrides.get(user_id)
+
+    def set(self, user_id: str, override: tuple[int, int] | None) -> None:
+        self._limiters.pop(user_id, None)
+        if override is None:
+            self._overrides.pop(user_id, None)
+        else:
+            self._overrides[user_id] = override
+
+    def check(self, user_id: str) -> bool:
+        """False if the user has no override; else apply it (429 when spent) and True."""
+        override = self._overrides.get(user_id)
+        if override is None:
+            return False
+        if override[0] > 0:
+            limiter = self._limiters.get(user_id)
+            if limiter is None:
+                limiter = self._limiters[user_id] = Ratelimiter(self._clock, override[0], max(1, override[1]))
+            limiter.check(user_id)
+        return True
+
+
 class RateLimits:
     """Every enforced limit of one server, built from its configuration (see the module docstring)."""
 
-    def __init__(self, config: Any, clock, federation_per_host: Callable[[str, Any], Any] | None = None):
+    def __init__(self, config: Any, clock, federation_per_host: Callable[[str, Any], Any] | None = None,
+                 overrides: RatelimitOverrides | None = None):
         bucket = lambda key: Ratelimiter.of(clock, getattr(config, key))  # noqa: E731
         self.message = bucket("rc_message")
         self.admin_redaction = bucket("rc_admin_redaction")
@@ -226,6 +259,7 @@ class RateLimits:
         self.federation = FederationRateLimiter(clock, config.rc_federation, federation_per_host)
         self.key_server = FederationRateLimiter(clock, config.rc_federation)  # by client IP
         self.tarpit = Tarpit(clock)
+        self.overrides = overrides if overrides is not None else RatelimitOverrides(clock, {})
 
     def exempt(self, user_id: str) -> bool:
         """Users no limit applies to; none yet (appservices with ``rate_limited: false`` will be)."""
@@ -234,7 +268,7 @@ class RateLimits:
     def event(self, user_id: str, *, admin_redaction: bool = False) -> None:
         """An event a user sends (Synapse's request ratelimiter): ``rc_admin_redaction`` for a redaction of
         another user's event, else ``rc_message``."""
-        if not self.exempt(user_id):
+        if not self.exempt(user_id) and not self.overrides.check(user_id):
             (self.admin_redaction if admin_redaction else self.message).check(user_id)
 
     def join(self, user_id: str, room_id: str, *, remote: bool) -> None:

@@ -46,9 +46,11 @@ class JoinLimits(Protocol):
 class RoomService:
     def __init__(self, *, room_events: RoomEventService, store: EventStore, profiles, server_name: str,
                  default_room_version: str, restricted_joins: RestrictedJoins, federation=None, directory=None,
-                 join_limits: JoinLimits | None = None):
-        """``federation`` (``federation.service.Federation``): joins, leaves and knocks through other servers."""
+                 join_limits: JoinLimits | None = None, blocked_by=None):
+        """``federation`` (``federation.service.Federation``): joins, leaves and knocks through other servers;
+        ``blocked_by(room_id)``: the admin who blocked the room (admin API), None if it is not blocked."""
         self._events = room_events
+        self._blocked_by = blocked_by
         self._join_limits = join_limits
         self._store = store
         self._profiles = profiles
@@ -285,6 +287,8 @@ class RoomService:
                    extra: dict | None = None, servers: list[str] | None = None) -> str:
         """Spec POST /join/{roomIdOrAlias}: resolve an alias, then join (the auth rules decide)."""
         room_id, alias_servers = await self.resolve_room(room_id_or_alias)
+        if self._blocked_by is not None and await self._blocked_by(room_id) is not None:
+            raise forbidden("This room has been blocked on this server")
         if self._join_limits is not None:
             self._join_limits.join(user_id, room_id, remote=not await self.is_resident(room_id))
         await self.set_membership(room_id, user_id, user_id, "join", reason, extra,

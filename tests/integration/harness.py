@@ -276,6 +276,13 @@ class ServerProcess:
         return dict(zip(("status", "body"), self.request("POST", "/_synapse/admin/v1/register", body)))
 
 
+def register_admin(server: ServerProcess, password: str = PASSWORD) -> "User":
+    """A new server admin of ``server`` (shared-secret registration), logged in."""
+    localpart = unique("admin")
+    assert server.shared_secret_register(localpart, password, admin=True)["status"] == 200
+    return server.login(f"@{localpart}:{server.config['server_name']}", password)
+
+
 class HttpClient:
     """``request(method, path, body=None, token=None) -> (status, json)`` over a fresh connection.
 

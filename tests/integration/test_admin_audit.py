@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.harness import database_rows, unique
+from tests.integration.harness import database_rows, register_admin, unique
 
 SECRET_PASSWORD = "audit-secret-Pa55word-1"
 NEW_PASSWORD = "audit-secret-Pa55word-2"
@@ -21,9 +21,7 @@ def server(homeserver_factory):
 
 @pytest.fixture(scope="module")
 def admin(server):
-    localpart = unique("admin")
-    assert server.shared_secret_register(localpart, SECRET_PASSWORD, admin=True)["status"] == 200
-    return server.login(f"@{localpart}:test.local", SECRET_PASSWORD)
+    return register_admin(server, SECRET_PASSWORD)
 
 
 def events(admin, **filters) -> list[dict]:

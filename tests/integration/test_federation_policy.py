@@ -17,7 +17,7 @@ from urllib.parse import quote
 import yaml
 
 from homeserver.config import load_config
-from tests.integration.harness import hexagone_cli, unique
+from tests.integration.harness import hexagone_cli, register_admin, unique
 
 OUTBOUND = re.compile(r"Outbound connection to (\S+) at ")
 
@@ -56,12 +56,6 @@ def sighup_reload(server) -> None:
     wait_for_log(server, "Configuration reloaded", before + 1)
 
 
-def admin_of(server):
-    localpart = unique("admin")
-    assert server.process.shared_secret_register(localpart, admin=True)["status"] == 200
-    return server.process.login(f"@{localpart}:{server.name}")
-
-
 def audit(admin, **filters) -> list[dict]:
     args = "&".join(f"{k}={quote(str(v))}" for k, v in filters.items())
     return admin.ok("GET", f"/_hexagone/admin/v1/audit?{args}")["events"]
@@ -95,7 +89,7 @@ def test_init_closes_federation_and_names_no_notary(tmp_path):
 def test_a_closed_server_federates_once_the_peer_is_listed_and_reloaded(fed):
     closed = fed(federation_domain_whitelist=[])  # as `hexagone init` writes it
     peer = fed()
-    admin = admin_of(closed)
+    admin = register_admin(closed.process)
     owner, room_id, alias = public_room(closed)
     visitor = peer.process.register()
 
@@ -134,7 +128,7 @@ def test_a_closed_server_federates_once_the_peer_is_listed_and_reloaded(fed):
 
 def test_a_wrong_file_is_not_applied_and_the_reload_is_admin_only(fed):
     server = fed(federation_domain_whitelist=[])
-    admin, user = admin_of(server), server.process.register()
+    admin, user = register_admin(server.process), server.process.register()
     status, body = user.request("POST", "/_hexagone/admin/v1/reload", {})
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
     rewrite_config(server, federation_domain_whitelist=["https://not-a-name"])
@@ -148,7 +142,7 @@ def test_peer_policy_refuses_invites_and_joins_until_reloaded(fed):
     peer = fed()
     rewrite_config(guarded, federation_peer_policy={peer.name: {"invite_users": False, "join_rooms": False}})
     sighup_reload(guarded)
-    admin = admin_of(guarded)
+    admin = register_admin(guarded.process)
     owner, room_id, alias = public_room(guarded)
     inviter, local = peer.process.register(), guarded.process.register()
 
