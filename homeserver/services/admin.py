@@ -120,6 +120,7 @@ class AdminService:
         self._sender = sender
         self._overrides = ratelimit_overrides  # services.ratelimit.RatelimitOverrides, shared with RateLimits
         self._clock = clock
+        self._shadow_banned = store.shadow_banned_sync()
 
     def _local_user(self, user_id: str) -> str:
         if not user_id.startswith("@") or ":" not in user_id:
@@ -232,6 +233,14 @@ class AdminService:
     async def shadow_ban(self, user_id: str, on: bool) -> None:
         await self._existing(user_id)
         await self._store.set_flag("shadow_banned_users", user_id, on)
+        (self._shadow_banned.add if on else self._shadow_banned.discard)(user_id)
+
+    def shadow_banned_event_id(self, user_id: str) -> str | None:
+        """For a shadow-banned user's message or invite: the made-up event id answered instead of sending it
+        (Synapse's shadow ban: their requests look successful, nothing reaches the room). None otherwise."""
+        if user_id not in self._shadow_banned:
+            return None
+        return "$" + random_string(43, string.ascii_letters + string.digits + "-_")
 
     async def ratelimit_override(self, user_id: str) -> dict:
         await self._existing(user_id)

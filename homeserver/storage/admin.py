@@ -135,9 +135,10 @@ class AdminStore:
 
         await self.db.run("admin_set_flag", txn_fn)
 
-    async def is_shadow_banned(self, user_id: str) -> bool:
-        return await self.db.run("admin_is_shadow_banned", lambda t: t.select_one(
-            "SELECT 1 FROM shadow_banned_users WHERE user_id = ?", (user_id,)) is not None)
+    def shadow_banned_sync(self) -> set[str]:
+        """Every shadow-banned user, read once at start (the service keeps them in memory)."""
+        return {r[0] for r in self.db.run_sync("admin_shadow_banned", lambda t: t.select_all(
+            "SELECT user_id FROM shadow_banned_users"))}
 
     async def add_token(self, user_id: str, token: str, now_ms: int) -> None:
         """An access token on no device (the admin API's login as a user)."""

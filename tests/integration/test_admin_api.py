@@ -94,10 +94,19 @@ def test_login_as_user_shadow_ban_and_ratelimit_override(server, admin):
     status, body = admin.request("POST", f"{V1}/users/{quote(admin.user_id)}/login", {})
     assert status == 400
 
+    friend = server.register()
+    room_id = friend.create_room(preset="public_chat")
+    user.join(room_id)
     assert admin.ok("POST", f"{V1}/users/{quote(user.user_id)}/shadow_ban") == {}
     assert admin.ok("GET", f"{V2}/users/{quote(user.user_id)}")["shadow_banned"] is True
+    hidden = user.send(room_id, "nobody sees this")  # answered as if sent
+    marker = friend.send(room_id, "marker")
+    ids = [e["event_id"] for e in friend.messages(room_id, dir="b", limit=3)["chunk"]]
+    assert hidden.startswith("$") and hidden not in ids and ids[0] == marker
     assert admin.ok("DELETE", f"{V1}/users/{quote(user.user_id)}/shadow_ban") == {}
     assert admin.ok("GET", f"{V2}/users/{quote(user.user_id)}")["shadow_banned"] is False
+    seen = user.send(room_id, "visible again")
+    assert friend.messages(room_id, dir="b", limit=1)["chunk"][0]["event_id"] == seen
 
     path = f"{V1}/users/{quote(user.user_id)}/override_ratelimit"
     assert admin.ok("GET", path) == {}

@@ -160,3 +160,60 @@ def test_peer_policy_refuses_invites_and_joins_until_reloaded(fed):
     assert inviter.join(alias) == room_id  # joins allowed now, invites still not
     status, body = inviter.request("POST", f"/rooms/{quote(peer_room)}/invite", {"user_id": local.user_id})
     assert status == 403, body
+
+
+def wait_until(check, deadline_s: float = 30):
+    """Poll ``check()`` until it returns something true; return that."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_only_listed_peers_are_contacted_and_an_unlisted_server_is_refused_both_ways(fed):
+    """A room on ``peer`` shared by users of ``closed`` (which lists only ``peer``) and of ``outsider``: the
+    workload flows through ``peer``; ``closed`` never connects to ``outsider`` and refuses what it sends."""
+    peer, outsider = fed(), fed()
+    closed = fed(federation_domain_whitelist=[peer.name])
+    admin = register_admin(closed.process)
+    host, inside, outside = peer.process.register(), closed.process.register(), outsider.process.register()
+    alias = unique("shared")
+    room_id = host.create_room(preset="public_chat", room_alias_name=alias)
+    assert inside.join(f"#{alias}:{peer.name}") == room_id
+    assert outside.join(f"#{alias}:{peer.name}") == room_id
+    host.timeline_until(room_id, lambda e: e.get("state_key") == outside.user_id)
+    inside.send(room_id, "from the closed server")
+    host.timeline_until(room_id, lambda e: e.get("content", {}).get("body") == "from the closed server")
+    host.send(room_id, "from the peer")
+    inside.timeline_until(room_id, lambda e: e.get("content", {}).get("body") == "from the peer")
+    outside.send(room_id, "from the outsider")  # its server tries to send it to closed too: refused
+    refused = wait_until(lambda: audit(admin, kind="federation_refused", origin=outsider.name))
+    assert refused[0]["details"]["reason"] == "not in federation_domain_whitelist"
+    assert contacted(closed) == {peer.name}
+    destinations = admin.ok("GET", "/_synapse/admin/v1/federation/destinations")["destinations"]
+    assert [d["destination"] for d in destinations] == [peer.name]
+
+
+def test_destinations_show_the_backoff_of_a_peer_that_is_down_and_reset_it(fed):
+    home, peer = fed(), fed()
+    admin = register_admin(home.process)
+    owner, guest = home.process.register(), peer.process.register()
+    alias = unique("down")
+    room_id = owner.create_room(preset="public_chat", room_alias_name=alias)
+    guest.join(f"#{alias}:{home.name}")
+    owner.timeline_until(room_id, lambda e: e.get("state_key") == guest.user_id)
+    path = f"/_synapse/admin/v1/federation/destinations/{quote(peer.name)}"
+    assert admin.ok("GET", path)["retry_interval"] == 0
+    peer.process.stop()
+    owner.send(room_id, "while the peer is down")
+    failing = wait_until(lambda: (d := admin.ok("GET", path))["retry_interval"] > 0 and d)
+    assert failing["failure_ts"] == failing["retry_last_ts"] > 0 and failing["queued"] >= 1
+    listed = admin.ok("GET", "/_synapse/admin/v1/federation/destinations?order_by=retry_interval&dir=b")
+    assert listed["destinations"][0]["destination"] == peer.name and listed["total"] >= 1
+    peer.process.start()
+    assert admin.ok("POST", f"{path}/reset_connection", {}) == {}
+    guest.timeline_until(room_id, lambda e: e.get("content", {}).get("body") == "while the peer is down")
+    wait_until(lambda: admin.ok("GET", path)["retry_interval"] == 0)

@@ -34,6 +34,8 @@ async def send(hs, req: ApiRequest):
     """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId)."""
     content = req.json()
     hs.ratelimit.event(req.user_id)
+    if (fake := hs.admin.shadow_banned_event_id(req.user_id)) is not None:
+        return {"event_id": fake}
     spec = EventSpec(req.user_id, req.path_params["eventType"], content, txn=_txn_key(req))
     ev = await hs.room_events.send(req.path_params["roomId"], spec)
     return {"event_id": ev.event_id}
