@@ -44,6 +44,7 @@ from homeserver.api.client import search as search_api, user_directory as user_d
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Counter
+from homeserver.services.access_rules import AccessRules
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.admin import AdminService
 from homeserver.services.audit import AuditLog
@@ -163,6 +164,7 @@ class HomeServer:
     audit: AuditLog
     config_reload: ConfigReloader
     admin: AdminService
+    access_rules: AccessRules
     resource: MatrixResource
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
@@ -258,10 +260,12 @@ def build_server(config, reactor) -> HomeServer:
                                   server_name=server_name, clock=reactor, acl=room_servers.origin_allowed),
         remote=RemoteQueries(client=transport.client),
         server_name=server_name, client=transport.client, sender=transport.sender)
+    access_rules = AccessRules(room_events=room_events, server_name=server_name,
+                               internal_servers=config.room_access_rules_internal_servers, audit=audit)
     rooms = RoomService(room_events=room_events, store=event_store, profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
                         federation=federation_handler, directory=directory, join_limits=ratelimit,
-                        blocked_by=admin_store.room_blocked_by)
+                        blocked_by=admin_store.room_blocked_by, access_rules=access_rules)
     history = RoomHistoryService(room_events=room_events, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
     user_directory = UserDirectoryService(
@@ -308,7 +312,7 @@ def build_server(config, reactor) -> HomeServer:
                                        room_events=room_events, event_store=event_store, serializer=serializer,
                                        sync=sync, sender=transport.sender, ratelimit_overrides=ratelimit.overrides,
                                        clock=reactor),
-                    resource=resource)
+                    access_rules=access_rules, resource=resource)
     for module in CLIENT_API_MODULES:
         router.bind(hs, module.ROUTES)
     return hs

@@ -50,6 +50,9 @@ async def make_membership(hs, req: ApiRequest, membership: str):
     if membership != "leave":
         _peer_may(hs, req, "join_rooms", "join its rooms")
     await _room_allowed(hs, req, room_id)
+    if membership == "join":
+        user_id = req.path_params["userId"]
+        await hs.access_rules.check_membership(room_id, user_id, user_id, "join", req.origin)
     # Spec: without ?ver= the joining server supports room version 1 only.
     versions = (req.args.get("ver") or ["1"]) if membership != "leave" else None
     return await hs.federation_handler.membership.make_membership(req.origin, room_id, req.path_params["userId"],
@@ -63,6 +66,10 @@ async def send_membership(hs, req: ApiRequest, membership: str):
     if membership != "leave":
         _peer_may(hs, req, "join_rooms", "join its rooms")
     await _room_allowed(hs, req, room_id)
+    if membership == "join":
+        user_id = req.json().get("state_key")
+        if isinstance(user_id, str):
+            await hs.access_rules.check_membership(room_id, user_id, user_id, "join", req.origin)
     result = await fed.membership.send_membership(req.origin, room_id, req.path_params["eventId"],
                                                   req.json(), membership,
                                                   omit_members=req.arg("omit_members") == "true")
@@ -78,6 +85,10 @@ async def invite(hs, req: ApiRequest):
     invitee = body["event"].get("state_key") if isinstance(body.get("event"), dict) else None
     if isinstance(invitee, str) and domain_of(invitee) == hs.config.server_name:
         hs.ratelimit.invites_per_user.check(invitee)  # rc_invites.per_user; per room is the sender's (Synapse)
+    if isinstance(invitee, str):
+        sender = body["event"].get("sender")
+        await hs.access_rules.check_membership(req.path_params["roomId"], sender if isinstance(sender, str) else "",
+                                               invitee, "invite", req.origin)
     return await hs.federation_handler.membership.on_invite(req.origin, req.path_params["roomId"],
                                                             req.path_params["eventId"], body)
 

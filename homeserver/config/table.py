@@ -264,6 +264,13 @@ KEYS: tuple[Key, ...] = (
         "Synapse's older key: when set, federation uses it (and no whitelist) instead\n"
         "of ip_range_blacklist and ip_range_whitelist.",
         sample=lambda ctx: ["10.0.0.0/8"], commented=True),
+
+    Key("room_access_rules.internal_servers", "server_names", None, _FED,
+        "Room access rules (Tchap's im.vector.room.access_rules: restricted,\n"
+        "unrestricted, direct) are enforced when this is set: these server names\n"
+        "(and this server) are the internal agencies, the only ones whose users may\n"
+        "join or be invited into a restricted room (or one without the event).",
+        origin=HEXAGONE, sample=lambda ctx: ["agence-b.gouv.example"], commented=True),
 )
 
 # Sub-keys of implemented sections that Synapse knows and Hexagone does not implement yet.

@@ -53,6 +53,7 @@ async def put_state(hs, req: ApiRequest):
             raise bad_json("membership must be a string")
     if event_type == "m.room.canonical_alias":
         await _check_canonical_alias(hs, room_id, content)
+    await hs.access_rules.check_state(room_id, req.user_id, event_type, content)
     current = await hs.room_events.current_state_event(room_id, event_type, state_key)
     if current is not None and current.sender == req.user_id and current.content == content:
         return {"event_id": current.event_id}  # unchanged state is not sent again
