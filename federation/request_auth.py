@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from nacl.exceptions import BadSignatureError
 from unpaddedbase64 import decode_base64, encode_base64
@@ -148,12 +148,13 @@ class FederationAuthenticator:
 
     401 ``M_UNAUTHORIZED`` for a missing/garbled header, another destination, an unknown
     key or a bad signature; 403 ``M_FORBIDDEN`` for an origin outside
-    ``federation_domain_whitelist`` (then ``on_refused(origin, reason)`` runs). ``on_origin(origin)`` runs
+    ``federation_domain_whitelist`` (after ``await on_refused(origin, reason)``). ``on_origin(origin)`` runs
     after each success (the sender uses it to retry a peer that was down).
     """
 
     def __init__(self, *, server_name: str, keyring, peers, now_ms: Callable[[], int],
-                 on_origin: Callable[[str], None] | None = None, on_refused: Callable[[str, str], None] | None = None):
+                 on_origin: Callable[[str], None] | None = None,
+                 on_refused: Callable[[str, str], Awaitable[None]] | None = None):
         self._server_name = server_name
         self._keyring = keyring
         self._peers = peers  # a federation.peers.FederationPeers
@@ -170,7 +171,7 @@ class FederationAuthenticator:
             raise unauthorized(f"request is for {auth.destination}, not {self._server_name}")
         if not self._peers.allows(auth.origin):
             if self._on_refused is not None:
-                self._on_refused(auth.origin, "not in federation_domain_whitelist")
+                await self._on_refused(auth.origin, "not in federation_domain_whitelist")
             raise MatrixError(403, "M_FORBIDDEN", f"Federation denied with {auth.origin}")
         content = req.json() if req.body.strip() else None
         key = await self._lookup_key(auth)

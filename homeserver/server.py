@@ -193,7 +193,7 @@ def build_server(config, reactor) -> HomeServer:
     config_reload = ConfigReloader(
         path=config.config_path, load=config_module.load_config,
         apply=[lambda new: peers.update(new.federation_domain_whitelist, new.federation_peer_policy)],
-        on_reloaded=lambda actor, applied: audit.note("config_reload", actor, None, None, applied))
+        on_reloaded=lambda actor, applied: audit.record("config_reload", actor, None, None, applied))
     admin_store = admin_storage.AdminStore(db)
     ratelimit = RateLimits(config, reactor, federation_per_host=peers.rc_federation,
                            overrides=RatelimitOverrides(reactor, admin_store.ratelimit_overrides_sync()))
@@ -346,7 +346,7 @@ def _build_transport(config, reactor, db, signing_key, peers: FederationPeers, a
                               positions=StreamIdGenerator(queue.max_position_sync()))
     authenticator = FederationAuthenticator(
         server_name=config.server_name, keyring=keyring, peers=peers, now_ms=now_ms, on_origin=sender.wake,
-        on_refused=lambda origin, reason: audit.note("federation_refused", origin, None, origin, {"reason": reason}))
+        on_refused=lambda origin, reason: audit.record("federation_refused", origin, None, origin, {"reason": reason}))
     return FederationTransport(server_keys, keyring, client, sender, authenticator, peers)
 
 
@@ -479,7 +479,8 @@ def run_server(config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # SIGHUP: read the configuration file again and apply what can change live (services/config_reload.py).
-    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(hs.config_reload.reload_logged))
+    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(
+        lambda: defer.ensureDeferred(hs.config_reload.reload_logged())))
     logger.info("Hexagone serving %s", config.server_name)
     reactor.run(installSignalHandlers=False)
     return 0

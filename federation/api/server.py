@@ -19,11 +19,11 @@ async def _room_allowed(hs, req: ApiRequest, room_id: str) -> None:
         raise forbidden("Server is banned from this room by its server ACL")
 
 
-def _peer_may(hs, req: ApiRequest, term: str, what: str) -> None:
+async def _peer_may(hs, req: ApiRequest, term: str, what: str) -> None:
     """``federation_peer_policy``: 403 M_FORBIDDEN (and an audit event) unless the origin's ``term`` is true."""
     if not getattr(hs.federation.peers.policy(req.origin), term):
-        hs.audit.note("federation_refused", req.origin, req.path_params.get("roomId"), req.origin,
-                      {"reason": f"federation_peer_policy: {term} is false", "path": req.path})
+        await hs.audit.record("federation_refused", req.origin, req.path_params.get("roomId"), req.origin,
+                              {"reason": f"federation_peer_policy: {term} is false", "path": req.path})
         raise forbidden(f"This server does not let users of {req.origin} {what}")
 
 
@@ -48,7 +48,7 @@ async def make_membership(hs, req: ApiRequest, membership: str):
     """GET /v1/make_{join,leave,knock}/{roomId}/{userId}."""
     room_id = req.path_params["roomId"]
     if membership != "leave":
-        _peer_may(hs, req, "join_rooms", "join its rooms")
+        await _peer_may(hs, req, "join_rooms", "join its rooms")
     await _room_allowed(hs, req, room_id)
     if membership == "join":
         user_id = req.path_params["userId"]
@@ -64,7 +64,7 @@ async def send_membership(hs, req: ApiRequest, membership: str):
     fed = hs.federation_handler
     room_id = req.path_params["roomId"]
     if membership != "leave":
-        _peer_may(hs, req, "join_rooms", "join its rooms")
+        await _peer_may(hs, req, "join_rooms", "join its rooms")
     await _room_allowed(hs, req, room_id)
     if membership == "join":
         user_id = req.json().get("state_key")
@@ -79,7 +79,7 @@ async def send_membership(hs, req: ApiRequest, membership: str):
 
 
 async def invite(hs, req: ApiRequest):
-    _peer_may(hs, req, "invite_users", "invite its users")
+    await _peer_may(hs, req, "invite_users", "invite its users")
     await _room_allowed(hs, req, req.path_params["roomId"])
     body = req.json()
     invitee = body["event"].get("state_key") if isinstance(body.get("event"), dict) else None

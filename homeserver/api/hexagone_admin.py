@@ -26,7 +26,7 @@ MAX_EXPORT = 1_000_000
 
 async def reload_config(hs, req: ApiRequest):
     try:
-        applied = hs.config_reload.reload(req.user_id)
+        applied = await hs.config_reload.reload(req.user_id)
     except ConfigError as e:
         raise MatrixError(400, "M_INVALID_PARAM", f"Configuration not reloaded: {e}") from None
     return {"reloaded": applied}

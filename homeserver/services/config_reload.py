@@ -9,7 +9,7 @@ waits for a restart.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 logger = logging.getLogger(__name__)
 
@@ -18,13 +18,13 @@ LIVE_KEYS = ("federation_domain_whitelist", "federation_peer_policy")
 
 class ConfigReloader:
     def __init__(self, *, path: str, load: Callable[[str], Any], apply: list[Callable[[Any], None]],
-                 on_reloaded: Callable[[str | None, dict], None] | None = None):
+                 on_reloaded: Callable[[str | None, dict], Awaitable[None]] | None = None):
         self._path = path
         self._load = load  # homeserver.config.load_config: raises ConfigError with the key and reason
         self._apply = apply
         self._on_reloaded = on_reloaded
 
-    def reload(self, actor: str | None = None) -> dict:
+    async def reload(self, actor: str | None = None) -> dict:
         """Read the file again and apply its live keys; returns them. Raises ConfigError (nothing applied)."""
         config = self._load(self._path)
         for apply in self._apply:
@@ -32,15 +32,15 @@ class ConfigReloader:
         whitelist = config.federation_domain_whitelist
         applied = {"federation_domain_whitelist": None if whitelist is None else sorted(whitelist),
                    "federation_peer_policy": sorted(config.federation_peer_policy or {})}
+        if self._on_reloaded is not None:
+            await self._on_reloaded(actor, applied)
         logger.info("Configuration reloaded from %s by %s: federation_domain_whitelist=%s", self._path,
                     actor or "SIGHUP", applied["federation_domain_whitelist"])
-        if self._on_reloaded is not None:
-            self._on_reloaded(actor, applied)
         return applied
 
-    def reload_logged(self, actor: str | None = None) -> None:
+    async def reload_logged(self, actor: str | None = None) -> None:
         """:meth:`reload`, a refusal only logged (SIGHUP has no one to answer)."""
         try:
-            self.reload(actor)
+            await self.reload(actor)
         except Exception as e:
             logger.error("Configuration not reloaded, the running one stays: %s", e)
