@@ -17,7 +17,8 @@ from urllib.parse import quote
 import yaml
 
 from homeserver.config import load_config
-from tests.integration.harness import hexagone_cli, register_admin, unique
+from tests.integration.federation import EventForge, send_transaction
+from tests.integration.harness import hexagone_cli, register_admin, shared_room, unique
 
 OUTBOUND = re.compile(r"Outbound connection to (\S+) at ")
 
@@ -217,3 +218,15 @@ def test_destinations_show_the_backoff_of_a_peer_that_is_down_and_reset_it(fed):
     assert admin.ok("POST", f"{path}/reset_connection", {}) == {}
     guest.timeline_until(room_id, lambda e: e.get("content", {}).get("body") == "while the peer is down")
     wait_until(lambda: admin.ok("GET", path)["retry_interval"] == 0)
+
+
+def test_forged_events_are_in_the_audit_trail(fed):
+    home, attacker = fed(), fed()
+    admin = register_admin(home.process)
+    owner, mallory = home.process.register(), attacker.process.register()
+    room_id = shared_room(owner, mallory, public=True)
+    forge = EventForge(home, owner, room_id, attacker, mallory)
+    forged = forge.message(mallory.user_id, "tampered after signing", origin_server_ts=1)
+    assert "error" in send_transaction(home, attacker, [forged])[forged["_id"]]
+    found = wait_until(lambda: audit(admin, kind="event_rejected", target=forged["_id"]))
+    assert found[0]["origin"] == attacker.name and "signature" in found[0]["details"]["kind"]
