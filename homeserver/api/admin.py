@@ -85,6 +85,7 @@ async def new_token(hs, req: ApiRequest):
         raise invalid_param("expiry_time must not be in the past")
     if not await hs.registration.create_registration_token(token, uses_allowed, expiry_time):
         raise MatrixError(400, "M_INVALID_PARAM", f"Token already exists: {token}")
+    await audited(hs, req, "new_registration_token", None, uses_allowed=uses_allowed, expiry_time=expiry_time)
     return await hs.registration.registration_token(token)
 
 
@@ -102,6 +103,7 @@ async def update_token(hs, req: ApiRequest):
     changes = {k: _optional_int(body, k) for k in ("uses_allowed", "expiry_time") if k in body}
     if not await hs.registration.update_registration_token(req.path_params["token"], changes):
         raise not_found("No such registration token")
+    await audited(hs, req, "update_registration_token", None, **changes)
     return await hs.registration.registration_token(req.path_params["token"])
 
 
@@ -109,6 +111,7 @@ async def delete_token(hs, req: ApiRequest):
     require_admin(req)
     if not await hs.registration.delete_registration_token(req.path_params["token"]):
         raise not_found("No such registration token")
+    await audited(hs, req, "delete_registration_token", None)
     return {}
 
 

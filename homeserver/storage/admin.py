@@ -84,7 +84,7 @@ class AdminStore:
         where, args = [], []
         if f.name is not None:
             where.append("(LOWER(u.user_id) LIKE ? ESCAPE '!' OR LOWER(p.displayname) LIKE ? ESCAPE '!')")
-            args += [_like(f.name)] * 2
+            args += ["@" + _like(f.name) + ":%", _like(f.name)]  # in the localpart, or the display name
         elif f.user_id is not None:
             where.append("LOWER(u.user_id) LIKE ? ESCAPE '!'")
             args.append(_like(f.user_id))
