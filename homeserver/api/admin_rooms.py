@@ -20,7 +20,8 @@ async def list_rooms(hs, req: ApiRequest):
     offset, limit, backwards = page_args(req)
     return await hs.admin.list_rooms(search_term=req.arg("search_term"), order_by=req.arg("order_by", "name"),
                                      backwards=backwards, offset=offset, limit=limit,
-                                     public=bool_arg(req, "public_rooms", None), empty=bool_arg(req, "empty_rooms", None))
+                                     public=bool_arg(req, "public_rooms", None),
+                                     empty=bool_arg(req, "empty_rooms", None))
 
 
 async def room_info(hs, req: ApiRequest, what: str):
@@ -80,17 +81,18 @@ async def forward_extremities(hs, req: ApiRequest):
     return await hs.admin.forward_extremities((await hs.rooms.resolve_room(req.path_params["roomIdOrAlias"]))[0])
 
 
+# The reads about one room by id: GET path -> the AdminService method answering it.
+ROOM_READS = {V1 + "/rooms/{roomId}": "room_details", V1 + "/rooms/{roomId}/members": "members",
+              V1 + "/rooms/{roomId}/block": "room_block", V2 + "/rooms/{roomId}/delete_status": "deletions_of_room"}
+
 ROUTES = [
+    *(admin_route("GET", path, partial(room_info, what=what)) for path, what in ROOM_READS.items()),
+    *(admin_route("DELETE", prefix + "/rooms/{roomId}", partial(delete_room, version=version))
+      for version, prefix in ((1, V1), (2, V2))),
     admin_route("GET", V1 + "/rooms", list_rooms),
-    admin_route("GET", V1 + "/rooms/{roomId}", partial(room_info, what="room_details")),
-    admin_route("GET", V1 + "/rooms/{roomId}/members", partial(room_info, what="members")),
     admin_route("GET", V1 + "/rooms/{roomId}/state", state),
     admin_route("GET", V1 + "/rooms/{roomId}/messages", messages),
-    admin_route("GET", V1 + "/rooms/{roomId}/block", partial(room_info, what="room_block")),
     admin_route("PUT", V1 + "/rooms/{roomId}/block", put_block),
-    admin_route("DELETE", V1 + "/rooms/{roomId}", partial(delete_room, version=1)),
-    admin_route("DELETE", V2 + "/rooms/{roomId}", partial(delete_room, version=2)),
-    admin_route("GET", V2 + "/rooms/{roomId}/delete_status", partial(room_info, what="deletions_of_room")),
     admin_route("GET", V2 + "/rooms/delete_status/{deleteId}", delete_status),
     admin_route("POST", V1 + "/rooms/{roomIdOrAlias}/make_room_admin", make_room_admin),
     admin_route("GET", V1 + "/rooms/{roomIdOrAlias}/forward_extremities", forward_extremities),

@@ -1,6 +1,7 @@
 """Synapse's user admin API (``docs/admin_api/user_admin_api.md``), server admins only (``AUTH_ADMIN``), as
-synapse-admin calls it: list, query, create and modify, deactivate (and erase), reset password, devices, whois,
-login as a user, shadow ban, rate-limit overrides. Every change goes to the audit trail."""
+synapse-admin calls it: list, query, create and modify, deactivate (and erase), reset password, devices (list,
+show, rename, delete), joined rooms and memberships, admin flag, username availability, whois, login as a user,
+shadow ban, rate-limit overrides. Every change goes to the audit trail."""
 
 from __future__ import annotations
 
@@ -29,6 +30,41 @@ async def list_users(hs, req: ApiRequest):
 async def user_info(hs, req: ApiRequest, what: str):
     """The reads about one user: the account, its devices, whois, its rate-limit override."""
     return await getattr(hs.admin, what)(_user(req))
+
+
+async def device(hs, req: ApiRequest):
+    return await hs.admin.device(_user(req), req.path_params["deviceId"])
+
+
+async def change_devices(hs, req: ApiRequest):
+    """PUT .../devices/{deviceId} renames it, DELETE deletes it, POST .../delete_devices deletes the listed."""
+    device_id = req.path_params.get("deviceId")
+    body = req.json(allow_empty=True)
+    if req.method == "PUT":
+        await hs.admin.rename_device(_user(req), device_id, body.get("display_name"))
+        return {}
+    devices = [device_id] if device_id is not None else body.get("devices")
+    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+        raise invalid_param("devices must be a list of device ids")
+    await hs.admin.delete_devices(_user(req), devices)
+    await audited(hs, req, "delete_devices", _user(req), devices=devices)
+    return {}
+
+
+async def put_admin(hs, req: ApiRequest):
+    admin = req.json().get("admin")
+    await hs.admin.set_admin(req.user_id, _user(req), admin)
+    await audited(hs, req, "set_admin", _user(req), admin=admin)
+    return {}
+
+
+async def username_available(hs, req: ApiRequest):
+    """GET /_synapse/admin/v1/username_available: as the client-server check, with registration closed too."""
+    username = req.arg("username")
+    if username is None:
+        raise invalid_param("Missing username")
+    await hs.registration.check_available(username)
+    return {"available": True}
 
 
 async def put_user(hs, req: ApiRequest):
@@ -83,18 +119,30 @@ async def set_override(hs, req: ApiRequest):
     return result
 
 
+# The reads about one user: GET path -> the AdminService method answering it.
+USER_READS = {
+    V2 + "/users/{userId}": "query_user",
+    V2 + "/users/{userId}/devices": "devices",
+    V1 + "/users/{userId}/joined_rooms": "joined_rooms",
+    V1 + "/users/{userId}/memberships": "memberships",
+    V1 + "/users/{userId}/admin": "is_admin",
+    V1 + "/users/{userId}/override_ratelimit": "ratelimit_override",
+    V1 + "/whois/{userId}": "whois",
+}
+
 ROUTES = [
+    *(admin_route("GET", path, partial(user_info, what=what)) for path, what in USER_READS.items()),
     admin_route("GET", V2 + "/users", list_users),
-    admin_route("GET", V2 + "/users/{userId}", partial(user_info, what="query_user")),
     admin_route("PUT", V2 + "/users/{userId}", put_user),
-    admin_route("GET", V2 + "/users/{userId}/devices", partial(user_info, what="devices")),
+    admin_route("GET", V2 + "/users/{userId}/devices/{deviceId}", device),
+    *(admin_route(method, V2 + path, change_devices) for method, path in (
+        ("PUT", "/users/{userId}/devices/{deviceId}"), ("DELETE", "/users/{userId}/devices/{deviceId}"),
+        ("POST", "/users/{userId}/delete_devices"))),
+    admin_route("PUT", V1 + "/users/{userId}/admin", put_admin),
+    admin_route("GET", V1 + "/username_available", username_available),
     admin_route("POST", V1 + "/deactivate/{userId}", deactivate),
     admin_route("POST", V1 + "/reset_password/{userId}", reset_password),
-    admin_route("GET", V1 + "/whois/{userId}", partial(user_info, what="whois")),
     admin_route("POST", V1 + "/users/{userId}/login", login_as),
-    admin_route("POST", V1 + "/users/{userId}/shadow_ban", shadow_ban),
-    admin_route("DELETE", V1 + "/users/{userId}/shadow_ban", shadow_ban),
-    admin_route("GET", V1 + "/users/{userId}/override_ratelimit", partial(user_info, what="ratelimit_override")),
-    admin_route("POST", V1 + "/users/{userId}/override_ratelimit", set_override),
-    admin_route("DELETE", V1 + "/users/{userId}/override_ratelimit", set_override),
+    *(admin_route(method, V1 + "/users/{userId}/shadow_ban", shadow_ban) for method in ("POST", "DELETE")),
+    *(admin_route(method, V1 + "/users/{userId}/override_ratelimit", set_override) for method in ("POST", "DELETE")),
 ]

@@ -1,4 +1,5 @@
-"""Hexagone's own admin API (server admins only: ``AUTH_ADMIN``), beside Synapse's: configuration reload and the audit trail.
+"""Hexagone's own admin API (server admins only: ``AUTH_ADMIN``), beside Synapse's: configuration reload and
+the audit trail.
 
 ``POST /_hexagone/admin/v1/reload``: read homeserver.yaml again and apply what can change live
 (``services/config_reload.py``), as SIGHUP does; a wrong file changes nothing and is answered 400 with the key

@@ -208,6 +208,44 @@ class AdminService:
         devices = [dict(d, dehydrated=False) for d in await self._auth.list_devices(user_id)]
         return {"devices": devices, "total": len(devices)}
 
+    async def device(self, user_id: str, device_id: str) -> dict:
+        await self._existing(user_id)
+        device = await self._auth.get_device(user_id, device_id)
+        if device is None:
+            raise not_found("Device not found")
+        return device
+
+    async def rename_device(self, user_id: str, device_id: str, display_name) -> None:
+        await self.device(user_id, device_id)
+        if display_name is not None:
+            if not isinstance(display_name, str):
+                raise invalid_param("display_name must be a string")
+            await self._auth.rename_device(user_id, device_id, display_name)
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        await self._existing(user_id)
+        await self._auth.delete_devices(user_id, device_ids)
+
+    async def joined_rooms(self, user_id: str) -> dict:
+        rooms = await self._rooms.joined_rooms(user_id)
+        return {"joined_rooms": rooms, "total": len(rooms)}
+
+    async def memberships(self, user_id: str) -> dict:
+        rooms = await self._event_store.rooms_for_user(user_id)
+        return {"memberships": {room_id: membership for room_id, (membership, _, _) in rooms.items()}}
+
+    async def is_admin(self, user_id: str) -> dict:
+        return {"admin": (await self._existing(user_id))["admin"]}
+
+    async def set_admin(self, admin_id: str, user_id: str, admin) -> None:
+        """PUT /_synapse/admin/v1/users/{userId}/admin: not one's own."""
+        if not isinstance(admin, bool):
+            raise MatrixError(400, "M_MISSING_PARAM", "Missing or invalid admin flag")
+        await self._existing(user_id)
+        if user_id == admin_id and not admin:
+            raise MatrixError(400, "M_UNKNOWN", "You may not demote yourself.")
+        await self._store.set_admin(user_id, admin)
+
     async def whois(self, user_id: str) -> dict:
         """GET /_synapse/admin/v1/whois/{userId}: each device's last connection."""
         await self._existing(user_id)

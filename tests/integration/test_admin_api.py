@@ -59,6 +59,36 @@ def test_users_list_query_create_modify(server, admin):
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
 
 
+def test_devices_rooms_admin_flag_and_username(server, admin):
+    user = server.register()
+    second = server.login(user.user_id)
+    me = quote(user.user_id)
+    device = admin.ok("GET", f"{V2}/users/{me}/devices/{second.device_id}")
+    assert device["device_id"] == second.device_id and device["user_id"] == user.user_id
+    admin.ok("PUT", f"{V2}/users/{me}/devices/{second.device_id}", {"display_name": "named by admin"})
+    assert admin.ok("GET", f"{V2}/users/{me}/devices/{second.device_id}")["display_name"] == "named by admin"
+    admin.ok("DELETE", f"{V2}/users/{me}/devices/{second.device_id}", {})
+    assert second.request("GET", "/account/whoami")[0] == 401
+    third = server.login(user.user_id)
+    admin.ok("POST", f"{V2}/users/{me}/delete_devices", {"devices": [third.device_id]})
+    assert [d["device_id"] for d in admin.ok("GET", f"{V2}/users/{me}/devices")["devices"]] == [user.device_id]
+
+    room_id, left = user.create_room(), user.create_room()
+    user.leave(left)
+    assert admin.ok("GET", f"{V1}/users/{me}/joined_rooms") == {"joined_rooms": [room_id], "total": 1}
+    assert admin.ok("GET", f"{V1}/users/{me}/memberships")["memberships"] == {room_id: "join", left: "leave"}
+
+    assert admin.ok("GET", f"{V1}/users/{me}/admin") == {"admin": False}
+    admin.ok("PUT", f"{V1}/users/{me}/admin", {"admin": True})
+    assert admin.ok("GET", f"{V1}/users/{me}/admin") == {"admin": True}
+    status, body = admin.request("PUT", f"{V1}/users/{quote(admin.user_id)}/admin", {"admin": False})
+    assert status == 400
+    assert admin.ok("GET", f"{V1}/username_available?username={unique('free')}") == {"available": True}
+    status, body = admin.request("GET", f"{V1}/username_available?username={user.user_id[1:].split(':')[0]}")
+    assert (status, body["errcode"]) == (400, "M_USER_IN_USE")
+    assert audit_actions(admin, user.user_id) == ["delete_devices", "delete_devices", "set_admin"]
+
+
 def test_deactivate_with_erase_reset_password_devices_whois(server, admin):
     user = server.register(unique("carol"))
     assert admin.ok("GET", f"{V2}/users/{quote(user.user_id)}/devices")["total"] == 1
