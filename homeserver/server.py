@@ -73,8 +73,8 @@ from homeserver.services.to_device import ToDeviceService, ToDeviceSource
 from homeserver.services.typing import TypingService
 from homeserver.services.user_directory import UserDirectoryService
 from homeserver.storage import account_data as account_data_storage
-from homeserver.storage import admin as admin_storage
 from homeserver.storage import accounts as accounts_storage
+from homeserver.storage import admin as admin_storage
 from homeserver.storage import audit as audit_storage
 from homeserver.storage import device_inbox as device_inbox_storage
 from homeserver.storage import device_lists as device_lists_storage

@@ -4,7 +4,7 @@
 updated or deleted): ``actor`` a user ID or server name, ``target`` what was acted on, ``origin`` the client
 IP or the remote server. Nothing secret is ever stored: any detail whose name says password, token, secret,
 key, mac or signature is dropped before the write, whatever the caller passed. Kinds are listed in
-:data:`KINDS`; other helpers call ``record`` with theirs (``media_infected`` for a refused infected file).
+:data:`KINDS`; the media repository calls :meth:`AuditLog.media_infected` for an infected file it refuses.
 """
 
 from __future__ import annotations
@@ -67,6 +67,10 @@ class AuditLog:
         """Append one security event; returns once it is committed."""
         await self._store.append(next(self._ids), int(self._clock.seconds() * 1000), kind, actor, target, origin,
                                  scrub(details or {}))
+
+    async def media_infected(self, uploader: str | None, media_id: str, origin: str | None, virus: str) -> None:
+        """The media repository's hook: an upload (or remote fetch) refused because the scanner found ``virus``."""
+        await self.record("media_infected", uploader, media_id, origin, {"virus": virus})
 
     def note(self, kind: str, actor: str | None = None, target: str | None = None, origin: str | None = None,
              details: dict[str, Any] | None = None) -> None:
