@@ -84,11 +84,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         )
     if os.path.exists(config_path):
         return _error(f"Refusing to overwrite the existing configuration {config_path}.")
+    peers = tuple(n.strip() for n in args.federate_with.split(",") if n.strip())
 
     try:
         text = generate_config_yaml(
             args.server_name, config_dir, port=args.port, database_url=args.database,
-            federate_with=tuple(n.strip() for n in args.federate_with.split(",") if n.strip()),
+            federate_with=peers,
         )
         # Validate what we are about to write (server name, port, database URL).
         import yaml
@@ -115,6 +116,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     print(f"Wrote {config_path}")
     print(f"Wrote {key_path} (signing key ed25519:{key.version}; back it up, keep it private)")
+    print(f"Federation: only with {', '.join(peers)}" if peers else
+          "Federation: with nobody yet (federation_domain_whitelist: []); list the agencies there, then reload "
+          "with kill -HUP or POST /_hexagone/admin/v1/reload")
     print()
     print("Review the configuration, then start the server with:")
     print(f"  hexagone run --config {config_path}")

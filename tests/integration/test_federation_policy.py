@@ -71,10 +71,11 @@ def public_room(server):
 
 def test_init_closes_federation_and_names_no_notary(tmp_path):
     closed, listed = tmp_path / "closed", tmp_path / "listed"
-    assert hexagone_cli("init", "--server-name", "a.example", "--dir", str(closed), cwd=str(tmp_path)).returncode == 0
+    r = hexagone_cli("init", "--server-name", "a.example", "--dir", str(closed), cwd=str(tmp_path))
+    assert r.returncode == 0 and "Federation: with nobody yet" in r.stdout
     r = hexagone_cli("init", "--server-name", "a.example", "--dir", str(listed),
                      "--federate-with", "b.example, c.example:8448", cwd=str(tmp_path))
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0 and "Federation: only with b.example, c.example:8448" in r.stdout, r.stderr
     text = (closed / "homeserver.yaml").read_text()
     assert "\nfederation_domain_whitelist: []\n" in text and "\ntrusted_key_servers: []\n" in text
     assert "To add an agency" in text
