@@ -256,14 +256,15 @@ class AdminService:
         return {"user_id": user_id, "devices": devices}
 
     async def login_as(self, admin_id: str, user_id: str, valid_until_ms: int | None) -> dict:
-        """POST /_synapse/admin/v1/users/{userId}/login: a token for the user, on no device of theirs."""
+        """POST /_synapse/admin/v1/users/{userId}/login: a token for the user, on no device of theirs (it ends
+        with /logout, as in Synapse)."""
         if user_id == admin_id:
             raise MatrixError(400, "M_UNKNOWN", "Cannot use admin API to login as self")
         user = await self._existing(user_id)
         if user["deactivated"]:
             raise forbidden("The user is deactivated")
-        if valid_until_ms is not None and valid_until_ms < self._auth.now_ms():
-            raise invalid_param("valid_until_ms must be in the future")
+        if valid_until_ms is not None:  # access tokens do not expire here yet: refuse rather than ignore it
+            raise invalid_param("valid_until_ms is not supported: tokens given by this API never expire")
         token = "syt_" + random_string(40)
         await self._store.add_token(user_id, token, self._auth.now_ms())
         return {"access_token": token}

@@ -123,6 +123,11 @@ def test_login_as_user_shadow_ban_and_ratelimit_override(server, admin):
     assert admin.ok("GET", f"{V2}/users/{quote(user.user_id)}/devices")["total"] == 1  # no new device
     status, body = admin.request("POST", f"{V1}/users/{quote(admin.user_id)}/login", {})
     assert status == 400
+    status, body = admin.request("POST", f"{V1}/users/{quote(user.user_id)}/login", {"valid_until_ms": 1})
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")  # not silently ignored
+    assert server.request("POST", "/logout", {}, token=token) == (200, {})
+    assert server.request("GET", "/account/whoami", token=token)[0] == 401
+    assert user.request("GET", "/account/whoami")[0] == 200  # the user's own session is untouched
 
     friend = server.register()
     room_id = friend.create_room(preset="public_chat")

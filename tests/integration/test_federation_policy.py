@@ -207,6 +207,8 @@ def test_destinations_show_the_backoff_of_a_peer_that_is_down_and_reset_it(fed):
     room_id = owner.create_room(preset="public_chat", room_alias_name=alias)
     guest.join(f"#{alias}:{home.name}")
     owner.timeline_until(room_id, lambda e: e.get("state_key") == guest.user_id)
+    owner.send(room_id, "while the peer is up")  # delivered: the peer is a destination, not backing off
+    guest.timeline_until(room_id, lambda e: e.get("content", {}).get("body") == "while the peer is up")
     path = f"/_synapse/admin/v1/federation/destinations/{quote(peer.name)}"
     assert admin.ok("GET", path)["retry_interval"] == 0
     peer.process.stop()
