@@ -28,7 +28,8 @@ from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from federation.discovery import ServerResolver, WellKnownResponse, tls_name_of, twisted_srv_lookup
-from federation.policy import IpRangeFilter, federation_allowed, is_ip_literal
+from federation.peers import FederationPeers
+from federation.policy import IpRangeFilter, is_ip_literal
 from federation.request_auth import sign_request
 from federation.tls import TlsClientEndpoint
 from homeserver.events.canonical_json import encode_canonical_json
@@ -123,6 +124,7 @@ class _CheckedTlsEndpoint:
                 if not client.ip_filter.allows(ip):
                     blocked.append(ip)
                     continue
+                logger.info("Outbound connection to %s at %s port %d", self._name, ip, port)
                 tcp_class = TCP6ClientEndpoint if family == socket.AF_INET6 else TCP4ClientEndpoint
                 tcp = tcp_class(client.reactor, ip, port, timeout=client.connect_timeout_s)
                 endpoint = TlsClientEndpoint(tcp, client.tls_policy.context, self._tls_name, client.reactor,
@@ -170,7 +172,7 @@ class FederationClient:
     """``get_json`` / ``put_json`` / ``post_json`` to another homeserver, signed as this server."""
 
     def __init__(self, *, reactor, threads, server_name: str, signing_key, tls_policy, ip_filter: IpRangeFilter,
-                 whitelist: list[str] | None, now_ms: Callable[[], int], lookup_srv=twisted_srv_lookup,
+                 peers: FederationPeers, now_ms: Callable[[], int], lookup_srv=twisted_srv_lookup,
                  timeout_s: float = 60.0, connect_timeout_s: float = 10.0):
         self.reactor = reactor
         self._threads = threads  # WorkerThreads: getaddrinfo off the reactor thread
@@ -178,7 +180,7 @@ class FederationClient:
         self.signing_key = signing_key
         self.tls_policy = tls_policy
         self.ip_filter = ip_filter
-        self.whitelist = whitelist
+        self.peers = peers
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.resolver = ServerResolver(now_ms=now_ms, fetch_well_known=self.fetch_well_known, lookup_srv=lookup_srv)
@@ -206,7 +208,7 @@ class FederationClient:
 
         ``path`` is already percent-encoded; ``args`` values are strings or lists of strings.
         """
-        if not federation_allowed(self.whitelist, destination):
+        if not self.peers.allows(destination):
             raise FederationDeniedError(f"{destination} is not in federation_domain_whitelist")
         uri = path + ("?" + urlencode(args, doseq=True) if args else "")
         host_header = await self.resolver.delegated_name(destination)

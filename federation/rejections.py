@@ -4,6 +4,7 @@ the EDUs a server may send): each counted by reason, for the metrics to come, an
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from homeserver.metrics import Counter
 
@@ -20,13 +21,16 @@ def _safe(text: str) -> str:
 class FederationRejections:
     """One log line per refused PDU or EDU, naming the server that sent it and ending with the reason's count."""
 
-    def __init__(self, counter: Counter):
+    def __init__(self, counter: Counter, audit: Callable[..., None] | None = None):
         self.counter = counter
+        self._audit = audit  # AuditLog.note: refused PDUs go to the audit trail too
 
     def pdu(self, origin: str, event_id: str | None, reason: str, kind: str) -> None:
         count = self.counter.inc(kind)
         logger.info("rejected PDU %s from %s: %s [%s #%d]", _safe(event_id or "(no event id)"), origin, _safe(reason),
                     kind, count)
+        if self._audit is not None:
+            self._audit("event_rejected", origin, event_id, origin, {"reason": reason, "kind": kind})
 
     def soft_failed(self, origin: str, event_id: str) -> None:
         """Step 6: accepted but kept out of the timeline and the forward extremities."""

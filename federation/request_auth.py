@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from nacl.exceptions import BadSignatureError
 from unpaddedbase64 import decode_base64, encode_base64
 
 from federation.keys import KeyLookupError
-from federation.policy import federation_allowed, split_server_name
+from federation.policy import split_server_name
 from homeserver.errors import MatrixError
 from homeserver.events.signing import signing_bytes
 
@@ -148,17 +148,19 @@ class FederationAuthenticator:
 
     401 ``M_UNAUTHORIZED`` for a missing/garbled header, another destination, an unknown
     key or a bad signature; 403 ``M_FORBIDDEN`` for an origin outside
-    ``federation_domain_whitelist``. ``on_origin(origin)`` runs after each success
-    (the sender uses it to retry a peer that was down).
+    ``federation_domain_whitelist`` (after ``await on_refused(origin, reason)``). ``on_origin(origin)`` runs
+    after each success (the sender uses it to retry a peer that was down).
     """
 
-    def __init__(self, *, server_name: str, keyring, whitelist: list[str] | None,
-                 now_ms: Callable[[], int], on_origin: Callable[[str], None] | None = None):
+    def __init__(self, *, server_name: str, keyring, peers, now_ms: Callable[[], int],
+                 on_origin: Callable[[str], None] | None = None,
+                 on_refused: Callable[[str, str], Awaitable[None]] | None = None):
         self._server_name = server_name
         self._keyring = keyring
-        self._whitelist = whitelist
+        self._peers = peers  # a federation.peers.FederationPeers
         self._now_ms = now_ms
         self.on_origin = on_origin
+        self._on_refused = on_refused
 
     async def authenticate(self, req) -> str:
         try:
@@ -167,7 +169,9 @@ class FederationAuthenticator:
             raise unauthorized(str(e)) from None
         if auth.destination is not None and auth.destination != self._server_name:
             raise unauthorized(f"request is for {auth.destination}, not {self._server_name}")
-        if not federation_allowed(self._whitelist, auth.origin):
+        if not self._peers.allows(auth.origin):
+            if self._on_refused is not None:
+                await self._on_refused(auth.origin, "not in federation_domain_whitelist")
             raise MatrixError(403, "M_FORBIDDEN", f"Federation denied with {auth.origin}")
         content = req.json() if req.body.strip() else None
         key = await self._lookup_key(auth)

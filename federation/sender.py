@@ -18,7 +18,7 @@ from urllib.parse import quote
 from twisted.internet import defer
 
 from federation.client import FederationDeniedError, HttpResponseError
-from federation.policy import federation_allowed
+from federation.peers import FederationPeers
 from homeserver.storage.federation_queue import EDU, PDU, FederationQueueStore
 
 logger = logging.getLogger(__name__)
@@ -33,13 +33,13 @@ _PERMANENT_STATUSES = frozenset({400, 403, 404, 405, 413})
 
 class FederationSender:
     def __init__(self, *, reactor, store: FederationQueueStore, client, server_name: str,
-                 whitelist: list[str] | None, now_ms: Callable[[], int], positions,
+                 peers: FederationPeers, now_ms: Callable[[], int], positions,
                  min_retry_ms: int = MIN_RETRY_MS, max_retry_ms: int = MAX_RETRY_MS):
         self._reactor = reactor
         self._store = store
         self._client = client
         self._server_name = server_name
-        self._whitelist = whitelist
+        self._peers = peers
         self._now_ms = now_ms
         self._positions = positions  # a StreamIdGenerator over federation_outbox.position
         self._min_retry_ms = min_retry_ms
@@ -102,7 +102,7 @@ class FederationSender:
     # -- queueing -------------------------------------------------------------------------------
     async def _enqueue(self, destinations, kind: str, payload: dict, stream_ordering: int | None = None) -> None:
         targets = sorted({d for d in destinations if d != self._server_name})
-        allowed = [d for d in targets if federation_allowed(self._whitelist, d)]
+        allowed = [d for d in targets if self._peers.allows(d)]
         if len(allowed) < len(targets):
             logger.info("Not sending to %s: not in federation_domain_whitelist", set(targets) - set(allowed))
         if not allowed:

@@ -1,7 +1,7 @@
 """The federation transport of one homeserver.
 
 :class:`FederationTransport` holds keys, the outbound client, the sender and
-the inbound request authenticator, all built by the composition root
+the inbound request authenticator and the peers' terms, all built by the composition root
 (``homeserver/server.py``). Its endpoints (key server, notary, version) are in
 ``federation/api/key_server.py``.
 """
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from federation.client import FederationClient
 from federation.keys import KeyRing, ServerKeys
+from federation.peers import FederationPeers
 from federation.request_auth import FederationAuthenticator
 from federation.sender import FederationSender
 
@@ -23,3 +24,4 @@ class FederationTransport:
     client: FederationClient
     sender: FederationSender
     authenticator: FederationAuthenticator
+    peers: FederationPeers  # whom we federate with, on what terms (reloadable)

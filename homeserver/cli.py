@@ -65,6 +65,9 @@ def _init_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database", default=None, metavar="URL",
                    help="postgresql://user:pw@host:port/db, sqlite:///path or a file path "
                         "(default: SQLite in --dir)")
+    p.add_argument("--federate-with", default="", metavar="NAMES",
+                   help="comma-separated server names of the agencies to federate with "
+                        "(default: none; federation_domain_whitelist in homeserver.yaml)")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -81,10 +84,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         )
     if os.path.exists(config_path):
         return _error(f"Refusing to overwrite the existing configuration {config_path}.")
+    peers = tuple(n.strip() for n in args.federate_with.split(",") if n.strip())
 
     try:
         text = generate_config_yaml(
-            args.server_name, config_dir, port=args.port, database_url=args.database
+            args.server_name, config_dir, port=args.port, database_url=args.database,
+            federate_with=peers,
         )
         # Validate what we are about to write (server name, port, database URL).
         import yaml
@@ -111,6 +116,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     print(f"Wrote {config_path}")
     print(f"Wrote {key_path} (signing key ed25519:{key.version}; back it up, keep it private)")
+    print(f"Federation: only with {', '.join(peers)}" if peers else
+          "Federation: with nobody yet (federation_domain_whitelist: []); list the agencies there, then reload "
+          "with kill -HUP or POST /_hexagone/admin/v1/reload")
     print()
     print("Review the configuration, then start the server with:")
     print(f"  hexagone run --config {config_path}")

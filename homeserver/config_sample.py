@@ -132,8 +132,10 @@ def generate_config_yaml(
     database_url: str | None = None,
     *,
     placeholder_secret: str | None = None,
+    federate_with: tuple[str, ...] = (),
 ) -> str:
-    """A complete, commented homeserver.yaml in Synapse's shape, generated from the key table.
+    """A complete, commented homeserver.yaml in Synapse's shape, generated from the key table; it
+    federates with ``federate_with`` only (none by default) and trusts no key notary.
 
     Fresh random secrets are generated unless ``placeholder_secret`` is given
     (used for the checked-in sample).
@@ -142,9 +144,12 @@ def generate_config_yaml(
     check_int(port, "port", 1, 65535)
     config_dir = os.path.abspath(config_dir)
     db_name, db_args = database_from_url(database_url, config_dir)
+    for i, peer in enumerate(federate_with):
+        validate_server_name(peer, f"--federate-with[{i}]")
     ctx = SampleContext(
         server_name, config_dir, port, db_name, db_args,
         lambda: placeholder_secret if placeholder_secret is not None else secrets.token_urlsafe(32),
+        tuple(federate_with),
     )
     parts, section, group = [_HEADER], None, None
     for key in KEYS:

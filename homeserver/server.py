@@ -25,6 +25,7 @@ from federation.handlers.receive import PduReceiver
 from federation.handlers.remote_queries import RemoteQueries
 from federation.keys import KeyRing, ServerKeys
 from federation.outbox import PduOutbox
+from federation.peers import FederationPeers
 from federation.policy import IpRangeFilter
 from federation.rejections import FederationRejections
 from federation.request_auth import FederationAuthenticator
@@ -34,7 +35,8 @@ from federation.service import Federation
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from federation.transport import FederationTransport
 from homeserver import config as config_module
-from homeserver.api import admin as admin_api
+from homeserver.api import admin as admin_api, hexagone_admin as hexagone_admin_api
+from homeserver.api import admin_federation, admin_rooms, admin_users
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
@@ -46,10 +48,14 @@ from homeserver.api.client import appservice as appservice_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Counter
+from homeserver.services.access_rules import AccessRules
 from homeserver.services.account_data import AccountDataService
+from homeserver.services.admin import AdminService
 from homeserver.services.appservice_sender import AppServiceSender
 from homeserver.services.appservices import AppServices
+from homeserver.services.audit import AuditLog
 from homeserver.services.auth import AuthService
+from homeserver.services.config_reload import ConfigReloader
 from homeserver.services.delayed_events import DelayedEventService, DelayedStateCancels
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
@@ -62,7 +68,7 @@ from homeserver.services.openid import OpenIdTokens
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
-from homeserver.services.ratelimit import RateLimits
+from homeserver.services.ratelimit import RateLimits, RatelimitOverrides
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
 from homeserver.services.restricted_joins import RestrictedJoins
@@ -80,6 +86,8 @@ from homeserver.services.user_directory import UserDirectoryService
 from homeserver.storage import account_data as account_data_storage
 from homeserver.storage import appservices as appservices_storage
 from homeserver.storage import accounts as accounts_storage
+from homeserver.storage import admin as admin_storage
+from homeserver.storage import audit as audit_storage
 from homeserver.storage import delayed_events as delayed_events_storage
 from homeserver.storage import device_inbox as device_inbox_storage
 from homeserver.storage import device_lists as device_lists_storage
@@ -123,11 +131,14 @@ STORAGE_DOMAINS = {
     "appservices": appservices_storage.MIGRATIONS,
     "delayed_events": delayed_events_storage.MIGRATIONS,
     "openid": openid_storage.MIGRATIONS,
+    "audit": audit_storage.MIGRATIONS,
+    "admin": admin_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
-                      federation_api, federation_keys_api, admin_api,
+                      federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
+                      admin_federation,
                       push_rules_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api]
 
@@ -177,6 +188,10 @@ class HomeServer:
     pdu_outbox: PduOutbox
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
     openid: OpenIdTokens
+    audit: AuditLog
+    config_reload: ConfigReloader
+    admin: AdminService
+    access_rules: AccessRules
     resource: MatrixResource
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
@@ -209,9 +224,17 @@ def build_server(config, reactor) -> HomeServer:
     appservice_client = AppServiceClient(reactor)
     appservices = AppServices(registrations=tuple(config.app_services), client=appservice_client,
                               accounts=accounts_store)
-    ratelimit = RateLimits(config, reactor)
-    transport = _build_transport(config, reactor, threads, db, signing_key)
-    rejections = FederationRejections(Counter("federation_rejected", "reason"))
+    audit = AuditLog(store=audit_storage.AuditStore(db), clock=reactor)
+    peers = FederationPeers(config.federation_domain_whitelist, config.federation_peer_policy)
+    config_reload = ConfigReloader(
+        path=config.config_path, load=config_module.load_config,
+        apply=[lambda new: peers.update(new.federation_domain_whitelist, new.federation_peer_policy)],
+        on_reloaded=lambda actor, applied: audit.record("config_reload", actor, None, None, applied))
+    admin_store = admin_storage.AdminStore(db)
+    ratelimit = RateLimits(config, reactor, federation_per_host=peers.rc_federation,
+                           overrides=RatelimitOverrides(reactor, admin_store.ratelimit_overrides_sync()))
+    transport = _build_transport(config, reactor, threads, db, signing_key, peers, audit)
+    rejections = FederationRejections(Counter("federation_rejected", "reason"), audit=audit.note)
     room_heads = RoomHeads(clock=reactor, store=event_store,
                            stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
                            state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()))
@@ -320,10 +343,13 @@ def build_server(config, reactor) -> HomeServer:
         queries=FederationQueries(room_heads=room_heads, directory=directory, profiles=profiles,
                                   server_name=server_name, clock=reactor, acl=room_servers.origin_allowed),
         remote=remote_queries, server_name=server_name, client=transport.client, sender=transport.sender)
+    access_rules = AccessRules(room_heads=room_heads, server_name=server_name,
+                               internal_servers=config.room_access_rules_internal_servers, audit=audit)
     rooms = RoomService(room_heads=room_heads, appends=appends, join_gate=join_gate, store=event_store,
                         profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
-                        federation=federation_handler, directory=directory, join_limits=ratelimit)
+                        federation=federation_handler, directory=directory, join_limits=ratelimit,
+                        blocked_by=admin_store.room_blocked_by, access_rules=access_rules)
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
 
@@ -346,14 +372,22 @@ def build_server(config, reactor) -> HomeServer:
                     delayed_cancels=delayed_cancels, federation=transport,
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
                     openid=OpenIdTokens(store=openid_storage.OpenIdTokenStore(db), clock=reactor),
-                    resource=resource)
+                    audit=audit, config_reload=config_reload,
+                    admin=AdminService(store=admin_store, server_name=server_name, auth=auth,
+                                       registration=registration, profiles=profiles, rooms=rooms,
+                                       room_heads=room_heads, appends=appends, event_store=event_store,
+                                       serializer=serializer, sync=sync, sender=transport.sender,
+                                       ratelimit_overrides=ratelimit.overrides, clock=reactor),
+                    access_rules=access_rules, resource=resource)
     for module in CLIENT_API_MODULES:
         router.bind(hs, module.ROUTES)
     return hs
 
 
-def _build_transport(config, reactor, threads, db, signing_key) -> FederationTransport:
-    """Federation keys, the outbound client, the sender and the inbound request authenticator."""
+def _build_transport(config, reactor, threads, db, signing_key, peers: FederationPeers,
+                     audit: AuditLog) -> FederationTransport:
+    """Federation keys, the outbound client, the sender and the inbound request authenticator, all under
+    ``peers`` (whom we federate with); inbound refusals go to the audit trail."""
     def now_ms() -> int:
         return int(reactor.seconds() * 1000)
 
@@ -370,17 +404,17 @@ def _build_transport(config, reactor, threads, db, signing_key) -> FederationTra
         ip_filter=(IpRangeFilter(config.ip_range_blacklist, config.ip_range_whitelist)
                    if config.federation_ip_range_blacklist is None
                    else IpRangeFilter(config.federation_ip_range_blacklist)),
-        whitelist=config.federation_domain_whitelist, now_ms=now_ms)
+        peers=peers, now_ms=now_ms)
     keyring = KeyRing(store=server_keys_storage.ServerKeyStore(db), own=server_keys, client=client,
                       trusted_key_servers=config.trusted_key_servers, now_ms=now_ms)
     queue = federation_queue_storage.FederationQueueStore(db)
     sender = FederationSender(reactor=reactor, store=queue, client=client, server_name=config.server_name,
-                              whitelist=config.federation_domain_whitelist, now_ms=now_ms,
+                              peers=peers, now_ms=now_ms,
                               positions=StreamIdGenerator(queue.max_position_sync()))
-    authenticator = FederationAuthenticator(server_name=config.server_name, keyring=keyring,
-                                            whitelist=config.federation_domain_whitelist, now_ms=now_ms,
-                                            on_origin=sender.wake)
-    return FederationTransport(server_keys, keyring, client, sender, authenticator)
+    authenticator = FederationAuthenticator(
+        server_name=config.server_name, keyring=keyring, peers=peers, now_ms=now_ms, on_origin=sender.wake,
+        on_refused=lambda origin, reason: audit.record("federation_refused", origin, None, origin, {"reason": reason}))
+    return FederationTransport(server_keys, keyring, client, sender, authenticator, peers)
 
 
 @dataclass
@@ -493,7 +527,7 @@ def _setup_logging(config) -> None:
 
 
 def run_server(config) -> int:
-    """``hexagone run``: serve in the foreground until SIGTERM or SIGINT."""
+    """``hexagone run``: serve in the foreground until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
     from twisted.internet import reactor
 
     _setup_logging(config)
@@ -514,6 +548,9 @@ def run_server(config) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP: read the configuration file again and apply what can change live (services/config_reload.py).
+    signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(
+        lambda: defer.ensureDeferred(hs.config_reload.reload_logged())))
     logger.info("Hexagone serving %s", config.server_name)
     reactor.run(installSignalHandlers=False)
     return 0

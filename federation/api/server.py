@@ -19,6 +19,14 @@ async def _room_allowed(hs, req: ApiRequest, room_id: str) -> None:
         raise forbidden("Server is banned from this room by its server ACL")
 
 
+async def _peer_may(hs, req: ApiRequest, term: str, what: str) -> None:
+    """``federation_peer_policy``: 403 M_FORBIDDEN (and an audit event) unless the origin's ``term`` is true."""
+    if not getattr(hs.federation.peers.policy(req.origin), term):
+        await hs.audit.record("federation_refused", req.origin, req.path_params.get("roomId"), req.origin,
+                              {"reason": f"federation_peer_policy: {term} is false", "path": req.path})
+        raise forbidden(f"This server does not let users of {req.origin} {what}")
+
+
 async def send_transaction(hs, req: ApiRequest):
     """PUT /v1/send/{txnId}: at most 50 PDUs and 100 EDUs (spec "Transactions"; more is a 400, as in
     Synapse); a transaction is processed once per (origin, txnId)."""
@@ -39,7 +47,12 @@ async def send_transaction(hs, req: ApiRequest):
 async def make_membership(hs, req: ApiRequest, membership: str):
     """GET /v1/make_{join,leave,knock}/{roomId}/{userId}."""
     room_id = req.path_params["roomId"]
+    if membership != "leave":
+        await _peer_may(hs, req, "join_rooms", "join its rooms")
     await _room_allowed(hs, req, room_id)
+    if membership == "join":
+        user_id = req.path_params["userId"]
+        await hs.access_rules.check_membership(room_id, user_id, user_id, "join", req.origin)
     # Spec: without ?ver= the joining server supports room version 1 only.
     versions = (req.args.get("ver") or ["1"]) if membership != "leave" else None
     return await hs.federation_handler.membership.make_membership(req.origin, room_id, req.path_params["userId"],
@@ -50,7 +63,13 @@ async def send_membership(hs, req: ApiRequest, membership: str):
     """PUT /v2/send_join, /v2/send_leave, /v1/send_knock."""
     fed = hs.federation_handler
     room_id = req.path_params["roomId"]
+    if membership != "leave":
+        await _peer_may(hs, req, "join_rooms", "join its rooms")
     await _room_allowed(hs, req, room_id)
+    if membership == "join":
+        user_id = req.json().get("state_key")
+        if isinstance(user_id, str):
+            await hs.access_rules.check_membership(room_id, user_id, user_id, "join", req.origin)
     result = await fed.membership.send_membership(req.origin, room_id, req.path_params["eventId"],
                                                   req.json(), membership,
                                                   omit_members=req.arg("omit_members") == "true")
@@ -60,11 +79,16 @@ async def send_membership(hs, req: ApiRequest, membership: str):
 
 
 async def invite(hs, req: ApiRequest):
+    await _peer_may(hs, req, "invite_users", "invite its users")
     await _room_allowed(hs, req, req.path_params["roomId"])
     body = req.json()
     invitee = body["event"].get("state_key") if isinstance(body.get("event"), dict) else None
     if isinstance(invitee, str) and domain_of(invitee) == hs.config.server_name:
         hs.ratelimit.invites_per_user.check(invitee)  # rc_invites.per_user; per room is the sender's (Synapse)
+    if isinstance(invitee, str):
+        sender = body["event"].get("sender")
+        await hs.access_rules.check_membership(req.path_params["roomId"], sender if isinstance(sender, str) else "",
+                                               invitee, "invite", req.origin)
     return await hs.federation_handler.membership.on_invite(req.origin, req.path_params["roomId"],
                                                             req.path_params["eventId"], body)
 

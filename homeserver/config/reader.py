@@ -23,7 +23,7 @@ from homeserver.config.table import (IMPLEMENTED_TOP_LEVEL_KEYS, KEYS, SILENTLY_
 from homeserver.config.appservices import load_registrations
 from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
 from homeserver.config.values import (IMPLEMENTED_RESOURCES, SYNAPSE_RESOURCES, ConfigError, DatabaseConfig,
-                                      FederationRateLimit, ListenerConfig, RateLimit, check_int,
+                                      FederationRateLimit, ListenerConfig, PeerPolicy, RateLimit, check_int,
                                       conninfo_quote, expand_resources, is_empty, parse_duration_ms,
                                       read_secret_file, validate_server_name)
 from homeserver.events.room_versions import CREATABLE_ROOM_VERSIONS, KNOWN_ROOM_VERSIONS
@@ -112,11 +112,32 @@ class Reader:
         return self.ratelimit(src.get(leaf), k.name, self.values["rc_message"])
 
     def kind_rc_federation(self, k: Key, src: dict, leaf: str) -> FederationRateLimit:
-        fed = self.dict_(leaf, src, k.name)
+        return self.federation_limit(self.dict_(leaf, src, k.name), k.name, k.default)
+
+    def federation_limit(self, fed: dict, path: str, base: FederationRateLimit) -> FederationRateLimit:
+        """An ``rc_federation`` mapping; each field missing from it is ``base``'s."""
         fields = tuple(FederationRateLimit.__dataclass_fields__)
-        self.check_subkeys(fed, k.name, fields)
-        return FederationRateLimit(
-            **{f: self.int_(f, getattr(k.default, f), 0, None, fed, f"{k.name}.{f}") for f in fields})
+        self.check_subkeys(fed, path, fields)
+        return FederationRateLimit(**{f: self.int_(f, getattr(base, f), 0, None, fed, f"{path}.{f}") for f in fields})
+
+    def kind_peer_policy(self, k: Key, src: dict, leaf: str) -> dict[str, PeerPolicy]:
+        """``federation_peer_policy``: server name (or ``"*"``, every other peer) -> :class:`PeerPolicy`."""
+        out = {}
+        for name, entry in self.dict_(leaf, src, k.name).items():
+            path = f"{k.name}.{name}"
+            if name != "*":
+                validate_server_name(name, path)
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{path}: must be a mapping (invite_users, join_rooms, rc_federation)")
+            self.check_subkeys(entry, path, ("invite_users", "join_rooms", "rc_federation"))
+            limits = entry.get("rc_federation")
+            out[name] = PeerPolicy(
+                invite_users=self.bool_("invite_users", True, entry, f"{path}.invite_users"),
+                join_rooms=self.bool_("join_rooms", True, entry, f"{path}.join_rooms"),
+                rc_federation=None if limits is None else self.federation_limit(
+                    self.dict_("rc_federation", entry, f"{path}.rc_federation"), f"{path}.rc_federation",
+                    self.values["rc_federation"]))
+        return out
 
     def kind_appservices(self, k: Key, src: dict, leaf: str) -> tuple:
         """Each registration file read and checked (:mod:`homeserver.config.appservices`)."""

@@ -32,6 +32,7 @@ class SampleContext:
     db_name: str
     db_args: dict
     secret: Callable[[], str]
+    federate_with: tuple[str, ...] = ()  # `hexagone init --federate-with`
 
 
 @dataclass(frozen=True)
@@ -334,12 +335,27 @@ KEYS: tuple[Key, ...] = (
 
     Key("trusted_key_servers", "trusted_key_servers", ({"server_name": "matrix.org"},), _FED,
         "Servers asked for other servers' signing keys when those cannot be fetched\n"
-        "directly. Set to [] to fetch keys only from their owners.", items=_KEY_SERVER),
+        "directly. [] (as `hexagone init` writes): keys are fetched only from their\n"
+        "owners. Absent: matrix.org, as in Synapse.", items=_KEY_SERVER, sample=lambda ctx: []),
     Key("suppress_key_server_warning", "bool", False, _FED,
         "Silence the start-up warning about trusting matrix.org as key server."),
     Key("federation_domain_whitelist", "server_names", None, _FED,
-        "If set, federate only with these server names (a private federation).",
-        sample=lambda ctx: ["example.com"], commented=True),
+        "Federate only with these server names, inbound and outbound (key fetches\n"
+        "included). [] (as `hexagone init` writes): with nobody. Absent: with every\n"
+        "server. To add an agency, add its server name, e.g.\n"
+        "  federation_domain_whitelist:\n"
+        "    - agence-b.gouv.example\n"
+        "then reload: `kill -HUP <pid>` or POST /_hexagone/admin/v1/reload (no restart).",
+        sample=lambda ctx: list(ctx.federate_with)),
+    Key("federation_peer_policy", "peer_policy", None, _FED,
+        "What each peer server may do here, by server name (\"*\": every other peer):\n"
+        "  invite_users: may its users invite ours (default true)\n"
+        "  join_rooms: may its users join or knock on our rooms (default true)\n"
+        "  rc_federation: its own inbound limits (missing fields: rc_federation's)\n"
+        "Reloaded with federation_domain_whitelist.", origin=HEXAGONE,
+        sample=lambda ctx: {"agence-b.gouv.example": {
+            "invite_users": True, "join_rooms": False, "rc_federation": {"sleep_limit": 50, "concurrent": 5}}},
+        commented=True),
     Key("federation_verify_certificates", "bool", True, _FED,
         "Verify TLS certificates of other servers. Only turn off for testing."),
     Key("federation_custom_ca_list", "path_list", (), _FED,
@@ -360,6 +376,12 @@ KEYS: tuple[Key, ...] = (
         "not apply to them (as in Synapse), so a bridge on 127.0.0.1 works.",
         attr="app_services", sample=lambda ctx: [os.path.join(ctx.config_dir, "bridge-registration.yaml")],
         commented=True),
+    Key("room_access_rules.internal_servers", "server_names", None, _FED,
+        "Room access rules (Tchap's im.vector.room.access_rules: restricted,\n"
+        "unrestricted, direct) are enforced when this is set: these server names\n"
+        "(and this server) are the internal agencies, the only ones whose users may\n"
+        "join or be invited into a restricted room (or one without the event).",
+        origin=HEXAGONE, sample=lambda ctx: ["agence-b.gouv.example"], commented=True),
 )
 
 # Sub-keys of implemented sections that Synapse knows and Hexagone does not implement yet.

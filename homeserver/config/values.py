@@ -41,6 +41,15 @@ class FederationRateLimit:
 
 
 @dataclass(frozen=True)
+class PeerPolicy:
+    """One entry of ``federation_peer_policy`` (Hexagone's key): what a peer server may do here."""
+
+    invite_users: bool = True  # its users may invite ours (inbound /invite)
+    join_rooms: bool = True  # its users may join or knock on our rooms (make_join, send_join, knock)
+    rc_federation: FederationRateLimit | None = None  # its own limits instead of rc_federation
+
+
+@dataclass(frozen=True)
 class ListenerConfig:
     port: int
     bind_addresses: list[str]

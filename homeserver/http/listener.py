@@ -32,7 +32,7 @@ logger = logging.getLogger("homeserver.access")
 
 # Synapse's listener resource names and the path prefixes each one serves.
 RESOURCE_PREFIXES: dict[str, tuple[str, ...]] = {
-    "client": ("/_matrix/client/", "/_synapse/client/", "/_synapse/admin/", "/.well-known/"),
+    "client": ("/_matrix/client/", "/_synapse/client/", "/_synapse/admin/", "/_hexagone/admin/", "/.well-known/"),
     "federation": ("/_matrix/federation/",),
     "keys": ("/_matrix/key/",),
     "media": ("/_matrix/media/", "/_matrix/client/v1/media/", "/_matrix/federation/v1/media/"),

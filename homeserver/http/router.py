@@ -23,6 +23,7 @@ AUTH_NONE = "none"          # public endpoint
 AUTH_USER = "user"          # access token required
 AUTH_OPTIONAL = "optional"  # access token used when present
 AUTH_SERVER = "server"      # X-Matrix signed federation request
+AUTH_ADMIN = "admin"        # access token of a server admin (anyone else: 403 M_FORBIDDEN)
 
 
 @dataclass

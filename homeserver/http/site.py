@@ -19,7 +19,7 @@ from twisted.web.http import Request
 from homeserver.bodies import RawBody, encode_json
 from homeserver.config import ListenerConfig
 from homeserver.errors import MatrixError
-from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest, Router
+from homeserver.http.router import AUTH_ADMIN, AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest, Router
 from homeserver.http.listener import ListenerPolicy, ListenerRequest, listener_site
 from homeserver.requester import Requester
 from homeserver.services.ratelimit import Tarpit
@@ -198,6 +198,8 @@ class MatrixResource(resource.Resource):
             if req.requester is not None:
                 return
         req.requester = await self._resolve_token(token)
+        if scheme == AUTH_ADMIN and not req.requester.is_admin:
+            raise MatrixError(403, "M_FORBIDDEN", "You are not a server admin")
 
     def _respond(self, request: Request, status: int, body: Any) -> None:
         if request.finished or request._disconnected:

@@ -102,15 +102,20 @@ class _Host:
 
 class FederationRateLimiter:
     """Synapse's ``rc_federation`` per remote host (window_size, sleep_limit, sleep_delay, reject_limit,
-    concurrent); ``run(host, call)`` runs ``call`` under the host's limits."""
+    concurrent); ``run(host, call)`` runs ``call`` under the host's limits: ``settings``, or what
+    ``per_host(host, settings)`` gives (``federation_peer_policy``, read at each request so a reload applies)."""
 
-    def __init__(self, clock, settings):
+    def __init__(self, clock, settings, per_host: Callable[[str, Any], Any] | None = None):
         self._clock = clock
         self._settings = settings
+        self._per_host = per_host
         self._hosts: dict[str, _Host] = {}
 
+    def settings(self, host: str):
+        return self._settings if self._per_host is None else self._per_host(host, self._settings)
+
     async def run(self, host: str, call: Callable[[], Awaitable[T]]) -> T:
-        s = self._settings
+        s = self.settings(host)
         state = self._hosts.get(host)
         if state is None:
             if len(self._hosts) > 10_000:
@@ -148,7 +153,7 @@ class FederationRateLimiter:
         now = self._clock.seconds() * 1000
         for host, state in list(self._hosts.items()):
             if not (state.running or state.sleeping or state.waiting) and \
-                    (not state.times or now - state.times[-1] >= self._settings.window_size):
+                    (not state.times or now - state.times[-1] >= self.settings(host).window_size):
                 del self._hosts[host]
 
 
@@ -196,10 +201,43 @@ class Tarpit:
         self._prune_at = max(100_000, 2 * len(self._told))
 
 
+class RatelimitOverrides:
+    """Per-user overrides of ``rc_message`` (Synapse's admin API ``override_ratelimit``): (messages per second,
+    burst count); 0 per second means no limit. Loaded at start, changed by the admin API."""
+
+    def __init__(self, clock, overrides: dict[str, tuple[int, int]]):
+        self._clock = clock
+        self._overrides = dict(overrides)
+        self._limiters: dict[str, Ratelimiter] = {}
+
+    def get(self, user_id: str) -> tuple[int, int] | None:
+        return self._overrides.get(user_id)
+
+    def set(self, user_id: str, override: tuple[int, int] | None) -> None:
+        self._limiters.pop(user_id, None)
+        if override is None:
+            self._overrides.pop(user_id, None)
+        else:
+            self._overrides[user_id] = override
+
+    def check(self, user_id: str) -> bool:
+        """False if the user has no override; else apply it (429 when spent) and True."""
+        override = self._overrides.get(user_id)
+        if override is None:
+            return False
+        if override[0] > 0:
+            limiter = self._limiters.get(user_id)
+            if limiter is None:
+                limiter = self._limiters[user_id] = Ratelimiter(self._clock, override[0], max(1, override[1]))
+            limiter.check(user_id)
+        return True
+
+
 class RateLimits:
     """Every enforced limit of one server, built from its configuration (see the module docstring)."""
 
-    def __init__(self, config: Any, clock):
+    def __init__(self, config: Any, clock, federation_per_host: Callable[[str, Any], Any] | None = None,
+                 overrides: RatelimitOverrides | None = None):
         bucket = lambda key: Ratelimiter.of(clock, getattr(config, key))  # noqa: E731
         self._unlimited_appservices = [r for r in config.app_services if not r.rate_limited]
         self.message = bucket("rc_message")
@@ -221,9 +259,10 @@ class RateLimits:
         self.presence = bucket("rc_presence_per_user")
         self.user_directory = bucket("rc_user_directory")
         self.delayed_event_mgmt = bucket("rc_delayed_event_mgmt")
-        self.federation = FederationRateLimiter(clock, config.rc_federation)
+        self.federation = FederationRateLimiter(clock, config.rc_federation, federation_per_host)
         self.key_server = FederationRateLimiter(clock, config.rc_federation)  # by client IP
         self.tarpit = Tarpit(clock)
+        self.overrides = overrides if overrides is not None else RatelimitOverrides(clock, {})
 
     def exempt(self, user_id: str) -> bool:
         """Users no limit applies to: those of an appservice registered with ``rate_limited: false``
@@ -238,7 +277,7 @@ class RateLimits:
     def event(self, user_id: str, *, admin_redaction: bool = False) -> None:
         """An event a user sends (Synapse's request ratelimiter): ``rc_admin_redaction`` for a redaction of
         another user's event, else ``rc_message``."""
-        if not self.exempt(user_id):
+        if not self.exempt(user_id) and not self.overrides.check(user_id):
             (self.admin_redaction if admin_redaction else self.message).check(user_id)
 
     def join(self, user_id: str, room_id: str, *, remote: bool) -> None:

@@ -48,11 +48,16 @@ class JoinLimits(Protocol):
 class RoomService:
     def __init__(self, *, room_heads: RoomHeads, appends: LocalAppends, join_gate: JoinGate, store: EventStore,
                  profiles, server_name: str, default_room_version: str, restricted_joins: RestrictedJoins,
-                 federation=None, directory=None, join_limits: JoinLimits | None = None):
-        """``federation`` (``federation.service.Federation``): joins, leaves and knocks through other servers."""
+                 federation=None, directory=None, join_limits: JoinLimits | None = None, blocked_by=None,
+                 access_rules=None):
+        """``federation`` (``federation.service.Federation``): joins, leaves and knocks through other servers;
+        ``blocked_by(room_id)``: the admin who blocked the room (admin API), None if it is not blocked;
+        ``access_rules`` (``services/access_rules.py``): checks joins and invites."""
         self._heads = room_heads
         self._appends = appends
         self._join_gate = join_gate
+        self._blocked_by = blocked_by
+        self._access_rules = access_rules
         self._join_limits = join_limits
         self._store = store
         self._profiles = profiles
@@ -222,6 +227,8 @@ class RoomService:
             raise forbidden("The user is banned from the room")
         if self._is_local(target):
             await self._profiles.local_profile(target)  # an appservice's user may be created on demand
+        if self._access_rules is not None:
+            await self._access_rules.check_membership(room_id, sender, target, "invite")
         await self.set_membership(room_id, sender, target, "invite", reason)
 
     async def kick(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:
@@ -293,6 +300,10 @@ class RoomService:
                    extra: dict | None = None, servers: list[str] | None = None) -> str:
         """Spec POST /join/{roomIdOrAlias}: resolve an alias, then join (the auth rules decide)."""
         room_id, alias_servers = await self.resolve_room(room_id_or_alias)
+        if self._blocked_by is not None and await self._blocked_by(room_id) is not None:
+            raise forbidden("This room has been blocked on this server")
+        if self._access_rules is not None:
+            await self._access_rules.check_membership(room_id, user_id, user_id, "join")
         if self._join_limits is not None:
             self._join_limits.join(user_id, room_id, remote=not await self.is_resident(room_id))
         await self.set_membership(room_id, user_id, user_id, "join", reason, extra,

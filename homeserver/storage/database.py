@@ -53,6 +53,11 @@ class Txn:
         self.round_trips = 0
         self.after_commit: list[Callable[[], None]] = []
 
+    @property
+    def engine_name(self) -> str:
+        """``sqlite`` or ``postgresql``, for the rare migration that must differ (triggers)."""
+        return self._engine.name
+
     def execute(self, sql: str, args: Sequence[Any] = ()) -> "Txn":
         self.round_trips += 1
         self._cursor.execute(self._engine.translate(sql), self._engine.adapt(args))

@@ -57,6 +57,7 @@ SHARED_CONFIG = {
     "bcrypt_rounds": BCRYPT_ROUNDS,
     "trusted_key_servers": [],
     "suppress_key_server_warning": True,
+    "federation_domain_whitelist": None,  # open, as Synapse by default (`hexagone init` writes [], nobody)
     "rc_message": _RATE,
     "rc_registration": _RATE,
     "rc_login": {"address": _RATE, "account": _RATE, "failed_attempts": _RATE},

@@ -127,3 +127,33 @@ def test_tarpit_total_held_is_bounded_and_told_clients_are_pruned():
         defer.ensureDeferred(tarpit.refused(f"ip{n}", 1))
         clock.advance(0.01)
     assert len(tarpit._told) < 1000
+
+
+def test_federation_limiter_per_peer_limits_follow_the_peer_policy_live():
+    """federation_peer_policy's rc_federation for one peer; the others keep rc_federation; a reload applies."""
+    from federation.peers import FederationPeers
+    from homeserver.config.values import PeerPolicy
+
+    clock = task.Clock()
+    strict = FederationRateLimit(window_size=1000, sleep_limit=100, sleep_delay=500, reject_limit=100, concurrent=1)
+    peers = FederationPeers(None, {"slow.example": PeerPolicy(rc_federation=strict)})
+    limiter = FederationRateLimiter(clock, SETTINGS, peers.rc_federation)
+    slow, other = Host(limiter, "slow.example"), Host(limiter, "other.example")
+    slow.request(0), slow.request(1)
+    other.request(0), other.request(1)
+    assert (slow.started, other.started) == ([0], [0, 1])  # one at a time for slow.example only
+    peers.update(None, {})  # reloaded without the entry: the next requests get rc_federation
+    slow.release(0)
+    clock.advance(1)  # a new window
+    slow.request(2)
+    assert slow.started == [0, 1, 2]  # two at once now (SETTINGS.concurrent)
+
+
+def test_peer_policy_default_entry_and_unknown_peers():
+    from federation.peers import FederationPeers
+    from homeserver.config.values import PeerPolicy
+
+    peers = FederationPeers([], {"*": PeerPolicy(invite_users=False), "b.example": PeerPolicy()})
+    assert not peers.allows("b.example")  # the allow-list first: [] is nobody
+    assert peers.policy("b.example").invite_users and not peers.policy("c.example").invite_users
+    assert FederationPeers().allows("anyone.example") and FederationPeers().policy("x").join_rooms

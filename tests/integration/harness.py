@@ -117,12 +117,14 @@ def _unthrottle(section: Any) -> Any:
 
 def configure_for_test(base_dir: str, throttled: bool, overrides: dict) -> dict:
     """Adjust the ``homeserver.yaml`` that ``hexagone init`` wrote in ``base_dir`` for a test server (open
-    registration, cheap bcrypt, the test database, rate limits off unless ``throttled``); returns it."""
+    registration, open federation, cheap bcrypt, the test database, rate limits off unless ``throttled``);
+    returns it."""
     config_path = os.path.join(base_dir, "homeserver.yaml")
     with open(config_path) as f:
         config = yaml.safe_load(f)
     config.update(enable_registration=True, enable_registration_without_verification=True,
                   bcrypt_rounds=4, database=database_config_for_test(base_dir))
+    config.pop("federation_domain_whitelist", None)  # init closes federation; test servers are open unless told
     if not throttled:
         for key in [k for k in config if k.startswith("rc_") and k != "rc_federation"]:
             config[key] = _unthrottle(config[key])
@@ -289,6 +291,13 @@ class ServerProcess:
         body = {"nonce": nonce, "username": localpart, "password": password, "admin": admin,
                 "mac": mac.hexdigest()}
         return dict(zip(("status", "body"), self.request("POST", "/_synapse/admin/v1/register", body)))
+
+
+def register_admin(server: ServerProcess, password: str = PASSWORD) -> "User":
+    """A new server admin of ``server`` (shared-secret registration), logged in."""
+    localpart = unique("admin")
+    assert server.shared_secret_register(localpart, password, admin=True)["status"] == 200
+    return server.login(f"@{localpart}:{server.config['server_name']}", password)
 
 
 class HttpClient:

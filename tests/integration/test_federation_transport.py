@@ -23,6 +23,7 @@ from federation.api.keys import MAX_KEYS_DEVICES, MAX_KEYS_USERS
 from federation.client import (BlockedAddressError, FederationClient, FederationDeniedError, HttpResponseError,
                                RequestSendFailed)
 from federation.keys import KeyLookupError, KeyRing, ServerKeys, keys_from_response
+from federation.peers import FederationPeers
 from federation.policy import IpRangeFilter
 from federation.request_auth import AuthHeaderError, parse_x_matrix, sign_request, verify_request
 from federation.sender import FederationSender
@@ -233,7 +234,7 @@ def make_client(reactor, workers, server_name: str, key, *, ca_files=(), verify=
                             tls_policy=ClientTlsPolicy(verify=verify, ca_files=list(ca_files),
                                                        minimum_version=minimum_tls),
                             ip_filter=IpRangeFilter(DEFAULT_IP_RANGE_BLACKLIST, ip_whitelist),
-                            whitelist=whitelist, now_ms=lambda: int(reactor.seconds() * 1000),
+                            peers=FederationPeers(whitelist), now_ms=lambda: int(reactor.seconds() * 1000),
                             timeout_s=timeout_s, connect_timeout_s=5)
 
 
@@ -399,7 +400,7 @@ class SenderRig:
 
     def sender(self, whitelist=None, **retry) -> FederationSender:
         return FederationSender(reactor=self.clock, store=self.store, client=self.client, server_name=self.origin,
-                                whitelist=whitelist, now_ms=lambda: int(self.clock.seconds() * 1000),
+                                peers=FederationPeers(whitelist), now_ms=lambda: int(self.clock.seconds() * 1000),
                                 positions=StreamIdGenerator(self.store.max_position_sync()), **retry)
 
     def pending(self) -> dict[str, int]:

@@ -74,6 +74,8 @@ async def post_register(hs, req: ApiRequest):
     session = await hs.auth.check_uia(body, hs.registration.flows(), fingerprint=fingerprint, requester=None,
                                       client_ip=req.client_ip, stage_checker=hs.registration.token_stage)
     user_id = await hs.registration.register(username, password, registration_token=session.registration_token)
+    await hs.audit.record("registration", user_id, user_id, req.client_ip,
+                          {"with_registration_token": session.registration_token is not None})
     result = {"user_id": user_id, "home_server": hs.config.server_name}
     if not body.get("inhibit_login"):
         device_id, token = await hs.auth.login_device(user_id, device_id, display_name, req.client_ip)
@@ -121,22 +123,29 @@ async def post_login(hs, req: ApiRequest):
         hs.ratelimit.login_address.check(req.client_ip)
         user_id = await hs.auth.user_from_identifier(body)
         hs.ratelimit.login_account.check(user_id)
-        await hs.auth.validate_password(user_id, body.get("password"))
+        try:
+            await hs.auth.validate_password(user_id, body.get("password"))
+        except MatrixError as e:
+            await hs.audit.record("login_failed", user_id, user_id, req.client_ip, {"errcode": e.errcode})
+            raise
     else:
         raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
     device_id, token = await hs.auth.login_device(user_id, _opt_str(body, "device_id"),
                                                   _opt_str(body, "initial_device_display_name"), req.client_ip)
+    await hs.audit.record("login", user_id, device_id, req.client_ip, {"type": body["type"]})
     return {"user_id": user_id, "access_token": token, "device_id": device_id,
             "home_server": hs.config.server_name}
 
 
 async def logout(hs, req: ApiRequest):
     await hs.auth.logout(req.requester)
+    await hs.audit.record("logout", req.user_id, req.requester.device_id, req.client_ip)
     return {}
 
 
 async def logout_all(hs, req: ApiRequest):
     await hs.auth.delete_devices(req.user_id, None)
+    await hs.audit.record("logout", req.user_id, None, req.client_ip, {"all_devices": True})
     return {}
 
 
@@ -157,6 +166,8 @@ async def password(hs, req: ApiRequest):
     await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"password:{req.user_id}",
                             requester=req.requester)
     await hs.auth.set_password(req.requester, new_password, bool(body.get("logout_devices", True)))
+    await hs.audit.record("password_change", req.user_id, req.user_id, req.client_ip,
+                          {"logout_devices": bool(body.get("logout_devices", True))})
     return {}
 
 
@@ -166,6 +177,7 @@ async def deactivate(hs, req: ApiRequest):
                             requester=req.requester)
     await hs.rooms.leave_all_rooms(req.user_id)
     await hs.auth.deactivate(req.user_id)
+    await hs.audit.record("deactivate", req.user_id, req.user_id, req.client_ip)
     return {"id_server_unbind_result": "no-support"}
 
 
@@ -211,6 +223,7 @@ async def delete_device(hs, req: ApiRequest):
         await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"delete_device:{device_id}",
                                 requester=req.requester)
     await hs.auth.delete_devices(req.user_id, [device_id])
+    await hs.audit.record("device_delete", req.user_id, device_id, req.client_ip)
     return {}
 
 
@@ -223,6 +236,7 @@ async def delete_devices(hs, req: ApiRequest):
         await hs.auth.check_uia(body, [["m.login.password"]],
                                 fingerprint="delete_devices:" + ",".join(sorted(devices)), requester=req.requester)
     await hs.auth.delete_devices(req.user_id, devices)
+    await hs.audit.record("device_delete", req.user_id, ",".join(devices)[:500], req.client_ip)
     return {}
 
 

@@ -44,6 +44,8 @@ async def send(hs, req: ApiRequest):
     if delayed is not None:
         return delayed
     hs.ratelimit.event(req.user_id)
+    if (fake := hs.admin.shadow_banned_event_id(req.user_id)) is not None:
+        return {"event_id": fake}
     spec = EventSpec(req.user_id, req.path_params["eventType"], content, txn=_txn_key(req),
                      origin_server_ts=_massaged_ts(req))
     ev = await hs.local_appends.send(req.path_params["roomId"], spec)
@@ -64,6 +66,7 @@ async def put_state(hs, req: ApiRequest):
         await _check_canonical_alias(hs, room_id, content)
     if event_type in CALL_MEMBER_TYPES:
         await _check_call_member(hs, room_id, event_type, state_key, req)
+    await hs.access_rules.check_state(room_id, req.user_id, event_type, content)
     delayed = await schedule_if_delayed(hs, req, event_type, content, state_key)
     if delayed is not None:
         return delayed

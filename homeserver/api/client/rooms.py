@@ -53,7 +53,8 @@ async def invite(hs, req: ApiRequest):
     body = req.json()
     room_id, target = req.path_params["roomId"], _user_id(body)
     hs.ratelimit.invite(req.user_id, room_id, target)
-    await hs.rooms.invite(room_id, req.user_id, target, _reason(body))
+    if hs.admin.shadow_banned_event_id(req.user_id) is None:  # a shadow-banned user's invites go nowhere
+        await hs.rooms.invite(room_id, req.user_id, target, _reason(body))
     return {}
 
 
