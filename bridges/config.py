@@ -42,6 +42,7 @@ class BridgeConfig:
     relay_format: str
     max_attachment_size: int
     portal_invites: list[str]
+    delivery_retry_s: float
     network: dict[str, Any] = field(default_factory=dict)  # the product's own section (``olvid:`` ...)
 
     @property
@@ -70,7 +71,7 @@ def new_config(name: str, homeserver: str, domain: str, directory: str, port: in
         "database": f"sqlite:///{directory}/{name}.db",
         "bridge": {"command_prefix": f"!{name}", "permissions": {domain: "user"},
                    "relay": {"default": True, "format": "{displayname}: {body}"},
-                   "max_attachment_size": 100 * 1024 * 1024, "portal_invites": []},
+                   "max_attachment_size": 100 * 1024 * 1024, "portal_invites": [], "delivery_retry_s": 60},
         name: network,
     }
     return config, registration_for(config)
@@ -99,8 +100,9 @@ def _get(doc: dict, path: str, kind: type, default: Any = ...) -> Any:
                 raise BridgeConfigError(f"{path}: missing")
             return default
         node = node[part]
-    if kind is int and isinstance(node, bool) or not isinstance(node, kind):
-        raise BridgeConfigError(f"{path}: expected {kind.__name__}, got {type(node).__name__}")
+    if kind in (int, (int, float)) and isinstance(node, bool) or not isinstance(node, kind):
+        expected = kind.__name__ if isinstance(kind, type) else "number"
+        raise BridgeConfigError(f"{path}: expected {expected}, got {type(node).__name__}")
     return node
 
 
@@ -133,6 +135,7 @@ def parse_config(name: str, doc: Any) -> BridgeConfig:
         relay_default=_get(doc, "bridge.relay.default", bool, True),
         relay_format=_get(doc, "bridge.relay.format", str, "{displayname}: {body}"),
         max_attachment_size=size, portal_invites=_get(doc, "bridge.portal_invites", list, []),
+        delivery_retry_s=float(_get(doc, "bridge.delivery_retry_s", (int, float), 60)),
         network=_get(doc, name, dict, {}),
     )
 

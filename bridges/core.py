@@ -147,7 +147,7 @@ class BridgeCore:
                 target = await self.store.remote_for(portal.room_id, edited)
                 if target is None:
                     raise DeliveryError("the edited message was never bridged")
-                await self.connector.edit_message(portal, target[1], text)
+                await self._deliver(lambda: self.connector.edit_message(portal, target[1], text))
                 await self.store.add_message(portal.room_id, event_id, f"{target[1]}@{event_id}", "edit")
             else:
                 reply = ev.reply_target(content)
@@ -164,7 +164,8 @@ class BridgeCore:
     async def _send_out(self, portal: Portal, event_id: str, sender: str, text: str, content: dict,
                         reply_to: str | None) -> str:
         if content.get("msgtype") not in ev.FILE_MSGTYPES:
-            return await self.connector.send_message(portal, OutgoingMessage(event_id, sender, text, reply_to))
+            message = OutgoingMessage(event_id, sender, text, reply_to)
+            return await self._deliver(lambda: self.connector.send_message(portal, message))
         url, info = content.get("url"), content.get("info") if isinstance(content.get("info"), dict) else {}
         if not isinstance(url, str):
             raise DeliveryError("encrypted or malformed attachment: no url")
@@ -185,8 +186,8 @@ class BridgeCore:
             caption = text if text != filename and content.get("filename") else ""
             file = OutgoingFile(path, os.path.basename(path), info.get("mimetype") or "application/octet-stream",
                                 size)
-            return await self.connector.send_message(portal, OutgoingMessage(event_id, sender, caption,
-                                                                             reply_to, file))
+            message = OutgoingMessage(event_id, sender, caption, reply_to, file)
+            return await self._deliver(lambda: self.connector.send_message(portal, message))
 
     async def _matrix_reaction(self, portal: Portal, event: dict, content: dict) -> None:
         relation = ev.relates_to(content)
@@ -199,7 +200,7 @@ class BridgeCore:
         if remote is None or remote[0] != "message":
             return
         try:
-            await self.connector.react(portal, remote[1], key)
+            await self._deliver(lambda: self.connector.react(portal, remote[1], key))
         except DeliveryError as e:
             return await self._fail(portal.room_id, event["event_id"], str(e), permanent=e.permanent)
         await self.store.add_message(portal.room_id, event["event_id"], f"{remote[1]}@{event['event_id']}",
@@ -215,12 +216,27 @@ class BridgeCore:
         kind, remote_id = remote
         try:
             if kind == "message":
-                await self.connector.delete_message(portal, remote_id)
+                await self._deliver(lambda: self.connector.delete_message(portal, remote_id))
             elif kind == "matrix-reaction":
-                await self.connector.react(portal, remote_id.split("@", 1)[0], "")
+                await self._deliver(lambda: self.connector.react(portal, remote_id.split("@", 1)[0], ""))
         except DeliveryError as e:
             return await self._fail(portal.room_id, event["event_id"], str(e), permanent=e.permanent)
         await self.store.forget_remote(remote_id, kind)
+
+    async def _deliver(self, attempt):
+        """``attempt()``, tried again with backoff for ``bridge.delivery_retry_s`` while the remote side
+        is unreachable (the inbox waits, so the order is kept); DeliveryError once it gives up."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self.config.delivery_retry_s, 0.2
+        while True:
+            try:
+                return await attempt()
+            except DeliveryError as e:
+                if e.permanent or loop.time() + delay > deadline:
+                    raise
+                logger.info("remote side unreachable (%s); trying again in %.1fs", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _refusal(self, portal: Portal, sender: str) -> str | None:
         if not allows(self.config.permissions, sender, "relay"):

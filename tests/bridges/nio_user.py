@@ -18,7 +18,7 @@ class NioUser:
     def __init__(self, client: nio.AsyncClient):
         self.client = client
         self.timeline: list[tuple[str, dict]] = []  # (room_id, event source)
-        self.ephemeral: list[tuple[str, dict]] = []
+        self.ephemeral: list[tuple[str, Any]] = []  # (room_id, nio event)
         self.sync_times: list[tuple[float, str, dict]] = []  # (monotonic time seen, room_id, event)
 
     @classmethod
@@ -50,7 +50,7 @@ class NioUser:
                 self.timeline.append((room_id, event.source))
                 self.sync_times.append((seen, room_id, event.source))
             for event in info.ephemeral:
-                self.ephemeral.append((room_id, getattr(event, "source", None) or {"receipts": event}))
+                self.ephemeral.append((room_id, event))
         for room_id in resp.rooms.invite:
             joined = await self.client.join(room_id)
             assert isinstance(joined, nio.JoinResponse), joined
@@ -73,6 +73,12 @@ class NioUser:
     async def wait_message(self, body: str, timeout: float = 60.0) -> tuple[str, dict]:
         return await self.wait_for(lambda _r, e: e.get("type") == "m.room.message"
                                    and e.get("content", {}).get("body") == body, timeout)
+
+    async def wait_receipt(self, event_id: str, user_id: str, timeout: float = 60.0) -> None:
+        def has(_room_id, event) -> bool:
+            return isinstance(event, nio.ReceiptEvent) and any(
+                r.event_id == event_id and r.user_id == user_id for r in event.receipts)
+        await self.wait_for(has, timeout, where=self.ephemeral)
 
     def count(self, predicate: Callable[[str, dict], bool]) -> int:
         return sum(1 for room_id, event in self.timeline if predicate(room_id, event))

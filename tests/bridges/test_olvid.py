@@ -79,3 +79,100 @@ def test_matrix_message_appears_in_the_olvid_discussion(olvid_world, bob, portal
             await alice.close()
 
     run(scenario())
+
+
+def relation(event: dict) -> dict:
+    return event.get("content", {}).get("m.relates_to") or {}
+
+
+def test_reply_edit_deletion_and_reaction_cross_both_ways(olvid_world, bob, portal):
+    daemon = olvid_world.daemon
+    ghost = f"@olvid_{bob[0]}:{olvid_world.homeserver.name}"
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            # Matrix -> Olvid: a message, then a reply to Bob's message
+            first = daemon.contact_sends(bob[0], bob[1], "question from Bob")
+            _, bob_event = await alice.wait_message("question from Bob")
+            await alice.send(portal, {"msgtype": "m.text", "body": "answer from alice",
+                                      "m.relates_to": {"m.in_reply_to": {"event_id": bob_event["event_id"]}}})
+            answer = daemon.wait(lambda: [m for m in daemon.outbound(bob[1]) if m.body == "alice: answer from alice"])[0]
+            assert answer.replied_message_id == first.id
+
+            # Olvid -> Matrix: a reply to alice's message
+            daemon.contact_sends(bob[0], bob[1], "thanks", reply_to=answer.id)
+            _, thanks = await alice.wait_message("thanks")
+            _, alice_answer = await alice.wait_for(is_message("answer from alice"))
+            assert relation(thanks)["m.in_reply_to"]["event_id"] == alice_answer["event_id"]
+            assert thanks["sender"] == ghost
+
+            # edits both ways
+            daemon.contact_edits(first, "question from Bob (edited)")
+            _, edit = await alice.wait_for(lambda _r, e: relation(e).get("rel_type") == "m.replace"
+                                           and relation(e).get("event_id") == bob_event["event_id"])
+            assert edit["content"]["m.new_content"]["body"] == "question from Bob (edited)"
+            assert edit["sender"] == ghost
+            await alice.send(portal, {"msgtype": "m.text", "body": "* answer (edited)",
+                                      "m.new_content": {"msgtype": "m.text", "body": "answer (edited)"},
+                                      "m.relates_to": {"rel_type": "m.replace", "event_id": alice_answer["event_id"]}})
+            daemon.wait(lambda: daemon.state.messages[(answer.id.type, answer.id.id)].body == "alice: answer (edited)")
+
+            # reactions both ways
+            daemon.contact_reacts(bob[0], answer.id, "👍")
+            _, reaction = await alice.wait_for(lambda _r, e: e.get("type") == "m.reaction")
+            assert relation(reaction) == {"rel_type": "m.annotation", "event_id": alice_answer["event_id"], "key": "👍"}
+            assert reaction["sender"] == ghost
+            await alice.send(portal, {"m.relates_to": {"rel_type": "m.annotation", "event_id": bob_event["event_id"],
+                                                       "key": "❤️"}}, "m.reaction")
+            daemon.wait(lambda: [r for r in daemon.state.messages[(first.id.type, first.id.id)].reactions
+                                 if r.contact_id == 0 and r.reaction == "❤️"])
+
+            # deletions both ways
+            daemon.contact_deletes(first)
+            await alice.wait_for(lambda _r, e: e.get("type") == "m.room.redaction" and
+                                 (e.get("redacts") or e["content"].get("redacts")) == bob_event["event_id"])
+            await alice.client.room_redact(portal, alice_answer["event_id"])
+            daemon.wait(lambda: (answer.id.type, answer.id.id) not in daemon.state.messages)
+
+            # Olvid's read receipt is the ghost's receipt on alice's event
+            event_id = await alice.send(portal, {"msgtype": "m.text", "body": "read me"})
+            read = daemon.wait(lambda: [m for m in daemon.outbound(bob[1]) if m.body == "alice: read me"])[0]
+            daemon.contact_reads(read.id)
+            await alice.wait_receipt(event_id, ghost)
+        finally:
+            await alice.close()
+
+    run(scenario())
+
+
+def test_group_members_join_and_leave_and_the_title_follows(olvid_world, bob):
+    daemon = olvid_world.daemon
+    carol, _ = daemon.add_contact("Carol")
+    dave, _ = daemon.add_contact("Dave")
+    group, discussion = daemon.add_group("Team", [bob[0], carol])
+    domain = olvid_world.homeserver.name
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            daemon.contact_sends(carol, discussion, "hello team")
+            room_id, event = await alice.wait_message("hello team")
+            assert event["sender"] == f"@olvid_{carol}:{domain}"
+            members = (await alice.client.joined_members(room_id)).members
+            assert {f"@olvid_{bob[0]}:{domain}", f"@olvid_{carol}:{domain}"} <= {m.user_id for m in members}
+            daemon.member_joins(group, dave)
+            await alice.wait_for(lambda r, e: r == room_id and e.get("type") == "m.room.member"
+                                 and e.get("state_key") == f"@olvid_{dave}:{domain}"
+                                 and e["content"].get("membership") == "join")
+            daemon.member_leaves(group, carol)
+            await alice.wait_for(lambda r, e: r == room_id and e.get("type") == "m.room.member"
+                                 and e.get("state_key") == f"@olvid_{carol}:{domain}"
+                                 and e["content"].get("membership") == "leave")
+            daemon.rename(discussion, "Team (renamed)")
+            await alice.wait_for(lambda r, e: r == room_id and e.get("type") == "m.room.name"
+                                 and e["content"].get("name") == "Team (renamed)")
+        finally:
+            await alice.close()
+
+    run(scenario())
