@@ -27,6 +27,7 @@ from bridges.store import Portal, Store
 logger = logging.getLogger(__name__)
 
 BRIDGE_STATE_TYPES = ("m.bridge", "uk.half-shot.bridge")
+STOP_GRACE_S = 15.0
 
 
 class BridgeCore:
@@ -40,6 +41,7 @@ class BridgeCore:
         self._worker: asyncio.Task | None = None
         self._homeserver_ok = False
         self._synced_ghosts: set[str] = set()
+        self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -53,11 +55,14 @@ class BridgeCore:
         await self.connector.start(self)
 
     async def stop(self) -> None:
-        await self.connector.stop()
+        """Let the event being handled finish (a message sent but not yet recorded would be sent
+        again after the restart), then stop."""
+        self._stopping = True
+        self._inbox_wakeup.set()
         if self._worker:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._worker, STOP_GRACE_S)
+        await self.connector.stop()
 
     def health(self) -> tuple[bool, dict]:
         remote = self.connector.connection_state()
@@ -78,11 +83,13 @@ class BridgeCore:
         return await self.ensure_ghost(remote_id) is not None
 
     async def _inbox_worker(self) -> None:
-        while True:
+        while not self._stopping:
             await self._inbox_wakeup.wait()
             self._inbox_wakeup.clear()
-            while batch := await self.store.pending_events():
+            while not self._stopping and (batch := await self.store.pending_events()):
                 for seq, event in batch:
+                    if self._stopping:
+                        return
                     try:
                         await self.handle_event(event)
                     except Exception:  # one event never stops the ones after it

@@ -4,6 +4,9 @@ stand-in Olvid daemon driven by the unmodified OlvidClient inside the bridge."""
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import time
 import os
 
 import pytest
@@ -172,6 +175,152 @@ def test_group_members_join_and_leave_and_the_title_follows(olvid_world, bob):
             daemon.rename(discussion, "Team (renamed)")
             await alice.wait_for(lambda r, e: r == room_id and e.get("type") == "m.room.name"
                                  and e["content"].get("name") == "Team (renamed)")
+        finally:
+            await alice.close()
+
+    run(scenario())
+
+
+ATTACHMENT_BYTES = 20 * 1024 * 1024
+
+
+async def download(alice: NioUser, mxc: str) -> bytes:
+    resp = await alice.client.download(mxc=mxc)
+    assert hasattr(resp, "body"), resp
+    return resp.body
+
+
+async def upload(alice: NioUser, data: bytes, filename: str) -> str:
+    resp, _ = await alice.client.upload(io.BytesIO(data), "application/octet-stream", filename, filesize=len(data))
+    assert hasattr(resp, "content_uri"), resp
+    return resp.content_uri
+
+
+def test_a_20_mb_attachment_crosses_both_ways_byte_exact(olvid_world, bob, portal):
+    daemon = olvid_world.daemon
+    from_olvid, from_matrix = os.urandom(ATTACHMENT_BYTES), os.urandom(ATTACHMENT_BYTES)
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            daemon.contact_sends(bob[0], bob[1], "", attachments=[("report.bin", "application/octet-stream", from_olvid)])
+            _, event = await alice.wait_for(lambda _r, e: e.get("content", {}).get("body") == "report.bin")
+            assert event["content"]["msgtype"] == "m.file" and event["content"]["info"]["size"] == ATTACHMENT_BYTES
+            assert hashlib.sha256(await download(alice, event["content"]["url"])).digest() == \
+                hashlib.sha256(from_olvid).digest()
+
+            mxc = await upload(alice, from_matrix, "scan.bin")
+            await alice.send(portal, {"msgtype": "m.file", "body": "scan.bin", "url": mxc,
+                                      "info": {"size": ATTACHMENT_BYTES, "mimetype": "application/octet-stream"}})
+            sent = daemon.wait(lambda: [m for m in daemon.outbound(bob[1]) if m.attachments_count], timeout=120)[-1]
+            [(name, data)] = daemon.attachment_data(sent)
+            assert name == "scan.bin" and hashlib.sha256(data).digest() == hashlib.sha256(from_matrix).digest()
+        finally:
+            await alice.close()
+
+    run(scenario())
+
+
+def test_an_attachment_over_the_limit_is_a_notice_both_ways(olvid_world, bob, portal):
+    daemon = olvid_world.daemon
+    too_big = olvid_world.bridge.config["bridge"]["max_attachment_size"] + 1
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            daemon.contact_sends(bob[0], bob[1], "", attachments=[("huge.bin", "application/octet-stream",
+                                                                    bytes(too_big))])
+            _, notice = await alice.wait_for(lambda _r, e: e.get("content", {}).get("msgtype") == "m.notice"
+                                             and "huge.bin" in e["content"].get("body", ""))
+            assert "not bridged" in notice["content"]["body"]
+
+            mxc = await upload(alice, bytes(too_big), "huge-out.bin")
+            event_id = await alice.send(portal, {"msgtype": "m.file", "body": "huge-out.bin", "url": mxc,
+                                                 "info": {"size": too_big}})
+            _, status = await alice.wait_for(lambda _r, e: e.get("type") == "com.beeper.message_send_status"
+                                             and relation(e).get("event_id") == event_id)
+            assert status["content"]["status"] == "FAIL_PERMANENT"
+            assert status["content"]["reason"] == "m_event_too_large"
+            _, notice = await alice.wait_for(lambda _r, e: e.get("content", {}).get("msgtype") == "m.notice"
+                                             and relation(e).get("m.in_reply_to", {}).get("event_id") == event_id)
+            assert "too large" in notice["content"]["body"]
+            # the size the client declared is not trusted: a file that is larger than it says stops at the limit
+            mxc = await upload(alice, bytes(too_big), "liar.bin")
+            event_id = await alice.send(portal, {"msgtype": "m.file", "body": "liar.bin", "url": mxc,
+                                                 "info": {"size": 10}})
+            _, status = await alice.wait_for(lambda _r, e: e.get("type") == "com.beeper.message_send_status"
+                                             and relation(e).get("event_id") == event_id)
+            assert status["content"]["status"] == "FAIL_PERMANENT"
+            assert not [m for m in daemon.outbound(bob[1]) if m.attachments_count and
+                        daemon.attachment_data(m)[0][0] in ("huge-out.bin", "liar.bin")]
+        finally:
+            await alice.close()
+
+    run(scenario())
+
+
+def wait_bridge_state(bridge, status: int) -> None:
+    """Wait until the bridge's readiness endpoint answers ``status`` (200 connected, 503 not)."""
+    deadline = time.monotonic() + 60
+    while bridge.status("/_bridge/ready")[0] != status:
+        assert time.monotonic() < deadline, f"the bridge never reported {status}:\n{bridge.log()}"
+        time.sleep(0.05)
+
+
+def test_a_daemon_restart_mid_conversation_loses_nothing(olvid_world, bob, portal):
+    daemon, bridge = olvid_world.daemon, olvid_world.bridge
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            daemon.contact_sends(bob[0], bob[1], "before the daemon restart")
+            await alice.wait_message("before the daemon restart")
+            daemon.stop()
+            wait_bridge_state(bridge, 503)
+            state = json.loads(bridge.status("/_bridge/ready")[1])
+            assert state["remote"]["state_event"] == "TRANSIENT_DISCONNECT", state
+            # the daemon received these while the bridge could not listen; a Matrix message waits too
+            down = [daemon.contact_sends(bob[0], bob[1], f"while down {i}", notify=False) for i in range(3)]
+            await alice.send(portal, {"msgtype": "m.text", "body": "sent while the daemon is down"})
+            daemon.start()
+            after = [daemon.contact_sends(bob[0], bob[1], f"after the restart {i}") for i in range(2)]
+            wait_bridge_state(bridge, 200)
+            for m in down + after:
+                _, event = await alice.wait_message(m.body)
+                assert event["origin_server_ts"] == m.timestamp
+            daemon.wait(lambda: [m for m in daemon.outbound(bob[1]) if m.body == "alice: sent while the daemon is down"])
+            daemon.contact_sends(bob[0], bob[1], "daemon restart marker")
+            await alice.wait_message("daemon restart marker")
+            for m in down + after:
+                assert alice.count(is_message(m.body)) == 1, m.body
+            assert len([m for m in daemon.outbound(bob[1]) if m.body == "alice: sent while the daemon is down"]) == 1
+        finally:
+            await alice.close()
+
+    run(scenario())
+
+
+def test_a_bridge_restart_replays_the_missed_messages_once(olvid_world, bob, portal):
+    daemon, bridge = olvid_world.daemon, olvid_world.bridge
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            bridge.stop()
+            missed = [daemon.contact_sends(bob[0], bob[1], f"missed {i}") for i in range(3)]
+            await alice.send(portal, {"msgtype": "m.text", "body": "sent while the bridge is down"})
+            bridge.start()
+            for m in missed:
+                _, event = await alice.wait_message(m.body)
+                assert event["origin_server_ts"] == m.timestamp  # replayed at its original time
+            daemon.wait(lambda: [m for m in daemon.outbound(bob[1]) if m.body == "alice: sent while the bridge is down"])
+            bridge.stop()
+            bridge.start()
+            daemon.contact_sends(bob[0], bob[1], "bridge restart marker")
+            await alice.wait_message("bridge restart marker")
+            for m in missed:
+                assert alice.count(is_message(m.body)) == 1, m.body
+            assert len([m for m in daemon.outbound(bob[1]) if m.body == "alice: sent while the bridge is down"]) == 1
         finally:
             await alice.close()
 
