@@ -127,9 +127,10 @@ class BridgeCore:
                 await self.store.set_member(room_id, target, False)
             return
         if target == self.config.bot_mxid:
+            if not allows(self.config.permissions, event["sender"], "user"):
+                return await self.matrix.leave(room_id, target)  # spec: rejecting an invite is leaving
             await self.matrix.join(room_id, target)
-            if await self.store.portal_by_room(room_id) is None and allows(self.config.permissions,
-                                                                           event["sender"], "user"):
+            if content.get("is_direct") and await self.store.portal_by_room(room_id) is None:
                 await self.store.add_management_room(room_id, event["sender"])
                 await self._notice(room_id, ev.help_text(self.config.command_prefix), f"welcome:{room_id}")
         elif self.config.is_ours(target) and await self.store.portal_by_room(room_id) is not None:
@@ -164,9 +165,7 @@ class BridgeCore:
                 await self.store.add_message(portal.room_id, event_id, remote_id)
         except DeliveryError as e:
             return await self._fail(portal.room_id, event_id, str(e), permanent=e.permanent, reason=e.reason)
-        await self.matrix.send(portal.room_id, "com.beeper.message_send_status",
-                               ev.message_status(self.connector.network_id, event_id),
-                               txn_key=f"status:{event_id}")
+        await self._status(portal.room_id, event_id, ev.message_status(self.connector.network_id, event_id))
 
     async def _send_out(self, portal: Portal, event_id: str, sender: str, text: str, content: dict,
                         reply_to: str | None) -> str:
@@ -255,14 +254,17 @@ class BridgeCore:
     async def _fail(self, room_id: str, event_id: str, error: str, *, permanent: bool = True,
                     reason: str = "m_foreign_network_error") -> None:
         logger.warning("event %s in %s not delivered: %s", event_id, room_id, error)
-        await self.matrix.send(room_id, "com.beeper.message_send_status",
-                               ev.message_status(self.connector.network_id, event_id, error, permanent, reason),
-                               txn_key=f"status:{event_id}")
-        await self.matrix.send(room_id, "m.room.message",
-                               {"msgtype": "m.notice", "body": f"Not delivered to {self.connector.network_name}: "
-                                                               f"{error}",
-                                "m.relates_to": {"m.in_reply_to": {"event_id": event_id}}},
-                               txn_key=f"fail:{event_id}")
+        await self._status(room_id, event_id,
+                           ev.message_status(self.connector.network_id, event_id, error, permanent, reason))
+        await self._notice(room_id, f"Not delivered to {self.connector.network_name}: {error}", f"fail:{event_id}",
+                           event_id)
+
+    async def _status(self, room_id: str, event_id: str, content: dict) -> None:
+        """Best effort: a status the homeserver refuses (an event it does not know) is only logged."""
+        try:
+            await self.matrix.send(room_id, "com.beeper.message_send_status", content, txn_key=f"status:{event_id}")
+        except MatrixRequestError as e:
+            logger.warning("no message status for %s: %s", event_id, e)
 
     async def _displayname(self, room_id: str, user_id: str) -> str:
         try:
@@ -273,16 +275,20 @@ class BridgeCore:
         name = member.get("displayname")
         return name if isinstance(name, str) and name else user_id
 
-    async def _notice(self, room_id: str, text: str, txn_key: str) -> None:
-        await self.matrix.send(room_id, "m.room.message", {"msgtype": "m.notice", "body": text}, txn_key=txn_key)
+    async def _notice(self, room_id: str, text: str, txn_key: str, reply_to: str | None = None) -> None:
+        content = {"msgtype": "m.notice", "body": text}
+        if reply_to:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        await self.matrix.send(room_id, "m.room.message", content, txn_key=txn_key)
 
     # -- commands -----------------------------------------------------------------------------
     async def _command(self, room_id: str, event: dict, command: ev.Command) -> None:
-        sender, key = event["sender"], f"reply:{event['event_id']}"
+        sender, event_id = event["sender"], event["event_id"]
+        key = f"reply:{event_id}"
         if not allows(self.config.permissions, sender, "user"):
-            return await self._notice(room_id, "You are not allowed to use this bridge.", key)
+            return await self._notice(room_id, "You are not allowed to use this bridge.", key, event_id)
         if command.name in ev.ADMIN_COMMANDS and not allows(self.config.permissions, sender, "admin"):
-            return await self._notice(room_id, f"{command.name} needs the admin permission.", key)
+            return await self._notice(room_id, f"{command.name} needs the admin permission.", key, event_id)
         portal = await self.store.portal_by_room(room_id)
         name = command.name
         if name == "help":
@@ -295,7 +301,10 @@ class BridgeCore:
         elif name == "sync":
             answer = await self.connector.sync()
         elif name == "bridge":
-            answer = await self._bridge_command(room_id, portal, command.args)
+            try:
+                answer = await self._bridge_command(room_id, portal, command.args)
+            except MatrixRequestError as e:
+                answer = f"This room cannot be bridged: {e.error or e.errcode}"
         elif name == "unbridge":
             answer = await self._unbridge(portal) if portal else "This room is not bridged."
         elif name in ("set-relay", "unset-relay"):
@@ -306,7 +315,7 @@ class BridgeCore:
                 answer = "Relay mode is on." if name == "set-relay" else "Relay mode is off."
         else:
             answer = f"Unknown command {name!r}. " + ev.help_text(self.config.command_prefix)
-        await self._notice(room_id, answer, key)
+        await self._notice(room_id, answer, key, event_id)
 
     async def _bridge_command(self, room_id: str, portal: Portal | None, args: list[str]) -> str:
         if portal is not None:

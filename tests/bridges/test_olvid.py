@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import statistics
 import time
+import urllib.error
+import urllib.request
 import os
 
 import pytest
@@ -325,3 +328,146 @@ def test_a_bridge_restart_replays_the_missed_messages_once(olvid_world, bob, por
             await alice.close()
 
     run(scenario())
+
+
+def put_transaction(bridge, txn_id: str, body: bytes, token: str | None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{bridge.base_url}/_matrix/app/v1/transactions/{txn_id}", data=body,
+                                     method="PUT", headers={"Content-Type": "application/json"})
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_bad_input_gets_a_clear_error_and_breaks_nothing(olvid_world, bob, portal):
+    bridge, daemon = olvid_world.bridge, olvid_world.daemon
+    alice_id = f"@{MATRIX_USER}:{olvid_world.homeserver.name}"
+    good = json.dumps({"events": []}).encode()
+    assert put_transaction(bridge, "t1", good, None) == (401, {"errcode": "M_UNAUTHORIZED",
+                                                              "error": "missing the homeserver token"})
+    assert put_transaction(bridge, "t1", good, "not-the-token")[1]["errcode"] == "M_FORBIDDEN"
+    assert put_transaction(bridge, "t1", b"{not json", bridge.hs_token)[1]["errcode"] == "M_NOT_JSON"
+    assert put_transaction(bridge, "t1", b'{"events": 5}', bridge.hs_token)[1]["errcode"] == "M_BAD_JSON"
+    # malformed events are skipped, an event for a room the bridge does not know is ignored
+    unknown_room = {"event_id": "$unknown-room", "type": "m.room.message", "room_id": "!nowhere:example.org",
+                    "sender": alice_id, "content": {"msgtype": "m.text", "body": "to nowhere"}}
+    body = json.dumps({"events": [5, {"type": "m.room.message"}, unknown_room]}).encode()
+    assert put_transaction(bridge, "t-bad-events", body, bridge.hs_token) == (200, {})
+    # a retried transaction, and the same event in another transaction, are handled once
+    event = {"event_id": "$retried", "type": "m.room.message", "room_id": portal, "sender": alice_id,
+             "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": "retried transaction"}}
+    for txn_id in ("t-retry", "t-retry", "t-retry-2"):
+        assert put_transaction(bridge, txn_id, json.dumps({"events": [event]}).encode(), bridge.hs_token) == (200, {})
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            await alice.send(portal, {"msgtype": "m.text", "body": "after the bad input"})
+            daemon.wait(lambda: [m for m in daemon.outbound(bob[1]) if m.body == "alice: after the bad input"])
+        finally:
+            await alice.close()
+
+    run(scenario())
+    assert len([m for m in daemon.outbound(bob[1]) if m.body == "alice: retried transaction"]) == 1
+    assert not [m for m in daemon.outbound(bob[1]) if "to nowhere" in m.body]
+    assert bridge.status("/_bridge/live")[0] == 200 and bridge.status("/_bridge/ready")[0] == 200
+    assert bridge.process.poll() is None
+
+
+def notice_to(event_id: str):
+    return lambda _r, e: (e.get("content", {}).get("msgtype") == "m.notice"
+                          and relation(e).get("m.in_reply_to", {}).get("event_id") == event_id)
+
+
+def test_bot_commands_link_a_room_and_switch_relay(olvid_world):
+    daemon = olvid_world.daemon
+    domain = olvid_world.homeserver.name
+    bot = f"@olvidbot:{domain}"
+    eve, eve_discussion = daemon.add_contact("Eve")
+
+    async def command(alice: NioUser, room_id: str, text: str) -> str:
+        event_id = await alice.send(room_id, {"msgtype": "m.text", "body": text})
+        _, answer = await alice.wait_for(notice_to(event_id))
+        assert answer["sender"] == bot
+        return answer["content"]["body"]
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            # the management room: a direct chat with the bot, commands without the prefix
+            created = await alice.client.room_create(invite=[bot], is_direct=True)
+            dm = created.room_id
+            await alice.wait_for(lambda r, e: r == dm and e.get("sender") == bot and "Commands" in
+                                 e.get("content", {}).get("body", ""))
+            assert (await command(alice, dm, "ping")).startswith("pong: Olvid is CONNECTED")
+            # a room of ours, linked to Eve's discussion by command
+            room = (await alice.client.room_create(name="linked", invite=[bot])).room_id
+            await alice.wait_for(lambda r, e: r == room and e.get("type") == "m.room.member"
+                                 and e.get("state_key") == bot and e["content"]["membership"] == "join")
+            answer = await command(alice, room, f"!olvid bridge {eve_discussion}")
+            assert "cannot be bridged" in answer and "permission" in answer, answer  # the bot may not set state
+            levels = await alice.state(room, "m.room.power_levels")
+            levels["users"][bot] = 50
+            await alice.client.room_put_state(room, "m.room.power_levels", levels)
+            answer = await command(alice, room, f"!olvid bridge {eve_discussion}")
+            assert "now bridged" in answer, answer
+            info = await alice.state(room, "m.bridge", f"net.hexagone.olvid://olvid/{eve_discussion}")
+            assert info["channel"]["id"] == str(eve_discussion)
+            daemon.contact_sends(eve, eve_discussion, "hello linked room")
+            linked_room, _ = await alice.wait_message("hello linked room")
+            assert linked_room == room
+            # relay off: the message is refused with a status and a notice
+            assert "off" in await command(alice, room, "!olvid unset-relay")
+            refused = await alice.send(room, {"msgtype": "m.text", "body": "not relayed"})
+            _, notice = await alice.wait_for(notice_to(refused))
+            assert "relay mode is off" in notice["content"]["body"]
+            assert "on" in await command(alice, room, "!olvid set-relay")
+            await alice.send(room, {"msgtype": "m.text", "body": "relayed again"})
+            daemon.wait(lambda: [m for m in daemon.outbound(eve_discussion) if m.body == "alice: relayed again"])
+            assert not [m for m in daemon.outbound(eve_discussion) if "not relayed" in m.body]
+            assert "no longer bridged" in await command(alice, room, "!olvid unbridge")
+            await alice.wait_for(lambda r, e: r == room and e.get("state_key") == f"@olvid_{eve}:{domain}"
+                                 and e["content"].get("membership") == "leave")
+            assert "Unknown command" in await command(alice, room, "!olvid frobnicate")
+        finally:
+            await alice.close()
+
+    run(scenario())
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def test_latency_over_200_messages_each_way(olvid_world, bob, portal):
+    """Olvid message -> the Matrix client's /sync, and Matrix /send -> the Olvid discussion."""
+    daemon, count = olvid_world.daemon, 200
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            to_matrix, to_olvid = [], []
+            for i in range(count):
+                started = time.monotonic()
+                daemon.contact_sends(bob[0], bob[1], f"latency in {i}")
+                await alice.wait_message(f"latency in {i}")
+                to_matrix.append(time.monotonic() - started)
+            for i in range(count):
+                started = time.monotonic()
+                await alice.send(portal, {"msgtype": "m.text", "body": f"latency out {i}"})
+                daemon.wait(lambda: [m for m in daemon.outbound(bob[1])[-3:] if m.body == f"alice: latency out {i}"])
+                to_olvid.append(time.monotonic() - started)
+            return to_matrix, to_olvid
+        finally:
+            await alice.close()
+
+    to_matrix, to_olvid = run(scenario())
+    figures = {name: {"median_ms": round(statistics.median(v) * 1000, 1), "p99_ms": round(percentile(v, 0.99) * 1000, 1)}
+               for name, v in (("olvid_to_matrix_sync", to_matrix), ("matrix_send_to_olvid", to_olvid))}
+    print(f"\nOlvid bridge latency over {count} messages each way ({olvid_world.homeserver.__class__.__name__}): "
+          f"{json.dumps(figures)}")
+    assert figures["olvid_to_matrix_sync"]["median_ms"] < 2000 and figures["matrix_send_to_olvid"]["median_ms"] < 2000
