@@ -139,7 +139,7 @@ class _CheckedTlsEndpoint:
         raise RequestSendFailed(f"cannot connect to {self._name}: {'; '.join(errors) or 'no address found'}")
 
 
-class _BodyReader(protocol.Protocol):
+class BodyReader(protocol.Protocol):
     """Collects a response body, refusing more than ``limit`` bytes."""
 
     def __init__(self, limit: int):
@@ -253,7 +253,7 @@ class FederationClient:
         async def attempt():
             producer = FileBodyProducer(BytesIO(body)) if body is not None else None
             response = await self._agent.request(method.encode("ascii"), url, headers, producer)
-            reader = _BodyReader(limit)
+            reader = BodyReader(limit)
             response.deliverBody(reader)
             data = await reader.done
             flat = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
@@ -270,7 +270,7 @@ class FederationClient:
             raise RequestSendFailed(f"{method} {url.decode('ascii', 'replace')} timed out after {timeout_s}s") \
                 from None
         except Exception as e:
-            raise RequestSendFailed(f"{method} {url.decode('ascii', 'replace')} failed: {_describe(e)}") from None
+            raise RequestSendFailed(f"{method} {url.decode('ascii', 'replace')} failed: {describe_failure(e)}") from None
 
     async def resolve_host(self, host: str, port: int) -> list[tuple[int, str]]:
         """(family, ip) pairs of a host name (or the IP literal itself), without duplicates."""
@@ -293,7 +293,7 @@ class FederationClient:
         return self._pool.closeCachedConnections()
 
 
-def _describe(e: Exception) -> str:
+def describe_failure(e: Exception) -> str:
     """A readable reason, unwrapping Twisted's ResponseFailed/ResponseNeverReceived lists."""
     reasons = getattr(e, "reasons", None)
     if reasons:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from twisted.internet import defer
 
 from federation.api import key_server as federation_key_server_api
+from federation.appservice_client import AppServiceClient
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.client import FederationClient
 from federation.handlers.edus import EduFederation, RemoteDeviceLists
@@ -39,10 +40,13 @@ from homeserver.api.client import key_backup as key_backup_api, keys as keys_api
 from homeserver.api.client import account_data as account_data_api, receipts as receipts_api
 from homeserver.api.client import presence as presence_api, push_rules as push_rules_api
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
+from homeserver.api.client import appservice as appservice_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Counter
 from homeserver.services.account_data import AccountDataService
+from homeserver.services.appservice_sender import AppServiceSender
+from homeserver.services.appservices import AppServices
 from homeserver.services.auth import AuthService
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
@@ -67,6 +71,7 @@ from homeserver.services.to_device import ToDeviceService, ToDeviceSource
 from homeserver.services.typing import TypingService
 from homeserver.services.user_directory import UserDirectoryService
 from homeserver.storage import account_data as account_data_storage
+from homeserver.storage import appservices as appservices_storage
 from homeserver.storage import accounts as accounts_storage
 from homeserver.storage import device_inbox as device_inbox_storage
 from homeserver.storage import device_lists as device_lists_storage
@@ -105,12 +110,13 @@ STORAGE_DOMAINS = {
     "presence": presence_storage.MIGRATIONS,
     "user_directory": user_directory_storage.MIGRATIONS,
     "search": search_storage.MIGRATIONS,
+    "appservices": appservices_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api,
-                      push_rules_api, presence_api, user_directory_api, search_api]
+                      push_rules_api, presence_api, user_directory_api, search_api, appservice_api]
 
 @dataclass
 class HomeServer:
@@ -146,6 +152,8 @@ class HomeServer:
     push: PushService
     user_directory: UserDirectoryService
     search: SearchService
+    appservices: AppServices
+    appservice_sender: AppServiceSender
     federation: FederationTransport
     federation_handler: Federation
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
@@ -173,6 +181,9 @@ def build_server(config, reactor) -> HomeServer:
     directory_store = directory_storage.DirectoryStore(db)
 
     notifier = Notifier(reactor)
+    appservice_client = AppServiceClient(reactor)
+    appservices = AppServices(registrations=tuple(config.app_services), client=appservice_client,
+                              accounts=accounts_store)
     ratelimit = RateLimits(config, reactor)
     transport = _build_transport(config, reactor, db, signing_key)
     rejections = FederationRejections(Counter("federation_rejected", "reason"))
@@ -183,16 +194,17 @@ def build_server(config, reactor) -> HomeServer:
         stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
         state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()), listeners=room_event_listeners)
     profiles = ProfileService(accounts=accounts_store, events=event_store, room_events=room_events,
-                              server_name=server_name)
+                              server_name=server_name, appservices=appservices)
     serializer = EventSerializer(room_events, event_store)
     directory = DirectoryService(store=directory_store, events=event_store, room_events=room_events,
-                                 server_name=server_name)
+                                 server_name=server_name, appservices=appservices)
     e2ee = _build_e2ee(config, reactor, db, event_store, accounts_store, room_events, notifier, transport,
                        rejections)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, reactor=reactor, failed_logins=ratelimit.login_failed,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed])
-    registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor)
+    registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor,
+                                       appservices=appservices)
     account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
     receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_events=room_events,
                               account_data=account_data, notifier=notifier, clock=reactor)
@@ -250,6 +262,18 @@ def build_server(config, reactor) -> HomeServer:
     search = SearchService(store=search_store, room_events=room_events, event_store=event_store,
                            serializer=serializer, sync=sync)
 
+    appservice_sender = AppServiceSender(
+        registrations=tuple(config.app_services), client=appservice_client,
+        store=appservices_storage.AppServiceStore(db), event_store=event_store, directory_store=directory_store,
+        serializer=serializer, typing=typing, device_lists=e2ee.device_lists,
+        e2e_store=e2e_keys_storage.E2eKeyStore(db), accounts=accounts_store, reactor=reactor,
+        start_position=event_store.max_stream_ordering_sync())
+    typing.listeners.append(appservice_sender.on_typing)  # MSC2409: ephemeral events to appservices
+    receipts.listeners.append(appservice_sender.on_receipt)
+    presence.listeners.append(appservice_sender.on_presence)
+    e2ee.to_device.listeners.append(appservice_sender.on_to_device)  # MSC4203
+    e2ee.device_lists.device_update_listeners.append(appservice_sender.on_device_updates)  # MSC3202
+
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
     # shows them. Only the first two depend on their places; the rest keep the order they had.
     room_event_listeners.extend([
@@ -263,13 +287,14 @@ def build_server(config, reactor) -> HomeServer:
         federation_handler.on_new_events,  # local events to the other servers of the room
         e2ee.remote_devices.on_room_events,  # remote users who no longer share a room are no longer tracked
         edus.on_room_events,  # presence to a room's new members, after the join PDU is queued to them
+        appservice_sender.on_room_events,  # only wakes the appservices' loops, which read the stream themselves
     ])
 
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=room_events.settled, federation_limit=ratelimit.federation.run,
-                              tarpit=ratelimit.tarpit)
+                              tarpit=ratelimit.tarpit, authenticate_appservice=appservices.authenticate)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
@@ -278,7 +303,8 @@ def build_server(config, reactor) -> HomeServer:
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push,
-                    user_directory=user_directory, search=search, federation=transport,
+                    user_directory=user_directory, search=search, appservices=appservices,
+                    appservice_sender=appservice_sender, federation=transport,
                     federation_handler=federation_handler, federation_rejections=rejections,
                     openid=OpenIdTokens(reactor), resource=resource)
     for module in CLIENT_API_MODULES:
@@ -375,6 +401,7 @@ def listen(hs: HomeServer) -> list:
     hs.ports = ports
     hs.reactor.callWhenRunning(hs.federation_handler.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
+    hs.reactor.callWhenRunning(hs.appservice_sender.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
 
@@ -405,6 +432,7 @@ async def shutdown(hs: HomeServer) -> None:
             tracker.abort_connections()
     hs.federation.sender.stop()
     await hs.federation.client.close()
+    await hs.appservice_sender.stop()
     try:
         for service in (hs.push, hs.search, hs.user_directory, hs.federation_handler):  # their listeners' writes
             await service.flush()

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from homeserver.config.table import (IMPLEMENTED_TOP_LEVEL_KEYS, KEYS, SILENTLY_IGNORED_KEYS, SYNAPSE_SUBKEYS,
                                      Key)
+from homeserver.config.appservices import load_registrations
 from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
 from homeserver.config.values import (IMPLEMENTED_RESOURCES, SYNAPSE_RESOURCES, ConfigError, DatabaseConfig,
                                       FederationRateLimit, ListenerConfig, RateLimit, check_int,
@@ -103,6 +104,11 @@ class Reader:
         self.check_subkeys(fed, k.name, fields)
         return FederationRateLimit(
             **{f: self.int_(f, getattr(k.default, f), 0, None, fed, f"{k.name}.{f}") for f in fields})
+
+    def kind_appservices(self, k: Key, src: dict, leaf: str) -> tuple:
+        """Each registration file read and checked (:mod:`homeserver.config.appservices`)."""
+        paths = [self.resolve(p) for p in self.str_list(leaf, [], src, k.name)]
+        return load_registrations(paths, self.values["server_name"], k.name)
 
     def kind_server_name(self, k: Key, src: dict, leaf: str) -> str:
         return validate_server_name(src.get(leaf), k.name)

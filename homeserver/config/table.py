@@ -74,9 +74,9 @@ def _in_dir(name: str) -> Callable[[SampleContext], str]:
     return lambda ctx: os.path.join(ctx.config_dir, name)
 
 
-_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RC, _KEYS, _FED = (
+_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RC, _KEYS, _FED, _AS = (
     "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
-    "Rate limiting", "Secrets and keys", "Federation",
+    "Rate limiting", "Secrets and keys", "Federation", "Application services",
 )
 
 KEYS: tuple[Key, ...] = (
@@ -248,6 +248,14 @@ KEYS: tuple[Key, ...] = (
         "Synapse's older key: when set, federation uses it (and no whitelist) instead\n"
         "of ip_range_blacklist and ip_range_whitelist.",
         sample=lambda ctx: ["10.0.0.0/8"], commented=True),
+
+    Key("app_service_config_files", "appservices", (), _AS,
+        "Registration files of application services (bridges, bots), as Synapse reads\n"
+        "them. A broken file, or two sharing an id or a token, refuses start-up.\n"
+        "Appservice URLs are trusted as the admin wrote them: ip_range_blacklist does\n"
+        "not apply to them (as in Synapse), so a bridge on 127.0.0.1 works.",
+        attr="app_services", sample=lambda ctx: [os.path.join(ctx.config_dir, "bridge-registration.yaml")],
+        commented=True),
 )
 
 # Sub-keys of implemented sections that Synapse knows and Hexagone does not implement yet.

@@ -44,6 +44,8 @@ ServerAuthenticator = Callable[[ApiRequest], Awaitable[str]]
 # rc_federation: run(origin, call) runs a federation request under its origin's limits.
 FederationLimit = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 DbCounters = Callable[[], tuple[int, int]]  # (transactions, round trips) so far
+# (token, client ip, ?user_id=, ?device_id=) -> the requester when the token is an appservice's, else None
+AppServiceAuthenticator = Callable[[str, str, str | None, str | None], Awaitable[Requester | None]]
 
 
 def access_token_of(req: ApiRequest) -> str | None:
@@ -69,8 +71,10 @@ class MatrixResource(resource.Resource):
                  db_counters: DbCounters | None = None,
                  room_gate: Callable[[str], Awaitable[None]] | None = None,
                  federation_limit: FederationLimit | None = None,
-                 tarpit: Tarpit | None = None):
+                 tarpit: Tarpit | None = None,
+                 authenticate_appservice: AppServiceAuthenticator | None = None):
         super().__init__()
+        self._authenticate_appservice = authenticate_appservice
         self._router = router
         self._room_gate = room_gate  # awaited before a request about a room (a join still completing)
         self._db_counters = db_counters
@@ -187,6 +191,12 @@ class MatrixResource(resource.Resource):
             if scheme == AUTH_OPTIONAL:
                 return
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+        if self._authenticate_appservice is not None:
+            # Application service API "Identity assertion": ?user_id= and (MSC4326) ?device_id=
+            req.requester = await self._authenticate_appservice(
+                token, req.client_ip, req.arg("user_id"), req.arg("device_id", req.arg("org.matrix.msc3202.device_id")))
+            if req.requester is not None:
+                return
         req.requester = await self._resolve_token(token)
 
     def _respond(self, request: Request, status: int, body: Any) -> None:

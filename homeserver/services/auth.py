@@ -243,6 +243,10 @@ class AuthService:
     async def get_device(self, user_id: str, device_id: str) -> dict | None:
         return await self._store.get_device(user_id, device_id)
 
+    async def create_device(self, user_id: str, device_id: str, display_name: str | None) -> bool:
+        """MSC4190: an appservice creates a device of one of its users; False if it exists already."""
+        return await self._store.create_device(user_id, device_id, display_name, self.now_ms())
+
     async def rename_device(self, user_id: str, device_id: str, display_name: str) -> bool:
         """False when the user has no such device."""
         return await self._store.rename_device(user_id, device_id, display_name)

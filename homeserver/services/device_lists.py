@@ -52,6 +52,10 @@ class DeviceListService:
                 except Exception:  # the change is stored: it must not fail the request that made it
                     logger.exception("Device update listener failed for %s", user_id)
 
+    async def changed_users(self, from_pos: int, to_pos: int) -> set[str]:
+        """The users whose device lists changed between two positions of the stream."""
+        return await self._store.changed_users(from_pos, to_pos)
+
     async def last_device_update(self, user_id: str) -> int:
         return await self._store.last_device_update(user_id)
 

@@ -13,8 +13,9 @@ ALIAS_RE = re.compile(r"^#[^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
 
 
 class DirectoryService:
-    def __init__(self, *, store: DirectoryStore, events: EventStore, room_events, server_name: str):
+    def __init__(self, *, store: DirectoryStore, events: EventStore, room_events, server_name: str, appservices):
         self._store = store
+        self._appservices = appservices  # exclusive alias namespaces, and alias queries
         self._events = events
         self._room_events = room_events
         self.server_name = server_name
@@ -25,8 +26,12 @@ class DirectoryService:
         if alias.split(":", 1)[1] != self.server_name:
             raise MatrixError(400, "M_INVALID_PARAM", "Room alias must be on this server")
 
-    async def resolve_local(self, alias: str) -> str | None:
+    async def resolve_local(self, alias: str, *, ask_appservices: bool = True) -> str | None:
+        """The room of a local alias; an unknown one in an application service's namespace is first asked
+        of the appservice (application service API GET /rooms/{roomAlias}), which may create it."""
         found = await self._store.get_alias(alias)
+        if found is None and ask_appservices and await self._appservices.query_alias(alias):
+            found = await self._store.get_alias(alias)
         return None if found is None else found[0]
 
     async def resolve(self, alias: str, federation=None) -> dict:
@@ -46,8 +51,13 @@ class DirectoryService:
             raise forbidden("You must be in the room to add an alias")
         await self.create_alias(alias, room_id, user_id)
 
+    def check_alias_free(self, alias: str, user_id: str) -> None:
+        """``M_EXCLUSIVE`` when an application service reserves the alias and ``user_id`` is not acting for it."""
+        self._appservices.check_alias(alias, user_id)
+
     async def create_alias(self, alias: str, room_id: str, user_id: str) -> None:
         self._check_local_alias(alias)
+        self.check_alias_free(alias, user_id)
         if await self._room_events.room_version(room_id) is None:
             raise not_found("Unknown room")
         if not await self._store.create_alias(alias, room_id, user_id):

@@ -18,16 +18,27 @@ MAX_AVATAR_URL = 1000
 
 class ProfileService:
     def __init__(self, *, accounts: AccountStore, events: EventStore, room_events: RoomEventService,
-                 server_name: str):
+                 server_name: str, appservices):
         self._accounts = accounts
+        self._appservices = appservices
         self._events = events
         self.room_events = room_events
         self.server_name = server_name
 
     async def get(self, user_id: str) -> dict:
-        profile = await self._accounts.get_profile(user_id)
+        """A local user's profile (asked of an application service first, see :meth:`local_profile`)."""
+        profile = await self.local_profile(user_id)
         if profile is None:
             raise not_found("Profile not found")
+        return profile
+
+    async def local_profile(self, user_id: str) -> dict | None:
+        """A local user's profile, None for no such user; an unknown user in an application service's
+        namespace is first asked of the appservice (application service API GET /users/{userId}), which
+        may create it."""
+        profile = await self._accounts.get_profile(user_id)
+        if profile is None and await self._appservices.query_user(user_id):
+            profile = await self._accounts.get_profile(user_id)
         return profile
 
     async def lookup(self, user_id: str, remote=None) -> dict:

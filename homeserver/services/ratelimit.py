@@ -200,6 +200,7 @@ class RateLimits:
 
     def __init__(self, config: Any, clock):
         bucket = lambda key: Ratelimiter.of(clock, getattr(config, key))  # noqa: E731
+        self._unlimited_appservices = [r for r in config.app_services if not r.rate_limited]
         self.message = bucket("rc_message")
         self.admin_redaction = bucket("rc_admin_redaction")
         self.registration = bucket("rc_registration")
@@ -223,8 +224,14 @@ class RateLimits:
         self.tarpit = Tarpit(clock)
 
     def exempt(self, user_id: str) -> bool:
-        """Users no limit applies to; none yet (appservices with ``rate_limited: false`` will be)."""
-        return False
+        """Users no limit applies to: those of an appservice registered with ``rate_limited: false``
+        (its sender and its user namespace)."""
+        return any(r.is_user_in_namespace(user_id) for r in self._unlimited_appservices)
+
+    def check_user(self, limiter: "Ratelimiter", user_id: str) -> None:
+        """A per-account limit, unless the account is exempt."""
+        if not self.exempt(user_id):
+            limiter.check(user_id)
 
     def event(self, user_id: str, *, admin_redaction: bool = False) -> None:
         """An event a user sends (Synapse's request ratelimiter): ``rc_admin_redaction`` for a redaction of

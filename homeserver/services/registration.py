@@ -15,8 +15,9 @@ NONCE_LIFETIME_MS = 60_000
 
 
 class RegistrationService:
-    def __init__(self, *, store: AccountStore, auth: AuthService, config, clock):
+    def __init__(self, *, store: AccountStore, auth: AuthService, config, clock, appservices):
         self._store = store
+        self._appservices = appservices  # exclusive namespaces (application service API)
         self._auth = auth
         self._config = config
         self._clock = clock
@@ -45,8 +46,11 @@ class RegistrationService:
             raise MatrixError(400, "M_INVALID_USERNAME", "Username is too long")
         return user_id
 
-    async def check_available(self, localpart: str) -> str:
+    async def check_available(self, localpart: str, appservice_id: str | None = None) -> str:
+        """The user id, free and (``M_EXCLUSIVE`` otherwise) not reserved by another application service;
+        an appservice's registration must be in its own namespace."""
         user_id = self.check_localpart(localpart)
+        self._appservices.check_user_id(user_id, appservice_id)
         if await self._store.find_user_case_insensitive(user_id):
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken")
         return user_id
@@ -61,10 +65,10 @@ class RegistrationService:
         session.registration_token = token
 
     async def register(self, localpart: str | None, password: str | None, *, admin: bool = False,
-                       registration_token: str | None = None) -> str:
+                       registration_token: str | None = None, appservice_id: str | None = None) -> str:
         if localpart is None:
             localpart = await self._free_numeric_localpart()
-        user_id = await self.check_available(localpart)
+        user_id = await self.check_available(localpart, appservice_id)
         hashed = await self._auth.hash_password(password) if password else None
         if registration_token is not None and not await self._store.use_registration_token(
                 registration_token, self._auth.now_ms()):

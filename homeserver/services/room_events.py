@@ -78,6 +78,7 @@ class EventSpec:
     # Called with the built, authorised PDU before it is written; returns the PDU to store
     # (an invite co-signed by the invitee's server).
     countersign: Callable[[dict], Awaitable[dict]] | None = None
+    origin_server_ts: int | None = None  # an appservice's ?ts= (application service API "Timestamp massaging")
 
 
 @dataclass
@@ -569,7 +570,7 @@ class RoomEventService:
             room_id=None if (spec.type == "m.room.create" and work.version.room_id_from_create_event) else work.room_id,
             sender=spec.sender, event_type=spec.type, content=spec.content, state_key=spec.state_key,
             prev_events=list(work.extremities), auth_events=auth_ids, depth=min(work.depth + 1, 2**63 - 1),
-            origin_server_ts=now, redacts=spec.redacts)
+            origin_server_ts=now if spec.origin_server_ts is None else spec.origin_server_ts, redacts=spec.redacts)
 
     async def _events_incl_pending(self, ids, pending: dict[str, StoredEvent]) -> dict[str, StoredEvent]:
         ids = list(ids)

@@ -72,7 +72,7 @@ class RoomService:
         invitees = _string_list(body, "invite")
         if not all(is_valid_user_id(i) for i in invitees):
             raise MatrixError(400, "M_INVALID_PARAM", "invite must list user IDs")
-        alias = await self._check_alias(body.get("room_alias_name"))
+        alias = await self._check_alias(body.get("room_alias_name"), creator)
         creation_content = body.get("creation_content") or {}
         if not isinstance(creation_content, dict):
             raise bad_json("creation_content must be an object")
@@ -139,14 +139,16 @@ class RoomService:
             specs.append(EventSpec(creator, item["type"], item["content"], state_key))
         return specs
 
-    async def _check_alias(self, name) -> str | None:
+    async def _check_alias(self, name, creator: str) -> str | None:
         if name is None:
             return None
         if not isinstance(name, str) or not name or ":" in name or " " in name:
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid room_alias_name")
         alias = f"#{name}:{self.server_name}"
-        if self.directory is not None and await self.directory.resolve_local(alias) is not None:
-            raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
+        if self.directory is not None:
+            self.directory.check_alias_free(alias, creator)
+            if await self.directory.resolve_local(alias, ask_appservices=False) is not None:
+                raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
         return alias
 
     # -- membership -------------------------------------------------------------------------
@@ -214,6 +216,8 @@ class RoomService:
             raise forbidden("The user is already in the room")
         if current == "ban":
             raise forbidden("The user is banned from the room")
+        if self._is_local(target):
+            await self._profiles.local_profile(target)  # an appservice's user may be created on demand
         await self.set_membership(room_id, sender, target, "invite", reason)
 
     async def kick(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:

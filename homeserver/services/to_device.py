@@ -35,6 +35,7 @@ class ToDeviceService:
         self.server_name = server_name
         self.stream = stream
         self._federation = federation
+        self.listeners: list = []  # called with the [(user_id, device_id, message)] put in local inboxes
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.split(":", 1)[-1] == self.server_name
@@ -81,6 +82,8 @@ class ToDeviceService:
             self.stream.done([pos])
         if stored and recipients:
             self._notifier.notify(users=recipients)
+            for listener in self.listeners:
+                listener(local)
         return stored
 
     async def on_devices_removed(self, user_id: str, device_ids: list[str]) -> None:

@@ -150,6 +150,17 @@ class AccountStore:
 
         return await self.db.run("add_device_and_token", txn_fn)
 
+    async def create_device(self, user_id: str, device_id: str, display_name: str | None, now_ms: int) -> bool:
+        """A device with no access token (MSC4190: an appservice manages its users' devices); False if it exists."""
+        def txn_fn(txn):
+            if txn.select_one("SELECT 1 FROM devices WHERE user_id = ? AND device_id = ?", (user_id, device_id)):
+                return False
+            txn.execute("INSERT INTO devices (user_id, device_id, display_name, last_seen_ts) VALUES (?, ?, ?, ?)",
+                        (user_id, device_id, display_name, now_ms))
+            return True
+
+        return await self.db.run("create_device", txn_fn)
+
     async def get_token(self, token: str) -> TokenInfo | None:
         def txn_fn(txn):
             row = txn.select_one(

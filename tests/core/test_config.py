@@ -443,7 +443,7 @@ def test_open_registration_without_verification_refused(cfg_dir):
         ("rc_delayed_event_mgmt", {"per_second": 1}),
         ("rc_reports", {"per_second": 1}),
         # keys read by no code: reported, not silently accepted
-        ("app_service_config_files", ["bridges/irc.yaml"]),
+        ("track_appservice_user_ips", True),
         ("media_store_path", "media"),
         ("max_upload_size", "100K"),
         ("form_secret", "form"),

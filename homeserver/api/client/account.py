@@ -6,8 +6,11 @@ Spec v1.19 client-server: "Account registration and management", "Login",
 
 from __future__ import annotations
 
-from homeserver.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found, unknown_token
 from homeserver.http.router import AUTH_NONE, ApiRequest, Endpoint
+from homeserver.http.site import access_token_of
+
+APPSERVICE_LOGIN = "m.login.application_service"
 
 
 def _opt_str(body: dict, key: str) -> str | None:
@@ -17,9 +20,40 @@ def _opt_str(body: dict, key: str) -> str | None:
     return value
 
 
+async def _appservice(hs, req: ApiRequest):
+    """The appservice whose as_token the request carries (application service API "Server admin
+    style permissions"), else 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN."""
+    token = access_token_of(req)
+    if token is None:
+        raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
+    requester = await hs.appservices.authenticate(token, req.client_ip)
+    if requester is None:
+        raise unknown_token()
+    return hs.appservices.by_id(requester.appservice_id)
+
+
+async def _register_appservice_user(hs, req: ApiRequest, body: dict):
+    """Application service API "Registration": a user of the appservice's namespace, no UIA, no limits;
+    no access token with ``inhibit_login`` or for an MSC4190 appservice."""
+    registration = await _appservice(hs, req)
+    username = _opt_str(body, "username")
+    if username is None:
+        raise MatrixError(400, "M_MISSING_PARAM", "username is required")
+    user_id = await hs.registration.register(username, None, appservice_id=registration.id)
+    result = {"user_id": user_id, "home_server": hs.config.server_name}
+    if not body.get("inhibit_login") and not registration.msc4190:
+        device_id, token = await hs.auth.login_device(user_id, _opt_str(body, "device_id"),
+                                                      _opt_str(body, "initial_device_display_name"), req.client_ip)
+        result.update(access_token=token, device_id=device_id)
+    return result
+
+
 async def post_register(hs, req: ApiRequest):
-    """POST /register: the m.login.dummy or m.login.registration_token flow."""
+    """POST /register: the m.login.dummy or m.login.registration_token flow, or an appservice's
+    m.login.application_service."""
     body = req.json(allow_empty=True)
+    if body.get("type") == APPSERVICE_LOGIN:
+        return await _register_appservice_user(hs, req, body)
     kind = req.arg("kind", "user")
     if kind == "guest":
         raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
@@ -66,18 +100,28 @@ async def token_validity(hs, req: ApiRequest):
 
 
 async def get_login(hs, req: ApiRequest):
-    return {"flows": [{"type": "m.login.password"}]}
+    flows = [{"type": "m.login.password"}]
+    if hs.appservices.registrations:
+        flows.append({"type": APPSERVICE_LOGIN})
+    return {"flows": flows}
 
 
 async def post_login(hs, req: ApiRequest):
-    """POST /login with m.login.password; a client-chosen device_id is honoured."""
+    """POST /login with m.login.password, or m.login.application_service with an as_token for a user of
+    its namespace; a client-chosen device_id is honoured."""
     body = req.json()
-    if body.get("type") != "m.login.password":
+    if body.get("type") == APPSERVICE_LOGIN:
+        registration = await _appservice(hs, req)
+        user_id = await hs.auth.user_from_identifier(body)
+        if not registration.is_user_in_namespace(user_id):
+            raise forbidden("The user is not in the application service's namespace")
+    elif body.get("type") == "m.login.password":
+        hs.ratelimit.login_address.check(req.client_ip)
+        user_id = await hs.auth.user_from_identifier(body)
+        hs.ratelimit.login_account.check(user_id)
+        await hs.auth.validate_password(user_id, body.get("password"))
+    else:
         raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
-    hs.ratelimit.login_address.check(req.client_ip)
-    user_id = await hs.auth.user_from_identifier(body)
-    hs.ratelimit.login_account.check(user_id)
-    await hs.auth.validate_password(user_id, body.get("password"))
     device_id, token = await hs.auth.login_device(user_id, _opt_str(body, "device_id"),
                                                   _opt_str(body, "initial_device_display_name"), req.client_ip)
     return {"user_id": user_id, "access_token": token, "device_id": device_id,
@@ -134,14 +178,24 @@ async def get_device(hs, req: ApiRequest):
     return device
 
 
+def _manages_devices(hs, req: ApiRequest) -> bool:
+    """MSC4190: an appservice registered with ``io.element.msc4190`` creates and deletes its users'
+    devices, without user-interactive auth."""
+    registration = hs.appservices.by_id(req.requester.appservice_id)
+    return registration is not None and registration.msc4190
+
+
 async def put_device(hs, req: ApiRequest):
     body = req.json()
     name = body.get("display_name")
+    if name is not None and not isinstance(name, str):
+        raise bad_json("display_name must be a string")
+    device_id = req.path_params["deviceId"]
+    if _manages_devices(hs, req) and await hs.auth.create_device(req.user_id, device_id, name):
+        return 201, {}
     if name is None:
         return {}
-    if not isinstance(name, str):
-        raise bad_json("display_name must be a string")
-    if not await hs.auth.rename_device(req.user_id, req.path_params["deviceId"], name):
+    if not await hs.auth.rename_device(req.user_id, device_id, name):
         raise not_found("Device not found")
     return {}
 
@@ -151,8 +205,9 @@ async def delete_device(hs, req: ApiRequest):
     device_id = req.path_params["deviceId"]
     if await hs.auth.get_device(req.user_id, device_id) is None:
         raise not_found("Device not found")
-    await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"delete_device:{device_id}",
-                            requester=req.requester)
+    if not _manages_devices(hs, req):
+        await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"delete_device:{device_id}",
+                                requester=req.requester)
     await hs.auth.delete_devices(req.user_id, [device_id])
     return {}
 
@@ -162,8 +217,9 @@ async def delete_devices(hs, req: ApiRequest):
     devices = body.get("devices")
     if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
         raise MatrixError(400, "M_MISSING_PARAM", "devices must be a list of device ids")
-    await hs.auth.check_uia(body, [["m.login.password"]], fingerprint="delete_devices:" + ",".join(sorted(devices)),
-                            requester=req.requester)
+    if not _manages_devices(hs, req):
+        await hs.auth.check_uia(body, [["m.login.password"]],
+                                fingerprint="delete_devices:" + ",".join(sorted(devices)), requester=req.requester)
     await hs.auth.delete_devices(req.user_id, devices)
     return {}
 

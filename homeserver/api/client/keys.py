@@ -14,7 +14,7 @@ UNSTABLE = ("/_matrix/client/unstable",)
 
 
 async def upload(hs, req: ApiRequest):
-    hs.ratelimit.key_upload.check(req.user_id)
+    hs.ratelimit.check_user(hs.ratelimit.key_upload, req.user_id)
     return await hs.e2e_keys.upload(req.user_id, req.requester.device_id, req.json())
 
 

@@ -21,7 +21,7 @@ async def put_status(hs, req: ApiRequest):
         raise bad_json("'status_msg' must be a string")
     if body:
         raise bad_json(f"Unknown keys: {', '.join(sorted(body))}")
-    hs.ratelimit.presence.check(req.user_id)
+    hs.ratelimit.check_user(hs.ratelimit.presence, req.user_id)
     await hs.presence.set_presence(req.user_id, state, status_msg)
     return {}
 

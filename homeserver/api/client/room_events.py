@@ -30,11 +30,17 @@ def _json_arg(req: ApiRequest, name: str) -> dict | None:
     return value
 
 
+def _massaged_ts(req: ApiRequest) -> int | None:
+    """Application service API "Timestamp massaging": an appservice's ``?ts=`` (ignored for others)."""
+    return req.int_arg("ts", minimum=0) if req.requester.appservice_id is not None else None
+
+
 async def send(hs, req: ApiRequest):
     """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId)."""
     content = req.json()
     hs.ratelimit.event(req.user_id)
-    spec = EventSpec(req.user_id, req.path_params["eventType"], content, txn=_txn_key(req))
+    spec = EventSpec(req.user_id, req.path_params["eventType"], content, txn=_txn_key(req),
+                     origin_server_ts=_massaged_ts(req))
     ev = await hs.room_events.send(req.path_params["roomId"], spec)
     return {"event_id": ev.event_id}
 
@@ -55,7 +61,8 @@ async def put_state(hs, req: ApiRequest):
     if current is not None and current.sender == req.user_id and current.content == content:
         return {"event_id": current.event_id}  # unchanged state is not sent again
     hs.ratelimit.event(req.user_id)
-    ev = await hs.room_events.send(room_id, EventSpec(req.user_id, event_type, content, state_key))
+    ev = await hs.room_events.send(room_id, EventSpec(req.user_id, event_type, content, state_key,
+                                                      origin_server_ts=_massaged_ts(req)))
     return {"event_id": ev.event_id}
 
 

@@ -28,7 +28,7 @@ def _user_id(body: dict) -> str:
 
 async def create_room(hs, req: ApiRequest):
     body = req.json(allow_empty=True)
-    hs.ratelimit.room_creation.check(req.user_id)
+    hs.ratelimit.check_user(hs.ratelimit.room_creation, req.user_id)
     room_id = await hs.rooms.create_room(req.user_id, body)
     result = {"room_id": room_id}
     alias = body.get("room_alias_name")

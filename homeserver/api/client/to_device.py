@@ -7,7 +7,7 @@ from homeserver.http.router import ApiRequest, Endpoint
 
 async def send_to_device(hs, req: ApiRequest):
     body = req.json()
-    hs.ratelimit.to_device.check(req.user_id)
+    hs.ratelimit.check_user(hs.ratelimit.to_device, req.user_id)
     await hs.to_device.send(req.user_id, req.requester.device_id, req.path_params["eventType"],
                             req.path_params["txnId"], body.get("messages"))
     return {}

@@ -10,7 +10,7 @@ DEFAULT_LIMIT = 10
 
 async def search(hs, req: ApiRequest):
     body = req.json()
-    hs.ratelimit.user_directory.check(req.user_id)
+    hs.ratelimit.check_user(hs.ratelimit.user_directory, req.user_id)
     if "search_term" not in body:
         raise missing_param("Missing 'search_term'")
     term, limit = body["search_term"], body.get("limit", DEFAULT_LIMIT)
