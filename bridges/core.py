@@ -304,7 +304,7 @@ class BridgeCore:
             try:
                 answer = await self._bridge_command(room_id, portal, command.args)
             except MatrixRequestError as e:
-                answer = f"This room cannot be bridged: {e.error or e.errcode}"
+                answer = f"This room cannot be bridged: {e.errcode} {e.error}".strip()
         elif name == "unbridge":
             answer = await self._unbridge(portal) if portal else "This room is not bridged."
         elif name in ("set-relay", "unset-relay"):
@@ -371,11 +371,16 @@ class BridgeCore:
             name = f"{info.name} ({self.connector.network_name})"
             if known is None or known[1] != name:
                 await self.matrix.set_displayname(user_id, name)
-            if info.avatar_key and info.fetch_avatar and (known is None or known[2] != info.avatar_key):
-                data, mime = await info.fetch_avatar()
-                mxc = await self.matrix.upload(_once(data), len(data), mime, "avatar", user_id)
-                await self.matrix.set_avatar_url(user_id, mxc)
-            await self.store.save_ghost(remote_user, user_id, name, info.avatar_key)
+            avatar = known[2] if known else ""
+            if info.avatar_key and info.fetch_avatar and avatar != info.avatar_key:
+                try:
+                    data, mime = await info.fetch_avatar()
+                    mxc = await self.matrix.upload(_once(data), len(data), mime, "avatar", user_id)
+                    await self.matrix.set_avatar_url(user_id, mxc)
+                    avatar = info.avatar_key
+                except MatrixRequestError as e:  # no media repository, a picture too large: the name still counts
+                    logger.warning("no avatar for %s: %s", user_id, e)
+            await self.store.save_ghost(remote_user, user_id, name, avatar)
             self._synced_ghosts.add(user_id)
         return user_id
 

@@ -17,7 +17,7 @@ import yaml
 
 from tests.bridges.olvid_standin import StandinDaemon
 from tests.integration.federation import ca  # noqa: F401 (fixture)
-from tests.integration.harness import LIVE_SERVERS, ServerProcess, free_port
+from tests.integration.harness import LIVE_SERVERS, SERVER_NAME, ServerProcess, free_port
 from tests.integration.synapse import SynapseProcess
 
 pytest.importorskip("olvid", reason="the olvid extra is not installed: pip install '.[olvid]'")
@@ -89,44 +89,45 @@ class BridgeProcess:
 
 
 class OlvidWorld:
-    """One module's homeserver, stand-in daemon and bridge."""
+    """One module's homeserver (Hexagone or Synapse), stand-in daemon and bridge."""
 
-    def __init__(self, homeserver, daemon: StandinDaemon, bridge: BridgeProcess):
-        self.homeserver, self.daemon, self.bridge = homeserver, daemon, bridge
+    def __init__(self, kind: str, homeserver, daemon: StandinDaemon, bridge: BridgeProcess):
+        self.kind, self.homeserver, self.daemon, self.bridge = kind, homeserver, daemon, bridge
+        # Hexagone serves media once the media repository is merged; until then attachments are tested on Synapse
+        self.has_media = homeserver.request("GET", "/_matrix/media/v3/config")[0] != 404
 
 
-def synapse_with(registration_path_for, base_dir: str, ca) -> SynapseProcess:
-    """A Synapse that lists the bridge's registration (the file exists before Synapse starts)."""
+def homeserver_for(kind: str, base_dir: str, registration_path: str, ca):
+    """A homeserver (not started yet) that lists the bridge's registration, and its server name."""
+    if kind == "hexagone":
+        server = ServerProcess(base_dir, app_service_config_files=[registration_path])
+        server.name = SERVER_NAME
+        return server
     synapse = SynapseProcess(base_dir, ca)
     with open(synapse.config_path) as f:
         config = yaml.safe_load(f)
-    config["app_service_config_files"] = [registration_path_for(synapse)]
-    config["max_upload_size"] = "64M"
+    config.update(app_service_config_files=[registration_path], max_upload_size="64M")
     with open(synapse.config_path, "w") as f:
         yaml.safe_dump(config, f)
     return synapse
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["hexagone", "synapse"])
 def olvid_world(tmp_path_factory, ca, request):  # noqa: F811
     daemon = StandinDaemon(free_port(), CLIENT_KEY).start()
-    holder: dict = {}
-
-    def registration(synapse: SynapseProcess) -> str:
-        holder["bridge"] = BridgeProcess(str(tmp_path_factory.mktemp("bridge")), synapse.base_url, synapse.name,
-                                         daemon, permissions={synapse.name: "admin"},
-                                         max_attachment_size=21 * 1000 * 1000,
-                                         portal_invites=[f"@{MATRIX_USER}:{synapse.name}"])
-        return holder["bridge"].registration_path
-
-    synapse = synapse_with(registration, str(tmp_path_factory.mktemp("synapse")), ca).start()
-    bridge = holder["bridge"].start()
-    world = OlvidWorld(synapse, daemon, bridge)
+    bridge_dir = str(tmp_path_factory.mktemp("bridge"))
+    homeserver = homeserver_for(request.param, str(tmp_path_factory.mktemp(request.param)),
+                                os.path.join(bridge_dir, "registration.yaml"), ca)
+    bridge = BridgeProcess(bridge_dir, homeserver.base_url, homeserver.name, daemon,
+                           permissions={homeserver.name: "admin"}, max_attachment_size=21 * 1000 * 1000,
+                           portal_invites=[f"@{MATRIX_USER}:{homeserver.name}"])
     try:
-        yield world
+        homeserver.start()
+        bridge.start()
+        yield OlvidWorld(request.param, homeserver, daemon, bridge)
     finally:
         if request.session.testsfailed:
-            print(f"---- bridge log ----\n{bridge.log()}\n---- Synapse log ----\n{synapse.log(60)}")
+            print(f"---- bridge log ----\n{bridge.log()}\n---- homeserver log ----\n{homeserver.log(60)}")
         bridge.stop()
-        synapse.stop()
+        homeserver.stop()
         daemon.stop()

@@ -57,7 +57,8 @@ def test_olvid_message_appears_from_the_right_ghost(olvid_world, bob, portal):
             assert event["sender"] == f"@olvid_{bob[0]}:{domain}"
             profile = await alice.client.get_profile(event["sender"])
             assert profile.displayname == "Bob (Olvid)"
-            assert profile.avatar_url and profile.avatar_url.startswith("mxc://")
+            if olvid_world.has_media:
+                assert profile.avatar_url and profile.avatar_url.startswith("mxc://")
             state_key = f"net.hexagone.olvid://olvid/{bob[1]}"
             for event_type in ("m.bridge", "uk.half-shot.bridge"):
                 info = await alice.state(portal, event_type, state_key)
@@ -200,6 +201,8 @@ async def upload(alice: NioUser, data: bytes, filename: str) -> str:
 
 
 def test_a_20_mb_attachment_crosses_both_ways_byte_exact(olvid_world, bob, portal):
+    if not olvid_world.has_media:
+        pytest.skip(f"{olvid_world.kind} has no media repository on this branch (media-core not merged)")
     daemon = olvid_world.daemon
     from_olvid, from_matrix = os.urandom(ATTACHMENT_BYTES), os.urandom(ATTACHMENT_BYTES)
 
@@ -225,6 +228,8 @@ def test_a_20_mb_attachment_crosses_both_ways_byte_exact(olvid_world, bob, porta
 
 
 def test_an_attachment_over_the_limit_is_a_notice_both_ways(olvid_world, bob, portal):
+    if not olvid_world.has_media:
+        pytest.skip(f"{olvid_world.kind} has no media repository on this branch (media-core not merged)")
     daemon = olvid_world.daemon
     too_big = olvid_world.bridge.config["bridge"]["max_attachment_size"] + 1
 
@@ -408,7 +413,7 @@ def test_bot_commands_link_a_room_and_switch_relay(olvid_world):
             await alice.wait_for(lambda r, e: r == room and e.get("type") == "m.room.member"
                                  and e.get("state_key") == bot and e["content"]["membership"] == "join")
             answer = await command(alice, room, f"!olvid bridge {eve_discussion}")
-            assert "cannot be bridged" in answer and "permission" in answer, answer  # the bot may not set state
+            assert "cannot be bridged: M_FORBIDDEN" in answer, answer  # the bot may not set state yet
             levels = await alice.state(room, "m.room.power_levels")
             levels["users"][bot] = 50
             await alice.client.room_put_state(room, "m.room.power_levels", levels)
@@ -468,6 +473,6 @@ def test_latency_over_200_messages_each_way(olvid_world, bob, portal):
     to_matrix, to_olvid = run(scenario())
     figures = {name: {"median_ms": round(statistics.median(v) * 1000, 1), "p99_ms": round(percentile(v, 0.99) * 1000, 1)}
                for name, v in (("olvid_to_matrix_sync", to_matrix), ("matrix_send_to_olvid", to_olvid))}
-    print(f"\nOlvid bridge latency over {count} messages each way ({olvid_world.homeserver.__class__.__name__}): "
+    print(f"\nOlvid bridge latency over {count} messages each way ({olvid_world.kind}): "
           f"{json.dumps(figures)}")
     assert figures["olvid_to_matrix_sync"]["median_ms"] < 2000 and figures["matrix_send_to_olvid"]["median_ms"] < 2000
