@@ -1,0 +1,68 @@
+"""The bridge's mapping store on SQLite, and on PostgreSQL when HEXAGONE_TEST_DATABASE names one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import pytest
+
+from bridges.store import Portal, Store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/bridge.db"
+        return
+    base = os.environ.get("HEXAGONE_TEST_DATABASE", "")
+    if not base.startswith("postgresql://"):
+        pytest.skip("HEXAGONE_TEST_DATABASE does not name a PostgreSQL database")
+    import psycopg
+
+    name = f"bridge_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_mappings_transactions_and_cursors_survive_a_reopen(store_url):
+    async def scenario():
+        store = Store(store_url)
+        await store.open()
+        await store.add_portal(Portal("7", "!r:x", "Team", True))
+        await store.add_message("!r:x", "$e1", "I1")
+        await store.add_message("!r:x", "$e1", "I1")  # a retry: no error, no second row
+        await store.add_message("!r:x", "$r1", "I1:3", "reaction")
+        assert await store.accept_transaction("t1", [{"event_id": "$a"}, {"event_id": "$b"}])
+        assert not await store.accept_transaction("t1", [{"event_id": "$a"}])
+        assert await store.accept_transaction("t2", [{"event_id": "$a"}, {"event_id": "$c"}])  # $a once
+        pending = await store.pending_events()
+        assert [e["event_id"] for _, e in pending] == ["$a", "$b", "$c"]
+        await store.event_done(pending[0][0])
+        await store.set_cursor("c", "1")
+        await store.set_cursor("c", "2")
+        await store.save_ghost("3", "@g_3:x", "Bob", "k1")
+        await store.save_ghost("3", "@g_3:x", "Bob B", "k2")
+        await store.close()
+
+        store = Store(store_url)
+        await store.open()
+        assert await store.portal_by_room("!r:x") == Portal("7", "!r:x", "Team", True)
+        await store.update_portal("7", relay=False, title="Team 2")
+        assert await store.portal_by_remote("7") == Portal("7", "!r:x", "Team 2", False)
+        assert await store.event_for("I1") == ("!r:x", "$e1")
+        assert await store.remote_for("!r:x", "$r1") == ("reaction", "I1:3")
+        assert [e["event_id"] for _, e in await store.pending_events()] == ["$b", "$c"]
+        assert await store.cursor("c") == "2" and await store.cursor("none") is None
+        assert await store.ghost("3") == ("@g_3:x", "Bob B", "k2")
+        await store.forget_remote("I1", "message")
+        assert await store.event_for("I1") is None
+        await store.remove_portal("!r:x")
+        assert await store.portals() == []
+        await store.close()
+
+    asyncio.run(scenario())
