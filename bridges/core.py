@@ -259,10 +259,11 @@ class BridgeCore:
         await self._notice(room_id, f"Not delivered to {self.connector.network_name}: {error}", f"fail:{event_id}",
                            event_id)
 
-    async def _status(self, room_id: str, event_id: str, content: dict) -> None:
+    async def _status(self, room_id: str, event_id: str, content: dict, txn_key: str | None = None) -> None:
         """Best effort: a status the homeserver refuses (an event it does not know) is only logged."""
         try:
-            await self.matrix.send(room_id, "com.beeper.message_send_status", content, txn_key=f"status:{event_id}")
+            await self.matrix.send(room_id, "com.beeper.message_send_status", content,
+                                   txn_key=txn_key or f"status:{event_id}")
         except MatrixRequestError as e:
             logger.warning("no message status for %s: %s", event_id, e)
 
@@ -299,7 +300,7 @@ class BridgeCore:
             if state.get("message"):
                 answer += f" ({state['message']})"
         elif name == "sync":
-            answer = await self.connector.sync()
+            answer = await self._sync(sender)
         elif name == "bridge":
             try:
                 answer = await self._bridge_command(room_id, portal, command.args)
@@ -316,6 +317,21 @@ class BridgeCore:
         else:
             answer = f"Unknown command {name!r}. " + ev.help_text(self.config.command_prefix)
         await self._notice(room_id, answer, key, event_id)
+
+    async def _sync(self, sender: str) -> str:
+        """Missed messages, then every portal's title and members; the requester is invited to the portals."""
+        summary = await self.connector.sync()
+        portals = await self.store.portals()
+        for portal in portals:
+            chat = await self.connector.chat_info(portal.remote_id)
+            if chat is None:
+                continue
+            await self.remote_title(chat.id, chat.title)
+            for member in chat.members:
+                await self.ghost_in_room(portal, member)
+            if sender not in await self.matrix.joined_members(portal.room_id):
+                await self.matrix.invite(portal.room_id, sender)
+        return f"{summary} {len(portals)} portal(s) refreshed."
 
     async def _bridge_command(self, room_id: str, portal: Portal | None, args: list[str]) -> str:
         if portal is not None:
@@ -511,6 +527,14 @@ class BridgeCore:
         if original is not None:
             with contextlib.suppress(MatrixRequestError):
                 await self.matrix.receipt(original[0], original[1], self.config.ghost_mxid(sender))
+
+    async def remote_delivered(self, message_id: str, sender: str) -> None:
+        """The remote side delivered a bridged Matrix message to ``sender``: its status says so."""
+        original = await self.store.event_for(message_id)
+        if original is not None:
+            content = ev.message_status(self.connector.network_id, original[1])
+            content["delivered_to_users"] = [self.config.ghost_mxid(sender)]
+            await self._status(original[0], original[1], content, f"delivered:{original[1]}:{sender}")
 
     async def remote_notice(self, chat_id: str, text: str, key: str) -> None:
         portal = await self.store.portal_by_remote(chat_id)

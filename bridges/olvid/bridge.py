@@ -115,8 +115,8 @@ class OlvidConnector:
                 lambda m, r, _p: put(("reaction", m, r, r.reaction))),
             "reaction_removed": lambda: listeners.MessageReactionRemovedListener(
                 lambda m, r: put(("reaction", m, r, ""))),
-            "message_delivered": lambda: listeners.MessageDeliveredListener(lambda m: put(("receipt", m))),
-            "message_read": lambda: listeners.MessageReadListener(lambda m: put(("receipt", m))),
+            "message_delivered": lambda: listeners.MessageDeliveredListener(lambda m: put(("delivered", m))),
+            "message_read": lambda: listeners.MessageReadListener(lambda m: put(("read", m))),
             "title_updated": lambda: listeners.DiscussionTitleUpdatedListener(lambda d, _p: put(("title", d))),
             "member_joined": lambda: listeners.GroupMemberJoinedListener(lambda g, m: put(("member", g, m, True))),
             "member_left": lambda: listeners.GroupMemberLeftListener(lambda g, m: put(("member", g, m, False))),
@@ -193,10 +193,11 @@ class OlvidConnector:
             if reaction.contact_id:  # 0: the bot identity's own reaction, set from Matrix
                 await core.remote_reaction(str(m.id), str(reaction.contact_id), key, reaction.timestamp or
                                            int(time.time() * 1000))
-        elif kind == "receipt":
+        elif kind in ("delivered", "read"):
             discussion = await self._client.discussion_get(item[1].discussion_id)
-            if discussion.contact_id:  # a group's receipts do not say who read
-                await core.remote_receipt(str(item[1].id), str(discussion.contact_id))
+            if discussion.contact_id:  # a group's receipts do not say by whom
+                receipt = core.remote_receipt if kind == "read" else core.remote_delivered
+                await receipt(str(item[1].id), str(discussion.contact_id))
         elif kind == "title":
             await core.remote_title(str(item[1].id), item[1].title)
         elif kind == "member":

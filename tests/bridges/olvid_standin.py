@@ -408,6 +408,7 @@ class StandinDaemon:
 
     def contact_reads(self, message_id: message_pb2.MessageId) -> None:
         m = self.state.messages[(message_id.type, message_id.id)]
+        self.state.publish("delivered", msg_ntf.MessageDeliveredNotification(message=m))
         self.state.publish("read", msg_ntf.MessageReadNotification(message=m))
 
     def rename(self, discussion_id: int, title: str) -> None:

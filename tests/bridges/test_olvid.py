@@ -145,8 +145,14 @@ def test_reply_edit_deletion_and_reaction_cross_both_ways(olvid_world, bob, port
             # Olvid's read receipt is the ghost's receipt on alice's event
             event_id = await alice.send(portal, {"msgtype": "m.text", "body": "read me"})
             read = daemon.wait(lambda: [m for m in daemon.outbound(bob[1]) if m.body == "alice: read me"])[0]
-            daemon.contact_reads(read.id)
+            daemon.contact_reads(read.id)  # delivered, then read
+            _, delivered = await alice.wait_for(lambda _r, e: e.get("type") == "com.beeper.message_send_status"
+                                                and relation(e).get("event_id") == event_id
+                                                and e["content"].get("delivered_to_users") == [ghost])
+            assert delivered["content"]["status"] == "SUCCESS"
             await alice.wait_receipt(event_id, ghost)
+            # nothing the ghosts said went back to Olvid (no echo)
+            assert not [m for m in daemon.outbound(bob[1]) if "question from Bob" in m.body or m.body == "thanks"]
         finally:
             await alice.close()
 
@@ -408,6 +414,7 @@ def test_bot_commands_link_a_room_and_switch_relay(olvid_world):
             await alice.wait_for(lambda r, e: r == dm and e.get("sender") == bot and "Commands" in
                                  e.get("content", {}).get("body", ""))
             assert (await command(alice, dm, "ping")).startswith("pong: Olvid is CONNECTED")
+            assert "portal(s) refreshed" in await command(alice, dm, "sync")
             # a room of ours, linked to Eve's discussion by command
             room = (await alice.client.room_create(name="linked", invite=[bot])).room_id
             await alice.wait_for(lambda r, e: r == room and e.get("type") == "m.room.member"
