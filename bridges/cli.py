@@ -18,7 +18,9 @@ import yaml
 
 from bridges.config import BridgeConfigError, load_config, new_config
 
-BRIDGES = {"olvid": "olvid"}  # bridge name -> the pip extra it needs
+BRIDGES = {"olvid": "olvid", "oodrive": "bridges", "tixeo": "bridges"}  # bridge name -> the pip extra it needs
+STANDINS = {"oodrive": ("bridges.oodrive.standin", "OodriveStandin"),  # products without a public API
+            "tixeo": ("bridges.tixeo.standin", "TixeoStandin")}
 
 
 def _bridge_module(name: str):
@@ -73,6 +75,19 @@ def cmd_run(name: str, args: argparse.Namespace) -> int:
     return asyncio.run(run(config, connector))
 
 
+def cmd_standin(name: str, args: argparse.Namespace) -> int:
+    """Run the stand-in server of a product's contract on 127.0.0.1."""
+    if name not in STANDINS:
+        print(f"The {name} bridge has no stand-in (its product has a public API).", file=sys.stderr)
+        return 1
+    module, cls = STANDINS[name]
+    from bridges.standin import serve
+
+    standin = getattr(importlib.import_module(module), cls)(args.dir, args.client_id, args.client_secret)
+    print(f"{name} stand-in on http://127.0.0.1:{args.port} (state in {args.dir})", flush=True)
+    return serve(standin.app, args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hexagone bridge", description="Run a bridge to another network")
     parser.add_argument("name", choices=sorted(BRIDGES))
@@ -85,9 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the bridge in the foreground")
     run.add_argument("--config", "-c", required=True, help="path to the bridge's config.yaml")
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    standin = sub.add_parser("standin", help="run a stand-in server of the product's contract (oodrive, tixeo)")
+    standin.add_argument("--port", type=int, required=True)
+    standin.add_argument("--dir", default="standin-data", help="where its state is kept across restarts")
+    standin.add_argument("--client-id", default="hexagone-bridge")
+    standin.add_argument("--client-secret", default="standin-secret")
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    return (cmd_init if args.action == "init" else cmd_run)(args.name, args)
+    return {"init": cmd_init, "run": cmd_run, "standin": cmd_standin}[args.action](args.name, args)

@@ -103,6 +103,9 @@ class BridgeCore:
             return await self._membership(event, content)
         if self.config.is_ours(sender):
             return  # an echo of what the bridge itself sent
+        own = getattr(self.connector, "room_event", None)
+        if own is not None and await own(event):
+            return  # the connector's own: a call member, a message its product does not take ...
         if etype == "m.room.message":
             body = content.get("body") if isinstance(content.get("body"), str) else ""
             management = await self.store.management_room(room_id) is not None
@@ -315,7 +318,10 @@ class BridgeCore:
                 await self.store.update_portal(portal.remote_id, relay=name == "set-relay")
                 answer = "Relay mode is on." if name == "set-relay" else "Relay mode is off."
         else:
-            answer = f"Unknown command {name!r}. " + ev.help_text(self.config.command_prefix)
+            own = getattr(self.connector, "command", None)  # the product's own commands
+            answer = await own(room_id, event, command) if own else None
+            if answer is None:
+                answer = f"Unknown command {name!r}. " + ev.help_text(self.config.command_prefix)
         await self._notice(room_id, answer, key, event_id)
 
     async def _sync(self, sender: str) -> str:
@@ -363,6 +369,16 @@ class BridgeCore:
                 with contextlib.suppress(MatrixRequestError):
                     await self.matrix.leave(portal.room_id, user_id)
         return "This room is no longer bridged."
+
+    async def link(self, room_id: str, remote_id: str) -> str:
+        """Link a room to a remote chat (``bridge`` for a connector's own command); the answer."""
+        try:
+            return await self._bridge_command(room_id, await self.store.portal_by_room(room_id), [remote_id])
+        except MatrixRequestError as e:
+            return f"This room cannot be linked (the bot needs power to send state): {e.errcode} {e.error}".strip()
+
+    async def notice(self, room_id: str, text: str, txn_key: str, reply_to: str | None = None) -> None:
+        await self._notice(room_id, text, txn_key, reply_to)
 
     async def _set_bridge_info(self, portal: Portal) -> None:
         state_key, content = ev.bridge_info(self.connector.network_id, self.connector.network_name,
@@ -462,16 +478,18 @@ class BridgeCore:
         reply_event = await self.store.event_for(reply_to) if reply_to else None
         first_event = None
         for index, file in enumerate(files):
-            event_id = await self._remote_file(portal, remote_id, index, file, user_id, ts)
+            event_id = await self._remote_file(portal, remote_id, index, file, user_id, ts,
+                                               reply_event[1] if reply_event else None)
             first_event = first_event or event_id
         if text or not files:
             content = ev.remote_content(text, reply_event[1] if reply_event else None)
             first_event = await self.matrix.send(portal.room_id, "m.room.message", content, user_id=user_id, ts=ts,
                                                  txn_key=f"msg:{remote_id}")
-        await self.store.add_message(portal.room_id, first_event, remote_id)
+        if first_event:  # None: its only file was refused, and a notice said so
+            await self.store.add_message(portal.room_id, first_event, remote_id)
 
     async def _remote_file(self, portal: Portal, remote_id: str, index: int, file: IncomingFile, user_id: str,
-                           ts: int) -> str | None:
+                           ts: int, reply_event: str | None = None) -> str | None:
         limit = self.config.max_attachment_size
         try:
             if file.size > limit:
@@ -483,6 +501,8 @@ class BridgeCore:
                                f"file-fail:{remote_id}:{index}")
             return None
         content = ev.file_content(ev.msgtype_for(file.mime), file.filename, mxc, file.mime, file.size)
+        if reply_event:
+            content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_event}}
         return await self.matrix.send(portal.room_id, "m.room.message", content, user_id=user_id, ts=ts,
                                       txn_key=f"file:{remote_id}:{index}")
 

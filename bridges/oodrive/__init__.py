@@ -1,0 +1,1 @@
+"""The Oodrive bridge (documents): see bridge.py and contract.yaml."""

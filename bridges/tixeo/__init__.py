@@ -1,0 +1,1 @@
+"""The Tixeo bridge (meetings, signalling only): see bridge.py and contract.yaml."""
