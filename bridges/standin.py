@@ -61,13 +61,13 @@ class StandinState:
 
 def build_standin(state: StandinState, client_id: str, client_secret: str, routes: list) -> web.Application:
     """The app: ``routes`` (method, path, handler) behind the bearer check and the injected faults."""
-    faults = {"status": 0, "count": 0, "delay_s": 0.0}
+    faults = {"status": 0, "count": 0, "delay_s": 0.0, "path": ""}
 
     @web.middleware
     async def guard(request: web.Request, handler):
         if request.path.startswith("/_standin/") or request.path == "/oauth/token":
             return await handler(request)
-        if faults["count"] > 0:
+        if faults["count"] > 0 and request.path.startswith(faults["path"]):
             faults["count"] -= 1
             if faults["delay_s"]:
                 await asyncio.sleep(faults["delay_s"])
@@ -99,10 +99,11 @@ def build_standin(state: StandinState, client_id: str, client_secret: str, route
         return web.json_response({})
 
     async def fault(request: web.Request) -> web.Response:
-        """Test control: the next ``count`` calls answer ``status`` (0: normally) after ``delay_s``."""
+        """Test control: the next ``count`` calls (under ``path``) answer ``status`` (0: normally) after
+        ``delay_s``."""
         body = await request.json()
         faults.update(status=int(body.get("status", 0)), count=int(body.get("count", 1)),
-                      delay_s=float(body.get("delay_s", 0)))
+                      delay_s=float(body.get("delay_s", 0)), path=str(body.get("path", "")))
         return web.json_response({})
 
     async def events(request: web.Request) -> web.Response:

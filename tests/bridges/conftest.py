@@ -161,7 +161,7 @@ class StandinProcess:
     def network(self) -> dict:
         """The bridge's section for this stand-in."""
         return {"url": self.url, "client_id": self.client_id, "client_secret": self.client_secret,
-                "poll_interval_s": 0.2, "timeout_s": 3}
+                "poll_interval_s": 0.2, "timeout_s": 2}
 
     def start(self) -> "StandinProcess":
         with open(self.log_path, "ab") as log:
@@ -223,7 +223,7 @@ def product_world(tmp_path_factory, ca, request):  # noqa: F811
         if name == "oodrive":
             network["team_tixeo_bot"] = f"@tixeobot:{domain}"
         bridges[name] = BridgeProcess(dirs[name], homeserver.base_url, domain, None, name=name, network=network,
-                                      permissions={domain: "admin"}, delivery_retry_s=3,
+                                      permissions={domain: "admin"}, delivery_retry_s=10,
                                       max_attachment_size=(BIG_FILE_MB + 8) * 1024 * 1024)
     registrations = [b.registration_path for b in bridges.values()]
     if request.param == "hexagone":

@@ -257,10 +257,10 @@ def test_bad_input_is_a_clear_notice_and_retries_lose_nothing(product_world, ood
             assert status["content"]["status"] == "FAIL_PERMANENT"
 
             # 500s, then a stall longer than the bridge's timeout: retried, stored once
-            oodrive.control("POST", "/_standin/fault", {"status": 500, "count": 2})
+            oodrive.control("POST", "/_standin/fault", {"status": 500, "count": 2, "path": "/v1/folders"})
             await upload(alice, b"after errors", "after-500.bin", linked)
             assert len(wait_until(lambda: files_named(oodrive, "after-500.bin"))) == 1
-            oodrive.control("POST", "/_standin/fault", {"delay_s": 4, "count": 1})
+            oodrive.control("POST", "/_standin/fault", {"delay_s": 3, "count": 1, "path": "/v1/folders"})
             await upload(alice, b"after a stall", "after-stall.bin", linked)
             stored = wait_until(lambda: files_named(oodrive, "after-stall.bin"))
             assert len(stored) == 1 and stored[0]["version"] == 1
