@@ -101,7 +101,7 @@ class TixeoConnector:
         (it has no chat)."""
         portal = await self._core.store.portal_by_room(event["room_id"])
         if event["type"] == CALL_MEMBER:
-            if portal is not None and event.get("content"):
+            if portal is not None and event.get("content") and isinstance(event.get("state_key"), str):
                 try:
                     await self._meet(event["room_id"], event["sender"], None)
                 except ProductError as e:
