@@ -19,8 +19,8 @@ import yaml
 from bridges.config import BridgeConfigError, load_config, new_config
 
 BRIDGES = {"olvid": "olvid", "oodrive": "bridges", "tixeo": "bridges"}  # bridge name -> the pip extra it needs
-STANDINS = {"oodrive": ("bridges.oodrive.standin", "OodriveStandin"),  # products without a public API
-            "tixeo": ("bridges.tixeo.standin", "TixeoStandin")}
+# products without a public API: (stand-in class, HTTP adapter class) of their assumed contract
+CONTRACTS = {"oodrive": ("OodriveStandin", "HttpOodrive"), "tixeo": ("TixeoStandin", "HttpTixeo")}
 
 
 def _bridge_module(name: str):
@@ -77,15 +77,30 @@ def cmd_run(name: str, args: argparse.Namespace) -> int:
 
 def cmd_standin(name: str, args: argparse.Namespace) -> int:
     """Run the stand-in server of a product's contract on 127.0.0.1."""
-    if name not in STANDINS:
+    if name not in CONTRACTS:
         print(f"The {name} bridge has no stand-in (its product has a public API).", file=sys.stderr)
         return 1
-    module, cls = STANDINS[name]
     from bridges.standin import serve
 
-    standin = getattr(importlib.import_module(module), cls)(args.dir, args.client_id, args.client_secret)
+    standin_class = getattr(importlib.import_module(f"bridges.{name}.standin"), CONTRACTS[name][0])
+    standin = standin_class(args.dir, args.client_id, args.client_secret)
     print(f"{name} stand-in on http://127.0.0.1:{args.port} (state in {args.dir})", flush=True)
     return serve(standin.app, args.port)
+
+
+def cmd_conformance(name: str, args: argparse.Namespace) -> int:
+    """Run the product's conformance kit against a server of its contract; 1 if a check fails."""
+    if name not in CONTRACTS:
+        print(f"The {name} bridge has no conformance kit (its product has a public API).", file=sys.stderr)
+        return 1
+    from bridges.conformance import run_kit
+
+    adapter_class = getattr(importlib.import_module(f"bridges.{name}.adapter"), CONTRACTS[name][1])
+    kit = importlib.import_module(f"bridges.{name}.conformance").KIT
+    results = asyncio.run(run_kit(kit, adapter_class(args.url, args.client_id, args.client_secret)))
+    for check, failure in results:
+        print(f"{'FAIL' if failure else 'ok  '} {check}" + (f": {failure}" if failure else ""))
+    return 1 if any(failure for _, failure in results) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,9 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     standin.add_argument("--dir", default="standin-data", help="where its state is kept across restarts")
     standin.add_argument("--client-id", default="hexagone-bridge")
     standin.add_argument("--client-secret", default="standin-secret")
+    kit = sub.add_parser("conformance", help="check a server of the product's contract (oodrive, tixeo)")
+    kit.add_argument("--url", required=True)
+    kit.add_argument("--client-id", required=True)
+    kit.add_argument("--client-secret", required=True)
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    return {"init": cmd_init, "run": cmd_run, "standin": cmd_standin}[args.action](args.name, args)
+    return {"init": cmd_init, "run": cmd_run, "standin": cmd_standin, "conformance": cmd_conformance}[args.action](args.name, args)
