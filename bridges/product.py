@@ -215,3 +215,52 @@ class FeedPoller:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), backoff)
             self._wakeup.clear()
+
+
+def adapter_from(config, adapter_class):
+    """The HTTP adapter of the product's section of the configuration (``url``, ``client_id``,
+    ``client_secret``, ``timeout_s``); BridgeConfigError naming a missing key."""
+    from bridges.config import BridgeConfigError
+
+    section = config.network
+    for key in ("url", "client_id", "client_secret"):
+        if not isinstance(section.get(key), str) or not section[key]:
+            raise BridgeConfigError(f"{config.name}.{key}: missing")
+    return adapter_class(section["url"], section["client_id"], section["client_secret"],
+                         float(section.get("timeout_s", 30)))
+
+
+class PolledConnector:
+    """The lifecycle a connector over a polled product shares: the adapter opened, the feed polled from
+    the stored cursor ``<network_id>.feed`` into ``on_item``, its state as the connection state."""
+
+    network_id = ""
+    network_name = ""
+
+    def __init__(self, config, api):
+        self.config = config
+        self.api = api
+        self._interval = float(config.network.get("poll_interval_s", 2))
+        self._core = None
+        self._poller: FeedPoller | None = None
+
+    async def on_item(self, item: dict) -> None:
+        raise NotImplementedError
+
+    async def start(self, core) -> None:
+        self._core = core
+        await self.api.open()
+        self._poller = FeedPoller(core.store, f"{self.network_id}.feed", self.api.events, self.on_item, self._interval,
+                                  self.network_name)
+        self._poller.start()
+
+    async def stop(self) -> None:
+        if self._poller:
+            await self._poller.stop()
+        await self.api.close()
+
+    def connection_state(self) -> dict:
+        return dict(self._poller.state) if self._poller else {"state_event": "CONNECTING", "message": ""}
+
+    async def sync(self) -> str:
+        return f"{self.network_name}: {await self._poller.poll_once()} change(s) picked up."

@@ -15,21 +15,25 @@ import re
 import secrets
 from functools import partial
 
-from bridges.config import BridgeConfig, BridgeConfigError, allows
+from bridges.config import BridgeConfig, allows
 from bridges.connector import DeliveryError, IncomingFile, OutgoingMessage, RemoteChat, RemoteUser
 from bridges.events import FILE_MSGTYPES, Command
 from bridges.matrix import MatrixRequestError, q
 from bridges.oodrive.adapter import HttpOodrive, OodriveAPI
-from bridges.product import FeedPoller, ProductError, problem
+from bridges.product import PolledConnector, adapter_from, ProductError, problem
 from bridges.store import Portal
 
-CURSOR = "oodrive.feed"
 DECRYPT_SETTING = "oodrive.decrypt:"  # + room id: "1" when the room's admins allowed decryption
 E2EE_NOTICE = "oodrive.e2ee-notice:"  # + room id + setting: the refusal was explained once
 TEAM_JOIN_WAIT_S = 15.0
 DURATION = re.compile(r"^(\d+)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 USAGE_SHARE = "Usage: !oodrive share <file> [--expires 7d] [--password [secret]] [--watermark]"
+
+
+def version_key(file_id: str, version: int) -> str:
+    """The remote id of one version of a file (what the mapping store keeps)."""
+    return f"{file_id}:v{version}"
 
 
 def parse_duration(text: str) -> int | None:
@@ -67,51 +71,22 @@ def parse_share_args(args: list[str]) -> tuple[str, int | None, str | None, bool
     return " ".join(name), expires, password, watermark
 
 
-def version_key(file_id: str, version: int) -> str:
-    """The remote id of one version of a file (what the mapping store keeps)."""
-    return f"{file_id}:v{version}"
-
-
 def make_connector(config: BridgeConfig) -> "OodriveConnector":
-    section = config.network
-    for key in ("url", "client_id", "client_secret"):
-        if not isinstance(section.get(key), str) or not section[key]:
-            raise BridgeConfigError(f"oodrive.{key}: missing")
-    api = HttpOodrive(section["url"], section["client_id"], section["client_secret"],
-                      float(section.get("timeout_s", 30)))
-    return OodriveConnector(config, api)
+    return OodriveConnector(config, adapter_from(config, HttpOodrive))
 
 
-class OodriveConnector:
+class OodriveConnector(PolledConnector):
     network_id = "oodrive"
     network_name = "Oodrive"
 
     def __init__(self, config: BridgeConfig, api: OodriveAPI):
-        self.config = config
-        self.api = api
-        section = config.network
-        self._interval = float(section.get("poll_interval_s", 2))
-        self._team_parent = str(section.get("team_parent_folder", ""))
-        self._tixeo_bot = str(section.get("team_tixeo_bot", ""))
-        self._core = None
-        self._poller: FeedPoller | None = None
-
-    async def start(self, core) -> None:
-        self._core = core
-        await self.api.open()
-        self._poller = FeedPoller(core.store, CURSOR, self.api.events, self._on_activity, self._interval, "Oodrive")
-        self._poller.start()
-
-    async def stop(self) -> None:
-        if self._poller:
-            await self._poller.stop()
-        await self.api.close()
-
-    def connection_state(self) -> dict:
-        return dict(self._poller.state) if self._poller else {"state_event": "CONNECTING", "message": ""}
+        super().__init__(config, api)
+        self._team_parent = str(config.network.get("team_parent_folder", ""))
+        self._tixeo_bot = str(config.network.get("team_tixeo_bot", ""))
 
     # -- Oodrive -> Matrix --------------------------------------------------------------------
-    async def _on_activity(self, item: dict) -> None:
+    async def on_item(self, item: dict) -> None:
+        """One activity of the feed."""
         actor, f, kind = item.get("actor") or {}, item.get("file") or {}, item.get("type")
         if actor.get("id") == self.api.own_actor:
             return  # the bridge's own upload, already in the room
@@ -147,10 +122,6 @@ class OodriveConnector:
             return None
         user = await self.api.user(user_id)
         return RemoteUser(user["id"], user["name"]) if user else None
-
-    async def sync(self) -> str:
-        handled = await self._poller.poll_once()
-        return f"Oodrive: {handled} change(s) picked up."
 
     async def send_message(self, portal: Portal, message: OutgoingMessage) -> str:
         if message.file is None:

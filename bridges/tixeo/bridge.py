@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import contextlib
 
-from bridges.config import BridgeConfig, BridgeConfigError
+from bridges.config import BridgeConfig
 from bridges.connector import OutgoingMessage, RemoteChat, RemoteUser
 from bridges.events import Command
 from bridges.matrix import MatrixRequestError, q
-from bridges.product import FeedPoller, ProductError, problem
+from bridges.product import PolledConnector, adapter_from, ProductError, problem
 from bridges.store import Portal
 from bridges.tixeo.adapter import HttpTixeo, TixeoAPI
 
-CURSOR = "tixeo.feed"
 CALL_MEMBER = "org.matrix.msc3401.call.member"
 WIDGETS = "im.vector.modular.widgets"
 
@@ -46,41 +45,17 @@ def widget_key(meeting_id: str) -> str:
 
 
 def make_connector(config: BridgeConfig) -> "TixeoConnector":
-    section = config.network
-    for key in ("url", "client_id", "client_secret"):
-        if not isinstance(section.get(key), str) or not section[key]:
-            raise BridgeConfigError(f"tixeo.{key}: missing")
-    api = HttpTixeo(section["url"], section["client_id"], section["client_secret"], float(section.get("timeout_s", 30)))
-    return TixeoConnector(config, api)
+    return TixeoConnector(config, adapter_from(config, HttpTixeo))
 
 
-class TixeoConnector:
+class TixeoConnector(PolledConnector):
     network_id = "tixeo"
     network_name = "Tixeo"
-
-    def __init__(self, config: BridgeConfig, api: TixeoAPI):
-        self.config = config
-        self.api = api
-        self._interval = float(config.network.get("poll_interval_s", 2))
-        self._core = None
-        self._poller: FeedPoller | None = None
-
-    async def start(self, core) -> None:
-        self._core = core
-        await self.api.open()
-        self._poller = FeedPoller(core.store, CURSOR, self.api.events, self._on_event, self._interval, "Tixeo")
-        self._poller.start()
-
-    async def stop(self) -> None:
-        if self._poller:
-            await self._poller.stop()
-        await self.api.close()
-
-    def connection_state(self) -> dict:
-        return dict(self._poller.state) if self._poller else {"state_event": "CONNECTING", "message": ""}
+    api: TixeoAPI
 
     # -- Tixeo -> Matrix ----------------------------------------------------------------------
-    async def _on_event(self, item: dict) -> None:
+    async def on_item(self, item: dict) -> None:
+        """One event of the feed."""
         portal = await self._core.store.portal_by_remote(item.get("meeting_id", ""))
         if portal is None:
             return  # a meeting of no room (or of a room's earlier meeting, replaced since)
@@ -167,9 +142,6 @@ class TixeoConnector:
 
     async def user_info(self, user_id: str) -> RemoteUser | None:
         return None  # participants are named in notices, not ghosts
-
-    async def sync(self) -> str:
-        return f"Tixeo: {await self._poller.poll_once()} change(s) picked up."
 
     async def send_message(self, portal: Portal, message: OutgoingMessage) -> str:
         return f"matrix:{message.event_id}"  # never reached: room_event keeps the room's chat in Matrix
