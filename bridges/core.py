@@ -145,10 +145,12 @@ class BridgeCore:
         error = await self._refusal(portal, sender)
         if error:
             return await self._fail(portal.room_id, event_id, error, reason="m_no_permission")
-        text = ev.message_text(content)
-        if portal.relay:
-            text = ev.relay_text(self.config.relay_format, await self._displayname(portal.room_id, sender),
-                                 sender, text)
+        name = await self._displayname(portal.room_id, sender) if portal.relay else ""
+
+        def relayed(body: str) -> str:
+            return ev.relay_text(self.config.relay_format, name, sender, body) if portal.relay else body
+
+        text = relayed(ev.message_text(content))
         try:
             edited = ev.edit_target(content)
             if edited:
@@ -160,17 +162,18 @@ class BridgeCore:
             else:
                 reply = ev.reply_target(content)
                 reply_remote = await self.store.remote_for(portal.room_id, reply) if reply else None
-                remote_id = await self._send_out(portal, event_id, sender, text, content,
+                remote_id = await self._send_out(portal, event_id, sender, relayed, content,
                                                  reply_remote[1] if reply_remote else None)
                 await self.store.add_message(portal.room_id, event_id, remote_id)
         except DeliveryError as e:
             return await self._fail(portal.room_id, event_id, str(e), permanent=e.permanent, reason=e.reason)
         await self._status(portal.room_id, event_id, ev.message_status(self.connector.network_id, event_id))
 
-    async def _send_out(self, portal: Portal, event_id: str, sender: str, text: str, content: dict,
+    async def _send_out(self, portal: Portal, event_id: str, sender: str, relayed, content: dict,
                         reply_to: str | None) -> str:
+        """A message or a file to the remote side; ``relayed(text)`` adds the relay prefix when relaying."""
         if content.get("msgtype") not in ev.FILE_MSGTYPES:
-            message = OutgoingMessage(event_id, sender, text, reply_to)
+            message = OutgoingMessage(event_id, sender, relayed(ev.message_text(content)), reply_to)
             return await self._deliver(lambda: self.connector.send_message(portal, message))
         url, info = content.get("url"), content.get("info") if isinstance(content.get("info"), dict) else {}
         if not isinstance(url, str):
@@ -189,7 +192,9 @@ class BridgeCore:
                 raise DeliveryError(f"attachment not delivered: {e.error or e.errcode}",
                                     reason="m_event_too_large" if e.errcode == "M_TOO_LARGE" else
                                     "m_foreign_network_error") from None
-            caption = text if text != filename and content.get("filename") else ""
+            body = ev.message_text(content)  # a caption when the file has its own name (spec v1.10)
+            caption = body if content.get("filename") and body != filename else ""
+            caption = relayed(caption or str(filename)) if portal.relay else caption
             file = OutgoingFile(path, os.path.basename(path), info.get("mimetype") or "application/octet-stream",
                                 size)
             message = OutgoingMessage(event_id, sender, caption, reply_to, file)
@@ -471,17 +476,17 @@ class BridgeCore:
         await self.store.add_message(portal.room_id, first_event, remote_id)
 
     async def _remote_file(self, portal: Portal, remote_id: str, index: int, file: IncomingFile, user_id: str,
-                           ts: int) -> str | None:
+                           ts: int) -> str:
         limit = self.config.max_attachment_size
         try:
             if file.size > limit:
                 raise MatrixRequestError(413, "M_TOO_LARGE", f"{file.size} bytes, the bridge's limit is {limit}")
             mxc = await self.matrix.upload(file.chunks(), file.size, file.mime, file.filename, user_id)
-        except MatrixRequestError as e:
-            await self._notice(portal.room_id, f"An attachment ({file.filename}, {file.size} bytes) from "
-                                               f"{self.connector.network_name} was not bridged: {e.error or e.errcode}",
-                               f"file-fail:{remote_id}:{index}")
-            return None
+        except MatrixRequestError as e:  # the notice stands for the file (a deletion removes it)
+            return await self.matrix.send(portal.room_id, "m.room.message", {
+                "msgtype": "m.notice", "body": f"An attachment ({file.filename}, {file.size} bytes) from "
+                                               f"{self.connector.network_name} was not bridged: {e.error or e.errcode}"},
+                user_id=user_id, ts=ts, txn_key=f"file-fail:{remote_id}:{index}")
         content = ev.file_content(ev.msgtype_for(file.mime), file.filename, mxc, file.mime, file.size)
         return await self.matrix.send(portal.room_id, "m.room.message", content, user_id=user_id, ts=ts,
                                       txn_key=f"file:{remote_id}:{index}")

@@ -234,12 +234,17 @@ class OlvidConnector:
         found = [m async for m in self._client.message_list(datatypes.MessageFilter(
             type=datatypes.MessageId.Type.TYPE_INBOUND, min_timestamp=since))]
         found.sort(key=lambda m: (m.timestamp, m.id.id))
-        newest, replayed = since, 0
+        newest, replayed, stuck = since, 0, False
         for m in found:
             if not await self._core.is_bridged(str(m.id)):
-                await self._bridge_message(m)
-                replayed += 1
-            newest = m.timestamp
+                try:
+                    await self._bridge_message(m)
+                    replayed += 1
+                except Exception:  # one message never holds back the ones after it; the cursor waits for it
+                    logger.exception("Olvid message %s not bridged; the next catch-up tries again", m.id)
+                    stuck = True
+            if not stuck:
+                newest = m.timestamp
         await self._core.store.set_cursor(CURSOR, str(newest))
         if replayed:
             logger.info("Olvid catch-up: %d missed message(s) bridged", replayed)

@@ -227,6 +227,7 @@ def test_a_20_mb_attachment_crosses_both_ways_byte_exact(olvid_world, bob, porta
             sent = daemon.wait(lambda: [m for m in daemon.outbound(bob[1]) if m.attachments_count], timeout=120)[-1]
             [(name, data)] = daemon.attachment_data(sent)
             assert name == "scan.bin" and hashlib.sha256(data).digest() == hashlib.sha256(from_matrix).digest()
+            assert sent.body == "alice: scan.bin"  # relayed: who sent it
         finally:
             await alice.close()
 
@@ -247,6 +248,8 @@ def test_an_attachment_over_the_limit_is_a_notice_both_ways(olvid_world, bob, po
             _, notice = await alice.wait_for(lambda _r, e: e.get("content", {}).get("msgtype") == "m.notice"
                                              and "huge.bin" in e["content"].get("body", ""))
             assert "not bridged" in notice["content"]["body"]
+            daemon.contact_sends(bob[0], bob[1], "after the huge one")  # nothing held back by it
+            await alice.wait_message("after the huge one")
 
             mxc = await upload(alice, bytes(too_big), "huge-out.bin")
             event_id = await alice.send(portal, {"msgtype": "m.file", "body": "huge-out.bin", "url": mxc,
