@@ -28,6 +28,7 @@ HEXAGONE = os.path.join(os.path.dirname(sys.executable), "hexagone")
 CLIENT_KEY = "standin-client-key"
 START_TIMEOUT_S = 60.0
 MATRIX_USER = "alice"  # invited to every portal
+OUTSIDER = "mallory"  # may have messages relayed, may not command the bot
 
 
 class BridgeProcess:
@@ -123,7 +124,7 @@ def olvid_world(tmp_path_factory, ca, request):  # noqa: F811
     homeserver = homeserver_for(request.param, str(tmp_path_factory.mktemp(request.param)),
                                 os.path.join(bridge_dir, "registration.yaml"), ca)
     bridge = BridgeProcess(bridge_dir, homeserver.base_url, homeserver.name, daemon,
-                           permissions={homeserver.name: "admin"}, max_attachment_size=21 * 1000 * 1000,
+                           permissions={homeserver.name: "admin", f"@{OUTSIDER}:{homeserver.name}": "relay"}, max_attachment_size=21 * 1000 * 1000,
                            portal_invites=[f"@{MATRIX_USER}:{homeserver.name}"])
     try:
         homeserver.start()

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from tests.bridges.conftest import MATRIX_USER
+from tests.bridges.conftest import MATRIX_USER, OUTSIDER
 from tests.bridges.nio_user import NioUser, run
 
 
@@ -449,6 +449,23 @@ def test_bot_commands_link_a_room_and_switch_relay(olvid_world):
             assert "Unknown command" in await command(alice, room, "!olvid frobnicate")
         finally:
             await alice.close()
+
+    run(scenario())
+
+
+def test_a_user_without_the_permission_cannot_command_the_bot(olvid_world):
+    bot = f"@olvidbot:{olvid_world.homeserver.name}"
+
+    async def scenario():
+        mallory = await NioUser.login(olvid_world.homeserver, OUTSIDER)
+        try:
+            dm = (await mallory.client.room_create(invite=[bot], is_direct=True)).room_id
+            await mallory.wait_for(lambda r, e: r == dm and e.get("type") == "m.room.member"
+                                   and e.get("state_key") == bot and e["content"]["membership"] == "leave")
+            assert not [e for r, e in mallory.timeline if r == dm and e.get("sender") == bot
+                        and e.get("type") == "m.room.message"]
+        finally:
+            await mallory.close()
 
     run(scenario())
 
