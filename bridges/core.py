@@ -18,6 +18,8 @@ import os
 import tempfile
 from collections import defaultdict
 
+import aiohttp
+
 from bridges import events as ev
 from bridges.config import BridgeConfig, allows
 from bridges.connector import Connector, DeliveryError, IncomingFile, OutgoingFile, OutgoingMessage
@@ -45,14 +47,31 @@ class BridgeCore:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.matrix.ensure_registered(self.config.bot_localpart)
-        await self.matrix.whoami()
-        if self.config.bot_displayname:
-            await self.matrix.set_displayname(self.config.bot_mxid, self.config.bot_displayname)
+        delay = 0.5
+        while True:  # the homeserver may start after the bridge
+            try:
+                await self._connect_homeserver()
+                break
+            except (MatrixRequestError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+                logger.warning("homeserver not usable yet (%s); trying again in %.0fs", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
         self._homeserver_ok = True
         self._worker = asyncio.create_task(self._inbox_worker())
         self._inbox_wakeup.set()  # what was acknowledged before a restart and not yet handled
         await self.connector.start(self)
+
+    async def _connect_homeserver(self) -> None:
+        await self.matrix.ensure_registered(self.config.bot_localpart)
+        await self.matrix.whoami()
+        if self.config.bot_displayname:
+            await self.matrix.set_displayname(self.config.bot_mxid, self.config.bot_displayname)
+        try:  # spec: POST /_matrix/client/v1/appservice/{appserviceId}/ping (v1.7): can the homeserver reach us?
+            answer = await self.matrix.request("POST", f"/_matrix/client/v1/appservice/{q(self.config.appservice_id)}"
+                                                       "/ping", {"transaction_id": "startup"})
+            logger.info("the homeserver reaches the bridge (%s ms)", answer.get("duration_ms"))
+        except MatrixRequestError as e:
+            logger.warning("the homeserver cannot reach the bridge at %s: %s", self.config.address, e)
 
     async def stop(self) -> None:
         """Let the event being handled finish (a message sent but not yet recorded would be sent
