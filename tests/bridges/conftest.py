@@ -34,8 +34,12 @@ OUTSIDER = "mallory"  # may have messages relayed, may not command the bot
 class BridgeProcess:
     """``hexagone bridge olvid init`` then ``run``, as an admin would."""
 
-    def __init__(self, base_dir: str, homeserver_url: str, domain: str, daemon, **bridge):
+    def __init__(self, base_dir: str, homeserver_url: str, domain: str, daemon, *, from_environment: bool,
+                 **bridge):
+        """``from_environment``: the daemon's address and key in OLVID_DAEMON_URL and OLVID_CLIENT_KEY,
+        not in the configuration."""
         self.dir = base_dir
+        self.env = dict(os.environ)
         self.port = free_port()
         self.log_path = os.path.join(base_dir, "bridge.log")
         self.process: subprocess.Popen | None = None
@@ -45,7 +49,11 @@ class BridgeProcess:
         self.registration_path = os.path.join(base_dir, "registration.yaml")
         with open(self.config_path) as f:
             self.config = yaml.safe_load(f)
-        self.config["olvid"].update(daemon_url=daemon.url, client_key=CLIENT_KEY, resync_interval_s=600)
+        self.config["olvid"]["resync_interval_s"] = 600
+        if from_environment:
+            self.env.update(OLVID_DAEMON_URL=daemon.url, OLVID_CLIENT_KEY=CLIENT_KEY)
+        else:
+            self.config["olvid"].update(daemon_url=daemon.url, client_key=CLIENT_KEY)
         self.config["bridge"].update(bridge)
         with open(self.config_path, "w") as f:
             yaml.safe_dump(self.config, f)
@@ -61,7 +69,7 @@ class BridgeProcess:
     def start(self) -> "BridgeProcess":
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([HEXAGONE, "bridge", "olvid", "run", "--config", self.config_path],
-                                            cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=self.dir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL)
         LIVE_SERVERS.append(self)
         self.wait_ready()
@@ -124,6 +132,7 @@ def olvid_world(tmp_path_factory, ca, request):  # noqa: F811
     homeserver = homeserver_for(request.param, str(tmp_path_factory.mktemp(request.param)),
                                 os.path.join(bridge_dir, "registration.yaml"), ca)
     bridge = BridgeProcess(bridge_dir, homeserver.base_url, homeserver.name, daemon,
+                           from_environment=request.param == "hexagone",
                            permissions={homeserver.name: "admin", f"@{OUTSIDER}:{homeserver.name}": "relay"}, max_attachment_size=21 * 1000 * 1000,
                            portal_invites=[f"@{MATRIX_USER}:{homeserver.name}"])
     try:
