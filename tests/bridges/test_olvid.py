@@ -194,6 +194,12 @@ def test_group_members_join_and_leave_and_the_title_follows(olvid_world, bob):
 ATTACHMENT_BYTES = 20 * 1024 * 1024
 
 
+def peak_memory(pid: int) -> int:
+    """The process's peak resident memory (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
 async def download(alice: NioUser, mxc: str) -> bytes:
     resp = await alice.client.download(mxc=mxc)
     assert hasattr(resp, "body"), resp
@@ -211,6 +217,7 @@ def test_a_20_mb_attachment_crosses_both_ways_byte_exact(olvid_world, bob, porta
         pytest.skip(f"{olvid_world.kind} has no media repository on this branch (media-core not merged)")
     daemon = olvid_world.daemon
     from_olvid, from_matrix = os.urandom(ATTACHMENT_BYTES), os.urandom(ATTACHMENT_BYTES)
+    peak_before = peak_memory(olvid_world.bridge.process.pid)
 
     async def scenario():
         alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
@@ -232,6 +239,10 @@ def test_a_20_mb_attachment_crosses_both_ways_byte_exact(olvid_world, bob, porta
             await alice.close()
 
     run(scenario())
+    # streamed both ways: the bridge never held a whole file in memory
+    growth = peak_memory(olvid_world.bridge.process.pid) - peak_before
+    print(f"\nbridge peak RSS growth over two {ATTACHMENT_BYTES} byte transfers: {growth / 2**20:.1f} MiB")
+    assert growth < ATTACHMENT_BYTES
 
 
 def test_an_attachment_over_the_limit_is_a_notice_both_ways(olvid_world, bob, portal):
