@@ -44,6 +44,7 @@ class BridgeCore:
         self._homeserver_ok = False
         self._synced_ghosts: set[str] = set()
         self._stopping = False
+        self._sending = asyncio.Lock()  # held from a Matrix message's delivery until its mapping is written
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -170,6 +171,11 @@ class BridgeCore:
             return ev.relay_text(self.config.relay_format, name, sender, body) if portal.relay else body
 
         text = relayed(ev.message_text(content))
+        async with self._sending:
+            await self._send_and_record(portal, event_id, sender, content, text, relayed)
+
+    async def _send_and_record(self, portal: Portal, event_id: str, sender: str, content: dict, text: str,
+                               relayed) -> None:
         try:
             edited = ev.edit_target(content)
             if edited:
@@ -354,7 +360,8 @@ class BridgeCore:
             for member in chat.members:
                 await self.ghost_in_room(portal, member)
             if sender not in await self.matrix.joined_members(portal.room_id):
-                await self.matrix.invite(portal.room_id, sender)
+                with contextlib.suppress(MatrixRequestError):  # invited already, or banned
+                    await self.matrix.invite(portal.room_id, sender)
         return f"{summary} {len(portals)} portal(s) refreshed."
 
     async def _bridge_command(self, room_id: str, portal: Portal | None, args: list[str]) -> str:
@@ -450,7 +457,8 @@ class BridgeCore:
         if user_id is None:
             return None
         if not await self.store.is_member(portal.room_id, user_id):
-            await self.matrix.invite(portal.room_id, user_id)
+            with contextlib.suppress(MatrixRequestError):  # invited or joined already: the join tells
+                await self.matrix.invite(portal.room_id, user_id)
             await self.matrix.join(portal.room_id, user_id)
             await self.store.set_member(portal.room_id, user_id, True)
         return user_id
@@ -469,6 +477,12 @@ class BridgeCore:
             await self.matrix.send_state(portal.room_id, "m.room.name", "", {"name": title})
             await self.store.update_portal(chat_id, title=title)
 
+    async def _bridged(self, remote_id: str) -> tuple[str, str] | None:
+        """(room_id, event_id) of a bridged message, once any Matrix message being sent is recorded: a remote
+        reply, reaction or receipt may follow a message sent from Matrix before its mapping is written."""
+        async with self._sending:
+            return await self.store.event_for(remote_id)
+
     async def is_bridged(self, remote_id: str, kind: str = "message") -> bool:
         return await self.store.event_for(remote_id, kind) is not None
 
@@ -483,7 +497,7 @@ class BridgeCore:
             logger.warning("message %s: unknown chat %s", remote_id, chat_id)
             return
         user_id = await self.ghost_in_room(portal, sender) if sender else self.config.bot_mxid
-        reply_event = await self.store.event_for(reply_to) if reply_to else None
+        reply_event = await self._bridged(reply_to) if reply_to else None
         first_event = None
         for index, file in enumerate(files):
             event_id = await self._remote_file(portal, remote_id, index, file, user_id, ts)
@@ -511,7 +525,7 @@ class BridgeCore:
                                       txn_key=f"file:{remote_id}:{index}")
 
     async def remote_edit(self, remote_id: str, sender: str | None, text: str, ts: int) -> None:
-        original = await self.store.event_for(remote_id)
+        original = await self._bridged(remote_id)
         if original is None:
             return
         user_id = self.config.ghost_mxid(sender) if sender else self.config.bot_mxid
@@ -522,7 +536,7 @@ class BridgeCore:
         await self.store.add_message(original[0], event_id, f"{remote_id}@{version}", "remote-edit")
 
     async def remote_delete(self, remote_id: str) -> None:
-        original = await self.store.event_for(remote_id)
+        original = await self._bridged(remote_id)
         if original is None:
             return
         await self.matrix.redact(original[0], original[1], txn_key=f"delete:{remote_id}",
@@ -531,7 +545,7 @@ class BridgeCore:
 
     async def remote_reaction(self, message_id: str, sender: str, key: str, ts: int) -> None:
         """``sender``'s reaction on a message becomes ``key`` ("" removes it)."""
-        original = await self.store.event_for(message_id)
+        original = await self._bridged(message_id)
         if original is None:
             return
         reaction_id = f"{message_id}:{sender}"
@@ -547,14 +561,14 @@ class BridgeCore:
             await self.store.add_message(original[0], event_id, reaction_id, "reaction")
 
     async def remote_receipt(self, message_id: str, sender: str) -> None:
-        original = await self.store.event_for(message_id)
+        original = await self._bridged(message_id)
         if original is not None:
             with contextlib.suppress(MatrixRequestError):
                 await self.matrix.receipt(original[0], original[1], self.config.ghost_mxid(sender))
 
     async def remote_delivered(self, message_id: str, sender: str) -> None:
         """The remote side delivered a bridged Matrix message to ``sender``: its status says so."""
-        original = await self.store.event_for(message_id)
+        original = await self._bridged(message_id)
         if original is not None:
             content = ev.message_status(self.connector.network_id, original[1])
             content["delivered_to_users"] = [self.config.ghost_mxid(sender)]
