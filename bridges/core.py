@@ -139,6 +139,8 @@ class BridgeCore:
             await self._matrix_reaction(portal, event, content)
         elif etype == "m.room.redaction":
             await self._matrix_redaction(portal, event)
+        elif hasattr(self.connector, "matrix_event"):  # what else a bridge follows (calls, widgets ...)
+            await self.connector.matrix_event(portal, event)
 
     async def _membership(self, event: dict, content: dict) -> None:
         target, room_id = event.get("state_key"), event["room_id"]
@@ -152,7 +154,7 @@ class BridgeCore:
             await self.matrix.join(room_id, target)
             if content.get("is_direct") and await self.store.portal_by_room(room_id) is None:
                 await self.store.add_management_room(room_id, event["sender"])
-                await self._notice(room_id, ev.help_text(self.config.command_prefix), f"welcome:{room_id}")
+                await self._notice(room_id, self._help(), f"welcome:{room_id}")
         elif self.config.is_ours(target) and await self.store.portal_by_room(room_id) is not None:
             await self.matrix.join(room_id, target)
             await self.store.set_member(room_id, target, True)
@@ -323,7 +325,7 @@ class BridgeCore:
         portal = await self.store.portal_by_room(room_id)
         name = command.name
         if name == "help":
-            answer = ev.help_text(self.config.command_prefix)
+            answer = self._help()
         elif name == "ping":
             state = self.connector.connection_state()
             answer = f"pong: {self.connector.network_name} is {state.get('state_event')}"
@@ -344,9 +346,14 @@ class BridgeCore:
             else:
                 await self.store.update_portal(portal.remote_id, relay=name == "set-relay")
                 answer = "Relay mode is on." if name == "set-relay" else "Relay mode is off."
+        elif name in getattr(self.connector, "commands", {}):
+            answer = await self.connector.run_command(name, command.args, portal, sender)
         else:
-            answer = f"Unknown command {name!r}. " + ev.help_text(self.config.command_prefix)
+            answer = f"Unknown command {name!r}. " + self._help()
         await self._notice(room_id, answer, key, event_id)
+
+    def _help(self) -> str:
+        return ev.help_text(self.config.command_prefix, getattr(self.connector, "commands", None))
 
     async def _sync(self, sender: str) -> str:
         """Missed messages, then every portal's title and members; the requester is invited to the portals."""

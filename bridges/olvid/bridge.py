@@ -60,6 +60,7 @@ def make_connector(config: BridgeConfig) -> "OlvidConnector":
 class OlvidConnector:
     network_id = "olvid"
     network_name = "Olvid"
+    commands = {"list": "the identity's discussions and their ids (for bridge <id>)"}
 
     def __init__(self, config: BridgeConfig):
         section = config.network
@@ -282,6 +283,15 @@ class OlvidConnector:
     async def sync(self) -> str:
         replayed = await self._catch_up()
         return f"Olvid is {self._state['state_event']}; {replayed} missed message(s) bridged."
+
+    async def run_command(self, name: str, args: list[str], portal: Portal | None, sender: str) -> str:
+        """``list``: every discussion, with its id and whether it has a portal."""
+        lines = []
+        async for d in self._client.discussion_list():
+            kind = "one-to-one" if d.contact_id else "group"
+            bridged = " (bridged)" if await self._core.store.portal_by_remote(str(d.id)) else ""
+            lines.append(f"{d.id}: {d.title} ({kind}){bridged}")
+        return "Olvid discussions:\n" + "\n".join(lines) if lines else "No Olvid discussion."
 
     async def send_message(self, portal: Portal, message: OutgoingMessage) -> str:
         reply = message_id(message.reply_to) if message.reply_to else None

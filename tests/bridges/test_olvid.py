@@ -429,6 +429,7 @@ def test_bot_commands_link_a_room_and_switch_relay(olvid_world):
                                  e.get("content", {}).get("body", ""))
             assert (await command(alice, dm, "ping")).startswith("pong: Olvid is CONNECTED")
             assert "portal(s) refreshed" in await command(alice, dm, "sync")
+            assert f"{eve_discussion}: Eve (one-to-one)\n" in await command(alice, dm, "list") + "\n"
             # a room of ours, linked to Eve's discussion by command
             room = (await alice.client.room_create(name="linked", invite=[bot])).room_id
             await alice.wait_for(lambda r, e: r == room and e.get("type") == "m.room.member"
