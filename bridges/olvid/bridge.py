@@ -121,6 +121,8 @@ class OlvidConnector:
             "title_updated": lambda: listeners.DiscussionTitleUpdatedListener(lambda d, _p: put(("title", d))),
             "member_joined": lambda: listeners.GroupMemberJoinedListener(lambda g, m: put(("member", g, m, True))),
             "member_left": lambda: listeners.GroupMemberLeftListener(lambda g, m: put(("member", g, m, False))),
+            # an attachment downloaded after its message arrived: the message is bridged (again) now
+            "attachment_received": lambda: listeners.AttachmentReceivedListener(lambda a: put(("attachment", a))),
             "contact_details": lambda: listeners.ContactDetailsUpdatedListener(lambda c, _p: put(("contact", c))),
             "contact_photo": lambda: listeners.ContactPhotoUpdatedListener(lambda c: put(("contact", c))),
         }
@@ -178,6 +180,9 @@ class OlvidConnector:
         kind, core = item[0], self._core
         if kind == "message":
             await self._bridge_message(item[1])
+        elif kind == "attachment":
+            if not await core.is_bridged(str(item[1].message_id)):
+                await self._bridge_message(await self._client.message_get(item[1].message_id))
         elif kind == "catch_up":
             await self._catch_up()
         elif kind == "edit":

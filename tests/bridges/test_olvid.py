@@ -245,6 +245,29 @@ def test_a_20_mb_attachment_crosses_both_ways_byte_exact(olvid_world, bob, porta
     assert growth < ATTACHMENT_BYTES
 
 
+def test_an_attachment_downloaded_after_its_message_is_bridged_when_it_arrives(olvid_world, bob, portal):
+    if not olvid_world.has_media:
+        pytest.skip(f"{olvid_world.kind} has no media repository on this branch (media-core not merged)")
+    daemon = olvid_world.daemon
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            late = daemon.contact_sends(bob[0], bob[1], "the file follows", downloaded=False,
+                                        attachments=[("late.txt", "text/plain", b"late bytes")])
+            daemon.contact_sends(bob[0], bob[1], "meanwhile")  # not held back
+            await alice.wait_message("meanwhile")
+            daemon.attachments_arrive(late)
+            _, file_event = await alice.wait_for(lambda _r, e: e.get("content", {}).get("body") == "late.txt")
+            assert await download(alice, file_event["content"]["url"]) == b"late bytes"
+            await alice.wait_message("the file follows")
+            assert alice.count(is_message("the file follows")) == 1
+        finally:
+            await alice.close()
+
+    run(scenario())
+
+
 def test_an_attachment_over_the_limit_is_a_notice_both_ways(olvid_world, bob, portal):
     if not olvid_world.has_media:
         pytest.skip(f"{olvid_world.kind} has no media repository on this branch (media-core not merged)")
