@@ -24,8 +24,9 @@ CONTRACTS = {"oodrive": ("OodriveStandin", "HttpOodrive"), "tixeo": ("TixeoStand
 
 
 def _bridge_module(name: str):
-    """The bridge's package, or SystemExit with what to install."""
+    """The bridge's package (and the framework's runtime), or SystemExit with what to install."""
     try:
+        importlib.import_module("bridges.runtime")  # aiohttp
         return importlib.import_module(f"bridges.{name}.bridge")
     except ImportError as e:
         raise SystemExit(f"The {name} bridge needs a missing module ({e.name}): "

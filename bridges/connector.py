@@ -67,6 +67,10 @@ class IncomingFile:
 
 
 class Connector(Protocol):
+    """Also, optionally: ``commands`` (name -> help) with ``async run_command(name, args, portal, sender) -> str``
+    for the bridge's own commands (``portal`` is None outside portals), and ``async matrix_event(portal, event)``
+    for the portal events the framework does not handle itself (state, calls, widgets ...)."""
+
     network_id: str  # "olvid"
     network_name: str  # "Olvid"
 

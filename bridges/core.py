@@ -18,6 +18,8 @@ import os
 import tempfile
 from collections import defaultdict
 
+import aiohttp
+
 from bridges import events as ev
 from bridges.config import BridgeConfig, allows
 from bridges.connector import Connector, DeliveryError, IncomingFile, OutgoingFile, OutgoingMessage
@@ -42,17 +44,35 @@ class BridgeCore:
         self._homeserver_ok = False
         self._synced_ghosts: set[str] = set()
         self._stopping = False
+        self._sending = asyncio.Lock()  # held from a Matrix message's delivery until its mapping is written
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.matrix.ensure_registered(self.config.bot_localpart)
-        await self.matrix.whoami()
-        if self.config.bot_displayname:
-            await self.matrix.set_displayname(self.config.bot_mxid, self.config.bot_displayname)
+        delay = 0.5
+        while True:  # the homeserver may start after the bridge
+            try:
+                await self._connect_homeserver()
+                break
+            except (MatrixRequestError, aiohttp.ClientError, asyncio.TimeoutError) as e:
+                logger.warning("homeserver not usable yet (%s); trying again in %.0fs", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
         self._homeserver_ok = True
         self._worker = asyncio.create_task(self._inbox_worker())
         self._inbox_wakeup.set()  # what was acknowledged before a restart and not yet handled
         await self.connector.start(self)
+
+    async def _connect_homeserver(self) -> None:
+        await self.matrix.ensure_registered(self.config.bot_localpart)
+        await self.matrix.whoami()
+        if self.config.bot_displayname:
+            await self.matrix.set_displayname(self.config.bot_mxid, self.config.bot_displayname)
+        try:  # spec: POST /_matrix/client/v1/appservice/{appserviceId}/ping (v1.7): can the homeserver reach us?
+            answer = await self.matrix.request("POST", f"/_matrix/client/v1/appservice/{q(self.config.appservice_id)}"
+                                                       "/ping", {"transaction_id": "startup"})
+            logger.info("the homeserver reaches the bridge (%s ms)", answer.get("duration_ms"))
+        except MatrixRequestError as e:
+            logger.warning("the homeserver cannot reach the bridge at %s: %s", self.config.address, e)
 
     async def stop(self) -> None:
         """Let the event being handled finish (a message sent but not yet recorded would be sent
@@ -122,6 +142,8 @@ class BridgeCore:
             await self._matrix_reaction(portal, event, content)
         elif etype == "m.room.redaction":
             await self._matrix_redaction(portal, event)
+        elif hasattr(self.connector, "matrix_event"):  # what else a bridge follows (calls, widgets ...)
+            await self.connector.matrix_event(portal, event)
 
     async def _membership(self, event: dict, content: dict) -> None:
         target, room_id = event.get("state_key"), event["room_id"]
@@ -135,7 +157,7 @@ class BridgeCore:
             await self.matrix.join(room_id, target)
             if content.get("is_direct") and await self.store.portal_by_room(room_id) is None:
                 await self.store.add_management_room(room_id, event["sender"])
-                await self._notice(room_id, ev.help_text(self.config.command_prefix), f"welcome:{room_id}")
+                await self._notice(room_id, self._help(), f"welcome:{room_id}")
         elif self.config.is_ours(target) and await self.store.portal_by_room(room_id) is not None:
             await self.matrix.join(room_id, target)
             await self.store.set_member(room_id, target, True)
@@ -148,10 +170,17 @@ class BridgeCore:
         error = await self._refusal(portal, sender)
         if error:
             return await self._fail(portal.room_id, event_id, error, reason="m_no_permission")
-        text = ev.message_text(content)
-        if portal.relay:
-            text = ev.relay_text(self.config.relay_format, await self._displayname(portal.room_id, sender),
-                                 sender, text)
+        name = await self._displayname(portal.room_id, sender) if portal.relay else ""
+
+        def relayed(body: str) -> str:
+            return ev.relay_text(self.config.relay_format, name, sender, body) if portal.relay else body
+
+        text = relayed(ev.message_text(content))
+        async with self._sending:
+            await self._send_and_record(portal, event_id, sender, content, text, relayed)
+
+    async def _send_and_record(self, portal: Portal, event_id: str, sender: str, content: dict, text: str,
+                               relayed) -> None:
         try:
             edited = ev.edit_target(content)
             if edited:
@@ -163,17 +192,18 @@ class BridgeCore:
             else:
                 reply = ev.reply_target(content)
                 reply_remote = await self.store.remote_for(portal.room_id, reply) if reply else None
-                remote_id = await self._send_out(portal, event_id, sender, text, content,
+                remote_id = await self._send_out(portal, event_id, sender, relayed, content,
                                                  reply_remote[1] if reply_remote else None)
                 await self.store.add_message(portal.room_id, event_id, remote_id)
         except DeliveryError as e:
             return await self._fail(portal.room_id, event_id, str(e), permanent=e.permanent, reason=e.reason)
         await self._status(portal.room_id, event_id, ev.message_status(self.connector.network_id, event_id))
 
-    async def _send_out(self, portal: Portal, event_id: str, sender: str, text: str, content: dict,
+    async def _send_out(self, portal: Portal, event_id: str, sender: str, relayed, content: dict,
                         reply_to: str | None) -> str:
+        """A message or a file to the remote side; ``relayed(text)`` adds the relay prefix when relaying."""
         if content.get("msgtype") not in ev.FILE_MSGTYPES:
-            message = OutgoingMessage(event_id, sender, text, reply_to)
+            message = OutgoingMessage(event_id, sender, relayed(ev.message_text(content)), reply_to)
             return await self._deliver(lambda: self.connector.send_message(portal, message))
         url, info = content.get("url"), content.get("info") if isinstance(content.get("info"), dict) else {}
         if not isinstance(url, str):
@@ -192,7 +222,9 @@ class BridgeCore:
                 raise DeliveryError(f"attachment not delivered: {e.error or e.errcode}",
                                     reason="m_event_too_large" if e.errcode == "M_TOO_LARGE" else
                                     "m_foreign_network_error") from None
-            caption = text if text != filename and content.get("filename") else ""
+            body = ev.message_text(content)  # a caption when the file has its own name (spec v1.10)
+            caption = body if content.get("filename") and body != filename else ""
+            caption = relayed(caption or str(filename)) if portal.relay else caption
             file = OutgoingFile(path, os.path.basename(path), info.get("mimetype") or "application/octet-stream",
                                 size)
             message = OutgoingMessage(event_id, sender, caption, reply_to, file)
@@ -296,7 +328,7 @@ class BridgeCore:
         portal = await self.store.portal_by_room(room_id)
         name = command.name
         if name == "help":
-            answer = ev.help_text(self.config.command_prefix)
+            answer = self._help()
         elif name == "ping":
             state = self.connector.connection_state()
             answer = f"pong: {self.connector.network_name} is {state.get('state_event')}"
@@ -317,12 +349,17 @@ class BridgeCore:
             else:
                 await self.store.update_portal(portal.remote_id, relay=name == "set-relay")
                 answer = "Relay mode is on." if name == "set-relay" else "Relay mode is off."
+        elif name in getattr(self.connector, "commands", {}) and hasattr(self.connector, "run_command"):
+            answer = await self.connector.run_command(name, command.args, portal, sender)
         else:
-            own = getattr(self.connector, "command", None)  # the product's own commands
+            own = getattr(self.connector, "command", None)  # commands that need the room (Oodrive, Tixeo)
             answer = await own(room_id, event, command) if own else None
             if answer is None:
-                answer = f"Unknown command {name!r}. " + ev.help_text(self.config.command_prefix)
+                answer = f"Unknown command {name!r}. " + self._help()
         await self._notice(room_id, answer, key, event_id)
+
+    def _help(self) -> str:
+        return ev.help_text(self.config.command_prefix, getattr(self.connector, "commands", None))
 
     async def _sync(self, sender: str) -> str:
         """Missed messages, then every portal's title and members; the requester is invited to the portals."""
@@ -336,7 +373,8 @@ class BridgeCore:
             for member in chat.members:
                 await self.ghost_in_room(portal, member)
             if sender not in await self.matrix.joined_members(portal.room_id):
-                await self.matrix.invite(portal.room_id, sender)
+                with contextlib.suppress(MatrixRequestError):  # invited already, or banned
+                    await self.matrix.invite(portal.room_id, sender)
         return f"{summary} {len(portals)} portal(s) refreshed."
 
     async def _bridge_command(self, room_id: str, portal: Portal | None, args: list[str]) -> str:
@@ -442,7 +480,8 @@ class BridgeCore:
         if user_id is None:
             return None
         if not await self.store.is_member(portal.room_id, user_id):
-            await self.matrix.invite(portal.room_id, user_id)
+            with contextlib.suppress(MatrixRequestError):  # invited or joined already: the join tells
+                await self.matrix.invite(portal.room_id, user_id)
             await self.matrix.join(portal.room_id, user_id)
             await self.store.set_member(portal.room_id, user_id, True)
         return user_id
@@ -461,6 +500,12 @@ class BridgeCore:
             await self.matrix.send_state(portal.room_id, "m.room.name", "", {"name": title})
             await self.store.update_portal(chat_id, title=title)
 
+    async def _bridged(self, remote_id: str) -> tuple[str, str] | None:
+        """(room_id, event_id) of a bridged message, once any Matrix message being sent is recorded: a remote
+        reply, reaction or receipt may follow a message sent from Matrix before its mapping is written."""
+        async with self._sending:
+            return await self.store.event_for(remote_id)
+
     async def is_bridged(self, remote_id: str, kind: str = "message") -> bool:
         return await self.store.event_for(remote_id, kind) is not None
 
@@ -475,7 +520,7 @@ class BridgeCore:
             logger.warning("message %s: unknown chat %s", remote_id, chat_id)
             return
         user_id = await self.ghost_in_room(portal, sender) if sender else self.config.bot_mxid
-        reply_event = await self.store.event_for(reply_to) if reply_to else None
+        reply_event = await self._bridged(reply_to) if reply_to else None
         first_event = None
         for index, file in enumerate(files):
             event_id = await self._remote_file(portal, remote_id, index, file, user_id, ts,
@@ -485,21 +530,20 @@ class BridgeCore:
             content = ev.remote_content(text, reply_event[1] if reply_event else None)
             first_event = await self.matrix.send(portal.room_id, "m.room.message", content, user_id=user_id, ts=ts,
                                                  txn_key=f"msg:{remote_id}")
-        if first_event:  # None: its only file was refused, and a notice said so
-            await self.store.add_message(portal.room_id, first_event, remote_id)
+        await self.store.add_message(portal.room_id, first_event, remote_id)
 
     async def _remote_file(self, portal: Portal, remote_id: str, index: int, file: IncomingFile, user_id: str,
-                           ts: int, reply_event: str | None = None) -> str | None:
+                           ts: int, reply_event: str | None = None) -> str:
         limit = self.config.max_attachment_size
         try:
             if file.size > limit:
                 raise MatrixRequestError(413, "M_TOO_LARGE", f"{file.size} bytes, the bridge's limit is {limit}")
             mxc = await self.matrix.upload(file.chunks(), file.size, file.mime, file.filename, user_id)
-        except MatrixRequestError as e:
-            await self._notice(portal.room_id, f"An attachment ({file.filename}, {file.size} bytes) from "
-                                               f"{self.connector.network_name} was not bridged: {e.error or e.errcode}",
-                               f"file-fail:{remote_id}:{index}")
-            return None
+        except MatrixRequestError as e:  # the notice stands for the file (a deletion removes it)
+            return await self.matrix.send(portal.room_id, "m.room.message", {
+                "msgtype": "m.notice", "body": f"An attachment ({file.filename}, {file.size} bytes) from "
+                                               f"{self.connector.network_name} was not bridged: {e.error or e.errcode}"},
+                user_id=user_id, ts=ts, txn_key=f"file-fail:{remote_id}:{index}")
         content = ev.file_content(ev.msgtype_for(file.mime), file.filename, mxc, file.mime, file.size)
         if reply_event:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_event}}
@@ -507,7 +551,7 @@ class BridgeCore:
                                       txn_key=f"file:{remote_id}:{index}")
 
     async def remote_edit(self, remote_id: str, sender: str | None, text: str, ts: int) -> None:
-        original = await self.store.event_for(remote_id)
+        original = await self._bridged(remote_id)
         if original is None:
             return
         user_id = self.config.ghost_mxid(sender) if sender else self.config.bot_mxid
@@ -518,7 +562,7 @@ class BridgeCore:
         await self.store.add_message(original[0], event_id, f"{remote_id}@{version}", "remote-edit")
 
     async def remote_delete(self, remote_id: str) -> None:
-        original = await self.store.event_for(remote_id)
+        original = await self._bridged(remote_id)
         if original is None:
             return
         await self.matrix.redact(original[0], original[1], txn_key=f"delete:{remote_id}",
@@ -527,7 +571,7 @@ class BridgeCore:
 
     async def remote_reaction(self, message_id: str, sender: str, key: str, ts: int) -> None:
         """``sender``'s reaction on a message becomes ``key`` ("" removes it)."""
-        original = await self.store.event_for(message_id)
+        original = await self._bridged(message_id)
         if original is None:
             return
         reaction_id = f"{message_id}:{sender}"
@@ -543,14 +587,14 @@ class BridgeCore:
             await self.store.add_message(original[0], event_id, reaction_id, "reaction")
 
     async def remote_receipt(self, message_id: str, sender: str) -> None:
-        original = await self.store.event_for(message_id)
+        original = await self._bridged(message_id)
         if original is not None:
             with contextlib.suppress(MatrixRequestError):
                 await self.matrix.receipt(original[0], original[1], self.config.ghost_mxid(sender))
 
     async def remote_delivered(self, message_id: str, sender: str) -> None:
         """The remote side delivered a bridged Matrix message to ``sender``: its status says so."""
-        original = await self.store.event_for(message_id)
+        original = await self._bridged(message_id)
         if original is not None:
             content = ev.message_status(self.connector.network_id, original[1])
             content["delivered_to_users"] = [self.config.ghost_mxid(sender)]

@@ -39,9 +39,11 @@ def parse_command(body: str, prefix: str, management: bool) -> Command | None:
     return Command(words[0].lower(), words[1:])
 
 
-def help_text(prefix: str) -> str:
-    width = max(map(len, COMMANDS))
-    lines = [f"{prefix} {name.ljust(width)}  {text}" for name, text in COMMANDS.items()]
+def help_text(prefix: str, extra: dict[str, str] | None = None) -> str:
+    """The framework's commands, then the bridge's own (``extra``: name -> help)."""
+    commands = {**COMMANDS, **(extra or {})}
+    width = max(map(len, commands))
+    lines = [f"{prefix} {name.ljust(width)}  {text}" for name, text in commands.items()]
     return "Commands (the prefix is optional in the management room):\n" + "\n".join(lines)
 
 

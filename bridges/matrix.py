@@ -101,13 +101,8 @@ class MatrixClient:
     async def create_room(self, body: dict) -> str:
         return (await self.request("POST", "/_matrix/client/v3/createRoom", body))["room_id"]
 
-    async def invite(self, room_id: str, user_id: str, *, as_user: str | None = None) -> None:
-        try:
-            await self.request("POST", f"/_matrix/client/v3/rooms/{q(room_id)}/invite", {"user_id": user_id},
-                               user_id=as_user)
-        except MatrixRequestError as e:
-            if e.status != 403 or "already in the room" not in e.error and "is already joined" not in e.error:
-                raise
+    async def invite(self, room_id: str, user_id: str) -> None:
+        await self.request("POST", f"/_matrix/client/v3/rooms/{q(room_id)}/invite", {"user_id": user_id})
 
     async def join(self, room_id: str, user_id: str) -> None:
         await self.request("POST", f"/_matrix/client/v3/join/{q(room_id)}", {}, user_id=user_id)

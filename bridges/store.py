@@ -8,6 +8,7 @@ once with ``?`` placeholders; the PostgreSQL engine rewrites them. Calls run in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from dataclasses import dataclass
@@ -74,9 +75,13 @@ class _Engine:
                 rows = [tuple(r) for r in cur.fetchall()]
             self.conn.commit() if self.postgres else cur.execute("COMMIT")
         except BaseException:
-            self.conn.rollback()
+            with contextlib.suppress(Exception):  # a broken connection cannot roll back: it is replaced
+                self.conn.rollback()
             raise
         return rows
+
+    def broken(self) -> bool:
+        return self.postgres and (self.conn.closed or getattr(self.conn, "broken", False))
 
 
 class Store:
@@ -100,7 +105,13 @@ class Store:
     async def _run(self, statements: list[tuple[str, Sequence[Any]]], fetch: bool = False) -> list[tuple]:
         def call() -> list[tuple]:
             with self._lock:
-                return self._engine.run(statements, fetch)
+                try:
+                    return self._engine.run(statements, fetch)
+                except Exception:
+                    if not self._engine.broken():
+                        raise
+                    self._engine = _Engine(self._url)  # PostgreSQL restarted: one new connection, one retry
+                    return self._engine.run(statements, fetch)
 
         return await asyncio.to_thread(call)
 

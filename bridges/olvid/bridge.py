@@ -60,6 +60,7 @@ def make_connector(config: BridgeConfig) -> "OlvidConnector":
 class OlvidConnector:
     network_id = "olvid"
     network_name = "Olvid"
+    commands = {"list": "the identity's discussions and their ids (for bridge <id>)"}
 
     def __init__(self, config: BridgeConfig):
         section = config.network
@@ -120,6 +121,8 @@ class OlvidConnector:
             "title_updated": lambda: listeners.DiscussionTitleUpdatedListener(lambda d, _p: put(("title", d))),
             "member_joined": lambda: listeners.GroupMemberJoinedListener(lambda g, m: put(("member", g, m, True))),
             "member_left": lambda: listeners.GroupMemberLeftListener(lambda g, m: put(("member", g, m, False))),
+            # an attachment downloaded after its message arrived: the message is bridged (again) now
+            "attachment_received": lambda: listeners.AttachmentReceivedListener(lambda a: put(("attachment", a))),
             "contact_details": lambda: listeners.ContactDetailsUpdatedListener(lambda c, _p: put(("contact", c))),
             "contact_photo": lambda: listeners.ContactPhotoUpdatedListener(lambda c: put(("contact", c))),
         }
@@ -177,6 +180,9 @@ class OlvidConnector:
         kind, core = item[0], self._core
         if kind == "message":
             await self._bridge_message(item[1])
+        elif kind == "attachment":
+            if not await core.is_bridged(str(item[1].message_id)):
+                await self._bridge_message(await self._client.message_get(item[1].message_id))
         elif kind == "catch_up":
             await self._catch_up()
         elif kind == "edit":
@@ -234,12 +240,17 @@ class OlvidConnector:
         found = [m async for m in self._client.message_list(datatypes.MessageFilter(
             type=datatypes.MessageId.Type.TYPE_INBOUND, min_timestamp=since))]
         found.sort(key=lambda m: (m.timestamp, m.id.id))
-        newest, replayed = since, 0
+        newest, replayed, stuck = since, 0, False
         for m in found:
             if not await self._core.is_bridged(str(m.id)):
-                await self._bridge_message(m)
-                replayed += 1
-            newest = m.timestamp
+                try:
+                    await self._bridge_message(m)
+                    replayed += 1
+                except Exception:  # one message never holds back the ones after it; the cursor waits for it
+                    logger.exception("Olvid message %s not bridged; the next catch-up tries again", m.id)
+                    stuck = True
+            if not stuck:
+                newest = m.timestamp
         await self._core.store.set_cursor(CURSOR, str(newest))
         if replayed:
             logger.info("Olvid catch-up: %d missed message(s) bridged", replayed)
@@ -277,6 +288,15 @@ class OlvidConnector:
     async def sync(self) -> str:
         replayed = await self._catch_up()
         return f"Olvid is {self._state['state_event']}; {replayed} missed message(s) bridged."
+
+    async def run_command(self, name: str, args: list[str], portal: Portal | None, sender: str) -> str:
+        """``list``: every discussion, with its id and whether it has a portal."""
+        lines = []
+        async for d in self._client.discussion_list():
+            kind = "one-to-one" if d.contact_id else "group"
+            bridged = " (bridged)" if await self._core.store.portal_by_remote(str(d.id)) else ""
+            lines.append(f"{d.id}: {d.title} ({kind}){bridged}")
+        return "Olvid discussions:\n" + "\n".join(lines) if lines else "No Olvid discussion."
 
     async def send_message(self, portal: Portal, message: OutgoingMessage) -> str:
         reply = message_id(message.reply_to) if message.reply_to else None

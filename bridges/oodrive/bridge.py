@@ -78,6 +78,12 @@ def make_connector(config: BridgeConfig) -> "OodriveConnector":
 class OodriveConnector(PolledConnector):
     network_id = "oodrive"
     network_name = "Oodrive"
+    commands = {  # answered by command(), which needs the room
+        "link": "link <folder path or id>: store this room's files in an Oodrive folder",
+        "share": "share <file> [--expires 7d] [--password [secret]] [--watermark]: a share link",
+        "decrypt": "decrypt on|off: may the bridge decrypt this encrypted room's files (room admins)",
+        "team": "team <name> (or !hexagone team <name>): an encrypted room with its folder and meeting",
+    }
 
     def __init__(self, config: BridgeConfig, api: OodriveAPI):
         super().__init__(config, api)

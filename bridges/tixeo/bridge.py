@@ -51,6 +51,10 @@ def make_connector(config: BridgeConfig) -> "TixeoConnector":
 class TixeoConnector(PolledConnector):
     network_id = "tixeo"
     network_name = "Tixeo"
+    commands = {  # answered by command(), which needs the room
+        "meet": "create or reuse this room's Tixeo meeting; its link and widget are posted",
+        "end": "end this room's Tixeo meeting",
+    }
     api: TixeoAPI
 
     # -- Tixeo -> Matrix ----------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Pushing events to application services (spec v1.19 application service API, "Pushing events",
-PUT /_matrix/app/v1/transactions/{txnId}), with MSC2409 ephemeral events.
+PUT /_matrix/app/v1/transactions/{txnId}), with what a registration asks for besides: MSC2409 ephemeral
+events (typing, receipts, presence) and MSC4203 to-device messages (``receive_ephemeral``), MSC3202 device
+list changes, one-time key counts and unused fallback key types (``org.matrix.msc3202``).
 
 Guarantees, per appservice:
 - every room event it is interested in (its namespaces match the sender, the member a membership is
@@ -8,7 +10,8 @@ Guarantees, per appservice:
   a backoff (1 s doubling to 32 s), so an appservice that was down is caught up when it is back;
 - the position acknowledged is stored (:mod:`homeserver.storage.appservices`): after a restart the
   events after it are read from the event stream again, and the ephemeral events still queued are
-  sent; nothing acknowledged is sent twice.
+  sent; nothing acknowledged is sent twice (a transaction whose answer was lost is resent with its id,
+  which the appservice recognises).
 """
 
 from __future__ import annotations
@@ -96,6 +99,11 @@ class _Sender:
         self._wake: defer.Deferred | None = None
         self._running: defer.Deferred | None = None
         self.stopped = False
+        # Read from the store when the loop starts: what was acknowledged (and stored), the last
+        # transaction id, and the transaction fixed and not yet acknowledged.
+        self._acked = self._persisted = Positions(0, 0, 0)
+        self._last_txn_id = 0
+        self._pending: tuple[int, Positions] | None = None
 
     def start(self) -> None:
         self._running = defer.ensureDeferred(self._loop())
@@ -112,38 +120,52 @@ class _Sender:
             self._running.cancel()
 
     async def _loop(self) -> None:
-        owner, as_id, registration = self.owner, self.registration.id, self.registration
-        state = await owner.store.position(as_id, owner.current_positions())
-        acked, persisted, last_txn_id = state.acknowledged, state.acknowledged, state.last_txn_id
-        pending = None if state.pending is None else (state.pending_txn_id, state.pending)
+        state = await self.owner.store.position(self.registration.id, self.owner.current_positions())
+        self._acked, self._persisted, self._last_txn_id = state.acknowledged, state.acknowledged, state.last_txn_id
+        self._pending = None if state.pending is None else (state.pending_txn_id, state.pending)
         backoff = BACKOFF_START_S
         while not self.stopped:
             self._wake = defer.Deferred()
-            if pending is not None:  # fixed before a failure or a restart: the same again
-                txn = await owner.collect(registration, pending[0], acked, pending[1], limit=None)
-            else:
-                txn = await owner.collect(registration, last_txn_id + 1, acked, owner.current_positions(),
-                                          limit=MAX_EVENTS)
-                if txn.empty:
-                    if (txn.upto.events, txn.upto.device_lists) == (acked.events, acked.device_lists):
-                        await self._wake
-                        continue
-                    # Nothing of interest: move on without a transaction, storing the position now and then
-                    # (a restart scans again from the one stored).
-                    acked = txn.upto
-                    if acked.events - persisted.events > SKIP_PERSIST_EVERY:
-                        await owner.store.acknowledge(as_id, last_txn_id, acked)
-                        persisted = acked
-                    continue
-                await owner.store.fix_transaction(as_id, txn.txn_id, txn.upto)
-                pending = (txn.txn_id, txn.upto)
-            if await owner.push(registration, txn):
-                await owner.store.acknowledge(as_id, txn.txn_id, txn.upto)
-                acked, persisted, last_txn_id, pending = txn.upto, txn.upto, txn.txn_id, None
+            try:
+                sent = await self._step()
+            except defer.CancelledError:  # stop()
+                return
+            except Exception:  # e.g. the database: keep the loop, try again later
+                logger.exception("Transaction to application service %s failed", self.registration.id)
+                sent = False
+            if sent:
                 backoff = BACKOFF_START_S
             else:
-                await task.deferLater(owner.reactor, backoff, lambda: None)
+                await task.deferLater(self.owner.reactor, backoff, lambda: None)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _step(self) -> bool:
+        """Send the pending transaction, or the next one (waiting for one when there is nothing to send);
+        False when it failed."""
+        owner, as_id, registration = self.owner, self.registration.id, self.registration
+        if self._pending is not None:  # fixed before a failure or a restart: the same again
+            txn = await owner.collect(registration, self._pending[0], self._acked, self._pending[1], limit=None)
+        else:
+            txn = await owner.collect(registration, self._last_txn_id + 1, self._acked, owner.current_positions(),
+                                      limit=MAX_EVENTS)
+            if txn.empty:
+                if (txn.upto.events, txn.upto.device_lists) == (self._acked.events, self._acked.device_lists):
+                    await self._wake
+                    return True
+                # Nothing of interest: move on without a transaction, storing the position now and then
+                # (a restart scans again from the one stored).
+                self._acked = txn.upto
+                if self._acked.events - self._persisted.events > SKIP_PERSIST_EVERY:
+                    await owner.store.acknowledge(as_id, self._last_txn_id, self._acked)
+                    self._persisted = self._acked
+                return True
+            await owner.store.fix_transaction(as_id, txn.txn_id, txn.upto)
+            self._pending = (txn.txn_id, txn.upto)
+        if not await owner.push(registration, txn):
+            return False
+        await owner.store.acknowledge(as_id, txn.txn_id, txn.upto)
+        self._acked, self._persisted, self._last_txn_id, self._pending = txn.upto, txn.upto, txn.txn_id, None
+        return True
 
 
 class AppServiceSender:

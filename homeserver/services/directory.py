@@ -98,12 +98,18 @@ class DirectoryService:
             raise not_found("Unknown room")
         return "public" if await self._events.is_room_public(room_id) else "private"
 
-    async def set_visibility(self, room_id: str, visibility, requester) -> None:
+    async def set_visibility(self, room_id: str, visibility, requester, *, appservice: bool = False) -> None:
+        """Spec PUT /directory/list/room/{roomId}; with ``appservice``, the application service room
+        directory (PUT /directory/list/appservice/{networkId}/{roomId}: one public list, the network
+        is not kept apart)."""
         if visibility not in ("public", "private"):
             raise bad_json("visibility must be public or private")
         if await self._room_events.room_version(room_id) is None:
             raise not_found("Unknown room")
-        if not requester.is_admin and not await self._may_edit(room_id, requester.user_id):
+        if appservice:
+            if requester.appservice_id is None:
+                raise forbidden("Only an application service may use this endpoint")
+        elif not requester.is_admin and not await self._may_edit(room_id, requester.user_id):
             raise forbidden("You may not change this room's visibility")
         await self._events.set_room_public(room_id, visibility == "public")
 

@@ -46,6 +46,9 @@ class RegistrationService:
             raise MatrixError(400, "M_INVALID_USERNAME", "Username is too long")
         return user_id
 
+    async def exists(self, user_id: str) -> bool:
+        return await self._store.user_exists(user_id)
+
     async def check_available(self, localpart: str, appservice_id: str | None = None) -> str:
         """The user id, free and (``M_EXCLUSIVE`` otherwise) not reserved by another application service;
         an appservice's registration must be in its own namespace."""

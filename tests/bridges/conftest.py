@@ -30,15 +30,19 @@ HEXAGONE = os.path.join(os.path.dirname(sys.executable), "hexagone")
 CLIENT_KEY = "standin-client-key"
 START_TIMEOUT_S = 60.0
 MATRIX_USER = "alice"  # invited to every portal
+OUTSIDER = "mallory"  # may have messages relayed, may not command the bot
 
 
 class BridgeProcess:
     """``hexagone bridge NAME init`` then ``run``, as an admin would (NAME: olvid, or ``network``'s)."""
 
-    def __init__(self, base_dir: str, homeserver_url: str, domain: str, daemon, *, name: str = "olvid",
-                 network: dict | None = None, **bridge):
+    def __init__(self, base_dir: str, homeserver_url: str, domain: str, daemon, *, from_environment: bool = False,
+                 name: str = "olvid", network: dict | None = None, **bridge):
+        """``from_environment``: the daemon's address and key in OLVID_DAEMON_URL and OLVID_CLIENT_KEY,
+        not in the configuration; ``network``: the product's section (Oodrive, Tixeo)."""
         self.name = name
         self.dir = base_dir
+        self.env = dict(os.environ)
         self.port = free_port()
         self.log_path = os.path.join(base_dir, "bridge.log")
         self.process: subprocess.Popen | None = None
@@ -49,7 +53,11 @@ class BridgeProcess:
         with open(self.config_path) as f:
             self.config = yaml.safe_load(f)
         if name == "olvid":
-            self.config["olvid"].update(daemon_url=daemon.url, client_key=CLIENT_KEY, resync_interval_s=600)
+            self.config["olvid"]["resync_interval_s"] = 600
+            if from_environment:
+                self.env.update(OLVID_DAEMON_URL=daemon.url, OLVID_CLIENT_KEY=CLIENT_KEY)
+            else:
+                self.config["olvid"].update(daemon_url=daemon.url, client_key=CLIENT_KEY)
         self.config[name].update(network or {})
         self.config["bridge"].update(bridge)
         with open(self.config_path, "w") as f:
@@ -66,7 +74,7 @@ class BridgeProcess:
     def start(self) -> "BridgeProcess":
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([HEXAGONE, "bridge", self.name, "run", "--config", self.config_path],
-                                            cwd=self.dir, stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=self.dir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL)
         LIVE_SERVERS.append(self)
         self.wait_ready()
@@ -129,7 +137,8 @@ def olvid_world(tmp_path_factory, ca, request):  # noqa: F811
     homeserver = homeserver_for(request.param, str(tmp_path_factory.mktemp(request.param)),
                                 os.path.join(bridge_dir, "registration.yaml"), ca)
     bridge = BridgeProcess(bridge_dir, homeserver.base_url, homeserver.name, daemon,
-                           permissions={homeserver.name: "admin"}, max_attachment_size=21 * 1000 * 1000,
+                           from_environment=request.param == "hexagone",
+                           permissions={homeserver.name: "admin", f"@{OUTSIDER}:{homeserver.name}": "relay"}, max_attachment_size=21 * 1000 * 1000,
                            portal_invites=[f"@{MATRIX_USER}:{homeserver.name}"])
     try:
         homeserver.start()

@@ -25,7 +25,8 @@ from olvid.protobuf.olvid.daemon.command.v1 import (attachment_commands_pb2 as a
                                                      tool_commands_pb2 as tool_cmd)
 from olvid.protobuf.olvid.daemon.datatypes.v1 import (attachment_pb2, contact_pb2, discussion_pb2, group_pb2,
                                                        message_pb2)
-from olvid.protobuf.olvid.daemon.notification.v1 import (contact_notifications_pb2 as contact_ntf,
+from olvid.protobuf.olvid.daemon.notification.v1 import (attachment_notifications_pb2 as att_ntf,
+                                                          contact_notifications_pb2 as contact_ntf,
                                                           discussion_notifications_pb2 as disc_ntf,
                                                           group_notifications_pb2 as group_ntf,
                                                           message_notifications_pb2 as msg_ntf)
@@ -54,6 +55,7 @@ class State:
         self.counters = {INBOUND: 0, OUTBOUND: 0, "att": 0}
         self.subscribers: dict[str, list[queue.Queue]] = {}
         self.outbound_event = threading.Condition(self.lock)
+        self.downloading: set[tuple[int, int]] = set()  # inbound attachments the daemon does not hold yet
 
     def next_id(self, key) -> int:
         self.counters[key] += 1
@@ -260,8 +262,10 @@ class Attachments(_Auth, cmd_svc.AttachmentCommandServiceServicer):
 
     def AttachmentDownload(self, request, context):
         self.check(context)
-        data = found(self.state.attachments, (request.attachment_id.type, request.attachment_id.id), "attachment",
-                     context)[1]
+        key = (request.attachment_id.type, request.attachment_id.id)
+        data = found(self.state.attachments, key, "attachment", context)[1]
+        if key in self.state.downloading:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "attachment not downloaded yet")
         for start in range(0, len(data), CHUNK):
             yield att_cmd.AttachmentDownloadResponse(chunk=data[start:start + CHUNK])
 
@@ -283,6 +287,10 @@ class MessageNotifications(_Auth, ntf_svc.MessageNotificationServiceServicer):
     MessageReactionAdded = _subscription("reaction_added")
     MessageReactionUpdated = _subscription("reaction_updated")
     MessageReactionRemoved = _subscription("reaction_removed")
+
+
+class AttachmentNotifications(_Auth, ntf_svc.AttachmentNotificationServiceServicer):
+    AttachmentReceived = _subscription("attachment_received")
 
 
 class DiscussionNotifications(_Auth, ntf_svc.DiscussionNotificationServiceServicer):
@@ -308,6 +316,7 @@ SERVICERS = [
     (Messages, cmd_svc.add_MessageCommandServiceServicer_to_server),
     (Attachments, cmd_svc.add_AttachmentCommandServiceServicer_to_server),
     (MessageNotifications, ntf_svc.add_MessageNotificationServiceServicer_to_server),
+    (AttachmentNotifications, ntf_svc.add_AttachmentNotificationServiceServicer_to_server),
     (DiscussionNotifications, ntf_svc.add_DiscussionNotificationServiceServicer_to_server),
     (GroupNotifications, ntf_svc.add_GroupNotificationServiceServicer_to_server),
     (ContactNotifications, ntf_svc.add_ContactNotificationServiceServicer_to_server),
@@ -367,8 +376,9 @@ class StandinDaemon:
 
     def contact_sends(self, contact_id: int, discussion_id: int, body: str, *, reply_to=None,
                       attachments: list[tuple[str, str, bytes]] = (), timestamp: int | None = None,
-                      notify: bool = True) -> message_pb2.Message:
-        """A contact's message arrives; ``notify=False`` when nobody is listening (the bridge is down)."""
+                      notify: bool = True, downloaded: bool = True) -> message_pb2.Message:
+        """A contact's message arrives; ``notify=False`` when nobody is listening (the bridge is down);
+        ``downloaded=False``: its attachments come later (``attachments_arrive``)."""
         state = self.state
         with state.lock:
             mid = message_pb2.MessageId(type=INBOUND, id=state.next_id(INBOUND))
@@ -383,10 +393,19 @@ class StandinDaemon:
                 state.attachments[(aid.type, aid.id)] = (attachment_pb2.Attachment(
                     id=aid, discussion_id=discussion_id, message_id=mid, file_name=filename, mime_type=mime,
                     size=len(data)), data)
+                if not downloaded:
+                    state.downloading.add((aid.type, aid.id))
             state.messages[(INBOUND, mid.id)] = m
         if notify:
             state.publish("received", msg_ntf.MessageReceivedNotification(message=m))
         return m
+
+    def attachments_arrive(self, message: message_pb2.Message) -> None:
+        with self.state.lock:
+            arrived = [a for a, _ in self.state.attachments.values() if a.message_id == message.id]
+            self.state.downloading -= {(a.id.type, a.id.id) for a in arrived}
+        for a in arrived:
+            self.state.publish("attachment_received", att_ntf.AttachmentReceivedNotification(attachment=a))
 
     def contact_edits(self, message: message_pb2.Message, body: str) -> None:
         with self.state.lock:

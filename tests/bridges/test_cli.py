@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tests.bridges.conftest import HEXAGONE
@@ -45,13 +46,14 @@ def test_a_wrong_config_is_one_line_naming_the_key(tmp_path):
         "Configuration error: bridge.permissions.example.org: 'superuser' is not one of ('relay', 'user', 'admin')"]
 
 
-def test_a_missing_optional_dependency_is_one_line_saying_what_to_install(tmp_path):
+@pytest.mark.parametrize("missing", ["olvid", "aiohttp"])
+def test_a_missing_optional_dependency_is_one_line_saying_what_to_install(tmp_path, missing):
     hexagone("bridge", "olvid", "init", "--homeserver", "http://127.0.0.1:8008", "--domain", "example.org",
              "--dir", str(tmp_path), cwd=str(tmp_path))
-    without_olvid = ("import sys; sys.modules['olvid'] = None; from homeserver.cli import main; "
-                     f"sys.exit(main(['bridge', 'olvid', 'run', '--config', {str(tmp_path / 'config.yaml')!r}]))")
-    r = subprocess.run([sys.executable, "-c", without_olvid], cwd=str(tmp_path), capture_output=True, text=True,
+    without = (f"import sys; sys.modules[{missing!r}] = None; from homeserver.cli import main; "
+               f"sys.exit(main(['bridge', 'olvid', 'run', '--config', {str(tmp_path / 'config.yaml')!r}]))")
+    r = subprocess.run([sys.executable, "-c", without], cwd=str(tmp_path), capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
-        "The olvid bridge needs a missing module (olvid): pip install 'hexagone[olvid]'"]
+        f"The olvid bridge needs a missing module ({missing}): pip install 'hexagone[olvid]'"]

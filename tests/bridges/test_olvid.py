@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from tests.bridges.conftest import MATRIX_USER
+from tests.bridges.conftest import MATRIX_USER, OUTSIDER
 from tests.bridges.nio_user import NioUser, run
 
 
@@ -194,6 +194,12 @@ def test_group_members_join_and_leave_and_the_title_follows(olvid_world, bob):
 ATTACHMENT_BYTES = 20 * 1024 * 1024
 
 
+def peak_memory(pid: int) -> int:
+    """The process's peak resident memory (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+
 async def download(alice: NioUser, mxc: str) -> bytes:
     resp = await alice.client.download(mxc=mxc)
     assert hasattr(resp, "body"), resp
@@ -211,6 +217,7 @@ def test_a_20_mb_attachment_crosses_both_ways_byte_exact(olvid_world, bob, porta
         pytest.skip(f"{olvid_world.kind} has no media repository on this branch (media-core not merged)")
     daemon = olvid_world.daemon
     from_olvid, from_matrix = os.urandom(ATTACHMENT_BYTES), os.urandom(ATTACHMENT_BYTES)
+    peak_before = peak_memory(olvid_world.bridge.process.pid)
 
     async def scenario():
         alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
@@ -227,6 +234,34 @@ def test_a_20_mb_attachment_crosses_both_ways_byte_exact(olvid_world, bob, porta
             sent = daemon.wait(lambda: [m for m in daemon.outbound(bob[1]) if m.attachments_count], timeout=120)[-1]
             [(name, data)] = daemon.attachment_data(sent)
             assert name == "scan.bin" and hashlib.sha256(data).digest() == hashlib.sha256(from_matrix).digest()
+            assert sent.body == "alice: scan.bin"  # relayed: who sent it
+        finally:
+            await alice.close()
+
+    run(scenario())
+    # streamed both ways: the bridge never held a whole file in memory
+    growth = peak_memory(olvid_world.bridge.process.pid) - peak_before
+    print(f"\nbridge peak RSS growth over two {ATTACHMENT_BYTES} byte transfers: {growth / 2**20:.1f} MiB")
+    assert growth < ATTACHMENT_BYTES
+
+
+def test_an_attachment_downloaded_after_its_message_is_bridged_when_it_arrives(olvid_world, bob, portal):
+    if not olvid_world.has_media:
+        pytest.skip(f"{olvid_world.kind} has no media repository on this branch (media-core not merged)")
+    daemon = olvid_world.daemon
+
+    async def scenario():
+        alice = await NioUser.login(olvid_world.homeserver, MATRIX_USER)
+        try:
+            late = daemon.contact_sends(bob[0], bob[1], "the file follows", downloaded=False,
+                                        attachments=[("late.txt", "text/plain", b"late bytes")])
+            daemon.contact_sends(bob[0], bob[1], "meanwhile")  # not held back
+            await alice.wait_message("meanwhile")
+            daemon.attachments_arrive(late)
+            _, file_event = await alice.wait_for(lambda _r, e: e.get("content", {}).get("body") == "late.txt")
+            assert await download(alice, file_event["content"]["url"]) == b"late bytes"
+            await alice.wait_message("the file follows")
+            assert alice.count(is_message("the file follows")) == 1
         finally:
             await alice.close()
 
@@ -247,6 +282,8 @@ def test_an_attachment_over_the_limit_is_a_notice_both_ways(olvid_world, bob, po
             _, notice = await alice.wait_for(lambda _r, e: e.get("content", {}).get("msgtype") == "m.notice"
                                              and "huge.bin" in e["content"].get("body", ""))
             assert "not bridged" in notice["content"]["body"]
+            daemon.contact_sends(bob[0], bob[1], "after the huge one")  # nothing held back by it
+            await alice.wait_message("after the huge one")
 
             mxc = await upload(alice, bytes(too_big), "huge-out.bin")
             event_id = await alice.send(portal, {"msgtype": "m.file", "body": "huge-out.bin", "url": mxc,
@@ -415,6 +452,7 @@ def test_bot_commands_link_a_room_and_switch_relay(olvid_world):
                                  e.get("content", {}).get("body", ""))
             assert (await command(alice, dm, "ping")).startswith("pong: Olvid is CONNECTED")
             assert "portal(s) refreshed" in await command(alice, dm, "sync")
+            assert f"{eve_discussion}: Eve (one-to-one)\n" in await command(alice, dm, "list") + "\n"
             # a room of ours, linked to Eve's discussion by command
             room = (await alice.client.room_create(name="linked", invite=[bot])).room_id
             await alice.wait_for(lambda r, e: r == room and e.get("type") == "m.room.member"
@@ -446,6 +484,23 @@ def test_bot_commands_link_a_room_and_switch_relay(olvid_world):
             assert "Unknown command" in await command(alice, room, "!olvid frobnicate")
         finally:
             await alice.close()
+
+    run(scenario())
+
+
+def test_a_user_without_the_permission_cannot_command_the_bot(olvid_world):
+    bot = f"@olvidbot:{olvid_world.homeserver.name}"
+
+    async def scenario():
+        mallory = await NioUser.login(olvid_world.homeserver, OUTSIDER)
+        try:
+            dm = (await mallory.client.room_create(invite=[bot], is_direct=True)).room_id
+            await mallory.wait_for(lambda r, e: r == dm and e.get("type") == "m.room.member"
+                                   and e.get("state_key") == bot and e["content"]["membership"] == "leave")
+            assert not [e for r, e in mallory.timeline if r == dm and e.get("sender") == bot
+                        and e.get("type") == "m.room.message"]
+        finally:
+            await mallory.close()
 
     run(scenario())
 

@@ -66,3 +66,21 @@ def test_mappings_transactions_and_cursors_survive_a_reopen(store_url):
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_lost_postgresql_connection_is_replaced(store_url):
+    if not store_url.startswith("postgresql://"):
+        pytest.skip("PostgreSQL only")
+    import psycopg
+
+    async def scenario():
+        store = Store(store_url)
+        await store.open()
+        await store.set_cursor("c", "1")
+        with psycopg.connect(store_url, autocommit=True) as admin:  # what a PostgreSQL restart does to it
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        assert await store.cursor("c") == "1"
+        await store.close()
+
+    asyncio.run(scenario())

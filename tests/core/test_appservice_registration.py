@@ -7,6 +7,7 @@ import yaml
 
 from homeserver.config import ConfigError, parse_config
 from homeserver.config.appservices import load_registrations, parse_registration
+from homeserver.errors import MatrixError
 
 GOOD = {
     "id": "bridge", "url": "http://127.0.0.1:29318", "as_token": "as_secret", "hs_token": "hs_secret",
@@ -88,3 +89,68 @@ def test_config_key_reads_files_relative_to_config(tmp_path):
     raw = {"server_name": "example.org", "signing_key_path": "k", "app_service_config_files": ["reg.yaml"]}
     config = parse_config(raw, str(tmp_path / "homeserver.yaml"))
     assert [r.id for r in config.app_services] == ["bridge"]
+
+
+def test_rate_limited_false_exempts_the_appservice_users_only():
+    from twisted.internet import task
+
+    from homeserver.services.ratelimit import RateLimits
+
+    raw = {"server_name": "example.org", "signing_key_path": "k", "rc_message": {"per_second": 0.1, "burst_count": 1}}
+    config = parse_config(raw, "/tmp/homeserver.yaml")
+    limits = RateLimits(_with_appservices(config, [parse_registration(GOOD, "f", "example.org")]), task.Clock())
+    for _ in range(5):
+        limits.event("@olvid_alice:example.org")  # in the namespace of a rate_limited: false appservice
+        limits.event("@bridgebot:example.org")
+    limits.event("@human:example.org")
+    with pytest.raises(MatrixError) as refused:
+        limits.event("@human:example.org")
+    assert refused.value.errcode == "M_LIMIT_EXCEEDED"
+
+
+def _with_appservices(config, registrations):
+    import dataclasses
+    return dataclasses.replace(config, app_services=tuple(registrations))
+
+
+class _Facts:
+    def __init__(self, aliases=(), members=()):
+        self._aliases, self._members = list(aliases), list(members)
+
+    async def aliases(self, room_id):
+        return self._aliases
+
+    async def members(self, room_id):
+        return self._members
+
+
+class _Event:
+    def __init__(self, sender, room_id="!r:example.org", type="m.room.message", state_key=None):
+        self.sender, self.room_id, self.type, self.state_key = sender, room_id, type, state_key
+
+
+@pytest.mark.parametrize("event, facts, wanted", [
+    (_Event("@olvid_bob:example.org"), _Facts(), True),  # sender in the namespace
+    (_Event("@human:example.org", type="m.room.member", state_key="@olvid_bob:example.org"), _Facts(), True),
+    (_Event("@human:example.org", room_id="!portal7:example.org"), _Facts(), True),  # room namespace
+    (_Event("@human:example.org"), _Facts(aliases=["#olvid_chat:example.org"]), True),  # a room alias
+    (_Event("@human:example.org"), _Facts(members=["@olvid_bob:example.org"]), True),  # a member
+    (_Event("@human:example.org"), _Facts(aliases=["#other:example.org"], members=["@human:example.org"]), False),
+])
+def test_which_events_an_appservice_is_sent(event, facts, wanted):
+    from twisted.internet import defer
+
+    from homeserver.services.appservice_sender import event_interests
+
+    registration = parse_registration(GOOD, "f", "example.org")
+    result = defer.ensureDeferred(event_interests(registration, event, facts))
+    assert result.result is wanted
+
+
+def test_ip_range_whitelist_limits_where_the_as_token_is_used_from():
+    r = parse_registration(dict(GOOD, ip_range_whitelist=["127.0.0.0/8", "::1/128"]), "f", "example.org")
+    assert r.allows_address("127.0.0.1") and r.allows_address("::1")
+    assert not r.allows_address("10.1.2.3") and not r.allows_address("not an address")
+    assert parse_registration(GOOD, "f", "example.org").allows_address("10.1.2.3")
+    with pytest.raises(ConfigError, match="ip_range_whitelist"):
+        parse_registration(dict(GOOD, ip_range_whitelist=["300.0.0.0/8"]), "f", "example.org")

@@ -8,6 +8,7 @@ and a homeserver restart with nothing lost nor duplicated; and the error paths.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import threading
@@ -33,11 +34,30 @@ def _write_registration(directory: str, name: str, content: dict) -> str:
 
 
 class _Misbehaving(BaseHTTPRequestHandler):
-    """A stand-in appservice that answers /badstatus/... with a 500 and /notjson/... with HTML."""
+    """Stand-in appservices: /badstatus/... answers a 500, /notjson/... HTML, and /tp/... serves the
+    third-party lookups of the protocol testproto (when asked with its hs_token)."""
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status, body = (500, b'{"errcode": "M_UNKNOWN"}') if self.path.startswith("/badstatus") else (200, b"<html>")
+        self._answer(status, body)
+
+    def do_GET(self):  # noqa: N802
+        prefix = "/tp/_matrix/app/v1/thirdparty/"
+        if self.headers.get("Authorization") != "Bearer hs_tp_token" or not self.path.startswith(prefix):
+            return self._answer(403, b"{}")
+        path, _, query = self.path[len(prefix):].partition("?")
+        if path == "protocol/testproto":
+            found = {"user_fields": ["handle"], "location_fields": [], "icon": "mxc://x/y", "field_types": {},
+                     "instances": [{"network_id": "net1", "desc": "Test network", "fields": {}}]}
+        elif path == "user/testproto":
+            found = [{"userid": "@ghost_tp:test.local", "protocol": "testproto", "fields": {"query": query}},
+                     {"protocol": "testproto"}]  # the second, malformed, is left out
+        else:
+            return self._answer(404, b"{}")
+        self._answer(200, json.dumps(found).encode())
+
+    def _answer(self, status: int, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -68,12 +88,15 @@ def setup(homeserver_factory, tmp_path_factory, misbehaving):
     down = registration("down", f"http://127.0.0.1:{free_port(bridge_port, crypto_port)}", SERVER_NAME,
                         namespaces={"users": [], "aliases": [], "rooms": []})
     crypto = registration("crypto", f"http://127.0.0.1:{crypto_port}", SERVER_NAME, prefix="crypt_",
-                          **{"org.matrix.msc3202": True, "io.element.msc4190": True})
+                          receive_ephemeral=False,  # the older MSC2409 flag instead: the unstable field name
+                          **{"org.matrix.msc3202": True, "io.element.msc4190": True,
+                             "de.sorunome.msc2409.push_ephemeral": True})
     empty = {"users": [], "aliases": [], "rooms": []}
     bad_status = registration("badstatus", f"{misbehaving}/badstatus", SERVER_NAME, namespaces=empty)
     not_json = registration("notjson", f"{misbehaving}/notjson", SERVER_NAME, namespaces=empty)
+    third_party = registration("tp", f"{misbehaving}/tp", SERVER_NAME, namespaces=empty)
     files = [_write_registration(directory, f"{r['id']}.yaml", r)
-             for r in (reg, no_url, down, crypto, bad_status, not_json)]
+             for r in (reg, no_url, down, crypto, bad_status, not_json, third_party)]
     server = homeserver_factory(app_service_config_files=files)
     bridge = Bridge(reg, server.base_url, SERVER_NAME, bridge_port).start()
     crypto_bridge = Bridge(crypto, server.base_url, SERVER_NAME, crypto_port, prefix="crypt_").start()
@@ -166,6 +189,9 @@ def test_masquerading_and_tokens(setup):
     status, body = server.request("POST", "/register", {"type": "m.login.application_service",
                                                         "username": ghost_id[1:].split(":")[0]}, token)
     assert status == 200 and body["user_id"] == ghost_id and "access_token" in body
+    status, body = server.request("POST", "/register", {"type": "m.login.application_service", "inhibit_login": True,
+                                                        "username": unique("ghost_quiet")}, token)
+    assert status == 200 and "access_token" not in body and "device_id" not in body
     status, body = server.request("GET", f"/account/whoami?user_id={q(ghost_id)}", token=token)
     assert (status, body["user_id"]) == (200, ghost_id)
     status, body = server.request("GET", "/account/whoami", token=token)
@@ -182,6 +208,10 @@ def test_masquerading_and_tokens(setup):
     status, body = server.request("POST", "/login", {"type": "m.login.application_service",
                                                      "identifier": {"type": "m.id.user", "user": ghost_id}}, token)
     assert status == 200 and body["user_id"] == ghost_id
+    assert server.request("GET", "/account/whoami", token=body["access_token"])[1]["user_id"] == ghost_id
+    status, body = server.request("POST", "/login", {"type": "m.login.application_service", "identifier": {
+        "type": "m.id.user", "user": f"@ghost_{unique('never')}:{SERVER_NAME}"}}, token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")  # not registered (Synapse's answer too)
     status, body = server.request("POST", "/register", {"type": "m.login.application_service",
                                                         "username": unique("ghost_x")}, "as_wrong_token")
     assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
@@ -199,9 +229,14 @@ def test_exclusive_namespaces(setup):
     assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
     status, body = user.request("POST", "/createRoom", {"room_alias_name": alias[1:].split(":")[0]})
     assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
-    # The bridge itself may take it.
+    # The bridge itself may take it, and publish its room (application service room directory).
     bridge_room = bridge.run(bridge.bot.create_room(alias_localpart=alias[1:].split(":")[0]))
     assert user.ok("GET", f"/directory/room/{q(alias)}")["room_id"] == bridge_room
+    path = f"/directory/list/appservice/testproto/{q(bridge_room)}"
+    assert server.request("PUT", path, {"visibility": "public"}, bridge.reg["as_token"]) == (200, {})
+    assert user.ok("GET", f"/directory/list/room/{q(bridge_room)}") == {"visibility": "public"}
+    status, body = user.request("PUT", path, {"visibility": "private"})
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 
 
 def test_user_and_alias_queries(setup):
@@ -252,6 +287,10 @@ def test_ephemeral_events(setup, portal):
     alice.ok("POST", f"/rooms/{q(room_id)}/receipt/m.read/{q(event_id)}", {})
     bridge.wait_for(lambda: any(e["type"] == "m.receipt" and event_id in e["content"] for e in bridge.ephemeral),
                     "alice's receipt")
+    alice.ok("PUT", f"/presence/{q(alice.user_id)}/status", {"presence": "unavailable", "status_msg": "away"})
+    bridge.wait_for(lambda: any(e["type"] == "m.presence" and e["sender"] == alice.user_id
+                                and e["content"].get("status_msg") == "away" for e in bridge.ephemeral),
+                    "alice's presence")
 
 
 def test_encrypted_appservice_extensions(setup):
@@ -294,16 +333,24 @@ def test_encrypted_appservice_extensions(setup):
     assert device.upload(device_keys=device.device_keys())[0] == 200
     bridge.wait_for(lambda: any(alice.user_id in changed for changed in bridge.device_lists),
                     "alice in device_lists.changed")
+    # Registered with de.sorunome.msc2409.push_ephemeral: typing comes as de.sorunome.msc2409.ephemeral.
+    alice.ok("PUT", f"/rooms/{q(room_id)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 30000})
+    bridge.wait_for(lambda: any(e["type"] == "m.typing" and e["room_id"] == room_id for e in bridge.ephemeral),
+                    "alice typing, under the unstable name")
 
 
-def test_thirdparty_protocol_lookup_reaches_the_bridge(setup):
-    """GET /thirdparty/protocols asks the bridge (mautrix serves no protocol metadata: an empty answer)."""
+def test_thirdparty_lookups(setup):
+    """The client's /thirdparty/* answered by the appservices of the protocol (mautrix serves none: skipped)."""
     server, bridge, _ = setup
     user = server.register(unique("dave"))
-    assert user.ok("GET", "/thirdparty/protocols") == {}
-    status, body = user.request("GET", "/thirdparty/protocol/testproto")
+    protocols = user.ok("GET", "/thirdparty/protocols")
+    assert list(protocols) == ["testproto"]
+    assert protocols["testproto"]["instances"][0]["instance_id"] == "tp|net1"
+    assert user.ok("GET", "/thirdparty/protocol/testproto")["user_fields"] == ["handle"]
+    found = user.ok("GET", "/thirdparty/user/testproto", params={"handle": "bob"})
+    assert found == [{"userid": "@ghost_tp:test.local", "protocol": "testproto", "fields": {"query": "handle=bob"}}]
+    status, body = user.request("GET", "/thirdparty/protocol/nosuch")
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
-    assert user.ok("GET", "/thirdparty/user/testproto", params={"field": "x"}) == []
 
 
 def test_malformed_registration_refuses_start(homeserver_factory, tmp_path_factory):

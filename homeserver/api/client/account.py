@@ -115,6 +115,8 @@ async def post_login(hs, req: ApiRequest):
         user_id = await hs.auth.user_from_identifier(body)
         if not registration.is_user_in_namespace(user_id):
             raise forbidden("The user is not in the application service's namespace")
+        if not await hs.registration.exists(user_id):
+            raise forbidden("The application service has not registered this user")
     elif body.get("type") == "m.login.password":
         hs.ratelimit.login_address.check(req.client_ip)
         user_id = await hs.auth.user_from_identifier(body)

@@ -6,6 +6,8 @@ Spec v1.19 client-server: "Creation", "Room membership", "Room upgrades",
 
 from __future__ import annotations
 
+from functools import partial
+
 from homeserver.errors import MatrixError, bad_json
 from homeserver.events.identifiers import is_valid_server_name, is_valid_user_id
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, ApiRequest, Endpoint
@@ -129,9 +131,11 @@ async def get_visibility(hs, req: ApiRequest):
     return {"visibility": await hs.directory.get_visibility(req.path_params["roomId"])}
 
 
-async def put_visibility(hs, req: ApiRequest):
+async def put_visibility(hs, req: ApiRequest, *, appservice: bool = False):
+    """PUT /directory/list/room/{roomId}, and the application service's /directory/list/appservice/..."""
     body = req.json()
-    await hs.directory.set_visibility(req.path_params["roomId"], body.get("visibility", "public"), req.requester)
+    await hs.directory.set_visibility(req.path_params["roomId"], body.get("visibility", "public"), req.requester,
+                                      appservice=appservice)
     return {}
 
 
@@ -171,6 +175,7 @@ ROUTES = [
     Endpoint("GET", "/rooms/{roomId}/aliases", room_aliases),
     Endpoint("GET", "/directory/list/room/{roomId}", get_visibility, auth=AUTH_NONE),
     Endpoint("PUT", "/directory/list/room/{roomId}", put_visibility),
+    Endpoint("PUT", "/directory/list/appservice/{networkId}/{roomId}", partial(put_visibility, appservice=True)),
     Endpoint("GET", "/publicRooms", public_rooms, auth=AUTH_OPTIONAL),
     Endpoint("POST", "/publicRooms", public_rooms),
 ]
