@@ -17,6 +17,7 @@ from aiohttp import web
 logger = logging.getLogger(__name__)
 
 MAX_TRANSACTION_BYTES = 16 * 1024 * 1024
+MAX_WEBHOOK_BYTES = 64 * 1024
 
 
 class TransactionSink(Protocol):
@@ -25,6 +26,8 @@ class TransactionSink(Protocol):
     async def query_user(self, user_id: str) -> bool: ...
 
     def health(self) -> tuple[bool, dict]: ...
+
+    async def webhook(self, body: bytes, signature: str) -> bool: ...
 
 
 def _error(status: int, errcode: str, error: str) -> web.Response:
@@ -100,4 +103,12 @@ def build_app(hs_token: str, sink: TransactionSink) -> web.Application:
     app.router.add_post("/_matrix/app/v1/ping", authorised(ping))
     app.router.add_get("/_bridge/live", live)
     app.router.add_get("/_bridge/ready", ready)
+
+    async def webhook(request: web.Request) -> web.Response:
+        """A product's webhook (Oodrive, Tixeo): something changed, the feed says what; 403 unless signed."""
+        body = await request.content.read(MAX_WEBHOOK_BYTES)
+        ok = await sink.webhook(body, request.headers.get("X-Signature", ""))
+        return web.json_response({}) if ok else _error(403, "M_FORBIDDEN", "bad or missing signature")
+
+    app.router.add_post("/_bridge/webhook", webhook)
     return app

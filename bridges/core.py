@@ -84,6 +84,11 @@ class BridgeCore:
                 await asyncio.wait_for(self._worker, STOP_GRACE_S)
         await self.connector.stop()
 
+    async def webhook(self, body: bytes, signature: str) -> bool:
+        """A product's signed webhook call, for connectors that take one (``on_webhook``)."""
+        take = getattr(self.connector, "on_webhook", None)
+        return bool(take) and await take(body, signature)
+
     def health(self) -> tuple[bool, dict]:
         remote = self.connector.connection_state()
         ok = self._homeserver_ok and remote.get("state_event") == "CONNECTED"

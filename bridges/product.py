@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -117,6 +119,10 @@ class ProductAdapter:
 
     async def close(self) -> None:
         await self.http.close()
+
+    async def register_webhook(self, url: str, secret: str) -> None:
+        """Ask the product to POST to ``url``, signed with ``secret``, whenever its feed grows."""
+        await self.http.call("POST", "/v1/webhooks", json={"url": url, "secret": secret})
 
     async def events(self, after: str) -> tuple[list[dict], str]:
         """One page of the feed after the cursor ``after``, and the cursor after that page."""
@@ -230,6 +236,11 @@ def adapter_from(config, adapter_class):
                          float(section.get("timeout_s", 30)))
 
 
+def signature(secret: str, body: bytes) -> str:
+    """``X-Signature`` of a webhook call: hex HMAC-SHA256 of the body."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
 class PolledConnector:
     """The lifecycle a connector over a polled product shares: the adapter opened, the feed polled from
     the stored cursor ``<network_id>.feed`` into ``on_item``, its state as the connection state."""
@@ -253,6 +264,22 @@ class PolledConnector:
         self._poller = FeedPoller(core.store, f"{self.network_id}.feed", self.api.events, self.on_item, self._interval,
                                   self.network_name)
         self._poller.start()
+        webhook_url = self.config.network.get("webhook_url")
+        if webhook_url:  # the feed stays the source of truth; the webhook only says "poll now"
+            try:
+                await self.api.register_webhook(webhook_url, self._webhook_secret())
+            except ProductError as e:
+                logger.warning("%s webhook not registered (%s): polling only", self.network_name, e)
+
+    def _webhook_secret(self) -> str:
+        """Derived from the bridge's own secret: the same across restarts, never configured apart."""
+        return signature(self.config.hs_token, f"webhook:{self.network_id}".encode())
+
+    async def on_webhook(self, body: bytes, given: str) -> bool:
+        if not self._poller or not hmac.compare_digest(signature(self._webhook_secret(), body), given):
+            return False
+        self._poller.poke()
+        return True
 
     async def stop(self) -> None:
         if self._poller:

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import time
-from typing import Any
+from typing import Any, Callable
 
+import aiohttp
 from aiohttp import web
+
+from bridges.product import signature
+
+logger = logging.getLogger(__name__)
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -33,8 +39,9 @@ class StandinState:
             with open(self.path, encoding="utf-8") as f:
                 self.doc = json.load(f)
         else:
-            self.doc = {"next_id": 1, "events": [], "tokens": [], **initial}
+            self.doc = {"next_id": 1, "events": [], "tokens": [], "webhooks": {}, **initial}
             self.save()
+        self.listeners: list[Callable[[dict], None]] = []
 
     def save(self) -> None:
         tmp = self.path + ".tmp"
@@ -51,6 +58,8 @@ class StandinState:
         event = {"id": str(len(self.doc["events"]) + 1), "type": event_type,
                  "at": int(time.time() * 1000), **fields}
         self.doc["events"].append(event)
+        for listener in self.listeners:
+            listener(event)
         return event
 
     def events_after(self, after: str, limit: int) -> dict:
@@ -106,6 +115,34 @@ def build_standin(state: StandinState, client_id: str, client_secret: str, route
                       delay_s=float(body.get("delay_s", 0)), path=str(body.get("path", "")))
         return web.json_response({})
 
+    async def register_webhook(request: web.Request) -> web.Response:
+        body = await request.json()
+        if not str(body.get("url", "")).startswith(("http://", "https://")) or not body.get("secret"):
+            return error(400, "bad_request", "a url and a secret")
+        state.doc["webhooks"][body["url"]] = body["secret"]
+        state.save()
+        return web.json_response({})
+
+    pending: set[asyncio.Task] = set()
+
+    def notify(event: dict) -> None:
+        """POST ``{"id": ...}`` to every registered webhook, signed; failures only logged (the feed keeps it)."""
+        async def post(url: str, secret: str) -> None:
+            body = json.dumps({"id": event["id"]}).encode()
+            try:
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+                    await session.post(url, data=body, headers={"X-Signature": signature(secret, body),
+                                                                "Content-Type": "application/json"})
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                logger.info("webhook %s: %s", url, e)
+
+        for url, secret in state.doc["webhooks"].items():
+            task = asyncio.get_running_loop().create_task(post(url, secret))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    state.listeners.append(notify)
+
     async def events(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "100")), 500)
         return web.json_response(state.events_after(request.query.get("after", ""), limit))
@@ -115,6 +152,7 @@ def build_standin(state: StandinState, client_id: str, client_secret: str, route
     app.router.add_post("/_standin/revoke", revoke)
     app.router.add_post("/_standin/fault", fault)
     app.router.add_get("/v1/events", events)
+    app.router.add_post("/v1/webhooks", register_webhook)
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     return app

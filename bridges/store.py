@@ -99,8 +99,13 @@ class Store:
         await self._run(schema)
 
     async def close(self) -> None:
+        """After the statement under way, if any (a cancelled caller's thread may still be running it)."""
         if self._engine is not None:
-            await asyncio.to_thread(self._engine.conn.close)
+            def close() -> None:
+                with self._lock:
+                    self._engine.conn.close()
+
+            await asyncio.to_thread(close)
 
     async def _run(self, statements: list[tuple[str, Sequence[Any]]], fetch: bool = False) -> list[tuple]:
         def call() -> list[tuple]:

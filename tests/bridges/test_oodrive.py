@@ -339,6 +339,6 @@ def test_latency_from_a_file_added_in_oodrive_to_the_room(product_world, oodrive
             await alice.wait_for(file_event(f"latency-{i}.pdf", linked))
             delays.append(time.monotonic() - start)
         print(f"\nOodrive file -> room ({product_world.kind}): median {statistics.median(delays) * 1000:.0f} ms "
-              f"over {len(delays)} runs (poll interval 200 ms)")
+              f"over {len(delays)} runs (webhook; poll every 5 s)")
 
     as_alice(product_world, scenario)
