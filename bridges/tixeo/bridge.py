@@ -22,6 +22,8 @@ from bridges.tixeo.adapter import HttpTixeo, TixeoAPI
 
 CALL_MEMBER = "org.matrix.msc3401.call.member"
 WIDGETS = "im.vector.modular.widgets"
+COMMANDS = {"meet": "create or reuse this room's Tixeo meeting; its link and widget are posted",
+            "end": "end this room's Tixeo meeting"}
 
 
 def security_profile(join_rule: str, guest_access: str) -> tuple[str, bool]:
@@ -44,17 +46,10 @@ def widget_key(meeting_id: str) -> str:
     return f"tixeo_{meeting_id}"
 
 
-def make_connector(config: BridgeConfig) -> "TixeoConnector":
-    return TixeoConnector(config, adapter_from(config, HttpTixeo))
-
-
 class TixeoConnector(PolledConnector):
     network_id = "tixeo"
     network_name = "Tixeo"
-    commands = {  # answered by command(), which needs the room
-        "meet": "create or reuse this room's Tixeo meeting; its link and widget are posted",
-        "end": "end this room's Tixeo meeting",
-    }
+    commands = COMMANDS  # answered by command(), which needs the room
     api: TixeoAPI
 
     # -- Tixeo -> Matrix ----------------------------------------------------------------------
@@ -159,3 +154,6 @@ class TixeoConnector(PolledConnector):
     async def react(self, portal: Portal, remote_id: str, key: str) -> None:
         """Nothing: Tixeo meetings have no chat."""
 
+
+def make_connector(config: BridgeConfig) -> "TixeoConnector":
+    return TixeoConnector(config, adapter_from(config, HttpTixeo))
