@@ -50,7 +50,7 @@ class MatrixClient:
             await self._session.close()
 
     async def request(self, method: str, path: str, body: Any = None, *, user_id: str | None = None,
-                      ts: int | None = None, params: dict | None = None) -> dict:
+                      ts: int | None = None, params: dict | None = None) -> Any:
         """One JSON request, retried on 429 and on connection errors; MatrixRequestError otherwise."""
         query = dict(params or {})
         if user_id and user_id != self.bot_mxid:
@@ -68,7 +68,7 @@ class MatrixClient:
                         data = data if isinstance(data, dict) else {}
                         raise MatrixRequestError(resp.status, data.get("errcode", "M_UNKNOWN"),
                                                  data.get("error", ""))
-                    return data if isinstance(data, dict) else {}
+                    return data if isinstance(data, (dict, list)) else {}  # a list: GET /rooms/{id}/state
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
                 if attempt == RETRIES - 1:
                     raise

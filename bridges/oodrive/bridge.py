@@ -36,6 +36,20 @@ def version_key(file_id: str, version: int) -> str:
     return f"{file_id}:v{version}"
 
 
+def may_send_state(state: list[dict], user_id: str) -> bool:
+    """Whether ``user_id`` may send state events, from a room's state events (spec: m.room.power_levels;
+    room version 12: the creator and ``additional_creators`` have unlimited power)."""
+    by_type = {e.get("type"): e for e in state if isinstance(e, dict) and e.get("state_key") == ""}
+    create = by_type.get("m.room.create", {})
+    content = create.get("content") or {}
+    if content.get("room_version") == "12" and (
+            user_id == create.get("sender") or user_id in (content.get("additional_creators") or [])):
+        return True
+    levels = (by_type.get("m.room.power_levels") or {}).get("content") or {}
+    users = levels.get("users") if isinstance(levels.get("users"), dict) else {}
+    return users.get(user_id, levels.get("users_default", 0)) >= levels.get("state_default", 50)
+
+
 def parse_duration(text: str) -> int | None:
     """``7d``, ``12h``, ``30m`` ... in seconds; None when it is not one."""
     match = DURATION.match(text.strip().lower())
@@ -235,14 +249,13 @@ class OodriveConnector(PolledConnector):
         return f"Decryption of stored files is {args[0]} for this room."
 
     async def _is_room_admin(self, room_id: str, user_id: str) -> bool:
-        """spec: m.room.power_levels: the user may send state events."""
+        """spec: m.room.power_levels: the user may send state events; in room versions with creator
+        privileges (12), the creators always may."""
         try:
-            levels = await self._core.matrix.request(
-                "GET", f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.power_levels/")
+            state = await self._core.matrix.request("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/state")
         except MatrixRequestError:
             return False
-        users = levels.get("users") if isinstance(levels.get("users"), dict) else {}
-        return users.get(user_id, levels.get("users_default", 0)) >= levels.get("state_default", 50)
+        return may_send_state(state if isinstance(state, list) else [], user_id)
 
     async def _team(self, room_id: str, sender: str, args: list[str]) -> str:
         """An encrypted room with its Oodrive folder linked (and its Tixeo meeting, when a Tixeo bot is

@@ -263,6 +263,17 @@ def test_bad_input_is_a_clear_notice_and_retries_lose_nothing(product_world, ood
         stored = wait_until(lambda: files_named(oodrive, "after-stall.bin"))
         assert len(stored) == 1 and stored[0]["version"] == 1
 
+        # a media download the homeserver refuses (as it refuses an infected file): a notice
+        server = product_world.homeserver.name
+        await alice.send(linked, {"msgtype": "m.file", "body": "gone.bin", "url": f"mxc://{server}/nosuchmedia",
+                                  "info": {"mimetype": "application/octet-stream", "size": 10}})
+        await alice.wait_for(notice("Not delivered to Oodrive: attachment not delivered", linked))
+
+        # revoked tokens are renewed without a word
+        oodrive.control("POST", "/_standin/revoke", {})
+        await upload(alice, b"renewed", "renewed.bin", linked)
+        wait_until(lambda: files_named(oodrive, "renewed.bin"))
+
         # revoked credentials: a clear notice; restored: what Oodrive got meanwhile arrives
         oodrive.control("POST", "/_standin/revoke", {"secret": "rotated"})
         await upload(alice, b"refused", "refused.bin", linked)
@@ -270,6 +281,28 @@ def test_bad_input_is_a_clear_notice_and_retries_lose_nothing(product_world, ood
         oodrive.control("POST", "/_standin/revoke", {"secret": oodrive.client_secret})
         await upload(alice, b"accepted", "accepted.bin", linked)
         wait_until(lambda: files_named(oodrive, "accepted.bin"))
+
+    as_alice(product_world, scenario)
+
+
+def test_an_encrypted_room_is_refused_with_the_reason_until_admins_allow_it(product_world, oodrive):
+    bot = f"@oodrivebot:{product_world.homeserver.name}"
+    oodrive.control("POST", "/v1/folders", {"name": "Secret"}, token=standin_token(oodrive))
+    encrypted = {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEnAC", "sender_key": "k",
+                 "session_id": "s", "device_id": "NIO"}
+
+    async def scenario(alice: NioUser):
+        room = await bot_room(alice, bot)
+        await command(alice, room, "!oodrive link Team/Secret", "now bridged to Team/Secret")
+        await alice.client.room_put_state(room, "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"})
+        for _ in range(2):  # explained once
+            await alice.send(room, encrypted, "m.room.encrypted")
+        await alice.wait_for(notice("This room is encrypted and the bridge may not decrypt it (the setting is off)",
+                                    room))
+        await command(alice, room, "!oodrive decrypt on", "Decryption of stored files is on")
+        await alice.send(room, encrypted, "m.room.encrypted")
+        await alice.wait_for(notice("has no encryption device yet", room))
+        assert alice.count(notice("the setting is off", room)) == 1
 
     as_alice(product_world, scenario)
 

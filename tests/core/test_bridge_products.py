@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from bridges.oodrive.bridge import USAGE_SHARE, parse_duration, parse_share_args, version_key
+from bridges.oodrive.bridge import USAGE_SHARE, may_send_state, parse_duration, parse_share_args, version_key
 from bridges.standin import StandinState
 from bridges.tixeo.bridge import security_profile, widget_content, widget_key
 
@@ -59,3 +59,19 @@ def test_the_feed_pages_from_a_cursor(tmp_path):
     assert state.events_after("5", 10) == {"items": [], "next": "5"}
     state.save()
     assert StandinState(str(tmp_path), {}).events_after("4", 10)["items"][0]["n"] == 4  # survives a restart
+
+
+def test_who_may_change_a_room_setting():
+    def state(version: str, **levels) -> list[dict]:
+        return [{"type": "m.room.create", "state_key": "", "sender": "@creator:x",
+                 "content": {"room_version": version, "additional_creators": ["@co:x"]}},
+                {"type": "m.room.power_levels", "state_key": "", "content": levels}]
+
+    assert may_send_state(state("12", users={"@mod:x": 50}), "@creator:x")
+    assert may_send_state(state("12", users={"@mod:x": 50}), "@co:x")
+    assert may_send_state(state("12", users={"@mod:x": 50}), "@mod:x")
+    assert not may_send_state(state("12", users={"@mod:x": 50}), "@member:x")
+    assert not may_send_state(state("11", users={"@mod:x": 50}), "@creator:x")  # older rooms: the levels say
+    assert may_send_state(state("11", users={"@creator:x": 100}), "@creator:x")
+    assert not may_send_state(state("11", users={"@a:x": 10}, state_default=20), "@a:x")
+    assert may_send_state(state("11", users_default=60), "@anyone:x")
