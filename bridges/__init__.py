@@ -4,10 +4,10 @@ The framework (``core.py`` and its helpers) speaks only the appservice and clien
 HTTP; each bridged product is a package implementing ``connector.Connector``.
 """
 
+import importlib
+
 
 def network_defaults(name: str) -> dict:
-    """The product's section of a new configuration (no optional dependency is imported)."""
-    if name == "olvid":
-        return {"daemon_url": "", "client_key": "", "tls": {},  # "": OLVID_DAEMON_URL, OLVID_CLIENT_KEY
-                "catch_up_window_s": 86400, "resync_interval_s": 60}
-    raise KeyError(name)
+    """The product's section of a new configuration: ``DEFAULTS`` of ``bridges.<name>``, a module that
+    imports no optional dependency."""
+    return dict(importlib.import_module(f"bridges.{name}").DEFAULTS)
