@@ -41,7 +41,7 @@ class BridgeCore:
         self._inbox_wakeup = asyncio.Event()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._worker: asyncio.Task | None = None
-        self._homeserver_ok = False
+        self._started = False
         self._synced_ghosts: set[str] = set()
         self._stopping = False
         self._sending = asyncio.Lock()  # held from a Matrix message's delivery until its mapping is written
@@ -57,7 +57,7 @@ class BridgeCore:
                 logger.warning("homeserver not usable yet (%s); trying again in %.0fs", e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-        self._homeserver_ok = True
+        self._started = True
         self._worker = asyncio.create_task(self._inbox_worker())
         self._inbox_wakeup.set()  # what was acknowledged before a restart and not yet handled
         await self.connector.start(self)
@@ -86,9 +86,10 @@ class BridgeCore:
 
     def health(self) -> tuple[bool, dict]:
         remote = self.connector.connection_state()
-        ok = self._homeserver_ok and remote.get("state_event") == "CONNECTED"
+        homeserver = self._started and self.matrix.reachable
+        ok = homeserver and remote.get("state_event") == "CONNECTED"
         return ok, {"state_event": "CONNECTED" if ok else "TRANSIENT_DISCONNECT",
-                    "homeserver": self._homeserver_ok, "remote": remote}
+                    "homeserver": homeserver, "remote": remote}
 
     # -- appservice side ----------------------------------------------------------------------
     async def accept_transaction(self, txn_id: str, events: list[dict], ephemeral: list[dict]) -> None:
