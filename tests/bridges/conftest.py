@@ -6,11 +6,13 @@ Database-independent: the bridge keeps its own SQLite store; the lead runs these
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 
 import pytest
 import yaml
@@ -31,11 +33,35 @@ MATRIX_USER = "alice"  # invited to every portal
 OUTSIDER = "mallory"  # may have messages relayed, may not command the bot
 
 
+@contextlib.contextmanager
+def bridge_database(tmp_dir: str, postgresql: bool):
+    """The URL of a fresh database for a bridge's store: a new PostgreSQL database beside
+    HEXAGONE_TEST_DATABASE (dropped afterwards) when ``postgresql``, else a SQLite file."""
+    if not postgresql:
+        yield f"sqlite:///{tmp_dir}/bridge.db"
+        return
+    import psycopg
+
+    base = os.environ["HEXAGONE_TEST_DATABASE"]
+    name = f"bridge_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def postgresql_configured() -> bool:
+    return os.environ.get("HEXAGONE_TEST_DATABASE", "").startswith("postgresql://")
+
+
 class BridgeProcess:
     """``hexagone bridge olvid init`` then ``run``, as an admin would."""
 
-    def __init__(self, base_dir: str, homeserver_url: str, domain: str, daemon, *, from_environment: bool,
-                 **bridge):
+    def __init__(self, base_dir: str, homeserver_url: str, domain: str, daemon, *, database: str,
+                 from_environment: bool, **bridge):
         """``from_environment``: the daemon's address and key in OLVID_DAEMON_URL and OLVID_CLIENT_KEY,
         not in the configuration."""
         self.dir = base_dir
@@ -50,6 +76,7 @@ class BridgeProcess:
         with open(self.config_path) as f:
             self.config = yaml.safe_load(f)
         self.config["olvid"]["resync_interval_s"] = 600
+        self.config["database"] = database
         if from_environment:
             self.env.update(OLVID_DAEMON_URL=daemon.url, OLVID_CLIENT_KEY=CLIENT_KEY)
         else:
@@ -131,7 +158,9 @@ def olvid_world(tmp_path_factory, ca, request):  # noqa: F811
     bridge_dir = str(tmp_path_factory.mktemp("bridge"))
     homeserver = homeserver_for(request.param, str(tmp_path_factory.mktemp(request.param)),
                                 os.path.join(bridge_dir, "registration.yaml"), ca)
-    bridge = BridgeProcess(bridge_dir, homeserver.base_url, homeserver.name, daemon,
+    cleanup = contextlib.ExitStack()
+    database = cleanup.enter_context(bridge_database(bridge_dir, postgresql_configured()))
+    bridge = BridgeProcess(bridge_dir, homeserver.base_url, homeserver.name, daemon, database=database,
                            from_environment=request.param == "hexagone",
                            permissions={homeserver.name: "admin", f"@{OUTSIDER}:{homeserver.name}": "relay"}, max_attachment_size=21 * 1000 * 1000,
                            portal_invites=[f"@{MATRIX_USER}:{homeserver.name}"])
@@ -145,3 +174,4 @@ def olvid_world(tmp_path_factory, ca, request):  # noqa: F811
         bridge.stop()
         homeserver.stop()
         daemon.stop()
+        cleanup.close()
