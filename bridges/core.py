@@ -107,15 +107,23 @@ class BridgeCore:
         while not self._stopping:
             await self._inbox_wakeup.wait()
             self._inbox_wakeup.clear()
-            while not self._stopping and (batch := await self.store.pending_events()):
-                for seq, event in batch:
-                    if self._stopping:
-                        return
-                    try:
-                        await self.handle_event(event)
-                    except Exception:  # one event never stops the ones after it
-                        logger.exception("event %s from %s failed", event.get("event_id"), event.get("sender"))
-                    await self.store.event_done(seq)
+            try:
+                await self._drain_inbox()
+            except Exception:  # the store failed: what is left stays in the inbox for the next round
+                logger.exception("the inbox could not be read; trying again in 1s")
+                await asyncio.sleep(1.0)
+                self._inbox_wakeup.set()
+
+    async def _drain_inbox(self) -> None:
+        while not self._stopping and (batch := await self.store.pending_events()):
+            for seq, event in batch:
+                if self._stopping:
+                    return
+                try:
+                    await self.handle_event(event)
+                except Exception:  # one event never stops the ones after it
+                    logger.exception("event %s from %s failed", event.get("event_id"), event.get("sender"))
+                await self.store.event_done(seq)
 
     async def handle_event(self, event: dict) -> None:
         sender, room_id, etype = event["sender"], event["room_id"], event["type"]
