@@ -41,7 +41,7 @@ class BridgeCore:
         self._inbox_wakeup = asyncio.Event()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._worker: asyncio.Task | None = None
-        self._homeserver_ok = False
+        self._started = False
         self._synced_ghosts: set[str] = set()
         self._stopping = False
         self._sending = asyncio.Lock()  # held from a Matrix message's delivery until its mapping is written
@@ -57,7 +57,7 @@ class BridgeCore:
                 logger.warning("homeserver not usable yet (%s); trying again in %.0fs", e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
-        self._homeserver_ok = True
+        self._started = True
         self._worker = asyncio.create_task(self._inbox_worker())
         self._inbox_wakeup.set()  # what was acknowledged before a restart and not yet handled
         await self.connector.start(self)
@@ -91,9 +91,10 @@ class BridgeCore:
 
     def health(self) -> tuple[bool, dict]:
         remote = self.connector.connection_state()
-        ok = self._homeserver_ok and remote.get("state_event") == "CONNECTED"
+        homeserver = self._started and self.matrix.reachable
+        ok = homeserver and remote.get("state_event") == "CONNECTED"
         return ok, {"state_event": "CONNECTED" if ok else "TRANSIENT_DISCONNECT",
-                    "homeserver": self._homeserver_ok, "remote": remote}
+                    "homeserver": homeserver, "remote": remote}
 
     # -- appservice side ----------------------------------------------------------------------
     async def accept_transaction(self, txn_id: str, events: list[dict], ephemeral: list[dict]) -> None:
@@ -111,15 +112,23 @@ class BridgeCore:
         while not self._stopping:
             await self._inbox_wakeup.wait()
             self._inbox_wakeup.clear()
-            while not self._stopping and (batch := await self.store.pending_events()):
-                for seq, event in batch:
-                    if self._stopping:
-                        return
-                    try:
-                        await self.handle_event(event)
-                    except Exception:  # one event never stops the ones after it
-                        logger.exception("event %s from %s failed", event.get("event_id"), event.get("sender"))
-                    await self.store.event_done(seq)
+            try:
+                await self._drain_inbox()
+            except Exception:  # the store failed: what is left stays in the inbox for the next round
+                logger.exception("the inbox could not be read; trying again in 1s")
+                await asyncio.sleep(1.0)
+                self._inbox_wakeup.set()
+
+    async def _drain_inbox(self) -> None:
+        while not self._stopping and (batch := await self.store.pending_events()):
+            for seq, event in batch:
+                if self._stopping:
+                    return
+                try:
+                    await self.handle_event(event)
+                except Exception:  # one event never stops the ones after it
+                    logger.exception("event %s from %s failed", event.get("event_id"), event.get("sender"))
+                await self.store.event_done(seq)
 
     async def handle_event(self, event: dict) -> None:
         sender, room_id, etype = event["sender"], event["room_id"], event["type"]

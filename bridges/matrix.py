@@ -40,6 +40,7 @@ class MatrixClient:
         self._token = as_token
         self.bot_mxid = bot_mxid
         self._session: aiohttp.ClientSession | None = None
+        self.reachable = False  # the last request got an answer (for the bridge's readiness)
 
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self._token}"},
@@ -60,6 +61,7 @@ class MatrixClient:
         for attempt in range(RETRIES):
             try:
                 async with self._session.request(method, self._base + path, json=body, params=query) as resp:
+                    self.reachable = True
                     data = await resp.json(content_type=None) if resp.content_length != 0 else {}
                     if resp.status == 429 and attempt < RETRIES - 1:
                         await asyncio.sleep(min(data.get("retry_after_ms", 500), 5000) / 1000)
@@ -71,6 +73,7 @@ class MatrixClient:
                     return data if isinstance(data, (dict, list)) else {}  # a list: GET /rooms/{id}/state
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
                 if attempt == RETRIES - 1:
+                    self.reachable = False
                     raise
                 await asyncio.sleep(0.2 * 2 ** attempt)
         raise AssertionError("unreachable")

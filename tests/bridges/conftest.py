@@ -6,6 +6,7 @@ Database-independent: the bridge keeps its own SQLite store; the lead runs these
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
 import yaml
@@ -33,13 +35,38 @@ MATRIX_USER = "alice"  # invited to every portal
 OUTSIDER = "mallory"  # may have messages relayed, may not command the bot
 
 
-class BridgeProcess:
-    """``hexagone bridge NAME init`` then ``run``, as an admin would (NAME: olvid, or ``network``'s)."""
+@contextlib.contextmanager
+def bridge_database(tmp_dir: str, postgresql: bool):
+    """The URL of a fresh database for a bridge's store: a new PostgreSQL database beside
+    HEXAGONE_TEST_DATABASE (dropped afterwards) when ``postgresql``, else a SQLite file."""
+    if not postgresql:
+        yield f"sqlite:///{tmp_dir}/bridge.db"
+        return
+    import psycopg
 
-    def __init__(self, base_dir: str, homeserver_url: str, domain: str, daemon, *, from_environment: bool = False,
-                 name: str = "olvid", network: dict | None = None, **bridge):
+    base = os.environ["HEXAGONE_TEST_DATABASE"]
+    name = f"bridge_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def postgresql_configured() -> bool:
+    return os.environ.get("HEXAGONE_TEST_DATABASE", "").startswith("postgresql://")
+
+
+class BridgeProcess:
+    """``hexagone bridge olvid init`` then ``run``, as an admin would."""
+
+    def __init__(self, base_dir: str, homeserver_url: str, domain: str, daemon, *, database: str | None = None,
+                 from_environment: bool = False, name: str = "olvid", network: dict | None = None, **bridge):
         """``from_environment``: the daemon's address and key in OLVID_DAEMON_URL and OLVID_CLIENT_KEY,
-        not in the configuration; ``network``: the product's section (Oodrive, Tixeo)."""
+        not in the configuration; ``network``: the product's section (Oodrive, Tixeo); ``database``: None
+        keeps the SQLite store ``init`` wrote."""
         self.name = name
         self.dir = base_dir
         self.env = dict(os.environ)
@@ -52,6 +79,8 @@ class BridgeProcess:
         self.registration_path = os.path.join(base_dir, "registration.yaml")
         with open(self.config_path) as f:
             self.config = yaml.safe_load(f)
+        if database:
+            self.config["database"] = database
         if name == "olvid":
             self.config["olvid"]["resync_interval_s"] = 600
             if from_environment:
@@ -136,7 +165,9 @@ def olvid_world(tmp_path_factory, ca, request):  # noqa: F811
     bridge_dir = str(tmp_path_factory.mktemp("bridge"))
     homeserver = homeserver_for(request.param, str(tmp_path_factory.mktemp(request.param)),
                                 os.path.join(bridge_dir, "registration.yaml"), ca)
-    bridge = BridgeProcess(bridge_dir, homeserver.base_url, homeserver.name, daemon,
+    cleanup = contextlib.ExitStack()
+    database = cleanup.enter_context(bridge_database(bridge_dir, postgresql_configured()))
+    bridge = BridgeProcess(bridge_dir, homeserver.base_url, homeserver.name, daemon, database=database,
                            from_environment=request.param == "hexagone",
                            permissions={homeserver.name: "admin", f"@{OUTSIDER}:{homeserver.name}": "relay"}, max_attachment_size=21 * 1000 * 1000,
                            portal_invites=[f"@{MATRIX_USER}:{homeserver.name}"])
@@ -150,6 +181,7 @@ def olvid_world(tmp_path_factory, ca, request):  # noqa: F811
         bridge.stop()
         homeserver.stop()
         daemon.stop()
+        cleanup.close()
 
 
 class StandinProcess:

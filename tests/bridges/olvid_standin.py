@@ -430,6 +430,15 @@ class StandinDaemon:
         self.state.publish("delivered", msg_ntf.MessageDeliveredNotification(message=m))
         self.state.publish("read", msg_ntf.MessageReadNotification(message=m))
 
+    def contact_renamed(self, contact_id: int, name: str) -> None:
+        with self.state.lock:
+            contact = self.state.contacts[contact_id]
+            previous = type(contact.details)()
+            previous.CopyFrom(contact.details)
+            contact.display_name = name
+        self.state.publish("contact_details", contact_ntf.ContactDetailsUpdatedNotification(
+            contact=contact, previous_details=previous))
+
     def rename(self, discussion_id: int, title: str) -> None:
         with self.state.lock:
             d = self.state.discussions[discussion_id]

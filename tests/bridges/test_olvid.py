@@ -182,6 +182,12 @@ def test_group_members_join_and_leave_and_the_title_follows(olvid_world, bob):
             await alice.wait_for(lambda r, e: r == room_id and e.get("type") == "m.room.member"
                                  and e.get("state_key") == f"@olvid_{carol}:{domain}"
                                  and e["content"].get("membership") == "leave")
+            daemon.contact_renamed(carol, "Caroline")  # her ghost's name follows (she left: Bob's does)
+            daemon.contact_renamed(bob[0], "Robert")
+            await alice.wait_for(lambda r, e: r == room_id and e.get("type") == "m.room.member"
+                                 and e.get("state_key") == f"@olvid_{bob[0]}:{domain}"
+                                 and e["content"].get("displayname") == "Robert (Olvid)")
+            daemon.contact_renamed(bob[0], "Bob")
             daemon.rename(discussion, "Team (renamed)")
             await alice.wait_for(lambda r, e: r == room_id and e.get("type") == "m.room.name"
                                  and e["content"].get("name") == "Team (renamed)")

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 
 import pytest
 
 from bridges.store import Portal, Store
+from tests.bridges.conftest import bridge_database, postgresql_configured
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/bridge.db"
-        return
-    base = os.environ.get("HEXAGONE_TEST_DATABASE", "")
-    if not base.startswith("postgresql://"):
+    if request.param == "postgresql" and not postgresql_configured():
         pytest.skip("HEXAGONE_TEST_DATABASE does not name a PostgreSQL database")
-    import psycopg
-
-    name = f"bridge_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with bridge_database(str(tmp_path), request.param == "postgresql") as url:
+        yield url
 
 
 def test_mappings_transactions_and_cursors_survive_a_reopen(store_url):

@@ -44,9 +44,9 @@ def test_commands_need_the_prefix_outside_the_management_room(body, management, 
     assert ev.parse_command(body, "!olvid", management) == expected
 
 
-def test_help_lists_every_command():
-    text = ev.help_text("!olvid")
-    assert all(f"!olvid {name}" in text for name in ev.COMMANDS)
+def test_help_lists_every_command_and_the_bridges_own():
+    text = ev.help_text("!olvid", {"list": "the discussions"})
+    assert all(f"!olvid {name}" in text for name in [*ev.COMMANDS, "list"]) and "the discussions" in text
 
 
 @pytest.mark.parametrize("body, expected", [
