@@ -328,10 +328,20 @@ def test_restarts_of_the_bridge_and_the_standin_lose_nothing_and_post_nothing_tw
         await alice.wait_for(file_event("after-restart.pdf", linked))
         bridge.stop()
         bridge.start()
+        # killed (SIGKILL) while bridging a burst: the restart resumes from the stored cursor, and a file
+        # posted but not yet recorded is resent with the same transaction id (deduplicated)
+        for i in range(5):
+            add_file(oodrive, folder["id"], carol, f"burst-{i}.pdf", b"burst %d" % i)
+        await alice.wait_for(file_event("burst-0.pdf", linked))
+        bridge.kill()
+        bridge.start()
+        for i in range(5):
+            await alice.wait_for(file_event(f"burst-{i}.pdf", linked))
         add_file(oodrive, folder["id"], carol, "marker.pdf", b"marker")
         await alice.wait_for(file_event("marker.pdf", linked))
         await alice.sync_once(0)
-        for name in ("while-away.pdf", "after-restart.pdf", "report.pdf", "big-in.bin"):
+        for name in ("while-away.pdf", "after-restart.pdf", "report.pdf", "big-in.bin",
+                     *(f"burst-{i}.pdf" for i in range(5))):
             assert alice.count(file_event(name, linked)) <= (2 if name == "report.pdf" else 1), name
         for name in ("posted-away.bin", "during-restart.bin", "minutes.bin"):
             assert len(files_named(oodrive, name)) <= 1 and \
