@@ -232,6 +232,22 @@ def cmd_port_db(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
+# bridge (a separate appservice process: see bridges/cli.py)
+# ---------------------------------------------------------------------------
+
+
+def _bridge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bridge_args", nargs=argparse.REMAINDER, metavar="NAME init|run ...",
+                   help="see: hexagone bridge --help")
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from bridges.cli import main as bridge_main
+
+    return bridge_main(args.bridge_args)
+
+
+# ---------------------------------------------------------------------------
 # dispatch
 # ---------------------------------------------------------------------------
 
@@ -242,6 +258,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Han
     "run": ("run the homeserver", _run_arguments, cmd_run),
     "register-user": ("create a user account", _register_user_arguments, cmd_register_user),
     "port-db": ("copy this server's SQLite database into PostgreSQL", _port_db_arguments, cmd_port_db),
+    "bridge": ("run or set up a bridge to another network (hexagone bridge NAME init|run)", _bridge_arguments,
+               cmd_bridge),
 }
 
 

@@ -1,0 +1,387 @@
+"""The Oodrive bridge end to end: matrix-nio users on a real homeserver, the bridge process, and the
+Oodrive stand-in (``hexagone bridge oodrive standin``) driven over its contract and its test controls."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import statistics
+import time
+import urllib.parse
+import urllib.request
+
+import aiohttp
+import pytest
+
+from tests.bridges.conftest import BIG_FILE_MB, MATRIX_USER
+from tests.bridges.nio_user import NioUser, run
+
+LATENCY_RUNS = int(os.environ.get("HEXAGONE_BRIDGE_LATENCY_RUNS", "50"))
+
+
+def as_alice(world, scenario):
+    """Run ``scenario(alice)`` with a fresh login of the Matrix user."""
+    async def logged_in():
+        alice = await NioUser.login(world.homeserver, MATRIX_USER)
+        try:
+            return await scenario(alice)
+        finally:
+            await alice.close()
+
+    return run(logged_in())
+
+
+def needs_media(world) -> None:
+    if not world.has_media:
+        pytest.skip(f"{world.kind} serves no media in this build (the media repository is on its own branch)")
+
+
+def standin_token(standin) -> str:
+    body = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": standin.client_id,
+                                   "client_secret": standin.client_secret}).encode()
+    with urllib.request.urlopen(standin.url + "/oauth/token", body, timeout=10) as resp:
+        return json.loads(resp.read())["access_token"]
+
+
+def notice(text: str, room: str | None = None):
+    return lambda r, e: (room is None or r == room) and e.get("type") == "m.room.message" \
+        and e["content"].get("msgtype") == "m.notice" and text in e["content"].get("body", "")
+
+
+def file_event(name: str, room: str):
+    return lambda r, e: r == room and e.get("type") == "m.room.message" and e["content"].get("body") == name \
+        and "url" in e["content"]
+
+
+async def bot_room(alice: NioUser, bot: str, preset: str = "private_chat") -> str:
+    """A room alice creates and invites ``bot`` to, once the bot joined."""
+    import nio
+    resp = await alice.client.room_create(preset=nio.RoomPreset(preset), invite=[bot],
+                                          power_level_override={"users": {bot: 50}})
+    assert isinstance(resp, nio.RoomCreateResponse), resp
+    await alice.wait_for(lambda r, e: r == resp.room_id and e.get("type") == "m.room.member"
+                         and e.get("state_key") == bot and e["content"].get("membership") == "join")
+    return resp.room_id
+
+
+async def command(alice: NioUser, room: str, body: str, answer: str, timeout: float = 60) -> dict:
+    event_id = await alice.send(room, {"msgtype": "m.text", "body": body})
+    _, event = await alice.wait_for(lambda r, e: notice("", room)(r, e) and (e["content"].get("m.relates_to") or {})
+                                    .get("m.in_reply_to", {}).get("event_id") == event_id, timeout)
+    assert answer in event["content"]["body"], event["content"]["body"]
+    return event
+
+
+@pytest.fixture(scope="module")
+def oodrive(product_world):
+    return product_world.standins["oodrive"]
+
+
+@pytest.fixture(scope="module")
+def folder(oodrive):
+    status, body = oodrive.control("POST", "/v1/folders", {"name": "Docs"}, token=standin_token(oodrive))
+    assert status in (200, 201), body
+    return body
+
+
+@pytest.fixture(scope="module")
+def carol(oodrive):
+    return oodrive.control("POST", "/_standin/users", {"name": "Carol"})[1]
+
+
+@pytest.fixture(scope="module")
+def linked(product_world, folder):
+    bot = f"@oodrivebot:{product_world.homeserver.name}"
+
+    async def scenario(alice: NioUser):
+        import nio
+        plain = await alice.client.room_create(invite=[bot])
+        assert isinstance(plain, nio.RoomCreateResponse)
+        await alice.wait_for(lambda r, e: r == plain.room_id and e.get("state_key") == bot
+                             and e["content"].get("membership") == "join")
+        await command(alice, plain.room_id, "!oodrive link Team/Docs", "the bot needs power to send state")
+        room = await bot_room(alice, bot)
+        await command(alice, room, "!oodrive link Team/Nope", "No Oodrive folder 'Team/Nope'")
+        await command(alice, room, "!oodrive link Team/Docs", "now bridged to Team/Docs")
+        return room
+
+    return as_alice(product_world, scenario)
+
+
+def add_file(oodrive, folder_id: str, user: dict, name: str, data: bytes) -> dict:
+    status, body = oodrive.control("POST", f"/_standin/folders/{folder_id}/files?name={name}&user={user['id']}",
+                                   data=data, headers={"Content-Type": "application/pdf"})
+    assert status == 201, body
+    return body
+
+
+def files_named(oodrive, name: str) -> list[dict]:
+    from bridges.standin import StandinState
+    doc = StandinState(os.path.join(oodrive.dir, "data"), {}).doc
+    return [f for f in doc["files"].values() if f["name"] == name and not f["deleted"]]
+
+
+def wait_until(condition, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, "condition never met"
+        time.sleep(0.05)
+    return result
+
+
+async def upload(alice: NioUser, data: bytes, name: str, room: str, mime: str = "application/octet-stream") -> str:
+    resp, _ = await alice.client.upload(io.BytesIO(data), mime, name, filesize=len(data))
+    return await alice.send(room, {"msgtype": "m.file", "body": name, "filename": name, "url": resp.content_uri,
+                                   "info": {"mimetype": mime, "size": len(data)}})
+
+
+async def sha_of_media(world, alice: NioUser, mxc: str) -> tuple[str, int]:
+    """Stream a media download (authenticated media, else the legacy path) and hash it."""
+    server, media_id = mxc[len("mxc://"):].split("/")
+    headers = {"Authorization": f"Bearer {alice.client.access_token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for path in (f"/_matrix/client/v1/media/download/{server}/{media_id}",
+                     f"/_matrix/media/v3/download/{server}/{media_id}"):
+            async with session.get(world.homeserver.base_url + path) as resp:
+                if resp.status == 404:
+                    continue
+                assert resp.status == 200, await resp.text()
+                digest, size = hashlib.sha256(), 0
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+                return digest.hexdigest(), size
+    raise AssertionError("no download path")
+
+
+def test_files_cross_both_ways_with_versions_renames_deletions_and_shares(product_world, oodrive, folder, carol,
+                                                                          linked):
+    needs_media(product_world)
+    domain = product_world.homeserver.name
+
+    async def scenario(alice: NioUser):
+        # Matrix -> Oodrive, byte-exact, from the bridge's own application (not echoed back)
+        data = os.urandom(300_000)
+        await upload(alice, data, "minutes.bin", linked)
+        stored = wait_until(lambda: files_named(oodrive, "minutes.bin"))
+        assert stored[0]["sha256"] == hashlib.sha256(data).hexdigest() and stored[0]["folder_id"] == folder["id"]
+
+        # Oodrive -> Matrix, from Carol's ghost, byte-exact
+        report = os.urandom(123_456)
+        added = add_file(oodrive, folder["id"], carol, "report.pdf", report)
+        _, first = await alice.wait_for(file_event("report.pdf", linked))
+        assert first["sender"] == f"@oodrive_{carol['id']}:{domain}"
+        assert (await alice.client.get_profile(first["sender"])).displayname == "Carol (Oodrive)"
+        assert first["content"]["msgtype"] == "m.file" and first["content"]["info"]["mimetype"] == "application/pdf"
+        assert await sha_of_media(product_world, alice, first["content"]["url"]) == \
+            (hashlib.sha256(report).hexdigest(), len(report))
+
+        # a new version is a reply to the earlier one
+        add_file(oodrive, folder["id"], carol, "report.pdf", b"version 2")
+        _, second = await alice.wait_for(lambda r, e: file_event("report.pdf", linked)(r, e)
+                                         and e["event_id"] != first["event_id"])
+        assert second["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == first["event_id"]
+
+        # share links, with an expiry and a generated password; bad input
+        answer = await command(alice, linked, "!oodrive share report.pdf --expires 7d --password", "Share link")
+        assert "https://share.oodrive.invalid/s/" in answer["content"]["body"] and "password: " in \
+            answer["content"]["body"] and "7d" in answer["content"]["body"]
+        await command(alice, linked, "!oodrive share nothing.pdf", "No file 'nothing.pdf'")
+        await command(alice, linked, "!oodrive share report.pdf --expires soon", "--expires takes a duration")
+
+        # rename and deletion on the Oodrive side: notices
+        assert oodrive.control("PATCH", f"/_standin/files/{added['id']}?user={carol['id']}",
+                               {"name": "report-final.pdf"})[0] == 200
+        await alice.wait_for(notice("Carol renamed report.pdf to report-final.pdf", linked))
+        assert oodrive.control("DELETE", f"/_standin/files/{added['id']}?user={carol['id']}")[0] == 204
+        await alice.wait_for(notice("Carol deleted report-final.pdf", linked))
+
+        # text stays in Matrix; nothing came back twice
+        await alice.send(linked, {"msgtype": "m.text", "body": "just chatting"})
+        await alice.sync_once(0)
+        assert alice.count(file_event("minutes.bin", linked)) == 1
+        assert alice.count(file_event("report.pdf", linked)) == 2
+
+    as_alice(product_world, scenario)
+
+
+def test_a_big_file_crosses_both_ways_with_bounded_memory(product_world, oodrive, folder, carol, linked, tmp_path):
+    needs_media(product_world)
+    size = BIG_FILE_MB * 1024 * 1024
+    path = tmp_path / "big.bin"
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(BIG_FILE_MB):
+            chunk = os.urandom(1024 * 1024)
+            digest.update(chunk)
+            f.write(chunk)
+    pid = product_world.bridges["oodrive"].process.pid
+
+    async def scenario(alice: NioUser):
+        with open(path, "rb") as f:
+            resp, _ = await alice.client.upload(f, "application/octet-stream", "big-out.bin", filesize=size)
+        await alice.send(linked, {"msgtype": "m.file", "body": "big-out.bin", "url": resp.content_uri,
+                                  "info": {"mimetype": "application/octet-stream", "size": size}})
+        stored = wait_until(lambda: files_named(oodrive, "big-out.bin"), 300)
+        assert stored[0]["sha256"] == digest.hexdigest() and stored[0]["size"] == size
+        status, _ = oodrive.control("POST", f"/_standin/folders/{folder['id']}/files?name=big-in.bin"
+                                            f"&user={carol['id']}", data=path.read_bytes(),
+                                    headers={"Content-Type": "application/octet-stream"})
+        assert status == 201
+        _, event = await alice.wait_for(file_event("big-in.bin", linked), 300)
+        assert await sha_of_media(product_world, alice, event["content"]["url"]) == (digest.hexdigest(), size)
+
+    as_alice(product_world, scenario)
+    with open(f"/proc/{pid}/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) * 1024
+    print(f"\n{BIG_FILE_MB} MB both ways: the bridge's peak resident memory {peak / 2 ** 20:.0f} MB")
+    assert peak < 160 * 1024 * 1024  # bounded: independent of the file's size
+
+
+def test_bad_input_is_a_clear_notice_and_retries_lose_nothing(product_world, oodrive, folder, linked):
+    needs_media(product_world)
+
+    async def scenario(alice: NioUser):
+        # over the product's limit
+        assert oodrive.control("PUT", "/_standin/limits", {"max_file_size": 1000})[0] == 200
+        event_id = await upload(alice, b"x" * 2000, "too-big.bin", linked)
+        await alice.wait_for(notice("over Oodrive's size limit", linked))
+        assert not files_named(oodrive, "too-big.bin")
+        oodrive.control("PUT", "/_standin/limits", {"max_file_size": 2 ** 31})
+        _, status = await alice.wait_for(lambda r, e: e.get("type") == "com.beeper.message_send_status"
+                                         and e["content"]["m.relates_to"]["event_id"] == event_id)
+        assert status["content"]["status"] == "FAIL_PERMANENT"
+
+        # 500s, then a stall longer than the bridge's timeout: retried, stored once
+        oodrive.control("POST", "/_standin/fault", {"status": 500, "count": 2, "path": "/v1/folders"})
+        await upload(alice, b"after errors", "after-500.bin", linked)
+        assert len(wait_until(lambda: files_named(oodrive, "after-500.bin"))) == 1
+        oodrive.control("POST", "/_standin/fault", {"delay_s": 3, "count": 1, "path": "/v1/folders"})
+        await upload(alice, b"after a stall", "after-stall.bin", linked)
+        stored = wait_until(lambda: files_named(oodrive, "after-stall.bin"))
+        assert len(stored) == 1 and stored[0]["version"] == 1
+
+        # a media download the homeserver refuses (as it refuses an infected file): a notice
+        server = product_world.homeserver.name
+        await alice.send(linked, {"msgtype": "m.file", "body": "gone.bin", "url": f"mxc://{server}/nosuchmedia",
+                                  "info": {"mimetype": "application/octet-stream", "size": 10}})
+        await alice.wait_for(notice("Not delivered to Oodrive: attachment not delivered", linked))
+
+        # revoked tokens are renewed without a word
+        oodrive.control("POST", "/_standin/revoke", {})
+        await upload(alice, b"renewed", "renewed.bin", linked)
+        wait_until(lambda: files_named(oodrive, "renewed.bin"))
+
+        # revoked credentials: a clear notice; restored: what Oodrive got meanwhile arrives
+        oodrive.control("POST", "/_standin/revoke", {"secret": "rotated"})
+        await upload(alice, b"refused", "refused.bin", linked)
+        await alice.wait_for(notice("refused the bridge's credentials", linked))
+        oodrive.control("POST", "/_standin/revoke", {"secret": oodrive.client_secret})
+        await upload(alice, b"accepted", "accepted.bin", linked)
+        wait_until(lambda: files_named(oodrive, "accepted.bin"))
+
+    as_alice(product_world, scenario)
+
+
+def test_an_encrypted_room_is_refused_with_the_reason_until_admins_allow_it(product_world, oodrive):
+    bot = f"@oodrivebot:{product_world.homeserver.name}"
+    oodrive.control("POST", "/v1/folders", {"name": "Secret"}, token=standin_token(oodrive))
+    encrypted = {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEnAC", "sender_key": "k",
+                 "session_id": "s", "device_id": "NIO"}
+
+    async def scenario(alice: NioUser):
+        room = await bot_room(alice, bot)
+        await command(alice, room, "!oodrive link Team/Secret", "now bridged to Team/Secret")
+        await alice.client.room_put_state(room, "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"})
+        for _ in range(2):  # explained once
+            await alice.send(room, encrypted, "m.room.encrypted")
+        await alice.wait_for(notice("This room is encrypted and the bridge may not decrypt it (the setting is off)",
+                                    room))
+        await command(alice, room, "!oodrive decrypt on", "Decryption of stored files is on")
+        await alice.send(room, encrypted, "m.room.encrypted")
+        await alice.wait_for(notice("has no encryption device yet", room))
+        assert alice.count(notice("the setting is off", room)) == 1
+
+    as_alice(product_world, scenario)
+
+
+def test_restarts_of_the_bridge_and_the_standin_lose_nothing_and_post_nothing_twice(product_world, oodrive, folder,
+                                                                                   carol, linked):
+    needs_media(product_world)
+    bridge = product_world.bridges["oodrive"]
+
+    async def scenario(alice: NioUser):
+        bridge.stop()
+        add_file(oodrive, folder["id"], carol, "while-away.pdf", b"added while the bridge was down")
+        await upload(alice, b"posted while the bridge was down", "posted-away.bin", linked)
+        bridge.start()
+        await alice.wait_for(file_event("while-away.pdf", linked))
+        wait_until(lambda: files_named(oodrive, "posted-away.bin"))
+
+        oodrive.stop()
+        await upload(alice, b"posted while Oodrive restarts", "during-restart.bin", linked)
+        oodrive.start()
+        wait_until(lambda: files_named(oodrive, "during-restart.bin"))
+        add_file(oodrive, folder["id"], carol, "after-restart.pdf", b"after")
+        await alice.wait_for(file_event("after-restart.pdf", linked))
+        bridge.stop()
+        bridge.start()
+        # killed (SIGKILL) while bridging a burst: the restart resumes from the stored cursor, and a file
+        # posted but not yet recorded is resent with the same transaction id (deduplicated)
+        for i in range(5):
+            add_file(oodrive, folder["id"], carol, f"burst-{i}.pdf", b"burst %d" % i)
+        await alice.wait_for(file_event("burst-0.pdf", linked))
+        bridge.kill()
+        bridge.start()
+        for i in range(5):
+            await alice.wait_for(file_event(f"burst-{i}.pdf", linked))
+        add_file(oodrive, folder["id"], carol, "marker.pdf", b"marker")
+        await alice.wait_for(file_event("marker.pdf", linked))
+        await alice.sync_once(0)
+        for name in ("while-away.pdf", "after-restart.pdf", "report.pdf", "big-in.bin",
+                     *(f"burst-{i}.pdf" for i in range(5))):
+            assert alice.count(file_event(name, linked)) <= (2 if name == "report.pdf" else 1), name
+        for name in ("posted-away.bin", "during-restart.bin", "minutes.bin"):
+            assert len(files_named(oodrive, name)) <= 1 and \
+                all(f["version"] == 1 for f in files_named(oodrive, name)), name
+
+    as_alice(product_world, scenario)
+
+
+def test_team_room_in_one_command(product_world):
+    domain = product_world.homeserver.name
+
+    async def scenario(alice: NioUser):
+        room = await bot_room(alice, f"@oodrivebot:{domain}")
+        answer = await command(alice, room, "!hexagone team Alpha", "Team room 'Alpha' created")
+        assert "Tixeo meeting" in answer["content"]["body"], answer["content"]["body"]
+        team = answer["content"]["body"].split("(", 1)[1].split(")", 1)[0]
+        await alice.wait_for(notice("Tixeo meeting: https://meet.tixeo.invalid/j/", team))
+        assert (await alice.state(team, "m.room.encryption"))["algorithm"] == "m.megolm.v1.aes-sha2"
+        folder = product_world.standins["oodrive"].control("GET", "/v1/folders?path=Team/Alpha",
+                                                           token=standin_token(product_world.standins["oodrive"]))
+        bridge_info = await alice.state(team, "m.bridge", f"net.hexagone.oodrive://oodrive/{folder[1]['id']}")
+        assert bridge_info["channel"]["displayname"] == "Team/Alpha"
+        meeting = product_world.standins["tixeo"].control("GET", f"/v1/meetings?external_ref={team}",
+                                                          token=standin_token(product_world.standins["tixeo"]))
+        assert meeting[1]["items"][0]["security_profile"] == "restricted"
+
+    as_alice(product_world, scenario)
+
+
+def test_latency_from_a_file_added_in_oodrive_to_the_room(product_world, oodrive, folder, carol, linked):
+    needs_media(product_world)
+
+    async def scenario(alice: NioUser):
+        delays = []
+        for i in range(LATENCY_RUNS):
+            start = time.monotonic()
+            add_file(oodrive, folder["id"], carol, f"latency-{i}.pdf", b"%d" % i)
+            await alice.wait_for(file_event(f"latency-{i}.pdf", linked))
+            delays.append(time.monotonic() - start)
+        print(f"\nOodrive file -> room ({product_world.kind}): median {statistics.median(delays) * 1000:.0f} ms "
+              f"over {len(delays)} runs (webhook; poll every 5 s)")
+
+    as_alice(product_world, scenario)
