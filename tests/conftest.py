@@ -15,7 +15,8 @@ if REPO_ROOT not in sys.path:
 
 # Tests that give the same result whatever the database engine: .ci/run runs them in its SQLite pass only
 # (its PostgreSQL pass deselects them with -m "not engine_independent"). Everything under these directories
-# is; elsewhere a module says so itself with ``pytestmark = pytest.mark.engine_independent``.
+# is, but for a module there that says ``pytestmark = pytest.mark.engine_dependent`` (the bridges' own store);
+# elsewhere a module says so itself with ``pytestmark = pytest.mark.engine_independent``.
 ENGINE_INDEPENDENT_DIRS = tuple(os.path.join(REPO_ROOT, "tests", d) + os.sep for d in ("core", "bridges"))
 
 
@@ -23,5 +24,5 @@ def pytest_collection_modifyitems(config, items):
     import pytest
 
     for item in items:
-        if str(item.path).startswith(ENGINE_INDEPENDENT_DIRS):
+        if str(item.path).startswith(ENGINE_INDEPENDENT_DIRS) and item.get_closest_marker("engine_dependent") is None:
             item.add_marker(pytest.mark.engine_independent)

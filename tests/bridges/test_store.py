@@ -10,6 +10,9 @@ from bridges.store import Portal, Store
 from tests.bridges.conftest import bridge_database, postgresql_configured
 
 
+pytestmark = pytest.mark.engine_dependent  # its PostgreSQL half runs in the PostgreSQL pass
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
     if request.param == "postgresql" and not postgresql_configured():
