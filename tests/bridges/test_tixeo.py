@@ -84,18 +84,19 @@ def test_the_first_call_member_of_a_linked_room_starts_a_public_meeting(product_
         await alice.wait_for(notice("The Tixeo meeting has ended", room))
 
         # a MatrixRTC call member (non-empty) in the linked room: a new meeting, its link posted once
-        member = {"application": "m.call", "call_id": "", "scope": "m.room", "device_id": "NIO",
+        device = alice.client.device_id  # a call member's key names the sender's own device (MatrixRTC)
+        member = {"application": "m.call", "call_id": "", "scope": "m.room", "device_id": device,
                   "focus_active": {"type": "livekit"}, "foci_preferred": []}
         await alice.send(room, member, "org.matrix.msc3401.call.member")  # not a state event: ignored
         resp = await alice.client.room_put_state(room, "org.matrix.msc3401.call.member", member,
-                                                 state_key=f"_{alice.user_id}_NIO")
+                                                 state_key=f"_{alice.user_id}_{device}")
         assert hasattr(resp, "event_id"), resp
         await alice.wait_for(lambda r, e: notice(LINK, room)(r, e) and first["id"] not in e["content"]["body"])
         second = meeting_of(tixeo, room)
         assert second["id"] != first["id"] and second["security_profile"] == "public"
         await alice.wait_for(widget_of(second["id"]))
         await alice.client.room_put_state(room, "org.matrix.msc3401.call.member", member,
-                                          state_key=f"_{alice.user_id}_NIO2")
+                                          state_key=f"_{alice.user_id}_{device}_m.call")
         await command(alice, room, "!tixeo meet", "is on")
         assert alice.count(lambda r, e: notice(LINK, room)(r, e) and second["id"] in e["content"]["body"]) == 1
 
