@@ -6,7 +6,6 @@ sender's back-off timers run on a fake clock that the tests advance."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,23 +37,13 @@ from homeserver.storage.streams import StreamIdGenerator
 from tests.integration.fedtls import CertificateAuthority
 from tests.integration.federation import FedServer
 from tests.integration.harness import database_config_for_test, free_port
+from tests.integration.reactor_thread import on_reactor, reactor, wait_for  # noqa: F401 (fixture)
 
 VERSION_PATH = "/_matrix/federation/v1/version"
-DEADLINE_S = 20.0
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def wait_for(predicate, what: str, deadline_s: float = DEADLINE_S):
-    end = time.monotonic() + deadline_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 # -- real servers -----------------------------------------------------------------------------
@@ -206,27 +195,6 @@ def test_keys_through_a_notary(fed, a):
 
 
 # -- in this process: client and sender -------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def reactor():
-    """The global reactor, running on a thread for the rest of the session."""
-    from twisted.internet import reactor as global_reactor
-
-    thread = None
-    if not global_reactor.running:
-        thread = threading.Thread(target=global_reactor.run, kwargs={"installSignalHandlers": False}, daemon=True)
-        thread.start()
-        wait_for(lambda: global_reactor.running, "the reactor to start")
-    yield global_reactor
-    if thread is not None:
-        global_reactor.callFromThread(global_reactor.stop)
-        thread.join(10)
-
-
-def on_reactor(reactor, make_coroutine):
-    """Run ``make_coroutine()`` on the reactor thread and return its result here."""
-    return threads.blockingCallFromThread(reactor, lambda: defer.ensureDeferred(make_coroutine()))
-
 
 def make_client(reactor, server_name: str, key, *, ca_files=(), verify=True, ip_whitelist=("127.0.0.0/8",),
                 whitelist=None, timeout_s: float = 15, minimum_tls: str = "1.2") -> FederationClient:

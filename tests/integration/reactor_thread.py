@@ -1,0 +1,43 @@
+"""The global Twisted reactor running on a thread, for tests that drive this process's own Twisted code
+(clients, scanners, storage providers) against real servers, and the condition wait they share."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from twisted.internet import defer, threads
+
+DEADLINE_S = 20.0
+
+
+def wait_for(predicate, what: str, deadline_s: float = DEADLINE_S):
+    end = time.monotonic() + deadline_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def reactor():
+    """The global reactor, running on a thread for the rest of the session."""
+    from twisted.internet import reactor as global_reactor
+
+    thread = None
+    if not global_reactor.running:
+        thread = threading.Thread(target=global_reactor.run, kwargs={"installSignalHandlers": False}, daemon=True)
+        thread.start()
+        wait_for(lambda: global_reactor.running, "the reactor to start")
+    yield global_reactor
+    if thread is not None:
+        global_reactor.callFromThread(global_reactor.stop)
+        thread.join(10)
+
+
+def on_reactor(reactor, make_coroutine):
+    """Run ``make_coroutine()`` on the reactor thread and return its result here."""
+    return threads.blockingCallFromThread(reactor, lambda: defer.ensureDeferred(make_coroutine()))
