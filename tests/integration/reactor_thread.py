@@ -8,6 +8,7 @@ import time
 
 import pytest
 from twisted.internet import defer, threads
+from twisted.python.threadpool import ThreadPool
 
 DEADLINE_S = 20.0
 
@@ -41,3 +42,12 @@ def reactor():
 def on_reactor(reactor, make_coroutine):
     """Run ``make_coroutine()`` on the reactor thread and return its result here."""
     return threads.blockingCallFromThread(reactor, lambda: defer.ensureDeferred(make_coroutine()))
+
+
+@pytest.fixture(scope="session")
+def run_in_thread(reactor):
+    """A ``run_in_thread(fn, *args)`` on a small thread pool of its own, as the composition root gives one."""
+    pool = ThreadPool(minthreads=1, maxthreads=2, name="test-run-in-thread")
+    pool.start()
+    yield lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args)
+    pool.stop()

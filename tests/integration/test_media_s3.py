@@ -8,11 +8,9 @@ import os
 import resource
 
 import pytest
-from twisted.internet import threads
-from twisted.python.threadpool import ThreadPool
 
 from media_repo.s3 import PART_SIZE, S3Error, S3StorageProvider, check_s3_config
-from tests.integration.reactor_thread import on_reactor, reactor  # noqa: F401 (fixture)
+from tests.integration.reactor_thread import on_reactor, reactor, run_in_thread  # noqa: F401 (fixtures)
 from tests.integration.s3server import S3Server
 
 BIG_MB = int(os.environ.get("HEXAGONE_TEST_S3_BIG_MB", "200"))
@@ -23,14 +21,6 @@ def s3(tmp_path_factory):
     server = S3Server(str(tmp_path_factory.mktemp("s3") / "moto.log"))
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def run_in_thread(reactor):
-    pool = ThreadPool(minthreads=1, maxthreads=2, name="s3-test")
-    pool.start()
-    yield lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args)
-    pool.stop()
 
 
 def write_random(path, size: int) -> str:
