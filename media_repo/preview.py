@@ -47,7 +47,6 @@ MAX_REDIRECTS = 5
 MAX_VALUES = 50  # og:* properties kept from one page
 MAX_VALUE_LENGTH = 2000  # characters of one value
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-URL_PARTS = ("scheme", "netloc", "path", "query", "fragment", "username", "password", "hostname", "port")
 _REDIRECTS = (301, 302, 303, 307, 308)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
 
@@ -139,28 +138,6 @@ def url_blacklisted(url: str, rules: list[dict]) -> bool:
     or a regular expression when the pattern starts with ``^``)."""
     parts = urlsplit(url)
     return any(_rule_matches(rule, parts) for rule in rules)
-
-
-def check_url_blacklist(value: Any, path: str) -> list[str]:
-    """Problems of a ``url_preview_url_blacklist`` value, each starting with its key path."""
-    if not isinstance(value, list):
-        return [f"{path}: must be a list of mappings from URL parts ({', '.join(URL_PARTS)}) to patterns"]
-    problems = []
-    for i, rule in enumerate(value):
-        if not isinstance(rule, dict) or not rule:
-            problems.append(f"{path}[{i}]: must be a non-empty mapping of URL parts to patterns")
-            continue
-        for part, pattern in rule.items():
-            if part not in URL_PARTS:
-                problems.append(f"{path}[{i}].{part}: not a URL part ({', '.join(URL_PARTS)})")
-            elif not isinstance(pattern, str):
-                problems.append(f"{path}[{i}].{part}: must be a string")
-            elif pattern.startswith("^"):
-                try:
-                    re.compile(pattern)
-                except re.error as e:
-                    problems.append(f"{path}[{i}].{part}: not a regular expression: {e}")
-    return problems
 
 
 def ascii_url(url: str) -> str:

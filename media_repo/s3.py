@@ -18,14 +18,14 @@ from typing import Any, Awaitable, Callable
 
 import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config as BotoConfig
 from boto3.exceptions import Boto3Error
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
+
+from homeserver.config.media_backends import check_s3_config
 
 PART_SIZE = 8 * 1024 * 1024
 _ABSENT = ("404", "NoSuchKey", "NotFound")
-CONFIG_KEYS = ("bucket", "endpoint_url", "region_name", "access_key_id", "secret_access_key", "prefix",
-               "storage_class")
 
 
 class S3Error(Exception):
@@ -34,23 +34,6 @@ class S3Error(Exception):
 
 class S3ObjectAbsent(S3Error):
     """The bucket has no object of that key."""
-
-
-def check_s3_config(config: Any, path: str) -> list[str]:
-    """Problems of a provider ``config`` mapping, each starting with its key path (empty when fine)."""
-    if not isinstance(config, dict):
-        return [f"{path}: must be a mapping with at least bucket"]
-    problems = [f"{path}.{k}: unknown S3 option (known: {', '.join(CONFIG_KEYS)})"
-                for k in config if k not in CONFIG_KEYS]
-    if not isinstance(config.get("bucket"), str) or not config["bucket"]:
-        problems.append(f"{path}.bucket: must be the name of the bucket")
-    for k in CONFIG_KEYS[1:]:
-        if config.get(k) is not None and not isinstance(config[k], str):
-            problems.append(f"{path}.{k}: must be a string")
-    if (config.get("access_key_id") is None) != (config.get("secret_access_key") is None):
-        problems.append(f"{path}: set both access_key_id and secret_access_key, or neither "
-                        "(then boto3 finds credentials in its environment)")
-    return problems
 
 
 class S3StorageProvider:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.protocols.basic import FileSender
 from twisted.protocols.policies import TimeoutMixin
+
+from homeserver.config.media_backends import parse_clamd_address
 
 _CHUNK = 256 * 1024
 _MAX_REPLY = 4096
@@ -37,30 +38,6 @@ class ScannerUnavailable(Exception):
 class ScanVerdict:
     clean: bool
     signature: str | None  # the name of the signature found, when not clean
-
-
-def parse_clamd_address(address: str) -> tuple[str, str, int]:
-    """``tcp://HOST:PORT`` -> ("tcp", HOST, PORT); ``unix:PATH`` (or ``unix://PATH``) -> ("unix", PATH, 0).
-
-    Raises ``ValueError`` with the reason for anything else.
-    """
-    if not isinstance(address, str):
-        raise ValueError("must be a string: tcp://HOST:PORT or unix:PATH")
-    if address.startswith("unix:"):
-        path = address[len("unix:"):]
-        if path.startswith("//"):
-            path = path[2:]
-        if not path.startswith("/"):
-            raise ValueError(f"unix:PATH needs an absolute socket path, got {address!r}")
-        return "unix", path, 0
-    parts = urlsplit(address)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != "tcp" or not parts.hostname or port is None or parts.path not in ("", "/"):
-        raise ValueError(f"expected tcp://HOST:PORT or unix:PATH, got {address!r}")
-    return "tcp", parts.hostname, port
 
 
 def parse_reply(reply: bytes) -> ScanVerdict:

@@ -16,10 +16,14 @@ from typing import Any, Iterable
 
 from homeserver.config.table import (IMPLEMENTED_TOP_LEVEL_KEYS, KEYS, SILENTLY_IGNORED_KEYS, SYNAPSE_SUBKEYS,
                                      Key)
+from homeserver.config.media_backends import (PROVIDER_KEYS, S3_CONFIG_KEYS, S3_PROVIDER_MODULE,
+                                              S3_SYNAPSE_ONLY_KEYS, ContentScannerConfig, StorageProviderConfig,
+                                              check_s3_config, check_url_blacklist, parse_clamd_address,
+                                              raise_problems)
 from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
 from homeserver.config.values import (IMPLEMENTED_RESOURCES, SYNAPSE_RESOURCES, ConfigError, DatabaseConfig,
                                       FederationRateLimit, ListenerConfig, RateLimit, check_int,
-                                      conninfo_quote, expand_resources, is_empty, parse_duration_ms,
+                                      conninfo_quote, expand_resources, is_empty, parse_duration_ms, parse_size,
                                       read_secret_file, validate_server_name)
 from homeserver.events.room_versions import CREATABLE_ROOM_VERSIONS, KNOWN_ROOM_VERSIONS
 
@@ -52,6 +56,7 @@ class Reader:
             self.values[key.attribute] = getattr(self, f"kind_{key.kind}")(key, src, leaf)
         self.check_registration()
         self.check_listener_tls()
+        self.check_url_preview()
         self.warn_ignored_top_level()
         return self.values
 
@@ -89,6 +94,51 @@ class Reader:
         """A value checked where it is used (the table's description says where)."""
         value = src.get(leaf)
         return k.default if value is None else value
+
+    def kind_size(self, k: Key, src: dict, leaf: str) -> int:
+        value = src.get(leaf)
+        return k.default if value is None else parse_size(value, k.name)
+
+    def kind_content_scanner(self, k: Key, src: dict, leaf: str) -> ContentScannerConfig | None:
+        value = src.get(leaf)
+        if value is None:
+            return None
+        scanner = self.dict_(leaf, src, k.name)
+        self.check_subkeys(scanner, k.name, ("clamd", "fail_closed"))
+        clamd = scanner.get("clamd")
+        try:
+            parse_clamd_address(clamd)
+        except ValueError as e:
+            raise ConfigError(f"{k.name}.clamd: {e}") from None
+        return ContentScannerConfig(clamd, self.bool_("fail_closed", True, scanner, f"{k.name}.fail_closed"))
+
+    def kind_media_storage_providers(self, k: Key, src: dict, leaf: str) -> list[StorageProviderConfig]:
+        entries = self._typed(leaf, [], src, k.name, list, "a list of provider mappings")
+        providers = []
+        for i, entry in enumerate(entries):
+            path = f"{k.name}[{i}]"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{path}: must be a mapping with module and config")
+            self.check_subkeys(entry, path, PROVIDER_KEYS)
+            module = entry.get("module")
+            if module != S3_PROVIDER_MODULE:
+                raise ConfigError(f"{path}.module: only {S3_PROVIDER_MODULE} (S3, built in) is supported, "
+                                  f"got {module!r}")
+            config = entry.get("config")
+            raise_problems(check_s3_config(config, f"{path}.config"))
+            self.check_subkeys(config, f"{path}.config", S3_CONFIG_KEYS, S3_SYNAPSE_ONLY_KEYS)
+            flags = {f: self.bool_(f, False, entry, f"{path}.{f}")
+                     for f in ("store_local", "store_remote", "store_synchronous")}
+            known = {key: v for key, v in config.items() if key in S3_CONFIG_KEYS}
+            providers.append(StorageProviderConfig(module, config=known, **flags))
+        return providers
+
+    def kind_url_blacklist(self, k: Key, src: dict, leaf: str) -> list[dict]:
+        value = src.get(leaf)
+        if value is None:
+            return list(k.default)
+        raise_problems(check_url_blacklist(value, k.name))
+        return [dict(rule) for rule in value]
 
     def kind_ratelimit(self, k: Key, src: dict, leaf: str) -> RateLimit:
         return self.ratelimit(src.get(leaf), k.name, k.default)
@@ -157,6 +207,11 @@ class Reader:
                 "enable_registration_without_verification: true if you really "
                 "want anyone to register"
             )
+
+    def check_url_preview(self) -> None:
+        if self.values["url_preview_enabled"] and self.values["url_preview_ip_range_blacklist"] is None:
+            raise ConfigError("url_preview_enabled: needs url_preview_ip_range_blacklist (the addresses URL "
+                              "previews must never reach, e.g. your private networks)")
 
     def check_listener_tls(self) -> None:
         for i, lc in enumerate(self.values["listeners"]):

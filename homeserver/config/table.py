@@ -74,9 +74,9 @@ def _in_dir(name: str) -> Callable[[SampleContext], str]:
     return lambda ctx: os.path.join(ctx.config_dir, name)
 
 
-_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RC, _KEYS, _FED = (
+_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RC, _KEYS, _FED, _MEDIA = (
     "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
-    "Rate limiting", "Secrets and keys", "Federation",
+    "Rate limiting", "Secrets and keys", "Federation", "Media repository",
 )
 
 KEYS: tuple[Key, ...] = (
@@ -248,6 +248,47 @@ KEYS: tuple[Key, ...] = (
         "Synapse's older key: when set, federation uses it (and no whitelist) instead\n"
         "of ip_range_blacklist and ip_range_whitelist.",
         sample=lambda ctx: ["10.0.0.0/8"], commented=True),
+
+    Key("content_scanner", "content_scanner", None, _MEDIA,
+        "Antivirus: every uploaded file and every file fetched from another server is\n"
+        "scanned by ClamAV's daemon (clamd, INSTREAM protocol) before anyone can\n"
+        "download it; an infected upload is refused with 403 M_FORBIDDEN, an infected\n"
+        "remote file answered 404. clamd: tcp://HOST:PORT or unix:PATH. fail_closed\n"
+        "(default true): refuse media while clamd cannot be reached. Set clamd's\n"
+        "StreamMaxLength to at least max_upload_size, or larger files are refused.\n"
+        "Verdicts are remembered by content hash. (Hexagone's key.)",
+        origin=HEXAGONE, sample=lambda ctx: {"clamd": "unix:/run/clamav/clamd.ctl", "fail_closed": True},
+        commented=True),
+    Key("media_storage_providers", "media_storage_providers", (), _MEDIA,
+        "Extra places media are stored, behind the local media_store_path (which stays\n"
+        "the primary copy and the cache). Synapse's synapse-s3-storage-provider entries\n"
+        "carry over: S3 (or any S3-compatible store) is built in, through boto3.\n"
+        "store_local / store_remote: store local uploads / remote media there;\n"
+        "store_synchronous: the upload answers only once stored there. A file missing\n"
+        "locally is fetched from the providers into media_store_path.",
+        sample=lambda ctx: [{
+            "module": "s3_storage_provider.S3StorageProviderBackend", "store_local": True,
+            "store_remote": True, "store_synchronous": True,
+            "config": {"bucket": "my-media-bucket", "endpoint_url": "https://s3.example.org",
+                       "region_name": "eu-west-3", "access_key_id": "...", "secret_access_key": "..."}}],
+        commented=True),
+    Key("url_preview_enabled", "bool", False, _MEDIA,
+        "Let clients ask this server for previews of web pages: it then fetches any\n"
+        "URL a user gives it, within the limits below. Needs\n"
+        "url_preview_ip_range_blacklist."),
+    Key("url_preview_ip_range_blacklist", "ip_ranges", None, _MEDIA,
+        "IP ranges URL previews never connect to (checked on the resolved address, on\n"
+        "each redirect). Required when url_preview_enabled is true.",
+        sample=lambda ctx: list(DEFAULT_IP_RANGE_BLACKLIST)),
+    Key("url_preview_ip_range_whitelist", "ip_ranges", (), _MEDIA,
+        "Exceptions to url_preview_ip_range_blacklist."),
+    Key("url_preview_url_blacklist", "url_blacklist", (), _MEDIA,
+        "URLs never previewed: each entry maps URL parts (scheme, netloc, path, query,\n"
+        "fragment, username, password, hostname, port) to a glob, or to a regular\n"
+        "expression when it starts with ^; a URL matching every part of one entry is\n"
+        "refused.", sample=lambda ctx: [{"netloc": "*.internal.example.org"}], commented=True),
+    Key("max_spider_size", "size", 10 * 1024 * 1024, _MEDIA,
+        "The largest page or image a URL preview downloads.", sample=lambda ctx: "10M"),
 )
 
 # Sub-keys of implemented sections that Synapse knows and Hexagone does not implement yet.

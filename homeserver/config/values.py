@@ -127,6 +127,21 @@ def parse_duration_ms(value: Any, key: str) -> int:
     )
 
 
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
+def parse_size(value: Any, key: str) -> int:
+    """Synapse size: an int (bytes) or a string like "10M", "50K", "1G" (powers of 1024). Returns bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+    raise ConfigError(f"{key}: must be a size like 10M, 512K, 1G or a number of bytes, got {value!r}")
+
+
 def validate_server_name(value: Any, key: str = "server_name") -> str:
     """A Matrix server name: hostname / IP literal with an optional port."""
     if not isinstance(value, str) or not value.strip():

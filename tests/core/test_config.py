@@ -433,7 +433,7 @@ def test_open_registration_without_verification_refused(cfg_dir):
 @pytest.mark.parametrize(
     "key,value",
     [
-        ("url_preview_enabled", True),
+        ("url_preview_accept_language", ["en-GB"]),
         ("email", {"smtp_host": "mail.example.org", "notif_from": "x <x@example.org>"}),
         ("oidc_providers", [{"idp_id": "google", "issuer": "https://accounts.google.com/"}]),
         # rate limits of features Hexagone does not have yet
@@ -587,8 +587,8 @@ def test_synapse_sample_with_postgres(tmp_path, caplog):
     warnings = config_warnings(caplog)
     assert sorted(w.split()[1].rstrip(":") for w in warnings) == [
         "form_secret", "macaroon_secret_key", "max_upload_size", "media_store_path", "pid_file",
-        "url_preview_enabled", "url_preview_ip_range_blacklist",
     ]
+    assert (c.url_preview_enabled, c.url_preview_ip_range_blacklist) == (True, ["127.0.0.0/8"])
 
 
 def test_postgres_password_sources(cfg_dir, monkeypatch):

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from homeserver.errors import MatrixError
-from media_repo.preview import (MAX_VALUE_LENGTH, ascii_url, check_url_blacklist, parse_html_preview,
-                                url_blacklisted)
+from homeserver.config.media_backends import check_url_blacklist
+from media_repo.preview import MAX_VALUE_LENGTH, ascii_url, parse_html_preview, url_blacklisted
 
 
 def test_open_graph_first_wins_and_fallbacks():

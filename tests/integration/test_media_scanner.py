@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from media_repo.scanner import ClamdScanner, ScannerUnavailable, ScanVerdict, parse_clamd_address, parse_reply
+from homeserver.config.media_backends import parse_clamd_address
+from media_repo.scanner import ClamdScanner, ScannerUnavailable, ScanVerdict, parse_reply
 from tests.integration.clamd import EICAR, SIGNATURE, ClamdProcess, clamd_binary
 from tests.integration.reactor_thread import on_reactor, reactor  # noqa: F401 (fixture)
 
