@@ -12,7 +12,8 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from twisted.internet import defer
+from twisted.internet import defer, task, threads
+from twisted.python.threadpool import ThreadPool
 
 from federation.api import key_server as federation_key_server_api
 from federation.api import keys as federation_keys_api, server as federation_api
@@ -23,7 +24,7 @@ from federation.handlers.queries import FederationQueries
 from federation.handlers.receive import PduReceiver
 from federation.handlers.remote_queries import RemoteQueries
 from federation.keys import KeyRing, ServerKeys, parse_old_signing_keys
-from federation.policy import IpRangeFilter
+from federation.policy import IpRangeFilter, federation_allowed
 from federation.rejections import FederationRejections
 from federation.request_auth import FederationAuthenticator
 from federation.room_servers import RoomServers
@@ -85,6 +86,10 @@ from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
+from media_repo import storage as media_storage
+from media_repo.api import client as media_client_api
+from media_repo.filestore import FileStore
+from media_repo.service import MediaRepository, MediaSettings
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +110,15 @@ STORAGE_DOMAINS = {
     "presence": presence_storage.MIGRATIONS,
     "user_directory": user_directory_storage.MIGRATIONS,
     "search": search_storage.MIGRATIONS,
+    "media": media_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api,
-                      push_rules_api, presence_api, user_directory_api, search_api]
+                      push_rules_api, presence_api, user_directory_api, search_api, media_client_api]
+MEDIA_THREADS = 2  # Pillow, fsync and renames of media files: never the reactor's global pool
+RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
 
 @dataclass
 class HomeServer:
@@ -151,6 +159,8 @@ class HomeServer:
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
     openid: OpenIdTokens
     resource: MatrixResource
+    media: MediaRepository
+    media_pool: ThreadPool
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
     @property
@@ -265,6 +275,10 @@ def build_server(config, reactor) -> HomeServer:
         edus.on_room_events,  # presence to a room's new members, after the join PDU is queued to them
     ])
 
+    media_pool = ThreadPool(minthreads=0, maxthreads=MEDIA_THREADS, name="media")  # no thread until used
+    media_pool.start()
+    media = _build_media(config, reactor, db, media_pool, remote=None)
+
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
                               db_counters=lambda: (db.txn_count, db.round_trips),
@@ -280,10 +294,27 @@ def build_server(config, reactor) -> HomeServer:
                     account_data=account_data, receipts=receipts, typing=typing, push=push,
                     user_directory=user_directory, search=search, federation=transport,
                     federation_handler=federation_handler, federation_rejections=rejections,
-                    openid=OpenIdTokens(reactor), resource=resource)
+                    openid=OpenIdTokens(reactor), resource=resource, media=media, media_pool=media_pool)
     for module in CLIENT_API_MODULES:
         router.bind(hs, module.ROUTES)
     return hs
+
+
+def _build_media(config, reactor, db, pool: ThreadPool, remote) -> MediaRepository:
+    """The media repository: its store under media_store_path (swept of half-received files), its tables."""
+    files = FileStore(config.media_store_path)
+    files.prepare()
+    settings = MediaSettings(
+        max_upload_size=config.max_upload_size, upload_limits=tuple(config.media_upload_limits),
+        authenticated_media=config.enable_authenticated_media, max_pending_uploads=config.max_pending_media_uploads,
+        unused_expiration_ms=config.unused_expiration_time_ms, thumbnail_sizes=tuple(config.thumbnail_sizes),
+        dynamic_thumbnails=config.dynamic_thumbnails, max_image_pixels=config.max_image_pixels,
+        retention=config.media_retention)
+    return MediaRepository(
+        store=media_storage.MediaStore(db), files=files, clock=reactor, server_name=config.server_name,
+        run_in_thread=lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args), settings=settings,
+        federation_allowed=lambda server: federation_allowed(config.federation_domain_whitelist, server),
+        remote=remote)
 
 
 def _build_transport(config, reactor, db, signing_key) -> FederationTransport:
@@ -373,6 +404,10 @@ def listen(hs: HomeServer) -> list:
                 logger.info("Not listening on %s:%d: %s", address, listener.port, e)
         logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
+    retention = task.LoopingCall(lambda: defer.ensureDeferred(hs.media.apply_retention()).addErrback(
+        lambda f: logger.error("media_retention failed: %s", f.getTraceback())))
+    retention.clock = hs.reactor
+    hs.reactor.callWhenRunning(retention.start, RETENTION_INTERVAL_S, now=True)
     hs.reactor.callWhenRunning(hs.federation_handler.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
@@ -404,6 +439,7 @@ async def shutdown(hs: HomeServer) -> None:
         except defer.TimeoutError:
             tracker.abort_connections()
     hs.federation.sender.stop()
+    hs.media_pool.stop()
     await hs.federation.client.close()
     try:
         for service in (hs.push, hs.search, hs.user_directory, hs.federation_handler):  # their listeners' writes

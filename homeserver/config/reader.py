@@ -22,9 +22,10 @@ from homeserver.config.media_backends import (PROVIDER_KEYS, S3_CONFIG_KEYS, S3_
                                               raise_problems)
 from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
 from homeserver.config.values import (IMPLEMENTED_RESOURCES, SYNAPSE_RESOURCES, ConfigError, DatabaseConfig,
-                                      FederationRateLimit, ListenerConfig, RateLimit, check_int,
-                                      conninfo_quote, expand_resources, is_empty, parse_duration_ms, parse_size,
-                                      read_secret_file, validate_server_name)
+                                      FederationRateLimit, ListenerConfig, MediaRetention, RateLimit,
+                                      ThumbnailSize, UploadLimit, check_int, conninfo_quote, expand_resources,
+                                      is_empty, parse_duration_ms, parse_size, read_secret_file,
+                                      validate_server_name)
 from homeserver.events.room_versions import CREATABLE_ROOM_VERSIONS, KNOWN_ROOM_VERSIONS
 
 logger = logging.getLogger("homeserver.config")
@@ -74,6 +75,9 @@ class Reader:
     def kind_path(self, k: Key, src: dict, leaf: str) -> str | None:
         return self.path_(leaf, k.default, src, k.name)
 
+    def kind_media_store_path(self, k: Key, src: dict, leaf: str) -> str:
+        return self.path_(leaf, os.path.join(self.config_dir, "media_store"), src, k.name)
+
     def kind_str_list(self, k: Key, src: dict, leaf: str) -> list[str]:
         return self.str_list(leaf, list(k.default), src, k.name)
 
@@ -90,14 +94,47 @@ class Reader:
         value = src.get(leaf)
         return k.default if value is None else parse_duration_ms(value, k.name)
 
+    def kind_size(self, k: Key, src: dict, leaf: str) -> int:
+        value = src.get(leaf)
+        return k.default if value is None else parse_size(value, k.name)
+
+    def kind_upload_limits(self, k: Key, src: dict, leaf: str) -> list[UploadLimit]:
+        fields = ("time_period", "max_size")
+        limits = []
+        for path, entry in self.mappings(self._typed(leaf, [], src, k.name, list, "a list of mappings"), k.name,
+                                         fields):
+            if any(entry.get(f) is None for f in fields):
+                raise ConfigError(f"{path}: time_period and max_size are required")
+            limits.append(UploadLimit(parse_duration_ms(entry["time_period"], f"{path}.time_period"),
+                                      parse_size(entry["max_size"], f"{path}.max_size")))
+        return limits
+
+    def kind_thumbnail_sizes(self, k: Key, src: dict, leaf: str) -> list[ThumbnailSize]:
+        value = self._typed(leaf, None, src, k.name, list, "a list of mappings")
+        if value is None:
+            return list(k.default)
+        sizes = []
+        for path, entry in self.mappings(value, k.name, ("width", "height", "method")):
+            method = self.str_("method", "scale", entry, f"{path}.method")
+            if method not in ("crop", "scale"):
+                raise ConfigError(f"{path}.method: must be crop or scale, got {method!r}")
+            sizes.append(ThumbnailSize(self.int_("width", None, 1, 10000, entry, f"{path}.width"),
+                                       self.int_("height", None, 1, 10000, entry, f"{path}.height"), method))
+            if None in (sizes[-1].width, sizes[-1].height):
+                raise ConfigError(f"{path}: width and height are required")
+        return sizes
+
+    def kind_media_retention(self, k: Key, src: dict, leaf: str) -> MediaRetention:
+        value = self.dict_(leaf, src, k.name)
+        fields = ("local_media_lifetime", "remote_media_lifetime")
+        self.check_subkeys(value, k.name, fields)
+        return MediaRetention(*(None if value.get(f) is None else parse_duration_ms(value[f], f"{k.name}.{f}")
+                                for f in fields))
+
     def kind_verbatim(self, k: Key, src: dict, leaf: str) -> Any:
         """A value checked where it is used (the table's description says where)."""
         value = src.get(leaf)
         return k.default if value is None else value
-
-    def kind_size(self, k: Key, src: dict, leaf: str) -> int:
-        value = src.get(leaf)
-        return k.default if value is None else parse_size(value, k.name)
 
     def kind_content_scanner(self, k: Key, src: dict, leaf: str) -> ContentScannerConfig | None:
         value = src.get(leaf)
@@ -293,6 +330,14 @@ class Reader:
             if not isinstance(item, str):
                 raise ConfigError(f"{path or key}[{i}]: must be a string, got {item!r}")
         return list(value)
+
+    def mappings(self, items: list, path: str, fields: tuple[str, ...]) -> Iterable[tuple[str, dict]]:
+        """(path, entry) of each entry of a list of mappings with these sub-keys (others are warned about)."""
+        for i, entry in enumerate(items):
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{path}[{i}]: must be a mapping with {', '.join(fields)}")
+            self.check_subkeys(entry, f"{path}[{i}]", fields)
+            yield f"{path}[{i}]", entry
 
     def dict_(self, key: str, src: dict | None = None, path: str | None = None) -> dict:
         return self._typed(key, {}, src, path, dict, "a mapping")
@@ -603,11 +648,8 @@ class Reader:
         if not isinstance(value, list):
             raise ConfigError("trusted_key_servers: must be a list of {server_name: ...} mappings")
         out = []
-        for i, item in enumerate(value):
-            path = f"trusted_key_servers[{i}]"
-            if not isinstance(item, dict):
-                raise ConfigError(f"{path}: must be a mapping with server_name")
-            self.check_subkeys(item, path, ("server_name", "verify_keys", "accept_keys_insecurely"))
+        for path, item in self.mappings(value, "trusted_key_servers",
+                                        ("server_name", "verify_keys", "accept_keys_insecurely")):
             validate_server_name(item.get("server_name"), f"{path}.server_name")
             entry: dict[str, Any] = {"server_name": item["server_name"]}
             vk = item.get("verify_keys")

@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from homeserver.config.values import DEFAULT_IP_RANGE_BLACKLIST, FederationRateLimit, RateLimit
+from homeserver.config.values import (DEFAULT_IP_RANGE_BLACKLIST, FederationRateLimit, MediaRetention, RateLimit,
+                                      ThumbnailSize)
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION
 
 SYNAPSE = "synapse"  # a key of Synapse's homeserver.yaml, same name and shape
@@ -76,8 +77,13 @@ def _in_dir(name: str) -> Callable[[SampleContext], str]:
 
 _SERVER, _NET, _DIR, _DB, _REG, _TURN, _RC, _KEYS, _FED, _MEDIA = (
     "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
-    "Rate limiting", "Secrets and keys", "Federation", "Media repository",
+    "Rate limiting", "Secrets and keys", "Federation", "Media store",
 )
+
+# Synapse's defaults: two cropped avatar sizes and three scaled previews.
+DEFAULT_THUMBNAIL_SIZES = (ThumbnailSize(32, 32, "crop"), ThumbnailSize(96, 96, "crop"),
+                           ThumbnailSize(320, 240, "scale"), ThumbnailSize(640, 480, "scale"),
+                           ThumbnailSize(800, 600, "scale"))
 
 KEYS: tuple[Key, ...] = (
     Key("server_name", "server_name", None, _SERVER,
@@ -248,6 +254,41 @@ KEYS: tuple[Key, ...] = (
         "Synapse's older key: when set, federation uses it (and no whitelist) instead\n"
         "of ip_range_blacklist and ip_range_whitelist.",
         sample=lambda ctx: ["10.0.0.0/8"], commented=True),
+
+    Key("media_store_path", "media_store_path", None, _MEDIA,
+        "Directory holding uploaded files, thumbnails and the cache of remote media\n"
+        "(default: media_store beside this file). Always the primary copy.",
+        sample=_in_dir("media_store")),
+    Key("max_upload_size", "size", 50 * 1024 ** 2, _MEDIA,
+        "Largest file accepted (uploads, and remote media fetched for our users).\n"
+        "A size in bytes or with a unit: 10K, 50M, 1G.", sample=lambda ctx: "50M"),
+    Key("media_upload_limits", "upload_limits", (), _MEDIA,
+        "Per-user upload quotas: each entry refuses an upload that would take a\n"
+        "user's uploads within time_period over max_size (429 M_RESOURCE_LIMIT_EXCEEDED).",
+        sample=lambda ctx: [{"time_period": "1h", "max_size": "100M"}], commented=True),
+    Key("enable_authenticated_media", "bool", True, _MEDIA,
+        "Media uploaded or fetched while true are served only on the authenticated\n"
+        "endpoints (/_matrix/client/v1/media); the legacy /_matrix/media/v3 ones\n"
+        "serve only what existed before (spec v1.11 \"freeze\")."),
+    Key("max_pending_media_uploads", "int", 5, _MEDIA,
+        "Media IDs a user may hold from /_matrix/media/v1/create without content.", bounds=(1, None)),
+    Key("unused_expiration_time", "duration", 24 * 60 * 60 * 1000, _MEDIA,
+        "How long an ID from /_matrix/media/v1/create stays usable.", attr="unused_expiration_time_ms",
+        sample=lambda ctx: "24h"),
+    Key("max_image_pixels", "size", 32 * 1024 ** 2, _MEDIA,
+        "Images with more pixels than this are never decoded (no thumbnails).",
+        sample=lambda ctx: "32M"),
+    Key("dynamic_thumbnails", "bool", False, _MEDIA,
+        "Generate a thumbnail of the exact size asked for; false: answer with the\n"
+        "nearest of thumbnail_sizes."),
+    Key("thumbnail_sizes", "thumbnail_sizes", DEFAULT_THUMBNAIL_SIZES, _MEDIA,
+        "Thumbnails generated for every uploaded image (method: crop or scale).",
+        sample=lambda ctx: [{"width": t.width, "height": t.height, "method": t.method}
+                            for t in DEFAULT_THUMBNAIL_SIZES]),
+    Key("media_retention", "media_retention", MediaRetention(), _MEDIA,
+        "Delete local media not accessed for local_media_lifetime, and cached remote\n"
+        "media not accessed for remote_media_lifetime (durations; unset: kept).",
+        sample=lambda ctx: {"local_media_lifetime": "90d", "remote_media_lifetime": "14d"}, commented=True),
 
     Key("content_scanner", "content_scanner", None, _MEDIA,
         "Antivirus: every uploaded file and every file fetched from another server is\n"

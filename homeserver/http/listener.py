@@ -3,7 +3,9 @@
 - **Body size** (spec v1.19 client-server "API standards": 413 ``M_TOO_LARGE``): a request is routed
   as soon as its headers are in; a ``Content-Length`` above its route's limit is answered 413 before one
   byte of the body is read, and a chunked body is cut the moment it passes the limit. Either way the
-  connection is closed after the answer, so memory stays bounded whatever a client sends.
+  connection is closed after the answer, so memory stays bounded whatever a client sends. A route
+  declaring a ``spool`` (media uploads) has its body written to that file as it arrives, never held in
+  memory; the file is discarded if the connection is lost before the handler has kept it.
 - **Client address** (``x_forwarded``): behind a reverse proxy, the address the rate limiters and the
   access log see is taken from ``X-Forwarded-For``, only when the direct peer is one of the listener's
   ``trusted_proxies`` (loopback by default). The header is read from the right, skipping trusted
@@ -126,6 +128,25 @@ class ListenerRequest(server.Request):
             command.decode("ascii", "replace"), path.split(b"?", 1)[0].decode("utf-8", "replace"))
         return length is None or length <= self.body_limit
 
+    def gotLength(self, length: int | None) -> None:
+        route = self.matched[0] if self.matched else None
+        spool = getattr(route, "spool", None)
+        if spool is None:
+            super().gotLength(length)
+        else:
+            self.content = spool()
+            self._parsePOSTFormSubmission = False  # a spooled body is stored as sent, never parsed as a form
+
+    def discard_spool(self) -> None:
+        """Remove a spooled body the handler has not kept (or not yet seen)."""
+        discard = getattr(self.content, "discard", None)
+        if discard is not None:
+            discard()
+
+    def connectionLost(self, reason) -> None:
+        self.discard_spool()
+        super().connectionLost(reason)
+
     def handleContentChunk(self, data: bytes) -> None:
         self._received += len(data)
         if self._received > self.body_limit:
@@ -176,6 +197,7 @@ class ListenerChannel(HTTPChannel):
                     self._command.decode("ascii", "replace"),
                     self._path.split(b"?", 1)[0].decode("utf-8", "replace"), self.requests[-1].body_limit)
         self.dataReceived = self.rawDataReceived = self.lineReceived = _drop
+        self.requests[-1].discard_spool()
         body = json.dumps({"errcode": "M_TOO_LARGE", "error": "Request body too large"}).encode()
         self.transport.write(
             b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"

@@ -12,11 +12,13 @@ from urllib.parse import unquote_plus
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IPullProducer
 from twisted.protocols import policies
 from twisted.web import resource, server
 from twisted.web.http import Request
+from zope.interface import implementer
 
-from homeserver.bodies import RawBody, encode_json
+from homeserver.bodies import FileBody, RawBody, encode_json
 from homeserver.config import ListenerConfig
 from homeserver.errors import MatrixError
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest, Router
@@ -147,11 +149,14 @@ class MatrixResource(resource.Resource):
             if found:
                 raise MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request")
             raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
-        body = request.content.read() if request.content is not None else b""  # at most route_for's limit
+        spooled = route.spool is not None and request.content is not None
+        # A spooled body stays in its file; any other is at most route_for's limit.
+        body = request.content.read() if request.content is not None and not spooled else b""
         req = ApiRequest(
             method=method, path=path, path_params=found, args=_query_args(request.args),
             headers={k.decode().lower(): v[-1].decode("latin-1") for k, v in request.requestHeaders.getAllRawHeaders()},
             body=body, client_ip=request.getClientAddress().host, uri=request.uri.decode("utf-8", "replace"),
+            body_file=request.content if spooled else None,
         )
         request.notifyFinish().addErrback(lambda _: [cb() for cb in req.on_disconnect])
         try:
@@ -161,6 +166,9 @@ class MatrixResource(resource.Resource):
                 client = req.requester.user_id if req.requester is not None else req.origin or req.client_ip
                 await self._tarpit.refused(client, e.extra.get("retry_after_ms", 1000))
             raise
+        finally:
+            if spooled:
+                request.content.discard()  # no-op once the handler has kept the file
         if isinstance(result, tuple):
             return result
         return 200, result
@@ -191,6 +199,11 @@ class MatrixResource(resource.Resource):
 
     def _respond(self, request: Request, status: int, body: Any) -> None:
         if request.finished or request._disconnected:
+            if isinstance(body, FileBody):
+                body.file.close()
+            return
+        if isinstance(body, FileBody):
+            self._respond_file(request, status, body)
             return
         if isinstance(body, (bytes, RawBody)):
             payload = body.data if isinstance(body, RawBody) else body
@@ -210,11 +223,62 @@ class MatrixResource(resource.Resource):
             request.write(payload)
         request.finish()
 
+    def _respond_file(self, request: Request, status: int, body: FileBody) -> None:
+        """Stream a file body: the transport pulls the next chunk only once the previous one is sent."""
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", body.content_type)
+        request.setHeader(b"Content-Length", str(body.total).encode())
+        for k, v in {**CORS_HEADERS, **body.headers}.items():
+            request.setHeader(k, v)
+        if request.method == b"HEAD":
+            body.file.close()
+            request.finish()
+            return
+        FileProducer(request, body).start()
+
     def _unexpected(self, failure, request: Request):
         logger.error("Request failed: %s", failure.getTraceback())
         if not request.finished and not request._disconnected:
             request.setResponseCode(500)
             request.finish()
+
+
+@implementer(IPullProducer)
+class FileProducer:
+    """Writes a :class:`FileBody` to a request one chunk per ``resumeProducing`` (a pull producer, so a slow
+    client holds back the reads instead of the server buffering the file)."""
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, request: Request, body: FileBody):
+        self._request = request
+        self._body = body
+        self._left = body.length
+        self._parts = [body.prefix] if body.prefix else []
+
+    def start(self) -> None:
+        self._body.file.seek(self._body.offset)
+        self._request.registerProducer(self, False)
+        self._request.notifyFinish().addBoth(lambda _: self._body.file.close())
+
+    def resumeProducing(self) -> None:
+        if self._request.finished or self._request._disconnected:
+            return
+        if self._parts:
+            self._request.write(self._parts.pop())
+            return
+        data = self._body.file.read(min(self.CHUNK, self._left)) if self._left > 0 else b""
+        if data:
+            self._left -= len(data)
+            self._request.write(data)
+            return
+        if self._body.suffix:
+            self._request.write(self._body.suffix)
+        self._request.unregisterProducer()
+        self._request.finish()  # a file shorter than announced ends early: the client sees a short body
+
+    def stopProducing(self) -> None:
+        self._body.file.close()
 
 
 def _query_args(args: dict[bytes, list[bytes]]) -> dict[str, list[str]]:

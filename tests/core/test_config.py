@@ -444,8 +444,6 @@ def test_open_registration_without_verification_refused(cfg_dir):
         ("rc_reports", {"per_second": 1}),
         # keys read by no code: reported, not silently accepted
         ("app_service_config_files", ["bridges/irc.yaml"]),
-        ("media_store_path", "media"),
-        ("max_upload_size", "100K"),
         ("form_secret", "form"),
         ("form_secret_path", "form.secret"),
         ("macaroon_secret_key", "mac"),
@@ -584,9 +582,10 @@ def test_synapse_sample_with_postgres(tmp_path, caplog):
     assert c.listeners[0].x_forwarded is True
     assert c.signing_key_path == "/data/matrix.example.com.signing.key"
     assert c.suppress_key_server_warning is True
+    assert (c.media_store_path, c.max_upload_size) == ("/data/media_store", 100 * 1024 ** 2)
     warnings = config_warnings(caplog)
     assert sorted(w.split()[1].rstrip(":") for w in warnings) == [
-        "form_secret", "macaroon_secret_key", "max_upload_size", "media_store_path", "pid_file",
+        "form_secret", "macaroon_secret_key", "pid_file",
     ]
     assert (c.url_preview_enabled, c.url_preview_ip_range_blacklist) == (True, ["127.0.0.0/8"])
 

@@ -87,7 +87,7 @@ def test_sizes(value, size):
     assert parse_size(value, "k") == size
 
 
-@pytest.mark.parametrize("value", [-1, True, "1.5M", "10MB", "", None, [1]])
+@pytest.mark.parametrize("value", [-1, True, "1.5M", "10 MiB", "", None, [1]])
 def test_bad_sizes(value):
     with pytest.raises(ConfigError, match="^k: must be a size"):
         parse_size(value, "k")

@@ -18,7 +18,7 @@ from homeserver.http.router import ApiRequest, Endpoint
 from homeserver.requester import Requester
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-API_DIRS = ("homeserver/api", "federation/api")
+API_DIRS = ("homeserver/api", "federation/api", "media_repo/api")
 
 
 def _modules(*dirs: str) -> list[pathlib.Path]:
