@@ -139,38 +139,31 @@ class _CheckedTlsEndpoint:
         raise RequestSendFailed(f"cannot connect to {self._name}: {'; '.join(errors) or 'no address found'}")
 
 
-class BodyReader(protocol.Protocol):
-    """Writes a response body to ``out``; ``done`` fires with its size, or fails with ``too_large()`` past
-    ``limit`` bytes (the connection is then dropped)."""
+class _BodyReader(protocol.Protocol):
+    """Collects a response body, refusing more than ``limit`` bytes."""
 
-    def __init__(self, out, limit: int, too_large: Callable[[int], Exception]):
-        self.out = out
+    def __init__(self, limit: int):
         self.limit = limit
+        self.chunks: list[bytes] = []
         self.size = 0
-        self._too_large = too_large
         self.done: defer.Deferred = defer.Deferred(lambda _d: self.transport.loseConnection())
 
     def dataReceived(self, data: bytes) -> None:
-        if self.done.called:
-            return
         self.size += len(data)
         if self.size > self.limit:
-            self.done.errback(self._too_large(self.limit))
+            if not self.done.called:
+                self.done.errback(RequestSendFailed(f"response larger than {self.limit} bytes"))
             self.transport.loseConnection()
             return
-        self.out.write(data)
+        self.chunks.append(data)
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         if self.done.called:
             return
         if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(self.size)
+            self.done.callback(b"".join(self.chunks))
         else:
             self.done.errback(reason)
-
-
-def _response_too_large(limit: int) -> Exception:
-    return RequestSendFailed(f"response larger than {limit} bytes")
 
 
 class FederationClient:
@@ -260,11 +253,9 @@ class FederationClient:
         async def attempt():
             producer = FileBodyProducer(BytesIO(body)) if body is not None else None
             response = await self._agent.request(method.encode("ascii"), url, headers, producer)
-            received = BytesIO()
-            reader = BodyReader(received, limit, _response_too_large)
+            reader = _BodyReader(limit)
             response.deliverBody(reader)
-            await reader.done
-            data = received.getvalue()
+            data = await reader.done
             flat = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
                     for k, v in response.headers.getAllRawHeaders()}
             return response.code, flat, data
@@ -279,8 +270,7 @@ class FederationClient:
             raise RequestSendFailed(f"{method} {url.decode('ascii', 'replace')} timed out after {timeout_s}s") \
                 from None
         except Exception as e:
-            target = url.decode('ascii', 'replace')
-            raise RequestSendFailed(f"{method} {target} failed: {describe_failure(e)}") from None
+            raise RequestSendFailed(f"{method} {url.decode('ascii', 'replace')} failed: {_describe(e)}") from None
 
     async def resolve_host(self, host: str, port: int) -> list[tuple[int, str]]:
         """(family, ip) pairs of a host name (or the IP literal itself), without duplicates."""
@@ -303,7 +293,7 @@ class FederationClient:
         return self._pool.closeCachedConnections()
 
 
-def describe_failure(e: Exception) -> str:
+def _describe(e: Exception) -> str:
     """A readable reason, unwrapping Twisted's ResponseFailed/ResponseNeverReceived lists."""
     reasons = getattr(e, "reasons", None)
     if reasons:

@@ -37,10 +37,10 @@ class StorageProviderConfig:
     """One ``media_storage_providers`` entry, in Synapse's shape (its flags default to false, as there)."""
 
     module: str
+    config: dict = field(default_factory=dict, repr=False)  # holds the secret key
     store_local: bool = False
     store_remote: bool = False
     store_synchronous: bool = False
-    config: dict = field(default_factory=dict, repr=False)  # holds the secret key
 
 
 def parse_clamd_address(address: Any) -> tuple[str, str, int]:

@@ -47,12 +47,11 @@ def test_s3_provider_carries_over(cfg_dir, caplog):
     entry = {**S3, "config": {**S3["config"], "threadpool_size": 40}}
     with caplog.at_level(logging.WARNING, logger=CONFIG_LOGGER):
         c = parse(cfg_dir, media_storage_providers=[entry])
-    assert c.media_storage_providers == [StorageProviderConfig(S3["module"], True, True, True, S3["config"])]
+    assert c.media_storage_providers == [StorageProviderConfig(S3["module"], S3["config"], True, True, True)]
     assert any("media_storage_providers[0].config.threadpool_size" in w for w in config_warnings(caplog))
     assert "SECRET-VALUE" not in repr(c)
     flags = parse(cfg_dir, media_storage_providers=[{"module": S3["module"], "config": {"bucket": "b"}}])
-    assert flags.media_storage_providers[0] == StorageProviderConfig(S3["module"], False, False, False,
-                                                                      {"bucket": "b"})
+    assert flags.media_storage_providers[0] == StorageProviderConfig(S3["module"], {"bucket": "b"})
 
 
 @pytest.mark.parametrize("entry,prefix", [
