@@ -90,6 +90,11 @@ from media_repo import storage as media_storage
 from media_repo.api import client as media_client_api
 from media_repo.filestore import FileStore
 from media_repo.service import MediaRepository, MediaSettings
+from media_repo.api import preview as media_preview_api
+from media_repo.hooks import ProviderEntry
+from media_repo.preview import UrlPreviewer, media_image_store
+from media_repo.s3 import S3StorageProvider
+from media_repo.scanner import ClamdScanner
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +166,7 @@ class HomeServer:
     resource: MatrixResource
     media: MediaRepository
     media_pool: ThreadPool
+    url_previewer: UrlPreviewer | None  # None: url_preview_enabled is false (its routes are not bound)
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
     @property
@@ -284,6 +290,7 @@ def build_server(config, reactor) -> HomeServer:
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=room_events.settled, federation_limit=ratelimit.federation.run,
                               tarpit=ratelimit.tarpit)
+    previewer = _build_previewer(config, reactor, media, media_pool)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
@@ -294,14 +301,25 @@ def build_server(config, reactor) -> HomeServer:
                     account_data=account_data, receipts=receipts, typing=typing, push=push,
                     user_directory=user_directory, search=search, federation=transport,
                     federation_handler=federation_handler, federation_rejections=rejections,
-                    openid=OpenIdTokens(reactor), resource=resource, media=media, media_pool=media_pool)
-    for module in CLIENT_API_MODULES:
+                    openid=OpenIdTokens(reactor), resource=resource, media=media, media_pool=media_pool,
+                    url_previewer=previewer)
+    for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
         router.bind(hs, module.ROUTES)
     return hs
 
 
+def _in_pool(reactor, pool: ThreadPool):
+    return lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args)
+
+
 def _build_media(config, reactor, db, pool: ThreadPool, remote) -> MediaRepository:
-    """The media repository: its store under media_store_path (swept of half-received files), its tables."""
+    """The media repository: its store under media_store_path (swept of half-received files), its tables, the
+    content scanner (clamd) and the storage providers (S3) when configured."""
+    run_in_thread = _in_pool(reactor, pool)
+    scanner = config.content_scanner
+    providers = [ProviderEntry(S3StorageProvider(p.config, run_in_thread), store_local=p.store_local,
+                               store_remote=p.store_remote, store_synchronous=p.store_synchronous)
+                 for p in config.media_storage_providers]
     files = FileStore(config.media_store_path)
     files.prepare()
     settings = MediaSettings(
@@ -309,12 +327,24 @@ def _build_media(config, reactor, db, pool: ThreadPool, remote) -> MediaReposito
         authenticated_media=config.enable_authenticated_media, max_pending_uploads=config.max_pending_media_uploads,
         unused_expiration_ms=config.unused_expiration_time_ms, thumbnail_sizes=tuple(config.thumbnail_sizes),
         dynamic_thumbnails=config.dynamic_thumbnails, max_image_pixels=config.max_image_pixels,
-        retention=config.media_retention)
+        retention=config.media_retention, scan_fail_closed=scanner is None or scanner.fail_closed)
     return MediaRepository(
         store=media_storage.MediaStore(db), files=files, clock=reactor, server_name=config.server_name,
-        run_in_thread=lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args), settings=settings,
+        run_in_thread=run_in_thread, settings=settings,
         federation_allowed=lambda server: federation_allowed(config.federation_domain_whitelist, server),
-        remote=remote)
+        remote=remote, scanner=ClamdScanner(scanner.clamd, reactor) if scanner is not None else None,
+        providers=providers)
+
+
+def _build_previewer(config, reactor, media: MediaRepository, pool: ThreadPool) -> UrlPreviewer | None:
+    """URL previews when url_preview_enabled: their own IP ranges; images stored through the media repository."""
+    if not config.url_preview_enabled:
+        return None
+    return UrlPreviewer(reactor=reactor, run_in_thread=_in_pool(reactor, pool),
+                        ip_filter=IpRangeFilter(config.url_preview_ip_range_blacklist,
+                                                config.url_preview_ip_range_whitelist),
+                        url_blacklist=config.url_preview_url_blacklist, max_spider_size=config.max_spider_size,
+                        new_spool=media.new_spool, store_image=media_image_store(media))
 
 
 def _build_transport(config, reactor, db, signing_key) -> FederationTransport:

@@ -12,8 +12,8 @@ What it guarantees:
   whole preview (page and its image) within ``timeout_s``;
 - HTML is read by the standard library's tolerant parser (``html.parser``), never executed; values are
   plain text, bounded in number and length;
-- the page's ``og:image`` (or an image URL itself) is stored as local media through ``store_image`` (the
-  media service: scanned and stored like an upload) and answered as its ``mxc://`` URI.
+- the page's ``og:image`` (or an image URL itself) is received into a media spool and stored as local media
+  through ``store_image`` (the media service: scanned and stored like an upload), answered as its ``mxc://`` URI.
 
 There is no preview cache: ``ts`` is accepted and each request fetches the page now.
 """
@@ -25,7 +25,6 @@ import io
 import os
 import re
 import socket
-import tempfile
 from html.parser import HTMLParser
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
@@ -51,9 +50,17 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 _REDIRECTS = (301, 302, 303, 307, 308)
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
 
-# What store_image returns: og:image (the mxc URI) and what else the media service knows about the image
-# (og:image:type, og:image:width, og:image:height, matrix:image:size).
-StoreImage = Callable[[str, str, str, "str | None"], Awaitable[dict]]
+# store_image(spool, content_type, file_name, user_id): the image received in ``spool`` stored as local media
+# (media_repo/service.py's upload: scanned, quota, thumbnails), answered as og:image and what else is known.
+StoreImage = Callable[[Any, str, str, "str | None"], Awaitable[dict]]
+
+
+def media_image_store(media) -> StoreImage:
+    """``store_image`` on the media repository (``MediaRepository.upload``)."""
+    async def store(spool, content_type: str, name: str, user_id: str | None) -> dict:
+        uri = await media.upload(user_id, spool, content_type, name)
+        return {"og:image": uri, "og:image:type": content_type, "matrix:image:size": spool.size}
+    return store
 
 
 # -- pure parts --------------------------------------------------------------------------------------------
@@ -251,7 +258,7 @@ class UrlPreviewer:
     """``preview(url, ts)``: the Open Graph data of ``url``, fetched under the configured limits."""
 
     def __init__(self, *, reactor, run_in_thread: Callable[..., Awaitable[Any]], ip_filter: IpRangeFilter,
-                 url_blacklist: list[dict], max_spider_size: int, tmp_dir: str,
+                 url_blacklist: list[dict], max_spider_size: int, new_spool: Callable[[], Any],
                  store_image: StoreImage | None = None, timeout_s: float = 30.0):
         self.reactor = reactor
         self.ip_filter = ip_filter
@@ -260,7 +267,7 @@ class UrlPreviewer:
         self._run = run_in_thread
         self._url_blacklist = url_blacklist
         self._max_size = max_spider_size
-        self._tmp_dir = tmp_dir
+        self._new_spool = new_spool
         self._store_image = store_image
         self._agent = Agent.usingEndpointFactory(reactor, _CheckedEndpointFactory(self))
 
@@ -341,15 +348,13 @@ class UrlPreviewer:
         if self._store_image is None or not content_type.startswith("image/"):
             _drop(response)
             return {}
-        fd, path = tempfile.mkstemp(prefix="preview-", dir=self._tmp_dir)
+        spool = self._new_spool()  # a media file being received: write(), size, discard()
         try:
-            with os.fdopen(fd, "wb") as f:
-                await self._read(response, f)
+            await self._read(response, spool)
             name = os.path.basename(urlsplit(url).path) or "image"
-            return await self._store_image(path, content_type, name, user_id)
+            return await self._store_image(spool, content_type, name, user_id)
         finally:
-            if os.path.exists(path):
-                os.unlink(path)
+            spool.discard()  # nothing if stored
 
 
 def _content_type(response) -> tuple[str, str | None]:

@@ -12,6 +12,7 @@ from twisted.web import resource, server
 from federation.policy import IpRangeFilter
 from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST
 from homeserver.errors import MatrixError
+from media_repo.filestore import Spool
 from media_repo.preview import UrlPreviewer
 from tests.integration.reactor_thread import on_reactor, reactor, run_in_thread  # noqa: F401 (fixtures)
 
@@ -80,23 +81,26 @@ def site(reactor):
 
 
 class StoredImages:
-    """Stands in for the media service's store: records what it is given."""
+    """Stands in for the media service's store: records what it is given, keeps the spool."""
 
     def __init__(self):
         self.stored: list[tuple[bytes, str, str, str | None]] = []
 
-    async def __call__(self, path: str, content_type: str, name: str, user_id: str | None) -> dict:
-        with open(path, "rb") as f:
+    async def __call__(self, spool, content_type: str, name: str, user_id: str | None) -> dict:
+        spool.close()
+        with open(spool.path, "rb") as f:
             self.stored.append((f.read(), content_type, name, user_id))
+        spool.keep(spool.path + ".kept")
         return {"og:image": f"mxc://test/img{len(self.stored)}", "og:image:type": content_type,
-                "matrix:image:size": len(PNG)}
+                "matrix:image:size": spool.size}
 
 
 def make_previewer(reactor, run_in_thread, tmp_path, *, whitelist=("127.0.0.1/32",), url_blacklist=(),
                    store=None, timeout_s=10.0) -> UrlPreviewer:
     return UrlPreviewer(reactor=reactor, run_in_thread=run_in_thread,
                         ip_filter=IpRangeFilter(DEFAULT_IP_RANGE_BLACKLIST, whitelist),
-                        url_blacklist=list(url_blacklist), max_spider_size=LIMIT, tmp_dir=str(tmp_path),
+                        url_blacklist=list(url_blacklist), max_spider_size=LIMIT,
+                        new_spool=lambda: Spool(str(tmp_path)),
                         store_image=store, timeout_s=timeout_s)
 
 
@@ -127,7 +131,7 @@ def test_image_stored_as_media(reactor, run_in_thread, site, tmp_path):
         "og:image:type": "image/png", "matrix:image:size": len(PNG)}
     assert store.stored == [(PNG, "image/png", "img.png", "@alice:test")]
     assert preview(reactor, previewer, site.base + "/img.png")["og:image"] == "mxc://test/img2"
-    assert list(tmp_path.iterdir()) == []  # temporary files removed
+    assert sorted(p.name.endswith(".kept") for p in tmp_path.iterdir()) == [True, True]  # no spool left behind
 
 
 def test_redirects_checked_again(reactor, run_in_thread, site, tmp_path):
