@@ -87,8 +87,9 @@ from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
 from media_repo import storage as media_storage
-from media_repo.api import client as media_client_api
+from media_repo.api import client as media_client_api, federation as media_federation_api
 from media_repo.filestore import FileStore
+from media_repo.remote import RemoteMediaClient
 from media_repo.service import MediaRepository, MediaSettings
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ STORAGE_DOMAINS = {
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api,
-                      push_rules_api, presence_api, user_directory_api, search_api, media_client_api]
+                      push_rules_api, presence_api, user_directory_api, search_api, media_client_api,
+                      media_federation_api]
 MEDIA_THREADS = 2  # Pillow, fsync and renames of media files: never the reactor's global pool
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
 
@@ -277,7 +279,7 @@ def build_server(config, reactor) -> HomeServer:
 
     media_pool = ThreadPool(minthreads=0, maxthreads=MEDIA_THREADS, name="media")  # no thread until used
     media_pool.start()
-    media = _build_media(config, reactor, db, media_pool, remote=None)
+    media = _build_media(config, reactor, db, media_pool, remote=RemoteMediaClient(transport.client))
 
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
