@@ -87,8 +87,9 @@ from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
 from media_repo import storage as media_storage
-from media_repo.api import client as media_client_api
+from media_repo.api import admin as media_admin_api, client as media_client_api, federation as media_federation_api
 from media_repo.filestore import FileStore
+from media_repo.remote import RemoteMediaClient
 from media_repo.service import MediaRepository, MediaSettings
 from media_repo.api import preview as media_preview_api
 from media_repo.hooks import ProviderEntry
@@ -121,7 +122,8 @@ STORAGE_DOMAINS = {
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api,
-                      push_rules_api, presence_api, user_directory_api, search_api, media_client_api]
+                      push_rules_api, presence_api, user_directory_api, search_api, media_client_api,
+                      media_federation_api, media_admin_api]
 MEDIA_THREADS = 2  # Pillow, fsync and renames of media files: never the reactor's global pool
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
 
@@ -283,7 +285,7 @@ def build_server(config, reactor) -> HomeServer:
 
     media_pool = ThreadPool(minthreads=0, maxthreads=MEDIA_THREADS, name="media")  # no thread until used
     media_pool.start()
-    media = _build_media(config, reactor, db, media_pool, remote=None)
+    media = _build_media(config, reactor, db, media_pool, event_store, RemoteMediaClient(transport.client))
 
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
@@ -312,7 +314,7 @@ def _in_pool(reactor, pool: ThreadPool):
     return lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args)
 
 
-def _build_media(config, reactor, db, pool: ThreadPool, remote) -> MediaRepository:
+def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote) -> MediaRepository:
     """The media repository: its store under media_store_path (swept of half-received files), its tables, the
     content scanner (clamd) and the storage providers (S3) when configured."""
     run_in_thread = _in_pool(reactor, pool)
@@ -332,8 +334,8 @@ def _build_media(config, reactor, db, pool: ThreadPool, remote) -> MediaReposito
         store=media_storage.MediaStore(db), files=files, clock=reactor, server_name=config.server_name,
         run_in_thread=run_in_thread, settings=settings,
         federation_allowed=lambda server: federation_allowed(config.federation_domain_whitelist, server),
-        remote=remote, scanner=ClamdScanner(scanner.clamd, reactor) if scanner is not None else None,
-        providers=providers)
+        events=event_store, remote=remote,
+        scanner=ClamdScanner(scanner.clamd, reactor) if scanner is not None else None, providers=providers)
 
 
 def _build_previewer(config, reactor, media: MediaRepository, pool: ThreadPool) -> UrlPreviewer | None:

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 MEDIA_ID_LENGTH = 24
 MAX_TIMEOUT_MS = 60_000  # timeout_ms above this is lowered (the spec lets the server cap it)
+ROOM_SCAN_PAGE = 500  # events read at a time when listing a room's media
 TOUCH_EVERY_MS = 10 * 60 * 1000  # an access is recorded at most this often per file (media_retention)
 
 
@@ -55,6 +56,20 @@ class Media:
 
 def mxc(server_name: str, media_id: str) -> str:
     return f"mxc://{server_name}/{media_id}"
+
+
+def mxc_uris(content) -> list[str]:
+    """The valid ``mxc://`` URIs of an event's content where clients put files (spec "m.room.message" msgtypes,
+    encrypted attachments, avatars)."""
+    if not isinstance(content, dict):
+        return []
+    candidates = [content.get("url"), content.get("avatar_url")]
+    for holder in (content.get("info"), content.get("file")):
+        if isinstance(holder, dict):
+            candidates += [holder.get("thumbnail_url"), holder.get("url")]
+            if isinstance(holder.get("thumbnail_file"), dict):
+                candidates.append(holder["thumbnail_file"].get("url"))
+    return [c for c in candidates if parse_mxc(c) is not None]
 
 
 def parse_mxc(uri: str) -> tuple[str, str] | None:
@@ -90,9 +105,10 @@ class MediaRepository:
     ``federation_domain_whitelist``; ``scanner`` and ``providers`` are the hooks of media_repo/hooks.py."""
 
     def __init__(self, *, store: MediaStore, files: FileStore, clock, server_name: str, run_in_thread: RunInThread,
-                 settings: MediaSettings, federation_allowed: Callable[[str], bool], remote=None,
+                 settings: MediaSettings, federation_allowed: Callable[[str], bool], events, remote=None,
                  scanner: Scanner | None = None, providers: Sequence[ProviderEntry] = ()):
         self.store, self.files, self.clock, self.server_name = store, files, clock, server_name
+        self.events = events  # EventStore: the media a room's events point at (admin quarantine)
         self.run_in_thread, self.settings, self.remote = run_in_thread, settings, remote
         self.federation_allowed, self.scanner, self.providers = federation_allowed, scanner, tuple(providers)
         self._uploaded_waiters: dict[str, list[defer.Deferred]] = {}
@@ -409,6 +425,25 @@ class MediaRepository:
         return thumb
 
     # -- administration (Synapse admin API) and retention ------------------------------------------------
+
+    async def room_media(self, room_id: str) -> tuple[list[str], list[str]]:
+        """The ``mxc://`` URIs a room's events point at (``url``, ``info.thumbnail_url``, encrypted ``file.url``),
+        local ones then remote ones (Synapse admin API "List all media in a room")."""
+        local, remote = [], []
+        position = 0
+        while True:
+            events = await self.events.room_events_between(room_id, position, 2 ** 62, ROOM_SCAN_PAGE,
+                                                           backwards=False)
+            for event in events:
+                for uri in mxc_uris(event.pdu.get("content")):
+                    (local if parse_mxc(uri)[0] == self.server_name else remote).append(uri)
+            if len(events) < ROOM_SCAN_PAGE:
+                return list(dict.fromkeys(local)), list(dict.fromkeys(remote))
+            position = events[-1].stream_ordering
+
+    async def quarantine_room(self, room_id: str, by: str) -> int:
+        local, remote = await self.room_media(room_id)
+        return await self.quarantine([parse_mxc(uri) for uri in local + remote], by)
 
     async def quarantine(self, items: list[tuple[str, str]], by: str | None) -> int:
         """Quarantine (``by`` an admin) or release (``by`` None) media given as (server, id); how many changed."""

@@ -68,7 +68,7 @@ MIGRATIONS = [
 LOCAL = ""  # the server_name of local media in media_thumbnails
 
 _LOCAL_COLUMNS = ("media_id, user_id, created_ts, expires_ts, uploaded_ts, media_type, upload_name, media_length, "
-                  "sha256, quarantined_by, authenticated")
+                  "sha256, last_access_ts, quarantined_by, authenticated")
 _REMOTE_COLUMNS = ("server_name, media_id, media_type, upload_name, media_length, sha256, fetched_ts, "
                    "quarantined_by, authenticated")
 
@@ -84,6 +84,7 @@ class LocalMedia:
     upload_name: str | None
     media_length: int | None
     sha256: str | None
+    last_access_ts: int | None
     quarantined_by: str | None
     authenticated: bool
 
@@ -148,8 +149,8 @@ class MediaStore:
                           length: int, sha256: str, authenticated: bool) -> None:
         """The content of a new upload, once its file is in place."""
         await self.db.run("store_local_media", lambda txn: txn.execute(
-            f"INSERT INTO local_media ({_LOCAL_COLUMNS}, last_access_ts) VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL, ?, ?)",
-            (media_id, user_id, now, now, media_type, upload_name, length, sha256, int(authenticated), now)))
+            f"INSERT INTO local_media ({_LOCAL_COLUMNS}) VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            (media_id, user_id, now, now, media_type, upload_name, length, sha256, now, int(authenticated))))
 
     async def fill_local(self, media_id: str, now: int, media_type: str, upload_name: str | None, length: int,
                          sha256: str) -> bool:
