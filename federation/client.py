@@ -139,7 +139,7 @@ class _CheckedTlsEndpoint:
         raise RequestSendFailed(f"cannot connect to {self._name}: {'; '.join(errors) or 'no address found'}")
 
 
-class _BodyReader(protocol.Protocol):
+class BodyReader(protocol.Protocol):
     """Collects a response body (or passes each chunk to ``sink``), refusing more than ``limit`` bytes."""
 
     def __init__(self, limit: int, sink: Callable[[bytes], None] | None = None):
@@ -280,7 +280,7 @@ class FederationClient:
             flat = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
                     for k, v in response.headers.getAllRawHeaders()}
             streamed = sink_for is not None and 200 <= response.code < 300
-            reader = _BodyReader(limit, sink_for(flat) if streamed else None)
+            reader = BodyReader(limit, sink_for(flat) if streamed else None)
             response.deliverBody(reader)
             data = await reader.done
             return response.code, flat, data
@@ -295,7 +295,8 @@ class FederationClient:
             raise RequestSendFailed(f"{method} {url.decode('ascii', 'replace')} timed out after {timeout_s}s") \
                 from None
         except Exception as e:
-            raise RequestSendFailed(f"{method} {url.decode('ascii', 'replace')} failed: {_describe(e)}") from None
+            target = url.decode('ascii', 'replace')
+            raise RequestSendFailed(f"{method} {target} failed: {describe_failure(e)}") from None
 
     async def resolve_host(self, host: str, port: int) -> list[tuple[int, str]]:
         """(family, ip) pairs of a host name (or the IP literal itself), without duplicates."""
@@ -325,7 +326,7 @@ def _json_or_none(data: bytes) -> Any:
         return None
 
 
-def _describe(e: Exception) -> str:
+def describe_failure(e: Exception) -> str:
     """A readable reason, unwrapping Twisted's ResponseFailed/ResponseNeverReceived lists."""
     reasons = getattr(e, "reasons", None)
     if reasons:

@@ -29,16 +29,15 @@ from html.parser import HTMLParser
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, ResponseDone
-from twisted.web.http import PotentialDataLoss
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-from federation.client import USER_AGENT, _describe
+from federation.client import USER_AGENT, BodyReader, RequestSendFailed, describe_failure
 from federation.policy import IpRangeFilter, is_ip_literal
 from homeserver.errors import MatrixError, forbidden, invalid_param
 from homeserver.events.glob import glob_matches
@@ -175,39 +174,11 @@ def _page_too_large(limit: int) -> MatrixError:
     return MatrixError(502, "M_TOO_LARGE", f"The page is larger than {limit} bytes")
 
 
-class _LimitedSink(protocol.Protocol):
-    """Writes a response body to ``out``, failing past ``limit`` bytes."""
-
-    def __init__(self, out, limit: int):
-        self.out = out
-        self.limit = limit
-        self.size = 0
-        self.done: defer.Deferred = defer.Deferred(lambda _d: self.transport.loseConnection())
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.done.called:
-            return
-        self.size += len(data)
-        if self.size > self.limit:
-            self.done.errback(_page_too_large(self.limit))
-            self.transport.loseConnection()
-            return
-        self.out.write(data)
-
-    def connectionLost(self, reason=protocol.connectionDone) -> None:
-        if self.done.called:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(self.size)
-        else:
-            self.done.errback(reason)
-
-
 def _drop(response) -> None:
     """Close a response whose body we do not want."""
-    sink = _LimitedSink(io.BytesIO(), 0)
-    sink.done.addErrback(lambda _f: None)
-    response.deliverBody(sink)
+    reader = BodyReader(0, lambda _data: None)
+    reader.done.addErrback(lambda _f: None)
+    response.deliverBody(reader)
 
 
 @implementer(IAgentEndpointFactory)
@@ -280,7 +251,7 @@ class UrlPreviewer:
         except MatrixError:
             raise
         except Exception as e:
-            raise MatrixError(502, "M_UNKNOWN", f"Cannot fetch the URL: {_describe(e)}") from None
+            raise MatrixError(502, "M_UNKNOWN", f"Cannot fetch the URL: {describe_failure(e)}") from None
 
     def _timed_out(self, _result, _timeout) -> None:
         raise MatrixError(504, "M_UNKNOWN", f"The URL did not answer within {self.timeout_s}s")
@@ -335,14 +306,19 @@ class UrlPreviewer:
             return response, url
         raise MatrixError(502, "M_UNKNOWN", f"More than {MAX_REDIRECTS} redirects")
 
-    async def _read(self, response, out) -> int:
+    async def _read(self, response, out) -> None:
         length = response.length
         if isinstance(length, int) and length > self._max_size:
             _drop(response)
             raise _page_too_large(self._max_size)
-        sink = _LimitedSink(out, self._max_size)
-        response.deliverBody(sink)
-        return await sink.done
+        reader = BodyReader(self._max_size, out.write)
+        response.deliverBody(reader)
+        try:
+            await reader.done
+        except RequestSendFailed:
+            if reader.size > self._max_size:
+                raise _page_too_large(self._max_size) from None
+            raise
 
     async def _image_from(self, response, url: str, content_type: str, user_id: str | None) -> dict:
         if self._store_image is None or not content_type.startswith("image/"):
