@@ -55,3 +55,9 @@ class S3Server:
             self.proc.kill()
         self.proc.wait(timeout=30)
         self._log.close()
+
+
+def s3_provider(config: dict) -> dict:
+    """A ``media_storage_providers`` entry in the synapse-s3-storage-provider shape: every file, synchronously."""
+    return {"module": "s3_storage_provider.S3StorageProviderBackend", "store_local": True, "store_remote": True,
+            "store_synchronous": True, "config": config}

@@ -1,6 +1,6 @@
 """The content repository over raw HTTP against a real server (spec v1.19 "Content repository"): uploads (plain
 and asynchronous), authenticated and legacy downloads, headers, ranges, thumbnails, limits and bad input.
-Runs on SQLite, or PostgreSQL with HEXAGONE_TEST_DATABASE."""
+Runs on SQLite, or PostgreSQL with HEXAGONE_TEST_DATABASE; each test on the filesystem store and on S3."""
 
 from __future__ import annotations
 
@@ -14,15 +14,23 @@ from PIL import Image
 
 from tests.integration.harness import database_rows
 from tests.integration.media_client import AUTHED, LEGACY, download, split_mxc, upload
+from tests.integration.s3server import S3Server, s3_provider
 
 MAX_UPLOAD = 2 * 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def server(homeserver_factory):
+@pytest.fixture(scope="module", params=["filesystem", "s3"])
+def server(request, homeserver_factory, tmp_path_factory):
+    """The module's server, once with the filesystem store alone and once with S3 (moto's server) behind it."""
+    backend = {}
+    if request.param == "s3":
+        s3 = S3Server(str(tmp_path_factory.mktemp("s3") / "moto.log"))
+        request.addfinalizer(s3.stop)
+        backend["media_storage_providers"] = [s3_provider(s3.bucket())]
     return homeserver_factory(max_upload_size=MAX_UPLOAD, media_upload_limits=[
         {"time_period": "1h", "max_size": "3M"}], thumbnail_sizes=[
-        {"width": 32, "height": 32, "method": "crop"}, {"width": 320, "height": 240, "method": "scale"}])
+        {"width": 32, "height": 32, "method": "crop"}, {"width": 320, "height": 240, "method": "scale"}],
+        **backend)
 
 
 @pytest.fixture(scope="module")
