@@ -13,6 +13,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from tests.integration.harness import free_port
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
@@ -90,3 +92,11 @@ class ClamdProcess:
                 return f.read()[-5000:]
         except OSError:
             return ""
+
+
+@pytest.fixture(scope="module")
+def clamd(tmp_path_factory):
+    """A clamd for the test module."""
+    process = ClamdProcess(tmp_path_factory.mktemp("clamd")).start()
+    yield process
+    process.stop()

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import boto3
+import pytest
 
 from tests.integration.harness import free_port, unique
 from tests.integration.reactor_thread import wait_for
@@ -61,3 +62,11 @@ def s3_provider(config: dict) -> dict:
     """A ``media_storage_providers`` entry in the synapse-s3-storage-provider shape: every file, synchronously."""
     return {"module": "s3_storage_provider.S3StorageProviderBackend", "store_local": True, "store_remote": True,
             "store_synchronous": True, "config": config}
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """An S3 server for the test module."""
+    server = S3Server(str(tmp_path_factory.mktemp("s3") / "moto.log"))
+    yield server
+    server.stop()

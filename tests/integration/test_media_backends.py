@@ -14,30 +14,16 @@ import urllib.parse
 import pytest
 
 from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST
-from tests.integration.clamd import EICAR, SIGNATURE, ClamdProcess, clamd_binary
+from tests.integration.clamd import EICAR, SIGNATURE, clamd, clamd_binary  # noqa: F401 (fixture)
 from tests.integration.harness import unique
 from tests.integration.media_client import AUTHED, LEGACY, download, split_mxc, upload
-from tests.integration.s3server import S3Server, s3_provider
+from tests.integration.s3server import s3, s3_provider  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(clamd_binary() is None,
                                 reason="clamd is not installed (Debian package clamav-daemon)")
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
        b"\x89\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND"
        b"\xaeB`\x82")
-
-
-@pytest.fixture(scope="module")
-def clamd(tmp_path_factory):
-    process = ClamdProcess(tmp_path_factory.mktemp("clamd")).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server(str(tmp_path_factory.mktemp("s3") / "moto.log"))
-    yield server
-    server.stop()
 
 
 class Pages(http.server.BaseHTTPRequestHandler):

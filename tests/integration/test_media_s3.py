@@ -12,16 +12,9 @@ import pytest
 from homeserver.config.media_backends import check_s3_config
 from media_repo.s3 import PART_SIZE, S3Error, S3StorageProvider
 from tests.integration.reactor_thread import on_reactor, reactor, run_in_thread  # noqa: F401 (fixtures)
-from tests.integration.s3server import S3Server
+from tests.integration.s3server import s3  # noqa: F401 (fixture)
 
 BIG_MB = int(os.environ.get("HEXAGONE_TEST_S3_BIG_MB", "200"))
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = S3Server(str(tmp_path_factory.mktemp("s3") / "moto.log"))
-    yield server
-    server.stop()
 
 
 def write_random(path, size: int) -> str:

@@ -9,18 +9,11 @@ import pytest
 
 from homeserver.config.media_backends import parse_clamd_address
 from media_repo.scanner import ClamdScanner, ScannerUnavailable, ScanVerdict, parse_reply
-from tests.integration.clamd import EICAR, SIGNATURE, ClamdProcess, clamd_binary
+from tests.integration.clamd import EICAR, SIGNATURE, ClamdProcess, clamd, clamd_binary  # noqa: F401 (fixture)
 from tests.integration.reactor_thread import on_reactor, reactor  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(clamd_binary() is None,
                                 reason="clamd is not installed (Debian package clamav-daemon)")
-
-
-@pytest.fixture(scope="module")
-def clamd(tmp_path_factory):
-    process = ClamdProcess(tmp_path_factory.mktemp("clamd")).start()
-    yield process
-    process.stop()
 
 
 @pytest.fixture(scope="module")
