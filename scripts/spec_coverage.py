@@ -93,7 +93,7 @@ def build_router():
     from twisted.internet import reactor
 
     from homeserver.cli import main as hexagone
-    from homeserver.config import load_config
+    from homeserver.config import parse_config
     from homeserver.server import build_server
 
     with tempfile.TemporaryDirectory(prefix="hexagone-coverage-") as tmp:
@@ -102,7 +102,11 @@ def build_router():
                 raise SystemExit("hexagone init failed")
         logging.disable(logging.WARNING)  # start-up advice (e.g. trusted key servers) is noise here
         try:
-            hs = build_server(load_config(os.path.join(tmp, "homeserver.yaml")), reactor)
+            path = os.path.join(tmp, "homeserver.yaml")
+            with open(path) as f:
+                raw = yaml.safe_load(f)
+            raw["url_preview_enabled"] = True  # endpoints of features off by default count once switched on
+            hs = build_server(parse_config(raw, path), reactor)
             hs.db.close()
         finally:
             logging.disable(logging.NOTSET)
