@@ -15,7 +15,7 @@ import pytest
 
 from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST
 from tests.integration.clamd import EICAR, SIGNATURE, clamd, clamd_binary  # noqa: F401 (fixture)
-from tests.integration.harness import unique
+from tests.integration.harness import database_rows, free_port, unique
 from tests.integration.media_client import AUTHED, LEGACY, download, split_mxc, upload
 from tests.integration.s3server import s3, s3_provider  # noqa: F401 (fixture)
 
@@ -171,3 +171,13 @@ def test_url_preview_off_by_default(homeserver):
     status, _, data = download(homeserver.base_url, f"{AUTHED}/preview_url?url=http%3A%2F%2F127.0.0.1%2F",
                                user.token)
     assert status == 404 and b"M_UNRECOGNIZED" in data
+
+
+def test_fail_open_accepts_while_clamd_is_unreachable(homeserver_factory):
+    """fail_closed: false serves files the scanner could not see (and remembers no verdict for them)."""
+    open_server = homeserver_factory(content_scanner={"clamd": f"tcp://127.0.0.1:{free_port()}", "fail_closed": False})
+    user = open_server.register()
+    status, body = upload(open_server.base_url, user.token, EICAR)
+    assert status == 200, body
+    assert "Content scanner unavailable" in open_server.log()
+    assert database_rows(open_server, "SELECT COUNT(*) FROM media_scan_verdicts") == [(0,)]
