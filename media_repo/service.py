@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import Callable, Sequence
 
 from twisted.internet import defer
 
@@ -239,6 +239,9 @@ class MediaRepository:
                 except NotThumbnailable as e:
                     logger.info("No thumbnails for %s: %s", media_id, e)
                     break
+                except Exception:  # the file is stored: a thumbnail is made again when asked
+                    logger.exception("Thumbnail %dx%d of %s failed", size.width, size.height, media_id)
+                    break
 
     # -- download ----------------------------------------------------------------------------------------
 
@@ -387,27 +390,26 @@ class MediaRepository:
         origin = None if for_federation or server_name == self.server_name else server_name
         if rules.essence(source.media_type) not in rules.THUMBNAIL_SOURCE_TYPES:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for this media type")
-        existing = await self.store.thumbnails(origin, media_id)
-        want = (width, height, method)
-        if not self.settings.dynamic_thumbnails or want not in [(t.width, t.height, t.method) for t in existing]:
-            if self.settings.dynamic_thumbnails:
-                chosen = want
-            else:
-                chosen = rules.choose_thumbnail([(s.width, s.height, s.method) for s in self.settings.thumbnail_sizes],
-                                                width, height, method)
-            if chosen is None:
+        if self.settings.dynamic_thumbnails:
+            want = (width, height, method)
+        else:
+            want = rules.choose_thumbnail([(s.width, s.height, s.method) for s in self.settings.thumbnail_sizes],
+                                          width, height, method)
+            if want is None:
                 raise MatrixError(400, "M_UNKNOWN", "No thumbnail sizes are configured")
-            want = chosen
-        found = [t for t in existing if (t.width, t.height, t.method) == want]
+        for thumb in await self.store.thumbnails(origin, media_id):
+            path = self._thumbnail_path(origin, media_id, thumb)
+            if (thumb.width, thumb.height, thumb.method) == want and os.path.exists(path):
+                return Media(path, thumb.media_type, None, thumb.media_length)
         try:
-            thumb = found[0] if found else await self._make_thumbnail(origin, media_id, source.path, *want)
+            thumb = await self._make_thumbnail(origin, media_id, source.path, *want)
         except NotThumbnailable as e:
             raise MatrixError(400, "M_UNKNOWN", f"Cannot generate a thumbnail: {e}") from None
-        path = os.path.join(self.files.thumbnail_dir(origin, media_id),
+        return Media(self._thumbnail_path(origin, media_id, thumb), thumb.media_type, None, thumb.media_length)
+
+    def _thumbnail_path(self, server_name: str | None, media_id: str, thumb: Thumbnail) -> str:
+        return os.path.join(self.files.thumbnail_dir(server_name, media_id),
                             thumbnail_name(thumb.width, thumb.height, thumb.media_type, thumb.method))
-        if not os.path.exists(path):
-            thumb = await self._make_thumbnail(origin, media_id, source.path, *want)
-        return Media(path, thumb.media_type, None, thumb.media_length)
 
     async def _make_thumbnail(self, server_name: str | None, media_id: str, source: str, width: int, height: int,
                               method: str) -> Thumbnail:
@@ -416,7 +418,7 @@ class MediaRepository:
                                                  self.settings.max_image_pixels)
         thumb = Thumbnail(width, height, method, rendered.media_type, rendered.length)
         name = thumbnail_name(width, height, rendered.media_type, method)
-        os.replace(tmp, os.path.join(directory, name))
+        os.replace(tmp, self._thumbnail_path(server_name, media_id, thumb))
         await self.store.add_thumbnail(server_name, media_id, thumb)
         for entry in self.providers:
             if entry.store_local if server_name is None else entry.store_remote:
@@ -499,6 +501,3 @@ class MediaRepository:
             if purged:
                 logger.info("media_retention: purged %d cached remote files", purged)
 
-
-def open_media(media: Media) -> BinaryIO:
-    return open(media.path, "rb")
