@@ -195,9 +195,10 @@ class MediaRepository:
             raise MatrixError(400, "M_RESOURCE_LIMIT_EXCEEDED", "Upload would exceed your media upload limit",
                               limit_type="media_upload")
 
-    async def _admit(self, spool: Spool, *, who: str, name: str | None) -> None:
-        """The content scanner's verdict on a complete file (remembered by sha256): refused if infected, or
-        if the scanner cannot answer while ``fail_closed``."""
+    async def _admit(self, spool: Spool, *, who: str, name: str | None, remote: bool = False) -> None:
+        """The content scanner's verdict on a complete file (remembered by sha256): refused if infected (403 for
+        an upload, 404 for a remote file: it does not exist here), or if the scanner cannot answer while
+        ``fail_closed``."""
         if self.scanner is None:
             return
         sha256 = spool.sha256
@@ -215,6 +216,8 @@ class MediaRepository:
             await self.store.remember_verdict(sha256, result.clean, result.signature, self.now())
         if not verdict[0]:
             logger.warning("Refused an infected file (%s) from %s, name %r", verdict[1], who, name)
+            if remote:
+                raise not_found("Remote media refused by the content scanner")
             raise MatrixError(403, "M_FORBIDDEN", f"File refused by the content scanner: {verdict[1]}")
 
     async def _keep(self, spool: Spool, dest: str) -> None:
@@ -343,7 +346,7 @@ class MediaRepository:
                 name = rules.check_file_name(name)
             except rules.BadFileName:
                 name = None
-            await self._admit(spool, who=server_name, name=name)
+            await self._admit(spool, who=server_name, name=name, remote=True)
             await self._keep(spool, self.files.remote_path(server_name, media_id))
         finally:
             spool.discard()
