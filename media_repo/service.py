@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import Callable, Sequence
 
 from twisted.internet import defer
 
@@ -196,8 +196,8 @@ class MediaRepository:
                               limit_type="media_upload")
 
     async def _admit(self, spool: Spool, *, who: str, name: str | None, remote: bool = False) -> None:
-        """The content scanner's verdict on a complete file (remembered by sha256): refused if infected (403,
-        or 404 for a ``remote`` copy: to our users it does not exist), or if the scanner cannot answer while
+        """The content scanner's verdict on a complete file (remembered by sha256): refused if infected (403 for
+        an upload, 404 for a remote file: it does not exist here), or if the scanner cannot answer while
         ``fail_closed``."""
         if self.scanner is None:
             return
@@ -217,7 +217,7 @@ class MediaRepository:
         if not verdict[0]:
             logger.warning("Refused an infected file (%s) from %s, name %r", verdict[1], who, name)
             if remote:
-                raise not_found(f"Remote media refused by the content scanner: {verdict[1]}")
+                raise not_found("Remote media refused by the content scanner")
             raise MatrixError(403, "M_FORBIDDEN", f"File refused by the content scanner: {verdict[1]}")
 
     async def _keep(self, spool: Spool, dest: str) -> None:
@@ -241,6 +241,9 @@ class MediaRepository:
                     await self._make_thumbnail(server_name, media_id, path, size.width, size.height, size.method)
                 except NotThumbnailable as e:
                     logger.info("No thumbnails for %s: %s", media_id, e)
+                    break
+                except Exception:  # the file is stored: a thumbnail is made again when asked
+                    logger.exception("Thumbnail %dx%d of %s failed", size.width, size.height, media_id)
                     break
 
     # -- download ----------------------------------------------------------------------------------------
@@ -343,7 +346,7 @@ class MediaRepository:
                 name = rules.check_file_name(name)
             except rules.BadFileName:
                 name = None
-            await self._admit(spool, who=f"{server_name}/{media_id}", name=name, remote=True)
+            await self._admit(spool, who=server_name, name=name, remote=True)
             await self._keep(spool, self.files.remote_path(server_name, media_id))
         finally:
             spool.discard()
@@ -390,27 +393,26 @@ class MediaRepository:
         origin = None if for_federation or server_name == self.server_name else server_name
         if rules.essence(source.media_type) not in rules.THUMBNAIL_SOURCE_TYPES:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for this media type")
-        existing = await self.store.thumbnails(origin, media_id)
-        want = (width, height, method)
-        if not self.settings.dynamic_thumbnails or want not in [(t.width, t.height, t.method) for t in existing]:
-            if self.settings.dynamic_thumbnails:
-                chosen = want
-            else:
-                chosen = rules.choose_thumbnail([(s.width, s.height, s.method) for s in self.settings.thumbnail_sizes],
-                                                width, height, method)
-            if chosen is None:
+        if self.settings.dynamic_thumbnails:
+            want = (width, height, method)
+        else:
+            want = rules.choose_thumbnail([(s.width, s.height, s.method) for s in self.settings.thumbnail_sizes],
+                                          width, height, method)
+            if want is None:
                 raise MatrixError(400, "M_UNKNOWN", "No thumbnail sizes are configured")
-            want = chosen
-        found = [t for t in existing if (t.width, t.height, t.method) == want]
+        for thumb in await self.store.thumbnails(origin, media_id):
+            path = self._thumbnail_path(origin, media_id, thumb)
+            if (thumb.width, thumb.height, thumb.method) == want and os.path.exists(path):
+                return Media(path, thumb.media_type, None, thumb.media_length)
         try:
-            thumb = found[0] if found else await self._make_thumbnail(origin, media_id, source.path, *want)
+            thumb = await self._make_thumbnail(origin, media_id, source.path, *want)
         except NotThumbnailable as e:
             raise MatrixError(400, "M_UNKNOWN", f"Cannot generate a thumbnail: {e}") from None
-        path = os.path.join(self.files.thumbnail_dir(origin, media_id),
+        return Media(self._thumbnail_path(origin, media_id, thumb), thumb.media_type, None, thumb.media_length)
+
+    def _thumbnail_path(self, server_name: str | None, media_id: str, thumb: Thumbnail) -> str:
+        return os.path.join(self.files.thumbnail_dir(server_name, media_id),
                             thumbnail_name(thumb.width, thumb.height, thumb.media_type, thumb.method))
-        if not os.path.exists(path):
-            thumb = await self._make_thumbnail(origin, media_id, source.path, *want)
-        return Media(path, thumb.media_type, None, thumb.media_length)
 
     async def _make_thumbnail(self, server_name: str | None, media_id: str, source: str, width: int, height: int,
                               method: str) -> Thumbnail:
@@ -419,7 +421,7 @@ class MediaRepository:
                                                  self.settings.max_image_pixels)
         thumb = Thumbnail(width, height, method, rendered.media_type, rendered.length)
         name = thumbnail_name(width, height, rendered.media_type, method)
-        os.replace(tmp, os.path.join(directory, name))
+        os.replace(tmp, self._thumbnail_path(server_name, media_id, thumb))
         await self.store.add_thumbnail(server_name, media_id, thumb)
         for entry in self.providers:
             if entry.store_local if server_name is None else entry.store_remote:
@@ -502,6 +504,3 @@ class MediaRepository:
             if purged:
                 logger.info("media_retention: purged %d cached remote files", purged)
 
-
-def open_media(media: Media) -> BinaryIO:
-    return open(media.path, "rb")

@@ -136,6 +136,7 @@ class ListenerRequest(server.Request):
         else:
             self.content = spool()
             self._parsePOSTFormSubmission = False  # a spooled body is stored as sent, never parsed as a form
+            _widen_reads(self.channel.transport)
 
     def discard_spool(self) -> None:
         """Remove a spooled body the handler has not kept (or not yet seen)."""
@@ -209,6 +210,18 @@ class ListenerChannel(HTTPChannel):
     def allContentReceived(self) -> None:
         if not self._refused:  # a chunked body cut in the middle of a read
             super().allContentReceived()
+
+
+SPOOL_READ_SIZE = 1024 * 1024  # bytes read from the socket at once while a large body is spooled
+
+
+def _widen_reads(transport) -> None:
+    """Read a large body 1 MiB per read instead of Twisted's 64 KiB: 16 times fewer trips through the
+    protocol stack for the same bytes (the TCP transport, under any wrapping protocol)."""
+    while getattr(transport, "transport", None) is not None:
+        transport = transport.transport
+    if isinstance(getattr(transport, "bufferSize", None), int):
+        transport.bufferSize = SPOOL_READ_SIZE
 
 
 def _drop(_data: bytes) -> None:

@@ -725,3 +725,33 @@ def test_sample_config_is_current():
     )
     raw = yaml.safe_load(sample)
     assert raw["registration_shared_secret"] == "CHANGE_ME"
+
+
+def test_media_keys(cfg_dir):
+    c = parse(cfg_dir, max_upload_size="10M", max_image_pixels=1000, media_store_path="media",
+              media_upload_limits=[{"time_period": "1h", "max_size": "1G"}],
+              thumbnail_sizes=[{"width": 64, "height": 48, "method": "crop"}],
+              media_retention={"local_media_lifetime": "30d"})
+    assert (c.max_upload_size, c.max_image_pixels) == (10 * 1024 ** 2, 1000)
+    assert c.media_store_path == str(cfg_dir / "media")
+    assert [(u.time_period_ms, u.max_size) for u in c.media_upload_limits] == [(3_600_000, 1024 ** 3)]
+    assert [tuple(t) for t in c.thumbnail_sizes] == [(64, 48, "crop")]
+    assert (c.media_retention.local_media_lifetime_ms, c.media_retention.remote_media_lifetime_ms) == (
+        30 * 86_400_000, None)
+    defaults = parse(cfg_dir)
+    assert defaults.media_store_path == str(cfg_dir / "media_store") and defaults.enable_authenticated_media
+    assert len(defaults.thumbnail_sizes) == 5 and defaults.max_upload_size == 50 * 1024 ** 2
+
+
+@pytest.mark.parametrize("key,value,prefix", [
+    ("max_upload_size", "lots", "max_upload_size:"),
+    ("max_upload_size", -1, "max_upload_size:"),
+    ("media_upload_limits", [{"time_period": "1h"}], "media_upload_limits[0]:"),
+    ("media_upload_limits", [{"time_period": "1h", "max_size": "big"}], "media_upload_limits[0].max_size:"),
+    ("thumbnail_sizes", [{"width": 32, "height": 32, "method": "stretch"}], "thumbnail_sizes[0].method:"),
+    ("thumbnail_sizes", [{"width": 0, "height": 32}], "thumbnail_sizes[0].width:"),
+    ("thumbnail_sizes", [{"method": "crop"}], "thumbnail_sizes[0]:"),
+    ("media_retention", {"local_media_lifetime": "soon"}, "media_retention.local_media_lifetime:"),
+])
+def test_bad_media_keys(cfg_dir, key, value, prefix):
+    refused(cfg_dir, prefix, **{key: value})
