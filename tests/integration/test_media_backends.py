@@ -17,6 +17,7 @@ from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST
 from tests.integration.clamd import EICAR, SIGNATURE, clamd, clamd_binary  # noqa: F401 (fixture)
 from tests.integration.harness import database_rows, free_port, unique
 from tests.integration.media_client import AUTHED, LEGACY, download, split_mxc, upload
+from tests.integration.reactor_thread import wait_for
 from tests.integration.s3server import s3, s3_provider  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(clamd_binary() is None,
@@ -181,3 +182,19 @@ def test_fail_open_accepts_while_clamd_is_unreachable(homeserver_factory):
     assert status == 200, body
     assert "Content scanner unavailable" in open_server.log()
     assert database_rows(open_server, "SELECT COUNT(*) FROM media_scan_verdicts") == [(0,)]
+
+
+@pytest.mark.parametrize("flags,copied", [({"store_local": False}, False), ({"store_synchronous": False}, True)])
+def test_provider_flags(homeserver_factory, s3, flags, copied):
+    """Synapse's semantics: store_local false keeps local uploads off S3; store_synchronous false answers the
+    upload first and copies it to S3 in the background."""
+    bucket = s3.bucket()
+    flagged = homeserver_factory(media_storage_providers=[{**s3_provider(bucket), **flags}])
+    user = flagged.register()
+    status, body = upload(flagged.base_url, user.token, b"flagged bytes")
+    assert status == 200, body
+    media_id = split_mxc(body["content_uri"])[1]
+    if copied:
+        assert wait_for(lambda: s3_object(s3, bucket, media_id), "the background copy to S3") == b"flagged bytes"
+    else:
+        assert s3_object(s3, bucket, media_id) is None
