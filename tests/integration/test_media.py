@@ -255,3 +255,11 @@ def test_decompression_bomb_is_not_decoded(homeserver_factory):
     status, _, data = download(small.base_url, f"{AUTHED}/thumbnail/{origin}/{media_id}?width=32&height=32",
                                user.token)
     assert status == 400 and b"max_image_pixels" in data
+
+
+def test_an_upload_without_credentials_never_reaches_the_disk(server):
+    status, body = upload(server.base_url, None, b"anonymous" * 1000)
+    assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
+    status, body = upload(server.base_url, "not-a-token", b"forged" * 1000)
+    assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    assert not os.listdir(os.path.join(server.dir, "media_store", "tmp"))
