@@ -116,12 +116,14 @@ class ListenerRequest(server.Request):
     policy: ListenerPolicy  # set by the site's request factory
     matched: object = None  # the router's answer, computed once from the headers
     body_limit: int = 0
+    _target = b""  # the request target (path and query) as sent
     _received = 0
     _client = None
     _forwarded_https = False
 
     def route_headers(self, command: bytes, path: bytes, length: int | None) -> bool:
         """Route the request from its request line and headers; False if its declared body is too large."""
+        self._target = path
         if self.policy.x_forwarded:
             self._resolve_forwarded()
         self.matched, self.body_limit = self.policy.route(
@@ -134,9 +136,13 @@ class ListenerRequest(server.Request):
         if spool is None:
             super().gotLength(length)
         else:
-            self.content = spool()
+            # Nothing reaches the disk for a request that cannot be authenticated (it is answered 401).
+            self.content = spool() if self._may_authenticate() else _Discarded()
             self._parsePOSTFormSubmission = False  # a spooled body is stored as sent, never parsed as a form
             _widen_reads(self.channel.transport)
+
+    def _may_authenticate(self) -> bool:
+        return self.requestHeaders.hasHeader(b"authorization") or b"access_token=" in self._target
 
     def discard_spool(self) -> None:
         """Remove a spooled body the handler has not kept (or not yet seen)."""
@@ -210,6 +216,27 @@ class ListenerChannel(HTTPChannel):
     def allContentReceived(self) -> None:
         if not self._refused:  # a chunked body cut in the middle of a read
             super().allContentReceived()
+
+
+class _Discarded:
+    """The body of a spooled route sent without credentials: counted against the limit, then dropped."""
+
+    def write(self, data: bytes) -> None:
+        return None
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, *_args) -> None:
+        return None
+
+    def read(self, *_args) -> bytes:
+        return b""
+
+    def discard(self) -> None:
+        return None
+
+    close = discard
 
 
 SPOOL_READ_SIZE = 1024 * 1024  # bytes read from the socket at once while a large body is spooled

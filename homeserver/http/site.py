@@ -234,6 +234,9 @@ class MatrixResource(resource.Resource):
             body.file.close()
             request.finish()
             return
+        # Handled: only bytes remain to be sent, which a shutdown does not wait for (a slow client could hold
+        # it for ever); the connections still open are closed then.
+        self._finished(None, request)
         FileProducer(request, body).start()
 
     def _unexpected(self, failure, request: Request):

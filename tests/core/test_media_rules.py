@@ -130,3 +130,16 @@ def test_multipart_errors():
     reader = multipart.MultipartReader(content_type.decode(), lambda _: None)
     with pytest.raises(multipart.MultipartError):
         reader.feed(b"x" * (multipart.HEAD_LIMIT + 1))
+
+
+def test_legacy_fallback_only_for_an_unknown_endpoint():
+    """Synapse's test: 404/405 with M_UNRECOGNIZED or an empty body, or 400 M_UNRECOGNIZED."""
+    from federation.client import HttpResponseError
+    from media_repo.remote import _unknown_endpoint
+
+    assert _unknown_endpoint(HttpResponseError(404, {"errcode": "M_UNRECOGNIZED"}))
+    assert _unknown_endpoint(HttpResponseError(405, b""))
+    assert _unknown_endpoint(HttpResponseError(400, {"errcode": "M_UNRECOGNIZED"}))
+    assert not _unknown_endpoint(HttpResponseError(404, {"errcode": "M_NOT_FOUND"}))
+    assert not _unknown_endpoint(HttpResponseError(502, {"errcode": "M_UNRECOGNIZED"}))
+    assert not _unknown_endpoint(HttpResponseError(403, {"errcode": "M_FORBIDDEN"}))

@@ -5,6 +5,7 @@ Runs on SQLite, or PostgreSQL with HEXAGONE_TEST_DATABASE; each test on the file
 from __future__ import annotations
 
 import io
+import json
 import os
 import socket
 import threading
@@ -141,6 +142,13 @@ def test_async_upload(server, alice):
     status, body = upload(server.base_url, alice.token, b"x", path=f"{LEGACY}/upload/{origin}/unknownid",
                           method="PUT")
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    # An ID past its unused_expires_at can no longer be uploaded to.
+    _, created = alice.request("POST", "/_matrix/media/v1/create")
+    origin, media_id = split_mxc(created["content_uri"])
+    database_rows(server, "UPDATE local_media SET expires_ts = 1 WHERE media_id = ?", (media_id,))
+    status, body = upload(server.base_url, alice.token, b"late", path=f"{LEGACY}/upload/{origin}/{media_id}",
+                          method="PUT")
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
 
 
 def test_too_many_pending_creates(server):
@@ -187,6 +195,23 @@ def test_truncated_upload_stores_nothing(server, alice):
     assert status == 200
     assert len(_store_files(server)) == before
     assert not os.listdir(os.path.join(server.dir, "media_store", "tmp"))
+
+
+def test_content_length_shorter_than_the_body(server, alice):
+    """The declared length is the body; the bytes after it are a malformed next request (400), never stored."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(f"POST {LEGACY}/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice.token}\r\n"
+                     f"Content-Length: 5\r\n\r\n".encode() + b"helloTRAILING GARBAGE\r\n\r\n")
+        answers = b""
+        while chunk := sock.recv(65536):
+            answers += chunk
+    head, _, rest = answers.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answers
+    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    body, second = rest[:length], rest[length:]
+    assert second.startswith(b"HTTP/1.1 400"), second
+    origin, media_id = split_mxc(json.loads(body)["content_uri"])
+    assert download(server.base_url, f"{AUTHED}/download/{origin}/{media_id}", alice.token)[2] == b"hello"
 
 
 def test_unknown_media(server, alice):
@@ -238,3 +263,11 @@ def test_decompression_bomb_is_not_decoded(homeserver_factory):
     status, _, data = download(small.base_url, f"{AUTHED}/thumbnail/{origin}/{media_id}?width=32&height=32",
                                user.token)
     assert status == 400 and b"max_image_pixels" in data
+
+
+def test_an_upload_without_credentials_never_reaches_the_disk(server):
+    status, body = upload(server.base_url, None, b"anonymous" * 1000)
+    assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
+    status, body = upload(server.base_url, "not-a-token", b"forged" * 1000)
+    assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    assert not os.listdir(os.path.join(server.dir, "media_store", "tmp"))
