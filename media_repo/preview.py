@@ -27,7 +27,7 @@ import re
 import socket
 from html.parser import HTMLParser
 from typing import Any, Awaitable, Callable
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
@@ -298,7 +298,10 @@ class UrlPreviewer:
             location = response.headers.getRawHeaders(b"location")
             if response.code in _REDIRECTS and location:
                 _drop(response)
-                url = ascii_url(urljoin(url, location[-1].decode("latin-1")))
+                try:
+                    url = ascii_url(urljoin(url, location[-1].decode("latin-1")))
+                except MatrixError:
+                    raise MatrixError(502, "M_UNKNOWN", "The URL redirects to one that is not previewed") from None
                 continue
             if not 200 <= response.code < 300:
                 _drop(response)
@@ -327,7 +330,8 @@ class UrlPreviewer:
         spool = self._new_spool()  # a media file being received: write(), size, discard()
         try:
             await self._read(response, spool)
-            name = os.path.basename(urlsplit(url).path) or "image"
+            name = unquote(os.path.basename(urlsplit(url).path))
+            name = name if name and name.isprintable() and "\\" not in name else "image"
             return await self._store_image(spool, content_type, name, user_id)
         finally:
             spool.discard()  # nothing if stored

@@ -42,14 +42,14 @@ class Site(resource.Resource):
             request.finish()
             return server.NOT_DONE_YET
         targets = {"/to-page": "/page", "/to-internal": f"http://10.0.0.1:{self.port}/page",
-                   "/to-secret": "/secret/page"}
+                   "/to-secret": "/secret/page", "/to-file": "file:///etc/passwd"}
         if path in targets:
             request.redirect(targets[path].encode())
             return b""
         if path in ("/page", "/secret/page"):
             request.setHeader(b"content-type", b"text/html; charset=utf-8")
             return PAGE
-        if path == "/img.png":
+        if path in ("/img.png", "/caf%C3%A9%0A.png"):
             request.setHeader(b"content-type", b"image/png")
             return PNG
         if path == "/big":
@@ -131,12 +131,15 @@ def test_image_stored_as_media(reactor, run_in_thread, site, tmp_path):
         "og:image:type": "image/png", "matrix:image:size": len(PNG)}
     assert store.stored == [(PNG, "image/png", "img.png", "@alice:test")]
     assert preview(reactor, previewer, site.base + "/img.png")["og:image"] == "mxc://test/img2"
-    assert sorted(p.name.endswith(".kept") for p in tmp_path.iterdir()) == [True, True]  # no spool left behind
+    preview(reactor, previewer, site.base + "/caf%C3%A9%0A.png")  # a name that is no file name: "image"
+    assert [name for _, _, name, _ in store.stored] == ["img.png", "img.png", "image"]
+    assert sorted(p.name.endswith(".kept") for p in tmp_path.iterdir()) == [True] * 3  # no spool left behind
 
 
 def test_redirects_checked_again(reactor, run_in_thread, site, tmp_path):
     previewer = make_previewer(reactor, run_in_thread, tmp_path, url_blacklist=[{"path": "/secret/*"}])
     assert refused(reactor, previewer, site.base + "/to-internal") == (403, "M_FORBIDDEN")
+    assert refused(reactor, previewer, site.base + "/to-file") == (502, "M_UNKNOWN")
     before = len(site.hits)
     assert refused(reactor, previewer, site.base + "/to-secret") == (403, "M_FORBIDDEN")
     assert refused(reactor, previewer, site.base + "/secret/page") == (403, "M_FORBIDDEN")
