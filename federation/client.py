@@ -257,11 +257,20 @@ class FederationClient:
 
     async def fetch_well_known(self, hostname: str) -> WellKnownResponse:
         """``GET https://<hostname>/.well-known/matrix/server``, following https redirects."""
-        url = f"https://{hostname}/.well-known/matrix/server"
+        status, headers, data = await self.get_https(f"https://{hostname}/.well-known/matrix/server", limit=51200,
+                                                     timeout_s=15.0)
+        return WellKnownResponse(status, headers, data)
+
+    async def get_https(self, url: str, *, limit: int, timeout_s: float,
+                        sink_for: Callable[[dict[str, str]], Callable[[bytes], None]] | None = None
+                        ) -> tuple[int, dict[str, str], bytes]:
+        """An unsigned GET of an https URL, following https redirects, to addresses allowed as for federation
+        (a redirect another server gave us: its media's ``Location``); (status, headers, body), the 2xx body
+        passed to ``sink_for(headers)`` instead when given."""
         for _ in range(MAX_REDIRECTS + 1):
             headers = Headers({b"User-Agent": [USER_AGENT]})
-            status, response_headers, data = await self._send("GET", url.encode("ascii"), headers, None, 15.0,
-                                                              limit=51200)
+            status, response_headers, data = await self._send("GET", url.encode("ascii"), headers, None, timeout_s,
+                                                              limit=limit, sink_for=sink_for)
             location = response_headers.get("location")
             if status in (301, 302, 303, 307, 308) and location:
                 target = urlsplit(location)
@@ -269,8 +278,8 @@ class FederationClient:
                     raise RequestSendFailed(f"refusing non-https redirect to {location}")
                 url = location
                 continue
-            return WellKnownResponse(status, response_headers, data)
-        raise RequestSendFailed(f"too many redirects for {hostname}/.well-known/matrix/server")
+            return status, response_headers, data
+        raise RequestSendFailed(f"too many redirects from {url}")
 
     async def _send(self, method: str, url: bytes, headers: Headers, body: bytes | None, timeout_s: float,
                     limit: int = MAX_RESPONSE_SIZE, sink_for=None) -> tuple[int, dict[str, str], bytes]:

@@ -4,7 +4,8 @@ First ``GET /_matrix/federation/v1/media/download/{mediaId}`` (X-Matrix signed, 
 the origin says it does not know that endpoint (404/405 with ``M_UNRECOGNIZED`` or an empty body, 400
 ``M_UNRECOGNIZED``: Synapse's test for an unknown endpoint) the legacy ``GET /_matrix/media/v3/download``,
 signed as well, as Synapse does. The bytes are streamed into the caller's spool, never past ``max_size``.
-A file part given as a ``Location`` (redirect) is not followed: such media is reported unavailable (502).
+A file part given as a ``Location`` is fetched from there: https only, to addresses allowed by
+``ip_range_blacklist`` as for federation, redirects followed the same way, unsigned.
 """
 
 from __future__ import annotations
@@ -79,11 +80,15 @@ class RemoteMediaClient:
                                      timeout_s=FETCH_TIMEOUT_S)
         reader = readers[0]
         reader.finish()
-        if "location" in reader.headers:
-            raise MultipartError("the origin answered with a redirect (Location), not followed")
+        headers = reader.headers
+        if "location" in headers:  # the file is elsewhere (spec: the second part may be a Location)
+            status, headers, data = await self.client.get_https(
+                headers["location"], limit=max_size, timeout_s=FETCH_TIMEOUT_S, sink_for=lambda _h: spool.write)
+            if not 200 <= status < 300:
+                raise HttpResponseError(status, data[:200])
         if spool.size > max_size:
             raise MultipartError("over max_upload_size")
-        return reader.headers.get("content-type"), _file_name(reader.headers.get("content-disposition"))
+        return headers.get("content-type"), _file_name(headers.get("content-disposition"))
 
     async def _legacy(self, server_name: str, media_id: str, spool: Spool, max_size: int,
                       timeout_ms: int) -> tuple[str | None, str | None]:

@@ -50,8 +50,8 @@ def _open(path: str, max_pixels: int) -> Image.Image:
 
 
 def render(src: str, dest_dir: str, width: int, height: int, method: str, max_pixels: int) -> tuple[str, Rendered]:
-    """Write a thumbnail of ``src`` in ``dest_dir`` (atomically: temporary file, then rename by the caller's
-    name); returns (the temporary file's path, what it is). ``method`` is ``crop`` or ``scale``."""
+    """Write a thumbnail of ``src`` to a temporary file in ``dest_dir``, flushed to disk, for the caller to
+    rename into place; returns (its path, what it is). ``method`` is ``crop`` or ``scale``."""
     with _open(src, max_pixels) as image:
         out_type = "image/jpeg" if image.format == "JPEG" else "image/png"
         try:
@@ -76,6 +76,8 @@ def render(src: str, dest_dir: str, width: int, height: int, method: str, max_pi
                     thumb.save(f, "JPEG", quality=JPEG_QUALITY)
                 else:
                     thumb.save(f, "PNG", optimize=False)
+                f.flush()
+                os.fsync(f.fileno())  # complete on disk before the caller renames it into place
         except BaseException:
             os.unlink(tmp)
             raise

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Which client-server API operations of the Matrix spec does Hexagone serve?
+"""Which client-server (or, with ``--api server-server``, server-server) API operations of the Matrix spec
+does Hexagone serve?
 
 Reads the spec's OpenAPI files (``data/api/client-server/*.yaml``), lists
 every operation (method + path under the file's ``servers`` base path), and
@@ -51,8 +52,8 @@ def spec_data_dir() -> str | None:
     return next((d for d in spec_data_candidates() if os.path.isdir(os.path.join(d, "api"))), None)
 
 
-def find_spec_dir(explicit: str | None) -> str:
-    candidates = [explicit] if explicit else [os.path.join(d, "api", "client-server") for d in spec_data_candidates()]
+def find_spec_dir(explicit: str | None, api: str = "client-server") -> str:
+    candidates = [explicit] if explicit else [os.path.join(d, "api", api) for d in spec_data_candidates()]
     for candidate in candidates:
         if os.path.isdir(candidate):
             return os.path.abspath(candidate)
@@ -123,10 +124,12 @@ def is_served(router, method: str, template: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec-dir", help="the spec's data/api/client-server directory")
+    parser.add_argument("--api", choices=("client-server", "server-server"), default="client-server",
+                        help="which API of the spec to check (default: client-server)")
     parser.add_argument("--missing-only", action="store_true", help="list only the operations not served")
     args = parser.parse_args(argv)
 
-    operations = spec_operations(find_spec_dir(args.spec_dir))
+    operations = spec_operations(find_spec_dir(args.spec_dir, args.api))
     router = build_router()
     every: dict[tuple[str, str], bool] = {}  # one endpoint may be documented in two files
     for name, ops in operations.items():

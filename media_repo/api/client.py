@@ -80,10 +80,12 @@ async def thumbnail(hs, req: ApiRequest, legacy: bool):
 
 
 def thumbnail_args(req: ApiRequest) -> tuple[int, int, str]:
-    """width, height (required) and method (default scale) of a thumbnail request."""
+    """width, height (required) and method (default scale) of a thumbnail request. ``animated`` is checked
+    but static thumbnails are always answered (spec: the server SHOULD animate when it can)."""
     width, height = req.int_arg("width"), req.int_arg("height")
     if width is None or height is None:
         raise missing_param("width and height are required")
+    req.bool_arg("animated")
     return width, height, req.arg("method", "scale")
 
 

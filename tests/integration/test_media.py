@@ -271,3 +271,14 @@ def test_an_upload_without_credentials_never_reaches_the_disk(server):
     status, body = upload(server.base_url, "not-a-token", b"forged" * 1000)
     assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
     assert not os.listdir(os.path.join(server.dir, "media_store", "tmp"))
+
+
+def test_chunked_and_form_typed_bodies_are_stored_as_sent(server, alice):
+    payload = [b"part one, ", b"part two"]
+    status, body = upload(server.base_url, alice.token, iter(payload), content_type="multipart/form-data; boundary=x")
+    assert status == 200, body
+    origin, media_id = split_mxc(body["content_uri"])
+    status, headers, data = download(server.base_url, f"{AUTHED}/download/{origin}/{media_id}", alice.token)
+    assert (status, data) == (200, b"".join(payload))
+    assert headers["Content-Type"] == "multipart/form-data; boundary=x"
+    assert headers["Content-Disposition"] == "attachment"
