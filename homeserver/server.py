@@ -89,6 +89,7 @@ from homeserver.storage.streams import StreamIdGenerator
 from media_repo import storage as media_storage
 from media_repo.api import admin as media_admin_api, client as media_client_api, federation as media_federation_api
 from media_repo.filestore import FileStore
+from media_repo.hooks import ProviderEntry
 from media_repo.remote import RemoteMediaClient
 from media_repo.service import MediaRepository, MediaSettings
 
@@ -173,6 +174,9 @@ class HomeServer:
 def build_server(config, reactor) -> HomeServer:
     """Open the database, apply migrations, and build every object, each given its collaborators."""
     signing_key = config_module.read_signing_key(config.signing_key_path)
+    media_pool = ThreadPool(minthreads=0, maxthreads=MEDIA_THREADS, name="media")  # no thread until used
+    media_pool.start()
+    media_providers = _storage_providers(config, _in_pool(reactor, media_pool))  # refused before the database opens
     if config.database.engine == "sqlite" and os.path.dirname(config.database.sqlite_path):
         os.makedirs(os.path.dirname(config.database.sqlite_path), exist_ok=True)
     db = Database(open_engine(config.database), reactor)
@@ -277,9 +281,8 @@ def build_server(config, reactor) -> HomeServer:
         edus.on_room_events,  # presence to a room's new members, after the join PDU is queued to them
     ])
 
-    media_pool = ThreadPool(minthreads=0, maxthreads=MEDIA_THREADS, name="media")  # no thread until used
-    media_pool.start()
-    media = _build_media(config, reactor, db, media_pool, event_store, RemoteMediaClient(transport.client))
+    media = _build_media(config, reactor, db, media_pool, event_store, RemoteMediaClient(transport.client),
+                         media_providers)
 
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
@@ -302,7 +305,8 @@ def build_server(config, reactor) -> HomeServer:
     return hs
 
 
-def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote) -> MediaRepository:
+def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote,
+                 providers: list[ProviderEntry]) -> MediaRepository:
     """The media repository: its store under media_store_path (swept of half-received files), its tables."""
     files = FileStore(config.media_store_path)
     files.prepare()
@@ -314,9 +318,32 @@ def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote) -> 
         retention=config.media_retention)
     return MediaRepository(
         store=media_storage.MediaStore(db), files=files, clock=reactor, server_name=config.server_name,
-        run_in_thread=lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args), settings=settings,
+        run_in_thread=_in_pool(reactor, pool), settings=settings,
         federation_allowed=lambda server: federation_allowed(config.federation_domain_whitelist, server),
-        events=event_store, remote=remote)
+        events=event_store, remote=remote, providers=providers)
+
+
+def _in_pool(reactor, pool: ThreadPool) -> Callable:
+    """``run_in_thread(fn, *args)``: fn(*args) on ``pool``, as an awaitable."""
+    return lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args)
+
+
+# media_storage_providers ``module`` -> the class built with (its ``config`` mapping, run_in_thread).
+STORAGE_PROVIDERS: dict[str, Callable[[dict, Callable], Any]] = {}
+
+
+def _storage_providers(config, run_in_thread) -> list[ProviderEntry]:
+    """Each ``media_storage_providers`` entry with its provider; an unknown module is refused at start."""
+    entries = []
+    for i, entry in enumerate(config.media_storage_providers):
+        provider_class = STORAGE_PROVIDERS.get(entry.module)
+        if provider_class is None:
+            raise config_module.ConfigError(
+                f"media_storage_providers[{i}].module: {entry.module!r} is not a storage provider Hexagone has "
+                f"(known: {', '.join(STORAGE_PROVIDERS) or 'none'})")
+        entries.append(ProviderEntry(provider_class(entry.config, run_in_thread), entry.store_local,
+                                     entry.store_remote, entry.store_synchronous))
+    return entries
 
 
 def _build_transport(config, reactor, db, signing_key) -> FederationTransport:

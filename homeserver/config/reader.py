@@ -19,8 +19,8 @@ from homeserver.config.table import (IMPLEMENTED_TOP_LEVEL_KEYS, KEYS, SILENTLY_
 from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
 from homeserver.config.values import (IMPLEMENTED_RESOURCES, SYNAPSE_RESOURCES, ConfigError, DatabaseConfig,
                                       FederationRateLimit, ListenerConfig, MediaRetention, RateLimit,
-                                      ThumbnailSize, UploadLimit, check_int, conninfo_quote, expand_resources,
-                                      is_empty, parse_duration_ms, parse_size, read_secret_file,
+                                      StorageProviderConfig, ThumbnailSize, UploadLimit, check_int, conninfo_quote,
+                                      expand_resources, is_empty, parse_duration_ms, parse_size, read_secret_file,
                                       validate_server_name)
 from homeserver.events.room_versions import CREATABLE_ROOM_VERSIONS, KNOWN_ROOM_VERSIONS
 
@@ -118,6 +118,20 @@ class Reader:
             if None in (sizes[-1].width, sizes[-1].height):
                 raise ConfigError(f"{path}: width and height are required")
         return sizes
+
+    def kind_storage_providers(self, k: Key, src: dict, leaf: str) -> list[StorageProviderConfig]:
+        fields = ("module", "store_local", "store_remote", "store_synchronous", "config")
+        providers = []
+        for path, entry in self.mappings(self._typed(leaf, [], src, k.name, list, "a list of mappings"), k.name,
+                                         fields):
+            module = self.str_("module", None, entry, f"{path}.module")
+            if not module:
+                raise ConfigError(f"{path}.module: is required (e.g. s3_storage_provider.S3StorageProviderBackend)")
+            providers.append(StorageProviderConfig(
+                module, *(self.bool_(f, False, entry, f"{path}.{f}")
+                          for f in ("store_local", "store_remote", "store_synchronous")),
+                dict(self.dict_("config", entry, f"{path}.config"))))
+        return providers
 
     def kind_media_retention(self, k: Key, src: dict, leaf: str) -> MediaRetention:
         value = self.dict_(leaf, src, k.name)

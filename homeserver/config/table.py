@@ -285,6 +285,15 @@ KEYS: tuple[Key, ...] = (
         "Thumbnails generated for every uploaded image (method: crop or scale).",
         sample=lambda ctx: [{"width": t.width, "height": t.height, "method": t.method}
                             for t in DEFAULT_THUMBNAIL_SIZES]),
+    Key("media_storage_providers", "storage_providers", (), _MEDIA,
+        "Extra backends holding a copy of the media (media_store_path stays the primary\n"
+        "copy and the cache), in the shape of Synapse's synapse-s3-storage-provider\n"
+        "entries: module, store_local, store_remote, store_synchronous, config.",
+        sample=lambda ctx: [{"module": "s3_storage_provider.S3StorageProviderBackend", "store_local": True,
+                             "store_remote": True, "store_synchronous": True,
+                             "config": {"bucket": "media", "endpoint_url": "https://s3.example.org",
+                                        "region_name": "eu-west-1", "access_key_id": "...",
+                                        "secret_access_key": "..."}}], commented=True),
     Key("media_retention", "media_retention", MediaRetention(), _MEDIA,
         "Delete local media not accessed for local_media_lifetime, and cached remote\n"
         "media not accessed for remote_media_lifetime (durations; unset: kept).",

@@ -157,6 +157,19 @@ class UploadLimit(NamedTuple):
 
 
 @dataclass(frozen=True)
+class StorageProviderConfig:
+    """One ``media_storage_providers`` entry, Synapse's shape: the provider ``module``, where it is used
+    (``store_local``: our uploads, ``store_remote``: the remote cache), whether an upload waits for it
+    (``store_synchronous``), and its own ``config`` mapping (checked by the provider)."""
+
+    module: str
+    store_local: bool = False
+    store_remote: bool = False
+    store_synchronous: bool = False
+    config: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class MediaRetention:
     """``media_retention``: local media not accessed for this long, and remote media cached for this long,
     are deleted (None: kept forever)."""

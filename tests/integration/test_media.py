@@ -274,3 +274,13 @@ def test_chunked_and_form_typed_bodies_are_stored_as_sent(server, alice):
     assert (status, data) == (200, b"".join(payload))
     assert headers["Content-Type"] == "multipart/form-data; boundary=x"
     assert headers["Content-Disposition"] == "attachment"
+
+
+def test_an_unknown_storage_provider_is_refused_at_start(homeserver_factory):
+    from tests.integration.harness import ServerError
+
+    server = homeserver_factory(start=False, media_storage_providers=[{"module": "nosuch.Provider",
+                                                                       "store_local": True}])
+    with pytest.raises(ServerError):
+        server.start()
+    assert "media_storage_providers[0].module: 'nosuch.Provider' is not a storage provider" in server.log()
