@@ -55,11 +55,18 @@ class Spool:
         self._hash = hashlib.sha256()
         self.size = 0
         self.done = False  # kept or discarded
+        self.error: OSError | None = None  # why the bytes could not be written
 
     def write(self, data: bytes) -> None:
-        self._hash.update(data)
-        self._file.write(data)
         self.size += len(data)
+        if self.error is not None:
+            return
+        self._hash.update(data)
+        try:
+            self._file.write(data)
+        except OSError as e:  # e.g. a full disk: the rest is counted and dropped, the upload refused
+            self.error = e
+            self.discard()
 
     def tell(self) -> int:
         return self.size
@@ -92,7 +99,10 @@ class Spool:
         if self.done:
             return
         self.done = True
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # what was buffered could not be written either (full disk): removed anyway
+            pass
         try:
             os.unlink(self.path)
         except FileNotFoundError:

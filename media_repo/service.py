@@ -177,6 +177,9 @@ class MediaRepository:
         await self._after_stored(None, media_id, media_type)
 
     def _check_upload(self, spool: Spool, content_type: str | None, file_name: str | None) -> tuple[str | None, str]:
+        if spool.error is not None:
+            logger.error("Could not store an upload: %s", spool.error)
+            raise MatrixError(507, "M_UNKNOWN", "The server could not store the file")
         if spool.size > self.max_upload_size:  # the listener refuses earlier; this holds whatever the route says
             raise MatrixError(413, "M_TOO_LARGE", f"Upload is over the {self.max_upload_size} bytes limit")
         try:
@@ -342,6 +345,9 @@ class MediaRepository:
                                                               min(timeout_ms, MAX_TIMEOUT_MS))
             except RemoteMediaError as e:
                 raise MatrixError(e.status, e.errcode, str(e)) from None
+            if spool.error is not None:
+                logger.error("Could not store remote media %s/%s: %s", server_name, media_id, spool.error)
+                raise MatrixError(502, "M_UNKNOWN", "The server could not store the remote file")
             try:
                 name = rules.check_file_name(name)
             except rules.BadFileName:
