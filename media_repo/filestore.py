@@ -82,15 +82,15 @@ class Spool:
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
-    def close(self) -> None:
-        """Flush the bytes to disk (before the file can be moved into place)."""
+    def sync(self) -> None:
+        """Flush the bytes to disk and close the file (before it is scanned or moved into place)."""
         if not self._file.closed:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
 
     def keep(self, dest: str) -> None:
-        self.close()
+        self.sync()
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.replace(self.path, dest)
         self.done = True
@@ -107,6 +107,8 @@ class Spool:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+    close = discard  # what Twisted calls once a request is over: a body nobody kept is removed
 
 
 class FileStore:

@@ -207,7 +207,7 @@ class MediaRepository:
         sha256 = spool.sha256
         verdict = await self.store.scan_verdict(sha256)
         if verdict is None:
-            await self.run_in_thread(spool.close)
+            await self.run_in_thread(spool.sync)
             try:
                 result = await self.scanner.scan_file(spool.path)
             except Exception as e:
@@ -367,7 +367,7 @@ class MediaRepository:
         for entry in self.providers:
             spool = self.files.spool()
             try:
-                await self.run_in_thread(spool.close)
+                await self.run_in_thread(spool.sync)
                 if await entry.provider.fetch_file(self.files.provider_key(server_name, media_id), spool.path):
                     await self.run_in_thread(spool.keep, path)
                     return True

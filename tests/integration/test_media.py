@@ -185,6 +185,12 @@ def test_bad_file_names(server, alice, name):
     assert len(_store_files(server)) == before
 
 
+def test_bad_query_leaves_nothing_behind(server, alice):
+    status, body = upload(server.base_url, alice.token, b"data" * 1000, path=f"{LEGACY}/upload?filename=%FF")
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+    assert not os.listdir(os.path.join(server.dir, "media_store", "tmp"))
+
+
 def test_truncated_upload_stores_nothing(server, alice):
     before = len(_store_files(server))
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
