@@ -120,7 +120,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       federation_api, federation_keys_api, admin_api,
                       push_rules_api, presence_api, user_directory_api, search_api, media_client_api,
                       media_federation_api, media_admin_api]
-MEDIA_THREADS = 2  # Pillow, fsync and renames of media files: never the reactor's global pool
+MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
 
 @dataclass
@@ -288,7 +288,7 @@ def build_server(config, reactor) -> HomeServer:
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=room_events.settled, federation_limit=ratelimit.federation.run,
-                              tarpit=ratelimit.tarpit)
+                              tarpit=ratelimit.tarpit, file_reads=_in_pool(reactor, media_pool))
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
