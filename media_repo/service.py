@@ -472,8 +472,11 @@ class MediaRepository:
             await self._remove_files(None, media_id)
         return deleted
 
-    async def delete_local_before(self, before_ts: int, size_gt: int = 0) -> list[str]:
-        return await self.delete_local(await self.store.local_before(before_ts, size_gt))
+    async def delete_local_before(self, before_ts: int, size_gt: int = 0, keep_profiles: bool = True) -> list[str]:
+        """Local media not accessed since ``before_ts`` (and over ``size_gt`` bytes); users' avatars kept
+        unless ``keep_profiles`` is false (Synapse's admin API and retention)."""
+        return await self.delete_local(await self.store.local_before(
+            before_ts, size_gt, self.server_name if keep_profiles else None))
 
     async def purge_remote_before(self, before_ts: int) -> int:
         """Drop cached remote media not accessed since ``before_ts`` (fetched again when asked)."""
