@@ -89,10 +89,10 @@ from homeserver.storage.streams import StreamIdGenerator
 from media_repo import storage as media_storage
 from media_repo.api import admin as media_admin_api, client as media_client_api, federation as media_federation_api
 from media_repo.filestore import FileStore
+from media_repo.hooks import ProviderEntry
 from media_repo.remote import RemoteMediaClient
 from media_repo.service import MediaRepository, MediaSettings
 from media_repo.api import preview as media_preview_api
-from media_repo.hooks import ProviderEntry
 from media_repo.preview import UrlPreviewer, media_image_store
 from media_repo.scanner import ClamdScanner
 
@@ -123,7 +123,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       federation_api, federation_keys_api, admin_api,
                       push_rules_api, presence_api, user_directory_api, search_api, media_client_api,
                       media_federation_api, media_admin_api]
-MEDIA_THREADS = 2  # Pillow, fsync and renames of media files: never the reactor's global pool
+MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
 
 @dataclass
@@ -178,6 +178,9 @@ class HomeServer:
 def build_server(config, reactor) -> HomeServer:
     """Open the database, apply migrations, and build every object, each given its collaborators."""
     signing_key = config_module.read_signing_key(config.signing_key_path)
+    media_pool = ThreadPool(minthreads=0, maxthreads=MEDIA_THREADS, name="media")  # no thread until used
+    media_pool.start()
+    media_providers = _storage_providers(config, _in_pool(reactor, media_pool))
     if config.database.engine == "sqlite" and os.path.dirname(config.database.sqlite_path):
         os.makedirs(os.path.dirname(config.database.sqlite_path), exist_ok=True)
     db = Database(open_engine(config.database), reactor)
@@ -282,15 +285,14 @@ def build_server(config, reactor) -> HomeServer:
         edus.on_room_events,  # presence to a room's new members, after the join PDU is queued to them
     ])
 
-    media_pool = ThreadPool(minthreads=0, maxthreads=MEDIA_THREADS, name="media")  # no thread until used
-    media_pool.start()
-    media = _build_media(config, reactor, db, media_pool, event_store, RemoteMediaClient(transport.client))
+    media = _build_media(config, reactor, db, media_pool, event_store, RemoteMediaClient(transport.client),
+                         media_providers)
 
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=room_events.settled, federation_limit=ratelimit.federation.run,
-                              tarpit=ratelimit.tarpit)
+                              tarpit=ratelimit.tarpit, file_reads=_in_pool(reactor, media_pool))
     previewer = _build_previewer(config, reactor, media, media_pool)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
@@ -309,21 +311,11 @@ def build_server(config, reactor) -> HomeServer:
     return hs
 
 
-def _in_pool(reactor, pool: ThreadPool):
-    return lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args)
-
-
-def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote) -> MediaRepository:
+def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote,
+                 providers: list[ProviderEntry]) -> MediaRepository:
     """The media repository: its store under media_store_path (swept of half-received files), its tables, the
-    content scanner (clamd) and the storage providers (S3) when configured."""
-    run_in_thread = _in_pool(reactor, pool)
+    content scanner (clamd) when configured, the storage providers."""
     scanner = config.content_scanner
-    providers = []
-    if config.media_storage_providers:
-        from media_repo.s3 import S3StorageProvider  # boto3 (0.5 s and 20 MB to import) only where S3 is used
-        providers = [ProviderEntry(S3StorageProvider(p.config, run_in_thread), store_local=p.store_local,
-                                   store_remote=p.store_remote, store_synchronous=p.store_synchronous)
-                     for p in config.media_storage_providers]
     files = FileStore(config.media_store_path)
     files.prepare()
     settings = MediaSettings(
@@ -334,10 +326,24 @@ def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote) -> 
         retention=config.media_retention, scan_fail_closed=scanner is None or scanner.fail_closed)
     return MediaRepository(
         store=media_storage.MediaStore(db), files=files, clock=reactor, server_name=config.server_name,
-        run_in_thread=run_in_thread, settings=settings,
+        run_in_thread=_in_pool(reactor, pool), settings=settings,
         federation_allowed=lambda server: federation_allowed(config.federation_domain_whitelist, server),
         events=event_store, remote=remote,
         scanner=ClamdScanner(scanner.clamd, reactor) if scanner is not None else None, providers=providers)
+
+
+def _in_pool(reactor, pool: ThreadPool) -> Callable:
+    """``run_in_thread(fn, *args)``: fn(*args) on ``pool``, as an awaitable."""
+    return lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args)
+
+
+def _storage_providers(config, run_in_thread) -> list[ProviderEntry]:
+    """Each ``media_storage_providers`` entry with its provider (the config reader admits only the S3 module)."""
+    if not config.media_storage_providers:
+        return []
+    from media_repo.s3 import S3StorageProvider  # boto3 (0.5 s and 20 MB to import) only where S3 is used
+    return [ProviderEntry(S3StorageProvider(p.config, run_in_thread), p.store_local, p.store_remote,
+                          p.store_synchronous) for p in config.media_storage_providers]
 
 
 def _build_previewer(config, reactor, media: MediaRepository, pool: ThreadPool) -> UrlPreviewer | None:

@@ -55,11 +55,18 @@ class Spool:
         self._hash = hashlib.sha256()
         self.size = 0
         self.done = False  # kept or discarded
+        self.error: OSError | None = None  # why the bytes could not be written
 
     def write(self, data: bytes) -> None:
-        self._hash.update(data)
-        self._file.write(data)
         self.size += len(data)
+        if self.error is not None:
+            return
+        self._hash.update(data)
+        try:
+            self._file.write(data)
+        except OSError as e:  # e.g. a full disk: the rest is counted and dropped, the upload refused
+            self.error = e
+            self.discard()
 
     def tell(self) -> int:
         return self.size
@@ -75,15 +82,15 @@ class Spool:
     def sha256(self) -> str:
         return self._hash.hexdigest()
 
-    def close(self) -> None:
-        """Flush the bytes to disk (before the file can be moved into place)."""
+    def sync(self) -> None:
+        """Flush the bytes to disk and close the file (before it is scanned or moved into place)."""
         if not self._file.closed:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
 
     def keep(self, dest: str) -> None:
-        self.close()
+        self.sync()
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.replace(self.path, dest)
         self.done = True
@@ -92,11 +99,16 @@ class Spool:
         if self.done:
             return
         self.done = True
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # what was buffered could not be written either (full disk): removed anyway
+            pass
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+    close = discard  # what Twisted calls once a request is over: a body nobody kept is removed
 
 
 class FileStore:

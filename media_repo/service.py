@@ -177,6 +177,9 @@ class MediaRepository:
         await self._after_stored(None, media_id, media_type)
 
     def _check_upload(self, spool: Spool, content_type: str | None, file_name: str | None) -> tuple[str | None, str]:
+        if spool.error is not None:
+            logger.error("Could not store an upload: %s", spool.error)
+            raise MatrixError(507, "M_UNKNOWN", "The server could not store the file")
         if spool.size > self.max_upload_size:  # the listener refuses earlier; this holds whatever the route says
             raise MatrixError(413, "M_TOO_LARGE", f"Upload is over the {self.max_upload_size} bytes limit")
         try:
@@ -204,7 +207,7 @@ class MediaRepository:
         sha256 = spool.sha256
         verdict = await self.store.scan_verdict(sha256)
         if verdict is None:
-            await self.run_in_thread(spool.close)
+            await self.run_in_thread(spool.sync)
             try:
                 result = await self.scanner.scan_file(spool.path)
             except Exception as e:
@@ -342,6 +345,9 @@ class MediaRepository:
                                                               min(timeout_ms, MAX_TIMEOUT_MS))
             except RemoteMediaError as e:
                 raise MatrixError(e.status, e.errcode, str(e)) from None
+            if spool.error is not None:
+                logger.error("Could not store remote media %s/%s: %s", server_name, media_id, spool.error)
+                raise MatrixError(502, "M_UNKNOWN", "The server could not store the remote file")
             try:
                 name = rules.check_file_name(name)
             except rules.BadFileName:
@@ -361,7 +367,7 @@ class MediaRepository:
         for entry in self.providers:
             spool = self.files.spool()
             try:
-                await self.run_in_thread(spool.close)
+                await self.run_in_thread(spool.sync)
                 if await entry.provider.fetch_file(self.files.provider_key(server_name, media_id), spool.path):
                     await self.run_in_thread(spool.keep, path)
                     return True
@@ -466,8 +472,11 @@ class MediaRepository:
             await self._remove_files(None, media_id)
         return deleted
 
-    async def delete_local_before(self, before_ts: int, size_gt: int = 0) -> list[str]:
-        return await self.delete_local(await self.store.local_before(before_ts, size_gt))
+    async def delete_local_before(self, before_ts: int, size_gt: int = 0, keep_profiles: bool = True) -> list[str]:
+        """Local media not accessed since ``before_ts`` (and over ``size_gt`` bytes); users' avatars kept
+        unless ``keep_profiles`` is false (Synapse's admin API and retention)."""
+        return await self.delete_local(await self.store.local_before(
+            before_ts, size_gt, self.server_name if keep_profiles else None))
 
     async def purge_remote_before(self, before_ts: int) -> int:
         """Drop cached remote media not accessed since ``before_ts`` (fetched again when asked)."""

@@ -190,11 +190,18 @@ class MediaStore:
 
         return await self.db.run("user_media", txn_fn)
 
-    async def local_before(self, before_ts: int, size_gt: int = 0) -> list[str]:
-        """Local media last accessed (or uploaded) before ``before_ts`` and larger than ``size_gt`` bytes."""
-        rows = await self.db.run("local_media_before", lambda txn: txn.select_all(
-            "SELECT media_id FROM local_media WHERE uploaded_ts IS NOT NULL AND COALESCE(last_access_ts, created_ts) < ? "
-            "AND media_length > ? AND quarantined_by IS NULL", (before_ts, size_gt)))
+    async def local_before(self, before_ts: int, size_gt: int = 0, keep_profiles_of: str | None = None
+                           ) -> list[str]:
+        """Local media last accessed (or uploaded) before ``before_ts`` and larger than ``size_gt`` bytes; with
+        ``keep_profiles_of`` (our server name), not the media a user profile uses as its avatar."""
+        sql = ("SELECT media_id FROM local_media WHERE uploaded_ts IS NOT NULL "
+               "AND COALESCE(last_access_ts, created_ts) < ? AND media_length > ? AND quarantined_by IS NULL")
+        args: tuple = (before_ts, size_gt)
+        if keep_profiles_of is not None:
+            sql += (" AND 'mxc://' || ? || '/' || media_id NOT IN "
+                    "(SELECT avatar_url FROM profiles WHERE avatar_url IS NOT NULL)")
+            args += (keep_profiles_of,)
+        rows = await self.db.run("local_media_before", lambda txn: txn.select_all(sql, args))
         return [r[0] for r in rows]
 
     async def expired_reservations(self, now: int) -> list[str]:

@@ -12,7 +12,7 @@ from urllib.parse import unquote_plus
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IPushProducer
 from twisted.protocols import policies
 from twisted.web import resource, server
 from twisted.web.http import Request
@@ -46,6 +46,7 @@ ServerAuthenticator = Callable[[ApiRequest], Awaitable[str]]
 # rc_federation: run(origin, call) runs a federation request under its origin's limits.
 FederationLimit = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 DbCounters = Callable[[], tuple[int, int]]  # (transactions, round trips) so far
+ThreadRunner = Callable[..., defer.Deferred]  # run_in_thread(fn, *args): fn(*args) on a thread pool
 
 
 def access_token_of(req: ApiRequest) -> str | None:
@@ -71,7 +72,7 @@ class MatrixResource(resource.Resource):
                  db_counters: DbCounters | None = None,
                  room_gate: Callable[[str], Awaitable[None]] | None = None,
                  federation_limit: FederationLimit | None = None,
-                 tarpit: Tarpit | None = None):
+                 tarpit: Tarpit | None = None, file_reads: ThreadRunner | None = None):
         super().__init__()
         self._router = router
         self._room_gate = room_gate  # awaited before a request about a room (a join still completing)
@@ -81,6 +82,7 @@ class MatrixResource(resource.Resource):
         self._federation_limit = federation_limit
         self._tarpit = tarpit  # delays the 429s of a client that ignores retry_after_ms
         self._max_body = max_body
+        self._file_reads = file_reads  # where the reads of a streamed file run (None: on the reactor thread)
         self.in_flight: set[Request] = set()
         self._drained: list[defer.Deferred] = []
 
@@ -237,7 +239,7 @@ class MatrixResource(resource.Resource):
         # Handled: only bytes remain to be sent, which a shutdown does not wait for (a slow client could hold
         # it for ever); the connections still open are closed then.
         self._finished(None, request)
-        FileProducer(request, body).start()
+        FileProducer(request, body, self._file_reads).start()
 
     def _unexpected(self, failure, request: Request):
         logger.error("Request failed: %s", failure.getTraceback())
@@ -246,41 +248,85 @@ class MatrixResource(resource.Resource):
             request.finish()
 
 
-@implementer(IPullProducer)
+@implementer(IPushProducer)
 class FileProducer:
-    """Writes a :class:`FileBody` to a request one chunk per ``resumeProducing`` (a pull producer, so a slow
-    client holds back the reads instead of the server buffering the file)."""
+    """Writes a :class:`FileBody` to a request, chunk after chunk until the transport asks for a pause (a slow
+    client holds back the reads instead of the server buffering the file). With ``read_in_thread``, each read
+    runs on a thread, so a file not in the page cache never blocks the reactor."""
 
     CHUNK = 256 * 1024
 
-    def __init__(self, request: Request, body: FileBody):
+    def __init__(self, request: Request, body: FileBody, read_in_thread: ThreadRunner | None = None):
         self._request = request
         self._body = body
+        self._read_in_thread = read_in_thread
         self._left = body.length
         self._parts = [body.prefix] if body.prefix else []
+        self._paused = self._reading = self._stopped = False
 
     def start(self) -> None:
         self._body.file.seek(self._body.offset)
-        self._request.registerProducer(self, False)
-        self._request.notifyFinish().addBoth(lambda _: self._body.file.close())
+        self._request.registerProducer(self, True)
+        self._request.notifyFinish().addBoth(self._finished)
+        self._produce()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
 
     def resumeProducing(self) -> None:
-        if self._request.finished or self._request._disconnected:
+        self._paused = False
+        self._produce()
+
+    def stopProducing(self) -> None:
+        self._stopped = True
+        if not self._reading:
+            self._body.file.close()
+
+    def _finished(self, _result) -> None:
+        self.stopProducing()
+
+    def _produce(self) -> None:
+        while not (self._paused or self._reading or self._stopped):
+            if self._parts:
+                self._request.write(self._parts.pop())
+            elif self._left <= 0:
+                self._end()
+            elif self._read_in_thread is None:
+                self._write(self._body.file.read(min(self.CHUNK, self._left)))
+            else:
+                self._reading = True
+                d = self._read_in_thread(self._body.file.read, min(self.CHUNK, self._left))
+                d.addCallbacks(self._read_done, self._read_failed)
+                return
+
+    def _read_done(self, data: bytes) -> None:
+        self._reading = False
+        if self._stopped:
+            self._body.file.close()
             return
-        if self._parts:
-            self._request.write(self._parts.pop())
+        self._write(data)
+        self._produce()
+
+    def _read_failed(self, failure) -> None:
+        self._reading = False
+        logger.error("Reading a file being sent failed: %s", failure.getErrorMessage())
+        self._stopped = True
+        self._body.file.close()
+        self._request.loseConnection()  # the client sees a short body, never wrong bytes
+
+    def _write(self, data: bytes) -> None:
+        if not data:  # the file is shorter than announced: end early, the client sees a short body
+            self._left = 0
             return
-        data = self._body.file.read(min(self.CHUNK, self._left)) if self._left > 0 else b""
-        if data:
-            self._left -= len(data)
-            self._request.write(data)
-            return
+        self._left -= len(data)
+        self._request.write(data)
+
+    def _end(self) -> None:
+        self._stopped = True
         if self._body.suffix:
             self._request.write(self._body.suffix)
         self._request.unregisterProducer()
-        self._request.finish()  # a file shorter than announced ends early: the client sees a short body
-
-    def stopProducing(self) -> None:
+        self._request.finish()
         self._body.file.close()
 
 

@@ -56,13 +56,14 @@ async def delete_media(hs, req: ApiRequest):
 
 
 async def delete_media_before(hs, req: ApiRequest):
-    """POST /media/delete?before_ts=[&size_gt=] (and /media/{serverName}/delete): local media last accessed
-    before ``before_ts`` ms."""
+    """POST /media/delete?before_ts=[&size_gt=][&keep_profiles=] (and /media/{serverName}/delete): local media
+    last accessed before ``before_ts`` ms, users' avatars kept unless ``keep_profiles=false``."""
     _require_admin(req)
     server = req.path_params.get("serverName")
     if server is not None and server != hs.config.server_name:
         raise invalid_param("Can only delete local media")
-    deleted = await hs.media.delete_local_before(_before_ts(req), req.int_arg("size_gt", 0, minimum=0))
+    deleted = await hs.media.delete_local_before(_before_ts(req), req.int_arg("size_gt", 0, minimum=0),
+                                                 req.bool_arg("keep_profiles", True))
     return {"deleted_media": deleted, "total": len(deleted)}
 
 

@@ -755,3 +755,19 @@ def test_media_keys(cfg_dir):
 ])
 def test_bad_media_keys(cfg_dir, key, value, prefix):
     refused(cfg_dir, prefix, **{key: value})
+
+
+def test_media_storage_providers(cfg_dir):
+    entry = {"module": "s3_storage_provider.S3StorageProviderBackend", "store_local": True, "store_remote": True,
+             "store_synchronous": True, "config": {"bucket": "b", "endpoint_url": "http://127.0.0.1:9000"}}
+    (provider,) = parse(cfg_dir, media_storage_providers=[entry]).media_storage_providers
+    assert (provider.module, provider.store_local, provider.store_remote, provider.store_synchronous) == (
+        "s3_storage_provider.S3StorageProviderBackend", True, True, True)
+    assert provider.config == {"bucket": "b", "endpoint_url": "http://127.0.0.1:9000"}
+    (defaults,) = parse(cfg_dir, media_storage_providers=[{**entry, "store_local": None, "store_remote": None,
+                                                           "store_synchronous": None}]).media_storage_providers
+    assert (defaults.store_local, defaults.store_remote, defaults.store_synchronous) == (False, False, False)
+    refused(cfg_dir, "media_storage_providers[0].module:", media_storage_providers=[{"store_local": True}])
+    refused(cfg_dir, "media_storage_providers[0].module:", media_storage_providers=[{**entry, "module": "x.Y"}])
+    refused(cfg_dir, "media_storage_providers[0].store_local:", media_storage_providers=[
+        {**entry, "store_local": "yes"}])

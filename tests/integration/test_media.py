@@ -16,6 +16,7 @@ from PIL import Image
 from tests.integration.harness import database_rows
 from tests.integration.media_client import AUTHED, LEGACY, download, split_mxc, upload
 from tests.integration.s3server import S3Server, s3_provider
+from tests.integration.test_faults_storage import tiny_disk  # noqa: F401 (fixture)
 
 MAX_UPLOAD = 2 * 1024 * 1024
 
@@ -66,6 +67,14 @@ def test_upload_then_download_keeps_name_type_and_headers(server, alice):
     status, headers, _ = download(server.base_url, f"{AUTHED}/download/{origin}/{media_id}/%C3%A9t%C3%A9.txt",
                                   alice.token)
     assert headers["Content-Disposition"] == "inline; filename*=utf-8''%C3%A9t%C3%A9.txt"
+
+
+def test_empty_file(server, alice):
+    status, body = upload(server.base_url, alice.token, b"", filename="empty.txt", content_type="text/plain")
+    assert status == 200, body
+    origin, media_id = split_mxc(body["content_uri"])
+    status, headers, data = download(server.base_url, f"{AUTHED}/download/{origin}/{media_id}", alice.token)
+    assert (status, data, headers["Content-Length"]) == (200, b"", "0")
 
 
 def test_download_needs_a_token_and_html_is_an_attachment(server, alice):
@@ -184,6 +193,12 @@ def test_bad_file_names(server, alice, name):
     assert len(_store_files(server)) == before
 
 
+def test_bad_query_leaves_nothing_behind(server, alice):
+    status, body = upload(server.base_url, alice.token, b"data" * 1000, path=f"{LEGACY}/upload?filename=%FF")
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+    assert not os.listdir(os.path.join(server.dir, "media_store", "tmp"))
+
+
 def test_truncated_upload_stores_nothing(server, alice):
     before = len(_store_files(server))
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
@@ -282,3 +297,28 @@ def test_chunked_and_form_typed_bodies_are_stored_as_sent(server, alice):
     assert (status, data) == (200, b"".join(payload))
     assert headers["Content-Type"] == "multipart/form-data; boundary=x"
     assert headers["Content-Disposition"] == "attachment"
+
+
+def test_an_unknown_storage_provider_is_refused_at_start(homeserver_factory):
+    from tests.integration.harness import ServerError
+
+    server = homeserver_factory(start=False, media_storage_providers=[{"module": "nosuch.Provider",
+                                                                       "store_local": True}])
+    with pytest.raises(ServerError):
+        server.start()
+    assert "media_storage_providers[0].module: only s3_storage_provider.S3StorageProviderBackend" in server.log()
+
+
+def test_a_full_disk_refuses_the_upload_and_keeps_nothing(homeserver_factory, tiny_disk):
+    """media_store_path on an 8 MB file system: a 10 MB upload is refused (507), nothing half-stored, the server
+    carries on and stores what fits."""
+    server = homeserver_factory(media_store_path=tiny_disk, max_upload_size="20M")
+    user = server.register()
+    status, body = upload(server.base_url, user.token, b"z" * (10 * 1024 * 1024))
+    assert status == 507 and body["errcode"] == "M_UNKNOWN", body
+    assert not os.listdir(os.path.join(tiny_disk, "tmp"))
+    status, body = upload(server.base_url, user.token, b"small")
+    assert status == 200, body
+    origin, media_id = split_mxc(body["content_uri"])
+    assert download(server.base_url, f"{AUTHED}/download/{origin}/{media_id}", user.token)[2] == b"small"
+    server.stop()  # before the file system goes away

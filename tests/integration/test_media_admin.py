@@ -87,6 +87,12 @@ def test_delete_older_than(server, admin):
     assert _get(server, user, origin, old) == 404 and _get(server, user, origin, new) == 200
     status, body = admin.request("POST", f"{ADMIN}/media/delete", {})
     assert (status, body["errcode"]) == (400, "M_MISSING_PARAM")
+    # A user's avatar is kept unless keep_profiles=false.
+    _, avatar = _upload(server, user)
+    user.ok("PUT", f"/profile/{q(user.user_id)}/avatar_url", {"avatar_url": f"mxc://{origin}/{avatar}"})
+    database_rows(server, "UPDATE local_media SET last_access_ts = 1000 WHERE media_id = ?", (avatar,))
+    assert avatar not in admin.ok("POST", f"{ADMIN}/media/delete?before_ts=2000", {})["deleted_media"]
+    assert avatar in admin.ok("POST", f"{ADMIN}/media/delete?before_ts=2000&keep_profiles=false", {})["deleted_media"]
 
 
 def test_list_a_users_media(server, admin):

@@ -91,3 +91,21 @@ def test_large_upload_and_download_in_bounded_memory(homeserver_factory, request
           f"after upload {after_upload / 2**20:.1f} MiB, after download {after_download / 2**20:.1f} MiB")
     assert after_upload - idle_peak < BUDGET
     assert after_download - idle_peak < BUDGET
+
+
+def test_a_stalled_download_does_not_hold_a_shutdown(homeserver_factory):
+    """A client that stops reading a large download: the server still stops cleanly on SIGTERM."""
+    import socket
+
+    server = homeserver_factory(max_upload_size="100M")
+    user = server.register()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.request("POST", f"{LEGACY}/upload", body=b"s" * (64 * CHUNK), headers={"Authorization": f"Bearer {user.token}"})
+    origin, media_id = split_mxc(json.loads(conn.getresponse().read())["content_uri"])
+    conn.close()
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET {AUTHED}/download/{origin}/{media_id} HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {user.token}\r\n\r\n".encode())
+        assert sock.recv(12) == b"HTTP/1.1 200"
+        server.stop()  # raises unless the process exits with 0 within its timeout
