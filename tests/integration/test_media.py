@@ -4,6 +4,7 @@ Runs on SQLite, or PostgreSQL with HEXAGONE_TEST_DATABASE."""
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -108,6 +109,16 @@ def test_range_requests(server, alice):
     status, headers, _ = download(server.base_url, path, alice.token, {"Range": f"bytes={len(payload)}-"})
     assert status == 416
     assert headers["Content-Range"] == f"bytes */{len(payload)}"
+
+
+def test_head_gives_the_headers_only(server, alice):
+    _, body = upload(server.base_url, alice.token, b"0123456789", content_type="text/plain")
+    origin, media_id = split_mxc(body["content_uri"])
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("HEAD", f"{AUTHED}/download/{origin}/{media_id}", headers={"Authorization": f"Bearer {alice.token}"})
+    response = conn.getresponse()
+    assert (response.status, response.headers["Content-Length"], response.read()) == (200, "10", b"")
+    conn.close()
 
 
 def test_config(server, alice):
