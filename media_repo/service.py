@@ -263,11 +263,11 @@ class MediaRepository:
         remote = await self._remote_row(server_name, media_id, legacy, allow_remote, timeout_ms)
         return await self._serve(server_name, media_id, remote.media_type, remote.upload_name, remote.media_length)
 
-    async def local_for_federation(self, media_id: str) -> Media:
+    async def local_for_federation(self, media_id: str, timeout_ms: int = 20_000) -> Media:
         """Local media asked by another server (server-server "GET /_matrix/federation/v1/media/download")."""
         if not valid_media_id(media_id):
             raise not_found("Unknown media ID")
-        return await self._local_media(await self._local_row(media_id, legacy=False, timeout_ms=0))
+        return await self._local_media(await self._local_row(media_id, legacy=False, timeout_ms=timeout_ms))
 
     async def _local_media(self, row: LocalMedia) -> Media:
         return await self._serve(None, row.media_id, row.media_type, row.upload_name, row.media_length)
@@ -393,7 +393,7 @@ class MediaRepository:
         pre-generated one, or one of the exact size with ``dynamic_thumbnails``."""
         if width < 1 or height < 1 or method not in ("crop", "scale"):
             raise MatrixError(400, "M_INVALID_PARAM", "width and height must be positive; method crop or scale")
-        source = (await self.local_for_federation(media_id) if for_federation else
+        source = (await self.local_for_federation(media_id, timeout_ms) if for_federation else
                   await self.media(server_name, media_id, legacy=legacy, allow_remote=allow_remote,
                                    timeout_ms=timeout_ms))
         origin = None if for_federation or server_name == self.server_name else server_name

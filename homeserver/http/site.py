@@ -254,7 +254,7 @@ class FileProducer:
     client holds back the reads instead of the server buffering the file). With ``read_in_thread``, each read
     runs on a thread, so a file not in the page cache never blocks the reactor."""
 
-    CHUNK = 256 * 1024
+    CHUNK = 1024 * 1024
 
     def __init__(self, request: Request, body: FileBody, read_in_thread: ThreadRunner | None = None):
         self._request = request

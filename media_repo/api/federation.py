@@ -9,7 +9,7 @@ import os
 from homeserver.bodies import FileBody
 from homeserver.http.router import AUTH_SERVER, NO_PREFIX, ApiRequest, Endpoint
 from media_repo import multipart, rules
-from media_repo.api.client import thumbnail_args
+from media_repo.api.client import DEFAULT_TIMEOUT_MS, thumbnail_args
 from media_repo.service import Media
 
 PREFIX = "/_matrix/federation/v1/media"
@@ -24,13 +24,15 @@ def _multipart_answer(media: Media) -> FileBody:
 
 async def download(hs, req: ApiRequest):
     """GET /_matrix/federation/v1/media/download/{mediaId}."""
-    return _multipart_answer(await hs.media.local_for_federation(req.path_params["mediaId"]))
+    return _multipart_answer(await hs.media.local_for_federation(
+        req.path_params["mediaId"], req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0)))
 
 
 async def thumbnail(hs, req: ApiRequest):
     """GET /_matrix/federation/v1/media/thumbnail/{mediaId}?width&height[&method]."""
     media = await hs.media.thumbnail(hs.config.server_name, req.path_params["mediaId"], *thumbnail_args(req),
-                                     legacy=False, for_federation=True)
+                                     legacy=False, for_federation=True,
+                                     timeout_ms=req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0))
     return _multipart_answer(media)
 
 

@@ -4,6 +4,7 @@ Runs on SQLite, or PostgreSQL with HEXAGONE_TEST_DATABASE; each test on the file
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -116,6 +117,16 @@ def test_range_requests(server, alice):
     status, headers, _ = download(server.base_url, path, alice.token, {"Range": f"bytes={len(payload)}-"})
     assert status == 416
     assert headers["Content-Range"] == f"bytes */{len(payload)}"
+
+
+def test_head_gives_the_headers_only(server, alice):
+    _, body = upload(server.base_url, alice.token, b"0123456789", content_type="text/plain")
+    origin, media_id = split_mxc(body["content_uri"])
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("HEAD", f"{AUTHED}/download/{origin}/{media_id}", headers={"Authorization": f"Bearer {alice.token}"})
+    response = conn.getresponse()
+    assert (response.status, response.headers["Content-Length"], response.read()) == (200, "10", b"")
+    conn.close()
 
 
 def test_config(server, alice):

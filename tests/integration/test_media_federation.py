@@ -113,3 +113,24 @@ def test_federation_endpoint_is_multipart_and_signed(home, hexagone_peer):
     headers, _, content = parts[2].partition(b"\r\n\r\n")
     assert b"Content-Type: text/plain" in headers and content == b"over the wire\r\n"
 
+
+
+def test_remote_download_waits_for_an_async_upload(home, hexagone_peer):
+    """A file reserved with /create is fetched by the other server once its content arrives (timeout_ms)."""
+    import threading
+
+    uploader, reader = home.process.register(), hexagone_peer.process.register()
+    status, created = uploader.request("POST", "/_matrix/media/v1/create")
+    assert status == 200, created
+    server, media_id = split_mxc(created["content_uri"])
+    path = f"{AUTHED}/download/{server}/{media_id}?timeout_ms=20000"
+    result = {}
+    waiter = threading.Thread(target=lambda: result.update(r=download(hexagone_peer.process.base_url, path,
+                                                                      reader.token)))
+    waiter.start()
+    # Whether the content lands before or while the origin holds the other server's request, it is served.
+    status, body = upload(home.process.base_url, uploader.token, b"arrived later",
+                          path=f"/_matrix/media/v3/upload/{server}/{media_id}", method="PUT")
+    assert (status, body) == (200, {})
+    waiter.join(40)
+    assert result["r"][0] == 200 and result["r"][2] == b"arrived later"
