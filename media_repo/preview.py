@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import logging
 import os
 import re
 import socket
@@ -41,6 +42,8 @@ from federation.client import USER_AGENT, BodyReader, RequestSendFailed, describ
 from federation.policy import IpRangeFilter, is_ip_literal
 from homeserver.errors import MatrixError, forbidden, invalid_param
 from homeserver.events.glob import glob_matches
+
+logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 MAX_VALUES = 50  # og:* properties kept from one page
@@ -284,8 +287,8 @@ class UrlPreviewer:
                 image_response, image_url = await self._get(ascii_url(urljoin(url, image_url)))
                 image_type, _ = _content_type(image_response)
                 og.update(await self._image_from(image_response, image_url, image_type, user_id))
-            except Exception:  # a page whose image cannot be fetched or stored is still previewed, without it
-                pass
+            except Exception as e:  # a page whose image cannot be fetched or stored is still previewed, without it
+                logger.info("URL preview of %s without its image %s: %s", url, image_url, describe_failure(e))
         return og
 
     async def _get(self, url: str):
