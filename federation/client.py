@@ -142,10 +142,11 @@ class _CheckedTlsEndpoint:
 
 
 class BodyReader(protocol.Protocol):
-    """Collects a response body, refusing more than ``limit`` bytes."""
+    """Collects a response body (or passes each chunk to ``sink``), refusing more than ``limit`` bytes."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, sink: Callable[[bytes], None] | None = None):
         self.limit = limit
+        self.sink = sink
         self.chunks: list[bytes] = []
         self.size = 0
         self.done: defer.Deferred = defer.Deferred(lambda _d: self.transport.loseConnection())
@@ -157,7 +158,15 @@ class BodyReader(protocol.Protocol):
                 self.done.errback(RequestSendFailed(f"response larger than {self.limit} bytes"))
             self.transport.loseConnection()
             return
-        self.chunks.append(data)
+        if self.sink is None:
+            self.chunks.append(data)
+            return
+        try:
+            self.sink(data)
+        except Exception as e:  # the sink refused what arrived: stop reading
+            if not self.done.called:
+                self.done.errback(RequestSendFailed(f"response refused: {e}"))
+            self.transport.loseConnection()
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         if self.done.called:
@@ -208,6 +217,31 @@ class FederationClient:
 
         ``path`` is already percent-encoded; ``args`` values are strings or lists of strings.
         """
+        url, headers, body = await self._signed(method, destination, path, args, content)
+        status, _headers, data = await self._send(method, url, headers, body, timeout_s or self.timeout_s)
+        parsed = _json_or_none(data)
+        if not 200 <= status < 300:
+            raise HttpResponseError(status, parsed if parsed is not None else data[:200])
+        if not isinstance(parsed, dict):
+            raise HttpResponseError(status, None, f"{destination} answered {method} {path} with no JSON object")
+        return parsed
+
+    async def get_stream(self, destination: str, path: str, args: dict | None,
+                         sink_for: Callable[[dict[str, str]], Callable[[bytes], None]], *, limit: int,
+                         timeout_s: float) -> dict[str, str]:
+        """A signed GET whose 2xx body is passed to ``sink_for(headers)`` chunk by chunk as it arrives (media
+        downloads), refused past ``limit`` bytes; its headers, else a :class:`FederationRequestError`."""
+        url, headers, _ = await self._signed("GET", destination, path, args, None)
+        status, response_headers, data = await self._send("GET", url, headers, None, timeout_s, limit=limit,
+                                                          sink_for=sink_for)
+        if not 200 <= status < 300:
+            parsed = _json_or_none(data)
+            raise HttpResponseError(status, parsed if parsed is not None else data[:200])
+        return response_headers
+
+    async def _signed(self, method: str, destination: str, path: str, args: dict | None,
+                      content: Any) -> tuple[bytes, Headers, bytes | None]:
+        """The URL, signed headers and body of a request (spec "Request Authentication")."""
         if not self.peers.allows(destination):
             raise FederationDeniedError(f"{destination} is not in federation_domain_whitelist")
         uri = path + ("?" + urlencode(args, doseq=True) if args else "")
@@ -222,25 +256,24 @@ class FederationClient:
         if content is not None:
             body = encode_canonical_json(content)
             headers.addRawHeader(b"Content-Type", b"application/json")
-        url = FEDERATION_SCHEME + b"://" + host_header.encode("ascii") + uri.encode("ascii")
-        status, _headers, data = await self._send(method, url, headers, body, timeout_s or self.timeout_s)
-        try:
-            parsed = json.loads(data) if data else None
-        except (ValueError, UnicodeDecodeError):
-            parsed = None
-        if not 200 <= status < 300:
-            raise HttpResponseError(status, parsed if parsed is not None else data[:200])
-        if not isinstance(parsed, dict):
-            raise HttpResponseError(status, None, f"{destination} answered {method} {path} with no JSON object")
-        return parsed
+        return FEDERATION_SCHEME + b"://" + host_header.encode("ascii") + uri.encode("ascii"), headers, body
 
     async def fetch_well_known(self, hostname: str) -> WellKnownResponse:
         """``GET https://<hostname>/.well-known/matrix/server``, following https redirects."""
-        url = f"https://{hostname}/.well-known/matrix/server"
+        status, headers, data = await self.get_https(f"https://{hostname}/.well-known/matrix/server", limit=51200,
+                                                     timeout_s=15.0)
+        return WellKnownResponse(status, headers, data)
+
+    async def get_https(self, url: str, *, limit: int, timeout_s: float,
+                        sink_for: Callable[[dict[str, str]], Callable[[bytes], None]] | None = None
+                        ) -> tuple[int, dict[str, str], bytes]:
+        """An unsigned GET of an https URL, following https redirects, to addresses allowed as for federation
+        (a redirect another server gave us: its media's ``Location``); (status, headers, body), the 2xx body
+        passed to ``sink_for(headers)`` instead when given."""
         for _ in range(MAX_REDIRECTS + 1):
             headers = Headers({b"User-Agent": [USER_AGENT]})
-            status, response_headers, data = await self._send("GET", url.encode("ascii"), headers, None, 15.0,
-                                                              limit=51200)
+            status, response_headers, data = await self._send("GET", url.encode("ascii"), headers, None, timeout_s,
+                                                              limit=limit, sink_for=sink_for)
             location = response_headers.get("location")
             if status in (301, 302, 303, 307, 308) and location:
                 target = urlsplit(location)
@@ -248,19 +281,20 @@ class FederationClient:
                     raise RequestSendFailed(f"refusing non-https redirect to {location}")
                 url = location
                 continue
-            return WellKnownResponse(status, response_headers, data)
-        raise RequestSendFailed(f"too many redirects for {hostname}/.well-known/matrix/server")
+            return status, response_headers, data
+        raise RequestSendFailed(f"too many redirects from {url}")
 
     async def _send(self, method: str, url: bytes, headers: Headers, body: bytes | None, timeout_s: float,
-                    limit: int = MAX_RESPONSE_SIZE) -> tuple[int, dict[str, str], bytes]:
+                    limit: int = MAX_RESPONSE_SIZE, sink_for=None) -> tuple[int, dict[str, str], bytes]:
         async def attempt():
             producer = FileBodyProducer(BytesIO(body)) if body is not None else None
             response = await self._agent.request(method.encode("ascii"), url, headers, producer)
-            reader = BodyReader(limit)
-            response.deliverBody(reader)
-            data = await reader.done
             flat = {k.decode("latin-1").lower(): v[-1].decode("latin-1")
                     for k, v in response.headers.getAllRawHeaders()}
+            streamed = sink_for is not None and 200 <= response.code < 300
+            reader = BodyReader(limit, sink_for(flat) if streamed else None)
+            response.deliverBody(reader)
+            data = await reader.done
             return response.code, flat, data
 
         d = defer.ensureDeferred(attempt())
@@ -273,7 +307,8 @@ class FederationClient:
             raise RequestSendFailed(f"{method} {url.decode('ascii', 'replace')} timed out after {timeout_s}s") \
                 from None
         except Exception as e:
-            raise RequestSendFailed(f"{method} {url.decode('ascii', 'replace')} failed: {describe_failure(e)}") from None
+            target = url.decode('ascii', 'replace')
+            raise RequestSendFailed(f"{method} {target} failed: {describe_failure(e)}") from None
 
     async def resolve_host(self, host: str, port: int) -> list[tuple[int, str]]:
         """(family, ip) pairs of a host name (or the IP literal itself), without duplicates."""
@@ -294,6 +329,13 @@ class FederationClient:
     def close(self) -> defer.Deferred:
         """Close pooled connections (server shutdown)."""
         return self._pool.closeCachedConnections()
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return json.loads(data) if data else None
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def describe_failure(e: Exception) -> str:

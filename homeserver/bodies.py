@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def encode_json(body: Any) -> bytes:
@@ -17,6 +17,26 @@ class RawBody:
     def __init__(self, data: bytes, content_type: bytes):
         self.data = data
         self.content_type = content_type
+
+
+class FileBody:
+    """A response body streamed from an open file: ``length`` bytes from ``offset`` (a Range answer, or the
+    whole file), between ``prefix`` and ``suffix`` bytes (a multipart envelope); never read whole into memory.
+    The HTTP layer closes ``file`` once sent (or once the client has gone)."""
+
+    def __init__(self, file: BinaryIO, length: int, content_type: bytes, *, offset: int = 0,
+                 headers: dict[bytes, bytes] | None = None, prefix: bytes = b"", suffix: bytes = b""):
+        self.file = file
+        self.offset = offset
+        self.length = length
+        self.content_type = content_type
+        self.headers = headers or {}
+        self.prefix = prefix
+        self.suffix = suffix
+
+    @property
+    def total(self) -> int:
+        return len(self.prefix) + self.length + len(self.suffix)
 
 
 def with_encoded_arrays(body: dict, **arrays: list[bytes]) -> RawBody:

@@ -12,7 +12,8 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task, threads
+from twisted.python.threadpool import ThreadPool
 
 from federation.api import key_server as federation_key_server_api
 from federation.appservice_client import AppServiceClient
@@ -108,6 +109,15 @@ from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
 from homeserver.storage.streams import StreamIdGenerator
 from homeserver.worker_threads import WorkerThreads
+from media_repo import storage as media_storage
+from media_repo.api import admin as media_admin_api, client as media_client_api, federation as media_federation_api
+from media_repo.api import preview as media_preview_api
+from media_repo.filestore import FileStore
+from media_repo.hooks import ProviderEntry
+from media_repo.remote import RemoteMediaClient
+from media_repo.service import MediaRepository, MediaSettings
+from media_repo.preview import UrlPreviewer, media_image_store
+from media_repo.scanner import ClamdScanner
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +143,7 @@ STORAGE_DOMAINS = {
     "openid": openid_storage.MIGRATIONS,
     "audit": audit_storage.MIGRATIONS,
     "admin": admin_storage.MIGRATIONS,
+    "media": media_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
@@ -140,7 +151,10 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
                       admin_federation,
                       push_rules_api, presence_api, user_directory_api, search_api, appservice_api,
-                      delayed_events_api]
+                      delayed_events_api, media_client_api,
+                      media_federation_api, media_admin_api]
+MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
+RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
 
 @dataclass
 class HomeServer:
@@ -193,6 +207,9 @@ class HomeServer:
     admin: AdminService
     access_rules: AccessRules
     resource: MatrixResource
+    media: MediaRepository
+    media_pool: ThreadPool
+    url_previewer: UrlPreviewer | None  # None: url_preview_enabled is false (its routes are not bound)
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
     @property
@@ -200,14 +217,18 @@ class HomeServer:
         return self.config.server_name
 
     def close(self) -> None:
-        """Close the database and stop the worker threads (their threads would keep the process alive)."""
+        """Close the database and stop the worker and media threads (they would keep the process alive)."""
         self.db.close()
         self.threads.stop()
+        self.media_pool.stop()
 
 
 def build_server(config, reactor) -> HomeServer:
     """Open the database, apply migrations, and build every object, each given its collaborators."""
     signing_key = config_module.read_signing_key(config.signing_key_path)
+    media_pool = ThreadPool(minthreads=0, maxthreads=MEDIA_THREADS, name="media")  # no thread until used
+    media_pool.start()
+    media_providers = _storage_providers(config, _in_pool(reactor, media_pool))
     if config.database.engine == "sqlite" and os.path.dirname(config.database.sqlite_path):
         os.makedirs(os.path.dirname(config.database.sqlite_path), exist_ok=True)
     db = Database(open_engine(config.database), reactor)
@@ -353,11 +374,16 @@ def build_server(config, reactor) -> HomeServer:
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
 
+    media = _build_media(config, reactor, db, media_pool, event_store, RemoteMediaClient(transport.client),
+                         media_providers, peers)
+
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=join_gate.settled, federation_limit=ratelimit.federation.run,
-                              tarpit=ratelimit.tarpit, authenticate_appservice=appservices.authenticate)
+                              tarpit=ratelimit.tarpit, authenticate_appservice=appservices.authenticate,
+                              file_reads=_in_pool(reactor, media_pool))
+    previewer = _build_previewer(config, reactor, media, media_pool)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db, threads=threads,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
@@ -378,10 +404,57 @@ def build_server(config, reactor) -> HomeServer:
                                        room_heads=room_heads, appends=appends, event_store=event_store,
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor),
-                    access_rules=access_rules, resource=resource)
-    for module in CLIENT_API_MODULES:
+                    access_rules=access_rules, resource=resource, media=media, media_pool=media_pool,
+                    url_previewer=previewer)
+    for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
         router.bind(hs, module.ROUTES)
     return hs
+
+
+def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote, providers: list[ProviderEntry],
+                 peers: FederationPeers) -> MediaRepository:
+    """The media repository: its store under media_store_path (swept of half-received files), its tables, the
+    content scanner (clamd) when configured, the storage providers."""
+    scanner = config.content_scanner
+    files = FileStore(config.media_store_path)
+    files.prepare()
+    settings = MediaSettings(
+        max_upload_size=config.max_upload_size, upload_limits=tuple(config.media_upload_limits),
+        authenticated_media=config.enable_authenticated_media, max_pending_uploads=config.max_pending_media_uploads,
+        unused_expiration_ms=config.unused_expiration_time_ms, thumbnail_sizes=tuple(config.thumbnail_sizes),
+        dynamic_thumbnails=config.dynamic_thumbnails, max_image_pixels=config.max_image_pixels,
+        retention=config.media_retention, scan_fail_closed=scanner is None or scanner.fail_closed)
+    return MediaRepository(
+        store=media_storage.MediaStore(db), files=files, clock=reactor, server_name=config.server_name,
+        run_in_thread=_in_pool(reactor, pool), settings=settings,
+        federation_allowed=peers.allows,
+        events=event_store, remote=remote,
+        scanner=ClamdScanner(scanner.clamd, reactor) if scanner is not None else None, providers=providers)
+
+
+def _in_pool(reactor, pool: ThreadPool) -> Callable:
+    """``run_in_thread(fn, *args)``: fn(*args) on ``pool``, as an awaitable."""
+    return lambda fn, *args: threads.deferToThreadPool(reactor, pool, fn, *args)
+
+
+def _storage_providers(config, run_in_thread) -> list[ProviderEntry]:
+    """Each ``media_storage_providers`` entry with its provider (the config reader admits only the S3 module)."""
+    if not config.media_storage_providers:
+        return []
+    from media_repo.s3 import S3StorageProvider  # boto3 (0.5 s and 20 MB to import) only where S3 is used
+    return [ProviderEntry(S3StorageProvider(p.config, run_in_thread), p.store_local, p.store_remote,
+                          p.store_synchronous) for p in config.media_storage_providers]
+
+
+def _build_previewer(config, reactor, media: MediaRepository, pool: ThreadPool) -> UrlPreviewer | None:
+    """URL previews when url_preview_enabled: their own IP ranges; images stored through the media repository."""
+    if not config.url_preview_enabled:
+        return None
+    return UrlPreviewer(reactor=reactor, run_in_thread=_in_pool(reactor, pool),
+                        ip_filter=IpRangeFilter(config.url_preview_ip_range_blacklist,
+                                                config.url_preview_ip_range_whitelist),
+                        url_blacklist=config.url_preview_url_blacklist, max_spider_size=config.max_spider_size,
+                        new_spool=media.new_spool, store_image=media_image_store(media))
 
 
 def _build_transport(config, reactor, threads, db, signing_key, peers: FederationPeers,
@@ -473,6 +546,10 @@ def listen(hs: HomeServer) -> list:
                 logger.info("Not listening on %s:%d: %s", address, listener.port, e)
         logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
+    retention = task.LoopingCall(lambda: defer.ensureDeferred(hs.media.apply_retention()).addErrback(
+        lambda f: logger.error("media_retention failed: %s", f.getTraceback())))
+    retention.clock = hs.reactor
+    hs.reactor.callWhenRunning(retention.start, RETENTION_INTERVAL_S, now=True)
     hs.reactor.callWhenRunning(hs.pdu_outbox.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
     hs.reactor.callWhenRunning(hs.appservice_sender.start)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Which client-server API operations of the Matrix spec does Hexagone serve?
+"""Which client-server (or, with ``--api server-server``, server-server) API operations of the Matrix spec
+does Hexagone serve?
 
 Reads the spec's OpenAPI files (``data/api/client-server/*.yaml``), lists
 every operation (method + path under the file's ``servers`` base path), and
@@ -51,8 +52,8 @@ def spec_data_dir() -> str | None:
     return next((d for d in spec_data_candidates() if os.path.isdir(os.path.join(d, "api"))), None)
 
 
-def find_spec_dir(explicit: str | None) -> str:
-    candidates = [explicit] if explicit else [os.path.join(d, "api", "client-server") for d in spec_data_candidates()]
+def find_spec_dir(explicit: str | None, api: str = "client-server") -> str:
+    candidates = [explicit] if explicit else [os.path.join(d, "api", api) for d in spec_data_candidates()]
     for candidate in candidates:
         if os.path.isdir(candidate):
             return os.path.abspath(candidate)
@@ -93,7 +94,7 @@ def build_router():
     from twisted.internet import reactor
 
     from homeserver.cli import main as hexagone
-    from homeserver.config import load_config
+    from homeserver.config import parse_config
     from homeserver.server import build_server
 
     with tempfile.TemporaryDirectory(prefix="hexagone-coverage-") as tmp:
@@ -102,7 +103,11 @@ def build_router():
                 raise SystemExit("hexagone init failed")
         logging.disable(logging.WARNING)  # start-up advice (e.g. trusted key servers) is noise here
         try:
-            hs = build_server(load_config(os.path.join(tmp, "homeserver.yaml")), reactor)
+            path = os.path.join(tmp, "homeserver.yaml")
+            with open(path) as f:
+                raw = yaml.safe_load(f)
+            raw["url_preview_enabled"] = True  # endpoints of features off by default count once switched on
+            hs = build_server(parse_config(raw, path), reactor)
             hs.close()
         finally:
             logging.disable(logging.NOTSET)
@@ -119,10 +124,12 @@ def is_served(router, method: str, template: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec-dir", help="the spec's data/api/client-server directory")
+    parser.add_argument("--api", choices=("client-server", "server-server"), default="client-server",
+                        help="which API of the spec to check (default: client-server)")
     parser.add_argument("--missing-only", action="store_true", help="list only the operations not served")
     args = parser.parse_args(argv)
 
-    operations = spec_operations(find_spec_dir(args.spec_dir))
+    operations = spec_operations(find_spec_dir(args.spec_dir, args.api))
     router = build_router()
     every: dict[tuple[str, str], bool] = {}  # one endpoint may be documented in two files
     for name, ops in operations.items():

@@ -21,11 +21,16 @@ from unpaddedbase64 import decode_base64
 from homeserver.config.table import (IMPLEMENTED_TOP_LEVEL_KEYS, KEYS, SILENTLY_IGNORED_KEYS, SYNAPSE_SUBKEYS,
                                      Field, Key)
 from homeserver.config.appservices import load_registrations
+from homeserver.config.media_backends import (PROVIDER_KEYS, S3_CONFIG_KEYS, S3_PROVIDER_MODULE,
+                                              S3_SYNAPSE_ONLY_KEYS, ContentScannerConfig, StorageProviderConfig,
+                                              check_s3_config, check_url_blacklist, parse_clamd_address,
+                                              raise_problems)
 from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
 from homeserver.config.values import (IMPLEMENTED_RESOURCES, SYNAPSE_RESOURCES, ConfigError, DatabaseConfig,
-                                      FederationRateLimit, ListenerConfig, PeerPolicy, RateLimit, check_int,
-                                      conninfo_quote, expand_resources, is_empty, parse_duration_ms,
-                                      read_secret_file, validate_server_name)
+                                      FederationRateLimit, ListenerConfig, MediaRetention, PeerPolicy, RateLimit,
+                                      ThumbnailSize, UploadLimit, check_int, conninfo_quote, expand_resources,
+                                      is_empty, parse_duration_ms, parse_size, read_secret_file,
+                                      validate_server_name)
 from homeserver.events.room_versions import CREATABLE_ROOM_VERSIONS, KNOWN_ROOM_VERSIONS
 
 logger = logging.getLogger("homeserver.config")
@@ -57,6 +62,7 @@ class Reader:
             self.values[key.attribute] = getattr(self, f"kind_{key.kind}")(key, src, leaf)
         self.check_registration()
         self.check_listener_tls()
+        self.check_url_preview()
         self.warn_ignored_top_level()
         return self.values
 
@@ -73,6 +79,9 @@ class Reader:
 
     def kind_path(self, k: Key, src: dict, leaf: str) -> str | None:
         return self.path_(leaf, k.default, src, k.name)
+
+    def kind_media_store_path(self, k: Key, src: dict, leaf: str) -> str:
+        return self.path_(leaf, os.path.join(self.config_dir, "media_store"), src, k.name)
 
     def kind_str_list(self, k: Key, src: dict, leaf: str) -> list[str]:
         return self.str_list(leaf, list(k.default), src, k.name)
@@ -99,10 +108,88 @@ class Reader:
         """A mapping (empty when unset)."""
         return self.dict_(leaf, src, k.name)
 
+    def kind_size(self, k: Key, src: dict, leaf: str) -> int:
+        value = src.get(leaf)
+        return k.default if value is None else parse_size(value, k.name)
+
+    def kind_upload_limits(self, k: Key, src: dict, leaf: str) -> list[UploadLimit]:
+        fields = ("time_period", "max_size")
+        limits = []
+        for path, entry in self.mappings(self._typed(leaf, [], src, k.name, list, "a list of mappings"), k.name,
+                                         fields):
+            if any(entry.get(f) is None for f in fields):
+                raise ConfigError(f"{path}: time_period and max_size are required")
+            limits.append(UploadLimit(parse_duration_ms(entry["time_period"], f"{path}.time_period"),
+                                      parse_size(entry["max_size"], f"{path}.max_size")))
+        return limits
+
+    def kind_thumbnail_sizes(self, k: Key, src: dict, leaf: str) -> list[ThumbnailSize]:
+        value = self._typed(leaf, None, src, k.name, list, "a list of mappings")
+        if value is None:
+            return list(k.default)
+        sizes = []
+        for path, entry in self.mappings(value, k.name, ("width", "height", "method")):
+            method = self.str_("method", "scale", entry, f"{path}.method")
+            if method not in ("crop", "scale"):
+                raise ConfigError(f"{path}.method: must be crop or scale, got {method!r}")
+            sizes.append(ThumbnailSize(self.int_("width", None, 1, 10000, entry, f"{path}.width"),
+                                       self.int_("height", None, 1, 10000, entry, f"{path}.height"), method))
+            if None in (sizes[-1].width, sizes[-1].height):
+                raise ConfigError(f"{path}: width and height are required")
+        return sizes
+
+    def kind_media_retention(self, k: Key, src: dict, leaf: str) -> MediaRetention:
+        value = self.dict_(leaf, src, k.name)
+        fields = ("local_media_lifetime", "remote_media_lifetime")
+        self.check_subkeys(value, k.name, fields)
+        return MediaRetention(*(None if value.get(f) is None else parse_duration_ms(value[f], f"{k.name}.{f}")
+                                for f in fields))
+
     def kind_verbatim(self, k: Key, src: dict, leaf: str) -> Any:
         """A value checked where it is used (the table's description says where)."""
         value = src.get(leaf)
         return k.default if value is None else value
+
+    def kind_content_scanner(self, k: Key, src: dict, leaf: str) -> ContentScannerConfig | None:
+        value = src.get(leaf)
+        if value is None:
+            return None
+        scanner = self.dict_(leaf, src, k.name)
+        self.check_subkeys(scanner, k.name, ("clamd", "fail_closed"))
+        clamd = scanner.get("clamd")
+        try:
+            parse_clamd_address(clamd)
+        except ValueError as e:
+            raise ConfigError(f"{k.name}.clamd: {e}") from None
+        return ContentScannerConfig(clamd, self.bool_("fail_closed", True, scanner, f"{k.name}.fail_closed"))
+
+    def kind_media_storage_providers(self, k: Key, src: dict, leaf: str) -> list[StorageProviderConfig]:
+        entries = self._typed(leaf, [], src, k.name, list, "a list of provider mappings")
+        providers = []
+        for i, entry in enumerate(entries):
+            path = f"{k.name}[{i}]"
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{path}: must be a mapping with module and config")
+            self.check_subkeys(entry, path, PROVIDER_KEYS)
+            module = entry.get("module")
+            if module != S3_PROVIDER_MODULE:
+                raise ConfigError(f"{path}.module: only {S3_PROVIDER_MODULE} (S3, built in) is supported, "
+                                  f"got {module!r}")
+            config = entry.get("config")
+            raise_problems(check_s3_config(config, f"{path}.config"))
+            self.check_subkeys(config, f"{path}.config", S3_CONFIG_KEYS, S3_SYNAPSE_ONLY_KEYS)
+            flags = {f: self.bool_(f, False, entry, f"{path}.{f}")
+                     for f in ("store_local", "store_remote", "store_synchronous")}
+            known = {key: v for key, v in config.items() if key in S3_CONFIG_KEYS}
+            providers.append(StorageProviderConfig(module, config=known, **flags))
+        return providers
+
+    def kind_url_blacklist(self, k: Key, src: dict, leaf: str) -> list[dict]:
+        value = src.get(leaf)
+        if value is None:
+            return list(k.default)
+        raise_problems(check_url_blacklist(value, k.name))
+        return [dict(rule) for rule in value]
 
     def kind_ratelimit(self, k: Key, src: dict, leaf: str) -> RateLimit:
         return self.ratelimit(src.get(leaf), k.name, k.default)
@@ -356,6 +443,11 @@ class Reader:
                 "want anyone to register"
             )
 
+    def check_url_preview(self) -> None:
+        if self.values["url_preview_enabled"] and self.values["url_preview_ip_range_blacklist"] is None:
+            raise ConfigError("url_preview_enabled: needs url_preview_ip_range_blacklist (the addresses URL "
+                              "previews must never reach, e.g. your private networks)")
+
     def check_listener_tls(self) -> None:
         for i, lc in enumerate(self.values["listeners"]):
             if lc.tls and not (self.values["tls_certificate_path"] and self.values["tls_private_key_path"]):
@@ -436,6 +528,14 @@ class Reader:
             if not isinstance(item, str):
                 raise ConfigError(f"{path or key}[{i}]: must be a string, got {item!r}")
         return list(value)
+
+    def mappings(self, items: list, path: str, fields: tuple[str, ...]) -> Iterable[tuple[str, dict]]:
+        """(path, entry) of each entry of a list of mappings with these sub-keys (others are warned about)."""
+        for i, entry in enumerate(items):
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{path}[{i}]: must be a mapping with {', '.join(fields)}")
+            self.check_subkeys(entry, f"{path}[{i}]", fields)
+            yield f"{path}[{i}]", entry
 
     def dict_(self, key: str, src: dict | None = None, path: str | None = None) -> dict:
         return self._typed(key, {}, src, path, dict, "a mapping")

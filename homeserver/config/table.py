@@ -15,7 +15,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from homeserver.config.values import DEFAULT_IP_RANGE_BLACKLIST, FederationRateLimit, ListenerConfig, RateLimit
+from homeserver.config.values import (DEFAULT_IP_RANGE_BLACKLIST, FederationRateLimit, ListenerConfig, MediaRetention,
+                                      RateLimit, ThumbnailSize)
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION
 
 SYNAPSE = "synapse"  # a key of Synapse's homeserver.yaml, same name and shape
@@ -102,9 +103,10 @@ def _in_dir(name: str) -> Callable[[SampleContext], str]:
     return lambda ctx: os.path.join(ctx.config_dir, name)
 
 
-_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS = (
+_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA = (
     "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
     "Calls (MatrixRTC)", "Rate limiting", "Secrets and keys", "Federation", "Application services",
+    "Media store",
 )
 
 # -- the sub-keys of list items and mappings ------------------------------------------
@@ -160,6 +162,11 @@ _OLD_SIGNING_KEY = (
     Field("expired_ts", "int", None, "When it stopped being used, in milliseconds since the epoch.",
           required=True),
 )
+
+# Synapse's defaults: two cropped avatar sizes and three scaled previews.
+DEFAULT_THUMBNAIL_SIZES = (ThumbnailSize(32, 32, "crop"), ThumbnailSize(96, 96, "crop"),
+                           ThumbnailSize(320, 240, "scale"), ThumbnailSize(640, 480, "scale"),
+                           ThumbnailSize(800, 600, "scale"))
 
 KEYS: tuple[Key, ...] = (
     Key("server_name", "server_name", None, _SERVER,
@@ -382,6 +389,81 @@ KEYS: tuple[Key, ...] = (
         "(and this server) are the internal agencies, the only ones whose users may\n"
         "join or be invited into a restricted room (or one without the event).",
         origin=HEXAGONE, sample=lambda ctx: ["agence-b.gouv.example"], commented=True),
+    Key("media_store_path", "media_store_path", None, _MEDIA,
+        "Directory holding uploaded files, thumbnails and the cache of remote media\n"
+        "(default: media_store beside this file). Always the primary copy.",
+        sample=_in_dir("media_store")),
+    Key("max_upload_size", "size", 50 * 1024 ** 2, _MEDIA,
+        "Largest file accepted (uploads, and remote media fetched for our users).\n"
+        "A size in bytes or with a unit: 10K, 50M, 1G.", sample=lambda ctx: "50M"),
+    Key("media_upload_limits", "upload_limits", (), _MEDIA,
+        "Per-user upload quotas: each entry refuses an upload that would take a\n"
+        "user's uploads within time_period over max_size (429 M_RESOURCE_LIMIT_EXCEEDED).",
+        sample=lambda ctx: [{"time_period": "1h", "max_size": "100M"}], commented=True),
+    Key("enable_authenticated_media", "bool", True, _MEDIA,
+        "Media uploaded or fetched while true are served only on the authenticated\n"
+        "endpoints (/_matrix/client/v1/media); the legacy /_matrix/media/v3 ones\n"
+        "serve only what existed before (spec v1.11 \"freeze\")."),
+    Key("max_pending_media_uploads", "int", 5, _MEDIA,
+        "Media IDs a user may hold from /_matrix/media/v1/create without content.", bounds=(1, None)),
+    Key("unused_expiration_time", "duration", 24 * 60 * 60 * 1000, _MEDIA,
+        "How long an ID from /_matrix/media/v1/create stays usable.", attr="unused_expiration_time_ms",
+        sample=lambda ctx: "24h"),
+    Key("max_image_pixels", "size", 32 * 1024 ** 2, _MEDIA,
+        "Images with more pixels than this are never decoded (no thumbnails).",
+        sample=lambda ctx: "32M"),
+    Key("dynamic_thumbnails", "bool", False, _MEDIA,
+        "Generate a thumbnail of the exact size asked for; false: answer with the\n"
+        "nearest of thumbnail_sizes."),
+    Key("thumbnail_sizes", "thumbnail_sizes", DEFAULT_THUMBNAIL_SIZES, _MEDIA,
+        "Thumbnails generated for every uploaded image (method: crop or scale).",
+        sample=lambda ctx: [{"width": t.width, "height": t.height, "method": t.method}
+                            for t in DEFAULT_THUMBNAIL_SIZES]),
+    Key("media_retention", "media_retention", MediaRetention(), _MEDIA,
+        "Delete local media not accessed for local_media_lifetime, and cached remote\n"
+        "media not accessed for remote_media_lifetime (durations; unset: kept).",
+        sample=lambda ctx: {"local_media_lifetime": "90d", "remote_media_lifetime": "14d"}, commented=True),
+
+    Key("content_scanner", "content_scanner", None, _MEDIA,
+        "Antivirus: every uploaded file and every file fetched from another server is\n"
+        "scanned by ClamAV's daemon (clamd, INSTREAM protocol) before anyone can\n"
+        "download it; an infected upload is refused with 403 M_FORBIDDEN, an infected\n"
+        "remote file answered 404. clamd: tcp://HOST:PORT or unix:PATH. fail_closed\n"
+        "(default true): refuse media while clamd cannot be reached. Set clamd's\n"
+        "StreamMaxLength to at least max_upload_size, or larger files are refused.\n"
+        "Verdicts are remembered by content hash. (Hexagone's key.)",
+        origin=HEXAGONE, sample=lambda ctx: {"clamd": "unix:/run/clamav/clamd.ctl", "fail_closed": True},
+        commented=True),
+    Key("media_storage_providers", "media_storage_providers", (), _MEDIA,
+        "Extra places media are stored, behind the local media_store_path (which stays\n"
+        "the primary copy and the cache). Synapse's synapse-s3-storage-provider entries\n"
+        "carry over: S3 (or any S3-compatible store) is built in, through boto3.\n"
+        "store_local / store_remote: store local uploads / remote media there;\n"
+        "store_synchronous: the upload answers only once stored there. A file missing\n"
+        "locally is fetched from the providers into media_store_path.",
+        sample=lambda ctx: [{
+            "module": "s3_storage_provider.S3StorageProviderBackend", "store_local": True,
+            "store_remote": True, "store_synchronous": True,
+            "config": {"bucket": "my-media-bucket", "endpoint_url": "https://s3.example.org",
+                       "region_name": "eu-west-3", "access_key_id": "...", "secret_access_key": "..."}}],
+        commented=True),
+    Key("url_preview_enabled", "bool", False, _MEDIA,
+        "Let clients ask this server for previews of web pages: it then fetches any\n"
+        "URL a user gives it, within the limits below. Needs\n"
+        "url_preview_ip_range_blacklist."),
+    Key("url_preview_ip_range_blacklist", "ip_ranges", None, _MEDIA,
+        "IP ranges URL previews never connect to (checked on the resolved address, on\n"
+        "each redirect). Required when url_preview_enabled is true.",
+        sample=lambda ctx: list(DEFAULT_IP_RANGE_BLACKLIST)),
+    Key("url_preview_ip_range_whitelist", "ip_ranges", (), _MEDIA,
+        "Exceptions to url_preview_ip_range_blacklist."),
+    Key("url_preview_url_blacklist", "url_blacklist", (), _MEDIA,
+        "URLs never previewed: each entry maps URL parts (scheme, netloc, path, query,\n"
+        "fragment, username, password, hostname, port) to a glob, or to a regular\n"
+        "expression when it starts with ^; a URL matching every part of one entry is\n"
+        "refused.", sample=lambda ctx: [{"netloc": "*.internal.example.org"}], commented=True),
+    Key("max_spider_size", "size", 10 * 1024 * 1024, _MEDIA,
+        "The largest page or image a URL preview downloads.", sample=lambda ctx: "10M"),
 )
 
 # Sub-keys of implemented sections that Synapse knows and Hexagone does not implement yet.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 class ConfigError(Exception):
     """A configuration value we cannot start with.
@@ -134,6 +134,44 @@ def parse_duration_ms(value: Any, key: str) -> int:
         f"{key}: must be a duration like 30s, 5m, 1h, 7d or a number of "
         f"milliseconds, got {value!r}"
     )
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+
+
+def parse_size(value: Any, key: str) -> int:
+    """Synapse size: an int (bytes) or a string like "50M", "10K", "1G" (powers of 1024). Returns bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper()]
+    raise ConfigError(f"{key}: must be a size like 50M, 10K, 1G or a number of bytes, got {value!r}")
+
+
+class ThumbnailSize(NamedTuple):
+    """One ``thumbnail_sizes`` entry: generated at upload for every image (content repository "Thumbnails");
+    ``method`` is crop or scale."""
+    width: int
+    height: int
+    method: str
+
+
+class UploadLimit(NamedTuple):
+    """One ``media_upload_limits`` entry: at most ``max_size`` bytes uploaded per user in ``time_period_ms``."""
+    time_period_ms: int
+    max_size: int
+
+
+@dataclass(frozen=True)
+class MediaRetention:
+    """``media_retention``: local media not accessed for this long, and remote media cached for this long,
+    are deleted (None: kept forever)."""
+
+    local_media_lifetime_ms: int | None = None
+    remote_media_lifetime_ms: int | None = None
 
 
 def validate_server_name(value: Any, key: str = "server_name") -> str:

@@ -3,7 +3,9 @@
 - **Body size** (spec v1.19 client-server "API standards": 413 ``M_TOO_LARGE``): a request is routed
   as soon as its headers are in; a ``Content-Length`` above its route's limit is answered 413 before one
   byte of the body is read, and a chunked body is cut the moment it passes the limit. Either way the
-  connection is closed after the answer, so memory stays bounded whatever a client sends.
+  connection is closed after the answer, so memory stays bounded whatever a client sends. A route
+  declaring a ``spool`` (media uploads) has its body written to that file as it arrives, never held in
+  memory; the file is discarded if the connection is lost before the handler has kept it.
 - **Client address** (``x_forwarded``): behind a reverse proxy, the address the rate limiters and the
   access log see is taken from ``X-Forwarded-For``, only when the direct peer is one of the listener's
   ``trusted_proxies`` (loopback by default). The header is read from the right, skipping trusted
@@ -114,17 +116,43 @@ class ListenerRequest(server.Request):
     policy: ListenerPolicy  # set by the site's request factory
     matched: object = None  # the router's answer, computed once from the headers
     body_limit: int = 0
+    _target = b""  # the request target (path and query) as sent
     _received = 0
     _client = None
     _forwarded_https = False
 
     def route_headers(self, command: bytes, path: bytes, length: int | None) -> bool:
         """Route the request from its request line and headers; False if its declared body is too large."""
+        self._target = path
         if self.policy.x_forwarded:
             self._resolve_forwarded()
         self.matched, self.body_limit = self.policy.route(
             command.decode("ascii", "replace"), path.split(b"?", 1)[0].decode("utf-8", "replace"))
         return length is None or length <= self.body_limit
+
+    def gotLength(self, length: int | None) -> None:
+        route = self.matched[0] if self.matched else None
+        spool = getattr(route, "spool", None)
+        if spool is None:
+            super().gotLength(length)
+        else:
+            # Nothing reaches the disk for a request that cannot be authenticated (it is answered 401).
+            self.content = spool() if self._may_authenticate() else _Discarded()
+            self._parsePOSTFormSubmission = False  # a spooled body is stored as sent, never parsed as a form
+            _widen_reads(self.channel.transport)
+
+    def _may_authenticate(self) -> bool:
+        return self.requestHeaders.hasHeader(b"authorization") or b"access_token=" in self._target
+
+    def discard_spool(self) -> None:
+        """Remove a spooled body the handler has not kept (or not yet seen)."""
+        discard = getattr(self.content, "discard", None)
+        if discard is not None:
+            discard()
+
+    def connectionLost(self, reason) -> None:
+        self.discard_spool()
+        super().connectionLost(reason)
 
     def handleContentChunk(self, data: bytes) -> None:
         self._received += len(data)
@@ -176,6 +204,7 @@ class ListenerChannel(HTTPChannel):
                     self._command.decode("ascii", "replace"),
                     self._path.split(b"?", 1)[0].decode("utf-8", "replace"), self.requests[-1].body_limit)
         self.dataReceived = self.rawDataReceived = self.lineReceived = _drop
+        self.requests[-1].discard_spool()
         body = json.dumps({"errcode": "M_TOO_LARGE", "error": "Request body too large"}).encode()
         self.transport.write(
             b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
@@ -187,6 +216,39 @@ class ListenerChannel(HTTPChannel):
     def allContentReceived(self) -> None:
         if not self._refused:  # a chunked body cut in the middle of a read
             super().allContentReceived()
+
+
+class _Discarded:
+    """The body of a spooled route sent without credentials: counted against the limit, then dropped."""
+
+    def write(self, data: bytes) -> None:
+        return None
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, *_args) -> None:
+        return None
+
+    def read(self, *_args) -> bytes:
+        return b""
+
+    def discard(self) -> None:
+        return None
+
+    close = discard
+
+
+SPOOL_READ_SIZE = 1024 * 1024  # bytes read from the socket at once while a large body is spooled
+
+
+def _widen_reads(transport) -> None:
+    """Read a large body 1 MiB per read instead of Twisted's 64 KiB: 16 times fewer trips through the
+    protocol stack for the same bytes (the TCP transport, under any wrapping protocol)."""
+    while getattr(transport, "transport", None) is not None:
+        transport = transport.transport
+    if isinstance(getattr(transport, "bufferSize", None), int):
+        transport.bufferSize = SPOOL_READ_SIZE
 
 
 def _drop(_data: bytes) -> None:

@@ -40,6 +40,7 @@ class ApiRequest:
     requester: Requester | None = None
     origin: str | None = None  # authenticated federation origin
     uri: str = ""  # the request target as sent (path and query), signed by X-Matrix
+    body_file: Any = None  # a spooled route's body, already on disk (Endpoint.spool); ``body`` is then empty
     _json: Any = field(default=None, repr=False)
     on_disconnect: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -107,6 +108,7 @@ class Route:
     handler: Handler
     auth: str
     max_body: int | None = None  # bytes; None: the site's default for the route's auth scheme
+    spool: Callable[[], Any] | None = None  # makes the file a streamed body is written to, as it arrives
 
 
 CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
@@ -119,14 +121,19 @@ class Endpoint:
 
     ``handler`` is a module-level ``async def handler(hs, req)`` (one shared by several routes takes
     its differences as keywords through ``functools.partial``); the route is served under each of
-    ``prefixes`` (a client-server endpoint under its version prefixes by default)."""
+    ``prefixes`` (a client-server endpoint under its version prefixes by default).
+
+    A large body (media uploads) is never held in memory: ``spool(hs)`` returns the factory of the file its
+    bytes are written to while they arrive (the handler gets it as ``req.body_file``), and ``max_body`` may
+    then be ``max_body(hs)``, a limit read from the configuration."""
 
     method: str
     path: str
     handler: Callable[[Any, ApiRequest], Awaitable[Any]]
     auth: str = AUTH_USER
     prefixes: tuple[str, ...] = CLIENT_PREFIXES
-    max_body: int | None = None
+    max_body: int | Callable[[Any], int] | None = None
+    spool: Callable[[Any], Callable[[], Any]] | None = None
 
 
 MAX_JSON_DEPTH = 100  # nested objects and arrays; deeper is refused before any handler sees it
@@ -224,16 +231,18 @@ class Router:
         self.routes: list[Route] = []
 
     def add(self, method: str, template: str, handler: Handler, *, auth: str = AUTH_USER,
-            max_body: int | None = None) -> None:
-        self.routes.append(Route(method, template, _compile(template), handler, auth, max_body))
+            max_body: int | None = None, spool: Callable[[], Any] | None = None) -> None:
+        self.routes.append(Route(method, template, _compile(template), handler, auth, max_body, spool))
 
     def bind(self, hs: Any, routes: list[Endpoint]) -> None:
         """Register an API module's ``ROUTES`` table, each handler bound to the homeserver ``hs``."""
         for endpoint in routes:
             handler = partial(endpoint.handler, hs)
+            max_body = endpoint.max_body(hs) if callable(endpoint.max_body) else endpoint.max_body
+            spool = endpoint.spool(hs) if endpoint.spool is not None else None
             for prefix in endpoint.prefixes:
                 self.add(endpoint.method, prefix + endpoint.path, handler, auth=endpoint.auth,
-                         max_body=endpoint.max_body)
+                         max_body=max_body, spool=spool)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | tuple[None, list[str]]:
         allowed: list[str] = []

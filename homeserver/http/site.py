@@ -12,11 +12,13 @@ from urllib.parse import unquote_plus
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
 from twisted.protocols import policies
 from twisted.web import resource, server
 from twisted.web.http import Request
+from zope.interface import implementer
 
-from homeserver.bodies import RawBody, encode_json
+from homeserver.bodies import FileBody, RawBody, encode_json
 from homeserver.config import ListenerConfig
 from homeserver.errors import MatrixError
 from homeserver.http.router import AUTH_ADMIN, AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest, Router
@@ -46,6 +48,7 @@ FederationLimit = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 DbCounters = Callable[[], tuple[int, int]]  # (transactions, round trips) so far
 # (token, client ip, ?user_id=, ?device_id=) -> the requester when the token is an appservice's, else None
 AppServiceAuthenticator = Callable[[str, str, str | None, str | None], Awaitable[Requester | None]]
+ThreadRunner = Callable[..., defer.Deferred]  # run_in_thread(fn, *args): fn(*args) on a thread pool
 
 
 def access_token_of(req: ApiRequest) -> str | None:
@@ -72,7 +75,8 @@ class MatrixResource(resource.Resource):
                  room_gate: Callable[[str], Awaitable[None]] | None = None,
                  federation_limit: FederationLimit | None = None,
                  tarpit: Tarpit | None = None,
-                 authenticate_appservice: AppServiceAuthenticator | None = None):
+                 authenticate_appservice: AppServiceAuthenticator | None = None,
+                 file_reads: ThreadRunner | None = None):
         super().__init__()
         self._authenticate_appservice = authenticate_appservice
         self._router = router
@@ -83,6 +87,7 @@ class MatrixResource(resource.Resource):
         self._federation_limit = federation_limit
         self._tarpit = tarpit  # delays the 429s of a client that ignores retry_after_ms
         self._max_body = max_body
+        self._file_reads = file_reads  # where the reads of a streamed file run (None: on the reactor thread)
         self.in_flight: set[Request] = set()
         self._drained: list[defer.Deferred] = []
 
@@ -151,11 +156,14 @@ class MatrixResource(resource.Resource):
             if found:
                 raise MatrixError(405, "M_UNRECOGNIZED", "Unrecognized request")
             raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
-        body = request.content.read() if request.content is not None else b""  # at most route_for's limit
+        spooled = route.spool is not None and request.content is not None
+        # A spooled body stays in its file; any other is at most route_for's limit.
+        body = request.content.read() if request.content is not None and not spooled else b""
         req = ApiRequest(
             method=method, path=path, path_params=found, args=_query_args(request.args),
             headers={k.decode().lower(): v[-1].decode("latin-1") for k, v in request.requestHeaders.getAllRawHeaders()},
             body=body, client_ip=request.getClientAddress().host, uri=request.uri.decode("utf-8", "replace"),
+            body_file=request.content if spooled else None,
         )
         request.notifyFinish().addErrback(lambda _: [cb() for cb in req.on_disconnect])
         try:
@@ -165,6 +173,9 @@ class MatrixResource(resource.Resource):
                 client = req.requester.user_id if req.requester is not None else req.origin or req.client_ip
                 await self._tarpit.refused(client, e.extra.get("retry_after_ms", 1000))
             raise
+        finally:
+            if spooled:
+                request.content.discard()  # no-op once the handler has kept the file
         if isinstance(result, tuple):
             return result
         return 200, result
@@ -203,6 +214,11 @@ class MatrixResource(resource.Resource):
 
     def _respond(self, request: Request, status: int, body: Any) -> None:
         if request.finished or request._disconnected:
+            if isinstance(body, FileBody):
+                body.file.close()
+            return
+        if isinstance(body, FileBody):
+            self._respond_file(request, status, body)
             return
         if isinstance(body, (bytes, RawBody)):
             payload = body.data if isinstance(body, RawBody) else body
@@ -222,11 +238,109 @@ class MatrixResource(resource.Resource):
             request.write(payload)
         request.finish()
 
+    def _respond_file(self, request: Request, status: int, body: FileBody) -> None:
+        """Stream a file body: the transport pulls the next chunk only once the previous one is sent."""
+        request.setResponseCode(status)
+        request.setHeader(b"Content-Type", body.content_type)
+        request.setHeader(b"Content-Length", str(body.total).encode())
+        for k, v in {**CORS_HEADERS, **body.headers}.items():
+            request.setHeader(k, v)
+        if request.method == b"HEAD":
+            body.file.close()
+            request.finish()
+            return
+        # Handled: only bytes remain to be sent, which a shutdown does not wait for (a slow client could hold
+        # it for ever); the connections still open are closed then.
+        self._finished(None, request)
+        FileProducer(request, body, self._file_reads).start()
+
     def _unexpected(self, failure, request: Request):
         logger.error("Request failed: %s", failure.getTraceback())
         if not request.finished and not request._disconnected:
             request.setResponseCode(500)
             request.finish()
+
+
+@implementer(IPushProducer)
+class FileProducer:
+    """Writes a :class:`FileBody` to a request, chunk after chunk until the transport asks for a pause (a slow
+    client holds back the reads instead of the server buffering the file). With ``read_in_thread``, each read
+    runs on a thread, so a file not in the page cache never blocks the reactor."""
+
+    CHUNK = 1024 * 1024
+
+    def __init__(self, request: Request, body: FileBody, read_in_thread: ThreadRunner | None = None):
+        self._request = request
+        self._body = body
+        self._read_in_thread = read_in_thread
+        self._left = body.length
+        self._parts = [body.prefix] if body.prefix else []
+        self._paused = self._reading = self._stopped = False
+
+    def start(self) -> None:
+        self._body.file.seek(self._body.offset)
+        self._request.registerProducer(self, True)
+        self._request.notifyFinish().addBoth(self._finished)
+        self._produce()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._produce()
+
+    def stopProducing(self) -> None:
+        self._stopped = True
+        if not self._reading:
+            self._body.file.close()
+
+    def _finished(self, _result) -> None:
+        self.stopProducing()
+
+    def _produce(self) -> None:
+        while not (self._paused or self._reading or self._stopped):
+            if self._parts:
+                self._request.write(self._parts.pop())
+            elif self._left <= 0:
+                self._end()
+            elif self._read_in_thread is None:
+                self._write(self._body.file.read(min(self.CHUNK, self._left)))
+            else:
+                self._reading = True
+                d = self._read_in_thread(self._body.file.read, min(self.CHUNK, self._left))
+                d.addCallbacks(self._read_done, self._read_failed)
+                return
+
+    def _read_done(self, data: bytes) -> None:
+        self._reading = False
+        if self._stopped:
+            self._body.file.close()
+            return
+        self._write(data)
+        self._produce()
+
+    def _read_failed(self, failure) -> None:
+        self._reading = False
+        logger.error("Reading a file being sent failed: %s", failure.getErrorMessage())
+        self._stopped = True
+        self._body.file.close()
+        self._request.loseConnection()  # the client sees a short body, never wrong bytes
+
+    def _write(self, data: bytes) -> None:
+        if not data:  # the file is shorter than announced: end early, the client sees a short body
+            self._left = 0
+            return
+        self._left -= len(data)
+        self._request.write(data)
+
+    def _end(self) -> None:
+        self._stopped = True
+        if self._body.suffix:
+            self._request.write(self._body.suffix)
+        self._request.unregisterProducer()
+        self._request.finish()
+        self._body.file.close()
 
 
 def _query_args(args: dict[bytes, list[bytes]]) -> dict[str, list[str]]:

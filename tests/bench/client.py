@@ -135,11 +135,15 @@ class MatrixClient:
     async def call(self, method: str, path: str, body: dict | None = None, *,
                    timeout_s: float | None = None) -> Reply:
         """One client-server API call under /_matrix/client/v3; non-2xx raises RequestFailed."""
-        full = "/_matrix/client/v3" + path
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        if self.access_token:
-            headers["Authorization"] = f"Bearer {self.access_token}"
         data = json.dumps(body).encode() if body is not None else None
+        return await self.send(method, "/_matrix/client/v3" + path, data,
+                               {"Content-Type": "application/json"} if body is not None else {}, timeout_s)
+
+    async def send(self, method: str, full: str, data: bytes | None, headers: dict[str, str],
+                   timeout_s: float | None = None) -> Reply:
+        """One request to ``full`` (a path from the root) with this user's token; non-2xx raises RequestFailed."""
+        if self.access_token:
+            headers = {**headers, "Authorization": f"Bearer {self.access_token}"}
         try:
             status, raw = await asyncio.wait_for(self._conn.request(method, full, data, headers),
                                                  timeout_s or self.timeout_s)
@@ -198,3 +202,34 @@ class MatrixClient:
 
     async def members(self, room_id: str, timeout_s: float | None = None) -> Reply:
         return await self.call("GET", f"/rooms/{quote(room_id)}/members", timeout_s=timeout_s)
+
+    async def upload(self, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """POST /_matrix/media/v3/upload: the content URI."""
+        reply = await self.send("POST", "/_matrix/media/v3/upload", data, {"Content-Type": content_type})
+        return reply.json["content_uri"]
+
+    async def download(self, content_uri: str, what: str = "download") -> Reply:
+        """GET /_matrix/client/v1/media/download (or ``what``: ``thumbnail/...?width=...``) of an mxc URI."""
+        server_and_id = content_uri.removeprefix("mxc://")
+        return await self.send("GET", f"/_matrix/client/v1/media/{what.replace('{}', server_and_id)}", None, {})
+
+    async def first_byte_s(self, content_uri: str) -> float:
+        """Seconds from sending an authenticated download to its first byte (status line); the rest is read
+        and dropped on a connection of its own."""
+        parsed = urllib.parse.urlsplit(self.base_url)
+        reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port, limit=2 ** 20)
+        try:
+            path = f"/_matrix/client/v1/media/download/{content_uri.removeprefix('mxc://')}"
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {parsed.hostname}\r\nConnection: close\r\n"
+                         f"Authorization: Bearer {self.access_token}\r\n\r\n".encode())
+            start = asyncio.get_running_loop().time()
+            await writer.drain()
+            first = await reader.read(1)
+            elapsed = asyncio.get_running_loop().time() - start
+            if first != b"H":
+                raise RequestFailed("GET", path, None, "no answer")
+            while await reader.read(2 ** 20):
+                pass
+            return elapsed
+        finally:
+            writer.close()

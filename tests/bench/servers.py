@@ -66,6 +66,7 @@ SHARED_CONFIG = {
     "rc_invites": {"per_room": _RATE, "per_user": _RATE, "per_issuer": _RATE},
     "rc_room_creation": _RATE,
     "rc_presence": {"per_user": _RATE},
+    "max_upload_size": "200M",  # the media workload's 100 MB download (both servers default to 50M)
 }
 # Added for the servers of a federation pair (both kinds): federation itself unthrottled too.
 PAIR_CONFIG = {

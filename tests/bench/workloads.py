@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ MEMBERS_POLL_S = 0.05
 BASE_STATE = 8  # at least the state events createRoom writes itself on either server
 SETTLE_WINDOW_S, SETTLE_CPU_SHARE, SETTLE_TIMEOUT_S = 0.5, 0.05, 120.0
 PASSWORD = "correct horse battery staple"
+MIB = 1024 * 1024
 HIGHER, LOWER, INFO = "higher", "lower", "info"  # which way a figure is better
 
 
@@ -443,6 +446,47 @@ async def register_login(bench: Bench, out: Outcome, *, registrations: int = 8, 
 # -- federation: two servers of one kind --------------------------------------------------
 
 
+@workload
+async def media(bench: Bench, out: Outcome, *, files: int = 10, megabytes: int = 20, big_megabytes: int = 100,
+                thumbnails: int = 10):
+    """Uploads then downloads of `files` files of `megabytes` MB (MiB/s each way), time to first byte of a
+    `big_megabytes` MB download, thumbnail latency."""
+    user = await bench.user()
+    data = os.urandom(megabytes * MIB)
+    uris = []
+    with bench.phase() as phase:
+        for _ in range(files):
+            uri = await out.timed("upload", user.upload(data))
+            if uri is not None:
+                uris.append(uri)
+    out.add("upload throughput", "MiB/s", HIGHER, len(uris) * megabytes / phase.wall_s)
+    phase.report(out, "upload", files)
+    with bench.phase() as phase:
+        for uri in uris:
+            reply = await out.timed("download", user.download(uri, "download/{}"))
+            if reply is not None and reply.raw != data:
+                out.fail("a download differs from its upload")
+    out.add("download throughput", "MiB/s", HIGHER, len(uris) * megabytes / phase.wall_s)
+    phase.report(out, "download", files)
+    big = await user.upload(os.urandom(big_megabytes * MIB))
+    first_bytes = [await user.first_byte_s(big) for _ in range(3)]
+    out.add(f"time to first byte, {big_megabytes} MB download (median of 3)", "ms", LOWER,
+            percentile(first_bytes, 50) * 1000)
+    image = await user.upload(_jpeg(1600, 1200), "image/jpeg")
+    for i in range(thumbnails):
+        size = 32 + 16 * i  # a different size each time: generated (or chosen) afresh
+        await out.timed("thumbnail", user.download(image, f"thumbnail/{{}}?width={size}&height={size}&method=crop"))
+    out.add_percentiles("thumbnail", "thumbnail latency")
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    from PIL import Image  # only the media workload needs it
+
+    out = io.BytesIO()
+    Image.effect_noise((width, height), 64).convert("RGB").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
 @federation_workload
 async def federation_send(pair: Pair, out: Outcome, *, messages: int = 200):
     """A user of A sends messages back to back into a room a user of B long-polls: msg/s crossing, latency."""
@@ -511,3 +555,4 @@ async def federation_join(pair: Pair, out: Outcome, *, members: int = 2000, stat
     out.add("join (POST /join to 200)", "s", LOWER, joined - start)
     out.add("join until B lists every member", "s", LOWER, complete - start)
     phase.report(out, "join", 1)
+

@@ -435,7 +435,7 @@ def test_open_registration_without_verification_refused(cfg_dir):
 @pytest.mark.parametrize(
     "key,value",
     [
-        ("url_preview_enabled", True),
+        ("url_preview_accept_language", ["en-GB"]),
         ("email", {"smtp_host": "mail.example.org", "notif_from": "x <x@example.org>"}),
         ("oidc_providers", [{"idp_id": "google", "issuer": "https://accounts.google.com/"}]),
         # rate limits of features Hexagone does not have yet
@@ -445,8 +445,6 @@ def test_open_registration_without_verification_refused(cfg_dir):
         ("rc_reports", {"per_second": 1}),
         # keys read by no code: reported, not silently accepted
         ("track_appservice_user_ips", True),
-        ("media_store_path", "media"),
-        ("max_upload_size", "100K"),
         ("form_secret", "form"),
         ("form_secret_path", "form.secret"),
         ("macaroon_secret_key", "mac"),
@@ -649,11 +647,12 @@ def test_synapse_sample_with_postgres(tmp_path, caplog):
     assert c.listeners[0].x_forwarded is True
     assert c.signing_key_path == "/data/matrix.example.com.signing.key"
     assert c.suppress_key_server_warning is True
+    assert (c.media_store_path, c.max_upload_size) == ("/data/media_store", 100 * 1024 ** 2)
     warnings = config_warnings(caplog)
     assert sorted(w.split()[1].rstrip(":") for w in warnings) == [
-        "form_secret", "macaroon_secret_key", "max_upload_size", "media_store_path", "pid_file",
-        "url_preview_enabled", "url_preview_ip_range_blacklist",
+        "form_secret", "macaroon_secret_key", "pid_file",
     ]
+    assert (c.url_preview_enabled, c.url_preview_ip_range_blacklist) == (True, ["127.0.0.0/8"])
 
 
 def test_postgres_password_sources(cfg_dir, monkeypatch):
@@ -819,3 +818,47 @@ def test_matrixrtc_keys(cfg_dir):
     assert c.extra_well_known_client_content == foci
     assert c.matrix_rtc_transports == foci["org.matrix.msc4143.rtc_foci"]
     assert parse(cfg_dir).max_event_delay_ms is None
+def test_media_keys(cfg_dir):
+    c = parse(cfg_dir, max_upload_size="10M", max_image_pixels=1000, media_store_path="media",
+              media_upload_limits=[{"time_period": "1h", "max_size": "1G"}],
+              thumbnail_sizes=[{"width": 64, "height": 48, "method": "crop"}],
+              media_retention={"local_media_lifetime": "30d"})
+    assert (c.max_upload_size, c.max_image_pixels) == (10 * 1024 ** 2, 1000)
+    assert c.media_store_path == str(cfg_dir / "media")
+    assert [(u.time_period_ms, u.max_size) for u in c.media_upload_limits] == [(3_600_000, 1024 ** 3)]
+    assert [tuple(t) for t in c.thumbnail_sizes] == [(64, 48, "crop")]
+    assert (c.media_retention.local_media_lifetime_ms, c.media_retention.remote_media_lifetime_ms) == (
+        30 * 86_400_000, None)
+    defaults = parse(cfg_dir)
+    assert defaults.media_store_path == str(cfg_dir / "media_store") and defaults.enable_authenticated_media
+    assert len(defaults.thumbnail_sizes) == 5 and defaults.max_upload_size == 50 * 1024 ** 2
+
+
+@pytest.mark.parametrize("key,value,prefix", [
+    ("max_upload_size", "lots", "max_upload_size:"),
+    ("max_upload_size", -1, "max_upload_size:"),
+    ("media_upload_limits", [{"time_period": "1h"}], "media_upload_limits[0]:"),
+    ("media_upload_limits", [{"time_period": "1h", "max_size": "big"}], "media_upload_limits[0].max_size:"),
+    ("thumbnail_sizes", [{"width": 32, "height": 32, "method": "stretch"}], "thumbnail_sizes[0].method:"),
+    ("thumbnail_sizes", [{"width": 0, "height": 32}], "thumbnail_sizes[0].width:"),
+    ("thumbnail_sizes", [{"method": "crop"}], "thumbnail_sizes[0]:"),
+    ("media_retention", {"local_media_lifetime": "soon"}, "media_retention.local_media_lifetime:"),
+])
+def test_bad_media_keys(cfg_dir, key, value, prefix):
+    refused(cfg_dir, prefix, **{key: value})
+
+
+def test_media_storage_providers(cfg_dir):
+    entry = {"module": "s3_storage_provider.S3StorageProviderBackend", "store_local": True, "store_remote": True,
+             "store_synchronous": True, "config": {"bucket": "b", "endpoint_url": "http://127.0.0.1:9000"}}
+    (provider,) = parse(cfg_dir, media_storage_providers=[entry]).media_storage_providers
+    assert (provider.module, provider.store_local, provider.store_remote, provider.store_synchronous) == (
+        "s3_storage_provider.S3StorageProviderBackend", True, True, True)
+    assert provider.config == {"bucket": "b", "endpoint_url": "http://127.0.0.1:9000"}
+    (defaults,) = parse(cfg_dir, media_storage_providers=[{**entry, "store_local": None, "store_remote": None,
+                                                           "store_synchronous": None}]).media_storage_providers
+    assert (defaults.store_local, defaults.store_remote, defaults.store_synchronous) == (False, False, False)
+    refused(cfg_dir, "media_storage_providers[0].module:", media_storage_providers=[{"store_local": True}])
+    refused(cfg_dir, "media_storage_providers[0].module:", media_storage_providers=[{**entry, "module": "x.Y"}])
+    refused(cfg_dir, "media_storage_providers[0].store_local:", media_storage_providers=[
+        {**entry, "store_local": "yes"}])

@@ -18,7 +18,7 @@ from homeserver.http.router import ApiRequest, Endpoint
 from homeserver.requester import Requester
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-API_DIRS = ("homeserver/api", "federation/api")
+API_DIRS = ("homeserver/api", "federation/api", "media_repo/api")
 
 
 def _modules(*dirs: str) -> list[pathlib.Path]:
@@ -46,6 +46,8 @@ def test_services_storage_and_the_core_import_nothing_above_them():
     above = ("homeserver.http", "homeserver.api", "federation.api", "homeserver.server", "homeserver.commands")
     assert _offending(_modules("homeserver/services", "homeserver/storage", "homeserver/events"), above) == []
     assert _offending(_modules("homeserver/storage"), ("homeserver.services",)) == []
+    media_below_api = [p for p in _modules("media_repo") if "api" not in p.relative_to(ROOT).parts]
+    assert _offending(media_below_api, above + ("media_repo.api",)) == []
 
 
 def test_api_modules_reach_no_storage():

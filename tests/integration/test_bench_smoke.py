@@ -21,7 +21,8 @@ TINY = ["--send-rooms", "2", "--send-senders", "2", "--send-messages", "5",
         "--initial-sync-rooms", "3", "--initial-sync-history", "3", "--initial-sync-syncs", "2",
         "--joins-users", "3", "--joins-member-lists", "1",
         "--register-login-registrations", "2", "--register-login-logins", "2",
-        "--federation-send-messages", "5", "--federation-join-members", "5", "--federation-join-state", "20"]
+        "--federation-send-messages", "5", "--federation-join-members", "5", "--federation-join-state", "20",
+        "--media-files", "2", "--media-megabytes", "1", "--media-big-megabytes", "2", "--media-thumbnails", "2"]
 # The PostgreSQL pass of .ci/run sets HEXAGONE_TEST_DATABASE; the suite then uses 127.0.0.1:5432 too.
 DATABASE = "postgresql" if os.environ.get("HEXAGONE_TEST_DATABASE", "").startswith("postgresql://") else "sqlite"
 
@@ -34,6 +35,7 @@ MAIN_FIGURES = {
     "register_login": "login throughput",
     "federation_send": "messages crossing",
     "federation_join": "join until B lists every member",
+    "media": "download throughput",
 }
 
 

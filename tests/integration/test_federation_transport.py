@@ -6,7 +6,6 @@ sender's back-off timers run on a fake clock that the tests advance."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ from homeserver.worker_threads import WorkerThreads
 from tests.integration.fedtls import CertificateAuthority
 from tests.integration.federation import FedServer
 from tests.integration.harness import database_config_for_test, free_port, wait_for
+from tests.integration.reactor_thread import on_reactor, reactor  # noqa: F401 (fixture)
 
 VERSION_PATH = "/_matrix/federation/v1/version"
 
@@ -199,32 +199,11 @@ def test_keys_through_a_notary(fed, a):
 # -- in this process: client and sender -------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def reactor():
-    """The global reactor, running on a thread for the rest of the session."""
-    from twisted.internet import reactor as global_reactor
-
-    thread = None
-    if not global_reactor.running:
-        thread = threading.Thread(target=global_reactor.run, kwargs={"installSignalHandlers": False}, daemon=True)
-        thread.start()
-        wait_for(lambda: global_reactor.running, "the reactor to start")
-    yield global_reactor
-    if thread is not None:
-        global_reactor.callFromThread(global_reactor.stop)
-        thread.join(10)
-
-
-@pytest.fixture(scope="session")
 def workers(reactor):
     """The worker threads of the clients and PDU checks made here, stopped at the end of the session."""
     threads = WorkerThreads(reactor)
     yield threads
     threads.stop()
-
-
-def on_reactor(reactor, make_coroutine):
-    """Run ``make_coroutine()`` on the reactor thread and return its result here."""
-    return threads.blockingCallFromThread(reactor, lambda: defer.ensureDeferred(make_coroutine()))
 
 
 def make_client(reactor, workers, server_name: str, key, *, ca_files=(), verify=True,

@@ -41,6 +41,12 @@ def test_spec_coverage_report():
     missing = run("--missing-only")
     assert missing.returncode == 0 and "[x]" not in missing.stdout
     assert missing.stdout.splitlines()[-1] == summary.group(0)
+    for served in ("POST /_matrix/media/v3/upload", "GET /_matrix/client/v1/media/download/{serverName}/{mediaId}"):
+        assert f"  [x] {served}" in lines, served
+
+    federation = run("--api", "server-server")
+    assert federation.returncode == 0, federation.stderr
+    assert "  [x] GET /_matrix/federation/v1/media/download/{mediaId}" in federation.stdout.splitlines()
 
 
 def test_spec_coverage_bad_spec_dir(tmp_path):
