@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from homeserver.config.values import MediaRetention, ThumbnailSize, UploadLimit
 from homeserver.errors import MatrixError, forbidden, not_found
@@ -112,7 +113,7 @@ class MediaRepository:
         self.run_in_thread, self.settings, self.remote = run_in_thread, settings, remote
         self.federation_allowed, self.scanner, self.providers = federation_allowed, scanner, tuple(providers)
         self._uploaded_waiters: dict[str, list[defer.Deferred]] = {}
-        self._fetching: dict[tuple[str, str], defer.Deferred] = {}
+        self._fetching: dict[tuple[str, str], list[defer.Deferred]] = {}  # the requests awaiting each fetch
         self._touched: dict[tuple[str | None, str], int] = {}
 
     @property
@@ -327,14 +328,18 @@ class MediaRepository:
         if not self.federation_allowed(server_name):
             raise forbidden(f"Federation with {server_name} is not allowed")
         key = (server_name, media_id)
-        fetching = self._fetching.get(key)
-        if fetching is None:  # one fetch per file, shared by concurrent requests
-            fetching = defer.ensureDeferred(self._fetch_remote(server_name, media_id, timeout_ms))
-            self._fetching[key] = fetching
-            fetching.addBoth(lambda result: (self._fetching.pop(key, None), result)[1])
         waiter: defer.Deferred = defer.Deferred()
-        fetching.addBoth(lambda result: (waiter.callback(result) if not isinstance(result, defer.Failure)
-                                         else waiter.errback(result), result)[1])
+        if key in self._fetching:  # one fetch per file, its outcome handed to every request waiting for it
+            self._fetching[key].append(waiter)
+            return await waiter
+        waiters = self._fetching[key] = [waiter]
+
+        def done(result):
+            del self._fetching[key]
+            for each in waiters:
+                (each.errback if isinstance(result, Failure) else each.callback)(result)
+
+        defer.ensureDeferred(self._fetch_remote(server_name, media_id, timeout_ms)).addBoth(done)
         return await waiter
 
     async def _fetch_remote(self, server_name: str, media_id: str, timeout_ms: int) -> RemoteMedia:
