@@ -78,9 +78,14 @@ class RoomService:
         if preset_name not in PRESETS:
             raise bad_json(f"Unknown preset {preset_name!r}")
         preset = PRESETS[preset_name]
-        invitees = _string_list(body, "invite")
+        invitees = list(dict.fromkeys(i for i in _string_list(body, "invite") if i != creator))
         if not all(is_valid_user_id(i) for i in invitees):
             raise MatrixError(400, "M_INVALID_PARAM", "invite must list user IDs")
+        invites_3pid = body.get("invite_3pid", [])
+        if not isinstance(invites_3pid, list) or not all(isinstance(i, dict) for i in invites_3pid):
+            raise bad_json("invite_3pid must be a list of objects")
+        if invites_3pid:  # refused before anything is written: no identity server is trusted here
+            raise MatrixError(400, "M_SERVER_NOT_TRUSTED", "This server does not support third-party invites")
         alias = await self._check_alias(body.get("room_alias_name"), creator)
         creation_content = body.get("creation_content") or {}
         if not isinstance(creation_content, dict):
@@ -118,16 +123,16 @@ class RoomService:
                 if key == "topic":  # spec: a text/plain m.topic block too (v1.15)
                     content["m.topic"] = {"m.text": [{"body": body[key], "mimetype": "text/plain"}]}
                 specs.append(EventSpec(creator, event_type, content, ""))
-        for invitee in invitees:
-            content = {"membership": "invite"}
-            if body.get("is_direct"):
-                content["is_direct"] = True
-            specs.append(EventSpec(creator, "m.room.member", content, invitee))
         create = EventSpec(creator, "m.room.create", create_content, "")
         room_id, _ = await self._appends.create_room(version, create, specs, None,
                                                     is_public=body.get("visibility") == "public")
         if alias is not None:
             await self.directory.create_alias(alias, room_id, creator)
+        # Invites last, once the room's state is stored: a remote invitee's server co-signs its invite
+        # (PUT /v2/invite with the stripped state), as for POST /rooms/{roomId}/invite.
+        direct = {"is_direct": True} if body.get("is_direct") else None
+        for invitee in invitees:
+            await self.invite(room_id, creator, invitee, extra=direct)
         return room_id
 
     def _initial_state(self, creator: str, initial_state) -> list[EventSpec]:
@@ -218,8 +223,10 @@ class RoomService:
             raise not_found("No known servers for this room")
         return await self.federation.membership.remote_membership(target, room_id, candidates, membership, content)
 
-    async def invite(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:
-        """Spec POST /rooms/{roomId}/invite: not someone already joined or banned."""
+    async def invite(self, room_id: str, sender: str, target: str, reason: str | None = None,
+                     extra: dict | None = None) -> None:
+        """Spec POST /rooms/{roomId}/invite: not someone already joined or banned (``extra``: createRoom's
+        ``is_direct``)."""
         current = await self._heads.membership(room_id, target)
         if current == "join":
             raise forbidden("The user is already in the room")
@@ -229,7 +236,7 @@ class RoomService:
             await self._profiles.local_profile(target)  # an appservice's user may be created on demand
         if self._access_rules is not None:
             await self._access_rules.check_membership(room_id, sender, target, "invite")
-        await self.set_membership(room_id, sender, target, "invite", reason)
+        await self.set_membership(room_id, sender, target, "invite", reason, extra)
 
     async def kick(self, room_id: str, sender: str, target: str, reason: str | None = None) -> None:
         """Spec POST /rooms/{roomId}/kick: only someone joined, invited or knocking."""

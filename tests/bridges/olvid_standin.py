@@ -33,6 +33,8 @@ from olvid.protobuf.olvid.daemon.notification.v1 import (attachment_notification
 from olvid.protobuf.olvid.daemon.services.v1 import command_service_pb2_grpc as cmd_svc
 from olvid.protobuf.olvid.daemon.services.v1 import notification_service_pb2_grpc as ntf_svc
 
+from tests.integration.harness import wait_notified
+
 INBOUND, OUTBOUND = message_pb2.MessageId.TYPE_INBOUND, message_pb2.MessageId.TYPE_OUTBOUND
 CHUNK = 1 << 20
 
@@ -468,16 +470,8 @@ class StandinDaemon:
     def wait(self, predicate: Callable[[], object], timeout: float = 30.0):
         """Wait until ``predicate()`` (run under the state lock) is truthy, woken by every change the
         bot identity makes; its value."""
-        deadline = time.monotonic() + timeout
-        with self.state.outbound_event:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError("the stand-in daemon never saw the expected change")
-                self.state.outbound_event.wait(min(left, 0.5))
+        return wait_notified(self.state.outbound_event, predicate,
+                             lambda: "the stand-in daemon never saw the expected change", timeout, recheck_s=0.5)
 
     def outbound(self, discussion_id: int) -> list[message_pb2.Message]:
         with self.state.lock:

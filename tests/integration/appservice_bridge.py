@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any, Callable
 
 from mautrix.appservice import AppService
 from mautrix.types import RoomCreatePreset
+
+from tests.integration.harness import wait_notified
 
 GHOSTS = "ghost_"
 DEFAULT_TIMEOUT_S = 30.0
@@ -125,17 +126,8 @@ class Bridge:
 
     def wait_for(self, predicate: Callable[[], Any], what: str, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
         """Block until ``predicate()`` (called under the lock) is truthy; its value."""
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while True:
-                value = predicate()
-                if value:
-                    return value
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"bridge never saw {what}; events: {self.events[-10:]}, "
-                                         f"ephemeral: {self.ephemeral[-5:]}")
-                self.changed.wait(left)
+        return wait_notified(self.changed, predicate, lambda: f"bridge never saw {what}; events: "
+                             f"{self.events[-10:]}, ephemeral: {self.ephemeral[-5:]}", timeout)
 
     def bodies(self, room_id: str) -> list[str]:
         return [e["content"].get("body") for e in self.events

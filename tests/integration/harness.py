@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -60,6 +61,22 @@ def wait_for(predicate: Callable[[], Any], what: str, deadline_s: float = 20.0) 
             return value
         assert time.monotonic() < end, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+def wait_notified(condition: threading.Condition, predicate: Callable[[], Any], failure: Callable[[], str],
+                  timeout: float, recheck_s: float | None = None) -> Any:
+    """The first truthy value of ``predicate()``, run holding ``condition`` and asked again at each notify
+    (and every ``recheck_s`` when given); fails after ``timeout`` with the message ``failure()``."""
+    deadline = time.monotonic() + timeout
+    with condition:
+        while True:
+            value = predicate()
+            if value:
+                return value
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(failure())
+            condition.wait(left if recheck_s is None else min(left, recheck_s))
 
 
 def free_port(*taken: int) -> int:

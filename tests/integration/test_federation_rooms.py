@@ -94,6 +94,24 @@ def test_invite_across_servers(pair):
     bob.timeline_until(room_id, body_is("thanks for the invite"))
 
 
+def test_create_room_invites_a_remote_user(pair):
+    """/createRoom's ``invite`` reaches a user of another server as /rooms/{roomId}/invite does (their server
+    co-signs it), with ``is_direct``; the invitee joins and chats."""
+    a, b = pair
+    alice, bob = register(a), register(b)
+    room_id = alice.create_room(preset="trusted_private_chat", invite=[bob.user_id], is_direct=True, name="DM")
+    invite, _ = bob.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room_id))
+    own = [e for e in invite["invite_state"]["events"] if e["type"] == "m.room.member"
+           and e["state_key"] == bob.user_id]
+    assert own and own[0]["content"]["membership"] == "invite" and own[0]["content"].get("is_direct") is True
+    assert bob.join(room_id) == room_id
+    alice.timeline_until(room_id, lambda e: e["type"] == "m.room.member"
+                         and e["state_key"] == bob.user_id and e["content"]["membership"] == "join")
+    bob.send(room_id, "joined from the createRoom invite")
+    alice.timeline_until(room_id, body_is("joined from the createRoom invite"))
+    assert bob.state(room_id, "m.room.name") == (200, {"name": "DM"})
+
+
 def test_rejecting_a_remote_invite(pair):
     a, b = pair
     alice, bob = register(a), register(b)

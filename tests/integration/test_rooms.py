@@ -108,6 +108,19 @@ def test_create_room_event_order_and_options(inprocess_server):
     assert own and own[0]["content"]["membership"] == "invite" and own[0]["content"]["is_direct"] is True
 
 
+def test_create_room_third_party_invites_are_refused_before_anything_is_written(inprocess_server):
+    """Spec /createRoom invite_3pid: no identity server is trusted here, so no room half-made without them."""
+    alice = inprocess_server.register()
+    before = alice.ok("GET", "/joined_rooms")["joined_rooms"]
+    invite = {"id_server": "id.example.org", "id_access_token": "t", "medium": "email", "address": "b@example.org"}
+    status, resp = alice.request("POST", "/createRoom", {"invite_3pid": [invite]})
+    assert (status, resp["errcode"]) == (400, "M_SERVER_NOT_TRUSTED")
+    status, resp = alice.request("POST", "/createRoom", {"invite_3pid": "b@example.org"})
+    assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
+    assert alice.ok("GET", "/joined_rooms")["joined_rooms"] == before
+    assert alice.create_room(invite_3pid=[])  # the empty list clients send is fine
+
+
 def test_create_room_presets(inprocess_server):
     alice, bob = inprocess_server.register(), inprocess_server.register()
     public = alice.create_room(preset="public_chat")
