@@ -49,6 +49,7 @@ from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Counter
 from homeserver.services.access_rules import AccessRules
+from homeserver.services.retention import RetentionService
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.admin import AdminService
 from homeserver.services.appservice_sender import AppServiceSender
@@ -102,6 +103,7 @@ from homeserver.storage import presence as presence_storage
 from homeserver.storage import push as push_storage
 from homeserver.storage import receipts as receipts_storage
 from homeserver.storage import search as search_storage
+from homeserver.storage import retention as retention_storage
 from homeserver.storage import server_keys as server_keys_storage
 from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
@@ -192,6 +194,7 @@ class HomeServer:
     config_reload: ConfigReloader
     admin: AdminService
     access_rules: AccessRules
+    retention: RetentionService
     resource: MatrixResource
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
@@ -285,7 +288,12 @@ def build_server(config, reactor) -> HomeServer:
     # Each source adds its part of a /sync response in this order: the push source last, as it fills the
     # notification counts of every joined room the others put in. (A token names each stream, so this order
     # is free otherwise.)
+    # The media repository, once on this branch, removes the purged events' media: its hook goes in on_purged.
+    retention = RetentionService(config=config.retention, room_heads=room_heads,
+                                 store=retention_storage.RetentionStore(db), clock=reactor, server_name=server_name,
+                                 on_purged=())
     sync = SyncService(room_heads=room_heads, store=event_store, serializer=serializer, notifier=notifier,
+                       retention=retention.filter,
                        clock=reactor, sources=[account_data, receipts, typing, e2ee.device_list_source,
                                                ToDeviceSource(e2ee.to_device), presence, push])
     user_directory = UserDirectoryService(
@@ -378,7 +386,7 @@ def build_server(config, reactor) -> HomeServer:
                                        room_heads=room_heads, appends=appends, event_store=event_store,
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor),
-                    access_rules=access_rules, resource=resource)
+                    access_rules=access_rules, retention=retention, resource=resource)
     for module in CLIENT_API_MODULES:
         router.bind(hs, module.ROUTES)
     return hs
@@ -477,6 +485,7 @@ def listen(hs: HomeServer) -> list:
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
     hs.reactor.callWhenRunning(hs.appservice_sender.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.delayed_events.start()))
+    hs.reactor.callWhenRunning(hs.retention.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
 
@@ -506,6 +515,7 @@ async def shutdown(hs: HomeServer) -> None:
         except defer.TimeoutError:
             tracker.abort_connections()
     hs.federation.sender.stop()
+    hs.retention.stop()
     await hs.federation.client.close()
     await hs.appservice_sender.stop()
     try:
