@@ -33,6 +33,17 @@ def _lifetime(content: dict, name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def check_policy(content: dict) -> None:
+    """A new ``m.room.retention`` event's content: min_lifetime and max_lifetime integers when present, the
+    first at most the second (400 M_BAD_JSON otherwise, as Synapse's event validator)."""
+    for name in ("min_lifetime", "max_lifetime"):
+        if name in content and _lifetime(content, name) is None:
+            raise MatrixError(400, "M_BAD_JSON", f"'{name}' must be a non-negative integer")
+    if "min_lifetime" in content and "max_lifetime" in content \
+            and content["min_lifetime"] > content["max_lifetime"]:
+        raise MatrixError(400, "M_BAD_JSON", "'min_lifetime' can't be greater than 'max_lifetime'")
+
+
 def room_max_lifetime(content: dict | None) -> int | None:
     """The max_lifetime an ``m.room.retention`` content asks for (None: none, or not an integer)."""
     return None if content is None else _lifetime(content, "max_lifetime")

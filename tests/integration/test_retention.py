@@ -168,3 +168,13 @@ def test_an_invalid_retention_config_refuses_start(homeserver_factory):
     with pytest.raises(ServerError) as refused:
         server.start()
     assert "retention: allowed_lifetime_min" in str(refused.value)
+
+
+@pytest.mark.parametrize("content", [{"max_lifetime": "1d"}, {"min_lifetime": -1},
+                                     {"min_lifetime": 2000, "max_lifetime": 1000}])
+def test_an_invalid_policy_is_refused(servers, content):
+    _home, _peer, joiner = servers
+    owner = joiner.process.register()
+    room_id = owner.create_room()
+    status, body = owner.request("PUT", f"/rooms/{quote(room_id)}/state/{RETENTION}/", content)
+    assert (status, body["errcode"]) == (400, "M_BAD_JSON"), body
