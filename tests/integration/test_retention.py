@@ -43,6 +43,11 @@ def state_ids(user, room_id: str) -> set[tuple[str, str, str]]:
     return {(e["type"], e["state_key"], e["event_id"]) for e in user.ok("GET", f"/rooms/{quote(room_id)}/state")}
 
 
+def found_by_search(user, term: str) -> list[str]:
+    results = user.ok("POST", "/search", {"search_categories": {"room_events": {"search_term": term}}})
+    return [r["result"]["event_id"] for r in results["search_categories"]["room_events"]["results"]]
+
+
 def public_room(owner) -> tuple[str, str]:
     alias = unique("keep")
     room_id = owner.create_room(preset="public_chat", room_alias_name=alias)
@@ -103,6 +108,7 @@ def test_purge_history_endpoint(servers):
     admin, owner = register_admin(joiner.process), joiner.process.register()
     room_id, _alias = public_room(owner)
     sent = [owner.send(room_id, f"m{i}") for i in range(5)]
+    wait_for(lambda: found_by_search(owner, "m0") == [sent[0]], "the message to be indexed")
 
     # local users' events stay unless delete_local_events
     purge_id = admin.ok("POST", f"{PURGE}/{quote(room_id)}/{quote(sent[3])}", {})["purge_id"]
@@ -120,6 +126,7 @@ def test_purge_history_endpoint(servers):
         "m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules"}
     status, body = owner.request("GET", f"/rooms/{quote(room_id)}/event/{quote(sent[0])}")
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    assert found_by_search(owner, "m0") == []
 
     # by timestamp: the room's latest event is always kept
     purge_id = admin.ok("POST", f"{PURGE}/{quote(room_id)}",
