@@ -14,11 +14,17 @@ from homeserver.events.identifiers import domain_of
 
 _BATCH = 500  # event ids per IN (...) clause
 
-# Rows deleted with a purged event: (table, column holding its event id).
-_EVENT_TABLES = (
-    ("event_search", "event_id"), ("push_actions", "event_id"), ("receipts", "event_id"),
-    ("event_txn_ids", "event_id"), ("rejections", "event_id"), ("pending_redactions", "event_id"),
-    ("pending_redactions", "redacts"), ("events", "event_id"),
+# Rows deleted with a purged event: DELETE statements, ``{ids}`` the event ids' placeholders, each condition
+# led by a column its table's index or primary key starts with; and how many room ids come first.
+_DELETES = (
+    ("DELETE FROM event_search WHERE event_id IN ({ids})", 0),
+    ("DELETE FROM push_actions WHERE user_id IN (SELECT state_key FROM current_state WHERE room_id = ? "
+     "AND type = 'm.room.member') AND room_id = ? AND event_id IN ({ids})", 2),
+    ("DELETE FROM receipts WHERE room_id = ? AND event_id IN ({ids})", 1),
+    ("DELETE FROM event_txn_ids WHERE room_id = ? AND event_id IN ({ids})", 1),
+    ("DELETE FROM rejections WHERE event_id IN ({ids})", 0),
+    ("DELETE FROM pending_redactions WHERE redacts IN ({ids}) OR event_id IN ({ids})", 0),
+    ("DELETE FROM events WHERE event_id IN ({ids})", 0),
 )
 
 
@@ -67,10 +73,11 @@ class RetentionStore:
                 (room_id,)) if target not in purged}
             purged = sorted(purged)
             for i in range(0, len(purged), _BATCH):
-                batch = purged[i:i + _BATCH]
+                batch = tuple(purged[i:i + _BATCH])
                 marks = ", ".join("?" for _ in batch)
-                for table, column in _EVENT_TABLES:
-                    txn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", tuple(batch))
+                for statement, room_args in _DELETES:
+                    sql = statement.format(ids=marks)
+                    txn.execute(sql, (room_id,) * room_args + batch * statement.count("{ids}"))
             return purged
 
         return await self.db.run("retention_purge_history", txn_fn)
