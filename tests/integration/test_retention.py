@@ -1,6 +1,6 @@
 """Message retention (m.room.retention with Synapse's ``retention`` config) and the admin API's history purges,
-between real servers: ``home`` purges often, ``peer`` keeps everything, ``joiner`` hides expired events but
-only purges once a day. A purge never breaks the room: new members join (one through ``home`` over
+between real servers: ``home`` purges often, ``peer`` (a Hexagone, then a Synapse) keeps everything, ``joiner``
+hides expired events but only purges once a day. A purge never breaks the room: new members join (one through ``home`` over
 federation), the state stays whole and every server agrees on it."""
 
 from __future__ import annotations
@@ -69,8 +69,11 @@ def test_expired_events_are_hidden_before_any_purge(servers):
     assert any(e["type"] == RETENTION for e in owner.ok("GET", f"/rooms/{quote(room_id)}/state"))
 
 
-def test_the_purge_job_deletes_old_messages_and_the_room_keeps_working(servers):
+@pytest.mark.parametrize("peer_kind", ["hexagone", "synapse"])
+def test_the_purge_job_deletes_old_messages_and_the_room_keeps_working(servers, peer_kind, request):
     home, peer, joiner = servers
+    if peer_kind == "synapse":
+        peer = request.getfixturevalue("synapse_peer")
     admin, owner = register_admin(home.process), home.process.register()
     remote = peer.process.register()
     room_id, alias = public_room(owner)
