@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 RETENTION_EVENT = "m.room.retention"
 
-# Told of each purge's deleted events (room id, event ids): where the media repository removes their media.
-PurgeListener = Callable[[str, list[str]], Awaitable[None]]
+# Told of each purge's deleted events (room id, their PDUs): where the media repository removes their media.
+PurgeListener = Callable[[str, list[dict]], Awaitable[None]]
 
 
 def _lifetime(content: dict, name: str) -> int | None:
@@ -151,8 +151,8 @@ class RetentionService:
         async with self._heads.lock(room_id):
             purged = await self._store.purge_history(room_id, before_ts=before_ts, before_stream=before_stream,
                                                      keep_sender_server=self._server_name if keep_local else None)
-        for event_id in purged:
-            self._heads.cache.pop(event_id)
+        for pdu in purged:
+            self._heads.cache.pop(pdu["event_id"])
         if purged:
             logger.info("Purged %d events of %s", len(purged), room_id)
             for listener in self._on_purged:

@@ -50,14 +50,14 @@ class RetentionStore:
         return row is not None
 
     async def purge_history(self, room_id: str, *, before_ts: int | None, before_stream: int | None,
-                            keep_sender_server: str | None) -> list[str]:
+                            keep_sender_server: str | None) -> list[dict]:
         """Delete the room's non-state events sent before ``before_ts`` and/or placed before
         ``before_stream``, except the latest event and the forward extremities (and, with
-        ``keep_sender_server``, that server's users' events), in one transaction; their ids."""
+        ``keep_sender_server``, that server's users' events), in one transaction; their PDUs."""
         bounds = [(clause, value) for clause, value in (("e.origin_server_ts < ?", before_ts),
                                                          ("e.stream_ordering < ?", before_stream))
                   if value is not None]
-        query = ("SELECT e.event_id, e.sender FROM events e WHERE e.room_id = ? AND e.state_key IS NULL "
+        query = ("SELECT e.event_id, e.sender, e.json FROM events e WHERE e.room_id = ? AND e.state_key IS NULL "
                  "AND e.stream_ordering < (SELECT MAX(l.stream_ordering) FROM events l WHERE l.room_id = ?) "
                  "AND NOT EXISTS (SELECT 1 FROM forward_extremities f "
                  "WHERE f.room_id = e.room_id AND f.event_id = e.event_id)"
@@ -65,19 +65,21 @@ class RetentionStore:
 
         def txn_fn(txn):
             rows = txn.select_all(query, (room_id, room_id, *(value for _, value in bounds)))
-            purged = {event_id for event_id, sender in rows
-                      if keep_sender_server is None or domain_of(sender) != keep_sender_server}
+            found = {event_id: event_json for event_id, sender, event_json in rows
+                     if keep_sender_server is None or domain_of(sender) != keep_sender_server}
             # A redaction stays while the event it redacts does (its unsigned redacted_because).
-            purged -= {redaction for target, redaction in txn.select_all(
-                "SELECT event_id, redacted_by FROM events WHERE room_id = ? AND redacted_by IS NOT NULL",
-                (room_id,)) if target not in purged}
-            purged = sorted(purged)
+            for target, redaction in txn.select_all(
+                    "SELECT event_id, redacted_by FROM events WHERE room_id = ? AND redacted_by IS NOT NULL",
+                    (room_id,)):
+                if target not in found:
+                    found.pop(redaction, None)
+            purged = sorted(found)
             for i in range(0, len(purged), _BATCH):
                 batch = tuple(purged[i:i + _BATCH])
                 marks = ", ".join("?" for _ in batch)
                 for statement, room_args in _DELETES:
                     sql = statement.format(ids=marks)
                     txn.execute(sql, (room_id,) * room_args + batch * statement.count("{ids}"))
-            return purged
+            return [{**json.loads(found[event_id]), "event_id": event_id} for event_id in purged]
 
         return await self.db.run("retention_purge_history", txn_fn)
