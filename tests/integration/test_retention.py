@@ -130,6 +130,8 @@ def test_purge_history_endpoint(servers):
     status, body = owner.request("GET", f"/rooms/{quote(room_id)}/event/{quote(sent[0])}")
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
     assert found_by_search(owner, "m0") == []
+    audited = admin.ok("GET", f"/_hexagone/admin/v1/audit?kind=admin_action&target={quote(room_id)}")["events"]
+    assert [e["details"]["action"] for e in audited] == ["purge_history", "purge_history"]
 
     # by timestamp: the room's latest event is always kept
     purge_id = admin.ok("POST", f"{PURGE}/{quote(room_id)}",
