@@ -50,6 +50,7 @@ from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Counter
 from homeserver.services.access_rules import AccessRules
+from homeserver.services.retention import RetentionService
 from homeserver.services.account_data import AccountDataService
 from homeserver.services.admin import AdminService
 from homeserver.services.appservice_sender import AppServiceSender
@@ -103,6 +104,7 @@ from homeserver.storage import presence as presence_storage
 from homeserver.storage import push as push_storage
 from homeserver.storage import receipts as receipts_storage
 from homeserver.storage import search as search_storage
+from homeserver.storage import retention as retention_storage
 from homeserver.storage import server_keys as server_keys_storage
 from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
@@ -206,6 +208,7 @@ class HomeServer:
     config_reload: ConfigReloader
     admin: AdminService
     access_rules: AccessRules
+    retention: RetentionService
     resource: MatrixResource
     media: MediaRepository
     media_pool: ThreadPool
@@ -306,7 +309,13 @@ def build_server(config, reactor) -> HomeServer:
     # Each source adds its part of a /sync response in this order: the push source last, as it fills the
     # notification counts of every joined room the others put in. (A token names each stream, so this order
     # is free otherwise.)
+    media = _build_media(config, reactor, db, media_pool, event_store, RemoteMediaClient(transport.client),
+                         media_providers, peers)
+    retention = RetentionService(config=config.retention, room_heads=room_heads,
+                                 store=retention_storage.RetentionStore(db), clock=reactor, server_name=server_name,
+                                 on_purged=(media.on_events_purged,))  # purged events take their media along
     sync = SyncService(room_heads=room_heads, store=event_store, serializer=serializer, notifier=notifier,
+                       retention=retention.filter,
                        clock=reactor, sources=[account_data, receipts, typing, e2ee.device_list_source,
                                                ToDeviceSource(e2ee.to_device), presence, push])
     user_directory = UserDirectoryService(
@@ -374,8 +383,6 @@ def build_server(config, reactor) -> HomeServer:
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
 
-    media = _build_media(config, reactor, db, media_pool, event_store, RemoteMediaClient(transport.client),
-                         media_providers, peers)
 
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
@@ -404,7 +411,7 @@ def build_server(config, reactor) -> HomeServer:
                                        room_heads=room_heads, appends=appends, event_store=event_store,
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor),
-                    access_rules=access_rules, resource=resource, media=media, media_pool=media_pool,
+                    access_rules=access_rules, retention=retention, resource=resource, media=media, media_pool=media_pool,
                     url_previewer=previewer)
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
         router.bind(hs, module.ROUTES)
@@ -554,6 +561,7 @@ def listen(hs: HomeServer) -> list:
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
     hs.reactor.callWhenRunning(hs.appservice_sender.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.delayed_events.start()))
+    hs.reactor.callWhenRunning(hs.retention.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
 
@@ -583,6 +591,7 @@ async def shutdown(hs: HomeServer) -> None:
         except defer.TimeoutError:
             tracker.abort_connections()
     hs.federation.sender.stop()
+    hs.retention.stop()
     await hs.federation.client.close()
     await hs.appservice_sender.stop()
     try:

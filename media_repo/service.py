@@ -457,6 +457,15 @@ class MediaRepository:
                 return list(dict.fromkeys(local)), list(dict.fromkeys(remote))
             position = events[-1].stream_ordering
 
+    async def on_events_purged(self, room_id: str, pdus: list[dict]) -> None:
+        """Retention hook (``m.room.retention``, admin purge history): the local media the purged events
+        pointed at go with them."""
+        parsed = (parse_mxc(uri) for pdu in pdus for uri in mxc_uris(pdu.get("content")))
+        local = [p[1] for p in parsed if p is not None and p[0] == self.server_name]
+        if local:
+            deleted = await self.delete_local(list(dict.fromkeys(local)))
+            logger.info("Deleted %d media of events purged from %s", len(deleted), room_id)
+
     async def quarantine_room(self, room_id: str, by: str) -> int:
         local, remote = await self.room_media(room_id)
         return await self.quarantine([parse_mxc(uri) for uri in local + remote], by)

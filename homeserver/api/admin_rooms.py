@@ -1,13 +1,13 @@
 """Synapse's room admin API (``docs/admin_api/rooms.md``), server admins only (``AUTH_ADMIN``), as synapse-admin
 calls it: list and search, details, members, state, messages, block, delete (v1 at once, v2 with a delete id and
-its status) with purge, make room admin, forward extremities. Every change goes to the audit trail."""
+its status) with purge, make room admin, forward extremities, purge history (and its status). Every change goes to the audit trail."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from homeserver.api.admin import V1, V2, admin_route, audited, bool_arg, page_args
-from homeserver.errors import invalid_param
+from homeserver.errors import MatrixError, invalid_param
 from homeserver.http.router import ApiRequest
 
 
@@ -81,6 +81,31 @@ async def forward_extremities(hs, req: ApiRequest):
     return await hs.admin.forward_extremities((await hs.rooms.resolve_room(req.path_params["roomIdOrAlias"]))[0])
 
 
+async def purge_history(hs, req: ApiRequest):
+    """POST /_synapse/admin/v1/purge_history/{roomId}[/{eventId}] (``docs/admin_api/purge_history_api.md``):
+    the room's non-state events before the event, or sent before ``purge_up_to_ts``, purged in the
+    background; remote users' events only unless ``delete_local_events``."""
+    body = req.json(allow_empty=True)
+    up_to_ts = body.get("purge_up_to_ts")
+    if up_to_ts is not None and (not isinstance(up_to_ts, int) or isinstance(up_to_ts, bool)):
+        raise MatrixError(400, "M_INVALID_PARAM", "purge_up_to_ts must be an int")
+    event_id = req.path_params.get("eventId") or body.get("purge_up_to_event_id")
+    if event_id is not None and not isinstance(event_id, str):
+        raise invalid_param("purge_up_to_event_id must be a string")
+    delete_local = body.get("delete_local_events", False)
+    if not isinstance(delete_local, bool):
+        raise invalid_param("delete_local_events must be a boolean")
+    purge_id = await hs.retention.start_purge(_room(req), event_id=event_id, up_to_ts=up_to_ts,
+                                              delete_local_events=delete_local)
+    await audited(hs, req, "purge_history", _room(req), purge_id=purge_id, event_id=event_id,
+                  purge_up_to_ts=up_to_ts, delete_local_events=delete_local)
+    return {"purge_id": purge_id}
+
+
+async def purge_history_status(hs, req: ApiRequest):
+    return hs.retention.purge_status(req.path_params["purgeId"])
+
+
 # The reads about one room by id: GET path -> the AdminService method answering it.
 ROOM_READS = {V1 + "/rooms/{roomId}": "room_details", V1 + "/rooms/{roomId}/members": "members",
               V1 + "/rooms/{roomId}/block": "room_block", V2 + "/rooms/{roomId}/delete_status": "deletions_of_room"}
@@ -96,4 +121,7 @@ ROUTES = [
     admin_route("GET", V2 + "/rooms/delete_status/{deleteId}", delete_status),
     admin_route("POST", V1 + "/rooms/{roomIdOrAlias}/make_room_admin", make_room_admin),
     admin_route("GET", V1 + "/rooms/{roomIdOrAlias}/forward_extremities", forward_extremities),
+    *(admin_route("POST", V1 + path, purge_history)
+      for path in ("/purge_history/{roomId}", "/purge_history/{roomId}/{eventId}")),
+    admin_route("GET", V1 + "/purge_history_status/{purgeId}", purge_history_status),
 ]

@@ -27,10 +27,10 @@ from homeserver.config.media_backends import (PROVIDER_KEYS, S3_CONFIG_KEYS, S3_
                                               raise_problems)
 from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
 from homeserver.config.values import (IMPLEMENTED_RESOURCES, SYNAPSE_RESOURCES, ConfigError, DatabaseConfig,
-                                      FederationRateLimit, ListenerConfig, MediaRetention, PeerPolicy, RateLimit,
-                                      ThumbnailSize, UploadLimit, check_int, conninfo_quote, expand_resources,
-                                      is_empty, parse_duration_ms, parse_size, read_secret_file,
-                                      validate_server_name)
+                                      FederationRateLimit, ListenerConfig, MediaRetention, PeerPolicy, PurgeJob,
+                                      RateLimit, RetentionConfig, ThumbnailSize, UploadLimit, check_int,
+                                      conninfo_quote, expand_resources, is_empty, parse_duration_ms, parse_size,
+                                      read_secret_file, validate_server_name)
 from homeserver.events.room_versions import CREATABLE_ROOM_VERSIONS, KNOWN_ROOM_VERSIONS
 
 logger = logging.getLogger("homeserver.config")
@@ -225,6 +225,33 @@ class Reader:
                     self.dict_("rc_federation", entry, f"{path}.rc_federation"), f"{path}.rc_federation",
                     self.values["rc_federation"]))
         return out
+
+    def kind_retention(self, k: Key, src: dict, leaf: str) -> RetentionConfig:
+        """``retention``: Synapse's message retention (enabled, default_policy, allowed_lifetime_min/max,
+        purge_jobs), each lower bound at most its upper bound."""
+        section = self.dict_(leaf, src, k.name)
+        self.check_subkeys(section, k.name, ("enabled", "default_policy", "allowed_lifetime_min",
+                                             "allowed_lifetime_max", "purge_jobs"))
+        default = self.dict_("default_policy", section, f"{k.name}.default_policy")
+        self.check_subkeys(default, f"{k.name}.default_policy", ("min_lifetime", "max_lifetime"))
+        jobs = section.get("purge_jobs")
+        if jobs is not None and not isinstance(jobs, list):
+            raise ConfigError(f"{k.name}.purge_jobs: must be a list")
+        purge_jobs = []
+        for i, job in enumerate(jobs or ()):
+            path = f"{k.name}.purge_jobs[{i}]"
+            if not isinstance(job, dict):
+                raise ConfigError(f"{path}: must be a mapping (interval, shortest_max_lifetime, longest_max_lifetime)")
+            self.check_subkeys(job, path, ("interval", "shortest_max_lifetime", "longest_max_lifetime"))
+            if job.get("interval") is None:
+                raise ConfigError(f"{path}.interval: required")
+            purge_jobs.append(PurgeJob(*_bounded(job, path, "interval", "shortest_max_lifetime",
+                                                 "longest_max_lifetime")))
+        config = RetentionConfig(
+            self.bool_("enabled", False, section, f"{k.name}.enabled"),
+            *_bounded(default, f"{k.name}.default_policy", "min_lifetime", "max_lifetime"),
+            *_bounded(section, k.name, "allowed_lifetime_min", "allowed_lifetime_max"))
+        return dataclasses.replace(config, purge_jobs=tuple(purge_jobs)) if purge_jobs else config
 
     def kind_appservices(self, k: Key, src: dict, leaf: str) -> tuple:
         """Each registration file read and checked (:mod:`homeserver.config.appservices`)."""
@@ -707,3 +734,12 @@ class Reader:
                     self.warn_not_implemented(key)
             else:
                 self.warn_unknown(key)
+
+
+def _bounded(src: dict, path: str, *names: str) -> list[int | None]:
+    """Durations in ``src`` (None when unset), the last two a lower and an upper bound."""
+    values = [None if src.get(n) is None else parse_duration_ms(src[n], f"{path}.{n}") for n in names]
+    low, high = values[-2:]
+    if low is not None and high is not None and low > high:
+        raise ConfigError(f"{path}: {names[-2]} ({low} ms) must not be greater than {names[-1]} ({high} ms)")
+    return values

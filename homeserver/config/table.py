@@ -103,10 +103,10 @@ def _in_dir(name: str) -> Callable[[SampleContext], str]:
     return lambda ctx: os.path.join(ctx.config_dir, name)
 
 
-_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA = (
+_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET = (
     "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
     "Calls (MatrixRTC)", "Rate limiting", "Secrets and keys", "Federation", "Application services",
-    "Media store",
+    "Media store", "Message retention",
 )
 
 # -- the sub-keys of list items and mappings ------------------------------------------
@@ -382,6 +382,19 @@ KEYS: tuple[Key, ...] = (
         "Appservice URLs are trusted as the admin wrote them: ip_range_blacklist does\n"
         "not apply to them (as in Synapse), so a bridge on 127.0.0.1 works.",
         attr="app_services", sample=lambda ctx: [os.path.join(ctx.config_dir, "bridge-registration.yaml")],
+        commented=True),
+    Key("retention", "retention", None, _RET,
+        "Message retention (m.room.retention, as Synapse): when enabled, the events of\n"
+        "a room older than its max_lifetime are hidden from clients and purged by the\n"
+        "purge_jobs (state events, the room's latest event and its forward extremities\n"
+        "are always kept). default_policy applies to rooms without a policy; a room's\n"
+        "max_lifetime is brought within [allowed_lifetime_min, allowed_lifetime_max].\n"
+        "Each job purges the rooms whose max_lifetime is in (shortest_max_lifetime,\n"
+        "longest_max_lifetime] every interval (default: one job, every day).",
+        sample=lambda ctx: {"enabled": True, "default_policy": {"min_lifetime": "1d", "max_lifetime": "1y"},
+                            "allowed_lifetime_min": "1d", "allowed_lifetime_max": "1y",
+                            "purge_jobs": [{"longest_max_lifetime": "3d", "interval": "12h"},
+                                           {"shortest_max_lifetime": "3d", "interval": "1d"}]},
         commented=True),
     Key("room_access_rules.internal_servers", "server_names", None, _FED,
         "Room access rules (Tchap's im.vector.room.access_rules: restricted,\n"

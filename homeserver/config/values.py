@@ -50,6 +50,28 @@ class PeerPolicy:
 
 
 @dataclass(frozen=True)
+class PurgeJob:
+    """One of ``retention.purge_jobs``: every ``interval`` ms, purge the rooms whose max_lifetime lies in
+    (shortest_max_lifetime, longest_max_lifetime] (an unset bound: no bound)."""
+
+    interval: int
+    shortest_max_lifetime: int | None = None
+    longest_max_lifetime: int | None = None
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """Synapse's ``retention`` (docs/message_retention_policies.md); lifetimes in milliseconds."""
+
+    enabled: bool = False
+    default_min_lifetime: int | None = None
+    default_max_lifetime: int | None = None
+    allowed_lifetime_min: int | None = None
+    allowed_lifetime_max: int | None = None
+    purge_jobs: tuple[PurgeJob, ...] = (PurgeJob(interval=24 * 60 * 60 * 1000),)
+
+
+@dataclass(frozen=True)
 class ListenerConfig:
     port: int
     bind_addresses: list[str]

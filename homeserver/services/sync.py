@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Awaitable, Callable, Protocol
 
 from homeserver.errors import MatrixError
 from homeserver.requester import Requester
@@ -164,8 +164,10 @@ _POSITION = re.compile(r"-?[0-9]+")
 
 class SyncService:
     def __init__(self, *, room_heads: RoomHeads, store: EventStore, serializer, notifier, clock,
-                 sources: list[SyncSource]):
-        """``sources`` contribute to a response in this order."""
+                 sources: list[SyncSource], retention: Callable[[str, list], Awaitable[list]]):
+        """``sources`` contribute to a response in this order; ``retention`` drops the events outside a
+        room's retention window (services/retention.py)."""
+        self._retention = retention
         self._heads = room_heads
         self._store = store
         self._serializer = serializer
@@ -358,7 +360,8 @@ class SyncService:
         found: list[StoredEvent] = []
         raw, position, batch_size, scanned = newest, part.to_pos, limit + 1, 0
         while True:
-            candidates = raw if part.since_pos is not None else visible_to(ctx.user_id, raw, visibility)
+            candidates = await self._retention(
+                part.room_id, raw if part.since_pos is not None else visible_to(ctx.user_id, raw, visibility))
             for ev in candidates:
                 if ctx.filter.timeline.allows(ev.pdu | {"room_id": part.room_id}):
                     if len(found) == limit:
@@ -413,10 +416,11 @@ class SyncService:
         return summary
 
     async def visible_events(self, user_id: str, room_id: str, events: list[StoredEvent]) -> list[StoredEvent]:
-        """Drop the events the user may not see under the room's history visibility."""
+        """Drop the events the user may not see under the room's history visibility or its retention policy."""
         if not events:
             return events
-        return visible_to(user_id, events, await self._store.visibility_timelines(room_id, user_id))
+        return visible_to(user_id, await self._retention(room_id, events),
+                          await self._store.visibility_timelines(room_id, user_id))
 
 
 def visible_to(user_id: str, events: list[StoredEvent], timelines: tuple[list, list]) -> list[StoredEvent]:

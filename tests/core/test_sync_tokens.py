@@ -24,7 +24,7 @@ class Source:
 
 
 def service(names=tuple(KEYS)) -> SyncService:
-    return SyncService(room_heads=None, store=None, serializer=None, notifier=None, clock=None,
+    return SyncService(room_heads=None, store=None, serializer=None, notifier=None, clock=None, retention=None,
                        sources=[Source(n, KEYS[n]) for n in names])
 
 
@@ -77,10 +77,10 @@ def test_malformed_tokens_are_refused(token):
 
 def test_sources_must_have_distinct_keys():
     with pytest.raises(ValueError):
-        SyncService(room_heads=None, store=None, serializer=None, notifier=None, clock=None,
+        SyncService(room_heads=None, store=None, serializer=None, notifier=None, clock=None, retention=None,
                     sources=[Source("typing", "t"), Source("to_device", "t")])
     with pytest.raises(ValueError):
-        SyncService(room_heads=None, store=None, serializer=None, notifier=None, clock=None,
+        SyncService(room_heads=None, store=None, serializer=None, notifier=None, clock=None, retention=None,
                     sources=[Source("events_again", "s")])
 
 

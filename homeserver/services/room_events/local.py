@@ -16,6 +16,7 @@ from homeserver.events.builder import build_event, room_id_from_create_event, va
 from homeserver.events.errors import AuthError, EventFormatError
 from homeserver.events.room_versions import RoomVersion
 from homeserver.services.auth import random_string
+from homeserver.services.retention import RETENTION_EVENT, check_policy
 from homeserver.services.room_events.heads import CREATE_KEY, RoomEventListener, RoomHead, RoomHeads, announce
 from homeserver.storage.events import CurrentStateEntry, EventStore, NewEvent, StoredEvent
 
@@ -137,6 +138,8 @@ class LocalAppends:
         auth_ids = {k: work.state[k] for k in auth_keys if k in work.state}
         auth_events = await self._heads.events_incl_pending(auth_ids.values(), pending)
         auth_state = {k: auth_events[v].pdu for k, v in auth_ids.items()}
+        if spec.type == RETENTION_EVENT and spec.state_key == "":
+            check_policy(spec.content)
         pdu = self._build(work, spec, auth_state, now)
         try:
             encoded = validate_pdu(pdu, work.version)
