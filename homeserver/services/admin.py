@@ -460,6 +460,10 @@ class AdminService:
             body["next_token"] = str(next_offset)
         return body
 
+    async def federation_queues(self) -> list[dict]:
+        """Every destination with its queue length and retry interval (the metrics page)."""
+        return await self._store.destinations()
+
     async def destination(self, destination: str) -> dict:
         found = await self._store.destinations(destination)
         if not found:
