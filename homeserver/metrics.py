@@ -71,6 +71,9 @@ class Metrics:
         self.backoff = prom.Gauge(
             "hexagone_federation_backoff_seconds", "Current retry interval of a destination (0: reachable)",
             ["destination"], registry=reg)
+        self.latency = prom.Gauge(
+            "hexagone_federation_latency_seconds", "Round trip of the last transaction a destination accepted",
+            ["destination"], registry=reg)
         self.federation_rejected = Counter(
             "hexagone_federation_rejected", "reason", reg, "PDUs and EDUs refused from other servers, per reason")
 
@@ -93,13 +96,15 @@ class Metrics:
             self.persisted_events_sep.labels(event.type, "local" if local else "remote").inc()
 
     def set_destinations(self, destinations: Iterable[dict]) -> None:
-        """The federation queues as the sender's store reports them (``destination``, ``queued``,
-        ``retry_interval`` in ms)."""
-        self.queue_depth.clear()
-        self.backoff.clear()
+        """The federation queues as the admin service reports them (``destination``, ``queued``,
+        ``retry_interval`` and ``latency_ms`` in ms)."""
+        for gauge in (self.queue_depth, self.backoff, self.latency):
+            gauge.clear()
         for d in destinations:
             self.queue_depth.labels(d["destination"]).set(d["queued"])
             self.backoff.labels(d["destination"]).set(d["retry_interval"] / 1000)
+            if d.get("latency_ms") is not None:
+                self.latency.labels(d["destination"]).set(d["latency_ms"] / 1000)
 
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus' text format, and its content type."""

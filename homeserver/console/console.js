@@ -11,8 +11,9 @@ const TEXT = {
     not_admin: "This account is not a server administrator.", lang: "Français", lang_label: "Lire en français",
     federation_title: "Federation health per peer", refresh: "Refresh",
     federation_caption: "Servers this server sends to, with their retry state",
-    col_peer: "Peer", col_state: "State", col_last_attempt: "Last failure", col_backoff: "Backoff",
-    col_queue: "Queue depth", col_actions: "Actions", up: "Reachable", down: "Unreachable (backing off)",
+    col_peer: "Peer", col_state: "State", col_last_success: "Last success", col_latency: "Latency",
+    col_last_attempt: "Last failure", col_backoff: "Backoff",
+    col_queue: "Queue depth", col_actions: "Actions", up: "Reachable", down: "Unreachable",
     reset: "Retry now", reset_label: "Retry now: ", none: "none", no_peers: "No peer yet.",
     users_title: "Users and their devices", users_search: "User ID or name contains", search: "Search",
     users_caption: "Local users", col_user: "User", col_displayname: "Display name", col_admin: "Admin",
@@ -35,8 +36,9 @@ const TEXT = {
     not_admin: "Ce compte n'administre pas ce serveur.", lang: "English", lang_label: "Read in English",
     federation_title: "État de la fédération par serveur pair", refresh: "Actualiser",
     federation_caption: "Serveurs auxquels ce serveur envoie, avec leur état de nouvel essai",
-    col_peer: "Serveur pair", col_state: "État", col_last_attempt: "Dernier échec", col_backoff: "Attente",
-    col_queue: "File d'attente", col_actions: "Actions", up: "Joignable", down: "Injoignable (en attente)",
+    col_peer: "Serveur pair", col_state: "État", col_last_success: "Dernier succès", col_latency: "Latence",
+    col_last_attempt: "Dernier échec", col_backoff: "Attente",
+    col_queue: "File d'attente", col_actions: "Actions", up: "Joignable", down: "Injoignable",
     reset: "Réessayer", reset_label: "Réessayer : ", none: "aucune", no_peers: "Aucun serveur pair pour l'instant.",
     users_title: "Utilisateurs et leurs appareils", users_search: "Identifiant ou nom contenant",
     search: "Rechercher", users_caption: "Utilisateurs locaux", col_user: "Utilisateur",
@@ -135,6 +137,8 @@ const LOADERS = {
       badge.className = "badge " + (up ? "up" : "down");
       badge.textContent = t(up ? "up" : "down");
       cell(row, badge);
+      cell(row, when(d.last_success_ts));
+      cell(row, d.latency_ms == null ? null : d.latency_ms + " ms");
       cell(row, when(d.failure_ts));
       cell(row, duration(d.retry_interval));
       cell(row, d.queued);
