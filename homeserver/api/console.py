@@ -12,6 +12,11 @@ from homeserver.http.router import AUTH_NONE, NO_PREFIX, ApiRequest, Endpoint
 
 PREFIX = "/_hexagone/console"
 FOLDER = os.path.join(os.path.dirname(os.path.dirname(__file__)), "console")
+# The page runs only its own files, talks only to this server, and cannot be framed (clickjacking).
+HEADERS = {b"Content-Security-Policy": b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+                                      b"base-uri 'none'; form-action 'self'",
+           b"X-Frame-Options": b"DENY", b"X-Content-Type-Options": b"nosniff", b"Referrer-Policy": b"no-referrer",
+           b"Cache-Control": b"no-cache"}
 TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charset=utf-8",
          ".css": b"text/css; charset=utf-8", ".svg": b"image/svg+xml"}
 
@@ -23,7 +28,7 @@ def console_file(name: str) -> RawBody:
         raise MatrixError(404, "M_NOT_FOUND", "No such file")
     try:
         with open(os.path.join(FOLDER, name), "rb") as f:
-            return RawBody(f.read(), TYPES[ext])
+            return RawBody(f.read(), TYPES[ext], HEADERS)
     except FileNotFoundError:
         raise MatrixError(404, "M_NOT_FOUND", "No such file") from None
 

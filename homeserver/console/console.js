@@ -2,66 +2,90 @@
 // The admin signs in with their Matrix account (client API /login); the token stays in sessionStorage.
 "use strict";
 
+// Every text of the page: key -> [English, French].
 const TEXT = {
-  en: {
-    skip: "Skip to content", title: "Hexagone administration", logout: "Sign out", nav_label: "Sections",
-    nav_federation: "Federation", nav_users: "Users", nav_rooms: "Rooms", nav_audit: "Audit trail",
-    login_title: "Sign in with your administrator account", login_user: "Matrix ID or user name",
-    login_password: "Password", login_submit: "Sign in", login_failed: "Sign-in failed: ",
-    not_admin: "This account is not a server administrator.", lang: "Français", lang_label: "Lire en français",
-    federation_title: "Federation health per peer", refresh: "Refresh",
-    federation_caption: "Servers this server sends to, with their retry state",
-    col_peer: "Peer", col_state: "State", col_last_success: "Last success", col_latency: "Latency",
-    col_last_attempt: "Last failure", col_backoff: "Backoff",
-    col_queue: "Queue depth", col_actions: "Actions", up: "Reachable", down: "Unreachable",
-    reset: "Retry now", reset_label: "Retry now: ", none: "none", no_peers: "No peer yet.",
-    users_title: "Users and their devices", users_search: "User ID or name contains", search: "Search",
-    users_caption: "Local users", col_user: "User", col_displayname: "Display name", col_admin: "Admin",
-    col_deactivated: "Deactivated", col_devices: "Devices", show_devices: "Show devices", yes: "yes", no: "no",
-    devices_of: "Devices of ", last_seen: "last seen ", never: "never",
-    rooms_title: "Rooms and their access rules", rooms_caption: "Rooms known to this server", col_room: "Room",
-    col_members: "Members (local)", col_join_rule: "Join rule", col_access_rule: "Access rule",
-    col_encryption: "Encryption", rule_none: "none (restricted when rules apply)",
-    audit_title: "Audit trail", audit_kind: "Kind", audit_any: "any", audit_actor: "Actor",
-    audit_origin: "Origin (IP or server)", audit_since: "Since", filter: "Filter",
-    audit_caption: "Security events, newest first", col_time: "Time", col_kind: "Kind", col_actor: "Actor",
-    col_target: "Target", col_origin: "Origin", col_details: "Details", more: "Older events",
-    loading: "Loading…", loaded: "Loaded.", error: "Error: ", empty: "Nothing to show.",
-  },
-  fr: {
-    skip: "Aller au contenu", title: "Administration Hexagone", logout: "Se déconnecter", nav_label: "Rubriques",
-    nav_federation: "Fédération", nav_users: "Utilisateurs", nav_rooms: "Salons", nav_audit: "Journal d'audit",
-    login_title: "Connexion avec votre compte d'administration", login_user: "Identifiant Matrix ou nom d'utilisateur",
-    login_password: "Mot de passe", login_submit: "Se connecter", login_failed: "Échec de la connexion : ",
-    not_admin: "Ce compte n'administre pas ce serveur.", lang: "English", lang_label: "Read in English",
-    federation_title: "État de la fédération par serveur pair", refresh: "Actualiser",
-    federation_caption: "Serveurs auxquels ce serveur envoie, avec leur état de nouvel essai",
-    col_peer: "Serveur pair", col_state: "État", col_last_success: "Dernier succès", col_latency: "Latence",
-    col_last_attempt: "Dernier échec", col_backoff: "Attente",
-    col_queue: "File d'attente", col_actions: "Actions", up: "Joignable", down: "Injoignable",
-    reset: "Réessayer", reset_label: "Réessayer : ", none: "aucune", no_peers: "Aucun serveur pair pour l'instant.",
-    users_title: "Utilisateurs et leurs appareils", users_search: "Identifiant ou nom contenant",
-    search: "Rechercher", users_caption: "Utilisateurs locaux", col_user: "Utilisateur",
-    col_displayname: "Nom affiché", col_admin: "Admin", col_deactivated: "Désactivé", col_devices: "Appareils",
-    show_devices: "Voir les appareils", yes: "oui", no: "non", devices_of: "Appareils de ",
-    last_seen: "vu le ", never: "jamais",
-    rooms_title: "Salons et leurs règles d'accès", rooms_caption: "Salons connus de ce serveur", col_room: "Salon",
-    col_members: "Membres (locaux)", col_join_rule: "Règle d'entrée", col_access_rule: "Règle d'accès",
-    col_encryption: "Chiffrement", rule_none: "aucune (restreint quand les règles s'appliquent)",
-    audit_title: "Journal d'audit", audit_kind: "Type", audit_any: "tous", audit_actor: "Auteur",
-    audit_origin: "Origine (IP ou serveur)", audit_since: "Depuis", filter: "Filtrer",
-    audit_caption: "Événements de sécurité, les plus récents d'abord", col_time: "Date", col_kind: "Type",
-    col_actor: "Auteur", col_target: "Cible", col_origin: "Origine", col_details: "Détails",
-    more: "Événements plus anciens", loading: "Chargement…", loaded: "Chargé.", error: "Erreur : ",
-    empty: "Rien à afficher.",
-  },
+  skip: ["Skip to content", "Aller au contenu"],
+  title: ["Hexagone administration", "Administration Hexagone"],
+  logout: ["Sign out", "Se déconnecter"],
+  nav_label: ["Sections", "Rubriques"],
+  nav_federation: ["Federation", "Fédération"],
+  nav_users: ["Users", "Utilisateurs"],
+  nav_rooms: ["Rooms", "Salons"],
+  nav_audit: ["Audit trail", "Journal d'audit"],
+  login_title: ["Sign in with your administrator account", "Connexion avec votre compte d'administration"],
+  login_user: ["Matrix ID or user name", "Identifiant Matrix ou nom d'utilisateur"],
+  login_password: ["Password", "Mot de passe"],
+  login_submit: ["Sign in", "Se connecter"],
+  login_failed: ["Sign-in failed: ", "Échec de la connexion : "],
+  not_admin: ["This account is not a server administrator.", "Ce compte n'administre pas ce serveur."],
+  lang: ["Français", "English"],
+  lang_label: ["Lire en français", "Read in English"],
+  federation_title: ["Federation health per peer", "État de la fédération par serveur pair"],
+  refresh: ["Refresh", "Actualiser"],
+  federation_caption: ["Servers this server sends to, with their retry state", "Serveurs auxquels ce serveur envoie, avec leur état de nouvel essai"],
+  col_peer: ["Peer", "Serveur pair"],
+  col_state: ["State", "État"],
+  col_last_success: ["Last success", "Dernier succès"],
+  col_latency: ["Latency", "Latence"],
+  col_last_attempt: ["Last failure", "Dernier échec"],
+  col_backoff: ["Backoff", "Attente"],
+  col_queue: ["Queue depth", "File d'attente"],
+  col_actions: ["Actions", "Actions"],
+  up: ["Reachable", "Joignable"],
+  down: ["Unreachable", "Injoignable"],
+  reset: ["Retry now", "Réessayer"],
+  reset_label: ["Retry now: ", "Réessayer : "],
+  none: ["none", "aucune"],
+  no_peers: ["No peer yet.", "Aucun serveur pair pour l'instant."],
+  users_title: ["Users and their devices", "Utilisateurs et leurs appareils"],
+  users_search: ["User ID or name contains", "Identifiant ou nom contenant"],
+  search: ["Search", "Rechercher"],
+  users_caption: ["Local users", "Utilisateurs locaux"],
+  col_user: ["User", "Utilisateur"],
+  col_displayname: ["Display name", "Nom affiché"],
+  col_admin: ["Admin", "Admin"],
+  col_deactivated: ["Deactivated", "Désactivé"],
+  col_devices: ["Devices", "Appareils"],
+  show_devices: ["Show devices", "Voir les appareils"],
+  yes: ["yes", "oui"],
+  no: ["no", "non"],
+  devices_of: ["Devices of ", "Appareils de "],
+  last_seen: ["last seen ", "vu le "],
+  never: ["never", "jamais"],
+  rooms_title: ["Rooms and their access rules", "Salons et leurs règles d'accès"],
+  rooms_caption: ["Rooms known to this server", "Salons connus de ce serveur"],
+  col_room: ["Room", "Salon"],
+  col_members: ["Members (local)", "Membres (locaux)"],
+  col_join_rule: ["Join rule", "Règle d'entrée"],
+  col_access_rule: ["Access rule", "Règle d'accès"],
+  col_encryption: ["Encryption", "Chiffrement"],
+  rule_none: ["none (restricted when rules apply)", "aucune (restreint quand les règles s'appliquent)"],
+  audit_title: ["Audit trail", "Journal d'audit"],
+  audit_kind: ["Kind", "Type"],
+  audit_any: ["any", "tous"],
+  audit_actor: ["Actor", "Auteur"],
+  audit_origin: ["Origin (IP or server)", "Origine (IP ou serveur)"],
+  audit_since: ["Since", "Depuis"],
+  filter: ["Filter", "Filtrer"],
+  audit_caption: ["Security events, newest first", "Événements de sécurité, les plus récents d'abord"],
+  col_time: ["Time", "Date"],
+  col_kind: ["Kind", "Type"],
+  col_actor: ["Actor", "Auteur"],
+  col_target: ["Target", "Cible"],
+  col_origin: ["Origin", "Origine"],
+  col_details: ["Details", "Détails"],
+  more: ["Older events", "Événements plus anciens"],
+  loading: ["Loading…", "Chargement…"],
+  loaded: ["Loaded.", "Chargé."],
+  error: ["Error: ", "Erreur : "],
+  empty: ["Nothing to show.", "Rien à afficher."],
 };
 const PAGES = ["federation", "users", "rooms", "audit"];
 const $ = (id) => document.getElementById(id);
 let lang = sessionStorage.getItem("lang") || ((navigator.language || "en").toLowerCase().startsWith("fr") ? "fr" : "en");
 let auditNext = null;
 
-function t(key) { return TEXT[lang][key] || TEXT.en[key] || key; }
+function t(key) { return TEXT[key] ? TEXT[key][lang === "fr" ? 1 : 0] : key; }
 
 function applyLanguage() {
   document.documentElement.lang = lang;
@@ -273,7 +297,20 @@ async function signOut() {
   route();
 }
 
+// Column headings, from each table's data-columns (text keys).
+function buildHeadings() {
+  document.querySelectorAll("tr[data-columns]").forEach((tr) => {
+    tr.dataset.columns.split(" ").forEach((key) => {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.dataset.i18n = key;
+      tr.appendChild(th);
+    });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  buildHeadings();
   applyLanguage();
   $("lang").addEventListener("click", () => {
     lang = lang === "fr" ? "en" : "fr";

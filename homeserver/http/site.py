@@ -227,6 +227,8 @@ class MatrixResource(resource.Resource):
             request.setHeader(b"Retry-After", str(-(-body["retry_after_ms"] // 1000)).encode())
         for k, v in CORS_HEADERS.items():
             request.setHeader(k, v)
+        for k, v in (body.headers.items() if isinstance(body, RawBody) else ()):
+            request.setHeader(k, v)
         if request.method != b"HEAD":
             request.write(payload)
         request.finish()

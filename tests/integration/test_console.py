@@ -67,6 +67,9 @@ def test_admin_sees_federation_health_users_rooms_and_audit(agencies, browser, t
     shots = tmp_path_factory.mktemp("console-screenshots")
     base = f"http://127.0.0.1:{a.process.port}/_hexagone/console/"
     page = browser.new_page(locale="en-GB", viewport={"width": 1280, "height": 800})
+    errors = []  # script errors and refusals (a Content-Security-Policy violation is a console error)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     start = time.monotonic()
     page.goto(base)
     nav = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
@@ -109,6 +112,7 @@ def test_admin_sees_federation_health_users_rooms_and_audit(agencies, browser, t
     sync_api.expect(page.locator(f'tr[data-destination="{down}"] .badge')).to_have_text("Injoignable")
     page.screenshot(path=str(shots / "federation-fr.png"), full_page=True)
     page.close()
+    assert errors == []
     (shots / "timings.json").write_text(json.dumps({"page_load_ms": load_ms, "sign_in_to_federation_ms": first_view_ms}))
     if os.environ.get("HEXAGONE_SCREENSHOTS_DIR"):  # docs/screenshots, to refresh the README's pictures
         for name in ("federation.png", "audit.png"):
@@ -140,5 +144,8 @@ def test_a_non_admin_is_turned_away(agencies, browser):
 def test_console_files_are_static_and_contained(agencies):
     a = agencies[0]
     client = a.process.client()
+    status, headers, _ = client.exchange("GET", "/_hexagone/console/")
+    assert status == 200 and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
     for path in ("/_hexagone/console/../admin/v1/audit", "/_hexagone/console/.env", "/_hexagone/console/x.py"):
         assert client.request("GET", path)[0] == 404, path
