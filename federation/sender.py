@@ -47,6 +47,7 @@ class FederationSender:
         self._running: dict[str, defer.Deferred] = {}
         self._dirty: set[str] = set()
         self._retry: dict[str, tuple[int, int]] = {}  # destination -> (last failure ts, interval ms)
+        self._succeeded: dict[str, tuple[int, int]] = {}  # destination -> (last 200 ts, its round trip ms)
         self._timers: dict[str, object] = {}
         self._stopping = False
 
@@ -59,6 +60,11 @@ class FederationSender:
     async def send_edu(self, destination: str, edu_type: str, content: dict) -> None:
         """Queue one EDU for ``destination``."""
         await self._enqueue([destination], EDU, {"edu_type": edu_type, "content": content})
+
+    def last_success(self, destination: str) -> tuple[int, int] | None:
+        """When ``destination`` last accepted a transaction since this process started, and how long the
+        round trip took (ms)."""
+        return self._succeeded.get(destination)
 
     def wake(self, destination: str) -> None:
         """We heard from ``destination``: if it was backing off, retry now."""
@@ -177,6 +183,7 @@ class FederationSender:
         if txn.edus:
             body["edus"] = txn.edus
         path = f"/_matrix/federation/v1/send/{quote(txn.txn_id, safe='')}"
+        start = self._now_ms()
         try:
             response = await self._client.put_json(destination, path, body)
         except HttpResponseError as e:
@@ -194,6 +201,8 @@ class FederationSender:
         except Exception as e:
             logger.info("Transaction %s to %s failed: %s", txn.txn_id, destination, e)
             return False
+        now = self._now_ms()
+        self._succeeded[destination] = (now, now - start)
         results = response.get("pdus")
         for event_id, result in (results.items() if isinstance(results, dict) else ()):
             if isinstance(result, dict) and result.get("error"):

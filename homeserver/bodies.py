@@ -14,9 +14,10 @@ def encode_json(body: Any) -> bytes:
 class RawBody:
     """A non-JSON response body (e.g. media, HTML)."""
 
-    def __init__(self, data: bytes, content_type: bytes):
+    def __init__(self, data: bytes, content_type: bytes, headers: dict[bytes, bytes] | None = None):
         self.data = data
         self.content_type = content_type
+        self.headers = headers or {}  # more response headers (e.g. a page's Content-Security-Policy)
 
 
 class FileBody:

@@ -1,23 +1,36 @@
-"""In-process counters, kept until the server exports metrics (Prometheus comes later).
+"""Prometheus metrics through ``prometheus-client``, with Synapse's metric names where Synapse has the metric.
 
-Built by the composition root and handed by constructor to what counts; no module-level state.
+Built once by the composition root on a registry of its own (no module-level state) and handed by constructor
+to what measures; served as text on a listener naming the ``metrics`` resource when ``enable_metrics`` is on.
 """
 
 from __future__ import annotations
 
+from typing import Iterable
+
+import prometheus_client as prom
+
+# Synapse's buckets for request and transaction times (seconds).
+TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+UNMATCHED = "unmatched"  # the servlet label of a request no route matched
+
 
 class Counter:
-    """A count per value of one label, only ever increasing (the shape of a Prometheus counter)."""
+    """A count per value of one label, only ever increasing: a Prometheus counter (in ``registry`` when
+    given), whose counts are also readable here for log lines."""
 
-    def __init__(self, name: str, label: str):
+    def __init__(self, name: str, label: str, registry: prom.CollectorRegistry | None = None,
+                 documentation: str = ""):
         self.name = name
         self.label = label
         self._counts: dict[str, int] = {}
+        self._metric = prom.Counter(name, documentation or name, [label], registry=registry)
 
     def inc(self, value: str) -> int:
         """Count one more for ``value``; returns the new count."""
         count = self._counts.get(value, 0) + 1
         self._counts[value] = count
+        self._metric.labels(value).inc()
         return count
 
     def get(self, value: str) -> int:
@@ -25,3 +38,74 @@ class Counter:
 
     def snapshot(self) -> dict[str, int]:
         return dict(self._counts)
+
+
+class Metrics:
+    """Every metric of one server: HTTP requests, database transactions, events persisted, federation queues,
+    federation rejections."""
+
+    def __init__(self, server_name: str):
+        self.registry = prom.CollectorRegistry(auto_describe=True)
+        self._server_name = server_name
+        reg = self.registry
+        self.requests_received = prom.Counter(
+            "synapse_http_server_requests_received", "Requests received, per method and endpoint",
+            ["method", "servlet"], registry=reg)
+        self.responses = prom.Counter(
+            "synapse_http_server_responses", "Responses sent, per method and status code", ["method", "code"],
+            registry=reg)
+        self.response_time = prom.Histogram(
+            "synapse_http_server_response_time_seconds", "Time to answer a request, per endpoint and status",
+            ["method", "servlet", "code"], buckets=TIME_BUCKETS, registry=reg)
+        self.transaction_time = prom.Histogram(
+            "synapse_storage_transaction_time", "Database transaction time in seconds, per transaction name",
+            ["desc"], buckets=TIME_BUCKETS, registry=reg)
+        self.persisted_events = prom.Counter(
+            "synapse_storage_events_persisted_events", "Room events persisted", registry=reg)
+        self.persisted_events_sep = prom.Counter(
+            "synapse_storage_events_persisted_events_sep", "Room events persisted, per type and origin",
+            ["type", "origin_type"], registry=reg)
+        self.queue_depth = prom.Gauge(
+            "hexagone_federation_queue_depth", "PDUs and EDUs waiting to be sent, per destination",
+            ["destination"], registry=reg)
+        self.backoff = prom.Gauge(
+            "hexagone_federation_backoff_seconds", "Current retry interval of a destination (0: reachable)",
+            ["destination"], registry=reg)
+        self.latency = prom.Gauge(
+            "hexagone_federation_latency_seconds", "Round trip of the last transaction a destination accepted",
+            ["destination"], registry=reg)
+        self.federation_rejected = Counter(
+            "hexagone_federation_rejected", "reason", reg, "PDUs and EDUs refused from other servers, per reason")
+
+    def request_received(self, method: str, servlet: str | None) -> None:
+        self.requests_received.labels(method, servlet or UNMATCHED).inc()
+
+    def request_done(self, method: str, servlet: str | None, code: int, seconds: float) -> None:
+        self.responses.labels(method, str(code)).inc()
+        self.response_time.labels(method, servlet or UNMATCHED, str(code)).observe(seconds)
+
+    def transaction_done(self, name: str, seconds: float) -> None:
+        """Called on the database thread that ran the transaction (prometheus-client is thread-safe)."""
+        self.transaction_time.labels(name).observe(seconds)
+
+    def on_room_events(self, events) -> None:
+        """Room event listener: each batch of newly persisted events, local or received."""
+        for event in events:
+            local = event.sender.split(":", 1)[-1] == self._server_name
+            self.persisted_events.inc()
+            self.persisted_events_sep.labels(event.type, "local" if local else "remote").inc()
+
+    def set_destinations(self, destinations: Iterable[dict]) -> None:
+        """The federation queues as the admin service reports them (``destination``, ``queued``,
+        ``retry_interval`` and ``latency_ms`` in ms)."""
+        for gauge in (self.queue_depth, self.backoff, self.latency):
+            gauge.clear()
+        for d in destinations:
+            self.queue_depth.labels(d["destination"]).set(d["queued"])
+            self.backoff.labels(d["destination"]).set(d["retry_interval"] / 1000)
+            if d.get("latency_ms") is not None:
+                self.latency.labels(d["destination"]).set(d["latency_ms"] / 1000)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The registry in Prometheus' text format, and its content type."""
+        return prom.generate_latest(self.registry), prom.CONTENT_TYPE_LATEST

@@ -37,7 +37,8 @@ from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from federation.transport import FederationTransport
 from homeserver import config as config_module
 from homeserver.api import admin as admin_api, hexagone_admin as hexagone_admin_api
-from homeserver.api import admin_federation, admin_rooms, admin_users
+from homeserver.api import admin_federation, admin_rooms, admin_users, console as console_api
+from homeserver.api import metrics as metrics_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
@@ -48,7 +49,7 @@ from homeserver.api.client import search as search_api, user_directory as user_d
 from homeserver.api.client import appservice as appservice_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
-from homeserver.metrics import Counter
+from homeserver.metrics import Metrics
 from homeserver.services.access_rules import AccessRules
 from homeserver.services.retention import RetentionService
 from homeserver.services.account_data import AccountDataService
@@ -151,7 +152,7 @@ STORAGE_DOMAINS = {
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
-                      admin_federation,
+                      admin_federation, metrics_api, console_api,
                       push_rules_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, media_client_api,
                       media_federation_api, media_admin_api]
@@ -203,6 +204,7 @@ class HomeServer:
     federation_handler: Federation
     pdu_outbox: PduOutbox
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
+    metrics: Metrics
     openid: OpenIdTokens
     audit: AuditLog
     config_reload: ConfigReloader
@@ -234,7 +236,8 @@ def build_server(config, reactor) -> HomeServer:
     media_providers = _storage_providers(config, _in_pool(reactor, media_pool))
     if config.database.engine == "sqlite" and os.path.dirname(config.database.sqlite_path):
         os.makedirs(os.path.dirname(config.database.sqlite_path), exist_ok=True)
-    db = Database(open_engine(config.database), reactor)
+    metrics = Metrics(config.server_name)
+    db = Database(open_engine(config.database), reactor, on_transaction=metrics.transaction_done)
     apply_migrations(db, STORAGE_DOMAINS)
     server_name = config.server_name
     threads = WorkerThreads(reactor)
@@ -258,7 +261,7 @@ def build_server(config, reactor) -> HomeServer:
     ratelimit = RateLimits(config, reactor, federation_per_host=peers.rc_federation,
                            overrides=RatelimitOverrides(reactor, admin_store.ratelimit_overrides_sync()))
     transport = _build_transport(config, reactor, threads, db, signing_key, peers, audit)
-    rejections = FederationRejections(Counter("federation_rejected", "reason"), audit=audit.note)
+    rejections = FederationRejections(metrics.federation_rejected, audit=audit.note)
     room_heads = RoomHeads(clock=reactor, store=event_store,
                            stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
                            state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()))
@@ -345,6 +348,7 @@ def build_server(config, reactor) -> HomeServer:
         presence.on_joins,  # presence to a room's new members, after the join PDU is queued to them
         delayed_cancels.on_room_events,  # state set by a user cancels others' delayed events for it
         appservice_sender.on_room_events,  # only wakes the appservices' loops, which read the stream themselves
+        metrics.on_room_events,  # events persisted
     )
     appends = LocalAppends(heads=room_heads, store=event_store, server_name=server_name, signing_key=signing_key,
                            listeners=room_event_listeners)
@@ -389,7 +393,7 @@ def build_server(config, reactor) -> HomeServer:
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=join_gate.settled, federation_limit=ratelimit.federation.run,
                               tarpit=ratelimit.tarpit, authenticate_appservice=appservices.authenticate,
-                              file_reads=_in_pool(reactor, media_pool))
+                              file_reads=_in_pool(reactor, media_pool), metrics=metrics)
     previewer = _build_previewer(config, reactor, media, media_pool)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db, threads=threads,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
@@ -404,6 +408,7 @@ def build_server(config, reactor) -> HomeServer:
                     appservice_sender=appservice_sender, delayed_events=delayed_events,
                     delayed_cancels=delayed_cancels, federation=transport,
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
+                    metrics=metrics,
                     openid=OpenIdTokens(store=openid_storage.OpenIdTokenStore(db), clock=reactor),
                     audit=audit, config_reload=config_reload,
                     admin=AdminService(store=admin_store, server_name=server_name, auth=auth,

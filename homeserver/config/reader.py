@@ -295,9 +295,10 @@ class Reader:
             if isinstance(item, dict) and self.listener_ignored(k, item, path):
                 continue
             f = self.fields(k, item, path)
+            names = ["metrics"] if f["type"] == "metrics" else [name for r in f["resources"] for name in r["names"]]
             result.append(ListenerConfig(
                 port=f["port"], bind_addresses=f["bind_addresses"], type="http", tls=f["tls"],
-                resources=expand_resources([name for r in f["resources"] for name in r["names"]]),
+                resources=expand_resources(names),
                 x_forwarded=f["x_forwarded"], compress=any(r["compress"] for r in f["resources"]),
                 trusted_proxies=tuple(f["trusted_proxies"])))
         if not result:
@@ -313,10 +314,10 @@ class Reader:
     def listener_ignored(self, k: Key, item: dict, path: str) -> bool:
         """Whether a listener is of a type (or on a UNIX socket) Hexagone does not serve: warned about."""
         ltype = self.sub(next(f for f in k.items if f.name == "type"), item, path)
-        if ltype in ("metrics", "manhole", "replication"):
+        if ltype in ("manhole", "replication"):
             self.warn_once(f"{path}.type", f"{path}.type: {ltype!r} is a Synapse listener type that Hexagone "
                                            "does not implement yet; this listener is ignored")
-        elif ltype != "http":
+        elif ltype not in ("http", "metrics"):  # Synapse's metrics listener: the metrics resource alone
             self.warn_once(f"{path}.type", f"{path}.type: unknown listener type {ltype!r} (typo? expected http); "
                                            "this listener is ignored")
         elif item.get("path") is not None:

@@ -119,8 +119,8 @@ _RESOURCE = (
 _LISTENER = (
     Field("port", "int", None, "The TCP port (1-65535).", bounds=(1, 65535), required=True),
     Field("bind_addresses", "ip_addresses", ("::", "0.0.0.0"), "The IP addresses to listen on."),
-    Field("type", "str", "http", "Only http is implemented; a listener of another type is ignored\n"
-          "with a warning."),
+    Field("type", "str", "http", "http, or metrics (the metrics resource alone); a listener of another\n"
+          "type is ignored with a warning."),
     Field("tls", "bool", False, "Serve TLS with tls_certificate_path and tls_private_key_path."),
     Field("x_forwarded", "bool", False, "Take the client address from X-Forwarded-For."),
     Field("trusted_proxies", "ip_ranges", ListenerConfig.trusted_proxies,
@@ -200,6 +200,7 @@ KEYS: tuple[Key, ...] = (
         "  client     client-server API (also serves media and static)\n"
         "  federation server-server API (also serves media, keys and openid)\n"
         "  keys, media, openid, static, health  individual APIs\n"
+        "  metrics    Prometheus metrics, when enable_metrics is true\n"
         "  (/health is served on every listener; other paths outside a listener's\n"
         "  resources are answered 404 M_UNRECOGNIZED.)\n"
         "Put TLS and public ports on a reverse proxy and set x_forwarded: true so the\n"
@@ -212,6 +213,10 @@ KEYS: tuple[Key, ...] = (
             "x_forwarded": False, "trusted_proxies": ["127.0.0.0/8", "::1/128"],
             "resources": [{"names": ["client", "federation"], "compress": False}],
         }]),
+    Key("enable_metrics", "bool", False, _NET,
+        "Serve Prometheus metrics (GET /_synapse/metrics) on the listeners naming the\n"
+        "metrics resource, or on a listener of type: metrics. Unauthenticated: bind\n"
+        "that listener to an address only the monitoring can reach."),
     Key("tls_certificate_path", "path", None, _NET,
         "Certificate (full chain) in PEM format, needed only by listeners with tls: true.",
         sample=_in_dir("tls.crt"), commented=True),

@@ -34,13 +34,15 @@ logger = logging.getLogger("homeserver.access")
 
 # Synapse's listener resource names and the path prefixes each one serves.
 RESOURCE_PREFIXES: dict[str, tuple[str, ...]] = {
-    "client": ("/_matrix/client/", "/_synapse/client/", "/_synapse/admin/", "/_hexagone/admin/", "/.well-known/"),
+    "client": ("/_matrix/client/", "/_synapse/client/", "/_synapse/admin/", "/_hexagone/admin/", "/_hexagone/console/",
+               "/.well-known/"),
     "federation": ("/_matrix/federation/",),
     "keys": ("/_matrix/key/",),
     "media": ("/_matrix/media/", "/_matrix/client/v1/media/", "/_matrix/federation/v1/media/"),
     "openid": ("/_matrix/federation/v1/openid/userinfo",),
     "static": ("/_matrix/static/",),
     "health": ("/health",),
+    "metrics": ("/_synapse/metrics",),
 }
 ALWAYS_SERVED = ("/health",)
 LOOPBACK = ("127.0.0.0/8", "::1/128")

@@ -23,6 +23,7 @@ from homeserver.config import ListenerConfig
 from homeserver.errors import MatrixError
 from homeserver.http.router import AUTH_ADMIN, AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest, Router
 from homeserver.http.listener import ListenerPolicy, ListenerRequest, listener_site
+from homeserver.metrics import Metrics
 from homeserver.requester import Requester
 from homeserver.services.ratelimit import Tarpit
 
@@ -76,8 +77,9 @@ class MatrixResource(resource.Resource):
                  federation_limit: FederationLimit | None = None,
                  tarpit: Tarpit | None = None,
                  authenticate_appservice: AppServiceAuthenticator | None = None,
-                 file_reads: ThreadRunner | None = None):
+                 file_reads: ThreadRunner | None = None, metrics: Metrics | None = None):
         super().__init__()
+        self._metrics = metrics  # request counts and latencies per endpoint
         self._authenticate_appservice = authenticate_appservice
         self._router = router
         self._room_gate = room_gate  # awaited before a request about a room (a join still completing)
@@ -119,6 +121,9 @@ class MatrixResource(resource.Resource):
         db_before = self._db_counters() if self._db_counters is not None else None
         status = 500
         method = request.method.decode("ascii")
+        servlet = request.matched[0].template if request.matched and request.matched[0] is not None else None
+        if self._metrics is not None:
+            self._metrics.request_received(method, servlet)
         try:
             if method == "OPTIONS":
                 status, body = 200, {}
@@ -130,8 +135,11 @@ class MatrixResource(resource.Resource):
             logger.exception("Unhandled error on %s %s", method, request.path.decode("utf-8", "replace"))
             status, body = 500, {"errcode": "M_UNKNOWN", "error": "Internal server error"}
         self._respond(request, status, body)
+        elapsed = time.monotonic() - start
+        if self._metrics is not None:
+            self._metrics.request_done(method, servlet, status, elapsed)
         logger.info("%s %s %s %d %.1fms", request.getClientAddress().host, method,
-                    _loggable_path(request), status, (time.monotonic() - start) * 1000)
+                    _loggable_path(request), status, elapsed * 1000)
         if db_before is not None and logger.isEnabledFor(logging.DEBUG):
             txns, trips = (now - before for now, before in zip(self._db_counters(), db_before))
             logger.debug("%s %s: %d database transactions, %d round trips (with any concurrent request's)",
@@ -233,6 +241,8 @@ class MatrixResource(resource.Resource):
             # MSC4041, as Synapse sends it: the wait in whole seconds, rounded up.
             request.setHeader(b"Retry-After", str(-(-body["retry_after_ms"] // 1000)).encode())
         for k, v in CORS_HEADERS.items():
+            request.setHeader(k, v)
+        for k, v in (body.headers.items() if isinstance(body, RawBody) else ()):
             request.setHeader(k, v)
         if request.method != b"HEAD":
             request.write(payload)

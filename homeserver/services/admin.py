@@ -450,7 +450,7 @@ class AdminService:
         """GET /_synapse/admin/v1/federation/destinations."""
         if order_by not in DESTINATION_ORDER:
             raise invalid_param(f"Unknown value for order_by: {order_by}")
-        found = [d for d in await self._store.destinations() if name is None or name in d["destination"]]
+        found = [d for d in await self.federation_queues() if name is None or name in d["destination"]]
         found.sort(key=lambda d: (d[order_by] is None, d[order_by] or 0, d["destination"]))
         if backwards:
             found.reverse()
@@ -460,8 +460,18 @@ class AdminService:
             body["next_token"] = str(next_offset)
         return body
 
+    async def federation_queues(self) -> list[dict]:
+        """Every destination with its queue length and retry state (the admin API and the metrics page)."""
+        return [self._with_last_success(d) for d in await self._store.destinations()]
+
+    def _with_last_success(self, destination: dict) -> dict:
+        """Hexagone's fields beside Synapse's: the last accepted transaction's time and round trip (ms), since
+        this process started (None before)."""
+        last = self._sender.last_success(destination["destination"])
+        return {**destination, "last_success_ts": last[0] if last else None, "latency_ms": last[1] if last else None}
+
     async def destination(self, destination: str) -> dict:
-        found = await self._store.destinations(destination)
+        found = [self._with_last_success(d) for d in await self._store.destinations(destination)]
         if not found:
             raise not_found("Unknown destination")
         return found[0]

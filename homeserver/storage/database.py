@@ -369,8 +369,9 @@ def translate_for_postgres(sql: str) -> str:
 class Database:
     """Runs named transactions on a thread pool as large as the engine's connection pool."""
 
-    def __init__(self, engine, reactor):
+    def __init__(self, engine, reactor, on_transaction: Callable[[str, float], None] | None = None):
         self.engine = engine
+        self._on_transaction = on_transaction  # (name, seconds) after each committed transaction (metrics)
         self._reactor = reactor
         size = engine.threadpool_size()
         self._pool = ThreadPool(minthreads=1, maxthreads=size, name="db")
@@ -424,6 +425,8 @@ class Database:
         self.txn_count += 1
         self.round_trips += txn.round_trips
         elapsed = (time.monotonic() - start) * 1000
+        if self._on_transaction is not None:
+            self._on_transaction(name, elapsed / 1000)
         if elapsed > 500:
             logger.warning("Slow transaction %s: %.0fms (%d attempts)", name, elapsed, attempt)
         return txn, result
