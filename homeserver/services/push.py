@@ -404,6 +404,12 @@ class PushService:
                 room["unread_notifications"] = _counts_json(
                     (sum(c[0] for c in threads.values()), sum(c[1] for c in threads.values())))
 
+    async def actions_after(self, user_id: str, after: int, upto: int, limit: int) -> list[PushAction]:
+        """The user's push actions in (after, upto], oldest first, stored or staged (what pushers send)."""
+        stored, staged = await self._staged.read(lambda: self._store.actions_after(user_id, after, upto, limit))
+        staged = [a for a in staged if a.user_id == user_id and after < a.stream_ordering <= upto]
+        return sorted(stored + staged, key=lambda a: a.stream_ordering)[:limit]
+
     # -- listing -----------------------------------------------------------------------------
     async def notifications(self, requester, from_token: str | None, limit: int, only: str | None) -> dict:
         """Spec GET /notifications: newest first, ``read`` after the user's receipt for the event's thread."""

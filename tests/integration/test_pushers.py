@@ -1,0 +1,123 @@
+"""HTTP pushers end to end (spec v1.19 client-server "Push Notifications", push gateway API):
+a real Hexagone process and a push gateway on 127.0.0.1 recording what it receives."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.harness import q, unique
+from tests.integration.pushgateway import PushGateway
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    gw = PushGateway()
+    yield gw
+    gw.close()
+
+
+@pytest.fixture(scope="module")
+def server(homeserver_factory):
+    # Synapse's behaviour: pusher URLs are checked against ip_range_blacklist, which refuses 127.0.0.0/8.
+    return homeserver_factory(ip_range_whitelist=["127.0.0.1/32"])
+
+
+def set_pusher(user, gateway, pushkey: str, **extra) -> None:
+    body = {"kind": "http", "app_id": "org.example.app", "pushkey": pushkey, "app_display_name": "App",
+            "device_display_name": "Phone", "lang": "en", "data": {"url": gateway.url}, **extra}
+    user.ok("POST", "/pushers/set", body)
+
+
+def test_dm_notifies_each_message_highlights_mentions_not_own(server, gateway):
+    alice, bob = server.register(), server.register()
+    room = alice.create_room(is_direct=True, invite=[bob.user_id])
+    bob.join(room)
+    key = unique("bobkey")
+    set_pusher(bob, gateway, key)
+    assert [p["pushkey"] for p in bob.ok("GET", "/pushers")["pushers"]] == [key]
+    ids = [alice.send(room, f"hello {i}") for i in range(3)]
+    bob.send(room, "my own message")
+    mention = alice.send(room, {"msgtype": "m.text", "body": f"hey {bob.user_id}",
+                                "m.mentions": {"user_ids": [bob.user_id]}})
+    got = gateway.wait(lambda g: len(g.for_key(key)) >= 4 and g.for_key(key))
+    assert [n["event_id"] for n in got] == ids + [mention]
+    assert [n["counts"]["unread"] for n in got[:3]] == [1, 2, 3]
+    first = got[0]
+    assert first["room_id"] == room and first["sender"] == alice.user_id and first["type"] == "m.room.message"
+    assert first["content"]["body"] == "hello 0" and first["devices"][0]["pushkey"] == key
+    assert first["devices"][0]["tweaks"].get("sound") == "default" and first["prio"] == "high"
+    assert got[3]["devices"][0]["tweaks"].get("highlight") is True
+    # GET /notifications lists them; only=highlight the mention
+    listed = bob.ok("GET", "/notifications", params={"only": "highlight"})["notifications"]
+    assert [n["event"]["event_id"] for n in listed] == [mention]
+
+
+def test_event_id_only_and_rejected_pushkey_removes_pusher(server, gateway):
+    alice, bob = server.register(), server.register()
+    room = alice.create_room(preset="private_chat", invite=[bob.user_id])
+    bob.join(room)
+    key = unique("rejected")
+    set_pusher(bob, gateway, key, data={"url": gateway.url, "format": "event_id_only"})
+    gateway.rejected.add(key)
+    event = alice.send(room, {"msgtype": "m.text", "body": "ping", "m.mentions": {"user_ids": [bob.user_id]}})
+    got = gateway.wait(lambda g: g.for_key(key))
+    assert got[0]["event_id"] == event and "content" not in got[0] and "sender" not in got[0]
+    # the pusher is gone once the gateway rejected it
+    gateway.wait(lambda g: True)
+    for _ in range(100):
+        if not bob.ok("GET", "/pushers")["pushers"]:
+            break
+        bob.ok("GET", "/account/whoami")
+    assert bob.ok("GET", "/pushers")["pushers"] == []
+
+
+def test_set_errors_delete_and_logout(server, gateway):
+    bob = server.register()
+    base = {"kind": "http", "app_id": "a", "pushkey": "k", "app_display_name": "A", "device_display_name": "D",
+            "lang": "en"}
+    status, body = bob.request("POST", "/pushers/set", dict(base, data={}))
+    assert status == 400 and body["errcode"] == "M_MISSING_PARAM"
+    status, body = bob.request("POST", "/pushers/set", dict(base, data={"url": "http://127.0.0.1/x"}))
+    assert status == 400 and body["errcode"] == "M_INVALID_PARAM"
+    status, body = bob.request("POST", "/pushers/set", {k: v for k, v in base.items() if k != "app_id"})
+    assert status == 400 and body["errcode"] == "M_MISSING_PARAM"
+    set_pusher(bob, gateway, "k1")
+    bob.ok("POST", "/pushers/set", {"app_id": "org.example.app", "pushkey": "k1", "kind": None})
+    assert bob.ok("GET", "/pushers")["pushers"] == []
+    # append: false takes the pushkey from another user; logout removes the device's pushers
+    carol = server.register()
+    set_pusher(bob, gateway, "shared")
+    set_pusher(carol, gateway, "shared")
+    assert bob.ok("GET", "/pushers")["pushers"] == []
+    second = server.login(carol.user_id)
+    carol.ok("POST", "/logout", {})
+    assert second.ok("GET", "/pushers")["pushers"] == []
+
+
+def test_restart_loses_nothing(homeserver_factory, gateway):
+    srv = homeserver_factory(ip_range_whitelist=["127.0.0.1/32"])
+    alice, bob = srv.register(), srv.register()
+    room = alice.create_room(preset="private_chat", invite=[bob.user_id])
+    bob.join(room)
+    key = unique("restart")
+    set_pusher(bob, gateway, key)
+    before = [alice.send(room, f"before {i}") for i in range(3)]
+    gateway.wait(lambda g: len(g.for_key(key)) >= 3)
+    srv.stop()
+    srv.start()
+    after = [alice.send(room, f"after {i}") for i in range(3)]
+    gateway.wait(lambda g: len(g.for_key(key)) >= 6)
+    assert [n["event_id"] for n in gateway.for_key(key)] == before + after
+
+
+def test_blacklisted_gateway_is_not_contacted(homeserver_factory, gateway):
+    """Without the whitelist, 127.0.0.1 is refused by the default ip_range_blacklist (as Synapse)."""
+    srv = homeserver_factory()
+    alice, bob = srv.register(), srv.register()
+    room = alice.create_room(preset="private_chat", invite=[bob.user_id])
+    bob.join(room)
+    key = unique("blocked")
+    set_pusher(bob, gateway, key)
+    alice.send(room, "not pushed")
+    marker_key = unique("marker")
+    assert gateway.for_key(key) == [] and marker_key
