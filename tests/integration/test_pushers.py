@@ -3,10 +3,27 @@ a real Hexagone process and a push gateway on 127.0.0.1 recording what it receiv
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import nio
 import pytest
 
-from tests.integration.harness import q, unique
+from tests.integration.harness import unique
 from tests.integration.pushgateway import PushGateway
+from tests.integration.test_accounts import password_auth
+from tests.integration.test_nio_chat import close_all, registered_client
+
+DEADLINE_S = 30
+
+
+def until(predicate, what: str):
+    """Re-check a server-side condition until it holds (the server acts after the gateway answered)."""
+    end = time.monotonic() + DEADLINE_S
+    while not (result := predicate()):
+        assert time.monotonic() < end, f"not reached in time: {what}"
+        time.sleep(0.05)
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +80,7 @@ def test_event_id_only_and_rejected_pushkey_removes_pusher(server, gateway):
     got = gateway.wait(lambda g: g.for_key(key))
     assert got[0]["event_id"] == event and "content" not in got[0] and "sender" not in got[0]
     # the pusher is gone once the gateway rejected it
-    gateway.wait(lambda g: True)
-    for _ in range(100):
-        if not bob.ok("GET", "/pushers")["pushers"]:
-            break
-        bob.ok("GET", "/account/whoami")
-    assert bob.ok("GET", "/pushers")["pushers"] == []
+    until(lambda: bob.ok("GET", "/pushers")["pushers"] == [], "rejected pusher removed")
 
 
 def test_set_errors_delete_and_logout(server, gateway):
@@ -92,6 +104,15 @@ def test_set_errors_delete_and_logout(server, gateway):
     second = server.login(carol.user_id)
     carol.ok("POST", "/logout", {})
     assert second.ok("GET", "/pushers")["pushers"] == []
+    # a password change logging out the other devices removes their pushers, not the requester's
+    set_pusher(second, gateway, "mine")
+    third = server.login(carol.user_id)
+    set_pusher(third, gateway, "other device")
+    status, challenge = second.request("POST", "/account/password", {"new_password": "changed password"})
+    assert status == 401
+    second.ok("POST", "/account/password", {"new_password": "changed password",
+                                            "auth": password_auth(second, challenge["session"])})
+    assert [p["pushkey"] for p in second.ok("GET", "/pushers")["pushers"]] == ["mine"]
 
 
 def test_restart_loses_nothing(homeserver_factory, gateway):
@@ -119,5 +140,34 @@ def test_blacklisted_gateway_is_not_contacted(homeserver_factory, gateway):
     key = unique("blocked")
     set_pusher(bob, gateway, key)
     alice.send(room, "not pushed")
-    marker_key = unique("marker")
-    assert gateway.for_key(key) == [] and marker_key
+    until(lambda: "refused by ip_range_blacklist" in srv.log(), "the push refused")
+    assert gateway.for_key(key) == []
+
+
+def test_nio_phone_unread_counts_follow_read_receipts(server, gateway):
+    """matrix-nio users: the phone's unread count grows per message and restarts after its read receipt."""
+    async def scenario():
+        alice, bob = await registered_client(server), await registered_client(server)
+        room = (await alice.room_create(is_direct=True, invite=[bob.user_id])).room_id
+        assert isinstance(await bob.join(room), nio.JoinResponse)
+        key = unique("phone")
+        status, _ = server.request("POST", "/pushers/set", {
+            "kind": "http", "app_id": "org.example.phone", "pushkey": key, "app_display_name": "Phone",
+            "device_display_name": "nio", "lang": "en", "data": {"url": gateway.url}}, bob.access_token)
+        assert status == 200
+
+        async def say(text):
+            resp = await alice.room_send(room, "m.room.message", {"msgtype": "m.text", "body": text})
+            assert isinstance(resp, nio.RoomSendResponse), resp
+            return resp.event_id
+
+        first = [await say(f"m{i}") for i in range(2)]
+        await asyncio.to_thread(gateway.wait, lambda g: len(g.for_key(key)) >= 2)
+        assert isinstance(await bob.room_read_markers(room, first[-1], first[-1]), nio.RoomReadMarkersResponse)
+        last = await say("after reading")
+        got = await asyncio.to_thread(gateway.wait, lambda g: len(g.for_key(key)) >= 3 and g.for_key(key))
+        assert [(n["event_id"], n["counts"]["unread"]) for n in got] == [(first[0], 1), (first[1], 2), (last, 1)]
+        assert got[2]["room_id"] == room and got[2]["sender"] == alice.user_id
+        await close_all(alice, bob)
+
+    asyncio.run(scenario())
