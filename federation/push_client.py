@@ -51,10 +51,21 @@ class _FilteredEndpoint:
             if self._uri.scheme == b"https":
                 endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
             try:
-                return await endpoint.connect(factory)
+                connected = await endpoint.connect(factory)
             except Exception as e:
                 errors.append(f"{ip}:{port}: {e}")
+                continue
+            _no_delay(connected.transport)  # a request's headers and body are two writes
+            return connected
         raise PushGatewayUnreachable(f"cannot connect to {host}: {'; '.join(errors) or 'no address found'}")
+
+
+def _no_delay(transport) -> None:
+    """TCP_NODELAY on the socket under ``transport`` (TLS wraps it)."""
+    while transport is not None and not hasattr(transport, "setTcpNoDelay"):
+        transport = getattr(transport, "transport", None)
+    if transport is not None:
+        transport.setTcpNoDelay(True)
 
 
 @implementer(IAgentEndpointFactory)

@@ -85,19 +85,21 @@ class _PusherLoop:
                 continue
             await owner.push.work.wait(target)
             actions = await owner.push.actions_after(self.pusher.user_id, self.position, target, BATCH)
+            unread = await owner.unread(self.pusher.user_id, actions[0].stream_ordering) if actions else 0
             for action in actions:
                 if self.stopping:
                     return
-                if not await self._deliver(action):
+                if not await self._deliver(action, unread):
                     return
+                unread += 1
                 self.position = action.stream_ordering
-                await owner.positions.write([(self.pusher.key, self.position)])
+                owner.record_position(self.pusher.key, self.position)
             if len(actions) < BATCH and not self.stopping:
                 self.position = max(self.position, target)
 
-    async def _deliver(self, action: PushAction) -> bool:
+    async def _deliver(self, action: PushAction, unread: int) -> bool:
         """Send one notification until answered; False once the pusher is removed."""
-        body = await self.owner.notification_for(self.pusher, action)
+        body = await self.owner.notification_for(self.pusher, action, unread)
         if body is None:
             return True
         delay = BACKOFF_START_S
@@ -215,8 +217,19 @@ class PusherService:
             for loop in self._loops.values():
                 loop.wake()
 
-    async def notification_for(self, pusher: Pusher, action: PushAction) -> dict | None:
-        """The notification of one push action, with the user's unread count; None if the event is gone."""
+    def record_position(self, key: tuple[str, str, str], position: int) -> None:
+        """Store a loop's position without waiting: the writes of all loops share transactions."""
+        d = defer.ensureDeferred(self.positions.write([(key, position)]))
+        d.addErrback(lambda f: logger.error("Storing a pusher position failed: %s", f.getTraceback()))
+
+    async def unread(self, user_id: str, upto: int) -> int:
+        """Spec push gateway ``counts.unread``: the user's unread notifications in all joined rooms at ``upto``."""
+        rooms = [r for r, m in (await self._event_store.rooms_for_user(user_id)).items() if m[0] == "join"]
+        counts = await self.push.unread_counts(user_id, rooms, upto)
+        return sum(c[0] for threads in counts.values() for c in threads.values())
+
+    async def notification_for(self, pusher: Pusher, action: PushAction, unread: int) -> dict | None:
+        """The notification of one push action; None if the event is gone."""
         ev = await self._heads.get_event(action.event_id)
         if ev is None:
             return None
@@ -224,9 +237,6 @@ class PusherService:
         member, name = state.get(("m.room.member", ev.sender)), state.get(("m.room.name", ""))
         display = member.content.get("displayname") if member is not None else None
         room_name = name.content.get("name") if name is not None else None
-        rooms = [r for r, m in (await self._event_store.rooms_for_user(pusher.user_id)).items() if m[0] == "join"]
-        counts = await self.push.unread_counts(pusher.user_id, rooms, action.stream_ordering)
-        unread = sum(c[0] for threads in counts.values() for c in threads.values())
         device = {"app_id": pusher.app_id, "pushkey": pusher.pushkey, "pushkey_ts": pusher.pushkey_ts}
         return notification(event=dict(ev.pdu, event_id=ev.event_id, room_id=ev.room_id), user_id=pusher.user_id,
                             pusher_data=pusher.data, device=device, unread=unread,
