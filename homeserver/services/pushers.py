@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 BATCH = 100
 BACKOFF_START_S, BACKOFF_MAX_S = 1.0, 300.0
 STOP_TIMEOUT_S = 1.0
+MAX_IN_FLIGHT = 10  # notifications under way at once, all pushers together: requests keep their share of the reactor
 
 
 async def _wait(d: defer.Deferred) -> None:
@@ -105,7 +106,8 @@ class _PusherLoop:
         delay = BACKOFF_START_S
         while True:
             try:
-                status, answer = await self.owner.client.notify(self.pusher.data["url"], body)
+                status, answer = await self.owner.sending.run(
+                    lambda: defer.ensureDeferred(self.owner.client.notify(self.pusher.data["url"], body)))
             except defer.CancelledError:
                 raise
             except PushGatewayUnreachable as e:
@@ -139,6 +141,7 @@ class PusherService:
         self._loops: dict[tuple[str, str, str], _PusherLoop] = {}
         self._event_store = event_store
         self.client, self.reactor = client, reactor
+        self.sending = defer.DeferredSemaphore(MAX_IN_FLIGHT)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:

@@ -171,3 +171,17 @@ def test_nio_phone_unread_counts_follow_read_receipts(server, gateway):
         await close_all(alice, bob)
 
     asyncio.run(scenario())
+
+
+def test_federated_message_is_pushed(home, hexagone_peer, gateway):
+    """An event received over federation notifies the local member's pusher."""
+    alice, bob = home.process.register(), hexagone_peer.process.register()
+    key = unique("fedkey")
+    set_pusher(alice, gateway, key)
+    room_id = bob.create_room(preset="private_chat")
+    bob.invite(room_id, alice)
+    alice.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room_id))
+    assert alice.join(room_id) == room_id
+    event_id = bob.send(room_id, "from the other server")
+    got = gateway.wait(lambda g: [n for n in g.for_key(key) if n["event_id"] == event_id])
+    assert got[0]["sender"] == bob.user_id and got[0]["content"]["body"] == "from the other server"
