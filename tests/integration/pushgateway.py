@@ -37,6 +37,17 @@ class PushGateway:
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def do_GET(self):
+                """``/received``: what was recorded, as [[monotonic time, notification], ...] (for a
+                gateway run in its own process, see ``main``)."""
+                with gateway._cond:
+                    raw = json.dumps(gateway.received).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
             def log_message(self, *args):
                 pass
 
@@ -64,3 +75,15 @@ class PushGateway:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def main() -> None:
+    """Run a gateway in its own process (benchmarks: it then shares no interpreter lock with the client);
+    prints its notify URL on the first line of stdout."""
+    gateway = PushGateway()
+    print(gateway.url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
