@@ -154,8 +154,7 @@ class PusherService:
         """At shutdown: the notifications in flight answered (or given up after a second), positions stored."""
         loops = list(self._loops.values())
         self._loops.clear()
-        for loop in loops:
-            await loop.finish(STOP_TIMEOUT_S)
+        await defer.DeferredList([defer.ensureDeferred(loop.finish(STOP_TIMEOUT_S)) for loop in loops])
         await self._store.set_positions([(loop.pusher.key, loop.position) for loop in loops])
         await self.client.close()
 
@@ -164,6 +163,8 @@ class PusherService:
         if old is not None:
             old.stop()
         loop = self._loops[pusher.key] = _PusherLoop(self, pusher)
+        if old is not None:  # a pusher set again: where its loop got to may not be stored yet
+            loop.position = max(loop.position, old.position)
         loop.start()
 
     def _forget(self, keys) -> None:

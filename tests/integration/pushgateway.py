@@ -16,6 +16,7 @@ class PushGateway:
     def __init__(self):
         self.received: list[tuple[float, dict]] = []
         self.rejected: set[str] = set()
+        self.failures: dict[str, int] = {}  # pushkey -> how many more notifications to answer with a 503
         self._cond = threading.Condition()
         gateway = self
 
@@ -31,7 +32,11 @@ class PushGateway:
                     gateway._cond.notify_all()
                 keys = [d["pushkey"] for d in notification.get("devices", []) if d["pushkey"] in gateway.rejected]
                 raw = json.dumps({"rejected": keys}).encode()
-                self.send_response(404 if self.path != "/_matrix/push/v1/notify" else 200)
+                with gateway._cond:
+                    failing = [d["pushkey"] for d in notification["devices"] if gateway.failures.get(d["pushkey"])]
+                    for key in failing:
+                        gateway.failures[key] -= 1
+                self.send_response(404 if self.path != "/_matrix/push/v1/notify" else 503 if failing else 200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()

@@ -115,6 +115,19 @@ def test_set_errors_delete_and_logout(server, gateway):
     assert [p["pushkey"] for p in second.ok("GET", "/pushers")["pushers"]] == ["mine"]
 
 
+def test_gateway_failure_is_retried(server, gateway):
+    alice, bob = server.register(), server.register()
+    room = alice.create_room(preset="private_chat", invite=[bob.user_id])
+    bob.join(room)
+    key = unique("flaky")
+    set_pusher(bob, gateway, key)
+    gateway.failures[key] = 1
+    first = alice.send(room, "answered 503 first")
+    second = alice.send(room, "then this one")
+    got = gateway.wait(lambda g: len(g.for_key(key)) >= 3 and g.for_key(key))
+    assert [n["event_id"] for n in got] == [first, first, second]
+
+
 def test_restart_loses_nothing(homeserver_factory, gateway):
     srv = homeserver_factory(ip_range_whitelist=["127.0.0.1/32"])
     alice, bob = srv.register(), srv.register()
