@@ -85,7 +85,7 @@ def notification(*, event: dict, user_id: str, pusher_data: dict, device: dict, 
            "devices": [device], "prio": priority(event.get("type", ""), tweaks)}
     if pusher_data.get("format") == "event_id_only":
         return out
-    out.update(type=event.get("type"), sender=event.get("sender"))
+    out.update(id=event["event_id"], type=event.get("type"), sender=event.get("sender"))  # ``id``: Synapse's older name
     if sender_display_name is not None:
         out["sender_display_name"] = sender_display_name
     if room_name is not None:

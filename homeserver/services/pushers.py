@@ -237,10 +237,15 @@ class PusherService:
         ev = await self._heads.get_event(action.event_id)
         if ev is None:
             return None
-        state = await self._heads.current_state(ev.room_id, {("m.room.member", ev.sender), ("m.room.name", "")})
-        member, name = state.get(("m.room.member", ev.sender)), state.get(("m.room.name", ""))
+        keys = {("m.room.member", ev.sender), ("m.room.name", ""), ("m.room.canonical_alias", "")}
+        state = await self._heads.current_state(ev.room_id, keys)
+        member = state.get(("m.room.member", ev.sender))
         display = member.content.get("displayname") if member is not None else None
+        # the room's name, else its canonical alias (as Synapse names rooms in pushes)
+        name, alias = state.get(("m.room.name", "")), state.get(("m.room.canonical_alias", ""))
         room_name = name.content.get("name") if name is not None else None
+        if not room_name and alias is not None:
+            room_name = alias.content.get("alias")
         device = {"app_id": pusher.app_id, "pushkey": pusher.pushkey, "pushkey_ts": pusher.pushkey_ts}
         return notification(event=dict(ev.pdu, event_id=ev.event_id, room_id=ev.room_id), user_id=pusher.user_id,
                             pusher_data=pusher.data, device=device, unread=unread,

@@ -52,7 +52,7 @@ def test_notification_full_and_event_id_only():
                         unread=2, sender_display_name="Alice", room_name="Room", tweaks={"sound": "default"})
     assert full == {"event_id": "$e", "room_id": "!r", "counts": {"unread": 2}, "prio": "high",
                     "devices": [dict(device, data={"extra": 1}, tweaks={"sound": "default"})],
-                    "type": "m.room.message", "sender": "@a:x", "sender_display_name": "Alice",
+                    "id": "$e", "type": "m.room.message", "sender": "@a:x", "sender_display_name": "Alice",
                     "room_name": "Room", "content": {"body": "hi"}}
     short = notification(event=EVENT, user_id="@b:x", pusher_data={"url": URL, "format": "event_id_only"},
                          device=device, unread=0, sender_display_name="Alice", room_name=None, tweaks={})

@@ -93,6 +93,9 @@ def test_set_errors_delete_and_logout(server, gateway):
     assert status == 400 and body["errcode"] == "M_INVALID_PARAM"
     status, body = bob.request("POST", "/pushers/set", {k: v for k, v in base.items() if k != "app_id"})
     assert status == 400 and body["errcode"] == "M_MISSING_PARAM"
+    # the rules of one kind (as Synapse serves them)
+    assert any(r["rule_id"] == ".m.rule.master" for r in bob.ok("GET", "/pushrules/global/override/"))
+    assert bob.request("GET", "/pushrules/global/nope/")[0] == 404
     set_pusher(bob, gateway, "k1")
     bob.ok("POST", "/pushers/set", {"app_id": "org.example.app", "pushkey": "k1", "kind": None})
     assert bob.ok("GET", "/pushers")["pushers"] == []
@@ -117,7 +120,7 @@ def test_set_errors_delete_and_logout(server, gateway):
 
 def test_gateway_failure_is_retried(server, gateway):
     alice, bob = server.register(), server.register()
-    room = alice.create_room(preset="private_chat", invite=[bob.user_id])
+    room = alice.create_room(preset="private_chat", invite=[bob.user_id], name="Flaky room")
     bob.join(room)
     key = unique("flaky")
     set_pusher(bob, gateway, key)
@@ -126,6 +129,7 @@ def test_gateway_failure_is_retried(server, gateway):
     second = alice.send(room, "then this one")
     got = gateway.wait(lambda g: len(g.for_key(key)) >= 3 and g.for_key(key))
     assert [n["event_id"] for n in got] == [first, first, second]
+    assert got[2]["room_name"] == "Flaky room"
 
 
 def test_restart_loses_nothing(homeserver_factory, gateway):
