@@ -311,20 +311,7 @@ class FederationClient:
             raise RequestSendFailed(f"{method} {target} failed: {describe_failure(e)}") from None
 
     async def resolve_host(self, host: str, port: int) -> list[tuple[int, str]]:
-        """(family, ip) pairs of a host name (or the IP literal itself), without duplicates."""
-        if is_ip_literal(host):
-            bare = host.strip("[]")
-            return [(socket.AF_INET6 if ":" in bare else socket.AF_INET, bare)]
-        try:
-            infos = await self._threads.run(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
-        except socket.gaierror as e:
-            raise DNSLookupError(f"{host}: {e}") from None
-        seen, out = set(), []
-        for family, _type, _proto, _name, sockaddr in infos:
-            if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in seen:
-                seen.add(sockaddr[0])
-                out.append((family, sockaddr[0]))
-        return out
+        return await resolve_host(self._threads, host, port)
 
     def close(self) -> defer.Deferred:
         """Close pooled connections (server shutdown)."""
@@ -336,6 +323,23 @@ def _json_or_none(data: bytes) -> Any:
         return json.loads(data) if data else None
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+async def resolve_host(threads, host: str, port: int) -> list[tuple[int, str]]:
+    """(family, ip) pairs of a host name (or the IP literal itself), without duplicates."""
+    if is_ip_literal(host):
+        bare = host.strip("[]")
+        return [(socket.AF_INET6 if ":" in bare else socket.AF_INET, bare)]
+    try:
+        infos = await threads.run(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise DNSLookupError(f"{host}: {e}") from None
+    seen, out = set(), []
+    for family, _type, _proto, _name, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in seen:
+            seen.add(sockaddr[0])
+            out.append((family, sockaddr[0]))
+    return out
 
 
 def describe_failure(e: Exception) -> str:

@@ -19,6 +19,7 @@ from federation.api import key_server as federation_key_server_api
 from federation.appservice_client import AppServiceClient
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.client import FederationClient
+from federation.push_client import PushGatewayClient
 from federation.handlers.edus import InboundEdus, OutboundEdus, RemoteDeviceLists
 from federation.handlers.membership import FederationMembership
 from federation.handlers.queries import FederationQueries
@@ -44,7 +45,7 @@ from homeserver.api.client import sync as sync_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
 from homeserver.api.client import account_data as account_data_api, receipts as receipts_api
 from homeserver.api.client import delayed_events as delayed_events_api
-from homeserver.api.client import presence as presence_api, push_rules as push_rules_api
+from homeserver.api.client import presence as presence_api, push_rules as push_rules_api, pushers as pushers_api
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.api.client import appservice as appservice_api
 from homeserver.http.router import Router
@@ -71,6 +72,7 @@ from homeserver.services.openid import OpenIdTokens
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
+from homeserver.services.pushers import PusherService
 from homeserver.services.ratelimit import RateLimits, RatelimitOverrides
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
@@ -103,6 +105,7 @@ from homeserver.storage import key_backup as key_backup_storage
 from homeserver.storage import openid as openid_storage
 from homeserver.storage import presence as presence_storage
 from homeserver.storage import push as push_storage
+from homeserver.storage import pushers as pushers_storage
 from homeserver.storage import receipts as receipts_storage
 from homeserver.storage import search as search_storage
 from homeserver.storage import retention as retention_storage
@@ -138,6 +141,7 @@ STORAGE_DOMAINS = {
     "server_keys": server_keys_storage.MIGRATIONS,
     "federation_queue": federation_queue_storage.MIGRATIONS,
     "push": push_storage.MIGRATIONS,
+    "pushers": pushers_storage.MIGRATIONS,
     "presence": presence_storage.MIGRATIONS,
     "user_directory": user_directory_storage.MIGRATIONS,
     "search": search_storage.MIGRATIONS,
@@ -153,7 +157,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
                       admin_federation, metrics_api, console_api,
-                      push_rules_api, presence_api, user_directory_api, search_api, appservice_api,
+                      push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, media_client_api,
                       media_federation_api, media_admin_api]
 MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
@@ -194,6 +198,7 @@ class HomeServer:
     receipts: ReceiptService
     typing: TypingService
     push: PushService
+    pushers: PusherService
     user_directory: UserDirectoryService
     search: SearchService
     appservices: AppServices
@@ -291,12 +296,21 @@ def build_server(config, reactor) -> HomeServer:
     e2ee = _build_e2ee(config, reactor, db, event_store, accounts_store, room_heads, notifier, transport,
                        rejections, e2e_store, local_keys, outbound_edus, appservice_sender,
                        device_list_store, device_list_stream)
+    account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
+    push = PushService(store=push_storage.PushStore(db), room_heads=room_heads, event_store=event_store,
+                       account_data=account_data, serializer=serializer,
+                       read_positions=receipts_storage.ReceiptStore(db).read_positions,
+                       server_name=server_name, clock=reactor)
+    pushers = PusherService(store=pushers_storage.PusherStore(db), push=push, room_heads=room_heads,
+                            event_store=event_store, reactor=reactor,
+                            client=PushGatewayClient(reactor=reactor, threads=threads, ip_filter=IpRangeFilter(
+                                config.ip_range_blacklist, config.ip_range_whitelist)))
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,
-                       on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed])
+                       on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed,
+                                           pushers.on_devices_removed])
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor,
                                        appservices=appservices)
-    account_data = AccountDataService(store=account_data_storage.AccountDataStore(db), notifier=notifier)
     receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_heads=room_heads,
                               account_data=account_data, notifier=notifier, clock=reactor, federation=outbound_edus,
                               appservices=appservice_sender)
@@ -305,10 +319,6 @@ def build_server(config, reactor) -> HomeServer:
     presence = PresenceService(store=presence_storage.PresenceStore(db), event_store=event_store,
                                notifier=notifier, clock=reactor, enabled=config.presence_enabled,
                                server_name=server_name, federation=outbound_edus, appservices=appservice_sender)
-    push = PushService(store=push_storage.PushStore(db), room_heads=room_heads, event_store=event_store,
-                       account_data=account_data, serializer=serializer,
-                       read_positions=receipts_storage.ReceiptStore(db).read_positions,
-                       server_name=server_name, clock=reactor)
     # Each source adds its part of a /sync response in this order: the push source last, as it fills the
     # notification counts of every joined room the others put in. (A token names each stream, so this order
     # is free otherwise.)
@@ -334,7 +344,8 @@ def build_server(config, reactor) -> HomeServer:
     delayed_cancels = DelayedStateCancels(delayed_store)
 
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
-    # shows them. Only the first two and the last depend on their places; the rest keep the order they had.
+    # shows them. Push first and the notifier second depend on their places, and presence for new members after
+    # the PDU outbox; the appservice, metrics and pusher listeners only wake loops or count, so they come last.
     room_event_listeners = (
         push.on_room_events,  # first: a sync woken by the event waits for its push actions (counts come with it)
         lambda events: _notify_room_events(notifier, events),  # wakes /sync; after push, see above
@@ -349,6 +360,7 @@ def build_server(config, reactor) -> HomeServer:
         delayed_cancels.on_room_events,  # state set by a user cancels others' delayed events for it
         appservice_sender.on_room_events,  # only wakes the appservices' loops, which read the stream themselves
         metrics.on_room_events,  # events persisted
+        pushers.on_room_events,  # only wakes the pushers' loops, which wait for the push actions above
     )
     appends = LocalAppends(heads=room_heads, store=event_store, server_name=server_name, signing_key=signing_key,
                            listeners=room_event_listeners)
@@ -403,7 +415,7 @@ def build_server(config, reactor) -> HomeServer:
                     rooms=rooms, history=history, ratelimit=ratelimit, router=router, presence=presence,
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
-                    account_data=account_data, receipts=receipts, typing=typing, push=push,
+                    account_data=account_data, receipts=receipts, typing=typing, push=push, pushers=pushers,
                     user_directory=user_directory, search=search, appservices=appservices,
                     appservice_sender=appservice_sender, delayed_events=delayed_events,
                     delayed_cancels=delayed_cancels, federation=transport,
@@ -565,6 +577,7 @@ def listen(hs: HomeServer) -> list:
     hs.reactor.callWhenRunning(hs.pdu_outbox.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
     hs.reactor.callWhenRunning(hs.appservice_sender.start)
+    hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.pushers.start()))
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.delayed_events.start()))
     hs.reactor.callWhenRunning(hs.retention.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
@@ -599,6 +612,7 @@ async def shutdown(hs: HomeServer) -> None:
     hs.retention.stop()
     await hs.federation.client.close()
     await hs.appservice_sender.stop()
+    await hs.pushers.stop()
     try:
         for service in (hs.push, hs.search, hs.user_directory, hs.pdu_outbox, hs.delayed_cancels):  # their listeners' writes
             await service.flush()

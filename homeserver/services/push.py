@@ -48,13 +48,14 @@ class StagedActions:
     rows, every action being in exactly one of the two.
     """
 
-    def __init__(self, store: PushStore, clock):
+    def __init__(self, store: PushStore, clock, written_upto: int):
         self._store = store
         self._clock = clock
         self._rows: list[PushAction] = []
         self._timer = None
         self._writing = False
         self._writes = 0
+        self.max_written = written_upto  # no row above it is in the database (the stream's end at start)
         self._waiters: list[defer.Deferred] = []
 
     def add(self, actions: list[PushAction]) -> None:
@@ -75,6 +76,7 @@ class StagedActions:
         d.addBoth(lambda _: self._written(len(batch)))
 
     def _written(self, count: int) -> None:
+        self.max_written = max([self.max_written] + [a.stream_ordering for a in self._rows[:count]])
         del self._rows[:count]
         self._writes += 1
         self._writing = False
@@ -154,7 +156,7 @@ class PushService:
         self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
         self.work = ListenerWork("Computing push actions")
-        self._staged = StagedActions(store, clock)
+        self._staged = StagedActions(store, clock, room_heads.stream.current())
         self._count_memo: LruCache[tuple[str, str], tuple[tuple, int, dict]] = LruCache(COUNT_MEMO_SIZE)
 
     # -- rules -------------------------------------------------------------------------
@@ -403,6 +405,20 @@ class PushService:
             else:
                 room["unread_notifications"] = _counts_json(
                     (sum(c[0] for c in threads.values()), sum(c[1] for c in threads.values())))
+
+    async def actions_after(self, user_id: str, after: int, upto: int, limit: int) -> list[PushAction]:
+        """The user's push actions in (after, upto], oldest first, stored or staged (what pushers send).
+
+        The database is not read when nothing above ``after`` was ever written to it (a pusher keeping up).
+        """
+        async def query():
+            if self._staged.max_written <= after:
+                return []
+            return await self._store.actions_after(user_id, after, upto, limit)
+
+        stored, staged = await self._staged.read(query)
+        staged = [a for a in staged if a.user_id == user_id and after < a.stream_ordering <= upto]
+        return sorted(stored + staged, key=lambda a: a.stream_ordering)[:limit]
 
     # -- listing -----------------------------------------------------------------------------
     async def notifications(self, requester, from_token: str | None, limit: int, only: str | None) -> dict:

@@ -67,6 +67,8 @@ MIGRATIONS = [
 ]
 
 _COUNT_CHUNK = 200
+_SELECT_ACTIONS = ("SELECT user_id, stream_ordering, room_id, event_id, thread_id, highlight, actions_json, ts"
+                   " FROM push_actions")
 
 
 @dataclass(frozen=True)
@@ -180,8 +182,7 @@ class PushStore(Store):
     async def notifications(self, user_id: str, before: int | None, limit: int,
                             only_highlight: bool) -> list[PushAction]:
         """The user's push actions, newest first, below ``before`` (spec GET /notifications)."""
-        sql = ("SELECT user_id, stream_ordering, room_id, event_id, thread_id, highlight, actions_json, ts"
-               " FROM push_actions WHERE user_id = ?")
+        sql = _SELECT_ACTIONS + " WHERE user_id = ?"
         args: list = [user_id]
         if before is not None:
             sql += " AND stream_ordering < ?"
@@ -191,4 +192,15 @@ class PushStore(Store):
         sql += " ORDER BY stream_ordering DESC LIMIT ?"
         args.append(limit)
         rows = await self.db.run("get_notifications", lambda t: t.select_all(sql, args))
-        return [PushAction(r[0], r[1], r[2], r[3], r[4], bool(r[5]), json.loads(r[6]), r[7]) for r in rows]
+        return [_action(r) for r in rows]
+
+    async def actions_after(self, user_id: str, after: int, upto: int, limit: int) -> list[PushAction]:
+        """The user's push actions in (after, upto], oldest first (what a pusher sends next)."""
+        rows = await self.db.run("push_actions_after", lambda t: t.select_all(
+            _SELECT_ACTIONS + " WHERE user_id = ? AND stream_ordering > ? AND stream_ordering <= ?"
+            " ORDER BY stream_ordering LIMIT ?", (user_id, after, upto, limit)))
+        return [_action(r) for r in rows]
+
+
+def _action(row) -> PushAction:
+    return PushAction(row[0], row[1], row[2], row[3], row[4], bool(row[5]), json.loads(row[6]), row[7])

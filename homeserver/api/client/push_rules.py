@@ -21,6 +21,15 @@ async def get_global(hs, req: ApiRequest):
     return client_ruleset(await hs.push.ruleset(req.user_id))
 
 
+async def get_kind(hs, req: ApiRequest):
+    """The rules of one kind, as Synapse serves them (SyTest reads them; not in spec v1.19)."""
+    kind = req.path_params["kind"]
+    rules = client_ruleset(await hs.push.ruleset(req.user_id)).get(kind)
+    if rules is None:
+        raise MatrixError(404, "M_NOT_FOUND", f"Unknown push rule kind {kind!r}")
+    return rules
+
+
 async def get_rule(hs, req: ApiRequest):
     return await hs.push.get_rule(req.user_id, *_rule_path(req))
 
@@ -56,6 +65,7 @@ async def notifications(hs, req: ApiRequest):
 ROUTES = [
     Endpoint("GET", "/pushrules/", get_all),
     Endpoint("GET", "/pushrules/global/", get_global),
+    Endpoint("GET", "/pushrules/global/{kind}/", get_kind),
     Endpoint("GET", "/pushrules/global/{kind}/{ruleId}", get_rule),
     Endpoint("PUT", "/pushrules/global/{kind}/{ruleId}", put_rule),
     Endpoint("DELETE", "/pushrules/global/{kind}/{ruleId}", delete_rule),
