@@ -9,6 +9,7 @@ directory. :class:`HttpClient` is a tiny raw-HTTP client returning
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -23,7 +24,8 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -77,6 +79,35 @@ def wait_notified(condition: threading.Condition, predicate: Callable[[], Any], 
             if left <= 0:
                 raise AssertionError(failure())
             condition.wait(left if recheck_s is None else min(left, recheck_s))
+
+
+class StandInHandler(BaseHTTPRequestHandler):
+    """A request handler of a test's own small HTTP server: ``answer`` one body, no access log."""
+
+    def answer(self, status: int, body: bytes, content_type: str | None = None) -> None:
+        self.send_response(status)
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def http_stand_in(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A small HTTP server on 127.0.0.1 answering with ``handler`` on a thread: its base URL, then stopped."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 def free_port(*taken: int) -> int:

@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
 
 from tests.integration.appservice_bridge import Bridge, registration
-from tests.integration.harness import CLIENT_V1, SERVER_NAME, ServerError, free_port, q, unique
+from tests.integration.harness import (CLIENT_V1, SERVER_NAME, ServerError, StandInHandler, free_port,
+                                       http_stand_in, q, unique)
 from tests.integration.test_e2ee import RawDevice
 
 mautrix = pytest.importorskip("mautrix")
@@ -33,19 +32,19 @@ def _write_registration(directory: str, name: str, content: dict) -> str:
     return path
 
 
-class _Misbehaving(BaseHTTPRequestHandler):
+class _Misbehaving(StandInHandler):
     """Stand-in appservices: /badstatus/... answers a 500, /notjson/... HTML, and /tp/... serves the
     third-party lookups of the protocol testproto (when asked with its hs_token)."""
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         status, body = (500, b'{"errcode": "M_UNKNOWN"}') if self.path.startswith("/badstatus") else (200, b"<html>")
-        self._answer(status, body)
+        self.answer(status, body)
 
     def do_GET(self):  # noqa: N802
         prefix = "/tp/_matrix/app/v1/thirdparty/"
         if self.headers.get("Authorization") != "Bearer hs_tp_token" or not self.path.startswith(prefix):
-            return self._answer(403, b"{}")
+            return self.answer(403, b"{}")
         path, _, query = self.path[len(prefix):].partition("?")
         if path == "protocol/testproto":
             found = {"user_fields": ["handle"], "location_fields": [], "icon": "mxc://x/y", "field_types": {},
@@ -54,28 +53,14 @@ class _Misbehaving(BaseHTTPRequestHandler):
             found = [{"userid": "@ghost_tp:test.local", "protocol": "testproto", "fields": {"query": query}},
                      {"protocol": "testproto"}]  # the second, malformed, is left out
         else:
-            return self._answer(404, b"{}")
-        self._answer(200, json.dumps(found).encode())
-
-    def _answer(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+            return self.answer(404, b"{}")
+        self.answer(200, json.dumps(found).encode())
 
 
 @pytest.fixture(scope="module")
 def misbehaving():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
+    with http_stand_in(_Misbehaving) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,15 @@ local store on a miss; URL previews (a page served on 127.0.0.1) with their imag
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
-import threading
 import urllib.parse
 
 import pytest
 
 from homeserver.config import DEFAULT_IP_RANGE_BLACKLIST
 from tests.integration.clamd import EICAR, SIGNATURE, clamd, clamd_binary  # noqa: F401 (fixture)
-from tests.integration.harness import database_rows, free_port, unique
+from tests.integration.harness import StandInHandler, database_rows, free_port, http_stand_in, unique
 from tests.integration.media_client import AUTHED, LEGACY, download, split_mxc, upload
 from tests.integration.reactor_thread import wait_for
 from tests.integration.s3server import s3, s3_provider  # noqa: F401 (fixture)
@@ -27,7 +25,7 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
        b"\xaeB`\x82")
 
 
-class Pages(http.server.BaseHTTPRequestHandler):
+class Pages(StandInHandler):
     """A small web site for the previews: a page with an og:image, its image, a private page."""
 
     def do_GET(self):
@@ -37,24 +35,13 @@ class Pages(http.server.BaseHTTPRequestHandler):
             body = (b'<html><head><title>Joint exercise</title><meta property="og:description" '
                     b'content="Agenda and maps"><meta property="og:image" content="/logo.png"></head></html>')
             kind = "text/html; charset=utf-8"
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.answer(200, body, kind)
 
 
 @pytest.fixture(scope="module")
 def site():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pages)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with http_stand_in(Pages) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
