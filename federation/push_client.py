@@ -13,9 +13,8 @@ from io import BytesIO
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
-from twisted.internet.ssl import optionsForClientTLS
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
@@ -23,6 +22,7 @@ from zope.interface import implementer
 
 from federation.client import MAX_RESPONSE_SIZE, USER_AGENT, BodyReader, describe_failure, resolve_host
 from federation.policy import IpRangeFilter
+from federation.tls import ClientTlsPolicy, TlsClientEndpoint
 
 CONNECT_TIMEOUT_S = 10
 
@@ -49,7 +49,8 @@ class _FilteredEndpoint:
             tcp_class = TCP6ClientEndpoint if family == socket.AF_INET6 else TCP4ClientEndpoint
             endpoint = tcp_class(owner.reactor, ip, port, timeout=CONNECT_TIMEOUT_S)
             if self._uri.scheme == b"https":
-                endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
+                endpoint = TlsClientEndpoint(endpoint, owner.tls_policy.context, host, owner.reactor,
+                                             CONNECT_TIMEOUT_S)
             try:
                 connected = await endpoint.connect(factory)
             except Exception as e:
@@ -80,9 +81,13 @@ class _EndpointFactory:
 class PushGatewayClient:
     """``notify`` POSTs one notification to a gateway URL and returns (status, JSON answer or None)."""
 
-    def __init__(self, *, reactor, threads, ip_filter: IpRangeFilter, timeout_s: float = 30.0):
+    def __init__(self, *, reactor, threads, ip_filter: IpRangeFilter, tls_policy: ClientTlsPolicy,
+                 timeout_s: float = 30.0):
+        """``tls_policy``: https gateways' certificates are checked against the system's CAs (stdlib ssl,
+        as federation's, with no pyOpenSSL)."""
         self.reactor = reactor
         self.threads = threads
+        self.tls_policy = tls_policy
         self.ip_filter = ip_filter
         self.timeout_s = timeout_s
         self._pool = HTTPConnectionPool(reactor, persistent=True)

@@ -304,7 +304,7 @@ def build_server(config, reactor) -> HomeServer:
     pushers = PusherService(store=pushers_storage.PusherStore(db), push=push, room_heads=room_heads,
                             event_store=event_store, reactor=reactor,
                             client=PushGatewayClient(reactor=reactor, threads=threads, ip_filter=IpRangeFilter(
-                                config.ip_range_blacklist, config.ip_range_whitelist)))
+                                config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy()))
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed,
