@@ -83,7 +83,9 @@ class SynapseProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"Synapse exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if self.client().request("GET", "/_matrix/client/versions", timeout=2)[0] == 200:
+                # Synapse itself (its Server header): another test's server may have taken the port first
+                status, headers, _ = self.client().exchange("GET", "/_matrix/client/versions", timeout=2)
+                if status == 200 and (headers.get("Server") or "").startswith("Synapse"):
                     return self
             except OSError:
                 pass
