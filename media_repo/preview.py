@@ -31,15 +31,16 @@ from typing import Any, Awaitable, Callable
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from federation.client import USER_AGENT, BodyReader, RequestSendFailed, describe_failure
 from federation.policy import IpRangeFilter, is_ip_literal
+from federation.tls import ClientTlsPolicy, TlsClientEndpoint
 from homeserver.errors import MatrixError, forbidden, invalid_param
 from homeserver.events.glob import glob_matches
 
@@ -217,8 +218,7 @@ class _CheckedEndpoint:
             tcp_class = TCP6ClientEndpoint if family == socket.AF_INET6 else TCP4ClientEndpoint
             endpoint = tcp_class(p.reactor, ip, self._port, timeout=p.timeout_s)
             if self._tls:
-                creator = p.tls_policy.creatorForNetloc(self._host.encode("ascii"), self._port)
-                endpoint = wrapClientTLS(creator, endpoint)
+                endpoint = TlsClientEndpoint(endpoint, p.tls_policy.context, self._host, p.reactor, p.timeout_s)
             try:
                 return await endpoint.connect(factory)
             except defer.CancelledError:
@@ -237,7 +237,7 @@ class UrlPreviewer:
         self.reactor = reactor
         self.ip_filter = ip_filter
         self.timeout_s = timeout_s
-        self.tls_policy = BrowserLikePolicyForHTTPS()
+        self.tls_policy = ClientTlsPolicy()  # system CAs, stdlib ssl (as federation: no pyOpenSSL at run time)
         self._run = run_in_thread
         self._url_blacklist = url_blacklist
         self._max_size = max_spider_size
