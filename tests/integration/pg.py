@@ -66,8 +66,10 @@ def drop_database(name: str) -> None:
 def database_section(name: str) -> dict:
     """The Synapse-shaped ``database`` section of homeserver.yaml for database ``name``."""
     parts = urllib.parse.urlsplit(admin_url())
+    # cp_max 4: a module may hold a dozen servers, and two workers together must stay under the shared
+    # server's max_connections (100 here)
     args = {"dbname": name, "host": parts.hostname or "127.0.0.1", "port": parts.port or 5432,
-            "cp_min": 1, "cp_max": 10}
+            "cp_min": 1, "cp_max": 4}
     if parts.username:
         args["user"] = urllib.parse.unquote(parts.username)
     if parts.password:
