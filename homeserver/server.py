@@ -161,6 +161,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       delayed_events_api, media_client_api,
                       media_federation_api, media_admin_api]
 MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
+DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
 
 @dataclass
@@ -602,7 +603,10 @@ async def shutdown(hs: HomeServer) -> None:
         await port.stopListening()
     hs.notifier.wake_all()
     if hs.resource is not None:
-        await hs.resource.wait_drained()
+        try:  # a request stuck on an unreachable database must not hold the shutdown
+            await hs.resource.wait_drained().addTimeout(DRAIN_TIMEOUT_S, hs.reactor)
+        except defer.TimeoutError:
+            logger.warning("Requests still in flight after %ss; stopping anyway", DRAIN_TIMEOUT_S)
     for tracker in _connection_trackers(hs.ports):
         try:  # let the answers just given reach their clients before the reactor stops
             await tracker.close_connections().addTimeout(1, hs.reactor)

@@ -155,7 +155,8 @@ class PusherService:
         loops = list(self._loops.values())
         self._loops.clear()
         await defer.DeferredList([defer.ensureDeferred(loop.finish(STOP_TIMEOUT_S)) for loop in loops])
-        await self._store.set_positions([(loop.pusher.key, loop.position) for loop in loops])
+        if loops:  # no transaction for nothing (the database may be the thing that is down)
+            await self._store.set_positions([(loop.pusher.key, loop.position) for loop in loops])
         await self.client.close()
 
     def _run(self, pusher: Pusher) -> None:
