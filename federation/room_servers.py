@@ -23,6 +23,12 @@ class RoomServers:
                    if k[0] == "m.room.member" and ev.content.get("membership") == "join"}
         return sorted(servers)
 
+    async def memberships(self, room_id: str, server: str) -> set[str]:
+        """The current memberships of the server's users in the room."""
+        ids = [v for (t, k), v in (await self._heads.current_state_ids(room_id)).items()
+               if t == "m.room.member" and domain_of(k) == server]
+        return {ev.content.get("membership") for ev in (await self._heads.get_events(ids)).values()}
+
     async def origin_allowed(self, origin: str, room_id: str) -> bool:
         acl = await self._heads.current_state_event(room_id, "m.room.server_acl")
         return server_acl_allows(acl.content if acl is not None else None, origin)

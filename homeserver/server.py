@@ -47,7 +47,8 @@ from homeserver.api.client import account_data as account_data_api, receipts as 
 from homeserver.api.client import delayed_events as delayed_events_api
 from homeserver.api.client import presence as presence_api, push_rules as push_rules_api, pushers as pushers_api
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
-from homeserver.api.client import appservice as appservice_api
+from homeserver.api.client import appservice as appservice_api, server_admin as server_admin_api
+from homeserver.api.client import spaces as spaces_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics
@@ -83,6 +84,7 @@ from homeserver.services.room_events.local import LocalAppends
 from homeserver.services.room_events.remote import RemotePersistence
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
+from homeserver.services.spaces import SpaceService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.sync import SyncService
 from homeserver.services.to_device import ToDeviceService, ToDeviceSource
@@ -103,6 +105,7 @@ from homeserver.storage import federation_queue as federation_queue_storage
 from homeserver.storage import filters as filters_storage
 from homeserver.storage import key_backup as key_backup_storage
 from homeserver.storage import openid as openid_storage
+from homeserver.storage import spaces as spaces_storage
 from homeserver.storage import presence as presence_storage
 from homeserver.storage import push as push_storage
 from homeserver.storage import pushers as pushers_storage
@@ -151,6 +154,7 @@ STORAGE_DOMAINS = {
     "audit": audit_storage.MIGRATIONS,
     "admin": admin_storage.MIGRATIONS,
     "media": media_storage.MIGRATIONS,
+    "spaces": spaces_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
@@ -158,7 +162,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
                       admin_federation, metrics_api, console_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
-                      delayed_events_api, media_client_api,
+                      delayed_events_api, spaces_api, server_admin_api, media_client_api,
                       media_federation_api, media_admin_api]
 MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
@@ -201,6 +205,7 @@ class HomeServer:
     push: PushService
     pushers: PusherService
     user_directory: UserDirectoryService
+    spaces: SpaceService
     search: SearchService
     appservices: AppServices
     appservice_sender: AppServiceSender
@@ -388,7 +393,7 @@ def build_server(config, reactor) -> HomeServer:
                                         client=transport.client, server_name=server_name,
                                         signing_key=signing_key, sender=transport.sender, clock=reactor),
         queries=FederationQueries(room_heads=room_heads, directory=directory, profiles=profiles,
-                                  server_name=server_name, clock=reactor, acl=room_servers.origin_allowed),
+                                  server_name=server_name, clock=reactor, room_servers=room_servers),
         remote=remote_queries, server_name=server_name, client=transport.client, sender=transport.sender)
     access_rules = AccessRules(room_heads=room_heads, server_name=server_name,
                                internal_servers=config.room_access_rules_internal_servers, audit=audit)
@@ -397,6 +402,9 @@ def build_server(config, reactor) -> HomeServer:
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
                         federation=federation_handler, directory=directory, join_limits=ratelimit,
                         blocked_by=admin_store.room_blocked_by, access_rules=access_rules)
+    spaces = SpaceService(room_heads=room_heads, room_servers=room_servers, directory=directory,
+                          remote=remote_queries, sessions=spaces_storage.HierarchySessionStore(db),
+                          server_name=server_name, clock=reactor)
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
 
@@ -417,7 +425,7 @@ def build_server(config, reactor) -> HomeServer:
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push, pushers=pushers,
-                    user_directory=user_directory, search=search, appservices=appservices,
+                    user_directory=user_directory, spaces=spaces, search=search, appservices=appservices,
                     appservice_sender=appservice_sender, delayed_events=delayed_events,
                     delayed_cancels=delayed_cancels, federation=transport,
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,

@@ -151,8 +151,7 @@ async def public_rooms(hs, req: ApiRequest):
 
 
 async def hierarchy(hs, req: ApiRequest):
-    return await hs.federation_handler.queries.hierarchy(req.origin, req.path_params["roomId"],
-                                                         req.bool_arg("suggested_only"))
+    return await hs.spaces.federation_hierarchy(req.origin, req.path_params["roomId"], req.bool_arg("suggested_only"))
 
 
 async def timestamp_to_event(hs, req: ApiRequest):

@@ -1,8 +1,9 @@
 """Answering other servers' reads (server-server "Retrieving events", "Backfilling",
-"get_missing_events", "Querying for information", room directory and hierarchy)."""
+"get_missing_events", "Querying for information"); the room hierarchy is the spaces service's."""
 
 from __future__ import annotations
 
+from federation.room_servers import RoomServers
 from homeserver.bodies import RawBody, with_encoded_arrays
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.builder import event_id_list
@@ -13,7 +14,6 @@ from homeserver.services.room_events.heads import RoomHeads, federation_form
 from homeserver.services.visibility import visible_to_server
 
 MAX_EVENTS = 100
-PEEKABLE_JOIN_RULES = ("public", "knock", "knock_restricted")
 MAX_MISSING_EVENTS = 20  # Synapse's cap on one /get_missing_events answer
 
 
@@ -32,22 +32,17 @@ def _event_ids_field(body: dict, key: str) -> list[str]:
 
 
 class FederationQueries:
-    def __init__(self, *, room_heads: RoomHeads, directory, profiles, server_name: str, clock, acl):
+    def __init__(self, *, room_heads: RoomHeads, directory, profiles, server_name: str, clock,
+                 room_servers: RoomServers):
         self._heads = room_heads
         self._directory = directory
         self._profiles = profiles
         self.server_name = server_name
         self._clock = clock
-        self._acl = acl  # callable(origin, room_id) -> awaitable bool: the room's m.room.server_acl
+        self._room_servers = room_servers
 
     def _now(self) -> int:
         return int(self._clock.seconds() * 1000)
-
-    async def _memberships_now(self, origin: str, room_id: str) -> set[str]:
-        """The current memberships of the origin's users in the room."""
-        ids = [v for (t, k), v in (await self._heads.current_state_ids(room_id)).items()
-               if t == "m.room.member" and domain_of(k) == origin]
-        return {ev.content.get("membership") for ev in (await self._heads.get_events(ids)).values()}
 
     async def room_access(self, origin: str, room_id: str) -> bool:
         """Whether the origin may read the room at all (server-server "Retrieving events", "Server Access
@@ -55,9 +50,9 @@ class FederationQueries:
         or, peeking, while the room is world-readable (False). A knock, invite, leave or ban gives nothing."""
         if await self._heads.room_version(room_id) is None:
             raise not_found("Unknown room")
-        if not await self._acl(origin, room_id):
+        if not await self._room_servers.origin_allowed(origin, room_id):
             raise forbidden("Server is banned from this room by its server ACL")
-        if "join" in await self._memberships_now(origin, room_id):
+        if "join" in await self._room_servers.memberships(room_id, origin):
             return True
         vis = await self._heads.current_state_event(room_id, "m.room.history_visibility")
         if vis is None or vis.content.get("history_visibility") != "world_readable":
@@ -195,37 +190,6 @@ class FederationQueries:
                 raise MatrixError(400, "M_INVALID_PARAM", "Unknown profile field")
             return {field: profile[field]} if field in profile else {}
         return profile
-
-    async def hierarchy(self, origin: str, room_id: str, suggested_only: bool) -> dict:
-        """Spec GET /hierarchy: the room and the rooms its m.space.child events name. As Synapse, the room
-        must be joinable or knockable by anyone, world-readable, or hold a user of the origin joined or
-        invited; else, or if its ACL denies the origin, 404 as for an unknown room."""
-        if await self._heads.room_version(room_id) is None or not await self._acl(origin, room_id):
-            raise not_found("Unknown room")
-        entry = await self._directory.room_entry(room_id)
-        if entry["join_rule"] not in PEEKABLE_JOIN_RULES and not entry["world_readable"] \
-                and not {"join", "invite"} & await self._memberships_now(origin, room_id):
-            raise not_found("Unknown room")
-        state = await self._heads.current_state(room_id)
-        children_state = [
-            {"type": ev.type, "state_key": ev.state_key, "content": ev.content, "sender": ev.sender,
-             "origin_server_ts": ev.pdu.get("origin_server_ts", 0)}
-            for (t, _), ev in state.items()
-            if t == "m.space.child" and ev.content.get("via") and (ev.content.get("suggested") or not suggested_only)]
-        entry["children_state"] = children_state
-        children = []
-        inaccessible = []
-        for child in children_state:
-            child_id = child["state_key"]
-            if await self._heads.room_version(child_id) is None:
-                inaccessible.append(child_id)
-                continue
-            child_entry = await self._directory.room_entry(child_id)
-            if child_entry.get("join_rule") in PEEKABLE_JOIN_RULES or child_entry.get("world_readable"):
-                children.append(child_entry)
-            else:
-                inaccessible.append(child_id)
-        return {"room": entry, "children": children, "inaccessible_children": inaccessible}
 
     async def timestamp_to_event(self, origin: str, room_id: str, ts: int, direction: str) -> dict:
         """Spec GET /timestamp_to_event: for a server that may read the room (see :meth:`room_access`)."""

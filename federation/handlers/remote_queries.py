@@ -1,15 +1,17 @@
 """Asking other servers for information on behalf of local users: server-server "Querying for
-information" (``/query/directory``, ``/query/profile``) and the public room directory
-(``POST /publicRooms``). The services call these; the raw federation paths stay in this layer."""
+information" (``/query/directory``, ``/query/profile``), the public room directory
+(``POST /publicRooms``) and the space hierarchy (``GET /hierarchy``). The services call these; the raw federation paths stay in this layer."""
 
 from __future__ import annotations
 
 import logging
 
 from federation.client import HttpResponseError
+from federation.paths import segment as quote
 from homeserver.errors import MatrixError, not_found
 
 logger = logging.getLogger(__name__)
+MAX_HIERARCHY_SERVERS = 3  # servers of one child's ``via`` asked in turn (Synapse's MAX_SERVERS_PER_SPACE)
 
 
 class RemoteQueries:
@@ -54,3 +56,24 @@ class RemoteQueries:
         except Exception as e:  # DNS, connection, TLS, blocked address: echoed, we would be a port scanner
             logger.info("publicRooms of %s for %s failed: %s", server, requester_id, e)
             raise MatrixError(502, "M_UNKNOWN", "Could not fetch that server's room directory")
+
+    async def hierarchy(self, servers: list[str], room_id: str, suggested_only: bool) -> dict | None:
+        """Server-server GET /hierarchy from the first of ``servers`` that answers with a well-formed result
+        for ``room_id`` (``room``, ``children``, ``inaccessible_children``); None if none does."""
+        for server in servers[:MAX_HIERARCHY_SERVERS]:
+            try:
+                result = await self._client.get_json(server, f"/_matrix/federation/v1/hierarchy/{quote(room_id)}",
+                                                     {"suggested_only": "true" if suggested_only else "false"})
+            except Exception as e:  # unreachable, refused, not allowed by federation_domain_whitelist
+                logger.info("hierarchy of %s via %s failed: %s", room_id, server, e)
+                continue
+            room, children = result.get("room"), result.get("children", [])
+            inaccessible = result.get("inaccessible_children", [])
+            if not isinstance(room, dict) or room.get("room_id") != room_id or not isinstance(children, list) \
+                    or not isinstance(inaccessible, list) or not isinstance(room.get("children_state", []), list):
+                logger.info("hierarchy of %s via %s: malformed answer", room_id, server)
+                continue
+            return {"room": room, "children": [c for c in children if isinstance(c, dict)
+                                               and isinstance(c.get("room_id"), str)],
+                    "inaccessible_children": [r for r in inaccessible if isinstance(r, str)]}
+        return None

@@ -276,6 +276,11 @@ class RoomService:
         memberships = await self._store.rooms_for_user(user_id)
         return sorted(r for r, (m, _, _) in memberships.items() if m == "join")
 
+    async def mutual_rooms(self, user_id: str, other_id: str) -> list[str]:
+        """Spec GET /mutual_rooms: the user's joined rooms (sorted) where the other user, local or not, is
+        joined too."""
+        return [r for r in await self.joined_rooms(user_id) if await self._heads.membership(r, other_id) == "join"]
+
     async def leave_all_rooms(self, user_id: str) -> None:
         """Leave every joined, invited or knocked room (account deactivation)."""
         for room_id, (membership, _, _) in (await self._store.rooms_for_user(user_id)).items():

@@ -12,9 +12,9 @@ import hmac
 
 from homeserver.bodies import RawBody
 from homeserver.http.router import AUTH_NONE, NO_PREFIX, ApiRequest, Endpoint
+from homeserver.services.profiles import PROFILE_FIELDS
 
-SUPPORTED_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
-                      "v1.10", "v1.11"]
+SUPPORTED_VERSIONS = ["r0.6.1"] + [f"v1.{minor}" for minor in range(1, 20)]
 
 
 def turn_credentials(secret: str, user_id: str, now_ms: int, lifetime_ms: int) -> tuple[str, str]:
@@ -31,9 +31,11 @@ async def health(hs, req: ApiRequest) -> RawBody:
 
 
 async def versions(hs, req: ApiRequest):
-    """GET /versions; unstable features as Synapse names them: delayed events (MSC4140) when enabled, RTC
-    transports (MSC4143) when configured."""
+    """GET /versions: v1.1 to v1.19; unstable features as Synapse names them, only those served: cross-signing
+    uploads under ``/unstable`` too, delayed events (MSC4140) when enabled, RTC transports (MSC4143) when
+    configured."""
     return {"versions": SUPPORTED_VERSIONS, "unstable_features": {
+        "org.matrix.e2e_cross_signing": True,
         "org.matrix.msc4140": hs.delayed_events.enabled, "org.matrix.msc4143": bool(hs.config.matrix_rtc_transports)}}
 
 
@@ -51,6 +53,9 @@ async def well_known_server(hs, req: ApiRequest):
 
 
 async def capabilities(hs, req: ApiRequest):
+    """GET /capabilities: what this server lets a user do. Of the profile fields (v1.16), only the display
+    name and avatar are stored; rooms are not forgotten on leave (v1.18); no account moderation endpoints
+    (``m.account_moderation`` omitted, as the spec asks)."""
     from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
     return {"capabilities": {
         "m.change_password": {"enabled": True},
@@ -60,6 +65,8 @@ async def capabilities(hs, req: ApiRequest):
         "m.set_avatar_url": {"enabled": True},
         "m.3pid_changes": {"enabled": False},
         "m.get_login_token": {"enabled": False},
+        "m.profile_fields": {"enabled": True, "allowed": sorted(PROFILE_FIELDS)},
+        "m.forget_forced_upon_leave": {"enabled": False},
         "org.matrix.msc4140.delayed_events": {"max_delay_ms": hs.config.max_event_delay_ms or 0,
                                               "max_scheduled": hs.config.max_delayed_events_per_user},
     }}
