@@ -85,6 +85,7 @@ from homeserver.services.room_events.remote import RemotePersistence
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.spaces import SpaceService
+from homeserver.services.account_moderation import AccountModeration
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.sync import SyncService
 from homeserver.services.to_device import ToDeviceService, ToDeviceSource
@@ -106,6 +107,7 @@ from homeserver.storage import filters as filters_storage
 from homeserver.storage import key_backup as key_backup_storage
 from homeserver.storage import openid as openid_storage
 from homeserver.storage import spaces as spaces_storage
+from homeserver.storage import account_moderation as account_moderation_storage
 from homeserver.storage import presence as presence_storage
 from homeserver.storage import push as push_storage
 from homeserver.storage import pushers as pushers_storage
@@ -155,6 +157,7 @@ STORAGE_DOMAINS = {
     "admin": admin_storage.MIGRATIONS,
     "media": media_storage.MIGRATIONS,
     "spaces": spaces_storage.MIGRATIONS,
+    "account_moderation": account_moderation_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
@@ -206,6 +209,7 @@ class HomeServer:
     pushers: PusherService
     user_directory: UserDirectoryService
     spaces: SpaceService
+    account_moderation: AccountModeration  # suspended and locked accounts
     search: SearchService
     appservices: AppServices
     appservice_sender: AppServiceSender
@@ -409,12 +413,15 @@ def build_server(config, reactor) -> HomeServer:
                                  backfill=federation_handler.backfill)
 
 
+    account_moderation = AccountModeration(store=account_moderation_storage.AccountModerationStore(db),
+                                           accounts=accounts_store, server_name=server_name)
     router = Router()
     resource = MatrixResource(router, auth.resolve_token, authenticate_server=transport.authenticator.authenticate,
                               db_counters=lambda: (db.txn_count, db.round_trips),
                               room_gate=join_gate.settled, federation_limit=ratelimit.federation.run,
                               tarpit=ratelimit.tarpit, authenticate_appservice=appservices.authenticate,
-                              file_reads=_in_pool(reactor, media_pool), metrics=metrics)
+                              file_reads=_in_pool(reactor, media_pool), metrics=metrics,
+                              check_locked=account_moderation.check_not_locked)
     previewer = _build_previewer(config, reactor, media, media_pool)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db, threads=threads,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
@@ -425,7 +432,7 @@ def build_server(config, reactor) -> HomeServer:
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push, pushers=pushers,
-                    user_directory=user_directory, spaces=spaces, search=search, appservices=appservices,
+                    user_directory=user_directory, spaces=spaces, account_moderation=account_moderation, search=search, appservices=appservices,
                     appservice_sender=appservice_sender, delayed_events=delayed_events,
                     delayed_cancels=delayed_cancels, federation=transport,
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,

@@ -109,6 +109,7 @@ class Route:
     auth: str
     max_body: int | None = None  # bytes; None: the site's default for the route's auth scheme
     spool: Callable[[], Any] | None = None  # makes the file a streamed body is written to, as it arrives
+    locked_ok: bool = False  # a locked account may call it (Endpoint.locked_ok)
 
 
 CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
@@ -125,7 +126,8 @@ class Endpoint:
 
     A large body (media uploads) is never held in memory: ``spool(hs)`` returns the factory of the file its
     bytes are written to while they arrive (the handler gets it as ``req.body_file``), and ``max_body`` may
-    then be ``max_body(hs)``, a limit read from the configuration."""
+    then be ``max_body(hs)``, a limit read from the configuration. ``locked_ok``: a locked account may call it
+    (spec "Account locking": ``/logout`` and ``/logout/all``)."""
 
     method: str
     path: str
@@ -134,6 +136,7 @@ class Endpoint:
     prefixes: tuple[str, ...] = CLIENT_PREFIXES
     max_body: int | Callable[[Any], int] | None = None
     spool: Callable[[Any], Callable[[], Any]] | None = None
+    locked_ok: bool = False
 
 
 MAX_JSON_DEPTH = 100  # nested objects and arrays; deeper is refused before any handler sees it
@@ -231,8 +234,8 @@ class Router:
         self.routes: list[Route] = []
 
     def add(self, method: str, template: str, handler: Handler, *, auth: str = AUTH_USER,
-            max_body: int | None = None, spool: Callable[[], Any] | None = None) -> None:
-        self.routes.append(Route(method, template, _compile(template), handler, auth, max_body, spool))
+            max_body: int | None = None, spool: Callable[[], Any] | None = None, locked_ok: bool = False) -> None:
+        self.routes.append(Route(method, template, _compile(template), handler, auth, max_body, spool, locked_ok))
 
     def bind(self, hs: Any, routes: list[Endpoint]) -> None:
         """Register an API module's ``ROUTES`` table, each handler bound to the homeserver ``hs``."""
@@ -242,7 +245,7 @@ class Router:
             spool = endpoint.spool(hs) if endpoint.spool is not None else None
             for prefix in endpoint.prefixes:
                 self.add(endpoint.method, prefix + endpoint.path, handler, auth=endpoint.auth,
-                         max_body=max_body, spool=spool)
+                         max_body=max_body, spool=spool, locked_ok=endpoint.locked_ok)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | tuple[None, list[str]]:
         allowed: list[str] = []

@@ -77,8 +77,10 @@ class MatrixResource(resource.Resource):
                  federation_limit: FederationLimit | None = None,
                  tarpit: Tarpit | None = None,
                  authenticate_appservice: AppServiceAuthenticator | None = None,
-                 file_reads: ThreadRunner | None = None, metrics: Metrics | None = None):
+                 file_reads: ThreadRunner | None = None, metrics: Metrics | None = None,
+                 check_locked: Callable[[str], None] | None = None):
         super().__init__()
+        self._check_locked = check_locked  # raises M_USER_LOCKED for a locked account (Endpoint.locked_ok)
         self._metrics = metrics  # request counts and latencies per endpoint
         self._authenticate_appservice = authenticate_appservice
         self._router = router
@@ -190,6 +192,8 @@ class MatrixResource(resource.Resource):
 
     async def _call(self, route, found: dict, req: ApiRequest) -> Any:
         await self._authenticate(route.auth, req)
+        if req.requester is not None and self._check_locked is not None and not route.locked_ok:
+            self._check_locked(req.requester.user_id)
         room = found.get("roomId") or found.get("roomIdOrAlias")  # the gate resolves an alias
         if self._room_gate is not None and room is not None:
             await self._room_gate(room)

@@ -130,6 +130,7 @@ async def post_login(hs, req: ApiRequest):
             raise
     else:
         raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
+    hs.account_moderation.check_not_locked(user_id)
     device_id, token = await hs.auth.login_device(user_id, _opt_str(body, "device_id"),
                                                   _opt_str(body, "initial_device_display_name"), req.client_ip)
     await hs.audit.record("login", user_id, device_id, req.client_ip, {"type": body["type"]})
@@ -257,8 +258,8 @@ ROUTES = [
              prefixes=("/_matrix/client/v1",)),
     Endpoint("GET", "/login", get_login, auth=AUTH_NONE),
     Endpoint("POST", "/login", post_login, auth=AUTH_NONE),
-    Endpoint("POST", "/logout", logout),
-    Endpoint("POST", "/logout/all", logout_all),
+    Endpoint("POST", "/logout", logout, locked_ok=True),
+    Endpoint("POST", "/logout/all", logout_all, locked_ok=True),
     Endpoint("GET", "/account/whoami", whoami),
     Endpoint("POST", "/account/password", password),
     Endpoint("POST", "/account/deactivate", deactivate),

@@ -54,10 +54,11 @@ async def well_known_server(hs, req: ApiRequest):
 
 async def capabilities(hs, req: ApiRequest):
     """GET /capabilities: what this server lets a user do. Of the profile fields (v1.16), only the display
-    name and avatar are stored; rooms are not forgotten on leave (v1.18); no account moderation endpoints
-    (``m.account_moderation`` omitted, as the spec asks)."""
+    name and avatar are stored; rooms are not forgotten on leave (v1.18); a server admin may suspend and lock
+    accounts (``m.account_moderation``, omitted for anyone else as the spec asks)."""
     from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-    return {"capabilities": {
+    moderation = {"m.account_moderation": {"suspend": True, "lock": True}} if req.requester.is_admin else {}
+    return {"capabilities": {**moderation,
         "m.change_password": {"enabled": True},
         "m.room_versions": {"default": hs.config.default_room_version,
                             "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS}},

@@ -31,6 +31,7 @@ async def get_field(hs, req: ApiRequest):
 
 
 async def put_field(hs, req: ApiRequest):
+    hs.account_moderation.check_not_suspended(req.user_id)
     field = req.path_params["keyName"]
     body = req.json()
     if field not in body:
@@ -41,6 +42,7 @@ async def put_field(hs, req: ApiRequest):
 
 
 async def delete_field(hs, req: ApiRequest):
+    hs.account_moderation.check_not_suspended(req.user_id)
     hs.ratelimit.event(req.user_id)
     await hs.profiles.set_field(req.user_id, req.path_params["userId"], req.path_params["keyName"], None)
     return {}

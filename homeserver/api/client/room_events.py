@@ -38,8 +38,11 @@ def _massaged_ts(req: ApiRequest) -> int | None:
 
 
 async def send(hs, req: ApiRequest):
-    """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId)."""
+    """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId); a suspended account may
+    send only redactions."""
     content = req.json()
+    if req.path_params["eventType"] != "m.room.redaction":
+        hs.account_moderation.check_not_suspended(req.user_id)
     delayed = await schedule_if_delayed(hs, req, req.path_params["eventType"], content, None, _txn_key(req))
     if delayed is not None:
         return delayed
@@ -53,8 +56,11 @@ async def send(hs, req: ApiRequest):
 
 
 async def put_state(hs, req: ApiRequest):
+    """PUT /rooms/{roomId}/state/...; a suspended account may only leave, or ban."""
     content = req.json()
     room_id, event_type = req.path_params["roomId"], req.path_params["eventType"]
+    if event_type != "m.room.member" or content.get("membership") not in ("leave", "ban"):
+        hs.account_moderation.check_not_suspended(req.user_id)
     state_key = req.path_params.get("stateKey", "")
     if event_type == "m.room.member":
         if not is_valid_user_id(state_key):

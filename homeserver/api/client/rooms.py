@@ -31,6 +31,7 @@ def _user_id(body: dict) -> str:
 
 
 async def create_room(hs, req: ApiRequest):
+    hs.account_moderation.check_not_suspended(req.user_id)
     body = req.json(allow_empty=True)
     hs.ratelimit.check_user(hs.ratelimit.room_creation, req.user_id)
     room_id = await hs.rooms.create_room(req.user_id, body)
@@ -42,6 +43,7 @@ async def create_room(hs, req: ApiRequest):
 
 
 async def join(hs, req: ApiRequest):
+    hs.account_moderation.check_not_suspended(req.user_id)
     body = req.json(allow_empty=True)
     target = req.path_params.get("roomIdOrAlias") or req.path_params["roomId"]
     servers = req.args.get("via", []) + req.args.get("server_name", [])
@@ -50,6 +52,7 @@ async def join(hs, req: ApiRequest):
 
 
 async def invite(hs, req: ApiRequest):
+    hs.account_moderation.check_not_suspended(req.user_id)
     body = req.json()
     room_id, target = req.path_params["roomId"], _user_id(body)
     hs.ratelimit.invite(req.user_id, room_id, target)
@@ -72,6 +75,7 @@ async def moderate(hs, req: ApiRequest, *, action: Callable[..., Awaitable[None]
 
 
 async def knock(hs, req: ApiRequest):
+    hs.account_moderation.check_not_suspended(req.user_id)
     body = req.json(allow_empty=True)
     room_id, servers = await hs.rooms.resolve_room(req.path_params["roomIdOrAlias"])
     servers += req.args.get("via", []) + req.args.get("server_name", [])
