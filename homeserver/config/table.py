@@ -180,6 +180,10 @@ KEYS: tuple[Key, ...] = (
     Key("serve_server_wellknown", "bool", False, _SERVER,
         "Serve /.well-known/matrix/server so other servers reach us on port 443\n"
         "(through public_baseurl's host) instead of 8448."),
+    Key("admin_contact", "str", None, _SERVER,
+        "How to reach this server's admin, published in /.well-known/matrix/support:\n"
+        "mailto:<address>, a Matrix user ID, or an https:// support page. Unset, that\n"
+        "document answers 404.", sample=lambda ctx: f"mailto:admin@{ctx.server_name}", commented=True),
     Key("log_config", "path", None, _SERVER,
         "A Python logging configuration file (YAML dictConfig). Without it, logs go\n"
         "to stderr at the level given by `hexagone run --log-level`.",

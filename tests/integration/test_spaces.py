@@ -185,3 +185,20 @@ def test_versions_and_capabilities(homeserver):
     assert caps["m.set_displayname"] == caps["m.set_avatar_url"] == caps["m.change_password"] == {"enabled": True}
     assert caps["m.forget_forced_upon_leave"] == {"enabled": False}
     assert "m.account_moderation" not in caps
+
+
+def test_support_information_and_auth_metadata(homeserver):
+    """/.well-known/matrix/support from ``admin_contact`` (404 unset); /auth_metadata 404 M_UNRECOGNIZED: no
+    OAuth 2.0 API here, so clients use the legacy one."""
+    anonymous = homeserver.client()
+    status, body = anonymous.request("GET", "/.well-known/matrix/support")
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    status, body = anonymous.request("GET", f"{V1}/auth_metadata")
+    assert (status, body["errcode"]) == (404, "M_UNRECOGNIZED")
+    for contact, expected in (("mailto:help@example.org", {"contacts": [{"role": "m.role.admin",
+                                                                          "email_address": "help@example.org"}]}),
+                              ("https://help.example.org/", {"support_page": "https://help.example.org/"})):
+        homeserver.reconfigure(admin_contact=contact)
+        homeserver.stop()
+        homeserver.start()
+        assert anonymous.request("GET", "/.well-known/matrix/support") == (200, expected)

@@ -1,7 +1,8 @@
 """Server discovery, versions, capabilities and TURN credentials.
 
 Spec v1.19 client-server: "Server Discovery", "API Standards" (versions),
-"Capabilities negotiation", "Voice over IP" (TURN server).
+"Capabilities negotiation", "Voice over IP" (TURN server), "Getting the support information", "OAuth 2.0
+API" (server metadata discovery).
 """
 
 from __future__ import annotations
@@ -52,6 +53,24 @@ async def well_known_server(hs, req: ApiRequest):
     return {"m.server": f"{hs.config.server_name}:{port}"}
 
 
+async def well_known_support(hs, req: ApiRequest):
+    """GET /.well-known/matrix/support (spec v1.10) from Synapse's ``admin_contact``: a ``mailto:`` address or a
+    Matrix user ID as the admin contact, an ``https://`` address as the support page; unset, 404."""
+    contact = hs.config.admin_contact
+    if not contact:
+        return 404, {"errcode": "M_NOT_FOUND", "error": "No support information configured"}
+    if contact.startswith("https://") or contact.startswith("http://"):
+        return {"support_page": contact}
+    how = {"email_address": contact[len("mailto:"):]} if contact.startswith("mailto:") else {"matrix_id": contact}
+    return {"contacts": [{"role": "m.role.admin", **how}]}
+
+
+async def auth_metadata(hs, req: ApiRequest):
+    """GET /auth_metadata (spec v1.15, "OAuth 2.0 API"): this server authenticates with the legacy API only,
+    which the spec says to answer 404 M_UNRECOGNIZED, so that clients use it."""
+    return 404, {"errcode": "M_UNRECOGNIZED", "error": "This server does not support the OAuth 2.0 API"}
+
+
 async def capabilities(hs, req: ApiRequest):
     """GET /capabilities: what this server lets a user do. Of the profile fields (v1.16), only the display
     name and avatar are stored; rooms are not forgotten on leave (v1.18); a server admin may suspend and lock
@@ -100,6 +119,8 @@ ROUTES = [
     Endpoint("GET", "/health", health, auth=AUTH_NONE, prefixes=NO_PREFIX),
     Endpoint("GET", "/.well-known/matrix/client", well_known_client, auth=AUTH_NONE, prefixes=NO_PREFIX),
     Endpoint("GET", "/.well-known/matrix/server", well_known_server, auth=AUTH_NONE, prefixes=NO_PREFIX),
+    Endpoint("GET", "/.well-known/matrix/support", well_known_support, auth=AUTH_NONE, prefixes=NO_PREFIX),
+    Endpoint("GET", "/auth_metadata", auth_metadata, auth=AUTH_NONE, prefixes=("/_matrix/client/v1",)),
     Endpoint("GET", "/capabilities", capabilities),
     Endpoint("GET", "/voip/turnServer", turn_server),
     Endpoint("GET", "/org.matrix.msc4143/rtc/transports", rtc_transports,
