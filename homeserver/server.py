@@ -432,7 +432,8 @@ def build_server(config, reactor) -> HomeServer:
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push, pushers=pushers,
-                    user_directory=user_directory, spaces=spaces, account_moderation=account_moderation, search=search, appservices=appservices,
+                    user_directory=user_directory, spaces=spaces, account_moderation=account_moderation,
+                    search=search, appservices=appservices,
                     appservice_sender=appservice_sender, delayed_events=delayed_events,
                     delayed_cancels=delayed_cancels, federation=transport,
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
@@ -443,7 +444,8 @@ def build_server(config, reactor) -> HomeServer:
                                        registration=registration, profiles=profiles, rooms=rooms,
                                        room_heads=room_heads, appends=appends, event_store=event_store,
                                        serializer=serializer, sync=sync, sender=transport.sender,
-                                       ratelimit_overrides=ratelimit.overrides, clock=reactor),
+                                       ratelimit_overrides=ratelimit.overrides, clock=reactor,
+                                       moderation=account_moderation),
                     access_rules=access_rules, retention=retention, resource=resource, media=media, media_pool=media_pool,
                     url_previewer=previewer)
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):

@@ -5,7 +5,8 @@ A locked account's every request but ``/logout`` and ``/logout/all`` is refused 
 ``soft_logout: true``, and it cannot log in. A suspended account keeps reading (sync, messages, keys, leaving
 rooms, redacting) but may not create rooms, join, invite or knock, send events other than redactions, or
 change its profile: 403 ``M_USER_SUSPENDED``. Server admins set either through ``PUT /admin/suspend`` and
-``/admin/lock``, on local, existing, active accounts other than their own and other admins'. The state is held
+``/admin/lock``, on local, existing, active accounts other than their own and other admins' (and lock through
+Synapse's ``PUT /_synapse/admin/v2/users/{userId}`` ``locked``, which reads both back). The state is held
 in memory (read at start-up), so the check on every request costs no database round trip.
 """
 
@@ -24,6 +25,9 @@ class AccountModeration:
         rows = store.load()
         self._suspended = {user_id for user_id, suspended, _ in rows if suspended}
         self._locked = {user_id for user_id, _, locked in rows if locked}
+
+    def is_suspended(self, user_id: str) -> bool:
+        return user_id in self._suspended
 
     def is_locked(self, user_id: str) -> bool:
         return user_id in self._locked
@@ -59,9 +63,13 @@ class AccountModeration:
             raise forbidden(f"You may not change whether your own account is {what}")
         if (await self._accounts.get_user(user_id))["admin"]:
             raise forbidden(f"You may not change whether another server admin is {what}")
-        suspended = value if what == "suspended" else user_id in self._suspended
-        locked = value if what == "locked" else user_id in self._locked
+        await self.set(user_id, **{what: value})
+        return {what: value}
+
+    async def set(self, user_id: str, *, suspended: bool | None = None, locked: bool | None = None) -> None:
+        """Suspend or lock (True), lift either (False), leave it as it is (None); stored, then in force."""
+        suspended = user_id in self._suspended if suspended is None else suspended
+        locked = user_id in self._locked if locked is None else locked
         await self._store.put(user_id, suspended, locked)
         for accounts, on in ((self._suspended, suspended), (self._locked, locked)):
             accounts.add(user_id) if on else accounts.discard(user_id)
-        return {what: value}

@@ -106,8 +106,9 @@ def page(items: list, offset: int, limit: int) -> tuple[list, int | None]:
 
 class AdminService:
     def __init__(self, *, store, server_name: str, auth, registration, profiles, rooms, room_heads, appends, event_store,
-                 serializer, sync, sender, ratelimit_overrides, clock):
+                 serializer, sync, sender, ratelimit_overrides, clock, moderation):
         self._store = store  # homeserver.storage.admin.AdminStore
+        self._moderation = moderation  # services.account_moderation.AccountModeration: suspended, locked
         self.server_name = server_name
         self._auth = auth
         self._registration = registration
@@ -151,7 +152,8 @@ class AdminService:
         """GET /_synapse/admin/v2/users/{userId}."""
         user = await self._existing(user_id)
         return dict(user, threepids=[], external_ids=[], appservice_id=None, consent_server_notice_sent=None,
-                    consent_version=None, consent_ts=None, suspended=False)
+                    consent_version=None, consent_ts=None, suspended=self._moderation.is_suspended(user_id),
+                    locked=self._moderation.is_locked(user_id))
 
     async def upsert_user(self, user_id: str, body: dict) -> tuple[int, dict]:
         """PUT /_synapse/admin/v2/users/{userId}: 201 for a new user, 200 for a changed one."""
@@ -159,7 +161,7 @@ class AdminService:
         password = body.get("password")
         if password is not None:
             self._auth.check_new_password(password)
-        for key in ("admin", "deactivated", "logout_devices"):
+        for key in ("admin", "deactivated", "logout_devices", "locked"):
             if key in body and not isinstance(body[key], bool):
                 raise invalid_param(f"{key} must be a boolean")
         for key in ("displayname", "avatar_url"):
@@ -185,6 +187,8 @@ class AdminService:
         for key in ("displayname", "avatar_url"):
             if key in body:
                 await self._profiles.set_field(user_id, user_id, key, body[key] or None)
+        if "locked" in body:
+            await self._moderation.set(user_id, locked=body["locked"])
         return status, await self.query_user(user_id)
 
     async def deactivate(self, user_id: str, *, erase: bool) -> dict:

@@ -89,3 +89,16 @@ def test_a_locked_account_may_only_log_out_and_stays_locked_over_a_restart(homes
 def test_the_capability_is_an_admins(homeserver, admin):
     assert admin.ok("GET", "/capabilities")["capabilities"]["m.account_moderation"] == {"suspend": True, "lock": True}
     assert "m.account_moderation" not in homeserver.register().ok("GET", "/capabilities")["capabilities"]
+
+
+def test_synapse_admin_api_reads_both_and_locks(homeserver, admin):
+    user = homeserver.register()
+    moderate(admin, "suspend", user.user_id, True)
+    path = f"/_synapse/admin/v2/users/{q(user.user_id)}"
+    assert {k: admin.ok("GET", path)[k] for k in ("suspended", "locked")} == {"suspended": True, "locked": False}
+    assert admin.ok("PUT", path, {"locked": True})["locked"] is True
+    assert user.request("GET", "/account/whoami")[1]["errcode"] == "M_USER_LOCKED"
+    assert admin.ok("GET", f"{V1}/lock/{q(user.user_id)}") == {"locked": True}
+    admin.ok("PUT", path, {"locked": False})
+    assert admin.ok("GET", f"{V1}/suspend/{q(user.user_id)}") == {"suspended": True}
+    user.ok("GET", "/account/whoami")
