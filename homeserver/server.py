@@ -52,6 +52,7 @@ from homeserver.api.client import spaces as spaces_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics
+from homeserver.services.account_moderation import AccountModeration
 from homeserver.services.access_rules import AccessRules
 from homeserver.services.retention import RetentionService
 from homeserver.services.account_data import AccountDataService
@@ -85,12 +86,12 @@ from homeserver.services.room_events.remote import RemotePersistence
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.spaces import SpaceService
-from homeserver.services.account_moderation import AccountModeration
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.sync import SyncService
 from homeserver.services.to_device import ToDeviceService, ToDeviceSource
 from homeserver.services.typing import TypingService
 from homeserver.services.user_directory import UserDirectoryService
+from homeserver.storage import account_moderation as account_moderation_storage
 from homeserver.storage import account_data as account_data_storage
 from homeserver.storage import appservices as appservices_storage
 from homeserver.storage import accounts as accounts_storage
@@ -107,7 +108,6 @@ from homeserver.storage import filters as filters_storage
 from homeserver.storage import key_backup as key_backup_storage
 from homeserver.storage import openid as openid_storage
 from homeserver.storage import spaces as spaces_storage
-from homeserver.storage import account_moderation as account_moderation_storage
 from homeserver.storage import presence as presence_storage
 from homeserver.storage import push as push_storage
 from homeserver.storage import pushers as pushers_storage

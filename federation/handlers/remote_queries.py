@@ -1,6 +1,7 @@
 """Asking other servers for information on behalf of local users: server-server "Querying for
 information" (``/query/directory``, ``/query/profile``), the public room directory
-(``POST /publicRooms``) and the space hierarchy (``GET /hierarchy``). The services call these; the raw federation paths stay in this layer."""
+(``POST /publicRooms``) and the space hierarchy (``GET /hierarchy``). The services call these; the raw
+federation paths stay in this layer."""
 
 from __future__ import annotations
 

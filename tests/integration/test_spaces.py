@@ -136,7 +136,8 @@ def test_room_summary(tree, homeserver):
     assert owner.ok("GET", f"{V1}/room_summary/{q(tree['P'])}")["membership"] == "join"
     stranger = homeserver.register()
     assert stranger.ok("GET", f"{V1}/room_summary/{q(tree['A'])}")["membership"] == "leave"
-    for who, room in ((anonymous, tree["P"]), (stranger, tree["P"]), (stranger, f"!nope:{homeserver.config['server_name']}")):
+    unknown = f"!nope:{homeserver.config['server_name']}"
+    for who, room in ((anonymous, tree["P"]), (stranger, tree["P"]), (stranger, unknown)):
         status, body = who.request("GET", f"{V1}/room_summary/{q(room)}")
         assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
     encrypted = owner.create_room(name="E", preset="private_chat", initial_state=[
