@@ -106,3 +106,18 @@ def test_the_federation_allow_list_keeps_remote_children_out(fed, hexagone_peer)
     add_child(owner, hs, local, closed.name, "1")
     assert names(hierarchy(owner, hs)[1]) == ["closed", "near"]
     assert q(remote) not in hexagone_peer.process.log(tail=100000)
+
+
+def test_a_remote_restricted_room_shows_to_members_of_its_allowed_room(home, peer):
+    """The peer's space PR holds R (restricted to PR's members, room version 10). Once a user of ``home`` is in
+    PR, ``home`` sees R over federation with its ``allowed_room_ids``, and shows it to PR's members only."""
+    peer_owner = peer.process.register()
+    pr = peer_owner.create_room(name="PR", preset="public_chat", room_version="10",
+                                creation_content={"type": "m.space"})
+    r = peer_owner.create_room(name="R", room_version="10", initial_state=[{"type": "m.room.join_rules", "content": {
+        "join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": pr}]}}])
+    add_child(peer_owner, pr, r, peer.name, "0")
+    member, outsider = home.process.register(), home.process.register()
+    member.ok("POST", f"/join/{q(pr)}", {}, params={"via": peer.name})
+    assert names(hierarchy(member, pr)[1]) == ["PR", "R"]
+    assert names(hierarchy(outsider, pr)[1]) == ["PR"]
