@@ -408,7 +408,7 @@ def build_server(config, reactor) -> HomeServer:
                         blocked_by=admin_store.room_blocked_by, access_rules=access_rules)
     spaces = SpaceService(room_heads=room_heads, room_servers=room_servers, directory=directory,
                           remote=remote_queries, sessions=spaces_storage.HierarchySessionStore(db),
-                          server_name=server_name, clock=reactor)
+                          events=event_store, server_name=server_name, clock=reactor)
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
 

@@ -26,8 +26,9 @@ ACCESS_KEYS = {("m.room.join_rules", ""), ("m.room.history_visibility", ""), ("m
 
 
 class SpaceService:
-    def __init__(self, *, room_heads, room_servers, directory, remote, sessions, server_name: str, clock):
+    def __init__(self, *, room_heads, room_servers, directory, remote, sessions, events, server_name: str, clock):
         self._heads = room_heads
+        self._events = events  # the event store: a user's memberships, those of rooms known by an invite too
         self._room_servers = room_servers
         self._directory = directory
         self._remote = remote  # federation's RemoteQueries
@@ -84,7 +85,15 @@ class SpaceService:
         if isinstance(allowed, list) and await self._joined_any([r for r in allowed if isinstance(r, str)],
                                                                 user_id=user_id):
             return True
-        return await self._local_accessible(room["room_id"], user_id)
+        return await self._membership(room["room_id"], user_id) in ("join", "invite") \
+            or await self._local_accessible(room["room_id"], user_id)
+
+    async def _membership(self, room_id: str, user_id: str) -> str | None:
+        """The user's membership, also in a room this server knows only by an invite (or a knock)."""
+        membership = await self._heads.membership(room_id, user_id)
+        if membership is None:
+            membership = (await self._events.rooms_for_user(user_id)).get(room_id, (None,))[0]
+        return membership
 
     # -- summaries ------------------------------------------------------------------------------
     async def _entry(self, room_id: str, for_federation: bool) -> dict:
@@ -244,6 +253,6 @@ class SpaceService:
         if room is None:
             raise not_found("Room not found or is not accessible")
         if user_id is not None:
-            room["membership"] = await self._heads.membership(room_id, user_id) or "leave"
+            room["membership"] = await self._membership(room_id, user_id) or "leave"
         return room
 

@@ -121,3 +121,16 @@ def test_a_remote_restricted_room_shows_to_members_of_its_allowed_room(home, pee
     member.ok("POST", f"/join/{q(pr)}", {}, params={"via": peer.name})
     assert names(hierarchy(member, pr)[1]) == ["PR", "R"]
     assert names(hierarchy(outsider, pr)[1]) == ["PR"]
+
+
+def test_an_invitee_previews_the_remote_private_room(home, peer):
+    """Previewing an invite: ``home`` knows the room only by the invite, the peer shows it to ``home`` (one of
+    its users is invited), and ``home`` to the invitee only."""
+    peer_owner, invitee, other = peer.process.register(), home.process.register(), home.process.register()
+    room = peer_owner.create_room(name="secret", preset="private_chat")
+    peer_owner.invite(room, invitee)
+    invitee.sync_until(lambda sync: room in sync.get("rooms", {}).get("invite", {}))
+    body = invitee.ok("GET", f"{V1}/room_summary/{q(room)}", params={"via": peer.name})
+    assert (body["name"], body["membership"], body["join_rule"]) == ("secret", "invite", "invite")
+    status, body = other.request("GET", f"{V1}/room_summary/{q(room)}", params={"via": peer.name})
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
