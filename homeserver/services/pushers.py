@@ -132,8 +132,10 @@ class _PusherLoop:
 class PusherService:
     """The /pushers API, the room event listener waking the pusher loops, and the loops."""
 
-    def __init__(self, *, store: PusherStore, push, room_heads, event_store, client: PushGatewayClient, reactor):
+    def __init__(self, *, store: PusherStore, push, room_heads, event_store, client: PushGatewayClient, reactor,
+                 email=None):
         self._store = store
+        self._email = email  # EmailNotifier (services/email_notifs.py) when email.enable_notifs; else no email pushers
         self.positions = BatchWriter(store.set_positions)
         self.push = push
         self.target = 0  # the highest stream position the listener was told of
@@ -148,7 +150,8 @@ class PusherService:
         """Start a loop per stored pusher, each catching up from its stored position."""
         self.target = self._heads.stream.current()
         for pusher in await self._store.list_pushers():
-            self._run(pusher)
+            if pusher.kind != "email" or self._email is not None:
+                self._run(pusher)
 
     async def stop(self) -> None:
         """At shutdown: the notifications in flight answered (or given up after a second), positions stored."""
@@ -163,7 +166,8 @@ class PusherService:
         old = self._loops.pop(pusher.key, None)
         if old is not None:
             old.stop()
-        loop = self._loops[pusher.key] = _PusherLoop(self, pusher)
+        loop = self._loops[pusher.key] = (self._email.loop(self, pusher) if pusher.kind == "email"
+                                          else _PusherLoop(self, pusher))
         if old is not None:  # a pusher set again: where its loop got to may not be stored yet
             loop.position = max(loop.position, old.position)
         loop.start()
@@ -189,7 +193,7 @@ class PusherService:
     async def set(self, user_id: str, device_id: str | None, body: dict, now_ms: int) -> None:
         """Spec POST /pushers/set: add, replace or (``kind: null``) delete a pusher."""
         try:
-            fields = validate_pusher_body(body)
+            fields = validate_pusher_body(body, email=self._email is not None)
         except InvalidPusher as e:
             raise MatrixError(400, e.errcode, str(e))
         if fields is None:
@@ -197,9 +201,20 @@ class PusherService:
             await self._store.delete_pusher(key)
             self._forget([key])
             return
+        if fields["kind"] == "email":
+            await self._email.check_pushkey(user_id, fields["pushkey"])
         pusher = Pusher(user_id=user_id, device_id=device_id, pushkey_ts=now_ms, position=self._heads.stream.current(),
                         **fields)
-        self._forget(await self._store.set_pusher(pusher, append=body.get("append", False)))
+        await self._add(pusher, append=body.get("append", False))
+
+    async def set_email_pusher(self, user_id: str, address: str, now_ms: int) -> None:
+        """Synapse's ``notif_for_new_users``: the e-mail pusher a new account with an address gets."""
+        await self._add(Pusher(user_id=user_id, app_id="m.email", pushkey=address, data={}, kind="email", lang="en",
+                               pushkey_ts=now_ms, app_display_name="Email Notifications",
+                               device_display_name=address, position=self._heads.stream.current()), append=True)
+
+    async def _add(self, pusher: Pusher, *, append: bool) -> None:
+        self._forget(await self._store.set_pusher(pusher, append=append))
         stored = await self._store.get_pusher(pusher.key)
         if stored is not None:
             self._run(stored)
