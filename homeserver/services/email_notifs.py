@@ -17,16 +17,16 @@ import hmac
 import logging
 from urllib.parse import quote
 
-from twisted.internet import defer, task
+from twisted.internet import task
 
 from homeserver.errors import MatrixError
 from homeserver.services.mailer import Mailer, MailNotSent
+from homeserver.services.pushers import BATCH, PusherLoop
 from homeserver.storage.push import PushAction
 from homeserver.storage.pushers import Pusher
 
 logger = logging.getLogger(__name__)
 
-BATCH = 100
 RETRY_S = 60.0  # a mail the SMTP server did not take is tried again after this
 MAX_BODY_CHARS = 300  # of each message quoted in a summary
 
@@ -139,34 +139,16 @@ def _subject(app: str, room_names: list[str], senders: list[str], count: int) ->
     return f"[{app}] You have messages on {app} in the {room_names[0]} room..."
 
 
-class EmailPusherLoop:
+class EmailPusherLoop(PusherLoop):
     """One e-mail pusher: waits until its oldest unread notification is ``notif_delay_before_mail`` old, then mails
-    every notification unread by then; the same interface as the HTTP pushers' loop (services/pushers.py)."""
+    every notification unread by then."""
 
     def __init__(self, owner, notifier: EmailNotifier, pusher: Pusher):
-        self.owner = owner
+        super().__init__(owner, pusher)
         self.notifier = notifier
-        self.pusher = pusher
-        self.position = pusher.position
-        self._wake: defer.Deferred | None = None
-        self._running: defer.Deferred | None = None
-        self.stopping = False
-
-    def start(self) -> None:
-        self._running = defer.ensureDeferred(self._loop())
-        self._running.addErrback(lambda f: None if f.check(defer.CancelledError) else logger.error(
-            "E-mail pusher of %s stopped: %s", self.pusher.user_id, f.getTraceback()))
-
-    def wake(self) -> None:
-        if self._wake is not None and not self._wake.called:
-            self._wake.callback(None)
-
-    def stop(self) -> None:
-        if self._running is not None:
-            self._running.cancel()
 
     async def finish(self, timeout_s: float) -> None:
-        """At shutdown: stop (a mail under way is sent again after the restart if it was not acknowledged)."""
+        """At shutdown: stop now (a mail not acknowledged is sent after the restart, from the stored position)."""
         self.stopping = True
         self.stop()
 
@@ -176,22 +158,17 @@ class EmailPusherLoop:
     async def _loop(self) -> None:
         owner, user_id = self.owner, self.pusher.user_id
         while not self.stopping:
-            target = owner.target
-            if self.position >= target:
-                self._wake = defer.Deferred()
-                await self._wake
-                continue
-            await owner.push.work.wait(target)
-            actions = await owner.push.actions_after(user_id, self.position, target, BATCH)
+            target, actions = await self.next_actions()
             pending = await self.notifier.unread(user_id, actions)
             if not pending:
-                self._advance(actions[-1].stream_ordering if len(actions) == BATCH else target)
+                if not self.stopping:
+                    self._advance(actions[-1].stream_ordering if len(actions) == BATCH else target)
                 continue
             due_s = pending[0].ts / 1000 + self.notifier.delay_s
             await self._sleep(due_s - self.notifier.clock.seconds())
-            upto = owner.target  # every notification unread by now goes in the mail
-            await owner.push.work.wait(upto)
-            actions = await owner.push.actions_after(user_id, self.position, upto, BATCH)
+            upto, actions = await self.next_actions(owner.target)  # every notification unread by now
+            if self.stopping:
+                return
             unread = await self.notifier.unread(user_id, actions)
             if unread:
                 try:

@@ -41,8 +41,8 @@ async def _wait(d: defer.Deferred) -> None:
     await waiter
 
 
-class _PusherLoop:
-    """Sends one pusher's notifications, one at a time."""
+class PusherLoop:
+    """One pusher's loop (``_loop``, of each kind), woken by new events, stopped with its pusher."""
 
     def __init__(self, owner: "PusherService", pusher: Pusher):
         self.owner = owner
@@ -77,15 +77,28 @@ class _PusherLoop:
         self.stop()
 
     async def _loop(self) -> None:
+        raise NotImplementedError
+
+    async def next_actions(self, upto: int | None = None) -> tuple[int, list[PushAction]]:
+        """The user's push actions after the loop's position (at most BATCH), once there are events past it, up
+        to ``upto`` (default: the latest event): (the stream position read up to, the actions). Stopping: none."""
+        while upto is None and self.owner.target <= self.position and not self.stopping:
+            self._wake = defer.Deferred()
+            await self._wake
+        target = self.owner.target if upto is None else upto
+        if self.stopping:
+            return target, []
+        await self.owner.push.work.wait(target)
+        return target, await self.owner.push.actions_after(self.pusher.user_id, self.position, target, BATCH)
+
+
+class _HttpPusherLoop(PusherLoop):
+    """Sends one HTTP pusher's notifications to its gateway, one at a time."""
+
+    async def _loop(self) -> None:
         owner = self.owner
         while not self.stopping:
-            target = owner.target
-            if self.position >= target:
-                self._wake = defer.Deferred()
-                await self._wake
-                continue
-            await owner.push.work.wait(target)
-            actions = await owner.push.actions_after(self.pusher.user_id, self.position, target, BATCH)
+            target, actions = await self.next_actions()
             unread = await owner.unread(self.pusher.user_id, actions[0].stream_ordering) if actions else 0
             for action in actions:
                 if self.stopping:
@@ -140,7 +153,7 @@ class PusherService:
         self.push = push
         self.target = 0  # the highest stream position the listener was told of
         self._heads = room_heads
-        self._loops: dict[tuple[str, str, str], _PusherLoop] = {}
+        self._loops: dict[tuple[str, str, str], PusherLoop] = {}
         self._event_store = event_store
         self.client, self.reactor = client, reactor
         self.sending = defer.DeferredSemaphore(MAX_IN_FLIGHT)
@@ -167,7 +180,7 @@ class PusherService:
         if old is not None:
             old.stop()
         loop = self._loops[pusher.key] = (self._email.loop(self, pusher) if pusher.kind == "email"
-                                          else _PusherLoop(self, pusher))
+                                          else _HttpPusherLoop(self, pusher))
         if old is not None:  # a pusher set again: where its loop got to may not be stored yet
             loop.position = max(loop.position, old.position)
         loop.start()
