@@ -17,7 +17,7 @@ import logging
 import re
 from urllib.parse import urlencode, urlsplit
 
-from homeserver.errors import MatrixError, bad_json
+from homeserver.errors import MatrixError, bad_json, forbidden
 from homeserver.services.auth import random_string
 from homeserver.services.mailer import Mailer, MailNotSent
 from homeserver.storage.threepids import ThreepidStore, ValidationSession
@@ -201,6 +201,21 @@ class ThreepidService:
 
     async def owner(self, address: str) -> str | None:
         return await self._store.owner(EMAIL, address)
+
+    async def login_identifier(self, body: dict) -> dict:
+        """Spec "Identifier types": a login by ``m.id.thirdparty`` (or the deprecated top-level ``medium`` and
+        ``address``) as the ``m.id.user`` of the address's account; 403 M_FORBIDDEN for an address nobody has."""
+        identifier = body.get("identifier")
+        if isinstance(identifier, dict) and identifier.get("type") == "m.id.thirdparty":
+            medium, address = identifier.get("medium"), identifier.get("address")
+        elif identifier is None and "medium" in body:
+            medium, address = body.get("medium"), body.get("address")
+        else:
+            return body
+        owner = await self._store.owner(EMAIL, canonical_email(address)) if medium == EMAIL else None
+        if owner is None:
+            raise forbidden("Invalid username or password")
+        return dict(body, identifier={"type": "m.id.user", "user": owner})
 
     async def add(self, user_id: str, creds) -> None:
         """Spec POST /account/3pid/add: the address of a validated ``add_threepid`` session."""

@@ -118,6 +118,14 @@ def test_add_list_and_delete_an_address(server, sink):
     assert follow(server, link)[0] == 200
     status, challenge = alice.request("POST", "/account/3pid/add", creds)
     alice.ok("POST", "/account/3pid/add", dict(creds, auth=password_auth(alice, challenge["session"])))
+    # spec "Identifier types": m.id.thirdparty logs in by the address
+    for identifier in ({"identifier": {"type": "m.id.thirdparty", "medium": "email", "address": address.upper()}},
+                       {"medium": "email", "address": address}):
+        status, resp = server.request("POST", "/login", {"type": "m.login.password", "password": PASSWORD, **identifier})
+        assert status == 200 and resp["user_id"] == alice.user_id, resp
+    status, err = server.request("POST", "/login", {"type": "m.login.password", "password": PASSWORD, "identifier": {
+        "type": "m.id.thirdparty", "medium": "email", "address": "nobody@example.org"}})
+    assert (status, err["errcode"]) == (403, "M_FORBIDDEN")
     threepids = alice.ok("GET", "/account/3pid")["threepids"]
     assert [(t["medium"], t["address"]) for t in threepids] == [("email", address)]
     assert threepids[0]["validated_at"] <= threepids[0]["added_at"]

@@ -126,6 +126,7 @@ async def post_login(hs, req: ApiRequest):
             raise forbidden("The application service has not registered this user")
     elif body.get("type") == "m.login.password":
         hs.ratelimit.login_address.check(req.client_ip)
+        body = await hs.threepids.login_identifier(body)  # an e-mail address: its account
         user_id = await hs.auth.user_from_identifier(body)
         hs.ratelimit.login_account.check(user_id)
         try:
