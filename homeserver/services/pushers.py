@@ -11,6 +11,7 @@ Guarantees, per pusher:
   restart a loop resumes after it;
 - a pushkey listed in the gateway's ``rejected`` answer removes that pusher; so does removing the
   device that set it (logout, device deletion, password change with ``logout_devices``).
+E-mail pushers (kind ``email``) run their own loop on the same base (:mod:`homeserver.services.email_notifs`).
 """
 
 from __future__ import annotations
