@@ -41,6 +41,9 @@ MIGRATIONS = [
 ]
 
 
+VALIDATED_KEPT_MS = 24 * 60 * 60 * 1000  # a validated session not used is forgotten this long after its link expired
+
+
 @dataclass(frozen=True)
 class ValidationSession:
     session_id: str
@@ -99,10 +102,12 @@ class ThreepidStore(Store):
     async def start_session(self, session: ValidationSession, now_ms: int) -> tuple[ValidationSession, bool]:
         """The live session of (client_secret, medium, address, purpose), created as ``session`` if there is none;
         with a higher ``send_attempt``, given ``session``'s token and expiry. Returns it and whether a token
-        must be mailed (new session or higher attempt). Expired sessions are forgotten on the way."""
+        must be mailed (new session or higher attempt). Expired sessions (validated ones a day later) are
+        forgotten on the way."""
 
         def txn_fn(txn):
-            txn.execute("DELETE FROM threepid_sessions WHERE expires_at < ? AND validated_at IS NULL", (now_ms,))
+            txn.execute("DELETE FROM threepid_sessions WHERE expires_at < ? AND (validated_at IS NULL OR expires_at < ?)",
+                        (now_ms, now_ms - VALIDATED_KEPT_MS))
             key = (session.client_secret, session.medium, session.address, session.purpose)
             row = txn.select_one(f"SELECT {_SESSION_COLUMNS} FROM threepid_sessions WHERE client_secret = ?"
                                  " AND medium = ? AND address = ? AND purpose = ?", key)

@@ -284,3 +284,13 @@ def test_starttls_and_login_when_transport_security_is_required(homeserver_facto
     assert (status, err["errcode"]) == (500, "M_UNKNOWN")
     assert sink.to(address) == []
     assert SMTP_PASSWORD not in secure.log(tail=100_000)
+
+
+def test_deactivation_frees_the_address(server, sink):
+    user = server.register()
+    address = unique("leaving") + "@example.org"
+    add_email(server, sink, user, address)
+    status, challenge = user.request("POST", "/account/deactivate", {})
+    user.ok("POST", "/account/deactivate", {"auth": password_auth(user, challenge["session"])})
+    status, resp = request_token(server, "/register/email/requestToken", address, unique("secret"))
+    assert status == 200, resp
