@@ -22,6 +22,7 @@ from twisted.internet import task
 from homeserver.errors import MatrixError
 from homeserver.services.mailer import Mailer, MailNotSent
 from homeserver.services.pushers import BATCH, PusherLoop
+from homeserver.services.threepids import canonical_email
 from homeserver.storage.push import PushAction
 from homeserver.storage.pushers import Pusher
 
@@ -50,7 +51,7 @@ class EmailNotifier:
 
     async def check_pushkey(self, user_id: str, address: str) -> None:
         """Synapse's rule: an e-mail pusher's address is one of its user's (400 M_THREEPID_NOT_FOUND otherwise)."""
-        if await self._threepid_owner("email", address) != user_id:
+        if await self._threepid_owner("email", canonical_email(address)) != user_id:
             raise MatrixError(400, "M_THREEPID_NOT_FOUND", "Email not found")
 
     # -- unsubscribe links ----------------------------------------------------------------------

@@ -28,7 +28,7 @@ EMAIL = "email"
 REGISTRATION, ADD_THREEPID, PASSWORD_RESET = "registration", "add_threepid", "password_reset"
 EMAIL_STAGE = "m.login.email.identity"
 EMAIL_APP_ID = "m.email"  # Synapse's app_id of e-mail pushers
-CLIENT_SECRET_RE = re.compile(r"^[0-9a-zA-Z.=_\-]{1,255}$")  # spec "client_secret" grammar
+CLIENT_SECRET_RE = re.compile(r"^[0-9a-zA-Z.=_\-]{1,255}$")  # spec "client_secret" grammar (our sids fit it too)
 SESSION_ID_LENGTH, TOKEN_LENGTH = 24, 32
 MAX_SEND_ATTEMPT = 2 ** 63 - 1
 # Where each link points (Synapse's paths, so that a client or a mail template made for Synapse fits).
@@ -54,7 +54,7 @@ def canonical_email(address) -> str:
     if not isinstance(address, str):
         raise bad_json("'email' must be a string")
     local, at, domain = address.strip().rpartition("@")
-    if not at or not local or not domain or "@" in local or len(address) > 500 or any(c.isspace() for c in local):
+    if not at or not local or not domain or len(address) > 500 or any(c.isspace() or c < " " for c in address):
         raise MatrixError(400, "M_INVALID_PARAM", "Unable to parse email address")
     return local.casefold() + "@" + domain.lower()
 
@@ -70,8 +70,8 @@ def _creds(creds) -> tuple[str, str]:
     if not isinstance(creds, dict):
         raise MatrixError(400, "M_MISSING_PARAM", "Missing threepid_creds")
     sid = creds.get("sid")
-    if not isinstance(sid, str) or not sid:
-        raise MatrixError(400, "M_MISSING_PARAM", "Missing sid")
+    if not isinstance(sid, str) or not CLIENT_SECRET_RE.match(sid):
+        raise MatrixError(400, "M_MISSING_PARAM" if sid is None else "M_INVALID_PARAM", "Missing or invalid sid")
     return sid, _client_secret(creds.get("client_secret"))
 
 
@@ -104,8 +104,8 @@ class ThreepidService:
             raise MatrixError(400, "M_INVALID_PARAM" if "send_attempt" in body else "M_MISSING_PARAM",
                               "send_attempt must be a non-negative integer")
         next_link = body.get("next_link")
-        if next_link is not None and (not isinstance(next_link, str) or urlsplit(next_link).scheme not in (
-                "http", "https")):
+        if next_link is not None and (not isinstance(next_link, str) or any(c < " " for c in next_link)
+                                      or urlsplit(next_link).scheme not in ("http", "https")):
             raise MatrixError(400, "M_INVALID_PARAM", "next_link must be an http(s) URL")
         owner = await self._store.owner(EMAIL, address)
         if purpose == PASSWORD_RESET and owner is None:
@@ -139,8 +139,8 @@ class ThreepidService:
     async def submit_token(self, purpose: str, sid, client_secret, token) -> str | None:
         """The mailed link followed: validate the session; its ``next_link`` (or None). Raises MatrixError when
         the link is wrong or expired."""
-        if not all(isinstance(v, str) and v for v in (sid, client_secret, token)):
-            raise MatrixError(400, "M_MISSING_PARAM", "The link is incomplete")
+        if not all(isinstance(v, str) and CLIENT_SECRET_RE.match(v) for v in (sid, client_secret, token)):
+            raise MatrixError(400, "M_INVALID_PARAM", "The link is incomplete")
         session = await self._store.session(sid, client_secret)
         if session is None or session.purpose != purpose or not hmac.compare_digest(session.token, token):
             raise MatrixError(400, "M_THREEPID_AUTH_FAILED", "This link is not valid")
@@ -228,9 +228,10 @@ class ThreepidService:
         """Spec POST /account/3pid/delete: the address goes, and its e-mail pusher with it (as Synapse)."""
         if not isinstance(medium, str) or not isinstance(address, str):
             raise MatrixError(400, "M_MISSING_PARAM", "medium and address must be strings")
-        if medium == EMAIL:
-            address = canonical_email(address)
-        if await self._store.remove(user_id, medium, address) and medium == EMAIL:
+        if medium != EMAIL:
+            return  # only e-mail addresses are ever added
+        address = canonical_email(address)
+        if await self._store.remove(user_id, medium, address):
             await self._pushers.remove((EMAIL_APP_ID, address, user_id))
 
     async def on_deactivated(self, user_id: str) -> None:
