@@ -80,7 +80,8 @@ class Mailer:
 
 def _send_blocking(settings: SmtpSettings, message: EmailMessage) -> None:
     try:
-        with smtplib.SMTP(settings.host, settings.port, timeout=SMTP_TIMEOUT_S) as smtp:
+        smtp = smtplib.SMTP(settings.host, settings.port, timeout=SMTP_TIMEOUT_S)
+        try:
             smtp.ehlo()
             if settings.enable_tls and smtp.has_extn("starttls"):
                 smtp.starttls(context=ssl.create_default_context())
@@ -91,6 +92,12 @@ def _send_blocking(settings: SmtpSettings, message: EmailMessage) -> None:
             if settings.user:
                 smtp.login(settings.user, settings.password or "")
             smtp.send_message(message)
+            try:  # the mail is accepted: a server answering QUIT oddly changes nothing
+                smtp.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+        finally:
+            smtp.close()
     except MailNotSent:
         raise
     except smtplib.SMTPAuthenticationError as e:
