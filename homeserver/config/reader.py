@@ -487,6 +487,10 @@ class Reader:
             raise ConfigError("email.notif_from: not an e-mail address")
         if v["email_require_transport_security"] and not v["email_enable_tls"]:
             raise ConfigError("email.require_transport_security: needs email.enable_tls to be true")
+        if any(medium != "email" for medium in v["registrations_require_3pid"]):
+            raise ConfigError("registrations_require_3pid: only email is supported")
+        if v["registrations_require_3pid"] and not v["email_notif_from"]:
+            raise ConfigError("registrations_require_3pid: needs the email section (with notif_from)")
 
     def check_listener_tls(self) -> None:
         for i, lc in enumerate(self.values["listeners"]):

@@ -302,6 +302,8 @@ KEYS: tuple[Key, ...] = (
     *_ratelimits("rc_message", _RC, [
         ("", 0.2, 10, "Events sent and profile changes, per account (and to-device sends, key uploads).")]),
     *_ratelimits("rc_registration", _RC, [("", 0.17, 3, "Registration attempts, per client IP.")]),
+    *_ratelimits("rc_3pid_validation", _RC, [
+        ("", 0.003, 5, "Validation mails asked for (the requestToken endpoints), per client IP.")]),
     *_ratelimits("rc_registration_token_validity", _RC, [
         ("", 0.1, 5, "Registration token validity checks, per client IP.")]),
     *_ratelimits("rc_login", _RC, [
@@ -514,6 +516,9 @@ KEYS: tuple[Key, ...] = (
     Key("email.notif_for_new_users", "bool", True, _MAIL,
         "With enable_notifs: a user registering with an e-mail address gets an email\n"
         "pusher for it.", commented=True),
+    Key("registrations_require_3pid", "str_list", (), _MAIL,
+        "[email]: registering needs a validated e-mail address (the email section set).\n"
+        "Phone numbers (msisdn) are not supported.", sample=lambda ctx: ["email"], commented=True),
     Key("email.notif_delay_before_mail", "duration", 10 * 60 * 1000, _MAIL,
         "How long a notification stays unread before it is mailed.",
         attr="email_notif_delay_before_mail_ms", sample=lambda ctx: "10m", commented=True),

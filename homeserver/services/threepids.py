@@ -175,10 +175,13 @@ class ThreepidService:
         return check
 
     def registration_flows(self, flows: list[list[str]]) -> list[list[str]]:
-        """With e-mail configured, registering may also prove an address (after any token stage)."""
+        """With e-mail configured, registering may also prove an address (after any token stage); it must with
+        ``registrations_require_3pid: [email]``."""
         if not self.enabled:
             return flows
         with_email = [[s for s in flows[0] if s != "m.login.dummy"] + [EMAIL_STAGE]]
+        if "email" in self._config.registrations_require_3pid:
+            return with_email
         return flows + [f for f in with_email if f not in flows]
 
     async def on_registered(self, user_id: str, threepid: dict | None) -> None:

@@ -439,7 +439,6 @@ def test_open_registration_without_verification_refused(cfg_dir):
         # rate limits of features Hexagone does not have yet
         ("rc_media_create", {"per_second": 1, "burst_count": 2}),
         ("rc_third_party_invite", {"per_second": 1}),
-        ("rc_3pid_validation", {"burst_count": 2}),
         ("rc_reports", {"per_second": 1}),
         # keys read by no code: reported, not silently accepted
         ("track_appservice_user_ips", True),
@@ -884,3 +883,8 @@ def test_email_section_needs_notif_from_and_tls_for_transport_security(cfg_dir):
     refused(cfg_dir, "email.notif_from", email={"notif_from": "not an address"})
     refused(cfg_dir, "email.require_transport_security",
             email={"notif_from": "x@example.org", "require_transport_security": True, "enable_tls": False})
+    refused(cfg_dir, "registrations_require_3pid", registrations_require_3pid=["email"])
+    refused(cfg_dir, "registrations_require_3pid", registrations_require_3pid=["msisdn"],
+            email={"notif_from": "x@example.org"})
+    assert parse(cfg_dir, registrations_require_3pid=["email"],
+                 email={"notif_from": "x@example.org"}).registrations_require_3pid == ["email"]

@@ -294,3 +294,17 @@ def test_deactivation_frees_the_address(server, sink):
     user.ok("POST", "/account/deactivate", {"auth": password_auth(user, challenge["session"])})
     status, resp = request_token(server, "/register/email/requestToken", address, unique("secret"))
     assert status == 200, resp
+
+
+def test_required_email_and_validation_mails_rate_limited(homeserver_factory, sink):
+    # Synapse's registrations_require_3pid and rc_3pid_validation (5 mails, then one per 5 min, per client IP)
+    strict = homeserver_factory(start=False, throttled=True, email=email_config(sink.port),
+                                registrations_require_3pid=["email"])
+    strict.reconfigure(public_baseurl=strict.base_url + "/")
+    strict.start()
+    status, challenge = strict.request("POST", "/register", {"username": unique("eve"), "password": PASSWORD,
+                                                             "auth": {"type": "m.login.dummy"}})
+    assert status == 401 and challenge["flows"] == [{"stages": ["m.login.email.identity"]}], challenge
+    statuses = [request_token(strict, "/register/email/requestToken", unique("eve") + "@example.org",
+                              unique("secret"))[0] for _ in range(6)]
+    assert statuses == [200] * 5 + [429]

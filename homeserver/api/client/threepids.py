@@ -70,6 +70,7 @@ async def delete_threepid(hs, req: ApiRequest):
 
 
 async def request_token(hs, req: ApiRequest, purpose: str):
+    hs.ratelimit.threepid_validation.check(req.client_ip)  # each may send a mail (Synapse's rc_3pid_validation)
     return await hs.threepids.request_token(purpose, req.json())
 
 
