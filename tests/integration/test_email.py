@@ -168,6 +168,13 @@ def test_register_with_an_email_address_gets_an_email_pusher(server, sink):
     address = unique("carol") + "@example.org"
     creds = validated_session(server, sink, "/register/email/requestToken", address)
     assert "/_matrix/client/unstable/registration/email/submit_token?" in sink.to(address)[0].links()[0]
+    # a client's next_link: the link redirects there once the address is validated
+    other, secret = unique("carol") + "@example.org", unique("secret")
+    status, resp = server.request("POST", "/register/email/requestToken", {
+        "client_secret": secret, "email": other, "send_attempt": 1, "next_link": "https://client.example.org/done"})
+    parts = urllib.parse.urlsplit(sink.wait_for(other)[0].links()[0])
+    status, headers, _ = server.client().exchange("GET", parts.path + "?" + parts.query)
+    assert (status, headers["Location"]) == (302, "https://client.example.org/done")
     status, resp = server.request("POST", "/register", {
         "username": localpart, "password": PASSWORD,
         "auth": {"type": "m.login.email.identity", "session": challenge["session"], "threepid_creds": creds}})

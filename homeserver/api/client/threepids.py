@@ -82,14 +82,19 @@ async def msisdn_request_token(hs, req: ApiRequest):
 # -- the mailed links --------------------------------------------------------------------------
 async def submit_token(hs, req: ApiRequest, purpose: str):
     """GET of a registration or add-threepid link: validates at once (as Synapse), then ``next_link``."""
+    return await _validated_page(hs, purpose, req.arg("sid"), req.arg("client_secret"), req.arg("token"),
+                                 "Your email has now been validated, please return to your client.")
+
+
+async def _validated_page(hs, purpose: str, sid, client_secret, token, done: str):
+    """Validate the session; the client's ``next_link`` (a redirect), else a page saying ``done``."""
     try:
-        next_link = await hs.threepids.submit_token(purpose, req.arg("sid"), req.arg("client_secret"),
-                                                    req.arg("token"))
+        next_link = await hs.threepids.submit_token(purpose, sid, client_secret, token)
     except MatrixError as e:
         return page("Validation failed", f"<p>{html.escape(e.error)}</p>", 400)
     if next_link:
         return 302, RawBody(b"", b"text/plain", {b"Location": next_link.encode("utf-8")})
-    return page("Email validated", "<p>Your email has now been validated, please return to your client.</p>")
+    return page("Email validated", f"<p>{html.escape(done)}</p>")
 
 
 async def password_reset_confirm(hs, req: ApiRequest):
@@ -102,12 +107,9 @@ async def password_reset_confirm(hs, req: ApiRequest):
 
 async def password_reset_submit(hs, req: ApiRequest):
     form = {k: v[-1] for k, v in parse_qs(req.body.decode("utf-8", "replace")).items()}
-    try:
-        await hs.threepids.submit_token(PASSWORD_RESET, form.get("sid"), form.get("client_secret"), form.get("token"))
-    except MatrixError as e:
-        return page("Password reset failed", f"<p>{html.escape(e.error)}</p>", 400)
-    return page("Email validated", "<p>Your email has now been validated, please return to your client to reset "
-                "your password. You may now close this window.</p>")
+    return await _validated_page(hs, PASSWORD_RESET, form.get("sid"), form.get("client_secret"), form.get("token"),
+                                 "Your email has now been validated, please return to your client to reset your "
+                                 "password. You may now close this window.")
 
 
 async def forgotten_password(hs, req: ApiRequest, body: dict, new_password: str, logout_devices: bool) -> str:
