@@ -134,6 +134,7 @@ class ThreepidService:
             await self._mailer.send(session.address, SUBJECTS[session.purpose] % values, text)
         except MailNotSent as e:
             logger.warning("Validation mail to %s not sent: %s", session.address, e)
+            await self._store.unsent(session.session_id)  # spec "send_attempt": a retry of this request sends it
             raise MatrixError(500, "M_UNKNOWN", "Could not send the validation email") from None
 
     async def submit_token(self, purpose: str, sid, client_secret, token) -> str | None:

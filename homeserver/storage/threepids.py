@@ -127,6 +127,11 @@ class ThreepidStore(Store):
 
         return await self.db.run("start_threepid_session", txn_fn)
 
+    async def unsent(self, session_id: str) -> None:
+        """Its mail could not be sent: the next requestToken of the session mails, whatever its send_attempt."""
+        await self.db.run("threepid_session_unsent", lambda t: t.execute(
+            "UPDATE threepid_sessions SET send_attempt = -1 WHERE session_id = ?", (session_id,)))
+
     async def session(self, session_id: str, client_secret: str) -> ValidationSession | None:
         row = await self.db.run("threepid_session", lambda t: t.select_one(
             f"SELECT {_SESSION_COLUMNS} FROM threepid_sessions WHERE session_id = ? AND client_secret = ?",
