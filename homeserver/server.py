@@ -314,7 +314,8 @@ def build_server(config, reactor) -> HomeServer:
     threepid_store = threepids_storage.ThreepidStore(db)
     mailer = Mailer(SmtpSettings.from_config(config), threads) if config.email_notif_from else None
     email_notifs = EmailNotifier(
-        mailer=mailer, config=config, room_heads=room_heads, read_positions=receipts_storage.ReceiptStore(db).read_positions,
+        mailer=mailer, config=config, room_heads=room_heads,
+        read_positions=receipts_storage.ReceiptStore(db).read_positions,
         threepid_owner=threepid_store.owner, unsubscribe_key=signing_key.encode(), clock=reactor,
     ) if mailer is not None and config.email_enable_notifs else None
     pushers = PusherService(store=pushers_storage.PusherStore(db), push=push, room_heads=room_heads,

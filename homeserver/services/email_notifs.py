@@ -115,7 +115,8 @@ class EmailNotifier:
         return room_id
 
     async def _display_name(self, room_id: str, user_id: str) -> str:
-        member = (await self._heads.current_state(room_id, {("m.room.member", user_id)})).get(("m.room.member", user_id))
+        key = ("m.room.member", user_id)
+        member = (await self._heads.current_state(room_id, {key})).get(key)
         name = member.content.get("displayname") if member is not None else None
         return name if isinstance(name, str) and name else user_id
 

@@ -106,8 +106,8 @@ class ThreepidStore(Store):
         forgotten on the way."""
 
         def txn_fn(txn):
-            txn.execute("DELETE FROM threepid_sessions WHERE expires_at < ? AND (validated_at IS NULL OR expires_at < ?)",
-                        (now_ms, now_ms - VALIDATED_KEPT_MS))
+            txn.execute("DELETE FROM threepid_sessions WHERE expires_at < ?"
+                        " AND (validated_at IS NULL OR expires_at < ?)", (now_ms, now_ms - VALIDATED_KEPT_MS))
             key = (session.client_secret, session.medium, session.address, session.purpose)
             row = txn.select_one(f"SELECT {_SESSION_COLUMNS} FROM threepid_sessions WHERE client_secret = ?"
                                  " AND medium = ? AND address = ? AND purpose = ?", key)

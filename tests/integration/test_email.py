@@ -110,7 +110,8 @@ def test_add_list_and_delete_an_address(server, sink):
     creds = {"sid": first["sid"], "client_secret": secret}
     # not validated yet: nothing can be added
     status, challenge = alice.request("POST", "/account/3pid/add", creds)
-    status, err = alice.request("POST", "/account/3pid/add", dict(creds, auth=password_auth(alice, challenge["session"])))
+    status, err = alice.request("POST", "/account/3pid/add",
+                                dict(creds, auth=password_auth(alice, challenge["session"])))
     assert (status, err["errcode"]) == (400, "M_THREEPID_AUTH_FAILED")
     link = mail.links()[0]
     assert "/_matrix/client/unstable/add_threepid/email/submit_token?" in link
@@ -121,7 +122,8 @@ def test_add_list_and_delete_an_address(server, sink):
     # spec "Identifier types": m.id.thirdparty logs in by the address
     for identifier in ({"identifier": {"type": "m.id.thirdparty", "medium": "email", "address": address.upper()}},
                        {"medium": "email", "address": address}):
-        status, resp = server.request("POST", "/login", {"type": "m.login.password", "password": PASSWORD, **identifier})
+        status, resp = server.request("POST", "/login",
+                                      {"type": "m.login.password", "password": PASSWORD, **identifier})
         assert status == 200 and resp["user_id"] == alice.user_id, resp
     status, err = server.request("POST", "/login", {"type": "m.login.password", "password": PASSWORD, "identifier": {
         "type": "m.id.thirdparty", "medium": "email", "address": "nobody@example.org"}})
@@ -157,7 +159,8 @@ def test_bad_requests_and_phone_numbers(server):
         status, err = server.request("POST", "/register/email/requestToken", body)
         assert (status, err["errcode"]) == (400, errcode), body
     status, err = server.request("POST", "/account/password/email/requestToken",
-                                 {"client_secret": "abc", "email": unique("nobody") + "@example.org", "send_attempt": 1})
+                                 {"client_secret": "abc", "email": unique("nobody") + "@example.org",
+                                  "send_attempt": 1})
     assert (status, err["errcode"]) == (400, "M_THREEPID_NOT_FOUND")
 
 

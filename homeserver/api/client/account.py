@@ -6,11 +6,11 @@ Spec v1.19 client-server: "Account registration and management", "Login",
 
 from __future__ import annotations
 
-from homeserver.errors import MatrixError, bad_json, forbidden, not_found, unknown_token
 from homeserver.api.client.threepids import forgotten_password
+from homeserver.errors import MatrixError, bad_json, forbidden, not_found, unknown_token
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, ApiRequest, Endpoint
-from homeserver.services.threepids import REGISTRATION
 from homeserver.http.site import access_token_of
+from homeserver.services.threepids import REGISTRATION
 
 APPSERVICE_LOGIN = "m.login.application_service"
 
