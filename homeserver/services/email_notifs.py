@@ -166,8 +166,10 @@ class EmailPusherLoop(PusherLoop):
                 if not self.stopping:
                     self._advance(actions[-1].stream_ordering if len(actions) == BATCH else target)
                 continue
-            due_s = pending[0].ts / 1000 + self.notifier.delay_s
-            await self._sleep(due_s - self.notifier.clock.seconds())
+            wait_s = pending[0].ts / 1000 + self.notifier.delay_s - self.notifier.clock.seconds()
+            if wait_s > 0:  # then look again: the oldest unread one may have been read meanwhile
+                await self._sleep(wait_s)
+                continue
             upto, actions = await self.next_actions(owner.target)  # every notification unread by now
             if self.stopping:
                 return
