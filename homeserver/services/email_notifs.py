@@ -102,9 +102,12 @@ class EmailNotifier:
             if self._config.email_client_base_url:
                 lines.append(f"  {self._config.email_client_base_url.rstrip('/')}/#/room/{room_id}")
             lines.append("")
+        unsubscribe = self.unsubscribe_link(pusher)
         lines += ["You are receiving this email because of an e-mail pusher of " + pusher.user_id + ".",
-                  "To stop these emails, follow this link:", self.unsubscribe_link(pusher), ""]
-        await self.mailer.send(pusher.pushkey, subject, "\n".join(lines))
+                  "To stop these emails, follow this link:", unsubscribe, ""]
+        # RFC 2369 and RFC 8058: mail clients offer the unsubscribe link themselves (one click: a POST)
+        await self.mailer.send(pusher.pushkey, subject, "\n".join(lines), headers={
+            "List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
 
     async def _room_name(self, room_id: str) -> str:
         state = await self._heads.current_state(room_id, {("m.room.name", ""), ("m.room.canonical_alias", "")})

@@ -46,14 +46,17 @@ class SmtpSettings:
         return f"SmtpSettings({self.host}:{self.port}, user={self.user!r}, tls={self.enable_tls}/{self.require_tls})"
 
 
-def build_message(sender: str, to: str, subject: str, text: str, html: str | None = None) -> EmailMessage:
-    """A mail with a text part (and an HTML alternative when given)."""
+def build_message(sender: str, to: str, subject: str, text: str, html: str | None = None,
+                  headers: dict[str, str] | None = None) -> EmailMessage:
+    """A mail with a text part (and an HTML alternative when given), and any more ``headers``."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = email.utils.formatdate(localtime=False)
     message["Message-ID"] = email.utils.make_msgid(domain=email.utils.parseaddr(sender)[1].rpartition("@")[2] or None)
+    for name, value in (headers or {}).items():
+        message[name] = value
     message.set_content(text)
     if html is not None:
         message.add_alternative(html, subtype="html")
@@ -71,9 +74,10 @@ class Mailer:
     def sender(self) -> str:
         return self._settings.sender
 
-    async def send(self, to: str, subject: str, text: str, html: str | None = None) -> None:
+    async def send(self, to: str, subject: str, text: str, html: str | None = None,
+                   headers: dict[str, str] | None = None) -> None:
         """Send one mail; raises MailNotSent (with the reason, never the password)."""
-        message = build_message(self._settings.sender, to, subject, text, html)
+        message = build_message(self._settings.sender, to, subject, text, html, headers)
         await self._threads.run(_send_blocking, self._settings, message)
         logger.info("Mail %r sent to %s", subject, to)
 

@@ -256,9 +256,10 @@ def test_email_pusher_mails_unread_messages_after_the_delay_and_unsubscribes(ser
     assert "bob reads at once" not in mail.text
     assert f"https://client.example.org/#/room/{room}" in mail.text
     unsubscribe = [link for link in mail.links() if "/_synapse/client/unsubscribe?" in link][0]
+    assert mail.message["List-Unsubscribe"] == f"<{unsubscribe}>"
     assert follow(server, unsubscribe.replace("access_token=", "access_token=0"))[0] == 400
     assert [p["kind"] for p in bob.ok("GET", "/pushers")["pushers"]] == ["email"]
-    assert follow(server, unsubscribe)[0] == 200
+    assert follow(server, unsubscribe, "POST", b"List-Unsubscribe=One-Click")[0] == 200  # RFC 8058
     assert bob.ok("GET", "/pushers")["pushers"] == []
 
 
