@@ -48,7 +48,7 @@ from homeserver.api.client import delayed_events as delayed_events_api
 from homeserver.api.client import presence as presence_api, push_rules as push_rules_api, pushers as pushers_api
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.api.client import appservice as appservice_api, server_admin as server_admin_api
-from homeserver.api.client import spaces as spaces_api
+from homeserver.api.client import spaces as spaces_api, threepids as threepids_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics
@@ -65,10 +65,12 @@ from homeserver.services.config_reload import ConfigReloader
 from homeserver.services.delayed_events import DelayedEventService, DelayedStateCancels
 from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
+from homeserver.services.email_notifs import EmailNotifier
 from homeserver.services.e2e_keys import E2eKeysService, LocalKeys
 from homeserver.services.filters import FilterService
 from homeserver.services.history import RoomHistoryService
 from homeserver.services.key_backup import KeyBackupService
+from homeserver.services.mailer import Mailer, SmtpSettings
 from homeserver.services.notifier import Notifier
 from homeserver.services.openid import OpenIdTokens
 from homeserver.services.presence import PresenceService
@@ -88,6 +90,7 @@ from homeserver.services.search import SearchService
 from homeserver.services.spaces import SpaceService
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.sync import SyncService
+from homeserver.services.threepids import ThreepidService
 from homeserver.services.to_device import ToDeviceService, ToDeviceSource
 from homeserver.services.typing import TypingService
 from homeserver.services.user_directory import UserDirectoryService
@@ -115,6 +118,7 @@ from homeserver.storage import receipts as receipts_storage
 from homeserver.storage import search as search_storage
 from homeserver.storage import retention as retention_storage
 from homeserver.storage import server_keys as server_keys_storage
+from homeserver.storage import threepids as threepids_storage
 from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
@@ -158,6 +162,7 @@ STORAGE_DOMAINS = {
     "media": media_storage.MIGRATIONS,
     "spaces": spaces_storage.MIGRATIONS,
     "account_moderation": account_moderation_storage.MIGRATIONS,
+    "threepids": threepids_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
@@ -165,7 +170,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
                       admin_federation, metrics_api, console_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
-                      delayed_events_api, spaces_api, server_admin_api, media_client_api,
+                      delayed_events_api, spaces_api, server_admin_api, threepids_api, media_client_api,
                       media_federation_api, media_admin_api]
 MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
@@ -207,6 +212,8 @@ class HomeServer:
     typing: TypingService
     push: PushService
     pushers: PusherService
+    threepids: ThreepidService
+    email_notifs: EmailNotifier | None  # None: email.enable_notifs is false (no e-mail pushers)
     user_directory: UserDirectoryService
     spaces: SpaceService
     account_moderation: AccountModeration  # suspended and locked accounts
@@ -311,8 +318,16 @@ def build_server(config, reactor) -> HomeServer:
                        account_data=account_data, serializer=serializer,
                        read_positions=receipts_storage.ReceiptStore(db).read_positions,
                        server_name=server_name, clock=reactor)
+    # E-mail (the email section): validation links for addresses, and e-mail pushers with enable_notifs.
+    threepid_store = threepids_storage.ThreepidStore(db)
+    mailer = Mailer(SmtpSettings.from_config(config), threads) if config.email_notif_from else None
+    email_notifs = EmailNotifier(
+        mailer=mailer, config=config, room_heads=room_heads,
+        read_positions=receipts_storage.ReceiptStore(db).read_positions,
+        threepid_owner=threepid_store.owner, unsubscribe_key=signing_key.encode(), clock=reactor,
+    ) if mailer is not None and config.email_enable_notifs else None
     pushers = PusherService(store=pushers_storage.PusherStore(db), push=push, room_heads=room_heads,
-                            event_store=event_store, reactor=reactor,
+                            event_store=event_store, reactor=reactor, email=email_notifs,
                             client=PushGatewayClient(reactor=reactor, threads=threads, ip_filter=IpRangeFilter(
                                 config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy()))
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
@@ -321,6 +336,7 @@ def build_server(config, reactor) -> HomeServer:
                                            pushers.on_devices_removed])
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor,
                                        appservices=appservices)
+    threepids = ThreepidService(store=threepid_store, mailer=mailer, config=config, clock=reactor, pushers=pushers)
     receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_heads=room_heads,
                               account_data=account_data, notifier=notifier, clock=reactor, federation=outbound_edus,
                               appservices=appservice_sender)
@@ -432,6 +448,7 @@ def build_server(config, reactor) -> HomeServer:
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push, pushers=pushers,
+                    threepids=threepids, email_notifs=email_notifs,
                     user_directory=user_directory, spaces=spaces, account_moderation=account_moderation,
                     search=search, appservices=appservices,
                     appservice_sender=appservice_sender, delayed_events=delayed_events,

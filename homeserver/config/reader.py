@@ -8,6 +8,7 @@ quotes a secret.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import ipaddress
 import logging
 import os
@@ -63,6 +64,7 @@ class Reader:
         self.check_registration()
         self.check_listener_tls()
         self.check_url_preview()
+        self.check_email()
         self.warn_ignored_top_level()
         return self.values
 
@@ -475,6 +477,20 @@ class Reader:
         if self.values["url_preview_enabled"] and self.values["url_preview_ip_range_blacklist"] is None:
             raise ConfigError("url_preview_enabled: needs url_preview_ip_range_blacklist (the addresses URL "
                               "previews must never reach, e.g. your private networks)")
+
+    def check_email(self) -> None:
+        """Synapse's rules: a set email section needs a valid notif_from; requiring TLS needs enable_tls."""
+        v = self.values
+        if self.raw.get("email") and not v["email_notif_from"]:
+            raise ConfigError("email.notif_from: required when the email section is set")
+        if v["email_notif_from"] and "@" not in email.utils.parseaddr(v["email_notif_from"])[1]:
+            raise ConfigError("email.notif_from: not an e-mail address")
+        if v["email_require_transport_security"] and not v["email_enable_tls"]:
+            raise ConfigError("email.require_transport_security: needs email.enable_tls to be true")
+        if any(medium != "email" for medium in v["registrations_require_3pid"]):
+            raise ConfigError("registrations_require_3pid: only email is supported")
+        if v["registrations_require_3pid"] and not v["email_notif_from"]:
+            raise ConfigError("registrations_require_3pid: needs the email section (with notif_from)")
 
     def check_listener_tls(self) -> None:
         for i, lc in enumerate(self.values["listeners"]):

@@ -103,10 +103,10 @@ def _in_dir(name: str) -> Callable[[SampleContext], str]:
     return lambda ctx: os.path.join(ctx.config_dir, name)
 
 
-_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET = (
+_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET, _MAIL = (
     "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
     "Calls (MatrixRTC)", "Rate limiting", "Secrets and keys", "Federation", "Application services",
-    "Media store", "Message retention",
+    "Media store", "Message retention", "E-mail",
 )
 
 # -- the sub-keys of list items and mappings ------------------------------------------
@@ -306,6 +306,8 @@ KEYS: tuple[Key, ...] = (
     *_ratelimits("rc_message", _RC, [
         ("", 0.2, 10, "Events sent and profile changes, per account (and to-device sends, key uploads).")]),
     *_ratelimits("rc_registration", _RC, [("", 0.17, 3, "Registration attempts, per client IP.")]),
+    *_ratelimits("rc_3pid_validation", _RC, [
+        ("", 0.003, 5, "Validation mails asked for (the requestToken endpoints), per client IP.")]),
     *_ratelimits("rc_registration_token_validity", _RC, [
         ("", 0.1, 5, "Registration token validity checks, per client IP.")]),
     *_ratelimits("rc_login", _RC, [
@@ -486,6 +488,44 @@ KEYS: tuple[Key, ...] = (
         "refused.", sample=lambda ctx: [{"netloc": "*.internal.example.org"}], commented=True),
     Key("max_spider_size", "size", 10 * 1024 * 1024, _MEDIA,
         "The largest page or image a URL preview downloads.", sample=lambda ctx: "10M"),
+
+    Key("email.smtp_host", "str", "localhost", _MAIL,
+        "E-mail (as Synapse's email section): with this section set, e-mail addresses can\n"
+        "be added to accounts, used to register and to reset a forgotten password\n"
+        "(validation links point at public_baseurl). The SMTP server mails go through.",
+        sample=lambda ctx: "smtp.example.org", commented=True),
+    Key("email.smtp_port", "int", 25, _MAIL, "Its port.", bounds=(1, 65535),
+        sample=lambda ctx: 587, commented=True),
+    Key("email.smtp_user", "str", None, _MAIL, "The user to log in to the SMTP server as (no login when unset).",
+        sample=lambda ctx: "matrix", commented=True),
+    Key("email.smtp_pass", "str", None, _MAIL, "Its password (never logged).", secret=True,
+        sample=lambda ctx: "...", commented=True),
+    Key("email.require_transport_security", "bool", False, _MAIL,
+        "Send only over TLS (STARTTLS): no mail goes out if the server does not offer it.", commented=True),
+    Key("email.enable_tls", "bool", True, _MAIL,
+        "Use STARTTLS when the SMTP server offers it (its certificate is verified).", commented=True),
+    Key("email.notif_from", "str", None, _MAIL,
+        "The From of every mail; required when the email section is set. %(app)s is\n"
+        "replaced by app_name.", sample=lambda ctx: "Your Friendly %(app)s homeserver <noreply@example.org>",
+        commented=True),
+    Key("email.app_name", "str", "Matrix", _MAIL, "The name of the service, in mails.", commented=True),
+    Key("email.client_base_url", "str", None, _MAIL,
+        "The web client linked from notification mails (e.g. https://app.element.io).",
+        sample=lambda ctx: "https://app.element.io", commented=True),
+    Key("email.validation_token_lifetime", "duration", 60 * 60 * 1000, _MAIL,
+        "How long a link mailed to validate an address works.", attr="email_validation_token_lifetime_ms",
+        bounds=(1, None), sample=lambda ctx: "1h", commented=True),
+    Key("email.enable_notifs", "bool", False, _MAIL,
+        "Mail users who have an email pusher about messages they have not read.", commented=True),
+    Key("email.notif_for_new_users", "bool", True, _MAIL,
+        "With enable_notifs: a user registering with an e-mail address gets an email\n"
+        "pusher for it.", commented=True),
+    Key("registrations_require_3pid", "str_list", (), _MAIL,
+        "[email]: registering needs a validated e-mail address (the email section set).\n"
+        "Phone numbers (msisdn) are not supported.", sample=lambda ctx: ["email"], commented=True),
+    Key("email.notif_delay_before_mail", "duration", 10 * 60 * 1000, _MAIL,
+        "How long a notification stays unread before it is mailed.",
+        attr="email_notif_delay_before_mail_ms", sample=lambda ctx: "10m", commented=True),
 )
 
 # Sub-keys of implemented sections that Synapse knows and Hexagone does not implement yet.
@@ -493,6 +533,13 @@ SYNAPSE_SUBKEYS: dict[str, tuple[str, ...]] = {
     "presence": ("include_offline_users_on_sync", "last_active_granularity", "sync_online_timeout",
                  "idle_timeout"),
     "user_directory": ("prefer_local_users", "exclude_remote_users", "show_locked_users"),
+    "email": ("force_tls", "template_dir", "subjects", "invite_client_location", "riot_base_url",
+              "notif_template_html", "notif_template_text", "expiry_template_html", "expiry_template_text",
+              "password_reset_template_html", "password_reset_template_text", "registration_template_html",
+              "registration_template_text", "add_threepid_template_html", "add_threepid_template_text",
+              "password_reset_template_failure_html", "registration_template_failure_html",
+              "add_threepid_template_failure_html", "password_reset_template_success_html",
+              "registration_template_success_html", "add_threepid_template_success_html"),
 }
 
 # Spellings read by the parser of an implemented key: a secret's file, Synapse's older names.

@@ -27,11 +27,11 @@ def _string(body: dict, key: str) -> str:
     return body[key]
 
 
-def validate_pusher_body(body: dict) -> dict | None:
+def validate_pusher_body(body: dict, *, email: bool = False) -> dict | None:
     """The pusher to set, or None when ``kind`` is null (delete); raises InvalidPusher.
 
-    Only HTTP pushers are served: their ``data.url`` must be an http(s) URL whose path is the gateway's
-    notify path (as Synapse checks).
+    An HTTP pusher's ``data.url`` must be an http(s) URL whose path is the gateway's notify path (as
+    Synapse checks). ``email``: e-mail pushers (kind ``email``, the address as pushkey) are served too.
     """
     app_id, pushkey = _string(body, "app_id"), _string(body, "pushkey")
     if len(app_id) > MAX_APP_ID or len(pushkey.encode("utf-8")) > MAX_PUSHKEY:
@@ -41,7 +41,7 @@ def validate_pusher_body(body: dict) -> dict | None:
     if body["kind"] is None:
         return None
     kind = _string(body, "kind")
-    if kind != "http":
+    if kind != "http" and not (kind == "email" and email):
         raise InvalidPusher("M_INVALID_PARAM", f"Unsupported pusher kind {kind!r}")
     for key in REQUIRED_STRINGS:
         _string(body, key)
@@ -52,10 +52,10 @@ def validate_pusher_body(body: dict) -> dict | None:
     data = body.get("data")
     if not isinstance(data, dict):
         raise InvalidPusher("M_MISSING_PARAM" if data is None else "M_INVALID_PARAM", "'data' must be an object")
-    url = _string(data, "url")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path != NOTIFY_PATH:
-        raise InvalidPusher("M_INVALID_PARAM", f"'url' must be an http(s) URL with path {NOTIFY_PATH}")
+    if kind == "http":
+        parts = urlsplit(_string(data, "url"))
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path != NOTIFY_PATH:
+            raise InvalidPusher("M_INVALID_PARAM", f"'url' must be an http(s) URL with path {NOTIFY_PATH}")
     if "format" in data and not isinstance(data["format"], str):
         raise InvalidPusher("M_INVALID_PARAM", "'format' must be a string")
     return {"app_id": app_id, "pushkey": pushkey, "kind": kind, "app_display_name": body["app_display_name"],

@@ -42,6 +42,7 @@ class UiaSession:
     request_digest: bytes
     completed: list[str] = field(default_factory=list)
     registration_token: str | None = None
+    threepid: dict | None = None  # the address an m.login.email.identity stage proved (services/threepids.py)
 
 
 class UiaSessions:

@@ -11,6 +11,7 @@ Guarantees, per pusher:
   restart a loop resumes after it;
 - a pushkey listed in the gateway's ``rejected`` answer removes that pusher; so does removing the
   device that set it (logout, device deletion, password change with ``logout_devices``).
+E-mail pushers (kind ``email``) run their own loop on the same base (:mod:`homeserver.services.email_notifs`).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ async def _wait(d: defer.Deferred) -> None:
     await waiter
 
 
-class _PusherLoop:
-    """Sends one pusher's notifications, one at a time."""
+class PusherLoop:
+    """One pusher's loop (``_loop``, of each kind), woken by new events, stopped with its pusher."""
 
     def __init__(self, owner: "PusherService", pusher: Pusher):
         self.owner = owner
@@ -77,15 +78,28 @@ class _PusherLoop:
         self.stop()
 
     async def _loop(self) -> None:
+        raise NotImplementedError
+
+    async def next_actions(self, upto: int | None = None) -> tuple[int, list[PushAction]]:
+        """The user's push actions after the loop's position (at most BATCH), once there are events past it, up
+        to ``upto`` (default: the latest event): (the stream position read up to, the actions). Stopping: none."""
+        while upto is None and self.owner.target <= self.position and not self.stopping:
+            self._wake = defer.Deferred()
+            await self._wake
+        target = self.owner.target if upto is None else upto
+        if self.stopping:
+            return target, []
+        await self.owner.push.work.wait(target)
+        return target, await self.owner.push.actions_after(self.pusher.user_id, self.position, target, BATCH)
+
+
+class _HttpPusherLoop(PusherLoop):
+    """Sends one HTTP pusher's notifications to its gateway, one at a time."""
+
+    async def _loop(self) -> None:
         owner = self.owner
         while not self.stopping:
-            target = owner.target
-            if self.position >= target:
-                self._wake = defer.Deferred()
-                await self._wake
-                continue
-            await owner.push.work.wait(target)
-            actions = await owner.push.actions_after(self.pusher.user_id, self.position, target, BATCH)
+            target, actions = await self.next_actions()
             unread = await owner.unread(self.pusher.user_id, actions[0].stream_ordering) if actions else 0
             for action in actions:
                 if self.stopping:
@@ -132,13 +146,15 @@ class _PusherLoop:
 class PusherService:
     """The /pushers API, the room event listener waking the pusher loops, and the loops."""
 
-    def __init__(self, *, store: PusherStore, push, room_heads, event_store, client: PushGatewayClient, reactor):
+    def __init__(self, *, store: PusherStore, push, room_heads, event_store, client: PushGatewayClient, reactor,
+                 email=None):
         self._store = store
+        self._email = email  # EmailNotifier (services/email_notifs.py) when email.enable_notifs; else no email pushers
         self.positions = BatchWriter(store.set_positions)
         self.push = push
         self.target = 0  # the highest stream position the listener was told of
         self._heads = room_heads
-        self._loops: dict[tuple[str, str, str], _PusherLoop] = {}
+        self._loops: dict[tuple[str, str, str], PusherLoop] = {}
         self._event_store = event_store
         self.client, self.reactor = client, reactor
         self.sending = defer.DeferredSemaphore(MAX_IN_FLIGHT)
@@ -148,7 +164,8 @@ class PusherService:
         """Start a loop per stored pusher, each catching up from its stored position."""
         self.target = self._heads.stream.current()
         for pusher in await self._store.list_pushers():
-            self._run(pusher)
+            if pusher.kind != "email" or self._email is not None:
+                self._run(pusher)
 
     async def stop(self) -> None:
         """At shutdown: the notifications in flight answered (or given up after a second), positions stored."""
@@ -163,7 +180,8 @@ class PusherService:
         old = self._loops.pop(pusher.key, None)
         if old is not None:
             old.stop()
-        loop = self._loops[pusher.key] = _PusherLoop(self, pusher)
+        loop = self._loops[pusher.key] = (self._email.loop(self, pusher) if pusher.kind == "email"
+                                          else _HttpPusherLoop(self, pusher))
         if old is not None:  # a pusher set again: where its loop got to may not be stored yet
             loop.position = max(loop.position, old.position)
         loop.start()
@@ -189,7 +207,7 @@ class PusherService:
     async def set(self, user_id: str, device_id: str | None, body: dict, now_ms: int) -> None:
         """Spec POST /pushers/set: add, replace or (``kind: null``) delete a pusher."""
         try:
-            fields = validate_pusher_body(body)
+            fields = validate_pusher_body(body, email=self._email is not None)
         except InvalidPusher as e:
             raise MatrixError(400, e.errcode, str(e))
         if fields is None:
@@ -197,9 +215,20 @@ class PusherService:
             await self._store.delete_pusher(key)
             self._forget([key])
             return
+        if fields["kind"] == "email":
+            await self._email.check_pushkey(user_id, fields["pushkey"])
         pusher = Pusher(user_id=user_id, device_id=device_id, pushkey_ts=now_ms, position=self._heads.stream.current(),
                         **fields)
-        self._forget(await self._store.set_pusher(pusher, append=body.get("append", False)))
+        await self._add(pusher, append=body.get("append", False))
+
+    async def set_email_pusher(self, user_id: str, address: str, now_ms: int) -> None:
+        """Synapse's ``notif_for_new_users``: the e-mail pusher a new account with an address gets."""
+        await self._add(Pusher(user_id=user_id, app_id="m.email", pushkey=address, data={}, kind="email", lang="en",
+                               pushkey_ts=now_ms, app_display_name="Email Notifications",
+                               device_display_name=address, position=self._heads.stream.current()), append=True)
+
+    async def _add(self, pusher: Pusher, *, append: bool) -> None:
+        self._forget(await self._store.set_pusher(pusher, append=append))
         stored = await self._store.get_pusher(pusher.key)
         if stored is not None:
             self._run(stored)

@@ -244,6 +244,7 @@ class RateLimits:
         self.admin_redaction = bucket("rc_admin_redaction")
         self.registration = bucket("rc_registration")
         self.registration_token_validity = bucket("rc_registration_token_validity")
+        self.threepid_validation = bucket("rc_3pid_validation")
         self.login_address = bucket("rc_login_address")
         self.login_account = bucket("rc_login_account")
         self.login_failed = bucket("rc_login_failed_attempts")

@@ -435,12 +435,10 @@ def test_open_registration_without_verification_refused(cfg_dir):
     "key,value",
     [
         ("url_preview_accept_language", ["en-GB"]),
-        ("email", {"smtp_host": "mail.example.org", "notif_from": "x <x@example.org>"}),
         ("oidc_providers", [{"idp_id": "google", "issuer": "https://accounts.google.com/"}]),
         # rate limits of features Hexagone does not have yet
         ("rc_media_create", {"per_second": 1, "burst_count": 2}),
         ("rc_third_party_invite", {"per_second": 1}),
-        ("rc_3pid_validation", {"burst_count": 2}),
         ("rc_reports", {"per_second": 1}),
         # keys read by no code: reported, not silently accepted
         ("track_appservice_user_ips", True),
@@ -861,3 +859,32 @@ def test_media_storage_providers(cfg_dir):
     refused(cfg_dir, "media_storage_providers[0].module:", media_storage_providers=[{**entry, "module": "x.Y"}])
     refused(cfg_dir, "media_storage_providers[0].store_local:", media_storage_providers=[
         {**entry, "store_local": "yes"}])
+
+
+# ---------------------------------------------------------------------------
+# email (Synapse's section)
+# ---------------------------------------------------------------------------
+
+
+def test_email_section_read_with_synapse_defaults(cfg_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    c = parse(cfg_dir, email={"smtp_host": "mail.example.org", "smtp_pass": "s3cret", "notif_from": "x <x@example.org>",
+                              "notif_delay_before_mail": "2m", "force_tls": False})
+    assert (c.email_smtp_host, c.email_smtp_port, c.email_app_name) == ("mail.example.org", 25, "Matrix")
+    assert c.email_notif_delay_before_mail_ms == 120_000 and c.email_validation_token_lifetime_ms == 3_600_000
+    assert c.email_enable_tls and not c.email_require_transport_security and not c.email_enable_notifs
+    assert "s3cret" not in repr(c)
+    warnings = config_warnings(caplog)
+    assert len(warnings) == 1 and "email.force_tls" in warnings[0]
+
+
+def test_email_section_needs_notif_from_and_tls_for_transport_security(cfg_dir):
+    refused(cfg_dir, "email.notif_from", email={"smtp_host": "mail.example.org"})
+    refused(cfg_dir, "email.notif_from", email={"notif_from": "not an address"})
+    refused(cfg_dir, "email.require_transport_security",
+            email={"notif_from": "x@example.org", "require_transport_security": True, "enable_tls": False})
+    refused(cfg_dir, "registrations_require_3pid", registrations_require_3pid=["email"])
+    refused(cfg_dir, "registrations_require_3pid", registrations_require_3pid=["msisdn"],
+            email={"notif_from": "x@example.org"})
+    assert parse(cfg_dir, registrations_require_3pid=["email"],
+                 email={"notif_from": "x@example.org"}).registrations_require_3pid == ["email"]

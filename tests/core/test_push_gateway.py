@@ -35,6 +35,16 @@ def test_invalid_bodies(change, errcode):
     assert e.value.errcode == errcode
 
 
+def test_email_pushers_only_where_served():
+    body = {**BODY, "kind": "email", "pushkey": "a@example.org", "data": {"brand": "Agence"}}
+    with pytest.raises(InvalidPusher) as e:
+        validate_pusher_body(body)
+    assert e.value.errcode == "M_INVALID_PARAM"
+    assert validate_pusher_body(body, email=True)["data"] == {"brand": "Agence"}
+    with pytest.raises(InvalidPusher):
+        validate_pusher_body({**body, "data": None}, email=True)
+
+
 def test_tweaks_and_priority():
     actions = ["notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}]
     assert tweaks_of(actions) == {"sound": "default", "highlight": True}

@@ -6,9 +6,11 @@ Spec v1.19 client-server: "Account registration and management", "Login",
 
 from __future__ import annotations
 
+from homeserver.api.client.threepids import forgotten_password
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found, unknown_token
-from homeserver.http.router import AUTH_NONE, ApiRequest, Endpoint
+from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, ApiRequest, Endpoint
 from homeserver.http.site import access_token_of
+from homeserver.services.threepids import REGISTRATION
 
 APPSERVICE_LOGIN = "m.login.application_service"
 
@@ -71,9 +73,12 @@ async def post_register(hs, req: ApiRequest):
     if username is not None:
         await hs.registration.check_available(username)
     fingerprint = f"register:{username}"
-    session = await hs.auth.check_uia(body, hs.registration.flows(), fingerprint=fingerprint, requester=None,
-                                      client_ip=req.client_ip, stage_checker=hs.registration.token_stage)
+    session = await hs.auth.check_uia(body, hs.threepids.registration_flows(hs.registration.flows()),
+                                      fingerprint=fingerprint, requester=None, client_ip=req.client_ip,
+                                      stage_checker=hs.threepids.stage_checker(REGISTRATION,
+                                                                               hs.registration.token_stage))
     user_id = await hs.registration.register(username, password, registration_token=session.registration_token)
+    await hs.threepids.on_registered(user_id, session.threepid)  # m.login.email.identity: the address is the user's
     await hs.audit.record("registration", user_id, user_id, req.client_ip,
                           {"with_registration_token": session.registration_token is not None})
     result = {"user_id": user_id, "home_server": hs.config.server_name}
@@ -121,6 +126,7 @@ async def post_login(hs, req: ApiRequest):
             raise forbidden("The application service has not registered this user")
     elif body.get("type") == "m.login.password":
         hs.ratelimit.login_address.check(req.client_ip)
+        body = await hs.threepids.login_identifier(body)  # an e-mail address: its account
         user_id = await hs.auth.user_from_identifier(body)
         hs.ratelimit.login_account.check(user_id)
         try:
@@ -158,12 +164,17 @@ async def whoami(hs, req: ApiRequest):
 
 
 async def password(hs, req: ApiRequest):
-    """POST /account/password, behind user-interactive hs.auth."""
+    """POST /account/password, behind user-interactive hs.auth; without an access token, a forgotten password
+    reset through a validated e-mail address (threepids.forgotten_password)."""
     body = req.json()
     new_password = body.get("new_password")
     if not isinstance(new_password, str) or not new_password:
         raise MatrixError(400, "M_MISSING_PARAM", "Missing new_password")
     hs.auth.check_new_password(new_password)
+    if req.requester is None:
+        user_id = await forgotten_password(hs, req, body, new_password, bool(body.get("logout_devices", True)))
+        await hs.audit.record("password_change", user_id, user_id, req.client_ip, {"reset_by_email": True})
+        return {}
     await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"password:{req.user_id}",
                             requester=req.requester)
     await hs.auth.set_password(req.requester, new_password, bool(body.get("logout_devices", True)))
@@ -178,6 +189,7 @@ async def deactivate(hs, req: ApiRequest):
                             requester=req.requester)
     await hs.rooms.leave_all_rooms(req.user_id)
     await hs.auth.deactivate(req.user_id)
+    await hs.threepids.on_deactivated(req.user_id)
     await hs.audit.record("deactivate", req.user_id, req.user_id, req.client_ip)
     return {"id_server_unbind_result": "no-support"}
 
@@ -261,7 +273,7 @@ ROUTES = [
     Endpoint("POST", "/logout", logout, locked_ok=True),
     Endpoint("POST", "/logout/all", logout_all, locked_ok=True),
     Endpoint("GET", "/account/whoami", whoami),
-    Endpoint("POST", "/account/password", password),
+    Endpoint("POST", "/account/password", password, auth=AUTH_OPTIONAL),
     Endpoint("POST", "/account/deactivate", deactivate),
     Endpoint("GET", "/devices", list_devices),
     Endpoint("GET", "/devices/{deviceId}", get_device),
