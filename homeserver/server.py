@@ -38,7 +38,7 @@ from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from federation.transport import FederationTransport
 from homeserver import config as config_module
 from homeserver.api import admin as admin_api, hexagone_admin as hexagone_admin_api
-from homeserver.api import admin_federation, admin_rooms, admin_users, console as console_api
+from homeserver.api import admin_federation, admin_reports, admin_rooms, admin_users, console as console_api
 from homeserver.api import metrics as metrics_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
@@ -47,7 +47,7 @@ from homeserver.api.client import account_data as account_data_api, receipts as 
 from homeserver.api.client import delayed_events as delayed_events_api
 from homeserver.api.client import presence as presence_api, push_rules as push_rules_api, pushers as pushers_api
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
-from homeserver.api.client import appservice as appservice_api
+from homeserver.api.client import appservice as appservice_api, reporting as reporting_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics
@@ -76,6 +76,7 @@ from homeserver.services.pushers import PusherService
 from homeserver.services.ratelimit import RateLimits, RatelimitOverrides
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
+from homeserver.services.reports import ReportService
 from homeserver.services.restricted_joins import RestrictedJoins
 from homeserver.services.room_events.gate import JoinGate
 from homeserver.services.room_events.heads import RoomHeads
@@ -107,6 +108,7 @@ from homeserver.storage import presence as presence_storage
 from homeserver.storage import push as push_storage
 from homeserver.storage import pushers as pushers_storage
 from homeserver.storage import receipts as receipts_storage
+from homeserver.storage import reports as reports_storage
 from homeserver.storage import search as search_storage
 from homeserver.storage import retention as retention_storage
 from homeserver.storage import server_keys as server_keys_storage
@@ -151,12 +153,13 @@ STORAGE_DOMAINS = {
     "audit": audit_storage.MIGRATIONS,
     "admin": admin_storage.MIGRATIONS,
     "media": media_storage.MIGRATIONS,
+    "reports": reports_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
-                      admin_federation, metrics_api, console_api,
+                      admin_federation, admin_reports, metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, media_client_api,
                       media_federation_api, media_admin_api]
@@ -217,6 +220,7 @@ class HomeServer:
     admin: AdminService
     access_rules: AccessRules
     retention: RetentionService
+    reports: ReportService
     resource: MatrixResource
     media: MediaRepository
     media_pool: ThreadPool
@@ -399,6 +403,9 @@ def build_server(config, reactor) -> HomeServer:
                         blocked_by=admin_store.room_blocked_by, access_rules=access_rules)
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
+    reports = ReportService(store=reports_storage.ReportStore(db), history=history, room_heads=room_heads,
+                            accounts=accounts_store, event_store=event_store, audit=audit, clock=reactor,
+                            server_name=server_name)
 
 
     router = Router()
@@ -429,7 +436,7 @@ def build_server(config, reactor) -> HomeServer:
                                        room_heads=room_heads, appends=appends, event_store=event_store,
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor),
-                    access_rules=access_rules, retention=retention, resource=resource, media=media, media_pool=media_pool,
+                    access_rules=access_rules, retention=retention, reports=reports, resource=resource, media=media, media_pool=media_pool,
                     url_previewer=previewer)
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
         router.bind(hs, module.ROUTES)
