@@ -39,6 +39,7 @@ from federation.transport import FederationTransport
 from homeserver import config as config_module
 from homeserver.api import admin as admin_api, hexagone_admin as hexagone_admin_api
 from homeserver.api import admin_federation, admin_reports, admin_rooms, admin_users, console as console_api
+from homeserver.api import admin_server_notices
 from homeserver.api import metrics as metrics_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
@@ -84,6 +85,7 @@ from homeserver.services.room_events.local import LocalAppends
 from homeserver.services.room_events.remote import RemotePersistence
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
+from homeserver.services.server_notices import NoticesConfig, ServerNotices
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.sync import SyncService
 from homeserver.services.to_device import ToDeviceService, ToDeviceSource
@@ -112,6 +114,7 @@ from homeserver.storage import reports as reports_storage
 from homeserver.storage import search as search_storage
 from homeserver.storage import retention as retention_storage
 from homeserver.storage import server_keys as server_keys_storage
+from homeserver.storage import server_notices as server_notices_storage
 from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
@@ -154,12 +157,13 @@ STORAGE_DOMAINS = {
     "admin": admin_storage.MIGRATIONS,
     "media": media_storage.MIGRATIONS,
     "reports": reports_storage.MIGRATIONS,
+    "server_notices": server_notices_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
-                      admin_federation, admin_reports, metrics_api, console_api, reporting_api,
+                      admin_federation, admin_reports, admin_server_notices, metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, media_client_api,
                       media_federation_api, media_admin_api]
@@ -221,6 +225,7 @@ class HomeServer:
     access_rules: AccessRules
     retention: RetentionService
     reports: ReportService
+    server_notices: ServerNotices
     resource: MatrixResource
     media: MediaRepository
     media_pool: ThreadPool
@@ -406,6 +411,10 @@ def build_server(config, reactor) -> HomeServer:
     reports = ReportService(store=reports_storage.ReportStore(db), history=history, room_heads=room_heads,
                             accounts=accounts_store, event_store=event_store, audit=audit, clock=reactor,
                             server_name=server_name)
+    server_notices = ServerNotices(
+        config=NoticesConfig.of(config), server_name=server_name,
+        store=server_notices_storage.ServerNoticeStore(db), accounts=accounts_store, registration=registration,
+        profiles=profiles, rooms=rooms, room_heads=room_heads, appends=appends, account_data=account_data)
 
 
     router = Router()
@@ -436,7 +445,8 @@ def build_server(config, reactor) -> HomeServer:
                                        room_heads=room_heads, appends=appends, event_store=event_store,
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor),
-                    access_rules=access_rules, retention=retention, reports=reports, resource=resource, media=media, media_pool=media_pool,
+                    access_rules=access_rules, retention=retention, reports=reports,
+                    server_notices=server_notices, resource=resource, media=media, media_pool=media_pool,
                     url_previewer=previewer)
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
         router.bind(hs, module.ROUTES)

@@ -108,6 +108,7 @@ _SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET
     "Calls (MatrixRTC)", "Rate limiting", "Secrets and keys", "Federation", "Application services",
     "Media store", "Message retention",
 )
+_NOTICES = "Server notices"
 
 # -- the sub-keys of list items and mappings ------------------------------------------
 
@@ -231,6 +232,23 @@ KEYS: tuple[Key, ...] = (
     Key("user_directory.search_all_users", "bool", False, _DIR,
         "true: search every user this server knows; false: only users in public\n"
         "rooms or sharing a room with the searcher."),
+    Key("server_notices.system_mxid_localpart", "str", None, _NOTICES,
+        "Server notices (spec \"Server Notices\"): when set, admins send notices to\n"
+        "users (POST /_synapse/admin/v1/send_server_notice) from this system user,\n"
+        "each user's notices in one room tagged m.server_notice where they cannot\n"
+        "post. The other server_notices keys name and dress that user and room.",
+        sample=lambda ctx: "notices", commented=True),
+    Key("server_notices.system_mxid_display_name", "str", None, _NOTICES,
+        "Display name of the system user.", sample=lambda ctx: "Server Notices", commented=True),
+    Key("server_notices.system_mxid_avatar_url", "str", None, _NOTICES,
+        "Avatar (mxc:// URL) of the system user.", sample=lambda ctx: "mxc://example.org/notices", commented=True),
+    Key("server_notices.room_name", "str", "Server Notices", _NOTICES, "Name of each notices room."),
+    Key("server_notices.room_avatar_url", "str", None, _NOTICES,
+        "Avatar (mxc:// URL) of each notices room.", sample=lambda ctx: "mxc://example.org/notices", commented=True),
+    Key("server_notices.room_topic", "str", None, _NOTICES,
+        "Topic of each notices room.", sample=lambda ctx: "Messages from the administrators", commented=True),
+    Key("server_notices.auto_join", "bool", False, _NOTICES,
+        "true: users are joined to their notices room; false: invited to it."),
     Key("allow_public_rooms_without_auth", "bool", False, _DIR,
         "Let anyone, without an access token, read this server's public room list."),
     Key("allow_public_rooms_over_federation", "bool", False, _DIR,
