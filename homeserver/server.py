@@ -12,7 +12,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer, task, threads
+from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
 from federation.api import key_server as federation_key_server_api
@@ -39,7 +39,7 @@ from federation.transport import FederationTransport
 from homeserver import config as config_module
 from homeserver.api import admin as admin_api, hexagone_admin as hexagone_admin_api
 from homeserver.api import admin_federation, admin_reports, admin_rooms, admin_users, console as console_api
-from homeserver.api import admin_server_notices
+from homeserver.api import admin_background_updates, admin_server_notices
 from homeserver.api import metrics as metrics_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
@@ -59,6 +59,7 @@ from homeserver.services.admin import AdminService
 from homeserver.services.appservice_sender import AppServiceSender
 from homeserver.services.appservices import AppServices
 from homeserver.services.audit import AuditLog
+from homeserver.services.background import BackgroundJobs, ScheduledJob
 from homeserver.services.auth import AuthService
 from homeserver.services.config_reload import ConfigReloader
 from homeserver.services.delayed_events import DelayedEventService, DelayedStateCancels
@@ -163,7 +164,8 @@ STORAGE_DOMAINS = {
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
-                      admin_federation, admin_reports, admin_server_notices, metrics_api, console_api, reporting_api,
+                      admin_federation, admin_reports, admin_server_notices, admin_background_updates,
+                      metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, media_client_api,
                       media_federation_api, media_admin_api]
@@ -224,6 +226,7 @@ class HomeServer:
     admin: AdminService
     access_rules: AccessRules
     retention: RetentionService
+    background_jobs: BackgroundJobs
     reports: ReportService
     server_notices: ServerNotices
     resource: MatrixResource
@@ -446,6 +449,8 @@ def build_server(config, reactor) -> HomeServer:
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor),
                     access_rules=access_rules, retention=retention, reports=reports,
+                    background_jobs=BackgroundJobs(reactor, [*retention.scheduled_jobs(), ScheduledJob(
+                        "media_retention", RETENTION_INTERVAL_S * 1000, media.apply_retention, first_now=True)]),
                     server_notices=server_notices, resource=resource, media=media, media_pool=media_pool,
                     url_previewer=previewer)
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
@@ -588,16 +593,12 @@ def listen(hs: HomeServer) -> list:
                 logger.info("Not listening on %s:%d: %s", address, listener.port, e)
         logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
-    retention = task.LoopingCall(lambda: defer.ensureDeferred(hs.media.apply_retention()).addErrback(
-        lambda f: logger.error("media_retention failed: %s", f.getTraceback())))
-    retention.clock = hs.reactor
-    hs.reactor.callWhenRunning(retention.start, RETENTION_INTERVAL_S, now=True)
+    hs.reactor.callWhenRunning(hs.background_jobs.start)  # retention purge jobs, media retention
     hs.reactor.callWhenRunning(hs.pdu_outbox.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
     hs.reactor.callWhenRunning(hs.appservice_sender.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.pushers.start()))
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.delayed_events.start()))
-    hs.reactor.callWhenRunning(hs.retention.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
 
@@ -630,7 +631,7 @@ async def shutdown(hs: HomeServer) -> None:
         except defer.TimeoutError:
             tracker.abort_connections()
     hs.federation.sender.stop()
-    hs.retention.stop()
+    hs.background_jobs.stop()
     await hs.federation.client.close()
     await hs.appservice_sender.stop()
     await hs.pushers.stop()
