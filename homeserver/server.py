@@ -387,10 +387,12 @@ def build_server(config, reactor) -> HomeServer:
     inbound_edus = InboundEdus(
         room_servers=room_servers, event_store=event_store, typing=typing, receipts=receipts, presence=presence,
         to_device=e2ee.to_device, remote_devices=e2ee.remote_devices, rejections=rejections)
+    access_rules = AccessRules(room_heads=room_heads, server_name=server_name,
+                               internal_servers=config.room_access_rules_internal_servers, audit=audit)
     receiver = PduReceiver(room_heads=room_heads, remote=remote_events, join_gate=join_gate,
                            key_fetcher=transport.keyring, threads=threads, client=transport.client,
                            server_name=server_name, acl=room_servers.origin_allowed, rejections=rejections,
-                           edu_handlers=inbound_edus.handlers())
+                           edu_handlers=inbound_edus.handlers(), membership_policy=access_rules.check_membership)
     restricted_joins = RestrictedJoins(room_heads=room_heads, server_name=server_name)
     federation_handler = Federation(
         room_heads=room_heads, join_gate=join_gate, room_servers=room_servers, receiver=receiver,
@@ -402,8 +404,6 @@ def build_server(config, reactor) -> HomeServer:
         queries=FederationQueries(room_heads=room_heads, directory=directory, profiles=profiles,
                                   server_name=server_name, clock=reactor, acl=room_servers.origin_allowed),
         remote=remote_queries, server_name=server_name, client=transport.client, sender=transport.sender)
-    access_rules = AccessRules(room_heads=room_heads, server_name=server_name,
-                               internal_servers=config.room_access_rules_internal_servers, audit=audit)
     rooms = RoomService(room_heads=room_heads, appends=appends, join_gate=join_gate, store=event_store,
                         profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.harness import database_rows, register_admin, unique
+from tests.integration.harness import database_rows, register_admin, unique, wait_for
 
 V1, V2 = "/_synapse/admin/v1", "/_synapse/admin/v2"
 USER_FIELDS = {"name", "is_guest", "admin", "user_type", "deactivated", "erased", "shadow_banned", "displayname",
@@ -212,6 +212,13 @@ def test_block_make_room_admin_and_delete_with_purge(server, admin):
     admin.ok("POST", f"{V1}/rooms/{quote(room_id)}/make_room_admin", {"user_id": member.user_id})
     levels = member.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.power_levels")
     assert levels["users"][member.user_id] == 100
+    said = owner.send(room_id, f"findable {member.user_id} please")  # a search row, push actions for the others
+    member.ok("POST", f"/rooms/{quote(room_id)}/receipt/m.read/{quote(said)}", {})
+    related = {"event_search": "SELECT COUNT(*) FROM event_search WHERE room_id = ?",
+               "receipts": "SELECT COUNT(*) FROM receipts WHERE room_id = ?",
+               "push_actions": "SELECT COUNT(*) FROM push_actions WHERE room_id = ?"}
+    wait_for(lambda: all(database_rows(server, sql, (room_id,))[0][0] for sql in related.values()),
+             "the message indexed, its push actions and the receipt stored")
 
     delete_id = admin.ok("DELETE", f"{V2}/rooms/{quote(room_id)}", {"block": True, "purge": True})["delete_id"]
     status = admin.ok("GET", f"{V2}/rooms/delete_status/{delete_id}")
@@ -220,6 +227,8 @@ def test_block_make_room_admin_and_delete_with_purge(server, admin):
                                                                       outsider.user_id])
     assert admin.ok("GET", f"{V2}/rooms/{quote(room_id)}/delete_status")["results"][0]["delete_id"] == delete_id
     assert database_rows(server, "SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) == [(0,)]
+    assert {name: database_rows(server, sql, (room_id,))[0][0] for name, sql in related.items()} == dict.fromkeys(
+        related, 0)
     assert room_id not in owner.ok("GET", "/joined_rooms")["joined_rooms"]
     status, body = admin.request("GET", f"{V1}/rooms/{quote(room_id)}")
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
