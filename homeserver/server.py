@@ -51,7 +51,7 @@ from homeserver.api.client import search as search_api, user_directory as user_d
 from homeserver.api.client import appservice as appservice_api, reporting as reporting_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
-from homeserver.metrics import Metrics
+from homeserver.metrics import Metrics, TrafficHistory
 from homeserver.services.access_rules import AccessRules
 from homeserver.services.retention import RetentionService
 from homeserver.services.account_data import AccountDataService
@@ -220,6 +220,7 @@ class HomeServer:
     pdu_outbox: PduOutbox
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
     metrics: Metrics
+    traffic: TrafficHistory  # the console's charts
     openid: OpenIdTokens
     audit: AuditLog
     config_reload: ConfigReloader
@@ -440,7 +441,7 @@ def build_server(config, reactor) -> HomeServer:
                     appservice_sender=appservice_sender, delayed_events=delayed_events,
                     delayed_cancels=delayed_cancels, federation=transport,
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
-                    metrics=metrics,
+                    metrics=metrics, traffic=TrafficHistory(metrics, reactor),
                     openid=OpenIdTokens(store=openid_storage.OpenIdTokenStore(db), clock=reactor),
                     audit=audit, config_reload=config_reload,
                     admin=AdminService(store=admin_store, server_name=server_name, auth=auth,
@@ -593,6 +594,7 @@ def listen(hs: HomeServer) -> list:
                 logger.info("Not listening on %s:%d: %s", address, listener.port, e)
         logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
+    hs.reactor.callWhenRunning(hs.traffic.start)
     hs.reactor.callWhenRunning(hs.background_jobs.start)  # retention purge jobs, media retention
     hs.reactor.callWhenRunning(hs.pdu_outbox.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
@@ -632,6 +634,7 @@ async def shutdown(hs: HomeServer) -> None:
             tracker.abort_connections()
     hs.federation.sender.stop()
     hs.background_jobs.stop()
+    hs.traffic.stop()
     await hs.federation.client.close()
     await hs.appservice_sender.stop()
     await hs.pushers.stop()

@@ -514,6 +514,9 @@ class MediaRepository:
                          ) -> tuple[list[LocalMedia], int]:
         return await self.store.user_media(user_id, start, limit, order_by, descending)
 
+    async def usage_by_user(self, **query) -> tuple[list[tuple[str, int, int]], int]:
+        return await self.store.usage_by_user(**query)
+
     async def apply_retention(self) -> int:
         """``media_retention``: one pass of the background job (and expired ``/create`` reservations); how many
         files were deleted or dropped from the cache."""

@@ -190,6 +190,26 @@ class MediaStore:
 
         return await self.db.run("user_media", txn_fn)
 
+    async def usage_by_user(self, *, offset: int, limit: int, order_by: str, descending: bool,
+                            search_term: str | None) -> tuple[list[tuple[str, int, int]], int]:
+        """(user_id, media_count, media_length) per uploader, a page of them and how many uploaders (Synapse
+        admin API "Users' media usage statistics"); ``search_term`` is part of the user id."""
+        column = {"user_id": "user_id", "media_count": "media_count", "media_length": "media_length"}[order_by]
+        where, args = ("WHERE user_id LIKE ? ESCAPE '!'",
+                       ["%" + search_term.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"]) \
+            if search_term else ("", [])
+
+        def txn_fn(txn):
+            total = txn.select_value(f"SELECT COUNT(DISTINCT user_id) FROM local_media {where}", args, default=0)
+            rows = txn.select_all(
+                f"SELECT user_id, COUNT(*) AS media_count, COALESCE(SUM(media_length), 0) AS media_length "
+                f"FROM local_media {where} GROUP BY user_id "
+                f"ORDER BY {column} {'DESC' if descending else 'ASC'}, user_id ASC LIMIT ? OFFSET ?",
+                (*args, limit, offset))
+            return [(r[0], int(r[1]), int(r[2])) for r in rows], total  # PostgreSQL sums as numeric
+
+        return await self.db.run("media_usage_by_user", txn_fn)
+
     async def local_before(self, before_ts: int, size_gt: int = 0, keep_profiles_of: str | None = None
                            ) -> list[str]:
         """Local media last accessed (or uploaded) before ``before_ts`` and larger than ``size_gt`` bytes; with

@@ -84,3 +84,18 @@ def test_disable_stops_periodic_runs_not_start_job(server, admin):
     user = server.register()
     status, answer = user.request("GET", f"{BG}/status")
     assert (status, answer["errcode"]) == (403, "M_FORBIDDEN")
+
+
+def test_traffic_history_counts_requests_and_events(server, admin):
+    """The console's charts read /_hexagone/admin/v1/traffic: counts per interval, the last one under way."""
+    owner = server.register()
+    room_id = owner.create_room()
+    for i in range(3):
+        owner.send(room_id, f"counted {i}")
+    body = admin.ok("GET", "/_hexagone/admin/v1/traffic")
+    assert body["interval_ms"] == 10_000 and body["points"]
+    assert sum(p["requests"] for p in body["points"]) >= 5
+    assert sum(p["local_events"] for p in body["points"]) >= 3 + 5  # the messages and the room's first events
+    assert all(p["remote_events"] == p["federation_rejected"] == 0 for p in body["points"])
+    later = admin.ok("GET", f"/_hexagone/admin/v1/traffic?since={body['points'][-1]['ts']}")
+    assert 1 <= len(later["points"]) <= 2  # the interval under way (and one just sampled)
