@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.harness import database_rows, register_admin, unique, wait_for
+from tests.integration.harness import bulk_users, database_rows, register_admin, unique, wait_for
 
 V1, V2 = "/_synapse/admin/v1", "/_synapse/admin/v2"
 USER_FIELDS = {"name", "is_guest", "admin", "user_type", "deactivated", "erased", "shadow_banned", "displayname",
@@ -263,10 +263,7 @@ def test_user_list_with_ten_thousand_users(homeserver_factory):
     """Admin user list latency with 10,000 users (created straight in the database, like a migrated server)."""
     big = homeserver_factory()
     boss = register_admin(big)
-    values = ", ".join(f"('@bulk{i:05d}:test.local', 0, 0, 0, {1700000000000 + i})" for i in range(10_000))
-    database_rows(big, f"INSERT INTO users (user_id, admin, deactivated, is_guest, creation_ts) VALUES {values}")
-    profiles = ", ".join(f"('@bulk{i:05d}:test.local', 'Bulk {i}')" for i in range(10_000))
-    database_rows(big, f"INSERT INTO profiles (user_id, displayname) VALUES {profiles}")
+    bulk_users(big, 10_000)
     timings = {}
     for label, query in (("first page", "from=0&limit=100"), ("last page", "from=9900&limit=100"),
                          ("name search", "name=bulk0999&limit=100"), ("by creation_ts desc",

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.integration.harness import free_port, register_admin, unique, wait_for
+from tests.integration.harness import bulk_users, free_port, register_admin, unique, wait_for
 from tests.integration.media_client import upload
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -189,3 +189,37 @@ def test_console_files_are_static_and_contained(agencies):
     assert headers["Content-Type"] == "text/html; charset=utf-8"
     for path in ("/_hexagone/console/../admin/v1/audit", "/_hexagone/console/.env", "/_hexagone/console/x.py"):
         assert client.request("GET", path)[0] == 404, path
+
+
+def test_console_with_ten_thousand_users(homeserver_factory, browser):
+    """Figures: the console's load and its users page on a server of 10,000 accounts (printed)."""
+    big = homeserver_factory()
+    boss = register_admin(big, PASSWORD)
+    bulk_users(big, 10_000)
+    page = browser.new_page(locale="en-GB")
+    base = f"http://127.0.0.1:{big.port}/_hexagone/console/"
+    page.goto(base)
+    load_ms = json.loads(page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])"))["loadEventEnd"]
+    _sign_in(page, base, boss.user_id, PASSWORD)
+    sync_api.expect(page.locator("body[data-loaded]")).to_have_count(1)
+    timings = {}
+    for label, link, rows in (("users page, first 100 of 10,001", "Users", "#users-rows tr"),
+                              ("rooms page", "Rooms", "#rooms-rows tr"), ("media page", "Media", "#media-rows tr")):
+        start = time.monotonic()
+        page.evaluate("delete document.body.dataset.loaded")
+        page.get_by_role("link", name=link).click()
+        sync_api.expect(page.locator("body[data-loaded]")).to_have_count(1)
+        timings[label] = round((time.monotonic() - start) * 1000)
+        assert page.locator(rows).count() >= 1
+    page.get_by_role("link", name="Users").click()
+    sync_api.expect(page.locator("#users-rows tr")).to_have_count(100)
+    start = time.monotonic()
+    page.evaluate("delete document.body.dataset.loaded")
+    page.get_by_label("User ID or name contains").fill("bulk0999")
+    page.get_by_role("button", name="Search").click()
+    sync_api.expect(page.locator("body[data-loaded]")).to_have_count(1)
+    timings["user search (bulk0999*)"] = round((time.monotonic() - start) * 1000)
+    sync_api.expect(page.locator("#users-rows tr")).to_have_count(10)
+    page.close()
+    print(f"\nconsole with 10,000 users: page load {load_ms:.0f} ms; (ms) {timings}")
+    assert max(timings.values()) < 5000
