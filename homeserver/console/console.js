@@ -192,7 +192,7 @@ function svg(name, attrs, text) {
   return el;
 }
 
-// A line chart of some series of points ({ts, key: count}), drawn as inline SVG with a text summary.
+// A step chart of some series of counts per interval ({ts, key: count}), as inline SVG with a text summary.
 function chart(container, data, keys) {
   const W = 720, H = 220, L = 48, B = 28, T = 12, R = 12;
   const points = data.points;
@@ -213,7 +213,9 @@ function chart(container, data, keys) {
   root.appendChild(svg("text", { x: W - R, y: H - 8, "text-anchor": "end" }, points.length ? when(last) : ""));
   const colours = ["#000091", "#18753c", "#b34000"];
   keys.forEach((k, i) => {
-    const coords = [[first, 0], ...points.map((p) => [p.ts, p[k]])].map(([ts, v]) => x(ts).toFixed(1) + "," + y(v).toFixed(1));
+    // A step per interval: its count held from the interval's start to its end.
+    const coords = points.flatMap((p, j) => [[j ? points[j - 1].ts : first, p[k]], [p.ts, p[k]]])
+      .map(([ts, v]) => x(ts).toFixed(1) + "," + y(v).toFixed(1));
     root.appendChild(svg("polyline", { points: coords.join(" "), fill: "none", stroke: colours[i], "stroke-width": 2,
       "data-series": k }));
   });

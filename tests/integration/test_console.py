@@ -128,6 +128,8 @@ def test_admin_sees_federation_health_users_rooms_and_audit(agencies, browser, t
     reported.get_by_role("button", name=re.compile("^Dismiss the report of ")).click()
     sync_api.expect(page.locator("#event-report-rows")).to_contain_text("Nothing to show.")
 
+    wait_for(lambda: len(admin.ok("GET", "/_hexagone/admin/v1/traffic")["points"]) >= 3,
+             "three intervals of traffic to chart", deadline_s=40)
     page.get_by_role("link", name="Activity").click()
     traffic = page.locator('#chart-traffic polyline[data-series="requests"]')
     sync_api.expect(traffic).to_have_count(1)
