@@ -22,7 +22,7 @@ async def report_event(hs, req: ApiRequest):
     body = req.json()
     reason = _reason(body, required=False)
     score = body.get("score")
-    if score is not None and (not isinstance(score, int) or isinstance(score, bool)):
+    if score is not None and (not isinstance(score, int) or isinstance(score, bool) or not -2 ** 63 <= score < 2 ** 63):
         raise MatrixError(400, "M_BAD_JSON", "Param 'score' must be an integer")
     await hs.reports.report_event(req.user_id, req.client_ip, req.path_params["roomId"], req.path_params["eventId"],
                                   reason, score)
