@@ -343,6 +343,7 @@ KEYS: tuple[Key, ...] = (
     *_ratelimits("rc_presence", _RC, [("per_user", 0.1, 1, "Presence updates, per user.")]),
     *_ratelimits("rc_room_creation", _RC, [("", 0.016, 10, "Room creation, per account.")]),
     *_ratelimits("rc_user_directory", _RC, [("", 0.016, 200, "User directory searches, per account.")]),
+    *_ratelimits("rc_reports", _RC, [("", 1.0, 5, "Reports of events, rooms and users, per account.")]),
     *_ratelimits("rc_delayed_event_mgmt", _RC, [
         ("", 1.0, 5, "Listing, restarting, cancelling and sending delayed events, per account\n"
                      "(per client IP without an access token).")]),

@@ -106,3 +106,12 @@ def test_room_and_user_reports(server, admin):
     for path in (f"{V1}/event_reports", f"{V1}/room_reports", "/_hexagone/admin/v1/user_reports"):
         status, answer = carol.request("GET", path)
         assert (status, answer["errcode"]) == (403, "M_FORBIDDEN")
+
+
+def test_reports_are_rate_limited(homeserver_factory):
+    """rc_reports (Synapse's key): the spec's 429 once a reporter's burst is spent."""
+    limited = homeserver_factory(rc_reports={"per_second": 0.01, "burst_count": 2})
+    reporter, target = limited.register(), limited.register()
+    answers = [reporter.request("POST", f"/users/{quote(target.user_id)}/report", {"reason": "spam"}) for _ in range(3)]
+    assert [status for status, _ in answers] == [200, 200, 429]
+    assert answers[2][1]["errcode"] == "M_LIMIT_EXCEEDED" and answers[2][1]["retry_after_ms"] > 0

@@ -1,5 +1,5 @@
 """Reporting content (spec v1.19 client-server "Reporting content"): events, rooms (v1.13) and users (v1.14),
-to the server's admins (services/reports.py)."""
+to the server's admins (services/reports.py); ``rc_reports`` limits them per account (429 beyond)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def _reason(body: dict, required: bool) -> str | None:
 async def report_event(hs, req: ApiRequest):
     """POST /rooms/{roomId}/report/{eventId}: ``reason`` optional; ``score`` (removed in v1.18, still sent by
     older clients) kept when it is an integer, as Synapse does."""
+    hs.ratelimit.check_user(hs.ratelimit.reports, req.user_id)
     body = req.json()
     reason = _reason(body, required=False)
     score = body.get("score")
@@ -31,12 +32,14 @@ async def report_event(hs, req: ApiRequest):
 
 async def report_room(hs, req: ApiRequest):
     """POST /rooms/{roomId}/report (v1.13): ``reason`` required, may be blank."""
+    hs.ratelimit.check_user(hs.ratelimit.reports, req.user_id)
     await hs.reports.report_room(req.user_id, req.client_ip, req.path_params["roomId"], _reason(req.json(), True))
     return {}
 
 
 async def report_user(hs, req: ApiRequest):
     """POST /users/{userId}/report (v1.14): ``reason`` required, may be blank."""
+    hs.ratelimit.check_user(hs.ratelimit.reports, req.user_id)
     await hs.reports.report_user(req.user_id, req.client_ip, req.path_params["userId"], _reason(req.json(), True))
     return {}
 
