@@ -214,11 +214,13 @@ def test_block_make_room_admin_and_delete_with_purge(server, admin):
     assert levels["users"][member.user_id] == 100
     said = owner.send(room_id, f"findable {member.user_id} please")  # a search row, push actions for the others
     member.ok("POST", f"/rooms/{quote(room_id)}/receipt/m.read/{quote(said)}", {})
+    member.ok("PUT", f"/user/{quote(member.user_id)}/rooms/{quote(room_id)}/tags/u.work", {})
     related = {"event_search": "SELECT COUNT(*) FROM event_search WHERE room_id = ?",
                "receipts": "SELECT COUNT(*) FROM receipts WHERE room_id = ?",
-               "push_actions": "SELECT COUNT(*) FROM push_actions WHERE room_id = ?"}
+               "push_actions": "SELECT COUNT(*) FROM push_actions WHERE room_id = ?",
+               "account_data": "SELECT COUNT(*) FROM account_data WHERE room_id = ?"}
     wait_for(lambda: all(database_rows(server, sql, (room_id,))[0][0] for sql in related.values()),
-             "the message indexed, its push actions and the receipt stored")
+             "the message indexed, its push actions, the receipt and the tag stored")
 
     delete_id = admin.ok("DELETE", f"{V2}/rooms/{quote(room_id)}", {"block": True, "purge": True})["delete_id"]
     status = admin.ok("GET", f"{V2}/rooms/delete_status/{delete_id}")
