@@ -8,8 +8,8 @@ from __future__ import annotations
 from functools import partial
 
 from homeserver.api.admin import V1, V2, admin_route, audited, bool_arg, page_args
-from homeserver.errors import invalid_param
-from homeserver.http.router import ApiRequest
+from homeserver.errors import forbidden, invalid_param
+from homeserver.http.router import ApiRequest, Endpoint
 
 
 from homeserver.services.admin import UserFilter
@@ -119,6 +119,14 @@ async def set_override(hs, req: ApiRequest):
     return result
 
 
+async def client_whois(hs, req: ApiRequest):
+    """Spec v1.19 client-server "Server administration", GET /admin/whois/{userId}: a server admin, or the user
+    themselves (as Synapse allows), sees each device's last connection."""
+    if not req.requester.is_admin and _user(req) != req.user_id:
+        raise forbidden("You are not a server admin")
+    return await hs.admin.whois(_user(req))
+
+
 # The reads about one user: GET path -> the AdminService method answering it.
 USER_READS = {
     V2 + "/users/{userId}": "query_user",
@@ -131,6 +139,7 @@ USER_READS = {
 }
 
 ROUTES = [
+    Endpoint("GET", "/admin/whois/{userId}", client_whois),
     *(admin_route("GET", path, partial(user_info, what=what)) for path, what in USER_READS.items()),
     admin_route("GET", V2 + "/users", list_users),
     admin_route("PUT", V2 + "/users/{userId}", put_user),

@@ -96,6 +96,11 @@ def test_deactivate_with_erase_reset_password_devices_whois(server, admin):
     assert whois["user_id"] == user.user_id and user.device_id in whois["devices"]
     assert whois["devices"][user.device_id]["sessions"][0]["connections"][0]["ip"] == "127.0.0.1"
 
+    assert user.ok("GET", f"/admin/whois/{quote(user.user_id)}")["devices"] == whois["devices"]  # client API
+    assert admin.ok("GET", f"/admin/whois/{quote(user.user_id)}")["user_id"] == user.user_id
+    status, body = server.register().request("GET", f"/admin/whois/{quote(user.user_id)}")
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+
     admin.ok("POST", f"{V1}/reset_password/{quote(user.user_id)}", {"new_password": "reset pass"})
     assert user.request("GET", "/account/whoami")[0] == 401  # logged out everywhere
     again = server.login(user.user_id, "reset pass")
