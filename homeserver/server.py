@@ -451,7 +451,9 @@ def build_server(config, reactor) -> HomeServer:
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor),
                     access_rules=access_rules, retention=retention, reports=reports,
                     background_jobs=BackgroundJobs(reactor, [*retention.scheduled_jobs(), ScheduledJob(
-                        "media_retention", RETENTION_INTERVAL_S * 1000, media.apply_retention, first_now=True)]),
+                        "media_retention", RETENTION_INTERVAL_S * 1000, media.apply_retention, first_now=True)],
+                        {"push_actions": push.work, "search_index": search.work,
+                         "user_directory": user_directory.work, "delayed_event_cancels": delayed_cancels.work}),
                     server_notices=server_notices, resource=resource, media=media, media_pool=media_pool,
                     url_previewer=previewer)
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):

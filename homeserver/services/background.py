@@ -24,10 +24,19 @@ class ListenerWork:
     def __init__(self, what: str):
         self._what = what
         self._running: dict[defer.Deferred, int] = {}
+        self.started = self.failed = 0  # since start-up, for the background updates admin API's status
+
+    def pending(self) -> int:
+        return len(self._running)
+
+    def _failed(self, failure, position: int) -> None:
+        self.failed += 1
+        logger.error("%s up to %d failed: %s", self._what, position, failure.getTraceback())
 
     def start(self, coro, position: int) -> None:
+        self.started += 1
         d = defer.ensureDeferred(coro)
-        d.addErrback(lambda f: logger.error("%s up to %d failed: %s", self._what, position, f.getTraceback()))
+        d.addErrback(self._failed, position)
         if not d.called:
             self._running[d] = position
             d.addBoth(lambda _: self._running.pop(d, None))
@@ -114,9 +123,10 @@ class BackgroundJobs:
     updates; ``status`` shows the runs under way and each job's totals since start-up (kept in memory, like
     Synapse's flag). A job never runs twice at once."""
 
-    def __init__(self, clock, jobs: list[ScheduledJob]):
+    def __init__(self, clock, jobs: list[ScheduledJob], listener_work: dict[str, ListenerWork]):
         self.clock = clock
         self.jobs = jobs
+        self._listener_work = listener_work  # shown in the status only: it follows the events, never paused
         self.enabled = True
         self._by_name = {job.name: job for job in jobs}
         self._state = {job.name: _JobState() for job in jobs}
@@ -164,7 +174,8 @@ class BackgroundJobs:
 
     def status(self) -> dict:
         """GET .../background_updates/status: Synapse's ``current_updates`` (the run under way on the one
-        database, ``main``), and every job (Hexagone's ``jobs``)."""
+        database, ``main``), every job (Hexagone's ``jobs``) and the work started by new room events
+        (``listener_work``: batches under way, started and failed since start-up)."""
         now = self.clock.seconds()
         jobs, current = [], {}
         for job in self.jobs:
@@ -179,4 +190,6 @@ class BackgroundJobs:
                 current["main"] = {"name": job.name, "total_item_count": state.items,
                                    "total_duration_ms": duration,
                                    "average_items_per_ms": state.items / duration if duration else 0.0}
-        return {"enabled": self.enabled, "current_updates": current, "jobs": jobs}
+        listener_work = [{"name": name, "pending": work.pending(), "started": work.started, "failed": work.failed}
+                         for name, work in self._listener_work.items()]
+        return {"enabled": self.enabled, "current_updates": current, "jobs": jobs, "listener_work": listener_work}

@@ -96,6 +96,9 @@ def test_traffic_history_counts_requests_and_events(server, admin):
     assert body["interval_ms"] == 10_000 and body["points"]
     assert sum(p["requests"] for p in body["points"]) >= 5
     assert sum(p["local_events"] for p in body["points"]) >= 3 + 5  # the messages and the room's first events
+    work = {w["name"]: w for w in admin.ok("GET", f"{BG}/status")["listener_work"]}
+    assert set(work) == {"push_actions", "search_index", "user_directory", "delayed_event_cancels"}
+    assert work["search_index"]["started"] >= 1 and work["push_actions"]["failed"] == 0
     assert all(p["remote_events"] == p["federation_rejected"] == 0 for p in body["points"])
     later = admin.ok("GET", f"/_hexagone/admin/v1/traffic?since={body['points'][-1]['ts']}")
     assert 1 <= len(later["points"]) <= 2  # the interval under way (and one just sampled)
