@@ -105,3 +105,18 @@ def test_disabled_without_localpart(homeserver_factory):
     status, answer = boss.request("POST", f"{V1}/send_server_notice", {"user_id": boss.user_id,
                                                                           "content": notice("x")})
     assert (status, answer["errcode"]) == (400, "M_UNKNOWN")
+
+
+def test_invited_without_auto_join(homeserver_factory):
+    plain = homeserver_factory(server_notices={"system_mxid_localpart": "avis"})
+    boss, user = register_admin(plain), plain.register()
+    sent = boss.ok("POST", f"{V1}/send_server_notice", {"user_id": user.user_id, "content": notice("Bienvenue")})
+    invites = user.sync()["rooms"]["invite"]
+    (room_id,) = invites
+    inviter = [e for e in invites[room_id]["invite_state"]["events"] if e["type"] == "m.room.member"
+               and e["state_key"] == user.user_id]
+    assert inviter[0]["sender"] == "@avis:test.local"
+    user.join(room_id)
+    assert user.ok("GET", f"/user/{quote(user.user_id)}/rooms/{quote(room_id)}/tags")["tags"] == {"m.server_notice": {}}
+    assert user.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.name") == {"name": "Server Notices"}
+    assert user.ok("GET", f"/rooms/{quote(room_id)}/event/{quote(sent['event_id'])}")["content"]["body"] == "Bienvenue"
