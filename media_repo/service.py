@@ -514,7 +514,7 @@ class MediaRepository:
                          ) -> tuple[list[LocalMedia], int]:
         return await self.store.user_media(user_id, start, limit, order_by, descending)
 
-    async def usage_by_user(self, **query) -> tuple[list[tuple[str, int, int]], int]:
+    async def usage_by_user(self, **query) -> tuple[list[tuple[str, str | None, int, int]], int]:
         return await self.store.usage_by_user(**query)
 
     async def apply_retention(self) -> int:

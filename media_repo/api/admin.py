@@ -95,11 +95,9 @@ async def media_statistics(hs, req: ApiRequest):
     if order_by not in ("user_id", "displayname", "media_count", "media_length") or direction not in ("f", "b"):
         raise invalid_param("order_by must be user_id, displayname, media_count or media_length; dir f or b")
     rows, total = await hs.media.usage_by_user(offset=start, limit=limit, search_term=req.arg("search_term"),
-                                               order_by="user_id" if order_by == "displayname" else order_by,
-                                               descending=direction == "b")
-    names = {user_id: (await hs.profiles.member_content(user_id)).get("displayname") for user_id, _, _ in rows}
-    body = {"users": [{"user_id": u, "displayname": names[u], "media_count": count, "media_length": length}
-                      for u, count, length in rows], "total": total}
+                                               order_by=order_by, descending=direction == "b")
+    body = {"users": [{"user_id": u, "displayname": name, "media_count": count, "media_length": length}
+                      for u, name, count, length in rows], "total": total}
     if start + len(rows) < total:
         body["next_token"] = start + len(rows)
     return body
