@@ -150,6 +150,10 @@ def test_admin_sees_federation_health_users_rooms_and_audit(agencies, browser, t
     page.get_by_role("link", name="Fédération").click()
     sync_api.expect(page.locator(f'tr[data-destination="{down}"] .badge')).to_have_text("Injoignable")
     page.screenshot(path=str(shots / "federation-fr.png"), full_page=True)
+    page.get_by_role("link", name="Signalements").click()
+    sync_api.expect(page.get_by_role("button", name=f"Classer le signalement de {agent_id(page)}")).to_be_visible()
+    page.get_by_role("link", name="Activité").click()
+    sync_api.expect(page.locator("#chart-traffic svg")).to_have_attribute("aria-label", re.compile(r"^Requêtes : \d+"))
     page.close()
     assert errors == []
     (shots / "timings.json").write_text(json.dumps({"page_load_ms": load_ms, "sign_in_to_federation_ms": first_view_ms}))
@@ -158,6 +162,11 @@ def test_admin_sees_federation_health_users_rooms_and_audit(agencies, browser, t
             shutil.copy(shots / name, os.path.join(os.environ["HEXAGONE_SCREENSHOTS_DIR"], "console-" + name))
     print(f"\nconsole: page load {load_ms:.0f} ms, sign-in to federation table {first_view_ms:.0f} ms; "
           f"screenshots in {shots}")
+
+
+def agent_id(page) -> str:
+    """The reported user of the Reports page (the fixture's agent)."""
+    return page.locator("#user-report-rows tr td").nth(2).inner_text()
 
 
 def _token_in_session_storage_only(page) -> bool:
