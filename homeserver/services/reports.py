@@ -124,10 +124,11 @@ class ReportService:
 
     async def room_reports(self, *, before_id: int | None, limit: int, room_id: str | None,
                            user_id: str | None) -> dict:
-        """GET /_synapse/admin/v1/room_reports: newest first from report ``before_id`` (``next_batch``)."""
+        """GET /_synapse/admin/v1/room_reports: newest first from report ``before_id`` (``next_batch``); as in
+        Synapse, not the reports of rooms deleted and purged since."""
         exact = {k: v for k, v in (("room_id", room_id), ("user_id", user_id)) if v}
         reports, total = await self._store.list(ROOM, offset=0, limit=limit + 1, newest_first=True,
-                                                before_id=before_id, exact=exact)
+                                                before_id=before_id, exact=exact, known_rooms_only=True)
         body = {"room_reports": await self._with_rooms(
             reports[:limit], ("id", "received_ts", "room_id", "user_id", "reason")), "total": total}
         if len(reports) > limit:

@@ -49,10 +49,14 @@ class ReportStore:
             "content_reports", COLUMNS, [tuple(report.get(c) for c in COLUMNS)]))
 
     async def list(self, kind: str, *, offset: int, limit: int, newest_first: bool, before_id: int | None = None,
-                   exact: dict | None = None, contains: dict | None = None) -> tuple[list[dict], int]:
+                   exact: dict | None = None, contains: dict | None = None,
+                   known_rooms_only: bool = False) -> tuple[list[dict], int]:
         """A page of one kind's reports and how many match: ``exact`` columns equal, ``contains`` columns
-        containing their value, ``before_id`` an inclusive upper bound on ids (not counted in the total)."""
+        containing their value, ``before_id`` an inclusive upper bound on ids (not counted in the total);
+        with ``known_rooms_only``, not the reports of rooms since deleted and purged."""
         where, args = ["kind = ?"], [kind]
+        if known_rooms_only:
+            where.append("room_id IN (SELECT room_id FROM rooms)")
         for column, value in (exact or {}).items():
             where.append(f"{column} = ?")
             args.append(value)

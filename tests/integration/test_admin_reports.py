@@ -94,6 +94,8 @@ def test_room_and_user_reports(server, admin):
     rest = admin.ok("GET", f"{V1}/room_reports?room_id={quote(room_id)}&from={listed['next_batch']}")
     assert [r["reason"] for r in rest["room_reports"]] == ["spam"] and "next_batch" not in rest
     assert admin.ok("GET", f"{V1}/room_reports/{first['id']}")["room_id"] == room_id
+    admin.ok("DELETE", f"/_synapse/admin/v2/rooms/{quote(room_id)}", {"purge": True})
+    assert admin.ok("GET", f"{V1}/room_reports?room_id={quote(room_id)}") == {"room_reports": [], "total": 0}
 
     assert carol.request("POST", f"/users/{quote(alice.user_id)}/report", {"reason": "harasses"}) == (200, {})
     status, answer = carol.request("POST", f"/users/{quote('@ghost:test.local')}/report", {"reason": "x"})
