@@ -6,9 +6,11 @@ to what measures; served as text on a listener naming the ``metrics`` resource w
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Iterable
 
 import prometheus_client as prom
+from twisted.internet import task
 
 # Synapse's buckets for request and transaction times (seconds).
 TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -76,9 +78,11 @@ class Metrics:
             ["destination"], registry=reg)
         self.federation_rejected = Counter(
             "hexagone_federation_rejected", "reason", reg, "PDUs and EDUs refused from other servers, per reason")
+        self.totals = {"requests": 0, "local_events": 0, "remote_events": 0}  # for TrafficHistory
 
     def request_received(self, method: str, servlet: str | None) -> None:
         self.requests_received.labels(method, servlet or UNMATCHED).inc()
+        self.totals["requests"] += 1
 
     def request_done(self, method: str, servlet: str | None, code: int, seconds: float) -> None:
         self.responses.labels(method, str(code)).inc()
@@ -94,6 +98,7 @@ class Metrics:
             local = event.sender.split(":", 1)[-1] == self._server_name
             self.persisted_events.inc()
             self.persisted_events_sep.labels(event.type, "local" if local else "remote").inc()
+            self.totals["local_events" if local else "remote_events"] += 1
 
     def set_destinations(self, destinations: Iterable[dict]) -> None:
         """The federation queues as the admin service reports them (``destination``, ``queued``,
@@ -109,3 +114,40 @@ class Metrics:
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus' text format, and its content type."""
         return prom.generate_latest(self.registry), prom.CONTENT_TYPE_LATEST
+
+
+class TrafficHistory:
+    """Traffic and federation over time, for the console's charts: every ``interval_s``, how many requests
+    were received, how many local and remote room events persisted and how many PDUs and EDUs other servers
+    had refused, counted from :class:`Metrics` since the sample before. The last ``points`` samples are kept,
+    in memory (a restart starts a new history)."""
+
+    def __init__(self, metrics: Metrics, clock, interval_s: float = 10.0, points: int = 2160):
+        self._metrics = metrics
+        self._clock = clock
+        self.interval_s = interval_s
+        self._samples: deque[tuple[int, dict[str, int]]] = deque(maxlen=points + 1)
+        self._loop = task.LoopingCall(self.sample)
+        self._loop.clock = clock
+
+    def _totals(self) -> dict[str, int]:
+        return dict(self._metrics.totals, federation_rejected=sum(self._metrics.federation_rejected.snapshot()
+                                                                  .values()))
+
+    def sample(self) -> None:
+        self._samples.append((int(self._clock.seconds() * 1000), self._totals()))
+
+    def start(self) -> None:
+        self._loop.start(self.interval_s, now=True)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def history(self, since_ms: int = 0) -> dict:
+        """Each interval ending after ``since_ms`` (its end time ``ts``) with its counts, the one under way
+        last."""
+        samples = list(self._samples) + [(int(self._clock.seconds() * 1000), self._totals())]
+        points = [dict({k: now[k] - before[k] for k in now}, ts=ts)
+                  for (_, before), (ts, now) in zip(samples, samples[1:]) if ts > since_ms]
+        return {"interval_ms": int(self.interval_s * 1000), "points": points}

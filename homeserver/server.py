@@ -12,7 +12,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer, task, threads
+from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
 from federation.api import key_server as federation_key_server_api
@@ -38,7 +38,8 @@ from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from federation.transport import FederationTransport
 from homeserver import config as config_module
 from homeserver.api import admin as admin_api, hexagone_admin as hexagone_admin_api
-from homeserver.api import admin_federation, admin_rooms, admin_users, console as console_api
+from homeserver.api import admin_federation, admin_reports, admin_rooms, admin_users, console as console_api
+from homeserver.api import admin_background_updates, admin_server_notices
 from homeserver.api import metrics as metrics_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
@@ -48,10 +49,10 @@ from homeserver.api.client import delayed_events as delayed_events_api
 from homeserver.api.client import presence as presence_api, push_rules as push_rules_api, pushers as pushers_api
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.api.client import appservice as appservice_api, server_admin as server_admin_api
-from homeserver.api.client import spaces as spaces_api, threepids as threepids_api
+from homeserver.api.client import reporting as reporting_api, spaces as spaces_api, threepids as threepids_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
-from homeserver.metrics import Metrics
+from homeserver.metrics import Metrics, TrafficHistory
 from homeserver.services.account_moderation import AccountModeration
 from homeserver.services.access_rules import AccessRules
 from homeserver.services.retention import RetentionService
@@ -60,6 +61,7 @@ from homeserver.services.admin import AdminService
 from homeserver.services.appservice_sender import AppServiceSender
 from homeserver.services.appservices import AppServices
 from homeserver.services.audit import AuditLog
+from homeserver.services.background import BackgroundJobs, ScheduledJob
 from homeserver.services.auth import AuthService
 from homeserver.services.config_reload import ConfigReloader
 from homeserver.services.delayed_events import DelayedEventService, DelayedStateCancels
@@ -80,6 +82,7 @@ from homeserver.services.pushers import PusherService
 from homeserver.services.ratelimit import RateLimits, RatelimitOverrides
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
+from homeserver.services.reports import ReportService
 from homeserver.services.restricted_joins import RestrictedJoins
 from homeserver.services.room_events.gate import JoinGate
 from homeserver.services.room_events.heads import RoomHeads
@@ -88,6 +91,7 @@ from homeserver.services.room_events.remote import RemotePersistence
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.spaces import SpaceService
+from homeserver.services.server_notices import NoticesConfig, ServerNotices
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.sync import SyncService
 from homeserver.services.threepids import ThreepidService
@@ -115,10 +119,12 @@ from homeserver.storage import presence as presence_storage
 from homeserver.storage import push as push_storage
 from homeserver.storage import pushers as pushers_storage
 from homeserver.storage import receipts as receipts_storage
+from homeserver.storage import reports as reports_storage
 from homeserver.storage import search as search_storage
 from homeserver.storage import retention as retention_storage
 from homeserver.storage import server_keys as server_keys_storage
 from homeserver.storage import threepids as threepids_storage
+from homeserver.storage import server_notices as server_notices_storage
 from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
@@ -163,12 +169,15 @@ STORAGE_DOMAINS = {
     "spaces": spaces_storage.MIGRATIONS,
     "account_moderation": account_moderation_storage.MIGRATIONS,
     "threepids": threepids_storage.MIGRATIONS,
+    "reports": reports_storage.MIGRATIONS,
+    "server_notices": server_notices_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
-                      admin_federation, metrics_api, console_api,
+                      admin_federation, admin_reports, admin_server_notices, admin_background_updates,
+                      metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, spaces_api, server_admin_api, threepids_api, media_client_api,
                       media_federation_api, media_admin_api]
@@ -227,12 +236,16 @@ class HomeServer:
     pdu_outbox: PduOutbox
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
     metrics: Metrics
+    traffic: TrafficHistory  # the console's charts
     openid: OpenIdTokens
     audit: AuditLog
     config_reload: ConfigReloader
     admin: AdminService
     access_rules: AccessRules
     retention: RetentionService
+    background_jobs: BackgroundJobs
+    reports: ReportService
+    server_notices: ServerNotices
     resource: MatrixResource
     media: MediaRepository
     media_pool: ThreadPool
@@ -400,10 +413,12 @@ def build_server(config, reactor) -> HomeServer:
     inbound_edus = InboundEdus(
         room_servers=room_servers, event_store=event_store, typing=typing, receipts=receipts, presence=presence,
         to_device=e2ee.to_device, remote_devices=e2ee.remote_devices, rejections=rejections)
+    access_rules = AccessRules(room_heads=room_heads, server_name=server_name,
+                               internal_servers=config.room_access_rules_internal_servers, audit=audit)
     receiver = PduReceiver(room_heads=room_heads, remote=remote_events, join_gate=join_gate,
                            key_fetcher=transport.keyring, threads=threads, client=transport.client,
                            server_name=server_name, acl=room_servers.origin_allowed, rejections=rejections,
-                           edu_handlers=inbound_edus.handlers())
+                           edu_handlers=inbound_edus.handlers(), membership_policy=access_rules.check_membership)
     restricted_joins = RestrictedJoins(room_heads=room_heads, server_name=server_name)
     federation_handler = Federation(
         room_heads=room_heads, join_gate=join_gate, room_servers=room_servers, receiver=receiver,
@@ -415,8 +430,6 @@ def build_server(config, reactor) -> HomeServer:
         queries=FederationQueries(room_heads=room_heads, directory=directory, profiles=profiles,
                                   server_name=server_name, clock=reactor, room_servers=room_servers),
         remote=remote_queries, server_name=server_name, client=transport.client, sender=transport.sender)
-    access_rules = AccessRules(room_heads=room_heads, server_name=server_name,
-                               internal_servers=config.room_access_rules_internal_servers, audit=audit)
     rooms = RoomService(room_heads=room_heads, appends=appends, join_gate=join_gate, store=event_store,
                         profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
@@ -427,6 +440,13 @@ def build_server(config, reactor) -> HomeServer:
                           events=event_store, server_name=server_name, clock=reactor)
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
+    reports = ReportService(store=reports_storage.ReportStore(db), history=history, room_heads=room_heads,
+                            accounts=accounts_store, event_store=event_store, audit=audit, clock=reactor,
+                            server_name=server_name)
+    server_notices = ServerNotices(
+        config=NoticesConfig.of(config), server_name=server_name,
+        store=server_notices_storage.ServerNoticeStore(db), accounts=accounts_store, registration=registration,
+        profiles=profiles, rooms=rooms, room_heads=room_heads, appends=appends, account_data=account_data)
 
 
     account_moderation = AccountModeration(store=account_moderation_storage.AccountModerationStore(db),
@@ -454,7 +474,7 @@ def build_server(config, reactor) -> HomeServer:
                     appservice_sender=appservice_sender, delayed_events=delayed_events,
                     delayed_cancels=delayed_cancels, federation=transport,
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
-                    metrics=metrics,
+                    metrics=metrics, traffic=TrafficHistory(metrics, reactor),
                     openid=OpenIdTokens(store=openid_storage.OpenIdTokenStore(db), clock=reactor),
                     audit=audit, config_reload=config_reload,
                     admin=AdminService(store=admin_store, server_name=server_name, auth=auth,
@@ -463,7 +483,12 @@ def build_server(config, reactor) -> HomeServer:
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor,
                                        moderation=account_moderation),
-                    access_rules=access_rules, retention=retention, resource=resource, media=media, media_pool=media_pool,
+                    access_rules=access_rules, retention=retention, reports=reports,
+                    background_jobs=BackgroundJobs(reactor, [*retention.scheduled_jobs(), ScheduledJob(
+                        "media_retention", RETENTION_INTERVAL_S * 1000, media.apply_retention, first_now=True)],
+                        {"push_actions": push.work, "search_index": search.work,
+                         "user_directory": user_directory.work, "delayed_event_cancels": delayed_cancels.work}),
+                    server_notices=server_notices, resource=resource, media=media, media_pool=media_pool,
                     url_previewer=previewer)
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
         router.bind(hs, module.ROUTES)
@@ -605,16 +630,13 @@ def listen(hs: HomeServer) -> list:
                 logger.info("Not listening on %s:%d: %s", address, listener.port, e)
         logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
-    retention = task.LoopingCall(lambda: defer.ensureDeferred(hs.media.apply_retention()).addErrback(
-        lambda f: logger.error("media_retention failed: %s", f.getTraceback())))
-    retention.clock = hs.reactor
-    hs.reactor.callWhenRunning(retention.start, RETENTION_INTERVAL_S, now=True)
+    hs.reactor.callWhenRunning(hs.traffic.start)
+    hs.reactor.callWhenRunning(hs.background_jobs.start)  # retention purge jobs, media retention
     hs.reactor.callWhenRunning(hs.pdu_outbox.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
     hs.reactor.callWhenRunning(hs.appservice_sender.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.pushers.start()))
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.delayed_events.start()))
-    hs.reactor.callWhenRunning(hs.retention.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
 
@@ -647,7 +669,8 @@ async def shutdown(hs: HomeServer) -> None:
         except defer.TimeoutError:
             tracker.abort_connections()
     hs.federation.sender.stop()
-    hs.retention.stop()
+    hs.background_jobs.stop()
+    hs.traffic.stop()
     await hs.federation.client.close()
     await hs.appservice_sender.stop()
     await hs.pushers.stop()

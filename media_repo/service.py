@@ -514,16 +514,24 @@ class MediaRepository:
                          ) -> tuple[list[LocalMedia], int]:
         return await self.store.user_media(user_id, start, limit, order_by, descending)
 
-    async def apply_retention(self) -> None:
-        """``media_retention``: one pass of the background job (and expired ``/create`` reservations)."""
+    async def usage_by_user(self, **query) -> tuple[list[tuple[str, str | None, int, int]], int]:
+        return await self.store.usage_by_user(**query)
+
+    async def apply_retention(self) -> int:
+        """``media_retention``: one pass of the background job (and expired ``/create`` reservations); how many
+        files were deleted or dropped from the cache."""
         now = self.now()
         await self.store.delete_local(await self.store.expired_reservations(now))
+        handled = 0
         if self.settings.retention.local_media_lifetime_ms is not None:
             deleted = await self.delete_local_before(now - self.settings.retention.local_media_lifetime_ms)
             if deleted:
                 logger.info("media_retention: deleted %d local files", len(deleted))
+            handled += len(deleted)
         if self.settings.retention.remote_media_lifetime_ms is not None:
             purged = await self.purge_remote_before(now - self.settings.retention.remote_media_lifetime_ms)
             if purged:
                 logger.info("media_retention: purged %d cached remote files", purged)
+            handled += purged
+        return handled
 

@@ -190,6 +190,29 @@ class MediaStore:
 
         return await self.db.run("user_media", txn_fn)
 
+    async def usage_by_user(self, *, offset: int, limit: int, order_by: str, descending: bool,
+                            search_term: str | None) -> tuple[list[tuple[str, str | None, int, int]], int]:
+        """(user_id, displayname, media_count, media_length) per uploader, a page of them and how many uploaders
+        (Synapse admin API "Users' media usage statistics"); ``search_term`` is part of the user id or name."""
+        column = {"user_id": "m.user_id", "displayname": "p.displayname", "media_count": "media_count",
+                  "media_length": "media_length"}[order_by]
+        where, args = "", []
+        if search_term:
+            pattern = "%" + search_term.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+            where, args = "WHERE m.user_id LIKE ? ESCAPE '!' OR p.displayname LIKE ? ESCAPE '!'", [pattern, pattern]
+        source = f"local_media m LEFT JOIN profiles p ON p.user_id = m.user_id {where}"
+
+        def txn_fn(txn):
+            total = txn.select_value(f"SELECT COUNT(DISTINCT m.user_id) FROM {source}", args, default=0)
+            rows = txn.select_all(
+                f"SELECT m.user_id, p.displayname, COUNT(*) AS media_count, "
+                f"COALESCE(SUM(m.media_length), 0) AS media_length FROM {source} GROUP BY m.user_id, p.displayname "
+                f"ORDER BY {column} {'DESC' if descending else 'ASC'}, m.user_id ASC LIMIT ? OFFSET ?",
+                (*args, limit, offset))
+            return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows], total  # PostgreSQL sums as numeric
+
+        return await self.db.run("media_usage_by_user", txn_fn)
+
     async def local_before(self, before_ts: int, size_gt: int = 0, keep_profiles_of: str | None = None
                            ) -> list[str]:
         """Local media last accessed (or uploaded) before ``before_ts`` and larger than ``size_gt`` bytes; with

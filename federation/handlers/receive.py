@@ -6,6 +6,8 @@ The numbered steps follow the spec:
 5. auth against the state before the event (state resolution over its prev events;
    missing prev events come from /get_missing_events, missing state from /state_ids);
 6. auth against the current state: failing only this soft-fails the event.
+Then the server's own policy (room access rules, ``membership_policy``): a join or invite it refuses, relayed
+in a transaction, is rejected as one sent to /invite or /send_join would be.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from federation.rejections import FederationRejections
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
 from homeserver.events.builder import create_event_id_from_room_id, event_id_list
 from homeserver.events.errors import AuthError
+from homeserver.errors import MatrixError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.lru import LruCache
 from homeserver.services.room_events.gate import JoinGate
@@ -62,7 +65,7 @@ def state_answer_pdus(body: dict, state_section: str, version: RoomVersion, room
 class PduReceiver:
     def __init__(self, *, room_heads: RoomHeads, remote: RemotePersistence, join_gate: JoinGate, key_fetcher,
                  threads, client, server_name: str, rejections: FederationRejections,
-                 edu_handlers: dict[str, Callable[[str, dict], Awaitable]], acl=None):
+                 edu_handlers: dict[str, Callable[[str, dict], Awaitable]], acl=None, membership_policy=None):
         """``edu_handlers``: EDU type -> async handler(origin, content) (``federation.handlers.edus``);
         ``threads``: the worker threads that check large batches of PDUs."""
         self._heads = room_heads
@@ -74,6 +77,8 @@ class PduReceiver:
         self.server_name = server_name
         self._rejections = rejections
         self._acl = acl  # callable(origin, room_id) -> awaitable bool, or None
+        # async (room_id, sender, target, membership, origin): raises MatrixError to refuse, or None
+        self._membership_policy = membership_policy
         self.edu_handlers = edu_handlers
         self._answered: LruCache[tuple[str, str], dict] = LruCache(ANSWERED_TRANSACTIONS)  # (origin, txnId)
 
@@ -169,12 +174,22 @@ class PduReceiver:
             check_auth(version, pdu, auth_state(version, pdu, [e.pdu for e in state_events.values()]))
         except AuthError as e:
             raise PduRejected(f"state before the event forbids it: {e.reason}", "state_before")
+        await self._check_policy(origin, room_id, pdu)
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
         if soft_failed:
             self._rejections.soft_failed(origin, pdu["event_id"])
         await self._remote.persist_external(room_id, version, [ExternalEvent(
             pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
             encoded=encodings.whole.get(pdu["event_id"]))])
+
+    async def _check_policy(self, origin: str, room_id: str, pdu: dict) -> None:
+        membership = pdu.get("content", {}).get("membership")
+        if self._membership_policy is None or pdu["type"] != "m.room.member" or membership not in ("join", "invite"):
+            return
+        try:
+            await self._membership_policy(room_id, pdu["sender"], pdu["state_key"], membership, origin)
+        except MatrixError as e:
+            raise PduRejected(e.error, "access_rules") from None
 
     async def _create_pdu(self, version: RoomVersion, room_id: str) -> dict | None:
         """The room's create event (room v12 no longer lists it among auth events)."""

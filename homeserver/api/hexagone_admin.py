@@ -6,6 +6,7 @@ the audit trail.
 and reason. ``GET /_hexagone/admin/v1/audit``: security events, newest first, filtered by ``kind``, ``actor``,
 ``target``, ``origin``, ``since``/``until`` (ms), paginated by ``from`` (the ``next_token`` of the page before)
 and ``limit``. ``GET /_hexagone/admin/v1/audit/export``: the same filters, as JSON lines.
+``GET /_hexagone/admin/v1/traffic?since=``: traffic and federation counts per interval, for the console's charts.
 """
 
 from __future__ import annotations
@@ -59,7 +60,13 @@ async def audit_export(hs, req: ApiRequest):
     return RawBody("".join(lines).encode("utf-8"), b"application/x-ndjson; charset=utf-8")
 
 
+async def traffic(hs, req: ApiRequest):
+    """Requests, local and remote events and federation refusals per interval (``metrics.TrafficHistory``)."""
+    return hs.traffic.history(req.int_arg("since", 0))
+
+
 ROUTES = [
+    admin_route("GET", PREFIX + "/traffic", traffic),
     admin_route("POST", PREFIX + "/reload", reload_config),
     admin_route("GET", PREFIX + "/audit", audit),
     admin_route("GET", PREFIX + "/audit/export", audit_export),

@@ -108,6 +108,7 @@ _SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET
     "Calls (MatrixRTC)", "Rate limiting", "Secrets and keys", "Federation", "Application services",
     "Media store", "Message retention", "E-mail",
 )
+_NOTICES = "Server notices"
 
 # -- the sub-keys of list items and mappings ------------------------------------------
 
@@ -235,6 +236,23 @@ KEYS: tuple[Key, ...] = (
     Key("user_directory.search_all_users", "bool", False, _DIR,
         "true: search every user this server knows; false: only users in public\n"
         "rooms or sharing a room with the searcher."),
+    Key("server_notices.system_mxid_localpart", "str", None, _NOTICES,
+        "Server notices (spec \"Server Notices\"): when set, admins send notices to\n"
+        "users (POST /_synapse/admin/v1/send_server_notice) from this system user,\n"
+        "each user's notices in one room tagged m.server_notice where they cannot\n"
+        "post. The other server_notices keys name and dress that user and room.",
+        sample=lambda ctx: "notices", commented=True),
+    Key("server_notices.system_mxid_display_name", "str", None, _NOTICES,
+        "Display name of the system user.", sample=lambda ctx: "Server Notices", commented=True),
+    Key("server_notices.system_mxid_avatar_url", "str", None, _NOTICES,
+        "Avatar (mxc:// URL) of the system user.", sample=lambda ctx: "mxc://example.org/notices", commented=True),
+    Key("server_notices.room_name", "str", "Server Notices", _NOTICES, "Name of each notices room."),
+    Key("server_notices.room_avatar_url", "str", None, _NOTICES,
+        "Avatar (mxc:// URL) of each notices room.", sample=lambda ctx: "mxc://example.org/notices", commented=True),
+    Key("server_notices.room_topic", "str", None, _NOTICES,
+        "Topic of each notices room.", sample=lambda ctx: "Messages from the administrators", commented=True),
+    Key("server_notices.auto_join", "bool", False, _NOTICES,
+        "true: users are joined to their notices room; false: invited to it."),
     Key("allow_public_rooms_without_auth", "bool", False, _DIR,
         "Let anyone, without an access token, read this server's public room list."),
     Key("allow_public_rooms_over_federation", "bool", False, _DIR,
@@ -331,6 +349,7 @@ KEYS: tuple[Key, ...] = (
     *_ratelimits("rc_presence", _RC, [("per_user", 0.1, 1, "Presence updates, per user.")]),
     *_ratelimits("rc_room_creation", _RC, [("", 0.016, 10, "Room creation, per account.")]),
     *_ratelimits("rc_user_directory", _RC, [("", 0.016, 200, "User directory searches, per account.")]),
+    *_ratelimits("rc_reports", _RC, [("", 1.0, 5, "Reports of events, rooms and users, per account.")]),
     *_ratelimits("rc_delayed_event_mgmt", _RC, [
         ("", 1.0, 5, "Listing, restarting, cancelling and sending delayed events, per account\n"
                      "(per client IP without an access token).")]),

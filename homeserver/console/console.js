@@ -12,6 +12,42 @@ const TEXT = {
   nav_users: ["Users", "Utilisateurs"],
   nav_rooms: ["Rooms", "Salons"],
   nav_audit: ["Audit trail", "Journal d'audit"],
+  nav_media: ["Media", "Médias"],
+  nav_reports: ["Reports", "Signalements"],
+  nav_activity: ["Activity", "Activité"],
+  media_title: ["Media usage per user", "Médias par utilisateur"],
+  media_caption: ["Local uploads, largest users first", "Fichiers envoyés ici, les plus gros utilisateurs d'abord"],
+  col_files: ["Files", "Fichiers"],
+  col_size: ["Total size", "Taille totale"],
+  col_media: ["Media", "Médias"],
+  show_media: ["Show media", "Voir les médias"],
+  media_of: ["Media of ", "Médias de "],
+  quarantine: ["Quarantine", "Mettre en quarantaine"],
+  unquarantine: ["Release", "Lever la quarantaine"],
+  quarantined: ["quarantined", "en quarantaine"],
+  reports_title: ["Reports from users", "Signalements des utilisateurs"],
+  event_reports_caption: ["Reported events, newest first", "Événements signalés, les plus récents d'abord"],
+  room_reports_caption: ["Reported rooms, newest first", "Salons signalés, les plus récents d'abord"],
+  user_reports_caption: ["Reported users, newest first", "Utilisateurs signalés, les plus récents d'abord"],
+  col_reporter: ["Reported by", "Signalé par"],
+  col_sender: ["Sender of the event", "Auteur de l'événement"],
+  col_reason: ["Reason", "Motif"],
+  col_score: ["Score", "Score"],
+  col_reported_user: ["Reported user", "Utilisateur signalé"],
+  dismiss: ["Dismiss", "Classer"],
+  dismiss_label: ["Dismiss the report of ", "Classer le signalement de "],
+  activity_title: ["Traffic and federation over time", "Trafic et fédération dans le temps"],
+  activity_intro: ["Counted by this server since it started, per interval; the last interval is the one under way.",
+    "Compté par ce serveur depuis son démarrage, par intervalle ; le dernier intervalle est celui en cours."],
+  chart_traffic: ["Client and federation requests received", "Requêtes reçues (clients et fédération)"],
+  chart_federation: ["Room events: sent by local users, received from other servers; refused from other servers",
+    "Événements : envoyés par les utilisateurs locaux, reçus d'autres serveurs ; refusés à d'autres serveurs"],
+  s_requests: ["Requests", "Requêtes"],
+  s_local_events: ["Local events", "Événements locaux"],
+  s_remote_events: ["Received over federation", "Reçus par la fédération"],
+  s_federation_rejected: ["Refused", "Refusés"],
+  chart_summary: ["{series}: {total} over {minutes} min, at most {max} per {interval} s",
+    "{series} : {total} en {minutes} min, au plus {max} par {interval} s"],
   login_title: ["Sign in with your administrator account", "Connexion avec votre compte d'administration"],
   login_user: ["Matrix ID or user name", "Identifiant Matrix ou nom d'utilisateur"],
   login_password: ["Password", "Mot de passe"],
@@ -80,7 +116,8 @@ const TEXT = {
   error: ["Error: ", "Erreur : "],
   empty: ["Nothing to show.", "Rien à afficher."],
 };
-const PAGES = ["federation", "users", "rooms", "audit"];
+const PAGES = ["federation", "users", "rooms", "media", "reports", "activity", "audit"];
+const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 let lang = sessionStorage.getItem("lang") || ((navigator.language || "en").toLowerCase().startsWith("fr") ? "fr" : "en");
 let auditNext = null;
@@ -139,6 +176,69 @@ function duration(ms) {
   if (!ms) return t("none");
   const s = Math.round(ms / 1000);
   return s < 60 ? s + " s" : s < 3600 ? Math.round(s / 60) + " min" : Math.round(s / 360) / 10 + " h";
+}
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return (i ? n.toFixed(1) : n) + " " + units[i];
+}
+
+function svg(name, attrs, text) {
+  const el = document.createElementNS(SVG, name);
+  Object.entries(attrs).forEach(([k, v]) => el.setAttribute(k, v));
+  if (text != null) el.textContent = text;
+  return el;
+}
+
+// A step chart of some series of counts per interval ({ts, key: count}), as inline SVG with a text summary.
+function chart(container, data, keys) {
+  const W = 720, H = 220, L = 48, B = 28, T = 12, R = 12;
+  const points = data.points;
+  const max = Math.max(1, ...points.flatMap((p) => keys.map((k) => p[k])));
+  const first = points.length ? points[0].ts - data.interval_ms : 0, last = points.length ? points[points.length - 1].ts : 1;
+  const x = (ts) => L + (W - L - R) * (last === first ? 1 : (ts - first) / (last - first));
+  const y = (v) => H - B - (H - B - T) * v / max;
+  const summary = keys.map((k) => t("chart_summary").replace("{series}", t("s_" + k))
+    .replace("{total}", points.reduce((a, p) => a + p[k], 0)).replace("{max}", Math.max(0, ...points.map((p) => p[k])))
+    .replace("{minutes}", Math.round((last - first) / 60000)).replace("{interval}", data.interval_ms / 1000)).join("; ");
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": summary });
+  root.appendChild(svg("title", {}, summary));
+  [0, 0.5, 1].forEach((f) => {
+    root.appendChild(svg("line", { x1: L, x2: W - R, y1: y(max * f), y2: y(max * f), stroke: "#ddd" }));
+    root.appendChild(svg("text", { x: L - 6, y: y(max * f) + 4, "text-anchor": "end" }, Math.round(max * f)));
+  });
+  root.appendChild(svg("text", { x: L, y: H - 8 }, first ? when(first) : ""));
+  root.appendChild(svg("text", { x: W - R, y: H - 8, "text-anchor": "end" }, points.length ? when(last) : ""));
+  const colours = ["#000091", "#18753c", "#b34000"];
+  keys.forEach((k, i) => {
+    // A step per interval: its count held from the interval's start to its end.
+    const coords = points.flatMap((p, j) => [[j ? points[j - 1].ts : first, p[k]], [p.ts, p[k]]])
+      .map(([ts, v]) => x(ts).toFixed(1) + "," + y(v).toFixed(1));
+    root.appendChild(svg("polyline", { points: coords.join(" "), fill: "none", stroke: colours[i], "stroke-width": 2,
+      "data-series": k }));
+  });
+  const legend = document.createElement("ul");
+  legend.className = "legend";
+  keys.forEach((k, i) => {
+    const li = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "s" + i;
+    li.append(swatch, t("s_" + k));
+    legend.appendChild(li);
+  });
+  container.replaceChildren(root, legend);
+}
+
+function roomLabel(r) {
+  const both = document.createElement("span");
+  const name = document.createElement("span");
+  name.textContent = r.name || r.canonical_alias || r.room_id;
+  const id = document.createElement("small");
+  id.textContent = r.room_id;
+  both.append(name, document.createElement("br"), id);
+  return both;
 }
 
 function button(label, onClick, ariaLabel) {
@@ -202,18 +302,44 @@ const LOADERS = {
       api("GET", "/_synapse/admin/v1/rooms/" + encodeURIComponent(r.room_id) + "/state?type=im.vector.room.access_rules")
         .then((s) => (s.state[0] ? s.state[0].content.rule : null), () => null)));
     fill($("rooms-rows"), data.rooms, (row, r) => {
-      const name = document.createElement("span");
-      name.textContent = (r.name || r.canonical_alias || r.room_id);
-      const id = document.createElement("small");
-      id.textContent = r.room_id;
-      const both = document.createElement("span");
-      both.append(name, document.createElement("br"), id);
-      cell(row, both);
+      cell(row, roomLabel(r));
       cell(row, r.joined_members + " (" + r.joined_local_members + ")");
       cell(row, r.join_rules);
       cell(row, rules[data.rooms.indexOf(r)] || t("rule_none"));
       cell(row, r.encryption || t("no"));
     });
+  },
+  async media() {
+    const data = await api("GET", "/_synapse/admin/v1/statistics/users/media?limit=100&order_by=media_length&dir=b");
+    fill($("media-rows"), data.users, (row, u) => {
+      cell(row, u.user_id); cell(row, u.displayname); cell(row, u.media_count); cell(row, bytes(u.media_length));
+      cell(row, button(t("show_media"), (ev) => showMedia(ev.target, u.user_id), t("show_media") + ": " + u.user_id));
+    });
+  },
+  async reports() {
+    const [events, rooms, users] = await Promise.all([
+      api("GET", "/_synapse/admin/v1/event_reports?limit=100"), api("GET", "/_synapse/admin/v1/room_reports?limit=100"),
+      api("GET", "/_hexagone/admin/v1/user_reports?limit=100")]);
+    const dismiss = (path, what) => button(t("dismiss"), async () => { await api("DELETE", path, {}); await show("reports"); },
+      t("dismiss_label") + what);
+    fill($("event-report-rows"), events.event_reports, (row, r) => {
+      row.dataset.reportId = r.id;
+      cell(row, when(r.received_ts)); cell(row, r.user_id); cell(row, roomLabel(r)); cell(row, r.sender);
+      cell(row, r.reason); cell(row, r.score);
+      cell(row, dismiss("/_synapse/admin/v1/event_reports/" + r.id, r.event_id));
+    });
+    fill($("room-report-rows"), rooms.room_reports, (row, r) => {
+      cell(row, when(r.received_ts)); cell(row, r.user_id); cell(row, roomLabel(r)); cell(row, r.reason);
+    });
+    fill($("user-report-rows"), users.user_reports, (row, r) => {
+      cell(row, when(r.received_ts)); cell(row, r.user_id); cell(row, r.target_user_id); cell(row, r.reason);
+      cell(row, dismiss("/_hexagone/admin/v1/user_reports/" + r.id, r.target_user_id));
+    });
+  },
+  async activity() {
+    const data = await api("GET", "/_hexagone/admin/v1/traffic?since=" + (Date.now() - 3600 * 1000));
+    chart($("chart-traffic"), data, ["requests"]);
+    chart($("chart-federation"), data, ["local_events", "remote_events", "federation_rejected"]);
   },
   async audit(more) {
     const params = new URLSearchParams({ limit: "50" });
@@ -235,6 +361,31 @@ const LOADERS = {
     $("audit-more").hidden = !auditNext;
   },
 };
+
+async function showMedia(target, userId) {
+  const data = await api("GET", "/_synapse/admin/v1/users/" + encodeURIComponent(userId) + "/media?limit=100&dir=b");
+  const server = userId.slice(userId.indexOf(":") + 1);
+  const list = document.createElement("ul");
+  list.setAttribute("aria-label", t("media_of") + userId);
+  data.media.forEach((m) => {
+    const li = document.createElement("li");
+    li.dataset.mediaId = m.media_id;
+    li.append((m.upload_name || m.media_id) + " (" + (m.media_type || "?") + ", " + bytes(m.media_length || 0) + ") ");
+    if (m.quarantined_by) {
+      const mark = document.createElement("span");
+      mark.className = "quarantined";
+      mark.textContent = t("quarantined") + " ";
+      li.appendChild(mark);
+    }
+    const action = m.quarantined_by ? "unquarantine" : "quarantine";
+    li.appendChild(button(t(action), async () => {
+      await api("POST", "/_synapse/admin/v1/media/" + action + "/" + encodeURIComponent(server) + "/" + encodeURIComponent(m.media_id), {});
+      await showMedia(list, userId);
+    }, t(action) + ": " + (m.upload_name || m.media_id)));
+    list.appendChild(li);
+  });
+  target.replaceWith(list);
+}
 
 async function show(page, more) {
   status(t("loading"));
@@ -323,7 +474,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("users-form").addEventListener("submit", (ev) => { ev.preventDefault(); show("users"); });
   $("audit-form").addEventListener("submit", (ev) => { ev.preventDefault(); show("audit"); });
   $("audit-more").addEventListener("click", () => show("audit", true));
-  document.querySelectorAll("button.refresh").forEach((b) => b.addEventListener("click", () => show("federation")));
+  document.querySelectorAll("button.refresh").forEach((b) => b.addEventListener("click", () => show(b.closest("section").id)));
   window.addEventListener("hashchange", () => { route(); $("main").focus(); });
   route();
 });

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 KINDS = (
     "login", "login_failed", "logout", "registration", "password_change", "device_delete", "deactivate",
     "admin_action", "config_reload", "federation_refused", "event_rejected", "media_infected",
-    "access_rule_denied",
+    "access_rule_denied", "content_report",
 )
 _SECRET_WORDS = ("password", "token", "secret", "key", "mac", "signature", "nonce")
 MAX_DETAIL_TEXT = 500

@@ -46,7 +46,7 @@ class DelayedStateCancels:
         self._store = store
         # Rooms where a delayed state event was scheduled (since the start): events of the others cost nothing.
         self._rooms: set[str] = set()
-        self._work = ListenerWork("cancelling delayed state events")
+        self.work = ListenerWork("cancelling delayed state events")
 
     async def load(self) -> None:
         self._rooms = await self._store.rooms_with_state()
@@ -57,11 +57,11 @@ class DelayedStateCancels:
     def on_room_events(self, events) -> None:
         for ev in events:
             if ev.state_key is not None and ev.room_id in self._rooms:
-                self._work.start(self._store.cancel_state(ev.room_id, ev.type, ev.state_key, ev.sender),
+                self.work.start(self._store.cancel_state(ev.room_id, ev.type, ev.state_key, ev.sender),
                                  ev.stream_ordering)
 
     async def flush(self) -> None:
-        await self._work.wait()
+        await self.work.wait()
 
 
 class DelayedEventService:

@@ -123,6 +123,15 @@ class RoomHistoryService:
             raise not_found("Event not found")
         return ev
 
+    async def joined_visible_event(self, user_id: str, room_id: str, event_id: str) -> StoredEvent | None:
+        """The event if ``user_id`` is joined to its room and may see it (spec "Reporting content"), else None."""
+        if await self._heads.membership(room_id, user_id) != "join":
+            return None
+        try:
+            return await self._visible_event(user_id, room_id, event_id)
+        except MatrixError:
+            return None
+
     async def context(self, requester: Requester, room_id: str, event_id: str, limit: int,
                       event_filter: EventFilter) -> dict:
         """Spec GET /rooms/{roomId}/context/{eventId}."""

@@ -259,6 +259,7 @@ class RateLimits:
         self.room_creation = bucket("rc_room_creation")
         self.presence = bucket("rc_presence_per_user")
         self.user_directory = bucket("rc_user_directory")
+        self.reports = bucket("rc_reports")
         self.delayed_event_mgmt = bucket("rc_delayed_event_mgmt")
         self.federation = FederationRateLimiter(clock, config.rc_federation, federation_per_host)
         self.key_server = FederationRateLimiter(clock, config.rc_federation)  # by client IP

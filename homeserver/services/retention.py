@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable, Sequence
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 
 from homeserver.config.values import PurgeJob, RetentionConfig
 from homeserver.errors import MatrixError, not_found
 from homeserver.services.auth import random_string
+from homeserver.services.background import ScheduledJob
 from homeserver.services.room_events.heads import RoomHeads
 from homeserver.storage.events import StoredEvent
 
@@ -98,7 +99,6 @@ class RetentionService:
         self._server_name = server_name
         self._on_purged = tuple(on_purged)
         self._purges: dict[str, dict] = {}
-        self._loops: list[task.LoopingCall] = []
 
     async def oldest_visible_ts(self, room_id: str) -> int | None:
         """Events sent before this time are outside the room's retention window (None: no window)."""
@@ -115,26 +115,13 @@ class RetentionService:
         return unexpired(events, await self.oldest_visible_ts(room_id))
 
     # -- purge jobs ------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Run each purge job every ``interval``, the first after one interval (as Synapse)."""
+    def scheduled_jobs(self) -> list[ScheduledJob]:
+        """Each purge job, every ``interval``, the first after one interval (as Synapse); none when retention
+        is off. Run by :class:`~homeserver.services.background.BackgroundJobs`."""
         if not self._config.enabled:
-            return
-        for job in self._config.purge_jobs:
-            loop = task.LoopingCall(lambda job=job: defer.ensureDeferred(self._run_logged(job)))
-            loop.clock = self._clock
-            loop.start(job.interval / 1000.0, now=False)
-            self._loops.append(loop)
-
-    def stop(self) -> None:
-        for loop in self._loops:
-            if loop.running:
-                loop.stop()
-
-    async def _run_logged(self, job: PurgeJob) -> None:
-        try:
-            await self.run_job(job)
-        except Exception:
-            logger.exception("Retention purge job %s failed", job)
+            return []
+        return [ScheduledJob(f"retention_purge_{i}", job.interval, lambda job=job: self.run_job(job))
+                for i, job in enumerate(self._config.purge_jobs)]
 
     async def run_job(self, job: PurgeJob) -> int:
         """Purge the expired events of every room ``job`` covers; how many were deleted."""

@@ -114,7 +114,7 @@ class SearchService:
         self._event_store = event_store
         self._serializer = serializer
         self._sync = sync
-        self._work = ListenerWork("Indexing events for search")
+        self.work = ListenerWork("Indexing events for search")
         self._writer = BatchWriter(store.index)
 
     # -- indexing ------------------------------------------------------------------------
@@ -133,11 +133,11 @@ class SearchService:
             elif ev.type == "m.room.redaction":
                 redactions.append(ev)
         if rows or redactions:
-            self._work.start(self._index(rows, redactions), max(e.stream_ordering for e in events))
+            self.work.start(self._index(rows, redactions), max(e.stream_ordering for e in events))
 
     async def flush(self) -> None:
         """Finish indexing what was persisted (at shutdown)."""
-        await self._work.wait()
+        await self.work.wait()
 
     async def _index(self, rows: list, redactions: list[StoredEvent]) -> None:
         await self._writer.write(rows)
@@ -164,7 +164,7 @@ class SearchService:
         return {"search_categories": {"room_events": await self._room_events_search(requester, criteria, batch)}}
 
     async def _room_events_search(self, requester, c: RoomEventsCriteria, batch: dict) -> dict:
-        await self._work.wait()  # what was sent before the search is found by it
+        await self.work.wait()  # what was sent before the search is found by it
         user_id = requester.user_id
         rooms = [r for r, (m, _, _) in (await self._event_store.rooms_for_user(user_id)).items()
                  if m == "join" and c.filter.allows_room(r) and batch["room"] in (None, r)]

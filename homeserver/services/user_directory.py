@@ -43,7 +43,7 @@ class UserDirectoryService:
         self._heads = room_heads
         self.enabled = enabled
         self.search_all_users = search_all_users
-        self._work = ListenerWork("Updating the user directory")
+        self.work = ListenerWork("Updating the user directory")
 
     # -- keeping the directory -------------------------------------------------------
     def on_room_events(self, events) -> None:
@@ -51,11 +51,11 @@ class UserDirectoryService:
         relevant = [e for e in events if not e.outlier and e.state_key is not None and e.type in (
             "m.room.member", "m.room.join_rules", "m.room.history_visibility")]
         if relevant:
-            self._work.start(self._update(relevant), max(e.stream_ordering for e in relevant))
+            self.work.start(self._update(relevant), max(e.stream_ordering for e in relevant))
 
     async def flush(self) -> None:
         """Finish the updates from what was persisted (at shutdown)."""
-        await self._work.wait()
+        await self.work.wait()
 
     async def _update(self, events) -> None:
         for ev in events:
@@ -81,7 +81,7 @@ class UserDirectoryService:
         term_words = words_of(term)
         if not self.enabled or not term_words:
             return {"limited": False, "results": []}
-        await self._work.wait()  # a search sees every update committed before it
+        await self.work.wait()  # a search sees every update committed before it
         cap = max(limit, 1) * CANDIDATES_PER_RESULT
         rows = await self._store.candidates(searcher, term_words, all_local=self.search_all_users, limit=cap)
         found = sorted((r for r in rows if matches(term_words, r[0], r[1])), key=lambda r: rank_key(term, r[0], r[1]))

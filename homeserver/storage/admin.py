@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from homeserver.storage.accounts import token_hash
+from homeserver.storage.search import FTS_TABLE
 
 MIGRATIONS = [
     """
@@ -55,6 +56,8 @@ _USER_FROM = "FROM users u LEFT JOIN profiles p ON p.user_id = u.user_id"
 
 # Purged with a room: (table, column holding the room id).
 _ROOM_TABLES = (
+    ("event_search", "room_id"), ("receipts", "room_id"), ("user_directory_public_rooms", "room_id"),
+    ("server_notice_rooms", "room_id"),
     ("event_txn_ids", "room_id"), ("forward_extremities", "room_id"), ("current_state", "room_id"),
     ("rejections", "room_id"), ("room_forgotten", "room_id"), ("partial_joins", "room_id"),
     ("pending_redactions", "room_id"), ("room_aliases", "room_id"), ("events", "room_id"), ("rooms", "room_id"),
@@ -227,8 +230,17 @@ class AdminStore:
         return [r[0] for r in rows]
 
     async def purge_room(self, room_id: str) -> None:
-        """Delete the room's events, state and aliases in one transaction."""
+        """Delete the room's events, state and aliases in one transaction, with what other domains keep about
+        them: search index, receipts, push actions and per-room account data (both found through the room's
+        members, their key's lead), a server notices room's entry."""
         def txn_fn(txn):
+            if txn.engine_name == "sqlite" and txn.select_value(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name = ?", (FTS_TABLE,)):
+                txn.execute(f"DELETE FROM {FTS_TABLE} WHERE rowid IN "
+                            "(SELECT stream_ordering FROM event_search WHERE room_id = ?)", (room_id,))
+            for table in ("push_actions", "account_data"):  # the room's tags and other per-room account data
+                txn.execute(f"DELETE FROM {table} WHERE user_id IN (SELECT state_key FROM current_state "
+                            "WHERE room_id = ? AND type = 'm.room.member') AND room_id = ?", (room_id, room_id))
             txn.execute("DELETE FROM state_group_entries WHERE state_group IN "
                         "(SELECT id FROM state_groups WHERE room_id = ?)", (room_id,))
             txn.execute("DELETE FROM state_groups WHERE room_id = ?", (room_id,))

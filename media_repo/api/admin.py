@@ -86,6 +86,23 @@ async def user_media(hs, req: ApiRequest):
     return body
 
 
+async def media_statistics(hs, req: ApiRequest):
+    """GET /statistics/users/media?from=&limit=&order_by=&dir=&search_term=: uploads and bytes per local user,
+    largest first by default (Synapse's ``docs/admin_api/statistics.md``; no from_ts/until_ts)."""
+    _require_admin(req)
+    start, limit = req.int_arg("from", 0, minimum=0), req.int_arg("limit", 100, minimum=0)
+    order_by, direction = req.arg("order_by", "media_length"), req.arg("dir", "b")
+    if order_by not in ("user_id", "displayname", "media_count", "media_length") or direction not in ("f", "b"):
+        raise invalid_param("order_by must be user_id, displayname, media_count or media_length; dir f or b")
+    rows, total = await hs.media.usage_by_user(offset=start, limit=limit, search_term=req.arg("search_term"),
+                                               order_by=order_by, descending=direction == "b")
+    body = {"users": [{"user_id": u, "displayname": name, "media_count": count, "media_length": length}
+                      for u, name, count, length in rows], "total": total}
+    if start + len(rows) < total:
+        body["next_token"] = start + len(rows)
+    return body
+
+
 async def delete_user_media(hs, req: ApiRequest):
     """DELETE /users/{userId}/media: every upload of a user."""
     _require_admin(req)
@@ -110,5 +127,6 @@ _TABLE = (
     ("POST", "/media/delete", delete_media_before), ("POST", "/media/{serverName}/delete", delete_media_before),
     ("GET", "/users/{userId}/media", user_media), ("DELETE", "/users/{userId}/media", delete_user_media),
     ("POST", "/purge_media_cache", purge_media_cache),
+    ("GET", "/statistics/users/media", media_statistics),
 )
 ROUTES = [Endpoint(method, PREFIX + path, handler, prefixes=NO_PREFIX) for method, path, handler in _TABLE]

@@ -439,7 +439,6 @@ def test_open_registration_without_verification_refused(cfg_dir):
         # rate limits of features Hexagone does not have yet
         ("rc_media_create", {"per_second": 1, "burst_count": 2}),
         ("rc_third_party_invite", {"per_second": 1}),
-        ("rc_reports", {"per_second": 1}),
         # keys read by no code: reported, not silently accepted
         ("track_appservice_user_ips", True),
         ("form_secret", "form"),

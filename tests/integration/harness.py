@@ -155,6 +155,15 @@ def database_rows(server: "ServerProcess", sql: str, args: tuple = ()) -> list[t
         return cursor.fetchall() if cursor.description else []
 
 
+def bulk_users(server: "ServerProcess", count: int, prefix: str = "bulk") -> None:
+    """``count`` accounts with profiles, written straight into the database (like a migrated server's)."""
+    name = server.config["server_name"]
+    values = ", ".join(f"('@{prefix}{i:05d}:{name}', 0, 0, 0, {1700000000000 + i})" for i in range(count))
+    database_rows(server, f"INSERT INTO users (user_id, admin, deactivated, is_guest, creation_ts) VALUES {values}")
+    profiles = ", ".join(f"('@{prefix}{i:05d}:{name}', '{prefix.title()} {i}')" for i in range(count))
+    database_rows(server, f"INSERT INTO profiles (user_id, displayname) VALUES {profiles}")
+
+
 def _unthrottle(section: Any) -> Any:
     if isinstance(section, dict):
         if "per_second" in section or "burst_count" in section:

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.harness import database_rows, register_admin, unique
+from tests.integration.harness import bulk_users, database_rows, register_admin, unique, wait_for
 
 V1, V2 = "/_synapse/admin/v1", "/_synapse/admin/v2"
 USER_FIELDS = {"name", "is_guest", "admin", "user_type", "deactivated", "erased", "shadow_banned", "displayname",
@@ -95,6 +95,11 @@ def test_deactivate_with_erase_reset_password_devices_whois(server, admin):
     whois = admin.ok("GET", f"{V1}/whois/{quote(user.user_id)}")
     assert whois["user_id"] == user.user_id and user.device_id in whois["devices"]
     assert whois["devices"][user.device_id]["sessions"][0]["connections"][0]["ip"] == "127.0.0.1"
+
+    assert user.ok("GET", f"/admin/whois/{quote(user.user_id)}")["devices"] == whois["devices"]  # client API
+    assert admin.ok("GET", f"/admin/whois/{quote(user.user_id)}")["user_id"] == user.user_id
+    status, body = server.register().request("GET", f"/admin/whois/{quote(user.user_id)}")
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 
     admin.ok("POST", f"{V1}/reset_password/{quote(user.user_id)}", {"new_password": "reset pass"})
     assert user.request("GET", "/account/whoami")[0] == 401  # logged out everywhere
@@ -212,6 +217,15 @@ def test_block_make_room_admin_and_delete_with_purge(server, admin):
     admin.ok("POST", f"{V1}/rooms/{quote(room_id)}/make_room_admin", {"user_id": member.user_id})
     levels = member.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.power_levels")
     assert levels["users"][member.user_id] == 100
+    said = owner.send(room_id, f"findable {member.user_id} please")  # a search row, push actions for the others
+    member.ok("POST", f"/rooms/{quote(room_id)}/receipt/m.read/{quote(said)}", {})
+    member.ok("PUT", f"/user/{quote(member.user_id)}/rooms/{quote(room_id)}/tags/u.work", {})
+    related = {"event_search": "SELECT COUNT(*) FROM event_search WHERE room_id = ?",
+               "receipts": "SELECT COUNT(*) FROM receipts WHERE room_id = ?",
+               "push_actions": "SELECT COUNT(*) FROM push_actions WHERE room_id = ?",
+               "account_data": "SELECT COUNT(*) FROM account_data WHERE room_id = ?"}
+    wait_for(lambda: all(database_rows(server, sql, (room_id,))[0][0] for sql in related.values()),
+             "the message indexed, its push actions, the receipt and the tag stored")
 
     delete_id = admin.ok("DELETE", f"{V2}/rooms/{quote(room_id)}", {"block": True, "purge": True})["delete_id"]
     status = admin.ok("GET", f"{V2}/rooms/delete_status/{delete_id}")
@@ -220,6 +234,8 @@ def test_block_make_room_admin_and_delete_with_purge(server, admin):
                                                                       outsider.user_id])
     assert admin.ok("GET", f"{V2}/rooms/{quote(room_id)}/delete_status")["results"][0]["delete_id"] == delete_id
     assert database_rows(server, "SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)) == [(0,)]
+    assert {name: database_rows(server, sql, (room_id,))[0][0] for name, sql in related.items()} == dict.fromkeys(
+        related, 0)
     assert room_id not in owner.ok("GET", "/joined_rooms")["joined_rooms"]
     status, body = admin.request("GET", f"{V1}/rooms/{quote(room_id)}")
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
@@ -254,10 +270,7 @@ def test_user_list_with_ten_thousand_users(homeserver_factory):
     """Admin user list latency with 10,000 users (created straight in the database, like a migrated server)."""
     big = homeserver_factory()
     boss = register_admin(big)
-    values = ", ".join(f"('@bulk{i:05d}:test.local', 0, 0, 0, {1700000000000 + i})" for i in range(10_000))
-    database_rows(big, f"INSERT INTO users (user_id, admin, deactivated, is_guest, creation_ts) VALUES {values}")
-    profiles = ", ".join(f"('@bulk{i:05d}:test.local', 'Bulk {i}')" for i in range(10_000))
-    database_rows(big, f"INSERT INTO profiles (user_id, displayname) VALUES {profiles}")
+    bulk_users(big, 10_000)
     timings = {}
     for label, query in (("first page", "from=0&limit=100"), ("last page", "from=9900&limit=100"),
                          ("name search", "name=bulk0999&limit=100"), ("by creation_ts desc",

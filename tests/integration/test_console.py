@@ -1,8 +1,9 @@
 """The web console (``/_hexagone/console/``) in a real headless Chromium (Debian's ``chromium``, driven by
 Playwright without any browser download): an admin signs in with their Matrix account, sees a federated peer
 that is up and a listed one that is down, the users and their devices, the rooms and their access rules, and
-the audit trail filtered to a federation refusal; a non-admin is turned away. Screenshots are kept under the
-test's tmp dir; the page load time is measured and printed."""
+the audit trail filtered to a federation refusal, media usage per user with quarantine and release, the users'
+reports with one dismissed, and the charts of traffic and federation over time; a non-admin is turned away.
+Screenshots are kept under the test's tmp dir; the page load time is measured and printed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import time
 
 import pytest
 
-from tests.integration.harness import free_port, register_admin, unique, wait_for
+from tests.integration.harness import bulk_users, free_port, register_admin, unique, wait_for
+from tests.integration.media_client import upload
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,8 +32,17 @@ def agencies(fed):
     down = f"localhost:{free_port()}"  # listed, but nothing listens there
     a = fed(federation_domain_whitelist=[b.name, down])
     admin = register_admin(a.process, PASSWORD)
-    admin.ok("POST", "/createRoom", {"name": "Cellule de crise", "initial_state": [
-        {"type": "im.vector.room.access_rules", "state_key": "", "content": {"rule": "restricted"}}]})
+    crisis = admin.ok("POST", "/createRoom", {"name": "Cellule de crise", "initial_state": [
+        {"type": "im.vector.room.access_rules", "state_key": "", "content": {"rule": "restricted"}}]})["room_id"]
+    agent = a.process.register()
+    admin.ok("POST", f"/rooms/{crisis}/invite", {"user_id": agent.user_id})
+    agent.join(crisis)
+    spam = agent.send(crisis, "Achetez maintenant !")
+    admin.ok("POST", f"/rooms/{crisis}/report/{spam}", {"reason": "Publicité", "score": -80})
+    admin.ok("POST", f"/users/{agent.user_id}/report", {"reason": "Envoie de la publicité"})
+    for name, size, kind in (("plan.pdf", 300_000, "application/pdf"), ("photo.png", 40_000, "image/png")):
+        status, _ = upload(a.process.base_url, admin.token, b"x" * size, filename=name, content_type=kind)
+        assert status == 200
     for peer in (b.name, down):
         admin.ok("PUT", f"/sendToDevice/m.test/{unique()}", {"messages": {f"@agent:{peer}": {"*": {"n": 1}}}})
     status, _ = a.signed("PUT", f"/_matrix/federation/v1/send/{unique('txn')}", origin=STRANGER, key=b.signing_key,
@@ -98,6 +109,34 @@ def test_admin_sees_federation_health_users_rooms_and_audit(agencies, browser, t
     sync_api.expect(room_row).to_contain_text("restricted")
     page.screenshot(path=str(shots / "rooms.png"), full_page=True)
 
+    page.get_by_role("link", name="Media").click()
+    media_row = page.locator("#media-rows tr", has_text=admin.user_id)
+    sync_api.expect(media_row).to_contain_text("332.0 KiB")
+    media_row.get_by_role("button", name=f"Show media: {admin.user_id}").click()
+    files = page.get_by_role("list", name=f"Media of {admin.user_id}")
+    files.get_by_role("button", name="Quarantine: plan.pdf").click()
+    sync_api.expect(files.locator("li", has_text="plan.pdf")).to_contain_text("quarantined")
+    page.screenshot(path=str(shots / "media.png"), full_page=True)
+    files.get_by_role("button", name="Release: plan.pdf").click()
+    sync_api.expect(files.get_by_role("button", name="Quarantine: plan.pdf")).to_be_visible()
+
+    page.get_by_role("link", name="Reports").click()
+    reported = page.locator("#event-report-rows tr", has_text="Publicité")
+    sync_api.expect(reported).to_contain_text("Cellule de crise")
+    sync_api.expect(page.locator("#user-report-rows")).to_contain_text("Envoie de la publicité")
+    page.screenshot(path=str(shots / "reports.png"), full_page=True)
+    reported.get_by_role("button", name=re.compile("^Dismiss the report of ")).click()
+    sync_api.expect(page.locator("#event-report-rows")).to_contain_text("Nothing to show.")
+
+    wait_for(lambda: len(admin.ok("GET", "/_hexagone/admin/v1/traffic")["points"]) >= 3,
+             "three intervals of traffic to chart", deadline_s=40)
+    page.get_by_role("link", name="Activity").click()
+    traffic = page.locator('#chart-traffic polyline[data-series="requests"]')
+    sync_api.expect(traffic).to_have_count(1)
+    sync_api.expect(page.locator("#chart-traffic svg")).to_have_attribute("aria-label", re.compile(r"^Requests: [1-9]"))
+    sync_api.expect(page.locator('#chart-federation polyline[data-series="local_events"]')).to_have_count(1)
+    page.screenshot(path=str(shots / "activity.png"), full_page=True)
+
     page.get_by_role("link", name="Audit trail").click()
     page.get_by_label("Kind").select_option("federation_refused")
     page.get_by_role("button", name="Filter").click()
@@ -111,14 +150,23 @@ def test_admin_sees_federation_health_users_rooms_and_audit(agencies, browser, t
     page.get_by_role("link", name="Fédération").click()
     sync_api.expect(page.locator(f'tr[data-destination="{down}"] .badge')).to_have_text("Injoignable")
     page.screenshot(path=str(shots / "federation-fr.png"), full_page=True)
+    page.get_by_role("link", name="Signalements").click()
+    sync_api.expect(page.get_by_role("button", name=f"Classer le signalement de {agent_id(page)}")).to_be_visible()
+    page.get_by_role("link", name="Activité").click()
+    sync_api.expect(page.locator("#chart-traffic svg")).to_have_attribute("aria-label", re.compile(r"^Requêtes : \d+"))
     page.close()
     assert errors == []
     (shots / "timings.json").write_text(json.dumps({"page_load_ms": load_ms, "sign_in_to_federation_ms": first_view_ms}))
     if os.environ.get("HEXAGONE_SCREENSHOTS_DIR"):  # docs/screenshots, to refresh the README's pictures
-        for name in ("federation.png", "audit.png"):
+        for name in ("federation.png", "audit.png", "media.png", "reports.png", "activity.png"):
             shutil.copy(shots / name, os.path.join(os.environ["HEXAGONE_SCREENSHOTS_DIR"], "console-" + name))
     print(f"\nconsole: page load {load_ms:.0f} ms, sign-in to federation table {first_view_ms:.0f} ms; "
           f"screenshots in {shots}")
+
+
+def agent_id(page) -> str:
+    """The reported user of the Reports page (the fixture's agent)."""
+    return page.locator("#user-report-rows tr td").nth(2).inner_text()
 
 
 def _token_in_session_storage_only(page) -> bool:
@@ -152,3 +200,37 @@ def test_console_files_are_static_and_contained(agencies):
     assert headers["Content-Type"] == "text/html; charset=utf-8"
     for path in ("/_hexagone/console/../admin/v1/audit", "/_hexagone/console/.env", "/_hexagone/console/x.py"):
         assert client.request("GET", path)[0] == 404, path
+
+
+def test_console_with_ten_thousand_users(homeserver_factory, browser):
+    """Figures: the console's load and its users page on a server of 10,000 accounts (printed)."""
+    big = homeserver_factory()
+    boss = register_admin(big, PASSWORD)
+    bulk_users(big, 10_000)
+    page = browser.new_page(locale="en-GB")
+    base = f"http://127.0.0.1:{big.port}/_hexagone/console/"
+    page.goto(base)
+    load_ms = json.loads(page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])"))["loadEventEnd"]
+    _sign_in(page, base, boss.user_id, PASSWORD)
+    sync_api.expect(page.locator("body[data-loaded]")).to_have_count(1)
+    timings = {}
+    for label, link, rows in (("users page, first 100 of 10,001", "Users", "#users-rows tr"),
+                              ("rooms page", "Rooms", "#rooms-rows tr"), ("media page", "Media", "#media-rows tr")):
+        start = time.monotonic()
+        page.evaluate("delete document.body.dataset.loaded")
+        page.get_by_role("link", name=link).click()
+        sync_api.expect(page.locator("body[data-loaded]")).to_have_count(1)
+        timings[label] = round((time.monotonic() - start) * 1000)
+        assert page.locator(rows).count() >= 1
+    page.get_by_role("link", name="Users").click()
+    sync_api.expect(page.locator("#users-rows tr")).to_have_count(100)
+    start = time.monotonic()
+    page.evaluate("delete document.body.dataset.loaded")
+    page.get_by_label("User ID or name contains").fill("bulk0999")
+    page.get_by_role("button", name="Search").click()
+    sync_api.expect(page.locator("body[data-loaded]")).to_have_count(1)
+    timings["user search (bulk0999*)"] = round((time.monotonic() - start) * 1000)
+    sync_api.expect(page.locator("#users-rows tr")).to_have_count(10)
+    page.close()
+    print(f"\nconsole with 10,000 users: page load {load_ms:.0f} ms; (ms) {timings}")
+    assert max(timings.values()) < 5000

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.harness import register_admin, unique
+from tests.integration.harness import register_admin, unique, wait_for
 
 RULES = "im.vector.room.access_rules"
 
@@ -69,3 +69,22 @@ def test_rooms_of_a_server_without_the_setting_are_not_affected(servers):
     owner, visitor = external.process.register(), external.process.register()
     room_id, alias = restricted_room(owner)
     assert visitor.join(alias) == room_id
+
+
+def test_an_invite_relayed_in_a_transaction_is_held_to_the_rules(servers):
+    """An internal server (without the setting) invites an outsider into home's restricted room: the invite
+    reaches home in a /send transaction, which rejects it as it would a direct /invite."""
+    home, internal, external = servers
+    admin = register_admin(home.process)
+    owner, colleague, outsider = home.process.register(), internal.process.register(), external.process.register()
+    room_id, alias = restricted_room(owner)
+    assert colleague.join(alias) == room_id
+    colleague.invite(room_id, outsider)  # internal has no rules of its own: it sends the invite on
+    wait_for(lambda: admin.ok("GET", f"/_hexagone/admin/v1/audit?kind=access_rule_denied&target={quote(room_id)}")
+             ["events"], "home refusing the relayed invite")
+    (denied,) = admin.ok("GET", f"/_hexagone/admin/v1/audit?kind=access_rule_denied&target={quote(room_id)}")["events"]
+    assert (denied["origin"], denied["details"]["target"], denied["actor"]) == (internal.name, outsider.user_id,
+                                                                                colleague.user_id)
+    rejected = admin.ok("GET", f"/_hexagone/admin/v1/audit?kind=event_rejected&actor={quote(internal.name)}")["events"]
+    assert [e["details"]["kind"] for e in rejected] == ["access_rules"]
+    assert owner.state(room_id, "m.room.member", outsider.user_id)[0] == 404  # not in home's view of the room

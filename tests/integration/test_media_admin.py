@@ -107,6 +107,24 @@ def test_list_a_users_media(server, admin):
     assert admin.ok("DELETE", f"{ADMIN}/users/{q(user.user_id)}/media")["total"] == 3
 
 
+def test_media_usage_per_user(server, admin):
+    """Synapse's GET /statistics/users/media (docs/admin_api/statistics.md): uploads and bytes per user."""
+    tag = unique("stats")
+    big, small = server.register(f"{tag}big"), server.register(f"{tag}small")
+    for data in (b"x" * 5000, b"y" * 3000):
+        _upload(server, big, data)
+    _upload(server, small, b"z" * 10)
+    body = admin.ok("GET", f"{ADMIN}/statistics/users/media?search_term={tag}")
+    assert body["total"] == 2 and "next_token" not in body
+    assert [(u["user_id"], u["media_count"], u["media_length"]) for u in body["users"]] == [
+        (big.user_id, 2, 8000), (small.user_id, 1, 10)]
+    assert body["users"][0]["displayname"] == f"{tag}big"
+    page = admin.ok("GET", f"{ADMIN}/statistics/users/media?search_term={tag}&order_by=media_count&dir=f&limit=1")
+    assert [u["user_id"] for u in page["users"]] == [small.user_id] and page["next_token"] == 1
+    status, body = admin.request("GET", f"{ADMIN}/statistics/users/media?order_by=size")
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+
+
 def test_purge_remote_cache(server, admin):
     now = int(time.time() * 1000)
     database_rows(server, "INSERT INTO remote_media (server_name, media_id, media_type, media_length, sha256, "
