@@ -379,7 +379,6 @@ class Database:
         self.txn_count = 0
         self.round_trips = 0
         self.retries = 0
-        self._serial = threading.Lock()  # held by each run_serially transaction, from its BEGIN to its COMMIT
         self._closed = False
 
     @property
@@ -393,26 +392,9 @@ class Database:
             hook()
         return result
 
-    async def run_serially(self, name: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
-        """:meth:`run`, one such transaction at a time: each starts after the previous one committed.
-
-        For the hot writers that touch the same small tables (events, extremities, current state). Run
-        concurrently on PostgreSQL, SERIALIZABLE reports most pairs of them as conflicting (its predicate locks
-        cover whole index pages) and they are retried again and again; one after the other, as on SQLite, they
-        never conflict with each other. (SQLite has one connection: every transaction is serial there.)"""
-        txn, result = await threads.deferToThreadPool(self._reactor, self._pool, self._run_serially_sync, name, fn,
-                                                      args, kwargs)
-        for hook in txn.after_commit:
-            hook()
-        return result
-
     def run_sync(self, name: str, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run a transaction on the calling thread (start-up, migrations and CLI tools only)."""
         return self._run_sync(name, fn, args, kwargs)[1]
-
-    def _run_serially_sync(self, name, fn, args, kwargs):
-        with self._serial:
-            return self._run_sync(name, fn, args, kwargs)
 
     def _run_sync(self, name, fn, args, kwargs):
         start = time.monotonic()

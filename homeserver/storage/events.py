@@ -309,7 +309,7 @@ class EventStore(Store):
             self._persist_events_txn(txn, new_events)
             return self._apply_pending_redactions_txn(txn, new_events) if apply_pending_redactions else {}
 
-        return await self.db.run_serially("persist_events", txn_fn)
+        return await self.db.run("persist_events", txn_fn)
 
     def _apply_pending_redactions_txn(self, txn, new_events: list[NewEvent]) -> dict[str, str]:
         """Spec room versions, "Redactions": a redaction waiting for its target applies if the target is in
@@ -386,7 +386,7 @@ class EventStore(Store):
             self._persist_events_txn(txn, [NewEvent(event=event, add_extremity=False)])
             self._update_current_state_txn(txn, event.room_id, {("m.room.member", event.state_key): entry})
 
-        await self.db.run_serially("persist_out_of_band_membership", txn_fn)
+        await self.db.run("persist_out_of_band_membership", txn_fn)
 
     def _update_current_state_txn(self, txn, room_id: str, delta: dict[StateKey, CurrentStateEntry]) -> None:
         txn.executemany("DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
