@@ -215,6 +215,8 @@ def plot(results: dict, out_dir: str, title: str) -> list[str]:
             sizes = sorted({size for points in by_server.values() for size in points})
             if sizes and sizes[-1] >= 10 * sizes[0]:
                 ax.set_xscale("log")
+                ax.minorticks_off()
+            ax.set_xticks(sizes, [str(size) for size in sizes])
             ax.set_xlabel(X_LABELS[curve])
             ax.set_ylabel(unit)
             ax.set_ylim(bottom=0)
