@@ -424,6 +424,7 @@ class Database:
             time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
         self.txn_count += 1
         self.round_trips += txn.round_trips
+        logger.debug("Transaction %s: %d statements, %d attempts", name, txn.round_trips, attempt)
         elapsed = (time.monotonic() - start) * 1000
         if self._on_transaction is not None:
             self._on_transaction(name, elapsed / 1000)

@@ -411,16 +411,26 @@ class EventStore(Store):
                         [(group, t, k, e) for (t, k), e in delta.items()])
 
     def _state_group_txn(self, txn, group: int, where: str = "", args: tuple = ()) -> dict[StateKey, str]:
-        rows = txn.select_all(
-            "WITH RECURSIVE chain(id, prev_group, n) AS ("
-            " SELECT id, prev_group, 0 FROM state_groups WHERE id = ?"
-            " UNION ALL SELECT g.id, g.prev_group, c.n + 1 FROM state_groups g JOIN chain c ON g.id = c.prev_group)"
-            " SELECT e.type, e.state_key, e.event_id, c.n FROM chain c"
-            f" JOIN state_group_entries e ON e.state_group = c.id {where} ORDER BY c.n DESC", (group, *args))
-        state: dict[StateKey, str] = {}
-        for typ, key, event_id, _ in rows:
-            state[(typ, key)] = event_id
-        return state
+        return self._state_groups_txn(txn, [group], where, args)[group]
+
+    def _state_groups_txn(self, txn, groups: list[int], where: str = "", args: tuple = ()
+                          ) -> dict[int, dict[StateKey, str]]:
+        """Each group's full state: its chain of deltas, oldest first, newer entries winning (one statement per
+        :data:`PARTS_PER_STATEMENT` groups)."""
+        states: dict[int, dict[StateKey, str]] = {g: {} for g in groups}
+        for i in range(0, len(groups), PARTS_PER_STATEMENT):
+            chunk = groups[i:i + PARTS_PER_STATEMENT]
+            rows = txn.select_all(
+                "WITH RECURSIVE chain(start, id, prev_group, n) AS ("
+                f" SELECT id, id, prev_group, 0 FROM state_groups WHERE id IN ({','.join('?' * len(chunk))})"
+                " UNION ALL SELECT c.start, g.id, g.prev_group, c.n + 1 FROM state_groups g"
+                " JOIN chain c ON g.id = c.prev_group)"
+                " SELECT c.start, e.type, e.state_key, e.event_id FROM chain c"
+                f" JOIN state_group_entries e ON e.state_group = c.id {where} ORDER BY c.start, c.n DESC",
+                (*chunk, *args))
+            for start, typ, key, event_id in rows:
+                states[start][(typ, key)] = event_id
+        return states
 
     async def get_state_group(self, group: int | None) -> dict[StateKey, str]:
         if group is None:
@@ -430,8 +440,12 @@ class EventStore(Store):
     async def get_state_groups(self, groups) -> dict[int, dict[StateKey, str]]:
         """Several state groups in one transaction (None is the empty state)."""
         wanted = set(groups)
-        return await self.db.run("get_state_groups", lambda txn: {
-            g: (self._state_group_txn(txn, g) if g is not None else {}) for g in wanted})
+
+        def txn_fn(txn):
+            states: dict = self._state_groups_txn(txn, [g for g in wanted if g is not None])
+            return states | {None: {}} if None in wanted else states
+
+        return await self.db.run("get_state_groups", txn_fn)
 
     async def server_view_of_state_groups(self, groups, server_name: str) -> dict[int, dict[StateKey, str]]:
         """Of each state group, only the history visibility and the memberships whose state key contains
@@ -439,9 +453,8 @@ class EventStore(Store):
         pattern = like_pattern(":" + server_name)
         where = ("WHERE e.type = 'm.room.history_visibility'"
                  " OR (e.type = 'm.room.member' AND e.state_key LIKE ? ESCAPE '\\')")
-        wanted = set(groups)
-        return await self.db.run("server_view_of_state_groups", lambda txn: {
-            g: self._state_group_txn(txn, g, where, (pattern,)) for g in wanted})
+        return await self.db.run("server_view_of_state_groups", self._state_groups_txn, list(set(groups)), where,
+                                 (pattern,))
 
     async def store_state_group(self, room_id: str, group: int, prev_group: int | None,
                                 delta: dict[StateKey, str]) -> None:
@@ -469,11 +482,18 @@ class EventStore(Store):
         """For each room, ``room_id -> (from, to)``: the ids of its newest ``limit`` events with
         to < stream_ordering <= from, newest first, all in one transaction (the timelines of a /sync,
         whose events are mostly cached already)."""
-        sql = ("SELECT event_id FROM events WHERE room_id = ? AND outlier = 0 AND stream_ordering <= ?"
-               " AND stream_ordering > ? ORDER BY stream_ordering DESC LIMIT ?")
-        return await self.db.run("latest_room_event_ids", lambda txn: {
-            room_id: [r[0] for r in txn.select_all(sql, (room_id, from_pos, to_pos, limit))]
-            for room_id, (from_pos, to_pos) in ranges.items()})
+        rooms = list(ranges)
+
+        def txn_fn(txn):
+            rows = _per_part(txn, "event_id, stream_ordering FROM events WHERE room_id = ? AND outlier = 0"
+                             " AND stream_ordering <= ? AND stream_ordering > ? ORDER BY stream_ordering DESC LIMIT ?",
+                             [(room_id, *ranges[room_id], limit) for room_id in rooms])
+            found: dict[str, list[str]] = {room_id: [] for room_id in rooms}
+            for part, event_id, _ in sorted(rows, key=lambda r: (r[0], -r[2])):
+                found[rooms[part]].append(event_id)
+            return found
+
+        return await self.db.run("latest_room_event_ids", txn_fn)
 
     async def rooms_for_sync(self, user_id: str, from_pos: int | None, to_pos: int
                              ) -> tuple[dict[str, tuple[str, str, int]], set[str], set[str]]:
@@ -499,9 +519,16 @@ class EventStore(Store):
 
     async def state_groups_at_positions(self, wanted) -> dict[tuple[str, int], int | None]:
         """:meth:`state_group_at_position` of several ``(room_id, position)`` in one transaction."""
-        wanted = set(wanted)
-        return await self.db.run("state_groups_at_positions", lambda txn: {
-            (room_id, pos): _state_group_at_txn(txn, room_id, pos) for room_id, pos in wanted})
+        wanted = list(set(wanted))
+
+        def txn_fn(txn):
+            rows = _per_part(txn, _STATE_GROUP_AT, wanted)
+            found: dict[tuple[str, int], int | None] = dict.fromkeys(wanted)
+            for part, group in rows:
+                found[wanted[part]] = group
+            return found
+
+        return await self.db.run("state_groups_at_positions", txn_fn)
 
     async def event_position_by_ts(self, room_id: str, ts: int, forwards: bool) -> tuple[str, int] | None:
         """Spec /timestamp_to_event: closest event at or after (forwards) / at or before ts."""
@@ -516,12 +543,12 @@ class EventStore(Store):
 
     async def visibility_timelines(self, room_id: str, user_id: str) -> tuple[list, list]:
         """The user's membership changes and the room's history_visibility changes, as (position, value)."""
-        return await self.db.run("visibility_timelines", _visibility_timelines_txn, room_id, user_id)
+        return (await self.db.run("visibility_timelines", _visibility_timelines_txn, [room_id], user_id))[room_id]
 
     async def visibility_timelines_in_rooms(self, room_ids, user_id: str) -> dict[str, tuple[list, list]]:
         """:meth:`visibility_timelines` of several rooms in one transaction."""
-        return await self.db.run("visibility_timelines_in_rooms", lambda txn: {
-            room_id: _visibility_timelines_txn(txn, room_id, user_id) for room_id in set(room_ids)})
+        return await self.db.run("visibility_timelines_in_rooms", _visibility_timelines_txn, list(set(room_ids)),
+                                 user_id)
 
     # -- relations -------------------------------------------------------------------
     async def get_relations(self, event_id: str, rel_type: str | None, event_type: str | None,
@@ -628,25 +655,45 @@ def _room_events_txn(txn, room_id: str, from_pos: int, to_pos: int, limit: int,
     return [_row_to_event(r) for r in txn.select_all(sql, (room_id, from_pos, to_pos, limit))]
 
 
+_STATE_GROUP_AT = ("state_group FROM events WHERE room_id = ? AND outlier = 0 AND stream_ordering <= ?"
+                   " ORDER BY stream_ordering DESC LIMIT 1")
+PARTS_PER_STATEMENT = 100  # rooms (or state groups) per statement of a batched query
+
+
+def _per_part(txn, query: str, parts: list[tuple]) -> list[tuple]:
+    """``SELECT <query>`` (columns onwards; it may end in its own ORDER BY and LIMIT) once per args tuple of
+    ``parts``, :data:`PARTS_PER_STATEMENT` of them joined by UNION ALL into one statement (one round trip
+    instead of one each): rows of (index of the part in ``parts``, the query's columns...), in no order."""
+    rows: list[tuple] = []
+    for i in range(0, len(parts), PARTS_PER_STATEMENT):
+        chunk = parts[i:i + PARTS_PER_STATEMENT]
+        sql = " UNION ALL ".join(f"SELECT * FROM (SELECT {i + j} AS part, {query}) AS p{j}" for j in range(len(chunk)))
+        rows += txn.select_all(sql, [a for args in chunk for a in args])
+    return rows
+
+
 def _state_group_at_txn(txn, room_id: str, pos: int) -> int | None:
-    return txn.select_value(
-        "SELECT state_group FROM events WHERE room_id = ? AND outlier = 0 AND stream_ordering <= ?"
-        " ORDER BY stream_ordering DESC LIMIT 1", (room_id, pos))
+    return txn.select_value("SELECT " + _STATE_GROUP_AT, (room_id, pos))
 
 
-def _visibility_timelines_txn(txn, room_id: str, user_id: str) -> tuple[list, list]:
-    rows = txn.select_all(
-        "SELECT stream_ordering, type, json FROM events WHERE room_id = ? AND outlier = 0 AND"
-        " ((type = 'm.room.member' AND state_key = ?) OR (type = 'm.room.history_visibility' AND state_key = ''))",
-        (room_id, user_id))
-    members, visibilities = [], []
-    for pos, typ, raw in rows:
-        content = json.loads(raw).get("content", {})
-        if typ == "m.room.member":
-            members.append((pos, content.get("membership", "leave")))
-        else:
-            visibilities.append((pos, content.get("history_visibility", "shared")))
-    return members, visibilities
+def _visibility_timelines_txn(txn, room_ids: list[str], user_id: str) -> dict[str, tuple[list, list]]:
+    """Of each room, the user's membership changes and the history_visibility changes, as (position, value)
+    lists in stream order."""
+    found: dict[str, tuple[list, list]] = {room_id: ([], []) for room_id in room_ids}
+    for i in range(0, len(room_ids), PARTS_PER_STATEMENT):
+        chunk = room_ids[i:i + PARTS_PER_STATEMENT]
+        rows = txn.select_all(
+            f"SELECT room_id, stream_ordering, type, json FROM events WHERE room_id IN ({','.join('?' * len(chunk))})"
+            " AND outlier = 0 AND ((type = 'm.room.member' AND state_key = ?)"
+            " OR (type = 'm.room.history_visibility' AND state_key = '')) ORDER BY stream_ordering", (*chunk, user_id))
+        for room_id, pos, typ, raw in rows:
+            content = json.loads(raw).get("content", {})
+            members, visibilities = found[room_id]
+            if typ == "m.room.member":
+                members.append((pos, content.get("membership", "leave")))
+            else:
+                visibilities.append((pos, content.get("history_visibility", "shared")))
+    return found
 
 
 def _pdu_for_storage(pdu: dict) -> dict:

@@ -200,6 +200,14 @@ class MatrixClient:
         return await self.call("GET", "/sync?" + urllib.parse.urlencode(query),
                                timeout_s=self.timeout_s + timeout_ms / 1000)
 
+    async def messages(self, room_id: str, from_token: str | None, limit: int) -> Reply:
+        """GET /rooms/{roomId}/messages backwards from ``from_token`` (the newest events when None)."""
+        query = {"dir": "b", "limit": str(limit)} | ({"from": from_token} if from_token is not None else {})
+        return await self.call("GET", f"/rooms/{quote(room_id)}/messages?" + urllib.parse.urlencode(query))
+
+    async def search_users(self, term: str, limit: int = 10) -> Reply:
+        return await self.call("POST", "/user_directory/search", {"search_term": term, "limit": limit})
+
     async def members(self, room_id: str, timeout_s: float | None = None) -> Reply:
         return await self.call("GET", f"/rooms/{quote(room_id)}/members", timeout_s=timeout_s)
 

@@ -359,23 +359,29 @@ async def delivery(bench: Bench, out: Outcome, *, messages: int = 30):
     sender, user = await bench.users(2)
     room_id = await public_room(sender)
     await user.join(room_id)
+    with bench.phase() as phase:
+        await deliveries(out, sender, user, room_id, messages)
+    out.add_percentiles("delivery", "send-to-receive")
+    phase.report(out, "msg", messages)
+
+
+async def deliveries(out: Outcome, sender: MatrixClient, user: MatrixClient, room_id: str, messages: int) -> None:
+    """``sender`` sends ``messages`` messages one at a time while ``user`` long-polls /sync: each one's time from
+    just before its PUT to the /sync answer carrying it, in ``out.samples["delivery"]``."""
     receiver = Receiver(out, user, room_id)
     await receiver.start()
     try:
-        with bench.phase() as phase:
-            for i in range(messages):
-                body = f"delivery {i}"
-                arrival = receiver.expect(body)
-                start = time.perf_counter()
-                await out.timed("send", sender.send_text(room_id, body))
-                if not await receiver.arrived([body], DELIVERY_TIMEOUT_S):
-                    out.fail(f"{body!r} not delivered by /sync within {DELIVERY_TIMEOUT_S:.0f}s")
-                    break
-                out.samples.setdefault("delivery", []).append((arrival.result() - start) * 1000)
+        for i in range(messages):
+            body = f"delivery {i}"
+            arrival = receiver.expect(body)
+            start = time.perf_counter()
+            await out.timed("send", sender.send_text(room_id, body))
+            if not await receiver.arrived([body], DELIVERY_TIMEOUT_S):
+                out.fail(f"{body!r} not delivered by /sync within {DELIVERY_TIMEOUT_S:.0f}s")
+                return
+            out.samples.setdefault("delivery", []).append((arrival.result() - start) * 1000)
     finally:
         receiver.stop()
-    out.add_percentiles("delivery", "send-to-receive")
-    phase.report(out, "msg", messages)
 
 
 @workload

@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 
-from tests.bench import run
+from tests.bench import growth, run
 from tests.bench.client import MatrixClient
 from tests.bench.report import Record, render, summarize
 from tests.bench.workloads import LOWER, WORKLOADS, Outcome
@@ -87,3 +87,22 @@ def test_a_workload_with_errors_is_failed_not_faster():
     assert rows[0].ratio() is None
     table = render(rows, ["hexagone", "synapse"])
     assert "| send | send latency p50 | ms | lower | FAILED (1 errors) | 100 (100–100) | — |" in table
+
+
+def test_growth_curves_quick(tmp_path, capsys):
+    """``tests.bench.growth --quick``: every curve at tiny sizes against Hexagone, figures and one PNG per curve."""
+    out_path = tmp_path / "growth.json"
+    code = growth.main(["--quick", "--servers", "hexagone", "--database", DATABASE, "--plots", str(tmp_path),
+                        "--json", str(out_path)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    results = json.loads(out_path.read_text())["results"]
+    assert set(results) == set(growth.QUICK)
+    for curve, sizes in growth.QUICK.items():
+        points = results[curve]["hexagone"]
+        assert sorted(int(s) for s in points) == sizes
+        for point in points.values():
+            assert point["errors"] == 0, point
+            for label in growth.PLOTTED[curve]:
+                assert point["figures"][label] > 0, (curve, label)
+        assert (tmp_path / f"growth-{curve}.png").read_bytes().startswith(b"\x89PNG")
