@@ -123,13 +123,15 @@ class MediaRepository:
     def now(self) -> int:
         return int(self.clock.seconds() * 1000)
 
-    def new_spool(self) -> Spool:
-        return self.files.spool()
+    def new_spool(self, producer=None) -> Spool:
+        """The file an upload's body is written to as it arrives from ``producer`` (its connection)."""
+        return self.files.spool(producer)
 
     # -- upload ------------------------------------------------------------------------------------------
 
     async def upload(self, user_id: str, spool: Spool, content_type: str | None, file_name: str | None) -> str:
         """``POST /_matrix/media/v3/upload``: the new file's ``mxc://`` URI."""
+        await spool.complete()
         name, media_type = self._check_upload(spool, content_type, file_name)
         await self._check_quota(user_id, spool.size)
         media_id = random_string(MEDIA_ID_LENGTH)
@@ -163,6 +165,7 @@ class MediaRepository:
             raise forbidden("This media ID was created by another user")
         if row.uploaded:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media ID already has content")
+        await spool.complete()
         name, media_type = self._check_upload(spool, content_type, file_name)
         await self._check_quota(user_id, spool.size)
         await self._admit(spool, who=user_id, name=name)
@@ -208,7 +211,7 @@ class MediaRepository:
         sha256 = spool.sha256
         verdict = await self.store.scan_verdict(sha256)
         if verdict is None:
-            await self.run_in_thread(spool.sync)
+            await self.run_in_thread(spool.flush)
             try:
                 result = await self.scanner.scan_file(spool.path)
             except Exception as e:
@@ -225,7 +228,7 @@ class MediaRepository:
             raise MatrixError(403, "M_FORBIDDEN", f"File refused by the content scanner: {verdict[1]}")
 
     async def _keep(self, spool: Spool, dest: str) -> None:
-        await self.run_in_thread(spool.keep, dest)  # fsync, then os.replace: off the reactor thread
+        await self.run_in_thread(spool.keep, dest)  # flush, then os.replace: off the reactor thread
 
     async def _after_stored(self, server_name: str | None, media_id: str, media_type: str) -> None:
         """Copies to storage providers, then the configured thumbnails of an image."""
@@ -372,7 +375,7 @@ class MediaRepository:
         for entry in self.providers:
             spool = self.files.spool()
             try:
-                await self.run_in_thread(spool.sync)
+                await self.run_in_thread(spool.flush)
                 if await entry.provider.fetch_file(self.files.provider_key(server_name, media_id), spool.path):
                     await self.run_in_thread(spool.keep, path)
                     return True

@@ -87,7 +87,7 @@ class StoredImages:
         self.stored: list[tuple[bytes, str, str, str | None]] = []
 
     async def __call__(self, spool, content_type: str, name: str, user_id: str | None) -> dict:
-        spool.sync()
+        spool.flush()
         with open(spool.path, "rb") as f:
             self.stored.append((f.read(), content_type, name, user_id))
         spool.keep(spool.path + ".kept")
