@@ -394,11 +394,13 @@ class MediaRepository:
 
     # -- thumbnails --------------------------------------------------------------------------------------
 
-    async def thumbnail(self, server_name: str, media_id: str, width: int, height: int, method: str, *,
-                        legacy: bool, allow_remote: bool = True, timeout_ms: int = 20_000,
+    async def thumbnail(self, server_name: str, media_id: str, width: int, height: int, method: str,
+                        animated: bool = False, *, legacy: bool, allow_remote: bool = True, timeout_ms: int = 20_000,
                         for_federation: bool = False) -> Media:
         """A thumbnail of at least width x height if the image is that large (spec "Thumbnails"): the nearest
-        pre-generated one, or one of the exact size with ``dynamic_thumbnails``."""
+        pre-generated one, or one of the exact size with ``dynamic_thumbnails``. ``animated`` (spec v1.11+): an
+        animated GIF or WebP keeps its animation (made on first request, never pre-generated); otherwise, and
+        for any other image, the static thumbnail."""
         if width < 1 or height < 1 or method not in ("crop", "scale"):
             raise MatrixError(400, "M_INVALID_PARAM", "width and height must be positive; method crop or scale")
         source = (await self.local_for_federation(media_id, timeout_ms) if for_federation else
@@ -414,12 +416,18 @@ class MediaRepository:
                                           width, height, method)
             if want is None:
                 raise MatrixError(400, "M_UNKNOWN", "No thumbnail sizes are configured")
-        for thumb in await self.store.thumbnails(origin, media_id):
-            path = self._thumbnail_path(origin, media_id, thumb)
-            if (thumb.width, thumb.height, thumb.method) == want and os.path.exists(path):
-                return Media(path, thumb.media_type, None, thumb.media_length)
+        animated = animated and rules.essence(source.media_type) in rules.ANIMATED_SOURCE_TYPES
+        stored = [t for t in await self.store.thumbnails(origin, media_id)
+                  if (t.width, t.height, t.method) == want
+                  and os.path.exists(self._thumbnail_path(origin, media_id, t))]
+        # An animated thumbnail if asked and there is one; a static one if not asked (a static one for an
+        # animated request is made again: only rendering tells whether the source is animated).
+        for thumb in stored:
+            if (thumb.media_type in rules.ANIMATED_SOURCE_TYPES) == animated:
+                return Media(self._thumbnail_path(origin, media_id, thumb), thumb.media_type, None,
+                             thumb.media_length)
         try:
-            thumb = await self._make_thumbnail(origin, media_id, source.path, *want)
+            thumb = await self._make_thumbnail(origin, media_id, source.path, *want, animated=animated)
         except NotThumbnailable as e:
             raise MatrixError(400, "M_UNKNOWN", f"Cannot generate a thumbnail: {e}") from None
         return Media(self._thumbnail_path(origin, media_id, thumb), thumb.media_type, None, thumb.media_length)
@@ -429,10 +437,10 @@ class MediaRepository:
                             thumbnail_name(thumb.width, thumb.height, thumb.media_type, thumb.method))
 
     async def _make_thumbnail(self, server_name: str | None, media_id: str, source: str, width: int, height: int,
-                              method: str) -> Thumbnail:
+                              method: str, animated: bool = False) -> Thumbnail:
         directory = self.files.thumbnail_dir(server_name, media_id)
         tmp, rendered = await self.run_in_thread(render, source, directory, width, height, method,
-                                                 self.settings.max_image_pixels)
+                                                 self.settings.max_image_pixels, animated)
         thumb = Thumbnail(width, height, method, rendered.media_type, rendered.length)
         name = thumbnail_name(width, height, rendered.media_type, method)
         os.replace(tmp, self._thumbnail_path(server_name, media_id, thumb))

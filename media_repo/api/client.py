@@ -79,14 +79,13 @@ async def thumbnail(hs, req: ApiRequest, legacy: bool):
     return file_answer(req, media)
 
 
-def thumbnail_args(req: ApiRequest) -> tuple[int, int, str]:
-    """width, height (required) and method (default scale) of a thumbnail request. ``animated`` is checked
-    but static thumbnails are always answered (spec: the server SHOULD animate when it can)."""
+def thumbnail_args(req: ApiRequest) -> tuple[int, int, str, bool]:
+    """width, height (required), method (default scale) and animated (default false, spec v1.11+) of a
+    thumbnail request."""
     width, height = req.int_arg("width"), req.int_arg("height")
     if width is None or height is None:
         raise missing_param("width and height are required")
-    req.bool_arg("animated")
-    return width, height, req.arg("method", "scale")
+    return width, height, req.arg("method", "scale"), req.bool_arg("animated")
 
 
 def _max_upload(hs) -> int:
