@@ -73,7 +73,7 @@ from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
 from homeserver.services.pushers import PusherService
-from homeserver.services.ratelimit import RateLimits, RatelimitOverrides
+from homeserver.services.ratelimit import RateLimits, Ratelimiter, RatelimitOverrides
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
 from homeserver.services.restricted_joins import RestrictedJoins
@@ -324,7 +324,7 @@ def build_server(config, reactor) -> HomeServer:
     # notification counts of every joined room the others put in. (A token names each stream, so this order
     # is free otherwise.)
     media = _build_media(config, reactor, db, media_pool, event_store, RemoteMediaClient(transport.client),
-                         media_providers, peers)
+                         media_providers, peers, ratelimit.remote_media_download)
     retention = RetentionService(config=config.retention, room_heads=room_heads,
                                  store=retention_storage.RetentionStore(db), clock=reactor, server_name=server_name,
                                  on_purged=(media.on_events_purged,))  # purged events take their media along
@@ -437,7 +437,7 @@ def build_server(config, reactor) -> HomeServer:
 
 
 def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote, providers: list[ProviderEntry],
-                 peers: FederationPeers) -> MediaRepository:
+                 peers: FederationPeers, download_limit: Ratelimiter) -> MediaRepository:
     """The media repository: its store under media_store_path (swept of half-received files), its tables, the
     content scanner (clamd) when configured, the storage providers."""
     scanner = config.content_scanner
@@ -454,7 +454,8 @@ def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote, pro
         run_in_thread=_in_pool(reactor, pool), settings=settings,
         federation_allowed=peers.allows,
         events=event_store, remote=remote,
-        scanner=ClamdScanner(scanner.clamd, reactor) if scanner is not None else None, providers=providers)
+        scanner=ClamdScanner(scanner.clamd, reactor) if scanner is not None else None, providers=providers,
+        download_limit=download_limit)
 
 
 def _in_pool(reactor, pool: ThreadPool) -> Callable:

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from homeserver.config.values import MediaRetention, ThumbnailSize, UploadLimit
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.services.auth import random_string
+from homeserver.services.ratelimit import Ratelimiter
 from media_repo import rules
 from media_repo.filestore import FileStore, Spool, thumbnail_name, valid_media_id, valid_server_name
 from media_repo.hooks import ProviderEntry, RunInThread, Scanner
@@ -103,11 +104,13 @@ class MediaRepository:
     """Uploads, downloads, thumbnails and the remote cache of one homeserver.
 
     ``remote`` fetches remote media (None: federation off); ``federation_allowed(server)`` is the
-    ``federation_domain_whitelist``; ``scanner`` and ``providers`` are the hooks of media_repo/hooks.py."""
+    ``federation_domain_whitelist``; ``scanner`` and ``providers`` are the hooks of media_repo/hooks.py;
+    ``download_limit`` is Synapse's ``remote_media_download_*`` bucket of bytes fetched per client IP."""
 
     def __init__(self, *, store: MediaStore, files: FileStore, clock, server_name: str, run_in_thread: RunInThread,
                  settings: MediaSettings, federation_allowed: Callable[[str], bool], events, remote=None,
-                 scanner: Scanner | None = None, providers: Sequence[ProviderEntry] = ()):
+                 scanner: Scanner | None = None, providers: Sequence[ProviderEntry] = (),
+                 download_limit: Ratelimiter | None = None):
         self.store, self.files, self.clock, self.server_name = store, files, clock, server_name
         self.events = events  # EventStore: the media a room's events point at (admin quarantine)
         self.run_in_thread, self.settings, self.remote = run_in_thread, settings, remote
@@ -115,6 +118,7 @@ class MediaRepository:
         self._uploaded_waiters: dict[str, list[defer.Deferred]] = {}
         self._fetching: dict[tuple[str, str], list[defer.Deferred]] = {}  # the requests awaiting each fetch
         self._touched: dict[tuple[str | None, str], int] = {}
+        self.download_limit = download_limit
 
     @property
     def max_upload_size(self) -> int:
@@ -256,7 +260,7 @@ class MediaRepository:
     # -- download ----------------------------------------------------------------------------------------
 
     async def media(self, server_name: str, media_id: str, *, legacy: bool, allow_remote: bool = True,
-                    timeout_ms: int = 20_000) -> Media:
+                    timeout_ms: int = 20_000, client_ip: str | None = None) -> Media:
         """A file to serve to a client (spec "GET /_matrix/client/v1/media/download"), fetched from its
         origin server when remote and not cached. ``legacy``: asked on the frozen ``/_matrix/media/v3``."""
         if not valid_server_name(server_name) or not valid_media_id(media_id):
@@ -264,7 +268,7 @@ class MediaRepository:
         if server_name == self.server_name:
             row = await self._local_row(media_id, legacy, timeout_ms)
             return await self._local_media(row)
-        remote = await self._remote_row(server_name, media_id, legacy, allow_remote, timeout_ms)
+        remote = await self._remote_row(server_name, media_id, legacy, allow_remote, timeout_ms, client_ip)
         return await self._serve(server_name, media_id, remote.media_type, remote.upload_name, remote.media_length)
 
     async def local_for_federation(self, media_id: str, timeout_ms: int = 20_000) -> Media:
@@ -320,7 +324,7 @@ class MediaRepository:
         return row
 
     async def _remote_row(self, server_name: str, media_id: str, legacy: bool, allow_remote: bool,
-                          timeout_ms: int) -> RemoteMedia:
+                          timeout_ms: int, client_ip: str | None) -> RemoteMedia:
         row = await self.store.get_remote(server_name, media_id)
         if row is not None:
             if row.quarantined_by is not None or (legacy and row.authenticated and self.settings.authenticated_media):
@@ -330,6 +334,8 @@ class MediaRepository:
             raise not_found("Unknown media ID")
         if not self.federation_allowed(server_name):
             raise forbidden(f"Federation with {server_name} is not allowed")
+        if self.download_limit is not None and client_ip is not None:
+            self.download_limit.check(client_ip, update=False)  # 429 while this client's bucket is full
         key = (server_name, media_id)
         waiter: defer.Deferred = defer.Deferred()
         if key in self._fetching:  # one fetch per file, its outcome handed to every request waiting for it
@@ -343,7 +349,10 @@ class MediaRepository:
                 (each.errback if isinstance(result, Failure) else each.callback)(result)
 
         defer.ensureDeferred(self._fetch_remote(server_name, media_id, timeout_ms)).addBoth(done)
-        return await waiter
+        row = await waiter
+        if self.download_limit is not None and client_ip is not None:
+            self.download_limit.charge(client_ip, row.media_length or 0)  # the fetch this client started
+        return row
 
     async def _fetch_remote(self, server_name: str, media_id: str, timeout_ms: int) -> RemoteMedia:
         spool = self.files.spool()
@@ -396,7 +405,7 @@ class MediaRepository:
 
     async def thumbnail(self, server_name: str, media_id: str, width: int, height: int, method: str,
                         animated: bool = False, *, legacy: bool, allow_remote: bool = True, timeout_ms: int = 20_000,
-                        for_federation: bool = False) -> Media:
+                        for_federation: bool = False, client_ip: str | None = None) -> Media:
         """A thumbnail of at least width x height if the image is that large (spec "Thumbnails"): the nearest
         pre-generated one, or one of the exact size with ``dynamic_thumbnails``. ``animated`` (spec v1.11+): an
         animated GIF or WebP keeps its animation (made on first request, never pre-generated); otherwise, and
@@ -405,7 +414,7 @@ class MediaRepository:
             raise MatrixError(400, "M_INVALID_PARAM", "width and height must be positive; method crop or scale")
         source = (await self.local_for_federation(media_id, timeout_ms) if for_federation else
                   await self.media(server_name, media_id, legacy=legacy, allow_remote=allow_remote,
-                                   timeout_ms=timeout_ms))
+                                   timeout_ms=timeout_ms, client_ip=client_ip))
         origin = None if for_federation or server_name == self.server_name else server_name
         if rules.essence(source.media_type) not in rules.THUMBNAIL_SOURCE_TYPES:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for this media type")

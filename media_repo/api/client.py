@@ -46,7 +46,8 @@ async def upload(hs, req: ApiRequest):
 
 
 async def create(hs, req: ApiRequest):
-    """POST /_matrix/media/v1/create: an ``mxc://`` URI to upload to later."""
+    """POST /_matrix/media/v1/create: an ``mxc://`` URI to upload to later (``rc_media_create``)."""
+    hs.ratelimit.check_user(hs.ratelimit.media_create, req.user_id)
     return await hs.media.create(req.user_id)
 
 
@@ -66,7 +67,8 @@ async def download(hs, req: ApiRequest, legacy: bool):
     """GET .../download/{serverName}/{mediaId}[/{fileName}]."""
     media = await hs.media.media(req.path_params["serverName"], req.path_params["mediaId"], legacy=legacy,
                                  allow_remote=req.bool_arg("allow_remote", True),
-                                 timeout_ms=req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0))
+                                 timeout_ms=req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0),
+                                 client_ip=req.client_ip)
     return file_answer(req, media, req.path_params.get("fileName"))
 
 
@@ -75,7 +77,7 @@ async def thumbnail(hs, req: ApiRequest, legacy: bool):
     media = await hs.media.thumbnail(
         req.path_params["serverName"], req.path_params["mediaId"], *thumbnail_args(req), legacy=legacy,
         allow_remote=req.bool_arg("allow_remote", True),
-        timeout_ms=req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0))
+        timeout_ms=req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0), client_ip=req.client_ip)
     return file_answer(req, media)
 
 

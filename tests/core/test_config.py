@@ -438,7 +438,6 @@ def test_open_registration_without_verification_refused(cfg_dir):
         ("email", {"smtp_host": "mail.example.org", "notif_from": "x <x@example.org>"}),
         ("oidc_providers", [{"idp_id": "google", "issuer": "https://accounts.google.com/"}]),
         # rate limits of features Hexagone does not have yet
-        ("rc_media_create", {"per_second": 1, "burst_count": 2}),
         ("rc_third_party_invite", {"per_second": 1}),
         ("rc_3pid_validation", {"burst_count": 2}),
         ("rc_reports", {"per_second": 1}),
