@@ -160,7 +160,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, media_client_api,
                       media_federation_api, media_admin_api]
-MEDIA_THREADS = 4  # Pillow, hashing and writing of uploads, reads and renames of media files: never the reactor's global pool
+MEDIA_THREADS = 4  # Pillow, reads and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
 
@@ -441,7 +441,7 @@ def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote, pro
     """The media repository: its store under media_store_path (swept of half-received files), its tables, the
     content scanner (clamd) when configured, the storage providers."""
     scanner = config.content_scanner
-    files = FileStore(config.media_store_path, _in_pool(reactor, pool))
+    files = FileStore(config.media_store_path)
     files.prepare()
     settings = MediaSettings(
         max_upload_size=config.max_upload_size, upload_limits=tuple(config.media_upload_limits),

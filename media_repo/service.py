@@ -127,15 +127,13 @@ class MediaRepository:
     def now(self) -> int:
         return int(self.clock.seconds() * 1000)
 
-    def new_spool(self, producer=None) -> Spool:
-        """The file an upload's body is written to as it arrives from ``producer`` (its connection)."""
-        return self.files.spool(producer)
+    def new_spool(self) -> Spool:
+        return self.files.spool()
 
     # -- upload ------------------------------------------------------------------------------------------
 
     async def upload(self, user_id: str, spool: Spool, content_type: str | None, file_name: str | None) -> str:
         """``POST /_matrix/media/v3/upload``: the new file's ``mxc://`` URI."""
-        await spool.complete()
         name, media_type = self._check_upload(spool, content_type, file_name)
         await self._check_quota(user_id, spool.size)
         media_id = random_string(MEDIA_ID_LENGTH)
@@ -169,7 +167,6 @@ class MediaRepository:
             raise forbidden("This media ID was created by another user")
         if row.uploaded:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media ID already has content")
-        await spool.complete()
         name, media_type = self._check_upload(spool, content_type, file_name)
         await self._check_quota(user_id, spool.size)
         await self._admit(spool, who=user_id, name=name)

@@ -139,7 +139,7 @@ class ListenerRequest(server.Request):
             super().gotLength(length)
         else:
             # Nothing reaches the disk for a request that cannot be authenticated (it is answered 401).
-            self.content = spool(self.channel.transport) if self._may_authenticate() else _Discarded()
+            self.content = spool() if self._may_authenticate() else _Discarded()
             self._parsePOSTFormSubmission = False  # a spooled body is stored as sent, never parsed as a form
             _widen_reads(self.channel.transport)
 

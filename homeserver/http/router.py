@@ -108,7 +108,7 @@ class Route:
     handler: Handler
     auth: str
     max_body: int | None = None  # bytes; None: the site's default for the route's auth scheme
-    spool: Callable[[Any], Any] | None = None  # spool(producer): the file a streamed body is written to as it arrives
+    spool: Callable[[], Any] | None = None  # makes the file a streamed body is written to, as it arrives
 
 
 CLIENT_PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
@@ -124,8 +124,7 @@ class Endpoint:
     ``prefixes`` (a client-server endpoint under its version prefixes by default).
 
     A large body (media uploads) is never held in memory: ``spool(hs)`` returns the factory of the file its
-    bytes are written to while they arrive, given the connection they come from, which the file may pause
-    (the handler gets it as ``req.body_file``), and ``max_body`` may
+    bytes are written to while they arrive (the handler gets it as ``req.body_file``), and ``max_body`` may
     then be ``max_body(hs)``, a limit read from the configuration."""
 
     method: str
@@ -134,7 +133,7 @@ class Endpoint:
     auth: str = AUTH_USER
     prefixes: tuple[str, ...] = CLIENT_PREFIXES
     max_body: int | Callable[[Any], int] | None = None
-    spool: Callable[[Any], Callable[[Any], Any]] | None = None
+    spool: Callable[[Any], Callable[[], Any]] | None = None
 
 
 MAX_JSON_DEPTH = 100  # nested objects and arrays; deeper is refused before any handler sees it
@@ -232,7 +231,7 @@ class Router:
         self.routes: list[Route] = []
 
     def add(self, method: str, template: str, handler: Handler, *, auth: str = AUTH_USER,
-            max_body: int | None = None, spool: Callable[[Any], Any] | None = None) -> None:
+            max_body: int | None = None, spool: Callable[[], Any] | None = None) -> None:
         self.routes.append(Route(method, template, _compile(template), handler, auth, max_body, spool))
 
     def bind(self, hs: Any, routes: list[Endpoint]) -> None:
