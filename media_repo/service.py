@@ -118,7 +118,7 @@ class MediaRepository:
         self._uploaded_waiters: dict[str, list[defer.Deferred]] = {}
         self._fetching: dict[tuple[str, str], list[defer.Deferred]] = {}  # the requests awaiting each fetch
         self._touched: dict[tuple[str | None, str], int] = {}
-        self.download_limit = download_limit
+        self._download_limit = download_limit
 
     @property
     def max_upload_size(self) -> int:
@@ -331,8 +331,8 @@ class MediaRepository:
             raise not_found("Unknown media ID")
         if not self.federation_allowed(server_name):
             raise forbidden(f"Federation with {server_name} is not allowed")
-        if self.download_limit is not None and client_ip is not None:
-            self.download_limit.check(client_ip, update=False)  # 429 while this client's bucket is full
+        if self._download_limit is not None and client_ip is not None:
+            self._download_limit.check(client_ip, update=False)  # 429 while this client's bucket is full
         key = (server_name, media_id)
         waiter: defer.Deferred = defer.Deferred()
         if key in self._fetching:  # one fetch per file, its outcome handed to every request waiting for it
@@ -347,8 +347,8 @@ class MediaRepository:
 
         defer.ensureDeferred(self._fetch_remote(server_name, media_id, timeout_ms)).addBoth(done)
         row = await waiter
-        if self.download_limit is not None and client_ip is not None:
-            self.download_limit.charge(client_ip, row.media_length or 0)  # the fetch this client started
+        if self._download_limit is not None and client_ip is not None:
+            self._download_limit.charge(client_ip, row.media_length or 0)  # the fetch this client started
         return row
 
     async def _fetch_remote(self, server_name: str, media_id: str, timeout_ms: int) -> RemoteMedia:
