@@ -79,7 +79,7 @@ from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
 from homeserver.services.pushers import PusherService
-from homeserver.services.ratelimit import RateLimits, RatelimitOverrides
+from homeserver.services.ratelimit import RateLimits, Ratelimiter, RatelimitOverrides
 from homeserver.services.receipts import ReceiptService
 from homeserver.services.registration import RegistrationService
 from homeserver.services.reports import ReportService
@@ -181,7 +181,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, spaces_api, server_admin_api, threepids_api, media_client_api,
                       media_federation_api, media_admin_api]
-MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
+MEDIA_THREADS = 4  # Pillow, reads and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
 
@@ -362,7 +362,7 @@ def build_server(config, reactor) -> HomeServer:
     # notification counts of every joined room the others put in. (A token names each stream, so this order
     # is free otherwise.)
     media = _build_media(config, reactor, db, media_pool, event_store, RemoteMediaClient(transport.client),
-                         media_providers, peers)
+                         media_providers, peers, ratelimit.remote_media_download)
     retention = RetentionService(config=config.retention, room_heads=room_heads,
                                  store=retention_storage.RetentionStore(db), clock=reactor, server_name=server_name,
                                  on_purged=(media.on_events_purged,))  # purged events take their media along
@@ -496,7 +496,7 @@ def build_server(config, reactor) -> HomeServer:
 
 
 def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote, providers: list[ProviderEntry],
-                 peers: FederationPeers) -> MediaRepository:
+                 peers: FederationPeers, download_limit: Ratelimiter) -> MediaRepository:
     """The media repository: its store under media_store_path (swept of half-received files), its tables, the
     content scanner (clamd) when configured, the storage providers."""
     scanner = config.content_scanner
@@ -513,7 +513,8 @@ def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote, pro
         run_in_thread=_in_pool(reactor, pool), settings=settings,
         federation_allowed=peers.allows,
         events=event_store, remote=remote,
-        scanner=ClamdScanner(scanner.clamd, reactor) if scanner is not None else None, providers=providers)
+        scanner=ClamdScanner(scanner.clamd, reactor) if scanner is not None else None, providers=providers,
+        download_limit=download_limit)
 
 
 def _in_pool(reactor, pool: ThreadPool) -> Callable:

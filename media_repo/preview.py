@@ -15,12 +15,15 @@ What it guarantees:
 - the page's ``og:image`` (or an image URL itself) is received into a media spool and stored as local media
   through ``store_image`` (the media service: scanned and stored like an upload), answered as its ``mxc://`` URI.
 
-There is no preview cache: ``ts`` is accepted and each request fetches the page now.
+Previews are cached as Synapse's are: a URL previewed within the last ``cache_ttl_s`` (an hour) is answered
+from memory without fetching it again, and requests for a URL whose fetch is under way wait for that fetch;
+failures are not cached. ``ts`` is accepted; the newest preview known is answered (the spec allows it).
 """
 
 from __future__ import annotations
 
 import codecs
+import collections
 import io
 import logging
 import os
@@ -47,6 +50,8 @@ from homeserver.events.glob import glob_matches
 logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
+CACHE_TTL_S = 3600.0  # Synapse keeps a preview an hour
+MAX_CACHED = 1000  # previews kept in memory; the oldest go first
 MAX_VALUES = 50  # og:* properties kept from one page
 MAX_VALUE_LENGTH = 2000  # characters of one value
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -233,7 +238,7 @@ class UrlPreviewer:
 
     def __init__(self, *, reactor, run_in_thread: Callable[..., Awaitable[Any]], ip_filter: IpRangeFilter,
                  url_blacklist: list[dict], max_spider_size: int, new_spool: Callable[[], Any],
-                 store_image: StoreImage | None = None, timeout_s: float = 30.0):
+                 store_image: StoreImage | None = None, timeout_s: float = 30.0, cache_ttl_s: float = CACHE_TTL_S):
         self.reactor = reactor
         self.ip_filter = ip_filter
         self.timeout_s = timeout_s
@@ -244,10 +249,41 @@ class UrlPreviewer:
         self._new_spool = new_spool
         self._store_image = store_image
         self._agent = Agent.usingEndpointFactory(reactor, _CheckedEndpointFactory(self))
+        self._cache_ttl_s = cache_ttl_s
+        self._cache: collections.OrderedDict[str, tuple[float, dict]] = collections.OrderedDict()  # url: (expiry, og)
+        self._fetching: dict[str, list[defer.Deferred]] = {}  # url: the requests waiting for its fetch under way
 
     async def preview(self, url: str, ts: int | None = None, user_id: str | None = None) -> dict:
         """The preview of ``url`` (``ts``: see the module docstring); images stored on behalf of ``user_id``."""
-        d = defer.ensureDeferred(self._preview(ascii_url(url), user_id))
+        url = ascii_url(url)
+        cached = self._cache.get(url)
+        if cached is not None and cached[0] > self.reactor.seconds():
+            return dict(cached[1])
+        if url in self._fetching:
+            waiter: defer.Deferred = defer.Deferred()
+            self._fetching[url].append(waiter)
+            return dict(await waiter)
+        self._fetching[url] = []
+        try:
+            og = await self._fetch(url, user_id)
+        except Exception:
+            for waiter in self._fetching.pop(url):
+                waiter.errback()
+            raise
+        self._remember(url, og)
+        for waiter in self._fetching.pop(url):
+            waiter.callback(og)
+        return dict(og)
+
+    def _remember(self, url: str, og: dict) -> None:
+        now = self.reactor.seconds()
+        self._cache.pop(url, None)
+        self._cache[url] = (now + self._cache_ttl_s, og)
+        while self._cache and (len(self._cache) > MAX_CACHED or next(iter(self._cache.values()))[0] <= now):
+            self._cache.popitem(last=False)  # entries are in expiry order: the oldest first
+
+    async def _fetch(self, url: str, user_id: str | None) -> dict:
+        d = defer.ensureDeferred(self._preview(url, user_id))
         d.addTimeout(self.timeout_s, self.reactor, onTimeoutCancel=self._timed_out)
         try:
             return await d

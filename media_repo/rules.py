@@ -24,6 +24,7 @@ CSP = b"sandbox; default-src 'none'; script-src 'none'; plugin-types application
       b"media-src 'self'; object-src 'self';"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 THUMBNAIL_SOURCE_TYPES = frozenset({"image/jpeg", "image/jpg", "image/png", "image/gif", "image/webp"})
+ANIMATED_SOURCE_TYPES = frozenset({"image/gif", "image/webp"})  # may have animated thumbnails (same type)
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from homeserver.config.values import MediaRetention, ThumbnailSize, UploadLimit
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.services.auth import random_string
+from homeserver.services.ratelimit import Ratelimiter
 from media_repo import rules
 from media_repo.filestore import FileStore, Spool, thumbnail_name, valid_media_id, valid_server_name
 from media_repo.hooks import ProviderEntry, RunInThread, Scanner
@@ -103,11 +104,13 @@ class MediaRepository:
     """Uploads, downloads, thumbnails and the remote cache of one homeserver.
 
     ``remote`` fetches remote media (None: federation off); ``federation_allowed(server)`` is the
-    ``federation_domain_whitelist``; ``scanner`` and ``providers`` are the hooks of media_repo/hooks.py."""
+    ``federation_domain_whitelist``; ``scanner`` and ``providers`` are the hooks of media_repo/hooks.py;
+    ``download_limit`` is Synapse's ``remote_media_download_*`` bucket of bytes fetched per client IP."""
 
     def __init__(self, *, store: MediaStore, files: FileStore, clock, server_name: str, run_in_thread: RunInThread,
                  settings: MediaSettings, federation_allowed: Callable[[str], bool], events, remote=None,
-                 scanner: Scanner | None = None, providers: Sequence[ProviderEntry] = ()):
+                 scanner: Scanner | None = None, providers: Sequence[ProviderEntry] = (),
+                 download_limit: Ratelimiter | None = None):
         self.store, self.files, self.clock, self.server_name = store, files, clock, server_name
         self.events = events  # EventStore: the media a room's events point at (admin quarantine)
         self.run_in_thread, self.settings, self.remote = run_in_thread, settings, remote
@@ -115,6 +118,7 @@ class MediaRepository:
         self._uploaded_waiters: dict[str, list[defer.Deferred]] = {}
         self._fetching: dict[tuple[str, str], list[defer.Deferred]] = {}  # the requests awaiting each fetch
         self._touched: dict[tuple[str | None, str], int] = {}
+        self._download_limit = download_limit
 
     @property
     def max_upload_size(self) -> int:
@@ -208,7 +212,7 @@ class MediaRepository:
         sha256 = spool.sha256
         verdict = await self.store.scan_verdict(sha256)
         if verdict is None:
-            await self.run_in_thread(spool.sync)
+            await self.run_in_thread(spool.flush)
             try:
                 result = await self.scanner.scan_file(spool.path)
             except Exception as e:
@@ -225,7 +229,7 @@ class MediaRepository:
             raise MatrixError(403, "M_FORBIDDEN", f"File refused by the content scanner: {verdict[1]}")
 
     async def _keep(self, spool: Spool, dest: str) -> None:
-        await self.run_in_thread(spool.keep, dest)  # fsync, then os.replace: off the reactor thread
+        await self.run_in_thread(spool.keep, dest)  # flush, then os.replace: off the reactor thread
 
     async def _after_stored(self, server_name: str | None, media_id: str, media_type: str) -> None:
         """Copies to storage providers, then the configured thumbnails of an image."""
@@ -253,7 +257,7 @@ class MediaRepository:
     # -- download ----------------------------------------------------------------------------------------
 
     async def media(self, server_name: str, media_id: str, *, legacy: bool, allow_remote: bool = True,
-                    timeout_ms: int = 20_000) -> Media:
+                    timeout_ms: int = 20_000, client_ip: str | None = None) -> Media:
         """A file to serve to a client (spec "GET /_matrix/client/v1/media/download"), fetched from its
         origin server when remote and not cached. ``legacy``: asked on the frozen ``/_matrix/media/v3``."""
         if not valid_server_name(server_name) or not valid_media_id(media_id):
@@ -261,7 +265,7 @@ class MediaRepository:
         if server_name == self.server_name:
             row = await self._local_row(media_id, legacy, timeout_ms)
             return await self._local_media(row)
-        remote = await self._remote_row(server_name, media_id, legacy, allow_remote, timeout_ms)
+        remote = await self._remote_row(server_name, media_id, legacy, allow_remote, timeout_ms, client_ip)
         return await self._serve(server_name, media_id, remote.media_type, remote.upload_name, remote.media_length)
 
     async def local_for_federation(self, media_id: str, timeout_ms: int = 20_000) -> Media:
@@ -317,7 +321,7 @@ class MediaRepository:
         return row
 
     async def _remote_row(self, server_name: str, media_id: str, legacy: bool, allow_remote: bool,
-                          timeout_ms: int) -> RemoteMedia:
+                          timeout_ms: int, client_ip: str | None) -> RemoteMedia:
         row = await self.store.get_remote(server_name, media_id)
         if row is not None:
             if row.quarantined_by is not None or (legacy and row.authenticated and self.settings.authenticated_media):
@@ -327,6 +331,8 @@ class MediaRepository:
             raise not_found("Unknown media ID")
         if not self.federation_allowed(server_name):
             raise forbidden(f"Federation with {server_name} is not allowed")
+        if self._download_limit is not None and client_ip is not None:
+            self._download_limit.check(client_ip, update=False)  # 429 while this client's bucket is full
         key = (server_name, media_id)
         waiter: defer.Deferred = defer.Deferred()
         if key in self._fetching:  # one fetch per file, its outcome handed to every request waiting for it
@@ -340,7 +346,10 @@ class MediaRepository:
                 (each.errback if isinstance(result, Failure) else each.callback)(result)
 
         defer.ensureDeferred(self._fetch_remote(server_name, media_id, timeout_ms)).addBoth(done)
-        return await waiter
+        row = await waiter
+        if self._download_limit is not None and client_ip is not None:
+            self._download_limit.charge(client_ip, row.media_length or 0)  # the fetch this client started
+        return row
 
     async def _fetch_remote(self, server_name: str, media_id: str, timeout_ms: int) -> RemoteMedia:
         spool = self.files.spool()
@@ -372,7 +381,7 @@ class MediaRepository:
         for entry in self.providers:
             spool = self.files.spool()
             try:
-                await self.run_in_thread(spool.sync)
+                await self.run_in_thread(spool.flush)
                 if await entry.provider.fetch_file(self.files.provider_key(server_name, media_id), spool.path):
                     await self.run_in_thread(spool.keep, path)
                     return True
@@ -391,16 +400,18 @@ class MediaRepository:
 
     # -- thumbnails --------------------------------------------------------------------------------------
 
-    async def thumbnail(self, server_name: str, media_id: str, width: int, height: int, method: str, *,
-                        legacy: bool, allow_remote: bool = True, timeout_ms: int = 20_000,
-                        for_federation: bool = False) -> Media:
+    async def thumbnail(self, server_name: str, media_id: str, width: int, height: int, method: str,
+                        animated: bool = False, *, legacy: bool, allow_remote: bool = True, timeout_ms: int = 20_000,
+                        for_federation: bool = False, client_ip: str | None = None) -> Media:
         """A thumbnail of at least width x height if the image is that large (spec "Thumbnails"): the nearest
-        pre-generated one, or one of the exact size with ``dynamic_thumbnails``."""
+        pre-generated one, or one of the exact size with ``dynamic_thumbnails``. ``animated`` (spec v1.11+): an
+        animated GIF or WebP keeps its animation (made on first request, never pre-generated); otherwise, and
+        for any other image, the static thumbnail."""
         if width < 1 or height < 1 or method not in ("crop", "scale"):
             raise MatrixError(400, "M_INVALID_PARAM", "width and height must be positive; method crop or scale")
         source = (await self.local_for_federation(media_id, timeout_ms) if for_federation else
                   await self.media(server_name, media_id, legacy=legacy, allow_remote=allow_remote,
-                                   timeout_ms=timeout_ms))
+                                   timeout_ms=timeout_ms, client_ip=client_ip))
         origin = None if for_federation or server_name == self.server_name else server_name
         if rules.essence(source.media_type) not in rules.THUMBNAIL_SOURCE_TYPES:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for this media type")
@@ -411,12 +422,18 @@ class MediaRepository:
                                           width, height, method)
             if want is None:
                 raise MatrixError(400, "M_UNKNOWN", "No thumbnail sizes are configured")
-        for thumb in await self.store.thumbnails(origin, media_id):
-            path = self._thumbnail_path(origin, media_id, thumb)
-            if (thumb.width, thumb.height, thumb.method) == want and os.path.exists(path):
-                return Media(path, thumb.media_type, None, thumb.media_length)
+        animated = animated and rules.essence(source.media_type) in rules.ANIMATED_SOURCE_TYPES
+        stored = [t for t in await self.store.thumbnails(origin, media_id)
+                  if (t.width, t.height, t.method) == want
+                  and os.path.exists(self._thumbnail_path(origin, media_id, t))]
+        # An animated thumbnail if asked and there is one; a static one if not asked (a static one for an
+        # animated request is made again: only rendering tells whether the source is animated).
+        for thumb in stored:
+            if (thumb.media_type in rules.ANIMATED_SOURCE_TYPES) == animated:
+                return Media(self._thumbnail_path(origin, media_id, thumb), thumb.media_type, None,
+                             thumb.media_length)
         try:
-            thumb = await self._make_thumbnail(origin, media_id, source.path, *want)
+            thumb = await self._make_thumbnail(origin, media_id, source.path, *want, animated=animated)
         except NotThumbnailable as e:
             raise MatrixError(400, "M_UNKNOWN", f"Cannot generate a thumbnail: {e}") from None
         return Media(self._thumbnail_path(origin, media_id, thumb), thumb.media_type, None, thumb.media_length)
@@ -426,10 +443,10 @@ class MediaRepository:
                             thumbnail_name(thumb.width, thumb.height, thumb.media_type, thumb.method))
 
     async def _make_thumbnail(self, server_name: str | None, media_id: str, source: str, width: int, height: int,
-                              method: str) -> Thumbnail:
+                              method: str, animated: bool = False) -> Thumbnail:
         directory = self.files.thumbnail_dir(server_name, media_id)
         tmp, rendered = await self.run_in_thread(render, source, directory, width, height, method,
-                                                 self.settings.max_image_pixels)
+                                                 self.settings.max_image_pixels, animated)
         thumb = Thumbnail(width, height, method, rendered.media_type, rendered.length)
         name = thumbnail_name(width, height, rendered.media_type, method)
         os.replace(tmp, self._thumbnail_path(server_name, media_id, thumb))

@@ -350,6 +350,14 @@ KEYS: tuple[Key, ...] = (
     *_ratelimits("rc_room_creation", _RC, [("", 0.016, 10, "Room creation, per account.")]),
     *_ratelimits("rc_user_directory", _RC, [("", 0.016, 200, "User directory searches, per account.")]),
     *_ratelimits("rc_reports", _RC, [("", 1.0, 5, "Reports of events, rooms and users, per account.")]),
+    *_ratelimits("rc_media_create", _RC, [("", 10.0, 50, "Media IDs reserved with /_matrix/media/v1/create, per account.")]),
+    Key("remote_media_download_per_second", "size", 87 * 1024, _RC,
+        "Remote media fetched for a client: bytes per second drained from the\n"
+        "per-client-IP bucket (see remote_media_download_burst_count).", sample=lambda ctx: "87K"),
+    Key("remote_media_download_burst_count", "size", 500 * 1024 ** 2, _RC,
+        "Remote media fetched for a client: the bytes of each fetch fill a bucket\n"
+        "per client IP; while it is full, fetches of media not cached are refused\n"
+        "(429) until it drains.", sample=lambda ctx: "500M"),
     *_ratelimits("rc_delayed_event_mgmt", _RC, [
         ("", 1.0, 5, "Listing, restarting, cancelling and sending delayed events, per account\n"
                      "(per client IP without an access token).")]),

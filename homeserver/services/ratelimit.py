@@ -22,6 +22,9 @@ Where each key applies (Synapse's choices; ours where Synapse has none, marked *
 ``rc_delayed_event_mgmt``  delayed-event listing and actions, per user (per client IP without a token)
 ``rc_federation``          every authenticated federation request, per origin; the unauthenticated key
                            server (``/_matrix/key/v2/query``) per client IP*
+``rc_media_create``        ``/_matrix/media/v1/create``, per user
+``remote_media_download``  bytes of remote media fetched (not cached yet) for a client, per client IP: a
+                           fetch is refused while the bucket is full; its size is charged once it is over
 others                     registration, login, room creation, presence, user directory: at their endpoint
 =========================  ==================================================================================
 
@@ -81,6 +84,17 @@ class Ratelimiter:
         if not update:
             return
         self._buckets[key] = (level + cost, now)
+        if len(self._buckets) > self._prune_at:
+            self._prune(now)
+
+    def charge(self, key: str, cost: float) -> None:
+        """Record ``cost`` actions already done for ``key``, even past ``burst_count`` (the bytes of a download
+        known once it is over): later :meth:`check` calls are refused until the bucket has drained."""
+        if self.per_second <= 0 and self.burst_count <= 0:
+            return
+        now = self._clock.seconds()
+        level, last = self._buckets.get(key, (0.0, now))
+        self._buckets[key] = (max(0.0, level - (now - last) * self.per_second) + cost, now)
         if len(self._buckets) > self._prune_at:
             self._prune(now)
 
@@ -261,6 +275,9 @@ class RateLimits:
         self.user_directory = bucket("rc_user_directory")
         self.reports = bucket("rc_reports")
         self.delayed_event_mgmt = bucket("rc_delayed_event_mgmt")
+        self.media_create = bucket("rc_media_create")
+        self.remote_media_download = Ratelimiter(clock, config.remote_media_download_per_second,
+                                                 config.remote_media_download_burst_count)
         self.federation = FederationRateLimiter(clock, config.rc_federation, federation_per_host)
         self.key_server = FederationRateLimiter(clock, config.rc_federation)  # by client IP
         self.tarpit = Tarpit(clock)

@@ -46,7 +46,8 @@ async def upload(hs, req: ApiRequest):
 
 
 async def create(hs, req: ApiRequest):
-    """POST /_matrix/media/v1/create: an ``mxc://`` URI to upload to later."""
+    """POST /_matrix/media/v1/create: an ``mxc://`` URI to upload to later (``rc_media_create``)."""
+    hs.ratelimit.check_user(hs.ratelimit.media_create, req.user_id)
     return await hs.media.create(req.user_id)
 
 
@@ -66,7 +67,8 @@ async def download(hs, req: ApiRequest, legacy: bool):
     """GET .../download/{serverName}/{mediaId}[/{fileName}]."""
     media = await hs.media.media(req.path_params["serverName"], req.path_params["mediaId"], legacy=legacy,
                                  allow_remote=req.bool_arg("allow_remote", True),
-                                 timeout_ms=req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0))
+                                 timeout_ms=req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0),
+                                 client_ip=req.client_ip)
     return file_answer(req, media, req.path_params.get("fileName"))
 
 
@@ -75,18 +77,17 @@ async def thumbnail(hs, req: ApiRequest, legacy: bool):
     media = await hs.media.thumbnail(
         req.path_params["serverName"], req.path_params["mediaId"], *thumbnail_args(req), legacy=legacy,
         allow_remote=req.bool_arg("allow_remote", True),
-        timeout_ms=req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0))
+        timeout_ms=req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0), client_ip=req.client_ip)
     return file_answer(req, media)
 
 
-def thumbnail_args(req: ApiRequest) -> tuple[int, int, str]:
-    """width, height (required) and method (default scale) of a thumbnail request. ``animated`` is checked
-    but static thumbnails are always answered (spec: the server SHOULD animate when it can)."""
+def thumbnail_args(req: ApiRequest) -> tuple[int, int, str, bool]:
+    """width, height (required), method (default scale) and animated (default false, spec v1.11+) of a
+    thumbnail request."""
     width, height = req.int_arg("width"), req.int_arg("height")
     if width is None or height is None:
         raise missing_param("width and height are required")
-    req.bool_arg("animated")
-    return width, height, req.arg("method", "scale")
+    return width, height, req.arg("method", "scale"), req.bool_arg("animated")
 
 
 def _max_upload(hs) -> int:

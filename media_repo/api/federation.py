@@ -29,7 +29,7 @@ async def download(hs, req: ApiRequest):
 
 
 async def thumbnail(hs, req: ApiRequest):
-    """GET /_matrix/federation/v1/media/thumbnail/{mediaId}?width&height[&method]."""
+    """GET /_matrix/federation/v1/media/thumbnail/{mediaId}?width&height[&method][&animated]."""
     media = await hs.media.thumbnail(hs.config.server_name, req.path_params["mediaId"], *thumbnail_args(req),
                                      legacy=False, for_federation=True,
                                      timeout_ms=req.int_arg("timeout_ms", DEFAULT_TIMEOUT_MS, minimum=0))

@@ -25,6 +25,20 @@ def test_bucket_refills_and_keys_are_independent():
     limiter.check("a")
 
 
+def test_charge_past_the_burst_refuses_until_drained():
+    """remote_media_download_*: a download's bytes are charged once known, even past the bucket's size."""
+    clock = task.Clock()
+    limiter = Ratelimiter(clock, per_second=1000, burst_count=100_000)
+    limiter.check("1.2.3.4", update=False)
+    limiter.charge("1.2.3.4", 150_000)
+    with pytest.raises(MatrixError) as refused:
+        limiter.check("1.2.3.4", update=False)
+    assert refused.value.extra["retry_after_ms"] == 50_002  # 50,001 bytes to drain at 1,000 a second
+    limiter.check("5.6.7.8", update=False)
+    clock.advance(51)
+    limiter.check("1.2.3.4", update=False)
+
+
 def test_bucket_memory_is_bounded_by_pruning_drained_keys():
     clock = task.Clock()
     limiter = Ratelimiter(clock, per_second=1, burst_count=5)

@@ -7,6 +7,7 @@ once 127.0.0.1 is whitelisted; redirects to a refused address or URL are refused
 from __future__ import annotations
 
 import pytest
+from twisted.internet import defer
 from twisted.web import resource, server
 
 from federation.policy import IpRangeFilter
@@ -87,7 +88,7 @@ class StoredImages:
         self.stored: list[tuple[bytes, str, str, str | None]] = []
 
     async def __call__(self, spool, content_type: str, name: str, user_id: str | None) -> dict:
-        spool.sync()
+        spool.flush()
         with open(spool.path, "rb") as f:
             self.stored.append((f.read(), content_type, name, user_id))
         spool.keep(spool.path + ".kept")
@@ -96,12 +97,12 @@ class StoredImages:
 
 
 def make_previewer(reactor, run_in_thread, tmp_path, *, whitelist=("127.0.0.1/32",), url_blacklist=(),
-                   store=None, timeout_s=10.0) -> UrlPreviewer:
+                   store=None, timeout_s=10.0, **options) -> UrlPreviewer:
     return UrlPreviewer(reactor=reactor, run_in_thread=run_in_thread,
                         ip_filter=IpRangeFilter(DEFAULT_IP_RANGE_BLACKLIST, whitelist),
                         url_blacklist=list(url_blacklist), max_spider_size=LIMIT,
                         new_spool=lambda: Spool(str(tmp_path)),
-                        store_image=store, timeout_s=timeout_s)
+                        store_image=store, timeout_s=timeout_s, **options)
 
 
 def preview(reactor, previewer, url):
@@ -160,3 +161,34 @@ def test_limits(reactor, run_in_thread, site, tmp_path):
     assert preview(reactor, previewer, site.base + "/text") == {}
     assert refused(reactor, previewer, f"http://127.0.0.1:{site.port + 1 if site.port < 65535 else 1}/") == \
         (502, "M_UNKNOWN")
+
+
+def test_previews_are_cached_an_hour(reactor, run_in_thread, site, tmp_path):
+    """As Synapse: the same URL previewed again within the hour is not fetched again (nor its image), and
+    concurrent requests for one URL share one fetch; a failure is not cached; an expired entry is fetched."""
+    store = StoredImages()
+    previewer = make_previewer(reactor, run_in_thread, tmp_path, store=store)
+    before = len(site.hits)
+    first = preview(reactor, previewer, site.base + "/page?cached=1")
+    assert preview(reactor, previewer, site.base + "/page?cached=1") == first
+    assert site.hits[before:] == ["/page", "/img.png"] and len(store.stored) == 1
+
+    async def three_at_once():
+        return await defer.gatherResults([defer.ensureDeferred(previewer.preview(site.base + "/page?cached=2"))
+                                          for _ in range(3)])
+
+    before = len(site.hits)
+    answers = on_reactor(reactor, three_at_once)
+    assert answers == [answers[0]] * 3 and answers[0]["og:title"] == "Agency notes"
+    assert site.hits[before:] == ["/page", "/img.png"]
+
+    before = len(site.hits)
+    for _ in range(2):
+        assert refused(reactor, previewer, site.base + "/missing?cached=3") == (502, "M_UNKNOWN")
+    assert site.hits[before:] == ["/missing", "/missing"]
+
+    expiring = make_previewer(reactor, run_in_thread, tmp_path, cache_ttl_s=0)
+    before = len(site.hits)
+    for _ in range(2):
+        preview(reactor, expiring, site.base + "/page?cached=4")
+    assert site.hits[before:] == ["/page", "/page"]
