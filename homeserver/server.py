@@ -48,6 +48,7 @@ from homeserver.api.client import delayed_events as delayed_events_api
 from homeserver.api.client import presence as presence_api, push_rules as push_rules_api, pushers as pushers_api
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.api.client import appservice as appservice_api
+from homeserver.api.client import session_tokens as session_tokens_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics
@@ -69,6 +70,7 @@ from homeserver.services.history import RoomHistoryService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import Notifier
 from homeserver.services.openid import OpenIdTokens
+from homeserver.services.session_tokens import SessionTokens
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
@@ -110,6 +112,7 @@ from homeserver.storage import receipts as receipts_storage
 from homeserver.storage import search as search_storage
 from homeserver.storage import retention as retention_storage
 from homeserver.storage import server_keys as server_keys_storage
+from homeserver.storage import session_tokens as session_tokens_storage
 from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
@@ -151,9 +154,10 @@ STORAGE_DOMAINS = {
     "audit": audit_storage.MIGRATIONS,
     "admin": admin_storage.MIGRATIONS,
     "media": media_storage.MIGRATIONS,
+    "session_tokens": session_tokens_storage.MIGRATIONS,
 }
 
-CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
+CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
                       admin_federation, metrics_api, console_api,
@@ -212,6 +216,7 @@ class HomeServer:
     federation_rejections: FederationRejections  # PDUs and EDUs refused, counted by reason
     metrics: Metrics
     openid: OpenIdTokens
+    session_tokens: SessionTokens
     audit: AuditLog
     config_reload: ConfigReloader
     admin: AdminService
@@ -306,10 +311,12 @@ def build_server(config, reactor) -> HomeServer:
                             event_store=event_store, reactor=reactor,
                             client=PushGatewayClient(reactor=reactor, threads=threads, ip_filter=IpRangeFilter(
                                 config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy()))
+    session_token_store = session_tokens_storage.SessionTokenStore(db)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed,
-                                           pushers.on_devices_removed])
+                                           pushers.on_devices_removed, session_token_store.on_devices_removed],
+                       lifetimes=session_token_store)
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor,
                                        appservices=appservices)
     receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_heads=room_heads,
@@ -423,6 +430,8 @@ def build_server(config, reactor) -> HomeServer:
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
                     metrics=metrics,
                     openid=OpenIdTokens(store=openid_storage.OpenIdTokenStore(db), clock=reactor),
+                    session_tokens=SessionTokens(store=session_token_store, accounts=accounts_store, auth=auth,
+                                                 config=config),
                     audit=audit, config_reload=config_reload,
                     admin=AdminService(store=admin_store, server_name=server_name, auth=auth,
                                        registration=registration, profiles=profiles, rooms=rooms,

@@ -19,6 +19,7 @@ from homeserver.lru import LruCache
 from homeserver.requester import Requester
 from homeserver.services.ratelimit import Ratelimiter
 from homeserver.storage.accounts import AccountStore
+from homeserver.storage.session_tokens import SessionTokenStore
 
 UIA_SESSION_LIFETIME_MS = 15 * 60 * 1000
 UIA_SESSIONS_PER_USER = 5           # sessions alive at once for one user
@@ -143,8 +144,10 @@ class TokenCache:
 
 class AuthService:
     def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, threads,
-                 failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None):
+                 failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None,
+                 lifetimes: SessionTokenStore | None = None):
         self._store = store
+        self._lifetimes = lifetimes  # access tokens that expire, refresh tokens (services/session_tokens.py)
         self._clock = clock
         self.server_name = server_name
         self._rounds = bcrypt_rounds
@@ -206,16 +209,30 @@ class AuthService:
 
     # -- tokens ------------------------------------------------------------------------
     async def resolve_token(self, token: str) -> Requester:
-        cached = self._token_cache.get(token)
-        if cached is not None:
-            return cached
+        requester = self._token_cache.get(token) or await self._lookup_token(token)
+        if requester.valid_until_ms is not None and self.now_ms() >= requester.valid_until_ms:
+            raise unknown_token("Access token has expired", soft_logout=True)
+        return requester
+
+    async def _lookup_token(self, token: str) -> Requester:
         generation = self._token_cache.generation
         info = await self._store.get_token(token)
         if info is None or info.deactivated:
             raise unknown_token()
-        requester = Requester(info.user_id, info.device_id, token, info.is_admin)
+        valid_until, revoked = (None, False)
+        if self._lifetimes is not None:
+            # Spec "Refreshing access tokens": the first use of a refreshed token revokes the old refresh token.
+            valid_until, revoked = await self._lifetimes.use_access_token(token)
+        if revoked:
+            self.forget_cached_tokens(info.user_id, info.device_id)
+            generation = self._token_cache.generation
+        requester = Requester(info.user_id, info.device_id, token, info.is_admin, valid_until_ms=valid_until)
         self._token_cache.put(requester, generation)
         return requester
+
+    def forget_cached_tokens(self, user_id: str, device_id: str) -> None:
+        """The device's tokens changed in the database by other means (a refresh): read them afresh."""
+        self._token_cache.forget(user_id, {device_id})
 
     async def login_device(self, user_id: str, device_id: str | None, display_name: str | None,
                            client_ip: str | None) -> tuple[str, str]:

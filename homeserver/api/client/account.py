@@ -68,6 +68,7 @@ async def post_register(hs, req: ApiRequest):
         hs.auth.check_new_password(password)
     device_id = _opt_str(body, "device_id")
     display_name = _opt_str(body, "initial_device_display_name")
+    refresh = _refresh_asked(body)
     if username is not None:
         await hs.registration.check_available(username)
     fingerprint = f"register:{username}"
@@ -78,8 +79,8 @@ async def post_register(hs, req: ApiRequest):
                           {"with_registration_token": session.registration_token is not None})
     result = {"user_id": user_id, "home_server": hs.config.server_name}
     if not body.get("inhibit_login"):
-        device_id, token = await hs.auth.login_device(user_id, device_id, display_name, req.client_ip)
-        result.update(access_token=token, device_id=device_id)
+        result.update(await hs.session_tokens.login(user_id, device_id, display_name, req.client_ip,
+                                                    refresh=refresh))
     return result
 
 
@@ -101,8 +102,18 @@ async def token_validity(hs, req: ApiRequest):
     return {"valid": await hs.registration.token_valid(token)}
 
 
+def _refresh_asked(body: dict) -> bool:
+    """Spec "Refreshing access tokens": ``refresh_token: true`` on /login and /register."""
+    value = body.get("refresh_token", False)
+    if not isinstance(value, bool):
+        raise bad_json("refresh_token must be a boolean")
+    return value
+
+
 async def get_login(hs, req: ApiRequest):
     flows = [{"type": "m.login.password"}]
+    if hs.config.login_via_existing_session_enabled:
+        flows.append({"type": "m.login.token", "get_login_token": True})
     if hs.appservices.registrations:
         flows.append({"type": APPSERVICE_LOGIN})
     return {"flows": flows}
@@ -128,13 +139,16 @@ async def post_login(hs, req: ApiRequest):
         except MatrixError as e:
             await hs.audit.record("login_failed", user_id, user_id, req.client_ip, {"errcode": e.errcode})
             raise
+    elif body.get("type") == "m.login.token":
+        hs.ratelimit.login_address.check(req.client_ip)
+        user_id = await hs.session_tokens.user_of_login_token(body.get("token"))
     else:
         raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
-    device_id, token = await hs.auth.login_device(user_id, _opt_str(body, "device_id"),
-                                                  _opt_str(body, "initial_device_display_name"), req.client_ip)
-    await hs.audit.record("login", user_id, device_id, req.client_ip, {"type": body["type"]})
-    return {"user_id": user_id, "access_token": token, "device_id": device_id,
-            "home_server": hs.config.server_name}
+    tokens = await hs.session_tokens.login(user_id, _opt_str(body, "device_id"),
+                                           _opt_str(body, "initial_device_display_name"), req.client_ip,
+                                           refresh=_refresh_asked(body))
+    await hs.audit.record("login", user_id, tokens["device_id"], req.client_ip, {"type": body["type"]})
+    return {"user_id": user_id, "home_server": hs.config.server_name, **tokens}
 
 
 async def logout(hs, req: ApiRequest):
