@@ -43,6 +43,8 @@ class UiaSession:
     request_digest: bytes
     completed: list[str] = field(default_factory=list)
     registration_token: str | None = None
+    params: dict | None = None   # the parameters of the request that opened it (a retry may omit them)
+    result: str | None = None    # what the completed operation made (the user id /register created)
 
 
 class UiaSessions:
@@ -312,17 +314,32 @@ class AuthService:
         return found or user_id
 
     # -- user-interactive auth ---------------------------------------------------------------
+    def uia_session(self, body: dict, requester: Requester | None, client_ip: str | None) -> UiaSession | None:
+        """The live session ``body.auth.session`` names, if it is this client's."""
+        auth = body.get("auth")
+        session_id = auth.get("session") if isinstance(auth, dict) else None
+        if not isinstance(session_id, str):
+            return None
+        return self._uia.get(session_id, self._uia_owner(requester, client_ip))
+
+    @staticmethod
+    def _uia_owner(requester: Requester | None, client_ip: str | None) -> str:
+        return requester.user_id if requester is not None else f"address:{client_ip}"
+
     async def check_uia(self, body: dict, flows: list[list[str]], *, fingerprint: str,
                         requester: Requester | None, client_ip: str | None = None,
-                        stage_checker=None) -> UiaSession:
+                        stage_checker=None, params: dict | None = None,
+                        keep_completed: bool = False) -> UiaSession:
         """Spec "User-Interactive Authentication API": complete a stage per call until a flow is done.
 
         ``fingerprint`` names the operation and its parameters (a session is bound to one); a session
         belongs to the requester, or for /register to the client's address. Only the stages of ``flows``
-        are accepted: m.login.password checks the requester's own password only.
+        are accepted: m.login.password checks the requester's own password only. A new session keeps
+        ``params``; with ``keep_completed`` a completed session lives on (until it expires), so that a retry
+        of the operation is answered as the first completion was (Synapse's idempotent /register).
         """
         auth = body.get("auth")
-        owner = requester.user_id if requester is not None else f"address:{client_ip}"
+        owner = self._uia_owner(requester, client_ip)
         digest = hashlib.sha256(fingerprint.encode("utf-8")).digest()
         if isinstance(auth, dict) and "session" in auth:
             session_id = auth["session"]
@@ -334,6 +351,7 @@ class AuthService:
         else:
             session_id, session = self._uia.create(
                 owner, digest, UIA_SESSIONS_PER_USER if requester is not None else UIA_SESSIONS_PER_ADDRESS)
+            session.params = params
         error = None
         if isinstance(auth, dict) and auth.get("type"):
             try:
@@ -344,7 +362,8 @@ class AuthService:
                 error = e
         for flow in flows:
             if all(stage in session.completed for stage in flow):
-                self._uia.remove(session_id)
+                if not keep_completed:
+                    self._uia.remove(session_id)
                 return session
         body_out = {"flows": [{"stages": f} for f in flows], "params": {}, "session": session_id,
                     "completed": list(session.completed)}

@@ -62,23 +62,29 @@ async def post_register(hs, req: ApiRequest):
     if not hs.config.enable_registration:
         raise forbidden("Registration has been disabled")
     hs.ratelimit.registration.check(req.client_ip)
-    username = _opt_str(body, "username")
-    password = body.get("password")
+    # Synapse: a retry within the UIA session may carry ``auth`` alone, the first request's parameters apply.
+    session = hs.auth.uia_session(body, None, req.client_ip)
+    params = {k: v for k, v in body.items() if k != "auth"} or (session and session.params) or {}
+    username = _opt_str(params, "username")
+    password = params.get("password")
     if password is not None:
         hs.auth.check_new_password(password)
-    device_id = _opt_str(body, "device_id")
-    display_name = _opt_str(body, "initial_device_display_name")
-    refresh = _refresh_asked(body)
-    if username is not None:
+    device_id = _opt_str(params, "device_id")
+    display_name = _opt_str(params, "initial_device_display_name")
+    refresh = _refresh_asked(params)
+    if username is not None and (session is None or session.result is None):
         await hs.registration.check_available(username)
-    fingerprint = f"register:{username}"
-    session = await hs.auth.check_uia(body, hs.registration.flows(), fingerprint=fingerprint, requester=None,
-                                      client_ip=req.client_ip, stage_checker=hs.registration.token_stage)
-    user_id = await hs.registration.register(username, password, registration_token=session.registration_token)
-    await hs.audit.record("registration", user_id, user_id, req.client_ip,
-                          {"with_registration_token": session.registration_token is not None})
+    session = await hs.auth.check_uia(body, hs.registration.flows(), fingerprint=f"register:{username}",
+                                      requester=None, client_ip=req.client_ip,
+                                      stage_checker=hs.registration.token_stage, params=params, keep_completed=True)
+    user_id = session.result
+    if user_id is None:   # a retry of a completed registration logs the same user in again
+        user_id = session.result = await hs.registration.register(
+            username, password, registration_token=session.registration_token)
+        await hs.audit.record("registration", user_id, user_id, req.client_ip,
+                              {"with_registration_token": session.registration_token is not None})
     result = {"user_id": user_id, "home_server": hs.config.server_name}
-    if not body.get("inhibit_login"):
+    if not params.get("inhibit_login"):
         result.update(await hs.session_tokens.login(user_id, device_id, display_name, req.client_ip,
                                                     refresh=refresh))
     return result
