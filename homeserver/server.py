@@ -403,7 +403,8 @@ def build_server(config, reactor) -> HomeServer:
                         profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
                         federation=federation_handler, directory=directory, join_limits=ratelimit,
-                        blocked_by=admin_store.room_blocked_by, access_rules=access_rules)
+                        blocked_by=admin_store.room_blocked_by, access_rules=access_rules,
+                        account_data=account_data)
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=federation_handler.backfill)
 
