@@ -75,6 +75,8 @@ class FederationMembership:
             raise forbidden("The user does not belong to the requesting server")
         if not await self.is_resident(room_id):
             raise not_found("Unknown room")
+        if membership != "leave" and self.server_name not in await self._room_servers.joined(room_id):
+            raise not_found("No user of this server is in the room any more")   # as Synapse
         version = await self._heads.room_version(room_id)
         if versions is not None and version.identifier not in versions:
             raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "Your server does not support this room version",
@@ -135,7 +137,8 @@ class FederationMembership:
             state_before = {k: v for k, v in state_before.items() if k[0] != "m.room.member" or k[1] in heroes}
         state_ids = set(state_before.values())
         chain = await self._heads.auth_closure(list(state_ids) + [stored.event_id])
-        chain_ids = [eid for eid in chain if eid not in state_ids and eid != stored.event_id]
+        # Spec send_join: the events of ``state`` may be left out of the auth chain only with omit_members.
+        chain_ids = [eid for eid in chain if eid != stored.event_id and not (omit_members and eid in state_ids)]
         encoded = await self._heads.federation_json([*state_ids, *chain_ids], version)
         body = {"members_omitted": omit_members, "servers_in_room": await self._room_servers.joined(stored.room_id)}
         if signed is not None:
