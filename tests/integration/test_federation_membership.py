@@ -59,6 +59,31 @@ def test_v1_send_join_and_send_leave(home, hexagone_peer):
     assert joiner not in owner.ok("GET", f"/rooms/{quote(room_id)}/joined_members")["joined"]
 
 
+def test_v2_send_join_auth_chain_is_whole_unless_members_omitted(home, hexagone_peer):
+    owner = home.process.register()
+    room_id = owner.create_room(preset="public_chat", room_version="10")
+    for omit in (False, True):
+        joiner = f"@{unique('chain')}:{hexagone_peer.name}"
+        pdu, version = membership_event(home, hexagone_peer, room_id, joiner, "join")
+        path = f"{FED}/v2/send_join/{quote(room_id)}/{quote(pdu['event_id'])}" + ("?omit_members=true" if omit else "")
+        status, answer = signed(home, hexagone_peer, "PUT", path, strip_convenience_keys(pdu, version))
+        assert status == 200, answer
+        chain_types = {e["type"] for e in answer["auth_chain"]}
+        # spec: events of `state` may be left out of `auth_chain` only with omit_members
+        assert ("m.room.create" in chain_types) is not omit, chain_types
+
+
+def test_make_join_once_no_local_user_is_left(home, hexagone_peer):
+    owner = home.process.register()
+    room_id = owner.create_room(preset="public_chat", room_version="10")
+    joiner = f"@{unique('late')}:{hexagone_peer.name}"
+    path = f"{FED}/v1/make_join/{quote(room_id)}/{quote(joiner)}?ver=10"
+    assert signed(home, hexagone_peer, "GET", path)[0] == 200
+    owner.leave(room_id)
+    status, err = signed(home, hexagone_peer, "GET", path)
+    assert (status, err["errcode"]) == (404, "M_NOT_FOUND")
+
+
 def test_malformed_send_join_is_bad_json(home, hexagone_peer):
     owner = home.process.register()
     room_id = owner.create_room(preset="public_chat", room_version="10")

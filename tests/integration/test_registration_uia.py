@@ -72,3 +72,12 @@ def test_unknown_session_and_taken_username(homeserver):
     taken = homeserver.register().user_id[1:].split(":")[0]
     status, err = homeserver.request("POST", "/register", {"username": taken, "password": PASSWORD})
     assert (status, err["errcode"]) == (400, "M_USER_IN_USE")
+
+
+def test_username_with_a_final_newline_is_invalid(homeserver):
+    for name in (unique("nl") + "\n", unique("nl") + "\nx"):
+        status, err = homeserver.request("POST", "/register", {"username": name, "password": PASSWORD,
+                                                               "auth": {"type": "m.login.dummy"}})
+        assert (status, err["errcode"]) == (400, "M_INVALID_USERNAME"), name
+        status, err = homeserver.request("GET", "/register/available", params={"username": name})
+        assert (status, err["errcode"]) == (400, "M_INVALID_USERNAME"), name
