@@ -223,6 +223,20 @@ class FederationMembership:
                 logger.info("%s via %s failed: %s", membership, server, e)
         raise MatrixError(404, "M_NOT_FOUND", "No server could complete the request: " + "; ".join(errors))
 
+    async def reject_locally(self, room_id: str, user_id: str, previous) -> str:
+        """Synapse's local out-of-band leave: an invite (or knock) that no server of the room would take back
+        (unreachable, or refusing) is rejected on this server alone, so that it leaves the user's /sync. The
+        leave follows the membership event it replaces; the inviting server never hears of it."""
+        version = await self._heads.room_version(room_id)
+        pdu = build_event(
+            version, server_name=self.server_name, signing_key=self._key, room_id=room_id, sender=user_id,
+            event_type="m.room.member", content={"membership": "leave"}, state_key=user_id,
+            prev_events=[previous.event_id],
+            auth_events=event_id_list(previous.pdu.get("auth_events", [])) + [previous.event_id],
+            depth=int(previous.pdu.get("depth", 0)) + 1, origin_server_ts=int(self._clock.seconds() * 1000))
+        await self._remote.store_out_of_band_membership(room_id, version, pdu)
+        return pdu["event_id"]
+
     async def _remote_membership_via(self, server: str, user_id: str, room_id: str, membership: str,
                                      content: dict) -> str:
         make = {"join": "make_join", "leave": "make_leave", "knock": "make_knock"}[membership]

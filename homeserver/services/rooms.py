@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
@@ -13,6 +14,8 @@ from homeserver.services.room_events.gate import JoinGate
 from homeserver.services.room_events.heads import RoomHeads
 from homeserver.services.room_events.local import EventSpec, LocalAppends
 from homeserver.storage.events import EventStore
+
+logger = logging.getLogger(__name__)
 
 
 PRESETS = {
@@ -221,6 +224,16 @@ class RoomService:
             candidates.append(domain_of(room_id))
         if membership == "leave" and (current is None or current.content.get("membership") not in ("invite", "knock")):
             raise not_found("You are not in this room")
+        if membership == "leave" and not await self.is_resident(room_id):
+            # Rejecting an invite (or withdrawing a knock) through the room's servers; failing that, as
+            # Synapse, a leave made and kept here alone.
+            try:
+                if candidates:
+                    return await self.federation.membership.remote_membership(target, room_id, candidates, "leave",
+                                                                              content)
+            except MatrixError as e:
+                logger.info("Rejecting %s remotely failed (%s): rejecting it locally", room_id, e.error)
+            return await self.federation.membership.reject_locally(room_id, target, current)
         if not candidates:
             raise not_found("No known servers for this room")
         return await self.federation.membership.remote_membership(target, room_id, candidates, membership, content)

@@ -127,3 +127,23 @@ def test_notary_get_with_key_id(home, hexagone_peer):
     assert status == 200, body
     (keys,) = body["server_keys"]
     assert keys["server_name"] == home.name and home.key_id in keys["verify_keys"]
+
+
+def test_rejecting_an_invite_no_server_takes_back_is_done_locally(home, hexagone_peer):
+    """As Synapse: the inviting server refuses (it does not know the room) and the room's own server is
+    unreachable, so the rejection is a leave kept on this server; the invite leaves the user's /sync."""
+    invitee = home.process.register()
+    version = KNOWN_ROOM_VERSIONS["10"]
+    room_id = f"!{unique('gone')}:127.0.0.1:1"
+    pdu = build_event(version, server_name=hexagone_peer.name, signing_key=hexagone_peer.signing_key,
+                      room_id=room_id, sender=f"@{unique('inviter')}:{hexagone_peer.name}",
+                      event_type="m.room.member", content={"membership": "invite"}, state_key=invitee.user_id,
+                      prev_events=[], auth_events=[], depth=3, origin_server_ts=int(time.time() * 1000))
+    status, answer = signed(home, hexagone_peer, "PUT", f"{FED}/v2/invite/{quote(room_id)}/{quote(pdu['event_id'])}",
+                            {"event": strip_convenience_keys(pdu, version), "room_version": "10",
+                             "invite_room_state": []})
+    assert status == 200, answer
+    _, since = invitee.sync_until(lambda r: room_id in r["rooms"]["invite"])
+    invitee.ok("POST", f"/rooms/{quote(room_id)}/leave", {})
+    left, _ = invitee.sync_until(lambda r: r["rooms"]["leave"].get(room_id), since=since)
+    assert room_id not in invitee.sync()["rooms"]["invite"]
