@@ -114,12 +114,16 @@ class RoomService:
         specs.append(EventSpec(creator, "m.room.power_levels", pl, ""))
         if alias is not None:
             specs.append(EventSpec(creator, "m.room.canonical_alias", {"alias": alias}, ""))
-        specs.append(EventSpec(creator, "m.room.join_rules", {"join_rule": preset["join_rule"]}, ""))
-        specs.append(EventSpec(creator, "m.room.history_visibility",
-                               {"history_visibility": preset["history_visibility"]}, ""))
-        if preset["guest_access"]:
-            specs.append(EventSpec(creator, "m.room.guest_access", {"guest_access": preset["guest_access"]}, ""))
-        specs += self._initial_state(creator, body.get("initial_state"))
+        initial = self._initial_state(creator, body.get("initial_state"))
+        given = {(spec.type, spec.state_key) for spec in initial}
+        # Spec: initial_state takes precedence over the preset; as Synapse, the preset's event is then not sent.
+        for event_type, content in (("m.room.join_rules", {"join_rule": preset["join_rule"]}),
+                                    ("m.room.history_visibility",
+                                     {"history_visibility": preset["history_visibility"]}),
+                                    ("m.room.guest_access", {"guest_access": preset["guest_access"]})):
+            if (event_type, "") not in given and next(iter(content.values())):
+                specs.append(EventSpec(creator, event_type, content, ""))
+        specs += initial
         for key, event_type in (("name", "m.room.name"), ("topic", "m.room.topic")):
             if key in body:
                 if not isinstance(body[key], str):

@@ -29,6 +29,7 @@ def test_upgrade_links_moves_and_copies(homeserver):
     alice.put_state(old, "m.room.canonical_alias", {"alias": alias, "alt_aliases": [alt]})
     alice.put_state(old, "m.room.member", {"membership": "ban"}, "@bob:elsewhere.example")
     alice.ok("PUT", f"/directory/list/room/{q(old)}", {"visibility": "public"})
+    alice.put_state(old, "m.room.history_visibility", {"history_visibility": "joined"})
     alice.ok("PUT", f"/user/{q(alice.user_id)}/account_data/m.direct", {"@friend:test.local": [old]})
     alice.ok("PUT", f"/user/{q(alice.user_id)}/rooms/{q(old)}/tags/u.work", {"order": 0.5})
 
@@ -45,6 +46,10 @@ def test_upgrade_links_moves_and_copies(homeserver):
     assert content(alice, old, "m.room.canonical_alias") == {}
     assert alice.ok("GET", f"/directory/list/room/{q(new)}")["visibility"] == "public"
     assert alice.ok("GET", f"/directory/list/room/{q(old)}")["visibility"] == "private"
+    # the copied state is the room's first of its type (the createRoom preset's is not sent as well)
+    events = alice.messages(new, dir="f", limit=50)["chunk"]
+    assert [e["content"] for e in events if e["type"] == "m.room.history_visibility"] == \
+        [{"history_visibility": "joined"}]
     direct = alice.ok("GET", f"/user/{q(alice.user_id)}/account_data/m.direct")
     assert direct == {"@friend:test.local": [old, new]}
     tags = alice.ok("GET", f"/user/{q(alice.user_id)}/rooms/{q(new)}/tags")["tags"]
