@@ -271,6 +271,9 @@ class KeyRing:
             self._last_round[server_name, wanted] = now
             try:
                 await self._shared(server_name, lambda: self.fetch_direct(server_name))
+                # Only a failed fetch holds the next one back (as Synapse, a notary asked for keys valid later
+                # than it holds asks the origin again; the askers are held to rc_federation).
+                self._last_round.pop((server_name, wanted), None)
             except Exception as e:  # serve what we have cached (spec: notaries keep old responses)
                 logger.info("Notary: fetching keys of %s failed: %s", server_name, e)
         return [self._own.sign(r) for r in _latest_responses(await self._store.get_responses(server_name))]

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from homeserver.events.builder import build_event
 from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from tests.integration.harness import unique
+from tests.integration.harness import unique, wait_for
 
 FED = "/_matrix/federation"
 
@@ -147,3 +147,18 @@ def test_rejecting_an_invite_no_server_takes_back_is_done_locally(home, hexagone
     invitee.ok("POST", f"/rooms/{quote(room_id)}/leave", {})
     left, _ = invitee.sync_until(lambda r: r["rooms"]["leave"].get(room_id), since=since)
     assert room_id not in invitee.sync()["rooms"]["invite"]
+
+
+def test_notary_asks_the_origin_again_for_keys_valid_later(home, hexagone_peer):
+    """A notary query for keys valid later than those held goes to the origin each time (only a failed fetch
+    holds the next one back), as Synapse's notary does."""
+    def fetches() -> int:
+        return hexagone_peer.process.log(tail=100_000).count("GET /_matrix/key/v2/server ")
+
+    far = int(time.time() * 1000) + 10 * 365 * 86400 * 1000
+    query = {"server_keys": {hexagone_peer.name: {hexagone_peer.key_id: {"minimum_valid_until_ts": far}}}}
+    before = fetches()
+    for n in (1, 2):
+        status, body = home.https("POST", "/_matrix/key/v2/query", query)
+        assert status == 200 and body["server_keys"][0]["server_name"] == hexagone_peer.name, body
+        wait_for(lambda: fetches() >= before + n, f"fetch {n} at the origin")
