@@ -351,6 +351,8 @@ class FederationMembership:
         create_id = create_event_id(version, room_id)
         if create_id is not None and ("m.room.create", "") not in state:
             state[("m.room.create", "")] = create_id
+        if ("m.room.create", "") not in state:   # a room's state always has its create event
+            raise MatrixError(502, "M_UNKNOWN", "The resident server's state of the room has no m.room.create event")
         return checked, state
 
     def finish_partial_join(self, room_id: str, version: RoomVersion, join_id: str, servers: list[str],
