@@ -265,7 +265,7 @@ class KeyRing:
         if server_name == self._own.server_name:
             return [self._own.key_response()]
         now = self._now_ms()
-        wanted = ",".join(sorted(key_ids))
+        wanted = "query:" + ",".join(sorted(key_ids))   # throttled apart from the rounds for verifying keys
         if not _answerable(await self._store.get_responses(server_name), key_ids, minimum, now) \
                 and self._fetch_due(server_name, wanted):
             self._last_round[server_name, wanted] = now
