@@ -81,6 +81,8 @@ async def post_register(hs, req: ApiRequest):
     if user_id is None:   # a retry of a completed registration logs the same user in again
         user_id = session.result = await hs.registration.register(
             username, password, registration_token=session.registration_token)
+        if session.params:   # a retry needs no password: it is not kept in memory any longer than needed
+            session.params = {k: v for k, v in session.params.items() if k != "password"}
         await hs.audit.record("registration", user_id, user_id, req.client_ip,
                               {"with_registration_token": session.registration_token is not None})
     result = {"user_id": user_id, "home_server": hs.config.server_name}
