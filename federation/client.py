@@ -204,15 +204,18 @@ class FederationClient:
         return await self.request_json("GET", destination, path, args, None, timeout_s=timeout_s)
 
     async def put_json(self, destination: str, path: str, content: Any, args: dict | None = None, *,
-                       timeout_s: float | None = None) -> dict:
-        return await self.request_json("PUT", destination, path, args, content, timeout_s=timeout_s)
+                       timeout_s: float | None = None, v1_wrapped: bool = False) -> dict:
+        """``v1_wrapped``: a deprecated v1 membership endpoint, whose object answer comes as ``[200, {...}]``."""
+        return await self.request_json("PUT", destination, path, args, content, timeout_s=timeout_s,
+                                       v1_wrapped=v1_wrapped)
 
     async def post_json(self, destination: str, path: str, content: Any, args: dict | None = None, *,
                         timeout_s: float | None = None) -> dict:
         return await self.request_json("POST", destination, path, args, content, timeout_s=timeout_s)
 
     async def request_json(self, method: str, destination: str, path: str, args: dict | None = None,
-                           content: Any = None, *, timeout_s: float | None = None) -> dict:
+                           content: Any = None, *, timeout_s: float | None = None,
+                           v1_wrapped: bool = False) -> dict:
         """Sign and send one request; the 2xx JSON object answer, else a :class:`FederationRequestError`.
 
         ``path`` is already percent-encoded; ``args`` values are strings or lists of strings.
@@ -222,6 +225,8 @@ class FederationClient:
         parsed = _json_or_none(data)
         if not 200 <= status < 300:
             raise HttpResponseError(status, parsed if parsed is not None else data[:200])
+        if v1_wrapped and isinstance(parsed, list) and len(parsed) == 2 and parsed[0] == 200:
+            parsed = parsed[1]
         if not isinstance(parsed, dict):
             raise HttpResponseError(status, None, f"{destination} answered {method} {path} with no JSON object")
         return parsed

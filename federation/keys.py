@@ -265,12 +265,15 @@ class KeyRing:
         if server_name == self._own.server_name:
             return [self._own.key_response()]
         now = self._now_ms()
-        wanted = ",".join(sorted(key_ids))
+        wanted = "query:" + ",".join(sorted(key_ids))   # throttled apart from the rounds for verifying keys
         if not _answerable(await self._store.get_responses(server_name), key_ids, minimum, now) \
                 and self._fetch_due(server_name, wanted):
             self._last_round[server_name, wanted] = now
             try:
                 await self._shared(server_name, lambda: self.fetch_direct(server_name))
+                # Only a failed fetch holds the next one back (as Synapse, a notary asked for keys valid later
+                # than it holds asks the origin again; the askers are held to rc_federation).
+                self._last_round.pop((server_name, wanted), None)
             except Exception as e:  # serve what we have cached (spec: notaries keep old responses)
                 logger.info("Notary: fetching keys of %s failed: %s", server_name, e)
         return [self._own.sign(r) for r in _latest_responses(await self._store.get_responses(server_name))]

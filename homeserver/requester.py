@@ -17,3 +17,4 @@ class Requester:
     access_token: str
     is_admin: bool = False
     appservice_id: str | None = None
+    valid_until_ms: int | None = None   # the access token expires then (spec "Refreshing access tokens")

@@ -50,6 +50,7 @@ from homeserver.api.client import presence as presence_api, push_rules as push_r
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.api.client import appservice as appservice_api, server_admin as server_admin_api
 from homeserver.api.client import reporting as reporting_api, spaces as spaces_api, threepids as threepids_api
+from homeserver.api.client import session_tokens as session_tokens_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics, TrafficHistory
@@ -75,6 +76,7 @@ from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.mailer import Mailer, SmtpSettings
 from homeserver.services.notifier import Notifier
 from homeserver.services.openid import OpenIdTokens
+from homeserver.services.session_tokens import SessionTokens
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
@@ -125,6 +127,7 @@ from homeserver.storage import retention as retention_storage
 from homeserver.storage import server_keys as server_keys_storage
 from homeserver.storage import threepids as threepids_storage
 from homeserver.storage import server_notices as server_notices_storage
+from homeserver.storage import session_tokens as session_tokens_storage
 from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
@@ -171,9 +174,10 @@ STORAGE_DOMAINS = {
     "threepids": threepids_storage.MIGRATIONS,
     "reports": reports_storage.MIGRATIONS,
     "server_notices": server_notices_storage.MIGRATIONS,
+    "session_tokens": session_tokens_storage.MIGRATIONS,
 }
 
-CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, receipts_api,
+CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api, room_events_api, sync_api, receipts_api,
                       account_data_api, keys_api, to_device_api, key_backup_api, federation_key_server_api,
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
                       admin_federation, admin_reports, admin_server_notices, admin_background_updates,
@@ -238,6 +242,7 @@ class HomeServer:
     metrics: Metrics
     traffic: TrafficHistory  # the console's charts
     openid: OpenIdTokens
+    session_tokens: SessionTokens
     audit: AuditLog
     config_reload: ConfigReloader
     admin: AdminService
@@ -343,10 +348,12 @@ def build_server(config, reactor) -> HomeServer:
                             event_store=event_store, reactor=reactor, email=email_notifs,
                             client=PushGatewayClient(reactor=reactor, threads=threads, ip_filter=IpRangeFilter(
                                 config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy()))
+    session_token_store = session_tokens_storage.SessionTokenStore(db)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed,
-                                           pushers.on_devices_removed])
+                                           pushers.on_devices_removed, session_token_store.on_devices_removed],
+                       lifetimes=session_token_store)
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor,
                                        appservices=appservices)
     threepids = ThreepidService(store=threepid_store, mailer=mailer, config=config, clock=reactor, pushers=pushers)
@@ -367,7 +374,7 @@ def build_server(config, reactor) -> HomeServer:
                                  store=retention_storage.RetentionStore(db), clock=reactor, server_name=server_name,
                                  on_purged=(media.on_events_purged,))  # purged events take their media along
     sync = SyncService(room_heads=room_heads, store=event_store, serializer=serializer, notifier=notifier,
-                       retention=retention.filter,
+                       retention=retention.filter, ignored_users=account_data.ignored_users,
                        clock=reactor, sources=[account_data, receipts, typing, e2ee.device_list_source,
                                                ToDeviceSource(e2ee.to_device), presence, push])
     user_directory = UserDirectoryService(
@@ -434,7 +441,8 @@ def build_server(config, reactor) -> HomeServer:
                         profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
                         federation=federation_handler, directory=directory, join_limits=ratelimit,
-                        blocked_by=admin_store.room_blocked_by, access_rules=access_rules)
+                        blocked_by=admin_store.room_blocked_by, access_rules=access_rules,
+                        account_data=account_data)
     spaces = SpaceService(room_heads=room_heads, room_servers=room_servers, directory=directory,
                           remote=remote_queries, sessions=spaces_storage.HierarchySessionStore(db),
                           events=event_store, server_name=server_name, clock=reactor)
@@ -476,6 +484,8 @@ def build_server(config, reactor) -> HomeServer:
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
                     metrics=metrics, traffic=TrafficHistory(metrics, reactor),
                     openid=OpenIdTokens(store=openid_storage.OpenIdTokenStore(db), clock=reactor),
+                    session_tokens=SessionTokens(store=session_token_store, accounts=accounts_store, auth=auth,
+                                                 config=config),
                     audit=audit, config_reload=config_reload,
                     admin=AdminService(store=admin_store, server_name=server_name, auth=auth,
                                        registration=registration, profiles=profiles, rooms=rooms,

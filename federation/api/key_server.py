@@ -63,9 +63,12 @@ async def _notary(hs, req: ApiRequest, criteria: dict) -> dict:
 
 
 async def query_one(hs, req: ApiRequest):
+    """GET /query/{serverName}, and the deprecated /query/{serverName}/{keyId} (still asked by older servers,
+    served by Synapse)."""
     server_name = _server_name_param(req.path_params["serverName"])
     minimum = req.int_arg("minimum_valid_until_ts", _now_ms(hs))
-    return {"server_keys": await _notary(hs, req, {server_name: ([], minimum)})}
+    key_ids = [req.path_params["keyId"]] if req.path_params.get("keyId") else []
+    return {"server_keys": await _notary(hs, req, {server_name: (key_ids, minimum)})}
 
 
 async def query_batch(hs, req: ApiRequest):
@@ -83,6 +86,7 @@ ROUTES = [
     Endpoint("GET", "/_matrix/key/v2/server", server_keys, auth=AUTH_NONE, prefixes=NO_PREFIX),
     Endpoint("GET", "/_matrix/key/v2/server/{keyId}", server_keys, auth=AUTH_NONE, prefixes=NO_PREFIX),
     Endpoint("GET", "/_matrix/key/v2/query/{serverName}", query_one, auth=AUTH_NONE, prefixes=NO_PREFIX),
+    Endpoint("GET", "/_matrix/key/v2/query/{serverName}/{keyId}", query_one, auth=AUTH_NONE, prefixes=NO_PREFIX),
     Endpoint("POST", "/_matrix/key/v2/query", query_batch, auth=AUTH_NONE, prefixes=NO_PREFIX),
     Endpoint("GET", "/_matrix/federation/v1/version", version, auth=AUTH_NONE, prefixes=NO_PREFIX),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from homeserver.bodies import RawBody, encode_json
 from homeserver.errors import MatrixError, forbidden
 from homeserver.events.identifiers import domain_of
 from homeserver.http.router import AUTH_NONE, AUTH_SERVER, NO_PREFIX, ApiRequest, Endpoint
@@ -78,10 +79,29 @@ async def send_membership(hs, req: ApiRequest, membership: str):
     return result
 
 
-async def invite(hs, req: ApiRequest):
+def _v1_wrapped(result) -> RawBody:
+    """The deprecated v1 send_join, send_leave and invite answer ``[200, <the v2 answer>]``."""
+    data = result.data if isinstance(result, RawBody) else encode_json(result)
+    return RawBody(b"[200," + data + b"]", b"application/json")
+
+
+async def send_membership_v1(hs, req: ApiRequest, membership: str):
+    """PUT /v1/send_join, /v1/send_leave (deprecated in the spec, still sent by older servers)."""
+    return _v1_wrapped(await send_membership(hs, req, membership))
+
+
+async def invite_v1(hs, req: ApiRequest):
+    """PUT /v1/invite (deprecated): the body is the invite itself, its stripped state in ``unsigned``; no room
+    version is given, so it is taken as version 1 (as Synapse: versions 1 and 2 differ only in state
+    resolution, which an invite does not use)."""
+    return _v1_wrapped(await invite(hs, req, {"event": req.json(), "room_version": "1"}))
+
+
+async def invite(hs, req: ApiRequest, body: dict | None = None):
+    """PUT /v2/invite."""
     await _peer_may(hs, req, "invite_users", "invite its users")
     await _room_allowed(hs, req, req.path_params["roomId"])
-    body = req.json()
+    body = req.json() if body is None else body
     invitee = body["event"].get("state_key") if isinstance(body.get("event"), dict) else None
     if isinstance(invitee, str) and domain_of(invitee) == hs.config.server_name:
         hs.ratelimit.invites_per_user.check(invitee)  # rc_invites.per_user; per room is the sender's (Synapse)
@@ -184,6 +204,9 @@ ROUTES = [
     _federation("PUT", "/v2/send_leave/{roomId}/{eventId}", partial(send_membership, membership="leave")),
     _federation("PUT", "/v1/send_knock/{roomId}/{eventId}", partial(send_membership, membership="knock")),
     _federation("PUT", "/v2/invite/{roomId}/{eventId}", invite),
+    _federation("PUT", "/v1/send_join/{roomId}/{eventId}", partial(send_membership_v1, membership="join")),
+    _federation("PUT", "/v1/send_leave/{roomId}/{eventId}", partial(send_membership_v1, membership="leave")),
+    _federation("PUT", "/v1/invite/{roomId}/{eventId}", invite_v1),
     _federation("GET", "/v1/event/{eventId}", event),
     _federation("GET", "/v1/state/{roomId}", state),
     _federation("GET", "/v1/state_ids/{roomId}", state_ids),

@@ -20,11 +20,11 @@ from federation.room_servers import RoomServers
 from homeserver.bodies import RawBody, with_encoded_arrays
 from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
-from homeserver.events.builder import build_event, event_id_list
-from homeserver.events.errors import AuthError
+from homeserver.events.builder import build_event, event_id_list, validate_pdu
+from homeserver.events.errors import AuthError, EventFormatError
 from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.identifiers import domain_of
-from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, EventFormat, RoomVersion
 from homeserver.events.signing import sign_event
 from homeserver.events.stripped_state import STRIPPED_STATE_TYPES, stripped
 from homeserver.services.restricted_joins import RestrictedJoins
@@ -75,6 +75,8 @@ class FederationMembership:
             raise forbidden("The user does not belong to the requesting server")
         if not await self.is_resident(room_id):
             raise not_found("Unknown room")
+        if membership != "leave" and self.server_name not in await self._room_servers.joined(room_id):
+            raise not_found("No user of this server is in the room any more")   # as Synapse
         version = await self._heads.room_version(room_id)
         if versions is not None and version.identifier not in versions:
             raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION", "Your server does not support this room version",
@@ -109,7 +111,7 @@ class FederationMembership:
         try:
             await self._receiver.handle_pdu(origin, version, pdu, depth_budget=0)
         except PduRejected as e:
-            raise forbidden(e.reason)
+            raise _refusal(e.reason, e.kind)
         stored = await self._heads.get_event(pdu["event_id"])
         if stored is None or stored.outlier:
             raise forbidden("The event is not allowed by the room's current state")
@@ -135,7 +137,8 @@ class FederationMembership:
             state_before = {k: v for k, v in state_before.items() if k[0] != "m.room.member" or k[1] in heroes}
         state_ids = set(state_before.values())
         chain = await self._heads.auth_closure(list(state_ids) + [stored.event_id])
-        chain_ids = [eid for eid in chain if eid not in state_ids and eid != stored.event_id]
+        # Spec send_join: the events of ``state`` may be left out of the auth chain only with omit_members.
+        chain_ids = [eid for eid in chain if eid != stored.event_id and not (omit_members and eid in state_ids)]
         encoded = await self._heads.federation_json([*state_ids, *chain_ids], version)
         body = {"members_omitted": omit_members, "servers_in_room": await self._room_servers.joined(stored.room_id)}
         if signed is not None:
@@ -177,7 +180,8 @@ class FederationMembership:
             raise MatrixError(400, "M_BAD_JSON", "Not an invite of a local user from the requesting server")
         accepted, rejected = await self._receiver.check_signatures([pdu], version)
         if not accepted:
-            raise forbidden(f"Bad invite: {next(iter(rejected.values()), 'signature check failed')}")
+            reason = next(iter(rejected.values()), None)
+            raise _refusal(f"Bad invite: {reason or 'signature check failed'}", getattr(reason, "kind", "signature"))
         signed = sign_event(pdu, self.server_name, self._key, version)
         if await self.is_resident(room_id):
             # Take the invite into the room now, so the invitee can join before /send brings it.
@@ -204,14 +208,34 @@ class FederationMembership:
                     raise
                 errors.append(f"{server}: {e.error}")
             except HttpResponseError as e:
-                if e.errcode in FINAL_ERRCODES:  # the resident server's refusal is the answer
-                    body = e.body if isinstance(e.body, dict) else {}
-                    raise MatrixError(e.status, e.errcode, str(body.get("error", "Refused by the room's server")))
+                # The resident server's refusal is the answer (as Synapse: any 4xx but "not found" or "unknown
+                # endpoint" goes to the client as it came, its other fields too, e.g. room_version).
+                if e.errcode in FINAL_ERRCODES or (400 <= e.status < 500 and e.status not in (404, 405, 429)
+                                                   and e.errcode not in (None, "M_NOT_FOUND", "M_UNRECOGNIZED")):
+                    body = dict(e.body)
+                    error = str(body.pop("error", "Refused by the room's server"))
+                    for reserved in ("errcode", "status"):
+                        body.pop(reserved, None)
+                    raise MatrixError(e.status, e.errcode, error, **body)
                 errors.append(f"{server}: {e}")
             except Exception as e:
                 errors.append(f"{server}: {e}")
                 logger.info("%s via %s failed: %s", membership, server, e)
         raise MatrixError(404, "M_NOT_FOUND", "No server could complete the request: " + "; ".join(errors))
+
+    async def reject_locally(self, room_id: str, user_id: str, previous) -> str:
+        """Synapse's local out-of-band leave: an invite (or knock) that no server of the room would take back
+        (unreachable, or refusing) is rejected on this server alone, so that it leaves the user's /sync. The
+        leave follows the membership event it replaces; the inviting server never hears of it."""
+        version = await self._heads.room_version(room_id)
+        pdu = build_event(
+            version, server_name=self.server_name, signing_key=self._key, room_id=room_id, sender=user_id,
+            event_type="m.room.member", content={"membership": "leave"}, state_key=user_id,
+            prev_events=[previous.event_id],
+            auth_events=event_id_list(previous.pdu.get("auth_events", [])) + [previous.event_id],
+            depth=int(previous.pdu.get("depth", 0)) + 1, origin_server_ts=int(self._clock.seconds() * 1000))
+        await self._remote.store_out_of_band_membership(room_id, version, pdu)
+        return pdu["event_id"]
 
     async def _remote_membership_via(self, server: str, user_id: str, room_id: str, membership: str,
                                      content: dict) -> str:
@@ -229,10 +253,15 @@ class FederationMembership:
             state_key=user_id, prev_events=event_id_list(template.get("prev_events", [])),
             auth_events=event_id_list(template.get("auth_events", [])), depth=int(template.get("depth", 1)),
             origin_server_ts=int(self._clock.seconds() * 1000))
-        send = {"join": "v2/send_join", "leave": "v2/send_leave", "knock": "v1/send_knock"}[membership]
-        response = await self._client.put_json(
-            server, f"/_matrix/federation/{send}/{quote(room_id)}/{quote(pdu['event_id'])}",
-            strip_convenience_keys(pdu, version), {"omit_members": "true"} if membership == "join" else None)
+        send = {"join": "send_join", "leave": "send_leave", "knock": "send_knock"}[membership]
+        path = f"{send}/{quote(room_id)}/{quote(pdu['event_id'])}"
+        content = strip_convenience_keys(pdu, version)
+        if membership == "knock":
+            response = await self._client.put_json(server, f"/_matrix/federation/v1/{path}", content)
+        else:
+            response = await self._put_v2_or_v1(server, path, content,
+                                                {"omit_members": "true"} if membership == "join" else None,
+                                                v1_content=content)
         if membership == "join":
             if isinstance(response.get("event"), dict):  # co-signed by the authorising server
                 pdu = normalise_pdu(response["event"], version)
@@ -244,6 +273,20 @@ class FederationMembership:
         else:
             await self._remote.store_out_of_band_membership(room_id, version, pdu)
         return pdu["event_id"]
+
+    async def _put_v2_or_v1(self, server: str, path: str, content: dict, args: dict | None = None, *,
+                            v1_content: dict | None) -> dict:
+        """PUT /v2/``path``; to a server that does not know it (404 or 405, or 400 M_UNRECOGNIZED: Synapse's
+        test), the deprecated /v1/``path`` with ``v1_content`` (None: no fallback), answered ``[200, {...}]``."""
+        try:
+            return await self._client.put_json(server, f"/_matrix/federation/v2/{path}", content, args)
+        except HttpResponseError as e:
+            unknown = (e.status in (404, 405) and e.errcode in (None, "M_UNRECOGNIZED")) \
+                or (e.status == 400 and e.errcode == "M_UNRECOGNIZED")
+            if not unknown or v1_content is None:
+                raise
+        logger.info("%s does not serve /v2/%s: trying /v1", server, path.split("/")[0])
+        return await self._client.put_json(server, f"/_matrix/federation/v1/{path}", v1_content, v1_wrapped=True)
 
     async def _complete_join(self, server: str, version: RoomVersion, room_id: str, join: dict,
                              response: dict) -> None:
@@ -308,6 +351,8 @@ class FederationMembership:
         create_id = create_event_id(version, room_id)
         if create_id is not None and ("m.room.create", "") not in state:
             state[("m.room.create", "")] = create_id
+        if ("m.room.create", "") not in state:   # a room's state always has its create event
+            raise MatrixError(502, "M_UNKNOWN", "The resident server's state of the room has no m.room.create event")
         return checked, state
 
     def finish_partial_join(self, room_id: str, version: RoomVersion, join_id: str, servers: list[str],
@@ -353,12 +398,19 @@ class FederationMembership:
         target_server = domain_of(pdu["state_key"])
         state = await self._heads.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
         invite_room_state = [stripped(e) for e in state.values()]
+        event = strip_convenience_keys(pdu, version)
+        # v1 (deprecated) carries no room version: only for rooms whose events it can read (v1 and v2)
+        v1_event = dict(event, unsigned=dict(event.get("unsigned") or {}, invite_room_state=invite_room_state)) \
+            if version.event_format is EventFormat.V1 else None
         try:
-            body = await self._client.put_json(
-                target_server, f"/_matrix/federation/v2/invite/{quote(room_id)}/{quote(pdu['event_id'])}",
-                {"event": strip_convenience_keys(pdu, version), "room_version": version.identifier,
-                 "invite_room_state": invite_room_state})
+            body = await self._put_v2_or_v1(
+                target_server, f"invite/{quote(room_id)}/{quote(pdu['event_id'])}",
+                {"event": event, "room_version": version.identifier, "invite_room_state": invite_room_state},
+                v1_content=v1_event)
             signed = normalise_pdu(body.get("event"), version)
+            validate_pdu(signed, version)
+        except EventFormatError as e:   # e.g. a float in a v6+ room (Synapse answers the client so too)
+            raise MatrixError(400, "M_BAD_JSON", f"The invitee's server sent an invalid invite: {e}")
         except HttpResponseError as e:
             if 400 <= e.status < 500 and (e.errcode or "").startswith("M_"):  # the invitee's server refuses
                 raise MatrixError(e.status, e.errcode, str(e.body.get("error", "Refused by the invitee's server")))
@@ -374,3 +426,9 @@ class FederationMembership:
         if not accepted or target_server not in (signed.get("signatures") or {}):
             raise forbidden("The invitee's server did not sign the invite")
         return signed
+
+
+def _refusal(reason: str, kind: str) -> MatrixError:
+    """A membership event refused: 400 M_BAD_JSON when it is malformed (a float in a v6+ room, say), else
+    403 M_FORBIDDEN (bad signature, not allowed)."""
+    return MatrixError(400, "M_BAD_JSON", reason) if kind == "format" else forbidden(reason)

@@ -281,6 +281,24 @@ KEYS: tuple[Key, ...] = (
         "Anyone who knows it can create admin accounts: keep it private.\n"
         "(Or put it in a file and set registration_shared_secret_path instead.)",
         secret=True, sample=lambda ctx: ctx.secret()),
+    Key("refreshable_access_token_lifetime", "duration", 5 * 60 * 1000, _REG,
+        "Lifetime of the access tokens of clients that ask for a refresh token\n"
+        "(refresh_token: true on /login and /register).",
+        attr="refreshable_access_token_lifetime_ms", sample=lambda ctx: "5m"),
+    Key("refresh_token_lifetime", "duration", None, _REG,
+        "Lifetime of a refresh token (unset: until it is used).", attr="refresh_token_lifetime_ms",
+        sample=lambda ctx: "24h", commented=True),
+    Key("nonrefreshable_access_token_lifetime", "duration", None, _REG,
+        "Lifetime of the access tokens of clients with no refresh token (unset: until logout).",
+        attr="nonrefreshable_access_token_lifetime_ms", sample=lambda ctx: "24h", commented=True),
+    Key("login_via_existing_session.enabled", "bool", False, _REG,
+        "Let a logged-in client get a single-use login token for another device\n"
+        "(POST /_matrix/client/v1/login/get_token, then m.login.token)."),
+    Key("login_via_existing_session.require_ui_auth", "bool", True, _REG,
+        "Ask for the user's password again before issuing such a token."),
+    Key("login_via_existing_session.token_timeout", "duration", 5 * 60 * 1000, _REG,
+        "How long such a login token stays valid.", attr="login_via_existing_session_token_timeout_ms",
+        sample=lambda ctx: "5m"),
     Key("bcrypt_rounds", "int", 12, _REG,
         "bcrypt cost for password hashes (4-31; each +1 doubles the time).", bounds=(4, 31)),
 

@@ -13,6 +13,7 @@ from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.streams import ChangeTracker, StreamIdGenerator
 
 TAG_TYPE = "m.tag"
+IGNORED_USERS_TYPE = "m.ignored_user_list"
 
 
 class AccountDataService:
@@ -44,6 +45,12 @@ class AccountDataService:
         finally:
             self._stream.done([position])
         self._stream.when_visible(position, lambda: self._notifier.notify(users=[user_id]))
+
+    async def ignored_users(self, user_id: str) -> frozenset[str]:
+        """Spec "Ignoring Users": the users ``m.ignored_user_list`` names."""
+        content = await self._store.get(user_id, None, IGNORED_USERS_TYPE) or {}
+        ignored = content.get("ignored_users")
+        return frozenset(ignored) if isinstance(ignored, dict) else frozenset()
 
     # -- tags ------------------------------------------------------------------------
     async def get_tags(self, user_id: str, room_id: str) -> dict:

@@ -19,6 +19,7 @@ from homeserver.lru import LruCache
 from homeserver.requester import Requester
 from homeserver.services.ratelimit import Ratelimiter
 from homeserver.storage.accounts import AccountStore
+from homeserver.storage.session_tokens import SessionTokenStore
 
 UIA_SESSION_LIFETIME_MS = 15 * 60 * 1000
 UIA_SESSIONS_PER_USER = 5           # sessions alive at once for one user
@@ -43,6 +44,8 @@ class UiaSession:
     completed: list[str] = field(default_factory=list)
     registration_token: str | None = None
     threepid: dict | None = None  # the address an m.login.email.identity stage proved (services/threepids.py)
+    params: dict | None = None   # the parameters of the request that opened it (a retry may omit them)
+    result: str | None = None    # what the completed operation made (the user id /register created)
 
 
 class UiaSessions:
@@ -144,8 +147,10 @@ class TokenCache:
 
 class AuthService:
     def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, threads,
-                 failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None):
+                 failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None,
+                 lifetimes: SessionTokenStore | None = None):
         self._store = store
+        self._lifetimes = lifetimes  # access tokens that expire, refresh tokens (services/session_tokens.py)
         self._clock = clock
         self.server_name = server_name
         self._rounds = bcrypt_rounds
@@ -207,16 +212,30 @@ class AuthService:
 
     # -- tokens ------------------------------------------------------------------------
     async def resolve_token(self, token: str) -> Requester:
-        cached = self._token_cache.get(token)
-        if cached is not None:
-            return cached
+        requester = self._token_cache.get(token) or await self._lookup_token(token)
+        if requester.valid_until_ms is not None and self.now_ms() >= requester.valid_until_ms:
+            raise unknown_token("Access token has expired", soft_logout=True)
+        return requester
+
+    async def _lookup_token(self, token: str) -> Requester:
         generation = self._token_cache.generation
         info = await self._store.get_token(token)
         if info is None or info.deactivated:
             raise unknown_token()
-        requester = Requester(info.user_id, info.device_id, token, info.is_admin)
+        valid_until, revoked = (None, False)
+        if self._lifetimes is not None:
+            # Spec "Refreshing access tokens": the first use of a refreshed token revokes the old refresh token.
+            valid_until, revoked = await self._lifetimes.use_access_token(token)
+        if revoked:
+            self.forget_cached_tokens(info.user_id, info.device_id)
+            generation = self._token_cache.generation
+        requester = Requester(info.user_id, info.device_id, token, info.is_admin, valid_until_ms=valid_until)
         self._token_cache.put(requester, generation)
         return requester
+
+    def forget_cached_tokens(self, user_id: str, device_id: str) -> None:
+        """The device's tokens changed in the database by other means (a refresh): read them afresh."""
+        self._token_cache.forget(user_id, {device_id})
 
     async def login_device(self, user_id: str, device_id: str | None, display_name: str | None,
                            client_ip: str | None) -> tuple[str, str]:
@@ -296,17 +315,32 @@ class AuthService:
         return found or user_id
 
     # -- user-interactive auth ---------------------------------------------------------------
+    def uia_session(self, body: dict, requester: Requester | None, client_ip: str | None) -> UiaSession | None:
+        """The live session ``body.auth.session`` names, if it is this client's."""
+        auth = body.get("auth")
+        session_id = auth.get("session") if isinstance(auth, dict) else None
+        if not isinstance(session_id, str):
+            return None
+        return self._uia.get(session_id, self._uia_owner(requester, client_ip))
+
+    @staticmethod
+    def _uia_owner(requester: Requester | None, client_ip: str | None) -> str:
+        return requester.user_id if requester is not None else f"address:{client_ip}"
+
     async def check_uia(self, body: dict, flows: list[list[str]], *, fingerprint: str,
                         requester: Requester | None, client_ip: str | None = None,
-                        stage_checker=None) -> UiaSession:
+                        stage_checker=None, params: dict | None = None,
+                        keep_completed: bool = False) -> UiaSession:
         """Spec "User-Interactive Authentication API": complete a stage per call until a flow is done.
 
         ``fingerprint`` names the operation and its parameters (a session is bound to one); a session
         belongs to the requester, or for /register to the client's address. Only the stages of ``flows``
-        are accepted: m.login.password checks the requester's own password only.
+        are accepted: m.login.password checks the requester's own password only. A new session keeps
+        ``params``; with ``keep_completed`` a completed session lives on (until it expires), so that a retry
+        of the operation is answered as the first completion was (Synapse's idempotent /register).
         """
         auth = body.get("auth")
-        owner = requester.user_id if requester is not None else f"address:{client_ip}"
+        owner = self._uia_owner(requester, client_ip)
         digest = hashlib.sha256(fingerprint.encode("utf-8")).digest()
         if isinstance(auth, dict) and "session" in auth:
             session_id = auth["session"]
@@ -318,6 +352,7 @@ class AuthService:
         else:
             session_id, session = self._uia.create(
                 owner, digest, UIA_SESSIONS_PER_USER if requester is not None else UIA_SESSIONS_PER_ADDRESS)
+            session.params = params
         error = None
         if isinstance(auth, dict) and auth.get("type"):
             try:
@@ -328,7 +363,8 @@ class AuthService:
                 error = e
         for flow in flows:
             if all(stage in session.completed for stage in flow):
-                self._uia.remove(session_id)
+                if not keep_completed:
+                    self._uia.remove(session_id)
                 return session
         body_out = {"flows": [{"stages": f} for f in flows], "params": {}, "session": session_id,
                     "completed": list(session.completed)}

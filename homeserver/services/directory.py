@@ -100,6 +100,14 @@ class DirectoryService:
                 raise forbidden("You are not in this room")
         return await self._store.aliases_for_room(room_id)
 
+    async def transfer_room(self, old_room_id: str, new_room_id: str) -> None:
+        """Spec "Room Upgrades": local aliases move to the replacement room, and so does the old room's
+        place in the public room directory (as Synapse)."""
+        await self._store.move_aliases(old_room_id, new_room_id)
+        if await self._events.is_room_public(old_room_id):
+            await self._events.set_room_public(new_room_id, True)
+            await self._events.set_room_public(old_room_id, False)
+
     # -- public room directory ----------------------------------------------------------------
     async def get_visibility(self, room_id: str) -> str:
         if await self._heads.room_version(room_id) is None:

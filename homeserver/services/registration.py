@@ -38,7 +38,7 @@ class RegistrationService:
         if not isinstance(localpart, str) or not localpart:
             raise MatrixError(400, "M_INVALID_USERNAME", "Username must be a non-empty string")
         localpart = localpart.lower()
-        if not LOCALPART_RE.match(localpart):
+        if not LOCALPART_RE.fullmatch(localpart):  # ($ would let a final newline through)
             raise MatrixError(400, "M_INVALID_USERNAME",
                               "Username may only contain a-z, 0-9, ., _, =, -, / and +")
         user_id = f"@{localpart}:{self.server_name}"

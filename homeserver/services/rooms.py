@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
@@ -13,6 +14,8 @@ from homeserver.services.room_events.gate import JoinGate
 from homeserver.services.room_events.heads import RoomHeads
 from homeserver.services.room_events.local import EventSpec, LocalAppends
 from homeserver.storage.events import EventStore
+
+logger = logging.getLogger(__name__)
 
 
 PRESETS = {
@@ -49,11 +52,12 @@ class RoomService:
     def __init__(self, *, room_heads: RoomHeads, appends: LocalAppends, join_gate: JoinGate, store: EventStore,
                  profiles, server_name: str, default_room_version: str, restricted_joins: RestrictedJoins,
                  federation=None, directory=None, join_limits: JoinLimits | None = None, blocked_by=None,
-                 access_rules=None):
+                 access_rules=None, account_data=None):
         """``federation`` (``federation.service.Federation``): joins, leaves and knocks through other servers;
         ``blocked_by(room_id)``: the admin who blocked the room (admin API), None if it is not blocked;
         ``access_rules`` (``services/access_rules.py``): checks joins and invites."""
         self._heads = room_heads
+        self._account_data = account_data  # an upgrade carries the upgrader's tags and m.direct over
         self._appends = appends
         self._join_gate = join_gate
         self._blocked_by = blocked_by
@@ -68,8 +72,9 @@ class RoomService:
         self.federation = federation
 
     # -- creation -------------------------------------------------------------------------
-    async def create_room(self, creator: str, body: dict) -> str:
-        """Spec POST /createRoom: the events are sent in the order the spec lists."""
+    async def create_room(self, creator: str, body: dict, room_id: str | None = None) -> str:
+        """Spec POST /createRoom: the events are sent in the order the spec lists (``room_id``: the id an
+        upgrade chose beforehand)."""
         version_id = body.get("room_version", self.default_room_version)
         if not isinstance(version_id, str) or version_id not in KNOWN_ROOM_VERSIONS:
             raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version {version_id!r}")
@@ -109,12 +114,16 @@ class RoomService:
         specs.append(EventSpec(creator, "m.room.power_levels", pl, ""))
         if alias is not None:
             specs.append(EventSpec(creator, "m.room.canonical_alias", {"alias": alias}, ""))
-        specs.append(EventSpec(creator, "m.room.join_rules", {"join_rule": preset["join_rule"]}, ""))
-        specs.append(EventSpec(creator, "m.room.history_visibility",
-                               {"history_visibility": preset["history_visibility"]}, ""))
-        if preset["guest_access"]:
-            specs.append(EventSpec(creator, "m.room.guest_access", {"guest_access": preset["guest_access"]}, ""))
-        specs += self._initial_state(creator, body.get("initial_state"))
+        initial = self._initial_state(creator, body.get("initial_state"))
+        given = {(spec.type, spec.state_key) for spec in initial}
+        # Spec: initial_state takes precedence over the preset; as Synapse, the preset's event is then not sent.
+        for event_type, content in (("m.room.join_rules", {"join_rule": preset["join_rule"]}),
+                                    ("m.room.history_visibility",
+                                     {"history_visibility": preset["history_visibility"]}),
+                                    ("m.room.guest_access", {"guest_access": preset["guest_access"]})):
+            if (event_type, "") not in given and next(iter(content.values())):
+                specs.append(EventSpec(creator, event_type, content, ""))
+        specs += initial
         for key, event_type in (("name", "m.room.name"), ("topic", "m.room.topic")):
             if key in body:
                 if not isinstance(body[key], str):
@@ -124,7 +133,7 @@ class RoomService:
                     content["m.topic"] = {"m.text": [{"body": body[key], "mimetype": "text/plain"}]}
                 specs.append(EventSpec(creator, event_type, content, ""))
         create = EventSpec(creator, "m.room.create", create_content, "")
-        room_id, _ = await self._appends.create_room(version, create, specs, None,
+        room_id, _ = await self._appends.create_room(version, create, specs, room_id,
                                                     is_public=body.get("visibility") == "public")
         if alias is not None:
             await self.directory.create_alias(alias, room_id, creator)
@@ -219,6 +228,16 @@ class RoomService:
             candidates.append(domain_of(room_id))
         if membership == "leave" and (current is None or current.content.get("membership") not in ("invite", "knock")):
             raise not_found("You are not in this room")
+        if membership == "leave" and not await self.is_resident(room_id):
+            # Rejecting an invite (or withdrawing a knock) through the room's servers; failing that, as
+            # Synapse, a leave made and kept here alone.
+            try:
+                if candidates:
+                    return await self.federation.membership.remote_membership(target, room_id, candidates, "leave",
+                                                                              content)
+            except MatrixError as e:
+                logger.info("Rejecting %s remotely failed (%s): rejecting it locally", room_id, e.error)
+            return await self.federation.membership.reject_locally(room_id, target, current)
         if not candidates:
             raise not_found("No known servers for this room")
         return await self.federation.membership.remote_membership(target, room_id, candidates, membership, content)
@@ -323,48 +342,121 @@ class RoomService:
         return room_id
 
     async def upgrade(self, user_id: str, room_id: str, new_version_id: str) -> str:
-        """Spec "Room Upgrades": tombstone the old room, copy its key state into a new one."""
+        """Spec "Room Upgrades", server behaviour (Synapse where the spec says less):
+
+        1. the user must be able to send a tombstone in the old room, checked before anything is written;
+        2. the replacement room, whose create event names the old room as its predecessor, with the old
+           room's transferable state, power levels and bans;
+        3. the tombstone in the old room. Up to room version 11 the new room's id is chosen first, so the
+           tombstone goes first and the predecessor names it; from v12 the create event names the room, so
+           the tombstone comes after (the predecessor's deprecated ``event_id`` is then left out);
+        4. local aliases, the canonical alias and the directory entry move to the new room, the upgrader's
+           tags and ``m.direct`` follow it;
+        5. the old room's power levels are raised so that only moderators may talk or invite.
+        """
         if new_version_id not in KNOWN_ROOM_VERSIONS:
             raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version {new_version_id!r}")
-        state = await self._heads.current_state(room_id)
+        if await self._heads.room_version(room_id) is None:
+            raise not_found("Unknown room")
         if await self._heads.membership(room_id, user_id) != "join":
             raise forbidden("You are not in this room")
-        # Check the user may send a tombstone before creating anything.
-        pl = state.get(("m.room.power_levels", ""))
-        body = {"room_version": new_version_id,
-                "creation_content": {"predecessor": {"room_id": room_id}},
-                "initial_state": [
-                    {"type": t, "state_key": k, "content": ev.content} for (t, k), ev in state.items()
-                    if t in ("m.room.join_rules", "m.room.history_visibility", "m.room.guest_access",
-                             "m.room.name", "m.room.topic", "m.room.avatar", "m.room.encryption",
-                             "m.room.server_acl")]}
-        if pl is not None:
-            override = dict(pl.content)
-            if KNOWN_ROOM_VERSIONS[new_version_id].creators_infinite_power:
-                users = dict(override.get("users", {}))
-                users.pop(user_id, None)
-                override["users"] = users
-            body["power_level_content_override"] = override
-        await self._appends.send(room_id, EventSpec(user_id, "m.room.tombstone",
-                                                   {"body": "This room has been replaced",
-                                                    "replacement_room": "!pending"}, ""), dry_run=True)
-        new_room = await self.create_room(user_id, body)
-        await self._appends.send(room_id, EventSpec(user_id, "m.room.tombstone",
-                                                   {"body": "This room has been replaced",
-                                                    "replacement_room": new_room}, ""))
+        state = await self._heads.current_state(room_id)
+
+        def tombstone(replacement: str) -> EventSpec:
+            return EventSpec(user_id, "m.room.tombstone",
+                             {"body": "This room has been replaced", "replacement_room": replacement}, "")
+
+        await self._appends.send(room_id, tombstone("!pending"), dry_run=True)
+        body, restore_pl = _upgrade_body(user_id, room_id, state, new_version_id)
+        if KNOWN_ROOM_VERSIONS[new_version_id].room_id_from_create_event:
+            new_room = await self.create_room(user_id, body)
+            await self._appends.send(room_id, tombstone(new_room))
+        else:
+            new_room = self._appends.new_room_id()
+            sent = await self._appends.send(room_id, tombstone(new_room))
+            body["creation_content"]["predecessor"]["event_id"] = sent.event_id
+            await self.create_room(user_id, body, room_id=new_room)
+        await self._transfer(user_id, room_id, new_room, state, restore_pl)
+        return new_room
+
+    async def _transfer(self, user_id: str, room_id: str, new_room: str, state: dict,
+                        restore_pl: dict | None) -> None:
+        """Steps 2 (bans), 4 and 5 of :meth:`upgrade`, each as far as the upgrader's power allows."""
+        if self.directory is not None:
+            await self.directory.transfer_room(room_id, new_room)
         alias_ev = state.get(("m.room.canonical_alias", ""))
+        specs = [(new_room, EventSpec(user_id, "m.room.member", ev.content, key))
+                 for (event_type, key), ev in state.items()
+                 if event_type == "m.room.member" and ev.content.get("membership") == "ban"]
         if alias_ev is not None and alias_ev.content:
-            await self._appends.send(new_room, EventSpec(user_id, "m.room.canonical_alias", alias_ev.content, ""))
+            specs.append((new_room, EventSpec(user_id, "m.room.canonical_alias", alias_ev.content, "")))
+        if restore_pl is not None:
+            specs.append((new_room, EventSpec(user_id, "m.room.power_levels", restore_pl, "")))
+        if alias_ev is not None and alias_ev.content:
+            specs.append((room_id, EventSpec(user_id, "m.room.canonical_alias", {}, "")))
+        pl = state.get(("m.room.power_levels", ""))
         if pl is not None:
             restricted = dict(pl.content)
             needed = max(50, int(restricted.get("users_default", 0)) + 1)
             restricted["events_default"] = needed
             restricted["invite"] = needed
+            specs.append((room_id, EventSpec(user_id, "m.room.power_levels", restricted, "")))
+        for target, spec in specs:
             try:
-                await self._appends.send(room_id, EventSpec(user_id, "m.room.power_levels", restricted, ""))
+                await self._appends.send(target, spec)
             except MatrixError:
-                pass  # the upgrader may lack the right to restrict the old room; the upgrade still stands
-        return new_room
+                pass  # the upgrader may lack that power; the upgrade still stands
+        if self._account_data is not None:
+            await self._follow_upgrade(user_id, room_id, new_room)
+
+    async def _follow_upgrade(self, user_id: str, room_id: str, new_room: str) -> None:
+        """The upgrader's tags of the old room and its place in ``m.direct`` carry over (as Synapse)."""
+        for tag, content in (await self._account_data.get_tags(user_id, room_id)).items():
+            await self._account_data.set_tag(user_id, new_room, tag, content)
+        direct = await self._account_data.get(user_id, None, "m.direct") or {}
+        if any(isinstance(rooms, list) and room_id in rooms for rooms in direct.values()):
+            await self._account_data.put(user_id, None, "m.direct", {
+                who: rooms + [new_room] if isinstance(rooms, list) and room_id in rooms else rooms
+                for who, rooms in direct.items()})
+
+
+# Spec "Room Upgrades": the state events a server should transfer (power levels are set on creation).
+UPGRADE_TRANSFERRED_STATE = ("m.room.join_rules", "m.room.history_visibility", "m.room.guest_access",
+                             "m.room.name", "m.room.topic", "m.room.avatar", "m.room.encryption",
+                             "m.room.server_acl")
+
+
+def _upgrade_body(user_id: str, room_id: str, state: dict, new_version_id: str) -> tuple[dict, dict | None]:
+    """The /createRoom body of an upgrade's replacement room: the old create event's ``m.federate`` and
+    ``type`` (a space stays a space), the transferable state and the power levels; and the power levels
+    to restore once the state is copied, if the upgrader needed more power for the copy."""
+    old_create = state.get(("m.room.create", ""))
+    creation = {k: old_create.content[k] for k in ("m.federate", "type")
+                if old_create is not None and k in old_create.content}
+    creation["predecessor"] = {"room_id": room_id}
+    body = {"room_version": new_version_id, "creation_content": creation,
+            "initial_state": [{"type": t, "state_key": k, "content": ev.content} for (t, k), ev in state.items()
+                              if t in UPGRADE_TRANSFERRED_STATE and k == ""]}
+    pl = state.get(("m.room.power_levels", ""))
+    if pl is None:
+        return body, None
+    override = copy.deepcopy(pl.content)
+    users = override["users"] = dict(override.get("users") or {})
+    if KNOWN_ROOM_VERSIONS[new_version_id].creators_infinite_power:
+        users.pop(user_id, None)
+        body["power_level_content_override"] = override
+        return body, None
+    # As Synapse: an upgrader below the level of some state event is raised to it while the state is
+    # copied, and put back afterwards (a second power levels event).
+    levels = [override.get("state_default", 50), override.get("ban", 50),
+              *(override.get("events") or {}).values()]
+    needed = max(int(v) for v in levels if isinstance(v, int))
+    own = users.get(user_id, override.get("users_default", 0))
+    if not isinstance(own, int) or own >= needed:
+        body["power_level_content_override"] = override
+        return body, None
+    body["power_level_content_override"] = dict(override, users=dict(users, **{user_id: needed}))
+    return body, override
 
 
 def _string_list(body: dict, key: str) -> list[str]:

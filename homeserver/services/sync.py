@@ -61,6 +61,7 @@ class SyncContext:
     joined_rooms: list[str] = field(default_factory=list)
     newly_joined: set[str] = field(default_factory=set)
     memberships: dict | None = None  # the user's rooms_for_user, once the rooms part has read them
+    ignored: frozenset[str] = frozenset()  # spec "Ignoring Users": their messages and invites are left out
 
     @property
     def user_id(self) -> str:
@@ -164,10 +165,12 @@ _POSITION = re.compile(r"-?[0-9]+")
 
 class SyncService:
     def __init__(self, *, room_heads: RoomHeads, store: EventStore, serializer, notifier, clock,
-                 sources: list[SyncSource], retention: Callable[[str, list], Awaitable[list]]):
+                 sources: list[SyncSource], retention: Callable[[str, list], Awaitable[list]],
+                 ignored_users: Callable[[str], Awaitable[frozenset[str]]] | None = None):
         """``sources`` contribute to a response in this order; ``retention`` drops the events outside a
-        room's retention window (services/retention.py)."""
+        room's retention window (services/retention.py); ``ignored_users(user_id)``: whom the user ignores."""
         self._retention = retention
+        self._ignored_users = ignored_users
         self._heads = room_heads
         self._store = store
         self._serializer = serializer
@@ -257,6 +260,7 @@ class SyncService:
 
     async def _build(self, ctx: SyncContext) -> SyncResponse:
         response = _skeleton()
+        ctx.ignored = await self._ignored(ctx.user_id)
         await self._rooms(ctx, response)
         for source in self.sources:
             await source.contribute(ctx, response)
@@ -285,7 +289,7 @@ class SyncService:
                     parts.append(RoomPart("join", room_id, since_pos, to_pos))
             elif membership in ("invite", "knock") and is_new:
                 await self._stripped_room(response, "invite" if membership == "invite" else "knock",
-                                          room_id, event_id)
+                                          room_id, event_id, ctx.ignored)
             elif membership in ("leave", "ban") and room_id not in forgotten:
                 if since_pos is None and not ctx.filter.include_leave:
                     continue
@@ -293,9 +297,13 @@ class SyncService:
                     parts.append(RoomPart("leave", room_id, since_pos, so))
         await self._room_timelines(ctx, response, parts)
 
-    async def _stripped_room(self, response: SyncResponse, section: str, room_id: str, event_id: str) -> None:
-        """Stripped state for an invite or knock: what the inviting server sent, or our own current state."""
+    async def _stripped_room(self, response: SyncResponse, section: str, room_id: str, event_id: str,
+                             ignored: frozenset[str]) -> None:
+        """Stripped state for an invite or knock: what the inviting server sent, or our own current state;
+        nothing for an invite from an ignored user."""
         own = await self._heads.get_event(event_id)
+        if own is not None and own.sender in ignored:
+            return
         carried = (own.pdu.get("unsigned") or {}).get(f"{section}_room_state") if own is not None else None
         if isinstance(carried, list):
             events = [e for e in carried if isinstance(e, dict)]
@@ -333,6 +341,9 @@ class SyncService:
         timelines = await self._serialize_per_room(ctx, [p.timeline for p in parts], bundle=True)
         state_json = await self._serialize_per_room(ctx, [states[p.room_id] for p in parts], bundle=False)
         for p, timeline, state in zip(parts, timelines, state_json):
+            if p.section == "join" and p.since_pos is not None and not timeline and not state \
+                    and p.room_id not in ctx.newly_joined:
+                continue  # everything new was left out (an ignored user's messages): as Synapse, no entry
             room = response.room(p.section, p.room_id)
             room["timeline"] = {"events": timeline, "limited": p.limited,
                                 "prev_batch": self.encode_token(dict(ctx.to, events=p.start_pos))}
@@ -362,7 +373,7 @@ class SyncService:
         while True:
             candidates = await self._retention(
                 part.room_id, raw if part.since_pos is not None else visible_to(ctx.user_id, raw, visibility))
-            for ev in candidates:
+            for ev in _not_ignored(candidates, ctx.ignored):
                 if ctx.filter.timeline.allows(ev.pdu | {"room_id": part.room_id}):
                     if len(found) == limit:
                         return found[::-1], True
@@ -415,12 +426,22 @@ class SyncService:
             summary["m.heroes"] = [u for u in joined + invited if u != user_id][:5]
         return summary
 
+    async def _ignored(self, user_id: str) -> frozenset[str]:
+        return frozenset() if self._ignored_users is None else await self._ignored_users(user_id)
+
     async def visible_events(self, user_id: str, room_id: str, events: list[StoredEvent]) -> list[StoredEvent]:
-        """Drop the events the user may not see under the room's history visibility or its retention policy."""
+        """Drop the events the user may not see under the room's history visibility or its retention policy,
+        and those of users they ignore."""
         if not events:
             return events
+        events = _not_ignored(events, await self._ignored(user_id))
         return visible_to(user_id, await self._retention(room_id, events),
                           await self._store.visibility_timelines(room_id, user_id))
+
+
+def _not_ignored(events: list[StoredEvent], ignored: frozenset[str]) -> list[StoredEvent]:
+    """Spec "Ignoring Users": the ignored users' messages are left out (their state events stay, as Synapse)."""
+    return [e for e in events if e.state_key is not None or e.sender not in ignored] if ignored else events
 
 
 def visible_to(user_id: str, events: list[StoredEvent], timelines: tuple[list, list]) -> list[StoredEvent]:

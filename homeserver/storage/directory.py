@@ -39,3 +39,8 @@ class DirectoryStore(Store):
     async def aliases_for_room(self, room_id: str) -> list[str]:
         return [r[0] for r in await self.db.run("aliases_for_room", lambda t: t.select_all(
             "SELECT room_alias FROM room_aliases WHERE room_id = ? ORDER BY room_alias", (room_id,)))]
+
+    async def move_aliases(self, old_room_id: str, new_room_id: str) -> None:
+        """Spec "Room Upgrades": the old room's local aliases now point to its replacement."""
+        await self.db.run("move_aliases", lambda t: t.execute(
+            "UPDATE room_aliases SET room_id = ? WHERE room_id = ?", (new_room_id, old_room_id)))

@@ -64,27 +64,36 @@ async def post_register(hs, req: ApiRequest):
     if not hs.config.enable_registration:
         raise forbidden("Registration has been disabled")
     hs.ratelimit.registration.check(req.client_ip)
-    username = _opt_str(body, "username")
-    password = body.get("password")
+    # Synapse: a retry within the UIA session may carry ``auth`` alone, the first request's parameters apply.
+    session = hs.auth.uia_session(body, None, req.client_ip)
+    params = {k: v for k, v in body.items() if k != "auth"} or (session and session.params) or {}
+    username = _opt_str(params, "username")
+    password = params.get("password")
     if password is not None:
         hs.auth.check_new_password(password)
-    device_id = _opt_str(body, "device_id")
-    display_name = _opt_str(body, "initial_device_display_name")
-    if username is not None:
+    device_id = _opt_str(params, "device_id")
+    display_name = _opt_str(params, "initial_device_display_name")
+    refresh = _refresh_asked(params)
+    if username is not None and (session is None or session.result is None):
         await hs.registration.check_available(username)
-    fingerprint = f"register:{username}"
     session = await hs.auth.check_uia(body, hs.threepids.registration_flows(hs.registration.flows()),
-                                      fingerprint=fingerprint, requester=None, client_ip=req.client_ip,
+                                      fingerprint=f"register:{username}", requester=None, client_ip=req.client_ip,
                                       stage_checker=hs.threepids.stage_checker(REGISTRATION,
-                                                                               hs.registration.token_stage))
-    user_id = await hs.registration.register(username, password, registration_token=session.registration_token)
-    await hs.threepids.on_registered(user_id, session.threepid)  # m.login.email.identity: the address is the user's
-    await hs.audit.record("registration", user_id, user_id, req.client_ip,
-                          {"with_registration_token": session.registration_token is not None})
+                                                                               hs.registration.token_stage),
+                                      params=params, keep_completed=True)
+    user_id = session.result
+    if user_id is None:   # a retry of a completed registration logs the same user in again
+        user_id = session.result = await hs.registration.register(
+            username, password, registration_token=session.registration_token)
+        if session.params:   # a retry needs no password: it is not kept in memory any longer than needed
+            session.params = {k: v for k, v in session.params.items() if k != "password"}
+        await hs.threepids.on_registered(user_id, session.threepid)  # m.login.email.identity: the user's address
+        await hs.audit.record("registration", user_id, user_id, req.client_ip,
+                              {"with_registration_token": session.registration_token is not None})
     result = {"user_id": user_id, "home_server": hs.config.server_name}
-    if not body.get("inhibit_login"):
-        device_id, token = await hs.auth.login_device(user_id, device_id, display_name, req.client_ip)
-        result.update(access_token=token, device_id=device_id)
+    if not params.get("inhibit_login"):
+        result.update(await hs.session_tokens.login(user_id, device_id, display_name, req.client_ip,
+                                                    refresh=refresh))
     return result
 
 
@@ -106,8 +115,18 @@ async def token_validity(hs, req: ApiRequest):
     return {"valid": await hs.registration.token_valid(token)}
 
 
+def _refresh_asked(body: dict) -> bool:
+    """Spec "Refreshing access tokens": ``refresh_token: true`` on /login and /register."""
+    value = body.get("refresh_token", False)
+    if not isinstance(value, bool):
+        raise bad_json("refresh_token must be a boolean")
+    return value
+
+
 async def get_login(hs, req: ApiRequest):
     flows = [{"type": "m.login.password"}]
+    if hs.config.login_via_existing_session_enabled:
+        flows.append({"type": "m.login.token", "get_login_token": True})
     if hs.appservices.registrations:
         flows.append({"type": APPSERVICE_LOGIN})
     return {"flows": flows}
@@ -134,14 +153,17 @@ async def post_login(hs, req: ApiRequest):
         except MatrixError as e:
             await hs.audit.record("login_failed", user_id, user_id, req.client_ip, {"errcode": e.errcode})
             raise
+    elif body.get("type") == "m.login.token":
+        hs.ratelimit.login_address.check(req.client_ip)
+        user_id = await hs.session_tokens.user_of_login_token(body.get("token"))
     else:
         raise MatrixError(400, "M_UNKNOWN", "Unknown login type")
     hs.account_moderation.check_not_locked(user_id)
-    device_id, token = await hs.auth.login_device(user_id, _opt_str(body, "device_id"),
-                                                  _opt_str(body, "initial_device_display_name"), req.client_ip)
-    await hs.audit.record("login", user_id, device_id, req.client_ip, {"type": body["type"]})
-    return {"user_id": user_id, "access_token": token, "device_id": device_id,
-            "home_server": hs.config.server_name}
+    tokens = await hs.session_tokens.login(user_id, _opt_str(body, "device_id"),
+                                           _opt_str(body, "initial_device_display_name"), req.client_ip,
+                                           refresh=_refresh_asked(body))
+    await hs.audit.record("login", user_id, tokens["device_id"], req.client_ip, {"type": body["type"]})
+    return {"user_id": user_id, "home_server": hs.config.server_name, **tokens}
 
 
 async def logout(hs, req: ApiRequest):

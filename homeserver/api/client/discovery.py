@@ -74,7 +74,8 @@ async def auth_metadata(hs, req: ApiRequest):
 async def capabilities(hs, req: ApiRequest):
     """GET /capabilities: what this server lets a user do. Of the profile fields (v1.16), only the display
     name and avatar are stored; rooms are not forgotten on leave (v1.18); a server admin may suspend and lock
-    accounts (``m.account_moderation``, omitted for anyone else as the spec asks)."""
+    accounts (``m.account_moderation``, omitted for anyone else as the spec asks); e-mail addresses can be
+    changed (``/account/3pid``); login tokens for another device as ``login_via_existing_session`` says."""
     from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
     moderation = {"m.account_moderation": {"suspend": True, "lock": True}} if req.requester.is_admin else {}
     return {"capabilities": {**moderation,
@@ -83,8 +84,8 @@ async def capabilities(hs, req: ApiRequest):
                             "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS}},
         "m.set_displayname": {"enabled": True},
         "m.set_avatar_url": {"enabled": True},
-        "m.3pid_changes": {"enabled": False},
-        "m.get_login_token": {"enabled": False},
+        "m.3pid_changes": {"enabled": True},
+        "m.get_login_token": {"enabled": hs.config.login_via_existing_session_enabled},
         "m.profile_fields": {"enabled": True, "allowed": sorted(PROFILE_FIELDS)},
         "m.forget_forced_upon_leave": {"enabled": False},
         "org.matrix.msc4140.delayed_events": {"max_delay_ms": hs.config.max_event_delay_ms or 0,

@@ -43,6 +43,7 @@ async def send(hs, req: ApiRequest):
     content = req.json()
     if req.path_params["eventType"] != "m.room.redaction":
         hs.account_moderation.check_not_suspended(req.user_id)
+    _check_tombstone(req.path_params["roomId"], req.path_params["eventType"], content)
     delayed = await schedule_if_delayed(hs, req, req.path_params["eventType"], content, None, _txn_key(req))
     if delayed is not None:
         return delayed
@@ -70,6 +71,7 @@ async def put_state(hs, req: ApiRequest):
             raise bad_json("membership must be a string")
     if event_type == "m.room.canonical_alias":
         await _check_canonical_alias(hs, room_id, content)
+    _check_tombstone(room_id, event_type, content)
     if event_type in CALL_MEMBER_TYPES:
         await _check_call_member(hs, room_id, event_type, state_key, req)
     await hs.access_rules.check_state(room_id, req.user_id, event_type, content)
@@ -173,6 +175,12 @@ async def _check_call_member(hs, room_id: str, event_type: str, state_key: str, 
                                   await hs.room_heads.room_version(room_id), power_state)
     if refusal is not None:
         raise forbidden(refusal)
+
+
+def _check_tombstone(room_id: str, event_type: str, content: dict) -> None:
+    """A tombstone cannot name its own room as the replacement (400, as Synapse)."""
+    if event_type == "m.room.tombstone" and content.get("replacement_room") == room_id:
+        raise bad_json("A tombstone cannot name its own room as the replacement")
 
 
 async def _check_canonical_alias(hs, room_id: str, content: dict) -> None:

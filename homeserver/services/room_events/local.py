@@ -84,11 +84,15 @@ class LocalAppends:
             probe = self._build(RoomHead("", version, {}, [], 0, None), create, None, now)
             room_id = room_id_from_create_event(probe["event_id"])
         elif room_id is None:
-            room_id = f"!{random_string(18)}:{self.server_name}"
+            room_id = self.new_room_id()
         async with self._heads.lock(room_id):
             head = await self._heads.new_room(room_id, version, create.sender, is_public, now)
             events = await self._append(head, [create] + rest, now)
         return room_id, events
+
+    def new_room_id(self) -> str:
+        """A fresh room id of a room version whose create event does not name the room (v1 to v11)."""
+        return f"!{random_string(18)}:{self.server_name}"
 
     async def template(self, room_id: str, spec: EventSpec) -> tuple[RoomVersion, dict]:
         """An unsigned event template for another server to complete (make_join, make_leave, make_knock)."""
