@@ -17,3 +17,4 @@ class Requester:
     access_token: str
     is_admin: bool = False
     appservice_id: str | None = None
+    is_guest: bool = False  # client-server "Guest Access"

@@ -213,7 +213,7 @@ class AuthService:
         info = await self._store.get_token(token)
         if info is None or info.deactivated:
             raise unknown_token()
-        requester = Requester(info.user_id, info.device_id, token, info.is_admin)
+        requester = Requester(info.user_id, info.device_id, token, info.is_admin, is_guest=info.is_guest)
         self._token_cache.put(requester, generation)
         return requester
 
@@ -226,6 +226,10 @@ class AuthService:
                                                       now_ms=self.now_ms(), client_ip=client_ip):
             self._token_cache.forget(user_id, {device_id})   # the device's earlier tokens are gone
         return device_id, token
+
+    def forget_cached_tokens(self, user_id: str) -> None:
+        """The user's tokens are read again from the database (their account changed, e.g. a guest upgraded)."""
+        self._token_cache.forget(user_id)
 
     async def logout(self, requester: Requester) -> None:
         """Spec /logout: the token and its device go."""

@@ -56,7 +56,7 @@ async def post_register(hs, req: ApiRequest):
         return await _register_appservice_user(hs, req, body)
     kind = req.arg("kind", "user")
     if kind == "guest":
-        raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+        return await _register_guest(hs, req, body)
     if kind != "user":
         raise MatrixError(400, "M_INVALID_PARAM", "kind must be user or guest")
     if not hs.config.enable_registration:
@@ -68,12 +68,19 @@ async def post_register(hs, req: ApiRequest):
         hs.auth.check_new_password(password)
     device_id = _opt_str(body, "device_id")
     display_name = _opt_str(body, "initial_device_display_name")
-    if username is not None:
+    guest_token = body.get("guest_access_token")
+    if guest_token is not None:   # spec "Guest Access": a guest upgrades, keeping its user id
+        upgraded = await hs.registration.guest_to_upgrade(guest_token, username)
+    elif username is not None:
         await hs.registration.check_available(username)
     fingerprint = f"register:{username}"
     session = await hs.auth.check_uia(body, hs.registration.flows(), fingerprint=fingerprint, requester=None,
                                       client_ip=req.client_ip, stage_checker=hs.registration.token_stage)
-    user_id = await hs.registration.register(username, password, registration_token=session.registration_token)
+    if guest_token is not None:
+        user_id = await hs.registration.upgrade_guest(upgraded, password)
+    else:
+        user_id = await hs.registration.register(username, password,
+                                                 registration_token=session.registration_token)
     await hs.audit.record("registration", user_id, user_id, req.client_ip,
                           {"with_registration_token": session.registration_token is not None})
     result = {"user_id": user_id, "home_server": hs.config.server_name}
@@ -81,6 +88,18 @@ async def post_register(hs, req: ApiRequest):
         device_id, token = await hs.auth.login_device(user_id, device_id, display_name, req.client_ip)
         result.update(access_token=token, device_id=device_id)
     return result
+
+
+async def _register_guest(hs, req: ApiRequest, body: dict):
+    """POST /register?kind=guest (spec "Guest Access"): no UIA, an access token right away."""
+    hs.ratelimit.registration.check(req.client_ip)
+    device_id = _opt_str(body, "device_id")
+    display_name = _opt_str(body, "initial_device_display_name")
+    user_id = await hs.registration.register_guest()
+    await hs.audit.record("registration", user_id, user_id, req.client_ip, {"guest": True})
+    device_id, token = await hs.auth.login_device(user_id, device_id, display_name, req.client_ip)
+    return {"user_id": user_id, "home_server": hs.config.server_name, "access_token": token,
+            "device_id": device_id}
 
 
 async def available(hs, req: ApiRequest):
