@@ -42,6 +42,7 @@ from homeserver.api import admin_federation, admin_rooms, admin_users, console a
 from homeserver.api import metrics as metrics_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
+from homeserver.api.client import legacy_events as legacy_events_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
 from homeserver.api.client import account_data as account_data_api, receipts as receipts_api
 from homeserver.api.client import delayed_events as delayed_events_api
@@ -66,6 +67,7 @@ from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService, LocalKeys
 from homeserver.services.filters import FilterService
 from homeserver.services.history import RoomHistoryService
+from homeserver.services.legacy_events import LegacyEventsService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.notifier import Notifier
 from homeserver.services.openid import OpenIdTokens
@@ -158,7 +160,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       federation_api, federation_keys_api, admin_api, hexagone_admin_api, admin_users, admin_rooms,
                       admin_federation, metrics_api, console_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
-                      delayed_events_api, media_client_api,
+                      delayed_events_api, media_client_api, legacy_events_api,
                       media_federation_api, media_admin_api]
 MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
@@ -188,6 +190,7 @@ class HomeServer:
     directory: DirectoryService
     rooms: RoomService
     history: RoomHistoryService
+    legacy_events: LegacyEventsService
     ratelimit: RateLimits
     router: Router
     presence: PresenceService
@@ -413,7 +416,10 @@ def build_server(config, reactor) -> HomeServer:
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
                     room_heads=room_heads, local_appends=appends, join_gate=join_gate,
                     serializer=serializer, sync=sync, directory=directory,
-                    rooms=rooms, history=history, ratelimit=ratelimit, router=router, presence=presence,
+                    rooms=rooms, history=history, ratelimit=ratelimit,
+                    legacy_events=LegacyEventsService(sync=sync, history=history, room_heads=room_heads,
+                                                      notifier=notifier, serializer=serializer,
+                                                      directory=directory, clock=reactor), router=router, presence=presence,
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push, pushers=pushers,
