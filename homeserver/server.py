@@ -66,6 +66,7 @@ from homeserver.services.device_lists import DeviceListService, DeviceListSource
 from homeserver.services.directory import DirectoryService
 from homeserver.services.e2e_keys import E2eKeysService, LocalKeys
 from homeserver.services.filters import FilterService
+from homeserver.services.guests import GuestRevocations
 from homeserver.services.history import RoomHistoryService
 from homeserver.services.legacy_events import LegacyEventsService
 from homeserver.services.key_backup import KeyBackupService
@@ -191,6 +192,7 @@ class HomeServer:
     rooms: RoomService
     history: RoomHistoryService
     legacy_events: LegacyEventsService
+    guest_revocations: GuestRevocations
     ratelimit: RateLimits
     router: Router
     presence: PresenceService
@@ -346,6 +348,7 @@ def build_server(config, reactor) -> HomeServer:
                            sender=transport.sender)
     delayed_store = delayed_events_storage.DelayedEventStore(db)
     delayed_cancels = DelayedStateCancels(delayed_store)
+    guest_revocations = GuestRevocations(accounts=accounts_store, event_store=event_store, server_name=server_name)
 
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
     # shows them. Push first and the notifier second depend on their places, and presence for new members after
@@ -365,6 +368,7 @@ def build_server(config, reactor) -> HomeServer:
         appservice_sender.on_room_events,  # only wakes the appservices' loops, which read the stream themselves
         metrics.on_room_events,  # events persisted
         pushers.on_room_events,  # only wakes the pushers' loops, which wait for the push actions above
+        guest_revocations.on_room_events,  # only queues the rooms whose guests must leave (``run`` below)
     )
     appends = LocalAppends(heads=room_heads, store=event_store, server_name=server_name, signing_key=signing_key,
                            listeners=room_event_listeners)
@@ -417,9 +421,10 @@ def build_server(config, reactor) -> HomeServer:
                     room_heads=room_heads, local_appends=appends, join_gate=join_gate,
                     serializer=serializer, sync=sync, directory=directory,
                     rooms=rooms, history=history, ratelimit=ratelimit,
+                    router=router, presence=presence, guest_revocations=guest_revocations,
                     legacy_events=LegacyEventsService(sync=sync, history=history, room_heads=room_heads,
-                                                      notifier=notifier, serializer=serializer,
-                                                      directory=directory, clock=reactor), router=router, presence=presence,
+                                                      notifier=notifier, serializer=serializer, directory=directory,
+                                                      presence=presence, clock=reactor),
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push, pushers=pushers,
@@ -586,6 +591,8 @@ def listen(hs: HomeServer) -> list:
     hs.reactor.callWhenRunning(hs.appservice_sender.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.pushers.start()))
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.delayed_events.start()))
+    hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.guest_revocations.run(
+        lambda room_id, user_id: hs.rooms.set_membership(room_id, user_id, user_id, "leave"))))
     hs.reactor.callWhenRunning(hs.retention.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports

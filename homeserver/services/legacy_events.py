@@ -20,8 +20,10 @@ STREAM_LIMIT = 100  # events of one room per /events answer (Synapse pages the o
 
 
 class LegacyEventsService:
-    def __init__(self, *, sync, history: RoomHistoryService, room_heads, notifier, serializer, directory, clock):
+    def __init__(self, *, sync, history: RoomHistoryService, room_heads, notifier, serializer, directory, presence,
+                 clock):
         self._sync = sync
+        self._presence = presence
         self._history = history
         self._heads = room_heads
         self._notifier = notifier
@@ -43,14 +45,14 @@ class LegacyEventsService:
         chunk = list(response["presence"]["events"]) + list(response["account_data"]["events"])
         for section in ("join", "leave"):
             for rid, room in response["rooms"][section].items():
-                timeline = [dict(e, room_id=rid) for e in room["timeline"]["events"]]
+                timeline = [v1_event(e, rid) for e in room["timeline"]["events"]]
                 chunk += _after_own_join(timeline, requester.user_id)
                 chunk += [dict(e, room_id=rid) for e in room.get("ephemeral", {}).get("events", [])]
                 chunk += [dict(e, room_id=rid) for e in room["account_data"]["events"]]
         for rid in response["rooms"]["invite"]:
             own = await self._heads.current_state_event(rid, "m.room.member", requester.user_id)
             if own is not None:
-                chunk.append(await self._serializer.serialize_one(own, requester))
+                chunk.append(v1_event(await self._serializer.serialize_one(own, requester), rid))
         return {"chunk": chunk, "start": start, "end": response["next_batch"]}
 
     async def _room_stream(self, requester: Requester, room_id: str, start: str, timeout_ms: int) -> dict:
@@ -63,7 +65,8 @@ class LegacyEventsService:
                                                 limit=STREAM_LIMIT, event_filter=EventFilter())
             remaining_ms = (deadline - self._clock.seconds()) * 1000
             if page["chunk"] or remaining_ms <= 0:
-                return {"chunk": page["chunk"], "start": start, "end": page.get("end", end)}
+                return {"chunk": [v1_event(e, room_id) for e in page["chunk"]], "start": start,
+                        "end": page.get("end", end)}
             if self._sync.encode_token(self._sync.current_positions()) != end:
                 continue
             if not await self._notifier.wait(requester.user_id, [room_id], remaining_ms):
@@ -74,7 +77,7 @@ class LegacyEventsService:
         ev = await self._heads.get_event(event_id)
         if ev is None or ev.outlier:
             raise not_found("Event not found")
-        return await self._history.event(requester, ev.room_id, event_id)
+        return v1_event(await self._history.event(requester, ev.room_id, event_id), ev.room_id)
 
     # -- initial syncs ----------------------------------------------------------------------
     async def initial_sync(self, requester: Requester, limit: int, archived: bool) -> dict:
@@ -95,9 +98,22 @@ class LegacyEventsService:
         for rid, room in response["rooms"]["invite"].items():
             own = await self._heads.current_state_event(rid, "m.room.member", requester.user_id)
             rooms.append({"room_id": rid, "membership": "invite", "state": room["invite_state"]["events"],
-                          **({"invite": await self._serializer.serialize_one(own, requester)} if own else {})})
-        return {"end": response["next_batch"], "rooms": rooms, "presence": response["presence"]["events"],
-                "account_data": response["account_data"]["events"], "receipts": receipts}
+                          **({"invite": v1_event(await self._serializer.serialize_one(own, requester), rid)}
+                             if own else {})})
+        members = {e["state_key"] for info in rooms for e in info["state"]
+                   if e["type"] == "m.room.member" and e["content"].get("membership") == "join"}
+        return {"end": response["next_batch"], "rooms": rooms, "presence": await self._presence_events(members),
+                "account_data": [e for e in response["account_data"]["events"] if e["type"] != "m.push_rules"],
+                "receipts": receipts}
+
+    async def _presence_events(self, user_ids) -> list[dict]:
+        """The old format's ``presence``: every one of these users' presence, offline ones included (as
+        Synapse)."""
+        if not self._presence.enabled or not user_ids:
+            return []
+        rows = await self._presence.states_of(sorted(user_ids))
+        return [{"type": "m.presence", "sender": row.user_id,
+                 "content": dict(self._presence.format(row), user_id=row.user_id)} for row in rows]
 
     async def room_initial_sync(self, requester: Requester, room_id: str, limit: int) -> dict:
         """Spec GET /rooms/{roomId}/initialSync: for members (and former members, up to their leave) and for
@@ -105,13 +121,16 @@ class LegacyEventsService:
         page = await self._history.messages(requester, room_id, from_token=None, to_token=None, direction="b",
                                             limit=limit, event_filter=EventFilter())
         oldest = self._sync.encode_token(dict(self._sync.current_positions(), events=OLDEST_POSITION))
-        state = await self._serializer.serialize(await self._history.state(requester, room_id), requester,
-                                                 bundle=False)
+        state = [v1_event(e, room_id) for e in await self._serializer.serialize(
+            await self._history.state(requester, room_id), requester, bundle=False)]
         own = await self._heads.current_state_event(room_id, "m.room.member", requester.user_id)
         result = {"room_id": room_id, "membership": own.content.get("membership") if own else "leave",
-                  "messages": {"chunk": page["chunk"][::-1], "start": page.get("end", oldest),
-                               "end": page["start"]},
-                  "state": state, "presence": [], "receipts": [], "account_data": [],
+                  "messages": {"chunk": [v1_event(e, room_id) for e in page["chunk"][::-1]],
+                               "start": page.get("end", oldest), "end": page["start"]},
+                  "state": state, "receipts": [], "account_data": [],
+                  "presence": await self._presence_events(
+                      {e["state_key"] for e in state
+                       if e["type"] == "m.room.member" and e["content"].get("membership") == "join"}),
                   "visibility": await self._directory.get_visibility(room_id)}
         if own is not None and own.content.get("membership") in ("join", "leave", "ban"):
             response = await self._v3_initial(requester, SyncFilter(timeline=EventFilter(limit=0),
@@ -127,6 +146,19 @@ class LegacyEventsService:
         return json.loads(response.data) if isinstance(response, RawBody) else response
 
 
+def v1_event(event: dict, room_id: str) -> dict:
+    """An event as the deprecated endpoints gave them (Synapse's v1 client format): with its room id, the
+    sender again as ``user_id``, and ``age`` and ``prev_content`` at the top level too."""
+    out = dict(event, room_id=room_id)
+    if "sender" in out:
+        out.setdefault("user_id", out["sender"])
+    unsigned = out.get("unsigned") or {}
+    for key in ("age", "prev_content", "replaces_state"):
+        if key in unsigned:
+            out.setdefault(key, unsigned[key])
+    return out
+
+
 def _after_own_join(timeline: list[dict], user_id: str) -> list[dict]:
     """A room newly joined comes with history before the join; the stream starts at the join."""
     for i in range(len(timeline) - 1, -1, -1):
@@ -140,8 +172,8 @@ def _after_own_join(timeline: list[dict], user_id: str) -> list[dict]:
 def _room_info(room_id: str, room: dict, end: str) -> dict:
     """A /sync room as the old format's room: the current state (the state before the timeline, then the
     timeline's state events), the timeline as ``messages``."""
-    timeline = [dict(e, room_id=room_id) for e in room["timeline"]["events"]]
-    state = {(e["type"], e["state_key"]): dict(e, room_id=room_id) for e in room["state"]["events"]}
+    timeline = [v1_event(e, room_id) for e in room["timeline"]["events"]]
+    state = {(e["type"], e["state_key"]): v1_event(e, room_id) for e in room["state"]["events"]}
     for e in timeline:
         if "state_key" in e:
             state[(e["type"], e["state_key"])] = e

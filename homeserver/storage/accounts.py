@@ -99,6 +99,20 @@ class AccountStore(Store):
 
         return await self.db.run("upgrade_guest", txn_fn)
 
+    async def guests_among(self, user_ids: list[str]) -> set[str]:
+        """Which of these users are guest accounts."""
+
+        def txn_fn(txn):
+            found = set()
+            for i in range(0, len(user_ids), 500):
+                batch = user_ids[i:i + 500]
+                found.update(r[0] for r in txn.select_all(
+                    f"SELECT user_id FROM users WHERE is_guest = 1 AND user_id IN ({','.join('?' * len(batch))})",
+                    tuple(batch)))
+            return found
+
+        return await self.db.run("guests_among", txn_fn)
+
     async def user_exists(self, user_id: str) -> bool:
         return await self.db.run("user_exists", lambda t: t.select_one(
             "SELECT 1 FROM users WHERE user_id = ?", (user_id,)) is not None)

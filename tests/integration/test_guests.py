@@ -82,3 +82,16 @@ def test_guest_upgrades_keeping_its_user_id(server):
                                                      "guest_access_token": guest.token,
                                                      "auth": {"type": "m.login.dummy"}})
     assert status == 403   # no longer a guest
+
+
+def test_guests_leave_when_guest_access_is_revoked(server):
+    owner = server.register()
+    room = owner.create_room(preset="public_chat")
+    owner.put_state(room, "m.room.guest_access", {"guest_access": "can_join"})
+    guest, member = register_guest(server), server.register()
+    guest.join(room)
+    member.join(room)
+    owner.put_state(room, "m.room.guest_access", {"guest_access": "forbidden"})
+    owner.timeline_until(room, lambda e: e["type"] == "m.room.member" and e["state_key"] == guest.user_id
+                         and e["content"]["membership"] == "leave")
+    assert owner.state(room, "m.room.member", member.user_id)[1]["membership"] == "join"

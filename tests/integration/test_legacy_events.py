@@ -62,6 +62,7 @@ def test_initial_sync_lists_rooms_state_messages_and_receipts(homeserver):
     assert any(e["type"] == "m.tag" for e in info["account_data"])
     assert any(r["room_id"] == room and event_id in r["content"] for r in body["receipts"])
     assert body["end"]
+    assert "m.push_rules" not in [e["type"] for e in body["account_data"]]
 
 
 def test_initial_sync_archived_includes_left_rooms(homeserver):
@@ -84,5 +85,8 @@ def test_room_initial_sync(homeserver):
     older = alice.messages(room, dir="b", **{"from": body["messages"]["start"]}, limit=1)
     assert older["chunk"][0]["event_id"] == ids[0]
     assert any(e["type"] == "m.room.create" for e in body["state"])
+    own = next(e for e in body["state"] if e["type"] == "m.room.member")
+    assert own["user_id"] == alice.user_id   # the old format's sender
+    assert alice.user_id in [p["content"]["user_id"] for p in body["presence"]]
     status, resp = eve.request("GET", f"/rooms/{q(room)}/initialSync")
     assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
