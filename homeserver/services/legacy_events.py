@@ -102,6 +102,7 @@ class LegacyEventsService:
                              if own else {})})
         members = {e["state_key"] for info in rooms for e in info["state"]
                    if e["type"] == "m.room.member" and e["content"].get("membership") == "join"}
+        members.add(requester.user_id)
         return {"end": response["next_batch"], "rooms": rooms, "presence": await self._presence_events(members),
                 "account_data": [e for e in response["account_data"]["events"] if e["type"] != "m.push_rules"],
                 "receipts": receipts}

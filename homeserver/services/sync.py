@@ -273,7 +273,10 @@ class SyncService:
         for room_id, (membership, event_id, so) in memberships.items():
             if so > to_pos or not ctx.filter.allows_room(room_id):
                 continue
-            is_new = since_pos is None or so > since_pos
+            # New to the user: not joined at ``since`` (a member event since then may only change a profile).
+            is_new = since_pos is None or (so > since_pos and membership in ("join", "leave", "ban")
+                                           and await self._membership_at(room_id, ctx.user_id, since_pos) != "join")
+            changed_membership = since_pos is None or so > since_pos
             if membership == "join":
                 ctx.joined_rooms.append(room_id)
                 if is_new or ctx.full_state:
@@ -283,15 +286,26 @@ class SyncService:
                     parts.append(RoomPart("join", room_id, None if is_new else since_pos, to_pos))
                 elif room_id in changed:
                     parts.append(RoomPart("join", room_id, since_pos, to_pos))
-            elif membership in ("invite", "knock") and is_new:
+            elif membership in ("invite", "knock") and changed_membership:
                 await self._stripped_room(response, "invite" if membership == "invite" else "knock",
                                           room_id, event_id)
             elif membership in ("leave", "ban") and room_id not in forgotten:
                 if since_pos is None and not ctx.filter.include_leave:
                     continue
-                if is_new or ctx.full_state:
-                    parts.append(RoomPart("leave", room_id, since_pos, so))
+                if changed_membership or ctx.full_state:
+                    # a room joined and left since ``since`` comes with its whole state
+                    parts.append(RoomPart("leave", room_id, None if is_new else since_pos, so))
         await self._room_timelines(ctx, response, parts)
+
+    async def _membership_at(self, room_id: str, user_id: str, position: int) -> str | None:
+        """The user's membership in the room at a stream position."""
+        groups = await self._store.state_groups_at_positions([(room_id, position)])
+        group = groups.get((room_id, position))
+        if group is None:
+            return None
+        event_id = (await self._store.get_state_group(group)).get(("m.room.member", user_id))
+        ev = await self._heads.get_event(event_id) if event_id is not None else None
+        return ev.content.get("membership") if ev is not None else None
 
     async def _stripped_room(self, response: SyncResponse, section: str, room_id: str, event_id: str) -> None:
         """Stripped state for an invite or knock: what the inviting server sent, or our own current state."""
