@@ -264,6 +264,8 @@ class SyncService:
         await self._rooms(ctx, response)
         for source in self.sources:
             await source.contribute(ctx, response)
+        if ctx.since is not None and not ctx.full_state:
+            _drop_empty_rooms(response, ctx.newly_joined)
         # After the sources: one may stop short of ctx.to (e.g. the to-device limit per sync).
         response["next_batch"] = self.encode_token(ctx.to)
         return response
@@ -513,6 +515,16 @@ def _unsigned_of_events(response: dict):
                 for bundled in (relations.get("m.replace"), (relations.get("m.thread") or {}).get("latest_event")):
                     if isinstance(bundled, dict) and isinstance(bundled.get("unsigned"), dict):
                         yield bundled["unsigned"]
+
+
+def _drop_empty_rooms(response: dict, newly_joined: set[str]) -> None:
+    """An incremental sync leaves out a joined room with nothing to say once its filters have applied (as
+    Synapse); a room newly joined always shows."""
+    joined = response["rooms"]["join"]
+    for room_id in [r for r, room in joined.items() if r not in newly_joined and not (
+            room["timeline"]["events"] or room["state"]["events"] or room["ephemeral"]["events"]
+            or room["account_data"]["events"])]:
+        del joined[room_id]
 
 
 def _has_content(response: dict) -> bool:

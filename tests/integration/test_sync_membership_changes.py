@@ -72,3 +72,15 @@ def test_rejoined_room_shows_current_state_set_while_away(homeserver):
     assert any(e["type"] == "m.room.member" and e["state_key"] == invitee.user_id
                and e["content"]["membership"] == "join" for e in events)
     assert "hidden from the syncer" not in [e["content"].get("body") for e in events]
+
+
+def test_incremental_sync_leaves_out_rooms_whose_changes_are_all_filtered(homeserver):
+    alice = homeserver.register()
+    room = alice.create_room()
+    only_custom = '{"room": {"timeline": {"types": []}, "state": {"types": ["a.custom"]}, ' \
+                  '"ephemeral": {"types": []}}, "presence": {"types": []}}'
+    since = alice.sync(filter=only_custom)["next_batch"]
+    alice.ok("PUT", f"/profile/{q(alice.user_id)}/displayname", {"displayname": "boris"})
+    alice.send(room, "filtered out")
+    assert room not in alice.sync(since=since, filter=only_custom)["rooms"]["join"]
+    assert room in alice.sync(since=since)["rooms"]["join"]
