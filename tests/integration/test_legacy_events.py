@@ -90,3 +90,9 @@ def test_room_initial_sync(homeserver):
     assert alice.user_id in [p["content"]["user_id"] for p in body["presence"]]
     status, resp = eve.request("GET", f"/rooms/{q(room)}/initialSync")
     assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
+
+
+def test_initial_sync_marks_the_user_online(homeserver):
+    alice = homeserver.register()
+    own = next(p for p in alice.ok("GET", "/initialSync")["presence"] if p["content"]["user_id"] == alice.user_id)
+    assert own["content"]["presence"] == "online"

@@ -10,6 +10,8 @@ DEFAULT_LIMIT = 10
 
 
 async def events(hs, req: ApiRequest):
+    """A client reading the event stream is online, as a syncing one (as Synapse)."""
+    await hs.presence.user_syncing(req.user_id, "online")
     timeout = min(req.int_arg("timeout", 30_000, minimum=0), MAX_TIMEOUT_MS)
     return await hs.legacy_events.events(req.requester, req.arg("from"), timeout, req.arg("room_id"))
 
@@ -19,6 +21,7 @@ async def event(hs, req: ApiRequest):
 
 
 async def initial_sync(hs, req: ApiRequest):
+    await hs.presence.user_syncing(req.user_id, "online")
     return await hs.legacy_events.initial_sync(req.requester, req.int_arg("limit", DEFAULT_LIMIT, minimum=0),
                                                req.bool_arg("archived"))
 
