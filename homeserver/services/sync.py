@@ -359,17 +359,18 @@ class SyncService:
 
     async def _lazy_members(self, ctx: SyncContext, parts: list[RoomPart], state_ids: dict[str, dict]) -> None:
         """Spec "Lazy-loading room members": only the members of the timeline's senders (and the user's own) in
-        ``state``; on an incremental sync also those senders' memberships the device was not sent yet (all of
-        them with ``include_redundant_members``)."""
+        ``state``; on an incremental sync, every membership change of the gap (as Synapse) and the senders'
+        memberships the device was not sent yet (all of them with ``include_redundant_members``)."""
         key = (ctx.user_id, ctx.requester.device_id)
         sent = self._members_sent.get(key) or {}
         redundant = ctx.filter.state.include_redundant_members
         missing: dict[str, set[str]] = {}
         for p in parts:
             senders = {e.sender for e in p.timeline} | {ctx.user_id}
-            state_ids[p.room_id] = {k: v for k, v in state_ids[p.room_id].items()
-                                    if k[0] != "m.room.member" or k[1] in senders}
-            if p.since_pos is not None:
+            if p.since_pos is None:
+                state_ids[p.room_id] = {k: v for k, v in state_ids[p.room_id].items()
+                                        if k[0] != "m.room.member" or k[1] in senders}
+            else:
                 have = {k[1] for k in state_ids[p.room_id] if k[0] == "m.room.member"}
                 known = set() if redundant else sent.get(p.room_id, set())
                 if want := senders - have - known - {ctx.user_id}:
