@@ -84,3 +84,17 @@ def test_incremental_sync_leaves_out_rooms_whose_changes_are_all_filtered(homese
     alice.send(room, "filtered out")
     assert room not in alice.sync(since=since, filter=only_custom)["rooms"]["join"]
     assert room in alice.sync(since=since)["rooms"]["join"]
+
+
+def test_incremental_sync_brings_presence_of_newly_met_users_offline_or_not(homeserver):
+    alice, bob = homeserver.register(), homeserver.register()
+    room = alice.create_room(preset="public_chat")
+    alice_since = alice.sync()["next_batch"]
+    bob_since = bob.sync(set_presence="offline")["next_batch"]
+    bob.join(room)
+    (found, _) = alice.sync_until(lambda r: [p for p in r["presence"]["events"] if p["sender"] == bob.user_id],
+                                  since=alice_since, set_presence="offline")
+    assert found[0]["content"]["presence"] == "offline"   # who joined alice's room, though offline
+    (found, _) = bob.sync_until(lambda r: [p for p in r["presence"]["events"] if p["sender"] == alice.user_id],
+                                since=bob_since, set_presence="offline")
+    assert found   # the members of the room bob joined
