@@ -16,7 +16,7 @@ from homeserver.requester import Requester
 from homeserver.services.filtering import EventFilter, SyncFilter
 from homeserver.services.history import OLDEST_POSITION, RoomHistoryService
 
-STREAM_LIMIT = 100  # events of one room per /events answer (Synapse pages the old stream too)
+STREAM_LIMIT = 100  # at most, events of one room per /events answer (``limit``; Synapse pages the old stream too)
 
 
 class LegacyEventsService:
@@ -33,14 +33,14 @@ class LegacyEventsService:
 
     # -- GET /events ----------------------------------------------------------------------
     async def events(self, requester: Requester, from_token: str | None, timeout_ms: int,
-                     room_id: str | None) -> dict:
+                     room_id: str | None, limit: int = STREAM_LIMIT) -> dict:
         """Spec GET /events: what happened after ``from`` (now when absent), waiting up to ``timeout_ms``."""
         start = from_token or self._sync.encode_token(self._sync.current_positions())
         if room_id is not None:
-            return await self._room_stream(requester, room_id, start, timeout_ms)
+            return await self._room_stream(requester, room_id, start, timeout_ms, limit)
         if requester.is_guest:
             raise MatrixError(400, "M_GUEST_ACCESS_FORBIDDEN", "Guest users must give room_id")
-        filt = SyncFilter(timeline=EventFilter(limit=STREAM_LIMIT))
+        filt = SyncFilter(timeline=EventFilter(limit=limit))
         response = await self._sync.sync(requester, start, timeout_ms, filt, False)
         chunk = list(response["presence"]["events"]) + list(response["account_data"]["events"])
         for section in ("join", "leave"):
@@ -55,14 +55,15 @@ class LegacyEventsService:
                 chunk.append(v1_event(await self._serializer.serialize_one(own, requester), rid))
         return {"chunk": chunk, "start": start, "end": response["next_batch"]}
 
-    async def _room_stream(self, requester: Requester, room_id: str, start: str, timeout_ms: int) -> dict:
+    async def _room_stream(self, requester: Requester, room_id: str, start: str, timeout_ms: int,
+                           limit: int) -> dict:
         """Peeking: the room's events after ``start`` that the user may see (members, or anyone in a
         world-readable room), as /messages forwards."""
         deadline = self._clock.seconds() + timeout_ms / 1000.0
         while True:
             end = self._sync.encode_token(self._sync.current_positions())
             page = await self._history.messages(requester, room_id, from_token=start, to_token=end, direction="f",
-                                                limit=STREAM_LIMIT, event_filter=EventFilter())
+                                                limit=limit, event_filter=EventFilter())
             remaining_ms = (deadline - self._clock.seconds()) * 1000
             if page["chunk"] or remaining_ms <= 0:
                 return {"chunk": [v1_event(e, room_id) for e in page["chunk"]], "start": start,

@@ -102,3 +102,10 @@ def test_initial_sync_marks_the_user_online(homeserver):
     alice = homeserver.register()
     own = next(p for p in alice.ok("GET", "/initialSync")["presence"] if p["content"]["user_id"] == alice.user_id)
     assert own["content"]["presence"] == "online"
+
+
+def test_events_refuses_a_bad_limit(homeserver):
+    alice = homeserver.register()
+    for limit in ("hello", "-1"):
+        status, resp = alice.request("GET", "/events", params={"timeout": 0, "limit": limit})
+        assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from homeserver.api.client.sync import MAX_TIMEOUT_MS
 from homeserver.http.router import ApiRequest, Endpoint
+from homeserver.services.legacy_events import STREAM_LIMIT
 
 DEFAULT_LIMIT = 10
 
@@ -13,7 +14,8 @@ async def events(hs, req: ApiRequest):
     """A client reading the event stream is online, as a syncing one (as Synapse)."""
     await hs.presence.user_syncing(req.user_id, "online")
     timeout = min(req.int_arg("timeout", 30_000, minimum=0), MAX_TIMEOUT_MS)
-    return await hs.legacy_events.events(req.requester, req.arg("from"), timeout, req.arg("room_id"))
+    limit = min(req.int_arg("limit", STREAM_LIMIT, minimum=0), STREAM_LIMIT)
+    return await hs.legacy_events.events(req.requester, req.arg("from"), timeout, req.arg("room_id"), limit)
 
 
 async def event(hs, req: ApiRequest):
