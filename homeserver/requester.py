@@ -18,3 +18,4 @@ class Requester:
     is_admin: bool = False
     appservice_id: str | None = None
     valid_until_ms: int | None = None   # the access token expires then (spec "Refreshing access tokens")
+    is_guest: bool = False  # client-server "Guest Access"

@@ -43,6 +43,7 @@ from homeserver.api import admin_background_updates, admin_server_notices
 from homeserver.api import metrics as metrics_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
+from homeserver.api.client import legacy_events as legacy_events_api
 from homeserver.api.client import key_backup as key_backup_api, keys as keys_api, to_device as to_device_api
 from homeserver.api.client import account_data as account_data_api, receipts as receipts_api
 from homeserver.api.client import delayed_events as delayed_events_api
@@ -71,7 +72,9 @@ from homeserver.services.directory import DirectoryService
 from homeserver.services.email_notifs import EmailNotifier
 from homeserver.services.e2e_keys import E2eKeysService, LocalKeys
 from homeserver.services.filters import FilterService
+from homeserver.services.guests import GuestRevocations
 from homeserver.services.history import RoomHistoryService
+from homeserver.services.legacy_events import LegacyEventsService
 from homeserver.services.key_backup import KeyBackupService
 from homeserver.services.mailer import Mailer, SmtpSettings
 from homeserver.services.notifier import Notifier
@@ -184,6 +187,7 @@ CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api
                       metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, spaces_api, server_admin_api, threepids_api, media_client_api,
+                      legacy_events_api,
                       media_federation_api, media_admin_api]
 MEDIA_THREADS = 4  # Pillow, reads and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
@@ -213,6 +217,8 @@ class HomeServer:
     directory: DirectoryService
     rooms: RoomService
     history: RoomHistoryService
+    legacy_events: LegacyEventsService
+    guest_revocations: GuestRevocations
     ratelimit: RateLimits
     router: Router
     presence: PresenceService
@@ -388,6 +394,7 @@ def build_server(config, reactor) -> HomeServer:
                            sender=transport.sender)
     delayed_store = delayed_events_storage.DelayedEventStore(db)
     delayed_cancels = DelayedStateCancels(delayed_store)
+    guest_revocations = GuestRevocations(accounts=accounts_store, event_store=event_store, server_name=server_name)
 
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
     # shows them. Push first and the notifier second depend on their places, and presence for new members after
@@ -407,6 +414,7 @@ def build_server(config, reactor) -> HomeServer:
         appservice_sender.on_room_events,  # only wakes the appservices' loops, which read the stream themselves
         metrics.on_room_events,  # events persisted
         pushers.on_room_events,  # only wakes the pushers' loops, which wait for the push actions above
+        guest_revocations.on_room_events,  # only queues the rooms whose guests must leave (``run`` below)
     )
     appends = LocalAppends(heads=room_heads, store=event_store, server_name=server_name, signing_key=signing_key,
                            listeners=room_event_listeners)
@@ -472,7 +480,11 @@ def build_server(config, reactor) -> HomeServer:
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
                     room_heads=room_heads, local_appends=appends, join_gate=join_gate,
                     serializer=serializer, sync=sync, directory=directory,
-                    rooms=rooms, history=history, ratelimit=ratelimit, router=router, presence=presence,
+                    rooms=rooms, history=history, ratelimit=ratelimit,
+                    router=router, presence=presence, guest_revocations=guest_revocations,
+                    legacy_events=LegacyEventsService(sync=sync, history=history, room_heads=room_heads,
+                                                      notifier=notifier, serializer=serializer, directory=directory,
+                                                      presence=presence, clock=reactor),
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push, pushers=pushers,
@@ -648,6 +660,8 @@ def listen(hs: HomeServer) -> list:
     hs.reactor.callWhenRunning(hs.appservice_sender.start)
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.pushers.start()))
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.delayed_events.start()))
+    hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.guest_revocations.run(
+        lambda room_id, user_id: hs.rooms.set_membership(room_id, user_id, user_id, "leave"))))
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.federation_handler.resume_partial_joins()))
     return ports
 

@@ -276,6 +276,9 @@ KEYS: tuple[Key, ...] = (
         "Allow open registration with no verification at all (spam risk)."),
     Key("registration_requires_token", "bool", False, _REG,
         "Require a registration token (created with the admin API) to register."),
+    Key("allow_guest_access", "bool", False, _REG,
+        "Let anyone get a guest account (POST /register?kind=guest): it reads\n"
+        "world-readable rooms and joins rooms whose guest_access is can_join."),
     Key("registration_shared_secret", "secret", None, _REG,
         "Shared secret for the admin registration API and `hexagone register-user`.\n"
         "Anyone who knows it can create admin accounts: keep it private.\n"

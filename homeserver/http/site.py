@@ -21,6 +21,7 @@ from zope.interface import implementer
 from homeserver.bodies import FileBody, RawBody, encode_json
 from homeserver.config import ListenerConfig
 from homeserver.errors import MatrixError
+from homeserver.http.guest_access import check_guest_may_call
 from homeserver.http.router import AUTH_ADMIN, AUTH_NONE, AUTH_OPTIONAL, AUTH_SERVER, ApiRequest, Router
 from homeserver.http.listener import ListenerPolicy, ListenerRequest, listener_site
 from homeserver.metrics import Metrics
@@ -194,6 +195,8 @@ class MatrixResource(resource.Resource):
         await self._authenticate(route.auth, req)
         if req.requester is not None and self._check_locked is not None and not route.locked_ok:
             self._check_locked(req.requester.user_id)
+        if req.requester is not None and req.requester.is_guest and route.auth != AUTH_OPTIONAL:
+            check_guest_may_call(route.method, route.template)
         room = found.get("roomId") or found.get("roomIdOrAlias")  # the gate resolves an alias
         if self._room_gate is not None and room is not None:
             await self._room_gate(room)

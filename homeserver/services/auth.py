@@ -229,13 +229,15 @@ class AuthService:
         if revoked:
             self.forget_cached_tokens(info.user_id, info.device_id)
             generation = self._token_cache.generation
-        requester = Requester(info.user_id, info.device_id, token, info.is_admin, valid_until_ms=valid_until)
+        requester = Requester(info.user_id, info.device_id, token, info.is_admin, valid_until_ms=valid_until,
+                              is_guest=info.is_guest)
         self._token_cache.put(requester, generation)
         return requester
 
-    def forget_cached_tokens(self, user_id: str, device_id: str) -> None:
-        """The device's tokens changed in the database by other means (a refresh): read them afresh."""
-        self._token_cache.forget(user_id, {device_id})
+    def forget_cached_tokens(self, user_id: str, device_id: str | None = None) -> None:
+        """The tokens of the user (or of one device) changed in the database by other means (a refresh, a guest
+        upgraded): read them afresh."""
+        self._token_cache.forget(user_id, None if device_id is None else {device_id})
 
     async def login_device(self, user_id: str, device_id: str | None, display_name: str | None,
                            client_ip: str | None) -> tuple[str, str]:

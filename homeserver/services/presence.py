@@ -244,7 +244,8 @@ class PresenceService:
         """Spec /sync ``presence``: users sharing a room with the syncing user, and the user.
 
         An initial sync has everyone not offline; an incremental one the changes since the token, and
-        the members of rooms joined since then (as Synapse).
+        the members of rooms joined since then and the users who joined the user's rooms, offline or not
+        (as Synapse).
         """
         if not self.enabled:
             return
@@ -260,8 +261,10 @@ class PresenceService:
             newcomers = set()
             for room_id in ctx.newly_joined:
                 newcomers.update(await self._event_store.joined_members(room_id))
+            for room in response["rooms"]["join"].values():   # and who joined the user's rooms
+                newcomers.update(e["state_key"] for e in room["timeline"]["events"] if _is_new_join(e))
             newcomers -= {r.user_id for r in rows}
-            rows += [r for r in (await self._store.get(newcomers)).values() if r.state != "offline"]
+            rows += list((await self._states_by_user(sorted(newcomers))).values())   # offline ones too, as Synapse
         events = []
         for row in sorted(rows, key=lambda r: r.user_id):
             event = {"type": "m.presence", "sender": row.user_id,
@@ -270,6 +273,13 @@ class PresenceService:
                 events.append(event)
         limit = ctx.filter.presence.limit
         response["presence"]["events"] = events if limit is None else events[:limit]
+
+
+def _is_new_join(event: dict) -> bool:
+    """A client event that makes its target a member (not a profile change of one)."""
+    return event.get("type") == "m.room.member" and "state_key" in event \
+        and event.get("content", {}).get("membership") == "join" \
+        and event.get("unsigned", {}).get("prev_content", {}).get("membership") != "join"
 
 
 def _spawn(coro, what: str) -> None:

@@ -83,6 +83,40 @@ class RegistrationService:
             await callback(user_id)
         return user_id
 
+    # -- client-server "Guest Access" -------------------------------------------------------
+    async def register_guest(self) -> str:
+        """A guest account, its localpart numeric as Synapse's (``allow_guest_access``)."""
+        if not self._config.allow_guest_access:
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+        for _ in range(3):   # another registration may take the number first
+            localpart = await self._free_numeric_localpart()
+            user_id = self.check_localpart(localpart)
+            if await self._store.create_user(user_id, None, admin=False, now_ms=self._auth.now_ms(),
+                                             displayname=localpart, guest=True):
+                return user_id
+        raise MatrixError(503, "M_UNKNOWN", "Could not allocate a guest user id; try again")
+
+    async def guest_to_upgrade(self, guest_access_token: str, localpart: str | None) -> str:
+        """The guest whose token is ``guest_access_token``: only that guest's own localpart may be registered
+        with it (403 otherwise, as Synapse)."""
+        if not isinstance(guest_access_token, str):
+            raise MatrixError(400, "M_INVALID_PARAM", "guest_access_token must be a string")
+        try:
+            guest = await self._auth.resolve_token(guest_access_token)
+        except MatrixError:
+            raise forbidden("Invalid guest access token") from None
+        if not guest.is_guest or (localpart is not None and self.check_localpart(localpart) != guest.user_id):
+            raise forbidden("Cannot register taken user ID without valid guest credentials for that user")
+        return guest.user_id
+
+    async def upgrade_guest(self, user_id: str, password: str | None) -> str:
+        """The guest becomes a full account, keeping its user id (spec "Guest Access")."""
+        hashed = await self._auth.hash_password(password) if password else None
+        if not await self._store.upgrade_guest(user_id, hashed):
+            raise forbidden("This account is not a guest account")
+        self._auth.forget_cached_tokens(user_id)
+        return user_id
+
     async def _free_numeric_localpart(self) -> str:
         start = await self._store.count_users() + 1
         for n in range(start, start + 1000):

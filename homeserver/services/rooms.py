@@ -328,9 +328,14 @@ class RoomService:
         return await self.federation.remote.public_rooms(server, limit, since, search, requester_id)
 
     async def join(self, user_id: str, room_id_or_alias: str, reason: str | None = None,
-                   extra: dict | None = None, servers: list[str] | None = None) -> str:
-        """Spec POST /join/{roomIdOrAlias}: resolve an alias, then join (the auth rules decide)."""
+                   extra: dict | None = None, servers: list[str] | None = None, guest: bool = False) -> str:
+        """Spec POST /join/{roomIdOrAlias}: resolve an alias, then join (the auth rules decide). A guest joins
+        only a room whose ``m.room.guest_access`` is ``can_join`` (spec "Guest Access", "Server behaviour")."""
         room_id, alias_servers = await self.resolve_room(room_id_or_alias)
+        if guest:
+            access = await self._heads.current_state_event(room_id, "m.room.guest_access")
+            if access is None or access.content.get("guest_access") != "can_join":
+                raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access not allowed")
         if self._blocked_by is not None and await self._blocked_by(room_id) is not None:
             raise forbidden("This room has been blocked on this server")
         if self._access_rules is not None:

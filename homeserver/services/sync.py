@@ -47,6 +47,9 @@ MAX_TIMELINE_SCAN = 2000  # events looked at per room for one sync timeline (fil
 # "caches.sync_response_cache_duration"; here only while it is still exactly what a new sync would build).
 RESPONSE_CACHE_S = 120.0
 RESPONSE_CACHE_BYTES = 16 * 1024 * 1024
+# Spec "Lazy-loading room members": the members each device was last sent, per room (a device forgotten, e.g.
+# after a restart, is only sent some members again: redundant, never missing).
+LAZY_MEMBERS_DEVICES = 10_000
 # Where an event's unsigned.age goes in a remembered answer: a marker no sender can guess.
 _AGE_MARK = "\ue000" + secrets.token_hex(8)
 _AGE_HOLE = re.compile(b'"' + re.escape(_AGE_MARK.encode()) + rb"(\d+)" + re.escape(_AGE_MARK.encode()) + b'"')
@@ -183,6 +186,7 @@ class SyncService:
         self._name_of_key = {s.token_key: s.name for s in self.sources}
         self._volatile = [s for s in self.sources if hasattr(s, "volatile_marker")]
         self._answers: LruCache[tuple, EncodedAnswer] = LruCache(RESPONSE_CACHE_BYTES, lambda entry: entry.size)
+        self._members_sent: LruCache[tuple, dict[str, set[str]]] = LruCache(LAZY_MEMBERS_DEVICES)
 
     # -- tokens ---------------------------------------------------------------------
     def current_positions(self) -> dict[str, int]:
@@ -264,6 +268,8 @@ class SyncService:
         await self._rooms(ctx, response)
         for source in self.sources:
             await source.contribute(ctx, response)
+        if ctx.since is not None and not ctx.full_state:
+            _drop_empty_rooms(response, ctx.newly_joined)
         # After the sources: one may stop short of ctx.to (e.g. the to-device limit per sync).
         response["next_batch"] = self.encode_token(ctx.to)
         return response
@@ -277,7 +283,11 @@ class SyncService:
         for room_id, (membership, event_id, so) in memberships.items():
             if so > to_pos or not ctx.filter.allows_room(room_id):
                 continue
-            is_new = since_pos is None or so > since_pos
+            # New to the user: not joined all along since ``since`` (a member event since then may only change
+            # a profile); the room's history then goes through the history visibility again.
+            is_new = since_pos is None or (so > since_pos and membership in ("join", "leave", "ban")
+                                           and not await self._joined_since(room_id, ctx.user_id, since_pos, so))
+            changed_membership = since_pos is None or so > since_pos
             if membership == "join":
                 ctx.joined_rooms.append(room_id)
                 if is_new or ctx.full_state:
@@ -287,15 +297,25 @@ class SyncService:
                     parts.append(RoomPart("join", room_id, None if is_new else since_pos, to_pos))
                 elif room_id in changed:
                     parts.append(RoomPart("join", room_id, since_pos, to_pos))
-            elif membership in ("invite", "knock") and is_new:
+            elif membership in ("invite", "knock") and changed_membership:
                 await self._stripped_room(response, "invite" if membership == "invite" else "knock",
                                           room_id, event_id, ctx.ignored)
             elif membership in ("leave", "ban") and room_id not in forgotten:
                 if since_pos is None and not ctx.filter.include_leave:
                     continue
-                if is_new or ctx.full_state:
-                    parts.append(RoomPart("leave", room_id, since_pos, so))
+                if changed_membership or ctx.full_state:
+                    # a room joined and left since ``since`` comes with its whole state
+                    parts.append(RoomPart("leave", room_id, None if is_new else since_pos, so))
         await self._room_timelines(ctx, response, parts)
+
+    async def _joined_since(self, room_id: str, user_id: str, since_pos: int, last_pos: int) -> bool:
+        """Whether the user was joined at ``since_pos`` and stayed joined until their membership at
+        ``last_pos`` (the current one, which may be a leave)."""
+        memberships = Timeline.of((await self._store.visibility_timelines(room_id, user_id))[0])
+        if memberships.at(since_pos + 1, "leave") != "join":
+            return False
+        return all(value == "join" for pos, value in zip(memberships.positions, memberships.values)
+                   if since_pos < pos < last_pos)
 
     async def _stripped_room(self, response: SyncResponse, section: str, room_id: str, event_id: str,
                              ignored: frozenset[str]) -> None:
@@ -331,10 +351,7 @@ class SyncService:
                                                               visibility.get(p.room_id))
         state_ids = await self._states_for_timelines(parts, ctx.full_state)
         if f.state.lazy_load_members:
-            for p in parts:
-                senders = {e.sender for e in p.timeline} | {ctx.user_id}
-                state_ids[p.room_id] = {k: v for k, v in state_ids[p.room_id].items()
-                                        if k[0] != "m.room.member" or k[1] in senders}
+            await self._lazy_members(ctx, parts, state_ids)
         state_events = await self._heads.get_events(v for ids in state_ids.values() for v in ids.values())
         states = {p.room_id: [state_events[v] for v in state_ids[p.room_id].values() if v in state_events
                               and f.state.allows(state_events[v].pdu | {"room_id": p.room_id})] for p in parts}
@@ -350,6 +367,40 @@ class SyncService:
             room["state"] = {"events": state}
             if p.section == "join":
                 room["summary"] = await self.room_summary(p.room_id, ctx.user_id)
+
+    async def _lazy_members(self, ctx: SyncContext, parts: list[RoomPart], state_ids: dict[str, dict]) -> None:
+        """Spec "Lazy-loading room members": only the members of the timeline's senders (and the user's own) in
+        ``state``; on an incremental sync, every membership change of the gap (as Synapse) and the senders'
+        memberships the device was not sent yet (all of them with ``include_redundant_members``)."""
+        key = (ctx.user_id, ctx.requester.device_id)
+        sent = self._members_sent.get(key) or {}
+        redundant = ctx.filter.state.include_redundant_members
+        missing: dict[str, set[str]] = {}
+        for p in parts:
+            senders = {e.sender for e in p.timeline} | {ctx.user_id}
+            if p.since_pos is None:
+                state_ids[p.room_id] = {k: v for k, v in state_ids[p.room_id].items()
+                                        if k[0] != "m.room.member" or k[1] in senders}
+            else:
+                have = {k[1] for k in state_ids[p.room_id] if k[0] == "m.room.member"}
+                known = set() if redundant else sent.get(p.room_id, set())
+                if want := senders - have - known - {ctx.user_id}:
+                    missing[p.room_id] = want
+        if missing:
+            starts = {p.room_id: p.start_pos for p in parts if p.room_id in missing}
+            at = await self._store.state_groups_at_positions(list(starts.items()))
+            groups = await self._store.get_state_groups([g for g in at.values() if g is not None])
+            for room_id, users in missing.items():
+                group = groups.get(at.get((room_id, starts[room_id])), {})
+                for user_id in users:
+                    if (event_id := group.get(("m.room.member", user_id))) is not None:
+                        state_ids[room_id][("m.room.member", user_id)] = event_id
+        updated = {} if ctx.since is None else dict(sent)
+        for p in parts:
+            updated[p.room_id] = (updated.get(p.room_id, set())
+                                  | {k[1] for k in state_ids[p.room_id] if k[0] == "m.room.member"}
+                                  | {e.state_key for e in p.timeline if e.type == "m.room.member"})
+        self._members_sent.put(key, updated)
 
     async def _serialize_per_room(self, ctx: SyncContext, per_room: list[list[StoredEvent]], *,
                                   bundle: bool) -> list[list[dict]]:
@@ -370,9 +421,19 @@ class SyncService:
         ``newest`` is the first batch, the room's newest ``limit + 1`` events."""
         found: list[StoredEvent] = []
         raw, position, batch_size, scanned = newest, part.to_pos, limit + 1, 0
+        current: set[str] | None = None
         while True:
-            candidates = await self._retention(
-                part.room_id, raw if part.since_pos is not None else visible_to(ctx.user_id, raw, visibility))
+            candidates = raw
+            if part.since_pos is None:
+                candidates = visible_to(ctx.user_id, raw, visibility)
+                if len(candidates) < len(raw):
+                    # The room's current state shows even where the history visibility hides it (as Synapse:
+                    # a member sees who is in the room now, whenever they came in).
+                    if current is None:
+                        current = set((await self._heads.current_state_ids(part.room_id)).values())
+                    seen = {e.event_id for e in candidates}
+                    candidates = [e for e in raw if e.event_id in seen or e.event_id in current]
+            candidates = await self._retention(part.room_id, candidates)
             for ev in _not_ignored(candidates, ctx.ignored):
                 if ctx.filter.timeline.allows(ev.pdu | {"room_id": part.room_id}):
                     if len(found) == limit:
@@ -476,6 +537,16 @@ def _unsigned_of_events(response: dict):
                 for bundled in (relations.get("m.replace"), (relations.get("m.thread") or {}).get("latest_event")):
                     if isinstance(bundled, dict) and isinstance(bundled.get("unsigned"), dict):
                         yield bundled["unsigned"]
+
+
+def _drop_empty_rooms(response: dict, newly_joined: set[str]) -> None:
+    """An incremental sync leaves out a joined room with nothing to say once its filters have applied (as
+    Synapse); a room newly joined always shows."""
+    joined = response["rooms"]["join"]
+    for room_id in [r for r, room in joined.items() if r not in newly_joined and not (
+            room["timeline"]["events"] or room["state"]["events"] or room["ephemeral"]["events"]
+            or room["account_data"]["events"])]:
+        del joined[room_id]
 
 
 def _has_content(response: dict) -> bool:

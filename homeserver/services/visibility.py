@@ -33,13 +33,24 @@ class Timeline:
         return value in self.values[i:]
 
 
+# From the most to the least permissive.
+PERMISSIVENESS = ("world_readable", "shared", "invited", "joined")
+
+
 def visible(position: int, *, event_sender: str, event_state_key: str | None, event_type: str,
             user_id: str, memberships: Timeline, visibilities: Timeline) -> bool:
     """Spec "Visibility of events": world_readable; joined at the event; shared and joined at any point
-    after the event; invited at the event while the visibility is invited."""
+    after the event; invited at the event while the visibility is invited. A history_visibility change is
+    seen under the more permissive of the values before and after it (as Synapse), so that members see the
+    boundary where the history they can read starts or ends."""
     if event_type == "m.room.member" and event_state_key == user_id:
         return True
     visibility = visibilities.at(position, "shared")
+    if event_type == "m.room.history_visibility" and event_state_key == "":
+        after = visibilities.at(position + 1, "shared")
+        if after in PERMISSIVENESS and (visibility not in PERMISSIVENESS
+                                        or PERMISSIVENESS.index(after) < PERMISSIVENESS.index(visibility)):
+            visibility = after
     if visibility == "world_readable":
         return True
     membership = memberships.at(position, "leave")

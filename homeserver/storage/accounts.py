@@ -70,23 +70,48 @@ class TokenInfo:
     device_id: str | None
     is_admin: bool
     deactivated: bool
+    is_guest: bool = False
 
 
 class AccountStore(Store):
     # -- users -------------------------------------------------------------
     async def create_user(self, user_id: str, password_hash: str | None, *, admin: bool, now_ms: int,
-                          displayname: str | None) -> bool:
+                          displayname: str | None, guest: bool = False) -> bool:
         """Insert a user and its profile; False if the id is taken."""
 
         def txn_fn(txn):
             if txn.select_one("SELECT 1 FROM users WHERE user_id = ?", (user_id,)):
                 return False
-            txn.execute("INSERT INTO users (user_id, password_hash, admin, creation_ts) VALUES (?, ?, ?, ?)",
-                        (user_id, password_hash, int(admin), now_ms))
+            txn.execute("INSERT INTO users (user_id, password_hash, admin, is_guest, creation_ts) "
+                        "VALUES (?, ?, ?, ?, ?)", (user_id, password_hash, int(admin), int(guest), now_ms))
             txn.execute("INSERT INTO profiles (user_id, displayname) VALUES (?, ?)", (user_id, displayname))
             return True
 
         return await self.db.run("create_user", txn_fn)
+
+    async def upgrade_guest(self, user_id: str, password_hash: str | None) -> bool:
+        """Client-server "Guest Access": the guest becomes a full account; False if it is not a guest."""
+
+        def txn_fn(txn):
+            txn.execute("UPDATE users SET is_guest = 0, password_hash = ? WHERE user_id = ? AND is_guest = 1",
+                        (password_hash, user_id))
+            return txn.rowcount == 1
+
+        return await self.db.run("upgrade_guest", txn_fn)
+
+    async def guests_among(self, user_ids: list[str]) -> set[str]:
+        """Which of these users are guest accounts."""
+
+        def txn_fn(txn):
+            found = set()
+            for i in range(0, len(user_ids), 500):
+                batch = user_ids[i:i + 500]
+                found.update(r[0] for r in txn.select_all(
+                    f"SELECT user_id FROM users WHERE is_guest = 1 AND user_id IN ({','.join('?' * len(batch))})",
+                    tuple(batch)))
+            return found
+
+        return await self.db.run("guests_among", txn_fn)
 
     async def user_exists(self, user_id: str) -> bool:
         return await self.db.run("user_exists", lambda t: t.select_one(
@@ -163,9 +188,9 @@ class AccountStore(Store):
     async def get_token(self, token: str) -> TokenInfo | None:
         def txn_fn(txn):
             row = txn.select_one(
-                "SELECT t.user_id, t.device_id, u.admin, u.deactivated FROM access_tokens t "
+                "SELECT t.user_id, t.device_id, u.admin, u.deactivated, u.is_guest FROM access_tokens t "
                 "JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?", (token_hash(token),))
-            return None if row is None else TokenInfo(row[0], row[1], bool(row[2]), bool(row[3]))
+            return None if row is None else TokenInfo(row[0], row[1], bool(row[2]), bool(row[3]), bool(row[4]))
 
         return await self.db.run("get_token", txn_fn)
 

@@ -58,7 +58,7 @@ async def post_register(hs, req: ApiRequest):
         return await _register_appservice_user(hs, req, body)
     kind = req.arg("kind", "user")
     if kind == "guest":
-        raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
+        return await _register_guest(hs, req, body)
     if kind != "user":
         raise MatrixError(400, "M_INVALID_PARAM", "kind must be user or guest")
     if not hs.config.enable_registration:
@@ -74,7 +74,10 @@ async def post_register(hs, req: ApiRequest):
     device_id = _opt_str(params, "device_id")
     display_name = _opt_str(params, "initial_device_display_name")
     refresh = _refresh_asked(params)
-    if username is not None and (session is None or session.result is None):
+    guest_token = body.get("guest_access_token")
+    if guest_token is not None:   # spec "Guest Access": a guest upgrades, keeping its user id
+        upgraded = await hs.registration.guest_to_upgrade(guest_token, username)
+    elif username is not None and (session is None or session.result is None):
         await hs.registration.check_available(username)
     session = await hs.auth.check_uia(body, hs.threepids.registration_flows(hs.registration.flows()),
                                       fingerprint=f"register:{username}", requester=None, client_ip=req.client_ip,
@@ -83,8 +86,12 @@ async def post_register(hs, req: ApiRequest):
                                       params=params, keep_completed=True)
     user_id = session.result
     if user_id is None:   # a retry of a completed registration logs the same user in again
-        user_id = session.result = await hs.registration.register(
-            username, password, registration_token=session.registration_token)
+        if guest_token is not None:
+            user_id = await hs.registration.upgrade_guest(upgraded, password)
+        else:
+            user_id = await hs.registration.register(username, password,
+                                                     registration_token=session.registration_token)
+        session.result = user_id
         if session.params:   # a retry needs no password: it is not kept in memory any longer than needed
             session.params = {k: v for k, v in session.params.items() if k != "password"}
         await hs.threepids.on_registered(user_id, session.threepid)  # m.login.email.identity: the user's address
@@ -95,6 +102,18 @@ async def post_register(hs, req: ApiRequest):
         result.update(await hs.session_tokens.login(user_id, device_id, display_name, req.client_ip,
                                                     refresh=refresh))
     return result
+
+
+async def _register_guest(hs, req: ApiRequest, body: dict):
+    """POST /register?kind=guest (spec "Guest Access"): no UIA, an access token right away."""
+    hs.ratelimit.registration.check(req.client_ip)
+    device_id = _opt_str(body, "device_id")
+    display_name = _opt_str(body, "initial_device_display_name")
+    user_id = await hs.registration.register_guest()
+    await hs.audit.record("registration", user_id, user_id, req.client_ip, {"guest": True})
+    device_id, token = await hs.auth.login_device(user_id, device_id, display_name, req.client_ip)
+    return {"user_id": user_id, "home_server": hs.config.server_name, "access_token": token,
+            "device_id": device_id}
 
 
 async def available(hs, req: ApiRequest):

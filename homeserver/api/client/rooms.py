@@ -47,7 +47,7 @@ async def join(hs, req: ApiRequest):
     body = req.json(allow_empty=True)
     target = req.path_params.get("roomIdOrAlias") or req.path_params["roomId"]
     servers = req.args.get("via", []) + req.args.get("server_name", [])
-    room_id = await hs.rooms.join(req.user_id, target, _reason(body), servers=servers)
+    room_id = await hs.rooms.join(req.user_id, target, _reason(body), servers=servers, guest=req.requester.is_guest)
     return {"room_id": room_id}
 
 
