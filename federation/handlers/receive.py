@@ -36,6 +36,7 @@ MAX_MISSING_EVENTS = 20
 MAX_AUTH_FETCH = 200
 FETCH_ONE_BY_ONE = 20  # more missing state events than this are fetched with one GET /state
 ANSWERED_TRANSACTIONS = 10_000  # answers kept to answer a retried /send the same
+AUTH_REJECTIONS = frozenset({"auth_events", "state_before"})  # refused by the auth rules (spec checks 4 and 5)
 
 
 def room_id_of(pdu: dict) -> str | None:
@@ -94,7 +95,8 @@ class PduReceiver:
         return result, True
 
     async def on_transaction(self, origin: str, body: dict) -> dict:
-        """Spec PUT /_matrix/federation/v1/send/{txnId}: per-PDU results; EDUs dispatched by type.
+        """Spec PUT /_matrix/federation/v1/send/{txnId}: per-PDU results (an ``error`` for a PDU that could
+        not be processed); EDUs dispatched by type.
         The PDUs of a room are handled parents first, whatever their order in the transaction."""
         results: dict[str, dict] = {}
         encodings = Encodings()
@@ -106,7 +108,9 @@ class PduReceiver:
                 results[pdu["event_id"]] = {}
             except PduRejected as e:
                 self._rejections.pdu(origin, pdu["event_id"], e.reason, e.kind)
-                results[pdu["event_id"]] = {"error": e.reason}
+                # A PDU the auth rules reject was processed (as Synapse, which answers {} for it and stores it
+                # as rejected); one that could not be checked at all (signature, format, ACL, ...) is an error.
+                results[pdu["event_id"]] = {} if e.kind in AUTH_REJECTIONS else {"error": e.reason}
             except Exception as e:
                 logger.exception("Failed to handle PDU %s from %s", pdu.get("event_id"), origin)
                 self._rejections.counter.inc("internal_error")
