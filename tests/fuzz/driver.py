@@ -61,7 +61,7 @@ class FuzzReport:
 
     def summary(self) -> str:
         lines = [f"{self.operations} operations, {self.cases} cases in {self.seconds:.1f}s; statuses "
-                 + ", ".join(f"{s}: {n}" for s, n in sorted(self.statuses.items())),
+                 + ", ".join(f"{s}: {n}" for s, n in sorted(self.statuses.items(), key=lambda item: str(item[0]))),
                  f"{len(self.unrecognized)} operations not implemented (every case 404 M_UNRECOGNIZED): "
                  + ", ".join(sorted(self.unrecognized))]
         lines.append(f"{len(self.remote_unreachable)} operations answered 502/504 (a remote server named in "
@@ -87,8 +87,10 @@ class Sent:
 
 
 def _long_poll_s(url: str) -> float:
-    """The wait a long-polling request asks for (``timeout`` in ms, as /sync takes it), at most 5 minutes."""
-    values = parse_qs(urlsplit(url).query).get("timeout") or ["0"]
+    """The wait a long-polling request asks for (``timeout`` in ms, as /sync takes it), at most 5 minutes.
+    The deprecated GET /events waits 30 s when it names no timeout (as Synapse)."""
+    parts = urlsplit(url)
+    values = parse_qs(parts.query).get("timeout") or ["30000" if parts.path.endswith("/v3/events") else "0"]
     try:
         return min(max(int(values[-1]), 0), 300_000) / 1000
     except ValueError:
