@@ -24,7 +24,9 @@ from bridges.product import PolledConnector, adapter_from, ProductError, problem
 from bridges.store import Portal
 
 DECRYPT_SETTING = "oodrive.decrypt:"  # + room id: "1" when the room's admins allowed decryption
-E2EE_NOTICE = "oodrive.e2ee-notice:"  # + room id + setting: the refusal was explained once
+E2EE_NOTICE = "oodrive.e2ee-notice:"  # + room id: an undecryptable event was explained once
+REFUSED_ENCRYPTED = ("this room is encrypted and its admins have not allowed the bridge to decrypt the files it "
+                     "stores (a room admin can: !oodrive decrypt on)")
 TEAM_JOIN_WAIT_S = 15.0
 DURATION = re.compile(r"^(\d+)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -177,22 +179,26 @@ class OodriveConnector(PolledConnector):
         if portal is None:
             return False
         if event["type"] == "m.room.encrypted":
-            await self._encrypted(portal.room_id)
+            await self._undecryptable(portal.room_id)
+            return True
+        if event.get("decrypted") and content.get("msgtype") in FILE_MSGTYPES and \
+                await self._core.store.cursor(DECRYPT_SETTING + portal.room_id) != "1":
+            await self._core.refuse(portal.room_id, event["event_id"], REFUSED_ENCRYPTED)
             return True
         return event["type"] == "m.room.message" and content.get("msgtype") not in FILE_MSGTYPES \
             and not body.startswith("!")
 
-    async def _encrypted(self, room_id: str) -> None:
-        allowed = await self._core.store.cursor(DECRYPT_SETTING + room_id) == "1"
-        flag = f"{E2EE_NOTICE}{room_id}:{int(allowed)}"
+    async def _undecryptable(self, room_id: str) -> None:
+        """An encrypted event the bridge could not decrypt: said once per room."""
+        flag = f"{E2EE_NOTICE}{room_id}"
         if await self._core.store.cursor(flag):
             return
-        if allowed:
-            text = ("This room is encrypted. Its admins allowed the bridge to decrypt the files it stores, but this "
-                    "version of the bridge has no encryption device yet: encrypted files are not stored in Oodrive.")
+        if self._core.matrix.crypto is None:
+            text = ("This room is encrypted and this bridge runs without an encryption device "
+                    "(bridge.encryption.allow is off): files posted here are not stored in Oodrive.")
         else:
-            text = ("This room is encrypted and the bridge may not decrypt it (the setting is off): files posted "
-                    "here are not stored in Oodrive. A room admin can allow it with: !oodrive decrypt on")
+            text = ("The bridge could not decrypt a message of this room (its device did not get the room key): "
+                    "files posted so are not stored in Oodrive.")
         await self._core.notice(room_id, text, flag)
         await self._core.store.set_cursor(flag, "1")
 

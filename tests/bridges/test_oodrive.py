@@ -285,26 +285,73 @@ def test_bad_input_is_a_clear_notice_and_retries_lose_nothing(product_world, ood
     as_alice(product_world, scenario)
 
 
-def test_an_encrypted_room_is_refused_with_the_reason_until_admins_allow_it(product_world, oodrive):
-    bot = f"@oodrivebot:{product_world.homeserver.name}"
-    oodrive.control("POST", "/v1/folders", {"name": "Secret"}, token=standin_token(oodrive))
-    encrypted = {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEnAC", "sender_key": "k",
-                 "session_id": "s", "device_id": "NIO"}
+async def upload_encrypted(user: NioUser, data: bytes, name: str, room: str) -> str:
+    """An encrypted attachment (spec: "Sending encrypted attachments") in an encrypted message."""
+    from nio.crypto.attachments import encrypt_attachment
+    ciphertext, keys = encrypt_attachment(data)
+    resp, _ = await user.client.upload(io.BytesIO(ciphertext), "application/octet-stream", "",
+                                       filesize=len(ciphertext))
+    return await user.send(room, {"msgtype": "m.file", "body": name, "filename": name,
+                                  "file": {**keys, "url": resp.content_uri},
+                                  "info": {"mimetype": "application/pdf", "size": len(data)}})
 
-    async def scenario(alice: NioUser):
-        room = await bot_room(alice, bot)
-        await command(alice, room, "!oodrive link Team/Secret", "now bridged to Team/Secret")
-        await alice.client.room_put_state(room, "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"})
-        for _ in range(2):  # explained once
-            await alice.send(room, encrypted, "m.room.encrypted")
-        await alice.wait_for(notice("This room is encrypted and the bridge may not decrypt it (the setting is off)",
-                                    room))
-        await command(alice, room, "!oodrive decrypt on", "Decryption of stored files is on")
-        await alice.send(room, encrypted, "m.room.encrypted")
-        await alice.wait_for(notice("has no encryption device yet", room))
-        assert alice.count(notice("the setting is off", room)) == 1
 
-    as_alice(product_world, scenario)
+async def download_decrypted(world, user: NioUser, file_info: dict) -> bytes:
+    from nio.crypto.attachments import decrypt_attachment
+    server, media_id = file_info["url"][len("mxc://"):].split("/")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {user.client.access_token}"}) as session:
+        async with session.get(f"{world.homeserver.base_url}/_matrix/client/v1/media/download/{server}/"
+                               f"{media_id}") as resp:
+            assert resp.status == 200, await resp.text()
+            ciphertext = await resp.read()
+    return decrypt_attachment(ciphertext, file_info["key"]["k"], file_info["hashes"]["sha256"], file_info["iv"])
+
+
+def test_an_encrypted_team_room_stores_files_only_when_its_admins_allowed_it(product_world, oodrive, carol,
+                                                                              tmp_path):
+    """matrix-nio users with end-to-end encryption in a team room: the bridge bots' devices decrypt
+    the commands, the Oodrive bridge refuses encrypted files until an admin allows it, then stores
+    them byte-exact; a file from Oodrive comes encrypted and decrypts byte-exact."""
+    needs_media(product_world)
+    domain = product_world.homeserver.name
+
+    async def scenario(erin: NioUser):
+        start = await bot_room(erin, f"@oodrivebot:{domain}")
+        answer = await command(erin, start, "!hexagone team Crypt", "Team room 'Crypt' created")
+        team = answer["content"]["body"].split("(", 1)[1].split(")", 1)[0]
+        # the Oodrive bot's "!tixeo meet", encrypted, is decrypted by the Tixeo bot, which answers encrypted
+        _, link = await erin.wait_for(notice("Tixeo meeting: https://meet.tixeo.invalid/j/", team))
+        assert link["event_id"] in erin.decrypted
+
+        secret = os.urandom(70_000)
+        refused = await upload_encrypted(erin, secret, "secret.pdf", team)
+        _, why = await erin.wait_for(notice("its admins have not allowed the bridge to decrypt", team))
+        assert why["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == refused
+        assert why["event_id"] in erin.decrypted and not files_named(oodrive, "secret.pdf")
+
+        await command(erin, team, "!oodrive decrypt on", "Decryption of stored files is on")
+        await upload_encrypted(erin, secret, "allowed.pdf", team)
+        stored = wait_until(lambda: files_named(oodrive, "allowed.pdf"))
+        assert stored[0]["sha256"] == hashlib.sha256(secret).hexdigest() and stored[0]["size"] == len(secret)
+        assert not files_named(oodrive, "secret.pdf")
+
+        folder = oodrive.control("GET", "/v1/folders?path=Team/Crypt", token=standin_token(oodrive))[1]
+        plan = os.urandom(54_321)
+        add_file(oodrive, folder["id"], carol, "plan.pdf", plan)
+        _, event = await erin.wait_for(lambda r, e: r == team and e.get("type") == "m.room.message"
+                                       and e["content"].get("body") == "plan.pdf")
+        assert event["event_id"] in erin.decrypted and "url" not in event["content"]
+        assert event["sender"] == f"@oodrive_{carol['id']}:{domain}"
+        assert await download_decrypted(product_world, erin, event["content"]["file"]) == plan
+
+    async def with_device():
+        erin = await NioUser.login(product_world.homeserver, "erin", str(tmp_path))
+        try:
+            await scenario(erin)
+        finally:
+            await erin.close()
+
+    run(with_device())
 
 
 def test_restarts_of_the_bridge_and_the_standin_lose_nothing_and_post_nothing_twice(product_world, oodrive, folder,
