@@ -66,7 +66,7 @@ class BridgeCore:
         await self.matrix.ensure_registered(self.config.bot_localpart)
         await self.matrix.whoami()
         if self.matrix.crypto is not None and not self.matrix.crypto.ready:
-            await self.matrix.crypto.start()
+            await self.matrix.crypto.start()  # a homeserver that refuses it: the bridge runs without
         if self.config.bot_displayname:
             await self.matrix.set_displayname(self.config.bot_mxid, self.config.bot_displayname)
         try:  # spec: POST /_matrix/client/v1/appservice/{appserviceId}/ping (v1.7): can the homeserver reach us?
@@ -141,9 +141,9 @@ class BridgeCore:
             return await self._membership(event, content)
         if self.config.is_ours(sender):
             return  # an echo of what the bridge itself sent
-        if etype == "m.room.encrypted" and self.matrix.crypto is not None:
+        if etype == "m.room.encrypted" and self.matrix.encryption is not None:
             # undecryptable: the connector still sees the encrypted event (and may explain)
-            event = await self.matrix.crypto.decrypt(event) or event
+            event = await self.matrix.encryption.decrypt(event) or event
             etype = event["type"]
             content = event["content"] if isinstance(event.get("content"), dict) else {}
         own = getattr(self.connector, "room_event", None)
@@ -230,7 +230,7 @@ class BridgeCore:
             return await self._deliver(lambda: self.connector.send_message(portal, message))
         secret = content.get("file") if isinstance(content.get("file"), dict) else None  # an encrypted file
         url, info = (secret or content).get("url"), content.get("info") if isinstance(content.get("info"), dict) else {}
-        if not isinstance(url, str) or secret is not None and self.matrix.crypto is None:
+        if not isinstance(url, str) or secret is not None and self.matrix.encryption is None:
             raise DeliveryError("encrypted or malformed attachment: no url")
         limit = self.config.max_attachment_size
         if isinstance(info.get("size"), int) and info["size"] > limit:
@@ -581,7 +581,7 @@ class BridgeCore:
             if file.size > limit:
                 raise MatrixRequestError(413, "M_TOO_LARGE", f"{file.size} bytes, the bridge's limit is {limit}")
             secret = None
-            if self.matrix.crypto is not None and await self.matrix.crypto.is_encrypted(portal.room_id):
+            if self.matrix.encryption is not None and await self.matrix.encryption.is_encrypted(portal.room_id):
                 from bridges.attachments import AttachmentEncryptor
                 secret = AttachmentEncryptor()
             chunks = secret.encrypt(file.chunks()) if secret else file.chunks()

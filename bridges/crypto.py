@@ -52,10 +52,21 @@ class BridgeCrypto:
         self._waiting = 0
         self._progress = asyncio.Condition()
         self._sending = asyncio.Lock()
+        self._refused = False  # the homeserver refused the device: the bridge runs without it
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Log the bot's device in (the same device id across restarts), upload its keys, sync once."""
+        """Log the bot's device in (the same device id across restarts), upload its keys, sync once.
+        A homeserver that refuses (Synapse answers the appservice's own user's /sync with a 500): the
+        bridge runs without a device, and says so."""
+        try:
+            await self._start()
+        except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            logger.warning("no encryption device: %s; encrypted rooms are not bridged", e)
+            self._refused = True
+            await self.stop()
+
+    async def _start(self) -> None:
         os.makedirs(self._store_dir, exist_ok=True)
         device_path = os.path.join(self._store_dir, DEVICE_FILE)
         device_id = open(device_path).read().strip() if os.path.exists(device_path) else None
@@ -82,7 +93,7 @@ class BridgeCrypto:
         logger.info("encryption device %s of %s ready", answer["device_id"], answer["user_id"])
 
     async def stop(self) -> None:
-        if self._loop_task:
+        if self._loop_task and not self._loop_task.done():
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
         await self.client.close()
@@ -92,7 +103,7 @@ class BridgeCrypto:
     @property
     def ready(self) -> bool:
         """The device is logged in and its keys are loaded."""
-        return self.client.olm is not None
+        return self.client.olm is not None and not self._refused
 
     # -- the bot's sync -------------------------------------------------------------------------
     async def _sync_loop(self) -> None:

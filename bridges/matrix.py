@@ -45,6 +45,11 @@ class MatrixClient:
         self._session: aiohttp.ClientSession | None = None
         self.reachable = False  # the last request got an answer (for the bridge's readiness)
 
+    @property
+    def encryption(self):
+        """The bot's encryption device when it is running, else None."""
+        return self.crypto if self.crypto is not None and self.crypto.ready else None
+
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self._token}"},
                                               timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
@@ -127,8 +132,8 @@ class MatrixClient:
     async def send(self, room_id: str, event_type: str, content: dict, *, user_id: str | None = None,
                    ts: int | None = None, txn_key: str) -> str:
         """A room event, encrypted in an encrypted room when the bot has its device (also for a ghost)."""
-        if self.crypto is not None:
-            encrypted = await self.crypto.encrypt(room_id, event_type, content)
+        if self.encryption is not None:
+            encrypted = await self.encryption.encrypt(room_id, event_type, content)
             if encrypted is not None:
                 event_type, content = encrypted
         path = f"/_matrix/client/v3/rooms/{q(room_id)}/send/{q(event_type)}/{txn_id_for(txn_key)}"
