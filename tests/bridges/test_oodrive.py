@@ -322,6 +322,7 @@ def test_an_encrypted_team_room_stores_files_only_when_its_admins_allowed_it(pro
 
     async def scenario(erin: NioUser):
         start = await bot_room(erin, f"@oodrivebot:{domain}")
+        await erin.client.room_put_state(start, "m.room.name", {"name": "Project office"})
         answer = await command(erin, start, "!hexagone team Crypt", "Team room 'Crypt' created")
         team = answer["content"]["body"].split("(", 1)[1].split(")", 1)[0]
         # the Oodrive bot's "!tixeo meet", encrypted, is decrypted by the Tixeo bot, which answers encrypted
@@ -363,7 +364,7 @@ def test_an_encrypted_team_room_stores_files_only_when_its_admins_allowed_it(pro
         "team-room-command.png": chat_page("Project office", "a room with the Oodrive bot",
                                            [e for r, e in timeline if r == start], decrypted),
         "team-room.png": chat_page("Crypt", "the team room: end-to-end encrypted, its folder, its meeting",
-                                   [e for r, e in timeline if r == team], decrypted)})
+                                   [e for r, e in timeline if r == team], decrypted, [e for _, e in timeline])})
 
 
 def screenshots(world, tmp_path, pages: dict[str, str]) -> None:

@@ -16,10 +16,10 @@ box-shadow:0 1px 2px #0002}.who{font-weight:600;color:#0b3d91}.notice .body{colo
 .state{background:none;box-shadow:none;color:#666;font-size:13px;padding:2px 12px}"""
 
 
-def _line(event: dict, encrypted: bool) -> str:
+def _line(event: dict, encrypted: bool, names: dict[str, str]) -> str:
     content = event.get("content") or {}
-    who = html.escape(event.get("sender", ""))
-    lock = '<span class="lock" title="end-to-end encrypted">&#128274; encrypted</span>' if encrypted else ""
+    who = html.escape(names.get(event.get("sender", ""), event.get("sender", "")))
+    lock = '<span class="lock" title="end-to-end encrypted">end-to-end encrypted</span>' if encrypted else ""
     if event.get("type") == "im.vector.modular.widgets" and content.get("url"):
         return f'<li class="state">{who} added the widget “{html.escape(content.get("name", ""))}”</li>'
     if event.get("type") != "m.room.message":
@@ -27,13 +27,18 @@ def _line(event: dict, encrypted: bool) -> str:
     body = html.escape(content.get("body", ""))
     if content.get("msgtype") in ("m.file", "m.image", "m.video", "m.audio"):
         size = (content.get("info") or {}).get("size", 0)
-        body = f'<span class="file">&#128196; {body} · {size:,} bytes</span>'
+        body = f'<span class="file">{body} · {size:,} bytes</span>'
     kind = "notice" if content.get("msgtype") == "m.notice" else ""
     return f'<li class="{kind}">{lock}<div class="who">{who}</div><div class="body">{body}</div></li>'
 
 
-def chat_page(title: str, subtitle: str, events: list[dict], encrypted_ids: set[str]) -> str:
-    lines = "".join(_line(e, e.get("event_id") in encrypted_ids) for e in events)
+def chat_page(title: str, subtitle: str, events: list[dict], encrypted_ids: set[str],
+              everything: list[dict] = ()) -> str:
+    """``events`` drawn as a chat; the display names come from the member events of ``everything`` too."""
+    names = {e["state_key"]: e["content"]["displayname"] for e in [*everything, *events]
+             if e.get("type") == "m.room.member"
+             and isinstance((e.get("content") or {}).get("displayname"), str)}
+    lines = "".join(_line(e, e.get("event_id") in encrypted_ids, names) for e in events)
     return (f"<!doctype html><meta charset=utf-8><style>{STYLE}</style><header>{html.escape(title)} "
             f"<small>{html.escape(subtitle)}</small></header><ol>{lines}</ol>")
 
