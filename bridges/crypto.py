@@ -116,8 +116,9 @@ class BridgeCrypto:
                 if self._fetch is not None and self._fetch.cancelled() and not _self_cancelled():
                     continue  # only the long poll was cut short: someone wants a fresh sync
                 raise
-            except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as e:
-                logger.warning("the bot's sync failed (%s); again in %.1fs", e, delay)
+            except Exception as e:  # the homeserver, or the crypto machine on a response: the loop goes on
+                logger.warning("the bot's sync failed (%s); again in %.1fs", e, delay,
+                               exc_info=not isinstance(e, (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError)))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 

@@ -334,6 +334,9 @@ def test_an_encrypted_team_room_stores_files_only_when_its_admins_allowed_it(pro
         _, why = await erin.wait_for(notice("its admins have not allowed the bridge to decrypt", team))
         assert why["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == refused
         assert why["event_id"] in erin.decrypted and not files_named(oodrive, "secret.pdf")
+        bridge = product_world.bridges["oodrive"]  # the device, its keys and sessions survive a restart
+        bridge.stop()
+        bridge.start()
 
         await command(erin, team, "!oodrive decrypt on", "Decryption of stored files is on")
         await upload_encrypted(erin, secret, "allowed.pdf", team)
@@ -471,8 +474,9 @@ def test_team_room_with_its_olvid_discussion(product_world, tmp_path):
         daemon.contact_sends(bob, discussion, "hello from Olvid")
         _, message = await erin.wait_message("hello from Olvid")
         assert message["sender"] == f"@olvid_{bob}:{domain}"
-        if product_world.kind == "hexagone":  # Synapse refuses the bots' devices: there, all is in clear
-            assert {linked["event_id"], message["event_id"]} <= erin.decrypted
+        if product_world.kind == "synapse":  # it refuses the bots' devices: they post in clear and read nothing
+            return  # encrypted (erin's messages are)
+        assert {linked["event_id"], message["event_id"]} <= erin.decrypted
         await erin.send(team, {"msgtype": "m.text", "body": "hello Olvid"})
         daemon.wait(lambda: [m for m in daemon.outbound(discussion) if m.body.endswith("hello Olvid")])
 
