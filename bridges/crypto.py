@@ -141,7 +141,8 @@ class BridgeCrypto:
                                      headers={"Authorization": f"Bearer {self.client.access_token}"}) as resp:
             body = await resp.json(content_type=None)
             if resp.status != 200:
-                raise RuntimeError(f"sync answered {resp.status} {body.get('errcode') if isinstance(body, dict) else ''}")
+                errcode = body.get("errcode") if isinstance(body, dict) else ""
+                raise RuntimeError(f"sync answered {resp.status} {errcode}")
         response = nio.SyncResponse.from_dict(body)
         if not isinstance(response, nio.SyncResponse):
             raise RuntimeError(f"unreadable sync response: {response}")
