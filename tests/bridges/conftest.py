@@ -301,7 +301,13 @@ def product_world(tmp_path_factory, ca, request):  # noqa: F811
         if request.session.testsfailed:
             for name, bridge in bridges.items():
                 print(f"---- {name} bridge log ----\n{bridge.log(80)}")
+        failures = []  # every process is stopped, even when one of them exits badly
         for process in list(bridges.values()) + [homeserver] + list(standins.values()):
-            process.stop()
+            try:
+                process.stop()
+            except Exception as e:
+                failures.append(e)
         if daemon is not None:
             daemon.stop()
+        if failures:
+            raise failures[0]
