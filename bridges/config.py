@@ -93,6 +93,8 @@ def registration_for(config: dict) -> dict:
                                   "regex": f"@{re.escape(appservice['ghost_prefix'])}.*:{domain}"}],
                        "aliases": [], "rooms": []},
         "receive_ephemeral": True, "de.sorunome.msc2409.push_ephemeral": True,
+        # MSC3202: device lists and one-time key counts in transactions, for a bot device that cannot sync
+        "org.matrix.msc3202": bool((config["bridge"].get("encryption") or {}).get("allow")),
     }
 
 

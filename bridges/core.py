@@ -101,7 +101,12 @@ class BridgeCore:
                     "homeserver": homeserver, "remote": remote}
 
     # -- appservice side ----------------------------------------------------------------------
-    async def accept_transaction(self, txn_id: str, events: list[dict], ephemeral: list[dict]) -> None:
+    async def accept_transaction(self, txn_id: str, events: list[dict], ephemeral: list[dict],
+                                 devices: dict) -> None:
+        """``devices``: the device data of the transaction, for the bot's encryption device when it does not
+        sync (given first: the room keys of the events that follow)."""
+        if devices and self.matrix.encryption is not None:
+            await self.matrix.encryption.from_transaction(devices)
         if await self.store.accept_transaction(txn_id, events):
             self._inbox_wakeup.set()
 

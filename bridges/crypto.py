@@ -6,19 +6,23 @@ installed by the ``bridges-e2e`` extra; this module is only imported when encryp
 The device is the bot's: an appservice login (``m.login.application_service``) with a device id kept in
 the store directory, whose Olm account, sessions and sync token nio keeps in a SQLite file there (pickled
 with a key derived from the appservice token). The bot's own ``/sync`` brings the to-device room keys,
-the device list changes and the one-time key counts; room events still arrive by appservice transactions
-and are decrypted here on demand. What the bridge posts in an encrypted room is encrypted with the bot's
-Megolm session, shared with the members' devices over Olm, also when a ghost sends it (as mautrix
-bridges do: the event's sender is the ghost, the session the bot's device's).
+the device list changes and the one-time key counts; a homeserver that refuses that sync (Synapse) has
+them in the appservice transactions instead (MSC2409/MSC4203, MSC3202), fed to the crypto machine as a
+sync would be, with a room's state read when the bridge sends to it. Room events always arrive by
+appservice transactions and are decrypted here on demand. What the bridge posts in an encrypted room
+is encrypted with the bot's Megolm session, shared with the members' devices over Olm, also when a ghost
+sends it (as mautrix bridges do: the event's sender is the ghost, the session the bot's device's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
+from urllib.parse import quote
 
 import aiohttp
 import nio
@@ -33,6 +37,7 @@ SYNC_FILTER = {"presence": {"types": []}, "account_data": {"types": []},
                         "ephemeral": {"types": []}, "account_data": {"types": []}}}
 DECRYPT_ATTEMPTS = 3
 DEVICE_FILE = "device_id"
+TRANSACTION_TOKEN = "transaction-"  # the sync tokens of device data that came by appservice transactions
 
 
 class BridgeCrypto:
@@ -53,6 +58,7 @@ class BridgeCrypto:
         self._progress = asyncio.Condition()
         self._sending = asyncio.Lock()
         self._refused = False  # the homeserver refused the device: the bridge runs without it
+        self._by_transactions = False  # no /sync for the bot (Synapse): to-device messages come by transactions
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -85,11 +91,17 @@ class BridgeCrypto:
         with open(device_path, "w") as f:
             f.write(answer["device_id"])
         self.client.restore_login(answer["user_id"], answer["device_id"], answer["access_token"])
-        self.client.next_batch = self.client.loaded_sync_token
+        token = self.client.loaded_sync_token  # not one of the tokens that stand for transactions (_apply)
+        self.client.next_batch = token if token and not token.startswith(TRANSACTION_TOKEN) else None
         if self.client.should_upload_keys:
             await self._checked(self.client.keys_upload())
-        await self._sync_once(0)
-        self._loop_task = asyncio.create_task(self._sync_loop())
+        try:
+            await self._sync_once(0)
+            self._loop_task = asyncio.create_task(self._sync_loop())
+        except SyncRefused:
+            logger.info("the homeserver refuses /sync to the bot: to-device messages, device lists and one-time "
+                        "key counts come by appservice transactions (MSC2409, MSC3202)")
+            self._by_transactions = True
         logger.info("encryption device %s of %s ready", answer["device_id"], answer["user_id"])
 
     async def stop(self) -> None:
@@ -142,7 +154,7 @@ class BridgeCrypto:
             body = await resp.json(content_type=None)
             if resp.status != 200:
                 errcode = body.get("errcode") if isinstance(body, dict) else ""
-                raise RuntimeError(f"sync answered {resp.status} {errcode}")
+                raise (SyncRefused if resp.status == 500 else RuntimeError)(f"sync answered {resp.status} {errcode}")
         response = nio.SyncResponse.from_dict(body)
         if not isinstance(response, nio.SyncResponse):
             raise RuntimeError(f"unreadable sync response: {response}")
@@ -167,7 +179,14 @@ class BridgeCrypto:
         return response
 
     async def synced(self) -> None:
-        """Return after a sync that started after this call was applied (cutting a long poll short)."""
+        """Return after a sync that started after this call was applied (cutting a long poll short);
+        without /sync, after the next transaction's device data (or a few seconds)."""
+        if self._by_transactions:
+            target = self._applied + 1
+            async with self._progress:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._progress.wait_for(lambda: self._applied >= target), 5)
+            return
         target = self._started + 1
         self._waiting += 1
         try:
@@ -179,9 +198,53 @@ class BridgeCrypto:
             self._waiting -= 1
 
     # -- rooms ---------------------------------------------------------------------------------
+    # -- without /sync: what the appservice transactions bring, and room state read on demand ----
+    async def from_transaction(self, body: dict) -> None:
+        """The bot device's share of a transaction: its to-device messages (MSC2409/MSC4203), the device
+        lists changed and its one-time key counts (MSC3202), fed to the crypto machine as a sync would be."""
+        if not self._by_transactions or not self.ready:
+            return
+        me, device = self.client.user_id, self.client.device_id
+        to_device = [m for m in body.get("de.sorunome.msc2409.to_device") or body.get("org.matrix.msc2409.to_device")
+                     or [] if isinstance(m, dict) and m.get("to_user_id") == me and m.get("to_device_id") == device]
+        counts = (body.get("org.matrix.msc3202.device_one_time_keys_count") or {}).get(me, {}).get(device)
+        lists = body.get("org.matrix.msc3202.device_lists") or {}
+        if to_device or counts is not None or lists:
+            await self._apply({"to_device": {"events": to_device}, "device_lists": lists,
+                               **({"device_one_time_keys_count": counts} if isinstance(counts, dict) else {})})
+
+    async def _load_room(self, room_id: str) -> None:
+        """A room's current state (encryption, members) read with the device's token, as a sync gives it."""
+        async with self._session.get(f"{self._base}/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state",
+                                     headers={"Authorization": f"Bearer {self.client.access_token}"}) as resp:
+            state = await resp.json(content_type=None)
+            if resp.status != 200 or not isinstance(state, list):
+                return  # not (yet) in the room: nothing to encrypt for
+        await self._apply({"rooms": {"join": {room_id: {"state": {"events": state}, "timeline": {"events": []}}}}})
+
+    async def _apply(self, body: dict) -> None:
+        self._started += 1
+        number = self._started
+        response = nio.SyncResponse.from_dict({"next_batch": f"{TRANSACTION_TOKEN}{number}", **body})
+        if not isinstance(response, nio.SyncResponse):
+            logger.warning("unreadable device data: %s", response)
+            return
+        await self.client.receive_response(response)
+        await self._after_sync()
+        async with self._progress:
+            self._applied = number
+            self._progress.notify_all()
+
+    async def _fresh(self, room_id: str) -> None:
+        """The room's latest members and their devices known."""
+        if self._by_transactions:
+            await self._load_room(room_id)
+        else:
+            await self.synced()
+
     async def is_encrypted(self, room_id: str) -> bool:
         if room_id not in self.client.rooms:
-            await self.synced()
+            await self._fresh(room_id)
         room = self.client.rooms.get(room_id)
         return bool(room and room.encrypted)
 
@@ -213,7 +276,7 @@ class BridgeCrypto:
         if not await self.is_encrypted(room_id):
             return None
         async with self._sending:
-            await self.synced()  # the latest members and devices
+            await self._fresh(room_id)
             client = self.client
             room = client.rooms[room_id]
             if not room.members_synced:
@@ -223,6 +286,10 @@ class BridgeCrypto:
             if client.olm.should_share_group_session(room_id):
                 await client.share_group_session(room_id, ignore_unverified_devices=True)
             return client.encrypt(room_id, event_type, content)
+
+
+class SyncRefused(RuntimeError):
+    """The homeserver does not let the appservice's own user sync (Synapse: a 500)."""
 
 
 def _self_cancelled() -> bool:

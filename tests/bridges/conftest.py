@@ -285,7 +285,10 @@ def product_world(tmp_path_factory, ca, request):  # noqa: F811
     else:
         with open(homeserver.config_path) as f:
             config = yaml.safe_load(f)
-        config.update(app_service_config_files=registrations, max_upload_size=f"{BIG_FILE_MB + 8}M")
+        config.update(app_service_config_files=registrations, max_upload_size=f"{BIG_FILE_MB + 8}M",
+                      # the bots' devices cannot sync there: their to-device messages come by transactions
+                      experimental_features={"msc2409_to_device_messages_enabled": True,
+                                             "msc3202_transaction_extensions": True})
         with open(homeserver.config_path, "w") as f:
             yaml.safe_dump(config, f)
     try:
