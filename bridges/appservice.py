@@ -18,10 +18,14 @@ logger = logging.getLogger(__name__)
 
 MAX_TRANSACTION_BYTES = 16 * 1024 * 1024
 MAX_WEBHOOK_BYTES = 64 * 1024
+# what a transaction carries for the appservice's devices: to-device messages (MSC2409/MSC4203), device
+# lists and one-time key counts (MSC3202), under the unstable names Synapse and Hexagone use
+DEVICE_DATA_PREFIXES = ("de.sorunome.msc2409.to_device", "org.matrix.msc2409.to_device", "org.matrix.msc3202.")
 
 
 class TransactionSink(Protocol):
-    async def accept_transaction(self, txn_id: str, events: list[dict], ephemeral: list[dict]) -> None: ...
+    async def accept_transaction(self, txn_id: str, events: list[dict], ephemeral: list[dict],
+                                 devices: dict) -> None: ...
 
     async def query_user(self, user_id: str) -> bool: ...
 
@@ -70,8 +74,9 @@ def build_app(hs_token: str, sink: TransactionSink) -> web.Application:
         if bad:
             logger.warning("transaction %s: skipped %d malformed event(s)", request.match_info["txn_id"], bad)
         ephemeral = body.get("ephemeral") or body.get("de.sorunome.msc2409.ephemeral") or []
+        devices = {k: v for k, v in body.items() if k.startswith(DEVICE_DATA_PREFIXES)}
         await sink.accept_transaction(request.match_info["txn_id"], events,
-                                      ephemeral if isinstance(ephemeral, list) else [])
+                                      ephemeral if isinstance(ephemeral, list) else [], devices)
         return web.json_response({})
 
     async def user_query(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -60,11 +61,15 @@ def cmd_run(name: str, args: argparse.Namespace) -> int:
     except BridgeConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return 1
+    if config.encryption and importlib.util.find_spec("nio") is None:
+        print("Configuration error: bridge.encryption.allow needs the bridges-e2e extra "
+              "(pip install 'hexagone[bridges-e2e]')", file=sys.stderr)
+        return 1
     module = _bridge_module(name)
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level != "DEBUG":  # client libraries log every call at INFO
-        for name in ("olvid", "aiohttp.access"):
+        for name in ("olvid", "aiohttp.access", "nio", "peewee"):
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         connector = module.make_connector(config)

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 PERMISSION_LEVELS = ("relay", "user", "admin")
+ENCRYPTING_BRIDGES = ("oodrive", "tixeo")  # ``init`` allows encryption for these (team rooms are encrypted)
 
 
 class BridgeConfigError(Exception):
@@ -44,6 +45,8 @@ class BridgeConfig:
     portal_invites: list[str]
     delivery_retry_s: float
     network: dict[str, Any] = field(default_factory=dict)  # the product's own section (``olvid:`` ...)
+    encryption: bool = False  # the bot has its own encryption device (the ``bridges-e2e`` extra)
+    crypto_store: str = ""  # where that device's keys and sessions are kept
 
     @property
     def bot_mxid(self) -> str:
@@ -71,7 +74,8 @@ def new_config(name: str, homeserver: str, domain: str, directory: str, port: in
         "database": f"sqlite:///{directory}/{name}.db",
         "bridge": {"command_prefix": f"!{name}", "permissions": {domain: "user"},
                    "relay": {"default": True, "format": "{displayname}: {body}"},
-                   "max_attachment_size": 100 * 1024 * 1024, "portal_invites": [], "delivery_retry_s": 60},
+                   "max_attachment_size": 100 * 1024 * 1024, "portal_invites": [], "delivery_retry_s": 60,
+                   "encryption": {"allow": name in ENCRYPTING_BRIDGES, "store": f"{directory}/crypto"}},
         name: network,
     }
     return config, registration_for(config)
@@ -89,6 +93,8 @@ def registration_for(config: dict) -> dict:
                                   "regex": f"@{re.escape(appservice['ghost_prefix'])}.*:{domain}"}],
                        "aliases": [], "rooms": []},
         "receive_ephemeral": True, "de.sorunome.msc2409.push_ephemeral": True,
+        # MSC3202: device lists and one-time key counts in transactions, for a bot device that cannot sync
+        "org.matrix.msc3202": bool((config["bridge"].get("encryption") or {}).get("allow")),
     }
 
 
@@ -120,6 +126,10 @@ def parse_config(name: str, doc: Any) -> BridgeConfig:
     port = _get(doc, "appservice.port", int)
     if not 0 < port < 65536:
         raise BridgeConfigError("appservice.port: not a TCP port")
+    encryption = _get(doc, "bridge.encryption.allow", bool, False)
+    crypto_store = _get(doc, "bridge.encryption.store", str, "")
+    if encryption and not crypto_store:
+        raise BridgeConfigError("bridge.encryption.store: a directory is needed when encryption is allowed")
     size = _get(doc, "bridge.max_attachment_size", int, 100 * 1024 * 1024)
     if size <= 0:
         raise BridgeConfigError("bridge.max_attachment_size: must be positive")
@@ -136,7 +146,7 @@ def parse_config(name: str, doc: Any) -> BridgeConfig:
         relay_format=_get(doc, "bridge.relay.format", str, "{displayname}: {body}"),
         max_attachment_size=size, portal_invites=_get(doc, "bridge.portal_invites", list, []),
         delivery_retry_s=float(_get(doc, "bridge.delivery_retry_s", (int, float), 60)),
-        network=_get(doc, name, dict, {}),
+        network=_get(doc, name, dict, {}), encryption=encryption, crypto_store=crypto_store,
     )
 
 

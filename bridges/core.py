@@ -65,6 +65,8 @@ class BridgeCore:
     async def _connect_homeserver(self) -> None:
         await self.matrix.ensure_registered(self.config.bot_localpart)
         await self.matrix.whoami()
+        if self.matrix.crypto is not None and not self.matrix.crypto.ready:
+            await self.matrix.crypto.start()  # a homeserver that refuses it: the bridge runs without
         if self.config.bot_displayname:
             await self.matrix.set_displayname(self.config.bot_mxid, self.config.bot_displayname)
         try:  # spec: POST /_matrix/client/v1/appservice/{appserviceId}/ping (v1.7): can the homeserver reach us?
@@ -83,6 +85,8 @@ class BridgeCore:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._worker, STOP_GRACE_S)
         await self.connector.stop()
+        if self.matrix.crypto is not None:
+            await self.matrix.crypto.stop()
 
     async def webhook(self, body: bytes, signature: str) -> bool:
         """A product's signed webhook call, for connectors that take one (``on_webhook``)."""
@@ -97,7 +101,12 @@ class BridgeCore:
                     "homeserver": homeserver, "remote": remote}
 
     # -- appservice side ----------------------------------------------------------------------
-    async def accept_transaction(self, txn_id: str, events: list[dict], ephemeral: list[dict]) -> None:
+    async def accept_transaction(self, txn_id: str, events: list[dict], ephemeral: list[dict],
+                                 devices: dict) -> None:
+        """``devices``: the device data of the transaction, for the bot's encryption device when it does not
+        sync (given first: the room keys of the events that follow)."""
+        if devices and self.matrix.encryption is not None:
+            await self.matrix.encryption.from_transaction(devices)
         if await self.store.accept_transaction(txn_id, events):
             self._inbox_wakeup.set()
 
@@ -137,6 +146,11 @@ class BridgeCore:
             return await self._membership(event, content)
         if self.config.is_ours(sender):
             return  # an echo of what the bridge itself sent
+        if etype == "m.room.encrypted" and self.matrix.encryption is not None:
+            # undecryptable: the connector still sees the encrypted event (and may explain)
+            event = await self.matrix.encryption.decrypt(event) or event
+            etype = event["type"]
+            content = event["content"] if isinstance(event.get("content"), dict) else {}
         own = getattr(self.connector, "room_event", None)
         if own is not None and await own(event):
             return  # the connector's own: a call member, a message its product does not take ...
@@ -219,8 +233,9 @@ class BridgeCore:
         if content.get("msgtype") not in ev.FILE_MSGTYPES:
             message = OutgoingMessage(event_id, sender, relayed(ev.message_text(content)), reply_to)
             return await self._deliver(lambda: self.connector.send_message(portal, message))
-        url, info = content.get("url"), content.get("info") if isinstance(content.get("info"), dict) else {}
-        if not isinstance(url, str):
+        secret = content.get("file") if isinstance(content.get("file"), dict) else None  # an encrypted file
+        url, info = (secret or content).get("url"), content.get("info") if isinstance(content.get("info"), dict) else {}
+        if not isinstance(url, str) or secret is not None and self.matrix.encryption is None:
             raise DeliveryError("encrypted or malformed attachment: no url")
         limit = self.config.max_attachment_size
         if isinstance(info.get("size"), int) and info["size"] > limit:
@@ -230,8 +245,7 @@ class BridgeCore:
         with tempfile.TemporaryDirectory(prefix="bridge-") as spool:
             path = os.path.join(spool, os.path.basename(str(filename)) or "file")
             try:
-                with open(path, "wb") as sink:
-                    size = await self.matrix.download(url, sink, limit)
+                size = await self._download(url, path, secret, limit)
             except MatrixRequestError as e:
                 raise DeliveryError(f"attachment not delivered: {e.error or e.errcode}",
                                     reason="m_event_too_large" if e.errcode == "M_TOO_LARGE" else
@@ -243,6 +257,21 @@ class BridgeCore:
                                 size)
             message = OutgoingMessage(event_id, sender, caption, reply_to, file)
             return await self._deliver(lambda: self.connector.send_message(portal, message))
+
+    async def _download(self, url: str, path: str, secret: dict | None, limit: int) -> int:
+        """An attachment into a spool file; an encrypted one is decrypted on the way and checked
+        against its hash before anything reads it (spec: "Sending encrypted attachments")."""
+        with open(path, "wb") as sink:
+            if secret is None:
+                return await self.matrix.download(url, sink, limit)
+            from bridges.attachments import AttachmentError, DecryptingSink
+            try:
+                target = DecryptingSink(secret, sink)
+                size = await self.matrix.download(url, target, limit)
+                target.verify()
+            except AttachmentError as e:
+                raise DeliveryError(f"attachment not delivered: {e}") from None
+            return size
 
     async def _matrix_reaction(self, portal: Portal, event: dict, content: dict) -> None:
         relation = ev.relates_to(content)
@@ -432,6 +461,10 @@ class BridgeCore:
     async def notice(self, room_id: str, text: str, txn_key: str, reply_to: str | None = None) -> None:
         await self._notice(room_id, text, txn_key, reply_to)
 
+    async def refuse(self, room_id: str, event_id: str, error: str) -> None:
+        """A Matrix message the connector will not take: a failed status and a notice."""
+        await self._fail(room_id, event_id, error, reason="m_no_permission")
+
     async def _set_bridge_info(self, portal: Portal) -> None:
         state_key, content = ev.bridge_info(self.connector.network_id, self.connector.network_name,
                                             self.config.bot_mxid, portal.remote_id, portal.title)
@@ -552,13 +585,21 @@ class BridgeCore:
         try:
             if file.size > limit:
                 raise MatrixRequestError(413, "M_TOO_LARGE", f"{file.size} bytes, the bridge's limit is {limit}")
-            mxc = await self.matrix.upload(file.chunks(), file.size, file.mime, file.filename, user_id)
+            secret = None
+            if self.matrix.encryption is not None and await self.matrix.encryption.is_encrypted(portal.room_id):
+                from bridges.attachments import AttachmentEncryptor
+                secret = AttachmentEncryptor()
+            chunks = secret.encrypt(file.chunks()) if secret else file.chunks()
+            mxc = await self.matrix.upload(chunks, file.size, "application/octet-stream" if secret else file.mime,
+                                           "" if secret else file.filename, user_id)
         except MatrixRequestError as e:  # the notice stands for the file (a deletion removes it)
             return await self.matrix.send(portal.room_id, "m.room.message", {
                 "msgtype": "m.notice", "body": f"An attachment ({file.filename}, {file.size} bytes) from "
                                                f"{self.connector.network_name} was not bridged: {e.error or e.errcode}"},
                 user_id=user_id, ts=ts, txn_key=f"file-fail:{remote_id}:{index}")
         content = ev.file_content(ev.msgtype_for(file.mime), file.filename, mxc, file.mime, file.size)
+        if secret is not None:  # spec: an encrypted file is in ``file``, never ``url``
+            content["file"] = secret.file_info(content.pop("url"))
         if reply_event:
             content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_event}}
         return await self.matrix.send(portal.room_id, "m.room.message", content, user_id=user_id, ts=ts,

@@ -35,12 +35,20 @@ def txn_id_for(key: str) -> str:
 
 
 class MatrixClient:
-    def __init__(self, base_url: str, as_token: str, bot_mxid: str):
+    def __init__(self, base_url: str, as_token: str, bot_mxid: str, crypto=None):
+        """``crypto``: the bot's encryption device (``bridges.crypto.BridgeCrypto``), or None: what is sent
+        to an encrypted room is then sent in clear."""
+        self.crypto = crypto
         self._base = base_url
         self._token = as_token
         self.bot_mxid = bot_mxid
         self._session: aiohttp.ClientSession | None = None
         self.reachable = False  # the last request got an answer (for the bridge's readiness)
+
+    @property
+    def encryption(self):
+        """The bot's encryption device when it is running, else None."""
+        return self.crypto if self.crypto is not None and self.crypto.ready else None
 
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self._token}"},
@@ -123,6 +131,11 @@ class MatrixClient:
 
     async def send(self, room_id: str, event_type: str, content: dict, *, user_id: str | None = None,
                    ts: int | None = None, txn_key: str) -> str:
+        """A room event, encrypted in an encrypted room when the bot has its device (also for a ghost)."""
+        if self.encryption is not None:
+            encrypted = await self.encryption.encrypt(room_id, event_type, content)
+            if encrypted is not None:
+                event_type, content = encrypted
         path = f"/_matrix/client/v3/rooms/{q(room_id)}/send/{q(event_type)}/{txn_id_for(txn_key)}"
         return (await self.request("PUT", path, content, user_id=user_id, ts=ts))["event_id"]
 
@@ -142,7 +155,7 @@ class MatrixClient:
     async def upload(self, chunks: AsyncIterator[bytes], size: int, content_type: str, filename: str,
                      user_id: str | None = None) -> str:
         """Stream ``chunks`` (exactly ``size`` bytes) to the media repository; the mxc URI."""
-        params = {"filename": filename}
+        params = {"filename": filename} if filename else {}  # none for an encrypted file: the name is secret
         if user_id and user_id != self.bot_mxid:
             params["user_id"] = user_id
         headers = {"Content-Type": content_type or "application/octet-stream", "Content-Length": str(size)}

@@ -22,7 +22,11 @@ logger = logging.getLogger(__name__)
 async def run(config: BridgeConfig, connector: Connector) -> int:
     store = Store(config.database)
     await store.open()
-    matrix = MatrixClient(config.homeserver_url, config.as_token, config.bot_mxid)
+    crypto = None
+    if config.encryption:
+        from bridges.crypto import BridgeCrypto  # the bridges-e2e extra, only when encryption is allowed
+        crypto = BridgeCrypto(config.homeserver_url, config.as_token, config.bot_mxid, config.crypto_store)
+    matrix = MatrixClient(config.homeserver_url, config.as_token, config.bot_mxid, crypto)
     await matrix.open()
     core = BridgeCore(config, store, matrix, connector)
     runner = web.AppRunner(build_app(config.hs_token, core), access_log=None)

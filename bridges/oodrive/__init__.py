@@ -7,4 +7,5 @@ DEFAULTS = {
     "webhook_url": "",  # e.g. http://bridge-host:29330/_bridge/webhook; "": polling only
     "team_parent_folder": "",  # where !hexagone team creates folders ("": the teamspace's root)
     "team_tixeo_bot": "",  # the Tixeo bridge's bot, invited to team rooms and asked to !tixeo meet
+    "team_olvid_bot": "",  # the Olvid bridge's bot, invited with --olvid and asked to !olvid bridge
 }

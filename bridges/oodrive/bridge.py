@@ -24,10 +24,13 @@ from bridges.product import PolledConnector, adapter_from, ProductError, problem
 from bridges.store import Portal
 
 DECRYPT_SETTING = "oodrive.decrypt:"  # + room id: "1" when the room's admins allowed decryption
-E2EE_NOTICE = "oodrive.e2ee-notice:"  # + room id + setting: the refusal was explained once
+E2EE_NOTICE = "oodrive.e2ee-notice:"  # + room id: an undecryptable event was explained once
+REFUSED_ENCRYPTED = ("this room is encrypted and its admins have not allowed the bridge to decrypt the files it "
+                     "stores (a room admin can: !oodrive decrypt on)")
 TEAM_JOIN_WAIT_S = 15.0
 DURATION = re.compile(r"^(\d+)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+USAGE_TEAM = "Usage: !hexagone team <name> [--olvid <Olvid discussion id>]"
 USAGE_SHARE = "Usage: !oodrive share <file> [--expires 7d] [--password [secret]] [--watermark]"
 
 
@@ -85,6 +88,18 @@ def parse_share_args(args: list[str]) -> tuple[str, int | None, str | None, bool
     return " ".join(name), expires, password, watermark
 
 
+def parse_team_args(args: list[str]) -> tuple[str, str | None] | str:
+    """``team`` arguments -> (room name, Olvid discussion id or None), or the usage to show."""
+    olvid = None
+    if "--olvid" in args:
+        at = args.index("--olvid")
+        if at + 2 != len(args):
+            return USAGE_TEAM
+        args, olvid = args[:at], args[at + 1]
+    name = " ".join(args).strip()
+    return (name, olvid) if name else USAGE_TEAM
+
+
 def make_connector(config: BridgeConfig) -> "OodriveConnector":
     return OodriveConnector(config, adapter_from(config, HttpOodrive))
 
@@ -96,13 +111,15 @@ class OodriveConnector(PolledConnector):
         "link": "link <folder path or id>: store this room's files in an Oodrive folder",
         "share": "share <file> [--expires 7d] [--password [secret]] [--watermark]: a share link",
         "decrypt": "decrypt on|off: may the bridge decrypt this encrypted room's files (room admins)",
-        "team": "team <name> (or !hexagone team <name>): an encrypted room with its folder and meeting",
+        "team": "team <name> [--olvid <discussion id>] (or !hexagone team ...): an encrypted room with its folder, "
+                "meeting and Olvid discussion",
     }
 
     def __init__(self, config: BridgeConfig, api: OodriveAPI):
         super().__init__(config, api)
         self._team_parent = str(config.network.get("team_parent_folder", ""))
         self._tixeo_bot = str(config.network.get("team_tixeo_bot", ""))
+        self._olvid_bot = str(config.network.get("team_olvid_bot", ""))
 
     # -- Oodrive -> Matrix --------------------------------------------------------------------
     async def on_item(self, item: dict) -> None:
@@ -177,22 +194,26 @@ class OodriveConnector(PolledConnector):
         if portal is None:
             return False
         if event["type"] == "m.room.encrypted":
-            await self._encrypted(portal.room_id)
+            await self._undecryptable(portal.room_id)
+            return True
+        if event.get("decrypted") and content.get("msgtype") in FILE_MSGTYPES and \
+                await self._core.store.cursor(DECRYPT_SETTING + portal.room_id) != "1":
+            await self._core.refuse(portal.room_id, event["event_id"], REFUSED_ENCRYPTED)
             return True
         return event["type"] == "m.room.message" and content.get("msgtype") not in FILE_MSGTYPES \
             and not body.startswith("!")
 
-    async def _encrypted(self, room_id: str) -> None:
-        allowed = await self._core.store.cursor(DECRYPT_SETTING + room_id) == "1"
-        flag = f"{E2EE_NOTICE}{room_id}:{int(allowed)}"
+    async def _undecryptable(self, room_id: str) -> None:
+        """An encrypted event the bridge could not decrypt: said once per room."""
+        flag = f"{E2EE_NOTICE}{room_id}"
         if await self._core.store.cursor(flag):
             return
-        if allowed:
-            text = ("This room is encrypted. Its admins allowed the bridge to decrypt the files it stores, but this "
-                    "version of the bridge has no encryption device yet: encrypted files are not stored in Oodrive.")
+        if self._core.matrix.encryption is None:
+            text = ("This room is encrypted and this bridge runs without an encryption device (bridge.encryption.allow "
+                    "is off, or the homeserver refused it): files posted here are not stored in Oodrive.")
         else:
-            text = ("This room is encrypted and the bridge may not decrypt it (the setting is off): files posted "
-                    "here are not stored in Oodrive. A room admin can allow it with: !oodrive decrypt on")
+            text = ("The bridge could not decrypt a message of this room (its device did not get the room key): "
+                    "files posted so are not stored in Oodrive.")
         await self._core.notice(room_id, text, flag)
         await self._core.store.set_cursor(flag, "1")
 
@@ -258,30 +279,41 @@ class OodriveConnector(PolledConnector):
         return may_send_state(state if isinstance(state, list) else [], user_id)
 
     async def _team(self, room_id: str, sender: str, args: list[str]) -> str:
-        """An encrypted room with its Oodrive folder linked (and its Tixeo meeting, when a Tixeo bot is
-        configured: it is invited and asked to ``!tixeo meet``)."""
-        name = " ".join(args).strip()
-        if not name:
-            return "Usage: !hexagone team <name>"
+        """An encrypted room with its Oodrive folder linked, and its Tixeo meeting when a Tixeo bot is
+        configured (invited and asked to ``!tixeo meet``), and its Olvid discussion with ``--olvid <id>``
+        (the Olvid bot is invited and asked to ``!olvid bridge <id>``)."""
+        parsed = parse_team_args(args)
+        if isinstance(parsed, str):
+            return parsed
+        name, olvid = parsed
+        if olvid is not None and not self._olvid_bot:
+            return "No Olvid bridge is configured for team rooms (oodrive.team_olvid_bot)."
         parent = await self.api.folder(self._team_parent) if self._team_parent else None
         folder = await self.api.create_folder(name, parent["id"] if parent else None)
-        matrix = self._core.matrix
-        team_room = await matrix.create_room({
+        bots = [self._tixeo_bot] if self._tixeo_bot else []
+        bots += [self._olvid_bot] if olvid is not None else []
+        team_room = await self._core.matrix.create_room({
             "name": name, "preset": "trusted_private_chat",  # the invitees get the creator's power
-            "invite": [sender] + ([self._tixeo_bot] if self._tixeo_bot else []),
+            "invite": [sender] + bots,
             "initial_state": [{"type": "m.room.encryption", "state_key": "",
                                "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
                               {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}]})
         await self._core.link(team_room, folder["id"])
         answer = f"Team room {name!r} created ({team_room}), linked to the Oodrive folder {folder['path']}"
         if self._tixeo_bot:
-            if await self._joined(team_room, self._tixeo_bot):
-                await matrix.send(team_room, "m.room.message", {"msgtype": "m.text", "body": "!tixeo meet"},
-                                  txn_key=f"team-meet:{team_room}")
-                answer += " and to a Tixeo meeting"
-            else:
-                answer += f"; {self._tixeo_bot} did not join: send !tixeo meet in the room"
+            answer += await self._ask(team_room, self._tixeo_bot, "!tixeo meet", " and to a Tixeo meeting")
+        if olvid is not None:
+            answer += await self._ask(team_room, self._olvid_bot, f"!olvid bridge {olvid}",
+                                      f" and to the Olvid discussion {olvid}")
         return answer + "."
+
+    async def _ask(self, team_room: str, bot: str, command: str, done: str) -> str:
+        """Once ``bot`` joined the team room, send it ``command``; what the answer says about it."""
+        if not await self._joined(team_room, bot):
+            return f"; {bot} did not join: send {command} in the room"
+        await self._core.matrix.send(team_room, "m.room.message", {"msgtype": "m.text", "body": command},
+                                     txn_key=f"team:{team_room}:{command}")
+        return done
 
     async def _joined(self, room_id: str, user_id: str) -> bool:
         loop = asyncio.get_running_loop()

@@ -82,8 +82,8 @@ class TixeoConnector(PolledConnector):
                     await self._core.notice(event["room_id"], f"No Tixeo meeting: {problem('Tixeo', e)}.",
                                             f"call-fail:{event['event_id']}")
             return True
-        body = (event.get("content") or {}).get("body")
-        return portal is not None and not (isinstance(body, str) and body.startswith("!"))
+        body = (event.get("content") or {}).get("body")  # another bridge's command is not for Tixeo either
+        return portal is not None and not (isinstance(body, str) and body.split()[:1] == [self.config.command_prefix])
 
     async def command(self, room_id: str, event: dict, command: Command) -> str | None:
         try:

@@ -240,10 +240,12 @@ class StandinProcess:
 
 
 class ProductWorld:
-    """A module's homeserver, the Oodrive and Tixeo stand-ins, and both bridges."""
+    """A module's homeserver, the Oodrive and Tixeo stand-ins, both bridges, and (with the olvid extra) the
+    stand-in Olvid daemon and its bridge, for team rooms that link an Olvid discussion."""
 
-    def __init__(self, kind: str, homeserver, standins: dict, bridges: dict):
+    def __init__(self, kind: str, homeserver, standins: dict, bridges: dict, daemon=None):
         self.kind, self.homeserver, self.standins, self.bridges = kind, homeserver, standins, bridges
+        self.daemon = daemon
         self.has_media = homeserver.request("GET", "/_matrix/media/v3/config")[0] != 404
 
 
@@ -262,7 +264,7 @@ def product_world(tmp_path_factory, ca, request):  # noqa: F811
     for name, standin in standins.items():
         network = dict(standin.network)
         if name == "oodrive":
-            network["team_tixeo_bot"] = f"@tixeobot:{domain}"
+            network.update(team_tixeo_bot=f"@tixeobot:{domain}", team_olvid_bot=f"@olvidbot:{domain}")
         bridges[name] = BridgeProcess(dirs[name], homeserver.base_url, domain, None, name=name, network=network,
                                       permissions={domain: "admin"}, delivery_retry_s=10,
                                       max_attachment_size=(BIG_FILE_MB + 8) * 1024 * 1024)
@@ -270,6 +272,11 @@ def product_world(tmp_path_factory, ca, request):  # noqa: F811
         bridge.config[name].update(webhook_url=f"{bridge.base_url}/_bridge/webhook", poll_interval_s=5)
         with open(bridge.config_path, "w") as f:
             yaml.safe_dump(bridge.config, f)
+    daemon = StandinDaemon(free_port(), CLIENT_KEY) if StandinDaemon is not None else None
+    if daemon is not None:
+        olvid_dir = str(tmp_path_factory.mktemp("olvid-bridge"))
+        bridges["olvid"] = BridgeProcess(olvid_dir, homeserver.base_url, domain, daemon, permissions={domain: "admin"},
+                                         encryption={"allow": True, "store": os.path.join(olvid_dir, "crypto")})
     registrations = [b.registration_path for b in bridges.values()]
     if request.param == "hexagone":
         homeserver.config["app_service_config_files"] = registrations
@@ -278,19 +285,32 @@ def product_world(tmp_path_factory, ca, request):  # noqa: F811
     else:
         with open(homeserver.config_path) as f:
             config = yaml.safe_load(f)
-        config.update(app_service_config_files=registrations, max_upload_size=f"{BIG_FILE_MB + 8}M")
+        config.update(app_service_config_files=registrations, max_upload_size=f"{BIG_FILE_MB + 8}M",
+                      # the bots' devices cannot sync there: their to-device messages come by transactions
+                      experimental_features={"msc2409_to_device_messages_enabled": True,
+                                             "msc3202_transaction_extensions": True})
         with open(homeserver.config_path, "w") as f:
             yaml.safe_dump(config, f)
     try:
         for standin in standins.values():
             standin.start()
+        if daemon is not None:
+            daemon.start()
         homeserver.start()
         for bridge in bridges.values():
             bridge.start()
-        yield ProductWorld(request.param, homeserver, standins, bridges)
+        yield ProductWorld(request.param, homeserver, standins, bridges, daemon)
     finally:
         if request.session.testsfailed:
             for name, bridge in bridges.items():
                 print(f"---- {name} bridge log ----\n{bridge.log(80)}")
+        failures = []  # every process is stopped, even when one of them exits badly
         for process in list(bridges.values()) + [homeserver] + list(standins.values()):
-            process.stop()
+            try:
+                process.stop()
+            except Exception as e:
+                failures.append(e)
+        if daemon is not None:
+            daemon.stop()
+        if failures:
+            raise failures[0]

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import statistics
 import time
 import urllib.parse
@@ -17,14 +18,16 @@ import pytest
 
 from tests.bridges.conftest import BIG_FILE_MB, MATRIX_USER
 from tests.bridges.nio_user import NioUser, run
+from tests.bridges.transcript import CHROMIUM, chat_page, shoot
 
 LATENCY_RUNS = int(os.environ.get("HEXAGONE_BRIDGE_LATENCY_RUNS", "50"))
 
 
-def as_alice(world, scenario):
-    """Run ``scenario(alice)`` with a fresh login of the Matrix user."""
+def as_alice(world, scenario, store_path=None):
+    """Run ``scenario(alice)`` with a fresh login of the Matrix user (with an encryption device kept in
+    ``store_path`` if given)."""
     async def logged_in():
-        alice = await NioUser.login(world.homeserver, MATRIX_USER)
+        alice = await NioUser.login(world.homeserver, MATRIX_USER, store_path)
         try:
             return await scenario(alice)
         finally:
@@ -285,26 +288,104 @@ def test_bad_input_is_a_clear_notice_and_retries_lose_nothing(product_world, ood
     as_alice(product_world, scenario)
 
 
-def test_an_encrypted_room_is_refused_with_the_reason_until_admins_allow_it(product_world, oodrive):
-    bot = f"@oodrivebot:{product_world.homeserver.name}"
-    oodrive.control("POST", "/v1/folders", {"name": "Secret"}, token=standin_token(oodrive))
-    encrypted = {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "AwgAEnAC", "sender_key": "k",
-                 "session_id": "s", "device_id": "NIO"}
+async def upload_encrypted(user: NioUser, data: bytes, name: str, room: str) -> str:
+    """An encrypted attachment (spec: "Sending encrypted attachments") in an encrypted message."""
+    from nio.crypto.attachments import encrypt_attachment
+    ciphertext, keys = encrypt_attachment(data)
+    resp, _ = await user.client.upload(io.BytesIO(ciphertext), "application/octet-stream", "",
+                                       filesize=len(ciphertext))
+    return await user.send(room, {"msgtype": "m.file", "body": name, "filename": name,
+                                  "file": {**keys, "url": resp.content_uri},
+                                  "info": {"mimetype": "application/pdf", "size": len(data)}})
 
-    async def scenario(alice: NioUser):
-        room = await bot_room(alice, bot)
-        await command(alice, room, "!oodrive link Team/Secret", "now bridged to Team/Secret")
-        await alice.client.room_put_state(room, "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"})
-        for _ in range(2):  # explained once
-            await alice.send(room, encrypted, "m.room.encrypted")
-        await alice.wait_for(notice("This room is encrypted and the bridge may not decrypt it (the setting is off)",
-                                    room))
-        await command(alice, room, "!oodrive decrypt on", "Decryption of stored files is on")
-        await alice.send(room, encrypted, "m.room.encrypted")
-        await alice.wait_for(notice("has no encryption device yet", room))
-        assert alice.count(notice("the setting is off", room)) == 1
 
-    as_alice(product_world, scenario)
+async def download_decrypted(world, user: NioUser, file_info: dict) -> bytes:
+    from nio.crypto.attachments import decrypt_attachment
+    server, media_id = file_info["url"][len("mxc://"):].split("/")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {user.client.access_token}"}) as session:
+        async with session.get(f"{world.homeserver.base_url}/_matrix/client/v1/media/download/{server}/"
+                               f"{media_id}") as resp:
+            assert resp.status == 200, await resp.text()
+            ciphertext = await resp.read()
+    return decrypt_attachment(ciphertext, file_info["key"]["k"], file_info["hashes"]["sha256"], file_info["iv"])
+
+
+def test_an_encrypted_team_room_stores_files_only_when_its_admins_allowed_it(product_world, oodrive, carol,
+                                                                              tmp_path):
+    """matrix-nio users with end-to-end encryption in a team room: the bridge bots' devices decrypt
+    the commands, the Oodrive bridge refuses encrypted files until an admin allows it, then stores
+    them byte-exact; a file from Oodrive comes encrypted and decrypts byte-exact."""
+    needs_media(product_world)
+    domain = product_world.homeserver.name
+
+    async def scenario(erin: NioUser):
+        start = await bot_room(erin, f"@oodrivebot:{domain}")
+        await erin.client.room_put_state(start, "m.room.name", {"name": "Project office"})
+        answer = await command(erin, start, "!hexagone team Crypt", "Team room 'Crypt' created")
+        team = answer["content"]["body"].split("(", 1)[1].split(")", 1)[0]
+        # the Oodrive bot's "!tixeo meet", encrypted, is decrypted by the Tixeo bot, which answers encrypted
+        _, link = await erin.wait_for(notice("Tixeo meeting: https://meet.tixeo.invalid/j/", team))
+        assert link["event_id"] in erin.decrypted
+
+        secret = os.urandom(70_000)
+        refused = await upload_encrypted(erin, secret, "secret.pdf", team)
+        _, why = await erin.wait_for(notice("its admins have not allowed the bridge to decrypt", team))
+        assert why["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] == refused
+        assert why["event_id"] in erin.decrypted and not files_named(oodrive, "secret.pdf")
+        bridge = product_world.bridges["oodrive"]  # the device, its keys and sessions survive a restart
+        bridge.stop()
+        bridge.start()
+
+        await command(erin, team, "!oodrive decrypt on", "Decryption of stored files is on")
+        await upload_encrypted(erin, secret, "allowed.pdf", team)
+        stored = wait_until(lambda: files_named(oodrive, "allowed.pdf"))
+        assert stored[0]["sha256"] == hashlib.sha256(secret).hexdigest() and stored[0]["size"] == len(secret)
+        assert not files_named(oodrive, "secret.pdf")
+
+        folder = oodrive.control("GET", "/v1/folders?path=Team/Crypt", token=standin_token(oodrive))[1]
+        plan = os.urandom(54_321)
+        add_file(oodrive, folder["id"], carol, "plan.pdf", plan)
+        _, event = await erin.wait_for(lambda r, e: r == team and e.get("type") == "m.room.message"
+                                       and e["content"].get("body") == "plan.pdf")
+        assert event["event_id"] in erin.decrypted and "url" not in event["content"]
+        assert event["sender"] == f"@oodrive_{carol['id']}:{domain}"
+        assert await download_decrypted(product_world, erin, event["content"]["file"]) == plan
+        await command(erin, team, "!oodrive share plan.pdf --expires 7d", "Share link for plan.pdf")
+        return start, team
+
+    async def with_device():
+        erin = await NioUser.login(product_world.homeserver, "erin", str(tmp_path))
+        try:
+            return *await scenario(erin), erin.timeline, erin.decrypted
+        finally:
+            await erin.close()
+
+    start, team, timeline, decrypted = run(with_device())
+    screenshots(product_world, tmp_path, {
+        "team-room-command.png": chat_page("Project office", "a room with the Oodrive bot",
+                                           [e for r, e in timeline if r == start], decrypted),
+        "team-room.png": chat_page("Crypt", "the team room: end-to-end encrypted, its folder, its meeting",
+                                   [e for r, e in timeline if r == team], decrypted, [e for _, e in timeline])})
+
+
+def screenshots(world, tmp_path, pages: dict[str, str]) -> None:
+    """The flow's pictures (and the console's rooms) under tmp_path, and in HEXAGONE_SCREENSHOTS_DIR when
+    set (docs/screenshots, for the README); nothing without Playwright and Debian's chromium."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return
+    if not os.path.exists(CHROMIUM) or world.kind != "hexagone":  # the console is Hexagone's
+        return
+    from tests.integration.harness import register_admin
+    password = "console-Pa55word"
+    admin = register_admin(world.homeserver, password)
+    out = tmp_path / "screenshots"
+    out.mkdir()
+    console = (f"{world.homeserver.base_url}/_hexagone/console/", admin.user_id, password)
+    for path in shoot(pages, console, str(out)):
+        if os.environ.get("HEXAGONE_SCREENSHOTS_DIR"):
+            shutil.copy(path, os.environ["HEXAGONE_SCREENSHOTS_DIR"])
 
 
 def test_restarts_of_the_bridge_and_the_standin_lose_nothing_and_post_nothing_twice(product_world, oodrive, folder,
@@ -350,7 +431,7 @@ def test_restarts_of_the_bridge_and_the_standin_lose_nothing_and_post_nothing_tw
     as_alice(product_world, scenario)
 
 
-def test_team_room_in_one_command(product_world):
+def test_team_room_in_one_command(product_world, tmp_path):
     domain = product_world.homeserver.name
 
     async def scenario(alice: NioUser):
@@ -368,20 +449,87 @@ def test_team_room_in_one_command(product_world):
                                                           token=standin_token(product_world.standins["tixeo"]))
         assert meeting[1]["items"][0]["security_profile"] == "restricted"
 
-    as_alice(product_world, scenario)
+    as_alice(product_world, scenario, str(tmp_path))
+
+
+def test_team_room_with_its_olvid_discussion(product_world, tmp_path):
+    """``!hexagone team <name> --olvid <discussion>``: the Olvid bot joins the (encrypted) team room and links
+    the group's discussion; messages cross both ways (on Hexagone, encrypted in the room)."""
+    daemon = product_world.daemon
+    if daemon is None:
+        pytest.skip("the olvid extra is not installed")
+    domain = product_world.homeserver.name
+    bob, _ = daemon.add_contact("Bob")
+    _, discussion = daemon.add_group("Crew", [bob])
+
+    async def scenario(erin: NioUser):
+        start = await bot_room(erin, f"@oodrivebot:{domain}")
+        await command(erin, start, "!hexagone team --olvid", "Usage: !hexagone team <name> [--olvid")
+        answer = await command(erin, start, f"!hexagone team Crew --olvid {discussion}",
+                               f"and to the Olvid discussion {discussion}")
+        team = answer["content"]["body"].split("(", 1)[1].split(")", 1)[0]
+        _, linked = await erin.wait_for(notice("now bridged to Crew", team))
+        daemon.contact_sends(bob, discussion, "hello from Olvid")
+        _, message = await erin.wait_message("hello from Olvid")
+        assert message["sender"] == f"@olvid_{bob}:{domain}"
+        assert {linked["event_id"], message["event_id"]} <= erin.decrypted
+        await erin.send(team, {"msgtype": "m.text", "body": "hello Olvid"})
+        daemon.wait(lambda: [m for m in daemon.outbound(discussion) if m.body.endswith("hello Olvid")])
+
+    async def with_device():
+        erin = await NioUser.login(product_world.homeserver, "erin", str(tmp_path))
+        try:
+            await scenario(erin)
+        finally:
+            await erin.close()
+
+    run(with_device())
+
+
+async def file_delays(user: NioUser, oodrive, folder_id: str, carol: dict, room: str, runs: int) -> list[float]:
+    """``runs`` times: a file added in Oodrive, the seconds until its message is in the room."""
+    delays = []
+    for i in range(runs):
+        start = time.monotonic()
+        add_file(oodrive, folder_id, carol, f"latency-{room[1:6]}-{i}.pdf", b"%d" % i)
+        await user.wait_for(lambda r, e: r == room and e.get("type") == "m.room.message"
+                            and e["content"].get("body") == f"latency-{room[1:6]}-{i}.pdf")
+        delays.append(time.monotonic() - start)
+    return delays
 
 
 def test_latency_from_a_file_added_in_oodrive_to_the_room(product_world, oodrive, folder, carol, linked):
     needs_media(product_world)
 
     async def scenario(alice: NioUser):
-        delays = []
-        for i in range(LATENCY_RUNS):
-            start = time.monotonic()
-            add_file(oodrive, folder["id"], carol, f"latency-{i}.pdf", b"%d" % i)
-            await alice.wait_for(file_event(f"latency-{i}.pdf", linked))
-            delays.append(time.monotonic() - start)
+        delays = await file_delays(alice, oodrive, folder["id"], carol, linked, LATENCY_RUNS)
         print(f"\nOodrive file -> room ({product_world.kind}): median {statistics.median(delays) * 1000:.0f} ms "
               f"over {len(delays)} runs (webhook; poll every 5 s)")
 
     as_alice(product_world, scenario)
+
+
+def test_latency_in_an_encrypted_team_room(product_world, oodrive, carol, tmp_path):
+    """The same two figures in an encrypted team room: each message is encrypted by the bridge's device
+    (after a sync of its keys and members) and decrypted by the matrix-nio user's."""
+    needs_media(product_world)
+    from tests.bridges.test_tixeo import meet_delays
+
+    async def scenario(erin: NioUser):
+        start = await bot_room(erin, f"@oodrivebot:{product_world.homeserver.name}")
+        answer = await command(erin, start, "!hexagone team Bench", "Team room 'Bench' created")
+        team = answer["content"]["body"].split("(", 1)[1].split(")", 1)[0]
+        await erin.wait_for(notice("Tixeo meeting: https://meet.tixeo.invalid/j/", team))
+        folder = oodrive.control("GET", "/v1/folders?path=Team/Bench", token=standin_token(oodrive))[1]
+        files = await file_delays(erin, oodrive, folder["id"], carol, team, LATENCY_RUNS)
+        meeting = product_world.standins["tixeo"].control(
+            "GET", f"/v1/meetings?external_ref={team}", token=standin_token(product_world.standins["tixeo"]))[1]
+        product_world.standins["tixeo"].control("POST", f"/_standin/meetings/{meeting['items'][0]['id']}/end")
+        await erin.wait_for(notice("ended", team))
+        meets = await meet_delays(erin, product_world.standins["tixeo"], team, LATENCY_RUNS)
+        assert erin.count(lambda r, e: r == team and e.get("event_id") in erin.decrypted) >= 2 * LATENCY_RUNS
+        print(f"\nencrypted team room ({product_world.kind}): Oodrive file -> room median "
+              f"{statistics.median(files) * 1000:.0f} ms, !tixeo meet -> join link median "
+              f"{statistics.median(meets) * 1000:.0f} ms, over {LATENCY_RUNS} runs each")
+
+    as_alice(product_world, scenario, str(tmp_path))

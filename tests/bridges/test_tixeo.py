@@ -137,21 +137,26 @@ def test_restarts_and_bad_input(product_world, tixeo):
     as_alice(product_world, scenario)
 
 
+async def meet_delays(user: NioUser, tixeo, room: str, runs: int) -> list[float]:
+    """``runs`` times: ``!tixeo meet``, the seconds until the join link, then the meeting ended."""
+    delays, before = [], user.count(notice(LINK, room))
+    for i in range(runs):
+        start = time.monotonic()
+        await user.send(room, {"msgtype": "m.text", "body": "!tixeo meet"})
+        await user.wait_for(lambda r, e: notice(LINK, room)(r, e)
+                            and user.count(notice(LINK, room)) == before + i + 1)
+        delays.append(time.monotonic() - start)
+        meeting = meeting_of(tixeo, room)
+        tixeo.control("POST", f"/_standin/meetings/{meeting['id']}/end")
+        await user.wait_for(lambda r, e: widget_of(meeting["id"])(r, e) and e["content"] == {})
+    return delays
+
+
 def test_latency_from_meet_to_the_join_link(product_world, tixeo):
     bot = f"@tixeobot:{product_world.homeserver.name}"
 
     async def scenario(alice: NioUser):
-        room = await bot_room(alice, bot)
-        delays = []
-        for i in range(LATENCY_RUNS):
-            start = time.monotonic()
-            await alice.send(room, {"msgtype": "m.text", "body": "!tixeo meet"})
-            _, link = await alice.wait_for(lambda r, e: notice(LINK, room)(r, e)
-                                           and alice.count(notice(LINK, room)) == i + 1)
-            delays.append(time.monotonic() - start)
-            meeting = meeting_of(tixeo, room)
-            tixeo.control("POST", f"/_standin/meetings/{meeting['id']}/end")
-            await alice.wait_for(lambda r, e: widget_of(meeting["id"])(r, e) and e["content"] == {})
+        delays = await meet_delays(alice, tixeo, await bot_room(alice, bot), LATENCY_RUNS)
         print(f"\n!tixeo meet -> join link ({product_world.kind}): median {statistics.median(delays) * 1000:.0f} ms "
               f"over {len(delays)} runs")
 
