@@ -45,6 +45,9 @@ class Reply:
         return json.loads(self.raw) if self.raw else {}
 
 
+WRITE_SLICE = 256 * 1024  # bytes of a request body handed to the transport at once
+
+
 class HttpConnection:
     """One keep-alive HTTP/1.1 connection; requests on it are sequential."""
 
@@ -73,7 +76,13 @@ class HttpConnection:
         payload = body or b""
         if body is not None or method in ("POST", "PUT"):
             head.append(f"Content-Length: {len(payload)}")
-        self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+        self._writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        # A large body goes in slices: asyncio (3.11) keeps what the socket did not take in one bytearray that
+        # it shifts after every send, which for a 20 MB upload cost the client more CPU than the server spent.
+        body_view = memoryview(payload)
+        for start in range(0, len(payload), WRITE_SLICE):
+            self._writer.write(body_view[start:start + WRITE_SLICE])
+            await self._writer.drain()
         await self._writer.drain()
         status, response_headers = await self._read_head()
         data = await self._read_body(response_headers)
