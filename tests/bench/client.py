@@ -46,6 +46,9 @@ class Reply:
 
 
 WRITE_SLICE = 256 * 1024  # bytes of a request body handed to the transport at once
+# The stream buffer's limit: asyncio stops and restarts reading the socket at twice it, which at its 64 KiB
+# default made the client, not the server, the bound of a 20 MB download.
+READ_LIMIT = 4 * 1024 * 1024
 
 
 class HttpConnection:
@@ -70,7 +73,7 @@ class HttpConnection:
 
     async def _exchange(self, method, path, body, headers) -> tuple[int, bytes]:
         if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port, limit=READ_LIMIT)
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         payload = body or b""
