@@ -33,8 +33,8 @@ _PERMANENT_STATUSES = frozenset({400, 403, 404, 405, 413})
 
 class FederationSender:
     def __init__(self, *, reactor, store: FederationQueueStore, client, server_name: str,
-                 peers: FederationPeers, now_ms: Callable[[], int], positions,
-                 min_retry_ms: int = MIN_RETRY_MS, max_retry_ms: int = MAX_RETRY_MS):
+                 peers: FederationPeers, now_ms: Callable[[], int], positions, transmit: bool = True,
+                 on_queued: Callable[[int, list[str]], None] | None = None, min_retry_ms: int = MIN_RETRY_MS, max_retry_ms: int = MAX_RETRY_MS):
         self._reactor = reactor
         self._store = store
         self._client = client
@@ -42,6 +42,8 @@ class FederationSender:
         self._peers = peers
         self._now_ms = now_ms
         self._positions = positions  # a StreamIdGenerator over federation_outbox.position
+        self._transmit_here = transmit  # False: a federation sender worker sends what this process queues
+        self._on_queued = on_queued  # told of each entry queued (the other processes are: replication)
         self._min_retry_ms = min_retry_ms
         self._max_retry_ms = max_retry_ms
         self._running: dict[str, defer.Deferred] = {}
@@ -118,12 +120,20 @@ class FederationSender:
             await self._store.enqueue(allowed, position, kind, payload, stream_ordering)
         finally:
             self._positions.done([position])
+        if self._on_queued is not None:
+            self._positions.when_visible(position, lambda: self._on_queued(position, allowed))
         for destination in allowed:
+            self._kick(destination)
+
+    def queued_elsewhere(self, position: int, destinations: list[str]) -> None:
+        """Another process queued an entry at ``position`` (committed, and every lower one): send it."""
+        self._positions.advance(position)
+        for destination in destinations:
             self._kick(destination)
 
     def _kick(self, destination: str) -> None:
         """Start the destination's transmission loop unless it runs already or is backing off."""
-        if self._stopping:
+        if self._stopping or not self._transmit_here:
             return
         self._dirty.add(destination)
         if destination in self._running:

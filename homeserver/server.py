@@ -51,6 +51,9 @@ from homeserver.api.client import appservice as appservice_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics
+from homeserver.replication.redis import RedisPubSub
+from homeserver.replication.streams import (FollowedStream, ReplicationFollower, ReplicationPublisher,
+                                            channel_name)
 from homeserver.services.access_rules import AccessRules
 from homeserver.services.retention import RetentionService
 from homeserver.services.account_data import AccountDataService
@@ -160,6 +163,10 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, media_client_api,
                       media_federation_api, media_admin_api]
+# What a worker serves (the GET routes of these modules; the reverse proxy sends it only some of them, see
+# docs/workers.md): reads that write no stream, since the main process writes every stream.
+WORKER_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, account_data_api,
+                      keys_api, push_rules_api, pushers_api, presence_api]
 MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
@@ -221,6 +228,8 @@ class HomeServer:
     media: MediaRepository
     media_pool: ThreadPool
     url_previewer: UrlPreviewer | None  # None: url_preview_enabled is false (its routes are not bound)
+    pubsub: RedisPubSub | None  # the Redis connections to the other processes, when redis.enabled
+    replication: ReplicationFollower | None  # a worker's: applies the main process's writes
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
     @property
@@ -229,6 +238,8 @@ class HomeServer:
 
     def close(self) -> None:
         """Close the database and stop the worker and media threads (they would keep the process alive)."""
+        if self.pubsub is not None:
+            self.pubsub.stop()
         self.db.close()
         self.threads.stop()
         self.media_pool.stop()
@@ -253,7 +264,14 @@ def build_server(config, reactor) -> HomeServer:
     filters = FilterService(store=filters_storage.FilterStore(db), timeline_cap=config.filter_timeline_limit)
     directory_store = directory_storage.DirectoryStore(db)
 
-    notifier = Notifier(reactor)
+    role = config.worker_role
+    pubsub = RedisPubSub(reactor, config.redis_host, config.redis_port, channel_name(server_name)) \
+        if role.replicated else None
+    # The main process tells the others of its writes; ``sync`` (built below) gives every stream's position.
+    publisher = ReplicationPublisher(instance=role.instance, publish=pubsub.publish,
+                                     positions=lambda: sync.current_positions()) \
+        if pubsub is not None and not role.is_worker else None
+    notifier = Notifier(reactor, on_notify=publisher.notified if publisher is not None else None)
     appservice_client = AppServiceClient(reactor)
     appservices = AppServices(registrations=tuple(config.app_services), client=appservice_client,
                               accounts=accounts_store)
@@ -266,7 +284,7 @@ def build_server(config, reactor) -> HomeServer:
     admin_store = admin_storage.AdminStore(db)
     ratelimit = RateLimits(config, reactor, federation_per_host=peers.rc_federation,
                            overrides=RatelimitOverrides(reactor, admin_store.ratelimit_overrides_sync()))
-    transport = _build_transport(config, reactor, threads, db, signing_key, peers, audit)
+    transport = _build_transport(config, reactor, threads, db, signing_key, peers, audit, publisher)
     rejections = FederationRejections(metrics.federation_rejected, audit=audit.note)
     room_heads = RoomHeads(clock=reactor, store=event_store,
                            stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
@@ -308,6 +326,7 @@ def build_server(config, reactor) -> HomeServer:
                                 config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy()))
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,
+                       on_tokens_forgotten=publisher.tokens_forgotten if publisher is not None else None,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed,
                                            pushers.on_devices_removed])
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor,
@@ -318,7 +337,8 @@ def build_server(config, reactor) -> HomeServer:
     typing = TypingService(reactor=reactor, room_heads=room_heads, notifier=notifier, federation=outbound_edus,
                            appservices=appservice_sender)
     presence = PresenceService(store=presence_storage.PresenceStore(db), event_store=event_store,
-                               notifier=notifier, clock=reactor, enabled=config.presence_enabled,
+                               notifier=notifier, clock=reactor,
+                               enabled=config.presence_enabled and not role.is_worker,  # main writes presence
                                server_name=server_name, federation=outbound_edus, appservices=appservice_sender)
     # Each source adds its part of a /sync response in this order: the push source last, as it fills the
     # notification counts of every joined room the others put in. (A token names each stream, so this order
@@ -347,7 +367,8 @@ def build_server(config, reactor) -> HomeServer:
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
     # shows them. Push first and the notifier second depend on their places, and presence for new members after
     # the PDU outbox; the appservice, metrics and pusher listeners only wake loops or count, so they come last.
-    room_event_listeners = (
+    room_event_listeners = (publisher.on_room_events,) if publisher is not None else ()
+    room_event_listeners += (
         push.on_room_events,  # first: a sync woken by the event waits for its push actions (counts come with it)
         lambda events: _notify_room_events(notifier, events),  # wakes /sync; after push, see above
         typing.on_room_events,  # a member who leaves stops typing
@@ -398,7 +419,15 @@ def build_server(config, reactor) -> HomeServer:
                         federation=federation_handler, directory=directory, join_limits=ratelimit,
                         blocked_by=admin_store.room_blocked_by, access_rules=access_rules)
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
-                                 backfill=federation_handler.backfill)
+                                 backfill=None if role.is_worker else federation_handler.backfill)
+    replication = ReplicationFollower(
+        instance=role.instance, notifier=notifier, room_heads=room_heads, auth=auth,
+        federation_sender=transport.sender if role.sends_federation else None,
+        streams={"events": FollowedStream(room_heads.stream),
+                 account_data.name: FollowedStream(account_data.stream, account_data.changes, "users"),
+                 receipts.name: FollowedStream(receipts.stream, receipts.changes, "rooms"),
+                 "device_lists": FollowedStream(e2ee.device_lists.stream),
+                 "to_device": FollowedStream(e2ee.to_device.stream)}) if role.is_worker else None
 
 
     router = Router()
@@ -430,7 +459,11 @@ def build_server(config, reactor) -> HomeServer:
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor),
                     access_rules=access_rules, retention=retention, resource=resource, media=media, media_pool=media_pool,
-                    url_previewer=previewer)
+                    url_previewer=previewer, pubsub=pubsub, replication=replication)
+    if role.is_worker:
+        for module in WORKER_API_MODULES:
+            router.bind(hs, [e for e in module.ROUTES if e.method == "GET"])
+        return hs
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
         router.bind(hs, module.ROUTES)
     return hs
@@ -483,7 +516,7 @@ def _build_previewer(config, reactor, media: MediaRepository, pool: ThreadPool) 
 
 
 def _build_transport(config, reactor, threads, db, signing_key, peers: FederationPeers,
-                     audit: AuditLog) -> FederationTransport:
+                     audit: AuditLog, publisher: ReplicationPublisher | None) -> FederationTransport:
     """Federation keys, the outbound client, the sender and the inbound request authenticator, all under
     ``peers`` (whom we federate with); inbound refusals go to the audit trail."""
     def now_ms() -> int:
@@ -508,7 +541,9 @@ def _build_transport(config, reactor, threads, db, signing_key, peers: Federatio
     queue = federation_queue_storage.FederationQueueStore(db)
     sender = FederationSender(reactor=reactor, store=queue, client=client, server_name=config.server_name,
                               peers=peers, now_ms=now_ms,
-                              positions=StreamIdGenerator(queue.max_position_sync()))
+                              positions=StreamIdGenerator(queue.max_position_sync()),
+                              transmit=config.worker_role.sends_federation,
+                              on_queued=publisher.federation_queued if publisher is not None else None)
     authenticator = FederationAuthenticator(
         server_name=config.server_name, keyring=keyring, peers=peers, now_ms=now_ms, on_origin=sender.wake,
         on_refused=lambda origin, reason: audit.record("federation_refused", origin, None, origin, {"reason": reason}))
@@ -553,10 +588,12 @@ def _notify_room_events(notifier: Notifier, events) -> None:
 def listen(hs: HomeServer) -> list:
     """Start every configured http listener (``tls: true`` ones with the configured certificate), each
     serving only its ``resources``, then resume the federation queues."""
+    role = hs.config.worker_role
+    listeners = hs.config.worker_listeners if role.is_worker else hs.config.listeners
     ports = []
     contexts = [server_context(hs.config.tls_certificate_path, hs.config.tls_private_key_path)
-                if listener.tls else None for listener in hs.config.listeners]  # bad files refused before binding
-    for listener, tls in zip(hs.config.listeners, contexts):
+                if listener.tls else None for listener in listeners]  # bad files refused before binding
+    for listener, tls in zip(listeners, contexts):
         site = make_site(hs.resource, listener)  # its resources, x_forwarded and trusted proxies
         addresses = listener.bind_addresses or ["127.0.0.1"]
         factory = TlsServerFactory(site, tls, hs.reactor) if tls else site
@@ -571,6 +608,14 @@ def listen(hs: HomeServer) -> list:
                 logger.info("Not listening on %s:%d: %s", address, listener.port, e)
         logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
+    if hs.pubsub is not None:
+        hs.pubsub.start_publishing()
+    if hs.replication is not None:
+        hs.pubsub.subscribe(hs.replication.on_message, hs.replication.on_connected)
+    if role.is_worker:  # the main process runs the background jobs
+        if role.sends_federation:
+            hs.reactor.callWhenRunning(hs.federation.sender.resume)
+        return ports
     retention = task.LoopingCall(lambda: defer.ensureDeferred(hs.media.apply_retention()).addErrback(
         lambda f: logger.error("media_retention failed: %s", f.getTraceback())))
     retention.clock = hs.reactor

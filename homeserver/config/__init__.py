@@ -21,6 +21,7 @@ import yaml
 
 from homeserver.config.reader import Reader
 from homeserver.config.table import KEYS
+from homeserver.config.workers import SINGLE_PROCESS
 from homeserver.config.values import (DEFAULT_IP_RANGE_BLACKLIST, ConfigError, DatabaseConfig,
                                       FederationRateLimit, ListenerConfig, RateLimit, check_int,
                                       parse_duration_ms, validate_server_name)
@@ -45,6 +46,7 @@ def _field(key) -> tuple[str, Any, Any]:
 Config = dataclasses.make_dataclass(
     "Config",
     [("config_path", str), ("config_dir", str), *(_field(k) for k in KEYS),
+     ("worker_role", Any, dataclasses.field(default=SINGLE_PROCESS)),  # derived from the worker keys
      ("raw", dict, dataclasses.field(default_factory=dict, repr=False))],
     frozen=True,
     namespace={"__module__": __name__},

@@ -11,6 +11,7 @@ import hmac
 import secrets
 import string
 from dataclasses import dataclass, field
+from typing import Callable
 
 import bcrypt
 
@@ -108,8 +109,9 @@ class TokenCache:
 
     MAX_TOKENS = 100_000
 
-    def __init__(self):
+    def __init__(self, on_forget: Callable[[str], None] | None = None):
         self.generation = 0
+        self._on_forget = on_forget  # told of the user whose tokens went (the other processes: replication)
         self._by_token: LruCache[str, Requester] = LruCache(self.MAX_TOKENS, on_evict=self._unindex)
         self._by_user: dict[str, set[str]] = {}
 
@@ -132,6 +134,8 @@ class TokenCache:
                keep_token: str | None = None) -> None:
         """Drop the user's tokens (of ``device_ids``, or ``only_token``, but never ``keep_token``)."""
         self.generation += 1
+        if self._on_forget is not None:
+            self._on_forget(user_id)
         tokens = self._by_user.get(user_id, set())
         for token in [t for t in tokens if t != keep_token and (only_token is None or t == only_token)
                       and (device_ids is None or self._by_token.peek(t).device_id in device_ids)]:
@@ -143,13 +147,14 @@ class TokenCache:
 
 class AuthService:
     def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, threads,
-                 failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None):
+                 failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None,
+                 on_tokens_forgotten: Callable[[str], None] | None = None):
         self._store = store
         self._clock = clock
         self.server_name = server_name
         self._rounds = bcrypt_rounds
         self._threads = threads  # WorkerThreads: bcrypt off the reactor thread
-        self._token_cache = TokenCache()
+        self._token_cache = TokenCache(on_tokens_forgotten)
         self._uia = UiaSessions(self.now_ms)
         self._password_checks: dict[str, int] = {}   # user id -> password checks under way
         self._failed_logins = failed_logins  # rc_login.failed_attempts, shared with /login
@@ -216,6 +221,10 @@ class AuthService:
         requester = Requester(info.user_id, info.device_id, token, info.is_admin)
         self._token_cache.put(requester, generation)
         return requester
+
+    def forget_tokens(self, user_id: str) -> None:
+        """Another process removed some of the user's tokens: look them up again."""
+        self._token_cache.forget(user_id)
 
     async def login_device(self, user_id: str, device_id: str | None, display_name: str | None,
                            client_ip: str | None) -> tuple[str, str]:

@@ -215,6 +215,18 @@ class RoomHeads:
         # Another coroutine may have loaded it meanwhile; keep the first.
         return self._heads.setdefault(room_id, head)
 
+    def forget(self, room_ids, event_ids=()) -> None:
+        """Another process changed these rooms' state or redacted these events: read them again when next
+        asked (a worker's heads are only ever read)."""
+        for room_id in room_ids:
+            self._heads.pop(room_id, None)
+        for event_id in event_ids:
+            self.cache.pop(event_id)
+
+    def forget_all(self) -> None:
+        self._heads.clear()
+        self.cache.clear()
+
     async def new_room(self, room_id: str, version: RoomVersion, creator: str | None, is_public: bool,
                        now: int) -> RoomHead:
         """Record a room this server has never seen, with an empty head (call under the room's lock)."""

@@ -1,0 +1,127 @@
+"""Stream positions and cache invalidations between processes (docs/workers.md).
+
+The main process writes every stream. After each write is visible it publishes, on the
+server's Redis channel, what changed: every stream's position with the users and rooms to
+wake (``notify``), the rooms whose state changed and the events redacted (``events``), the
+federation queue's new entries (``federation``) and the users whose access tokens went
+(``tokens``). Every other process applies these to its own view: its streams move on, its
+caches drop what went stale, its notifier wakes the waiting ``/sync`` requests, its
+federation sender sends.
+
+A message lost while a process was disconnected from Redis costs staleness, never a lost
+event: positions are absolute (the next message catches up), and on (re)subscribing a
+process drops its room and event caches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from homeserver.storage.streams import ChangeTracker, StreamIdGenerator
+
+logger = logging.getLogger(__name__)
+
+NOTIFY, EVENTS, FEDERATION, TOKENS = "notify", "events", "federation", "tokens"
+
+
+def channel_name(server_name: str) -> str:
+    return f"hexagone.replication.{server_name}"
+
+
+@dataclass(frozen=True)
+class FollowedStream:
+    """A stream this process reads and another writes; ``changes`` (keyed by user or room, ``by``) says
+    which keys changed after a position."""
+
+    generator: StreamIdGenerator
+    changes: ChangeTracker | None = None
+    by: str = "users"
+
+
+class ReplicationPublisher:
+    """The writer's side: each call publishes one message (``publish`` is the Redis connection's)."""
+
+    def __init__(self, *, instance: str, publish: Callable[[bytes], None], positions: Callable[[], dict]):
+        self._instance = instance
+        self._publish = publish
+        self._positions = positions  # every stream's current position (SyncService.current_positions)
+
+    def _send(self, kind: str, **body) -> None:
+        self._publish(json.dumps({"i": self._instance, "k": kind, **body}, separators=(",", ":")).encode())
+
+    def notified(self, users: Iterable[str], rooms: Iterable[str]) -> None:
+        """The notifier was told of a write: its positions, and whom it concerns."""
+        self._send(NOTIFY, p=self._positions(), u=sorted(users), r=sorted(rooms))
+
+    def on_room_events(self, events) -> None:
+        """Room events just visible: the rooms whose state they change, the events they redact."""
+        state_rooms = sorted({e.room_id for e in events if e.state_key is not None})
+        redacted = [r for r in (_redacts(e) for e in events) if r]
+        if state_rooms or redacted:
+            self._send(EVENTS, s=state_rooms, x=redacted)
+
+    def federation_queued(self, position: int, destinations: list[str]) -> None:
+        self._send(FEDERATION, p=position, d=destinations)
+
+    def tokens_forgotten(self, user_id: str) -> None:
+        self._send(TOKENS, u=user_id)
+
+
+class ReplicationFollower:
+    """A reader's side: applies the writer's messages to this process."""
+
+    def __init__(self, *, instance: str, streams: dict[str, FollowedStream], notifier, room_heads, auth,
+                 federation_sender=None):
+        self._instance = instance
+        self._streams = streams
+        self._notifier = notifier
+        self._heads = room_heads
+        self._auth = auth
+        self._sender = federation_sender  # this process sends the federation queue, or None
+        self.received = 0
+
+    def on_message(self, payload: bytes) -> None:
+        try:
+            message = json.loads(payload)
+            if message.get("i") == self._instance:
+                return
+            self.received += 1
+            getattr(self, f"_on_{message['k']}")(message)
+        except Exception:  # one bad message must not stop the channel
+            logger.exception("Replication message not applied: %r", payload[:200])
+
+    def on_connected(self) -> None:
+        """(Re)subscribed: messages published while we were away are lost, so forget what they could have
+        made stale."""
+        self._heads.forget_all()
+
+    def _on_notify(self, message: dict) -> None:
+        for name, position in message["p"].items():
+            stream = self._streams.get(name)
+            if stream is None:
+                continue
+            if stream.changes is not None:
+                for key in message["u" if stream.by == "users" else "r"]:
+                    stream.changes.record(key, position)
+            stream.generator.advance(position)
+        self._notifier.notify(users=message["u"], rooms=message["r"])
+
+    def _on_events(self, message: dict) -> None:
+        self._heads.forget(message["s"], message["x"])
+
+    def _on_federation(self, message: dict) -> None:
+        if self._sender is not None:
+            self._sender.queued_elsewhere(message["p"], message["d"])
+
+    def _on_tokens(self, message: dict) -> None:
+        self._auth.forget_tokens(message["u"])
+
+
+def _redacts(event) -> str | None:
+    if event.type != "m.room.redaction":
+        return None
+    redacts = event.pdu.get("redacts") or event.content.get("redacts")
+    return redacts if isinstance(redacts, str) else None
