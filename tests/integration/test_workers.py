@@ -1,0 +1,172 @@
+"""Several processes (docs/workers.md): main, a sync worker and a federation sender on one PostgreSQL
+database, telling each other of their writes over Redis, with a second homeserver as federation peer.
+
+Skipped when PostgreSQL or Redis does not answer (127.0.0.1:5432 / 127.0.0.1:6379).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.integration import pg
+from tests.integration.harness import ServerProcess, User, free_port, q, shared_room, timeline_events
+
+REDIS = {"enabled": True, "host": "127.0.0.1", "port": 6379}
+SENDER = "fed1"
+
+
+def _redis_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+pytestmark = [
+    pytest.mark.skipif(not pg.available(), reason="PostgreSQL does not answer at " + pg.admin_url()),
+    pytest.mark.skipif(not _redis_answers(), reason="Redis does not answer at 127.0.0.1:6379"),
+]
+
+
+class WorkerProcess(ServerProcess):
+    """A worker of ``main``: main's configuration (database, keys, federation settings) plus the worker keys,
+    in its own directory, on its own port."""
+
+    def __init__(self, base_dir: str, main: ServerProcess, name: str):
+        self.dir = str(base_dir)
+        self.port = free_port(main.port)
+        self.config_path = os.path.join(self.dir, "worker.yaml")
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.process = None
+        self.config = dict(main.config, worker_app="synapse.app.generic_worker", worker_name=name,
+                           worker_listeners=[{"port": self.port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                                              "resources": [{"names": ["client"]}]}])
+        self.reconfigure()
+
+    def _set_port(self, port: int) -> None:
+        self.port = port
+        self.config["worker_listeners"][0]["port"] = port
+        self.reconfigure()
+
+
+@pytest.fixture(scope="module")
+def main(fed):
+    return fed(database=pg.create_test_database(), redis=REDIS, federation_sender_instances=[SENDER],
+               stream_writers={"events": ["main"]})
+
+
+@pytest.fixture(scope="module")
+def workers(main, tmp_path_factory):
+    started = {name: WorkerProcess(tmp_path_factory.mktemp(name), main.process, name) for name in ("sync1", SENDER)}
+    for worker in started.values():
+        worker.start()
+    yield started
+    for worker in started.values():
+        worker.stop()
+
+
+def on(server: ServerProcess, user: User) -> User:
+    """``user`` (logged in on the main process) talking to another process of the same homeserver."""
+    return User(server, user.user_id, user.token, user.device_id)
+
+
+def long_poll(user: User, since: str, timeout_ms: int = 30_000) -> tuple[dict, float]:
+    started = time.monotonic()
+    resp = user.sync(since, timeout_ms=timeout_ms)
+    return resp, time.monotonic() - started
+
+
+def test_message_through_main_reaches_a_long_poll_on_the_sync_worker(main, workers):
+    alice = main.process.register()
+    room_id = alice.create_room()
+    reader = on(workers["sync1"], alice)
+    since = reader.sync()["next_batch"]
+    answer: dict = {}
+    poll = threading.Thread(target=lambda: answer.update(zip(("resp", "took"), long_poll(reader, since))))
+    poll.start()
+    event_id = alice.send(room_id, "through main")
+    poll.join(40)
+    # The one long-poll answers with the message (woken by main's write, well before its 30 s timeout); a
+    # response that raced ahead of the send would be empty, so look again from its token once.
+    resp = answer["resp"]
+    events = timeline_events(resp, room_id)
+    if not events:
+        resp, _ = long_poll(reader, resp["next_batch"])
+        events = timeline_events(resp, room_id)
+    assert [e["event_id"] for e in events] == [event_id]
+    assert answer["took"] < 25
+
+
+def test_reads_on_the_worker_see_main_state_changes(main, workers):
+    alice = main.process.register()
+    room_id = alice.create_room(name="before")
+    reader = on(workers["sync1"], alice)
+    assert reader.ok("GET", f"/rooms/{q(room_id)}/state/m.room.name")["name"] == "before"
+    since = reader.sync()["next_batch"]
+    alice.put_state(room_id, "m.room.name", {"name": "after"})
+    # (The worker may hand out a token from before it heard of the room's creation: look for the new name.)
+    reader.timeline_until(room_id, lambda e: e["type"] == "m.room.name" and e["content"]["name"] == "after", since)
+    assert reader.ok("GET", f"/rooms/{q(room_id)}/state/m.room.name")["name"] == "after"  # its cache dropped
+    texts = [e["content"].get("name") for e in reader.messages(room_id, dir="b", limit=5)["chunk"]
+             if e["type"] == "m.room.name"]
+    assert texts[:2] == ["after", "before"]
+    status, _ = reader.request("POST", f"/rooms/{q(room_id)}/send/m.room.message", {"body": "no"})
+    assert status == 404  # writes go to main (the reverse proxy routes them there)
+
+
+def test_killed_sync_worker_restarted_loses_nothing(main, workers):
+    alice = main.process.register()
+    room_id = alice.create_room()
+    worker = workers["sync1"]
+    since = on(worker, alice).sync()["next_batch"]
+    worker.kill()
+    sent = [alice.send(room_id, f"while down {i}") for i in range(3)]
+    worker.start()
+    resp = on(worker, alice).sync(since, timeout_ms=10_000)
+    assert [e["event_id"] for e in timeline_events(resp, room_id)] == sent
+
+
+def _joined(main, peer):
+    alice, bob = main.process.register(), peer.process.register()
+    room_id = shared_room(alice, bob, public=True)
+    _, since = bob.sync_until(lambda r: room_id in r.get("rooms", {}).get("join", {}))
+    return alice, bob, room_id, since
+
+
+def _received(bob: User, room_id: str, since: str, count: int) -> list[str]:
+    bodies: list[str] = []
+
+    def enough(resp):
+        bodies.extend(e["content"]["body"] for e in timeline_events(resp, room_id) if e["type"] == "m.room.message")
+        return len(bodies) >= count
+    bob.sync_until(enough, since, deadline_s=30)
+    return bodies
+
+
+def test_federation_sender_worker_delivers_in_order(main, workers, hexagone_peer):
+    alice, bob, room_id, since = _joined(main, hexagone_peer)
+    sent = [f"ordered {i}" for i in range(10)]
+    for body in sent:
+        alice.send(room_id, body)
+    assert _received(bob, room_id, since, len(sent)) == sent
+
+
+def test_killed_federation_sender_resumes_its_queue(main, workers, hexagone_peer):
+    alice, bob, room_id, since = _joined(main, hexagone_peer)
+    sender = workers[SENDER]
+    sender.kill()
+    sent = [f"queued {i}" for i in range(3)]
+    for body in sent:
+        alice.send(room_id, body)
+    # Main queued them but does not send them: a long-poll of the peer's user hears nothing meanwhile.
+    quiet = bob.sync(since, timeout_ms=2000)
+    assert not [e for e in timeline_events(quiet, room_id) if e["type"] == "m.room.message"]
+    sender.start()
+    assert _received(bob, room_id, since, len(sent)) == sent
