@@ -335,7 +335,8 @@ def build_server(config, reactor) -> HomeServer:
                               account_data=account_data, notifier=notifier, clock=reactor, federation=outbound_edus,
                               appservices=appservice_sender)
     typing = TypingService(reactor=reactor, room_heads=room_heads, notifier=notifier, federation=outbound_edus,
-                           appservices=appservice_sender)
+                           appservices=appservice_sender,
+                           on_changed=publisher.typing_changed if publisher is not None else None)
     presence = PresenceService(store=presence_storage.PresenceStore(db), event_store=event_store,
                                notifier=notifier, clock=reactor,
                                enabled=config.presence_enabled and not role.is_worker,  # main writes presence
@@ -421,7 +422,7 @@ def build_server(config, reactor) -> HomeServer:
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
                                  backfill=None if role.is_worker else federation_handler.backfill)
     replication = ReplicationFollower(
-        instance=role.instance, notifier=notifier, room_heads=room_heads, auth=auth,
+        instance=role.instance, notifier=notifier, room_heads=room_heads, auth=auth, typing=typing,
         federation_sender=transport.sender if role.sends_federation else None,
         streams={"events": FollowedStream(room_heads.stream),
                  account_data.name: FollowedStream(account_data.stream, account_data.changes, "users"),

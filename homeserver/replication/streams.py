@@ -24,7 +24,7 @@ from homeserver.storage.streams import ChangeTracker, StreamIdGenerator
 
 logger = logging.getLogger(__name__)
 
-NOTIFY, EVENTS, FEDERATION, TOKENS = "notify", "events", "federation", "tokens"
+NOTIFY, EVENTS, FEDERATION, TOKENS, TYPING = "notify", "events", "federation", "tokens", "typing"
 
 
 def channel_name(server_name: str) -> str:
@@ -69,17 +69,22 @@ class ReplicationPublisher:
     def tokens_forgotten(self, user_id: str) -> None:
         self._send(TOKENS, u=user_id)
 
+    def typing_changed(self, room_id: str, user_ids: list[str], position: int) -> None:
+        """Typing lives in the main process's memory: each change goes out whole (the room's typers)."""
+        self._send(TYPING, r=room_id, u=user_ids, p=position)
+
 
 class ReplicationFollower:
     """A reader's side: applies the writer's messages to this process."""
 
-    def __init__(self, *, instance: str, streams: dict[str, FollowedStream], notifier, room_heads, auth,
+    def __init__(self, *, instance: str, streams: dict[str, FollowedStream], notifier, room_heads, auth, typing,
                  federation_sender=None):
         self._instance = instance
         self._streams = streams
         self._notifier = notifier
         self._heads = room_heads
         self._auth = auth
+        self._typing = typing
         self._sender = federation_sender  # this process sends the federation queue, or None
         self.received = 0
 
@@ -115,6 +120,9 @@ class ReplicationFollower:
     def _on_federation(self, message: dict) -> None:
         if self._sender is not None:
             self._sender.queued_elsewhere(message["p"], message["d"])
+
+    def _on_typing(self, message: dict) -> None:
+        self._typing.replicated(message["r"], message["u"], message["p"])
 
     def _on_tokens(self, message: dict) -> None:
         self._auth.forget_tokens(message["u"])

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.integration import pg
-from tests.integration.harness import ServerProcess, User, free_port, q, shared_room, timeline_events
+from tests.integration.harness import ServerProcess, User, free_port, q, shared_room, timeline_events, wait_for
 
 REDIS = {"enabled": True, "host": "127.0.0.1", "port": 6379}
 SENDER = "fed1"
@@ -170,3 +170,29 @@ def test_killed_federation_sender_resumes_its_queue(main, workers, hexagone_peer
     assert not [e for e in timeline_events(quiet, room_id) if e["type"] == "m.room.message"]
     sender.start()
     assert _received(bob, room_id, since, len(sent)) == sent
+
+
+def test_ephemeral_and_account_data_written_on_main_reach_the_worker(main, workers):
+    alice = main.process.register()
+    room_id = alice.create_room()
+    reader = on(workers["sync1"], alice)
+    since = reader.sync()["next_batch"]
+    alice.ok("PUT", f"/rooms/{q(room_id)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 30000})
+    typing, since = reader.sync_until(lambda r: [e["content"]["user_ids"] for e in r.get("rooms", {}).get(
+        "join", {}).get(room_id, {}).get("ephemeral", {}).get("events", []) if e["type"] == "m.typing"], since)
+    assert typing[-1] == [alice.user_id]
+    alice.ok("PUT", f"/user/{q(alice.user_id)}/account_data/org.example.workers", {"n": 1})
+    found, _ = reader.sync_until(lambda r: [e["content"] for e in r.get("account_data", {}).get("events", [])
+                                            if e["type"] == "org.example.workers"], since)
+    assert found == [{"n": 1}]
+
+
+def test_a_token_logged_out_on_main_is_refused_by_the_worker(main, workers):
+    alice = main.process.register()
+    reader = on(workers["sync1"], alice)
+    assert reader.sync()["next_batch"]  # the worker now knows (caches) the token
+    alice.ok("POST", "/logout", {})
+    # (The worker hears of it over Redis a moment after main answered.)
+    body = wait_for(lambda: (lambda r: r[0] == 401 and r[1])(reader.request("GET", "/account/whoami")),
+                    "the worker to forget the token")
+    assert body["errcode"] == "M_UNKNOWN_TOKEN"
