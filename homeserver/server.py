@@ -166,7 +166,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
 # What a worker serves (the GET routes of these modules; the reverse proxy sends it only some of them, see
 # docs/workers.md): reads that write no stream, since the main process writes every stream.
 WORKER_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, account_data_api,
-                      keys_api, push_rules_api, pushers_api, presence_api]
+                      keys_api, push_rules_api, pushers_api]
 MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
@@ -319,7 +319,7 @@ def build_server(config, reactor) -> HomeServer:
     push = PushService(store=push_storage.PushStore(db), room_heads=room_heads, event_store=event_store,
                        account_data=account_data, serializer=serializer,
                        read_positions=receipts_storage.ReceiptStore(db).read_positions,
-                       server_name=server_name, clock=reactor)
+                       server_name=server_name, clock=reactor, memoize=not role.is_worker)
     pushers = PusherService(store=pushers_storage.PusherStore(db), push=push, room_heads=room_heads,
                             event_store=event_store, reactor=reactor,
                             client=PushGatewayClient(reactor=reactor, threads=threads, ip_filter=IpRangeFilter(

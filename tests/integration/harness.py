@@ -341,6 +341,27 @@ class ServerProcess:
         return dict(zip(("status", "body"), self.request("POST", "/_synapse/admin/v1/register", body)))
 
 
+class WorkerProcess(ServerProcess):
+    """A worker of ``main``: main's configuration (database, keys, federation settings) plus the worker keys,
+    in its own directory, on its own port."""
+
+    def __init__(self, base_dir: str, main: ServerProcess, name: str):
+        self.dir = str(base_dir)
+        self.port = free_port(main.port)
+        self.config_path = os.path.join(self.dir, "worker.yaml")
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.process = None
+        self.config = dict(main.config, worker_app="synapse.app.generic_worker", worker_name=name,
+                           worker_listeners=[{"port": self.port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                                              "resources": [{"names": ["client"]}]}])
+        self.reconfigure()
+
+    def _set_port(self, port: int) -> None:
+        self.port = port
+        self.config["worker_listeners"][0]["port"] = port
+        self.reconfigure()
+
+
 def register_admin(server: ServerProcess, password: str = PASSWORD) -> "User":
     """A new server admin of ``server`` (shared-secret registration), logged in."""
     localpart = unique("admin")

@@ -6,7 +6,6 @@ Skipped when PostgreSQL or Redis does not answer (127.0.0.1:5432 / 127.0.0.1:637
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -14,7 +13,8 @@ import time
 import pytest
 
 from tests.integration import pg
-from tests.integration.harness import ServerProcess, User, free_port, q, shared_room, timeline_events, wait_for
+from tests.integration.harness import (ServerProcess, User, WorkerProcess, q, shared_room, timeline_events,
+                                      wait_for)
 
 REDIS = {"enabled": True, "host": "127.0.0.1", "port": 6379}
 SENDER = "fed1"
@@ -33,27 +33,6 @@ pytestmark = [
     pytest.mark.skipif(not pg.available(), reason="PostgreSQL does not answer at " + pg.admin_url()),
     pytest.mark.skipif(not _redis_answers(), reason="Redis does not answer at 127.0.0.1:6379"),
 ]
-
-
-class WorkerProcess(ServerProcess):
-    """A worker of ``main``: main's configuration (database, keys, federation settings) plus the worker keys,
-    in its own directory, on its own port."""
-
-    def __init__(self, base_dir: str, main: ServerProcess, name: str):
-        self.dir = str(base_dir)
-        self.port = free_port(main.port)
-        self.config_path = os.path.join(self.dir, "worker.yaml")
-        self.log_path = os.path.join(self.dir, "server.log")
-        self.process = None
-        self.config = dict(main.config, worker_app="synapse.app.generic_worker", worker_name=name,
-                           worker_listeners=[{"port": self.port, "bind_addresses": ["127.0.0.1"], "type": "http",
-                                              "resources": [{"names": ["client"]}]}])
-        self.reconfigure()
-
-    def _set_port(self, port: int) -> None:
-        self.port = port
-        self.config["worker_listeners"][0]["port"] = port
-        self.reconfigure()
 
 
 @pytest.fixture(scope="module")
