@@ -1,0 +1,72 @@
+"""Replication between processes (homeserver/replication/): the RESP parser and how a worker applies the
+main process's messages, without Redis."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from homeserver.replication.redis import RedisError, encode_command, parse_reply
+from homeserver.replication.streams import FollowedStream, ReplicationFollower, ReplicationPublisher
+from homeserver.storage.streams import ChangeTracker, StreamIdGenerator
+
+
+def test_resp_replies_parse_whole_or_not_at_all():
+    message = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n"
+    assert parse_reply(message) == ([b"message", b"ch", b"hello"], len(message))
+    for cut in range(len(message)):
+        assert parse_reply(message[:cut]) is None
+    assert parse_reply(b":12\r\n+OK\r\n") == (12, 5)
+    assert parse_reply(b"+OK\r\n") == (b"OK", 5)
+    assert isinstance(parse_reply(b"-ERR no\r\n")[0], RedisError)
+    assert encode_command(b"PUBLISH", b"c", b"x") == b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$1\r\nx\r\n"
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+def test_a_worker_follows_main_positions_caches_typing_and_tokens():
+    sent: list[bytes] = []
+    main = ReplicationPublisher(instance="main", publish=sent.append,
+                                positions=lambda: {"events": 7, "account_data": 3, "typing": 2})
+    events = StreamIdGenerator(5)
+    account_data = StreamIdGenerator(1)
+    changes = ChangeTracker(1)
+    notifier, heads, auth, typing, sender = Recorder(), Recorder(), Recorder(), Recorder(), Recorder()
+    worker = ReplicationFollower(instance="sync1", notifier=notifier, room_heads=heads, auth=auth, typing=typing,
+                                 federation_sender=sender,
+                                 streams={"events": FollowedStream(events),
+                                          "account_data": FollowedStream(account_data, changes, "users")})
+    state = SimpleNamespace(room_id="!r", state_key="", type="m.room.name", pdu={}, content={})
+    redaction = SimpleNamespace(room_id="!s", state_key=None, type="m.room.redaction", pdu={"redacts": "$x"},
+                                content={})
+    main.on_room_events([state, redaction])
+    main.notified(["@a:hs"], ["!r"])
+    main.typing_changed("!r", ["@a:hs"], 2)
+    main.tokens_forgotten("@a:hs")
+    main.federation_queued(9, ["other.example"])
+    for payload in sent:
+        worker.on_message(payload)
+    worker.on_message(b"not json")  # logged, not raised
+    assert (events.current(), account_data.current()) == (7, 3)
+    assert changes.changed_since("@a:hs", 2) and not changes.changed_since("@b:hs", 2)
+    assert heads.calls == [("forget", (["!r"], ["$x"]), {})]
+    assert notifier.calls == [("notify", (), {"users": ["@a:hs"], "rooms": ["!r"]})]
+    assert typing.calls == [("replicated", ("!r", ["@a:hs"], 2), {})]
+    assert auth.calls == [("forget_tokens", ("@a:hs",), {})]
+    assert sender.calls == [("queued_elsewhere", (9, ["other.example"]), {})]
+    assert worker.received == 5
+
+
+def test_a_process_ignores_its_own_messages():
+    sent: list[bytes] = []
+    ReplicationPublisher(instance="sync1", publish=sent.append, positions=dict).tokens_forgotten("@a:hs")
+    auth = Recorder()
+    follower = ReplicationFollower(instance="sync1", streams={}, notifier=None, room_heads=None, auth=auth, typing=None)
+    follower.on_message(sent[0])
+    assert auth.calls == [] and json.loads(sent[0])["k"] == "tokens"
