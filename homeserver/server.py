@@ -278,7 +278,7 @@ def build_server(config, reactor) -> HomeServer:
     audit = AuditLog(store=audit_storage.AuditStore(db), clock=reactor)
     peers = FederationPeers(config.federation_domain_whitelist, config.federation_peer_policy)
     config_reload = ConfigReloader(
-        path=config.config_path, load=config_module.load_config,
+        path=config.config_path, load=lambda path: config_module.load_config(path, *config.more_config_paths),
         apply=[lambda new: peers.update(new.federation_domain_whitelist, new.federation_peer_policy)],
         on_reloaded=lambda actor, applied: audit.record("config_reload", actor, None, None, applied))
     admin_store = admin_storage.AdminStore(db)

@@ -50,3 +50,17 @@ def test_federation_sender_and_main_that_does_not_send(cfg_dir):
 ])
 def test_inconsistent_worker_settings_refused(cfg_dir, extra, prefix):
     refused(cfg_dir, prefix, **extra)
+
+
+def test_a_worker_file_overrides_the_main_file(cfg_dir):
+    import yaml
+
+    from homeserver.config import load_config
+    (cfg_dir / "homeserver.yaml").write_text(yaml.safe_dump(
+        {"server_name": "example.org", "signing_key_path": "signing.key", "database": PG, "redis": REDIS}))
+    (cfg_dir / "sync1.yaml").write_text(yaml.safe_dump(
+        {"worker_app": "synapse.app.generic_worker", "worker_name": "sync1", "worker_listeners": LISTENER}))
+    c = load_config(str(cfg_dir / "homeserver.yaml"), str(cfg_dir / "sync1.yaml"))
+    assert (c.server_name, c.worker_role.instance, c.worker_listeners[0].port) == ("example.org", "sync1", 8083)
+    assert c.signing_key_path == str(cfg_dir / "signing.key")  # relative to the first file
+    assert c.more_config_paths == (str(cfg_dir / "sync1.yaml"),)
