@@ -269,7 +269,7 @@ def build_server(config, reactor) -> HomeServer:
         if role.replicated else None
     # The main process tells the others of its writes; ``sync`` (built below) gives every stream's position.
     publisher = ReplicationPublisher(instance=role.instance, publish=pubsub.publish,
-                                     positions=lambda: sync.current_positions()) \
+                                     positions=lambda: sync.current_positions(), clock=reactor) \
         if pubsub is not None and not role.is_worker else None
     notifier = Notifier(reactor, on_notify=publisher.notified if publisher is not None else None)
     appservice_client = AppServiceClient(reactor)
@@ -546,7 +546,9 @@ def _build_transport(config, reactor, threads, db, signing_key, peers: Federatio
                               transmit=config.worker_role.sends_federation,
                               on_queued=publisher.federation_queued if publisher is not None else None)
     authenticator = FederationAuthenticator(
-        server_name=config.server_name, keyring=keyring, peers=peers, now_ms=now_ms, on_origin=sender.wake,
+        server_name=config.server_name, keyring=keyring, peers=peers, now_ms=now_ms,
+        on_origin=publisher.heard_from if publisher is not None and not config.worker_role.sends_federation
+        else sender.wake,
         on_refused=lambda origin, reason: audit.record("federation_refused", origin, None, origin, {"reason": reason}))
     return FederationTransport(server_keys, keyring, client, sender, authenticator, peers)
 

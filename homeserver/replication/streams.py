@@ -3,8 +3,9 @@
 The main process writes every stream. After each write is visible it publishes, on the
 server's Redis channel, what changed: every stream's position with the users and rooms to
 wake (``notify``), the rooms whose state changed and the events redacted (``events``), the
-federation queue's new entries (``federation``) and the users whose access tokens went
-(``tokens``). Every other process applies these to its own view: its streams move on, its
+federation queue's new entries (``federation``), the remote servers it heard from (``heard``:
+the federation sender stops backing off from them), the rooms' typing users (``typing``) and the users
+whose access tokens went (``tokens``). Every other process applies these to its own view: its streams move on, its
 caches drop what went stale, its notifier wakes the waiting ``/sync`` requests, its
 federation sender sends.
 
@@ -24,7 +25,8 @@ from homeserver.storage.streams import ChangeTracker, StreamIdGenerator
 
 logger = logging.getLogger(__name__)
 
-NOTIFY, EVENTS, FEDERATION, TOKENS, TYPING = "notify", "events", "federation", "tokens", "typing"
+NOTIFY, EVENTS, FEDERATION, TOKENS, TYPING, HEARD = "notify", "events", "federation", "tokens", "typing", "heard"
+HEARD_EVERY_S = 10  # at most one "heard from" message per remote server in this time
 
 
 def channel_name(server_name: str) -> str:
@@ -44,10 +46,13 @@ class FollowedStream:
 class ReplicationPublisher:
     """The writer's side: each call publishes one message (``publish`` is the Redis connection's)."""
 
-    def __init__(self, *, instance: str, publish: Callable[[bytes], None], positions: Callable[[], dict]):
+    def __init__(self, *, instance: str, publish: Callable[[bytes], None], positions: Callable[[], dict],
+                 clock):
         self._instance = instance
         self._publish = publish
         self._positions = positions  # every stream's current position (SyncService.current_positions)
+        self._clock = clock
+        self._heard: dict[str, float] = {}  # remote server -> when its "heard from" message last went
 
     def _send(self, kind: str, **body) -> None:
         self._publish(json.dumps({"i": self._instance, "k": kind, **body}, separators=(",", ":")).encode())
@@ -68,6 +73,16 @@ class ReplicationPublisher:
 
     def tokens_forgotten(self, user_id: str) -> None:
         self._send(TOKENS, u=user_id)
+
+    def heard_from(self, server_name: str) -> None:
+        """A request came from ``server_name``: the federation sender retries it now if it was backing off."""
+        now = self._clock.seconds()
+        if now - self._heard.get(server_name, -HEARD_EVERY_S) < HEARD_EVERY_S:
+            return
+        if len(self._heard) > 10_000:
+            self._heard.clear()
+        self._heard[server_name] = now
+        self._send(HEARD, d=server_name)
 
     def typing_changed(self, room_id: str, user_ids: list[str], position: int) -> None:
         """Typing lives in the main process's memory: each change goes out whole (the room's typers)."""
@@ -123,6 +138,10 @@ class ReplicationFollower:
 
     def _on_typing(self, message: dict) -> None:
         self._typing.replicated(message["r"], message["u"], message["p"])
+
+    def _on_heard(self, message: dict) -> None:
+        if self._sender is not None:
+            self._sender.wake(message["d"])
 
     def _on_tokens(self, message: dict) -> None:
         self._auth.forget_tokens(message["u"])

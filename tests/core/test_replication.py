@@ -33,7 +33,8 @@ class Recorder:
 def test_a_worker_follows_main_positions_caches_typing_and_tokens():
     sent: list[bytes] = []
     main = ReplicationPublisher(instance="main", publish=sent.append,
-                                positions=lambda: {"events": 7, "account_data": 3, "typing": 2})
+                                positions=lambda: {"events": 7, "account_data": 3, "typing": 2},
+                                clock=SimpleNamespace(seconds=lambda: 100.0))
     events = StreamIdGenerator(5)
     account_data = StreamIdGenerator(1)
     changes = ChangeTracker(1)
@@ -50,6 +51,8 @@ def test_a_worker_follows_main_positions_caches_typing_and_tokens():
     main.typing_changed("!r", ["@a:hs"], 2)
     main.tokens_forgotten("@a:hs")
     main.federation_queued(9, ["other.example"])
+    main.heard_from("other.example")
+    main.heard_from("other.example")  # once in HEARD_EVERY_S
     for payload in sent:
         worker.on_message(payload)
     worker.on_message(b"not json")  # logged, not raised
@@ -59,13 +62,13 @@ def test_a_worker_follows_main_positions_caches_typing_and_tokens():
     assert notifier.calls == [("notify", (), {"users": ["@a:hs"], "rooms": ["!r"]})]
     assert typing.calls == [("replicated", ("!r", ["@a:hs"], 2), {})]
     assert auth.calls == [("forget_tokens", ("@a:hs",), {})]
-    assert sender.calls == [("queued_elsewhere", (9, ["other.example"]), {})]
-    assert worker.received == 5
+    assert sender.calls == [("queued_elsewhere", (9, ["other.example"]), {}), ("wake", ("other.example",), {})]
+    assert worker.received == 6
 
 
 def test_a_process_ignores_its_own_messages():
     sent: list[bytes] = []
-    ReplicationPublisher(instance="sync1", publish=sent.append, positions=dict).tokens_forgotten("@a:hs")
+    ReplicationPublisher(instance="sync1", publish=sent.append, positions=dict, clock=None).tokens_forgotten("@a:hs")
     auth = Recorder()
     follower = ReplicationFollower(instance="sync1", streams={}, notifier=None, room_heads=None, auth=auth, typing=None)
     follower.on_message(sent[0])
