@@ -97,8 +97,10 @@ def main() -> None:
     p.add_argument("--rooms", type=int, default=8)
     p.add_argument("--readers", type=int, default=3, help="members long-polling /sync in each room")
     p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--configs", default="single,split", help="single (one process), split (main + sync worker)")
     args = p.parse_args()
-    for name, split in (("one process", False), ("main + sync worker", True)):
+    configs = {"single": ("one process", False), "split": ("main + sync worker", True)}
+    for name, split in (configs[c] for c in args.configs.split(",")):
         r = run(split, args)
         print(f"{name:20s} sends/s {r['sends_per_s']:7.1f}  send p50 {r['send_p50_ms']:6.1f} ms  "
               f"p99 {r['send_p99_ms']:6.1f} ms  events received/s {r['received_per_s']:7.1f}  "
