@@ -350,7 +350,7 @@ def build_server(config, reactor) -> HomeServer:
                                  store=retention_storage.RetentionStore(db), clock=reactor, server_name=server_name,
                                  on_purged=(media.on_events_purged,))  # purged events take their media along
     sync = SyncService(room_heads=room_heads, store=event_store, serializer=serializer, notifier=notifier,
-                       retention=retention.filter,
+                       retention=retention.filter, cache_answers=not role.is_worker,
                        clock=reactor, sources=[account_data, receipts, typing, e2ee.device_list_source,
                                                ToDeviceSource(e2ee.to_device), presence, push])
     user_directory = UserDirectoryService(
