@@ -63,7 +63,7 @@ class PresenceService:
         self._clock = clock
         self.enabled = enabled
         self._server_suffix = ":" + server_name
-        self.stream = StreamIdGenerator(store.max_stream_id_sync())
+        self._stream = StreamIdGenerator(store.max_stream_id_sync())
         self._states: dict[str, PresenceRow] = {}  # local users not offline
         self._last_sync: dict[str, int] = {}
         self._last_pushed: dict[str, int] = {}  # local user -> when the federation last heard of them
@@ -77,7 +77,7 @@ class PresenceService:
         return int(self._clock.seconds() * 1000)
 
     def current(self) -> int:
-        return self.stream.current()
+        return self._stream.current()
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.endswith(self._server_suffix)
@@ -174,12 +174,12 @@ class PresenceService:
         self._appservices.on_presence(row)
 
     async def _persist(self, row: PresenceRow) -> None:
-        (position,) = self.stream.allocate()
+        (position,) = self._stream.allocate()
         try:
             await self._store.put(row, position)
         finally:
-            self.stream.done([position])
-        self.stream.when_visible(position, lambda: _spawn(self._wake(row.user_id), "presence wake-up"))
+            self._stream.done([position])
+        self._stream.when_visible(position, lambda: _spawn(self._wake(row.user_id), "presence wake-up"))
 
     async def receive_remote(self, rows: list[PresenceRow]) -> None:
         """States of remote users from their server's ``m.presence`` EDU (the caller checked the origin)."""

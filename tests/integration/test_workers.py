@@ -151,7 +151,7 @@ def test_killed_federation_sender_resumes_its_queue(main, workers, hexagone_peer
     assert _received(bob, room_id, since, len(sent)) == sent
 
 
-def test_ephemeral_and_account_data_written_on_main_reach_the_worker(main, workers):
+def test_typing_account_data_and_to_device_written_on_main_reach_the_worker(main, workers):
     alice = main.process.register()
     room_id = alice.create_room()
     reader = on(workers["sync1"], alice)
@@ -161,9 +161,13 @@ def test_ephemeral_and_account_data_written_on_main_reach_the_worker(main, worke
         "join", {}).get(room_id, {}).get("ephemeral", {}).get("events", []) if e["type"] == "m.typing"], since)
     assert typing[-1] == [alice.user_id]
     alice.ok("PUT", f"/user/{q(alice.user_id)}/account_data/org.example.workers", {"n": 1})
-    found, _ = reader.sync_until(lambda r: [e["content"] for e in r.get("account_data", {}).get("events", [])
-                                            if e["type"] == "org.example.workers"], since)
+    found, since = reader.sync_until(lambda r: [e["content"] for e in r.get("account_data", {}).get("events", [])
+                                                if e["type"] == "org.example.workers"], since)
     assert found == [{"n": 1}]
+    alice.ok("PUT", "/sendToDevice/org.example.ping/" + q("txn-workers"),
+             {"messages": {alice.user_id: {alice.device_id: {"ping": 1}}}})
+    pings, _ = reader.sync_until(lambda r: [e["content"] for e in r.get("to_device", {}).get("events", [])], since)
+    assert pings == [{"ping": 1}]
 
 
 def test_a_token_logged_out_on_main_is_refused_by_the_worker(main, workers):
