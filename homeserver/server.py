@@ -163,10 +163,12 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, media_client_api,
                       media_federation_api, media_admin_api]
-# What a worker serves (the GET routes of these modules; the reverse proxy sends it only some of them, see
-# docs/workers.md): reads that write no stream, since the main process writes every stream.
+# What a worker serves (the reverse proxy sends it only some of it, see docs/workers.md): the GET routes of
+# WORKER_API_MODULES, reads that write no stream (the main process writes every stream), and every route of
+# WORKER_MEDIA_MODULES (media has no stream: uploads and downloads are served by any process).
 WORKER_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, account_data_api,
                       keys_api, push_rules_api, pushers_api]
+WORKER_MEDIA_MODULES = [media_client_api, media_federation_api]
 MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
@@ -464,6 +466,8 @@ def build_server(config, reactor) -> HomeServer:
     if role.is_worker:
         for module in WORKER_API_MODULES:
             router.bind(hs, [e for e in module.ROUTES if e.method == "GET"])
+        for module in WORKER_MEDIA_MODULES:
+            router.bind(hs, module.ROUTES)
         return hs
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
         router.bind(hs, module.ROUTES)

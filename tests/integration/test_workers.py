@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.integration import pg
+from tests.integration.media_client import download, split_mxc, upload
 from tests.integration.harness import (ServerProcess, User, WorkerProcess, q, shared_room, timeline_events,
                                       wait_for)
 
@@ -179,3 +180,15 @@ def test_a_token_logged_out_on_main_is_refused_by_the_worker(main, workers):
     body = wait_for(lambda: (lambda r: r[0] == 401 and r[1])(reader.request("GET", "/account/whoami")),
                     "the worker to forget the token")
     assert body["errcode"] == "M_UNKNOWN_TOKEN"
+
+
+def test_media_uploaded_on_a_worker_is_served_by_main_and_the_worker(main, workers):
+    alice = main.process.register()
+    worker = workers["sync1"]
+    status, body = upload(worker.base_url, alice.token, b"from the worker", filename="w.txt")
+    assert status == 200, body
+    server, media_id = split_mxc(body["content_uri"])
+    for process in (main.process, worker):
+        status, _, content = download(process.base_url, f"/_matrix/client/v1/media/download/{server}/{media_id}",
+                                      alice.token)
+        assert (status, content) == (200, b"from the worker")
