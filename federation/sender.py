@@ -34,7 +34,8 @@ _PERMANENT_STATUSES = frozenset({400, 403, 404, 405, 413})
 class FederationSender:
     def __init__(self, *, reactor, store: FederationQueueStore, client, server_name: str,
                  peers: FederationPeers, now_ms: Callable[[], int], positions, transmit: bool = True,
-                 on_queued: Callable[[int, list[str]], None] | None = None, min_retry_ms: int = MIN_RETRY_MS, max_retry_ms: int = MAX_RETRY_MS):
+                 on_queued: Callable[[int, list[str]], None] | None = None,
+                 min_retry_ms: int = MIN_RETRY_MS, max_retry_ms: int = MAX_RETRY_MS):
         self._reactor = reactor
         self._store = store
         self._client = client

@@ -22,6 +22,7 @@ class Notifier:
 
     def notify(self, *, users=(), rooms=()) -> None:
         if self._on_notify is not None:
+            users, rooms = list(users), list(rooms)  # read twice
             self._on_notify(users, rooms)
         woken: set[defer.Deferred] = set()
         for user_id in users:
