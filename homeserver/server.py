@@ -167,7 +167,7 @@ CLIENT_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, s
 # WORKER_API_MODULES, reads that write no stream (the main process writes every stream), and every route of
 # WORKER_MEDIA_MODULES (media has no stream: uploads and downloads are served by any process).
 WORKER_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, account_data_api,
-                      keys_api, push_rules_api, pushers_api]
+                      keys_api, push_rules_api, pushers_api, presence_api]
 WORKER_MEDIA_MODULES = [media_client_api, media_federation_api]
 MEDIA_THREADS = 4  # Pillow, reads, fsyncs and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
@@ -340,9 +340,9 @@ def build_server(config, reactor) -> HomeServer:
                            appservices=appservice_sender,
                            on_changed=publisher.typing_changed if publisher is not None else None)
     presence = PresenceService(store=presence_storage.PresenceStore(db), event_store=event_store,
-                               notifier=notifier, clock=reactor,
-                               enabled=config.presence_enabled and not role.is_worker,  # main writes presence
-                               server_name=server_name, federation=outbound_edus, appservices=appservice_sender)
+                               notifier=notifier, clock=reactor, enabled=config.presence_enabled,
+                               server_name=server_name, federation=outbound_edus, appservices=appservice_sender,
+                               writer=not role.is_worker)
     # Each source adds its part of a /sync response in this order: the push source last, as it fills the
     # notification counts of every joined room the others put in. (A token names each stream, so this order
     # is free otherwise.)
@@ -430,7 +430,8 @@ def build_server(config, reactor) -> HomeServer:
                  account_data.name: FollowedStream(account_data.stream, account_data.changes, "users"),
                  receipts.name: FollowedStream(receipts.stream, receipts.changes, "rooms"),
                  "device_lists": FollowedStream(e2ee.device_lists.stream),
-                 "to_device": FollowedStream(e2ee.to_device.stream)}) if role.is_worker else None
+                 "to_device": FollowedStream(e2ee.to_device.stream),
+                 presence.name: FollowedStream(presence.stream)}) if role.is_worker else None
 
 
     router = Router()

@@ -192,3 +192,15 @@ def test_media_uploaded_on_a_worker_is_served_by_main_and_the_worker(main, worke
         status, _, content = download(process.base_url, f"/_matrix/client/v1/media/download/{server}/{media_id}",
                                       alice.token)
         assert (status, content) == (200, b"from the worker")
+
+
+def test_presence_set_on_main_reaches_the_worker(main, workers):
+    alice, bob = main.process.register(), main.process.register()
+    shared_room(alice, bob)
+    reader = on(workers["sync1"], bob)
+    since = reader.sync(set_presence="offline")["next_batch"]
+    alice.ok("PUT", f"/presence/{q(alice.user_id)}/status", {"presence": "online", "status_msg": "via main"})
+    found, _ = reader.sync_until(lambda r: [e["content"] for e in r.get("presence", {}).get("events", [])
+                                            if e["sender"] == alice.user_id and e["content"].get("status_msg")],
+                                 since, set_presence="offline")
+    assert found[-1]["presence"] == "online" and found[-1]["status_msg"] == "via main"
