@@ -257,7 +257,7 @@ def build_server(config, reactor) -> HomeServer:
         os.makedirs(os.path.dirname(config.database.sqlite_path), exist_ok=True)
     metrics = Metrics(config.server_name)
     db = Database(open_engine(config.database), reactor, on_transaction=metrics.transaction_done)
-    apply_migrations(db, STORAGE_DOMAINS)
+    apply_migrations(db, STORAGE_DOMAINS, apply=not config.worker_role.is_worker)
     server_name = config.server_name
     threads = WorkerThreads(reactor)
 

@@ -14,8 +14,8 @@ import pytest
 
 from tests.integration import pg
 from tests.integration.media_client import download, split_mxc, upload
-from tests.integration.harness import (ServerProcess, User, WorkerProcess, q, shared_room, timeline_events,
-                                      wait_for)
+from tests.integration.harness import (ServerError, ServerProcess, User, WorkerProcess, q, shared_room,
+                                      timeline_events, wait_for)
 
 REDIS = {"enabled": True, "host": "127.0.0.1", "port": 6379}
 SENDER = "fed1"
@@ -204,3 +204,11 @@ def test_presence_set_on_main_reaches_the_worker(main, workers):
                                             if e["sender"] == alice.user_id and e["content"].get("status_msg")],
                                  since, set_presence="offline")
     assert found[-1]["presence"] == "online" and found[-1]["status_msg"] == "via main"
+
+
+def test_a_worker_refuses_a_database_main_has_not_migrated(homeserver_factory, tmp_path_factory):
+    unstarted = homeserver_factory(start=False, database=pg.create_test_database(), redis=REDIS)
+    worker = WorkerProcess(tmp_path_factory.mktemp("early"), unstarted, "early")
+    with pytest.raises(ServerError) as refused:
+        worker.start()
+    assert "start the main process first" in str(refused.value)
