@@ -85,6 +85,16 @@ class FederationSender:
         d.addErrback(lambda f: logger.error("Resuming federation queues failed: %s", f.getTraceback()))
         return d
 
+    def resume_queued_elsewhere(self) -> defer.Deferred:
+        """A sender that another process queues for, after (re)connecting to it: what was queued while it
+        could not hear of it is sent too."""
+        async def catch_up() -> None:
+            self._positions.advance(await self._store.max_position())
+            await self._resume()
+        d = defer.ensureDeferred(catch_up())
+        d.addErrback(lambda f: logger.error("Resuming federation queues failed: %s", f.getTraceback()))
+        return d
+
     async def _resume(self) -> None:
         for state in await self._store.pending_destinations():
             if state.retry_interval_ms:

@@ -620,9 +620,7 @@ def listen(hs: HomeServer) -> list:
         hs.pubsub.start_publishing()
     if hs.replication is not None:
         hs.pubsub.subscribe(hs.replication.on_message, hs.replication.on_connected)
-    if role.is_worker:  # the main process runs the background jobs
-        if role.sends_federation:
-            hs.reactor.callWhenRunning(hs.federation.sender.resume)
+    if role.is_worker:  # the main process runs the background jobs (a federation sender resumes on subscribing)
         return ports
     retention = task.LoopingCall(lambda: defer.ensureDeferred(hs.media.apply_retention()).addErrback(
         lambda f: logger.error("media_retention failed: %s", f.getTraceback())))

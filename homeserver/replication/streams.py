@@ -115,8 +115,10 @@ class ReplicationFollower:
 
     def on_connected(self) -> None:
         """(Re)subscribed: messages published while we were away are lost, so forget what they could have
-        made stale."""
+        made stale, and send what was queued meanwhile."""
         self._heads.forget_all()
+        if self._sender is not None:
+            self._sender.resume_queued_elsewhere()
 
     def _on_notify(self, message: dict) -> None:
         for name, position in message["p"].items():
