@@ -232,6 +232,7 @@ class HomeServer:
     url_previewer: UrlPreviewer | None  # None: url_preview_enabled is false (its routes are not bound)
     pubsub: RedisPubSub | None  # the Redis connections to the other processes, when redis.enabled
     replication: ReplicationFollower | None  # a worker's: applies the main process's writes
+    replication_publisher: ReplicationPublisher | None  # the main process's, when redis.enabled
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
     @property
@@ -425,6 +426,7 @@ def build_server(config, reactor) -> HomeServer:
                                  backfill=None if role.is_worker else federation_handler.backfill)
     replication = ReplicationFollower(
         instance=role.instance, notifier=notifier, room_heads=room_heads, auth=auth, typing=typing,
+        publish=pubsub.publish,
         federation_sender=transport.sender if role.sends_federation else None,
         streams={"events": FollowedStream(room_heads.stream),
                  account_data.name: FollowedStream(account_data.stream, account_data.changes, "users"),
@@ -463,7 +465,8 @@ def build_server(config, reactor) -> HomeServer:
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor),
                     access_rules=access_rules, retention=retention, resource=resource, media=media, media_pool=media_pool,
-                    url_previewer=previewer, pubsub=pubsub, replication=replication)
+                    url_previewer=previewer, pubsub=pubsub, replication=replication,
+                    replication_publisher=publisher)
     if role.is_worker:
         for module in WORKER_API_MODULES:
             router.bind(hs, [e for e in module.ROUTES if e.method == "GET"])
@@ -620,6 +623,8 @@ def listen(hs: HomeServer) -> list:
         hs.pubsub.start_publishing()
     if hs.replication is not None:
         hs.pubsub.subscribe(hs.replication.on_message, hs.replication.on_connected)
+    elif hs.pubsub is not None:  # the writer: it answers the workers' hellos
+        hs.pubsub.subscribe(hs.replication_publisher.on_message, lambda: None)
     if role.is_worker:  # the main process runs the background jobs (a federation sender resumes on subscribing)
         return ports
     retention = task.LoopingCall(lambda: defer.ensureDeferred(hs.media.apply_retention()).addErrback(

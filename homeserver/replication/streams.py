@@ -25,7 +25,8 @@ from homeserver.storage.streams import ChangeTracker, StreamIdGenerator
 
 logger = logging.getLogger(__name__)
 
-NOTIFY, EVENTS, FEDERATION, TOKENS, TYPING, HEARD = "notify", "events", "federation", "tokens", "typing", "heard"
+NOTIFY, EVENTS, FEDERATION, TOKENS, TYPING, HEARD, HELLO = (
+    "notify", "events", "federation", "tokens", "typing", "heard", "hello")
 HEARD_EVERY_S = 10  # at most one "heard from" message per remote server in this time
 
 
@@ -56,6 +57,15 @@ class ReplicationPublisher:
 
     def _send(self, kind: str, **body) -> None:
         self._publish(json.dumps({"i": self._instance, "k": kind, **body}, separators=(",", ":")).encode())
+
+    def on_message(self, payload: bytes) -> None:
+        """A message on the channel: a process that just (re)subscribed says ``hello``, and is told every
+        stream's position."""
+        try:
+            if json.loads(payload).get("k") == HELLO:
+                self.notified((), ())
+        except ValueError:
+            logger.warning("Replication message not understood: %r", payload[:200])
 
     def notified(self, users: Iterable[str], rooms: Iterable[str]) -> None:
         """The notifier was told of a write: its positions, and whom it concerns."""
@@ -93,8 +103,9 @@ class ReplicationFollower:
     """A reader's side: applies the writer's messages to this process."""
 
     def __init__(self, *, instance: str, streams: dict[str, FollowedStream], notifier, room_heads, auth, typing,
-                 federation_sender=None):
+                 publish: Callable[[bytes], None], federation_sender=None):
         self._instance = instance
+        self._publish = publish
         self._streams = streams
         self._notifier = notifier
         self._heads = room_heads
@@ -115,10 +126,14 @@ class ReplicationFollower:
 
     def on_connected(self) -> None:
         """(Re)subscribed: messages published while we were away are lost, so forget what they could have
-        made stale, and send what was queued meanwhile."""
+        made stale, ask the writer for every stream's position, and send what was queued meanwhile."""
         self._heads.forget_all()
+        self._publish(json.dumps({"i": self._instance, "k": HELLO}).encode())
         if self._sender is not None:
             self._sender.resume_queued_elsewhere()
+
+    def _on_hello(self, message: dict) -> None:
+        pass  # another worker's: the writer answers it
 
     def _on_notify(self, message: dict) -> None:
         for name, position in message["p"].items():

@@ -40,7 +40,7 @@ def test_a_worker_follows_main_positions_caches_typing_and_tokens():
     changes = ChangeTracker(1)
     notifier, heads, auth, typing, sender = Recorder(), Recorder(), Recorder(), Recorder(), Recorder()
     worker = ReplicationFollower(instance="sync1", notifier=notifier, room_heads=heads, auth=auth, typing=typing,
-                                 federation_sender=sender,
+                                 publish=sent.append, federation_sender=sender,
                                  streams={"events": FollowedStream(events),
                                           "account_data": FollowedStream(account_data, changes, "users")})
     state = SimpleNamespace(room_id="!r", state_key="", type="m.room.name", pdu={}, content={})
@@ -70,6 +70,26 @@ def test_a_process_ignores_its_own_messages():
     sent: list[bytes] = []
     ReplicationPublisher(instance="sync1", publish=sent.append, positions=dict, clock=None).tokens_forgotten("@a:hs")
     auth = Recorder()
-    follower = ReplicationFollower(instance="sync1", streams={}, notifier=None, room_heads=None, auth=auth, typing=None)
+    follower = ReplicationFollower(instance="sync1", streams={}, notifier=None, room_heads=None, auth=auth, typing=None,
+                                   publish=sent.append)
     follower.on_message(sent[0])
     assert auth.calls == [] and json.loads(sent[0])["k"] == "tokens"
+
+
+def test_a_worker_that_subscribes_asks_main_for_every_position():
+    to_main: list[bytes] = []
+    to_worker: list[bytes] = []
+    heads, sender = Recorder(), Recorder()
+    events = StreamIdGenerator(1)
+    worker = ReplicationFollower(instance="sync1", streams={"events": FollowedStream(events)}, notifier=Recorder(),
+                                 room_heads=heads, auth=None, typing=None, publish=to_main.append,
+                                 federation_sender=sender)
+    main = ReplicationPublisher(instance="main", publish=to_worker.append, positions=lambda: {"events": 40},
+                                clock=None)
+    worker.on_connected()
+    for payload in to_main:
+        main.on_message(payload)
+    for payload in to_worker:
+        worker.on_message(payload)
+    assert events.current() == 40
+    assert heads.calls == [("forget_all", (), {})] and sender.calls == [("resume_queued_elsewhere", (), {})]

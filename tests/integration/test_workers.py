@@ -63,6 +63,18 @@ def messages_in(resp: dict, room_id: str) -> list[str]:
     return [e["event_id"] for e in timeline_events(resp, room_id) if e["type"] == "m.room.message"]
 
 
+def events_position(token: str) -> int:
+    """The room events' position in a sync token (``s<position>_...``)."""
+    return int(token.split("_")[0][1:])
+
+
+def caught_up(reader: User, writer: User) -> str:
+    """A token of ``reader`` (on a worker) that shows everything ``writer``'s process (main) has written."""
+    upto = events_position(writer.sync()["next_batch"])
+    _, since = reader.sync_until(lambda r: events_position(r["next_batch"]) >= upto)
+    return since
+
+
 def long_poll(user: User, since: str, timeout_ms: int = 30_000) -> tuple[dict, float]:
     started = time.monotonic()
     resp = user.sync(since, timeout_ms=timeout_ms)
@@ -73,7 +85,7 @@ def test_message_through_main_reaches_a_long_poll_on_the_sync_worker(main, worke
     alice = main.process.register()
     room_id = alice.create_room()
     reader = on(workers["sync1"], alice)
-    _, since = reader.sync_until(lambda r: room_id in r.get("rooms", {}).get("join", {}))  # it saw the creation
+    since = caught_up(reader, alice)  # the long-poll can only be woken by the message
     answer: dict = {}
     poll = threading.Thread(target=lambda: answer.update(zip(("resp", "took"), long_poll(reader, since))))
     poll.start()
