@@ -11,7 +11,8 @@ federation sender sends.
 
 A message lost while a process was disconnected from Redis costs staleness, never a lost
 event: positions are absolute (the next message catches up), and on (re)subscribing a
-process drops its room and event caches.
+process drops its room and event caches and says ``hello``, which the writer answers with
+every stream's position.
 """
 
 from __future__ import annotations
