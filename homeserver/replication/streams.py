@@ -3,11 +3,11 @@
 The main process writes every stream. After each write is visible it publishes, on the
 server's Redis channel, what changed: every stream's position with the users and rooms to
 wake (``notify``), the rooms whose state changed and the events redacted (``events``), the
-federation queue's new entries (``federation``), the remote servers it heard from (``heard``:
-the federation sender stops backing off from them), the rooms' typing users (``typing``) and the users
-whose access tokens went (``tokens``). Every other process applies these to its own view: its streams move on, its
-caches drop what went stale, its notifier wakes the waiting ``/sync`` requests, its
-federation sender sends.
+federation queue's new entries (``federation``), the remote servers it heard from
+(``heard``: the federation sender stops backing off from them), the rooms' typing users
+(``typing``) and the users whose access tokens went (``tokens``). Every other process
+applies these to its own view: its streams move on, its caches drop what went stale, its
+notifier wakes the waiting ``/sync`` requests, its federation sender sends.
 
 A message lost while a process was disconnected from Redis costs staleness, never a lost
 event: positions are absolute (the next message catches up), and on (re)subscribing a
