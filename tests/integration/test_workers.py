@@ -70,7 +70,7 @@ def events_position(token: str) -> int:
 
 def caught_up(reader: User, writer: User) -> str:
     """A token of ``reader`` (on a worker) that shows everything ``writer``'s process (main) has written."""
-    upto = events_position(writer.sync()["next_batch"])
+    upto = events_position(writer.sync(set_presence="offline")["next_batch"])  # (online would wake the reader)
     _, since = reader.sync_until(lambda r: events_position(r["next_batch"]) >= upto)
     return since
 
