@@ -33,7 +33,8 @@ _PERMANENT_STATUSES = frozenset({400, 403, 404, 405, 413})
 
 class FederationSender:
     def __init__(self, *, reactor, store: FederationQueueStore, client, server_name: str,
-                 peers: FederationPeers, now_ms: Callable[[], int], positions,
+                 peers: FederationPeers, now_ms: Callable[[], int], positions, transmit: bool = True,
+                 on_queued: Callable[[int, list[str]], None] | None = None,
                  min_retry_ms: int = MIN_RETRY_MS, max_retry_ms: int = MAX_RETRY_MS):
         self._reactor = reactor
         self._store = store
@@ -42,6 +43,8 @@ class FederationSender:
         self._peers = peers
         self._now_ms = now_ms
         self._positions = positions  # a StreamIdGenerator over federation_outbox.position
+        self._transmit_here = transmit  # False: a federation sender worker sends what this process queues
+        self._on_queued = on_queued  # told of each entry queued (the other processes are: replication)
         self._min_retry_ms = min_retry_ms
         self._max_retry_ms = max_retry_ms
         self._running: dict[str, defer.Deferred] = {}
@@ -82,6 +85,16 @@ class FederationSender:
         d.addErrback(lambda f: logger.error("Resuming federation queues failed: %s", f.getTraceback()))
         return d
 
+    def resume_queued_elsewhere(self) -> defer.Deferred:
+        """A sender that another process queues for, after (re)connecting to it: what was queued while it
+        could not hear of it is sent too."""
+        async def catch_up() -> None:
+            self._positions.advance(await self._store.max_position())
+            await self._resume()
+        d = defer.ensureDeferred(catch_up())
+        d.addErrback(lambda f: logger.error("Resuming federation queues failed: %s", f.getTraceback()))
+        return d
+
     async def _resume(self) -> None:
         for state in await self._store.pending_destinations():
             if state.retry_interval_ms:
@@ -118,12 +131,20 @@ class FederationSender:
             await self._store.enqueue(allowed, position, kind, payload, stream_ordering)
         finally:
             self._positions.done([position])
+        if self._on_queued is not None:
+            self._positions.when_visible(position, lambda: self._on_queued(position, allowed))
         for destination in allowed:
+            self._kick(destination)
+
+    def queued_elsewhere(self, position: int, destinations: list[str]) -> None:
+        """Another process queued an entry at ``position`` (committed, and every lower one): send it."""
+        self._positions.advance(position)
+        for destination in destinations:
             self._kick(destination)
 
     def _kick(self, destination: str) -> None:
         """Start the destination's transmission loop unless it runs already or is backing off."""
-        if self._stopping:
+        if self._stopping or not self._transmit_here:
             return
         self._dirty.add(destination)
         if destination in self._running:

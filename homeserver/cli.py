@@ -35,10 +35,10 @@ def _setup_logging(level: str = "INFO") -> None:
     )
 
 
-def _load(path: str):
+def _load(paths: str | list[str]):
     """load_config, turning ConfigError into None after printing it."""
     try:
-        return load_config(path)
+        return load_config(*([paths] if isinstance(paths, str) else paths))
     except ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
         return None
@@ -133,7 +133,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", required=True, help="path to homeserver.yaml")
+    p.add_argument("--config", "-c", required=True, action="append",
+                   help="path to homeserver.yaml; again for a file whose keys override it (a worker's, "
+                        "docs/workers.md)")
     p.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
                    help="log level when log_config is not set (default INFO)")
 

@@ -55,6 +55,9 @@ from homeserver.api.client import session_tokens as session_tokens_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics, TrafficHistory
+from homeserver.replication.redis import RedisPubSub
+from homeserver.replication.streams import (FollowedStream, ReplicationFollower, ReplicationPublisher,
+                                            channel_name)
 from homeserver.services.account_moderation import AccountModeration
 from homeserver.services.access_rules import AccessRules
 from homeserver.services.retention import RetentionService
@@ -189,6 +192,12 @@ CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api
                       delayed_events_api, spaces_api, server_admin_api, threepids_api, media_client_api,
                       legacy_events_api,
                       media_federation_api, media_admin_api]
+# What a worker serves (the reverse proxy sends it only some of it, see docs/workers.md): the GET routes of
+# WORKER_API_MODULES, reads that write no stream (the main process writes every stream), and every route of
+# WORKER_MEDIA_MODULES (media has no stream: uploads and downloads are served by any process).
+WORKER_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, account_data_api,
+                      keys_api, push_rules_api, pushers_api, presence_api]
+WORKER_MEDIA_MODULES = [media_client_api, media_federation_api]
 MEDIA_THREADS = 4  # Pillow, reads and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
@@ -261,6 +270,9 @@ class HomeServer:
     media: MediaRepository
     media_pool: ThreadPool
     url_previewer: UrlPreviewer | None  # None: url_preview_enabled is false (its routes are not bound)
+    pubsub: RedisPubSub | None  # the Redis connections to the other processes, when redis.enabled
+    replication: ReplicationFollower | None  # a worker's: applies the main process's writes
+    replication_publisher: ReplicationPublisher | None  # the main process's, when redis.enabled
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
     @property
@@ -269,6 +281,8 @@ class HomeServer:
 
     def close(self) -> None:
         """Close the database and stop the worker and media threads (they would keep the process alive)."""
+        if self.pubsub is not None:
+            self.pubsub.stop()
         self.db.close()
         self.threads.stop()
         self.media_pool.stop()
@@ -284,7 +298,7 @@ def build_server(config, reactor) -> HomeServer:
         os.makedirs(os.path.dirname(config.database.sqlite_path), exist_ok=True)
     metrics = Metrics(config.server_name)
     db = Database(open_engine(config.database), reactor, on_transaction=metrics.transaction_done)
-    apply_migrations(db, STORAGE_DOMAINS)
+    apply_migrations(db, STORAGE_DOMAINS, apply=not config.worker_role.is_worker)
     server_name = config.server_name
     threads = WorkerThreads(reactor)
 
@@ -293,20 +307,27 @@ def build_server(config, reactor) -> HomeServer:
     filters = FilterService(store=filters_storage.FilterStore(db), timeline_cap=config.filter_timeline_limit)
     directory_store = directory_storage.DirectoryStore(db)
 
-    notifier = Notifier(reactor)
+    role = config.worker_role
+    pubsub = RedisPubSub(reactor, config.redis_host, config.redis_port, channel_name(server_name)) \
+        if role.replicated else None
+    # The main process tells the others of its writes; ``sync`` (built below) gives every stream's position.
+    publisher = ReplicationPublisher(instance=role.instance, publish=pubsub.publish,
+                                     positions=lambda: sync.current_positions(), clock=reactor) \
+        if pubsub is not None and not role.is_worker else None
+    notifier = Notifier(reactor, on_notify=publisher.notified if publisher is not None else None)
     appservice_client = AppServiceClient(reactor)
     appservices = AppServices(registrations=tuple(config.app_services), client=appservice_client,
                               accounts=accounts_store)
     audit = AuditLog(store=audit_storage.AuditStore(db), clock=reactor)
     peers = FederationPeers(config.federation_domain_whitelist, config.federation_peer_policy)
     config_reload = ConfigReloader(
-        path=config.config_path, load=config_module.load_config,
+        path=config.config_path, load=lambda path: config_module.load_config(path, *config.more_config_paths),
         apply=[lambda new: peers.update(new.federation_domain_whitelist, new.federation_peer_policy)],
         on_reloaded=lambda actor, applied: audit.record("config_reload", actor, None, None, applied))
     admin_store = admin_storage.AdminStore(db)
     ratelimit = RateLimits(config, reactor, federation_per_host=peers.rc_federation,
                            overrides=RatelimitOverrides(reactor, admin_store.ratelimit_overrides_sync()))
-    transport = _build_transport(config, reactor, threads, db, signing_key, peers, audit)
+    transport = _build_transport(config, reactor, threads, db, signing_key, peers, audit, publisher)
     rejections = FederationRejections(metrics.federation_rejected, audit=audit.note)
     room_heads = RoomHeads(clock=reactor, store=event_store,
                            stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
@@ -341,7 +362,7 @@ def build_server(config, reactor) -> HomeServer:
     push = PushService(store=push_storage.PushStore(db), room_heads=room_heads, event_store=event_store,
                        account_data=account_data, serializer=serializer,
                        read_positions=receipts_storage.ReceiptStore(db).read_positions,
-                       server_name=server_name, clock=reactor)
+                       server_name=server_name, clock=reactor, memoize=not role.is_worker)
     # E-mail (the email section): validation links for addresses, and e-mail pushers with enable_notifs.
     threepid_store = threepids_storage.ThreepidStore(db)
     mailer = Mailer(SmtpSettings.from_config(config), threads) if config.email_notif_from else None
@@ -357,6 +378,7 @@ def build_server(config, reactor) -> HomeServer:
     session_token_store = session_tokens_storage.SessionTokenStore(db)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,
+                       on_tokens_forgotten=publisher.tokens_forgotten if publisher is not None else None,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed,
                                            pushers.on_devices_removed, session_token_store.on_devices_removed],
                        lifetimes=session_token_store)
@@ -367,10 +389,12 @@ def build_server(config, reactor) -> HomeServer:
                               account_data=account_data, notifier=notifier, clock=reactor, federation=outbound_edus,
                               appservices=appservice_sender)
     typing = TypingService(reactor=reactor, room_heads=room_heads, notifier=notifier, federation=outbound_edus,
-                           appservices=appservice_sender)
+                           appservices=appservice_sender,
+                           on_changed=publisher.typing_changed if publisher is not None else None)
     presence = PresenceService(store=presence_storage.PresenceStore(db), event_store=event_store,
                                notifier=notifier, clock=reactor, enabled=config.presence_enabled,
-                               server_name=server_name, federation=outbound_edus, appservices=appservice_sender)
+                               server_name=server_name, federation=outbound_edus, appservices=appservice_sender,
+                               writer=not role.is_worker)
     # Each source adds its part of a /sync response in this order: the push source last, as it fills the
     # notification counts of every joined room the others put in. (A token names each stream, so this order
     # is free otherwise.)
@@ -381,6 +405,7 @@ def build_server(config, reactor) -> HomeServer:
                                  on_purged=(media.on_events_purged,))  # purged events take their media along
     sync = SyncService(room_heads=room_heads, store=event_store, serializer=serializer, notifier=notifier,
                        retention=retention.filter, ignored_users=account_data.ignored_users,
+                       cache_answers=not role.is_worker,
                        clock=reactor, sources=[account_data, receipts, typing, e2ee.device_list_source,
                                                ToDeviceSource(e2ee.to_device), presence, push])
     user_directory = UserDirectoryService(
@@ -399,7 +424,8 @@ def build_server(config, reactor) -> HomeServer:
     # Who is told of new room events (local, remote, out-of-band memberships), in this order, once the stream
     # shows them. Push first and the notifier second depend on their places, and presence for new members after
     # the PDU outbox; the appservice, metrics and pusher listeners only wake loops or count, so they come last.
-    room_event_listeners = (
+    room_event_listeners = (publisher.on_room_events,) if publisher is not None else ()
+    room_event_listeners += (
         push.on_room_events,  # first: a sync woken by the event waits for its push actions (counts come with it)
         lambda events: _notify_room_events(notifier, events),  # wakes /sync; after push, see above
         typing.on_room_events,  # a member who leaves stops typing
@@ -455,7 +481,7 @@ def build_server(config, reactor) -> HomeServer:
                           remote=remote_queries, sessions=spaces_storage.HierarchySessionStore(db),
                           events=event_store, server_name=server_name, clock=reactor)
     history = RoomHistoryService(room_heads=room_heads, store=event_store, serializer=serializer, sync=sync,
-                                 backfill=federation_handler.backfill)
+                                 backfill=None if role.is_worker else federation_handler.backfill)
     reports = ReportService(store=reports_storage.ReportStore(db), history=history, room_heads=room_heads,
                             accounts=accounts_store, event_store=event_store, audit=audit, clock=reactor,
                             server_name=server_name)
@@ -463,6 +489,16 @@ def build_server(config, reactor) -> HomeServer:
         config=NoticesConfig.of(config), server_name=server_name,
         store=server_notices_storage.ServerNoticeStore(db), accounts=accounts_store, registration=registration,
         profiles=profiles, rooms=rooms, room_heads=room_heads, appends=appends, account_data=account_data)
+    replication = ReplicationFollower(
+        instance=role.instance, notifier=notifier, room_heads=room_heads, auth=auth, typing=typing,
+        publish=pubsub.publish,
+        federation_sender=transport.sender if role.sends_federation else None,
+        streams={"events": FollowedStream(room_heads.stream),
+                 account_data.name: FollowedStream(account_data.stream, account_data.changes, "users"),
+                 receipts.name: FollowedStream(receipts.stream, receipts.changes, "rooms"),
+                 "device_lists": FollowedStream(e2ee.device_lists.stream),
+                 "to_device": FollowedStream(e2ee.to_device.stream),
+                 presence.name: FollowedStream(presence.stream)}) if role.is_worker else None
 
 
     account_moderation = AccountModeration(store=account_moderation_storage.AccountModerationStore(db),
@@ -511,7 +547,14 @@ def build_server(config, reactor) -> HomeServer:
                         {"push_actions": push.work, "search_index": search.work,
                          "user_directory": user_directory.work, "delayed_event_cancels": delayed_cancels.work}),
                     server_notices=server_notices, resource=resource, media=media, media_pool=media_pool,
-                    url_previewer=previewer)
+                    url_previewer=previewer, pubsub=pubsub, replication=replication,
+                    replication_publisher=publisher)
+    if role.is_worker:
+        for module in WORKER_API_MODULES:
+            router.bind(hs, [e for e in module.ROUTES if e.method == "GET"])
+        for module in WORKER_MEDIA_MODULES:
+            router.bind(hs, module.ROUTES)
+        return hs
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
         router.bind(hs, module.ROUTES)
     return hs
@@ -565,7 +608,7 @@ def _build_previewer(config, reactor, media: MediaRepository, pool: ThreadPool) 
 
 
 def _build_transport(config, reactor, threads, db, signing_key, peers: FederationPeers,
-                     audit: AuditLog) -> FederationTransport:
+                     audit: AuditLog, publisher: ReplicationPublisher | None) -> FederationTransport:
     """Federation keys, the outbound client, the sender and the inbound request authenticator, all under
     ``peers`` (whom we federate with); inbound refusals go to the audit trail."""
     def now_ms() -> int:
@@ -590,9 +633,13 @@ def _build_transport(config, reactor, threads, db, signing_key, peers: Federatio
     queue = federation_queue_storage.FederationQueueStore(db)
     sender = FederationSender(reactor=reactor, store=queue, client=client, server_name=config.server_name,
                               peers=peers, now_ms=now_ms,
-                              positions=StreamIdGenerator(queue.max_position_sync()))
+                              positions=StreamIdGenerator(queue.max_position_sync()),
+                              transmit=config.worker_role.sends_federation,
+                              on_queued=publisher.federation_queued if publisher is not None else None)
     authenticator = FederationAuthenticator(
-        server_name=config.server_name, keyring=keyring, peers=peers, now_ms=now_ms, on_origin=sender.wake,
+        server_name=config.server_name, keyring=keyring, peers=peers, now_ms=now_ms,
+        on_origin=publisher.heard_from if publisher is not None and not config.worker_role.sends_federation
+        else sender.wake,
         on_refused=lambda origin, reason: audit.record("federation_refused", origin, None, origin, {"reason": reason}))
     return FederationTransport(server_keys, keyring, client, sender, authenticator, peers)
 
@@ -635,10 +682,12 @@ def _notify_room_events(notifier: Notifier, events) -> None:
 def listen(hs: HomeServer) -> list:
     """Start every configured http listener (``tls: true`` ones with the configured certificate), each
     serving only its ``resources``, then resume the federation queues."""
+    role = hs.config.worker_role
+    listeners = hs.config.worker_listeners if role.is_worker else hs.config.listeners
     ports = []
     contexts = [server_context(hs.config.tls_certificate_path, hs.config.tls_private_key_path)
-                if listener.tls else None for listener in hs.config.listeners]  # bad files refused before binding
-    for listener, tls in zip(hs.config.listeners, contexts):
+                if listener.tls else None for listener in listeners]  # bad files refused before binding
+    for listener, tls in zip(listeners, contexts):
         site = make_site(hs.resource, listener)  # its resources, x_forwarded and trusted proxies
         addresses = listener.bind_addresses or ["127.0.0.1"]
         factory = TlsServerFactory(site, tls, hs.reactor) if tls else site
@@ -653,6 +702,14 @@ def listen(hs: HomeServer) -> list:
                 logger.info("Not listening on %s:%d: %s", address, listener.port, e)
         logger.info("Listening on %s port %d%s", ",".join(addresses), listener.port, " (TLS)" if tls else "")
     hs.ports = ports
+    if hs.pubsub is not None:
+        hs.pubsub.start_publishing()
+    if hs.replication is not None:
+        hs.pubsub.subscribe(hs.replication.on_message, hs.replication.on_connected)
+    elif hs.pubsub is not None:  # the writer: it answers the workers' hellos
+        hs.pubsub.subscribe(hs.replication_publisher.on_message, lambda: None)
+    if role.is_worker:  # the main process runs the background jobs (a federation sender resumes on subscribing)
+        return ports
     hs.reactor.callWhenRunning(hs.traffic.start)
     hs.reactor.callWhenRunning(hs.background_jobs.start)  # retention purge jobs, media retention
     hs.reactor.callWhenRunning(hs.pdu_outbox.catch_up)

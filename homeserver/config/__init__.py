@@ -21,6 +21,7 @@ import yaml
 
 from homeserver.config.reader import Reader
 from homeserver.config.table import KEYS
+from homeserver.config.workers import SINGLE_PROCESS
 from homeserver.config.values import (DEFAULT_IP_RANGE_BLACKLIST, ConfigError, DatabaseConfig,
                                       FederationRateLimit, ListenerConfig, RateLimit, check_int,
                                       parse_duration_ms, validate_server_name)
@@ -45,6 +46,8 @@ def _field(key) -> tuple[str, Any, Any]:
 Config = dataclasses.make_dataclass(
     "Config",
     [("config_path", str), ("config_dir", str), *(_field(k) for k in KEYS),
+     ("worker_role", Any, dataclasses.field(default=SINGLE_PROCESS)),  # derived from the worker keys
+     ("more_config_paths", tuple, dataclasses.field(default=())),  # the files read after config_path
      ("raw", dict, dataclasses.field(default_factory=dict, repr=False))],
     frozen=True,
     namespace={"__module__": __name__},
@@ -61,8 +64,18 @@ def parse_config(raw: dict, config_path: str) -> Config:
     return Config(config_path=reader.config_path, config_dir=reader.config_dir, raw=raw, **values)
 
 
-def load_config(path: str) -> Config:
-    """Read, parse and validate the YAML config file at ``path``."""
+def load_config(path: str, *more: str) -> Config:
+    """Read, parse and validate the YAML config file at ``path``; each of ``more`` (e.g. a worker's file,
+    as Synapse's ``-c homeserver.yaml -c worker.yaml``) overrides its top-level keys. Relative paths are
+    resolved against ``path``'s directory."""
+    raw = _read_yaml(path)
+    for extra in more:
+        raw.update(_read_yaml(extra))
+    config = parse_config(raw, path)
+    return dataclasses.replace(config, more_config_paths=tuple(more)) if more else config
+
+
+def _read_yaml(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -73,8 +86,10 @@ def load_config(path: str) -> Config:
     except yaml.YAMLError as e:
         raise ConfigError(f"config file: {path} is not valid YAML: {e}") from None
     if raw is None:
-        raw = {}
-    return parse_config(raw, path)
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config file: the top level must be a mapping of keys to values")
+    return raw
 
 
 def read_signing_key(path: str):

@@ -26,6 +26,7 @@ from homeserver.config.media_backends import (PROVIDER_KEYS, S3_CONFIG_KEYS, S3_
                                               S3_SYNAPSE_ONLY_KEYS, ContentScannerConfig, StorageProviderConfig,
                                               check_s3_config, check_url_blacklist, parse_clamd_address,
                                               raise_problems)
+from homeserver.config import workers
 from homeserver.config.synapse_keys import SYNAPSE_TOP_LEVEL_KEYS
 from homeserver.config.values import (IMPLEMENTED_RESOURCES, SYNAPSE_RESOURCES, ConfigError, DatabaseConfig,
                                       FederationRateLimit, ListenerConfig, MediaRetention, PeerPolicy, PurgeJob,
@@ -65,6 +66,7 @@ class Reader:
         self.check_listener_tls()
         self.check_url_preview()
         self.check_email()
+        self.values["worker_role"] = workers.worker_role(self.values)
         self.warn_ignored_top_level()
         return self.values
 
@@ -312,6 +314,19 @@ class Reader:
                     raise ConfigError(f"{k.name}: port {lc.port} on {addr} is configured twice")
                 seen.add((addr, lc.port))
         return result
+
+    def kind_worker_listeners(self, k: Key, src: dict, leaf: str) -> list[ListenerConfig]:
+        """A worker's listeners, read as ``listeners``; none for a worker that serves nothing."""
+        return [] if src.get(leaf) is None else self.kind_listeners(k, src, leaf)
+
+    def kind_worker_app(self, k: Key, src: dict, leaf: str) -> str | None:
+        return workers.parse_worker_app(src.get(leaf), k.name)
+
+    def kind_instance_map(self, k: Key, src: dict, leaf: str) -> dict:
+        return workers.parse_instance_map(self.dict_(leaf, src, k.name), k.name)
+
+    def kind_stream_writers(self, k: Key, src: dict, leaf: str) -> dict:
+        return workers.parse_stream_writers(self.dict_(leaf, src, k.name), k.name)
 
     def listener_ignored(self, k: Key, item: dict, path: str) -> bool:
         """Whether a listener is of a type (or on a UNIX socket) Hexagone does not serve: warned about."""

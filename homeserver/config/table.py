@@ -103,10 +103,10 @@ def _in_dir(name: str) -> Callable[[SampleContext], str]:
     return lambda ctx: os.path.join(ctx.config_dir, name)
 
 
-_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET, _MAIL = (
+_SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET, _MAIL, _WORKERS = (
     "Server", "Network", "Presence and directory", "Database", "Registration", "VoIP (TURN)",
     "Calls (MatrixRTC)", "Rate limiting", "Secrets and keys", "Federation", "Application services",
-    "Media store", "Message retention", "E-mail",
+    "Media store", "Message retention", "E-mail", "Workers (several processes, docs/workers.md)",
 )
 _NOTICES = "Server notices"
 
@@ -574,6 +574,38 @@ KEYS: tuple[Key, ...] = (
     Key("email.notif_delay_before_mail", "duration", 10 * 60 * 1000, _MAIL,
         "How long a notification stays unread before it is mailed.",
         attr="email_notif_delay_before_mail_ms", sample=lambda ctx: "10m", commented=True),
+    Key("worker_app", "worker_app", None, _WORKERS,
+        "Unset (or synapse.app.homeserver): the main process, which writes every stream.\n"
+        "synapse.app.generic_worker: a worker serving the reads its worker_listeners\n"
+        "route to it (/sync, client reads), or sending federation when\n"
+        "federation_sender_instances names it; synapse.app.federation_sender: a\n"
+        "federation sender. Workers need PostgreSQL and redis.enabled.",
+        sample=lambda ctx: "synapse.app.generic_worker", commented=True),
+    Key("worker_name", "str", None, _WORKERS,
+        "This worker's instance name (unique; required for a worker).",
+        sample=lambda ctx: "sync1", commented=True),
+    Key("worker_listeners", "worker_listeners", (), _WORKERS,
+        "A worker's listeners (as listeners; they replace listeners in a worker).",
+        items=_LISTENER, synapse_items=("tag", "request_id_header", "additional_resources", "path", "mode"),
+        sample=lambda ctx: [{"port": 8083, "bind_addresses": ["127.0.0.1"], "type": "http",
+                             "resources": [{"names": ["client"]}]}], commented=True),
+    Key("instance_map", "instance_map", None, _WORKERS,
+        "Where each process listens ({name: {host, port}}, main included): the\n"
+        "deployment's description (Hexagone's processes talk over Redis, not HTTP).",
+        sample=lambda ctx: {"main": {"host": "127.0.0.1", "port": 8008}}, commented=True),
+    Key("stream_writers", "stream_writers", None, _WORKERS,
+        "The writer of each stream: main only (any other instance is refused).",
+        sample=lambda ctx: {"events": ["main"]}, commented=True),
+    Key("send_federation", "bool", True, _WORKERS,
+        "false: the main process queues federation but does not send it (a federation\n"
+        "sender worker does)."),
+    Key("federation_sender_instances", "str_list", (), _WORKERS,
+        "The worker that sends the federation queue (at most one); main then does not."),
+    Key("redis.enabled", "bool", False, _WORKERS,
+        "Tell the other processes of this one's writes over Redis pub/sub (required\n"
+        "with workers, on every process)."),
+    Key("redis.host", "str", "localhost", _WORKERS, "The Redis server's host."),
+    Key("redis.port", "int", 6379, _WORKERS, "The Redis server's port.", bounds=(1, 65535)),
 )
 
 # Sub-keys of implemented sections that Synapse knows and Hexagone does not implement yet.
@@ -588,6 +620,8 @@ SYNAPSE_SUBKEYS: dict[str, tuple[str, ...]] = {
               "password_reset_template_failure_html", "registration_template_failure_html",
               "add_threepid_template_failure_html", "password_reset_template_success_html",
               "registration_template_success_html", "add_threepid_template_success_html"),
+    "redis": ("password", "password_path", "dbid", "path", "use_tls", "certificate_file", "private_key_file",
+              "ca_file", "ca_path"),
 }
 
 # Spellings read by the parser of an implemented key: a secret's file, Synapse's older names.

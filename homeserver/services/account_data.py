@@ -25,12 +25,12 @@ class AccountDataService:
     def __init__(self, *, store: AccountDataStore, notifier):
         self._store = store
         self._notifier = notifier
-        self._stream = StreamIdGenerator(store.max_stream_id_sync())
-        self._changes = ChangeTracker(self._stream.current())
+        self.stream = StreamIdGenerator(store.max_stream_id_sync())
+        self.changes = ChangeTracker(self.stream.current())
         self._locks: dict[tuple[str, str | None], defer.DeferredLock] = {}
 
     def current(self) -> int:
-        return self._stream.current()
+        return self.stream.current()
 
     async def get(self, user_id: str, room_id: str | None, data_type: str) -> dict | None:
         """Global (``room_id`` None) or room account data of one type, None when never set."""
@@ -38,13 +38,13 @@ class AccountDataService:
 
     async def put(self, user_id: str, room_id: str | None, data_type: str, content: dict) -> None:
         """Set account data (no type is refused here: the API refuses server-managed ones)."""
-        (position,) = self._stream.allocate()
+        (position,) = self.stream.allocate()
         try:
             await self._store.put(user_id, room_id, data_type, content, position)
-            self._changes.record(user_id, position)
+            self.changes.record(user_id, position)
         finally:
-            self._stream.done([position])
-        self._stream.when_visible(position, lambda: self._notifier.notify(users=[user_id]))
+            self.stream.done([position])
+        self.stream.when_visible(position, lambda: self._notifier.notify(users=[user_id]))
 
     async def ignored_users(self, user_id: str) -> frozenset[str]:
         """Spec "Ignoring Users": the users ``m.ignored_user_list`` names."""
@@ -80,7 +80,7 @@ class AccountDataService:
     async def contribute(self, ctx, response) -> None:
         """Spec "GET /sync": all account data on an initial sync, what changed since the token otherwise."""
         since = ctx.since_of(self.name)
-        if since is not None and not self._changes.changed_since(ctx.user_id, since):
+        if since is not None and not self.changes.changed_since(ctx.user_id, since):
             return
         joined = set(ctx.joined_rooms)
         left = response["rooms"]["leave"]

@@ -11,6 +11,7 @@ import hmac
 import secrets
 import string
 from dataclasses import dataclass, field
+from typing import Callable
 
 import bcrypt
 
@@ -112,8 +113,9 @@ class TokenCache:
 
     MAX_TOKENS = 100_000
 
-    def __init__(self):
+    def __init__(self, on_forget: Callable[[str], None] | None = None):
         self.generation = 0
+        self._on_forget = on_forget  # told of the user whose tokens went (the other processes: replication)
         self._by_token: LruCache[str, Requester] = LruCache(self.MAX_TOKENS, on_evict=self._unindex)
         self._by_user: dict[str, set[str]] = {}
 
@@ -136,6 +138,8 @@ class TokenCache:
                keep_token: str | None = None) -> None:
         """Drop the user's tokens (of ``device_ids``, or ``only_token``, but never ``keep_token``)."""
         self.generation += 1
+        if self._on_forget is not None:
+            self._on_forget(user_id)
         tokens = self._by_user.get(user_id, set())
         for token in [t for t in tokens if t != keep_token and (only_token is None or t == only_token)
                       and (device_ids is None or self._by_token.peek(t).device_id in device_ids)]:
@@ -148,14 +152,15 @@ class TokenCache:
 class AuthService:
     def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, threads,
                  failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None,
-                 lifetimes: SessionTokenStore | None = None):
+                 lifetimes: SessionTokenStore | None = None,
+                 on_tokens_forgotten: Callable[[str], None] | None = None):
         self._store = store
         self._lifetimes = lifetimes  # access tokens that expire, refresh tokens (services/session_tokens.py)
         self._clock = clock
         self.server_name = server_name
         self._rounds = bcrypt_rounds
         self._threads = threads  # WorkerThreads: bcrypt off the reactor thread
-        self._token_cache = TokenCache()
+        self._token_cache = TokenCache(on_tokens_forgotten)
         self._uia = UiaSessions(self.now_ms)
         self._password_checks: dict[str, int] = {}   # user id -> password checks under way
         self._failed_logins = failed_logins  # rc_login.failed_attempts, shared with /login

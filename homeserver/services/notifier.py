@@ -6,18 +6,24 @@ waiting request registered the user and rooms it listens to.
 
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 from twisted.internet import defer
 
 
 class Notifier:
-    def __init__(self, reactor):
+    def __init__(self, reactor, on_notify: Callable[[Iterable[str], Iterable[str]], None] | None = None):
         self._reactor = reactor
+        self._on_notify = on_notify  # told of every notification (the other processes are: replication)
         self._by_user: dict[str, set[defer.Deferred]] = {}
         self._by_room: dict[str, set[defer.Deferred]] = {}
         self._all: set[defer.Deferred] = set()
         self._stopping = False
 
     def notify(self, *, users=(), rooms=()) -> None:
+        if self._on_notify is not None:
+            users, rooms = list(users), list(rooms)  # read twice
+            self._on_notify(users, rooms)
         woken: set[defer.Deferred] = set()
         for user_id in users:
             woken |= self._by_user.get(user_id, set())

@@ -56,14 +56,17 @@ class PresenceService:
     token_key = "p"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: PresenceStore, event_store, notifier, clock, enabled: bool, server_name: str,
-                 federation: EduOutbox, appservices: EphemeralFeed):
+                 federation: EduOutbox, appservices: EphemeralFeed, writer: bool = True):
+        """``writer`` False (a worker): presence is read from the store, which the main process writes; /sync's
+        ``set_presence`` changes nothing."""
         self._store = store
+        self._writer = writer
         self._event_store = event_store
         self._notifier = notifier
         self._clock = clock
         self.enabled = enabled
         self._server_suffix = ":" + server_name
-        self._stream = StreamIdGenerator(store.max_stream_id_sync())
+        self.stream = StreamIdGenerator(store.max_stream_id_sync())
         self._states: dict[str, PresenceRow] = {}  # local users not offline
         self._last_sync: dict[str, int] = {}
         self._last_pushed: dict[str, int] = {}  # local user -> when the federation last heard of them
@@ -77,7 +80,7 @@ class PresenceService:
         return int(self._clock.seconds() * 1000)
 
     def current(self) -> int:
-        return self._stream.current()
+        return self.stream.current()
 
     def _is_local(self, user_id: str) -> bool:
         return user_id.endswith(self._server_suffix)
@@ -90,7 +93,7 @@ class PresenceService:
         stored = await self._store.get(missing)
         for user_id in missing:
             state = stored.get(user_id) or PresenceRow(user_id, "offline", None, 0, False)
-            if state.state != "offline" and self._is_local(user_id):
+            if state.state != "offline" and self._is_local(user_id) and self._writer:
                 state = self._states.setdefault(user_id, state)
             found[user_id] = state
         return found
@@ -126,7 +129,7 @@ class PresenceService:
 
     async def user_syncing(self, user_id: str, set_presence: str) -> None:
         """/sync ``set_presence``: online or unavailable set the state (keeping the message); offline changes nothing."""
-        if not self.enabled or set_presence == "offline":
+        if not self.enabled or not self._writer or set_presence == "offline":
             return
         self._last_sync[user_id] = self.now_ms()
         state = await self._state(user_id)
@@ -174,12 +177,12 @@ class PresenceService:
         self._appservices.on_presence(row)
 
     async def _persist(self, row: PresenceRow) -> None:
-        (position,) = self._stream.allocate()
+        (position,) = self.stream.allocate()
         try:
             await self._store.put(row, position)
         finally:
-            self._stream.done([position])
-        self._stream.when_visible(position, lambda: _spawn(self._wake(row.user_id), "presence wake-up"))
+            self.stream.done([position])
+        self.stream.when_visible(position, lambda: _spawn(self._wake(row.user_id), "presence wake-up"))
 
     async def receive_remote(self, rows: list[PresenceRow]) -> None:
         """States of remote users from their server's ``m.presence`` EDU (the caller checked the origin)."""

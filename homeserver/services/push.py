@@ -144,7 +144,9 @@ class PushService:
     token_key = "n"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: PushStore, room_heads: RoomHeads, event_store, account_data, serializer,
-                 read_positions: ReadPositions, server_name: str, clock):
+                 read_positions: ReadPositions, server_name: str, clock, memoize: bool = True):
+        """``memoize`` False (a worker): rules and counts change in another process, so neither the rulesets
+        nor the last counts are kept."""
         self._store = store
         self._heads = room_heads
         self._event_store = event_store
@@ -152,12 +154,14 @@ class PushService:
         self._serializer = serializer
         self._read_positions = read_positions
         self._server_suffix = ":" + server_name
-        self._rulesets: LruCache[str, tuple[dict, list[CompiledRule]]] = LruCache(RULESET_CACHE_SIZE)
+        self._rulesets: LruCache[str, tuple[dict, list[CompiledRule]]] = LruCache(
+            RULESET_CACHE_SIZE if memoize else 0)
         self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
         self.work = ListenerWork("Computing push actions")
         self._staged = StagedActions(store, clock, room_heads.stream.current())
-        self._count_memo: LruCache[tuple[str, str], tuple[tuple, int, dict]] = LruCache(COUNT_MEMO_SIZE)
+        self._count_memo: LruCache[tuple[str, str], tuple[tuple, int, dict]] = LruCache(
+            COUNT_MEMO_SIZE if memoize else 0)
 
     # -- rules -------------------------------------------------------------------------
     async def ruleset(self, user_id: str) -> dict[str, list[dict]]:

@@ -34,13 +34,13 @@ class ReceiptService:
         self._account_data = account_data
         self._notifier = notifier
         self._clock = clock
-        self._stream = StreamIdGenerator(store.max_stream_id_sync())
-        self._changes = ChangeTracker(self._stream.current())
+        self.stream = StreamIdGenerator(store.max_stream_id_sync())
+        self.changes = ChangeTracker(self.stream.current())
         self._federation = federation  # told of each receipt stored
         self._appservices = appservices  # the application services' ephemeral events
 
     def current(self) -> int:
-        return self._stream.current()
+        return self.stream.current()
 
     async def _check_target(self, room_id: str, user_id: str, event_id: str) -> StoredEvent:
         """The event a receipt or marker points at: the user must be joined and the event in the room."""
@@ -94,15 +94,15 @@ class ReceiptService:
                 data["thread_id"] = thread_id
         receipt = Receipt(event.room_id, receipt_type, user_id, thread_id, event.event_id, event.stream_ordering,
                           data)
-        (position,) = self._stream.allocate()
+        (position,) = self.stream.allocate()
         try:
             stored = await self._store.upsert(receipt, position)
             if stored:
-                self._changes.record(event.room_id, position)
+                self.changes.record(event.room_id, position)
         finally:
-            self._stream.done([position])
+            self.stream.done([position])
         if stored:
-            self._stream.when_visible(
+            self.stream.when_visible(
                 position, lambda: self._notifier.notify(users=[user_id], rooms=[event.room_id]))
             self._federation.on_receipt(receipt)
             self._appservices.on_receipt(receipt)
@@ -142,7 +142,7 @@ class ReceiptService:
             full, delta = rooms, []
         else:
             full = [r for r in rooms if r in ctx.newly_joined]
-            delta = [r for r in rooms if r not in ctx.newly_joined and self._changes.changed_since(r, since)]
+            delta = [r for r in rooms if r not in ctx.newly_joined and self.changes.changed_since(r, since)]
         receipts = await self._store.receipts_for_rooms(full, None, to)
         receipts += await self._store.receipts_for_rooms(delta, since, to)
         batches: dict[tuple[str, str | None], dict] = {}  # one event per room and thread

@@ -169,9 +169,12 @@ _POSITION = re.compile(r"-?[0-9]+")
 class SyncService:
     def __init__(self, *, room_heads: RoomHeads, store: EventStore, serializer, notifier, clock,
                  sources: list[SyncSource], retention: Callable[[str, list], Awaitable[list]],
-                 ignored_users: Callable[[str], Awaitable[frozenset[str]]] | None = None):
+                 ignored_users: Callable[[str], Awaitable[frozenset[str]]] | None = None,
+                 cache_answers: bool = True):
         """``sources`` contribute to a response in this order; ``retention`` drops the events outside a
-        room's retention window (services/retention.py); ``ignored_users(user_id)``: whom the user ignores."""
+        room's retention window (services/retention.py); ``ignored_users(user_id)``: whom the user ignores.
+        ``cache_answers`` False (a worker): initial sync answers are not given again, since what makes them
+        stale without moving a stream (key counts, a room forgotten) happens in another process."""
         self._retention = retention
         self._ignored_users = ignored_users
         self._heads = room_heads
@@ -185,7 +188,8 @@ class SyncService:
             raise ValueError(f"sync token keys must be distinct lower-case words: {keys}")
         self._name_of_key = {s.token_key: s.name for s in self.sources}
         self._volatile = [s for s in self.sources if hasattr(s, "volatile_marker")]
-        self._answers: LruCache[tuple, EncodedAnswer] = LruCache(RESPONSE_CACHE_BYTES, lambda entry: entry.size)
+        self._answers: LruCache[tuple, EncodedAnswer] = LruCache(RESPONSE_CACHE_BYTES if cache_answers else 0,
+                                                                 lambda entry: entry.size)
         self._members_sent: LruCache[tuple, dict[str, set[str]]] = LruCache(LAZY_MEMBERS_DEVICES)
 
     # -- tokens ---------------------------------------------------------------------

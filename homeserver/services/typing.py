@@ -8,6 +8,8 @@ every room touched since start-up instead of an error.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from homeserver.errors import forbidden
 from homeserver.services.edu_outbox import EduOutbox, EphemeralFeed
 from homeserver.services.room_events.heads import RoomHeads
@@ -22,7 +24,7 @@ class TypingService:
     token_key = "t"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, reactor, room_heads: RoomHeads, notifier, federation: EduOutbox,
-                 appservices: EphemeralFeed):
+                 appservices: EphemeralFeed, on_changed: Callable[[str, list[str], int], None] | None = None):
         self._reactor = reactor
         self._heads = room_heads
         self._notifier = notifier
@@ -31,6 +33,7 @@ class TypingService:
         self._typers: dict[str, dict[str, object]] = {}  # room -> user -> expiry DelayedCall
         self._federation = federation  # told of every change and refresh of a typer
         self._appservices = appservices  # the application services' ephemeral events
+        self._on_changed = on_changed  # told of each room's typers as they change (the other processes are)
 
     def current(self) -> int:
         return self._position
@@ -82,10 +85,21 @@ class TypingService:
             self._typers.pop(room_id, None)
         self._position += 1
         self._room_positions[room_id] = self._position
+        if self._on_changed is not None:
+            self._on_changed(room_id, self.typing_users(room_id), self._position)
         self._notifier.notify(users=[user_id], rooms=[room_id])
         typing = user_id in self._typers.get(room_id, {})
         self._federation.on_typing(room_id, user_id, typing)
         self._appservices.on_typing(room_id, tuple(self.typing_users(room_id)))
+
+    def replicated(self, room_id: str, user_ids: list[str], position: int) -> None:
+        """The main process's typers of a room (a worker's view; they expire there, not here)."""
+        if user_ids:
+            self._typers[room_id] = dict.fromkeys(user_ids)
+        else:
+            self._typers.pop(room_id, None)
+        self._position = max(self._position, position)
+        self._room_positions[room_id] = position
 
     async def contribute(self, ctx, response) -> None:
         """Spec "m.typing" in ``ephemeral`` of each joined room whose typers changed since the token.

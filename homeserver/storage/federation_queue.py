@@ -64,6 +64,9 @@ class FederationQueueStore(Store):
     def max_position_sync(self) -> int:
         return self.db.run_sync("federation_outbox_max", max_position, "federation_outbox", "position")
 
+    async def max_position(self) -> int:
+        return await self.db.run("federation_outbox_max", max_position, "federation_outbox", "position")
+
     async def enqueue(self, destinations: list[str], position: int, kind: str, payload: dict,
                       stream_ordering: int | None = None) -> None:
         """Append one entry at ``position`` to each destination's queue; with ``stream_ordering`` (a local

@@ -18,8 +18,9 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def apply_migrations(db, domains: dict[str, list]) -> None:
-    """Bring every domain's tables up to date (synchronously, at start-up)."""
+def apply_migrations(db, domains: dict[str, list], apply: bool = True) -> None:
+    """Bring every domain's tables up to date (synchronously, at start-up). ``apply`` False (a worker): only
+    check that they are, since the main process migrates the database it shares with its workers."""
 
     def txn_fn(txn):
         txn.execute("CREATE TABLE IF NOT EXISTS schema_versions (domain TEXT PRIMARY KEY, version INTEGER NOT NULL)")
@@ -29,6 +30,9 @@ def apply_migrations(db, domains: dict[str, list]) -> None:
             if version > len(migrations):
                 raise RuntimeError(f"database schema for {domain!r} is at version {version}, newer than this "
                                    f"server ({len(migrations)}): refusing to start")
+            if version < len(migrations) and not apply:
+                raise RuntimeError(f"database schema for {domain!r} is at version {version}, older than this "
+                                   f"server ({len(migrations)}): start the main process first, it migrates")
             for index in range(version, len(migrations)):
                 migration = migrations[index]
                 if callable(migration):

@@ -45,6 +45,13 @@ class StreamIdGenerator:
     def current(self) -> int:
         return self._persisted
 
+    def advance(self, position: int) -> None:
+        """Another process (the stream's writer) committed every position up to ``position``: a follower's
+        view of the stream moves on (it never allocates)."""
+        if position > self._current:
+            self._current = position
+            self.done(())
+
     def when_visible(self, position: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once ``current()`` reaches ``position`` (now, if it already has)."""
         if position <= self._persisted:

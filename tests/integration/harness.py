@@ -257,7 +257,7 @@ class ServerProcess:
             log.flush()
             log_start = log.tell()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "homeserver.cli", "run", "--config", self.config_path],
+                [sys.executable, "-m", "homeserver.cli", "run", *self.config_arguments()],
                 cwd=self.dir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         LIVE_SERVERS.append(self)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -279,6 +279,9 @@ class ServerProcess:
             time.sleep(0.05)
         self.kill()
         raise ServerError(f"server did not answer within {START_TIMEOUT_S}s:\n{self.log()}")
+
+    def config_arguments(self) -> list[str]:
+        return ["--config", self.config_path]
 
     def _log_since(self, offset: int) -> str:
         with open(self.log_path, "rb") as f:
@@ -348,6 +351,38 @@ class ServerProcess:
         body = {"nonce": nonce, "username": localpart, "password": password, "admin": admin,
                 "mac": mac.hexdigest()}
         return dict(zip(("status", "body"), self.request("POST", "/_synapse/admin/v1/register", body)))
+
+
+class WorkerProcess(ServerProcess):
+    """A worker of ``main``, started as Synapse's are: ``hexagone run -c <main's homeserver.yaml> -c
+    worker.yaml``, the second file holding only the worker keys, in its own directory, on its own port."""
+
+    def __init__(self, base_dir: str, main: ServerProcess, name: str):
+        self.dir = str(base_dir)
+        self.port = free_port(main.port)
+        self.main_config_path = main.config_path
+        self.config_path = os.path.join(self.dir, "worker.yaml")
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.process = None
+        self.worker_keys = {"worker_app": "synapse.app.generic_worker", "worker_name": name,
+                            "worker_listeners": [{"port": self.port, "bind_addresses": ["127.0.0.1"],
+                                                  "type": "http", "resources": [{"names": ["client"]}]}]}
+        self.config = dict(main.config, **self.worker_keys)  # what the worker reads (main's file + its own)
+        self.reconfigure()
+
+    def reconfigure(self, **changes: Any) -> None:
+        self.worker_keys.update(changes)
+        self.config.update(changes)
+        with open(self.config_path, "w") as f:
+            yaml.safe_dump(self.worker_keys, f)
+
+    def config_arguments(self) -> list[str]:
+        return ["--config", self.main_config_path, "--config", self.config_path]
+
+    def _set_port(self, port: int) -> None:
+        self.port = port
+        self.worker_keys["worker_listeners"][0]["port"] = port
+        self.reconfigure()
 
 
 def register_admin(server: ServerProcess, password: str = PASSWORD) -> "User":

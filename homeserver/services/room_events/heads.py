@@ -79,6 +79,7 @@ class RoomHeads:
         self.stream = stream  # stream orderings of room events
         self._state_group_ids = state_group_ids
         self._heads: dict[str, RoomHead] = {}
+        self._forgotten = 0  # how many times ``forget`` ran: a head loaded across one is not kept
         self._locks: dict[str, defer.DeferredLock] = {}
         self.cache: LruCache[str, StoredEvent] = LruCache(EVENT_CACHE_SIZE)  # persisted events by ID
 
@@ -96,8 +97,12 @@ class RoomHeads:
             else:
                 found[eid] = ev
         if missing:
-            for eid, ev in (await self._store.get_events(missing)).items():
-                self.cache.put(ev.event_id, ev)
+            forgotten = self._forgotten
+            loaded = await self._store.get_events(missing)
+            keep = forgotten == self._forgotten  # not across a redaction another process made
+            for eid, ev in loaded.items():
+                if keep:
+                    self.cache.put(ev.event_id, ev)
                 found[eid] = ev
         return found
 
@@ -203,6 +208,7 @@ class RoomHeads:
         head = self._heads.get(room_id)
         if head is not None:
             return head
+        forgotten = self._forgotten
         version_id = await self._store.get_room_version(room_id)
         if version_id is None:
             return None
@@ -212,8 +218,24 @@ class RoomHeads:
         depth = max((e.pdu.get("depth", 0) for e in ext_events.values()), default=0)
         group = next(iter(ext_events.values())).state_group if len(ext_events) == 1 else None
         head = RoomHead(room_id, KNOWN_ROOM_VERSIONS[version_id], state, extremities, depth, group)
+        if forgotten != self._forgotten:  # another process changed a room meanwhile: this may predate it
+            return head
         # Another coroutine may have loaded it meanwhile; keep the first.
         return self._heads.setdefault(room_id, head)
+
+    def forget(self, room_ids, event_ids=()) -> None:
+        """Another process changed these rooms' state or redacted these events: read them again when next
+        asked (a worker's heads are only ever read)."""
+        self._forgotten += 1
+        for room_id in room_ids:
+            self._heads.pop(room_id, None)
+        for event_id in event_ids:
+            self.cache.pop(event_id)
+
+    def forget_all(self) -> None:
+        self._forgotten += 1
+        self._heads.clear()
+        self.cache.clear()
 
     async def new_room(self, room_id: str, version: RoomVersion, creator: str | None, is_public: bool,
                        now: int) -> RoomHead:

@@ -1,0 +1,100 @@
+"""Worker keys (Synapse's "Workers" configuration): which process this is and what it runs.
+
+Hexagone's processes share one PostgreSQL database and tell each other of their writes over
+Redis pub/sub (``homeserver/services/replication.py``). Every stream has one writer, the main
+process; workers serve reads (``/sync``, client reads) or send the federation queue.
+
+Pure: reads the values the table's parsers produced and derives the role, or refuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeserver.config.values import ConfigError
+
+MAIN = "main"  # the main process's instance name (Synapse's)
+MAIN_APPS = (None, "synapse.app.homeserver", "hexagone.main")
+WORKER_APPS = ("synapse.app.generic_worker", "synapse.app.federation_sender", "synapse.app.client_reader",
+               "hexagone.worker")
+# Synapse's stream names; Hexagone's writer of each is the main process.
+STREAMS = ("events", "typing", "to_device", "account_data", "receipts", "presence", "push_rules",
+           "device_lists", "un_partial_stated_event")
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """What this process does, derived from the worker keys."""
+
+    instance: str  # "main", or the worker_name
+    is_worker: bool
+    sends_federation: bool  # transmits the federation queue
+    replicated: bool  # talks to the other processes over Redis
+
+
+SINGLE_PROCESS = WorkerRole(instance=MAIN, is_worker=False, sends_federation=True, replicated=False)
+
+
+def parse_worker_app(value, path: str) -> str | None:
+    if value not in MAIN_APPS + WORKER_APPS:
+        raise ConfigError(f"{path}: unknown worker_app {value!r}; use one of "
+                          f"{', '.join(a for a in MAIN_APPS + WORKER_APPS if a)}")
+    return value
+
+
+def parse_instance_map(value: dict, path: str) -> dict[str, tuple[str, int]]:
+    """``{name: {host, port}}``; kept to describe the deployment (Hexagone's processes talk over Redis)."""
+    result = {}
+    for name, entry in value.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("host"), str) \
+                or not isinstance(entry.get("port"), int) or isinstance(entry.get("port"), bool):
+            raise ConfigError(f"{path}.{name}: must be a mapping with host (a string) and port (a number)")
+        result[str(name)] = (entry["host"], entry["port"])
+    return result
+
+
+def parse_stream_writers(value: dict, path: str) -> dict[str, list[str]]:
+    """``{stream: [instance, ...]}``; every stream's writer is the main process (refused otherwise)."""
+    result = {}
+    for stream, writers in value.items():
+        if stream not in STREAMS:
+            raise ConfigError(f"{path}.{stream}: unknown stream; known: {', '.join(STREAMS)}")
+        writers = [writers] if isinstance(writers, str) else writers
+        if not isinstance(writers, list) or not all(isinstance(w, str) for w in writers):
+            raise ConfigError(f"{path}.{stream}: must be an instance name or a list of them")
+        if writers != [MAIN]:
+            raise ConfigError(f"{path}.{stream}: only the main process writes streams in Hexagone "
+                              f"(stream_writers.{stream}: [main]); workers serve reads and send federation")
+        result[stream] = writers
+    return result
+
+
+def worker_role(v: dict) -> WorkerRole:
+    """The role of this process, after the rules spanning the worker keys (else ConfigError)."""
+    app, name, senders = v["worker_app"], v["worker_name"], v["federation_sender_instances"]
+    is_worker = app in WORKER_APPS
+    if is_worker and not name:
+        raise ConfigError(f"worker_name: required with worker_app: {app}")
+    if not is_worker and name not in (None, MAIN):
+        raise ConfigError("worker_name: set without a worker_app naming a worker (e.g. synapse.app.generic_worker)")
+    if len(senders) > 1:
+        raise ConfigError("federation_sender_instances: Hexagone runs one federation sender; "
+                          "sharding the queue over several is not implemented")
+    if app == "synapse.app.federation_sender" and senders and senders != [name]:
+        raise ConfigError(f"federation_sender_instances: names {senders[0]}, not this federation sender {name}")
+    instance = name if is_worker else MAIN
+    main_sends = v["send_federation"] and not senders
+    sends = (not is_worker and main_sends) or (is_worker and (
+        name in senders or app == "synapse.app.federation_sender"))
+    replicated = is_worker or not main_sends or v["redis_enabled"]
+    if replicated:
+        if not v["redis_enabled"]:
+            why = "workers" if is_worker else "a federation sender worker"
+            raise ConfigError(f"redis.enabled: must be true with {why} (processes tell each other of their "
+                              "writes over Redis)")
+        if v["database"].engine != "postgresql":
+            raise ConfigError("database.name: several processes need PostgreSQL (psycopg2); SQLite is "
+                              "one process's database")
+    if is_worker and v["instance_map"] and MAIN not in v["instance_map"]:
+        raise ConfigError("instance_map: must name main when it names workers")
+    return WorkerRole(instance=instance, is_worker=is_worker, sends_federation=sends, replicated=replicated)

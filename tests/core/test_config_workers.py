@@ -1,0 +1,66 @@
+"""The worker keys (docs/workers.md): each process's role, and inconsistent settings refused at start."""
+
+from __future__ import annotations
+
+import pytest
+from tests.core.test_config import cfg_dir, parse, refused  # noqa: F401 (fixture)
+
+PG = {"name": "psycopg2", "args": {"dbname": "hexagone", "host": "127.0.0.1", "user": "postgres"}}
+REDIS = {"enabled": True, "host": "127.0.0.1", "port": 6379}
+LISTENER = [{"port": 8083, "type": "http", "resources": [{"names": ["client"]}]}]
+
+
+def test_single_process_by_default(cfg_dir):
+    role = parse(cfg_dir).worker_role
+    assert (role.instance, role.is_worker, role.sends_federation, role.replicated) == ("main", False, True, False)
+
+
+def test_sync_worker(cfg_dir):
+    c = parse(cfg_dir, worker_app="synapse.app.generic_worker", worker_name="sync1", database=PG, redis=REDIS,
+              worker_listeners=LISTENER, instance_map={"main": {"host": "127.0.0.1", "port": 8008}},
+              stream_writers={"events": "main", "typing": ["main"]})
+    assert (c.worker_role.instance, c.worker_role.is_worker, c.worker_role.sends_federation) == ("sync1", True, False)
+    assert c.worker_listeners[0].port == 8083 and "client" in c.worker_listeners[0].resources
+    assert c.instance_map == {"main": ("127.0.0.1", 8008)}
+
+
+def test_federation_sender_and_main_that_does_not_send(cfg_dir):
+    sender = parse(cfg_dir, worker_app="synapse.app.generic_worker", worker_name="fed1", database=PG, redis=REDIS,
+                   federation_sender_instances=["fed1"])
+    assert sender.worker_role.sends_federation and not sender.worker_listeners
+    main = parse(cfg_dir, database=PG, redis=REDIS, federation_sender_instances=["fed1"])
+    assert not main.worker_role.sends_federation and main.worker_role.replicated
+    legacy = parse(cfg_dir, worker_app="synapse.app.federation_sender", worker_name="fed1", database=PG, redis=REDIS)
+    assert legacy.worker_role.sends_federation
+    assert not parse(cfg_dir, database=PG, redis=REDIS, send_federation=False).worker_role.sends_federation
+
+
+@pytest.mark.parametrize("extra,prefix", [
+    ({"worker_app": "synapse.app.generic_worker", "database": PG, "redis": REDIS}, "worker_name:"),
+    ({"worker_app": "synapse.app.generic_worker", "worker_name": "w", "redis": REDIS}, "database.name:"),
+    ({"worker_app": "synapse.app.generic_worker", "worker_name": "w", "database": PG}, "redis.enabled:"),
+    ({"federation_sender_instances": ["fed1"], "database": PG}, "redis.enabled:"),
+    ({"federation_sender_instances": ["a", "b"], "database": PG, "redis": REDIS}, "federation_sender_instances:"),
+    ({"stream_writers": {"events": ["sync1"]}}, "stream_writers.events:"),
+    ({"stream_writers": {"nonsense": ["main"]}}, "stream_writers.nonsense:"),
+    ({"worker_app": "synapse.app.media_repository"}, "worker_app:"),
+    ({"worker_name": "w"}, "worker_name:"),
+    ({"instance_map": {"main": {"host": "x"}}}, "instance_map.main:"),
+    ({"redis": {"enabled": True, "port": 0}}, "redis.port:"),
+])
+def test_inconsistent_worker_settings_refused(cfg_dir, extra, prefix):
+    refused(cfg_dir, prefix, **extra)
+
+
+def test_a_worker_file_overrides_the_main_file(cfg_dir):
+    import yaml
+
+    from homeserver.config import load_config
+    (cfg_dir / "homeserver.yaml").write_text(yaml.safe_dump(
+        {"server_name": "example.org", "signing_key_path": "signing.key", "database": PG, "redis": REDIS}))
+    (cfg_dir / "sync1.yaml").write_text(yaml.safe_dump(
+        {"worker_app": "synapse.app.generic_worker", "worker_name": "sync1", "worker_listeners": LISTENER}))
+    c = load_config(str(cfg_dir / "homeserver.yaml"), str(cfg_dir / "sync1.yaml"))
+    assert (c.server_name, c.worker_role.instance, c.worker_listeners[0].port) == ("example.org", "sync1", 8083)
+    assert c.signing_key_path == str(cfg_dir / "signing.key")  # relative to the first file
+    assert c.more_config_paths == (str(cfg_dir / "sync1.yaml"),)
