@@ -74,6 +74,7 @@ class HttpConnection:
     async def _exchange(self, method, path, body, headers) -> tuple[int, bytes]:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port, limit=READ_LIMIT)
+            self._writer.transport.max_size = READ_LIMIT  # one recv() may take that much (asyncio: 256 KiB)
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         payload = body or b""
