@@ -344,6 +344,11 @@ class RoomService:
             self._join_limits.join(user_id, room_id, remote=not await self.is_resident(room_id))
         await self.set_membership(room_id, user_id, user_id, "join", reason, extra,
                                   servers=list(servers or []) + alias_servers)
+        if self._account_data is not None:  # joining an upgraded room: the user's tags and m.direct follow
+            create = await self._heads.current_state_event(room_id, "m.room.create")
+            predecessor = (create.content.get("predecessor") or {}) if create is not None else {}
+            if isinstance(predecessor, dict) and isinstance(predecessor.get("room_id"), str):
+                await self._follow_upgrade(user_id, predecessor["room_id"], room_id)
         return room_id
 
     async def upgrade(self, user_id: str, room_id: str, new_version_id: str) -> str:
@@ -415,14 +420,15 @@ class RoomService:
             await self._follow_upgrade(user_id, room_id, new_room)
 
     async def _follow_upgrade(self, user_id: str, room_id: str, new_room: str) -> None:
-        """The upgrader's tags of the old room and its place in ``m.direct`` carry over (as Synapse)."""
+        """The user's tags of the old room and its place in ``m.direct`` carry over to the new one (as Synapse,
+        for the upgrader and for each member who joins the new room)."""
         for tag, content in (await self._account_data.get_tags(user_id, room_id)).items():
             await self._account_data.set_tag(user_id, new_room, tag, content)
         direct = await self._account_data.get(user_id, None, "m.direct") or {}
-        if any(isinstance(rooms, list) and room_id in rooms for rooms in direct.values()):
+        if any(isinstance(rooms, list) and room_id in rooms and new_room not in rooms for rooms in direct.values()):
             await self._account_data.put(user_id, None, "m.direct", {
-                who: rooms + [new_room] if isinstance(rooms, list) and room_id in rooms else rooms
-                for who, rooms in direct.items()})
+                who: rooms + [new_room] if isinstance(rooms, list) and room_id in rooms and new_room not in rooms
+                else rooms for who, rooms in direct.items()})
 
 
 # Spec "Room Upgrades": the state events a server should transfer (power levels are set on creation).

@@ -56,6 +56,19 @@ def test_upgrade_links_moves_and_copies(homeserver):
     assert tags == {"u.work": {"order": 0.5}}
 
 
+def test_a_member_joining_the_new_room_keeps_their_tags_and_direct_chat(homeserver):
+    alice, bob = homeserver.register(), homeserver.register()
+    old = alice.create_room(preset="public_chat")
+    bob.join(old)
+    bob.ok("PUT", f"/user/{q(bob.user_id)}/rooms/{q(old)}/tags/u.team", {})
+    bob.ok("PUT", f"/user/{q(bob.user_id)}/account_data/m.direct", {alice.user_id: [old]})
+    new = upgrade(alice, old)
+    for _ in range(2):  # joining again changes nothing more
+        bob.join(new)
+        assert bob.ok("GET", f"/user/{q(bob.user_id)}/rooms/{q(new)}/tags")["tags"] == {"u.team": {}}
+        assert bob.ok("GET", f"/user/{q(bob.user_id)}/account_data/m.direct") == {alice.user_id: [old, new]}
+
+
 def test_moderator_upgrade_keeps_power_levels(homeserver):
     alice, mod = homeserver.register(), homeserver.register()
     old = alice.create_room(room_version="10", preset="public_chat")
