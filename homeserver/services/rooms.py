@@ -76,7 +76,9 @@ class RoomService:
         """Spec POST /createRoom: the events are sent in the order the spec lists (``room_id``: the id an
         upgrade chose beforehand)."""
         version_id = body.get("room_version", self.default_room_version)
-        if not isinstance(version_id, str) or version_id not in KNOWN_ROOM_VERSIONS:
+        if not isinstance(version_id, str):  # a number is not a room version: a malformed body (as Synapse)
+            raise bad_json("room_version must be a string")
+        if version_id not in KNOWN_ROOM_VERSIONS:
             raise MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", f"Unsupported room version {version_id!r}")
         version = KNOWN_ROOM_VERSIONS[version_id]
         preset_name = body.get("preset") or ("public_chat" if body.get("visibility") == "public" else "private_chat")

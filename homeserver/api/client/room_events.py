@@ -96,6 +96,8 @@ async def redact(hs, req: ApiRequest):
             raise bad_json("reason must be a string")
         content["reason"] = body["reason"]
     redacted = await hs.room_heads.get_event(target)  # someone else's: a moderator's redaction (Synapse)
+    if redacted is not None and redacted.room_id != room_id:  # as Synapse: an event of another room
+        raise MatrixError(400, "M_INVALID_PARAM", "The event to redact is in another room")
     hs.ratelimit.event(req.user_id, admin_redaction=redacted is not None and redacted.sender != req.user_id)
     version = await hs.room_heads.room_version(room_id)
     if version is not None and version.redacts_in_content:

@@ -47,7 +47,10 @@ async def join(hs, req: ApiRequest):
     body = req.json(allow_empty=True)
     target = req.path_params.get("roomIdOrAlias") or req.path_params["roomId"]
     servers = req.args.get("via", []) + req.args.get("server_name", [])
-    room_id = await hs.rooms.join(req.user_id, target, _reason(body), servers=servers, guest=req.requester.is_guest)
+    # As Synapse: the body's other keys go into the membership event's content.
+    extra = {k: v for k, v in body.items() if k not in ("reason", "third_party_signed", "membership")}
+    room_id = await hs.rooms.join(req.user_id, target, _reason(body), extra=extra or None, servers=servers,
+                                  guest=req.requester.is_guest)
     return {"room_id": room_id}
 
 
