@@ -71,8 +71,9 @@ class DirectoryService:
         if not await self._store.create_alias(alias, room_id, user_id):
             raise MatrixError(409, "M_UNKNOWN", "Room alias already exists")
 
-    async def delete_alias(self, alias: str, requester) -> None:
-        """The alias's creator, a room admin (may send m.room.canonical_alias) or a server admin may delete it."""
+    async def delete_alias(self, alias: str, requester) -> str:
+        """The alias's creator, a room admin (may send m.room.canonical_alias) or a server admin may delete it.
+        Returns the room it named."""
         found = await self._store.get_alias(alias)
         if found is None:
             raise not_found("Room alias not found")
@@ -80,6 +81,7 @@ class DirectoryService:
         if creator != requester.user_id and not requester.is_admin and not await self._may_edit(room_id, requester.user_id):
             raise forbidden("You may not delete this alias")
         await self._store.delete_alias(alias)
+        return room_id
 
     async def _may_edit(self, room_id: str, user_id: str) -> bool:
         state = await self._heads.current_state(room_id, {("m.room.create", ""), ("m.room.power_levels", "")})

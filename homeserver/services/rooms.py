@@ -421,6 +421,25 @@ class RoomService:
         if self._account_data is not None:
             await self._follow_upgrade(user_id, room_id, new_room)
 
+    async def forget_alias(self, room_id: str, alias: str, user_id: str) -> None:
+        """A deleted alias leaves the room's ``m.room.canonical_alias`` too (as Synapse), if the user who
+        deleted it may change that event; otherwise the event stays as it is."""
+        current = await self._heads.current_state_event(room_id, "m.room.canonical_alias")
+        if current is None:
+            return
+        content = dict(current.content)
+        alt = content.get("alt_aliases")
+        if content.get("alias") != alias and not (isinstance(alt, list) and alias in alt):
+            return
+        if content.get("alias") == alias:
+            del content["alias"]
+        if isinstance(alt, list) and alias in alt:
+            content["alt_aliases"] = [a for a in alt if a != alias]
+        try:
+            await self._appends.send(room_id, EventSpec(user_id, "m.room.canonical_alias", content, ""))
+        except MatrixError:
+            pass  # no power to change it: the alias is gone from the directory all the same
+
     async def _follow_upgrade(self, user_id: str, room_id: str, new_room: str) -> None:
         """The user's tags of the old room and its place in ``m.direct`` carry over to the new one (as Synapse,
         for the upgrader and for each member who joins the new room)."""

@@ -263,6 +263,19 @@ def test_join_content_redaction_room_and_numeric_version(homeserver):
     assert (status, body["errcode"]) == (400, "M_BAD_JSON")
 
 
+def test_a_deleted_alias_leaves_the_canonical_alias(homeserver):
+    alice = homeserver.register()
+    room = alice.create_room()
+    main, alt = f"#{unique('main')}:test.local", f"#{unique('alt')}:test.local"
+    for alias in (main, alt):
+        alice.ok("PUT", f"/directory/room/{q(alias)}", {"room_id": room})
+    alice.put_state(room, "m.room.canonical_alias", {"alias": main, "alt_aliases": [alt]})
+    alice.ok("DELETE", f"/directory/room/{q(alt)}")
+    assert state_content(alice, room, "m.room.canonical_alias") == {"alias": main, "alt_aliases": []}
+    alice.ok("DELETE", f"/directory/room/{q(main)}")
+    assert state_content(alice, room, "m.room.canonical_alias") == {"alt_aliases": []}
+
+
 def test_kick_ban_unban(homeserver):
     alice, bob, carol = homeserver.register(), homeserver.register(), homeserver.register()
     room = alice.create_room(preset="public_chat")

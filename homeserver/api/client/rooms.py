@@ -118,7 +118,9 @@ async def put_alias(hs, req: ApiRequest):
 
 
 async def delete_alias(hs, req: ApiRequest):
-    await hs.directory.delete_alias(req.path_params["roomAlias"], req.requester)
+    alias = req.path_params["roomAlias"]
+    room_id = await hs.directory.delete_alias(alias, req.requester)
+    await hs.rooms.forget_alias(room_id, alias, req.user_id)
     return {}
 
 
