@@ -269,6 +269,10 @@ def test_a_deleted_alias_leaves_the_canonical_alias(homeserver):
     main, alt = f"#{unique('main')}:test.local", f"#{unique('alt')}:test.local"
     for alias in (main, alt):
         alice.ok("PUT", f"/directory/room/{q(alias)}", {"room_id": room})
+    for bad, errcode in ((f"#{unique('nowhere')}:test.local", "M_BAD_ALIAS"), ("%not-an-alias", "M_INVALID_PARAM")):
+        status, body = alice.request("PUT", f"/rooms/{q(room)}/state/m.room.canonical_alias/",
+                                     {"alias": main, "alt_aliases": [bad]})
+        assert (status, body["errcode"]) == (400, errcode)
     alice.put_state(room, "m.room.canonical_alias", {"alias": main, "alt_aliases": [alt]})
     alice.ok("DELETE", f"/directory/room/{q(alt)}")
     assert state_content(alice, room, "m.room.canonical_alias") == {"alias": main, "alt_aliases": []}

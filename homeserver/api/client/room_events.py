@@ -197,6 +197,8 @@ async def _check_canonical_alias(hs, room_id: str, content: dict) -> None:
     for alias in aliases:
         if not isinstance(alias, str):
             raise bad_json("aliases must be strings")
+        if not alias.startswith("#") or ":" not in alias:  # not an alias at all (as Synapse)
+            raise MatrixError(400, "M_INVALID_PARAM", f"{alias[:255]!r} is not a room alias")
         if alias.endswith(":" + hs.config.server_name):
             if await hs.directory.resolve_local(alias) != room_id:
                 raise MatrixError(400, "M_BAD_ALIAS", f"{alias} does not point to this room")
