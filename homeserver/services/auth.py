@@ -149,6 +149,10 @@ class TokenCache:
             self._by_user.pop(user_id, None)
 
 
+class UiaWrongUser(MatrixError):
+    """A UIA stage passed by another user than the one the operation is for."""
+
+
 class AuthService:
     def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, threads,
                  failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None,
@@ -365,7 +369,7 @@ class AuthService:
             try:
                 await self._complete_stage(session, auth, requester, {s for f in flows for s in f}, stage_checker)
             except MatrixError as e:
-                if e.status == 429:
+                if e.status == 429 or isinstance(e, UiaWrongUser):
                     raise
                 error = e
         for flow in flows:
@@ -385,10 +389,14 @@ class AuthService:
         if not isinstance(stage, str) or stage not in offered:
             raise MatrixError(400, "M_UNRECOGNIZED", "That auth stage is not offered here")
         if stage == "m.login.password":
-            # Only ever offered to a logged-in user, to confirm their own password.
-            if requester is None or await self.user_from_identifier(auth) != requester.user_id:
+            # Only ever offered to a logged-in user, to confirm their own password. Another user's right
+            # password does not authenticate this one: a plain 403, not a stage to retry (as Synapse).
+            user_id = await self.user_from_identifier(auth) if requester is not None else None
+            if user_id is None:
                 raise forbidden("Invalid username or password")
-            await self.validate_password(requester.user_id, auth.get("password"))
+            await self.validate_password(user_id, auth.get("password"))
+            if user_id != requester.user_id:
+                raise UiaWrongUser(403, "M_FORBIDDEN", "Authenticated as another user than the requester")
         elif stage == "m.login.dummy":
             pass
         else:

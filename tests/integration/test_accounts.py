@@ -300,6 +300,13 @@ def test_delete_devices_bulk(homeserver):
     body = {"devices": [u.device_id for u in others]}
     status, challenge = alice.request("POST", "/delete_devices", body)
     assert status == 401
+    # another user's password: a wrong password is a stage to retry (401), a right one a plain 403 (as Synapse)
+    eve = homeserver.register()
+    status, again = alice.request("POST", "/delete_devices", body | {"auth": password_auth(
+        eve, challenge["session"], password="wrong")})
+    assert (status, again["errcode"], again["session"]) == (401, "M_FORBIDDEN", challenge["session"])
+    status, refused = alice.request("POST", "/delete_devices", body | {"auth": password_auth(eve, challenge["session"])})
+    assert (status, refused["errcode"]) == (403, "M_FORBIDDEN") and "flows" not in refused
     body["auth"] = password_auth(alice, challenge["session"])
     assert alice.ok("POST", "/delete_devices", body) == {}
     for other in others:
