@@ -17,6 +17,7 @@ from twisted.python.threadpool import ThreadPool
 
 from federation.api import key_server as federation_key_server_api
 from federation.appservice_client import AppServiceClient
+from federation.cas_client import CasClient
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.client import FederationClient
 from federation.push_client import PushGatewayClient
@@ -51,7 +52,7 @@ from homeserver.api.client import presence as presence_api, push_rules as push_r
 from homeserver.api.client import search as search_api, user_directory as user_directory_api
 from homeserver.api.client import appservice as appservice_api, server_admin as server_admin_api
 from homeserver.api.client import reporting as reporting_api, spaces as spaces_api, threepids as threepids_api
-from homeserver.api.client import session_tokens as session_tokens_api
+from homeserver.api.client import session_tokens as session_tokens_api, sso as sso_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics, TrafficHistory
@@ -83,6 +84,8 @@ from homeserver.services.mailer import Mailer, SmtpSettings
 from homeserver.services.notifier import Notifier
 from homeserver.services.openid import OpenIdTokens
 from homeserver.services.session_tokens import SessionTokens
+from homeserver.services.cas import CasProvider
+from homeserver.services.sso import SsoService
 from homeserver.services.presence import PresenceService
 from homeserver.services.profiles import ProfileService
 from homeserver.services.push import PushService
@@ -134,6 +137,7 @@ from homeserver.storage import server_keys as server_keys_storage
 from homeserver.storage import threepids as threepids_storage
 from homeserver.storage import server_notices as server_notices_storage
 from homeserver.storage import session_tokens as session_tokens_storage
+from homeserver.storage import sso as sso_storage
 from homeserver.storage import user_directory as user_directory_storage
 from homeserver.storage.database import Database, open_engine
 from homeserver.storage.schema import apply_migrations
@@ -181,6 +185,7 @@ STORAGE_DOMAINS = {
     "reports": reports_storage.MIGRATIONS,
     "server_notices": server_notices_storage.MIGRATIONS,
     "session_tokens": session_tokens_storage.MIGRATIONS,
+    "sso": sso_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api, room_events_api, sync_api, receipts_api,
@@ -190,7 +195,7 @@ CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api
                       metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, spaces_api, server_admin_api, threepids_api, media_client_api,
-                      legacy_events_api,
+                      legacy_events_api, sso_api,
                       media_federation_api, media_admin_api]
 # What a worker serves (the reverse proxy sends it only some of it, see docs/workers.md): the GET routes of
 # WORKER_API_MODULES, reads that write no stream (the main process writes every stream), and every route of
@@ -258,6 +263,7 @@ class HomeServer:
     traffic: TrafficHistory  # the console's charts
     openid: OpenIdTokens
     session_tokens: SessionTokens
+    sso: SsoService  # single sign-on (cas_config); without an identity provider it only says so
     audit: AuditLog
     config_reload: ConfigReloader
     admin: AdminService
@@ -511,6 +517,7 @@ def build_server(config, reactor) -> HomeServer:
                               file_reads=_in_pool(reactor, media_pool), metrics=metrics,
                               check_locked=account_moderation.check_not_locked)
     previewer = _build_previewer(config, reactor, media, media_pool)
+    session_tokens = SessionTokens(store=session_token_store, accounts=accounts_store, auth=auth, config=config)
     hs = HomeServer(config=config, reactor=reactor, signing_key=signing_key, db=db, threads=threads,
                     accounts_store=accounts_store, event_store=event_store, filters=filters,
                     notifier=notifier, auth=auth, registration=registration, profiles=profiles,
@@ -532,8 +539,9 @@ def build_server(config, reactor) -> HomeServer:
                     federation_handler=federation_handler, pdu_outbox=pdu_outbox, federation_rejections=rejections,
                     metrics=metrics, traffic=TrafficHistory(metrics, reactor),
                     openid=OpenIdTokens(store=openid_storage.OpenIdTokenStore(db), clock=reactor),
-                    session_tokens=SessionTokens(store=session_token_store, accounts=accounts_store, auth=auth,
-                                                 config=config),
+                    session_tokens=session_tokens,
+                    sso=_build_sso(config, reactor, db, accounts_store, auth, registration, profiles, session_tokens,
+                                   ratelimit.registration),
                     audit=audit, config_reload=config_reload,
                     admin=AdminService(store=admin_store, server_name=server_name, auth=auth,
                                        registration=registration, profiles=profiles, rooms=rooms,
@@ -594,6 +602,27 @@ def _storage_providers(config, run_in_thread) -> list[ProviderEntry]:
     from media_repo.s3 import S3StorageProvider  # boto3 (0.5 s and 20 MB to import) only where S3 is used
     return [ProviderEntry(S3StorageProvider(p.config, run_in_thread), p.store_local, p.store_remote,
                           p.store_synchronous) for p in config.media_storage_providers]
+
+
+def _build_sso(config, reactor, db, accounts, auth, registration, profiles, session_tokens,
+               registration_limit) -> SsoService:
+    """Single sign-on: the CAS provider when cas_config is enabled (its client reaches server_url only, its
+    https checked as outbound federation's is), the SSO service over it."""
+    cas = None
+    if config.cas_config_enabled:
+        tls_policy = ClientTlsPolicy(verify=config.federation_verify_certificates,
+                                     ca_files=config.federation_custom_ca_list,
+                                     minimum_version=config.federation_client_minimum_tls_version)
+        cas = CasProvider(client=CasClient(reactor=reactor, server_url=config.cas_config_server_url,
+                                           tls_policy=tls_policy),
+                          server_url=config.cas_config_server_url, public_baseurl=config.public_baseurl,
+                          protocol_version=config.cas_config_protocol_version, name=config.cas_config_idp_name,
+                          icon=config.cas_config_idp_icon, brand=config.cas_config_idp_brand,
+                          allow_numeric_ids=config.cas_config_allow_numeric_ids,
+                          numeric_ids_prefix=config.cas_config_numeric_ids_prefix)
+    return SsoService(config=config, cas=cas, store=sso_storage.SsoStore(db), accounts=accounts, auth=auth,
+                      registration=registration, profiles=profiles, session_tokens=session_tokens,
+                      registration_limit=registration_limit)
 
 
 def _build_previewer(config, reactor, media: MediaRepository, pool: ThreadPool) -> UrlPreviewer | None:

@@ -66,6 +66,7 @@ class Reader:
         self.check_listener_tls()
         self.check_url_preview()
         self.check_email()
+        self.check_cas()
         self.values["worker_role"] = workers.worker_role(self.values)
         self.warn_ignored_top_level()
         return self.values
@@ -111,6 +112,34 @@ class Reader:
     def kind_mapping(self, k: Key, src: dict, leaf: str) -> dict:
         """A mapping (empty when unset)."""
         return self.dict_(leaf, src, k.name)
+
+    def kind_section_enabled(self, k: Key, src: dict, leaf: str) -> bool:
+        """A section's ``enabled``: true by default once the section is set (non-empty), as Synapse."""
+        return bool(src) and self.bool_(leaf, True, src, k.name)
+
+    def kind_cas_server_url(self, k: Key, src: dict, leaf: str) -> str | None:
+        """An http(s) URL with a host, no query or fragment; a final / is dropped (paths are appended)."""
+        url = self.str_(leaf, None, src, k.name)
+        if url is None:
+            return None
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"{k.name}: must be an http:// or https:// URL without query or fragment, "
+                              f"got {url!r}")
+        return url.rstrip("/")
+
+    def kind_cas_protocol_version(self, k: Key, src: dict, leaf: str) -> int | None:
+        value = src.get(leaf)
+        if value is not None and (isinstance(value, bool) or value not in (1, 2, 3)):
+            raise ConfigError(f"{k.name}: unsupported CAS protocol version {value!r} (only 1, 2 and 3 are)")
+        return value
+
+    def kind_cas_required_attributes(self, k: Key, src: dict, leaf: str) -> dict[str, str | None]:
+        value = self.dict_(leaf, src, k.name)
+        for name, required in value.items():
+            if not isinstance(name, str) or not (required is None or isinstance(required, str)):
+                raise ConfigError(f"{k.name}.{name}: must map an attribute name to a string or null")
+        return dict(value)
 
     def kind_size(self, k: Key, src: dict, leaf: str) -> int:
         value = src.get(leaf)
@@ -506,6 +535,22 @@ class Reader:
             raise ConfigError("registrations_require_3pid: only email is supported")
         if v["registrations_require_3pid"] and not v["email_notif_from"]:
             raise ConfigError("registrations_require_3pid: needs the email section (with notif_from)")
+
+    def check_cas(self) -> None:
+        """Synapse's rules for cas_config: server_url required once enabled, an alphanumeric prefix."""
+        v = self.values
+        if not v["cas_config_enabled"]:
+            return
+        if v["cas_config_server_url"] is None:
+            raise ConfigError("cas_config.server_url: is required when cas_config is enabled")
+        if not v["cas_config_numeric_ids_prefix"].isalnum():
+            raise ConfigError("cas_config.numeric_ids_prefix: only letters and digits are allowed")
+        icon = v["cas_config_idp_icon"]
+        if icon is not None and not icon.startswith("mxc://"):
+            raise ConfigError(f"cas_config.idp_icon: must be an mxc:// URI, got {icon!r}")
+        if v["cas_config_service_url"] is not None:
+            self.warn_once("cas_config.service_url", "cas_config.service_url is deprecated and ignored: "
+                           "the service URL is public_baseurl + _matrix/client/r0/login/cas/ticket")
 
     def check_listener_tls(self) -> None:
         for i, lc in enumerate(self.values["listeners"]):

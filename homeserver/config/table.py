@@ -109,6 +109,7 @@ _SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET
     "Media store", "Message retention", "E-mail", "Workers (several processes, docs/workers.md)",
 )
 _NOTICES = "Server notices"
+_SSO = "Single sign-on (CAS)"
 
 # -- the sub-keys of list items and mappings ------------------------------------------
 
@@ -574,6 +575,48 @@ KEYS: tuple[Key, ...] = (
     Key("email.notif_delay_before_mail", "duration", 10 * 60 * 1000, _MAIL,
         "How long a notification stays unread before it is mailed.",
         attr="email_notif_delay_before_mail_ms", sample=lambda ctx: "10m", commented=True),
+    Key("cas_config.enabled", "section_enabled", False, _SSO,
+        "Single sign-on through a CAS server (as Synapse's cas_config): with this section set\n"
+        "(and enabled not false), /login offers m.login.sso and m.login.token, clients send\n"
+        "their users to the CAS server through /login/sso/redirect, and the CAS server\n"
+        "sends them back to public_baseurl + _matrix/client/r0/login/cas/ticket. The\n"
+        "homeserver asks only the CAS server (server_url) to validate tickets, over https\n"
+        "checked as outbound federation is: against federation_custom_ca_list when set,\n"
+        "else the system's CAs (federation_verify_certificates: false turns checks off).",
+        sample=lambda ctx: True, commented=True),
+    Key("cas_config.server_url", "cas_server_url", None, _SSO,
+        "The CAS server's base URL (its /login and /proxyValidate are under it); required.",
+        sample=lambda ctx: "https://cas.example.org/cas", commented=True),
+    Key("cas_config.service_url", "str", None, _SSO,
+        "Deprecated (as in Synapse) and ignored: the service URL is built from public_baseurl.", commented=True),
+    Key("cas_config.protocol_version", "cas_protocol_version", None, _SSO,
+        "1, 2 or 3: with 3, tickets are validated at /p3/proxyValidate (CAS 3 attributes),\n"
+        "else at /proxyValidate.", sample=lambda ctx: 3, commented=True),
+    Key("cas_config.displayname_attribute", "str", None, _SSO,
+        "The CAS attribute whose (first) value becomes a new user's display name.",
+        sample=lambda ctx: "name", commented=True),
+    Key("cas_config.required_attributes", "cas_required_attributes", None, _SSO,
+        "Attributes the CAS response must hold for a login: attribute name to the value\n"
+        "required, or null when any value will do.",
+        sample=lambda ctx: {"userGroup": "staff", "department": None}, commented=True),
+    Key("cas_config.enable_registration", "bool", True, _SSO,
+        "false: a CAS user with no Matrix account yet is refused instead of registered.", commented=True),
+    Key("cas_config.allow_numeric_ids", "bool", False, _SSO,
+        "Accept CAS usernames made of digits only, prefixed with numeric_ids_prefix.", commented=True),
+    Key("cas_config.numeric_ids_prefix", "str", "u", _SSO,
+        "The prefix of numeric CAS usernames (letters and digits only).", commented=True),
+    Key("cas_config.idp_name", "str", "CAS", _SSO, "The provider's name, shown by clients.", commented=True),
+    Key("cas_config.idp_icon", "str", None, _SSO, "An mxc:// URI of the provider's icon, shown by clients.",
+        sample=lambda ctx: "mxc://example.org/abc", commented=True),
+    Key("cas_config.idp_brand", "str", None, _SSO,
+        "A brand identifier clients may use for styling (spec: e.g. apple, google).", commented=True),
+    Key("sso.client_whitelist", "str_list", (), _SSO,
+        "URL prefixes of clients sent straight back with their login token; any other\n"
+        "redirectUrl first gets a page asking the user to confirm (as Synapse).",
+        sample=lambda ctx: ["https://app.element.io/"], commented=True),
+    Key("sso.update_profile_information", "bool", False, _SSO,
+        "At each SSO login, set the user's display name from the identity provider's\n"
+        "(cas_config.displayname_attribute), not only at registration."),
     Key("worker_app", "worker_app", None, _WORKERS,
         "Unset (or synapse.app.homeserver): the main process, which writes every stream.\n"
         "synapse.app.generic_worker: a worker serving the reads its worker_listeners\n"
@@ -620,6 +663,7 @@ SYNAPSE_SUBKEYS: dict[str, tuple[str, ...]] = {
               "password_reset_template_failure_html", "registration_template_failure_html",
               "add_threepid_template_failure_html", "password_reset_template_success_html",
               "registration_template_success_html", "add_threepid_template_success_html"),
+    "sso": ("template_dir",),
     "redis": ("password", "password_path", "dbid", "path", "use_tls", "certificate_file", "private_key_file",
               "ca_file", "ca_path"),
 }

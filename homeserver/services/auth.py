@@ -23,6 +23,7 @@ from homeserver.storage.accounts import AccountStore
 from homeserver.storage.session_tokens import SessionTokenStore
 
 UIA_SESSION_LIFETIME_MS = 15 * 60 * 1000
+SSO_STAGE = "m.login.sso"   # completed by services/sso.py, when the identity provider sends the user back
 UIA_SESSIONS_PER_USER = 5           # sessions alive at once for one user
 UIA_SESSIONS_PER_ADDRESS = 50       # ... for /register from one address (several people behind one NAT)
 UIA_SESSIONS_TOTAL = 10_000
@@ -47,6 +48,7 @@ class UiaSession:
     threepid: dict | None = None  # the address an m.login.email.identity stage proved (services/threepids.py)
     params: dict | None = None   # the parameters of the request that opened it (a retry may omit them)
     result: str | None = None    # what the completed operation made (the user id /register created)
+    sso_user: str | None = None  # who the m.login.sso stage authenticated ("" for no user of ours)
 
 
 class UiaSessions:
@@ -71,6 +73,11 @@ class UiaSessions:
         self._expire()
         session = self._sessions.get(session_id)
         return session if session is not None and session.owner == owner else None
+
+    def find(self, session_id: str) -> UiaSession | None:
+        """The live session of that id, whoever owns it (the id itself is the secret: SSO's fallback page)."""
+        self._expire()
+        return self._sessions.get(session_id)
 
     def create(self, owner: str, request_digest: bytes, per_owner: int) -> tuple[str, UiaSession]:
         """A new session; past ``per_owner`` live sessions of ``owner``, its oldest goes."""
@@ -334,6 +341,22 @@ class AuthService:
             return None
         return self._uia.get(session_id, self._uia_owner(requester, client_ip))
 
+    def uia_session_owner(self, session_id: str) -> str | None:
+        session = self._uia.find(session_id)
+        return session.owner if session is not None else None
+
+    def complete_sso_stage(self, session_id: str, user_id: str) -> str | None:
+        """The identity provider vouched for ``user_id`` in UIA session ``session_id`` (spec "Single Sign-On"
+        stage): the stage is done, and the session's operation goes on only if ``user_id`` is its owner. The
+        owner, or None for an unknown session."""
+        session = self._uia.find(session_id)
+        if session is None:
+            return None
+        session.sso_user = user_id
+        if SSO_STAGE not in session.completed:
+            session.completed.append(SSO_STAGE)
+        return session.owner
+
     @staticmethod
     def _uia_owner(requester: Requester | None, client_ip: str | None) -> str:
         return requester.user_id if requester is not None else f"address:{client_ip}"
@@ -374,6 +397,9 @@ class AuthService:
                 error = e
         for flow in flows:
             if all(stage in session.completed for stage in flow):
+                if SSO_STAGE in flow and (requester is None or session.sso_user != requester.user_id):
+                    # Synapse: signed on as another user (or one never seen here) is a plain 403
+                    raise UiaWrongUser(403, "M_FORBIDDEN", "Authenticated as another user than the requester")
                 if not keep_completed:
                     self._uia.remove(session_id)
                 return session
@@ -399,6 +425,8 @@ class AuthService:
                 raise UiaWrongUser(403, "M_FORBIDDEN", "Authenticated as another user than the requester")
         elif stage == "m.login.dummy":
             pass
+        elif stage_checker is None:   # m.login.sso: done through its fallback page, not by a POST
+            raise MatrixError(400, "M_UNRECOGNIZED", f"The {stage} stage is not completed by a request")
         else:
             await stage_checker(stage, auth, session)
         if stage not in session.completed:

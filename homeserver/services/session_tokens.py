@@ -72,11 +72,13 @@ class SessionTokens:
                 "expires_in_ms": self._refreshable_ms}
 
     # -- login tokens ----------------------------------------------------------------------------
-    async def issue_login_token(self, user_id: str) -> dict:
-        """POST /login/get_token: a single-use token that logs ``user_id`` in on another device."""
+    async def issue_login_token(self, user_id: str, lifetime_ms: int | None = None) -> dict:
+        """POST /login/get_token (and single sign-on, with its own ``lifetime_ms``): a single-use token that
+        logs ``user_id`` in on another device."""
+        lifetime_ms = self._login_token_ms if lifetime_ms is None else lifetime_ms
         token = "syl_" + random_string(TOKEN_LENGTH)
-        await self._store.add_login_token(token, user_id, self._expiry(self._login_token_ms))
-        return {"login_token": token, "expires_in_ms": self._login_token_ms}
+        await self._store.add_login_token(token, user_id, self._expiry(lifetime_ms))
+        return {"login_token": token, "expires_in_ms": lifetime_ms}
 
     async def user_of_login_token(self, token) -> str:
         """``m.login.token``: the user the token was issued to, once; else 403 M_FORBIDDEN (as Synapse)."""

@@ -143,9 +143,16 @@ def _refresh_asked(body: dict) -> bool:
 
 
 async def get_login(hs, req: ApiRequest):
+    """GET /login. With single sign-on (as Synapse): m.login.cas (its name before MSC1721, which SyTest still
+    looks for), m.login.sso with the identity providers, and m.login.token (how SSO logins end)."""
     flows = [{"type": "m.login.password"}]
+    if hs.sso.enabled:
+        flows.append({"type": "m.login.cas"})
+        flows.append({"type": "m.login.sso", "identity_providers": hs.sso.identity_providers()})
     if hs.config.login_via_existing_session_enabled:
         flows.append({"type": "m.login.token", "get_login_token": True})
+    elif hs.sso.enabled:
+        flows.append({"type": "m.login.token"})
     if hs.appservices.registrations:
         flows.append({"type": APPSERVICE_LOGIN})
     return {"flows": flows}
@@ -216,7 +223,7 @@ async def password(hs, req: ApiRequest):
         user_id = await forgotten_password(hs, req, body, new_password, bool(body.get("logout_devices", True)))
         await hs.audit.record("password_change", user_id, user_id, req.client_ip, {"reset_by_email": True})
         return {}
-    await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"password:{req.user_id}",
+    await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id), fingerprint=f"password:{req.user_id}",
                             requester=req.requester)
     await hs.auth.set_password(req.requester, new_password, bool(body.get("logout_devices", True)))
     await hs.audit.record("password_change", req.user_id, req.user_id, req.client_ip,
@@ -226,11 +233,12 @@ async def password(hs, req: ApiRequest):
 
 async def deactivate(hs, req: ApiRequest):
     body = req.json(allow_empty=True)
-    await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"deactivate:{req.user_id}",
+    await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id), fingerprint=f"deactivate:{req.user_id}",
                             requester=req.requester)
     await hs.rooms.leave_all_rooms(req.user_id)
     await hs.auth.deactivate(req.user_id)
     await hs.threepids.on_deactivated(req.user_id)
+    await hs.sso.on_deactivated(req.user_id)
     await hs.audit.record("deactivate", req.user_id, req.user_id, req.client_ip)
     return {"id_server_unbind_result": "no-support"}
 
@@ -274,7 +282,7 @@ async def delete_device(hs, req: ApiRequest):
     if await hs.auth.get_device(req.user_id, device_id) is None:
         raise not_found("Device not found")
     if not _manages_devices(hs, req):
-        await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"delete_device:{device_id}",
+        await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id), fingerprint=f"delete_device:{device_id}",
                                 requester=req.requester)
     await hs.auth.delete_devices(req.user_id, [device_id])
     await hs.audit.record("device_delete", req.user_id, device_id, req.client_ip)
@@ -287,7 +295,7 @@ async def delete_devices(hs, req: ApiRequest):
     if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
         raise MatrixError(400, "M_MISSING_PARAM", "devices must be a list of device ids")
     if not _manages_devices(hs, req):
-        await hs.auth.check_uia(body, [["m.login.password"]],
+        await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id),
                                 fingerprint="delete_devices:" + ",".join(sorted(devices)), requester=req.requester)
     await hs.auth.delete_devices(req.user_id, devices)
     await hs.audit.record("device_delete", req.user_id, ",".join(devices)[:500], req.client_ip)

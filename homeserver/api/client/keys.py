@@ -43,8 +43,8 @@ async def device_signing_upload(hs, req: ApiRequest):
     body = req.json()
     keys, needs_auth = await hs.e2e_keys.check_signing_keys(req.user_id, body)
     if needs_auth:
-        await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=request_fingerprint(req.user_id, keys),
-                                requester=req.requester)
+        await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id),
+                                fingerprint=request_fingerprint(req.user_id, keys), requester=req.requester)
     await hs.e2e_keys.store_signing_keys(req.user_id, keys)
     return {}
 

@@ -25,7 +25,7 @@ async def get_login_token(hs, req: ApiRequest):
         raise MatrixError(404, "M_UNRECOGNIZED", "Unrecognized request")
     body = req.json(allow_empty=True)
     if hs.config.login_via_existing_session_require_ui_auth:
-        await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"get_login_token:{req.user_id}",
+        await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id), fingerprint=f"get_login_token:{req.user_id}",
                                 requester=req.requester)
     return await hs.session_tokens.issue_login_token(req.user_id)
 

@@ -36,8 +36,8 @@ async def add_threepid(hs, req: ApiRequest):
     """POST /account/3pid/add, behind user-interactive auth."""
     body = req.json()
     creds = {"sid": body.get("sid"), "client_secret": body.get("client_secret")}
-    await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"3pid_add:{req.user_id}:{creds['sid']}",
-                            requester=req.requester)
+    await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id),
+                            fingerprint=f"3pid_add:{req.user_id}:{creds['sid']}", requester=req.requester)
     await hs.threepids.add(req.user_id, creds)
     return {}
 
