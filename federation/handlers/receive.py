@@ -9,7 +9,7 @@ The numbered steps follow the spec:
    state after a prev event we lack comes from /state_ids);
 6. auth against the current state: failing only this soft-fails the event.
 An event that fails 4 or 5 is rejected: remembered (``RejectedEventStore``) but never used as an auth event nor
-shown; as a later event's prev event, the state after it is the state before it.
+shown; as a later event's prev event, the state after it is the state before it (remembered with it).
 Then the server's own policy (room access rules, ``membership_policy``): a join or invite it refuses, relayed
 in a transaction, is rejected as one sent to /invite or /send_join would be.
 """
@@ -38,7 +38,6 @@ from homeserver.storage.rejected_events import RejectedEventStore
 logger = logging.getLogger(__name__)
 
 MAX_MISSING_EVENTS = 20
-MAX_REJECTED_CHAIN = 10  # rejected events in a row whose state is computed again from their prev events
 MAX_AUTH_FETCH = 200
 FETCH_ONE_BY_ONE = 20  # more missing state events than this are fetched with one GET /state
 ANSWERED_TRANSACTIONS = 10_000  # answers kept to answer a retried /send the same
@@ -178,20 +177,21 @@ class PduReceiver:
             reason = next(iter(rejected.values()), Reason("signature check failed", "signature"))
             raise PduRejected(reason, reason.kind)
         pdu = accepted[0]
-        auth_events = await self._auth_events(origin, version, pdu)
+        auth_events = await self._auth_events(origin, version, pdu, pulled)
         create = await self._create_pdu(version, room_id)
         try:
             check_auth_events(version, pdu, auth_events.values())
             check_auth(version, pdu, auth_state(version, pdu, list(auth_events.values()) + [create]))
         except AuthError as e:
-            await self._reject(pdu, f"auth events forbid it: {e.reason}", "auth_events")
+            await self._reject(origin, version, pdu, pulled, f"auth events forbid it: {e.reason}", "auth_events")
         state_before, group = await self._state_before(origin, version, pdu, pulled)
         state_events = await self._heads.get_events(
             state_before[k] for k in _auth_keys(version, pdu) if k in state_before)
         try:
             check_auth(version, pdu, auth_state(version, pdu, [e.pdu for e in state_events.values()]))
         except AuthError as e:
-            await self._reject(pdu, f"state before the event forbids it: {e.reason}", "state_before")
+            await self._reject(origin, version, pdu, pulled, f"state before the event forbids it: {e.reason}",
+                               "state_before", (state_before, group))
         await self._check_policy(origin, room_id, pdu)
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
         if soft_failed:
@@ -200,10 +200,21 @@ class PduReceiver:
             pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
             encoded=encodings.whole.get(pdu["event_id"]))])
 
-    async def _reject(self, pdu: dict, reason: str, kind: str) -> None:
-        """Remember that the auth rules rejected ``pdu``, then raise its PduRejected."""
-        await self._rejected.add(pdu["event_id"], pdu["room_id"], event_id_list(pdu.get("prev_events", [])),
-                                 reason, self._heads.now_ms())
+    async def _reject(self, origin: str, version: RoomVersion, pdu: dict, pulled: bool, reason: str, kind: str,
+                      state: tuple[dict, int | None] | None = None) -> None:
+        """Remember that the auth rules rejected ``pdu`` with the state before it (the state after it, for a
+        later event naming it as a prev event), then raise its PduRejected. When ``state`` is not known yet, it
+        is computed as for an accepted event, except that a pushed event's missing prev events are not fetched
+        for it (it is then remembered without state)."""
+        if state is None:
+            try:
+                _, _, missing = await self._prev_events(event_id_list(pdu.get("prev_events", [])))
+                if pulled or not missing:
+                    state = await self._state_before(origin, version, pdu, pulled)
+            except PduRejected:
+                pass
+        await self._rejected.add(pdu["event_id"], pdu["room_id"], state[1] if state else None,
+                                 state[0] if state else None, reason, self._heads.now_ms())
         raise PduRejected(reason, kind)
 
     async def _check_policy(self, origin: str, room_id: str, pdu: dict) -> None:
@@ -232,7 +243,7 @@ class PduReceiver:
         except AuthError:
             return False
 
-    async def _auth_events(self, origin: str, version: RoomVersion, pdu: dict) -> dict[str, dict]:
+    async def _auth_events(self, origin: str, version: RoomVersion, pdu: dict, pulled: bool) -> dict[str, dict]:
         """The event's auth events, fetched from the origin (and stored as outliers) when we lack them. One that
         was rejected rejects the event (room versions' auth rules: "entries which were themselves rejected")."""
         ids = event_id_list(pdu.get("auth_events", []))
@@ -240,7 +251,8 @@ class PduReceiver:
         missing = [i for i in ids if i not in have]
         rejected = await self._rejected.get(missing)
         if rejected:
-            await self._reject(pdu, f"auth event {next(iter(rejected))} was rejected", "auth_events")
+            await self._reject(origin, version, pdu, pulled, f"auth event {next(iter(rejected))} was rejected",
+                               "auth_events")
         if missing:
             await self.fetch_outliers(origin, version, pdu["room_id"], missing)
             have = await self._heads.get_events(ids)
@@ -348,7 +360,7 @@ class PduReceiver:
             await self.fetch_outliers(origin, version, room_id, missing)
 
     async def _prev_events(self, prev_ids: list[str]) -> tuple[dict, dict, list[str]]:
-        """The prev events we hold with their state, those we rejected (id -> (room, their prev events)),
+        """The prev events we hold with their state, those we rejected (as :meth:`RejectedEventStore.get`),
         and the ids of the others (missing, or held without state)."""
         prevs = await self._heads.get_events(prev_ids)
         rejected = await self._rejected.get(p for p in prev_ids if p not in prevs)
@@ -374,30 +386,24 @@ class PduReceiver:
                 except Exception as e:  # the origin cannot (or will not) say what the state was there
                     raise PduRejected(f"no state for its prev event {pid}: {str(e)[:200]}", "missing_prev")
             elif pid in rejected:
-                state_sets.append(await self._state_after_rejected(version, pdu["room_id"], pid, rejected[pid]))
+                state_sets.append(await self._state_after_rejected(pdu["room_id"], pid, rejected[pid]))
             else:
                 state_sets.append(await self._heads.state_at_group(prevs[pid].state_group))
         if len(prev_ids) == 1 and prev_ids[0] in prevs and not missing:
             return state_sets[0], prevs[prev_ids[0]].state_group
         return await self._heads.resolve(version, state_sets), None
 
-    async def _state_after_rejected(self, version: RoomVersion, room_id: str, event_id: str,
-                                    rejected: tuple[str, list[str]], chain: int = 0) -> dict:
-        """The state after a rejected event: the state before it (the resolution of the state after each of its
-        prev events), which must all be held, or rejected in turn (up to MAX_REJECTED_CHAIN in a row)."""
-        if rejected[0] != room_id:
+    async def _state_after_rejected(self, room_id: str, event_id: str,
+                                    rejected: tuple[str, int | None, dict | None]) -> dict:
+        """The state after a rejected event: the state before it, as remembered."""
+        rejected_room, group, state = rejected
+        if rejected_room != room_id:
             raise PduRejected(f"its prev event {event_id} is of another room", "missing_prev")
-        prevs, more_rejected, missing = await self._prev_events(rejected[1])
-        if missing or (more_rejected and chain >= MAX_REJECTED_CHAIN):
+        if group is not None:
+            return await self._heads.state_at_group(group)
+        if state is None:
             raise PduRejected(f"no state for its rejected prev event {event_id}", "missing_prev")
-        state_sets = []
-        for pid in rejected[1]:
-            if pid in more_rejected:
-                state_sets.append(await self._state_after_rejected(version, room_id, pid, more_rejected[pid],
-                                                                   chain + 1))
-            else:
-                state_sets.append(await self._heads.state_at_group(prevs[pid].state_group))
-        return state_sets[0] if len(state_sets) == 1 else await self._heads.resolve(version, state_sets)
+        return dict(state)
 
     async def _fetch_missing(self, origin: str, version: RoomVersion, pdu: dict) -> None:
         """Spec POST /get_missing_events: fill the gap between our extremities and the event."""
