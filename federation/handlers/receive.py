@@ -192,6 +192,7 @@ class PduReceiver:
         except AuthError as e:
             await self._reject(origin, version, pdu, pulled, f"state before the event forbids it: {e.reason}",
                                "state_before", (state_before, group))
+        await self._check_redaction_target(origin, version, pdu, pulled, (state_before, group))
         await self._check_policy(origin, room_id, pdu)
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
         if soft_failed:
@@ -216,6 +217,18 @@ class PduReceiver:
         await self._rejected.add(pdu["event_id"], pdu["room_id"], state[1] if state else None,
                                  state[0] if state else None, reason, self._heads.now_ms())
         raise PduRejected(reason, kind)
+
+    async def _check_redaction_target(self, origin: str, version: RoomVersion, pdu: dict, pulled: bool,
+                                      state: tuple[dict, int | None]) -> None:
+        """A redaction of an event of another room, or of a create event, is rejected: Synapse withholds such
+        a redaction from every read (clients and servers), which is what a rejected event is here."""
+        if pdu["type"] != "m.room.redaction":
+            return
+        target_id = pdu.get("content", {}).get("redacts") if version.redacts_in_content else pdu.get("redacts")
+        target = await self._heads.get_event(target_id) if isinstance(target_id, str) else None
+        if target is not None and (target.room_id != pdu["room_id"] or target.type == "m.room.create"):
+            await self._reject(origin, version, pdu, pulled, f"it redacts {target_id}, an event of another room"
+                               f" or a create event", "auth_events", state)
 
     async def _check_policy(self, origin: str, room_id: str, pdu: dict) -> None:
         membership = pdu.get("content", {}).get("membership")

@@ -120,3 +120,19 @@ def test_pushed_event_with_prev_events_not_given_is_rejected(home, hexagone_peer
     assert "error" in result[later["_id"]], result
     peer_log = log_since(hexagone_peer, log_start)
     assert peer_log.count("/get_missing_events/") >= 2 and "/state_ids/" not in peer_log
+
+
+def test_redaction_of_an_event_of_another_room_is_rejected(home, hexagone_peer, room):
+    """Synapse withholds from every read a redaction whose target is in another room: it is rejected here,
+    the target keeps its content, and an event after the redaction is accepted."""
+    owner, mallory, room_id, forge = room
+    target = owner.send(room_id, "stays")
+    other_room = shared_room(owner, mallory, public=True)
+    other = EventForge(home, owner, other_room, hexagone_peer, mallory)
+    redaction = other.event(mallory.user_id, "m.room.redaction", {}, redacts=target)
+    sentinel = other.message(mallory.user_id, "sentinel", prev=redaction["_id"])
+    assert send_transaction(home, hexagone_peer, [redaction, sentinel]) == {redaction["_id"]: {},
+                                                                           sentinel["_id"]: {}}
+    wait_for(lambda: sentinel["_id"] in timeline_ids(owner, other_room), "the sentinel")
+    assert redaction["_id"] not in timeline_ids(owner, other_room)
+    assert owner.ok("GET", f"/rooms/{quote(room_id)}/event/{quote(target)}")["content"]["body"] == "stays"
