@@ -472,7 +472,8 @@ def build_server(config, reactor) -> HomeServer:
                                         client=transport.client, server_name=server_name,
                                         signing_key=signing_key, sender=transport.sender, clock=reactor),
         queries=FederationQueries(room_heads=room_heads, directory=directory, profiles=profiles,
-                                  server_name=server_name, clock=reactor, room_servers=room_servers),
+                                  server_name=server_name, clock=reactor, room_servers=room_servers,
+                                  erased=admin_store.erased),
         remote=remote_queries, server_name=server_name, client=transport.client, sender=transport.sender)
     rooms = RoomService(room_heads=room_heads, appends=appends, join_gate=join_gate, store=event_store,
                         profiles=profiles, server_name=server_name,

@@ -138,6 +138,14 @@ class AdminStore:
 
         await self.db.run("admin_set_flag", txn_fn)
 
+    async def erased(self, user_ids) -> set[str]:
+        """The erased users among ``user_ids``."""
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return set()
+        return {r[0] for r in await self.db.run("admin_erased", lambda t: t.select_all(
+            f"SELECT user_id FROM erased_users WHERE user_id IN ({', '.join('?' for _ in ids)})", tuple(ids)))}
+
     def shadow_banned_sync(self) -> set[str]:
         """Every shadow-banned user, read once at start (the service keeps them in memory)."""
         return {r[0] for r in self.db.run_sync("admin_shadow_banned", lambda t: t.select_all(

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.integration.federation import EventForge, send_transaction
-from tests.integration.harness import shared_room, unique, wait_for
+from tests.integration.harness import PASSWORD, shared_room, unique, wait_for
 
 
 @pytest.fixture()
@@ -136,3 +136,20 @@ def test_redaction_of_an_event_of_another_room_is_rejected(home, hexagone_peer, 
     wait_for(lambda: sentinel["_id"] in timeline_ids(owner, other_room), "the sentinel")
     assert redaction["_id"] not in timeline_ids(owner, other_room)
     assert owner.ok("GET", f"/rooms/{quote(room_id)}/event/{quote(target)}")["content"]["body"] == "stays"
+
+
+def test_events_of_an_erased_user_go_out_redacted(home, hexagone_peer):
+    """Client-server POST /account/deactivate with ``erase``: from then on, another server fetching the user's
+    events (GET /event) gets them redacted (Synapse's ``filter_events_for_server``)."""
+    owner, staying, mallory = home.process.register(), home.process.register(), hexagone_peer.process.register()
+    room_id = shared_room(owner, staying, mallory, public=True)
+    message = owner.send(room_id, "forget me")
+    path = f"/_matrix/federation/v1/event/{quote(message)}"
+    status, body = home.signed("GET", path, origin=hexagone_peer.name, key=hexagone_peer.signing_key)
+    assert status == 200 and body["pdus"][0]["content"]["body"] == "forget me"
+    status, challenge = owner.request("POST", "/account/deactivate", {})
+    auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": owner.user_id},
+            "password": PASSWORD, "session": challenge["session"]}
+    owner.ok("POST", "/account/deactivate", {"auth": auth, "erase": True})
+    status, body = home.signed("GET", path, origin=hexagone_peer.name, key=hexagone_peer.signing_key)
+    assert status == 200 and "body" not in body["pdus"][0]["content"]
