@@ -8,7 +8,8 @@ The numbered steps follow the spec:
    rejects it (as Synapse: the sender must divulge them); for an event pulled with /get_missing_events, the
    state after a prev event we lack comes from /state_ids);
 6. auth against the current state: failing only this soft-fails the event.
-An event that fails 4 or 5 is rejected: remembered (``RejectedEventStore``) but never used as an auth event nor
+The state before the event (5's prev events and gaps) is computed before 4, as Synapse does: a rejected event
+has one too. An event that fails 4 or 5 is rejected: remembered (``RejectedEventStore``) but never used as an auth event nor
 shown; as a later event's prev event, the state after it is the state before it (remembered with it).
 Then the server's own policy (room access rules, ``membership_policy``): a join or invite it refuses, relayed
 in a transaction, is rejected as one sent to /invite or /send_join would be.
@@ -177,22 +178,24 @@ class PduReceiver:
             reason = next(iter(rejected.values()), Reason("signature check failed", "signature"))
             raise PduRejected(reason, reason.kind)
         pdu = accepted[0]
-        auth_events = await self._auth_events(origin, version, pdu, pulled)
+        # The state before it first (its prev events fetched, as Synapse): even a rejected event has one, the
+        # state after it for a later event that names it as a prev event.
+        state_before, group = await self._state_before(origin, version, pdu, pulled)
+        auth_events = await self._auth_events(origin, version, pdu, (state_before, group))
         create = await self._create_pdu(version, room_id)
         try:
             check_auth_events(version, pdu, auth_events.values())
             check_auth(version, pdu, auth_state(version, pdu, list(auth_events.values()) + [create]))
         except AuthError as e:
-            await self._reject(origin, version, pdu, pulled, f"auth events forbid it: {e.reason}", "auth_events")
-        state_before, group = await self._state_before(origin, version, pdu, pulled)
+            await self._reject(pdu, f"auth events forbid it: {e.reason}", "auth_events", (state_before, group))
         state_events = await self._heads.get_events(
             state_before[k] for k in _auth_keys(version, pdu) if k in state_before)
         try:
             check_auth(version, pdu, auth_state(version, pdu, [e.pdu for e in state_events.values()]))
         except AuthError as e:
-            await self._reject(origin, version, pdu, pulled, f"state before the event forbids it: {e.reason}",
-                               "state_before", (state_before, group))
-        await self._check_redaction_target(origin, version, pdu, pulled, (state_before, group))
+            await self._reject(pdu, f"state before the event forbids it: {e.reason}", "state_before",
+                               (state_before, group))
+        await self._check_redaction_target(version, pdu, (state_before, group))
         await self._check_policy(origin, room_id, pdu)
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
         if soft_failed:
@@ -201,25 +204,14 @@ class PduReceiver:
             pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
             encoded=encodings.whole.get(pdu["event_id"]))])
 
-    async def _reject(self, origin: str, version: RoomVersion, pdu: dict, pulled: bool, reason: str, kind: str,
-                      state: tuple[dict, int | None] | None = None) -> None:
-        """Remember that the auth rules rejected ``pdu`` with the state before it (the state after it, for a
-        later event naming it as a prev event), then raise its PduRejected. When ``state`` is not known yet, it
-        is computed as for an accepted event, except that a pushed event's missing prev events are not fetched
-        for it (it is then remembered without state)."""
-        if state is None:
-            try:
-                _, _, missing = await self._prev_events(event_id_list(pdu.get("prev_events", [])))
-                if pulled or not missing:
-                    state = await self._state_before(origin, version, pdu, pulled)
-            except PduRejected:
-                pass
-        await self._rejected.add(pdu["event_id"], pdu["room_id"], state[1] if state else None,
-                                 state[0] if state else None, reason, self._heads.now_ms())
+    async def _reject(self, pdu: dict, reason: str, kind: str, state: tuple[dict, int | None]) -> None:
+        """Remember that the auth rules rejected ``pdu`` with ``state``, the state before it (by key, and its
+        stored group if it is one): the state after it, for a later event naming it as a prev event. Then
+        raise its PduRejected."""
+        await self._rejected.add(pdu["event_id"], pdu["room_id"], state[1], state[0], reason, self._heads.now_ms())
         raise PduRejected(reason, kind)
 
-    async def _check_redaction_target(self, origin: str, version: RoomVersion, pdu: dict, pulled: bool,
-                                      state: tuple[dict, int | None]) -> None:
+    async def _check_redaction_target(self, version: RoomVersion, pdu: dict, state: tuple[dict, int | None]) -> None:
         """A redaction of an event of another room, or of a create event, is rejected: Synapse withholds such
         a redaction from every read (clients and servers), which is what a rejected event is here."""
         if pdu["type"] != "m.room.redaction":
@@ -227,8 +219,8 @@ class PduReceiver:
         target_id = pdu.get("content", {}).get("redacts") if version.redacts_in_content else pdu.get("redacts")
         target = await self._heads.get_event(target_id) if isinstance(target_id, str) else None
         if target is not None and (target.room_id != pdu["room_id"] or target.type == "m.room.create"):
-            await self._reject(origin, version, pdu, pulled, f"it redacts {target_id}, an event of another room"
-                               f" or a create event", "auth_events", state)
+            await self._reject(pdu, f"it redacts {target_id}, an event of another room or a create event",
+                               "auth_events", state)
 
     async def _check_policy(self, origin: str, room_id: str, pdu: dict) -> None:
         membership = pdu.get("content", {}).get("membership")
@@ -256,7 +248,8 @@ class PduReceiver:
         except AuthError:
             return False
 
-    async def _auth_events(self, origin: str, version: RoomVersion, pdu: dict, pulled: bool) -> dict[str, dict]:
+    async def _auth_events(self, origin: str, version: RoomVersion, pdu: dict,
+                           state: tuple[dict, int | None]) -> dict[str, dict]:
         """The event's auth events, fetched from the origin (and stored as outliers) when we lack them. One that
         was rejected rejects the event (room versions' auth rules: "entries which were themselves rejected")."""
         ids = event_id_list(pdu.get("auth_events", []))
@@ -264,8 +257,7 @@ class PduReceiver:
         missing = [i for i in ids if i not in have]
         rejected = await self._rejected.get(missing)
         if rejected:
-            await self._reject(origin, version, pdu, pulled, f"auth event {next(iter(rejected))} was rejected",
-                               "auth_events")
+            await self._reject(pdu, f"auth event {next(iter(rejected))} was rejected", "auth_events", state)
         if missing:
             await self.fetch_outliers(origin, version, pdu["room_id"], missing)
             have = await self._heads.get_events(ids)

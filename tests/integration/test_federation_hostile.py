@@ -240,13 +240,16 @@ def test_power_level_changes_without_power_are_rejected(home, hexagone_peer, roo
     attempts = [self_promotion, no_levels, in_owners_name, on_forged_levels]
     honest = forge.message(mallory.user_id, "honest")
     result = send_transaction(home, hexagone_peer, attempts + [honest])
-    # Rejected by the auth rules: processed, so {} (as Synapse); forged: an error.
-    assert all(result[p["_id"]] == {} for p in (self_promotion, no_levels, on_forged_levels)), result
-    assert "error" in result[in_owners_name["_id"]] and result[honest["_id"]] == {}, result
+    # Rejected by the auth rules: processed, so {} (as Synapse); forged, or built on a forged event (a prev event
+    # its server will not give): an error.
+    assert all(result[p["_id"]] == {} for p in (self_promotion, no_levels)), result
+    assert all("error" in result[p["_id"]] for p in (in_owners_name, on_forged_levels)), result
+    assert result[honest["_id"]] == {}, result
     assert_unseen(owner, room_id, since, attempts, honest)
     assert state_of(owner, room_id) == before
-    assert_rejected(home, hexagone_peer, [self_promotion, no_levels, on_forged_levels], "auth_events")
+    assert_rejected(home, hexagone_peer, [self_promotion, no_levels], "auth_events")
     assert_rejected(home, hexagone_peer, [in_owners_name], "signature")
+    assert_rejected(home, hexagone_peer, [on_forged_levels], "missing_prev")
 
 
 @pytest.fixture(scope="module")

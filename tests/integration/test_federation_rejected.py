@@ -153,3 +153,16 @@ def test_events_of_an_erased_user_go_out_redacted(home, hexagone_peer):
     owner.ok("POST", "/account/deactivate", {"auth": auth, "erase": True})
     status, body = home.signed("GET", path, origin=hexagone_peer.name, key=hexagone_peer.signing_key)
     assert status == 200 and "body" not in body["pdus"][0]["content"]
+
+
+def test_prev_events_are_fetched_before_the_auth_rules_run(home, hexagone_peer, room):
+    """As Synapse, the gap before a pushed event is filled (/get_missing_events) before its auth events are
+    checked: an event that its auth events forbid still has its prev events asked for."""
+    owner, mallory, room_id, forge = room
+    stranger = f"@{unique('stranger')}:{hexagone_peer.name}"
+    hidden = forge.message(mallory.user_id, "never sent")
+    forbidden = forge.message(stranger, "not a member", prev=hidden["_id"], member=False)
+    log_start = log_size(hexagone_peer)
+    result = send_transaction(home, hexagone_peer, [forbidden])
+    assert "error" in result[forbidden["_id"]], result  # the gap stayed: dropped, as Synapse
+    assert "/get_missing_events/" in log_since(hexagone_peer, log_start)
