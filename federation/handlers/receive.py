@@ -324,13 +324,15 @@ class PduReceiver:
             good.append(pdu)
         return good
 
-    async def backfill(self, room_id: str, servers: list[str]) -> bool:
-        """Spec GET /backfill: fetch history older than the earliest events we hold. True if any came."""
+    async def backfill(self, room_id: str, servers: list[str], from_ids: list[str] | None = None) -> bool:
+        """Spec GET /backfill: fetch history from ``from_ids`` (events we lack), else older than the earliest
+        events we hold. True if any came."""
         version = await self._heads.room_version(room_id)
-        oldest = await self._heads.oldest_events(room_id)
-        have = await self._heads.get_events(p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", [])))
-        missing = sorted({p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", []))
-                          if p not in have or have[p].outlier})
+        if from_ids is None:
+            oldest = await self._heads.oldest_events(room_id)
+            from_ids = [p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", []))]
+        have = await self._heads.get_events(from_ids)
+        missing = sorted({p for p in from_ids if p not in have or have[p].outlier})
         if version is None or not missing:
             return False
         for server in servers:

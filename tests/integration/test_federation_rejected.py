@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.integration.federation import EventForge, send_transaction
+from tests.integration.federation import EventForge, FederationProxy, send_transaction
 from tests.integration.harness import PASSWORD, shared_room, unique, wait_for
 
 
@@ -166,3 +166,45 @@ def test_prev_events_are_fetched_before_the_auth_rules_run(home, hexagone_peer, 
     result = send_transaction(home, hexagone_peer, [forbidden])
     assert "error" in result[forbidden["_id"]], result  # the gap stayed: dropped, as Synapse
     assert "/get_missing_events/" in log_since(hexagone_peer, log_start)
+
+
+@pytest.fixture(scope="module")
+def scripted(fed, ca):
+    """A peer reached through a proxy that answers chosen requests for it: (server, proxy)."""
+    proxy = FederationProxy(ca)
+    server = fed(name_port=proxy.port)
+    proxy.target_port = server.tls_port
+    yield server, proxy
+    proxy.close()
+
+
+def test_back_pagination_over_a_gap_backfills_it(home, scripted):
+    """An event accepted across a gap (its prev event came from nowhere: /get_missing_events gave the event,
+    /state_ids the state at the gap) leaves a hole in the room's history; paginating back over it asks the
+    room's servers for the missing event with /backfill (as Synapse does from its backward extremities)."""
+    server, proxy = scripted
+    owner, mallory = home.process.register(), server.process.register()
+    room_id = shared_room(owner, mallory, public=True)
+    forge = EventForge(home, owner, room_id, server, mallory)
+    hole = forge.message(mallory.user_id, "in the hole")
+    across = forge.message(mallory.user_id, "across the gap", prev=hole["_id"])
+    pushed = forge.message(mallory.user_id, "pushed", prev=across["_id"])
+    raw = {k: v for k, v in hole.items() if k != "_id"}
+    proxy.answers = {
+        "/_matrix/federation/v1/get_missing_events/": (200, {"events": [{k: v for k, v in across.items()
+                                                                         if k != "_id"}]}),
+        "/_matrix/federation/v1/state_ids/": (200, {"pdu_ids": sorted(current_state_ids(owner, room_id)),
+                                                     "auth_chain_ids": []}),
+        "/_matrix/federation/v1/event/": (404, {"errcode": "M_NOT_FOUND", "error": "Event not found"}),
+        "/_matrix/federation/v1/backfill/": (200, {"origin": server.name, "origin_server_ts": 0, "pdus": [raw]}),
+    }
+    try:
+        assert send_transaction(home, server, [pushed]) == {pushed["_id"]: {}}
+        owner.timeline_until(room_id, lambda e: e["event_id"] == pushed["_id"])
+        assert not any("/backfill/" in path for path in proxy.asked)  # nobody paginated back yet
+        history = timeline_ids(owner, room_id)  # over the gap: the hole is fetched and read in the same page
+        assert across["_id"] in history and hole["_id"] in history
+        assert any(path.startswith("/_matrix/federation/v1/backfill/") and quote(hole["_id"]) in path
+                   for path in proxy.asked)
+    finally:
+        proxy.answers = {}
