@@ -8,9 +8,10 @@ The numbered steps follow the spec:
    rejects it (as Synapse: the sender must divulge them); for an event pulled with /get_missing_events, the
    state after a prev event we lack comes from /state_ids);
 6. auth against the current state: failing only this soft-fails the event.
-The state before the event (5's prev events and gaps) is computed before 4, as Synapse does: a rejected event
-has one too. An event that fails 4 or 5 is rejected: remembered (``RejectedEventStore``) but never used as an auth event nor
-shown; as a later event's prev event, the state after it is the state before it (remembered with it).
+The state before the event (5's prev events and gaps) is computed before 4, as Synapse does: a rejected
+event has one too. An event that fails 4 or 5 is rejected: remembered (``RejectedEventStore``) but never used
+as an auth event nor shown; as a later event's prev event, the state after it is the state before it
+(remembered with it).
 Then the server's own policy (room access rules, ``membership_policy``): a join or invite it refuses, relayed
 in a transaction, is rejected as one sent to /invite or /send_join would be.
 """
