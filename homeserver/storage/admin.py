@@ -59,7 +59,8 @@ _ROOM_TABLES = (
     ("event_search", "room_id"), ("receipts", "room_id"), ("user_directory_public_rooms", "room_id"),
     ("server_notice_rooms", "room_id"),
     ("event_txn_ids", "room_id"), ("forward_extremities", "room_id"), ("current_state", "room_id"),
-    ("rejections", "room_id"), ("room_forgotten", "room_id"), ("partial_joins", "room_id"),
+    ("rejections", "room_id"), ("rejected_events", "room_id"), ("room_forgotten", "room_id"),
+    ("partial_joins", "room_id"),
     ("pending_redactions", "room_id"), ("room_aliases", "room_id"), ("events", "room_id"), ("rooms", "room_id"),
 )
 
