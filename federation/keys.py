@@ -276,7 +276,10 @@ class KeyRing:
                 self._last_round.pop((server_name, wanted), None)
             except Exception as e:  # serve what we have cached (spec: notaries keep old responses)
                 logger.info("Notary: fetching keys of %s failed: %s", server_name, e)
-        return [self._own.sign(r) for r in _latest_responses(await self._store.get_responses(server_name))]
+        stored = await self._store.get_responses(server_name)
+        if key_ids:  # as Synapse: the responses that hold the keys asked for, not the server's every other key
+            stored = [r for r in stored if r.key_id in key_ids]
+        return [self._own.sign(r) for r in _latest_responses(stored)]
 
 
 def _without_signatures_of_others(response: dict, server_name: str) -> dict:

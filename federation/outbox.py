@@ -111,11 +111,7 @@ class PduOutbox:
         for ev in events:
             destinations = set(await self._room_servers.joined(ev.room_id))
             if ev.type == "m.room.member" and ev.state_key:
-                destinations.add(domain_of(ev.state_key))
-                if ev.replaces_state:  # a leave or ban still reaches the server that was in the room
-                    prev = await self._heads.get_event(ev.replaces_state)
-                    if prev is not None:
-                        destinations.add(domain_of(prev.state_key))
+                destinations |= await self._member_target_server(ev)
             destinations = await self._acl_filtered(ev.room_id, destinations - {self.server_name})
             if destinations:
                 version = await self._heads.room_version(ev.room_id)
@@ -123,6 +119,20 @@ class PduOutbox:
                                            ev.stream_ordering)
                 self._stored = max(self._stored, ev.stream_ordering)
             self._handled = max(self._handled, ev.stream_ordering)
+
+    async def _member_target_server(self, ev) -> set[str]:
+        """The target's server, when a membership event must reach it though it may have no joined member now
+        (as Synapse: the servers in the room before the event, plus the invitee's of a rescinded invite): a
+        leave, kick or ban of a user who was joined; a leave rescinding their invite. Not an invite itself:
+        it went by PUT /invite, and the invitee's server, not in the room, does not track it."""
+        prev = await self._heads.get_event(ev.replaces_state) if ev.replaces_state else None
+        if prev is None:
+            return set()
+        was = prev.content.get("membership")
+        now = ev.content.get("membership")
+        if was == "join" or (was == "invite" and now == "leave" and ev.sender != ev.state_key):
+            return {domain_of(ev.state_key)}
+        return set()
 
     async def _acl_filtered(self, room_id: str, destinations: set[str]) -> set[str]:
         acl = await self._heads.current_state_event(room_id, "m.room.server_acl")

@@ -146,8 +146,9 @@ def unauthorized(reason: str) -> MatrixError:
 class FederationAuthenticator:
     """``authenticate(req) -> origin`` for ``MatrixResource(authenticate_server=...)``.
 
-    401 ``M_UNAUTHORIZED`` for a missing/garbled header, another destination, an unknown
-    key or a bad signature; 403 ``M_FORBIDDEN`` for an origin outside
+    401 ``M_UNAUTHORIZED`` for a missing header (or not X-Matrix), another destination, an unknown key or a bad
+    signature; 400 ``M_UNAUTHORIZED`` for a malformed X-Matrix header (its origin not a server name, say), as
+    Synapse; 403 ``M_FORBIDDEN`` for an origin outside
     ``federation_domain_whitelist`` (after ``await on_refused(origin, reason)``). ``on_origin(origin)`` runs
     after each success (the sender uses it to retry a peer that was down).
     """
@@ -163,9 +164,12 @@ class FederationAuthenticator:
         self._on_refused = on_refused
 
     async def authenticate(self, req) -> str:
+        header = req.headers.get("authorization")
         try:
-            auth = parse_x_matrix(req.headers.get("authorization"))
+            auth = parse_x_matrix(header)
         except AuthHeaderError as e:
+            if isinstance(header, str) and header[:9].lower() == "x-matrix ":
+                raise MatrixError(400, "M_UNAUTHORIZED", f"Malformed Authorization header: {e}") from None
             raise unauthorized(str(e)) from None
         if auth.destination is not None and auth.destination != self._server_name:
             raise unauthorized(f"request is for {auth.destination}, not {self._server_name}")

@@ -37,10 +37,11 @@ class Federation:
         """Spec "Server Access Control Lists": enforced on everything a server sends us about a room."""
         return await self._room_servers.origin_allowed(origin, room_id)
 
-    async def backfill(self, room_id: str) -> bool:
-        """Fetch older history of a room from the other servers in it."""
+    async def backfill(self, room_id: str, from_ids: list[str] | None = None) -> bool:
+        """Fetch older history of a room from the other servers in it: from ``from_ids`` (events we lack),
+        else from before the oldest events we hold."""
         servers = [s for s in await self._room_servers.joined(room_id) if s != self.server_name]
-        return await self.receiver.backfill(room_id, servers)
+        return await self.receiver.backfill(room_id, servers, from_ids)
 
     async def resume_partial_joins(self) -> None:
         """Joins accepted with partial state before a restart: their rooms' requests wait again while they

@@ -116,6 +116,7 @@ from homeserver.storage import accounts as accounts_storage
 from homeserver.storage import admin as admin_storage
 from homeserver.storage import audit as audit_storage
 from homeserver.storage import delayed_events as delayed_events_storage
+from homeserver.storage import rejected_events as rejected_events_storage
 from homeserver.storage import device_inbox as device_inbox_storage
 from homeserver.storage import device_lists as device_lists_storage
 from homeserver.storage import directory as directory_storage
@@ -186,6 +187,7 @@ STORAGE_DOMAINS = {
     "server_notices": server_notices_storage.MIGRATIONS,
     "session_tokens": session_tokens_storage.MIGRATIONS,
     "sso": sso_storage.MIGRATIONS,
+    "rejected_events": rejected_events_storage.MIGRATIONS,
 }
 
 CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api, room_events_api, sync_api, receipts_api,
@@ -465,7 +467,8 @@ def build_server(config, reactor) -> HomeServer:
     receiver = PduReceiver(room_heads=room_heads, remote=remote_events, join_gate=join_gate,
                            key_fetcher=transport.keyring, threads=threads, client=transport.client,
                            server_name=server_name, acl=room_servers.origin_allowed, rejections=rejections,
-                           edu_handlers=inbound_edus.handlers(), membership_policy=access_rules.check_membership)
+                           edu_handlers=inbound_edus.handlers(), membership_policy=access_rules.check_membership,
+                           rejected=rejected_events_storage.RejectedEventStore(db))
     restricted_joins = RestrictedJoins(room_heads=room_heads, server_name=server_name)
     federation_handler = Federation(
         room_heads=room_heads, join_gate=join_gate, room_servers=room_servers, receiver=receiver,
@@ -475,7 +478,8 @@ def build_server(config, reactor) -> HomeServer:
                                         client=transport.client, server_name=server_name,
                                         signing_key=signing_key, sender=transport.sender, clock=reactor),
         queries=FederationQueries(room_heads=room_heads, directory=directory, profiles=profiles,
-                                  server_name=server_name, clock=reactor, room_servers=room_servers),
+                                  server_name=server_name, clock=reactor, room_servers=room_servers,
+                                  erased=admin_store.erased),
         remote=remote_queries, server_name=server_name, client=transport.client, sender=transport.sender)
     rooms = RoomService(room_heads=room_heads, appends=appends, join_gate=join_gate, store=event_store,
                         profiles=profiles, server_name=server_name,

@@ -109,7 +109,7 @@ class FederationMembership:
         if membership == "join" and isinstance(authoriser, str) and self.is_local(authoriser):
             pdu = sign_event(pdu, self.server_name, self._key, version)
         try:
-            await self._receiver.handle_pdu(origin, version, pdu, depth_budget=0)
+            await self._receiver.handle_pdu(origin, version, pdu, pulled=True)
         except PduRejected as e:
             raise _refusal(e.reason, e.kind)
         stored = await self._heads.get_event(pdu["event_id"])
@@ -186,7 +186,7 @@ class FederationMembership:
         if await self.is_resident(room_id):
             # Take the invite into the room now, so the invitee can join before /send brings it.
             try:
-                await self._receiver.handle_pdu(origin, version, signed, depth_budget=1)
+                await self._receiver.handle_pdu(origin, version, signed)
             except PduRejected as e:
                 logger.info("Invite %s not accepted into the room yet: %s", event_id, e.reason)
         else:

@@ -33,13 +33,14 @@ def _event_ids_field(body: dict, key: str) -> list[str]:
 
 class FederationQueries:
     def __init__(self, *, room_heads: RoomHeads, directory, profiles, server_name: str, clock,
-                 room_servers: RoomServers):
+                 room_servers: RoomServers, erased):
         self._heads = room_heads
         self._directory = directory
         self._profiles = profiles
         self.server_name = server_name
         self._clock = clock
         self._room_servers = room_servers
+        self._erased = erased  # async (user ids) -> the erased ones among them (their events go out redacted)
 
     def _now(self) -> int:
         return int(self._clock.seconds() * 1000)
@@ -61,7 +62,8 @@ class FederationQueries:
 
     async def _for_server(self, origin: str, events: list, joined_now: bool) -> list[dict]:
         """The events as the origin may read them (Synapse's ``filter_events_for_server`` with redaction):
-        each one it cannot see under the history visibility at the event comes pruned. The state at all
+        each one it cannot see under the history visibility at the event, or whose sender was erased, comes
+        pruned. The state at all
         the events is read in one query; an event stored without state (an outlier, a backfilled one) counts
         as ``shared`` (as Synapse does for outliers)."""
         views = await self._heads.server_view_of_state(
@@ -69,6 +71,7 @@ class FederationQueries:
         ids = {v for view in views.values() for (t, k), v in view.items()
                if t == "m.room.history_visibility" or domain_of(k) == origin}
         state_events = await self._heads.get_events(ids)
+        erased = await self._erased({e.sender for e in events if domain_of(e.sender) == self.server_name})
         out = []
         for ev in events:
             view = views.get(ev.state_group, {})
@@ -77,7 +80,7 @@ class FederationQueries:
             memberships = [state_events[v].content.get("membership") for (t, k), v in view.items()
                            if t == "m.room.member" and domain_of(k) == origin and v in state_events]
             version = await self._heads.room_version(ev.room_id)
-            if visible_to_server(visibility, memberships, joined_now=joined_now):
+            if visible_to_server(visibility, memberships, joined_now=joined_now) and ev.sender not in erased:
                 out.append(federation_form(ev, version))
             else:
                 out.append(strip_convenience_keys(redact_event(ev.pdu, version), version))

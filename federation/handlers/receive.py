@@ -3,9 +3,15 @@
 The numbered steps follow the spec:
 1-3. format, signatures, hashes (pdu_checks);
 4. auth against the event's own auth events;
-5. auth against the state before the event (state resolution over its prev events;
-   missing prev events come from /get_missing_events, missing state from /state_ids);
+5. auth against the state before the event (state resolution over its prev events; for an event pushed to
+   us (/send, /invite), missing prev events come from /get_missing_events, and one still missing then
+   rejects it (as Synapse: the sender must divulge them); for an event pulled with /get_missing_events, the
+   state after a prev event we lack comes from /state_ids);
 6. auth against the current state: failing only this soft-fails the event.
+The state before the event (5's prev events and gaps) is computed before 4, as Synapse does: a rejected
+event has one too. An event that fails 4 or 5 is rejected: remembered (``RejectedEventStore``) but never used
+as an auth event nor shown; as a later event's prev event, the state after it is the state before it
+(remembered with it).
 Then the server's own policy (room access rules, ``membership_policy``): a join or invite it refuses, relayed
 in a transaction, is rejected as one sent to /invite or /send_join would be.
 """
@@ -29,6 +35,7 @@ from homeserver.lru import LruCache
 from homeserver.services.room_events.gate import JoinGate
 from homeserver.services.room_events.heads import RoomHeads
 from homeserver.services.room_events.remote import ExternalEvent, RemotePersistence
+from homeserver.storage.rejected_events import RejectedEventStore
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +73,8 @@ def state_answer_pdus(body: dict, state_section: str, version: RoomVersion, room
 class PduReceiver:
     def __init__(self, *, room_heads: RoomHeads, remote: RemotePersistence, join_gate: JoinGate, key_fetcher,
                  threads, client, server_name: str, rejections: FederationRejections,
-                 edu_handlers: dict[str, Callable[[str, dict], Awaitable]], acl=None, membership_policy=None):
+                 edu_handlers: dict[str, Callable[[str, dict], Awaitable]], rejected: RejectedEventStore,
+                 acl=None, membership_policy=None):
         """``edu_handlers``: EDU type -> async handler(origin, content) (``federation.handlers.edus``);
         ``threads``: the worker threads that check large batches of PDUs."""
         self._heads = room_heads
@@ -77,6 +85,7 @@ class PduReceiver:
         self._client = client
         self.server_name = server_name
         self._rejections = rejections
+        self._rejected = rejected
         self._acl = acl  # callable(origin, room_id) -> awaitable bool, or None
         # async (room_id, sender, target, membership, origin): raises MatrixError to refuse, or None
         self._membership_policy = membership_policy
@@ -152,32 +161,42 @@ class PduReceiver:
             logger.exception("EDU %s from %s failed", edu.get("edu_type"), origin)
 
     # -- one PDU ---------------------------------------------------------------------------------
-    async def handle_pdu(self, origin: str, version: RoomVersion, pdu: dict, *, depth_budget: int = 2,
+    async def handle_pdu(self, origin: str, version: RoomVersion, pdu: dict, *, pulled: bool = False,
                          encodings: Encodings | None = None) -> None:
+        """Check and store one PDU. ``pulled``: it came from /get_missing_events (or a send_join), so the state
+        after a prev event we lack is asked with /state_ids; else (pushed to us) the gap is fetched with
+        /get_missing_events, and a prev event still missing then rejects the event."""
         room_id = pdu["room_id"]
         await self._join_gate.settled(room_id)  # a join of ours still completing decides the state before it
-        if await self._heads.get_event(pdu["event_id"]) is not None:
+        known = await self._heads.get_event(pdu["event_id"])
+        if known is not None and not _without_state(known):
             return
+        if await self._rejected.get([pdu["event_id"]]):
+            raise PduRejected("rejected already", "auth_events")
         encodings = encodings if encodings is not None else Encodings()
         accepted, rejected = await self.check_signatures([pdu], version, encodings)
         if not accepted:
             reason = next(iter(rejected.values()), Reason("signature check failed", "signature"))
             raise PduRejected(reason, reason.kind)
         pdu = accepted[0]
-        auth_events = await self._auth_events(origin, version, pdu)
+        # The state before it first (its prev events fetched, as Synapse): even a rejected event has one, the
+        # state after it for a later event that names it as a prev event.
+        state_before, group = await self._state_before(origin, version, pdu, pulled)
+        auth_events = await self._auth_events(origin, version, pdu, (state_before, group))
         create = await self._create_pdu(version, room_id)
         try:
             check_auth_events(version, pdu, auth_events.values())
             check_auth(version, pdu, auth_state(version, pdu, list(auth_events.values()) + [create]))
         except AuthError as e:
-            raise PduRejected(f"auth events forbid it: {e.reason}", "auth_events")
-        state_before, group = await self._state_before(origin, version, pdu, depth_budget)
+            await self._reject(pdu, f"auth events forbid it: {e.reason}", "auth_events", (state_before, group))
         state_events = await self._heads.get_events(
             state_before[k] for k in _auth_keys(version, pdu) if k in state_before)
         try:
             check_auth(version, pdu, auth_state(version, pdu, [e.pdu for e in state_events.values()]))
         except AuthError as e:
-            raise PduRejected(f"state before the event forbids it: {e.reason}", "state_before")
+            await self._reject(pdu, f"state before the event forbids it: {e.reason}", "state_before",
+                               (state_before, group))
+        await self._check_redaction_target(version, pdu, (state_before, group))
         await self._check_policy(origin, room_id, pdu)
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
         if soft_failed:
@@ -185,6 +204,24 @@ class PduReceiver:
         await self._remote.persist_external(room_id, version, [ExternalEvent(
             pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
             encoded=encodings.whole.get(pdu["event_id"]))])
+
+    async def _reject(self, pdu: dict, reason: str, kind: str, state: tuple[dict, int | None]) -> None:
+        """Remember that the auth rules rejected ``pdu`` with ``state``, the state before it (by key, and its
+        stored group if it is one): the state after it, for a later event naming it as a prev event. Then
+        raise its PduRejected."""
+        await self._rejected.add(pdu["event_id"], pdu["room_id"], state[1], state[0], reason, self._heads.now_ms())
+        raise PduRejected(reason, kind)
+
+    async def _check_redaction_target(self, version: RoomVersion, pdu: dict, state: tuple[dict, int | None]) -> None:
+        """A redaction of an event of another room, or of a create event, is rejected: Synapse withholds such
+        a redaction from every read (clients and servers), which is what a rejected event is here."""
+        if pdu["type"] != "m.room.redaction":
+            return
+        target_id = pdu.get("content", {}).get("redacts") if version.redacts_in_content else pdu.get("redacts")
+        target = await self._heads.get_event(target_id) if isinstance(target_id, str) else None
+        if target is not None and (target.room_id != pdu["room_id"] or target.type == "m.room.create"):
+            await self._reject(pdu, f"it redacts {target_id}, an event of another room or a create event",
+                               "auth_events", state)
 
     async def _check_policy(self, origin: str, room_id: str, pdu: dict) -> None:
         membership = pdu.get("content", {}).get("membership")
@@ -212,11 +249,16 @@ class PduReceiver:
         except AuthError:
             return False
 
-    async def _auth_events(self, origin: str, version: RoomVersion, pdu: dict) -> dict[str, dict]:
-        """The event's auth events, fetched from the origin (and stored as outliers) when we lack them."""
+    async def _auth_events(self, origin: str, version: RoomVersion, pdu: dict,
+                           state: tuple[dict, int | None]) -> dict[str, dict]:
+        """The event's auth events, fetched from the origin (and stored as outliers) when we lack them. One that
+        was rejected rejects the event (room versions' auth rules: "entries which were themselves rejected")."""
         ids = event_id_list(pdu.get("auth_events", []))
         have = await self._heads.get_events(ids)
         missing = [i for i in ids if i not in have]
+        rejected = await self._rejected.get(missing)
+        if rejected:
+            await self._reject(pdu, f"auth event {next(iter(rejected))} was rejected", "auth_events", state)
         if missing:
             await self.fetch_outliers(origin, version, pdu["room_id"], missing)
             have = await self._heads.get_events(ids)
@@ -283,13 +325,15 @@ class PduReceiver:
             good.append(pdu)
         return good
 
-    async def backfill(self, room_id: str, servers: list[str]) -> bool:
-        """Spec GET /backfill: fetch history older than the earliest events we hold. True if any came."""
+    async def backfill(self, room_id: str, servers: list[str], from_ids: list[str] | None = None) -> bool:
+        """Spec GET /backfill: fetch history from ``from_ids`` (events we lack), else older than the earliest
+        events we hold. True if any came."""
         version = await self._heads.room_version(room_id)
-        oldest = await self._heads.oldest_events(room_id)
-        have = await self._heads.get_events(p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", [])))
-        missing = sorted({p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", []))
-                          if p not in have or have[p].outlier})
+        if from_ids is None:
+            oldest = await self._heads.oldest_events(room_id)
+            from_ids = [p for ev in oldest for p in event_id_list(ev.pdu.get("prev_events", []))]
+        have = await self._heads.get_events(from_ids)
+        missing = sorted({p for p in from_ids if p not in have or have[p].outlier})
         if version is None or not missing:
             return False
         for server in servers:
@@ -323,16 +367,25 @@ class PduReceiver:
         if missing:
             await self.fetch_outliers(origin, version, room_id, missing)
 
+    async def _prev_events(self, prev_ids: list[str]) -> tuple[dict, dict, list[str]]:
+        """The prev events we hold with their state, those we rejected (as :meth:`RejectedEventStore.get`),
+        and the ids of the others (missing, or held without state)."""
+        prevs = await self._heads.get_events(prev_ids)
+        rejected = await self._rejected.get(p for p in prev_ids if p not in prevs)
+        missing = [p for p in prev_ids if p not in rejected and (p not in prevs or _without_state(prevs[p]))]
+        return prevs, rejected, missing
+
     async def _state_before(self, origin: str, version: RoomVersion, pdu: dict,
-                            depth_budget: int) -> tuple[dict, int | None]:
+                            pulled: bool) -> tuple[dict, int | None]:
         """State before the event: the resolution of the state after each prev event."""
         prev_ids = event_id_list(pdu.get("prev_events", []))
-        prevs = await self._heads.get_events(prev_ids)
-        missing = [p for p in prev_ids if p not in prevs or _without_state(prevs[p])]
-        if missing and depth_budget > 0:
-            await self._fetch_missing(origin, version, pdu, depth_budget - 1)
-            prevs = await self._heads.get_events(prev_ids)
-            missing = [p for p in prev_ids if p not in prevs or _without_state(prevs[p])]
+        prevs, rejected, missing = await self._prev_events(prev_ids)
+        if missing and not pulled:
+            await self._fetch_missing(origin, version, pdu)
+            prevs, rejected, missing = await self._prev_events(prev_ids)
+            if missing:  # pushed to us: the sender holds them, and would not give them (Synapse rejects it so)
+                raise PduRejected(f"its prev events {', '.join(missing)[:300]} are missing, and "
+                                  f"/get_missing_events did not give them", "missing_prev")
         state_sets = []
         for pid in prev_ids:
             if pid in missing:
@@ -340,13 +393,27 @@ class PduReceiver:
                     state_sets.append(await self._remote_state_after(origin, version, pdu["room_id"], pid))
                 except Exception as e:  # the origin cannot (or will not) say what the state was there
                     raise PduRejected(f"no state for its prev event {pid}: {str(e)[:200]}", "missing_prev")
+            elif pid in rejected:
+                state_sets.append(await self._state_after_rejected(pdu["room_id"], pid, rejected[pid]))
             else:
                 state_sets.append(await self._heads.state_at_group(prevs[pid].state_group))
-        if len(prev_ids) == 1 and not missing:
+        if len(prev_ids) == 1 and prev_ids[0] in prevs and not missing:
             return state_sets[0], prevs[prev_ids[0]].state_group
         return await self._heads.resolve(version, state_sets), None
 
-    async def _fetch_missing(self, origin: str, version: RoomVersion, pdu: dict, depth_budget: int) -> None:
+    async def _state_after_rejected(self, room_id: str, event_id: str,
+                                    rejected: tuple[str, int | None, dict | None]) -> dict:
+        """The state after a rejected event: the state before it, as remembered."""
+        rejected_room, group, state = rejected
+        if rejected_room != room_id:
+            raise PduRejected(f"its prev event {event_id} is of another room", "missing_prev")
+        if group is not None:
+            return await self._heads.state_at_group(group)
+        if state is None:
+            raise PduRejected(f"no state for its rejected prev event {event_id}", "missing_prev")
+        return dict(state)
+
+    async def _fetch_missing(self, origin: str, version: RoomVersion, pdu: dict) -> None:
         """Spec POST /get_missing_events: fill the gap between our extremities and the event."""
         room_id = pdu["room_id"]
         extremities = await self._heads.forward_extremities(room_id)
@@ -368,7 +435,7 @@ class PduReceiver:
             if room_id_of(missing_pdu) != room_id:
                 continue
             try:
-                await self.handle_pdu(origin, version, missing_pdu, depth_budget=depth_budget)
+                await self.handle_pdu(origin, version, missing_pdu, pulled=True)
             except PduRejected as e:
                 self._rejections.pdu(origin, missing_pdu["event_id"], e.reason, e.kind)
 

@@ -201,6 +201,11 @@ class AdminService:
             await self._store.set_flag("erased_users", user_id, True)
         return {"id_server_unbind_result": "success"}
 
+    async def mark_erased(self, user_id: str) -> None:
+        """Client-server POST /account/deactivate with ``erase``: the user's events are served redacted to
+        other servers from now on (as Synapse)."""
+        await self._store.set_flag("erased_users", user_id, True)
+
     async def reset_password(self, user_id: str, new_password: str, logout_devices: bool = True) -> None:
         """POST /_synapse/admin/v1/reset_password/{userId}."""
         await self._existing(user_id)

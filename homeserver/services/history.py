@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable
 
 from homeserver.errors import MatrixError, forbidden, not_found
+from homeserver.events.builder import event_id_list
 from homeserver.requester import Requester
 from homeserver.services.filtering import EventFilter
 from homeserver.services.room_events.heads import RoomHeads
@@ -21,12 +22,14 @@ OLDEST_POSITION = -(2 ** 62)  # backfilled history has negative stream positions
 
 class RoomHistoryService:
     def __init__(self, *, room_heads: RoomHeads, store: EventStore, serializer, sync,
-                 backfill: Callable[[str], Awaitable[bool]] | None = None):
+                 backfill: Callable[[str, list[str] | None], Awaitable[bool]] | None = None):
         self._heads = room_heads
         self._store = store
         self._serializer = serializer
         self._sync = sync
-        self.backfill = backfill  # async (room_id) -> bool: fetch older history from other servers
+        # async (room_id, the missing events to start from, or None: before the oldest) -> bool: fetch older
+        # history from other servers
+        self.backfill = backfill
 
     async def _check_room(self, room_id: str, user_id: str) -> str | None:
         """The user's current membership; 403 if they were never in a non-world-readable room."""
@@ -72,17 +75,31 @@ class RoomHistoryService:
         limit = max(0, min(limit, MAX_LIMIT))
         chunk, position, more = await self._collect(requester.user_id, room_id, start, end_bound, limit,
                                                     backwards, event_filter)
-        if backwards and not more and to_token is None and self.backfill is not None \
-                and await self.backfill(room_id):
-            extra, position, more = await self._collect(requester.user_id, room_id, position, end_bound,
-                                                        limit - len(chunk), backwards, event_filter)
-            chunk += extra
+        if backwards and self.backfill is not None:
+            # a hole in the DAG within what the client reads (Synapse's backward extremities), else the room's
+            # beginning as we hold it
+            gaps = await self._gaps(chunk)
+            fetched = False
+            if gaps:
+                fetched = await self.backfill(room_id, gaps)
+            elif not more and to_token is None:
+                fetched = await self.backfill(room_id, None)
+            if fetched and not more and to_token is None:  # backfilled events come before all others
+                extra, position, more = await self._collect(requester.user_id, room_id, position, end_bound,
+                                                            limit - len(chunk), backwards, event_filter)
+                chunk += extra
         result = {"chunk": await self._serializer.serialize(chunk, requester), "start": self._token(start)}
         if more:
             result["end"] = self._token(position)
         if event_filter.lazy_load_members and chunk:
             result["state"] = await self._member_state(room_id, {e.sender for e in chunk}, requester)
         return result
+
+    async def _gaps(self, events: list[StoredEvent]) -> list[str]:
+        """The prev events of ``events`` that this server lacks or holds only without state (an outlier)."""
+        prev_ids = {p for ev in events for p in event_id_list(ev.pdu.get("prev_events", []))}
+        held = await self._heads.get_events(prev_ids)
+        return sorted(p for p in prev_ids if p not in held or (held[p].outlier and held[p].state_group is None))
 
     async def _collect(self, user_id: str, room_id: str, start: int, end_bound: int, limit: int,
                        backwards: bool, event_filter: EventFilter) -> tuple[list[StoredEvent], int, bool]:

@@ -69,6 +69,7 @@ class EventSerializer:
                     prev.pdu, await self._heads.room_version(ev.room_id)).get("content", {})
                 unsigned["prev_sender"] = prev.sender
         if ev.redacted_by:
+            unsigned["redacted_by"] = ev.redacted_by  # not in the spec's ClientEvent; Synapse sends it
             because = related.get(ev.redacted_by)
             if because is not None:
                 unsigned["redacted_because"] = to_client_event(because.pdu, include_room_id=include_room_id)

@@ -84,6 +84,7 @@ class RoomPart:
     to_pos: int
     timeline: list[StoredEvent] = field(default_factory=list)
     limited: bool = False
+    out_of_band: StoredEvent | None = None  # a leave of a room this server is not in: the timeline is it alone
 
     @property
     def start_pos(self) -> int:
@@ -308,8 +309,11 @@ class SyncService:
                 if since_pos is None and not ctx.filter.include_leave:
                     continue
                 if changed_membership or ctx.full_state:
-                    # a room joined and left since ``since`` comes with its whole state
-                    parts.append(RoomPart("leave", room_id, None if is_new else since_pos, so))
+                    # a room joined and left since ``since`` comes with its whole state; an out-of-band leave (an
+                    # invite rejected, a knock withdrawn) with the leave as its timeline (as Synapse)
+                    left = await self._heads.get_event(event_id)
+                    parts.append(RoomPart("leave", room_id, None if is_new else since_pos, so,
+                                          out_of_band=left if left is not None and left.outlier else None))
         await self._room_timelines(ctx, response, parts)
 
     async def _joined_since(self, room_id: str, user_id: str, since_pos: int, last_pos: int) -> bool:
@@ -351,6 +355,9 @@ class SyncService:
         visibility = await self._store.visibility_timelines_in_rooms(
             [p.room_id for p in parts if p.since_pos is None], ctx.user_id)
         for p in parts:
+            if p.out_of_band is not None:
+                p.timeline = [p.out_of_band] if f.timeline.allows(p.out_of_band.pdu | {"room_id": p.room_id}) else []
+                continue
             p.timeline, p.limited = await self._load_timeline(ctx, p, limit, newest[p.room_id],
                                                               visibility.get(p.room_id))
         state_ids = await self._states_for_timelines(parts, ctx.full_state)

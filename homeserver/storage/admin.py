@@ -59,7 +59,8 @@ _ROOM_TABLES = (
     ("event_search", "room_id"), ("receipts", "room_id"), ("user_directory_public_rooms", "room_id"),
     ("server_notice_rooms", "room_id"),
     ("event_txn_ids", "room_id"), ("forward_extremities", "room_id"), ("current_state", "room_id"),
-    ("rejections", "room_id"), ("room_forgotten", "room_id"), ("partial_joins", "room_id"),
+    ("rejections", "room_id"), ("rejected_events", "room_id"), ("room_forgotten", "room_id"),
+    ("partial_joins", "room_id"),
     ("pending_redactions", "room_id"), ("room_aliases", "room_id"), ("events", "room_id"), ("rooms", "room_id"),
 )
 
@@ -137,6 +138,14 @@ class AdminStore:
                 txn.execute(f"INSERT INTO {table} (user_id) VALUES (?)", (user_id,))
 
         await self.db.run("admin_set_flag", txn_fn)
+
+    async def erased(self, user_ids) -> set[str]:
+        """The erased users among ``user_ids``."""
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return set()
+        return {r[0] for r in await self.db.run("admin_erased", lambda t: t.select_all(
+            f"SELECT user_id FROM erased_users WHERE user_id IN ({', '.join('?' for _ in ids)})", tuple(ids)))}
 
     def shadow_banned_sync(self) -> set[str]:
         """Every shadow-banned user, read once at start (the service keeps them in memory)."""

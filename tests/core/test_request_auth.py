@@ -389,3 +389,39 @@ def test_split_server_name(name, parts):
 def test_split_server_name_refuses(name):
     with pytest.raises(ValueError):
         split_server_name(name)
+
+
+def test_notary_answers_with_the_responses_holding_the_keys_asked_for():
+    """A notary query naming key ids gets the stored responses that hold them, not the server's other keys (as
+    Synapse; SyTest reads ``server_keys[0]`` as the response for the key it asked for); none named: all."""
+    from twisted.internet import defer
+
+    from federation.keys import KeyRing
+    from homeserver.storage.server_keys import StoredResponse
+
+    now = 1_000_000_000
+    origin_keys = {kid: generate_signing_key(kid) for kid in ("old", "new")}
+
+    def response(kid: str) -> str:
+        signed = sign_json({"server_name": "origin.example", "valid_until_ts": now + 86_400_000, "old_verify_keys": {},
+                            "verify_keys": {f"ed25519:{kid}": {
+                                "key": encode_base64(get_verify_key(origin_keys[kid]).encode())}}},
+                           "origin.example", origin_keys[kid])
+        return json.dumps(signed)
+
+    class Store:
+        async def get_responses(self, server_name):  # newest first
+            return [StoredResponse(f"ed25519:{kid}", "origin.example", now, now + 86_400_000, response(kid))
+                    for kid in ("new", "old")]
+
+    ring = KeyRing(store=Store(), own=ServerKeys("notary.example", generate_signing_key("n"), {}, lambda: now),
+                   client=None, trusted_key_servers=[], now_ms=lambda: now)
+
+    def ask(key_ids):
+        result = []
+        defer.ensureDeferred(ring.query({"origin.example": (key_ids, 0)})).addCallback(result.append)
+        return [list(r["verify_keys"]) for r in result[0]]
+
+    assert ask(["ed25519:old"]) == [["ed25519:old"]]
+    assert ask(["ed25519:new"]) == [["ed25519:new"]]
+    assert ask([]) == [["ed25519:new"], ["ed25519:old"]]

@@ -148,7 +148,8 @@ def fed(homeserver_factory, ca):
 class FederationProxy:
     """A TLS front for one server's federation listener that can refuse chosen requests (503), as a
     network fault would, or answer them itself (``answers``: path prefix -> (status, JSON body)), as a lying
-    server would, while it forwards the others unchanged; it notes which requests it refused."""
+    server would, while it forwards the others unchanged; it notes which requests it refused, and keeps each
+    request it forwarded (``forwarded``: method, path, body) and the path of every one (``asked``)."""
 
     def __init__(self, ca: CertificateAuthority):
         self.ca_path = ca.cert_path
@@ -156,6 +157,8 @@ class FederationProxy:
         self.refused_prefixes: tuple[str, ...] = ()
         self.refused = threading.Event()
         self.answers: dict[str, tuple[int, Any]] = {}
+        self.forwarded: list[tuple[str, str, bytes]] = []
+        self.asked: list[str] = []  # the path of every request, answered or forwarded
         cert, key = ca.issue(f"proxy{id(self)}")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
@@ -173,6 +176,7 @@ class FederationProxy:
 
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.asked.append(self.path)
                 answer = next((a for prefix, a in proxy.answers.items() if self.path.startswith(prefix)), None)
                 if answer is not None:
                     status, data, content_type = answer[0], json.dumps(answer[1]).encode(), "application/json"
@@ -180,6 +184,7 @@ class FederationProxy:
                     proxy.refused.set()
                     status, data, content_type = 503, b'{"errcode":"M_UNKNOWN","error":"unavailable"}', "application/json"
                 else:
+                    proxy.forwarded.append((self.command, self.path, body))
                     conn = http.client.HTTPSConnection("localhost", proxy.target_port, timeout=60,
                                                        context=ssl.create_default_context(cafile=proxy.ca_path))
                     try:

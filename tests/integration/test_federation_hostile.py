@@ -240,13 +240,16 @@ def test_power_level_changes_without_power_are_rejected(home, hexagone_peer, roo
     attempts = [self_promotion, no_levels, in_owners_name, on_forged_levels]
     honest = forge.message(mallory.user_id, "honest")
     result = send_transaction(home, hexagone_peer, attempts + [honest])
-    # Rejected by the auth rules: processed, so {} (as Synapse); forged: an error.
-    assert all(result[p["_id"]] == {} for p in (self_promotion, no_levels, on_forged_levels)), result
-    assert "error" in result[in_owners_name["_id"]] and result[honest["_id"]] == {}, result
+    # Rejected by the auth rules: processed, so {} (as Synapse); forged, or built on a forged event (a prev event
+    # its server will not give): an error.
+    assert all(result[p["_id"]] == {} for p in (self_promotion, no_levels)), result
+    assert all("error" in result[p["_id"]] for p in (in_owners_name, on_forged_levels)), result
+    assert result[honest["_id"]] == {}, result
     assert_unseen(owner, room_id, since, attempts, honest)
     assert state_of(owner, room_id) == before
-    assert_rejected(home, hexagone_peer, [self_promotion, no_levels, on_forged_levels], "auth_events")
+    assert_rejected(home, hexagone_peer, [self_promotion, no_levels], "auth_events")
     assert_rejected(home, hexagone_peer, [in_owners_name], "signature")
+    assert_rejected(home, hexagone_peer, [on_forged_levels], "missing_prev")
 
 
 @pytest.fixture(scope="module")
@@ -262,8 +265,8 @@ def liar(fed, ca):
 @pytest.mark.parametrize("lying", [False, True], ids=["fork_in_the_dag", "state_lied_about"])
 def test_an_old_state_does_not_take_power_back(home, hexagone_peer, liar, lying):
     """State resolution v2 against a demoted user. An event built on the state from before the demotion (after
-    an old event of the room, or after an event nobody has, its server lying that the state there is the old
-    one) is soft-failed (spec step 6: never shown, never a forward extremity); one built on today's state with
+    an old event of the room, or after an event that /get_missing_events gives whose own prev event nobody has,
+    its server lying that the state there is the old one) is soft-failed (spec step 6: never shown, never a forward extremity); one built on today's state with
     the old power levels as auth events is rejected (step 5); an event that merges the fork back leaves the
     room's state as the owner set it."""
     server, proxy = liar if lying else (hexagone_peer, None)
@@ -284,9 +287,11 @@ def test_an_old_state_does_not_take_power_back(home, hexagone_peer, liar, lying)
     assert_rejected(home, server, [stale], "state_before")
     fork_after = promoted
     if lying:
-        fork_after = f"${unique('nowhere')}"
+        gap = forge.message(mallory.user_id, "across the gap", prev=f"${unique('nowhere')}")
+        fork_after = gap["_id"]
         proxy.answers = {
-            "/_matrix/federation/v1/get_missing_events/": (200, {"events": []}),
+            "/_matrix/federation/v1/get_missing_events/": (200, {"events": [
+                {k: v for k, v in gap.items() if k != "_id"}]}),
             "/_matrix/federation/v1/state_ids/": (200, {"pdu_ids": list(old_state.values()), "auth_chain_ids": []}),
             "/_matrix/federation/v1/event/": (404, {"errcode": "M_NOT_FOUND", "error": "Event not found"})}
     try:

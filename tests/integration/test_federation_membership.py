@@ -147,6 +147,10 @@ def test_rejecting_an_invite_no_server_takes_back_is_done_locally(home, hexagone
     invitee.ok("POST", f"/rooms/{quote(room_id)}/leave", {})
     left, _ = invitee.sync_until(lambda r: r["rooms"]["leave"].get(room_id), since=since)
     assert room_id not in invitee.sync()["rooms"]["invite"]
+    # the local leave is the left room's timeline (as Synapse for an out-of-band membership)
+    (leave,) = left["timeline"]["events"]
+    assert (leave["type"], leave["state_key"], leave["sender"], leave["content"]["membership"]) == \
+        ("m.room.member", invitee.user_id, invitee.user_id, "leave")
 
 
 def test_notary_asks_the_origin_again_for_keys_valid_later(home, hexagone_peer):

@@ -157,12 +157,19 @@ def test_forged_requests_are_refused(a, b):
         "unknown key id": sign_request(generate_signing_key("nope"), a.name, b.name, "GET", VERSION_PATH),
         "another key under a known key id": sign_request(impostor, a.name, b.name, "GET", VERSION_PATH),
         "signed for another path": sign_request(a.signing_key, a.name, b.name, "GET", "/_matrix/key/v2/server"),
-        "garbled header": "X-Matrix this is not it",
-        "origin missing": f'X-Matrix key="{a.key_id}",sig="{sig}"',
     }
     for what, header in forged.items():
         status, body = b.https("GET", VERSION_PATH, headers={"Authorization": header})
         assert (status, body["errcode"]) == (401, "M_UNAUTHORIZED"), what
+    malformed = {  # a malformed X-Matrix header is a bad request (as Synapse)
+        "garbled header": "X-Matrix this is not it",
+        "origin missing": f'X-Matrix key="{a.key_id}",sig="{sig}"',
+        "origin not a server name (non-numeric port)": sign_request(a.signing_key, "localhost:http", b.name, "GET",
+                                                                    VERSION_PATH),
+    }
+    for what, header in malformed.items():
+        status, body = b.https("GET", VERSION_PATH, headers={"Authorization": header})
+        assert (status, body["errcode"]) == (400, "M_UNAUTHORIZED"), what
 
 
 def test_origin_outside_allow_list_is_refused(fed, a, b):

@@ -303,6 +303,7 @@ def test_redaction(inprocess_server):
         assert event["content"] == {}
         because = event["unsigned"]["redacted_because"]
         assert because["event_id"] == redaction and because["content"]["reason"] == "oops"
+        assert event["unsigned"]["redacted_by"] == redaction  # Synapse's, beside the spec's redacted_because
         assert because["sender"] == bob.user_id
     chunk = alice.messages(room, dir="b", limit=5)["chunk"]
     assert chunk[0]["event_id"] == redaction and chunk[0]["type"] == "m.room.redaction"

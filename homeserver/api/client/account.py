@@ -237,6 +237,8 @@ async def deactivate(hs, req: ApiRequest):
                             requester=req.requester)
     await hs.rooms.leave_all_rooms(req.user_id)
     await hs.auth.deactivate(req.user_id)
+    if body.get("erase") is True:  # spec: the server should forget the user's messages where it can
+        await hs.admin.mark_erased(req.user_id)
     await hs.threepids.on_deactivated(req.user_id)
     await hs.sso.on_deactivated(req.user_id)
     await hs.audit.record("deactivate", req.user_id, req.user_id, req.client_ip)

@@ -140,7 +140,9 @@ class RoomHeads:
                 for eid, (text, redacted) in (await self._store.get_pdu_json(event_ids)).items()}
 
     async def auth_closure(self, event_ids, pending=None) -> dict[str, dict]:
-        """The given events and every event reachable through their auth_events, as PDUs."""
+        """The given events and every event reachable through their auth_events, as PDUs, oldest (by depth)
+        first: a reader that takes the chain in order (SyTest's, say) meets an event's auth events before it,
+        and of two state events at one key, the later last."""
         pending = pending or {}
         found: dict[str, dict] = {}
         frontier = set(event_ids)
@@ -151,7 +153,7 @@ class RoomHeads:
                 found[eid] = ev.pdu
                 frontier.update(a for a in event_id_list(ev.pdu.get("auth_events", [])) if a not in found)
             frontier -= found.keys()
-        return found
+        return dict(sorted(found.items(), key=lambda item: (_depth(item[1]), item[0])))
 
     # -- state ---------------------------------------------------------------------------
     async def room_version(self, room_id: str) -> RoomVersion | None:
@@ -250,3 +252,8 @@ class RoomHeads:
         if lock is None:
             lock = self._locks[room_id] = defer.DeferredLock()
         return lock
+
+
+def _depth(pdu: dict) -> int:
+    depth = pdu.get("depth")
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) else 0
