@@ -374,7 +374,8 @@ def build_server(config, reactor) -> HomeServer:
     pushers = PusherService(store=pushers_storage.PusherStore(db), push=push, room_heads=room_heads,
                             event_store=event_store, reactor=reactor, email=email_notifs,
                             client=PushGatewayClient(reactor=reactor, threads=threads, ip_filter=IpRangeFilter(
-                                config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy()))
+                                config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy(
+                                verify=not config.use_insecure_ssl_client_just_for_testing_do_not_use)))
     session_token_store = session_tokens_storage.SessionTokenStore(db)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,

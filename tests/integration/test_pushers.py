@@ -9,6 +9,7 @@ import time
 import nio
 import pytest
 
+from tests.integration.fedtls import CertificateAuthority
 from tests.integration.harness import unique
 from tests.integration.pushgateway import PushGateway
 from tests.integration.test_accounts import password_auth
@@ -202,3 +203,29 @@ def test_federated_message_is_pushed(home, hexagone_peer, gateway):
     event_id = bob.send(room_id, "from the other server")
     got = gateway.wait(lambda g: [n for n in g.for_key(key) if n["event_id"] == event_id])
     assert got[0]["sender"] == bob.user_id and got[0]["content"]["body"] == "from the other server"
+
+
+def test_https_gateway_certificate_is_verified_unless_insecure_testing_client(homeserver_factory, tmp_path):
+    """A push gateway's certificate is checked against the system CAs; Synapse's
+    ``use_insecure_ssl_client_just_for_testing_do_not_use`` turns that off (test suites such as SyTest run their
+    gateway with their own CA)."""
+    ca = CertificateAuthority(str(tmp_path / "ca"))
+    gateway = PushGateway(tls=ca.issue("gateway"))
+    try:
+        for insecure in (False, True):
+            srv = homeserver_factory(ip_range_whitelist=["127.0.0.1/32"],
+                                     use_insecure_ssl_client_just_for_testing_do_not_use=insecure)
+            alice, bob = srv.register(), srv.register()
+            room = alice.create_room(preset="private_chat", invite=[bob.user_id])
+            bob.join(room)
+            key = unique("tls")
+            set_pusher(bob, gateway, key)
+            alice.send(room, "over https")
+            if insecure:
+                gateway.wait(lambda gw: gw.for_key(key))
+            else:
+                until(lambda: "Push to org.example.app failed" in srv.log(), "the push failing on the certificate")
+                assert "CERTIFICATE_VERIFY_FAILED" in srv.log() or "certificate verify failed" in srv.log()
+                assert gateway.for_key(key) == []
+    finally:
+        gateway.close()
