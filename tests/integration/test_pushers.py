@@ -96,7 +96,7 @@ def test_set_errors_delete_and_logout(server, gateway):
     assert status == 400 and body["errcode"] == "M_MISSING_PARAM"
     # the rules of one kind (as Synapse serves them)
     assert any(r["rule_id"] == ".m.rule.master" for r in bob.ok("GET", "/pushrules/global/override/"))
-    assert bob.request("GET", "/pushrules/global/nope/")[0] == 404
+    assert bob.request("GET", "/pushrules/global/nope/")[0] == 400
     set_pusher(bob, gateway, "k1")
     bob.ok("POST", "/pushers/set", {"app_id": "org.example.app", "pushkey": "k1", "kind": None})
     assert bob.ok("GET", "/pushers")["pushers"] == []
