@@ -158,6 +158,7 @@ STORAGE_DOMAINS = {
     "filters": filters_storage.MIGRATIONS,
     "e2e_keys": e2e_keys_storage.MIGRATIONS,
     "device_lists": device_lists_storage.MIGRATIONS,
+    "device_list_signatures": device_lists_storage.SIGNATURE_MIGRATIONS,
     "device_inbox": device_inbox_storage.MIGRATIONS,
     "key_backup": key_backup_storage.MIGRATIONS,
     "receipts": receipts_storage.MIGRATIONS,
@@ -382,6 +383,7 @@ def build_server(config, reactor) -> HomeServer:
                        on_tokens_forgotten=publisher.tokens_forgotten if publisher is not None else None,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed,
                                            pushers.on_devices_removed, session_token_store.on_devices_removed],
+                       on_devices_changed=[e2ee.e2e_keys.on_devices_changed],
                        lifetimes=session_token_store)
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor,
                                        appservices=appservices)

@@ -302,9 +302,11 @@ class E2eKeysService:
     async def store_signing_keys(self, user_id: str, keys: dict[str, dict]) -> None:
         if keys:
             await self._store.set_cross_signing_keys(user_id, keys)
-            await self._device_lists.mark_changed(user_id)
-            if "master" in keys or "self_signing" in keys:  # the user-signing key is private
+            if "master" in keys or "self_signing" in keys:
+                await self._device_lists.mark_changed(user_id)
                 await self._signing_keys_changed(user_id)
+            if "user_signing" in keys:  # private: only the user is told (as Synapse)
+                await self._device_lists.mark_signatures_changed(user_id, [user_id])
 
     async def _signing_keys_changed(self, user_id: str) -> None:
         try:
@@ -342,9 +344,13 @@ class E2eKeysService:
             await self._store.store_signatures(accepted)
             own = {s.target_key_id for s in accepted if s.target_user_id == user_id}
             # Spec: a device's new cross-signing signature is an m.device_list_update of that device.
-            await self._device_lists.mark_changed(user_id, sorted(own & set(own_devices)))
+            if own:
+                await self._device_lists.mark_changed(user_id, sorted(own & set(own_devices)))
             if own - set(own_devices):  # our master key, signed by one of our devices
                 await self._signing_keys_changed(user_id)
+            others = sorted({s.target_user_id for s in accepted if s.target_user_id != user_id})
+            if others:  # visible to the signer only (user-signing signatures), so only they are told
+                await self._device_lists.mark_signatures_changed(user_id, others)
         return {"failures": failures}
 
     def _own_signatures(self, user_id: str, key_id: str, signed: dict, cross_signing: dict,
@@ -392,7 +398,12 @@ class E2eKeysService:
             raise invalid_signature()
         return Signature(user_id, signing_key_id, target_user, target_key_id, signature)
 
-    # -- devices removed -----------------------------------------------------------------------------
+    # -- devices added, renamed, removed -----------------------------------------------------------------
+    async def on_devices_changed(self, user_id: str, device_ids: list[str]) -> None:
+        """AuthService hook: a new or renamed device changes the user's device list (as in Synapse: others
+        re-fetch the list, and servers sharing a room get an m.device_list_update)."""
+        await self._device_lists.mark_changed(user_id, device_ids)
+
     async def on_devices_removed(self, user_id: str, device_ids: list[str]) -> None:
         """AuthService hook: a removed device's keys go, and the user's device list changed."""
         if device_ids:

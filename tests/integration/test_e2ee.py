@@ -248,6 +248,59 @@ def test_deleting_a_device_removes_its_keys_and_changes_the_list(homeserver):
     assert claim(alice, bob2.user) == {}
 
 
+def changed_in(user: User, who: str):
+    return lambda r: who in r["device_lists"]["changed"]
+
+
+def test_new_and_renamed_devices_change_the_device_list(homeserver):
+    """As Synapse: a new device (login) or a renamed one is a device list change, seen by the users sharing a
+    room and by the user's own other devices."""
+    alice = homeserver.register()
+    bob = homeserver.register()
+    shared_room(alice, bob)
+    token, bob_token = alice.sync()["next_batch"], bob.sync()["next_batch"]
+    bob2 = homeserver.login(bob.user_id)
+    _, token = alice.sync_until(changed_in(alice, bob.user_id), token)
+    _, bob_token = bob.sync_until(changed_in(bob, bob.user_id), bob_token)
+    assert bob.ok("PUT", f"/devices/{bob2.device_id}", {"display_name": "Bob's tablet"}) == {}
+    _, token2 = alice.sync_until(changed_in(alice, bob.user_id), token)
+    assert alice.ok("GET", "/keys/changes", params={"from": token, "to": token2})["changed"] == [bob.user_id]
+    # Renaming a device that does not exist changes nothing (404).
+    assert_error(bob.request("PUT", "/devices/NOPE", {"display_name": "x"}), 404, "M_NOT_FOUND")
+
+
+def test_user_signing_key_and_signatures_of_others_are_told_to_the_signer_only(homeserver):
+    """The user-signing key and the signatures it makes are visible to their owner only, so only they see a
+    change in ``device_lists.changed`` (Synapse's user signature stream); the others do not."""
+    alice = RawDevice(homeserver.register())
+    bob = RawDevice(homeserver.register())
+    carol = RawDevice(homeserver.register())
+    shared_room(alice.user, bob.user, carol.user)
+    master, master_pub = cross_signing_key(alice.user_id, "master")
+    _, bob_master_pub = cross_signing_key(bob.user_id, "master")
+    assert upload_cross_signing(alice.user, {"master_key": master_pub})[0] == 200
+    assert upload_cross_signing(bob.user, {"master_key": bob_master_pub})[0] == 200
+    tokens = {d.user_id: d.user.sync()["next_batch"] for d in (alice, bob, carol)}
+
+    usk, usk_pub = cross_signing_key(alice.user_id, "user_signing", master)
+    _, challenge = upload_cross_signing(alice.user, {"user_signing_key": usk_pub})
+    assert upload_cross_signing(alice.user, {"user_signing_key": usk_pub,
+                                             "auth": password_auth(alice.user, challenge["session"])})[0] == 200
+    _, after_usk = alice.user.sync_until(changed_in(alice.user, alice.user_id), tokens[alice.user_id])
+    bob_master_id = next(iter(bob_master_pub["keys"])).split(":", 1)[1]
+    signed_bob = sign_json(copy.deepcopy(bob_master_pub), alice.user_id, usk)
+    resp = alice.user.ok("POST", "/keys/signatures/upload", {bob.user_id: {bob_master_id: signed_bob}})
+    assert resp["failures"] == {}
+    alice.user.sync_until(changed_in(alice.user, bob.user_id), after_usk)
+
+    # A public change after both (Carol's new device keys) bounds what Bob and Carol were told.
+    carol.upload(device_keys=carol.device_keys())
+    for device in (bob, carol):
+        _, upto = device.user.sync_until(changed_in(device.user, carol.user_id), tokens[device.user_id])
+        changes = device.user.ok("GET", "/keys/changes", params={"from": tokens[device.user_id], "to": upto})
+        assert changes == {"changed": [carol.user_id], "left": []}
+
+
 # -- send-to-device --------------------------------------------------------------------------------
 
 def to_device_events(user: User, since: str | None = None) -> tuple[list[dict], str]:
