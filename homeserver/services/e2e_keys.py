@@ -134,8 +134,10 @@ class LocalKeys:
         for user_id in users:
             names = {d["device_id"]: d.get("display_name") for d in await self._accounts.list_devices(user_id)}
             for device_id, keys in found.get(user_id, {}).items():
-                if names.get(device_id) is not None and viewer is not None:
-                    keys["unsigned"] = {"device_display_name": names[device_id]}
+                # Spec /keys/query: "the same as uploaded via /keys/upload, with the addition of an unsigned
+                # property" (always there, as Synapse; the device's name only for local users).
+                keys["unsigned"] = {"device_display_name": names[device_id]} \
+                    if names.get(device_id) is not None and viewer is not None else {}
                 result["device_keys"][user_id][device_id] = keys
             for field, key_type in CROSS_SIGNING_FIELDS.items():
                 key = cross_signing.get(user_id, {}).get(key_type)

@@ -158,14 +158,15 @@ def test_device_and_one_time_keys_are_stored_without_checking_their_self_signatu
     next(iter(bad_otk.values()))["key"] = random_key()
     status, resp = alice.upload(device_keys=bogus, one_time_keys=bad_otk)
     assert status == 200 and resp["one_time_key_counts"]["signed_curve25519"] == 1, resp
-    assert query(bob, alice.user_id)["device_keys"][alice.user_id][dev] == bogus
+    # Spec /keys/query: what was uploaded "with the addition of an unsigned property" (empty: no device name).
+    assert query(bob, alice.user_id)["device_keys"][alice.user_id][dev] == {**bogus, "unsigned": {}}
     assert claim(bob, alice.user) == bad_otk
     # Replacing them with properly signed keys is a change others see.
     shared_room(alice.user, bob)
     since = bob.ok("GET", "/sync", params={"timeout": "0"})["next_batch"]
     keys = alice.device_keys()
     assert alice.upload(device_keys=keys)[0] == 200
-    assert query(bob, alice.user_id)["device_keys"][alice.user_id][dev] == keys
+    assert query(bob, alice.user_id)["device_keys"][alice.user_id][dev] == {**keys, "unsigned": {}}
     changes = bob.ok("GET", "/keys/changes", params={"from": since, "to": bob.ok("GET", "/sync", params={
         "timeout": "0"})["next_batch"]})
     assert alice.user_id in changes["changed"]
