@@ -193,8 +193,8 @@ class OutboundEdus:
                        "prev_id": [prev_id] if prev_id is not None else []}
             if device_id not in existing:
                 content["deleted"] = True
-            elif device_id in keys:
-                content["keys"] = keys[device_id]
+            elif device_id in keys:  # DeviceKeys as uploaded (no "unsigned")
+                content["keys"] = {k: v for k, v in keys[device_id].items() if k != "unsigned"}
             await self._send(destinations, "m.device_list_update", content)
 
     async def on_signing_keys(self, user_id: str) -> None:

@@ -59,6 +59,10 @@ def _is_str_map(value) -> bool:
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
+def _without_unsigned(obj: dict) -> dict:
+    return {k: v for k, v in obj.items() if k != "unsigned"}
+
+
 def _without_signatures(obj: dict) -> dict:
     return {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
 
@@ -241,8 +245,8 @@ class E2eKeysService:
         devices = []
         for device in await self._accounts.list_devices(user_id):
             entry = {"device_id": device["device_id"]}
-            if device["device_id"] in keys["device_keys"][user_id]:
-                entry["keys"] = keys["device_keys"][user_id][device["device_id"]]
+            if device["device_id"] in keys["device_keys"][user_id]:  # DeviceKeys as uploaded: no "unsigned"
+                entry["keys"] = _without_unsigned(keys["device_keys"][user_id][device["device_id"]])
             devices.append(entry)
         result = {"user_id": user_id, "stream_id": await self._device_lists.last_device_update(user_id),
                   "devices": devices}

@@ -205,7 +205,8 @@ def test_server_endpoints_answer_for_local_users_only(home, hexagone_peer):
     assert relisted["stream_id"] > listed["stream_id"] > 0
 
     status, found = signed("POST", "/_matrix/federation/v1/user/keys/query", {"device_keys": {alice.user_id: []}})
-    assert status == 200 and found == {"device_keys": {alice.user_id: {alice.user.device_id: keys}},
+    # Spec /user/keys/query: as uploaded "with the addition of an unsigned property" (no names over federation).
+    assert status == 200 and found == {"device_keys": {alice.user_id: {alice.user.device_id: {**keys, "unsigned": {}}}},
                                        "master_keys": {alice.user_id: master_pub},
                                        "self_signing_keys": {alice.user_id: ssk_pub}}
     status, claimed = signed("POST", "/_matrix/federation/v1/user/keys/claim", {"one_time_keys": {
