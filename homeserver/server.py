@@ -390,7 +390,7 @@ def build_server(config, reactor) -> HomeServer:
     threepids = ThreepidService(store=threepid_store, mailer=mailer, config=config, clock=reactor, pushers=pushers)
     receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_heads=room_heads,
                               account_data=account_data, notifier=notifier, clock=reactor, federation=outbound_edus,
-                              appservices=appservice_sender)
+                              appservices=appservice_sender, on_read=pushers.on_read)
     typing = TypingService(reactor=reactor, room_heads=room_heads, notifier=notifier, federation=outbound_edus,
                            appservices=appservice_sender,
                            on_changed=publisher.typing_changed if publisher is not None else None)

@@ -182,10 +182,15 @@ def test_nio_phone_unread_counts_follow_read_receipts(server, gateway):
         first = [await say(f"m{i}") for i in range(2)]
         await asyncio.to_thread(gateway.wait, lambda g: len(g.for_key(key)) >= 2)
         assert isinstance(await bob.room_read_markers(room, first[-1], first[-1]), nio.RoomReadMarkersResponse)
+        # The read receipt sends the new count alone (no event: a badge update, as Synapse), 0 to clear the badge.
+        badge = (await asyncio.to_thread(gateway.wait, lambda g: len(g.for_key(key)) >= 3 and g.for_key(key)))[2]
+        assert badge["counts"] == {"unread": 0} and "event_id" not in badge and "type" not in badge
+        assert [d["pushkey"] for d in badge["devices"]] == [key]
         last = await say("after reading")
-        got = await asyncio.to_thread(gateway.wait, lambda g: len(g.for_key(key)) >= 3 and g.for_key(key))
-        assert [(n["event_id"], n["counts"]["unread"]) for n in got] == [(first[0], 1), (first[1], 2), (last, 1)]
-        assert got[2]["room_id"] == room and got[2]["sender"] == alice.user_id
+        got = await asyncio.to_thread(gateway.wait, lambda g: len(g.for_key(key)) >= 4 and g.for_key(key))
+        assert [(n.get("event_id"), n["counts"]["unread"]) for n in got] == [
+            (first[0], 1), (first[1], 2), (None, 0), (last, 1)]
+        assert got[3]["room_id"] == room and got[3]["sender"] == alice.user_id
         await close_all(alice, bob)
 
     asyncio.run(scenario())
