@@ -3,9 +3,10 @@
 A user's device list changes when they add, rename or delete a device, upload
 new device keys, or change their master or self-signing key. Their user-signing
 key and the signatures they make of other users' keys are theirs alone: only
-they see those users in ``changed`` (as Synapse's user signature stream). Joins and leaves are recorded on
-the same stream so that a sync can also tell the users who newly share a room
-(``changed``) and those who no longer share any (``left``).
+they see those users in ``changed`` (as Synapse's user signature stream).
+Joins and leaves are recorded on the same stream so that a sync can also tell
+the users who newly share a room (``changed``) and those who no longer share
+any (``left``).
 """
 
 from __future__ import annotations
