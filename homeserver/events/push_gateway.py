@@ -94,6 +94,9 @@ def notification(*, event: dict, user_id: str, pusher_data: dict, device: dict, 
         out["content"] = event["content"]
     if event.get("type") == "m.room.member" and event.get("state_key") is not None:
         out["user_is_target"] = event["state_key"] == user_id
+        membership = event.get("content", {}).get("membership")
+        if isinstance(membership, str):  # not in the spec's list, sent by Synapse (gateways read it for invites)
+            out["membership"] = membership
     return out
 
 

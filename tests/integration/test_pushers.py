@@ -234,3 +234,15 @@ def test_https_gateway_certificate_is_verified_unless_insecure_testing_client(ho
                 assert gateway.for_key(key) == []
     finally:
         gateway.close()
+
+
+def test_invite_is_pushed_with_its_target_and_membership(server, gateway):
+    """.m.rule.invite_for_me: the invite is pushed to the invited user, ``user_is_target`` true (spec) and
+    ``membership`` "invite" (as Synapse)."""
+    alice, bob = server.register(), server.register()
+    key = unique("invited")
+    set_pusher(bob, gateway, key)
+    room = alice.create_room(preset="private_chat", invite=[bob.user_id])
+    got = gateway.wait(lambda g: [n for n in g.for_key(key) if n.get("type") == "m.room.member"])
+    assert got[0]["room_id"] == room and got[0]["sender"] == alice.user_id
+    assert got[0]["user_is_target"] is True and got[0]["membership"] == "invite"
