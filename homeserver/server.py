@@ -163,6 +163,7 @@ STORAGE_DOMAINS = {
     "filters": filters_storage.MIGRATIONS,
     "e2e_keys": e2e_keys_storage.MIGRATIONS,
     "device_lists": device_lists_storage.MIGRATIONS,
+    "device_list_signatures": device_lists_storage.SIGNATURE_MIGRATIONS,
     "device_inbox": device_inbox_storage.MIGRATIONS,
     "key_backup": key_backup_storage.MIGRATIONS,
     "receipts": receipts_storage.MIGRATIONS,
@@ -382,20 +383,22 @@ def build_server(config, reactor) -> HomeServer:
     pushers = PusherService(store=pushers_storage.PusherStore(db), push=push, room_heads=room_heads,
                             event_store=event_store, reactor=reactor, email=email_notifs,
                             client=PushGatewayClient(reactor=reactor, threads=threads, ip_filter=IpRangeFilter(
-                                config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy()))
+                                config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy(
+                                verify=not config.use_insecure_ssl_client_just_for_testing_do_not_use)))
     session_token_store = session_tokens_storage.SessionTokenStore(db)
     auth = AuthService(store=accounts_store, clock=reactor, server_name=server_name,
                        bcrypt_rounds=config.bcrypt_rounds, threads=threads, failed_logins=ratelimit.login_failed,
                        on_tokens_forgotten=publisher.tokens_forgotten if publisher is not None else None,
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed,
                                            pushers.on_devices_removed, session_token_store.on_devices_removed],
+                       on_devices_changed=[e2ee.e2e_keys.on_devices_changed],
                        lifetimes=session_token_store)
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor,
                                        appservices=appservices)
     threepids = ThreepidService(store=threepid_store, mailer=mailer, config=config, clock=reactor, pushers=pushers)
     receipts = ReceiptService(store=receipts_storage.ReceiptStore(db), room_heads=room_heads,
                               account_data=account_data, notifier=notifier, clock=reactor, federation=outbound_edus,
-                              appservices=appservice_sender)
+                              appservices=appservice_sender, on_read=pushers.on_read)
     typing = TypingService(reactor=reactor, room_heads=room_heads, notifier=notifier, federation=outbound_edus,
                            appservices=appservice_sender,
                            on_changed=publisher.typing_changed if publisher is not None else None)

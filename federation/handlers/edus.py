@@ -193,8 +193,8 @@ class OutboundEdus:
                        "prev_id": [prev_id] if prev_id is not None else []}
             if device_id not in existing:
                 content["deleted"] = True
-            elif device_id in keys:
-                content["keys"] = keys[device_id]
+            elif device_id in keys:  # DeviceKeys as uploaded (no "unsigned")
+                content["keys"] = {k: v for k, v in keys[device_id].items() if k != "unsigned"}
             await self._send(destinations, "m.device_list_update", content)
 
     async def on_signing_keys(self, user_id: str) -> None:
@@ -324,7 +324,8 @@ class RemoteDeviceLists:
     # -- inbound EDUs ------------------------------------------------------------------------------
     async def on_device_list_update(self, origin: str, content: dict) -> None:
         """Spec m.device_list_update: applied to the cached list if we saw its prev_id, else the list is
-        dropped and fetched again; either way local users sharing a room see the user in device_lists.changed."""
+        dropped and fetched again; local users sharing a room see the user in device_lists.changed once the
+        update is applied or the list fetched (as Synapse: a client re-querying then finds the new devices)."""
         user_id, device_id, stream_id = content.get("user_id"), content.get("device_id"), content.get("stream_id")
         prev_ids = content.get("prev_id") or []
         if domain_of(user_id) != origin or not is_valid_user_id(user_id) or not isinstance(device_id, str) \
@@ -345,12 +346,13 @@ class RemoteDeviceLists:
             device = RemoteDevice(device_id, name if isinstance(name, str) else None,
                                   _device_keys(content.get("keys"), user_id, device_id))
             applied = await self._cache.update_device(user_id, stream_id, device, content.get("deleted") is True)
-        if not applied:
-            await self._cache.drop(user_id)
-            self._schedule_resync(user_id)
         seen.append(stream_id)
         del seen[:-MAX_SEEN_UPDATES]
-        await self._device_lists.mark_changed(user_id)
+        if applied:
+            await self._device_lists.mark_changed(user_id)
+        else:
+            await self._cache.drop(user_id)
+            self._schedule_resync(user_id)
 
     async def on_signing_key_update(self, origin: str, content: dict) -> None:
         """Spec m.signing_key_update: a remote user's new master or self-signing key."""
@@ -391,11 +393,18 @@ class RemoteDeviceLists:
         if user_id in self._resyncs:
             self._resync_again.add(user_id)
         else:
-            _spawn(self.resync(user_id), f"resyncing the device list of {user_id}")
+            _spawn(self._resync_and_tell(user_id), f"resyncing the device list of {user_id}")
+
+    async def _resync_and_tell(self, user_id: str) -> None:
+        """A resync after an update we could not apply: a list fetched tells the local users (``resync``); one
+        not fetched too, so that their clients re-query."""
+        if await self.resync(user_id) is None:
+            await self._device_lists.mark_changed(user_id)
 
     async def resync(self, user_id: str, timeout_s: float = RESYNC_TIMEOUT_S) -> dict | None:
         """Spec GET /user/devices/{userId}: the user's devices and keys as a /keys/query answer for one user
-        (None if their server did not give them). Cached unless an update came meanwhile."""
+        (None if their server did not give them). Cached unless an update came meanwhile, and then the local
+        users sharing a room are told (device_lists.changed)."""
         waiters = self._resyncs.get(user_id)
         if waiters is not None:
             d: defer.Deferred = defer.Deferred()
@@ -432,12 +441,16 @@ class RemoteDeviceLists:
         cross_signing = _cross_signing_keys(body, user_id)
         if self._generation.get(user_id, 0) == generation and await self.shares_room(user_id):
             await self._cache.replace(user_id, body["stream_id"], devices, cross_signing)
+            # As Synapse: the devices found are news to the local users sharing a room (device_lists.changed).
+            await self._device_lists.mark_changed(user_id)
         answer = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
         for device in devices:
             if device.keys is not None:
                 keys = dict(device.keys)
+                unsigned = keys.get("unsigned")
+                keys["unsigned"] = dict(unsigned) if isinstance(unsigned, dict) else {}  # spec /keys/query
                 if device.display_name is not None:
-                    keys["unsigned"] = {"device_display_name": device.display_name}
+                    keys["unsigned"]["device_display_name"] = device.display_name
                 answer["device_keys"][device.device_id] = keys
         for key_type, key in cross_signing.items():
             answer[f"{key_type}_keys"] = key
@@ -536,9 +549,10 @@ def _merge_user(result: dict, user_id: str, snapshot: dict) -> None:
 
 
 def _device_keys(keys, user_id: str, device_id: str) -> dict | None:
-    """Device keys as another server gave them, if they are for that user's device."""
-    if isinstance(keys, dict) and keys.get("user_id") == user_id and keys.get("device_id") == device_id \
-            and isinstance(keys.get("keys"), dict):
+    """Device keys as another server gave them, passed on as they are (as Synapse: the clients that use them
+    check them), unless they say they are another user's or another device's."""
+    if isinstance(keys, dict) and keys.get("user_id", user_id) == user_id \
+            and keys.get("device_id", device_id) == device_id:
         return keys
     return None
 

@@ -28,6 +28,7 @@ SYNAPSE_TOP_LEVEL_KEYS: frozenset[str] = frozenset(
     retention tls_certificate_path tls_private_key_path
     federation_verify_certificates federation_client_minimum_tls_version
     federation_certificate_verification_whitelist federation_custom_ca_list
+    use_insecure_ssl_client_just_for_testing_do_not_use
     federation_domain_whitelist federation_whitelist_endpoint_enabled
     federation_metrics_domains allow_profile_lookup_over_federation
     allow_device_name_lookup_over_federation federation event_cache_size caches

@@ -431,6 +431,10 @@ KEYS: tuple[Key, ...] = (
     Key("federation_client_minimum_tls_version", "tls_version", "1.2", _FED,
         "Lowest TLS version used to reach other servers: \"1.2\" or \"1.3\". Synapse's\n"
         "\"1\" and \"1.1\" are read as \"1.2\": Hexagone never federates below TLS 1.2."),
+    Key("use_insecure_ssl_client_just_for_testing_do_not_use", "bool", False, _FED,
+        "Do not verify the TLS certificates of push gateways (non-federation requests,\n"
+        "as in Synapse). Only for test suites whose gateways use their own CA.",
+        commented=True),
     Key("federation_ip_range_blacklist", "ip_ranges", None, _FED,
         "Synapse's older key: when set, federation uses it (and no whitelist) instead\n"
         "of ip_range_blacklist and ip_range_whitelist.",

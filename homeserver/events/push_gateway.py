@@ -94,4 +94,14 @@ def notification(*, event: dict, user_id: str, pusher_data: dict, device: dict, 
         out["content"] = event["content"]
     if event.get("type") == "m.room.member" and event.get("state_key") is not None:
         out["user_is_target"] = event["state_key"] == user_id
+        membership = event.get("content", {}).get("membership")
+        if isinstance(membership, str):  # not in the spec's list, sent by Synapse (gateways read it for invites)
+            out["membership"] = membership
     return out
+
+
+def badge_notification(*, pusher_data: dict, device: dict, unread: int) -> dict:
+    """A notification with the updated unread count only (push gateway API: ``event_id`` "may be omitted for
+    notifications that only contain updated badge counts"); the count is sent even at 0, to clear the badge."""
+    device = dict(device, data={k: v for k, v in pusher_data.items() if k != "url"})
+    return {"counts": {"unread": unread}, "devices": [device], "prio": "low"}

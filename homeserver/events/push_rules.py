@@ -169,15 +169,14 @@ def check_ruleset_size(user_rules: dict[str, list[dict]]) -> None:
 
 
 def validate_actions(actions: Any) -> list:
-    """Spec "Actions": strings or ``set_tweak`` objects; historical actions are stripped."""
+    """Spec "Actions": strings or ``set_tweak`` objects. The historical ``dont_notify`` and ``coalesce`` are
+    "no-ops (ignored, not rejected)": kept as the client gave them (as Synapse does), skipped when evaluating."""
     if not isinstance(actions, list):
         raise InvalidRule("actions must be a list")
     out = []
     for action in actions:
         if isinstance(action, str):
-            if action in HISTORICAL_ACTIONS:
-                continue
-            if action != "notify":
+            if action != "notify" and action not in HISTORICAL_ACTIONS:
                 raise InvalidRule(f"Unrecognised action {action!r}", "M_INVALID_PARAM")
         elif isinstance(action, dict):
             if not isinstance(action.get("set_tweak"), str):

@@ -163,7 +163,7 @@ class UiaWrongUser(MatrixError):
 class AuthService:
     def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, threads,
                  failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None,
-                 lifetimes: SessionTokenStore | None = None,
+                 on_devices_changed: list | None = None, lifetimes: SessionTokenStore | None = None,
                  on_tokens_forgotten: Callable[[str], None] | None = None):
         self._store = store
         self._lifetimes = lifetimes  # access tokens that expire, refresh tokens (services/session_tokens.py)
@@ -176,6 +176,8 @@ class AuthService:
         self._password_checks: dict[str, int] = {}   # user id -> password checks under way
         self._failed_logins = failed_logins  # rc_login.failed_attempts, shared with /login
         self.on_devices_removed = on_devices_removed or []   # async callbacks(user_id, device_ids)
+        # async callbacks(user_id, device_ids): devices added or renamed (their users' device lists changed)
+        self._on_devices_changed = on_devices_changed or []
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
@@ -263,7 +265,13 @@ class AuthService:
         if not await self._store.add_device_and_token(user_id, device_id, token, display_name=display_name,
                                                       now_ms=self.now_ms(), client_ip=client_ip):
             self._token_cache.forget(user_id, {device_id})   # the device's earlier tokens are gone
+        else:
+            await self._devices_changed(user_id, [device_id])
         return device_id, token
+
+    async def _devices_changed(self, user_id: str, device_ids: list[str]) -> None:
+        for callback in self._on_devices_changed:
+            await callback(user_id, device_ids)
 
     async def logout(self, requester: Requester) -> None:
         """Spec /logout: the token and its device go."""
@@ -282,11 +290,17 @@ class AuthService:
 
     async def create_device(self, user_id: str, device_id: str, display_name: str | None) -> bool:
         """MSC4190: an appservice creates a device of one of its users; False if it exists already."""
-        return await self._store.create_device(user_id, device_id, display_name, self.now_ms())
+        created = await self._store.create_device(user_id, device_id, display_name, self.now_ms())
+        if created:
+            await self._devices_changed(user_id, [device_id])
+        return created
 
     async def rename_device(self, user_id: str, device_id: str, display_name: str) -> bool:
         """False when the user has no such device."""
-        return await self._store.rename_device(user_id, device_id, display_name)
+        renamed = await self._store.rename_device(user_id, device_id, display_name)
+        if renamed:
+            await self._devices_changed(user_id, [device_id])
+        return renamed
 
     async def delete_devices(self, user_id: str, device_ids: list[str] | None) -> list[str]:
         removed = await self._store.delete_devices(user_id, device_ids)

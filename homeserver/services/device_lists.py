@@ -1,9 +1,12 @@
 """Device list tracking: who must re-fetch whose keys (spec v1.19 "Tracking the device list for a user").
 
-A user's device list changes when they upload new device keys, delete a
-device, or change their cross-signing keys. Joins and leaves are recorded on
-the same stream so that a sync can also tell the users who newly share a room
-(``changed``) and those who no longer share any (``left``).
+A user's device list changes when they add, rename or delete a device, upload
+new device keys, or change their master or self-signing key. Their user-signing
+key and the signatures they make of other users' keys are theirs alone: only
+they see those users in ``changed`` (as Synapse's user signature stream).
+Joins and leaves are recorded on the same stream so that a sync can also tell
+the users who newly share a room (``changed``) and those who no longer share
+any (``left``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,15 @@ class DeviceListService:
             except Exception:  # the change is stored: it must not fail the request that made it
                 logger.exception("Sending the device updates of %s failed", user_id)
 
+    async def mark_signatures_changed(self, from_user_id: str, user_ids: list[str]) -> None:
+        """``from_user_id`` signed ``user_ids``' keys (their own id: a new user-signing key): only they are told."""
+        (pos,) = self.stream.allocate()
+        try:
+            await self._store.add_signature_change(pos, from_user_id, user_ids)
+        finally:
+            self.stream.done([pos])
+        self._notifier.notify(users=[from_user_id])
+
     async def last_device_update(self, user_id: str) -> int:
         return await self._store.last_device_update(user_id)
 
@@ -101,6 +113,7 @@ class DeviceListService:
             else:
                 maybe_left.add(member)
         changed &= sharing
+        changed |= await self._store.signature_changes(from_pos, to_pos, user_id)
         left = maybe_left - sharing
         return sorted(changed), sorted(left)
 

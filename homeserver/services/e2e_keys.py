@@ -1,8 +1,11 @@
 """Device keys, one-time keys, fallback keys and cross-signing (spec v1.19 "End-to-End Encryption").
 
-The server stores what clients publish and hands it out; the only crypto it
-does is checking ed25519 signatures, so that nobody can publish keys for a
-device that is not theirs and no unverifiable signature is ever stored.
+The server stores what clients publish and hands it out. Device keys and
+one-time keys are the device's own statements, checked for shape and owner
+(user id and device id) but not for their self-signatures: the spec leaves
+verifying those to the clients that use them, and Synapse does not check them
+either. Signatures the server relies on itself (cross-signing keys and the
+signatures of /keys/signatures/upload) are verified before they are stored.
 Remote users' keys come through ``remote`` (the federation's device lists).
 """
 
@@ -56,27 +59,27 @@ def _is_str_map(value) -> bool:
     return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
+def _without_unsigned(obj: dict) -> dict:
+    return {k: v for k, v in obj.items() if k != "unsigned"}
+
+
 def _without_signatures(obj: dict) -> dict:
     return {k: v for k, v in obj.items() if k not in ("signatures", "unsigned")}
 
 
-def _check_device_keys(keys, user_id: str, device_id: str) -> str:
-    """Validate uploaded device keys; returns the device's ed25519 public key."""
+def _check_device_keys(keys, user_id: str, device_id: str) -> None:
+    """Validate uploaded device keys (spec v1.19 ``DeviceKeys``): the shape, and that they are the
+    authenticated device's. Their self-signature is not checked, as in Synapse: the spec asks clients to
+    verify it before using the keys and says nothing of the server doing so."""
     if not isinstance(keys, dict) or not isinstance(keys.get("algorithms"), list) \
             or not all(isinstance(a, str) for a in keys["algorithms"]) or not _is_str_map(keys.get("keys")) \
-            or not _is_signatures(keys.get("signatures")):
-        raise bad_json("device_keys must have algorithms, keys and signatures")
-    if keys.get("user_id") != user_id:
+            or not _is_signatures(keys.get("signatures")) or not isinstance(keys.get("user_id"), str) \
+            or not isinstance(keys.get("device_id"), str):
+        raise bad_json("device_keys must have user_id, device_id, algorithms, keys and signatures")
+    if keys["user_id"] != user_id:
         raise bad_json("Provided user_id in device_keys does not match that of the authenticated user")
-    if keys.get("device_id") != device_id:
+    if keys["device_id"] != device_id:
         raise bad_json("Provided device_id in device_keys does not match that of the authenticated device")
-    key_id = f"ed25519:{device_id}"
-    public_key = keys["keys"].get(key_id)
-    if public_key is None:
-        raise invalid_param(f"device_keys must include the device's {key_id} key")
-    if not signature_valid(keys, user_id, key_id, public_key):
-        raise invalid_param("device_keys must be signed by the device's own ed25519 key")
-    return public_key
 
 
 def _parse_key_objects(field: str, keys) -> list[tuple[str, str, object]]:
@@ -94,16 +97,6 @@ def _parse_key_objects(field: str, keys) -> list[tuple[str, str, object]]:
             raise bad_json(f"Invalid key object for {name!r} in {field}")
         parsed.append((parts[0], parts[1], key))
     return parsed
-
-
-def _check_key_object_signatures(keys: list[tuple[str, str, object]], user_id: str, device_id: str,
-                                 device_key: str | None) -> None:
-    """A signature by the device itself on a signed key object must verify."""
-    key_id = f"ed25519:{device_id}"
-    for algorithm, kid, key in keys:
-        if isinstance(key, dict) and key_id in key.get("signatures", {}).get(user_id, {}) and device_key is not None:
-            if not signature_valid(key, user_id, key_id, device_key):
-                raise invalid_param(f"Invalid signature on key {algorithm}:{kid}")
 
 
 def _key_of_cross_signing_key(key) -> tuple[str, str]:
@@ -145,8 +138,10 @@ class LocalKeys:
         for user_id in users:
             names = {d["device_id"]: d.get("display_name") for d in await self._accounts.list_devices(user_id)}
             for device_id, keys in found.get(user_id, {}).items():
-                if names.get(device_id) is not None and viewer is not None:
-                    keys["unsigned"] = {"device_display_name": names[device_id]}
+                # Spec /keys/query: "the same as uploaded via /keys/upload, with the addition of an unsigned
+                # property" (always there, as Synapse; the device's name only for local users).
+                keys["unsigned"] = {"device_display_name": names[device_id]} \
+                    if names.get(device_id) is not None and viewer is not None else {}
                 result["device_keys"][user_id][device_id] = keys
             for field, key_type in CROSS_SIGNING_FIELDS.items():
                 key = cross_signing.get(user_id, {}).get(key_type)
@@ -187,16 +182,11 @@ class E2eKeysService:
         if device_id is None:
             raise MatrixError(400, "M_UNKNOWN", "To upload keys, you must pass device_id when authenticating")
         device_keys = body.get("device_keys")
-        device_key = None
         if "device_keys" in body:
-            device_key = _check_device_keys(device_keys, user_id, device_id)
+            _check_device_keys(device_keys, user_id, device_id)
         one_time = _parse_key_objects("one_time_keys", body.get("one_time_keys") or {})
         fallback_field = next((f for f in FALLBACK_FIELDS if body.get(f) is not None), FALLBACK_FIELDS[0])
         fallback = _parse_key_objects(fallback_field, body.get(fallback_field) or {})
-        if device_key is None and (one_time or fallback):
-            stored = await self._store.get_device_keys([(user_id, device_id)])
-            device_key = stored.get(user_id, {}).get(device_id, {}).get("keys", {}).get(f"ed25519:{device_id}")
-        _check_key_object_signatures(one_time + fallback, user_id, device_id, device_key)
         if one_time:
             try:
                 await self._store.add_one_time_keys(user_id, device_id, one_time)
@@ -255,8 +245,8 @@ class E2eKeysService:
         devices = []
         for device in await self._accounts.list_devices(user_id):
             entry = {"device_id": device["device_id"]}
-            if device["device_id"] in keys["device_keys"][user_id]:
-                entry["keys"] = keys["device_keys"][user_id][device["device_id"]]
+            if device["device_id"] in keys["device_keys"][user_id]:  # DeviceKeys as uploaded: no "unsigned"
+                entry["keys"] = _without_unsigned(keys["device_keys"][user_id][device["device_id"]])
             devices.append(entry)
         result = {"user_id": user_id, "stream_id": await self._device_lists.last_device_update(user_id),
                   "devices": devices}
@@ -318,9 +308,11 @@ class E2eKeysService:
     async def store_signing_keys(self, user_id: str, keys: dict[str, dict]) -> None:
         if keys:
             await self._store.set_cross_signing_keys(user_id, keys)
-            await self._device_lists.mark_changed(user_id)
-            if "master" in keys or "self_signing" in keys:  # the user-signing key is private
+            if "master" in keys or "self_signing" in keys:
+                await self._device_lists.mark_changed(user_id)
                 await self._signing_keys_changed(user_id)
+            if "user_signing" in keys:  # private: only the user is told (as Synapse)
+                await self._device_lists.mark_signatures_changed(user_id, [user_id])
 
     async def _signing_keys_changed(self, user_id: str) -> None:
         try:
@@ -358,9 +350,13 @@ class E2eKeysService:
             await self._store.store_signatures(accepted)
             own = {s.target_key_id for s in accepted if s.target_user_id == user_id}
             # Spec: a device's new cross-signing signature is an m.device_list_update of that device.
-            await self._device_lists.mark_changed(user_id, sorted(own & set(own_devices)))
+            if own:
+                await self._device_lists.mark_changed(user_id, sorted(own & set(own_devices)))
             if own - set(own_devices):  # our master key, signed by one of our devices
                 await self._signing_keys_changed(user_id)
+            others = sorted({s.target_user_id for s in accepted if s.target_user_id != user_id})
+            if others:  # visible to the signer only (user-signing signatures), so only they are told
+                await self._device_lists.mark_signatures_changed(user_id, others)
         return {"failures": failures}
 
     def _own_signatures(self, user_id: str, key_id: str, signed: dict, cross_signing: dict,
@@ -408,7 +404,12 @@ class E2eKeysService:
             raise invalid_signature()
         return Signature(user_id, signing_key_id, target_user, target_key_id, signature)
 
-    # -- devices removed -----------------------------------------------------------------------------
+    # -- devices added, renamed, removed -----------------------------------------------------------------
+    async def on_devices_changed(self, user_id: str, device_ids: list[str]) -> None:
+        """AuthService hook: a new or renamed device changes the user's device list (as in Synapse: others
+        re-fetch the list, and servers sharing a room get an m.device_list_update)."""
+        await self._device_lists.mark_changed(user_id, device_ids)
+
     async def on_devices_removed(self, user_id: str, device_ids: list[str]) -> None:
         """AuthService hook: a removed device's keys go, and the user's device list changed."""
         if device_ids:

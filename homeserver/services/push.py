@@ -189,7 +189,7 @@ class PushService:
 
     async def _existing(self, user_id: str, kind: str, rule_id: str) -> dict:
         if kind not in KINDS:
-            raise not_found(f"Unknown push rule kind {kind!r}")
+            raise invalid_param(f"Unknown push rule kind {kind!r}")
         rule = find_rule(await self.ruleset(user_id), kind, rule_id)
         if rule is None:
             raise not_found("The push rule was not found.")
@@ -200,6 +200,8 @@ class PushService:
         """Spec PUT /pushrules/global/{kind}/{ruleId}: create or replace a user rule, optionally placed."""
         if kind not in KINDS:
             raise invalid_param(f"Unknown push rule kind {kind!r}")
+        if not rule_id:
+            raise invalid_param("A rule id must not be empty")
         if is_default_rule_id(rule_id):
             raise invalid_param("Rule ids starting with '.' are reserved for server-default rules")
         if "/" in rule_id or "\\" in rule_id:
@@ -228,7 +230,7 @@ class PushService:
     async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
         """Spec DELETE /pushrules/global/{kind}/{ruleId}; server-default rules cannot be deleted (404, as Synapse)."""
         if kind not in KINDS:
-            raise not_found(f"Unknown push rule kind {kind!r}")
+            raise invalid_param(f"Unknown push rule kind {kind!r}")
         async with self._user_lock(user_id):
             own, _ = await self._store.get_rules(user_id)
             rules = own.get(kind, [])

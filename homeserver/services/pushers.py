@@ -10,7 +10,10 @@ Guarantees, per pusher:
 - the position of the last notification answered is stored (coalesced over the loops): after a
   restart a loop resumes after it;
 - a pushkey listed in the gateway's ``rejected`` answer removes that pusher; so does removing the
-  device that set it (logout, device deletion, password change with ``logout_devices``).
+  device that set it (logout, device deletion, password change with ``logout_devices``);
+- a read receipt of the user sends, after the notifications already due, one notification with the
+  updated ``counts`` only (push gateway API: ``event_id`` "may be omitted for notifications that only
+  contain updated badge counts"), as Synapse does, so that the device can clear its badge.
 E-mail pushers (kind ``email``) run their own loop on the same base (:mod:`homeserver.services.email_notifs`).
 """
 
@@ -22,7 +25,8 @@ from twisted.internet import defer, task
 
 from federation.push_client import PushGatewayClient, PushGatewayUnreachable
 from homeserver.errors import MatrixError
-from homeserver.events.push_gateway import InvalidPusher, notification, tweaks_of, validate_pusher_body
+from homeserver.events.push_gateway import (InvalidPusher, badge_notification, notification, tweaks_of,
+                                            validate_pusher_body)
 from homeserver.services.background import BatchWriter
 from homeserver.storage.push import PushAction
 from homeserver.storage.pushers import Pusher, PusherStore
@@ -52,6 +56,7 @@ class PusherLoop:
         self._wake: defer.Deferred | None = None
         self._running: defer.Deferred | None = None
         self.stopping = False
+        self.badge_due = False  # a read receipt changed the user's unread count (HTTP pushers)
 
     def start(self) -> None:
         self._running = defer.ensureDeferred(self._loop())
@@ -83,7 +88,7 @@ class PusherLoop:
     async def next_actions(self, upto: int | None = None) -> tuple[int, list[PushAction]]:
         """The user's push actions after the loop's position (at most BATCH), once there are events past it, up
         to ``upto`` (default: the latest event): (the stream position read up to, the actions). Stopping: none."""
-        while upto is None and self.owner.target <= self.position and not self.stopping:
+        while upto is None and self.owner.target <= self.position and not self.stopping and not self.badge_due:
             self._wake = defer.Deferred()
             await self._wake
         target = self.owner.target if upto is None else upto
@@ -111,12 +116,24 @@ class _HttpPusherLoop(PusherLoop):
                 owner.record_position(self.pusher.key, self.position)
             if len(actions) < BATCH and not self.stopping:
                 self.position = max(self.position, target)
+                if self.badge_due:
+                    self.badge_due = False
+                    if not await self._send_badge():
+                        return
+
+    async def _send_badge(self) -> bool:
+        """The user's unread count after a read receipt, alone; False once the pusher is removed."""
+        unread = await self.owner.unread(self.pusher.user_id, self.position)
+        return await self._send(self.owner.badge_for(self.pusher, unread))
 
     async def _deliver(self, action: PushAction, unread: int) -> bool:
         """Send one notification until answered; False once the pusher is removed."""
         body = await self.owner.notification_for(self.pusher, action, unread)
         if body is None:
             return True
+        return await self._send(body)
+
+    async def _send(self, body: dict) -> bool:
         delay = BACKOFF_START_S
         while True:
             try:
@@ -251,6 +268,13 @@ class PusherService:
             for loop in self._loops.values():
                 loop.wake()
 
+    def on_read(self, user_id: str) -> None:
+        """A read receipt of ``user_id``: their HTTP pushers send the new unread count (a badge update)."""
+        for loop in self._loops.values():
+            if loop.pusher.user_id == user_id and isinstance(loop, _HttpPusherLoop):
+                loop.badge_due = True
+                loop.wake()
+
     def record_position(self, key: tuple[str, str, str], position: int) -> None:
         """Store a loop's position without waiting: the writes of all loops share transactions."""
         d = defer.ensureDeferred(self.positions.write([(key, position)]))
@@ -261,6 +285,11 @@ class PusherService:
         rooms = [r for r, m in (await self._event_store.rooms_for_user(user_id)).items() if m[0] == "join"]
         counts = await self.push.unread_counts(user_id, rooms, upto)
         return sum(c[0] for threads in counts.values() for c in threads.values())
+
+    @staticmethod
+    def badge_for(pusher: Pusher, unread: int) -> dict:
+        device = {"app_id": pusher.app_id, "pushkey": pusher.pushkey, "pushkey_ts": pusher.pushkey_ts}
+        return badge_notification(pusher_data=pusher.data, device=device, unread=unread)
 
     async def notification_for(self, pusher: Pusher, action: PushAction, unread: int) -> dict | None:
         """The notification of one push action; None if the event is gone."""

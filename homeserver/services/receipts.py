@@ -28,7 +28,7 @@ class ReceiptService:
     token_key = "r"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: ReceiptStore, room_heads: RoomHeads, account_data: AccountDataService, notifier, clock,
-                 federation: EduOutbox, appservices: EphemeralFeed):
+                 federation: EduOutbox, appservices: EphemeralFeed, on_read=None):
         self._store = store
         self._heads = room_heads
         self._account_data = account_data
@@ -38,6 +38,7 @@ class ReceiptService:
         self.changes = ChangeTracker(self.stream.current())
         self._federation = federation  # told of each receipt stored
         self._appservices = appservices  # the application services' ephemeral events
+        self._on_read = on_read  # told of a local user's own read receipt (the pushers' badge updates)
 
     def current(self) -> int:
         return self.stream.current()
@@ -88,6 +89,7 @@ class ReceiptService:
     async def _store_receipt(self, event: StoredEvent, receipt_type: str, user_id: str,
                              thread_id: str | None, data: dict | None = None) -> None:
         """Persist an already checked receipt, advance the stream and wake the room."""
+        remote = data is not None
         if data is None:
             data = {"ts": int(self._clock.seconds() * 1000)}
             if thread_id is not None:
@@ -106,6 +108,8 @@ class ReceiptService:
                 position, lambda: self._notifier.notify(users=[user_id], rooms=[event.room_id]))
             self._federation.on_receipt(receipt)
             self._appservices.on_receipt(receipt)
+            if self._on_read is not None and receipt_type in (READ, READ_PRIVATE) and not remote:
+                self._on_read(user_id)
 
     async def _in_thread(self, event: StoredEvent, thread_id: str) -> bool:
         """Spec "Threaded read receipts": whether ``event`` belongs to ``thread_id`` ("main" or a root).

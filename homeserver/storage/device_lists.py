@@ -36,6 +36,20 @@ MIGRATIONS = [
     """,
 ]
 
+# Its own migration domain ("device_list_signatures"): signatures a user made of other users' keys (with their
+# user-signing key) and their own user-signing key, which only that user sees (Synapse's user signature stream).
+SIGNATURE_MIGRATIONS = [
+    """
+    CREATE TABLE device_list_signature_changes (
+        stream_id BIGINT NOT NULL,
+        from_user_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (stream_id, from_user_id, user_id)
+    );
+    CREATE INDEX device_list_signature_changes_from ON device_list_signature_changes (from_user_id, stream_id)
+    """,
+]
+
 
 class DeviceListStore(Store):
     def max_position_sync(self) -> int:
@@ -43,7 +57,8 @@ class DeviceListStore(Store):
         return self.db.run_sync("device_lists_max", lambda t: max(
             max_position(t, "device_list_changes", "stream_id"),
             max_position(t, "device_list_memberships", "stream_id"),
-            max_position(t, "device_list_device_updates", "stream_id")))
+            max_position(t, "device_list_device_updates", "stream_id"),
+            max_position(t, "device_list_signature_changes", "stream_id")))
 
     async def add_change(self, positions: list[int], user_id: str,
                          device_ids: list[str]) -> list[tuple[str, int, int | None]]:
@@ -83,6 +98,19 @@ class DeviceListStore(Store):
         rows = await self.db.run("device_list_changed_users", lambda t: t.select_all(
             "SELECT DISTINCT user_id FROM device_list_changes WHERE stream_id > ? AND stream_id <= ?",
             (from_pos, to_pos)))
+        return {r[0] for r in rows}
+
+    async def add_signature_change(self, stream_id: int, from_user_id: str, user_ids: list[str]) -> None:
+        """``from_user_id`` made new signatures of ``user_ids``' keys (or changed their own user-signing key)."""
+        await self.db.run("add_device_list_signature_change", lambda t: t.executemany(
+            "INSERT INTO device_list_signature_changes (stream_id, from_user_id, user_id) VALUES (?, ?, ?)",
+            [(stream_id, from_user_id, u) for u in sorted(set(user_ids))]))
+
+    async def signature_changes(self, from_pos: int, to_pos: int, from_user_id: str) -> set[str]:
+        """The users whose keys ``from_user_id`` signed in (from_pos, to_pos]."""
+        rows = await self.db.run("device_list_signature_changes", lambda t: t.select_all(
+            "SELECT DISTINCT user_id FROM device_list_signature_changes "
+            "WHERE from_user_id = ? AND stream_id > ? AND stream_id <= ?", (from_user_id, from_pos, to_pos)))
         return {r[0] for r in rows}
 
     async def memberships(self, from_pos: int, to_pos: int, user_id: str,

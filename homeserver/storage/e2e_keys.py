@@ -355,8 +355,10 @@ class RemoteDeviceCache(Store):
                     sql, args = sql + " AND device_id = ?", (user_id, device_id)
                 for dev, name, text in txn.select_all(sql, args):
                     keys = json.loads(text)
+                    unsigned = keys.get("unsigned")
+                    keys["unsigned"] = dict(unsigned) if isinstance(unsigned, dict) else {}  # spec /keys/query
                     if name is not None:
-                        keys["unsigned"] = {"device_display_name": name}
+                        keys["unsigned"]["device_display_name"] = name
                     found.setdefault(user_id, {})[dev] = keys
             return found
 

@@ -7,13 +7,15 @@ It listens on 127.0.0.1, records each notification with the time it arrived, and
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class PushGateway:
-    def __init__(self):
+    def __init__(self, tls: tuple[str, str] | None = None):
+        """``tls``: (certificate chain, private key) files to serve HTTPS instead of HTTP."""
         self.received: list[tuple[float, dict]] = []
         self.rejected: set[str] = set()
         self.failures: dict[str, int] = {}  # pushkey -> how many more notifications to answer with a 503
@@ -58,7 +60,11 @@ class PushGateway:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/_matrix/push/v1/notify"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self._server.server_address[1]}/_matrix/push/v1/notify"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

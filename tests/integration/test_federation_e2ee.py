@@ -20,7 +20,8 @@ import pytest
 from nio import EncryptionError, MegolmEvent
 from signedjson.sign import sign_json
 
-from tests.integration.federation import FedServer
+from federation.handlers.edus import _device_keys
+from tests.integration.federation import FedServer, put_transaction
 from tests.integration.harness import q, shared_room, unique, wait_for
 from tests.integration.test_e2ee import (NioDevice, RawDevice, assert_stored_encrypted, claim, cross_signing_key,
                                          password_auth, query)
@@ -117,6 +118,48 @@ def test_device_list_follows_new_and_deleted_devices(pair):
              "Bob's new keys, asked of his server")
 
 
+def test_new_and_renamed_devices_reach_the_other_server(home, hexagone_peer):
+    """A device logged in (no keys yet) or renamed is an m.device_list_update, as in Synapse: users of the other
+    server see the change in device_lists.changed."""
+    alice = home.process.register()
+    bob = hexagone_peer.process.register()
+    shared_room(alice, bob)
+    since = sync_token(alice)
+    laptop = hexagone_peer.process.login(bob.user_id)
+    _, since = alice.sync_until(lambda r: bob.user_id in device_list(r, "changed"), since)
+    bob.ok("PUT", f"/devices/{laptop.device_id}", {"display_name": "Bob's laptop"})
+    alice.sync_until(lambda r: bob.user_id in device_list(r, "changed"), since)
+
+
+def test_an_update_after_a_gap_is_fetched_again_then_told(home, hexagone_peer):
+    """An m.device_list_update whose prev_id was never seen: the list is fetched again from the user's server
+    (GET /user/devices) and local users are told once it is cached; the update's own content is not trusted."""
+    alice = home.process.register()
+    bob = RawDevice(hexagone_peer.process.register())
+    shared_room(alice, bob.user)
+    keys = bob.device_keys()
+    bob.upload(device_keys=keys)
+    query_until(alice, bob.user_id, lambda f: bob.user.device_id in devices_of(f, bob.user_id), sync_token(alice))
+    since = sync_token(alice)
+    ghost = {"user_id": bob.user_id, "device_id": "GHOST", "stream_id": 10 ** 12, "prev_id": [10 ** 12 - 1],
+             "keys": {"user_id": bob.user_id, "device_id": "GHOST", "algorithms": [], "keys": {}, "signatures": {}}}
+    status, _ = put_transaction(home, hexagone_peer, edus=[{"edu_type": "m.device_list_update", "content": ghost}])
+    assert status == 200
+    alice.sync_until(lambda r: bob.user_id in device_list(r, "changed"), since)
+    found = devices_of(query(alice, bob.user_id), bob.user_id)
+    assert list(found) == [bob.user.device_id] and without_unsigned(found[bob.user.device_id]) == keys
+
+
+def test_remote_device_keys_are_passed_on_unless_they_name_another_device():
+    """As Synapse, keys another server gives are stored as given (the clients check them); keys that say they
+    are another user's or another device's are dropped."""
+    assert _device_keys({"device_keys": {}}, "@a:x", "D") == {"device_keys": {}}
+    assert _device_keys({"user_id": "@a:x", "device_id": "D", "keys": {}}, "@a:x", "D") is not None
+    assert _device_keys({"user_id": "@b:x", "device_id": "D"}, "@a:x", "D") is None
+    assert _device_keys({"user_id": "@a:x", "device_id": "E"}, "@a:x", "D") is None
+    assert _device_keys("not an object", "@a:x", "D") is None
+
+
 def test_cross_signing_keys_and_signatures_across_servers(pair):
     a, b = pair
     alice = RawDevice(a.process.register())
@@ -205,7 +248,8 @@ def test_server_endpoints_answer_for_local_users_only(home, hexagone_peer):
     assert relisted["stream_id"] > listed["stream_id"] > 0
 
     status, found = signed("POST", "/_matrix/federation/v1/user/keys/query", {"device_keys": {alice.user_id: []}})
-    assert status == 200 and found == {"device_keys": {alice.user_id: {alice.user.device_id: keys}},
+    # Spec /user/keys/query: as uploaded "with the addition of an unsigned property" (no names over federation).
+    assert status == 200 and found == {"device_keys": {alice.user_id: {alice.user.device_id: {**keys, "unsigned": {}}}},
                                        "master_keys": {alice.user_id: master_pub},
                                        "self_signing_keys": {alice.user_id: ssk_pub}}
     status, claimed = signed("POST", "/_matrix/federation/v1/user/keys/claim", {"one_time_keys": {

@@ -235,7 +235,7 @@ def test_push_rule_crud_and_ordering(homeserver):
     user.ok("PUT", "/pushrules/global/override/.m.rule.tombstone/actions", {"actions": ["dont_notify"]})
     message = user.ok("GET", "/pushrules/global/underride/.m.rule.message")
     assert message["enabled"] is False and message["default"] is True
-    assert user.ok("GET", "/pushrules/global/override/.m.rule.tombstone/actions") == {"actions": []}
+    assert user.ok("GET", "/pushrules/global/override/.m.rule.tombstone/actions") == {"actions": ["dont_notify"]}
 
     user.ok("PUT", f"/pushrules/global/room/{q('!some:room')}", {"actions": []})
     assert user.ok("GET", f"/pushrules/global/room/{q('!some:room')}") == {
@@ -246,14 +246,22 @@ def test_push_rule_crud_and_ordering(homeserver):
 
 
 @pytest.mark.parametrize("method, path, body, params, expected", [
-    ("GET", "/pushrules/global/bogus/x", None, None, (404, "M_NOT_FOUND")),
+    ("GET", "/pushrules/global/bogus/x", None, None, (400, "M_INVALID_PARAM")),  # not one of kind's enum
+    ("GET", "/pushrules/global/bogus/", None, None, (400, "M_INVALID_PARAM")),
+    ("PUT", "/pushrules/global/override/", {"actions": []}, None, (400, "M_INVALID_PARAM")),  # empty ruleId
+    # Not endpoints of spec v1.19 (no scope but "global", no attribute but enabled and actions): M_UNRECOGNIZED
+    # "coupled with a 404 HTTP status code if the endpoint is not implemented" (Synapse answers 400).
+    ("GET", "/pushrules/global", None, None, (404, "M_UNRECOGNIZED")),
+    ("PUT", "/pushrules/not_a_scope/room/x", {"actions": []}, None, (404, "M_UNRECOGNIZED")),
+    ("PUT", "/pushrules/global/override/.m.rule.master/not_an_attr", {"enabled": True}, None,
+     (404, "M_UNRECOGNIZED")),
     ("GET", "/pushrules/global/override/nope", None, None, (404, "M_NOT_FOUND")),
     ("GET", "/pushrules/global/override/nope/enabled", None, None, (404, "M_NOT_FOUND")),
     ("GET", "/pushrules/global/override/nope/actions", None, None, (404, "M_NOT_FOUND")),
     ("PUT", "/pushrules/global/override/nope/enabled", {"enabled": True}, None, (404, "M_NOT_FOUND")),
     ("PUT", "/pushrules/global/override/nope/actions", {"actions": []}, None, (404, "M_NOT_FOUND")),
     ("DELETE", "/pushrules/global/override/.m.rule.master", None, None, (404, "M_NOT_FOUND")),
-    ("DELETE", "/pushrules/global/bogus/x", None, None, (404, "M_NOT_FOUND")),
+    ("DELETE", "/pushrules/global/bogus/x", None, None, (400, "M_INVALID_PARAM")),
     ("PUT", "/pushrules/global/override/.mine", {"actions": []}, None, (400, "M_INVALID_PARAM")),
     ("PUT", "/pushrules/global/bogus/x", {"actions": []}, None, (400, "M_INVALID_PARAM")),
     ("PUT", "/pushrules/global/override/x%5Cy", {"actions": []}, None, (400, "M_INVALID_PARAM")),

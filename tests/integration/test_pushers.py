@@ -9,6 +9,7 @@ import time
 import nio
 import pytest
 
+from tests.integration.fedtls import CertificateAuthority
 from tests.integration.harness import unique
 from tests.integration.pushgateway import PushGateway
 from tests.integration.test_accounts import password_auth
@@ -95,7 +96,7 @@ def test_set_errors_delete_and_logout(server, gateway):
     assert status == 400 and body["errcode"] == "M_MISSING_PARAM"
     # the rules of one kind (as Synapse serves them)
     assert any(r["rule_id"] == ".m.rule.master" for r in bob.ok("GET", "/pushrules/global/override/"))
-    assert bob.request("GET", "/pushrules/global/nope/")[0] == 404
+    assert bob.request("GET", "/pushrules/global/nope/")[0] == 400
     set_pusher(bob, gateway, "k1")
     bob.ok("POST", "/pushers/set", {"app_id": "org.example.app", "pushkey": "k1", "kind": None})
     assert bob.ok("GET", "/pushers")["pushers"] == []
@@ -181,10 +182,15 @@ def test_nio_phone_unread_counts_follow_read_receipts(server, gateway):
         first = [await say(f"m{i}") for i in range(2)]
         await asyncio.to_thread(gateway.wait, lambda g: len(g.for_key(key)) >= 2)
         assert isinstance(await bob.room_read_markers(room, first[-1], first[-1]), nio.RoomReadMarkersResponse)
+        # The read receipt sends the new count alone (no event: a badge update, as Synapse), 0 to clear the badge.
+        badge = (await asyncio.to_thread(gateway.wait, lambda g: len(g.for_key(key)) >= 3 and g.for_key(key)))[2]
+        assert badge["counts"] == {"unread": 0} and "event_id" not in badge and "type" not in badge
+        assert [d["pushkey"] for d in badge["devices"]] == [key]
         last = await say("after reading")
-        got = await asyncio.to_thread(gateway.wait, lambda g: len(g.for_key(key)) >= 3 and g.for_key(key))
-        assert [(n["event_id"], n["counts"]["unread"]) for n in got] == [(first[0], 1), (first[1], 2), (last, 1)]
-        assert got[2]["room_id"] == room and got[2]["sender"] == alice.user_id
+        got = await asyncio.to_thread(gateway.wait, lambda g: len(g.for_key(key)) >= 4 and g.for_key(key))
+        assert [(n.get("event_id"), n["counts"]["unread"]) for n in got] == [
+            (first[0], 1), (first[1], 2), (None, 0), (last, 1)]
+        assert got[3]["room_id"] == room and got[3]["sender"] == alice.user_id
         await close_all(alice, bob)
 
     asyncio.run(scenario())
@@ -202,3 +208,41 @@ def test_federated_message_is_pushed(home, hexagone_peer, gateway):
     event_id = bob.send(room_id, "from the other server")
     got = gateway.wait(lambda g: [n for n in g.for_key(key) if n["event_id"] == event_id])
     assert got[0]["sender"] == bob.user_id and got[0]["content"]["body"] == "from the other server"
+
+
+def test_https_gateway_certificate_is_verified_unless_insecure_testing_client(homeserver_factory, tmp_path):
+    """A push gateway's certificate is checked against the system CAs; Synapse's
+    ``use_insecure_ssl_client_just_for_testing_do_not_use`` turns that off (test suites such as SyTest run their
+    gateway with their own CA)."""
+    ca = CertificateAuthority(str(tmp_path / "ca"))
+    gateway = PushGateway(tls=ca.issue("gateway"))
+    try:
+        for insecure in (False, True):
+            srv = homeserver_factory(ip_range_whitelist=["127.0.0.1/32"],
+                                     use_insecure_ssl_client_just_for_testing_do_not_use=insecure)
+            alice, bob = srv.register(), srv.register()
+            room = alice.create_room(preset="private_chat", invite=[bob.user_id])
+            bob.join(room)
+            key = unique("tls")
+            set_pusher(bob, gateway, key)
+            alice.send(room, "over https")
+            if insecure:
+                gateway.wait(lambda gw: gw.for_key(key))
+            else:
+                until(lambda: "Push to org.example.app failed" in srv.log(), "the push failing on the certificate")
+                assert "CERTIFICATE_VERIFY_FAILED" in srv.log() or "certificate verify failed" in srv.log()
+                assert gateway.for_key(key) == []
+    finally:
+        gateway.close()
+
+
+def test_invite_is_pushed_with_its_target_and_membership(server, gateway):
+    """.m.rule.invite_for_me: the invite is pushed to the invited user, ``user_is_target`` true (spec) and
+    ``membership`` "invite" (as Synapse)."""
+    alice, bob = server.register(), server.register()
+    key = unique("invited")
+    set_pusher(bob, gateway, key)
+    room = alice.create_room(preset="private_chat", invite=[bob.user_id])
+    got = gateway.wait(lambda g: [n for n in g.for_key(key) if n.get("type") == "m.room.member"])
+    assert got[0]["room_id"] == room and got[0]["sender"] == alice.user_id
+    assert got[0]["user_is_target"] is True and got[0]["membership"] == "invite"

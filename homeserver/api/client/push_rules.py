@@ -10,7 +10,8 @@ from homeserver.http.router import ApiRequest, Endpoint
 
 
 def _rule_path(req: ApiRequest) -> tuple[str, str]:
-    return req.path_params["kind"], req.path_params["ruleId"]
+    """(kind, ruleId); ``/pushrules/global/{kind}/`` is the rule endpoint with an empty ruleId."""
+    return req.path_params["kind"], req.path_params.get("ruleId", "")
 
 
 async def get_all(hs, req: ApiRequest):
@@ -22,11 +23,12 @@ async def get_global(hs, req: ApiRequest):
 
 
 async def get_kind(hs, req: ApiRequest):
-    """The rules of one kind, as Synapse serves them (SyTest reads them; not in spec v1.19)."""
+    """The rules of one kind, as Synapse serves them (SyTest reads them; not in spec v1.19). An unknown kind
+    is a bad value of the spec's ``kind`` enum: 400, as Synapse and as PUT."""
     kind = req.path_params["kind"]
     rules = client_ruleset(await hs.push.ruleset(req.user_id)).get(kind)
     if rules is None:
-        raise MatrixError(404, "M_NOT_FOUND", f"Unknown push rule kind {kind!r}")
+        raise MatrixError(400, "M_INVALID_PARAM", f"Unknown push rule kind {kind!r}")
     return rules
 
 
@@ -68,6 +70,7 @@ ROUTES = [
     Endpoint("GET", "/pushrules/global/{kind}/", get_kind),
     Endpoint("GET", "/pushrules/global/{kind}/{ruleId}", get_rule),
     Endpoint("PUT", "/pushrules/global/{kind}/{ruleId}", put_rule),
+    Endpoint("PUT", "/pushrules/global/{kind}/", put_rule),  # an empty ruleId: refused (400)
     Endpoint("DELETE", "/pushrules/global/{kind}/{ruleId}", delete_rule),
     Endpoint("GET", "/pushrules/global/{kind}/{ruleId}/enabled", partial(get_attribute, attr="enabled")),
     Endpoint("PUT", "/pushrules/global/{kind}/{ruleId}/enabled", partial(put_attribute, attr="enabled")),
