@@ -78,7 +78,10 @@ class RoomHistoryService:
                                                         limit - len(chunk), backwards, event_filter)
             chunk += extra
         result = {"chunk": await self._serializer.serialize(chunk, requester), "start": self._token(start)}
-        if more:
+        # Spec: "end" is omitted when no further events are available (start of the timeline, or nothing more
+        # the user may see). Going forwards without ``to``, the live end is not final: later events follow, so
+        # a non-empty chunk gets "end" to continue from (as Synapse).
+        if more or (not backwards and chunk and to_token is None):
             result["end"] = self._token(position)
         if event_filter.lazy_load_members and chunk:
             result["state"] = await self._member_state(room_id, {e.sender for e in chunk}, requester)
