@@ -41,14 +41,20 @@ class LegacyEventsService:
         if requester.is_guest:
             raise MatrixError(400, "M_GUEST_ACCESS_FORBIDDEN", "Guest users must give room_id")
         filt = SyncFilter(timeline=EventFilter(limit=limit))
-        response = await self._sync.sync(requester, start, timeout_ms, filt, False)
+        # As Synapse: the oldest ``limit`` events after ``from``, and an ``end`` that resumes after them.
+        upto = await self._sync.events_ceiling(requester.user_id, self._sync.parse_token(start)["events"], limit)
+        response = await self._sync.sync(requester, start, timeout_ms, filt, False, events_upto=upto)
         chunk = list(response["presence"]["events"]) + list(response["account_data"]["events"])
+        timelines, others = [], []
         for section in ("join", "leave"):
             for rid, room in response["rooms"][section].items():
                 timeline = [v1_event(e, rid) for e in room["timeline"]["events"]]
-                chunk += _after_own_join(timeline, requester.user_id)
-                chunk += [dict(e, room_id=rid) for e in room.get("ephemeral", {}).get("events", [])]
-                chunk += [dict(e, room_id=rid) for e in room["account_data"]["events"]]
+                timelines += _after_own_join(timeline, requester.user_id)
+                others += [dict(e, room_id=rid) for e in room.get("ephemeral", {}).get("events", [])]
+                others += [dict(e, room_id=rid) for e in room["account_data"]["events"]]
+        stored = await self._heads.get_events(e["event_id"] for e in timelines)
+        timelines.sort(key=lambda e: stored[e["event_id"]].stream_ordering if e["event_id"] in stored else 0)
+        chunk += timelines + others  # the rooms' events in the order they happened, as one stream
         for rid in response["rooms"]["invite"]:
             own = await self._heads.current_state_event(rid, "m.room.member", requester.user_id)
             if own is not None:

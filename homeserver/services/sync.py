@@ -226,13 +226,19 @@ class SyncService:
 
     # -- sync --------------------------------------------------------------------------
     async def sync(self, requester: Requester, since_token: str | None, timeout_ms: int,
-                   sync_filter: SyncFilter, full_state: bool) -> dict | RawBody:
+                   sync_filter: SyncFilter, full_state: bool, *, events_upto: int | None = None) -> dict | RawBody:
+        """``events_upto`` (with a ``since_token`` and no wait; the old /events stream): room events only up to
+        that position, so the answer is the oldest ones after ``since`` and its token resumes after them."""
         if not since_token:
             return await self._initial_sync(requester, sync_filter)
         since = self.parse_token(since_token)
         deadline = self._clock.seconds() + timeout_ms / 1000.0
         while True:
             to = self.current_positions()
+            if events_upto is not None:
+                to["events"] = min(to["events"], events_upto)
+                timeout_ms = 0
+                deadline = self._clock.seconds()
             ctx = SyncContext(requester, since, dict(to), sync_filter, full_state)
             response = await self._build(ctx)
             remaining_ms = (deadline - self._clock.seconds()) * 1000
@@ -242,6 +248,21 @@ class SyncService:
                 continue  # something committed while we were building: look again
             if not await self._notifier.wait(requester.user_id, ctx.joined_rooms, remaining_ms):
                 return response  # timed out, or woken by shutdown: answer now with the empty response
+
+    async def events_ceiling(self, user_id: str, since_pos: int, limit: int) -> int | None:
+        """The position of the ``limit``-th room event after ``since_pos`` in the user's rooms (joined, or whose
+        membership changed since), oldest first; None when there are no more than ``limit``."""
+        current = self._heads.stream.current()
+        memberships, _, _ = await self._store.rooms_for_sync(user_id, since_pos, current)
+        positions: list[int] = []
+        for room_id, (membership, _, so) in memberships.items():
+            if membership == "join" or so > since_pos:
+                upto = current if membership == "join" else min(so, current)
+                events = await self._store.room_events_between(room_id, since_pos, upto, limit + 1,
+                                                               backwards=False)
+                positions += [e.stream_ordering for e in events]
+        positions.sort()
+        return positions[limit - 1] if len(positions) > limit > 0 else None
 
     async def _initial_sync(self, requester: Requester, sync_filter: SyncFilter) -> dict | RawBody:
         """An initial sync (full_state changes nothing then). Its answer is given again, ages brought up to date,

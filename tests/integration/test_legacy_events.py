@@ -109,3 +109,22 @@ def test_events_refuses_a_bad_limit(homeserver):
     for limit in ("hello", "-1"):
         status, resp = alice.request("GET", "/events", params={"timeout": 0, "limit": limit})
         assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+def test_events_with_a_limit_pages_through_the_oldest_first(homeserver):
+    """As Synapse: ``limit`` takes the oldest events after ``from`` across the user's rooms, and ``end`` resumes
+    after them, so a client catching up sees every message once, in order."""
+    alice = homeserver.register()
+    rooms = [alice.create_room(), alice.create_room()]
+    token = alice.ok("GET", "/events", params={"timeout": 0})["end"]
+    sent = [alice.send(rooms[i % 2], f"message {i}") for i in range(13)]
+    seen: list[str] = []
+    for _ in range(10):
+        page = alice.ok("GET", "/events", params={"from": token, "timeout": 0, "limit": 4})
+        messages = [e for e in page["chunk"] if e.get("type") == "m.room.message"]
+        assert len(messages) <= 4
+        seen += [e["event_id"] for e in messages]
+        token = page["end"]
+        if len(seen) >= len(sent):
+            break
+    assert seen == sent
