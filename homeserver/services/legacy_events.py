@@ -132,21 +132,24 @@ class LegacyEventsService:
         state = [v1_event(e, room_id) for e in await self._serializer.serialize(
             await self._history.state(requester, room_id), requester, bundle=False)]
         own = await self._heads.current_state_event(room_id, "m.room.member", requester.user_id)
-        result = {"room_id": room_id, "membership": own.content.get("membership") if own else "leave",
+        membership = own.content.get("membership") if own else "leave"
+        departed = own is not None and membership in ("leave", "ban")
+        # A former member sees the room as it was when they left: no presence, no receipts (as Synapse).
+        result = {"room_id": room_id, "membership": membership,
                   "messages": {"chunk": [v1_event(e, room_id) for e in page["chunk"][::-1]],
                                "start": page.get("end", oldest), "end": page["start"]},
                   "state": state, "receipts": [], "account_data": [],
-                  "presence": await self._presence_events(
+                  "presence": [] if departed else await self._presence_events(
                       {e["state_key"] for e in state
                        if e["type"] == "m.room.member" and e["content"].get("membership") == "join"}),
                   "visibility": await self._directory.get_visibility(room_id)}
-        if own is not None and own.content.get("membership") in ("join", "leave", "ban"):
+        if own is not None and membership in ("join", "leave", "ban"):
             response = await self._v3_initial(requester, SyncFilter(timeline=EventFilter(limit=0),
                                                                     rooms=(room_id,), include_leave=True))
             room = response["rooms"]["join"].get(room_id) or response["rooms"]["leave"].get(room_id)
             if room is not None:
                 result["account_data"] = room["account_data"]["events"]
-                result["receipts"] = _receipts(room_id, room)
+                result["receipts"] = [] if departed else _receipts(room_id, room)
         return result
 
     async def _v3_initial(self, requester: Requester, sync_filter: SyncFilter) -> dict:

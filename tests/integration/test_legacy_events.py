@@ -128,3 +128,22 @@ def test_events_with_a_limit_pages_through_the_oldest_first(homeserver):
         if len(seen) >= len(sent):
             break
     assert seen == sent
+
+
+def test_room_initial_sync_of_a_departed_room(homeserver):
+    """A former member's room initialSync shows the room up to their leave, without presence or receipts
+    (as Synapse)."""
+    alice, bob = homeserver.register(), homeserver.register()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    before = alice.send(room, "before bob left")
+    bob.ok("POST", f"/rooms/{q(room)}/receipt/m.read/{q(before)}", {})
+    bob.ok("POST", f"/rooms/{q(room)}/leave", {})
+    alice.send(room, "after bob left")
+    body = bob.ok("GET", f"/rooms/{q(room)}/initialSync", params={"limit": 3})
+    assert body["membership"] == "leave"
+    bodies = [e["content"].get("body") for e in body["messages"]["chunk"] if e["type"] == "m.room.message"]
+    assert bodies == ["before bob left"]
+    assert body["presence"] == [] and body["receipts"] == []
+    joined = alice.ok("GET", f"/rooms/{q(room)}/initialSync")
+    assert joined["receipts"] and joined["presence"]
