@@ -113,7 +113,14 @@ class RoomHistoryService:
         return await self._serializer.serialize(list(state.values()), requester, bundle=False)
 
     async def event(self, requester: Requester, room_id: str, event_id: str) -> dict:
-        ev = await self._visible_event(requester.user_id, room_id, event_id)
+        """Spec GET /rooms/{roomId}/event/{eventId}: 404 "not found or you do not have permission to read
+        this event", for a non-member too (as Synapse)."""
+        try:
+            ev = await self._visible_event(requester.user_id, room_id, event_id)
+        except MatrixError as e:
+            if e.status == 403:
+                raise not_found("Event not found") from None
+            raise
         return await self._serializer.serialize_one(ev, requester)
 
     async def _visible_event(self, user_id: str, room_id: str, event_id: str) -> StoredEvent:

@@ -233,6 +233,20 @@ def test_messages_forwards_to_the_live_end_gives_end(homeserver):
     assert whole["chunk"][-1]["type"] == "m.room.create" and "end" not in whole
 
 
+def test_event_of_a_room_the_user_is_not_in_is_not_found(homeserver):
+    """Spec GET /rooms/{roomId}/event/{eventId}: 404 when "you do not have permission to read this event" (a
+    non-member of a room that is not world-readable), as for an unknown event; world-readable: served."""
+    alice, eve = homeserver.register(), homeserver.register()
+    room = alice.create_room(preset="private_chat")
+    event_id = alice.send(room, "members only")
+    for path in (f"/rooms/{q(room)}/event/{q(event_id)}", f"/rooms/{q(room)}/event/{q('$nosuch')}"):
+        status, resp = eve.request("GET", path)
+        assert (status, resp["errcode"]) == (404, "M_NOT_FOUND")
+    alice.put_state(room, "m.room.history_visibility", {"history_visibility": "world_readable"})
+    public = alice.send(room, "anyone may read")
+    assert eve.ok("GET", f"/rooms/{q(room)}/event/{q(public)}")["event_id"] == public
+
+
 # -- relations (relation and redaction service behaviour: on a server built in this process) -----
 
 def test_edit_bundled_in_messages_and_event(inprocess_server):
