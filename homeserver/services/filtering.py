@@ -95,6 +95,7 @@ class SyncFilter:
     not_rooms: tuple[str, ...] = ()
     include_leave: bool = False
     event_fields: tuple[str, ...] | None = None
+    event_format: str = "client"  # spec: "client", or "federation" (the PDU itself)
 
     @classmethod
     def parse(cls, raw: dict | None, timeline_cap: int = -1) -> "SyncFilter":
@@ -110,6 +111,9 @@ class SyncFilter:
         fields = raw.get("event_fields")
         if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
             raise bad_json("filter.event_fields must be a list of strings")
+        event_format = raw.get("event_format", "client")
+        if event_format not in ("client", "federation"):
+            raise bad_json("filter.event_format must be 'client' or 'federation'")
         timeline = EventFilter.parse(room.get("timeline"), "filter.room.timeline")
         if timeline_cap >= 0 and timeline.limit is not None and timeline.limit > timeline_cap:
             timeline = replace(timeline, limit=timeline_cap)
@@ -122,7 +126,7 @@ class SyncFilter:
             presence=EventFilter.parse(raw.get("presence"), "filter.presence"),
             rooms=top.rooms, not_rooms=top.not_rooms,
             include_leave=_flag(room, "include_leave", "filter.room") is True,
-            event_fields=tuple(fields) if fields is not None else None)
+            event_fields=tuple(fields) if fields is not None else None, event_format=event_format)
 
     def allows_room(self, room_id: str) -> bool:
         if room_id in self.not_rooms:

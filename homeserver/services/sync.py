@@ -432,7 +432,8 @@ class SyncService:
         """Serialize the events of every room in one call, then split them by room again."""
         serialized = await self._serializer.serialize([e for events in per_room for e in events], ctx.requester,
                                                       bundle=bundle, event_fields=ctx.filter.event_fields,
-                                                      include_room_id=False)
+                                                      include_room_id=False,
+                                                      federation_format=ctx.filter.event_format == "federation")
         out, i = [], 0
         for events in per_room:
             out.append(serialized[i:i + len(events)])

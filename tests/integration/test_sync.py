@@ -6,6 +6,7 @@ room members), "Profiles" (changes reach the member events of joined rooms).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -195,6 +196,24 @@ def test_stored_filter(homeserver):
     status, resp = alice.request("GET", "/sync", params={"filter": "999999"})
     assert status in (400, 404)
     status, resp = alice.request("POST", f"/user/{q(alice.user_id)}/filter", {"room": {"timeline": {"limit": "x"}}})
+    assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
+
+
+def test_federation_event_format(homeserver):
+    """Spec "Filtering" ``event_format``: "federation" returns the raw events (the PDU: room_id, prev_events,
+    auth_events, depth, hashes, signatures) with their event_id; any other value is refused."""
+    alice = homeserver.register()
+    room = alice.create_room()
+    event_id = alice.send(room, "raw")
+    raw = timeline(alice.sync(filter=json.dumps({"event_format": "federation",
+                                                 "room": {"timeline": {"limit": 1}}})), room)
+    assert [e["event_id"] for e in raw] == [event_id]
+    for key in ("room_id", "prev_events", "auth_events", "depth", "hashes", "signatures", "origin_server_ts"):
+        assert key in raw[0], key
+    assert raw[0]["content"]["body"] == "raw" and "age" in raw[0]["unsigned"]
+    client = timeline(alice.sync(filter=json.dumps({"room": {"timeline": {"limit": 1}}})), room)
+    assert "hashes" not in client[0] and "room_id" not in client[0]
+    status, resp = alice.request("POST", f"/user/{q(alice.user_id)}/filter", {"event_format": "pdu"})
     assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
 
 
