@@ -66,15 +66,20 @@ class LegacyEventsService:
         """Peeking: the room's events after ``start`` that the user may see (members, or anyone in a
         world-readable room), as /messages forwards."""
         deadline = self._clock.seconds() + timeout_ms / 1000.0
+        since = self._sync.parse_token(start)
         while True:
-            end = self._sync.encode_token(self._sync.current_positions())
+            to = self._sync.current_positions()
+            end = self._sync.encode_token(to)
             page = await self._history.messages(requester, room_id, from_token=start, to_token=end, direction="f",
                                                 limit=limit, event_filter=EventFilter())
+            ephemeral = await self._sync.peek_ephemeral(requester, room_id, since, to)
+            if "end" in page:  # more events than ``limit``: resume after the last one given
+                to = dict(to, events=self._sync.parse_token(page["end"])["events"])
             remaining_ms = (deadline - self._clock.seconds()) * 1000
-            if page["chunk"] or remaining_ms <= 0:
-                return {"chunk": [v1_event(e, room_id) for e in page["chunk"]], "start": start,
-                        "end": page.get("end", end)}
-            if self._sync.encode_token(self._sync.current_positions()) != end:
+            if page["chunk"] or ephemeral or remaining_ms <= 0:
+                return {"chunk": [v1_event(e, room_id) for e in page["chunk"]] + ephemeral, "start": start,
+                        "end": self._sync.encode_token(to)}
+            if self._sync.current_positions() != to:
                 continue
             if not await self._notifier.wait(requester.user_id, [room_id], remaining_ms):
                 return {"chunk": [], "start": start, "end": end}

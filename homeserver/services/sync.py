@@ -65,6 +65,7 @@ class SyncContext:
     newly_joined: set[str] = field(default_factory=set)
     memberships: dict | None = None  # the user's rooms_for_user, once the rooms part has read them
     ignored: frozenset[str] = frozenset()  # spec "Ignoring Users": their messages and invites are left out
+    peek_room: str | None = None  # the room of a peeking stream (the old /events?room_id=), not one joined
 
     @property
     def user_id(self) -> str:
@@ -159,6 +160,8 @@ class EncodedAnswer:
         return RawBody(b"".join(out), b"application/json")
 
 
+# The sources a peeking stream reads (SyncSource.contribute honours SyncContext.peek_room).
+PEEK_SOURCES = ("receipts", "typing", "presence")
 # The streams of a token before they were named, in the order their parts came (the sources' order then).
 LEGACY_ORDER = ("events", "account_data", "receipts", "typing", "device_lists", "to_device", "presence",
                 "notifications")
@@ -248,6 +251,22 @@ class SyncService:
                 continue  # something committed while we were building: look again
             if not await self._notifier.wait(requester.user_id, ctx.joined_rooms, remaining_ms):
                 return response  # timed out, or woken by shutdown: answer now with the empty response
+
+    async def peek_ephemeral(self, requester: Requester, room_id: str, since: dict[str, int],
+                             to: dict[str, int]) -> list[dict]:
+        """What a peeking stream (the old /events?room_id=) gets besides the room's events: the room's receipts
+        and typing, and its members' presence, changed in (since, to], each with its ``room_id`` or, for
+        presence, the ``user_id`` in its content (the old format)."""
+        ctx = SyncContext(requester, since, dict(to), SyncFilter(), False, joined_rooms=[room_id],
+                          peek_room=room_id)
+        response = _skeleton()
+        for source in self.sources:
+            if source.name in PEEK_SOURCES:
+                await source.contribute(ctx, response)
+        events = [dict(e, room_id=room_id) for e in response["rooms"]["join"].get(room_id, {})
+                  .get("ephemeral", {}).get("events", [])]
+        return events + [dict(e, content=dict(e["content"], user_id=e["sender"]))
+                         for e in response["presence"]["events"]]
 
     async def events_ceiling(self, user_id: str, since_pos: int, limit: int) -> int | None:
         """The position of the ``limit``-th room event after ``since_pos`` in the user's rooms (joined, or whose
