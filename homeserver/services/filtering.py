@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from homeserver.errors import bad_json
 from homeserver.events.dotted_paths import split_dotted_path
 from homeserver.events.glob import glob_matches
+from homeserver.events.identifiers import is_valid_user_id
 
 
 def _type_matches(pattern: str, value: str) -> bool:
@@ -42,6 +43,11 @@ class EventFilter:
                 return None
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise bad_json(f"{where}.{key} must be a list of strings")
+            # As Synapse's filter schema: senders are user IDs, rooms room IDs.
+            if key in ("senders", "not_senders") and not all(is_valid_user_id(v) for v in value):
+                raise bad_json(f"{where}.{key} must be a list of user IDs")
+            if key in ("rooms", "not_rooms") and not all(v.startswith("!") for v in value):
+                raise bad_json(f"{where}.{key} must be a list of room IDs")
             return tuple(value)
 
         limit = raw.get("limit")

@@ -217,6 +217,20 @@ def test_federation_event_format(homeserver):
     assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
 
 
+def test_filters_with_bad_ids_or_shapes_are_refused(homeserver):
+    """As Synapse's filter schema: senders must be user IDs and rooms room IDs, each part of the right shape."""
+    alice = homeserver.register()
+    bad = [{"presence": "not_an_object"}, {"room": {"timeline": "not_an_object"}},
+           {"room": {"timeline": {"types": [0]}}}, {"room": {"timeline": {"rooms": ["not_a_room_id"]}}},
+           {"room": {"not_rooms": ["not_a_room_id"]}}, {"room": {"timeline": {"senders": ["not_a_sender_id"]}}},
+           {"room": {"state": {"not_senders": ["@nocolon"]}}}]
+    for definition in bad:
+        status, resp = alice.request("POST", f"/user/{q(alice.user_id)}/filter", definition)
+        assert (status, resp["errcode"]) == (400, "M_BAD_JSON"), definition
+    good = {"room": {"rooms": ["!a:example.org"], "timeline": {"senders": [alice.user_id]}}}
+    assert alice.ok("POST", f"/user/{q(alice.user_id)}/filter", good)["filter_id"]
+
+
 def test_full_state(homeserver):
     alice = homeserver.register()
     room = alice.create_room(name="Full")
