@@ -99,11 +99,11 @@ class RoomHistoryService:
             batch = await self._store.room_events_between(room_id, position, end_bound, batch_size,
                                                           backwards=backwards)
             more = len(batch) == batch_size
-            visible = {e.event_id for e in await self._sync.visible_events(user_id, room_id, batch)}
+            visible = {e.event_id: e for e in await self._sync.visible_events(user_id, room_id, batch)}
             for i, ev in enumerate(batch):
                 position = ev.stream_ordering - 1 if backwards else ev.stream_ordering
                 if ev.event_id in visible and event_filter.allows(ev.pdu | {"room_id": room_id}):
-                    chunk.append(ev)
+                    chunk.append(visible[ev.event_id])  # as the reader may see it (an erased sender's: redacted)
                     if len(chunk) == limit:
                         return chunk, position, more or i < len(batch) - 1
         return chunk, position, more
@@ -128,10 +128,12 @@ class RoomHistoryService:
         ev = await self._heads.get_event(event_id)
         if ev is None or ev.room_id != room_id or ev.outlier:
             raise not_found("Event not found")
-        if ev.stream_ordering > await self._position_limit(room_id, user_id, membership) \
-                or not await self._sync.visible_events(user_id, room_id, [ev]):
+        if ev.stream_ordering > await self._position_limit(room_id, user_id, membership):
             raise not_found("Event not found")
-        return ev
+        seen = await self._sync.visible_events(user_id, room_id, [ev])
+        if not seen:
+            raise not_found("Event not found")
+        return seen[0]
 
     async def joined_visible_event(self, user_id: str, room_id: str, event_id: str) -> StoredEvent | None:
         """The event if ``user_id`` is joined to its room and may see it (spec "Reporting content"), else None."""

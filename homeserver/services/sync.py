@@ -27,6 +27,7 @@ so clients keep their ``since`` across the upgrade.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from typing import Awaitable, Callable, Protocol
 from homeserver.errors import MatrixError
 from homeserver.requester import Requester
 from homeserver.bodies import RawBody, encode_json
+from homeserver.events.redaction import redact_event
 from homeserver.events.stripped_state import STRIPPED_STATE_TYPES, stripped
 from homeserver.lru import LruCache
 from homeserver.services.filtering import SyncFilter
@@ -173,13 +175,17 @@ class SyncService:
     def __init__(self, *, room_heads: RoomHeads, store: EventStore, serializer, notifier, clock,
                  sources: list[SyncSource], retention: Callable[[str, list], Awaitable[list]],
                  ignored_users: Callable[[str], Awaitable[frozenset[str]]] | None = None,
+                 erased_users: Callable[[set[str]], Awaitable[frozenset[str]]] | None = None,
                  cache_answers: bool = True):
         """``sources`` contribute to a response in this order; ``retention`` drops the events outside a
-        room's retention window (services/retention.py); ``ignored_users(user_id)``: whom the user ignores.
+        room's retention window (services/retention.py); ``ignored_users(user_id)``: whom the user ignores;
+        ``erased_users(user_ids)``: which of them were erased (their events are redacted for a reader who was
+        not joined when they were sent).
         ``cache_answers`` False (a worker): initial sync answers are not given again, since what makes them
         stale without moving a stream (key counts, a room forgotten) happens in another process."""
         self._retention = retention
         self._ignored_users = ignored_users
+        self._erased_users = erased_users
         self._heads = room_heads
         self._store = store
         self._serializer = serializer
@@ -393,6 +399,8 @@ class SyncService:
         for p in parts:
             p.timeline, p.limited = await self._load_timeline(ctx, p, limit, newest[p.room_id],
                                                               visibility.get(p.room_id))
+            if p.since_pos is None:
+                p.timeline = await self._redact_erased(p.room_id, p.timeline, visibility.get(p.room_id))
         state_ids = await self._states_for_timelines(parts, ctx.full_state)
         if f.state.lazy_load_members:
             await self._lazy_members(ctx, parts, state_ids)
@@ -541,8 +549,25 @@ class SyncService:
         if not events:
             return events
         events = _not_ignored(events, await self._ignored(user_id))
-        return visible_to(user_id, await self._retention(room_id, events),
-                          await self._store.visibility_timelines(room_id, user_id))
+        timelines = await self._store.visibility_timelines(room_id, user_id)
+        return await self._redact_erased(room_id, visible_to(user_id, await self._retention(room_id, events),
+                                                             timelines), timelines)
+
+    async def _redact_erased(self, room_id: str, events: list[StoredEvent], timelines: tuple[list, list] | None
+                             ) -> list[StoredEvent]:
+        """As Synapse: the events of an erased user, redacted for a reader who was not joined when they were
+        sent (``timelines``: the reader's, as ``visible_to`` takes them). Copies: the event cache keeps the
+        originals."""
+        if self._erased_users is None or not events or timelines is None:
+            return events
+        erased = await self._erased_users({e.sender for e in events})
+        if not erased:
+            return events
+        memberships = Timeline.of(timelines[0])
+        version = await self._heads.room_version(room_id)
+        return [dataclasses.replace(e, pdu=redact_event(e.pdu, version))
+                if e.sender in erased and not e.redacted_by and memberships.at(e.stream_ordering, "leave") != "join"
+                else e for e in events]
 
 
 def _not_ignored(events: list[StoredEvent], ignored: frozenset[str]) -> list[StoredEvent]:

@@ -226,8 +226,13 @@ async def password(hs, req: ApiRequest):
 
 async def deactivate(hs, req: ApiRequest):
     body = req.json(allow_empty=True)
+    erase = body.get("erase", False)  # Synapse's extension: erase the user's messages too
+    if not isinstance(erase, bool):
+        raise bad_json("erase must be a boolean")
     await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"deactivate:{req.user_id}",
                             requester=req.requester)
+    if erase:
+        await hs.admin.mark_erased(req.user_id)
     await hs.rooms.leave_all_rooms(req.user_id)
     await hs.auth.deactivate(req.user_id)
     await hs.threepids.on_deactivated(req.user_id)
