@@ -416,6 +416,7 @@ def build_server(config, reactor) -> HomeServer:
                                  on_purged=(media.on_events_purged,))  # purged events take their media along
     sync = SyncService(room_heads=room_heads, store=event_store, serializer=serializer, notifier=notifier,
                        retention=retention.filter, ignored_users=account_data.ignored_users,
+                       erased_users=admin_store.erased_among,
                        cache_answers=not role.is_worker,
                        clock=reactor, sources=[account_data, receipts, typing, e2ee.device_list_source,
                                                ToDeviceSource(e2ee.to_device), presence, push])

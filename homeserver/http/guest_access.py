@@ -35,6 +35,7 @@ GUEST_ENDPOINTS = frozenset({
     ("POST", "/join/{roomIdOrAlias}"),
     ("POST", "/rooms/{roomId}/leave"),
     ("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}"),
+    ("POST", "/rooms/{roomId}/send/{eventType}"),
     ("PUT", "/sendToDevice/{eventType}/{txnId}"),
     ("PUT", "/rooms/{roomId}/typing/{userId}"),
     ("POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}"),

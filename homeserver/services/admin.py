@@ -195,15 +195,15 @@ class AdminService:
         """POST /_synapse/admin/v1/deactivate/{userId}: leave every room, lose devices and password; with
         ``erase``, the profile too and the user marked erased."""
         await self._existing(user_id)
+        if erase:  # before the leaves, which move the streams: no read served meanwhile shows them unredacted
+            await self.mark_erased(user_id)
         await self._rooms.leave_all_rooms(user_id)
         await self._auth.deactivate(user_id)
-        if erase:
-            await self._store.set_flag("erased_users", user_id, True)
         return {"id_server_unbind_result": "success"}
 
     async def mark_erased(self, user_id: str) -> None:
-        """Client-server POST /account/deactivate with ``erase``: the user's events are served redacted to
-        other servers from now on (as Synapse)."""
+        """Synapse's erasure (GDPR): the user's events are shown redacted to those who were not in the room
+        when they were sent (services/sync.py ``visible_events``)."""
         await self._store.set_flag("erased_users", user_id, True)
 
     async def reset_password(self, user_id: str, new_password: str, logout_devices: bool = True) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from homeserver.errors import bad_json
 from homeserver.events.dotted_paths import split_dotted_path
 from homeserver.events.glob import glob_matches
+from homeserver.events.identifiers import is_valid_user_id
 
 
 def _type_matches(pattern: str, value: str) -> bool:
@@ -42,6 +43,11 @@ class EventFilter:
                 return None
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise bad_json(f"{where}.{key} must be a list of strings")
+            # As Synapse's filter schema: senders are user IDs, rooms room IDs.
+            if key in ("senders", "not_senders") and not all(is_valid_user_id(v) for v in value):
+                raise bad_json(f"{where}.{key} must be a list of user IDs")
+            if key in ("rooms", "not_rooms") and not all(v.startswith("!") for v in value):
+                raise bad_json(f"{where}.{key} must be a list of room IDs")
             return tuple(value)
 
         limit = raw.get("limit")
@@ -95,6 +101,7 @@ class SyncFilter:
     not_rooms: tuple[str, ...] = ()
     include_leave: bool = False
     event_fields: tuple[str, ...] | None = None
+    event_format: str = "client"  # spec: "client", or "federation" (the PDU itself)
 
     @classmethod
     def parse(cls, raw: dict | None, timeline_cap: int = -1) -> "SyncFilter":
@@ -110,6 +117,9 @@ class SyncFilter:
         fields = raw.get("event_fields")
         if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
             raise bad_json("filter.event_fields must be a list of strings")
+        event_format = raw.get("event_format", "client")
+        if event_format not in ("client", "federation"):
+            raise bad_json("filter.event_format must be 'client' or 'federation'")
         timeline = EventFilter.parse(room.get("timeline"), "filter.room.timeline")
         if timeline_cap >= 0 and timeline.limit is not None and timeline.limit > timeline_cap:
             timeline = replace(timeline, limit=timeline_cap)
@@ -122,7 +132,7 @@ class SyncFilter:
             presence=EventFilter.parse(raw.get("presence"), "filter.presence"),
             rooms=top.rooms, not_rooms=top.not_rooms,
             include_leave=_flag(room, "include_leave", "filter.room") is True,
-            event_fields=tuple(fields) if fields is not None else None)
+            event_fields=tuple(fields) if fields is not None else None, event_format=event_format)
 
     def allows_room(self, room_id: str) -> bool:
         if room_id in self.not_rooms:

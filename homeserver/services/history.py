@@ -89,7 +89,10 @@ class RoomHistoryService:
                                                             limit - len(chunk), backwards, event_filter)
                 chunk += extra
         result = {"chunk": await self._serializer.serialize(chunk, requester), "start": self._token(start)}
-        if more:
+        # Spec: "end" is omitted when no further events are available (start of the timeline, or nothing more
+        # the user may see). Going forwards without ``to``, the live end is not final: later events follow, so
+        # a non-empty chunk gets "end" to continue from (as Synapse).
+        if more or (not backwards and chunk and to_token is None):
             result["end"] = self._token(position)
         if event_filter.lazy_load_members and chunk:
             result["state"] = await self._member_state(room_id, {e.sender for e in chunk}, requester)
@@ -113,11 +116,11 @@ class RoomHistoryService:
             batch = await self._store.room_events_between(room_id, position, end_bound, batch_size,
                                                           backwards=backwards)
             more = len(batch) == batch_size
-            visible = {e.event_id for e in await self._sync.visible_events(user_id, room_id, batch)}
+            visible = {e.event_id: e for e in await self._sync.visible_events(user_id, room_id, batch)}
             for i, ev in enumerate(batch):
                 position = ev.stream_ordering - 1 if backwards else ev.stream_ordering
                 if ev.event_id in visible and event_filter.allows(ev.pdu | {"room_id": room_id}):
-                    chunk.append(ev)
+                    chunk.append(visible[ev.event_id])  # as the reader may see it (an erased sender's: redacted)
                     if len(chunk) == limit:
                         return chunk, position, more or i < len(batch) - 1
         return chunk, position, more
@@ -127,7 +130,14 @@ class RoomHistoryService:
         return await self._serializer.serialize(list(state.values()), requester, bundle=False)
 
     async def event(self, requester: Requester, room_id: str, event_id: str) -> dict:
-        ev = await self._visible_event(requester.user_id, room_id, event_id)
+        """Spec GET /rooms/{roomId}/event/{eventId}: 404 "not found or you do not have permission to read
+        this event", for a non-member too (as Synapse)."""
+        try:
+            ev = await self._visible_event(requester.user_id, room_id, event_id)
+        except MatrixError as e:
+            if e.status == 403:
+                raise not_found("Event not found") from None
+            raise
         return await self._serializer.serialize_one(ev, requester)
 
     async def _visible_event(self, user_id: str, room_id: str, event_id: str) -> StoredEvent:
@@ -135,10 +145,12 @@ class RoomHistoryService:
         ev = await self._heads.get_event(event_id)
         if ev is None or ev.room_id != room_id or ev.outlier:
             raise not_found("Event not found")
-        if ev.stream_ordering > await self._position_limit(room_id, user_id, membership) \
-                or not await self._sync.visible_events(user_id, room_id, [ev]):
+        if ev.stream_ordering > await self._position_limit(room_id, user_id, membership):
             raise not_found("Event not found")
-        return ev
+        seen = await self._sync.visible_events(user_id, room_id, [ev])
+        if not seen:
+            raise not_found("Event not found")
+        return seen[0]
 
     async def joined_visible_event(self, user_id: str, room_id: str, event_id: str) -> StoredEvent | None:
         """The event if ``user_id`` is joined to its room and may see it (spec "Reporting content"), else None."""

@@ -41,14 +41,20 @@ class LegacyEventsService:
         if requester.is_guest:
             raise MatrixError(400, "M_GUEST_ACCESS_FORBIDDEN", "Guest users must give room_id")
         filt = SyncFilter(timeline=EventFilter(limit=limit))
-        response = await self._sync.sync(requester, start, timeout_ms, filt, False)
+        # As Synapse: the oldest ``limit`` events after ``from``, and an ``end`` that resumes after them.
+        upto = await self._sync.events_ceiling(requester.user_id, self._sync.parse_token(start)["events"], limit)
+        response = await self._sync.sync(requester, start, timeout_ms, filt, False, events_upto=upto)
         chunk = list(response["presence"]["events"]) + list(response["account_data"]["events"])
+        timelines, others = [], []
         for section in ("join", "leave"):
             for rid, room in response["rooms"][section].items():
                 timeline = [v1_event(e, rid) for e in room["timeline"]["events"]]
-                chunk += _after_own_join(timeline, requester.user_id)
-                chunk += [dict(e, room_id=rid) for e in room.get("ephemeral", {}).get("events", [])]
-                chunk += [dict(e, room_id=rid) for e in room["account_data"]["events"]]
+                timelines += _after_own_join(timeline, requester.user_id)
+                others += [dict(e, room_id=rid) for e in room.get("ephemeral", {}).get("events", [])]
+                others += [dict(e, room_id=rid) for e in room["account_data"]["events"]]
+        stored = await self._heads.get_events(e["event_id"] for e in timelines)
+        timelines.sort(key=lambda e: stored[e["event_id"]].stream_ordering if e["event_id"] in stored else 0)
+        chunk += timelines + others  # the rooms' events in the order they happened, as one stream
         for rid in response["rooms"]["invite"]:
             own = await self._heads.current_state_event(rid, "m.room.member", requester.user_id)
             if own is not None:
@@ -60,15 +66,20 @@ class LegacyEventsService:
         """Peeking: the room's events after ``start`` that the user may see (members, or anyone in a
         world-readable room), as /messages forwards."""
         deadline = self._clock.seconds() + timeout_ms / 1000.0
+        since = self._sync.parse_token(start)
         while True:
-            end = self._sync.encode_token(self._sync.current_positions())
+            to = self._sync.current_positions()
+            end = self._sync.encode_token(to)
             page = await self._history.messages(requester, room_id, from_token=start, to_token=end, direction="f",
                                                 limit=limit, event_filter=EventFilter())
+            ephemeral = await self._sync.peek_ephemeral(requester, room_id, since, to)
+            if "end" in page:  # more events than ``limit``: resume after the last one given
+                to = dict(to, events=self._sync.parse_token(page["end"])["events"])
             remaining_ms = (deadline - self._clock.seconds()) * 1000
-            if page["chunk"] or remaining_ms <= 0:
-                return {"chunk": [v1_event(e, room_id) for e in page["chunk"]], "start": start,
-                        "end": page.get("end", end)}
-            if self._sync.encode_token(self._sync.current_positions()) != end:
+            if page["chunk"] or ephemeral or remaining_ms <= 0:
+                return {"chunk": [v1_event(e, room_id) for e in page["chunk"]] + ephemeral, "start": start,
+                        "end": self._sync.encode_token(to)}
+            if self._sync.current_positions() != to:
                 continue
             if not await self._notifier.wait(requester.user_id, [room_id], remaining_ms):
                 return {"chunk": [], "start": start, "end": end}
@@ -126,21 +137,24 @@ class LegacyEventsService:
         state = [v1_event(e, room_id) for e in await self._serializer.serialize(
             await self._history.state(requester, room_id), requester, bundle=False)]
         own = await self._heads.current_state_event(room_id, "m.room.member", requester.user_id)
-        result = {"room_id": room_id, "membership": own.content.get("membership") if own else "leave",
+        membership = own.content.get("membership") if own else "leave"
+        departed = own is not None and membership in ("leave", "ban")
+        # A former member sees the room as it was when they left: no presence, no receipts (as Synapse).
+        result = {"room_id": room_id, "membership": membership,
                   "messages": {"chunk": [v1_event(e, room_id) for e in page["chunk"][::-1]],
                                "start": page.get("end", oldest), "end": page["start"]},
                   "state": state, "receipts": [], "account_data": [],
-                  "presence": await self._presence_events(
+                  "presence": [] if departed else await self._presence_events(
                       {e["state_key"] for e in state
                        if e["type"] == "m.room.member" and e["content"].get("membership") == "join"}),
                   "visibility": await self._directory.get_visibility(room_id)}
-        if own is not None and own.content.get("membership") in ("join", "leave", "ban"):
+        if own is not None and membership in ("join", "leave", "ban"):
             response = await self._v3_initial(requester, SyncFilter(timeline=EventFilter(limit=0),
                                                                     rooms=(room_id,), include_leave=True))
             room = response["rooms"]["join"].get(room_id) or response["rooms"]["leave"].get(room_id)
             if room is not None:
                 result["account_data"] = room["account_data"]["events"]
-                result["receipts"] = _receipts(room_id, room)
+                result["receipts"] = [] if departed else _receipts(room_id, room)
         return result
 
     async def _v3_initial(self, requester: Requester, sync_filter: SyncFilter) -> dict:

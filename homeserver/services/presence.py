@@ -253,7 +253,12 @@ class PresenceService:
         if not self.enabled:
             return
         since, to = ctx.since_of(self.name), ctx.to[self.name]
-        if since is None:
+        if ctx.peek_room is not None:  # the old /events?room_id= stream: its members' changes only (as Synapse)
+            rows = await self._store.changed_between(since or 0, to) if (since or 0) < to else []
+            if rows:
+                members = set(await self._event_store.joined_members(ctx.peek_room))
+                rows = [r for r in rows if r.user_id in members]
+        elif since is None:
             interested = await self._event_store.users_sharing_rooms(ctx.user_id) | {ctx.user_id}
             rows = [r for r in (await self._store.get(interested)).values() if r.state != "offline"]
         else:

@@ -7,6 +7,8 @@ the bundled aggregations of "Aggregations of child events" (edits, threads).
 
 from __future__ import annotations
 
+import copy
+
 from homeserver.events.client_format import to_client_event
 from homeserver.events.redaction import redact_event
 from homeserver.requester import Requester
@@ -21,7 +23,10 @@ class EventSerializer:
         self._store = store
 
     async def serialize(self, events: list[StoredEvent], requester: Requester | None, *,
-                        bundle: bool = True, event_fields=None, include_room_id: bool = True) -> list[dict]:
+                        bundle: bool = True, event_fields=None, include_room_id: bool = True,
+                        federation_format: bool = False) -> list[dict]:
+        """``federation_format`` (a sync filter's ``event_format``): each event as its PDU (with its
+        ``event_id`` and the same ``unsigned``) rather than the client format."""
         if not events:
             return []
         now = self._heads.now_ms()
@@ -35,7 +40,7 @@ class EventSerializer:
             s["thread"][1] for s in summaries.values() if "thread" in s)
         out = []
         for ev in events:
-            client = await self._one(ev, requester, now, related, include_room_id)
+            client = await self._one(ev, requester, now, related, include_room_id, federation_format)
             summary = summaries.get(ev.event_id)
             if summary and not ev.redacted_by:
                 relations = await self._bundle(ev, summary, edits, threads, requester, now)
@@ -47,14 +52,18 @@ class EventSerializer:
     async def serialize_one(self, ev: StoredEvent, requester: Requester | None) -> dict:
         return (await self.serialize([ev], requester))[0]
 
-    async def _one(self, ev: StoredEvent, requester, now: int, related: dict, include_room_id: bool) -> dict:
+    async def _one(self, ev: StoredEvent, requester, now: int, related: dict, include_room_id: bool,
+                   federation_format: bool = False) -> dict:
         pdu = ev.pdu
         if ev.redacted_by:
             version = await self._heads.room_version(ev.room_id)
             pdu = redact_event(pdu, version)
-        client = to_client_event(pdu, include_room_id=include_room_id)
+        if federation_format:
+            client = copy.deepcopy(pdu)
+        else:
+            client = to_client_event(pdu, include_room_id=include_room_id)
         client["event_id"] = ev.event_id
-        if include_room_id:
+        if include_room_id and not federation_format:
             client["room_id"] = ev.room_id  # a v12 create event's PDU has none
         unsigned = client.setdefault("unsigned", {})
         unsigned["age"] = max(0, now - pdu.get("origin_server_ts", now))

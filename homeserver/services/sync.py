@@ -27,6 +27,7 @@ so clients keep their ``since`` across the upgrade.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from typing import Awaitable, Callable, Protocol
 from homeserver.errors import MatrixError
 from homeserver.requester import Requester
 from homeserver.bodies import RawBody, encode_json
+from homeserver.events.redaction import redact_event
 from homeserver.events.stripped_state import STRIPPED_STATE_TYPES, stripped
 from homeserver.lru import LruCache
 from homeserver.services.filtering import SyncFilter
@@ -65,6 +67,7 @@ class SyncContext:
     newly_joined: set[str] = field(default_factory=set)
     memberships: dict | None = None  # the user's rooms_for_user, once the rooms part has read them
     ignored: frozenset[str] = frozenset()  # spec "Ignoring Users": their messages and invites are left out
+    peek_room: str | None = None  # the room of a peeking stream (the old /events?room_id=), not one joined
 
     @property
     def user_id(self) -> str:
@@ -160,6 +163,8 @@ class EncodedAnswer:
         return RawBody(b"".join(out), b"application/json")
 
 
+# The sources a peeking stream reads (SyncSource.contribute honours SyncContext.peek_room).
+PEEK_SOURCES = ("receipts", "typing", "presence")
 # The streams of a token before they were named, in the order their parts came (the sources' order then).
 LEGACY_ORDER = ("events", "account_data", "receipts", "typing", "device_lists", "to_device", "presence",
                 "notifications")
@@ -171,13 +176,17 @@ class SyncService:
     def __init__(self, *, room_heads: RoomHeads, store: EventStore, serializer, notifier, clock,
                  sources: list[SyncSource], retention: Callable[[str, list], Awaitable[list]],
                  ignored_users: Callable[[str], Awaitable[frozenset[str]]] | None = None,
+                 erased_users: Callable[[set[str]], Awaitable[frozenset[str]]] | None = None,
                  cache_answers: bool = True):
         """``sources`` contribute to a response in this order; ``retention`` drops the events outside a
-        room's retention window (services/retention.py); ``ignored_users(user_id)``: whom the user ignores.
+        room's retention window (services/retention.py); ``ignored_users(user_id)``: whom the user ignores;
+        ``erased_users(user_ids)``: which of them were erased (their events are redacted for a reader who was
+        not joined when they were sent).
         ``cache_answers`` False (a worker): initial sync answers are not given again, since what makes them
         stale without moving a stream (key counts, a room forgotten) happens in another process."""
         self._retention = retention
         self._ignored_users = ignored_users
+        self._erased_users = erased_users
         self._heads = room_heads
         self._store = store
         self._serializer = serializer
@@ -227,13 +236,19 @@ class SyncService:
 
     # -- sync --------------------------------------------------------------------------
     async def sync(self, requester: Requester, since_token: str | None, timeout_ms: int,
-                   sync_filter: SyncFilter, full_state: bool) -> dict | RawBody:
+                   sync_filter: SyncFilter, full_state: bool, *, events_upto: int | None = None) -> dict | RawBody:
+        """``events_upto`` (with a ``since_token`` and no wait; the old /events stream): room events only up to
+        that position, so the answer is the oldest ones after ``since`` and its token resumes after them."""
         if not since_token:
             return await self._initial_sync(requester, sync_filter)
         since = self.parse_token(since_token)
         deadline = self._clock.seconds() + timeout_ms / 1000.0
         while True:
             to = self.current_positions()
+            if events_upto is not None:
+                to["events"] = min(to["events"], events_upto)
+                timeout_ms = 0
+                deadline = self._clock.seconds()
             ctx = SyncContext(requester, since, dict(to), sync_filter, full_state)
             response = await self._build(ctx)
             remaining_ms = (deadline - self._clock.seconds()) * 1000
@@ -243,6 +258,37 @@ class SyncService:
                 continue  # something committed while we were building: look again
             if not await self._notifier.wait(requester.user_id, ctx.joined_rooms, remaining_ms):
                 return response  # timed out, or woken by shutdown: answer now with the empty response
+
+    async def peek_ephemeral(self, requester: Requester, room_id: str, since: dict[str, int],
+                             to: dict[str, int]) -> list[dict]:
+        """What a peeking stream (the old /events?room_id=) gets besides the room's events: the room's receipts
+        and typing, and its members' presence, changed in (since, to], each with its ``room_id`` or, for
+        presence, the ``user_id`` in its content (the old format)."""
+        ctx = SyncContext(requester, since, dict(to), SyncFilter(), False, joined_rooms=[room_id],
+                          peek_room=room_id)
+        response = _skeleton()
+        for source in self.sources:
+            if source.name in PEEK_SOURCES:
+                await source.contribute(ctx, response)
+        events = [dict(e, room_id=room_id) for e in response["rooms"]["join"].get(room_id, {})
+                  .get("ephemeral", {}).get("events", [])]
+        return events + [dict(e, content=dict(e["content"], user_id=e["sender"]))
+                         for e in response["presence"]["events"]]
+
+    async def events_ceiling(self, user_id: str, since_pos: int, limit: int) -> int | None:
+        """The position of the ``limit``-th room event after ``since_pos`` in the user's rooms (joined, or whose
+        membership changed since), oldest first; None when there are no more than ``limit``."""
+        current = self._heads.stream.current()
+        memberships, _, _ = await self._store.rooms_for_sync(user_id, since_pos, current)
+        positions: list[int] = []
+        for room_id, (membership, _, so) in memberships.items():
+            if membership == "join" or so > since_pos:
+                upto = current if membership == "join" else min(so, current)
+                events = await self._store.room_events_between(room_id, since_pos, upto, limit + 1,
+                                                               backwards=False)
+                positions += [e.stream_ordering for e in events]
+        positions.sort()
+        return positions[limit - 1] if len(positions) > limit > 0 else None
 
     async def _initial_sync(self, requester: Requester, sync_filter: SyncFilter) -> dict | RawBody:
         """An initial sync (full_state changes nothing then). Its answer is given again, ages brought up to date,
@@ -360,6 +406,8 @@ class SyncService:
                 continue
             p.timeline, p.limited = await self._load_timeline(ctx, p, limit, newest[p.room_id],
                                                               visibility.get(p.room_id))
+            if p.since_pos is None:
+                p.timeline = await self._redact_erased(p.room_id, p.timeline, visibility.get(p.room_id))
         state_ids = await self._states_for_timelines(parts, ctx.full_state)
         if f.state.lazy_load_members:
             await self._lazy_members(ctx, parts, state_ids)
@@ -418,7 +466,8 @@ class SyncService:
         """Serialize the events of every room in one call, then split them by room again."""
         serialized = await self._serializer.serialize([e for events in per_room for e in events], ctx.requester,
                                                       bundle=bundle, event_fields=ctx.filter.event_fields,
-                                                      include_room_id=False)
+                                                      include_room_id=False,
+                                                      federation_format=ctx.filter.event_format == "federation")
         out, i = [], 0
         for events in per_room:
             out.append(serialized[i:i + len(events)])
@@ -507,8 +556,25 @@ class SyncService:
         if not events:
             return events
         events = _not_ignored(events, await self._ignored(user_id))
-        return visible_to(user_id, await self._retention(room_id, events),
-                          await self._store.visibility_timelines(room_id, user_id))
+        timelines = await self._store.visibility_timelines(room_id, user_id)
+        return await self._redact_erased(room_id, visible_to(user_id, await self._retention(room_id, events),
+                                                             timelines), timelines)
+
+    async def _redact_erased(self, room_id: str, events: list[StoredEvent], timelines: tuple[list, list] | None
+                             ) -> list[StoredEvent]:
+        """As Synapse: the events of an erased user, redacted for a reader who was not joined when they were
+        sent (``timelines``: the reader's, as ``visible_to`` takes them). Copies: the event cache keeps the
+        originals."""
+        if self._erased_users is None or not events or timelines is None:
+            return events
+        erased = await self._erased_users({e.sender for e in events})
+        if not erased:
+            return events
+        memberships = Timeline.of(timelines[0])
+        version = await self._heads.room_version(room_id)
+        return [dataclasses.replace(e, pdu=redact_event(e.pdu, version))
+                if e.sender in erased and not e.redacted_by and memberships.at(e.stream_ordering, "leave") != "join"
+                else e for e in events]
 
 
 def _not_ignored(events: list[StoredEvent], ignored: frozenset[str]) -> list[StoredEvent]:

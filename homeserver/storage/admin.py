@@ -128,6 +128,23 @@ class AdminStore:
 
         await self.db.run("admin_reactivate", txn_fn)
 
+    async def erased_among(self, user_ids) -> frozenset[str]:
+        """Which of these users were erased (deactivated with ``erase``: their messages are shown redacted to
+        whoever was not in the room when they were sent)."""
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            return frozenset()
+
+        def txn_fn(txn):
+            found: set[str] = set()
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                found |= {r[0] for r in txn.select_all(
+                    f"SELECT user_id FROM erased_users WHERE user_id IN ({', '.join('?' * len(part))})", part)}
+            return frozenset(found)
+
+        return await self.db.run("admin_erased_among", txn_fn)
+
     async def set_flag(self, table: str, user_id: str, on: bool) -> None:
         """Add or remove ``user_id`` in ``shadow_banned_users`` or ``erased_users``."""
         assert table in ("shadow_banned_users", "erased_users")

@@ -4,7 +4,7 @@ Owns the display names seen in member events and the set of public rooms
 (joinable by anyone or world-readable). A search reads, without writing, the
 room memberships (``current_state``) and local accounts (``users``,
 ``profiles``) to find the users a searcher may see: those sharing a room with
-them, those in public rooms and, when configured, every local user.
+them (not themself), those in public rooms and, when configured, every local user but themself.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ MIGRATIONS = [
 
 _SHARING = ("SELECT b.state_key AS user_id FROM current_state a JOIN current_state b ON a.room_id = b.room_id"
             " WHERE a.type = 'm.room.member' AND a.state_key = ? AND a.membership = 'join'"
-            " AND b.type = 'm.room.member' AND b.membership = 'join'")
+            " AND b.type = 'm.room.member' AND b.membership = 'join' AND b.state_key != a.state_key")
 _IN_PUBLIC_ROOMS = ("SELECT c.state_key AS user_id FROM current_state c"
                     " JOIN user_directory_public_rooms r ON c.room_id = r.room_id"
                     " WHERE c.type = 'm.room.member' AND c.membership = 'join'")
@@ -67,12 +67,16 @@ class UserDirectoryStore(Store):
         name = "COALESCE(p.displayname, d.display_name)"
         where = " AND ".join(f"(LOWER(v.user_id) LIKE ? ESCAPE '\\' OR LOWER({name}) LIKE ? ESCAPE '\\')"
                              for _ in words) or "1 = 1"
+        # As Synapse: the searcher finds themself only as a member of a public room, or never with all_local.
+        if all_local:
+            where += " AND v.user_id != ?"
         sql = (f"SELECT v.user_id, {name}, COALESCE(p.avatar_url, d.avatar_url)"
                f" FROM ({' UNION '.join(sources)}) v"
                " LEFT JOIN profiles p ON p.user_id = v.user_id"
                " LEFT JOIN user_directory_profiles d ON d.user_id = v.user_id"
                " LEFT JOIN users u ON u.user_id = v.user_id"
                f" WHERE (u.deactivated IS NULL OR u.deactivated = 0) AND {where} LIMIT ?")
-        args: list = [searcher] + [p for w in words for p in (like_pattern(w), like_pattern(w))] + [limit]
+        args: list = [searcher] + [p for w in words for p in (like_pattern(w), like_pattern(w))] \
+            + ([searcher] if all_local else []) + [limit]
         rows = await self.db.run("user_directory_search", lambda t: t.select_all(sql, args))
         return [(r[0], r[1], r[2]) for r in rows]

@@ -262,6 +262,32 @@ def test_deactivate(homeserver):
     assert (status, resp["errcode"]) == (400, "M_USER_IN_USE")
 
 
+def test_deactivate_with_erase_redacts_for_later_members_only(homeserver):
+    """Synapse's ``erase`` (GDPR erasure): after it, the user's messages are redacted for those who were not
+    in the room when they were sent (sync, /messages, /event, /context), not for those who were; a
+    non-boolean ``erase`` is refused."""
+    creator, member, joiner = homeserver.register(), homeserver.register(), homeserver.register()
+    room = creator.create_room(preset="public_chat")
+    member.join(room)
+    message = creator.send(room, "body1")
+    joiner.join(room)
+    status, resp = creator.request("POST", "/account/deactivate", {"erase": "yes"})
+    assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
+    status, challenge = creator.request("POST", "/account/deactivate", {"erase": True})
+    creator.ok("POST", "/account/deactivate", {"erase": True, "auth": password_auth(creator, challenge["session"])})
+
+    def seen_by(user) -> list[dict]:
+        timeline = user.sync()["rooms"]["join"][room]["timeline"]["events"]
+        paged = user.messages(room, dir="b", limit=50)["chunk"]
+        single = user.ok("GET", f"/rooms/{q(room)}/event/{q(message)}")
+        context = user.ok("GET", f"/rooms/{q(room)}/context/{q(message)}", params={"limit": 2})["event"]
+        return [e["content"] for e in timeline + paged if e["event_id"] == message] + [single["content"],
+                                                                                       context["content"]]
+
+    assert [c.get("body") for c in seen_by(member)] == ["body1"] * 4
+    assert seen_by(joiner) == [{}] * 4
+
+
 # -- devices ---------------------------------------------------------------------------------
 
 def test_devices_list_get_rename_delete(homeserver):

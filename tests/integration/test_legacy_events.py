@@ -109,3 +109,41 @@ def test_events_refuses_a_bad_limit(homeserver):
     for limit in ("hello", "-1"):
         status, resp = alice.request("GET", "/events", params={"timeout": 0, "limit": limit})
         assert (status, resp["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+def test_events_with_a_limit_pages_through_the_oldest_first(homeserver):
+    """As Synapse: ``limit`` takes the oldest events after ``from`` across the user's rooms, and ``end`` resumes
+    after them, so a client catching up sees every message once, in order."""
+    alice = homeserver.register()
+    rooms = [alice.create_room(), alice.create_room()]
+    token = alice.ok("GET", "/events", params={"timeout": 0})["end"]
+    sent = [alice.send(rooms[i % 2], f"message {i}") for i in range(13)]
+    seen: list[str] = []
+    for _ in range(10):
+        page = alice.ok("GET", "/events", params={"from": token, "timeout": 0, "limit": 4})
+        messages = [e for e in page["chunk"] if e.get("type") == "m.room.message"]
+        assert len(messages) <= 4
+        seen += [e["event_id"] for e in messages]
+        token = page["end"]
+        if len(seen) >= len(sent):
+            break
+    assert seen == sent
+
+
+def test_room_initial_sync_of_a_departed_room(homeserver):
+    """A former member's room initialSync shows the room up to their leave, without presence or receipts
+    (as Synapse)."""
+    alice, bob = homeserver.register(), homeserver.register()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    before = alice.send(room, "before bob left")
+    bob.ok("POST", f"/rooms/{q(room)}/receipt/m.read/{q(before)}", {})
+    bob.ok("POST", f"/rooms/{q(room)}/leave", {})
+    alice.send(room, "after bob left")
+    body = bob.ok("GET", f"/rooms/{q(room)}/initialSync", params={"limit": 3})
+    assert body["membership"] == "leave"
+    bodies = [e["content"].get("body") for e in body["messages"]["chunk"] if e["type"] == "m.room.message"]
+    assert bodies == ["before bob left"]
+    assert body["presence"] == [] and body["receipts"] == []
+    joined = alice.ok("GET", f"/rooms/{q(room)}/initialSync")
+    assert joined["receipts"] and joined["presence"]

@@ -197,6 +197,56 @@ def test_send_to_unknown_room_and_as_non_member(homeserver):
     assert status in (403, 404) and resp["errcode"] in ("M_FORBIDDEN", "M_NOT_FOUND")
 
 
+def test_send_and_redact_without_transaction_id(homeserver):
+    """POST /rooms/{roomId}/send/{eventType} and POST /rooms/{roomId}/redact/{eventId}, the forms without a
+    transaction ID that Synapse serves: each request is a new event; the body is checked as with PUT."""
+    alice = homeserver.register()
+    room = alice.create_room()
+    path = f"/rooms/{q(room)}/send/m.room.message"
+    first = alice.ok("POST", path, {"msgtype": "m.text", "body": "posted"})["event_id"]
+    second = alice.ok("POST", path, {"msgtype": "m.text", "body": "posted"})["event_id"]
+    assert first != second
+    assert bodies(alice.messages(room, dir="b", limit=20)["chunk"]).count("posted") == 2
+    assert "transaction_id" not in alice.ok("GET", f"/rooms/{q(room)}/event/{q(first)}")["unsigned"]
+    status, resp = alice.request("POST", path, b"[1, 2]")
+    assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
+    redaction = alice.ok("POST", f"/rooms/{q(room)}/redact/{q(first)}", {"reason": "no txn"})["event_id"]
+    redacted = alice.ok("GET", f"/rooms/{q(room)}/event/{q(first)}")
+    assert redacted["content"] == {} and redacted["unsigned"]["redacted_because"]["event_id"] == redaction
+
+
+def test_messages_forwards_to_the_live_end_gives_end(homeserver):
+    """Paginating forwards up to the newest event still gives "end" (more may come; as Synapse), and from
+    there an empty chunk without "end"; backwards from the start of the room, no "end" (spec: omitted when
+    the start of the timeline is reached)."""
+    alice = homeserver.register()
+    room = alice.create_room()
+    since = alice.ok("GET", "/sync", params={"timeout": 0})["next_batch"]
+    sent = alice.send(room, "latest")
+    page = alice.messages(room, dir="f", **{"from": since})
+    assert [e["event_id"] for e in page["chunk"]] == [sent] and "end" in page
+    empty = alice.messages(room, dir="f", **{"from": page["end"]})
+    assert empty["chunk"] == [] and "end" not in empty
+    later = alice.send(room, "later")
+    assert [e["event_id"] for e in alice.messages(room, dir="f", **{"from": page["end"]})["chunk"]] == [later]
+    whole = alice.messages(room, dir="b", limit=50)
+    assert whole["chunk"][-1]["type"] == "m.room.create" and "end" not in whole
+
+
+def test_event_of_a_room_the_user_is_not_in_is_not_found(homeserver):
+    """Spec GET /rooms/{roomId}/event/{eventId}: 404 when "you do not have permission to read this event" (a
+    non-member of a room that is not world-readable), as for an unknown event; world-readable: served."""
+    alice, eve = homeserver.register(), homeserver.register()
+    room = alice.create_room(preset="private_chat")
+    event_id = alice.send(room, "members only")
+    for path in (f"/rooms/{q(room)}/event/{q(event_id)}", f"/rooms/{q(room)}/event/{q('$nosuch')}"):
+        status, resp = eve.request("GET", path)
+        assert (status, resp["errcode"]) == (404, "M_NOT_FOUND")
+    alice.put_state(room, "m.room.history_visibility", {"history_visibility": "world_readable"})
+    public = alice.send(room, "anyone may read")
+    assert eve.ok("GET", f"/rooms/{q(room)}/event/{q(public)}")["event_id"] == public
+
+
 # -- relations (relation and redaction service behaviour: on a server built in this process) -----
 
 def test_edit_bundled_in_messages_and_event(inprocess_server):

@@ -69,6 +69,41 @@ def test_peek_stream_wakes_on_new_events(server):
     assert empty["chunk"] == []
 
 
+def test_peek_stream_carries_receipts_typing_and_members_presence(server):
+    """As Synapse, the stream of a peeked room (/events?room_id=) also gives the room's receipts and typing
+    notifications and its members' presence (each once), never the presence of users outside the room."""
+    owner, outsider = server.register(), server.register()
+    room, _ = room_with(owner, "world_readable")
+    event_id = owner.send(room, "read me")
+    peeker = guest(server)
+    token = peeker.ok("GET", "/events", params={"room_id": room, "timeout": 0})["end"]
+
+    def next_of(event_type: str) -> dict:
+        nonlocal token
+        for _ in range(20):
+            body = peeker.ok("GET", "/events", params={"room_id": room, "from": token, "timeout": 10000})
+            token = body["end"]
+            found = [e for e in body["chunk"] if e["type"] == event_type]
+            assert not [e for e in body["chunk"] if e["type"] == "m.presence"
+                        and e["content"]["user_id"] == outsider.user_id]
+            if found:
+                return found[0]
+        raise AssertionError(f"no {event_type} in the peek stream")
+
+    outsider.ok("PUT", f"/presence/{q(outsider.user_id)}/status", {"presence": "online", "status_msg": "away"})
+    owner.ok("PUT", f"/presence/{q(owner.user_id)}/status", {"presence": "online", "status_msg": "lemurs"})
+    presence = next_of("m.presence")
+    assert presence["content"]["user_id"] == owner.user_id and presence["content"]["status_msg"] == "lemurs"
+    owner.ok("POST", f"/rooms/{q(room)}/receipt/m.read/{q(event_id)}", {})
+    receipt = next_of("m.receipt")
+    assert receipt["room_id"] == room and owner.user_id in receipt["content"][event_id]["m.read"]
+    owner.ok("PUT", f"/rooms/{q(room)}/typing/{q(owner.user_id)}", {"typing": True, "timeout": 30000})
+    typing = next_of("m.typing")
+    assert typing["room_id"] == room and typing["content"]["user_ids"] == [owner.user_id]
+    quiet = peeker.ok("GET", "/events", params={"room_id": room, "from": token, "timeout": 0})
+    assert [e for e in quiet["chunk"] if e["type"] in ("m.receipt", "m.typing")] == []
+
+
 def test_guest_without_room_id_cannot_stream_everything(server):
     status, _ = guest(server).request("GET", "/events", params={"timeout": 0})
     assert 400 <= status < 500

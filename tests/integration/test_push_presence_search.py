@@ -407,6 +407,24 @@ def test_user_directory_finds_room_peers_not_strangers(homeserver):
     assert found(stranger, tag) == []
 
 
+def test_user_directory_searcher_finds_themself_only_through_a_public_room(homeserver):
+    """As Synapse: sharing a private room with oneself does not list oneself; being in a public room does."""
+    owner, user = homeserver.register(), homeserver.register()
+    tag = unique("self")
+    user.ok("PUT", f"/profile/{q(user.user_id)}/displayname", {"displayname": f"{tag} me"})
+    room = owner.create_room(preset="private_chat")
+    owner.invite(room, user)
+    user.join(room)
+    assert found(user, tag) == [] and found(owner, tag) == [user.user_id]
+    owner.put_state(room, "m.room.join_rules", {"join_rule": "public"})
+    assert found(user, tag) == [user.user_id]
+    owner.put_state(room, "m.room.join_rules", {"join_rule": "invite"})
+    owner.put_state(room, "m.room.history_visibility", {"history_visibility": "world_readable"})
+    assert found(user, tag) == [user.user_id]
+    owner.put_state(room, "m.room.history_visibility", {"history_visibility": "shared"})
+    assert found(user, tag) == []
+
+
 def test_user_directory_public_rooms_and_limit(homeserver):
     owner, searcher = homeserver.register(), homeserver.register()
     tag = unique("pub")
@@ -435,6 +453,7 @@ def test_user_directory_search_all_users(homeserver_factory):
     server = homeserver_factory(user_directory={"search_all_users": True})
     loner, searcher = server.register(), server.register()
     assert found(searcher, loner.user_id.split(":")[0][1:]) == [loner.user_id]
+    assert found(searcher, searcher.user_id.split(":")[0][1:]) == []  # never oneself (as Synapse)
 
 
 # -- search ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ room members), "Profiles" (changes reach the member events of joined rooms).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -196,6 +197,38 @@ def test_stored_filter(homeserver):
     assert status in (400, 404)
     status, resp = alice.request("POST", f"/user/{q(alice.user_id)}/filter", {"room": {"timeline": {"limit": "x"}}})
     assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
+
+
+def test_federation_event_format(homeserver):
+    """Spec "Filtering" ``event_format``: "federation" returns the raw events (the PDU: room_id, prev_events,
+    auth_events, depth, hashes, signatures) with their event_id; any other value is refused."""
+    alice = homeserver.register()
+    room = alice.create_room()
+    event_id = alice.send(room, "raw")
+    raw = timeline(alice.sync(filter=json.dumps({"event_format": "federation",
+                                                 "room": {"timeline": {"limit": 1}}})), room)
+    assert [e["event_id"] for e in raw] == [event_id]
+    for key in ("room_id", "prev_events", "auth_events", "depth", "hashes", "signatures", "origin_server_ts"):
+        assert key in raw[0], key
+    assert raw[0]["content"]["body"] == "raw" and "age" in raw[0]["unsigned"]
+    client = timeline(alice.sync(filter=json.dumps({"room": {"timeline": {"limit": 1}}})), room)
+    assert "hashes" not in client[0] and "room_id" not in client[0]
+    status, resp = alice.request("POST", f"/user/{q(alice.user_id)}/filter", {"event_format": "pdu"})
+    assert (status, resp["errcode"]) == (400, "M_BAD_JSON")
+
+
+def test_filters_with_bad_ids_or_shapes_are_refused(homeserver):
+    """As Synapse's filter schema: senders must be user IDs and rooms room IDs, each part of the right shape."""
+    alice = homeserver.register()
+    bad = [{"presence": "not_an_object"}, {"room": {"timeline": "not_an_object"}},
+           {"room": {"timeline": {"types": [0]}}}, {"room": {"timeline": {"rooms": ["not_a_room_id"]}}},
+           {"room": {"not_rooms": ["not_a_room_id"]}}, {"room": {"timeline": {"senders": ["not_a_sender_id"]}}},
+           {"room": {"state": {"not_senders": ["@nocolon"]}}}]
+    for definition in bad:
+        status, resp = alice.request("POST", f"/user/{q(alice.user_id)}/filter", definition)
+        assert (status, resp["errcode"]) == (400, "M_BAD_JSON"), definition
+    good = {"room": {"rooms": ["!a:example.org"], "timeline": {"senders": [alice.user_id]}}}
+    assert alice.ok("POST", f"/user/{q(alice.user_id)}/filter", good)["filter_id"]
 
 
 def test_full_state(homeserver):

@@ -233,12 +233,15 @@ async def password(hs, req: ApiRequest):
 
 async def deactivate(hs, req: ApiRequest):
     body = req.json(allow_empty=True)
+    erase = body.get("erase", False)  # Synapse's extension: erase the user's messages too
+    if not isinstance(erase, bool):
+        raise bad_json("erase must be a boolean")
     await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id), fingerprint=f"deactivate:{req.user_id}",
                             requester=req.requester)
+    if erase:
+        await hs.admin.mark_erased(req.user_id)
     await hs.rooms.leave_all_rooms(req.user_id)
     await hs.auth.deactivate(req.user_id)
-    if body.get("erase") is True:  # spec: the server should forget the user's messages where it can
-        await hs.admin.mark_erased(req.user_id)
     await hs.threepids.on_deactivated(req.user_id)
     await hs.sso.on_deactivated(req.user_id)
     await hs.audit.record("deactivate", req.user_id, req.user_id, req.client_ip)

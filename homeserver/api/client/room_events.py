@@ -18,7 +18,11 @@ from homeserver.services.room_events.local import EventSpec
 V1 = ("/_matrix/client/v1",)
 
 
-def _txn_key(req: ApiRequest) -> tuple[str, str, str]:
+def _txn_key(req: ApiRequest) -> tuple[str, str, str] | None:
+    """The request's transaction key; None for the POST forms without a transaction ID, which Synapse also
+    serves (each such request is a new event)."""
+    if "txnId" not in req.path_params:
+        return None
     return (req.user_id, req.requester.device_id or "", req.path_params["txnId"])
 
 
@@ -39,7 +43,7 @@ def _massaged_ts(req: ApiRequest) -> int | None:
 
 async def send(hs, req: ApiRequest):
     """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId); a suspended account may
-    send only redactions."""
+    send only redactions. POST /rooms/{roomId}/send/{eventType} (no txnId, as Synapse) sends every time."""
     content = req.json()
     if req.path_params["eventType"] != "m.room.redaction":
         hs.account_moderation.check_not_suspended(req.user_id)
@@ -206,10 +210,12 @@ async def _check_canonical_alias(hs, room_id: str, content: dict) -> None:
 
 ROUTES = [
     Endpoint("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", send),
+    Endpoint("POST", "/rooms/{roomId}/send/{eventType}", send),
     Endpoint("PUT", "/rooms/{roomId}/state/{eventType}", put_state),
     Endpoint("PUT", "/rooms/{roomId}/state/{eventType}/", put_state),
     Endpoint("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}", put_state),
     Endpoint("PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", redact),
+    Endpoint("POST", "/rooms/{roomId}/redact/{eventId}", redact),
     Endpoint("GET", "/rooms/{roomId}/state", get_state),
     Endpoint("GET", "/rooms/{roomId}/state/{eventType}", get_state_event),
     Endpoint("GET", "/rooms/{roomId}/state/{eventType}/", get_state_event),
