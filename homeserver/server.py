@@ -339,7 +339,8 @@ def build_server(config, reactor) -> HomeServer:
     remote_queries = RemoteQueries(client=transport.client)
     directory = DirectoryService(store=directory_store, events=event_store, room_heads=room_heads,
                                  appservice_lists=appservice_directory_storage.AppServiceDirectoryStore(db),
-                                 server_name=server_name, appservices=appservices, remote=remote_queries)
+                                 server_name=server_name, appservices=appservices, remote=remote_queries,
+                                 require_membership=config.require_membership_for_aliases)
     join_gate = JoinGate(clock=reactor, store=event_store, aliases=directory)
     # Local changes go out as EDUs through OutboundEdus and to the application services (MSC2409 ephemeral
     # events, MSC4203 to-device, MSC3202 device lists) through the AppServiceSender, both built before the

@@ -22,8 +22,11 @@ class RemoteAliases(Protocol):
 
 class DirectoryService:
     def __init__(self, *, store: DirectoryStore, appservice_lists: AppServiceDirectoryStore, events: EventStore,
-                 room_heads: RoomHeads, server_name: str, appservices, remote: RemoteAliases | None = None):
-        """``remote``: other servers' aliases (``federation.handlers.remote_queries.RemoteQueries``)."""
+                 room_heads: RoomHeads, server_name: str, appservices, require_membership: bool = True,
+                 remote: RemoteAliases | None = None):
+        """``remote``: other servers' aliases (``federation.handlers.remote_queries.RemoteQueries``);
+        ``require_membership``: the ``require_membership_for_aliases`` key."""
+        self._require_membership = require_membership
         self._store = store
         self._appservice_lists = appservice_lists
         self._appservices = appservices  # exclusive alias namespaces, and alias queries
@@ -56,11 +59,18 @@ class DirectoryService:
             raise not_found(f"Room alias {alias} not found")
         return {"room_id": room_id, "servers": [self.server_name]}
 
-    async def add_alias(self, alias: str, room_id: str, user_id: str) -> None:
-        """Spec PUT /directory/room/{roomAlias}: a member of the room may add an alias to it."""
-        if await self._heads.membership(room_id, user_id) != "join":
+    async def add_alias(self, alias: str, room_id: str, requester) -> None:
+        """Spec PUT /directory/room/{roomAlias}. As Synapse: an application service may add an alias of its
+        namespace to any room; anyone else must be in the room (``require_membership_for_aliases``, server
+        admins aside) and keep out of the appservices' exclusive namespaces."""
+        if requester.appservice_id is not None:
+            registration = self._appservices.by_id(requester.appservice_id)
+            if not registration.is_alias_in_namespace(alias):
+                raise MatrixError(400, "M_EXCLUSIVE", "This application service has not reserved this kind of alias")
+        elif self._require_membership and not requester.is_admin \
+                and await self._heads.membership(room_id, requester.user_id) != "join":
             raise forbidden("You must be in the room to add an alias")
-        await self.create_alias(alias, room_id, user_id)
+        await self.create_alias(alias, room_id, requester.user_id)
 
     def check_alias_free(self, alias: str, user_id: str) -> None:
         """``M_EXCLUSIVE`` when an application service reserves the alias and ``user_id`` is not acting for it."""

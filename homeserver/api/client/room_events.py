@@ -18,7 +18,10 @@ from homeserver.services.room_events.local import EventSpec
 V1 = ("/_matrix/client/v1",)
 
 
-def _txn_key(req: ApiRequest) -> tuple[str, str, str]:
+def _txn_key(req: ApiRequest) -> tuple[str, str, str] | None:
+    """(user, device, txnId) of a request whose path has a transaction id; None without one."""
+    if "txnId" not in req.path_params:
+        return None
     return (req.user_id, req.requester.device_id or "", req.path_params["txnId"])
 
 
@@ -39,7 +42,8 @@ def _massaged_ts(req: ApiRequest) -> int | None:
 
 async def send(hs, req: ApiRequest):
     """PUT /rooms/{roomId}/send/{eventType}/{txnId}: idempotent per (device, txnId); a suspended account may
-    send only redactions."""
+    send only redactions. Synapse also serves the older POST /rooms/{roomId}/send/{eventType}, with no
+    transaction id (each request a new event), which appservices such as SyTest's still use."""
     content = req.json()
     if req.path_params["eventType"] != "m.room.redaction":
         hs.account_moderation.check_not_suspended(req.user_id)
@@ -206,6 +210,7 @@ async def _check_canonical_alias(hs, room_id: str, content: dict) -> None:
 
 ROUTES = [
     Endpoint("PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", send),
+    Endpoint("POST", "/rooms/{roomId}/send/{eventType}", send),
     Endpoint("PUT", "/rooms/{roomId}/state/{eventType}", put_state),
     Endpoint("PUT", "/rooms/{roomId}/state/{eventType}/", put_state),
     Endpoint("PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}", put_state),

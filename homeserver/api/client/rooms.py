@@ -113,7 +113,7 @@ async def put_alias(hs, req: ApiRequest):
     room_id = body.get("room_id")
     if not isinstance(room_id, str):
         raise MatrixError(400, "M_MISSING_PARAM", "Missing room_id")
-    await hs.directory.add_alias(req.path_params["roomAlias"], room_id, req.user_id)
+    await hs.directory.add_alias(req.path_params["roomAlias"], room_id, req.requester)
     return {}
 
 
