@@ -7,7 +7,10 @@ appservices served over HTTPS by certificates of a private CA that the server tr
 - an appservice's room directory per network (PUT/DELETE /directory/list/appservice/{networkId}/{roomId})
   is kept apart from the homeserver's own, and /publicRooms reads one, the other or all of them;
 - third-party protocol metadata: instances of every appservice merged, and kept an hour (as Synapse);
-- identity assertion: an appservice acts only as users it registered (as Synapse).
+- identity assertion: an appservice acts only as users it registered (as Synapse);
+- aliases: an appservice adds those of its namespace to any room, others need membership
+  (``require_membership_for_aliases``); an appservice deactivates its users without UIA; the older
+  POST /rooms/{roomId}/send/{eventType}.
 """
 
 from __future__ import annotations
@@ -193,3 +196,79 @@ def test_masquerading_needs_a_registered_user(setup):
     status, body = server.request("GET", "/account/whoami", token="as_as1",
                                   params={"user_id": f"@as1bot:{SERVER_NAME}"})
     assert (status, body["user_id"]) == (200, f"@as1bot:{SERVER_NAME}")
+
+
+def test_aliases_need_membership_by_default(setup):
+    """``require_membership_for_aliases`` (true by default): only a member adds an alias; an appservice only
+    one of its alias namespace (as2 has none)."""
+    server = setup
+    owner = server.register(unique("owner"))
+    room_id = owner.create_room()
+    outsider = server.register(unique("outsider"))
+    alias = f"#plain{unique('a')}:{SERVER_NAME}"
+    status, body = server.request("PUT", f"/directory/room/{q(alias)}", {"room_id": room_id}, "as_as2")
+    assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
+    status, body = outsider.request("PUT", f"/directory/room/{q(alias)}", {"room_id": room_id})
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    owner.ok("PUT", f"/directory/room/{q(alias)}", {"room_id": room_id})
+
+
+@pytest.fixture(scope="module")
+def alias_server(homeserver_factory, tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("as_alias"))
+    registration = _registration("aliases", "http://127.0.0.1:9", [])
+    registration["namespaces"]["aliases"] = [{"regex": f"#bridged_.*:{SERVER_NAME}", "exclusive": True}]
+    path = os.path.join(directory, "aliases.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(registration, f)
+    return homeserver_factory(app_service_config_files=[path], require_membership_for_aliases=False)
+
+
+def test_appservice_alias_without_membership(alias_server):
+    server = alias_server
+    owner = server.register(unique("owner"))
+    room_id = owner.create_room()
+    alias = f"#bridged_{unique('a')}:{SERVER_NAME}"
+    assert server.request("PUT", f"/directory/room/{q(alias)}", {"room_id": room_id}, "as_aliases") == (200, {})
+    assert owner.ok("GET", f"/directory/room/{q(alias)}")["room_id"] == room_id
+    status, body = server.request("PUT", f"/directory/room/{q('#plain' + unique() + ':' + SERVER_NAME)}",
+                                  {"room_id": room_id}, "as_aliases")
+    assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
+    # With require_membership_for_aliases: false, a user outside the room may add one (not in a namespace).
+    outsider = server.register(unique("outsider"))
+    outsider.ok("PUT", f"/directory/room/{q('#free' + unique() + ':' + SERVER_NAME)}", {"room_id": room_id})
+    status, body = outsider.request("PUT", f"/directory/room/{q('#bridged_x' + unique() + ':' + SERVER_NAME)}",
+                                    {"room_id": room_id})
+    assert (status, body["errcode"]) == (400, "M_EXCLUSIVE")
+
+
+def test_appservice_deactivates_its_user_and_posts_without_txn_id(setup):
+    server = setup
+    ghost = f"as1_{unique('d')}"
+    ghost_id = f"@{ghost}:{SERVER_NAME}"
+    status, body = server.request("POST", "/register", {"type": "m.login.application_service", "username": ghost},
+                                  "as_as1")
+    assert status == 200
+    ghost_token = body["access_token"]
+    owner = server.register(unique("owner"))
+    room_id = owner.create_room(preset="public_chat")
+    as_ghost = {"user_id": ghost_id}
+    assert server.request("POST", f"/join/{q(room_id)}", {}, "as_as1", params=as_ghost)[0] == 200
+    # Synapse's older POST /rooms/{roomId}/send/{eventType}: a new event each time, no transaction id.
+    ids = set()
+    for _ in range(2):
+        status, body = server.request("POST", f"/rooms/{q(room_id)}/send/m.room.message",
+                                      {"msgtype": "m.text", "body": "posted"}, "as_as1", params=as_ghost)
+        assert status == 200, body
+        ids.add(body["event_id"])
+    assert len(ids) == 2
+    event = owner.ok("GET", f"/rooms/{q(room_id)}/event/{q(ids.pop())}")
+    assert (event["sender"], event["content"]["body"]) == (ghost_id, "posted")
+    # A user deactivating itself needs UIA; the appservice deactivates its ghost without.
+    status, body = server.request("POST", "/account/deactivate", {}, ghost_token)
+    assert status == 401 and "flows" in body
+    status, _ = server.request("POST", "/account/deactivate", {}, "as_as1", params=as_ghost)
+    assert status == 200
+    assert server.request("GET", "/account/whoami", token=ghost_token)[0] == 401
+    assert server.request("GET", f"/rooms/{q(room_id)}/state/m.room.member/{q(ghost_id)}", token=owner.token
+                          )[1]["membership"] == "leave"
