@@ -220,7 +220,8 @@ def public_rooms_network(include_all_networks, third_party_instance_id) -> Publi
         raise bad_json("third_party_instance_id must be a string")
     if include_all_networks:
         if third_party_instance_id is not None:
-            raise MatrixError(400, "M_INVALID_PARAM", "third_party_instance_id cannot be used with include_all_networks")
+            raise MatrixError(400, "M_INVALID_PARAM",
+                              "third_party_instance_id cannot be used with include_all_networks")
         return PublicRoomsNetwork(all_networks=True)
     if third_party_instance_id is None:
         return None
