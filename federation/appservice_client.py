@@ -79,7 +79,10 @@ class AppServiceClient:
         self.timeout_s = timeout_s
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 4
-        self._pool.retryAutomatically = False
+        # A GET (a query) that a pooled connection closed under it before any answer is sent again on a new
+        # one (Twisted's retry, for GETs without a body only): an appservice that closes its connections after
+        # each answer would otherwise see every other query fail. Transactions (PUT) are resent by the sender.
+        self._pool.retryAutomatically = True
         self._agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor, tls_policy), pool=self._pool)
 
     async def request(self, registration, method: str, path: str, content: Any = None,

@@ -10,7 +10,8 @@ appservices served over HTTPS by certificates of a private CA that the server tr
 - identity assertion: an appservice acts only as users it registered (as Synapse);
 - aliases: an appservice adds those of its namespace to any room, others need membership
   (``require_membership_for_aliases``); an appservice deactivates its users without UIA; the older
-  POST /rooms/{roomId}/send/{eventType}.
+  POST /rooms/{roomId}/send/{eventType};
+- a query is sent again when an appservice closed the pooled connection under it (HTTP/1.0 servers).
 """
 
 from __future__ import annotations
@@ -69,8 +70,24 @@ class _Recorder(StandInHandler):
         self.answer(404, b'{"errcode": "M_NOT_FOUND"}', "application/json")
 
 
-def _https_stand_in(cert: str, key: str):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+class _Http10(StandInHandler):
+    """An appservice on Python's http.server defaults: HTTP/1.0, the connection closed after each answer
+    (without ``Connection: close``), serving the ``old`` protocol's metadata."""
+
+    def do_GET(self):  # noqa: N802
+        as_id = self.path.split("/")[1]
+        if "/_matrix/app/v1/thirdparty/user/old" in self.path:
+            found = [{"userid": f"@{as_id}:example.org", "protocol": "old", "fields": {}}]
+            return self.answer(200, json.dumps(found).encode(), "application/json")
+        if not self.path.endswith("/_matrix/app/v1/thirdparty/protocol/old"):
+            return self.answer(404, b"{}", "application/json")
+        body = {"user_fields": [], "location_fields": [], "icon": "mxc://x/y", "field_types": {},
+                "instances": [{"desc": as_id, "fields": {}}]}
+        self.answer(200, json.dumps(body).encode(), "application/json")
+
+
+def _https_stand_in(cert: str, key: str, handler=_Recorder):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -92,11 +109,14 @@ def setup(homeserver_factory, tmp_path_factory):
     untrusted = CertificateAuthority(os.path.join(directory, "untrusted"), name="Nobody's CA")
     good = _https_stand_in(*trusted.issue("good"))
     bad = _https_stand_in(*untrusted.issue("bad"))
+    old = _https_stand_in(*trusted.issue("old"), handler=_Http10)
     good_url = f"https://127.0.0.1:{good[0].server_address[1]}"
     bad_url = f"https://127.0.0.1:{bad[0].server_address[1]}"
+    old_url = f"https://127.0.0.1:{old[0].server_address[1]}"
     ghosts = [{"regex": f"@as1_.*:{SERVER_NAME}", "exclusive": True}]
     registrations = [_registration("as1", f"{good_url}/as1", ghosts), _registration("as2", f"{good_url}/as2", []),
                      _registration("untrusted", f"{bad_url}/untrusted", [])]
+    registrations += [dict(_registration(f"old{n}", f"{old_url}/old{n}", []), protocols=["old"]) for n in (1, 2, 3)]
     files = []
     for registration in registrations:
         files.append(os.path.join(directory, registration["id"] + ".yaml"))
@@ -104,7 +124,7 @@ def setup(homeserver_factory, tmp_path_factory):
             yaml.safe_dump(registration, f)
     server = homeserver_factory(app_service_config_files=files, env={"SSL_CERT_FILE": trusted.cert_path})
     yield server
-    for stand_in, thread in (good, bad):
+    for stand_in, thread in (good, bad, old):
         stand_in.shutdown()
         stand_in.server_close()
         thread.join(10)
@@ -166,7 +186,7 @@ def test_protocol_metadata_merged_and_kept(setup):
     server = setup
     user = server.register(unique("tp"))
     first = user.ok("GET", "/thirdparty/protocols")
-    assert list(first) == ["ymca"]
+    assert sorted(first) == ["old", "ymca"]
     instances = sorted(first["ymca"]["instances"], key=lambda i: i["desc"])
     assert instances == [
         {"desc": "as1 instance", "network_id": NETWORK, "fields": {}, "instance_id": f"as1|{NETWORK}"},
@@ -272,3 +292,13 @@ def test_appservice_deactivates_its_user_and_posts_without_txn_id(setup):
     assert server.request("GET", "/account/whoami", token=ghost_token)[0] == 401
     assert server.request("GET", f"/rooms/{q(room_id)}/state/m.room.member/{q(ghost_id)}", token=owner.token
                           )[1]["membership"] == "leave"
+
+
+def test_queries_survive_a_connection_closed_after_each_answer(setup):
+    """An appservice that closes its connection after each answer (HTTP/1.0): the next query, sent at once on
+    the pooled connection before its close is seen, is sent again on a new one (a GET, Twisted's retry)."""
+    server = setup
+    user = server.register(unique("old"))
+    for _ in range(10):
+        found = user.ok("GET", "/thirdparty/user/old", params={"q": "x"})
+        assert sorted(u["userid"] for u in found) == [f"@old{n}:example.org" for n in (1, 2, 3)], found
