@@ -111,6 +111,7 @@ from homeserver.services.typing import TypingService
 from homeserver.services.user_directory import UserDirectoryService
 from homeserver.storage import account_moderation as account_moderation_storage
 from homeserver.storage import account_data as account_data_storage
+from homeserver.storage import appservice_directory as appservice_directory_storage
 from homeserver.storage import appservices as appservices_storage
 from homeserver.storage import accounts as accounts_storage
 from homeserver.storage import admin as admin_storage
@@ -176,6 +177,7 @@ STORAGE_DOMAINS = {
     "user_directory": user_directory_storage.MIGRATIONS,
     "search": search_storage.MIGRATIONS,
     "appservices": appservices_storage.MIGRATIONS,
+    "appservice_room_list": appservice_directory_storage.MIGRATIONS,
     "delayed_events": delayed_events_storage.MIGRATIONS,
     "openid": openid_storage.MIGRATIONS,
     "audit": audit_storage.MIGRATIONS,
@@ -324,9 +326,9 @@ def build_server(config, reactor) -> HomeServer:
                                      positions=lambda: sync.current_positions(), clock=reactor) \
         if pubsub is not None and not role.is_worker else None
     notifier = Notifier(reactor, on_notify=publisher.notified if publisher is not None else None)
-    appservice_client = AppServiceClient(reactor)
+    appservice_client = AppServiceClient(reactor, ClientTlsPolicy())  # system CAs (SSL_CERT_FILE too)
     appservices = AppServices(registrations=tuple(config.app_services), client=appservice_client,
-                              accounts=accounts_store)
+                              accounts=accounts_store, clock=reactor)
     audit = AuditLog(store=audit_storage.AuditStore(db), clock=reactor)
     peers = FederationPeers(config.federation_domain_whitelist, config.federation_peer_policy)
     config_reload = ConfigReloader(
@@ -345,7 +347,9 @@ def build_server(config, reactor) -> HomeServer:
     serializer = EventSerializer(room_heads, event_store)
     remote_queries = RemoteQueries(client=transport.client)
     directory = DirectoryService(store=directory_store, events=event_store, room_heads=room_heads,
-                                 server_name=server_name, appservices=appservices, remote=remote_queries)
+                                 appservice_lists=appservice_directory_storage.AppServiceDirectoryStore(db),
+                                 server_name=server_name, appservices=appservices, remote=remote_queries,
+                                 require_membership=config.require_membership_for_aliases)
     join_gate = JoinGate(clock=reactor, store=event_store, aliases=directory)
     # Local changes go out as EDUs through OutboundEdus and to the application services (MSC2409 ephemeral
     # events, MSC4203 to-device, MSC3202 device lists) through the AppServiceSender, both built before the

@@ -8,7 +8,7 @@ from homeserver.bodies import RawBody, encode_json
 from homeserver.errors import MatrixError, forbidden
 from homeserver.events.identifiers import domain_of
 from homeserver.http.router import AUTH_NONE, AUTH_SERVER, NO_PREFIX, ApiRequest, Endpoint
-from homeserver.services.directory import public_rooms_body
+from homeserver.services.directory import public_rooms_body, public_rooms_network
 
 PREFIX = "/_matrix/federation"
 MAX_TXN_PDUS = 50  # spec "Transactions"
@@ -164,10 +164,13 @@ async def public_rooms(hs, req: ApiRequest):
     if not hs.config.allow_public_rooms_over_federation:
         raise forbidden("This server does not publish its room directory over federation")
     if req.method == "POST":
-        limit, since, search = public_rooms_body(req.json(allow_empty=True))
+        body = req.json(allow_empty=True)
+        limit, since, search = public_rooms_body(body)
+        network = public_rooms_network(body.get("include_all_networks"), body.get("third_party_instance_id"))
     else:
         limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
-    return await hs.directory.public_rooms(limit=limit, since=since, search=search)
+        network = public_rooms_network(req.bool_arg("include_all_networks"), req.arg("third_party_instance_id"))
+    return await hs.directory.public_rooms(limit=limit, since=since, search=search, network=network)
 
 
 async def hierarchy(hs, req: ApiRequest):

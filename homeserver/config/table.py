@@ -256,6 +256,9 @@ KEYS: tuple[Key, ...] = (
         "true: users are joined to their notices room; false: invited to it."),
     Key("allow_public_rooms_without_auth", "bool", False, _DIR,
         "Let anyone, without an access token, read this server's public room list."),
+    Key("require_membership_for_aliases", "bool", True, _DIR,
+        "Only members of a room (and server admins) may give it an alias. An application\n"
+        "service may give any room an alias of its namespace."),
     Key("allow_public_rooms_over_federation", "bool", False, _DIR,
         "Let other servers read this server's public room list (their users browse it)."),
     Key("require_auth_for_profile_requests", "bool", False, _DIR,

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 QUERY_TIMEOUT_S = 10.0
 PING_TIMEOUT_S = 15.0
+PROTOCOL_CACHE_S = 3600.0  # an appservice's protocol metadata is kept an hour, as Synapse does
 THIRDPARTY_KINDS = {"user": "userid", "location": "alias"}  # kind -> the field each result must hold
 
 
@@ -29,10 +30,14 @@ def exclusive_error(what: str) -> MatrixError:
 class AppServices:
     """The registrations of ``app_service_config_files`` and the homeserver's requests to them."""
 
-    def __init__(self, *, registrations: tuple[Registration, ...], client: AppServiceClient, accounts):
+    def __init__(self, *, registrations: tuple[Registration, ...], client: AppServiceClient, accounts, clock):
         self.registrations = registrations
         self._client = client
         self._accounts = accounts
+        self._clock = clock
+        # (appservice id, protocol) -> (until, the metadata it answered): clients ask for the protocols
+        # often (at every start), the appservices' answers seldom change.
+        self._protocol_cache: dict[tuple[str, str], tuple[float, dict]] = {}
         self._by_token = {r.as_token: r for r in registrations}
         self._by_id = {r.id: r for r in registrations}
 
@@ -43,7 +48,7 @@ class AppServices:
     async def authenticate(self, token: str, client_ip: str, user_id: str | None = None,
                            device_id: str | None = None) -> Requester | None:
         """None unless ``token`` is an as_token; then the requester it acts as: its sender, or with
-        spec "Identity assertion" (``?user_id=``) a user of its namespace, and with MSC4326/MSC3202
+        spec "Identity assertion" (``?user_id=``) a user of its namespace that it registered, and with MSC4326/MSC3202
         device masquerading (``?device_id=``) one of that user's devices."""
         registration = self._by_token.get(token)
         if registration is None:
@@ -55,6 +60,8 @@ class AppServices:
             if not registration.is_user_in_namespace(user_id) or \
                     user_id.rpartition(":")[2] != registration.sender.rpartition(":")[2]:
                 raise forbidden("Application service cannot masquerade as this user")
+            if not await self._accounts.user_exists(user_id):  # as Synapse: a ghost is registered first
+                raise forbidden("Application service has not registered this user")
             requester = replace(requester, user_id=user_id)
         if device_id is not None:
             if await self._accounts.get_device(requester.user_id, device_id) is None:
@@ -115,20 +122,36 @@ class AppServices:
         return found
 
     async def protocol(self, protocol: str) -> dict | None:
-        """Spec GET /thirdparty/protocol/{protocol}: the instances of every appservice serving it merged."""
+        """Spec GET /thirdparty/protocol/{protocol}: the instances of every appservice serving it merged (each
+        instance with a ``network_id`` gets the ``instance_id`` that /publicRooms takes, ``<as id>|<network>``)."""
         merged: dict | None = None
         for r in self._with_protocol(protocol):
-            info = await self._get_json(r, "/thirdparty/protocol/" + quote_part(protocol), None)
-            if not isinstance(info, dict) or not isinstance(info.get("instances"), list):
+            info = await self._protocol_of(r, protocol)
+            if info is None:
                 continue
+            instances = []
             for instance in info["instances"]:
                 if isinstance(instance, dict) and isinstance(instance.get("network_id"), str):
-                    instance["instance_id"] = f"{r.id}|{instance['network_id']}"
+                    instance = dict(instance, instance_id=f"{r.id}|{instance['network_id']}")
+                instances.append(instance)
             if merged is None:
-                merged = info
+                merged = dict(info, instances=instances)
             else:
-                merged["instances"].extend(info["instances"])
+                merged["instances"].extend(instances)
         return merged
+
+    async def _protocol_of(self, registration: Registration, protocol: str) -> dict | None:
+        """One appservice's metadata of a protocol (application service API GET /thirdparty/protocol/{protocol}),
+        kept ``PROTOCOL_CACHE_S`` once it answered well."""
+        key, now = (registration.id, protocol), self._clock.seconds()
+        cached = self._protocol_cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        info = await self._get_json(registration, "/thirdparty/protocol/" + quote_part(protocol), None)
+        if not isinstance(info, dict) or not isinstance(info.get("instances"), list):
+            return None
+        self._protocol_cache[key] = (now + PROTOCOL_CACHE_S, info)
+        return info
 
     async def thirdparty_lookup(self, kind: str, protocol: str | None, args: dict[str, list[str]]) -> list[dict]:
         """Spec GET /thirdparty/{location,user}[/{protocol}]: the results of every appservice asked."""

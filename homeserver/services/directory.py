@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Protocol
 
 from homeserver.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.events.auth_rules import get_power_level
+from homeserver.storage.appservice_directory import AppServiceDirectoryStore
 from homeserver.storage.directory import DirectoryStore
 from homeserver.storage.events import EventStore
 from homeserver.services.room_events.heads import RoomHeads
@@ -19,10 +21,14 @@ class RemoteAliases(Protocol):
 
 
 class DirectoryService:
-    def __init__(self, *, store: DirectoryStore, events: EventStore, room_heads: RoomHeads, server_name: str,
-                 appservices, remote: RemoteAliases | None = None):
-        """``remote``: other servers' aliases (``federation.handlers.remote_queries.RemoteQueries``)."""
+    def __init__(self, *, store: DirectoryStore, appservice_lists: AppServiceDirectoryStore, events: EventStore,
+                 room_heads: RoomHeads, server_name: str, appservices, require_membership: bool = True,
+                 remote: RemoteAliases | None = None):
+        """``remote``: other servers' aliases (``federation.handlers.remote_queries.RemoteQueries``);
+        ``require_membership``: the ``require_membership_for_aliases`` key."""
+        self._require_membership = require_membership
         self._store = store
+        self._appservice_lists = appservice_lists
         self._appservices = appservices  # exclusive alias namespaces, and alias queries
         self._events = events
         self._heads = room_heads
@@ -53,11 +59,18 @@ class DirectoryService:
             raise not_found(f"Room alias {alias} not found")
         return {"room_id": room_id, "servers": [self.server_name]}
 
-    async def add_alias(self, alias: str, room_id: str, user_id: str) -> None:
-        """Spec PUT /directory/room/{roomAlias}: a member of the room may add an alias to it."""
-        if await self._heads.membership(room_id, user_id) != "join":
+    async def add_alias(self, alias: str, room_id: str, requester) -> None:
+        """Spec PUT /directory/room/{roomAlias}. As Synapse: an application service may add an alias of its
+        namespace to any room; anyone else must be in the room (``require_membership_for_aliases``, server
+        admins aside) and keep out of the appservices' exclusive namespaces."""
+        if requester.appservice_id is not None:
+            registration = self._appservices.by_id(requester.appservice_id)
+            if not registration.is_alias_in_namespace(alias):
+                raise MatrixError(400, "M_EXCLUSIVE", "This application service has not reserved this kind of alias")
+        elif self._require_membership and not requester.is_admin \
+                and await self._heads.membership(room_id, requester.user_id) != "join":
             raise forbidden("You must be in the room to add an alias")
-        await self.create_alias(alias, room_id, user_id)
+        await self.create_alias(alias, room_id, requester.user_id)
 
     def check_alias_free(self, alias: str, user_id: str) -> None:
         """``M_EXCLUSIVE`` when an application service reserves the alias and ``user_id`` is not acting for it."""
@@ -116,25 +129,42 @@ class DirectoryService:
             raise not_found("Unknown room")
         return "public" if await self._events.is_room_public(room_id) else "private"
 
-    async def set_visibility(self, room_id: str, visibility, requester, *, appservice: bool = False) -> None:
-        """Spec PUT /directory/list/room/{roomId}; with ``appservice``, the application service room
-        directory (PUT /directory/list/appservice/{networkId}/{roomId}: one public list, the network
-        is not kept apart)."""
-        if visibility not in ("public", "private"):
-            raise bad_json("visibility must be public or private")
+    async def set_visibility(self, room_id: str, visibility, requester) -> None:
+        """Spec PUT /directory/list/room/{roomId}: a room's place in the homeserver's own public list."""
+        _check_visibility(visibility)
         if await self._heads.room_version(room_id) is None:
             raise not_found("Unknown room")
-        if appservice:
-            if requester.appservice_id is None:
-                raise forbidden("Only an application service may use this endpoint")
-        elif not requester.is_admin and not await self._may_edit(room_id, requester.user_id):
+        if not requester.is_admin and not await self._may_edit(room_id, requester.user_id):
             raise forbidden("You may not change this room's visibility")
         await self._events.set_room_public(room_id, visibility == "public")
 
-    async def public_rooms(self, *, limit: int | None, since: str | None, search: str | None) -> dict:
-        """Spec GET/POST /publicRooms: largest rooms first, offset tokens for pagination."""
+    async def set_appservice_visibility(self, network_id: str, room_id: str, visibility, requester) -> None:
+        """Spec PUT /directory/list/appservice/{networkId}/{roomId} (and Synapse's DELETE, as ``private``): a
+        room's place in the list the requesting application service keeps for one of its networks, apart
+        from the homeserver's own list."""
+        _check_visibility(visibility)
+        if requester.appservice_id is None:
+            raise forbidden("Only an application service may edit its room directory")
+        if await self._heads.room_version(room_id) is None:
+            raise not_found("Unknown room")
+        await self._appservice_lists.set_published(requester.appservice_id, network_id, room_id,
+                                                   visibility == "public")
+
+    async def public_rooms(self, *, limit: int | None, since: str | None, search: str | None,
+                           network: "PublicRoomsNetwork | None" = None) -> dict:
+        """Spec GET/POST /publicRooms: largest rooms first, offset tokens for pagination. ``network``: the
+        homeserver's own list (None, the default), an application service network's list, or all of them."""
+        if network is None:
+            room_ids = await self._events.public_room_ids()
+        elif network.all_networks:
+            room_ids = list(dict.fromkeys(await self._events.public_room_ids()
+                                          + await self._appservice_lists.room_ids()))
+        else:
+            room_ids = await self._appservice_lists.room_ids((network.appservice_id, network.network_id))
         entries = []
-        for room_id in await self._events.public_room_ids():
+        for room_id in room_ids:
+            if network is not None and await self._heads.room_version(room_id) is None:
+                continue  # an appservice's list names rooms by id only: one purged since is left out
             entry = await self.room_entry(room_id)
             if search and not _matches(entry, search):
                 continue
@@ -169,6 +199,41 @@ class DirectoryService:
             if isinstance(value, str) and value:
                 entry[key] = value
         return entry
+
+
+@dataclass(frozen=True)
+class PublicRoomsNetwork:
+    """Which list /publicRooms reads other than the homeserver's own: every list, or one application
+    service network's (``third_party_instance_id``, ``<appservice id>|<network id>`` as in the instances of
+    GET /thirdparty/protocols)."""
+    all_networks: bool = False
+    appservice_id: str = ""
+    network_id: str = ""
+
+
+def public_rooms_network(include_all_networks, third_party_instance_id) -> PublicRoomsNetwork | None:
+    """Spec POST /publicRooms ``include_all_networks`` and ``third_party_instance_id`` (the latter only
+    without the former)."""
+    if include_all_networks is not None and not isinstance(include_all_networks, bool):
+        raise bad_json("include_all_networks must be a boolean")
+    if third_party_instance_id is not None and not isinstance(third_party_instance_id, str):
+        raise bad_json("third_party_instance_id must be a string")
+    if include_all_networks:
+        if third_party_instance_id is not None:
+            raise MatrixError(400, "M_INVALID_PARAM",
+                              "third_party_instance_id cannot be used with include_all_networks")
+        return PublicRoomsNetwork(all_networks=True)
+    if third_party_instance_id is None:
+        return None
+    appservice_id, bar, network_id = third_party_instance_id.partition("|")
+    if not bar:
+        raise MatrixError(400, "M_INVALID_PARAM", "Invalid third_party_instance_id")
+    return PublicRoomsNetwork(appservice_id=appservice_id, network_id=network_id)
+
+
+def _check_visibility(visibility) -> None:
+    if visibility not in ("public", "private"):
+        raise bad_json("visibility must be public or private")
 
 
 def public_rooms_body(body: dict) -> tuple[int | None, str | None, str | None]:

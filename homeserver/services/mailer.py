@@ -2,7 +2,8 @@
 ``smtp_port``, ``smtp_user``, ``smtp_pass``, ``enable_tls``, ``require_transport_security``, ``notif_from``).
 
 Mails are few (validation links, password resets, notification summaries), so each is one SMTP
-session with the standard library's client, on a worker thread: STARTTLS when the server offers it
+session with the standard library's client, on a worker thread: EHLO (HELO for a server that refuses it,
+such as SyTest's), STARTTLS when the server offers it
 and ``enable_tls`` (the certificate verified against the system's trust store), and no mail at all
 over plain text when ``require_transport_security``. The password is only ever given to the server.
 """
@@ -86,7 +87,10 @@ def _send_blocking(settings: SmtpSettings, message: EmailMessage) -> None:
     try:
         smtp = smtplib.SMTP(settings.host, settings.port, timeout=SMTP_TIMEOUT_S)
         try:
-            smtp.ehlo()
+            if not 200 <= smtp.ehlo()[0] <= 299:  # RFC 5321 3.2: a server without ESMTP gets HELO
+                code, reply = smtp.helo()
+                if code != 250:
+                    raise MailNotSent(f"{settings.host}:{settings.port} refused EHLO and HELO ({code})")
             if settings.enable_tls and smtp.has_extn("starttls"):
                 smtp.starttls(context=ssl.create_default_context())
                 smtp.ehlo()

@@ -27,8 +27,9 @@ class ServerFactory:
         self._tmp = tmp_path_factory
         self.servers: list[ServerProcess] = []
 
-    def __call__(self, *, start: bool = True, throttled: bool = False, **overrides) -> ServerProcess:
-        server = ServerProcess(self._tmp.mktemp("hs"), throttled=throttled, **overrides)
+    def __call__(self, *, start: bool = True, throttled: bool = False, env: dict[str, str] | None = None,
+                 **overrides) -> ServerProcess:
+        server = ServerProcess(self._tmp.mktemp("hs"), throttled=throttled, env=env, **overrides)
         self.servers.append(server)
         return server.start() if start else server
 

@@ -207,8 +207,11 @@ class ServerError(AssertionError):
 class ServerProcess:
     """One homeserver directory and the process serving it (if running)."""
 
-    def __init__(self, base_dir: str, *, throttled: bool = False, **overrides: Any):
+    def __init__(self, base_dir: str, *, throttled: bool = False, env: dict[str, str] | None = None,
+                 **overrides: Any):
+        """``env``: more environment variables for the process (e.g. ``SSL_CERT_FILE``)."""
         self.dir = str(base_dir)
+        self.env = dict(env or {})
         self.port = free_port()
         self.config_path = os.path.join(self.dir, "homeserver.yaml")
         self.log_path = os.path.join(self.dir, "server.log")
@@ -251,7 +254,7 @@ class ServerProcess:
     def _start_once(self) -> bool:
         """False if the port was taken; raises ServerError on any other failure."""
         assert self.process is None, "already running"
-        env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **self.env)
         with open(self.log_path, "ab") as log:
             log.write(f"---- hexagone run (port {self.port}) ----\n".encode())
             log.flush()
@@ -361,6 +364,7 @@ class WorkerProcess(ServerProcess):
         self.dir = str(base_dir)
         self.port = free_port(main.port)
         self.main_config_path = main.config_path
+        self.env = main.env
         self.config_path = os.path.join(self.dir, "worker.yaml")
         self.log_path = os.path.join(self.dir, "server.log")
         self.process = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult
 
 from tests.integration.harness import free_port
 
@@ -43,8 +43,21 @@ class Mail:
         return re.findall(r"https?://\S+", self.text)
 
 
+class _HeloOnly(SMTP):
+    """A server that knows only RFC 821 SMTP: EHLO is an unknown command (as SyTest's own SMTP server)."""
+
+    async def smtp_EHLO(self, hostname):  # noqa: N802 (aiosmtpd's naming)
+        await self.push("500 Error: command \"EHLO\" not recognized")
+
+
+class _HeloOnlyController(Controller):
+    def factory(self):
+        return _HeloOnly(self.handler, **self.SMTP_kwargs)
+
+
 class MailSink:
-    def __init__(self, tls_context=None, logins: dict[str, str] | None = None):
+    def __init__(self, tls_context=None, logins: dict[str, str] | None = None, esmtp: bool = True):
+        """``esmtp`` False: EHLO is refused, a client must greet with HELO."""
         self.mails: list[Mail] = []
         self.failed_logins = 0
         self._cond = threading.Condition()
@@ -53,7 +66,8 @@ class MailSink:
         if logins is not None:
             extra.update(authenticator=self._authenticate, auth_required=True)
         self.port = free_port()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, tls_context=tls_context,
+        controller = Controller if esmtp else _HeloOnlyController
+        self._controller = controller(self, hostname="127.0.0.1", port=self.port, tls_context=tls_context,
                                       require_starttls=tls_context is not None, **extra)
         self._controller.start()
 

@@ -219,7 +219,9 @@ def test_exclusive_namespaces(setup):
     assert user.ok("GET", f"/directory/room/{q(alias)}")["room_id"] == bridge_room
     path = f"/directory/list/appservice/testproto/{q(bridge_room)}"
     assert server.request("PUT", path, {"visibility": "public"}, bridge.reg["as_token"]) == (200, {})
-    assert user.ok("GET", f"/directory/list/room/{q(bridge_room)}") == {"visibility": "public"}
+    assert user.ok("GET", f"/directory/list/room/{q(bridge_room)}") == {"visibility": "private"}  # its own list
+    listed = user.ok("POST", "/publicRooms", {"third_party_instance_id": "bridge|testproto"})["chunk"]
+    assert [r["room_id"] for r in listed] == [bridge_room]
     status, body = user.request("PUT", path, {"visibility": "private"})
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
 

@@ -321,3 +321,17 @@ def test_required_email_and_validation_mails_rate_limited(homeserver_factory, si
     statuses = [request_token(strict, "/register/email/requestToken", unique("eve") + "@example.org",
                               unique("secret"))[0] for _ in range(6)]
     assert statuses == [200] * 5 + [429]
+
+
+def test_smtp_server_without_esmtp(homeserver_factory):
+    """An SMTP server that refuses EHLO (RFC 821 only, as SyTest's) is greeted with HELO and gets the mail."""
+    old_sink = MailSink(esmtp=False)
+    try:
+        plain = started(homeserver_factory, email_config(old_sink.port, enable_tls=False))
+        address = unique("helo") + "@example.org"
+        status, resp = request_token(plain, "/register/email/requestToken", address, unique("secret"))
+        assert status == 200, resp
+        mail = old_sink.wait_for(address)[0]
+        assert mail.links() and not mail.tls
+    finally:
+        old_sink.close()

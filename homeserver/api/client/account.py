@@ -232,12 +232,15 @@ async def password(hs, req: ApiRequest):
 
 
 async def deactivate(hs, req: ApiRequest):
+    """POST /account/deactivate, behind user-interactive auth; as Synapse, an application service deactivates
+    its users (``?user_id=``) without it."""
     body = req.json(allow_empty=True)
     erase = body.get("erase", False)  # Synapse's extension: erase the user's messages too
     if not isinstance(erase, bool):
         raise bad_json("erase must be a boolean")
-    await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id), fingerprint=f"deactivate:{req.user_id}",
-                            requester=req.requester)
+    if req.requester.appservice_id is None:
+        await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id),
+                                fingerprint=f"deactivate:{req.user_id}", requester=req.requester)
     if erase:
         await hs.admin.mark_erased(req.user_id)
     await hs.rooms.leave_all_rooms(req.user_id)

@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 from homeserver.errors import MatrixError, bad_json
 from homeserver.events.identifiers import is_valid_server_name, is_valid_user_id
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, ApiRequest, Endpoint
-from homeserver.services.directory import public_rooms_body
+from homeserver.services.directory import public_rooms_body, public_rooms_network
 from homeserver.services.rooms import RoomService
 
 
@@ -113,7 +113,7 @@ async def put_alias(hs, req: ApiRequest):
     room_id = body.get("room_id")
     if not isinstance(room_id, str):
         raise MatrixError(400, "M_MISSING_PARAM", "Missing room_id")
-    await hs.directory.add_alias(req.path_params["roomAlias"], room_id, req.user_id)
+    await hs.directory.add_alias(req.path_params["roomAlias"], room_id, req.requester)
     return {}
 
 
@@ -132,11 +132,19 @@ async def get_visibility(hs, req: ApiRequest):
     return {"visibility": await hs.directory.get_visibility(req.path_params["roomId"])}
 
 
-async def put_visibility(hs, req: ApiRequest, *, appservice: bool = False):
-    """PUT /directory/list/room/{roomId}, and the application service's /directory/list/appservice/..."""
+async def put_visibility(hs, req: ApiRequest):
+    """PUT /directory/list/room/{roomId}."""
     body = req.json()
-    await hs.directory.set_visibility(req.path_params["roomId"], body.get("visibility", "public"), req.requester,
-                                      appservice=appservice)
+    await hs.directory.set_visibility(req.path_params["roomId"], body.get("visibility", "public"), req.requester)
+    return {}
+
+
+async def put_appservice_visibility(hs, req: ApiRequest):
+    """Spec PUT /directory/list/appservice/{networkId}/{roomId} (application service API, "Application service
+    room directories"); Synapse's DELETE of the same path takes the room off the list."""
+    visibility = req.json().get("visibility", "public") if req.method == "PUT" else "private"
+    await hs.directory.set_appservice_visibility(req.path_params["networkId"], req.path_params["roomId"],
+                                                 visibility, req.requester)
     return {}
 
 
@@ -144,9 +152,12 @@ async def public_rooms(hs, req: ApiRequest):
     if req.requester is None and not hs.config.allow_public_rooms_without_auth:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
     if req.method == "POST":
-        limit, since, search = public_rooms_body(req.json(allow_empty=True))
-    else:
+        body = req.json(allow_empty=True)
+        limit, since, search = public_rooms_body(body)
+        network = public_rooms_network(body.get("include_all_networks"), body.get("third_party_instance_id"))
+    else:  # as Synapse, GET takes the networks as query parameters too
         limit, since, search = req.int_arg("limit", minimum=0), req.arg("since"), None
+        network = public_rooms_network(req.bool_arg("include_all_networks"), req.arg("third_party_instance_id"))
     server = req.arg("server")
     if server is not None and not is_valid_server_name(server):
         raise MatrixError(400, "M_INVALID_PARAM", "server is not a server name")
@@ -154,7 +165,7 @@ async def public_rooms(hs, req: ApiRequest):
         if req.requester is None:  # as Synapse: only users make us ask other servers
             raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
         return await hs.rooms.remote_public_rooms(server, limit, since, search, req.user_id)
-    return await hs.directory.public_rooms(limit=limit, since=since, search=search)
+    return await hs.directory.public_rooms(limit=limit, since=since, search=search, network=network)
 
 
 ROUTES = [
@@ -176,7 +187,8 @@ ROUTES = [
     Endpoint("GET", "/rooms/{roomId}/aliases", room_aliases),
     Endpoint("GET", "/directory/list/room/{roomId}", get_visibility, auth=AUTH_NONE),
     Endpoint("PUT", "/directory/list/room/{roomId}", put_visibility),
-    Endpoint("PUT", "/directory/list/appservice/{networkId}/{roomId}", partial(put_visibility, appservice=True)),
+    Endpoint("PUT", "/directory/list/appservice/{networkId}/{roomId}", put_appservice_visibility),
+    Endpoint("DELETE", "/directory/list/appservice/{networkId}/{roomId}", put_appservice_visibility),
     Endpoint("GET", "/publicRooms", public_rooms, auth=AUTH_OPTIONAL),
     Endpoint("POST", "/publicRooms", public_rooms),
 ]
