@@ -39,8 +39,12 @@ class EventSpec:
 
 class LocalAppends:
     def __init__(self, *, heads: RoomHeads, store: EventStore, server_name: str, signing_key,
-                 listeners: Sequence[RoomEventListener]):
+                 listeners: Sequence[RoomEventListener],
+                 policy_sign: Callable[[RoomVersion, dict, dict, dict], Awaitable[dict]] | None = None):
+        """``policy_sign(version, pdu, state before it, pending events)``: the PDU with the room's policy server
+        signature (``RoomPolicy.sign_local``; raises MatrixError when the policy server refuses it)."""
         self._heads = heads
+        self._policy_sign = policy_sign
         self._store = store
         self.server_name = server_name
         self._signing_key = signing_key
@@ -113,10 +117,16 @@ class LocalAppends:
         news: list[NewEvent] = []
         pending: dict[str, StoredEvent] = {}
         for spec in specs:
+            state_before = dict(work.state)
             new = await self._prepare(work, spec, now, pending)
             if spec.countersign is not None:
                 new.event.pdu = await spec.countersign(new.event.pdu)
                 new.encoded = None  # it has another signature now
+            if self._policy_sign is not None:
+                # Spec server-server "Policy Servers": the room's policy server signs before the event is sent.
+                signed = await self._policy_sign(work.version, new.event.pdu, state_before, pending)
+                if signed is not new.event.pdu:
+                    new.event.pdu, new.encoded = signed, None
             news.append(new)
         stream = self._heads.stream
         positions = stream.allocate(len(news))
