@@ -20,8 +20,9 @@ from unpaddedbase64 import decode_base64
 
 from federation.request_auth import sign_request
 from homeserver.events.policy_servers import POLICY_KEY_ID, RoomPolicyServer, has_policy_signature
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from tests.integration.federation import EventForge, send_transaction
-from tests.integration.harness import shared_room, unique
+from tests.integration.harness import unique
 
 SPAM = "buy followers"
 SIGN = "/_matrix/policy/v1/sign"
@@ -181,3 +182,26 @@ def test_sign_endpoint_answers_and_error_paths(ps, other, room):
     assert status == 401, body
     status, body = other.signed("POST", SIGN, origin=ps.name, key=ps.signing_key, content=good)
     assert status == 404 and body["errcode"] == "M_UNRECOGNIZED", body
+
+
+def test_synapse_in_a_room_protected_by_hexagone(ps, other, synapse_peer):
+    """Synapse (which implements the homeserver's side of MSC4284/spec v1.18) in a room of ``ps`` that names ``ps``
+    as its policy server: Synapse asks our /sign before sending; what we refuse its user cannot send, what we
+    sign reaches our user with our signature."""
+    owner, guest = ps.process.register(), synapse_peer.process.register()
+    alias = unique("room")
+    room_id = owner.create_room(preset="public_chat", room_alias_name=alias, initial_state=[
+        {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "world_readable"}},
+        {"type": "m.room.policy", "state_key": "", "content": {"via": ps.name,
+                                                               "public_keys": {"ed25519": public_key(ps)}}}])
+    assert guest.join(f"#{alias}:{ps.name}") == room_id
+    _, since = owner.timeline_until(room_id, lambda e: e.get("state_key") == guest.user_id)
+    status, body = guest.request("PUT", f"/rooms/{quote(room_id)}/send/m.room.message/{unique('t')}",
+                                 {"msgtype": "m.text", "body": f"{SPAM}!"})
+    assert status in (400, 403) and body["errcode"] == "M_FORBIDDEN", (status, body)
+    fine = guest.send(room_id, "hello from Synapse")
+    owner.timeline_until(room_id, lambda e: e["event_id"] == fine, since)
+    version = KNOWN_ROOM_VERSIONS[owner.ok("GET", f"/rooms/{quote(room_id)}/state/m.room.create")["room_version"]]
+    assert policy_signed(pdu_at(ps, other, fine), ps, version)  # world_readable: any server may fetch it
+    history = owner.messages(room_id, dir="b", limit=20)["chunk"]
+    assert not [e for e in history if SPAM in json.dumps(e.get("content", {}))]
