@@ -156,7 +156,8 @@ class RoomPolicy:
         comes from asking it."""
         if is_policy_state_event(pdu):
             return True, pdu
-        server = await self.server_for(await self._heads.current_state_ids(room_id))
+        head = await self._heads.head(room_id)
+        server = None if head is None else await self.server_for(head.state)
         if server is None or has_policy_signature(pdu, version, server):
             return True, pdu
         signed = await self._ask(server, version, pdu)

@@ -196,6 +196,10 @@ def test_synapse_in_a_room_protected_by_hexagone(ps, other, synapse_peer):
                                                                "public_keys": {"ed25519": public_key(ps)}}}])
     assert guest.join(f"#{alias}:{ps.name}") == room_id
     _, since = owner.timeline_until(room_id, lambda e: e.get("state_key") == guest.user_id)
+    # Synapse joins with partial state (omit_members) and sees our member, hence the policy server, once its
+    # resync is done: its /members waits for that.
+    members = guest.ok("GET", f"/rooms/{quote(room_id)}/members")["chunk"]
+    assert owner.user_id in {m["state_key"] for m in members}
     status, body = guest.request("PUT", f"/rooms/{quote(room_id)}/send/m.room.message/{unique('t')}",
                                  {"msgtype": "m.text", "body": f"{SPAM}!"})
     assert status in (400, 403) and body["errcode"] == "M_FORBIDDEN", (status, body)

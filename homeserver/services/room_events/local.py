@@ -14,6 +14,7 @@ from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, may_redact_others
 from homeserver.events.builder import build_event, room_id_from_create_event, validate_pdu
 from homeserver.events.errors import AuthError, EventFormatError
+from homeserver.events.policy_servers import POLICY_EVENT
 from homeserver.events.room_versions import RoomVersion
 from homeserver.services.auth import random_string
 from homeserver.services.retention import RETENTION_EVENT, check_policy
@@ -117,7 +118,8 @@ class LocalAppends:
         news: list[NewEvent] = []
         pending: dict[str, StoredEvent] = {}
         for spec in specs:
-            state_before = dict(work.state)
+            # the state before the event, for the policy server's choice (copied only where one is named)
+            state_before = dict(work.state) if (POLICY_EVENT, "") in work.state else {}
             new = await self._prepare(work, spec, now, pending)
             if spec.countersign is not None:
                 new.event.pdu = await spec.countersign(new.event.pdu)
