@@ -94,8 +94,13 @@ class PolicyServer:
             return False
         event = await self._heads.current_state_event(room_id, POLICY_EVENT, "")
         named = room_policy_server(event.content if event is not None else None)
-        return named is not None and named.via == self.server_name \
-            and named.ed25519 == self.public_keys()["public_keys"]["ed25519"]
+        if named is None or named.via != self.server_name \
+                or named.ed25519 != self.public_keys()["public_keys"]["ed25519"]:
+            return False
+        suffix = ":" + self.server_name
+        ours = [k for (t, k) in await self._heads.current_state_ids(room_id) if t == MEMBER and k.endswith(suffix)]
+        members = await self._heads.current_state(room_id, {(MEMBER, k) for k in ours})
+        return any(ev.content.get("membership") == "join" for ev in members.values())
 
     async def _decide(self, reference: bytes, pdu: dict) -> str | None:
         key = hashlib.sha256(reference).hexdigest()
@@ -128,8 +133,8 @@ class RoomPolicy:
             return None
         events = await self._heads.events_incl_pending([policy_id], pending or {})
         named = room_policy_server(events[policy_id].content if policy_id in events else None)
-        if named is None:
-            return None
+        if named is None or (named.via == self.server_name and self._local is None):
+            return None  # named, but we are not a policy server: as Synapse, the room uses none here
         suffix = ":" + named.via
         member_ids = [eid for (t, k), eid in state.items() if t == MEMBER and k.endswith(suffix)]
         members = await self._heads.events_incl_pending(member_ids, pending or {})
@@ -168,9 +173,7 @@ class RoomPolicy:
         could not be reached, or signed with another key than the room's."""
         body = {k: v for k, v in pdu.items() if not (k == "event_id" and not version.event_id_in_pdu)}
         try:
-            if server.via == self.server_name:
-                if self._local is None:
-                    return None  # named, but not enabled here: nobody can sign
+            if server.via == self.server_name and self._local is not None:
                 signature = await self._local.sign(self.server_name, body)
             else:
                 signature = await self._client.post_json(server.via, SIGN_PATH, body, timeout_s=SIGN_TIMEOUT_S)

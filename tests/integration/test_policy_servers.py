@@ -209,3 +209,13 @@ def test_synapse_in_a_room_protected_by_hexagone(ps, other, synapse_peer):
     assert policy_signed(pdu_at(ps, other, fine), ps, version)  # world_readable: any server may fetch it
     history = owner.messages(room_id, dir="b", limit=20)["chunk"]
     assert not [e for e in history if SPAM in json.dumps(e.get("content", {}))]
+
+
+def test_a_room_naming_a_server_that_is_no_policy_server_is_not_blocked_there(ps, other):
+    """As Synapse: a room whose m.room.policy names this very server, which is not a policy server, uses none
+    here (its users can still send); /sign there answers 404 M_UNRECOGNIZED."""
+    owner = other.process.register()
+    room_id = owner.create_room(preset="private_chat")
+    owner.put_state(room_id, "m.room.policy", {"via": other.name, "public_keys": {"ed25519": public_key(ps)}})
+    owner.send(room_id, "still possible")
+    owner.send(room_id, f"even {SPAM}")
