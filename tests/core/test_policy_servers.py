@@ -21,7 +21,8 @@ PS = RoomPolicyServer("ps.test", encode_base64(PS_KEY.verify_key.encode()))
 def event(version: str, body="hello", sender="@u:a.test", **kw):
     return build_event(KNOWN_ROOM_VERSIONS[version], server_name="a.test", signing_key=key_for("a.test"),
                        room_id="!r:a.test", sender=sender, event_type=kw.pop("type", "m.room.message"),
-                       content=kw.pop("content", {"msgtype": "m.text", "body": body}), state_key=kw.pop("state_key", None),
+                       content=kw.pop("content", {"msgtype": "m.text", "body": body}),
+                       state_key=kw.pop("state_key", None),
                        prev_events=["$p:a.test" if version in "12" else "$prev"], auth_events=[], depth=3,
                        origin_server_ts=1234)
 
@@ -29,7 +30,8 @@ def event(version: str, body="hello", sender="@u:a.test", **kw):
 def test_room_policy_content_must_name_a_server_and_an_ed25519_key():
     key = PS.ed25519
     assert room_policy_server({"via": "ps.test", "public_keys": {"ed25519": key}}) == PS
-    for bad in (None, {}, {"via": "ps.test"}, {"public_keys": {"ed25519": key}}, {"via": 3, "public_keys": {"ed25519": key}},
+    for bad in (None, {}, {"via": "ps.test"}, {"public_keys": {"ed25519": key}},
+                {"via": 3, "public_keys": {"ed25519": key}},
                 {"via": "not a server", "public_keys": {"ed25519": key}}, {"via": "ps.test", "public_keys": {}},
                 {"via": "ps.test", "public_keys": {"ed25519": "short"}}, {"via": "ps.test", "public_key": key},
                 {"via": "ps.test", "public_keys": {"ed25519": "!!!"}}):
@@ -54,7 +56,8 @@ def test_signature_verifies_only_with_the_room_key_and_keeps_the_senders(version
     assert has_policy_signature(signed, rv, PS)
     verify_event_signatures(signed, rv, lambda s, k: key_for(s).verify_key if k == "ed25519:1" else None)
     other_key = generate_signing_key(POLICY_KEY_VERSION)
-    assert not has_policy_signature(signed, rv, RoomPolicyServer("ps.test", encode_base64(other_key.verify_key.encode())))
+    other_server = RoomPolicyServer("ps.test", encode_base64(other_key.verify_key.encode()))
+    assert not has_policy_signature(signed, rv, other_server)
     assert not has_policy_signature(signed, rv, RoomPolicyServer("other.test", PS.ed25519))
     tampered = dict(signed, content={"body": "changed"}, hashes={"sha256": "x"})
     assert not has_policy_signature(tampered, rv, PS)
