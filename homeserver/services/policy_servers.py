@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Protocol
 
 from unpaddedbase64 import encode_base64
 
@@ -189,6 +189,3 @@ class RoomPolicy:
                            pdu.get("event_id"))
             return None
         return signed
-
-
-SignLocal = Callable[[RoomVersion, dict, StateIds, dict], Awaitable[dict]]
