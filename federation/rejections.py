@@ -32,11 +32,11 @@ class FederationRejections:
         if self._audit is not None:
             self._audit("event_rejected", origin, event_id, origin, {"reason": reason, "kind": kind})
 
-    def soft_failed(self, origin: str, event_id: str) -> None:
-        """Step 6: accepted but kept out of the timeline and the forward extremities."""
+    def soft_failed(self, origin: str, event_id: str, reason: str = "the current state forbids it") -> None:
+        """Step 6 (or the room's policy server): accepted but kept out of the timeline and the forward
+        extremities."""
         count = self.counter.inc("soft_failed")
-        logger.info("soft-failed PDU %s from %s: the current state forbids it [soft_failed #%d]",
-                    event_id, origin, count)
+        logger.info("soft-failed PDU %s from %s: %s [soft_failed #%d]", event_id, origin, reason, count)
 
     def edu(self, origin: str, edu_type: str, reason: str, kind: str) -> None:
         count = self.counter.inc(kind)

@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import defer, threads
+from signedjson.key import decode_signing_key_base64, generate_signing_key, write_signing_keys
 from twisted.python.threadpool import ThreadPool
+from unpaddedbase64 import encode_base64
 
 from federation.api import key_server as federation_key_server_api
 from federation.appservice_client import AppServiceClient
 from federation.cas_client import CasClient
 from federation.api import keys as federation_keys_api, server as federation_api
+from federation.api import policy as federation_policy_api
 from federation.client import FederationClient
 from federation.push_client import PushGatewayClient
 from federation.handlers.edus import InboundEdus, OutboundEdus, RemoteDeviceLists
@@ -30,6 +33,8 @@ from federation.keys import KeyRing, ServerKeys
 from federation.outbox import PduOutbox
 from federation.peers import FederationPeers
 from federation.policy import IpRangeFilter
+from homeserver.events.policy_servers import POLICY_KEY_VERSION, RefusalRules
+from homeserver.services.policy_servers import PolicyServer, RoomPolicy
 from federation.rejections import FederationRejections
 from federation.request_auth import FederationAuthenticator
 from federation.room_servers import RoomServers
@@ -200,7 +205,7 @@ CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api
                       metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, spaces_api, server_admin_api, threepids_api, media_client_api,
-                      legacy_events_api, sso_api,
+                      legacy_events_api, sso_api, federation_policy_api,
                       media_federation_api, media_admin_api]
 # What a worker serves (the reverse proxy sends it only some of it, see docs/workers.md): the GET routes of
 # WORKER_API_MODULES, reads that write no stream (the main process writes every stream), and every route of
@@ -284,6 +289,7 @@ class HomeServer:
     pubsub: RedisPubSub | None  # the Redis connections to the other processes, when redis.enabled
     replication: ReplicationFollower | None  # a worker's: applies the main process's writes
     replication_publisher: ReplicationPublisher | None  # the main process's, when redis.enabled
+    policy_server: PolicyServer | None = None  # None: policy_server.enabled is false
     ports: list = field(default_factory=list)  # the listening ports, once ``listen`` has opened them
 
     @property
@@ -458,8 +464,10 @@ def build_server(config, reactor) -> HomeServer:
         pushers.on_room_events,  # only wakes the pushers' loops, which wait for the push actions above
         guest_revocations.on_room_events,  # only queues the rooms whose guests must leave (``run`` below)
     )
+    policy_server = _build_policy_server(config, room_heads) if not role.is_worker else None
+    room_policy = RoomPolicy(heads=room_heads, client=transport.client, server_name=server_name, local=policy_server)
     appends = LocalAppends(heads=room_heads, store=event_store, server_name=server_name, signing_key=signing_key,
-                           listeners=room_event_listeners)
+                           listeners=room_event_listeners, policy_sign=room_policy.sign_local)
     delayed_events = DelayedEventService(
         store=delayed_store, cancels=delayed_cancels, appends=appends, reactor=reactor,
         max_delay_ms=config.max_event_delay_ms, max_per_user=config.max_delayed_events_per_user)
@@ -476,7 +484,8 @@ def build_server(config, reactor) -> HomeServer:
                            key_fetcher=transport.keyring, threads=threads, client=transport.client,
                            server_name=server_name, acl=room_servers.origin_allowed, rejections=rejections,
                            edu_handlers=inbound_edus.handlers(), membership_policy=access_rules.check_membership,
-                           rejected=rejected_events_storage.RejectedEventStore(db))
+                           rejected=rejected_events_storage.RejectedEventStore(db),
+                           room_policy=room_policy.check_remote)
     restricted_joins = RestrictedJoins(room_heads=room_heads, server_name=server_name)
     federation_handler = Federation(
         room_heads=room_heads, join_gate=join_gate, room_servers=room_servers, receiver=receiver,
@@ -568,7 +577,7 @@ def build_server(config, reactor) -> HomeServer:
                          "user_directory": user_directory.work, "delayed_event_cancels": delayed_cancels.work}),
                     server_notices=server_notices, resource=resource, media=media, media_pool=media_pool,
                     url_previewer=previewer, pubsub=pubsub, replication=replication,
-                    replication_publisher=publisher)
+                    replication_publisher=publisher, policy_server=policy_server)
     if role.is_worker:
         for module in WORKER_API_MODULES:
             router.bind(hs, [e for e in module.ROUTES if e.method == "GET"])
@@ -578,6 +587,23 @@ def build_server(config, reactor) -> HomeServer:
     for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
         router.bind(hs, module.ROUTES)
     return hs
+
+
+def _build_policy_server(config, room_heads: RoomHeads) -> PolicyServer | None:
+    """Our Policy Server when ``policy_server.enabled``, with its own key (created when missing)."""
+    if not config.policy_server_enabled:
+        return None
+    path = config.policy_server_signing_key_path or os.path.join(
+        os.path.dirname(os.path.abspath(config.signing_key_path)), "policy_server.signing.key")
+    if not os.path.exists(path):
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:
+            write_signing_keys(f, [generate_signing_key(POLICY_KEY_VERSION)])
+    seed = config_module.read_signing_key(path).encode()
+    key = decode_signing_key_base64("ed25519", POLICY_KEY_VERSION, encode_base64(seed))
+    rules = RefusalRules(list(config.policy_server_banned_users), list(config.policy_server_banned_servers),
+                         list(config.policy_server_spam_keywords))
+    return PolicyServer(heads=room_heads, server_name=config.server_name, signing_key=key, rules=rules,
+                        rooms=list(config.policy_server_rooms), ban_lists=list(config.policy_server_ban_lists))
 
 
 def _build_media(config, reactor, db, pool: ThreadPool, event_store, remote, providers: list[ProviderEntry],

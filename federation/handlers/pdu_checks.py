@@ -17,6 +17,7 @@ from homeserver.events.errors import EventFormatError, SignatureError
 from homeserver.events.hashing import (check_content_hash, event_id_from_reference, reference_bytes,
                                        strip_convenience_keys)
 from homeserver.events.redaction import redact_event
+from homeserver.events.policy_servers import POLICY_KEY_ID
 from homeserver.events.room_versions import RoomVersion
 from homeserver.events.signing import event_signature_checks, required_signers
 
@@ -87,6 +88,8 @@ async def check_signatures_and_hashes(pdus: list[dict], version: RoomVersion, ke
         signatures = pdu.get("signatures")
         for server in _signers(pdu, version) if isinstance(signatures, dict) else ():
             for key_id in (signatures.get(server) or {}):
+                if key_id == POLICY_KEY_ID:  # a policy server's, checked against m.room.policy's key only
+                    continue
                 stamps.setdefault((server, key_id), set()).add(ts if isinstance(ts, int) else 0)
     keys = {signer: await _key_and_horizon(key_fetcher, *signer, sorted(times)) for signer, times in stamps.items()}
 

@@ -74,7 +74,7 @@ class PduReceiver:
     def __init__(self, *, room_heads: RoomHeads, remote: RemotePersistence, join_gate: JoinGate, key_fetcher,
                  threads, client, server_name: str, rejections: FederationRejections,
                  edu_handlers: dict[str, Callable[[str, dict], Awaitable]], rejected: RejectedEventStore,
-                 acl=None, membership_policy=None):
+                 acl=None, membership_policy=None, room_policy=None):
         """``edu_handlers``: EDU type -> async handler(origin, content) (``federation.handlers.edus``);
         ``threads``: the worker threads that check large batches of PDUs."""
         self._heads = room_heads
@@ -89,6 +89,8 @@ class PduReceiver:
         self._acl = acl  # callable(origin, room_id) -> awaitable bool, or None
         # async (room_id, sender, target, membership, origin): raises MatrixError to refuse, or None
         self._membership_policy = membership_policy
+        # RoomPolicy.check_remote: (allowed, PDU with the policy server's signature), or None
+        self._room_policy = room_policy
         self.edu_handlers = edu_handlers
         self._answered: LruCache[tuple[str, str], dict] = LruCache(ANSWERED_TRANSACTIONS)  # (origin, txnId)
 
@@ -199,11 +201,21 @@ class PduReceiver:
         await self._check_redaction_target(version, pdu, (state_before, group))
         await self._check_policy(origin, room_id, pdu)
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
+        why = "the current state forbids it"
+        encoded = encodings.whole.get(pdu["event_id"])
+        if not soft_failed and self._room_policy is not None:
+            # Spec server-server "Policy Servers": without a valid signature of the room's policy server
+            # (on the event, or asked for now) the event is soft-failed (as Synapse). One obtained is kept.
+            allowed, signed = await self._room_policy(room_id, version, pdu)
+            if signed is not pdu:
+                pdu, encoded = signed, None
+            if not allowed:
+                soft_failed, why = True, "no signature of the room's policy server"
         if soft_failed:
-            self._rejections.soft_failed(origin, pdu["event_id"])
+            self._rejections.soft_failed(origin, pdu["event_id"], why)
         await self._remote.persist_external(room_id, version, [ExternalEvent(
             pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
-            encoded=encodings.whole.get(pdu["event_id"]))])
+            encoded=encoded)])
 
     async def _reject(self, pdu: dict, reason: str, kind: str, state: tuple[dict, int | None]) -> None:
         """Remember that the auth rules rejected ``pdu`` with ``state``, the state before it (by key, and its

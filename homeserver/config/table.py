@@ -110,6 +110,7 @@ _SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET
 )
 _NOTICES = "Server notices"
 _SSO = "Single sign-on (CAS)"
+_POLICY = "Policy server (spec v1.18 Policy Servers)"
 
 # -- the sub-keys of list items and mappings ------------------------------------------
 
@@ -469,6 +470,37 @@ KEYS: tuple[Key, ...] = (
         "(and this server) are the internal agencies, the only ones whose users may\n"
         "join or be invited into a restricted room (or one without the event).",
         origin=HEXAGONE, sample=lambda ctx: ["agence-b.gouv.example"], commented=True),
+    Key("policy_server.enabled", "bool", False, _POLICY,
+        "Act as a Policy Server: sign (POST /_matrix/policy/v1/sign) the events of the\n"
+        "rooms whose m.room.policy names this server (via) with the key served at\n"
+        "/.well-known/matrix/policy_server, and refuse those the rules below refuse.\n"
+        "A room uses it only while one of our users is joined to it. Whatever this\n"
+        "says, this server asks the policy server a room names before sending an event\n"
+        "there, and soft-fails received events that lack its signature.",
+        origin=HEXAGONE, commented=True, sample=lambda ctx: True),
+    Key("policy_server.signing_key_path", "path", None, _POLICY,
+        "The policy server's own Ed25519 key (never the server's signing key), in the\n"
+        "signing key file format; created at start when missing (default:\n"
+        "policy_server.signing.key beside signing_key_path).",
+        origin=HEXAGONE, commented=True, sample=_in_dir("policy_server.signing.key")),
+    Key("policy_server.rooms", "str_list", (), _POLICY,
+        "Protect only these room IDs (other rooms: 404 M_NOT_FOUND). Empty: every\n"
+        "room we are in whose m.room.policy names this server with our key.",
+        origin=HEXAGONE, commented=True, sample=lambda ctx: ["!community:" + ctx.server_name]),
+    Key("policy_server.banned_users", "str_list", (), _POLICY,
+        "Refuse events sent by these user IDs (globs: * and ?).",
+        origin=HEXAGONE, commented=True, sample=lambda ctx: ["@spammer:*"]),
+    Key("policy_server.banned_servers", "str_list", (), _POLICY,
+        "Refuse events sent by users of these server names (globs).",
+        origin=HEXAGONE, commented=True, sample=lambda ctx: ["*.spam.example"]),
+    Key("policy_server.ban_lists", "str_list", (), _POLICY,
+        "Room IDs of moderation policy lists (m.policy.rule.user and\n"
+        "m.policy.rule.server state) this server is in: their m.ban rules are applied\n"
+        "as banned_users and banned_servers.",
+        origin=HEXAGONE, commented=True, sample=lambda ctx: ["!banlist:" + ctx.server_name]),
+    Key("policy_server.spam_keywords", "str_list", (), _POLICY,
+        "Refuse events whose content contains one of these words (case-insensitive).",
+        origin=HEXAGONE, commented=True, sample=lambda ctx: ["buy followers"]),
     Key("media_store_path", "media_store_path", None, _MEDIA,
         "Directory holding uploaded files, thumbnails and the cache of remote media\n"
         "(default: media_store beside this file). Always the primary copy.",

@@ -36,7 +36,7 @@ logger = logging.getLogger("homeserver.access")
 RESOURCE_PREFIXES: dict[str, tuple[str, ...]] = {
     "client": ("/_matrix/client/", "/_synapse/client/", "/_synapse/admin/", "/_hexagone/admin/", "/_hexagone/console/",
                "/.well-known/"),
-    "federation": ("/_matrix/federation/",),
+    "federation": ("/_matrix/federation/", "/_matrix/policy/"),
     "keys": ("/_matrix/key/",),
     "media": ("/_matrix/media/", "/_matrix/client/v1/media/", "/_matrix/federation/v1/media/"),
     "openid": ("/_matrix/federation/v1/openid/userinfo",),

@@ -53,6 +53,14 @@ async def well_known_server(hs, req: ApiRequest):
     return {"m.server": f"{hs.config.server_name}:{port}"}
 
 
+async def well_known_policy_server(hs, req: ApiRequest):
+    """GET /.well-known/matrix/policy_server (spec v1.18 client-server "Policy Servers"): the public key of
+    our policy server, to put in a room's ``m.room.policy``; 404 when ``policy_server.enabled`` is false."""
+    if hs.policy_server is None:
+        return 404, {"errcode": "M_NOT_FOUND", "error": "This server is not a policy server"}
+    return hs.policy_server.public_keys()
+
+
 async def well_known_support(hs, req: ApiRequest):
     """GET /.well-known/matrix/support (spec v1.10) from Synapse's ``admin_contact``: a ``mailto:`` address or a
     Matrix user ID as the admin contact, an ``https://`` address as the support page; unset, 404."""
@@ -121,6 +129,8 @@ ROUTES = [
     Endpoint("GET", "/.well-known/matrix/client", well_known_client, auth=AUTH_NONE, prefixes=NO_PREFIX),
     Endpoint("GET", "/.well-known/matrix/server", well_known_server, auth=AUTH_NONE, prefixes=NO_PREFIX),
     Endpoint("GET", "/.well-known/matrix/support", well_known_support, auth=AUTH_NONE, prefixes=NO_PREFIX),
+    Endpoint("GET", "/.well-known/matrix/policy_server", well_known_policy_server, auth=AUTH_NONE,
+             prefixes=NO_PREFIX),
     Endpoint("GET", "/auth_metadata", auth_metadata, auth=AUTH_NONE, prefixes=("/_matrix/client/v1",)),
     Endpoint("GET", "/capabilities", capabilities),
     Endpoint("GET", "/voip/turnServer", turn_server),

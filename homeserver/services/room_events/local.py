@@ -14,6 +14,7 @@ from homeserver.errors import MatrixError, forbidden, not_found
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, may_redact_others
 from homeserver.events.builder import build_event, room_id_from_create_event, validate_pdu
 from homeserver.events.errors import AuthError, EventFormatError
+from homeserver.events.policy_servers import POLICY_EVENT
 from homeserver.events.room_versions import RoomVersion
 from homeserver.services.auth import random_string
 from homeserver.services.retention import RETENTION_EVENT, check_policy
@@ -39,8 +40,12 @@ class EventSpec:
 
 class LocalAppends:
     def __init__(self, *, heads: RoomHeads, store: EventStore, server_name: str, signing_key,
-                 listeners: Sequence[RoomEventListener]):
+                 listeners: Sequence[RoomEventListener],
+                 policy_sign: Callable[[RoomVersion, dict, dict, dict], Awaitable[dict]] | None = None):
+        """``policy_sign(version, pdu, state before it, pending events)``: the PDU with the room's policy server
+        signature (``RoomPolicy.sign_local``; raises MatrixError when the policy server refuses it)."""
         self._heads = heads
+        self._policy_sign = policy_sign
         self._store = store
         self.server_name = server_name
         self._signing_key = signing_key
@@ -113,10 +118,17 @@ class LocalAppends:
         news: list[NewEvent] = []
         pending: dict[str, StoredEvent] = {}
         for spec in specs:
+            # the state before the event, for the policy server's choice (copied only where one is named)
+            state_before = dict(work.state) if (POLICY_EVENT, "") in work.state else {}
             new = await self._prepare(work, spec, now, pending)
             if spec.countersign is not None:
                 new.event.pdu = await spec.countersign(new.event.pdu)
                 new.encoded = None  # it has another signature now
+            if self._policy_sign is not None:
+                # Spec server-server "Policy Servers": the room's policy server signs before the event is sent.
+                signed = await self._policy_sign(work.version, new.event.pdu, state_before, pending)
+                if signed is not new.event.pdu:
+                    new.event.pdu, new.encoded = signed, None
             news.append(new)
         stream = self._heads.stream
         positions = stream.allocate(len(news))
