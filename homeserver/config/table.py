@@ -108,6 +108,7 @@ _SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET
     "Calls (MatrixRTC)", "Rate limiting", "Secrets and keys", "Federation", "Application services",
     "Media store", "Message retention", "E-mail", "Workers (several processes, docs/workers.md)",
 )
+_IDENTITY = "Identity servers (third-party invites, 3PID binds)"
 _NOTICES = "Server notices"
 
 # -- the sub-keys of list items and mappings ------------------------------------------
@@ -574,6 +575,18 @@ KEYS: tuple[Key, ...] = (
     Key("email.notif_delay_before_mail", "duration", 10 * 60 * 1000, _MAIL,
         "How long a notification stays unread before it is mailed.",
         attr="email_notif_delay_before_mail_ms", sample=lambda ctx: "10m", commented=True),
+    Key("default_identity_server", "str", None, _IDENTITY,
+        "The identity server clients are offered (/.well-known/matrix/client's\n"
+        "m.identity_server). Unless trusted_third_party_id_servers is set, it is also\n"
+        "the only identity server this server talks to.",
+        sample=lambda ctx: "https://id.example.org", commented=True),
+    Key("trusted_third_party_id_servers", "server_names", None, _IDENTITY,
+        "The identity servers this server may talk to (third-party invites, 3PID\n"
+        "bind and unbind, key checks), as host or host:port (a bare host: any port).\n"
+        "Any other a client names is refused with M_SERVER_NOT_TRUSTED. Unset: the host\n"
+        "of default_identity_server; [] (or neither set): none. Synapse no longer reads\n"
+        "this key and talks to any identity server a client names.",
+        sample=lambda ctx: ["id.example.org"], commented=True),
     Key("worker_app", "worker_app", None, _WORKERS,
         "Unset (or synapse.app.homeserver): the main process, which writes every stream.\n"
         "synapse.app.generic_worker: a worker serving the reads its worker_listeners\n"

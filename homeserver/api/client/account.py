@@ -228,11 +228,17 @@ async def deactivate(hs, req: ApiRequest):
     body = req.json(allow_empty=True)
     await hs.auth.check_uia(body, [["m.login.password"]], fingerprint=f"deactivate:{req.user_id}",
                             requester=req.requester)
+    id_server = body.get("id_server")
+    if id_server is not None and not isinstance(id_server, str):
+        raise bad_json("id_server must be a string")
+    # The 3PIDs are unbound first (as Synapse): an identity server that fails stops the deactivation here.
+    threepids = [(t["medium"], t["address"]) for t in await hs.threepids.list(req.user_id)]
+    unbound = await hs.identity.unbind_all(req.user_id, threepids, id_server)
     await hs.rooms.leave_all_rooms(req.user_id)
     await hs.auth.deactivate(req.user_id)
     await hs.threepids.on_deactivated(req.user_id)
     await hs.audit.record("deactivate", req.user_id, req.user_id, req.client_ip)
-    return {"id_server_unbind_result": "no-support"}
+    return {"id_server_unbind_result": "success" if unbound else "no-support"}
 
 
 async def list_devices(hs, req: ApiRequest):
