@@ -89,9 +89,9 @@ class IdentityServerClient:
         self._server_name = server_name
         self._signing_key = signing_key
         self.timeout_s = timeout_s
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
-        self._pool.maxPersistentPerHost = 5
-        self._pool.retryAutomatically = False
+        # One connection per request: identity server requests are few, and a kept connection the server
+        # closed meanwhile would fail a POST (not retried) for nothing.
+        self._pool = HTTPConnectionPool(reactor, persistent=False)
         self._agent = Agent.usingEndpointFactory(reactor, _EndpointFactory(self), pool=self._pool)
 
     async def request(self, method: str, id_server: str, path: str, *, args: dict | None = None,
