@@ -10,8 +10,8 @@ host is trusted too.
 What is asked (as Synapse): lookups with ``/v2/hash_details`` then ``/v2/lookup`` (sha256 preferred, else
 ``none``), invites with ``/v2/store-invite``, binds with ``/v2/3pid/bind`` (the user's ``id_access_token``
 as Bearer), unbinds with ``/v2/3pid/unbind`` signed by this server (X-Matrix), key checks with
-``key_validity_url``. Errors an identity server answers are passed on to the client (status and errcode);
-an identity server that cannot be reached is a 502.
+``key_validity_url``. Errors an identity server answers are passed on to the client (status and errcode;
+a 401, about the ``id_access_token``, becomes a 403); an identity server that cannot be reached is a 502.
 """
 
 from __future__ import annotations
@@ -70,6 +70,10 @@ def _not_trusted() -> MatrixError:
 def _proxied(status: int, body, what: str) -> MatrixError:
     """An identity server's refusal, passed on (spec ``/account/3pid/bind``: "proxy any errors")."""
     if isinstance(body, dict) and isinstance(body.get("errcode"), str) and 400 <= status < 600:
+        if status == 401:  # about the id_access_token, not the client's access token: never a 401 from us, which
+            # a client would take for its own session ending (a 401 M_UNKNOWN_TOKEN logs it out)
+            errcode = "M_FORBIDDEN" if body["errcode"] == "M_UNKNOWN_TOKEN" else body["errcode"]
+            return MatrixError(403, errcode, f"{what}: the identity server refused the id_access_token")
         return MatrixError(status, body["errcode"], str(body.get("error", what)))
     return MatrixError(502, "M_UNKNOWN", f"{what}: the identity server answered {status}")
 

@@ -307,9 +307,9 @@ def test_refusals_write_nothing_at_the_identity_server(home, id_server):
     # not in the room: refused before store-invite
     status, resp = invite_3pid(mallory, room_id, id_server, "y@example.org")
     assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
-    # a refused id_access_token is passed on
+    # a refused id_access_token is passed on, as a 403: a 401 would tell the client its own session ended
     status, resp = invite_3pid(alice, room_id, id_server, "y@example.org", id_access_token="wrong")
-    assert (status, resp["errcode"]) == (401, "M_UNAUTHORIZED")
+    assert (status, resp["errcode"]) == (403, "M_UNAUTHORIZED")
     assert len(id_server.invites) == stored
 
 
