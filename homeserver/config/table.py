@@ -370,6 +370,8 @@ KEYS: tuple[Key, ...] = (
     ]),
     *_ratelimits("rc_presence", _RC, [("per_user", 0.1, 1, "Presence updates, per user.")]),
     *_ratelimits("rc_room_creation", _RC, [("", 0.016, 10, "Room creation, per account.")]),
+    *_ratelimits("rc_third_party_invite", _RC, [("", 0.2, 10, "Invites by third-party identifier (each asks an\n"
+                                                          "identity server), per account.")]),
     *_ratelimits("rc_user_directory", _RC, [("", 0.016, 200, "User directory searches, per account.")]),
     *_ratelimits("rc_reports", _RC, [("", 1.0, 5, "Reports of events, rooms and users, per account.")]),
     *_ratelimits("rc_media_create", _RC, [("", 10.0, 50, "Media IDs reserved with /_matrix/media/v1/create, per account.")]),

@@ -356,6 +356,18 @@ def test_exchange_endpoint_refusals(home, peer, id_server):
     assert (status, resp["errcode"]) == (403, "M_FORBIDDEN")
 
 
+def test_rc_third_party_invite(fed, id_server):
+    server = fed(trusted_third_party_id_servers=["127.0.0.1"],
+                 rc_third_party_invite={"per_second": 0.001, "burst_count": 1})
+    alice = server.process.register()
+    room_id = alice.create_room()
+    assert invite_3pid(alice, room_id, id_server, f"{unique('rc')}@example.org")[0] == 200
+    before = len(id_server.requests)
+    status, resp = invite_3pid(alice, room_id, id_server, f"{unique('rc')}@example.org")
+    assert (status, resp["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+    assert len(id_server.requests) == before
+
+
 def test_identity_server_unreachable(fed, ca):
     stand_in = IdentityStandIn(ca)
     server = fed(trusted_third_party_id_servers=["127.0.0.1"])

@@ -39,6 +39,7 @@ async def create_room(hs, req: ApiRequest):
         # Checked before the room exists (fields, trusted identity server); sent once it does (as Synapse).
         for entry in invites_3pid:
             hs.third_party_invites.check_request(entry)
+            hs.ratelimit.check_user(hs.ratelimit.third_party_invite, req.user_id)  # rc_third_party_invite
         body = {k: v for k, v in body.items() if k != "invite_3pid"}
     room_id = await hs.rooms.create_room(req.user_id, body)
     for entry in invites_3pid:
@@ -72,6 +73,7 @@ async def invite(hs, req: ApiRequest):
     body = req.json()
     room_id = req.path_params["roomId"]
     if "medium" in body and "address" in body and "user_id" not in body:
+        hs.ratelimit.check_user(hs.ratelimit.third_party_invite, req.user_id)  # rc_third_party_invite (Synapse)
         if hs.admin.shadow_banned_event_id(req.user_id) is None:
             await hs.third_party_invites.invite(room_id, req.user_id, body)
         return {}
