@@ -552,7 +552,7 @@ def build_server(config, reactor) -> HomeServer:
                                        room_heads=room_heads, appends=appends, event_store=event_store,
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor,
-                                       moderation=account_moderation),
+                                       moderation=account_moderation, threepids=threepids, identity=identity),
                     access_rules=access_rules, retention=retention, reports=reports,
                     background_jobs=BackgroundJobs(reactor, [*retention.scheduled_jobs(), ScheduledJob(
                         "media_retention", RETENTION_INTERVAL_S * 1000, media.apply_retention, first_now=True)],

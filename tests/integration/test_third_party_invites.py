@@ -22,7 +22,7 @@ import pytest
 from signedjson.key import generate_signing_key, encode_verify_key_base64
 from signedjson.sign import sign_json
 
-from tests.integration.harness import database_rows, q, unique, wait_for
+from tests.integration.harness import database_rows, q, register_admin, unique, wait_for
 
 PEPPER = "matrixrocks"
 ID_TOKEN = "id-access-token"
@@ -428,6 +428,17 @@ def test_bind_unbind_delete_and_deactivate(home, id_server):
                      "password": alice.password}}
     assert alice.ok("POST", "/account/deactivate", body) == {"id_server_unbind_result": "success"}
     assert ("email", second) not in id_server.bindings
+
+
+def test_admin_deactivation_unbinds(home, id_server):
+    admin, carol = register_admin(home.process), home.process.register()
+    address = f"{unique('admin')}@example.org"
+    sid, secret = id_server.validated_session("email", address)
+    carol.ok("POST", "/account/3pid/bind", {"id_server": id_server.name, "id_access_token": ID_TOKEN, "sid": sid,
+                                            "client_secret": secret})
+    assert admin.ok("POST", f"/_synapse/admin/v1/deactivate/{q(carol.user_id)}", {}) == {
+        "id_server_unbind_result": "success"}
+    assert ("email", address) not in id_server.bindings
 
 
 def test_unstable_paths_and_well_known(fed, id_server):
