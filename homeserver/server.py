@@ -23,6 +23,7 @@ from federation.cas_client import CasClient
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.api import policy as federation_policy_api
 from federation.client import FederationClient
+from federation.identity_client import IdentityServerClient
 from federation.push_client import PushGatewayClient
 from federation.handlers.edus import InboundEdus, OutboundEdus, RemoteDeviceLists
 from federation.handlers.membership import FederationMembership
@@ -43,6 +44,7 @@ from federation.service import Federation
 from federation.tls import ClientTlsPolicy, TlsServerFactory, server_context
 from federation.transport import FederationTransport
 from homeserver import config as config_module
+from homeserver.config.values import ConfigError
 from homeserver.api import admin as admin_api, hexagone_admin as hexagone_admin_api
 from homeserver.api import admin_federation, admin_reports, admin_rooms, admin_users, console as console_api
 from homeserver.api import admin_background_updates, admin_server_notices
@@ -110,6 +112,8 @@ from homeserver.services.spaces import SpaceService
 from homeserver.services.server_notices import NoticesConfig, ServerNotices
 from homeserver.services.serialize import EventSerializer
 from homeserver.services.sync import SyncService
+from homeserver.services.identity import IdentityService, trusted_entries
+from homeserver.services.third_party_invites import ThirdPartyInvites
 from homeserver.services.threepids import ThreepidService
 from homeserver.services.to_device import ToDeviceService, ToDeviceSource
 from homeserver.services.typing import TypingService
@@ -141,6 +145,7 @@ from homeserver.storage import reports as reports_storage
 from homeserver.storage import search as search_storage
 from homeserver.storage import retention as retention_storage
 from homeserver.storage import server_keys as server_keys_storage
+from homeserver.storage import identity as identity_storage
 from homeserver.storage import threepids as threepids_storage
 from homeserver.storage import server_notices as server_notices_storage
 from homeserver.storage import session_tokens as session_tokens_storage
@@ -191,6 +196,7 @@ STORAGE_DOMAINS = {
     "spaces": spaces_storage.MIGRATIONS,
     "account_moderation": account_moderation_storage.MIGRATIONS,
     "threepids": threepids_storage.MIGRATIONS,
+    "identity": identity_storage.MIGRATIONS,
     "reports": reports_storage.MIGRATIONS,
     "server_notices": server_notices_storage.MIGRATIONS,
     "session_tokens": session_tokens_storage.MIGRATIONS,
@@ -256,6 +262,8 @@ class HomeServer:
     push: PushService
     pushers: PusherService
     threepids: ThreepidService
+    identity: IdentityService  # the identity servers this server may ask (trusted_third_party_id_servers)
+    third_party_invites: ThirdPartyInvites
     email_notifs: EmailNotifier | None  # None: email.enable_notifs is false (no e-mail pushers)
     user_directory: UserDirectoryService
     spaces: SpaceService
@@ -504,6 +512,9 @@ def build_server(config, reactor) -> HomeServer:
                         federation=federation_handler, directory=directory, join_limits=ratelimit,
                         blocked_by=admin_store.room_blocked_by, access_rules=access_rules,
                         account_data=account_data)
+    identity = _build_identity(config, reactor, threads, db, signing_key, transport)
+    third_party_invites = ThirdPartyInvites(identity=identity, rooms=rooms, room_heads=room_heads, appends=appends,
+                                            profiles=profiles, remote=remote_queries, server_name=server_name)
     spaces = SpaceService(room_heads=room_heads, room_servers=room_servers, directory=directory,
                           remote=remote_queries, sessions=spaces_storage.HierarchySessionStore(db),
                           events=event_store, server_name=server_name, clock=reactor)
@@ -552,7 +563,8 @@ def build_server(config, reactor) -> HomeServer:
                     e2e_keys=e2ee.e2e_keys, device_lists=e2ee.device_lists, to_device=e2ee.to_device,
                     key_backup=KeyBackupService(store=key_backup_storage.KeyBackupStore(db)),
                     account_data=account_data, receipts=receipts, typing=typing, push=push, pushers=pushers,
-                    threepids=threepids, email_notifs=email_notifs,
+                    threepids=threepids, identity=identity, third_party_invites=third_party_invites,
+                    email_notifs=email_notifs,
                     user_directory=user_directory, spaces=spaces, account_moderation=account_moderation,
                     search=search, appservices=appservices,
                     appservice_sender=appservice_sender, delayed_events=delayed_events,
@@ -569,7 +581,7 @@ def build_server(config, reactor) -> HomeServer:
                                        room_heads=room_heads, appends=appends, event_store=event_store,
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor,
-                                       moderation=account_moderation),
+                                       moderation=account_moderation, threepids=threepids, identity=identity),
                     access_rules=access_rules, retention=retention, reports=reports,
                     background_jobs=BackgroundJobs(reactor, [*retention.scheduled_jobs(), ScheduledJob(
                         "media_retention", RETENTION_INTERVAL_S * 1000, media.apply_retention, first_now=True)],
@@ -672,6 +684,19 @@ def _build_previewer(config, reactor, media: MediaRepository, pool: ThreadPool) 
                                                 config.url_preview_ip_range_whitelist),
                         url_blacklist=config.url_preview_url_blacklist, max_spider_size=config.max_spider_size,
                         new_spool=media.new_spool, store_image=media_image_store(media))
+
+
+def _build_identity(config, reactor, threads, db, signing_key, transport) -> IdentityService:
+    """The identity servers' client: federation's IP ranges and TLS (as Synapse's for the identity servers
+    clients name), asking only those ``trusted_third_party_id_servers`` (or ``default_identity_server``) allow."""
+    try:
+        trusted = trusted_entries(config.trusted_third_party_id_servers, config.default_identity_server)
+    except ValueError as e:
+        raise ConfigError(f"default_identity_server: not a URL of a valid server name ({e})") from None
+    client = IdentityServerClient(reactor=reactor, threads=threads, ip_filter=transport.client.ip_filter,
+                                  tls_policy=transport.client.tls_policy, server_name=config.server_name,
+                                  signing_key=signing_key)
+    return IdentityService(client=client, store=identity_storage.IdentityBindingStore(db), trusted=trusted)
 
 
 def _build_transport(config, reactor, threads, db, signing_key, peers: FederationPeers,

@@ -160,6 +160,33 @@ async def query_profile(hs, req: ApiRequest):
     return await hs.federation_handler.queries.query_profile(user_id, req.arg("field"))
 
 
+QUERY_HANDLERS = {"directory": query_directory, "profile": query_profile}
+
+
+async def query(hs, req: ApiRequest):
+    """GET /v1/query/{queryType}: the known query types (``directory``, ``profile``); any other is 404
+    M_NOT_FOUND (as Synapse: "No handler for Query type")."""
+    handler = QUERY_HANDLERS.get(req.path_params["queryType"])
+    if handler is None:
+        raise MatrixError(404, "M_NOT_FOUND", f"No handler for Query type {req.path_params['queryType']!r}")
+    return await handler(hs, req)
+
+
+async def exchange_third_party_invite(hs, req: ApiRequest):
+    """PUT /v1/exchange_third_party_invite/{roomId} (server-server "Third-party invites")."""
+    room_id = req.path_params["roomId"]
+    await _room_allowed(hs, req, room_id)
+    await hs.third_party_invites.on_exchange(room_id, req.json())
+    return {}
+
+
+async def on_bind(hs, req: ApiRequest):
+    """PUT /v1/3pid/onbind, from an identity server (no X-Matrix: it is not a homeserver); POST too, which
+    Synapse serves (and SyTest's identity server sends)."""
+    await hs.third_party_invites.on_bind(req.json())
+    return {}
+
+
 async def public_rooms(hs, req: ApiRequest):
     if not hs.config.allow_public_rooms_over_federation:
         raise forbidden("This server does not publish its room directory over federation")
@@ -218,6 +245,10 @@ ROUTES = [
     _federation("GET", "/v1/backfill/{roomId}", backfill),
     _federation("GET", "/v1/query/directory", query_directory),
     _federation("GET", "/v1/query/profile", query_profile),
+    _federation("GET", "/v1/query/{queryType}", query),
+    _federation("PUT", "/v1/exchange_third_party_invite/{roomId}", exchange_third_party_invite),
+    _federation("PUT", "/v1/3pid/onbind", on_bind, auth=AUTH_NONE),
+    _federation("POST", "/v1/3pid/onbind", on_bind, auth=AUTH_NONE),
     _federation("GET", "/v1/publicRooms", public_rooms),
     _federation("POST", "/v1/publicRooms", public_rooms),
     _federation("GET", "/v1/hierarchy/{roomId}", hierarchy),

@@ -78,3 +78,20 @@ class RemoteQueries:
                                                and isinstance(c.get("room_id"), str)],
                     "inaccessible_children": [r for r in inaccessible if isinstance(r, str)]}
         return None
+
+    async def exchange_third_party_invite(self, destinations: list[str], room_id: str, event: dict) -> None:
+        """Server-server ``PUT /exchange_third_party_invite/{roomId}`` to the first of ``destinations`` that
+        accepts it. A refusal a server answered is passed on (403 for a bad signature); none reachable: 502."""
+        refusal: MatrixError | None = None
+        for server in destinations:
+            try:
+                await self._client.put_json(server, f"/_matrix/federation/v1/exchange_third_party_invite/"
+                                                    f"{quote(room_id)}", event)
+                return
+            except HttpResponseError as e:
+                logger.info("exchange_third_party_invite of %s at %s: %s", room_id, server, e)
+                if e.errcode is not None and 400 <= e.status < 500:
+                    refusal = MatrixError(e.status, e.errcode, f"{server} refused the invite")
+            except Exception as e:  # unreachable, refused by federation_domain_whitelist
+                logger.info("exchange_third_party_invite of %s at %s failed: %s", room_id, server, e)
+        raise refusal or MatrixError(502, "M_UNKNOWN", "Failed to forward third party invite")

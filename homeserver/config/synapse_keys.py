@@ -53,7 +53,7 @@ SYNAPSE_TOP_LEVEL_KEYS: frozenset[str] = frozenset(
     enable_registration_without_verification registrations_require_3pid
     disable_msisdn_registration allowed_local_3pids enable_3pid_lookup
     registration_requires_token registration_shared_secret
-    registration_shared_secret_path bcrypt_rounds allow_guest_access
+    registration_shared_secret_path bcrypt_rounds allow_guest_access trusted_third_party_id_servers
     default_identity_server account_threepid_delegates enable_set_displayname
     enable_set_avatar_url enable_3pid_changes auto_join_rooms
     autocreate_auto_join_rooms autocreate_auto_join_rooms_federated

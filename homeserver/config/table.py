@@ -108,6 +108,7 @@ _SERVER, _NET, _DIR, _DB, _REG, _TURN, _RTC, _RC, _KEYS, _FED, _AS, _MEDIA, _RET
     "Calls (MatrixRTC)", "Rate limiting", "Secrets and keys", "Federation", "Application services",
     "Media store", "Message retention", "E-mail", "Workers (several processes, docs/workers.md)",
 )
+_IDENTITY = "Identity servers (third-party invites, 3PID binds)"
 _NOTICES = "Server notices"
 _SSO = "Single sign-on (CAS)"
 _POLICY = "Policy server (spec v1.18 Policy Servers)"
@@ -374,6 +375,8 @@ KEYS: tuple[Key, ...] = (
     ]),
     *_ratelimits("rc_presence", _RC, [("per_user", 0.1, 1, "Presence updates, per user.")]),
     *_ratelimits("rc_room_creation", _RC, [("", 0.016, 10, "Room creation, per account.")]),
+    *_ratelimits("rc_third_party_invite", _RC, [("", 0.2, 10, "Invites by third-party identifier (each asks an\n"
+                                                          "identity server), per account.")]),
     *_ratelimits("rc_user_directory", _RC, [("", 0.016, 200, "User directory searches, per account.")]),
     *_ratelimits("rc_reports", _RC, [("", 1.0, 5, "Reports of events, rooms and users, per account.")]),
     *_ratelimits("rc_media_create", _RC, [("", 10.0, 50, "Media IDs reserved with /_matrix/media/v1/create, per account.")]),
@@ -656,6 +659,18 @@ KEYS: tuple[Key, ...] = (
     Key("sso.update_profile_information", "bool", False, _SSO,
         "At each SSO login, set the user's display name from the identity provider's\n"
         "(cas_config.displayname_attribute), not only at registration."),
+    Key("default_identity_server", "str", None, _IDENTITY,
+        "The identity server clients are offered (/.well-known/matrix/client's\n"
+        "m.identity_server). Unless trusted_third_party_id_servers is set, it is also\n"
+        "the only identity server this server talks to.",
+        sample=lambda ctx: "https://id.example.org", commented=True),
+    Key("trusted_third_party_id_servers", "server_names", None, _IDENTITY,
+        "The identity servers this server may talk to (third-party invites, 3PID\n"
+        "bind and unbind, key checks), as host or host:port (a bare host: any port).\n"
+        "Any other a client names is refused with M_SERVER_NOT_TRUSTED. Unset: the host\n"
+        "of default_identity_server; [] (or neither set): none. Synapse no longer reads\n"
+        "this key and talks to any identity server a client names.",
+        sample=lambda ctx: ["id.example.org"], commented=True),
     Key("worker_app", "worker_app", None, _WORKERS,
         "Unset (or synapse.app.homeserver): the main process, which writes every stream.\n"
         "synapse.app.generic_worker: a worker serving the reads its worker_listeners\n"

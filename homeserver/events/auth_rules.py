@@ -445,18 +445,33 @@ def _decode_key(b64: Any) -> VerifyKey | None:
 
 
 def _third_party_signature_ok(signed: dict, invite_content: dict) -> bool:
-    keys = [invite_content.get("public_key")]
+    return third_party_signing_key(signed, invite_content) is not None
+
+
+def third_party_public_keys(invite_content: dict) -> list[dict]:
+    """The keys of an ``m.room.third_party_invite`` event: ``public_key`` (with ``key_validity_url``) and each
+    of ``public_keys``, as ``{"public_key", "key_validity_url"?}`` objects."""
+    keys = []
+    if isinstance(invite_content.get("public_key"), str):
+        keys.append({k: invite_content[k] for k in ("public_key", "key_validity_url") if k in invite_content})
     public_keys = invite_content.get("public_keys")
     if isinstance(public_keys, list):
-        keys.extend(pk.get("public_key") for pk in public_keys if isinstance(pk, dict))
-    verify_keys = [k for k in (_decode_key(k) for k in keys) if k is not None]
+        keys.extend(pk for pk in public_keys if isinstance(pk, dict) and isinstance(pk.get("public_key"), str))
+    return keys
+
+
+def third_party_signing_key(signed: dict, invite_content: dict) -> dict | None:
+    """The key of the invite (:func:`third_party_public_keys`) whose signature ``signed`` carries (any
+    ``ed25519:`` signature of any entity), or None."""
+    candidates = [(pk, _decode_key(pk["public_key"])) for pk in third_party_public_keys(invite_content)]
+    candidates = [(pk, vk) for pk, vk in candidates if vk is not None]
     sigs = signed.get("signatures")
-    if not verify_keys or not isinstance(sigs, dict):
-        return False
+    if not candidates or not isinstance(sigs, dict):
+        return None
     try:
         data = signing_bytes(signed)
     except Exception:
-        return False
+        return None
     for by_key in sigs.values():
         if not isinstance(by_key, dict):
             continue
@@ -467,13 +482,13 @@ def _third_party_signature_ok(signed: dict, invite_content: dict) -> bool:
                 sig = decode_base64(sig_b64)
             except Exception:
                 continue
-            for vk in verify_keys:
+            for public_key, vk in candidates:
                 try:
                     vk.verify(data, sig)
-                    return True
+                    return public_key
                 except (BadSignatureError, ValueError):
                     continue
-    return False
+    return None
 
 
 def _check_leave(ctx: _Ctx) -> None:

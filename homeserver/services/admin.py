@@ -106,8 +106,11 @@ def page(items: list, offset: int, limit: int) -> tuple[list, int | None]:
 
 class AdminService:
     def __init__(self, *, store, server_name: str, auth, registration, profiles, rooms, room_heads, appends, event_store,
-                 serializer, sync, sender, ratelimit_overrides, clock, moderation):
+                 serializer, sync, sender, ratelimit_overrides, clock, moderation, threepids=None, identity=None):
+        """``threepids``, ``identity``: the account's 3PIDs, unbound from identity servers on deactivation."""
         self._store = store  # homeserver.storage.admin.AdminStore
+        self._threepids = threepids
+        self._identity = identity
         self._moderation = moderation  # services.account_moderation.AccountModeration: suspended, locked
         self.server_name = server_name
         self._auth = auth
@@ -192,14 +195,20 @@ class AdminService:
         return status, await self.query_user(user_id)
 
     async def deactivate(self, user_id: str, *, erase: bool) -> dict:
-        """POST /_synapse/admin/v1/deactivate/{userId}: leave every room, lose devices and password; with
-        ``erase``, the profile too and the user marked erased."""
+        """POST /_synapse/admin/v1/deactivate/{userId}: 3PIDs unbound and removed, leave every room, lose devices
+        and password; with ``erase``, the profile too and the user marked erased."""
         await self._existing(user_id)
+        unbound = True
+        if self._threepids is not None and self._identity is not None:  # as the user's own deactivation
+            threepids = [(t["medium"], t["address"]) for t in await self._threepids.list(user_id)]
+            unbound = await self._identity.unbind_all(user_id, threepids)
         if erase:  # before the leaves, which move the streams: no read served meanwhile shows them unredacted
             await self.mark_erased(user_id)
         await self._rooms.leave_all_rooms(user_id)
         await self._auth.deactivate(user_id)
-        return {"id_server_unbind_result": "success"}
+        if self._threepids is not None:
+            await self._threepids.on_deactivated(user_id)
+        return {"id_server_unbind_result": "success" if unbound else "no-support"}
 
     async def mark_erased(self, user_id: str) -> None:
         """Synapse's erasure (GDPR): the user's events are shown redacted to those who were not in the room

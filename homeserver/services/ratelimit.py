@@ -271,6 +271,7 @@ class RateLimits:
         self.to_device = bucket("rc_message")
         self.key_upload = bucket("rc_message")
         self.room_creation = bucket("rc_room_creation")
+        self.third_party_invite = bucket("rc_third_party_invite")
         self.presence = bucket("rc_presence_per_user")
         self.user_directory = bucket("rc_user_directory")
         self.reports = bucket("rc_reports")

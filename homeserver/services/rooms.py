@@ -91,8 +91,8 @@ class RoomService:
         invites_3pid = body.get("invite_3pid", [])
         if not isinstance(invites_3pid, list) or not all(isinstance(i, dict) for i in invites_3pid):
             raise bad_json("invite_3pid must be a list of objects")
-        if invites_3pid:  # refused before anything is written: no identity server is trusted here
-            raise MatrixError(400, "M_SERVER_NOT_TRUSTED", "This server does not support third-party invites")
+        if invites_3pid:  # the caller sends them once the room exists (services/third_party_invites.py)
+            raise MatrixError(400, "M_SERVER_NOT_TRUSTED", "Third-party invites are sent after creation")
         alias = await self._check_alias(body.get("room_alias_name"), creator)
         creation_content = body.get("creation_content") or {}
         if not isinstance(creation_content, dict):

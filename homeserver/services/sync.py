@@ -381,8 +381,11 @@ class SyncService:
         carried = (own.pdu.get("unsigned") or {}).get(f"{section}_room_state") if own is not None else None
         if isinstance(carried, list):
             events = [e for e in carried if isinstance(e, dict)]
-        else:
-            state = await self._heads.current_state(room_id, {(t, "") for t in STRIPPED_STATE_TYPES})
+        else:  # as Synapse, the inviter's (or knocker's) own membership too
+            keys = {(t, "") for t in STRIPPED_STATE_TYPES}
+            if own is not None and own.sender != own.state_key:
+                keys.add(("m.room.member", own.sender))
+            state = await self._heads.current_state(room_id, keys)
             events = [stripped(ev) for ev in state.values()]
         if own is not None:
             events.append(stripped(own))

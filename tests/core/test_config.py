@@ -436,8 +436,6 @@ def test_open_registration_without_verification_refused(cfg_dir):
     [
         ("url_preview_accept_language", ["en-GB"]),
         ("oidc_providers", [{"idp_id": "google", "issuer": "https://accounts.google.com/"}]),
-        # rate limits of features Hexagone does not have yet
-        ("rc_third_party_invite", {"per_second": 1}),
         # keys read by no code: reported, not silently accepted
         ("track_appservice_user_ips", True),
         ("form_secret", "form"),

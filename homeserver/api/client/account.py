@@ -238,9 +238,15 @@ async def deactivate(hs, req: ApiRequest):
     erase = body.get("erase", False)  # Synapse's extension: erase the user's messages too
     if not isinstance(erase, bool):
         raise bad_json("erase must be a boolean")
+    id_server = body.get("id_server")
+    if id_server is not None and not isinstance(id_server, str):
+        raise bad_json("id_server must be a string")
     if req.requester.appservice_id is None:
         await hs.auth.check_uia(body, await hs.sso.uia_flows(req.user_id),
                                 fingerprint=f"deactivate:{req.user_id}", requester=req.requester)
+    # The 3PIDs are unbound first (as Synapse): an identity server that fails stops the deactivation here.
+    threepids = [(t["medium"], t["address"]) for t in await hs.threepids.list(req.user_id)]
+    unbound = await hs.identity.unbind_all(req.user_id, threepids, id_server)
     if erase:
         await hs.admin.mark_erased(req.user_id)
     await hs.rooms.leave_all_rooms(req.user_id)
@@ -248,7 +254,7 @@ async def deactivate(hs, req: ApiRequest):
     await hs.threepids.on_deactivated(req.user_id)
     await hs.sso.on_deactivated(req.user_id)
     await hs.audit.record("deactivate", req.user_id, req.user_id, req.client_ip)
-    return {"id_server_unbind_result": "no-support"}
+    return {"id_server_unbind_result": "success" if unbound else "no-support"}
 
 
 async def list_devices(hs, req: ApiRequest):

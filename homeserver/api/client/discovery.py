@@ -43,7 +43,10 @@ async def versions(hs, req: ApiRequest):
 async def well_known_client(hs, req: ApiRequest):
     """GET /.well-known/matrix/client, with ``extra_well_known_client_content`` (e.g. MatrixRTC's
     ``org.matrix.msc4143.rtc_foci``) beside the fields we set, which it cannot override (Synapse)."""
-    return {**hs.config.extra_well_known_client_content, "m.homeserver": {"base_url": hs.config.public_baseurl}}
+    answer = {**hs.config.extra_well_known_client_content, "m.homeserver": {"base_url": hs.config.public_baseurl}}
+    if hs.config.default_identity_server:  # as Synapse
+        answer["m.identity_server"] = {"base_url": hs.config.default_identity_server}
+    return answer
 
 
 async def well_known_server(hs, req: ApiRequest):

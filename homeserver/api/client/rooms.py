@@ -34,7 +34,16 @@ async def create_room(hs, req: ApiRequest):
     hs.account_moderation.check_not_suspended(req.user_id)
     body = req.json(allow_empty=True)
     hs.ratelimit.check_user(hs.ratelimit.room_creation, req.user_id)
+    invites_3pid = body.get("invite_3pid") or []
+    if isinstance(invites_3pid, list) and all(isinstance(i, dict) for i in invites_3pid):
+        # Checked before the room exists (fields, trusted identity server); sent once it does (as Synapse).
+        for entry in invites_3pid:
+            hs.third_party_invites.check_request(entry)
+            hs.ratelimit.check_user(hs.ratelimit.third_party_invite, req.user_id)  # rc_third_party_invite
+        body = {k: v for k, v in body.items() if k != "invite_3pid"}
     room_id = await hs.rooms.create_room(req.user_id, body)
+    for entry in invites_3pid:
+        await hs.third_party_invites.invite(room_id, req.user_id, entry)
     result = {"room_id": room_id}
     alias = body.get("room_alias_name")
     if alias:
@@ -49,15 +58,26 @@ async def join(hs, req: ApiRequest):
     servers = req.args.get("via", []) + req.args.get("server_name", [])
     # As Synapse: the body's other keys go into the membership event's content.
     extra = {k: v for k, v in body.items() if k not in ("reason", "third_party_signed", "membership")}
+    if body.get("third_party_signed") is not None:  # the invite of a third-party identifier, proved here
+        room_id, _ = await hs.rooms.resolve_room(target)
+        await hs.third_party_invites.join_signed(req.user_id, room_id, body["third_party_signed"])
     room_id = await hs.rooms.join(req.user_id, target, _reason(body), extra=extra or None, servers=servers,
                                   guest=req.requester.is_guest)
     return {"room_id": room_id}
 
 
 async def invite(hs, req: ApiRequest):
+    """Both forms of POST /rooms/{roomId}/invite: a user ID, or a third-party identifier (``medium`` and
+    ``address``, as Synapse tells them apart)."""
     hs.account_moderation.check_not_suspended(req.user_id)
     body = req.json()
-    room_id, target = req.path_params["roomId"], _user_id(body)
+    room_id = req.path_params["roomId"]
+    if "medium" in body and "address" in body and "user_id" not in body:
+        hs.ratelimit.check_user(hs.ratelimit.third_party_invite, req.user_id)  # rc_third_party_invite (Synapse)
+        if hs.admin.shadow_banned_event_id(req.user_id) is None:
+            await hs.third_party_invites.invite(room_id, req.user_id, body)
+        return {}
+    target = _user_id(body)
     hs.ratelimit.invite(req.user_id, room_id, target)
     if hs.admin.shadow_banned_event_id(req.user_id) is None:  # a shadow-banned user's invites go nowhere
         await hs.rooms.invite(room_id, req.user_id, target, _reason(body))

@@ -11,10 +11,12 @@ from urllib.parse import parse_qs
 
 from homeserver.bodies import RawBody
 from homeserver.errors import MatrixError
-from homeserver.http.router import AUTH_NONE, NO_PREFIX, ApiRequest, Endpoint
+from homeserver.http.router import AUTH_NONE, CLIENT_PREFIXES, NO_PREFIX, ApiRequest, Endpoint
 from homeserver.requester import Requester
 from homeserver.services.threepids import ADD_THREEPID, EMAIL_STAGE, LINK_PATHS, PASSWORD_RESET, REGISTRATION
 
+# Synapse serves every client path under /unstable too; clients of the older 3PID API (and SyTest) use it.
+WITH_UNSTABLE = CLIENT_PREFIXES + ("/_matrix/client/unstable",)
 PAGE_HEADERS = {b"Content-Security-Policy": b"default-src 'none'; form-action 'self'; frame-ancestors 'none'",
                 b"X-Frame-Options": b"DENY", b"X-Content-Type-Options": b"nosniff", b"Referrer-Policy": b"no-referrer",
                 b"Cache-Control": b"no-store"}
@@ -50,23 +52,42 @@ async def add_threepid_deprecated(hs, req: ApiRequest):
 
 
 async def bind_threepid(hs, req: ApiRequest):
-    """POST /account/3pid/bind: no identity server is trusted here, so none can be asked."""
-    req.json()
-    raise MatrixError(400, "M_SERVER_NOT_TRUSTED", "This server does not trust any identity server")
+    """POST /account/3pid/bind: through a trusted identity server, the bind remembered (spec, as Synapse)."""
+    body = req.json()
+    fields = ("id_server", "id_access_token", "sid", "client_secret")
+    missing = [f for f in fields if f not in body]
+    if missing:
+        raise MatrixError(400, "M_MISSING_PARAM", f"Missing {', '.join(missing)}")
+    if not all(isinstance(body[f], str) for f in fields):
+        raise MatrixError(400, "M_BAD_JSON", f"{', '.join(fields)} must be strings")
+    await hs.identity.bind(req.user_id, body["id_server"], body["id_access_token"], body["sid"],
+                           body["client_secret"])
+    return {}
+
+
+def _unbind_args(body: dict) -> tuple[str, str, str | None]:
+    medium, address, id_server = body.get("medium"), body.get("address"), body.get("id_server")
+    if not isinstance(medium, str) or not isinstance(address, str):
+        raise MatrixError(400, "M_MISSING_PARAM", "medium and address must be strings")
+    if id_server is not None and not isinstance(id_server, str):
+        raise MatrixError(400, "M_BAD_JSON", "id_server must be a string")
+    return medium, address, id_server
 
 
 async def unbind_threepid(hs, req: ApiRequest):
-    """POST /account/3pid/unbind: no identity server was ever told, so there is nothing to unbind."""
-    body = req.json()
-    if not isinstance(body.get("medium"), str) or not isinstance(body.get("address"), str):
-        raise MatrixError(400, "M_MISSING_PARAM", "medium and address must be strings")
-    return {"id_server_unbind_result": "no-support"}
+    """POST /account/3pid/unbind: from ``id_server``, else from every identity server it was bound on here."""
+    medium, address, id_server = _unbind_args(req.json())
+    done = await hs.identity.unbind(req.user_id, medium, address, id_server)
+    return {"id_server_unbind_result": "success" if done else "no-support"}
 
 
 async def delete_threepid(hs, req: ApiRequest):
+    """POST /account/3pid/delete: unbound first (as Synapse), then removed from the account."""
     body = req.json()
-    await hs.threepids.delete(req.user_id, body.get("medium"), body.get("address"))
-    return {"id_server_unbind_result": "no-support"}
+    medium, address, id_server = _unbind_args(body)
+    done = await hs.identity.unbind(req.user_id, medium, address, id_server)
+    await hs.threepids.delete(req.user_id, medium, address)
+    return {"id_server_unbind_result": "success" if done else "no-support"}
 
 
 async def request_token(hs, req: ApiRequest, purpose: str):
@@ -139,8 +160,8 @@ ROUTES = [
     Endpoint("GET", "/account/3pid", get_threepids),
     Endpoint("POST", "/account/3pid", add_threepid_deprecated),
     Endpoint("POST", "/account/3pid/add", add_threepid),
-    Endpoint("POST", "/account/3pid/bind", bind_threepid),
-    Endpoint("POST", "/account/3pid/unbind", unbind_threepid),
+    Endpoint("POST", "/account/3pid/bind", bind_threepid, prefixes=WITH_UNSTABLE),
+    Endpoint("POST", "/account/3pid/unbind", unbind_threepid, prefixes=WITH_UNSTABLE),
     Endpoint("POST", "/account/3pid/delete", delete_threepid),
     Endpoint("POST", "/account/3pid/email/requestToken", partial(request_token, purpose=ADD_THREEPID), auth=AUTH_NONE),
     Endpoint("POST", "/account/3pid/msisdn/requestToken", msisdn_request_token, auth=AUTH_NONE),
