@@ -100,11 +100,14 @@ config.update({
     "rc_invites": {"per_room": limit, "per_user": limit, "per_issuer": limit},
     "rc_presence": {"per_user": {"per_second": 1000, "burst_count": 1000}},
     "rc_federation": {"sleep_limit": 100, "window_size": 1000},
-    # Wired here and not in the shared script: appservices, e-mail (plain SMTP, as SyTest's server speaks), CAS.
+    "rc_third_party_invite": limit,
+    # Wired here and not in the shared script: appservices, e-mail (plain SMTP, as SyTest's server speaks), CAS,
+    # and SyTest's identity server (on a port of its range) trusted for third-party invites and 3PID binds.
     "app_service_config_files": registrations,
     "email": {"smtp_host": host, "smtp_port": int(smtp_port), "notif_from": "Hexagone <hexagone@localhost>",
               "enable_tls": False, "require_transport_security": False},
     "cas_config": {"enabled": True, "server_url": f"{test_server}/cas"},
+    "trusted_third_party_id_servers": ["127.0.0.1", "localhost"],
 })
 with open(config_path, "w") as f:
     yaml.safe_dump(config, f, sort_keys=False)
