@@ -43,7 +43,7 @@ def test_federation_sender_and_main_that_does_not_send(cfg_dir):
     ({"federation_sender_instances": ["a", "b"], "database": PG, "redis": REDIS}, "federation_sender_instances:"),
     ({"stream_writers": {"events": ["sync1"]}}, "stream_writers.events:"),
     ({"stream_writers": {"nonsense": ["main"]}}, "stream_writers.nonsense:"),
-    ({"worker_app": "synapse.app.media_repository"}, "worker_app:"),
+    ({"worker_app": "synapse.app.frontend_proxy"}, "worker_app:"),
     ({"worker_name": "w"}, "worker_name:"),
     ({"instance_map": {"main": {"host": "x"}}}, "instance_map.main:"),
     ({"redis": {"enabled": True, "port": 0}}, "redis.port:"),
