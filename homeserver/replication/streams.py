@@ -115,7 +115,7 @@ class ReplicationPublisher:
 
     def pushers_changed(self, keys) -> None:
         """Pushers set or removed (their (app_id, pushkey, user_id)): a pusher worker reads them again."""
-        self._send(PUSHERS, k=[list(k) for k in keys])
+        self._send(PUSHERS, y=[list(key) for key in keys])
 
     def appservice_queued(self, position: int) -> None:
         """Ephemeral events queued for the appservices up to ``position``."""
@@ -192,7 +192,7 @@ class ReplicationFollower:
 
     def _on_pushers(self, message: dict) -> None:
         if self._pushers is not None:
-            self._pushers.reload([tuple(k) for k in message["k"]])
+            self._pushers.reload([tuple(key) for key in message["y"]])
 
     def _on_appservice(self, message: dict) -> None:
         if self._appservices is not None:

@@ -16,6 +16,7 @@ E-mail pushers (kind ``email``) run their own loop on the same base (:mod:`homes
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from twisted.internet import defer, task
@@ -275,14 +276,17 @@ class PusherService:
                 loop.wake()
 
     def reload(self, keys) -> None:
-        """A pusher worker's: main set or removed these pushers; read them again."""
+        """A pusher worker's: main set or removed these pushers; stop their loops now (nothing is sent for a
+        removed one after this message), then read them again."""
+        reached = {key: loop.position for key, loop in self._loops.items() if key in keys}
+        self._forget(keys)
+
         async def read() -> None:
             for key in keys:
                 stored = await self._store.get_pusher(tuple(key))
-                if stored is None:
-                    self._forget([tuple(key)])
-                elif stored.kind != "email" or self._email is not None:
-                    self._run(stored)
+                if stored is not None and (stored.kind != "email" or self._email is not None):
+                    self._run(dataclasses.replace(stored, position=max(stored.position,
+                                                                      reached.get(key, stored.position))))
         d = defer.ensureDeferred(read())
         d.addErrback(lambda f: logger.error("Reading pushers %s again failed: %s", keys, f.getTraceback()))
 
