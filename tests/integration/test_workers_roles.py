@@ -19,7 +19,7 @@ import yaml
 from tests.integration import pg
 from tests.integration.appservice_bridge import registration
 from tests.integration.federation import FedServer
-from tests.integration.harness import (StandInHandler, User, WorkerProcess, database_rows, http_stand_in,
+from tests.integration.harness import (StandInHandler, User, WorkerProcess, database_rows, http_stand_in, register_admin,
                                        shared_room, timeline_events, unique, wait_for)
 from tests.integration.media_client import download, split_mxc, upload
 from tests.integration.pushgateway import PushGateway
@@ -182,6 +182,15 @@ def test_media_is_served_by_the_media_worker_not_main(deployment):
     assert status == 404  # enable_media_repo: false on main
     status, body = upload(main.process.base_url, alice.token, b"refused", filename="r.txt")
     assert status == 404
+
+
+def test_media_retention_runs_on_the_instance_named_for_it(deployment):
+    main, workers = deployment
+    admin = register_admin(main.process)
+    jobs = admin.ok("GET", "/_synapse/admin/v1/background_updates/status")["jobs"]
+    assert "media_retention" not in [j["name"] for j in jobs]
+    assert "Periodic jobs run by this process: media_retention" in workers[MEDIA].log(tail=5000)
+    assert "Periodic jobs run by this process" not in workers[BACKGROUND].log(tail=5000)
 
 
 def _pusher(user: User, gateway: PushGateway) -> str:
