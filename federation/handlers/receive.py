@@ -23,7 +23,7 @@ from federation.rejections import FederationRejections
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
 from homeserver.events.builder import create_event_id_from_room_id, event_id_list
 from homeserver.events.errors import AuthError
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, Unavailable
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.lru import LruCache
 from homeserver.services.room_events.gate import JoinGate
@@ -111,6 +111,8 @@ class PduReceiver:
                 # A PDU the auth rules reject was processed (as Synapse, which answers {} for it and stores it
                 # as rejected); one that could not be checked at all (signature, format, ACL, ...) is an error.
                 results[pdu["event_id"]] = {} if e.kind in AUTH_REJECTIONS else {"error": e.reason}
+            except Unavailable:
+                raise  # the whole transaction is answered 503: the origin sends it again
             except Exception as e:
                 logger.exception("Failed to handle PDU %s from %s", pdu.get("event_id"), origin)
                 self._rejections.counter.inc("internal_error")
@@ -148,6 +150,8 @@ class PduReceiver:
             return
         try:
             await handler(origin, edu["content"])
+        except Unavailable:
+            raise
         except Exception:
             logger.exception("EDU %s from %s failed", edu.get("edu_type"), origin)
 

@@ -22,6 +22,7 @@ from twisted.internet import defer
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
+from homeserver.errors import Unavailable
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.services.room_events.heads import RoomHeads
 from homeserver.services.room_events.remote import ExternalEvent
@@ -34,7 +35,7 @@ PERSIST_EXTERNAL, OUT_OF_BAND, BACKFILLED, EDU, SEND_PDU = (
 
 
 class ReplicationCallFailed(Exception):
-    pass
+    """Main refused the call (a bug on one side or the other: not worth retrying)."""
 
 
 # -- wire forms ----------------------------------------------------------------------------------
@@ -87,7 +88,9 @@ class ReplicationClient:
         try:
             status, answer = await d
         except Exception as e:
-            raise ReplicationCallFailed(f"main's replication listener: {op}: {e}") from None
+            raise Unavailable(f"main's replication listener: {op}: {e}") from None
+        if status >= 500:
+            raise Unavailable(f"main's replication listener: {op}: HTTP {status}")
         if status != 200:
             raise ReplicationCallFailed(f"main's replication listener: {op}: HTTP {status}: {answer[:200]!r}")
         return json.loads(answer)

@@ -18,7 +18,7 @@ import yaml
 
 from tests.integration import pg
 from tests.integration.appservice_bridge import registration
-from tests.integration.federation import FedServer
+from tests.integration.federation import EventForge, FedServer, put_transaction
 from tests.integration.harness import (StandInHandler, User, WorkerProcess, database_rows, http_stand_in, register_admin,
                                        shared_room, timeline_events, unique, wait_for)
 from tests.integration.media_client import download, split_mxc, upload
@@ -246,3 +246,24 @@ def test_a_pusher_removed_on_main_stops_on_the_worker(deployment, gateway):
     bob.send(room_id, "after removal")
     gateway.wait(lambda g: [n for n in g.for_key(other) if n.get("content", {}).get("body") == "after removal"])
     assert len(gateway.for_key(key)) == bob_key_count
+
+
+def test_a_transaction_the_worker_cannot_hand_to_main_is_refused_and_lands_when_sent_again(deployment,
+                                                                                           hexagone_peer):
+    main, workers = deployment
+    peer = hexagone_peer
+    alice, bob = main.process.register(), peer.process.register()
+    room_id = shared_room(alice, bob, public=True)
+    worker = FedServer(workers[FEDIN], main.name, main.tls_port, main.signing_key, main.ca_path)
+    pdu = EventForge(worker, alice, room_id, peer, bob).message(bob.user_id, "sent while main is down")
+    txn_id = unique("txn")
+    main.process.stop()
+    try:
+        status, body = put_transaction(worker, peer, [pdu], txn_id=txn_id)
+        assert status == 503, body  # not "processed with an error": the origin sends it again
+    finally:
+        main.process.start()
+    # As the origin would: again, until main takes it (the worker's first call may meet a closed connection).
+    wait_for(lambda: put_transaction(worker, peer, [pdu], txn_id=txn_id)[0] == 200, "the transaction to land")
+    event, _ = alice.timeline_until(room_id, lambda e: e["event_id"] == pdu["_id"])
+    assert event["content"]["body"] == "sent while main is down"
