@@ -576,10 +576,12 @@ KEYS: tuple[Key, ...] = (
         attr="email_notif_delay_before_mail_ms", sample=lambda ctx: "10m", commented=True),
     Key("worker_app", "worker_app", None, _WORKERS,
         "Unset (or synapse.app.homeserver): the main process, which writes every stream.\n"
-        "synapse.app.generic_worker: a worker serving the reads its worker_listeners\n"
-        "route to it (/sync, client reads), or sending federation when\n"
-        "federation_sender_instances names it; synapse.app.federation_sender: a\n"
-        "federation sender. Workers need PostgreSQL and redis.enabled.",
+        "synapse.app.generic_worker: a worker serving what its worker_listeners name\n"
+        "(client reads and /sync, federation, media), and sending federation, pushes or\n"
+        "appservice transactions when federation_sender_instances, pusher_instances or\n"
+        "notify_appservices_from_worker names it; synapse.app.federation_sender,\n"
+        "media_repository, pusher, appservice: those roles. Workers need PostgreSQL\n"
+        "and redis.enabled (docs/workers.md).",
         sample=lambda ctx: "synapse.app.generic_worker", commented=True),
     Key("worker_name", "str", None, _WORKERS,
         "This worker's instance name (unique; required for a worker).",
