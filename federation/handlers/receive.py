@@ -100,11 +100,12 @@ class PduReceiver:
         The PDUs of a room are handled parents first, whatever their order in the transaction."""
         results: dict[str, dict] = {}
         encodings = Encodings()
+        batch = self._remote.batch()  # an inbound federation worker's: main persists the messages together
         for version, pdu in await self._transaction_pdus(origin, body.get("pdus") or [], encodings):
             try:
                 if self._acl is not None and not await self._acl(origin, pdu["room_id"]):
                     raise PduRejected("server is denied by the room's server ACL", "server_acl")
-                await self.handle_pdu(origin, version, pdu, encodings=encodings)
+                await self.handle_pdu(origin, version, pdu, encodings=encodings, batch=batch)
                 results[pdu["event_id"]] = {}
             except PduRejected as e:
                 self._rejections.pdu(origin, pdu["event_id"], e.reason, e.kind)
@@ -117,6 +118,15 @@ class PduReceiver:
                 logger.exception("Failed to handle PDU %s from %s", pdu.get("event_id"), origin)
                 self._rejections.counter.inc("internal_error")
                 results[pdu["event_id"]] = {"error": f"internal error: {e}"}
+        if batch is not None:
+            try:
+                await batch.flush()
+            except Unavailable:
+                raise
+            except Exception:
+                logger.exception("Failed to persist PDUs from %s", origin)
+            for event_id in batch.failed:
+                results[event_id] = {"error": "internal error: not persisted"}
         for edu in body.get("edus") or []:
             await self._dispatch_edu(origin, edu)
         return {"pdus": results}
@@ -157,10 +167,12 @@ class PduReceiver:
 
     # -- one PDU ---------------------------------------------------------------------------------
     async def handle_pdu(self, origin: str, version: RoomVersion, pdu: dict, *, depth_budget: int = 2,
-                         encodings: Encodings | None = None) -> None:
+                         encodings: Encodings | None = None, batch=None) -> None:
+        """``batch``: the transaction's PersistBatch (an inbound federation worker's), else None."""
         room_id = pdu["room_id"]
         await self._join_gate.settled(room_id)  # a join of ours still completing decides the state before it
-        if await self._heads.get_event(pdu["event_id"]) is not None:
+        pending = batch.pending if batch is not None else {}
+        if pdu["event_id"] in pending or await self._heads.get_event(pdu["event_id"]) is not None:
             return
         encodings = encodings if encodings is not None else Encodings()
         accepted, rejected = await self.check_signatures([pdu], version, encodings)
@@ -175,7 +187,7 @@ class PduReceiver:
             check_auth(version, pdu, auth_state(version, pdu, list(auth_events.values()) + [create]))
         except AuthError as e:
             raise PduRejected(f"auth events forbid it: {e.reason}", "auth_events")
-        state_before, group = await self._state_before(origin, version, pdu, depth_budget)
+        state_before, group = await self._state_before(origin, version, pdu, depth_budget, pending)
         state_events = await self._heads.get_events(
             state_before[k] for k in _auth_keys(version, pdu) if k in state_before)
         try:
@@ -186,9 +198,12 @@ class PduReceiver:
         soft_failed = not await self._allowed_by_current_state(room_id, version, pdu)
         if soft_failed:
             self._rejections.soft_failed(origin, pdu["event_id"])
-        await self._remote.persist_external(room_id, version, [ExternalEvent(
-            pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
-            encoded=encodings.whole.get(pdu["event_id"]))])
+        item = ExternalEvent(pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
+                             encoded=encodings.whole.get(pdu["event_id"]))
+        if batch is not None:
+            await batch.persist(room_id, version, pdu["event_id"], item)
+        else:
+            await self._remote.persist_external(room_id, version, [item])
 
     async def _check_policy(self, origin: str, room_id: str, pdu: dict) -> None:
         membership = pdu.get("content", {}).get("membership")
@@ -328,14 +343,15 @@ class PduReceiver:
             await self.fetch_outliers(origin, version, room_id, missing)
 
     async def _state_before(self, origin: str, version: RoomVersion, pdu: dict,
-                            depth_budget: int) -> tuple[dict, int | None]:
-        """State before the event: the resolution of the state after each prev event."""
+                            depth_budget: int, pending: dict | None = None) -> tuple[dict, int | None]:
+        """State before the event: the resolution of the state after each prev event (``pending``: events
+        checked and not yet persisted, by id)."""
         prev_ids = event_id_list(pdu.get("prev_events", []))
-        prevs = await self._heads.get_events(prev_ids)
+        prevs = await self._heads.events_incl_pending(prev_ids, pending or {})
         missing = [p for p in prev_ids if p not in prevs or _without_state(prevs[p])]
         if missing and depth_budget > 0:
             await self._fetch_missing(origin, version, pdu, depth_budget - 1)
-            prevs = await self._heads.get_events(prev_ids)
+            prevs = await self._heads.events_incl_pending(prev_ids, pending or {})
             missing = [p for p in prev_ids if p not in prevs or _without_state(prevs[p])]
         state_sets = []
         for pid in prev_ids:

@@ -112,6 +112,10 @@ class ForwardedPersistence:
         found = await self._heads.get_events(event_ids)
         return [found[i] for i in event_ids if i in found]
 
+    def batch(self) -> "PersistBatch":
+        """One transaction's batch: its chained messages go to main in one call (see :class:`PersistBatch`)."""
+        return PersistBatch(self)
+
     async def persist_external(self, room_id: str, version: RoomVersion, items: list[ExternalEvent]
                                ) -> list[StoredEvent]:
         answer = await self._client.call(PERSIST_EXTERNAL, {
@@ -127,6 +131,53 @@ class ForwardedPersistence:
         answer = await self._client.call(BACKFILLED, {"room_id": room_id, "version": version.identifier,
                                                       "pdus": pdus})
         return await self._stored(room_id, answer["event_ids"])
+
+
+class PersistBatch:
+    """The checked events of one federation transaction, handed to main together.
+
+    An event that changes nothing but the timeline (no state key, not a redaction, not soft-failed, with
+    the state group before it known) waits here, seen by the rest of the transaction's checks through
+    ``pending`` with the state group it will have (the one before it); anything else, or an event of
+    another room, first sends what waits. The transaction's end sends the rest (:meth:`flush`), so a
+    transaction of chained messages costs main one call instead of one per message. Events of a call
+    that failed are listed in ``failed``; an unreachable main raises :class:`Unavailable` (503).
+    """
+
+    def __init__(self, owner: ForwardedPersistence):
+        self._owner = owner
+        self._room: tuple[str, RoomVersion] | None = None
+        self._items: list[ExternalEvent] = []
+        self.pending: dict[str, StoredEvent] = {}
+        self.failed: list[str] = []
+
+    @staticmethod
+    def _timeline_only(item: ExternalEvent) -> bool:
+        return (item.state_before is not None and item.state_before_group is not None and not item.outlier
+                and not item.soft_failed and "state_key" not in item.pdu and item.pdu.get("type") != "m.room.redaction")
+
+    async def persist(self, room_id: str, version: RoomVersion, event_id: str, item: ExternalEvent) -> None:
+        if self._timeline_only(item) and self._room in (None, (room_id, version)):
+            self._room = (room_id, version)
+            self._items.append(item)
+            self.pending[event_id] = StoredEvent(event_id, item.pdu, 0, room_id,
+                                                 state_group=item.state_before_group)
+            return
+        await self.flush()
+        await self._owner.persist_external(room_id, version, [item])
+
+    async def flush(self) -> None:
+        if not self._items:
+            return
+        (room_id, version), items, ids = self._room, self._items, list(self.pending)
+        self._room, self._items, self.pending = None, [], {}
+        try:
+            await self._owner.persist_external(room_id, version, items)
+        except Unavailable:
+            raise
+        except Exception:
+            self.failed += ids
+            raise
 
 
 def forwarded_edu_handlers(client: ReplicationClient, edu_types) -> dict[str, Callable[[str, dict], Awaitable]]:
