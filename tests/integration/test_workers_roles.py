@@ -18,9 +18,9 @@ import yaml
 
 from tests.integration import pg
 from tests.integration.appservice_bridge import registration
-from tests.integration.federation import EventForge, FedServer, put_transaction
-from tests.integration.harness import (StandInHandler, User, WorkerProcess, database_rows, http_stand_in, register_admin,
-                                       shared_room, timeline_events, unique, wait_for)
+from tests.integration.federation import EventForge, FedServer, put_transaction, send_transaction
+from tests.integration.harness import (StandInHandler, User, WorkerProcess, database_rows, http_stand_in, q,
+                                       register_admin, shared_room, timeline_events, unique, wait_for)
 from tests.integration.media_client import download, split_mxc, upload
 from tests.integration.pushgateway import PushGateway
 from tests.integration.test_workers import REDIS, _redis_answers
@@ -267,3 +267,42 @@ def test_a_transaction_the_worker_cannot_hand_to_main_is_refused_and_lands_when_
     wait_for(lambda: put_transaction(worker, peer, [pdu], txn_id=txn_id)[0] == 200, "the transaction to land")
     event, _ = alice.timeline_until(room_id, lambda e: e["event_id"] == pdu["_id"])
     assert event["content"]["body"] == "sent while main is down"
+
+
+def test_a_transaction_mixing_messages_and_state_is_persisted_with_the_right_state(deployment, hexagone_peer):
+    """The worker hands main a transaction's messages together (one call), sending what waits before a state
+    event: every event gets the state it had."""
+    main, workers = deployment
+    peer = hexagone_peer
+    alice, bob = main.process.register(), peer.process.register()
+    room_id = shared_room(alice, bob, public=True)
+    worker = FedServer(workers[FEDIN], main.name, main.tls_port, main.signing_key, main.ca_path)
+    forge = EventForge(worker, alice, room_id, peer, bob)
+    member_key = ("m.room.member", bob.user_id)
+    old_member = forge.state[member_key]
+    m1 = forge.message(bob.user_id, "one")
+    m2 = forge.message(bob.user_id, "two", prev=m1["_id"])
+    s3 = forge.event(bob.user_id, "m.room.member", {"membership": "join", "displayname": "Renamed"},
+                     state_key=bob.user_id, prev=m2["_id"],
+                     auth=forge.auth_of(("m.room.power_levels", ""), member_key, ("m.room.join_rules", "")))
+    forge.state[member_key] = s3["_id"]
+    forge.auth = forge.auth_of(("m.room.power_levels", ""), member_key)
+    m4 = forge.message(bob.user_id, "four", prev=s3["_id"])
+    m5 = forge.message(bob.user_id, "five", prev=m4["_id"])
+    chain = [m1, m2, s3, m4, m5]
+    results = send_transaction(worker, peer, chain)
+    assert results == {p["_id"]: {} for p in chain}
+    seen: list[str] = []
+
+    def all_seen(resp):
+        seen.extend(e["event_id"] for e in timeline_events(resp, room_id) if e["sender"] == bob.user_id)
+        return pdu_ids <= set(seen)
+    pdu_ids = {p["_id"] for p in chain}
+    alice.sync_until(all_seen, deadline_s=30)
+    assert [i for i in seen if i in pdu_ids] == [p["_id"] for p in chain]
+    member = alice.ok("GET", f"/rooms/{q(room_id)}/state/m.room.member/{q(bob.user_id)}")
+    assert member["displayname"] == "Renamed"
+    for event, expected in ((m2, old_member), (m5, s3["_id"])):
+        status, body = worker.signed("GET", f"/_matrix/federation/v1/state_ids/{quote(room_id)}?event_id="
+                                            f"{quote(event['_id'])}", origin=peer.name, key=peer.signing_key)
+        assert status == 200 and expected in body["pdu_ids"], (status, body)
