@@ -192,7 +192,7 @@ CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api
                       admin_federation, admin_reports, admin_server_notices, admin_background_updates,
                       metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
-                      delayed_events_api, spaces_api, server_admin_api, threepids_api, media_client_api,
+                      delayed_events_api, spaces_api, server_admin_api, threepids_api,
                       legacy_events_api, replication_api]
 # What a worker serves (the reverse proxy sends it only some of it, see docs/workers.md): the GET routes of
 # WORKER_API_MODULES, reads that write no stream (the main process writes every stream); every route of
@@ -587,9 +587,7 @@ def build_server(config, reactor) -> HomeServer:
                 FEDERATION_MODULES if main_client is not None else []):
             router.bind(hs, module.ROUTES)
         return hs
-    for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
-        if module in media_modules and not role.serves_media:
-            continue  # enable_media_repo: false, a media worker serves them
+    for module in CLIENT_API_MODULES + (media_modules if role.serves_media else []):  # else a media worker's
         router.bind(hs, module.ROUTES)
     return hs
 
