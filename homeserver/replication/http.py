@@ -19,7 +19,8 @@ from io import BytesIO
 from typing import Any, Awaitable, Callable
 
 from twisted.internet import defer
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
+from twisted.web.client import (Agent, FileBodyProducer, HTTPConnectionPool, RequestTransmissionFailed,
+                                ResponseNeverReceived, readBody)
 from twisted.web.http_headers import Headers
 
 from homeserver.errors import Unavailable
@@ -83,12 +84,19 @@ class ReplicationClient:
                                                  FileBodyProducer(BytesIO(data)))
             return response.code, await readBody(response)
 
-        d = defer.ensureDeferred(attempt())
-        d.addTimeout(CALL_TIMEOUT_S, self._reactor)
-        try:
-            status, answer = await d
-        except Exception as e:
-            raise Unavailable(f"main's replication listener: {op}: {e}") from None
+        for retry in (True, False):
+            d = defer.ensureDeferred(attempt())
+            d.addTimeout(CALL_TIMEOUT_S, self._reactor)
+            try:
+                status, answer = await d
+                break
+            except (RequestTransmissionFailed, ResponseNeverReceived) as e:
+                # A pooled connection main closed (it restarted): once more on a new one. (Every call is
+                # safe to repeat: main persists an event once; a PDU queued twice is deduplicated.)
+                if not retry:
+                    raise Unavailable(f"main's replication listener: {op}: {e}") from None
+            except Exception as e:
+                raise Unavailable(f"main's replication listener: {op}: {e}") from None
         if status >= 500:
             raise Unavailable(f"main's replication listener: {op}: HTTP {status}")
         if status != 200:
