@@ -216,9 +216,10 @@ def test_pushes_and_appservice_transactions_come_from_the_worker_and_survive_its
     wait_for(lambda: first in appservice.event_ids(), "the appservice transaction")
     # A notification answered but whose position was not yet stored is sent again after a kill (at least
     # once): wait for the position, so that each one below must come exactly once.
-    pushed_upto = main.process.request("GET", "/sync", token=alice.token)[1]["next_batch"]
+    [(first_position,)] = database_rows(main.process, "SELECT stream_ordering FROM events WHERE event_id = ?",
+                                        (first,))
     wait_for(lambda: database_rows(main.process, "SELECT position FROM pushers WHERE pushkey = ?", (key,))[0][0]
-             >= int(pushed_upto.split("_")[0][1:]), "the pusher's position to be stored")
+             >= first_position, "the pusher's position to be stored")
     worker = workers[BACKGROUND]
     worker.kill()
     pushed_before = len(gateway.for_key(key))
