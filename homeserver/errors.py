@@ -22,6 +22,14 @@ class MatrixError(Exception):
         return body
 
 
+class Unavailable(MatrixError):
+    """A process this one relies on (the main process, for a worker) cannot be reached: 503, so that the
+    caller tries again later (a federation transaction is not answered, and so is sent again)."""
+
+    def __init__(self, error: str):
+        super().__init__(503, "M_UNKNOWN", error)
+
+
 def forbidden(msg: str) -> MatrixError:
     return MatrixError(403, "M_FORBIDDEN", msg)
 

@@ -48,7 +48,7 @@ from homeserver.config.values import ConfigError
 from homeserver.api import admin as admin_api, hexagone_admin as hexagone_admin_api
 from homeserver.api import admin_federation, admin_reports, admin_rooms, admin_users, console as console_api
 from homeserver.api import admin_background_updates, admin_server_notices
-from homeserver.api import metrics as metrics_api
+from homeserver.api import metrics as metrics_api, replication as replication_api
 from homeserver.api.client import account, discovery, profile, room_events as room_events_api, rooms as rooms_api
 from homeserver.api.client import sync as sync_api
 from homeserver.api.client import legacy_events as legacy_events_api
@@ -60,9 +60,12 @@ from homeserver.api.client import search as search_api, user_directory as user_d
 from homeserver.api.client import appservice as appservice_api, server_admin as server_admin_api
 from homeserver.api.client import reporting as reporting_api, spaces as spaces_api, threepids as threepids_api
 from homeserver.api.client import session_tokens as session_tokens_api, sso as sso_api
+from homeserver.config.workers import MAIN
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics, TrafficHistory
+from homeserver.replication.http import (ForwardedOutbox, ForwardedPersistence, ReplicationClient,
+                                         forwarded_edu_handlers)
 from homeserver.replication.redis import RedisPubSub
 from homeserver.replication.streams import (FollowedStream, ReplicationFollower, ReplicationPublisher,
                                             channel_name)
@@ -210,15 +213,16 @@ CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api
                       admin_federation, admin_reports, admin_server_notices, admin_background_updates,
                       metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
-                      delayed_events_api, spaces_api, server_admin_api, threepids_api, media_client_api,
-                      legacy_events_api, sso_api, federation_policy_api,
-                      media_federation_api, media_admin_api]
+                      delayed_events_api, spaces_api, server_admin_api, threepids_api,
+                      legacy_events_api, sso_api, federation_policy_api, replication_api]
 # What a worker serves (the reverse proxy sends it only some of it, see docs/workers.md): the GET routes of
-# WORKER_API_MODULES, reads that write no stream (the main process writes every stream), and every route of
-# WORKER_MEDIA_MODULES (media has no stream: uploads and downloads are served by any process).
+# WORKER_API_MODULES, reads that write no stream (the main process writes every stream); every route of
+# MEDIA_MODULES when it serves media (enable_media_repo: media has no stream, any process serves it); and every
+# route of FEDERATION_MODULES when main's replication listener is configured (main persists what it receives).
 WORKER_API_MODULES = [discovery, account, profile, rooms_api, room_events_api, sync_api, account_data_api,
                       keys_api, push_rules_api, pushers_api, presence_api]
-WORKER_MEDIA_MODULES = [media_client_api, media_federation_api]
+MEDIA_MODULES = [media_client_api, media_federation_api, media_admin_api]
+FEDERATION_MODULES = [federation_api, federation_key_server_api, federation_keys_api]
 MEDIA_THREADS = 4  # Pillow, reads and renames of media files: never the reactor's global pool
 DRAIN_TIMEOUT_S = 5  # at shutdown, how long in-flight requests may take to finish
 RETENTION_INTERVAL_S = 3600  # media_retention: how often the background job runs
@@ -294,6 +298,8 @@ class HomeServer:
     media: MediaRepository
     media_pool: ThreadPool
     url_previewer: UrlPreviewer | None  # None: url_preview_enabled is false (its routes are not bound)
+    remote_events: RemotePersistence | ForwardedPersistence  # remote events persisted (on a worker, by main)
+    main_client: ReplicationClient | None  # an inbound federation worker's: main's replication listener
     pubsub: RedisPubSub | None  # the Redis connections to the other processes, when redis.enabled
     replication: ReplicationFollower | None  # a worker's: applies the main process's writes
     replication_publisher: ReplicationPublisher | None  # the main process's, when redis.enabled
@@ -335,10 +341,20 @@ def build_server(config, reactor) -> HomeServer:
     role = config.worker_role
     pubsub = RedisPubSub(reactor, config.redis_host, config.redis_port, channel_name(server_name)) \
         if role.replicated else None
-    # The main process tells the others of its writes; ``sync`` (built below) gives every stream's position.
-    publisher = ReplicationPublisher(instance=role.instance, publish=pubsub.publish,
-                                     positions=lambda: sync.current_positions(), clock=reactor) \
+    # The main process tells the others of its writes; ``sync`` (built below) gives every stream's position,
+    # ``push`` where the push actions are stored up to. (A worker only says which servers it heard from.)
+    publisher = ReplicationPublisher(
+        instance=role.instance, publish=pubsub.publish, positions=lambda: sync.current_positions(), clock=reactor,
+        push_stored=lambda: push.stored_through,
+        on_heard=(lambda server: transport.sender.wake(server)) if role.sends_federation else None) \
         if pubsub is not None and not role.is_worker else None
+    heard_from = (publisher or ReplicationPublisher(instance=role.instance, publish=pubsub.publish, positions=dict,
+                                                    clock=reactor)).heard_from \
+        if pubsub is not None and not role.sends_federation else None
+    # An inbound federation worker hands main what it receives to write, over main's replication listener.
+    main_client = ReplicationClient(reactor, *config.instance_map[MAIN], config.worker_replication_secret) \
+        if role.is_worker and config.instance_map and MAIN in config.instance_map \
+        and config.worker_replication_secret else None
     notifier = Notifier(reactor, on_notify=publisher.notified if publisher is not None else None)
     appservice_client = AppServiceClient(reactor, ClientTlsPolicy())  # system CAs (SSL_CERT_FILE too)
     appservices = AppServices(registrations=tuple(config.app_services), client=appservice_client,
@@ -352,7 +368,7 @@ def build_server(config, reactor) -> HomeServer:
     admin_store = admin_storage.AdminStore(db)
     ratelimit = RateLimits(config, reactor, federation_per_host=peers.rc_federation,
                            overrides=RatelimitOverrides(reactor, admin_store.ratelimit_overrides_sync()))
-    transport = _build_transport(config, reactor, threads, db, signing_key, peers, audit, publisher)
+    transport = _build_transport(config, reactor, threads, db, signing_key, peers, audit, publisher, heard_from)
     rejections = FederationRejections(metrics.federation_rejected, audit=audit.note)
     room_heads = RoomHeads(clock=reactor, store=event_store,
                            stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
@@ -377,7 +393,8 @@ def build_server(config, reactor) -> HomeServer:
         store=appservices_storage.AppServiceStore(db), event_store=event_store, directory_store=directory_store,
         serializer=serializer, device_list_store=device_list_store, device_list_stream=device_list_stream,
         e2e_store=e2e_store, accounts=accounts_store, reactor=reactor,
-        start_position=event_store.max_stream_ordering_sync())
+        start_position=event_store.max_stream_ordering_sync(),
+        on_queued=publisher.appservice_queued if publisher is not None and not role.sends_appservices else None)
     local_keys = LocalKeys(store=e2e_store, accounts=accounts_store)
     outbound_edus = OutboundEdus(server_name=server_name, clock=reactor, sender=transport.sender,
                                  room_servers=room_servers, room_heads=room_heads, event_store=event_store,
@@ -389,7 +406,8 @@ def build_server(config, reactor) -> HomeServer:
     push = PushService(store=push_storage.PushStore(db), room_heads=room_heads, event_store=event_store,
                        account_data=account_data, serializer=serializer,
                        read_positions=receipts_storage.ReceiptStore(db).read_positions,
-                       server_name=server_name, clock=reactor, memoize=not role.is_worker)
+                       server_name=server_name, clock=reactor, memoize=not role.is_worker,
+                       on_stored=publisher.push_stored if publisher is not None and not role.sends_pushes else None)
     # E-mail (the email section): validation links for addresses, and e-mail pushers with enable_notifs.
     threepid_store = threepids_storage.ThreepidStore(db)
     mailer = Mailer(SmtpSettings.from_config(config), threads) if config.email_notif_from else None
@@ -400,6 +418,8 @@ def build_server(config, reactor) -> HomeServer:
     ) if mailer is not None and config.email_enable_notifs else None
     pushers = PusherService(store=pushers_storage.PusherStore(db), push=push, room_heads=room_heads,
                             event_store=event_store, reactor=reactor, email=email_notifs,
+                            sends=role.sends_pushes, replicated=role.is_worker,
+                            on_changed=publisher.pushers_changed if publisher is not None else None,
                             client=PushGatewayClient(reactor=reactor, threads=threads, ip_filter=IpRangeFilter(
                                 config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy(
                                 verify=not config.use_insecure_ssl_client_just_for_testing_do_not_use)))
@@ -479,7 +499,8 @@ def build_server(config, reactor) -> HomeServer:
     delayed_events = DelayedEventService(
         store=delayed_store, cancels=delayed_cancels, appends=appends, reactor=reactor,
         max_delay_ms=config.max_event_delay_ms, max_per_user=config.max_delayed_events_per_user)
-    remote_events = RemotePersistence(heads=room_heads, store=event_store, listeners=room_event_listeners)
+    remote_events = RemotePersistence(heads=room_heads, store=event_store, listeners=room_event_listeners) \
+        if main_client is None else ForwardedPersistence(client=main_client, heads=room_heads)
 
     profiles = ProfileService(accounts=accounts_store, events=event_store, room_heads=room_heads, appends=appends,
                               remote=remote_queries, server_name=server_name, appservices=appservices)
@@ -488,10 +509,13 @@ def build_server(config, reactor) -> HomeServer:
         to_device=e2ee.to_device, remote_devices=e2ee.remote_devices, rejections=rejections)
     access_rules = AccessRules(room_heads=room_heads, server_name=server_name,
                                internal_servers=config.room_access_rules_internal_servers, audit=audit)
+    edu_handlers = inbound_edus.handlers()
     receiver = PduReceiver(room_heads=room_heads, remote=remote_events, join_gate=join_gate,
                            key_fetcher=transport.keyring, threads=threads, client=transport.client,
                            server_name=server_name, acl=room_servers.origin_allowed, rejections=rejections,
-                           edu_handlers=inbound_edus.handlers(), membership_policy=access_rules.check_membership,
+                           edu_handlers=edu_handlers if main_client is None
+                           else forwarded_edu_handlers(main_client, edu_handlers),
+                           membership_policy=access_rules.check_membership,
                            rejected=rejected_events_storage.RejectedEventStore(db),
                            room_policy=room_policy.check_remote)
     restricted_joins = RestrictedJoins(room_heads=room_heads, server_name=server_name)
@@ -501,7 +525,9 @@ def build_server(config, reactor) -> HomeServer:
                                         join_gate=join_gate, room_servers=room_servers,
                                         restricted_joins=restricted_joins, receiver=receiver,
                                         client=transport.client, server_name=server_name,
-                                        signing_key=signing_key, sender=transport.sender, clock=reactor),
+                                        signing_key=signing_key, clock=reactor,
+                                        sender=transport.sender if main_client is None
+                                        else ForwardedOutbox(main_client)),
         queries=FederationQueries(room_heads=room_heads, directory=directory, profiles=profiles,
                                   server_name=server_name, clock=reactor, room_servers=room_servers,
                                   erased=admin_store.erased),
@@ -531,6 +557,8 @@ def build_server(config, reactor) -> HomeServer:
         instance=role.instance, notifier=notifier, room_heads=room_heads, auth=auth, typing=typing,
         publish=pubsub.publish,
         federation_sender=transport.sender if role.sends_federation else None,
+        pushers=pushers if role.sends_pushes else None, push=push,
+        appservices=appservice_sender if role.sends_appservices else None, all_rooms=main_client is not None,
         streams={"events": FollowedStream(room_heads.stream),
                  account_data.name: FollowedStream(account_data.stream, account_data.changes, "users"),
                  receipts.name: FollowedStream(receipts.stream, receipts.changes, "rooms"),
@@ -583,20 +611,25 @@ def build_server(config, reactor) -> HomeServer:
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor,
                                        moderation=account_moderation, threepids=threepids, identity=identity),
                     access_rules=access_rules, retention=retention, reports=reports,
-                    background_jobs=BackgroundJobs(reactor, [*retention.scheduled_jobs(), ScheduledJob(
-                        "media_retention", RETENTION_INTERVAL_S * 1000, media.apply_retention, first_now=True)],
+                    background_jobs=BackgroundJobs(reactor, [
+                        *([] if role.is_worker else retention.scheduled_jobs()),
+                        *([ScheduledJob("media_retention", RETENTION_INTERVAL_S * 1000, media.apply_retention,
+                                        first_now=True)] if role.media_jobs else [])],
                         {"push_actions": push.work, "search_index": search.work,
                          "user_directory": user_directory.work, "delayed_event_cancels": delayed_cancels.work}),
                     server_notices=server_notices, resource=resource, media=media, media_pool=media_pool,
-                    url_previewer=previewer, pubsub=pubsub, replication=replication,
-                    replication_publisher=publisher, policy_server=policy_server)
+                    url_previewer=previewer, remote_events=remote_events, main_client=main_client,
+                    pubsub=pubsub, replication=replication, replication_publisher=publisher,
+                    policy_server=policy_server)
+    media_modules = MEDIA_MODULES + ([media_preview_api] if previewer is not None else [])
     if role.is_worker:
         for module in WORKER_API_MODULES:
             router.bind(hs, [e for e in module.ROUTES if e.method == "GET"])
-        for module in WORKER_MEDIA_MODULES:
+        for module in (media_modules if role.serves_media else []) + (
+                FEDERATION_MODULES if main_client is not None else []):
             router.bind(hs, module.ROUTES)
         return hs
-    for module in CLIENT_API_MODULES + ([media_preview_api] if previewer is not None else []):
+    for module in CLIENT_API_MODULES + (media_modules if role.serves_media else []):  # else a media worker's
         router.bind(hs, module.ROUTES)
     return hs
 
@@ -700,7 +733,8 @@ def _build_identity(config, reactor, threads, db, signing_key, transport) -> Ide
 
 
 def _build_transport(config, reactor, threads, db, signing_key, peers: FederationPeers,
-                     audit: AuditLog, publisher: ReplicationPublisher | None) -> FederationTransport:
+                     audit: AuditLog, publisher: ReplicationPublisher | None,
+                     heard_from: Callable[[str], None] | None) -> FederationTransport:
     """Federation keys, the outbound client, the sender and the inbound request authenticator, all under
     ``peers`` (whom we federate with); inbound refusals go to the audit trail."""
     def now_ms() -> int:
@@ -730,8 +764,7 @@ def _build_transport(config, reactor, threads, db, signing_key, peers: Federatio
                               on_queued=publisher.federation_queued if publisher is not None else None)
     authenticator = FederationAuthenticator(
         server_name=config.server_name, keyring=keyring, peers=peers, now_ms=now_ms,
-        on_origin=publisher.heard_from if publisher is not None and not config.worker_role.sends_federation
-        else sender.wake,
+        on_origin=heard_from or sender.wake,  # the process that sends federation stops backing off from it
         on_refused=lambda origin, reason: audit.record("federation_refused", origin, None, origin, {"reason": reason}))
     return FederationTransport(server_keys, keyring, client, sender, authenticator, peers)
 
@@ -800,14 +833,19 @@ def listen(hs: HomeServer) -> list:
         hs.pubsub.subscribe(hs.replication.on_message, hs.replication.on_connected)
     elif hs.pubsub is not None:  # the writer: it answers the workers' hellos
         hs.pubsub.subscribe(hs.replication_publisher.on_message, lambda: None)
-    if role.is_worker:  # the main process runs the background jobs (a federation sender resumes on subscribing)
+    # Pushers, appservice transactions and media jobs run where the configuration says (main by default).
+    if role.sends_appservices:
+        hs.reactor.callWhenRunning(hs.appservice_sender.start)
+    if role.sends_pushes:
+        hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.pushers.start()))
+    if role.is_worker:  # main runs the other background jobs (a federation sender resumes on subscribing)
+        if role.media_jobs:
+            hs.reactor.callWhenRunning(hs.background_jobs.start)  # media retention
         return ports
     hs.reactor.callWhenRunning(hs.traffic.start)
     hs.reactor.callWhenRunning(hs.background_jobs.start)  # retention purge jobs, media retention
     hs.reactor.callWhenRunning(hs.pdu_outbox.catch_up)
     hs.reactor.callWhenRunning(hs.federation.sender.resume)
-    hs.reactor.callWhenRunning(hs.appservice_sender.start)
-    hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.pushers.start()))
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.delayed_events.start()))
     hs.reactor.callWhenRunning(lambda: defer.ensureDeferred(hs.guest_revocations.run(
         lambda room_id, user_id: hs.rooms.set_membership(room_id, user_id, user_id, "leave"))))
@@ -846,6 +884,8 @@ async def shutdown(hs: HomeServer) -> None:
     hs.background_jobs.stop()
     hs.traffic.stop()
     await hs.federation.client.close()
+    if hs.main_client is not None:
+        await hs.main_client.close()
     await hs.appservice_sender.stop()
     await hs.pushers.stop()
     try:

@@ -29,7 +29,7 @@ from federation.rejections import FederationRejections
 from homeserver.events.auth_rules import auth_types_for_event, check_auth, check_auth_events
 from homeserver.events.builder import create_event_id_from_room_id, event_id_list
 from homeserver.events.errors import AuthError
-from homeserver.errors import MatrixError
+from homeserver.errors import MatrixError, Unavailable
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.lru import LruCache
 from homeserver.services.room_events.gate import JoinGate
@@ -111,21 +111,33 @@ class PduReceiver:
         The PDUs of a room are handled parents first, whatever their order in the transaction."""
         results: dict[str, dict] = {}
         encodings = Encodings()
+        batch = self._remote.batch()  # an inbound federation worker's: main persists the messages together
         for version, pdu in await self._transaction_pdus(origin, body.get("pdus") or [], encodings):
             try:
                 if self._acl is not None and not await self._acl(origin, pdu["room_id"]):
                     raise PduRejected("server is denied by the room's server ACL", "server_acl")
-                await self.handle_pdu(origin, version, pdu, encodings=encodings)
+                await self.handle_pdu(origin, version, pdu, encodings=encodings, batch=batch)
                 results[pdu["event_id"]] = {}
             except PduRejected as e:
                 self._rejections.pdu(origin, pdu["event_id"], e.reason, e.kind)
                 # A PDU the auth rules reject was processed (as Synapse, which answers {} for it and stores it
                 # as rejected); one that could not be checked at all (signature, format, ACL, ...) is an error.
                 results[pdu["event_id"]] = {} if e.kind in AUTH_REJECTIONS else {"error": e.reason}
+            except Unavailable:
+                raise  # the whole transaction is answered 503: the origin sends it again
             except Exception as e:
                 logger.exception("Failed to handle PDU %s from %s", pdu.get("event_id"), origin)
                 self._rejections.counter.inc("internal_error")
                 results[pdu["event_id"]] = {"error": f"internal error: {e}"}
+        if batch is not None:
+            try:
+                await batch.flush()
+            except Unavailable:
+                raise
+            except Exception:
+                logger.exception("Failed to persist PDUs from %s", origin)
+            for event_id in batch.failed:
+                results[event_id] = {"error": "internal error: not persisted"}
         for edu in body.get("edus") or []:
             await self._dispatch_edu(origin, edu)
         return {"pdus": results}
@@ -159,17 +171,23 @@ class PduReceiver:
             return
         try:
             await handler(origin, edu["content"])
+        except Unavailable:
+            raise
         except Exception:
             logger.exception("EDU %s from %s failed", edu.get("edu_type"), origin)
 
     # -- one PDU ---------------------------------------------------------------------------------
     async def handle_pdu(self, origin: str, version: RoomVersion, pdu: dict, *, pulled: bool = False,
-                         encodings: Encodings | None = None) -> None:
+                         encodings: Encodings | None = None, batch=None) -> None:
         """Check and store one PDU. ``pulled``: it came from /get_missing_events (or a send_join), so the state
         after a prev event we lack is asked with /state_ids; else (pushed to us) the gap is fetched with
-        /get_missing_events, and a prev event still missing then rejects the event."""
+        /get_missing_events, and a prev event still missing then rejects the event. ``batch``: the
+        transaction's PersistBatch (an inbound federation worker's), else None."""
         room_id = pdu["room_id"]
         await self._join_gate.settled(room_id)  # a join of ours still completing decides the state before it
+        pending = batch.pending if batch is not None else {}
+        if pdu["event_id"] in pending:
+            return
         known = await self._heads.get_event(pdu["event_id"])
         if known is not None and not _without_state(known):
             return
@@ -183,7 +201,7 @@ class PduReceiver:
         pdu = accepted[0]
         # The state before it first (its prev events fetched, as Synapse): even a rejected event has one, the
         # state after it for a later event that names it as a prev event.
-        state_before, group = await self._state_before(origin, version, pdu, pulled)
+        state_before, group = await self._state_before(origin, version, pdu, pulled, pending)
         auth_events = await self._auth_events(origin, version, pdu, (state_before, group))
         create = await self._create_pdu(version, room_id)
         try:
@@ -213,9 +231,12 @@ class PduReceiver:
                 soft_failed, why = True, "no signature of the room's policy server"
         if soft_failed:
             self._rejections.soft_failed(origin, pdu["event_id"], why)
-        await self._remote.persist_external(room_id, version, [ExternalEvent(
-            pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
-            encoded=encoded)])
+        item = ExternalEvent(pdu, state_before=state_before, state_before_group=group, soft_failed=soft_failed,
+                             encoded=encoded)
+        if batch is not None:
+            await batch.persist(room_id, version, pdu["event_id"], item)
+        else:
+            await self._remote.persist_external(room_id, version, [item])
 
     async def _reject(self, pdu: dict, reason: str, kind: str, state: tuple[dict, int | None]) -> None:
         """Remember that the auth rules rejected ``pdu`` with ``state``, the state before it (by key, and its
@@ -379,22 +400,23 @@ class PduReceiver:
         if missing:
             await self.fetch_outliers(origin, version, room_id, missing)
 
-    async def _prev_events(self, prev_ids: list[str]) -> tuple[dict, dict, list[str]]:
-        """The prev events we hold with their state, those we rejected (as :meth:`RejectedEventStore.get`),
-        and the ids of the others (missing, or held without state)."""
-        prevs = await self._heads.get_events(prev_ids)
+    async def _prev_events(self, prev_ids: list[str], pending: dict) -> tuple[dict, dict, list[str]]:
+        """The prev events we hold with their state (``pending``: checked and not yet persisted, by id), those
+        we rejected (as :meth:`RejectedEventStore.get`), and the ids of the others (missing, or held without
+        state)."""
+        prevs = await self._heads.events_incl_pending(prev_ids, pending)
         rejected = await self._rejected.get(p for p in prev_ids if p not in prevs)
         missing = [p for p in prev_ids if p not in rejected and (p not in prevs or _without_state(prevs[p]))]
         return prevs, rejected, missing
 
     async def _state_before(self, origin: str, version: RoomVersion, pdu: dict,
-                            pulled: bool) -> tuple[dict, int | None]:
+                            pulled: bool, pending: dict) -> tuple[dict, int | None]:
         """State before the event: the resolution of the state after each prev event."""
         prev_ids = event_id_list(pdu.get("prev_events", []))
-        prevs, rejected, missing = await self._prev_events(prev_ids)
+        prevs, rejected, missing = await self._prev_events(prev_ids, pending)
         if missing and not pulled:
             await self._fetch_missing(origin, version, pdu)
-            prevs, rejected, missing = await self._prev_events(prev_ids)
+            prevs, rejected, missing = await self._prev_events(prev_ids, pending)
             if missing:  # pushed to us: the sender holds them, and would not give them (Synapse rejects it so)
                 raise PduRejected(f"its prev events {', '.join(missing)[:300]} are missing, and "
                                   f"/get_missing_events did not give them", "missing_prev")

@@ -673,10 +673,12 @@ KEYS: tuple[Key, ...] = (
         sample=lambda ctx: ["id.example.org"], commented=True),
     Key("worker_app", "worker_app", None, _WORKERS,
         "Unset (or synapse.app.homeserver): the main process, which writes every stream.\n"
-        "synapse.app.generic_worker: a worker serving the reads its worker_listeners\n"
-        "route to it (/sync, client reads), or sending federation when\n"
-        "federation_sender_instances names it; synapse.app.federation_sender: a\n"
-        "federation sender. Workers need PostgreSQL and redis.enabled.",
+        "synapse.app.generic_worker: a worker serving what its worker_listeners name\n"
+        "(client reads and /sync, federation, media), and sending federation, pushes or\n"
+        "appservice transactions when federation_sender_instances, pusher_instances or\n"
+        "notify_appservices_from_worker names it; synapse.app.federation_sender,\n"
+        "media_repository, pusher, appservice: those roles. Workers need PostgreSQL\n"
+        "and redis.enabled (docs/workers.md).",
         sample=lambda ctx: "synapse.app.generic_worker", commented=True),
     Key("worker_name", "str", None, _WORKERS,
         "This worker's instance name (unique; required for a worker).",
@@ -687,8 +689,8 @@ KEYS: tuple[Key, ...] = (
         sample=lambda ctx: [{"port": 8083, "bind_addresses": ["127.0.0.1"], "type": "http",
                              "resources": [{"names": ["client"]}]}], commented=True),
     Key("instance_map", "instance_map", None, _WORKERS,
-        "Where each process listens ({name: {host, port}}, main included): the\n"
-        "deployment's description (Hexagone's processes talk over Redis, not HTTP).",
+        "Where each process listens ({name: {host, port}}, main included); workers\n"
+        "reach main's replication listener at main's entry (other news go over Redis).",
         sample=lambda ctx: {"main": {"host": "127.0.0.1", "port": 8008}}, commented=True),
     Key("stream_writers", "stream_writers", None, _WORKERS,
         "The writer of each stream: main only (any other instance is refused).",
@@ -698,6 +700,25 @@ KEYS: tuple[Key, ...] = (
         "sender worker does)."),
     Key("federation_sender_instances", "str_list", (), _WORKERS,
         "The worker that sends the federation queue (at most one); main then does not."),
+    Key("worker_replication_secret", "secret", None, _WORKERS,
+        "The secret workers send main's replication listener (a listener naming the\n"
+        "replication resource, at instance_map.main): an inbound federation worker\n"
+        "has main persist the events it received through it. Required for that.",
+        secret=True, sample=lambda ctx: ctx.secret(), commented=True),
+    Key("enable_media_repo", "bool", True, _WORKERS,
+        "false: this process serves no media (uploads, downloads, thumbnails, media\n"
+        "admin APIs); set it on main when a media worker (enable_media_repo: true in\n"
+        "its own file, or worker_app: synapse.app.media_repository) serves them."),
+    Key("media_instance_running_background_jobs", "str", None, _WORKERS,
+        "The instance that runs the media background jobs (media retention); main\n"
+        "when unset.", sample=lambda ctx: "media1", commented=True),
+    Key("pusher_instances", "str_list", (), _WORKERS,
+        "The worker that sends push notifications (at most one); main then does not."),
+    Key("start_pushers", "bool", True, _WORKERS,
+        "false: main sends no push notifications (pusher_instances names who does)."),
+    Key("notify_appservices_from_worker", "str", None, _WORKERS,
+        "The worker that sends the application services their transactions; main\n"
+        "then does not.", sample=lambda ctx: "as1", commented=True),
     Key("redis.enabled", "bool", False, _WORKERS,
         "Tell the other processes of this one's writes over Redis pub/sub (required\n"
         "with workers, on every process)."),

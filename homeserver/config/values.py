@@ -256,8 +256,9 @@ def check_int(value: Any, path: str, lo: int | None, hi: int | None) -> int:
 
 
 # Listener resource names.
-IMPLEMENTED_RESOURCES = frozenset({"client", "federation", "keys", "media", "openid", "static", "health", "metrics"})
-SYNAPSE_RESOURCES = frozenset({"consent", "replication"})  # known to Synapse, not served here
+IMPLEMENTED_RESOURCES = frozenset({"client", "federation", "keys", "media", "openid", "static", "health", "metrics",
+                                   "replication"})
+SYNAPSE_RESOURCES = frozenset({"consent"})  # known to Synapse, not served here
 _IMPLIED_RESOURCES = {
     "client": ("media", "static"),
     "federation": ("media", "keys", "openid"),

@@ -1,8 +1,10 @@
 """Worker keys (Synapse's "Workers" configuration): which process this is and what it runs.
 
 Hexagone's processes share one PostgreSQL database and tell each other of their writes over
-Redis pub/sub (``homeserver/services/replication.py``). Every stream has one writer, the main
-process; workers serve reads (``/sync``, client reads) or send the federation queue.
+Redis pub/sub (``homeserver/replication/``). Every stream has one writer, the main process;
+workers serve reads (``/sync``, client reads), inbound federation (the events they receive are
+persisted by main, over its replication listener), media, or send the federation queue, the
+push notifications or the application services' transactions.
 
 Pure: reads the values the table's parsers produced and derives the role, or refuses.
 """
@@ -16,7 +18,7 @@ from homeserver.config.values import ConfigError
 MAIN = "main"  # the main process's instance name (Synapse's)
 MAIN_APPS = (None, "synapse.app.homeserver", "hexagone.main")
 WORKER_APPS = ("synapse.app.generic_worker", "synapse.app.federation_sender", "synapse.app.client_reader",
-               "hexagone.worker")
+               "synapse.app.media_repository", "synapse.app.pusher", "synapse.app.appservice", "hexagone.worker")
 # Synapse's stream names; Hexagone's writer of each is the main process.
 STREAMS = ("events", "typing", "to_device", "account_data", "receipts", "presence", "push_rules",
            "device_lists", "un_partial_stated_event")
@@ -30,6 +32,10 @@ class WorkerRole:
     is_worker: bool
     sends_federation: bool  # transmits the federation queue
     replicated: bool  # talks to the other processes over Redis
+    serves_media: bool = True  # binds the media routes (enable_media_repo)
+    media_jobs: bool = True  # runs the media background jobs (media_instance_running_background_jobs)
+    sends_pushes: bool = True  # runs the pushers (pusher_instances, start_pushers)
+    sends_appservices: bool = True  # sends the appservice transactions (notify_appservices_from_worker)
 
 
 SINGLE_PROCESS = WorkerRole(instance=MAIN, is_worker=False, sends_federation=True, replicated=False)
@@ -69,27 +75,39 @@ def parse_stream_writers(value: dict, path: str) -> dict[str, list[str]]:
     return result
 
 
+def _one_instance(names: list[str], key: str) -> None:
+    if len(names) > 1:
+        raise ConfigError(f"{key}: Hexagone runs one such worker; sharding over several is not implemented")
+
+
 def worker_role(v: dict) -> WorkerRole:
     """The role of this process, after the rules spanning the worker keys (else ConfigError)."""
     app, name, senders = v["worker_app"], v["worker_name"], v["federation_sender_instances"]
+    pushers, appservices = v["pusher_instances"], v["notify_appservices_from_worker"]
     is_worker = app in WORKER_APPS
     if is_worker and not name:
         raise ConfigError(f"worker_name: required with worker_app: {app}")
     if not is_worker and name not in (None, MAIN):
         raise ConfigError("worker_name: set without a worker_app naming a worker (e.g. synapse.app.generic_worker)")
-    if len(senders) > 1:
-        raise ConfigError("federation_sender_instances: Hexagone runs one federation sender; "
-                          "sharding the queue over several is not implemented")
+    _one_instance(senders, "federation_sender_instances")
+    _one_instance(pushers, "pusher_instances")
     if app == "synapse.app.federation_sender" and senders and senders != [name]:
         raise ConfigError(f"federation_sender_instances: names {senders[0]}, not this federation sender {name}")
     instance = name if is_worker else MAIN
     main_sends = v["send_federation"] and not senders
     sends = (not is_worker and main_sends) or (is_worker and (
         name in senders or app == "synapse.app.federation_sender"))
-    replicated = is_worker or not main_sends or v["redis_enabled"]
+    main_pushes = v["start_pushers"] and not pushers
+    pushes = (not is_worker and main_pushes) or (is_worker and (name in pushers or app == "synapse.app.pusher"))
+    main_notifies = appservices in (None, MAIN)
+    notifies = (not is_worker and main_notifies) or (is_worker and (
+        appservices == name or app == "synapse.app.appservice"))
+    media_jobs = instance == (v["media_instance_running_background_jobs"] or MAIN)
+    serves_media = v["enable_media_repo"] or app == "synapse.app.media_repository"
+    replicated = is_worker or not main_sends or not main_pushes or not main_notifies or v["redis_enabled"]
     if replicated:
         if not v["redis_enabled"]:
-            why = "workers" if is_worker else "a federation sender worker"
+            why = "workers" if is_worker else "a federation, push or appservice sender worker"
             raise ConfigError(f"redis.enabled: must be true with {why} (processes tell each other of their "
                               "writes over Redis)")
         if v["database"].engine != "postgresql":
@@ -97,4 +115,10 @@ def worker_role(v: dict) -> WorkerRole:
                               "one process's database")
     if is_worker and v["instance_map"] and MAIN not in v["instance_map"]:
         raise ConfigError("instance_map: must name main when it names workers")
-    return WorkerRole(instance=instance, is_worker=is_worker, sends_federation=sends, replicated=replicated)
+    if is_worker and any("federation" in listener.resources for listener in v["worker_listeners"]) and (
+            not v["instance_map"] or MAIN not in v["instance_map"] or not v["worker_replication_secret"]):
+        raise ConfigError("worker_listeners: a worker serving federation needs instance_map.main (main's "
+                          "replication listener) and worker_replication_secret: main persists the events it receives")
+    return WorkerRole(instance=instance, is_worker=is_worker, sends_federation=sends, replicated=replicated,
+                      serves_media=serves_media, media_jobs=media_jobs, sends_pushes=pushes,
+                      sends_appservices=notifies)

@@ -43,6 +43,7 @@ RESOURCE_PREFIXES: dict[str, tuple[str, ...]] = {
     "static": ("/_matrix/static/",),
     "health": ("/health",),
     "metrics": ("/_synapse/metrics",),
+    "replication": ("/_synapse/replication/",),  # main's, for its workers (docs/workers.md)
 }
 ALWAYS_SERVED = ("/health",)
 LOOPBACK = ("127.0.0.0/8", "::1/128")

@@ -173,7 +173,9 @@ class AppServiceSender:
 
     def __init__(self, *, registrations: tuple[Registration, ...], client: AppServiceClient,
                  store: AppServiceStore, event_store, directory_store, serializer, device_list_store,
-                 device_list_stream, e2e_store, accounts, reactor, start_position: int):
+                 device_list_stream, e2e_store, accounts, reactor, start_position: int, on_queued=None):
+        """``on_queued(position)``: ephemeral events were queued up to ``position`` (main tells the
+        appservice worker, ``notify_appservices_from_worker``, which sends them)."""
         self.reactor, self.store, self._client = reactor, store, client
         self._event_store, self._directory_store = event_store, directory_store
         self._serializer = serializer
@@ -185,6 +187,8 @@ class AppServiceSender:
         self._ephemeral_todo: list[tuple[str, Any]] = []
         self._draining: defer.Deferred | None = None
         self._typers_sent: dict[str, tuple] = {}  # room -> the typers last queued (rooms with typers only)
+        self._on_queued = on_queued
+        self._device_lists_seen = device_list_stream.current()
 
     def start(self) -> None:
         for sender in self._senders.values():
@@ -209,6 +213,20 @@ class AppServiceSender:
         self.upto = max([self.upto] + [e.stream_ordering for e in events if not e.outlier])
         for sender in self._senders.values():
             sender.wake()
+
+    def replicated(self, *, events: int | None = None, ephemeral: int | None = None) -> None:
+        """The appservice worker's: main's room events (``notify``) or ephemeral queue moved on; wake the
+        loops when there is anything new (device lists included, whose stream the follower moved)."""
+        moved = False
+        if events is not None and events > self.upto:
+            self.upto, moved = events, True
+        if ephemeral is not None and ephemeral > self._ephemeral_ids:
+            self._ephemeral_ids, moved = ephemeral, True
+        if self._device_list_stream.current() > self._device_lists_seen:
+            self._device_lists_seen, moved = self._device_list_stream.current(), True
+        if moved:
+            for sender in self._senders.values():
+                sender.wake()
 
     async def on_device_updates(self, user_id: str, updates) -> None:
         """Device list listener (MSC3202): wake the appservices that want device list changes."""
@@ -346,6 +364,8 @@ class AppServiceSender:
                 await self.store.enqueue_ephemeral(rows)
                 for sender in woken:
                     sender.wake()
+                if rows and self._on_queued is not None:
+                    self._on_queued(self._ephemeral_ids)
         finally:
             self._draining = None
 

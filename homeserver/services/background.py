@@ -136,6 +136,7 @@ class BackgroundJobs:
         self.enabled = enabled
 
     def start(self) -> None:
+        logger.info("Periodic jobs run by this process: %s", ", ".join(j.name for j in self.jobs) or "none")
         for job in self.jobs:
             loop = task.LoopingCall(lambda job=job: defer.ensureDeferred(self._run(job, periodic=True)))
             loop.clock = self.clock

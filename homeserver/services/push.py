@@ -48,7 +48,7 @@ class StagedActions:
     rows, every action being in exactly one of the two.
     """
 
-    def __init__(self, store: PushStore, clock, written_upto: int):
+    def __init__(self, store: PushStore, clock, written_upto: int, on_stored: Callable[[int], None] | None = None):
         self._store = store
         self._clock = clock
         self._rows: list[PushAction] = []
@@ -57,10 +57,24 @@ class StagedActions:
         self._writes = 0
         self.max_written = written_upto  # no row above it is in the database (the stream's end at start)
         self._waiters: list[defer.Deferred] = []
+        # Every event up to ``covered`` has its actions here (staged or written), up to ``stored_through``
+        # in the database: what a pusher worker may read (``on_stored`` tells it).
+        self.covered = self.stored_through = self._covered_at_write = written_upto
+        self._on_stored = on_stored
 
-    def add(self, actions: list[PushAction]) -> None:
+    def add(self, actions: list[PushAction], covered: int | None = None) -> None:
         self._rows += actions
+        if covered is not None:
+            self.covered = max(self.covered, covered)
         self._schedule()
+        if not self._rows and not self._writing:
+            self._stored(self.covered)
+
+    def _stored(self, position: int) -> None:
+        if position > self.stored_through:
+            self.stored_through = position
+            if self._on_stored is not None:
+                self._on_stored(position)
 
     def _schedule(self) -> None:
         if self._rows and self._timer is None and not self._writing:
@@ -69,6 +83,7 @@ class StagedActions:
     def _write(self) -> None:
         self._timer = None
         self._writing = True
+        self._covered_at_write = self.covered
         batch = list(self._rows)
         d = defer.ensureDeferred(self._store.add_actions(batch))
         d.addErrback(lambda f: logger.error("Storing %d push actions failed; they are lost: %s", len(batch),
@@ -80,6 +95,7 @@ class StagedActions:
         del self._rows[:count]
         self._writes += 1
         self._writing = False
+        self._stored(self.covered if not self._rows else self._covered_at_write)
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -144,9 +160,11 @@ class PushService:
     token_key = "n"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: PushStore, room_heads: RoomHeads, event_store, account_data, serializer,
-                 read_positions: ReadPositions, server_name: str, clock, memoize: bool = True):
+                 read_positions: ReadPositions, server_name: str, clock, memoize: bool = True,
+                 on_stored: Callable[[int], None] | None = None):
         """``memoize`` False (a worker): rules and counts change in another process, so neither the rulesets
-        nor the last counts are kept."""
+        nor the last counts are kept. ``on_stored(position)``: every event up to it has its push actions
+        in the database (main tells a pusher worker)."""
         self._store = store
         self._heads = room_heads
         self._event_store = event_store
@@ -159,7 +177,9 @@ class PushService:
         self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
         self.work = ListenerWork("Computing push actions")
-        self._staged = StagedActions(store, clock, room_heads.stream.current())
+        self._staged = StagedActions(store, clock, room_heads.stream.current(), on_stored)
+        self._computing: dict[object, int] = {}  # each batch under way -> its lowest stream position
+        self._seen = room_heads.stream.current()  # the highest event position the listener was given
         self._count_memo: LruCache[tuple[str, str], tuple[tuple, int, dict]] = LruCache(
             COUNT_MEMO_SIZE if memoize else 0)
 
@@ -279,13 +299,31 @@ class PushService:
         """Room event listener: compute push actions off the write path; syncs up to them wait for them."""
         events = [e for e in events if not e.outlier]
         if events:
-            self.work.start(self._store_push_actions(events), max(e.stream_ordering for e in events))
+            token = object()
+            self._computing[token] = min(e.stream_ordering for e in events)
+            self._seen = max(self._seen, *(e.stream_ordering for e in events))
+            self.work.start(self._store_push_actions(events, token), max(e.stream_ordering for e in events))
 
-    async def _store_push_actions(self, events: list[StoredEvent]) -> None:
+    async def _store_push_actions(self, events: list[StoredEvent], token: object) -> None:
         actions: list[PushAction] = []
-        for ev in events:
-            actions += await self._actions_for_event(ev)
-        self._staged.add(actions)
+        try:
+            for ev in events:
+                actions += await self._actions_for_event(ev)
+        except Exception:
+            actions = []  # logged by the ListenerWork; these events' actions are lost
+            raise
+        finally:
+            del self._computing[token]
+            self._staged.add(actions, min(self._computing.values()) - 1 if self._computing else self._seen)
+
+    @property
+    def stored_through(self) -> int:
+        """Every event up to this position has its push actions in the database."""
+        return self._staged.stored_through
+
+    def replicated_stored(self, position: int) -> None:
+        """A worker's: main stored every event's push actions up to ``position``."""
+        self._staged.max_written = max(self._staged.max_written, position)
 
     async def flush(self) -> None:
         """Finish computing and write every push action (at shutdown)."""

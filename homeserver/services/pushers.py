@@ -19,6 +19,7 @@ E-mail pushers (kind ``email``) run their own loop on the same base (:mod:`homes
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from twisted.internet import defer, task
@@ -164,7 +165,13 @@ class PusherService:
     """The /pushers API, the room event listener waking the pusher loops, and the loops."""
 
     def __init__(self, *, store: PusherStore, push, room_heads, event_store, client: PushGatewayClient, reactor,
-                 email=None):
+                 email=None, sends: bool = True, replicated: bool = False, on_changed=None):
+        """``sends`` False: another process (``pusher_instances``) runs the loops; this one tells it of the
+        pushers set or removed through ``on_changed(keys)``. ``replicated``: this process is that worker, whose
+        loops move on as main reports the push actions stored (:meth:`push_stored`)."""
+        self._sends = sends
+        self._on_changed = on_changed
+        self._replicated = replicated
         self._store = store
         self._email = email  # EmailNotifier (services/email_notifs.py) when email.enable_notifs; else no email pushers
         self.positions = BatchWriter(store.set_positions)
@@ -178,8 +185,10 @@ class PusherService:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start a loop per stored pusher, each catching up from its stored position."""
-        self.target = self._heads.stream.current()
+        """Start a loop per stored pusher, each catching up from its stored position (on a worker, once main
+        said where the push actions are stored up to)."""
+        if not self._replicated:
+            self.target = self._heads.stream.current()
         for pusher in await self._store.list_pushers():
             if pusher.kind != "email" or self._email is not None:
                 self._run(pusher)
@@ -194,6 +203,10 @@ class PusherService:
         await self.client.close()
 
     def _run(self, pusher: Pusher) -> None:
+        if not self._sends:
+            if self._on_changed is not None:
+                self._on_changed([pusher.key])
+            return
         old = self._loops.pop(pusher.key, None)
         if old is not None:
             old.stop()
@@ -204,6 +217,10 @@ class PusherService:
         loop.start()
 
     def _forget(self, keys) -> None:
+        if not self._sends:
+            if keys and self._on_changed is not None:
+                self._on_changed(keys)
+            return
         for key in keys:
             loop = self._loops.pop(tuple(key), None)
             if loop is not None:
@@ -274,6 +291,28 @@ class PusherService:
             if loop.pusher.user_id == user_id and isinstance(loop, _HttpPusherLoop):
                 loop.badge_due = True
                 loop.wake()
+
+    def push_stored(self, position: int) -> None:
+        """A pusher worker's: main stored the push actions of every event up to ``position``."""
+        if position > self.target:
+            self.target = position
+            for loop in self._loops.values():
+                loop.wake()
+
+    def reload(self, keys) -> None:
+        """A pusher worker's: main set or removed these pushers; stop their loops now (nothing is sent for a
+        removed one after this message), then read them again."""
+        reached = {key: loop.position for key, loop in self._loops.items() if key in keys}
+        self._forget(keys)
+
+        async def read() -> None:
+            for key in keys:
+                stored = await self._store.get_pusher(tuple(key))
+                if stored is not None and (stored.kind != "email" or self._email is not None):
+                    self._run(dataclasses.replace(stored, position=max(stored.position,
+                                                                      reached.get(key, stored.position))))
+        d = defer.ensureDeferred(read())
+        d.addErrback(lambda f: logger.error("Reading pushers %s again failed: %s", keys, f.getTraceback()))
 
     def record_position(self, key: tuple[str, str, str], position: int) -> None:
         """Store a loop's position without waiting: the writes of all loops share transactions."""

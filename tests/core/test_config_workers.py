@@ -43,7 +43,7 @@ def test_federation_sender_and_main_that_does_not_send(cfg_dir):
     ({"federation_sender_instances": ["a", "b"], "database": PG, "redis": REDIS}, "federation_sender_instances:"),
     ({"stream_writers": {"events": ["sync1"]}}, "stream_writers.events:"),
     ({"stream_writers": {"nonsense": ["main"]}}, "stream_writers.nonsense:"),
-    ({"worker_app": "synapse.app.media_repository"}, "worker_app:"),
+    ({"worker_app": "synapse.app.frontend_proxy"}, "worker_app:"),
     ({"worker_name": "w"}, "worker_name:"),
     ({"instance_map": {"main": {"host": "x"}}}, "instance_map.main:"),
     ({"redis": {"enabled": True, "port": 0}}, "redis.port:"),
@@ -64,3 +64,38 @@ def test_a_worker_file_overrides_the_main_file(cfg_dir):
     assert (c.server_name, c.worker_role.instance, c.worker_listeners[0].port) == ("example.org", "sync1", 8083)
     assert c.signing_key_path == str(cfg_dir / "signing.key")  # relative to the first file
     assert c.more_config_paths == (str(cfg_dir / "sync1.yaml"),)
+
+
+def test_pusher_appservice_and_media_roles(cfg_dir):
+    keys = dict(database=PG, redis=REDIS, pusher_instances=["bg1"], notify_appservices_from_worker="bg1",
+                enable_media_repo=False, media_instance_running_background_jobs="media1")
+    main = parse(cfg_dir, **keys).worker_role
+    assert (main.sends_pushes, main.sends_appservices, main.serves_media, main.media_jobs) == (False, False, False,
+                                                                                               False)
+    bg = parse(cfg_dir, worker_app="synapse.app.generic_worker", worker_name="bg1", **keys).worker_role
+    assert (bg.sends_pushes, bg.sends_appservices, bg.serves_media, bg.media_jobs) == (True, True, False, False)
+    media = parse(cfg_dir, worker_app="synapse.app.media_repository", worker_name="media1", **keys).worker_role
+    assert (media.sends_pushes, media.serves_media, media.media_jobs) == (False, True, True)
+    assert not parse(cfg_dir, database=PG, redis=REDIS, start_pushers=False).worker_role.sends_pushes
+    assert parse(cfg_dir).worker_role.sends_pushes and parse(cfg_dir).worker_role.media_jobs
+
+
+@pytest.mark.parametrize("extra,prefix", [
+    ({"pusher_instances": ["bg1"], "database": PG}, "redis.enabled:"),
+    ({"notify_appservices_from_worker": "as1"}, "redis.enabled:"),
+    ({"pusher_instances": ["a", "b"], "database": PG, "redis": REDIS}, "pusher_instances:"),
+    ({"worker_app": "synapse.app.generic_worker", "worker_name": "fedin1", "database": PG, "redis": REDIS,
+      "worker_listeners": [{"port": 8085, "type": "http", "resources": [{"names": ["federation"]}]}]},
+     "worker_listeners:"),
+])
+def test_inconsistent_role_settings_refused(cfg_dir, extra, prefix):
+    refused(cfg_dir, prefix, **extra)
+
+
+def test_an_inbound_federation_worker_with_main_replication_listener(cfg_dir):
+    c = parse(cfg_dir, worker_app="synapse.app.generic_worker", worker_name="fedin1", database=PG, redis=REDIS,
+              worker_replication_secret="s3cret", instance_map={"main": {"host": "127.0.0.1", "port": 9093}},
+              worker_listeners=[{"port": 8085, "type": "http", "resources": [{"names": ["federation"]}]}])
+    assert c.worker_replication_secret == "s3cret" and "federation" in c.worker_listeners[0].resources
+    main = parse(cfg_dir, listeners=[{"port": 9093, "type": "http", "resources": [{"names": ["replication"]}]}])
+    assert "replication" in main.listeners[0].resources

@@ -43,6 +43,10 @@ class RemotePersistence:
         self._listeners = listeners  # called in order with each batch of new events (see server.py)
         self._backfill_floor: int | None = None  # backfilled events count down from below every other
 
+    def batch(self) -> None:
+        """No batching here: each checked event is persisted at once (see ``ForwardedPersistence.batch``)."""
+        return None
+
     async def _head_or_new(self, room_id: str, version: RoomVersion) -> RoomHead:
         """The room's head, recording the room first if this server has never seen it (call under the lock)."""
         head = await self._heads.head(room_id)
