@@ -137,10 +137,10 @@ def test_an_update_after_a_gap_is_fetched_again_then_told(home, hexagone_peer):
     alice = home.process.register()
     bob = RawDevice(hexagone_peer.process.register())
     shared_room(alice, bob.user)
+    since = sync_token(alice)  # before the upload, whose update may be handled at once
     keys = bob.device_keys()
     bob.upload(device_keys=keys)
-    query_until(alice, bob.user_id, lambda f: bob.user.device_id in devices_of(f, bob.user_id), sync_token(alice))
-    since = sync_token(alice)
+    _, since = query_until(alice, bob.user_id, lambda f: bob.user.device_id in devices_of(f, bob.user_id), since)
     ghost = {"user_id": bob.user_id, "device_id": "GHOST", "stream_id": 10 ** 12, "prev_id": [10 ** 12 - 1],
              "keys": {"user_id": bob.user_id, "device_id": "GHOST", "algorithms": [], "keys": {}, "signatures": {}}}
     status, _ = put_transaction(home, hexagone_peer, edus=[{"edu_type": "m.device_list_update", "content": ghost}])
