@@ -280,6 +280,27 @@ class EventStore(Store):
             "SELECT event_id FROM event_txn_ids WHERE room_id = ? AND user_id = ? AND device_id = ? AND txn_id = ?",
             (room_id, user_id, device_id, txn_id)))
 
+    async def get_event_ids_for_txns(self, room_id: str, txns: list[tuple[str, str, str]]
+                                     ) -> dict[tuple[str, str, str], str]:
+        """The events already sent to the room with these (user id, device id, transaction id), in one
+        statement (per 100)."""
+        txns = list(dict.fromkeys(txns))
+        if not txns:
+            return {}
+
+        def txn_fn(t):
+            found = {}
+            for i in range(0, len(txns), 100):
+                chunk = txns[i:i + 100]
+                where = " OR ".join(["(user_id = ? AND device_id = ? AND txn_id = ?)"] * len(chunk))
+                for user_id, device_id, txn_id, event_id in t.select_all(
+                        "SELECT user_id, device_id, txn_id, event_id FROM event_txn_ids"
+                        f" WHERE room_id = ? AND ({where})", (room_id, *[v for key in chunk for v in key])):
+                    found[(user_id, device_id, txn_id)] = event_id
+            return found
+
+        return await self.db.run("get_txns", txn_fn)
+
     async def min_stream_ordering(self) -> int:
         return await self.db.run("min_stream_ordering", lambda t: t.select_value(
             "SELECT MIN(stream_ordering) FROM events", default=0))
@@ -309,7 +330,7 @@ class EventStore(Store):
             self._persist_events_txn(txn, new_events)
             return self._apply_pending_redactions_txn(txn, new_events) if apply_pending_redactions else {}
 
-        return await self.db.run("persist_events", txn_fn)
+        return await self.db.run_ordered("persist_events", txn_fn)  # under the room's lock
 
     def _apply_pending_redactions_txn(self, txn, new_events: list[NewEvent]) -> dict[str, str]:
         """Spec room versions, "Redactions": a redaction waiting for its target applies if the target is in
@@ -386,7 +407,7 @@ class EventStore(Store):
             self._persist_events_txn(txn, [NewEvent(event=event, add_extremity=False)])
             self._update_current_state_txn(txn, event.room_id, {("m.room.member", event.state_key): entry})
 
-        await self.db.run("persist_out_of_band_membership", txn_fn)
+        await self.db.run_ordered("persist_out_of_band_membership", txn_fn)  # under the room's lock
 
     def _update_current_state_txn(self, txn, room_id: str, delta: dict[StateKey, CurrentStateEntry]) -> None:
         txn.executemany("DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
