@@ -181,6 +181,7 @@ STORAGE_DOMAINS = {
     "reports": reports_storage.MIGRATIONS,
     "server_notices": server_notices_storage.MIGRATIONS,
     "session_tokens": session_tokens_storage.MIGRATIONS,
+    "user_directory_search": user_directory_storage.SEARCH_MIGRATIONS,  # after accounts and user_directory
 }
 
 CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api, room_events_api, sync_api, receipts_api,
