@@ -501,9 +501,9 @@ class Database:
             time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
         self.txn_count += 1
         self.round_trips += txn.round_trips + (0 if autocommit else self.engine.transaction_round_trips)
-        logger.debug("Transaction %s: %d statements, %d attempts%s", name, txn.round_trips, attempt,
-                     ", autocommit" if autocommit else "")
         elapsed = (time.monotonic() - start) * 1000
+        logger.debug("Transaction %s: %d statements, %d attempts%s, %.2f ms", name, txn.round_trips, attempt,
+                     ", autocommit" if autocommit else "", elapsed)
         if self._on_transaction is not None:
             self._on_transaction(name, elapsed / 1000)
         if elapsed > 500:

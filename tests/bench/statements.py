@@ -21,7 +21,7 @@ import statistics
 from tests.bench import servers
 from tests.bench.workloads import PASSWORD, ROOM_VERSION
 
-_TXN = re.compile(r"Transaction (\S+): (\d+) statements, \d+ attempts(, autocommit)?")
+_TXN = re.compile(r"Transaction (\S+): (\d+) statements, \d+ attempts(, autocommit)?(?:, ([\d.]+) ms)?")
 _LINE = re.compile(r"(GET|PUT|POST) (\S+): (\d+) database transactions, (\d+) round trips")
 KINDS = {"send": re.compile(r"PUT /_matrix/client/v3/rooms/[^/]+/send/"),
          "join": re.compile(r"POST /_matrix/client/v3/join/"),
@@ -58,7 +58,8 @@ def _counts(log_path: str) -> tuple[dict[str, list[tuple[int, int, int]]], dict[
         for line in f:
             t = _TXN.search(line)
             if t is not None:
-                since_last.append(f"{t.group(1)} ({t.group(2)}{', a' if t.group(3) else ''})")
+                since_last.append(f"{t.group(1)} ({t.group(2)}{', a' if t.group(3) else ''}"
+                                  f"{f', {t.group(4)} ms' if t.group(4) else ''})")
                 statements += int(t.group(2))
             m = _LINE.search(line)
             if m is None:
