@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 from homeserver.storage.database import Store
-from homeserver.storage.user_directory import reindex_users_txn
+from homeserver.storage.user_directory import index_new_user_txn, reindex_users_txn
 
 
 def token_hash(token: str) -> str:
@@ -86,7 +86,7 @@ class AccountStore(Store):
             txn.execute("INSERT INTO users (user_id, password_hash, admin, is_guest, creation_ts) "
                         "VALUES (?, ?, ?, ?, ?)", (user_id, password_hash, int(admin), int(guest), now_ms))
             txn.execute("INSERT INTO profiles (user_id, displayname) VALUES (?, ?)", (user_id, displayname))
-            reindex_users_txn(txn, [user_id])
+            index_new_user_txn(txn, user_id, displayname)
             return True
 
         return await self.db.run("create_user", txn_fn)

@@ -54,6 +54,13 @@ def words_of(text: str | None) -> list[str]:
     return _WORD.findall(text.casefold()) if text else []
 
 
+def index_new_user_txn(txn, user_id: str, display_name: str | None) -> None:
+    """The words of a user just created (nothing to read or replace: concurrent registrations only insert,
+    and so never fail to serialize against each other here)."""
+    txn.insert_rows("user_directory_words", ("word", "user_id"),
+                    [(word, user_id) for word in set(words_of(user_id)) | set(words_of(display_name))])
+
+
 def reindex_users_txn(txn, user_ids: list[str]) -> None:
     """Rewrite the words of these users from their ids and their names as stored now."""
     for i in range(0, len(user_ids), 500):

@@ -563,3 +563,16 @@ def test_user_directory_index_follows_renames_and_deactivation(homeserver_factor
     loner.ok("POST", "/account/deactivate", {"auth": {"type": "m.login.password", "user": loner.user_id,
                                                        "password": loner.password}})
     assert found(searcher, new) == []
+
+
+def test_first_sync_shows_own_presence_and_peers_see_it_after(homeserver):
+    """/sync sets the user online in memory and writes it in the background (services/presence.py
+    user_syncing): the first initial sync already shows the user online, and a room peer's next syncs do."""
+    alice, bob = homeserver.register(), homeserver.register()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    since = alice.sync(set_presence="offline")["next_batch"]
+    first = bob.sync()
+    assert presence_of(first, bob.user_id)["presence"] == "online"
+    seen = alice.sync_until(lambda r: (presence_of(r, bob.user_id) or {}).get("presence") == "online", since)
+    assert seen
