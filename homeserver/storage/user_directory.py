@@ -47,6 +47,7 @@ SEARCH_MIGRATIONS = [
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _AFTER_EVERY_WORD = "\U0010ffff"  # the highest code point: word < prefix + this for every word starting prefix
+RANGE_COUNT_CAP = 1000  # index entries counted at most per word of a search, to find its rarest
 
 
 def words_of(text: str | None) -> list[str]:
@@ -116,29 +117,33 @@ class UserDirectoryStore(Store):
         a word (of their id or a name they had) that starts with it; each user once.
 
         Words are casefolded (:func:`words_of`); the caller checks the current names. Local users' names come
-        from their profile, other users' from their latest member event. The words are looked up in the
-        index; who may see whom is checked on the users having them all.
+        from their profile, other users' from their latest member event. The users of the rarest word come
+        from the index; the other words, and who may see whom, are checked on them only.
         """
         words = sorted(set(words))
+        if len(words) > 1:  # the rarest word first (counted up to RANGE_COUNT_CAP): the fewest users to check
+            counts = await self.db.run("user_directory_word_counts", lambda t: t.select_one("SELECT " + ", ".join(
+                f"(SELECT COUNT(*) FROM (SELECT 1 FROM user_directory_words WHERE word >= ? AND word < ?"
+                f" LIMIT {RANGE_COUNT_CAP}) n{i})" for i in range(len(words))),
+                [bound for word in words for bound in (word, word + _AFTER_EVERY_WORD)]))
+            words = [w for _, w in sorted(zip(counts, words))]
         name = "COALESCE(p.displayname, d.display_name)"
-        # One word: its users straight from the index range (the LIMIT stops the scan early). Several: the users
-        # in every word's range, each range read once from the index (INTERSECT), never one check per user.
-        matching = " INTERSECT ".join(["SELECT user_id FROM user_directory_words WHERE word >= ? AND word < ?"]
-                                      * len(words))
+        others = "".join(" AND EXISTS (SELECT 1 FROM user_directory_words x WHERE x.user_id = w.user_id"
+                         " AND x.word >= ? AND x.word < ?)" for _ in words[1:])
         visible = ["u.user_id IS NOT NULL"] if all_local else []  # first: no subquery for a local user
         visible += [f"EXISTS ({_SHARING} AND b.state_key = w.user_id)",
                     f"EXISTS ({_IN_PUBLIC_ROOMS} AND c.state_key = w.user_id)"]
         sql = (f"SELECT w.user_id, {name}, COALESCE(p.avatar_url, d.avatar_url)"
-               f" FROM ({matching}) w"
+               " FROM user_directory_words w"
                " LEFT JOIN profiles p ON p.user_id = w.user_id"
                " LEFT JOIN user_directory_profiles d ON d.user_id = w.user_id"
                " LEFT JOIN users u ON u.user_id = w.user_id"
-               " WHERE (u.deactivated IS NULL OR u.deactivated = 0)"
-               f" AND ({' OR '.join(visible)}) LIMIT ?")
+               " WHERE w.word >= ? AND w.word < ? AND (u.deactivated IS NULL OR u.deactivated = 0)"
+               f"{others} AND ({' OR '.join(visible)}) LIMIT ?")
         args: list = [bound for word in words for bound in (word, word + _AFTER_EVERY_WORD)]
         args += [searcher, limit]
         rows = await self.db.run("user_directory_search", lambda t: t.select_all(sql, args))
         found: dict[str, tuple[str, str | None, str | None]] = {}
-        for row in rows:  # one word: a user twice when two of their words start with it
+        for row in rows:  # a user twice when two of their words start with the first word
             found.setdefault(row[0], (row[0], row[1], row[2]))
         return list(found.values())
