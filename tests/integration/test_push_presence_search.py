@@ -566,8 +566,8 @@ def test_user_directory_index_follows_renames_and_deactivation(homeserver_factor
 
 
 def test_first_sync_shows_own_presence_and_peers_see_it_after(homeserver):
-    """/sync sets the user online in memory and writes it in the background (services/presence.py
-    user_syncing): the first initial sync already shows the user online, and a room peer's next syncs do."""
+    """/sync sets the user online (services/presence.py user_syncing; the initial sync reads states from memory
+    first): the first initial sync already shows the user online, and a room peer's next syncs do."""
     alice, bob = homeserver.register(), homeserver.register()
     room = alice.create_room(preset="public_chat")
     bob.join(room)
