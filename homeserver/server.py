@@ -205,6 +205,7 @@ STORAGE_DOMAINS = {
     "session_tokens": session_tokens_storage.MIGRATIONS,
     "sso": sso_storage.MIGRATIONS,
     "rejected_events": rejected_events_storage.MIGRATIONS,
+    "user_directory_search": user_directory_storage.SEARCH_MIGRATIONS,  # after accounts and user_directory
 }
 
 CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api, room_events_api, sync_api, receipts_api,

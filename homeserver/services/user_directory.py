@@ -3,24 +3,17 @@
 The directory is kept up to date from room events: member events give
 display names, join rules and history visibility tell which rooms are public.
 A search term matches a user when each of its words starts a word of their
-user id or display name, case-insensitively.
+user id or display name, case-insensitively (the words, ``words_of``, are indexed by the store).
 """
 
 from __future__ import annotations
 
-import re
-
 from homeserver.services.background import ListenerWork
-from homeserver.storage.user_directory import UserDirectoryStore
+from homeserver.storage.user_directory import UserDirectoryStore, words_of
 from homeserver.services.room_events.heads import RoomHeads
 
 MAX_LIMIT = 50          # as Synapse
 CANDIDATES_PER_RESULT = 20
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def words_of(text: str | None) -> list[str]:
-    return _WORD.findall(text.casefold()) if text else []
 
 
 def matches(term_words: list[str], user_id: str, display_name: str | None) -> bool:

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 
 from homeserver.storage.database import Store
+from homeserver.storage.user_directory import index_new_user_txn, reindex_users_txn
 
 
 def token_hash(token: str) -> str:
@@ -85,6 +86,7 @@ class AccountStore(Store):
             txn.execute("INSERT INTO users (user_id, password_hash, admin, is_guest, creation_ts) "
                         "VALUES (?, ?, ?, ?, ?)", (user_id, password_hash, int(admin), int(guest), now_ms))
             txn.execute("INSERT INTO profiles (user_id, displayname) VALUES (?, ?)", (user_id, displayname))
+            index_new_user_txn(txn, user_id, displayname)
             return True
 
         return await self.db.run("create_user", txn_fn)
@@ -146,6 +148,7 @@ class AccountStore(Store):
         def txn_fn(txn):
             txn.execute("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?", (user_id,))
             txn.execute("UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = ?", (user_id,))
+            reindex_users_txn(txn, [user_id])
             return _delete_devices_txn(txn, user_id, except_device=None)
 
         return await self.db.run("deactivate", txn_fn)
@@ -244,8 +247,13 @@ class AccountStore(Store):
 
     async def set_profile_field(self, user_id: str, field: str, value: str | None) -> None:
         assert field in ("displayname", "avatar_url")
-        await self.db.run("set_profile_field", lambda t: t.execute(
-            f"UPDATE profiles SET {field} = ? WHERE user_id = ?", (value, user_id)))
+
+        def txn_fn(txn):
+            txn.execute(f"UPDATE profiles SET {field} = ? WHERE user_id = ?", (value, user_id))
+            if field == "displayname":
+                reindex_users_txn(txn, [user_id])
+
+        await self.db.run("set_profile_field", txn_fn)
 
     # -- registration tokens -----------------------------------------------------
     async def use_registration_token(self, token: str, now_ms: int) -> bool:

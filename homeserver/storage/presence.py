@@ -68,10 +68,13 @@ class PresenceStore(Store):
         return [_row(r) for r in rows]
 
     async def put(self, row: PresenceRow, stream_id: int) -> None:
+        """Store the user's state at ``stream_id``, unless a later one (higher position) is stored already:
+        two changes of one user may commit in either order."""
         def txn_fn(txn):
-            txn.execute("DELETE FROM presence WHERE user_id = ?", (row.user_id,))
-            txn.execute(f"INSERT INTO presence ({_COLUMNS}, stream_id) VALUES (?, ?, ?, ?, ?, ?)",
+            txn.execute("DELETE FROM presence WHERE user_id = ? AND stream_id < ?", (row.user_id, stream_id))
+            txn.execute(f"INSERT INTO presence ({_COLUMNS}, stream_id) SELECT ?, ?, ?, ?, ?, ?"
+                        " WHERE NOT EXISTS (SELECT 1 FROM presence WHERE user_id = ?)",
                         (row.user_id, row.state, row.status_msg, row.last_active_ts, int(row.currently_active),
-                         stream_id))
+                         stream_id, row.user_id))
 
         await self.db.run("put_presence", txn_fn)

@@ -13,6 +13,9 @@ for every point; peak RSS reset before each point):
   directory lists the searched user).
 - ``messages``: a room with N messages: /messages paged backwards 100 at a time to the room's creation (median
   page, and the whole walk).
+- ``directory``: N users registered (the bulk path: 16 connections registering one user after another, no
+  room joined: both servers run with ``user_directory.search_all_users``): user directory search for one of
+  them by a word of their id (median of 5), and for a word all of them share (a full page of 10, median of 5).
 
 Both servers get ``bcrypt_rounds: 4`` (thousands of setup users) and the suite's raised rate limits; every
 failed request, a /sync lacking a room, or a walk short of the history counts as an error and the point shows
@@ -31,21 +34,25 @@ import time
 
 from tests.bench import servers
 from tests.bench.client import MatrixClient
-from tests.bench.workloads import HIGHER, LOWER, Bench, Outcome, bounded, deliveries, public_room
+from tests.bench.workloads import HIGHER, LOWER, PASSWORD, Bench, Outcome, bounded, deliveries, public_room
 
 GROWTH_CONFIG = {"bcrypt_rounds": servers.PAIR_BCRYPT_ROUNDS,
-                 "rc_user_directory": {"per_second": 10000, "burst_count": 10000}}
+                 "rc_user_directory": {"per_second": 10000, "burst_count": 10000},
+                 "user_directory": {"enabled": True, "search_all_users": True}}
 SETUP_CONCURRENCY = 8
+BULK_CONCURRENCY = 16  # connections registering the users of the directory curve
 PAGE = 100
 DIRECTORY_WAIT_S = 60.0
-SIZES = {"sync": [20, 200, 1000], "room": [50, 1000], "messages": [10000]}
-QUICK = {"sync": [2, 6], "room": [3, 8], "messages": [150]}
+SIZES = {"sync": [20, 200, 1000], "room": [50, 1000], "messages": [10000], "directory": [1000, 10000]}
+QUICK = {"sync": [2, 6], "room": [3, 8], "messages": [150], "directory": [5, 20]}
 PLOTTED = {  # curve -> the figures drawn (one PNG per curve, one panel per figure)
     "sync": ["initial sync", "incremental sync", "peak RSS"],
     "room": ["send latency", "send-to-receive", "user directory search", "peak RSS"],
     "messages": ["/messages page", "peak RSS"],
+    "directory": ["search for one user", "search for a shared word", "peak RSS"],
 }
-X_LABELS = {"sync": "rooms the user is in", "room": "members of the room", "messages": "messages in the room"}
+X_LABELS = {"sync": "rooms the user is in", "room": "members of the room", "messages": "messages in the room",
+            "directory": "users on the server"}
 
 
 async def _split(clients: list[MatrixClient], items: list, call) -> list:
@@ -138,7 +145,43 @@ async def messages_point(bench: Bench, out: Outcome, history: int) -> None:
     out.add("events per second paged", "events/s", HIGHER, history / walk)
 
 
-POINTS = {"sync": sync_point, "room": room_point, "messages": messages_point}
+async def _register_again(client: MatrixClient, name: str) -> None:
+    """Register another user on this connection (no access token: /register refuses one)."""
+    client.access_token = None
+    await client.register(name, PASSWORD)
+
+
+async def directory_point(bench: Bench, out: Outcome, users: int) -> None:
+    """``users`` users on the server (registered in bulk, in no room): user directory search for one of them,
+    and for the word they all share."""
+    searcher = await bench.user()
+    shared = f"{bench.prefix}dir"
+    names = [f"{shared}-{i}" for i in range(users)]
+    registrars = [bench.client() for _ in range(BULK_CONCURRENCY)]
+    await _split(registrars, names, lambda c, name: _register_again(c, name))
+    target = names[users // 2]
+    target_id = f"@{target}:{bench.server.server_name}"
+    deadline = time.monotonic() + DIRECTORY_WAIT_S
+    while not await _finds(searcher, target, target_id):  # Synapse adds new users in the background
+        if time.monotonic() > deadline:
+            out.fail(f"the user directory never listed {target_id}")
+            return
+        await asyncio.sleep(0.2)
+    for _ in range(5):
+        reply = await out.timed("one", searcher.search_users(target))
+        if reply is not None and not any(r.get("user_id") == target_id for r in reply.json.get("results", [])):
+            out.fail(f"a search for {target} did not find {target_id}")
+    for _ in range(5):
+        reply = await out.timed("shared", searcher.search_users(shared))
+        if reply is not None and len(reply.json.get("results", [])) != min(10, users):
+            out.fail(f"a search for {shared} found {len(reply.json.get('results', []))} of {users} users")
+    if out.errors:
+        return
+    out.add("search for one user", "ms", LOWER, statistics.median(out.samples["one"]))
+    out.add("search for a shared word", "ms", LOWER, statistics.median(out.samples["shared"]))
+
+
+POINTS = {"sync": sync_point, "room": room_point, "messages": messages_point, "directory": directory_point}
 
 
 async def _point(curve: str, server: servers.RunningServer, size: int) -> Outcome:
@@ -258,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sync-rooms", type=_sizes, help=f"rooms of the sync curve (default {SIZES['sync']})")
     p.add_argument("--room-members", type=_sizes, help=f"members of the room curve (default {SIZES['room']})")
     p.add_argument("--history", type=_sizes, help=f"messages of the messages curve (default {SIZES['messages']})")
+    p.add_argument("--directory-users", type=_sizes,
+                   help=f"users of the directory curve (default {SIZES['directory']})")
     p.add_argument("--plots", metavar="DIR", help="write growth-<curve>.png there")
     p.add_argument("--json", metavar="OUT", help="also write every figure to this file")
     p.add_argument("--from-json", metavar="IN", help="run nothing: print and plot what --json wrote")
@@ -271,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}")
         return 0
     base = QUICK if args.quick else SIZES
-    chosen = {"sync": args.sync_rooms, "room": args.room_members, "messages": args.history}
+    chosen = {"sync": args.sync_rooms, "room": args.room_members, "messages": args.history,
+              "directory": args.directory_users}
     sizes = {c: chosen[c] or base[c] for c in args.curves.split(",")}
     labels = args.servers.split(",")
     started = time.monotonic()

@@ -5,9 +5,9 @@
 Starts one Hexagone at log level DEBUG (its HTTP layer then logs, after each request, how many
 transactions and statements the storage layer ran meanwhile, see ``homeserver/http/site.py``), makes
 the requests one at a time so no other request's work is counted, and prints the medians (for the initial sync, the first one: the next ones are its
-cached answer). On
-PostgreSQL each transaction also costs a BEGIN and a COMMIT round trip, so round trips are
-statements + 2 x transactions.
+cached answer). On PostgreSQL each transaction also costs a BEGIN and a COMMIT round trip, except the work that is
+one SELECT, run in autocommit (``homeserver/storage/database.py``): round trips are what the storage layer
+counted, statements the sum of its transactions' statements.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import statistics
 from tests.bench import servers
 from tests.bench.workloads import PASSWORD, ROOM_VERSION
 
-_TXN = re.compile(r"Transaction (\S+): (\d+) statements")
+_TXN = re.compile(r"Transaction (\S+): (\d+) statements, \d+ attempts(, autocommit)?(?:, ([\d.]+) ms)?")
 _LINE = re.compile(r"(GET|PUT|POST) (\S+): (\d+) database transactions, (\d+) round trips")
 KINDS = {"send": re.compile(r"PUT /_matrix/client/v3/rooms/[^/]+/send/"),
          "join": re.compile(r"POST /_matrix/client/v3/join/"),
@@ -47,25 +47,30 @@ async def _requests(base_url: str, rooms: int, history: int) -> None:
         bob.close()
 
 
-def _counts(log_path: str) -> tuple[dict[str, list[tuple[int, int]]], dict[str, list[str]]]:
-    """Per kind of request: (transactions, statements) of each, and the transactions of the last one
-    (name and statements, as the storage layer logs them at DEBUG)."""
-    found: dict[str, list[tuple[int, int]]] = {kind: [] for kind in KINDS}
+def _counts(log_path: str) -> tuple[dict[str, list[tuple[int, int, int]]], dict[str, list[str]]]:
+    """Per kind of request: (transactions, statements, round trips) of each, and the transactions of the last
+    one (name and statements, as the storage layer logs them at DEBUG; ``a``: in autocommit)."""
+    found: dict[str, list[tuple[int, int, int]]] = {kind: [] for kind in KINDS}
     names: dict[str, list[str]] = {}
     since_last: list[str] = []
+    statements = 0
     with open(log_path, errors="replace") as f:
         for line in f:
             t = _TXN.search(line)
             if t is not None:
-                since_last.append(f"{t.group(1)} ({t.group(2)})")
+                since_last.append(f"{t.group(1)} ({t.group(2)}{', a' if t.group(3) else ''}"
+                                  f"{f', {t.group(4)} ms' if t.group(4) else ''})")
+                statements += int(t.group(2))
             m = _LINE.search(line)
             if m is None:
                 continue
             for kind, pattern in KINDS.items():
                 if pattern.search(f"{m.group(1)} {m.group(2).split('?')[0]}"):
-                    found[kind].append((int(m.group(3)), int(m.group(4))))
-                    names[kind] = since_last
+                    found[kind].append((int(m.group(3)), statements, int(m.group(4))))
+                    if kind != "initial sync" or kind not in names:  # the first initial sync: the one measured
+                        names[kind] = since_last
             since_last = []
+            statements = 0
     return found, names
 
 
@@ -89,12 +94,13 @@ def main(argv: list[str] | None = None) -> None:
             continue
         if kind == "initial sync":  # the first is built from the database, the others are its cached answer
             seen = seen[:1]
-        txns = statistics.median(t for t, _ in seen)
-        stmts = statistics.median(s for _, s in seen)
-        print(f"| {kind} | {len(seen)} | {txns:g} | {stmts:g} | {stmts + 2 * txns:g} |")
+        txns = statistics.median(t for t, _, _ in seen)
+        stmts = statistics.median(s for _, s, _ in seen)
+        trips = statistics.median(r for _, _, r in seen)
+        print(f"| {kind} | {len(seen)} | {txns:g} | {stmts:g} | {trips:g} |")
     if args.verbose:
         for kind, txns in names.items():
-            print(f"{kind}, the last: {', '.join(txns)}")
+            print(f"{kind}, {'the first' if kind == 'initial sync' else 'the last'}: {', '.join(txns)}")
 
 
 if __name__ == "__main__":

@@ -573,3 +573,33 @@ def test_search_errors(homeserver, body, params, expected):
 def test_search_without_room_events_category(homeserver):
     user = homeserver.register()
     assert user.ok("POST", "/search", {"search_categories": {}}) == {"search_categories": {}}
+
+
+def test_user_directory_index_follows_renames_and_deactivation(homeserver_factory):
+    """The words index (storage/user_directory.py) is rewritten with each profile change: a user in no room
+    (search_all_users) is found by their new name, not by their old one, and no longer once deactivated."""
+    server = homeserver_factory(user_directory={"search_all_users": True})
+    loner, searcher = server.register(), server.register()
+    old, new = unique("oldname"), unique("newname")
+    loner.ok("PUT", f"/profile/{q(loner.user_id)}/displayname", {"displayname": f"Ada {old}"})
+    assert found(searcher, old) == [loner.user_id]
+    loner.ok("PUT", f"/profile/{q(loner.user_id)}/displayname", {"displayname": f"Ada {new}"})
+    assert found(searcher, new[:-2]) == [loner.user_id]  # a prefix of a word of the new name
+    assert found(searcher, old) == []
+    assert found(searcher, f"ada {new}") == [loner.user_id]
+    loner.ok("POST", "/account/deactivate", {"auth": {"type": "m.login.password", "user": loner.user_id,
+                                                       "password": loner.password}})
+    assert found(searcher, new) == []
+
+
+def test_first_sync_shows_own_presence_and_peers_see_it_after(homeserver):
+    """/sync sets the user online (services/presence.py user_syncing; the initial sync reads states from memory
+    first): the first initial sync already shows the user online, and a room peer's next syncs do."""
+    alice, bob = homeserver.register(), homeserver.register()
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    since = alice.sync(set_presence="offline")["next_batch"]
+    first = bob.sync()
+    assert presence_of(first, bob.user_id)["presence"] == "online"
+    seen = alice.sync_until(lambda r: (presence_of(r, bob.user_id) or {}).get("presence") == "online", since)
+    assert seen
