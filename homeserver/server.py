@@ -58,6 +58,7 @@ from homeserver.api.client import search as search_api, user_directory as user_d
 from homeserver.api.client import appservice as appservice_api, server_admin as server_admin_api
 from homeserver.api.client import reporting as reporting_api, spaces as spaces_api, threepids as threepids_api
 from homeserver.api.client import session_tokens as session_tokens_api, sso as sso_api
+from homeserver.api.client import uia_fallback as uia_fallback_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics, TrafficHistory
@@ -206,7 +207,7 @@ CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api
                       metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, spaces_api, server_admin_api, threepids_api, media_client_api,
-                      legacy_events_api, sso_api, federation_policy_api,
+                      legacy_events_api, sso_api, uia_fallback_api, federation_policy_api,
                       media_federation_api, media_admin_api]
 # What a worker serves (the reverse proxy sends it only some of it, see docs/workers.md): the GET routes of
 # WORKER_API_MODULES, reads that write no stream (the main process writes every stream), and every route of

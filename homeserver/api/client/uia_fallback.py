@@ -1,7 +1,10 @@
-"""The fallback page of the ``m.login.recaptcha`` stage (spec v1.19 client-server "Fallback" of
-"User-Interactive Authentication API"; Synapse's page and form field): ``GET
-/auth/m.login.recaptcha/fallback/web?session=`` shows Google's captcha in a form, which posts
-``g-recaptcha-response`` and ``session`` back to the same path.
+"""The fallback pages of user-interactive auth (spec v1.19 client-server "Fallback" of "User-Interactive
+Authentication API"), ``GET /auth/{authType}/fallback/web?session=``, for two stages:
+
+- ``m.login.sso``: a page linking to the CAS server, which sends the user back to /login/cas/ticket?session=
+  (api/client/sso.py); the pages use no script.
+- ``m.login.recaptcha`` (Synapse's page and form field): Google's captcha in a form, which posts
+  ``g-recaptcha-response`` and ``session`` back to the same path.
 
 The page has no inline script: Google's own script (from the siteverify API's host, www.recaptcha.net by
 default) turns the ``g-recaptcha`` element into the captcha and adds its answer to the form; the page's
@@ -16,7 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 from homeserver.api.client.threepids import page
 from homeserver.bodies import RawBody
 from homeserver.errors import MatrixError
-from homeserver.http.router import ApiRequest
+from homeserver.http.router import AUTH_NONE, ApiRequest, Endpoint
+from homeserver.services.recaptcha import RECAPTCHA_STAGE
 
 _GSTATIC = "https://www.gstatic.com"   # where the captcha script loads its parts from
 
@@ -75,3 +79,36 @@ async def recaptcha_submit(hs, req: ApiRequest):
         return page("Authentication failed", "<p>This authentication session is unknown or has expired.</p>", 400)
     return page("Authentication successful",
                 "<p>Thank you. You may now close this window and return to your application.</p>")
+
+
+async def auth_fallback(hs, req: ApiRequest):
+    """GET /auth/{authType}/fallback/web?session=: for m.login.sso, a page linking to the CAS server (which
+    sends the user back to /login/cas/ticket?session=); for m.login.recaptcha, the captcha in a form posted
+    back here; no other stage has a fallback page here."""
+    if req.path_params["authType"] == RECAPTCHA_STAGE and hs.auth.recaptcha_enabled:
+        return recaptcha_page(hs, req)
+    if req.path_params["authType"] != "m.login.sso" or not hs.sso.enabled:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown auth stage type")
+    session_id = req.arg("session")
+    if not session_id:
+        raise MatrixError(400, "M_MISSING_PARAM", "No session supplied")
+    url = hs.sso.uia_redirect(session_id)
+    if url is None:
+        return page("Authentication failed", "<p>This authentication session is unknown or has expired.</p>", 400)
+    return page("Confirm your identity", "<p>To continue, sign on again with your identity provider.</p>"
+                f"<p><a href=\"{html.escape(url, quote=True)}\">Continue with {html.escape(hs.sso.provider_name)}"
+                "</a></p>")
+
+
+async def auth_fallback_submit(hs, req: ApiRequest):
+    """POST /auth/m.login.recaptcha/fallback/web (Synapse): the form of the captcha page, whose
+    ``g-recaptcha-response`` field (put there by Google's script) is checked; the stage is then done."""
+    if req.path_params["authType"] != RECAPTCHA_STAGE or not hs.auth.recaptcha_enabled:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown auth stage type")
+    return await recaptcha_submit(hs, req)
+
+
+ROUTES = [
+    Endpoint("GET", "/auth/{authType}/fallback/web", auth_fallback, auth=AUTH_NONE),
+    Endpoint("POST", "/auth/{authType}/fallback/web", auth_fallback_submit, auth=AUTH_NONE),
+]
