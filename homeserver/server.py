@@ -19,7 +19,7 @@ from unpaddedbase64 import encode_base64
 
 from federation.api import key_server as federation_key_server_api
 from federation.appservice_client import AppServiceClient
-from federation.cas_client import CasClient
+from federation.origin_client import OriginClient
 from federation.api import keys as federation_keys_api, server as federation_api
 from federation.api import policy as federation_policy_api
 from federation.client import FederationClient
@@ -61,6 +61,7 @@ from homeserver.api.client import appservice as appservice_api, server_admin as 
 from homeserver.api.client import reporting as reporting_api, spaces as spaces_api, threepids as threepids_api
 from homeserver.api.client import session_tokens as session_tokens_api, sso as sso_api
 from homeserver.config.workers import MAIN
+from homeserver.api.client import uia_fallback as uia_fallback_api
 from homeserver.http.router import Router
 from homeserver.http.site import ConnectionTracker, MatrixResource, make_site
 from homeserver.metrics import Metrics, TrafficHistory
@@ -102,6 +103,7 @@ from homeserver.services.push import PushService
 from homeserver.services.pushers import PusherService
 from homeserver.services.ratelimit import RateLimits, Ratelimiter, RatelimitOverrides
 from homeserver.services.receipts import ReceiptService
+from homeserver.services.recaptcha import RecaptchaVerifier
 from homeserver.services.registration import RegistrationService
 from homeserver.services.reports import ReportService
 from homeserver.services.restricted_joins import RestrictedJoins
@@ -215,7 +217,7 @@ CLIENT_API_MODULES = [discovery, account, session_tokens_api, profile, rooms_api
                       metrics_api, console_api, reporting_api,
                       push_rules_api, pushers_api, presence_api, user_directory_api, search_api, appservice_api,
                       delayed_events_api, spaces_api, server_admin_api, threepids_api,
-                      legacy_events_api, sso_api, federation_policy_api, replication_api]
+                      legacy_events_api, sso_api, uia_fallback_api, federation_policy_api, replication_api]
 # What a worker serves (the reverse proxy sends it only some of it, see docs/workers.md): the GET routes of
 # WORKER_API_MODULES, reads that write no stream (the main process writes every stream); every route of
 # MEDIA_MODULES when it serves media (enable_media_repo: media has no stream, any process serves it); and every
@@ -431,7 +433,7 @@ def build_server(config, reactor) -> HomeServer:
                        on_devices_removed=[e2ee.e2e_keys.on_devices_removed, e2ee.to_device.on_devices_removed,
                                            pushers.on_devices_removed, session_token_store.on_devices_removed],
                        on_devices_changed=[e2ee.e2e_keys.on_devices_changed],
-                       lifetimes=session_token_store)
+                       lifetimes=session_token_store, recaptcha=_build_recaptcha(config, reactor))
     registration = RegistrationService(store=accounts_store, auth=auth, config=config, clock=reactor,
                                        appservices=appservices)
     threepids = ThreepidService(store=threepid_store, mailer=mailer, config=config, clock=reactor, pushers=pushers)
@@ -528,7 +530,8 @@ def build_server(config, reactor) -> HomeServer:
                                         client=transport.client, server_name=server_name,
                                         signing_key=signing_key, clock=reactor,
                                         sender=transport.sender if main_client is None
-                                        else ForwardedOutbox(main_client)),
+                                        else ForwardedOutbox(main_client),
+                                        room_policy=room_policy.check_remote),
         queries=FederationQueries(room_heads=room_heads, directory=directory, profiles=profiles,
                                   server_name=server_name, clock=reactor, room_servers=room_servers,
                                   erased=admin_store.erased),
@@ -688,6 +691,20 @@ def _storage_providers(config, run_in_thread) -> list[ProviderEntry]:
                           p.store_synchronous) for p in config.media_storage_providers]
 
 
+def _build_recaptcha(config, reactor) -> RecaptchaVerifier | None:
+    """The m.login.recaptcha stage once recaptcha_private_key is set: its client reaches
+    recaptcha_siteverify_api only, its https checked as outbound federation's is."""
+    if not config.recaptcha_private_key:
+        return None
+    tls_policy = ClientTlsPolicy(verify=config.federation_verify_certificates,
+                                 ca_files=config.federation_custom_ca_list,
+                                 minimum_version=config.federation_client_minimum_tls_version)
+    client = OriginClient(reactor=reactor, base_url=config.recaptcha_siteverify_api, tls_policy=tls_policy,
+                          name="the reCAPTCHA siteverify API")
+    return RecaptchaVerifier(client=client, private_key=config.recaptcha_private_key,
+                             public_key=config.recaptcha_public_key)
+
+
 def _build_sso(config, reactor, db, accounts, auth, registration, profiles, session_tokens,
                registration_limit) -> SsoService:
     """Single sign-on: the CAS provider when cas_config is enabled (its client reaches server_url only, its
@@ -697,8 +714,8 @@ def _build_sso(config, reactor, db, accounts, auth, registration, profiles, sess
         tls_policy = ClientTlsPolicy(verify=config.federation_verify_certificates,
                                      ca_files=config.federation_custom_ca_list,
                                      minimum_version=config.federation_client_minimum_tls_version)
-        cas = CasProvider(client=CasClient(reactor=reactor, server_url=config.cas_config_server_url,
-                                           tls_policy=tls_policy),
+        cas = CasProvider(client=OriginClient(reactor=reactor, base_url=config.cas_config_server_url,
+                                              tls_policy=tls_policy, name="the CAS server"),
                           server_url=config.cas_config_server_url, public_baseurl=config.public_baseurl,
                           protocol_version=config.cas_config_protocol_version, name=config.cas_config_idp_name,
                           icon=config.cas_config_idp_icon, brand=config.cas_config_idp_brand,

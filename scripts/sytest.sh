@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SyTest (matrix-org/sytest, Manual mode) against this checkout, with the parts of SyTest's own Synapse set-up
-# that a plain configuration leaves out: its two application services, its SMTP server and its CAS URL.
+# that a plain configuration leaves out: its two application services, its SMTP server, its CAS URL and its
+# reCAPTCHA siteverify URL.
 #
 #   scripts/sytest.sh [TEST_FILE_OR_DIR...]      e.g. scripts/sytest.sh tests/60app-services tests/11register.pl
 #
@@ -17,7 +18,7 @@ SYTEST_DIR=${SYTEST_DIR:-/tmp/sytest}
 RUNNER=${SYTEST_RUNNER:-/work/shared/sytest/run_sytest.sh}
 HOST=127.0.0.1
 HS_PORT=48448      # the homeserver
-TEST_PORT=48440    # SyTest's HTTPS test server: appservices under /appservs/N, CAS under /cas
+TEST_PORT=48440    # SyTest's HTTPS test server: appservices under /appservs/N, CAS under /cas, reCAPTCHA
 SMTP_PORT=48441    # SyTest's SMTP server
 export SYTEST_DIR SYTEST_TEST_SERVER_PORT=$TEST_PORT SYTEST_SMTP_PORT=$SMTP_PORT SYTEST_FIXED_AS_TOKENS=1
 
@@ -108,6 +109,10 @@ config.update({
               "enable_tls": False, "require_transport_security": False},
     "cas_config": {"enabled": True, "server_url": f"{test_server}/cas"},
     "trusted_third_party_id_servers": ["127.0.0.1", "localhost"],
+    # SyTest's reCAPTCHA siteverify stand-in (tests/11register.pl); as in SyTest's own Synapse set-up the
+    # stage is checkable but not required (enable_registration_captcha unset).
+    "recaptcha_siteverify_api": f"{test_server}/recaptcha/api/siteverify",
+    "recaptcha_public_key": "sytest_recaptcha_public_key", "recaptcha_private_key": "sytest_recaptcha_private_key",
 })
 with open(config_path, "w") as f:
     yaml.safe_dump(config, f, sort_keys=False)

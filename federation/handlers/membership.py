@@ -46,8 +46,11 @@ FINAL_ERRCODES = ("M_FORBIDDEN", "M_INCOMPATIBLE_ROOM_VERSION", "M_UNABLE_TO_AUT
 class FederationMembership:
     def __init__(self, *, room_heads: RoomHeads, appends: LocalAppends, remote: RemotePersistence,
                  join_gate: JoinGate, room_servers: RoomServers, restricted_joins: RestrictedJoins,
-                 receiver: PduReceiver, client, server_name: str, signing_key, sender=None, clock=None):
+                 receiver: PduReceiver, client, server_name: str, signing_key, sender=None, clock=None,
+                 room_policy=None):
         self._heads = room_heads
+        # RoomPolicy.check_remote: (allowed, PDU with the policy server's signature) for a send_join/leave/knock
+        self._room_policy = room_policy
         self._appends = appends
         self._remote = remote
         self._join_gate = join_gate
@@ -108,6 +111,7 @@ class FederationMembership:
         authoriser = content.get("join_authorised_via_users_server")
         if membership == "join" and isinstance(authoriser, str) and self.is_local(authoriser):
             pdu = sign_event(pdu, self.server_name, self._key, version)
+        pdu = await self._policy_signed(version, pdu)
         try:
             await self._receiver.handle_pdu(origin, version, pdu, pulled=True)
         except PduRejected as e:
@@ -120,6 +124,22 @@ class FederationMembership:
             return {}
         return await self._join_response(stored, version, signed=pdu if isinstance(authoriser, str) else None,
                                          omit_members=omit_members)
+
+    async def _policy_signed(self, version: RoomVersion, pdu: dict) -> dict:
+        """Spec server-server "Policy Servers": in a room with a policy server, the membership event with its
+        signature (asked for now when the event has none, once the sender's signatures are checked); refused
+        403 M_FORBIDDEN, nothing stored, when the policy server will not sign it. (Received by /send, such an
+        event is soft-failed instead; here the sending server is told.)"""
+        if self._room_policy is None:
+            return pdu
+        accepted, rejected = await self._receiver.check_signatures([pdu], version)
+        if not accepted:
+            reason = next(iter(rejected.values()))
+            raise _refusal(reason, reason.kind)
+        allowed, signed = await self._room_policy(pdu["room_id"], version, accepted[0])
+        if not allowed:
+            raise forbidden("The room's policy server refused this membership event")
+        return signed if signed is not accepted[0] else pdu
 
     async def _join_response(self, stored, version: RoomVersion, signed: dict | None,
                              omit_members: bool) -> RawBody:

@@ -67,6 +67,7 @@ class Reader:
         self.check_url_preview()
         self.check_email()
         self.check_cas()
+        self.check_captcha()
         self.values["worker_role"] = workers.worker_role(self.values)
         self.warn_ignored_top_level()
         return self.values
@@ -127,6 +128,14 @@ class Reader:
             raise ConfigError(f"{k.name}: must be an http:// or https:// URL without query or fragment, "
                               f"got {url!r}")
         return url.rstrip("/")
+
+    def kind_https_url(self, k: Key, src: dict, leaf: str) -> str:
+        """An http(s) URL with a host and no fragment (recaptcha_siteverify_api)."""
+        url = self.str_(leaf, k.default, src, k.name)
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+            raise ConfigError(f"{k.name}: must be an http:// or https:// URL without fragment, got {url!r}")
+        return url
 
     def kind_cas_protocol_version(self, k: Key, src: dict, leaf: str) -> int | None:
         value = src.get(leaf)
@@ -509,10 +518,12 @@ class Reader:
         v = self.values
         if v["enable_registration"] and not (
             v["enable_registration_without_verification"] or v["registration_requires_token"]
+            or v["enable_registration_captcha"]
         ):
             raise ConfigError(
                 "enable_registration: open registration without any verification "
-                "is refused; also set registration_requires_token: true, or "
+                "is refused; also set registration_requires_token: true, "
+                "enable_registration_captcha: true, or "
                 "enable_registration_without_verification: true if you really "
                 "want anyone to register"
             )
@@ -551,6 +562,12 @@ class Reader:
         if v["cas_config_service_url"] is not None:
             self.warn_once("cas_config.service_url", "cas_config.service_url is deprecated and ignored: "
                            "the service URL is public_baseurl + _matrix/client/r0/login/cas/ticket")
+
+    def check_captcha(self) -> None:
+        """Synapse's rule: enable_registration_captcha needs both reCAPTCHA keys."""
+        v = self.values
+        if v["enable_registration_captcha"] and not (v["recaptcha_public_key"] and v["recaptcha_private_key"]):
+            raise ConfigError("enable_registration_captcha: needs recaptcha_public_key and recaptcha_private_key")
 
     def check_listener_tls(self) -> None:
         for i, lc in enumerate(self.values["listeners"]):

@@ -282,6 +282,21 @@ KEYS: tuple[Key, ...] = (
         "Allow open registration with no verification at all (spam risk)."),
     Key("registration_requires_token", "bool", False, _REG,
         "Require a registration token (created with the admin API) to register."),
+    Key("enable_registration_captcha", "bool", False, _REG,
+        "Registration asks for a Google reCAPTCHA (the m.login.recaptcha stage), checked\n"
+        "with recaptcha_private_key at recaptcha_siteverify_api; needs both recaptcha keys.",
+        commented=True, sample=lambda ctx: True),
+    Key("recaptcha_public_key", "secret", None, _REG,
+        "The reCAPTCHA site key, given to clients (or recaptcha_public_key_path).", commented=True,
+        sample=lambda ctx: "YOUR_SITE_KEY"),
+    Key("recaptcha_private_key", "secret", None, _REG,
+        "The reCAPTCHA secret key (or recaptcha_private_key_path). Once set, an\n"
+        "m.login.recaptcha stage is checked even where no flow asks for it (as Synapse).",
+        secret=True, commented=True, sample=lambda ctx: "YOUR_SECRET_KEY"),
+    Key("recaptcha_siteverify_api", "https_url", "https://www.recaptcha.net/recaptcha/api/siteverify", _REG,
+        "Where captcha answers are checked (a POST of secret, response and remoteip); its https\n"
+        "is checked as outbound federation's (federation_custom_ca_list, else the system's CAs).",
+        commented=True),
     Key("allow_guest_access", "bool", False, _REG,
         "Let anyone get a guest account (POST /register?kind=guest): it reads\n"
         "world-readable rooms and joins rooms whose guest_access is can_join."),

@@ -19,6 +19,7 @@ from homeserver.errors import InteractiveAuthRequired, MatrixError, bad_json, fo
 from homeserver.lru import LruCache
 from homeserver.requester import Requester
 from homeserver.services.ratelimit import Ratelimiter
+from homeserver.services.recaptcha import RECAPTCHA_STAGE, RecaptchaVerifier
 from homeserver.storage.accounts import AccountStore
 from homeserver.storage.session_tokens import SessionTokenStore
 
@@ -164,8 +165,11 @@ class AuthService:
     def __init__(self, *, store: AccountStore, clock, server_name: str, bcrypt_rounds: int, threads,
                  failed_logins: Ratelimiter | None = None, on_devices_removed: list | None = None,
                  on_devices_changed: list | None = None, lifetimes: SessionTokenStore | None = None,
-                 on_tokens_forgotten: Callable[[str], None] | None = None):
+                 on_tokens_forgotten: Callable[[str], None] | None = None,
+                 recaptcha: RecaptchaVerifier | None = None):
         self._store = store
+        # With recaptcha_private_key set, m.login.recaptcha is checked wherever UIA is (as Synapse)
+        self._recaptcha = recaptcha
         self._lifetimes = lifetimes  # access tokens that expire, refresh tokens (services/session_tokens.py)
         self._clock = clock
         self.server_name = server_name
@@ -371,6 +375,21 @@ class AuthService:
             session.completed.append(SSO_STAGE)
         return session.owner
 
+    async def complete_recaptcha_stage(self, session_id: str, response, client_ip: str | None) -> bool:
+        """The reCAPTCHA fallback page's answer for UIA session ``session_id`` (spec "Fallback"): the stage
+        is done once the siteverify API accepts it (MatrixError otherwise). False for an unknown session."""
+        session = self._uia.find(session_id)
+        if session is None or self._recaptcha is None:
+            return False
+        await self._recaptcha.verify(response, client_ip)
+        if RECAPTCHA_STAGE not in session.completed:
+            session.completed.append(RECAPTCHA_STAGE)
+        return True
+
+    @property
+    def recaptcha_enabled(self) -> bool:
+        return self._recaptcha is not None
+
     @staticmethod
     def _uia_owner(requester: Requester | None, client_ip: str | None) -> str:
         return requester.user_id if requester is not None else f"address:{client_ip}"
@@ -404,7 +423,8 @@ class AuthService:
         error = None
         if isinstance(auth, dict) and auth.get("type"):
             try:
-                await self._complete_stage(session, auth, requester, {s for f in flows for s in f}, stage_checker)
+                await self._complete_stage(session, auth, requester, self._offered(flows), stage_checker,
+                                           client_ip)
             except MatrixError as e:
                 if e.status == 429 or isinstance(e, UiaWrongUser):
                     raise
@@ -417,14 +437,25 @@ class AuthService:
                 if not keep_completed:
                     self._uia.remove(session_id)
                 return session
-        body_out = {"flows": [{"stages": f} for f in flows], "params": {}, "session": session_id,
+        params_out = {RECAPTCHA_STAGE: self._recaptcha.params()} \
+            if self._recaptcha is not None and any(RECAPTCHA_STAGE in f for f in flows) else {}
+        body_out = {"flows": [{"stages": f} for f in flows], "params": params_out, "session": session_id,
                     "completed": list(session.completed)}
         if error is not None:
             body_out.update(errcode=error.errcode, error=error.error)
         raise InteractiveAuthRequired(body_out)
 
+    def _offered(self, flows: list[list[str]]) -> set[str]:
+        """The stages a request may complete: those of ``flows``, and m.login.recaptcha once it can be checked
+        (Synapse checks every stage it has a checker for, in a flow or not; SyTest's "Register with a
+        recaptcha" relies on it)."""
+        offered = {s for f in flows for s in f}
+        if self._recaptcha is not None:
+            offered.add(RECAPTCHA_STAGE)
+        return offered
+
     async def _complete_stage(self, session: UiaSession, auth: dict, requester: Requester | None,
-                              offered: set[str], stage_checker) -> None:
+                              offered: set[str], stage_checker, client_ip: str | None) -> None:
         stage = auth["type"]
         if not isinstance(stage, str) or stage not in offered:
             raise MatrixError(400, "M_UNRECOGNIZED", "That auth stage is not offered here")
@@ -439,6 +470,8 @@ class AuthService:
                 raise UiaWrongUser(403, "M_FORBIDDEN", "Authenticated as another user than the requester")
         elif stage == "m.login.dummy":
             pass
+        elif stage == RECAPTCHA_STAGE and self._recaptcha is not None:
+            await self._recaptcha.verify(auth.get("response"), client_ip)
         elif stage_checker is None:   # m.login.sso: done through its fallback page, not by a POST
             raise MatrixError(400, "M_UNRECOGNIZED", f"The {stage} stage is not completed by a request")
         else:

@@ -93,7 +93,7 @@ class CasProvider:
 
     def __init__(self, *, client, server_url: str, public_baseurl: str, protocol_version: int | None,
                  name: str, icon: str | None, brand: str | None, allow_numeric_ids: bool, numeric_ids_prefix: str):
-        self._client = client   # federation/cas_client.py: requests to server_url only
+        self._client = client   # federation/origin_client.py: requests to server_url only
         self._server_url = server_url
         self._service_url = public_baseurl + TICKET_PATH
         self._validate_path = "/p3/proxyValidate" if protocol_version == 3 else "/proxyValidate"
@@ -123,7 +123,7 @@ class CasProvider:
         or unreachable (the caller logs and shows it)."""
         try:
             body = await self._client.get(self._validate_path, {"ticket": ticket, "service": self.service_url(args)})
-        except ConnectionError as e:   # federation/cas_client.py's CasServerUnreachable
+        except ConnectionError as e:   # federation/origin_client.py's OriginUnreachable
             raise CasError("server_error", f"The CAS server could not validate the ticket: {e}") from None
         response = parse_cas_response(body)
         if self._numeric_prefix is not None and response.username.isdigit():

@@ -29,9 +29,11 @@ class RegistrationService:
         return self._config.server_name
 
     def flows(self) -> list[list[str]]:
+        """With enable_registration_captcha, every flow starts with m.login.recaptcha (as Synapse)."""
+        captcha = ["m.login.recaptcha"] if self._config.enable_registration_captcha else []
         if self._config.registration_requires_token:
-            return [["m.login.registration_token"]]
-        return [["m.login.dummy"]]
+            return [captcha + ["m.login.registration_token"]]
+        return [captcha + ["m.login.dummy"]]
 
     def check_localpart(self, localpart: str) -> str:
         """Spec "User Identifiers": the historical lowercase grammar, 255 bytes for the whole id."""

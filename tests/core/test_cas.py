@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from federation.cas_client import CasServerUnreachable, _OnlyCasServer
+from federation.origin_client import OnlyOrigin, OriginUnreachable
 from federation.tls import ClientTlsPolicy
 from homeserver.config import ConfigError, parse_config
 from homeserver.errors import MatrixError
@@ -118,9 +118,9 @@ class _Uri:
 
 
 def test_the_cas_client_connects_to_the_cas_server_only():
-    factory = _OnlyCasServer(None, ("https", "cas.example", 443), ClientTlsPolicy())
+    factory = OnlyOrigin(None, ("https", "cas.example", 443), ClientTlsPolicy())
     assert factory.endpointForURI(_Uri(b"https", b"CAS.example", 443)) is not None
     for other in (_Uri(b"https", b"evil.example", 443), _Uri(b"http", b"cas.example", 443),
                   _Uri(b"https", b"cas.example", 8443)):
-        with pytest.raises(CasServerUnreachable):
+        with pytest.raises(OriginUnreachable):
             factory.endpointForURI(other)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import time
 from urllib.parse import quote
 
 import pytest
@@ -19,11 +20,14 @@ from nacl.signing import VerifyKey
 from unpaddedbase64 import decode_base64
 
 from federation.request_auth import sign_request
+from homeserver.events.builder import build_event
+from homeserver.events.hashing import strip_convenience_keys
 from homeserver.events.policy_servers import POLICY_KEY_ID, RoomPolicyServer, has_policy_signature
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from tests.integration.federation import EventForge, send_transaction
 from tests.integration.harness import unique
 
+FED = "/_matrix/federation"
 SPAM = "buy followers"
 SIGN = "/_matrix/policy/v1/sign"
 
@@ -147,6 +151,52 @@ def test_unsigned_events_from_a_hostile_server_are_soft_failed(ps, other, room):
     for bad in (spam, forged_sig):
         assert bad["_id"] not in seen | history
         assert member.request("GET", f"/rooms/{quote(room_id)}/event/{quote(bad['_id'])}")[0] == 404
+
+
+def membership(host, origin, room_id: str, user_id: str, kind: str, **content) -> tuple[int, dict, dict]:
+    """make_{kind} then send_{kind} (v2) at ``host`` as ``origin``, the event signed by ``origin``: (status,
+    answer, the event sent)."""
+    status, made = host.signed("GET", f"{FED}/v1/make_{kind}/{quote(room_id)}/{quote(user_id)}"
+                               + ("?ver=10&ver=11&ver=12" if kind == "join" else ""),
+                               origin=origin.name, key=origin.signing_key)
+    assert status == 200, made
+    version = KNOWN_ROOM_VERSIONS[made["room_version"]]
+    template = made["event"]
+    pdu = build_event(version, server_name=origin.name, signing_key=origin.signing_key, room_id=room_id,
+                      sender=user_id, event_type="m.room.member", content=dict(template["content"], **content),
+                      state_key=user_id, prev_events=template["prev_events"], auth_events=template["auth_events"],
+                      depth=template["depth"], origin_server_ts=int(time.time() * 1000))
+    status, answer = host.signed("PUT", f"{FED}/v2/send_{kind}/{quote(room_id)}/{quote(pdu['event_id'])}",
+                                 origin=origin.name, key=origin.signing_key,
+                                 content=strip_convenience_keys(pdu, version))
+    return status, answer, pdu
+
+
+def test_send_join_and_send_leave_are_checked_by_the_policy_server(ps, other, room):
+    """A remote user's join or leave received through send_join/send_leave (not /send): the policy server is
+    asked too; what it refuses is refused to the sending server, 403 M_FORBIDDEN, and never joins or leaves
+    anyone; what it signs is accepted with its signature kept."""
+    owner, member, room_id = room
+    forge = EventForge(ps, member, room_id, other, owner)
+    joined = f"/rooms/{quote(room_id)}/joined_members"
+    banned = f"@banned-{unique('j')}:{other.name}"
+    status, answer, pdu = membership(ps, other, room_id, banned, "join")
+    assert status == 403 and answer["errcode"] == "M_FORBIDDEN", answer
+    assert banned not in member.ok("GET", joined)["joined"]
+    assert ps.signed("GET", f"{FED}/v1/event/{quote(pdu['event_id'])}", origin=other.name,
+                     key=other.signing_key)[0] == 404   # nothing stored
+    fine = f"@{unique('joiner')}:{other.name}"
+    status, answer, pdu = membership(ps, other, room_id, fine, "join")
+    assert status == 200 and {"state", "auth_chain"} <= set(answer), answer
+    assert fine in member.ok("GET", joined)["joined"]
+    assert policy_signed(pdu_at(ps, other, pdu["event_id"]), ps, forge.version)
+    status, answer, _ = membership(ps, other, room_id, fine, "leave", reason=f"{SPAM} elsewhere")
+    assert status == 403 and answer["errcode"] == "M_FORBIDDEN", answer
+    assert fine in member.ok("GET", joined)["joined"]
+    status, answer, pdu = membership(ps, other, room_id, fine, "leave")
+    assert (status, answer) == (200, {}), answer
+    assert fine not in member.ok("GET", joined)["joined"]
+    assert policy_signed(pdu_at(ps, other, pdu["event_id"]), ps, forge.version)
 
 
 def test_sign_endpoint_answers_and_error_paths(ps, other, room):

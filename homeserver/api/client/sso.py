@@ -1,9 +1,9 @@
-"""Single sign-on through CAS (``services/sso.py``): the redirects to the identity provider, the page its users
-come back to, and the UIA stage's fallback page.
+"""Single sign-on through CAS (``services/sso.py``): the redirects to the identity provider and the page its
+users come back to (the UIA stage's fallback page is in api/client/uia_fallback.py).
 
 Spec v1.19 client-server "Login": ``GET /login/sso/redirect`` and ``GET /login/sso/redirect/{idpId}`` (302 to
 the identity provider; ``redirectUrl`` required); "Fallback" of "User-Interactive Authentication API":
-``GET /auth/m.login.sso/fallback/web?session=``. Synapse's paths: ``/login/cas/redirect`` (the name before
+``GET /auth/m.login.sso/fallback/web?session=`` (api/client/uia_fallback.py). Synapse's paths: ``/login/cas/redirect`` (the name before
 MSC1721) and ``/login/cas/ticket``, the CAS service URL (``?redirectUrl=`` or ``?session=``, and ``ticket``).
 The pages use no script: a confirmation is a link the user follows.
 """
@@ -63,26 +63,9 @@ def _render(hs, outcome: SsoPage):
                 f"<p>({html.escape(outcome.error or '')})</p>", outcome.status)
 
 
-async def auth_fallback(hs, req: ApiRequest):
-    """GET /auth/{authType}/fallback/web?session=: for m.login.sso, a page linking to the CAS server (which
-    sends the user back to /login/cas/ticket?session=); no other stage has a fallback page here."""
-    if req.path_params["authType"] != "m.login.sso" or not hs.sso.enabled:
-        raise MatrixError(404, "M_NOT_FOUND", "Unknown auth stage type")
-    session_id = req.arg("session")
-    if not session_id:
-        raise MatrixError(400, "M_MISSING_PARAM", "No session supplied")
-    url = hs.sso.uia_redirect(session_id)
-    if url is None:
-        return page("Authentication failed", "<p>This authentication session is unknown or has expired.</p>", 400)
-    return page("Confirm your identity", "<p>To continue, sign on again with your identity provider.</p>"
-                f"<p><a href=\"{html.escape(url, quote=True)}\">Continue with {html.escape(hs.sso.provider_name)}"
-                "</a></p>")
-
-
 ROUTES = [
     Endpoint("GET", "/login/sso/redirect", sso_redirect, auth=AUTH_NONE),
     Endpoint("GET", "/login/sso/redirect/{idpId}", sso_redirect, auth=AUTH_NONE),
     Endpoint("GET", "/login/cas/redirect", sso_redirect, auth=AUTH_NONE),
     Endpoint("GET", "/login/cas/ticket", cas_ticket, auth=AUTH_NONE),
-    Endpoint("GET", "/auth/{authType}/fallback/web", auth_fallback, auth=AUTH_NONE),
 ]
