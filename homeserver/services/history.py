@@ -76,9 +76,10 @@ class RoomHistoryService:
         chunk, position, more = await self._collect(requester.user_id, room_id, start, end_bound, limit,
                                                     backwards, event_filter)
         if backwards and self.backfill is not None:
-            # a hole in the DAG within what the client reads (Synapse's backward extremities), else the room's
-            # beginning as we hold it
-            gaps = await self._gaps(chunk)
+            # a hole in the DAG within what the client reads, or just before the event it paginates from
+            # (Synapse's backward extremities), else the room's beginning as we hold it
+            newer = await self._store.room_events_between(room_id, start, ceiling, 1, backwards=False)
+            gaps = await self._gaps(chunk + newer)
             fetched = False
             if gaps:
                 fetched = await self.backfill(room_id, gaps)
