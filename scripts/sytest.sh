@@ -109,6 +109,8 @@ config.update({
               "enable_tls": False, "require_transport_security": False},
     "cas_config": {"enabled": True, "server_url": f"{test_server}/cas"},
     "trusted_third_party_id_servers": ["127.0.0.1", "localhost"],
+    # URL previews of SyTest's test server (tests/51media/20urlpreview.pl), on loopback.
+    "url_preview_enabled": True, "url_preview_ip_range_whitelist": ["127.0.0.0/8"],
     # SyTest's reCAPTCHA siteverify stand-in (tests/11register.pl); as in SyTest's own Synapse set-up the
     # stage is checkable but not required (enable_registration_captcha unset).
     "recaptcha_siteverify_api": f"{test_server}/recaptcha/api/siteverify",
