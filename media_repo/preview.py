@@ -67,7 +67,11 @@ def media_image_store(media) -> StoreImage:
     """``store_image`` on the media repository (``MediaRepository.upload``)."""
     async def store(spool, content_type: str, name: str, user_id: str | None) -> dict:
         uri = await media.upload(user_id, spool, content_type, name)
-        return {"og:image": uri, "og:image:type": content_type, "matrix:image:size": spool.size}
+        answer = {"og:image": uri, "og:image:type": content_type, "matrix:image:size": spool.size}
+        size = await media.local_image_size(uri.rsplit("/", 1)[1])
+        if size is not None:  # as Synapse: the image's own dimensions, whatever the page claimed
+            answer["og:image:width"], answer["og:image:height"] = size
+        return answer
     return store
 
 

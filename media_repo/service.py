@@ -28,7 +28,7 @@ from media_repo import rules
 from media_repo.filestore import FileStore, Spool, thumbnail_name, valid_media_id, valid_server_name
 from media_repo.hooks import ProviderEntry, RunInThread, Scanner
 from media_repo.storage import LocalMedia, MediaStore, RemoteMedia, Thumbnail
-from media_repo.thumbnails import NotThumbnailable, render
+from media_repo.thumbnails import NotThumbnailable, dimensions, render
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,10 @@ class MediaRepository:
                                      self.settings.authenticated_media)
         await self._after_stored(None, media_id, media_type)
         return mxc(self.server_name, media_id)
+
+    async def local_image_size(self, media_id: str) -> tuple[int, int] | None:
+        """(width, height) of a local image, read from its header on the media thread pool; None otherwise."""
+        return await self.run_in_thread(dimensions, self.files.local_path(media_id))
 
     async def create(self, user_id: str) -> dict:
         """``POST /_matrix/media/v1/create``: reserve an ID to upload to later (spec "asynchronous upload")."""

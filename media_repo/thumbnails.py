@@ -62,6 +62,16 @@ def _open(path: str, max_pixels: int) -> Image.Image:
     return image
 
 
+def dimensions(path: str) -> tuple[int, int] | None:
+    """(width, height) read from the image's header (no pixel decoded); None for a file that is not an image of
+    :data:`PILLOW_FORMATS`."""
+    try:
+        with _open(path, max_pixels=2**63) as image:
+            return image.size
+    except NotThumbnailable:
+        return None
+
+
 def _fit(image: Image.Image, width: int, height: int, method: str) -> Image.Image:
     from PIL import Image, ImageOps
 

@@ -5,6 +5,7 @@ local store on a miss; URL previews (a page served on 127.0.0.1) with their imag
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import urllib.parse
@@ -20,9 +21,18 @@ from tests.integration.s3server import s3, s3_provider  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(clamd_binary() is None,
                                 reason="clamd is not installed (Debian package clamav-daemon)")
-PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4"
-       b"\x89\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff\x89\x99=\x1d\x00\x00\x00\x00IEND"
-       b"\xaeB`\x82")
+PNG_SIZE = (3, 2)  # not square: a preview's og:image:width and og:image:height cannot be swapped unseen
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (0, 90, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+PNG = _png(PNG_SIZE)
 
 
 class Pages(StandInHandler):
@@ -147,6 +157,7 @@ def test_url_preview(server, alice, site):
     og = json.loads(data)
     assert (og["og:title"], og["og:description"]) == ("Joint exercise", "Agenda and maps")
     assert og["matrix:image:size"] == len(PNG)
+    assert (og["og:image:width"], og["og:image:height"]) == PNG_SIZE  # as Synapse: read from the image
     assert fetch(server, alice, og["og:image"]) == (200, PNG)
     private = urllib.parse.urlencode({"url": site + "/private/x"})
     status, _, data = download(server.base_url, f"{AUTHED}/preview_url?{private}", alice.token)
