@@ -17,7 +17,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-from federation.outbound_http import OutboundHttp, Unreachable, direct_endpoint, json_body, parse_json
+from federation.client import json_or_none
+from federation.outbound_http import OutboundHttp, Unreachable, direct_endpoint, json_body
 from federation.tls import ClientTlsPolicy
 
 APP_PREFIX = "/_matrix/app/v1"
@@ -33,7 +34,7 @@ class AppServiceResponse:
     def __init__(self, status: int, body: bytes):
         self.status = status
         self.body = body
-        self.json: Any = parse_json(body)
+        self.json: Any = json_or_none(body)
 
     @property
     def ok(self) -> bool:

@@ -26,7 +26,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-from federation.client import MAX_RESPONSE_SIZE, USER_AGENT, BodyReader, describe_failure, resolve_host
+from federation.client import MAX_RESPONSE_SIZE, USER_AGENT, BodyReader, describe_failure, json_or_none, resolve_host
 from federation.policy import IpRangeFilter
 from federation.tls import ClientTlsPolicy, TlsClientEndpoint
 
@@ -154,18 +154,10 @@ class OutboundHttp:
     async def send(self, method: str, url: str, headers: Headers | None = None,
                    body: bytes | None = None) -> tuple[int, Any]:
         status, raw = await self.fetch(method, url, headers, body)
-        return status, parse_json(raw)
+        return status, json_or_none(raw)
 
     def close(self) -> defer.Deferred:
         return self._pool.closeCachedConnections()
-
-
-def parse_json(raw: bytes) -> Any:
-    """The JSON value of ``raw``; None when empty or not JSON."""
-    try:
-        return json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
-        return None
 
 
 def json_body(value: Any) -> tuple[Headers, bytes]:
