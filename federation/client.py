@@ -222,7 +222,7 @@ class FederationClient:
         """
         url, headers, body = await self._signed(method, destination, path, args, content)
         status, _headers, data = await self._send(method, url, headers, body, timeout_s or self.timeout_s)
-        parsed = _json_or_none(data)
+        parsed = json_or_none(data)
         if not 200 <= status < 300:
             raise HttpResponseError(status, parsed if parsed is not None else data[:200])
         if v1_wrapped and isinstance(parsed, list) and len(parsed) == 2 and parsed[0] == 200:
@@ -240,7 +240,7 @@ class FederationClient:
         status, response_headers, data = await self._send("GET", url, headers, None, timeout_s, limit=limit,
                                                           sink_for=sink_for)
         if not 200 <= status < 300:
-            parsed = _json_or_none(data)
+            parsed = json_or_none(data)
             raise HttpResponseError(status, parsed if parsed is not None else data[:200])
         return response_headers
 
@@ -323,7 +323,8 @@ class FederationClient:
         return self._pool.closeCachedConnections()
 
 
-def _json_or_none(data: bytes) -> Any:
+def json_or_none(data: bytes) -> Any:
+    """The JSON value of ``data``; None when empty or not JSON."""
     try:
         return json.loads(data) if data else None
     except (ValueError, UnicodeDecodeError):

@@ -9,25 +9,19 @@ redirects are not followed. https is checked with the ``ClientTlsPolicy`` of out
 
 from __future__ import annotations
 
-from io import BytesIO
 from urllib.parse import urlencode, urlsplit
 
-from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.error import TimeoutError as TwistedTimeoutError
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-from federation.client import USER_AGENT, BodyReader, describe_failure
-from federation.tls import ClientTlsPolicy, TlsClientEndpoint
+from federation.outbound_http import OutboundHttp, Unreachable, direct_endpoint
+from federation.tls import ClientTlsPolicy
 
-CONNECT_TIMEOUT_S = 10
 MAX_RESPONSE = 1024 * 1024   # a CAS service response or a siteverify answer is a few hundred bytes
 
 
-class OriginUnreachable(ConnectionError):
+class OriginUnreachable(Unreachable, ConnectionError):
     """No usable answer from the server: connection or TLS failure, timeout, a non-200 status, another origin."""
 
 
@@ -48,11 +42,7 @@ class OnlyOrigin:
         scheme, host, port = uri.scheme.decode("ascii"), uri.host.decode("ascii").lower(), uri.port
         if (scheme, host, port) != self._origin:
             raise OriginUnreachable(f"refusing to connect to {scheme}://{host}:{port}: not {self._name}")
-        endpoint = HostnameEndpoint(self._reactor, host, port, timeout=CONNECT_TIMEOUT_S)
-        if scheme == "https":
-            endpoint = TlsClientEndpoint(endpoint, self._tls_policy.context, host.strip("[]"), self._reactor,
-                                         CONNECT_TIMEOUT_S)
-        return endpoint
+        return direct_endpoint(self._reactor, self._tls_policy, uri.scheme, host.strip("[]"), port)
 
 
 class OriginClient:
@@ -61,45 +51,24 @@ class OriginClient:
 
     def __init__(self, *, reactor, base_url: str, tls_policy: ClientTlsPolicy, name: str,
                  timeout_s: float = 30.0):
-        self._reactor = reactor
         self._base_url = base_url
         self._name = name
-        self._timeout_s = timeout_s
-        self._agent = Agent.usingEndpointFactory(
-            reactor, OnlyOrigin(reactor, _origin(base_url), tls_policy, name),
-            pool=HTTPConnectionPool(reactor, persistent=False))
+        self._http = OutboundHttp(reactor=reactor, endpoints=OnlyOrigin(reactor, _origin(base_url), tls_policy, name),
+                                  unreachable=OriginUnreachable, timeout_s=timeout_s, persistent=False,
+                                  max_size=MAX_RESPONSE)
 
     async def get(self, path: str, args: dict[str, str]) -> bytes:
-        return await self._request(b"GET", f"{self._base_url}{path}?{urlencode(args)}", None)
+        return await self._request("GET", f"{self._base_url}{path}?{urlencode(args)}", None)
 
     async def post_form(self, args: dict[str, str]) -> bytes:
         """An ``application/x-www-form-urlencoded`` POST of ``args`` to ``base_url``."""
-        return await self._request(b"POST", self._base_url, urlencode(args).encode("utf-8"))
+        return await self._request("POST", self._base_url, urlencode(args).encode("utf-8"))
 
-    async def _request(self, method: bytes, url: str, form: bytes | None) -> bytes:
-        headers = Headers({b"User-Agent": [USER_AGENT]})
-        producer = None
+    async def _request(self, method: str, url: str, form: bytes | None) -> bytes:
+        headers = Headers()
         if form is not None:
             headers.addRawHeader(b"Content-Type", b"application/x-www-form-urlencoded")
-            producer = FileBodyProducer(BytesIO(form))
-
-        async def attempt():
-            response = await self._agent.request(method, url.encode("utf-8"), headers, producer)
-            reader = BodyReader(MAX_RESPONSE)
-            response.deliverBody(reader)
-            return response.code, await reader.done
-
-        d = defer.ensureDeferred(attempt())
-        d.addTimeout(self._timeout_s, self._reactor)
-        try:
-            status, body = await d
-        except OriginUnreachable:
-            raise
-        except (defer.TimeoutError, TwistedTimeoutError):
-            raise OriginUnreachable(f"{self._name} did not answer in time") from None
-        except Exception as e:
-            raise OriginUnreachable(describe_failure(e)) from None
+        status, body = await self._http.fetch(method, url, headers, form)
         if status != 200:
             raise OriginUnreachable(f"{self._name} answered {status}")
         return body
-
