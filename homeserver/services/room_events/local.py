@@ -218,18 +218,7 @@ class LocalAppends:
         news: list[NewEvent] = []
         pending: dict[str, StoredEvent] = {}
         for spec in specs:
-            # the state before the event, for the policy server's choice (copied only where one is named)
-            state_before = dict(work.state) if (POLICY_EVENT, "") in work.state else {}
-            new = await self._prepare(work, spec, now, pending)
-            if spec.countersign is not None:
-                new.event.pdu = await spec.countersign(new.event.pdu)
-                new.encoded = None  # it has another signature now
-            if self._policy_sign is not None:
-                # Spec server-server "Policy Servers": the room's policy server signs before the event is sent.
-                signed = await self._policy_sign(work.version, new.event.pdu, state_before, pending)
-                if signed is not new.event.pdu:
-                    new.event.pdu, new.encoded = signed, None
-            news.append(new)
+            news.append(await self._prepare(work, spec, now, pending))
         return await self._commit(head, work, news)
 
     async def _commit(self, head: RoomHead, work: RoomHead, news: list[NewEvent]) -> list[StoredEvent]:
@@ -274,6 +263,15 @@ class LocalAppends:
         redacts = spec.redacts if spec.type == "m.room.redaction" else None
         if redacts is not None:
             redacts = await self._authorised_redaction(work, spec, redacts, auth_state)
+        if spec.countersign is not None:
+            pdu, encoded = await spec.countersign(pdu), None  # it has another signature now
+        if self._policy_sign is not None:
+            # Spec server-server "Policy Servers": the room's policy server signs before the event is sent,
+            # choosing on the state before it (copied only where one is named).
+            state_before = dict(work.state) if (POLICY_EVENT, "") in work.state else {}
+            signed = await self._policy_sign(work.version, pdu, state_before, pending)
+            if signed is not pdu:
+                pdu, encoded = signed, None
         event = StoredEvent(pdu["event_id"], pdu, 0, work.room_id,
                             txn_device=spec.txn[1] if spec.txn else None, txn_id=spec.txn[2] if spec.txn else None)
         new = NewEvent(event=event, txn=spec.txn, prev_state_group=work.state_group,
