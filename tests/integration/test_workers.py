@@ -87,11 +87,23 @@ def test_message_through_main_reaches_a_long_poll_on_the_sync_worker(main, worke
     reader = on(workers["sync1"], alice)
     since = caught_up(reader, alice)  # the long-poll can only be woken by the message
     answer: dict = {}
-    poll = threading.Thread(target=lambda: answer.update(zip(("resp", "took"), long_poll(reader, since))))
+
+    def poll_until_message() -> None:
+        """Long-poll as a client does: another stream's change (a new device's device-list entry, presence)
+        may answer a poll first; the next one, from its token, then carries the message."""
+        started, token = time.monotonic(), since
+        while time.monotonic() - started < 30:
+            resp, _ = long_poll(reader, token)
+            answer["resp"], token = resp, resp["next_batch"]
+            if messages_in(resp, room_id):
+                break
+        answer["took"] = time.monotonic() - started
+
+    poll = threading.Thread(target=poll_until_message)
     poll.start()
     event_id = alice.send(room_id, "through main")
     poll.join(40)
-    # The one long-poll answers with the message, woken by main's write well before its 30 s timeout.
+    # The message reaches the worker's long-poll, woken by main's write well before a poll's 30 s timeout.
     assert messages_in(answer["resp"], room_id) == [event_id]
     assert answer["took"] < 25
 
