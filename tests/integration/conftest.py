@@ -16,7 +16,7 @@ import pytest
 from tests.integration import pg
 from tests.integration.federation import (ca, fed, hexagone_peer, home, pair, peer,  # noqa: F401 (fixtures)
                                           synapse_peer, synapse_presence, topology)
-from tests.integration.harness import LIVE_SERVERS, ServerError, ServerProcess
+from tests.integration.harness import LIVE_SERVERS, ServerError, ServerProcess, free_port
 from tests.integration.inprocess import InProcessServer
 
 
@@ -54,6 +54,19 @@ def homeserver_factory(tmp_path_factory):
 @pytest.fixture(scope="module")
 def homeserver(homeserver_factory) -> ServerProcess:
     return homeserver_factory()
+
+
+@pytest.fixture(scope="module")
+def monitored(homeserver_factory) -> tuple[ServerProcess, int]:
+    """A client listener, and Synapse's metrics listener (type: metrics) on a port of its own: (server, port)."""
+    server = homeserver_factory(start=False, enable_metrics=True)
+    metrics_port = free_port(server.port)
+    listener = {"type": "http", "tls": False, "bind_addresses": ["127.0.0.1"]}
+    server.config["listeners"] = [dict(listener, port=server.port, resources=[{"names": ["client"]}]),
+                                  dict(listener, port=metrics_port, type="metrics")]
+    server._set_port(server.port)
+    server.start()
+    return server, metrics_port
 
 
 @pytest.fixture(scope="module")

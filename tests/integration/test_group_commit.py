@@ -7,24 +7,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.harness import free_port, q, unique
+from tests.integration.harness import q, unique
 
-LISTENER = {"type": "http", "tls": False, "bind_addresses": ["127.0.0.1"]}
 SENDS = 40
-
-
-@pytest.fixture(scope="module")
-def monitored(homeserver_factory):
-    server = homeserver_factory(start=False, enable_metrics=True)
-    metrics_port = free_port(server.port)
-    server.config["listeners"] = [dict(LISTENER, port=server.port, resources=[{"names": ["client"]}]),
-                                  dict(LISTENER, port=metrics_port, type="metrics")]
-    server._set_port(server.port)
-    server.start()
-    return server, metrics_port
 
 
 def _persist_transactions(server, metrics_port: int) -> int:

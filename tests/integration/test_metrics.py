@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import http.client
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.harness import free_port, register_admin, unique
+from tests.integration.harness import register_admin, unique
 
 LISTENER = {"type": "http", "tls": False, "bind_addresses": ["127.0.0.1"]}
 DOWN = "127.0.0.1:9"  # a peer that refuses connections (the discard port, closed)
@@ -34,18 +33,6 @@ def _samples(port: int) -> dict[str, list]:
         for s in family.samples:
             samples.setdefault(s.name, []).append(s)
     return samples
-
-
-@pytest.fixture(scope="module")
-def monitored(homeserver_factory):
-    """A client listener, and Synapse's metrics listener (type: metrics) on a port of its own."""
-    server = homeserver_factory(start=False, enable_metrics=True)
-    metrics_port = free_port(server.port)
-    server.config["listeners"] = [dict(LISTENER, port=server.port, resources=[{"names": ["client"]}]),
-                                  dict(LISTENER, port=metrics_port, type="metrics")]
-    server._set_port(server.port)
-    server.start()
-    return server, metrics_port
 
 
 def test_metrics_show_requests_transactions_events_and_queues(monitored):
