@@ -73,16 +73,32 @@ class Txn:
     :class:`NeedsTransaction` before it reaches the database.
     """
 
-    def __init__(self, cursor, engine, autocommit: bool = False):
+    def __init__(self, cursor, engine, autocommit: bool = False, pipelined: bool = False):
         self._cursor = cursor
         self._engine = engine
         self._autocommit = autocommit
+        self._pipelined = pipelined
+        self._unsynced = False  # pipelined: statements sent whose results were not waited for yet
+        self.statements = 0
         self.round_trips = 0
         self.after_commit: list[Callable[[], None]] = []
 
     def _check_autocommit(self, sql: str | None) -> None:
-        if self._autocommit and (self.round_trips > 0 or sql is None or not _is_select(sql)):
+        if self._autocommit and (self.statements > 0 or sql is None or not _is_select(sql)):
             raise NeedsTransaction()
+
+    def _sent(self) -> None:
+        """One statement sent: a round trip, unless pipelined (then one for all those before a result is read)."""
+        self.statements += 1
+        if self._pipelined:
+            self._unsynced = True
+        else:
+            self.round_trips += 1
+
+    def _results(self) -> None:
+        if self._unsynced:
+            self._unsynced = False
+            self.round_trips += 1
 
     @property
     def engine_name(self) -> str:
@@ -91,7 +107,7 @@ class Txn:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> "Txn":
         self._check_autocommit(sql)
-        self.round_trips += 1
+        self._sent()
         self._cursor.execute(self._engine.translate(sql), self._engine.adapt(args))
         return self
 
@@ -99,29 +115,32 @@ class Txn:
         rows = [self._engine.adapt(r) for r in rows]
         if rows:
             self._check_autocommit(None)
-            self.round_trips += 1
+            self._sent()
             self._cursor.executemany(self._engine.translate(sql), rows)
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Bulk-insert rows (PostgreSQL COPY, or one executemany on SQLite); for ``hexagone port-db``."""
         if rows:
             self._check_autocommit(None)
-            self.round_trips += 1
+            self._sent()
             self._engine.copy_rows(self._cursor, table, columns, rows)
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """INSERT the rows: with COPY from :data:`COPY_FROM_ROWS` rows on (on PostgreSQL, a few times faster
-        for thousands of rows; for a few rows, its extra round trip would cost more than it saves)."""
-        if len(rows) >= COPY_FROM_ROWS:
+        for thousands of rows; for a few rows, its extra round trip would cost more than it saves), except in a
+        pipeline (which cannot hold a COPY, and sends the rows without waiting anyway)."""
+        if len(rows) >= COPY_FROM_ROWS and not self._pipelined:
             self.copy_rows(table, columns, rows)
         else:
             self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
                              rows)
 
     def fetchone(self):
+        self._results()
         return self._cursor.fetchone()
 
     def fetchall(self) -> list:
+        self._results()
         return self._cursor.fetchall()
 
     def select_one(self, sql: str, args: Sequence[Any] = ()):
@@ -148,6 +167,7 @@ class SqliteEngine:
     name = "sqlite"
     autocommit_reads = False  # a transaction is a local call, not a round trip
     transaction_round_trips = 0
+    pipelines_ordered = False
 
     def __init__(self, path: str):
         self.path = path
@@ -274,6 +294,7 @@ class PostgresEngine:
     name = "postgresql"
     autocommit_reads = True
     transaction_round_trips = 2  # BEGIN and COMMIT
+    pipelines_ordered = True  # run_ordered: BEGIN, the statements and COMMIT sent at once (see :meth:`pipeline`)
 
     def __init__(self, dsn: str, cp_min: int = 1, cp_max: int = 10):
         import psycopg
@@ -314,9 +335,25 @@ class PostgresEngine:
     def commit(self, conn) -> None:
         conn.commit()
 
+    @contextlib.contextmanager
+    def pipeline(self, conn, cursor) -> Iterator[None]:
+        """A READ COMMITTED transaction in pipeline mode: its statements are sent without waiting for their
+        results, which are read only where the work asks for one, and when the block ends, after
+        :meth:`queue_commit`; a transaction that only writes is one round trip. BEGIN and COMMIT are sent as
+        statements, in autocommit mode: psycopg would wait for the result of its own BEGIN."""
+        if not conn.autocommit:
+            conn.autocommit = True
+        with conn.pipeline():
+            cursor.execute(b"BEGIN ISOLATION LEVEL READ COMMITTED")
+            yield
+
+    @staticmethod
+    def queue_commit(cursor) -> None:
+        cursor.execute(b"COMMIT")
+
     def rollback(self, conn) -> None:
         if not conn.closed:
-            conn.rollback()
+            conn.rollback()  # also after a pipeline, whose transaction psycopg sees open (or failed)
 
     @staticmethod
     def translate(sql: str) -> str:
@@ -430,7 +467,7 @@ class Database:
         self._pool = ThreadPool(minthreads=1, maxthreads=size, name="db")
         self._pool.start()
         self.txn_count = 0
-        self.round_trips = 0  # statements, and the BEGIN and COMMIT of each PostgreSQL transaction
+        self.round_trips = 0  # statements (a pipeline's: its waits), the BEGIN and COMMIT of PostgreSQL transactions
         self.retries = 0
         self._closed = False
         self._transactional: set[str] = set()  # names of work seen to be more than one SELECT
@@ -466,6 +503,7 @@ class Database:
         start = time.monotonic()
         attempt = 0
         autocommit = self.engine.autocommit_reads and not ordered and name not in self._transactional
+        pipelined = ordered and self.engine.pipelines_ordered
         while True:
             attempt += 1
             committing = False
@@ -482,11 +520,17 @@ class Database:
                             self._transactional.add(name)
                             autocommit = False
                             self.round_trips += txn.round_trips  # the SELECT run before it, wasted
-                    txn = Txn(cursor, self.engine)
-                    self.engine.begin(conn, ordered)
-                    result = fn(txn, *args, **kwargs)
-                    committing = True
-                    self.engine.commit(conn)
+                    txn = Txn(cursor, self.engine, pipelined=pipelined)
+                    if pipelined:
+                        with self.engine.pipeline(conn, cursor):  # errors are raised as the block ends
+                            result = fn(txn, *args, **kwargs)
+                            committing = True
+                            self.engine.queue_commit(cursor)
+                    else:
+                        self.engine.begin(conn, ordered)
+                        result = fn(txn, *args, **kwargs)
+                        committing = True
+                        self.engine.commit(conn)
                     break
                 except Exception as e:
                     _rollback_quietly(self.engine, conn)
@@ -500,9 +544,12 @@ class Database:
                     cursor.close()
             time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
         self.txn_count += 1
-        self.round_trips += txn.round_trips + (0 if autocommit else self.engine.transaction_round_trips)
+        if pipelined:
+            self.round_trips += txn.round_trips + 1  # BEGIN, what was not waited for yet, COMMIT
+        else:
+            self.round_trips += txn.round_trips + (0 if autocommit else self.engine.transaction_round_trips)
         elapsed = (time.monotonic() - start) * 1000
-        logger.debug("Transaction %s: %d statements, %d attempts%s, %.2f ms", name, txn.round_trips, attempt,
+        logger.debug("Transaction %s: %d statements, %d attempts%s, %.2f ms", name, txn.statements, attempt,
                      ", autocommit" if autocommit else "", elapsed)
         if self._on_transaction is not None:
             self._on_transaction(name, elapsed / 1000)
