@@ -20,6 +20,7 @@ import logging
 from twisted.internet import defer
 
 from homeserver.errors import forbidden, invalid_param
+from homeserver.lru import LruCache
 from homeserver.services.edu_outbox import EduOutbox, EphemeralFeed
 from homeserver.storage.presence import PresenceRow, PresenceStore
 from homeserver.storage.streams import StreamIdGenerator
@@ -35,6 +36,7 @@ SYNC_ONLINE_TIMEOUT_MS = 60_000
 TIMER_INTERVAL_S = 5.0
 FEDERATION_TIMEOUT_MS = 30 * 60_000        # Synapse's FEDERATION_TIMEOUT
 FEDERATION_PING_INTERVAL_MS = 25 * 60_000  # Synapse's FEDERATION_PING_INTERVAL
+OFFLINE_CACHED = 10_000  # local users known to be offline, kept so that their next events read nothing
 
 
 def presence_content(state: PresenceRow, now_ms: int) -> dict:
@@ -68,6 +70,9 @@ class PresenceService:
         self._server_suffix = ":" + server_name
         self.stream = StreamIdGenerator(store.max_stream_id_sync())
         self._states: dict[str, PresenceRow] = {}  # local users not offline
+        # Local users read offline from the store (the writer only: no one else changes them, so they stay
+        # offline until a change here moves them to _states).
+        self._offline: LruCache[str, PresenceRow] = LruCache(OFFLINE_CACHED)
         self._last_sync: dict[str, int] = {}
         self._last_pushed: dict[str, int] = {}  # local user -> when the federation last heard of them
         self._remote_updated: dict[str, int] = {}  # remote user not offline -> when their server last told us
@@ -88,14 +93,19 @@ class PresenceService:
 
     # -- reading -----------------------------------------------------------------------
     async def _states_by_user(self, user_ids) -> dict[str, PresenceRow]:
-        """Users' states: from memory while not offline, else from the store (one query for them all)."""
-        found = {u: state for u in user_ids if (state := self._states.get(u)) is not None}
+        """Users' states: from memory while not offline (or known offline), else from the store (one query for
+        them all)."""
+        found = {u: state for u in user_ids
+                 if (state := self._states.get(u)) is not None or (state := self._offline.get(u)) is not None}
         missing = [u for u in user_ids if u not in found]
         stored = await self._store.get(missing)
         for user_id in missing:
             state = stored.get(user_id) or PresenceRow(user_id, "offline", None, 0, False)
-            if state.state != "offline" and self._is_local(user_id) and self._writer:
-                state = self._states.setdefault(user_id, state)
+            if self._is_local(user_id) and self._writer:
+                if state.state != "offline":
+                    state = self._states.setdefault(user_id, state)
+                elif user_id not in self._states:
+                    self._offline.put(user_id, state)
             found[user_id] = state
         return found
 
@@ -168,6 +178,7 @@ class PresenceService:
         new = dataclasses.replace(old, **fields)
         if new.state != "online":
             new.currently_active = False
+        self._offline.pop(old.user_id)
         self._states[old.user_id] = new
         self._ensure_timer()
         if not _should_notify(old, new):
@@ -229,6 +240,7 @@ class PresenceService:
         for user_id, state in list(self._states.items()):
             if state.state == "offline":
                 del self._states[user_id]
+                self._offline.put(user_id, state)
                 self._last_sync.pop(user_id, None)
                 self._last_pushed.pop(user_id, None)
                 continue

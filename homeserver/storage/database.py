@@ -29,7 +29,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
-from twisted.internet import threads
+from twisted.internet import defer, threads
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from homeserver.errors import MatrixError
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 10
+GROUPED_IN_FLIGHT = 1  # run_grouped: transactions of one name under way at once
+GROUPED_PARTS = 50  # run_grouped: parts in one transaction at most
 CONNECT_TIMEOUT_S = 5  # opening a PostgreSQL connection: a request waits no longer for an unreachable server
 SAFE_LOCALES = ("C", "POSIX", "C.UTF-8", "C.utf8")
 
@@ -471,6 +474,7 @@ class Database:
         self.retries = 0
         self._closed = False
         self._transactional: set[str] = set()  # names of work seen to be more than one SELECT
+        self._groups: dict[str, _Group] = {}  # run_grouped's work waiting, by name
 
     @property
     def engine_name(self) -> str:
@@ -487,6 +491,46 @@ class Database:
         the room's own rows). On PostgreSQL it runs READ COMMITTED and so never fails to serialize; on
         SQLite, where transactions do run one at a time, it is :meth:`run`."""
         return await self._run(name, fn, args, kwargs, True)
+
+    async def run_grouped(self, name: str, fn: Callable[..., Any], *args) -> Any:
+        """:meth:`run_ordered` for work that may share its transaction with other work of the same name (group
+        commit: several rooms' events written by one transaction, one COMMIT): while
+        :data:`GROUPED_IN_FLIGHT` transactions of that name are under way, the work waits, and the next
+        transaction runs all the work waiting, in its order. Should that transaction fail, each part runs
+        again in a transaction of its own, so that a part fails only for itself."""
+        group = self._groups.setdefault(name, _Group())
+        done: defer.Deferred = defer.Deferred()
+        group.waiting.append((fn, args, done))
+        if group.running < GROUPED_IN_FLIGHT:
+            self._start_group(name, group)
+        return await done
+
+    def _start_group(self, name: str, group: "_Group") -> None:
+        parts, group.waiting = group.waiting[:GROUPED_PARTS], group.waiting[GROUPED_PARTS:]
+        group.running += 1
+        defer.ensureDeferred(self._run_group(name, group, parts))
+
+    async def _run_group(self, name: str, group: "_Group", parts: list) -> None:
+        results: list = []
+        if len(parts) > 1:
+            try:
+                results = await self._run(name, _run_parts, ([(fn, args) for fn, args, _ in parts],), {}, True)
+            except Exception:
+                results = []
+        if not results:
+            for fn, args, _ in parts:
+                try:
+                    results.append(await self._run(name, fn, args, {}, True))
+                except Exception:
+                    results.append(Failure())
+        group.running -= 1
+        if group.waiting and group.running < GROUPED_IN_FLIGHT:
+            self._start_group(name, group)
+        for (_, _, done), result in zip(parts, results):
+            if isinstance(result, Failure):
+                done.errback(result)
+            else:
+                done.callback(result)
 
     async def _run(self, name, fn, args, kwargs, ordered: bool) -> Any:
         txn, result = await threads.deferToThreadPool(self._reactor, self._pool, self._run_sync, name, fn, args,
@@ -563,6 +607,18 @@ class Database:
         self._closed = True
         self._pool.stop()
         self.engine.close()
+
+
+class _Group:
+    """The work of one name :meth:`Database.run_grouped` holds: waiting, and the transactions under way."""
+
+    def __init__(self):
+        self.waiting: list[tuple[Callable[..., Any], tuple, defer.Deferred]] = []
+        self.running = 0
+
+
+def _run_parts(txn, parts: list[tuple[Callable[..., Any], tuple]]) -> list:
+    return [fn(txn, *args) for fn, args in parts]
 
 
 def _rollback_quietly(engine, conn) -> None:

@@ -323,14 +323,15 @@ class EventStore(Store):
 
     async def persist_events(self, new_events: list[NewEvent], *, apply_pending_redactions: bool = False
                              ) -> dict[str, str]:
-        """Write a batch of events, their state and the room's new extremities in one transaction. With
-        ``apply_pending_redactions`` (events from other servers), the redactions received before these
-        events are applied to them: returns target id -> redaction id of those."""
+        """Write a batch of events, their state and the room's new extremities in one transaction (which may
+        hold other rooms' batches too: ``Database.run_grouped``). With ``apply_pending_redactions`` (events
+        from other servers), the redactions received before these events are applied to them: returns target
+        id -> redaction id of those."""
         def txn_fn(txn):
             self._persist_events_txn(txn, new_events)
             return self._apply_pending_redactions_txn(txn, new_events) if apply_pending_redactions else {}
 
-        return await self.db.run_ordered("persist_events", txn_fn)  # under the room's lock
+        return await self.db.run_grouped("persist_events", txn_fn)  # under the room's lock
 
     def _apply_pending_redactions_txn(self, txn, new_events: list[NewEvent]) -> dict[str, str]:
         """Spec room versions, "Redactions": a redaction waiting for its target applies if the target is in

@@ -122,12 +122,44 @@ class LocalAppends:
                 d.callback(result)
 
     async def _append_outcomes(self, room_id: str, specs: list[EventSpec]) -> list[str | Failure]:
-        """Each event's id once committed, or its error."""
+        """Each event's id once committed, or its error.
+
+        The transaction ids are not looked up first: the store refuses a second event with one already taken
+        (its key), and only when the batch fails are they looked up, and the batch prepared again knowing them
+        (a retry is answered with the event of the first)."""
         head = await self._heads.head(room_id)
         if head is None:
             raise not_found("Unknown room")
         now = self._heads.now_ms()
-        known = await self._store.get_event_ids_for_txns(room_id, [s.txn for s in specs if s.txn is not None])
+        outcome, work, news = await self._prepare_batch(head, specs, {}, now)
+        if not news:
+            return outcome
+        try:
+            await self._commit(head, work, news)
+            return outcome
+        except Exception:
+            failure = Failure()
+        txns = [s.txn for s in specs if s.txn is not None]
+        known = await self._store.get_event_ids_for_txns(room_id, txns) if txns else {}
+        if known:
+            outcome, work, news = await self._prepare_batch(head, specs, known, now)
+            if not news:
+                return outcome
+            try:
+                await self._commit(head, work, news)
+                return outcome
+            except Exception:
+                failure = Failure()
+        failed = {new.event.event_id for new in news}
+        if len(news) == 1:
+            return [failure if o in failed else o for o in outcome]
+        return await self._append_alone(head, specs, outcome, failed, now)
+
+    async def _prepare_batch(self, head: RoomHead, specs: list[EventSpec], known: dict[tuple[str, str, str], str],
+                             now: int) -> tuple[list[str | Failure], RoomHead, list[NewEvent]]:
+        """Each event prepared on the state its predecessors leave (or its error, or the event its
+        transaction id names in ``known``): the outcomes, the head after them and the events to write."""
+        known = dict(known)
         work = head.copy()
         news: list[NewEvent] = []
         pending: dict[str, StoredEvent] = {}
@@ -145,17 +177,7 @@ class LocalAppends:
             outcome.append(new.event.event_id)
             if spec.txn is not None:
                 known[spec.txn] = new.event.event_id
-        if not news:
-            return outcome
-        try:
-            await self._commit(head, work, news)
-        except Exception:
-            failed = {new.event.event_id for new in news}
-            if len(news) == 1:
-                failure = Failure()
-                return [failure if o in failed else o for o in outcome]
-            return await self._append_alone(head, specs, outcome, failed, now)
-        return outcome
+        return outcome, work, news
 
     async def _append_alone(self, head: RoomHead, specs: list[EventSpec], outcome: list[str | Failure],
                             failed: set[str], now: int) -> list[str | Failure]:
