@@ -145,7 +145,7 @@ class PushStore(Store):
     async def add_actions(self, actions: list[PushAction]) -> None:
         if not actions:
             return
-        await self.db.run("add_push_actions", lambda t: t.executemany(
+        await self.db.run_ordered("add_push_actions", lambda t: t.executemany(  # new rows only: no conflict
             "INSERT INTO push_actions (user_id, stream_ordering, room_id, event_id, thread_id, highlight,"
             " actions_json, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(a.user_id, a.stream_ordering, a.room_id, a.event_id, a.thread_id, int(a.highlight),

@@ -93,7 +93,7 @@ class SearchStore(Store):
                 txn.executemany(f"INSERT INTO {FTS_TABLE} (rowid, value) VALUES (?, ?)",
                                 [(r[0], r[4]) for r in rows])
 
-        await self.db.run_grouped("index_events", txn_fn)  # new rows only: nothing to contradict
+        await self.db.run_ordered("index_events", txn_fn)  # new rows only: nothing to contradict
 
     async def remove(self, room_id: str, event_id: str) -> None:
         """Forget a (redacted) event."""

@@ -1,6 +1,6 @@
 """How ``homeserver/storage/database.py`` runs work on PostgreSQL: a single SELECT in autocommit (one round trip),
 anything more in a SERIALIZABLE transaction (the work run again from the start when it turns out to be more than
-one SELECT, and that name then always in a transaction), room-event writes (``run_ordered``) READ COMMITTED.
+one SELECT, and that name then always in a transaction), room-event writes (``run_ordered``) READ COMMITTED in one pipeline, and ``run_grouped`` work sharing a transaction.
 SQLite runs everything in a transaction, with the same results.
 
 On the database the suite runs on (SQLite, or PostgreSQL per HEXAGONE_TEST_DATABASE).
@@ -9,10 +9,14 @@ On the database the suite runs on (SQLite, or PostgreSQL per HEXAGONE_TEST_DATAB
 from __future__ import annotations
 
 import pytest
+from twisted.internet.defer import ensureDeferred
+from twisted.python.failure import Failure
 
 from homeserver.config import parse_config
-from homeserver.storage.database import Database, open_engine
+from homeserver.errors import MatrixError
+from homeserver.storage.database import GROUPED_IN_FLIGHT, Database, open_engine
 from tests.integration.harness import database_config_for_test
+from tests.integration.inprocess import ThreadedMemoryReactor
 
 
 @pytest.fixture
@@ -81,3 +85,83 @@ def test_room_event_writes_run_read_committed_the_rest_serializable(db):
     assert db.run_sync("isolation", _isolation) == "serializable"
     assert db._run_sync("isolation ordered", _isolation, (), {}, True)[1] == "read committed"
     assert db.run_sync("isolation", _isolation) == "serializable"  # the connection's level is set back
+
+
+@pytest.fixture
+def threaded_db(tmp_path):
+    """A database whose threads hand results back to a fake reactor (``inprocess.ThreadedMemoryReactor``)."""
+    config = parse_config({"server_name": "modes.example", "database": database_config_for_test(str(tmp_path))},
+                          str(tmp_path / "homeserver.yaml"))
+    reactor = ThreadedMemoryReactor()
+    database = Database(open_engine(config.database), reactor=reactor)
+    database.run_sync("create", lambda t: t.execute("CREATE TABLE kv (k TEXT PRIMARY KEY, v INTEGER NOT NULL)"))
+    yield database, reactor
+    database.close()
+
+
+def _put(t, key):
+    t.execute("INSERT INTO kv (k, v) VALUES (?, 1)", (key,))
+    return key
+
+
+def _grouped(db, reactor, keys) -> list:
+    """Each key's run_grouped outcome (its key, or its error), all started before the reactor turns."""
+    outcomes = [ensureDeferred(db.run_grouped("put", _put, key)) for key in keys]
+    reactor.run_until(lambda: all(d.called for d in outcomes))
+    results = []
+    for d in outcomes:
+        d.addBoth(results.append)
+    return results
+
+
+def test_grouped_work_waiting_shares_one_transaction_and_a_failing_part_fails_alone(threaded_db):
+    db, reactor = threaded_db
+    first = [f"first {i}" for i in range(GROUPED_IN_FLIGHT)]  # these start at once, each alone
+    before = db.txn_count
+    assert _grouped(db, reactor, first + ["a", "b", "c"]) == first + ["a", "b", "c"]
+    assert db.txn_count - before == GROUPED_IN_FLIGHT + 1  # the three waiting: one transaction
+
+    # A part the database refuses (a key taken) among the waiting: the others are written, each alone.
+    again = [f"again {i}" for i in range(GROUPED_IN_FLIGHT)]
+    before = db.txn_count
+    results = _grouped(db, reactor, again + ["d", "a", "e"])
+    assert results[:GROUPED_IN_FLIGHT] + [results[-3], results[-1]] == again + ["d", "e"]
+    assert isinstance(results[-2], Failure) and not isinstance(results[-2].value, MatrixError)
+    assert db.txn_count - before == GROUPED_IN_FLIGHT + 2  # the failed group is not counted, d and e are
+    keys = db.run_sync("keys", lambda t: [r[0] for r in t.select_all("SELECT k FROM kv ORDER BY k")])
+    assert keys == sorted(first + again + ["a", "b", "c", "d", "e"])
+
+
+def test_a_pipelined_transaction_is_one_round_trip_and_reads_on_demand(threaded_db):
+    """PostgreSQL: room-event writes (run_ordered) are one pipeline; reading a result waits for what was sent."""
+    db, _ = threaded_db
+
+    def writes(t):
+        t.execute("INSERT INTO kv (k, v) VALUES ('p', 1)")
+        t.executemany("INSERT INTO kv (k, v) VALUES (?, ?)", [("q", 2), ("r", 3)])
+        t.execute("UPDATE kv SET v = v + 1 WHERE k = 'p'")
+
+    def read_then_write(t):
+        total = t.select_value("SELECT SUM(v) FROM kv")
+        t.execute("INSERT INTO kv (k, v) VALUES ('s', ?)", (total,))
+        return total
+
+    postgres = db.engine_name == "postgresql"
+    before = db.round_trips
+    db._run_sync("writes", writes, (), {}, True)
+    assert db.round_trips - before == (1 if postgres else 3)
+    before = db.round_trips
+    assert db._run_sync("read then write", read_then_write, (), {}, True)[1] == 7
+    assert db.round_trips - before == 2  # PostgreSQL: the SELECT, then the INSERT and COMMIT
+    assert db.run_sync("s", lambda t: t.select_value("SELECT v FROM kv WHERE k = 's'")) == 7
+
+    def fails(t):
+        t.execute("INSERT INTO kv (k, v) VALUES ('t', 1)")
+        t.execute("INSERT INTO kv (k, v) VALUES ('p', 1)")  # taken: the whole transaction is rolled back
+
+    with pytest.raises(Exception) as raised:
+        db._run_sync("fails", fails, (), {}, True)
+    assert not isinstance(raised.value, MatrixError)
+    assert db.run_sync("t", lambda t: t.select_value("SELECT COUNT(*) FROM kv WHERE k = 't'")) == 0
+    assert db._run_sync("isolation ordered", _isolation, (), {}, True)[1] == (
+        "read committed" if postgres else None)  # the connection is usable again

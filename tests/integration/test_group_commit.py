@@ -90,3 +90,42 @@ def test_a_batch_keeps_each_event_authorised_on_the_state_before_it(monitored):
                      and e["content"]["membership"] == "ban")
     newer = events[:events.index(ban_event)]  # dir=b: newest first
     assert not [e for e in newer if e["sender"] == bob.user_id]
+
+
+def test_sends_to_several_rooms_at_once_are_each_answered_and_a_retry_after_its_commit_makes_one_event(monitored):
+    """Several rooms' batches may share a transaction (group commit across rooms). A transaction id sent again
+    after its event was committed is refused by the store, found, and answered with the first event, while the
+    other rooms' events are written; an event the database refuses (PostgreSQL holds no NUL in text) fails
+    alone, whatever rooms its transaction held."""
+    server, metrics_port = monitored
+    alice = server.register()
+    rooms = [alice.create_room(preset="public_chat") for _ in range(4)]
+    retried = unique("txn")
+    status, first = _put(alice, rooms[0], "first", retried)
+    assert status == 200, first
+    nul = {"msgtype": "m.text", "body": "reply",
+           "m.relates_to": {"rel_type": "m.reference", "event_id": "$a\u0000b"}}
+    jobs = ([(room, f"message {i} in {n}", unique("txn")) for i in range(10) for n, room in enumerate(rooms)]
+            + [(rooms[0], "first", retried) for _ in range(3)] + [(rooms[2], nul, unique("txn"))])
+    before = _persist_transactions(server, metrics_port)
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        answers = list(pool.map(lambda job: alice.request(
+            "PUT", f"/rooms/{q(job[0])}/send/m.room.message/{q(job[2])}",
+            job[1] if isinstance(job[1], dict) else {"msgtype": "m.text", "body": job[1]}), jobs))
+    after = _persist_transactions(server, metrics_port)
+
+    plain, retries, (nul_status, nul_body) = answers[:40], answers[40:43], answers[43]
+    assert all(status == 200 for status, _ in plain), plain
+    assert retries == [(200, {"event_id": first["event_id"]})] * 3, retries
+    if server.config["database"]["name"] != "sqlite3":
+        assert nul_status == 400 and nul_body["errcode"] == "M_INVALID_PARAM", (nul_status, nul_body)
+    else:
+        assert nul_status == 200, nul_body
+    for n, room in enumerate(rooms):
+        bodies = [e["content"]["body"] for e in alice.messages(room, dir="b", limit=100)["chunk"]
+                  if e["type"] == "m.room.message"]
+        expected = [f"message {i} in {n}" for i in range(10)] + (["first"] if n == 0 else [])
+        if n == 2 and nul_status == 200:
+            expected.append("reply")
+        assert sorted(bodies) == sorted(expected), (n, bodies)
+    assert after - before < 41, (after - before)

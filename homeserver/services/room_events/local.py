@@ -8,7 +8,9 @@ Group commit: the events sent to a room while an earlier append of the room hold
 queue, and the next holder of the lock appends all of them in one transaction (one COMMIT, one wait for the
 disk, instead of one each), each still authorised on the state its predecessors leave; an event refused fails
 alone, and a batch whose transaction fails is appended again one event at a time. Every request is answered
-after the transaction holding its event has committed.
+after the transaction holding its event has committed. That transaction may hold other rooms' batches too
+(``EventStore.persist_events``, ``Database.run_grouped``). Transaction ids are looked up only when a batch
+fails: the store refuses an event whose transaction id is taken.
 """
 
 from __future__ import annotations
