@@ -409,8 +409,10 @@ class SyncService:
                 continue
             p.timeline, p.limited = await self._load_timeline(ctx, p, limit, newest[p.room_id],
                                                               visibility.get(p.room_id))
-            if p.since_pos is None:
-                p.timeline = await self._redact_erased(p.room_id, p.timeline, visibility.get(p.room_id))
+        from_start = [p for p in parts if p.since_pos is None and p.out_of_band is None]
+        erased = await self._erased({e.sender for p in from_start for e in p.timeline})
+        for p in from_start:
+            p.timeline = await self._redact_erased(p.room_id, p.timeline, visibility.get(p.room_id), erased)
         state_ids = await self._states_for_timelines(parts, ctx.full_state)
         if f.state.lazy_load_members:
             await self._lazy_members(ctx, parts, state_ids)
@@ -560,18 +562,22 @@ class SyncService:
             return events
         events = _not_ignored(events, await self._ignored(user_id))
         timelines = await self._store.visibility_timelines(room_id, user_id)
-        return await self._redact_erased(room_id, visible_to(user_id, await self._retention(room_id, events),
-                                                             timelines), timelines)
+        events = visible_to(user_id, await self._retention(room_id, events), timelines)
+        return await self._redact_erased(room_id, events, timelines,
+                                         await self._erased({e.sender for e in events}))
 
-    async def _redact_erased(self, room_id: str, events: list[StoredEvent], timelines: tuple[list, list] | None
-                             ) -> list[StoredEvent]:
-        """As Synapse: the events of an erased user, redacted for a reader who was not joined when they were
-        sent (``timelines``: the reader's, as ``visible_to`` takes them). Copies: the event cache keeps the
-        originals."""
-        if self._erased_users is None or not events or timelines is None:
-            return events
-        erased = await self._erased_users({e.sender for e in events})
-        if not erased:
+    async def _erased(self, senders: set[str]) -> frozenset[str]:
+        """Which of these senders were erased (one query for every room of a sync)."""
+        if self._erased_users is None or not senders:
+            return frozenset()
+        return await self._erased_users(senders)
+
+    async def _redact_erased(self, room_id: str, events: list[StoredEvent], timelines: tuple[list, list] | None,
+                             erased: frozenset[str]) -> list[StoredEvent]:
+        """As Synapse: the events of an erased user (``erased``: :meth:`_erased` of at least their senders),
+        redacted for a reader who was not joined when they were sent (``timelines``: the reader's, as
+        ``visible_to`` takes them). Copies: the event cache keeps the originals."""
+        if not erased or not events or timelines is None or not any(e.sender in erased for e in events):
             return events
         memberships = Timeline.of(timelines[0])
         version = await self._heads.room_version(room_id)
