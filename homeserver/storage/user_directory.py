@@ -85,20 +85,26 @@ def _with_word(user: str) -> str:
             " LIMIT 1) IS NOT NULL")
 
 
+_SHARING = ("SELECT b.state_key AS user_id FROM current_state a JOIN current_state b ON a.room_id = b.room_id"
+            " WHERE a.type = 'm.room.member' AND a.state_key = ? AND a.membership = 'join'"
+            " AND b.type = 'm.room.member' AND b.membership = 'join' AND b.state_key != a.state_key")
+_IN_PUBLIC_ROOMS = ("SELECT c.state_key AS user_id FROM current_state c"
+                    " JOIN user_directory_public_rooms r ON c.room_id = r.room_id"
+                    " WHERE c.type = 'm.room.member' AND c.membership = 'join'")
+
+
 def _visible(user: str, all_local: bool) -> str:
-    """``user`` is not deactivated and the searcher (the ``?`` after the word bounds) may see them: a local user
-    (with ``all_local``), a user sharing a room with the searcher, or one in a public room. Each is a few index
-    probes for this one candidate, never the set of every user the searcher may see (one user's rooms are
-    few; a big room has many members)."""
-    local = f"(SELECT 1 FROM users u WHERE u.user_id = {user}) IS NOT NULL OR " if all_local else ""
-    return (f"COALESCE((SELECT u.deactivated FROM users u WHERE u.user_id = {user}), 0) = 0 AND ({local}"
-            "(SELECT 1 FROM current_state b JOIN current_state a ON a.room_id = b.room_id"
-            f" WHERE b.type = 'm.room.member' AND b.state_key = {user} AND b.membership = 'join'"
-            " AND a.type = 'm.room.member' AND a.state_key = ? AND a.membership = 'join' AND a.state_key != b.state_key"
-            " LIMIT 1) IS NOT NULL"
-            " OR (SELECT 1 FROM current_state c JOIN user_directory_public_rooms r ON r.room_id = c.room_id"
-            f" WHERE c.type = 'm.room.member' AND c.state_key = {user} AND c.membership = 'join' LIMIT 1)"
-            " IS NOT NULL)")
+    """``user`` is not deactivated and the searcher (the ``?`` of the rooms shared) may see them: a local user
+    (with ``all_local``), a user sharing a room with the searcher, or one in a public room. The order is fixed
+    (CASE and COALESCE evaluate in order): with ``all_local``, the one index probe of ``users`` decides for a
+    local user, and the rooms are read for the others only; without, the rooms come first (PostgreSQL may
+    hash the users sharing a room and the public rooms' members once, which serves a search whose candidates
+    are many and mostly hidden), then the probe."""
+    deactivated = f"(SELECT u.deactivated FROM users u WHERE u.user_id = {user})"
+    rooms = f"(EXISTS ({_SHARING} AND b.state_key = {user}) OR EXISTS ({_IN_PUBLIC_ROOMS} AND c.state_key = {user}))"
+    if all_local:
+        return f"COALESCE({deactivated}, CASE WHEN {rooms} THEN 0 ELSE 1 END) = 0"
+    return f"CASE WHEN {rooms} THEN COALESCE({deactivated}, 0) ELSE 1 END = 0"
 
 
 def search_sql(word_count: int, all_local: bool) -> str:
