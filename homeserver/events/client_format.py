@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 _CLIENT_KEYS = ("event_id", "type", "content", "sender", "origin_server_ts", "state_key", "unsigned")
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON data: its leaves are immutable, so only objects and arrays are copied (several
+    times faster than ``copy.deepcopy``, which serializing a sync's events spent most of its time in)."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [copy_json(v) for v in value]
+    return value
 
 
 def to_client_event(pdu: dict[str, Any], *, include_room_id: bool = True) -> dict[str, Any]:
@@ -20,7 +29,7 @@ def to_client_event(pdu: dict[str, Any], *, include_room_id: bool = True) -> dic
     Drops ``hashes``, ``signatures``, ``auth_events``, ``prev_events``, ``depth``,
     ``origin`` and anything else federation-only.
     """
-    out = {k: copy.deepcopy(pdu[k]) for k in _CLIENT_KEYS if k in pdu}
+    out = {k: copy_json(pdu[k]) for k in _CLIENT_KEYS if k in pdu}
     out.setdefault("content", {})
     out.setdefault("unsigned", {})
     if include_room_id and "room_id" in pdu:

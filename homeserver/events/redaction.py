@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .client_format import copy_json
 from .room_versions import RoomVersion, get_room_version
 
 _TOP_LEVEL_V1 = frozenset(
@@ -62,7 +63,7 @@ def redact_event(event: dict[str, Any], room_version: RoomVersion | str) -> dict
     ``invite`` in power levels, ``third_party_invite.signed`` in members and
     ``redacts`` in redactions. Idempotent.
     """
-    return _copy(redacted_view(event, room_version))
+    return copy_json(redacted_view(event, room_version))
 
 
 def redacted_view(event: dict[str, Any], room_version: RoomVersion | str) -> dict[str, Any]:
@@ -86,12 +87,3 @@ def redacted_view(event: dict[str, Any], room_version: RoomVersion | str) -> dic
         new_content["third_party_invite"] = {"signed": content["third_party_invite"]["signed"]}
     out["content"] = new_content
     return out
-
-
-def _copy(value: Any) -> Any:
-    """A deep copy of JSON data: its leaves are immutable, so only objects and arrays are copied."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_copy(v) for v in value]
-    return value

@@ -7,9 +7,7 @@ the bundled aggregations of "Aggregations of child events" (edits, threads).
 
 from __future__ import annotations
 
-import copy
-
-from homeserver.events.client_format import to_client_event
+from homeserver.events.client_format import copy_json, to_client_event
 from homeserver.events.redaction import redact_event
 from homeserver.requester import Requester
 from homeserver.services.filtering import apply_event_fields
@@ -59,7 +57,7 @@ class EventSerializer:
             version = await self._heads.room_version(ev.room_id)
             pdu = redact_event(pdu, version)
         if federation_format:
-            client = copy.deepcopy(pdu)
+            client = copy_json(pdu)
         else:
             client = to_client_event(pdu, include_room_id=include_room_id)
         client["event_id"] = ev.event_id

@@ -33,6 +33,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol
 
+from twisted.internet import defer
+
 from homeserver.errors import MatrixError
 from homeserver.requester import Requester
 from homeserver.bodies import RawBody, encode_json
@@ -106,7 +108,9 @@ class SyncResponse(dict):
 class SyncSource(Protocol):
     """One stream of /sync. ``name`` keys its position in ``SyncContext``; ``token_key`` in the token. A source
     whose part can change while its position does not (e.g. one-time key counts) also has
-    ``volatile_marker(requester)``: a remembered initial sync answer stands only while that is unchanged too."""
+    ``volatile_marker(requester)``: a remembered initial sync answer stands only while that is unchanged too.
+    Sources contribute concurrently, once the rooms are in the response; one that reads what the others add
+    (e.g. the rooms they create entries for) has ``after_others`` true and contributes after them."""
 
     name: str
     token_key: str
@@ -317,7 +321,9 @@ class SyncService:
         response = _skeleton()
         ctx.ignored = await self._ignored(ctx.user_id)
         await self._rooms(ctx, response)
-        for source in self.sources:
+        later = [s for s in self.sources if getattr(s, "after_others", False)]
+        await together(*(s.contribute(ctx, response) for s in self.sources if s not in later))
+        for source in later:
             await source.contribute(ctx, response)
         if ctx.since is not None and not ctx.full_state:
             _drop_empty_rooms(response, ctx.newly_joined)
@@ -397,28 +403,22 @@ class SyncService:
             return
         f = ctx.filter
         limit = f.timeline.limit if f.timeline.limit is not None else 10
-        newest_ids = await self._store.latest_room_event_ids(
-            {p.room_id: (p.to_pos, p.since_pos or 0) for p in parts}, limit + 1)
+        newest_ids, visibility = await together(
+            self._store.latest_room_event_ids({p.room_id: (p.to_pos, p.since_pos or 0) for p in parts}, limit + 1),
+            self._store.visibility_timelines_in_rooms([p.room_id for p in parts if p.since_pos is None],
+                                                      ctx.user_id))
         loaded = await self._heads.get_events(i for ids in newest_ids.values() for i in ids)
         newest = {room_id: [loaded[i] for i in ids if i in loaded] for room_id, ids in newest_ids.items()}
-        visibility = await self._store.visibility_timelines_in_rooms(
-            [p.room_id for p in parts if p.since_pos is None], ctx.user_id)
         for p in parts:
             if p.out_of_band is not None:
                 p.timeline = [p.out_of_band] if f.timeline.allows(p.out_of_band.pdu | {"room_id": p.room_id}) else []
                 continue
             p.timeline, p.limited = await self._load_timeline(ctx, p, limit, newest[p.room_id],
                                                               visibility.get(p.room_id))
-            if p.since_pos is None:
-                p.timeline = await self._redact_erased(p.room_id, p.timeline, visibility.get(p.room_id))
-        state_ids = await self._states_for_timelines(parts, ctx.full_state)
-        if f.state.lazy_load_members:
-            await self._lazy_members(ctx, parts, state_ids)
-        state_events = await self._heads.get_events(v for ids in state_ids.values() for v in ids.values())
-        states = {p.room_id: [state_events[v] for v in state_ids[p.room_id].values() if v in state_events
-                              and f.state.allows(state_events[v].pdu | {"room_id": p.room_id})] for p in parts}
-        timelines = await self._serialize_per_room(ctx, [p.timeline for p in parts], bundle=True)
-        state_json = await self._serialize_per_room(ctx, [states[p.room_id] for p in parts], bundle=False)
+        # The timelines' events are final but for redactions (which keep their senders and positions): their
+        # state, from where each timeline starts, is read meanwhile.
+        timelines, state_json = await together(self._timelines_json(ctx, parts, visibility),
+                                               self._states_json(ctx, parts))
         for p, timeline, state in zip(parts, timelines, state_json):
             if p.section == "join" and p.since_pos is not None and not timeline and not state \
                     and p.room_id not in ctx.newly_joined:
@@ -429,6 +429,26 @@ class SyncService:
             room["state"] = {"events": state}
             if p.section == "join":
                 room["summary"] = await self.room_summary(p.room_id, ctx.user_id)
+
+    async def _timelines_json(self, ctx: SyncContext, parts: list[RoomPart], visibility: dict) -> list[list[dict]]:
+        """The rooms' timelines as clients get them: redacted where an erased user's events are hidden from
+        the reader (one query for every room), bundled with their relations."""
+        from_start = [p for p in parts if p.since_pos is None and p.out_of_band is None]
+        erased = await self._erased({e.sender for p in from_start for e in p.timeline})
+        for p in from_start:
+            p.timeline = await self._redact_erased(p.room_id, p.timeline, visibility.get(p.room_id), erased)
+        return await self._serialize_per_room(ctx, [p.timeline for p in parts], bundle=True)
+
+    async def _states_json(self, ctx: SyncContext, parts: list[RoomPart]) -> list[list[dict]]:
+        """The rooms' ``state`` as clients get it (filtered; lazy-loaded members)."""
+        f = ctx.filter
+        state_ids = await self._states_for_timelines(parts, ctx.full_state)
+        if f.state.lazy_load_members:
+            await self._lazy_members(ctx, parts, state_ids)
+        state_events = await self._heads.get_events(v for ids in state_ids.values() for v in ids.values())
+        states = {p.room_id: [state_events[v] for v in state_ids[p.room_id].values() if v in state_events
+                              and f.state.allows(state_events[v].pdu | {"room_id": p.room_id})] for p in parts}
+        return await self._serialize_per_room(ctx, [states[p.room_id] for p in parts], bundle=False)
 
     async def _lazy_members(self, ctx: SyncContext, parts: list[RoomPart], state_ids: dict[str, dict]) -> None:
         """Spec "Lazy-loading room members": only the members of the timeline's senders (and the user's own) in
@@ -560,24 +580,37 @@ class SyncService:
             return events
         events = _not_ignored(events, await self._ignored(user_id))
         timelines = await self._store.visibility_timelines(room_id, user_id)
-        return await self._redact_erased(room_id, visible_to(user_id, await self._retention(room_id, events),
-                                                             timelines), timelines)
+        events = visible_to(user_id, await self._retention(room_id, events), timelines)
+        return await self._redact_erased(room_id, events, timelines,
+                                         await self._erased({e.sender for e in events}))
 
-    async def _redact_erased(self, room_id: str, events: list[StoredEvent], timelines: tuple[list, list] | None
-                             ) -> list[StoredEvent]:
-        """As Synapse: the events of an erased user, redacted for a reader who was not joined when they were
-        sent (``timelines``: the reader's, as ``visible_to`` takes them). Copies: the event cache keeps the
-        originals."""
-        if self._erased_users is None or not events or timelines is None:
-            return events
-        erased = await self._erased_users({e.sender for e in events})
-        if not erased:
+    async def _erased(self, senders: set[str]) -> frozenset[str]:
+        """Which of these senders were erased (one query for every room of a sync)."""
+        if self._erased_users is None or not senders:
+            return frozenset()
+        return await self._erased_users(senders)
+
+    async def _redact_erased(self, room_id: str, events: list[StoredEvent], timelines: tuple[list, list] | None,
+                             erased: frozenset[str]) -> list[StoredEvent]:
+        """As Synapse: the events of an erased user (``erased``: :meth:`_erased` of at least their senders),
+        redacted for a reader who was not joined when they were sent (``timelines``: the reader's, as
+        ``visible_to`` takes them). Copies: the event cache keeps the originals."""
+        if not erased or not events or timelines is None or not any(e.sender in erased for e in events):
             return events
         memberships = Timeline.of(timelines[0])
         version = await self._heads.room_version(room_id)
         return [dataclasses.replace(e, pdu=redact_event(e.pdu, version))
                 if e.sender in erased and not e.redacted_by and memberships.at(e.stream_ordering, "leave") != "join"
                 else e for e in events]
+
+
+async def together(*awaitables: Awaitable) -> list:
+    """Await these at once (their transactions overlap on the database threads), their results in order; the
+    first to fail raises its error (the others still run to their end)."""
+    try:
+        return await defer.gatherResults([defer.ensureDeferred(a) for a in awaitables], consumeErrors=True)
+    except defer.FirstError as e:
+        e.subFailure.raiseException()
 
 
 def _not_ignored(events: list[StoredEvent], ignored: frozenset[str]) -> list[StoredEvent]:

@@ -313,7 +313,12 @@ class PostgresEngine:
         logger.info("Using PostgreSQL database %s with %d to %d connections", database, cp_min, cp_max)
 
     def _open(self):
-        conn = self._psycopg.connect(self._dsn, autocommit=False, connect_timeout=CONNECT_TIMEOUT_S)
+        """A connection without JIT compilation: it is for long analytical queries, and a short query whose
+        worst case is costly (one that stops at its LIMIT, e.g. the user directory search) spent seconds
+        compiling for a few milliseconds of work."""
+        conn = self._psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        conn.execute("SET jit = off")
+        conn.autocommit = False
         conn.isolation_level = self._psycopg.IsolationLevel.SERIALIZABLE
         return conn
 

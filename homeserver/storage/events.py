@@ -523,9 +523,14 @@ class EventStore(Store):
         they forgot, and (after ``from_pos``) which of their joined rooms have events in (from_pos, to_pos]."""
 
         def txn_fn(txn):
-            memberships = _rooms_for_user_txn(txn, user_id)
-            forgotten = {r[0] for r in txn.select_all("SELECT room_id FROM room_forgotten WHERE user_id = ?",
-                                                      (user_id,))}
+            # One statement (an initial sync's is then one autocommitted round trip): a forgotten room is one
+            # the user has a membership of.
+            rows = txn.select_all(
+                "SELECT c.room_id, c.membership, c.event_id, c.stream_ordering, f.room_id FROM current_state c"
+                " LEFT JOIN room_forgotten f ON f.user_id = c.state_key AND f.room_id = c.room_id"
+                " WHERE c.type = 'm.room.member' AND c.state_key = ?", (user_id,))
+            memberships = {r[0]: (r[1], r[2], r[3]) for r in rows}
+            forgotten = {r[0] for r in rows if r[4] is not None}
             joined = {r for r, (m, _, _) in memberships.items() if m == "join"}
             if from_pos is None or not joined or from_pos >= to_pos:
                 return memberships, forgotten, set()
@@ -533,7 +538,8 @@ class EventStore(Store):
                                   " AND stream_ordering <= ? AND outlier = 0", (from_pos, to_pos))
             return memberships, forgotten, {r[0] for r in rows if r[0] in joined}
 
-        return await self.db.run("rooms_for_sync", txn_fn)
+        # Two names: an incremental sync's second statement must not make the initial syncs' transactional.
+        return await self.db.run("rooms_for_sync" if from_pos is None else "rooms_for_sync_since", txn_fn)
 
     async def state_group_at_position(self, room_id: str, pos: int) -> int | None:
         """The state group after the last event of the room at or before a stream position."""

@@ -78,13 +78,65 @@ def reindex_users_txn(txn, user_ids: list[str]) -> None:
             for word in set(words_of(user_id)).union(*(words_of(n) for n in held))])
 
 
+def _with_word(user: str) -> str:
+    """``user`` has a word in [?, ?): one index probe per candidate (a scalar subquery, which PostgreSQL never
+    turns into a join: as an EXISTS it hashed every user of a common word, e.g. all members of a big room)."""
+    return (f"(SELECT 1 FROM user_directory_words x WHERE x.user_id = {user} AND x.word >= ? AND x.word < ?"
+            " LIMIT 1) IS NOT NULL")
+
+
 _SHARING = ("SELECT b.state_key AS user_id FROM current_state a JOIN current_state b ON a.room_id = b.room_id"
             " WHERE a.type = 'm.room.member' AND a.state_key = ? AND a.membership = 'join'"
             " AND b.type = 'm.room.member' AND b.membership = 'join' AND b.state_key != a.state_key")
 _IN_PUBLIC_ROOMS = ("SELECT c.state_key AS user_id FROM current_state c"
                     " JOIN user_directory_public_rooms r ON c.room_id = r.room_id"
                     " WHERE c.type = 'm.room.member' AND c.membership = 'join'")
-_LOCAL_USERS = "SELECT user_id FROM users WHERE deactivated = 0"
+
+
+def _visible(user: str, all_local: bool) -> str:
+    """``user`` is not deactivated and the searcher (the ``?`` of the rooms shared) may see them: a local user
+    (with ``all_local``), a user sharing a room with the searcher, or one in a public room. The order is fixed
+    (CASE and COALESCE evaluate in order): with ``all_local``, the one index probe of ``users`` decides for a
+    local user, and the rooms are read for the others only; without, the rooms come first (PostgreSQL may
+    hash the users sharing a room and the public rooms' members once, which serves a search whose candidates
+    are many and mostly hidden), then the probe."""
+    deactivated = f"(SELECT u.deactivated FROM users u WHERE u.user_id = {user})"
+    rooms = f"(EXISTS ({_SHARING} AND b.state_key = {user}) OR EXISTS ({_IN_PUBLIC_ROOMS} AND c.state_key = {user}))"
+    if all_local:
+        return f"COALESCE({deactivated}, CASE WHEN {rooms} THEN 0 ELSE 1 END) = 0"
+    return f"CASE WHEN {rooms} THEN COALESCE({deactivated}, 0) ELSE 1 END = 0"
+
+
+def search_sql(word_count: int, all_local: bool) -> str:
+    """The search of :meth:`UserDirectoryStore.candidates` in one statement. Its arguments: the bounds of each
+    word, then (with more than one word) for each word the bounds of every word, then the searcher (twice
+    with ``all_local``), then the limit.
+
+    With one word, its users are read from the index. With more, the number of users of each word (counted up
+    to :data:`RANGE_COUNT_CAP`) chooses the rarest, whose users are read from the index; each part of the
+    UNION ALL reads one word's users and runs only when that word is the rarest (the first of the rarest),
+    checking the other words on them. The limit applies before the names are joined, so they are looked up
+    for the users found only."""
+    myself = " AND w.user_id != ?" if all_local else ""
+    if word_count == 1:
+        counts, rarest = "", [""]
+    else:
+        counts = "WITH n AS (SELECT " + ", ".join(
+            f"(SELECT COUNT(*) FROM (SELECT 1 FROM user_directory_words WHERE word >= ? AND word < ?"
+            f" LIMIT {RANGE_COUNT_CAP}) c{i}) AS n{i}" for i in range(word_count)) + ") "
+        rarest = [", n WHERE " + " AND ".join([f"n.n{i} < n.n{j}" for j in range(i)]
+                                             + [f"n.n{i} <= n.n{j}" for j in range(i + 1, word_count)]) + " AND"
+                  for i in range(word_count)]
+    parts = []
+    for i in range(word_count):
+        where = rarest[i] if word_count > 1 else " WHERE"
+        others = "".join(f" AND {_with_word('w.user_id')}" for _ in range(word_count - 1))
+        parts.append(f"SELECT w.user_id FROM user_directory_words w{where} w.word >= ? AND w.word < ?{others}"
+                     f" AND {_visible('w.user_id', all_local)}{myself}")
+    return (f"{counts}SELECT f.user_id, COALESCE(p.displayname, d.display_name), COALESCE(p.avatar_url, d.avatar_url)"
+            f" FROM ({' UNION ALL '.join(parts)} LIMIT ?) f"
+            " LEFT JOIN profiles p ON p.user_id = f.user_id"
+            " LEFT JOIN user_directory_profiles d ON d.user_id = f.user_id")
 
 
 def like_pattern(word: str) -> str:
@@ -121,29 +173,13 @@ class UserDirectoryStore(Store):
         from the index; the other words, and who may see whom, are checked on them only.
         """
         words = sorted(set(words))
-        if len(words) > 1:  # the rarest word first (counted up to RANGE_COUNT_CAP): the fewest users to check
-            counts = await self.db.run("user_directory_word_counts", lambda t: t.select_one("SELECT " + ", ".join(
-                f"(SELECT COUNT(*) FROM (SELECT 1 FROM user_directory_words WHERE word >= ? AND word < ?"
-                f" LIMIT {RANGE_COUNT_CAP}) n{i})" for i in range(len(words))),
-                [bound for word in words for bound in (word, word + _AFTER_EVERY_WORD)]))
-            words = [w for _, w in sorted(zip(counts, words))]
-        name = "COALESCE(p.displayname, d.display_name)"
-        others = "".join(" AND EXISTS (SELECT 1 FROM user_directory_words x WHERE x.user_id = w.user_id"
-                         " AND x.word >= ? AND x.word < ?)" for _ in words[1:])
-        visible = ["u.user_id IS NOT NULL"] if all_local else []  # first: no subquery for a local user
-        visible += [f"EXISTS ({_SHARING} AND b.state_key = w.user_id)",
-                    f"EXISTS ({_IN_PUBLIC_ROOMS} AND c.state_key = w.user_id)"]
-        # As Synapse: the searcher finds themself only as a member of a public room, or never with all_local.
-        myself = " AND w.user_id != ?" if all_local else ""
-        sql = (f"SELECT w.user_id, {name}, COALESCE(p.avatar_url, d.avatar_url)"
-               " FROM user_directory_words w"
-               " LEFT JOIN profiles p ON p.user_id = w.user_id"
-               " LEFT JOIN user_directory_profiles d ON d.user_id = w.user_id"
-               " LEFT JOIN users u ON u.user_id = w.user_id"
-               " WHERE w.word >= ? AND w.word < ? AND (u.deactivated IS NULL OR u.deactivated = 0)"
-               f"{others} AND ({' OR '.join(visible)}){myself} LIMIT ?")
-        args: list = [bound for word in words for bound in (word, word + _AFTER_EVERY_WORD)]
-        args += [searcher] + ([searcher] if all_local else []) + [limit]
+        bounds = [(word, word + _AFTER_EVERY_WORD) for word in words]
+        args: list = [bound for pair in bounds for bound in pair] if len(words) > 1 else []
+        for i, driving in enumerate(bounds):
+            args += [*driving, *(b for j, pair in enumerate(bounds) if j != i for b in pair)]
+            args += [searcher] + ([searcher] if all_local else [])
+        args.append(limit)
+        sql = search_sql(len(words), all_local)
         rows = await self.db.run("user_directory_search", lambda t: t.select_all(sql, args))
         found: dict[str, tuple[str, str | None, str | None]] = {}
         for row in rows:  # a user twice when two of their words start with the first word

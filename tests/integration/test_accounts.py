@@ -288,6 +288,21 @@ def test_deactivate_with_erase_redacts_for_later_members_only(homeserver):
     assert seen_by(joiner) == [{}] * 4
 
 
+def test_erasure_in_an_initial_sync_of_several_rooms_follows_each_room(homeserver):
+    """An initial sync looks up the erased senders of all its rooms at once (services/sync.py); each room's
+    timeline is still redacted by when the reader joined that room."""
+    creator, reader = homeserver.register(), homeserver.register()
+    early, late = creator.create_room(preset="public_chat"), creator.create_room(preset="public_chat")
+    reader.join(early)
+    kept, hidden = creator.send(early, "kept"), creator.send(late, "hidden")
+    reader.join(late)
+    status, challenge = creator.request("POST", "/account/deactivate", {"erase": True})
+    creator.ok("POST", "/account/deactivate", {"erase": True, "auth": password_auth(creator, challenge["session"])})
+    joined = reader.sync()["rooms"]["join"]
+    content = {e["event_id"]: e["content"] for room in (early, late) for e in joined[room]["timeline"]["events"]}
+    assert content[kept].get("body") == "kept" and content[hidden] == {}
+
+
 # -- devices ---------------------------------------------------------------------------------
 
 def test_devices_list_get_rename_delete(homeserver):

@@ -449,11 +449,41 @@ def test_user_directory_errors(homeserver, body, expected):
     assert error(user.request("POST", "/user_directory/search", body)) == expected
 
 
+def test_user_directory_multi_word_terms_whichever_word_is_rarest(homeserver):
+    """Every word of a term must start a word of the user's (storage/user_directory.py reads the users of its
+    rarest word, whether it sorts first or last, and checks the other words on them): room peers only."""
+    searcher, stranger = homeserver.register(), homeserver.register()
+    common, first, last = unique("mmm"), unique("aaa"), unique("zzz")
+    room = searcher.create_room(preset="private_chat")
+    peers = [homeserver.register() for _ in range(4)]
+    names = [f"{common} {first}", f"{common} {last} x", f"{common} {last} y", f"{common}"]
+    for peer, name in zip(peers, names):
+        peer.ok("PUT", f"/profile/{q(peer.user_id)}/displayname", {"displayname": name})
+        searcher.invite(room, peer)
+        peer.join(room)
+    assert sorted(found(searcher, common)) == sorted(p.user_id for p in peers)
+    assert found(searcher, f"{common} {first}") == [peers[0].user_id]
+    assert found(searcher, f"{first} {common}") == [peers[0].user_id]
+    assert sorted(found(searcher, f"{common} {last}")) == sorted([peers[1].user_id, peers[2].user_id])
+    assert found(searcher, f"{last} {common} y") == [peers[2].user_id]
+    assert found(searcher, f"{first} {last}") == []
+    assert found(stranger, f"{common} {first}") == []
+
+
 def test_user_directory_search_all_users(homeserver_factory):
     server = homeserver_factory(user_directory={"search_all_users": True})
     loner, searcher = server.register(), server.register()
     assert found(searcher, loner.user_id.split(":")[0][1:]) == [loner.user_id]
     assert found(searcher, searcher.user_id.split(":")[0][1:]) == []  # never oneself (as Synapse)
+    # a member of the searcher's room, once deactivated, is not found either (all local users are looked up)
+    peer, tag = server.register(), unique("peer")
+    peer.ok("PUT", f"/profile/{q(peer.user_id)}/displayname", {"displayname": f"{tag} {tag}x"})
+    room = searcher.create_room(preset="public_chat")
+    peer.join(room)
+    assert found(searcher, f"{tag}x {tag}") == [peer.user_id]
+    peer.ok("POST", "/account/deactivate", {"auth": {"type": "m.login.password", "user": peer.user_id,
+                                                      "password": peer.password}})
+    assert found(searcher, tag) == []
 
 
 # -- search ------------------------------------------------------------------------------------
