@@ -6,8 +6,9 @@ Starts one Hexagone at log level DEBUG (its HTTP layer then logs, after each req
 transactions and statements the storage layer ran meanwhile, see ``homeserver/http/site.py``), makes
 the requests one at a time so no other request's work is counted, and prints the medians (for the initial sync, the first one: the next ones are its
 cached answer). On PostgreSQL each transaction also costs a BEGIN and a COMMIT round trip, except the work that is
-one SELECT, run in autocommit (``homeserver/storage/database.py``): round trips are what the storage layer
-counted, statements the sum of its transactions' statements.
+one SELECT, run in autocommit, and the room-event writes, one pipeline (BEGIN, statements and COMMIT sent at
+once: one round trip, plus one per result read on the way; ``homeserver/storage/database.py``): round trips are
+what the storage layer counted, statements the sum of its transactions' statements.
 """
 
 from __future__ import annotations

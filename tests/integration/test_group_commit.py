@@ -14,8 +14,9 @@ from tests.integration.harness import q, unique
 SENDS = 40
 
 
-def _persist_transactions(server, metrics_port: int) -> int:
-    """How many ``persist_events`` transactions the server committed (its transaction time histogram)."""
+def _persist_transactions(server, metrics_port: int, desc: str = "persist_events") -> int:
+    """How many ``desc`` transactions (``persist_events`` by default) the server committed (its transaction
+    time histogram)."""
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
@@ -26,7 +27,7 @@ def _persist_transactions(server, metrics_port: int) -> int:
         conn.close()
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "synapse_storage_transaction_time_count" and s.labels.get("desc") == "persist_events":
+            if s.name == "synapse_storage_transaction_time_count" and s.labels.get("desc") == desc:
                 return int(s.value)
     return 0
 
@@ -129,3 +130,23 @@ def test_sends_to_several_rooms_at_once_are_each_answered_and_a_retry_after_its_
             expected.append("reply")
         assert sorted(bodies) == sorted(expected), (n, bodies)
     assert after - before < 41, (after - before)
+
+
+def test_the_events_of_a_sender_known_offline_read_no_presence(monitored):
+    """Sending is activity (presence): the state of a local user read offline once is kept, so their next events
+    read nothing more; once they are online, their events keep them so."""
+    server, metrics_port = monitored
+    alice = server.register()
+    room = alice.create_room(preset="public_chat")
+    status, body = alice.request("GET", f"/presence/{q(alice.user_id)}/status")  # read: offline
+    assert status == 200 and body["presence"] == "offline", body
+    before = _persist_transactions(server, metrics_port, "get_presence")
+    for i in range(5):
+        assert _put(alice, room, f"message {i}", unique("txn"))[0] == 200
+    # At most the read that the room's creation started (answered before it may have finished), not one a send.
+    assert _persist_transactions(server, metrics_port, "get_presence") - before <= 1
+    status, _ = alice.request("PUT", f"/presence/{q(alice.user_id)}/status", {"presence": "online"})
+    assert status == 200
+    assert _put(alice, room, "online now", unique("txn"))[0] == 200
+    status, body = alice.request("GET", f"/presence/{q(alice.user_id)}/status")
+    assert status == 200 and body["presence"] == "online" and body["currently_active"] is True, body
