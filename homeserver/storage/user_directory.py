@@ -117,6 +117,7 @@ def search_sql(word_count: int, all_local: bool) -> str:
     UNION ALL reads one word's users and runs only when that word is the rarest (the first of the rarest),
     checking the other words on them. The limit applies before the names are joined, so they are looked up
     for the users found only."""
+    # As Synapse: the searcher finds themself only as a member of a public room, or never with all_local.
     myself = " AND w.user_id != ?" if all_local else ""
     if word_count == 1:
         counts, rarest = "", [""]
