@@ -108,9 +108,9 @@ def _visible(user: str, all_local: bool) -> str:
 
 
 def search_sql(word_count: int, all_local: bool) -> str:
-    """The search of :meth:`UserDirectoryStore.candidates` in one statement. Its arguments: the bounds of each
-    word, then (with more than one word) for each word the bounds of every word, then the searcher (twice
-    with ``all_local``), then the limit.
+    """The search of :meth:`UserDirectoryStore.candidates` in one statement. Its arguments: (with more than one
+    word) the bounds of each word, to count its users; then for each word its bounds, the bounds of every
+    other word and the searcher (twice with ``all_local``); then the limit.
 
     With one word, its users are read from the index. With more, the number of users of each word (counted up
     to :data:`RANGE_COUNT_CAP`) chooses the rarest, whose users are read from the index; each part of the
