@@ -126,6 +126,7 @@ class DeviceListSource:
     """The "device_lists" sync stream, plus the syncing device's key counts (spec "Extensions to /sync")."""
 
     name = "device_lists"
+    sync_phase = 0  # sync: needs the user's rooms only (services/sync.py SyncSource)
     token_key = "d"  # in sync tokens (services/sync.py)
 
     def __init__(self, device_lists: DeviceListService, e2e_keys):

@@ -158,7 +158,7 @@ class PushService:
 
     name = "notifications"
     token_key = "n"  # in sync tokens (services/sync.py)
-    after_others = True  # sync: counts for every joined room the other sources add; the account data they gave
+    sync_phase = 2  # sync: counts for every joined room the other sources add; the account data they gave
 
     def __init__(self, *, store: PushStore, room_heads: RoomHeads, event_store, account_data, serializer,
                  read_positions: ReadPositions, server_name: str, clock, memoize: bool = True,

@@ -25,6 +25,7 @@ RECEIPT_TYPES = (READ, READ_PRIVATE, FULLY_READ)
 
 class ReceiptService:
     name = "receipts"
+    sync_phase = 0  # sync: needs the user's rooms only (services/sync.py SyncSource)
     token_key = "r"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, store: ReceiptStore, room_heads: RoomHeads, account_data: AccountDataService, notifier, clock,

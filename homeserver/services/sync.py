@@ -109,8 +109,10 @@ class SyncSource(Protocol):
     """One stream of /sync. ``name`` keys its position in ``SyncContext``; ``token_key`` in the token. A source
     whose part can change while its position does not (e.g. one-time key counts) also has
     ``volatile_marker(requester)``: a remembered initial sync answer stands only while that is unchanged too.
-    Sources contribute concurrently, once the rooms are in the response; one that reads what the others add
-    (e.g. the rooms they create entries for) has ``after_others`` true and contributes after them."""
+    Sources contribute concurrently, in phases (``sync_phase``, 1 when absent): 0, once the user's rooms are
+    known (``SyncContext.joined_rooms``, ``newly_joined``), alongside the rooms' timelines and state; 1, once
+    the rooms are in the response; 2, after the others (it reads what they add, e.g. the rooms they create
+    entries for)."""
 
     name: str
     token_key: str
@@ -319,22 +321,25 @@ class SyncService:
 
     async def _build(self, ctx: SyncContext) -> SyncResponse:
         response = _skeleton()
-        ctx.ignored = await self._ignored(ctx.user_id)
-        await self._rooms(ctx, response)
-        later = [s for s in self.sources if getattr(s, "after_others", False)]
-        await together(*(s.contribute(ctx, response) for s in self.sources if s not in later))
-        for source in later:
-            await source.contribute(ctx, response)
+        ctx.ignored, rooms = await together(self._ignored(ctx.user_id), self._store.rooms_for_sync(
+            ctx.user_id, ctx.since_of("events"), ctx.to["events"]))
+        parts = await self._rooms(ctx, response, rooms)
+        phases = [[s for s in self.sources if getattr(s, "sync_phase", 1) == phase] for phase in range(3)]
+        await together(self._room_timelines(ctx, response, parts), *(s.contribute(ctx, response) for s in phases[0]))
+        for sources in phases[1:]:
+            await together(*(s.contribute(ctx, response) for s in sources))
         if ctx.since is not None and not ctx.full_state:
             _drop_empty_rooms(response, ctx.newly_joined)
         # After the sources: one may stop short of ctx.to (e.g. the to-device limit per sync).
         response["next_batch"] = self.encode_token(ctx.to)
         return response
 
-    async def _rooms(self, ctx: SyncContext, response: SyncResponse) -> None:
+    async def _rooms(self, ctx: SyncContext, response: SyncResponse, rooms: tuple) -> list[RoomPart]:
+        """The user's rooms from the store's ``rooms_for_sync`` (``rooms``): the invites and knocks go into the
+        response, the rooms whose timeline and state it needs are returned."""
         to_pos = ctx.to["events"]
         since_pos = ctx.since_of("events")
-        memberships, forgotten, changed = await self._store.rooms_for_sync(ctx.user_id, since_pos, to_pos)
+        memberships, forgotten, changed = rooms
         ctx.memberships = memberships
         parts: list[RoomPart] = []
         for room_id, (membership, event_id, so) in memberships.items():
@@ -366,7 +371,7 @@ class SyncService:
                     left = await self._heads.get_event(event_id)
                     parts.append(RoomPart("leave", room_id, None if is_new else since_pos, so,
                                           out_of_band=left if left is not None and left.outlier else None))
-        await self._room_timelines(ctx, response, parts)
+        return parts
 
     async def _joined_since(self, room_id: str, user_id: str, since_pos: int, last_pos: int) -> bool:
         """Whether the user was joined at ``since_pos`` and stayed joined until their membership at

@@ -21,6 +21,7 @@ FEDERATION_TIMEOUT_MS = 60_000  # a remote typer whose server goes quiet stops t
 
 class TypingService:
     name = "typing"
+    sync_phase = 0  # sync: needs the user's rooms only (services/sync.py SyncSource)
     token_key = "t"  # in sync tokens (services/sync.py)
 
     def __init__(self, *, reactor, room_heads: RoomHeads, notifier, federation: EduOutbox,

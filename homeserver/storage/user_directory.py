@@ -108,31 +108,31 @@ def _visible(user: str, all_local: bool) -> str:
 
 
 def search_sql(word_count: int, all_local: bool) -> str:
-    """The search of :meth:`UserDirectoryStore.candidates` in one statement. Its arguments: the bounds of each
-    word, then (with more than one word) for each word the bounds of every word, then the searcher (twice
-    with ``all_local``), then the limit.
+    """The search of :meth:`UserDirectoryStore.candidates` in one statement. Its arguments: (with more than one
+    word) the bounds of each word, to count its users; then for each word its bounds, the bounds of every
+    other word and the searcher (twice with ``all_local``); then the limit.
 
     With one word, its users are read from the index. With more, the number of users of each word (counted up
     to :data:`RANGE_COUNT_CAP`) chooses the rarest, whose users are read from the index; each part of the
     UNION ALL reads one word's users and runs only when that word is the rarest (the first of the rarest),
     checking the other words on them. The limit applies before the names are joined, so they are looked up
     for the users found only."""
+    # As Synapse: the searcher finds themself only as a member of a public room, or never with all_local.
     myself = " AND w.user_id != ?" if all_local else ""
-    if word_count == 1:
-        counts, rarest = "", [""]
-    else:
+    counts, upper = "", ["?"]
+    if word_count > 1:
+        # (ORDER BY: the index is read; PostgreSQL otherwise scanned the table for a common word's rows)
         counts = "WITH n AS (SELECT " + ", ".join(
             f"(SELECT COUNT(*) FROM (SELECT 1 FROM user_directory_words WHERE word >= ? AND word < ?"
-            f" LIMIT {RANGE_COUNT_CAP}) c{i}) AS n{i}" for i in range(word_count)) + ") "
-        rarest = [", n WHERE " + " AND ".join([f"n.n{i} < n.n{j}" for j in range(i)]
-                                             + [f"n.n{i} <= n.n{j}" for j in range(i + 1, word_count)]) + " AND"
-                  for i in range(word_count)]
-    parts = []
-    for i in range(word_count):
-        where = rarest[i] if word_count > 1 else " WHERE"
-        others = "".join(f" AND {_with_word('w.user_id')}" for _ in range(word_count - 1))
-        parts.append(f"SELECT w.user_id FROM user_directory_words w{where} w.word >= ? AND w.word < ?{others}"
-                     f" AND {_visible('w.user_id', all_local)}{myself}")
+            f" ORDER BY word LIMIT {RANGE_COUNT_CAP}) c{i}) AS n{i}" for i in range(word_count)) + ") "
+        # A part not to run gets an empty range (a word is never below ''): decided once, before it reads the
+        # index, rather than on each of its rows (SQLite checks a constant WHERE term on every row).
+        upper = ["CASE WHEN (SELECT " + " AND ".join([f"n{i} < n{j}" for j in range(i)]
+                                                      + [f"n{i} <= n{j}" for j in range(i + 1, word_count)])
+                 + " FROM n) THEN ? ELSE '' END" for i in range(word_count)]
+    others = "".join(f" AND {_with_word('w.user_id')}" for _ in range(word_count - 1))
+    parts = [f"SELECT w.user_id FROM user_directory_words w WHERE w.word >= ? AND w.word < {upper[i]}{others}"
+             f" AND {_visible('w.user_id', all_local)}{myself}" for i in range(word_count)]
     return (f"{counts}SELECT f.user_id, COALESCE(p.displayname, d.display_name), COALESCE(p.avatar_url, d.avatar_url)"
             f" FROM ({' UNION ALL '.join(parts)} LIMIT ?) f"
             " LEFT JOIN profiles p ON p.user_id = f.user_id"
