@@ -145,11 +145,16 @@ class PushStore(Store):
     async def add_actions(self, actions: list[PushAction]) -> None:
         if not actions:
             return
-        await self.db.run("add_push_actions", lambda t: t.executemany(
-            "INSERT INTO push_actions (user_id, stream_ordering, room_id, event_id, thread_id, highlight,"
-            " actions_json, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(a.user_id, a.stream_ordering, a.room_id, a.event_id, a.thread_id, int(a.highlight),
-              json.dumps(a.actions), a.ts) for a in actions]))
+        encoded: dict[int, str] = {}  # most members of a room share one actions list: encoded once
+        rows = []
+        for a in actions:
+            raw = encoded.get(id(a.actions))
+            if raw is None:
+                raw = encoded[id(a.actions)] = json.dumps(a.actions)
+            rows.append((a.user_id, a.stream_ordering, a.room_id, a.event_id, a.thread_id, int(a.highlight), raw, a.ts))
+        await self.db.run("add_push_actions", lambda t: t.insert_rows(
+            "push_actions", ("user_id", "stream_ordering", "room_id", "event_id", "thread_id", "highlight",
+                             "actions_json", "ts"), rows))
 
     async def counts_after(self, user_id: str, after: dict[str, int], upto: int
                            ) -> dict[str, dict[str, tuple[int, int]]]:
