@@ -337,9 +337,14 @@ class PushService:
     async def _actions_for_event(self, ev: StoredEvent) -> list[PushAction]:
         """Spec "Server behaviour": evaluate the rules of each local member (and a local invitee) but the sender."""
         state = await self._heads.current_state(ev.room_id)  # from memory and the event cache
-        members = {k[1]: e for k, e in state.items() if k[0] == "m.room.member"}
-        joined = [u for u, e in members.items() if e.content.get("membership") == "join"]
-        recipients = {u for u in joined if self._is_local(u)}
+        members, joined, recipients = {}, 0, set()
+        for (event_type, user_id), member in state.items():
+            if event_type == "m.room.member":
+                members[user_id] = member
+                if member.content.get("membership") == "join":
+                    joined += 1
+                    if user_id.endswith(self._server_suffix):
+                        recipients.add(user_id)
         if ev.type == "m.room.member" and ev.content.get("membership") == "invite" and self._is_local(ev.state_key):
             recipients.add(ev.state_key)
         recipients.discard(ev.sender)
@@ -356,15 +361,16 @@ class PushService:
         def context(user_id: str) -> PushContext:
             member = members.get(user_id)
             name = member.content.get("displayname") if member is not None else None
-            return PushContext(user_id, name if isinstance(name, str) else None, len(joined), sender_level,
+            return PushContext(user_id, name if isinstance(name, str) else None, joined, sender_level,
                                power_content)
 
+        ordered = sorted(recipients)
         groups: dict[tuple[CompiledRule, ...], list[str]] = {}  # members with the same rules evaluate together
-        for user_id in sorted(recipients):
+        for user_id in ordered:
             cached = self._rulesets.get(user_id)
             rules = cached[1] if cached is not None else (await self._rules(user_id))[1]
             groups.setdefault(rules, []).append(user_id)
-        room_ctx = PushContext("", None, len(joined), sender_level, power_content)
+        room_ctx = PushContext("", None, joined, sender_level, power_content)
         shared: dict = {}
         results = {}
         for rules, user_ids in groups.items():
@@ -372,7 +378,7 @@ class PushService:
         ts = ev.pdu.get("origin_server_ts", 0)
         notifying: dict[int, tuple[bool, list]] = {}  # per distinct actions list: (highlight, actions)
         out = []
-        for user_id in sorted(recipients):
+        for user_id in ordered:
             actions = results[user_id][1]
             key = id(actions)
             if key not in notifying:

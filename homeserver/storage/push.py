@@ -8,7 +8,7 @@ Notifications". A user's rules of one kind are stored with a priority
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from homeserver.storage.database import Store
 
@@ -71,9 +71,8 @@ _SELECT_ACTIONS = ("SELECT user_id, stream_ordering, room_id, event_id, thread_i
                    " FROM push_actions")
 
 
-@dataclass(frozen=True)
-class PushAction:
-    """The actions of one notifying event for one user."""
+class PushAction(NamedTuple):
+    """The actions of one notifying event for one user (a tuple: a big room's send makes one per member)."""
 
     user_id: str
     stream_ordering: int
