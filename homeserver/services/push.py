@@ -337,14 +337,12 @@ class PushService:
     async def _actions_for_event(self, ev: StoredEvent) -> list[PushAction]:
         """Spec "Server behaviour": evaluate the rules of each local member (and a local invitee) but the sender."""
         state = await self._heads.current_state(ev.room_id)  # from memory and the event cache
-        members, joined, recipients = {}, 0, set()
+        joined, recipients = 0, set()
         for (event_type, user_id), member in state.items():
-            if event_type == "m.room.member":
-                members[user_id] = member
-                if member.content.get("membership") == "join":
-                    joined += 1
-                    if user_id.endswith(self._server_suffix):
-                        recipients.add(user_id)
+            if event_type == "m.room.member" and member.content.get("membership") == "join":
+                joined += 1
+                if user_id.endswith(self._server_suffix):
+                    recipients.add(user_id)
         if ev.type == "m.room.member" and ev.content.get("membership") == "invite" and self._is_local(ev.state_key):
             recipients.add(ev.state_key)
         recipients.discard(ev.sender)
@@ -359,7 +357,7 @@ class PushService:
         power_content = power.content if power is not None else None
 
         def context(user_id: str) -> PushContext:
-            member = members.get(user_id)
+            member = state.get(("m.room.member", user_id))
             name = member.content.get("displayname") if member is not None else None
             return PushContext(user_id, name if isinstance(name, str) else None, joined, sender_level,
                                power_content)

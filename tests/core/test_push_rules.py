@@ -365,8 +365,8 @@ def _room_events(draw) -> dict:
     if kind == "encrypted":
         event["type"] = "m.room.encrypted"
     if kind == "invite":
-        event.update(type="m.room.member", state_key=draw(st.sampled_from(_POOL + ["@ME:example.org", "@a1b:example.org"])),
-                     content={"membership": "invite"})
+        invitee = draw(st.sampled_from(_POOL + ["@ME:example.org", "@a1b:example.org"]))
+        event.update(type="m.room.member", state_key=invitee, content={"membership": "invite"})
     return event
 
 

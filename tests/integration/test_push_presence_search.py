@@ -318,7 +318,8 @@ def test_members_with_their_own_rules_among_default_ones(homeserver):
     for user in (bob, carol, dave, erin):
         user.join(room)
     bob.ok("PUT", f"/pushrules/global/room/{q(room)}", {"actions": []})
-    carol.ok("PUT", "/pushrules/global/content/cats", {"pattern": "cats", "actions": ["notify", {"set_tweak": "highlight"}]})
+    carol.ok("PUT", "/pushrules/global/content/cats",
+             {"pattern": "cats", "actions": ["notify", {"set_tweak": "highlight"}]})
     since = {u.user_id: u.sync()["next_batch"] for u in (bob, carol, dave, erin)}
     alice.send(room, "cats!")
     alice.send(room, mention(dave.user_id.upper()))  # m.mentions compares IDs exactly
