@@ -276,6 +276,42 @@ def _contains_display_name(event: dict, ctx: PushContext) -> bool:
         _display_name_regex(ctx.display_name).search(body) is not None
 
 
+Candidates = Callable[[dict], "set[str] | None"]
+
+
+def _user_condition(kind: str, parts: tuple[str, ...]) -> tuple[Test, Candidates]:
+    """A default rule's condition on the user's own ID (the placeholder ``_USER``), and the users it may match.
+
+    The candidates are lower-cased ASCII IDs: whoever is not among them (and has an ASCII ID without a
+    glob wildcard, see :func:`evaluate_group`) does not match; None: anyone may.
+    """
+    if kind == "event_match":
+        on_body = parts == _BODY
+
+        def test(event, ctx):
+            glob = compile_glob(ctx.user_id)
+            return isinstance(value := _lookup(event, parts), str) and (
+                glob.matches_word(value) if on_body else glob.matches(value))
+
+        def candidates(event):
+            value = _lookup(event, parts)
+            if not isinstance(value, str):
+                return set()
+            return None if on_body or not value.isascii() else {value.lower()}
+        return test, candidates
+    if kind == "event_property_is":
+        def candidates(event):
+            value = _lookup(event, parts)
+            return {value.lower()} if isinstance(value, str) else set()
+        return (lambda event, ctx: _same_value(_lookup(event, parts), ctx.user_id)), candidates
+
+    def candidates(event):
+        value = _lookup(event, parts)
+        return {v.lower() for v in value if isinstance(v, str)} if isinstance(value, list) else set()
+    return (lambda event, ctx: isinstance(value := _lookup(event, parts), list) and any(
+        _same_value(v, ctx.user_id) for v in value)), candidates
+
+
 def _property_condition(kind: str, parts: tuple[str, ...], cond: dict) -> Test | None:
     """``event_match``, ``event_property_is`` and ``event_property_contains`` over a path."""
     if kind == "event_match":
@@ -327,20 +363,46 @@ class CompiledRule:
     rule_id: str
     actions: tuple
     test: Test
-    per_user: bool  # uses the user's display name: its result is not the same for every user
+    per_user: bool  # uses the user's ID or display name: its result is not the same for every user
+    candidates: Candidates | None = None  # of a per-user rule: the users it may match (see _user_condition)
 
 
-def compile_rule(kind: str, rule: dict) -> CompiledRule | None:
+def compile_rule(kind: str, rule: dict, user_id: str | None = None) -> CompiledRule | None:
     """None for a disabled rule or one that can never match (an unrecognised condition, a bad pattern).
 
     Room and sender rules match their id exactly; content rules their pattern on the body. Equal rules
-    (the defaults most users share) compile to the same object.
+    (the defaults most users share) compile to the same object: given the ``user_id`` the ruleset was
+    merged for, a server-default rule's conditions on that ID test the evaluated user's ID instead.
     """
-    return _compile_rule(kind, json.dumps(rule, sort_keys=True, separators=(",", ":")))
+    templated = user_id is not None and rule.get("default") is True
+    if templated:
+        rule = dict(rule, conditions=_substitute_back(rule.get("conditions", []), user_id))
+    return _compile_rule(kind, json.dumps(rule, sort_keys=True, separators=(",", ":")), templated)
+
+
+def _substitute_back(value: Any, user_id: str) -> Any:
+    if value == user_id:
+        return _USER
+    if isinstance(value, dict):
+        return {k: _substitute_back(v, user_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute_back(v, user_id) for v in value]
+    return value
+
+
+def _templated_condition(cond: Any) -> tuple[Test, Candidates] | None:
+    """A default rule's condition whose pattern or value is the user's ID placeholder."""
+    if not isinstance(cond, dict) or not isinstance(cond.get("key"), str):
+        return None
+    kind = cond.get("kind")
+    if (kind == "event_match" and cond.get("pattern") == _USER) or (
+            kind in ("event_property_is", "event_property_contains") and cond.get("value") == _USER):
+        return _user_condition(kind, tuple(split_dotted_path(cond["key"])))
+    return None
 
 
 @lru_cache(maxsize=65536)
-def _compile_rule(kind: str, canonical: str) -> CompiledRule | None:
+def _compile_rule(kind: str, canonical: str, templated: bool = False) -> CompiledRule | None:
     rule = json.loads(canonical)
     if not rule.get("enabled", True):
         return None
@@ -358,21 +420,34 @@ def _compile_rule(kind: str, canonical: str) -> CompiledRule | None:
         test = lambda event, ctx: isinstance(body := _lookup(event, _BODY), str) and glob.matches_word(body)
     else:
         conditions = rule.get("conditions", [])
-        tests = [compile_condition(c) for c in conditions] if isinstance(conditions, list) else [None]
+        if not isinstance(conditions, list):
+            return None
+        tests, candidates = [], None
+        for cond in conditions:
+            user_cond = _templated_condition(cond) if templated else None
+            if user_cond is not None:
+                tests.append(user_cond[0])
+                candidates = candidates or user_cond[1]
+            else:
+                tests.append(compile_condition(cond))
         if None in tests:
             return None
-        per_user = _contains_display_name in tests
+        per_user = candidates is not None or _contains_display_name in tests
+        if _contains_display_name in tests:
+            candidates = None  # a display name may be anywhere in a body
         test = lambda event, ctx: all(t(event, ctx) for t in tests)
+        return CompiledRule(rule_id, actions, test, per_user, candidates)
     return CompiledRule(rule_id, actions, test, per_user)
 
 
-def compile_ruleset(ruleset: dict[str, list[dict]]) -> list[CompiledRule]:
-    """The rules that can match, in evaluation order (kinds in spec order)."""
-    compiled = (compile_rule(kind, rule) for kind in KINDS for rule in ruleset.get(kind, []))
-    return [rule for rule in compiled if rule is not None]
+def compile_ruleset(ruleset: dict[str, list[dict]], user_id: str | None = None) -> tuple[CompiledRule, ...]:
+    """The rules that can match, in evaluation order (kinds in spec order); ``user_id``: see :func:`compile_rule`
+    (users with the same rules then get the same tuple of rules)."""
+    compiled = (compile_rule(kind, rule, user_id) for kind in KINDS for rule in ruleset.get(kind, []))
+    return tuple(rule for rule in compiled if rule is not None)
 
 
-def evaluate_compiled(rules: list[CompiledRule], event: dict, ctx: PushContext,
+def evaluate_compiled(rules: "tuple[CompiledRule, ...] | list[CompiledRule]", event: dict, ctx: PushContext,
                       shared: dict | None = None) -> tuple[str | None, list]:
     """The first matching rule and its actions; ``(None, [])`` if none matches.
 
@@ -389,6 +464,45 @@ def evaluate_compiled(rules: list[CompiledRule], event: dict, ctx: PushContext,
         if matched:
             return rule.rule_id, list(rule.actions)
     return None, []
+
+
+def _own_evaluation(user_id: str) -> bool:
+    """An ID that candidates cannot rule out: a glob pattern beyond itself, or case-folded beyond ``lower()``."""
+    return not user_id.isascii() or "*" in user_id or "?" in user_id
+
+
+def evaluate_group(rules: tuple[CompiledRule, ...], event: dict, user_ids: list[str], room_ctx: PushContext,
+                   context: Callable[[str], PushContext], shared: dict) -> dict[str, tuple[str | None, list]]:
+    """:func:`evaluate_compiled` for each of ``user_ids``, who all have ``rules``, without evaluating each.
+
+    The rules are tested in order up to the first that matches for everyone (``room_ctx``: the room's part
+    of the context, no user); users who may match a per-user rule before it (its candidates) are evaluated
+    on their own with ``context(user)``, the others all get that first rule's actions.
+    """
+    candidates: set[str] | None = set()
+    first = None
+    for rule in rules:
+        if rule.per_user:
+            found = rule.candidates(event) if rule.candidates is not None else None
+            if found is None:
+                candidates = None
+                break
+            candidates |= found
+        else:
+            matched = shared.get(rule)
+            if matched is None:
+                matched = shared[rule] = rule.test(event, room_ctx)
+            if matched:
+                first = rule
+                break
+    common = (first.rule_id, list(first.actions)) if first is not None else (None, [])
+    out = {}
+    for user_id in user_ids:
+        if candidates is None or (candidates and user_id.lower() in candidates) or _own_evaluation(user_id):
+            out[user_id] = evaluate_compiled(rules, event, context(user_id), shared)
+        else:
+            out[user_id] = common
+    return out
 
 
 def evaluate(ruleset: dict[str, list[dict]], event: dict, ctx: PushContext) -> tuple[str | None, list]:

@@ -19,7 +19,7 @@ from twisted.internet import defer
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.events.auth_rules import get_power_level
 from homeserver.events.push_rules import (KINDS, CompiledRule, InvalidRule, PushContext, check_ruleset_size,
-                                          client_rule, client_ruleset, compile_ruleset, evaluate_compiled, find_rule, highlights,
+                                          client_rule, client_ruleset, compile_ruleset, evaluate_group, find_rule, highlights,
                                           is_default_rule_id, merge_ruleset, notifies, validate_actions,
                                           validate_rule_body)
 from homeserver.events.threads import MAIN_THREAD, thread_walk
@@ -173,7 +173,7 @@ class PushService:
         self._serializer = serializer
         self._read_positions = read_positions
         self._server_suffix = ":" + server_name
-        self._rulesets: LruCache[str, tuple[dict, list[CompiledRule]]] = LruCache(
+        self._rulesets: LruCache[str, tuple[dict, tuple[CompiledRule, ...]]] = LruCache(
             RULESET_CACHE_SIZE if memoize else 0)
         self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
@@ -189,14 +189,15 @@ class PushService:
         """The user's merged rules (defaults included), in evaluation order."""
         return (await self._rules(user_id))[0]
 
-    async def _rules(self, user_id: str) -> tuple[dict, list[CompiledRule]]:
-        """The merged ruleset and its compiled form, cached until the user changes a rule."""
+    async def _rules(self, user_id: str) -> tuple[dict, tuple[CompiledRule, ...]]:
+        """The merged ruleset and its compiled form (the same tuple for users with the same rules), cached until
+        the user changes a rule."""
         cached = self._rulesets.get(user_id)
         if cached is None:
             generation = self._generation
             own, defaults = await self._store.get_rules(user_id)
             ruleset = merge_ruleset(user_id, own, defaults)
-            cached = (ruleset, compile_ruleset(ruleset))
+            cached = (ruleset, compile_ruleset(ruleset, user_id))
             if generation == self._generation:  # no rule changed while loading: safe to cache
                 self._rulesets.put(user_id, cached)
         return cached
@@ -337,9 +338,12 @@ class PushService:
     async def _actions_for_event(self, ev: StoredEvent) -> list[PushAction]:
         """Spec "Server behaviour": evaluate the rules of each local member (and a local invitee) but the sender."""
         state = await self._heads.current_state(ev.room_id)  # from memory and the event cache
-        members = {k[1]: e for k, e in state.items() if k[0] == "m.room.member"}
-        joined = [u for u, e in members.items() if e.content.get("membership") == "join"]
-        recipients = {u for u in joined if self._is_local(u)}
+        joined, recipients = 0, set()
+        for (event_type, user_id), member in state.items():
+            if event_type == "m.room.member" and member.content.get("membership") == "join":
+                joined += 1
+                if user_id.endswith(self._server_suffix):
+                    recipients.add(user_id)
         if ev.type == "m.room.member" and ev.content.get("membership") == "invite" and self._is_local(ev.state_key):
             recipients.add(ev.state_key)
         recipients.discard(ev.sender)
@@ -351,16 +355,36 @@ class PushService:
                                        ev.sender)
         thread_id = await self._thread_of(ev)
         event = dict(ev.pdu, room_id=ev.room_id, event_id=ev.event_id)
-        out, shared = [], {}
-        for user_id in sorted(recipients):
-            member = members.get(user_id)
+        power_content = power.content if power is not None else None
+
+        def context(user_id: str) -> PushContext:
+            member = state.get(("m.room.member", user_id))
             name = member.content.get("displayname") if member is not None else None
-            ctx = PushContext(user_id, name if isinstance(name, str) else None, len(joined), sender_level,
-                              power.content if power is not None else None)
-            _, actions = evaluate_compiled((await self._rules(user_id))[1], event, ctx, shared)
-            if notifies(actions):
+            return PushContext(user_id, name if isinstance(name, str) else None, joined, sender_level,
+                               power_content)
+
+        ordered = sorted(recipients)
+        groups: dict[tuple[CompiledRule, ...], list[str]] = {}  # members with the same rules evaluate together
+        for user_id in ordered:
+            cached = self._rulesets.get(user_id)
+            rules = cached[1] if cached is not None else (await self._rules(user_id))[1]
+            groups.setdefault(rules, []).append(user_id)
+        room_ctx = PushContext("", None, joined, sender_level, power_content)
+        shared: dict = {}
+        results = {}
+        for rules, user_ids in groups.items():
+            results.update(evaluate_group(rules, event, user_ids, room_ctx, context, shared))
+        ts = ev.pdu.get("origin_server_ts", 0)
+        notifying: dict[int, tuple[bool, list]] = {}  # per distinct actions list: (highlight, actions)
+        out = []
+        for user_id in ordered:
+            actions = results[user_id][1]
+            key = id(actions)
+            if key not in notifying:
+                notifying[key] = (highlights(actions), actions) if notifies(actions) else None
+            if notifying[key] is not None:
                 out.append(PushAction(user_id, ev.stream_ordering, ev.room_id, ev.event_id, thread_id,
-                                      highlights(actions), actions, ev.pdu.get("origin_server_ts", 0)))
+                                      notifying[key][0], actions, ts))
         return out
 
     async def _thread_of(self, ev: StoredEvent) -> str:

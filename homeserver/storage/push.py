@@ -8,9 +8,9 @@ Notifications". A user's rules of one kind are stored with a priority
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from homeserver.storage.database import Store
+from homeserver.storage.database import COPY_FROM_ROWS, Store
 
 MIGRATIONS = [
     """
@@ -71,9 +71,8 @@ _SELECT_ACTIONS = ("SELECT user_id, stream_ordering, room_id, event_id, thread_i
                    " FROM push_actions")
 
 
-@dataclass(frozen=True)
-class PushAction:
-    """The actions of one notifying event for one user."""
+class PushAction(NamedTuple):
+    """The actions of one notifying event for one user (a tuple: a big room's send makes one per member)."""
 
     user_id: str
     stream_ordering: int
@@ -145,11 +144,18 @@ class PushStore(Store):
     async def add_actions(self, actions: list[PushAction]) -> None:
         if not actions:
             return
-        await self.db.run_ordered("add_push_actions", lambda t: t.executemany(  # new rows only: no conflict
-            "INSERT INTO push_actions (user_id, stream_ordering, room_id, event_id, thread_id, highlight,"
-            " actions_json, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(a.user_id, a.stream_ordering, a.room_id, a.event_id, a.thread_id, int(a.highlight),
-              json.dumps(a.actions), a.ts) for a in actions]))
+        encoded: dict[int, str] = {}  # most members of a room share one actions list: encoded once
+        rows = []
+        for a in actions:
+            raw = encoded.get(id(a.actions))
+            if raw is None:
+                raw = encoded[id(a.actions)] = json.dumps(a.actions)
+            rows.append((a.user_id, a.stream_ordering, a.room_id, a.event_id, a.thread_id, int(a.highlight), raw, a.ts))
+        # New rows only, so no conflict: a pipelined transaction, or COPY (outside a pipeline) for a big room's.
+        run = self.db.run if len(rows) >= COPY_FROM_ROWS else self.db.run_ordered
+        await run("add_push_actions", lambda t: t.insert_rows(
+            "push_actions", ("user_id", "stream_ordering", "room_id", "event_id", "thread_id", "highlight",
+                             "actions_json", "ts"), rows))
 
     async def counts_after(self, user_id: str, after: dict[str, int], upto: int
                            ) -> dict[str, dict[str, tuple[int, int]]]:

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from homeserver.events.push_rules import (MAX_PATTERN_CHARS, MAX_PATTERN_LENGTH, MAX_USER_RULES, InvalidRule,
                                           PushContext, check_ruleset_size, client_ruleset, condition_matches,
-                                          default_rules, evaluate, highlights, merge_ruleset, notifies,
+                                          compile_ruleset, default_rules, evaluate, evaluate_group, highlights,
+                                          merge_ruleset, notifies,
                                           validate_actions, validate_rule_body)
 
 ME = "@me:example.org"
@@ -331,3 +332,90 @@ def test_ruleset_size_caps():
         with pytest.raises(InvalidRule) as refused:
             check_ruleset_size(over)
         assert refused.value.errcode == "M_TOO_LARGE"
+
+
+# -- grouped evaluation (a big room's members evaluated together) ---------------------------------
+
+_POOL = ["@me:example.org", "@Me:example.org", "@other:example.org", "@a*b:example.org", "@a?c:example.org",
+         "@axb:example.org", "@\u212aate:example.org", "@kate:example.org", "@zoe:example.org",
+         "@sam:example.org", "@\u017fam:example.org"]
+_OWN_RULES = [
+    {},
+    {"room": [{"rule_id": ROOM, "enabled": True, "actions": []}]},  # a muted room
+    {"content": [{"rule_id": "cats", "enabled": True, "pattern": "cat*", "actions": ["notify"]}]},
+    {"override": [{"rule_id": "name", "enabled": True, "actions": ["notify", {"set_tweak": "highlight"}],
+                   "conditions": [{"kind": "contains_display_name"}]}]},
+]
+_DEFAULT_CHANGES = [{}, {("override", ".m.rule.is_user_mention"): {"enabled": False}},
+                    {("underride", ".m.rule.message"): {"actions": []}},
+                    {("override", ".m.rule.invite_for_me"): {"actions": ["notify", {"set_tweak": "highlight"}]}}]
+
+
+@st.composite
+def _room_events(draw) -> dict:
+    kind = draw(st.sampled_from(["message", "invite", "encrypted", "notice", "edit"]))
+    content: dict = {"msgtype": "m.notice" if kind == "notice" else "m.text",
+                     "body": draw(st.sampled_from(["hello", "cats here", "hi Mr Me", "Zed!", "@me:example.org"]))}
+    if draw(st.booleans()):
+        content["m.mentions"] = {"user_ids": draw(st.lists(st.sampled_from(_POOL + ["@ME:EXAMPLE.ORG", 3]))),
+                                 "room": draw(st.booleans())}
+    if kind == "edit":
+        content["m.relates_to"] = {"rel_type": "m.replace", "event_id": "$x"}
+    event = {"type": "m.room.message", "sender": OTHER, "room_id": ROOM, "event_id": "$e", "content": content}
+    if kind == "encrypted":
+        event["type"] = "m.room.encrypted"
+    if kind == "invite":
+        invitee = draw(st.sampled_from(_POOL + ["@ME:example.org", "@a1b:example.org"]))
+        event.update(type="m.room.member", state_key=invitee, content={"membership": "invite"})
+    return event
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=_room_events(),
+       users=st.dictionaries(st.sampled_from(_POOL), st.tuples(st.sampled_from(range(len(_OWN_RULES))),
+                                                               st.sampled_from(range(len(_DEFAULT_CHANGES))),
+                                                               st.sampled_from([None, "Mr Me", "Zed", "kate"]))),
+       member_count=st.sampled_from([2, 3, 500]), sender_level=st.sampled_from([0, 50, 100]))
+def test_grouped_evaluation_equals_each_users_own(event, users, member_count, sender_level):
+    """evaluate_group over members sharing rules gives each the result of evaluating their own rules."""
+    merged = {u: merge_ruleset(u, _OWN_RULES[own], _DEFAULT_CHANGES[changes]) for u, (own, changes, _) in users.items()}
+
+    def context(user_id: str) -> PushContext:
+        return PushContext(user_id, users[user_id][2], member_count, sender_level, None)
+
+    groups: dict = {}
+    for user_id in users:
+        groups.setdefault(compile_ruleset(merged[user_id], user_id), []).append(user_id)
+    room_ctx = PushContext("", None, member_count, sender_level, None)
+    shared: dict = {}
+    grouped = {}
+    for compiled, user_ids in groups.items():
+        grouped.update(evaluate_group(compiled, event, user_ids, room_ctx, context, shared))
+    assert grouped == {u: evaluate(merged[u], event, context(u)) for u in users}
+
+
+def test_members_with_default_rules_share_one_compiled_ruleset():
+    """Users with the server-default rules compile to the same rules (the grouping key); a change splits them."""
+    plain = [compile_ruleset(merge_ruleset(u, {}, {}), u) for u in ("@a:x", "@b:x")]
+    assert plain[0] == plain[1]
+    muted = compile_ruleset(merge_ruleset("@c:x", _OWN_RULES[1], {}), "@c:x")
+    assert muted != plain[0]
+
+
+def test_grouped_evaluation_mentions_and_invites_only_their_targets():
+    users = ["@a:x", "@b:x", "@c:x"]
+    compiled = compile_ruleset(merge_ruleset("@a:x", {}, {}), "@a:x")
+    room_ctx = PushContext("", None, 10, 0, None)
+
+    def context(user_id):
+        return PushContext(user_id, None, 10, 0, None)
+
+    mention = message("hey", **{"m.mentions": {"user_ids": ["@B:x", "@c:x"]}})
+    out = evaluate_group(compiled, mention, users, room_ctx, context, {})
+    assert {u: r[0] for u, r in out.items()} == {"@a:x": ".m.rule.message", "@b:x": ".m.rule.message",
+                                                 "@c:x": ".m.rule.is_user_mention"}
+    invite = {"type": "m.room.member", "sender": OTHER, "room_id": ROOM, "state_key": "@B:X",
+              "content": {"membership": "invite"}}
+    out = evaluate_group(compiled, invite, users, room_ctx, context, {})
+    assert {u: r[0] for u, r in out.items()} == {u: ".m.rule.invite_for_me" if u == "@b:x" else ".m.rule.member_event"
+                                                 for u in users}

@@ -308,6 +308,32 @@ def test_push_rules_change_what_counts(homeserver):
     assert entry["unread_notifications"] == counts(2, 1)
 
 
+
+def test_members_with_their_own_rules_among_default_ones(homeserver):
+    """Members with the default rules are evaluated together: one with a muted room, one with a content rule
+    and one mentioned or invited still get their own actions."""
+    alice = homeserver.register()
+    bob, carol, dave, erin = (homeserver.register() for _ in range(4))
+    room = alice.create_room(preset="public_chat")
+    for user in (bob, carol, dave, erin):
+        user.join(room)
+    bob.ok("PUT", f"/pushrules/global/room/{q(room)}", {"actions": []})
+    carol.ok("PUT", "/pushrules/global/content/cats",
+             {"pattern": "cats", "actions": ["notify", {"set_tweak": "highlight"}]})
+    since = {u.user_id: u.sync()["next_batch"] for u in (bob, carol, dave, erin)}
+    alice.send(room, "cats!")
+    alice.send(room, mention(dave.user_id.upper()))  # m.mentions compares IDs exactly
+    alice.send(room, mention(dave.user_id))
+    last = alice.send(room, {"msgtype": "m.notice", "body": "bot"})
+    expected = [(bob, counts(0)), (carol, counts(3, 1)), (dave, counts(3, 1)), (erin, counts(3))]
+    for user, want in expected:
+        entry, _ = room_with_event(user, room, last, since[user.user_id])
+        assert entry["unread_notifications"] == want, user.user_id
+    frank = homeserver.register()
+    alice.invite(room, frank)
+    assert frank.ok("GET", "/notifications")["notifications"][0]["event"]["state_key"] == frank.user_id
+
+
 # -- presence -------------------------------------------------------------------------------------
 
 def presence_of(resp: dict, user_id: str) -> dict | None:
