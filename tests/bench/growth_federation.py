@@ -31,6 +31,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Callable
 
 from tests.bench import servers
 from tests.bench.client import MatrixClient
@@ -181,8 +182,9 @@ async def _point(a: servers.RunningServer, b: servers.RunningServer, members: in
     return {"join": join, "send": send}
 
 
-def run(labels: list[str], database: str, sizes: list[int]) -> dict:
-    """{curve: {server: {size: Outcome}}}, one pair of each server kind for all its sizes."""
+def run(labels: list[str], database: str, sizes: list[int], after_point: Callable[[dict], None]) -> dict:
+    """{curve: {server: {size: Outcome}}}, one pair of each server kind for all its sizes; ``after_point`` gets
+    the results so far after each size (a long run leaves what it measured even if it is stopped)."""
     results: dict = {curve: {label: {} for label in labels} for curve in PLOTTED}
     for label in labels:
         with servers.running_pair(label, database) as (a, b):
@@ -194,6 +196,7 @@ def run(labels: list[str], database: str, sizes: list[int]) -> dict:
                     print(f"  {label} {curve} {size}: {status}", file=sys.stderr, flush=True)
                 print(f"  {label} {size}: {time.monotonic() - started:.1f}s, load average "
                       f"{os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+                after_point(results)
     return results
 
 
@@ -288,19 +291,27 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.members or (QUICK if args.quick else SIZES)
     labels = ["hexagone"] if args.quick else args.servers.split(",")
     started, load_before = time.monotonic(), os.getloadavg()[0]
-    results = run(labels, args.database, sizes)
-    print(table(results))
     date = time.strftime("%Y-%m-%d")
-    if args.plots:
-        for path in plot(results, args.plots, f"{args.database}, {date}"):
-            print(f"wrote {path}")
-    load_after = os.getloadavg()[0]
+
+    def save(results: dict, complete: bool = False) -> None:
+        """--json and --plots with the results so far (and, before the end, the table on stderr)."""
+        if not complete:
+            print(table(results), file=sys.stderr, flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"database": args.database, "date": date, "sizes": sizes, "complete": complete,
+                           "load_average": [load_before, os.getloadavg()[0]], "results": _saved(results)}, f,
+                          indent=1)
+        if args.plots:
+            for path in plot(results, args.plots, f"{args.database}, {date}"):
+                if complete:
+                    print(f"wrote {path}")
+
+    results = run(labels, args.database, sizes, save)
+    print(table(results))
+    save(results, complete=True)
     print(f"\nmembers {sizes}, database {args.database}, {time.monotonic() - started:.0f}s, 1-minute load average "
-          f"{load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"database": args.database, "date": date, "sizes": sizes,
-                       "load_average": [load_before, load_after], "results": _saved(results)}, f, indent=1)
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs")
     failed = any(out.errors for by in results.values() for pts in by.values() for out in pts.values())
     return 1 if failed else 0
 

@@ -25,7 +25,7 @@ def test_federation_growth_quick(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     saved = json.loads(out_path.read_text())
-    assert saved["sizes"] == growth_federation.QUICK
+    assert saved["sizes"] == growth_federation.QUICK and saved["complete"]
     assert set(saved["results"]) == set(growth_federation.PLOTTED)
     for curve, labels in growth_federation.PLOTTED.items():
         points = saved["results"][curve]
