@@ -2,9 +2,19 @@
 
     .venv/bin/python -m tests.bench.growth [--quick] [--servers hexagone,synapse] [--database sqlite|postgresql]
         [--sync-rooms 20,200,1000] [--room-members 50,1000] [--history 10000] [--plots DIR] [--json OUT]
+    .venv/bin/python -m tests.bench.growth --fill DIR [the same sizes and servers]   # build the points, keep them
+    .venv/bin/python -m tests.bench.growth --measure DIR [--servers ...] [--curves ...] [--plots DIR] [--json OUT]
+    .venv/bin/python -m tests.bench.growth --drop DIR     # drop the points' PostgreSQL databases, remove DIR
 
-Curves, each point on the same running server (one per kind, started afresh, with its own users and rooms
-for every point; peak RSS reset before each point):
+Each point is filled through the client-server API, then measured. In one run (the default), each server kind
+is started afresh once for all its points, each point with its own users and rooms, peak RSS reset before each
+point (its fill and its measurement). ``--fill DIR`` only builds the points, each on a server of its own whose
+state is kept (``DIR/<curve>-<size>-<server>/``: the server's work dir, and its PostgreSQL database
+``growth_<curve><size>_<server>_<tag of DIR>``), and ``--measure DIR`` starts each server again on a point's kept
+state and takes only the figures (peak RSS then covers the measurement alone, from a restarted server): big points
+are built once, in the background, and measured later on a quiet machine.
+
+Curves:
 
 - ``sync``: a user in N rooms: the first initial /sync (built from the database), then incremental /syncs
   after one new message in one of the rooms (median of 5).
@@ -13,13 +23,15 @@ for every point; peak RSS reset before each point):
   directory lists the searched user).
 - ``messages``: a room with N messages: /messages paged backwards 100 at a time to the room's creation (median
   page, and the whole walk).
-- ``directory``: N users registered (the bulk path: 16 connections registering one user after another, no
-  room joined: both servers run with ``user_directory.search_all_users``): user directory search for one of
-  them by a word of their id (median of 5), and for a word all of them share (a full page of 10, median of 5).
+- ``directory``: N users registered (the bulk path: 64 connections registering one user after another with
+  ``inhibit_login``, no room joined: both servers run with ``user_directory.search_all_users``): user directory
+  search for one of them by a word of their id (median of 5), and for a word all of them share (a full page of
+  10, median of 5).
 
 Both servers get ``bcrypt_rounds: 4`` (thousands of setup users) and the suite's raised rate limits; every
 failed request, a /sync lacking a room, or a walk short of the history counts as an error and the point shows
-no figure. ``--quick`` runs tiny sizes (the CI smoke test, Hexagone only in about 20 s).
+no figure (a fill retries a request that got no answer or a 5xx, at most 3 times). ``--quick`` runs tiny sizes
+(the CI smoke test, Hexagone only in about 20 s).
 """
 
 from __future__ import annotations
