@@ -59,6 +59,7 @@ RETRIES = 3  # attempts at a request of a fill
 PROGRESS_FROM = 1000  # items of a fill from which its progress is printed
 PAGE = 100
 DIRECTORY_WAIT_S = 60.0
+SETUP_TIMEOUT_S = 600.0
 SIZES = {"sync": [20, 200, 1000], "room": [50, 1000], "messages": [10000], "directory": [1000, 10000]}
 QUICK = {"sync": [2, 6], "room": [3, 8], "messages": [150], "directory": [5, 20]}
 PLOTTED = {  # curve -> the figures drawn (one PNG per curve, one panel per figure)
@@ -167,6 +168,7 @@ async def room_fill(bench: Bench, members: int) -> dict:
 async def room_measure(bench: Bench, out: Outcome, members: int, state: dict) -> None:
     """Send, send-to-receive, user directory search among the members."""
     owner, reader, room_id = _as(bench, state["owner"]), _as(bench, state["reader"]), state["room"]
+    reader.timeout_s = SETUP_TIMEOUT_S  # its first /sync (not a figure) lists every member of a big room
     for i in range(20):
         await out.timed("send", owner.send_text(room_id, f"send {i}"))
     await deliveries(out, owner, reader, room_id, 10)
