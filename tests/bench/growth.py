@@ -421,10 +421,11 @@ def drop(directory: str) -> None:
 
 
 def table(results: dict) -> str:
-    lines = ["| curve | size | figure | unit | " + " | ".join(next(iter(results.values()))) + " |",
-             "|---|---|---|---|" + "---|" * len(next(iter(results.values())))]
+    """A markdown table, a column per server (a curve measured on some servers only has "—" for the others)."""
+    labels = list(dict.fromkeys(label for by_server in results.values() for label in by_server))
+    lines = ["| curve | size | figure | unit | " + " | ".join(labels) + " |", "|---|---|---|---|" + "---|" * len(labels)]
     for curve, by_server in results.items():
-        labels = list(by_server)
+        by_server = {label: by_server.get(label, {}) for label in labels}
         for size in sorted({s for points in by_server.values() for s in points}):
             figures = {f: None for out in (by_server[lb].get(size) for lb in labels) if out for f in out.values}
             for f in figures:
