@@ -12,7 +12,8 @@ point (its fill and its measurement). ``--fill DIR`` only builds the points, eac
 state is kept (``DIR/<curve>-<size>-<server>/``: the server's work dir, and its PostgreSQL database
 ``growth_<curve><size>_<server>_<tag of DIR>``), and ``--measure DIR`` starts each server again on a point's kept
 state and takes only the figures (peak RSS then covers the measurement alone, from a restarted server): big points
-are built once, in the background, and measured later on a quiet machine.
+are built once, in the background, and measured later on a quiet machine (each server left to settle after its
+start first).
 
 Curves:
 
@@ -48,7 +49,7 @@ import time
 
 from tests.bench import servers
 from tests.bench.client import MatrixClient, RequestFailed, quote
-from tests.bench.workloads import HIGHER, LOWER, PASSWORD, Bench, Outcome, deliveries, public_room
+from tests.bench.workloads import HIGHER, LOWER, PASSWORD, Bench, Outcome, deliveries, public_room, settle
 
 GROWTH_CONFIG = {"bcrypt_rounds": servers.PAIR_BCRYPT_ROUNDS,
                  "rc_user_directory": {"per_second": 10000, "burst_count": 10000},
@@ -405,6 +406,7 @@ def measure(directory: str, labels: list[str], curves: list[str]) -> tuple[dict,
         database = p["database"]
         started = time.monotonic()
         with servers.kept(label, database, os.path.join(p["dir"], "server"), p["pg_name"]) as server:
+            asyncio.run(settle([server.pid]))  # what the server does after a start, done before the figures
             out = asyncio.run(_point(curve, server, size, p["filled"]))
         results.setdefault(curve, {}).setdefault(label, {})[size] = out
         _report(label, curve, size, out, started)
