@@ -2,9 +2,20 @@
 
     .venv/bin/python -m tests.bench.growth [--quick] [--servers hexagone,synapse] [--database sqlite|postgresql]
         [--sync-rooms 20,200,1000] [--room-members 50,1000] [--history 10000] [--plots DIR] [--json OUT]
+    .venv/bin/python -m tests.bench.growth --fill DIR [the same sizes and servers]   # build the points, keep them
+    .venv/bin/python -m tests.bench.growth --measure DIR [--servers ...] [--curves ...] [--plots DIR] [--json OUT]
+    .venv/bin/python -m tests.bench.growth --drop DIR     # drop the points' PostgreSQL databases, remove DIR
 
-Curves, each point on the same running server (one per kind, started afresh, with its own users and rooms
-for every point; peak RSS reset before each point):
+Each point is filled through the client-server API, then measured. In one run (the default), each server kind
+is started afresh once for all its points, each point with its own users and rooms, peak RSS reset before each
+point (its fill and its measurement). ``--fill DIR`` only builds the points, each on a server of its own whose
+state is kept (``DIR/<curve>-<size>-<server>/``: the server's work dir, and its PostgreSQL database
+``growth_<curve><size>_<server>_<tag of DIR>``), and ``--measure DIR`` starts each server again on a point's kept
+state and takes only the figures (peak RSS then covers the measurement alone, from a restarted server): big points
+are built once, in the background, and measured later on a quiet machine (each server left to settle after its
+start first).
+
+Curves:
 
 - ``sync``: a user in N rooms: the first initial /sync (built from the database), then incremental /syncs
   after one new message in one of the rooms (median of 5).
@@ -13,36 +24,43 @@ for every point; peak RSS reset before each point):
   directory lists the searched user).
 - ``messages``: a room with N messages: /messages paged backwards 100 at a time to the room's creation (median
   page, and the whole walk).
-- ``directory``: N users registered (the bulk path: 16 connections registering one user after another, no
-  room joined: both servers run with ``user_directory.search_all_users``): user directory search for one of
-  them by a word of their id (median of 5), and for a word all of them share (a full page of 10, median of 5).
+- ``directory``: N users registered (the bulk path: 64 connections registering one user after another with
+  ``inhibit_login``, no room joined: both servers run with ``user_directory.search_all_users``): user directory
+  search for one of them by a word of their id (median of 5), and for a word all of them share (a full page of
+  10, median of 5).
 
 Both servers get ``bcrypt_rounds: 4`` (thousands of setup users) and the suite's raised rate limits; every
 failed request, a /sync lacking a room, or a walk short of the history counts as an error and the point shows
-no figure. ``--quick`` runs tiny sizes (the CI smoke test, Hexagone only in about 20 s).
+no figure (a fill retries a request that got no answer or a 5xx, at most 3 times). ``--quick`` runs tiny sizes
+(the CI smoke test, Hexagone only in about 20 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
 
 from tests.bench import servers
-from tests.bench.client import MatrixClient
-from tests.bench.workloads import HIGHER, LOWER, PASSWORD, Bench, Outcome, bounded, deliveries, public_room
+from tests.bench.client import MatrixClient, RequestFailed, quote
+from tests.bench.workloads import HIGHER, LOWER, PASSWORD, Bench, Outcome, deliveries, public_room, settle
 
 GROWTH_CONFIG = {"bcrypt_rounds": servers.PAIR_BCRYPT_ROUNDS,
                  "rc_user_directory": {"per_second": 10000, "burst_count": 10000},
                  "user_directory": {"enabled": True, "search_all_users": True}}
 SETUP_CONCURRENCY = 8
-BULK_CONCURRENCY = 16  # connections registering the users of the directory curve
+BULK_CONCURRENCY = 64  # connections registering the users of the directory curve
+RETRIES = 3  # attempts at a request of a fill
+PROGRESS_FROM = 1000  # items of a fill from which its progress is printed
 PAGE = 100
 DIRECTORY_WAIT_S = 60.0
+SETUP_TIMEOUT_S = 600.0
 SIZES = {"sync": [20, 200, 1000], "room": [50, 1000], "messages": [10000], "directory": [1000, 10000]}
 QUICK = {"sync": [2, 6], "room": [3, 8], "messages": [150], "directory": [5, 20]}
 PLOTTED = {  # curve -> the figures drawn (one PNG per curve, one panel per figure)
@@ -55,23 +73,61 @@ X_LABELS = {"sync": "rooms the user is in", "room": "members of the room", "mess
             "directory": "users on the server"}
 
 
-async def _split(clients: list[MatrixClient], items: list, call) -> list:
-    """``call(client, item)`` for every item, the items shared out among ``clients`` (one request at a time each)."""
+async def _split(clients: list[MatrixClient], items: list, call, progress: str | None = None) -> list:
+    """``call(client, item)`` for every item, the items shared out among ``clients`` (one request at a time each);
+    with ``progress`` (a name), the count done and the rate so far printed every tenth of a long list."""
     results: list = [None] * len(items)
+    done, started, step = 0, time.monotonic(), max(len(items) // 10, 1)
 
     async def worker(k: int):
+        nonlocal done
         for i in range(k, len(items), len(clients)):
             results[i] = await call(clients[k], items[i])
+            done += 1
+            if progress and len(items) >= PROGRESS_FROM and done % step == 0:
+                rate = done / (time.monotonic() - started)
+                print(f"    {progress}: {done}/{len(items)}, {rate:.1f}/s", file=sys.stderr, flush=True)
 
     await asyncio.gather(*(worker(k) for k in range(len(clients))))
     return results
 
 
-async def sync_point(bench: Bench, out: Outcome, rooms: int) -> None:
-    """A user in ``rooms`` rooms: first initial /sync, then incremental /syncs after one message."""
+async def _again(make_call):
+    """``make_call()`` awaited, again after a failure without an answer or with a 5xx (at most RETRIES times in
+    all): one lost request must not waste the hour a big fill takes."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return await make_call()
+        except RequestFailed as e:
+            if attempt == RETRIES or (e.status is not None and e.status < 500):
+                raise
+
+
+def _who(client: MatrixClient) -> list[str]:
+    return [client.user_id, client.access_token]
+
+
+def _as(bench: Bench, who: list[str]) -> MatrixClient:
+    """A client of the user a fill registered (its access token kept in the state)."""
+    client = bench.client()
+    client.user_id, client.access_token = who
+    return client
+
+
+# Each curve: fill(bench, size) builds the point through the client-server API and returns what the measurement
+# needs (JSON: user ids and access tokens, room ids); measure(bench, out, size, state) takes the figures.
+
+async def sync_fill(bench: Bench, rooms: int) -> dict:
+    """A user who created ``rooms`` public rooms."""
     owner = await bench.user()
     writers = [bench.client(owner) for _ in range(SETUP_CONCURRENCY)]
-    room_ids = await _split(writers, list(range(rooms)), lambda c, _: public_room(c))
+    room_ids = await _split(writers, list(range(rooms)), lambda c, _: public_room(c), f"{bench.prefix} rooms")
+    return {"owner": _who(owner), "rooms": room_ids}
+
+
+async def sync_measure(bench: Bench, out: Outcome, rooms: int, state: dict) -> None:
+    """The first initial /sync, then incremental /syncs after one message."""
+    owner, room_ids = _as(bench, state["owner"]), state["rooms"]
     reply = await out.timed("initial", owner.sync())
     if reply is None:
         return
@@ -89,12 +145,31 @@ async def sync_point(bench: Bench, out: Outcome, rooms: int) -> None:
     out.add("incremental sync", "ms", LOWER, statistics.median(out.samples["incremental"]))
 
 
-async def room_point(bench: Bench, out: Outcome, members: int) -> None:
-    """A public room of ``members`` members: send, send-to-receive, user directory search among them."""
+async def _member(bench: Bench, room_id: str, name: str) -> None:
+    """A new user ``name`` who joins ``room_id`` and hangs up."""
+    c = bench.client()
+    try:
+        await _again(lambda: c.register(name, PASSWORD))
+        await _again(lambda: c.join(room_id))
+    finally:
+        c.close()
+
+
+async def room_fill(bench: Bench, members: int) -> dict:
+    """A public room of ``members`` members: its owner, a reader, the others joined 8 at once."""
     owner, reader = await bench.users(2)
     room_id = await public_room(owner)
     await reader.join(room_id)
-    await bounded(SETUP_CONCURRENCY, [bench.member(room_id) for _ in range(members - 2)])
+    joiners = [bench.client() for _ in range(SETUP_CONCURRENCY)]
+    names = [f"{bench.prefix}-m{i}" for i in range(members - 2)]
+    await _split(joiners, names, lambda _, name: _member(bench, room_id, name), f"{bench.prefix} members")
+    return {"owner": _who(owner), "reader": _who(reader), "room": room_id}
+
+
+async def room_measure(bench: Bench, out: Outcome, members: int, state: dict) -> None:
+    """Send, send-to-receive, user directory search among the members."""
+    owner, reader, room_id = _as(bench, state["owner"]), _as(bench, state["reader"]), state["room"]
+    reader.timeout_s = SETUP_TIMEOUT_S  # its first /sync (not a figure) lists every member of a big room
     for i in range(20):
         await out.timed("send", owner.send_text(room_id, f"send {i}"))
     await deliveries(out, owner, reader, room_id, 10)
@@ -119,12 +194,24 @@ async def _finds(client: MatrixClient, term: str, user_id: str) -> bool:
     return any(r.get("user_id") == user_id for r in results)
 
 
-async def messages_point(bench: Bench, out: Outcome, history: int) -> None:
-    """A room with ``history`` messages, paged back :data:`PAGE` at a time to its creation."""
+async def messages_fill(bench: Bench, history: int) -> dict:
+    """A room with ``history`` messages, sent 8 at once (each with its own transaction id, so a retry is
+    idempotent)."""
     owner = await bench.user()
     room_id = await public_room(owner)
     writers = [bench.client(owner) for _ in range(SETUP_CONCURRENCY)]
-    await _split(writers, list(range(history)), lambda c, i: c.send_text(room_id, f"history {i}"))
+    path = f"/rooms/{quote(room_id)}/send/m.room.message/{bench.prefix}-"
+
+    def send(c: MatrixClient, i: int):
+        return _again(lambda: c.call("PUT", f"{path}{i}", {"msgtype": "m.text", "body": f"history {i}"}))
+
+    await _split(writers, list(range(history)), send, f"{bench.prefix} messages")
+    return {"owner": _who(owner), "room": room_id}
+
+
+async def messages_measure(bench: Bench, out: Outcome, history: int, state: dict) -> None:
+    """/messages paged back :data:`PAGE` at a time to the room's creation."""
+    owner, room_id = _as(bench, state["owner"]), state["room"]
     seen, token = 0, None
     start = time.perf_counter()
     while True:
@@ -146,20 +233,34 @@ async def messages_point(bench: Bench, out: Outcome, history: int) -> None:
 
 
 async def _register_again(client: MatrixClient, name: str) -> None:
-    """Register another user on this connection (no access token: /register refuses one)."""
-    client.access_token = None
-    await client.register(name, PASSWORD)
+    """Register another user on this connection, without logging in (``inhibit_login``: the user needs no
+    device; /register refuses a request with an access token). A retry may find the user made."""
+    body = {"username": name, "password": PASSWORD, "auth": {"type": "m.login.dummy"}, "inhibit_login": True}
+    try:
+        await client.call("POST", "/register", body)
+    except RequestFailed as e:
+        if e.status is not None and e.status < 500:
+            raise
+        try:
+            await client.call("POST", "/register", body)
+        except RequestFailed as again:
+            if "M_USER_IN_USE" not in str(again):
+                raise
 
 
-async def directory_point(bench: Bench, out: Outcome, users: int) -> None:
-    """``users`` users on the server (registered in bulk, in no room): user directory search for one of them,
-    and for the word they all share."""
+async def directory_fill(bench: Bench, users: int) -> dict:
+    """A searcher and ``users`` users registered in bulk (in no room), sharing one word."""
     searcher = await bench.user()
     shared = f"{bench.prefix}dir"
     names = [f"{shared}-{i}" for i in range(users)]
     registrars = [bench.client() for _ in range(BULK_CONCURRENCY)]
-    await _split(registrars, names, lambda c, name: _register_again(c, name))
-    target = names[users // 2]
+    await _split(registrars, names, _register_again, f"{bench.prefix} users")
+    return {"searcher": _who(searcher), "shared": shared, "target": names[users // 2]}
+
+
+async def directory_measure(bench: Bench, out: Outcome, users: int, state: dict) -> None:
+    """User directory search for one of the users, and for the word they all share."""
+    searcher, shared, target = _as(bench, state["searcher"]), state["shared"], state["target"]
     target_id = f"@{target}:{bench.server.server_name}"
     deadline = time.monotonic() + DIRECTORY_WAIT_S
     while not await _finds(searcher, target, target_id):  # Synapse adds new users in the background
@@ -181,15 +282,21 @@ async def directory_point(bench: Bench, out: Outcome, users: int) -> None:
     out.add("search for a shared word", "ms", LOWER, statistics.median(out.samples["shared"]))
 
 
-POINTS = {"sync": sync_point, "room": room_point, "messages": messages_point, "directory": directory_point}
+CURVES = {"sync": (sync_fill, sync_measure), "room": (room_fill, room_measure),
+          "messages": (messages_fill, messages_measure), "directory": (directory_fill, directory_measure)}
 
 
-async def _point(curve: str, server: servers.RunningServer, size: int) -> Outcome:
+async def _point(curve: str, server: servers.RunningServer, size: int, state: dict | None = None) -> Outcome:
+    """One point on ``server``: filled first, unless ``state`` (what a fill built there) is given; peak RSS
+    reset first, so it covers what runs here."""
     out = Outcome()
     bench = Bench(server, f"{curve}{size}")
     servers.reset_peak_rss(server.pid)
+    fill, measure = CURVES[curve]
     try:
-        await POINTS[curve](bench, out, size)
+        if state is None:
+            state = await fill(bench, size)
+        await measure(bench, out, size, state)
     except Exception as e:  # a broken point is an error of that point, never a crash of the run
         out.fail(f"{type(e).__name__}: {e}")
     finally:
@@ -201,27 +308,126 @@ async def _point(curve: str, server: servers.RunningServer, size: int) -> Outcom
     return out
 
 
+def _report(label: str, curve: str, size: int, out: Outcome, started: float) -> None:
+    status = f"{out.errors} errors ({out.first_error})" if out.errors else "ok"
+    print(f"  {label} {curve} {size}: {time.monotonic() - started:.1f}s, {status}", file=sys.stderr, flush=True)
+
+
 def run(labels: list[str], database: str, sizes: dict[str, list[int]]) -> dict:
-    """{curve: {server: {size: Outcome}}}, each server kind started once for all its points."""
+    """{curve: {server: {size: Outcome}}}, each server kind started once for all its points, each point filled
+    then measured."""
     results: dict = {curve: {label: {} for label in labels} for curve in sizes}
     for label in labels:
         with servers.running(label, database, config=GROWTH_CONFIG) as server:
             for curve, points in sizes.items():
                 for size in points:
                     started = time.monotonic()
-                    out = asyncio.run(_point(curve, server, size))
-                    results[curve][label][size] = out
-                    status = f"{out.errors} errors ({out.first_error})" if out.errors else "ok"
-                    print(f"  {label} {curve} {size}: {time.monotonic() - started:.1f}s, {status}",
-                          file=sys.stderr, flush=True)
+                    results[curve][label][size] = out = asyncio.run(_point(curve, server, size))
+                    _report(label, curve, size, out, started)
     return results
 
 
+# -- fill once, measure later -----------------------------------------------------------
+# DIR/<curve>-<size>-<server>/ holds one point: ``server/`` (the server's work dir: config, signing key, SQLite
+# database or media) and ``point.json`` (its PostgreSQL database; once the fill is done, what it built).
+
+def _point_file(directory: str, curve: str, size: int, label: str) -> str:
+    return os.path.join(directory, f"{curve}-{size}-{label}", "point.json")
+
+
+def _write(path: str, data: dict) -> None:
+    with open(path + ".new", "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".new", path)
+
+
+def fill(directory: str, labels: list[str], database: str, sizes: dict[str, list[int]]) -> int:
+    """Build every point in ``directory``, each on a server of its own (stopped afterwards, its state kept);
+    points filled before are left as they are. The number of points that failed."""
+    tag = hashlib.sha256(os.path.abspath(directory).encode()).hexdigest()[:6]
+    failed = 0
+    for label in labels:
+        for curve, points in sizes.items():
+            for size in points:
+                path = _point_file(directory, curve, size, label)
+                if os.path.exists(path):
+                    with open(path) as f:
+                        if json.load(f)["filled"] is not None:
+                            print(f"  {label} {curve} {size}: filled before", file=sys.stderr, flush=True)
+                            continue
+                    failed += 1
+                    print(f"  {label} {curve} {size}: an unfinished fill is in {os.path.dirname(path)}; --drop "
+                          f"{directory} removes every point there", file=sys.stderr, flush=True)
+                    continue
+                os.makedirs(os.path.dirname(path))
+                point = {"curve": curve, "size": size, "server": label, "database": database,
+                         "pg_name": f"growth_{curve}{size}_{label}_{tag}" if database == "postgresql" else None,
+                         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "filled": None}
+                _write(path, point)
+                started = time.monotonic()
+                workdir = os.path.join(os.path.dirname(path), "server")
+                try:
+                    with servers.kept(label, database, workdir, point["pg_name"], config=GROWTH_CONFIG) as server:
+                        point["filled"] = asyncio.run(CURVES[curve][0](Bench(server, f"{curve}{size}"), size))
+                except Exception as e:  # a failed fill is reported, the other points still filled
+                    failed += 1
+                    print(f"  {label} {curve} {size}: fill failed: {type(e).__name__}: {e}", file=sys.stderr,
+                          flush=True)
+                    continue
+                point["fill_s"] = time.monotonic() - started
+                point["ended"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                _write(path, point)
+                print(f"  {label} {curve} {size}: filled in {point['fill_s']:.0f}s", file=sys.stderr, flush=True)
+    return failed
+
+
+def _points(directory: str) -> list[dict]:
+    found = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name, "point.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                found.append(json.load(f) | {"dir": os.path.join(directory, name)})
+    return found
+
+
+def measure(directory: str, labels: list[str], curves: list[str]) -> tuple[dict, dict[str, list[int]], str]:
+    """Every filled point of ``directory`` (of these servers and curves): its server started again on the kept
+    state, the figures taken, the server stopped. The results, the sizes found and the database kind."""
+    results: dict = {}
+    database = "sqlite"
+    points = [p for p in _points(directory) if p["server"] in labels and p["curve"] in curves]
+    points.sort(key=lambda p: (labels.index(p["server"]), curves.index(p["curve"]), p["size"]))
+    for p in points:
+        curve, size, label = p["curve"], p["size"], p["server"]
+        if p["filled"] is None:
+            print(f"  {label} {curve} {size}: not filled (yet), left out", file=sys.stderr, flush=True)
+            continue
+        database = p["database"]
+        started = time.monotonic()
+        with servers.kept(label, database, os.path.join(p["dir"], "server"), p["pg_name"]) as server:
+            asyncio.run(settle([server.pid]))  # what the server does after a start, done before the figures
+            out = asyncio.run(_point(curve, server, size, p["filled"]))
+        results.setdefault(curve, {}).setdefault(label, {})[size] = out
+        _report(label, curve, size, out, started)
+    sizes = {curve: sorted({s for pts in by.values() for s in pts}) for curve, by in results.items()}
+    return results, sizes, database
+
+
+def drop(directory: str) -> None:
+    """Drop the PostgreSQL database of every point of ``directory`` and remove the directory."""
+    for p in _points(directory):
+        if p["pg_name"]:
+            servers.drop_database(p["pg_name"])
+    shutil.rmtree(directory)
+
+
 def table(results: dict) -> str:
-    lines = ["| curve | size | figure | unit | " + " | ".join(next(iter(results.values()))) + " |",
-             "|---|---|---|---|" + "---|" * len(next(iter(results.values())))]
+    """A markdown table, a column per server (a curve measured on some servers only has "—" for the others)."""
+    labels = list(dict.fromkeys(label for by_server in results.values() for label in by_server))
+    lines = ["| curve | size | figure | unit | " + " | ".join(labels) + " |", "|---|---|---|---|" + "---|" * len(labels)]
     for curve, by_server in results.items():
-        labels = list(by_server)
+        by_server = {label: by_server.get(label, {}) for label in labels}
         for size in sorted({s for points in by_server.values() for s in points}):
             figures = {f: None for out in (by_server[lb].get(size) for lb in labels) if out for f in out.values}
             for f in figures:
@@ -292,6 +498,15 @@ def _sizes(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
 
+def _save(path: str, database: str, sizes: dict, results: dict) -> None:
+    with open(path, "w") as f:
+        json.dump({"database": database, "date": time.strftime('%Y-%m-%d'), "sizes": sizes, "results": {
+            c: {lb: {str(s): {"errors": o.errors, "first_error": o.first_error,
+                              "figures": {f.label: v for f, v in o.values.items()}}
+                     for s, o in sorted(pts.items())} for lb, pts in by.items()} for c, by in results.items()}},
+                  f, indent=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.growth", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=f"tiny sizes, a smoke test: {QUICK}")
@@ -303,10 +518,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--history", type=_sizes, help=f"messages of the messages curve (default {SIZES['messages']})")
     p.add_argument("--directory-users", type=_sizes,
                    help=f"users of the directory curve (default {SIZES['directory']})")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--fill", metavar="DIR", help="only build the points, each server's state kept in DIR")
+    mode.add_argument("--measure", metavar="DIR", help="only measure the points filled in DIR (sizes from there)")
+    mode.add_argument("--drop", metavar="DIR", help="drop the databases of the points in DIR and remove DIR")
+    mode.add_argument("--from-json", metavar="IN", help="run nothing: print and plot what --json wrote")
     p.add_argument("--plots", metavar="DIR", help="write growth-<curve>.png there")
     p.add_argument("--json", metavar="OUT", help="also write every figure to this file")
-    p.add_argument("--from-json", metavar="IN", help="run nothing: print and plot what --json wrote")
     args = p.parse_args(argv)
+    labels, curves = args.servers.split(","), args.curves.split(",")
+    if args.drop:
+        drop(args.drop)
+        return 0
     if args.from_json:
         with open(args.from_json) as f:
             saved = json.load(f)
@@ -318,26 +541,26 @@ def main(argv: list[str] | None = None) -> int:
     base = QUICK if args.quick else SIZES
     chosen = {"sync": args.sync_rooms, "room": args.room_members, "messages": args.history,
               "directory": args.directory_users}
-    sizes = {c: chosen[c] or base[c] for c in args.curves.split(",")}
-    labels = args.servers.split(",")
+    sizes = {c: chosen[c] or base[c] for c in curves}
     started = time.monotonic()
-    results = run(labels, args.database, sizes)
+    if args.fill:
+        failed = fill(args.fill, labels, args.database, sizes)
+        print(f"filled {sizes} in {time.monotonic() - started:.0f}s, {failed} failed")
+        return 1 if failed else 0
+    if args.measure:
+        results, sizes, database = measure(args.measure, labels, curves)
+    else:
+        results, database = run(labels, args.database, sizes), args.database
     print(table(results))
-    title = f"{args.database}, {time.strftime('%Y-%m-%d')}"
     if args.plots:
-        for path in plot(results, args.plots, title):
+        for path in plot(results, args.plots, f"{database}, {time.strftime('%Y-%m-%d')}"):
             print(f"wrote {path}")
     failed = [(c, lb, s) for c, by in results.items() for lb, pts in by.items() for s, o in pts.items() if o.errors]
-    print(f"\nsizes {sizes}, database {args.database}, {time.monotonic() - started:.0f}s, "
+    print(f"\nsizes {sizes}, database {database}, {time.monotonic() - started:.0f}s, "
           f"1-minute load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"database": args.database, "date": time.strftime('%Y-%m-%d'), "sizes": sizes, "results": {
-                c: {lb: {str(s): {"errors": o.errors, "first_error": o.first_error,
-                                  "figures": {f.label: v for f, v in o.values.items()}}
-                         for s, o in pts.items()} for lb, pts in by.items()} for c, by in results.items()}},
-                      f, indent=1)
-    return 1 if failed else 0
+        _save(args.json, database, sizes, results)
+    return 1 if failed or not results else 0
 
 
 if __name__ == "__main__":

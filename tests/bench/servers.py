@@ -194,15 +194,24 @@ def _pg_admin(sql: str) -> None:
         conn.execute(sql)
 
 
+def create_database(name: str) -> None:
+    """A new empty PostgreSQL database (C collation, as Synapse requires)."""
+    _pg_admin(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
+
+
+def drop_database(name: str) -> None:
+    _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @contextlib.contextmanager
 def _postgres_database(label: str) -> Iterator[str]:
-    """A fresh database for one server, dropped afterwards (C collation, as Synapse requires)."""
+    """A fresh database for one server, dropped afterwards."""
     name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
-    _pg_admin(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
+    create_database(name)
     try:
         yield name
     finally:
-        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        drop_database(name)
 
 
 # -- the two servers -------------------------------------------------------------------
@@ -213,9 +222,14 @@ def prepare_hexagone(workdir: str, port: int, database: dict, setup: Setup) -> l
     hexagone = [hexagone_python(), "-m", "homeserver.cli"]
     _run(hexagone + ["init", "--server-name", setup.server_name, "--dir", workdir, "--port", str(port)],
          cwd=REPO_ROOT)
+    _patch_yaml(os.path.join(workdir, "homeserver.yaml"), setup.config(port, database))
+    return hexagone_command(workdir)
+
+
+def hexagone_command(workdir: str) -> list[str]:
+    """``hexagone run`` on the homeserver.yaml of ``workdir``."""
     config = os.path.join(workdir, "homeserver.yaml")
-    _patch_yaml(config, setup.config(port, database))
-    return hexagone + ["run", "--config", config, "--log-level", LOG_LEVEL]
+    return [hexagone_python(), "-m", "homeserver.cli", "run", "--config", config, "--log-level", LOG_LEVEL]
 
 
 def _venv_python(venv: str, label: str, requirements: list[str]) -> str:
@@ -268,10 +282,16 @@ def prepare_synapse(workdir: str, port: int, database: dict, setup: Setup) -> li
     with open(log_config, "w") as f:
         yaml.safe_dump(logging_dict, f)
     _patch_yaml(config, setup.config(port, database))
-    return [python, "-m", "synapse.app.homeserver", "--config-path", config]
+    return synapse_command(workdir)
+
+
+def synapse_command(workdir: str) -> list[str]:
+    """Synapse on the homeserver.yaml of ``workdir``."""
+    return [synapse_python(), "-m", "synapse.app.homeserver", "--config-path", os.path.join(workdir, "homeserver.yaml")]
 
 
 PREPARERS = {"hexagone": prepare_hexagone, "synapse": prepare_synapse}
+COMMANDS = {"hexagone": hexagone_command, "synapse": synapse_command}
 
 
 def _wait_ready(server: RunningServer, log_path: str) -> None:
@@ -319,18 +339,47 @@ def running(label: str, database_kind: str = "sqlite", *, ca=None, config: dict 
         setup = federating_setup(ca, port) if ca is not None else Setup()
         setup.extra.update(config or {})
         argv = PREPARERS[label](workdir, port, _database_section(database_kind, workdir, pg_name), setup)
-        log_path = os.path.join(workdir, "server.log")
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        if label == "hexagone":
-            env["PYTHONPATH"] = REPO_ROOT
-        started = time.monotonic()
-        with open(log_path, "w") as log:
-            process = subprocess.Popen(argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
-        stack.callback(_stop, process)
-        server = RunningServer(label, f"http://127.0.0.1:{port}", process, workdir, setup.server_name)
+        yield stack.enter_context(_started(label, argv, workdir, port, setup.server_name))
+
+
+@contextlib.contextmanager
+def _started(label: str, argv: list[str], workdir: str, port: int, server_name: str) -> Iterator[RunningServer]:
+    """The server process of ``workdir`` started (log appended to its server.log), stopped on exit."""
+    log_path = os.path.join(workdir, "server.log")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if label == "hexagone":
+        env["PYTHONPATH"] = REPO_ROOT
+    started = time.monotonic()
+    with open(log_path, "a") as log:
+        process = subprocess.Popen(argv, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+    try:
+        server = RunningServer(label, f"http://127.0.0.1:{port}", process, workdir, server_name)
         _wait_ready(server, log_path)
         server.startup_s = time.monotonic() - started
+        yield server
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def kept(label: str, database_kind: str, workdir: str, pg_name: str | None = None, *, config: dict | None = None
+         ) -> Iterator[RunningServer]:
+    """A ``label`` server whose state outlives it: set up in ``workdir`` (and the new PostgreSQL database
+    ``pg_name``) the first time, started again on that work dir and database later (on a new port); stopped on
+    exit, nothing removed."""
+    path = os.path.join(workdir, "homeserver.yaml")
+    port = free_port()
+    if os.path.exists(path):
+        _patch_yaml(path, {"listeners": [_listener(port)]})
+        argv = COMMANDS[label](workdir)
+    else:
+        os.makedirs(workdir, exist_ok=True)
+        if database_kind == "postgresql":
+            create_database(pg_name)
+        setup = Setup(extra=dict(config or {}))
+        argv = PREPARERS[label](workdir, port, _database_section(database_kind, workdir, pg_name), setup)
+    with _started(label, argv, workdir, port, SERVER_NAME) as server:
         yield server
 
 

@@ -173,16 +173,21 @@ class Pair:
                      self.a.profile)
 
     async def settle(self) -> None:
-        """Wait (at most SETTLE_TIMEOUT_S) until both servers are idle: what the setup left them to do in the
-        background is done before a timed phase starts."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        pids = [self.a.server.pid, self.b.server.pid]
-        while time.monotonic() < deadline:
-            before = [servers.cpu_ms(pid) for pid in pids]
-            await asyncio.sleep(SETTLE_WINDOW_S)
-            if all(servers.cpu_ms(pid) - cpu <= SETTLE_WINDOW_S * 1000 * SETTLE_CPU_SHARE
-                   for pid, cpu in zip(pids, before)):
-                return
+        """Wait until both servers are idle: what the setup left them to do in the background is done before a
+        timed phase starts."""
+        await settle([self.a.server.pid, self.b.server.pid])
+
+
+async def settle(pids: list[int]) -> None:
+    """Wait (at most SETTLE_TIMEOUT_S) until every process of ``pids`` is idle (under SETTLE_CPU_SHARE of a CPU
+    over SETTLE_WINDOW_S)."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        before = [servers.cpu_ms(pid) for pid in pids]
+        await asyncio.sleep(SETTLE_WINDOW_S)
+        if all(servers.cpu_ms(pid) - cpu <= SETTLE_WINDOW_S * 1000 * SETTLE_CPU_SHARE
+               for pid, cpu in zip(pids, before)):
+            return
 
 
 async def bounded(concurrency: int, calls: list[Awaitable]) -> list:

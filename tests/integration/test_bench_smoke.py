@@ -106,3 +106,35 @@ def test_growth_curves_quick(tmp_path, capsys):
             for label in growth.PLOTTED[curve]:
                 assert point["figures"][label] > 0, (curve, label)
         assert (tmp_path / f"growth-{curve}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_growth_fill_then_measure(tmp_path, capsys):
+    """``--fill DIR`` builds each point on a server of its own and keeps its state; ``--measure DIR`` starts the
+    servers again on it and takes the figures; an unfinished fill is reported and left out; ``--drop`` cleans up."""
+    kept = tmp_path / "points"
+    tiny = ["--servers", "hexagone", "--database", DATABASE, "--sync-rooms", "2", "--room-members", "3",
+            "--history", "20", "--directory-users", "5"]
+    assert growth.main(["--fill", str(kept), *tiny]) == 0
+    assert growth.main(["--fill", str(kept), *tiny]) == 0  # filled before: left as it is
+    assert capsys.readouterr().err.count("filled before") == 4
+    unfinished = kept / "messages-40-hexagone"  # what a fill that was stopped leaves
+    unfinished.mkdir()
+    (unfinished / "point.json").write_text(json.dumps({"curve": "messages", "size": 40, "server": "hexagone",
+                                                       "database": DATABASE, "pg_name": None, "filled": None}))
+    assert growth.main(["--fill", str(kept), *tiny[:4], "--curves", "messages", "--history", "40"]) == 1
+    assert "an unfinished fill" in capsys.readouterr().err
+
+    out_path = tmp_path / "growth.json"
+    code = growth.main(["--measure", str(kept), "--servers", "hexagone", "--json", str(out_path)])
+    assert code == 0, capsys.readouterr()
+    assert "messages 40: not filled (yet), left out" in capsys.readouterr().err
+    saved = json.loads(out_path.read_text())
+    assert saved["database"] == DATABASE
+    assert saved["sizes"] == {"sync": [2], "room": [3], "messages": [20], "directory": [5]}
+    for curve, points in saved["results"].items():
+        point = points["hexagone"][str(saved["sizes"][curve][0])]
+        assert point["errors"] == 0, point
+        for label in growth.PLOTTED[curve]:
+            assert point["figures"][label] > 0, (curve, label)
+    assert growth.main(["--drop", str(kept)]) == 0
+    assert not kept.exists()
