@@ -33,8 +33,9 @@ def test_federation_growth_quick(tmp_path, capsys):
         assert sorted(int(size) for size in points["hexagone"]) == growth_federation.QUICK
         for point in points["hexagone"].values():
             assert point["errors"] == 0, point
-            for label in labels:
-                assert point["figures"][label]["value"] > 0, (curve, label)
+            for label in labels:  # CPU is read in 10 ms ticks: a tiny room's join may take less than one
+                value = point["figures"][label]["value"]
+                assert value >= 0 if "CPU" in label else value > 0, (curve, label)
         assert (tmp_path / f"growth-federation-{curve}.png").read_bytes().startswith(b"\x89PNG")
     for size in growth_federation.QUICK:
         users_of_b = saved["results"]["send"]["hexagone"][str(size)]["figures"]["users of B in the room"]
