@@ -13,10 +13,14 @@ import functools
 import itertools
 import json
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 
 DEFAULT_TIMEOUT_S = 60.0
 _txn_ids = itertools.count(1)
+# Transaction ids unique to this process too: a growth --measure run sends with the access tokens its --fill run
+# kept, and a server answers a transaction id it has seen on that device with the event it already made.
+_TXN_PREFIX = f"bench{uuid.uuid4().hex[:8]}-"
 
 
 class RequestFailed(Exception):
@@ -189,7 +193,7 @@ class MatrixClient:
         return (await self.call("POST", "/createRoom", body)).json["room_id"]
 
     async def send_text(self, room_id: str, text: str) -> str:
-        path = f"/rooms/{quote(room_id)}/send/m.room.message/bench{next(_txn_ids)}"
+        path = f"/rooms/{quote(room_id)}/send/m.room.message/{_TXN_PREFIX}{next(_txn_ids)}"
         return (await self.call("PUT", path, {"msgtype": "m.text", "body": text})).json["event_id"]
 
     async def join(self, room_id: str, via: tuple[str, ...] = (), timeout_s: float | None = None) -> None:
