@@ -405,6 +405,8 @@ def measure(directory: str, labels: list[str], curves: list[str]) -> tuple[dict,
             continue
         database = p["database"]
         started = time.monotonic()
+        if p["pg_name"]:
+            servers.analyze(p["pg_name"])
         with servers.kept(label, database, os.path.join(p["dir"], "server"), p["pg_name"]) as server:
             asyncio.run(settle([server.pid]))  # what the server does after a start, done before the figures
             out = asyncio.run(_point(curve, server, size, p["filled"]))
