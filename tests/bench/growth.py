@@ -442,6 +442,29 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def draw_panel(ax, by_server: dict, label: str, x_label: str) -> None:
+    """One figure's panel: a line per server over the sizes (failed points left out), log scale for a wide range."""
+    unit = ""
+    for server, points in by_server.items():
+        xy = [(size, v) for size, out in sorted(points.items()) if not out.errors
+              for f, v in out.values.items() if f.label == label]
+        unit = next((f.unit for out in points.values() for f in out.values if f.label == label), unit)
+        if xy:
+            ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=server)
+    ax.set_title(label)
+    sizes = sorted({size for points in by_server.values() for size in points})
+    if sizes and sizes[-1] >= 10 * sizes[0]:
+        ax.set_xscale("log")
+        ax.minorticks_off()
+    ax.set_xticks(sizes, [str(size) for size in sizes])
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(unit)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend()
+
+
 def plot(results: dict, out_dir: str, title: str) -> list[str]:
     """One PNG per curve (``growth-<curve>.png``), a panel per figure, a line per server; failed points left out."""
     import matplotlib
@@ -455,24 +478,7 @@ def plot(results: dict, out_dir: str, title: str) -> list[str]:
         labels = PLOTTED[curve]
         fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 3.6), squeeze=False)
         for ax, label in zip(axes[0], labels):
-            unit = ""
-            for server, points in by_server.items():
-                xy = [(size, v) for size, out in sorted(points.items()) if not out.errors
-                      for f, v in out.values.items() if f.label == label]
-                unit = next((f.unit for out in points.values() for f in out.values if f.label == label), unit)
-                if xy:
-                    ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=server)
-            ax.set_title(label)
-            sizes = sorted({size for points in by_server.values() for size in points})
-            if sizes and sizes[-1] >= 10 * sizes[0]:
-                ax.set_xscale("log")
-                ax.minorticks_off()
-            ax.set_xticks(sizes, [str(size) for size in sizes])
-            ax.set_xlabel(X_LABELS[curve])
-            ax.set_ylabel(unit)
-            ax.set_ylim(bottom=0)
-            ax.grid(alpha=0.3)
-            ax.legend()
+            draw_panel(ax, by_server, label, X_LABELS[curve])
         fig.suptitle(f"{curve}: {title}")
         fig.tight_layout()
         path = os.path.join(out_dir, f"growth-{curve}.png")

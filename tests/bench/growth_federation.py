@@ -35,10 +35,10 @@ from typing import Callable
 
 from tests.bench import servers
 from tests.bench.client import MatrixClient
-from tests.bench.growth import table
+from tests.bench.growth import draw_panel, table
 from tests.bench.workloads import (
     DELIVERY_TIMEOUT_S, FEDERATION_TIMEOUT_S, INFO, LOWER, Bench, Outcome, Pair, Receiver, bounded, members_listed,
-    public_room)
+    public_room, timed_federated_join)
 
 SIZES = [50, 1000, 10000]
 QUICK = [3, 8]
@@ -109,18 +109,8 @@ async def federated_join(pair: Pair, out: Outcome, members: int) -> tuple[str, M
     joiner = await pair.b.user()
     await pair.settle()
     _reset_peaks(pair)
-    with pair.phase() as phase:
-        start = time.perf_counter()
-        await joiner.join(room_id, via=(pair.a.server.server_name,), timeout_s=FEDERATION_TIMEOUT_S)
-        joined = time.perf_counter()
-        listed = await members_listed(joiner, room_id, members + 1, FEDERATION_TIMEOUT_S)
-        complete = time.perf_counter()
-    if listed != members + 1:
-        out.fail(f"B's /members lists {listed} joined members, expected {members + 1}")
+    if not await timed_federated_join(pair, out, joiner, room_id, members + 1):
         return None
-    out.add("join (POST /join to 200)", "s", LOWER, joined - start)
-    out.add("join until B lists every member", "s", LOWER, complete - start)
-    phase.report(out, "join", 1)
     return room_id, owner, reader, joiner
 
 
@@ -214,26 +204,8 @@ def plot(results: dict, out_dir: str, title: str) -> list[str]:
         labels = PLOTTED[curve]
         columns = (len(labels) + 1) // 2
         fig, axes = plt.subplots(2, columns, figsize=(4.2 * columns, 7.2), squeeze=False)
-        sizes = sorted({size for points in by_server.values() for size in points})
         for ax, label in zip(axes.flat, labels):
-            unit = ""
-            for server, points in by_server.items():
-                xy = [(size, v) for size, out in sorted(points.items()) if not out.errors
-                      for f, v in out.values.items() if f.label == label]
-                unit = next((f.unit for out in points.values() for f in out.values if f.label == label), unit)
-                if xy:
-                    ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", label=server)
-            ax.set_title(label)
-            if sizes and sizes[-1] >= 10 * sizes[0]:
-                ax.set_xscale("log")
-                ax.minorticks_off()
-            ax.set_xticks(sizes, [str(size) for size in sizes])
-            ax.set_xlabel("members of the room on A")
-            ax.set_ylabel(unit)
-            ax.set_ylim(bottom=0)
-            ax.grid(alpha=0.3)
-            if ax.lines:
-                ax.legend()
+            draw_panel(ax, by_server, label, "members of the room on A")
         fig.suptitle(f"{TITLES[curve]}: {title}")
         fig.tight_layout()
         path = os.path.join(out_dir, f"growth-federation-{curve}.png")
