@@ -28,6 +28,7 @@ import functools
 import logging
 import random
 import re
+import select
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
@@ -239,6 +240,20 @@ class SqliteEngine:
         self._connections.clear()
 
 
+def _spoke_unasked(conn) -> bool:
+    """Whether an idle connection has something to read (a select, no round trip): the server only writes
+    to one when it ends it (a terminated backend's FATAL message, or end of file). Caught here, a lost
+    connection costs nothing; found inside a pipelined transaction, whose errors arrive with its COMMIT's,
+    it could not be told from one lost while committing, which is never retried."""
+    if conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class ConnectionPool:
     """The idle PostgreSQL connections of the database threads: a thread takes one for a transaction and
     gives it back after it.
@@ -263,6 +278,9 @@ class ConnectionPool:
     def connection(self):
         with self._lock:
             conn = self._idle.pop() if self._idle else None
+        if conn is not None and _spoke_unasked(conn):
+            self._drop_with_idle(conn)
+            conn = None
         if conn is None:
             conn = self._connect()
         try:
@@ -276,14 +294,19 @@ class ConnectionPool:
             if healthy and not self._closed:
                 self._idle.append(conn)
                 return
-            stale = [] if healthy else self._idle
-            if not healthy:
-                self._idle = []
+            if healthy:
+                conn.close()  # the pool closed meanwhile
+                return
+        self._drop_with_idle(conn)
+
+    def _drop_with_idle(self, conn) -> None:
+        """Close a lost connection and every idle one, most likely cut by the same restart."""
+        with self._lock:
+            stale, self._idle = self._idle, []
         for c in [conn, *stale]:
             c.close()
-        if stale:
-            logger.warning("Lost a database connection: %d idle connections dropped, new ones will be opened",
-                           len(stale))
+        logger.warning("Lost a database connection: %d idle connections dropped, new ones will be opened",
+                       len(stale))
 
     def close(self) -> None:
         with self._lock:

@@ -165,3 +165,20 @@ def test_a_pipelined_transaction_is_one_round_trip_and_reads_on_demand(threaded_
     assert db.run_sync("t", lambda t: t.select_value("SELECT COUNT(*) FROM kv WHERE k = 't'")) == 0
     assert db._run_sync("isolation ordered", _isolation, (), {}, True)[1] == (
         "read committed" if postgres else None)  # the connection is usable again
+
+
+def test_a_pipelined_transaction_on_a_connection_the_server_ended_runs_on_a_new_one(db):
+    """A connection terminated while idle in the pool (a restart, a failover) is found before a pipelined
+    transaction is sent on it: its error would only come with the COMMIT's, and a connection lost while
+    committing is never retried (the transaction may have committed)."""
+    if db.engine_name == "sqlite":
+        pytest.skip("SQLite has no connection a server could end")
+    import psycopg
+
+    pids = {db.run_sync("pid", lambda t: t.select_value("SELECT pg_backend_pid()"))}
+    with psycopg.connect(db.engine._dsn, autocommit=True) as admin:
+        for pid in pids:  # waits until the backend has exited, its FATAL message sent
+            assert admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,)).fetchone() == (True,)
+    db._run_sync("writes", _put, ("after the kill",), {}, True)
+    assert db.run_sync("k", lambda t: t.select_value("SELECT v FROM kv WHERE k = 'after the kill'")) == 1
+    assert db.retries == 0  # found in the pool, not by a failed transaction

@@ -81,8 +81,8 @@ def test_lost_connections_are_replaced_transparently(pg_server):
     alice = server.register()
     room = alice.create_room()
     with psycopg.connect(pg.admin_url(), autocommit=True) as conn:
-        killed = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                              (dbname,)).fetchall()
+        killed = conn.execute(  # each waited for until it has exited (its FATAL message sent)
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = %s", (dbname,)).fetchall()
     assert killed and all(ok for (ok,) in killed)
     sent = [alice.send(room, f"after the kill {i}") for i in range(5)]
     history = alice.messages(room, dir="b", limit=10)["chunk"]
