@@ -133,17 +133,9 @@ class LocalAppends:
         if head is None:
             raise not_found("Unknown room")
         now = self._heads.now_ms()
-        outcome, work, news = await self._prepare_batch(head, specs, {}, now)
-        if not news:
-            return outcome
-        try:
-            await self._commit(head, work, news)
-            return outcome
-        except Exception:
-            failure = Failure()
-        txns = [s.txn for s in specs if s.txn is not None]
-        known = await self._store.get_event_ids_for_txns(room_id, txns) if txns else {}
-        if known:
+        known: dict[tuple[str, str, str], str] = {}
+        looked_up = False
+        while True:
             outcome, work, news = await self._prepare_batch(head, specs, known, now)
             if not news:
                 return outcome
@@ -152,6 +144,13 @@ class LocalAppends:
                 return outcome
             except Exception:
                 failure = Failure()
+            if looked_up:
+                break
+            looked_up = True
+            txns = [s.txn for s in specs if s.txn is not None]
+            known = await self._store.get_event_ids_for_txns(room_id, txns) if txns else {}
+            if not known:
+                break
         failed = {new.event.event_id for new in news}
         if len(news) == 1:
             return [failure if o in failed else o for o in outcome]
