@@ -58,7 +58,8 @@ class AuditStore:
 
     async def append(self, id_: int, ts: int, kind: str, actor: str | None, target: str | None,
                      origin: str | None, details: dict) -> None:
-        await self.db.run("audit_append", lambda t: t.execute(
+        """Only inserts, under an id of its own: ordered (one pipelined round trip on PostgreSQL)."""
+        await self.db.run_ordered("audit_append", lambda t: t.execute(
             "INSERT INTO audit_log (id, ts, kind, actor, target, origin, details) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (id_, ts, kind, actor, target, origin, json.dumps(details, sort_keys=True))))
 

@@ -519,9 +519,9 @@ class Database:
         """:meth:`run` for a transaction that no concurrent transaction can contradict, because its caller
         orders every write it could conflict with (a room's events are written under the room's lock, by the
         one writer of the events stream) and it reads only rows no concurrent writer changes (state groups,
-        the room's own rows), or because it only inserts rows of new events (search index, push actions). On
-        PostgreSQL it runs READ COMMITTED, in one pipeline, and so never fails to serialize; on SQLite, where
-        transactions do run one at a time, it is :meth:`run`."""
+        the room's own rows), or because it only inserts rows under keys of their own (search index, push
+        actions, a new user, an audit record). On PostgreSQL it runs READ COMMITTED, in one pipeline, and so
+        never fails to serialize; on SQLite, where transactions do run one at a time, it is :meth:`run`."""
         return await self._run(name, fn, args, kwargs, True)
 
     async def run_grouped(self, name: str, fn: Callable[..., Any], *args) -> Any:

@@ -1,4 +1,4 @@
-"""Database statements per request of Hexagone (deterministic, unlike timings): send, join, initial sync.
+"""Database statements per request of Hexagone (deterministic, unlike timings): register, send, join, initial sync.
 
     .venv/bin/python -m tests.bench.statements [--database postgresql] [--rooms 20] [--history 10]
 
@@ -24,7 +24,8 @@ from tests.bench.workloads import PASSWORD, ROOM_VERSION
 
 _TXN = re.compile(r"Transaction (\S+): (\d+) statements, \d+ attempts(, autocommit)?(?:, ([\d.]+) ms)?")
 _LINE = re.compile(r"(GET|PUT|POST) (\S+): (\d+) database transactions, (\d+) round trips")
-KINDS = {"send": re.compile(r"PUT /_matrix/client/v3/rooms/[^/]+/send/"),
+KINDS = {"register": re.compile(r"POST /_matrix/client/v3/register$"),
+         "send": re.compile(r"PUT /_matrix/client/v3/rooms/[^/]+/send/"),
          "join": re.compile(r"POST /_matrix/client/v3/join/"),
          "initial sync": re.compile(r"GET /_matrix/client/v3/sync$")}
 
