@@ -10,6 +10,7 @@ same response as the event), and GET /notifications lists them.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -173,8 +174,12 @@ class PushService:
         self._serializer = serializer
         self._read_positions = read_positions
         self._server_suffix = ":" + server_name
-        self._rulesets: LruCache[str, tuple[dict, tuple[CompiledRule, ...]]] = LruCache(
+        # user -> (own rules, changes to defaults, compiled rules): the merged ruleset (11 KB a user, 110 MB for
+        # a room of 10,000) is built again when asked for; the compiled rules of users with the same rules are
+        # one tuple, compiled once (0.2 ms a user, 2 s at a big room's first message after a start).
+        self._rulesets: LruCache[str, tuple[dict, dict, tuple[CompiledRule, ...]]] = LruCache(
             RULESET_CACHE_SIZE if memoize else 0)
+        self._compiled: LruCache[str, tuple[CompiledRule, ...]] = LruCache(RULESET_CACHE_SIZE if memoize else 0)
         self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
         self.work = ListenerWork("Computing push actions")
@@ -187,17 +192,24 @@ class PushService:
     # -- rules -------------------------------------------------------------------------
     async def ruleset(self, user_id: str) -> dict[str, list[dict]]:
         """The user's merged rules (defaults included), in evaluation order."""
-        return (await self._rules(user_id))[0]
+        own, defaults, _ = await self._rules(user_id)
+        return merge_ruleset(user_id, own, defaults)
 
-    async def _rules(self, user_id: str) -> tuple[dict, tuple[CompiledRule, ...]]:
-        """The merged ruleset and its compiled form (the same tuple for users with the same rules), cached until
-        the user changes a rule."""
+    async def _rules(self, user_id: str) -> tuple[dict, dict, tuple[CompiledRule, ...]]:
+        """The user's own rules, changes to default rules and compiled rules (the same tuple for users with
+        the same rules), cached until the user changes a rule."""
         cached = self._rulesets.get(user_id)
         if cached is None:
             generation = self._generation
             own, defaults = await self._store.get_rules(user_id)
-            ruleset = merge_ruleset(user_id, own, defaults)
-            cached = (ruleset, compile_ruleset(ruleset, user_id))
+            # Compiled rules depend on the user's own rules and changes only: the defaults' conditions on the
+            # user's ID are templated (``compile_rule``).
+            key = json.dumps([own, sorted(defaults.items())], sort_keys=True)
+            compiled = self._compiled.get(key)
+            if compiled is None:
+                compiled = compile_ruleset(merge_ruleset(user_id, own, defaults), user_id)
+                self._compiled.put(key, compiled)
+            cached = (own, defaults, compiled)
             if generation == self._generation:  # no rule changed while loading: safe to cache
                 self._rulesets.put(user_id, cached)
         return cached
@@ -367,7 +379,7 @@ class PushService:
         groups: dict[tuple[CompiledRule, ...], list[str]] = {}  # members with the same rules evaluate together
         for user_id in ordered:
             cached = self._rulesets.get(user_id)
-            rules = cached[1] if cached is not None else (await self._rules(user_id))[1]
+            rules = cached[2] if cached is not None else (await self._rules(user_id))[2]
             groups.setdefault(rules, []).append(user_id)
         room_ctx = PushContext("", None, joined, sender_level, power_content)
         shared: dict = {}
