@@ -165,9 +165,14 @@ class RoomHeads:
         return {} if head is None else dict(head.state)
 
     async def current_state(self, room_id: str, keys=None) -> dict[StateKey, StoredEvent]:
-        ids = await self.current_state_ids(room_id)
-        if keys is not None:
-            ids = {k: v for k, v in ids.items() if k in keys}
+        """The room's current state events, or only those under ``keys`` (looked up, not filtered: a big
+        room's state is thousands of members)."""
+        if keys is None:
+            ids = await self.current_state_ids(room_id)
+        else:
+            head = await self.head(room_id)
+            state = {} if head is None else head.state
+            ids = {k: state[k] for k in keys if k in state}
         events = await self.get_events(ids.values())
         return {k: events[v] for k, v in ids.items() if v in events}
 
