@@ -487,6 +487,7 @@ def test_access_tokens_are_stored_hashed_and_clear_ones_migrated(homeserver_fact
     for user in (alice, bob):
         database_rows(server, "UPDATE access_tokens SET token = ? WHERE token = ?",
                       (user.token, hashlib.sha256(user.token.encode()).hexdigest()))
+    database_rows(server, "DROP INDEX users_lower_user_id")  # added by version 3
     database_rows(server, "UPDATE schema_versions SET version = 1 WHERE domain = 'accounts'")
     assert {alice.token, bob.token} <= {r[0] for r in database_rows(server, "SELECT token FROM access_tokens")}
     server.start()
