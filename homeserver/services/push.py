@@ -349,19 +349,18 @@ class PushService:
 
     async def _actions_for_event(self, ev: StoredEvent) -> list[PushAction]:
         """Spec "Server behaviour": evaluate the rules of each local member (and a local invitee) but the sender."""
-        state = await self._heads.current_state(ev.room_id)  # from memory and the event cache
-        joined, recipients = 0, set()
-        for (event_type, user_id), member in state.items():
-            if event_type == "m.room.member" and member.content.get("membership") == "join":
-                joined += 1
-                if user_id.endswith(self._server_suffix):
-                    recipients.add(user_id)
+        members = await self._heads.joined_members(ev.room_id)  # from memory while the room's state stays
+        joined, names = len(members), members
+        recipients = {user_id for user_id in members if user_id.endswith(self._server_suffix)}
         if ev.type == "m.room.member" and ev.content.get("membership") == "invite" and self._is_local(ev.state_key):
             recipients.add(ev.state_key)
+            name = ev.content.get("displayname")
+            names = dict(members, **{ev.state_key: name if isinstance(name, str) else None})
         recipients.discard(ev.sender)
         version = await self._heads.room_version(ev.room_id)
         if not recipients or version is None:
             return []
+        state = await self._heads.current_state(ev.room_id, {("m.room.create", ""), ("m.room.power_levels", "")})
         create, power = state.get(("m.room.create", "")), state.get(("m.room.power_levels", ""))
         sender_level = get_power_level(version, create.pdu if create else None, power.pdu if power else None,
                                        ev.sender)
@@ -370,10 +369,7 @@ class PushService:
         power_content = power.content if power is not None else None
 
         def context(user_id: str) -> PushContext:
-            member = state.get(("m.room.member", user_id))
-            name = member.content.get("displayname") if member is not None else None
-            return PushContext(user_id, name if isinstance(name, str) else None, joined, sender_level,
-                               power_content)
+            return PushContext(user_id, names.get(user_id), joined, sender_level, power_content)
 
         ordered = sorted(recipients)
         groups: dict[tuple[CompiledRule, ...], list[str]] = {}  # members with the same rules evaluate together

@@ -25,6 +25,7 @@ from homeserver.storage.streams import StreamIdGenerator
 
 CREATE_KEY: StateKey = ("m.room.create", "")
 EVENT_CACHE_SIZE = 50_000  # persisted events kept in memory
+JOINED_CACHE_SIZE = 10_000  # rooms whose joined members are kept in memory
 
 RoomEventListener = Callable[[list[StoredEvent]], None]
 
@@ -82,6 +83,8 @@ class RoomHeads:
         self._forgotten = 0  # how many times ``forget`` ran: a head loaded across one is not kept
         self._locks: dict[str, defer.DeferredLock] = {}
         self.cache: LruCache[str, StoredEvent] = LruCache(EVENT_CACHE_SIZE)  # persisted events by ID
+        # room -> (state group, its joined members' display names): a big room's members, read once per state
+        self._joined: LruCache[str, tuple[int, dict[str, str | None]]] = LruCache(JOINED_CACHE_SIZE)
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
@@ -175,6 +178,28 @@ class RoomHeads:
             ids = {k: state[k] for k in keys if k in state}
         events = await self.get_events(ids.values())
         return {k: events[v] for k, v in ids.items() if v in events}
+
+    async def joined_members(self, room_id: str) -> dict[str, str | None]:
+        """The users whose current membership is ``join``, with their display names (None where not a string);
+        the same dict, not to be changed, until the room's state changes."""
+        head = await self.head(room_id)
+        if head is None:
+            return {}
+        state, group = head.state, head.state_group
+        remembered = self._joined.get(room_id)
+        if remembered is not None and group is not None and remembered[0] == group:
+            return remembered[1]
+        ids = {key: event_id for (typ, key), event_id in state.items() if typ == "m.room.member"}
+        events = await self.get_events(ids.values())
+        joined: dict[str, str | None] = {}
+        for user_id, event_id in ids.items():
+            content = events[event_id].content if event_id in events else {}
+            if content.get("membership") == "join":
+                name = content.get("displayname")
+                joined[user_id] = name if isinstance(name, str) else None
+        if group is not None:
+            self._joined.put(room_id, (group, joined))
+        return joined
 
     async def current_state_event(self, room_id: str, event_type: str, state_key: str = "") -> StoredEvent | None:
         state = await self.current_state(room_id, {(event_type, state_key)})
