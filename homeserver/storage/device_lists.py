@@ -89,8 +89,8 @@ class DeviceListStore(Store):
             "SELECT MAX(stream_id) FROM device_list_device_updates WHERE user_id = ?", (user_id,), default=0)))
 
     async def add_memberships(self, stream_id: int, rows: list[tuple[str, str, str]]) -> None:
-        """(room_id, user_id, membership) rows, all at one position."""
-        await self.db.run("add_device_list_memberships", lambda t: t.executemany(
+        """(room_id, user_id, membership) rows, all at one position (only inserted: ordered)."""
+        await self.db.run_ordered("add_device_list_memberships", lambda t: t.executemany(
             "INSERT INTO device_list_memberships (stream_id, room_id, user_id, membership) VALUES (?, ?, ?, ?)",
             [(stream_id, *row) for row in rows]))
 
