@@ -89,6 +89,29 @@ def test_messages_mentions_and_receipts_drive_unread_counts(trio):
     assert entry["unread_notifications"] == counts(1)
 
 
+def test_counts_follow_joins_leaves_and_display_name_changes(trio):
+    """The members a message is counted for, and their display names (the display-name rule), follow the
+    room's membership as it changes (kept in memory per state, carried over at each change)."""
+    alice, bob, carol, room = trio
+    bob.ok("PUT", "/pushrules/global/override/my-name", {  # no default rule looks at display names now
+        "conditions": [{"kind": "contains_display_name"}], "actions": ["notify", {"set_tweak": "highlight"}]})
+    since = bob.sync()["next_batch"]
+    bob.ok("PUT", f"/rooms/{q(room)}/state/m.room.member/{q(bob.user_id)}",
+           {"membership": "join", "displayname": "Zebulon"})
+    ping = alice.send(room, "hello Zebulon")
+    entry, since = room_with_event(bob, room, ping, since)
+    assert entry["unread_notifications"] == counts(1, 1)  # his new name highlights
+    carol.leave(room)
+    after_leave = alice.send(room, "carol is gone")
+    entry, since = room_with_event(bob, room, after_leave, since)
+    assert entry["unread_notifications"] == counts(2, 1)
+    alice.invite(room, carol)
+    carol.join(room)
+    back = alice.send(room, "carol is back")
+    carol_room = carol.sync_until(lambda r: room_of(r, room) if back in event_ids(room_of(r, room)) else None)[0]
+    assert carol_room["unread_notifications"] == counts(1)  # counted for her again, from her return on
+
+
 def test_direct_chat_and_room_mention_need_power(homeserver):
     alice, bob = homeserver.register(), homeserver.register()
     room = alice.create_room(preset="trusted_private_chat", invite=[bob.user_id], is_direct=True)

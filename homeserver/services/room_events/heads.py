@@ -201,6 +201,27 @@ class RoomHeads:
             self._joined.put(room_id, (group, joined))
         return joined
 
+    def members_changed(self, room_id: str, before: int | None, after: int | None, news: list[NewEvent]) -> None:
+        """Carry the joined members kept for state group ``before`` over to ``after`` with the membership
+        changes of ``news``, just committed (a join to a big room then updates them: no read of every member)."""
+        remembered = self._joined.get(room_id)
+        if remembered is None or before is None or after is None or after == before or remembered[0] != before:
+            return
+        joined = dict(remembered[1])  # the one kept may be in use
+        committed = {new.event.event_id: new.event for new in news}
+        for new in news:
+            for (typ, user_id), entry in new.current_state_delta.items():
+                if typ != "m.room.member":
+                    continue
+                if entry.membership != "join":
+                    joined.pop(user_id, None)
+                elif entry.event_id in committed:
+                    name = committed[entry.event_id].content.get("displayname")
+                    joined[user_id] = name if isinstance(name, str) else None
+                else:  # not among these events: read again when next asked
+                    return
+        self._joined.put(room_id, (after, joined))
+
     async def current_state_event(self, room_id: str, event_type: str, state_key: str = "") -> StoredEvent | None:
         state = await self.current_state(room_id, {(event_type, state_key)})
         return state.get((event_type, state_key))

@@ -256,8 +256,10 @@ class LocalAppends:
             await self._store.persist_events(news)
         finally:
             stream.done(positions)
+        before = head.state_group
         head.take(work)
         self._heads.remember(news)
+        self._heads.members_changed(head.room_id, before, head.state_group, news)
         events = [n.event for n in news]
         announce(stream, self._listeners, events)
         return events
