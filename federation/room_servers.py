@@ -18,10 +18,7 @@ class RoomServers:
 
     async def joined(self, room_id: str) -> list[str]:
         """The servers with a joined member (this one included, if it has one), sorted."""
-        state = await self._heads.current_state(room_id)
-        servers = {domain_of(k[1]) for k, ev in state.items()
-                   if k[0] == "m.room.member" and ev.content.get("membership") == "join"}
-        return sorted(servers)
+        return sorted((await self._heads.members(room_id)).joined)
 
     async def memberships(self, room_id: str, server: str) -> set[str]:
         """The current memberships of the server's users in the room."""

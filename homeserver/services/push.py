@@ -173,6 +173,7 @@ class PushService:
         self._account_data = account_data
         self._serializer = serializer
         self._read_positions = read_positions
+        self._server_name = server_name
         self._server_suffix = ":" + server_name
         # user -> (own rules, changes to defaults, compiled rules): the merged ruleset (11 KB a user, 110 MB for
         # a room of 10,000) is built again when asked for; the compiled rules of users with the same rules are
@@ -349,13 +350,14 @@ class PushService:
 
     async def _actions_for_event(self, ev: StoredEvent) -> list[PushAction]:
         """Spec "Server behaviour": evaluate the rules of each local member (and a local invitee) but the sender."""
-        members = await self._heads.joined_members(ev.room_id)  # from memory while the room's state stays
-        joined, names = len(members), members
-        recipients = {user_id for user_id in members if user_id.endswith(self._server_suffix)}
+        members = await self._heads.members(ev.room_id)  # from memory while the room's state stays
+        joined = members.joined_count
+        names = members.joined.get(self._server_name, {})  # the local members' display names
+        recipients = set(names)
         if ev.type == "m.room.member" and ev.content.get("membership") == "invite" and self._is_local(ev.state_key):
             recipients.add(ev.state_key)
             name = ev.content.get("displayname")
-            names = dict(members, **{ev.state_key: name if isinstance(name, str) else None})
+            names = {**names, ev.state_key: name if isinstance(name, str) else None}
         recipients.discard(ev.sender)
         version = await self._heads.room_version(ev.room_id)
         if not recipients or version is None:

@@ -28,6 +28,7 @@ so clients keep their ``since`` across the upgrade.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -566,13 +567,11 @@ class SyncService:
 
     async def room_summary(self, room_id: str, user_id: str) -> dict:
         """Spec "m.heroes", joined and invited member counts."""
-        state = await self._heads.current_state_ids(room_id)
-        members = await self._heads.get_events(v for k, v in state.items() if k[0] == "m.room.member")
-        joined = sorted(e.state_key for e in members.values() if e.content.get("membership") == "join")
-        invited = sorted(e.state_key for e in members.values() if e.content.get("membership") == "invite")
-        summary = {"m.joined_member_count": len(joined), "m.invited_member_count": len(invited)}
-        if ("m.room.name", "") not in state and ("m.room.canonical_alias", "") not in state:
-            summary["m.heroes"] = [u for u in joined + invited if u != user_id][:5]
+        members = await self._heads.members(room_id)  # from memory
+        summary = {"m.joined_member_count": members.joined_count, "m.invited_member_count": len(members.invited)}
+        if ("m.room.name", "") not in members.state and ("m.room.canonical_alias", "") not in members.state:
+            heroes = [u for u in heapq.nsmallest(6, members.joined_users()) if u != user_id][:5]
+            summary["m.heroes"] = heroes + [u for u in sorted(members.invited) if u != user_id][:5 - len(heroes)]
         return summary
 
     async def _ignored(self, user_id: str) -> frozenset[str]:

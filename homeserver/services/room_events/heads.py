@@ -2,7 +2,9 @@
 read through one event cache: the object the writers share and every service reads.
 
 Spec server-server "Room state resolution" and "Forward extremities". A head is loaded once, then changed
-only by a writer holding the room's lock, after the transaction that changes it has committed.
+only by a writer holding the room's lock, after the transaction that changes it has committed. Its state
+dict is never changed in place (a change replaces it), so what is read from one state (a room's members,
+:class:`RoomMembers`) stays valid while the head holds that dict.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from twisted.internet import defer
 from homeserver.events.builder import event_id_list
 from homeserver.events.canonical_json import encode_canonical_json
 from homeserver.events.hashing import strip_convenience_keys
+from homeserver.events.identifiers import domain_of
 from homeserver.events.redaction import redact_event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.state_res import resolve_state
@@ -25,7 +28,6 @@ from homeserver.storage.streams import StreamIdGenerator
 
 CREATE_KEY: StateKey = ("m.room.create", "")
 EVENT_CACHE_SIZE = 50_000  # persisted events kept in memory
-JOINED_CACHE_SIZE = 10_000  # rooms whose joined members are kept in memory
 
 RoomEventListener = Callable[[list[StoredEvent]], None]
 
@@ -53,13 +55,61 @@ class RoomHead:
     state_group: int | None
 
     def copy(self) -> "RoomHead":
-        return RoomHead(self.room_id, self.version, dict(self.state), list(self.extremities), self.depth,
+        """A working copy; it shares the state dict, which a change replaces (see the module docstring)."""
+        return RoomHead(self.room_id, self.version, self.state, list(self.extremities), self.depth,
                         self.state_group)
 
     def take(self, work: "RoomHead") -> None:
         """Become ``work`` (a copy changed by events now committed)."""
         self.state, self.extremities, self.depth, self.state_group = (
             work.state, work.extremities, work.depth, work.state_group)
+
+
+@dataclass(frozen=True)
+class RoomMembers:
+    """A room's joined members by server, with their display names (None where not a string), and its invited
+    users, read from ``state`` (a head's state dict); not to be changed."""
+
+    state: dict[StateKey, str]
+    joined: dict[str, dict[str, str | None]]  # server -> its joined users -> display name
+    invited: frozenset[str]
+
+    @property
+    def joined_count(self) -> int:
+        return sum(len(users) for users in self.joined.values())
+
+    def joined_users(self) -> list[str]:
+        return [u for users in self.joined.values() for u in users]
+
+    def moved(self, state: dict[StateKey, str], changed: dict[str, StoredEvent | None]) -> "RoomMembers":
+        """These members as ``state`` has them, given the member event (None: none) of each user whose member
+        event differs there."""
+        joined, invited = dict(self.joined), set(self.invited)
+        by_server: dict[str, dict[str, str | None]] = {}
+        for user_id, ev in changed.items():
+            server = domain_of(user_id)
+            if server is None:  # not a user ID: no one's membership
+                continue
+            users = by_server.get(server)
+            if users is None:
+                users = by_server[server] = dict(joined.get(server, {}))
+            users.pop(user_id, None)
+            invited.discard(user_id)
+            content = ev.content if ev is not None else {}
+            if content.get("membership") == "join":
+                name = content.get("displayname")
+                users[user_id] = name if isinstance(name, str) else None
+            elif content.get("membership") == "invite":
+                invited.add(user_id)
+        for server, users in by_server.items():
+            if users:
+                joined[server] = users
+            else:
+                joined.pop(server, None)
+        return RoomMembers(state, joined, frozenset(invited))
+
+
+NO_MEMBERS = RoomMembers({}, {}, frozenset())
 
 
 def announce(stream: StreamIdGenerator, listeners: Sequence[RoomEventListener], events: list[StoredEvent]) -> None:
@@ -80,11 +130,10 @@ class RoomHeads:
         self.stream = stream  # stream orderings of room events
         self._state_group_ids = state_group_ids
         self._heads: dict[str, RoomHead] = {}
+        self._members: dict[str, RoomMembers] = {}  # read from each room's state, as it was when last asked
         self._forgotten = 0  # how many times ``forget`` ran: a head loaded across one is not kept
         self._locks: dict[str, defer.DeferredLock] = {}
         self.cache: LruCache[str, StoredEvent] = LruCache(EVENT_CACHE_SIZE)  # persisted events by ID
-        # room -> (state group, its joined members' display names): a big room's members, read once per state
-        self._joined: LruCache[str, tuple[int, dict[str, str | None]]] = LruCache(JOINED_CACHE_SIZE)
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
@@ -179,52 +228,28 @@ class RoomHeads:
         events = await self.get_events(ids.values())
         return {k: events[v] for k, v in ids.items() if v in events}
 
-    async def joined_members(self, room_id: str) -> dict[str, str | None]:
-        """The users whose current membership is ``join``, with their display names (None where not a string);
-        the same dict, not to be changed, until the room's state changes."""
-        head = await self.head(room_id)
-        if head is None:
-            return {}
-        state, group = head.state, head.state_group
-        remembered = self._joined.get(room_id)
-        if remembered is not None and group is not None and remembered[0] == group:
-            return remembered[1]
-        ids = {key: event_id for (typ, key), event_id in state.items() if typ == "m.room.member"}
-        events = await self.get_events(ids.values())
-        joined: dict[str, str | None] = {}
-        for user_id, event_id in ids.items():
-            content = events[event_id].content if event_id in events else {}
-            if content.get("membership") == "join":
-                name = content.get("displayname")
-                joined[user_id] = name if isinstance(name, str) else None
-        if group is not None:
-            self._joined.put(room_id, (group, joined))
-        return joined
-
-    def members_changed(self, room_id: str, before: int | None, after: int | None, news: list[NewEvent]) -> None:
-        """Carry the joined members kept for state group ``before`` over to ``after`` with the membership
-        changes of ``news``, just committed (a join to a big room then updates them: no read of every member)."""
-        remembered = self._joined.get(room_id)
-        if remembered is None or before is None or after is None or after == before or remembered[0] != before:
-            return
-        joined = dict(remembered[1])  # the one kept may be in use
-        committed = {new.event.event_id: new.event for new in news}
-        for new in news:
-            for (typ, user_id), entry in new.current_state_delta.items():
-                if typ != "m.room.member":
-                    continue
-                if entry.membership != "join":
-                    joined.pop(user_id, None)
-                elif entry.event_id in committed:
-                    name = committed[entry.event_id].content.get("displayname")
-                    joined[user_id] = name if isinstance(name, str) else None
-                else:  # not among these events: read again when next asked
-                    return
-        self._joined.put(room_id, (after, joined))
-
     async def current_state_event(self, room_id: str, event_type: str, state_key: str = "") -> StoredEvent | None:
         state = await self.current_state(room_id, {(event_type, state_key)})
         return state.get((event_type, state_key))
+
+    async def members(self, room_id: str) -> RoomMembers:
+        """The room's current joined and invited members: only the member events changed since they were last
+        asked for are read (sending to a big room reads none)."""
+        head = await self.head(room_id)
+        if head is None:
+            return NO_MEMBERS
+        known, state = self._members.get(room_id, NO_MEMBERS), head.state
+        if known.state is state:
+            return known
+        ids = {k[1]: v for k, v in state.items() - known.state.items() if k[0] == "m.room.member"}
+        events = await self.get_events(ids.values())
+        changed: dict[str, StoredEvent | None] = {k[1]: None for k in known.state.keys() - state.keys()
+                                                  if k[0] == "m.room.member"}
+        changed.update((user_id, events.get(event_id)) for user_id, event_id in ids.items())
+        members = known.moved(state, changed)
+        if self._members.get(room_id, NO_MEMBERS) is known:  # not overtaken by a newer read meanwhile
+            self._members[room_id] = members
+        return members
 
     async def membership(self, room_id: str, user_id: str) -> str | None:
         ev = await self.current_state_event(room_id, "m.room.member", user_id)
@@ -282,12 +307,14 @@ class RoomHeads:
         self._forgotten += 1
         for room_id in room_ids:
             self._heads.pop(room_id, None)
+            self._members.pop(room_id, None)
         for event_id in event_ids:
             self.cache.pop(event_id)
 
     def forget_all(self) -> None:
         self._forgotten += 1
         self._heads.clear()
+        self._members.clear()
         self.cache.clear()
 
     async def new_room(self, room_id: str, version: RoomVersion, creator: str | None, is_public: bool,

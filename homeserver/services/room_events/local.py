@@ -256,10 +256,8 @@ class LocalAppends:
             await self._store.persist_events(news)
         finally:
             stream.done(positions)
-        before = head.state_group
         head.take(work)
         self._heads.remember(news)
-        self._heads.members_changed(head.room_id, before, head.state_group, news)
         events = [n.event for n in news]
         announce(stream, self._listeners, events)
         return events
@@ -304,7 +302,7 @@ class LocalAppends:
         if spec.state_key is not None:
             key = (spec.type, spec.state_key)
             event.replaces_state = work.state.get(key)
-            work.state[key] = event.event_id
+            work.state = {**work.state, key: event.event_id}  # replaced, never changed in place
             new.current_state_delta = {key: CurrentStateEntry(
                 event.event_id, spec.content.get("membership") if spec.type == "m.room.member" else None, 0)}
             new.state_group_delta = {key: event.event_id} if work.state_group is not None else dict(work.state)

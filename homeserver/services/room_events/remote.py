@@ -98,7 +98,7 @@ class RemotePersistence:
                     event.event_id, pdu["content"]["membership"], pos))
             finally:
                 stream.done([pos])
-            head.state[key] = event.event_id
+            head.state = {**head.state, key: event.event_id}  # replaced, never changed in place
         self._heads.cache.put(event.event_id, event)
         announce(stream, self._listeners, [event])
         return event
