@@ -4,7 +4,8 @@ Spec v1.19 server-server "Retrieving server keys": ``GET /_matrix/key/v2/server`
 publishes our keys, self-signed; ``/_matrix/key/v2/query`` answers as a notary
 (the origin's signed response, countersigned by us). :class:`KeyRing` finds a
 server's verify key: cache, then the server itself, then the configured
-``trusted_key_servers``. A key is accepted until the lesser of its
+``trusted_key_servers``; a key read from the cache is kept in memory for ``KEY_MEMO_MS`` (each
+inbound request and PDU checks a signature). A key is accepted until the lesser of its
 ``valid_until_ts`` and 7 days after we fetched it; ``old_verify_keys`` until their
 ``expired_ts``.
 """
@@ -24,12 +25,15 @@ from unpaddedbase64 import decode_base64, encode_base64
 from homeserver.events.canonical_json import encode_canonical_json
 from homeserver.events.errors import EventFormatError, SignatureError
 from homeserver.events.signing import sign_json, verify_signed_json
+from homeserver.lru import LruCache
 
 logger = logging.getLogger(__name__)
 
 OWN_KEY_VALIDITY_MS = 24 * 60 * 60 * 1000  # Synapse's key_refresh_interval default
 MAX_KEY_VALIDITY_MS = 7 * 24 * 60 * 60 * 1000  # spec: the lesser of valid_until_ts and 7 days
 REFETCH_INTERVAL_MS = 30 * 1000  # at most one fetch round per (server, key id) per interval
+KEY_MEMO_MS = 60 * 1000  # a stored key read is used this long before it is read again (another process may renew it)
+KEY_MEMO_SERVERS = 10_000
 KEY_PATH = "/_matrix/key/v2/server"
 QUERY_PATH = "/_matrix/key/v2/query"
 
@@ -119,6 +123,8 @@ class KeyRing:
         self.client = client  # the FederationClient
         self._inflight: dict[str, list[defer.Deferred]] = {}
         self._last_round: dict[tuple[str, str], int] = {}
+        # server -> key id -> (key, valid until, when read): the keys read from the store lately
+        self._read: LruCache[str, dict[str, tuple[VerifyKey, int, int]]] = LruCache(KEY_MEMO_SERVERS)
 
     async def get_verify_key(self, server_name: str, key_id: str, minimum_valid_until_ts: int = 0) -> VerifyKey:
         """A key of ``server_name`` valid until at least ``minimum_valid_until_ts``
@@ -141,10 +147,20 @@ class KeyRing:
         raise KeyLookupError(f"no key {key_id} of {server_name} valid until {minimum_valid_until_ts}")
 
     async def _cached(self, server_name: str, key_id: str, minimum: int) -> VerifyKey | None:
+        now = self._now_ms()
+        read = self._read.get(server_name, {}).get(key_id)
+        if read is not None and read[1] >= minimum and now - read[2] < KEY_MEMO_MS:
+            return read[0]
         stored = await self._store.get_verify_key(server_name, key_id)
         if stored is None or stored.valid_until_ts < minimum:
             return None
-        return VerifyKey(decode_base64(stored.verify_key))
+        key = VerifyKey(decode_base64(stored.verify_key))
+        known = self._read.get(server_name)
+        if known is None:
+            self._read.put(server_name, {key_id: (key, stored.valid_until_ts, now)})
+        else:
+            known[key_id] = (key, stored.valid_until_ts, now)
+        return key
 
     def _fetch_due(self, server_name: str, key_id: str) -> bool:
         """A key id we have not asked for lately: a new key (a rotation, or a server
@@ -246,10 +262,13 @@ class KeyRing:
     async def _store_response(self, server_name: str, from_server: str, response: Any) -> None:
         now = self._now_ms()
         keys = keys_from_response(response, server_name, now)
-        await self._store.store_response(
-            server_name, from_server, now, response["valid_until_ts"],
-            encode_canonical_json(response).decode("utf-8"),
-            {key_id: (encode_base64(key.encode()), until) for key_id, (key, until) in keys.items()})
+        try:
+            await self._store.store_response(
+                server_name, from_server, now, response["valid_until_ts"],
+                encode_canonical_json(response).decode("utf-8"),
+                {key_id: (encode_base64(key.encode()), until) for key_id, (key, until) in keys.items()})
+        finally:
+            self._read.pop(server_name)  # read again: what was stored may replace them
 
     # -- notary -------------------------------------------------------------------------------
     async def query(self, criteria: dict[str, tuple[list[str], int]]) -> list[dict]:
