@@ -430,7 +430,7 @@ class PduReceiver:
             elif pid in rejected:
                 state_sets.append(await self._state_after_rejected(pdu["room_id"], pid, rejected[pid]))
             else:
-                state_sets.append(await self._heads.state_at_group(prevs[pid].state_group))
+                state_sets.append(await self._heads.state_at_group(prevs[pid].state_group, pdu["room_id"]))
         if len(prev_ids) == 1 and prev_ids[0] in prevs and not missing:
             return state_sets[0], prevs[prev_ids[0]].state_group
         return await self._heads.resolve(version, state_sets), None

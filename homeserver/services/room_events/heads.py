@@ -259,7 +259,12 @@ class RoomHeads:
         head = await self.head(room_id)
         return [] if head is None else list(head.extremities)
 
-    async def state_at_group(self, group: int | None) -> dict[StateKey, str]:
+    async def state_at_group(self, group: int | None, room_id: str | None = None) -> dict[StateKey, str]:
+        """A state group's state; from memory when it is the current state of ``room_id`` (the group's room),
+        as when an event arrives on the latest one."""
+        head = self._heads.get(room_id) if room_id is not None else None
+        if head is not None and group is not None and head.state_group == group:
+            return dict(head.state)
         return await self._store.get_state_group(group)
 
     async def server_view_of_state(self, groups, server_name: str) -> dict[int, dict[StateKey, str]]:

@@ -98,7 +98,8 @@ class RemotePersistence:
                     event.event_id, pdu["content"]["membership"], pos))
             finally:
                 stream.done([pos])
-            head.state = {**head.state, key: event.event_id}  # replaced, never changed in place
+            # Replaced, never changed in place; no state group holds it now.
+            head.state, head.state_group = {**head.state, key: event.event_id}, None
         self._heads.cache.put(event.event_id, event)
         announce(stream, self._listeners, [event])
         return event
