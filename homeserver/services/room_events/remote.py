@@ -158,7 +158,8 @@ class RemotePersistence:
             k: CurrentStateEntry(v, changed_events[v].content.get("membership") if k[0] == "m.room.member" else None,
                                  changed_events[v].stream_ordering)
             for k, v in changed.items() if v in changed_events}
-        work.state = resolved
+        if changed or len(resolved) != len(work.state):  # else the same state: the head keeps its dict
+            work.state = resolved
         return new
 
     async def _resolve_extremities(self, work: RoomHead, pending: dict[str, StoredEvent]) -> dict[StateKey, str]:
