@@ -175,6 +175,29 @@ def test_lazy_load_members(homeserver):
     assert members == {alice.user_id, bob.user_id, carol.user_id, dave.user_id}
 
 
+
+def test_summary_follows_membership_changes(homeserver):
+    """Spec "m.heroes" and the member counts, as members join, are invited and leave an unnamed room (the
+    members are read again only where the state changed)."""
+    alice, bob, carol, dave = (homeserver.register() for _ in range(4))
+    room = alice.create_room(preset="public_chat")
+    lazy = {"room": {"state": {"lazy_load_members": True}}}
+
+    def summary() -> dict:
+        return alice.sync(filter=lazy)["rooms"]["join"][room]["summary"]
+
+    assert summary() == {"m.joined_member_count": 1, "m.invited_member_count": 0, "m.heroes": []}
+    bob.join(room)
+    alice.invite(room, carol)
+    alice.send(room, "hello")
+    assert summary() == {"m.joined_member_count": 2, "m.invited_member_count": 1,
+                         "m.heroes": [bob.user_id, carol.user_id]}
+    carol.join(room)
+    dave.join(room)
+    bob.leave(room)
+    assert summary() == {"m.joined_member_count": 3, "m.invited_member_count": 0,
+                         "m.heroes": sorted([carol.user_id, dave.user_id])}
+
 def test_stored_filter(homeserver):
     alice, bob = homeserver.register(), homeserver.register()
     definition = {"room": {"timeline": {"limit": 2, "types": ["m.room.message"]}}}
