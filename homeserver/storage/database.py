@@ -121,6 +121,14 @@ class Txn:
         if self._engine.lazy_commit is not None:
             self.execute(self._engine.lazy_commit)
 
+    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list]:
+        """SQL for ``column`` being one of ``values``, and its arguments: on PostgreSQL one array argument
+        (``= ANY(?)``: the statement keeps one text whatever the number of values, which psycopg then parses
+        once, not at every run, as it does for a long statement of many placeholders), else ``IN (?, ...)``."""
+        if self._engine.name == "postgresql":
+            return f"{column} = ANY(?)", [list(values)]
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
     def execute(self, sql: str, args: Sequence[Any] = ()) -> "Txn":
         self._check_autocommit(sql)
         self._sent()
