@@ -136,8 +136,7 @@ _DATABASE_ARGS = (
     Field("database", "verbatim", None, "SQLite: the database file (homeserver.db by default);\n"
           "PostgreSQL: the database name (as dbname)."),
     Field("cp_min", "int", None, "Fewest connections in the pool (1 for SQLite, 5 for PostgreSQL\n"
-          "by default), opened at start-up; beyond them, one more is opened when\n"
-          "a transaction found none idle for 10 ms.", bounds=(0, None)),
+          "by default).", bounds=(0, None)),
     Field("cp_max", "int", None, "Most connections in the pool (1 for SQLite, 10 for PostgreSQL\n"
           "by default).", bounds=(1, None)),
     Field("port", "int", None, "PostgreSQL: the server's port.", bounds=(1, 65535)),
