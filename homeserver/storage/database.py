@@ -48,7 +48,6 @@ MAX_ATTEMPTS = 10
 GROUPED_IN_FLIGHT = 2  # run_grouped: transactions of one name under way at once
 GROUPED_PARTS = 50  # run_grouped: parts in one transaction at most
 CONNECT_TIMEOUT_S = 5  # opening a PostgreSQL connection: a request waits no longer for an unreachable server
-GROW_AFTER_S = 0.01  # ConnectionPool: how long a transaction waits for an idle connection before opening one
 SAFE_LOCALES = ("C", "POSIX", "C.UTF-8", "C.utf8")
 
 
@@ -276,15 +275,11 @@ class ConnectionPool:
     """The idle PostgreSQL connections of the database threads: a thread takes one for a transaction and
     gives it back after it.
 
-    There are never more connections than database threads. When none is idle, a thread waits up to
-    :data:`GROW_AFTER_S` for one to come back once ``min_size`` are open, then opens one: a new connection
-    costs a fork of the database server, a round trip and, for its first statements, catalog reads and plans
-    that a warm one has cached (an initial /sync, ten statements at once, paid a few milliseconds for each it
-    opened), while a statement that waits is mostly waiting for a processor anyway. While the database server
-    is down, opening fails at once (the request gets its error now rather than after a timeout). A connection
-    given back broken is closed together with every idle one (they were most likely cut by the same restart),
-    so the next transactions open fresh ones: the pool recovers by itself as soon as the database answers
-    again.
+    There are never more connections than database threads, so no thread ever waits for one: when none is
+    idle, one is opened, and while the database server is down that fails at once (the request gets its
+    error now rather than after a timeout). A connection given back broken is closed together with every
+    idle one (they were most likely cut by the same restart), so the next transactions open fresh ones:
+    the pool recovers by itself as soon as the database answers again.
     """
 
     def __init__(self, connect: Callable[[], Any], min_size: int):
@@ -292,33 +287,19 @@ class ConnectionPool:
 
         self._idle_status = TransactionStatus.IDLE
         self._connect = connect
-        self._min_size = min_size
         self._lock = threading.Lock()
-        self._returned = threading.Condition(self._lock)
         self._idle: list = [connect() for _ in range(min_size)]
-        self._open = len(self._idle)  # idle or in use
         self._closed = False
 
     @contextlib.contextmanager
     def connection(self):
         with self._lock:
-            if not self._idle and self._open >= max(self._min_size, 1):
-                self._returned.wait_for(lambda: self._idle, timeout=GROW_AFTER_S)
             conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                self._open += 1
         if conn is not None and _spoke_unasked(conn):
             self._drop_with_idle(conn)
             conn = None
-            with self._lock:
-                self._open += 1
         if conn is None:
-            try:
-                conn = self._connect()
-            except BaseException:
-                with self._lock:
-                    self._open -= 1
-                raise
+            conn = self._connect()
         try:
             yield conn
         finally:
@@ -329,10 +310,8 @@ class ConnectionPool:
         with self._lock:
             if healthy and not self._closed:
                 self._idle.append(conn)
-                self._returned.notify()
                 return
             if healthy:
-                self._open -= 1
                 conn.close()  # the pool closed meanwhile
                 return
         self._drop_with_idle(conn)
@@ -341,7 +320,6 @@ class ConnectionPool:
         """Close a lost connection and every idle one, most likely cut by the same restart."""
         with self._lock:
             stale, self._idle = self._idle, []
-            self._open -= 1 + len(stale)
         for c in [conn, *stale]:
             c.close()
         logger.warning("Lost a database connection: %d idle connections dropped, new ones will be opened",
@@ -351,7 +329,6 @@ class ConnectionPool:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-            self._open -= len(idle)
         for conn in idle:
             conn.close()
 
