@@ -21,6 +21,7 @@ class AccountDataService:
 
     name = "account_data"
     token_key = "a"  # in sync tokens (services/sync.py)
+    sync_phase = 0  # sync: the rooms left it puts data in: once built (services/sync.py SyncSource)
 
     def __init__(self, *, store: AccountDataStore, notifier):
         self._store = store
@@ -82,10 +83,12 @@ class AccountDataService:
         since = ctx.since_of(self.name)
         if since is not None and not self.changes.changed_since(ctx.user_id, since):
             return
+        changes = await self._store.changes_for_user(ctx.user_id, since, ctx.to[self.name])
+        await ctx.rooms_built()  # the rooms left that the response carries
         joined = set(ctx.joined_rooms)
         left = response["rooms"]["leave"]
         f = ctx.filter
-        for room_id, data_type, content in await self._store.changes_for_user(ctx.user_id, since, ctx.to[self.name]):
+        for room_id, data_type, content in changes:
             event = {"type": data_type, "content": content}
             if room_id is None:
                 if f.account_data.allows(event):

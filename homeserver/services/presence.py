@@ -56,6 +56,7 @@ class PresenceService:
 
     name = "presence"
     token_key = "p"  # in sync tokens (services/sync.py)
+    sync_phase = 0  # sync: the joins in the timelines read once built (services/sync.py SyncSource)
 
     def __init__(self, *, store: PresenceStore, event_store, notifier, clock, enabled: bool, server_name: str,
                  federation: EduOutbox, appservices: EphemeralFeed, writer: bool = True):
@@ -291,6 +292,7 @@ class PresenceService:
             newcomers = set()
             for room_id in ctx.newly_joined:
                 newcomers.update(await self._event_store.joined_members(room_id))
+            await ctx.rooms_built()
             for room in response["rooms"]["join"].values():   # and who joined the user's rooms
                 newcomers.update(e["state_key"] for e in room["timeline"]["events"] if _is_new_join(e))
             newcomers -= {r.user_id for r in rows}

@@ -26,6 +26,7 @@ from homeserver.events.push_rules import (KINDS, CompiledRule, InvalidRule, Push
 from homeserver.events.threads import MAIN_THREAD, thread_walk
 from homeserver.lru import LruCache
 from homeserver.services.background import ListenerWork
+from homeserver.services.sync import together
 from homeserver.storage.events import StoredEvent
 from homeserver.storage.push import PushAction, PushStore
 from homeserver.services.room_events.heads import RoomHeads
@@ -465,14 +466,23 @@ class PushService:
         """
         rules_event = {"type": "m.push_rules"}
         global_data = response["account_data"]["events"]
-        if ctx.since_of(self.name) is None and ctx.filter.account_data.allows(rules_event) and not any(
-                e["type"] == "m.push_rules" for e in global_data):
-            global_data.append(dict(rules_event, content=await self.client_rules(ctx.user_id)))
         rooms = response["rooms"]["join"]
-        if not rooms:
-            return
-        await self.work.wait(ctx.to["events"])
-        counts = await self.unread_counts(ctx.user_id, list(rooms), ctx.to["events"], ctx.memberships)
+
+        async def rules() -> dict | None:
+            if ctx.since_of(self.name) is None and ctx.filter.account_data.allows(rules_event) and not any(
+                    e["type"] == "m.push_rules" for e in global_data):
+                return await self.client_rules(ctx.user_id)
+            return None
+
+        async def unread() -> dict:
+            if not rooms:
+                return {}
+            await self.work.wait(ctx.to["events"])
+            return await self.unread_counts(ctx.user_id, list(rooms), ctx.to["events"], ctx.memberships)
+
+        content, counts = await together(rules(), unread())  # the ruleset is read alongside the counts
+        if content is not None:
+            global_data.append(dict(rules_event, content=content))
         by_thread = ctx.filter.timeline.unread_thread_notifications
         for room_id, room in rooms.items():
             threads = counts.get(room_id, {})

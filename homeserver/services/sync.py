@@ -71,10 +71,31 @@ class SyncContext:
     memberships: dict | None = None  # the user's rooms_for_user, once the rooms part has read them
     ignored: frozenset[str] = frozenset()  # spec "Ignoring Users": their messages and invites are left out
     peek_room: str | None = None  # the room of a peeking stream (the old /events?room_id=), not one joined
+    # While the rooms' timelines and state are being added to the response: who waits for them (rooms_built).
+    _rooms_waiting: list[defer.Deferred] | None = None
 
     @property
     def user_id(self) -> str:
         return self.requester.user_id
+
+    async def rooms_built(self) -> None:
+        """Wait until the rooms' timelines and state are in the response (for a source of phase 0 that reads
+        them: its own reads go on meanwhile)."""
+        if self._rooms_waiting is not None:
+            waiter: defer.Deferred = defer.Deferred()
+            self._rooms_waiting.append(waiter)
+            await waiter
+
+    async def building_rooms(self, work: Awaitable) -> None:
+        """Await ``work``, which adds the rooms to the response; then wake those waiting in :meth:`rooms_built`
+        (also when it fails: the sync fails then anyway)."""
+        self._rooms_waiting = []
+        try:
+            await work
+        finally:
+            waiting, self._rooms_waiting = self._rooms_waiting, None
+            for waiter in waiting:
+                waiter.callback(None)
 
     def since_of(self, stream: str) -> int | None:
         return None if self.since is None else self.since.get(stream, 0)
@@ -91,11 +112,22 @@ class RoomPart:
     timeline: list[StoredEvent] = field(default_factory=list)
     limited: bool = False
     out_of_band: StoredEvent | None = None  # a leave of a room this server is not in: the timeline is it alone
+    # The room's newest events up to to_pos (after since_pos), newest first, with none between them missing.
+    newest: list[StoredEvent] = field(default_factory=list)
 
     @property
     def start_pos(self) -> int:
         """The position just before the timeline."""
         return self.timeline[0].stream_ordering - 1 if self.timeline else self.to_pos
+
+    def group_at(self, pos: int) -> int | None | object:
+        """The store's ``state_group_at_position(room_id, pos)`` when ``newest`` holds the room's last event at or
+        before ``pos`` (as it mostly does for the start of the timeline): that event's state group; else
+        ``UNKNOWN``."""
+        return next((e.state_group for e in self.newest if e.stream_ordering <= pos), UNKNOWN)
+
+
+UNKNOWN = object()  # RoomPart.group_at: not known without reading the store
 
 
 class SyncResponse(dict):
@@ -111,9 +143,9 @@ class SyncSource(Protocol):
     whose part can change while its position does not (e.g. one-time key counts) also has
     ``volatile_marker(requester)``: a remembered initial sync answer stands only while that is unchanged too.
     Sources contribute concurrently, in phases (``sync_phase``, 1 when absent): 0, once the user's rooms are
-    known (``SyncContext.joined_rooms``, ``newly_joined``), alongside the rooms' timelines and state; 1, once
-    the rooms are in the response; 2, after the others (it reads what they add, e.g. the rooms they create
-    entries for)."""
+    known (``SyncContext.joined_rooms``, ``newly_joined``), alongside the rooms' timelines and state (what reads
+    those waits for ``SyncContext.rooms_built`` first); 1, once the rooms are in the response; 2, after the
+    others (it reads what they add, e.g. the rooms they create entries for)."""
 
     name: str
     token_key: str
@@ -326,7 +358,8 @@ class SyncService:
             ctx.user_id, ctx.since_of("events"), ctx.to["events"]))
         parts = await self._rooms(ctx, response, rooms)
         phases = [[s for s in self.sources if getattr(s, "sync_phase", 1) == phase] for phase in range(3)]
-        await together(self._room_timelines(ctx, response, parts), *(s.contribute(ctx, response) for s in phases[0]))
+        await together(ctx.building_rooms(self._room_timelines(ctx, response, parts)),
+                       *(s.contribute(ctx, response) for s in phases[0]))
         for sources in phases[1:]:
             await together(*(s.contribute(ctx, response) for s in sources))
         if ctx.since is not None and not ctx.full_state:
@@ -416,6 +449,8 @@ class SyncService:
         loaded = await self._heads.get_events(i for ids in newest_ids.values() for i in ids)
         newest = {room_id: [loaded[i] for i in ids if i in loaded] for room_id, ids in newest_ids.items()}
         for p in parts:
+            if len(newest[p.room_id]) == len(newest_ids[p.room_id]):
+                p.newest = newest[p.room_id]
             if p.out_of_band is not None:
                 p.timeline = [p.out_of_band] if f.timeline.allows(p.out_of_band.pdu | {"room_id": p.room_id}) else []
                 continue
@@ -544,13 +579,15 @@ class SyncService:
         """
         since = {p.room_id: None if full_state else p.since_pos for p in parts}
         needed = [p for p in parts if since[p.room_id] is None or p.limited]
-        at = await self._store.state_groups_at_positions(
-            [(p.room_id, p.start_pos) for p in needed]
-            + [(p.room_id, since[p.room_id]) for p in needed if since[p.room_id] is not None])
+        at = {(p.room_id, pos): p.group_at(pos) for p in needed
+              for pos in ([p.start_pos] if since[p.room_id] is None else [p.start_pos, since[p.room_id]])}
+        unknown = [key for key, group in at.items() if group is UNKNOWN]
+        if unknown:
+            at |= await self._store.state_groups_at_positions(unknown)
         joined_here = {p.room_id: p.timeline[0] for p in needed
                        if at[(p.room_id, p.start_pos)] is None and p.timeline}
-        groups = await self._store.get_state_groups(
-            [at[key] for key in at] + [first.state_group for first in joined_here.values()])
+        wanted = [at[key] for key in at] + [first.state_group for first in joined_here.values()]
+        groups = await self._heads.state_groups(wanted, [p.room_id for p in needed])
         states: dict[str, dict] = {p.room_id: {} for p in parts}
         for p in needed:
             first = joined_here.get(p.room_id)

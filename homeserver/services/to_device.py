@@ -108,6 +108,7 @@ class ToDeviceSource:
 
     name = "to_device"
     token_key = "x"  # in sync tokens (services/sync.py)
+    sync_phase = 0  # sync: needs no room (services/sync.py SyncSource)
 
     def __init__(self, to_device: ToDeviceService):
         self._to_device = to_device

@@ -267,6 +267,16 @@ class RoomHeads:
             return dict(head.state)
         return await self._store.get_state_group(group)
 
+    async def state_groups(self, groups, room_ids) -> dict[int | None, dict[StateKey, str]]:
+        """The store's ``get_state_groups``, but a group the head of one of ``room_ids`` is at (in memory) is its
+        current state: a group never changes, so it is that state whenever it was read."""
+        wanted = set(groups)
+        known = {head.state_group: dict(head.state) for room_id in room_ids
+                 if (head := self._heads.get(room_id)) is not None and head.state_group is not None
+                 and head.state_group in wanted}
+        missing = [g for g in wanted if g not in known]
+        return known | (await self._store.get_state_groups(missing) if missing else {})
+
     async def server_view_of_state(self, groups, server_name: str) -> dict[int, dict[StateKey, str]]:
         """The history visibility and a server's memberships in each state group (a superset: see the store)."""
         return await self._store.server_view_of_state_groups(groups, server_name)
