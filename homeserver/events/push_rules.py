@@ -72,13 +72,15 @@ _DEFAULT_UNDERRIDE = [
 ]
 
 
-def _substitute(value: Any, user_id: str) -> Any:
-    if value == _USER:
-        return user_id
+def _replace(value: Any, old: str, new: str) -> Any:
+    """``value`` (JSON) with every string equal to ``old`` replaced by ``new``: the user's ID placeholder
+    filled in, or a user's ID turned back into the placeholder."""
+    if value == old:
+        return new
     if isinstance(value, dict):
-        return {k: _substitute(v, user_id) for k, v in value.items()}
+        return {k: _replace(v, old, new) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, user_id) for v in value]
+        return [_replace(v, old, new) for v in value]
     return value
 
 
@@ -86,7 +88,7 @@ def default_rules(user_id: str) -> dict[str, list[dict]]:
     """The server-default rules of every kind for one user, in priority order."""
     def rules(table):
         return [{"rule_id": rid, "default": True, "enabled": enabled,
-                 "conditions": _substitute(conds, user_id), "actions": _substitute(actions, user_id)}
+                 "conditions": _replace(conds, _USER, user_id), "actions": _replace(actions, _USER, user_id)}
                 for rid, enabled, conds, actions in table]
 
     return {"override": rules(_DEFAULT_OVERRIDE), "content": [], "room": [], "sender": [],
@@ -376,18 +378,8 @@ def compile_rule(kind: str, rule: dict, user_id: str | None = None) -> CompiledR
     """
     templated = user_id is not None and rule.get("default") is True
     if templated:
-        rule = dict(rule, conditions=_substitute_back(rule.get("conditions", []), user_id))
+        rule = dict(rule, conditions=_replace(rule.get("conditions", []), user_id, _USER))
     return _compile_rule(kind, json.dumps(rule, sort_keys=True, separators=(",", ":")), templated)
-
-
-def _substitute_back(value: Any, user_id: str) -> Any:
-    if value == user_id:
-        return _USER
-    if isinstance(value, dict):
-        return {k: _substitute_back(v, user_id) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute_back(v, user_id) for v in value]
-    return value
 
 
 def _templated_condition(cond: Any) -> tuple[Test, Candidates] | None:
