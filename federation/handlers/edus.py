@@ -166,13 +166,15 @@ class OutboundEdus:
             previous = await self._heads.get_event(ev.replaces_state) if ev.replaces_state else None
             if previous is not None and previous.content.get("membership") == "join":
                 continue  # a profile change
-            members = await self._event_store.joined_members(ev.room_id)
+            joined = (await self._heads.members(ev.room_id)).joined  # server -> its joined users
             if self._is_local(ev.state_key):
-                users, destinations = [ev.state_key], await self._servers_in_room(ev.room_id)
-            elif any(domain_of(u) == domain_of(ev.state_key) and u != ev.state_key for u in members):
+                users, destinations = [ev.state_key], [s for s in joined if s != self.server_name]
+            elif any(u != ev.state_key for u in joined.get(domain_of(ev.state_key), ())):
                 continue  # that server was in the room already
             else:
-                users, destinations = [u for u in members if self._is_local(u)], [domain_of(ev.state_key)]
+                users, destinations = list(joined.get(self.server_name, ())), [domain_of(ev.state_key)]
+            if not users or not destinations:
+                continue  # no other server to tell, or no local user to tell of
             rows = await states_of(users)
             push = [self._push_entry(r) for r in rows if r.state != "offline"]
             if push:

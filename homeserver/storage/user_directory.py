@@ -147,6 +147,22 @@ def like_pattern(word: str) -> str:
 
 class UserDirectoryStore(Store):
     async def set_profile(self, user_id: str, display_name: str | None, avatar_url: str | None) -> None:
+        """The name and avatar of the user's latest join. A first name, or the name already held, is one pipelined
+        upsert that adds the name's words (those of a name held stay). A changed name re-indexes the user, so the
+        old name's words go: SERIALIZABLE, as every re-index; such a transaction never deletes words added after
+        its snapshot (it cannot see them), and so no concurrent upsert loses its words."""
+        def upsert_txn(txn):
+            txn.executemany("INSERT INTO user_directory_words (word, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                            [(word, user_id) for word in set(words_of(user_id)) | set(words_of(display_name))])
+            return txn.select_one(
+                "INSERT INTO user_directory_profiles (user_id, display_name, avatar_url) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET avatar_url = excluded.avatar_url"
+                " WHERE user_directory_profiles.display_name IS NOT DISTINCT FROM excluded.display_name RETURNING 1",
+                (user_id, display_name, avatar_url))
+
+        if await self.db.run_ordered("user_directory_upsert_profile", upsert_txn) is not None:
+            return
+
         def txn_fn(txn):
             txn.execute("DELETE FROM user_directory_profiles WHERE user_id = ?", (user_id,))
             txn.execute("INSERT INTO user_directory_profiles (user_id, display_name, avatar_url) VALUES (?, ?, ?)",
