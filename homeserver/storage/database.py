@@ -78,14 +78,19 @@ class Txn:
     """A cursor inside one transaction, counting its round trips (statements).
 
     With ``autocommit`` it runs outside any transaction, for work that is one SELECT: anything more raises
-    :class:`NeedsTransaction` before it reaches the database.
+    :class:`NeedsTransaction` before it reaches the database. With ``pipeline`` (psycopg's), its statements are
+    sent without waiting, and a result is read after a sync: every result before it is then read, in order, so
+    the cursor's last one is its own. (psycopg only waits for a result when the cursor has none: one of an
+    earlier statement, should the server have sent it before this one was sent, was taken for this one's,
+    "the last operation didn't produce records (command status: INSERT 0 1)".)
     """
 
-    def __init__(self, cursor, engine, autocommit: bool = False, pipelined: bool = False):
+    def __init__(self, cursor, engine, autocommit: bool = False, pipeline=None):
         self._cursor = cursor
         self._engine = engine
         self._autocommit = autocommit
-        self._pipelined = pipelined
+        self._pipeline = pipeline
+        self._pipelined = pipeline is not None
         self._unsynced = False  # pipelined: statements sent whose results were not waited for yet
         self.statements = 0
         self.round_trips = 0
@@ -107,6 +112,7 @@ class Txn:
         if self._unsynced:
             self._unsynced = False
             self.round_trips += 1
+            self._pipeline.sync()
 
     @property
     def engine_name(self) -> str:
@@ -179,6 +185,7 @@ class Txn:
 
     @property
     def rowcount(self) -> int:
+        self._results()
         return self._cursor.rowcount
 
 
@@ -395,16 +402,23 @@ class PostgresEngine:
         conn.commit()
 
     @contextlib.contextmanager
-    def pipeline(self, conn, cursor) -> Iterator[None]:
+    def pipeline(self, conn, cursor) -> Iterator[Any]:
         """A READ COMMITTED transaction in pipeline mode: its statements are sent without waiting for their
         results, which are read only where the work asks for one, and when the block ends, after
         :meth:`queue_commit`; a transaction that only writes is one round trip. BEGIN and COMMIT are sent as
         statements, in autocommit mode: psycopg would wait for the result of its own BEGIN."""
         if not conn.autocommit:
             conn.autocommit = True
-        with conn.pipeline():
+        with conn.pipeline() as pipeline:
             cursor.execute(b"BEGIN ISOLATION LEVEL READ COMMITTED")
-            yield
+            try:
+                yield pipeline
+            except BaseException:
+                # The failed statement's successors are read here, aborted, so that leaving the pipeline raises
+                # nothing more (psycopg would log that second error: "error ignored terminating pipeline").
+                with contextlib.suppress(Exception):
+                    pipeline.sync()
+                raise
 
     @staticmethod
     def queue_commit(cursor) -> None:
@@ -622,13 +636,14 @@ class Database:
                             self._transactional.add(name)
                             autocommit = False
                             self.round_trips += txn.round_trips  # the SELECT run before it, wasted
-                    txn = Txn(cursor, self.engine, pipelined=pipelined)
                     if pipelined:
-                        with self.engine.pipeline(conn, cursor):  # errors are raised as the block ends
+                        with self.engine.pipeline(conn, cursor) as pipeline:  # errors are raised as it ends
+                            txn = Txn(cursor, self.engine, pipeline=pipeline)
                             result = fn(txn, *args, **kwargs)
                             committing = True
                             self.engine.queue_commit(cursor)
                     else:
+                        txn = Txn(cursor, self.engine)
                         self.engine.begin(conn, ordered)
                         result = fn(txn, *args, **kwargs)
                         committing = True

@@ -182,3 +182,29 @@ def test_a_pipelined_transaction_on_a_connection_the_server_ended_runs_on_a_new_
     db._run_sync("writes", _put, ("after the kill",), {}, True)
     assert db.run_sync("k", lambda t: t.select_value("SELECT v FROM kv WHERE k = 'after the kill'")) == 1
     assert db.retries == 0  # found in the pool, not by a failed transaction
+
+
+def test_a_read_in_a_pipelined_transaction_gets_its_own_result_when_earlier_ones_came_first(db, caplog):
+    """PostgreSQL sends a statement's results before it is asked (a pipeline's results are otherwise sent at a
+    sync) once its output buffer is full: here, an INSERT ... RETURNING of 30 KB. Arrived before the SELECT
+    after it was sent, they were taken for the SELECT's (psycopg waits for a result only when the cursor has
+    none), and the SELECT got the INSERT's rows. And a failed pipelined transaction logs no second error."""
+    import time
+
+    def big_insert_then_read(t):
+        t.execute("WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 100)"
+                  " INSERT INTO kv (k, v) SELECT 'big ' || n || ?, n FROM g RETURNING k", ("x" * 300,))
+        time.sleep(0.05)  # the INSERT's rows are here before the SELECT is sent
+        return t.select_value("SELECT COUNT(*) FROM kv WHERE k LIKE 'big %'")
+
+    assert db._run_sync("big insert then read", big_insert_then_read, (), {}, True)[1] == 100
+
+    def fails_then_reads(t):
+        t.execute("INSERT INTO kv (k, v) VALUES ('dup', 1)")
+        t.execute("INSERT INTO kv (k, v) VALUES ('dup', 1)")
+        return t.select_value("SELECT 1")
+
+    with pytest.raises(Exception) as raised:
+        db._run_sync("fails then reads", fails_then_reads, (), {}, True)
+    assert "duplicate key" in str(raised.value) or "UNIQUE constraint" in str(raised.value)
+    assert not [r for r in caplog.records if "terminating" in r.getMessage()]
