@@ -22,19 +22,29 @@ START_TIMEOUT_S = 90.0
 UNTHROTTLED = {"per_second": 10000, "burst_count": 100000}
 
 
+class _PortTaken(Exception):
+    """Synapse could not listen on a port chosen for it."""
+
+
 class SynapseProcess:
     """One Synapse home directory and the process serving it; quacks like harness.ServerProcess."""
 
     def __init__(self, base_dir: str, ca: CertificateAuthority, *, presence: bool = False,
                  extra: dict | None = None):
+        self.process: subprocess.Popen | None = None
+        self._settings = (ca, presence, extra or {})
+        self._prepare(base_dir)
+
+    def _prepare(self, base_dir: str) -> None:
+        """A home directory configured for two ports free now (named by the TLS one)."""
+        os.makedirs(base_dir, exist_ok=True)
         self.dir = base_dir
         self.port = free_port()
-        self.tls_port = free_port()
+        self.tls_port = free_port(self.port)
         self.name = f"localhost:{self.tls_port}"
         self.config_path = os.path.join(base_dir, "homeserver.yaml")
         self.log_path = os.path.join(base_dir, "synapse.log")
-        self.process: subprocess.Popen | None = None
-        self._configure(ca, presence, extra or {})
+        self._configure(*self._settings)
 
     @property
     def base_url(self) -> str:
@@ -74,6 +84,16 @@ class SynapseProcess:
             yaml.safe_dump(config, f)
 
     def start(self) -> "SynapseProcess":
+        """Start Synapse and wait until it answers. Between choosing its ports and binding them (seconds: it
+        loads first), another process may take one, if only as the local port of a connection: it then starts
+        again, once, in a new home directory with new ports."""
+        try:
+            return self._start()
+        except _PortTaken:
+            self._prepare(os.path.join(self.dir, "ports-again"))
+            return self._start()
+
+    def _start(self) -> "SynapseProcess":
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [synapse_python(), "-m", "synapse.app.homeserver", "--config-path", self.config_path],
@@ -81,7 +101,11 @@ class SynapseProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"Synapse exited with {self.process.returncode}:\n{self.log()}")
+                log = self.log()
+                self.process = None
+                if "Address already in use" in log:
+                    raise _PortTaken()
+                raise AssertionError(f"Synapse exited:\n{log}")
             try:
                 # Synapse itself (its Server header): another test's server may have taken the port first
                 status, headers, _ = self.client().exchange("GET", "/_matrix/client/versions", timeout=2)
