@@ -250,14 +250,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--members", type=_sizes, help=f"members of A's room, one point each (default {SIZES})")
     p.add_argument("--plots", metavar="DIR", help="write growth-federation-<curve>.png there")
     p.add_argument("--json", metavar="OUT", help="also write every figure to this file")
-    p.add_argument("--from-json", metavar="IN", help="run nothing: print and plot what --json wrote")
+    p.add_argument("--from-json", metavar="IN[,IN...]", help="run nothing: print and plot what --json wrote (several "
+                   "files: their points together, a later file's point replacing an earlier one's)")
     args = p.parse_args(argv)
     if args.from_json:
-        with open(args.from_json) as f:
-            saved = json.load(f)
-        results = _outcomes(saved["results"])
+        runs = []
+        for path in args.from_json.split(","):
+            with open(path) as f:
+                runs.append(json.load(f))
+        merged: dict = {}
+        for saved in runs:
+            for curve, by_server in saved["results"].items():
+                for label, points in by_server.items():
+                    merged.setdefault(curve, {}).setdefault(label, {}).update(points)
+        results = _outcomes(merged)
         print(table(results))
-        for path in plot(results, args.plots or ".", f"{saved['database']}, {saved['date']}"):
+        dates = ", ".join(sorted({saved["date"] for saved in runs}))
+        for path in plot(results, args.plots or ".", f"{runs[0]['database']}, {dates}"):
             print(f"wrote {path}")
         return 0
     sizes = args.members or (QUICK if args.quick else SIZES)
