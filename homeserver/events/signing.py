@@ -51,11 +51,12 @@ def signing_bytes(obj: dict[str, Any]) -> bytes:
 
 
 def sign_json(obj: dict[str, Any], server_name: str, signing_key) -> dict[str, Any]:
-    """Return a copy of ``obj`` with an added signature (appendices "Signing JSON")."""
+    """Return a copy of ``obj`` with an added signature (appendices "Signing JSON"; as the spec's algorithm, an
+    ``unsigned`` of null is not put back)."""
     alg = getattr(signing_key, "alg", "ed25519")
     key_id = f"{alg}:{signing_key.version}"
     sig = signing_key.sign(signing_bytes(obj)).signature
-    out = dict(obj)
+    out = {k: v for k, v in obj.items() if not (k == "unsigned" and v is None)}
     sigs = copy.deepcopy(obj.get("signatures") or {})
     sigs.setdefault(server_name, {})[key_id] = encode_base64(sig)
     out["signatures"] = sigs
