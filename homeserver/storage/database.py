@@ -90,7 +90,6 @@ class Txn:
         self._engine = engine
         self._autocommit = autocommit
         self._pipeline = pipeline
-        self._pipelined = pipeline is not None
         self._unsynced = False  # pipelined: statements sent whose results were not waited for yet
         self.statements = 0
         self.round_trips = 0
@@ -103,7 +102,7 @@ class Txn:
     def _sent(self) -> None:
         """One statement sent: a round trip, unless pipelined (then one for all those before a result is read)."""
         self.statements += 1
-        if self._pipelined:
+        if self._pipeline is not None:
             self._unsynced = True
         else:
             self.round_trips += 1
@@ -159,7 +158,7 @@ class Txn:
         """INSERT the rows: with COPY from :data:`COPY_FROM_ROWS` rows on (on PostgreSQL, a few times faster
         for thousands of rows; for a few rows, its extra round trip would cost more than it saves), except in a
         pipeline (which cannot hold a COPY, and sends the rows without waiting anyway)."""
-        if len(rows) >= COPY_FROM_ROWS and not self._pipelined:
+        if len(rows) >= COPY_FROM_ROWS and self._pipeline is None:
             self.copy_rows(table, columns, rows)
         else:
             self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",

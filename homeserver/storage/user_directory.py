@@ -157,7 +157,8 @@ class UserDirectoryStore(Store):
             return txn.select_one(
                 "INSERT INTO user_directory_profiles (user_id, display_name, avatar_url) VALUES (?, ?, ?)"
                 " ON CONFLICT (user_id) DO UPDATE SET avatar_url = excluded.avatar_url"
-                " WHERE user_directory_profiles.display_name IS NOT DISTINCT FROM excluded.display_name RETURNING 1",
+                " WHERE user_directory_profiles.display_name = excluded.display_name"
+                " OR (user_directory_profiles.display_name IS NULL AND excluded.display_name IS NULL) RETURNING 1",
                 (user_id, display_name, avatar_url))
 
         if await self.db.run_ordered("user_directory_upsert_profile", upsert_txn) is not None:

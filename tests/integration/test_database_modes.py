@@ -208,3 +208,38 @@ def test_a_read_in_a_pipelined_transaction_gets_its_own_result_when_earlier_ones
         db._run_sync("fails then reads", fails_then_reads, (), {}, True)
     assert "duplicate key" in str(raised.value) or "UNIQUE constraint" in str(raised.value)
     assert not [r for r in caplog.records if "terminating" in r.getMessage()]
+
+
+def test_the_user_directory_profile_upsert_and_a_changed_name_reindexing(tmp_path):
+    """``UserDirectoryStore.set_profile``: a first name, or the same name again, is one upsert adding the name's
+    words; a changed name re-indexes the user (the old name's words go), a null name included."""
+    from homeserver.server import STORAGE_DOMAINS
+    from homeserver.storage.schema import apply_migrations
+    from homeserver.storage.user_directory import UserDirectoryStore
+
+    config = parse_config({"server_name": "modes.example", "database": database_config_for_test(str(tmp_path))},
+                          str(tmp_path / "homeserver.yaml"))
+    reactor = ThreadedMemoryReactor()
+    db = Database(open_engine(config.database), reactor=reactor)
+    try:
+        apply_migrations(db, STORAGE_DOMAINS)
+        store = UserDirectoryStore(db)
+
+        def run(name, avatar=None) -> tuple[set[str], tuple]:
+            d = ensureDeferred(store.set_profile("@ada:remote.example", name, avatar))
+            reactor.run_until(lambda: d.called)
+            d.addErrback(lambda f: f.raiseException())
+            words = db.run_sync("words", lambda t: {r[0] for r in t.select_all(
+                "SELECT word FROM user_directory_words WHERE user_id = '@ada:remote.example'")})
+            row = db.run_sync("row", lambda t: t.select_one(
+                "SELECT display_name, avatar_url FROM user_directory_profiles WHERE user_id = '@ada:remote.example'"))
+            return words, tuple(row)
+
+        ids = {"ada", "remote", "example"}
+        assert run("Ada Lovelace") == (ids | {"lovelace"}, ("Ada Lovelace", None))
+        assert run("Ada Lovelace", "mxc://a/b") == (ids | {"lovelace"}, ("Ada Lovelace", "mxc://a/b"))
+        assert run("Countess Byron") == (ids | {"countess", "byron"}, ("Countess Byron", None))
+        assert run(None) == (ids, (None, None))
+        assert run(None, "mxc://c/d") == (ids, (None, "mxc://c/d"))
+    finally:
+        db.close()
