@@ -4,8 +4,9 @@ Server-server "Transactions": ``PUT /_matrix/federation/v1/send/{txnId}`` with a
 most 50 PDUs and 100 EDUs; the same transaction is retried until the
 destination answers 200 before another is sent. Each destination has one
 ordered queue in the database (:mod:`homeserver.storage.federation_queue`) and at
-most one transaction in flight. Failures back off exponentially (1 s doubling
-to 1 h, persisted); when the peer answers again, or we hear from it
+most one transaction in flight. Failures back off exponentially (by default 1 s
+doubling to 1 h, Synapse's ``federation.destination_*_retry_*`` keys; persisted);
+when the peer answers again, or we hear from it
 (:meth:`FederationSender.wake`), everything it missed follows in order.
 """
 
@@ -35,7 +36,7 @@ class FederationSender:
     def __init__(self, *, reactor, store: FederationQueueStore, client, server_name: str,
                  peers: FederationPeers, now_ms: Callable[[], int], positions, transmit: bool = True,
                  on_queued: Callable[[int, list[str]], None] | None = None,
-                 min_retry_ms: int = MIN_RETRY_MS, max_retry_ms: int = MAX_RETRY_MS):
+                 min_retry_ms: int = MIN_RETRY_MS, max_retry_ms: int = MAX_RETRY_MS, retry_multiplier: float = 2):
         self._reactor = reactor
         self._store = store
         self._client = client
@@ -47,6 +48,7 @@ class FederationSender:
         self._on_queued = on_queued  # told of each entry queued (the other processes are: replication)
         self._min_retry_ms = min_retry_ms
         self._max_retry_ms = max_retry_ms
+        self._retry_multiplier = retry_multiplier
         self._running: dict[str, defer.Deferred] = {}
         self._dirty: set[str] = set()
         self._retry: dict[str, tuple[int, int]] = {}  # destination -> (last failure ts, interval ms)
@@ -238,4 +240,4 @@ class FederationSender:
         logger.info("Backing off %s for %.1fs", destination, interval / 1000)
 
     def _next_interval(self, previous_ms: int) -> int:
-        return min(self._max_retry_ms, max(self._min_retry_ms, previous_ms * 2))
+        return min(self._max_retry_ms, max(self._min_retry_ms, int(previous_ms * self._retry_multiplier)))

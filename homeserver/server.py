@@ -779,7 +779,10 @@ def _build_transport(config, reactor, threads, db, signing_key, peers: Federatio
                               peers=peers, now_ms=now_ms,
                               positions=StreamIdGenerator(queue.max_position_sync()),
                               transmit=config.worker_role.sends_federation,
-                              on_queued=publisher.federation_queued if publisher is not None else None)
+                              on_queued=publisher.federation_queued if publisher is not None else None,
+                              min_retry_ms=config.federation_destination_min_retry_interval,
+                              retry_multiplier=config.federation_destination_retry_multiplier,
+                              max_retry_ms=config.federation_destination_max_retry_interval)
     authenticator = FederationAuthenticator(
         server_name=config.server_name, keyring=keyring, peers=peers, now_ms=now_ms,
         on_origin=heard_from or sender.wake,  # the process that sends federation stops backing off from it

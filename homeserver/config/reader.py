@@ -80,6 +80,15 @@ class Reader:
     def kind_int(self, k: Key, src: dict, leaf: str) -> int:
         return self.int_(leaf, k.default, *k.bounds, src, k.name)
 
+    def kind_multiplier(self, k: Key, src: dict, leaf: str) -> float:
+        """A number at least 1 (an integer or a decimal)."""
+        value = src.get(leaf)
+        if value is None:
+            return k.default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1:
+            raise ConfigError(f"{k.name}: must be a number at least 1, got {value!r}")
+        return float(value)
+
     def kind_str(self, k: Key, src: dict, leaf: str) -> str | None:
         return self.str_(leaf, k.default, src, k.name)
 

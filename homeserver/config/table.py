@@ -445,6 +445,16 @@ KEYS: tuple[Key, ...] = (
         sample=lambda ctx: {"agence-b.gouv.example": {
             "invite_users": True, "join_rooms": False, "rc_federation": {"sleep_limit": 50, "concurrent": 5}}},
         commented=True),
+    Key("federation.destination_min_retry_interval", "duration", 1000, _FED,
+        "After a failed transaction to a server, wait this long before the next try;\n"
+        "each further failure multiplies the wait by destination_retry_multiplier, up\n"
+        "to destination_max_retry_interval. A request from that server retries at once.\n"
+        "(Synapse's defaults are 10m, 2 and 1w: Hexagone retries sooner.)", bounds=(1, None),
+        sample=lambda ctx: "1s"),
+    Key("federation.destination_retry_multiplier", "multiplier", 2.0, _FED,
+        "What each further failure multiplies the wait by (a number at least 1)."),
+    Key("federation.destination_max_retry_interval", "duration", 3600 * 1000, _FED,
+        "The longest wait between two tries.", bounds=(1, None), sample=lambda ctx: "1h"),
     Key("federation_verify_certificates", "bool", True, _FED,
         "Verify TLS certificates of other servers. Only turn off for testing."),
     Key("federation_custom_ca_list", "path_list", (), _FED,
@@ -754,6 +764,8 @@ SYNAPSE_SUBKEYS: dict[str, tuple[str, ...]] = {
               "add_threepid_template_failure_html", "password_reset_template_success_html",
               "registration_template_success_html", "add_threepid_template_success_html"),
     "sso": ("template_dir",),
+    "federation": ("client_timeout", "max_short_retry_delay", "max_long_retry_delay", "max_short_retries",
+                   "max_long_retries"),
     "redis": ("password", "password_path", "dbid", "path", "use_tls", "certificate_file", "private_key_file",
               "ca_file", "ca_path"),
 }

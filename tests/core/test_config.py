@@ -354,6 +354,26 @@ def test_bad_ratelimits(cfg_dir, key, value, prefix):
     refused(cfg_dir, prefix, **{key: value})
 
 
+def test_federation_retry_intervals_read_as_synapse_s(cfg_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    c = parse(cfg_dir, federation={"destination_min_retry_interval": "30s", "destination_retry_multiplier": 1.5,
+                                   "destination_max_retry_interval": "1d", "max_long_retries": 5})
+    assert (c.federation_destination_min_retry_interval, c.federation_destination_retry_multiplier,
+            c.federation_destination_max_retry_interval) == (30_000, 1.5, 86_400_000)
+    (warning,) = config_warnings(caplog)
+    assert "federation.max_long_retries" in warning and "not implement" in warning
+    default = parse(cfg_dir)
+    assert (default.federation_destination_min_retry_interval, default.federation_destination_retry_multiplier,
+            default.federation_destination_max_retry_interval) == (1000, 2.0, 3_600_000)
+
+
+@pytest.mark.parametrize("sub, value", [("destination_retry_multiplier", 0.5), ("destination_retry_multiplier", "2"),
+                                        ("destination_retry_multiplier", True), ("destination_min_retry_interval", 0),
+                                        ("destination_max_retry_interval", "soon")])
+def test_bad_federation_retry_intervals_refused(cfg_dir, sub, value):
+    refused(cfg_dir, f"federation.{sub}:", federation={sub: value})
+
+
 @pytest.mark.parametrize("value", ["1 fortnight", "h", "-5m", -1, "5 minutes", False, {}])
 def test_bad_duration(cfg_dir, value):
     refused(cfg_dir, "turn_user_lifetime:", turn_user_lifetime=value)

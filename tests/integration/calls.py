@@ -150,10 +150,18 @@ class CallResult:
     caller_pairs: list = field(default_factory=list)
     callee_pairs: list = field(default_factory=list)
     event_types: list = field(default_factory=list)  # the call events the callee saw, in order
+    ice_states: dict = field(default_factory=lambda: {"caller": [], "callee": []})  # each side's ICE states
+    candidates_got: dict = field(default_factory=lambda: {"caller": [], "callee": []})  # the other's candidates
+
+
+def _watched(pc: RTCPeerConnection, side: str, result: CallResult) -> RTCPeerConnection:
+    """``pc``, its ICE connection states recorded in ``result`` (told when a call does not complete)."""
+    pc.on("iceconnectionstatechange", lambda: result.ice_states[side].append(pc.iceConnectionState))
+    return pc
 
 
 async def _caller(sig: Signaller, turn: dict, call_id: str, result: CallResult, started: list) -> None:
-    pc = RTCPeerConnection(relay_only(turn))
+    pc = _watched(RTCPeerConnection(relay_only(turn)), "caller", result)
     try:
         channel = pc.createDataChannel("chat")
         opened, replied = asyncio.Event(), asyncio.Event()
@@ -173,6 +181,7 @@ async def _caller(sig: Signaller, turn: dict, call_id: str, result: CallResult, 
         await pc.setRemoteDescription(RTCSessionDescription(answer["content"]["answer"]["sdp"], "answer"))
         await sig.send("m.call.select_answer", {**base, "selected_party_id": answer["content"]["party_id"]})
         theirs = await sig.next("m.call.candidates")
+        result.candidates_got["caller"] += [c["candidate"] for c in theirs["content"]["candidates"]]
         await add_candidates(pc, theirs["content"]["candidates"])
         await opened.wait()
         channel.send("hello through TURN")
@@ -184,7 +193,7 @@ async def _caller(sig: Signaller, turn: dict, call_id: str, result: CallResult, 
 
 
 async def _callee(sig: Signaller, turn: dict, result: CallResult, started: list) -> None:
-    pc = RTCPeerConnection(relay_only(turn))
+    pc = _watched(RTCPeerConnection(relay_only(turn)), "callee", result)
     got_data, got_audio = asyncio.Event(), asyncio.Event()
 
     def on_channel(channel) -> None:
@@ -223,6 +232,7 @@ async def _callee(sig: Signaller, turn: dict, result: CallResult, started: list)
             event = await sig.next("m.call.candidates", "m.call.select_answer", "m.call.hangup")
             result.event_types.append(event["type"])
             if event["type"] == "m.call.candidates":
+                result.candidates_got["callee"] += [c["candidate"] for c in event["content"]["candidates"]]
                 await add_candidates(pc, event["content"]["candidates"])
             elif event["type"] == "m.call.hangup":
                 break
@@ -236,8 +246,11 @@ async def call(caller: Signaller, callee: Signaller, caller_turn: dict, callee_t
     result, started = CallResult(), []
     try:
         await asyncio.gather(caller.start(), callee.start())
-        await asyncio.wait_for(asyncio.gather(_caller(caller, caller_turn, unique("call"), result, started),
-                                              _callee(callee, callee_turn, result, started)), CALL_DEADLINE_S)
+        try:
+            await asyncio.wait_for(asyncio.gather(_caller(caller, caller_turn, unique("call"), result, started),
+                                                  _callee(callee, callee_turn, result, started)), CALL_DEADLINE_S)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"the call did not complete in {CALL_DEADLINE_S} s: {result}") from None
     finally:
         await asyncio.gather(caller.close(), callee.close())
     return result

@@ -23,6 +23,10 @@ from tests.integration.faults import FAULT_STATE_TYPE, TRIALS, Senders, check_ro
 from tests.integration.harness import q, shared_room
 
 DELIVERY_DEADLINE_S = 60.0
+# The sender retries a dead receiver at most this often: the delivery time after its restart measures the
+# recovery, not how far the back-off grew while it was down (by default 1 s doubling to 1 h, so a receiver down
+# 40 s on a loaded machine would wait up to 64 s more).
+RETRY_AT_MOST = {"federation": {"destination_max_retry_interval": "2s"}}
 
 
 def integrity_check(server) -> None:
@@ -76,7 +80,7 @@ def wait_delivered(user, room_id: str, event_ids, deadline_s: float = DELIVERY_D
 
 def test_kill_during_federation_sends(fed):
     """Alternately the sending server and the receiving one is killed in the middle of the sends."""
-    sender, receiver = fed(), fed()
+    sender, receiver = fed(**RETRY_AT_MOST), fed(**RETRY_AT_MOST)
     owner, visitor = sender.process.register(), receiver.process.register()
     room_id = shared_room(owner, visitor, public=True)
     rng = random.Random(31)

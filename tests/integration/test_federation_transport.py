@@ -465,15 +465,16 @@ def test_sender_catches_up_in_order_when_the_peer_comes_up(rig, ca):
         listener.stop()
 
 
-def test_sender_resends_the_same_transaction_until_acknowledged(rig, ca):
-    """The interval doubles from the minimum at each failure, up to the maximum."""
+@pytest.mark.parametrize("multiplier, intervals_ms", [(2, [100, 200, 400, 400]), (1.5, [100, 150, 225, 337])])
+def test_sender_resends_the_same_transaction_until_acknowledged(rig, ca, multiplier, intervals_ms):
+    """The interval grows from the minimum by the multiplier at each failure, up to the maximum."""
     peer, listener, dest = peer_for(rig, ca)
     peer.statuses = [500, 429, 503, 500]
     listener.start()
-    sender = rig.sender(min_retry_ms=100, max_retry_ms=400)
+    sender = rig.sender(min_retry_ms=100, max_retry_ms=400, retry_multiplier=multiplier)
     try:
         on_reactor(rig.reactor, lambda: sender.send_pdu([dest], pdu(1)))
-        for attempt, interval_ms in enumerate([100, 200, 400, 400], start=1):
+        for attempt, interval_ms in enumerate(intervals_ms, start=1):
             rig.backed_off(dest, interval_ms)
             assert len(peer.transactions) == attempt
             rig.advance(interval_ms / 1000)
