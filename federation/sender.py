@@ -34,7 +34,8 @@ _PERMANENT_STATUSES = frozenset({400, 403, 404, 405, 413})
 
 class FederationSender:
     def __init__(self, *, reactor, store: FederationQueueStore, client, server_name: str,
-                 peers: FederationPeers, now_ms: Callable[[], int], positions, transmit: bool = True,
+                 peers: FederationPeers, now_ms: Callable[[], int], positions,
+                 transmits: Callable[[str], bool] = lambda destination: True,
                  on_queued: Callable[[int, list[str]], None] | None = None,
                  min_retry_ms: int = MIN_RETRY_MS, max_retry_ms: int = MAX_RETRY_MS, retry_multiplier: float = 2):
         self._reactor = reactor
@@ -44,7 +45,9 @@ class FederationSender:
         self._peers = peers
         self._now_ms = now_ms
         self._positions = positions  # a StreamIdGenerator over federation_outbox.position
-        self._transmit_here = transmit  # False: a federation sender worker sends what this process queues
+        # Whether this process sends to a destination (not when federation sender workers send what it queues,
+        # nor to the destinations of another worker sharing them).
+        self._transmits = transmits
         self._on_queued = on_queued  # told of each entry queued (the other processes are: replication)
         self._min_retry_ms = min_retry_ms
         self._max_retry_ms = max_retry_ms
@@ -146,7 +149,7 @@ class FederationSender:
 
     def _kick(self, destination: str) -> None:
         """Start the destination's transmission loop unless it runs already or is backing off."""
-        if self._stopping or not self._transmit_here:
+        if self._stopping or not self._transmits(destination):
             return
         self._dirty.add(destination)
         if destination in self._running:

@@ -421,7 +421,7 @@ def build_server(config, reactor) -> HomeServer:
     ) if mailer is not None and config.email_enable_notifs else None
     pushers = PusherService(store=pushers_storage.PusherStore(db), push=push, room_heads=room_heads,
                             event_store=event_store, reactor=reactor, email=email_notifs,
-                            sends=role.sends_pushes, replicated=role.is_worker,
+                            sends=role.sends_pushes, sends_for=role.sends_pushes_for, replicated=role.is_worker,
                             on_changed=publisher.pushers_changed if publisher is not None else None,
                             client=PushGatewayClient(reactor=reactor, threads=threads, ip_filter=IpRangeFilter(
                                 config.ip_range_blacklist, config.ip_range_whitelist), tls_policy=ClientTlsPolicy(
@@ -778,7 +778,7 @@ def _build_transport(config, reactor, threads, db, signing_key, peers: Federatio
     sender = FederationSender(reactor=reactor, store=queue, client=client, server_name=config.server_name,
                               peers=peers, now_ms=now_ms,
                               positions=StreamIdGenerator(queue.max_position_sync()),
-                              transmit=config.worker_role.sends_federation,
+                              transmits=config.worker_role.sends_federation_to,
                               on_queued=publisher.federation_queued if publisher is not None else None,
                               min_retry_ms=config.federation_destination_min_retry_interval,
                               retry_multiplier=config.federation_destination_retry_multiplier,

@@ -724,7 +724,8 @@ KEYS: tuple[Key, ...] = (
         "false: the main process queues federation but does not send it (a federation\n"
         "sender worker does)."),
     Key("federation_sender_instances", "str_list", (), _WORKERS,
-        "The worker that sends the federation queue (at most one); main then does not."),
+        "The workers that send the federation queue; main then does not. Several share\n"
+        "the destinations as Synapse's do (by the SHA-256 of the server name)."),
     Key("worker_replication_secret", "secret", None, _WORKERS,
         "The secret workers send main's replication listener (a listener naming the\n"
         "replication resource, at instance_map.main): an inbound federation worker\n"
@@ -738,7 +739,8 @@ KEYS: tuple[Key, ...] = (
         "The instance that runs the media background jobs (media retention); main\n"
         "when unset.", sample=lambda ctx: "media1", commented=True),
     Key("pusher_instances", "str_list", (), _WORKERS,
-        "The worker that sends push notifications (at most one); main then does not."),
+        "The workers that send push notifications; main then does not. Several share\n"
+        "the users as Synapse's do (by the SHA-256 of the user ID)."),
     Key("start_pushers", "bool", True, _WORKERS,
         "false: main sends no push notifications (pusher_instances names who does)."),
     Key("notify_appservices_from_worker", "str", None, _WORKERS,

@@ -11,6 +11,7 @@ Pure: reads the values the table's parsers produced and derives the role, or ref
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from homeserver.config.values import ConfigError
@@ -22,6 +23,12 @@ WORKER_APPS = ("synapse.app.generic_worker", "synapse.app.federation_sender", "s
 # Synapse's stream names; Hexagone's writer of each is the main process.
 STREAMS = ("events", "typing", "to_device", "account_data", "receipts", "presence", "push_rules",
            "device_lists", "un_partial_stated_event")
+
+
+def shard_owner(instances: tuple[str, ...], key: str) -> str:
+    """The instance of ``instances`` that handles ``key`` (a destination server): Synapse's sharding, the
+    SHA-256 of the key read as a little-endian integer, modulo the number of instances."""
+    return instances[int.from_bytes(hashlib.sha256(key.encode("utf8")).digest(), "little") % len(instances)]
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,17 @@ class WorkerRole:
     media_jobs: bool = True  # runs the media background jobs (media_instance_running_background_jobs)
     sends_pushes: bool = True  # runs the pushers (pusher_instances, start_pushers)
     sends_appservices: bool = True  # sends the appservice transactions (notify_appservices_from_worker)
+    federation_senders: tuple[str, ...] = ()  # several: they share the destinations (federation_sender_instances)
+    pushers: tuple[str, ...] = ()  # several: they share the users (pusher_instances)
+
+    def sends_federation_to(self, destination: str) -> bool:
+        """Whether this process transmits the federation queue of ``destination``."""
+        return self.sends_federation and (len(self.federation_senders) < 2
+                                          or shard_owner(self.federation_senders, destination) == self.instance)
+
+    def sends_pushes_for(self, user_id: str) -> bool:
+        """Whether this process runs the pushers of ``user_id``."""
+        return self.sends_pushes and (len(self.pushers) < 2 or shard_owner(self.pushers, user_id) == self.instance)
 
 
 SINGLE_PROCESS = WorkerRole(instance=MAIN, is_worker=False, sends_federation=True, replicated=False)
@@ -75,11 +93,6 @@ def parse_stream_writers(value: dict, path: str) -> dict[str, list[str]]:
     return result
 
 
-def _one_instance(names: list[str], key: str) -> None:
-    if len(names) > 1:
-        raise ConfigError(f"{key}: Hexagone runs one such worker; sharding over several is not implemented")
-
-
 def worker_role(v: dict) -> WorkerRole:
     """The role of this process, after the rules spanning the worker keys (else ConfigError)."""
     app, name, senders = v["worker_app"], v["worker_name"], v["federation_sender_instances"]
@@ -89,10 +102,13 @@ def worker_role(v: dict) -> WorkerRole:
         raise ConfigError(f"worker_name: required with worker_app: {app}")
     if not is_worker and name not in (None, MAIN):
         raise ConfigError("worker_name: set without a worker_app naming a worker (e.g. synapse.app.generic_worker)")
-    _one_instance(senders, "federation_sender_instances")
-    _one_instance(pushers, "pusher_instances")
-    if app == "synapse.app.federation_sender" and senders and senders != [name]:
-        raise ConfigError(f"federation_sender_instances: names {senders[0]}, not this federation sender {name}")
+    for key, names in (("federation_sender_instances", senders), ("pusher_instances", pushers)):
+        if len(set(names)) < len(names):
+            raise ConfigError(f"{key}: names an instance twice")
+    for own_app, key, names in (("synapse.app.federation_sender", "federation_sender_instances", senders),
+                                ("synapse.app.pusher", "pusher_instances", pushers)):
+        if app == own_app and names and name not in names:
+            raise ConfigError(f"{key}: does not name this worker ({own_app}) {name}")
     instance = name if is_worker else MAIN
     main_sends = v["send_federation"] and not senders
     sends = (not is_worker and main_sends) or (is_worker and (
@@ -121,4 +137,5 @@ def worker_role(v: dict) -> WorkerRole:
                           "replication listener) and worker_replication_secret: main persists the events it receives")
     return WorkerRole(instance=instance, is_worker=is_worker, sends_federation=sends, replicated=replicated,
                       serves_media=serves_media, media_jobs=media_jobs, sends_pushes=pushes,
-                      sends_appservices=notifies)
+                      sends_appservices=notifies, federation_senders=tuple(senders),
+                      pushers=tuple(pushers))

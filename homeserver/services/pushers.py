@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Callable
 
 from twisted.internet import defer, task
 
@@ -165,11 +166,14 @@ class PusherService:
     """The /pushers API, the room event listener waking the pusher loops, and the loops."""
 
     def __init__(self, *, store: PusherStore, push, room_heads, event_store, client: PushGatewayClient, reactor,
-                 email=None, sends: bool = True, replicated: bool = False, on_changed=None):
-        """``sends`` False: another process (``pusher_instances``) runs the loops; this one tells it of the
-        pushers set or removed through ``on_changed(keys)``. ``replicated``: this process is that worker, whose
-        loops move on as main reports the push actions stored (:meth:`push_stored`)."""
+                 email=None, sends: bool = True, sends_for: Callable[[str], bool] = lambda user_id: True,
+                 replicated: bool = False, on_changed=None):
+        """``sends`` False: other processes (``pusher_instances``) run the loops; this one tells them of the
+        pushers set or removed through ``on_changed(keys)``. ``sends_for(user_id)``: whether this process runs
+        that user's pushers (several pusher workers share the users). ``replicated``: this process is such a
+        worker, whose loops move on as main reports the push actions stored (:meth:`push_stored`)."""
         self._sends = sends
+        self._sends_for = sends_for
         self._on_changed = on_changed
         self._replicated = replicated
         self._store = store
@@ -207,6 +211,8 @@ class PusherService:
             if self._on_changed is not None:
                 self._on_changed([pusher.key])
             return
+        if not self._sends_for(pusher.user_id):
+            return  # another pusher worker's user
         old = self._loops.pop(pusher.key, None)
         if old is not None:
             old.stop()

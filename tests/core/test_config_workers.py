@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
+
+from homeserver.config.workers import shard_owner
 from tests.core.test_config import cfg_dir, parse, refused  # noqa: F401 (fixture)
 
 PG = {"name": "psycopg2", "args": {"dbname": "hexagone", "host": "127.0.0.1", "user": "postgres"}}
@@ -35,12 +39,45 @@ def test_federation_sender_and_main_that_does_not_send(cfg_dir):
     assert not parse(cfg_dir, database=PG, redis=REDIS, send_federation=False).worker_role.sends_federation
 
 
+def test_several_federation_senders_share_the_destinations_as_synapse_s_do(cfg_dir):
+    senders = ["fed1", "fed2", "fed3"]
+    roles = [parse(cfg_dir, worker_app="synapse.app.generic_worker", worker_name=name, database=PG, redis=REDIS,
+                   federation_sender_instances=senders).worker_role for name in senders]
+    main = parse(cfg_dir, database=PG, redis=REDIS, federation_sender_instances=senders).worker_role
+    destinations = [f"agency{i}.example" for i in range(300)]
+    owners = {d: [r.instance for r in roles if r.sends_federation_to(d)] for d in destinations}
+    assert all(len(owner) == 1 for owner in owners.values())  # each destination has exactly one sender
+    assert all(100 - 30 < sum(o == [name] for o in owners.values()) < 100 + 30 for name in senders)
+    assert not any(main.sends_federation_to(d) for d in destinations)
+    # Synapse's choice: SHA-256 of the destination, little-endian, modulo the number of instances
+    assert [shard_owner(("a", "b"), d) for d in ("matrix.org", "example.com", "agency0.example")] == [
+        ("a", "b")[int.from_bytes(hashlib.sha256(d.encode()).digest(), "little") % 2]
+        for d in ("matrix.org", "example.com", "agency0.example")]
+    single = parse(cfg_dir, worker_app="synapse.app.generic_worker", worker_name="fed1", database=PG, redis=REDIS,
+                   federation_sender_instances=["fed1"]).worker_role
+    assert all(single.sends_federation_to(d) for d in destinations)
+
+
+def test_several_pusher_workers_share_the_users(cfg_dir):
+    pushers = ["push1", "push2"]
+    roles = [parse(cfg_dir, worker_app="synapse.app.generic_worker", worker_name=name, database=PG, redis=REDIS,
+                   pusher_instances=pushers).worker_role for name in pushers]
+    users = [f"@user{i}:example.org" for i in range(200)]
+    owners = [[r.instance for r in roles if r.sends_pushes_for(u)] for u in users]
+    assert all(len(owner) == 1 for owner in owners) and {o[0] for o in owners} == set(pushers)
+    assert owners[0] == [shard_owner(tuple(pushers), users[0])]
+    assert not any(parse(cfg_dir, database=PG, redis=REDIS, pusher_instances=pushers).worker_role.sends_pushes_for(u)
+                   for u in users)
+
+
 @pytest.mark.parametrize("extra,prefix", [
     ({"worker_app": "synapse.app.generic_worker", "database": PG, "redis": REDIS}, "worker_name:"),
     ({"worker_app": "synapse.app.generic_worker", "worker_name": "w", "redis": REDIS}, "database.name:"),
     ({"worker_app": "synapse.app.generic_worker", "worker_name": "w", "database": PG}, "redis.enabled:"),
     ({"federation_sender_instances": ["fed1"], "database": PG}, "redis.enabled:"),
-    ({"federation_sender_instances": ["a", "b"], "database": PG, "redis": REDIS}, "federation_sender_instances:"),
+    ({"federation_sender_instances": ["a", "a"], "database": PG, "redis": REDIS}, "federation_sender_instances:"),
+    ({"worker_app": "synapse.app.federation_sender", "worker_name": "c", "federation_sender_instances": ["a", "b"],
+      "database": PG, "redis": REDIS}, "federation_sender_instances:"),
     ({"stream_writers": {"events": ["sync1"]}}, "stream_writers.events:"),
     ({"stream_writers": {"nonsense": ["main"]}}, "stream_writers.nonsense:"),
     ({"worker_app": "synapse.app.frontend_proxy"}, "worker_app:"),
@@ -83,7 +120,9 @@ def test_pusher_appservice_and_media_roles(cfg_dir):
 @pytest.mark.parametrize("extra,prefix", [
     ({"pusher_instances": ["bg1"], "database": PG}, "redis.enabled:"),
     ({"notify_appservices_from_worker": "as1"}, "redis.enabled:"),
-    ({"pusher_instances": ["a", "b"], "database": PG, "redis": REDIS}, "pusher_instances:"),
+    ({"pusher_instances": ["a", "b", "a"], "database": PG, "redis": REDIS}, "pusher_instances:"),
+    ({"worker_app": "synapse.app.pusher", "worker_name": "c", "pusher_instances": ["a", "b"], "database": PG,
+      "redis": REDIS}, "pusher_instances:"),
     ({"worker_app": "synapse.app.generic_worker", "worker_name": "fedin1", "database": PG, "redis": REDIS,
       "worker_listeners": [{"port": 8085, "type": "http", "resources": [{"names": ["federation"]}]}]},
      "worker_listeners:"),
