@@ -100,8 +100,11 @@ class RoomHistoryService:
         return result
 
     async def _gaps(self, events: list[StoredEvent]) -> list[str]:
-        """The prev events of ``events`` that this server lacks or holds only without state (an outlier)."""
+        """The prev events of ``events`` that this server lacks or holds only without state (an outlier).
+        Those among ``events`` (timeline events, with state) are no gap: only the others are read (a page's
+        events are not all read again, nor do they fill the event cache as a client pages back)."""
         prev_ids = {p for ev in events for p in event_id_list(ev.pdu.get("prev_events", []))}
+        prev_ids -= {ev.event_id for ev in events}
         held = await self._heads.get_events(prev_ids)
         return sorted(p for p in prev_ids if p not in held or (held[p].outlier and held[p].state_group is None))
 
