@@ -28,7 +28,7 @@ from homeserver.lru import LruCache
 from homeserver.services.background import ListenerWork
 from homeserver.services.sync import together
 from homeserver.storage.events import StoredEvent
-from homeserver.storage.push import PushAction, PushStore
+from homeserver.storage.push import EventPushActions, PushAction, PushStore
 from homeserver.services.room_events.heads import RoomHeads
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class StagedActions:
     def __init__(self, store: PushStore, clock, written_upto: int, on_stored: Callable[[int], None] | None = None):
         self._store = store
         self._clock = clock
-        self._rows: list[PushAction] = []
+        self._rows: list[EventPushActions] = []
         self._timer = None
         self._writing = False
         self._writes = 0
@@ -64,8 +64,8 @@ class StagedActions:
         self.covered = self.stored_through = self._covered_at_write = written_upto
         self._on_stored = on_stored
 
-    def add(self, actions: list[PushAction], covered: int | None = None) -> None:
-        self._rows += actions
+    def add(self, events: list[EventPushActions], covered: int | None = None) -> None:
+        self._rows += events
         if covered is not None:
             self.covered = max(self.covered, covered)
         self._schedule()
@@ -88,8 +88,8 @@ class StagedActions:
         self._covered_at_write = self.covered
         batch = list(self._rows)
         d = defer.ensureDeferred(self._store.add_actions(batch))
-        d.addErrback(lambda f: logger.error("Storing %d push actions failed; they are lost: %s", len(batch),
-                                            f.getTraceback()))
+        d.addErrback(lambda f: logger.error("Storing the push actions of %d events failed; they are lost: %s",
+                                            len(batch), f.getTraceback()))
         d.addBoth(lambda _: self._written(len(batch)))
 
     def _written(self, count: int) -> None:
@@ -117,8 +117,8 @@ class StagedActions:
                 self._write()
             await self._write_ended()
 
-    async def read(self, query: Callable[[], Awaitable]) -> tuple:
-        """``(await query(), staged rows)``, retrying the query if a write overlapped it."""
+    async def read(self, query: Callable[[], Awaitable], user_id: str) -> tuple:
+        """``(await query(), the user's staged actions)``, retrying the query if a write overlapped it."""
         while True:
             if self._writing:
                 await self._write_ended()
@@ -126,7 +126,7 @@ class StagedActions:
             writes = self._writes
             result = await query()
             if writes == self._writes and not self._writing:
-                return result, list(self._rows)
+                return result, [a for ev in self._rows if (a := ev.of(user_id)) is not None]
 
 
 @dataclass
@@ -321,10 +321,11 @@ class PushService:
             self.work.start(self._store_push_actions(events, token), max(e.stream_ordering for e in events))
 
     async def _store_push_actions(self, events: list[StoredEvent], token: object) -> None:
-        actions: list[PushAction] = []
+        actions: list[EventPushActions] = []
         try:
             for ev in events:
-                actions += await self._actions_for_event(ev)
+                if (computed := await self._actions_for_event(ev)) is not None:
+                    actions.append(computed)
         except Exception:
             actions = []  # logged by the ListenerWork; these events' actions are lost
             raise
@@ -349,7 +350,7 @@ class PushService:
     def _is_local(self, user_id: str | None) -> bool:
         return bool(user_id) and user_id.endswith(self._server_suffix)
 
-    async def _actions_for_event(self, ev: StoredEvent) -> list[PushAction]:
+    async def _actions_for_event(self, ev: StoredEvent) -> EventPushActions | None:
         """Spec "Server behaviour": evaluate the rules of each local member (and a local invitee) but the sender."""
         members = await self._heads.members(ev.room_id)  # from memory while the room's state stays
         joined = members.joined_count
@@ -362,7 +363,7 @@ class PushService:
         recipients.discard(ev.sender)
         version = await self._heads.room_version(ev.room_id)
         if not recipients or version is None:
-            return []
+            return None
         state = await self._heads.current_state(ev.room_id, {("m.room.create", ""), ("m.room.power_levels", "")})
         create, power = state.get(("m.room.create", "")), state.get(("m.room.power_levels", ""))
         sender_level = get_power_level(version, create.pdu if create else None, power.pdu if power else None,
@@ -386,17 +387,19 @@ class PushService:
         for rules, user_ids in groups.items():
             results.update(evaluate_group(rules, event, user_ids, room_ctx, context, shared))
         ts = ev.pdu.get("origin_server_ts", 0)
-        notifying: dict[int, tuple[bool, list]] = {}  # per distinct actions list: (highlight, actions)
-        out = []
+        notifying: dict[int, tuple[bool, list] | None] = {}  # per distinct actions list: (highlight, actions)
+        user_ids, outcomes = [], []
         for user_id in ordered:
             actions = results[user_id][1]
             key = id(actions)
             if key not in notifying:
                 notifying[key] = (highlights(actions), actions) if notifies(actions) else None
             if notifying[key] is not None:
-                out.append(PushAction(user_id, ev.stream_ordering, ev.room_id, ev.event_id, thread_id,
-                                      notifying[key][0], actions, ts))
-        return out
+                user_ids.append(user_id)
+                outcomes.append(notifying[key])
+        if not user_ids:
+            return None
+        return EventPushActions(ev.stream_ordering, ev.room_id, ev.event_id, thread_id, ts, user_ids, outcomes)
 
     async def _thread_of(self, ev: StoredEvent) -> str:
         """Spec "Marking notifications as read": the thread root found within three relation hops, or "main"."""
@@ -439,7 +442,7 @@ class PushService:
                             user_id, room_id, thread_id, threshold, upto)
             return delta, recounted
 
-        (delta, recounted), staged = await self._staged.read(query)
+        (delta, recounted), staged = await self._staged.read(query, user_id)
         for room_id, threads in delta.items():
             for thread_id, counts in threads.items():
                 if (room_id, thread_id) in recounted:
@@ -448,7 +451,7 @@ class PushService:
                     rooms[room_id].add(thread_id, counts)
         for action in staged:
             room = rooms.get(action.room_id)
-            if action.user_id == user_id and room is not None and \
+            if room is not None and \
                     room.threshold(action.thread_id) < action.stream_ordering <= upto:
                 room.add(action.thread_id, (1, int(action.highlight)))
         for room_id, room in rooms.items():
@@ -505,8 +508,8 @@ class PushService:
                 return []
             return await self._store.actions_after(user_id, after, upto, limit)
 
-        stored, staged = await self._staged.read(query)
-        staged = [a for a in staged if a.user_id == user_id and after < a.stream_ordering <= upto]
+        stored, staged = await self._staged.read(query, user_id)
+        staged = [a for a in staged if after < a.stream_ordering <= upto]
         return sorted(stored + staged, key=lambda a: a.stream_ordering)[:limit]
 
     # -- listing -----------------------------------------------------------------------------
@@ -522,8 +525,8 @@ class PushService:
         await self.work.wait()  # events sent before the request are listed
         user_id, only_highlight = requester.user_id, only == "highlight"
         stored, staged = await self._staged.read(
-            lambda: self._store.notifications(user_id, before, limit, only_highlight))
-        staged = [a for a in staged if a.user_id == user_id and (before is None or a.stream_ordering < before)
+            lambda: self._store.notifications(user_id, before, limit, only_highlight), user_id)
+        staged = [a for a in staged if (before is None or a.stream_ordering < before)
                   and (a.highlight or not only_highlight)]
         actions = sorted(stored + staged, key=lambda a: a.stream_ordering, reverse=True)[:limit]
         events = await self._heads.get_events(a.event_id for a in actions)

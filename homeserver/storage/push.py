@@ -8,6 +8,7 @@ Notifications". A user's rules of one kind are stored with a priority
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from typing import NamedTuple
 
 from homeserver.storage.database import COPY_FROM_ROWS, Store
@@ -84,6 +85,31 @@ class PushAction(NamedTuple):
     ts: int
 
 
+ROWS_PER_INSERT = 2000  # push action rows sent by one statement (or COPY)
+
+
+class EventPushActions(NamedTuple):
+    """The push actions of one event, for each of its notified users (a send to a room of thousands makes
+    thousands: what they share is held once, and each user's part is a place in two lists)."""
+
+    stream_ordering: int
+    room_id: str
+    event_id: str
+    thread_id: str
+    ts: int
+    user_ids: list[str]  # sorted
+    outcomes: list[tuple[bool, list]]  # each user's (highlight, actions), in the order of ``user_ids``
+
+    def of(self, user_id: str) -> PushAction | None:
+        """The user's push action for this event, if notified."""
+        i = bisect_left(self.user_ids, user_id)
+        if i == len(self.user_ids) or self.user_ids[i] != user_id:
+            return None
+        highlight, actions = self.outcomes[i]
+        return PushAction(user_id, self.stream_ordering, self.room_id, self.event_id, self.thread_id, highlight,
+                          actions, self.ts)
+
+
 class PushStore(Store):
     # -- rules -------------------------------------------------------------------------
     async def get_rules(self, user_id: str) -> tuple[dict[str, list[dict]], dict[tuple[str, str], dict]]:
@@ -141,21 +167,33 @@ class PushStore(Store):
         await self.db.run("change_default_push_rule", txn_fn)
 
     # -- push actions ---------------------------------------------------------------------
-    async def add_actions(self, actions: list[PushAction]) -> None:
-        if not actions:
+    async def add_actions(self, events: list[EventPushActions]) -> None:
+        """One transaction, inserting :data:`ROWS_PER_INSERT` rows at a time (a batch of sends to a big room is
+        never held as rows all at once)."""
+        if not events:
             return
+        columns = ("user_id", "stream_ordering", "room_id", "event_id", "thread_id", "highlight", "actions_json",
+                   "ts")
         encoded: dict[int, str] = {}  # most members of a room share one actions list: encoded once
-        rows = []
-        for a in actions:
-            raw = encoded.get(id(a.actions))
-            if raw is None:
-                raw = encoded[id(a.actions)] = json.dumps(a.actions)
-            rows.append((a.user_id, a.stream_ordering, a.room_id, a.event_id, a.thread_id, int(a.highlight), raw, a.ts))
+
+        def txn_fn(t):
+            rows = []
+            for ev in events:
+                for user_id, (highlight, actions) in zip(ev.user_ids, ev.outcomes):
+                    raw = encoded.get(id(actions))
+                    if raw is None:
+                        raw = encoded[id(actions)] = json.dumps(actions)
+                    rows.append((user_id, ev.stream_ordering, ev.room_id, ev.event_id, ev.thread_id, int(highlight),
+                                 raw, ev.ts))
+                    if len(rows) == ROWS_PER_INSERT:
+                        t.insert_rows("push_actions", columns, rows)
+                        rows = []
+            if rows:
+                t.insert_rows("push_actions", columns, rows)
+
         # New rows only, so no conflict: a pipelined transaction, or COPY (outside a pipeline) for a big room's.
-        run = self.db.run if len(rows) >= COPY_FROM_ROWS else self.db.run_ordered
-        await run("add_push_actions", lambda t: t.insert_rows(
-            "push_actions", ("user_id", "stream_ordering", "room_id", "event_id", "thread_id", "highlight",
-                             "actions_json", "ts"), rows))
+        many = sum(len(ev.user_ids) for ev in events) >= COPY_FROM_ROWS
+        await (self.db.run if many else self.db.run_ordered)("add_push_actions", txn_fn)
 
     async def counts_after(self, user_id: str, after: dict[str, int], upto: int
                            ) -> dict[str, dict[str, tuple[int, int]]]:

@@ -126,8 +126,9 @@ def test_growth_fill_then_measure(tmp_path, capsys):
 
     out_path = tmp_path / "growth.json"
     code = growth.main(["--measure", str(kept), "--servers", "hexagone", "--json", str(out_path)])
-    assert code == 0, capsys.readouterr()
-    assert "messages 40: not filled (yet), left out" in capsys.readouterr().err
+    printed = capsys.readouterr().err
+    assert code == 0, printed
+    assert "messages 40: not filled (yet), left out" in printed
     saved = json.loads(out_path.read_text())
     assert saved["database"] == DATABASE
     assert saved["sizes"] == {"sync": [2], "room": [3], "messages": [20], "directory": [5]}

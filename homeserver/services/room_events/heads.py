@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from homeserver.events.builder import event_id_list
 from homeserver.events.canonical_json import encode_canonical_json
@@ -112,6 +113,21 @@ class RoomMembers:
 NO_MEMBERS = RoomMembers({}, {}, frozenset())
 
 
+def _result_of(load: defer.Deferred) -> defer.Deferred:
+    """A Deferred with ``load``'s result that leaves that result in ``load`` for its other readers."""
+    mine: defer.Deferred = defer.Deferred()
+
+    def passed_on(result):
+        if isinstance(result, Failure):
+            mine.errback(result)
+        else:
+            mine.callback(result)
+        return result
+
+    load.addBoth(passed_on)
+    return mine
+
+
 def announce(stream: StreamIdGenerator, listeners: Sequence[RoomEventListener], events: list[StoredEvent]) -> None:
     """Call the listeners, in order, once the stream shows these events (a lower position may still be
     committing)."""
@@ -134,28 +150,48 @@ class RoomHeads:
         self._forgotten = 0  # how many times ``forget`` ran: a head loaded across one is not kept
         self._locks: dict[str, defer.DeferredLock] = {}
         self.cache: LruCache[str, StoredEvent] = LruCache(EVENT_CACHE_SIZE)  # persisted events by ID
+        # The events being read from the store: the read, and ``_forgotten`` when it began.
+        self._loading: dict[str, tuple[defer.Deferred, int]] = {}
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
 
     # -- events ------------------------------------------------------------------------
     async def get_events(self, event_ids) -> dict[str, StoredEvent]:
+        """The events found, from the cache or read from the store; an event another reader is reading now
+        is waited for, not read again (the first requests to a big room after a start all want its thousands
+        of member events: read once, they are held once)."""
         found: dict[str, StoredEvent] = {}
         missing = []
+        joined: dict[defer.Deferred, list[str]] = {}  # another reader's read -> the events wanted from it
         for eid in event_ids:
             ev = self.cache.get(eid)
-            if ev is None:
-                missing.append(eid)
-            else:
+            if ev is not None:
                 found[eid] = ev
+            elif (load := self._loading.get(eid)) is not None and load[1] == self._forgotten:
+                joined.setdefault(load[0], []).append(eid)
+            else:
+                missing.append(eid)
         if missing:
             forgotten = self._forgotten
-            loaded = await self._store.get_events(missing)
+            load = defer.ensureDeferred(self._store.get_events(missing))
+            for eid in missing:
+                self._loading[eid] = (load, forgotten)
+            try:
+                loaded = await _result_of(load)
+            finally:
+                for eid in missing:
+                    if self._loading.get(eid, (None,))[0] is load:
+                        del self._loading[eid]
+                load.addErrback(lambda _: None)  # its failure was raised here, and to each reader that waited
             keep = forgotten == self._forgotten  # not across a redaction another process made
             for eid, ev in loaded.items():
                 if keep:
                     self.cache.put(ev.event_id, ev)
                 found[eid] = ev
+        for load, wanted in joined.items():
+            loaded = await _result_of(load)
+            found.update((eid, loaded[eid]) for eid in wanted if eid in loaded)
         return found
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
