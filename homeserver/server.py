@@ -373,7 +373,7 @@ def build_server(config, reactor) -> HomeServer:
                            overrides=RatelimitOverrides(reactor, admin_store.ratelimit_overrides_sync()))
     transport = _build_transport(config, reactor, threads, db, signing_key, peers, audit, publisher, heard_from)
     rejections = FederationRejections(metrics.federation_rejected, audit=audit.note)
-    room_heads = RoomHeads(clock=reactor, store=event_store,
+    room_heads = RoomHeads(clock=reactor, store=event_store, event_cache_size=config.event_cache_size,
                            stream=StreamIdGenerator(event_store.max_stream_ordering_sync()),
                            state_group_ids=StreamIdGenerator(event_store.max_state_group_sync()))
     room_servers = RoomServers(room_heads)

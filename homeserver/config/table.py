@@ -195,6 +195,10 @@ KEYS: tuple[Key, ...] = (
     Key("filter_timeline_limit", "int", 100, _SERVER,
         "The largest room.timeline.limit a /sync filter may ask for; a larger one is\n"
         "lowered to it (-1: no limit).", origin=HEXAGONE, bounds=(-1, None)),
+    Key("event_cache_size", "size", 50_000, _SERVER,
+        "How many events are kept in memory (a member event takes about 2.5 KB).\n"
+        "A number, or with a unit as in Synapse: 10K is 10,240 events (Synapse's\n"
+        "default)."),
     Key("default_room_version", "room_version", DEFAULT_ROOM_VERSION, _SERVER,
         "The room version used for new rooms."),
 

@@ -847,6 +847,13 @@ def test_media_keys(cfg_dir):
     assert len(defaults.thumbnail_sizes) == 5 and defaults.max_upload_size == 50 * 1024 ** 2
 
 
+def test_event_cache_size_as_synapse_reads_it(cfg_dir):
+    assert parse(cfg_dir, event_cache_size="10K").event_cache_size == 10_240
+    assert parse(cfg_dir, event_cache_size=2000).event_cache_size == 2000
+    assert parse(cfg_dir).event_cache_size == 50_000
+    refused(cfg_dir, "event_cache_size:", event_cache_size="many")
+
+
 @pytest.mark.parametrize("key,value,prefix", [
     ("max_upload_size", "lots", "max_upload_size:"),
     ("max_upload_size", -1, "max_upload_size:"),

@@ -31,8 +31,9 @@ class Store:
         return {eid: stored(eid) for eid in event_ids if eid in self.ids}
 
 
-def heads(store: Store) -> RoomHeads:
-    return RoomHeads(clock=Clock(), store=store, stream=None, state_group_ids=None)
+def heads(store: Store, event_cache_size: int = 100) -> RoomHeads:
+    return RoomHeads(clock=Clock(), store=store, stream=None, state_group_ids=None,
+                     event_cache_size=event_cache_size)
 
 
 def test_a_second_reader_waits_for_the_read_under_way_and_reads_only_what_it_does_not_cover():
@@ -78,3 +79,16 @@ def test_a_read_begun_before_another_process_redacted_events_is_not_joined_after
         release.callback(None)
     assert set(before.result) == set(after.result) == {"$a"}
     assert h.cache.get("$a") is after.result["$a"]  # only the read begun after the redaction is kept
+
+
+def test_the_cache_holds_event_cache_size_events():
+    store = Store({"$a", "$b", "$c"})
+    h = heads(store, event_cache_size=2)
+    read = ensureDeferred(h.get_events(["$a", "$b", "$c"]))
+    store.reads[0][1].callback(None)
+    assert set(read.result) == {"$a", "$b", "$c"}
+    assert len(h.cache) == 2 and "$a" not in h.cache  # the least recently read went
+    again = ensureDeferred(h.get_events(["$a"]))
+    assert [ids for ids, _ in store.reads[1:]] == [["$a"]]
+    store.reads[1][1].callback(None)
+    assert set(again.result) == {"$a"}

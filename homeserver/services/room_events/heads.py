@@ -28,7 +28,6 @@ from homeserver.storage.events import EventStore, NewEvent, StateKey, StoredEven
 from homeserver.storage.streams import StreamIdGenerator
 
 CREATE_KEY: StateKey = ("m.room.create", "")
-EVENT_CACHE_SIZE = 50_000  # persisted events kept in memory
 
 RoomEventListener = Callable[[list[StoredEvent]], None]
 
@@ -140,7 +139,8 @@ def announce(stream: StreamIdGenerator, listeners: Sequence[RoomEventListener], 
 
 
 class RoomHeads:
-    def __init__(self, *, clock, store: EventStore, stream: StreamIdGenerator, state_group_ids: StreamIdGenerator):
+    def __init__(self, *, clock, store: EventStore, stream: StreamIdGenerator, state_group_ids: StreamIdGenerator,
+                 event_cache_size: int):
         self._clock = clock
         self._store = store
         self.stream = stream  # stream orderings of room events
@@ -149,7 +149,7 @@ class RoomHeads:
         self._members: dict[str, RoomMembers] = {}  # read from each room's state, as it was when last asked
         self._forgotten = 0  # how many times ``forget`` ran: a head loaded across one is not kept
         self._locks: dict[str, defer.DeferredLock] = {}
-        self.cache: LruCache[str, StoredEvent] = LruCache(EVENT_CACHE_SIZE)  # persisted events by ID
+        self.cache: LruCache[str, StoredEvent] = LruCache(event_cache_size)  # persisted events by ID
         # The events being read from the store: the read, and ``_forgotten`` when it began.
         self._loading: dict[str, tuple[defer.Deferred, int]] = {}
 
