@@ -33,7 +33,7 @@ from homeserver.services.room_events.heads import RoomHeads
 
 logger = logging.getLogger(__name__)
 
-RULESET_CACHE_SIZE = 10_000
+RULESET_CACHE_SIZE = 50_000  # users (one who never changed a rule costs little)
 MAX_NOTIFICATIONS_LIMIT = 500
 FLUSH_DELAY_S = 0.05
 COUNT_MEMO_SIZE = 100_000
@@ -201,9 +201,13 @@ class PushService:
         """The user's own rules, changes to default rules and compiled rules (the same tuple for users with
         the same rules), cached until the user changes a rule."""
         cached = self._rulesets.get(user_id)
-        if cached is None:
-            generation = self._generation
-            own, defaults = await self._store.get_rules(user_id)
+        return cached if cached is not None else (await self._rules_of([user_id]))[user_id]
+
+    async def _rules_of(self, user_ids: list[str]) -> dict[str, tuple[dict, dict, tuple[CompiledRule, ...]]]:
+        """:meth:`_rules` of users not in the cache, read together."""
+        generation = self._generation
+        found = {}
+        for user_id, (own, defaults) in (await self._store.get_rules_of(user_ids)).items():
             # Compiled rules depend on the user's own rules and changes only: the defaults' conditions on the
             # user's ID are templated (``compile_rule``).
             key = json.dumps([own, sorted(defaults.items())], sort_keys=True)
@@ -211,10 +215,10 @@ class PushService:
             if compiled is None:
                 compiled = compile_ruleset(merge_ruleset(user_id, own, defaults), user_id)
                 self._compiled.put(key, compiled)
-            cached = (own, defaults, compiled)
+            found[user_id] = cached = (own, defaults, compiled)
             if generation == self._generation:  # no rule changed while loading: safe to cache
                 self._rulesets.put(user_id, cached)
-        return cached
+        return found
 
     async def client_rules(self, user_id: str) -> dict:
         """Spec GET /pushrules/: the ``global`` ruleset."""
@@ -376,11 +380,12 @@ class PushService:
             return PushContext(user_id, names.get(user_id), joined, sender_level, power_content)
 
         ordered = sorted(recipients)
+        rulesets = {user_id: cached for user_id in ordered if (cached := self._rulesets.get(user_id)) is not None}
+        if len(rulesets) < len(ordered):
+            rulesets.update(await self._rules_of([u for u in ordered if u not in rulesets]))
         groups: dict[tuple[CompiledRule, ...], list[str]] = {}  # members with the same rules evaluate together
         for user_id in ordered:
-            cached = self._rulesets.get(user_id)
-            rules = cached[2] if cached is not None else (await self._rules(user_id))[2]
-            groups.setdefault(rules, []).append(user_id)
+            groups.setdefault(rulesets[user_id][2], []).append(user_id)
         room_ctx = PushContext("", None, joined, sender_level, power_content)
         shared: dict = {}
         results = {}

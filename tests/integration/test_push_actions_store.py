@@ -1,6 +1,7 @@
-"""PushStore.add_actions (homeserver/storage/push.py): each event's push actions, kept as one group per event,
-are written as one row per notified user, ROWS_PER_INSERT rows at a time (COPY on PostgreSQL from
-COPY_FROM_ROWS), and read back per user exactly as EventPushActions.of gives them from memory.
+"""PushStore (homeserver/storage/push.py) for big rooms. add_actions: each event's push actions, kept as one
+group per event, are written as one row per notified user, ROWS_PER_INSERT rows at a time (COPY on PostgreSQL
+from COPY_FROM_ROWS), and read back per user exactly as EventPushActions.of gives them from memory.
+get_rules_of: the rules of many users read together, each user's as get_rules reads them alone.
 
 On the database the suite runs on (SQLite, or PostgreSQL per HEXAGONE_TEST_DATABASE).
 """
@@ -59,3 +60,24 @@ def test_a_failed_batch_stores_nothing(reactor, store):
         on_reactor(reactor, lambda: store.add_actions(events))
     assert on_reactor(reactor, lambda: store.db.run("count", lambda t: t.select_value(
         "SELECT COUNT(*) FROM push_actions"))) == 0
+
+
+def test_the_rules_of_many_users_are_each_users_own(reactor, store):
+    users = [f"@u{i:04d}:push.example" for i in range(1200)]  # three statements' worth
+    mine = {"rule_id": "hello", "enabled": True, "pattern": "hello", "actions": ["notify"]}
+    for user_id in (users[3], users[777]):
+        on_reactor(reactor, lambda: store.replace_kind(user_id, "content", [mine, dict(mine, rule_id="bye",
+                                                                                        pattern="bye")]))
+        on_reactor(reactor, lambda: store.change_default(user_id, "override", ".m.rule.suppress_notices",
+                                                         enabled=False))
+    on_reactor(reactor, lambda: store.change_default(users[1199], "underride", ".m.rule.message",
+                                                     actions=["dont_notify"]))
+    together = on_reactor(reactor, lambda: store.get_rules_of(users))
+    assert set(together) == set(users)
+    for user_id in (users[0], users[3], users[500], users[777], users[1199]):
+        assert together[user_id] == on_reactor(reactor, lambda: store.get_rules(user_id))
+    own, defaults = together[users[777]]
+    assert [r["rule_id"] for r in own["content"]] == ["hello", "bye"]  # most important first
+    assert defaults == {("override", ".m.rule.suppress_notices"): {"enabled": False}}
+    assert together[users[1199]] == ({}, {("underride", ".m.rule.message"): {"actions": ["dont_notify"]}})
+    assert together[users[500]] == ({}, {})
