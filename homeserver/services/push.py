@@ -184,6 +184,7 @@ class PushService:
         self._compiled: LruCache[str, tuple[CompiledRule, ...]] = LruCache(RULESET_CACHE_SIZE if memoize else 0)
         self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
+        self._rules_read = defer.DeferredLock()  # held while users' rules are read (see _rules_of)
         self.work = ListenerWork("Computing push actions")
         self._staged = StagedActions(store, clock, room_heads.stream.current(), on_stored)
         self._computing: dict[object, int] = {}  # each batch under way -> its lowest stream position
@@ -204,7 +205,20 @@ class PushService:
         return cached if cached is not None else (await self._rules_of([user_id]))[user_id]
 
     async def _rules_of(self, user_ids: list[str]) -> dict[str, tuple[dict, dict, tuple[CompiledRule, ...]]]:
-        """:meth:`_rules` of users not in the cache, read together."""
+        """:meth:`_rules` of users not in the cache, read together; one read at a time, so that the users
+        another read just cached are not read again (the first messages to a big room after a start would
+        each read every member's rules)."""
+        await self._rules_read.acquire()
+        try:
+            found = {u: cached for u in user_ids if (cached := self._rulesets.get(u)) is not None}
+            missing = [u for u in user_ids if u not in found]
+            if missing:
+                found.update(await self._read_rules(missing))
+            return found
+        finally:
+            self._rules_read.release()
+
+    async def _read_rules(self, user_ids: list[str]) -> dict[str, tuple[dict, dict, tuple[CompiledRule, ...]]]:
         generation = self._generation
         found = {}
         for user_id, (own, defaults) in (await self._store.get_rules_of(user_ids)).items():
