@@ -25,6 +25,7 @@ from homeserver.events.push_rules import (KINDS, CompiledRule, InvalidRule, Push
                                           validate_rule_body)
 from homeserver.events.threads import MAIN_THREAD, thread_walk
 from homeserver.lru import LruCache
+from homeserver.shared_reads import SharedReads
 from homeserver.services.background import ListenerWork
 from homeserver.services.sync import together
 from homeserver.storage.events import StoredEvent
@@ -182,9 +183,10 @@ class PushService:
         self._rulesets: LruCache[str, tuple[dict, dict, tuple[CompiledRule, ...]]] = LruCache(
             RULESET_CACHE_SIZE if memoize else 0)
         self._compiled: LruCache[str, tuple[CompiledRule, ...]] = LruCache(RULESET_CACHE_SIZE if memoize else 0)
-        self._generation = 0
         self._locks: dict[str, defer.DeferredLock] = {}
-        self._rules_read = defer.DeferredLock()  # held while users' rules are read (see _rules_of)
+        # The first messages to a big room after a start each want every member's rules: read once.
+        self._rule_reads: SharedReads[str, tuple[dict, dict, tuple[CompiledRule, ...]]] = SharedReads(
+            self._read_rules, self._keep_rules)
         self.work = ListenerWork("Computing push actions")
         self._staged = StagedActions(store, clock, room_heads.stream.current(), on_stored)
         self._computing: dict[object, int] = {}  # each batch under way -> its lowest stream position
@@ -205,21 +207,14 @@ class PushService:
         return cached if cached is not None else (await self._rules_of([user_id]))[user_id]
 
     async def _rules_of(self, user_ids: list[str]) -> dict[str, tuple[dict, dict, tuple[CompiledRule, ...]]]:
-        """:meth:`_rules` of users not in the cache, read together; one read at a time, so that the users
-        another read just cached are not read again (the first messages to a big room after a start would
-        each read every member's rules)."""
-        await self._rules_read.acquire()
-        try:
-            found = {u: cached for u in user_ids if (cached := self._rulesets.get(u)) is not None}
-            missing = [u for u in user_ids if u not in found]
-            if missing:
-                found.update(await self._read_rules(missing))
-            return found
-        finally:
-            self._rules_read.release()
+        """:meth:`_rules` of users not in the cache, read together; users another read is reading now are
+        waited for, not read again."""
+        found = {u: cached for u in user_ids if (cached := self._rulesets.get(u)) is not None}
+        if len(found) < len(user_ids):
+            found.update(await self._rule_reads.read([u for u in user_ids if u not in found]))
+        return found
 
     async def _read_rules(self, user_ids: list[str]) -> dict[str, tuple[dict, dict, tuple[CompiledRule, ...]]]:
-        generation = self._generation
         found = {}
         for user_id, (own, defaults) in (await self._store.get_rules_of(user_ids)).items():
             # Compiled rules depend on the user's own rules and changes only: the defaults' conditions on the
@@ -229,10 +224,12 @@ class PushService:
             if compiled is None:
                 compiled = compile_ruleset(merge_ruleset(user_id, own, defaults), user_id)
                 self._compiled.put(key, compiled)
-            found[user_id] = cached = (own, defaults, compiled)
-            if generation == self._generation:  # no rule changed while loading: safe to cache
-                self._rulesets.put(user_id, cached)
+            found[user_id] = (own, defaults, compiled)
         return found
+
+    def _keep_rules(self, rulesets: dict[str, tuple[dict, dict, tuple[CompiledRule, ...]]]) -> None:
+        for user_id, ruleset in rulesets.items():
+            self._rulesets.put(user_id, ruleset)
 
     async def client_rules(self, user_id: str) -> dict:
         """Spec GET /pushrules/: the ``global`` ruleset."""
@@ -318,7 +315,7 @@ class PushService:
 
     async def _rules_changed(self, user_id: str) -> None:
         """Spec "Push Rules: Events": the new rules reach the user's clients as ``m.push_rules`` account data."""
-        self._generation += 1
+        self._rule_reads.invalidate()
         self._rulesets.pop(user_id, None)
         await self._account_data.put(user_id, None, "m.push_rules", await self.client_rules(user_id))
 
@@ -394,9 +391,7 @@ class PushService:
             return PushContext(user_id, names.get(user_id), joined, sender_level, power_content)
 
         ordered = sorted(recipients)
-        rulesets = {user_id: cached for user_id in ordered if (cached := self._rulesets.get(user_id)) is not None}
-        if len(rulesets) < len(ordered):
-            rulesets.update(await self._rules_of([u for u in ordered if u not in rulesets]))
+        rulesets = await self._rules_of(ordered)
         groups: dict[tuple[CompiledRule, ...], list[str]] = {}  # members with the same rules evaluate together
         for user_id in ordered:
             groups.setdefault(rulesets[user_id][2], []).append(user_id)

@@ -38,20 +38,55 @@ def test_readers_of_the_same_members_read_them_once():
     push = service(store)
     first = ensureDeferred(push._rules_of(USERS))
     second = ensureDeferred(push._rules_of(USERS[2:] + ["@new:test.local"]))
-    assert [ids for ids, _ in store.reads] == [USERS]
-    store.reads[0][1].callback(None)
-    assert [ids for ids, _ in store.reads] == [USERS, ["@new:test.local"]]  # only who the first did not read
+    # The second reader reads at once only whom the first is not reading, and waits for the rest.
+    assert [ids for ids, _ in store.reads] == [USERS, ["@new:test.local"]]
     store.reads[1][1].callback(None)
+    assert not second.called
+    store.reads[0][1].callback(None)
     assert set(first.result) == set(USERS) and set(second.result) == set(USERS[2:]) | {"@new:test.local"}
     assert second.result[USERS[3]] is first.result[USERS[3]]
     assert first.result[USERS[0]][2] is first.result[USERS[1]][2]  # the same rules compiled once
+    third = ensureDeferred(push._rules_of(USERS + ["@new:test.local"]))
+    assert len(store.reads) == 2 and third.result == {**first.result, **second.result}  # all cached
+
+
+def test_readers_of_other_members_do_not_wait_for_each_other():
+    """Joins to a room each bring a user whose rules are not cached: their reads overlap."""
+    store = RulesStore()
+    push = service(store)
+    first = ensureDeferred(push._rules_of(USERS[:2]))
+    second = ensureDeferred(push._rules_of(USERS[2:]))
+    assert [ids for ids, _ in store.reads] == [USERS[:2], USERS[2:]]
+    store.reads[1][1].callback(None)
+    assert set(second.result) == set(USERS[2:]) and not first.called
+
+
+def test_a_read_begun_before_a_rule_changed_is_neither_joined_nor_kept():
+    store = RulesStore()
+    push = service(store)
+    first = ensureDeferred(push._rules_of(USERS))
+    push._rule_reads.invalidate()  # what a rule change does, besides forgetting the user's cached rules
+    second = ensureDeferred(push._rules_of(USERS))
+    assert len(store.reads) == 2  # not joined
+    store.reads[0][1].callback(None)
+    assert set(first.result) == set(USERS) and not second.called
+    store.reads[1][1].callback(None)
+    assert set(second.result) == set(USERS)
+
+    store = RulesStore()
+    push = service(store)
+    ensureDeferred(push._rules_of(USERS))
+    push._rule_reads.invalidate()
+    store.reads[0][1].callback(None)
+    ensureDeferred(push._rules_of(USERS))
+    assert len(store.reads) == 2  # not kept: read again
 
 
 def test_a_worker_that_keeps_no_rules_reads_them_each_time():
     store = RulesStore()
     push = service(store, memoize=False)
     first = ensureDeferred(push._rules_of(USERS))
-    second = ensureDeferred(push._rules_of(USERS))
     store.reads[0][1].callback(None)
+    second = ensureDeferred(push._rules_of(USERS))
     store.reads[1][1].callback(None)
     assert len(store.reads) == 2 and set(first.result) == set(second.result) == set(USERS)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from homeserver.events.builder import event_id_list
 from homeserver.events.canonical_json import encode_canonical_json
@@ -24,6 +23,7 @@ from homeserver.events.redaction import redact_event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.state_res import resolve_state
 from homeserver.lru import LruCache
+from homeserver.shared_reads import SharedReads
 from homeserver.storage.events import EventStore, NewEvent, StateKey, StoredEvent
 from homeserver.storage.streams import StreamIdGenerator
 
@@ -112,21 +112,6 @@ class RoomMembers:
 NO_MEMBERS = RoomMembers({}, {}, frozenset())
 
 
-def _result_of(load: defer.Deferred) -> defer.Deferred:
-    """A Deferred with ``load``'s result that leaves that result in ``load`` for its other readers."""
-    mine: defer.Deferred = defer.Deferred()
-
-    def passed_on(result):
-        if isinstance(result, Failure):
-            mine.errback(result)
-        else:
-            mine.callback(result)
-        return result
-
-    load.addBoth(passed_on)
-    return mine
-
-
 def announce(stream: StreamIdGenerator, listeners: Sequence[RoomEventListener], events: list[StoredEvent]) -> None:
     """Call the listeners, in order, once the stream shows these events (a lower position may still be
     committing)."""
@@ -150,8 +135,7 @@ class RoomHeads:
         self._forgotten = 0  # how many times ``forget`` ran: a head loaded across one is not kept
         self._locks: dict[str, defer.DeferredLock] = {}
         self.cache: LruCache[str, StoredEvent] = LruCache(event_cache_size)  # persisted events by ID
-        # The events being read from the store: the read, and ``_forgotten`` when it began.
-        self._loading: dict[str, tuple[defer.Deferred, int]] = {}
+        self._reads: SharedReads[str, StoredEvent] = SharedReads(store.get_events, self._keep_events)
 
     def now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)
@@ -163,36 +147,19 @@ class RoomHeads:
         of member events: read once, they are held once)."""
         found: dict[str, StoredEvent] = {}
         missing = []
-        joined: dict[defer.Deferred, list[str]] = {}  # another reader's read -> the events wanted from it
         for eid in event_ids:
             ev = self.cache.get(eid)
             if ev is not None:
                 found[eid] = ev
-            elif (load := self._loading.get(eid)) is not None and load[1] == self._forgotten:
-                joined.setdefault(load[0], []).append(eid)
             else:
                 missing.append(eid)
         if missing:
-            forgotten = self._forgotten
-            load = defer.ensureDeferred(self._store.get_events(missing))
-            for eid in missing:
-                self._loading[eid] = (load, forgotten)
-            try:
-                loaded = await _result_of(load)
-            finally:
-                for eid in missing:
-                    if self._loading.get(eid, (None,))[0] is load:
-                        del self._loading[eid]
-                load.addErrback(lambda _: None)  # its failure was raised here, and to each reader that waited
-            keep = forgotten == self._forgotten  # not across a redaction another process made
-            for eid, ev in loaded.items():
-                if keep:
-                    self.cache.put(ev.event_id, ev)
-                found[eid] = ev
-        for load, wanted in joined.items():
-            loaded = await _result_of(load)
-            found.update((eid, loaded[eid]) for eid in wanted if eid in loaded)
+            found.update(await self._reads.read(missing))
         return found
+
+    def _keep_events(self, loaded: dict[str, StoredEvent]) -> None:
+        for ev in loaded.values():
+            self.cache.put(ev.event_id, ev)
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         return (await self.get_events([event_id])).get(event_id)
@@ -356,6 +323,7 @@ class RoomHeads:
         """Another process changed these rooms' state or redacted these events: read them again when next
         asked (a worker's heads are only ever read)."""
         self._forgotten += 1
+        self._reads.invalidate()
         for room_id in room_ids:
             self._heads.pop(room_id, None)
             self._members.pop(room_id, None)
@@ -364,6 +332,7 @@ class RoomHeads:
 
     def forget_all(self) -> None:
         self._forgotten += 1
+        self._reads.invalidate()
         self._heads.clear()
         self._members.clear()
         self.cache.clear()
