@@ -1,7 +1,9 @@
 """Prometheus metrics through ``prometheus-client``, with Synapse's metric names where Synapse has the metric.
 
-Built once by the composition root on a registry of its own (no module-level state) and handed by constructor
-to what measures; served as text on a listener naming the ``metrics`` resource when ``enable_metrics`` is on.
+Built once by the composition root (no module-level state) and handed by constructor to what measures. The
+counts the console charts are always kept; the Prometheus metrics, on a registry of their own, only when
+``enable_metrics`` is on (they are served as text on a listener naming the ``metrics`` resource): otherwise
+prometheus-client (1.2 MB) is not even imported, and a request costs no histogram.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterable
 
-import prometheus_client as prom
 from twisted.internet import task
 
 # Synapse's buckets for request and transaction times (seconds).
@@ -18,21 +19,24 @@ UNMATCHED = "unmatched"  # the servlet label of a request no route matched
 
 
 class Counter:
-    """A count per value of one label, only ever increasing: a Prometheus counter (in ``registry`` when
-    given), whose counts are also readable here for log lines."""
+    """A count per value of one label, only ever increasing, readable here for log lines; also a Prometheus
+    counter when given a ``registry``."""
 
-    def __init__(self, name: str, label: str, registry: prom.CollectorRegistry | None = None,
-                 documentation: str = ""):
+    def __init__(self, name: str, label: str, registry=None, documentation: str = ""):
         self.name = name
         self.label = label
         self._counts: dict[str, int] = {}
-        self._metric = prom.Counter(name, documentation or name, [label], registry=registry)
+        self._metric = None
+        if registry is not None:
+            import prometheus_client
+            self._metric = prometheus_client.Counter(name, documentation or name, [label], registry=registry)
 
     def inc(self, value: str) -> int:
         """Count one more for ``value``; returns the new count."""
         count = self._counts.get(value, 0) + 1
         self._counts[value] = count
-        self._metric.labels(value).inc()
+        if self._metric is not None:
+            self._metric.labels(value).inc()
         return count
 
     def get(self, value: str) -> int:
@@ -42,14 +46,13 @@ class Counter:
         return dict(self._counts)
 
 
-class Metrics:
-    """Every metric of one server: HTTP requests, database transactions, events persisted, federation queues,
-    federation rejections."""
+class _Exported:
+    """The Prometheus metrics, in a registry of their own."""
 
-    def __init__(self, server_name: str):
-        self.registry = prom.CollectorRegistry(auto_describe=True)
-        self._server_name = server_name
-        reg = self.registry
+    def __init__(self):
+        import prometheus_client as prom
+        self.prom = prom
+        self.registry = reg = prom.CollectorRegistry(auto_describe=True)
         self.requests_received = prom.Counter(
             "synapse_http_server_requests_received", "Requests received, per method and endpoint",
             ["method", "servlet"], registry=reg)
@@ -76,44 +79,63 @@ class Metrics:
         self.latency = prom.Gauge(
             "hexagone_federation_latency_seconds", "Round trip of the last transaction a destination accepted",
             ["destination"], registry=reg)
+
+
+class Metrics:
+    """Every metric of one server: HTTP requests, database transactions, events persisted, federation queues,
+    federation rejections; exported to Prometheus when ``export``."""
+
+    def __init__(self, server_name: str, export: bool = False):
+        self._server_name = server_name
+        self._exported = _Exported() if export else None
         self.federation_rejected = Counter(
-            "hexagone_federation_rejected", "reason", reg, "PDUs and EDUs refused from other servers, per reason")
+            "hexagone_federation_rejected", "reason", self._exported.registry if export else None,
+            "PDUs and EDUs refused from other servers, per reason")
         self.totals = {"requests": 0, "local_events": 0, "remote_events": 0}  # for TrafficHistory
 
     def request_received(self, method: str, servlet: str | None) -> None:
-        self.requests_received.labels(method, servlet or UNMATCHED).inc()
         self.totals["requests"] += 1
+        if self._exported is not None:
+            self._exported.requests_received.labels(method, servlet or UNMATCHED).inc()
 
     def request_done(self, method: str, servlet: str | None, code: int, seconds: float) -> None:
-        self.responses.labels(method, str(code)).inc()
-        self.response_time.labels(method, servlet or UNMATCHED, str(code)).observe(seconds)
+        if self._exported is not None:
+            self._exported.responses.labels(method, str(code)).inc()
+            self._exported.response_time.labels(method, servlet or UNMATCHED, str(code)).observe(seconds)
 
     def transaction_done(self, name: str, seconds: float) -> None:
         """Called on the database thread that ran the transaction (prometheus-client is thread-safe)."""
-        self.transaction_time.labels(name).observe(seconds)
+        if self._exported is not None:
+            self._exported.transaction_time.labels(name).observe(seconds)
 
     def on_room_events(self, events) -> None:
         """Room event listener: each batch of newly persisted events, local or received."""
+        exported = self._exported
         for event in events:
             local = event.sender.split(":", 1)[-1] == self._server_name
-            self.persisted_events.inc()
-            self.persisted_events_sep.labels(event.type, "local" if local else "remote").inc()
             self.totals["local_events" if local else "remote_events"] += 1
+            if exported is not None:
+                exported.persisted_events.inc()
+                exported.persisted_events_sep.labels(event.type, "local" if local else "remote").inc()
 
     def set_destinations(self, destinations: Iterable[dict]) -> None:
         """The federation queues as the admin service reports them (``destination``, ``queued``,
         ``retry_interval`` and ``latency_ms`` in ms)."""
-        for gauge in (self.queue_depth, self.backoff, self.latency):
+        exported = self._exported
+        if exported is None:
+            return
+        for gauge in (exported.queue_depth, exported.backoff, exported.latency):
             gauge.clear()
         for d in destinations:
-            self.queue_depth.labels(d["destination"]).set(d["queued"])
-            self.backoff.labels(d["destination"]).set(d["retry_interval"] / 1000)
+            exported.queue_depth.labels(d["destination"]).set(d["queued"])
+            exported.backoff.labels(d["destination"]).set(d["retry_interval"] / 1000)
             if d.get("latency_ms") is not None:
-                self.latency.labels(d["destination"]).set(d["latency_ms"] / 1000)
+                exported.latency.labels(d["destination"]).set(d["latency_ms"] / 1000)
 
     def exposition(self) -> tuple[bytes, str]:
-        """The registry in Prometheus' text format, and its content type."""
-        return prom.generate_latest(self.registry), prom.CONTENT_TYPE_LATEST
+        """The registry in Prometheus' text format, and its content type (only when exported)."""
+        prom = self._exported.prom
+        return prom.generate_latest(self._exported.registry), prom.CONTENT_TYPE_LATEST
 
 
 class TrafficHistory:

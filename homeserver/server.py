@@ -330,7 +330,7 @@ def build_server(config, reactor) -> HomeServer:
     media_providers = _storage_providers(config, _in_pool(reactor, media_pool))
     if config.database.engine == "sqlite" and os.path.dirname(config.database.sqlite_path):
         os.makedirs(os.path.dirname(config.database.sqlite_path), exist_ok=True)
-    metrics = Metrics(config.server_name)
+    metrics = Metrics(config.server_name, export=config.enable_metrics)
     db = Database(open_engine(config.database), reactor, on_transaction=metrics.transaction_done)
     apply_migrations(db, STORAGE_DOMAINS, apply=not config.worker_role.is_worker)
     server_name = config.server_name

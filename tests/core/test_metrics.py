@@ -3,11 +3,16 @@ origin, federation gauges replaced on each refresh, all in the server's own regi
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from homeserver.metrics import Counter, Metrics
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass
@@ -24,7 +29,7 @@ def _samples(metrics: Metrics) -> dict[tuple[str, tuple], float]:
 
 
 def test_a_counter_counts_per_value_and_exports():
-    metrics = Metrics("hs.example:8448")
+    metrics = Metrics("hs.example:8448", export=True)
     assert [metrics.federation_rejected.inc("signature") for _ in range(2)] == [1, 2]
     assert metrics.federation_rejected.snapshot() == {"signature": 2}
     assert _samples(metrics)[("hexagone_federation_rejected_total", (("reason", "signature"),))] == 2
@@ -32,7 +37,7 @@ def test_a_counter_counts_per_value_and_exports():
 
 
 def test_events_persisted_by_type_and_origin():
-    metrics = Metrics("hs.example:8448")
+    metrics = Metrics("hs.example:8448", export=True)
     metrics.on_room_events([_Event("m.room.message", "@a:hs.example:8448"), _Event("m.room.message", "@b:other"),
                             _Event("m.room.member", "@a:hs.example:8448")])
     s = _samples(metrics)
@@ -43,7 +48,7 @@ def test_events_persisted_by_type_and_origin():
 
 
 def test_federation_gauges_follow_the_latest_refresh():
-    metrics = Metrics("hs.example")
+    metrics = Metrics("hs.example", export=True)
     metrics.set_destinations([{"destination": "a.example", "queued": 3, "retry_interval": 4000, "latency_ms": None},
                               {"destination": "b.example", "queued": 0, "retry_interval": 0, "latency_ms": 25}])
     metrics.set_destinations([{"destination": "b.example", "queued": 1, "retry_interval": 0, "latency_ms": 30}])
@@ -54,7 +59,7 @@ def test_federation_gauges_follow_the_latest_refresh():
 
 
 def test_requests_and_transactions():
-    metrics = Metrics("hs.example")
+    metrics = Metrics("hs.example", export=True)
     metrics.request_received("GET", "/_matrix/client/v3/sync")
     metrics.request_done("GET", "/_matrix/client/v3/sync", 200, 0.02)
     metrics.request_received("GET", None)
@@ -66,3 +71,16 @@ def test_requests_and_transactions():
               (("code", "200"), ("method", "GET"), ("servlet", "/_matrix/client/v3/sync")))] == 1
     assert s[("synapse_http_server_responses_total", (("code", "404"), ("method", "GET")))] == 1
     assert s[("synapse_storage_transaction_time_count", (("desc", "get_user"),))] == 1
+
+
+def test_without_export_the_console_counts_are_kept_and_prometheus_is_not_loaded():
+    """``enable_metrics: false`` (the default): no Prometheus registry, not even its library in memory."""
+    code = ("import sys\n"
+            "from homeserver.metrics import Metrics\n"
+            "m = Metrics('hs.example')\n"
+            "m.request_received('GET', None); m.request_done('GET', None, 200, 0.1); m.transaction_done('t', 0.1)\n"
+            "m.set_destinations([{'destination': 'a', 'queued': 1, 'retry_interval': 0}])\n"
+            "assert m.federation_rejected.inc('signature') == 1\n"
+            "assert m.totals['requests'] == 1, m.totals\n"
+            "assert 'prometheus_client' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
