@@ -244,8 +244,8 @@ class AuthService:
         info = await self._store.get_token(token)
         if info is None or info.deactivated:
             raise unknown_token()
-        valid_until, revoked = (None, False)
-        if self._lifetimes is not None:
+        valid_until, revoked = info.valid_until_ms, False
+        if info.first_use_revokes and self._lifetimes is not None:
             # Spec "Refreshing access tokens": the first use of a refreshed token revokes the old refresh token.
             valid_until, revoked = await self._lifetimes.use_access_token(token)
         if revoked:

@@ -74,6 +74,8 @@ class TokenInfo:
     is_admin: bool
     deactivated: bool
     is_guest: bool = False
+    valid_until_ms: int | None = None  # an access token that expires (storage/session_tokens.py)
+    first_use_revokes: bool = False  # its first use revokes the refresh token it replaced (not done yet)
 
 
 class AccountStore(Store):
@@ -193,11 +195,16 @@ class AccountStore(Store):
         return await self.db.run("create_device", txn_fn)
 
     async def get_token(self, token: str) -> TokenInfo | None:
+        """The token's user and device, with its lifetime (one read: a token's first use needs no second)."""
         def txn_fn(txn):
             row = txn.select_one(
-                "SELECT t.user_id, t.device_id, u.admin, u.deactivated, u.is_guest FROM access_tokens t "
-                "JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?", (token_hash(token),))
-            return None if row is None else TokenInfo(row[0], row[1], bool(row[2]), bool(row[3]), bool(row[4]))
+                "SELECT t.user_id, t.device_id, u.admin, u.deactivated, u.is_guest, l.valid_until_ms,"
+                " l.refresh_token_hash IS NOT NULL AND l.used = 0 FROM access_tokens t"
+                " JOIN users u ON u.user_id = t.user_id"
+                " LEFT JOIN access_token_lifetimes l ON l.token_hash = t.token_hash WHERE t.token_hash = ?",
+                (token_hash(token),))
+            return None if row is None else TokenInfo(row[0], row[1], bool(row[2]), bool(row[3]), bool(row[4]),
+                                                      row[5], bool(row[6]))
 
         return await self.db.run("get_token", txn_fn)
 
