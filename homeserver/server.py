@@ -111,6 +111,7 @@ from homeserver.services.room_events.gate import JoinGate
 from homeserver.services.room_events.heads import RoomHeads
 from homeserver.services.room_events.local import LocalAppends
 from homeserver.services.room_events.remote import RemotePersistence
+from homeserver.services.room_blocks import RoomBlocks
 from homeserver.services.rooms import RoomService
 from homeserver.services.search import SearchService
 from homeserver.services.spaces import SpaceService
@@ -536,11 +537,12 @@ def build_server(config, reactor) -> HomeServer:
                                   server_name=server_name, clock=reactor, room_servers=room_servers,
                                   erased=admin_store.erased),
         remote=remote_queries, server_name=server_name, client=transport.client, sender=transport.sender)
+    room_blocks = RoomBlocks(store=admin_store, memoize=not role.is_worker)
     rooms = RoomService(room_heads=room_heads, appends=appends, join_gate=join_gate, store=event_store,
                         profiles=profiles, server_name=server_name,
                         default_room_version=config.default_room_version, restricted_joins=restricted_joins,
                         federation=federation_handler, directory=directory, join_limits=ratelimit,
-                        blocked_by=admin_store.room_blocked_by, access_rules=access_rules,
+                        blocked_by=room_blocks.blocked_by, access_rules=access_rules,
                         account_data=account_data)
     identity = _build_identity(config, reactor, threads, db, signing_key, transport)
     third_party_invites = ThirdPartyInvites(identity=identity, rooms=rooms, room_heads=room_heads, appends=appends,
@@ -613,7 +615,8 @@ def build_server(config, reactor) -> HomeServer:
                                        room_heads=room_heads, appends=appends, event_store=event_store,
                                        serializer=serializer, sync=sync, sender=transport.sender,
                                        ratelimit_overrides=ratelimit.overrides, clock=reactor,
-                                       moderation=account_moderation, threepids=threepids, identity=identity),
+                                       moderation=account_moderation, blocks=room_blocks, threepids=threepids,
+                                       identity=identity),
                     access_rules=access_rules, retention=retention, reports=reports,
                     background_jobs=BackgroundJobs(reactor, [
                         *([] if role.is_worker else retention.scheduled_jobs()),

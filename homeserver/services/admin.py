@@ -106,9 +106,11 @@ def page(items: list, offset: int, limit: int) -> tuple[list, int | None]:
 
 class AdminService:
     def __init__(self, *, store, server_name: str, auth, registration, profiles, rooms, room_heads, appends, event_store,
-                 serializer, sync, sender, ratelimit_overrides, clock, moderation, threepids=None, identity=None):
+                 serializer, sync, sender, ratelimit_overrides, clock, moderation, blocks, threepids=None,
+                 identity=None):
         """``threepids``, ``identity``: the account's 3PIDs, unbound from identity servers on deactivation."""
         self._store = store  # homeserver.storage.admin.AdminStore
+        self._blocks = blocks  # services.room_blocks.RoomBlocks
         self._threepids = threepids
         self._identity = identity
         self._moderation = moderation  # services.account_moderation.AccountModeration: suspended, locked
@@ -381,15 +383,12 @@ class AdminService:
         return self._sync.encode_token(dict(self._sync.current_positions(), events=position))
 
     async def block_room(self, room_id: str, admin_id: str, block: bool) -> dict:
-        await self._store.block_room(room_id, admin_id if block else None)
+        await self._blocks.block(room_id, admin_id if block else None)
         return {"block": block}
 
     async def room_block(self, room_id: str) -> dict:
-        by = await self._store.room_blocked_by(room_id)
+        by = await self._blocks.blocked_by(room_id)
         return {"block": True, "user_id": by} if by is not None else {"block": False}
-
-    async def is_blocked(self, room_id: str) -> bool:
-        return await self._store.room_blocked_by(room_id) is not None
 
     async def delete_room(self, admin_id: str, room_id: str, *, block: bool, purge: bool) -> dict:
         """DELETE /_synapse/admin/v1|v2/rooms/{roomId}: every local member leaves; then, as asked, the room is
@@ -398,7 +397,7 @@ class AdminService:
         if not room_id.startswith("!"):
             raise invalid_param(f"{room_id} is not a room ID")
         if block:
-            await self._store.block_room(room_id, admin_id)
+            await self._blocks.block(room_id, admin_id)
         kicked, failed = [], []
         if await self._heads.room_version(room_id) is not None:
             for user_id in await self._event_store.joined_members(room_id):
